@@ -1,0 +1,51 @@
+# Two entry points, both starting from nothing on a fresh machine:
+#   make demo   creates .venv, installs vdm3d, runs the main job on the embedded default backbone
+#   make test   same install, then the whole test suite (what CI runs)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+# System libraries for software OpenGL (ground-truth mesh rendering on Mesa llvmpipe through EGL).
+SYSTEM_PACKAGES := libegl1 libegl-mesa0 libgl1-mesa-dri libgl1 libgles2
+
+export HF_HUB_OFFLINE := 1
+export PYTHONUNBUFFERED := 1
+
+.PHONY: demo test test-quick install system-deps bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(MAKE) --no-print-directory system-deps
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	@touch $(STAMP)
+
+system-deps:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing system packages: $$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	      || echo "warning: could not install $$missing; mesh ground-truth rendering will be unavailable"; \
+	  else echo "warning: missing system packages ($$missing); run: sudo apt-get install $$missing"; fi; \
+	fi
+
+demo: $(STAMP)
+	$(VENV)/bin/vdm3d trajectory make orbit --frames 36 --radius 2.5 --elevation-deg 20 --out runs/demo/orbit.json --overwrite
+	$(VENV)/bin/vdm3d trajectory preview runs/demo/orbit.json --out runs/demo/orbit_preview.png --overwrite
+	@echo "demo results: runs/demo/"
+
+test: $(STAMP)
+	$(PY) -m pytest -n 2 --dist loadgroup -q
+
+test-quick: $(STAMP)
+	$(PY) -m pytest -n 2 -q -m "not slow"
+
+bench: $(STAMP)
+	$(PY) benchmarks/render.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache runs

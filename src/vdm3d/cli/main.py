@@ -1,0 +1,102 @@
+"""Entry point of the ``vdm3d`` command.
+
+Each subcommand lives in its own module under ``vdm3d.cli`` and is imported only when used, so
+``vdm3d trajectory ...`` never pays for importing diffusers. A module exposes ``HELP`` (one line for
+the overview) and ``main(argv, prog)``. Flags are generated from the config dataclasses by tyro
+(:func:`dispatch`), so an option is declared exactly once, with its docstring as help.
+
+Errors: a :class:`~vdm3d.errors.Vdm3dError` is printed as one sentence and exits with status 2;
+``--debug`` (anywhere on the line) shows the traceback as well.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import traceback
+from typing import Callable, Sequence
+
+from vdm3d.errors import Vdm3dError
+
+# name -> module; the order is the order of the overview.
+GROUPS: dict[str, str] = {
+    "object": "vdm3d.cli.object",
+    "complete": "vdm3d.cli.complete",
+    "explore": "vdm3d.cli.explore",
+    "stylize": "vdm3d.cli.stylize",
+    "fit": "vdm3d.cli.fit",
+    "trajectory": "vdm3d.cli.trajectory",
+    "data": "vdm3d.cli.data",
+    "train": "vdm3d.cli.train",
+    "eval": "vdm3d.cli.eval",
+    "models": "vdm3d.cli.models",
+    "view": "vdm3d.cli.view",
+}
+
+
+def _available() -> dict[str, str]:
+    out = {}
+    for name, module in GROUPS.items():
+        if importlib.util.find_spec(module) is not None:
+            out[name] = module
+    return out
+
+
+def _overview() -> str:
+    lines = ["usage: vdm3d COMMAND [...] [--debug]", "",
+             "Video diffusion models as 3D tools. Commands:", ""]
+    for name, module in _available().items():
+        help_line = getattr(importlib.import_module(module), "HELP", "")
+        lines.append(f"  {name:<11} {help_line}")
+    lines += ["", "Run `vdm3d COMMAND --help` for the options of a command.",
+              "--debug shows the full traceback when a command fails."]
+    return "\n".join(lines)
+
+
+def dispatch(commands: dict[str, Callable] | Callable, argv: Sequence[str], prog: str,
+             description: str | None = None):
+    """Parse ``argv`` with tyro against one function or a dict of subcommand functions, and call it."""
+    import tyro
+
+    if callable(commands):
+        return tyro.cli(commands, args=list(argv), prog=prog, description=description)
+    return tyro.extras.subcommand_cli_from_dict(commands, args=list(argv), prog=prog, description=description)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("VDM3D_DEBUG") == "1"
+    argv = [a for a in argv if a != "--debug"]
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the network unless asked to
+
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_overview())
+        return 0
+    if argv[0] in ("--version", "version"):
+        from vdm3d import __version__
+        print(f"vdm3d {__version__}")
+        return 0
+    available = _available()
+    name = argv[0]
+    if name not in available:
+        print(f"vdm3d: unknown command {name!r}; choose one of: {', '.join(available)}.", file=sys.stderr)
+        return 2
+    try:
+        module = importlib.import_module(available[name])
+        result = module.main(argv[1:], prog=f"vdm3d {name}")
+        return int(result or 0)
+    except Vdm3dError as e:
+        if debug:
+            traceback.print_exc()
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted; partial results with checkpoints can be continued with --resume.", file=sys.stderr)
+        return 130
+    except SystemExit as e:  # argparse/tyro usage errors already printed their message
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Errors that speak to the user.
+
+Every failure caused by what the user gave us (a file, a flag, a missing download) raises a
+:class:`Vdm3dError` subclass whose message is one sentence naming the file, the field and the fix.
+The CLI prints that sentence and exits with status 2; ``--debug`` adds the traceback. Anything else
+that escapes is a bug in vdm3d and is reported as such.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class Vdm3dError(Exception):
+    """Base class: the message is shown to the user as is."""
+
+    exit_code = 2
+
+
+class InputError(Vdm3dError):
+    """A file or value given by the user is unusable (corrupt, wrong shape, NaN, missing)."""
+
+    def __init__(self, message: str | None = None, *, path: str | Path | None = None,
+                 field: str | None = None, problem: str | None = None, fix: str | None = None):
+        if message is None:
+            message = describe(path=path, field=field, problem=problem, fix=fix)
+        super().__init__(message)
+        self.path, self.field, self.problem, self.fix = path, field, problem, fix
+
+
+class CameraError(InputError):
+    """Cameras or a trajectory failed validation (non-finite, non-orthonormal, bad intrinsics)."""
+
+
+class ConfigError(Vdm3dError):
+    """An option is out of range or inconsistent with another."""
+
+
+class MissingWeightsError(Vdm3dError):
+    """Model weights are not present locally (we never download at run time unless asked)."""
+
+
+class UnsafeCheckpointError(Vdm3dError):
+    """A pickle checkpoint was offered without the explicit trust flag."""
+
+
+class OutputExistsError(Vdm3dError):
+    """The output folder already exists and would be overwritten."""
+
+
+def describe(*, path=None, field=None, problem=None, fix=None) -> str:
+    """Compose the one-sentence message: ``<path>: <field> <problem>; <fix>.``"""
+    head = f"{path}: " if path is not None else ""
+    subject = f"{field} " if field else ""
+    body = f"{subject}{problem or 'is invalid'}"
+    tail = f"; {fix}" if fix else ""
+    sentence = f"{head}{body}{tail}".rstrip()
+    return sentence if sentence.endswith(".") else sentence + "."

@@ -1,0 +1,192 @@
+"""Run folders: results appear only when complete, with a manifest that says how they were made.
+
+A command that writes results does so inside ``RunFolder(out)``. Work goes to a hidden sibling
+``.<name>.partial/``; on success ``manifest.json`` is written and the folder is renamed to ``out`` in
+one step, so a reader never sees half a run. On failure the partial folder is deleted, unless the run
+saved a checkpoint into it (``run.checkpoint_dir``): then it stays, and the same command with
+``--resume`` continues from there.
+
+The manifest records the command line, the full config, the seed, the versions of the packages that
+shape the numbers, and a SHA-256 of every input file, so any result can be reproduced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from vdm3d.errors import InputError, OutputExistsError
+
+MANIFEST = "manifest.json"
+_VERSIONED = ("vdm3d", "torch", "numpy", "diffusers", "transformers", "accelerate", "trimesh",
+              "scikit-image", "opencv-python-headless", "gsplat", "safetensors")
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes, hex."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def to_jsonable(value: Any) -> Any:
+    """Turn configs (dataclasses, enums, paths, tuples, numpy/torch scalars) into JSON values."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [to_jsonable(v) for v in value]
+    if hasattr(value, "tolist"):  # numpy / torch scalars and arrays
+        return value.tolist()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write a file so that readers see either the old content or the new, never a mix."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(to_jsonable(obj), indent=2) + "\n").encode())
+
+
+class RunFolder:
+    """Context manager for one run's output folder.
+
+    >>> with RunFolder("runs/fern", config=cfg, seed=0, inputs=["data/fern"]) as run:  # doctest: +SKIP
+    ...     save_ply(run.path / "splats.ply", gaussians)
+    ...     run.record(perceptual="ms-ssim")
+
+    Args:
+        out: final folder; must not exist unless ``overwrite`` (it is replaced atomically at the end)
+            or ``resume`` (an existing partial folder is continued).
+        config: the frozen config dataclass of the command (stored in full).
+        seed: the random seed, stored in the manifest.
+        inputs: files or folders whose content determines the result; files are hashed.
+    """
+
+    def __init__(self, out: str | Path, *, config: Any = None, seed: int | None = None,
+                 inputs: list[str | Path] = (), overwrite: bool = False, resume: bool = False,
+                 command: list[str] | None = None):
+        self.out = Path(out)
+        self.partial = self.out.parent / f".{self.out.name}.partial"
+        self.config, self.seed, self.inputs = config, seed, [Path(p) for p in inputs]
+        self.overwrite, self.resume = overwrite, resume
+        self.command = list(sys.argv) if command is None else command
+        self.extra: dict[str, Any] = {}
+        self._keep_on_failure = False
+        self._start = 0.0
+
+    # -- the folder being written ---------------------------------------------------------------
+    @property
+    def path(self) -> Path:
+        return self.partial
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """Where resumable state goes; saving anything here keeps the partial folder on failure."""
+        self._keep_on_failure = True
+        d = self.partial / "checkpoints"
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    @property
+    def resuming(self) -> bool:
+        """True when a partial folder with checkpoints from an earlier attempt is being continued."""
+        return self.resume and (self.partial / "checkpoints").is_dir()
+
+    def record(self, **fields: Any) -> None:
+        """Add fields to the manifest (which perceptual loss ran, model hashes, timings...)."""
+        self.extra.update(fields)
+
+    # -- context protocol -----------------------------------------------------------------------
+    def __enter__(self) -> "RunFolder":
+        for p in self.inputs:
+            if not p.exists():
+                raise InputError(path=p, problem="does not exist", fix="check the path")
+        if self.out.exists() and not self.overwrite:
+            raise OutputExistsError(
+                f"{self.out}: the output folder already exists; choose another --out or pass --overwrite.")
+        if self.partial.exists() and not self.resume:
+            shutil.rmtree(self.partial)
+        self.partial.mkdir(parents=True, exist_ok=True)
+        self._start = time.time()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is not None:
+            if not (self._keep_on_failure and not isinstance(exc, InputError)):
+                shutil.rmtree(self.partial, ignore_errors=True)
+            return False
+        atomic_write_json(self.partial / MANIFEST, self.manifest())
+        if self.out.exists():
+            trash = self.out.parent / f".{self.out.name}.old"
+            shutil.rmtree(trash, ignore_errors=True)
+            os.replace(self.out, trash)
+            os.replace(self.partial, self.out)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(self.partial, self.out)
+        return False
+
+    def manifest(self) -> dict[str, Any]:
+        hashes = {}
+        for p in self.inputs:
+            files = [p] if p.is_file() else sorted(q for q in p.rglob("*") if q.is_file())
+            for f in files[:2000]:
+                hashes[str(f)] = file_sha256(f)
+        return {
+            "format": "vdm3d.run",
+            "version": 1,
+            "command": self.command,
+            "config": to_jsonable(self.config),
+            "config_type": type(self.config).__qualname__ if self.config is not None else None,
+            "seed": self.seed,
+            "packages": package_versions(),
+            "inputs": hashes,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self._start)),
+            "seconds": round(time.time() - self._start, 3),
+            "platform": platform.platform(),
+            **to_jsonable(self.extra),
+        }
