@@ -1,0 +1,1 @@
+"""Evaluation harnesses behind `vdm3d eval`: each module exposes COMMANDS (name -> function)."""

@@ -1,0 +1,1 @@
+"""Metrics: PSNR, SSIM, perceptual, Chamfer / F-score, pose error, temporal consistency."""
