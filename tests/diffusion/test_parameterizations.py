@@ -92,3 +92,24 @@ def test_training_sigmas_are_lognormal_and_seeded():
     s2 = P.edm_training_sigmas(20000, p_mean=0.7, p_std=1.6, generator=g2)
     assert torch.equal(s1, s2)
     assert abs(s1.log().mean().item() - 0.7) < 0.05 and abs(s1.log().std().item() - 1.6) < 0.05
+
+
+@pytest.mark.parametrize("process", ["edm", "vp", "flow"])
+@pytest.mark.parametrize("prediction", ["eps", "v", "x0", "flow"])
+def test_raw_from_x0_inverts_x0_from_prediction(process, prediction):
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 3, 4, 4, 4, generator=g, dtype=torch.float64) * 3
+    sigma = torch.tensor([0.3, 5.0], dtype=torch.float64)  # per batch, left-aligned
+    x_native, t_native = P.ve_to_native(x, sigma, process)
+    x0 = torch.randn(x.shape, generator=g, dtype=torch.float64)
+    raw = P.raw_from_x0(x0, x_native, t_native, prediction, process)
+    torch.testing.assert_close(P.x0_from_prediction(raw, x_native, t_native, prediction, process), x0)
+    torch.testing.assert_close(x_native, P.native_scale(P.align_sigma(sigma, x), process) * x)
+
+
+def test_batch_sigma_meets_the_batch_axis():
+    x = torch.zeros(2, 3, 4, 5, 2)  # last axis has the batch size: plain broadcasting would misalign
+    sigma = torch.tensor([1.0, 3.0])
+    x_native, t_native = P.ve_to_native(x + 1.0, sigma, "vp")
+    assert t_native.shape == (2, 1, 1, 1, 1)
+    torch.testing.assert_close(x_native[1], torch.full((3, 4, 5, 2), 1 / 10**0.5))

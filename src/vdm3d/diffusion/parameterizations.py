@@ -50,10 +50,21 @@ FLOW_T_MAX = 1.0 - 1e-5
 
 def _as_tensor(value: float | Tensor, like: Tensor | None = None) -> Tensor:
     if isinstance(value, Tensor):
-        return value
+        return align_sigma(value, like) if like is not None else value
     if like is not None:
         return torch.as_tensor(value, dtype=like.dtype, device=like.device)
     return torch.as_tensor(value, dtype=torch.get_default_dtype())
+
+
+def align_sigma(sigma: AnyTensor, x: AnyTensor) -> AnyTensor:
+    """Pad ``sigma`` with trailing singleton dims so it broadcasts to ``x`` *left-aligned*.
+
+    The protocol's noise levels are ``[B]``, ``[B, F]`` or ``[B, F, 1, h, w]`` for a latent
+    ``[B, F, C, h, w]``: a ``[B]`` sigma must meet the batch axis, not (as plain broadcasting would
+    have it) the last one. Scalars and full-rank tensors pass through unchanged."""
+    if sigma.ndim == 0 or sigma.ndim >= x.ndim:
+        return sigma
+    return sigma.reshape(*sigma.shape, *([1] * (x.ndim - sigma.ndim)))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -99,7 +110,8 @@ def ve_to_native(x: AnyTensor, sigma: AnyTensor | float, process: Process) -> tu
     * ``vp``: ``(x / sqrt(1 + sigma^2), alpha_bar)``;
     * ``flow``: ``(x / (1 + sigma), t)``.
 
-    ``sigma`` broadcasts to ``x``; the returned time has ``sigma``'s shape.
+    ``sigma`` broadcasts to ``x`` left-aligned (:func:`align_sigma`); the returned time has the
+    aligned shape.
     """
     sigma = _as_tensor(sigma, x)
     if process == "edm":
@@ -121,6 +133,17 @@ def native_to_ve(x_native: AnyTensor, t_native: AnyTensor | float, process: Proc
         return x_native / t_native.sqrt(), sigma_from_alpha_bar(t_native)
     if process == "flow":
         return x_native / (1.0 - t_native), sigma_from_t(t_native)
+    raise ConfigError(f"process {process!r} is not one of 'edm', 'vp', 'flow'; pick one of those.")
+
+
+def native_scale(sigma: AnyTensor, process: Process) -> AnyTensor:
+    """The factor ``c`` with ``x_native = c * x`` (1, ``1/sqrt(1+sigma^2)`` or ``1/(1+sigma)``)."""
+    if process == "edm":
+        return torch.ones_like(sigma)
+    if process == "vp":
+        return alpha_bar_from_sigma(sigma).sqrt()
+    if process == "flow":
+        return 1.0 / (1.0 + sigma)
     raise ConfigError(f"process {process!r} is not one of 'edm', 'vp', 'flow'; pick one of those.")
 
 
@@ -146,6 +169,26 @@ def x0_from_prediction(raw: AnyTensor, x_native: AnyTensor, t_native: AnyTensor 
         return (a * x_native / norm - b * raw) / norm
     if prediction == "flow":
         return (x_native - b * raw) / (a + b)
+    raise ConfigError(f"prediction {prediction!r} is not one of 'eps', 'v', 'x0', 'flow'; pick one of those.")
+
+
+def raw_from_x0(x0: AnyTensor, x_native: AnyTensor, t_native: AnyTensor | float,
+                prediction: Prediction, process: Process) -> AnyTensor:
+    """The raw output that :func:`x0_from_prediction` maps to ``x0`` at this ``x_native`` (its
+    inverse for a fixed input); guiders use it to work in the network's own units (CFG rescale,
+    GuidedVD's step size). Undefined at zero noise for every prediction but ``x0``."""
+    t_native = _as_tensor(t_native, x_native)
+    a, b = native_coefficients(t_native, process)
+    if prediction == "x0":
+        return x0
+    b = b.clamp_min(1e-12)
+    if prediction == "eps":
+        return (x_native - a * x0) / b
+    if prediction == "v":
+        norm = (a * a + b * b).sqrt()
+        return (a * x_native / norm - norm * x0) / b
+    if prediction == "flow":
+        return (x_native - (a + b) * x0) / b
     raise ConfigError(f"prediction {prediction!r} is not one of 'eps', 'v', 'x0', 'flow'; pick one of those.")
 
 
@@ -226,8 +269,8 @@ def sigma_data_variance_prior(sigma: AnyTensor, sigma_data: float = 1.0) -> AnyT
 
 
 __all__ = [
-    "FLOW_T_MAX", "Prediction", "Process", "alpha_bar_from_sigma", "edm_loss_weight", "edm_precondition",
-    "edm_training_sigmas", "native_coefficients", "native_to_ve", "sigma_data_variance_prior",
-    "sigma_from_alpha_bar", "sigma_from_t", "t_from_sigma", "training_target", "ve_to_native",
-    "x0_from_prediction",
+    "FLOW_T_MAX", "Prediction", "Process", "align_sigma", "alpha_bar_from_sigma", "edm_loss_weight",
+    "edm_precondition", "edm_training_sigmas", "native_coefficients", "native_scale", "native_to_ve",
+    "raw_from_x0", "sigma_data_variance_prior", "sigma_from_alpha_bar", "sigma_from_t", "t_from_sigma",
+    "training_target", "ve_to_native", "x0_from_prediction",
 ]
