@@ -1,0 +1,206 @@
+"""Images and depth maps on disk, in the one in-memory layout vdm3d uses: float ``[H, W, C]`` in [0, 1].
+
+Reading
+    :func:`read_image` decodes PNG, JPEG, BMP, TIFF, WebP (OpenCV, with imageio as a fallback for
+    other formats) into a float32 tensor ``[H, W, 3]`` (or ``[H, W, 4]`` when the file has alpha and
+    ``alpha=True``); 8-bit files are divided by 255, 16-bit files by 65535. Grey files are repeated
+    to three channels. A missing, empty, corrupt or non-image file raises :class:`InputError` with
+    one sentence naming the file.
+
+Writing
+    :func:`write_image` writes PNG (8 or 16 bit) or JPEG atomically (encode in memory, then
+    :func:`vdm3d.io.runs.atomic_write_bytes`), so a failed write never leaves half a file.
+
+Depth
+    :func:`write_depth` / :func:`read_depth` store z-depth ``[H, W]`` (same units as the scene):
+
+    * ``.npy``: float32, exact (lossless) - the default choice for pipelines;
+    * ``.png``: 16-bit unsigned, ``value = round(depth * scale)`` with ``scale = 1000`` by default
+      (millimetres when depth is in metres: resolution ``1 / scale``, range up to ``65535 / scale``);
+      0 means "no depth" and reads back as 0. This is the common RGB-D dataset layout, viewable in
+      any image tool. Values outside the range raise instead of clipping silently.
+
+OpenCV stores channels as BGR(A); the flips to RGB(A) happen here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from vdm3d.errors import InputError
+from vdm3d.io.runs import atomic_write_bytes
+
+DEPTH_PNG_SCALE = 1000.0
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def _check_file(path: Path, what: str) -> None:
+    if not path.exists():
+        raise InputError(path=path, problem=f"does not exist ({what} expected)", fix="check the path")
+    if path.is_dir():
+        raise InputError(path=path, problem=f"is a folder, not {what}", fix="pass a file")
+    if path.stat().st_size == 0:
+        raise InputError(path=path, problem="is empty (0 bytes)", fix=f"pass a valid {what}")
+
+
+def _decode(path: Path) -> np.ndarray:
+    """Raw decoded array (uint8 or uint16), RGB(A) channel order, ``[H, W]`` or ``[H, W, C]``."""
+    data = np.fromfile(path, dtype=np.uint8)
+    arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
+    if arr is not None:
+        if arr.ndim == 3 and arr.shape[2] == 3:
+            arr = arr[..., ::-1]  # OpenCV's BGR -> RGB
+        elif arr.ndim == 3 and arr.shape[2] == 4:
+            arr = arr[..., [2, 1, 0, 3]]  # BGRA -> RGBA
+        return np.ascontiguousarray(arr)
+    try:  # formats OpenCV does not read (GIF, some TIFF variants)
+        import imageio.v3 as iio
+
+        arr = np.asarray(iio.imread(path, index=0))
+    except Exception as e:  # noqa: BLE001 - any decoder failure means "not an image we can read"
+        raise InputError(path=path, problem=f"is not a readable image ({type(e).__name__})",
+                         fix="pass a PNG or JPEG file") from None
+    return arr
+
+
+def read_image(path: str | Path, alpha: bool = False) -> Float[Tensor, "H W C"]:
+    """Read an image file into a float32 tensor in [0, 1], ``[H, W, 3]`` (``[H, W, 4]`` if ``alpha``
+    and the file has an alpha channel; files without alpha get an opaque one when ``alpha=True``)."""
+    path = Path(path)
+    _check_file(path, "an image")
+    arr = _decode(path)
+    if arr.dtype == np.uint8:
+        img = arr.astype(np.float32) / 255.0
+    elif arr.dtype == np.uint16:
+        img = arr.astype(np.float32) / 65535.0
+    elif np.issubdtype(arr.dtype, np.floating):
+        img = arr.astype(np.float32)
+    else:
+        raise InputError(path=path, problem=f"has unsupported pixel type {arr.dtype}",
+                         fix="save it as 8- or 16-bit PNG")
+    if img.ndim == 2:
+        img = img[..., None]
+    c = img.shape[2]
+    if c in (1, 2):  # grey or grey+alpha
+        grey = np.repeat(img[..., :1], 3, axis=2)
+        img = np.concatenate([grey, img[..., 1:2]], 2) if c == 2 else grey
+    elif c not in (3, 4):
+        raise InputError(path=path, problem=f"has {c} channels", fix="pass an RGB or RGBA image")
+    if alpha and img.shape[2] == 3:
+        img = np.concatenate([img, np.ones_like(img[..., :1])], 2)
+    if not alpha:
+        img = img[..., :3]
+    return torch.from_numpy(np.ascontiguousarray(img))
+
+
+def _to_numpy(image) -> np.ndarray:
+    if torch.is_tensor(image):
+        image = image.detach().cpu().numpy()
+    return np.asarray(image)
+
+
+def encode_image(image, suffix: str = ".png", bits: Literal[8, 16] = 8, jpeg_quality: int = 95) -> bytes:
+    """Encode ``[H, W]``, ``[H, W, 1|3|4]`` floats in [0, 1] (or uint8/uint16 as is) to file bytes."""
+    arr = _to_numpy(image)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
+        raise InputError(f"write_image: expected an image [H, W], [H, W, 3] or [H, W, 4], got shape "
+                         f"{tuple(arr.shape)}.")
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all():
+            raise InputError("write_image: the image has NaN or inf values; clean it before saving.")
+        top = 65535 if bits == 16 else 255
+        arr = np.round(np.clip(arr, 0.0, 1.0) * top).astype(np.uint16 if bits == 16 else np.uint8)
+    elif arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8) * 255
+    if arr.dtype not in (np.uint8, np.uint16):
+        raise InputError(f"write_image: unsupported dtype {arr.dtype}; pass floats in [0, 1], uint8 or uint16.")
+    if arr.ndim == 3:
+        arr = arr[..., [2, 1, 0]] if arr.shape[2] == 3 else arr[..., [2, 1, 0, 3]]  # RGB(A) -> BGR(A)
+    suffix = suffix.lower()
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if suffix in (".jpg", ".jpeg") else []
+    if suffix in (".jpg", ".jpeg") and arr.dtype == np.uint16:
+        arr = (arr // 257).astype(np.uint8)
+    ok, buf = cv2.imencode(suffix, np.ascontiguousarray(arr), params)
+    if not ok:
+        raise InputError(f"write_image: OpenCV could not encode a {suffix} image; use .png.")
+    return buf.tobytes()
+
+
+def write_image(path: str | Path, image, bits: Literal[8, 16] = 8, jpeg_quality: int = 95) -> Path:
+    """Write an image atomically. Floats are clipped to [0, 1] and quantized to ``bits``; the format
+    follows the suffix (``.png`` recommended; ``.jpg`` is always 8 bit)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in _IMAGE_SUFFIXES:
+        raise InputError(path=path, problem=f"has an unsupported image suffix {suffix!r}",
+                         fix="use .png or .jpg")
+    atomic_write_bytes(path, encode_image(image, suffix, bits, jpeg_quality))
+    return path
+
+
+# -- depth ---------------------------------------------------------------------------------------
+def write_depth(path: str | Path, depth: Float[Tensor, "H W"] | np.ndarray,
+                scale: float | int = DEPTH_PNG_SCALE) -> Path:
+    """Write z-depth ``[H, W]``: ``.npy`` float32 exact, or ``.png`` 16-bit ``round(depth * scale)``
+    (0 = no depth). Non-finite or negative depths are stored as 0 (no depth) in both formats."""
+    path = Path(path)
+    d = _to_numpy(depth).astype(np.float32)
+    if d.ndim != 2:
+        raise InputError(path=path, field="depth", problem=f"must be [H, W], got shape {tuple(d.shape)}",
+                         fix="squeeze the channel axis")
+    d = np.where(np.isfinite(d) & (d > 0), d, 0.0).astype(np.float32)
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        buf = io.BytesIO()
+        np.save(buf, d, allow_pickle=False)
+        atomic_write_bytes(path, buf.getvalue())
+    elif suffix == ".png":
+        q = np.round(d.astype(np.float64) * scale)
+        if q.max(initial=0) > 65535:
+            raise InputError(path=path, field="depth",
+                             problem=f"exceeds the 16-bit PNG range ({float(d.max()):.4g} > {65535 / scale:.4g})",
+                             fix="lower scale or save as .npy")
+        ok, buf = cv2.imencode(".png", q.astype(np.uint16))
+        if not ok:
+            raise InputError(path=path, problem="could not be encoded as a 16-bit PNG", fix="save as .npy")
+        atomic_write_bytes(path, buf.tobytes())
+    else:
+        raise InputError(path=path, problem=f"has an unsupported depth suffix {suffix!r}", fix="use .npy or .png")
+    return path
+
+
+def read_depth(path: str | Path, scale: float | int = DEPTH_PNG_SCALE) -> Float[Tensor, "H W"]:
+    """Read z-depth written by :func:`write_depth` (``.npy`` or 16-bit ``.png``), float32 ``[H, W]``."""
+    path = Path(path)
+    _check_file(path, "a depth map")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        try:
+            d = np.load(path, allow_pickle=False)
+        except Exception as e:  # noqa: BLE001
+            raise InputError(path=path, problem=f"is not a readable .npy array ({type(e).__name__})",
+                             fix="write it with numpy.save") from None
+    elif suffix == ".png":
+        d = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+        if d is None:
+            raise InputError(path=path, problem="is not a readable PNG", fix="pass a 16-bit depth PNG")
+        if d.dtype != np.uint16 or d.ndim != 2:
+            raise InputError(path=path, problem=f"is a {d.dtype} image with shape {tuple(d.shape)}, not a "
+                             "16-bit single-channel depth PNG", fix="write depth with vdm3d.io.images.write_depth")
+        d = d.astype(np.float32) / scale
+    else:
+        raise InputError(path=path, problem=f"has an unsupported depth suffix {suffix!r}", fix="use .npy or .png")
+    if d.ndim != 2:
+        raise InputError(path=path, field="depth", problem=f"must be [H, W], got shape {tuple(d.shape)}",
+                         fix="save a 2D array")
+    return torch.from_numpy(np.ascontiguousarray(d.astype(np.float32)))
