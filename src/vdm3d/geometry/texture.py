@@ -1,0 +1,162 @@
+"""Colours for a reconstructed mesh, baked from renders, and GLB/OBJ export.
+
+Baking projects surface points (mesh vertices, or the 3D point under every texel of a UV atlas) into
+``N`` coloured views with depth. A view contributes to a point when the point is in the image, not
+occluded (its z-depth is within ``depth_tol`` of the view's depth map there) and faces the camera; the
+contribution is weighted by ``cos(angle between normal and view ray)^2``, so grazing views count less.
+Points that no view sees take the colour of the nearest seen point (vertex colours) or of the nearest
+filled texel (UV textures).
+
+UV atlases come from xatlas (``xatlas.parametrize``); the texel-to-surface lookup is a small
+vectorized rasterizer over each triangle's UV bounding box (numpy, no OpenGL needed). Export goes
+through trimesh: GLB (binary glTF, vertex colours or a PBR base-colour texture) and OBJ (+MTL + PNG).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import trimesh
+from jaxtyping import Float
+from PIL import Image
+from scipy.spatial import cKDTree
+from torch import Tensor
+
+from vdm3d.cameras.camera import Cameras
+
+
+def project_colors(points_world: np.ndarray, normals_world: np.ndarray, images: Float[Tensor, "N H W 3"],
+                   depths: Float[Tensor, "N H W"], cameras: Cameras, depth_tol: float
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Visibility-weighted average colour of points over views: ``(colors [P, 3], weight [P])``."""
+    pts = torch.tensor(np.asarray(points_world), dtype=torch.float32)
+    nrm = torch.tensor(np.asarray(normals_world), dtype=torch.float32)
+    acc = torch.zeros(pts.shape[0], 3)
+    wsum = torch.zeros(pts.shape[0])
+    h, w = images.shape[1:3]
+    for i in range(images.shape[0]):
+        cam = cameras[i]
+        uv, z = cam.project(pts)
+        u, v = torch.floor(uv[:, 0]).long(), torch.floor(uv[:, 1]).long()
+        inside = (z > 1e-6) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+        ui, vi = u.clamp(0, w - 1), v.clamp(0, h - 1)
+        visible = inside & ((depths[i, vi, ui] - z).abs() < depth_tol)
+        to_cam = cam.centers - pts
+        cos = (nrm * to_cam).sum(-1) / to_cam.norm(dim=-1).clamp_min(1e-8)
+        wt = torch.where(visible & (cos > 0), cos.clamp_min(0) ** 2, torch.zeros_like(cos))
+        acc += wt[:, None] * images[i, vi, ui]
+        wsum += wt
+    colors = acc / wsum.clamp_min(1e-8)[:, None]
+    return colors.numpy(), wsum.numpy()
+
+
+def fill_unseen(points: np.ndarray, colors: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """Give unseen points the colour of the nearest seen point (grey when nothing was seen)."""
+    if seen.all():
+        return colors
+    if not seen.any():
+        return np.full_like(colors, 0.5)
+    _, nearest = cKDTree(points[seen]).query(points[~seen])
+    out = colors.copy()
+    out[~seen] = colors[seen][nearest]
+    return out
+
+
+def bake_vertex_colors(mesh: trimesh.Trimesh, images: Float[Tensor, "N H W 3"], depths: Float[Tensor, "N H W"],
+                       cameras: Cameras, depth_tol: float) -> trimesh.Trimesh:
+    """A copy of ``mesh`` with RGBA vertex colours baked from the views."""
+    colors, wsum = project_colors(mesh.vertices, mesh.vertex_normals, images, depths, cameras, depth_tol)
+    colors = fill_unseen(np.asarray(mesh.vertices), colors, wsum > 0)
+    rgba = np.concatenate([colors, np.ones((len(colors), 1))], 1)
+    out = mesh.copy()
+    out.visual = trimesh.visual.ColorVisuals(out, vertex_colors=(rgba * 255).round().astype(np.uint8))
+    return out
+
+
+def rasterize_uv(uvs: np.ndarray, faces: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each texel centre of a ``size x size`` atlas, the face covering it and its barycentrics.
+
+    Returns ``face_index [size, size]`` (-1 where no face) and ``bary [size, size, 3]``. Texel
+    ``(row, col)`` has UV ``((col + 0.5) / size, 1 - (row + 0.5) / size)`` (glTF/OBJ: v up).
+    """
+    tri = uvs[faces] * size  # [F, 3, 2] in texel units, v up
+    tri[..., 1] = size - tri[..., 1]  # rows grow downward
+    lo = np.floor(tri.min(1) - 0.5).astype(np.int64).clip(0, size - 1)
+    hi = np.ceil(tri.max(1) - 0.5).astype(np.int64).clip(0, size - 1)
+    nx, ny = hi[:, 0] - lo[:, 0] + 1, hi[:, 1] - lo[:, 1] + 1
+    counts = nx * ny
+    face = np.repeat(np.arange(len(faces)), counts)
+    local = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    col = lo[face, 0] + local % nx[face]
+    row = lo[face, 1] + local // nx[face]
+    p = np.stack([col + 0.5, row + 0.5], -1)
+    a, b, c = tri[face, 0], tri[face, 1], tri[face, 2]
+    v0, v1, v2 = b - a, c - a, p - a
+    den = v0[:, 0] * v1[:, 1] - v1[:, 0] * v0[:, 1]
+    den = np.where(np.abs(den) < 1e-12, 1e-12, den)
+    l1 = (v2[:, 0] * v1[:, 1] - v1[:, 0] * v2[:, 1]) / den
+    l2 = (v0[:, 0] * v2[:, 1] - v2[:, 0] * v0[:, 1]) / den
+    l0 = 1 - l1 - l2
+    ok = (l0 >= -1e-6) & (l1 >= -1e-6) & (l2 >= -1e-6)
+    face_index = np.full((size, size), -1, np.int64)
+    bary = np.zeros((size, size, 3), np.float64)
+    face_index[row[ok], col[ok]] = face[ok]
+    bary[row[ok], col[ok]] = np.stack([l0, l1, l2], -1)[ok]
+    return face_index, bary
+
+
+def dilate_texture(texture: np.ndarray, filled: np.ndarray, passes: int = 8) -> np.ndarray:
+    """Grow filled texels into empty ones (mean of filled 8-neighbours), so chart seams do not bleed
+    background colour under bilinear filtering."""
+    tex, mask = texture.copy(), filled.copy()
+    for _ in range(passes):
+        pad_t = np.pad(tex * mask[..., None], ((1, 1), (1, 1), (0, 0)))
+        pad_m = np.pad(mask.astype(np.float64), 1)
+        s = sum(pad_t[1 + dy:pad_t.shape[0] - 1 + dy, 1 + dx:pad_t.shape[1] - 1 + dx]
+                for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+        n = sum(pad_m[1 + dy:pad_m.shape[0] - 1 + dy, 1 + dx:pad_m.shape[1] - 1 + dx]
+                for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+        grow = (~mask) & (n > 0)
+        tex[grow] = s[grow] / n[grow][:, None]
+        mask = mask | grow
+    return tex
+
+
+def bake_uv_texture(mesh: trimesh.Trimesh, images: Float[Tensor, "N H W 3"], depths: Float[Tensor, "N H W"],
+                    cameras: Cameras, depth_tol: float, size: int = 512) -> trimesh.Trimesh:
+    """Unwrap ``mesh`` with xatlas and bake a ``size^2`` base-colour texture from the views."""
+    import xatlas
+
+    vmapping, indices, uvs = xatlas.parametrize(np.asarray(mesh.vertices, np.float32), np.asarray(mesh.faces))
+    verts = np.asarray(mesh.vertices)[vmapping]
+    normals = np.asarray(mesh.vertex_normals)[vmapping]
+    face_index, bary = rasterize_uv(uvs, indices, size)
+    filled = face_index >= 0
+    corners = indices[face_index[filled]]  # [T, 3]
+    b = bary[filled]
+    pts = (verts[corners] * b[..., None]).sum(1)
+    nrm = (normals[corners] * b[..., None]).sum(1)
+    nrm /= np.linalg.norm(nrm, axis=-1, keepdims=True).clip(1e-8)
+    colors, wsum = project_colors(pts, nrm, images, depths, cameras, depth_tol)
+    colors = fill_unseen(pts, colors, wsum > 0)
+    texture = np.ones((size, size, 3))
+    texture[filled] = colors
+    texture = dilate_texture(texture, filled)
+    image = Image.fromarray((texture.clip(0, 1) * 255).round().astype(np.uint8))
+    material = trimesh.visual.material.PBRMaterial(baseColorTexture=image, metallicFactor=0.0,
+                                                   roughnessFactor=1.0)
+    visual = trimesh.visual.TextureVisuals(uv=uvs, material=material)
+    return trimesh.Trimesh(verts, indices, visual=visual, process=False)
+
+
+def export_mesh(mesh: trimesh.Trimesh, folder: str | Path, stem: str = "mesh") -> dict[str, Path]:
+    """Write ``<stem>.glb`` and ``<stem>.obj`` (with MTL and texture PNG when textured) into ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    glb, obj = folder / f"{stem}.glb", folder / f"{stem}.obj"
+    mesh.export(glb)
+    mesh.export(obj, include_color=True) if isinstance(mesh.visual, trimesh.visual.ColorVisuals) \
+        else mesh.export(obj)
+    return {"glb": glb, "obj": obj}

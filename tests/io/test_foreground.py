@@ -1,0 +1,77 @@
+"""Foreground masks from alpha or a plain background, recentring, and the errors for bad inputs."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vdm3d.errors import InputError
+from vdm3d.io.foreground import load_object_image, mask_from_background, recenter
+
+
+def disk_image(size=80, center=(30, 50), radius=12, bg=(0.2, 0.6, 0.3), fg=(0.9, 0.1, 0.1)):
+    yy, xx = np.mgrid[0:size, 0:size] + 0.5
+    inside = (yy - center[0]) ** 2 + (xx - center[1]) ** 2 < radius ** 2
+    img = np.where(inside[..., None], np.array(fg), np.array(bg)).astype(np.float32)
+    return img, inside
+
+
+def save(path, arr):
+    Image.fromarray((np.clip(arr, 0, 1) * 255).round().astype(np.uint8)).save(path)
+    return path
+
+
+def test_plain_background_gives_the_exact_mask(tmp_path):
+    img, inside = disk_image()
+    fg = load_object_image(save(tmp_path / "a.png", img), size=80, recentre=False)
+    assert fg.mask_source == "background"
+    np.testing.assert_allclose(fg.background, (0.2, 0.6, 0.3), atol=1 / 255)
+    assert ((fg.alpha.numpy() > 0.5) == inside).all()
+    # composited on white: background pixels are white, the object keeps its colour
+    assert np.allclose(fg.image.numpy()[~inside], 1.0)
+    assert np.allclose(fg.image.numpy()[inside], (0.9, 0.1, 0.1), atol=1 / 255)
+
+
+def test_rgba_alpha_is_used_and_recentred(tmp_path):
+    img, inside = disk_image()
+    rgba = np.concatenate([img, inside[..., None].astype(np.float32)], -1)
+    fg = load_object_image(save(tmp_path / "a.png", rgba), size=64, border_ratio=0.25)
+    assert fg.mask_source == "alpha"
+    a = fg.alpha.numpy()
+    ys, xs = np.nonzero(a > 0.5)
+    # the disk (24 px across) fills 1 - border_ratio = 75% of the 64-px side, centred
+    assert abs((xs.max() - xs.min() + 1) - 48) <= 1 and abs((ys.max() - ys.min() + 1) - 48) <= 1
+    assert abs(xs.mean() + 0.5 - 32) < 0.5 and abs(ys.mean() + 0.5 - 32) < 0.5
+    assert np.allclose(fg.image.numpy()[a < 1e-3], 1.0)
+
+
+def test_holes_of_background_colour_inside_the_object_are_filled():
+    img, inside = disk_image(fg=(0.9, 0.1, 0.1))
+    img[28:32, 48:52] = (0.2, 0.6, 0.3)  # a patch of background colour inside the disk
+    alpha = mask_from_background(img)
+    assert ((alpha > 0.5) == inside).all()
+
+
+def test_busy_background_asks_for_rgba(tmp_path):
+    rng = np.random.default_rng(0)
+    with pytest.raises(InputError, match="RGBA"):
+        load_object_image(save(tmp_path / "noise.png", rng.random((64, 64, 3))), size=32)
+
+
+def test_no_foreground_and_not_an_image(tmp_path):
+    with pytest.raises(InputError, match="no foreground"):
+        load_object_image(save(tmp_path / "blank.png", np.ones((64, 64, 3))), size=32)
+    bad = tmp_path / "x.png"
+    bad.write_text("not an image")
+    with pytest.raises(InputError, match="not a readable image"):
+        load_object_image(bad, size=32)
+    with pytest.raises(InputError, match="does not exist"):
+        load_object_image(tmp_path / "missing.png", size=32)
+
+
+def test_recenter_keeps_colour_at_the_edges():
+    img, inside = disk_image(fg=(0.0, 0.0, 0.0))
+    out, alpha = recenter(img, inside.astype(np.float32), 16, 0.2)
+    # premultiplied resize: a half-covered pixel is a mix of black and white, not of black and green
+    edge = (alpha > 0.2) & (alpha < 0.8)
+    assert edge.any()
+    np.testing.assert_allclose(out[edge], np.repeat(1 - alpha[edge][:, None], 3, 1), atol=1e-5)
