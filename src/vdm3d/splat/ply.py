@@ -1,0 +1,113 @@
+"""Gaussians to and from the standard 3DGS PLY file that common splat viewers open.
+
+Layout (the one the original 3DGS implementation writes): a binary little-endian PLY with one
+``vertex`` element of float32 properties, in this order::
+
+    x y z  nx ny nz  f_dc_0 f_dc_1 f_dc_2  f_rest_0 .. f_rest_{3(K-1)-1}  opacity
+    scale_0 scale_1 scale_2  rot_0 rot_1 rot_2 rot_3
+
+* ``nx ny nz`` are zeros (viewers ignore them);
+* ``f_dc_c = sh[:, 0, c]``; ``f_rest`` is channel-major: all R coefficients of bands 1.., then G,
+  then B, i.e. ``f_rest_{c (K-1) + k - 1} = sh[:, k, c]`` (45 values at degree 3);
+* ``opacity`` is the logit, ``scale_*`` the log standard deviations, ``rot_*`` the quaternion
+  ``(w, x, y, z)`` as stored (not normalized), exactly like the raw fields of :class:`Gaussians`.
+
+Values are stored as float32, so float32 Gaussians reload bit-identically. Reading and writing go
+through ``plyfile``; any other layout raises :class:`~vdm3d.errors.InputError` naming the file and
+the property.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vdm3d.errors import InputError
+from vdm3d.splat.gaussians import Gaussians
+
+
+def ply_property_names(sh_degree: int) -> list[str]:
+    """The vertex property names, in file order, for Gaussians of ``sh_degree``."""
+    n_rest = 3 * ((sh_degree + 1) ** 2 - 1)
+    return (["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
+            + [f"f_rest_{i}" for i in range(n_rest)]
+            + ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"])
+
+
+def save_ply(path: str | Path, gaussians: Gaussians) -> Path:
+    """Write ``gaussians`` as a binary little-endian 3DGS PLY at ``path``; returns the path."""
+    from plyfile import PlyData, PlyElement
+
+    path = Path(path)
+    g = gaussians.detach().to("cpu", torch.float32)
+    n, k = len(g), g.sh.shape[1]
+    zeros = torch.zeros(n, 3)
+    rest = g.sh[:, 1:, :].permute(0, 2, 1).reshape(n, 3 * (k - 1))  # [N, 3, K-1] -> channel-major
+    columns = torch.cat([g.means, zeros, g.sh[:, 0, :], rest, g.opacity_logits[:, None], g.log_scales, g.quats], 1)
+    names = ply_property_names(g.sh_degree)
+    assert columns.shape[1] == len(names)
+    data = np.empty(n, dtype=[(name, "<f4") for name in names])
+    values = columns.numpy()
+    for i, name in enumerate(names):
+        data[name] = values[:, i]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    PlyData([PlyElement.describe(data, "vertex")], text=False, byte_order="<").write(str(path))
+    return path
+
+
+def load_ply(path: str | Path) -> Gaussians:
+    """Read a 3DGS PLY (any SH degree 0..3) into float32 :class:`Gaussians` on the CPU."""
+    from plyfile import PlyData
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path=path, problem="does not exist", fix="check the path to the .ply file")
+    try:
+        ply = PlyData.read(str(path))
+    except Exception as exc:  # plyfile raises several types for malformed headers and bodies
+        raise InputError(path=path, problem=f"is not a readable PLY file ({type(exc).__name__}: {exc})".rstrip("."),
+                         fix="write it again or pass a 3DGS .ply") from exc
+    if "vertex" not in [e.name for e in ply.elements]:
+        raise InputError(path=path, field="element 'vertex'", problem="is missing",
+                         fix="pass a 3DGS PLY with one vertex per Gaussian")
+    vertex = ply["vertex"]
+    present = [p.name for p in vertex.properties]
+    n_rest = sum(1 for p in present if p.startswith("f_rest_"))
+    if n_rest % 3 or (n_rest // 3 + 1) not in (1, 4, 9, 16):
+        raise InputError(path=path, field="f_rest_*", problem=f"has {n_rest} properties",
+                         fix="a 3DGS PLY has 0, 9, 24 or 45 of them (SH degree 0 to 3)")
+    k = n_rest // 3 + 1
+    degree = int(round(k ** 0.5)) - 1
+    needed = [name for name in ply_property_names(degree) if name not in ("nx", "ny", "nz")]
+    for name in needed:
+        if name not in present:
+            raise InputError(path=path, field=f"property '{name}'", problem="is missing",
+                             fix="export the file in the standard 3DGS PLY layout")
+    n = len(vertex.data)
+
+    def column(name: str) -> np.ndarray:
+        return np.asarray(vertex.data[name], dtype=np.float32)
+
+    def stack(names: list[str]) -> torch.Tensor:
+        return torch.from_numpy(np.stack([column(nm) for nm in names], 1).reshape(n, len(names)))
+
+    means = stack(["x", "y", "z"])
+    dc = stack([f"f_dc_{c}" for c in range(3)])
+    rest = stack([f"f_rest_{i}" for i in range(n_rest)]).reshape(n, 3, k - 1).permute(0, 2, 1)
+    sh = torch.cat([dc[:, None, :], rest], 1).contiguous()
+    opacity = torch.from_numpy(column("opacity").copy())
+    log_scales = stack(["scale_0", "scale_1", "scale_2"])
+    quats = stack(["rot_0", "rot_1", "rot_2", "rot_3"])
+    for name, t in (("x/y/z", means), ("f_dc/f_rest", sh), ("opacity", opacity), ("scale_*", log_scales),
+                    ("rot_*", quats)):
+        if not torch.isfinite(t).all():
+            i = int((~torch.isfinite(t.reshape(n, -1))).any(1).nonzero()[0])
+            raise InputError(path=path, field=f"property {name}", problem=f"has a non-finite value at vertex {i}",
+                             fix="remove or repair that Gaussian")
+    if n and (quats.norm(dim=1) == 0).any():
+        i = int((quats.norm(dim=1) == 0).nonzero()[0])
+        raise InputError(path=path, field="property rot_*", problem=f"is an all-zero quaternion at vertex {i}",
+                         fix="store a nonzero (w, x, y, z) rotation")
+    return Gaussians(means, quats, log_scales, opacity, sh)

@@ -1,0 +1,95 @@
+"""One entry point for splatting: ``render(gaussians, cameras, backend=...)``.
+
+Backends (all follow the same 3DGS rules, documented in :mod:`vdm3d.splat.projection` and
+:mod:`vdm3d.splat.backends.torch_ref`):
+
+* ``torch_ref``: dense reference, every Gaussian at every pixel; for tests and tiny scenes;
+* ``torch``: tiled CPU renderer with per-tile culling and an analytic backward; the default when
+  the Gaussians are not on a CUDA device;
+* ``gsplat``: gsplat 1.5's CUDA ``rasterization``, imported lazily; the default for CUDA tensors.
+
+All are differentiable in every Gaussian parameter. ``means2d`` is the projected-center tensor that
+the rasterizer consumed; when gradients are on it keeps its ``.grad`` after ``backward`` (for
+densification statistics, in pixels).
+
+>>> from vdm3d.cameras import Cameras
+>>> g = Gaussians.from_points(torch.tensor([[0.0, 0.0, 2.0]]), torch.tensor([[1.0, 0.0, 0.0]]),
+...                           scales=torch.tensor([0.2]), opacity=0.9, sh_degree=0)
+>>> cams = Cameras.from_fov(60.0, 16, 16, torch.eye(4))
+>>> out = render(g, cams, backend="torch_ref")
+>>> out.rgb.shape, round(float(out.alpha[0, 8, 8]), 2), round(float(out.depth[0, 8, 8]), 3)
+(torch.Size([1, 16, 16, 3]), 0.8, 2.0)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from vdm3d.cameras.camera import Cameras
+from vdm3d.errors import ConfigError
+from vdm3d.splat.gaussians import Gaussians
+
+Backend = Literal["auto", "torch_ref", "torch", "gsplat"]
+
+
+@dataclasses.dataclass
+class RenderOutput:
+    """Rendered images for ``B`` cameras (``B = 1`` for a single, unbatched camera)."""
+
+    rgb: Float[Tensor, "B H W 3"]
+    depth: Float[Tensor, "B H W"]  # expected camera z: sum(w_i z_i) / alpha, 0 where alpha is 0
+    alpha: Float[Tensor, "B H W"]  # accumulated opacity, 1 - final transmittance
+    means2d: Float[Tensor, "B N 2"]  # projected centers (pixels); retains .grad when it requires grad
+    radii: Int[Tensor, "B N"]  # pixel radius of the alpha >= 1/255 box, 0 where culled
+
+
+def render(gaussians: Gaussians, cameras: Cameras, *, backend: Backend = "auto", sh_degree: int | None = None,
+           background: Tensor | None = None) -> RenderOutput:
+    """Render ``gaussians`` from ``cameras`` (batch shape ``(B,)`` or ``()``).
+
+    ``sh_degree`` defaults to the Gaussians' own degree (it may be lower, never higher);
+    ``background`` is an RGB color ``[3]`` or one per camera ``[B, 3]`` (default black).
+    """
+    if len(cameras.shape) > 1:
+        raise ConfigError(f"render: cameras must have batch shape (B,) or (), got {tuple(cameras.shape)}; "
+                          "flatten them first.")
+    flat = cameras.reshape(1) if len(cameras.shape) == 0 else cameras
+    flat = flat.to(device=gaussians.device, dtype=gaussians.dtype)
+    degree = gaussians.sh_degree if sh_degree is None else int(sh_degree)
+    if not 0 <= degree <= gaussians.sh_degree:
+        raise ConfigError(f"render: sh_degree={degree} but the Gaussians carry degree {gaussians.sh_degree}; "
+                          f"pass a value from 0 to {gaussians.sh_degree}.")
+    B = flat.shape[0]
+    if background is None:
+        background = torch.zeros(3, dtype=gaussians.dtype, device=gaussians.device)
+    background = torch.as_tensor(background, dtype=gaussians.dtype, device=gaussians.device)
+    if background.shape not in ((3,), (B, 3)):
+        raise ConfigError(f"render: background must be [3] or [{B}, 3], got {tuple(background.shape)}.")
+    background = background.expand(B, 3)
+    name = backend
+    if name == "auto":
+        name = "gsplat" if gaussians.device.type == "cuda" else "torch"
+    if name == "torch_ref":
+        from vdm3d.splat.backends.torch_ref import render_backend
+    elif name == "torch":
+        from vdm3d.splat.backends.torch import render_backend
+    elif name == "gsplat":
+        from vdm3d.splat.backends.gsplat import render_backend
+    else:
+        raise ConfigError(f"render: unknown backend {backend!r}; choose auto, torch_ref, torch or gsplat.")
+    return render_backend(gaussians, flat, degree, background)
+
+
+def finish(rgb_fg: Tensor, depth_sum: Tensor, alpha: Tensor, background: Tensor, means2d: Tensor,
+           radii: Tensor) -> RenderOutput:
+    """Shared tail of the torch backends: add the background, normalize the depth."""
+    rgb = rgb_fg + (1 - alpha)[..., None] * background[:, None, None, :]
+    covered = alpha > 1e-6  # any blended Gaussian has alpha >= 1/255, so this is "anything at all"
+    depth = torch.where(covered, depth_sum / torch.where(covered, alpha, torch.ones_like(alpha)),
+                        torch.zeros_like(alpha))
+    return RenderOutput(rgb=rgb, depth=depth, alpha=alpha, means2d=means2d, radii=radii)
