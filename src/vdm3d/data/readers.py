@@ -1,0 +1,268 @@
+"""Read posed photo collections (LLFF, COLMAP, ``transforms.json``) into train/test Views.
+
+:func:`read_scene` detects the format of a folder and returns a :class:`Scene`: training and
+held-out Views (OpenCV cameras, images in [0, 1]), and the sparse points when the data has them
+(used to initialize Gaussians). The camera conversions themselves live in
+:mod:`vdm3d.cameras.io`; this module finds the files, pairs images with cameras, downsizes, and splits.
+
+* **LLFF** (``poses_bounds.npy``): images from the lowest-resolution ``images_<k>`` folder present
+  (``images`` otherwise); focal lengths are rescaled from the full-resolution ``hwf`` to the size of
+  the images read. Points come from ``sparse/0/points3D.bin`` when present: LLFF poses are COLMAP's
+  own poses with reordered axes, so both share one world frame (``tests/data/test_readers.py``
+  checks that the near/far bounds of every view are the depth percentiles of the points it sees).
+* **COLMAP** (``sparse/0`` with ``images.bin``/``.txt``): images from ``images/`` by name; the
+  intrinsics are rescaled when the images are smaller than the model's cameras.
+* **transforms.json** (nerfstudio / instant-ngp / Blender): ``file_path`` relative to the JSON, with
+  ``.png`` tried when it has no extension; RGBA images give ``Views.alphas``. A folder with
+  ``transforms_train.json`` and ``transforms_test.json`` (Blender) uses those files as the split.
+
+Split (:class:`Split`): held-out views are every ``test_every``-th view starting at 0 (LLFF's
+standard 1-in-8), or an explicit list; training views are the others, optionally thinned to an
+explicit list or ``num_train_views`` evenly spaced ones (the sparse-view protocol of RegNeRF/FSGS:
+``linspace`` over the remaining views, so 3 views of fern are 1, 10 and 19).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+
+from vdm3d.cameras.camera import Cameras
+from vdm3d.cameras.io import (cameras_from_colmap, cameras_from_llff, points_from_colmap, read_colmap,
+                              read_transforms_json)
+from vdm3d.errors import ConfigError, InputError
+from vdm3d.io.images import read_image
+from vdm3d.views import Views
+
+SceneFormat = Literal["auto", "llff", "colmap", "transforms"]
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """Which views are held out for testing and which train."""
+
+    test_every: int = 8
+    """Hold out every k-th view, starting at view 0 (0: hold out none)."""
+    test_views: tuple[int, ...] = ()
+    """Explicit held-out view indices (replace test_every when given)."""
+    train_views: tuple[int, ...] = ()
+    """Explicit training view indices (default: every view not held out)."""
+    num_train_views: int | None = None
+    """Train on this many evenly spaced views of those not held out (sparse-view protocol)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Scene:
+    """A posed photo collection split into training and held-out views."""
+
+    train: Views
+    test: Views | None
+    train_names: tuple[str, ...]
+    test_names: tuple[str, ...]
+    points_world: Tensor | None
+    """Sparse points ``[P, 3]`` in the cameras' world frame, or None."""
+    points_rgb: Tensor | None
+    """Their colors ``[P, 3]`` in [0, 1]."""
+    format: str
+    train_indices: tuple[int, ...] = ()
+    test_indices: tuple[int, ...] = ()
+
+
+def split_indices(n: int, split: Split = Split(), source: str = "scene") -> tuple[list[int], list[int]]:
+    """Training and held-out indices of ``n`` views."""
+    def check(name: str, idx: tuple[int, ...]) -> None:
+        bad = [i for i in idx if not 0 <= i < n]
+        if bad:
+            raise ConfigError(f"{source}: {name} {bad} are outside the {n} views (0..{n - 1}); pick valid indices.")
+
+    check("test views", split.test_views)
+    check("train views", split.train_views)
+    if split.test_views:
+        test = sorted(set(split.test_views))
+    else:
+        test = [i for i in range(n) if split.test_every > 0 and i % split.test_every == 0]
+    rest = [i for i in range(n) if i not in test]
+    if split.train_views:
+        clash = sorted(set(split.train_views) & set(test))
+        if clash:
+            raise ConfigError(f"{source}: train views {clash} are also held out; choose other train views or "
+                              "change --test-every / --test-views.")
+        train = sorted(set(split.train_views))
+    elif split.num_train_views is not None:
+        k = split.num_train_views
+        if not 1 <= k <= len(rest):
+            raise ConfigError(f"{source}: num_train_views must be between 1 and {len(rest)} "
+                              f"(the views not held out), got {k}.")
+        picks = np.round(np.linspace(0, len(rest) - 1, k)).astype(int)
+        train = [rest[p] for p in picks]
+    else:
+        train = rest
+    if not train:
+        raise ConfigError(f"{source}: no training views are left after holding out {len(test)} of {n}; "
+                          "lower --test-every or give --train-views.")
+    return train, test
+
+
+def detect_format(root: Path) -> SceneFormat:
+    if (root / "poses_bounds.npy").is_file():
+        return "llff"
+    if root.is_file() and root.suffix == ".json":
+        return "transforms"
+    if (root / "transforms.json").is_file() or (root / "transforms_train.json").is_file():
+        return "transforms"
+    for d in (root / "sparse" / "0", root / "sparse", root):
+        if any((d / f"images.{e}").is_file() for e in ("bin", "txt")):
+            return "colmap"
+    raise InputError(path=root, problem="holds no poses_bounds.npy, transforms.json or COLMAP sparse model",
+                     fix="pass an LLFF, COLMAP or nerfstudio/Blender scene folder")
+
+
+def read_scene(path: str | Path, split: Split = Split(), downscale: int = 1, format: SceneFormat = "auto",
+               images: str | None = None) -> Scene:
+    """Read a scene folder (or a transforms JSON file) into train/test Views and optional points.
+
+    ``downscale`` divides both image sides (area filter, intrinsics rescaled); ``images`` names the
+    image folder when the default choice is not wanted.
+    """
+    root = Path(path)
+    if not root.exists():
+        raise InputError(path=root, problem="does not exist", fix="pass a scene folder")
+    if downscale < 1:
+        raise ConfigError(f"{root}: downscale must be a positive integer, got {downscale}.")
+    fmt = detect_format(root) if format == "auto" else format
+    if fmt == "transforms" and root.is_dir() and not (root / "transforms.json").is_file() \
+            and (root / "transforms_train.json").is_file():
+        return _read_blender_split(root, split, downscale)
+    cams, files, alphas_wanted, points, rgb = {"llff": _llff, "colmap": _colmap, "transforms": _transforms}[fmt](
+        root, images)
+    train, test = split_indices(len(files), split, str(root))
+    load = lambda idx: _views(cams, files, idx, downscale, alphas_wanted)  # noqa: E731
+    return Scene(load(train), load(test) if test else None, tuple(files[i].name for i in train),
+                 tuple(files[i].name for i in test), points, rgb, fmt, tuple(train), tuple(test))
+
+
+# -- formats -------------------------------------------------------------------------------------
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix in IMAGE_SUFFIXES) if folder.is_dir() else []
+
+
+def _llff(root: Path, images: str | None):
+    if images is None:
+        candidates = sorted((p for p in root.glob("images_*") if p.name[7:].isdigit()), key=lambda p: -int(p.name[7:]))
+        folder = next((p for p in [*candidates, root / "images"] if _image_files(p)), root / "images")
+    else:
+        folder = root / images
+    files = _image_files(folder)
+    if not files:
+        raise InputError(path=folder, problem="holds no PNG or JPEG images", fix="pass the LLFF scene folder")
+    poses = np.load(root / "poses_bounds.npy", allow_pickle=False) if (root / "poses_bounds.npy").is_file() else None
+    if poses is not None and len(poses) != len(files):
+        raise InputError(path=root / "poses_bounds.npy", problem=f"has {len(poses)} poses but {folder} has "
+                         f"{len(files)} images", fix="use the image folder that poses_bounds.npy was made from")
+    h, w = read_image(files[0]).shape[:2]
+    cams, _ = cameras_from_llff(root / "poses_bounds.npy", width=w, height=h)
+    points = rgb = None
+    sparse = root / "sparse" / "0"
+    if any((sparse / f"points3D.{e}").is_file() for e in ("bin", "txt")):
+        points, rgb = points_from_colmap(read_colmap(sparse))
+        if len(points) == 0:
+            points = rgb = None
+    return cams, files, False, points, rgb
+
+
+def _colmap(root: Path, images: str | None):
+    model = read_colmap(root)
+    cams, names = cameras_from_colmap(model)
+    folder = root / (images or "images")
+    files = [folder / n for n in names]
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        raise InputError(path=missing[0], problem="does not exist (the COLMAP model names it)",
+                         fix="pass the folder holding the images with --images")
+    h, w = read_image(files[0]).shape[:2]
+    if (w, h) != (cams.width, cams.height):
+        cams = cams.resize(w, h)
+    points, rgb = points_from_colmap(model)
+    return cams, files, False, (points if len(points) else None), (rgb if len(points) else None)
+
+
+def _frame_file(json_path: Path, name: str) -> Path:
+    p = (json_path.parent / name)
+    if p.suffix == "" or not p.is_file():
+        for s in ("", *IMAGE_SUFFIXES):
+            q = p.with_name(p.name + s)
+            if q.is_file():
+                return q
+    if not p.is_file():
+        raise InputError(path=json_path, field=f"file_path {name!r}", problem="names no image file",
+                         fix="fix the path (relative to the JSON file)")
+    return p
+
+
+def _transforms(root: Path, images: str | None, json_path: Path | None = None):
+    json_path = json_path or (root if root.is_file() else root / "transforms.json")
+    cams, names, extras = read_transforms_json(json_path)
+    files = [_frame_file(json_path, n) for n in names]
+    h, w = read_image(files[0]).shape[:2]
+    if (w, h) != (cams.width, cams.height):
+        cams = cams.resize(w, h)
+    points = rgb = None
+    ply = extras.get("top", {}).get("ply_file_path")
+    if ply and (json_path.parent / ply).is_file():
+        points, rgb = _read_point_ply(json_path.parent / ply)
+    return cams, files, True, points, rgb
+
+
+def _read_blender_split(root: Path, split: Split, downscale: int) -> Scene:
+    cams, files, _, points, rgb = _transforms(root, None, root / "transforms_train.json")
+    train, _ = split_indices(len(files), dataclasses.replace(split, test_every=0, test_views=()), str(root))
+    test_file = root / "transforms_test.json"
+    test = None
+    test_names: tuple[str, ...] = ()
+    if test_file.is_file():
+        tcams, tfiles, _, _, _ = _transforms(root, None, test_file)
+        test = _views(tcams, tfiles, list(range(len(tfiles))), downscale, True)
+        test_names = tuple(f.name for f in tfiles)
+    return Scene(_views(cams, files, train, downscale, True), test, tuple(files[i].name for i in train),
+                 test_names, points, rgb, "transforms", tuple(train), ())
+
+
+def _read_point_ply(path: Path) -> tuple[Tensor, Tensor]:
+    from plyfile import PlyData
+
+    v = PlyData.read(str(path))["vertex"]
+    xyz = np.stack([v["x"], v["y"], v["z"]], -1).astype(np.float32)
+    names = v.data.dtype.names
+    if all(c in names for c in ("red", "green", "blue")):
+        rgb = np.stack([v["red"], v["green"], v["blue"]], -1).astype(np.float32) / 255.0
+    else:
+        rgb = np.full_like(xyz, 0.5)
+    return torch.from_numpy(xyz), torch.from_numpy(rgb)
+
+
+# -- images -> Views -----------------------------------------------------------------------------
+def _views(cams: Cameras, files: list[Path], idx: list[int], downscale: int, alphas_wanted: bool) -> Views:
+    w, h = cams.width, cams.height
+    size = (max(1, round(w / downscale)), max(1, round(h / downscale)))
+    imgs, alphas = [], []
+    for i in idx:
+        img = read_image(files[i], alpha=alphas_wanted).numpy()
+        if img.shape[:2] != (h, w):
+            raise InputError(path=files[i], problem=f"is {img.shape[1]}x{img.shape[0]} but the other images are "
+                             f"{w}x{h}", fix="give every image of the scene the same size")
+        if size != (w, h):
+            img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+        imgs.append(torch.from_numpy(np.ascontiguousarray(img[..., :3])))
+        if alphas_wanted:
+            alphas.append(torch.from_numpy(np.ascontiguousarray(img[..., 3])))
+    sel = cams[torch.tensor(idx)]
+    sel = sel.resize(*size) if size != (w, h) else sel
+    has_alpha = alphas_wanted and any(bool((a < 1).any()) for a in alphas)
+    return Views(torch.stack(imgs).float(), sel.to(torch.float32), torch.stack(alphas).float() if has_alpha else None)

@@ -1,0 +1,121 @@
+"""Scene readers: split rules, LLFF fern in COLMAP's world frame, COLMAP and transforms.json round trips."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from vdm3d.cameras.camera import Cameras, look_at
+from vdm3d.cameras.io import colmap_from_cameras, read_colmap, write_colmap, write_transforms_json
+from vdm3d.data.readers import Split, read_scene, split_indices
+from vdm3d.errors import ConfigError, InputError
+from vdm3d.io.images import write_image
+
+
+def test_split_every_kth_and_sparse_protocol():
+    train, test = split_indices(20, Split(test_every=8))
+    assert test == [0, 8, 16] and train == [i for i in range(20) if i not in (0, 8, 16)]
+    train3, _ = split_indices(20, Split(test_every=8, num_train_views=3))
+    assert train3 == [1, 10, 19]
+    train, test = split_indices(6, Split(test_views=(5, 2), train_views=(0, 1)))
+    assert (train, test) == ([0, 1], [2, 5])
+    assert split_indices(4, Split(test_every=0)) == ([0, 1, 2, 3], [])
+
+
+@pytest.mark.parametrize("n,split", [(9, Split(test_views=(9,))),  # out of range
+                                     (9, Split(train_views=(0,))),  # 0 is held out
+                                     (20, Split(num_train_views=18)),  # only 17 remain
+                                     (9, Split(test_every=1))])  # nothing left to train on
+def test_split_errors_name_the_problem(n, split):
+    with pytest.raises(ConfigError, match="scene"):
+        split_indices(n, split)
+
+
+def test_fern_llff_in_colmap_world_frame(shared_data):
+    root = shared_data / "llff_fern"
+    scene = read_scene(root, Split(test_every=8))
+    assert scene.format == "llff"
+    assert scene.train.images.shape == (17, 378, 504, 3) and scene.test.images.shape == (3, 378, 504, 3)
+    assert scene.test_names == ("image000.png", "image008.png", "image016.png")
+    torch.testing.assert_close(scene.train.cameras.fx, torch.full((17,), 3260.52633288 / 8))
+    assert scene.points_world.shape == (10091, 3)
+    # LLFF's near/far bounds are the 0.1 / 99.9 depth percentiles of the points each image sees
+    # (COLMAP image id i + 1 is pose i): equal only if poses and points share one world frame and
+    # the axis conversion is right.
+    model = read_colmap(root / "sparse" / "0")
+    bounds = np.load(root / "poses_bounds.npy")[:, 15:]
+    full = read_scene(root, Split(test_every=0))
+    cams = full.train.cameras.to(torch.float64)
+    xyz = torch.as_tensor(model.points3D.xyz)
+    for i in (0, 7, 13, 19):
+        seen = torch.tensor([bool((t[:, 0] == i + 1).any()) for t in model.points3D.tracks])
+        uv, z = cams[i].project(xyz[seen])
+        lo, hi = np.percentile(z.numpy(), [0.1, 99.9])
+        assert abs(lo - bounds[i, 0]) < 1e-3 * bounds[i, 0] and abs(hi - bounds[i, 1]) < 1e-3 * bounds[i, 1]
+        inside = (uv[:, 0] >= 0) & (uv[:, 0] <= 504) & (uv[:, 1] >= 0) & (uv[:, 1] <= 378)
+        assert bool(inside.all())
+
+
+def test_fern_downscale_rescales_intrinsics(shared_data):
+    scene = read_scene(shared_data / "llff_fern", Split(test_every=8, num_train_views=3), downscale=4)
+    assert scene.train.images.shape == (3, 94, 126, 3) and scene.train_names[0] == "image001.png"
+    # a point projects to the same relative image position at both resolutions
+    full = read_scene(shared_data / "llff_fern", Split(test_every=8, num_train_views=3))
+    p = scene.points_world[:50].unsqueeze(0).expand(3, -1, -1)
+    uv_small, _ = scene.train.cameras.project(p)
+    uv_full, _ = full.train.cameras.project(p)
+    torch.testing.assert_close(uv_small * torch.tensor([504 / 126, 378 / 94]), uv_full, rtol=1e-4, atol=1e-3)
+
+
+def _tiny_scene(n=5, w=24, h=16):
+    eye = torch.stack([torch.tensor([np.cos(a), 0.3, np.sin(a)], dtype=torch.float32) * 3
+                       for a in np.linspace(0, 1.5, n)])
+    c2w = look_at(eye, torch.tensor([0.2, 0.0, -0.1]).expand(n, 3), torch.tensor([0.0, -1.0, 0.0]).expand(n, 3))
+    cams = Cameras.from_fov(50.0, w, h, c2w)
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(n, h, w, 3, generator=g)
+    return cams, images
+
+
+def test_colmap_folder_round_trip(tmp_path):
+    cams, images = _tiny_scene()
+    names = [f"f{i:02d}.png" for i in range(len(cams))]
+    (tmp_path / "images").mkdir()
+    for name, img in zip(names, images):
+        write_image(tmp_path / "images" / name, img)
+    pts = torch.randn(30, 3)
+    write_colmap(colmap_from_cameras(cams, names, pts), tmp_path / "sparse" / "0")
+    scene = read_scene(tmp_path, Split(test_every=2))
+    assert scene.format == "colmap" and scene.test_names == ("f00.png", "f02.png", "f04.png")
+    torch.testing.assert_close(scene.train.cameras.c2w, cams.c2w[[1, 3]], atol=1e-5, rtol=0)
+    torch.testing.assert_close(scene.train.images, images[[1, 3]], atol=1 / 255, rtol=0)
+    torch.testing.assert_close(scene.points_world, pts, atol=1e-6, rtol=0)
+
+
+def test_transforms_json_with_alpha_and_missing_file(tmp_path):
+    cams, images = _tiny_scene()
+    names = [f"./frames/{i}" for i in range(len(cams))]  # Blender style: no extension
+    (tmp_path / "frames").mkdir()
+    alpha = torch.zeros(16, 24)
+    alpha[4:12, 6:18] = 1
+    for i, img in enumerate(images):
+        write_image(tmp_path / "frames" / f"{i}.png", torch.cat([img, alpha[..., None]], -1))
+    write_transforms_json(tmp_path / "transforms.json", cams, names)
+    scene = read_scene(tmp_path, Split(test_every=0), downscale=2)
+    assert scene.format == "transforms" and scene.train.images.shape == (5, 8, 12, 3)
+    assert scene.train.alphas is not None and float(scene.train.alphas[0, 4, 6]) == 1.0
+    torch.testing.assert_close(scene.train.cameras.fx, cams.fx / 2)
+    torch.testing.assert_close(scene.train.cameras.c2w, cams.c2w, atol=1e-5, rtol=0)
+    data = json.loads((tmp_path / "transforms.json").read_text())
+    data["frames"][2]["file_path"] = "./frames/nope"
+    (tmp_path / "transforms.json").write_text(json.dumps(data))
+    with pytest.raises(InputError, match="nope"):
+        read_scene(tmp_path)
+
+
+def test_not_a_scene(tmp_path):
+    with pytest.raises(InputError, match="poses_bounds"):
+        read_scene(tmp_path)
