@@ -11,11 +11,11 @@ machines (and torchvision, which normally provides AlexNet, breaks our install).
   (the ``lin{k}.model.1.weight`` of the ``lpips`` package, renamed). Inputs go to [-1, 1], then
   through LPIPS' fixed shift/scale; features are unit-normalized over channels, their squared
   difference weighted by the linear heads, averaged over space and summed over layers.
-* **Weight-free substitute: multi-scale SSIM on an image pyramid.** ``sum_s w_s (1 - SSIM_s)`` over
-  the scales of a 2x average-pooling pyramid down to 8 pixels, with Wang et al.'s MS-SSIM scale
-  weights ``(0.0448, 0.2856, 0.3001, 0.2363, 0.1333)`` renormalized to the scales used. It compares
-  structure at coarse scales as well as fine ones, which is what the perceptual term adds over the
-  single-scale D-SSIM term; it is not a learned metric.
+* **Weight-free substitute: multi-scale SSIM** (Wang et al. 2003) on a 2x average-pooling image
+  pyramid, as many of its five scales as the image size allows (three at 64x64), through
+  :func:`vdm3d.metrics.image.ms_ssim`; the term is ``1 - MS-SSIM``. It compares structure at coarse
+  scales as well as fine ones, which is what the perceptual term adds over the single-scale D-SSIM
+  term; it is not a learned metric.
 
 :func:`make_perceptual` picks one and reports its name, which the run manifest records.
 """
@@ -27,11 +27,9 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
-MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 LPIPS_SHIFT = (-0.030, -0.088, -0.188)
 LPIPS_SCALE = (0.458, 0.448, 0.450)
 ALEX_CHANNELS = (64, 192, 384, 256, 256)
@@ -45,38 +43,11 @@ def lpips_weights_path() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "vdm3d" / "lpips_alex.safetensors"
 
 
-def _gaussian_window(size: int, sigma: float, channels: int) -> Tensor:
-    x = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
-    g = torch.exp(-x ** 2 / (2 * sigma ** 2))
-    g = g / g.sum()
-    return (g[:, None] * g[None, :]).expand(channels, 1, size, size).contiguous()
+def ms_ssim_substitute(pred: Float[Tensor, "B H W 3"], target: Float[Tensor, "B H W 3"]) -> Float[Tensor, ""]:
+    """``1 - MS-SSIM`` (:func:`vdm3d.recon.losses.ms_ssim_loss`): the weight-free perceptual term."""
+    from vdm3d.recon.losses import ms_ssim_loss
 
-
-def ssim_map(x: Float[Tensor, "B C H W"], y: Float[Tensor, "B C H W"], window: int = 7,
-             sigma: float = 1.5) -> Float[Tensor, "B C H W"]:
-    """Per-pixel SSIM (Gaussian window, replicate padding so every pixel counts), differentiable."""
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
-    w = _gaussian_window(window, sigma, x.shape[1]).to(x)
-    pad = window // 2
-    blur = lambda t: F.conv2d(F.pad(t, (pad,) * 4, mode="replicate"), w, groups=x.shape[1])  # noqa: E731
-    mx, my = blur(x), blur(y)
-    sxx, syy, sxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
-    return ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
-
-
-def ms_ssim_pyramid_loss(pred: Float[Tensor, "*B H W 3"], target: Float[Tensor, "*B H W 3"],
-                         min_size: int = 8) -> Float[Tensor, ""]:
-    """``sum_s w_s (1 - SSIM_s)`` over a 2x average-pooling pyramid (the weight-free substitute)."""
-    x = pred.reshape(-1, *pred.shape[-3:]).permute(0, 3, 1, 2)
-    y = target.reshape(-1, *target.shape[-3:]).permute(0, 3, 1, 2)
-    losses = []
-    for _ in MS_SSIM_WEIGHTS:
-        losses.append(1 - ssim_map(x, y).mean())
-        if min(x.shape[-2:]) // 2 < min_size:
-            break
-        x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
-    w = torch.tensor(MS_SSIM_WEIGHTS[:len(losses)], dtype=pred.dtype)
-    return (torch.stack(losses) * (w / w.sum())).sum()
+    return ms_ssim_loss(pred, target)
 
 
 class LPIPSAlex(nn.Module):
@@ -133,7 +104,7 @@ class LPIPSAlex(nn.Module):
 
 
 def make_perceptual(kind: str = "auto") -> tuple[PerceptualLoss, str]:
-    """The perceptual loss and its name: ``"lpips-alex"`` or ``"ms-ssim-pyramid"``.
+    """The perceptual loss and its name: ``"lpips-alex"`` or ``"ms-ssim"``.
 
     ``kind="auto"`` uses LPIPS when :func:`lpips_weights_path` exists; ``"lpips"`` requires it;
     ``"ms-ssim"`` always uses the substitute.
@@ -146,4 +117,4 @@ def make_perceptual(kind: str = "auto") -> tuple[PerceptualLoss, str]:
                                       "heads to safetensors there (or set VDM3D_LPIPS_WEIGHTS), or use "
                                       "--perceptual ms-ssim.")
         return LPIPSAlex.from_file(path), "lpips-alex"
-    return ms_ssim_pyramid_loss, "ms-ssim-pyramid"
+    return ms_ssim_substitute, "ms-ssim"
