@@ -1,0 +1,65 @@
+"""Procedural objects: 1 to 4 textured primitives joined into one shape, normalised to the unit sphere.
+
+``make_object(seed)`` is a pure function of the seed (a ``numpy`` generator seeded with
+``[seed, OBJECT_STREAM]``), so the same seed gives the same arrays bit for bit and different seeds
+give different objects.
+
+Recipe:
+
+1. draw the number of parts (uniform in 1..4);
+2. the first part sits at the origin; every further part is attached to a random surface point of
+   an earlier part, its centre pushed out along the surface normal by 0-60 % of its own size, so the
+   parts overlap and read as one shape (the union is what the z-buffer shows; interiors are hidden);
+3. every part gets a random rotation, a random primitive (:mod:`.shapes`), a random colour and a
+   random texture (checker, stripes or noise, :mod:`.textures`), and its own instance id (1..4);
+4. the whole object is moved and scaled so its bounding sphere is the unit sphere;
+5. a random light (:meth:`Light.random`), white background.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from vdm3d.data.procedural.scene import Light, Part, Scene
+from vdm3d.data.procedural.shapes import random_primitive
+from vdm3d.data.procedural.textures import random_texture
+
+OBJECT_STREAM = 0x0B7EC7
+TEXTURE_SIZE = 128
+
+
+def random_part(rng: np.random.Generator, size: float, instance_id: int, texture_size: int = TEXTURE_SIZE
+                ) -> tuple[Part, dict]:
+    """One randomly shaped, rotated and textured primitive at the origin."""
+    surf, kind = random_primitive(rng, size=size)
+    rot = Rotation.random(random_state=rng).as_matrix()
+    texture, tex_kind = random_texture(rng, size=texture_size)
+    verts = surf.vertices.astype(np.float64) @ rot.T
+    normals = surf.normals.astype(np.float64) @ rot.T
+    part = Part(verts, surf.faces, normals, surf.uv, texture, np.ones((len(verts), 3), np.float32),
+                instance_id=instance_id, name=kind)
+    return part, {"primitive": kind, "texture": tex_kind}
+
+
+def make_object(seed: int, *, max_parts: int = 4, texture_size: int = TEXTURE_SIZE) -> Scene:
+    """A random object of 1..``max_parts`` textured parts inside the unit sphere (see module doc)."""
+    rng = np.random.default_rng([int(seed), OBJECT_STREAM])
+    n_parts = int(rng.integers(1, max_parts + 1))
+    parts: list[Part] = []
+    info = []
+    for k in range(n_parts):
+        size = 1.0 if k == 0 else float(rng.uniform(0.35, 0.8))
+        part, meta = random_part(rng, size, instance_id=k + 1, texture_size=texture_size)
+        if k > 0:
+            host = parts[int(rng.integers(len(parts)))]
+            i = int(rng.integers(len(host.vertices)))
+            anchor, normal = host.vertices[i].astype(np.float64), host.normals[i].astype(np.float64)
+            m = np.eye(4)
+            m[:3, 3] = anchor + normal * size * float(rng.uniform(0.0, 0.6))
+            part = part.transformed(m)
+        parts.append(part)
+        info.append(meta)
+    scene = Scene(parts=parts, light=Light.random(rng), background=(1.0, 1.0, 1.0), kind="object",
+                  seed=int(seed), meta={"parts": info})
+    return scene.normalized(1.0)
