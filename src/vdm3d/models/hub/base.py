@@ -1,0 +1,297 @@
+"""What every hub adapter shares: component loading/saving, offline errors, pixel/latent layouts.
+
+A hub adapter wraps a set of *components*, each a diffusers/transformers object saved in its own
+sub-folder (``vae/``, ``unet/``, ``transformer/``, ``text_encoder/``, ``tokenizer/``, ``scheduler/``,
+...) exactly as the published diffusers repositories lay them out. So the same code loads
+
+* a local folder (``~/.cache/vdm3d/models/<name>`` by default, see :mod:`vdm3d.models.registry`),
+* a hub id (``stabilityai/stable-video-diffusion-img2vid-xt``) from the local hub cache, and
+* a tiny random configuration that a test saved with :meth:`HubBackbone.save_pretrained`.
+
+Offline by default: ``local_files_only=True`` unless ``allow_download=True``; when files are absent
+the loader raises :class:`~vdm3d.errors.MissingWeightsError` with one sentence naming the hub repo and
+the folder to put it in. Safetensors only: ``use_safetensors=True`` unless ``trust_pickle=True``; a
+sub-folder that holds only pickle files (``*.bin``) raises :class:`~vdm3d.errors.UnsafeCheckpointError`.
+
+The adapter's own settings (frame count, resolution, conditioning constants) are a frozen dataclass
+saved beside the components as ``vdm3d_adapter.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from vdm3d.errors import ConfigError, InputError, UnsafeCheckpointError
+from vdm3d.models.weights import TRUST_FLAG, is_missing_weights, missing_weights_error
+
+ADAPTER_FILE = "vdm3d_adapter.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Component:
+    """One sub-folder of a model repository: which class loads it and whether it must exist."""
+
+    cls_path: str  # "diffusers.AutoencoderKL" or "vdm3d.models.hub.sv3d.SV3DUNet"
+    required: bool = True
+
+    def load_class(self):
+        import importlib
+
+        module, _, attr = self.cls_path.rpartition(".")
+        return getattr(importlib.import_module(module), attr)
+
+
+class HubBackbone:
+    """Base of the hub adapters (implements the storage half of :class:`~vdm3d.models.protocol.Backbone`).
+
+    Subclasses declare ``COMPONENTS`` (sub-folder -> :class:`Component`) and ``Settings`` (a frozen
+    dataclass) and implement ``encode``/``decode``/``condition``/``denoise``."""
+
+    COMPONENTS: ClassVar[dict[str, Component]] = {}
+    Settings: ClassVar[type] = type(None)
+
+    name: str
+    slots: frozenset[str]
+    resolution: tuple[int, int]
+    frames: int | None
+    latent_channels: int
+    spatial_factor: int
+    temporal_factor: int
+    prediction: str
+    process: str
+    per_element_sigma: bool = False
+
+    def __init__(self, components: dict[str, Any], settings=None, *, name: str | None = None):
+        missing = [k for k, c in self.COMPONENTS.items() if c.required and components.get(k) is None]
+        if missing:
+            raise ConfigError(f"{type(self).__name__}: components {missing} are required; build or load them.")
+        unknown = set(components) - set(self.COMPONENTS)
+        if unknown:
+            raise ConfigError(f"{type(self).__name__}: unknown components {sorted(unknown)}; "
+                              f"expected some of {sorted(self.COMPONENTS)}.")
+        self.components = {k: components.get(k) for k in self.COMPONENTS}
+        for module in self.components.values():
+            if isinstance(module, torch.nn.Module):
+                module.eval().requires_grad_(False)
+        self.settings = settings if settings is not None else self.Settings()
+        self.name = name or type(self).__name__
+
+    def __getattr__(self, key: str):
+        # components are reachable as attributes: self.vae, self.unet, ...
+        comps = self.__dict__.get("components")
+        if comps is not None and key in comps:
+            return comps[key]
+        raise AttributeError(key)
+
+    # ------------------------------------------------------------------ device / dtype
+    @property
+    def device(self) -> torch.device:
+        for module in self.components.values():
+            if isinstance(module, torch.nn.Module):
+                return next(module.parameters()).device
+        return torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        for key in ("transformer", "unet"):
+            module = self.components.get(key)
+            if isinstance(module, torch.nn.Module):
+                return next(module.parameters()).dtype
+        return torch.float32
+
+    def to(self, device=None, dtype: torch.dtype | None = None) -> "HubBackbone":
+        for module in self.components.values():
+            if not isinstance(module, torch.nn.Module):
+                continue
+            p = next(module.parameters(), None)
+            if p is None or ((device is None or p.device == torch.device(device))
+                             and (dtype is None or p.dtype == dtype)):
+                continue  # nothing to move (diffusers warns about casts even when they are no-ops)
+            module.to(device=device, dtype=dtype)
+        return self
+
+    # ------------------------------------------------------------------ storage
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Write every component (safetensors) and the adapter settings into ``folder``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for key, module in self.components.items():
+            if module is None:
+                continue
+            if hasattr(module, "save_pretrained"):
+                kwargs = {"safe_serialization": True} if isinstance(module, torch.nn.Module) else {}
+                module.save_pretrained(str(folder / key), **kwargs)
+            elif hasattr(module, "save_config"):
+                module.save_config(str(folder / key))
+        meta = {"adapter": f"{type(self).__module__}.{type(self).__name__}", "name": self.name,
+                "settings": dataclasses.asdict(self.settings)}
+        (folder / ADAPTER_FILE).write_text(json.dumps(meta, indent=2))
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, source: str | Path, *, allow_download: bool = False, trust_pickle: bool = False,
+                        name: str | None = None, hub_id: str | None = None, folder: str | Path | None = None,
+                        files: tuple[str, ...] = (), device: str | torch.device = "cpu",
+                        torch_dtype: torch.dtype | None = None, **settings) -> "HubBackbone":
+        """Load from a local folder or a hub id (offline unless ``allow_download``).
+
+        ``hub_id``/``folder``/``files`` only shape the error message when weights are absent;
+        ``settings`` override fields of the adapter's ``Settings``."""
+        source_str = str(Path(source).expanduser()) if Path(str(source)).expanduser().exists() else str(source)
+        local = Path(source_str).is_dir()
+        what = name or cls.__name__
+
+        def missing():
+            return missing_weights_error(what, source_str, hub_id=hub_id or (None if local else source_str),
+                                         folder=folder or (source_str if local else None), files=files)
+
+        if not local and (Path(str(source)).is_absolute() or str(source).startswith((".", "~"))):
+            raise missing()
+        stored: dict[str, Any] = {}
+        meta_path = Path(source_str) / ADAPTER_FILE
+        if local and meta_path.is_file():
+            try:
+                meta = json.loads(meta_path.read_text())
+            except json.JSONDecodeError as e:
+                raise InputError(f"{meta_path}: not valid JSON ({e}); delete it or re-save the model.") from e
+            stored = dict(meta.get("settings", {}))
+            name = name or meta.get("name")
+        known = {f.name for f in dataclasses.fields(cls.Settings)}
+        bad = set(settings) - known
+        if bad:
+            raise ConfigError(f"{cls.__name__}: unknown settings {sorted(bad)}; choose from {sorted(known)}.")
+        stored = {k: v for k, v in stored.items() if k in known}
+        stored.update(settings)
+        stored = {k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()}
+        components: dict[str, Any] = {}
+        for key, comp in cls.COMPONENTS.items():
+            sub = Path(source_str) / key
+            if local and not sub.is_dir():
+                if comp.required:
+                    raise missing()
+                continue
+            if local and not trust_pickle:
+                _refuse_pickle_only(sub)
+            components[key] = _load_component(comp, source_str, key, allow_download=allow_download,
+                                              trust_pickle=trust_pickle, torch_dtype=torch_dtype,
+                                              missing=missing)
+        model = cls(components, cls.Settings(**stored), name=name)
+        return model.to(device)
+
+
+def _refuse_pickle_only(sub: Path) -> None:
+    weights = list(sub.glob("*.safetensors"))
+    pickles = [p for p in sub.iterdir() if p.suffix in (".bin", ".ckpt", ".pt", ".pth")
+               and not p.name.startswith("training_args")]
+    if pickles and not weights:
+        raise UnsafeCheckpointError(
+            f"{pickles[0]}: only pickle weights found in {sub.name}/, which can run code when loaded; "
+            f"convert them to .safetensors or pass {TRUST_FLAG} if you trust their source.")
+
+
+def _load_component(comp: Component, source: str, key: str, *, allow_download: bool, trust_pickle: bool,
+                    torch_dtype, missing):
+    cls = comp.load_class()
+    kwargs: dict[str, Any] = {"subfolder": key, "local_files_only": not allow_download}
+    is_module = isinstance(cls, type) and issubclass(cls, torch.nn.Module)
+    if is_module:
+        kwargs["use_safetensors"] = None if trust_pickle else True
+        if torch_dtype is not None:
+            kwargs["torch_dtype"] = torch_dtype
+    try:
+        loaded = cls.from_pretrained(source, **kwargs)
+    except (OSError, ValueError, EnvironmentError) as e:
+        if is_missing_weights(e):
+            if comp.required:
+                raise missing() from e
+            return None
+        raise
+    if isinstance(loaded, torch.nn.Module):
+        _own_memory(loaded)
+    return loaded
+
+
+@torch.no_grad()
+def _own_memory(module: torch.nn.Module) -> None:
+    """Copy every parameter/buffer into freshly allocated memory.
+
+    safetensors loads may leave tensors inside a memory-mapped file at offsets that are not 64-byte
+    aligned; BLAS then takes a different (equally valid) summation path and outputs differ from the
+    saved model in the last bit. Owning aligned copies makes save -> load reproduce outputs exactly and
+    releases the file mapping."""
+    for tensor in list(module.parameters()) + list(module.buffers()):
+        tensor.data = tensor.data.clone()
+
+
+# ---------------------------------------------------------------------- layouts
+def images_to_signed(images: Float[Tensor, "B F H W 3"]) -> Float[Tensor, "B F 3 H W"]:
+    """[0, 1] channels-last frames to the [-1, 1] channels-first layout the VAEs take."""
+    return images.permute(0, 1, 4, 2, 3) * 2.0 - 1.0
+
+
+def signed_to_images(x: Float[Tensor, "B F 3 H W"]) -> Float[Tensor, "B F H W 3"]:
+    return ((x.permute(0, 1, 3, 4, 2) + 1.0) * 0.5).clamp(0.0, 1.0)
+
+
+def expand_sigma(sigma: Tensor | float, x: Float[Tensor, "B Fl C h w"]) -> Float[Tensor, "..."]:
+    """``sigma`` as a 5-D tensor broadcastable to ``x``: ``[]``, ``[B]``, ``[B, Fl]`` or 5-D inputs."""
+    s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+    if s.ndim == 0:
+        s = s.expand(x.shape[0])
+    if s.ndim == 1:
+        return s.reshape(-1, 1, 1, 1, 1)
+    if s.ndim == 2:
+        return s.reshape(*s.shape, 1, 1, 1)
+    if s.ndim == 5:
+        return s
+    raise ConfigError(f"sigma of shape {tuple(s.shape)} does not broadcast to latents {tuple(x.shape)}; "
+                      "give [B], [B, F] or [B, F, 1|C, h|1, w|1].")
+
+
+def uniform_sigma(sigma5: Tensor, x: Tensor, over: str, model: str) -> Tensor:
+    """Reduce a 5-D ``sigma`` to one value per batch (``over="batch"``, shape ``[B]``) or per batch
+    and latent frame (``over="frame"``, ``[B, Fl]``); the network takes no finer noise levels."""
+    full = sigma5.expand(x.shape[0], x.shape[1], 1, 1, 1) if sigma5.shape[2:] == (1, 1, 1) else \
+        sigma5.expand_as(x)
+    flat = full.flatten(1) if over == "batch" else full.flatten(2)
+    ref = flat[..., :1]
+    if not torch.allclose(flat, ref.expand_as(flat), rtol=1e-5, atol=1e-6):
+        raise ConfigError(f"{model}: sigma varies within a {'sample' if over == 'batch' else 'frame'}, "
+                          f"which this network cannot take (per_element_sigma is False); give one sigma "
+                          f"per {'batch element' if over == 'batch' else 'frame'}.")
+    return ref[..., 0]
+
+
+def text_embeddings(tokenizer, encoder, prompts: list[str], max_length: int, device,
+                    what: str) -> tuple[Tensor, Tensor | None]:
+    """Token embeddings ``[B, L, D]`` and the pooled embedding (``None`` for T5-like encoders)."""
+    if tokenizer is None or encoder is None:
+        raise ConfigError(f"{what}: this model folder has no tokenizer/text_encoder, so it cannot take the "
+                          "text slot; load the full repository or give no text.")
+    tokens = tokenizer(prompts, padding="max_length", max_length=max_length, truncation=True,
+                       return_tensors="pt")
+    out = encoder(tokens.input_ids.to(device), output_hidden_states=False)
+    pooled = getattr(out, "pooler_output", None)
+    return out.last_hidden_state, pooled
+
+
+TINY_WORDS = ("a", "an", "the", "house", "street", "orbit", "object", "red", "blue", "green", "chair", "table",
+              "tree", "car", "of", "with", "in", "on", "view", "photo", "scene", "room", "dog", "cat", "sky")
+
+
+def tiny_tokenizer(words: tuple[str, ...] = TINY_WORDS):
+    """A word-level tokenizer built in memory (no download), for tiny text encoders in tests."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(words)}}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")

@@ -1,0 +1,110 @@
+"""Loading model weights safely, and turning "weights not here" into one sentence.
+
+Safe by default: a checkpoint is read from ``.safetensors`` (no code runs while loading). Pickle
+checkpoints (``.ckpt``, ``.pt``, ``.pth``, ``.bin``) can execute arbitrary code when unpickled, so
+they are refused with :class:`~vdm3d.errors.UnsafeCheckpointError` unless the caller passes
+``trust_pickle=True`` (the ``--trust-pickle`` flag). Even then ``torch.load(weights_only=True)`` is
+tried first, which only rebuilds tensors and plain containers; the full unpickler is the last resort.
+
+Hub loads (diffusers / transformers ``from_pretrained``) fail offline with an ``OSError`` whose cause
+chain holds ``huggingface_hub``'s ``OfflineModeIsEnabled`` or ``LocalEntryNotFoundError``;
+:func:`is_missing_weights` walks ``__cause__``/``__context__`` to recognise them, and
+:func:`missing_weights_error` phrases the one sentence that says what to download and where.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from vdm3d.errors import InputError, MissingWeightsError, UnsafeCheckpointError
+
+SAFE_SUFFIXES = (".safetensors",)
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
+TRUST_FLAG = "--trust-pickle"
+
+
+def load_state_dict(path: str | Path, trust_pickle: bool = False, *, device: str = "cpu") -> dict[str, Tensor]:
+    """Read a flat ``name -> tensor`` dict from a checkpoint file.
+
+    ``.safetensors`` always; pickle formats only with ``trust_pickle=True``. A Lightning-style
+    ``{"state_dict": {...}}`` wrapper is unwrapped."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise MissingWeightsError(f"{path}: checkpoint file not found; check the path or download it there.")
+    suffix = path.suffix.lower()
+    if suffix in SAFE_SUFFIXES:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device=device)
+        except (SafetensorError, OSError, ValueError) as e:
+            raise InputError(f"{path}: not a readable safetensors file ({e}); re-download it.") from e
+    if suffix not in PICKLE_SUFFIXES:
+        raise InputError(f"{path}: unknown checkpoint format {suffix!r}; give a .safetensors file "
+                         f"(or {', '.join(PICKLE_SUFFIXES)} with {TRUST_FLAG}).")
+    if not trust_pickle:
+        raise UnsafeCheckpointError(
+            f"{path}: pickle checkpoints can run code when loaded, so they are refused; convert it to "
+            f".safetensors or pass {TRUST_FLAG} (trust_pickle=True) if you trust its source.")
+    try:
+        obj = torch.load(str(path), map_location=device, weights_only=True)
+    except Exception:  # noqa: BLE001 - objects beyond tensors; the user explicitly trusted this file
+        obj = torch.load(str(path), map_location=device, weights_only=False)
+    return _flatten_state(obj, path)
+
+
+def _flatten_state(obj, path: Path) -> dict[str, Tensor]:
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
+        raise InputError(f"{path}: holds no flat name -> tensor state dict; save the model's state_dict().")
+    return dict(obj)
+
+
+def save_state_dict(state: dict[str, Tensor], path: str | Path) -> Path:
+    """Write tensors as safetensors (contiguous CPU copies; shared storage is split)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}, str(path))
+    return path
+
+
+def is_missing_weights(exc: BaseException) -> bool:
+    """Whether an exception (or anything in its cause chain) means "files are not present locally"."""
+    names = {"OfflineModeIsEnabled", "LocalEntryNotFoundError", "EntryNotFoundError",
+             "RepositoryNotFoundError", "GatedRepoError", "HFValidationError"}
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [exc]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if type(e).__name__ in names or isinstance(e, FileNotFoundError):
+            return True
+        text = str(e)
+        if ("does not appear to have a file named" in text or "Can't load" in text
+                or "offline mode" in text.lower() or "no file named" in text):
+            return True
+        stack += [e.__cause__, e.__context__]
+    return False
+
+
+def missing_weights_error(what: str, source: str, *, hub_id: str | None, folder: str | Path | None,
+                          files: tuple[str, ...] = ()) -> MissingWeightsError:
+    """One sentence: which weights, what to download, where to put them."""
+    listed = f" ({', '.join(files)})" if files else ""
+    if hub_id and folder:
+        fix = (f"download hub repo {hub_id}{listed} into {folder} (e.g. `huggingface-cli download {hub_id} "
+               f"--local-dir {folder}`) or pass allow_download=True / --allow-download with network access")
+    elif hub_id:
+        fix = f"download hub repo {hub_id}{listed} or pass allow_download=True with network access"
+    else:
+        fix = f"put the weights{listed} in {folder}"
+    return MissingWeightsError(f"{what}: weights not found at {source}; {fix}.")
