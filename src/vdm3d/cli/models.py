@@ -1,0 +1,54 @@
+"""`vdm3d models list | info NAME`: which backbones exist, which are installed, and where weights go.
+
+Nothing here imports diffusers unless ``info`` is asked about a hub model (to read its adapter's
+process); listing is instant.
+"""
+
+from __future__ import annotations
+
+from vdm3d.cli.main import dispatch
+
+HELP = "list the backbones (embedded tiny and hub), their cards, and where hub weights go"
+
+
+def list_models() -> None:
+    """List every backbone: name, kind, whether its weights are present, and what it does."""
+    from vdm3d.models import registry
+
+    rows = []
+    for name in registry.names():
+        kind, key = registry._resolve(name)
+        if kind == "tiny":
+            card = registry.info(name)
+            desc = str(card.get("description", card.get("kind", "")))
+            where = "package"
+        else:
+            desc = registry.HUB[key].description
+            where = registry.installed(key) or "not installed"
+        rows.append((name, kind, where, desc))
+    width = max(len(r[0]) for r in rows) if rows else 4
+    print(f"{'name':<{width}}  kind  weights            description")
+    for name, kind, where, desc in rows:
+        print(f"{name:<{width}}  {kind:<4}  {where[:18]:<18} {desc}")
+    print(f"\nhub weights are looked for in {registry.models_root()}/<name> (set ${registry.ENV_FOLDER} to move it), "
+          "then in the Hugging Face cache; `vdm3d models info NAME` shows the download command.")
+
+
+def info(name: str, /) -> None:
+    """Show the card of one backbone: description, process, slots, files, and where its weights go.
+
+    Args:
+        name: a name from `vdm3d models list`.
+    """
+    from vdm3d.models import registry
+
+    card = registry.info(name)
+    width = max(len(k) for k in card)
+    for key, value in card.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
+        print(f"{key:<{width}}  {value}")
+
+
+def main(argv, prog: str = "vdm3d models"):
+    return dispatch({"list": list_models, "info": info}, argv, prog, description=HELP)

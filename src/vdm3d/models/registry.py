@@ -1,0 +1,218 @@
+"""Backbones by name: the embedded tiny models and the hub adapters, with where their weights live.
+
+A hub entry says which adapter loads it, its hub repository, the files that repository holds, and
+the local folder the loader looks in first: ``$VDM3D_MODELS/<name>`` if the environment variable is
+set, else ``~/.cache/vdm3d/models/<name>``. Loading is offline by default: a folder in diffusers
+layout (``unet/``, ``vae/``, ...) is used when present, otherwise the hub id is looked up in the local
+Hugging Face cache, and when neither holds the weights :func:`load_backbone` raises one sentence that
+says what to download and where to put it. Entries without a diffusers repository (V3D, SV3D_u,
+WorldWarp, the GGI checkpoint) name the original checkpoint and the conversion in their notes.
+
+Tiny models come from :func:`vdm3d.models.tiny.available` (shipped safetensors with model cards) and
+are listed as ``tiny-<name>``; the bare name works too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from vdm3d.errors import ConfigError, MissingWeightsError
+
+ENV_FOLDER = "VDM3D_MODELS"
+TINY_PREFIX = "tiny-"
+
+
+@dataclasses.dataclass(frozen=True)
+class HubEntry:
+    """One published model: what it is, which adapter loads it, and where its weights come from."""
+
+    description: str
+    adapter: str
+    """import path of the :class:`~vdm3d.models.hub.base.HubBackbone` subclass"""
+    hub_id: str | None
+    """diffusers-layout repository on the Hugging Face hub (``None``: convert from ``notes``)"""
+    files: tuple[str, ...]
+    """sub-folders / files the loader reads from the repository"""
+    settings: tuple[tuple[str, Any], ...] = ()
+    """adapter settings of this variant (frames, resolution, conditioning constants)"""
+    license: str = ""
+    notes: str = ""
+
+    def adapter_class(self):
+        module, _, attr = self.adapter.rpartition(".")
+        return getattr(importlib.import_module(module), attr)
+
+
+_SVD_FILES = ("unet/", "vae/", "image_encoder/", "scheduler/")
+_T2V_FILES = ("transformer/", "vae/", "text_encoder/", "tokenizer/", "scheduler/")
+
+HUB: dict[str, HubEntry] = {
+    "svd": HubEntry(
+        "Stable Video Diffusion img2vid: 14 frames at 576x1024 from one image (EDM, v-prediction)",
+        "vdm3d.models.hub.svd.SVDBackbone", "stabilityai/stable-video-diffusion-img2vid", _SVD_FILES,
+        (("frames", 14), ("height", 576), ("width", 1024)), "stable-video-diffusion-community"),
+    "svd-xt": HubEntry(
+        "Stable Video Diffusion img2vid-xt: 25 frames at 576x1024 from one image (EDM, v-prediction)",
+        "vdm3d.models.hub.svd.SVDBackbone", "stabilityai/stable-video-diffusion-img2vid-xt", _SVD_FILES,
+        (("frames", 25), ("height", 576), ("width", 1024)), "stable-video-diffusion-community"),
+    "v3d": HubEntry(
+        "V3D object orbits: an SVD fine-tune, 18 frames at 512x512, fps_id 1, motion bucket 300",
+        "vdm3d.models.hub.svd.SVDBackbone", None, _SVD_FILES,
+        (("frames", 18), ("height", 512), ("width", 512), ("fps_id", 1), ("motion_bucket_id", 300),
+         ("noise_aug_strength", 0.02)), "see heheyas/V3D",
+        "weights are sgm checkpoints (heheyas/V3D V3D.ckpt + svd_xt.safetensors): convert the UNet to the "
+        "diffusers SVD layout and put unet/, vae/, image_encoder/ in the folder"),
+    "sv3d-p": HubEntry(
+        "SV3D_p: 21-frame orbit at 576x576 from one image, per-frame polar/azimuth cameras",
+        "vdm3d.models.hub.sv3d.SV3DBackbone", "chenguolin/sv3d-diffusers", _SVD_FILES,
+        (("frames", 21), ("height", 576), ("width", 576)), "stable-video-diffusion / sv3d community",
+        "a diffusers conversion of stabilityai/sv3d sv3d_p.safetensors (per-frame AutoencoderKL decoder)"),
+    "sv3d-u": HubEntry(
+        "SV3D_u: 21-frame fixed-elevation orbit at 576x576 from one image (no camera input)",
+        "vdm3d.models.hub.sv3d.SV3DBackbone", None, _SVD_FILES,
+        (("frames", 21), ("height", 576), ("width", 576)), "sv3d community",
+        "convert stabilityai/sv3d sv3d_u.safetensors to the diffusers UNet layout "
+        "(projection_class_embeddings_input_dim 256) and put unet/, vae/, image_encoder/ in the folder"),
+    "cogvideox-5b-i2v": HubEntry(
+        "CogVideoX-5B image-to-video: 49 frames at 480x720 with a text prompt (VP, v-prediction)",
+        "vdm3d.models.hub.cogvideox.CogVideoXBackbone", "THUDM/CogVideoX-5b-I2V", _T2V_FILES,
+        (("frames", 49), ("height", 480), ("width", 720)), "CogVideoX license"),
+    "videofrom3d-ggi": HubEntry(
+        "VideoFrom3D GGI: CogVideoX-5B-I2V widened to 48 input channels for HED edge videos (inbetweening)",
+        "vdm3d.models.hub.cogvideox.CogVideoXBackbone", None, _T2V_FILES,
+        (("frames", 49), ("height", 480), ("width", 720)), "CogVideoX license",
+        "start from THUDM/CogVideoX-5b-I2V, widen the patch embedding (widen_patch_embed, 16 channels), "
+        "merge the GGI checkpoint-1350 (Google Drive, see KIMGEONUNG/VideoFrom3D) and save it here"),
+    "wan2.1-t2v-1.3b": HubEntry(
+        "Wan2.1 text-to-video 1.3B: 81 frames at 480x832, rectified flow, per-token timesteps",
+        "vdm3d.models.hub.wan.WanBackbone", "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", _T2V_FILES,
+        (("frames", 81), ("height", 480), ("width", 832)), "Apache-2.0"),
+    "worldwarp": HubEntry(
+        "WorldWarp: Wan2.1-T2V-1.3B fine-tuned for per-token (spatio-temporal) noise, 81 frames at 480x720",
+        "vdm3d.models.hub.wan.WanBackbone", None, _T2V_FILES,
+        (("frames", 81), ("height", 480), ("width", 720)), "see imsuperkong/worldwarp",
+        "download Wan-AI/Wan2.1-T2V-1.3B-Diffusers, replace transformer/ with imsuperkong/worldwarp "
+        "worldwarp_latest.ckpt converted to safetensors (it is a pickle: --trust-pickle to convert)"),
+    "flux-dev-controlnet-hed": HubEntry(
+        "FLUX.1-dev with a HED ControlNet: anchor images from edge maps (rectified flow)",
+        "vdm3d.models.hub.flux.FluxBackbone", "black-forest-labs/FLUX.1-dev",
+        ("transformer/", "vae/", "text_encoder/", "tokenizer/", "text_encoder_2/", "tokenizer_2/", "scheduler/",
+         "controlnet/"),
+        (("height", 1024), ("width", 1024), ("guidance", 4.0), ("control_weight", 0.8)),
+        "FLUX.1-dev non-commercial",
+        "controlnet/ is not in the FLUX repo: put a diffusers FLUX ControlNet there "
+        "(e.g. XLabs-AI/flux-controlnet-hed-diffusers)"),
+}
+
+
+def models_root() -> Path:
+    """Where hub weights are looked for: ``$VDM3D_MODELS`` or ``~/.cache/vdm3d/models``."""
+    env = os.environ.get(ENV_FOLDER)
+    return Path(env).expanduser() if env else Path("~/.cache/vdm3d/models").expanduser()
+
+
+def default_folder(name: str) -> Path:
+    return models_root() / name
+
+
+def _tiny() -> dict[str, dict[str, Any]]:
+    if importlib.util.find_spec("vdm3d.models.tiny") is None:
+        return {}
+    tiny = importlib.import_module("vdm3d.models.tiny")
+    return tiny.available() if hasattr(tiny, "available") else {}
+
+
+def names() -> list[str]:
+    """Every known backbone name: tiny models first (the defaults), then hub models."""
+    return [TINY_PREFIX + n for n in _tiny()] + list(HUB)
+
+
+def _resolve(name: str) -> tuple[Literal["tiny", "hub"], str]:
+    if name in HUB:
+        return "hub", name
+    tiny = _tiny()
+    bare = name[len(TINY_PREFIX):] if name.startswith(TINY_PREFIX) else name
+    if bare in tiny:
+        return "tiny", bare
+    raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(names())}.")
+
+
+def _hub_cached(hub_id: str | None) -> bool:
+    if not hub_id:
+        return False
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        hit = try_to_load_from_cache(hub_id, "model_index.json")
+        return isinstance(hit, str)
+    except Exception:  # noqa: BLE001 - a broken cache is "not installed"
+        return False
+
+
+def installed(name: str) -> str | None:
+    """Where the weights of ``name`` are found locally (a folder, the hub cache, or the package), else None."""
+    kind, key = _resolve(name)
+    if kind == "tiny":
+        return "package"
+    folder = default_folder(key)
+    if folder.is_dir() and any(folder.iterdir()):
+        return str(folder)
+    if _hub_cached(HUB[key].hub_id):
+        return f"hub cache ({HUB[key].hub_id})"
+    return None
+
+
+def info(name: str) -> dict[str, Any]:
+    """The model card of ``name``: description, process, slots, where its weights are or would go."""
+    kind, key = _resolve(name)
+    if kind == "tiny":
+        return {"name": TINY_PREFIX + key, "kind": "tiny", "installed": "package", **_tiny()[key]}
+    entry = HUB[key]
+    cls = entry.adapter_class()
+    folder = default_folder(key)
+    card = {
+        "name": key, "kind": "hub", "description": entry.description, "adapter": entry.adapter,
+        "process": f"{cls.process} / {cls.prediction}-prediction", "per_element_sigma": cls.per_element_sigma,
+        "hub_id": entry.hub_id or "(none: convert, see notes)", "folder": str(folder),
+        "files": ", ".join(entry.files), "settings": dict(entry.settings), "license": entry.license,
+        "installed": installed(key) or "no",
+    }
+    if entry.hub_id:
+        card["download"] = f"huggingface-cli download {entry.hub_id} --local-dir {folder}"
+    if entry.notes:
+        card["notes"] = entry.notes
+    return card
+
+
+def load_backbone(name: str, path: str | Path | None = None, *, allow_download: bool = False,
+                  trust_pickle: bool = False, device: str = "cpu", **settings):
+    """Load a backbone by name (tiny or hub). ``path`` overrides the default folder; ``settings``
+    override the adapter settings of the entry (e.g. ``frames=14``)."""
+    kind, key = _resolve(name)
+    if kind == "tiny":
+        from vdm3d.models.tiny import load_tiny
+
+        return load_tiny(key, device=device)
+    entry = HUB[key]
+    folder = default_folder(key)
+    if path is not None:
+        source: str | Path = Path(path).expanduser()
+        if not Path(source).is_dir():
+            raise MissingWeightsError(f"{source}: model folder for {key!r} not found; give the folder that holds "
+                                      f"{', '.join(entry.files)} or omit the path to use {folder}.")
+    elif folder.is_dir() and any(folder.iterdir()):
+        source = folder
+    elif entry.hub_id:
+        source = entry.hub_id
+    else:
+        raise MissingWeightsError(f"{key}: weights not found in {folder} and there is no diffusers repository to "
+                                  f"fetch; {entry.notes}.")
+    merged = {**dict(entry.settings), **settings}
+    return entry.adapter_class().from_pretrained(
+        source, allow_download=allow_download, trust_pickle=trust_pickle, name=key, hub_id=entry.hub_id,
+        folder=folder, files=entry.files, device=device, **merged)
