@@ -265,8 +265,11 @@ def write_re10k(path: str | Path, cameras: Cameras, timestamps: Sequence[int] | 
 
 
 # -- SV3D ---------------------------------------------------------------------------------------
-def cameras_from_sv3d(elevation_deg: float | Sequence[float] | Tensor, azimuth_deg: float | Sequence[float] | Tensor,
-                      radius: float | Sequence[float] | Tensor, fov_deg: float | int, width: int, height: int,
+Angles = float | int | Sequence[float | int] | Tensor
+
+
+def cameras_from_sv3d(elevation_deg: Angles, azimuth_deg: Angles, radius: Angles, fov_deg: float | int,
+                      width: int, height: int,
                       dtype: torch.dtype = torch.float32) -> Cameras:
     """Cameras on a sphere around the origin, looking at it, from SV3D-style orbit parameters.
 
