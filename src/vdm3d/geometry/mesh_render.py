@@ -52,6 +52,7 @@ from vdm3d.errors import Vdm3dError
 MAX_CAMERAS_PER_DRAW = 256
 MAX_ATLAS = 2048
 CAMERA_VEC4 = 6  # per camera in the uniform block: 3 rows of w2c, K, tile/near/far, centre
+NEAR_FAR_RATIO = 1e-3  # near plane for cameras inside the scene: 24-bit depth keeps ~0.1 mm at 1 m
 
 
 class RenderBackendError(Vdm3dError):
@@ -127,6 +128,7 @@ flat in vec3 v_center;
 layout(location = 0) out vec4 o_color;
 layout(location = 1) out vec4 o_geom;
 layout(location = 2) out vec4 o_id;
+layout(location = 3) out vec4 o_edge;
 void main() {
     vec3 n = normalize(v_normal);
     if (dot(n, v_world - v_center) > 0.0) n = -n;  // two-sided: the normal faces the camera
@@ -135,6 +137,7 @@ void main() {
     o_color = vec4(albedo * shade, 1.0);
     o_geom = vec4(n, v_z);
     o_id = vec4(u_instance, float(gl_PrimitiveID + 1), 0.0, 1.0);
+    o_edge = vec4(0.0);
 }
 """
 
@@ -314,7 +317,7 @@ class MeshRenderer:
             ids = ctx.texture((aw, ah), 4, dtype="f4")
             edge = ctx.texture((aw, ah), 1, dtype="f1")
             depth = ctx.depth_renderbuffer((aw, ah))
-            self._fbo = ctx.framebuffer([color, geom, ids], depth)
+            self._fbo = ctx.framebuffer([color, geom, ids, edge], depth)
             self._fbo_edge = ctx.framebuffer([edge], depth)
             self._fbo_objects = [self._fbo, self._fbo_edge, color, geom, ids, edge, depth]
             self._fbo_key = (aw, ah)
@@ -365,7 +368,7 @@ class MeshRenderer:
         centers = cams.centers.numpy()
         dist = np.linalg.norm(centers - gpu.center[None].astype(np.float64), axis=1)
         far = dist + gpu.radius * 1.01 + 1e-3
-        near = np.maximum(dist - gpu.radius * 1.01, far * 2e-5)
+        near = np.maximum(dist - gpu.radius * 1.01, far * NEAR_FAR_RATIO)
         block = np.zeros((n, CAMERA_VEC4, 4), np.float32)
         block[:, 0:3] = w2c[:, :3, :4]
         block[:, 3] = np.stack([Ks[:, 0, 0], Ks[:, 1, 1], Ks[:, 0, 2], Ks[:, 1, 2]], 1)
@@ -397,10 +400,9 @@ class MeshRenderer:
         ctx.polygon_offset = (0.0, 0.0)
         fbo_edge.use()
         fbo_edge.viewport = (0, 0, aw, ah)
-        ctx.depth_mask = False  # keep the surfaces' depth: clear() would reset it otherwise
-        fbo_edge.clear(0.0, 0.0, 0.0, 0.0)
-        ctx.depth_func = "<="
+        ctx.depth_func = "<="  # the edge texture was cleared with the others; never clear the shared depth
         self.edge_prog["u_crease_cos"].value = float(np.cos(np.deg2rad(crease_deg)))
+        ctx.depth_mask = False
         gpu.edge_vao.render(self.mgl.LINES, instances=n)
         ctx.depth_mask = True
 

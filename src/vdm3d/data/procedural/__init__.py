@@ -14,7 +14,8 @@
 from vdm3d.data.procedural.cameras import orbit_cameras, orbit_distance, random_object_cameras
 from vdm3d.data.procedural.meshes import load_mesh
 from vdm3d.data.procedural.objects import make_object
+from vdm3d.data.procedural.rooms import make_room, room_path
 from vdm3d.data.procedural.scene import UP, Light, Part, Scene
 
-__all__ = ["Light", "Part", "Scene", "UP", "load_mesh", "make_object", "orbit_cameras", "orbit_distance",
-           "random_object_cameras"]
+__all__ = ["Light", "Part", "Scene", "UP", "load_mesh", "make_object", "make_room", "orbit_cameras", "orbit_distance",
+           "random_object_cameras", "room_path"]
