@@ -32,6 +32,7 @@ shapes (sigma per batch, frame, or latent pixel) and must stay differentiable.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Literal
 
 import torch
@@ -192,6 +193,28 @@ def raw_from_x0(x0: AnyTensor, x_native: AnyTensor, t_native: AnyTensor | float,
     raise ConfigError(f"prediction {prediction!r} is not one of 'eps', 'v', 'x0', 'flow'; pick one of those.")
 
 
+@dataclasses.dataclass(frozen=True)
+class NativeView:
+    """One step's sample seen in a backbone's native units, to move predictions between ``x0`` and
+    the network's raw output (CFG rescale and GuidedVD's step size are defined on the raw output)."""
+
+    x_native: AnyTensor
+    t_native: AnyTensor
+    prediction: Prediction
+    process: Process
+
+    @classmethod
+    def from_ve(cls, x: AnyTensor, sigma: AnyTensor, prediction: Prediction, process: Process) -> "NativeView":
+        x_native, t_native = ve_to_native(x, sigma, process)
+        return cls(x_native, t_native, prediction, process)
+
+    def raw(self, x0: AnyTensor) -> AnyTensor:
+        return raw_from_x0(x0, self.x_native, self.t_native, self.prediction, self.process)
+
+    def x0(self, raw: AnyTensor) -> AnyTensor:
+        return x0_from_prediction(raw, self.x_native, self.t_native, self.prediction, self.process)
+
+
 def training_target(x0: AnyTensor, eps: AnyTensor, sigma: AnyTensor | float,
                     prediction: Prediction, process: Process) -> AnyTensor:
     """What a network of ``(prediction, process)`` should output for ``x = x0 + sigma * eps``.
@@ -269,7 +292,7 @@ def sigma_data_variance_prior(sigma: AnyTensor, sigma_data: float = 1.0) -> AnyT
 
 
 __all__ = [
-    "FLOW_T_MAX", "Prediction", "Process", "align_sigma", "alpha_bar_from_sigma", "edm_loss_weight",
+    "FLOW_T_MAX", "NativeView", "Prediction", "Process", "align_sigma", "alpha_bar_from_sigma", "edm_loss_weight",
     "edm_precondition", "edm_training_sigmas", "native_coefficients", "native_scale", "native_to_ve",
     "raw_from_x0", "sigma_data_variance_prior", "sigma_from_alpha_bar", "sigma_from_t", "t_from_sigma",
     "training_target", "ve_to_native", "x0_from_prediction",

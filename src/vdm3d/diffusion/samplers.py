@@ -1,0 +1,228 @@
+"""One sampler loop for Euler-EDM, DDIM (with eta) and flow-matching Euler, with per-element noise.
+
+In the VE form ``x = x0 + sigma eps`` (:mod:`vdm3d.models.protocol`) the three samplers are one
+update. With ``x0 = D(x, sigma)`` and ``eps = (x - x0) / sigma``, a step from ``sigma`` to ``sigma'``
+is::
+
+    noise = eta * sigma' * sqrt(1 - sigma'^2 / sigma^2)          # DDIM's sigma_t, in VE units
+    x'    = x0 + sqrt(sigma'^2 - noise^2) * eps + noise * z      # z ~ N(0, I) from the generator
+
+* ``eta = 0`` is EDM's Euler step (SV3D/SVD, ``s_churn = 0``), deterministic DDIM, and the
+  flow-matching Euler step ``x_t' = x_t + (t' - t) v`` (divide by ``1 + sigma`` to see it);
+* ``eta = 1`` is DDPM's ancestral step. Written for VP, DDIM's
+  ``x_{t-1} = sqrt(ab') x0 + sqrt(1 - ab' - s^2) eps + s z`` divided by ``sqrt(ab')`` is exactly the
+  line above, so the loop is DDIM for any process; only the schedule differs
+  (:mod:`vdm3d.diffusion.schedules`).
+
+Noise levels may differ per batch item, frame and latent pixel: the schedule has shape
+``[S + 1, *E]`` with ``E`` left-aligned to the latent ``[B, F, C, h, w]``. An element whose sigma does
+not change at a step is left bitwise untouched (WorldWarp's frozen tokens, clean context frames);
+an element whose sigma *rises* is re-noised with fresh noise of variance ``sigma'^2 - sigma^2``.
+A step where every element is frozen skips the denoiser.
+
+The loop calls the backbone only through the protocol, takes a ``torch.Generator``, never edits its
+inputs in place, calls step hooks (:mod:`vdm3d.diffusion.hooks`) and reports progress through a
+callable ``progress(done_steps, total_steps)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from vdm3d.diffusion.guiders import CFG, Guider
+from vdm3d.diffusion.hooks import StepHook, StepState
+from vdm3d.diffusion.parameterizations import NativeView, align_sigma
+from vdm3d.diffusion.schedules import DdimSchedule, EdmSchedule, FlowSchedule
+from vdm3d.errors import ConfigError, InputError
+from vdm3d.models.protocol import Conditioning
+
+Progress = Callable[[int, int], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerConfig:
+    """A schedule plus the stochasticity of the shared update."""
+
+    schedule: EdmSchedule | DdimSchedule | FlowSchedule = EdmSchedule()
+    """where the noise levels come from (EDM Karras, DDPM alpha-bar, shifted flow)"""
+    eta: float = 0.0
+    """DDIM eta: 0 = deterministic (Euler/DDIM/flow Euler), 1 = ancestral (DDPM)"""
+    sigma_data: float = 1.0
+    """data standard deviation assumed for the starting noise ``sqrt(sigma_0^2 + sigma_data^2) eps``"""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.eta <= 1.0:
+            raise ConfigError(f"sampler eta is {self.eta}; use a value in [0, 1].")
+
+    def sigmas(self) -> Float[Tensor, " S1"]:
+        return self.schedule.sigmas()
+
+
+#: name -> (description, config): the published samplers.
+SAMPLERS: dict[str, tuple[str, SamplerConfig]] = {
+    "euler_edm": ("SV3D/SVD: Euler on EDM sigmas 0.002-700, rho 7, 50 steps",
+                  SamplerConfig(EdmSchedule(50, 0.002, 700.0, 7.0))),
+    "ddim": ("ViewCrafter/GuidedVD: DDIM eta 1, 50 leading steps, SD schedule",
+             SamplerConfig(DdimSchedule(50, "leading", steps_offset=1), eta=1.0)),
+    "flow_euler": ("Wan/WorldWarp: flow-matching Euler, shift 5, 50 steps",
+                   SamplerConfig(FlowSchedule(50, shift=5.0))),
+}
+
+
+def _backbone_sigma(row: Tensor, batch: int, per_element: bool, name: str) -> Tensor:
+    """The compact sigma handed to ``denoise``: ``[B]`` when uniform over non-batch axes, else the
+    schedule's own left-aligned shape with the batch axis expanded (needs ``per_element_sigma``)."""
+    if row.ndim == 0:
+        return row.expand(batch)
+    flat = row.reshape(row.shape[0], -1)
+    if bool((flat == flat[:, :1]).all()):
+        return flat[:, 0].expand(batch)
+    if not per_element:
+        raise ConfigError(f"backbone {name!r} does not accept per-frame or per-token noise levels; use a "
+                          "uniform schedule or a backbone with per_element_sigma.")
+    return row.expand(batch, *row.shape[1:])
+
+
+def _check_inputs(sched: Tensor, x_like: Tensor) -> None:
+    if sched.ndim < 1 or sched.shape[0] < 2:
+        raise ConfigError(f"the schedule has shape {tuple(sched.shape)}; it needs S + 1 >= 2 noise levels "
+                          "along its first axis.")
+    if not bool(torch.isfinite(sched).all()) or bool((sched < 0).any()):
+        raise ConfigError("the schedule holds negative or non-finite noise levels; fix the sigmas.")
+    e = sched.shape[1:]
+    if len(e) > x_like.ndim or any(a not in (1, b) for a, b in zip(e, x_like.shape)):
+        raise ConfigError(f"per-element schedule shape {tuple(e)} does not left-align with the latent "
+                          f"shape {tuple(x_like.shape)}; use [B], [B, F] or [B, F, 1, h, w].")
+
+
+def sample(backbone: Any, sigmas: Tensor, *, cond: Conditioning | None = None,
+           shape: Sequence[int] | None = None, x_init: Tensor | None = None, noise: Tensor | None = None,
+           generator: torch.Generator | None = None, guider: Guider | None = None,
+           hooks: Sequence[StepHook] = (), eta: float = 0.0, sigma_data: float = 1.0,
+           progress: Progress | None = None) -> Tensor:
+    """Run the shared loop and return the final sample (clean where the schedule ends at 0).
+
+    Args:
+        backbone: a :class:`~vdm3d.models.protocol.Backbone`.
+        sigmas: ``[S + 1]`` or per-element ``[S + 1, *E]`` VE noise levels.
+        cond: the condition (``None``: an empty :class:`Conditioning`).
+        shape: latent shape ``[B, F, C, h, w]`` when neither ``x_init`` nor ``noise`` gives it.
+        x_init: clean latents to start from: ``x = x_init + sigma_0 * noise`` (strength, context
+            frames, fill-and-revise). Without it ``x = sqrt(sigma_0^2 + sigma_data^2) * noise``.
+        noise: the unit starting noise (e.g. flow-warped noise); drawn from ``generator`` if absent.
+        generator: the only source of randomness.
+        guider: e.g. :class:`~vdm3d.diffusion.guiders.CFG`; ``None`` = conditional only.
+        hooks: step hooks, applied in order.
+        eta: DDIM eta (0 deterministic, 1 ancestral).
+        progress: called as ``progress(done, total)`` after every step.
+    """
+    sched = torch.as_tensor(sigmas)
+    if shape is None:
+        ref = x_init if x_init is not None else noise
+        if ref is None:
+            raise ConfigError("sample() needs the latent shape: pass shape, x_init or noise.")
+        shape = tuple(ref.shape)
+    shape = tuple(int(v) for v in shape)
+    given = x_init if x_init is not None else noise
+    device = given.device if given is not None else sched.device
+    dtype = given.dtype if given is not None else torch.get_default_dtype()
+    sched = sched.to(device=device, dtype=dtype)
+    proto = torch.empty(shape, device=device, dtype=dtype)
+    _check_inputs(sched, proto)
+    if noise is None:
+        noise = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+    elif tuple(noise.shape) != shape:
+        raise InputError(f"starting noise has shape {tuple(noise.shape)}, expected {shape}; match the latents.")
+    if x_init is not None and tuple(x_init.shape) != shape:
+        raise InputError(f"x_init has shape {tuple(x_init.shape)}, expected {shape}; match the latents.")
+    if not 0.0 <= eta <= 1.0:
+        raise ConfigError(f"sampler eta is {eta}; use a value in [0, 1].")
+
+    steps = sched.shape[0] - 1
+    sigma0 = align_sigma(sched[0], proto)
+    if x_init is not None:
+        x = x_init + sigma0 * noise
+    else:
+        if bool((sched[0] != sched[0].max()).any()):
+            raise ConfigError("the schedule starts at different noise levels per element; pass x_init "
+                              "with the clean latents those elements start from.")
+        x = torch.sqrt(sigma0 * sigma0 + sigma_data * sigma_data) * noise
+
+    cond = cond if cond is not None else Conditioning()
+    cond_enc = backbone.condition(cond)
+    uncond_enc = backbone.condition(cond, null=True) if guider is not None else None
+    per_element = bool(getattr(backbone, "per_element_sigma", False))
+    name = getattr(backbone, "name", type(backbone).__name__)
+
+    for m in range(steps):
+        s = align_sigma(sched[m], x)
+        s_next = align_sigma(sched[m + 1], x)
+        frozen = s_next == s
+        if bool(frozen.all()):
+            if progress is not None:
+                progress(m + 1, steps)
+            continue
+        x_start = x
+        base = dict(step=m, steps=steps, sigma=s, sigma_next=s_next, noise=noise, backbone=backbone,
+                    cond=cond_enc, uncond=uncond_enc, generator=generator)
+        for hook in hooks:
+            new = hook.before_denoise(StepState(x=x, **base))
+            x = new if new is not None else x
+
+        want_grad = any(h.wants_grad(m, steps) for h in hooks)
+        x_in = x.detach().requires_grad_(True) if want_grad else x
+        sigma_bb = _backbone_sigma(sched[m], shape[0], per_element, name)
+        guided = guider is not None and guider.active(m, steps)
+        with torch.set_grad_enabled(want_grad):
+            x0_cond = backbone.denoise(x_in, sigma_bb, cond_enc)
+            x0_uncond = backbone.denoise(x_in, sigma_bb, uncond_enc) if guided else None
+            if guided:
+                native = NativeView.from_ve(x_in.detach(), s, backbone.prediction, backbone.process)
+                x0 = guider.combine(x0_cond, x0_uncond, native)
+            else:
+                x0 = x0_cond
+            x_next = _update(x_in.detach(), x0.detach(), s, s_next, eta, generator)
+
+        for hook in hooks:
+            state = StepState(x=x_in, x0=x0, x0_cond=x0_cond, x0_uncond=x0_uncond, x_next=x_next, **base)
+            new = hook.after_step(state)
+            x_next = new if new is not None else x_next
+        x = torch.where(frozen, x_start, x_next.detach())
+        if progress is not None:
+            progress(m + 1, steps)
+    return x
+
+
+def _update(x: Tensor, x0: Tensor, s: Tensor, s_next: Tensor, eta: float,
+            generator: torch.Generator | None) -> Tensor:
+    """The shared DDIM/Euler step from ``s`` to ``s_next`` (elementwise; see the module docstring)."""
+    safe = torch.where(s > 0, s, torch.ones_like(s))
+    eps = torch.where(s > 0, (x - x0) / safe, torch.zeros_like(x))
+    ratio = (s_next / safe).clamp(max=1.0)
+    rises = s_next > s
+    need_z = eta > 0 or bool(rises.any())
+    z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype) if need_z else None
+    if eta > 0:
+        std = eta * s_next * (1.0 - ratio * ratio).clamp_min(0.0).sqrt()
+        det = (s_next * s_next - std * std).clamp_min(0.0).sqrt()
+        down = x0 + det * eps + std * z
+    else:
+        down = x0 + s_next * eps
+    if not bool(rises.any()):
+        return down
+    up = x + (s_next * s_next - s * s).clamp_min(0.0).sqrt() * z
+    return torch.where(rises, up, down)
+
+
+def sample_with(config: SamplerConfig, backbone: Any, **kwargs: Any) -> Tensor:
+    """:func:`sample` with the schedule and eta of a :class:`SamplerConfig`."""
+    return sample(backbone, config.sigmas(), eta=config.eta, sigma_data=config.sigma_data, **kwargs)
+
+
+__all__ = ["CFG", "SAMPLERS", "Progress", "SamplerConfig", "sample", "sample_with"]
