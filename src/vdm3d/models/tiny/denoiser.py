@@ -1,0 +1,114 @@
+"""The tiny latent video denoiser: a two-level UNet with factorized spatial and temporal blocks.
+
+Input per frame (all at latent resolution ``h x w``, concatenated on channels):
+
+=====================  ====  ======================================================================
+what                   ch    notes
+=====================  ====  ======================================================================
+noisy latent           C     ``c_in * x`` (EDM preconditioning)
+noise level map        1     ``c_noise = ln(sigma) / 4`` per latent pixel (per-element sigma works)
+reference latent       C+1   VAE latent of the reference view, repeated on every frame, + a flag
+camera rays            6+1   Plucker ``(d, o x d)`` of the frame's camera *in the reference camera's
+                             frame*, at latent resolution, + a flag
+map latent             C     VAE latent of the warped RGB (map channels 0-2)
+map features           M     a learned stride-4 conv stem over all pixel maps (RGB, validity, edges)
+keyframe latent        C+1   VAE latent of a known frame at its index, zeros elsewhere, + a mask
+=====================  ====  ======================================================================
+
+Levels: ``h x w`` (``channels[0]``) and ``h/2 x w/2`` (``channels[1]``, with spatial attention), each
+block followed by temporal attention across frames. The per-frame noise embedding modulates every
+residual block (FiLM). Absent (or CFG-dropped) conditions are zeros with their flag at 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vdm3d.models.tiny.blocks import ResBlock, SpatialAttention, TemporalAttention, fourier_embedding, groups
+
+#: order of the per-pixel map channels the tiny video model expects (``Conditioning.maps``)
+MAP_CHANNELS: tuple[str, ...] = ("warp_r", "warp_g", "warp_b", "valid", "edges")
+
+
+@dataclasses.dataclass(frozen=True)
+class DenoiserConfig:
+    """Shape of the tiny video denoiser."""
+
+    latent_channels: int = 4
+    """channels of the VAE latent"""
+    channels: tuple[int, int] = (64, 128)
+    """feature channels at latent resolution and at half of it"""
+    map_features: int = 16
+    """channels of the learned stem over the pixel maps"""
+    emb_dim: int = 128
+    """width of the noise-level embedding"""
+    max_frames: int = 16
+    """longest video the temporal position embedding covers"""
+    heads: int = 4
+    """attention heads"""
+    spatial_factor: int = 4
+    """pixels per latent pixel (the VAE's factor), for the map stem"""
+
+    @property
+    def cond_channels(self) -> int:
+        c = self.latent_channels
+        return (c + 1) + 7 + c + self.map_features + (c + 1)
+
+
+class VideoDenoiser(nn.Module):
+    """``F(c_in x, c_noise, cond) -> raw`` on latents ``[B, F, C, h, w]``."""
+
+    def __init__(self, config: DenoiserConfig = DenoiserConfig()):
+        super().__init__()
+        self.config = config
+        c0, c1 = config.channels
+        e = config.emb_dim
+        cin = config.latent_channels + 1 + config.cond_channels
+        self.emb = nn.Sequential(nn.Linear(64, e), nn.SiLU(), nn.Linear(e, e))
+        stem: list[nn.Module] = []
+        cm = len(MAP_CHANNELS)
+        for _ in range(max(1, config.spatial_factor.bit_length() - 1)):
+            stem += [nn.Conv2d(cm, config.map_features, 3, stride=2, padding=1), nn.SiLU()]
+            cm = config.map_features
+        self.map_stem = nn.Sequential(*stem[:-1])
+        self.conv_in = nn.Conv2d(cin, c0, 3, padding=1)
+        self.down0 = ResBlock(c0, c0, e)
+        self.t_down0 = TemporalAttention(c0, config.max_frames, config.heads)
+        self.down = nn.Conv2d(c0, c1, 3, stride=2, padding=1)
+        self.mid1 = ResBlock(c1, c1, e)
+        self.s_mid1 = SpatialAttention(c1, config.heads)
+        self.t_mid1 = TemporalAttention(c1, config.max_frames, config.heads)
+        self.mid2 = ResBlock(c1, c1, e)
+        self.s_mid2 = SpatialAttention(c1, config.heads)
+        self.t_mid2 = TemporalAttention(c1, config.max_frames, config.heads)
+        self.up = nn.Conv2d(c1, c0, 3, padding=1)
+        self.up0 = ResBlock(2 * c0, c0, e)
+        self.t_up0 = TemporalAttention(c0, config.max_frames, config.heads)
+        self.norm_out = nn.GroupNorm(groups(c0), c0)
+        self.conv_out = nn.Conv2d(c0, config.latent_channels, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+
+    def embed_maps(self, maps: Tensor) -> Tensor:
+        """Pixel maps ``[N, H, W, Cm]`` to stem features ``[N, M, h, w]``."""
+        return self.map_stem(maps.permute(0, 3, 1, 2))
+
+    def forward(self, x_in: Tensor, c_noise: Tensor, cond: Tensor) -> Tensor:
+        """``x_in [B, F, C, h, w]``, ``c_noise [B, F, 1, h, w]``, ``cond [B, F, Cc, h, w]`` -> raw output."""
+        b, f, c, h, w = x_in.shape
+        emb = self.emb(fourier_embedding(c_noise.mean(dim=(2, 3, 4)), 64, max_period=10.0))  # [B, F, E]
+        emb = emb.reshape(b * f, -1)
+        z = torch.cat([x_in, c_noise, cond], 2).reshape(b * f, -1, h, w)
+        h0 = self.conv_in(z)
+        h0 = self.t_down0(self.down0(h0, emb), f)
+        h1 = self.down(h0)
+        h1 = self.t_mid1(self.s_mid1(self.mid1(h1, emb)), f)
+        h1 = self.t_mid2(self.s_mid2(self.mid2(h1, emb)), f)
+        u = self.up(F.interpolate(h1, size=(h, w), mode="nearest"))
+        u = self.t_up0(self.up0(torch.cat([u, h0], 1), emb), f)
+        out = self.conv_out(F.silu(self.norm_out(u)))
+        return out.reshape(b, f, c, h, w)

@@ -1,0 +1,166 @@
+"""Training and held-out sets for the tiny models, rendered from procedural worlds and cached.
+
+Two kinds of sets, each a dict of numpy arrays saved as one ``.npz``:
+
+* **object orbits** (SV3D-style): per object, ``views`` renders on a circle of constant elevation
+  around the object (azimuth step ``360 / views``, random start and elevation in [0, 30] deg, the
+  distance of :func:`vdm3d.data.procedural.cameras.orbit_distance`, field of view 40 deg, white
+  background, 3x supersampled): ``rgb [N, V, H, W, 3] uint8``,
+  ``c2w [N, V, 4, 4]``, ``K [3, 3]``;
+* **room sequences** (ViewCrafter/WorldWarp/VideoFrom3D): per room, ``frames`` views along a short
+  path: ``rgb``, ``depth [N, F, H, W]`` (z-depth), ``edges [N, F, H, W] uint8``, ``c2w``, ``K``, and
+  the first frame forward-warped into every frame (``warped``, ``valid``; :mod:`.warp`).
+
+Training seeds and held-out seeds come from disjoint ranges (:data:`SEED_OFFSETS`), so evaluation
+never sees a training world. Sets are cached under ``$VDM3D_CACHE`` (default ``~/.cache/vdm3d``)
+keyed by every parameter; ``vdm3d train`` builds them on first use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Callable, Literal
+
+import numpy as np
+import torch
+
+from vdm3d.cameras.camera import Cameras
+from vdm3d.train.warp import forward_warp
+
+Split = Literal["train", "heldout"]
+#: first seed of each split; training uses [0, 1e6), held-out sets [1e6, ...)
+SEED_OFFSETS: dict[str, int] = {"train": 0, "heldout": 1_000_000}
+OBJECT_FOV_DEG = 40.0
+ROOM_FOV_DEG = 60.0
+ROOM_STEP = 0.06
+
+
+def cache_dir() -> Path:
+    d = Path(os.environ.get("VDM3D_CACHE", Path.home() / ".cache" / "vdm3d")) / "train"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectSetConfig:
+    """An orbit set: ``count`` objects, ``views`` azimuths each."""
+
+    count: int = 300
+    """number of objects"""
+    views: int = 18
+    """renders per object, evenly spaced in azimuth"""
+    resolution: int = 64
+    """image side in pixels"""
+    split: Split = "train"
+    """train or heldout (disjoint seed ranges)"""
+
+
+@dataclasses.dataclass(frozen=True)
+class RoomSetConfig:
+    """A room-sequence set: ``count`` rooms x ``paths`` paths of ``frames`` frames."""
+
+    count: int = 150
+    """number of rooms"""
+    paths: int = 2
+    """camera paths per room"""
+    frames: int = 8
+    """frames per path"""
+    resolution: int = 64
+    """image side in pixels"""
+    split: Split = "train"
+    """train or heldout (disjoint seed ranges)"""
+
+
+def _key(cfg) -> str:
+    blob = json.dumps({"type": type(cfg).__name__, **dataclasses.asdict(cfg), "v": 3}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _to_np(x) -> np.ndarray:
+    return x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
+
+
+def _as_uint8(rgb) -> np.ndarray:
+    rgb = _to_np(rgb)
+    if rgb.dtype == np.uint8:
+        return rgb
+    return np.clip(np.rint(rgb * 255), 0, 255).astype(np.uint8)
+
+
+def build_object_set(cfg: ObjectSetConfig, progress: Callable[[str], None] | None = None) -> dict[str, np.ndarray]:
+    """Render ``cfg.count`` procedural objects on their orbits (see the module docstring)."""
+    from vdm3d.data.procedural.cameras import orbit_cameras
+    from vdm3d.data.procedural.objects import make_object
+    from vdm3d.geometry.mesh_render import render_buffers
+
+    r = cfg.resolution
+    rgbs, c2ws, elevs = [], [], []
+    K = None
+    for i in range(cfg.count):
+        seed = SEED_OFFSETS[cfg.split] + i
+        rng = np.random.default_rng([seed, 7])
+        scene = make_object(seed)
+        elev = float(rng.uniform(0.0, 30.0))
+        cams = orbit_cameras(cfg.views, width=r, height=r, fov_deg=OBJECT_FOV_DEG, elevation_deg=elev,
+                             azimuth0_deg=float(rng.uniform(0, 360)))
+        buf = render_buffers(scene, cams, ssaa=3)
+        rgbs.append(_as_uint8(buf.rgb))
+        c2ws.append(_to_np(cams.c2w).astype(np.float32))
+        elevs.append(elev)
+        K = _to_np(cams.Ks[0]).astype(np.float32)
+        if progress and (i + 1) % 25 == 0:
+            progress(f"objects {i + 1}/{cfg.count}")
+    return {"rgb": np.stack(rgbs), "c2w": np.stack(c2ws), "K": K, "elevation_deg": np.array(elevs, np.float32)}
+
+
+def build_room_set(cfg: RoomSetConfig, progress: Callable[[str], None] | None = None) -> dict[str, np.ndarray]:
+    """Render ``cfg.count`` procedural rooms along ``cfg.paths`` paths each
+    (the first ``frames`` of a :func:`vdm3d.data.procedural.rooms.room_path` of ``3 * frames``,
+    ``ROOM_STEP`` metres per frame, field of view ``ROOM_FOV_DEG``), with the first frame of every path forward-warped into all its frames."""
+    from vdm3d.data.procedural.rooms import make_room, room_path
+    from vdm3d.geometry.mesh_render import render_buffers
+
+    r = cfg.resolution
+    out: dict[str, list] = {k: [] for k in ("rgb", "depth", "edges", "c2w", "warped", "valid")}
+    K = None
+    for i in range(cfg.count):
+        seed = SEED_OFFSETS[cfg.split] + i
+        scene = make_room(seed)
+        for p in range(cfg.paths):
+            # the first third of a path three times as long: the look-at target swings a third as far
+            cams = room_path(scene, 3 * cfg.frames, seed * 16 + p, width=r, height=r, fov_deg=ROOM_FOV_DEG,
+                             step=ROOM_STEP)[: cfg.frames]
+            buf = render_buffers(scene, cams, ssaa=3)
+            rgb = _as_uint8(buf.rgb)
+            depth = _to_np(buf.depth).astype(np.float32)
+            edges = _as_uint8(_to_np(buf.edges).astype(np.float32))
+            K = _to_np(cams.Ks[0]).astype(np.float64)
+            c2w_np = _to_np(cams.c2w).astype(np.float64)
+            warped, valid = forward_warp(rgb[0], depth[0], K, c2w_np[0], c2w_np)
+            for k, v in (("rgb", rgb), ("depth", depth), ("edges", edges), ("c2w", c2w_np.astype(np.float32)),
+                         ("warped", warped), ("valid", valid)):
+                out[k].append(v)
+        if progress and (i + 1) % 10 == 0:
+            progress(f"rooms {i + 1}/{cfg.count}")
+    data = {k: np.stack(v) for k, v in out.items()}
+    data["K"] = K.astype(np.float32)
+    return data
+
+
+def load_or_build(cfg: ObjectSetConfig | RoomSetConfig, progress: Callable[[str], None] | None = print
+                  ) -> dict[str, np.ndarray]:
+    """The set described by ``cfg`` from the cache, rendering and caching it on first use."""
+    kind = "objects" if isinstance(cfg, ObjectSetConfig) else "rooms"
+    path = cache_dir() / f"{kind}-{cfg.split}-{cfg.count}-{cfg.resolution}-{_key(cfg)}.npz"
+    if path.is_file():
+        with np.load(path) as f:
+            return {k: f[k] for k in f.files}
+    data = build_object_set(cfg, progress) if kind == "objects" else build_room_set(cfg, progress)
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez(tmp, **data)
+    tmp.replace(path)
+    return data

@@ -1,0 +1,156 @@
+"""The three ``vdm3d train`` commands as functions: build data, train, measure, write the model.
+
+Each writes a run folder (:class:`~vdm3d.io.runs.RunFolder`) holding ``<name>.safetensors`` and
+``<name>.json`` (config + model card) plus ``checkpoints/``; ``--resume`` continues a stopped run.
+Copy the two model files into ``src/vdm3d/models/tiny/weights/`` to ship them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vdm3d.io.runs import RunFolder
+from vdm3d.models.tiny.backbone import TinyVideoBackbone
+from vdm3d.models.tiny.checkpoint import load_model, save_model
+from vdm3d.models.tiny.denoiser import DenoiserConfig, VideoDenoiser
+from vdm3d.models.tiny.depth import DepthConfig, TinyDepth, abs_rel_median_scaled
+from vdm3d.models.tiny.vae import TinyVAE, VAEConfig
+from vdm3d.train.datasets import ObjectSetConfig, RoomSetConfig, load_or_build
+from vdm3d.train.images import DepthTaskConfig, VAETaskConfig, depth_step, image_pool, vae_step
+from vdm3d.train.loop import LoopConfig, train
+from vdm3d.train.video import VideoTaskConfig, VideoTasks, video_loss
+
+DEFAULT_VAE = Path(__file__).resolve().parents[1] / "models" / "tiny" / "weights" / "vae.json"
+
+
+def hardware() -> dict[str, Any]:
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "load_average_at_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
+
+
+def card(summary: dict[str, Any], data: dict[str, Any], seed: int, metrics: dict[str, Any],
+         wall_start: float) -> dict[str, Any]:
+    return {"data": data, "seed": seed, "steps": summary["steps"], "train_seconds": summary["seconds"],
+            "wall_seconds_incl_data": round(time.time() - wall_start, 1), "stopped": summary["stopped"],
+            "device": summary["device"], "processes": summary["processes"], "hardware": hardware(),
+            "command": "vdm3d train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else "",
+            "final_losses": summary["losses"][-4:], "heldout": metrics}
+
+
+def _sets(objects: ObjectSetConfig | None, rooms: RoomSetConfig | None):
+    return (load_or_build(objects) if objects is not None and objects.count > 0 else None,
+            load_or_build(rooms) if rooms is not None and rooms.count > 0 else None)
+
+
+@torch.no_grad()
+def vae_psnr(vae: TinyVAE, images: np.ndarray) -> float:
+    x = torch.from_numpy(images).float() / 255
+    y = vae.decode(vae.encode(x))
+    mse = ((y - x) ** 2).flatten(1).mean(1).clamp_min(1e-10)
+    return float((-10 * mse.log10()).mean())
+
+
+def train_vae(out: Path, objects: ObjectSetConfig = ObjectSetConfig(), rooms: RoomSetConfig = RoomSetConfig(),
+              model: VAEConfig = VAEConfig(), task: VAETaskConfig = VAETaskConfig(),
+              loop: LoopConfig = LoopConfig(steps=3000, lr=1e-3), heldout: int = 40, name: str = "vae",
+              resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
+    """Train the tiny image VAE on object renders and room frames."""
+    start = time.time()
+    with RunFolder(out, config=locals().copy(), seed=loop.seed, overwrite=overwrite, resume=resume) as run:
+        obj, room = _sets(objects, rooms)
+        pool = image_pool(obj, room)
+        torch.manual_seed(loop.seed)
+        vae = TinyVAE(model)
+        summary = train(vae, lambda m, rng, gen, dev: vae_step(m, pool, task, rng, gen, dev), loop,
+                        run.checkpoint_dir, resume=run.resuming)
+        # normalize latents to zero mean / unit variance on a training sample
+        with torch.no_grad():
+            pick = np.random.default_rng(loop.seed).choice(len(pool), size=min(512, len(pool)), replace=False)
+            mean, _ = vae.posterior(torch.from_numpy(pool[pick]).float() / 255)
+            vae.latent_shift.copy_(mean.mean(dim=(0, 2, 3)))
+            vae.latent_scale.copy_(1 / mean.std(dim=(0, 2, 3)).clamp_min(1e-6))
+        held = _sets(dataclasses.replace(objects, count=heldout, split="heldout"),
+                     dataclasses.replace(rooms, count=max(1, heldout // 4), split="heldout"))
+        metrics = {"psnr_db": round(vae_psnr(vae, image_pool(*held)), 2),
+                   "images": int(len(image_pool(*held)))}
+        data = {"objects": dataclasses.asdict(objects), "rooms": dataclasses.asdict(rooms)}
+        save_model(run.path, name, "vae", vae, card(summary, data, loop.seed, metrics, start))
+        run.record(metrics=metrics, steps=summary["steps"])
+    print(f"held-out VAE reconstruction PSNR {metrics['psnr_db']:.2f} dB; model in {out}/{name}.json")
+    return metrics
+
+
+def train_depth(out: Path, rooms: RoomSetConfig = RoomSetConfig(), model: DepthConfig = DepthConfig(),
+                task: DepthTaskConfig = DepthTaskConfig(), loop: LoopConfig = LoopConfig(steps=4000, lr=1e-3),
+                heldout: int = 30, name: str = "depth", resume: bool = False,
+                overwrite: bool = False) -> dict[str, Any]:
+    """Train the tiny monocular depth network on room frames (scale-invariant log loss)."""
+    start = time.time()
+    with RunFolder(out, config=locals().copy(), seed=loop.seed, overwrite=overwrite, resume=resume) as run:
+        _, room = _sets(None, rooms)
+        torch.manual_seed(loop.seed)
+        net = TinyDepth(model)
+        summary = train(net, lambda m, rng, gen, dev: depth_step(m, room, task, rng, gen, dev), loop,
+                        run.checkpoint_dir, resume=run.resuming)
+        _, held = _sets(None, dataclasses.replace(rooms, count=heldout, split="heldout"))
+        metrics = depth_metrics(net, held)
+        save_model(run.path, name, "depth", net, card(summary, {"rooms": dataclasses.asdict(rooms)}, loop.seed,
+                                                      metrics, start))
+        run.record(metrics=metrics, steps=summary["steps"])
+    print(f"held-out depth AbsRel (median scaled) {metrics['abs_rel']:.4f}; model in {out}/{name}.json")
+    return metrics
+
+
+@torch.no_grad()
+def depth_metrics(net: TinyDepth, rooms: dict[str, np.ndarray]) -> dict[str, Any]:
+    rgb = torch.from_numpy(rooms["rgb"].reshape(-1, *rooms["rgb"].shape[-3:])).float() / 255
+    gt = torch.from_numpy(rooms["depth"].reshape(-1, *rooms["depth"].shape[-2:])).float()
+    pred = torch.cat([net.predict(rgb[i:i + 64]) for i in range(0, len(rgb), 64)])
+    rel = abs_rel_median_scaled(pred, gt)
+    const = abs_rel_median_scaled(torch.ones_like(gt), gt)
+    return {"abs_rel": round(float(rel.mean()), 4), "abs_rel_constant_baseline": round(float(const.mean()), 4),
+            "images": int(len(rgb))}
+
+
+def train_video(out: Path, vae: Path = DEFAULT_VAE, objects: ObjectSetConfig = ObjectSetConfig(),
+                rooms: RoomSetConfig = RoomSetConfig(), model: DenoiserConfig = DenoiserConfig(),
+                task: VideoTaskConfig = VideoTaskConfig(), loop: LoopConfig = LoopConfig(steps=6000, lr=4e-4),
+                name: str = "video", resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
+    """Train the tiny latent video denoiser on the orbit / warp / inbetween mixture (VAE frozen)."""
+    start = time.time()
+    with RunFolder(out, config=locals().copy(), seed=loop.seed, overwrite=overwrite, resume=resume,
+                   inputs=[vae]) as run:
+        obj, room = _sets(objects, rooms)
+        vae_model, vae_meta = load_model(vae)
+        vae_model.requires_grad_(False)
+        torch.manual_seed(loop.seed)
+        res = (obj or room)["rgb"].shape[-2]
+        backbone = TinyVideoBackbone(vae_model, VideoDenoiser(model), resolution=(res, res), frames=task.frames)
+        tasks = VideoTasks(backbone, obj, room, task)
+        net = backbone.denoiser
+
+        def step(m, rng, gen, dev):
+            backbone.denoiser = m  # the prepared (possibly wrapped) module
+            return video_loss(backbone, tasks, rng, gen, dev)
+
+        summary = train(net, step, loop, run.checkpoint_dir, resume=run.resuming)
+        backbone.denoiser = net
+        data = {"objects": dataclasses.asdict(objects), "rooms": dataclasses.asdict(rooms),
+                "task": dataclasses.asdict(task)}
+        save_model(run.path, name, "video", net, card(summary, data, loop.seed, {}, start),
+                   extra={"vae": Path(vae).stem, "resolution": [res, res], "frames": task.frames})
+        run.record(steps=summary["steps"], vae=str(vae))
+    print(f"video model in {out}/{name}.json (measure it with `vdm3d eval orbit|warp`)")
+    return {"steps": summary["steps"]}
