@@ -58,7 +58,9 @@ class Gaussians:
                                  "give every field the same number of Gaussians.")
         if self.sh.dim() != 3 or self.sh.shape[0] != n or self.sh.shape[2] != 3:
             raise InputError(f"Gaussians: field sh must be [N, K, 3] with N={n}, got {tuple(self.sh.shape)}.")
-        sh_degree_from_bases(self.sh.shape[1])
+        if self.sh.shape[1] not in (1, 4, 9, 16):
+            raise InputError(f"Gaussians: field sh has {self.sh.shape[1]} coefficients per channel; it needs "
+                             "1, 4, 9 or 16 (SH degree 0 to 3).")
 
     # -- derived, activated quantities ----------------------------------------------------------
     @property

@@ -91,6 +91,8 @@ def load_ply(path: str | Path) -> Gaussians:
         return np.asarray(vertex.data[name], dtype=np.float32)
 
     def stack(names: list[str]) -> torch.Tensor:
+        if not names:
+            return torch.zeros(n, 0)
         return torch.from_numpy(np.stack([column(nm) for nm in names], 1).reshape(n, len(names)))
 
     means = stack(["x", "y", "z"])
