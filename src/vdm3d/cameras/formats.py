@@ -1,0 +1,142 @@
+"""Read and write a camera path in any supported format, keeping names, timestamps and extras.
+
+Used by ``vdm3d trajectory convert`` and anything else that accepts "a camera file". Formats:
+
+=============  =======================================  ===============================
+name           file                                      read / write
+=============  =======================================  ===============================
+``vdm3d``      ``*.json`` with ``"format": "vdm3d.trajectory"``   both
+``transforms`` nerfstudio/Blender ``transforms*.json``    both (fps, RE10K url/timestamps kept as extras)
+``colmap``     a folder (``sparse/0``) or its parent       both (binary by default)
+``re10k``      RealEstate10K ``*.txt``                      both
+``llff``       ``poses_bounds.npy``                         read
+=============  =======================================  ===============================
+
+Everything read becomes a :class:`CameraFile`: a :class:`Trajectory` (fps from the file when it
+has one - RE10K timestamps, a ``fps`` key - else 24) plus per-frame names and optional timestamps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from vdm3d.cameras.io import (cameras_from_colmap, cameras_from_llff, colmap_from_cameras, read_colmap, read_re10k,
+                              read_transforms_json, write_colmap, write_re10k, write_transforms_json)
+from vdm3d.cameras.io_transforms import read_json
+from vdm3d.cameras.trajectory import Trajectory
+from vdm3d.cameras.trajectory_file import FORMAT, save_trajectory, trajectory_from_dict
+from vdm3d.errors import InputError
+
+CameraFormat = Literal["auto", "vdm3d", "transforms", "colmap", "re10k", "llff"]
+DEFAULT_FPS = 24.0
+
+
+@dataclasses.dataclass(frozen=True)
+class CameraFile:
+    trajectory: Trajectory
+    names: list[str]
+    timestamps_us: list[int] | None = None
+    url: str | None = None
+    extras: dict[str, Any] | None = None
+
+
+def detect_format(path: Path, for_writing: bool = False) -> str:
+    """Guess the format from the path (and, for reading JSON, from the content)."""
+    s = path.suffix.lower()
+    if s == ".txt":
+        return "re10k"
+    if s == ".npy":
+        return "llff"
+    if s == ".json":
+        if for_writing:
+            return "transforms" if "transforms" in path.name else "vdm3d"
+        data = read_json(path)
+        # a "format" tag means a vdm3d file (validated as such); nerfstudio/Blender files have none
+        return "vdm3d" if isinstance(data, dict) and "format" in data else "transforms"
+    if s == "" or path.is_dir() or s in (".bin",):
+        return "colmap"
+    raise InputError(path=path, problem=f"has a suffix {s!r} that names no camera format",
+                     fix="pass --from/--to (vdm3d, transforms, colmap, re10k, llff)")
+
+
+def _fps_from_timestamps(stamps: list[int]) -> float:
+    if len(stamps) < 2:
+        return DEFAULT_FPS
+    dt = float(np.median(np.diff(stamps)))
+    return 1e6 / dt if dt > 0 else DEFAULT_FPS
+
+
+def read_camera_file(path: str | Path, fmt: CameraFormat = "auto", width: int | None = None,
+                     height: int | None = None, distortion: Literal["refuse", "drop"] = "refuse",
+                     dtype: torch.dtype = torch.float64) -> CameraFile:
+    """Read cameras from ``path``; ``width``/``height`` set the image size where the format lacks one
+    (RE10K, default 640x360) or rescale it (LLFF)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path=path, problem="does not exist", fix="check the path")
+    fmt = detect_format(path) if fmt == "auto" else fmt
+    src = {"source": str(path), "source_format": fmt}
+    if fmt == "vdm3d":
+        t = trajectory_from_dict(read_json(path), path)
+        t = Trajectory(t.cameras.to(dtype), t.fps, t.provenance)
+        names = t.provenance.get("names") or [f"frame_{i:05d}" for i in range(len(t))]
+        stamps = t.provenance.get("timestamps_us")
+        return CameraFile(t, list(names), stamps, t.provenance.get("url"), None)
+    if fmt == "transforms":
+        cams, names, extras = read_transforms_json(path, dtype=dtype)
+        top, frames = extras.get("top", {}), extras.get("frames", [])
+        stamps = [int(f["timestamp_us"]) for f in frames] if frames and all("timestamp_us" in f for f in frames) else None
+        fps = float(top["fps"]) if isinstance(top.get("fps"), (int, float)) and top["fps"] > 0 else \
+            (_fps_from_timestamps(stamps) if stamps else DEFAULT_FPS)
+        return CameraFile(Trajectory(cams, fps, {**src}), names, stamps, top.get("re10k_url"), extras)
+    if fmt == "re10k":
+        cams, stamps, url = read_re10k(path, width or 640, height or 360, dtype=dtype)
+        return CameraFile(Trajectory(cams, _fps_from_timestamps(stamps), {**src, "url": url}),
+                          [f"{s}" for s in stamps], stamps, url)
+    if fmt == "llff":
+        cams, bounds = cameras_from_llff(path, width, height, dtype=dtype)
+        return CameraFile(Trajectory(cams, DEFAULT_FPS, {**src, "bounds": bounds.tolist()}),
+                          [f"frame_{i:05d}" for i in range(len(cams))])
+    if fmt == "colmap":
+        cams, names = cameras_from_colmap(read_colmap(path), distortion=distortion, dtype=dtype)
+        return CameraFile(Trajectory(cams, DEFAULT_FPS, src), names)
+    raise InputError(path=path, problem=f"format {fmt!r} is unknown", fix="use vdm3d, transforms, colmap, re10k or llff")
+
+
+def write_camera_file(path: str | Path, cf: CameraFile, fmt: CameraFormat = "auto", colmap_binary: bool = True) -> Path:
+    """Write ``cf`` to ``path`` in ``fmt`` (by suffix when ``auto``). Single files are written atomically;
+    a COLMAP folder is written inside ``path``."""
+    path = Path(path)
+    fmt = detect_format(path, for_writing=True) if fmt == "auto" else fmt
+    t = cf.trajectory
+    if fmt == "vdm3d":
+        prov = {**t.provenance, "names": cf.names}
+        if cf.timestamps_us is not None:
+            prov["timestamps_us"] = cf.timestamps_us
+        if cf.url:
+            prov["url"] = cf.url
+        return save_trajectory(path, Trajectory(t.cameras, t.fps, prov))
+    if fmt == "transforms":
+        extras = dict(cf.extras or {})
+        top = dict(extras.get("top", {}))
+        top["fps"] = t.fps
+        if cf.url:
+            top["re10k_url"] = cf.url
+        frames = [dict(f) for f in (extras.get("frames") or [{} for _ in cf.names])]
+        if cf.timestamps_us is not None:
+            for f, s in zip(frames, cf.timestamps_us):
+                f["timestamp_us"] = int(s)
+        extras.update(top=top, frames=frames)
+        return write_transforms_json(path, t.cameras, cf.names, extras)
+    if fmt == "re10k":
+        return write_re10k(path, t.cameras, cf.timestamps_us or [round(i * 1e6 / t.fps) for i in range(len(t))],
+                           cf.url or "")
+    if fmt == "colmap":
+        return write_colmap(colmap_from_cameras(t.cameras, cf.names), path, binary=colmap_binary)
+    raise InputError(path=path, problem=f"cannot be written as {fmt!r}",
+                     fix="write vdm3d, transforms, colmap or re10k (LLFF is read-only)")

@@ -1,0 +1,144 @@
+"""Scene geometry for checking and previewing trajectories: points (with colors) and an optional mesh.
+
+:func:`load_scene` reads
+
+* ``.ply`` - a mesh when it has faces (trimesh); otherwise points from the ``x, y, z`` vertex
+  properties (plyfile), colors from ``red/green/blue`` or, for 3DGS splat PLYs, from the SH DC
+  terms ``f_dc_0..2`` (``0.5 + 0.2820948 * dc``);
+* ``.obj``, ``.glb``, ``.gltf``, ``.stl``, ``.off`` - meshes (trimesh, scenes merged into one mesh);
+* ``.npz`` - points under ``means3d``, ``points``, ``xyz`` or ``points_world`` (colors under
+  ``colors``/``rgb``), as in gsplat's test data;
+* ``.npy`` - an ``[N, 3]`` array;
+* a COLMAP model folder or ``points3D.bin``/``.txt`` - its 3D points.
+
+Meshes also get ``points``: area-uniform surface samples (seeded), so every consumer can treat a
+scene as points; code that needs exact answers (inside tests, ray casts) uses ``mesh``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from vdm3d.errors import InputError
+
+SH_C0 = 0.28209479177387814
+_MESH_SUFFIXES = (".obj", ".glb", ".gltf", ".stl", ".off")
+
+
+@dataclasses.dataclass(frozen=True)
+class Scene:
+    points: np.ndarray  # [N, 3] float64, world
+    colors: np.ndarray | None = None  # [N, 3] float in [0, 1]
+    vertices: np.ndarray | None = None  # [V, 3] when the scene is a mesh
+    faces: np.ndarray | None = None  # [T, 3] int
+    source: str = ""
+
+    @property
+    def is_mesh(self) -> bool:
+        return self.faces is not None and len(self.faces) > 0
+
+    def extent(self) -> float:
+        """Diagonal of the 1st-99th percentile bounding box (robust to stray points)."""
+        lo, hi = np.percentile(self.points, [1, 99], axis=0)
+        return float(np.linalg.norm(hi - lo))
+
+
+def _mesh_scene(vertices: np.ndarray, faces: np.ndarray, source: str, samples: int, seed: int) -> Scene:
+    import trimesh
+
+    mesh = trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
+    if len(mesh.faces) == 0:
+        raise InputError(path=source, problem="has no triangles", fix="pass a mesh with faces or a point cloud")
+    pts, _ = trimesh.sample.sample_surface(mesh, samples, seed=seed)
+    return Scene(np.asarray(pts, np.float64), None, np.asarray(vertices, np.float64), np.asarray(faces, np.int64), source)
+
+
+def _subsample(points: np.ndarray, colors: np.ndarray | None, max_points: int, seed: int):
+    if len(points) <= max_points:
+        return points, colors
+    idx = np.random.default_rng(seed).choice(len(points), max_points, replace=False)
+    return points[idx], None if colors is None else colors[idx]
+
+
+def _ply(path: Path, samples: int, seed: int) -> Scene:
+    from plyfile import PlyData
+
+    try:
+        ply = PlyData.read(str(path))
+    except Exception as e:  # noqa: BLE001 - plyfile raises many types for broken files
+        raise InputError(path=path, problem=f"is not a readable PLY ({type(e).__name__})", fix="re-export it") from None
+    names = [el.name for el in ply.elements]
+    if "vertex" not in names:
+        raise InputError(path=path, field="vertex", problem="element is missing", fix="pass a point or mesh PLY")
+    v = ply["vertex"]
+    props = v.data.dtype.names
+    if not {"x", "y", "z"} <= set(props):
+        raise InputError(path=path, field="vertex x/y/z", problem="properties are missing", fix="pass a point or mesh PLY")
+    xyz = np.stack([v["x"], v["y"], v["z"]], -1).astype(np.float64)
+    if "face" in names and len(ply["face"].data) > 0:
+        faces = np.stack([np.asarray(f[:3]) for f in ply["face"].data[ply["face"].data.dtype.names[0]]]).astype(np.int64)
+        return _mesh_scene(xyz, faces, str(path), samples, seed)
+    colors = None
+    if {"red", "green", "blue"} <= set(props):
+        colors = np.stack([v["red"], v["green"], v["blue"]], -1).astype(np.float64) / 255.0
+    elif {"f_dc_0", "f_dc_1", "f_dc_2"} <= set(props):
+        colors = np.clip(0.5 + SH_C0 * np.stack([v["f_dc_0"], v["f_dc_1"], v["f_dc_2"]], -1), 0, 1).astype(np.float64)
+    return Scene(xyz, colors, source=str(path))
+
+
+def load_scene(path: str | Path, max_points: int = 200_000, mesh_samples: int = 100_000, seed: int = 0) -> Scene:
+    """Read scene geometry (see the module docstring for formats); points are capped at ``max_points``."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path=path, problem="does not exist", fix="check the scene path")
+    suffix = path.suffix.lower()
+    if path.is_dir() or path.name.startswith("points3D"):
+        from vdm3d.cameras.io_colmap import read_colmap
+
+        model = read_colmap(path if path.is_dir() else path.parent)
+        if len(model.points3D) == 0:
+            raise InputError(path=path, problem="holds no COLMAP 3D points", fix="pass a model with points3D")
+        scene = Scene(model.points3D.xyz.astype(np.float64), model.points3D.rgb / 255.0, source=str(path))
+    elif suffix == ".ply":
+        scene = _ply(path, mesh_samples, seed)
+    elif suffix in _MESH_SUFFIXES:
+        import trimesh
+
+        try:
+            mesh = trimesh.load(str(path), force="mesh", process=False)
+        except Exception as e:  # noqa: BLE001
+            raise InputError(path=path, problem=f"is not a readable mesh ({type(e).__name__})", fix="re-export it") from None
+        scene = _mesh_scene(np.asarray(mesh.vertices), np.asarray(mesh.faces), str(path), mesh_samples, seed)
+    elif suffix in (".npz", ".npy"):
+        try:
+            data = np.load(path, allow_pickle=False)
+        except Exception as e:  # noqa: BLE001
+            raise InputError(path=path, problem=f"is not a readable numpy file ({type(e).__name__})",
+                             fix="save with numpy.save/savez") from None
+        colors = None
+        if suffix == ".npz":
+            key = next((k for k in ("means3d", "points", "xyz", "points_world") if k in data.files), None)
+            if key is None:
+                raise InputError(path=path, field="points", problem=f"not found (keys: {', '.join(data.files)})",
+                                 fix="store them under 'points'")
+            pts = data[key]
+            ck = next((k for k in ("colors", "rgb") if k in data.files), None)
+            if ck is not None:
+                colors = np.asarray(data[ck], np.float64)
+                colors = colors / 255.0 if colors.max(initial=0) > 1 else colors
+        else:
+            pts = data
+        pts = np.asarray(pts, np.float64)
+        if pts.ndim != 2 or pts.shape[1] != 3:
+            raise InputError(path=path, field="points", problem=f"must be [N, 3], got {list(pts.shape)}", fix="reshape")
+        scene = Scene(pts, colors, source=str(path))
+    else:
+        raise InputError(path=path, problem=f"has an unsupported scene suffix {suffix!r}",
+                         fix="pass .ply, .obj, .glb, .npz, .npy or a COLMAP folder")
+    if len(scene.points) == 0 or not np.isfinite(scene.points).all():
+        raise InputError(path=path, field="points", problem="are empty or contain NaN/inf", fix="clean the scene")
+    pts, cols = _subsample(scene.points, scene.colors, max_points, seed)
+    return dataclasses.replace(scene, points=pts, colors=cols)

@@ -1,0 +1,436 @@
+"""``vdm3d trajectory``: make, convert, validate, preview and inspect camera paths.
+
+Examples::
+
+    vdm3d trajectory make orbit --frames 36 --radius 2.5 --elevation-deg 20 --out runs/demo/orbit.json
+    vdm3d trajectory make sv3d --dynamic --seed 3 --out sv3d.json
+    vdm3d trajectory make move --presets dolly-in pan-left --frames 81 --out walk.json
+    vdm3d trajectory convert ../shared/data/trajectories_re10k/0bf152ef84195293.txt --out transforms.json
+    vdm3d trajectory validate orbit.json --scene ../shared/data/meshes/duck/Duck.glb
+    vdm3d trajectory preview orbit.json --out orbit.png --scene points.ply
+    vdm3d trajectory info orbit.json
+
+Every flag comes from the config dataclasses below (tyro); a field's docstring is its help.
+Single-file outputs are written atomically and COLMAP folders through a run folder, so a failure
+leaves nothing behind. Bad input exits with status 2 and one sentence; ``validate`` exits with 1
+when the path has problems against the scene.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Literal, Optional, Sequence
+
+import tyro
+
+from vdm3d.cameras.extend import ExtendMode
+from vdm3d.cameras.formats import CameraFormat
+from vdm3d.cameras.presets import PRESETS
+from vdm3d.errors import InputError, OutputExistsError
+
+HELP = "make, convert, validate, preview and inspect camera paths (orbits, presets, COLMAP, RE10K, ...)"
+
+PresetName = Literal[tuple(PRESETS)]  # type: ignore[valid-type]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _Out:
+    out: Path
+    """Output file: .json (vdm3d trajectory; a name containing "transforms" writes nerfstudio transforms.json), .txt (RealEstate10K), or a folder (COLMAP)."""
+    overwrite: bool = False
+    """Replace --out if it already exists."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Orbit(_Out):
+    """A circle around the origin (world z up), evenly spaced cameras looking at the center."""
+
+    frames: int = 36
+    """Number of cameras."""
+    radius: float = 2.5
+    """Distance from the center, scene units."""
+    elevation_deg: float = 20.0
+    """Height angle above the horizontal plane, degrees."""
+    fov_deg: float = 50.0
+    """Horizontal field of view, degrees."""
+    width: int = 512
+    """Image width, pixels."""
+    height: int = 512
+    """Image height, pixels."""
+    turns: float = 1.0
+    """Number of full turns."""
+    start_azimuth_deg: float = 0.0
+    """Azimuth of the first camera (0 = on the +x axis, counter-clockwise seen from above)."""
+    fps: float = 24.0
+    """Frames per second of the path."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Sv3d(_Out):
+    """SV3D's 21-view orbit (input view last): static (constant elevation) or --dynamic (seeded wobble)."""
+
+    elevation_deg: float = 10.0
+    """Elevation of the orbit (static) or its mean level (dynamic), degrees."""
+    dynamic: bool = False
+    """Use SV3D's dynamic orbit: random smooth elevation and uneven azimuth steps."""
+    seed: int = 0
+    """Seed of the dynamic orbit."""
+    frames: int = 21
+    """Number of views (SV3D: 21)."""
+    radius: float = 2.0
+    """Camera distance for reconstruction, scene units."""
+    fov_deg: float = 33.8
+    """Field of view for reconstruction, degrees."""
+    width: int = 576
+    """Image width, pixels."""
+    height: int = 576
+    """Image height, pixels."""
+    fps: float = 7.0
+    """Frames per second."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class V3d(_Out):
+    """V3D's reconstruction cameras: 18 views in 20-degree steps, radius 2, fov 60, 512x512."""
+
+    frames: int = 18
+    """Number of views."""
+    radius: float = 2.0
+    """Camera distance, scene units."""
+    elevation_deg: float = 0.0
+    """Elevation, degrees."""
+    fov_deg: float = 60.0
+    """Field of view, degrees."""
+    size: int = 512
+    """Image width and height, pixels."""
+    fps: float = 3.0
+    """Frames per second."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Spiral(_Out):
+    """LLFF's spiral around the average of forward-facing cameras (needs near/far bounds or --focus-depth)."""
+
+    cameras: Path
+    """Input cameras (poses_bounds.npy gives bounds; any camera file with --focus-depth)."""
+    frames: int = 120
+    """Number of cameras on the spiral."""
+    rotations: float = 2.0
+    """Turns of the spiral."""
+    zrate: float = 0.5
+    """Forward/backward oscillation rate relative to the turns."""
+    focus_depth: Optional[float] = None
+    """Distance ahead that every camera looks at (default: from LLFF bounds)."""
+    width: Optional[int] = None
+    """Image width, pixels (LLFF: rescales focal length)."""
+    height: Optional[int] = None
+    """Image height, pixels."""
+    fps: float = 30.0
+    """Frames per second."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Keyframes(_Out):
+    """A smooth path through keyframe cameras: slerp rotations, C2 spline positions, interpolated fov."""
+
+    keyframes: Path
+    """Camera file with the keyframes, in order."""
+    frames: int = 120
+    """Number of output cameras."""
+    constant_speed: bool = True
+    """Space cameras at equal distances along the path (else equally in keyframe time)."""
+    closed: bool = False
+    """Return to the first keyframe (periodic spline)."""
+    fps: float = 24.0
+    """Frames per second."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Move(_Out):
+    """Camera-rig movements (dolly, pan, tilt, orbit, truck, pedestal, zoom) from a start camera, composable."""
+
+    presets: tuple[PresetName, ...] = ("dolly-in",)
+    """Movements to combine, applied every frame."""
+    speed: float = 1.0
+    """Multiplier on the presets' per-frame speeds."""
+    frames: int = 49
+    """Number of cameras, the start included."""
+    start: Optional[Path] = None
+    """Camera file whose --start-index camera starts the path (default: at the origin looking along +z)."""
+    start_index: int = -1
+    """Which camera of --start to start from (-1: the last)."""
+    fov_deg: float = 60.0
+    """Field of view without --start, degrees."""
+    width: int = 512
+    """Image width without --start, pixels."""
+    height: int = 512
+    """Image height without --start, pixels."""
+    fps: float = 24.0
+    """Frames per second."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Extend(_Out):
+    """Add frames after the end of a path: extrapolate, loop, pingpong or slowdown."""
+
+    input: Path
+    """Camera file to extend."""
+    extra_frames: int = 24
+    """Number of frames to add."""
+    mode: ExtendMode = "extrapolate"
+    """How to continue the motion."""
+    decay: float = 0.95
+    """slowdown: step multiplier per frame."""
+    floor: float = 0.1
+    """slowdown: smallest step, relative to the first."""
+
+
+MAKE = {"orbit": Orbit, "sv3d": Sv3d, "v3d": V3d, "spiral": Spiral, "keyframes": Keyframes, "move": Move,
+        "extend": Extend}
+
+
+@dataclasses.dataclass(frozen=True)
+class Convert:
+    """Convert cameras between vdm3d, transforms.json, COLMAP, RealEstate10K and LLFF (read-only)."""
+
+    input: tyro.conf.Positional[Path]
+    """Camera file or COLMAP folder to read."""
+    out: Path
+    """Where to write (format from the name unless --to)."""
+    from_format: CameraFormat = "auto"
+    """Input format (auto: from the suffix and content)."""
+    to: CameraFormat = "auto"
+    """Output format (auto: .json vdm3d, *transforms*.json nerfstudio, .txt RE10K, folder COLMAP)."""
+    width: Optional[int] = None
+    """Image width for formats without one (RE10K: 640) or to rescale LLFF."""
+    height: Optional[int] = None
+    """Image height for formats without one (RE10K: 360) or to rescale LLFF."""
+    distortion: Literal["refuse", "drop"] = "refuse"
+    """COLMAP input with lens distortion: refuse, or drop it (images already undistorted)."""
+    colmap_text: bool = False
+    """Write COLMAP as text instead of binary."""
+    overwrite: bool = False
+    """Replace --out if it already exists."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Validate:
+    """Check a camera file (finite, orthonormal, positive focal lengths) and, with --scene, each frame against the geometry."""
+
+    input: tyro.conf.Positional[Path]
+    """Camera file to check."""
+    from_format: CameraFormat = "auto"
+    """Input format."""
+    scene: Optional[Path] = None
+    """Scene geometry: points (.npz/.npy/COLMAP), splat or point PLY, or mesh (.obj/.glb/.ply)."""
+    min_distance: Optional[float] = None
+    """Closest allowed distance to geometry (default: 2% of the scene size)."""
+    min_coverage: float = 0.05
+    """Smallest allowed fraction of the image that sees known content."""
+    ignore_inside: bool = False
+    """Do not flag cameras inside geometry (for rooms and other scenes meant to be entered)."""
+    report: Optional[Path] = None
+    """Also write the per-frame report as JSON here."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Preview:
+    """Draw the camera frusta over the scene (top and side views) into a PNG."""
+
+    input: tyro.conf.Positional[Path]
+    """Camera file to draw."""
+    out: Path
+    """PNG to write."""
+    scene: Optional[Path] = None
+    """Scene geometry drawn underneath (points, PLY, mesh, COLMAP)."""
+    from_format: CameraFormat = "auto"
+    """Input format."""
+    title: str = ""
+    """Figure title (default: file name and frame count)."""
+    overwrite: bool = False
+    """Replace --out if it already exists."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Info:
+    """Print a summary of a camera file: frames, fps, image size, field of view, path length, extent."""
+
+    input: tyro.conf.Positional[Path]
+    """Camera file to describe."""
+    from_format: CameraFormat = "auto"
+    """Input format."""
+    json: bool = False
+    """Print JSON instead of text."""
+
+
+def make() -> None:
+    """Make a trajectory: orbit, sv3d, v3d, spiral, keyframes, move, extend (see `vdm3d trajectory make --help`)."""
+
+
+COMMANDS = {"make": make, "convert": Convert, "validate": Validate, "preview": Preview, "info": Info}
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and not overwrite:
+        raise OutputExistsError(f"{out}: already exists; choose another --out or pass --overwrite.")
+
+
+def _make(cfg) -> int:
+    import torch
+
+    from vdm3d.cameras import trajectory as T
+    from vdm3d.cameras.camera import Cameras
+    from vdm3d.cameras.extend import extend_trajectory
+    from vdm3d.cameras.formats import CameraFile, read_camera_file, write_camera_file
+    from vdm3d.cameras.presets import apply_movements, preset_movements
+    from vdm3d.io.runs import to_jsonable
+
+    _check_out(cfg.out, cfg.overwrite)
+    names = None
+    if isinstance(cfg, Orbit):
+        traj = T.orbit(cfg.frames, cfg.radius, cfg.elevation_deg, cfg.fov_deg, cfg.width, cfg.height,
+                       cfg.start_azimuth_deg, cfg.turns, fps=cfg.fps)
+    elif isinstance(cfg, Sv3d):
+        fn = T.sv3d_dynamic_orbit if cfg.dynamic else T.sv3d_static_orbit
+        kw = dict(seed=cfg.seed) if cfg.dynamic else {}
+        traj = fn(cfg.elevation_deg, cfg.frames, radius=cfg.radius, fov_deg=cfg.fov_deg, width=cfg.width,
+                  height=cfg.height, fps=cfg.fps, **kw)
+    elif isinstance(cfg, V3d):
+        traj = T.v3d_orbit(cfg.frames, cfg.radius, cfg.elevation_deg, cfg.fov_deg, cfg.size, cfg.size, cfg.fps)
+    elif isinstance(cfg, Spiral):
+        src = read_camera_file(cfg.cameras, width=cfg.width, height=cfg.height)
+        bounds = src.trajectory.provenance.get("bounds")
+        traj = T.llff_spiral(src.trajectory.cameras, None if bounds is None else torch.tensor(bounds), cfg.frames,
+                             cfg.rotations, cfg.zrate, focus_depth=cfg.focus_depth, fps=cfg.fps)
+    elif isinstance(cfg, Keyframes):
+        src = read_camera_file(cfg.keyframes)
+        traj = T.interpolate_keyframes(src.trajectory.cameras, cfg.frames, constant_speed=cfg.constant_speed,
+                                       closed=cfg.closed, fps=cfg.fps)
+    elif isinstance(cfg, Move):
+        if cfg.start is not None:
+            cams = read_camera_file(cfg.start).trajectory.cameras
+            if not -len(cams) <= cfg.start_index < len(cams):
+                raise InputError(path=cfg.start, field="--start-index",
+                                 problem=f"{cfg.start_index} is out of range for {len(cams)} cameras", fix="pick another")
+            start = cams[cfg.start_index]
+        else:
+            start = Cameras.from_fov(cfg.fov_deg, cfg.width, cfg.height, torch.eye(4, dtype=torch.float64))
+        moves = preset_movements(cfg.presets, cfg.speed)
+        traj = T.Trajectory(apply_movements(start, moves, cfg.frames), cfg.fps,
+                            {"generator": "move", "presets": list(cfg.presets), "speed": cfg.speed,
+                             "movements": to_jsonable(moves)})
+    elif isinstance(cfg, Extend):
+        src = read_camera_file(cfg.input)
+        kw = dict(decay=cfg.decay, floor=cfg.floor) if cfg.mode == "slowdown" else {}
+        traj = extend_trajectory(src.trajectory, cfg.extra_frames, cfg.mode, **kw)
+        names = src.names + [f"extended_{i:05d}" for i in range(cfg.extra_frames)]
+    else:  # pragma: no cover
+        raise TypeError(type(cfg))
+    traj.cameras.validate("generated trajectory")
+    names = names or [f"frame_{i:05d}.png" for i in range(len(traj))]
+    _write(cfg.out, CameraFile(traj, names), "auto", overwrite=cfg.overwrite)
+    print(f"wrote {cfg.out}: {len(traj)} cameras at {traj.fps:g} fps, {traj.cameras.width}x{traj.cameras.height}")
+    return 0
+
+
+def _write(out: Path, cf, fmt: str, overwrite: bool, colmap_binary: bool = True, config=None) -> None:
+    from vdm3d.cameras.formats import detect_format, write_camera_file
+    from vdm3d.io.runs import RunFolder
+
+    fmt = detect_format(out, for_writing=True) if fmt == "auto" else fmt
+    if fmt == "colmap":  # a folder: build it in a run folder so a failure leaves nothing
+        with RunFolder(out, config=config, overwrite=overwrite) as run:
+            write_camera_file(run.path, cf, "colmap", colmap_binary=colmap_binary)
+    else:
+        write_camera_file(out, cf, fmt)
+
+
+def _convert(cfg: Convert) -> int:
+    from vdm3d.cameras.formats import read_camera_file
+
+    _check_out(cfg.out, cfg.overwrite)
+    cf = read_camera_file(cfg.input, cfg.from_format, cfg.width, cfg.height, cfg.distortion)
+    _write(cfg.out, cf, cfg.to, cfg.overwrite, not cfg.colmap_text, config=cfg)
+    print(f"wrote {cfg.out}: {len(cf.trajectory)} cameras")
+    return 0
+
+
+def _validate(cfg: Validate) -> int:
+    from vdm3d.cameras.check import check_trajectory
+    from vdm3d.cameras.formats import read_camera_file
+    from vdm3d.cameras.scene import load_scene
+    from vdm3d.io.runs import atomic_write_json
+
+    cf = read_camera_file(cfg.input, cfg.from_format)  # validates finiteness, rotations, focal lengths
+    n = len(cf.trajectory)
+    if cfg.scene is None:
+        print(f"ok: {cfg.input} has {n} valid cameras")
+        return 0
+    report = check_trajectory(cf.trajectory.cameras, load_scene(cfg.scene), cfg.min_distance, cfg.min_coverage)
+    if cfg.report is not None:
+        atomic_write_json(cfg.report, report.to_dict())
+    problems = report.problems(ignore_inside=cfg.ignore_inside)
+    cov = [f.coverage for f in report.frames]
+    print(f"{cfg.input}: {n} cameras against {cfg.scene}: coverage {min(cov):.2f}..{max(cov):.2f}, "
+          f"nearest geometry {min(f.nearest for f in report.frames):.3g} (limit {report.min_distance:.3g})")
+    for line in problems:
+        print(f"  {line}")
+    print(f"{len(problems)} of {n} frames have problems" if problems else "ok: no problems")
+    return 1 if problems else 0
+
+
+def _preview(cfg: Preview) -> int:
+    from vdm3d.cameras.formats import read_camera_file
+    from vdm3d.cameras.preview import preview_png
+    from vdm3d.cameras.scene import load_scene
+    from vdm3d.io.runs import atomic_write_bytes
+
+    _check_out(cfg.out, cfg.overwrite)
+    if cfg.out.suffix.lower() != ".png":
+        raise InputError(path=cfg.out, problem="is not a .png file name", fix="end --out with .png")
+    cf = read_camera_file(cfg.input, cfg.from_format)
+    scene = load_scene(cfg.scene) if cfg.scene is not None else None
+    title = cfg.title or f"{cfg.input.name}: {len(cf.trajectory)} cameras"
+    atomic_write_bytes(cfg.out, preview_png(cf.trajectory.cameras, scene, title=title))
+    print(f"wrote {cfg.out}")
+    return 0
+
+
+def _info(cfg: Info) -> int:
+    import torch
+
+    from vdm3d.cameras.formats import read_camera_file
+
+    cf = read_camera_file(cfg.input, cfg.from_format)
+    t = cf.trajectory
+    cams = t.cameras.to(torch.float64)
+    lo, hi = cams.centers.min(0).values, cams.centers.max(0).values
+    info = {"file": str(cfg.input), "frames": len(t), "fps": t.fps, "duration_s": round(t.duration_s, 4),
+            "width": cams.width, "height": cams.height,
+            "fov_x_deg": [round(float(cams.fov_x_deg.min()), 3), round(float(cams.fov_x_deg.max()), 3)],
+            "path_length": round(t.path_length(), 6), "centers_min": [round(v, 6) for v in lo.tolist()],
+            "centers_max": [round(v, 6) for v in hi.tolist()], "provenance": t.provenance}
+    if cfg.json:
+        print(json.dumps(info, indent=2, default=str))
+    else:
+        for k, v in info.items():
+            if k != "provenance":
+                print(f"{k:>12}: {v}")
+        gen = t.provenance.get("generator") or t.provenance.get("source_format")
+        if gen:
+            print(f"{'made by':>12}: {gen}")
+    return 0
+
+
+def main(argv: Sequence[str], prog: str) -> int:
+    from vdm3d.cli.main import dispatch
+
+    argv = list(argv)
+    if argv and argv[0] == "make":
+        cfg = dispatch(MAKE, argv[1:], f"{prog} make", description="Make a camera trajectory.")
+        return _make(cfg)
+    cfg = dispatch(COMMANDS, argv, prog, description=HELP)
+    runners = {Convert: _convert, Validate: _validate, Preview: _preview, Info: _info}
+    return runners[type(cfg)](cfg) if type(cfg) in runners else 0

@@ -1,0 +1,103 @@
+"""Scene checks against closed forms on a unit sphere; scene loading from every supported format."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from vdm3d.cameras import Cameras, look_at
+from vdm3d.cameras.check import check_trajectory, coverage_mesh, coverage_points, winding_numbers
+from vdm3d.cameras.scene import Scene, load_scene
+from vdm3d.errors import InputError
+
+D = torch.float64
+
+
+@pytest.fixture(scope="module")
+def sphere():
+    m = trimesh.creation.icosphere(subdivisions=3, radius=1.0)
+    pts, _ = trimesh.sample.sample_surface(m, 40000, seed=0)
+    return m, Scene(np.asarray(pts), None, np.asarray(m.vertices), np.asarray(m.faces), "sphere")
+
+
+def cams_at(distances, fov=60.0):
+    d = torch.as_tensor(distances, dtype=D)
+    eye = torch.stack([torch.zeros_like(d), -d, torch.zeros_like(d)], -1)
+    target = torch.tensor([0.0, 5.0, 0.0], dtype=D).expand_as(eye)  # look along +y, through the center
+    return Cameras.from_fov(fov, 64, 48, look_at(eye, target, torch.tensor([0, 0, 1.0], dtype=D).expand_as(eye)))
+
+
+def disk_fraction(cam: Cameras, d: float) -> float:
+    r = float(cam.fx[0]) * math.tan(math.asin(1 / d))  # projected radius of a unit sphere at distance d
+    return math.pi * r * r / (cam.width * cam.height)
+
+
+def test_winding_number_inside_outside(sphere):
+    m, _ = sphere
+    w = winding_numbers(np.array([[0, 0, 0], [0.5, 0.2, -0.3], [1.5, 0, 0], [0, 3, 0]], float), m.vertices, m.faces)
+    np.testing.assert_allclose(np.abs(w), [1, 1, 0, 0], atol=1e-6)
+
+
+@pytest.mark.parametrize("d", [3.0, 6.0])
+def test_coverage_matches_projected_disk(sphere, d):
+    _, scene = sphere
+    cam = cams_at([d])
+    exact = disk_fraction(cam, d)
+    assert coverage_mesh(cam[0], scene.vertices, scene.faces, grid=64) == pytest.approx(exact, abs=0.02)
+    # points count a cell when any point lands in it, so the silhouette's cells add a little
+    assert coverage_points(cam[0], scene.points, grid=64) == pytest.approx(exact, abs=0.06)
+
+
+def test_check_report_on_sphere(sphere):
+    _, scene = sphere
+    cams = cams_at([0.0, 1.03, 3.0, 6.0])
+    for s in (scene, Scene(scene.points, source="points")):
+        rep = check_trajectory(cams, s, min_distance=0.1)
+        assert [f.inside for f in rep.frames] == [True, False, False, False]
+        assert [f.too_close for f in rep.frames] == [False, True, False, False]
+        assert [f.nearest for f in rep.frames] == pytest.approx([1.0, 0.03, 2.0, 5.0], abs=0.02)
+        assert rep.frames[0].coverage > 0.97  # surrounded: (almost) every cell sees the sphere
+        problems = rep.problems()
+        assert len(problems) == 2 and problems[0].startswith("frame 0: inside geometry")
+        assert len(rep.problems(ignore_inside=True)) == 1
+
+
+def test_camera_looking_away_sees_nothing(sphere):
+    _, scene = sphere
+    eye = torch.tensor([[0.0, -3.0, 0.0]], dtype=D)
+    c = Cameras.from_fov(60.0, 64, 48, look_at(eye, torch.tensor([[0.0, -9.0, 0.0]], dtype=D),
+                                                torch.tensor([[0, 0, 1.0]], dtype=D)))
+    rep = check_trajectory(c, scene)
+    assert rep.frames[0].coverage == 0.0 and "known content in 0%" in rep.problems()[0]
+
+
+def test_load_scene_formats(tmp_path, shared_data):
+    from plyfile import PlyData, PlyElement
+
+    pts = np.random.default_rng(0).normal(size=(100, 3)).astype(np.float32)
+    v = np.zeros(100, dtype=[("x", "f4"), ("y", "f4"), ("z", "f4"), ("f_dc_0", "f4"), ("f_dc_1", "f4"), ("f_dc_2", "f4")])
+    v["x"], v["y"], v["z"], v["f_dc_0"] = pts[:, 0], pts[:, 1], pts[:, 2], 1.0
+    PlyData([PlyElement.describe(v, "vertex")]).write(str(tmp_path / "splat.ply"))
+    s = load_scene(tmp_path / "splat.ply")
+    np.testing.assert_allclose(s.points, pts, atol=1e-6)
+    assert s.colors[0].tolist() == pytest.approx([0.5 + 0.28209479, 0.5, 0.5])
+    trimesh.creation.box().export(tmp_path / "box.ply")
+    assert load_scene(tmp_path / "box.ply").is_mesh
+    np.save(tmp_path / "p.npy", pts)
+    assert load_scene(tmp_path / "p.npy").points.shape == (100, 3)
+    garden = load_scene(shared_data / "points" / "test_garden.npz", max_points=5000)
+    assert garden.points.shape == (5000, 3) and garden.colors.max() <= 1
+    duck = load_scene(shared_data / "meshes" / "duck" / "Duck.glb", mesh_samples=2000)
+    assert duck.is_mesh and len(duck.faces) == 4212
+    fern = load_scene(shared_data / "llff_fern" / "sparse" / "0")
+    assert len(fern.points) == 10091
+    with pytest.raises(InputError, match="does not exist"):
+        load_scene(tmp_path / "nope.ply")
+    (tmp_path / "bad.ply").write_bytes(b"ply\nformat nonsense\n")
+    with pytest.raises(InputError, match="not a readable PLY"):
+        load_scene(tmp_path / "bad.ply")
+    np.save(tmp_path / "bad.npy", np.zeros((4, 2)))
+    with pytest.raises(InputError, match=r"must be \[N, 3\]"):
+        load_scene(tmp_path / "bad.npy")

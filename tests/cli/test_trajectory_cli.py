@@ -1,0 +1,167 @@
+"""`vdm3d trajectory ...` through the real entry point: outputs, round trips, and bad input -> status 2."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from vdm3d.cameras.io import read_transforms_json
+from vdm3d.cameras.trajectory_file import load_trajectory
+from vdm3d.cli.main import main
+
+
+def run(*args):
+    return main(["trajectory", *map(str, args)])
+
+
+@pytest.mark.slow
+def test_demo_commands(tmp_path, capsys):
+    out = tmp_path / "runs" / "demo" / "orbit.json"
+    assert run("make", "orbit", "--frames", 36, "--radius", 2.5, "--elevation-deg", 20, "--out", out, "--overwrite") == 0
+    t = load_trajectory(out, torch.float64)
+    assert len(t) == 36 and t.provenance["generator"] == "orbit"
+    torch.testing.assert_close(t.cameras.centers.norm(dim=-1), torch.full((36,), 2.5, dtype=torch.float64), atol=1e-6, rtol=0)
+    png = tmp_path / "runs" / "demo" / "orbit_preview.png"
+    assert run("preview", out, "--out", png, "--overwrite") == 0
+    from vdm3d.io.images import read_image
+
+    img = read_image(png)
+    assert img.shape[0] > 300 and img.shape[1] > 600
+    assert float((img < 0.9).any(-1).float().mean()) > 0.02  # something was drawn
+    capsys.readouterr()
+    assert run("info", out, "--json") == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["frames"] == 36 and info["fps"] == 24.0
+
+
+@pytest.mark.parametrize("args, frames", [
+    (["sv3d"], 21), (["sv3d", "--dynamic", "--seed", "2"], 21), (["v3d"], 18),
+    (["move", "--presets", "dolly-in", "pan-left", "--frames", "9"], 9),
+])
+def test_make_kinds(tmp_path, args, frames):
+    out = tmp_path / "t.json"
+    assert run("make", *args, "--out", out) == 0
+    assert len(load_trajectory(out)) == frames
+
+
+def test_make_keyframes_and_extend_from_files(tmp_path):
+    run("make", "orbit", "--frames", 4, "--out", tmp_path / "k.json")
+    assert run("make", "keyframes", "--keyframes", tmp_path / "k.json", "--frames", 30, "--closed",
+               "--out", tmp_path / "smooth.json") == 0
+    assert len(load_trajectory(tmp_path / "smooth.json")) == 30
+    assert run("make", "extend", "--input", tmp_path / "smooth.json", "--extra-frames", 10, "--mode", "pingpong",
+               "--out", tmp_path / "long.json") == 0
+    assert len(load_trajectory(tmp_path / "long.json")) == 40
+
+
+def test_make_spiral_from_llff(shared_data, tmp_path):
+    assert run("make", "spiral", "--cameras", shared_data / "llff_fern" / "poses_bounds.npy", "--width", 504,
+               "--height", 378, "--frames", 30, "--out", tmp_path / "s.json") == 0
+    assert len(load_trajectory(tmp_path / "s.json")) == 30
+
+
+def test_convert_re10k_round_trip_through_cli(shared_data, tmp_path):
+    for f in sorted((shared_data / "trajectories_re10k").glob("*.txt")):
+        tj, back = tmp_path / f"{f.stem}_transforms.json", tmp_path / f"{f.stem}.txt"
+        assert run("convert", f, "--out", tj) == 0
+        cams, names, extras = read_transforms_json(tj)
+        assert len(cams) == 16 and extras["top"]["re10k_url"].startswith("https://")
+        assert run("convert", tj, "--out", back) == 0
+        a = np.loadtxt(f, skiprows=1)
+        b = np.loadtxt(back, skiprows=1)
+        assert np.abs(a - b).max() < 1e-6
+        assert back.read_text().splitlines()[0] == f.read_text().splitlines()[0]
+
+
+def test_convert_to_colmap_folder_and_back(tmp_path):
+    run("make", "orbit", "--frames", 5, "--out", tmp_path / "o.json")
+    assert run("convert", tmp_path / "o.json", "--out", tmp_path / "sparse") == 0
+    assert (tmp_path / "sparse" / "images.bin").is_file()
+    assert run("convert", tmp_path / "sparse", "--out", tmp_path / "back.json") == 0
+    a, b = load_trajectory(tmp_path / "o.json", torch.float64), load_trajectory(tmp_path / "back.json", torch.float64)
+    torch.testing.assert_close(a.cameras.c2w, b.cameras.c2w, atol=1e-6, rtol=0)
+
+
+def test_validate_against_scene(tmp_path, capsys):
+    import trimesh
+
+    mesh = trimesh.creation.icosphere(subdivisions=2, radius=1.0)
+    mesh.export(tmp_path / "ball.obj")
+    run("make", "orbit", "--frames", 6, "--radius", 3, "--elevation-deg", 0, "--out", tmp_path / "far.json")
+    assert run("validate", tmp_path / "far.json", "--scene", tmp_path / "ball.obj", "--report", tmp_path / "r.json") == 0
+    assert "ok: no problems" in capsys.readouterr().out
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert len(rep["frames"]) == 6
+    run("make", "orbit", "--frames", 6, "--radius", 0.5, "--out", tmp_path / "in.json")
+    assert run("validate", tmp_path / "in.json", "--scene", tmp_path / "ball.obj") == 1
+    assert "inside geometry" in capsys.readouterr().out
+
+
+def valid_file(tmp_path):
+    p = tmp_path / "t.json"
+    run("make", "orbit", "--frames", 3, "--out", p)
+    return p, json.loads(p.read_text())
+
+
+def corrupt(kind, tmp_path):
+    p, data = valid_file(tmp_path)
+    if kind == "malformed":
+        p.write_text(p.read_text()[:-20])
+    elif kind == "nan":
+        p.write_text(p.read_text().replace(str(data["frames"][1]["c2w"][0][3]), "NaN", 1))
+    elif kind == "rotation":
+        data["frames"][2]["c2w"][0][0] = 2.0
+        p.write_text(json.dumps(data))
+    elif kind == "shape":
+        data["frames"][1]["K"] = [[1, 0], [0, 1]]
+        p.write_text(json.dumps(data))
+    elif kind == "missing":
+        p.unlink()
+    elif kind == "focal":
+        data["frames"][0]["K"][0][0] = -3.0
+        p.write_text(json.dumps(data))
+    elif kind == "format":
+        data["format"] = "something.else"
+        p.write_text(json.dumps(data))
+    return p
+
+
+@pytest.mark.parametrize("kind, expect", [
+    ("malformed", "not valid JSON"), ("nan", "frame 1 field c2w has a non-finite"),
+    ("rotation", "frame 2 field rotation is not orthonormal"), ("shape", "frame 1 field K must be a 3x3"),
+    ("missing", "does not exist"), ("focal", "frame 0 field focal length must be positive"),
+    ("format", "format is 'something.else'"),
+])
+@pytest.mark.parametrize("command", ["convert", "preview", "validate", "make-extend"])
+def test_bad_input_exits_2_with_one_sentence_and_no_output(tmp_path, capsys, kind, expect, command):
+    bad = corrupt(kind, tmp_path)
+    capsys.readouterr()
+    out_dir = tmp_path / "outdir"
+    if command == "convert":
+        rc = run("convert", bad, "--out", out_dir / "sparse")  # a COLMAP folder output
+    elif command == "preview":
+        rc = run("preview", bad, "--out", out_dir / "p.png")
+    elif command == "validate":
+        rc = run("validate", bad)
+    else:
+        rc = run("make", "extend", "--input", bad, "--out", out_dir / "x.json")
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert err.startswith("error: ") and expect in err, err
+    assert err.count("\n") == 0 and "Traceback" not in err
+    assert not out_dir.exists()
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no partial folders or temp files
+
+
+def test_existing_output_needs_overwrite(tmp_path, capsys):
+    p, _ = valid_file(tmp_path)
+    assert run("make", "orbit", "--out", p) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert run("make", "orbit", "--out", p, "--overwrite") == 0
+
+
+def test_help_teaches(capsys):
+    assert run("make", "orbit", "--help") == 0
+    text = capsys.readouterr().out
+    assert "--elevation-deg" in text and "Height angle above the horizontal plane" in text
