@@ -7,12 +7,27 @@ Built on accelerate: the same command runs on one CPU, one GPU, or several proce
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from vdm3d.cli.main import dispatch
 
 HELP = "train the embedded tiny models (vae, video, depth) with EMA, checkpoints and --resume"
 
 
+def cards(weights_dir: Path | None = None) -> None:
+    """Render the JSON model cards of a weights folder (default: the shipped one) into MODEL_CARDS.md.
+
+    Args:
+        weights_dir: folder holding ``<name>.json`` + ``<name>.safetensors``.
+    """
+    from vdm3d.models.tiny import WEIGHTS_DIR
+    from vdm3d.models.tiny.cards import write_cards
+
+    print(write_cards(weights_dir or WEIGHTS_DIR))
+
+
 def main(argv, prog: str = "vdm3d train"):
     from vdm3d.train.run import train_depth, train_vae, train_video
 
-    dispatch({"vae": train_vae, "video": train_video, "depth": train_depth}, argv, prog, description=HELP)
+    dispatch({"vae": train_vae, "video": train_video, "depth": train_depth, "cards": cards}, argv, prog,
+             description=HELP)

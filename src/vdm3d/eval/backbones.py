@@ -62,7 +62,18 @@ def _table(title: str, rows: list[tuple[str, str]]) -> str:
     return "\n".join(lines)
 
 
-def _save(out: Path | None, config: Any, result: dict[str, Any], overwrite: bool) -> None:
+def _save(out: Path | None, config: Any, result: dict[str, Any], overwrite: bool, record: bool = False,
+          model: str = "", weights_dir: Path | None = None) -> None:
+    if record:  # write the numbers into the model card (card["heldout"][task])
+        import json
+
+        from vdm3d.io.runs import atomic_write_json
+        from vdm3d.models.tiny import WEIGHTS_DIR
+
+        path = Path(weights_dir or WEIGHTS_DIR) / f"{model}.json"
+        meta = json.loads(path.read_text())
+        meta.setdefault("card", {}).setdefault("heldout", {})[result["task"]] = result
+        atomic_write_json(path, meta)
     if out is None:
         return
     with RunFolder(out, config=config, seed=result.get("seed"), overwrite=overwrite) as run:
@@ -71,7 +82,7 @@ def _save(out: Path | None, config: Any, result: dict[str, Any], overwrite: bool
 
 def orbit(model: str = "video", objects: int = 50, batch: int = 10, steps: int = 25, cfg_scale: float = 1.0,
           seed: int = 0, weights_dir: Path | None = None, out: Path | None = None,
-          overwrite: bool = False) -> dict[str, Any]:
+          overwrite: bool = False, record: bool = False) -> dict[str, Any]:
     """Orbit generation from one view on held-out objects: PSNR vs copying the input view.
 
     Args:
@@ -84,6 +95,7 @@ def orbit(model: str = "video", objects: int = 50, batch: int = 10, steps: int =
         weights_dir: folder with the model files (default: the shipped weights).
         out: optional run folder for the numbers (manifest.json).
         overwrite: replace ``out`` if it exists.
+        record: also write the numbers into the model card (``<model>.json``, ``card.heldout``).
     """
     config = dict(locals())
     bb = _load(model, weights_dir)
@@ -116,7 +128,7 @@ def orbit(model: str = "video", objects: int = 50, batch: int = 10, steps: int =
                  [(f"tiny {model} ({steps} Euler steps, cfg {cfg_scale})", f"{g:.2f}"),
                   ("copy the input view", f"{c:.2f}"), ("gain", f"{g - c:+.2f}"),
                   ("VAE reconstruction (ceiling)", f"{ceil:.2f}")]))
-    _save(out, config, result, overwrite)
+    _save(out, config, result, overwrite, record, model, weights_dir)
     return result
 
 
@@ -129,7 +141,7 @@ def telea(warped: np.ndarray, valid: np.ndarray, radius: int = 3) -> np.ndarray:
 
 def warp(model: str = "video", rooms: int = 30, batch: int = 8, steps: int = 25, cfg_scale: float = 1.0,
          seed: int = 0, weights_dir: Path | None = None, out: Path | None = None,
-         overwrite: bool = False) -> dict[str, Any]:
+         overwrite: bool = False, record: bool = False) -> dict[str, Any]:
     """Warp-and-refine on held-out rooms: PSNR on hole pixels vs Telea inpainting.
 
     Args:
@@ -142,6 +154,7 @@ def warp(model: str = "video", rooms: int = 30, batch: int = 8, steps: int = 25,
         weights_dir: folder with the model files (default: the shipped weights).
         out: optional run folder for the numbers.
         overwrite: replace ``out`` if it exists.
+        record: also write the numbers into the model card (``<model>.json``, ``card.heldout``).
     """
     config = dict(locals())
     bb = _load(model, weights_dir)
@@ -186,12 +199,12 @@ def warp(model: str = "video", rooms: int = 30, batch: int = 8, steps: int = 25,
                  [(f"tiny {model} ({steps} Euler steps, cfg {cfg_scale})", f"{p_model:.2f}"),
                   ("OpenCV Telea inpainting", f"{p_telea:.2f}"), ("gain", f"{p_model - p_telea:+.2f}"),
                   ("full-frame PSNR, model / Telea", f"{f_model:.2f} / {f_telea:.2f}")]))
-    _save(out, config, result, overwrite)
+    _save(out, config, result, overwrite, record, model, weights_dir)
     return result
 
 
 def depth(model: str = "depth", rooms: int = 30, weights_dir: Path | None = None, out: Path | None = None,
-          overwrite: bool = False) -> dict[str, Any]:
+          overwrite: bool = False, record: bool = False) -> dict[str, Any]:
     """Monocular depth on held-out room frames: AbsRel after per-image median scaling.
 
     Args:
@@ -200,6 +213,7 @@ def depth(model: str = "depth", rooms: int = 30, weights_dir: Path | None = None
         weights_dir: folder with the model files (default: the shipped weights).
         out: optional run folder for the numbers.
         overwrite: replace ``out`` if it exists.
+        record: also write the numbers into the model card (``<model>.json``, ``card.heldout``).
     """
     from vdm3d.train.run import depth_metrics
 
@@ -211,7 +225,7 @@ def depth(model: str = "depth", rooms: int = 30, weights_dir: Path | None = None
     print(_table(f"depth, {m['images']} held-out room frames, 64x64 (AbsRel after median scaling)",
                  [(f"tiny {model}", f"{m['abs_rel']:.4f}"),
                   ("constant depth", f"{m['abs_rel_constant_baseline']:.4f}")]))
-    _save(out, config, result, overwrite)
+    _save(out, config, result, overwrite, record, model, weights_dir)
     return result
 
 

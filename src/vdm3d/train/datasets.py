@@ -76,7 +76,7 @@ class RoomSetConfig:
 
 
 def _key(cfg) -> str:
-    blob = json.dumps({"type": type(cfg).__name__, **dataclasses.asdict(cfg), "v": 3}, sort_keys=True)
+    blob = json.dumps({"type": type(cfg).__name__, **dataclasses.asdict(cfg), "v": 4}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -127,13 +127,17 @@ def build_room_set(cfg: RoomSetConfig, progress: Callable[[str], None] | None = 
     r = cfg.resolution
     out: dict[str, list] = {k: [] for k in ("rgb", "depth", "edges", "c2w", "warped", "valid")}
     K = None
-    for i in range(cfg.count):
-        seed = SEED_OFFSETS[cfg.split] + i
+    done, seed = 0, SEED_OFFSETS[cfg.split] - 1
+    while done < cfg.count:
+        seed += 1
         scene = make_room(seed)
-        for p in range(cfg.paths):
-            # the first third of a path three times as long: the look-at target swings a third as far
-            cams = room_path(scene, 3 * cfg.frames, seed * 16 + p, width=r, height=r, fov_deg=ROOM_FOV_DEG,
-                             step=ROOM_STEP)[: cfg.frames]
+        try:  # the first third of a path three times as long: the look-at target swings a third as far
+            paths = [room_path(scene, 3 * cfg.frames, seed * 16 + p, width=r, height=r, fov_deg=ROOM_FOV_DEG,
+                               step=ROOM_STEP)[: cfg.frames] for p in range(cfg.paths)]
+        except ValueError:  # a cluttered room without a free path of that length: skip the seed
+            continue
+        done += 1
+        for cams in paths:
             buf = render_buffers(scene, cams, ssaa=3)
             rgb = _as_uint8(buf.rgb)
             depth = _to_np(buf.depth).astype(np.float32)
@@ -144,8 +148,8 @@ def build_room_set(cfg: RoomSetConfig, progress: Callable[[str], None] | None = 
             for k, v in (("rgb", rgb), ("depth", depth), ("edges", edges), ("c2w", c2w_np.astype(np.float32)),
                          ("warped", warped), ("valid", valid)):
                 out[k].append(v)
-        if progress and (i + 1) % 10 == 0:
-            progress(f"rooms {i + 1}/{cfg.count}")
+        if progress and done % 10 == 0:
+            progress(f"rooms {done}/{cfg.count} (seed {seed})")
     data = {k: np.stack(v) for k, v in out.items()}
     data["K"] = K.astype(np.float32)
     return data

@@ -64,9 +64,24 @@ def vae_psnr(vae: TinyVAE, images: np.ndarray) -> float:
 
 def train_vae(out: Path, objects: ObjectSetConfig = ObjectSetConfig(), rooms: RoomSetConfig = RoomSetConfig(),
               model: VAEConfig = VAEConfig(), task: VAETaskConfig = VAETaskConfig(),
-              loop: LoopConfig = LoopConfig(steps=3000, lr=1e-3), heldout: int = 40, name: str = "vae",
+              loop: LoopConfig = LoopConfig(steps=3000, lr=1e-3), heldout: int = 50, heldout_rooms: int = 30,
+              name: str = "vae",
               resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
-    """Train the tiny image VAE on object renders and room frames."""
+    """Train the tiny image VAE on object renders and room frames.
+
+    Args:
+        out: run folder (model files, checkpoints, manifest.json).
+        objects: the object-orbit training set.
+        rooms: the room-sequence training set.
+        model: VAE shape.
+        task: batch and loss settings.
+        loop: optimization settings (steps, lr, EMA, checkpoints, time limit).
+        heldout: held-out objects scored at the end.
+        heldout_rooms: held-out rooms scored at the end.
+        name: file name of the model (``<name>.safetensors`` / ``.json``).
+        resume: continue a stopped run from its checkpoint.
+        overwrite: replace an existing ``out``.
+    """
     start = time.time()
     with RunFolder(out, config=locals().copy(), seed=loop.seed, overwrite=overwrite, resume=resume) as run:
         obj, room = _sets(objects, rooms)
@@ -82,7 +97,7 @@ def train_vae(out: Path, objects: ObjectSetConfig = ObjectSetConfig(), rooms: Ro
             vae.latent_shift.copy_(mean.mean(dim=(0, 2, 3)))
             vae.latent_scale.copy_(1 / mean.std(dim=(0, 2, 3)).clamp_min(1e-6))
         held = _sets(dataclasses.replace(objects, count=heldout, split="heldout"),
-                     dataclasses.replace(rooms, count=max(1, heldout // 4), split="heldout"))
+                     dataclasses.replace(rooms, count=heldout_rooms, split="heldout"))
         metrics = {"psnr_db": round(vae_psnr(vae, image_pool(*held)), 2),
                    "images": int(len(image_pool(*held)))}
         data = {"objects": dataclasses.asdict(objects), "rooms": dataclasses.asdict(rooms)}
@@ -96,7 +111,19 @@ def train_depth(out: Path, rooms: RoomSetConfig = RoomSetConfig(), model: DepthC
                 task: DepthTaskConfig = DepthTaskConfig(), loop: LoopConfig = LoopConfig(steps=4000, lr=1e-3),
                 heldout: int = 30, name: str = "depth", resume: bool = False,
                 overwrite: bool = False) -> dict[str, Any]:
-    """Train the tiny monocular depth network on room frames (scale-invariant log loss)."""
+    """Train the tiny monocular depth network on room frames (scale-invariant log loss).
+
+    Args:
+        out: run folder (model files, checkpoints, manifest.json).
+        rooms: the room-sequence training set.
+        model: network shape.
+        task: batch settings.
+        loop: optimization settings (steps, lr, EMA, checkpoints, time limit).
+        heldout: held-out rooms scored at the end.
+        name: file name of the model.
+        resume: continue a stopped run from its checkpoint.
+        overwrite: replace an existing ``out``.
+    """
     start = time.time()
     with RunFolder(out, config=locals().copy(), seed=loop.seed, overwrite=overwrite, resume=resume) as run:
         _, room = _sets(None, rooms)
@@ -128,7 +155,20 @@ def train_video(out: Path, vae: Path = DEFAULT_VAE, objects: ObjectSetConfig = O
                 rooms: RoomSetConfig = RoomSetConfig(), model: DenoiserConfig = DenoiserConfig(),
                 task: VideoTaskConfig = VideoTaskConfig(), loop: LoopConfig = LoopConfig(steps=6000, lr=4e-4),
                 name: str = "video", resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
-    """Train the tiny latent video denoiser on the orbit / warp / inbetween mixture (VAE frozen)."""
+    """Train the tiny latent video denoiser on the orbit / warp / inbetween mixture (VAE frozen).
+
+    Args:
+        out: run folder (model files, checkpoints, manifest.json).
+        vae: the trained VAE's ``vae.json`` (default: the shipped one).
+        objects: the object-orbit training set.
+        rooms: the room-sequence training set.
+        model: denoiser shape.
+        task: task mixture, condition dropout and noise-level settings.
+        loop: optimization settings (steps, lr, EMA, checkpoints, time limit).
+        name: file name of the model.
+        resume: continue a stopped run from its checkpoint.
+        overwrite: replace an existing ``out``.
+    """
     start = time.time()
     with RunFolder(out, config=locals().copy(), seed=loop.seed, overwrite=overwrite, resume=resume,
                    inputs=[vae]) as run:

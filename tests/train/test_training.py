@@ -1,0 +1,96 @@
+"""`vdm3d train vae|video|depth` end to end on tiny settings: the loss goes down, files are complete."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from vdm3d.models.tiny import DenoiserConfig, DepthConfig, VAEConfig, load_tiny
+from vdm3d.train.datasets import ObjectSetConfig, RoomSetConfig
+from vdm3d.train.images import DepthTaskConfig, VAETaskConfig
+from vdm3d.train.loop import LoopConfig
+from vdm3d.train.video import VideoTaskConfig
+
+pytestmark = pytest.mark.slow
+
+OBJ = ObjectSetConfig(count=3, views=18, resolution=32)
+ROOM = RoomSetConfig(count=2, paths=1, frames=4, resolution=32)
+
+
+def _losses(run) -> list[float]:
+    return [v for _, v in json.loads((run / "checkpoints" / "state.json").read_text())["losses"]]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Train all three models for a few steps into one temporary folder (module scope: shared)."""
+    from vdm3d.train.run import train_depth, train_vae, train_video
+
+    root = tmp_path_factory.mktemp("train")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("VDM3D_CACHE", str(root / "cache"))
+    try:
+        loop = LoopConfig(steps=40, lr=2e-3, warmup=5, log_every=10, checkpoint_every=20, cpu=True)
+        train_vae(root / "vae", objects=OBJ, rooms=ROOM, model=VAEConfig(channels=(8, 16)),
+                  task=VAETaskConfig(batch=8, crop=16), loop=loop, heldout=1, heldout_rooms=1)
+        video_loop = LoopConfig(steps=30, lr=1e-3, warmup=3, log_every=10, checkpoint_every=30, cpu=True)
+        train_video(root / "video", vae=root / "vae" / "vae.json", objects=OBJ, rooms=ROOM,
+                    model=DenoiserConfig(channels=(16, 16), map_features=4, emb_dim=16, max_frames=4),
+                    task=VideoTaskConfig(batch=2, frames=4), loop=video_loop)
+        train_depth(root / "depth", rooms=ROOM, model=DepthConfig(channels=(8, 8, 16, 16)),
+                    task=DepthTaskConfig(batch=4), loop=loop, heldout=1)
+        yield root
+    finally:
+        mp.undo()
+
+
+def test_vae_and_depth_losses_go_down(trained):
+    for name in ("vae", "depth"):
+        losses = _losses(trained / name)
+        assert len(losses) == 4
+        assert losses[-1] < 0.8 * losses[0], (name, losses)
+    card = json.loads((trained / "vae" / "vae.json").read_text())["card"]
+    for key in ("data", "seed", "steps", "train_seconds", "hardware", "heldout", "command"):
+        assert key in card
+    assert card["steps"] == 40 and card["heldout"]["psnr_db"] > 10
+    assert (trained / "vae" / "manifest.json").is_file()
+
+
+def test_video_loss_on_a_fixed_batch_goes_down(trained, monkeypatch):
+    from vdm3d.models.tiny import TinyVideoBackbone, VideoDenoiser
+    from vdm3d.train.datasets import load_or_build
+    from vdm3d.train.video import VideoTasks, video_loss
+
+    monkeypatch.setenv("VDM3D_CACHE", str(trained / "cache"))
+    for name in ("vae", "video"):
+        (trained / "weights").mkdir(exist_ok=True)
+        for ext in (".json", ".safetensors"):
+            src = trained / name / f"{name}{ext}"
+            (trained / "weights" / f"{name}{ext}").write_bytes(src.read_bytes())
+    bb = load_tiny("video", weights_dir=trained / "weights")
+    torch.manual_seed(0)  # the initialization the training run started from (seed 0)
+    init = TinyVideoBackbone(bb.vae, VideoDenoiser(bb.denoiser.config), resolution=bb.resolution, frames=4)
+    tasks = VideoTasks(bb, load_or_build(OBJ, None), load_or_build(ROOM, None), VideoTaskConfig(batch=2, frames=4))
+
+    def mean_loss(backbone):
+        total = 0.0
+        for k in range(6):
+            with torch.no_grad():
+                loss, _ = video_loss(backbone, tasks, np.random.default_rng(k), torch.Generator().manual_seed(k), "cpu")
+            total += loss.item()
+        return total / 6
+
+    assert mean_loss(bb) < 0.9 * mean_loss(init)
+
+
+def test_resume_of_a_finished_run_keeps_its_weights(trained):
+    from vdm3d.models.tiny.checkpoint import load_model
+
+    depth, meta = load_model(trained / "depth" / "depth.json")
+    assert meta["card"]["steps"] == 40
+    out = depth.predict(torch.rand(2, 32, 32, 3))
+    assert out.shape == (2, 32, 32) and torch.all(out > 0)
+    assert torch.allclose(out.flatten(1).median(1).values, torch.ones(2), atol=0.05)
