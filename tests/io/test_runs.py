@@ -1,0 +1,109 @@
+"""RunFolder: results appear only when complete, with a manifest; failures leave nothing (or a resumable checkpoint)."""
+
+import dataclasses
+import enum
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vdm3d.errors import InputError, OutputExistsError
+from vdm3d.io.runs import MANIFEST, RunFolder, atomic_write_bytes, atomic_write_json, file_sha256, to_jsonable
+
+
+class Mode(enum.Enum):
+    FAST = "fast"
+
+
+@dataclasses.dataclass(frozen=True)
+class Cfg:
+    steps: int = 3
+    mode: Mode = Mode.FAST
+    data: Path = Path("x")
+
+
+def test_success_writes_manifest_and_renames(tmp_path):
+    inp = tmp_path / "in.txt"
+    inp.write_text("hello")
+    out = tmp_path / "run"
+    with RunFolder(out, config=Cfg(), seed=7, inputs=[inp], command=["vdm3d", "fit"]) as run:
+        assert run.path != out and run.path.name.startswith(".")
+        (run.path / "result.txt").write_text("42")
+        run.record(perceptual="ms-ssim")
+        assert not out.exists()
+    assert (out / "result.txt").read_text() == "42"
+    m = json.loads((out / MANIFEST).read_text())
+    assert m["format"] == "vdm3d.run" and m["seed"] == 7 and m["command"] == ["vdm3d", "fit"]
+    assert m["config"] == {"steps": 3, "mode": "fast", "data": "x"} and m["config_type"] == "Cfg"
+    assert m["inputs"][str(inp)] == "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"  # sha256("hello")
+    assert m["perceptual"] == "ms-ssim" and "torch" in m["packages"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_failure_leaves_nothing(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError):
+        with RunFolder(out) as run:
+            (run.path / "half.txt").write_text("x")
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_output_needs_overwrite(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        with RunFolder(out):
+            pass
+    assert (out / "old.txt").exists()
+    with RunFolder(out, overwrite=True) as run:
+        (run.path / "new.txt").write_text("new")
+    assert sorted(p.name for p in out.iterdir()) == [MANIFEST, "new.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]  # no .old / .partial left
+
+
+def test_checkpoint_kept_on_crash_and_resumed(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(KeyError):
+        with RunFolder(out) as run:
+            (run.checkpoint_dir / "step_10.pt").write_bytes(b"state")
+            raise KeyError("crash")
+    assert (tmp_path / ".run.partial" / "checkpoints" / "step_10.pt").exists()
+    with RunFolder(out, resume=True) as run:
+        assert run.resuming
+        assert (run.checkpoint_dir / "step_10.pt").read_bytes() == b"state"
+    assert (out / "checkpoints" / "step_10.pt").exists() and not (tmp_path / ".run.partial").exists()
+
+
+def test_bad_input_never_keeps_partial(tmp_path):
+    with pytest.raises(InputError):
+        with RunFolder(tmp_path / "run") as run:
+            (run.checkpoint_dir / "x").write_bytes(b"")
+            raise InputError(path="a.png", problem="is corrupt", fix="re-export it")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(InputError, match="does not exist"):
+        with RunFolder(tmp_path / "run", inputs=[tmp_path / "missing.png"]):
+            pass
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_write_keeps_old_content_on_failure(tmp_path):
+    p = tmp_path / "f.json"
+    atomic_write_json(p, {"a": np.float32(1.5), "b": torch.tensor([1, 2]), "c": Path("z")})
+    assert json.loads(p.read_text()) == {"a": 1.5, "b": [1, 2], "c": "z"}
+    with pytest.raises(TypeError):
+        atomic_write_bytes(p, "not bytes")  # type: ignore[arg-type]
+    assert json.loads(p.read_text())["a"] == 1.5
+    assert [q.name for q in tmp_path.iterdir()] == ["f.json"]
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert oct(p.stat().st_mode & 0o777) == oct(0o666 & ~mask)
+    assert file_sha256(p) == file_sha256(p) and len(file_sha256(p)) == 64
+
+
+def test_to_jsonable_handles_config_types():
+    assert to_jsonable({"t": (1, 2), 3: {Mode.FAST}, "n": np.arange(2)}) == {"t": [1, 2], "3": ["fast"], "n": [0, 1]}
