@@ -37,7 +37,7 @@ FURNITURE = ("table", "chair", "cabinet", "sofa", "lamp", "round_table", "decor"
 AGAINST_WALL = ("cabinet", "sofa")
 
 
-def _pose(x: float, y: float, z: float, yaw: float) -> np.ndarray:
+def _pose(x, y, z, yaw) -> np.ndarray:
     m = np.eye(4)
     m[:3, :3] = Rotation.from_euler("z", yaw).as_matrix()
     m[:3, 3] = (x, y, z)
@@ -134,7 +134,7 @@ def _shell(rng, lx, ly, hc, opening_wall, opening) -> tuple[list[Part], float]:
     return parts, thickness
 
 
-def _furniture(rng, kind: str, iid: int, seed: int) -> tuple[list[tuple[Surface, np.ndarray, str]], float, float]:
+def _furniture(rng, kind: str, iid: int, seed: int) -> tuple[list[tuple[Surface | Part, np.ndarray, str]], float, float]:
     """Parts in the piece's local frame (floor at z = 0, front towards -y), footprint radius, height."""
     out = []
     if kind == "table":

@@ -210,6 +210,40 @@ def smooth_normals(vertices: np.ndarray, faces: np.ndarray, weld: bool = True) -
     return n.astype(np.float32)
 
 
+def crease_normals(vertices: np.ndarray, faces: np.ndarray, angle_deg: float = 40.0
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Smooth normals that stay sharp across creases, for meshes that come without normals.
+
+    Each face corner averages (area-weighted) the normals of the faces around its vertex (welded by
+    position) that are within ``angle_deg`` of its own face. Vertices whose corners disagree are
+    split. Returns ``(source_index [V'], faces [F, 3], normals [V', 3])``: new vertex ``i`` copies the
+    attributes of old vertex ``source_index[i]``.
+    """
+    v = np.asarray(vertices, np.float64)
+    f = np.asarray(faces, np.int64)
+    fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
+    unit = fn / np.maximum(np.linalg.norm(fn, axis=1, keepdims=True), 1e-30)
+    _, weld = np.unique(np.round(v / 1e-6).astype(np.int64), axis=0, return_inverse=True)
+    weld = weld.reshape(-1)
+    corner_w = weld[f].reshape(-1)              # [3F] welded vertex of each corner
+    corner_f = np.repeat(np.arange(len(f)), 3)  # [3F] its face
+    order = np.argsort(corner_w, kind="stable")
+    w_sorted, f_sorted = corner_w[order], corner_f[order]
+    starts = np.searchsorted(w_sorted, np.arange(weld.max() + 1))
+    ends = np.searchsorted(w_sorted, np.arange(weld.max() + 1), side="right")
+    deg = (ends - starts)[corner_w]             # faces around each corner's vertex
+    rows = np.repeat(np.arange(len(corner_w)), deg)
+    offs = np.arange(len(rows)) - np.repeat(np.cumsum(deg) - deg, deg)
+    other = f_sorted[np.repeat(starts[corner_w], deg) + offs]  # [pairs] neighbour face of each corner
+    agree = (unit[corner_f[rows]] * unit[other]).sum(1) >= np.cos(np.deg2rad(angle_deg))
+    acc = np.zeros((len(corner_w), 3))
+    np.add.at(acc, rows[agree], fn[other[agree]])
+    n = acc / np.maximum(np.linalg.norm(acc, axis=1, keepdims=True), 1e-30)
+    key = np.concatenate([f.reshape(-1, 1), np.round(n * 1e4).astype(np.int64)], 1)
+    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    return f.reshape(-1)[first], inverse.reshape(-1, 3).astype(np.int32), n[first].astype(np.float32)
+
+
 def part_from_trimesh(mesh: trimesh.Trimesh, instance_id: int = 1, name: str = "mesh",
                       texture: np.ndarray | None = None) -> Part:
     """Convert a trimesh mesh: texture (``TextureVisuals``: image times base colour), vertex colours
@@ -240,8 +274,10 @@ def part_from_trimesh(mesh: trimesh.Trimesh, instance_id: int = 1, name: str = "
         colors = np.asarray(visual.vertex_colors[:, :3], np.float32) / 255.0
     if texture is None and colors is None:
         colors = np.full((len(verts), 3), 0.7, np.float32)
-    normals = None  # file normals when the file has them, else smooth normals welded across uv seams
-    if "vertex_normals" in mesh._cache.cache:
-        normals = np.asarray(mesh.vertex_normals, np.float32)
-    return Part.make(verts, faces, normals=normals, uv=uv, texture=texture, colors=colors,
-                     instance_id=instance_id, name=name)
+    if "vertex_normals" in mesh._cache.cache:  # the file's own normals
+        return Part.make(verts, faces, normals=np.asarray(mesh.vertex_normals, np.float32), uv=uv,
+                         texture=texture, colors=colors, instance_id=instance_id, name=name)
+    # no normals in the file: smooth across uv seams, sharp across creases (vertices split there)
+    src, faces, normals = crease_normals(verts, faces)
+    return Part.make(verts[src], faces, normals=normals, uv=None if uv is None else uv[src], texture=texture,
+                     colors=None if colors is None else colors[src], instance_id=instance_id, name=name)
