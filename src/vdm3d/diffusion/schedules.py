@@ -191,11 +191,12 @@ Schedule = EdmSchedule | DdimSchedule | FlowSchedule
 # ---------------------------------------------------------------------------------------------------
 
 def start_step_for_strength(steps: int, strength: float) -> int:
-    """First step for a given strength in (0, 1]: ``min(int((1 - strength) S), S - 1)`` (WorldWarp's
-    rule; strength 1 starts from pure noise)."""
+    """First step for a given strength in (0, 1]: ``min(floor((1 - strength) S), S - 1)`` (WorldWarp's
+    rule, ``minxs = 1 - strength``; the floor forgives float error so 0.8 at 50 steps gives 10, not
+    9; strength 1 starts from pure noise)."""
     if not 0.0 < strength <= 1.0:
         raise ConfigError(f"strength is {strength}; use a value in (0, 1] (1 = start from pure noise).")
-    return min(int((1.0 - strength) * steps), steps - 1)
+    return min(math.floor((1.0 - strength) * steps + 1e-9), steps - 1)
 
 
 def frozen_until(sigmas: Float[Tensor, " S1"], start_step: Int[Tensor, "*E"] | int) -> Float[Tensor, "S1 *E"]:
