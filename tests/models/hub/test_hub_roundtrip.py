@@ -10,6 +10,8 @@ from vdm3d.models.protocol import Backbone, Conditioning
 
 from hub_helpers import SIZE, reference_image, two_steps
 
+pytestmark = pytest.mark.filterwarnings("ignore:`FluxPosEmbed` is deprecated:FutureWarning")
+
 CASES = {
     # fixture, schedule, frames of pixels, condition
     "svd": ("tiny_svd", EdmSchedule(2), 2, lambda: Conditioning(reference=reference_image())),

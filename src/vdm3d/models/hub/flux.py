@@ -200,7 +200,12 @@ def tiny_components(seed: int = 0, *, controlnet: bool = True) -> dict[str, Any]
     transformer = FluxTransformer2DModel(num_layers=1, num_single_layers=1, **dims)
     comps: dict[str, Any] = {"transformer": transformer}
     if controlnet:
-        comps["controlnet"] = FluxControlNetModel(num_layers=1, num_single_layers=1, **dims)
+        net = FluxControlNetModel(num_layers=1, num_single_layers=1, **dims)
+        with torch.no_grad():  # ControlNets start with zeroed outputs; a tiny test one should steer
+            for pname, param in net.named_parameters():
+                if pname.startswith(("controlnet_blocks", "controlnet_single_blocks", "controlnet_x_embedder")):
+                    param.normal_(0.0, 0.2)
+        comps["controlnet"] = net
     comps["vae"] = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=8,
                                  down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
                                  block_out_channels=(8, 8, 8, 8), layers_per_block=1, scaling_factor=0.5,

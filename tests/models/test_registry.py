@@ -1,0 +1,96 @@
+"""The model registry and `vdm3d models`: names, cards, default folders, offline errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vdm3d.errors import ConfigError, MissingWeightsError, UnsafeCheckpointError
+from vdm3d.models import registry
+
+
+@pytest.fixture
+def models_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("VDM3D_MODELS", str(tmp_path / "models"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return tmp_path / "models"
+
+
+def test_unknown_name_lists_the_choices():
+    with pytest.raises(ConfigError) as err:
+        registry.load_backbone("sv4d")
+    for name in ("svd-xt", "sv3d-p", "cogvideox-5b-i2v", "wan2.1-t2v-1.3b", "flux-dev-controlnet-hed"):
+        assert name in str(err.value)
+
+
+def test_tiny_models_are_listed_first():
+    from vdm3d.models.tiny import available
+
+    tiny = [f"tiny-{n}" for n in available()]
+    assert registry.names()[:len(tiny)] == tiny and registry.names()[len(tiny):] == list(registry.HUB)
+    for name in tiny:
+        assert registry.info(name)["kind"] == "tiny" and registry.installed(name) == "package"
+
+
+def test_default_folder_follows_the_environment(models_dir):
+    assert registry.default_folder("svd-xt") == models_dir / "svd-xt"
+    card = registry.info("svd-xt")
+    assert card["folder"] == str(models_dir / "svd-xt") and card["installed"] == "no"
+    assert card["hub_id"] == "stabilityai/stable-video-diffusion-img2vid-xt"
+    assert card["process"] == "edm / v-prediction" and "--local-dir" in card["download"]
+
+
+def test_missing_hub_weights_give_one_sentence_naming_repo_and_folder(models_dir):
+    if registry.installed("svd-xt"):
+        pytest.skip("SVD-XT is in this machine's Hugging Face cache")
+    with pytest.raises(MissingWeightsError) as err:
+        registry.load_backbone("svd-xt")
+    msg = str(err.value)
+    assert "stabilityai/stable-video-diffusion-img2vid-xt" in msg and str(models_dir / "svd-xt") in msg
+    assert msg.endswith(".") and "\n" not in msg
+    with pytest.raises(MissingWeightsError, match="worldwarp"):  # no diffusers repo: the notes say what to do
+        registry.load_backbone("worldwarp")
+
+
+def test_load_from_the_default_folder_with_registry_settings(models_dir):
+    from vdm3d.models.hub.wan import WanBackbone, tiny_components
+
+    WanBackbone(tiny_components(0)).save_pretrained(models_dir / "wan2.1-t2v-1.3b")
+    assert registry.installed("wan2.1-t2v-1.3b") == str(models_dir / "wan2.1-t2v-1.3b")
+    bb = registry.load_backbone("wan2.1-t2v-1.3b", frames=5, max_text_tokens=8)
+    assert isinstance(bb, WanBackbone) and bb.name == "wan2.1-t2v-1.3b"
+    assert bb.frames == 5 and bb.resolution == (480, 832)  # registry settings, then the override
+    with pytest.raises(ConfigError, match="unknown settings"):
+        registry.load_backbone("wan2.1-t2v-1.3b", frams=5)
+
+
+def test_pickle_only_folder_needs_the_trust_flag(models_dir, tmp_path):
+    from vdm3d.models.hub.wan import WanBackbone, tiny_components
+
+    folder = tmp_path / "pickled"
+    WanBackbone(tiny_components(0)).save_pretrained(folder)
+    sub = folder / "transformer"
+    state = {k: v for k, v in __import__("safetensors.torch", fromlist=["load_file"]).load_file(
+        str(sub / "diffusion_pytorch_model.safetensors")).items()}
+    (sub / "diffusion_pytorch_model.safetensors").unlink()
+    torch.save(state, sub / "diffusion_pytorch_model.bin")
+    with pytest.raises(UnsafeCheckpointError, match="--trust-pickle"):
+        registry.load_backbone("wan2.1-t2v-1.3b", path=folder)
+    bb = registry.load_backbone("wan2.1-t2v-1.3b", path=folder, trust_pickle=True)
+    assert torch.equal(bb.transformer.proj_out.weight, state["proj_out.weight"])
+
+
+def test_cli_list_and_info(models_dir, capsys):
+    import importlib.util  # noqa: F401 - cli.main uses importlib.util
+
+    from vdm3d.cli.main import main
+
+    assert main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "sv3d-p" in out and "not installed" in out and str(models_dir) in out
+    assert main(["models", "info", "cogvideox-5b-i2v"]) == 0
+    out = capsys.readouterr().out
+    assert "THUDM/CogVideoX-5b-I2V" in out and "vp / v-prediction" in out
+    assert main(["models", "info", "nope"]) == 2
+    assert "unknown model 'nope'" in capsys.readouterr().err
