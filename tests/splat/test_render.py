@@ -86,7 +86,8 @@ def test_tiled_rasterizer_gradcheck_float64():
     from vdm3d.splat.projection import project_gaussians
 
     p = project_gaussians(g, cams, 0)
-    binning = tiled.bin_gaussians(p.means2d[0], p.extents[0], p.depths[0], p.visible[0], 9, 7, tile=4, chunk=48)
+    binning = tiled.bin_gaussians(p.means2d[0], p.conics[0], p.opacities[0], p.extents[0], p.depths[0], p.visible[0],
+                                   9, 7, tile=4, chunk=48)
     assert len(binning.groups) > 1 and any(g.gauss.shape[1] > g.seg for g in binning.groups)  # segments
     inputs = tuple(t.detach()[0].clone().requires_grad_() for t in (p.means2d, p.conics, p.opacities, p.colors, p.depths))
     f = lambda *x: tiled.RasterizeTiles.apply(*x, binning)  # noqa: E731

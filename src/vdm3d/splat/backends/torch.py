@@ -37,8 +37,8 @@ from vdm3d.cameras.camera import Cameras
 from vdm3d.splat.gaussians import Gaussians
 from vdm3d.splat.projection import ALPHA_MAX, ALPHA_MIN, T_MIN, project_gaussians
 
-TILE = 16
-CHUNK = 1 << 19  # pixel-Gaussian evaluations per step; bounds the temporary memory (~8 arrays of it)
+TILE = 8
+CHUNK = 1 << 18  # pixel-Gaussian evaluations per step (1 MB per float32 array; ~8 live at once)
 _EMPTY_LOG_OPACITY = -1.0e4  # padding entries: exp() of it is exactly 0
 
 
@@ -60,9 +60,14 @@ class Binning:
     pairs: int  # (tile, Gaussian) pairs
 
 
-def bin_gaussians(means2d: Tensor, extents: Tensor, depths: Tensor, visible: Tensor, width: int, height: int,
-                  tile: int = TILE, chunk: int = CHUNK) -> Binning:
-    """Sorted per-tile Gaussian lists, packed into groups (all inputs detached, one camera)."""
+def bin_gaussians(means2d: Tensor, conics: Tensor, opacities: Tensor, extents: Tensor, depths: Tensor,
+                  visible: Tensor, width: int, height: int, tile: int = TILE, chunk: int = CHUNK) -> Binning:
+    """Sorted per-tile Gaussian lists, packed into groups (all inputs detached, one camera).
+
+    A (tile, Gaussian) pair is kept when the tile's pixel-center rectangle meets the Gaussian's
+    alpha >= 1/255 ellipse: the bounding box gives the candidate tiles, and the exact minimum of the
+    Mahalanobis distance over the rectangle removes the tiles that only the box corners reach.
+    """
     tiles_x, tiles_y = -(-width // tile), -(-height // tile)
     n_tiles, P = tiles_x * tiles_y, tile * tile
     vis = visible.nonzero().squeeze(1)
@@ -83,6 +88,14 @@ def bin_gaussians(means2d: Tensor, extents: Tensor, depths: Tensor, visible: Ten
     local = torch.arange(K) - first[pair_g]
     ix = lo[pair_g, 0] + local % nx[pair_g]
     iy = lo[pair_g, 1] + torch.div(local, nx[pair_g], rounding_mode="floor")
+    # Exact test: min over the tile's pixel centers of d^T Sigma^-1 d <= 2 ln(255 opacity).
+    gid = order[pair_g]
+    reach = 2.0 * torch.log((opacities[gid] / ALPHA_MIN).clamp_min(1.0)) + 1e-3
+    near = _min_quadratic_over_rect(means2d[gid], conics[gid], ix * tile + 0.5,
+                                    (ix * tile + tile - 0.5).clamp_max(width - 0.5), iy * tile + 0.5,
+                                    (iy * tile + tile - 0.5).clamp_max(height - 0.5)) <= reach
+    pair_g, ix, iy = pair_g[near], ix[near], iy[near]
+    K = int(near.sum())
     tile_id = iy * tiles_x + ix
     tile_sorted, perm = torch.sort(tile_id, stable=True)  # stable: keeps front-to-back inside a tile
     pair_gauss = order[pair_g[perm]]
@@ -105,6 +118,33 @@ def bin_gaussians(means2d: Tensor, extents: Tensor, depths: Tensor, visible: Ten
         groups.append(Group(tiles, gauss, seg=max(1, chunk // (t * P))))
         i += t
     return Binning(width, height, tile, tiles_x, tiles_y, groups, K)
+
+
+def _min_quadratic_over_rect(m: Tensor, conic: Tensor, x0: Tensor, x1: Tensor, y0: Tensor, y1: Tensor) -> Tensor:
+    """``min (p - m)^T [[a, b], [b, c]] (p - m)`` over the rectangles ``[x0, x1] x [y0, y1]``, per row.
+
+    Zero when the center is inside; otherwise the minimum of the convex quadratic lies on an edge,
+    where it is a 1D quadratic minimized in closed form and clamped to the edge.
+    """
+    a, b, c = conic.unbind(-1)
+    mx, my = m.unbind(-1)
+    x0, x1, y0, y1 = (t.to(m.dtype) for t in (x0, x1, y0, y1))
+
+    def q(dx, dy):
+        return a * dx * dx + 2 * b * dx * dy + c * dy * dy
+
+    best = None
+    for xe in (x0, x1):  # vertical edges: the best y for this x, clamped
+        dx = xe - mx
+        y = (my - b * dx / c).clamp(min=y0).minimum(y1)
+        val = q(dx, y - my)
+        best = val if best is None else torch.minimum(best, val)
+    for ye in (y0, y1):  # horizontal edges
+        dy = ye - my
+        x = (mx - b * dy / a).clamp(min=x0).minimum(x1)
+        best = torch.minimum(best, q(x - mx, dy))
+    inside = (mx >= x0) & (mx <= x1) & (my >= y0) & (my <= y1)
+    return torch.where(inside, torch.zeros_like(best), best)
 
 
 def _tile_basis(tile: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
@@ -130,15 +170,23 @@ def _pair_terms(b: Binning, g: Group, gi: Tensor, means2d: Tensor, conics: Tenso
     return u, v, ca, cb, cc, coef
 
 
-def _composite(coef: Tensor, basis: Tensor, T_start: Tensor):
-    """Alpha, transmittances and blend weights of one segment, ``[t, Ls, P]`` each."""
+def _composite(coef: Tensor, basis: Tensor, T_start: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Alpha ``[t, Ls, P]``, transmittances ``T [t, Ls+1, P]`` (``T[:, i]`` before Gaussian ``i``,
+    ``T[:, i+1]`` after it) and blend weights ``[t, Ls, P]`` of one segment. In-place ops keep the
+    number of passes over the ``[t, Ls, P]`` arrays low: this is the hot loop."""
     alpha = torch.matmul(coef, basis).exp_().clamp_max_(ALPHA_MAX)
-    alpha.masked_fill_(alpha < ALPHA_MIN, 0.0)
-    T_after = torch.cumprod(1.0 - alpha, 1).mul_(T_start[:, None, :])
-    T_before = torch.cat([T_start[:, None, :], T_after[:, :-1]], 1)
-    w = alpha * T_before
-    w.masked_fill_(T_after < T_MIN, 0.0)
-    return alpha, T_after, T_before, w
+    # alpha >= 1/255 is kept: threshold() keeps x > thr, so thr is the float just below 1/255.
+    thr = torch.nextafter(torch.tensor(ALPHA_MIN, dtype=alpha.dtype), torch.tensor(0.0, dtype=alpha.dtype))
+    torch.nn.functional.threshold(alpha, float(thr), 0.0, inplace=True)
+    t, L, P = alpha.shape
+    T = torch.empty(t, L + 1, P, dtype=alpha.dtype)
+    T[:, 0] = T_start
+    torch.sub(1.0, alpha, out=T[:, 1:])
+    T.cumprod_(1)
+    w = alpha * T[:, :-1]
+    if bool(T[:, -1].min() < T_MIN):  # some pixel stops here: later Gaussians are not blended
+        w.masked_fill_(T[:, 1:] < T_MIN, 0.0)
+    return alpha, T, w
 
 
 class RasterizeTiles(torch.autograd.Function):
@@ -162,9 +210,9 @@ class RasterizeTiles(torch.autograd.Function):
                 gi = g.gauss[:, l0:l0 + g.seg]
                 coef = _pair_terms(b, g, gi, m2, co, lo)[-1]
                 starts.append(T)
-                _, T_after, _, w = _composite(coef, basis, T)
+                _, T_all, w = _composite(coef, basis, T)
                 acc += torch.matmul(w.transpose(1, 2), feat[gi])  # [t, P, 5]
-                T = T_after[:, -1]
+                T = T_all[:, -1]
                 if bool((T < T_MIN).all()):
                     break
             out[g.tiles] = acc
@@ -199,15 +247,20 @@ class RasterizeTiles(torch.autograd.Function):
             for k in reversed(range(len(starts))):
                 gi = g.gauss[:, k * g.seg:(k + 1) * g.seg]
                 u, v, ca, cb, cc, coef = _pair_terms(b, g, gi, m2, co, lo)
-                alpha, T_after, T_before, w = _composite(coef, basis, starts[k])
-                f = feat[gi]  # [t, Ls, 5]
-                gw = torch.matmul(f, vo_T)  # dL/dw, [t, Ls, P]
-                contrib = gw * w
-                S = contrib.sum(1, keepdim=True) - contrib.cumsum(1) + S_after[:, None, :]
-                S_after = S_after + contrib.sum(1)
-                v_a = gw.mul_(T_before).sub_(S.div_(1.0 - alpha))  # dL/dalpha, [t, Ls, P]
-                v_a.masked_fill_((w == 0) | (alpha >= ALPHA_MAX), 0.0)
-                v_ell = v_a.mul_(alpha)  # through alpha = exp(ell)
+                alpha, _, w = _composite(coef, basis, starts[k])
+                gw = torch.matmul(feat[gi], vo_T)  # g_i = dL/dw_i, [t, Ls, P]
+                contrib = gw.mul_(w)  # g_i w_i
+                csum = contrib.cumsum(1)
+                total = csum[:, -1] + S_after
+                S = total[:, None, :] - csum  # S_i = sum_{j > i} g_j w_j, this and later segments
+                S_after = total
+                # dL/dlog(alpha_i) = alpha_i dL/dalpha_i = g_i w_i - alpha_i S_i / (1 - alpha_i); it is 0
+                # for Gaussians past the stop (w = 0 and S = 0) and below 1/255 (alpha = 0).
+                odds = torch.sub(1.0, alpha)
+                torch.div(alpha, odds, out=odds)
+                v_ell = contrib.sub_(S.mul_(odds))
+                if bool(alpha.max() >= ALPHA_MAX):  # clamped alphas pass no gradient
+                    v_ell.masked_fill_(alpha >= ALPHA_MAX, 0.0)
                 gk = torch.matmul(v_ell, basis.T)  # dL/dcoef, [t, Ls, 6]
                 g0, g1, g2, g3, g4, g5 = gk.unbind(-1)
                 flat = gi.reshape(-1)
@@ -251,8 +304,9 @@ def render_backend(gaussians: Gaussians, cameras: Cameras, sh_degree: int, backg
     rgbs, dsums, alphas = [], [], []
     for i in range(len(cameras.c2w)):
         with torch.no_grad():
-            binning = bin_gaussians(means2d[i].detach(), proj.extents[i], proj.depths[i].detach(), proj.visible[i],
-                                    cameras.width, cameras.height, tile, chunk)
+            binning = bin_gaussians(means2d[i].detach(), proj.conics[i].detach(), proj.opacities[i].detach(),
+                                    proj.extents[i], proj.depths[i].detach(), proj.visible[i], cameras.width,
+                                    cameras.height, tile, chunk)
         rgb, dsum, alpha = RasterizeTiles.apply(means2d[i], proj.conics[i], proj.opacities[i], proj.colors[i],
                                                 proj.depths[i], binning)
         rgbs.append(rgb), dsums.append(dsum), alphas.append(alpha)
