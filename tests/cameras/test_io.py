@@ -246,7 +246,7 @@ def test_real_re10k_to_transforms_json_and_back(shared_data, tmp_path):
         write_re10k(tmp_path / "r.txt", mid, [int(n) for n in names], url)
         orig = np.array([[float(v) for v in ln.split()] for ln in f.read_text().splitlines()[1:]])
         again = np.array([[float(v) for v in ln.split()] for ln in (tmp_path / "r.txt").read_text().splitlines()[1:]])
-        assert np.abs(orig - again).max() < 1e-6
+        assert np.abs(orig - again).max() < 1e-9  # measured: 0 (the 9-digit values come back as written)
         assert (tmp_path / "r.txt").read_text().splitlines()[0] == url
 
 

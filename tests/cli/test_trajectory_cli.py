@@ -70,7 +70,7 @@ def test_convert_re10k_round_trip_through_cli(shared_data, tmp_path):
         assert run("convert", tj, "--out", back) == 0
         a = np.loadtxt(f, skiprows=1)
         b = np.loadtxt(back, skiprows=1)
-        assert np.abs(a - b).max() < 1e-6
+        assert np.abs(a - b).max() < 1e-9
         assert back.read_text().splitlines()[0] == f.read_text().splitlines()[0]
 
 

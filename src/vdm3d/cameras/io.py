@@ -242,7 +242,9 @@ def read_re10k(path: str | Path, width: int = 640, height: int = 360, dtype: tor
     Ks_t = torch.as_tensor(Ks, dtype=torch.float64)
     # validate the world-to-camera rotation before inverting (the inverse of a non-rotation is meaningless)
     Cameras(Ks_t, w2c_t, width, height).validate(str(path))
-    cams = Cameras(Ks_t.to(dtype), rigid_inverse(w2c_t).to(dtype), width, height)
+    # a full inverse, not the rigid shortcut: the files' 9-digit rotations are orthonormal only to
+    # ~1e-7, and the exact inverse makes RE10K -> other format -> RE10K reproduce the numbers
+    cams = Cameras(Ks_t.to(dtype), torch.linalg.inv(w2c_t).to(dtype), width, height)
     return cams, stamps, lines[0].strip()
 
 
@@ -252,7 +254,7 @@ def write_re10k(path: str | Path, cameras: Cameras, timestamps: Sequence[int] | 
     stamps = list(range(len(cams))) if timestamps is None else [int(t) for t in timestamps]
     if len(stamps) != len(cams):
         raise InputError(f"write_re10k: {len(cams)} cameras but {len(stamps)} timestamps; pass one per camera.")
-    w2c = cams.w2c
+    w2c = torch.linalg.inv(cams.c2w)  # exact inverse of what read_re10k inverted (see there)
     out = io.StringIO()
     out.write((url or "unknown") + "\n")
     for i in range(len(cams)):
