@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from vdm3d.splat.strategy import DensifyPolicy, quat_to_rotmat
+from vdm3d.splat.gaussians import quat_to_rotmat
+from vdm3d.splat.strategy import DensifyPolicy
 
 
 def _params(n: int, log_scale: float = math.log(0.001), opacity: float = 0.5):
@@ -142,13 +143,3 @@ def test_step_schedule(step, expect):
     state, report = policy.step(params, opt, state, step)
     assert (report["pruned"] == 3) == bool(expect)
 
-
-def test_quat_to_rotmat_is_a_rotation_and_matches_axis_angle():
-    q = torch.nn.functional.normalize(torch.randn(50, 4, dtype=torch.float64), dim=-1)
-    R = quat_to_rotmat(q)
-    torch.testing.assert_close(R @ R.transpose(-1, -2), torch.eye(3, dtype=torch.float64).expand(50, 3, 3))
-    torch.testing.assert_close(torch.linalg.det(R), torch.ones(50, dtype=torch.float64))
-    half = math.radians(30) / 2  # 30 degrees about +z: x -> (cos, sin, 0)
-    Rz = quat_to_rotmat(torch.tensor([math.cos(half), 0, 0, math.sin(half)], dtype=torch.float64))
-    torch.testing.assert_close(Rz @ torch.tensor([1.0, 0, 0], dtype=torch.float64),
-                               torch.tensor([math.cos(2 * half), math.sin(2 * half), 0], dtype=torch.float64))

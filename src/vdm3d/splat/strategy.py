@@ -34,8 +34,10 @@ import math
 from typing import Any, Callable
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor, nn
+
+from vdm3d.splat.gaussians import quat_to_rotmat
 
 State = dict[str, Any]
 SPLIT_SCALE_DIVISOR = 1.6
@@ -73,7 +75,7 @@ class DensifyPolicy:
                 "scene_scale": float(scene_scale),
                 "resets": 0}
 
-    def accumulate(self, state: State, v_means2d: Float[Tensor, "B N 2"], radii: Float[Tensor, "B N"],
+    def accumulate(self, state: State, v_means2d: Float[Tensor, "B N 2"], radii: Int[Tensor, "B N"] | Float[Tensor, "B N"],
                    width: int, height: int) -> State:
         """Add the screen-space gradients of one step (``v_means2d`` in pixels) to a new state."""
         to_ndc = torch.tensor([width / 2.0, height / 2.0], dtype=v_means2d.dtype, device=v_means2d.device)
@@ -200,12 +202,3 @@ def _split(params: dict[str, nn.Parameter], optimizer: torch.optim.Optimizer, ma
     _replace(params, optimizer, list(params), new_param,
              lambda name, v: torch.cat([v[keep], v.new_zeros((2 * k, *v.shape[1:]))]))
 
-
-def quat_to_rotmat(quats: Float[Tensor, "*B 4"]) -> Float[Tensor, "*B 3 3"]:
-    """Rotation matrices from (w, x, y, z) quaternions; the quaternions need not be normalized."""
-    w, x, y, z = (quats / quats.norm(dim=-1, keepdim=True)).unbind(-1)
-    return torch.stack([
-        torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-        torch.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-        torch.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
-    ], -2)

@@ -1,0 +1,1 @@
+"""Reconstruction: fit Gaussians to Views (losses, trainer, checkpoints, evaluation)."""

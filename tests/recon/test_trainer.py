@@ -1,0 +1,113 @@
+"""fit_gaussians on an exactly rendered synthetic scene: it recovers held-out views, resumes exactly,
+and ignores what carries zero weight."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from vdm3d.cameras.camera import Cameras, look_at
+from vdm3d.metrics.image import psnr
+from vdm3d.recon.checkpoint import load_state, save_state
+from vdm3d.recon.evaluate import render_views, score_views
+from vdm3d.recon.init import init_random
+from vdm3d.recon.trainer import FitConfig, fit_gaussians
+from vdm3d.splat.gaussians import Gaussians
+from vdm3d.splat.strategy import DensifyPolicy
+from vdm3d.views import Views
+
+SIZE = 32
+
+
+def _cameras(n: int, phase: float = 0.0) -> Cameras:
+    a = torch.linspace(-0.6, 0.6, n) + phase
+    eye = torch.stack([3 * torch.sin(a), torch.full_like(a, -0.4), -3 * torch.cos(a)], -1)
+    c2w = look_at(eye, torch.zeros(n, 3), torch.tensor([0.0, -1.0, 0.0]).expand(n, 3))
+    return Cameras.from_fov(45.0, SIZE, SIZE, c2w)
+
+
+def _truth() -> Gaussians:
+    g = torch.Generator().manual_seed(3)
+    pts = (torch.rand(60, 3, generator=g) - 0.5) * 1.6
+    rgb = torch.rand(60, 3, generator=g)
+    return Gaussians.from_points(pts, rgb, scales=torch.full((60,), 0.12), opacity=0.8, sh_degree=0)
+
+
+def _views(cams: Cameras, background=0.0) -> Views:
+    out = render_views(_truth(), cams, background=torch.full((3,), background))
+    return Views(out.images, cams, alphas=out.alphas)
+
+
+def _init(n=150, seed=0) -> Gaussians:
+    return init_random(_cameras(8), n, near=2.0, far=4.0, sh_degree=0, generator=torch.Generator().manual_seed(seed))
+
+
+FAST = FitConfig(steps=150, sh_degree=0, ssim_weight=0.2,
+                 lr=dataclasses.replace(FitConfig().lr, lr_means=1e-3, lr_sh_dc=0.02, lr_scales=0.01),
+                 densify=DensifyPolicy(refine_start=50, refine_stop=120, refine_every=25, reset_every=0,
+                                       max_gaussians=400))
+
+
+@pytest.mark.slow
+def test_fit_recovers_held_out_views():
+    train, test = _views(_cameras(8)), _views(_cameras(3, phase=0.1))
+    init = _init()
+    base = score_views(render_views(init, test.cameras), test)["mean"]["psnr"]
+    mean_color = float(psnr(train.images.mean((0, 1, 2)).expand_as(test.images), test.images).mean())
+    fitted = fit_gaussians(train, init, FAST)
+    score = score_views(render_views(fitted, test.cameras), test)["mean"]["psnr"]
+    # measured 19.9 dB after 150 steps (random init 12.7 dB, mean training color 13.7 dB)
+    assert score > max(base, mean_color) + 5, (score, base, mean_color)
+
+
+def test_resume_continues_exactly(tmp_path):
+    train = _views(_cameras(4))
+    cfg = dataclasses.replace(FAST, steps=12, background="random", patch_size=24, checkpoint_every=6,
+                              densify=DensifyPolicy(refine_start=3, refine_every=3, reset_every=6, grow_grad2d=1e-6))
+    saved = {}
+    full = fit_gaussians(train, _init(60), cfg, on_checkpoint=lambda s: saved.setdefault(s.step, s))
+    save_state(tmp_path / "ckpt", saved[6])
+    state = load_state(tmp_path / "ckpt")
+    assert state.step == 6 and state.strategy["resets"] == 1
+    resumed = fit_gaussians(train, _init(60), cfg, state=state)
+    assert len(resumed) == len(full) > 60  # densification ran before and after the checkpoint
+    for f in dataclasses.fields(Gaussians):
+        assert torch.equal(getattr(full, f.name), getattr(resumed, f.name)), f.name
+
+
+def test_zero_weight_and_zero_confidence_teach_nothing():
+    views = _views(_cameras(2))
+    init = _init(40)
+    cfg = dataclasses.replace(FAST, steps=4, densify=DensifyPolicy(refine_start=10**6))
+    out = fit_gaussians(views, init, cfg, view_weights=torch.zeros(2))
+    conf = Views(views.images, views.cameras, confidence=torch.zeros(2, SIZE, SIZE))
+    out2 = fit_gaussians(conf, init, cfg)
+    moved = fit_gaussians(views, init, cfg)
+    for f in ("means", "sh", "opacity_logits"):
+        assert torch.equal(getattr(out, f), getattr(init, f)) and torch.equal(getattr(out2, f), getattr(init, f))
+    assert not torch.equal(moved.means, init.means)
+
+
+@pytest.mark.slow
+def test_alpha_masks_make_empty_space_transparent():
+    # object views with masks, trained on random backgrounds: coverage must follow the masks
+    views = _views(_cameras(6))
+    cfg = dataclasses.replace(FAST, steps=80, background="random", alpha_weight=0.5,
+                              densify=DensifyPolicy(refine_start=10**6))
+    init = init_random(_cameras(6), 150, near=1.5, far=5.0, sh_degree=0, generator=torch.Generator().manual_seed(1))
+    fitted = fit_gaussians(views, init, cfg)
+    alpha = render_views(fitted, views.cameras).alphas
+    err_before = float((render_views(init, views.cameras).alphas - views.alphas).abs().mean())
+    err_after = float((alpha - views.alphas).abs().mean())
+    assert err_after < 0.5 * err_before, (err_before, err_after)
+
+
+def test_init_random_lies_in_the_frusta():
+    cams = _cameras(3)
+    g = init_random(cams, 500, near=1.0, far=6.0, generator=torch.Generator().manual_seed(0))
+    uv, z = cams.project(g.means.expand(3, -1, -1))
+    inside = (z > 0) & (uv >= 0).all(-1) & (uv[..., 0] <= SIZE) & (uv[..., 1] <= SIZE) & (z >= 1 - 1e-4) & (z <= 6 + 1e-4)
+    assert bool(inside.any(0).all())  # every point is inside the frustum of (at least) the camera that drew it
