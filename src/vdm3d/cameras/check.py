@@ -149,7 +149,7 @@ def coverage_mesh(cam: Cameras, vertices: np.ndarray, faces: np.ndarray, grid: i
     centers of ``grid * supersample`` cells across the width.
 
     Triangles wholly in front of the camera hit a ray exactly when the cell center lies inside
-    their projection, so they are rasterized at grid resolution (OpenCV ``fillPoly``, 8 bits of
+    their projection, so they are rasterized at grid resolution (OpenCV ``fillConvexPoly``, 8 bits of
     sub-cell precision); only triangles that cross the camera plane are ray-cast.
     """
     import cv2
@@ -170,7 +170,8 @@ def coverage_mesh(cam: Cameras, vertices: np.ndarray, faces: np.ndarray, grid: i
     mask = np.zeros((gh, gw), np.uint8)
     if raster.any():
         pts = np.round(np.stack([gu[raster], gv[raster]], -1) * 256).clip(-2**20, 2**20).astype(np.int32)
-        cv2.fillPoly(mask, list(pts), 1, lineType=cv2.LINE_8, shift=8)
+        for tri in pts:  # one at a time: fillPoly on many contours would cancel overlaps (even-odd)
+            cv2.fillConvexPoly(mask, tri, 1, lineType=cv2.LINE_8, shift=8)
     crossing = front.any(1) & ~whole
     hits = mask.reshape(-1).astype(bool)
     if crossing.any():
