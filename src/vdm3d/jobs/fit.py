@@ -1,0 +1,143 @@
+"""``vdm3d fit``: plain 3D Gaussian splatting from posed photos, the baseline every job builds on.
+
+Stages, top to bottom: :func:`load_scene` (LLFF / COLMAP / transforms.json, train/test split,
+downscale) -> :func:`initialize` (COLMAP points, or random in the frusta) -> :func:`fit`
+(:func:`vdm3d.recon.trainer.fit_gaussians` with checkpoints in the run folder) -> :func:`evaluate`
+(renders of the held-out views, PSNR/SSIM) -> :func:`export` (``splats.ply``, ``renders/``,
+``compare/`` with render | ground truth side by side, ``metrics.json``).
+
+Everything is written through :class:`vdm3d.io.runs.RunFolder`: a crash leaves nothing but the
+partial folder with its checkpoints, which ``--resume`` continues.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Annotated, Callable, Literal
+
+import torch
+import tyro
+
+from vdm3d.data.readers import Scene, Split, read_scene
+from vdm3d.io.images import write_image
+from vdm3d.io.runs import RunFolder, atomic_write_json
+from vdm3d.recon.checkpoint import load_state, save_state
+from vdm3d.recon.evaluate import render_views, score_views
+from vdm3d.recon.init import init_from_points, init_random
+from vdm3d.recon.trainer import FitConfig, FitProgress, fit_gaussians
+from vdm3d.splat.gaussians import Gaussians
+from vdm3d.splat.ply import save_ply
+from vdm3d.splat.strategy import DensifyPolicy
+
+# CPU default: fern (17 views of 504x378) in well under 20 minutes on 2 cores. Random 128-pixel
+# patches keep a step cheap; the Gaussian budget bounds the cost of the late steps.
+CPU_FIT = FitConfig(
+    steps=2000, patch_size=128, sh_degree=1, sh_warmup_every=500, checkpoint_every=250,
+    densify=DensifyPolicy(refine_start=200, refine_stop=1500, refine_every=100, reset_every=0,
+                          max_gaussians=40_000),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class FitJobConfig:
+    """Fit Gaussian splats to posed photos and score them on held-out views."""
+
+    data: tyro.conf.Positional[Path]
+    """Scene folder: LLFF (poses_bounds.npy), COLMAP (sparse/0) or transforms.json."""
+    out: Path | None = None
+    """Output run folder (default: runs/fit/<scene name>)."""
+    resume: Path | None = None
+    """Continue the interrupted run in this output folder from its last checkpoint."""
+    overwrite: bool = False
+    """Replace an existing output folder."""
+    downscale: int = 1
+    """Divide the image sides by this factor."""
+    split: Annotated[Split, tyro.conf.OmitArgPrefixes] = Split()
+    init: Literal["points", "random"] = "points"
+    """Start from the scene's sparse points (random when it has none) or from random points."""
+    max_init_points: int = 100_000
+    """Subsample larger point clouds to this many Gaussians."""
+    random_points: int = 20_000
+    """Number of Gaussians of a random initialization."""
+    fit: Annotated[FitConfig, tyro.conf.OmitArgPrefixes] = CPU_FIT
+    eval_background: Literal["black", "white"] = "black"
+    """Background of the held-out renders."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FitResult:
+    out: Path
+    gaussians: Gaussians
+    metrics: dict
+
+
+# -- stages --------------------------------------------------------------------------------------
+def load_scene(config: FitJobConfig) -> Scene:
+    return read_scene(config.data, config.split, downscale=config.downscale)
+
+
+def initialize(scene: Scene, config: FitJobConfig) -> Gaussians:
+    g = torch.Generator().manual_seed(config.fit.seed)
+    if config.init == "points" and scene.points_world is not None:
+        return init_from_points(scene.points_world, scene.points_rgb, max_points=config.max_init_points,
+                                sh_degree=config.fit.sh_degree, generator=g)
+    cams = scene.train.cameras
+    if scene.points_world is not None:  # depth range from the points the cameras see
+        _, z = cams.project(scene.points_world.expand(len(cams), -1, -1))
+        z = z[z > 0]
+        near, far = float(z.quantile(0.01)), float(z.quantile(0.99))
+    else:
+        spread = float((cams.centers - cams.centers.mean(0)).norm(dim=-1).max())
+        near, far = 0.1 * max(spread, 1.0), 10 * max(spread, 1.0)
+    return init_random(cams, config.random_points, near, far, sh_degree=config.fit.sh_degree, generator=g)
+
+
+def fit(scene: Scene, init: Gaussians, config: FitJobConfig, run: RunFolder,
+        progress: Callable[[FitProgress], None] | None = None) -> Gaussians:
+    state = load_state(run.path / "checkpoints") if run.resuming else None
+    return fit_gaussians(scene.train, init, config.fit, progress=progress, state=state,
+                         on_checkpoint=lambda s: save_state(run.checkpoint_dir, s))
+
+
+def evaluate(gaussians: Gaussians, scene: Scene, config: FitJobConfig) -> tuple[dict, torch.Tensor | None]:
+    bg = torch.full((3,), 1.0 if config.eval_background == "white" else 0.0)
+    train_pred = render_views(gaussians, scene.train.cameras, backend=config.fit.backend, background=bg)
+    metrics = {"train": score_views(train_pred, scene.train, scene.train_names)["mean"]}
+    renders = None
+    if scene.test is not None:
+        pred = render_views(gaussians, scene.test.cameras, backend=config.fit.backend, background=bg)
+        metrics["test"] = score_views(pred, scene.test, scene.test_names)
+        renders = pred.images
+    return metrics, renders
+
+
+def export(run: RunFolder, gaussians: Gaussians, scene: Scene, metrics: dict, renders: torch.Tensor | None) -> None:
+    save_ply(run.path / "splats.ply", gaussians)
+    if renders is not None:
+        for name, pred, gt in zip(scene.test_names, renders, scene.test.images):
+            stem = Path(name).stem
+            write_image(run.path / "renders" / f"{stem}.png", pred)
+            write_image(run.path / "compare" / f"{stem}.png", torch.cat([pred, gt], 1))  # render | truth
+    atomic_write_json(run.path / "metrics.json", metrics)
+
+
+def run_fit(config: FitJobConfig, progress: Callable[[FitProgress], None] | None = None) -> FitResult:
+    """Run every stage inside a run folder; returns where the results are and the scores."""
+    out = config.resume or config.out or Path("runs") / "fit" / config.data.resolve().name
+    with RunFolder(out, config=config, seed=config.fit.seed, inputs=[config.data], overwrite=config.overwrite,
+                   resume=config.resume is not None) as run:
+        start = time.time()
+        scene = load_scene(config)
+        init = initialize(scene, config)
+        gaussians = fit(scene, init, config, run, progress)
+        fit_seconds = time.time() - start
+        metrics, renders = evaluate(gaussians, scene, config)
+        metrics.update({"num_gaussians": len(gaussians), "num_init_gaussians": len(init),
+                        "steps": config.fit.steps, "train_views": list(scene.train_indices),
+                        "test_views": list(scene.test_indices), "image_size": [scene.train.width, scene.train.height],
+                        "fit_seconds": round(fit_seconds, 1), "seconds": round(time.time() - start, 1)})
+        export(run, gaussians, scene, metrics, renders)
+        run.record(metrics={"test": metrics.get("test", {}).get("mean"), "train": metrics["train"]})
+    return FitResult(Path(out), gaussians, metrics)
