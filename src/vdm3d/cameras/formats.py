@@ -29,7 +29,7 @@ from vdm3d.cameras.io import (cameras_from_colmap, cameras_from_llff, colmap_fro
                               read_transforms_json, write_colmap, write_re10k, write_transforms_json)
 from vdm3d.cameras.io_transforms import read_json
 from vdm3d.cameras.trajectory import Trajectory
-from vdm3d.cameras.trajectory_file import FORMAT, save_trajectory, trajectory_from_dict
+from vdm3d.cameras.trajectory_file import save_trajectory, trajectory_from_dict
 from vdm3d.errors import InputError
 
 CameraFormat = Literal["auto", "vdm3d", "transforms", "colmap", "re10k", "llff"]

@@ -48,7 +48,7 @@ from vdm3d.cameras.rotations import matrix_from_quat, quat_from_matrix
 from vdm3d.errors import CameraError, InputError
 from vdm3d.io.runs import atomic_write_bytes
 
-__all__ = ["ColmapCamera", "ColmapImage", "ColmapModel", "ColmapPoints", "read_colmap", "write_colmap",
+__all__ = ["CAMERA_MODELS", "ColmapCamera", "ColmapImage", "ColmapModel", "ColmapPoints", "read_colmap", "write_colmap",
            "cameras_from_colmap", "colmap_from_cameras", "points_from_colmap", "cameras_from_llff",
            "llff_from_cameras", "read_transforms_json", "write_transforms_json", "opencv_from_opengl",
            "opengl_from_opencv", "read_json", "read_re10k", "write_re10k", "cameras_from_sv3d"]
