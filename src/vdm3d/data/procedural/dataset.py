@@ -1,0 +1,193 @@
+"""Procedural datasets on disk: one folder per case, written by worker processes, resumable.
+
+Layout of ``OUT/case_000123/`` (every file is a pure function of ``(kind, seed, index)`` and the
+options, so the same command writes the same bytes):
+
+* ``images/000.png ...``: RGB frames, 8 bit, composited over the background;
+* ``depth/000.npy ...``: z-depth, float32, exact (0 where nothing is hit);
+* ``buffers.npz``: ``alpha`` uint8 ``[V, H, W]`` (0/255, or coverage with ``ssaa``), ``normals``
+  float16 ``[V, H, W, 3]`` (world, facing the camera), ``edges`` uint8 ``[V, H, W]``, ``instance``
+  uint16 ``[V, H, W]``;
+* ``transforms.json``: nerfstudio cameras (OpenGL c2w) with ``depth_file_path`` per frame;
+* ``trajectory.json``: the vdm3d trajectory file (OpenCV c2w);
+* ``mesh.glb``: the textured scene; ``scene.json``: seed, light, parts and layout.
+
+A case is written into a hidden ``.case_000123.tmp`` folder and renamed when complete, so a case
+folder that exists is complete: an interrupted run continued with ``--resume`` skips it.
+Cases are spread over ``workers`` processes (spawned, each with its own GL context and one
+llvmpipe thread).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import multiprocessing as mp
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from vdm3d.errors import ConfigError
+
+CASE_FORMAT = "case_{:06d}"
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetConfig:
+    """What to render."""
+
+    kind: Literal["objects", "rooms"] = "objects"
+    """objects: 1-4 textured primitives on an orbit; rooms: furnished rooms with a path inside"""
+    count: int = 100
+    """number of cases (worlds)"""
+    resolution: int = 64
+    """frame width and height in pixels"""
+    views: int = 21
+    """frames per case (orbit views for objects, path frames for rooms)"""
+    seed: int = 0
+    """base seed; case i uses a seed derived from (seed, i)"""
+    workers: int = 2
+    """worker processes (1 renders in this process)"""
+    fov_deg: float | None = None
+    """horizontal field of view; default 40 for objects, 70 for rooms"""
+    ssaa: int = 1
+    """odd supersampling factor for colour and alpha (geometry buffers stay exact)"""
+    mesh: bool = True
+    """also write mesh.glb (the textured scene)"""
+
+    def check(self) -> None:
+        if self.count < 1 or self.views < 1 or self.resolution < 4 or self.workers < 1:
+            raise ConfigError("data make: --count, --views and --workers must be >= 1 and --resolution >= 4.")
+        if self.ssaa < 1 or self.ssaa % 2 == 0:
+            raise ConfigError(f"data make: --ssaa must be an odd integer (1, 3, 5), got {self.ssaa}.")
+        if self.resolution * self.ssaa > 2048:
+            raise ConfigError("data make: --resolution times --ssaa must be at most 2048.")
+
+
+def case_seed(seed: int, index: int) -> int:
+    """A 31-bit seed for case ``index`` of a dataset with base ``seed`` (independent streams)."""
+    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def build_case(cfg: DatasetConfig, index: int):
+    """The scene, cameras and ground-truth buffers of one case (no files)."""
+    from vdm3d.data.procedural.cameras import random_object_cameras
+    from vdm3d.data.procedural.objects import make_object
+    from vdm3d.data.procedural.rooms import make_room, room_path
+    from vdm3d.geometry.mesh_render import render_buffers
+
+    s = case_seed(cfg.seed, index)
+    r = cfg.resolution
+    if cfg.kind == "objects":
+        scene = make_object(s)
+        cams = random_object_cameras(cfg.views, s, width=r, height=r, fov_deg=cfg.fov_deg or 40.0)
+    else:
+        scene = make_room(s)
+        cams = room_path(scene, cfg.views, s, width=r, height=r, fov_deg=cfg.fov_deg or 70.0)
+    return scene, cams, render_buffers(scene, cams, ssaa=cfg.ssaa)
+
+
+def write_case(root: Path, cfg: DatasetConfig, index: int) -> Path:
+    """Render case ``index`` and write its folder under ``root`` (atomically, by rename)."""
+    import torch
+
+    from vdm3d.cameras.io_transforms import write_transforms_json
+    from vdm3d.cameras.trajectory import Trajectory
+    from vdm3d.cameras.trajectory_file import save_trajectory
+    from vdm3d.io.images import encode_image
+
+    final = root / CASE_FORMAT.format(index)
+    tmp = root / f".{final.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "images").mkdir(parents=True)
+    (tmp / "depth").mkdir()
+    scene, cams, b = build_case(cfg, index)
+    names = []
+    for j in range(len(cams)):
+        name = f"images/{j:03d}.png"
+        (tmp / name).write_bytes(encode_image(b.rgb[j]))
+        buf = io.BytesIO()
+        np.save(buf, b.depth[j].numpy().astype(np.float32), allow_pickle=False)
+        (tmp / f"depth/{j:03d}.npy").write_bytes(buf.getvalue())
+        names.append(name)
+    with open(tmp / "buffers.npz", "wb") as f:
+        np.savez_compressed(f, alpha=np.round(b.alpha.numpy() * 255).astype(np.uint8),
+                            normals=b.normals.numpy().astype(np.float16),
+                            edges=(b.edges.numpy() > 0).astype(np.uint8),
+                            instance=b.instance.numpy().astype(np.uint16))
+    frames = [{"depth_file_path": f"depth/{j:03d}.npy"} for j in range(len(cams))]
+    write_transforms_json(tmp / "transforms.json", cams, names, extras={"frames": frames})
+    s = case_seed(cfg.seed, index)
+    traj = Trajectory(cams.to(torch.float32), fps=24.0 if cfg.kind == "rooms" else 8.0,
+                      provenance={"generator": f"vdm3d.data.procedural.{cfg.kind}", "seed": cfg.seed,
+                                  "index": index, "case_seed": s})
+    save_trajectory(tmp / "trajectory.json", traj)
+    if cfg.mesh:
+        scene.export(tmp / "mesh.glb")
+    info = {"kind": cfg.kind, "seed": cfg.seed, "index": index, "case_seed": s, "up": [0, 0, 1],
+            "light": dataclasses.asdict(scene.light), "background": list(scene.background),
+            "parts": [{"name": p.name, "instance_id": p.instance_id, "faces": len(p.faces)} for p in scene.parts],
+            "meta": scene.meta}
+    (tmp / "scene.json").write_text(json.dumps(info, indent=1, default=_jsonable) + "\n")
+    os.replace(tmp, final)
+    return final
+
+
+def _jsonable(x):
+    if hasattr(x, "tolist"):
+        return x.tolist()
+    return str(x)
+
+
+def _init_worker() -> None:
+    os.environ["LP_NUM_THREADS"] = "1"  # llvmpipe: one thread per worker process
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _work(args) -> int:
+    root, cfg, index = args
+    write_case(Path(root), cfg, index)
+    return index
+
+
+def pending_cases(root: Path, count: int) -> list[int]:
+    """Indices whose case folder does not exist yet (complete cases are skipped on resume)."""
+    return [i for i in range(count) if not (root / CASE_FORMAT.format(i)).is_dir()]
+
+
+def render_dataset(root: Path, cfg: DatasetConfig, progress: bool = True) -> dict:
+    """Write all missing cases of ``cfg`` under ``root``; returns counts and timing."""
+    cfg.check()
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    todo = pending_cases(root, cfg.count)
+    start = time.perf_counter()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.count, initial=cfg.count - len(todo), unit="case", desc=f"data {cfg.kind}")
+    jobs = [(str(root), cfg, i) for i in todo]
+    if cfg.workers == 1 or len(todo) <= 1:
+        for job in jobs:
+            _work(job)
+            if bar:
+                bar.update(1)
+    else:
+        ctx = mp.get_context("spawn")  # a forked GL context is unusable; each worker makes its own
+        with ctx.Pool(min(cfg.workers, len(todo)), initializer=_init_worker) as pool:
+            for _ in pool.imap_unordered(_work, jobs):
+                if bar:
+                    bar.update(1)
+    if bar:
+        bar.close()
+    seconds = time.perf_counter() - start
+    return {"rendered": len(todo), "skipped": cfg.count - len(todo), "seconds": round(seconds, 3),
+            "images_per_second": round(len(todo) * cfg.views / seconds, 2) if todo else None}
