@@ -101,6 +101,35 @@ def _check_inputs(sched: Tensor, x_like: Tensor) -> None:
                           f"shape {tuple(x_like.shape)}; use [B], [B, F] or [B, F, 1, h, w].")
 
 
+def _start(sigmas: Tensor, shape: Sequence[int] | None, x_init: Tensor | None, noise: Tensor | None,
+           generator: torch.Generator | None, sigma_data: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Validate the inputs; return the schedule (on the latents' device/dtype), the starting sample
+    and the unit starting noise."""
+    given = x_init if x_init is not None else noise
+    if shape is None:
+        if given is None:
+            raise ConfigError("sample() needs the latent shape: pass shape, x_init or noise.")
+        shape = tuple(given.shape)
+    shape = tuple(int(v) for v in shape)
+    device = given.device if given is not None else torch.as_tensor(sigmas).device
+    dtype = given.dtype if given is not None else torch.get_default_dtype()
+    sched = torch.as_tensor(sigmas).to(device=device, dtype=dtype)
+    proto = torch.empty(shape, device=device, dtype=dtype)
+    _check_inputs(sched, proto)
+    for label, t in (("starting noise", noise), ("x_init", x_init)):
+        if t is not None and tuple(t.shape) != shape:
+            raise InputError(f"{label} has shape {tuple(t.shape)}, expected {shape}; match the latents.")
+    if noise is None:
+        noise = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+    sigma0 = align_sigma(sched[0], proto)
+    if x_init is not None:
+        return sched, x_init + sigma0 * noise, noise
+    if bool((sched[0] != sched[0].max()).any()):
+        raise ConfigError("the schedule starts at different noise levels per element; pass x_init "
+                          "with the clean latents those elements start from.")
+    return sched, torch.sqrt(sigma0 * sigma0 + sigma_data * sigma_data) * noise, noise
+
+
 def sample(backbone: Any, sigmas: Tensor, *, cond: Conditioning | None = None,
            shape: Sequence[int] | None = None, x_init: Tensor | None = None, noise: Tensor | None = None,
            generator: torch.Generator | None = None, guider: Guider | None = None,
@@ -122,37 +151,11 @@ def sample(backbone: Any, sigmas: Tensor, *, cond: Conditioning | None = None,
         eta: DDIM eta (0 deterministic, 1 ancestral).
         progress: called as ``progress(done, total)`` after every step.
     """
-    sched = torch.as_tensor(sigmas)
-    if shape is None:
-        ref = x_init if x_init is not None else noise
-        if ref is None:
-            raise ConfigError("sample() needs the latent shape: pass shape, x_init or noise.")
-        shape = tuple(ref.shape)
-    shape = tuple(int(v) for v in shape)
-    given = x_init if x_init is not None else noise
-    device = given.device if given is not None else sched.device
-    dtype = given.dtype if given is not None else torch.get_default_dtype()
-    sched = sched.to(device=device, dtype=dtype)
-    proto = torch.empty(shape, device=device, dtype=dtype)
-    _check_inputs(sched, proto)
-    if noise is None:
-        noise = torch.randn(shape, generator=generator, device=device, dtype=dtype)
-    elif tuple(noise.shape) != shape:
-        raise InputError(f"starting noise has shape {tuple(noise.shape)}, expected {shape}; match the latents.")
-    if x_init is not None and tuple(x_init.shape) != shape:
-        raise InputError(f"x_init has shape {tuple(x_init.shape)}, expected {shape}; match the latents.")
     if not 0.0 <= eta <= 1.0:
         raise ConfigError(f"sampler eta is {eta}; use a value in [0, 1].")
-
+    sched, x, noise = _start(sigmas, shape, x_init, noise, generator, sigma_data)
+    shape = tuple(x.shape)
     steps = sched.shape[0] - 1
-    sigma0 = align_sigma(sched[0], proto)
-    if x_init is not None:
-        x = x_init + sigma0 * noise
-    else:
-        if bool((sched[0] != sched[0].max()).any()):
-            raise ConfigError("the schedule starts at different noise levels per element; pass x_init "
-                              "with the clean latents those elements start from.")
-        x = torch.sqrt(sigma0 * sigma0 + sigma_data * sigma_data) * noise
 
     cond = cond if cond is not None else Conditioning()
     cond_enc = backbone.condition(cond)
