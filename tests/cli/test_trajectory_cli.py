@@ -55,6 +55,20 @@ def test_make_keyframes_and_extend_from_files(tmp_path):
     assert len(load_trajectory(tmp_path / "long.json")) == 40
 
 
+def test_make_orbit_target_and_move_from_file(tmp_path):
+    assert run("make", "orbit", "--frames", 8, "--target", 1, 2, 3, "--out", tmp_path / "o.json") == 0
+    o = load_trajectory(tmp_path / "o.json", torch.float64)
+    uv, _ = o.cameras.project(torch.tensor([[1.0, 2.0, 3.0]], dtype=torch.float64).expand(8, 1, 3))
+    torch.testing.assert_close(uv[:, 0], torch.full((8, 2), 256.0, dtype=torch.float64), atol=1e-3, rtol=0)
+    assert run("make", "move", "--start", tmp_path / "o.json", "--start-index", 2, "--presets", "dolly-in",
+               "--speed", 10, "--frames", 5, "--out", tmp_path / "m.json") == 0
+    m = load_trajectory(tmp_path / "m.json", torch.float64)
+    torch.testing.assert_close(m.cameras.c2w[0], o.cameras.c2w[2], atol=1e-6, rtol=0)
+    step = (m.cameras.centers[-1] - m.cameras.centers[0]) @ o.cameras.forward[2]
+    assert float(step) == pytest.approx(4 * 0.08, rel=1e-5)  # four steps of 10 x 0.008 straight ahead
+    assert run("make", "move", "--start", tmp_path / "o.json", "--start-index", 9, "--out", tmp_path / "x.json") == 2
+
+
 def test_make_spiral_from_llff(shared_data, tmp_path):
     assert run("make", "spiral", "--cameras", shared_data / "llff_fern" / "poses_bounds.npy", "--width", 504,
                "--height", 378, "--frames", 30, "--out", tmp_path / "s.json") == 0

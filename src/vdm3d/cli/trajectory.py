@@ -45,7 +45,7 @@ class _Out:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Orbit(_Out):
-    """A circle around the origin (world z up), evenly spaced cameras looking at the center."""
+    """A circle around a target (world z up), evenly spaced cameras looking at it."""
 
     frames: int = 36
     """Number of cameras."""
@@ -63,6 +63,8 @@ class Orbit(_Out):
     """Number of full turns."""
     start_azimuth_deg: float = 0.0
     """Azimuth of the first camera (0 = on the +x axis, counter-clockwise seen from above)."""
+    target: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """Point the cameras circle and look at (x y z)."""
     fps: float = 24.0
     """Frames per second of the path."""
 
@@ -291,7 +293,7 @@ def _make(cfg) -> int:
     names = None
     if isinstance(cfg, Orbit):
         traj = T.orbit(cfg.frames, cfg.radius, cfg.elevation_deg, cfg.fov_deg, cfg.width, cfg.height,
-                       cfg.start_azimuth_deg, cfg.turns, fps=cfg.fps)
+                       cfg.start_azimuth_deg, cfg.turns, cfg.target, fps=cfg.fps)
     elif isinstance(cfg, Sv3d):
         fn = T.sv3d_dynamic_orbit if cfg.dynamic else T.sv3d_static_orbit
         kw = dict(seed=cfg.seed) if cfg.dynamic else {}
