@@ -141,3 +141,19 @@ def carve(masks: Float[Tensor, "N H W"], cameras: Cameras, num_points: int = 400
     normals = mesh.face_normals[face_idx]
     return CarveResult(occ, lo, voxel, mesh, torch.as_tensor(points, dtype=torch.float32),
                        torch.as_tensor(normals, dtype=torch.float32))
+
+
+def inside_hull(hull: CarveResult, points_world: Float[Tensor, "P 3"], dilate_voxels: int = 1) -> Bool[Tensor, "P"]:
+    """Whether points fall in an occupied voxel of the hull (dilated by ``dilate_voxels``; outside the
+    grid counts as outside)."""
+    occ = hull.occupancy.float()[None, None]
+    if dilate_voxels > 0:
+        k = 2 * dilate_voxels + 1
+        occ = torch.nn.functional.max_pool3d(occ, k, 1, dilate_voxels)
+    occ = occ[0, 0] > 0.5
+    r = occ.shape[0]
+    idx = torch.floor((points_world - hull.lo) / hull.voxel).long()
+    ok = ((idx >= 0) & (idx < r)).all(-1)
+    out = torch.zeros(points_world.shape[0], dtype=torch.bool)
+    out[ok] = occ[idx[ok, 0], idx[ok, 1], idx[ok, 2]]
+    return out

@@ -22,7 +22,7 @@ import dataclasses
 import numpy as np
 import torch
 import trimesh
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 from skimage import measure
 from torch import Tensor
 
@@ -43,8 +43,14 @@ class TSDFVolume:
 
 def fuse_tsdf(depths: Float[Tensor, "N H W"], cameras: Cameras, lo: Float[Tensor, "3"], side: float,
               resolution: int = 96, alphas: Float[Tensor, "N H W"] | None = None,
-              trunc_voxels: float = 3.0, alpha_threshold: float = 0.5) -> TSDFVolume:
-    """Fuse z-depth maps (OpenCV cameras) into a ``resolution^3`` TSDF over the cube ``lo + [0, side]^3``."""
+              trunc_voxels: float = 3.0, alpha_threshold: float = 0.5,
+              allowed: Bool[Tensor, "R R R"] | None = None) -> TSDFVolume:
+    """Fuse z-depth maps (OpenCV cameras) into a ``resolution^3`` TSDF over the cube ``lo + [0, side]^3``.
+
+    ``allowed`` (optional, on this grid) marks where the object may be, e.g. a visual hull: voxels
+    outside it are free space (+1) whatever the depth maps say. Without it, voxels that the views
+    only see from behind the surface, and never from the front (outside the other views' frusta),
+    would count as interior."""
     if depths.shape[0] != len(cameras) or tuple(depths.shape[1:]) != (cameras.height, cameras.width):
         raise InputError(f"fuse_tsdf: depths {tuple(depths.shape)} do not match {len(cameras)} cameras of "
                          f"{cameras.width}x{cameras.height}.")
@@ -70,6 +76,8 @@ def fuse_tsdf(depths: Float[Tensor, "N H W"], cameras: Cameras, lo: Float[Tensor
         acc += torch.where(use, sdf, torch.zeros_like(sdf))
         wsum += use.float()
     tsdf = torch.where(wsum > 0, acc / wsum.clamp_min(1), torch.where(seen, -1.0, 1.0))
+    if allowed is not None:
+        tsdf = torch.where(allowed.reshape(-1), tsdf, torch.ones_like(tsdf))
     r = resolution
     return TSDFVolume(tsdf.reshape(r, r, r), wsum.reshape(r, r, r), lo.clone(), voxel)
 
@@ -102,7 +110,7 @@ def remove_small_components(mesh: trimesh.Trimesh, min_fraction: float = 0.1) ->
 
 def tsdf_mesh(depths: Float[Tensor, "N H W"], cameras: Cameras, lo: Float[Tensor, "3"], side: float,
               resolution: int = 96, alphas: Float[Tensor, "N H W"] | None = None, trunc_voxels: float = 3.0,
-              min_component_fraction: float = 0.1) -> trimesh.Trimesh:
+              min_component_fraction: float = 0.1, allowed: Bool[Tensor, "R R R"] | None = None) -> trimesh.Trimesh:
     """Depth maps to a closed, cleaned mesh: :func:`fuse_tsdf` then :func:`tsdf_to_mesh`."""
-    vol = fuse_tsdf(depths, cameras, lo, side, resolution, alphas, trunc_voxels)
+    vol = fuse_tsdf(depths, cameras, lo, side, resolution, alphas, trunc_voxels, allowed=allowed)
     return tsdf_to_mesh(vol, min_component_fraction)

@@ -1,0 +1,52 @@
+"""`vdm3d object --image IMAGE [--preset NAME] [--backbone NAME] [options]`: image -> orbit, splats, mesh.
+
+``--preset`` picks the defaults (:data:`vdm3d.jobs.object.PRESETS`); without it, the backbone picks
+its own preset (sv3d-p -> sv3d, v3d -> v3d, anything else -> tiny with that backbone). Every other
+flag overrides one field of :class:`~vdm3d.jobs.object.ObjectConfig` on top of the preset. tyro is
+called with the preset as ``default`` (``dispatch`` takes no defaults), so a flag is still declared
+once, by the dataclass field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+HELP = "one image of an object -> orbit video, Gaussian splats (PLY), textured mesh (GLB/OBJ), cameras"
+BACKBONE_PRESETS = {"tiny": "tiny", "sv3d-p": "sv3d", "v3d": "v3d"}
+
+
+def _flag(argv: list[str], name: str) -> str | None:
+    for i, a in enumerate(argv):
+        if a == name and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith(name + "="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def choose_preset(argv: list[str]):
+    """The preset's config named by ``--preset`` or implied by ``--backbone``."""
+    from vdm3d.errors import ConfigError
+    from vdm3d.jobs.object import PRESETS
+
+    name, backbone = _flag(argv, "--preset"), _flag(argv, "--backbone")
+    if name is None:
+        name = BACKBONE_PRESETS.get(backbone or "tiny", "tiny")
+    if name not in PRESETS:
+        raise ConfigError(f"--preset {name!r} is unknown; choose one of: {', '.join(PRESETS)}.")
+    config = PRESETS[name][1]
+    return dataclasses.replace(config, backbone=backbone) if backbone else config
+
+
+def main(argv, prog: str = "vdm3d object"):
+    import tyro
+
+    from vdm3d.jobs.object import PRESETS, ObjectConfig, run_object
+
+    argv = list(argv)
+    presets = "; ".join(f"{k}: {d}" for k, (d, _) in PRESETS.items())
+    config = tyro.cli(ObjectConfig, args=argv, prog=prog, default=choose_preset(argv),
+                      description=f"{HELP}. Presets (--preset): {presets}.")
+    result = run_object(config)
+    print(f"results: {result.out}/ (orbit.mp4, splats.ply, mesh.glb, mesh.obj, turntable.mp4, cameras/, manifest.json)")
+    return 0

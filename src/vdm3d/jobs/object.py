@@ -1,0 +1,407 @@
+"""`vdm3d object`: one image of an object -> orbit video, Gaussian splats, textured mesh, cameras.
+
+The job follows SV3D and V3D (SEED_SYSTEMS.md §1, §2) on the shared core::
+
+    image -> load_input -> generate_orbit -> carve -> fit -> [refine] -> extract_mesh -> export
+
+* ``load_input``: the object's mask (alpha, or a plain background), recentred with a border,
+  composited on white at the backbone's resolution (:mod:`vdm3d.io.foreground`).
+* ``generate_orbit``: a camera-conditioned backbone fills an SV3D (21 views, input last; static or
+  seeded dynamic) or V3D (18 views, input first) orbit around the input camera; the input frame is
+  the input image itself (as SV3D overwrites it). :mod:`vdm3d.jobs.object_orbit`.
+* ``carve``: V3D's space-carving initialization: the visual hull of the frames' masks, marching
+  cubes, area-uniform surface samples coloured from the view that faces them
+  (:mod:`vdm3d.geometry.carve`).
+* ``fit``: Gaussians fitted with V3D's loss ``(1 - SSIM) + w_p * perceptual + w_o * mean(opacity)``
+  (``ssim_weight = 1``: no L1), the input view weighted ``input_weight`` times a generated one; the
+  perceptual term is LPIPS when its weights are present, else 1 - MS-SSIM
+  (:mod:`vdm3d.recon.perceptual`); the manifest records which ran.
+* ``refine`` (optional; the SV3D preset turns it on): masked score distillation with the backbone as
+  a prior on random cameras, only where the orbit views see the surface badly
+  (:mod:`vdm3d.jobs.object_refine`).
+* ``extract_mesh``: TSDF fusion of the splats' depth from ``mesh_views`` cameras along the orbit,
+  marching cubes, small components removed, colours baked from the same renders (vertex colours, or
+  a UV texture through xatlas) (:mod:`vdm3d.geometry.tsdf`, :mod:`vdm3d.geometry.texture`).
+* ``export``: the run folder (see :func:`export`).
+
+World frame: z up, the object at the origin, the input camera at azimuth 0 on the orbit. The GLB and
+OBJ are rotated to glTF's y-up (``(x, y, z) -> (x, z, -y)``); every other output stays in the world frame.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Callable, Literal
+
+import numpy as np
+import torch
+import trimesh
+
+from vdm3d.cameras.camera import Cameras
+from vdm3d.cameras.io import cameras_from_sv3d
+from vdm3d.errors import ConfigError, InputError
+from vdm3d.geometry.carve import CarveResult, carve as carve_hull
+from vdm3d.io.foreground import Foreground, load_object_image, mask_from_background
+from vdm3d.jobs.object_orbit import BackboneOrbit, Guidance, OrbitKind, OrbitPlan, OrbitSource, orbit_plan
+from vdm3d.views import Views
+
+Y_UP = np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectConfig:
+    """One image of an object to an orbit video, Gaussian splats and a textured mesh."""
+
+    image: Path = Path("")
+    """the input image: RGBA, or RGB on a plain background"""
+    out: Path = Path("runs/object")
+    """run folder to write (must not exist unless --overwrite)"""
+    preset: str = "tiny"
+    """the preset these defaults came from (recorded in the manifest)"""
+    backbone: str = "tiny"
+    """video backbone with camera conditioning: tiny (the embedded default), sv3d-p, v3d, ... (`vdm3d models`)"""
+    orbit: OrbitKind = "v3d"
+    """orbit layout: sv3d-static (21 views, input last), sv3d-dynamic (seeded), v3d (18, input first)"""
+    frames: int | None = None
+    """number of orbit views (None: the orbit's own, 21 or 18)"""
+    resolution: int | None = None
+    """orbit image size in pixels (None: the backbone's native resolution)"""
+    elevation_deg: float = 10.0
+    """elevation of the input camera (degrees above the object's equator)"""
+    radius: float = 2.7
+    """camera distance from the object's centre (the object is assumed to fit in the unit sphere)"""
+    fov_deg: float = 40.0
+    """horizontal field of view of the orbit cameras"""
+    border_ratio: float = 0.2
+    """fraction of the image left as border around the recentred object"""
+    recentre: bool = True
+    """crop and recentre the object (off: use the square image as framed)"""
+    steps: int = 25
+    """sampler steps (Euler EDM)"""
+    guidance: Guidance = "constant"
+    """classifier-free guidance over frames: triangular (SV3D) or constant (V3D)"""
+    guidance_scale: float = 2.0
+    """guidance weight (the peak of the triangular schedule)"""
+    min_guidance_scale: float = 1.0
+    """guidance at the ends of the triangular schedule"""
+    carve_resolution: int = 64
+    """voxels per side of the space-carving grid"""
+    num_points: int = 2000
+    """initial Gaussians sampled on the carved surface"""
+    fit_steps: int = 200
+    """Gaussian fitting steps (one view per step)"""
+    lr_scale: float = 10.0
+    """multiplies 3DGS's learning rates, which are tuned for 30k steps (a few hundred need larger ones)"""
+    ssim_weight: float = 1.0
+    """lambda of (1 - lambda) L1 + lambda (1 - SSIM); V3D uses 1 (no L1)"""
+    perceptual: Literal["auto", "lpips", "ms-ssim"] = "auto"
+    """perceptual term: LPIPS if its weights are present (auto), required (lpips), or 1 - MS-SSIM"""
+    perceptual_weight: float = 2.0
+    """weight of the perceptual term (V3D: 2)"""
+    opacity_weight: float = 0.1
+    """weight of the mean-opacity regularizer (V3D: 0.1)"""
+    alpha_weight: float = 0.5
+    """weight of the L1 between rendered coverage and the frames' masks"""
+    input_weight: float = 4.0
+    """loss weight of the input view relative to a generated view"""
+    max_gaussians: int = 4000
+    """cap on the number of Gaussians after densification"""
+    refine: bool = False
+    """run masked score distillation after fitting (SV3D's unseen-region refinement)"""
+    refine_steps: int = 100
+    """masked-SDS steps"""
+    mesh_resolution: int = 96
+    """voxels per side of the TSDF grid"""
+    mesh_views: int = 24
+    """views rendered on the orbit's path for TSDF fusion and colour baking"""
+    texture: Literal["vertex", "uv"] = "vertex"
+    """mesh colours: per-vertex, or a UV texture (xatlas)"""
+    texture_size: int = 512
+    """UV texture side in pixels"""
+    turntable_frames: int = 36
+    """frames of the turntable video of the result"""
+    seed: int = 0
+    """random seed (sampling, dynamic orbit, fitting)"""
+    overwrite: bool = False
+    """replace an existing run folder"""
+
+
+PRESETS: dict[str, tuple[str, ObjectConfig]] = {
+    "tiny": ("embedded 64x64 orbit model on CPU: V3D-style 18-view orbit, constant guidance 2",
+             ObjectConfig()),
+    "sv3d": ("SV3D_p: 21-view static orbit (input last), triangular CFG 1 -> 2.5, 50 steps, masked SDS",
+             ObjectConfig(preset="sv3d", backbone="sv3d-p", orbit="sv3d-static", steps=50, guidance="triangular",
+                          guidance_scale=2.5, radius=2.0, fov_deg=33.8, refine=True, fit_steps=2000, lr_scale=2.0,
+                          carve_resolution=128, num_points=20000, max_gaussians=100_000, mesh_resolution=256,
+                          texture="uv", elevation_deg=10.0)),
+    "sv3d-dynamic": ("SV3D_p with a seeded dynamic orbit (wandering elevation), otherwise as sv3d",
+                     ObjectConfig(preset="sv3d-dynamic", backbone="sv3d-p", orbit="sv3d-dynamic", steps=50,
+                                  guidance="triangular", guidance_scale=2.5, radius=2.0, fov_deg=33.8,
+                                  refine=True, fit_steps=2000, lr_scale=2.0, carve_resolution=128, num_points=20000,
+                                  max_gaussians=100_000, mesh_resolution=256, texture="uv")),
+    "v3d": ("V3D: 18-view orbit at elevation 0 (input first), constant CFG 4.5, 25 steps, border 0.3",
+            ObjectConfig(preset="v3d", backbone="v3d", orbit="v3d", steps=25, guidance="constant",
+                         guidance_scale=4.5, elevation_deg=0.0, radius=2.0, fov_deg=60.0, border_ratio=0.3,
+                         fit_steps=4000, lr_scale=1.0, carve_resolution=128, num_points=20000, max_gaussians=100_000,
+                         mesh_resolution=256, texture="uv")),
+}
+
+
+@dataclasses.dataclass
+class ObjectResult:
+    """What a run produced (the files are in ``out``)."""
+
+    out: Path
+    orbit: Views
+    gaussians: object
+    mesh: trimesh.Trimesh
+    perceptual: str
+    timings: dict[str, float]
+
+
+Progress = Callable[[str], None]
+
+
+def load_orbit_source(config: ObjectConfig) -> OrbitSource:
+    """The backbone named in the config, wrapped as an orbit source (errors before any output)."""
+    from vdm3d.models.registry import load_backbone
+    from vdm3d.models.tiny import DEFAULT_VIDEO
+
+    backbone = load_backbone(f"tiny-{DEFAULT_VIDEO}" if config.backbone == "tiny" else config.backbone)
+    missing = {"reference", "cameras"} - set(backbone.slots)
+    if missing:
+        raise ConfigError(f"backbone {config.backbone!r} has no {' or '.join(sorted(missing))} conditioning, which "
+                          "the object job needs; choose a camera-conditioned backbone such as tiny or sv3d.")
+    return BackboneOrbit(backbone, steps=config.steps, guidance=config.guidance,
+                         guidance_scale=config.guidance_scale, min_guidance_scale=config.min_guidance_scale)
+
+
+def check_config(config: ObjectConfig) -> None:
+    if not 0.0 <= config.border_ratio < 0.9:
+        raise ConfigError(f"--border-ratio is {config.border_ratio}; use a value in [0, 0.9).")
+    if config.fit_steps < 1 or config.num_points < 16 or config.carve_resolution < 16 or config.mesh_resolution < 16:
+        raise ConfigError("--fit-steps must be >= 1, --num-points >= 16 and the grid resolutions >= 16.")
+    if not 0 < config.fov_deg < 170 or config.radius <= 0:
+        raise ConfigError(f"--fov-deg {config.fov_deg} and --radius {config.radius} must be in (0, 170) and > 0.")
+
+
+# -- stages ---------------------------------------------------------------------------------------
+def load_input(config: ObjectConfig, size: int) -> Foreground:
+    """Mask, recentre and composite the input image at ``size`` (raises InputError on bad input)."""
+    if str(config.image) in ("", "."):
+        raise InputError("no input image was given; pass --image PATH (an RGBA image or one on a plain background).")
+    return load_object_image(config.image, size, config.border_ratio, config.recentre)
+
+
+def generate_orbit(config: ObjectConfig, fg: Foreground, source: OrbitSource) -> tuple[Views, OrbitPlan]:
+    """Orbit frames with masks; the input frame is the input image (origin ``input``)."""
+    size = fg.image.shape[0]
+    plan = orbit_plan(config.orbit, config.elevation_deg, config.radius, config.fov_deg, size, config.frames,
+                      config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    images = source.generate(fg.image, plan, generator).float().clone()  # [F, H, W, 3]
+    images[plan.input_index] = fg.image
+    alphas = torch.stack([torch.from_numpy(mask_from_background(im.numpy(), np.ones(3, np.float32)))
+                          for im in images])
+    alphas[plan.input_index] = fg.alpha
+    origin = tuple("input" if i == plan.input_index else "generated" for i in range(len(images)))
+    return Views(images, plan.cameras, alphas=alphas, origin=origin, fps=6.0), plan
+
+
+def carve(config: ObjectConfig, orbit: Views) -> CarveResult:
+    """V3D's space-carving init over the orbit's masks (one pixel of dilation forgives thin frames)."""
+    return carve_hull(orbit.alphas, orbit.cameras, num_points=config.num_points,
+                      resolution=config.carve_resolution, dilate_px=1, seed=config.seed)
+
+
+def init_gaussians(hull: CarveResult, orbit: Views):
+    """Gaussians on the carved surface, coloured from the orbit frame that faces each point most."""
+    from vdm3d.splat.gaussians import Gaussians
+
+    cams = orbit.cameras
+    to_cam = cams.centers[None] - hull.points_world[:, None]  # [N, F, 3]
+    facing = (to_cam / to_cam.norm(dim=-1, keepdim=True) * hull.normals_world[:, None]).sum(-1)
+    best = facing.argmax(1)
+    uv, _ = cams[best].project(hull.points_world[:, None])[0], None
+    u = uv[:, 0, 0].floor().long().clamp(0, orbit.width - 1)
+    v = uv[:, 0, 1].floor().long().clamp(0, orbit.height - 1)
+    colors = orbit.images[best, v, u]
+    return Gaussians.from_points(hull.points_world, colors, opacity=0.5, sh_degree=0)
+
+
+def fit(config: ObjectConfig, orbit: Views, init, perceptual, progress: Progress | None = None):
+    """Fit Gaussians to the orbit with V3D's loss; the input view counts ``input_weight`` times."""
+    from vdm3d.recon.trainer import FitConfig, LearningRates, fit_gaussians
+    from vdm3d.splat.strategy import DensifyPolicy
+
+    n = config.fit_steps
+    densify = DensifyPolicy(refine_start=max(1, n // 5), refine_stop=max(2, int(0.8 * n)),
+                            refine_every=max(1, n // 10), reset_every=0, max_gaussians=config.max_gaussians)
+    base = LearningRates()
+    lr = LearningRates(**{f.name: getattr(base, f.name) * config.lr_scale for f in dataclasses.fields(base)})
+    fit_config = FitConfig(steps=n, lr=lr, ssim_weight=config.ssim_weight, perceptual_weight=config.perceptual_weight,
+                           opacity_weight=config.opacity_weight, alpha_weight=config.alpha_weight, sh_degree=0,
+                           sh_warmup_every=0, background="white", input_weight=config.input_weight,
+                           generated_weight=1.0, densify=densify, seed=config.seed)
+    report = None
+    if progress is not None:
+        def report(p):  # noqa: E306
+            if p.step % max(1, n // 5) == 0 or p.step == n:
+                progress(f"fit {p.step}/{p.steps}: loss {p.loss:.4f}, PSNR {p.psnr:.2f} dB, {p.num_gaussians} Gaussians")
+    return fit_gaussians(orbit, init, fit_config, perceptual=perceptual, progress=report)
+
+
+def mesh_cameras(config: ObjectConfig, plan: OrbitPlan, size: int) -> Cameras:
+    """``mesh_views`` cameras on the orbit's own path, half-way between its azimuths where possible.
+
+    Splats are only trustworthy from where the orbit looked: views far above or below the orbit see
+    the unconstrained caps of the visual hull (measured on a procedural object with exact orbit
+    frames: Chamfer 0.029 from the orbit's ring, 0.066 from rings at -30..50 degrees).
+    """
+    az_orbit = plan.azimuth_deg.double().numpy() % 360
+    order = np.argsort(az_orbit)
+    az = (np.arange(config.mesh_views) + 0.5) * 360.0 / config.mesh_views
+    el = np.interp(az, az_orbit[order], plan.elevation_deg.double().numpy()[order], period=360.0)
+    return cameras_from_sv3d(torch.from_numpy(el), torch.from_numpy(az), config.radius, config.fov_deg, size, size)
+
+
+@torch.no_grad()
+def render_views(gaussians, cameras: Cameras, background: float = 1.0) -> Views:
+    """Splat renders with depth and coverage, as Views (origin ``rendered``)."""
+    from vdm3d.splat.render import render
+
+    out = render(gaussians, cameras, background=torch.full((3,), float(background)))
+    return Views(out.rgb.clamp(0, 1), cameras, alphas=out.alpha, depths=out.depth,
+                 origin=("rendered",) * len(cameras))
+
+
+def mesh_box(hull: CarveResult, pad_voxels: float = 4.0) -> tuple[torch.Tensor, float]:
+    """The carved hull's grid cube grown by a few voxels: ``(lo corner, side)`` for TSDF fusion."""
+    pad = pad_voxels * hull.voxel
+    return hull.lo - pad, hull.occupancy.shape[0] * hull.voxel + 2 * pad
+
+
+def extract_mesh(config: ObjectConfig, gaussians, plan: OrbitPlan, lo: torch.Tensor, side: float, size: int,
+                 hull: CarveResult | None = None) -> trimesh.Trimesh:
+    """TSDF of splat depth from many views inside the cube ``lo + [0, side]^3`` (and inside the
+    visual ``hull`` when given) -> closed mesh -> colours baked from the same renders."""
+    from vdm3d.geometry.carve import grid_points, inside_hull
+    from vdm3d.geometry.texture import bake_uv_texture, bake_vertex_colors
+    from vdm3d.geometry.tsdf import tsdf_mesh
+
+    cams = mesh_cameras(config, plan, size)
+    views = render_views(gaussians, cams, background=0.0)
+    colors = views.images / views.alphas.clamp_min(1e-3)[..., None]  # un-premultiply: no background bleed
+    depths = torch.where(views.alphas > 0.5, views.depths, torch.full_like(views.depths, float("inf")))
+    r = config.mesh_resolution
+    allowed = None if hull is None else inside_hull(hull, grid_points(lo, side / r, r)).reshape(r, r, r)
+    mesh = tsdf_mesh(depths, cams, lo, side, r, alphas=views.alphas, allowed=allowed)
+    tol = 3.0 * side / config.mesh_resolution
+    if config.texture == "uv":
+        return bake_uv_texture(mesh, colors.clamp(0, 1), depths, cams, tol, config.texture_size)
+    return bake_vertex_colors(mesh, colors.clamp(0, 1), depths, cams, tol)
+
+
+def turntable(config: ObjectConfig, gaussians, size: int) -> torch.Tensor:
+    """Renders of the splats on a full turn at the input elevation, ``[T, H, W, 3]`` on white."""
+    az = torch.arange(config.turntable_frames) * 360.0 / config.turntable_frames
+    cams = cameras_from_sv3d(config.elevation_deg, az, config.radius, config.fov_deg, size, size)
+    return render_views(gaussians, cams).images
+
+
+def export(folder: Path, config: ObjectConfig, fg: Foreground, orbit: Views, plan: OrbitPlan, gaussians,
+           mesh: trimesh.Trimesh) -> dict[str, str]:
+    """Write the run's files into ``folder``; returns name -> relative path.
+
+    ``input.png`` (the processed input), ``orbit/NNN.png`` + ``orbit.mp4`` (the orbit frames),
+    ``cameras/transforms.json`` (nerfstudio, OpenGL) and ``cameras/orbit.json`` (vdm3d trajectory),
+    ``splats.ply`` (3DGS PLY), ``mesh.glb`` + ``mesh.obj`` (y-up), ``turntable.mp4``.
+    """
+    from vdm3d.cameras.io import write_transforms_json
+    from vdm3d.geometry.texture import export_mesh
+    from vdm3d.io.images import write_image
+    from vdm3d.io.video import write_video
+    from vdm3d.splat.ply import save_ply
+
+    (folder / "orbit").mkdir(parents=True, exist_ok=True)
+    (folder / "cameras").mkdir(exist_ok=True)
+    write_image(folder / "input.png", fg.image)
+    names = [f"orbit/{i:03d}.png" for i in range(len(orbit))]
+    for name, image in zip(names, orbit.images):
+        write_image(folder / name, image)
+    write_video(folder / "orbit.mp4", orbit.images, fps=orbit.fps or 6.0)
+    write_transforms_json(folder / "cameras" / "transforms.json", orbit.cameras, [f"../{n}" for n in names])
+    write_trajectory(folder / "cameras" / "orbit.json", orbit.cameras, orbit.fps or 6.0, config, plan)
+    save_ply(folder / "splats.ply", gaussians)
+    export_mesh(mesh.copy().apply_transform(Y_UP), folder, "mesh")
+    write_video(folder / "turntable.mp4", turntable(config, gaussians, orbit.width * 2), fps=12)
+    files = ["input.png", "orbit.mp4", "orbit/", "cameras/transforms.json", "cameras/orbit.json", "splats.ply",
+             "mesh.glb", "mesh.obj", "turntable.mp4"]
+    return {f: f for f in files}
+
+
+def write_trajectory(path: Path, cameras: Cameras, fps: float, config: ObjectConfig, plan: OrbitPlan) -> None:
+    """The orbit as a vdm3d trajectory file (cameras in time order, fps, provenance)."""
+    from vdm3d.cameras.trajectory import Trajectory
+    from vdm3d.cameras.trajectory_file import save_trajectory
+
+    provenance = {"generator": f"vdm3d object ({config.orbit})", "input_index": plan.input_index,
+                  "elevations_deg": plan.elevation_deg.tolist(), "azimuths_deg": plan.azimuth_deg.tolist()}
+    save_trajectory(path, Trajectory(cameras, fps=fps, provenance=provenance))
+
+
+def run_object(config: ObjectConfig, *, source: OrbitSource | None = None, progress: Progress | None = print,
+               scene_for_eval=None) -> ObjectResult:
+    """Run every stage and write the run folder. Bad input raises before anything is written.
+
+    ``source`` replaces the backbone (e.g. :class:`~vdm3d.jobs.object_orbit.OracleOrbit` in
+    evaluations and tests); otherwise ``config.backbone`` is loaded.
+    """
+    from vdm3d.io.runs import RunFolder
+    from vdm3d.recon.perceptual import make_perceptual
+
+    check_config(config)
+    say = progress or (lambda _msg: None)
+    timings: dict[str, float] = {}
+    tick = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal tick
+        now = time.perf_counter()
+        timings[name] = round(now - tick, 3)
+        tick = now
+
+    fg = load_input(config, config.resolution or 64)  # bad images fail first, before any model loads
+    if source is None:
+        source = load_orbit_source(config)
+    size = config.resolution or getattr(getattr(source, "backbone", None), "resolution", (64, 64))[0]
+    if size != fg.image.shape[0]:
+        fg = load_input(config, size)
+    perceptual, perceptual_name = make_perceptual(config.perceptual)
+    lap("load")
+    with RunFolder(config.out, config=config, seed=config.seed, inputs=[config.image],
+                   overwrite=config.overwrite) as run:
+        say(f"orbit: {config.orbit} with {source.name} at {size}x{size}")
+        orbit, plan = generate_orbit(config, fg, source)
+        lap("generate_orbit")
+        hull = carve(config, orbit)
+        say(f"carve: visual hull with {len(hull.mesh.faces)} faces, {len(hull.points_world)} points")
+        lap("carve")
+        gaussians = fit(config, orbit, init_gaussians(hull, orbit), perceptual, say)
+        lap("fit")
+        if config.refine:
+            from vdm3d.jobs.object_refine import refine
+            gaussians = refine(config, gaussians, orbit, plan, fg, source, say)
+            lap("refine")
+        mesh = extract_mesh(config, gaussians, plan, *mesh_box(hull), size, hull)
+        say(f"mesh: {len(mesh.vertices)} vertices, {len(mesh.faces)} faces, watertight={mesh.is_watertight}")
+        lap("extract_mesh")
+        files = export(run.path, config, fg, orbit, plan, gaussians, mesh)
+        lap("export")
+        run.record(perceptual=perceptual_name, backbone=source.name, mask_source=fg.mask_source,
+                   input_index=plan.input_index, num_gaussians=len(gaussians), mesh_faces=len(mesh.faces),
+                   mesh_watertight=bool(mesh.is_watertight), mesh_frame="glTF y-up: (x, y, z) -> (x, z, -y)",
+                   files=files, timings=timings)
+    return ObjectResult(config.out, orbit, gaussians, mesh, perceptual_name, timings)

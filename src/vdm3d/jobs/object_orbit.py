@@ -1,0 +1,154 @@
+"""Orbit views for the object job: the cameras of an SV3D or V3D orbit and the sources that fill them.
+
+**Cameras** (world frame z up, object at the origin, OpenCV cameras from
+:func:`vdm3d.cameras.io.cameras_from_sv3d`): the input view is the camera at azimuth 0 and the
+given elevation.
+
+* ``sv3d-static`` (SEED_SYSTEMS §1.3, §8.1): 21 views at azimuths ``linspace(0, 360, 22)[1:] % 360``,
+  constant elevation; the **last** frame is the input view (azimuth 0).
+* ``sv3d-dynamic`` (§1.5): 21 views whose elevation wanders (seeded sum of sines, circularly
+  smoothed) around the input elevation while the azimuth goes once around; input last.
+* ``v3d`` (§2.3): 18 views every 20 degrees, the **first** frame is the input view.
+
+**Sources** fill the non-input frames:
+
+* :class:`BackboneOrbit`: any backbone with the ``reference`` and ``cameras`` slots (the embedded
+  tiny model, SV3D, ...). Frames are sampled in chunks of the backbone's native frame count
+  (padding the last chunk with cameras already asked for), the input image as the reference, the
+  cameras relative to the input camera, with the preset's guidance (SV3D triangular, V3D constant).
+* :class:`OracleOrbit`: renders the true object (a procedural scene or a mesh) with
+  :func:`vdm3d.geometry.mesh_render.render_buffers`. It is not a generator: it isolates the
+  reconstruction stages from the quality of the video model (evaluation and tests).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from vdm3d.cameras.camera import Cameras
+from vdm3d.cameras.io import cameras_from_sv3d
+from vdm3d.errors import ConfigError
+
+OrbitKind = Literal["sv3d-static", "sv3d-dynamic", "v3d"]
+Guidance = Literal["triangular", "constant"]
+
+
+@dataclasses.dataclass(frozen=True)
+class OrbitPlan:
+    """The cameras of an orbit and which frame is the input view."""
+
+    cameras: Cameras
+    input_index: int
+    elevation_deg: Float[Tensor, "F"]
+    azimuth_deg: Float[Tensor, "F"]
+
+
+def orbit_plan(kind: OrbitKind, elevation_deg: float, radius: float, fov_deg: float, size: int,
+               frames: int | None = None, seed: int = 0) -> OrbitPlan:
+    """The cameras of an orbit (see the module docstring); ``frames`` overrides the view count."""
+    from vdm3d.cameras import trajectory as tr
+
+    n = frames or (tr.V3D_FRAMES if kind == "v3d" else tr.SV3D_FRAMES)
+    if n < 4:
+        raise ConfigError(f"an orbit needs at least 4 views, got frames={n}; raise --frames.")
+    if kind == "v3d":
+        az = 360.0 * torch.arange(n, dtype=torch.float64) / n
+        el, index = torch.full((n,), float(elevation_deg), dtype=torch.float64), 0
+    elif kind == "sv3d-static":
+        az = tr.sv3d_static_azimuths_deg(n)
+        el, index = torch.full((n,), float(elevation_deg), dtype=torch.float64), n - 1
+    elif kind == "sv3d-dynamic":
+        el_np, az_np = tr.sv3d_dynamic_angles_deg(elevation_deg, n, seed)
+        el, az = torch.from_numpy(el_np - el_np[-1] + elevation_deg), torch.from_numpy(az_np)  # input keeps its elevation
+        index = n - 1
+    else:
+        raise ConfigError(f"orbit {kind!r} is unknown; choose sv3d-static, sv3d-dynamic or v3d.")
+    cams = cameras_from_sv3d(el, az, radius, fov_deg, size, size)
+    return OrbitPlan(cams, index, el.float(), az.float())
+
+
+@runtime_checkable
+class OrbitSource(Protocol):
+    """Fills the frames of an orbit given the input view."""
+
+    name: str
+
+    def generate(self, reference: Float[Tensor, "H W 3"], plan: OrbitPlan, generator: torch.Generator
+                 ) -> Float[Tensor, "F H W 3"]:
+        """Images for every frame of ``plan`` (the input frame may be anything; it is replaced)."""
+
+
+@dataclasses.dataclass
+class BackboneOrbit:
+    """Orbit frames from a camera-conditioned video backbone (protocol :class:`Backbone`)."""
+
+    backbone: Any
+    steps: int = 25
+    guidance: Guidance = "constant"
+    guidance_scale: float = 2.0
+    min_guidance_scale: float = 1.0
+
+    @property
+    def name(self) -> str:
+        return str(self.backbone.name)
+
+    def guider(self, frames: int):
+        from vdm3d.diffusion.guiders import CFG
+
+        if self.guidance == "triangular":
+            return CFG(scale=self.guidance_scale, min_scale=self.min_guidance_scale, over_frames="triangular")
+        return CFG(scale=self.guidance_scale)
+
+    def chunks(self, wanted: list[int], chunk: int) -> list[list[int]]:
+        """Split frame indices into groups of ``chunk`` (the last padded with earlier indices)."""
+        groups = [wanted[i:i + chunk] for i in range(0, len(wanted), chunk)]
+        if len(groups) > 1 and len(groups[-1]) < chunk:
+            pad = [j for j in wanted if j not in groups[-1]][:chunk - len(groups[-1])]
+            groups[-1] = groups[-1] + pad
+        return groups
+
+    @torch.no_grad()
+    def generate(self, reference: Float[Tensor, "H W 3"], plan: OrbitPlan, generator: torch.Generator
+                 ) -> Float[Tensor, "F H W 3"]:
+        from vdm3d.diffusion.samplers import sample
+        from vdm3d.diffusion.schedules import EdmSchedule
+        from vdm3d.models.protocol import Conditioning
+
+        bb = self.backbone
+        f_all = len(plan.cameras)
+        wanted = [i for i in range(f_all) if i != plan.input_index]
+        chunk = bb.frames or len(wanted)
+        out = reference[None].expand(f_all, *reference.shape).clone()
+        ref_c2w = plan.cameras.c2w[plan.input_index][None]
+        h, w = reference.shape[:2]
+        lh, lw = h // bb.spatial_factor, w // bb.spatial_factor
+        sigmas = EdmSchedule(self.steps, 0.002, 700.0, 7.0).sigmas()
+        for group in self.chunks(wanted, chunk):
+            cams = plan.cameras[torch.tensor(group)].reshape(1, len(group))
+            cond = Conditioning(reference=reference[None], cameras=cams, extras={"reference_c2w": ref_c2w})
+            fl = (len(group) - 1) // bb.temporal_factor + 1
+            latents = sample(bb, sigmas, cond=cond, shape=(1, fl, bb.latent_channels, lh, lw),
+                             generator=generator, guider=self.guider(len(group)))
+            frames = bb.decode(latents)[0].clamp(0, 1)  # [F, H, W, 3]
+            for k, i in enumerate(group):
+                out[i] = frames[k]
+        return out
+
+
+@dataclasses.dataclass
+class OracleOrbit:
+    """Orbit frames rendered from the true object (for evaluation and tests, not a generator)."""
+
+    scene: Any
+    name: str = "oracle"
+
+    def generate(self, reference: Float[Tensor, "H W 3"], plan: OrbitPlan, generator: torch.Generator
+                 ) -> Float[Tensor, "F H W 3"]:
+        from vdm3d.geometry.mesh_render import render_buffers
+
+        return render_buffers(self.scene, plan.cameras, background=(1.0, 1.0, 1.0)).rgb.float()
