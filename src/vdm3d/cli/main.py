@@ -12,6 +12,7 @@ Errors: a :class:`~vdm3d.errors.Vdm3dError` is printed as one sentence and exits
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
 import traceback
