@@ -171,7 +171,7 @@ def fit_gaussians(views: Views | Sequence[Views], init: Gaussians, config: FitCo
 
     ``view_weights`` (one ``[N]`` tensor per Views) override the origin-based weights;
     ``perceptual(pred, target) -> scalar`` replaces 1 - MS-SSIM as the perceptual term; ``state``
-    continues an earlier run (then ``init`` only supplies nothing but the device and dtype).
+    continues an earlier run (then ``init`` only gives the device and dtype).
     """
     groups = [views] if isinstance(views, Views) else list(views)
     if not groups or any(len(v) == 0 for v in groups):
@@ -206,12 +206,12 @@ def fit_gaussians(views: Views | Sequence[Views], init: Gaussians, config: FitCo
 
     for step in range(first, config.steps):
         g, i = index[_epoch_order(len(index), step // len(index), config.seed)[step % len(index)]]
-        view = groups[g][i]
+        view = groups[g][i].to(device)
         w_view = float(weights[g][i])
-        bg = _background(config, generator, dtype)
+        bg = _background(config, generator, dtype).to(device)
         image, cams, alpha, depth, conf = _crop(view, config.patch_size, generator)
         target = image if alpha is None else image * alpha[..., None] + bg * (1 - alpha[..., None])
-        pixel_w = torch.full(target.shape[:-1], w_view, dtype=dtype) if conf is None else w_view * conf
+        pixel_w = torch.full(target.shape[:-1], w_view, dtype=dtype, device=device) if conf is None else w_view * conf
 
         for group in optimizer.param_groups:
             if group["name"] == "means":
