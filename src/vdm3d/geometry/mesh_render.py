@@ -26,9 +26,12 @@ So rasterisation wins by a wide margin. Design points:
   buffer; normals are the interpolated shading normals turned to face the camera;
 * edges come from the geometry, not from image gradients: mesh edges that are silhouettes for the
   camera (one adjacent face towards it, one away), creases (dihedral angle over ``crease_deg``) and
-  open boundaries are drawn as 1-pixel lines, depth-tested against the surfaces (which are pushed back
-  by a polygon offset); pixels where two different instances meet (part intersections, occlusions
-  between objects) are added from the instance map;
+  open boundaries are drawn as 1-pixel lines, kept where no surface at the pixel or its 8 neighbours
+  is more than 1 % nearer (tested in the fragment shader against the surface pass's z, so surfaces need
+  no polygon offset and keep an exact depth test); pixels where two different instances meet (part
+  intersections, occlusions between objects) are added from the instance map;
+* back faces are culled when ``scene.closed`` (procedural objects and rooms): the same pictures for
+  half the rasterisation;
 * ``ssaa`` (odd) renders at ``ssaa`` times the size: colour and alpha are box-filtered, the centre
   sub-sample gives depth, normals and instance ids exactly at the pixel centre, edges are OR-ed.
 """
@@ -52,6 +55,7 @@ from vdm3d.errors import Vdm3dError
 MAX_CAMERAS_PER_DRAW = 256
 MAX_ATLAS = 2048
 CAMERA_VEC4 = 6  # per camera in the uniform block: 3 rows of w2c, K, tile/near/far, centre
+EDGE_DEPTH_TOL = 0.01  # an edge line is hidden when a surface is more than 1 % nearer
 NEAR_FAR_RATIO = 1e-3  # near plane for cameras inside the scene: 24-bit depth keeps ~0.1 mm at 1 m
 
 
@@ -128,7 +132,6 @@ flat in vec3 v_center;
 layout(location = 0) out vec4 o_color;
 layout(location = 1) out vec4 o_geom;
 layout(location = 2) out vec4 o_id;
-layout(location = 3) out vec4 o_edge;
 void main() {
     vec3 n = normalize(v_normal);
     if (dot(n, v_world - v_center) > 0.0) n = -n;  // two-sided: the normal faces the camera
@@ -137,7 +140,6 @@ void main() {
     o_color = vec4(albedo * shade, 1.0);
     o_geom = vec4(n, v_z);
     o_id = vec4(u_instance, float(gl_PrimitiveID + 1), 0.0, 1.0);
-    o_edge = vec4(0.0);
 }
 """
 
@@ -147,10 +149,12 @@ in vec3 in_n1;
 in vec3 in_n2;
 in float in_cos;        // cosine of the dihedral angle; -2 for open boundaries
 uniform float u_crease_cos;
+out float v_z;
 void main() {
     int c = gl_InstanceID * %d;
     float z;
     vec4 p = project(in_pos, c, z);
+    v_z = z;
     vec3 to_cam = cam[c + 5].xyz - in_pos;
     bool silhouette = dot(in_n1, to_cam) * dot(in_n2, to_cam) <= 0.0;
     if (!(silhouette || in_cos < u_crease_cos)) {
@@ -162,8 +166,25 @@ void main() {
 
 _EDGE_FS = """
 #version 330
+uniform sampler2D u_geom;  // the surface pass: (normal, z) per pixel, z = 0 where empty
+uniform float u_tol;       // relative depth tolerance
+in float v_z;
 out vec4 o_edge;
-void main() { o_edge = vec4(1.0); }
+void main() {
+    // Visible if the line is not behind the surface seen at this pixel or at one of its 8
+    // neighbours (a silhouette line lies on the boundary between them); 0 means background.
+    ivec2 p = ivec2(gl_FragCoord.xy);
+    ivec2 size = textureSize(u_geom, 0);
+    bool visible = false;
+    for (int dy = -1; dy <= 1; ++dy) {
+        for (int dx = -1; dx <= 1; ++dx) {
+            float zs = texelFetch(u_geom, clamp(p + ivec2(dx, dy), ivec2(0), size - 1), 0).w;
+            visible = visible || zs <= 0.0 || v_z <= zs * (1.0 + u_tol);
+        }
+    }
+    if (!visible) discard;
+    o_edge = vec4(1.0);
+}
 """
 
 
@@ -317,15 +338,16 @@ class MeshRenderer:
             ids = ctx.texture((aw, ah), 4, dtype="f4")
             edge = ctx.texture((aw, ah), 1, dtype="f1")
             depth = ctx.depth_renderbuffer((aw, ah))
-            self._fbo = ctx.framebuffer([color, geom, ids, edge], depth)
-            self._fbo_edge = ctx.framebuffer([edge], depth)
+            self._fbo = ctx.framebuffer([color, geom, ids], depth)
+            self._fbo_edge = ctx.framebuffer([edge])  # no depth: lines are tested against `geom`
+            self._geom_tex = geom
             self._fbo_objects = [self._fbo, self._fbo_edge, color, geom, ids, edge, depth]
             self._fbo_key = (aw, ah)
         return self._fbo, self._fbo_edge
 
     # -- drawing --------------------------------------------------------------------------------
     def render(self, scene: Scene, cameras: Cameras, light: Light | None = None, background=None,
-               crease_deg: float = 30.0, ssaa: int = 1) -> Buffers:
+               crease_deg: float = 30.0, ssaa: int = 1, cull: bool | None = None) -> Buffers:
         if ssaa < 1 or ssaa % 2 == 0:
             raise ValueError("ssaa must be an odd integer >= 1 (1, 3, 5) so a sub-sample sits at each pixel centre")
         flat = cameras.flatten() if len(cameras.shape) else cameras.reshape(1)
@@ -338,7 +360,8 @@ class MeshRenderer:
         if w > MAX_ATLAS or h > MAX_ATLAS:
             raise ValueError(f"render size {w}x{h} exceeds {MAX_ATLAS}")
         per_chunk = min(MAX_CAMERAS_PER_DRAW, (MAX_ATLAS // w) * (MAX_ATLAS // h))
-        outs = [self._render_chunk(gpu, hi[i:i + per_chunk], light, crease_deg)
+        cull = scene.closed if cull is None else cull
+        outs = [self._render_chunk(gpu, hi[i:i + per_chunk], light, crease_deg, cull)
                 for i in range(0, len(hi), per_chunk)]
         color, geom, ids, edge = (np.concatenate(a) for a in zip(*outs))
         alpha = color[..., 3]
@@ -356,7 +379,7 @@ class MeshRenderer:
         return Buffers(rgb=t(np.clip(rgb, 0.0, 1.0)), alpha=t(alpha), depth=t(geom[..., 3]), normals=t(geom[..., :3]),
                        edges=t(edge), instance=torch.from_numpy(np.ascontiguousarray(inst)), cameras=flat)
 
-    def _render_chunk(self, gpu: _GpuScene, cams: Cameras, light: Light, crease_deg: float):
+    def _render_chunk(self, gpu: _GpuScene, cams: Cameras, light: Light, crease_deg: float, cull: bool):
         n, w, h = len(cams), cams.width, cams.height
         cols = max(1, min(n, MAX_ATLAS // w))
         rows = (n + cols - 1) // cols
@@ -384,12 +407,17 @@ class MeshRenderer:
             prog["u_atlas"].value = (float(aw), float(ah))
         ctx = self.ctx
         ctx.enable(self.mgl.DEPTH_TEST)
-        ctx.disable(self.mgl.CULL_FACE)
+        if cull:
+            ctx.enable(self.mgl.CULL_FACE)
+            # OpenCV's y-down image becomes GL's y-up window, which keeps a face that is counter-
+            # clockwise seen from its front counter-clockwise on screen: GL's default front face
+            ctx.front_face = "ccw"
+        else:
+            ctx.disable(self.mgl.CULL_FACE)
         ctx.depth_func = "<"
         fbo.use()
         fbo.viewport = (0, 0, aw, ah)
         fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
-        ctx.polygon_offset = (1.0, 1.0)  # push surfaces back so their own edges pass the depth test
         ld = np.asarray(light.direction, np.float64)
         self.mesh_prog["u_light_dir"].value = tuple(float(x) for x in ld / np.linalg.norm(ld))
         self.mesh_prog["u_light"].value = (float(light.ambient), float(light.diffuse))
@@ -397,14 +425,19 @@ class MeshRenderer:
             tex.use(0)
             self.mesh_prog["u_instance"].value = inst
             vao.render(self.mgl.TRIANGLES, instances=n)
-        ctx.polygon_offset = (0.0, 0.0)
+        # edges: 1-pixel lines, kept where no surface is nearer (see _EDGE_FS); no depth buffer, so
+        # the surfaces need no polygon offset and their own depth test stays exact
         fbo_edge.use()
         fbo_edge.viewport = (0, 0, aw, ah)
-        ctx.depth_func = "<="  # the edge texture was cleared with the others; never clear the shared depth
+        fbo_edge.clear(0.0, 0.0, 0.0, 0.0)
+        ctx.disable(self.mgl.DEPTH_TEST)
+        self._geom_tex.filter = (self.mgl.NEAREST, self.mgl.NEAREST)
+        self._geom_tex.use(0)
+        self.edge_prog["u_geom"].value = 0
+        self.edge_prog["u_tol"].value = EDGE_DEPTH_TOL
         self.edge_prog["u_crease_cos"].value = float(np.cos(np.deg2rad(crease_deg)))
-        ctx.depth_mask = False
+        ctx.disable(self.mgl.CULL_FACE)
         gpu.edge_vao.render(self.mgl.LINES, instances=n)
-        ctx.depth_mask = True
 
         def read(fb, att, comps, dtype, np_dtype):
             a = np.frombuffer(fb.read(components=comps, dtype=dtype, attachment=att, alignment=1), np_dtype)
@@ -459,7 +492,7 @@ def as_scene(scene_or_mesh: Scene | trimesh.Trimesh | trimesh.Scene) -> Scene:
 
 def render_buffers(scene: Scene | trimesh.Trimesh | trimesh.Scene, cameras: Cameras, *,
                    light: Light | None = None, background: tuple[float, float, float] | None = None,
-                   crease_deg: float = 30.0, ssaa: int = 1) -> Buffers:
+                   crease_deg: float = 30.0, ssaa: int = 1, cull: bool | None = None) -> Buffers:
     """Render ground-truth buffers of a scene (or trimesh mesh/scene) for every camera.
 
     Args:
@@ -470,6 +503,7 @@ def render_buffers(scene: Scene | trimesh.Trimesh | trimesh.Scene, cameras: Came
         background: RGB in [0, 1] behind the geometry; defaults to ``scene.background``.
         crease_deg: dihedral angle above which a mesh edge counts as a crease.
         ssaa: odd supersampling factor for colour and alpha (geometry buffers stay exact).
+        cull: cull back faces; defaults to ``scene.closed`` (same pictures, half the raster work).
     """
     return get_renderer().render(as_scene(scene), cameras, light=light, background=background,
-                                 crease_deg=crease_deg, ssaa=ssaa)
+                                 crease_deg=crease_deg, ssaa=ssaa, cull=cull)

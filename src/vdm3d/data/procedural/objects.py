@@ -61,5 +61,5 @@ def make_object(seed: int, *, max_parts: int = 4, texture_size: int = TEXTURE_SI
         parts.append(part)
         info.append(meta)
     scene = Scene(parts=parts, light=Light.random(rng), background=(1.0, 1.0, 1.0), kind="object",
-                  seed=int(seed), meta={"parts": info})
+                  seed=int(seed), meta={"parts": info}, closed=True)
     return scene.normalized(1.0)

@@ -65,26 +65,40 @@ def _quad_grid(xs: np.ndarray, zs: np.ndarray, skip: set[tuple[int, int]]) -> tu
     return verts, np.array(faces, np.int32)
 
 
+def _orient(verts: np.ndarray, faces: np.ndarray, normals: np.ndarray) -> np.ndarray:
+    """Flip faces whose winding disagrees with their vertex normals (so back faces can be culled)."""
+    v = verts[faces]
+    n = np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])
+    flip = (n * normals[faces].sum(1)).sum(1) < 0
+    faces = faces.copy()
+    faces[flip] = faces[flip][:, ::-1]
+    return faces
+
+
 def _wall(length: float, height: float, opening: tuple[float, float, float, float] | None, thickness: float
-          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A wall in its local frame: x along the wall (0..length), z up, y = 0 inside face, y < 0 outside.
 
     ``opening = (x0, x1, z0, z1)`` is cut out and lined with a reveal of depth ``thickness``.
-    Returns vertices ``[V, 3]``, faces, and uv in metres (x along, z up).
+    Returns vertices ``[V, 3]``, faces (wound so their normals face the room or the hole), normals,
+    and uv in metres (x along, z up).
     """
     if opening is None:
         v2, f = _quad_grid(np.array([0.0, length]), np.array([0.0, height]), set())
         verts = np.stack([v2[:, 0], np.zeros(len(v2)), v2[:, 1]], 1)
-        return verts, f, v2.copy()
+        normals = np.tile([0.0, 1.0, 0.0], (len(verts), 1))
+        return verts, _orient(verts, f, normals), normals, v2.copy()
     x0, x1, z0, z1 = opening
     xs = np.array([0.0, x0, x1, length])
     zs = np.unique(np.array([0.0, z0, z1, height]))
     j_hole = int(np.searchsorted(zs, z0))  # the row whose bottom is z0
     v2, f = _quad_grid(xs, zs, {(1, j_hole)})
     verts = [np.stack([v2[:, 0], np.zeros(len(v2)), v2[:, 1]], 1)]
+    normals = [np.tile([0.0, 1.0, 0.0], (len(v2), 1))]
     uvs = [v2.copy()]
     faces = [f]
     n = len(v2)
+    hole = np.array([(x0 + x1) / 2, (z0 + z1) / 2])
     # reveal: 4 quads from the hole's rim (y = 0) to the outside face (y = -thickness)
     rim = [(x0, z0), (x1, z0), (x1, z1), (x0, z1)]
     for k in range(4):
@@ -93,11 +107,14 @@ def _wall(length: float, height: float, opening: tuple[float, float, float, floa
             continue
         q = np.array([[ax, 0, az], [bx, 0, bz], [bx, -thickness, bz], [ax, -thickness, az]])
         verts.append(q)
+        to_hole = hole - np.array([(ax + bx) / 2, (az + bz) / 2])  # the reveal faces the hole's centre
+        normals.append(np.tile([to_hole[0], 0.0, to_hole[1]] / np.linalg.norm(to_hole), (4, 1)))
         along = np.hypot(bx - ax, bz - az)
         uvs.append(np.array([[0, 0], [along, 0], [along, thickness], [0, thickness]]))
         faces.append(np.array([[n, n + 1, n + 2], [n, n + 2, n + 3]], np.int32))
         n += 4
-    return np.concatenate(verts), np.concatenate(faces), np.concatenate(uvs)
+    verts, normals = np.concatenate(verts), np.concatenate(normals)
+    return verts, _orient(verts, np.concatenate(faces), normals), normals, np.concatenate(uvs)
 
 
 def _surface_texture(rng, kinds, light: bool, size: int = 256) -> np.ndarray:
@@ -116,18 +133,16 @@ def _shell(rng, lx, ly, hc, opening_wall, opening) -> tuple[list[Part], float]:
     for z, iid, name, tex in ((0.0, 1, "floor", floor_tex), (hc, 2, "ceiling", ceil_tex)):
         v2, f = _quad_grid(np.array([-lx / 2, lx / 2]), np.array([-ly / 2, ly / 2]), set())
         verts = np.stack([v2[:, 0], v2[:, 1], np.full(len(v2), z)], 1)
-        normal = np.array([0.0, 0.0, 1.0 if z == 0 else -1.0])
-        parts.append(Part(verts, f, np.tile(normal, (len(verts), 1)), v2 / tile, tex,
+        normals = np.tile([0.0, 0.0, 1.0 if z == 0 else -1.0], (len(verts), 1))  # into the room
+        parts.append(Part(verts, _orient(verts, f, normals), normals, v2 / tile, tex,
                           np.ones((len(verts), 3), np.float32), instance_id=iid, name=name))
     # walls: (start corner, direction along, length, inward normal)
     corners = [((-lx / 2, -ly / 2), 0.0, lx), ((lx / 2, -ly / 2), np.pi / 2, ly),
                ((lx / 2, ly / 2), np.pi, lx), ((-lx / 2, ly / 2), -np.pi / 2, ly)]
     thickness = 0.15
     for k, ((cx, cy), ang, length) in enumerate(corners):
-        verts, faces, uv = _wall(length, hc, opening if k == opening_wall else None, thickness)
+        verts, faces, normals, uv = _wall(length, hc, opening if k == opening_wall else None, thickness)
         m = _pose(cx, cy, 0.0, ang)  # local x along the wall, local +y points into the room
-        n_local = np.array([0.0, 1.0, 0.0])
-        normals = np.tile(n_local, (len(verts), 1))
         p = Part(verts, faces, normals, uv / tile, wall_tex, np.ones((len(verts), 3), np.float32),
                  instance_id=3 + k, name=f"wall{k}")
         parts.append(p.transformed(m))
@@ -255,7 +270,7 @@ def make_room(seed: int, *, min_furniture: int = 3, max_furniture: int = 10) -> 
             "furniture": footprints, "instance_names": {1: "floor", 2: "ceiling", 3: "wall0", 4: "wall1",
                                                         5: "wall2", 6: "wall3"}}
     light = Light.random(rng)
-    return Scene(parts=parts, light=light, background=SKY, kind="room", seed=int(seed), meta=meta)
+    return Scene(parts=parts, light=light, background=SKY, kind="room", seed=int(seed), meta=meta, closed=True)
 
 
 def free_space(scene: Scene, clearance: float, cell: float = 0.05) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -124,7 +124,12 @@ class Part:
 @dataclasses.dataclass
 class Scene:
     """Parts + light + background; ``kind`` says which generator made it; ``meta`` holds generator
-    facts (room size, opening, furniture footprints) that camera-path planners need."""
+    facts (room size, opening, furniture footprints) that camera-path planners need.
+
+    ``closed`` promises that no back face (a face wound away from the camera, normals by the
+    right-hand rule) is ever visible: true for procedural objects (closed surfaces, outward) and rooms
+    (closed furniture; walls, floor and ceiling wound towards the inside, seen only from inside).
+    The renderer then culls back faces, which halves its rasterisation work."""
 
     parts: list[Part]
     light: Light = dataclasses.field(default_factory=Light)
@@ -132,6 +137,7 @@ class Scene:
     kind: Literal["object", "room", "mesh"] = "mesh"
     seed: int | None = None
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+    closed: bool = False
 
     @property
     def bounds(self) -> np.ndarray:
