@@ -29,11 +29,12 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
 import trimesh
+import tyro
 
 from vdm3d.errors import InputError
 
@@ -259,7 +260,7 @@ def eval_object(config: EvalObjectConfig) -> dict:
             rows.append(run_case(case, config, job_config, run.path / "cases"))
             print(f"[{i + 1}/{len(cases)}] {rows[-1]['case']}: " +
                   ", ".join(f"{m} {rows[-1][m].get('novel_psnr', float('nan')):.2f} dB / CD {rows[-1][m]['chamfer']:.4f}"
-                            for m in METHODS if m in rows[-1]))
+                            for m in METHODS if m in rows[-1]), flush=True)
         means = summarize(rows)
         label = config.backbone or job_config.backbone if config.source == "backbone" else "oracle orbit"
         text = table(means, len(rows), label)
@@ -271,7 +272,7 @@ def eval_object(config: EvalObjectConfig) -> dict:
     return means
 
 
-def object_command(config: EvalObjectConfig) -> None:
+def object_command(config: Annotated[EvalObjectConfig, tyro.conf.arg(name="")]) -> None:
     """score `vdm3d object` on held-out procedural objects and shared meshes against two baselines"""
     eval_object(config)
 

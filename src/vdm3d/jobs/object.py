@@ -112,6 +112,10 @@ class ObjectConfig:
     """run masked score distillation after fitting (SV3D's unseen-region refinement)"""
     refine_steps: int = 100
     """masked-SDS steps"""
+    refine_weight: float = 1.0
+    """weight of the masked SDS term against the photometric term"""
+    refine_frames: int = 4
+    """random cameras rendered per SDS step (capped by the backbone's frame count)"""
     mesh_resolution: int = 96
     """voxels per side of the TSDF grid"""
     mesh_views: int = 24
