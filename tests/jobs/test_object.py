@@ -126,3 +126,27 @@ def test_presets_set_the_published_guidance():
     assert PRESETS["sv3d"][1].orbit == "sv3d-static" and PRESETS["sv3d"][1].refine
     assert PRESETS["v3d"][1].guidance == "constant" and PRESETS["v3d"][1].orbit == "v3d"
     assert dataclasses.replace(PRESETS["tiny"][1]).backbone == "tiny"
+
+
+def test_backbone_orbit_fills_every_frame_in_chunks_reproducibly():
+    from vdm3d.io.foreground import Foreground
+    from vdm3d.jobs.object import generate_orbit
+    from vdm3d.models.tiny import DenoiserConfig, TinyVAE, TinyVideoBackbone, VAEConfig, VideoDenoiser
+
+    vae = TinyVAE(VAEConfig(channels=(8, 8)))
+    net = VideoDenoiser(DenoiserConfig(channels=(16, 16), map_features=4, emb_dim=16, max_frames=4))
+    bb = TinyVideoBackbone(vae, net, resolution=(32, 32), frames=4).eval().requires_grad_(False)
+    calls = []
+    denoise = bb.denoise
+    bb.denoise = lambda x, s, c: (calls.append(x.shape[1]), denoise(x, s, c))[1]
+    image = torch.rand(32, 32, 3)
+    fg = Foreground(image, torch.ones(32, 32), "alpha")
+    config = ObjectConfig(frames=7, steps=2, guidance_scale=2.0)
+    source = BackboneOrbit(bb, steps=2, guidance_scale=2.0)
+    views, plan = generate_orbit(config, fg, source)
+    assert len(views) == 7 and views.origin[0] == "input" and views.origin.count("generated") == 6
+    torch.testing.assert_close(views.images[0], image)  # the input frame is the input itself
+    assert set(calls) == {4}  # 6 generated frames in chunks of the backbone's 4 (the last padded)
+    assert (views.images[1:] - image).abs().mean() > 0.01
+    again, _ = generate_orbit(config, fg, source)
+    torch.testing.assert_close(again.images, views.images)  # seeded
