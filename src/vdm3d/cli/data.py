@@ -8,7 +8,6 @@ same command with ``--resume`` renders only the missing cases.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Literal
 
@@ -58,5 +57,3 @@ def make(kind: tyro.conf.Positional[Literal["objects", "rooms"]], *, out: Path, 
 def main(argv, prog: str = "vdm3d data"):
     return dispatch({"make": make}, argv, prog, description=HELP)
 
-
-__all__ = ["HELP", "main", "make", "dataclasses"]

@@ -6,17 +6,26 @@ geometric edges and instance ids. Everything is sampled at pixel centres (+0.5),
 OpenCV pinhole model of ``Cameras``, so depth unprojected with ``Cameras.unproject`` lands on the mesh.
 
 Backend: OpenGL 3.3 through ``moderngl`` on a headless EGL context (Mesa llvmpipe on CPU machines,
-the GPU driver where there is one); no display is needed. Measured against the alternative named in
-the issue, ray casting with trimesh (``benchmarks/procedural.py`` prints both; 2 shared cores,
-4-part object of ~6k triangles, 21 views):
+the GPU driver where there is one); no display is needed. Chosen by a measured comparison
+(``benchmarks/procedural.py``, 2 shared cores at load average ~11, a 4-part object of 8.7k triangles,
+21 views, best of 3):
 
-* moderngl/EGL: 64x64 ~2 ms per view, 256x256 ~5 ms per view (all views of a batch are drawn by
-  one instanced draw call into an atlas and read back once);
-* trimesh ray casting (numpy triangle tests, no embree available here): 64x64 ~0.3 s per view, two
-  orders of magnitude slower, and it still needs a separate texture lookup and shading path;
-* Open3D's raycaster needs a 1.1 GB wheel and ``libusb``; pyrender needs PyOpenGL over its pin.
+=========  ======================================  ===========================================
+size       moderngl/EGL, every buffer              trimesh + Embree (embreex), first hit only
+=========  ======================================  ===========================================
+64x64      0.19 s                                  0.04 s
+256x256    0.74 s                                  0.58 s
+=========  ======================================  ===========================================
 
-So rasterisation wins by a wide margin. Design points:
+Embree finds the first triangle faster at 64x64, but that is all it does: a ray-casting renderer
+would still need texture lookups with filtering, shading, normals and, hardest, geometric edge
+lines with visibility, all in numpy, and ``embreex`` is an extra binary dependency. Rasterisation
+gives all of it in one pass with mipmapped textures, runs unchanged on a GPU driver, and its cost
+(~0.23 CPU-seconds per 21-view object case including files) keeps 1,000 x 21 views at 64x64 inside
+10 minutes on two free cores. pyrender needs PyOpenGL over its pin, and Open3D's offscreen renderer
+is not available here (``ENVIRONMENT.md``).
+
+Design points:
 
 * one GL context per process (:func:`get_renderer`, re-created after ``fork``); uploaded scenes are
   cached by identity, so rendering the same scene again costs only the draw;
@@ -49,8 +58,9 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from vdm3d.cameras.camera import Cameras
-from vdm3d.data.procedural.scene import Light, Part, Scene
+from vdm3d.data.procedural.scene import Light, Scene
 from vdm3d.errors import Vdm3dError
+from vdm3d.geometry.edges import instance_boundaries, mesh_edges
 
 MAX_CAMERAS_PER_DRAW = 256
 MAX_ATLAS = 2048
@@ -213,43 +223,6 @@ class Buffers:
                      origin=("rendered",) * self.rgb.shape[0])
 
 
-def mesh_edges(part: Part) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Edges of a part after welding vertices by position (uv seams are not edges).
-
-    Returns ``segments [E, 2, 3]``, the unit normals of the two adjacent faces ``n1, n2 [E, 3]``
-    (equal for a boundary edge) and ``cos [E]`` (dihedral cosine, -2 for boundaries and
-    non-manifold edges, which are always drawn).
-    """
-    v = part.vertices.astype(np.float64)
-    key = np.round(v / 1e-6).astype(np.int64)
-    _, weld = np.unique(key, axis=0, return_inverse=True)
-    weld = weld.reshape(-1)
-    f = weld[part.faces]
-    fn = np.cross(v[part.faces[:, 1]] - v[part.faces[:, 0]], v[part.faces[:, 2]] - v[part.faces[:, 0]])
-    area2 = np.linalg.norm(fn, axis=1)
-    ok = area2 > 0
-    f, fn, face_idx = f[ok], fn[ok] / area2[ok, None], np.nonzero(ok)[0]
-    e = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
-    owner = np.tile(np.arange(len(f)), 3)
-    e_sorted = np.sort(e, axis=1)
-    uniq, inv, counts = np.unique(e_sorted, axis=0, return_inverse=True, return_counts=True)
-    inv = inv.reshape(-1)
-    order = np.argsort(inv, kind="stable")
-    first = np.zeros(len(uniq), np.int64)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    first = owner[order[starts]]
-    second = owner[order[np.minimum(starts + 1, len(order) - 1)]]
-    n1 = fn[first]
-    n2 = np.where((counts == 2)[:, None], fn[second], n1)
-    cos = np.where(counts == 2, (n1 * n2).sum(1), -2.0)
-    # a representative original vertex per welded index, for positions
-    rep = np.zeros(int(weld.max()) + 1, np.int64)
-    rep[weld] = np.arange(len(weld))
-    seg = v[rep[uniq]]  # [E, 2, 3]
-    del face_idx
-    return seg.astype(np.float32), n1.astype(np.float32), n2.astype(np.float32), cos.astype(np.float32)
-
-
 class _GpuScene:
     """GL objects of one scene: per part a vertex array and texture; one line array for all edges."""
 
@@ -367,7 +340,7 @@ class MeshRenderer:
         alpha = color[..., 3]
         rgb = color[..., :3] * alpha[..., None] + bg * (1.0 - alpha[..., None])
         inst = ids.astype(np.int64)
-        edge = np.maximum(edge, _instance_boundaries(inst, geom[..., 3]))
+        edge = np.maximum(edge, instance_boundaries(inst, geom[..., 3]))
         if ssaa > 1:
             b, s = len(rgb), ssaa
             rgb = rgb.reshape(b, flat.height, s, flat.width, s, 3).mean((2, 4))
@@ -451,26 +424,6 @@ class MeshRenderer:
         return color, geom, ids, edge
 
 
-def _instance_boundaries(inst: np.ndarray, depth: np.ndarray) -> np.ndarray:
-    """1 on the nearer pixel of each 4-neighbour pair of two different non-zero instances."""
-    out = np.zeros(inst.shape, np.float32)
-    for axis in (1, 2):
-        a = np.take(inst, np.arange(inst.shape[axis] - 1), axis=axis)
-        b = np.take(inst, np.arange(1, inst.shape[axis]), axis=axis)
-        da = np.take(depth, np.arange(inst.shape[axis] - 1), axis=axis)
-        db = np.take(depth, np.arange(1, inst.shape[axis]), axis=axis)
-        diff = (a != b) & (a > 0) & (b > 0)
-        first = diff & (da <= db)
-        second = diff & (db < da)
-        sl_a = [slice(None)] * 3
-        sl_b = [slice(None)] * 3
-        sl_a[axis] = slice(0, -1)
-        sl_b[axis] = slice(1, None)
-        out[tuple(sl_a)] = np.maximum(out[tuple(sl_a)], first)
-        out[tuple(sl_b)] = np.maximum(out[tuple(sl_b)], second)
-    return out
-
-
 _RENDERER: MeshRenderer | None = None
 
 
@@ -507,3 +460,16 @@ def render_buffers(scene: Scene | trimesh.Trimesh | trimesh.Scene, cameras: Came
     """
     return get_renderer().render(as_scene(scene), cameras, light=light, background=background,
                                  crease_deg=crease_deg, ssaa=ssaa, cull=cull)
+
+
+def render_flow(scene: Scene | trimesh.Trimesh | trimesh.Scene, cam_a: Cameras, cam_b: Cameras, *,
+                rel_tol: float = 0.02) -> tuple[Float[Tensor, "H W 2"], Float[Tensor, "H W"], Buffers]:
+    """Dense correspondences from camera A to camera B: flow ``[H, W, 2]`` in pixels (A's pixel
+    centre + flow = its position in B), ``valid [H, W]`` (1 where the point is seen by both: inside
+    B, in front of it, and not occluded in B's depth), and the buffers of both views (batch [A, B])."""
+    cams = Cameras.cat([cam_a.reshape(1), cam_b.reshape(1)])
+    b = render_buffers(scene, cams)
+    from vdm3d.geometry.flow import flow_from_depth
+
+    flow, valid = flow_from_depth(b.depth[0], cams[0], cams[1], b.depth[1], rel_tol=rel_tol)
+    return flow, valid.float(), b

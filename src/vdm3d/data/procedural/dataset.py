@@ -169,6 +169,7 @@ def render_dataset(root: Path, cfg: DatasetConfig, progress: bool = True) -> dic
     root.mkdir(parents=True, exist_ok=True)
     todo = pending_cases(root, cfg.count)
     start = time.perf_counter()
+    cpu0 = _cpu_seconds()
     bar = None
     if progress:
         from tqdm import tqdm
@@ -189,5 +190,17 @@ def render_dataset(root: Path, cfg: DatasetConfig, progress: bool = True) -> dic
     if bar:
         bar.close()
     seconds = time.perf_counter() - start
+    cpu = _cpu_seconds() - cpu0
     return {"rendered": len(todo), "skipped": cfg.count - len(todo), "seconds": round(seconds, 3),
+            "cpu_seconds": round(cpu, 3),
             "images_per_second": round(len(todo) * cfg.views / seconds, 2) if todo else None}
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished workers (user + system), to tell work from waiting
+    on a machine shared with other jobs."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
