@@ -7,8 +7,8 @@ from 1,500,000 on, outside the tiny models' training range) and the textured mes
 
 For every case the job runs on that image (``recentre`` off, so the input camera is exact), and:
 
-* **novel views**: ``novel_views`` cameras at azimuths between the orbit's and elevations from -10
-  to 40 degrees; PSNR and SSIM of the splat renders against exact renders (white background);
+* **novel views**: ``novel_views`` cameras, one at a random azimuth in each of as many equal sectors,
+  at random elevations from -10 to 40 degrees (the orbit is at the input's 10 degrees); PSNR and SSIM of the splat renders against exact renders (white background);
 * **geometry**: Chamfer distance and F-score at ``tau`` between the job's mesh and the true mesh
   (20,000 area-uniform samples each; the object spans 2 units);
 * **orbit accuracy**: PSNR of the generated orbit frames against exact renders at the same cameras.
@@ -111,7 +111,7 @@ def scene_mesh(scene) -> trimesh.Trimesh:
 
 
 def novel_cameras(n: int, radius: float, fov_deg: float, size: int, seed: int):
-    """Held-out cameras: azimuths offset from the orbit's, elevations in [-10, 40] degrees."""
+    """Held-out cameras: a random azimuth per sector of ``360 / n`` degrees, elevations in [-10, 40]."""
     from vdm3d.cameras.io import cameras_from_sv3d
 
     rng = np.random.default_rng([seed, 11])
