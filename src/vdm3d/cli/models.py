@@ -20,7 +20,9 @@ def list_models() -> None:
         kind, key = registry._resolve(name)
         if kind == "tiny":
             card = registry.info(name)
-            desc = str(card.get("description", card.get("kind", "")))
+            held = card.get("heldout", {})
+            desc = str(card.get("description") or f"embedded {card['model']} ({card.get('steps', '?')} training steps"
+                       + (f", held-out PSNR {held['psnr_db']} dB)" if "psnr_db" in held else ")"))
             where = "package"
         else:
             desc = registry.HUB[key].description

@@ -171,7 +171,9 @@ def info(name: str) -> dict[str, Any]:
     """The model card of ``name``: description, process, slots, where its weights are or would go."""
     kind, key = _resolve(name)
     if kind == "tiny":
-        return {"name": TINY_PREFIX + key, "kind": "tiny", "installed": "package", **_tiny()[key]}
+        card = dict(_tiny()[key])
+        return {"name": TINY_PREFIX + key, "kind": "tiny", "model": card.pop("kind", key), "installed": "package",
+                **card}
     entry = HUB[key]
     cls = entry.adapter_class()
     folder = default_folder(key)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -51,3 +53,32 @@ def test_two_steps_and_exact_roundtrip(case, request, tmp_path):
     again = two_steps(loaded, sigmas, shape, cond)
     assert torch.equal(again, out), f"{case}: max diff {(again - out).abs().max():.3g} after save/load"
     assert torch.equal(loaded.decode(out), video)
+
+
+@pytest.mark.filterwarnings("ignore:The `local_dir_use_symlinks` argument is deprecated:UserWarning")
+def test_hub_id_loads_offline_from_the_hub_cache(tiny_wan, tmp_path):
+    """A hub id resolves through a Hugging Face cache (models--org--name/snapshots/<rev>/...) with no network."""
+    import shutil
+
+    from vdm3d.models.hub.wan import WanBackbone
+
+    REV = "0123456789abcdef0123456789abcdef01234567"  # a commit hash, as the cache stores snapshots
+
+    snapshot = tmp_path / "hub" / "models--vdm3d--tiny-wan" / "snapshots" / REV
+    tiny_wan.save_pretrained(tmp_path / "saved")
+    shutil.copytree(tmp_path / "saved", snapshot)
+    (snapshot / "model_index.json").write_text('{"_class_name": "WanPipeline"}')
+    (tmp_path / "hub" / "models--vdm3d--tiny-wan" / "refs").mkdir()
+    (tmp_path / "hub" / "models--vdm3d--tiny-wan" / "refs" / "main").write_text(REV)
+    # published repositories carry no vdm3d_adapter.json: settings come from the registry / the caller
+    loaded = WanBackbone.from_pretrained("vdm3d/tiny-wan", cache_dir=tmp_path / "hub",
+                                         **dataclasses.asdict(tiny_wan.settings))
+    x = torch.randn(1, 2, 4, 4, 4, generator=torch.Generator().manual_seed(1))
+    cond = Conditioning(text="a red house")
+    with torch.no_grad():
+        assert torch.equal(loaded.denoise(x, torch.tensor([1.0]), loaded.condition(cond)),
+                           tiny_wan.denoise(x, torch.tensor([1.0]), tiny_wan.condition(cond)))
+    from vdm3d.errors import MissingWeightsError
+
+    with pytest.raises(MissingWeightsError, match="vdm3d/absent"):
+        WanBackbone.from_pretrained("vdm3d/absent", cache_dir=tmp_path / "hub")

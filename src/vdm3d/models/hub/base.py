@@ -139,10 +139,12 @@ class HubBackbone:
     def from_pretrained(cls, source: str | Path, *, allow_download: bool = False, trust_pickle: bool = False,
                         name: str | None = None, hub_id: str | None = None, folder: str | Path | None = None,
                         files: tuple[str, ...] = (), device: str | torch.device = "cpu",
-                        torch_dtype: torch.dtype | None = None, **settings) -> "HubBackbone":
+                        torch_dtype: torch.dtype | None = None, cache_dir: str | Path | None = None,
+                        **settings) -> "HubBackbone":
         """Load from a local folder or a hub id (offline unless ``allow_download``).
 
         ``hub_id``/``folder``/``files`` only shape the error message when weights are absent;
+        ``cache_dir`` is the Hugging Face hub cache to read hub ids from (default: the standard one);
         ``settings`` override fields of the adapter's ``Settings``."""
         source_str = str(Path(source).expanduser()) if Path(str(source)).expanduser().exists() else str(source)
         local = Path(source_str).is_dir()
@@ -181,9 +183,27 @@ class HubBackbone:
                 _refuse_pickle_only(sub)
             components[key] = _load_component(comp, source_str, key, allow_download=allow_download,
                                               trust_pickle=trust_pickle, torch_dtype=torch_dtype,
-                                              missing=missing)
+                                              missing=missing, cache_dir=cache_dir)
         model = cls(components, cls.Settings(**stored), name=name)
         return model.to(device)
+
+
+class Tokenizer:
+    """Loader for ``tokenizer/`` folders: ``AutoTokenizer`` first (the published repositories name
+    their class), then the generic ``tokenizer.json`` reader, which needs no model config (transformers 5
+    looks for one when the saved class is its generic ``TokenizersBackend``)."""
+
+    @staticmethod
+    def from_pretrained(source: str, **kwargs):
+        from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+        try:
+            return AutoTokenizer.from_pretrained(source, **kwargs)
+        except (OSError, ValueError) as first:
+            try:
+                return PreTrainedTokenizerFast.from_pretrained(source, **kwargs)
+            except (OSError, ValueError):
+                raise first from None
 
 
 def _refuse_pickle_only(sub: Path) -> None:
@@ -197,9 +217,11 @@ def _refuse_pickle_only(sub: Path) -> None:
 
 
 def _load_component(comp: Component, source: str, key: str, *, allow_download: bool, trust_pickle: bool,
-                    torch_dtype, missing):
+                    torch_dtype, missing, cache_dir=None):
     cls = comp.load_class()
     kwargs: dict[str, Any] = {"subfolder": key, "local_files_only": not allow_download}
+    if cache_dir is not None:
+        kwargs["cache_dir"] = str(cache_dir)
     is_module = isinstance(cls, type) and issubclass(cls, torch.nn.Module)
     if is_module:
         kwargs["use_safetensors"] = None if trust_pickle else True

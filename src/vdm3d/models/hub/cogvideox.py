@@ -59,7 +59,7 @@ class CogVideoXBackbone(HubBackbone):
         "vae": Component("diffusers.AutoencoderKLCogVideoX"),
         "scheduler": Component("diffusers.CogVideoXDDIMScheduler"),
         "text_encoder": Component("transformers.T5EncoderModel", required=False),
-        "tokenizer": Component("transformers.AutoTokenizer", required=False),
+        "tokenizer": Component("vdm3d.models.hub.base.Tokenizer", required=False),
     }
     Settings: ClassVar[type] = CogVideoXSettings
     prediction = "v"
@@ -128,9 +128,7 @@ class CogVideoXBackbone(HubBackbone):
             raise InputError(f"{self.name}: image-to-video needs a reference image or keyframes; give "
                              "Conditioning(reference=[B, H, W, 3]) or keyframes={0: ..., last: ...}.")
         B, H, W = next(iter(keyframes.values())).shape[:3]
-        frames = int(cond.extras.get("frames", self.frames))
-        if frames != self.frames and "frames" not in cond.extras:
-            frames = self.frames
+        frames = int(cond.extras.get("frames", self.frames))  # pixel frames being generated
         n_lat = self._latent_frames(frames)
         h, w = H // self.spatial_factor, W // self.spatial_factor
         image_latents = torch.zeros(B, n_lat, self.latent_channels, h, w, device=self.device, dtype=self.dtype)

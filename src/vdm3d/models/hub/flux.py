@@ -83,9 +83,9 @@ class FluxBackbone(HubBackbone):
         "vae": Component("diffusers.AutoencoderKL"),
         "scheduler": Component("diffusers.FlowMatchEulerDiscreteScheduler", required=False),
         "text_encoder": Component("transformers.CLIPTextModel", required=False),
-        "tokenizer": Component("transformers.AutoTokenizer", required=False),
+        "tokenizer": Component("vdm3d.models.hub.base.Tokenizer", required=False),
         "text_encoder_2": Component("transformers.T5EncoderModel", required=False),
-        "tokenizer_2": Component("transformers.AutoTokenizer", required=False),
+        "tokenizer_2": Component("vdm3d.models.hub.base.Tokenizer", required=False),
     }
     Settings: ClassVar[type] = FluxSettings
     prediction = "flow"

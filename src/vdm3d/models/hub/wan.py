@@ -54,7 +54,7 @@ class WanBackbone(HubBackbone):
         "vae": Component("diffusers.AutoencoderKLWan"),
         "scheduler": Component("diffusers.FlowMatchEulerDiscreteScheduler", required=False),
         "text_encoder": Component("transformers.UMT5EncoderModel", required=False),
-        "tokenizer": Component("transformers.AutoTokenizer", required=False),
+        "tokenizer": Component("vdm3d.models.hub.base.Tokenizer", required=False),
     }
     Settings: ClassVar[type] = WanSettings
     prediction = "flow"
