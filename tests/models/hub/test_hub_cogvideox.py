@@ -73,3 +73,41 @@ def test_widened_patch_embed_starts_as_the_original_and_survives_save_load(tmp_p
         assert loaded.transformer.config.in_channels == 12
         assert torch.equal(loaded.denoise(x, torch.tensor([2.0]), loaded.condition(Conditioning(
             reference=reference_image(), maps=maps))), out)
+
+
+def test_matches_diffusers_cogvideox_i2v_pipeline_two_ddim_steps_with_cfg(monkeypatch):
+    """Same weights, same starting noise: vdm3d's loop on the VE form equals the diffusers pipeline's DDIM.
+
+    The pipeline samples the image posterior; both sides use its mode here (the adapter is deterministic).
+    Zero-terminal-SNR schedules start at sigma = inf, which the VE loop cannot start from, so this uses
+    the plain scaled-linear schedule (the adapter reads whatever ``alphas_cumprod`` it is given)."""
+    import diffusers.pipelines.cogvideo.pipeline_cogvideox_image2video as pipe_mod
+    from diffusers import CogVideoXDDIMScheduler, CogVideoXImageToVideoPipeline
+
+    from hub_helpers import two_steps
+    from vdm3d.diffusion.schedules import DdimSchedule
+
+    comps = tiny_components(0, frames=9)
+    comps["scheduler"] = CogVideoXDDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                                                prediction_type="v_prediction", timestep_spacing="trailing",
+                                                clip_sample=False, set_alpha_to_one=True, snr_shift_scale=3.0)
+    bb = CogVideoXBackbone(comps, CogVideoXSettings(frames=9, height=SIZE, width=SIZE, max_text_tokens=8))
+    monkeypatch.setattr(pipe_mod, "retrieve_latents", lambda out, generator=None, sample_mode="sample":
+                        out.latent_dist.mode())
+    pipe = CogVideoXImageToVideoPipeline(tokenizer=comps["tokenizer"], text_encoder=comps["text_encoder"],
+                                         vae=comps["vae"], transformer=comps["transformer"], scheduler=comps["scheduler"])
+    pipe.set_progress_bar_config(disable=True)
+    ref = reference_image()
+    shape = (1, 3, 4, 4, 4)
+    noise = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = pipe(image=ref.permute(0, 3, 1, 2), prompt="a red house", negative_prompt="", height=SIZE,
+                        width=SIZE, num_frames=9, num_inference_steps=2, guidance_scale=3.0, latents=noise.clone(),
+                        max_sequence_length=8, output_type="latent").frames
+    # the sampler's sigmas are the scheduler's own timesteps (999, 499) on its SNR-shifted alphas_cumprod
+    ab = comps["scheduler"].alphas_cumprod[comps["scheduler"].timesteps]
+    assert comps["scheduler"].timesteps.tolist() == DdimSchedule(2, "trailing").timesteps().tolist()
+    sigmas = torch.cat([((1 - ab) / ab).sqrt(), torch.zeros(1)]).float()
+    got = two_steps(bb, sigmas, shape, Conditioning(reference=ref, text="a red house", negative_text=""), scale=3.0)
+    assert expected.abs().max() > 0.1
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
