@@ -49,15 +49,15 @@ def test_identity_and_round_trip():
 
 
 def test_gradcheck_through_depth_and_pose():
-    cam_a = _cam((1.0, -3.0, 0.5), (0.0, 0.0, 0.0), w=5, h=4)
-    cam_b = _cam((1.5, -2.5, 0.8), (0.0, 0.0, 0.0), w=5, h=4)
-    depth = (2.0 + torch.rand(4, 5, dtype=torch.float64)).requires_grad_(True)
+    cam_a = _cam((1.0, -3.0, 0.5), (0.0, 0.0, 0.0), w=3, h=2)
+    cam_b = _cam((1.5, -2.5, 0.8), (0.0, 0.0, 0.0), w=3, h=2)
+    depth = (2.0 + torch.rand(2, 3, dtype=torch.float64)).requires_grad_(True)
     shift = torch.zeros(3, dtype=torch.float64, requires_grad=True)
 
     def f(d, s):
         c2w = cam_b.c2w.clone()
         c2w[:3, 3] = c2w[:3, 3] + s
-        return flow_from_depth(d, cam_a, Cameras(cam_b.Ks, c2w, 5, 4))[0]
+        return flow_from_depth(d, cam_a, Cameras(cam_b.Ks, c2w, 3, 2))[0]
     assert torch.autograd.gradcheck(f, (depth, shift))
 
 
@@ -97,7 +97,12 @@ def test_rendered_flow_agrees_with_depth_and_poses(world):
     on the source pixel of A within 0.5 px; warping B's colours along the flow reproduces A."""
     pytest.importorskip("moderngl")
     from vdm3d.data.procedural import make_object, make_room, orbit_cameras, room_path
-    from vdm3d.geometry.mesh_render import render_buffers
+    from vdm3d.geometry.mesh_render import RenderBackendError, get_renderer, render_buffers
+
+    try:
+        get_renderer()
+    except RenderBackendError as e:
+        pytest.skip(str(e))
 
     if world == "object":
         scene, cams, (ia, ib) = make_object(0), orbit_cameras(16, width=96, height=96), (0, 1)
