@@ -86,3 +86,29 @@ def test_worldwarp_style_schedule_keeps_context_frozen(tiny_wan):
                      generator=torch.Generator().manual_seed(0), guider=CFG(scale=2.0))
     assert torch.equal(out[:, 0], clean[:, 0]) and torch.isfinite(out).all()
     assert (out[:, 1] - clean[:, 1]).abs().mean() > 1e-3
+
+
+def test_matches_diffusers_wan_pipeline_two_flow_steps_with_cfg(tiny_wan):
+    """Same weights and starting noise as WanPipeline (FlowMatchEuler, shift 5, CFG 4). The pipeline
+    starts at t = 1 exactly; the VE loop starts at t = 1 - 1e-5 (sigma must be finite), hence 1e-3."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, WanPipeline
+
+    from hub_helpers import two_steps
+    from vdm3d.diffusion.parameterizations import FLOW_T_MAX, sigma_from_t
+
+    bb = tiny_wan
+    scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=5.0)
+    pipe = WanPipeline(tokenizer=bb.tokenizer, text_encoder=bb.text_encoder, vae=bb.vae, transformer=bb.transformer,
+                       scheduler=scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    shape = (1, 2, 4, 4, 4)
+    noise = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = pipe(prompt="a red house", negative_prompt="a car", height=SIZE, width=SIZE, num_frames=5,
+                        num_inference_steps=2, guidance_scale=4.0, latents=noise.permute(0, 2, 1, 3, 4).clone(),
+                        max_sequence_length=8, output_type="latent").frames.permute(0, 2, 1, 3, 4)
+    t = scheduler.sigmas.double().clamp_max(FLOW_T_MAX)  # flow times after set_timesteps(2), ending at 0
+    got = two_steps(bb, sigma_from_t(t).float(), shape, Conditioning(text="a red house", negative_text="a car"),
+                    scale=4.0)
+    assert expected.abs().max() > 0.1
+    torch.testing.assert_close(got, expected, rtol=1e-3, atol=1e-3)
