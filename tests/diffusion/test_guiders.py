@@ -47,7 +47,8 @@ def test_cfg_on_gaussian_data_samples_the_guided_mean_per_frame():
     assert (x.mean(dim=(0, 2, 3, 4)) - expected).abs().max() < 4 * (0.5 / n) ** 0.5
 
 
-@pytest.mark.parametrize(("prediction", "process"), [("v", "vp"), ("eps", "vp"), ("flow", "flow"), ("v", "edm")])
+@pytest.mark.parametrize(("prediction", "process"),
+                         [("v", "vp"), ("eps", "vp"), ("flow", "flow"), ("v", "edm")])
 def test_rescale_matches_diffusers_rescale_noise_cfg(prediction, process):
     from diffusers.guiders.guider_utils import rescale_noise_cfg
 

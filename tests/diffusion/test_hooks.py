@@ -58,7 +58,8 @@ def test_x0_guidance_step_is_normalized_and_points_down_the_gradient():
     x0_u = bb.denoise(x, sigma.expand(2), bb.null_mean)
     x0 = x0_u + 3.0 * (x0_c - x0_u)
     x_next = torch.randn(SHAPE, generator=g)
-    state = StepState(step=0, steps=10, x=x, sigma=align_sigma(sigma, x), sigma_next=align_sigma(sigma_next, x),
+    state = StepState(step=0, steps=10, x=x, sigma=align_sigma(sigma, x),
+                      sigma_next=align_sigma(sigma_next, x),
                       noise=torch.zeros(SHAPE), backbone=bb, cond=bb.mean, uncond=bb.null_mean, x0=x0,
                       x0_cond=x0_c, x0_uncond=x0_u, x_next=x_next)
     hook = X0Guidance(target, mask, weight=0.2)

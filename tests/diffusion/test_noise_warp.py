@@ -36,7 +36,8 @@ def test_constant_translation_gives_shifted_copies():
         corr = torch.corrcoef(torch.stack([before, after]))[0, 1]
         assert corr > 0.9, (t, corr)
         # the uncovered strip is new noise, uncorrelated with the old frame's opposite edge
-        assert abs(torch.corrcoef(torch.stack([n[t + 1][:, -2:].flatten(), n[t][:, -2:].flatten()]))[0, 1]) < 0.3
+        edge = torch.stack([n[t + 1][:, -2:].flatten(), n[t][:, -2:].flatten()])
+        assert abs(torch.corrcoef(edge)[0, 1]) < 0.3
 
 
 @pytest.mark.parametrize(("zoom", "angle"), [(1.04, 0.05), (1 / 1.04, -0.05)])
@@ -56,7 +57,8 @@ def test_zoom_keeps_noise_coherent_between_frames():
     n = warped_noise(zoom_rotate_flows(1.04, 0.0), 2, grid_scale=4, downscale=1,
                      generator=torch.Generator().manual_seed(2))
     center = slice(8, 24)
-    corr = torch.corrcoef(torch.stack([n[3][:, center, center].flatten(), n[4][:, center, center].flatten()]))[0, 1]
+    pair = torch.stack([n[3][:, center, center].flatten(), n[4][:, center, center].flatten()])
+    corr = torch.corrcoef(pair)[0, 1]
     assert corr > 0.5  # fresh noise would give ~0
 
 

@@ -43,7 +43,8 @@ def test_ddim_timesteps_and_sigmas_match_diffusers(spacing, steps):
     ref.set_timesteps(steps)
     ours = DdimSchedule(steps, spacing, steps_offset=offset)
     assert torch.equal(ours.timesteps(), ref.timesteps)
-    expected = sigma_from_alpha_bar(torch.cat([ref.alphas_cumprod[ref.timesteps].double(), torch.ones(1).double()]))
+    alpha_bar = torch.cat([ref.alphas_cumprod[ref.timesteps].double(), torch.ones(1).double()])
+    expected = sigma_from_alpha_bar(alpha_bar)
     torch.testing.assert_close(ours.sigmas(), expected.float())
 
 

@@ -139,14 +139,16 @@ def mix_new_noise(noise: Tensor, alpha: float, generator: torch.Generator | None
 
 
 def warped_noise(flows: Float[Tensor, "T1 H W 2"], channels: int, *, grid_scale: int = 4, downscale: int = 8,
-                 degradation: float = 0.0, generator: torch.Generator | None = None) -> Float[Tensor, "T C h w"]:
+                 degradation: float = 0.0,
+                 generator: torch.Generator | None = None) -> Float[Tensor, "T C h w"]:
     """Noise for ``T = len(flows) + 1`` frames that follows the forward flows (frame t -> t+1).
 
     ``flows[t, y, x] = (dx, dy)`` in pixels of the flow's own ``H x W`` resolution; the noise grid
     is ``grid_scale`` times finer and the output ``downscale`` times coarser than the flow
     (``h = H / downscale``). VideoFrom3D: flow 240x360, grid x8, output 60x90 (downscale 4), C=16."""
     if flows.ndim != 4 or flows.shape[-1] != 2:
-        raise InputError(f"flows have shape {tuple(flows.shape)}; pass forward flows as [T-1, H, W, 2] (dx, dy).")
+        raise InputError(f"flows have shape {tuple(flows.shape)}; pass forward flows as [T-1, H, W, 2] "
+                         "(dx, dy).")
     if not bool(torch.isfinite(flows).all()):
         raise InputError("flows contain NaN or infinite values; fill invalid flow before warping noise.")
     h, w = flows.shape[1:3]

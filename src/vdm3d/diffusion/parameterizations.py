@@ -5,13 +5,13 @@ Samplers in vdm3d work in the variance-exploding form ``x = x0 + sigma * eps`` (
 :func:`ve_to_native`, runs its network, and turns the raw output back into a data-space ``x0`` with
 :func:`x0_from_prediction`. Every native process is written as ``x_native = a * x0 + b * eps``:
 
-=========  ===========================================  =============================  ==============
-process    native input                                 native time ``t_native``       ``(a, b)``
-=========  ===========================================  =============================  ==============
-``edm``    ``x`` (preconditioning is separate)          ``sigma``                      ``(1, sigma)``
-``vp``     ``x / sqrt(1 + sigma^2)``                    ``alpha_bar = 1/(1+sigma^2)``  ``(sqrt ab, sqrt(1-ab))``
-``flow``   ``x / (1 + sigma)``                          ``t = sigma / (1 + sigma)``    ``(1 - t, t)``
-=========  ===========================================  =============================  ==============
+=========  ======================================  =============================  ========================
+process    native input                            native time ``t_native``       ``(a, b)``
+=========  ======================================  =============================  ========================
+``edm``    ``x`` (preconditioning is separate)     ``sigma``                      ``(1, sigma)``
+``vp``     ``x / sqrt(1 + sigma^2)``               ``alpha_bar = 1/(1+sigma^2)``  ``(sqrt ab, sqrt(1-ab))``
+``flow``   ``x / (1 + sigma)``                     ``t = sigma / (1 + sigma)``    ``(1 - t, t)``
+=========  ======================================  =============================  ========================
 
 Predictions (``raw`` is what the network outputs, in native units):
 
@@ -125,7 +125,8 @@ def ve_to_native(x: AnyTensor, sigma: AnyTensor | float, process: Process) -> tu
     raise ConfigError(f"process {process!r} is not one of 'edm', 'vp', 'flow'; pick one of those.")
 
 
-def native_to_ve(x_native: AnyTensor, t_native: AnyTensor | float, process: Process) -> tuple[AnyTensor, AnyTensor]:
+def native_to_ve(x_native: AnyTensor, t_native: AnyTensor | float,
+                 process: Process) -> tuple[AnyTensor, AnyTensor]:
     """Inverse of :func:`ve_to_native`: ``(x, sigma)`` from a native sample and time."""
     t_native = _as_tensor(t_native, x_native)
     if process == "edm":
@@ -204,7 +205,8 @@ class NativeView:
     process: Process
 
     @classmethod
-    def from_ve(cls, x: AnyTensor, sigma: AnyTensor, prediction: Prediction, process: Process) -> "NativeView":
+    def from_ve(cls, x: AnyTensor, sigma: AnyTensor, prediction: Prediction,
+                process: Process) -> "NativeView":
         x_native, t_native = ve_to_native(x, sigma, process)
         return cls(x_native, t_native, prediction, process)
 
@@ -240,8 +242,8 @@ def training_target(x0: AnyTensor, eps: AnyTensor, sigma: AnyTensor | float,
 # EDM preconditioning and loss weighting
 # ---------------------------------------------------------------------------------------------------
 
-def edm_precondition(sigma: AnyTensor, sigma_data: float = 1.0,
-                     kind: Literal["v", "eps", "edm"] = "v") -> tuple[AnyTensor, AnyTensor, AnyTensor, AnyTensor]:
+def edm_precondition(sigma: AnyTensor, sigma_data: float = 1.0, kind: Literal["v", "eps", "edm"] = "v"
+                     ) -> tuple[AnyTensor, AnyTensor, AnyTensor, AnyTensor]:
     """``(c_skip, c_out, c_in, c_noise)`` so that ``D(x, sigma) = c_skip x + c_out F(c_in x, c_noise)``.
 
     * ``v``: SVD/SV3D's ``VScalingWithEDMcNoise`` (``F`` predicts v): ``c_skip = sd^2/(s^2+sd^2)``,
@@ -292,7 +294,8 @@ def sigma_data_variance_prior(sigma: AnyTensor, sigma_data: float = 1.0) -> AnyT
 
 
 __all__ = [
-    "FLOW_T_MAX", "NativeView", "Prediction", "Process", "align_sigma", "alpha_bar_from_sigma", "edm_loss_weight",
+    "FLOW_T_MAX", "NativeView", "Prediction", "Process", "align_sigma", "alpha_bar_from_sigma",
+    "edm_loss_weight",
     "edm_precondition", "edm_training_sigmas", "native_coefficients", "native_scale", "native_to_ve",
     "raw_from_x0", "sigma_data_variance_prior", "sigma_from_alpha_bar", "sigma_from_t", "t_from_sigma",
     "training_target", "ve_to_native", "x0_from_prediction",

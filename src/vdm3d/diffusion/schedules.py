@@ -86,7 +86,8 @@ def alpha_bars(num_train: int = 1000, beta_start: float = 0.00085, beta_end: flo
         betas = torch.tensor([min(1 - f((i + 1) / num_train) / f(i / num_train), 0.999)
                               for i in range(num_train)], dtype=torch.float64)
     else:
-        raise ConfigError(f"beta schedule {kind!r} is unknown; use linear, scaled_linear or squaredcos_cap_v2.")
+        raise ConfigError(f"beta schedule {kind!r} is unknown; use linear, scaled_linear or "
+                          "squaredcos_cap_v2.")
     ab = torch.cumprod(1.0 - betas, 0)
     if zero_terminal_snr:
         root = ab.sqrt()

@@ -62,7 +62,8 @@ class GaussianDataDenoiser(_ImageLatents):
             return self.null_mean
         return torch.as_tensor(cond.extras.get("mean", self.mean), dtype=self.mean.dtype)
 
-    def denoise(self, x: Float[Tensor, "B Fl C h w"], sigma: Tensor, cond: Any) -> Float[Tensor, "B Fl C h w"]:
+    def denoise(self, x: Float[Tensor, "B Fl C h w"], sigma: Tensor,
+                cond: Any) -> Float[Tensor, "B Fl C h w"]:
         self.calls += 1
         s = align_sigma(sigma.to(x.dtype), x)
         mean, var = cond.to(x), self.var.to(x)
@@ -101,7 +102,8 @@ class ConvDenoiser(nn.Module, _ImageLatents):
             return torch.zeros(b, 3, h, w)
         return ref.permute(0, 3, 1, 2) * 2.0 - 1.0
 
-    def denoise(self, x: Float[Tensor, "B Fl C h w"], sigma: Tensor, cond: Any) -> Float[Tensor, "B Fl C h w"]:
+    def denoise(self, x: Float[Tensor, "B Fl C h w"], sigma: Tensor,
+                cond: Any) -> Float[Tensor, "B Fl C h w"]:
         self.calls += 1
         b, f, c, h, w = x.shape
         s = align_sigma(sigma.to(x.dtype), x).expand(b, f, 1, h, w)
