@@ -448,9 +448,12 @@ def render_buffers(scene: Scene | trimesh.Trimesh | trimesh.Scene, cameras: Came
                    crease_deg: float = 30.0, ssaa: int = 1, cull: bool | None = None) -> Buffers:
     """Render ground-truth buffers of a scene (or trimesh mesh/scene) for every camera.
 
+    Returns :class:`Buffers` of float32 (instance: int64) CPU tensors, batch ``B`` = number of cameras.
+
     Args:
         scene: a :class:`Scene` (procedural or loaded) or a trimesh object (converted each call; keep
-            a ``Scene`` to reuse the upload).
+            a ``Scene`` to reuse the upload). A Scene is uploaded once per object identity: do not
+            modify its arrays in place after rendering it; make a new Scene instead.
         cameras: any batch shape; the output batch ``B`` is the flattened batch (1 for one camera).
         light: overrides ``scene.light``.
         background: RGB in [0, 1] behind the geometry; defaults to ``scene.background``.

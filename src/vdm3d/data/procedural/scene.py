@@ -36,9 +36,17 @@ class Light:
     ``ambient + diffuse <= 1`` means no colour saturates.
     """
 
-    direction: tuple[float, float, float] = (0.3, -0.4, 0.866)
-    ambient: float = 0.4
-    diffuse: float = 0.6
+    direction: tuple[float | int, float | int, float | int] = (0.3, -0.4, 0.866)
+    ambient: float | int = 0.4
+    diffuse: float | int = 0.6
+
+    def __post_init__(self) -> None:
+        d = np.asarray(self.direction, np.float64)
+        if d.shape != (3,) or not np.isfinite(d).all() or np.linalg.norm(d) == 0:
+            raise ValueError(f"Light: direction must be a non-zero 3-vector, got {self.direction}")
+        object.__setattr__(self, "direction", tuple(float(x) for x in d / np.linalg.norm(d)))
+        object.__setattr__(self, "ambient", float(self.ambient))
+        object.__setattr__(self, "diffuse", float(self.diffuse))
 
     @staticmethod
     def random(rng: np.random.Generator) -> "Light":
