@@ -129,3 +129,13 @@ def test_rendered_flow_agrees_with_depth_and_poses(world):
     # and a wrong flow (off by 2 px) must not match: the check can fail
     wrong = (warp_backward(b.rgb[ib], flow + 2.0) - b.rgb[ia]).abs().mean(-1)[smooth]
     assert wrong.mean() > 2 * photo.mean()
+
+
+def test_unproject_depth_batched_equals_per_view():
+    cams = Cameras.cat([_cam((1.0, -3.0, 0.5), (0.0, 0.0, 0.0)).reshape(1),
+                        _cam((2.0, -2.0, 1.0), (0.1, 0.0, 0.0)).reshape(1)])
+    depth = 2.0 + torch.rand(2, 18, 24, dtype=torch.float64)
+    pts = unproject_depth(depth, cams)
+    assert pts.shape == (2, 18, 24, 3)
+    for i in range(2):
+        assert torch.allclose(pts[i], unproject_depth(depth[i], cams[i]), atol=1e-12)
