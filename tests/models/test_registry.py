@@ -41,6 +41,7 @@ def test_default_folder_follows_the_environment(models_dir):
     assert card["process"] == "edm / v-prediction" and "--local-dir" in card["download"]
 
 
+@pytest.mark.filterwarnings("ignore:The `local_dir_use_symlinks` argument is deprecated:UserWarning")
 def test_missing_hub_weights_give_one_sentence_naming_repo_and_folder(models_dir):
     if registry.installed("svd-xt"):
         pytest.skip("SVD-XT is in this machine's Hugging Face cache")
