@@ -28,7 +28,7 @@ def test_tiny_models_are_listed_first():
     from vdm3d.models.tiny import available
 
     tiny = [f"tiny-{n}" for n in available()]
-    assert registry.names()[:len(tiny)] == tiny and registry.names()[len(tiny):] == list(registry.HUB)
+    assert registry.names()[: len(tiny)] == tiny and registry.names()[len(tiny) :] == list(registry.HUB)
     for name in tiny:
         assert registry.info(name)["kind"] == "tiny" and registry.installed(name) == "package"
 
@@ -72,8 +72,12 @@ def test_pickle_only_folder_needs_the_trust_flag(models_dir, tmp_path):
     folder = tmp_path / "pickled"
     WanBackbone(tiny_components(0)).save_pretrained(folder)
     sub = folder / "transformer"
-    state = {k: v for k, v in __import__("safetensors.torch", fromlist=["load_file"]).load_file(
-        str(sub / "diffusion_pytorch_model.safetensors")).items()}
+    state = {
+        k: v
+        for k, v in __import__("safetensors.torch", fromlist=["load_file"])
+        .load_file(str(sub / "diffusion_pytorch_model.safetensors"))
+        .items()
+    }
     (sub / "diffusion_pytorch_model.safetensors").unlink()
     torch.save(state, sub / "diffusion_pytorch_model.bin")
     with pytest.raises(UnsafeCheckpointError, match="--trust-pickle"):

@@ -60,6 +60,9 @@ def test_offline_cause_chain_is_recognised():
     except OSError as outer:
         assert is_missing_weights(outer)
     assert not is_missing_weights(ValueError("shape mismatch"))
-    msg = str(missing_weights_error("svd", "stabilityai/x", hub_id="stabilityai/x", folder="/m/svd",
-                                    files=("unet/", "vae/")))
+    msg = str(
+        missing_weights_error(
+            "svd", "stabilityai/x", hub_id="stabilityai/x", folder="/m/svd", files=("unet/", "vae/")
+        )
+    )
     assert "stabilityai/x" in msg and "/m/svd" in msg and msg.endswith(".") and "unet/" in msg

@@ -21,8 +21,11 @@ def list_models() -> None:
         if kind == "tiny":
             card = registry.info(name)
             held = card.get("heldout", {})
-            desc = str(card.get("description") or f"embedded {card['model']} ({card.get('steps', '?')} training steps"
-                       + (f", held-out PSNR {held['psnr_db']} dB)" if "psnr_db" in held else ")"))
+            desc = str(
+                card.get("description")
+                or f"embedded {card['model']} ({card.get('steps', '?')} training steps"
+                + (f", held-out PSNR {held['psnr_db']} dB)" if "psnr_db" in held else ")")
+            )
             where = "package"
         else:
             desc = registry.HUB[key].description
@@ -32,8 +35,11 @@ def list_models() -> None:
     print(f"{'name':<{width}}  kind  weights            description")
     for name, kind, where, desc in rows:
         print(f"{name:<{width}}  {kind:<4}  {where[:18]:<18} {desc}")
-    print(f"\nhub weights are looked for in {registry.models_root()}/<name> (set ${registry.ENV_FOLDER} to move it), "
-          "then in the Hugging Face cache; `vdm3d models info NAME` shows the download command.")
+    print(
+        f"\nhub weights are looked for in {registry.models_root()}/<name> "
+        f"(set ${registry.ENV_FOLDER} to move it), "
+        "then in the Hugging Face cache; `vdm3d models info NAME` shows the download command."
+    )
 
 
 def info(name: str, /) -> None:

@@ -54,59 +54,111 @@ _T2V_FILES = ("transformer/", "vae/", "text_encoder/", "tokenizer/", "scheduler/
 HUB: dict[str, HubEntry] = {
     "svd": HubEntry(
         "Stable Video Diffusion img2vid: 14 frames at 576x1024 from one image (EDM, v-prediction)",
-        "vdm3d.models.hub.svd.SVDBackbone", "stabilityai/stable-video-diffusion-img2vid", _SVD_FILES,
-        (("frames", 14), ("height", 576), ("width", 1024)), "stable-video-diffusion-community"),
+        "vdm3d.models.hub.svd.SVDBackbone",
+        "stabilityai/stable-video-diffusion-img2vid",
+        _SVD_FILES,
+        (("frames", 14), ("height", 576), ("width", 1024)),
+        "stable-video-diffusion-community",
+    ),
     "svd-xt": HubEntry(
         "Stable Video Diffusion img2vid-xt: 25 frames at 576x1024 from one image (EDM, v-prediction)",
-        "vdm3d.models.hub.svd.SVDBackbone", "stabilityai/stable-video-diffusion-img2vid-xt", _SVD_FILES,
-        (("frames", 25), ("height", 576), ("width", 1024)), "stable-video-diffusion-community"),
+        "vdm3d.models.hub.svd.SVDBackbone",
+        "stabilityai/stable-video-diffusion-img2vid-xt",
+        _SVD_FILES,
+        (("frames", 25), ("height", 576), ("width", 1024)),
+        "stable-video-diffusion-community",
+    ),
     "v3d": HubEntry(
         "V3D object orbits: an SVD fine-tune, 18 frames at 512x512, fps_id 1, motion bucket 300",
-        "vdm3d.models.hub.svd.SVDBackbone", None, _SVD_FILES,
-        (("frames", 18), ("height", 512), ("width", 512), ("fps_id", 1), ("motion_bucket_id", 300),
-         ("noise_aug_strength", 0.02)), "see heheyas/V3D",
+        "vdm3d.models.hub.svd.SVDBackbone",
+        None,
+        _SVD_FILES,
+        (
+            ("frames", 18),
+            ("height", 512),
+            ("width", 512),
+            ("fps_id", 1),
+            ("motion_bucket_id", 300),
+            ("noise_aug_strength", 0.02),
+        ),
+        "see heheyas/V3D",
         "weights are sgm checkpoints (heheyas/V3D V3D.ckpt + svd_xt.safetensors): convert the UNet to the "
-        "diffusers SVD layout and put unet/, vae/, image_encoder/ in the folder"),
+        "diffusers SVD layout and put unet/, vae/, image_encoder/ in the folder",
+    ),
     "sv3d-p": HubEntry(
         "SV3D_p: 21-frame orbit at 576x576 from one image, per-frame polar/azimuth cameras",
-        "vdm3d.models.hub.sv3d.SV3DBackbone", "chenguolin/sv3d-diffusers", _SVD_FILES,
-        (("frames", 21), ("height", 576), ("width", 576)), "stable-video-diffusion / sv3d community",
-        "a diffusers conversion of stabilityai/sv3d sv3d_p.safetensors (per-frame AutoencoderKL decoder)"),
+        "vdm3d.models.hub.sv3d.SV3DBackbone",
+        "chenguolin/sv3d-diffusers",
+        _SVD_FILES,
+        (("frames", 21), ("height", 576), ("width", 576)),
+        "stable-video-diffusion / sv3d community",
+        "a diffusers conversion of stabilityai/sv3d sv3d_p.safetensors (per-frame AutoencoderKL decoder)",
+    ),
     "sv3d-u": HubEntry(
         "SV3D_u: 21-frame fixed-elevation orbit at 576x576 from one image (no camera input)",
-        "vdm3d.models.hub.sv3d.SV3DBackbone", None, _SVD_FILES,
-        (("frames", 21), ("height", 576), ("width", 576)), "sv3d community",
+        "vdm3d.models.hub.sv3d.SV3DBackbone",
+        None,
+        _SVD_FILES,
+        (("frames", 21), ("height", 576), ("width", 576)),
+        "sv3d community",
         "convert stabilityai/sv3d sv3d_u.safetensors to the diffusers UNet layout "
-        "(projection_class_embeddings_input_dim 256) and put unet/, vae/, image_encoder/ in the folder"),
+        "(projection_class_embeddings_input_dim 256) and put unet/, vae/, image_encoder/ in the folder",
+    ),
     "cogvideox-5b-i2v": HubEntry(
         "CogVideoX-5B image-to-video: 49 frames at 480x720 with a text prompt (VP, v-prediction)",
-        "vdm3d.models.hub.cogvideox.CogVideoXBackbone", "THUDM/CogVideoX-5b-I2V", _T2V_FILES,
-        (("frames", 49), ("height", 480), ("width", 720)), "CogVideoX license"),
+        "vdm3d.models.hub.cogvideox.CogVideoXBackbone",
+        "THUDM/CogVideoX-5b-I2V",
+        _T2V_FILES,
+        (("frames", 49), ("height", 480), ("width", 720)),
+        "CogVideoX license",
+    ),
     "videofrom3d-ggi": HubEntry(
         "VideoFrom3D GGI: CogVideoX-5B-I2V widened to 48 input channels for HED edge videos (inbetweening)",
-        "vdm3d.models.hub.cogvideox.CogVideoXBackbone", None, _T2V_FILES,
-        (("frames", 49), ("height", 480), ("width", 720)), "CogVideoX license",
+        "vdm3d.models.hub.cogvideox.CogVideoXBackbone",
+        None,
+        _T2V_FILES,
+        (("frames", 49), ("height", 480), ("width", 720)),
+        "CogVideoX license",
         "start from THUDM/CogVideoX-5b-I2V, widen the patch embedding (widen_patch_embed, 16 channels), "
-        "merge the GGI checkpoint-1350 (Google Drive, see KIMGEONUNG/VideoFrom3D) and save it here"),
+        "merge the GGI checkpoint-1350 (Google Drive, see KIMGEONUNG/VideoFrom3D) and save it here",
+    ),
     "wan2.1-t2v-1.3b": HubEntry(
         "Wan2.1 text-to-video 1.3B: 81 frames at 480x832, rectified flow, per-token timesteps",
-        "vdm3d.models.hub.wan.WanBackbone", "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", _T2V_FILES,
-        (("frames", 81), ("height", 480), ("width", 832)), "Apache-2.0"),
+        "vdm3d.models.hub.wan.WanBackbone",
+        "Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
+        _T2V_FILES,
+        (("frames", 81), ("height", 480), ("width", 832)),
+        "Apache-2.0",
+    ),
     "worldwarp": HubEntry(
         "WorldWarp: Wan2.1-T2V-1.3B fine-tuned for per-token (spatio-temporal) noise, 81 frames at 480x720",
-        "vdm3d.models.hub.wan.WanBackbone", None, _T2V_FILES,
-        (("frames", 81), ("height", 480), ("width", 720)), "see imsuperkong/worldwarp",
+        "vdm3d.models.hub.wan.WanBackbone",
+        None,
+        _T2V_FILES,
+        (("frames", 81), ("height", 480), ("width", 720)),
+        "see imsuperkong/worldwarp",
         "download Wan-AI/Wan2.1-T2V-1.3B-Diffusers, replace transformer/ with imsuperkong/worldwarp "
-        "worldwarp_latest.ckpt converted to safetensors (it is a pickle: --trust-pickle to convert)"),
+        "worldwarp_latest.ckpt converted to safetensors (it is a pickle: --trust-pickle to convert)",
+    ),
     "flux-dev-controlnet-hed": HubEntry(
         "FLUX.1-dev with a HED ControlNet: anchor images from edge maps (rectified flow)",
-        "vdm3d.models.hub.flux.FluxBackbone", "black-forest-labs/FLUX.1-dev",
-        ("transformer/", "vae/", "text_encoder/", "tokenizer/", "text_encoder_2/", "tokenizer_2/", "scheduler/",
-         "controlnet/"),
+        "vdm3d.models.hub.flux.FluxBackbone",
+        "black-forest-labs/FLUX.1-dev",
+        (
+            "transformer/",
+            "vae/",
+            "text_encoder/",
+            "tokenizer/",
+            "text_encoder_2/",
+            "tokenizer_2/",
+            "scheduler/",
+            "controlnet/",
+        ),
         (("height", 1024), ("width", 1024), ("guidance", 4.0), ("control_weight", 0.8)),
         "FLUX.1-dev non-commercial",
         "controlnet/ is not in the FLUX repo: put a diffusers FLUX ControlNet there "
-        "(e.g. XLabs-AI/flux-controlnet-hed-diffusers)"),
+        "(e.g. XLabs-AI/flux-controlnet-hed-diffusers)",
+    ),
 }
 
 
@@ -136,7 +188,7 @@ def _resolve(name: str) -> tuple[Literal["tiny", "hub"], str]:
     if name in HUB:
         return "hub", name
     tiny = _tiny()
-    bare = name[len(TINY_PREFIX):] if name.startswith(TINY_PREFIX) else name
+    bare = name[len(TINY_PREFIX) :] if name.startswith(TINY_PREFIX) else name
     if bare in tiny:
         return "tiny", bare
     raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(names())}.")
@@ -155,7 +207,7 @@ def _hub_cached(hub_id: str | None) -> bool:
 
 
 def installed(name: str) -> str | None:
-    """Where the weights of ``name`` are found locally (a folder, the hub cache, or the package), else None."""
+    """Where the weights of ``name`` are found locally (a folder, the hub cache, the package), else None."""
     kind, key = _resolve(name)
     if kind == "tiny":
         return "package"
@@ -172,16 +224,28 @@ def info(name: str) -> dict[str, Any]:
     kind, key = _resolve(name)
     if kind == "tiny":
         card = dict(_tiny()[key])
-        return {"name": TINY_PREFIX + key, "kind": "tiny", "model": card.pop("kind", key), "installed": "package",
-                **card}
+        return {
+            "name": TINY_PREFIX + key,
+            "kind": "tiny",
+            "model": card.pop("kind", key),
+            "installed": "package",
+            **card,
+        }
     entry = HUB[key]
     cls = entry.adapter_class()
     folder = default_folder(key)
     card = {
-        "name": key, "kind": "hub", "description": entry.description, "adapter": entry.adapter,
-        "process": f"{cls.process} / {cls.prediction}-prediction", "per_element_sigma": cls.per_element_sigma,
-        "hub_id": entry.hub_id or "(none: convert, see notes)", "folder": str(folder),
-        "files": ", ".join(entry.files), "settings": dict(entry.settings), "license": entry.license,
+        "name": key,
+        "kind": "hub",
+        "description": entry.description,
+        "adapter": entry.adapter,
+        "process": f"{cls.process} / {cls.prediction}-prediction",
+        "per_element_sigma": cls.per_element_sigma,
+        "hub_id": entry.hub_id or "(none: convert, see notes)",
+        "folder": str(folder),
+        "files": ", ".join(entry.files),
+        "settings": dict(entry.settings),
+        "license": entry.license,
         "installed": installed(key) or "no",
     }
     if entry.hub_id:
@@ -191,8 +255,15 @@ def info(name: str) -> dict[str, Any]:
     return card
 
 
-def load_backbone(name: str, path: str | Path | None = None, *, allow_download: bool = False,
-                  trust_pickle: bool = False, device: str = "cpu", **settings):
+def load_backbone(
+    name: str,
+    path: str | Path | None = None,
+    *,
+    allow_download: bool = False,
+    trust_pickle: bool = False,
+    device: str = "cpu",
+    **settings,
+):
     """Load a backbone by name (tiny or hub). ``path`` overrides the default folder; ``settings``
     override the adapter settings of the entry (e.g. ``frames=14``)."""
     kind, key = _resolve(name)
@@ -205,16 +276,28 @@ def load_backbone(name: str, path: str | Path | None = None, *, allow_download: 
     if path is not None:
         source: str | Path = Path(path).expanduser()
         if not Path(source).is_dir():
-            raise MissingWeightsError(f"{source}: model folder for {key!r} not found; give the folder that holds "
-                                      f"{', '.join(entry.files)} or omit the path to use {folder}.")
+            raise MissingWeightsError(
+                f"{source}: model folder for {key!r} not found; give the folder that holds "
+                f"{', '.join(entry.files)} or omit the path to use {folder}."
+            )
     elif folder.is_dir() and any(folder.iterdir()):
         source = folder
     elif entry.hub_id:
         source = entry.hub_id
     else:
-        raise MissingWeightsError(f"{key}: weights not found in {folder} and there is no diffusers repository to "
-                                  f"fetch; {entry.notes}.")
+        raise MissingWeightsError(
+            f"{key}: weights not found in {folder} and there is no diffusers repository to "
+            f"fetch; {entry.notes}."
+        )
     merged = {**dict(entry.settings), **settings}
     return entry.adapter_class().from_pretrained(
-        source, allow_download=allow_download, trust_pickle=trust_pickle, name=key, hub_id=entry.hub_id,
-        folder=folder, files=entry.files, device=device, **merged)
+        source,
+        allow_download=allow_download,
+        trust_pickle=trust_pickle,
+        name=key,
+        hub_id=entry.hub_id,
+        folder=folder,
+        files=entry.files,
+        device=device,
+        **merged,
+    )

@@ -26,7 +26,9 @@ PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
 TRUST_FLAG = "--trust-pickle"
 
 
-def load_state_dict(path: str | Path, trust_pickle: bool = False, *, device: str = "cpu") -> dict[str, Tensor]:
+def load_state_dict(
+    path: str | Path, trust_pickle: bool = False, *, device: str = "cpu"
+) -> dict[str, Tensor]:
     """Read a flat ``name -> tensor`` dict from a checkpoint file.
 
     ``.safetensors`` always; pickle formats only with ``trust_pickle=True``. A Lightning-style
@@ -44,12 +46,15 @@ def load_state_dict(path: str | Path, trust_pickle: bool = False, *, device: str
         except (SafetensorError, OSError, ValueError) as e:
             raise InputError(f"{path}: not a readable safetensors file ({e}); re-download it.") from e
     if suffix not in PICKLE_SUFFIXES:
-        raise InputError(f"{path}: unknown checkpoint format {suffix!r}; give a .safetensors file "
-                         f"(or {', '.join(PICKLE_SUFFIXES)} with {TRUST_FLAG}).")
+        raise InputError(
+            f"{path}: unknown checkpoint format {suffix!r}; give a .safetensors file "
+            f"(or {', '.join(PICKLE_SUFFIXES)} with {TRUST_FLAG})."
+        )
     if not trust_pickle:
         raise UnsafeCheckpointError(
             f"{path}: pickle checkpoints can run code when loaded, so they are refused; convert it to "
-            f".safetensors or pass {TRUST_FLAG} (trust_pickle=True) if you trust its source.")
+            f".safetensors or pass {TRUST_FLAG} (trust_pickle=True) if you trust its source."
+        )
     try:
         obj = torch.load(str(path), map_location=device, weights_only=True)
     except Exception:  # noqa: BLE001 - objects beyond tensors; the user explicitly trusted this file
@@ -77,8 +82,14 @@ def save_state_dict(state: dict[str, Tensor], path: str | Path) -> Path:
 
 def is_missing_weights(exc: BaseException) -> bool:
     """Whether an exception (or anything in its cause chain) means "files are not present locally"."""
-    names = {"OfflineModeIsEnabled", "LocalEntryNotFoundError", "EntryNotFoundError",
-             "RepositoryNotFoundError", "GatedRepoError", "HFValidationError"}
+    names = {
+        "OfflineModeIsEnabled",
+        "LocalEntryNotFoundError",
+        "EntryNotFoundError",
+        "RepositoryNotFoundError",
+        "GatedRepoError",
+        "HFValidationError",
+    }
     seen: set[int] = set()
     stack: list[BaseException | None] = [exc]
     while stack:
@@ -89,20 +100,27 @@ def is_missing_weights(exc: BaseException) -> bool:
         if type(e).__name__ in names or isinstance(e, FileNotFoundError):
             return True
         text = str(e)
-        if ("does not appear to have a file named" in text or "Can't load" in text
-                or "offline mode" in text.lower() or "no file named" in text):
+        if (
+            "does not appear to have a file named" in text
+            or "Can't load" in text
+            or "offline mode" in text.lower()
+            or "no file named" in text
+        ):
             return True
         stack += [e.__cause__, e.__context__]
     return False
 
 
-def missing_weights_error(what: str, source: str, *, hub_id: str | None, folder: str | Path | None,
-                          files: tuple[str, ...] = ()) -> MissingWeightsError:
+def missing_weights_error(
+    what: str, source: str, *, hub_id: str | None, folder: str | Path | None, files: tuple[str, ...] = ()
+) -> MissingWeightsError:
     """One sentence: which weights, what to download, where to put them."""
     listed = f" ({', '.join(files)})" if files else ""
     if hub_id and folder:
-        fix = (f"download hub repo {hub_id}{listed} into {folder} (e.g. `huggingface-cli download {hub_id} "
-               f"--local-dir {folder}`) or pass allow_download=True / --allow-download with network access")
+        fix = (
+            f"download hub repo {hub_id}{listed} into {folder} (e.g. `huggingface-cli download {hub_id} "
+            f"--local-dir {folder}`) or pass allow_download=True / --allow-download with network access"
+        )
     elif hub_id:
         fix = f"download hub repo {hub_id}{listed} or pass allow_download=True with network access"
     else:

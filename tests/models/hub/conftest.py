@@ -25,8 +25,9 @@ def tiny_sv3d():
 def tiny_cogvideox():
     from vdm3d.models.hub.cogvideox import CogVideoXBackbone, CogVideoXSettings, tiny_components
 
-    return CogVideoXBackbone(tiny_components(0, frames=9), CogVideoXSettings(frames=9, height=SIZE, width=SIZE,
-                                                                              max_text_tokens=8))
+    return CogVideoXBackbone(
+        tiny_components(0, frames=9), CogVideoXSettings(frames=9, height=SIZE, width=SIZE, max_text_tokens=8)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -40,4 +41,6 @@ def tiny_wan():
 def tiny_flux():
     from vdm3d.models.hub.flux import FluxBackbone, FluxSettings, tiny_components
 
-    return FluxBackbone(tiny_components(0), FluxSettings(height=SIZE, width=SIZE, max_text_tokens=8, clip_tokens=8))
+    return FluxBackbone(
+        tiny_components(0), FluxSettings(height=SIZE, width=SIZE, max_text_tokens=8, clip_tokens=8)
+    )

@@ -5,7 +5,12 @@ from __future__ import annotations
 import torch
 
 from hub_helpers import SIZE, reference_image
-from vdm3d.models.hub.cogvideox import CogVideoXBackbone, CogVideoXSettings, tiny_components, widen_patch_embed
+from vdm3d.models.hub.cogvideox import (
+    CogVideoXBackbone,
+    CogVideoXSettings,
+    tiny_components,
+    widen_patch_embed,
+)
 from vdm3d.models.protocol import Conditioning
 
 
@@ -13,7 +18,9 @@ def test_timestep_from_sigma_inverts_alphas_cumprod(tiny_cogvideox):
     ab = tiny_cogvideox.scheduler.alphas_cumprod
     t = torch.tensor([0, 10, 250, 500, 900, 990])
     sigma = ((1 - ab[t]) / ab[t]).sqrt()
-    torch.testing.assert_close(tiny_cogvideox.timestep_from_sigma(sigma.double()), t.double(), rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        tiny_cogvideox.timestep_from_sigma(sigma.double()), t.double(), rtol=0, atol=1e-6
+    )
 
 
 def test_denoiser_is_vp_v_prediction(tiny_cogvideox):
@@ -27,8 +34,12 @@ def test_denoiser_is_vp_v_prediction(tiny_cogvideox):
     with torch.no_grad():
         got = bb.denoise(x, sigma.reshape(1), cond)
         x_t = x * ab.sqrt()
-        v = bb.transformer(hidden_states=torch.cat([x_t, cond.image_latents], dim=2), encoder_hidden_states=cond.text,
-                           timestep=torch.tensor([float(t)]), image_rotary_emb=bb._rotary(3, 4, 4)).sample
+        v = bb.transformer(
+            hidden_states=torch.cat([x_t, cond.image_latents], dim=2),
+            encoder_hidden_states=cond.text,
+            timestep=torch.tensor([float(t)]),
+            image_rotary_emb=bb._rotary(3, 4, 4),
+        ).sample
     torch.testing.assert_close(got, ab.sqrt() * x_t - (1 - ab).sqrt() * v, rtol=1e-4, atol=1e-4)
 
 
@@ -44,15 +55,19 @@ def test_keyframes_fill_their_latent_frames(tiny_cogvideox):
 
 
 def test_null_branch_changes_only_the_prompt(tiny_cogvideox):
-    c = tiny_cogvideox.condition(Conditioning(reference=reference_image(), text="a red house", negative_text="car"))
-    n = tiny_cogvideox.condition(Conditioning(reference=reference_image(), text="a red house", negative_text="car"),
-                                 null=True)
+    c = tiny_cogvideox.condition(
+        Conditioning(reference=reference_image(), text="a red house", negative_text="car")
+    )
+    n = tiny_cogvideox.condition(
+        Conditioning(reference=reference_image(), text="a red house", negative_text="car"), null=True
+    )
     assert torch.equal(c.image_latents, n.image_latents) and not torch.equal(c.text, n.text)
 
 
 def test_widened_patch_embed_starts_as_the_original_and_survives_save_load(tmp_path):
-    plain = CogVideoXBackbone(tiny_components(0, frames=9),
-                              CogVideoXSettings(frames=9, height=SIZE, width=SIZE, max_text_tokens=8))
+    plain = CogVideoXBackbone(
+        tiny_components(0, frames=9), CogVideoXSettings(frames=9, height=SIZE, width=SIZE, max_text_tokens=8)
+    )
     comps = tiny_components(0, frames=9)
     widen_patch_embed(comps["transformer"], 4)
     wide = CogVideoXBackbone(comps, CogVideoXSettings(frames=9, height=SIZE, width=SIZE, max_text_tokens=8))
@@ -62,8 +77,12 @@ def test_widened_patch_embed_starts_as_the_original_and_survives_save_load(tmp_p
     with torch.no_grad():
         c_wide = wide.condition(Conditioning(reference=reference_image(), maps=maps))
         c_plain = plain.condition(Conditioning(reference=reference_image()))
-        torch.testing.assert_close(wide.denoise(x, torch.tensor([2.0]), c_wide),
-                                   plain.denoise(x, torch.tensor([2.0]), c_plain), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            wide.denoise(x, torch.tensor([2.0]), c_wide),
+            plain.denoise(x, torch.tensor([2.0]), c_plain),
+            rtol=1e-5,
+            atol=1e-5,
+        )
         # once trained (non-zero map weights) the maps matter, and the layout survives a round trip
         wide.transformer.patch_embed.proj.weight[:, 8:].normal_(0, 0.1)
         out = wide.denoise(x, torch.tensor([2.0]), c_wide)
@@ -71,8 +90,12 @@ def test_widened_patch_embed_starts_as_the_original_and_survives_save_load(tmp_p
         wide.save_pretrained(tmp_path / "ggi")
         loaded = CogVideoXBackbone.from_pretrained(tmp_path / "ggi")
         assert loaded.transformer.config.in_channels == 12
-        assert torch.equal(loaded.denoise(x, torch.tensor([2.0]), loaded.condition(Conditioning(
-            reference=reference_image(), maps=maps))), out)
+        assert torch.equal(
+            loaded.denoise(
+                x, torch.tensor([2.0]), loaded.condition(Conditioning(reference=reference_image(), maps=maps))
+            ),
+            out,
+        )
 
 
 def test_matches_diffusers_cogvideox_i2v_pipeline_two_ddim_steps_with_cfg(monkeypatch):
@@ -88,26 +111,51 @@ def test_matches_diffusers_cogvideox_i2v_pipeline_two_ddim_steps_with_cfg(monkey
     from vdm3d.diffusion.schedules import DdimSchedule
 
     comps = tiny_components(0, frames=9)
-    comps["scheduler"] = CogVideoXDDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
-                                                prediction_type="v_prediction", timestep_spacing="trailing",
-                                                clip_sample=False, set_alpha_to_one=True, snr_shift_scale=3.0)
+    comps["scheduler"] = CogVideoXDDIMScheduler(
+        beta_schedule="scaled_linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        prediction_type="v_prediction",
+        timestep_spacing="trailing",
+        clip_sample=False,
+        set_alpha_to_one=True,
+        snr_shift_scale=3.0,
+    )
     bb = CogVideoXBackbone(comps, CogVideoXSettings(frames=9, height=SIZE, width=SIZE, max_text_tokens=8))
-    monkeypatch.setattr(pipe_mod, "retrieve_latents", lambda out, generator=None, sample_mode="sample":
-                        out.latent_dist.mode())
-    pipe = CogVideoXImageToVideoPipeline(tokenizer=comps["tokenizer"], text_encoder=comps["text_encoder"],
-                                         vae=comps["vae"], transformer=comps["transformer"], scheduler=comps["scheduler"])
+    monkeypatch.setattr(
+        pipe_mod, "retrieve_latents", lambda out, generator=None, sample_mode="sample": out.latent_dist.mode()
+    )
+    pipe = CogVideoXImageToVideoPipeline(
+        tokenizer=comps["tokenizer"],
+        text_encoder=comps["text_encoder"],
+        vae=comps["vae"],
+        transformer=comps["transformer"],
+        scheduler=comps["scheduler"],
+    )
     pipe.set_progress_bar_config(disable=True)
     ref = reference_image()
     shape = (1, 3, 4, 4, 4)
     noise = torch.randn(shape, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        expected = pipe(image=ref.permute(0, 3, 1, 2), prompt="a red house", negative_prompt="", height=SIZE,
-                        width=SIZE, num_frames=9, num_inference_steps=2, guidance_scale=3.0, latents=noise.clone(),
-                        max_sequence_length=8, output_type="latent").frames
+        expected = pipe(
+            image=ref.permute(0, 3, 1, 2),
+            prompt="a red house",
+            negative_prompt="",
+            height=SIZE,
+            width=SIZE,
+            num_frames=9,
+            num_inference_steps=2,
+            guidance_scale=3.0,
+            latents=noise.clone(),
+            max_sequence_length=8,
+            output_type="latent",
+        ).frames
     # the sampler's sigmas are the scheduler's own timesteps (999, 499) on its SNR-shifted alphas_cumprod
     ab = comps["scheduler"].alphas_cumprod[comps["scheduler"].timesteps]
     assert comps["scheduler"].timesteps.tolist() == DdimSchedule(2, "trailing").timesteps().tolist()
     sigmas = torch.cat([((1 - ab) / ab).sqrt(), torch.zeros(1)]).float()
-    got = two_steps(bb, sigmas, shape, Conditioning(reference=ref, text="a red house", negative_text=""), scale=3.0)
+    got = two_steps(
+        bb, sigmas, shape, Conditioning(reference=ref, text="a red house", negative_text=""), scale=3.0
+    )
     assert expected.abs().max() > 0.1
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)

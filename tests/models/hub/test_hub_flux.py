@@ -37,16 +37,24 @@ def test_frames_are_independent_images(tiny_flux):
     with torch.no_grad():
         both = bb.denoise(x, torch.tensor([[3.0, 0.5]]), bb.condition(Conditioning(text="a tree", maps=maps)))
         for f, s in enumerate((3.0, 0.5)):
-            alone = bb.denoise(x[:, f:f + 1], torch.tensor([s]),
-                               bb.condition(Conditioning(text="a tree", maps=maps[:, f:f + 1])))
-            torch.testing.assert_close(both[:, f:f + 1], alone, rtol=1e-5, atol=1e-5)
+            alone = bb.denoise(
+                x[:, f : f + 1],
+                torch.tensor([s]),
+                bb.condition(Conditioning(text="a tree", maps=maps[:, f : f + 1])),
+            )
+            torch.testing.assert_close(both[:, f : f + 1], alone, rtol=1e-5, atol=1e-5)
 
 
 def test_control_weight_zero_equals_no_controlnet(tiny_flux):
     bb = tiny_flux
-    off = FluxBackbone({k: v for k, v in bb.components.items() if k != "controlnet"},
-                       dataclasses.replace(bb.settings), name="flux")
-    zero = FluxBackbone(dict(bb.components), dataclasses.replace(bb.settings, control_weight=0.0), name="flux")
+    off = FluxBackbone(
+        {k: v for k, v in bb.components.items() if k != "controlnet"},
+        dataclasses.replace(bb.settings),
+        name="flux",
+    )
+    zero = FluxBackbone(
+        dict(bb.components), dataclasses.replace(bb.settings, control_weight=0.0), name="flux"
+    )
     x = torch.randn(1, 2, 4, 4, 4, generator=torch.Generator().manual_seed(13)) * 2
     with torch.no_grad():
         a = zero.denoise(x, torch.tensor([1.0]), zero.condition(Conditioning(text="a tree", maps=_maps())))
@@ -77,25 +85,47 @@ def test_matches_diffusers_flux_controlnet_pipeline_two_steps(tiny_flux, monkeyp
     from vdm3d.diffusion.samplers import sample
 
     bb = tiny_flux
-    monkeypatch.setattr(pipe_mod, "retrieve_latents", lambda out, generator=None, sample_mode="sample":
-                        out.latent_dist.mode())
+    monkeypatch.setattr(
+        pipe_mod, "retrieve_latents", lambda out, generator=None, sample_mode="sample": out.latent_dist.mode()
+    )
     for tok in (bb.tokenizer, bb.tokenizer_2):
         monkeypatch.setattr(tok, "model_max_length", 8)
-    pipe = FluxControlNetPipeline(scheduler=bb.scheduler, vae=bb.vae, text_encoder=bb.text_encoder, tokenizer=bb.tokenizer,
-                                  text_encoder_2=bb.text_encoder_2, tokenizer_2=bb.tokenizer_2,
-                                  transformer=bb.transformer, controlnet=bb.controlnet)
+    pipe = FluxControlNetPipeline(
+        scheduler=bb.scheduler,
+        vae=bb.vae,
+        text_encoder=bb.text_encoder,
+        tokenizer=bb.tokenizer,
+        text_encoder_2=bb.text_encoder_2,
+        tokenizer_2=bb.tokenizer_2,
+        transformer=bb.transformer,
+        controlnet=bb.controlnet,
+    )
     pipe.set_progress_bar_config(disable=True)
     edges = _maps()[:, :1]
     noise = torch.randn(1, 1, 4, 4, 4, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         # tensors skip the pipeline's preprocessing: give what it makes of an image, [-1, 1]
-        packed = pipe(prompt="a red house", control_image=edges[:, 0].permute(0, 3, 1, 2) * 2 - 1, height=SIZE, width=SIZE,
-                      num_inference_steps=2, guidance_scale=4.0, controlnet_conditioning_scale=0.8,
-                      latents=pack(noise[:, 0]), max_sequence_length=8, output_type="latent").images
+        packed = pipe(
+            prompt="a red house",
+            control_image=edges[:, 0].permute(0, 3, 1, 2) * 2 - 1,
+            height=SIZE,
+            width=SIZE,
+            num_inference_steps=2,
+            guidance_scale=4.0,
+            controlnet_conditioning_scale=0.8,
+            latents=pack(noise[:, 0]),
+            max_sequence_length=8,
+            output_type="latent",
+        ).images
     expected = unpack(packed, 4, 4)[:, None]
     t = pipe.scheduler.sigmas.double().clamp_max(FLOW_T_MAX)  # the shifted flow times the pipeline used
     with torch.no_grad():
-        got = sample(bb, sigma_from_t(t).float(), cond=Conditioning(text="a red house", maps=edges), noise=noise,
-                     generator=torch.Generator().manual_seed(0))
+        got = sample(
+            bb,
+            sigma_from_t(t).float(),
+            cond=Conditioning(text="a red house", maps=edges),
+            noise=noise,
+            generator=torch.Generator().manual_seed(0),
+        )
     assert expected.abs().max() > 0.1
     torch.testing.assert_close(got, expected, rtol=1e-3, atol=1e-3)

@@ -17,13 +17,35 @@ pytestmark = pytest.mark.filterwarnings("ignore:`FluxPosEmbed` is deprecated:Fut
 CASES = {
     # fixture, schedule, frames of pixels, condition
     "svd": ("tiny_svd", EdmSchedule(2), 2, lambda: Conditioning(reference=reference_image())),
-    "sv3d": ("tiny_sv3d", EdmSchedule(2), 2, lambda: Conditioning(
-        reference=reference_image(), extras={"polars_rad": [1.2, 1.4], "azimuths_rad": [3.0, 0.0]})),
-    "cogvideox": ("tiny_cogvideox", DdimSchedule(2, "trailing"), 9, lambda: Conditioning(
-        reference=reference_image(), text="a red house", negative_text="")),
-    "wan": ("tiny_wan", FlowSchedule(2, shift=5.0), 5, lambda: Conditioning(text="a blue car", negative_text="")),
-    "flux": ("tiny_flux", FlowSchedule(2, shift=3.0), 2, lambda: Conditioning(
-        text="a red house", maps=torch.rand(1, 2, SIZE, SIZE, 3, generator=torch.Generator().manual_seed(3)))),
+    "sv3d": (
+        "tiny_sv3d",
+        EdmSchedule(2),
+        2,
+        lambda: Conditioning(
+            reference=reference_image(), extras={"polars_rad": [1.2, 1.4], "azimuths_rad": [3.0, 0.0]}
+        ),
+    ),
+    "cogvideox": (
+        "tiny_cogvideox",
+        DdimSchedule(2, "trailing"),
+        9,
+        lambda: Conditioning(reference=reference_image(), text="a red house", negative_text=""),
+    ),
+    "wan": (
+        "tiny_wan",
+        FlowSchedule(2, shift=5.0),
+        5,
+        lambda: Conditioning(text="a blue car", negative_text=""),
+    ),
+    "flux": (
+        "tiny_flux",
+        FlowSchedule(2, shift=3.0),
+        2,
+        lambda: Conditioning(
+            text="a red house",
+            maps=torch.rand(1, 2, SIZE, SIZE, 3, generator=torch.Generator().manual_seed(3)),
+        ),
+    ),
 }
 
 
@@ -36,7 +58,13 @@ def test_two_steps_and_exact_roundtrip(case, request, tmp_path):
     cond = make_cond()
     assert cond.used_slots() <= set(bb.slots)
     tf = bb.temporal_factor
-    shape = (1, (frames - 1) // tf + 1, bb.latent_channels, SIZE // bb.spatial_factor, SIZE // bb.spatial_factor)
+    shape = (
+        1,
+        (frames - 1) // tf + 1,
+        bb.latent_channels,
+        SIZE // bb.spatial_factor,
+        SIZE // bb.spatial_factor,
+    )
     sigmas = schedule.sigmas()
     out = two_steps(bb, sigmas, shape, cond)
     assert out.shape == shape and torch.isfinite(out).all()
@@ -57,7 +85,7 @@ def test_two_steps_and_exact_roundtrip(case, request, tmp_path):
 
 @pytest.mark.filterwarnings("ignore:The `local_dir_use_symlinks` argument is deprecated:UserWarning")
 def test_hub_id_loads_offline_from_the_hub_cache(tiny_wan, tmp_path):
-    """A hub id resolves through a Hugging Face cache (models--org--name/snapshots/<rev>/...) with no network."""
+    """A hub id resolves through a Hugging Face cache (models--org--name/snapshots/<rev>/...), offline."""
     import shutil
 
     from vdm3d.models.hub.wan import WanBackbone
@@ -71,13 +99,16 @@ def test_hub_id_loads_offline_from_the_hub_cache(tiny_wan, tmp_path):
     (tmp_path / "hub" / "models--vdm3d--tiny-wan" / "refs").mkdir()
     (tmp_path / "hub" / "models--vdm3d--tiny-wan" / "refs" / "main").write_text(REV)
     # published repositories carry no vdm3d_adapter.json: settings come from the registry / the caller
-    loaded = WanBackbone.from_pretrained("vdm3d/tiny-wan", cache_dir=tmp_path / "hub",
-                                         **dataclasses.asdict(tiny_wan.settings))
+    loaded = WanBackbone.from_pretrained(
+        "vdm3d/tiny-wan", cache_dir=tmp_path / "hub", **dataclasses.asdict(tiny_wan.settings)
+    )
     x = torch.randn(1, 2, 4, 4, 4, generator=torch.Generator().manual_seed(1))
     cond = Conditioning(text="a red house")
     with torch.no_grad():
-        assert torch.equal(loaded.denoise(x, torch.tensor([1.0]), loaded.condition(cond)),
-                           tiny_wan.denoise(x, torch.tensor([1.0]), tiny_wan.condition(cond)))
+        assert torch.equal(
+            loaded.denoise(x, torch.tensor([1.0]), loaded.condition(cond)),
+            tiny_wan.denoise(x, torch.tensor([1.0]), tiny_wan.condition(cond)),
+        )
     from vdm3d.errors import MissingWeightsError
 
     with pytest.raises(MissingWeightsError, match="vdm3d/absent"):

@@ -8,7 +8,7 @@ import torch
 
 from hub_helpers import SIZE, reference_image
 from vdm3d.cameras.io import cameras_from_sv3d
-from vdm3d.models.hub.sv3d import SV3DUNet, polar_azimuth_from_cameras, tiny_components
+from vdm3d.models.hub.sv3d import polar_azimuth_from_cameras, tiny_components
 from vdm3d.models.protocol import Conditioning
 
 
@@ -28,7 +28,11 @@ def test_without_cameras_equals_the_diffusers_unet():
     theirs = UNetSpatioTemporalConditionModel.from_config(ours.config)
     theirs.load_state_dict(ours.state_dict())
     g = torch.Generator().manual_seed(2)
-    x, ctx, ids = torch.randn(2, 3, 8, 16, 16, generator=g), torch.randn(2, 1, 16, generator=g), torch.rand(2, 1, generator=g)
+    x, ctx, ids = (
+        torch.randn(2, 3, 8, 16, 16, generator=g),
+        torch.randn(2, 1, 16, generator=g),
+        torch.rand(2, 1, generator=g),
+    )
     with torch.no_grad():
         a = ours(x, torch.tensor([0.3, -1.0]), ctx, ids).sample
         b = theirs(x, torch.tensor([0.3, -1.0]), ctx, ids).sample
@@ -40,10 +44,18 @@ def test_added_ids_embedded_per_frame_with_sgm_widths():
     unet = tiny_components(0)["unet"]
     assert unet.camera_embed_dim == 12
     ids = torch.tensor([[[1e-5, 1.2, 0.3], [1e-5, 1.4, 2.0], [1e-5, 1.5707, 0.0]]])  # [B=1, F=3, 3]
-    vector = torch.cat([sgm_timestep_embedding(ids[0, :, 0], 8), sgm_timestep_embedding(ids[0, :, 1], 12),
-                        sgm_timestep_embedding(ids[0, :, 2], 12)], dim=-1)
+    vector = torch.cat(
+        [
+            sgm_timestep_embedding(ids[0, :, 0], 8),
+            sgm_timestep_embedding(ids[0, :, 1], 12),
+            sgm_timestep_embedding(ids[0, :, 2], 12),
+        ],
+        dim=-1,
+    )
     with torch.no_grad():
-        torch.testing.assert_close(unet.embed_added_ids(ids), unet.add_embedding(vector), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            unet.embed_added_ids(ids), unet.add_embedding(vector), rtol=1e-5, atol=1e-6
+        )
 
 
 def test_angles_from_cameras_invert_cameras_from_sv3d():

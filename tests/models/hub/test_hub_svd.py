@@ -14,20 +14,38 @@ def test_matches_diffusers_pipeline_two_steps_with_cfg(tiny_svd):
     from transformers import CLIPImageProcessor
 
     bb = tiny_svd
-    pipe = StableVideoDiffusionPipeline(vae=bb.vae, image_encoder=bb.image_encoder, unet=bb.unet,
-                                        scheduler=bb.scheduler, feature_extractor=CLIPImageProcessor())
+    pipe = StableVideoDiffusionPipeline(
+        vae=bb.vae,
+        image_encoder=bb.image_encoder,
+        unet=bb.unet,
+        scheduler=bb.scheduler,
+        feature_extractor=CLIPImageProcessor(),
+    )
     pipe.set_progress_bar_config(disable=True)
     ref = reference_image()
     shape = (1, 2, bb.latent_channels, SIZE // bb.spatial_factor, SIZE // bb.spatial_factor)
     noise = torch.randn(shape, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        expected = pipe(ref.permute(0, 3, 1, 2), height=SIZE, width=SIZE, num_frames=2, num_inference_steps=2,
-                        min_guidance_scale=2.0, max_guidance_scale=2.0, fps=7, motion_bucket_id=127,
-                        noise_aug_strength=0.02, latents=noise.clone(), output_type="latent",
-                        generator=torch.Generator().manual_seed(0)).frames
+        expected = pipe(
+            ref.permute(0, 3, 1, 2),
+            height=SIZE,
+            width=SIZE,
+            num_frames=2,
+            num_inference_steps=2,
+            min_guidance_scale=2.0,
+            max_guidance_scale=2.0,
+            fps=7,
+            motion_bucket_id=127,
+            noise_aug_strength=0.02,
+            latents=noise.clone(),
+            output_type="latent",
+            generator=torch.Generator().manual_seed(0),
+        ).frames
     # the pipeline's Karras sigmas are EdmSchedule(2): [700, 0.002, 0]
     torch.testing.assert_close(bb.scheduler.sigmas.float(), EdmSchedule(2).sigmas())
-    got = two_steps(bb, EdmSchedule(2).sigmas(), shape, Conditioning(reference=ref, extras={"seed": 0}), scale=2.0)
+    got = two_steps(
+        bb, EdmSchedule(2).sigmas(), shape, Conditioning(reference=ref, extras={"seed": 0}), scale=2.0
+    )
     # the first step starts at sigma 700: float32 rounding of x (~700) is ~5e-5, the two loops round
     # differently (scheduler: x + d * dt; vdm3d: x0 + s' * eps), hence 1e-3 on O(1) outputs
     assert expected.abs().max() > 0.1
@@ -45,8 +63,12 @@ def test_denoiser_is_sgm_v_scaling(tiny_svd):
         got = bb.denoise(x, s, cond)
         sv = s.view(2, 1, 1, 1, 1)
         inp = torch.cat([x / (sv**2 + 1).sqrt(), cond.image_latents.expand(2, 2, -1, -1, -1)], dim=2)
-        v = bb.unet(inp, 0.25 * s.log(), encoder_hidden_states=cond.image_embeds.expand(2, -1, -1),
-                    added_time_ids=cond.added_time_ids.expand(2, -1)).sample
+        v = bb.unet(
+            inp,
+            0.25 * s.log(),
+            encoder_hidden_states=cond.image_embeds.expand(2, -1, -1),
+            added_time_ids=cond.added_time_ids.expand(2, -1),
+        ).sample
     torch.testing.assert_close(got, x / (sv**2 + 1) - sv / (sv**2 + 1).sqrt() * v, rtol=1e-5, atol=1e-5)
 
 

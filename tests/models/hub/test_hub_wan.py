@@ -30,7 +30,11 @@ def test_latents_are_normalised_with_the_config_statistics(tiny_wan):
     video = torch.rand(1, 5, SIZE, SIZE, 3, generator=torch.Generator().manual_seed(9))
     with torch.no_grad():
         z = tiny_wan.encode(video)
-        raw = tiny_wan.vae.encode(video.permute(0, 4, 1, 2, 3) * 2 - 1).latent_dist.mode().permute(0, 2, 1, 3, 4)
+        raw = (
+            tiny_wan.vae.encode(video.permute(0, 4, 1, 2, 3) * 2 - 1)
+            .latent_dist.mode()
+            .permute(0, 2, 1, 3, 4)
+        )
     mean = torch.tensor([0.1, -0.2, 0.3, 0.0]).view(1, 1, 4, 1, 1)
     std = torch.tensor([1.5, 0.8, 1.2, 1.0]).view(1, 1, 4, 1, 1)
     torch.testing.assert_close(z, (raw - mean) / std)
@@ -41,7 +45,9 @@ def test_token_timesteps_follow_patch_order(tiny_wan):
     t5 = torch.rand(1, 2, 1, 4, 4, generator=torch.Generator().manual_seed(10))
     tokens = tiny_wan.token_timesteps(t5, x)
     # patch 1x2x2: token (f, i, j) takes the time at latent pixel (f, 2i, 2j), tokens in (f, i, j) order
-    expected = torch.stack([t5[0, f, 0, 2 * i, 2 * j] for f in range(2) for i in range(2) for j in range(2)]) * 1000
+    expected = (
+        torch.stack([t5[0, f, 0, 2 * i, 2 * j] for f in range(2) for i in range(2) for j in range(2)]) * 1000
+    )
     torch.testing.assert_close(tokens[0], expected)
 
 
@@ -82,8 +88,14 @@ def test_worldwarp_style_schedule_keeps_context_frozen(tiny_wan):
     from vdm3d.diffusion.samplers import sample
 
     with torch.no_grad():
-        out = sample(bb, sched, cond=Conditioning(text="a red house"), x_init=clean,
-                     generator=torch.Generator().manual_seed(0), guider=CFG(scale=2.0))
+        out = sample(
+            bb,
+            sched,
+            cond=Conditioning(text="a red house"),
+            x_init=clean,
+            generator=torch.Generator().manual_seed(0),
+            guider=CFG(scale=2.0),
+        )
     assert torch.equal(out[:, 0], clean[:, 0]) and torch.isfinite(out).all()
     assert (out[:, 1] - clean[:, 1]).abs().mean() > 1e-3
 
@@ -98,17 +110,32 @@ def test_matches_diffusers_wan_pipeline_two_flow_steps_with_cfg(tiny_wan):
 
     bb = tiny_wan
     scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=5.0)
-    pipe = WanPipeline(tokenizer=bb.tokenizer, text_encoder=bb.text_encoder, vae=bb.vae, transformer=bb.transformer,
-                       scheduler=scheduler)
+    pipe = WanPipeline(
+        tokenizer=bb.tokenizer,
+        text_encoder=bb.text_encoder,
+        vae=bb.vae,
+        transformer=bb.transformer,
+        scheduler=scheduler,
+    )
     pipe.set_progress_bar_config(disable=True)
     shape = (1, 2, 4, 4, 4)
     noise = torch.randn(shape, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        expected = pipe(prompt="a red house", negative_prompt="a car", height=SIZE, width=SIZE, num_frames=5,
-                        num_inference_steps=2, guidance_scale=4.0, latents=noise.permute(0, 2, 1, 3, 4).clone(),
-                        max_sequence_length=8, output_type="latent").frames.permute(0, 2, 1, 3, 4)
+        expected = pipe(
+            prompt="a red house",
+            negative_prompt="a car",
+            height=SIZE,
+            width=SIZE,
+            num_frames=5,
+            num_inference_steps=2,
+            guidance_scale=4.0,
+            latents=noise.permute(0, 2, 1, 3, 4).clone(),
+            max_sequence_length=8,
+            output_type="latent",
+        ).frames.permute(0, 2, 1, 3, 4)
     t = scheduler.sigmas.double().clamp_max(FLOW_T_MAX)  # flow times after set_timesteps(2), ending at 0
-    got = two_steps(bb, sigma_from_t(t).float(), shape, Conditioning(text="a red house", negative_text="a car"),
-                    scale=4.0)
+    got = two_steps(
+        bb, sigma_from_t(t).float(), shape, Conditioning(text="a red house", negative_text="a car"), scale=4.0
+    )
     assert expected.abs().max() > 0.1
     torch.testing.assert_close(got, expected, rtol=1e-3, atol=1e-3)

@@ -71,11 +71,15 @@ class HubBackbone:
     def __init__(self, components: dict[str, Any], settings=None, *, name: str | None = None):
         missing = [k for k, c in self.COMPONENTS.items() if c.required and components.get(k) is None]
         if missing:
-            raise ConfigError(f"{type(self).__name__}: components {missing} are required; build or load them.")
+            raise ConfigError(
+                f"{type(self).__name__}: components {missing} are required; build or load them."
+            )
         unknown = set(components) - set(self.COMPONENTS)
         if unknown:
-            raise ConfigError(f"{type(self).__name__}: unknown components {sorted(unknown)}; "
-                              f"expected some of {sorted(self.COMPONENTS)}.")
+            raise ConfigError(
+                f"{type(self).__name__}: unknown components {sorted(unknown)}; "
+                f"expected some of {sorted(self.COMPONENTS)}."
+            )
         self.components = {k: components.get(k) for k in self.COMPONENTS}
         for module in self.components.values():
             if isinstance(module, torch.nn.Module):
@@ -111,8 +115,9 @@ class HubBackbone:
             if not isinstance(module, torch.nn.Module):
                 continue
             p = next(module.parameters(), None)
-            if p is None or ((device is None or p.device == torch.device(device))
-                             and (dtype is None or p.dtype == dtype)):
+            if p is None or (
+                (device is None or p.device == torch.device(device)) and (dtype is None or p.dtype == dtype)
+            ):
                 continue  # nothing to move (diffusers warns about casts even when they are no-ops)
             module.to(device=device, dtype=dtype)
         return self
@@ -130,29 +135,49 @@ class HubBackbone:
                 module.save_pretrained(str(folder / key), **kwargs)
             elif hasattr(module, "save_config"):
                 module.save_config(str(folder / key))
-        meta = {"adapter": f"{type(self).__module__}.{type(self).__name__}", "name": self.name,
-                "settings": dataclasses.asdict(self.settings)}
+        meta = {
+            "adapter": f"{type(self).__module__}.{type(self).__name__}",
+            "name": self.name,
+            "settings": dataclasses.asdict(self.settings),
+        }
         (folder / ADAPTER_FILE).write_text(json.dumps(meta, indent=2))
         return folder
 
     @classmethod
-    def from_pretrained(cls, source: str | Path, *, allow_download: bool = False, trust_pickle: bool = False,
-                        name: str | None = None, hub_id: str | None = None, folder: str | Path | None = None,
-                        files: tuple[str, ...] = (), device: str | torch.device = "cpu",
-                        torch_dtype: torch.dtype | None = None, cache_dir: str | Path | None = None,
-                        **settings) -> "HubBackbone":
+    def from_pretrained(
+        cls,
+        source: str | Path,
+        *,
+        allow_download: bool = False,
+        trust_pickle: bool = False,
+        name: str | None = None,
+        hub_id: str | None = None,
+        folder: str | Path | None = None,
+        files: tuple[str, ...] = (),
+        device: str | torch.device = "cpu",
+        torch_dtype: torch.dtype | None = None,
+        cache_dir: str | Path | None = None,
+        **settings,
+    ) -> "HubBackbone":
         """Load from a local folder or a hub id (offline unless ``allow_download``).
 
         ``hub_id``/``folder``/``files`` only shape the error message when weights are absent;
         ``cache_dir`` is the Hugging Face hub cache to read hub ids from (default: the standard one);
         ``settings`` override fields of the adapter's ``Settings``."""
-        source_str = str(Path(source).expanduser()) if Path(str(source)).expanduser().exists() else str(source)
+        source_str = (
+            str(Path(source).expanduser()) if Path(str(source)).expanduser().exists() else str(source)
+        )
         local = Path(source_str).is_dir()
         what = name or cls.__name__
 
         def missing():
-            return missing_weights_error(what, source_str, hub_id=hub_id or (None if local else source_str),
-                                         folder=folder or (source_str if local else None), files=files)
+            return missing_weights_error(
+                what,
+                source_str,
+                hub_id=hub_id or (None if local else source_str),
+                folder=folder or (source_str if local else None),
+                files=files,
+            )
 
         if not local and (Path(str(source)).is_absolute() or str(source).startswith((".", "~"))):
             raise missing()
@@ -181,9 +206,16 @@ class HubBackbone:
                 continue
             if local and not trust_pickle:
                 _refuse_pickle_only(sub)
-            components[key] = _load_component(comp, source_str, key, allow_download=allow_download,
-                                              trust_pickle=trust_pickle, torch_dtype=torch_dtype,
-                                              missing=missing, cache_dir=cache_dir)
+            components[key] = _load_component(
+                comp,
+                source_str,
+                key,
+                allow_download=allow_download,
+                trust_pickle=trust_pickle,
+                torch_dtype=torch_dtype,
+                missing=missing,
+                cache_dir=cache_dir,
+            )
         model = cls(components, cls.Settings(**stored), name=name)
         return model.to(device)
 
@@ -208,16 +240,29 @@ class Tokenizer:
 
 def _refuse_pickle_only(sub: Path) -> None:
     weights = list(sub.glob("*.safetensors"))
-    pickles = [p for p in sub.iterdir() if p.suffix in (".bin", ".ckpt", ".pt", ".pth")
-               and not p.name.startswith("training_args")]
+    pickles = [
+        p
+        for p in sub.iterdir()
+        if p.suffix in (".bin", ".ckpt", ".pt", ".pth") and not p.name.startswith("training_args")
+    ]
     if pickles and not weights:
         raise UnsafeCheckpointError(
             f"{pickles[0]}: only pickle weights found in {sub.name}/, which can run code when loaded; "
-            f"convert them to .safetensors or pass {TRUST_FLAG} if you trust their source.")
+            f"convert them to .safetensors or pass {TRUST_FLAG} if you trust their source."
+        )
 
 
-def _load_component(comp: Component, source: str, key: str, *, allow_download: bool, trust_pickle: bool,
-                    torch_dtype, missing, cache_dir=None):
+def _load_component(
+    comp: Component,
+    source: str,
+    key: str,
+    *,
+    allow_download: bool,
+    trust_pickle: bool,
+    torch_dtype,
+    missing,
+    cache_dir=None,
+):
     cls = comp.load_class()
     kwargs: dict[str, Any] = {"subfolder": key, "local_files_only": not allow_download}
     if cache_dir is not None:
@@ -273,39 +318,75 @@ def expand_sigma(sigma: Tensor | float, x: Float[Tensor, "B Fl C h w"]) -> Float
         return s.reshape(*s.shape, 1, 1, 1)
     if s.ndim == 5:
         return s
-    raise ConfigError(f"sigma of shape {tuple(s.shape)} does not broadcast to latents {tuple(x.shape)}; "
-                      "give [B], [B, F] or [B, F, 1|C, h|1, w|1].")
+    raise ConfigError(
+        f"sigma of shape {tuple(s.shape)} does not broadcast to latents {tuple(x.shape)}; "
+        "give [B], [B, F] or [B, F, 1|C, h|1, w|1]."
+    )
 
 
 def uniform_sigma(sigma5: Tensor, x: Tensor, over: str, model: str) -> Tensor:
     """Reduce a 5-D ``sigma`` to one value per batch (``over="batch"``, shape ``[B]``) or per batch
     and latent frame (``over="frame"``, ``[B, Fl]``); the network takes no finer noise levels."""
-    full = sigma5.expand(x.shape[0], x.shape[1], 1, 1, 1) if sigma5.shape[2:] == (1, 1, 1) else \
-        sigma5.expand_as(x)
+    full = (
+        sigma5.expand(x.shape[0], x.shape[1], 1, 1, 1)
+        if sigma5.shape[2:] == (1, 1, 1)
+        else sigma5.expand_as(x)
+    )
     flat = full.flatten(1) if over == "batch" else full.flatten(2)
     ref = flat[..., :1]
     if not torch.allclose(flat, ref.expand_as(flat), rtol=1e-5, atol=1e-6):
-        raise ConfigError(f"{model}: sigma varies within a {'sample' if over == 'batch' else 'frame'}, "
-                          f"which this network cannot take (per_element_sigma is False); give one sigma "
-                          f"per {'batch element' if over == 'batch' else 'frame'}.")
+        raise ConfigError(
+            f"{model}: sigma varies within a {'sample' if over == 'batch' else 'frame'}, "
+            f"which this network cannot take (per_element_sigma is False); give one sigma "
+            f"per {'batch element' if over == 'batch' else 'frame'}."
+        )
     return ref[..., 0]
 
 
-def text_embeddings(tokenizer, encoder, prompts: list[str], max_length: int, device,
-                    what: str) -> tuple[Tensor, Tensor | None]:
+def text_embeddings(
+    tokenizer, encoder, prompts: list[str], max_length: int, device, what: str
+) -> tuple[Tensor, Tensor | None]:
     """Token embeddings ``[B, L, D]`` and the pooled embedding (``None`` for T5-like encoders)."""
     if tokenizer is None or encoder is None:
-        raise ConfigError(f"{what}: this model folder has no tokenizer/text_encoder, so it cannot take the "
-                          "text slot; load the full repository or give no text.")
-    tokens = tokenizer(prompts, padding="max_length", max_length=max_length, truncation=True,
-                       return_tensors="pt")
+        raise ConfigError(
+            f"{what}: this model folder has no tokenizer/text_encoder, so it cannot take the "
+            "text slot; load the full repository or give no text."
+        )
+    tokens = tokenizer(
+        prompts, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt"
+    )
     out = encoder(tokens.input_ids.to(device), output_hidden_states=False)
     pooled = getattr(out, "pooler_output", None)
     return out.last_hidden_state, pooled
 
 
-TINY_WORDS = ("a", "an", "the", "house", "street", "orbit", "object", "red", "blue", "green", "chair", "table",
-              "tree", "car", "of", "with", "in", "on", "view", "photo", "scene", "room", "dog", "cat", "sky")
+TINY_WORDS = (
+    "a",
+    "an",
+    "the",
+    "house",
+    "street",
+    "orbit",
+    "object",
+    "red",
+    "blue",
+    "green",
+    "chair",
+    "table",
+    "tree",
+    "car",
+    "of",
+    "with",
+    "in",
+    "on",
+    "view",
+    "photo",
+    "scene",
+    "room",
+    "dog",
+    "cat",
+    "sky",
+)
 
 
 def tiny_tokenizer(words: tuple[str, ...] = TINY_WORDS):
@@ -316,4 +397,6 @@ def tiny_tokenizer(words: tuple[str, ...] = TINY_WORDS):
     vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(words)}}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+    )

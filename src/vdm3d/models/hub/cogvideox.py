@@ -30,8 +30,15 @@ from torch import Tensor
 
 from vdm3d.diffusion.parameterizations import ve_to_native, x0_from_prediction
 from vdm3d.errors import ConfigError, InputError
-from vdm3d.models.hub.base import (Component, HubBackbone, expand_sigma, images_to_signed, signed_to_images,
-                                   text_embeddings, uniform_sigma)
+from vdm3d.models.hub.base import (
+    Component,
+    HubBackbone,
+    expand_sigma,
+    images_to_signed,
+    signed_to_images,
+    text_embeddings,
+    uniform_sigma,
+)
 from vdm3d.models.protocol import Conditioning
 
 
@@ -66,8 +73,13 @@ class CogVideoXBackbone(HubBackbone):
     process = "vp"
     per_element_sigma = False
 
-    def __init__(self, components: dict[str, Any], settings: CogVideoXSettings | None = None, *,
-                 name: str | None = None):
+    def __init__(
+        self,
+        components: dict[str, Any],
+        settings: CogVideoXSettings | None = None,
+        *,
+        name: str | None = None,
+    ):
         super().__init__(components, settings, name=name or "cogvideox-i2v")
         vcfg, tcfg = self.vae.config, self.transformer.config
         self.latent_channels = int(vcfg.latent_channels)
@@ -78,8 +90,10 @@ class CogVideoXBackbone(HubBackbone):
         self.frames = self.settings.frames
         widths = int(tcfg.in_channels) // self.latent_channels
         if widths not in (2, 3) or int(tcfg.in_channels) % self.latent_channels:
-            raise ConfigError(f"{self.name}: transformer in_channels {tcfg.in_channels} must be 2x (I2V) or 3x "
-                              f"(I2V + maps) the latent channels {self.latent_channels}.")
+            raise ConfigError(
+                f"{self.name}: transformer in_channels {tcfg.in_channels} must be 2x (I2V) or 3x "
+                f"(I2V + maps) the latent channels {self.latent_channels}."
+            )
         self.takes_maps = widths == 3
         self.slots = frozenset({"reference", "keyframes", "text"} | ({"maps"} if self.takes_maps else set()))
         ab = self.scheduler.alphas_cumprod.double().clamp(1e-12, 1.0)
@@ -114,10 +128,21 @@ class CogVideoXBackbone(HubBackbone):
     def _text(self, prompt: str, batch: int) -> Tensor:
         tcfg = self.transformer.config
         if self.text_encoder is None:  # text-free folder: the null embedding is all zeros
-            return torch.zeros(batch, self.settings.max_text_tokens, int(tcfg.text_embed_dim), device=self.device,
-                               dtype=self.dtype)
-        emb, _ = text_embeddings(self.tokenizer, self.text_encoder, [prompt] * batch,
-                                 self.settings.max_text_tokens, self.device, self.name)
+            return torch.zeros(
+                batch,
+                self.settings.max_text_tokens,
+                int(tcfg.text_embed_dim),
+                device=self.device,
+                dtype=self.dtype,
+            )
+        emb, _ = text_embeddings(
+            self.tokenizer,
+            self.text_encoder,
+            [prompt] * batch,
+            self.settings.max_text_tokens,
+            self.device,
+            self.name,
+        )
         return emb.to(self.dtype)
 
     def condition(self, cond: Conditioning, *, null: bool = False) -> CogVideoXCondition:
@@ -125,13 +150,17 @@ class CogVideoXBackbone(HubBackbone):
         if cond.reference is not None:
             keyframes.setdefault(0, cond.reference)
         if not keyframes:
-            raise InputError(f"{self.name}: image-to-video needs a reference image or keyframes; give "
-                             "Conditioning(reference=[B, H, W, 3]) or keyframes={0: ..., last: ...}.")
+            raise InputError(
+                f"{self.name}: image-to-video needs a reference image or keyframes; give "
+                "Conditioning(reference=[B, H, W, 3]) or keyframes={0: ..., last: ...}."
+            )
         B, H, W = next(iter(keyframes.values())).shape[:3]
         frames = int(cond.extras.get("frames", self.frames))  # pixel frames being generated
         n_lat = self._latent_frames(frames)
         h, w = H // self.spatial_factor, W // self.spatial_factor
-        image_latents = torch.zeros(B, n_lat, self.latent_channels, h, w, device=self.device, dtype=self.dtype)
+        image_latents = torch.zeros(
+            B, n_lat, self.latent_channels, h, w, device=self.device, dtype=self.dtype
+        )
         for f, img in sorted(keyframes.items()):
             f = f % frames
             li = (f + self.temporal_factor - 1) // self.temporal_factor  # causal VAE: frame 0 alone
@@ -139,13 +168,19 @@ class CogVideoXBackbone(HubBackbone):
         map_latents = None
         if cond.maps is not None:
             if not self.takes_maps:
-                raise InputError(f"{self.name}: this transformer takes no map latents; widen its patch embedding "
-                                 "(widen_patch_embed) and load the GGI weights, or give no maps.")
+                raise InputError(
+                    f"{self.name}: this transformer takes no map latents; widen its patch embedding "
+                    "(widen_patch_embed) and load the GGI weights, or give no maps."
+                )
             map_latents = self.encode(cond.maps[..., :3])
         elif self.takes_maps:
-            raise InputError(f"{self.name}: this model was widened for edge maps; give Conditioning(maps=[B, F, H, W, 3]).")
+            raise InputError(
+                f"{self.name}: this model was widened for edge maps; give Conditioning(maps=[B, F, H, W, 3])."
+            )
         prompt = (cond.negative_text or "") if null else (cond.text or "")
-        return CogVideoXCondition(text=self._text(prompt, B), image_latents=image_latents, map_latents=map_latents)
+        return CogVideoXCondition(
+            text=self._text(prompt, B), image_latents=image_latents, map_latents=map_latents
+        )
 
     # ------------------------------------------------------------------ denoiser
     def _rotary(self, n_lat: int, h: int, w: int):
@@ -159,13 +194,26 @@ class CogVideoXBackbone(HubBackbone):
         base_h, base_w = int(cfg.sample_height) // p, int(cfg.sample_width) // p
         if p_t is None:
             crops = _fit_grid((gh, gw), (base_h, base_w))
-            return get_3d_rotary_pos_embed(embed_dim=int(cfg.attention_head_dim), crops_coords=crops,
-                                           grid_size=(gh, gw), temporal_size=n_lat, device=self.device)
-        return get_3d_rotary_pos_embed(embed_dim=int(cfg.attention_head_dim), crops_coords=None, grid_size=(gh, gw),
-                                       temporal_size=(n_lat + p_t - 1) // p_t, grid_type="slice",
-                                       max_size=(base_h, base_w), device=self.device)
+            return get_3d_rotary_pos_embed(
+                embed_dim=int(cfg.attention_head_dim),
+                crops_coords=crops,
+                grid_size=(gh, gw),
+                temporal_size=n_lat,
+                device=self.device,
+            )
+        return get_3d_rotary_pos_embed(
+            embed_dim=int(cfg.attention_head_dim),
+            crops_coords=None,
+            grid_size=(gh, gw),
+            temporal_size=(n_lat + p_t - 1) // p_t,
+            grid_type="slice",
+            max_size=(base_h, base_w),
+            device=self.device,
+        )
 
-    def denoise(self, x: Float[Tensor, "B Fl C h w"], sigma: Tensor, cond: CogVideoXCondition) -> Float[Tensor, "B Fl C h w"]:
+    def denoise(
+        self, x: Float[Tensor, "B Fl C h w"], sigma: Tensor, cond: CogVideoXCondition
+    ) -> Float[Tensor, "B Fl C h w"]:
         B, Fl, _, h, w = x.shape
         s = uniform_sigma(expand_sigma(sigma, x), x, "batch", self.name).reshape(B, 1, 1, 1, 1)
         x_native, ab = ve_to_native(x, s, "vp")
@@ -173,13 +221,20 @@ class CogVideoXBackbone(HubBackbone):
         if self.takes_maps:
             parts.append(_batch(cond.map_latents, B))
         if any(p.shape[1:] != x.shape[1:] for p in parts[1:]):
-            raise InputError(f"{self.name}: latents {tuple(x.shape[1:])} and condition latents differ in size; "
-                             "condition with images of the size and frame count being generated.")
+            raise InputError(
+                f"{self.name}: latents {tuple(x.shape[1:])} and condition latents differ in size; "
+                "condition with images of the size and frame count being generated."
+            )
         t = self.timestep_from_sigma(s.reshape(B))
         ofs = x.new_full((B,), 2.0) if self.transformer.config.ofs_embed_dim is not None else None
-        raw = self.transformer(hidden_states=torch.cat(parts, dim=2), encoder_hidden_states=_batch(cond.text, B),
-                               timestep=t.to(self.dtype), ofs=ofs, image_rotary_emb=self._rotary(Fl, h, w),
-                               return_dict=False)[0]
+        raw = self.transformer(
+            hidden_states=torch.cat(parts, dim=2),
+            encoder_hidden_states=_batch(cond.text, B),
+            timestep=t.to(self.dtype),
+            ofs=ofs,
+            image_rotary_emb=self._rotary(Fl, h, w),
+            return_dict=False,
+        )[0]
         return x0_from_prediction(raw.to(x.dtype), x_native, ab, "v", "vp")
 
 
@@ -207,18 +262,26 @@ def widen_patch_embed(transformer, extra_channels: int) -> None:
     record the new ``in_channels`` in the config, so ``save_pretrained`` / ``from_pretrained`` keep it."""
     proj = transformer.patch_embed.proj
     if isinstance(proj, torch.nn.Conv2d):
-        new = torch.nn.Conv2d(proj.in_channels + extra_channels, proj.out_channels, proj.kernel_size,
-                              stride=proj.stride, bias=proj.bias is not None)
+        new = torch.nn.Conv2d(
+            proj.in_channels + extra_channels,
+            proj.out_channels,
+            proj.kernel_size,
+            stride=proj.stride,
+            bias=proj.bias is not None,
+        )
         new.weight.zero_()
-        new.weight[:, :proj.in_channels] = proj.weight
+        new.weight[:, : proj.in_channels] = proj.weight
     elif isinstance(proj, torch.nn.Linear):  # CogVideoX 1.5: patches flattened as (C, p_t, p, p)
         cfg = transformer.config
         per_ch = int(cfg.patch_size) ** 2 * int(cfg.patch_size_t)
         c_old = proj.in_features // per_ch
-        new = torch.nn.Linear(proj.in_features + extra_channels * per_ch, proj.out_features, bias=proj.bias is not None)
+        new = torch.nn.Linear(
+            proj.in_features + extra_channels * per_ch, proj.out_features, bias=proj.bias is not None
+        )
         new.weight.zero_()
-        new.weight.view(proj.out_features, c_old + extra_channels, per_ch)[:, :c_old] = \
-            proj.weight.view(proj.out_features, c_old, per_ch)
+        new.weight.view(proj.out_features, c_old + extra_channels, per_ch)[:, :c_old] = proj.weight.view(
+            proj.out_features, c_old, per_ch
+        )
     else:  # pragma: no cover
         raise ConfigError(f"patch embedding of type {type(proj).__name__} cannot be widened.")
     if proj.bias is not None:
@@ -237,20 +300,54 @@ def tiny_components(seed: int = 0, *, frames: int = 5, size: int = 32, maps: boo
 
     torch.manual_seed(seed)
     vae = AutoencoderKLCogVideoX(
-        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1, norm_num_groups=2,
-        down_block_types=("CogVideoXDownBlock3D",) * 4, up_block_types=("CogVideoXUpBlock3D",) * 4,
-        block_out_channels=(8, 8, 8, 8), temporal_compression_ratio=4, scaling_factor=0.7)
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=2,
+        down_block_types=("CogVideoXDownBlock3D",) * 4,
+        up_block_types=("CogVideoXUpBlock3D",) * 4,
+        block_out_channels=(8, 8, 8, 8),
+        temporal_compression_ratio=4,
+        scaling_factor=0.7,
+    )
     lat = size // 8
     transformer = CogVideoXTransformer3DModel(
-        num_attention_heads=2, attention_head_dim=16, in_channels=8, out_channels=4, time_embed_dim=8,
-        text_embed_dim=16, num_layers=1, sample_width=lat, sample_height=lat, sample_frames=frames, patch_size=2,
-        temporal_compression_ratio=4, max_text_seq_length=8, use_rotary_positional_embeddings=True,
-        use_learned_positional_embeddings=True)
+        num_attention_heads=2,
+        attention_head_dim=16,
+        in_channels=8,
+        out_channels=4,
+        time_embed_dim=8,
+        text_embed_dim=16,
+        num_layers=1,
+        sample_width=lat,
+        sample_height=lat,
+        sample_frames=frames,
+        patch_size=2,
+        temporal_compression_ratio=4,
+        max_text_seq_length=8,
+        use_rotary_positional_embeddings=True,
+        use_learned_positional_embeddings=True,
+    )
     if maps:
         widen_patch_embed(transformer, 4)
-    text_encoder = T5EncoderModel(T5Config(vocab_size=32, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2))
-    scheduler = CogVideoXDDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
-                                       prediction_type="v_prediction", rescale_betas_zero_snr=True,
-                                       snr_shift_scale=1.0, timestep_spacing="trailing", clip_sample=False)
-    return {"transformer": transformer, "vae": vae, "scheduler": scheduler, "text_encoder": text_encoder,
-            "tokenizer": tiny_tokenizer()}
+    text_encoder = T5EncoderModel(
+        T5Config(vocab_size=32, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2)
+    )
+    scheduler = CogVideoXDDIMScheduler(
+        beta_schedule="scaled_linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        prediction_type="v_prediction",
+        rescale_betas_zero_snr=True,
+        snr_shift_scale=1.0,
+        timestep_spacing="trailing",
+        clip_sample=False,
+    )
+    return {
+        "transformer": transformer,
+        "vae": vae,
+        "scheduler": scheduler,
+        "text_encoder": text_encoder,
+        "tokenizer": tiny_tokenizer(),
+    }

@@ -31,8 +31,7 @@ from torch import Tensor
 
 from vdm3d.diffusion.parameterizations import ve_to_native, x0_from_prediction
 from vdm3d.errors import ConfigError, InputError
-from vdm3d.models.hub.base import (Component, HubBackbone, expand_sigma, images_to_signed, signed_to_images,
-                                   uniform_sigma)
+from vdm3d.models.hub.base import Component, HubBackbone, expand_sigma, signed_to_images, uniform_sigma
 from vdm3d.models.protocol import Conditioning
 
 
@@ -58,7 +57,11 @@ class FluxCondition:
 def pack(latents: Float[Tensor, "N C h w"]) -> Float[Tensor, "N T D"]:
     """2x2 patches to tokens: ``[N, C, h, w] -> [N, (h/2)(w/2), 4C]`` (row-major tokens)."""
     N, C, h, w = latents.shape
-    return latents.view(N, C, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(N, (h // 2) * (w // 2), 4 * C)
+    return (
+        latents.view(N, C, h // 2, 2, w // 2, 2)
+        .permute(0, 2, 4, 1, 3, 5)
+        .reshape(N, (h // 2) * (w // 2), 4 * C)
+    )
 
 
 def unpack(tokens: Float[Tensor, "N T D"], h: int, w: int) -> Float[Tensor, "N C h w"]:
@@ -94,7 +97,9 @@ class FluxBackbone(HubBackbone):
     temporal_factor = 1
     frames = None
 
-    def __init__(self, components: dict[str, Any], settings: FluxSettings | None = None, *, name: str | None = None):
+    def __init__(
+        self, components: dict[str, Any], settings: FluxSettings | None = None, *, name: str | None = None
+    ):
         super().__init__(components, settings, name=name or "flux")
         vcfg = self.vae.config
         self.latent_channels = int(vcfg.latent_channels)
@@ -104,8 +109,10 @@ class FluxBackbone(HubBackbone):
         self.resolution = (self.settings.height, self.settings.width)
         self.slots = frozenset({"text"} | ({"maps"} if self.controlnet is not None else set()))
         if int(self.transformer.config.in_channels) != 4 * self.latent_channels:
-            raise ConfigError(f"{self.name}: transformer in_channels {self.transformer.config.in_channels} must be "
-                              f"4x the VAE latent channels {self.latent_channels} (2x2 packing).")
+            raise ConfigError(
+                f"{self.name}: transformer in_channels {self.transformer.config.in_channels} must be "
+                f"4x the VAE latent channels {self.latent_channels} (2x2 packing)."
+            )
 
     # ------------------------------------------------------------------ latents
     def _encode_frames(self, images: Float[Tensor, "N H W 3"]) -> Tensor:
@@ -124,14 +131,26 @@ class FluxBackbone(HubBackbone):
     def _prompt(self, prompt: str) -> tuple[Tensor, Tensor]:
         tcfg = self.transformer.config
         if self.text_encoder_2 is not None:
-            tok = self.tokenizer_2([prompt], padding="max_length", max_length=self.settings.max_text_tokens,
-                                   truncation=True, return_tensors="pt")
+            tok = self.tokenizer_2(
+                [prompt],
+                padding="max_length",
+                max_length=self.settings.max_text_tokens,
+                truncation=True,
+                return_tensors="pt",
+            )
             text = self.text_encoder_2(tok.input_ids.to(self.device)).last_hidden_state
         else:
-            text = torch.zeros(1, self.settings.max_text_tokens, int(tcfg.joint_attention_dim), device=self.device)
+            text = torch.zeros(
+                1, self.settings.max_text_tokens, int(tcfg.joint_attention_dim), device=self.device
+            )
         if self.text_encoder is not None:
-            tok = self.tokenizer([prompt], padding="max_length", max_length=self.settings.clip_tokens,
-                                 truncation=True, return_tensors="pt")
+            tok = self.tokenizer(
+                [prompt],
+                padding="max_length",
+                max_length=self.settings.clip_tokens,
+                truncation=True,
+                return_tensors="pt",
+            )
             pooled = self.text_encoder(tok.input_ids.to(self.device)).pooler_output
         else:
             pooled = torch.zeros(1, int(tcfg.pooled_projection_dim), device=self.device)
@@ -142,8 +161,10 @@ class FluxBackbone(HubBackbone):
         control = None
         if cond.maps is not None:
             if self.controlnet is None:
-                raise InputError(f"{self.name}: no controlnet/ folder is loaded, so edge maps cannot be used; "
-                                 "add a FLUX ControlNet or give no maps.")
+                raise InputError(
+                    f"{self.name}: no controlnet/ folder is loaded, so edge maps cannot be used; "
+                    "add a FLUX ControlNet or give no maps."
+                )
             maps = cond.maps[..., :3]
             B, Fr = maps.shape[:2]
             if self.controlnet.input_hint_block is None:
@@ -154,7 +175,9 @@ class FluxBackbone(HubBackbone):
         return FluxCondition(text=text, pooled=pooled, control=control)
 
     # ------------------------------------------------------------------ denoiser
-    def denoise(self, x: Float[Tensor, "B F C h w"], sigma: Tensor, cond: FluxCondition) -> Float[Tensor, "B F C h w"]:
+    def denoise(
+        self, x: Float[Tensor, "B F C h w"], sigma: Tensor, cond: FluxCondition
+    ) -> Float[Tensor, "B F C h w"]:
         B, Fr, C, h, w = x.shape
         s = uniform_sigma(expand_sigma(sigma, x), x, "frame", self.name).reshape(B, Fr, 1, 1, 1)
         x_native, t = ve_to_native(x, s, "flow")
@@ -165,58 +188,127 @@ class FluxBackbone(HubBackbone):
         pooled = cond.pooled.expand(N, *cond.pooled.shape[1:])
         ids = image_ids(h, w, x.device, self.dtype)
         txt_ids = torch.zeros(text.shape[1], 3, device=x.device, dtype=self.dtype)
-        guidance = (torch.full((N,), self.settings.guidance, device=x.device, dtype=self.dtype)
-                    if self.transformer.config.guidance_embeds else None)
+        guidance = (
+            torch.full((N,), self.settings.guidance, device=x.device, dtype=self.dtype)
+            if self.transformer.config.guidance_embeds
+            else None
+        )
         extra: dict[str, Any] = {}
         if cond.control is not None:
-            control = cond.control if cond.control.shape[0] == B else cond.control.expand(B, *cond.control.shape[1:])
+            control = (
+                cond.control
+                if cond.control.shape[0] == B
+                else cond.control.expand(B, *cond.control.shape[1:])
+            )
             if control.shape[1] != Fr:
-                raise InputError(f"{self.name}: {control.shape[1]} control maps for {Fr} frames; give one per frame.")
-            c_guidance = (torch.full((N,), self.settings.guidance, device=x.device, dtype=self.dtype)
-                          if self.controlnet.config.guidance_embeds else None)
-            blocks, single = self.controlnet(hidden_states=tokens, controlnet_cond=control.flatten(0, 1),
-                                             conditioning_scale=self.settings.control_weight, timestep=t_flat,
-                                             guidance=c_guidance, pooled_projections=pooled, encoder_hidden_states=text,
-                                             txt_ids=txt_ids, img_ids=ids, return_dict=False)
-            extra = {"controlnet_block_samples": blocks, "controlnet_single_block_samples": single,
-                     "controlnet_blocks_repeat": self.controlnet.input_hint_block is not None}
-        raw = self.transformer(hidden_states=tokens, timestep=t_flat, guidance=guidance, pooled_projections=pooled,
-                               encoder_hidden_states=text, txt_ids=txt_ids, img_ids=ids, return_dict=False,
-                               **extra)[0]
+                raise InputError(
+                    f"{self.name}: {control.shape[1]} control maps for {Fr} frames; give one per frame."
+                )
+            c_guidance = (
+                torch.full((N,), self.settings.guidance, device=x.device, dtype=self.dtype)
+                if self.controlnet.config.guidance_embeds
+                else None
+            )
+            blocks, single = self.controlnet(
+                hidden_states=tokens,
+                controlnet_cond=control.flatten(0, 1),
+                conditioning_scale=self.settings.control_weight,
+                timestep=t_flat,
+                guidance=c_guidance,
+                pooled_projections=pooled,
+                encoder_hidden_states=text,
+                txt_ids=txt_ids,
+                img_ids=ids,
+                return_dict=False,
+            )
+            extra = {
+                "controlnet_block_samples": blocks,
+                "controlnet_single_block_samples": single,
+                "controlnet_blocks_repeat": self.controlnet.input_hint_block is not None,
+            }
+        raw = self.transformer(
+            hidden_states=tokens,
+            timestep=t_flat,
+            guidance=guidance,
+            pooled_projections=pooled,
+            encoder_hidden_states=text,
+            txt_ids=txt_ids,
+            img_ids=ids,
+            return_dict=False,
+            **extra,
+        )[0]
         raw = unpack(raw, h, w).unflatten(0, (B, Fr)).to(x.dtype)
         return x0_from_prediction(raw, x_native, t, "flow", "flow")
 
 
 def tiny_components(seed: int = 0, *, controlnet: bool = True) -> dict[str, Any]:
     """A tiny random FLUX-dev + InstantX-style ControlNet layout (real diffusers/transformers classes)."""
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxControlNetModel, FluxTransformer2DModel
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        FluxControlNetModel,
+        FluxTransformer2DModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
     from vdm3d.models.hub.base import tiny_tokenizer
 
     torch.manual_seed(seed)
-    dims = dict(patch_size=1, in_channels=16, attention_head_dim=16, num_attention_heads=2, joint_attention_dim=16,
-                pooled_projection_dim=16, guidance_embeds=True, axes_dims_rope=[4, 6, 6])
+    dims = dict(
+        patch_size=1,
+        in_channels=16,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=16,
+        pooled_projection_dim=16,
+        guidance_embeds=True,
+        axes_dims_rope=[4, 6, 6],
+    )
     transformer = FluxTransformer2DModel(num_layers=1, num_single_layers=1, **dims)
     comps: dict[str, Any] = {"transformer": transformer}
     if controlnet:
         net = FluxControlNetModel(num_layers=1, num_single_layers=1, **dims)
         with torch.no_grad():  # ControlNets start with zeroed outputs; a tiny test one should steer
             for pname, param in net.named_parameters():
-                if pname.startswith(("controlnet_blocks", "controlnet_single_blocks", "controlnet_x_embedder")):
+                if pname.startswith(
+                    ("controlnet_blocks", "controlnet_single_blocks", "controlnet_x_embedder")
+                ):
                     param.normal_(0.0, 0.2)
         comps["controlnet"] = net
-    comps["vae"] = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=8,
-                                 down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-                                 block_out_channels=(8, 8, 8, 8), layers_per_block=1, scaling_factor=0.5,
-                                 shift_factor=0.1, use_quant_conv=False, use_post_quant_conv=False)
-    comps["text_encoder"] = CLIPTextModel(CLIPTextConfig(vocab_size=32, hidden_size=16, intermediate_size=32,
-                                                         num_hidden_layers=1, num_attention_heads=2,
-                                                         max_position_embeddings=16, projection_dim=16,
-                                                         pad_token_id=0, bos_token_id=1, eos_token_id=1))
-    comps["text_encoder_2"] = T5EncoderModel(T5Config(vocab_size=32, d_model=16, d_kv=8, d_ff=32, num_layers=1,
-                                                      num_heads=2))
+    comps["vae"] = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        norm_num_groups=8,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(8, 8, 8, 8),
+        layers_per_block=1,
+        scaling_factor=0.5,
+        shift_factor=0.1,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+    )
+    comps["text_encoder"] = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=32,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            max_position_embeddings=16,
+            projection_dim=16,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=1,
+        )
+    )
+    comps["text_encoder_2"] = T5EncoderModel(
+        T5Config(vocab_size=32, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2)
+    )
     comps["tokenizer"] = tiny_tokenizer()
     comps["tokenizer_2"] = tiny_tokenizer()
-    comps["scheduler"] = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True)
+    comps["scheduler"] = FlowMatchEulerDiscreteScheduler(
+        num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True
+    )
     return comps

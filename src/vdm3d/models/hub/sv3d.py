@@ -51,25 +51,44 @@ class SV3DUNet(UNetSpatioTemporalConditionModel):
 
     @property
     def camera_embed_dim(self) -> int:
-        return (int(self.config.projection_class_embeddings_input_dim) - int(self.config.addition_time_embed_dim)) // 2
+        return (
+            int(self.config.projection_class_embeddings_input_dim) - int(self.config.addition_time_embed_dim)
+        ) // 2
 
     def embed_added_ids(self, ids: Float[Tensor, "B F K"]) -> Float[Tensor, "BF D"]:
         """``[cond_aug, polar, azimuth]`` per frame -> the projected vector embedding ``[B*F, D]``."""
         flat = ids.flatten(0, 1)  # [B*F, K]
-        parts = [get_timestep_embedding(flat[:, 0], int(self.config.addition_time_embed_dim),
-                                        flip_sin_to_cos=True, downscale_freq_shift=0)]
+        parts = [
+            get_timestep_embedding(
+                flat[:, 0],
+                int(self.config.addition_time_embed_dim),
+                flip_sin_to_cos=True,
+                downscale_freq_shift=0,
+            )
+        ]
         if self.camera_embed_dim > 0:
             if flat.shape[1] < 3:
-                raise InputError("SV3D_p needs [cond_aug, polar, azimuth] per frame; give cameras or "
-                                 "extras polars_rad/azimuths_rad.")
+                raise InputError(
+                    "SV3D_p needs [cond_aug, polar, azimuth] per frame; give cameras or "
+                    "extras polars_rad/azimuths_rad."
+                )
             for k in (1, 2):
-                parts.append(get_timestep_embedding(flat[:, k], self.camera_embed_dim, flip_sin_to_cos=True,
-                                                    downscale_freq_shift=0))
+                parts.append(
+                    get_timestep_embedding(
+                        flat[:, k], self.camera_embed_dim, flip_sin_to_cos=True, downscale_freq_shift=0
+                    )
+                )
         vector = torch.cat(parts, dim=-1).to(self.dtype)
         return self.add_embedding(vector)
 
-    def forward(self, sample: Tensor, timestep: Tensor, encoder_hidden_states: Tensor, added_time_ids: Tensor,
-                return_dict: bool = True):
+    def forward(
+        self,
+        sample: Tensor,
+        timestep: Tensor,
+        encoder_hidden_states: Tensor,
+        added_time_ids: Tensor,
+        return_dict: bool = True,
+    ):
         B, Fr = sample.shape[:2]
         t = torch.as_tensor(timestep, device=sample.device).reshape(-1).expand(B)
         emb = self.time_embedding(self.time_proj(t).to(sample.dtype))  # [B, D]
@@ -81,26 +100,38 @@ class SV3DUNet(UNetSpatioTemporalConditionModel):
         only_images = torch.zeros(B, Fr, dtype=h.dtype, device=h.device)
         skips = [h]
         for block in self.down_blocks:
-            kwargs = {"encoder_hidden_states": context} if getattr(block, "has_cross_attention", False) else {}
+            kwargs = (
+                {"encoder_hidden_states": context} if getattr(block, "has_cross_attention", False) else {}
+            )
             h, res = block(hidden_states=h, temb=emb, image_only_indicator=only_images, **kwargs)
             skips.extend(res)
-        h = self.mid_block(hidden_states=h, temb=emb, encoder_hidden_states=context,
-                           image_only_indicator=only_images)
-        odd = any(n % 2 ** self.num_upsamplers for n in sample.shape[-2:])
+        h = self.mid_block(
+            hidden_states=h, temb=emb, encoder_hidden_states=context, image_only_indicator=only_images
+        )
+        odd = any(n % 2**self.num_upsamplers for n in sample.shape[-2:])
         for i, block in enumerate(self.up_blocks):
             n = len(block.resnets)
             res, skips = tuple(skips[-n:]), skips[:-n]
-            kwargs = {"encoder_hidden_states": context} if getattr(block, "has_cross_attention", False) else {}
+            kwargs = (
+                {"encoder_hidden_states": context} if getattr(block, "has_cross_attention", False) else {}
+            )
             size = skips[-1].shape[2:] if (odd and i < len(self.up_blocks) - 1) else None
-            h = block(hidden_states=h, temb=emb, res_hidden_states_tuple=res, upsample_size=size,
-                      image_only_indicator=only_images, **kwargs)
+            h = block(
+                hidden_states=h,
+                temb=emb,
+                res_hidden_states_tuple=res,
+                upsample_size=size,
+                image_only_indicator=only_images,
+                **kwargs,
+            )
         h = self.conv_out(self.conv_act(self.conv_norm_out(h)))
         out = h.unflatten(0, (B, Fr))
         return UNetSpatioTemporalConditionOutput(sample=out) if return_dict else (out,)
 
 
-def polar_azimuth_from_cameras(cameras: Cameras, up: tuple[float, float, float] = (0.0, 0.0, 1.0)
-                               ) -> tuple[Float[Tensor, "*B F"], Float[Tensor, "*B F"]]:
+def polar_azimuth_from_cameras(
+    cameras: Cameras, up: tuple[float, float, float] = (0.0, 0.0, 1.0)
+) -> tuple[Float[Tensor, "*B F"], Float[Tensor, "*B F"]]:
     """SV3D angles of orbit cameras around the origin: polar from ``up`` (rad) and azimuth (rad, in
     [0, 2 pi)) measured from the last frame (the input view), counter-clockwise about ``up``."""
     centers = cameras.centers  # [..., F, 3]
@@ -133,17 +164,27 @@ class SV3DBackbone(SVDBackbone):
     """SV3D_p (cameras) / SV3D_u (fixed orbit): EDM v-prediction, per-frame camera embeddings."""
 
     COMPONENTS: ClassVar[dict[str, Component]] = {
-        **SVDBackbone.COMPONENTS, "unet": Component("vdm3d.models.hub.sv3d.SV3DUNet")}
+        **SVDBackbone.COMPONENTS,
+        "unet": Component("vdm3d.models.hub.sv3d.SV3DUNet"),
+    }
     Settings: ClassVar[type] = SV3DSettings
 
-    def __init__(self, components: dict[str, Any], settings: SV3DSettings | None = None, *, name: str | None = None):
+    def __init__(
+        self, components: dict[str, Any], settings: SV3DSettings | None = None, *, name: str | None = None
+    ):
         super().__init__(components, settings, name=name or "sv3d")
-        self.slots = frozenset({"reference", "cameras"}) if self.unet.camera_embed_dim > 0 else frozenset({"reference"})
+        self.slots = (
+            frozenset({"reference", "cameras"})
+            if self.unet.camera_embed_dim > 0
+            else frozenset({"reference"})
+        )
 
     def default_angles(self, frames: int) -> tuple[Tensor, Tensor]:
         """SV3D's default orbit: constant elevation, azimuths ``linspace(0, 360, F+1)[1:]`` re-referenced
         to the last frame (which is the input view, azimuth 0)."""
-        polar = torch.full((frames,), math.radians(90.0 - self.settings.default_elevation_deg), dtype=torch.float64)
+        polar = torch.full(
+            (frames,), math.radians(90.0 - self.settings.default_elevation_deg), dtype=torch.float64
+        )
         az_deg = torch.linspace(0, 360, frames + 1, dtype=torch.float64)[1:] % 360
         az = torch.deg2rad((az_deg - az_deg[-1]) % 360)
         return polar, az
@@ -165,8 +206,10 @@ class SV3DBackbone(SVDBackbone):
 
     def denoise(self, x, sigma, cond):
         if cond.added_time_ids.ndim == 3 and cond.added_time_ids.shape[1] != x.shape[1]:
-            raise InputError(f"{self.name}: {cond.added_time_ids.shape[1]} cameras for {x.shape[1]} latent "
-                             "frames; give one camera per frame.")
+            raise InputError(
+                f"{self.name}: {cond.added_time_ids.shape[1]} cameras for {x.shape[1]} latent "
+                "frames; give one camera per frame."
+            )
         return super().denoise(x, sigma, cond)
 
 
@@ -174,10 +217,18 @@ def tiny_components(seed: int = 0, *, cameras: bool = True) -> dict[str, Any]:
     """A tiny random SV3D (8-wide sinusoids for cond_aug, 12-wide for each angle) with a per-frame VAE."""
     from diffusers import AutoencoderKL
 
-    comps = svd_tiny_components(seed, addition_dim=8, projection_dim=8 + 2 * 12 if cameras else 8, unet_cls=SV3DUNet)
+    comps = svd_tiny_components(
+        seed, addition_dim=8, projection_dim=8 + 2 * 12 if cameras else 8, unet_cls=SV3DUNet
+    )
     torch.manual_seed(seed + 1)
-    comps["vae"] = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4,
-                                 down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-                                 up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-                                 block_out_channels=(16, 16), layers_per_block=1, norm_num_groups=8)
+    comps["vae"] = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        block_out_channels=(16, 16),
+        layers_per_block=1,
+        norm_num_groups=8,
+    )
     return comps

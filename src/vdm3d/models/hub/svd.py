@@ -35,8 +35,14 @@ from torch import Tensor
 
 from vdm3d.diffusion.parameterizations import edm_precondition, ve_to_native, x0_from_prediction
 from vdm3d.errors import ConfigError, InputError
-from vdm3d.models.hub.base import (Component, HubBackbone, expand_sigma, images_to_signed, signed_to_images,
-                                   uniform_sigma)
+from vdm3d.models.hub.base import (
+    Component,
+    HubBackbone,
+    expand_sigma,
+    images_to_signed,
+    signed_to_images,
+    uniform_sigma,
+)
 from vdm3d.models.protocol import Conditioning
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -58,8 +64,9 @@ class SVDSettings:
     """frames decoded at a time (memory)"""
 
 
-V3D_SETTINGS = SVDSettings(frames=18, height=512, width=512, fps_id=1, motion_bucket_id=300,
-                           noise_aug_strength=0.02)
+V3D_SETTINGS = SVDSettings(
+    frames=18, height=512, width=512, fps_id=1, motion_bucket_id=300, noise_aug_strength=0.02
+)
 
 
 @dataclasses.dataclass
@@ -85,7 +92,9 @@ class SVDBackbone(HubBackbone):
     per_element_sigma = False
     temporal_factor = 1
 
-    def __init__(self, components: dict[str, Any], settings: SVDSettings | None = None, *, name: str | None = None):
+    def __init__(
+        self, components: dict[str, Any], settings: SVDSettings | None = None, *, name: str | None = None
+    ):
         super().__init__(components, settings, name=name or "svd")
         vae_cfg = self.vae.config
         self.latent_channels = int(vae_cfg.latent_channels)
@@ -95,8 +104,10 @@ class SVDBackbone(HubBackbone):
         self.frames = self.settings.frames
         in_ch = int(self.unet.config.in_channels)
         if in_ch != 2 * self.latent_channels:
-            raise ConfigError(f"{self.name}: unet in_channels {in_ch} must be twice the VAE latent channels "
-                              f"{self.latent_channels} (noisy latents + image latents).")
+            raise ConfigError(
+                f"{self.name}: unet in_channels {in_ch} must be twice the VAE latent channels "
+                f"{self.latent_channels} (noisy latents + image latents)."
+            )
 
     @property
     def sigma_range(self) -> tuple[float, float]:
@@ -119,7 +130,7 @@ class SVDBackbone(HubBackbone):
         for b in range(B):
             chunks = []
             for start in range(0, Fr, self.settings.decode_chunk):
-                zc = z[b, start:start + self.settings.decode_chunk]
+                zc = z[b, start : start + self.settings.decode_chunk]
                 out = self.vae.decode(zc, num_frames=zc.shape[0]) if temporal else self.vae.decode(zc)
                 chunks.append(out.sample)
             videos.append(torch.cat(chunks))
@@ -142,14 +153,17 @@ class SVDBackbone(HubBackbone):
 
     def _added_ids(self, batch: int, cond: Conditioning) -> Tensor:
         s = self.settings
-        ids = torch.tensor([s.fps_id, s.motion_bucket_id, s.noise_aug_strength], dtype=self.dtype,
-                           device=self.device)
+        ids = torch.tensor(
+            [s.fps_id, s.motion_bucket_id, s.noise_aug_strength], dtype=self.dtype, device=self.device
+        )
         return ids.expand(batch, 3)
 
     def condition(self, cond: Conditioning, *, null: bool = False) -> SVDCondition:
         if cond.reference is None:
-            raise InputError(f"{self.name}: the reference slot is empty; give the input image as "
-                             "Conditioning(reference=[B, H, W, 3] in [0, 1]).")
+            raise InputError(
+                f"{self.name}: the reference slot is empty; give the input image as "
+                "Conditioning(reference=[B, H, W, 3] in [0, 1])."
+            )
         ref = cond.reference
         B = ref.shape[0]
         embeds = self._clip_embeds(ref)
@@ -159,23 +173,34 @@ class SVDBackbone(HubBackbone):
         latents = self.vae.encode(noisy).latent_dist.mode()[:, None]  # unscaled, as SVD was trained
         if null:
             embeds, latents = torch.zeros_like(embeds), torch.zeros_like(latents)
-        return SVDCondition(image_embeds=embeds, image_latents=latents, added_time_ids=self._added_ids(B, cond))
+        return SVDCondition(
+            image_embeds=embeds, image_latents=latents, added_time_ids=self._added_ids(B, cond)
+        )
 
     # ------------------------------------------------------------------ denoiser
-    def denoise(self, x: Float[Tensor, "B F C h w"], sigma: Tensor, cond: SVDCondition) -> Float[Tensor, "B F C h w"]:
+    def denoise(
+        self, x: Float[Tensor, "B F C h w"], sigma: Tensor, cond: SVDCondition
+    ) -> Float[Tensor, "B F C h w"]:
         B, Fr = x.shape[:2]
         s = uniform_sigma(expand_sigma(sigma, x), x, "batch", self.name).reshape(B, 1, 1, 1, 1)
         x_native, t = ve_to_native(x, s, "edm")
         _, _, c_in, c_noise = edm_precondition(t, kind="v")
         if cond.image_latents.shape[-2:] != x.shape[-2:]:
-            raise InputError(f"{self.name}: latents {tuple(x.shape[-2:])} and reference latents "
-                             f"{tuple(cond.image_latents.shape[-2:])} differ; give a reference image of the "
-                             "size being generated.")
+            raise InputError(
+                f"{self.name}: latents {tuple(x.shape[-2:])} and reference latents "
+                f"{tuple(cond.image_latents.shape[-2:])} differ; give a reference image of the "
+                "size being generated."
+            )
         image_latents = _batch(cond.image_latents, B).expand(B, Fr, *cond.image_latents.shape[2:])
         inp = torch.cat([(x_native * c_in).to(self.dtype), image_latents.to(self.dtype)], dim=2)
         ids = _batch(cond.added_time_ids, B)
-        raw = self.unet(inp, c_noise.reshape(B).to(self.dtype), encoder_hidden_states=_batch(cond.image_embeds, B),
-                        added_time_ids=ids, return_dict=False)[0]
+        raw = self.unet(
+            inp,
+            c_noise.reshape(B).to(self.dtype),
+            encoder_hidden_states=_batch(cond.image_embeds, B),
+            added_time_ids=ids,
+            return_dict=False,
+        )[0]
         return x0_from_prediction(raw.to(x.dtype), x_native, t, "v", "edm")
 
 
@@ -185,33 +210,72 @@ def _batch(t: Tensor, B: int) -> Tensor:
         return t
     if t.shape[0] == 1:
         return t.expand(B, *t.shape[1:])
-    raise InputError(f"condition batch {t.shape[0]} does not match latents batch {B}; condition each sample "
-                     "or give one condition for all.")
+    raise InputError(
+        f"condition batch {t.shape[0]} does not match latents batch {B}; condition each sample "
+        "or give one condition for all."
+    )
 
 
-def tiny_components(seed: int = 0, *, latent_channels: int = 4, addition_dim: int = 8,
-                    projection_dim: int | None = None, unet_cls=None, width: int = 32) -> dict[str, Any]:
+def tiny_components(
+    seed: int = 0,
+    *,
+    latent_channels: int = 4,
+    addition_dim: int = 8,
+    projection_dim: int | None = None,
+    unet_cls=None,
+    width: int = 32,
+) -> dict[str, Any]:
     """A tiny random SVD (the real diffusers/transformers classes, a few thousand weights each)."""
-    from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler, UNetSpatioTemporalConditionModel
+    from diffusers import (
+        AutoencoderKLTemporalDecoder,
+        EulerDiscreteScheduler,
+        UNetSpatioTemporalConditionModel,
+    )
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     torch.manual_seed(seed)
     unet_cls = unet_cls or UNetSpatioTemporalConditionModel
     unet = unet_cls(
-        sample_size=16, in_channels=2 * latent_channels, out_channels=latent_channels,
+        sample_size=16,
+        in_channels=2 * latent_channels,
+        out_channels=latent_channels,
         down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
         up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"),
-        block_out_channels=(width, 2 * width), layers_per_block=1, cross_attention_dim=16,
-        num_attention_heads=(2, 4), addition_time_embed_dim=addition_dim,
-        projection_class_embeddings_input_dim=projection_dim or 3 * addition_dim)
-    vae = AutoencoderKLTemporalDecoder(in_channels=3, out_channels=3, latent_channels=latent_channels,
-                                       down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-                                       block_out_channels=(32, 32), layers_per_block=1)
-    clip = CLIPVisionModelWithProjection(CLIPVisionConfig(
-        hidden_size=16, projection_dim=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-        image_size=32, patch_size=8))
-    scheduler = EulerDiscreteScheduler(prediction_type="v_prediction", timestep_type="continuous",
-                                       sigma_min=0.002, sigma_max=700.0, use_karras_sigmas=True,
-                                       interpolation_type="linear", beta_schedule="scaled_linear",
-                                       beta_start=0.00085, beta_end=0.012)
+        block_out_channels=(width, 2 * width),
+        layers_per_block=1,
+        cross_attention_dim=16,
+        num_attention_heads=(2, 4),
+        addition_time_embed_dim=addition_dim,
+        projection_class_embeddings_input_dim=projection_dim or 3 * addition_dim,
+    )
+    vae = AutoencoderKLTemporalDecoder(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=latent_channels,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        block_out_channels=(32, 32),
+        layers_per_block=1,
+    )
+    clip = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=16,
+            projection_dim=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            image_size=32,
+            patch_size=8,
+        )
+    )
+    scheduler = EulerDiscreteScheduler(
+        prediction_type="v_prediction",
+        timestep_type="continuous",
+        sigma_min=0.002,
+        sigma_max=700.0,
+        use_karras_sigmas=True,
+        interpolation_type="linear",
+        beta_schedule="scaled_linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+    )
     return {"unet": unet, "vae": vae, "image_encoder": clip, "scheduler": scheduler}

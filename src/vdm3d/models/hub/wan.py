@@ -62,7 +62,9 @@ class WanBackbone(HubBackbone):
     per_element_sigma = True
     slots = frozenset({"text"})
 
-    def __init__(self, components: dict[str, Any], settings: WanSettings | None = None, *, name: str | None = None):
+    def __init__(
+        self, components: dict[str, Any], settings: WanSettings | None = None, *, name: str | None = None
+    ):
         super().__init__(components, settings, name=name or "wan2.1-t2v")
         vcfg = self.vae.config
         self.latent_channels = int(vcfg.z_dim)
@@ -91,8 +93,15 @@ class WanBackbone(HubBackbone):
         L, dim = self.settings.max_text_tokens, int(self.transformer.config.text_dim)
         if self.text_encoder is None:
             return torch.zeros(batch, L, dim, device=self.device, dtype=self.dtype)
-        tokens = self.tokenizer([prompt] * batch, padding="max_length", max_length=L, truncation=True,
-                                add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
+        tokens = self.tokenizer(
+            [prompt] * batch,
+            padding="max_length",
+            max_length=L,
+            truncation=True,
+            add_special_tokens=True,
+            return_attention_mask=True,
+            return_tensors="pt",
+        )
         mask = tokens.attention_mask.to(self.device)
         emb = self.text_encoder(tokens.input_ids.to(self.device), mask).last_hidden_state
         return (emb * mask[..., None]).to(self.dtype)  # Wan zeroes the padded positions
@@ -108,12 +117,16 @@ class WanBackbone(HubBackbone):
         full = t5.expand(x.shape[0], x.shape[1], 1, x.shape[3], x.shape[4])
         return (full[:, ::pt, 0, ::ph, ::pw] * self.num_train_timesteps).flatten(1)
 
-    def denoise(self, x: Float[Tensor, "B Fl C h w"], sigma: Tensor, cond: WanCondition) -> Float[Tensor, "B Fl C h w"]:
+    def denoise(
+        self, x: Float[Tensor, "B Fl C h w"], sigma: Tensor, cond: WanCondition
+    ) -> Float[Tensor, "B Fl C h w"]:
         B = x.shape[0]
         s5 = expand_sigma(sigma, x)
         if s5.shape[2] != 1:
-            raise InputError(f"{self.name}: sigma varies over latent channels ({tuple(s5.shape)}); give one "
-                             "value per latent pixel ([B, Fl, 1, h, w]).")
+            raise InputError(
+                f"{self.name}: sigma varies over latent channels ({tuple(s5.shape)}); give one "
+                "value per latent pixel ([B, Fl, 1, h, w])."
+            )
         x_native, t = ve_to_native(x, s5, "flow")
         flat = t.expand(B, *t.shape[1:]).flatten(1)
         if torch.equal(flat, flat[:, :1].expand_as(flat)):
@@ -121,9 +134,12 @@ class WanBackbone(HubBackbone):
         else:
             timestep = self.token_timesteps(t, x)
         text = cond.text if cond.text.shape[0] == B else cond.text.expand(B, *cond.text.shape[1:])
-        raw = self.transformer(hidden_states=x_native.permute(0, 2, 1, 3, 4).to(self.dtype),
-                               timestep=timestep.to(self.dtype), encoder_hidden_states=text,
-                               return_dict=False)[0]
+        raw = self.transformer(
+            hidden_states=x_native.permute(0, 2, 1, 3, 4).to(self.dtype),
+            timestep=timestep.to(self.dtype),
+            encoder_hidden_states=text,
+            return_dict=False,
+        )[0]
         return x0_from_prediction(raw.permute(0, 2, 1, 3, 4).to(x.dtype), x_native, t, "flow", "flow")
 
 
@@ -135,14 +151,35 @@ def tiny_components(seed: int = 0) -> dict[str, Any]:
     from vdm3d.models.hub.base import tiny_tokenizer
 
     torch.manual_seed(seed)
-    vae = AutoencoderKLWan(base_dim=8, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
-                           temperal_downsample=[False, True, True],
-                           latents_mean=[0.1, -0.2, 0.3, 0.0], latents_std=[1.5, 0.8, 1.2, 1.0])
-    transformer = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8,
-                                        in_channels=4, out_channels=4, text_dim=16, freq_dim=16, ffn_dim=32,
-                                        num_layers=1, rope_max_seq_len=32)
-    text_encoder = UMT5EncoderModel(UMT5Config(vocab_size=32, d_model=16, d_kv=8, d_ff=32, num_layers=1,
-                                               num_heads=2))
+    vae = AutoencoderKLWan(
+        base_dim=8,
+        z_dim=4,
+        dim_mult=[1, 1, 1, 1],
+        num_res_blocks=1,
+        temperal_downsample=[False, True, True],
+        latents_mean=[0.1, -0.2, 0.3, 0.0],
+        latents_std=[1.5, 0.8, 1.2, 1.0],
+    )
+    transformer = WanTransformer3DModel(
+        patch_size=(1, 2, 2),
+        num_attention_heads=2,
+        attention_head_dim=8,
+        in_channels=4,
+        out_channels=4,
+        text_dim=16,
+        freq_dim=16,
+        ffn_dim=32,
+        num_layers=1,
+        rope_max_seq_len=32,
+    )
+    text_encoder = UMT5EncoderModel(
+        UMT5Config(vocab_size=32, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2)
+    )
     scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=5.0)
-    return {"transformer": transformer, "vae": vae, "scheduler": scheduler, "text_encoder": text_encoder,
-            "tokenizer": tiny_tokenizer()}
+    return {
+        "transformer": transformer,
+        "vae": vae,
+        "scheduler": scheduler,
+        "text_encoder": text_encoder,
+        "tokenizer": tiny_tokenizer(),
+    }
