@@ -196,7 +196,7 @@ def sample(backbone: Any, sigmas: Tensor, *, cond: Conditioning | None = None,
             state = StepState(x=x_in, x0=x0, x0_cond=x0_cond, x0_uncond=x0_uncond, x_next=x_next, **base)
             new = hook.after_step(state)
             x_next = new if new is not None else x_next
-        x = torch.where(frozen, x_start, x_next.detach())
+        x = torch.where(frozen, x_start, x_next.detach()) if bool(frozen.any()) else x_next.detach()
         if progress is not None:
             progress(m + 1, steps)
     return x
