@@ -6,15 +6,16 @@ degree 3, seen from the data set's first real camera resized to ``S x S`` (a ran
 stands in when the data folder is absent). The loss is a fixed random cotangent on rgb, depth and
 alpha, so the backward reaches every Gaussian parameter.
 
-Method: each (backend, N, S) runs in a fresh subprocess, single-threaded by default (the machines
-are shared; ``--threads`` changes it). Time is the best of ``--reps`` forward+backward passes after
-one warm-up (the reference: its single pass), as wall-clock and as process CPU time. Peak memory
-is the growth of the process's resident set during the first pass (before any warm-up): the
-kernel's high-water mark is reset through ``/proc/self/clear_refs`` just before it and read from
-``VmHWM`` after. tracemalloc does not see torch's allocations and ``resource.getrusage`` maxrss
-cannot be reset (it is only the fallback); glibc's mmap threshold is pinned at 128 KiB
-(``MALLOC_MMAP_THRESHOLD_``) so freed tensors leave the resident set at once and it tracks live
-memory. On CUDA it is ``torch.cuda.max_memory_allocated``.
+Method: each (backend, N, S) runs in two fresh subprocesses, single-threaded by default (the
+machines are shared; ``--threads`` changes it). Time: the best of ``--reps`` forward+backward
+passes after one warm-up (the reference: its single pass), as wall-clock and as process CPU time.
+Memory: after a 64-Gaussian 32x32 render has paged in the code, the growth of the resident set
+during one full pass (from the parameters, which are not counted, to their gradients): the kernel's high-water mark is reset through ``/proc/self/clear_refs`` just
+before it and read from ``VmHWM`` after, with glibc's mmap threshold pinned at 128 KiB
+(``MALLOC_MMAP_THRESHOLD_``) so that freed tensors leave the resident set at once and it tracks
+live memory rather than the allocator's cache. (tracemalloc does not see torch's allocations;
+``resource.getrusage`` maxrss cannot be reset and is only the fallback.) On CUDA it is
+``torch.cuda.max_memory_allocated``.
 
 The dense reference is skipped when ``N * S * S`` exceeds ``--ref-max-pairs`` (it evaluates every
 pair; the table says how long it would take at the rate measured in the same run, and how much its
@@ -69,7 +70,7 @@ def rss_kb(field: str) -> int:
     raise KeyError(field)
 
 
-def worker(backend: str, n: int, size: int, reps: int, threads: int) -> dict:
+def worker(backend: str, n: int, size: int, reps: int, threads: int, mode: str) -> dict:
     import torch
 
     from vdm3d.splat import render
@@ -77,11 +78,13 @@ def worker(backend: str, n: int, size: int, reps: int, threads: int) -> dict:
     torch.set_num_threads(threads)
     device = "cuda" if backend == "gsplat" else "cpu"
     g, cam = build_scene(n, size, device)
-    gen = torch.Generator().manual_seed(1)
-    cot = [torch.randn(1, size, size, k, generator=gen).squeeze(-1).to(device) for k in (3, 1, 1)]
+    state = {}
 
-    def step():
-        h = g.clone().requires_grad_()
+    def step(g, cam):
+        gen = torch.Generator().manual_seed(1)
+        cot = [torch.randn(1, cam.height, cam.width, k, generator=gen).squeeze(-1).to(device) for k in (3, 1, 1)]
+        h = g.clone().requires_grad_()  # the parameters exist before a render: not counted
+        state["base"] = reset_peak(device)
         t0, c0 = time.perf_counter(), time.process_time()
         out = render(h, cam, backend=backend)
         loss = (out.rgb * cot[0]).sum() + (out.depth * cot[1]).sum() + (out.alpha * cot[2]).sum()
@@ -90,44 +93,58 @@ def worker(backend: str, n: int, size: int, reps: int, threads: int) -> dict:
             torch.cuda.synchronize()
         return time.perf_counter() - t0, time.process_time() - c0
 
-    # Memory: the first pass, before any warm-up, so nothing it needs is already cached.
+    if mode == "time":
+        if backend == "torch_ref":  # too slow to repeat: one pass
+            times = [step(g, cam)]
+        else:
+            step(g, cam)  # warm-up
+            times = [step(g, cam) for _ in range(reps)]
+        return {"wall": min(t[0] for t in times), "cpu": min(t[1] for t in times)}
+
+    # Memory: a tiny render first pages in the code, then the real pass is measured.
+    step(g[:64], cam.resize(32, 32))
     gc.collect()
-    method = "VmHWM"
+    step(g, cam)
     if device == "cuda":
+        return {"peak": torch.cuda.max_memory_allocated() - state["base"], "method": "cuda.max_memory_allocated"}
+    if state["base"] is not None:
+        return {"peak": max(rss_kb("VmHWM") * 1024 - state["base"], 0), "method": "VmHWM"}
+    import resource  # no /proc: the high-water mark of the whole process is all there is
+
+    return {"peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "method": "maxrss (absolute)"}
+
+
+def reset_peak(device: str) -> int | None:
+    """Reset the peak-memory mark; return the current usage in bytes (None where unsupported)."""
+    if device == "cuda":
+        import torch
+
         torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    else:
-        try:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")  # reset the peak-RSS high-water mark
-            base = rss_kb("VmRSS") * 1024
-        except OSError:
-            import resource
-            method, base = "maxrss", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    first = step()
-    if device == "cuda":
-        peak = torch.cuda.max_memory_allocated() - base
-    elif method == "VmHWM":
-        peak = rss_kb("VmHWM") * 1024 - base
-    else:
-        import resource
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
-    # Time: the first pass was the warm-up; the reference is too slow to repeat, so it keeps it.
-    times = [first] if backend == "torch_ref" else [step() for _ in range(reps)]
-    return {"wall": min(t[0] for t in times), "cpu": min(t[1] for t in times), "peak": max(peak, 0),
-            "method": method}
+        return torch.cuda.memory_allocated()
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM to the current resident set
+        return rss_kb("VmRSS") * 1024
+    except OSError:
+        return None
 
 
 def run_one(backend: str, n: int, size: int, reps: int, threads: int) -> dict:
-    cmd = [sys.executable, __file__, "--worker", backend, str(n), str(size), "--reps", str(reps),
-           "--threads", str(threads)]
-    # A fixed mmap threshold makes glibc return freed large blocks to the OS at once, so the resident
-    # set follows the live allocations instead of what the allocator keeps cached.
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MALLOC_MMAP_THRESHOLD_="131072")
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if res.returncode != 0:
-        return {"error": res.stderr.strip().splitlines()[-1] if res.stderr.strip() else f"exit {res.returncode}"}
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    result = {}
+    for mode in ("time", "memory"):
+        cmd = [sys.executable, __file__, "--worker", backend, str(n), str(size), mode, "--reps", str(reps),
+               "--threads", str(threads)]
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        if mode == "memory":
+            # A fixed mmap threshold makes glibc hand freed large blocks back to the OS at once, so the
+            # resident set follows live allocations, not what the allocator keeps cached.
+            env["MALLOC_MMAP_THRESHOLD_"] = "131072"
+        res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if res.returncode != 0:
+            err = res.stderr.strip().splitlines()
+            return {"error": err[-1] if err else f"exit {res.returncode}"}
+        result.update(json.loads(res.stdout.strip().splitlines()[-1]))
+    return result
 
 
 def main() -> None:
@@ -137,11 +154,11 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--ref-max-pairs", type=float, default=6e8)
-    p.add_argument("--worker", nargs=3, metavar=("BACKEND", "N", "SIZE"), help=argparse.SUPPRESS)
+    p.add_argument("--worker", nargs=4, metavar=("BACKEND", "N", "SIZE", "MODE"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
         backend, n, size = args.worker[0], int(args.worker[1]), int(args.worker[2])
-        print(json.dumps(worker(backend, n, size, args.reps, args.threads)))
+        print(json.dumps(worker(backend, n, size, args.reps, args.threads, args.worker[3])))
         return
 
     import torch
@@ -186,7 +203,8 @@ def main() -> None:
                       f"{r['peak'] / max(ref['peak'], 1):.3f}"]
         print(f"| {backend} | {n} | {size} | {r['wall']:.3f} | {r['cpu']:.3f} | {r['peak'] / 2**20:.1f} | "
               + " | ".join(ratios) + " |")
-    print(f"peak memory method: {rows[0][3]['method'] if rows and rows[0][3] and 'method' in rows[0][3] else 'n/a'}")
+    methods = {r["method"] for _, _, _, r, _ in rows if r and "method" in r}
+    print(f"peak memory method: {', '.join(sorted(methods)) or 'n/a'}")
 
 
 if __name__ == "__main__":

@@ -72,7 +72,7 @@ def eval_sh(degree: int, sh: Float[Tensor, "*B K 3"], dirs: Float[Tensor, "*B 3"
         raise ConfigError(f"eval_sh: degree {degree} needs {k} coefficients per channel but the Gaussians "
                           f"have {sh.shape[-2]}; lower sh_degree.")
     basis = sh_basis(degree, dirs)  # [*B, K]
-    rgb = (basis.unsqueeze(-1) * sh[..., :k, :]).sum(-2)  # [*B, 3]
+    rgb = torch.einsum("...k,...kc->...c", basis, sh[..., :k, :])  # no [*B, K, 3] temporary
     return (rgb + 0.5).clamp_min(0.0)
 
 

@@ -38,7 +38,7 @@ from vdm3d.splat.gaussians import Gaussians
 from vdm3d.splat.projection import ALPHA_MAX, ALPHA_MIN, T_MIN, project_gaussians
 
 TILE = 8
-CHUNK = 1 << 18  # pixel-Gaussian evaluations per step (1 MB per float32 array; ~8 live at once)
+CHUNK = 1 << 17  # pixel-Gaussian evaluations per step (512 KB per float32 array; ~8 live at once)
 _EMPTY_LOG_OPACITY = -1.0e4  # padding entries: exp() of it is exactly 0
 
 
