@@ -34,12 +34,13 @@ def load_rasterization(device: torch.device | None = None):
     except ImportError as exc:
         raise GsplatUnavailableError(
             f"render backend 'gsplat': the gsplat package is not importable ({exc}); install it with "
-            "`pip install -c constraints.txt 'vdm3d[cuda]'` on a CUDA machine, or use backend='torch'.") from exc
+            "`pip install -c constraints.txt 'vdm3d[cuda]'` on a CUDA machine, or render on the CPU with "
+            "backend='torch'.") from exc
     if not torch.cuda.is_available() or (device is not None and device.type != "cuda"):
         raise GsplatUnavailableError(
             "render backend 'gsplat': it needs the Gaussians on a CUDA device"
             f" ({'no CUDA device is available' if not torch.cuda.is_available() else f'they are on {device}'}); "
-            "move them with gaussians.to('cuda') or use backend='torch'.")
+            "move them with gaussians.to('cuda'), or render on the CPU with backend='torch'.")
     return rasterization
 
 

@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from vdm3d.cameras.camera import Cameras
+from vdm3d.errors import ConfigError
 from vdm3d.splat.gaussians import Gaussians
 from vdm3d.splat.projection import ALPHA_MAX, ALPHA_MIN, T_MIN, project_gaussians
 
@@ -297,6 +298,9 @@ def render_backend(gaussians: Gaussians, cameras: Cameras, sh_degree: int, backg
     """Render a flat batch of cameras ``(B,)``; see :func:`vdm3d.splat.render.render`."""
     from vdm3d.splat.render import finish
 
+    if gaussians.device.type != "cpu":
+        raise ConfigError(f"render backend 'torch' runs on the CPU but the Gaussians are on {gaussians.device}; "
+                          "move them with gaussians.to('cpu') or use backend='gsplat'.")
     proj = project_gaussians(gaussians, cameras, sh_degree)
     means2d = proj.means2d
     if means2d.requires_grad:
