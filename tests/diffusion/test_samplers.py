@@ -169,3 +169,22 @@ def test_bad_inputs_raise_clear_errors():
         sample(bb, frozen_until(EdmSchedule(3).sigmas(), torch.tensor([0, 1])), shape=(2, 1, 3, 2, 2))
     with pytest.raises(ConfigError, match="left-align"):
         sample(bb, torch.ones(4, 3) * torch.tensor([3.0, 2.0, 1.0, 0.0]).view(4, 1), shape=(2, 1, 3, 2, 2))
+
+
+def test_backbone_receives_compact_sigmas():
+    seen = []
+
+    class Spy(GaussianDataDenoiser):
+        def denoise(self, x, sigma, cond):
+            seen.append(tuple(sigma.shape))
+            return super().denoise(x, sigma, cond)
+
+    bb = Spy()
+    x_init = torch.zeros(2, 3, 3, 4, 4)
+    sample(bb, EdmSchedule(2).sigmas(), shape=(2, 3, 3, 4, 4), generator=torch.Generator().manual_seed(0))
+    per_frame = frozen_until(EdmSchedule(2).sigmas(), torch.tensor([[0, 1, 2]]))  # [S+1, 1, 3]
+    sample(bb, per_frame, x_init=x_init, generator=torch.Generator().manual_seed(0))
+    per_token = frozen_until(EdmSchedule(2).sigmas(), torch.randint(0, 2, (1, 3, 1, 4, 4)))
+    sample(bb, per_token, x_init=x_init, generator=torch.Generator().manual_seed(0))
+    # per token: step 1 has every token at sigma_1 again, so it is handed over as [B]
+    assert seen == [(2,), (2,), (2, 3), (2, 3), (2, 3, 1, 4, 4), (2,)]
