@@ -40,7 +40,7 @@ def test_fit_fern_small_beats_mean_color_and_round_trips(shared_data, tmp_path):
     assert (run / "renders" / "image008.png").is_file() and (run / "compare" / "image008.png").is_file()
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["config"]["fit"]["steps"] == 120 and manifest["metrics"]["test"] == metrics["test"]["mean"]
-    assert not (tmp_path / ".run.partial").exists()
+    assert not (tmp_path / ".run.partial").exists() and not (run / "checkpoints").exists()
     # the PLY reloads bit-identically and renders identically
     loaded = load_ply(run / "splats.ply")
     for f in dataclasses.fields(Gaussians):

@@ -6,6 +6,10 @@ downscale) -> :func:`initialize` (COLMAP points, or random in the frusta) -> :fu
 (renders of the held-out views, PSNR/SSIM) -> :func:`export` (``splats.ply``, ``renders/``,
 ``compare/`` with render | ground truth side by side, ``metrics.json``).
 
+Default (:data:`CPU_FIT`): 1500 steps on random 128-pixel patches, SH degree 1, at most 40k
+Gaussians. On LLFF fern (17 training views of 504x378) it reaches 22.0 dB PSNR / 0.709 SSIM on
+the held-out views in 180 CPU-seconds of fitting (see the README for the table).
+
 Everything is written through :class:`vdm3d.io.runs.RunFolder`: a crash leaves nothing but the
 partial folder with its checkpoints, which ``--resume`` continues.
 """
@@ -13,6 +17,7 @@ partial folder with its checkpoints, which ``--resume`` continues.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from pathlib import Path
 from typing import Annotated, Callable, Literal
@@ -141,5 +146,6 @@ def run_fit(config: FitJobConfig, progress: Callable[[FitProgress], None] | None
                         "seconds": round(time.time() - start, 1),
                         "cpu_seconds": round(time.process_time() - cpu_start, 1)})
         export(run, gaussians, scene, metrics, renders)
+        shutil.rmtree(run.path / "checkpoints", ignore_errors=True)  # finished: nothing left to resume
         run.record(metrics={"test": metrics.get("test", {}).get("mean"), "train": metrics["train"]})
     return FitResult(Path(out), gaussians, metrics)
