@@ -119,3 +119,13 @@ def test_transforms_json_with_alpha_and_missing_file(tmp_path):
 def test_not_a_scene(tmp_path):
     with pytest.raises(InputError, match="poses_bounds"):
         read_scene(tmp_path)
+
+
+def test_sparse_points_from_training_views_only(shared_data):
+    root = shared_data / "llff_fern"
+    scene = read_scene(root, Split(test_every=8, num_train_views=3), downscale=8, points_from="train")
+    model = read_colmap(root / "sparse" / "0")
+    train_ids = {i + 1 for i in scene.train_indices}  # views 1, 10, 19 are COLMAP images 2, 11, 20
+    seen = np.array([len(set(t[:, 0].tolist()) & train_ids) >= 2 for t in model.points3D.tracks])
+    assert 0 < seen.sum() < len(seen)
+    torch.testing.assert_close(scene.points_world, torch.as_tensor(model.points3D.xyz[seen], dtype=torch.float32))

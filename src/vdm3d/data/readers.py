@@ -125,11 +125,13 @@ def detect_format(root: Path) -> SceneFormat:
 
 
 def read_scene(path: str | Path, split: Split = Split(), downscale: int = 1, format: SceneFormat = "auto",
-               images: str | None = None) -> Scene:
+               images: str | None = None, points_from: Literal["all", "train"] = "all") -> Scene:
     """Read a scene folder (or a transforms JSON file) into train/test Views and optional points.
 
     ``downscale`` divides both image sides (area filter, intrinsics rescaled); ``images`` names the
-    image folder when the default choice is not wanted.
+    image folder when the default choice is not wanted. ``points_from="train"`` keeps only the sparse
+    points that at least two training views observe (COLMAP tracks; LLFF image ids follow the sorted
+    image names), so a sparse-view fit does not start from points triangulated with held-out views.
     """
     root = Path(path)
     if not root.exists():
@@ -143,6 +145,8 @@ def read_scene(path: str | Path, split: Split = Split(), downscale: int = 1, for
     cams, files, alphas_wanted, points, rgb = {"llff": _llff, "colmap": _colmap, "transforms": _transforms}[fmt](
         root, images)
     train, test = split_indices(len(files), split, str(root))
+    if points_from == "train" and points is not None:
+        points, rgb = _points_seen_by(root, fmt, files, train, points, rgb)
     load = lambda idx: _views(cams, files, idx, downscale, alphas_wanted)  # noqa: E731
     return Scene(load(train), load(test) if test else None, tuple(files[i].name for i in train),
                  tuple(files[i].name for i in test), points, rgb, fmt, tuple(train), tuple(test))
@@ -245,6 +249,26 @@ def _read_point_ply(path: Path) -> tuple[Tensor, Tensor]:
     else:
         rgb = np.full_like(xyz, 0.5)
     return torch.from_numpy(xyz), torch.from_numpy(rgb)
+
+
+def _points_seen_by(root: Path, fmt: str, files: list[Path], views: list[int], points: Tensor, rgb: Tensor
+                    ) -> tuple[Tensor | None, Tensor | None]:
+    """The points whose COLMAP track holds at least two of ``views`` (indices into ``files``)."""
+    model = read_colmap(root / "sparse" / "0" if fmt == "llff" else root)
+    if len(model.points3D) != len(points):
+        raise InputError(path=root, problem="has points whose COLMAP tracks could not be matched",
+                         fix="use points_from='all'")
+    if fmt == "llff":  # image ids 1..N in sorted-name order, as LLFF's imgs2poses writes them
+        view_of_id = {i + 1: i for i in range(len(files))}
+    else:
+        index = {f.name: i for i, f in enumerate(files)}
+        view_of_id = {im.id: index.get(im.name) for im in model.images.values()}
+    wanted = set(views)
+    keep = torch.tensor([len({view_of_id.get(int(i)) for i in t[:, 0]} & wanted) >= 2
+                         for t in model.points3D.tracks], dtype=torch.bool)
+    if not keep.any():
+        return None, None
+    return points[keep], rgb[keep]
 
 
 # -- images -> Views -----------------------------------------------------------------------------

@@ -62,6 +62,8 @@ class FitJobConfig:
     split: Annotated[Split, tyro.conf.OmitArgPrefixes] = Split()
     init: Literal["points", "random"] = "points"
     """Start from the scene's sparse points (random when it has none) or from random points."""
+    init_points_from: Literal["all", "train"] = "all"
+    """Use every sparse point, or only those seen by two or more training views (honest sparse-view init)."""
     max_init_points: int = 100_000
     """Subsample larger point clouds to this many Gaussians."""
     random_points: int = 20_000
@@ -80,7 +82,7 @@ class FitResult:
 
 # -- stages --------------------------------------------------------------------------------------
 def load_scene(config: FitJobConfig) -> Scene:
-    return read_scene(config.data, config.split, downscale=config.downscale)
+    return read_scene(config.data, config.split, downscale=config.downscale, points_from=config.init_points_from)
 
 
 def initialize(scene: Scene, config: FitJobConfig) -> Gaussians:
