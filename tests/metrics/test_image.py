@@ -45,9 +45,9 @@ def test_ssim_matches_skimage(noise):
     ours = float(ssim(y, x))
     ref = structural_similarity(y.numpy(), x.numpy(), data_range=1.0, channel_axis=-1, gaussian_weights=True,
                                 sigma=1.5, use_sample_covariance=False)
-    assert abs(ours - ref) < 1e-4, (ours, ref)
+    assert abs(ours - ref) < 1e-9, (ours, ref)  # measured 0 in float64
     ours32 = float(ssim(y.float(), x.float()))
-    assert abs(ours32 - ref) < 1e-4, (ours32, ref)
+    assert abs(ours32 - ref) < 1e-6, (ours32, ref)  # measured < 1e-7; the brief asks for 1e-4
 
 
 def test_ssim_batched_and_identity():
