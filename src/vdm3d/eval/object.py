@@ -68,8 +68,11 @@ class EvalObjectConfig:
     """held-out cameras per case"""
     tau: float = 0.05
     """F-score threshold (world units; objects fit in the unit sphere)"""
-    baselines: bool = True
-    """also run the input-only and orbit-frames baselines"""
+    input_only: bool = True
+    """run the input-only baseline (it does not depend on the backbone: its numbers are the same for
+    every --source and --backbone on the same cases)"""
+    orbit_frames: bool = True
+    """score the orbit frames themselves and their visual hull (cheap)"""
     keep_runs: bool = False
     """keep each case's job run folder under out/cases"""
     overwrite: bool = False
@@ -188,7 +191,7 @@ def run_case(case: dict, config: EvalObjectConfig, job_config, folder: Path) -> 
         "orbit_psnr": image_scores(job.render_views(result.gaussians, result.orbit.cameras[torch.tensor(generated)]).images,
                                    gt_orbit[generated])["psnr"],
         **_geometry(mesh_distance(result.mesh, truth, config.tau))}}
-    if config.baselines:
+    if config.input_only:
         perceptual, _ = make_perceptual(cfg.perceptual)
         g = input_only_baseline(cfg, result.orbit, None, perceptual)
         plan = orbit_plan(cfg.orbit, cfg.elevation_deg, cfg.radius, cfg.fov_deg, size, cfg.frames, cfg.seed)
@@ -199,6 +202,7 @@ def run_case(case: dict, config: EvalObjectConfig, job_config, folder: Path) -> 
             "orbit_psnr": image_scores(job.render_views(g, result.orbit.cameras[torch.tensor(generated)]).images,
                                        gt_orbit[generated])["psnr"],
             **_geometry(mesh_distance(mesh, truth, config.tau))}
+    if config.orbit_frames:
         hull = job.carve(cfg, result.orbit)
         scores["orbit-frames"] = {"orbit_psnr": image_scores(result.orbit.images[generated], gt_orbit[generated])["psnr"],
                                   **_geometry(mesh_distance(hull.mesh, truth, config.tau))}
