@@ -174,10 +174,10 @@ def load_orbit_source(config: ObjectConfig) -> OrbitSource:
     from vdm3d.models.tiny import DEFAULT_VIDEO
 
     backbone = load_backbone(f"tiny-{DEFAULT_VIDEO}" if config.backbone == "tiny" else config.backbone)
-    missing = {"reference", "cameras"} - set(backbone.slots)
+    missing = {"reference", "cameras"} - set(getattr(backbone, "slots", ()))
     if missing:
         raise ConfigError(f"backbone {config.backbone!r} has no {' or '.join(sorted(missing))} conditioning, which "
-                          "the object job needs; choose a camera-conditioned backbone such as tiny or sv3d.")
+                          "the object job needs; choose a camera-conditioned backbone such as tiny or sv3d-p.")
     return BackboneOrbit(backbone, steps=config.steps, guidance=config.guidance,
                          guidance_scale=config.guidance_scale, min_guidance_scale=config.min_guidance_scale)
 
