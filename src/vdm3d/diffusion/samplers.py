@@ -35,7 +35,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from vdm3d.diffusion.guiders import CFG, Guider
+from vdm3d.diffusion.guiders import Guider
 from vdm3d.diffusion.hooks import StepHook, StepState
 from vdm3d.diffusion.parameterizations import NativeView, align_sigma
 from vdm3d.diffusion.schedules import DdimSchedule, EdmSchedule, FlowSchedule
@@ -228,4 +228,4 @@ def sample_with(config: SamplerConfig, backbone: Any, **kwargs: Any) -> Tensor:
     return sample(backbone, config.sigmas(), eta=config.eta, sigma_data=config.sigma_data, **kwargs)
 
 
-__all__ = ["CFG", "SAMPLERS", "Progress", "SamplerConfig", "sample", "sample_with"]
+__all__ = ["SAMPLERS", "Progress", "SamplerConfig", "sample", "sample_with"]
