@@ -15,8 +15,10 @@ For every case the job runs on that image (``recentre`` off, so the input camera
 
 Baselines, with the same fitting and meshing code:
 
-* ``input-only``: Gaussians fitted to the input view alone (initialized in the unit ball inside
-  the input silhouette), the single-view non-generative baseline;
+* ``input-only``: Gaussians fitted to the input view alone, initialized as a billboard (points on the
+  plane through the object's centre facing the input camera, inside its silhouette), meshed like
+  the job inside the unit ball within the input silhouette's cone: the single-view non-generative
+  baseline;
 * ``orbit-frames``: the orbit frames without reconstruction: their own PSNR at the orbit cameras,
   and the visual hull carved from their masks as geometry (no novel views: frames exist only at
   orbit cameras).
@@ -142,22 +144,23 @@ def silhouette_ball(orbit, resolution: int):
     return CarveResult(occ, lo, voxel, occupancy_mesh(occ, lo, voxel), empty, empty)
 
 
-def input_only_baseline(job_config, orbit, gt_views, perceptual):
-    """Gaussians fitted to the input view alone, from points in the unit ball inside its silhouette."""
+def input_only_baseline(job_config, orbit, perceptual):
+    """Gaussians fitted to the input view alone, initialized as a billboard: points on the plane
+    through the object's centre facing the input camera, inside the input silhouette, in the
+    image's colours (a 2.5D cut-out; from the input view it is exact, from the side it is thin)."""
     from vdm3d.jobs import object as job
     from vdm3d.splat.gaussians import Gaussians
 
     inp = orbit[[i for i, o in enumerate(orbit.origin) if o == "input"]]
+    cam = inp.cameras[0]
     rng = torch.Generator().manual_seed(job_config.seed)
-    pts = torch.rand(200_000, 3, generator=rng) * 2 - 1
-    pts = pts[pts.norm(dim=-1) <= 1]
-    uv, z = inp.cameras[0].project(pts)
-    u, v = uv[:, 0].floor().long(), uv[:, 1].floor().long()
-    ok = (z > 0) & (u >= 0) & (u < inp.width) & (v >= 0) & (v < inp.height)
-    keep = torch.zeros_like(ok)
-    keep[ok] = inp.alphas[0, v[ok], u[ok]] > 0.5
-    pts, u, v = pts[keep][:job_config.num_points], u[keep][:job_config.num_points], v[keep][:job_config.num_points]
-    init = Gaussians.from_points(pts, inp.images[0, v, u], opacity=0.5, sh_degree=0)
+    ys, xs = torch.nonzero(inp.alphas[0] > 0.5, as_tuple=True)
+    pick = torch.randint(0, len(ys), (job_config.num_points,), generator=rng)
+    jitter = torch.rand(job_config.num_points, 2, generator=rng)
+    uv = torch.stack([xs[pick], ys[pick]], -1).float() + jitter
+    depth = (cam.centers.norm()).expand(job_config.num_points)  # the plane z = |centre| through the origin
+    pts = cam.unproject(uv, depth)
+    init = Gaussians.from_points(pts, inp.images[0, ys[pick], xs[pick]], opacity=0.5, sh_degree=0)
     return job.fit(job_config, inp, init, perceptual)
 
 
@@ -193,7 +196,7 @@ def run_case(case: dict, config: EvalObjectConfig, job_config, folder: Path) -> 
         **_geometry(mesh_distance(result.mesh, truth, config.tau))}}
     if config.input_only:
         perceptual, _ = make_perceptual(cfg.perceptual)
-        g = input_only_baseline(cfg, result.orbit, None, perceptual)
+        g = input_only_baseline(cfg, result.orbit, perceptual)
         plan = orbit_plan(cfg.orbit, cfg.elevation_deg, cfg.radius, cfg.fov_deg, size, cfg.frames, cfg.seed)
         box = silhouette_ball(result.orbit, 64)
         mesh = job.extract_mesh(cfg, g, plan, *job.mesh_box(box), size, box)
