@@ -86,7 +86,7 @@ def test_video_loss_on_a_fixed_batch_goes_down(trained, monkeypatch):
     assert mean_loss(bb) < 0.9 * mean_loss(init)
 
 
-def test_resume_of_a_finished_run_keeps_its_weights(trained):
+def test_a_trained_depth_model_loads_and_predicts_relative_depth(trained):
     from vdm3d.models.tiny.checkpoint import load_model
 
     depth, meta = load_model(trained / "depth" / "depth.json")
@@ -94,3 +94,17 @@ def test_resume_of_a_finished_run_keeps_its_weights(trained):
     out = depth.predict(torch.rand(2, 32, 32, 3))
     assert out.shape == (2, 32, 32) and torch.all(out > 0)
     assert torch.allclose(out.flatten(1).median(1).values, torch.ones(2), atol=0.05)
+
+
+def test_resume_on_a_finished_run_continues_to_more_steps(trained, monkeypatch):
+    from vdm3d.train.run import train_depth
+
+    monkeypatch.setenv("VDM3D_CACHE", str(trained / "cache"))
+    before = _losses(trained / "depth")
+    loop = LoopConfig(steps=50, lr=2e-3, warmup=5, log_every=10, checkpoint_every=20, cpu=True)
+    train_depth(trained / "depth", rooms=ROOM, model=DepthConfig(channels=(8, 8, 16, 16)),
+                task=DepthTaskConfig(batch=4), loop=loop, heldout=1, resume=True)
+    after = _losses(trained / "depth")
+    assert after[:4] == before and len(after) == 5  # history kept, one more window of 10 steps
+    card = json.loads((trained / "depth" / "depth.json").read_text())["card"]
+    assert card["steps"] == 50

@@ -49,6 +49,20 @@ def card(summary: dict[str, Any], data: dict[str, Any], seed: int, metrics: dict
             "final_losses": summary["losses"][-4:], "heldout": metrics}
 
 
+def _continue_finished(out: Path, resume: bool, overwrite: bool) -> bool:
+    """``--resume`` on a finished run (e.g. with more ``--loop.steps``): seed the partial folder with its
+    checkpoints so training continues from there; returns the ``overwrite`` flag to use."""
+    out = Path(out)
+    partial = out.parent / f".{out.name}.partial"
+    done = out / "checkpoints" / "state.json"
+    if resume and done.is_file() and not (partial / "checkpoints").is_dir():
+        import shutil
+
+        shutil.copytree(out / "checkpoints", partial / "checkpoints")
+        return True
+    return overwrite
+
+
 def _sets(objects: ObjectSetConfig | None, rooms: RoomSetConfig | None):
     return (load_or_build(objects) if objects is not None and objects.count > 0 else None,
             load_or_build(rooms) if rooms is not None and rooms.count > 0 else None)
@@ -83,7 +97,8 @@ def train_vae(out: Path, objects: ObjectSetConfig = ObjectSetConfig(), rooms: Ro
         overwrite: replace an existing ``out``.
     """
     start = time.time()
-    with RunFolder(out, config=locals().copy(), seed=loop.seed, overwrite=overwrite, resume=resume) as run:
+    with RunFolder(out, config=locals().copy(), seed=loop.seed, overwrite=_continue_finished(out, resume, overwrite),
+                   resume=resume) as run:
         obj, room = _sets(objects, rooms)
         pool = image_pool(obj, room)
         torch.manual_seed(loop.seed)
@@ -125,7 +140,8 @@ def train_depth(out: Path, rooms: RoomSetConfig = RoomSetConfig(), model: DepthC
         overwrite: replace an existing ``out``.
     """
     start = time.time()
-    with RunFolder(out, config=locals().copy(), seed=loop.seed, overwrite=overwrite, resume=resume) as run:
+    with RunFolder(out, config=locals().copy(), seed=loop.seed, overwrite=_continue_finished(out, resume, overwrite),
+                   resume=resume) as run:
         _, room = _sets(None, rooms)
         torch.manual_seed(loop.seed)
         net = TinyDepth(model)
@@ -170,7 +186,8 @@ def train_video(out: Path, vae: Path = DEFAULT_VAE, objects: ObjectSetConfig = O
         overwrite: replace an existing ``out``.
     """
     start = time.time()
-    with RunFolder(out, config=locals().copy(), seed=loop.seed, overwrite=overwrite, resume=resume,
+    with RunFolder(out, config=locals().copy(), seed=loop.seed, overwrite=_continue_finished(out, resume, overwrite),
+                   resume=resume,
                    inputs=[vae]) as run:
         obj, room = _sets(objects, rooms)
         vae_model, vae_meta = load_model(vae)
