@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
-from hub_helpers import SIZE
+# The hub tests share small helpers in hub_helpers.py beside this file; pytest runs in importlib
+# mode (test basenames repeat across folders), which does not put test folders on sys.path.
+sys.path.insert(0, str(Path(__file__).parent))
+
+from hub_helpers import SIZE  # noqa: E402
 
 
 @pytest.fixture(scope="module")
