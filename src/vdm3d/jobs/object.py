@@ -80,6 +80,8 @@ class ObjectConfig:
     """crop and recentre the object (off: use the square image as framed)"""
     steps: int = 25
     """sampler steps (Euler EDM)"""
+    sigma_max: float = 80.0
+    """largest noise level of the EDM schedule (SV3D/V3D: 700; the tiny model was trained up to ~80)"""
     guidance: Guidance = "constant"
     """classifier-free guidance over frames: triangular (SV3D) or constant (V3D)"""
     guidance_scale: float = 2.0
@@ -136,17 +138,17 @@ PRESETS: dict[str, tuple[str, ObjectConfig]] = {
     "tiny": ("embedded 64x64 orbit model on CPU: V3D-style 18-view orbit, constant guidance 2",
              ObjectConfig()),
     "sv3d": ("SV3D_p: 21-view static orbit (input last), triangular CFG 1 -> 2.5, 50 steps, masked SDS",
-             ObjectConfig(preset="sv3d", backbone="sv3d-p", orbit="sv3d-static", steps=50, guidance="triangular",
+             ObjectConfig(preset="sv3d", backbone="sv3d-p", orbit="sv3d-static", steps=50, sigma_max=700.0, guidance="triangular",
                           guidance_scale=2.5, radius=2.0, fov_deg=33.8, refine=True, fit_steps=2000, lr_scale=2.0,
                           carve_resolution=128, num_points=20000, max_gaussians=100_000, mesh_resolution=256,
                           texture="uv", elevation_deg=10.0)),
     "sv3d-dynamic": ("SV3D_p with a seeded dynamic orbit (wandering elevation), otherwise as sv3d",
-                     ObjectConfig(preset="sv3d-dynamic", backbone="sv3d-p", orbit="sv3d-dynamic", steps=50,
+                     ObjectConfig(preset="sv3d-dynamic", backbone="sv3d-p", orbit="sv3d-dynamic", steps=50, sigma_max=700.0,
                                   guidance="triangular", guidance_scale=2.5, radius=2.0, fov_deg=33.8,
                                   refine=True, fit_steps=2000, lr_scale=2.0, carve_resolution=128, num_points=20000,
                                   max_gaussians=100_000, mesh_resolution=256, texture="uv")),
     "v3d": ("V3D: 18-view orbit at elevation 0 (input first), constant CFG 4.5, 25 steps, border 0.3",
-            ObjectConfig(preset="v3d", backbone="v3d", orbit="v3d", steps=25, guidance="constant",
+            ObjectConfig(preset="v3d", backbone="v3d", orbit="v3d", steps=25, sigma_max=700.0, guidance="constant",
                          guidance_scale=4.5, elevation_deg=0.0, radius=2.0, fov_deg=60.0, border_ratio=0.3,
                          fit_steps=4000, lr_scale=1.0, carve_resolution=128, num_points=20000, max_gaussians=100_000,
                          mesh_resolution=256, texture="uv")),
@@ -178,7 +180,7 @@ def load_orbit_source(config: ObjectConfig) -> OrbitSource:
     if missing:
         raise ConfigError(f"backbone {config.backbone!r} has no {' or '.join(sorted(missing))} conditioning, which "
                           "the object job needs; choose a camera-conditioned backbone such as tiny or sv3d-p.")
-    return BackboneOrbit(backbone, steps=config.steps, guidance=config.guidance,
+    return BackboneOrbit(backbone, steps=config.steps, sigma_max=config.sigma_max, guidance=config.guidance,
                          guidance_scale=config.guidance_scale, min_guidance_scale=config.min_guidance_scale)
 
 

@@ -15,7 +15,9 @@ given elevation.
 * :class:`BackboneOrbit`: any backbone with the ``reference`` and ``cameras`` slots (the embedded
   tiny model, SV3D, ...). Frames are sampled in chunks of the backbone's native frame count
   (padding the last chunk with cameras already asked for), the input image as the reference, the
-  cameras relative to the input camera, with the preset's guidance (SV3D triangular, V3D constant).
+  cameras relative to the input camera, with the preset's guidance (SV3D triangular, V3D constant),
+  Euler EDM from ``sigma_max`` (700 for SV3D/V3D; 80, EDM's default, for the tiny model, which never
+  saw larger noise in training).
 * :class:`OracleOrbit`: renders the true object (a procedural scene or a mesh) with
   :func:`vdm3d.geometry.mesh_render.render_buffers`. It is not a generator: it isolates the
   reconstruction stages from the quality of the video model (evaluation and tests).
@@ -89,6 +91,7 @@ class BackboneOrbit:
 
     backbone: Any
     steps: int = 25
+    sigma_max: float = 700.0
     guidance: Guidance = "constant"
     guidance_scale: float = 2.0
     min_guidance_scale: float = 1.0
@@ -127,7 +130,7 @@ class BackboneOrbit:
         ref_c2w = plan.cameras.c2w[plan.input_index][None]
         h, w = reference.shape[:2]
         lh, lw = h // bb.spatial_factor, w // bb.spatial_factor
-        sigmas = EdmSchedule(self.steps, 0.002, 700.0, 7.0).sigmas()
+        sigmas = EdmSchedule(self.steps, 0.002, self.sigma_max, 7.0).sigmas()
         for group in self.chunks(wanted, chunk):
             cams = plan.cameras[torch.tensor(group)].reshape(1, len(group))
             cond = Conditioning(reference=reference[None], cameras=cams, extras={"reference_c2w": ref_c2w})
