@@ -72,7 +72,8 @@ def _save(out: Path | None, config: Any, result: dict[str, Any], overwrite: bool
 
         path = Path(weights_dir or WEIGHTS_DIR) / f"{model}.json"
         meta = json.loads(path.read_text())
-        meta.setdefault("card", {}).setdefault("heldout", {})[result["task"]] = result
+        key = result["task"] + ("" if result.get("steps", 25) == 25 else f"_{result['steps']}steps")
+        meta.setdefault("card", {}).setdefault("heldout", {})[key] = result
         atomic_write_json(path, meta)
     if out is None:
         return
@@ -95,7 +96,8 @@ def orbit(model: str = "video", objects: int = 50, batch: int = 10, steps: int =
         weights_dir: folder with the model files (default: the shipped weights).
         out: optional run folder for the numbers (manifest.json).
         overwrite: replace ``out`` if it exists.
-        record: also write the numbers into the model card (``<model>.json``, ``card.heldout``).
+        record: also write the numbers into the model card (``<model>.json``, ``card.heldout[task]``,
+            ``task_<n>steps`` for a step count other than 25).
     """
     config = dict(locals())
     bb = _load(model, weights_dir)
@@ -154,7 +156,8 @@ def warp(model: str = "video", rooms: int = 30, batch: int = 8, steps: int = 25,
         weights_dir: folder with the model files (default: the shipped weights).
         out: optional run folder for the numbers.
         overwrite: replace ``out`` if it exists.
-        record: also write the numbers into the model card (``<model>.json``, ``card.heldout``).
+        record: also write the numbers into the model card (``<model>.json``, ``card.heldout[task]``,
+            ``task_<n>steps`` for a step count other than 25).
     """
     config = dict(locals())
     bb = _load(model, weights_dir)
@@ -213,7 +216,8 @@ def depth(model: str = "depth", rooms: int = 30, weights_dir: Path | None = None
         weights_dir: folder with the model files (default: the shipped weights).
         out: optional run folder for the numbers.
         overwrite: replace ``out`` if it exists.
-        record: also write the numbers into the model card (``<model>.json``, ``card.heldout``).
+        record: also write the numbers into the model card (``<model>.json``, ``card.heldout[task]``,
+            ``task_<n>steps`` for a step count other than 25).
     """
     from vdm3d.train.run import depth_metrics
 
