@@ -34,9 +34,8 @@ system-deps:
 	fi
 
 demo: $(STAMP)
-	$(VENV)/bin/vdm3d trajectory make orbit --frames 36 --radius 2.5 --elevation-deg 20 --out runs/demo/orbit.json --overwrite
-	$(VENV)/bin/vdm3d trajectory preview runs/demo/orbit.json --out runs/demo/orbit_preview.png --overwrite
-	@echo "demo results: runs/demo/"
+	$(VENV)/bin/vdm3d object --image src/vdm3d/assets/spot.png --out runs/demo/object --overwrite
+	@echo "demo results: runs/demo/object/ (orbit.mp4, splats.ply, mesh.glb, turntable.mp4, manifest.json)"
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadgroup -q
