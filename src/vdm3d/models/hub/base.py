@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -30,6 +31,10 @@ from torch import Tensor
 
 from vdm3d.errors import ConfigError, InputError, UnsafeCheckpointError
 from vdm3d.models.weights import TRUST_FLAG, is_missing_weights, missing_weights_error
+
+# diffusers' from_pretrained passes huggingface_hub an argument it deprecated; the warning would print
+# before our one-sentence "weights not found" message and says nothing the user can act on.
+warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*", category=UserWarning)
 
 ADAPTER_FILE = "vdm3d_adapter.json"
 
