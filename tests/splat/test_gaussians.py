@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from vdm3d.errors import InputError
-from vdm3d.splat import PARAM_NAMES, Gaussians, quat_to_rotmat
+from vdm3d.cameras.rotations import matrix_from_quat
+from vdm3d.splat import PARAM_NAMES, Gaussians
 
 
 def random_gaussians(n=20, degree=2, dtype=torch.float32):
@@ -18,9 +19,9 @@ def random_gaussians(n=20, degree=2, dtype=torch.float32):
 
 def test_quaternion_convention_is_wxyz():
     half = math.pi / 4  # 90 degrees about z
-    R = quat_to_rotmat(torch.tensor([math.cos(half), 0.0, 0.0, math.sin(half)]))
+    R = matrix_from_quat(torch.tensor([math.cos(half), 0.0, 0.0, math.sin(half)]))
     torch.testing.assert_close(R @ torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 1.0, 0.0]))
-    Rs = quat_to_rotmat(torch.randn(100, 4, dtype=torch.float64) * 3)  # unnormalized input
+    Rs = matrix_from_quat(torch.randn(100, 4, dtype=torch.float64) * 3)  # unnormalized input
     torch.testing.assert_close(Rs @ Rs.transpose(1, 2), torch.eye(3, dtype=torch.float64).expand(100, 3, 3))
     torch.testing.assert_close(torch.linalg.det(Rs), torch.ones(100, dtype=torch.float64))
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from vdm3d.splat.gaussians import quat_to_rotmat
+from vdm3d.cameras.rotations import matrix_from_quat
 from vdm3d.splat.strategy import DensifyPolicy
 
 
@@ -96,7 +96,7 @@ def test_split_children_follow_the_parent_covariance():
     state, report = policy.refine(params, opt, state, torch.Generator().manual_seed(0))
     assert report["split"] == n and params["means"].shape == (2 * n, 3)
     x = params["means"].detach().double()
-    R = quat_to_rotmat(q.double())
+    R = matrix_from_quat(q.double())
     sigma = R @ torch.diag(scales.double() ** 2) @ R.T
     cov = torch.cov(x.T)
     assert (x.mean(0) - torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)).abs().max() < 0.02

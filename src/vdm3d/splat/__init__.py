@@ -1,9 +1,9 @@
 """Gaussian splatting: the Gaussians container, 3DGS PLY files, SH colors and the renderer."""
 
-from vdm3d.splat.gaussians import PARAM_NAMES, Gaussians, quat_to_rotmat
+from vdm3d.splat.gaussians import PARAM_NAMES, Gaussians
 from vdm3d.splat.ply import load_ply, save_ply
 from vdm3d.splat.render import RenderOutput, render
 from vdm3d.splat.sh import eval_sh, rgb_to_sh, sh_to_rgb
 
-__all__ = ["Gaussians", "PARAM_NAMES", "quat_to_rotmat", "load_ply", "save_ply", "render", "RenderOutput",
+__all__ = ["Gaussians", "PARAM_NAMES", "load_ply", "save_ply", "render", "RenderOutput",
            "eval_sh", "rgb_to_sh", "sh_to_rgb"]

@@ -31,6 +31,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from vdm3d.cameras.rotations import matrix_from_quat
 from vdm3d.errors import InputError
 from vdm3d.splat.sh import num_sh_bases, rgb_to_sh, sh_degree_from_bases
 
@@ -77,7 +78,7 @@ class Gaussians:
 
     @property
     def rotations(self) -> Float[Tensor, "N 3 3"]:
-        return quat_to_rotmat(self.quats)
+        return matrix_from_quat(self.quats)
 
     @property
     def covariances(self) -> Float[Tensor, "N 3 3"]:
@@ -217,15 +218,3 @@ def knn_scales(points: Float[Tensor, "N 3"], k: int = 3) -> Float[Tensor, "N"]:
     floor = positive.min() if positive.size else 1e-4
     d2 = np.maximum(d2, floor)
     return torch.from_numpy(np.sqrt(d2)).to(dtype=points.dtype, device=points.device)
-
-
-def quat_to_rotmat(quats: Float[Tensor, "*B 4"]) -> Float[Tensor, "*B 3 3"]:
-    """Rotation matrices from quaternions ``(w, x, y, z)`` (normalized here; need not be unit)."""
-    q = quats / quats.norm(dim=-1, keepdim=True)
-    w, x, y, z = q.unbind(-1)
-    rows = [
-        torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-        torch.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-        torch.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
-    ]
-    return torch.stack(rows, -2)

@@ -37,7 +37,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from vdm3d.splat.gaussians import quat_to_rotmat
+from vdm3d.cameras.rotations import matrix_from_quat
 
 State = dict[str, Any]
 SPLIT_SCALE_DIVISOR = 1.6
@@ -182,7 +182,7 @@ def _split(params: dict[str, nn.Parameter], optimizer: torch.optim.Optimizer, ma
     """Replace each masked Gaussian by two children sampled from it, with scales divided by 1.6."""
     means, quats, log_scales = params["means"].detach(), params["quats"].detach(), params["log_scales"].detach()
     k = int(mask.sum())
-    rot = quat_to_rotmat(quats[mask])  # [k, 3, 3]
+    rot = matrix_from_quat(quats[mask])  # [k, 3, 3]
     scales = log_scales[mask].exp()  # [k, 3]
     noise = torch.randn((2, k, 3), generator=generator, dtype=means.dtype,
                         device="cpu" if generator is None else generator.device).to(means.device)
