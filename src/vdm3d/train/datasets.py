@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from vdm3d.cameras.camera import Cameras
-from vdm3d.train.warp import forward_warp
+from vdm3d.geometry.warp import forward_warp
 
 Split = Literal["train", "heldout"]
 #: first seed of each split; training uses [0, 1e6), held-out sets [1e6, ...)

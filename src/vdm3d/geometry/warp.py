@@ -5,13 +5,17 @@ depth, unprojected with the source camera, projected into the target camera and 
 nearest point wins a pixel). Sub-pixel splatting closes the one-pixel cracks that plain point
 splatting leaves when the camera moves forward, so the remaining holes are real disocclusions and
 out-of-view regions, the content a video model has to invent (ViewCrafter/WorldWarp).
-Written in numpy because it runs once per training sequence on small images; the z-buffer is a
-lexicographic sort, which is deterministic (no scatter races).
+Projection goes through :class:`~vdm3d.cameras.Cameras` (in float64); the z-buffer is hand-written
+in numpy because no library splats points with a nearest-wins depth test on the CPU, and a
+lexicographic sort keeps it deterministic (no scatter races).
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
+
+from vdm3d.cameras.camera import Cameras
 
 
 def forward_warp(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, c2w_src: np.ndarray,
@@ -31,18 +35,20 @@ def forward_warp(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, c2w_src: np.
     z = depth.reshape(-1)[src].astype(np.float64)
     ok = np.isfinite(z) & (z > 0)
     uu, vv, z, src = uu[ok], vv[ok], z[ok], src[ok]
-    x_cam = np.stack([(uu - K[0, 2]) / K[0, 0] * z, (vv - K[1, 2]) / K[1, 1] * z, z], -1)
-    pts = x_cam @ c2w_src[:3, :3].T + c2w_src[:3, 3]
-    colors = rgb.reshape(h * w, -1)
     c2w_dst = np.asarray(c2w_dst).reshape(-1, 4, 4)
+    K64 = torch.as_tensor(np.asarray(K), dtype=torch.float64)
+    src_cam = Cameras(K64, torch.as_tensor(np.asarray(c2w_src), dtype=torch.float64), w, h)
+    pts = src_cam.unproject(torch.from_numpy(np.stack([uu, vv], -1)), torch.from_numpy(z))  # [M, 3]
+    dst_cams = Cameras(K64.expand(len(c2w_dst), 3, 3), torch.as_tensor(c2w_dst, dtype=torch.float64), w, h)
+    uv_all, z_all = dst_cams.project(pts.expand(len(c2w_dst), -1, 3))  # [N, M, 2], [N, M]
+    colors = rgb.reshape(h * w, -1)
     warped = np.zeros((len(c2w_dst), h, w, rgb.shape[-1]), rgb.dtype)
     valid = np.zeros((len(c2w_dst), h, w), bool)
-    for i, c2w in enumerate(c2w_dst):
-        p = (pts - c2w[:3, 3]) @ c2w[:3, :3]  # world -> camera: R^T (p - t)
-        zc = p[:, 2]
+    for i in range(len(c2w_dst)):
+        zc, uv = z_all[i].numpy(), uv_all[i].numpy()
         front = zc > 1e-6
-        pu = np.floor(K[0, 0] * p[front, 0] / zc[front] + K[0, 2]).astype(np.int64)
-        pv = np.floor(K[1, 1] * p[front, 1] / zc[front] + K[1, 2]).astype(np.int64)
+        pu = np.floor(uv[front, 0]).astype(np.int64)
+        pv = np.floor(uv[front, 1]).astype(np.int64)
         inside = (pu >= 0) & (pu < w) & (pv >= 0) & (pv < h)
         pix = (pv * w + pu)[inside]
         depth_i = zc[front][inside]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vdm3d.train.warp import forward_warp
+from vdm3d.geometry.warp import forward_warp
 
 
 def _render(views: int = 2):
