@@ -70,12 +70,11 @@ class LPIPSAlex(nn.Module):
 
     @staticmethod
     def from_file(path: str | Path) -> "LPIPSAlex":
-        from safetensors.torch import load_file
-
         from vdm3d.errors import InputError
+        from vdm3d.models.weights import load_state_dict
 
         net = LPIPSAlex()
-        state = load_file(str(path))
+        state = load_state_dict(path)
         missing, unexpected = net.load_state_dict(state, strict=False)
         missing = [k for k in missing if k not in ("shift", "scale")]
         if missing or unexpected:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from vdm3d.errors import InputError, MissingWeightsError
@@ -23,6 +23,7 @@ from vdm3d.io.runs import atomic_write_json, to_jsonable
 from vdm3d.models.tiny.denoiser import DenoiserConfig, VideoDenoiser
 from vdm3d.models.tiny.depth import DepthConfig, TinyDepth
 from vdm3d.models.tiny.vae import TinyVAE, VAEConfig
+from vdm3d.models.weights import load_state_dict
 
 Kind = Literal["vae", "video", "depth"]
 FORMAT = "vdm3d.tiny"
@@ -88,7 +89,7 @@ def load_model(json_path: str | Path, device: str | torch.device = "cpu") -> tup
     weights = json_path.with_suffix(".safetensors")
     if not weights.is_file():
         raise MissingWeightsError(f"{weights}: the weights file is missing; train it with `vdm3d train {kind}`.")
-    state = load_file(str(weights), device=str(device))
+    state = load_state_dict(weights, device=str(device))  # safetensors only; a corrupt file is one sentence
     missing, unexpected = module.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise InputError(f"{weights}: tensors do not match the config (missing {list(missing)[:3]}, "
