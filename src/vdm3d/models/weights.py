@@ -71,12 +71,14 @@ def _flatten_state(obj, path: Path) -> dict[str, Tensor]:
 
 
 def save_state_dict(state: dict[str, Tensor], path: str | Path) -> Path:
-    """Write tensors as safetensors (contiguous CPU copies; shared storage is split)."""
-    from safetensors.torch import save_file
+    """Write tensors as safetensors, atomically (a reader sees the old file or the new one, never half);
+    contiguous CPU copies, so shared storage is split."""
+    from safetensors.torch import save
+
+    from vdm3d.io.runs import atomic_write_bytes
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}, str(path))
+    atomic_write_bytes(path, save({k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}))
     return path
 
 

@@ -12,10 +12,11 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save
+from safetensors.torch import load_file
 
 from vdm3d.errors import InputError
-from vdm3d.io.runs import atomic_write_bytes, atomic_write_json
+from vdm3d.io.runs import atomic_write_json
+from vdm3d.models.weights import save_state_dict
 from vdm3d.recon.trainer import FitState
 
 FORMAT, VERSION = "vdm3d.fit_state", 1
@@ -37,7 +38,7 @@ def save_state(folder: str | Path, state: FitState) -> Path:
             tensors[f"strategy/{key}"] = v.detach().contiguous()
         else:
             scalars[key] = v
-    atomic_write_bytes(folder / TENSORS, save(tensors))
+    save_state_dict(tensors, folder / TENSORS)
     atomic_write_json(folder / META, {"format": FORMAT, "version": VERSION, "step": state.step,
                                       "scene_scale": state.scene_scale, "strategy": scalars,
                                       "params": list(state.params)})

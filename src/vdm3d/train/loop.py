@@ -22,10 +22,11 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from vdm3d.io.runs import atomic_write_json
+from vdm3d.models.weights import save_state_dict
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,9 +97,7 @@ def save_state(folder: Path, model: nn.Module, ema: EMA | None, opt: torch.optim
     for idx, st in opt_state["state"].items():
         for name, value in st.items():
             tensors[f"opt.{idx}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
-    tmp = folder / ".state.safetensors.tmp"
-    save_file(tensors, str(tmp))
-    tmp.replace(folder / "state.safetensors")
+    save_state_dict(tensors, folder / "state.safetensors")
     atomic_write_json(folder / "state.json", {"step": step, "param_groups": opt_state["param_groups"], **info})
 
 

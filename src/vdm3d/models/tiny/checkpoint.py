@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from safetensors.torch import save_file
 from torch import nn
 
 from vdm3d.errors import InputError, MissingWeightsError
@@ -23,7 +22,7 @@ from vdm3d.io.runs import atomic_write_json, to_jsonable
 from vdm3d.models.tiny.denoiser import DenoiserConfig, VideoDenoiser
 from vdm3d.models.tiny.depth import DepthConfig, TinyDepth
 from vdm3d.models.tiny.vae import TinyVAE, VAEConfig
-from vdm3d.models.weights import load_state_dict
+from vdm3d.models.weights import load_state_dict, save_state_dict
 
 Kind = Literal["vae", "video", "depth"]
 FORMAT = "vdm3d.tiny"
@@ -55,10 +54,7 @@ def save_model(folder: str | Path, name: str, kind: Kind, module: nn.Module, car
     """Write ``<folder>/<name>.safetensors`` and ``<folder>/<name>.json``; returns the JSON path."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
-    tmp = folder / f".{name}.safetensors.tmp"
-    save_file(state, str(tmp))
-    tmp.replace(folder / f"{name}.safetensors")
+    save_state_dict(module.state_dict(), folder / f"{name}.safetensors")
     meta = {"format": FORMAT, "version": 1, "kind": kind, "name": name,
             "config": to_jsonable(module.config), **(extra or {}), "card": card}
     atomic_write_json(folder / f"{name}.json", meta)
