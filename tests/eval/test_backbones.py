@@ -11,7 +11,7 @@ from vdm3d.eval.backbones import COMMANDS, depth, orbit, telea
 
 def test_commands_are_registered():
     assert set(COMMANDS) == {"orbit", "warp", "depth"}
-    assert COMMANDS["depth"].__wrapped__ is depth
+    assert COMMANDS["depth"] is depth
 
 
 def test_telea_fills_a_hole_in_a_smooth_ramp_closely():

@@ -86,7 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         module = importlib.import_module(available[name])
         result = module.main(argv[1:], prog=f"vdm3d {name}")
-        return int(result or 0)
+        # A command may return its result (a metrics dict, a run folder) for library use; only an int
+        # is an exit status.
+        return result if isinstance(result, int) and not isinstance(result, bool) else 0
     except Vdm3dError as e:
         if debug:
             traceback.print_exc()

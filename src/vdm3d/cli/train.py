@@ -29,7 +29,5 @@ def cards(weights_dir: Path | None = None) -> None:
 def main(argv, prog: str = "vdm3d train"):
     from vdm3d.train.run import train_depth, train_vae, train_video
 
-    from vdm3d.eval.backbones import _cli
-
-    dispatch({"vae": _cli(train_vae), "video": _cli(train_video), "depth": _cli(train_depth), "cards": cards},
-             argv, prog, description=HELP)
+    return dispatch({"vae": train_vae, "video": train_video, "depth": train_depth, "cards": cards},
+                    argv, prog, description=HELP)

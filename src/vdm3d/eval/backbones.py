@@ -233,15 +233,4 @@ def depth(model: str = "depth", rooms: int = 30, weights_dir: Path | None = None
     return result
 
 
-def _cli(fn):
-    """The same command for the CLI: prints its table and returns ``None`` (the exit status is 0)."""
-    import functools
-
-    @functools.wraps(fn)
-    def run(*args, **kwargs) -> None:
-        fn(*args, **kwargs)
-
-    return run
-
-
-COMMANDS = {"orbit": _cli(orbit), "warp": _cli(warp), "depth": _cli(depth)}
+COMMANDS = {"orbit": orbit, "warp": warp, "depth": depth}

@@ -1,0 +1,49 @@
+"""The `vdm3d` entry point: exit statuses for results, usage errors and Vdm3dError."""
+
+import importlib.machinery
+import sys
+import types
+
+import pytest
+
+from vdm3d.cli import main as cli_main
+from vdm3d.errors import InputError
+
+
+def fake_command(monkeypatch, body):
+    """Register a command module named `fake` whose main() runs ``body``."""
+    module = types.ModuleType("vdm3d_fake_command")
+    module.__spec__ = importlib.machinery.ModuleSpec("vdm3d_fake_command", None)
+    module.HELP = "a fake command"
+    module.main = lambda argv, prog: body()
+    monkeypatch.setitem(sys.modules, "vdm3d_fake_command", module)
+    monkeypatch.setitem(cli_main.GROUPS, "fake", "vdm3d_fake_command")
+
+
+@pytest.mark.parametrize("returned, status", [(None, 0), ({"psnr": 21.5}, 0), (0, 0), (1, 1), (True, 0)])
+def test_a_returned_result_is_not_an_exit_status(monkeypatch, returned, status):
+    fake_command(monkeypatch, lambda: returned)
+    assert cli_main.main(["fake"]) == status
+
+
+def test_vdm3d_error_is_one_sentence_and_status_2(monkeypatch, capsys):
+    def fail():
+        raise InputError(path="cams.json", field="frame 3 c2w", problem="has a NaN", fix="drop that frame")
+    fake_command(monkeypatch, fail)
+    assert cli_main.main(["fake"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "error: cams.json: frame 3 c2w has a NaN; drop that frame."
+    assert "Traceback" not in err
+
+
+def test_debug_adds_the_traceback(monkeypatch, capsys):
+    def fail():
+        raise InputError("bad input.")
+    fake_command(monkeypatch, fail)
+    assert cli_main.main(["fake", "--debug"]) == 2
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_unknown_command_is_status_2(capsys):
+    assert cli_main.main(["no-such-command"]) == 2
+    assert "unknown command" in capsys.readouterr().err
