@@ -110,6 +110,16 @@ def test_bad_inputs_give_one_sentence_and_no_run_folder(tmp_path, capsys, object
         assert not out.exists() and not (tmp_path / ".run.partial").exists()
 
 
+def test_image_is_a_required_flag(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli(["object", "--help"]) == 0
+    text = capsys.readouterr().out
+    assert "(required)" in text and "(default: .)" not in text
+    code, err = _status(["object", "--out", str(out)], capsys)
+    assert code == 2 and "--image" in err and err.count("\n") == 0, err
+    assert not out.exists()
+
+
 def test_missing_hub_weights_give_one_sentence(tmp_path, capsys, monkeypatch, object_image):
     monkeypatch.setenv("VDM3D_MODELS", str(tmp_path / "models"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -33,11 +33,12 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Annotated, Callable, Literal
 
 import numpy as np
 import torch
 import trimesh
+import tyro
 
 from vdm3d.cameras.camera import Cameras
 from vdm3d.cameras.io import cameras_from_sv3d
@@ -54,7 +55,7 @@ Y_UP = np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0], [0, 0, 0, 1]], dtype
 class ObjectConfig:
     """One image of an object to an orbit video, Gaussian splats and a textured mesh."""
 
-    image: Path = Path("")
+    image: Annotated[Path, tyro.conf.arg(help_behavior_hint="(required)")] = Path("")
     """the input image: RGBA, or RGB on a plain background"""
     out: Path = Path("runs/object")
     """run folder to write (must not exist unless --overwrite)"""
