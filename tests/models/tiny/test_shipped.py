@@ -61,3 +61,11 @@ def test_shipped_depth_model_predicts_relative_depth():
     out = net.predict(torch.rand(2, 64, 64, 3))
     assert out.shape == (2, 64, 64) and bool(torch.all(out > 0))
     torch.testing.assert_close(out.flatten(1).median(1).values, torch.ones(2), atol=0.02, rtol=0)
+
+
+def test_card_commands_name_a_portable_run_folder():
+    from vdm3d.models.tiny.cards import portable_command
+
+    cmd = "vdm3d train video --out /work/runs_x/video --loop.steps 9 --task.mixture 0.6 0.25 0.15"
+    assert portable_command(cmd, "video") == ("vdm3d train video --out runs/train/video --loop.steps 9 "
+                                              "--task.mixture 0.6 0.25 0.15")

@@ -7,6 +7,7 @@ held-out metrics, by ``vdm3d eval ... --record``); this module only renders it f
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,16 @@ def _fmt(value: Any) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{k}={_fmt(v)}" for k, v in value.items() if not isinstance(v, (dict, list)))
     return str(value)
+
+
+def portable_command(command: str, name: str) -> str:
+    """The recorded training command with its ``--out`` folder shown as ``runs/train/<name>``
+    (where a run was written does not change what it trains)."""
+    args = shlex.split(command)
+    for i, arg in enumerate(args[:-1]):
+        if arg == "--out":
+            args[i + 1] = f"runs/train/{name}"
+    return shlex.join(args)
 
 
 def render_cards(weights_dir: str | Path) -> str:
@@ -31,7 +42,7 @@ def render_cards(weights_dir: str | Path) -> str:
         size = path.with_suffix(".safetensors").stat().st_size if path.with_suffix(".safetensors").exists() else 0
         parts += [f"## {path.stem} ({meta.get('kind')})", "",
                   f"- weights: `{path.stem}.safetensors`, {size / 1e6:.2f} MB; config: {_fmt(meta.get('config', {}))}",
-                  f"- reproduce: `{card.get('command', '')}`",
+                  f"- reproduce: `{portable_command(card.get('command', ''), path.stem)}`",
                   f"- data: {json.dumps(card.get('data', {}))}",
                   f"- seed {card.get('seed')}, steps {card.get('steps')}, training wall time "
                   f"{card.get('train_seconds')} s (with data {card.get('wall_seconds_incl_data')} s), "
