@@ -11,7 +11,8 @@ which training never touches, against exact renders:
   pixels only, beside OpenCV's Telea inpainting of the same warped frames.
 * ``depth``: AbsRel after per-image median scaling on held-out room frames, beside a constant depth.
 
-Sampling: deterministic Euler on EDM sigmas (:mod:`vdm3d.diffusion.samplers`), a fixed generator.
+``--split val`` scores the validation seeds instead (used to choose sampler settings, so that the
+held-out numbers are not tuned on). Sampling: deterministic Euler on EDM sigmas (:mod:`vdm3d.diffusion.samplers`), a fixed generator.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from vdm3d.diffusion.schedules import EdmSchedule
 from vdm3d.io.runs import RunFolder
 from vdm3d.metrics.image import psnr
 from vdm3d.models.protocol import Conditioning
-from vdm3d.train.datasets import ObjectSetConfig, RoomSetConfig, load_or_build
+from vdm3d.train.datasets import ObjectSetConfig, RoomSetConfig, Split, load_or_build
 from vdm3d.train.video import ORBIT_STRIDE
 
 
@@ -73,6 +74,7 @@ def _save(out: Path | None, config: Any, result: dict[str, Any], overwrite: bool
         path = Path(weights_dir or WEIGHTS_DIR) / f"{model}.json"
         meta = json.loads(path.read_text())
         key = result["task"] + ("" if result.get("steps", 25) == 25 else f"_{result['steps']}steps")
+        key = key if result.get("split", "heldout") == "heldout" else f"{result['split']}_{key}"
         meta.setdefault("card", {}).setdefault("heldout", {})[key] = result
         atomic_write_json(path, meta)
     if out is None:
@@ -82,7 +84,7 @@ def _save(out: Path | None, config: Any, result: dict[str, Any], overwrite: bool
 
 
 def orbit(model: str = "video", objects: int = 50, batch: int = 10, steps: int = 25, cfg_scale: float = 1.0,
-          seed: int = 0, weights_dir: Path | None = None, out: Path | None = None,
+          seed: int = 0, split: Split = "heldout", weights_dir: Path | None = None, out: Path | None = None,
           overwrite: bool = False, record: bool = False) -> dict[str, Any]:
     """Orbit generation from one view on held-out objects: PSNR vs copying the input view.
 
@@ -93,6 +95,7 @@ def orbit(model: str = "video", objects: int = 50, batch: int = 10, steps: int =
         steps: Euler EDM steps.
         cfg_scale: classifier-free guidance scale (1 = conditional only).
         seed: generator seed of the sampler.
+        split: ``heldout`` (the test seeds) or ``val`` (validation seeds, for choosing settings).
         weights_dir: folder with the model files (default: the shipped weights).
         out: optional run folder for the numbers (manifest.json).
         overwrite: replace ``out`` if it exists.
@@ -101,7 +104,7 @@ def orbit(model: str = "video", objects: int = 50, batch: int = 10, steps: int =
     """
     config = dict(locals())
     bb = _load(model, weights_dir)
-    data = load_or_build(ObjectSetConfig(count=objects, split="heldout"))
+    data = load_or_build(ObjectSetConfig(count=objects, split=split))
     rgb = torch.from_numpy(data["rgb"]).float() / 255  # [N, V, H, W, 3]
     c2w = torch.from_numpy(data["c2w"]).float()
     K = torch.from_numpy(data["K"]).float()
@@ -125,8 +128,9 @@ def orbit(model: str = "video", objects: int = 50, batch: int = 10, steps: int =
     g, c, ceil = (torch.cat(x).mean().item() for x in (gen_psnr, copy_psnr, vae_psnr))
     result = {"task": "orbit", "objects": n, "views_per_object": frames, "psnr_model_db": round(g, 3),
               "psnr_copy_input_db": round(c, 3), "gain_db": round(g - c, 3), "psnr_vae_ceiling_db": round(ceil, 3),
-              "steps": steps, "cfg_scale": cfg_scale, "seed": seed, "seconds": round(time.time() - t0, 1)}
-    print(_table(f"orbit, {n} held-out objects x {frames} views, 64x64 (mean PSNR, dB)",
+              "steps": steps, "cfg_scale": cfg_scale, "seed": seed, "split": split,
+              "seconds": round(time.time() - t0, 1)}
+    print(_table(f"orbit, {n} {split} objects x {frames} views, 64x64 (mean PSNR, dB)",
                  [(f"tiny {model} ({steps} Euler steps, cfg {cfg_scale})", f"{g:.2f}"),
                   ("copy the input view", f"{c:.2f}"), ("gain", f"{g - c:+.2f}"),
                   ("VAE reconstruction (ceiling)", f"{ceil:.2f}")]))
@@ -142,7 +146,7 @@ def telea(warped: np.ndarray, valid: np.ndarray, radius: int = 3) -> np.ndarray:
 
 
 def warp(model: str = "video", rooms: int = 30, batch: int = 8, steps: int = 25, cfg_scale: float = 1.0,
-         seed: int = 0, weights_dir: Path | None = None, out: Path | None = None,
+         seed: int = 0, split: Split = "heldout", weights_dir: Path | None = None, out: Path | None = None,
          overwrite: bool = False, record: bool = False) -> dict[str, Any]:
     """Warp-and-refine on held-out rooms: PSNR on hole pixels vs Telea inpainting.
 
@@ -153,6 +157,7 @@ def warp(model: str = "video", rooms: int = 30, batch: int = 8, steps: int = 25,
         steps: Euler EDM steps.
         cfg_scale: classifier-free guidance scale (1 = conditional only).
         seed: generator seed of the sampler.
+        split: ``heldout`` (the test seeds) or ``val`` (validation seeds, for choosing settings).
         weights_dir: folder with the model files (default: the shipped weights).
         out: optional run folder for the numbers.
         overwrite: replace ``out`` if it exists.
@@ -161,7 +166,7 @@ def warp(model: str = "video", rooms: int = 30, batch: int = 8, steps: int = 25,
     """
     config = dict(locals())
     bb = _load(model, weights_dir)
-    data = load_or_build(RoomSetConfig(count=rooms, split="heldout"))
+    data = load_or_build(RoomSetConfig(count=rooms, split=split))
     rgb = torch.from_numpy(data["rgb"]).float() / 255  # [N, F, H, W, 3]
     warped_u8, valid_np = data["warped"], data["valid"]
     c2w = torch.from_numpy(data["c2w"]).float()
@@ -196,8 +201,9 @@ def warp(model: str = "video", rooms: int = 30, batch: int = 8, steps: int = 25,
               round(holes / (n * (frames - 1) * res * res), 4), "psnr_holes_model_db": round(float(p_model), 3),
               "psnr_holes_telea_db": round(float(p_telea), 3), "gain_db": round(float(p_model - p_telea), 3),
               "psnr_full_model_db": round(f_model, 3), "psnr_full_telea_db": round(f_telea, 3),
-              "steps": steps, "cfg_scale": cfg_scale, "seed": seed, "seconds": round(time.time() - t0, 1)}
-    print(_table(f"warp-and-refine, {n} held-out room paths x {frames - 1} frames, 64x64 "
+              "steps": steps, "cfg_scale": cfg_scale, "seed": seed, "split": split,
+              "seconds": round(time.time() - t0, 1)}
+    print(_table(f"warp-and-refine, {n} {split} room paths x {frames - 1} frames, 64x64 "
                  f"(PSNR on hole pixels, {100 * result['hole_fraction']:.1f}% of pixels, dB)",
                  [(f"tiny {model} ({steps} Euler steps, cfg {cfg_scale})", f"{p_model:.2f}"),
                   ("OpenCV Telea inpainting", f"{p_telea:.2f}"), ("gain", f"{p_model - p_telea:+.2f}"),

@@ -31,9 +31,10 @@ import torch
 from vdm3d.cameras.camera import Cameras
 from vdm3d.geometry.warp import forward_warp
 
-Split = Literal["train", "heldout"]
-#: first seed of each split; training uses [0, 1e6), held-out sets [1e6, ...)
-SEED_OFFSETS: dict[str, int] = {"train": 0, "heldout": 1_000_000}
+Split = Literal["train", "val", "heldout"]
+#: first seed of each split; training uses [0, 1e6), held-out (test) sets [1e6, 2e6), validation sets
+#: (for choosing sampler settings without touching the test seeds) [2e6, ...)
+SEED_OFFSETS: dict[str, int] = {"train": 0, "heldout": 1_000_000, "val": 2_000_000}
 OBJECT_FOV_DEG = 40.0
 ROOM_FOV_DEG = 60.0
 ROOM_STEP = 0.06
@@ -56,7 +57,7 @@ class ObjectSetConfig:
     resolution: int = 64
     """image side in pixels"""
     split: Split = "train"
-    """train or heldout (disjoint seed ranges)"""
+    """train, val or heldout (disjoint seed ranges)"""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +73,7 @@ class RoomSetConfig:
     resolution: int = 64
     """image side in pixels"""
     split: Split = "train"
-    """train or heldout (disjoint seed ranges)"""
+    """train, val or heldout (disjoint seed ranges)"""
 
 
 def _key(cfg) -> str:
