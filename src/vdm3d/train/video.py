@@ -29,7 +29,8 @@ from torch import Tensor
 
 from vdm3d.cameras.camera import Cameras
 from vdm3d.diffusion.parameterizations import edm_loss_weight
-from vdm3d.models.tiny.backbone import SIGMA_DATA, TinyCondition, TinyVideoBackbone, assemble, relative_plucker
+from vdm3d.models.tiny.backbone import (SIGMA_DATA, TinyCondition, TinyVideoBackbone, assemble, reference_rays,
+                                        relative_plucker)
 from vdm3d.models.tiny.vae import TinyVAE
 
 TASKS = ("orbit", "warp", "inbetween")
@@ -118,7 +119,7 @@ class VideoTasks:
             ref_lat = self.obj_lat[i, ref] * keep()[:, None, None, None]
             static = assemble(b, f, h, w, c, ref_latent=ref_lat, plucker=plucker)
             static[:, :, c] *= keep_flag(ref_lat)
-            return task, x0.to(device), TinyCondition(static.to(device), None)
+            return task, x0.to(device), TinyCondition(static.to(device), None, reference_rays(cams, (h, w)).to(device))
         n = self.room_lat.shape[0]
         i = rng.integers(n, size=b)
         x0 = self.room_lat[i, :f]
@@ -146,7 +147,8 @@ class VideoTasks:
             if rng.random() < 0.5:
                 plucker = None
             static = assemble(b, f, h, w, c, plucker=plucker, key_latent=x0.clone(), key_mask=key_mask)
-        return task, x0.to(device), TinyCondition(static.to(device), maps.to(device))
+        rays = reference_rays(cams, (h, w)).to(device)
+        return task, x0.to(device), TinyCondition(static.to(device), maps.to(device), rays)
 
 
 def keep_flag(ref_lat: Tensor) -> Tensor:

@@ -11,14 +11,17 @@ from vdm3d.cameras.camera import Cameras, look_at
 from vdm3d.errors import InputError, MissingWeightsError
 from vdm3d.models.protocol import Backbone, Conditioning
 from vdm3d.models.tiny import DenoiserConfig, TinyVAE, TinyVideoBackbone, VAEConfig, VideoDenoiser
-from vdm3d.models.tiny.backbone import relative_plucker
+from vdm3d.models.tiny.backbone import REFERENCE_SIGMA, prepend_reference, reference_rays, relative_plucker
+from vdm3d.models.tiny.blocks import SpatialAttention, ViewAttention
 from vdm3d.models.tiny.checkpoint import load_model, save_model
 
 
-def tiny_backbone() -> TinyVideoBackbone:
+def tiny_backbone(views: bool = False) -> TinyVideoBackbone:
+    """A small random backbone; ``views``: 3D attention and the prepended reference frame."""
     torch.manual_seed(0)
     vae = TinyVAE(VAEConfig(channels=(8, 8)))
-    net = VideoDenoiser(DenoiserConfig(channels=(16, 16), map_features=4, emb_dim=16, max_frames=4))
+    net = VideoDenoiser(DenoiserConfig(channels=(16, 16), map_features=4, emb_dim=16, max_frames=4,
+                                       attention="views" if views else "frame", reference_frame=views))
     for p in net.conv_out.parameters():  # non-zero output so that conditions matter
         torch.nn.init.normal_(p, std=0.1)
     return TinyVideoBackbone(vae, net, resolution=(32, 32), frames=2)
@@ -42,9 +45,10 @@ def test_is_a_backbone_with_declared_layout():
     assert bb.decode(z).shape == x.shape
 
 
+@pytest.mark.parametrize("views", [False, True])
 @pytest.mark.parametrize("sigma_shape", ["batch", "frame", "element"])
-def test_denoiser_is_identity_at_zero_noise_and_accepts_per_element_sigma(sigma_shape):
-    bb = tiny_backbone()
+def test_denoiser_is_identity_at_zero_noise_and_accepts_per_element_sigma(sigma_shape, views):
+    bb = tiny_backbone(views)
     cams, ref_c2w = orbit_cams(2, 2)
     cond = bb.condition(Conditioning(reference=torch.rand(2, 32, 32, 3), cameras=cams,
                                      extras={"reference_c2w": ref_c2w}))
@@ -59,8 +63,9 @@ def test_denoiser_is_identity_at_zero_noise_and_accepts_per_element_sigma(sigma_
     assert (d1 - d2).abs().max() < 1e-3
 
 
-def test_per_frame_sigma_changes_only_via_noise_level():
-    bb = tiny_backbone()
+@pytest.mark.parametrize("views", [False, True])
+def test_per_frame_sigma_changes_only_via_noise_level(views):
+    bb = tiny_backbone(views)
     cams, ref_c2w = orbit_cams(1, 2)
     cond = bb.condition(Conditioning(cameras=cams, extras={"reference_c2w": ref_c2w}))
     x = torch.randn(1, 2, 4, 8, 8)
@@ -73,8 +78,9 @@ def test_per_frame_sigma_changes_only_via_noise_level():
     assert (d - a).abs().max() > 1e-4
 
 
-def test_conditions_reach_the_output_and_null_drops_them():
-    bb = tiny_backbone()
+@pytest.mark.parametrize("views", [False, True])
+def test_conditions_reach_the_output_and_null_drops_them(views):
+    bb = tiny_backbone(views)
     cams, ref_c2w = orbit_cams(1, 2)
     ref = torch.rand(1, 32, 32, 3)
     maps = torch.rand(1, 2, 32, 32, 5)
@@ -97,6 +103,47 @@ def test_relative_plucker_is_invariant_to_a_world_transform():
     p2 = relative_plucker(moved, T @ ref_c2w, (8, 8))
     torch.testing.assert_close(p1, p2, atol=1e-4, rtol=0)
     assert p1.shape == (1, 3, 6, 8, 8)
+
+
+def test_reference_rays_are_the_rays_of_a_target_at_the_reference_pose():
+    cams, ref_c2w = orbit_cams(2, 3)
+    at_ref = Cameras(cams.Ks, torch.cat([ref_c2w[:, None], cams.c2w[:, 1:]], 1), cams.width, cams.height)
+    rays = reference_rays(at_ref, (8, 8))
+    torch.testing.assert_close(rays, relative_plucker(at_ref, ref_c2w, (8, 8))[:, 0], atol=1e-5, rtol=0)
+    # directions through the principal point look down +z (OpenCV), and moments vanish (origin 0)
+    assert rays.shape == (2, 6, 8, 8) and rays[:, 3:].abs().max() < 1e-6
+    centre = rays[:, :3, 3:5, 3:5].mean(dim=(2, 3))
+    torch.testing.assert_close(centre, torch.tensor([[0.0, 0, 1]] * 2), atol=2e-2, rtol=0)
+
+
+def test_prepended_reference_frame_is_the_clean_reference_with_its_own_rays():
+    bb = tiny_backbone(views=True)
+    cams, ref_c2w = orbit_cams(1, 2)
+    ref = torch.rand(1, 32, 32, 3)
+    cond = bb.condition(Conditioning(reference=ref, cameras=cams, maps=torch.rand(1, 2, 32, 32, 5),
+                                     keyframes={1: ref}, extras={"reference_c2w": ref_c2w}))
+    x, sigma = torch.randn(1, 2, 4, 8, 8), torch.full((1, 2, 1, 8, 8), 3.0)
+    x_all, s_all, static = prepend_reference(x, sigma, cond.static, 4, cond.reference_rays)
+    torch.testing.assert_close(x_all[:, 0], bb.vae.encode(ref))
+    assert torch.equal(x_all[:, 1:], x) and s_all[:, 0].eq(REFERENCE_SIGMA).all() and s_all[:, 1:].eq(3.0).all()
+    torch.testing.assert_close(static[:, 0, 5:11], cond.reference_rays[0][None])
+    assert static[:, 0, 12:].abs().max() == 0  # no map latent, no keyframe on the reference frame
+    assert torch.equal(static[:, 1:], cond.static)
+
+
+def test_view_attention_mixes_frames_and_is_spatial_attention_for_one_frame():
+    torch.manual_seed(0)
+    views, spatial = ViewAttention(8, 2), SpatialAttention(8, 2)
+    torch.nn.init.normal_(views.attn.out.weight, std=0.3)
+    spatial.load_state_dict(views.state_dict())
+    x = torch.randn(6, 8, 4, 4)  # 2 videos x 3 frames
+    torch.testing.assert_close(views(x, 1), spatial(x))
+    y = x.clone()
+    y[0] += torch.randn_like(y[0])  # change frame 0 of video 0
+    d = (views(y, 3) - views(x, 3)).abs().amax(dim=(1, 2, 3))
+    assert d[1] > 1e-3 and d[2] > 1e-3  # the other frames of that video see it
+    assert d[3:].max() == 0  # the other video does not
+    assert ((spatial(y) - spatial(x)).abs().amax(dim=(1, 2, 3))[1:] == 0).all()
 
 
 def test_bad_inputs_raise_one_sentence_errors():

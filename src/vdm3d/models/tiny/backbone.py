@@ -34,6 +34,8 @@ from vdm3d.models.tiny.denoiser import MAP_CHANNELS, VideoDenoiser
 from vdm3d.models.tiny.vae import TinyVAE
 
 SIGMA_DATA = 1.0
+#: noise level given to the prepended (clean) reference frame
+REFERENCE_SIGMA = 0.002
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +44,8 @@ class TinyCondition:
 
     static: Float[Tensor, "B F Cs h w"]
     maps: Float[Tensor, "B F H W Cm"] | None
+    reference_rays: Float[Tensor, "B 6 h w"] | None = None
+    """Plucker rays of the reference camera in its own frame (for the prepended reference frame)"""
 
 
 def relative_plucker(cameras: Cameras, reference_c2w: Tensor | None, size: tuple[int, int]) -> Tensor:
@@ -52,6 +56,34 @@ def relative_plucker(cameras: Cameras, reference_c2w: Tensor | None, size: tuple
         c2w = rigid_inverse(reference_c2w)[:, None] @ c2w
     rel = Cameras(cameras.Ks, c2w, cameras.width, cameras.height).resize(w, h)
     return rel.plucker().permute(0, 1, 4, 2, 3)
+
+
+def reference_rays(cameras: Cameras, size: tuple[int, int]) -> Tensor:
+    """Plucker rays ``[B, 6, h, w]`` of the reference camera in its own frame (identity pose), with the
+    intrinsics of the first target camera of ``cameras [B, F]``."""
+    h, w = size
+    Ks = cameras.Ks[:, 0]
+    eye = torch.eye(4, dtype=Ks.dtype, device=Ks.device).expand(Ks.shape[0], 4, 4)
+    ref = Cameras(Ks, eye, cameras.width, cameras.height).resize(w, h)
+    return ref.plucker().permute(0, 3, 1, 2)
+
+
+def prepend_reference(x: Tensor, sigma: Tensor, static: Tensor, c: int, rays: Tensor | None
+                      ) -> tuple[Tensor, Tensor, Tensor]:
+    """Put the reference view in front of the video as a clean frame.
+
+    ``x [B, F, C, h, w]``, ``sigma [B, F, 1, h, w]``, ``static [B, F, Cs, h, w]`` (layout of
+    :func:`assemble`) -> the same with ``F + 1`` frames. The new frame's sample is the reference latent
+    (zeros when the reference is absent or dropped), its noise level :data:`REFERENCE_SIGMA`, its
+    conditions the reference latent, its own rays (identity pose) and no map or keyframe.
+    """
+    first = static[:, :1]
+    ref_x = first[:, :, :c]
+    ray_flag = first[:, :, c + 7:c + 8]
+    ray = torch.zeros_like(first[:, :, c + 1:c + 7]) if rays is None else rays[:, None].to(first) * ray_flag
+    ref_static = torch.cat([first[:, :, :c + 1], ray, ray_flag, torch.zeros_like(first[:, :, c + 8:])], 2)
+    return (torch.cat([ref_x, x], 1), torch.cat([torch.full_like(sigma[:, :1], REFERENCE_SIGMA), sigma], 1),
+            torch.cat([ref_static, static], 1))
 
 
 def assemble(b: int, f: int, h: int, w: int, c: int, *, ref_latent: Tensor | None = None,
@@ -143,12 +175,13 @@ class TinyVideoBackbone(nn.Module):
         h, w = self.latent_size(height, width)
         c = self.latent_channels
         param = next(self.parameters())
-        ref_latent = plucker = map_latent = key_latent = key_mask = maps = None
+        ref_latent = plucker = map_latent = key_latent = key_mask = maps = rays = None
         if cond.cameras is not None:
             if tuple(cond.cameras.shape) != (b, f):
                 raise InputError(f"Conditioning: cameras must have batch shape [{b}, {f}], got "
                                  f"{tuple(cond.cameras.shape)}.")
             plucker = relative_plucker(cond.cameras.to(param), cond.extras.get("reference_c2w"), (h, w))
+            rays = reference_rays(cond.cameras.to(param), (h, w))
         if not null:
             if ref is not None:
                 ref_latent = self.vae.encode(ref.to(param))
@@ -168,7 +201,7 @@ class TinyVideoBackbone(nn.Module):
                     key_mask[:, i] = 1
         static = assemble(b, f, h, w, c, ref_latent=ref_latent, plucker=plucker, map_latent=map_latent,
                           key_latent=key_latent, key_mask=key_mask, like=param)
-        return TinyCondition(static, maps)
+        return TinyCondition(static, maps, rays)
 
     # -- the denoiser ---------------------------------------------------------------------------
     def denoise(self, x: Float[Tensor, "B Fl C h w"], sigma: Tensor, cond: TinyCondition
@@ -185,11 +218,24 @@ class TinyVideoBackbone(nn.Module):
         if static.shape[0] != b:
             static = static.expand(b, *static.shape[1:])
         if cond.maps is None:  # absent maps are all-zero maps, exactly as dropped maps in training
-            zero = torch.zeros(1, h * self.spatial_factor, w * self.spatial_factor, len(MAP_CHANNELS),
-                               dtype=x.dtype, device=x.device)
-            feats = self.denoiser.embed_maps(zero)[:, None].expand(b, f, -1, h, w)
+            feats = self._no_map_features(b, f, x)
         else:
             maps = cond.maps.expand(b, *cond.maps.shape[1:])
             feats = self.denoiser.embed_maps(maps.reshape(b * f, *maps.shape[2:])).reshape(b, f, -1, h, w)
-        raw = self.denoiser(c_in * x, c_noise, torch.cat([static, feats], 2))
+        if not self.denoiser.config.reference_frame:
+            return c_skip * x + c_out * self.denoiser(c_in * x, c_noise, torch.cat([static, feats], 2))
+        rays = cond.reference_rays
+        if rays is not None and rays.shape[0] != b:
+            rays = rays.expand(b, *rays.shape[1:])
+        x_all, sigma_all, static = prepend_reference(x, sigma, static, c, rays)
+        _, _, c_in_all, c_noise_all = edm_precondition(sigma_all, SIGMA_DATA, "v")
+        feats = torch.cat([self._no_map_features(b, 1, x), feats], 1)
+        raw = self.denoiser(c_in_all * x_all, c_noise_all, torch.cat([static, feats], 2))[:, 1:]
         return c_skip * x + c_out * raw
+
+    def _no_map_features(self, b: int, f: int, like: Tensor) -> Tensor:
+        """Map-stem features of all-zero maps, ``[B, F, M, h, w]``."""
+        h, w = like.shape[-2:]
+        zero = torch.zeros(1, h * self.spatial_factor, w * self.spatial_factor, len(MAP_CHANNELS),
+                           dtype=like.dtype, device=like.device)
+        return self.denoiser.embed_maps(zero)[:, None].expand(b, f, -1, h, w)

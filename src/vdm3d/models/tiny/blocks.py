@@ -90,6 +90,23 @@ class SpatialAttention(nn.Module):
         return x + self.attn(t).transpose(1, 2).reshape(n, c, h, w)
 
 
+class ViewAttention(nn.Module):
+    """Attention among all pixels of all frames of a video (3D attention): ``[B*F, C, H, W]``.
+
+    Used at the coarsest level, where ``F * H * W`` stays small; every frame carries its camera rays,
+    so a target frame can look up what the reference frame shows along related rays."""
+
+    def __init__(self, channels: int, heads: int = 4):
+        super().__init__()
+        self.attn = Attention(channels, heads)
+
+    def forward(self, x: Tensor, frames: int) -> Tensor:
+        bf, c, h, w = x.shape
+        t = x.reshape(bf // frames, frames, c, h * w).permute(0, 1, 3, 2).reshape(bf // frames, frames * h * w, c)
+        t = self.attn(t).reshape(bf // frames, frames, h * w, c).permute(0, 1, 3, 2).reshape(bf, c, h, w)
+        return x + t
+
+
 class TemporalAttention(nn.Module):
     """Attention among the frames at each pixel, with a learned frame-position embedding."""
 

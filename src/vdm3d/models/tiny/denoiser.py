@@ -18,17 +18,25 @@ keyframe latent        C+1   VAE latent of a known frame at its index, zeros els
 Levels: ``h x w`` (``channels[0]``) and ``h/2 x w/2`` (``channels[1]``, with spatial attention), each
 block followed by temporal attention across frames. The per-frame noise embedding modulates every
 residual block (FiLM). Absent (or CFG-dropped) conditions are zeros with their flag at 0.
+
+With ``attention="views"`` the two coarse attention layers attend over the pixels of *all* frames at
+once (3D attention, as multi-view diffusion models do) instead of one frame at a time; with
+``reference_frame=True`` the backbone also puts the reference view in front of the video as a clean
+frame (noise level ~0, its own rays), so target frames can attend to it. Both let the reference's
+content move to where the target cameras see it, which channel concatenation alone does poorly.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vdm3d.models.tiny.blocks import ResBlock, SpatialAttention, TemporalAttention, fourier_embedding, groups
+from vdm3d.models.tiny.blocks import (ResBlock, SpatialAttention, TemporalAttention, ViewAttention,
+                                      fourier_embedding, groups)
 
 #: order of the per-pixel map channels the tiny video model expects (``Conditioning.maps``)
 MAP_CHANNELS: tuple[str, ...] = ("warp_r", "warp_g", "warp_b", "valid", "edges")
@@ -52,6 +60,10 @@ class DenoiserConfig:
     """attention heads"""
     spatial_factor: int = 4
     """pixels per latent pixel (the VAE's factor), for the map stem"""
+    attention: Literal["frame", "views"] = "frame"
+    """coarse-level attention over the pixels of each frame, or of all frames together"""
+    reference_frame: bool = False
+    """the backbone prepends the reference view as a clean frame (see the module docstring)"""
 
     @property
     def cond_channels(self) -> int:
@@ -80,10 +92,11 @@ class VideoDenoiser(nn.Module):
         self.t_down0 = TemporalAttention(c0, config.max_frames, config.heads)
         self.down = nn.Conv2d(c0, c1, 3, stride=2, padding=1)
         self.mid1 = ResBlock(c1, c1, e)
-        self.s_mid1 = SpatialAttention(c1, config.heads)
+        mid_attention = ViewAttention if config.attention == "views" else SpatialAttention
+        self.s_mid1 = mid_attention(c1, config.heads)
         self.t_mid1 = TemporalAttention(c1, config.max_frames, config.heads)
         self.mid2 = ResBlock(c1, c1, e)
-        self.s_mid2 = SpatialAttention(c1, config.heads)
+        self.s_mid2 = mid_attention(c1, config.heads)
         self.t_mid2 = TemporalAttention(c1, config.max_frames, config.heads)
         self.up = nn.Conv2d(c1, c0, 3, padding=1)
         self.up0 = ResBlock(2 * c0, c0, e)
@@ -106,9 +119,13 @@ class VideoDenoiser(nn.Module):
         h0 = self.conv_in(z)
         h0 = self.t_down0(self.down0(h0, emb), f)
         h1 = self.down(h0)
-        h1 = self.t_mid1(self.s_mid1(self.mid1(h1, emb)), f)
-        h1 = self.t_mid2(self.s_mid2(self.mid2(h1, emb)), f)
+        h1 = self.t_mid1(self._coarse(self.s_mid1, self.mid1(h1, emb), f), f)
+        h1 = self.t_mid2(self._coarse(self.s_mid2, self.mid2(h1, emb), f), f)
         u = self.up(F.interpolate(h1, size=(h, w), mode="nearest"))
         u = self.t_up0(self.up0(torch.cat([u, h0], 1), emb), f)
         out = self.conv_out(F.silu(self.norm_out(u)))
         return out.reshape(b, f, c, h, w)
+
+    @staticmethod
+    def _coarse(attention: nn.Module, x: Tensor, frames: int) -> Tensor:
+        return attention(x, frames) if isinstance(attention, ViewAttention) else attention(x)
