@@ -47,7 +47,7 @@ def object_image(tmp_path_factory):
     from vdm3d.io.images import write_image
 
     scene = make_object(1_500_003)
-    cam = cameras_from_sv3d(10.0, 0.0, 2.7, 40.0, 48, 48).reshape(1)
+    cam = cameras_from_sv3d(10.0, 0.0, ObjectConfig().radius, 40.0, 48, 48).reshape(1)
     buf = render_buffers(scene, cam, background=(1.0, 1.0, 1.0))
     path = tmp_path_factory.mktemp("img") / "object.png"
     write_image(path, torch.cat([buf.rgb[0], buf.alpha[0, ..., None]], -1))
@@ -160,3 +160,11 @@ def test_backbone_orbit_fills_every_frame_in_chunks_reproducibly():
     assert (views.images[1:] - image).abs().mean() > 0.01
     again, _ = generate_orbit(config, fg, source)
     torch.testing.assert_close(again.images, views.images)  # seeded
+
+
+def test_tiny_preset_frames_objects_as_the_tiny_model_was_trained():
+    from vdm3d.data.procedural.cameras import orbit_distance
+    from vdm3d.train.datasets import OBJECT_FOV_DEG
+
+    tiny = PRESETS["tiny"][1]
+    assert tiny.fov_deg == OBJECT_FOV_DEG and abs(tiny.radius - orbit_distance(OBJECT_FOV_DEG)) < 1e-3

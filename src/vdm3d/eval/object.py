@@ -64,6 +64,12 @@ class EvalObjectConfig:
     """object-job preset"""
     backbone: str | None = None
     """override the preset's backbone"""
+    steps: int | None = None
+    """override the preset's sampler steps"""
+    guidance_scale: float | None = None
+    """override the preset's guidance scale"""
+    radius: float | None = None
+    """override the preset's camera distance (the input is rendered from there too)"""
     elevation_deg: float = 10.0
     """elevation of the input camera"""
     novel_views: int = 8
@@ -256,8 +262,9 @@ def eval_object(config: EvalObjectConfig) -> dict:
     if config.preset not in PRESETS:
         raise InputError(f"--preset {config.preset!r} is unknown; choose one of: {', '.join(PRESETS)}.")
     job_config = PRESETS[config.preset][1]
-    if config.backbone:
-        job_config = dataclasses.replace(job_config, backbone=config.backbone)
+    overrides = {"backbone": config.backbone, "steps": config.steps, "guidance_scale": config.guidance_scale,
+                 "radius": config.radius}
+    job_config = dataclasses.replace(job_config, **{k: v for k, v in overrides.items() if v is not None})
     cases = load_cases(config)
     if not cases:
         raise InputError("no evaluation cases: pass --procedural N or --manifest FILE.")

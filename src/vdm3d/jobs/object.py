@@ -71,8 +71,10 @@ class ObjectConfig:
     """orbit image size in pixels (None: the backbone's native resolution)"""
     elevation_deg: float = 10.0
     """elevation of the input camera (degrees above the object's equator)"""
-    radius: float = 2.7
-    """camera distance from the object's centre (the object is assumed to fit in the unit sphere)"""
+    radius: float = 3.2163
+    """camera distance from the object's centre (the object is assumed to fit in the unit sphere); the
+    default is the tiny model's training framing: at 40 deg the unit sphere fills the view with a 10 %
+    margin (:func:`vdm3d.data.procedural.cameras.orbit_distance`)"""
     fov_deg: float = 40.0
     """horizontal field of view of the orbit cameras"""
     border_ratio: float = 0.2
