@@ -144,7 +144,7 @@ def test_backbone_orbit_fills_every_frame_in_chunks_reproducibly():
     from vdm3d.models.tiny import DenoiserConfig, TinyVAE, TinyVideoBackbone, VAEConfig, VideoDenoiser
 
     vae = TinyVAE(VAEConfig(channels=(8, 8)))
-    net = VideoDenoiser(DenoiserConfig(channels=(16, 16), map_features=4, emb_dim=16, max_frames=4))
+    net = VideoDenoiser(DenoiserConfig(channels=(16, 16), map_features=4, emb_dim=16, max_frames=8))
     bb = TinyVideoBackbone(vae, net, resolution=(32, 32), frames=4).eval().requires_grad_(False)
     calls = []
     denoise = bb.denoise

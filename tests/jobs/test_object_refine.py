@@ -66,7 +66,7 @@ def test_refine_runs_with_a_tiny_random_backbone():
 
     torch.manual_seed(0)
     vae = TinyVAE(VAEConfig(channels=(8, 8)))
-    net = VideoDenoiser(DenoiserConfig(channels=(16, 16), map_features=4, emb_dim=16, max_frames=4))
+    net = VideoDenoiser(DenoiserConfig(channels=(16, 16), map_features=4, emb_dim=16, max_frames=8))
     bb = TinyVideoBackbone(vae, net, resolution=(32, 32), frames=4).eval().requires_grad_(False)
     plan = orbit_plan("v3d", 10.0, 2.7, 40.0, 32, frames=6)
     images = torch.ones(6, 32, 32, 3)

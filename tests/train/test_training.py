@@ -38,7 +38,7 @@ def trained(tmp_path_factory):
                   task=VAETaskConfig(batch=8, crop=16), loop=loop, heldout=1, heldout_rooms=1)
         video_loop = LoopConfig(steps=30, lr=1e-3, warmup=3, log_every=10, checkpoint_every=30, cpu=True)
         train_video(root / "video", vae=root / "vae" / "vae.json", objects=OBJ, rooms=ROOM,
-                    model=DenoiserConfig(channels=(16, 16), map_features=4, emb_dim=16, max_frames=4),
+                    model=DenoiserConfig(channels=(16, 16), map_features=4, emb_dim=16, max_frames=8),
                     task=VideoTaskConfig(batch=2, frames=4), loop=video_loop)
         train_depth(root / "depth", rooms=ROOM, model=DepthConfig(channels=(8, 8, 16, 16)),
                     task=DepthTaskConfig(batch=4), loop=loop, heldout=1)

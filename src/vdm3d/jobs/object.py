@@ -81,8 +81,9 @@ class ObjectConfig:
     """fraction of the image left as border around the recentred object"""
     recentre: bool = True
     """crop and recentre the object (off: use the square image as framed)"""
-    steps: int = 25
-    """sampler steps (Euler EDM)"""
+    steps: int = 4
+    """sampler steps (Euler EDM); the tiny preset's 4 scored higher than 25 on validation objects
+    (novel-view PSNR 12.99 vs 12.29 dB; its 25-step frames are sharper but less accurate)"""
     sigma_max: float = 80.0
     """largest noise level of the EDM schedule (SV3D/V3D: 700; the tiny model was trained up to ~80)"""
     guidance: Guidance = "constant"
@@ -138,7 +139,7 @@ class ObjectConfig:
 
 
 PRESETS: dict[str, tuple[str, ObjectConfig]] = {
-    "tiny": ("embedded 64x64 orbit model on CPU: V3D-style 18-view orbit, constant guidance 2",
+    "tiny": ("embedded 64x64 orbit model on CPU: V3D-style 18-view orbit, 4 steps, constant guidance 2",
              ObjectConfig()),
     "sv3d": ("SV3D_p: 21-view static orbit (input last), triangular CFG 1 -> 2.5, 50 steps, masked SDS",
              ObjectConfig(preset="sv3d", backbone="sv3d-p", orbit="sv3d-static", steps=50, sigma_max=700.0, guidance="triangular",

@@ -167,9 +167,10 @@ def depth_metrics(net: TinyDepth, rooms: dict[str, np.ndarray]) -> dict[str, Any
             "images": int(len(rgb))}
 
 
-def train_video(out: Path, vae: Path = DEFAULT_VAE, objects: ObjectSetConfig = ObjectSetConfig(),
-                rooms: RoomSetConfig = RoomSetConfig(), model: DenoiserConfig = DenoiserConfig(),
-                task: VideoTaskConfig = VideoTaskConfig(), loop: LoopConfig = LoopConfig(steps=6000, lr=4e-4),
+def train_video(out: Path, vae: Path = DEFAULT_VAE, objects: ObjectSetConfig = ObjectSetConfig(count=1000),
+                rooms: RoomSetConfig = RoomSetConfig(count=300), model: DenoiserConfig = DenoiserConfig(),
+                task: VideoTaskConfig = VideoTaskConfig(),
+                loop: LoopConfig = LoopConfig(steps=7000, lr=8e-4, warmup=200, ema_decay=0.998),
                 name: str = "video", resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """Train the tiny latent video denoiser on the orbit / warp / inbetween mixture (VAE frozen).
 

@@ -41,11 +41,11 @@ ORBIT_STRIDE = 2  # with 18 views: targets 40 deg apart, 8 of them, none equal t
 class VideoTaskConfig:
     """Task mixture and diffusion-training settings of the video model."""
 
-    batch: int = 4
+    batch: int = 8
     """videos per step"""
     frames: int = 8
     """frames per video"""
-    mixture: tuple[float, float, float] = (0.5, 0.3, 0.2)
+    mixture: tuple[float, float, float] = (0.6, 0.25, 0.15)
     """probabilities of the orbit, warp and inbetween tasks"""
     random_orbit: float = 0.25
     """probability that an orbit sample uses 8 random other views instead of the fixed offsets"""
@@ -55,9 +55,10 @@ class VideoTaskConfig:
     """probability of dropping each of reference / maps / keyframes on its own"""
     per_frame_sigma: float = 0.25
     """probability that each frame gets its own noise level"""
-    p_mean: float = -0.4
-    """mean of ln(sigma) (latents have unit variance)"""
-    p_std: float = 1.4
+    p_mean: float = 0.5
+    """mean of ln(sigma) (latents have unit variance; shifted up from EDM's image default so that more
+    steps train the noise levels where the reference decides the layout)"""
+    p_std: float = 1.5
     """standard deviation of ln(sigma)"""
 
 

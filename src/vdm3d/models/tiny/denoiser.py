@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vdm3d.errors import InputError
 from vdm3d.models.tiny.blocks import (ResBlock, SpatialAttention, TemporalAttention, ViewAttention,
                                       fourier_embedding, groups)
 
@@ -60,9 +61,9 @@ class DenoiserConfig:
     """attention heads"""
     spatial_factor: int = 4
     """pixels per latent pixel (the VAE's factor), for the map stem"""
-    attention: Literal["frame", "views"] = "frame"
+    attention: Literal["frame", "views"] = "views"
     """coarse-level attention over the pixels of each frame, or of all frames together"""
-    reference_frame: bool = False
+    reference_frame: bool = True
     """the backbone prepends the reference view as a clean frame (see the module docstring)"""
 
     @property
@@ -113,6 +114,9 @@ class VideoDenoiser(nn.Module):
     def forward(self, x_in: Tensor, c_noise: Tensor, cond: Tensor) -> Tensor:
         """``x_in [B, F, C, h, w]``, ``c_noise [B, F, 1, h, w]``, ``cond [B, F, Cc, h, w]`` -> raw output."""
         b, f, c, h, w = x_in.shape
+        if f > self.config.max_frames:
+            raise InputError(f"the tiny video denoiser takes at most {self.config.max_frames} frames (a prepended "
+                             f"reference frame counts), got {f}; generate longer videos in chunks.")
         emb = self.emb(fourier_embedding(c_noise.mean(dim=(2, 3, 4)), 64, max_period=10.0))  # [B, F, E]
         emb = emb.reshape(b * f, -1)
         z = torch.cat([x_in, c_noise, cond], 2).reshape(b * f, -1, h, w)
