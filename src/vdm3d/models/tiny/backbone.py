@@ -217,8 +217,9 @@ class TinyVideoBackbone(nn.Module):
         static = cond.static
         if static.shape[0] != b:
             static = static.expand(b, *static.shape[1:])
+        no_maps = self._no_map_features(b, x)  # [B, 1, M, h, w]
         if cond.maps is None:  # absent maps are all-zero maps, exactly as dropped maps in training
-            feats = self._no_map_features(b, f, x)
+            feats = no_maps.expand(b, f, -1, h, w)
         else:
             maps = cond.maps.expand(b, *cond.maps.shape[1:])
             feats = self.denoiser.embed_maps(maps.reshape(b * f, *maps.shape[2:])).reshape(b, f, -1, h, w)
@@ -229,13 +230,13 @@ class TinyVideoBackbone(nn.Module):
             rays = rays.expand(b, *rays.shape[1:])
         x_all, sigma_all, static = prepend_reference(x, sigma, static, c, rays)
         _, _, c_in_all, c_noise_all = edm_precondition(sigma_all, SIGMA_DATA, "v")
-        feats = torch.cat([self._no_map_features(b, 1, x), feats], 1)
+        feats = torch.cat([no_maps, feats], 1)
         raw = self.denoiser(c_in_all * x_all, c_noise_all, torch.cat([static, feats], 2))[:, 1:]
         return c_skip * x + c_out * raw
 
-    def _no_map_features(self, b: int, f: int, like: Tensor) -> Tensor:
-        """Map-stem features of all-zero maps, ``[B, F, M, h, w]``."""
+    def _no_map_features(self, b: int, like: Tensor) -> Tensor:
+        """Map-stem features of all-zero maps, ``[B, 1, M, h, w]`` (absent maps; the reference frame)."""
         h, w = like.shape[-2:]
         zero = torch.zeros(1, h * self.spatial_factor, w * self.spatial_factor, len(MAP_CHANNELS),
                            dtype=like.dtype, device=like.device)
-        return self.denoiser.embed_maps(zero)[:, None].expand(b, f, -1, h, w)
+        return self.denoiser.embed_maps(zero)[:, None].expand(b, 1, -1, h, w)
