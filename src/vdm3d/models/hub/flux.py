@@ -193,6 +193,9 @@ class FluxBackbone(HubBackbone):
             if self.transformer.config.guidance_embeds
             else None
         )
+        # what the transformer and its ControlNet both take (each with its own guidance embedding)
+        inputs = dict(hidden_states=tokens, timestep=t_flat, pooled_projections=pooled, encoder_hidden_states=text,
+                      txt_ids=txt_ids, img_ids=ids, return_dict=False)
         extra: dict[str, Any] = {}
         if cond.control is not None:
             control = (
@@ -210,33 +213,17 @@ class FluxBackbone(HubBackbone):
                 else None
             )
             blocks, single = self.controlnet(
-                hidden_states=tokens,
                 controlnet_cond=control.flatten(0, 1),
                 conditioning_scale=self.settings.control_weight,
-                timestep=t_flat,
                 guidance=c_guidance,
-                pooled_projections=pooled,
-                encoder_hidden_states=text,
-                txt_ids=txt_ids,
-                img_ids=ids,
-                return_dict=False,
+                **inputs,
             )
             extra = {
                 "controlnet_block_samples": blocks,
                 "controlnet_single_block_samples": single,
                 "controlnet_blocks_repeat": self.controlnet.input_hint_block is not None,
             }
-        raw = self.transformer(
-            hidden_states=tokens,
-            timestep=t_flat,
-            guidance=guidance,
-            pooled_projections=pooled,
-            encoder_hidden_states=text,
-            txt_ids=txt_ids,
-            img_ids=ids,
-            return_dict=False,
-            **extra,
-        )[0]
+        raw = self.transformer(guidance=guidance, **inputs, **extra)[0]
         raw = unpack(raw, h, w).unflatten(0, (B, Fr)).to(x.dtype)
         return x0_from_prediction(raw, x_native, t, "flow", "flow")
 
