@@ -12,7 +12,7 @@ from vdm3d.errors import InputError, MissingWeightsError
 from vdm3d.models.protocol import Backbone, Conditioning
 from vdm3d.models.tiny import DenoiserConfig, TinyVAE, TinyVideoBackbone, VAEConfig, VideoDenoiser
 from vdm3d.models.tiny.backbone import REFERENCE_SIGMA, prepend_reference, reference_rays, relative_plucker
-from vdm3d.models.tiny.blocks import SpatialAttention, ViewAttention
+from vdm3d.models.tiny.blocks import SpatialAttention
 from vdm3d.models.tiny.checkpoint import load_model, save_model
 
 
@@ -131,19 +131,19 @@ def test_prepended_reference_frame_is_the_clean_reference_with_its_own_rays():
     assert torch.equal(static[:, 1:], cond.static)
 
 
-def test_view_attention_mixes_frames_and_is_spatial_attention_for_one_frame():
+def test_video_wide_attention_mixes_frames_and_is_per_frame_attention_for_one_frame():
     torch.manual_seed(0)
-    views, spatial = ViewAttention(8, 2), SpatialAttention(8, 2)
-    torch.nn.init.normal_(views.attn.out.weight, std=0.3)
-    spatial.load_state_dict(views.state_dict())
+    attn = SpatialAttention(8, 2)
+    torch.nn.init.normal_(attn.attn.out.weight, std=0.3)
     x = torch.randn(6, 8, 4, 4)  # 2 videos x 3 frames
-    torch.testing.assert_close(views(x, 1), spatial(x))
+    # frames=1 is attention over each frame's own pixels, computed independently per frame
+    torch.testing.assert_close(attn(x, 1), torch.cat([attn(x[i:i + 1]) for i in range(6)]))
     y = x.clone()
     y[0] += torch.randn_like(y[0])  # change frame 0 of video 0
-    d = (views(y, 3) - views(x, 3)).abs().amax(dim=(1, 2, 3))
+    d = (attn(y, 3) - attn(x, 3)).abs().amax(dim=(1, 2, 3))
     assert d[1] > 1e-3 and d[2] > 1e-3  # the other frames of that video see it
     assert d[3:].max() == 0  # the other video does not
-    assert ((spatial(y) - spatial(x)).abs().amax(dim=(1, 2, 3))[1:] == 0).all()
+    assert ((attn(y, 1) - attn(x, 1)).abs().amax(dim=(1, 2, 3))[1:] == 0).all()
 
 
 def test_bad_inputs_raise_one_sentence_errors():

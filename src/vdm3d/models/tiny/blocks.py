@@ -78,32 +78,21 @@ class Attention(nn.Module):
 
 
 class SpatialAttention(nn.Module):
-    """Attention among the pixels of each frame: ``[B*F, C, H, W]``."""
+    """Attention among the pixels of each frame, or of each video (3D attention): ``[B*F, C, H, W]``.
+
+    ``frames=1`` attends within a frame; ``frames=F`` attends over all pixels of the ``F`` frames of
+    each video at once (used at the coarsest level, where ``F * H * W`` stays small: every frame
+    carries its camera rays, so a target frame can look up what the reference frame shows)."""
 
     def __init__(self, channels: int, heads: int = 4):
         super().__init__()
         self.attn = Attention(channels, heads)
 
-    def forward(self, x: Tensor) -> Tensor:
-        n, c, h, w = x.shape
-        t = x.flatten(2).transpose(1, 2)  # [N, HW, C]
-        return x + self.attn(t).transpose(1, 2).reshape(n, c, h, w)
-
-
-class ViewAttention(nn.Module):
-    """Attention among all pixels of all frames of a video (3D attention): ``[B*F, C, H, W]``.
-
-    Used at the coarsest level, where ``F * H * W`` stays small; every frame carries its camera rays,
-    so a target frame can look up what the reference frame shows along related rays."""
-
-    def __init__(self, channels: int, heads: int = 4):
-        super().__init__()
-        self.attn = Attention(channels, heads)
-
-    def forward(self, x: Tensor, frames: int) -> Tensor:
+    def forward(self, x: Tensor, frames: int = 1) -> Tensor:
         bf, c, h, w = x.shape
-        t = x.reshape(bf // frames, frames, c, h * w).permute(0, 1, 3, 2).reshape(bf // frames, frames * h * w, c)
-        t = self.attn(t).reshape(bf // frames, frames, h * w, c).permute(0, 1, 3, 2).reshape(bf, c, h, w)
+        n = bf // frames
+        t = x.reshape(n, frames, c, h * w).permute(0, 1, 3, 2).reshape(n, frames * h * w, c)
+        t = self.attn(t).reshape(n, frames, h * w, c).permute(0, 1, 3, 2).reshape(bf, c, h, w)
         return x + t
 
 

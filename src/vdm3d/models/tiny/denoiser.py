@@ -36,8 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vdm3d.errors import InputError
-from vdm3d.models.tiny.blocks import (ResBlock, SpatialAttention, TemporalAttention, ViewAttention,
-                                      fourier_embedding, groups)
+from vdm3d.models.tiny.blocks import ResBlock, SpatialAttention, TemporalAttention, fourier_embedding, groups
 
 #: order of the per-pixel map channels the tiny video model expects (``Conditioning.maps``)
 MAP_CHANNELS: tuple[str, ...] = ("warp_r", "warp_g", "warp_b", "valid", "edges")
@@ -93,11 +92,10 @@ class VideoDenoiser(nn.Module):
         self.t_down0 = TemporalAttention(c0, config.max_frames, config.heads)
         self.down = nn.Conv2d(c0, c1, 3, stride=2, padding=1)
         self.mid1 = ResBlock(c1, c1, e)
-        mid_attention = ViewAttention if config.attention == "views" else SpatialAttention
-        self.s_mid1 = mid_attention(c1, config.heads)
+        self.s_mid1 = SpatialAttention(c1, config.heads)
         self.t_mid1 = TemporalAttention(c1, config.max_frames, config.heads)
         self.mid2 = ResBlock(c1, c1, e)
-        self.s_mid2 = mid_attention(c1, config.heads)
+        self.s_mid2 = SpatialAttention(c1, config.heads)
         self.t_mid2 = TemporalAttention(c1, config.max_frames, config.heads)
         self.up = nn.Conv2d(c1, c0, 3, padding=1)
         self.up0 = ResBlock(2 * c0, c0, e)
@@ -123,13 +121,10 @@ class VideoDenoiser(nn.Module):
         h0 = self.conv_in(z)
         h0 = self.t_down0(self.down0(h0, emb), f)
         h1 = self.down(h0)
-        h1 = self.t_mid1(self._coarse(self.s_mid1, self.mid1(h1, emb), f), f)
-        h1 = self.t_mid2(self._coarse(self.s_mid2, self.mid2(h1, emb), f), f)
+        group = f if self.config.attention == "views" else 1  # frames one coarse attention spans
+        h1 = self.t_mid1(self.s_mid1(self.mid1(h1, emb), group), f)
+        h1 = self.t_mid2(self.s_mid2(self.mid2(h1, emb), group), f)
         u = self.up(F.interpolate(h1, size=(h, w), mode="nearest"))
         u = self.t_up0(self.up0(torch.cat([u, h0], 1), emb), f)
         out = self.conv_out(F.silu(self.norm_out(u)))
         return out.reshape(b, f, c, h, w)
-
-    @staticmethod
-    def _coarse(attention: nn.Module, x: Tensor, frames: int) -> Tensor:
-        return attention(x, frames) if isinstance(attention, ViewAttention) else attention(x)
