@@ -46,6 +46,7 @@ from vdm3d.cameras.trajectory import Trajectory
 from vdm3d.cameras.trajectory_file import save_trajectory
 from vdm3d.errors import ConfigError, InputError
 from vdm3d.geometry.carve import CarveResult, carve as carve_hull, grid_points, inside_hull
+from vdm3d.geometry.pixels import pixel_hits
 from vdm3d.geometry.texture import bake_uv_texture, bake_vertex_colors, export_mesh
 from vdm3d.geometry.tsdf import tsdf_mesh
 from vdm3d.io.foreground import Foreground, load_object_image, mask_from_background
@@ -244,11 +245,8 @@ def init_gaussians(hull: CarveResult, orbit: Views) -> Gaussians:
     cams = orbit.cameras
     to_cam = cams.centers[None] - hull.points_world[:, None]  # [N, F, 3]
     facing = (to_cam / to_cam.norm(dim=-1, keepdim=True) * hull.normals_world[:, None]).sum(-1)
-    best = facing.argmax(1)
-    uv, _ = cams[best].project(hull.points_world[:, None])[0], None
-    u = uv[:, 0, 0].floor().long().clamp(0, orbit.width - 1)
-    v = uv[:, 0, 1].floor().long().clamp(0, orbit.height - 1)
-    colors = orbit.images[best, v, u]
+    best = facing.argmax(1)  # [N]
+    colors = pixel_hits(cams[best], hull.points_world[:, None]).gather(orbit.images[best])[:, 0]  # [N, 3]
     return Gaussians.from_points(hull.points_world, colors, opacity=0.5, sh_degree=0)
 
 
