@@ -50,9 +50,9 @@ from vdm3d.io.runs import RunFolder, atomic_write_bytes, atomic_write_json
 from vdm3d.jobs import object as job
 from vdm3d.jobs.object import PRESETS, ObjectConfig
 from vdm3d.jobs.object_orbit import OracleOrbit, orbit_plan
-from vdm3d.metrics.geometry import mesh_distance
+from vdm3d.metrics.geometry import SurfaceDistance, mesh_distance
 from vdm3d.metrics.image import psnr, ssim
-from vdm3d.recon.perceptual import make_perceptual
+from vdm3d.recon.perceptual import PerceptualLoss, make_perceptual
 from vdm3d.recon.render import render_views
 from vdm3d.splat.gaussians import Gaussians
 from vdm3d.views import Views
@@ -159,7 +159,7 @@ def silhouette_ball(orbit: Views, resolution: int) -> CarveResult:
     return CarveResult(occ, lo, voxel, occupancy_mesh(occ, lo, voxel), empty, empty)
 
 
-def input_only_baseline(job_config: ObjectConfig, orbit: Views, perceptual) -> Gaussians:
+def input_only_baseline(job_config: ObjectConfig, orbit: Views, perceptual: PerceptualLoss) -> Gaussians:
     """Gaussians fitted to the input view alone, initialized as a billboard: points on the plane
     through the object's centre facing the input camera, inside the input silhouette, in the
     image's colours (a 2.5D cut-out; from the input view it is exact, from the side it is thin)."""
@@ -218,7 +218,7 @@ def run_case(case: dict, config: EvalObjectConfig, job_config: ObjectConfig, fol
     return scores
 
 
-def _geometry(d) -> dict[str, float]:
+def _geometry(d: SurfaceDistance) -> dict[str, float]:
     return {"chamfer": d.chamfer, "fscore": d.fscore}
 
 

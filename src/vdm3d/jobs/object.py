@@ -59,7 +59,7 @@ from vdm3d.models.registry import load_backbone
 from vdm3d.models.tiny import DEFAULT_VIDEO
 from vdm3d.recon.perceptual import make_perceptual
 from vdm3d.recon.render import render_views
-from vdm3d.recon.trainer import FitConfig, LearningRates, fit_gaussians
+from vdm3d.recon.trainer import FitConfig, FitProgress, LearningRates, fit_gaussians
 from vdm3d.splat.gaussians import Gaussians
 from vdm3d.splat.ply import save_ply
 from vdm3d.splat.strategy import DensifyPolicy
@@ -264,7 +264,7 @@ def fit(config: ObjectConfig, orbit: Views, init: Gaussians, perceptual: Callabl
                            generated_weight=1.0, densify=densify, seed=config.seed)
     report = None
     if progress is not None:
-        def report(p):  # noqa: E306
+        def report(p: FitProgress) -> None:  # noqa: E306
             if p.step % max(1, n // 5) == 0 or p.step == n:
                 progress(f"fit {p.step}/{p.steps}: loss {p.loss:.4f}, PSNR {p.psnr:.2f} dB, {p.num_gaussians} Gaussians")
     return fit_gaussians(orbit, init, fit_config, perceptual=perceptual, progress=report)

@@ -24,6 +24,7 @@ toward the denoised ones only where ``M`` (pooled to latent resolution) says so:
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +36,7 @@ from vdm3d.cameras.io import cameras_from_sv3d
 from vdm3d.diffusion.guiders import Guider
 from vdm3d.errors import ConfigError
 from vdm3d.protocols import Backbone, Conditioning
-from vdm3d.recon.trainer import FitConfig, LearningRates, StepContext, fit_gaussians
+from vdm3d.recon.trainer import FitConfig, FitProgress, LearningRates, StepContext, fit_gaussians
 from vdm3d.splat.gaussians import Gaussians
 from vdm3d.splat.render import render
 from vdm3d.splat.strategy import DensifyPolicy
@@ -172,7 +173,7 @@ def refine_fit_config(config: RefineConfig, sh_degree: int) -> FitConfig:
 
 def refine(config: RefineConfig, gaussians: Gaussians, orbit: Views, input_index: int,
            reference: Float[Tensor, "H W 3"], backbone: Backbone | None, guider: Guider,
-           say=None) -> Gaussians:
+           say: Callable[[str], None] | None = None) -> Gaussians:
     """Photometric steps on the orbit plus masked SDS (see the module docstring); new Gaussians."""
     if backbone is None:
         raise ConfigError("--refine needs a video backbone as the prior; the orbit source has none.")
@@ -180,7 +181,7 @@ def refine(config: RefineConfig, gaussians: Gaussians, orbit: Views, input_index
                     orbit.width)
     report = None
     if say is not None:
-        def report(p) -> None:
+        def report(p: FitProgress) -> None:
             if p.step % max(1, config.steps // 4) == 0:
                 say(f"refine {p.step}/{p.steps}: loss {p.loss:.4f}, SDS on {sds.coverage * 100:.0f}% of pixels")
     return fit_gaussians(orbit, gaussians, refine_fit_config(config, gaussians.sh_degree), extra_losses=[sds],

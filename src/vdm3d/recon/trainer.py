@@ -40,6 +40,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from vdm3d.cameras.camera import Cameras
 from vdm3d.errors import ConfigError
 from vdm3d.metrics.image import WINDOW, psnr
 from vdm3d.recon import losses
@@ -220,7 +221,7 @@ def _means_lr(config: FitConfig, scene_scale: float, step: int) -> float:
     return scene_scale * math.exp((1 - t) * math.log(hi) + t * math.log(lo))
 
 
-def _background(config: FitConfig, generator: torch.Generator, dtype) -> Tensor:
+def _background(config: FitConfig, generator: torch.Generator, dtype: torch.dtype) -> Tensor:
     if config.background == "random":
         return torch.rand(3, generator=generator).to(dtype)
     return torch.full((3,), 1.0 if config.background == "white" else 0.0, dtype=dtype)
@@ -378,7 +379,8 @@ def _epoch_order(n: int, epoch: int, seed: int) -> list[int]:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch)).tolist()
 
 
-def _crop(view: Views, size: int | None, generator: torch.Generator):
+def _crop(view: Views, size: int | None, generator: torch.Generator
+          ) -> tuple[Tensor, Cameras, Tensor | None, Tensor | None, Tensor | None]:
     """The view's tensors with a batch axis, cut to a random ``size`` x ``size`` patch if asked."""
     image, cams = view.images, view.cameras
     maps = [view.alphas, view.depths, view.confidence]
