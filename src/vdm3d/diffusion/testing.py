@@ -102,6 +102,10 @@ class ConvDenoiser(nn.Module, _ImageLatents):
             return torch.zeros(b, 3, h, w)
         return ref.permute(0, 3, 1, 2) * 2.0 - 1.0
 
+    def concat_conditions(self, conds: list[Tensor], batch: int) -> Tensor:
+        """Reference images ``[B or 1, 3, H, W]`` stacked on the batch (one call for both CFG branches)."""
+        return torch.cat([c.expand(batch, *c.shape[1:]) for c in conds])
+
     def denoise(self, x: Float[Tensor, "B Fl C h w"], sigma: Tensor,
                 cond: Any) -> Float[Tensor, "B Fl C h w"]:
         self.calls += 1

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from vdm3d.cameras.camera import Cameras, rigid_inverse
 from vdm3d.diffusion.parameterizations import edm_precondition
 from vdm3d.errors import InputError
+from vdm3d.models.batching import join_batch
 from vdm3d.protocols import Conditioning
 from vdm3d.models.tiny.denoiser import MAP_CHANNELS, VideoDenoiser
 from vdm3d.models.tiny.vae import TinyVAE
@@ -202,6 +203,16 @@ class TinyVideoBackbone(nn.Module):
         static = assemble(b, f, h, w, c, ref_latent=ref_latent, plucker=plucker, map_latent=map_latent,
                           key_latent=key_latent, key_mask=key_mask, like=param)
         return TinyCondition(static, maps, rays)
+
+    def concat_conditions(self, conds: list[TinyCondition], batch: int) -> TinyCondition | None:
+        """Conditions joined on the batch axis (both CFG branches in one denoiser call). A branch
+        without maps gets all-zero maps, which the denoiser treats exactly as absent maps."""
+        shapes = {tuple(c.maps.shape[1:]) for c in conds if c.maps is not None}
+        if len(shapes) == 1:
+            like = next(c.maps for c in conds if c.maps is not None)
+            zeros = torch.zeros(1, *like.shape[1:], dtype=like.dtype, device=like.device)
+            conds = [c if c.maps is not None else dataclasses.replace(c, maps=zeros) for c in conds]
+        return join_batch(conds, batch)
 
     # -- the denoiser ---------------------------------------------------------------------------
     def denoise(self, x: Float[Tensor, "B Fl C h w"], sigma: Tensor, cond: TinyCondition
