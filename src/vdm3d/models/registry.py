@@ -80,6 +80,7 @@ HUB: dict[str, HubEntry] = {
             ("fps_id", 1),
             ("motion_bucket_id", 300),
             ("noise_aug_strength", 0.02),
+            ("trained_orbit", "v3d"),
         ),
         "see heheyas/V3D",
         "weights are sgm checkpoints (heheyas/V3D V3D.ckpt + svd_xt.safetensors): convert the UNet to the "
@@ -99,7 +100,7 @@ HUB: dict[str, HubEntry] = {
         "vdm3d.models.hub.sv3d.SV3DBackbone",
         None,
         _SVD_FILES,
-        (("frames", 21), ("height", 576), ("width", 576)),
+        (("frames", 21), ("height", 576), ("width", 576), ("trained_orbit", "sv3d-static")),
         "sv3d community",
         "convert stabilityai/sv3d sv3d_u.safetensors to the diffusers UNet layout "
         "(projection_class_embeddings_input_dim 256) and put unet/, vae/, image_encoder/ in the folder",
