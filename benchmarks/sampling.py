@@ -39,7 +39,7 @@ from vdm3d.diffusion.noise_warp import warped_noise  # noqa: E402
 from vdm3d.diffusion.samplers import sample  # noqa: E402
 from vdm3d.diffusion.schedules import DdimSchedule, EdmSchedule, FlowSchedule, fill_and_revise  # noqa: E402
 from vdm3d.diffusion.testing import ConvDenoiser, GaussianDataDenoiser  # noqa: E402
-from vdm3d.models.protocol import Conditioning  # noqa: E402
+from vdm3d.protocols import Conditioning  # noqa: E402
 
 
 def best_time(fn) -> float:

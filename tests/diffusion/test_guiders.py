@@ -11,7 +11,7 @@ from vdm3d.diffusion.samplers import sample
 from vdm3d.diffusion.schedules import EdmSchedule
 from vdm3d.diffusion.testing import ConvDenoiser, GaussianDataDenoiser
 from vdm3d.errors import ConfigError
-from vdm3d.models.protocol import Conditioning
+from vdm3d.protocols import Conditioning
 
 
 def test_sv3d_triangular_schedule_for_21_frames():

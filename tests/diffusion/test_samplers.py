@@ -10,7 +10,7 @@ from vdm3d.diffusion.samplers import SAMPLERS, SamplerConfig, sample, sample_wit
 from vdm3d.diffusion.schedules import DdimSchedule, EdmSchedule, FlowSchedule, frozen_until, strength_sigmas
 from vdm3d.diffusion.testing import ConvDenoiser, GaussianDataDenoiser
 from vdm3d.errors import ConfigError
-from vdm3d.models.protocol import Conditioning
+from vdm3d.protocols import Conditioning
 
 # Eight independent Gaussian "pixels" with different means and variances.
 MEAN = torch.linspace(-0.5, 0.5, 8).view(1, 8, 1, 1)

@@ -1,6 +1,6 @@
 """One sampler loop for Euler-EDM, DDIM (with eta) and flow-matching Euler, with per-element noise.
 
-In the VE form ``x = x0 + sigma eps`` (:mod:`vdm3d.models.protocol`) the three samplers are one
+In the VE form ``x = x0 + sigma eps`` (:mod:`vdm3d.protocols`) the three samplers are one
 update. With ``x0 = D(x, sigma)`` and ``eps = (x - x0) / sigma``, a step from ``sigma`` to ``sigma'``
 is::
 
@@ -47,7 +47,7 @@ from vdm3d.diffusion.hooks import StepHook, StepState
 from vdm3d.diffusion.parameterizations import NativeView, align_sigma
 from vdm3d.diffusion.schedules import DdimSchedule, EdmSchedule, FlowSchedule
 from vdm3d.errors import ConfigError, InputError
-from vdm3d.models.protocol import Conditioning
+from vdm3d.protocols import Conditioning
 
 Progress = Callable[[int, int], None]
 
@@ -163,7 +163,7 @@ def sample(backbone: Any, sigmas: Tensor, *, cond: Conditioning | None = None,
     """Run the shared loop and return the final sample (clean where the schedule ends at 0).
 
     Args:
-        backbone: a :class:`~vdm3d.models.protocol.Backbone`.
+        backbone: a :class:`~vdm3d.protocols.Backbone`.
         sigmas: ``[S + 1]`` or per-element ``[S + 1, *E]`` VE noise levels.
         cond: the condition (``None``: an empty :class:`Conditioning`).
         shape: latent shape ``[B, F, C, h, w]`` when neither ``x_init`` nor ``noise`` gives it.

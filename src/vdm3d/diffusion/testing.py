@@ -5,7 +5,7 @@ independent Gaussian ``x0 ~ N(mu, var)``: for ``x = x0 + sigma eps``,
 ``E[x0 | x] = mu + var / (var + sigma^2) (x - mu)``. A correct sampler driven by it must reproduce
 the data mean and variance, which is what the sampler tests check. :class:`ConvDenoiser` is a small
 seeded conv net with SV3D-style v-scaling, used by the benchmark as a realistic cost reference. Both
-implement :class:`vdm3d.models.protocol.Backbone`, with a 3-channel latent that decodes to images by
+implement :class:`vdm3d.protocols.Backbone`, with a 3-channel latent that decodes to images by
 ``(x + 1) / 2`` (differentiable, so x0 guidance can be tested exactly).
 """
 
@@ -18,7 +18,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from vdm3d.diffusion.parameterizations import align_sigma, edm_precondition
-from vdm3d.models.protocol import Conditioning
+from vdm3d.protocols import Conditioning
 
 
 class _ImageLatents:

@@ -6,7 +6,7 @@ import torch
 
 from hub_helpers import SIZE, reference_image, two_steps
 from vdm3d.diffusion.schedules import EdmSchedule
-from vdm3d.models.protocol import Conditioning
+from vdm3d.protocols import Conditioning
 
 
 def test_matches_diffusers_pipeline_two_steps_with_cfg(tiny_svd):

@@ -9,7 +9,7 @@ import torch
 
 from vdm3d.cameras.camera import Cameras, look_at
 from vdm3d.errors import InputError, MissingWeightsError
-from vdm3d.models.protocol import Backbone, Conditioning
+from vdm3d.protocols import Backbone, Conditioning
 from vdm3d.models.tiny import DenoiserConfig, TinyVAE, TinyVideoBackbone, VAEConfig, VideoDenoiser
 from vdm3d.models.tiny.backbone import REFERENCE_SIGMA, prepend_reference, reference_rays, relative_plucker
 from vdm3d.models.tiny.blocks import SpatialAttention

@@ -55,7 +55,7 @@ class Component:
 
 
 class HubBackbone:
-    """Base of the hub adapters (implements the storage half of :class:`~vdm3d.models.protocol.Backbone`).
+    """Base of the hub adapters (implements the storage half of :class:`~vdm3d.protocols.Backbone`).
 
     Subclasses declare ``COMPONENTS`` (sub-folder -> :class:`Component`) and ``Settings`` (a frozen
     dataclass) and implement ``encode``/``decode``/``condition``/``denoise``."""

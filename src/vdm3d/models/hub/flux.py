@@ -32,7 +32,7 @@ from torch import Tensor
 from vdm3d.diffusion.parameterizations import ve_to_native, x0_from_prediction
 from vdm3d.errors import ConfigError, InputError
 from vdm3d.models.hub.base import Component, HubBackbone, expand_sigma, signed_to_images, uniform_sigma
-from vdm3d.models.protocol import Conditioning
+from vdm3d.protocols import Conditioning
 
 
 @dataclasses.dataclass(frozen=True)
