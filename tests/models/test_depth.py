@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from vdm3d.models import registry
@@ -22,6 +23,7 @@ def held_out_room_views(seed: int, frames: int = 4):
     return Views(buf.rgb.float().clamp(0, 1), cams), buf.depth.float()
 
 
+@pytest.mark.slow
 def test_tiny_depth_is_a_relative_depth_estimator_that_beats_a_constant_on_held_out_rooms():
     est = registry.load_depth("tiny-depth")
     assert isinstance(est, DepthEstimator) and est.kind == "relative" and est.name == "tiny-depth"
