@@ -53,7 +53,8 @@ from vdm3d.io.foreground import Foreground, load_object_image, mask_from_backgro
 from vdm3d.io.images import write_image
 from vdm3d.io.runs import RunFolder
 from vdm3d.io.video import write_video
-from vdm3d.jobs.object_orbit import BackboneOrbit, Guidance, OrbitKind, OrbitPlan, OrbitSource, orbit_plan
+from vdm3d.jobs.object_orbit import (BackboneOrbit, Guidance, OrbitKind, OrbitPlan, OrbitSource, check_orbit_backbone,
+                                     orbit_plan)
 from vdm3d.jobs.object_refine import RefineConfig, refine as refine_sds
 from vdm3d.models.registry import load_backbone
 from vdm3d.models.tiny import DEFAULT_VIDEO
@@ -168,6 +169,12 @@ PRESETS: dict[str, tuple[str, ObjectConfig]] = {
                                   guidance="triangular", guidance_scale=2.5, radius=2.0, fov_deg=33.8,
                                   refine=True, fit_steps=2000, lr_scale=2.0, carve_resolution=128, num_points=20000,
                                   max_gaussians=100_000, mesh_resolution=256, texture="uv")),
+    "sv3d-u": ("SV3D_u: its trained 21-view static orbit (input last, no camera input), triangular CFG 1 -> 2.5, "
+               "50 steps",
+               ObjectConfig(preset="sv3d-u", backbone="sv3d-u", orbit="sv3d-static", steps=50, sigma_max=700.0,
+                            guidance="triangular", guidance_scale=2.5, radius=2.0, fov_deg=33.8, fit_steps=2000,
+                            lr_scale=2.0, carve_resolution=128, num_points=20000, max_gaussians=100_000,
+                            mesh_resolution=256, texture="uv", elevation_deg=10.0)),
     "v3d": ("V3D: 18-view orbit at elevation 0 (input first), constant CFG 4.5, 25 steps, border 0.3",
             ObjectConfig(preset="v3d", backbone="v3d", orbit="v3d", steps=25, sigma_max=700.0, guidance="constant",
                          guidance_scale=4.5, elevation_deg=0.0, radius=2.0, fov_deg=60.0, border_ratio=0.3,
@@ -194,10 +201,7 @@ Progress = Callable[[str], None]
 def load_orbit_source(config: ObjectConfig) -> OrbitSource:
     """The backbone named in the config, wrapped as an orbit source (errors before any output)."""
     backbone = load_backbone(f"tiny-{DEFAULT_VIDEO}" if config.backbone == "tiny" else config.backbone)
-    missing = {"reference", "cameras"} - set(getattr(backbone, "slots", ()))
-    if missing:
-        raise ConfigError(f"backbone {config.backbone!r} has no {' or '.join(sorted(missing))} conditioning, which "
-                          "the object job needs; choose a camera-conditioned backbone such as tiny or sv3d-p.")
+    check_orbit_backbone(backbone, config.backbone, config.orbit, config.frames)
     return BackboneOrbit(backbone, steps=config.steps, sigma_max=config.sigma_max, guidance=config.guidance,
                          guidance_scale=config.guidance_scale, min_guidance_scale=config.min_guidance_scale)
 
@@ -389,6 +393,8 @@ def run_object(config: ObjectConfig, *, source: OrbitSource | None = None, progr
                    overwrite=config.overwrite) as run:
         say(f"orbit: {config.orbit} with {source.name} at {size}x{size}")
         orbit, plan = generate_orbit(config, fg, source)
+        for clip in getattr(source, "log", []):
+            say(f"orbit clip of frames {clip['frames']}: CFG weights {clip['cfg_weights']}")
         lap("generate_orbit")
         hull = carve(config, orbit)
         say(f"carve: visual hull with {len(hull.mesh.faces)} faces, {len(hull.points_world)} points")
@@ -404,7 +410,7 @@ def run_object(config: ObjectConfig, *, source: OrbitSource | None = None, progr
         files = export(run.path, config, fg, orbit, plan, gaussians, mesh)
         lap("export")
         run.record(perceptual=perceptual_name, backbone=source.name, mask_source=fg.mask_source,
-                   input_index=plan.input_index, num_gaussians=len(gaussians), mesh_faces=len(mesh.faces),
+                   input_index=plan.input_index, orbit_sampling=getattr(source, "log", None), num_gaussians=len(gaussians), mesh_faces=len(mesh.faces),
                    mesh_watertight=bool(mesh.is_watertight), mesh_frame="glTF y-up: (x, y, z) -> (x, z, -y)",
                    files=files, timings=timings)
     return ObjectResult(config.out, orbit, gaussians, mesh, perceptual_name, timings)
