@@ -106,7 +106,7 @@ class FitConfig:
     densify: DensifyPolicy = DensifyPolicy()
     scene_scale: float | None = None
     """Scene radius for learning rates and size thresholds (None: from the cameras)."""
-    backend: Literal["auto", "torch_ref", "torch", "gsplat"] = "auto"
+    backend: Literal["auto", "torch_ref", "torch", "numba", "gsplat"] = "auto"
     """Renderer backend."""
     checkpoint_every: int = 0
     """Steps between checkpoints handed to on_checkpoint (0: none)."""
