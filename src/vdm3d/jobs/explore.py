@@ -45,6 +45,8 @@ from vdm3d.recon.cache import CacheConfig
 from vdm3d.views import Views
 
 Progress = Callable[[str], None]
+#: noise level of the clean context latents (the tiny model's clean reference frame uses the same)
+CONTEXT_SIGMA = 0.002
 
 
 @dataclasses.dataclass(frozen=True)
@@ -306,8 +308,12 @@ def spatio_temporal_schedule(c: ExploreConfig, backbone, valid_lat: torch.Tensor
         start = torch.full(valid_lat.shape, k, dtype=torch.long)
     else:
         start = torch.where(valid_lat, k, 0).long()
-    start[:, :context_latents] = steps  # context latents stay clean
-    return frozen_until(sigmas, start)
+    start[:, :context_latents] = steps
+    sched = frozen_until(sigmas, start)
+    # context latents sit at a tiny constant level rather than 0: the denoiser still sees a noise level
+    # from its training range (sigma 0 is ln 0 to its noise embedding), and a constant level is frozen
+    sched[:, :, :context_latents] = CONTEXT_SIGMA
+    return sched
 
 
 def chunk_condition(c: ExploreConfig, backbone, warp: Views, rgb: torch.Tensor, valid: torch.Tensor, ctx: int):
