@@ -79,8 +79,9 @@ class ExploreConfig:
     """video backbone with per-token noise levels: tiny, worldwarp, wan2.1-t2v-1.3b (`vdm3d models`)"""
     model: str = "video"
     """the tiny video model's name (with --backbone tiny)"""
-    depth: Literal["tiny"] = "tiny"
-    """depth estimator for the start image and the new frames"""
+    depth: str = "tiny-depth"
+    """depth estimator for the start image and the new frames: tiny-depth or a hub one (`vdm3d models list`);
+    its output is used up to scale (aligned to --depth-median, then to the cache)"""
     prompt: str = ""
     """text prompt (backbones with a text slot)"""
     strength: float = 0.8
@@ -213,10 +214,9 @@ def load_image(path: Path, size: int) -> torch.Tensor:
 # -- models ----------------------------------------------------------------------------------------
 def load_models(c: ExploreConfig):
     """The video backbone and the depth estimator (errors before any output)."""
-    from vdm3d.models.registry import load_backbone
-    from vdm3d.models.tiny import load_tiny
+    from vdm3d.models.registry import load_backbone, load_depth
 
-    depth = load_tiny("depth")
+    depth = load_depth(c.depth)
     if c.fill == "inpaint":
         return None, depth
     name = f"tiny-{c.model}" if c.backbone == "tiny" else c.backbone
@@ -232,9 +232,10 @@ def load_models(c: ExploreConfig):
 
 
 def estimate_depth(depth_model, images: torch.Tensor) -> torch.Tensor:
-    """Relative depth ``[F, H, W]`` (median 1 per frame)."""
-    with torch.no_grad():
-        return depth_model.predict(images.float())
+    """Relative depth ``[F, H, W]`` (median 1 per frame), whatever the estimator's kind."""
+    from vdm3d.models.depth import relative_depth
+
+    return relative_depth(depth_model, images.float())
 
 
 # -- stages ----------------------------------------------------------------------------------------
@@ -252,15 +253,14 @@ def start_cache(c: ExploreConfig, image: torch.Tensor, cams: Cameras, depth_mode
 def render_chunk(c: ExploreConfig, state: ExploreState, path: Cameras, plan: ChunkPlan) -> Views:
     """Stage 2: the cache rendered at the chunk's cameras; ``confidence`` holds the validity mask (0/1)."""
     from vdm3d.geometry.validity import geometric_validity, validity_mask
-    from vdm3d.splat.render import render
+    from vdm3d.recon.render import render_views
 
     cams = path[torch.tensor(plan.frame_ids)]
-    out = render(state.cache, cams)
+    out = render_views(state.cache, cams)
     src = torch.tensor(state.source_indices(c.sources))
-    geo = geometric_validity(out.depth, cams, state.depths[src], path[src], c.depth_tolerance)
-    valid = validity_mask(out.alpha, geo, c.mask_threshold, c.erode_px)
-    return Views(out.rgb.clamp(0, 1), cams, alphas=out.alpha, depths=out.depth, confidence=valid.float(),
-                 origin=("rendered",) * len(cams))
+    geo = geometric_validity(out.depths, cams, state.depths[src], path[src], c.depth_tolerance)
+    valid = validity_mask(out.alphas, geo, c.mask_threshold, c.erode_px)
+    return dataclasses.replace(out, confidence=valid.float())
 
 
 def generate_chunk(c: ExploreConfig, backbone, warp: Views, context: torch.Tensor, generator: torch.Generator
@@ -269,7 +269,7 @@ def generate_chunk(c: ExploreConfig, backbone, warp: Views, context: torch.Tenso
     from vdm3d.diffusion.guiders import CFG
     from vdm3d.diffusion.samplers import sample
     from vdm3d.geometry.validity import latent_validity
-    from vdm3d.models.protocol import Conditioning
+    from vdm3d.protocols import Conditioning
 
     ctx = len(context)
     tf, f = backbone.temporal_factor, len(warp)
@@ -319,7 +319,7 @@ def spatio_temporal_schedule(c: ExploreConfig, backbone, valid_lat: torch.Tensor
 def chunk_condition(c: ExploreConfig, backbone, warp: Views, rgb: torch.Tensor, valid: torch.Tensor, ctx: int):
     """What the backbone sees besides the noisy latents: for the tiny model the last context frame as
     the reference, the cameras relative to it and (with the cache) the renders with their validity."""
-    from vdm3d.models.protocol import Conditioning
+    from vdm3d.protocols import Conditioning
 
     slots = getattr(backbone, "slots", frozenset())
     kw = {}
