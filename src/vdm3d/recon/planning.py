@@ -128,8 +128,8 @@ def center_depth(gaussians: Gaussians, camera: Cameras, backend: str = "auto") -
 
 def hole_fraction(alpha: Float[Tensor, "K H W"], hole_alpha: float = 0.7, erode: int = 5) -> Float[Tensor, " K"]:
     """Fraction of pixels that are holes: ``alpha < hole_alpha``, eroded by an ``erode`` square
-    (OpenCV's erosion, which treats pixels beyond the border as holes, so a hole touching the image
-    edge keeps its full extent)."""
+    (pixels beyond the border count as holes, so a hole along the image edge shrinks from its inner
+    side only, as a hole that continues outside the view should)."""
     out = []
     kernel = np.ones((erode, erode), np.uint8) if erode > 1 else None
     for a in alpha.detach().cpu().numpy():
