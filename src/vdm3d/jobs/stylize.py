@@ -39,7 +39,7 @@ from typing import Annotated, Callable, Literal
 import torch
 import torch.nn.functional as F
 import tyro
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 from torch import Tensor
 
 from vdm3d.cameras.camera import Cameras
@@ -201,7 +201,7 @@ def _maps(warped: Tensor | None, valid: Tensor | None, edges: Tensor) -> Float[T
     return torch.cat([warped * valid[..., None], valid[..., None].float(), edges[..., None]], -1)
 
 
-def unobserved_mask(valid: Float[Tensor, "H W"], latent_hw: tuple[int, int]) -> Float[Tensor, "h w"]:
+def unobserved_mask(valid: Bool[Tensor, "H W"], latent_hw: tuple[int, int]) -> Float[Tensor, "h w"]:
     """SAG's mask M = [no correspondence], dilated (5x5 kernel, 12 iterations at 480 px) and blurred
     (Gaussian sigma 3 at 480 px), both scaled to this resolution, then area-pooled to the latent."""
     h = valid.shape[0]
@@ -295,15 +295,18 @@ def inbetween(config: StylizeConfig, model, buffers: PathBuffers, a: int, b: int
 
 
 def stylize_frames(config: StylizeConfig, models: StylizeModels, buffers: PathBuffers, style: Tensor,
-                   checkpoints: Path | None = None, say: Progress = print
+                   checkpoints: Path | None = None, say: Progress = print, anchors: dict[int, Tensor] | None = None
                    ) -> tuple[Float[Tensor, "F H W 3"], dict[int, Tensor]]:
-    """Anchors, then every arc in order (loaded from ``checkpoints`` when already done), stitched."""
+    """Anchors (unless given), then every arc in order (loaded from ``checkpoints`` when already done),
+    stitched."""
     from safetensors.torch import load_file, save_file
 
     spans = arcs(len(buffers), config.arc_frames)
     indices = [0] + [b for _, b in spans if b != 0]
     anchor_file = checkpoints / "anchors.safetensors" if checkpoints else None
-    if anchor_file is not None and anchor_file.is_file():
+    if anchors is not None:
+        pass
+    elif anchor_file is not None and anchor_file.is_file():
         anchors = {int(k): v for k, v in load_file(str(anchor_file)).items()}
         say(f"anchors: {len(anchors)} loaded from the checkpoint")
     else:
