@@ -52,7 +52,7 @@ from vdm3d.diffusion.schedules import EdmSchedule
 from vdm3d.errors import ConfigError, InputError
 from vdm3d.geometry.mesh_scene import MeshScene, load_mesh_scene
 from vdm3d.geometry.path_buffers import PathBuffers, render_path
-from vdm3d.models.protocol import Conditioning
+from vdm3d.protocols import Conditioning
 
 Progress = Callable[[str], None]
 NOISE_GRID = 2  # Go-with-the-Flow grid: twice the frame resolution (the latent is 4x coarser)
