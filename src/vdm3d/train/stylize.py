@@ -179,7 +179,7 @@ class StylizeTasks:
         static[:, :, c] *= keep_flag(ref)
         return x0.to(device), TinyCondition(static.to(device), maps.to(device), None), None
 
-    def inbetween(self, rng: np.random.Generator, device) -> tuple[Tensor, TinyCondition, Tensor]:
+    def inbetween(self, rng: np.random.Generator, device) -> tuple[Tensor, TinyCondition, tuple[Tensor, Tensor]]:
         d, cfg = self.data, self.cfg
         b = cfg.batch
         n = rng.integers(len(self.lat), size=b)
