@@ -46,9 +46,9 @@ from vdm3d.cameras.camera import Cameras
 from vdm3d.cameras.trajectory import Trajectory
 from vdm3d.diffusion.guiders import CFG
 from vdm3d.diffusion.hooks import LatentBlend
-from vdm3d.diffusion.noise_warp import mix_new_noise, warped_noise
+from vdm3d.diffusion.noise_warp import mix_new_noise, subsample_frames, warped_noise
 from vdm3d.diffusion.samplers import sample
-from vdm3d.diffusion.schedules import EdmSchedule
+from vdm3d.diffusion.schedules import DdimSchedule, EdmSchedule, FlowSchedule
 from vdm3d.errors import ConfigError, InputError
 from vdm3d.geometry.mesh_scene import MeshScene, load_mesh_scene
 from vdm3d.geometry.path_buffers import PathBuffers, render_path
@@ -71,12 +71,19 @@ class StylizeConfig:
     """the style image (PNG/JPEG)"""
     out: Path = Path("runs/stylize")
     """run folder to write (must not exist unless --overwrite)"""
-    backbone: Literal["tiny"] = "tiny"
-    """models: tiny (the embedded stylize_anchor + stylize_inbetween)"""
-    anchor_model: str = "stylize_anchor"
-    """embedded image prior for the anchor views (a name in `vdm3d models`)"""
-    inbetween_model: str = "stylize_inbetween"
-    """embedded inbetweening model"""
+    backbone: Literal["tiny", "hub"] = "tiny"
+    """tiny: the embedded stylize_anchor + stylize_inbetween; hub: FLUX + HED ControlNet anchors and the
+    videofrom3d-ggi inbetweening model (weights from `vdm3d models`; no style LoRA yet)"""
+    anchor_model: str | None = None
+    """image prior for the anchor views, a name in `vdm3d models` (None: the backbone's default)"""
+    inbetween_model: str | None = None
+    """inbetweening model, a name in `vdm3d models` (None: the backbone's default)"""
+    anchor_path: Path | None = None
+    """hub: local folder of the anchor model (None: its default folder)"""
+    inbetween_path: Path | None = None
+    """hub: local folder of the inbetweening model"""
+    prompt: str = ""
+    """hub: text prompt of both models"""
     up: Literal["auto", "y", "z"] = "auto"
     """the mesh file's up axis: auto (glTF/OBJ y-up, other formats z-up), y or z"""
     resolution: int = 64
@@ -87,8 +94,8 @@ class StylizeConfig:
     """sampler steps (Euler EDM) for anchors and inbetweens (VideoFrom3D: 25 and 30)"""
     sigma_max: float = 80.0
     """largest noise level of the EDM schedule"""
-    guidance_scale: float = 1.0
-    """classifier-free guidance weight (1: conditional only)"""
+    guidance_scale: float | None = None
+    """classifier-free guidance weight (None: 1 for tiny; 3.5 for FLUX and 6 for GGI, VideoFrom3D's)"""
     blend_fraction: float = 0.5
     """SAG: latent replacement during this fraction of the anchor steps (VideoFrom3D: 12 of 25)"""
     noise: Literal["warped", "fresh"] = "warped"
@@ -103,6 +110,23 @@ class StylizeConfig:
     """replace an existing run folder"""
     resume: bool = False
     """continue an interrupted run from its last finished arc"""
+
+
+#: backbone -> (anchor model, inbetween model, their guidance weights)
+DEFAULT_MODELS = {"tiny": ("stylize_anchor", "stylize_inbetween", 1.0, 1.0),
+                  "hub": ("flux-dev-controlnet-hed", "videofrom3d-ggi", 3.5, 6.0)}
+
+
+def model_names(config: StylizeConfig) -> tuple[str, str]:
+    anchor, between, _, _ = DEFAULT_MODELS[config.backbone]
+    return config.anchor_model or anchor, config.inbetween_model or between
+
+
+def guidance(config: StylizeConfig, stage: Literal["anchor", "inbetween"]) -> CFG | None:
+    scale = config.guidance_scale
+    if scale is None:
+        scale = DEFAULT_MODELS[config.backbone][2 if stage == "anchor" else 3]
+    return CFG(scale) if scale != 1.0 else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,17 +212,26 @@ class StylizeModels:
 
 
 def load_models(config: StylizeConfig) -> StylizeModels:
-    from vdm3d.models.tiny import load_tiny
+    from vdm3d.models.registry import load_backbone
 
-    return StylizeModels(load_tiny(config.anchor_model), load_tiny(config.inbetween_model))
+    anchor, between = model_names(config)
+    return StylizeModels(load_backbone(anchor, config.anchor_path), load_backbone(between, config.inbetween_path))
 
 
-def _maps(warped: Tensor | None, valid: Tensor | None, edges: Tensor) -> Float[Tensor, "F H W 5"]:
-    """Pixel maps of the tiny models: warped RGB (0 in holes), validity, edges."""
+def model_maps(model, warped: Tensor | None, valid: Tensor | None, edges: Tensor, soft: Tensor) -> Tensor:
+    """The pixel maps a model takes: the tiny models' five channels (warped RGB with 0 in holes,
+    validity, line art) ``[F, H, W, 5]``, or for a ControlNet / GGI hub model the soft edges (the HED
+    substitute) as images ``[F, H, W, 3]``."""
     f, h, w = edges.shape
+    if getattr(model, "map_channels", None) is None:
+        return soft[..., None].expand(f, h, w, 3)
     if warped is None:
         return torch.cat([edges.new_zeros(f, h, w, 4), edges[..., None]], -1)
     return torch.cat([warped * valid[..., None], valid[..., None].float(), edges[..., None]], -1)
+
+
+def latent_hw(model, h: int, w: int) -> tuple[int, int]:
+    return h // model.spatial_factor, w // model.spatial_factor
 
 
 def unobserved_mask(valid: Bool[Tensor, "H W"], latent_hw: tuple[int, int]) -> Float[Tensor, "h w"]:
@@ -218,27 +251,34 @@ def unobserved_mask(valid: Bool[Tensor, "H W"], latent_hw: tuple[int, int]) -> F
     return F.adaptive_avg_pool2d(m, latent_hw)[0, 0].clamp(0, 1)
 
 
-def _schedule(config: StylizeConfig) -> Tensor:
+def schedule(config: StylizeConfig, model) -> Tensor:
+    """The noise levels for a model's process: EDM (tiny), shifted flow (FLUX), trailing DDIM (VP)."""
+    if model.process == "flow":
+        return FlowSchedule(config.steps, shift=3.0).sigmas()
+    if model.process == "vp":
+        return DdimSchedule(config.steps, "trailing").sigmas()
     return EdmSchedule(config.steps, 0.002, config.sigma_max, 7.0).sigmas()
 
 
-def generate_anchor(config: StylizeConfig, model, style: Tensor, edges: Tensor, generator: torch.Generator,
-                    warped: Tensor | None = None, valid: Tensor | None = None) -> Float[Tensor, "H W 3"]:
+def generate_anchor(config: StylizeConfig, model, style: Tensor, edges: Tensor, soft: Tensor,
+                    generator: torch.Generator, warped: Tensor | None = None, valid: Tensor | None = None
+                    ) -> Float[Tensor, "H W 3"]:
     """One view from the image prior: edges [H, W] + style image, optionally guided by a warped
     previous anchor (maps + latent replacement where it is observed)."""
     h, w = edges.shape
-    lh, lw = model.latent_size(h, w)
-    maps = _maps(None, None, edges[None]) if warped is None else _maps(warped[None], valid[None], edges[None])
-    cond = Conditioning(reference=style[None], maps=maps[None])
+    lh, lw = latent_hw(model, h, w)
+    maps = model_maps(model, None if warped is None else warped[None], None if valid is None else valid[None],
+                      edges[None], soft[None])
+    cond = Conditioning(reference=style[None] if "reference" in model.slots else None, maps=maps[None],
+                        text=config.prompt if "text" in model.slots else None)
     hooks = []
     if warped is not None and config.blend_fraction > 0:
         target = model.encode((warped * valid[..., None])[None, None])
         mask = unobserved_mask(valid, (lh, lw))[None, None, None]
         hooks.append(LatentBlend(target, mask, round(config.steps * config.blend_fraction)))
-    guider = CFG(config.guidance_scale) if config.guidance_scale != 1.0 else None
     with torch.no_grad():
-        z = sample(model, _schedule(config), cond=cond, shape=(1, 1, model.latent_channels, lh, lw),
-                   generator=generator, hooks=hooks, guider=guider)
+        z = sample(model, schedule(config, model), cond=cond, shape=(1, 1, model.latent_channels, lh, lw),
+                   generator=generator, hooks=hooks, guider=guidance(config, "anchor"))
         return model.decode(z)[0, 0].clamp(0, 1)
 
 
@@ -252,9 +292,9 @@ def anchor_views(config: StylizeConfig, model, buffers: PathBuffers, style: Tens
         gen = torch.Generator().manual_seed(config.seed * 1000 + i)
         if guided and prev is not None:
             warped, valid = buffers.warp(out[prev], prev, i)
-            out[i] = generate_anchor(config, model, style, buffers.edges[i], gen, warped, valid)
+            out[i] = generate_anchor(config, model, style, buffers.edges[i], buffers.soft[i], gen, warped, valid)
         else:
-            out[i] = generate_anchor(config, model, style, buffers.edges[i], gen)
+            out[i] = generate_anchor(config, model, style, buffers.edges[i], buffers.soft[i], gen)
         prev = i
     return out
 
@@ -265,9 +305,10 @@ def arc_noise(config: StylizeConfig, buffers: PathBuffers, a: int, b: int, laten
     """Starting noise of an arc: Go-with-the-Flow noise along the mesh flow, degraded with fresh noise."""
     if config.noise == "fresh":
         return None
-    c, lh = latent_shape[2], latent_shape[3]
+    n_lat, c, lh = latent_shape[1], latent_shape[2], latent_shape[3]
     noise = warped_noise(buffers.flow[a:b], c, grid_scale=NOISE_GRID, downscale=buffers.depth.shape[1] // lh,
                          generator=generator)
+    noise = subsample_frames(noise, n_lat)  # causal video VAEs: nearest frames (49 -> 13 in GGI)
     return mix_new_noise(noise, config.noise_alpha, generator)[None]
 
 
@@ -276,21 +317,23 @@ def inbetween(config: StylizeConfig, model, buffers: PathBuffers, a: int, b: int
     """Frames ``a..b`` of one arc between keyframes ``start`` (frame a) and ``end`` (frame b)."""
     f = b - a + 1
     h, w = start.shape[:2]
-    lh, lw = model.latent_size(h, w)
-    shape = (1, f, model.latent_channels, lh, lw)
+    lh, lw = latent_hw(model, h, w)
+    shape = (1, (f - 1) // model.temporal_factor + 1, model.latent_channels, lh, lw)
     gen = torch.Generator().manual_seed(config.seed * 1000 + 500 + a)
     warped = valid = None
     if config.warp_condition:
         pairs = [buffers.warp(start, a, a + j) for j in range(f)]
         warped, valid = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
     cams = buffers.cameras[a:b + 1].reshape(1, f)
-    cond = Conditioning(cameras=cams, maps=_maps(warped, valid, buffers.edges[a:b + 1])[None],
-                        keyframes={0: start[None], f - 1: end[None]}, extras={"reference_c2w": cams.c2w[:, 0]})
+    maps = model_maps(model, warped, valid, buffers.edges[a:b + 1], buffers.soft[a:b + 1])
+    cond = Conditioning(cameras=cams if "cameras" in model.slots else None, maps=maps[None],
+                        keyframes={0: start[None], f - 1: end[None]}, text=config.prompt if "text" in model.slots else None,
+                        extras={"reference_c2w": cams.c2w[:, 0], "frames": f})
     noise = arc_noise(config, buffers, a, b, shape, gen)
-    guider = CFG(config.guidance_scale) if config.guidance_scale != 1.0 else None
     with torch.no_grad():
-        z = sample(model, _schedule(config), cond=cond, shape=shape, noise=noise, generator=gen, guider=guider)
-        frames = model.decode(z)[0].clamp(0, 1)
+        z = sample(model, schedule(config, model), cond=cond, shape=shape, noise=noise, generator=gen,
+                   guider=guidance(config, "inbetween"))
+        frames = model.decode(z)[0, :f].clamp(0, 1)
     return torch.cat([start[None], frames[1:]])  # the start keyframe is known exactly
 
 
@@ -418,6 +461,6 @@ def run_stylize(config: StylizeConfig, progress: Progress | None = print) -> Sty
         shutil.rmtree(ckpt)  # finished: the per-arc checkpoints are no longer needed
         lap("export")
         run.record(files=files, timings=timings, anchors=sorted(anchors), arcs=arcs(len(buffers), config.arc_frames),
-                   models={"anchor": config.anchor_model, "inbetween": config.inbetween_model},
+                   models=dict(zip(("anchor", "inbetween"), model_names(config))),
                    soft_edges="depth/normal/coverage discontinuities (HED substitute; geometry.edges.soft_edges)")
     return StylizeResult(config.out, frames, anchors, buffers, timings)
