@@ -14,6 +14,7 @@ from vdm3d.cameras.trajectory import Trajectory
 from vdm3d.cameras.trajectory_file import save_trajectory
 from vdm3d.cli.main import main as cli
 from vdm3d.data.procedural.stylize import object_case
+from vdm3d.eval.stylize import warp_nearest_anchor
 from vdm3d.geometry.mesh_render import render_buffers
 from vdm3d.geometry.mesh_scene import Y_UP_TO_Z_UP
 from vdm3d.geometry.path_buffers import render_path
@@ -60,7 +61,7 @@ def test_warping_exact_anchors_reproduces_the_ground_truth():
     truth = render_buffers(case.scene, case.cameras, ssaa=3).rgb
     buffers = render_path(case.scene, case.cameras)
     anchors = {0: truth[0], 7: truth[7], 14: truth[14]}
-    warped = job.warp_nearest_anchor(buffers, anchors)
+    warped = warp_nearest_anchor(buffers, anchors)
     nearest = torch.stack([anchors[min(anchors, key=lambda k: abs(k - t))] for t in range(15)])
     inner = [t for t in range(15) if t not in anchors]
     inside = buffers.alpha[inner] > 0.99

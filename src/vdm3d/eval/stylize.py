@@ -1,7 +1,8 @@
 """`vdm3d eval stylize`: the stylize job against ground truth, beside three baselines in the same run.
 
 Cases: held-out procedural objects (arcs of their orbit) and rooms (walks), seeds from 1,000,000 on
-(outside the training range of the stylize models), plus the textured meshes of
+(outside the training range of the stylize models; ``--split val`` uses the validation range for
+choosing settings), plus the textured meshes of
 ``../shared/data/meshes`` on arcs (:mod:`vdm3d.data.procedural.stylize`). The job sees only the
 geometry (the coarse, untextured mesh: depth, normals, edges, flow) and the style image, a textured
 render from a view off the path; the ground truth is the textured render along the path.
@@ -24,34 +25,35 @@ error and histogram distance are listed as references.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
+from jaxtyping import Float
+from torch import Tensor
 
 from vdm3d.data.procedural.stylize import StylizeCase, mesh_case, object_case, room_case
 from vdm3d.geometry.mesh_render import render_buffers
-from vdm3d.geometry.path_buffers import render_path
-from vdm3d.jobs.stylize import (StylizeConfig, anchor_views, arcs, load_models, stylize_frames,
-                                warp_nearest_anchor)
+from vdm3d.geometry.path_buffers import PathBuffers, render_path
+from vdm3d.jobs.stylize import StylizeConfig, anchor_views, arcs, load_models, stylize_frames
 from vdm3d.metrics.image import psnr, ssim
 from vdm3d.metrics.video import color_histogram_distance, edge_fscore, warp_error
-
-HELDOUT_SEED = 1_000_000
+from vdm3d.train.datasets import SEED_OFFSETS
 DEFAULT_MESHES = ("spot/spot_triangulated.obj:spot/spot_texture.png", "bob/bob_tri.obj", "duck/Duck.glb")
 METHODS = ("job", "warp-anchors", "per-frame", "fresh-noise")
 METRICS = ("psnr", "ssim", "edge_f", "warp_err", "hist_dist")
 
 
-def eval_cases(procedural: int, frames: int, size: int, meshes: tuple[str, ...], mesh_root: Path
-               ) -> list[StylizeCase]:
-    """``procedural`` held-out cases (objects and rooms alternating) and the shared meshes found."""
+def eval_cases(procedural: int, frames: int, size: int, meshes: tuple[str, ...], mesh_root: Path,
+               split: Literal["heldout", "val"] = "heldout") -> list[StylizeCase]:
+    """``procedural`` held-out (or validation) cases, objects and rooms alternating, and the shared
+    meshes found."""
     from vdm3d.data.procedural import load_mesh
 
     cases: list[StylizeCase] = []
-    seed = HELDOUT_SEED
+    seed = SEED_OFFSETS[split]
     while len(cases) < procedural:
         if len(cases) % 2 == 0:
             cases.append(object_case(seed, frames, size))
@@ -67,8 +69,26 @@ def eval_cases(procedural: int, frames: int, size: int, meshes: tuple[str, ...],
         full = mesh_root / path
         if full.is_file():
             scene = load_mesh(full, texture=(mesh_root / texture) if texture else None)
-            cases.append(mesh_case(scene, full.stem, HELDOUT_SEED + len(cases), frames, size))
+            cases.append(mesh_case(scene, full.stem, SEED_OFFSETS[split] + len(cases), frames, size))
     return cases
+
+
+def warp_nearest_anchor(buffers: PathBuffers, anchors: dict[int, Tensor]) -> Float[Tensor, "F H W 3"]:
+    """The no-video-model baseline: every frame is its nearest anchor warped through the exact
+    correspondence; holes take the other neighbouring anchor, then the nearest anchor unwarped."""
+    keys = sorted(anchors)
+    out = []
+    for t in range(len(buffers)):
+        near = sorted(keys, key=lambda k: (abs(k - t), k))[:2]
+        frame = anchors[near[0]].clone()
+        filled = torch.zeros(frame.shape[:2], dtype=torch.bool)
+        for k in near:
+            warped, valid = buffers.warp(anchors[k], k, t)
+            take = valid & ~filled
+            frame[take] = warped[take]
+            filled |= valid
+        out.append(frame)
+    return torch.stack(out)
 
 
 def score(frames: torch.Tensor, gt: torch.Tensor, buffers, style: torch.Tensor) -> dict[str, float]:
@@ -113,7 +133,8 @@ def table(means: dict[str, dict[str, float]]) -> str:
 def stylize(out: Path = Path("runs/eval_stylize"), procedural: int = 10, frames: int = 24, resolution: int = 64,
             meshes: tuple[str, ...] = DEFAULT_MESHES, mesh_root: Path = Path("../shared/data/meshes"),
             arc_frames: int = 8, steps: int = 25, anchor_model: str = "stylize_anchor",
-            inbetween_model: str = "stylize_inbetween", seed: int = 0, overwrite: bool = False) -> dict:
+            inbetween_model: str = "stylize_inbetween", guidance_scale: float | None = None,
+            split: Literal["heldout", "val"] = "heldout", seed: int = 0, overwrite: bool = False) -> dict:
     """Score `vdm3d stylize` and its three baselines on held-out cases with ground truth.
 
     Args:
@@ -127,6 +148,8 @@ def stylize(out: Path = Path("runs/eval_stylize"), procedural: int = 10, frames:
         steps: sampler steps (the job's --steps).
         anchor_model: the job's --anchor-model.
         inbetween_model: the job's --inbetween-model.
+        guidance_scale: the job's --guidance-scale.
+        split: heldout (test seeds) or val (for choosing settings without touching the test seeds).
         seed: sampling seed.
         overwrite: replace an existing run folder.
     """
@@ -135,8 +158,8 @@ def stylize(out: Path = Path("runs/eval_stylize"), procedural: int = 10, frames:
 
     params = locals().copy()
     config = StylizeConfig(resolution=resolution, arc_frames=arc_frames, steps=steps, anchor_model=anchor_model,
-                           inbetween_model=inbetween_model, seed=seed)
-    cases = eval_cases(procedural, frames, resolution, meshes, mesh_root)
+                           inbetween_model=inbetween_model, guidance_scale=guidance_scale, seed=seed)
+    cases = eval_cases(procedural, frames, resolution, meshes, mesh_root, split)
     models = load_models(config)
     with RunFolder(out, config=params, seed=seed, overwrite=overwrite) as run:
         per_case, strip = {}, None

@@ -375,24 +375,6 @@ def stylize_frames(config: StylizeConfig, models: StylizeModels, buffers: PathBu
     return torch.cat(pieces), anchors
 
 
-def warp_nearest_anchor(buffers: PathBuffers, anchors: dict[int, Tensor]) -> Float[Tensor, "F H W 3"]:
-    """The no-video-model baseline: every frame is its nearest anchor warped through the exact
-    correspondence; holes take the other neighbouring anchor, then the nearest anchor unwarped."""
-    keys = sorted(anchors)
-    out = []
-    for t in range(len(buffers)):
-        near = sorted(keys, key=lambda k: (abs(k - t), k))[:2]
-        frame = anchors[near[0]].clone()
-        filled = torch.zeros(frame.shape[:2], dtype=torch.bool)
-        for k in near:
-            warped, valid = buffers.warp(anchors[k], k, t)
-            take = valid & ~filled
-            frame[take] = warped[take]
-            filled |= valid
-        out.append(frame)
-    return torch.stack(out)
-
-
 # -- stage 5: export ---------------------------------------------------------------------------------------
 def export(folder: Path, frames: Tensor, anchors: dict[int, Tensor], buffers: PathBuffers, inputs: StylizeInputs
            ) -> list[str]:
