@@ -134,7 +134,8 @@ def stylize(out: Path = Path("runs/eval_stylize"), procedural: int = 10, frames:
             meshes: tuple[str, ...] = DEFAULT_MESHES, mesh_root: Path = Path("../shared/data/meshes"),
             arc_frames: int = 8, steps: int = 25, anchor_model: str = "stylize_anchor",
             inbetween_model: str = "stylize_inbetween", guidance_scale: float | None = None,
-            split: Literal["heldout", "val"] = "heldout", seed: int = 0, overwrite: bool = False) -> dict:
+            split: Literal["heldout", "val"] = "heldout", seed: int = 0, overwrite: bool = False,
+            record: bool = False) -> dict:
     """Score `vdm3d stylize` and its three baselines on held-out cases with ground truth.
 
     Args:
@@ -152,6 +153,8 @@ def stylize(out: Path = Path("runs/eval_stylize"), procedural: int = 10, frames:
         split: heldout (test seeds) or val (for choosing settings without touching the test seeds).
         seed: sampling seed.
         overwrite: replace an existing run folder.
+        record: also write the means into both models' cards (``card.heldout["stylize"]``; only for
+            the held-out split and the embedded models).
     """
     from vdm3d.io.images import write_image
     from vdm3d.io.runs import RunFolder, atomic_write_json
@@ -184,7 +187,26 @@ def stylize(out: Path = Path("runs/eval_stylize"), procedural: int = 10, frames:
         atomic_write_json(run.path / "results.json", {"cases": per_case, "means": means, "frames": frames,
                                                       "arcs": arcs(frames, arc_frames)})
         run.record(cases=[c.name for c in cases], means=means)
+    if record and split == "heldout":
+        record_in_cards((anchor_model, inbetween_model), means, len(cases), frames, steps)
     return means
+
+
+def record_in_cards(models: tuple[str, ...], means: dict, cases: int, frames: int, steps: int) -> None:
+    """Write the evaluation means into the embedded models' cards (``card.heldout["stylize"]``)."""
+    import json
+
+    from vdm3d.io.runs import atomic_write_json
+    from vdm3d.models.tiny import WEIGHTS_DIR
+
+    flat = {"cases": cases, "frames": frames, "steps": steps, "split": "heldout"}
+    for method, values in means.items():
+        flat.update({f"{method}_{k}": round(v, 4) for k, v in values.items()})
+    for name in models:
+        path = WEIGHTS_DIR / f"{name}.json"
+        meta = json.loads(path.read_text())
+        meta.setdefault("card", {}).setdefault("heldout", {})["stylize"] = flat
+        atomic_write_json(path, meta)
 
 
 COMMANDS = {"stylize": stylize}
