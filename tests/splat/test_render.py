@@ -32,7 +32,6 @@ def render_with_grads(g, cams, cotangents, backend, **kw):
     g = g.clone().requires_grad_()
     background = torch.tensor([0.2, 0.5, 0.9], dtype=g.dtype)
     if backend.startswith("torch-"):  # the tiled backend with small tiles and chunks: many segments
-        from vdm3d.splat.render import finish  # noqa: F401  (same tail as render())
         out = tiled.render_backend(g, cams, 3, background.expand(2, 3), tile=4, chunk=64)
     else:
         out = render(g.to(kw.get("device", "cpu")), cams.to(kw.get("device", "cpu")), backend=backend,

@@ -1,7 +1,7 @@
 """Parameterizations: how each network's raw output and noise process map to the one VE form.
 
 Samplers in vdm3d work in the variance-exploding form ``x = x0 + sigma * eps`` (see
-:mod:`vdm3d.models.protocol`). A backbone trained in another process converts at its own edge with
+:mod:`vdm3d.protocols`). A backbone trained in another process converts at its own edge with
 :func:`ve_to_native`, runs its network, and turns the raw output back into a data-space ``x0`` with
 :func:`x0_from_prediction`. Every native process is written as ``x_native = a * x0 + b * eps``:
 
@@ -40,7 +40,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from vdm3d.errors import ConfigError
-from vdm3d.models.protocol import Prediction, Process
+from vdm3d.protocols import Prediction, Process
 
 
 AnyTensor = Float[Tensor, "..."]

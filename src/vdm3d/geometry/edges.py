@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vdm3d.data.procedural.scene import Part
+from vdm3d.geometry.mesh_scene import Part
 
 
 def mesh_edges(part: Part) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -120,7 +120,7 @@ class BackboneOrbit:
                  ) -> Float[Tensor, "F H W 3"]:
         from vdm3d.diffusion.samplers import sample
         from vdm3d.diffusion.schedules import EdmSchedule
-        from vdm3d.models.protocol import Conditioning
+        from vdm3d.protocols import Conditioning
 
         bb = self.backbone
         f_all = len(plan.cameras)

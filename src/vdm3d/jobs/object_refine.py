@@ -90,7 +90,7 @@ def sds_loss(backbone, guider, rgb: Float[Tensor, "F H W 3"], mask: Float[Tensor
 
 def refine(config, gaussians, orbit, plan, fg, source, say=None):
     """Photometric + masked-SDS steps (see the module docstring); returns new Gaussians."""
-    from vdm3d.models.protocol import Conditioning
+    from vdm3d.protocols import Conditioning
     from vdm3d.recon import losses
     from vdm3d.splat.gaussians import Gaussians
     from vdm3d.splat.render import render

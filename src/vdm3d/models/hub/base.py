@@ -30,6 +30,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from vdm3d.errors import ConfigError, InputError, UnsafeCheckpointError
+from vdm3d.models.batching import join_batch
 from vdm3d.models.weights import TRUST_FLAG, is_missing_weights, missing_weights_error
 
 # diffusers' from_pretrained passes huggingface_hub an argument it deprecated; the warning would print
@@ -54,7 +55,7 @@ class Component:
 
 
 class HubBackbone:
-    """Base of the hub adapters (implements the storage half of :class:`~vdm3d.models.protocol.Backbone`).
+    """Base of the hub adapters (implements the storage half of :class:`~vdm3d.protocols.Backbone`).
 
     Subclasses declare ``COMPONENTS`` (sub-folder -> :class:`Component`) and ``Settings`` (a frozen
     dataclass) and implement ``encode``/``decode``/``condition``/``denoise``."""
@@ -126,6 +127,11 @@ class HubBackbone:
                 continue  # nothing to move (diffusers warns about casts even when they are no-ops)
             module.to(device=device, dtype=dtype)
         return self
+
+    def concat_conditions(self, conds: list[Any], batch: int) -> Any | None:
+        """Encoded conditions joined on the batch axis, so the samplers run both CFG branches in one
+        denoiser call (``None``: they differ in structure; the sampler then makes two calls)."""
+        return join_batch(conds, batch)
 
     # ------------------------------------------------------------------ storage
     def save_pretrained(self, folder: str | Path) -> Path:

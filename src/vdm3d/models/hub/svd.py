@@ -43,7 +43,7 @@ from vdm3d.models.hub.base import (
     signed_to_images,
     uniform_sigma,
 )
-from vdm3d.models.protocol import Conditioning
+from vdm3d.protocols import Conditioning
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
