@@ -33,6 +33,7 @@ GROUPS: dict[str, str] = {
     "eval": "vdm3d.cli.eval",
     "models": "vdm3d.cli.models",
     "view": "vdm3d.cli.view",
+    "batch": "vdm3d.cli.batch",
 }
 
 
