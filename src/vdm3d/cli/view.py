@@ -34,8 +34,8 @@ class ViewConfig:
     """address to bind; 0.0.0.0 serves every network interface (anyone who can reach it sees the page)"""
     port: int = 8080
     """port to serve on (the next free one is taken when it is busy)"""
-    mesh_up: MeshUp = "y"
-    """up axis of mesh files: y (glTF, and vdm3d's own GLB/OBJ) is turned to vdm3d's z-up; z keeps it"""
+    mesh_up: MeshUp = "auto"
+    """up axis of mesh files: auto (GLB/glTF/OBJ are y-up, turned to vdm3d's z-up; PLY/STL/OFF are z-up), y or z"""
     max_splats: int = 500_000
     """show at most this many splats (the most opaque) so the page stays responsive"""
     screenshot: Path | None = None

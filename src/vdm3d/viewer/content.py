@@ -13,9 +13,10 @@
 * a **camera file** in any format :func:`vdm3d.cameras.formats.read_camera_file` reads (vdm3d
   trajectory, ``transforms.json``, COLMAP, RE10K, LLFF).
 
-glTF is y-up by specification and vdm3d writes its GLB/OBJ y-up (``jobs/object.py``), so meshes are
-turned back to z-up here, at the edge: ``(x, y, z)_gltf -> (x, -z, y)_vdm3d``, the inverse of the
-object job's export rotation. ``mesh_up="z"`` keeps a mesh file as it is.
+glTF is y-up by specification, OBJ by custom, and vdm3d writes its GLB/OBJ y-up (``jobs/object.py``),
+so those meshes are turned back to z-up here, at the edge, with the mesh-scene loader's rotation
+(:data:`vdm3d.geometry.mesh_scene.Y_UP_TO_Z_UP`, the inverse of the object job's export rotation);
+PLY, STL and OFF meshes are taken as z-up. ``mesh_up`` overrides the guess: ``"y"`` or ``"z"``.
 """
 
 from __future__ import annotations
@@ -33,9 +34,7 @@ from vdm3d.errors import InputError
 
 MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".stl", ".off", ".ply")
 CAMERA_SUFFIXES = (".json", ".txt", ".npy")
-# glTF y-up -> vdm3d z-up: the inverse of jobs/object.py's Y_UP, (x, y, z) -> (x, -z, y)
-Z_UP_FROM_Y_UP = np.array([[1, 0, 0, 0], [0, 0, -1, 0], [0, 1, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
-MeshUp = Literal["y", "z"]
+MeshUp = Literal["auto", "y", "z"]
 
 
 @dataclasses.dataclass
@@ -74,8 +73,10 @@ class ViewerContent:
         return centre, max(radius, 1e-3)
 
 
-def load_mesh(path: Path, up: MeshUp = "y") -> trimesh.Trimesh:
-    """A mesh file as one Trimesh in vdm3d's z-up world (glTF/OBJ y-up converted when ``up="y"``)."""
+def load_mesh(path: Path, up: MeshUp = "auto") -> trimesh.Trimesh:
+    """A mesh file as one Trimesh in vdm3d's z-up world (y-up files turned, see the module docstring)."""
+    from vdm3d.geometry.mesh_scene import Y_UP_SUFFIXES, Y_UP_TO_Z_UP
+
     try:
         loaded = trimesh.load(path, force="mesh", process=False)
     except Exception as e:  # trimesh raises many types for unreadable files
@@ -83,7 +84,8 @@ def load_mesh(path: Path, up: MeshUp = "y") -> trimesh.Trimesh:
                          fix="pass a .glb, .gltf, .obj, .ply, .stl or .off mesh") from e
     if not isinstance(loaded, trimesh.Trimesh) or len(loaded.faces) == 0:
         raise InputError(path=path, problem="holds no triangles", fix="pass a mesh with faces")
-    return loaded.apply_transform(Z_UP_FROM_Y_UP) if up == "y" else loaded
+    y_up = up == "y" or (up == "auto" and path.suffix.lower() in Y_UP_SUFFIXES)
+    return loaded.apply_transform(Y_UP_TO_Z_UP) if y_up else loaded
 
 
 def _read_ply(path: Path, content: ViewerContent, mesh_up: MeshUp) -> None:
@@ -195,7 +197,7 @@ def _read_run_folder(folder: Path, content: ViewerContent, mesh_up: MeshUp) -> N
             content.sources["frames"] = str(files[0].parent)
 
 
-def load_content(path: str | Path, mesh_up: MeshUp = "y") -> ViewerContent:
+def load_content(path: str | Path, mesh_up: MeshUp = "auto") -> ViewerContent:
     """Read a run folder, a splat PLY, a mesh or a camera file into :class:`ViewerContent`."""
     path = Path(path)
     if not path.exists():
