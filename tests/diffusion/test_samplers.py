@@ -236,3 +236,23 @@ def test_backbone_receives_compact_sigmas():
     sample(bb, per_token, x_init=x_init, generator=torch.Generator().manual_seed(0))
     # per token: step 1 has every token at sigma_1 again, so it is handed over as [B]
     assert seen == [(2,), (2,), (2, 3), (2, 3), (2, 3, 1, 4, 4), (2,)]
+
+
+@pytest.mark.parametrize(("name", "reference"), [
+    ("ddim", dict(timestep_spacing="trailing", rescale_betas_zero_snr=True)),  # ViewCrafter's uniform_trailing
+    ("ddim_leading", dict(timestep_spacing="leading", steps_offset=1)),  # Stable Diffusion's
+])
+def test_ddim_presets_take_diffusers_timesteps_and_noise_levels(name, reference):
+    from diffusers import DDIMScheduler
+
+    from vdm3d.diffusion.parameterizations import sigma_from_alpha_bar
+
+    ref = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, **reference)
+    ref.set_timesteps(50)
+    schedule = SAMPLERS[name][1].schedule
+    assert torch.equal(schedule.timesteps(), ref.timesteps)
+    ab = ref.alphas_cumprod.double().clone()
+    ab[-1] = max(float(ab[-1]), 2.0**-24)  # zero terminal SNR: the last alpha-bar is clamped, as diffusers does
+    expected = sigma_from_alpha_bar(torch.cat([ab[ref.timesteps], torch.ones(1, dtype=torch.float64)]))
+    torch.testing.assert_close(schedule.sigmas(), expected.float(), rtol=1e-4, atol=1e-6)
+    assert (ref.timesteps[0] == 999) == (name == "ddim")  # trailing starts at the last training step

@@ -80,9 +80,9 @@ def test_oracle_orbit_reconstructs_the_object(object_image, tmp_path):
     assert d.chamfer < 0.065 and d.fscore > 0.5
     # appearance at the orbit cameras (measured 17 dB after 60 steps at 48 px, 24 dB at the defaults;
     # the carved initialization alone renders at about 10 dB)
-    from vdm3d.jobs.object import render_views
+    from vdm3d.recon.render import render_views
     gt = render_buffers(scene, result.orbit.cameras, background=(1.0, 1.0, 1.0)).rgb
-    assert float(psnr(render_views(result.gaussians, result.orbit.cameras).images.clamp(0, 1), gt).mean()) > 15
+    assert float(psnr(render_views(result.gaussians, result.orbit.cameras, background=1.0).images.clamp(0, 1), gt).mean()) > 15
 
 
 def _status(argv, capsys):

@@ -121,9 +121,8 @@ class CFG:
         return native_cond.x0(raw)
 
 
-def sv3d_cfg(frames: int = 21) -> CFG:
-    """SV3D's guider: triangular over frames, 1.0 -> 2.5 -> 1.0 (``frames`` is documentation only)."""
-    del frames
+def sv3d_cfg() -> CFG:
+    """SV3D's guider: triangular over frames, 1.0 -> 2.5 (frame 10 of 21) -> 1.0."""
     return CFG(scale=2.5, min_scale=1.0, over_frames="triangular", period=1.0)
 
 

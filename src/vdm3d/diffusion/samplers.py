@@ -75,8 +75,10 @@ class SamplerConfig:
 SAMPLERS: dict[str, tuple[str, SamplerConfig]] = {
     "euler_edm": ("SV3D/SVD: Euler on EDM sigmas 0.002-700, rho 7, 50 steps",
                   SamplerConfig(EdmSchedule(50, 0.002, 700.0, 7.0))),
-    "ddim": ("ViewCrafter/GuidedVD: DDIM eta 1, 50 leading steps, SD schedule",
-             SamplerConfig(DdimSchedule(50, "leading", steps_offset=1), eta=1.0)),
+    "ddim": ("ViewCrafter/GuidedVD: DDIM eta 1, 50 trailing steps, SD betas rescaled to zero terminal SNR",
+             SamplerConfig(DdimSchedule(50, "trailing", zero_terminal_snr=True), eta=1.0)),
+    "ddim_leading": ("Stable Diffusion: DDIM eta 0, 50 leading steps (offset 1), SD betas",
+                     SamplerConfig(DdimSchedule(50, "leading", steps_offset=1), eta=0.0)),
     "flow_euler": ("Wan/WorldWarp: flow-matching Euler, shift 5, 50 steps",
                    SamplerConfig(FlowSchedule(50, shift=5.0))),
 }

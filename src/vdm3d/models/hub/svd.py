@@ -62,10 +62,14 @@ class SVDSettings:
     """std of the Gaussian noise added to the reference before VAE encoding (also an added id)"""
     decode_chunk: int = 14
     """frames decoded at a time (memory)"""
+    trained_orbit: str | None = None
+    """the camera path a fine-tune without camera input was trained to generate (V3D: ``v3d``, 18 views
+    every 20 degrees, input first; SV3D_u: ``sv3d-static``, 21 views, input last); None for SVD"""
 
 
 V3D_SETTINGS = SVDSettings(
-    frames=18, height=512, width=512, fps_id=1, motion_bucket_id=300, noise_aug_strength=0.02
+    frames=18, height=512, width=512, fps_id=1, motion_bucket_id=300, noise_aug_strength=0.02,
+    trained_orbit="v3d",
 )
 
 
@@ -102,6 +106,7 @@ class SVDBackbone(HubBackbone):
         self.scaling_factor = float(vae_cfg.scaling_factor)
         self.resolution = (self.settings.height, self.settings.width)
         self.frames = self.settings.frames
+        self.trained_orbit = self.settings.trained_orbit
         in_ch = int(self.unet.config.in_channels)
         if in_ch != 2 * self.latent_channels:
             raise ConfigError(
