@@ -14,6 +14,7 @@ for the whole command; without it they default to the cores that are free (see :
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import os
@@ -37,6 +38,8 @@ GROUPS: dict[str, str] = {
     "eval": "vdm3d.cli.eval",
     "models": "vdm3d.cli.models",
     "view": "vdm3d.cli.view",
+    "batch": "vdm3d.cli.batch",
+    "rerun": "vdm3d.cli.rerun",
 }
 
 
@@ -65,6 +68,10 @@ def dispatch(commands: dict[str, Callable] | Callable, argv: Sequence[str], prog
     """Parse ``argv`` with tyro against one function or a dict of subcommand functions, and call it."""
     import tyro
 
+    from vdm3d.cli.config import cli as config_cli
+
+    if dataclasses.is_dataclass(commands):  # a job's config dataclass: --config FILE gives its defaults
+        return config_cli(commands, argv, prog, description=description)
     if callable(commands):
         return tyro.cli(commands, args=list(argv), prog=prog, description=description)
     return tyro.extras.subcommand_cli_from_dict(commands, args=list(argv), prog=prog, description=description)
