@@ -1,6 +1,6 @@
 """Thread count under a competing CPU load: the demo (``vdm3d object`` on the bundled Spot render)
-with ``--threads 1``, ``--threads 2``, ... and with the default (the free cores, see
-:mod:`vdm3d.threads`), while ``--load`` busy processes run beside it.
+with ``--threads 1``, ``--threads 2``, ... and with the default (see :mod:`vdm3d.threads`), while
+``--load`` busy processes run beside it.
 
 Each round runs every setting once, in a fresh process, in an order that rotates between rounds
 (so drifts in the machine's other load hit every setting alike); the table gives the median wall
@@ -81,7 +81,7 @@ def main() -> None:
     print("| threads | wall s (median) | runs | ratio to best |")
     print("|---|---|---|---|")
     for s in settings:
-        print(f"| {'default (free cores)' if s is None else s} | {med[s]:.1f} | "
+        print(f"| {'default' if s is None else s} | {med[s]:.1f} | "
               f"{', '.join(f'{t:.1f}' for t in times[s])} | {med[s] / best:.2f} |")
 
 
