@@ -27,9 +27,12 @@ STAGES = ("generate_orbit", "carve", "fit", "extract_mesh", "export")
 
 
 def worker(backend: str, threads: int, out: Path) -> dict:
+    import importlib
+
     from vdm3d import threads as vthreads
     from vdm3d.jobs import object as job
-    from vdm3d.splat import render as render_module
+
+    render_module = importlib.import_module("vdm3d.splat.render")  # the module; vdm3d.splat.render is the function
 
     vthreads.set_threads(threads)
     if backend == "torch":  # what "auto" picked on the CPU before the compiled backend
