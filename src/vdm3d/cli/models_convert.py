@@ -7,8 +7,8 @@ from pathlib import Path
 import tyro
 
 
-def convert(checkpoint: tyro.conf.Positional[Path], out: tyro.conf.Positional[Path], *, trust_pickle: bool = False,
-            overwrite: bool = False) -> None:
+def convert(checkpoint: tyro.conf.Positional[Path], out: tyro.conf.Positional[Path], *,
+            trust_pickle: bool = False, overwrite: bool = False) -> None:
     """Convert a pickle checkpoint (.ckpt/.pt/.pth/.bin) to .safetensors, keeping its tensor names.
 
     Args:

@@ -26,9 +26,9 @@ def card_path(model: str, weights_dir: str | Path | None, into_package: bool) ->
         return Path(weights_dir) / f"{model}.json"
     if into_package:
         return WEIGHTS_DIR / f"{model}.json"
-    raise ConfigError(f"--record writes into the model card of {model!r}; pass --weights-dir DIR (a folder holding "
-                      f"your copy of {model}.json and {model}.safetensors) or --record-into-package to change the "
-                      "card shipped inside the installed package.")
+    raise ConfigError(f"--record writes into the model card of {model!r}; pass --weights-dir DIR (a folder "
+                      f"holding your copy of {model}.json and {model}.safetensors) or --record-into-package to "
+                      "change the card shipped inside the installed package.")
 
 
 def record_result(model: str, key: str, result: dict[str, Any], weights_dir: str | Path | None,
