@@ -191,6 +191,13 @@ def build(cls: type[T], data: dict[str, Any], default: T | None, source: str = "
                 values[name] = _convert(value, hints[name], name, base)
         except ValueError as e:
             raise ConfigError(f"{source}: {name} {e}; fix the value in the file.") from None
+    if any(v is tyro.MISSING for v in values.values()):
+        # a required field left to the command line: only tyro will build the real instance, so this
+        # one just carries the defaults (no __init__, whose type checks would refuse the placeholder)
+        instance = object.__new__(cls)
+        for name, value in values.items():
+            object.__setattr__(instance, name, value)
+        return instance
     return cls(**values)
 
 
