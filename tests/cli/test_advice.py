@@ -115,3 +115,15 @@ def test_missing_weights_sentence_names_the_installed_hf_command():
         pytest.skip("huggingface_hub's hf command is not installed")
     usage = subprocess.run([hf, "download", "--help"], capture_output=True, text=True, timeout=120).stdout
     assert "hf download [OPTIONS] REPO_ID" in usage and "--local-dir" in usage  # as the sentence uses it
+
+
+@pytest.mark.parametrize("job", ["object", "fit"])
+def test_help_ends_with_examples_whose_flags_exist(job):
+    os.environ.setdefault("COLUMNS", "200")
+    text = _help([job])
+    tail = text.rstrip().splitlines()
+    examples = [line.split("#")[0].split() for line in tail[-3:]]
+    assert tail[-4] == "examples:" and all(e[:2] == ["vdm3d", job] for e in examples), tail[-4:]
+    accepted = set(FLAG.findall(text.rsplit("examples:", 1)[0]))
+    for example in examples:
+        assert {a for a in example if a.startswith("--")} <= accepted, example

@@ -201,8 +201,12 @@ def build(cls: type[T], data: dict[str, Any], default: T | None, source: str = "
     return cls(**values)
 
 
-def cli(cls: type[T], argv: Sequence[str], prog: str, default: T | None = None, description: str | None = None) -> T:
-    """``tyro.cli`` for a job's config dataclass, with ``--config FILE`` giving the defaults."""
+def cli(cls: type[T], argv: Sequence[str], prog: str, default: T | None = None, description: str | None = None,
+        examples: str | None = None) -> T:
+    """``tyro.cli`` for a job's config dataclass, with ``--config FILE`` giving the defaults.
+
+    ``examples`` (a few command lines) are printed at the end of ``--help``, after tyro's options.
+    """
     import tyro
 
     argv, path = pop_config_flag(argv)
@@ -211,4 +215,9 @@ def cli(cls: type[T], argv: Sequence[str], prog: str, default: T | None = None, 
         default = build(cls, data, default, str(path), base)
     note = "--config FILE.yaml gives the defaults of these options (flags override it); vdm3d rerun uses it"
     description = f"{description}\n\n{note}" if description else note
-    return tyro.cli(cls, args=argv, prog=prog, default=default, description=description)
+    try:
+        return tyro.cli(cls, args=argv, prog=prog, default=default, description=description)
+    except SystemExit as e:
+        if examples and e.code in (0, None) and ("-h" in argv or "--help" in argv):
+            print(f"\n{examples.strip()}")
+        raise
