@@ -9,7 +9,8 @@ batch case's log, CI) with thousands of partial lines. So both helpers here look
 * :class:`StageLog` prints a job's stage messages with the time since the start, and gives messages
   of the form ``"<stage> i/n: ..."`` (the object job's fitting reports) the stage's ETA.
 
-Both write to stderr by default, so a command's stdout keeps only its results.
+The bar writes to stderr (as tqdm does); the stage messages to stdout, where jobs have always
+printed them.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ class StageLog:
     """A job's progress messages with the elapsed time, and an ETA for ``"<stage> i/n: ..."`` messages."""
 
     def __init__(self, stream: Any = None, clock: Callable[[], float] = time.monotonic):
-        self.stream = stream or sys.stderr
+        self.stream = stream or sys.stdout
         self.clock = clock
         self.start = clock()
         self.stage_start: dict[str, tuple[float, int]] = {}  # stage -> (time, step) of its first report
