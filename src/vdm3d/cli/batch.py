@@ -37,7 +37,7 @@ class BatchConfig:
     cpus_per_case: int = 1
     """CPUs each case asks Ray for; also its torch thread count"""
     ray: bool = True
-    """run on Ray; --no-ray runs the cases one after another in this process's machine without Ray"""
+    """run on Ray; --no-ray runs the cases one after another on this machine, without Ray"""
     overwrite: bool = False
     """run finished cases again, replacing their folders (default: skip them)"""
 
