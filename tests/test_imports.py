@@ -18,18 +18,6 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "vdm3d"
 
-# Cycles being removed on other branches (issue 11). Delete an entry when its fix lands on main.
-KNOWN_PACKAGE_CYCLES: set[frozenset[str]] = {
-    # issue 11: geometry/ gets its own mesh-scene type so it no longer imports data.procedural
-    frozenset({"data", "geometry"}),
-}
-KNOWN_MODULE_CYCLES: set[frozenset[str]] = {
-    # issue 11: the render output type moves where the backends can import it without render.py
-    frozenset({"vdm3d.splat.render", "vdm3d.splat.backends.torch_ref", "vdm3d.splat.backends.torch",
-               "vdm3d.splat.backends.gsplat"}),
-}
-
-
 def _modules() -> dict[str, tuple[Path, bool]]:
     """Dotted module name -> (file, is a package ``__init__``)."""
     mods = {}
@@ -149,14 +137,14 @@ def test_reads_function_level_and_relative_imports():
 def test_no_cycle_between_packages():
     graph = module_graph()
     packages = package_graph(graph)
-    bad = [c for c in cycles(packages) if c not in KNOWN_PACKAGE_CYCLES]
+    bad = cycles(packages)
     detail = [_explain(graph, c, package_of) for c in bad]
     assert not bad, f"import cycles between packages: {detail}"
 
 
 def test_no_cycle_between_modules():
     graph = module_graph()
-    bad = [c for c in cycles(graph) if c not in KNOWN_MODULE_CYCLES]
+    bad = cycles(graph)
     assert not bad, f"import cycles between modules: {[_explain(graph, c) for c in bad]}"
 
 

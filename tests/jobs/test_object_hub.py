@@ -111,3 +111,15 @@ def test_sv3d_p_clip_is_referenced_to_the_input_view_last():
     polar, az = bb.default_angles(21)  # sgm's default orbit at elevation 10
     torch.testing.assert_close(ids[:, 1].double(), polar, rtol=0, atol=1e-5)
     torch.testing.assert_close(ids[:, 2].double(), az, rtol=0, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_v3d_on_another_orbit_is_refused_in_one_sentence(models, image, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("VDM3D_MODELS", str(models))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "run"
+    code = cli(["object", "--image", str(image), "--out", str(out), "--preset", "v3d", "--orbit", "sv3d-static",
+                *FAST])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--orbit v3d" in err and err.count("\n") == 0, err
+    assert not out.exists() and not (tmp_path / ".run.partial").exists()

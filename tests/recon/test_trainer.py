@@ -12,7 +12,8 @@ import torch
 from vdm3d.cameras.camera import Cameras, look_at
 from vdm3d.metrics.image import psnr
 from vdm3d.recon.checkpoint import load_state, save_state
-from vdm3d.recon.evaluate import render_views, score_views
+from vdm3d.recon.evaluate import score_views
+from vdm3d.recon.render import render_views
 from vdm3d.recon.init import init_random
 from vdm3d.recon.trainer import FitConfig, LossWeights, StepContext, ViewPool, fit_gaussians
 from vdm3d.splat.gaussians import Gaussians

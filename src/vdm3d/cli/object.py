@@ -39,14 +39,13 @@ def choose_preset(argv: list[str]):
 
 
 def main(argv, prog: str = "vdm3d object"):
-    import tyro
-
+    from vdm3d.cli.config import cli
     from vdm3d.jobs.object import PRESETS, ObjectConfig, run_object
 
     argv = list(argv)
     presets = "; ".join(f"{k}: {d}" for k, (d, _) in PRESETS.items())
-    config = tyro.cli(ObjectConfig, args=argv, prog=prog, default=choose_preset(argv),
-                      description=f"{HELP}. Presets (--preset): {presets}.")
+    config = cli(ObjectConfig, argv, prog, default=choose_preset(argv),
+                 description=f"{HELP}. Presets (--preset): {presets}.")
     result = run_object(config)
     print(f"results: {result.out}/ (orbit.mp4, splats.ply, mesh.glb, mesh.obj, turntable.mp4, cameras/, manifest.json)")
     return 0

@@ -30,7 +30,8 @@ from vdm3d.data.readers import Scene, Split, read_scene
 from vdm3d.io.images import write_image
 from vdm3d.io.runs import RunFolder, atomic_write_json
 from vdm3d.recon.baseline import fit_in_run, initialize as initialize_baseline
-from vdm3d.recon.evaluate import render_views, score_views
+from vdm3d.recon.evaluate import score_views
+from vdm3d.recon.render import render_views
 from vdm3d.recon.trainer import FitConfig, FitProgress
 from vdm3d.splat.gaussians import Gaussians
 from vdm3d.splat.ply import save_ply

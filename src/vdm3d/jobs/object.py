@@ -74,7 +74,9 @@ class ObjectConfig:
     """One image of an object to an orbit video, Gaussian splats and a textured mesh."""
 
     image: Annotated[Path, tyro.conf.arg(help_behavior_hint="(required)")] = Path("")
-    """the input image: RGBA, or RGB on a plain background"""
+    """the input image: RGBA, RGB on a plain background, or a photo (masked by GrabCut unless --mask)"""
+    mask: Path | None = None
+    """a mask of the object (white on black) to use instead of the automatic one"""
     out: Path = Path("runs/object")
     """run folder to write (must not exist unless --overwrite)"""
     preset: str = "tiny"
@@ -220,7 +222,7 @@ def load_input(config: ObjectConfig, size: int) -> Foreground:
     """Mask, recentre and composite the input image at ``size`` (raises InputError on bad input)."""
     if str(config.image) in ("", "."):
         raise InputError("no input image was given; pass --image PATH (an RGBA image or one on a plain background).")
-    return load_object_image(config.image, size, config.border_ratio, config.recentre)
+    return load_object_image(config.image, size, config.border_ratio, config.recentre, mask=config.mask)
 
 
 def generate_orbit(config: ObjectConfig, fg: Foreground, source: OrbitSource) -> tuple[Views, OrbitPlan]:
@@ -342,6 +344,7 @@ def export(folder: Path, config: ObjectConfig, fg: Foreground, orbit: Views, pla
     (folder / "orbit").mkdir(parents=True, exist_ok=True)
     (folder / "cameras").mkdir(exist_ok=True)
     write_image(folder / "input.png", fg.image)
+    write_image(folder / "mask.png", fg.alpha)  # the object's mask as used (alpha, plain colour, GrabCut, --mask)
     names = [f"orbit/{i:03d}.png" for i in range(len(orbit))]
     for name, image in zip(names, orbit.images):
         write_image(folder / name, image)
@@ -351,7 +354,7 @@ def export(folder: Path, config: ObjectConfig, fg: Foreground, orbit: Views, pla
     save_ply(folder / "splats.ply", gaussians)
     export_mesh(mesh.copy().apply_transform(Y_UP), folder, "mesh")
     write_video(folder / "turntable.mp4", turntable(config, gaussians, orbit.width * 2), fps=12)
-    files = ["input.png", "orbit.mp4", "orbit/", "cameras/transforms.json", "cameras/orbit.json", "splats.ply",
+    files = ["input.png", "mask.png", "orbit.mp4", "orbit/", "cameras/transforms.json", "cameras/orbit.json", "splats.ply",
              "mesh.glb", "mesh.obj", "turntable.mp4"]
     return {f: f for f in files}
 
@@ -389,7 +392,7 @@ def run_object(config: ObjectConfig, *, source: OrbitSource | None = None, progr
         fg = load_input(config, size)
     perceptual, perceptual_name = make_perceptual(config.perceptual)
     lap("load")
-    with RunFolder(config.out, config=config, seed=config.seed, inputs=[config.image],
+    with RunFolder(config.out, config=config, seed=config.seed, inputs=[config.image, *([config.mask] if config.mask else [])],
                    overwrite=config.overwrite) as run:
         say(f"orbit: {config.orbit} with {source.name} at {size}x{size}")
         orbit, plan = generate_orbit(config, fg, source)

@@ -10,7 +10,7 @@ from vdm3d.metrics.image import psnr, ssim
 from vdm3d.recon.render import render_views
 from vdm3d.views import Views
 
-__all__ = ["render_views", "score_views"]  # render_views lives in recon.render; kept here for callers
+__all__ = ["render_views", "score_views"]  # render_views is defined in recon.render; importable here too
 
 
 def score_views(pred: Views, target: Views, names: list[str] | tuple[str, ...] | None = None) -> dict:

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Literal, Sequence
+from typing import Callable, Literal, NamedTuple, Sequence
 
 import torch
 from jaxtyping import Float
@@ -106,7 +106,7 @@ class FitConfig:
     densify: DensifyPolicy = DensifyPolicy()
     scene_scale: float | None = None
     """Scene radius for learning rates and size thresholds (None: from the cameras)."""
-    backend: Literal["auto", "torch_ref", "torch", "gsplat"] = "auto"
+    backend: Literal["auto", "torch_ref", "torch", "numba", "gsplat"] = "auto"
     """Renderer backend."""
     checkpoint_every: int = 0
     """Steps between checkpoints handed to on_checkpoint (0: none)."""
@@ -283,12 +283,7 @@ def fit_gaussians(views: Views | Sequence[Views], init: Gaussians, config: FitCo
             fresh = between_steps(step, Gaussians.from_parameters({k: v.detach() for k, v in params.items()}))
             pools = pools if fresh is None else list(fresh)
         g, i = index[_epoch_order(len(index), step // len(index), config.seed)[step % len(index)]]
-        draws = [(groups[g][i], float(weights[g][i]), main_loss, True)]
-        for pool in pools:
-            if step % pool.every == 0:
-                j = int(torch.randint(len(pool.views), (1,), generator=generator))
-                w = 1.0 if pool.view_weights is None else float(pool.view_weights[j])
-                draws.append((pool.views[j], pool.weight * w, pool.loss, pool.densify))
+        draws = [_Draw(groups[g][i], float(weights[g][i]), main_loss, True), *_draw_pools(pools, step, generator)]
         bg = _background(config, generator, dtype).to(device)
 
         for group in optimizer.param_groups:
@@ -340,6 +335,26 @@ def fit_gaussians(views: Views | Sequence[Views], init: Gaussians, config: FitCo
                 done % config.checkpoint_every == 0 or done == config.steps):
             on_checkpoint(_snapshot(done, params, optimizer, strategy, generator, scene_scale))
     return Gaussians.from_parameters({k: v.detach() for k, v in params.items()})
+
+
+class _Draw(NamedTuple):
+    """A view fitted at one step, with its weight, loss weights and whether it feeds densification."""
+
+    view: Views
+    weight: float
+    loss: LossWeights
+    densify: bool
+
+
+def _draw_pools(pools: Sequence[ViewPool], step: int, generator: torch.Generator) -> list[_Draw]:
+    """One random view of every pool due at ``step``."""
+    draws = []
+    for pool in pools:
+        if step % pool.every == 0:
+            j = int(torch.randint(len(pool.views), (1,), generator=generator))
+            w = 1.0 if pool.view_weights is None else float(pool.view_weights[j])
+            draws.append(_Draw(pool.views[j], pool.weight * w, pool.loss, pool.densify))
+    return draws
 
 
 def view_loss(out: RenderOutput, target: Float[Tensor, "B H W 3"], alpha: Float[Tensor, "B H W"] | None,

@@ -18,7 +18,6 @@ a registry entry may override it (setting ``kind``).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from torch import Tensor
 
 from vdm3d.errors import ConfigError
 from vdm3d.models.depth import DEPTH_KINDS
-from vdm3d.models.hub.base import _refuse_pickle_only
+from vdm3d.models.hub.base import _refuse_pickle_only, quiet_loading
 from vdm3d.models.weights import is_missing_weights, missing_weights_error
 
 
@@ -39,19 +38,6 @@ from vdm3d.models.weights import is_missing_weights, missing_weights_error
 class DepthSettings:
     kind: str | None = None
     """metric / relative / inverse; None: from the model config (Depth Anything: relative -> inverse)"""
-
-
-@contextlib.contextmanager
-def _quiet_transformers():
-    """Silence transformers' logger (it announces its PIL fallback when torchvision is absent)."""
-    from transformers.utils import logging
-
-    level = logging.get_verbosity()
-    logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        logging.set_verbosity(level)
 
 
 def kind_from_config(config: Any) -> str:
@@ -79,7 +65,7 @@ class TransformersDepth:
     def predict(self, images: Float[Tensor, "B H W 3"]) -> Float[Tensor, "B H W"]:
         h, w = images.shape[1:3]
         pixels = (images.detach().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()  # [B, H, W, 3]
-        with _quiet_transformers():
+        with quiet_loading():
             inputs = self.processor(images=list(np.ascontiguousarray(pixels)), return_tensors="pt")
         param = next(self.model.parameters())
         pred = self.model(pixel_values=inputs["pixel_values"].to(param.device, param.dtype)).predicted_depth
@@ -125,7 +111,7 @@ class TransformersDepth:
         if cache_dir is not None:
             kwargs["cache_dir"] = str(cache_dir)
         try:
-            with _quiet_transformers():
+            with quiet_loading():
                 model = AutoModelForDepthEstimation.from_pretrained(
                     source_str, use_safetensors=None if trust_pickle else True, **kwargs)
                 processor = AutoImageProcessor.from_pretrained(source_str, **kwargs)

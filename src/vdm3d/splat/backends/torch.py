@@ -1,4 +1,4 @@
-"""Tiled CPU renderer: the ``torch`` backend, and the default without CUDA.
+"""Tiled CPU renderer in plain torch: the ``torch`` backend, the readable twin of the compiled ``numba`` one.
 
 Same rules as the dense reference (:mod:`.torch_ref`), organized so the work is proportional to the
 pixel-Gaussian pairs that can matter, and so that autograd never sees a per-pair tensor:

@@ -1,0 +1,266 @@
+"""``vdm3d complete``: a few posed photos to a complete 3DGS scene, with video-generated views guided
+by the scene itself (GuidedVD-3DGS, §3 of ``SEED_SYSTEMS.md``).
+
+Stages, top to bottom (each a function below)::
+
+    load_scene -> initialize -> fit_baseline (then frozen) -> plan (hole-driven paths)
+      -> distill: [ every `generate_every` steps: generate_clip (guided video along a path) -> pool ]
+                  fit with one pseudo view beside the training view at each step
+      -> evaluate (held-out PSNR / SSIM / empty area) -> export
+
+* **Initial points** come from the training views only: their own depth maps when the scene has
+  them (``depth_file_path`` in ``transforms.json``, e.g. the procedural rooms), else the sparse
+  points that two or more training views observe (COLMAP tracks), else random points in their frusta.
+* **Distillation** starts from the baseline Gaussians (a choice for the CPU budget; GuidedVD refits
+  from the initial points for 10k steps) and runs ``distill.steps`` more steps. Each step fits the
+  training view with ``0.8 L1 + 0.2 D-SSIM`` and one pseudo view with ``0.05 (L1 + 0.1 perceptual)``
+  (the released weights), drawn with probability 0.5 from the persistent pool (20 % of every
+  earlier clip) and otherwise from the latest clip; pseudo views feed densification too.
+* **Resume**: the baseline and every generation are checkpointed (``checkpoints/``); ``--resume``
+  continues after the last finished generation.
+
+Outputs: ``splats.ply``, ``baseline.ply``, ``renders/`` and ``compare/`` for held-out views,
+``metrics.json``, ``clips/NNN.mp4`` with ``clips/NNN.json`` (the clip's trajectory), ``trajectories/``
+(every planned path, for ``vdm3d trajectory preview``) and ``manifest.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from pathlib import Path
+from typing import Annotated, Callable, Literal
+
+import torch
+import tyro
+
+from vdm3d.cameras.trajectory import Trajectory
+from vdm3d.cameras.trajectory_file import save_trajectory
+from vdm3d.data.depths import read_train_depths
+from vdm3d.data.readers import Scene, Split, read_scene
+from vdm3d.errors import ConfigError
+from vdm3d.io.images import write_image
+from vdm3d.io.runs import RunFolder, atomic_write_json
+from vdm3d.io.video import write_video
+from vdm3d.jobs.complete_distill import DistillConfig, distill
+from vdm3d.jobs.complete_generate import GenerationConfig, generate_clip
+from vdm3d.recon.checkpoint import load_state, save_state
+from vdm3d.recon.depth_points import points_from_depths
+from vdm3d.recon.evaluate import render_views, score_views
+from vdm3d.recon.init import init_from_points, init_random
+from vdm3d.recon.planning import PlanConfig, fixed_orbit, plan_paths
+from vdm3d.recon.trainer import FitConfig, FitProgress, fit_gaussians
+from vdm3d.splat.gaussians import Gaussians
+from vdm3d.splat.ply import load_ply, save_ply
+from vdm3d.splat.strategy import DensifyPolicy
+
+#: the baseline for small images on 2 CPU cores (procedural rooms at 64 px, fern at 1/4 or 1/8)
+CPU_BASELINE = FitConfig(
+    steps=1500, sh_degree=1, sh_warmup_every=500, checkpoint_every=500,
+    densify=DensifyPolicy(refine_start=200, refine_stop=1200, refine_every=100, reset_every=0,
+                          max_gaussians=30_000),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class CompleteConfig:
+    """Complete a sparse-view 3DGS scene with guided video generation (GuidedVD-3DGS)."""
+
+    data: tyro.conf.Positional[Path]
+    """Scene folder: LLFF (poses_bounds.npy), COLMAP (sparse/0) or transforms.json."""
+    out: Path | None = None
+    """Output run folder (default: runs/complete/<scene name>)."""
+    resume: Path | None = None
+    """Continue the interrupted run in this output folder from its last checkpoint."""
+    overwrite: bool = False
+    """Replace an existing output folder."""
+    downscale: int = 1
+    """Divide the image sides by this factor."""
+    split: Annotated[Split, tyro.conf.OmitArgPrefixes] = Split(num_train_views=3)
+    backbone: str = "tiny-video"
+    """Video backbone (vdm3d models list): the embedded render-conditioned model, or a hub adapter."""
+    paths: Literal["planned", "orbit"] = "planned"
+    """Hole-driven planned paths, or a fixed left/right orbit per view (ablation)."""
+    baseline: Annotated[FitConfig, tyro.conf.arg(prefix_name=False, name="baseline")] = CPU_BASELINE
+    plan: PlanConfig = PlanConfig()
+    generation: GenerationConfig = GenerationConfig()
+    distill: DistillConfig = DistillConfig()
+    max_init_points: int = 50_000
+    """Subsample larger initial point clouds to this many Gaussians."""
+    random_points: int = 10_000
+    """Gaussians of a random initialization (scenes without depth or points)."""
+    seed: int = 0
+
+    def check(self) -> None:
+        n = self.split.num_train_views
+        given = self.split.train_views
+        count = len(given) if given else n
+        if count is not None and count < 2:
+            raise ConfigError(f"complete: --num-train-views is {count}; use at least 2 training views "
+                              "(a single view has no second viewpoint to plan from).")
+
+
+@dataclasses.dataclass(frozen=True)
+class CompleteResult:
+    out: Path
+    gaussians: Gaussians
+    baseline: Gaussians
+    metrics: dict
+
+
+# -- stages --------------------------------------------------------------------------------------
+def load_scene(config: CompleteConfig) -> tuple[Scene, torch.Tensor | None]:
+    """Training / held-out views, sparse points seen by two training views, training depths if any."""
+    config.check()
+    scene = read_scene(config.data, config.split, downscale=config.downscale, points_from="train")
+    if len(scene.train) < 2:
+        raise ConfigError(f"{config.data}: only {len(scene.train)} training view is left; use at least 2.")
+    depths = read_train_depths(config.data, scene)
+    return scene, depths
+
+
+def initialize(scene: Scene, depths: torch.Tensor | None, config: CompleteConfig) -> Gaussians:
+    """Initial Gaussians from the training views only (depth, their own points, or random)."""
+    g = torch.Generator().manual_seed(config.seed)
+    sh = config.baseline.sh_degree
+    if depths is not None:
+        pts, rgb = points_from_depths(scene.train.images, depths, scene.train.cameras)
+        return init_from_points(pts, rgb, max_points=config.max_init_points, sh_degree=sh, generator=g)
+    if scene.points_world is not None:
+        return init_from_points(scene.points_world, scene.points_rgb, max_points=config.max_init_points,
+                                sh_degree=sh, generator=g)
+    cams = scene.train.cameras
+    spread = float((cams.centers - cams.centers.mean(0)).norm(dim=-1).max())
+    return init_random(cams, config.random_points, 0.1 * max(spread, 1.0), 10 * max(spread, 1.0),
+                       sh_degree=sh, generator=g)
+
+
+def fit_baseline(scene: Scene, init: Gaussians, config: CompleteConfig, run: RunFolder,
+                 progress: Callable[[FitProgress], None] | None = None) -> Gaussians:
+    """Plain 3DGS on the training views, saved as ``baseline.ply`` and frozen from then on."""
+    done = run.path / "baseline.ply"
+    if run.resuming and done.is_file():
+        return load_ply(done)
+    ckpt = run.path / "checkpoints" / "baseline"
+    state = load_state(ckpt) if run.resuming and (ckpt / "state.json").is_file() else None
+    baseline = fit_gaussians(scene.train, init, dataclasses.replace(config.baseline, seed=config.seed),
+                             progress=progress, state=state,
+                             on_checkpoint=lambda s: save_state(run.checkpoint_dir / "baseline", s))
+    save_ply(done, baseline)
+    return baseline
+
+
+def plan(baseline: Gaussians, scene: Scene, config: CompleteConfig, frames: int) -> list[Trajectory]:
+    """Paths toward the baseline's holes from every training view (or the fixed-orbit ablation)."""
+    cams = scene.train.cameras
+    if config.paths == "orbit":
+        return fixed_orbit(baseline, cams, frames)
+    paths = plan_paths(baseline, cams, frames, config.plan)
+    missing = sorted(set(range(len(cams))) - {p.provenance["view"] for p in paths})
+    if missing:  # every candidate of these views had too large holes: fall back to the fixed orbit
+        paths += [p for p in fixed_orbit(baseline, cams, frames) if p.provenance["view"] in missing]
+    return paths
+
+
+def clip_frames(backbone, config: CompleteConfig) -> int:
+    """The backbone's clip length (the embedded model: 8 frames)."""
+    frames = backbone.frames or 8
+    if frames < 2:
+        raise ConfigError(f"complete: backbone {backbone.name!r} makes {frames}-frame clips; it needs at least 2.")
+    return frames
+
+
+def evaluate(gaussians: Gaussians, scene: Scene, backend: str = "auto") -> tuple[dict, torch.Tensor | None]:
+    """Held-out PSNR, SSIM and the fraction of held-out pixels left empty (alpha < 0.5)."""
+    train_pred = render_views(gaussians, scene.train.cameras, backend=backend)
+    metrics = {"train": score_views(train_pred, scene.train, scene.train_names)["mean"]}
+    if scene.test is None:
+        return metrics, None
+    pred = render_views(gaussians, scene.test.cameras, backend=backend)
+    test = score_views(pred, scene.test, scene.test_names)
+    empty = (pred.alphas < 0.5).float().mean(dim=(1, 2))
+    for v, e in zip(test["views"], empty.tolist()):
+        v["empty"] = round(e, 5)
+    test["mean"]["empty"] = round(float(empty.mean()), 5)
+    metrics["test"] = test
+    return metrics, pred.images
+
+
+def export(run: RunFolder, gaussians: Gaussians, scene: Scene, metrics: dict, renders: torch.Tensor | None) -> None:
+    save_ply(run.path / "splats.ply", gaussians)
+    if renders is not None:
+        for name, pred, gt in zip(scene.test_names, renders, scene.test.images):
+            stem = Path(name).stem
+            write_image(run.path / "renders" / f"{stem}.png", pred)
+            write_image(run.path / "compare" / f"{stem}.png", torch.cat([pred, gt], 1))  # render | truth
+    atomic_write_json(run.path / "metrics.json", metrics)
+
+
+def save_paths(folder: Path, paths: list[Trajectory]) -> None:
+    for k, p in enumerate(paths):
+        save_trajectory(folder / f"view{p.provenance['view']:02d}_{k:02d}.json", p)
+
+
+def load_backbone(name: str):
+    from vdm3d.models.registry import load_backbone as load
+
+    return load(name)
+
+
+# -- the job -------------------------------------------------------------------------------------
+def run_complete(config: CompleteConfig, progress: Callable[[str, FitProgress], None] | None = None,
+                 backbone=None) -> CompleteResult:
+    """Run every stage inside a run folder; returns where the results are and the scores."""
+    config.check()
+    out = config.resume or config.out or Path("runs") / "complete" / config.data.resolve().name
+    with RunFolder(out, config=config, seed=config.seed, inputs=[config.data], overwrite=config.overwrite,
+                   resume=config.resume is not None) as run:
+        times: dict[str, float] = {}
+        t = time.time()
+        scene, depths = load_scene(config)
+        init = initialize(scene, depths, config)
+        backbone = backbone if backbone is not None else load_backbone(config.backbone)
+        times["load"] = time.time() - t
+
+        t = time.time()
+        baseline = fit_baseline(scene, init, config, run, None if progress is None else
+                                (lambda p: progress("baseline", p)))
+        times["baseline"] = time.time() - t
+
+        t = time.time()
+        frames = clip_frames(backbone, config)
+        paths = plan(baseline, scene, config, frames)
+        save_paths(run.path / "trajectories", paths)
+        times["plan"] = time.time() - t
+
+        def generate(k: int, view: int, path: Trajectory):
+            pseudo, clip, _ = generate_clip(backbone, baseline, scene.train.images[view], path, config.generation,
+                                            seed=config.seed * 1000 + k)
+            write_video(run.path / "clips" / f"{k:03d}.mp4", clip, fps=path.fps)
+            save_trajectory(run.path / "clips" / f"{k:03d}.json", path)
+            return pseudo
+
+        t = time.time()
+        gaussians, timing = distill(scene.train, baseline, paths, generate, config.distill,
+                                    checkpoints=run, seed=config.seed,
+                                    progress=None if progress is None else (lambda p: progress("distill", p)))
+        times.update(timing)
+        times["distill"] = time.time() - t - timing.get("generate", 0.0)
+
+        t = time.time()
+        metrics, renders = evaluate(gaussians, scene)
+        base_metrics, _ = evaluate(baseline, scene)
+        times["evaluate"] = time.time() - t
+        metrics.update({"baseline": base_metrics.get("test", {}).get("mean"), "num_gaussians": len(gaussians),
+                        "train_views": list(scene.train_indices), "test_views": list(scene.test_indices),
+                        "image_size": [scene.train.width, scene.train.height], "paths": len(paths),
+                        "backbone": getattr(backbone, "name", config.backbone),
+                        "seconds": {k: round(v, 1) for k, v in times.items()}})
+        export(run, gaussians, scene, metrics, renders)
+        shutil.rmtree(run.path / "checkpoints", ignore_errors=True)  # finished: nothing left to resume
+        run.record(metrics={"test": metrics.get("test", {}).get("mean"), "baseline": metrics["baseline"]})
+    return CompleteResult(Path(out), gaussians, baseline, metrics)
+
+
+__all__ = ["CPU_BASELINE", "CompleteConfig", "CompleteResult", "run_complete"]

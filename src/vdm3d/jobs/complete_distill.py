@@ -1,0 +1,180 @@
+"""Stage 4 of ``vdm3d complete``: distil generated clips into the splats (GuidedVD §3.6).
+
+* **Schedule.** A new clip every ``generate_every`` steps (GuidedVD: every 260 of 10k). Training
+  views come from a shuffled queue (every view before any repeats) and each view's paths from its
+  own shuffled pool, refilled when empty. The schedule is a pure function of the seed, so a resumed
+  run generates exactly the clips an uninterrupted one would.
+* **Pools.** The latest clip's frames 1..F-1, and a persistent pool that keeps a random
+  ``persistent_share`` (20 %) of every clip. Each step draws one pseudo view, from the persistent
+  pool with probability ``persistent_prob`` (0.5) when it is not empty, else from the latest clip.
+* **Loss.** Beside the step's training view, the pseudo view is fitted with
+  ``pseudo_weight * (L1 + pseudo_perceptual * perceptual)`` = ``0.05 L1 + 0.005 perceptual`` (the
+  released scripts), unmasked; its screen-space gradients feed densification.
+* **Checkpoints** after each generation: the fit state (``checkpoints/distill``) and every clip's
+  pseudo views (``checkpoints/clips/NNN.safetensors``), so ``--resume`` neither refits nor
+  regenerates what is done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from vdm3d.cameras.camera import Cameras
+from vdm3d.cameras.trajectory import Trajectory
+from vdm3d.io.runs import RunFolder
+from vdm3d.models.weights import save_state_dict
+from vdm3d.recon.checkpoint import load_state, save_state
+from vdm3d.recon.trainer import FitConfig, FitProgress, FitState, fit_gaussians
+from vdm3d.splat.gaussians import Gaussians
+from vdm3d.splat.strategy import DensifyPolicy
+from vdm3d.views import Views
+
+DISTILL_FIT = FitConfig(
+    steps=1500, sh_degree=1, sh_warmup_every=0,
+    densify=DensifyPolicy(refine_start=100, refine_stop=1200, refine_every=100, reset_every=0,
+                          max_gaussians=40_000),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillConfig:
+    """How generated clips are distilled into the Gaussians."""
+
+    steps: int = 1500
+    """Optimizer steps after the baseline."""
+    generate_every: int = 250
+    """Steps between new clips (the first clip is made at step 0)."""
+    pseudo_weight: float = 0.05
+    """Weight of a pseudo view's loss against the training view's."""
+    pseudo_perceptual: float = 0.1
+    """Perceptual term inside the pseudo loss (0.05 x 0.1 = 0.005 overall)."""
+    persistent_share: float = 0.2
+    """Fraction of every clip's frames kept in the persistent pool."""
+    persistent_prob: float = 0.5
+    """Probability of drawing the step's pseudo view from the persistent pool."""
+    fit: FitConfig = DISTILL_FIT
+    """Learning rates and density control of the distillation (its steps are ``steps``)."""
+
+    @property
+    def generations(self) -> int:
+        return max(1, -(-self.steps // self.generate_every))
+
+
+@dataclasses.dataclass(frozen=True)
+class PseudoPool:
+    """The latest clip and the persistent share of all earlier ones."""
+
+    latest: Views
+    persistent: Views | None
+
+
+def schedule(paths: list[Trajectory], n: int, seed: int) -> list[tuple[int, int]]:
+    """``n`` (view, path index) pairs: views from a shuffled queue, each view's paths from its own
+    shuffled pool refilled when empty (GuidedVD's order)."""
+    rng = np.random.default_rng([seed, 13])
+    by_view: dict[int, list[int]] = {}
+    for k, p in enumerate(paths):
+        by_view.setdefault(int(p.provenance["view"]), []).append(k)
+    views = sorted(by_view)
+    queue: list[int] = []
+    pools: dict[int, list[int]] = {v: [] for v in views}
+    out = []
+    for _ in range(n):
+        if not queue:
+            queue = list(rng.permutation(views))
+        v = int(queue.pop())
+        if not pools[v]:
+            pools[v] = list(rng.permutation(by_view[v]))
+        out.append((v, int(pools[v].pop())))
+    return out
+
+
+def keep_share(views: Views, share: float, seed: int, k: int) -> Views:
+    """A random ``share`` of ``views`` (at least one)."""
+    n = max(1, round(share * len(views)))
+    rng = np.random.default_rng([seed, 17, k])
+    return views[torch.as_tensor(np.sort(rng.choice(len(views), size=n, replace=False)))]
+
+
+def _save_clip(run: RunFolder, k: int, views: Views) -> None:
+    cams = views.cameras
+    save_state_dict({"images": views.images.contiguous(), "Ks": cams.Ks.contiguous(), "c2w": cams.c2w.contiguous()},
+                    run.checkpoint_dir / "clips" / f"{k:03d}.safetensors")
+
+
+def _load_clip(run: RunFolder, k: int) -> Views | None:
+    path = run.path / "checkpoints" / "clips" / f"{k:03d}.safetensors"
+    if not (run.resuming and path.is_file()):
+        return None
+    t = load_file(str(path))
+    h, w = t["images"].shape[1:3]
+    return Views(t["images"], Cameras(t["Ks"], t["c2w"], w, h), origin=("generated",) * len(t["images"]))
+
+
+def distill(train: Views, baseline: Gaussians, paths: list[Trajectory],
+            generate: Callable[[int, int, Trajectory], Views], config: DistillConfig = DistillConfig(), *,
+            checkpoints: RunFolder | None = None, seed: int = 0,
+            progress: Callable[[FitProgress], None] | None = None) -> tuple[Gaussians, dict[str, float]]:
+    """Fit ``baseline`` further with pseudo views from ``generate(k, view, path)`` on the schedule.
+
+    Returns the Gaussians and the seconds spent generating (``{"generate": s}``)."""
+    E = config.generate_every
+    plan = schedule(paths, config.generations, seed)
+    fit = dataclasses.replace(config.fit, steps=config.steps, seed=seed, checkpoint_every=E)
+    timing = {"generate": 0.0}
+    state: FitState | None = None
+    first = 0
+    run = checkpoints
+    if run is not None and run.resuming and (run.path / "checkpoints" / "distill" / "state.json").is_file():
+        state = load_state(run.path / "checkpoints" / "distill")
+        first = state.step // E
+    persistent: Views | None = None
+    for k in range(first):  # the pools as they were after generation k
+        clip = _load_clip(run, k)
+        part = keep_share(clip, config.persistent_share, seed, k)
+        persistent = part if persistent is None else Views.cat([persistent, part])
+
+    gaussians = baseline
+    for k in range(first, config.generations):
+        t = time.time()
+        view, idx = plan[k]
+        clip = _load_clip(run, k) if run is not None else None
+        if clip is None:
+            clip = generate(k, view, paths[idx])
+            if run is not None:
+                _save_clip(run, k, clip)
+        timing["generate"] += time.time() - t
+        pool = PseudoPool(clip, persistent)
+        end = min(config.steps, (k + 1) * E)
+        gaussians, state = _fit_round(train, gaussians, pool, dataclasses.replace(fit, steps=end), config,
+                                      state, progress)
+        if run is not None:
+            save_state(run.checkpoint_dir / "distill", state)
+        part = keep_share(clip, config.persistent_share, seed, k)
+        persistent = part if persistent is None else Views.cat([persistent, part])
+    return gaussians, timing
+
+
+def _fit_round(train: Views, start: Gaussians, pool: PseudoPool, fit: FitConfig, config: DistillConfig,
+               state: FitState | None, progress) -> tuple[Gaussians, FitState]:
+    """Steps up to ``fit.steps`` with the pools of this round (continuing ``state`` when given)."""
+    pseudo = pool.latest if pool.persistent is None else Views.cat([pool.latest, pool.persistent])
+    n_latest = len(pool.latest)
+    w = torch.full((len(pseudo),), config.pseudo_weight)
+    if pool.persistent is not None:  # half the pseudo mass on each pool
+        w[:n_latest] *= len(pseudo) * (1 - config.persistent_prob) / n_latest
+        w[n_latest:] *= len(pseudo) * config.persistent_prob / len(pool.persistent)
+    box: list[FitState] = []
+    g = fit_gaussians([train, pseudo.to(train.images.dtype)], start, fit,
+                      view_weights=[torch.ones(len(train)), w], progress=progress, state=state,
+                      on_checkpoint=box.append)
+    return g, box[-1]
+
+
+__all__ = ["DISTILL_FIT", "DistillConfig", "PseudoPool", "distill", "keep_share", "schedule"]
