@@ -77,8 +77,8 @@ class ExploreConfig:
     """median depth of the start image in the path's units (sets the scale of the scene)"""
     backbone: str = "tiny"
     """video backbone with per-token noise levels: tiny, worldwarp, wan2.1-t2v-1.3b (`vdm3d models`)"""
-    model: str = "video"
-    """the tiny video model's name (with --backbone tiny)"""
+    model: str = "explore"
+    """the tiny video model's name (with --backbone tiny): explore (fine-tuned on per-token noise) or video"""
     depth: str = "tiny-depth"
     """depth estimator for the start image and the new frames: tiny-depth or a hub one (`vdm3d models list`);
     its output is used up to scale (aligned to --depth-median, then to the cache)"""
