@@ -36,7 +36,7 @@ from vdm3d.diffusion.samplers import sample
 from vdm3d.diffusion.schedules import DdimSchedule
 from vdm3d.errors import ConfigError
 from vdm3d.geometry.warp import forward_warp
-from vdm3d.models.protocol import Conditioning
+from vdm3d.protocols import Conditioning
 from vdm3d.splat.gaussians import Gaussians
 from vdm3d.splat.render import render
 from vdm3d.views import Views
@@ -90,10 +90,9 @@ def warp_maps(image: Tensor, depth: Tensor, alpha: Tensor, cameras: Cameras) -> 
     alpha`` where ``alpha >= 0.5``) into every camera of the path: maps ``[F, H, W, 5]`` = warped
     RGB (zero in holes), validity, zero edges (the tiny model's :data:`MAP_CHANNELS`)."""
     z = (depth / alpha.clamp_min(1e-6)).where(alpha >= 0.5, torch.zeros_like(depth))
-    warped, valid = forward_warp(image.numpy(), z.numpy(), cameras.Ks[0].double().numpy(),
-                                 cameras.c2w[0].double().numpy(), cameras.c2w.double().numpy())
-    valid_t = torch.from_numpy(valid).float()[..., None]
-    return torch.cat([torch.from_numpy(warped).float(), valid_t, torch.zeros_like(valid_t)], -1)
+    warped = forward_warp(Views(image[None], cameras[:1], depths=z[None]), cameras)
+    valid_t = warped.confidence.float()[..., None]
+    return torch.cat([warped.images.float(), valid_t, torch.zeros_like(valid_t)], -1)
 
 
 def _resize(images: Tensor, width: int, height: int) -> Tensor:
