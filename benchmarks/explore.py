@@ -3,7 +3,7 @@
     OMP_NUM_THREADS=1 python benchmarks/explore.py [--frames 200] [--model explore] [--fit-steps 60]
 
 Runs the job on a held-out procedural room loop (the one `vdm3d eval explore` uses first) and prints,
-per chunk, the wall time and the peak resident memory of the process during that chunk (sampled every
+per chunk, the wall and CPU time and the peak resident memory of the process during that chunk (sampled every
 5 ms from /proc/self/statm), each also as a ratio to chunk 2 measured in the same run, then the total
 time of the run.
 """
@@ -72,12 +72,13 @@ def main() -> None:
     buf = render_buffers(scene, cams[:1], ssaa=3)
     depth0 = buf.depth[0].float()
     rows, meter = [], PeakRSS()
-    last = [time.perf_counter()]
+    last = [time.perf_counter(), time.process_time()]
 
     def on_chunk(index, state):
-        now = time.perf_counter()
-        rows.append((index + 1, now - last[0], meter.take() / 2 ** 20, len(state.cache) if state.cache is not None else 0))
-        last[0] = now
+        now, cpu = time.perf_counter(), time.process_time()
+        rows.append((index + 1, now - last[0], cpu - last[1], meter.take() / 2 ** 20,
+                     len(state.cache) if state.cache is not None else 0))
+        last[0], last[1] = now, cpu
 
     with tempfile.TemporaryDirectory() as tmp:
         image, path = Path(tmp) / "start.png", Path(tmp) / "path.json"
@@ -86,23 +87,25 @@ def main() -> None:
         config = ExploreConfig(image=image, path=path, out=Path(tmp) / "run", model=args.model, fov_deg=float(cams.fov_x_deg[0]),
                                depth_median=float(depth0[depth0 > 0].median()), fit_steps=args.fit_steps,
                                steps=args.steps, chunk=args.chunk)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         meter.take()
-        last[0] = time.perf_counter()
+        last[0], last[1] = time.perf_counter(), time.process_time()
         result = run_explore(config, progress=None, on_chunk=on_chunk)
-        total = time.perf_counter() - t0
+        total, total_cpu = time.perf_counter() - t0, time.process_time() - c0
     meter.stop()
-    ref_t, ref_m = rows[1][1], rows[1][2]
-    print(f"explore, {args.frames} frames at 64x64, chunk {args.chunk}, {args.steps} sampler steps, "
-          f"{args.fit_steps} fit steps, torch threads {torch.get_num_threads()}, load {os.getloadavg()[0]:.1f}")
-    print("| chunk | time (s) | time / chunk 2 | peak RSS (MiB) | RSS / chunk 2 | Gaussians |")
-    print("|---|---|---|---|---|---|")
-    for k, t, m, g in rows:
-        print(f"| {k} | {t:.2f} | {t / ref_t:.2f} | {m:.0f} | {m / ref_m:.3f} | {g} |")
+    ref_t, ref_c, ref_m = rows[1][1], rows[1][2], rows[1][3]
+    print(f"explore, {args.frames} frames at 64x64, model {args.model}, chunk {args.chunk}, {args.steps} sampler "
+          f"steps, {args.fit_steps} fit steps, torch threads {torch.get_num_threads()}, "
+          f"load average at the end {os.getloadavg()[0]:.1f}")
+    print("| chunk | wall (s) | CPU (s) | CPU / chunk 2 | peak RSS (MiB) | RSS / chunk 2 | Gaussians |")
+    print("|---|---|---|---|---|---|---|")
+    for k, t, c, m, g in rows:
+        print(f"| {k} | {t:.2f} | {c:.2f} | {c / ref_c:.2f} | {m:.0f} | {m / ref_m:.3f} | {g} |")
     late = rows[1:]
-    print(f"chunks 2-{len(rows)}: time {min(r[1] for r in late):.2f}-{max(r[1] for r in late):.2f} s, "
-          f"peak RSS {min(r[2] for r in late):.0f}-{max(r[2] for r in late):.0f} MiB; "
-          f"whole run {total:.1f} s ({len(result.video)} frames, start stage {result.timings['start']:.1f} s)")
+    print(f"chunks 2-{len(rows)}: CPU {min(r[2] for r in late):.2f}-{max(r[2] for r in late):.2f} s, "
+          f"wall {min(r[1] for r in late):.2f}-{max(r[1] for r in late):.2f} s, "
+          f"peak RSS {min(r[3] for r in late):.0f}-{max(r[3] for r in late):.0f} MiB; whole run {total:.1f} s wall, "
+          f"{total_cpu:.1f} s CPU ({len(result.video)} frames, start stage {result.timings['start']:.1f} s)")
 
 
 if __name__ == "__main__":

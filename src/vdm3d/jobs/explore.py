@@ -77,8 +77,8 @@ class ExploreConfig:
     """median depth of the start image in the path's units (sets the scale of the scene)"""
     backbone: str = "tiny"
     """video backbone with per-token noise levels: tiny, worldwarp, wan2.1-t2v-1.3b (`vdm3d models`)"""
-    model: str = "video"
-    """the tiny video model's name (with --backbone tiny)"""
+    model: str = "explore"
+    """the tiny video model's name (with --backbone tiny): explore (fine-tuned on per-token noise) or video"""
     depth: str = "tiny-depth"
     """depth estimator for the start image and the new frames: tiny-depth or a hub one (`vdm3d models list`);
     its output is used up to scale (aligned to --depth-median, then to the cache)"""
@@ -381,6 +381,23 @@ def absorb_chunk(c: ExploreConfig, state: ExploreState, plan: ChunkPlan, warp: V
 
 
 # -- the run -----------------------------------------------------------------------------------------
+def warm_up_renderer() -> None:
+    """Render (and backpropagate through) one Gaussian before any other number is computed.
+
+    The first call of the compiled CPU renderer initializes numba, and from then on some torch kernels
+    of the same process return results that differ in the last bits (measured: the tiny depth model's
+    output moves by 2.5e-6). Doing it first makes a run's numbers independent of what the process did
+    before, so a resumed run reproduces an uninterrupted one exactly, in the same process or not."""
+    from vdm3d.splat.gaussians import Gaussians
+    from vdm3d.splat.render import render
+
+    params = {k: v.requires_grad_(True) for k, v in Gaussians.from_points(
+        torch.tensor([[0.0, 0.0, 2.0], [0.1, 0.0, 2.0]]), torch.full((2, 3), 0.5), opacity=0.5,
+        sh_degree=0).parameters().items()}
+    out = render(Gaussians.from_parameters(params), Cameras.from_fov(60.0, 16, 16, torch.eye(4)).reshape(1))
+    out.rgb.sum().backward()
+
+
 def run_explore(c: ExploreConfig, *, progress: Progress | None = print,
                 on_chunk: Callable[[int, ExploreState], None] | None = None) -> ExploreResult:
     """Run every stage and write the run folder. Bad input raises before anything is written.
@@ -394,6 +411,7 @@ def run_explore(c: ExploreConfig, *, progress: Progress | None = print,
 
     say = progress or (lambda _m: None)
     check_config(c)
+    warm_up_renderer()
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     cams = plan_path(c)
