@@ -72,6 +72,22 @@ def test_guidance_reduces_masked_error_against_the_baseline_renders():
     assert errors[True] < 0.85 * errors[False], errors
 
 
+@pytest.mark.slow
+def test_guided_clip_on_a_tiny_svd_adapter():
+    """A hub backbone (diffusers' SVD classes, tiny random weights): reference-only conditioning,
+    CFG with rescale, guidance through its VAE decoder; the clip has the path's length."""
+    from vdm3d.models.hub.svd import SVDBackbone, SVDSettings, tiny_components
+
+    svd = SVDBackbone(tiny_components(0), SVDSettings(frames=3, height=32, width=32))
+    cam = Cameras.from_fov(60.0, 40, 32, torch.eye(4)[None])
+    path = path_to(cam, 2.0, 10.0, 0.0, frames=3, view=0)
+    image = torch.rand(32, 40, 3, generator=torch.Generator().manual_seed(1))
+    pseudo, clip, renders = generate_clip(svd, _colored_wall(), image, path, GenerationConfig(steps=2), seed=0)
+    assert clip.shape[0] == 3 and renders.images.shape == clip.shape and bool(torch.isfinite(clip).all())
+    assert pseudo.images.shape == (2, 32, 40, 3) and pseudo.origin == ("generated", "generated")
+    torch.testing.assert_close(pseudo.cameras.c2w, path.cameras.c2w[1:])
+
+
 def test_schedule_visits_every_view_before_repeating():
     from vdm3d.cameras.trajectory import Trajectory
 

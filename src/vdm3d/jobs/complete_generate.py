@@ -60,8 +60,8 @@ class GenerationConfig:
     """Guide only where the baseline's alpha is at least this."""
     eta: float = 1.0
     """DDIM eta (1: ancestral, as GuidedVD)."""
-    max_side: int = 64
-    """Longest side of the generation resolution (the embedded model: 64)."""
+    max_side: int | None = None
+    """Longest side of the generation resolution (None: the backbone's, 64 for the embedded model)."""
 
 
 def generation_size(width: int, height: int, max_side: int, factor: int) -> tuple[int, int]:
@@ -117,7 +117,8 @@ def generate_clip(backbone: Any, baseline: Gaussians, image: Tensor, path: Traje
             and (frames - 1) % backbone.temporal_factor:
         raise ConfigError(f"complete: {frames} frames do not fit the backbone's temporal factor "
                           f"{backbone.temporal_factor}; use 1 + k * {backbone.temporal_factor} frames.")
-    w, h = generation_size(cams.width, cams.height, config.max_side, backbone.spatial_factor)
+    max_side = config.max_side or max(backbone.resolution)
+    w, h = generation_size(cams.width, cams.height, max_side, backbone.spatial_factor)
     small = cams.resize(w, h)
     renders = render_path(baseline, small)  # [F, h, w, 3] + alphas + depths
     ref = _resize(image[None], w, h)[0]
