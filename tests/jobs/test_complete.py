@@ -30,7 +30,7 @@ SMALL_FIT = FitConfig(steps=60, sh_degree=0, sh_warmup_every=0, checkpoint_every
 @pytest.fixture(scope="module")
 def room(tmp_path_factory) -> Path:
     """A held-out procedural room at 32 px, 12 frames (training views 1, 5, 10; held-out 0 and 8)."""
-    return write_room_case(tmp_path_factory.mktemp("room") / "case", seed=7, resolution=32, views=12)
+    return write_room_case(tmp_path_factory.mktemp("room") / "case", seed=7, resolution=32, views=12, ssaa=1)
 
 
 def _config(data: Path, out: Path, **kw) -> job.CompleteConfig:

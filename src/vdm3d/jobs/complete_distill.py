@@ -30,13 +30,15 @@ from vdm3d.cameras.trajectory import Trajectory
 from vdm3d.io.runs import RunFolder
 from vdm3d.models.weights import save_state_dict
 from vdm3d.recon.checkpoint import load_state, save_state
-from vdm3d.recon.trainer import FitConfig, FitProgress, FitState, fit_gaussians
+from vdm3d.recon.trainer import FitConfig, FitProgress, FitState, LearningRates, fit_gaussians
 from vdm3d.splat.gaussians import Gaussians
 from vdm3d.splat.strategy import DensifyPolicy
 from vdm3d.views import Views
 
+# The distillation continues a converged baseline, so the centres start at a tenth of 3DGS's initial
+# rate (the baseline's own schedule has decayed that far by its end) instead of jumping back up.
 DISTILL_FIT = FitConfig(
-    steps=1500, sh_degree=1, sh_warmup_every=0,
+    steps=1500, sh_degree=1, sh_warmup_every=0, lr=LearningRates(lr_means=1.6e-5, lr_means_final=1.6e-6),
     densify=DensifyPolicy(refine_start=100, refine_stop=1200, refine_every=100, reset_every=0,
                           max_gaussians=40_000),
 )
