@@ -22,7 +22,7 @@ import time
 
 import torch
 
-from vdm3d.models.protocol import Conditioning
+from vdm3d.protocols import Conditioning
 
 
 # --------------------------------------------------------------------------------------------- builders

@@ -1,4 +1,4 @@
-"""Splatting backends: forward+backward time and peak memory, with ratios to ``torch_ref``.
+"""Splatting backends: forward+backward time and peak memory, with ratios to ``torch_ref`` and ``torch``.
 
 Scene: the real Mip-NeRF 360 "garden" COLMAP points (``../shared/data/points/test_garden.npz``),
 ``N`` of them drawn with a fixed seed, as isotropic Gaussians with kNN scales, opacity 0.5 and SH
@@ -23,6 +23,7 @@ graph would hold without the checkpointed chunks, at 50 bytes per pair).
 
     .venv/bin/python benchmarks/render.py                  # full table (about 10 minutes)
     .venv/bin/python benchmarks/render.py --sizes 128 --counts 2000 20000
+    .venv/bin/python benchmarks/render.py --backends torch numba --sizes 64 128 --counts 2000 20000
 """
 
 from __future__ import annotations
@@ -134,7 +135,7 @@ def run_one(backend: str, n: int, size: int, reps: int, threads: int) -> dict:
     for mode in ("time", "memory"):
         cmd = [sys.executable, __file__, "--worker", backend, str(n), str(size), mode, "--reps", str(reps),
                "--threads", str(threads)]
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), NUMBA_NUM_THREADS=str(threads))
         if mode == "memory":
             # A fixed mmap threshold makes glibc hand freed large blocks back to the OS at once, so the
             # resident set follows live allocations, not what the allocator keeps cached.
@@ -154,6 +155,8 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--ref-max-pairs", type=float, default=6e8)
+    p.add_argument("--backends", nargs="+", default=None,
+                   help="backends to run (default: torch_ref, torch, numba, and gsplat where CUDA is)")
     p.add_argument("--worker", nargs=4, metavar=("BACKEND", "N", "SIZE", "MODE"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
@@ -163,7 +166,7 @@ def main() -> None:
 
     import torch
 
-    backends = ["torch_ref", "torch"] + (["gsplat"] if torch.cuda.is_available() else [])
+    backends = args.backends or (["torch_ref", "torch", "numba"] + (["gsplat"] if torch.cuda.is_available() else []))
     print(f"scene: {'garden points' if GARDEN.exists() else 'random points (garden data absent)'}; "
           f"threads={args.threads}; time = best of {args.reps} (reference: 1); fwd+bwd")
     if "gsplat" not in backends:
@@ -171,7 +174,7 @@ def main() -> None:
     rows, ref_rate = [], None
     for size in args.sizes:
         for n in args.counts:
-            ref = None
+            ref, tiled = None, None
             for backend in backends:
                 pairs = n * size * size
                 if backend == "torch_ref" and pairs > args.ref_max_pairs:
@@ -181,26 +184,33 @@ def main() -> None:
                 if backend == "torch_ref" and "error" not in r:
                     ref = r
                     ref_rate = pairs / r["cpu"]
-                rows.append((backend, n, size, dict(r, ref=ref), pairs))
+                if backend == "torch" and "error" not in r:
+                    tiled = r
+                rows.append((backend, n, size, dict(r, ref=ref, tiled=tiled), pairs))
                 print(f"  done {backend} N={n} S={size}: {r}", file=sys.stderr, flush=True)
 
-    header = ("| backend | N | size | wall s | CPU s | peak +MB | wall ratio ref/this | CPU ratio | memory ratio this/ref |\n"
-              "|---|---|---|---|---|---|---|---|---|")
+    header = ("| backend | N | size | wall s | CPU s | peak +MB | wall ratio ref/this | CPU ratio ref/this "
+              "| memory ratio this/ref | wall ratio torch/this | CPU ratio torch/this |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|")
     print(header)
     for backend, n, size, r, pairs in rows:
         if r is None:
             est = f"~{pairs / ref_rate:.0f} s CPU at the measured rate, " if ref_rate else ""
             print(f"| {backend} | {n} | {size} | skipped: {pairs:.2g} pairs > {args.ref_max_pairs:.2g} "
-                  f"({est}~{pairs * 50 / 2**30:.0f} GB unchunked) | | | | | |")
+                  f"({est}~{pairs * 50 / 2**30:.0f} GB unchunked) | | | | | | | |")
             continue
         if "error" in r:
-            print(f"| {backend} | {n} | {size} | error: {r['error']} | | | | | |")
+            print(f"| {backend} | {n} | {size} | error: {r['error']} | | | | | | | |")
             continue
-        ref = r["ref"]
+        ref, tiled = r["ref"], r["tiled"]
         ratios = ["", "", ""]
         if ref and backend != "torch_ref":
             ratios = [f"{ref['wall'] / r['wall']:.0f}x", f"{ref['cpu'] / r['cpu']:.0f}x",
                       f"{r['peak'] / max(ref['peak'], 1):.3f}"]
+        if tiled and backend not in ("torch_ref", "torch"):
+            ratios += [f"{tiled['wall'] / r['wall']:.1f}x", f"{tiled['cpu'] / r['cpu']:.1f}x"]
+        else:
+            ratios += ["", ""]
         print(f"| {backend} | {n} | {size} | {r['wall']:.3f} | {r['cpu']:.3f} | {r['peak'] / 2**20:.1f} | "
               + " | ".join(ratios) + " |")
     methods = {r["method"] for _, _, _, r, _ in rows if r and "method" in r}

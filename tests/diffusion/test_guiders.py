@@ -11,7 +11,7 @@ from vdm3d.diffusion.samplers import sample
 from vdm3d.diffusion.schedules import EdmSchedule
 from vdm3d.diffusion.testing import ConvDenoiser, GaussianDataDenoiser
 from vdm3d.errors import ConfigError
-from vdm3d.models.protocol import Conditioning
+from vdm3d.protocols import Conditioning
 
 
 def test_sv3d_triangular_schedule_for_21_frames():
@@ -78,3 +78,44 @@ def test_bad_windows_are_refused():
         CFG(start=0.8, stop=0.2)
     with pytest.raises(ConfigError):
         CFG(rescale=1.5)
+
+
+def test_batched_branches_agree_with_two_calls_and_make_one_call_per_step():
+    """CFG with both branches in one denoiser call on [x; x] equals the two-call loop (same numbers up to
+    float rounding of a larger batch), with half the calls."""
+    bb = ConvDenoiser(width=8, resolution=(8, 8))
+    cond = Conditioning(reference=torch.rand(2, 8, 8, 3, generator=torch.Generator().manual_seed(1)))
+    sig = EdmSchedule(5, sigma_max=80.0).sigmas()
+    out = {}
+    for batched in (True, False):
+        bb.calls = 0
+        out[batched] = sample(bb, sig, cond=cond, shape=(2, 21, 3, 8, 8), guider=sv3d_cfg(),
+                              generator=torch.Generator().manual_seed(5), batch_guidance=batched)
+        out[(batched, "calls")] = bb.calls
+    torch.testing.assert_close(out[True], out[False], rtol=1e-5, atol=1e-5)
+    assert out[(True, "calls")] == 5 and out[(False, "calls")] == 10
+    unguided = sample(bb, sig, cond=cond, shape=(2, 21, 3, 8, 8), generator=torch.Generator().manual_seed(5))
+    assert (out[True] - unguided).abs().max() > 1e-2  # guidance did something
+
+
+@pytest.mark.parametrize("guider", [CFG(scale=1.0), CFG(scale=1.0, rescale=0.7),
+                                    CFG(scale=1.0, min_scale=1.0, over_frames="triangular"),
+                                    CFG(scale=3.0, min_scale=1.0, over_frames="linear")])
+def test_unit_weights_skip_the_unconditional_branch(guider):
+    """Where every frame's weight is 1 the null condition is neither encoded nor evaluated, and the
+    result is exactly the conditional sample (a linear ramp over 1 frame has weight min_scale = 1)."""
+    encoded = []
+
+    class Spy(GaussianDataDenoiser):
+        def condition(self, cond, *, null=False):
+            encoded.append(null)
+            return super().condition(cond, null=null)
+
+    bb = Spy(mean=0.4, var=0.5, null_mean=-0.2)
+    kw = dict(shape=(1, 1, 3, 2, 2), cond=Conditioning())
+    out = sample(bb, EdmSchedule(6).sigmas(), guider=guider, generator=torch.Generator().manual_seed(0), **kw)
+    ref = sample(bb, EdmSchedule(6).sigmas(), generator=torch.Generator().manual_seed(0), **kw)
+    assert torch.equal(out, ref)
+    assert bb.calls == 12 and encoded == [False, False]
+    if guider.scale != 1.0:
+        assert not guider.unit(2)  # ...but over 2 frames the ramp reaches 3: guided again

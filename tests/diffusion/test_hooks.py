@@ -12,7 +12,7 @@ from vdm3d.diffusion.samplers import sample
 from vdm3d.diffusion.schedules import DdimSchedule, EdmSchedule
 from vdm3d.diffusion.testing import ConvDenoiser, GaussianDataDenoiser
 from vdm3d.errors import ConfigError, InputError
-from vdm3d.models.protocol import Conditioning
+from vdm3d.protocols import Conditioning
 
 SHAPE = (2, 3, 3, 8, 8)
 

@@ -10,7 +10,7 @@ from vdm3d.diffusion.samplers import SAMPLERS, SamplerConfig, sample, sample_wit
 from vdm3d.diffusion.schedules import DdimSchedule, EdmSchedule, FlowSchedule, frozen_until, strength_sigmas
 from vdm3d.diffusion.testing import ConvDenoiser, GaussianDataDenoiser
 from vdm3d.errors import ConfigError
-from vdm3d.models.protocol import Backbone
+from vdm3d.protocols import Conditioning
 
 # Eight independent Gaussian "pixels" with different means and variances.
 MEAN = torch.linspace(-0.5, 0.5, 8).view(1, 8, 1, 1)
@@ -53,9 +53,57 @@ def run_gaussian(name: str, steps: int, n: int):
     return sigmas, eta, x.mean(0), x.var(0)
 
 
-def test_gaussian_denoiser_is_a_backbone():
-    assert isinstance(GaussianDataDenoiser(), Backbone)
-    assert isinstance(ConvDenoiser(), Backbone)
+def test_gaussian_denoiser_is_the_bayes_optimal_x0_predictor():
+    """The protocol's promise ``denoise(x, sigma) = E[x0 | x]`` checked by Monte Carlo: on draws
+    ``x = x0 + sigma eps`` the residual ``x0 - D(x)`` has zero mean and is uncorrelated with ``x`` (the
+    orthogonality principle, which characterizes the MMSE estimator of Gaussian data), for per-batch,
+    per-frame and per-element sigma; the latents decode to the images they encode."""
+    g = torch.Generator().manual_seed(0)
+    mean, var = torch.tensor(0.3, dtype=torch.float64), torch.tensor(0.5, dtype=torch.float64)
+    bb = GaussianDataDenoiser(mean, var)
+    n = 200_000
+    x0 = mean + var.sqrt() * torch.randn(n, 2, 1, 1, 1, generator=g, dtype=torch.float64)
+    sigmas = {"batch": torch.full((n,), 0.7, dtype=torch.float64),
+              "frame": torch.tensor([0.2, 3.0], dtype=torch.float64).expand(n, 2),
+              "element": torch.tensor([1.5, 0.4], dtype=torch.float64).view(1, 2, 1, 1, 1).expand(n, 2, 1, 1, 1)}
+    for kind, sigma in sigmas.items():
+        x = x0 + align_sigma(sigma, x0) * torch.randn(x0.shape, generator=g, dtype=torch.float64)
+        residual = x0 - bb.denoise(x, sigma, bb.condition(Conditioning()))
+        assert residual.mean(0).abs().max() < 0.01, kind
+        corr = ((residual - residual.mean(0)) * (x - x.mean(0))).mean(0) / (residual.std(0) * x.std(0))
+        assert corr.abs().max() < 0.01, kind
+        # and it is not a trivial estimator: it beats returning the noisy input and the prior mean
+        mse = residual.pow(2).mean()
+        assert mse < (x0 - x).pow(2).mean() and mse < (x0 - mean).pow(2).mean(), kind
+    images = torch.rand(1, 2, 4, 4, 3, generator=g)
+    torch.testing.assert_close(bb.decode(bb.encode(images)), images)
+    # the null branch is a different condition (CFG would otherwise be a no-op)
+    other = GaussianDataDenoiser(0.0, 1.0, null_mean=2.0)
+    x = torch.zeros(1, 1, 3, 2, 2)
+    assert not torch.equal(other.denoise(x, torch.ones(1), other.condition(Conditioning())),
+                           other.denoise(x, torch.ones(1), other.condition(Conditioning(), null=True)))
+
+
+def test_conv_denoiser_follows_v_scaling_and_is_per_frame():
+    """At sigma -> 0 a v-scaled denoiser returns its input (c_skip -> 1, c_out -> 0); a uniform
+    per-element sigma gives the per-batch result; frames are denoised independently; the reference
+    image changes the prediction and the null branch drops it."""
+    bb = ConvDenoiser(width=8, resolution=(8, 8))
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 3, 3, 8, 8, generator=g)
+    cond = bb.condition(Conditioning(reference=torch.rand(2, 8, 8, 3, generator=g)))
+    with torch.no_grad():
+        torch.testing.assert_close(bb.denoise(x, torch.full((2,), 1e-6), cond), x, rtol=0, atol=1e-5)
+        per_batch = bb.denoise(x, torch.full((2,), 2.0), cond)
+        per_element = bb.denoise(x, torch.full((2, 3, 1, 8, 8), 2.0), cond)
+        torch.testing.assert_close(per_element, per_batch)
+        one_frame = bb.denoise(x[:, 1:2], torch.full((2,), 2.0), cond)
+        torch.testing.assert_close(one_frame, per_batch[:, 1:2])
+        null = bb.denoise(x, torch.full((2,), 2.0), bb.condition(Conditioning(reference=torch.rand(2, 8, 8, 3)),
+                                                                  null=True))
+        no_ref = bb.denoise(x, torch.full((2,), 2.0), bb.condition(Conditioning(), null=True).expand(2, 3, 8, 8))
+    assert (null - per_batch).abs().max() > 1e-3
+    torch.testing.assert_close(null, no_ref)
 
 
 @pytest.mark.parametrize("name", list(SAMPLER_CASES))
@@ -188,3 +236,23 @@ def test_backbone_receives_compact_sigmas():
     sample(bb, per_token, x_init=x_init, generator=torch.Generator().manual_seed(0))
     # per token: step 1 has every token at sigma_1 again, so it is handed over as [B]
     assert seen == [(2,), (2,), (2, 3), (2, 3), (2, 3, 1, 4, 4), (2,)]
+
+
+@pytest.mark.parametrize(("name", "reference"), [
+    ("ddim", dict(timestep_spacing="trailing", rescale_betas_zero_snr=True)),  # ViewCrafter's uniform_trailing
+    ("ddim_leading", dict(timestep_spacing="leading", steps_offset=1)),  # Stable Diffusion's
+])
+def test_ddim_presets_take_diffusers_timesteps_and_noise_levels(name, reference):
+    from diffusers import DDIMScheduler
+
+    from vdm3d.diffusion.parameterizations import sigma_from_alpha_bar
+
+    ref = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, **reference)
+    ref.set_timesteps(50)
+    schedule = SAMPLERS[name][1].schedule
+    assert torch.equal(schedule.timesteps(), ref.timesteps)
+    ab = ref.alphas_cumprod.double().clone()
+    ab[-1] = max(float(ab[-1]), 2.0**-24)  # zero terminal SNR: the last alpha-bar is clamped, as diffusers does
+    expected = sigma_from_alpha_bar(torch.cat([ab[ref.timesteps], torch.ones(1, dtype=torch.float64)]))
+    torch.testing.assert_close(schedule.sigmas(), expected.float(), rtol=1e-4, atol=1e-6)
+    assert (ref.timesteps[0] == 999) == (name == "ddim")  # trailing starts at the last training step

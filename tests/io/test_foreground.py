@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from vdm3d.errors import InputError
-from vdm3d.io.foreground import load_object_image, mask_from_background, recenter
+from vdm3d.io.foreground import edge_fraction, grabcut_mask, load_object_image, mask_from_background, recenter
 
 
 def disk_image(size=80, center=(30, 50), radius=12, bg=(0.2, 0.6, 0.3), fg=(0.9, 0.1, 0.1)):
@@ -51,10 +51,54 @@ def test_holes_of_background_colour_inside_the_object_are_filled():
     assert ((alpha > 0.5) == inside).all()
 
 
-def test_busy_background_asks_for_rgba(tmp_path):
+def test_noise_has_no_object_and_the_sentence_names_mask(tmp_path):
     rng = np.random.default_rng(0)
-    with pytest.raises(InputError, match="RGBA"):
+    with pytest.raises(InputError, match="no foreground object .*GrabCut.*--mask MASK.png"):
         load_object_image(save(tmp_path / "noise.png", rng.random((64, 64, 3))), size=32)
+
+
+def busy_photo(size=120, seed=0):
+    """An orange blob on diagonal stripes of five colours with noise (a busy border, no plain colour)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] + 0.5
+    palette = np.array([(0.1, 0.5, 0.9), (0.2, 0.8, 0.3), (0.9, 0.9, 0.9), (0.3, 0.2, 0.5), (0.1, 0.7, 0.7)])
+    img = palette[((xx + yy) // 7).astype(int) % 5] + rng.normal(0, 0.04, (size, size, 3))
+    inside = ((yy - 62) / 34) ** 2 + ((xx - 58) / 26) ** 2 < 1
+    img[inside] = (0.95, 0.35, 0.1) + rng.normal(0, 0.03, (int(inside.sum()), 3))
+    return img.clip(0, 1).astype(np.float32), inside
+
+
+def test_grabcut_finds_the_object_on_a_busy_background(tmp_path):
+    img, inside = busy_photo()
+    alpha = grabcut_mask(img)
+    iou = ((alpha > 0.5) & inside).sum() / ((alpha > 0.5) | inside).sum()
+    assert iou > 0.95
+    fg = load_object_image(save(tmp_path / "photo.png", img), size=64)
+    assert fg.mask_source == "grabcut" and fg.background is None
+    assert np.allclose(fg.image.numpy()[fg.alpha.numpy() < 1e-3], 1.0)  # the clutter is gone
+
+
+def test_a_mask_file_wins_and_is_checked(tmp_path):
+    img, inside = busy_photo()
+    photo = save(tmp_path / "photo.png", img)
+    half = inside.copy()
+    half[:, 58:] = False  # only the left half of the blob: the given mask is used, not GrabCut's
+    fg = load_object_image(photo, size=64, recentre=False, mask=save(tmp_path / "m.png", half.astype(np.float32)))
+    assert fg.mask_source == "mask"
+    a = fg.alpha.numpy() > 0.5
+    assert a[:, :28].any() and not a[:, 34:].any()
+    with pytest.raises(InputError, match="m2.png: has no foreground object \\(the mask file is empty\\)"):
+        load_object_image(photo, size=64, mask=save(tmp_path / "m2.png", np.zeros((120, 120))))
+    frame = np.ones((120, 120))
+    with pytest.raises(InputError, match="covers 100% of the image border"):
+        load_object_image(photo, size=64, mask=save(tmp_path / "m3.png", frame))
+
+
+def test_edge_fraction_of_box_and_border():
+    a = np.zeros((100, 100), np.float32)
+    a[10:90, 10:50] = 1  # reaches the box (margin 0.1) on its left, top and bottom sides
+    assert edge_fraction(a) == 0.0
+    assert abs(edge_fraction(a, 0.1) - (40 + 40 + 81) / (4 * 81)) < 0.02
 
 
 def test_no_foreground_and_not_an_image(tmp_path):

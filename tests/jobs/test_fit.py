@@ -11,7 +11,7 @@ import torch
 from vdm3d.cli.main import main as cli_main
 from vdm3d.data.readers import Split, read_scene
 from vdm3d.jobs.fit import FitJobConfig, run_fit
-from vdm3d.recon.evaluate import render_views
+from vdm3d.recon.render import render_views
 from vdm3d.recon.trainer import FitConfig
 from vdm3d.splat.gaussians import Gaussians
 from vdm3d.splat.ply import load_ply, save_ply

@@ -80,9 +80,9 @@ def test_oracle_orbit_reconstructs_the_object(object_image, tmp_path):
     assert d.chamfer < 0.065 and d.fscore > 0.5
     # appearance at the orbit cameras (measured 17 dB after 60 steps at 48 px, 24 dB at the defaults;
     # the carved initialization alone renders at about 10 dB)
-    from vdm3d.jobs.object import render_views
+    from vdm3d.recon.render import render_views
     gt = render_buffers(scene, result.orbit.cameras, background=(1.0, 1.0, 1.0)).rgb
-    assert float(psnr(render_views(result.gaussians, result.orbit.cameras).images.clamp(0, 1), gt).mean()) > 15
+    assert float(psnr(render_views(result.gaussians, result.orbit.cameras, background=1.0).images.clamp(0, 1), gt).mean()) > 15
 
 
 def _status(argv, capsys):
@@ -168,3 +168,30 @@ def test_tiny_preset_frames_objects_as_the_tiny_model_was_trained():
 
     tiny = PRESETS["tiny"][1]
     assert tiny.fov_deg == OBJECT_FOV_DEG and abs(tiny.radius - orbit_distance(OBJECT_FOV_DEG)) < 1e-3
+
+
+@pytest.mark.slow
+def test_refinement_stage_runs_in_the_job_with_a_prior(object_image, tmp_path):
+    # the oracle orbit plus an exact Gaussian-data prior as the refinement's backbone: the SDS stage
+    # runs inside the job (RefineConfig built from the job's config) and keeps the fit at the orbit
+    from vdm3d.diffusion.guiders import CFG
+    from vdm3d.diffusion.testing import GaussianDataDenoiser
+    from vdm3d.geometry.mesh_render import render_buffers
+    from vdm3d.metrics.image import psnr
+    from vdm3d.recon.render import render_views
+
+    @dataclasses.dataclass
+    class OracleWithPrior(OracleOrbit):
+        backbone: object = None
+
+        def guider(self, frames: int) -> CFG:
+            return CFG(scale=1.0)
+
+    scene, image = object_image
+    prior = GaussianDataDenoiser(mean=0.0, var=1.0, resolution=(48, 48))
+    config = ObjectConfig(image=image, out=tmp_path / "run", recentre=False, refine=True, refine_steps=6,
+                          refine_frames=2, **SMALL)
+    result = run_object(config, source=OracleWithPrior(scene, backbone=prior), progress=None)
+    assert "refine" in result.timings and prior.calls == 2 * 6  # conditional + unconditional per step
+    gt = render_buffers(scene, result.orbit.cameras, background=(1.0, 1.0, 1.0)).rgb
+    assert float(psnr(render_views(result.gaussians, result.orbit.cameras, background=1.0).images, gt).mean()) > 15

@@ -28,7 +28,7 @@ def test_tiny_models_are_listed_first():
     from vdm3d.models.tiny import available
 
     tiny = [f"tiny-{n}" for n in available()]
-    assert registry.names()[: len(tiny)] == tiny and registry.names()[len(tiny) :] == list(registry.HUB)
+    assert registry.names() == tiny + list(registry.HUB) + list(registry.DEPTH)
     for name in tiny:
         assert registry.info(name)["kind"] == "tiny" and registry.installed(name) == "package"
 

@@ -1,7 +1,7 @@
 """Golden image: the real Mip-NeRF 360 "garden" points rendered from their real camera.
 
 The expected PNG in ``golden/`` was rendered by the dense reference (``torch_ref``); both the
-default backend and the reference must reproduce it to within one 8-bit level. To review a change,
+default backend (the compiled ``numba`` one on the CPU), the tiled ``torch`` one and the reference must reproduce it to within one 8-bit level. To review a change,
 run with ``VDM3D_GOLDEN_WRITE=1``: the actual image is written beside the expected one as
 ``<name>.actual.png`` (rename it over the expected file to accept it).
 """
@@ -46,8 +46,9 @@ def check_golden(name: str, actual: np.ndarray) -> None:
     assert diff.max() <= 1 and diff.mean() < 0.02, f"max {diff.max()} mean {diff.mean():.4f} levels"
 
 
-def test_garden_golden_default_backend(shared_data):
-    image = garden_render(shared_data, "auto")
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+def test_garden_golden_default_backend(shared_data, backend):
+    image = garden_render(shared_data, backend)
     assert image.shape == (105, 162, 3)
     assert 40 < image.mean() < 215 and image.std() > 20  # a real picture, not blank or saturated
     check_golden("garden_x4", image)

@@ -8,6 +8,7 @@ import torch
 from vdm3d.cameras import Cameras, look_at
 from vdm3d.errors import ConfigError, Vdm3dError
 from vdm3d.splat import Gaussians, render
+from vdm3d.splat.backends import numba as compiled
 from vdm3d.splat.backends import torch as tiled
 from vdm3d.splat.backends.torch_ref import render_backend as render_ref
 
@@ -31,9 +32,10 @@ def two_cameras(dtype=torch.float32, width=37, height=29):
 def render_with_grads(g, cams, cotangents, backend, **kw):
     g = g.clone().requires_grad_()
     background = torch.tensor([0.2, 0.5, 0.9], dtype=g.dtype)
-    if backend.startswith("torch-"):  # the tiled backend with small tiles and chunks: many segments
-        from vdm3d.splat.render import finish  # noqa: F401  (same tail as render())
+    if backend == "torch-small-tiles":  # the tiled backend with small tiles and chunks: many segments
         out = tiled.render_backend(g, cams, 3, background.expand(2, 3), tile=4, chunk=64)
+    elif backend == "numba-small-tiles":  # Gaussians spread over many tiles, lists of all lengths
+        out = compiled.render_backend(g, cams, 3, background.expand(2, 3), tile=3)
     else:
         out = render(g.to(kw.get("device", "cpu")), cams.to(kw.get("device", "cpu")), backend=backend,
                      background=background.to(kw.get("device", "cpu")))
@@ -44,7 +46,7 @@ def render_with_grads(g, cams, cotangents, backend, **kw):
     return out, grads
 
 
-@pytest.mark.parametrize("backend", ["torch", "torch-small-tiles",
+@pytest.mark.parametrize("backend", ["torch", "torch-small-tiles", "numba", "numba-small-tiles",
                                      pytest.param("gsplat", marks=pytest.mark.cuda)])
 def test_fast_backend_matches_reference_forward_and_backward(backend):
     # gsplat clamps alpha at 0.999 and culls with integer radii: keep opacities low enough for both
@@ -105,7 +107,7 @@ def test_single_gaussian_matches_closed_form():
                               scales=torch.tensor([s]), opacity=o, sh_degree=2)
     K = torch.tensor([[f_px, 0, 10.0], [0, f_px, 8.0], [0, 0, 1]])
     cam = Cameras(K, torch.eye(4), 20, 16)
-    for backend in ("torch_ref", "torch"):
+    for backend in ("torch_ref", "torch", "numba"):
         out = render(g, cam, backend=backend, background=torch.ones(3))
         uv = cam.pixel_grid()
         var = (f_px * s / z) ** 2 + 0.3
@@ -128,7 +130,7 @@ def test_opaque_stack_stops_at_transmittance_floor():
     g = Gaussians.from_points(means, colors, scales=torch.tensor([1.0, 2.0, 3.0]), sh_degree=0)
     g = Gaussians(g.means, g.quats, g.log_scales, torch.logit(torch.tensor([0.999, 0.9, 0.999])), g.sh)
     cam = Cameras(torch.tensor([[4.0, 0, 2.5], [0, 4.0, 2.5], [0, 0, 1]]), torch.eye(4), 5, 5)
-    for backend in ("torch_ref", "torch"):
+    for backend in ("torch_ref", "torch", "numba"):
         out = render(g, cam, backend=backend)
         torch.testing.assert_close(out.rgb[0, 2, 2], torch.tensor([0.99, 0.009, 0.0]), atol=1e-5, rtol=0)
         torch.testing.assert_close(out.alpha[0, 2, 2], torch.tensor(0.999), atol=1e-5, rtol=0)
@@ -166,9 +168,64 @@ def test_gsplat_backend_without_cuda_fails_clearly():
         render(g, cams, backend="gsplat")
 
 
-@pytest.mark.parametrize("backend", ["torch_ref", "torch"])
+@pytest.mark.parametrize("backend", ["torch_ref", "torch", "numba"])
 def test_empty_scene_shows_the_background(backend):
     g = Gaussians(torch.zeros(0, 3), torch.zeros(0, 4), torch.zeros(0, 3), torch.zeros(0), torch.zeros(0, 1, 3))
     out = render(g, Cameras.from_fov(60.0, 8, 6, torch.eye(4)), backend=backend, background=torch.tensor([1.0, 0.5, 0.0]))
     assert torch.equal(out.rgb, torch.tensor([1.0, 0.5, 0.0]).expand(1, 6, 8, 3))
     assert out.alpha.abs().max() == 0 and out.depth.abs().max() == 0 and out.radii.shape == (1, 0)
+
+
+@pytest.mark.parametrize("backend", ["torch", "numba"])
+def test_behind_border_and_larger_than_image_match_reference(backend):
+    # One Gaussian behind the camera, one straddling the left border, one centered just off the
+    # bottom edge, one far larger than the image (its box is clipped, every pixel evaluates it), and
+    # one centered far outside the frustum (its Jacobian is clamped) that still reaches in; a few
+    # ordinary ones so the large one is blended over others.
+    cam = Cameras.from_fov(60.0, 24, 18, torch.eye(4))
+    means = torch.tensor([[0.0, 0.0, -1.0], [-0.62, 0.1, 1.5], [0.2, 0.52, 1.5], [0.05, -0.05, 3.0],
+                          [1.2, 0.0, 1.0], [0.1, 0.1, 2.0], [-0.2, 0.0, 2.2], [0.0, 0.2, 4.0]])
+    scales = torch.tensor([0.3, 0.15, 0.12, 4.0, 0.5, 0.1, 0.2, 0.3])
+    gen = torch.Generator().manual_seed(7)
+    g = Gaussians.from_points(means, torch.rand(8, 3, generator=gen), scales=scales, opacity=0.6, sh_degree=1)
+    g = Gaussians(g.means, torch.randn(8, 4, generator=gen), g.log_scales + 0.3 * torch.randn(8, 3, generator=gen),
+                  g.opacity_logits, g.sh + 0.1 * torch.randn(g.sh.shape, generator=gen))
+    cams = Cameras(cam.Ks.expand(2, 3, 3), torch.stack([cam.c2w, cam.c2w]), 24, 18)
+    cot = {"rgb": torch.randn(2, 18, 24, 3, generator=gen), "depth": 0.1 * torch.randn(2, 18, 24, generator=gen),
+           "alpha": torch.randn(2, 18, 24, generator=gen)}
+    ref, ref_grads = render_with_grads(g, cams, cot, "torch_ref")
+    assert ref.radii[0, 0] == 0 and (ref.radii[0, 1:] > 0).all()  # behind: culled; the rest: drawn
+    assert float(ref.alpha.detach().min()) > 0.3  # the large one covers every pixel
+    out, grads = render_with_grads(g, cams, cot, backend)
+    for k in ("rgb", "depth", "alpha"):
+        torch.testing.assert_close(getattr(out, k), getattr(ref, k), atol=1e-4, rtol=0)
+    assert torch.equal(out.radii, ref.radii)
+    assert grads["means"][0].abs().max() == 0 and grads["means"][1:].abs().max() > 0
+    for k, v in ref_grads.items():
+        scale = float(v.abs().max())
+        torch.testing.assert_close(grads[k], v, atol=1e-4 * max(1.0, scale), rtol=1e-3, msg=k)
+
+
+def test_compiled_projection_matches_torch_projection():
+    from vdm3d.splat.backends.numba_projection import project_gaussians_numba
+    from vdm3d.splat.projection import project_gaussians
+
+    g = random_scene(n=60, degree=3, seed=4)
+    cams = two_cameras()
+    gen = torch.Generator().manual_seed(5)
+    results = []
+    for project in (project_gaussians, project_gaussians_numba):
+        h = g.clone().requires_grad_()
+        p = project(h, cams, 2)  # a lower degree than the Gaussians carry: the rest get no gradient
+        gen.manual_seed(5)
+        loss = sum((getattr(p, k) * torch.randn(getattr(p, k).shape, generator=gen)).sum()
+                   for k in ("means2d", "conics", "depths", "opacities", "colors"))
+        loss.backward()
+        results.append((p, {k: getattr(h, k).grad for k in ("means", "quats", "log_scales", "opacity_logits", "sh")}))
+    (p_ref, g_ref), (p_fast, g_fast) = results
+    for k in ("means2d", "conics", "depths", "opacities", "colors", "extents"):
+        torch.testing.assert_close(getattr(p_fast, k).detach(), getattr(p_ref, k).detach(), atol=1e-4, rtol=1e-5, msg=k)
+    assert torch.equal(p_fast.visible, p_ref.visible) and torch.equal(p_fast.radii, p_ref.radii)
+    assert g_fast["sh"][:, 9:].abs().max() == 0 and g_fast["sh"][:, :9].abs().max() > 0
+    for k, v in g_ref.items():
+        torch.testing.assert_close(g_fast[k], v, atol=1e-4 * max(1.0, float(v.abs().max())), rtol=1e-3, msg=k)

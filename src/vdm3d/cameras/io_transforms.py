@@ -8,6 +8,8 @@ level (shared) or per frame (a per-frame key overrides the top-level one):
 * ``camera_angle_x`` (and optionally ``camera_angle_y``) in radians (Blender/NeRF synthetic); when
   ``w``/``h`` are absent the size is read from the first image's header.
 
+Written files always name their ``camera_model``: ``PINHOLE`` for vdm3d's cameras, ``OPENCV`` when
+distortion read from a file is written back, or the model the file was read with.
 Distortion (``k1..k4``, ``p1``, ``p2`` of ``camera_model`` OPENCV) is not applied - vdm3d cameras are
 pinhole - but kept in ``extras["distortion"]`` and written back. Fisheye and equirectangular
 models are refused with a clear message. Every other key survives a read/write round trip through
@@ -188,6 +190,8 @@ def write_transforms_json(path: str | Path, cameras: Cameras, file_paths: Sequen
         out["camera_model"] = extras["camera_model"]
     elif extras.get("distortion"):
         out["camera_model"] = "OPENCV"
+    else:  # name it always: readers differ on the default (nerfstudio assumes OPENCV)
+        out["camera_model"] = "PINHOLE"
     keys = ("fl_x", "fl_y", "cx", "cy")
     if shared:
         out.update({k: float(v) for k, v in zip(keys, intr[0])})

@@ -12,7 +12,8 @@ import importlib.util
 from vdm3d.cli.main import dispatch
 
 HELP = "score jobs and backbones on held-out ground truth against non-generative baselines"
-HARNESSES = ("vdm3d.eval.object", "vdm3d.eval.backbones", "vdm3d.eval.scenes", "vdm3d.eval.complete")
+HARNESSES = ("vdm3d.eval.object", "vdm3d.eval.backbones", "vdm3d.eval.scenes", "vdm3d.eval.explore",
+             "vdm3d.eval.complete", "vdm3d.eval.stylize")
 
 
 def commands() -> dict:

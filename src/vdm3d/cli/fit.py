@@ -12,7 +12,7 @@ import sys
 HELP = "fit 3D Gaussian splats to posed photos (LLFF, COLMAP, transforms.json) and score held-out views"
 
 
-def main(argv, prog: str = "vdm3d fit") -> int:
+def main(argv: list[str], prog: str = "vdm3d fit") -> int:
     from vdm3d.cli.main import dispatch
     from vdm3d.jobs.fit import FitJobConfig, run_fit
 

@@ -7,10 +7,14 @@ the overview) and ``main(argv, prog)``. Flags are generated from the config data
 
 Errors: a :class:`~vdm3d.errors.Vdm3dError` is printed as one sentence and exits with status 2;
 ``--debug`` (anywhere on the line) shows the traceback as well.
+
+Threads: ``--threads N`` (anywhere on the line) sets the threads of torch, OpenMP, numba and OpenCV
+for the whole command; without it they default to the cores that are free (see :mod:`vdm3d.threads`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import os
@@ -18,7 +22,8 @@ import sys
 import traceback
 from typing import Callable, Sequence
 
-from vdm3d.errors import Vdm3dError
+from vdm3d.errors import ConfigError, Vdm3dError
+from vdm3d.threads import set_threads
 
 # name -> module; the order is the order of the overview.
 GROUPS: dict[str, str] = {
@@ -33,6 +38,8 @@ GROUPS: dict[str, str] = {
     "eval": "vdm3d.cli.eval",
     "models": "vdm3d.cli.models",
     "view": "vdm3d.cli.view",
+    "batch": "vdm3d.cli.batch",
+    "rerun": "vdm3d.cli.rerun",
 }
 
 
@@ -45,13 +52,14 @@ def _available() -> dict[str, str]:
 
 
 def _overview() -> str:
-    lines = ["usage: vdm3d COMMAND [...] [--debug]", "",
+    lines = ["usage: vdm3d COMMAND [...] [--debug] [--threads N]", "",
              "Video diffusion models as 3D tools. Commands:", ""]
     for name, module in _available().items():
         help_line = getattr(importlib.import_module(module), "HELP", "")
         lines.append(f"  {name:<11} {help_line}")
     lines += ["", "Run `vdm3d COMMAND --help` for the options of a command.",
-              "--debug shows the full traceback when a command fails."]
+              "--debug shows the full traceback when a command fails.",
+              "--threads N sets the CPU threads (default: the cores that are free now)."]
     return "\n".join(lines)
 
 
@@ -60,9 +68,31 @@ def dispatch(commands: dict[str, Callable] | Callable, argv: Sequence[str], prog
     """Parse ``argv`` with tyro against one function or a dict of subcommand functions, and call it."""
     import tyro
 
+    from vdm3d.cli.config import cli as config_cli
+
+    if dataclasses.is_dataclass(commands):  # a job's config dataclass: --config FILE gives its defaults
+        return config_cli(commands, argv, prog, description=description)
     if callable(commands):
         return tyro.cli(commands, args=list(argv), prog=prog, description=description)
     return tyro.extras.subcommand_cli_from_dict(commands, args=list(argv), prog=prog, description=description)
+
+
+def _pop_threads(argv: list[str]) -> tuple[list[str], int | None]:
+    """Remove the global ``--threads N`` / ``--threads=N`` from ``argv``; return the rest and ``N``."""
+    rest, threads, i = [], None, 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--threads" or a.startswith("--threads="):
+            value = a.partition("=")[2] if "=" in a else (argv[i + 1] if i + 1 < len(argv) else "")
+            i += 1 if "=" in a else 2
+            if not value.isdigit() or int(value) < 1:
+                raise ConfigError(f"--threads needs a whole number of threads, 1 or more, got {value!r}; "
+                                  "leave it out to use the cores that are free.")
+            threads = int(value)
+            continue
+        rest.append(a)
+        i += 1
+    return rest, threads
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -70,6 +100,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv or os.environ.get("VDM3D_DEBUG") == "1"
     argv = [a for a in argv if a != "--debug"]
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the network unless asked to
+    try:
+        argv, threads = _pop_threads(argv)
+        set_threads(threads)
+    except Vdm3dError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
 
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_overview())

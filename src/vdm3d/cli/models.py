@@ -1,4 +1,5 @@
-"""`vdm3d models list | info NAME`: which backbones exist, which are installed, and where weights go.
+"""`vdm3d models list | info NAME`: which backbones and depth estimators exist, which are installed, and
+where weights go.
 
 Nothing here imports diffusers unless ``info`` is asked about a hub model (to read its adapter's
 process); listing is instant.
@@ -28,7 +29,7 @@ def list_models() -> None:
             )
             where = "package"
         else:
-            desc = registry.HUB[key].description
+            desc = registry._entry(key).description
             where = registry.installed(key) or "not installed"
         rows.append((name, kind, where, desc))
     width = max(len(r[0]) for r in rows) if rows else 4

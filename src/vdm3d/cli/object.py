@@ -1,7 +1,7 @@
 """`vdm3d object --image IMAGE [--preset NAME] [--backbone NAME] [options]`: image -> orbit, splats, mesh.
 
 ``--preset`` picks the defaults (:data:`vdm3d.jobs.object.PRESETS`); without it, the backbone picks
-its own preset (sv3d-p -> sv3d, v3d -> v3d, anything else -> tiny with that backbone). Every other
+its own preset (sv3d-p -> sv3d, sv3d-u -> sv3d-u, v3d -> v3d, anything else -> tiny with that backbone). Every other
 flag overrides one field of :class:`~vdm3d.jobs.object.ObjectConfig` on top of the preset. tyro is
 called with the preset as ``default`` (``dispatch`` takes no defaults), so a flag is still declared
 once, by the dataclass field.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 HELP = "one image of an object -> orbit video, Gaussian splats (PLY), textured mesh (GLB/OBJ), cameras"
-BACKBONE_PRESETS = {"tiny": "tiny", "sv3d-p": "sv3d", "v3d": "v3d"}
+BACKBONE_PRESETS = {"tiny": "tiny", "sv3d-p": "sv3d", "sv3d-u": "sv3d-u", "v3d": "v3d"}
 
 
 def _flag(argv: list[str], name: str) -> str | None:
@@ -39,14 +39,13 @@ def choose_preset(argv: list[str]):
 
 
 def main(argv, prog: str = "vdm3d object"):
-    import tyro
-
+    from vdm3d.cli.config import cli
     from vdm3d.jobs.object import PRESETS, ObjectConfig, run_object
 
     argv = list(argv)
     presets = "; ".join(f"{k}: {d}" for k, (d, _) in PRESETS.items())
-    config = tyro.cli(ObjectConfig, args=argv, prog=prog, default=choose_preset(argv),
-                      description=f"{HELP}. Presets (--preset): {presets}.")
+    config = cli(ObjectConfig, argv, prog, default=choose_preset(argv),
+                 description=f"{HELP}. Presets (--preset): {presets}.")
     result = run_object(config)
     print(f"results: {result.out}/ (orbit.mp4, splats.ply, mesh.glb, mesh.obj, turntable.mp4, cameras/, manifest.json)")
     return 0

@@ -27,7 +27,11 @@ def cards(weights_dir: Path | None = None) -> None:
 
 
 def main(argv, prog: str = "vdm3d train"):
+    from vdm3d.train.explore import train_explore
     from vdm3d.train.run import train_depth, train_vae, train_video
+    from vdm3d.train.stylize import train_stylize
 
-    return dispatch({"vae": train_vae, "video": train_video, "depth": train_depth, "cards": cards},
+    return dispatch({"vae": train_vae, "video": train_video, "depth": train_depth, "explore": train_explore,
+                     "stylize": train_stylize,
+                     "cards": cards},
                     argv, prog, description=HELP)

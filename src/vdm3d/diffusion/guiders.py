@@ -15,7 +15,9 @@ Frame schedules for ``w_f`` (``F`` latent frames, ``f = 0..F-1``, ``v = f / (F -
   for 21 frames.
 
 A step window (``start``/``stop`` as fractions of the run) turns guidance off outside it; then the
-unconditional branch is not evaluated at all (FLUX's ``timestep_to_start_cfg``).
+unconditional branch is not evaluated at all (FLUX's ``timestep_to_start_cfg``). Nor is it where every
+frame's weight is 1, since ``x0_u + 1 (x0_c - x0_u)`` is the conditional prediction (and the rescale
+of a prediction against itself is the identity).
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ from vdm3d.errors import ConfigError
 class Guider(Protocol):
     """What the sampler loop needs from a guider."""
 
-    def active(self, step: int, steps: int) -> bool:
-        """Whether step ``step`` of ``steps`` uses the unconditional branch."""
+    def active(self, step: int, steps: int, frames: int | None = None) -> bool:
+        """Whether step ``step`` of ``steps`` uses the unconditional branch for a clip of ``frames``
+        latent frames (``None``: unknown)."""
 
     def combine(self, x0_cond: Tensor, x0_uncond: Tensor, native_cond: NativeView | None = None) -> Tensor:
         """The guided ``x0`` (``native_cond`` gives the step's native units, for nonlinear guiders)."""
@@ -86,9 +89,15 @@ class CFG:
             return w.float()
         raise ConfigError(f"over_frames {self.over_frames!r} is unknown; use constant, linear or triangular.")
 
-    def active(self, step: int, steps: int) -> bool:
+    def unit(self, frames: int | None = None) -> bool:
+        """Whether every frame's weight is 1, so guidance returns the conditional prediction."""
+        if frames is None:
+            return self.scale == 1.0 and (self.over_frames == "constant" or self.min_scale == 1.0)
+        return bool((self.frame_scales(frames) == 1.0).all())
+
+    def active(self, step: int, steps: int, frames: int | None = None) -> bool:
         # Step m covers the fraction [m/S, (m+1)/S); it is guided when its start lies in the window.
-        return self.start <= step / steps < self.stop
+        return self.start <= step / steps < self.stop and not self.unit(frames)
 
     def weights_like(self, x: Tensor) -> Tensor:
         """``w_f`` shaped to broadcast over ``x`` (``[1, F, 1, ...]`` for video latents)."""
@@ -112,9 +121,8 @@ class CFG:
         return native_cond.x0(raw)
 
 
-def sv3d_cfg(frames: int = 21) -> CFG:
-    """SV3D's guider: triangular over frames, 1.0 -> 2.5 -> 1.0 (``frames`` is documentation only)."""
-    del frames
+def sv3d_cfg() -> CFG:
+    """SV3D's guider: triangular over frames, 1.0 -> 2.5 (frame 10 of 21) -> 1.0."""
     return CFG(scale=2.5, min_scale=1.0, over_frames="triangular", period=1.0)
 
 

@@ -1,7 +1,7 @@
 """Parameterizations: how each network's raw output and noise process map to the one VE form.
 
 Samplers in vdm3d work in the variance-exploding form ``x = x0 + sigma * eps`` (see
-:mod:`vdm3d.models.protocol`). A backbone trained in another process converts at its own edge with
+:mod:`vdm3d.protocols`). A backbone trained in another process converts at its own edge with
 :func:`ve_to_native`, runs its network, and turns the raw output back into a data-space ``x0`` with
 :func:`x0_from_prediction`. Every native process is written as ``x_native = a * x0 + b * eps``:
 
@@ -40,7 +40,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from vdm3d.errors import ConfigError
-from vdm3d.models.protocol import Prediction, Process
+from vdm3d.protocols import Prediction, Process
 
 
 AnyTensor = Float[Tensor, "..."]
@@ -287,16 +287,10 @@ def edm_training_sigmas(n: int, *, p_mean: float = -1.2, p_std: float = 1.2,
     return (p_mean + p_std * z).exp()
 
 
-def sigma_data_variance_prior(sigma: AnyTensor, sigma_data: float = 1.0) -> AnyTensor:
-    """Standard deviation of ``x = x0 + sigma eps`` when ``x0`` has std ``sigma_data``:
-    ``sqrt(sigma^2 + sigma_data^2)`` (the scale of the starting noise of a sampler)."""
-    return (sigma * sigma + sigma_data * sigma_data).sqrt()
-
-
 __all__ = [
     "FLOW_T_MAX", "NativeView", "Prediction", "Process", "align_sigma", "alpha_bar_from_sigma",
     "edm_loss_weight",
     "edm_precondition", "edm_training_sigmas", "native_coefficients", "native_scale", "native_to_ve",
-    "raw_from_x0", "sigma_data_variance_prior", "sigma_from_alpha_bar", "sigma_from_t", "t_from_sigma",
+    "raw_from_x0", "sigma_from_alpha_bar", "sigma_from_t", "t_from_sigma",
     "training_target", "ve_to_native", "x0_from_prediction",
 ]

@@ -1,6 +1,6 @@
 """One sampler loop for Euler-EDM, DDIM (with eta) and flow-matching Euler, with per-element noise.
 
-In the VE form ``x = x0 + sigma eps`` (:mod:`vdm3d.models.protocol`) the three samplers are one
+In the VE form ``x = x0 + sigma eps`` (:mod:`vdm3d.protocols`) the three samplers are one
 update. With ``x0 = D(x, sigma)`` and ``eps = (x - x0) / sigma``, a step from ``sigma`` to ``sigma'``
 is::
 
@@ -19,6 +19,13 @@ Noise levels may differ per batch item, frame and latent pixel: the schedule has
 not change at a step is left bitwise untouched (WorldWarp's frozen tokens, clean context frames);
 an element whose sigma *rises* is re-noised with fresh noise of variance ``sigma'^2 - sigma^2``.
 A step where every element is frozen skips the denoiser.
+
+Guidance cost: where the guider is active, the conditional and unconditional branches run in one
+denoiser call on the batch ``[x; x]`` when the backbone can join its encoded conditions
+(``backbone.concat_conditions(conds, batch)``, see :mod:`vdm3d.models.batching`) and the latents are
+on an accelerator (on CPU two calls measured faster), else in two calls;
+where no step is guided (no guider, a window that excludes every step, or every frame's weight 1)
+the unconditional branch is neither encoded nor evaluated.
 
 The loop calls the backbone only through the protocol, takes a ``torch.Generator``, never edits its
 inputs in place, calls step hooks (:mod:`vdm3d.diffusion.hooks`) and reports progress through a
@@ -40,7 +47,7 @@ from vdm3d.diffusion.hooks import StepHook, StepState
 from vdm3d.diffusion.parameterizations import NativeView, align_sigma
 from vdm3d.diffusion.schedules import DdimSchedule, EdmSchedule, FlowSchedule
 from vdm3d.errors import ConfigError, InputError
-from vdm3d.models.protocol import Conditioning
+from vdm3d.protocols import Conditioning
 
 Progress = Callable[[int, int], None]
 
@@ -68,8 +75,10 @@ class SamplerConfig:
 SAMPLERS: dict[str, tuple[str, SamplerConfig]] = {
     "euler_edm": ("SV3D/SVD: Euler on EDM sigmas 0.002-700, rho 7, 50 steps",
                   SamplerConfig(EdmSchedule(50, 0.002, 700.0, 7.0))),
-    "ddim": ("ViewCrafter/GuidedVD: DDIM eta 1, 50 leading steps, SD schedule",
-             SamplerConfig(DdimSchedule(50, "leading", steps_offset=1), eta=1.0)),
+    "ddim": ("ViewCrafter/GuidedVD: DDIM eta 1, 50 trailing steps, SD betas rescaled to zero terminal SNR",
+             SamplerConfig(DdimSchedule(50, "trailing", zero_terminal_snr=True), eta=1.0)),
+    "ddim_leading": ("Stable Diffusion: DDIM eta 0, 50 leading steps (offset 1), SD betas",
+                     SamplerConfig(DdimSchedule(50, "leading", steps_offset=1), eta=0.0)),
     "flow_euler": ("Wan/WorldWarp: flow-matching Euler, shift 5, 50 steps",
                    SamplerConfig(FlowSchedule(50, shift=5.0))),
 }
@@ -130,15 +139,31 @@ def _start(sigmas: Tensor, shape: Sequence[int] | None, x_init: Tensor | None, n
     return sched, torch.sqrt(sigma0 * sigma0 + sigma_data * sigma_data) * noise, noise
 
 
+def _join_branches(backbone: Any, cond_enc: Any, uncond_enc: Any, batch: int) -> Any | None:
+    """The two encoded CFG branches as one condition for a ``2B`` batch, or ``None`` (two calls)."""
+    join = getattr(backbone, "concat_conditions", None)
+    return None if join is None else join([cond_enc, uncond_enc], batch)
+
+
+def _denoise_branches(backbone: Any, x: Tensor, sigma: Tensor, cond_enc: Any, uncond_enc: Any,
+                      joined: Any | None) -> tuple[Tensor, Tensor]:
+    """``(x0_cond, x0_uncond)``: one call on ``[x; x]`` with the joined condition, else two calls."""
+    if joined is None:
+        return backbone.denoise(x, sigma, cond_enc), backbone.denoise(x, sigma, uncond_enc)
+    both = backbone.denoise(torch.cat([x, x]), torch.cat([sigma, sigma]), joined)
+    x0_cond, x0_uncond = both.chunk(2)
+    return x0_cond, x0_uncond
+
+
 def sample(backbone: Any, sigmas: Tensor, *, cond: Conditioning | None = None,
            shape: Sequence[int] | None = None, x_init: Tensor | None = None, noise: Tensor | None = None,
            generator: torch.Generator | None = None, guider: Guider | None = None,
            hooks: Sequence[StepHook] = (), eta: float = 0.0, sigma_data: float = 1.0,
-           progress: Progress | None = None) -> Tensor:
+           progress: Progress | None = None, batch_guidance: bool | None = None) -> Tensor:
     """Run the shared loop and return the final sample (clean where the schedule ends at 0).
 
     Args:
-        backbone: a :class:`~vdm3d.models.protocol.Backbone`.
+        backbone: a :class:`~vdm3d.protocols.Backbone`.
         sigmas: ``[S + 1]`` or per-element ``[S + 1, *E]`` VE noise levels.
         cond: the condition (``None``: an empty :class:`Conditioning`).
         shape: latent shape ``[B, F, C, h, w]`` when neither ``x_init`` nor ``noise`` gives it.
@@ -150,6 +175,10 @@ def sample(backbone: Any, sigmas: Tensor, *, cond: Conditioning | None = None,
         hooks: step hooks, applied in order.
         eta: DDIM eta (0 deterministic, 1 ancestral).
         progress: called as ``progress(done, total)`` after every step.
+        batch_guidance: run both CFG branches in one denoiser call where the backbone can join its
+            conditions; ``None`` (default): on accelerators only. On CPU a batch of ``2B`` measured
+            slower than two calls of ``B`` (``benchmarks/sampling.py``, table 4: oneDNN convolutions
+            and matmuls lose cache locality), so two calls stay the CPU default.
     """
     if not 0.0 <= eta <= 1.0:
         raise ConfigError(f"sampler eta is {eta}; use a value in [0, 1].")
@@ -159,7 +188,13 @@ def sample(backbone: Any, sigmas: Tensor, *, cond: Conditioning | None = None,
 
     cond = cond if cond is not None else Conditioning()
     cond_enc = backbone.condition(cond)
-    uncond_enc = backbone.condition(cond, null=True) if guider is not None else None
+    frames = shape[1] if len(shape) >= 3 else None  # the guider's weights are per latent frame
+    guided_steps = [guider is not None and guider.active(m, steps, frames) for m in range(steps)]
+    uncond_enc = backbone.condition(cond, null=True) if any(guided_steps) else None
+    if batch_guidance is None:
+        batch_guidance = x.device.type != "cpu"
+    joined = (_join_branches(backbone, cond_enc, uncond_enc, shape[0])
+              if any(guided_steps) and batch_guidance else None)
     per_element = bool(getattr(backbone, "per_element_sigma", False))
     name = getattr(backbone, "name", type(backbone).__name__)
 
@@ -181,10 +216,12 @@ def sample(backbone: Any, sigmas: Tensor, *, cond: Conditioning | None = None,
         want_grad = any(h.wants_grad(m, steps) for h in hooks)
         x_in = x.detach().requires_grad_(True) if want_grad else x
         sigma_bb = _backbone_sigma(sched[m], shape[0], per_element, name)
-        guided = guider is not None and guider.active(m, steps)
+        guided = guided_steps[m]
         with torch.set_grad_enabled(want_grad):
-            x0_cond = backbone.denoise(x_in, sigma_bb, cond_enc)
-            x0_uncond = backbone.denoise(x_in, sigma_bb, uncond_enc) if guided else None
+            if guided:
+                x0_cond, x0_uncond = _denoise_branches(backbone, x_in, sigma_bb, cond_enc, uncond_enc, joined)
+            else:
+                x0_cond, x0_uncond = backbone.denoise(x_in, sigma_bb, cond_enc), None
             if guided:
                 native = NativeView.from_ve(x_in.detach(), s, backbone.prediction, backbone.process)
                 x0 = guider.combine(x0_cond, x0_uncond, native)

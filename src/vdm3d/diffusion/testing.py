@@ -5,7 +5,7 @@ independent Gaussian ``x0 ~ N(mu, var)``: for ``x = x0 + sigma eps``,
 ``E[x0 | x] = mu + var / (var + sigma^2) (x - mu)``. A correct sampler driven by it must reproduce
 the data mean and variance, which is what the sampler tests check. :class:`ConvDenoiser` is a small
 seeded conv net with SV3D-style v-scaling, used by the benchmark as a realistic cost reference. Both
-implement :class:`vdm3d.models.protocol.Backbone`, with a 3-channel latent that decodes to images by
+implement :class:`vdm3d.protocols.Backbone`, with a 3-channel latent that decodes to images by
 ``(x + 1) / 2`` (differentiable, so x0 guidance can be tested exactly).
 """
 
@@ -18,7 +18,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from vdm3d.diffusion.parameterizations import align_sigma, edm_precondition
-from vdm3d.models.protocol import Conditioning
+from vdm3d.protocols import Conditioning
 
 
 class _ImageLatents:
@@ -101,6 +101,10 @@ class ConvDenoiser(nn.Module, _ImageLatents):
             b = 1 if ref is None else ref.shape[0]
             return torch.zeros(b, 3, h, w)
         return ref.permute(0, 3, 1, 2) * 2.0 - 1.0
+
+    def concat_conditions(self, conds: list[Tensor], batch: int) -> Tensor:
+        """Reference images ``[B or 1, 3, H, W]`` stacked on the batch (one call for both CFG branches)."""
+        return torch.cat([c.expand(batch, *c.shape[1:]) for c in conds])
 
     def denoise(self, x: Float[Tensor, "B Fl C h w"], sigma: Tensor,
                 cond: Any) -> Float[Tensor, "B Fl C h w"]:

@@ -31,7 +31,7 @@ from vdm3d.diffusion.samplers import sample
 from vdm3d.diffusion.schedules import EdmSchedule
 from vdm3d.io.runs import RunFolder
 from vdm3d.metrics.image import psnr
-from vdm3d.models.protocol import Conditioning
+from vdm3d.protocols import Conditioning
 from vdm3d.train.datasets import ObjectSetConfig, RoomSetConfig, Split, load_or_build
 from vdm3d.train.video import ORBIT_STRIDE
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -38,7 +39,23 @@ import torch
 import trimesh
 import tyro
 
+from vdm3d.cameras.camera import Cameras
+from vdm3d.cameras.io import cameras_from_sv3d
+from vdm3d.data.procedural import Scene, load_mesh, make_object
 from vdm3d.errors import InputError
+from vdm3d.geometry.carve import CarveResult, foreground_votes, grid_points, occupancy_mesh
+from vdm3d.geometry.mesh_render import render_buffers
+from vdm3d.io.images import write_image
+from vdm3d.io.runs import RunFolder, atomic_write_bytes, atomic_write_json
+from vdm3d.jobs import object as job
+from vdm3d.jobs.object import PRESETS, ObjectConfig
+from vdm3d.jobs.object_orbit import OracleOrbit, orbit_plan
+from vdm3d.metrics.geometry import SurfaceDistance, mesh_distance
+from vdm3d.metrics.image import psnr, ssim
+from vdm3d.recon.perceptual import PerceptualLoss, make_perceptual
+from vdm3d.recon.render import render_views
+from vdm3d.splat.gaussians import Gaussians
+from vdm3d.views import Views
 
 HELDOUT_SEED = 1_500_000
 DEFAULT_MESHES = ("spot/spot_triangulated.obj:spot/spot_texture.png", "bob/bob_tri.obj", "duck/Duck.glb")
@@ -107,24 +124,20 @@ def load_cases(config: EvalObjectConfig) -> list[dict]:
     return cases
 
 
-def case_scene(case: dict):
+def case_scene(case: dict) -> tuple[Scene, str]:
     """The ground-truth Scene of a case and its name."""
-    from vdm3d.data.procedural import load_mesh, make_object
-
     if "seed" in case:
         return make_object(int(case["seed"])), f"object-{case['seed']}"
     return load_mesh(case["mesh"], texture=case.get("texture"), up=case.get("up", "y")), Path(case["mesh"]).stem
 
 
-def scene_mesh(scene) -> trimesh.Trimesh:
+def scene_mesh(scene: Scene) -> trimesh.Trimesh:
     """The geometry of a Scene as one trimesh (for Chamfer distances)."""
     return trimesh.util.concatenate([trimesh.Trimesh(p.vertices, p.faces, process=False) for p in scene.parts])
 
 
-def novel_cameras(n: int, radius: float, fov_deg: float, size: int, seed: int):
+def novel_cameras(n: int, radius: float, fov_deg: float, size: int, seed: int) -> Cameras:
     """Held-out cameras: a random azimuth per sector of ``360 / n`` degrees, elevations in [-10, 40]."""
-    from vdm3d.cameras.io import cameras_from_sv3d
-
     rng = np.random.default_rng([seed, 11])
     az = (np.arange(n) * 360.0 / n + 10.0 + rng.uniform(0, 360.0 / n - 20.0, n)) % 360
     el = rng.uniform(-10.0, 40.0, n)
@@ -132,15 +145,11 @@ def novel_cameras(n: int, radius: float, fov_deg: float, size: int, seed: int):
 
 
 def image_scores(pred: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
-    from vdm3d.metrics.image import psnr, ssim
-
     return {"psnr": float(psnr(pred.clamp(0, 1), target).mean()), "ssim": float(ssim(pred.clamp(0, 1), target).mean())}
 
 
-def silhouette_ball(orbit, resolution: int):
+def silhouette_ball(orbit: Views, resolution: int) -> CarveResult:
     """The region the input view alone allows: the unit ball inside the input silhouette's cone."""
-    from vdm3d.geometry.carve import CarveResult, foreground_votes, grid_points, occupancy_mesh
-
     inp = orbit[[i for i, o in enumerate(orbit.origin) if o == "input"]]
     lo, voxel = torch.full((3,), -1.0), 2.0 / resolution
     pts = grid_points(lo, voxel, resolution)
@@ -150,13 +159,10 @@ def silhouette_ball(orbit, resolution: int):
     return CarveResult(occ, lo, voxel, occupancy_mesh(occ, lo, voxel), empty, empty)
 
 
-def input_only_baseline(job_config, orbit, perceptual):
+def input_only_baseline(job_config: ObjectConfig, orbit: Views, perceptual: PerceptualLoss) -> Gaussians:
     """Gaussians fitted to the input view alone, initialized as a billboard: points on the plane
     through the object's centre facing the input camera, inside the input silhouette, in the
     image's colours (a 2.5D cut-out; from the input view it is exact, from the side it is thin)."""
-    from vdm3d.jobs import object as job
-    from vdm3d.splat.gaussians import Gaussians
-
     inp = orbit[[i for i, o in enumerate(orbit.origin) if o == "input"]]
     cam = inp.cameras[0]
     rng = torch.Generator().manual_seed(job_config.seed)
@@ -170,16 +176,8 @@ def input_only_baseline(job_config, orbit, perceptual):
     return job.fit(job_config, inp, init, perceptual)
 
 
-def run_case(case: dict, config: EvalObjectConfig, job_config, folder: Path) -> dict:
+def run_case(case: dict, config: EvalObjectConfig, job_config: ObjectConfig, folder: Path) -> dict:
     """Run the job (and the baselines) on one case; returns its scores."""
-    from vdm3d.cameras.io import cameras_from_sv3d
-    from vdm3d.geometry.mesh_render import render_buffers
-    from vdm3d.io.images import write_image
-    from vdm3d.jobs import object as job
-    from vdm3d.jobs.object_orbit import OracleOrbit, orbit_plan
-    from vdm3d.metrics.geometry import mesh_distance
-    from vdm3d.recon.perceptual import make_perceptual
-
     scene, name = case_scene(case)
     truth = scene_mesh(scene)
     size = job_config.resolution or 64
@@ -196,8 +194,8 @@ def run_case(case: dict, config: EvalObjectConfig, job_config, folder: Path) -> 
     gt_orbit = render_buffers(scene, result.orbit.cameras, background=(1.0, 1.0, 1.0)).rgb
     generated = [i for i, o in enumerate(result.orbit.origin) if o == "generated"]
     scores = {"case": name, "job": {
-        **{f"novel_{k}": v for k, v in image_scores(job.render_views(result.gaussians, novel).images, gt_novel).items()},
-        "orbit_psnr": image_scores(job.render_views(result.gaussians, result.orbit.cameras[torch.tensor(generated)]).images,
+        **{f"novel_{k}": v for k, v in image_scores(render_views(result.gaussians, novel, background=1.0).images, gt_novel).items()},
+        "orbit_psnr": image_scores(render_views(result.gaussians, result.orbit.cameras[torch.tensor(generated)], background=1.0).images,
                                    gt_orbit[generated])["psnr"],
         **_geometry(mesh_distance(result.mesh, truth, config.tau))}}
     if config.input_only:
@@ -207,8 +205,8 @@ def run_case(case: dict, config: EvalObjectConfig, job_config, folder: Path) -> 
         box = silhouette_ball(result.orbit, 64)
         mesh = job.extract_mesh(cfg, g, plan, *job.mesh_box(box), size, box)
         scores["input-only"] = {
-            **{f"novel_{k}": v for k, v in image_scores(job.render_views(g, novel).images, gt_novel).items()},
-            "orbit_psnr": image_scores(job.render_views(g, result.orbit.cameras[torch.tensor(generated)]).images,
+            **{f"novel_{k}": v for k, v in image_scores(render_views(g, novel, background=1.0).images, gt_novel).items()},
+            "orbit_psnr": image_scores(render_views(g, result.orbit.cameras[torch.tensor(generated)], background=1.0).images,
                                        gt_orbit[generated])["psnr"],
             **_geometry(mesh_distance(mesh, truth, config.tau))}
     if config.orbit_frames:
@@ -216,12 +214,11 @@ def run_case(case: dict, config: EvalObjectConfig, job_config, folder: Path) -> 
         scores["orbit-frames"] = {"orbit_psnr": image_scores(result.orbit.images[generated], gt_orbit[generated])["psnr"],
                                   **_geometry(mesh_distance(hull.mesh, truth, config.tau))}
     if not config.keep_runs:
-        import shutil
         shutil.rmtree(folder / name, ignore_errors=True)
     return scores
 
 
-def _geometry(d) -> dict[str, float]:
+def _geometry(d: SurfaceDistance) -> dict[str, float]:
     return {"chamfer": d.chamfer, "fscore": d.fscore}
 
 
@@ -256,9 +253,6 @@ def table(means: dict[str, dict[str, float]], cases: int, label: str) -> str:
 
 def eval_object(config: EvalObjectConfig) -> dict:
     """Run every case and write ``results.json`` and ``table.md`` into ``config.out``."""
-    from vdm3d.io.runs import RunFolder, atomic_write_bytes, atomic_write_json
-    from vdm3d.jobs.object import PRESETS
-
     if config.preset not in PRESETS:
         raise InputError(f"--preset {config.preset!r} is unknown; choose one of: {', '.join(PRESETS)}.")
     job_config = PRESETS[config.preset][1]

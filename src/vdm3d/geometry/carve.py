@@ -30,6 +30,7 @@ from skimage import measure
 from torch import Tensor
 
 from vdm3d.cameras.camera import Cameras
+from vdm3d.geometry.pixels import pixel_hits
 from vdm3d.errors import InputError
 
 
@@ -61,7 +62,6 @@ def foreground_votes(points_world: Float[Tensor, "P 3"], masks: Bool[Tensor, "N 
                      chunk: int = 1 << 20) -> Bool[Tensor, "P"]:
     """True where a point projects onto foreground in every view (outside an image counts as no)."""
     keep = torch.ones(points_world.shape[0], dtype=torch.bool)
-    h, w = masks.shape[1:]
     for i in range(masks.shape[0]):
         cam = cameras[i]
         for s in range(0, points_world.shape[0], chunk):
@@ -69,12 +69,8 @@ def foreground_votes(points_world: Float[Tensor, "P 3"], masks: Bool[Tensor, "N 
             alive = keep[idx]
             if not alive.any():
                 continue
-            uv, z = cam.project(points_world[idx])
-            u, v = torch.floor(uv[:, 0]).long(), torch.floor(uv[:, 1]).long()
-            inside = (z > 1e-6) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
-            fg = torch.zeros_like(inside)
-            fg[inside] = masks[i, v[inside], u[inside]]
-            keep[idx] = alive & fg
+            hits = pixel_hits(cam, points_world[idx])
+            keep[idx] = alive & hits.inside & hits.gather(masks[i])
     return keep
 
 

@@ -58,9 +58,10 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from vdm3d.cameras.camera import Cameras
-from vdm3d.data.procedural.scene import Light, Scene
+from vdm3d.geometry.mesh_scene import Light, MeshScene, load_mesh_scene
 from vdm3d.errors import Vdm3dError
 from vdm3d.geometry.edges import instance_boundaries, mesh_edges
+from vdm3d.geometry.flow import flow_from_depth
 
 MAX_CAMERAS_PER_DRAW = 256
 MAX_ATLAS = 2048
@@ -226,7 +227,7 @@ class Buffers:
 class _GpuScene:
     """GL objects of one scene: per part a vertex array and texture; one line array for all edges."""
 
-    def __init__(self, renderer: "MeshRenderer", scene: Scene):
+    def __init__(self, renderer: "MeshRenderer", scene: MeshScene):
         ctx = renderer.ctx
         self.ref = weakref.ref(scene)
         self.parts = []
@@ -287,7 +288,7 @@ class MeshRenderer:
         self._fbo_key = None
 
     # -- scene upload cache ---------------------------------------------------------------------
-    def upload(self, scene: Scene) -> _GpuScene:
+    def upload(self, scene: MeshScene) -> _GpuScene:
         key = id(scene)
         hit = self._cache.get(key)
         if hit is not None and hit.ref() is scene:
@@ -319,7 +320,7 @@ class MeshRenderer:
         return self._fbo, self._fbo_edge
 
     # -- drawing --------------------------------------------------------------------------------
-    def render(self, scene: Scene, cameras: Cameras, light: Light | None = None, background=None,
+    def render(self, scene: MeshScene, cameras: Cameras, light: Light | None = None, background=None,
                crease_deg: float = 30.0, ssaa: int = 1, cull: bool | None = None) -> Buffers:
         if ssaa < 1 or ssaa % 2 == 0:
             raise ValueError("ssaa must be an odd integer >= 1 (1, 3, 5) so a sub-sample sits at each pixel centre")
@@ -435,15 +436,23 @@ def get_renderer() -> MeshRenderer:
     return _RENDERER
 
 
-def as_scene(scene_or_mesh: Scene | trimesh.Trimesh | trimesh.Scene) -> Scene:
-    if isinstance(scene_or_mesh, Scene):
+SceneLike = MeshScene | trimesh.Trimesh | trimesh.Scene | str | os.PathLike
+
+
+def as_scene(scene_or_mesh: SceneLike) -> MeshScene:
+    """A :class:`MeshScene` from a scene, a trimesh mesh or scene, or a mesh file (loaded z-up by its
+    format's convention, see :func:`~vdm3d.geometry.mesh_scene.load_mesh_scene`)."""
+    if isinstance(scene_or_mesh, MeshScene):
         return scene_or_mesh
     if isinstance(scene_or_mesh, (trimesh.Trimesh, trimesh.Scene)):
-        return Scene.from_trimesh(scene_or_mesh)
-    raise TypeError(f"render_buffers: expected a Scene or a trimesh mesh/scene, got {type(scene_or_mesh).__name__}")
+        return MeshScene.from_trimesh(scene_or_mesh)
+    if isinstance(scene_or_mesh, (str, os.PathLike)):
+        return load_mesh_scene(scene_or_mesh)
+    raise TypeError(f"render_buffers: expected a MeshScene, a trimesh mesh/scene or a mesh path, "
+                    f"got {type(scene_or_mesh).__name__}")
 
 
-def render_buffers(scene: Scene | trimesh.Trimesh | trimesh.Scene, cameras: Cameras, *,
+def render_buffers(scene: SceneLike, cameras: Cameras, *,
                    light: Light | None = None, background: tuple[float, float, float] | None = None,
                    crease_deg: float = 30.0, ssaa: int = 1, cull: bool | None = None) -> Buffers:
     """Render ground-truth buffers of a scene (or trimesh mesh/scene) for every camera.
@@ -451,9 +460,9 @@ def render_buffers(scene: Scene | trimesh.Trimesh | trimesh.Scene, cameras: Came
     Returns :class:`Buffers` of float32 (instance: int64) CPU tensors, batch ``B`` = number of cameras.
 
     Args:
-        scene: a :class:`Scene` (procedural or loaded) or a trimesh object (converted each call; keep
-            a ``Scene`` to reuse the upload). A Scene is uploaded once per object identity: do not
-            modify its arrays in place after rendering it; make a new Scene instead.
+        scene: a :class:`MeshScene` (procedural or loaded), a trimesh object or a mesh file (converted each call; keep
+            a ``MeshScene`` to reuse the upload). A MeshScene is uploaded once per object identity: do not
+            modify its arrays in place after rendering it; make a new MeshScene instead.
         cameras: any batch shape; the output batch ``B`` is the flattened batch (1 for one camera).
         light: overrides ``scene.light``.
         background: RGB in [0, 1] behind the geometry; defaults to ``scene.background``.
@@ -465,14 +474,12 @@ def render_buffers(scene: Scene | trimesh.Trimesh | trimesh.Scene, cameras: Came
                                  crease_deg=crease_deg, ssaa=ssaa, cull=cull)
 
 
-def render_flow(scene: Scene | trimesh.Trimesh | trimesh.Scene, cam_a: Cameras, cam_b: Cameras, *,
+def render_flow(scene: SceneLike, cam_a: Cameras, cam_b: Cameras, *,
                 rel_tol: float = 0.02) -> tuple[Float[Tensor, "H W 2"], Float[Tensor, "H W"], Buffers]:
     """Dense correspondences from camera A to camera B: flow ``[H, W, 2]`` in pixels (A's pixel
     centre + flow = its position in B), ``valid [H, W]`` (1 where the point is seen by both: inside
     B, in front of it, and not occluded in B's depth), and the buffers of both views (batch [A, B])."""
     cams = Cameras.cat([cam_a.reshape(1), cam_b.reshape(1)])
     b = render_buffers(scene, cams)
-    from vdm3d.geometry.flow import flow_from_depth
-
     flow, valid = flow_from_depth(b.depth[0], cams[0], cams[1], b.depth[1], rel_tol=rel_tol)
     return flow, valid.float(), b

@@ -25,6 +25,7 @@ from scipy.spatial import cKDTree
 from torch import Tensor
 
 from vdm3d.cameras.camera import Cameras
+from vdm3d.geometry.pixels import pixel_hits
 
 
 def project_colors(points_world: np.ndarray, normals_world: np.ndarray, images: Float[Tensor, "N H W 3"],
@@ -35,18 +36,14 @@ def project_colors(points_world: np.ndarray, normals_world: np.ndarray, images: 
     nrm = torch.tensor(np.asarray(normals_world), dtype=torch.float32)
     acc = torch.zeros(pts.shape[0], 3)
     wsum = torch.zeros(pts.shape[0])
-    h, w = images.shape[1:3]
     for i in range(images.shape[0]):
         cam = cameras[i]
-        uv, z = cam.project(pts)
-        u, v = torch.floor(uv[:, 0]).long(), torch.floor(uv[:, 1]).long()
-        inside = (z > 1e-6) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
-        ui, vi = u.clamp(0, w - 1), v.clamp(0, h - 1)
-        visible = inside & ((depths[i, vi, ui] - z).abs() < depth_tol)
+        hits = pixel_hits(cam, pts)
+        visible = hits.inside & ((hits.gather(depths[i]) - hits.z).abs() < depth_tol)
         to_cam = cam.centers - pts
         cos = (nrm * to_cam).sum(-1) / to_cam.norm(dim=-1).clamp_min(1e-8)
         wt = torch.where(visible & (cos > 0), cos.clamp_min(0) ** 2, torch.zeros_like(cos))
-        acc += wt[:, None] * images[i, vi, ui]
+        acc += wt[:, None] * hits.gather(images[i])
         wsum += wt
     colors = acc / wsum.clamp_min(1e-8)[:, None]
     return colors.numpy(), wsum.numpy()

@@ -27,6 +27,7 @@ from skimage import measure
 from torch import Tensor
 
 from vdm3d.cameras.camera import Cameras
+from vdm3d.geometry.pixels import pixel_hits
 from vdm3d.errors import InputError
 from vdm3d.geometry.carve import grid_points
 
@@ -60,16 +61,13 @@ def fuse_tsdf(depths: Float[Tensor, "N H W"], cameras: Cameras, lo: Float[Tensor
     acc = torch.zeros(pts.shape[0])
     wsum = torch.zeros(pts.shape[0])
     seen = torch.zeros(pts.shape[0], dtype=torch.bool)
-    h, w = depths.shape[1:]
     for i in range(depths.shape[0]):
-        uv, z = cameras[i].project(pts)
-        u, v = torch.floor(uv[:, 0]).long(), torch.floor(uv[:, 1]).long()
-        inside = (z > 1e-6) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
-        ui, vi = u.clamp(0, w - 1), v.clamp(0, h - 1)
-        d_pix = depths[i, vi, ui]
+        hits = pixel_hits(cameras[i], pts)
+        z, inside = hits.z, hits.inside
+        d_pix = hits.gather(depths[i])
         bg = ~torch.isfinite(d_pix) | (d_pix <= 0)
         if alphas is not None:
-            bg |= alphas[i, vi, ui] < alpha_threshold
+            bg |= hits.gather(alphas[i]) < alpha_threshold
         sdf = torch.where(bg, torch.ones_like(z), ((d_pix - z) / trunc).clamp(-1, 1))
         use = inside & (bg | (d_pix - z > -trunc))
         seen |= inside

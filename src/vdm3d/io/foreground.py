@@ -3,13 +3,18 @@
 Object-orbit models (SV3D, V3D, the embedded tiny model) were trained on a centred object on a white
 background, so every input goes through the same three steps:
 
-1. **Mask.** An RGBA image is used as given (its alpha is the mask). An RGB image must sit on a plain
-   background: the background colour is the median of the image border, and the border must agree
-   with it (at least ``min_plain_fraction`` of border pixels within ``tol`` of it), otherwise we stop
-   with a sentence asking for an RGBA input. The soft mask ramps from 0 at distance ``tol`` to 1 at
-   ``2 * tol`` from the background colour (max channel difference); holes enclosed by the object are
-   filled, since an object colour that happens to match the background must not punch a hole through
-   the object (a hole in one silhouette would carve a tunnel through the whole reconstruction).
+1. **Mask.** A mask file given by the user (``--mask``: white = object) wins; otherwise an RGBA
+   image's alpha is the mask. An RGB image on a plain background is masked by colour: the background
+   colour is the median of the image border, and the border must agree with it (at least
+   ``min_plain_fraction`` of border pixels within ``tol`` of it). The soft mask ramps from 0 at distance
+   ``tol`` to 1 at ``2 * tol`` from the background colour (max channel difference); holes enclosed by
+   the object are filled, since an object colour that happens to match the background must not punch
+   a hole through the object (a hole in one silhouette would carve a tunnel through the whole
+   reconstruction). An RGB **photo** on a busy background goes through OpenCV's GrabCut
+   (:func:`grabcut_mask`), seeded with a centred box: outside the box is background, inside is
+   probably the object. GrabCut and mask files are checked (:func:`check_mask`): a mask that is
+   empty, or that covers most of the edge of the box (of the image, for a mask file) - the object
+   is cut off, or the background was taken for it - is refused with a sentence that names ``--mask``.
 2. **Recentre** (like V3D's ``recenter(mask, border_ratio)``): crop to the mask's bounding box and pad
    to a square whose side is ``max(w, h) / (1 - border_ratio)``, so the object's longer side covers
    ``1 - border_ratio`` of the output, centred.
@@ -34,6 +39,10 @@ from torch import Tensor
 from vdm3d.errors import InputError
 
 MIN_FOREGROUND_PIXELS = 16
+GRABCUT_MAX_SIDE = 320  # GrabCut runs at this size (its cost grows with pixels; the orbit models see 64-576 px)
+GRABCUT_MARGIN = 0.06  # the seed box leaves this fraction of each side as certain background
+GRABCUT_ITERATIONS = 5
+MAX_EDGE_FRACTION = 0.5  # a mask covering more of the box's (image's) edge than this is refused
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +51,7 @@ class Foreground:
 
     image: Float[Tensor, "H W 3"]
     alpha: Float[Tensor, "H W"]
-    #: where the mask came from: the file's alpha channel or the plain background colour
+    #: where the mask came from: "mask" (a file), "alpha", "background" (plain colour) or "grabcut"
     mask_source: str
     #: background colour found in an RGB input (``None`` for RGBA inputs)
     background: tuple[float, float, float] | None = None
@@ -127,24 +136,94 @@ def composite_resized(premultiplied: np.ndarray, size: int) -> tuple[np.ndarray,
     return image.clip(0, 1).astype(np.float32), alpha.astype(np.float32)
 
 
+def grabcut_mask(rgb: np.ndarray, margin: float = GRABCUT_MARGIN, iterations: int = GRABCUT_ITERATIONS,
+                 max_side: int = GRABCUT_MAX_SIDE) -> np.ndarray:
+    """Foreground mask ``[H, W]`` in {0, 1} of an ``[H, W, 3]`` photo, by GrabCut from a centred box.
+
+    GrabCut (Rother et al. 2004, OpenCV's ``cv2.grabCut``) fits colour mixtures to the box's outside
+    (certain background) and inside (probable object) and cuts the graph between them, ``iterations``
+    times. It runs on a copy shrunk to ``max_side``; the mask is brought back to full size, its holes
+    filled and only its largest connected part kept. OpenCV's random generator is seeded (k-means
+    inside GrabCut), so the mask is reproducible.
+    """
+    import cv2
+
+    h, w = rgb.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    small = np.asarray(Image.fromarray((rgb * 255).round().astype(np.uint8)).resize(
+        (max(8, round(w * scale)), max(8, round(h * scale))), Image.Resampling.BOX))
+    sh, sw = small.shape[:2]
+    mx, my = max(1, round(sw * margin)), max(1, round(sh * margin))
+    mask = np.zeros((sh, sw), np.uint8)
+    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(0)
+    cv2.grabCut(np.ascontiguousarray(small[..., ::-1]), mask, (mx, my, sw - 2 * mx, sh - 2 * my), bgd, fgd,
+                iterations, cv2.GC_INIT_WITH_RECT)
+    fg = np.isin(mask, (cv2.GC_FGD, cv2.GC_PR_FGD))
+    labels, n = ndimage.label(fg)
+    if n > 1:
+        fg = labels == (1 + int(np.argmax(ndimage.sum(fg, labels, range(1, n + 1)))))
+    fg = ndimage.binary_fill_holes(fg)
+    full = np.asarray(Image.fromarray(fg.astype(np.float32)).resize((w, h), Image.Resampling.BILINEAR))
+    return (full > 0.5).astype(np.float32)
+
+
+def edge_fraction(alpha: np.ndarray, margin: float = 0.0) -> float:
+    """Fraction of the pixels on the edge of the box (``margin`` of each side inside the image; 0: the
+    image border) that are foreground."""
+    h, w = alpha.shape
+    y0, x0 = round(h * margin), round(w * margin)
+    y1, x1 = max(y0 + 1, h - y0 - 1), max(x0 + 1, w - x0 - 1)
+    ring = np.concatenate([alpha[y0, x0:x1 + 1], alpha[y1, x0:x1 + 1], alpha[y0:y1 + 1, x0], alpha[y0:y1 + 1, x1]])
+    return float((ring > 0.5).mean())
+
+
+def check_mask(alpha: np.ndarray, path: str | Path, source: str, margin: float = 0.0) -> None:
+    """Refuse a mask that is empty or covers most of the edge of its box (see the module docstring)."""
+    what = "the mask file" if source == "mask" else "the foreground found by GrabCut"
+    fix = ("give a mask with the object in white on black" if source == "mask" else
+           "give a mask of the object with --mask MASK.png, or an RGBA image with the background removed")
+    if int((alpha > 0.5).sum()) < max(MIN_FOREGROUND_PIXELS, 0.002 * alpha.size):
+        raise InputError(path=path, problem=f"has no foreground object ({what} is empty)", fix=fix)
+    touching = edge_fraction(alpha, margin)
+    if touching > MAX_EDGE_FRACTION:
+        where = "the image border" if margin == 0 else "the edge of the centred box GrabCut starts from"
+        raise InputError(path=path, problem=(f"has no clear object: {what} covers {100 * touching:.0f}% of {where} "
+                                             "(the object is cut off or the background was taken for it)"), fix=fix)
+
+
+def read_mask(path: str | Path, height: int, width: int) -> np.ndarray:
+    """A mask image (white = object; an RGBA mask's alpha) as float ``[height, width]`` in [0, 1]."""
+    rgba, has_alpha = read_rgba(path)
+    m = rgba[..., 3] if has_alpha and rgba[..., 3].min() < 0.99 else rgba[..., :3].mean(-1)
+    if m.shape != (height, width):
+        m = np.asarray(Image.fromarray(m.astype(np.float32)).resize((width, height), Image.Resampling.BILINEAR))
+    return np.clip(m, 0.0, 1.0).astype(np.float32)
+
+
 def load_object_image(path: str | Path, size: int, border_ratio: float = 0.2, recentre: bool = True,
-                      tol: float = 0.06, min_plain_fraction: float = 0.9) -> Foreground:
+                      tol: float = 0.06, min_plain_fraction: float = 0.9, mask: str | Path | None = None
+                      ) -> Foreground:
     """Read an object image and return it masked, recentred and composited on white at ``size``.
 
-    Raises :class:`InputError` (one sentence) for unreadable files, RGB images whose background is not
-    a plain colour, and images with no foreground.
+    ``mask``: a mask image of the object (white) that replaces every automatic mask. Raises
+    :class:`InputError` (one sentence) for unreadable files, masks that are empty or cover most of
+    their edge, and images with no foreground.
     """
     rgba, has_alpha = read_rgba(path)
     rgb, bg = rgba[..., :3], None
-    if has_alpha and rgba[..., 3].min() < 0.99:
+    if mask is not None and str(mask) not in ("", "."):
+        alpha, source = read_mask(mask, *rgb.shape[:2]), "mask"
+        check_mask(alpha, mask, source)
+    elif has_alpha and rgba[..., 3].min() < 0.99:
         alpha, source = rgba[..., 3], "alpha"
     else:
         bg, agree = plain_background(rgb, tol, min_plain_fraction)
-        if agree < min_plain_fraction:
-            raise InputError(path=path, problem=(f"has no alpha channel and its background is not a plain colour "
-                                                 f"(only {100 * agree:.0f}% of border pixels match)"),
-                             fix="give an RGBA image with the background removed (transparent)")
-        alpha, source = mask_from_background(rgb, bg, tol), "background"
+        if agree >= min_plain_fraction:
+            alpha, source = mask_from_background(rgb, bg, tol), "background"
+        else:  # a photo: the border is no single colour
+            alpha, source, bg = grabcut_mask(rgb), "grabcut", None
+            check_mask(alpha, path, source, GRABCUT_MARGIN)
     if int((alpha > 0.5).sum()) < MIN_FOREGROUND_PIXELS:
         raise InputError(path=path, problem="has no foreground object (the mask is empty)",
                          fix="give an image with the object visible, on a transparent or plain background")

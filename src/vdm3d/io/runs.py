@@ -194,6 +194,7 @@ class RunFolder:
             "format": "vdm3d.run",
             "version": 1,
             "command": self.command,
+            "cwd": os.getcwd(),  # relative paths in the command and config start here (vdm3d rerun)
             "config": to_jsonable(self.config),
             "config_type": type(self.config).__qualname__ if self.config is not None else None,
             "seed": self.seed,

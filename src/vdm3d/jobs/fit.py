@@ -2,9 +2,10 @@
 
 Stages, top to bottom: :func:`load_scene` (LLFF / COLMAP / transforms.json, train/test split,
 downscale) -> :func:`initialize` (COLMAP points, or random in the frusta) -> :func:`fit`
-(:func:`vdm3d.recon.trainer.fit_gaussians` with checkpoints in the run folder) -> :func:`evaluate`
+(checkpoints in the run folder) -> :func:`evaluate`
 (renders of the held-out views, PSNR/SSIM) -> :func:`export` (``splats.ply``, ``renders/``,
-``compare/`` with render | ground truth side by side, ``metrics.json``).
+``compare/`` with render | ground truth side by side, ``metrics.json``). The initialize and fit stages
+are the shared baseline of :mod:`vdm3d.recon.baseline`, which other jobs use without importing this one.
 
 Default (:data:`CPU_FIT`): 3000 steps on random 128-pixel patches, SH degree 1, at most 40k
 Gaussians. On LLFF fern (17 training views of 504x378) it reaches 23.5 dB PSNR / 0.767 SSIM on
@@ -28,10 +29,10 @@ import tyro
 from vdm3d.data.readers import Scene, Split, read_scene
 from vdm3d.io.images import write_image
 from vdm3d.io.runs import RunFolder, atomic_write_json
-from vdm3d.recon.checkpoint import load_state, save_state
-from vdm3d.recon.evaluate import render_views, score_views
-from vdm3d.recon.init import init_from_points, init_random
-from vdm3d.recon.trainer import FitConfig, FitProgress, fit_gaussians
+from vdm3d.recon.baseline import fit_in_run, initialize as initialize_baseline
+from vdm3d.recon.evaluate import score_views
+from vdm3d.recon.render import render_views
+from vdm3d.recon.trainer import FitConfig, FitProgress
 from vdm3d.splat.gaussians import Gaussians
 from vdm3d.splat.ply import save_ply
 from vdm3d.splat.strategy import DensifyPolicy
@@ -86,26 +87,14 @@ def load_scene(config: FitJobConfig) -> Scene:
 
 
 def initialize(scene: Scene, config: FitJobConfig) -> Gaussians:
-    g = torch.Generator().manual_seed(config.fit.seed)
-    if config.init == "points" and scene.points_world is not None:
-        return init_from_points(scene.points_world, scene.points_rgb, max_points=config.max_init_points,
-                                sh_degree=config.fit.sh_degree, generator=g)
-    cams = scene.train.cameras
-    if scene.points_world is not None:  # depth range from the points the cameras see
-        _, z = cams.project(scene.points_world.expand(len(cams), -1, -1))
-        z = z[z > 0]
-        near, far = float(z.quantile(0.01)), float(z.quantile(0.99))
-    else:
-        spread = float((cams.centers - cams.centers.mean(0)).norm(dim=-1).max())
-        near, far = 0.1 * max(spread, 1.0), 10 * max(spread, 1.0)
-    return init_random(cams, config.random_points, near, far, sh_degree=config.fit.sh_degree, generator=g)
+    return initialize_baseline(scene.train.cameras, scene.points_world, scene.points_rgb, mode=config.init,
+                               max_points=config.max_init_points, random_points=config.random_points,
+                               sh_degree=config.fit.sh_degree, seed=config.fit.seed)
 
 
 def fit(scene: Scene, init: Gaussians, config: FitJobConfig, run: RunFolder,
         progress: Callable[[FitProgress], None] | None = None) -> Gaussians:
-    state = load_state(run.path / "checkpoints") if run.resuming else None
-    return fit_gaussians(scene.train, init, config.fit, progress=progress, state=state,
-                         on_checkpoint=lambda s: save_state(run.checkpoint_dir, s))
+    return fit_in_run(scene.train, init, config.fit, run, progress=progress)
 
 
 def evaluate(gaussians: Gaussians, scene: Scene, config: FitJobConfig) -> tuple[dict, torch.Tensor | None]:

@@ -41,11 +41,29 @@ import trimesh
 import tyro
 
 from vdm3d.cameras.camera import Cameras
-from vdm3d.cameras.io import cameras_from_sv3d
+from vdm3d.cameras.io import cameras_from_sv3d, write_transforms_json
+from vdm3d.cameras.trajectory import Trajectory
+from vdm3d.cameras.trajectory_file import save_trajectory
 from vdm3d.errors import ConfigError, InputError
-from vdm3d.geometry.carve import CarveResult, carve as carve_hull
+from vdm3d.geometry.carve import CarveResult, carve as carve_hull, grid_points, inside_hull
+from vdm3d.geometry.pixels import pixel_hits
+from vdm3d.geometry.texture import bake_uv_texture, bake_vertex_colors, export_mesh
+from vdm3d.geometry.tsdf import tsdf_mesh
 from vdm3d.io.foreground import Foreground, load_object_image, mask_from_background
-from vdm3d.jobs.object_orbit import BackboneOrbit, Guidance, OrbitKind, OrbitPlan, OrbitSource, orbit_plan
+from vdm3d.io.images import write_image
+from vdm3d.io.runs import RunFolder
+from vdm3d.io.video import write_video
+from vdm3d.jobs.object_orbit import (BackboneOrbit, Guidance, OrbitKind, OrbitPlan, OrbitSource, check_orbit_backbone,
+                                     orbit_plan)
+from vdm3d.jobs.object_refine import RefineConfig, refine as refine_sds
+from vdm3d.models.registry import load_backbone
+from vdm3d.models.tiny import DEFAULT_VIDEO
+from vdm3d.recon.perceptual import make_perceptual
+from vdm3d.recon.render import render_views
+from vdm3d.recon.trainer import FitConfig, FitProgress, LearningRates, fit_gaussians
+from vdm3d.splat.gaussians import Gaussians
+from vdm3d.splat.ply import save_ply
+from vdm3d.splat.strategy import DensifyPolicy
 from vdm3d.views import Views
 
 Y_UP = np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
@@ -56,7 +74,9 @@ class ObjectConfig:
     """One image of an object to an orbit video, Gaussian splats and a textured mesh."""
 
     image: Annotated[Path, tyro.conf.arg(help_behavior_hint="(required)")] = Path("")
-    """the input image: RGBA, or RGB on a plain background"""
+    """the input image: RGBA, RGB on a plain background, or a photo (masked by GrabCut unless --mask)"""
+    mask: Path | None = None
+    """a mask of the object (white on black) to use instead of the automatic one"""
     out: Path = Path("runs/object")
     """run folder to write (must not exist unless --overwrite)"""
     preset: str = "tiny"
@@ -151,6 +171,12 @@ PRESETS: dict[str, tuple[str, ObjectConfig]] = {
                                   guidance="triangular", guidance_scale=2.5, radius=2.0, fov_deg=33.8,
                                   refine=True, fit_steps=2000, lr_scale=2.0, carve_resolution=128, num_points=20000,
                                   max_gaussians=100_000, mesh_resolution=256, texture="uv")),
+    "sv3d-u": ("SV3D_u: its trained 21-view static orbit (input last, no camera input), triangular CFG 1 -> 2.5, "
+               "50 steps",
+               ObjectConfig(preset="sv3d-u", backbone="sv3d-u", orbit="sv3d-static", steps=50, sigma_max=700.0,
+                            guidance="triangular", guidance_scale=2.5, radius=2.0, fov_deg=33.8, fit_steps=2000,
+                            lr_scale=2.0, carve_resolution=128, num_points=20000, max_gaussians=100_000,
+                            mesh_resolution=256, texture="uv", elevation_deg=10.0)),
     "v3d": ("V3D: 18-view orbit at elevation 0 (input first), constant CFG 4.5, 25 steps, border 0.3",
             ObjectConfig(preset="v3d", backbone="v3d", orbit="v3d", steps=25, sigma_max=700.0, guidance="constant",
                          guidance_scale=4.5, elevation_deg=0.0, radius=2.0, fov_deg=60.0, border_ratio=0.3,
@@ -165,7 +191,7 @@ class ObjectResult:
 
     out: Path
     orbit: Views
-    gaussians: object
+    gaussians: Gaussians
     mesh: trimesh.Trimesh
     perceptual: str
     timings: dict[str, float]
@@ -176,14 +202,8 @@ Progress = Callable[[str], None]
 
 def load_orbit_source(config: ObjectConfig) -> OrbitSource:
     """The backbone named in the config, wrapped as an orbit source (errors before any output)."""
-    from vdm3d.models.registry import load_backbone
-    from vdm3d.models.tiny import DEFAULT_VIDEO
-
     backbone = load_backbone(f"tiny-{DEFAULT_VIDEO}" if config.backbone == "tiny" else config.backbone)
-    missing = {"reference", "cameras"} - set(getattr(backbone, "slots", ()))
-    if missing:
-        raise ConfigError(f"backbone {config.backbone!r} has no {' or '.join(sorted(missing))} conditioning, which "
-                          "the object job needs; choose a camera-conditioned backbone such as tiny or sv3d-p.")
+    check_orbit_backbone(backbone, config.backbone, config.orbit, config.frames)
     return BackboneOrbit(backbone, steps=config.steps, sigma_max=config.sigma_max, guidance=config.guidance,
                          guidance_scale=config.guidance_scale, min_guidance_scale=config.min_guidance_scale)
 
@@ -202,7 +222,7 @@ def load_input(config: ObjectConfig, size: int) -> Foreground:
     """Mask, recentre and composite the input image at ``size`` (raises InputError on bad input)."""
     if str(config.image) in ("", "."):
         raise InputError("no input image was given; pass --image PATH (an RGBA image or one on a plain background).")
-    return load_object_image(config.image, size, config.border_ratio, config.recentre)
+    return load_object_image(config.image, size, config.border_ratio, config.recentre, mask=config.mask)
 
 
 def generate_orbit(config: ObjectConfig, fg: Foreground, source: OrbitSource) -> tuple[Views, OrbitPlan]:
@@ -226,26 +246,19 @@ def carve(config: ObjectConfig, orbit: Views) -> CarveResult:
                       resolution=config.carve_resolution, dilate_px=1, seed=config.seed)
 
 
-def init_gaussians(hull: CarveResult, orbit: Views):
+def init_gaussians(hull: CarveResult, orbit: Views) -> Gaussians:
     """Gaussians on the carved surface, coloured from the orbit frame that faces each point most."""
-    from vdm3d.splat.gaussians import Gaussians
-
     cams = orbit.cameras
     to_cam = cams.centers[None] - hull.points_world[:, None]  # [N, F, 3]
     facing = (to_cam / to_cam.norm(dim=-1, keepdim=True) * hull.normals_world[:, None]).sum(-1)
-    best = facing.argmax(1)
-    uv, _ = cams[best].project(hull.points_world[:, None])[0], None
-    u = uv[:, 0, 0].floor().long().clamp(0, orbit.width - 1)
-    v = uv[:, 0, 1].floor().long().clamp(0, orbit.height - 1)
-    colors = orbit.images[best, v, u]
+    best = facing.argmax(1)  # [N]
+    colors = pixel_hits(cams[best], hull.points_world[:, None]).gather(orbit.images[best])[:, 0]  # [N, 3]
     return Gaussians.from_points(hull.points_world, colors, opacity=0.5, sh_degree=0)
 
 
-def fit(config: ObjectConfig, orbit: Views, init, perceptual, progress: Progress | None = None):
+def fit(config: ObjectConfig, orbit: Views, init: Gaussians, perceptual: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None,
+        progress: Progress | None = None) -> Gaussians:
     """Fit Gaussians to the orbit with V3D's loss; the input view counts ``input_weight`` times."""
-    from vdm3d.recon.trainer import FitConfig, LearningRates, fit_gaussians
-    from vdm3d.splat.strategy import DensifyPolicy
-
     n = config.fit_steps
     densify = DensifyPolicy(refine_start=max(1, n // 5), refine_stop=max(2, int(0.8 * n)),
                             refine_every=max(1, n // 10), reset_every=0, max_gaussians=config.max_gaussians)
@@ -257,10 +270,23 @@ def fit(config: ObjectConfig, orbit: Views, init, perceptual, progress: Progress
                            generated_weight=1.0, densify=densify, seed=config.seed)
     report = None
     if progress is not None:
-        def report(p):  # noqa: E306
+        def report(p: FitProgress) -> None:  # noqa: E306
             if p.step % max(1, n // 5) == 0 or p.step == n:
                 progress(f"fit {p.step}/{p.steps}: loss {p.loss:.4f}, PSNR {p.psnr:.2f} dB, {p.num_gaussians} Gaussians")
     return fit_gaussians(orbit, init, fit_config, perceptual=perceptual, progress=report)
+
+
+def refine(config: ObjectConfig, gaussians: Gaussians, orbit: Views, plan: OrbitPlan, fg: Foreground,
+           source: OrbitSource, progress: Progress | None = None) -> Gaussians:
+    """SV3D's masked score distillation with the orbit's backbone as the prior, in the fitting loop."""
+    backbone = getattr(source, "backbone", None)
+    if backbone is None:
+        raise ConfigError("--refine needs a video backbone as the prior; the orbit source has none.")
+    settings = RefineConfig(steps=config.refine_steps, weight=config.refine_weight, frames=config.refine_frames,
+                            input_weight=config.input_weight, lr_scale=config.lr_scale, radius=config.radius,
+                            elevation_deg=config.elevation_deg, fov_deg=config.fov_deg, seed=config.seed)
+    return refine_sds(settings, gaussians, orbit, plan.input_index, fg.image, backbone,
+                      source.guider(config.refine_frames), progress)
 
 
 def mesh_cameras(config: ObjectConfig, plan: OrbitPlan, size: int) -> Cameras:
@@ -277,30 +303,16 @@ def mesh_cameras(config: ObjectConfig, plan: OrbitPlan, size: int) -> Cameras:
     return cameras_from_sv3d(torch.from_numpy(el), torch.from_numpy(az), config.radius, config.fov_deg, size, size)
 
 
-@torch.no_grad()
-def render_views(gaussians, cameras: Cameras, background: float = 1.0) -> Views:
-    """Splat renders with depth and coverage, as Views (origin ``rendered``)."""
-    from vdm3d.splat.render import render
-
-    out = render(gaussians, cameras, background=torch.full((3,), float(background)))
-    return Views(out.rgb.clamp(0, 1), cameras, alphas=out.alpha, depths=out.depth,
-                 origin=("rendered",) * len(cameras))
-
-
 def mesh_box(hull: CarveResult, pad_voxels: float = 4.0) -> tuple[torch.Tensor, float]:
     """The carved hull's grid cube grown by a few voxels: ``(lo corner, side)`` for TSDF fusion."""
     pad = pad_voxels * hull.voxel
     return hull.lo - pad, hull.occupancy.shape[0] * hull.voxel + 2 * pad
 
 
-def extract_mesh(config: ObjectConfig, gaussians, plan: OrbitPlan, lo: torch.Tensor, side: float, size: int,
+def extract_mesh(config: ObjectConfig, gaussians: Gaussians, plan: OrbitPlan, lo: torch.Tensor, side: float, size: int,
                  hull: CarveResult | None = None) -> trimesh.Trimesh:
     """TSDF of splat depth from many views inside the cube ``lo + [0, side]^3`` (and inside the
     visual ``hull`` when given) -> closed mesh -> colours baked from the same renders."""
-    from vdm3d.geometry.carve import grid_points, inside_hull
-    from vdm3d.geometry.texture import bake_uv_texture, bake_vertex_colors
-    from vdm3d.geometry.tsdf import tsdf_mesh
-
     cams = mesh_cameras(config, plan, size)
     views = render_views(gaussians, cams, background=0.0)
     colors = views.images / views.alphas.clamp_min(1e-3)[..., None]  # un-premultiply: no background bleed
@@ -314,14 +326,14 @@ def extract_mesh(config: ObjectConfig, gaussians, plan: OrbitPlan, lo: torch.Ten
     return bake_vertex_colors(mesh, colors.clamp(0, 1), depths, cams, tol)
 
 
-def turntable(config: ObjectConfig, gaussians, size: int) -> torch.Tensor:
+def turntable(config: ObjectConfig, gaussians: Gaussians, size: int) -> torch.Tensor:
     """Renders of the splats on a full turn at the input elevation, ``[T, H, W, 3]`` on white."""
     az = torch.arange(config.turntable_frames) * 360.0 / config.turntable_frames
     cams = cameras_from_sv3d(config.elevation_deg, az, config.radius, config.fov_deg, size, size)
-    return render_views(gaussians, cams).images
+    return render_views(gaussians, cams, background=1.0).images
 
 
-def export(folder: Path, config: ObjectConfig, fg: Foreground, orbit: Views, plan: OrbitPlan, gaussians,
+def export(folder: Path, config: ObjectConfig, fg: Foreground, orbit: Views, plan: OrbitPlan, gaussians: Gaussians,
            mesh: trimesh.Trimesh) -> dict[str, str]:
     """Write the run's files into ``folder``; returns name -> relative path.
 
@@ -329,15 +341,10 @@ def export(folder: Path, config: ObjectConfig, fg: Foreground, orbit: Views, pla
     ``cameras/transforms.json`` (nerfstudio, OpenGL) and ``cameras/orbit.json`` (vdm3d trajectory),
     ``splats.ply`` (3DGS PLY), ``mesh.glb`` + ``mesh.obj`` (y-up), ``turntable.mp4``.
     """
-    from vdm3d.cameras.io import write_transforms_json
-    from vdm3d.geometry.texture import export_mesh
-    from vdm3d.io.images import write_image
-    from vdm3d.io.video import write_video
-    from vdm3d.splat.ply import save_ply
-
     (folder / "orbit").mkdir(parents=True, exist_ok=True)
     (folder / "cameras").mkdir(exist_ok=True)
     write_image(folder / "input.png", fg.image)
+    write_image(folder / "mask.png", fg.alpha)  # the object's mask as used (alpha, plain colour, GrabCut, --mask)
     names = [f"orbit/{i:03d}.png" for i in range(len(orbit))]
     for name, image in zip(names, orbit.images):
         write_image(folder / name, image)
@@ -347,31 +354,25 @@ def export(folder: Path, config: ObjectConfig, fg: Foreground, orbit: Views, pla
     save_ply(folder / "splats.ply", gaussians)
     export_mesh(mesh.copy().apply_transform(Y_UP), folder, "mesh")
     write_video(folder / "turntable.mp4", turntable(config, gaussians, orbit.width * 2), fps=12)
-    files = ["input.png", "orbit.mp4", "orbit/", "cameras/transforms.json", "cameras/orbit.json", "splats.ply",
+    files = ["input.png", "mask.png", "orbit.mp4", "orbit/", "cameras/transforms.json", "cameras/orbit.json", "splats.ply",
              "mesh.glb", "mesh.obj", "turntable.mp4"]
     return {f: f for f in files}
 
 
 def write_trajectory(path: Path, cameras: Cameras, fps: float, config: ObjectConfig, plan: OrbitPlan) -> None:
     """The orbit as a vdm3d trajectory file (cameras in time order, fps, provenance)."""
-    from vdm3d.cameras.trajectory import Trajectory
-    from vdm3d.cameras.trajectory_file import save_trajectory
-
     provenance = {"generator": f"vdm3d object ({config.orbit})", "input_index": plan.input_index,
                   "elevations_deg": plan.elevation_deg.tolist(), "azimuths_deg": plan.azimuth_deg.tolist()}
     save_trajectory(path, Trajectory(cameras, fps=fps, provenance=provenance))
 
 
 def run_object(config: ObjectConfig, *, source: OrbitSource | None = None, progress: Progress | None = print,
-               scene_for_eval=None) -> ObjectResult:
+               ) -> ObjectResult:
     """Run every stage and write the run folder. Bad input raises before anything is written.
 
     ``source`` replaces the backbone (e.g. :class:`~vdm3d.jobs.object_orbit.OracleOrbit` in
     evaluations and tests); otherwise ``config.backbone`` is loaded.
     """
-    from vdm3d.io.runs import RunFolder
-    from vdm3d.recon.perceptual import make_perceptual
-
     check_config(config)
     say = progress or (lambda _msg: None)
     timings: dict[str, float] = {}
@@ -391,10 +392,12 @@ def run_object(config: ObjectConfig, *, source: OrbitSource | None = None, progr
         fg = load_input(config, size)
     perceptual, perceptual_name = make_perceptual(config.perceptual)
     lap("load")
-    with RunFolder(config.out, config=config, seed=config.seed, inputs=[config.image],
+    with RunFolder(config.out, config=config, seed=config.seed, inputs=[config.image, *([config.mask] if config.mask else [])],
                    overwrite=config.overwrite) as run:
         say(f"orbit: {config.orbit} with {source.name} at {size}x{size}")
         orbit, plan = generate_orbit(config, fg, source)
+        for clip in getattr(source, "log", []):
+            say(f"orbit clip of frames {clip['frames']}: CFG weights {clip['cfg_weights']}")
         lap("generate_orbit")
         hull = carve(config, orbit)
         say(f"carve: visual hull with {len(hull.mesh.faces)} faces, {len(hull.points_world)} points")
@@ -402,7 +405,6 @@ def run_object(config: ObjectConfig, *, source: OrbitSource | None = None, progr
         gaussians = fit(config, orbit, init_gaussians(hull, orbit), perceptual, say)
         lap("fit")
         if config.refine:
-            from vdm3d.jobs.object_refine import refine
             gaussians = refine(config, gaussians, orbit, plan, fg, source, say)
             lap("refine")
         mesh = extract_mesh(config, gaussians, plan, *mesh_box(hull), size, hull)
@@ -411,7 +413,7 @@ def run_object(config: ObjectConfig, *, source: OrbitSource | None = None, progr
         files = export(run.path, config, fg, orbit, plan, gaussians, mesh)
         lap("export")
         run.record(perceptual=perceptual_name, backbone=source.name, mask_source=fg.mask_source,
-                   input_index=plan.input_index, num_gaussians=len(gaussians), mesh_faces=len(mesh.faces),
+                   input_index=plan.input_index, orbit_sampling=getattr(source, "log", None), num_gaussians=len(gaussians), mesh_faces=len(mesh.faces),
                    mesh_watertight=bool(mesh.is_watertight), mesh_frame="glTF y-up: (x, y, z) -> (x, z, -y)",
                    files=files, timings=timings)
     return ObjectResult(config.out, orbit, gaussians, mesh, perceptual_name, timings)

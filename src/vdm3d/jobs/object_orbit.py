@@ -12,12 +12,23 @@ given elevation.
 
 **Sources** fill the non-input frames:
 
-* :class:`BackboneOrbit`: any backbone with the ``reference`` and ``cameras`` slots (the embedded
-  tiny model, SV3D, ...). Frames are sampled in chunks of the backbone's native frame count
-  (padding the last chunk with cameras already asked for), the input image as the reference, the
-  cameras relative to the input camera, with the preset's guidance (SV3D triangular, V3D constant),
-  Euler EDM from ``sigma_max`` (700 for SV3D/V3D; 80, EDM's default, for the tiny model, which never
-  saw larger noise in training).
+* :class:`BackboneOrbit`: a backbone with the ``reference`` slot, the input image as the reference,
+  with the preset's guidance (SV3D triangular, V3D constant), Euler EDM from ``sigma_max`` (700 for
+  SV3D/V3D; 80, EDM's default, for the tiny model, which never saw larger noise in training).
+
+  - **The clip the model was trained on.** A backbone whose native frame count is the orbit's
+    (SV3D 21, V3D 18) samples the whole orbit as one clip with the input view in its place (SV3D:
+    last, V3D: first), as in training and in the published samplers; the generated input frame is
+    then replaced by the input image (sgm's ``samples[-1:] = cond``). The guidance weights are those
+    of that clip: SV3D's triangle over 21 frames is exactly 1.0 on frames 0 and 20 and 2.5 on frame
+    10, the back view. Other backbones (the tiny model: 8 target frames beside a reference) fill the
+    non-input views in chunks of their frame count (padding the last chunk with cameras already
+    asked for), cameras relative to the input camera.
+  - **Cameras.** A backbone with the ``cameras`` slot follows any orbit. One without it (V3D,
+    SV3D_u) generates only the orbit it was trained on, which its adapter declares
+    (``trained_orbit``); :func:`check_orbit_backbone` accepts it for that orbit and its frame count.
+  - **Log.** :attr:`BackboneOrbit.log` holds, per sampled clip, the orbit frames and the per-frame
+    CFG weights; the object job writes it into the manifest (``orbit_sampling``).
 * :class:`OracleOrbit`: renders the true object (a procedural scene or a mesh) with
   :func:`vdm3d.geometry.mesh_render.render_buffers`. It is not a generator: it isolates the
   reconstruction stages from the quality of the video model (evaluation and tests).
@@ -85,9 +96,29 @@ class OrbitSource(Protocol):
         """Images for every frame of ``plan`` (the input frame may be anything; it is replaced)."""
 
 
+def check_orbit_backbone(backbone: Any, name: str, orbit: OrbitKind, frames: int | None) -> None:
+    """Raise unless ``backbone`` can fill ``orbit``: it needs the reference slot, and either the cameras
+    slot or a ``trained_orbit`` equal to ``orbit`` with the orbit's own frame count."""
+    slots = set(getattr(backbone, "slots", ()))
+    if "reference" not in slots:
+        raise ConfigError(f"backbone {name!r} has no reference conditioning, which the object job needs; "
+                          "choose an image-conditioned backbone such as tiny, sv3d-p, sv3d-u or v3d.")
+    if "cameras" in slots:
+        return
+    trained = getattr(backbone, "trained_orbit", None)
+    native = getattr(backbone, "frames", None)
+    if trained is None:
+        raise ConfigError(f"backbone {name!r} has no cameras conditioning and no orbit it was trained on, so it "
+                          "cannot follow an orbit; choose a camera-conditioned backbone such as tiny or sv3d-p.")
+    if orbit != trained or (frames is not None and frames != native):
+        raise ConfigError(f"backbone {name!r} takes no cameras and generates only its trained {trained} orbit "
+                          f"of {native} views; use --orbit {trained} without --frames, or a camera-conditioned "
+                          "backbone such as sv3d-p for other orbits.")
+
+
 @dataclasses.dataclass
 class BackboneOrbit:
-    """Orbit frames from a camera-conditioned video backbone (protocol :class:`Backbone`)."""
+    """Orbit frames from an image-conditioned video backbone (protocol :class:`Backbone`)."""
 
     backbone: Any
     steps: int = 25
@@ -95,10 +126,21 @@ class BackboneOrbit:
     guidance: Guidance = "constant"
     guidance_scale: float = 2.0
     min_guidance_scale: float = 1.0
+    log: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    """per sampled clip: ``frames`` (orbit indices) and ``cfg_weights`` (one per latent frame)"""
 
     @property
     def name(self) -> str:
         return str(self.backbone.name)
+
+    def clips(self, plan: OrbitPlan) -> list[list[int]]:
+        """Orbit frame indices sampled together: the whole orbit when it is the backbone's native clip,
+        else the non-input frames in chunks of the backbone's frame count."""
+        f_all = len(plan.cameras)
+        if self.backbone.frames == f_all:
+            return [list(range(f_all))]
+        wanted = [i for i in range(f_all) if i != plan.input_index]
+        return self.chunks(wanted, self.backbone.frames or len(wanted))
 
     def guider(self, frames: int):
         from vdm3d.diffusion.guiders import CFG
@@ -120,23 +162,26 @@ class BackboneOrbit:
                  ) -> Float[Tensor, "F H W 3"]:
         from vdm3d.diffusion.samplers import sample
         from vdm3d.diffusion.schedules import EdmSchedule
-        from vdm3d.models.protocol import Conditioning
+        from vdm3d.protocols import Conditioning
 
         bb = self.backbone
         f_all = len(plan.cameras)
-        wanted = [i for i in range(f_all) if i != plan.input_index]
-        chunk = bb.frames or len(wanted)
         out = reference[None].expand(f_all, *reference.shape).clone()
         ref_c2w = plan.cameras.c2w[plan.input_index][None]
         h, w = reference.shape[:2]
         lh, lw = h // bb.spatial_factor, w // bb.spatial_factor
         sigmas = EdmSchedule(self.steps, 0.002, self.sigma_max, 7.0).sigmas()
-        for group in self.chunks(wanted, chunk):
-            cams = plan.cameras[torch.tensor(group)].reshape(1, len(group))
-            cond = Conditioning(reference=reference[None], cameras=cams, extras={"reference_c2w": ref_c2w})
+        with_cameras = "cameras" in bb.slots
+        self.log.clear()
+        for group in self.clips(plan):
+            cams = plan.cameras[torch.tensor(group)].reshape(1, len(group)) if with_cameras else None
+            cond = Conditioning(reference=reference[None], cameras=cams,
+                                extras={"reference_c2w": ref_c2w} if with_cameras else {})
             fl = (len(group) - 1) // bb.temporal_factor + 1
+            guider = self.guider(len(group))
+            self.log.append({"frames": group, "cfg_weights": [round(float(v), 6) for v in guider.frame_scales(fl)]})
             latents = sample(bb, sigmas, cond=cond, shape=(1, fl, bb.latent_channels, lh, lw),
-                             generator=generator, guider=self.guider(len(group)))
+                             generator=generator, guider=guider)
             frames = bb.decode(latents)[0].clamp(0, 1)  # [F, H, W, 3]
             for k, i in enumerate(group):
                 out[i] = frames[k]

@@ -11,8 +11,9 @@ point most frontally (the maximum of ``v_c . n`` over the orbit cameras; occlusi
 Surfaces facing some orbit camera head-on (``v_c . n >= 0.5``) get no SDS; surfaces every orbit
 camera sees edge-on or from behind get the full prior.
 
-Each refinement step takes one photometric step on an orbit view (L1 + D-SSIM, the input view
-weighted ``input_weight``) and one masked SDS step: render ``refine_frames`` random cameras (azimuth
+The refinement runs in the one fitting loop (:func:`vdm3d.recon.trainer.fit_gaussians`): each step
+fits one orbit view (L1 + D-SSIM, the input view weighted ``input_weight``, no densification) and
+adds the loss term :class:`MaskedSDS`: render ``refine_frames`` random cameras (azimuth
 uniform, elevation within 30 degrees of the input's), encode the renders with the backbone's encoder
 (differentiably), noise them to a random ``sigma``, denoise with guidance, and pull the latents
 toward the denoised ones only where ``M`` (pooled to latent resolution) says so:
@@ -22,13 +23,47 @@ toward the denoised ones only where ``M`` (pooled to latent resolution) says so:
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
 from vdm3d.cameras.camera import Cameras
+from vdm3d.cameras.io import cameras_from_sv3d
+from vdm3d.diffusion.guiders import Guider
 from vdm3d.errors import ConfigError
+from vdm3d.protocols import Backbone, Conditioning
+from vdm3d.recon.trainer import FitConfig, FitProgress, LearningRates, StepContext, fit_gaussians
+from vdm3d.splat.gaussians import Gaussians
+from vdm3d.splat.render import render
+from vdm3d.splat.strategy import DensifyPolicy
+from vdm3d.views import Views
+
+
+@dataclasses.dataclass(frozen=True)
+class RefineConfig:
+    """The refinement's settings (the object job fills them from its own config)."""
+
+    steps: int = 100
+    """refinement steps (one orbit view and one SDS batch each)"""
+    weight: float = 1.0
+    """weight of the masked SDS term against the photometric term"""
+    frames: int = 4
+    """random cameras rendered per SDS step (capped by the backbone's frame count)"""
+    input_weight: float = 4.0
+    """loss weight of the input view relative to a generated one"""
+    lr_scale: float = 10.0
+    """multiplies 3DGS's learning rates"""
+    radius: float = 3.2163
+    """camera distance of the random cameras (and the scale of the centers' learning rate)"""
+    elevation_deg: float = 10.0
+    """elevation of the input view; random cameras stay within 30 degrees of it"""
+    fov_deg: float = 40.0
+    """field of view of the random cameras"""
+    seed: int = 0
 
 
 def smoothstep(x: Tensor, edge0: float, edge1: float) -> Tensor:
@@ -67,16 +102,17 @@ def soft_visibility_mask(points_world: Float[Tensor, "B H W 3"], normals_world: 
 def random_cameras(n: int, elevation_deg: float, radius: float, fov_deg: float, size: int,
                    generator: torch.Generator) -> Cameras:
     """``n`` cameras looking at the origin: azimuth uniform, elevation within 30 degrees of the input's."""
-    from vdm3d.cameras.io import cameras_from_sv3d
-
     az = torch.rand(n, generator=generator, dtype=torch.float64) * 360
     el = (elevation_deg + (torch.rand(n, generator=generator, dtype=torch.float64) * 2 - 1) * 30).clamp(-80, 80)
     return cameras_from_sv3d(el, az, radius, fov_deg, size, size)
 
 
-def sds_loss(backbone, guider, rgb: Float[Tensor, "F H W 3"], mask: Float[Tensor, "F H W"], cond, cond_null,
-             generator: torch.Generator, sigma_range: tuple[float, float] = (0.1, 2.0)) -> Tensor:
-    """Masked SDS on renders ``rgb`` (differentiable through the encoder), see the module docstring."""
+def sds_loss(backbone: Backbone, guider: Guider, rgb: Float[Tensor, "F H W 3"], mask: Float[Tensor, "F H W"],
+             cond: object, cond_null: object, generator: torch.Generator,
+             sigma_range: tuple[float, float] = (0.1, 2.0)) -> Float[Tensor, ""]:
+    """Masked SDS on renders ``rgb`` (differentiable through the encoder), see the module docstring.
+
+    ``cond``/``cond_null`` are the backbone's encoded conditions (:meth:`Backbone.condition`)."""
     z = backbone.encode(rgb[None])  # [1, F, C, h, w]
     lo, hi = torch.log(torch.tensor(sigma_range[0])), torch.log(torch.tensor(sigma_range[1]))
     sigma = torch.exp(lo + (hi - lo) * torch.rand((), generator=generator)).reshape(1)
@@ -88,48 +124,65 @@ def sds_loss(backbone, guider, rgb: Float[Tensor, "F H W 3"], mask: Float[Tensor
     return 0.5 * (m * (z - x0) ** 2).sum() / (m.sum() * z.shape[2]).clamp_min(1e-6)
 
 
-def refine(config, gaussians, orbit, plan, fg, source, say=None):
-    """Photometric + masked-SDS steps (see the module docstring); returns new Gaussians."""
-    from vdm3d.models.protocol import Conditioning
-    from vdm3d.recon import losses
-    from vdm3d.splat.gaussians import Gaussians
-    from vdm3d.splat.render import render
+class MaskedSDS:
+    """The masked-SDS loss term of one fitting step (a :data:`vdm3d.recon.trainer.LossTerm`).
 
-    backbone = getattr(source, "backbone", None)
+    Renders ``frames`` random cameras of the step's Gaussians, masks them to the covered pixels
+    (alpha > 0.5) that the ``orbit_cameras`` see badly (all covered pixels when ``orbit_cameras`` is
+    None), and returns ``weight * sds_loss``. ``coverage`` holds the last step's masked fraction."""
+
+    def __init__(self, backbone: Backbone, guider: Guider, reference: Float[Tensor, "H W 3"],
+                 reference_c2w: Float[Tensor, "1 4 4"], orbit_cameras: Cameras | None, config: RefineConfig,
+                 size: int):
+        self.backbone, self.guider, self.config, self.size = backbone, guider, config, size
+        self.reference, self.reference_c2w, self.orbit_cameras = reference, reference_c2w, orbit_cameras
+        self.frames = min(config.frames, backbone.frames or config.frames)
+        self.generator = torch.Generator().manual_seed(config.seed + 1)
+        self.coverage = 0.0
+
+    def __call__(self, ctx: StepContext) -> Float[Tensor, ""]:
+        c = self.config
+        cams = random_cameras(self.frames, c.elevation_deg, c.radius, c.fov_deg, self.size, self.generator)
+        out = render(ctx.gaussians, cams, backend=ctx.backend, sh_degree=ctx.sh_degree, background=ctx.background)
+        with torch.no_grad():
+            mask = (out.alpha > 0.5).to(out.rgb.dtype)
+            if self.orbit_cameras is not None:
+                pts, nrm = points_and_normals(out.depth, cams)
+                mask = mask * soft_visibility_mask(pts, nrm, self.orbit_cameras)
+        self.coverage = float(mask.mean())
+        cond = Conditioning(reference=self.reference[None], cameras=cams.reshape(1, self.frames),
+                            extras={"reference_c2w": self.reference_c2w})
+        bb = self.backbone
+        return c.weight * sds_loss(bb, self.guider, out.rgb.clamp(0, 1), mask, bb.condition(cond),
+                                   bb.condition(cond, null=True), self.generator)
+
+
+def refine_fit_config(config: RefineConfig, sh_degree: int) -> FitConfig:
+    """The fitting loop's settings for the refinement: 3DGS rates times ``lr_scale`` (no decay of
+    the centers' rate), L1 + 0.2 D-SSIM on white, no densification."""
+    s = config.lr_scale
+    base = LearningRates()
+    lr = LearningRates(lr_means=base.lr_means * s, lr_means_final=base.lr_means * s, lr_quats=base.lr_quats * s,
+                       lr_scales=base.lr_scales * s, lr_opacity=base.lr_opacity * s, lr_sh_dc=base.lr_sh_dc * s,
+                       lr_sh_rest=base.lr_sh_dc / 20 * s)
+    return FitConfig(steps=config.steps, lr=lr, ssim_weight=0.2, sh_degree=sh_degree, sh_warmup_every=0,
+                     background="white", input_weight=config.input_weight, generated_weight=1.0,
+                     densify=DensifyPolicy(refine_start=config.steps + 1, refine_stop=0, reset_every=0),
+                     scene_scale=config.radius, seed=config.seed + 1)
+
+
+def refine(config: RefineConfig, gaussians: Gaussians, orbit: Views, input_index: int,
+           reference: Float[Tensor, "H W 3"], backbone: Backbone | None, guider: Guider,
+           say: Callable[[str], None] | None = None) -> Gaussians:
+    """Photometric steps on the orbit plus masked SDS (see the module docstring); new Gaussians."""
     if backbone is None:
         raise ConfigError("--refine needs a video backbone as the prior; the orbit source has none.")
-    generator = torch.Generator().manual_seed(config.seed + 1)
-    params = {k: torch.nn.Parameter(v.clone()) for k, v in gaussians.parameters().items()}
-    rates = {"means": 1.6e-4 * config.radius, "quats": 1e-3, "log_scales": 5e-3, "opacity_logits": 5e-2,
-             "sh_dc": 2.5e-3, "sh_rest": 1.25e-4}
-    opt = torch.optim.Adam([{"params": [p], "lr": rates[k] * config.lr_scale} for k, p in params.items()])
-    white = torch.ones(3)
-    size = orbit.width
-    ref_c2w = plan.cameras.c2w[plan.input_index][None]
-    frames = min(config.refine_frames, backbone.frames or config.refine_frames)
-    for step in range(config.refine_steps):
-        g = Gaussians.from_parameters(params)
-        i = step % len(orbit)
-        view = orbit[i]
-        target = view.images * view.alphas[..., None] + (1 - view.alphas[..., None])
-        pred = render(g, view.cameras, background=white).rgb
-        w = config.input_weight if view.origin[0] == "input" else 1.0
-        loss = w * (0.8 * losses.l1_loss(pred, target) + 0.2 * losses.dssim_loss(pred, target))
-        cams = random_cameras(frames, config.elevation_deg, config.radius, config.fov_deg, size, generator)
-        out = render(g, cams, background=white)
-        with torch.no_grad():
-            pts, nrm = points_and_normals(out.depth, cams)
-            mask = soft_visibility_mask(pts, nrm, plan.cameras) * (out.alpha > 0.5)
-        cond_in = Conditioning(reference=fg.image[None], cameras=cams.reshape(1, frames),
-                               extras={"reference_c2w": ref_c2w})
-        guider = source.guider(frames)
-        loss = loss + config.refine_weight * sds_loss(backbone, guider, out.rgb.clamp(0, 1), mask,
-                                                      backbone.condition(cond_in),
-                                                      backbone.condition(cond_in, null=True), generator)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if say and ((step + 1) % max(1, config.refine_steps // 4) == 0):
-            say(f"refine {step + 1}/{config.refine_steps}: loss {float(loss):.4f}, "
-                f"SDS on {float(mask.mean()) * 100:.0f}% of pixels")
-    return Gaussians.from_parameters({k: v.detach() for k, v in params.items()})
+    sds = MaskedSDS(backbone, guider, reference, orbit.cameras.c2w[input_index][None], orbit.cameras, config,
+                    orbit.width)
+    report = None
+    if say is not None:
+        def report(p: FitProgress) -> None:
+            if p.step % max(1, config.steps // 4) == 0:
+                say(f"refine {p.step}/{p.steps}: loss {p.loss:.4f}, SDS on {sds.coverage * 100:.0f}% of pixels")
+    return fit_gaussians(orbit, gaussians, refine_fit_config(config, gaussians.sh_degree), extra_losses=[sds],
+                         progress=report)

@@ -1,5 +1,5 @@
 """Backbones: the protocol the jobs depend on, embedded tiny models, and hub adapters."""
 
-from vdm3d.models.protocol import Backbone, Conditioning
+from vdm3d.protocols import Backbone, Conditioning
 
 __all__ = ["Backbone", "Conditioning"]

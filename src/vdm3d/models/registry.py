@@ -10,6 +10,10 @@ WorldWarp, the GGI checkpoint) name the original checkpoint and the conversion i
 
 Tiny models come from :func:`vdm3d.models.tiny.available` (shipped safetensors with model cards) and
 are listed as ``tiny-<name>``; the bare name works too.
+
+Depth estimators (:mod:`vdm3d.models.depth`) are registered the same way: ``tiny-depth`` and the
+transformers repositories in :data:`DEPTH` (Depth Anything V2, relative and metric), loaded by
+:func:`load_depth` with the same offline rules and the same one-sentence missing-weights error.
 """
 
 from __future__ import annotations
@@ -80,6 +84,7 @@ HUB: dict[str, HubEntry] = {
             ("fps_id", 1),
             ("motion_bucket_id", 300),
             ("noise_aug_strength", 0.02),
+            ("trained_orbit", "v3d"),
         ),
         "see heheyas/V3D",
         "weights are sgm checkpoints (heheyas/V3D V3D.ckpt + svd_xt.safetensors): convert the UNet to the "
@@ -99,7 +104,7 @@ HUB: dict[str, HubEntry] = {
         "vdm3d.models.hub.sv3d.SV3DBackbone",
         None,
         _SVD_FILES,
-        (("frames", 21), ("height", 576), ("width", 576)),
+        (("frames", 21), ("height", 576), ("width", 576), ("trained_orbit", "sv3d-static")),
         "sv3d community",
         "convert stabilityai/sv3d sv3d_u.safetensors to the diffusers UNet layout "
         "(projection_class_embeddings_input_dim 256) and put unet/, vae/, image_encoder/ in the folder",
@@ -162,6 +167,28 @@ HUB: dict[str, HubEntry] = {
 }
 
 
+_DEPTH_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
+_DEPTH_ADAPTER = "vdm3d.models.hub.depth.TransformersDepth"
+
+
+def _depth_anything(size: str, license: str, metric: str = "") -> HubEntry:
+    scene = {"": "", "indoor": "Metric-Indoor-", "outdoor": "Metric-Outdoor-"}[metric]
+    what = ("relative disparity (affine-invariant)" if not metric else
+            f"metric depth in metres ({metric}, up to {20 if metric == 'indoor' else 80} m)")
+    return HubEntry(f"Depth Anything V2 {size}{' ' + metric if metric else ''}: {what}, transformers",
+                    _DEPTH_ADAPTER, f"depth-anything/Depth-Anything-V2-{scene}{size}-hf", _DEPTH_FILES, (), license)
+
+
+#: hub depth estimators (transformers repositories), beside ``tiny-depth``
+DEPTH: dict[str, HubEntry] = {
+    "depth-anything-v2-small": _depth_anything("Small", "Apache-2.0"),
+    "depth-anything-v2-base": _depth_anything("Base", "CC-BY-NC-4.0"),
+    "depth-anything-v2-large": _depth_anything("Large", "CC-BY-NC-4.0"),
+    "depth-anything-v2-metric-indoor-small": _depth_anything("Small", "Apache-2.0", "indoor"),
+    "depth-anything-v2-metric-outdoor-small": _depth_anything("Small", "Apache-2.0", "outdoor"),
+}
+
+
 def models_root() -> Path:
     """Where hub weights are looked for: ``$VDM3D_MODELS`` or ``~/.cache/vdm3d/models``."""
     env = os.environ.get(ENV_FOLDER)
@@ -180,12 +207,22 @@ def _tiny() -> dict[str, dict[str, Any]]:
 
 
 def names() -> list[str]:
-    """Every known backbone name: tiny models first (the defaults), then hub models."""
-    return [TINY_PREFIX + n for n in _tiny()] + list(HUB)
+    """Every known model name: tiny models first (the defaults), then hub backbones, then hub depth
+    estimators."""
+    return [TINY_PREFIX + n for n in _tiny()] + list(HUB) + list(DEPTH)
+
+
+def depth_names() -> list[str]:
+    """The depth estimators: the tiny ones (``tiny-depth``), then the hub ones."""
+    return [TINY_PREFIX + n for n, card in _tiny().items() if card.get("kind") == "depth"] + list(DEPTH)
+
+
+def _entry(key: str) -> HubEntry:
+    return HUB[key] if key in HUB else DEPTH[key]
 
 
 def _resolve(name: str) -> tuple[Literal["tiny", "hub"], str]:
-    if name in HUB:
+    if name in HUB or name in DEPTH:
         return "hub", name
     tiny = _tiny()
     bare = name[len(TINY_PREFIX) :] if name.startswith(TINY_PREFIX) else name
@@ -194,13 +231,13 @@ def _resolve(name: str) -> tuple[Literal["tiny", "hub"], str]:
     raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(names())}.")
 
 
-def _hub_cached(hub_id: str | None) -> bool:
+def _hub_cached(hub_id: str | None, marker: str = "model_index.json") -> bool:
     if not hub_id:
         return False
     try:
         from huggingface_hub import try_to_load_from_cache
 
-        hit = try_to_load_from_cache(hub_id, "model_index.json")
+        hit = try_to_load_from_cache(hub_id, marker)
         return isinstance(hit, str)
     except Exception:  # noqa: BLE001 - a broken cache is "not installed"
         return False
@@ -214,8 +251,9 @@ def installed(name: str) -> str | None:
     folder = default_folder(key)
     if folder.is_dir() and any(folder.iterdir()):
         return str(folder)
-    if _hub_cached(HUB[key].hub_id):
-        return f"hub cache ({HUB[key].hub_id})"
+    entry = _entry(key)
+    if _hub_cached(entry.hub_id, "config.json" if key in DEPTH else "model_index.json"):
+        return f"hub cache ({entry.hub_id})"
     return None
 
 
@@ -231,16 +269,20 @@ def info(name: str) -> dict[str, Any]:
             "installed": "package",
             **card,
         }
-    entry = HUB[key]
-    cls = entry.adapter_class()
+    entry = _entry(key)
     folder = default_folder(key)
+    if key in DEPTH:
+        model = {"task": "depth estimation"}
+    else:
+        cls = entry.adapter_class()
+        model = {"process": f"{cls.process} / {cls.prediction}-prediction",
+                 "per_element_sigma": cls.per_element_sigma}
     card = {
         "name": key,
         "kind": "hub",
         "description": entry.description,
         "adapter": entry.adapter,
-        "process": f"{cls.process} / {cls.prediction}-prediction",
-        "per_element_sigma": cls.per_element_sigma,
+        **model,
         "hub_id": entry.hub_id or "(none: convert, see notes)",
         "folder": str(folder),
         "files": ", ".join(entry.files),
@@ -271,7 +313,31 @@ def load_backbone(
         from vdm3d.models.tiny import load_tiny
 
         return load_tiny(key, device=device)
-    entry = HUB[key]
+    if key in DEPTH:
+        raise ConfigError(f"{key!r} is a depth estimator, not a video backbone; choose one of: "
+                          f"{', '.join(n for n in names() if n not in depth_names())}.")
+    return _load_hub(HUB[key], key, path, allow_download=allow_download, trust_pickle=trust_pickle,
+                     device=device, **settings)
+
+
+def load_depth(name: str, path: str | Path | None = None, *, allow_download: bool = False,
+               trust_pickle: bool = False, device: str = "cpu", **settings):
+    """Load a depth estimator (:class:`~vdm3d.models.depth.DepthEstimator`) by name: ``tiny-depth`` or
+    an entry of :data:`DEPTH`. ``path`` overrides the default folder."""
+    choices = depth_names()
+    bare = name[len(TINY_PREFIX):] if name.startswith(TINY_PREFIX) else name
+    if name not in choices and TINY_PREFIX + bare not in choices:
+        raise ConfigError(f"unknown depth estimator {name!r}; choose one of: {', '.join(choices)}.")
+    if name not in DEPTH:
+        from vdm3d.models.tiny import load_tiny
+
+        return load_tiny(bare, device=device)
+    return _load_hub(DEPTH[name], name, path, allow_download=allow_download, trust_pickle=trust_pickle,
+                     device=device, **settings)
+
+
+def _load_hub(entry: HubEntry, key: str, path: str | Path | None, *, allow_download: bool, trust_pickle: bool,
+              device: str, **settings):
     folder = default_folder(key)
     if path is not None:
         source: str | Path = Path(path).expanduser()

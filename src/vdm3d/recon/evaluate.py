@@ -1,35 +1,16 @@
-"""Render Gaussians at held-out cameras and score the renders against ground truth (PSNR, SSIM).
+"""Score renders against ground truth (PSNR, SSIM), per view and on average.
 
 Shared by ``vdm3d fit`` and the jobs' benchmarks, so every number in the README is computed the same
-way: renders are clamped to [0, 1], one camera at a time (bounded memory), without gradients.
+way, on renders from :func:`vdm3d.recon.render.render_views` (clamped to [0, 1], without gradients).
 """
 
 from __future__ import annotations
 
-from typing import Literal
-
-import torch
-from torch import Tensor
-
-from vdm3d.cameras.camera import Cameras
 from vdm3d.metrics.image import psnr, ssim
-from vdm3d.splat.gaussians import Gaussians
-from vdm3d.splat.render import render
+from vdm3d.recon.render import render_views
 from vdm3d.views import Views
 
-
-def render_views(gaussians: Gaussians, cameras: Cameras, *, backend: Literal["auto", "torch_ref", "torch", "gsplat"] = "auto",
-                 background: Tensor | None = None, sh_degree: int | None = None) -> Views:
-    """Renders (rgb clamped to [0, 1], depth, alpha) at every camera of the batch ``(N,)``."""
-    rgb, depth, alpha = [], [], []
-    with torch.no_grad():
-        for i in range(len(cameras)):
-            out = render(gaussians, cameras[i:i + 1], backend=backend, background=background, sh_degree=sh_degree)
-            rgb.append(out.rgb.clamp(0, 1))
-            depth.append(out.depth)
-            alpha.append(out.alpha)
-    return Views(torch.cat(rgb), cameras, alphas=torch.cat(alpha), depths=torch.cat(depth),
-                 origin=("rendered",) * len(cameras))
+__all__ = ["render_views", "score_views"]  # render_views is defined in recon.render; importable here too
 
 
 def score_views(pred: Views, target: Views, names: list[str] | tuple[str, ...] | None = None) -> dict:

@@ -30,6 +30,10 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from vdm3d.errors import InputError, MissingWeightsError
+from vdm3d.models.weights import load_state_dict
+from vdm3d.recon.losses import ms_ssim_loss
+
 LPIPS_SHIFT = (-0.030, -0.088, -0.188)
 LPIPS_SCALE = (0.458, 0.448, 0.450)
 ALEX_CHANNELS = (64, 192, 384, 256, 256)
@@ -45,8 +49,6 @@ def lpips_weights_path() -> Path:
 
 def ms_ssim_substitute(pred: Float[Tensor, "B H W 3"], target: Float[Tensor, "B H W 3"]) -> Float[Tensor, ""]:
     """``1 - MS-SSIM`` (:func:`vdm3d.recon.losses.ms_ssim_loss`): the weight-free perceptual term."""
-    from vdm3d.recon.losses import ms_ssim_loss
-
     return ms_ssim_loss(pred, target)
 
 
@@ -70,9 +72,6 @@ class LPIPSAlex(nn.Module):
 
     @staticmethod
     def from_file(path: str | Path) -> "LPIPSAlex":
-        from vdm3d.errors import InputError
-        from vdm3d.models.weights import load_state_dict
-
         net = LPIPSAlex()
         state = load_state_dict(path)
         missing, unexpected = net.load_state_dict(state, strict=False)
@@ -111,7 +110,6 @@ def make_perceptual(kind: str = "auto") -> tuple[PerceptualLoss, str]:
     path = lpips_weights_path()
     if kind == "lpips" or (kind == "auto" and path.is_file()):
         if not path.is_file():
-            from vdm3d.errors import MissingWeightsError
             raise MissingWeightsError(f"{path}: LPIPS weights are not present; convert AlexNet + LPIPS linear "
                                       "heads to safetensors there (or set VDM3D_LPIPS_WEIGHTS), or use "
                                       "--perceptual ms-ssim.")

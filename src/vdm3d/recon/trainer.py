@@ -15,27 +15,37 @@ it, and takes an Adam step on the weighted sum of the loss terms in :mod:`vdm3d.
   decays exponentially to ``means_final``. SH bands are switched on one degree every
   ``sh_warmup_every`` steps.
 * **Density control** by :class:`vdm3d.splat.strategy.DensifyPolicy` with its explicit state.
+* **Extra view pools** (:class:`ViewPool`): beside the step's training view, one view of each pool is
+  drawn per step (pseudo views of a generative prior, say) and fitted with the pool's own loss weights
+  (e.g. ``0.05 L1 + 0.005 perceptual``), per-view weights and confidence maps; its screen-space
+  gradients feed densification too unless the pool says otherwise. ``between_steps`` may replace
+  the pools before any step (a distillation loop regenerating its pseudo views from the current fit).
+* **Extra loss terms**: callables of a :class:`StepContext` (the differentiable Gaussians of the step,
+  its background, SH degree and random generator) returning a scalar that is added to the loss, so a
+  score-distillation prior runs in this loop instead of a second optimizer loop.
 * **Resume.** :class:`FitState` (parameters, Adam moments, strategy state, random generator, step)
   is handed to ``on_checkpoint`` every ``checkpoint_every`` steps and can be saved with
   :func:`vdm3d.recon.checkpoint.save_state`; passing it back as ``state`` continues the run exactly
-  where it stopped (the same numbers as an uninterrupted run).
+  where it stopped (the same numbers as an uninterrupted run). Pools and extra terms are the
+  caller's: pass the same ones again (``between_steps`` is called at the resumed step).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Literal, Sequence
+from typing import Callable, Literal, NamedTuple, Sequence
 
 import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from vdm3d.cameras.camera import Cameras
 from vdm3d.errors import ConfigError
 from vdm3d.metrics.image import WINDOW, psnr
 from vdm3d.recon import losses
 from vdm3d.splat.gaussians import Gaussians
-from vdm3d.splat.render import render
+from vdm3d.splat.render import RenderOutput, render
 from vdm3d.splat.strategy import DensifyPolicy
 from vdm3d.views import Views
 
@@ -96,11 +106,67 @@ class FitConfig:
     densify: DensifyPolicy = DensifyPolicy()
     scene_scale: float | None = None
     """Scene radius for learning rates and size thresholds (None: from the cameras)."""
-    backend: Literal["auto", "torch_ref", "torch", "gsplat"] = "auto"
+    backend: Literal["auto", "torch_ref", "torch", "numba", "gsplat"] = "auto"
     """Renderer backend."""
     checkpoint_every: int = 0
     """Steps between checkpoints handed to on_checkpoint (0: none)."""
     seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class LossWeights:
+    """Weights of the photometric terms on one view (see :mod:`vdm3d.recon.losses`)."""
+
+    l1: float = 1.0
+    dssim: float = 0.0
+    perceptual: float = 0.0
+    depth: float = 0.0
+    alpha: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class ViewPool:
+    """Views fitted beside the training views: one of them, drawn at random, every ``every`` steps.
+
+    The drawn view's loss is ``weight * view_weights[i] * (terms of `loss`)``, with its confidence
+    map (when present) as per-pixel weights inside each term."""
+
+    views: Views
+    loss: LossWeights = LossWeights()
+    weight: float = 1.0
+    """Multiplies the whole pool's loss against the training view's."""
+    view_weights: Float[Tensor, " N"] | None = None
+    """Per-view weights (None: 1 for every view)."""
+    every: int = 1
+    """Draw a view of this pool every ``every`` steps."""
+    densify: bool = True
+    """Whether the pool's renders add to the densification statistics."""
+
+    def __post_init__(self) -> None:
+        if len(self.views) == 0:
+            raise ConfigError("fit_gaussians: a view pool is empty; pass at least one view or no pool.")
+        if self.view_weights is not None and tuple(self.view_weights.shape) != (len(self.views),):
+            raise ConfigError(f"fit_gaussians: a pool of {len(self.views)} views has view_weights of shape "
+                              f"{tuple(self.view_weights.shape)}; give one weight per view.")
+        if self.every < 1:
+            raise ConfigError(f"fit_gaussians: a pool's `every` must be >= 1, got {self.every}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class StepContext:
+    """What an extra loss term sees: the step's differentiable Gaussians and how it renders."""
+
+    step: int
+    steps: int
+    gaussians: Gaussians
+    sh_degree: int
+    background: Float[Tensor, "3"]
+    backend: str
+    generator: torch.Generator
+
+
+LossTerm = Callable[[StepContext], Tensor]
+"""An extra loss: a scalar, already weighted, differentiable through ``StepContext.gaussians``."""
 
 
 @dataclasses.dataclass
@@ -155,7 +221,7 @@ def _means_lr(config: FitConfig, scene_scale: float, step: int) -> float:
     return scene_scale * math.exp((1 - t) * math.log(hi) + t * math.log(lo))
 
 
-def _background(config: FitConfig, generator: torch.Generator, dtype) -> Tensor:
+def _background(config: FitConfig, generator: torch.Generator, dtype: torch.dtype) -> Tensor:
     if config.background == "random":
         return torch.rand(3, generator=generator).to(dtype)
     return torch.full((3,), 1.0 if config.background == "white" else 0.0, dtype=dtype)
@@ -164,14 +230,19 @@ def _background(config: FitConfig, generator: torch.Generator, dtype) -> Tensor:
 def fit_gaussians(views: Views | Sequence[Views], init: Gaussians, config: FitConfig = FitConfig(), *,
                   view_weights: Sequence[Tensor] | Tensor | None = None,
                   perceptual: Callable[[Tensor, Tensor], Tensor] | None = None,
+                  pools: Sequence[ViewPool] = (),
+                  extra_losses: Sequence[LossTerm] = (),
+                  between_steps: Callable[[int, Gaussians], Sequence[ViewPool] | None] | None = None,
                   progress: Callable[[FitProgress], None] | None = None,
                   state: FitState | None = None,
                   on_checkpoint: Callable[[FitState], None] | None = None) -> Gaussians:
     """Optimize ``init`` so that its renders match ``views`` (one Views, or several of other sizes).
 
     ``view_weights`` (one ``[N]`` tensor per Views) override the origin-based weights;
-    ``perceptual(pred, target) -> scalar`` replaces 1 - MS-SSIM as the perceptual term; ``state``
-    continues an earlier run (then ``init`` only gives the device and dtype).
+    ``perceptual(pred, target) -> scalar`` replaces 1 - MS-SSIM as the perceptual term; ``pools``
+    are fitted beside the views and ``extra_losses`` added to every step (see the module docstring);
+    ``between_steps(step, gaussians)`` runs before each step and may return new pools;
+    ``state`` continues an earlier run (then ``init`` only gives the device and dtype).
     """
     groups = [views] if isinstance(views, Views) else list(views)
     if not groups or any(len(v) == 0 for v in groups):
@@ -184,6 +255,9 @@ def fit_gaussians(views: Views | Sequence[Views], init: Gaussians, config: FitCo
         raise ConfigError(f"fit: patch_size must be at least {WINDOW} pixels (the SSIM window), got {config.patch_size}.")
     index = [(g, i) for g, v in enumerate(groups) for i in range(len(v))]
     dtype, device = init.dtype, init.device
+    main_loss = LossWeights(l1=1 - config.ssim_weight, dssim=config.ssim_weight, perceptual=config.perceptual_weight,
+                            depth=config.depth_weight, alpha=config.alpha_weight)
+    pools = list(pools)
 
     generator = torch.Generator().manual_seed(config.seed)
     if state is None:
@@ -205,13 +279,12 @@ def fit_gaussians(views: Views | Sequence[Views], init: Gaussians, config: FitCo
         generator.set_state(state.generator)
 
     for step in range(first, config.steps):
+        if between_steps is not None:
+            fresh = between_steps(step, Gaussians.from_parameters({k: v.detach() for k, v in params.items()}))
+            pools = pools if fresh is None else list(fresh)
         g, i = index[_epoch_order(len(index), step // len(index), config.seed)[step % len(index)]]
-        view = groups[g][i].to(device)
-        w_view = float(weights[g][i])
+        draws = [_Draw(groups[g][i], float(weights[g][i]), main_loss, True), *_draw_pools(pools, step, generator)]
         bg = _background(config, generator, dtype).to(device)
-        image, cams, alpha, depth, conf = _crop(view, config.patch_size, generator)
-        target = image if alpha is None else image * alpha[..., None] + bg * (1 - alpha[..., None])
-        pixel_w = torch.full(target.shape[:-1], w_view, dtype=dtype, device=device) if conf is None else w_view * conf
 
         for group in optimizer.param_groups:
             if group["name"] == "means":
@@ -219,42 +292,92 @@ def fit_gaussians(views: Views | Sequence[Views], init: Gaussians, config: FitCo
         active_sh = config.sh_degree if config.sh_warmup_every <= 0 else min(config.sh_degree,
                                                                                step // config.sh_warmup_every)
         gaussians = Gaussians.from_parameters(params)
-        out = render(gaussians, cams.to(device=device, dtype=dtype), backend=config.backend, sh_degree=active_sh,
-                     background=bg)
-        pred = out.rgb
-        loss = (1 - config.ssim_weight) * losses.l1_loss(pred, target, pixel_w)
-        if config.ssim_weight > 0:
-            loss = loss + config.ssim_weight * losses.dssim_loss(pred, target, pixel_w)
-        if config.perceptual_weight > 0:
-            term = perceptual(pred, target) if perceptual else losses.ms_ssim_loss(pred, target, pixel_w)
-            loss = loss + config.perceptual_weight * w_view * term
-        if config.depth_weight > 0 and depth is not None:
-            loss = loss + config.depth_weight * losses.depth_loss(out.depth, depth, pixel_w, config.depth_mode)
-        if config.alpha_weight > 0 and alpha is not None:
-            loss = loss + config.alpha_weight * losses.alpha_loss(out.alpha, alpha, pixel_w)
+        loss = torch.zeros((), dtype=dtype, device=device)
+        renders = []
+        for view, w_view, terms, densify in draws:
+            if w_view == 0:  # teaches nothing: neither a loss nor visibility counts for densification
+                continue
+            view = view.to(device)
+            image, cams, alpha, depth, conf = _crop(view, config.patch_size, generator)
+            target = image if alpha is None else image * alpha[..., None] + bg * (1 - alpha[..., None])
+            out = render(gaussians, cams.to(device=device, dtype=dtype), backend=config.backend,
+                         sh_degree=active_sh, background=bg)
+            loss = loss + w_view * view_loss(out, target, alpha, depth, conf, terms, config.depth_mode, perceptual)
+            renders.append((out, cams, view, densify, target))
         if config.opacity_weight > 0:
             loss = loss + config.opacity_weight * losses.opacity_loss(params["opacity_logits"])
-        loss.backward()
+        if extra_losses:
+            ctx = StepContext(step, config.steps, gaussians, active_sh, bg, config.backend, generator)
+            for term in extra_losses:
+                loss = loss + term(ctx)
+        if loss.requires_grad:
+            loss.backward()
 
-        if out.means2d.grad is not None:
-            # gradients of a mean over a patch are larger by (image area / patch area): undo that, so
-            # the densification threshold means the same with and without patches
-            area = (cams.width * cams.height) / (view.width * view.height)
-            strategy = config.densify.accumulate(strategy, out.means2d.grad * area, out.radii,
-                                                 view.width, view.height)
+        for out, cams, view, densify, _ in renders:
+            if densify and out.means2d.grad is not None:
+                # gradients of a mean over a patch are larger by (image area / patch area): undo that, so
+                # the densification threshold means the same with and without patches
+                area = (cams.width * cams.height) / (view.width * view.height)
+                strategy = config.densify.accumulate(strategy, out.means2d.grad * area, out.radii,
+                                                     view.width, view.height)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         strategy, report = config.densify.step(params, optimizer, strategy, step, generator)
 
         if progress is not None:
-            with torch.no_grad():
-                p = float(psnr(pred.detach().clamp(0, 1), target).mean())
+            p = float("nan")
+            if renders:  # the first view rendered: the training view unless its weight is 0
+                with torch.no_grad():
+                    p = float(psnr(renders[0][0].rgb.detach().clamp(0, 1), renders[0][4]).mean())
             progress(FitProgress(step + 1, config.steps, float(loss.detach()), p, len(params["means"]), report))
         done = step + 1
         if on_checkpoint is not None and config.checkpoint_every > 0 and (
                 done % config.checkpoint_every == 0 or done == config.steps):
             on_checkpoint(_snapshot(done, params, optimizer, strategy, generator, scene_scale))
     return Gaussians.from_parameters({k: v.detach() for k, v in params.items()})
+
+
+class _Draw(NamedTuple):
+    """A view fitted at one step, with its weight, loss weights and whether it feeds densification."""
+
+    view: Views
+    weight: float
+    loss: LossWeights
+    densify: bool
+
+
+def _draw_pools(pools: Sequence[ViewPool], step: int, generator: torch.Generator) -> list[_Draw]:
+    """One random view of every pool due at ``step``."""
+    draws = []
+    for pool in pools:
+        if step % pool.every == 0:
+            j = int(torch.randint(len(pool.views), (1,), generator=generator))
+            w = 1.0 if pool.view_weights is None else float(pool.view_weights[j])
+            draws.append(_Draw(pool.views[j], pool.weight * w, pool.loss, pool.densify))
+    return draws
+
+
+def view_loss(out: RenderOutput, target: Float[Tensor, "B H W 3"], alpha: Float[Tensor, "B H W"] | None,
+              depth: Float[Tensor, "B H W"] | None, confidence: Float[Tensor, "B H W"] | None,
+              weights: LossWeights, depth_mode: Literal["l1", "pearson"] = "l1",
+              perceptual: Callable[[Tensor, Tensor], Tensor] | None = None) -> Float[Tensor, ""]:
+    """The weighted photometric terms of one render against its target; ``confidence`` weights pixels.
+
+    Each term is a weighted mean over the pixels, so a view's own weight multiplies the result."""
+    pred = out.rgb
+    loss = torch.zeros((), dtype=pred.dtype, device=pred.device)
+    if weights.l1 > 0:
+        loss = loss + weights.l1 * losses.l1_loss(pred, target, confidence)
+    if weights.dssim > 0:
+        loss = loss + weights.dssim * losses.dssim_loss(pred, target, confidence)
+    if weights.perceptual > 0:
+        term = perceptual(pred, target) if perceptual else losses.ms_ssim_loss(pred, target, confidence)
+        loss = loss + weights.perceptual * term
+    if weights.depth > 0 and depth is not None:
+        loss = loss + weights.depth * losses.depth_loss(out.depth, depth, confidence, depth_mode)
+    if weights.alpha > 0 and alpha is not None:
+        loss = loss + weights.alpha * losses.alpha_loss(out.alpha, alpha, confidence)
+    return loss
 
 
 def _snapshot(step: int, params: dict[str, nn.Parameter], optimizer: torch.optim.Optimizer, strategy: dict,
@@ -271,7 +394,8 @@ def _epoch_order(n: int, epoch: int, seed: int) -> list[int]:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch)).tolist()
 
 
-def _crop(view: Views, size: int | None, generator: torch.Generator):
+def _crop(view: Views, size: int | None, generator: torch.Generator
+          ) -> tuple[Tensor, Cameras, Tensor | None, Tensor | None, Tensor | None]:
     """The view's tensors with a batch axis, cut to a random ``size`` x ``size`` patch if asked."""
     image, cams = view.images, view.cameras
     maps = [view.alphas, view.depths, view.confidence]

@@ -12,6 +12,11 @@ Layout (the one the original 3DGS implementation writes): a binary little-endian
 * ``opacity`` is the logit, ``scale_*`` the log standard deviations, ``rot_*`` the quaternion
   ``(w, x, y, z)`` as stored (not normalized), exactly like the raw fields of :class:`Gaussians`.
 
+The file always carries the full degree-3 layout (45 ``f_rest``, zeros above the Gaussians' own
+degree), because INRIA-style loaders read exactly that; a header comment ``vdm3d sh_degree D``
+records the degree, and :func:`load_ply` drops the zero bands above it again. Files without the
+comment load at the degree their ``f_rest`` count implies.
+
 Values are stored as float32, so float32 Gaussians reload bit-identically. Reading and writing go
 through ``plyfile``; any other layout raises :class:`~vdm3d.errors.InputError` naming the file and
 the property.
@@ -42,18 +47,20 @@ def save_ply(path: str | Path, gaussians: Gaussians) -> Path:
 
     path = Path(path)
     g = gaussians.detach().to("cpu", torch.float32)
-    n, k = len(g), g.sh.shape[1]
+    n, k = len(g), 16  # always degree 3's 16 coefficients: INRIA-style loaders expect 45 f_rest
     zeros = torch.zeros(n, 3)
-    rest = g.sh[:, 1:, :].permute(0, 2, 1).reshape(n, 3 * (k - 1))  # [N, 3, K-1] -> channel-major
-    columns = torch.cat([g.means, zeros, g.sh[:, 0, :], rest, g.opacity_logits[:, None], g.log_scales, g.quats], 1)
-    names = ply_property_names(g.sh_degree)
+    sh = torch.cat([g.sh, g.sh.new_zeros(n, k - g.sh.shape[1], 3)], 1)  # [N, 16, 3], zeros above the degree
+    rest = sh[:, 1:, :].permute(0, 2, 1).reshape(n, 3 * (k - 1))  # [N, 3, K-1] -> channel-major
+    columns = torch.cat([g.means, zeros, sh[:, 0, :], rest, g.opacity_logits[:, None], g.log_scales, g.quats], 1)
+    names = ply_property_names(3)
     assert columns.shape[1] == len(names)
     data = np.empty(n, dtype=[(name, "<f4") for name in names])
     values = columns.numpy()
     for i, name in enumerate(names):
         data[name] = values[:, i]
     path.parent.mkdir(parents=True, exist_ok=True)
-    PlyData([PlyElement.describe(data, "vertex")], text=False, byte_order="<").write(str(path))
+    PlyData([PlyElement.describe(data, "vertex")], text=False, byte_order="<",
+            comments=[f"vdm3d sh_degree {g.sh_degree}"]).write(str(path))
     return path
 
 
@@ -99,6 +106,9 @@ def load_ply(path: str | Path) -> Gaussians:
     dc = stack([f"f_dc_{c}" for c in range(3)])
     rest = stack([f"f_rest_{i}" for i in range(n_rest)]).reshape(n, 3, k - 1).permute(0, 2, 1)
     sh = torch.cat([dc[:, None, :], rest], 1).contiguous()
+    stored = [int(c.split()[-1]) for c in ply.comments if c.startswith("vdm3d sh_degree ") and c.split()[-1].isdigit()]
+    if stored and stored[0] < degree:
+        sh = sh[:, :(stored[0] + 1) ** 2].contiguous()  # the zero bands save_ply added for the full layout
     opacity = torch.from_numpy(column("opacity").copy())
     log_scales = stack(["scale_0", "scale_1", "scale_2"])
     quats = stack(["rot_0", "rot_1", "rot_2", "rot_3"])

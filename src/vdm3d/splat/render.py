@@ -4,8 +4,10 @@ Backends (all follow the same 3DGS rules, documented in :mod:`vdm3d.splat.projec
 :mod:`vdm3d.splat.backends.torch_ref`):
 
 * ``torch_ref``: dense reference, every Gaussian at every pixel; for tests and tiny scenes;
-* ``torch``: tiled CPU renderer with per-tile culling and an analytic backward; the default when
-  the Gaussians are not on a CUDA device;
+* ``torch``: tiled CPU renderer in plain torch with per-tile culling and an analytic backward: the
+  readable middle twin between the reference and the compiled kernel;
+* ``numba``: the same tiles and backward as compiled parallel loops; the default when the Gaussians
+  are not on a CUDA device;
 * ``gsplat``: gsplat 1.5's CUDA ``rasterization``, imported lazily; the default for CUDA tensors.
 
 All are differentiable in every Gaussian parameter. ``means2d`` is the projected-center tensor that
@@ -23,29 +25,23 @@ densification statistics, in pixels).
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Literal
 
 import torch
-from jaxtyping import Float, Int
 from torch import Tensor
 
 from vdm3d.cameras.camera import Cameras
 from vdm3d.errors import ConfigError
+from vdm3d.splat.backends import gsplat as gsplat_backend
+from vdm3d.splat.backends import numba as numba_backend
+from vdm3d.splat.backends import torch as torch_backend
+from vdm3d.splat.backends import torch_ref as torch_ref_backend
 from vdm3d.splat.gaussians import Gaussians
+from vdm3d.splat.output import RenderOutput
 
-Backend = Literal["auto", "torch_ref", "torch", "gsplat"]
+__all__ = ["Backend", "RenderOutput", "render"]
 
-
-@dataclasses.dataclass
-class RenderOutput:
-    """Rendered images for ``B`` cameras (``B = 1`` for a single, unbatched camera)."""
-
-    rgb: Float[Tensor, "B H W 3"]
-    depth: Float[Tensor, "B H W"]  # expected camera z: sum(w_i z_i) / alpha, 0 where alpha is 0
-    alpha: Float[Tensor, "B H W"]  # accumulated opacity, 1 - final transmittance
-    means2d: Float[Tensor, "B N 2"]  # projected centers (pixels); retains .grad when it requires grad
-    radii: Int[Tensor, "B N"]  # pixel radius of the alpha >= 1/255 box, 0 where culled
+Backend = Literal["auto", "torch_ref", "torch", "numba", "gsplat"]
 
 
 def render(gaussians: Gaussians, cameras: Cameras, *, backend: Backend = "auto", sh_degree: int | None = None,
@@ -73,23 +69,10 @@ def render(gaussians: Gaussians, cameras: Cameras, *, backend: Backend = "auto",
     background = background.expand(B, 3)
     name = backend
     if name == "auto":
-        name = "gsplat" if gaussians.device.type == "cuda" else "torch"
-    if name == "torch_ref":
-        from vdm3d.splat.backends.torch_ref import render_backend
-    elif name == "torch":
-        from vdm3d.splat.backends.torch import render_backend
-    elif name == "gsplat":
-        from vdm3d.splat.backends.gsplat import render_backend
-    else:
-        raise ConfigError(f"render: unknown backend {backend!r}; choose auto, torch_ref, torch or gsplat.")
-    return render_backend(gaussians, flat, degree, background)
+        name = "gsplat" if gaussians.device.type == "cuda" else "numba"
+    backends = {"torch_ref": torch_ref_backend, "torch": torch_backend, "numba": numba_backend,
+                "gsplat": gsplat_backend}
+    if name not in backends:
+        raise ConfigError(f"render: unknown backend {backend!r}; choose auto, torch_ref, torch, numba or gsplat.")
+    return backends[name].render_backend(gaussians, flat, degree, background)
 
-
-def finish(rgb_fg: Tensor, depth_sum: Tensor, alpha: Tensor, background: Tensor, means2d: Tensor,
-           radii: Tensor) -> RenderOutput:
-    """Shared tail of the torch backends: add the background, normalize the depth."""
-    rgb = rgb_fg + (1 - alpha)[..., None] * background[:, None, None, :]
-    covered = alpha > 1e-6  # any blended Gaussian has alpha >= 1/255, so this is "anything at all"
-    depth = torch.where(covered, depth_sum / torch.where(covered, alpha, torch.ones_like(alpha)),
-                        torch.zeros_like(alpha))
-    return RenderOutput(rgb=rgb, depth=depth, alpha=alpha, means2d=means2d, radii=radii)

@@ -30,6 +30,7 @@ import torch
 
 from vdm3d.cameras.camera import Cameras
 from vdm3d.geometry.warp import forward_warp
+from vdm3d.views import Views
 
 Split = Literal["train", "val", "heldout"]
 #: first seed of each split; training uses [0, 1e6), held-out (test) sets [1e6, 2e6), validation sets
@@ -145,7 +146,11 @@ def build_room_set(cfg: RoomSetConfig, progress: Callable[[str], None] | None = 
             edges = _as_uint8(_to_np(buf.edges).astype(np.float32))
             K = _to_np(cams.Ks[0]).astype(np.float64)
             c2w_np = _to_np(cams.c2w).astype(np.float64)
-            warped, valid = forward_warp(rgb[0], depth[0], K, c2w_np[0], c2w_np)
+            cams64 = cams.to(dtype=torch.float64)
+            first = Views(torch.from_numpy(rgb[:1]).double() / 255, cams64[:1], depths=torch.from_numpy(depth[:1]))
+            warp = forward_warp(first, cams64)
+            warped = (warp.images * 255).round().numpy().astype(np.uint8)
+            valid = warp.confidence.numpy() > 0
             for k, v in (("rgb", rgb), ("depth", depth), ("edges", edges), ("c2w", c2w_np.astype(np.float32)),
                          ("warped", warped), ("valid", valid)):
                 out[k].append(v)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from vdm3d.models.protocol import Conditioning
+from vdm3d.protocols import Conditioning
 
 SIZE = 32
 

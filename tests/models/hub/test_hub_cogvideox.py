@@ -11,7 +11,7 @@ from vdm3d.models.hub.cogvideox import (
     tiny_components,
     widen_patch_embed,
 )
-from vdm3d.models.protocol import Conditioning
+from vdm3d.protocols import Conditioning
 
 
 def test_timestep_from_sigma_inverts_alphas_cumprod(tiny_cogvideox):

@@ -9,7 +9,7 @@ import torch
 
 from hub_helpers import SIZE
 from vdm3d.models.hub.flux import FluxBackbone, image_ids, pack, unpack
-from vdm3d.models.protocol import Conditioning
+from vdm3d.protocols import Conditioning
 
 
 pytestmark = pytest.mark.filterwarnings("ignore:`FluxPosEmbed` is deprecated:FutureWarning")

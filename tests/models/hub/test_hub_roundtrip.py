@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vdm3d.diffusion.schedules import DdimSchedule, EdmSchedule, FlowSchedule
-from vdm3d.models.protocol import Backbone, Conditioning
+from vdm3d.protocols import Backbone, Conditioning
 
 from hub_helpers import SIZE, reference_image, two_steps
 

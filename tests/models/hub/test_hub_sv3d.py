@@ -9,7 +9,7 @@ import torch
 from hub_helpers import SIZE, reference_image
 from vdm3d.cameras.io import cameras_from_sv3d
 from vdm3d.models.hub.sv3d import polar_azimuth_from_cameras, tiny_components
-from vdm3d.models.protocol import Conditioning
+from vdm3d.protocols import Conditioning
 
 
 def sgm_timestep_embedding(values: torch.Tensor, dim: int) -> torch.Tensor:

@@ -6,7 +6,7 @@ import torch
 
 from hub_helpers import SIZE, reference_image, two_steps
 from vdm3d.diffusion.schedules import EdmSchedule
-from vdm3d.models.protocol import Conditioning
+from vdm3d.protocols import Conditioning
 
 
 def test_matches_diffusers_pipeline_two_steps_with_cfg(tiny_svd):
@@ -76,3 +76,24 @@ def test_null_branch_zeroes_image_conditions(tiny_svd):
     null = tiny_svd.condition(Conditioning(reference=reference_image()), null=True)
     assert null.image_embeds.abs().max() == 0 and null.image_latents.abs().max() == 0
     assert torch.equal(null.added_time_ids, torch.tensor([[6.0, 127.0, 0.02]]))
+
+
+def test_cfg_branches_in_one_call_match_two_calls(tiny_svd):
+    """Both CFG branches joined on the batch: one UNet call gives the two-call result."""
+    from vdm3d.diffusion.guiders import CFG
+    from vdm3d.diffusion.samplers import sample
+
+    bb = tiny_svd
+    shape = (1, 2, bb.latent_channels, SIZE // bb.spatial_factor, SIZE // bb.spatial_factor)
+    cond = Conditioning(reference=reference_image(), extras={"seed": 0})
+    calls = []
+    hook = bb.unet.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        with torch.no_grad():
+            runs = [sample(bb, EdmSchedule(2).sigmas(), cond=cond, shape=shape, guider=CFG(scale=2.0),
+                           generator=torch.Generator().manual_seed(0), batch_guidance=b) for b in (True, False)]
+    finally:
+        hook.remove()
+    assert len(calls) == 2 + 4
+    assert runs[0].abs().max() > 0.1
+    torch.testing.assert_close(runs[0], runs[1], rtol=1e-4, atol=1e-4)

@@ -6,7 +6,7 @@ import torch
 
 from hub_helpers import SIZE
 from vdm3d.diffusion.schedules import FlowSchedule
-from vdm3d.models.protocol import Conditioning
+from vdm3d.protocols import Conditioning
 
 
 def _x(seed=8, scale=2.0):

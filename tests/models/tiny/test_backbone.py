@@ -9,7 +9,7 @@ import torch
 
 from vdm3d.cameras.camera import Cameras, look_at
 from vdm3d.errors import InputError, MissingWeightsError
-from vdm3d.models.protocol import Backbone, Conditioning
+from vdm3d.protocols import Backbone, Conditioning
 from vdm3d.models.tiny import DenoiserConfig, TinyVAE, TinyVideoBackbone, VAEConfig, VideoDenoiser
 from vdm3d.models.tiny.backbone import REFERENCE_SIGMA, prepend_reference, reference_rays, relative_plucker
 from vdm3d.models.tiny.blocks import SpatialAttention
@@ -179,3 +179,28 @@ def test_checkpoint_round_trip_is_exact(tmp_path):
         load_model(tmp_path / "vae.json")
     with pytest.raises(InputError, match="no tiny model named"):
         load_tiny("nope", weights_dir=tmp_path)
+
+
+def test_cfg_branches_in_one_call_match_two_calls():
+    """The conditional branch has warped maps, the null branch none: joined on the batch (zero maps
+    for the null branch) the single call reproduces both branches of the two-call loop."""
+    from vdm3d.diffusion.guiders import CFG
+    from vdm3d.diffusion.samplers import sample
+    from vdm3d.diffusion.schedules import EdmSchedule
+
+    bb = tiny_backbone(views=True)
+    cams, ref_c2w = orbit_cams(1, 2)
+    g = torch.Generator().manual_seed(3)
+    cond = Conditioning(reference=torch.rand(1, 32, 32, 3, generator=g), cameras=cams,
+                        maps=torch.rand(1, 2, 32, 32, 5, generator=g), extras={"reference_c2w": ref_c2w})
+    enc, null = bb.condition(cond), bb.condition(cond, null=True)
+    joined = bb.concat_conditions([enc, null], 1)
+    x, sigma = torch.randn(1, 2, 4, 8, 8, generator=g), torch.tensor([1.5])
+    with torch.no_grad():
+        both = bb.denoise(torch.cat([x, x]), torch.cat([sigma, sigma]), joined)
+        torch.testing.assert_close(both[:1], bb.denoise(x, sigma, enc), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(both[1:], bb.denoise(x, sigma, null), rtol=1e-5, atol=1e-5)
+        runs = [sample(bb, EdmSchedule(3, sigma_max=80.0).sigmas(), cond=cond, shape=(1, 2, 4, 8, 8),
+                       guider=CFG(scale=2.5), generator=torch.Generator().manual_seed(0), batch_guidance=b)
+                for b in (True, False)]
+    torch.testing.assert_close(runs[0], runs[1], rtol=1e-4, atol=1e-4)

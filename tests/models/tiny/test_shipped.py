@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vdm3d.models.protocol import Backbone, Conditioning
+from vdm3d.protocols import Backbone, Conditioning
 from vdm3d.models.tiny import DEFAULT_DEPTH, DEFAULT_VIDEO, WEIGHTS_DIR, TinyDepth, available, load_tiny
 
 REQUIRED = ("data", "seed", "steps", "train_seconds", "hardware", "command", "heldout")

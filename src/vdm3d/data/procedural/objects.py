@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from vdm3d.data.procedural.scene import Light, Part, Scene
+from vdm3d.geometry.mesh_scene import Light, MeshScene, Part
 from vdm3d.data.procedural.shapes import random_primitive
 from vdm3d.data.procedural.textures import random_texture
 
@@ -42,7 +42,7 @@ def random_part(rng: np.random.Generator, size: float, instance_id: int, texture
     return part, {"primitive": kind, "texture": tex_kind}
 
 
-def make_object(seed: int, *, max_parts: int = 4, texture_size: int = TEXTURE_SIZE) -> Scene:
+def make_object(seed: int, *, max_parts: int = 4, texture_size: int = TEXTURE_SIZE) -> MeshScene:
     """A random object of 1..``max_parts`` textured parts inside the unit sphere (see module doc)."""
     rng = np.random.default_rng([int(seed), OBJECT_STREAM])
     n_parts = int(rng.integers(1, max_parts + 1))
@@ -60,6 +60,6 @@ def make_object(seed: int, *, max_parts: int = 4, texture_size: int = TEXTURE_SI
             part = part.transformed(m)
         parts.append(part)
         info.append(meta)
-    scene = Scene(parts=parts, light=Light.random(rng), background=(1.0, 1.0, 1.0), kind="object",
+    scene = MeshScene(parts=parts, light=Light.random(rng), background=(1.0, 1.0, 1.0), kind="object",
                   seed=int(seed), meta={"parts": info}, closed=True)
     return scene.normalized(1.0)

@@ -26,7 +26,7 @@ from scipy.spatial.transform import Rotation
 
 from vdm3d.cameras.camera import Cameras, look_at
 from vdm3d.data.procedural.objects import make_object
-from vdm3d.data.procedural.scene import Light, Part, Scene
+from vdm3d.geometry.mesh_scene import Light, MeshScene, Part
 from vdm3d.data.procedural.shapes import Surface, cone, cylinder, rounded_box
 from vdm3d.data.procedural.textures import random_color, random_texture
 
@@ -205,7 +205,7 @@ def _furniture(rng, kind: str, iid: int, seed: int) -> tuple[list[tuple[Surface 
     raise ValueError(kind)  # pragma: no cover
 
 
-def make_room(seed: int, *, min_furniture: int = 3, max_furniture: int = 10) -> Scene:
+def make_room(seed: int, *, min_furniture: int = 3, max_furniture: int = 10) -> MeshScene:
     """A furnished room (see the module docstring); ``scene.meta`` holds the layout."""
     rng = np.random.default_rng([int(seed), ROOM_STREAM])
     lx, ly, hc = float(rng.uniform(3.5, 6.5)), float(rng.uniform(3.5, 6.5)), float(rng.uniform(2.5, 3.1))
@@ -270,10 +270,10 @@ def make_room(seed: int, *, min_furniture: int = 3, max_furniture: int = 10) -> 
             "furniture": footprints, "instance_names": {1: "floor", 2: "ceiling", 3: "wall0", 4: "wall1",
                                                         5: "wall2", 6: "wall3"}}
     light = Light.random(rng)
-    return Scene(parts=parts, light=light, background=SKY, kind="room", seed=int(seed), meta=meta, closed=True)
+    return MeshScene(parts=parts, light=light, background=SKY, kind="room", seed=int(seed), meta=meta, closed=True)
 
 
-def free_space(scene: Scene, clearance: float, cell: float = 0.05) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def free_space(scene: MeshScene, clearance: float, cell: float = 0.05) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Boolean grid ``[Ny, Nx]`` of floor positions at least ``clearance`` from walls and furniture,
     with the cell-centre coordinates ``xs [Nx]``, ``ys [Ny]``."""
     lx, ly, _ = scene.meta["size"]
@@ -295,7 +295,7 @@ def _is_free(points: np.ndarray, free: np.ndarray, xs: np.ndarray, ys: np.ndarra
     return bool((inside & free[j, i]).all())
 
 
-def room_path(scene: Scene, n_frames: int, seed: int, *, width: int = 256, height: int = 256,
+def room_path(scene: MeshScene, n_frames: int, seed: int, *, width: int = 256, height: int = 256,
               fov_deg: float = 70.0, clearance: float = 0.4, step: float = 0.05) -> Cameras:
     """A smooth camera path inside a room from :func:`make_room`, batch shape ``[n_frames]``.
 

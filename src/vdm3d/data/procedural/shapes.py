@@ -17,7 +17,7 @@ from typing import Callable, Literal
 
 import numpy as np
 
-from vdm3d.data.procedural.scene import smooth_normals
+from vdm3d.geometry.mesh_scene import smooth_normals
 
 PrimitiveKind = Literal["ellipsoid", "rounded_box", "cylinder", "cone", "torus", "superquadric"]
 PRIMITIVES: tuple[PrimitiveKind, ...] = ("ellipsoid", "rounded_box", "cylinder", "cone", "torus", "superquadric")

@@ -1,4 +1,5 @@
-"""Hub adapters: published video/image diffusion models through diffusers, behind the backbone protocol.
+"""Hub adapters: published video/image diffusion models through diffusers, behind the backbone protocol,
+and depth estimators through transformers, behind the depth protocol (:mod:`vdm3d.models.depth`).
 
 ==================  ======================================================================  =========
 module              model                                                                   process
@@ -8,6 +9,7 @@ module              model                                                       
 ``cogvideox``       CogVideoX-I2V (optionally a widened patch embed for extra map latents)  VP, v
 ``wan``             Wan2.1 text-to-video with per-token timesteps (WorldWarp)               flow
 ``flux``            FLUX + ControlNet (anchor images from edge maps)                        flow
+``depth``           monocular depth through transformers (Depth Anything V2, DPT)          (depth)
 ==================  ======================================================================  =========
 
 Each adapter converts the samplers' VE noise space to its native process at its own edge

@@ -19,6 +19,7 @@ saved beside the components as ``vdm3d_adapter.json``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import warnings
@@ -30,6 +31,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from vdm3d.errors import ConfigError, InputError, UnsafeCheckpointError
+from vdm3d.models.batching import join_batch
 from vdm3d.models.weights import TRUST_FLAG, is_missing_weights, missing_weights_error
 
 # diffusers' from_pretrained passes huggingface_hub an argument it deprecated; the warning would print
@@ -37,6 +39,28 @@ from vdm3d.models.weights import TRUST_FLAG, is_missing_weights, missing_weights
 warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*", category=UserWarning)
 
 ADAPTER_FILE = "vdm3d_adapter.json"
+
+
+@contextlib.contextmanager
+def quiet_loading():
+    """No progress bars or info lines from diffusers/transformers while weights load (transformers 5
+    draws a "Loading weights" bar per model, and announces its PIL fallback when torchvision is absent):
+    a load prints nothing, and a failed one prints only vdm3d's one sentence."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    saved = [(lib, lib.is_progress_bar_enabled(), lib.get_verbosity())
+             for lib in (diffusers_logging, transformers_logging)]
+    for lib, _, _ in saved:
+        lib.disable_progress_bar()
+        lib.set_verbosity_error()
+    try:
+        yield
+    finally:
+        for lib, bar, level in saved:
+            if bar:
+                lib.enable_progress_bar()
+            lib.set_verbosity(level)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +78,7 @@ class Component:
 
 
 class HubBackbone:
-    """Base of the hub adapters (implements the storage half of :class:`~vdm3d.models.protocol.Backbone`).
+    """Base of the hub adapters (implements the storage half of :class:`~vdm3d.protocols.Backbone`).
 
     Subclasses declare ``COMPONENTS`` (sub-folder -> :class:`Component`) and ``Settings`` (a frozen
     dataclass) and implement ``encode``/``decode``/``condition``/``denoise``."""
@@ -126,6 +150,11 @@ class HubBackbone:
                 continue  # nothing to move (diffusers warns about casts even when they are no-ops)
             module.to(device=device, dtype=dtype)
         return self
+
+    def concat_conditions(self, conds: list[Any], batch: int) -> Any | None:
+        """Encoded conditions joined on the batch axis, so the samplers run both CFG branches in one
+        denoiser call (``None``: they differ in structure; the sampler then makes two calls)."""
+        return join_batch(conds, batch)
 
     # ------------------------------------------------------------------ storage
     def save_pretrained(self, folder: str | Path) -> Path:
@@ -211,16 +240,17 @@ class HubBackbone:
                 continue
             if local and not trust_pickle:
                 _refuse_pickle_only(sub)
-            components[key] = _load_component(
-                comp,
-                source_str,
-                key,
-                allow_download=allow_download,
-                trust_pickle=trust_pickle,
-                torch_dtype=torch_dtype,
-                missing=missing,
-                cache_dir=cache_dir,
-            )
+            with quiet_loading():
+                components[key] = _load_component(
+                    comp,
+                    source_str,
+                    key,
+                    allow_download=allow_download,
+                    trust_pickle=trust_pickle,
+                    torch_dtype=torch_dtype,
+                    missing=missing,
+                    cache_dir=cache_dir,
+                )
         model = cls(components, cls.Settings(**stored), name=name)
         return model.to(device)
 

@@ -39,7 +39,7 @@ from vdm3d.models.hub.base import (
     text_embeddings,
     uniform_sigma,
 )
-from vdm3d.models.protocol import Conditioning
+from vdm3d.protocols import Conditioning
 
 
 @dataclasses.dataclass(frozen=True)

@@ -32,7 +32,7 @@ from torch import Tensor
 from vdm3d.diffusion.parameterizations import ve_to_native, x0_from_prediction
 from vdm3d.errors import ConfigError, InputError
 from vdm3d.models.hub.base import Component, HubBackbone, expand_sigma, signed_to_images, uniform_sigma
-from vdm3d.models.protocol import Conditioning
+from vdm3d.protocols import Conditioning
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,8 +184,9 @@ class FluxBackbone(HubBackbone):
         N = B * Fr
         tokens = pack(x_native.flatten(0, 1).to(self.dtype))
         t_flat = t.reshape(N).to(self.dtype)
-        text = cond.text.expand(N, *cond.text.shape[1:])
-        pooled = cond.pooled.expand(N, *cond.pooled.shape[1:])
+        # one prompt per sample (or one for all), repeated for the sample's frames: [B*F, ...]
+        text = cond.text.expand(B, *cond.text.shape[1:]).repeat_interleave(Fr, 0)
+        pooled = cond.pooled.expand(B, *cond.pooled.shape[1:]).repeat_interleave(Fr, 0)
         ids = image_ids(h, w, x.device, self.dtype)
         txt_ids = torch.zeros(text.shape[1], 3, device=x.device, dtype=self.dtype)
         guidance = (

@@ -36,7 +36,7 @@ from vdm3d.cameras.camera import Cameras
 from vdm3d.errors import InputError
 from vdm3d.models.hub.base import Component
 from vdm3d.models.hub.svd import SVDBackbone, SVDSettings, tiny_components as svd_tiny_components
-from vdm3d.models.protocol import Conditioning
+from vdm3d.protocols import Conditioning
 
 try:
     from diffusers import UNetSpatioTemporalConditionModel

@@ -43,7 +43,7 @@ from vdm3d.models.hub.base import (
     signed_to_images,
     uniform_sigma,
 )
-from vdm3d.models.protocol import Conditioning
+from vdm3d.protocols import Conditioning
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -62,10 +62,14 @@ class SVDSettings:
     """std of the Gaussian noise added to the reference before VAE encoding (also an added id)"""
     decode_chunk: int = 14
     """frames decoded at a time (memory)"""
+    trained_orbit: str | None = None
+    """the camera path a fine-tune without camera input was trained to generate (V3D: ``v3d``, 18 views
+    every 20 degrees, input first; SV3D_u: ``sv3d-static``, 21 views, input last); None for SVD"""
 
 
 V3D_SETTINGS = SVDSettings(
-    frames=18, height=512, width=512, fps_id=1, motion_bucket_id=300, noise_aug_strength=0.02
+    frames=18, height=512, width=512, fps_id=1, motion_bucket_id=300, noise_aug_strength=0.02,
+    trained_orbit="v3d",
 )
 
 
@@ -102,6 +106,7 @@ class SVDBackbone(HubBackbone):
         self.scaling_factor = float(vae_cfg.scaling_factor)
         self.resolution = (self.settings.height, self.settings.width)
         self.frames = self.settings.frames
+        self.trained_orbit = self.settings.trained_orbit
         in_ch = int(self.unet.config.in_channels)
         if in_ch != 2 * self.latent_channels:
             raise ConfigError(

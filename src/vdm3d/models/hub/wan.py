@@ -30,7 +30,7 @@ from torch import Tensor
 from vdm3d.diffusion.parameterizations import ve_to_native, x0_from_prediction
 from vdm3d.errors import InputError
 from vdm3d.models.hub.base import Component, HubBackbone, expand_sigma, images_to_signed, signed_to_images
-from vdm3d.models.protocol import Conditioning
+from vdm3d.protocols import Conditioning
 
 
 @dataclasses.dataclass(frozen=True)

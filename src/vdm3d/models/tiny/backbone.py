@@ -6,7 +6,7 @@ SV3D's v-scaling (:func:`vdm3d.diffusion.parameterizations.edm_precondition`, ``
 the network as a per-latent-pixel map, so ``sigma`` may vary per batch, frame or latent pixel
 (``per_element_sigma = True``), which WorldWarp's spatio-temporal noise needs.
 
-Conditions (:class:`~vdm3d.models.protocol.Conditioning`):
+Conditions (:class:`~vdm3d.protocols.Conditioning`):
 
 * ``reference`` ``[B, H, W, 3]``: the input view, encoded once and given to every frame;
 * ``cameras`` ``[B, F]``: target cameras. Rays are expressed in the reference camera's frame: pass
@@ -29,7 +29,8 @@ from torch import Tensor, nn
 from vdm3d.cameras.camera import Cameras, rigid_inverse
 from vdm3d.diffusion.parameterizations import edm_precondition
 from vdm3d.errors import InputError
-from vdm3d.models.protocol import Conditioning
+from vdm3d.models.batching import join_batch
+from vdm3d.protocols import Conditioning
 from vdm3d.models.tiny.denoiser import MAP_CHANNELS, VideoDenoiser
 from vdm3d.models.tiny.vae import TinyVAE
 
@@ -115,7 +116,7 @@ def assemble(b: int, f: int, h: int, w: int, c: int, *, ref_latent: Tensor | Non
 
 
 class TinyVideoBackbone(nn.Module):
-    """A :class:`~vdm3d.models.protocol.Backbone` made of the tiny VAE and video denoiser."""
+    """A :class:`~vdm3d.protocols.Backbone` made of the tiny VAE and video denoiser."""
 
     slots = frozenset({"reference", "cameras", "maps", "keyframes"})
     latent_channels = 4
@@ -202,6 +203,16 @@ class TinyVideoBackbone(nn.Module):
         static = assemble(b, f, h, w, c, ref_latent=ref_latent, plucker=plucker, map_latent=map_latent,
                           key_latent=key_latent, key_mask=key_mask, like=param)
         return TinyCondition(static, maps, rays)
+
+    def concat_conditions(self, conds: list[TinyCondition], batch: int) -> TinyCondition | None:
+        """Conditions joined on the batch axis (both CFG branches in one denoiser call). A branch
+        without maps gets all-zero maps, which the denoiser treats exactly as absent maps."""
+        shapes = {tuple(c.maps.shape[1:]) for c in conds if c.maps is not None}
+        if len(shapes) == 1:
+            like = next(c.maps for c in conds if c.maps is not None)
+            zeros = torch.zeros(1, *like.shape[1:], dtype=like.dtype, device=like.device)
+            conds = [c if c.maps is not None else dataclasses.replace(c, maps=zeros) for c in conds]
+        return join_batch(conds, batch)
 
     # -- the denoiser ---------------------------------------------------------------------------
     def denoise(self, x: Float[Tensor, "B Fl C h w"], sigma: Tensor, cond: TinyCondition

@@ -32,6 +32,8 @@ class TinyDepth(nn.Module):
     """RGB ``[B, H, W, 3]`` in [0, 1] -> relative depth ``[B, H, W]`` (median 1)."""
 
     name = "tiny-depth"
+    #: :class:`vdm3d.models.depth.DepthEstimator` kind: z-depth up to scale (median 1 per image)
+    kind = "relative"
 
     def __init__(self, config: DepthConfig = DepthConfig()):
         super().__init__()

@@ -20,6 +20,7 @@ from torch import Tensor
 from vdm3d.cameras.camera import Cameras
 from vdm3d.errors import Vdm3dError
 from vdm3d.splat.gaussians import Gaussians
+from vdm3d.splat.output import RenderOutput
 from vdm3d.splat.projection import EPS_2D, NEAR_PLANE
 
 
@@ -44,10 +45,8 @@ def load_rasterization(device: torch.device | None = None):
     return rasterization
 
 
-def render_backend(gaussians: Gaussians, cameras: Cameras, sh_degree: int, background: Tensor):
+def render_backend(gaussians: Gaussians, cameras: Cameras, sh_degree: int, background: Tensor) -> RenderOutput:
     """Render a flat batch of cameras ``(B,)`` with gsplat; see :func:`vdm3d.splat.render.render`."""
-    from vdm3d.splat.render import RenderOutput
-
     rasterization = load_rasterization(gaussians.device)
     k = (sh_degree + 1) ** 2
     colors, alphas, meta = rasterization(

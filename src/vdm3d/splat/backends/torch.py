@@ -1,4 +1,4 @@
-"""Tiled CPU renderer: the ``torch`` backend, and the default without CUDA.
+"""Tiled CPU renderer in plain torch: the ``torch`` backend, the readable twin of the compiled ``numba`` one.
 
 Same rules as the dense reference (:mod:`.torch_ref`), organized so the work is proportional to the
 pixel-Gaussian pairs that can matter, and so that autograd never sees a per-pair tensor:
@@ -36,6 +36,7 @@ from torch import Tensor
 from vdm3d.cameras.camera import Cameras
 from vdm3d.errors import ConfigError
 from vdm3d.splat.gaussians import Gaussians
+from vdm3d.splat.output import RenderOutput, finish
 from vdm3d.splat.projection import ALPHA_MAX, ALPHA_MIN, T_MIN, project_gaussians
 
 TILE = 8
@@ -294,10 +295,8 @@ def _extended(means2d, conics, opacities, colors, depths):
 
 
 def render_backend(gaussians: Gaussians, cameras: Cameras, sh_degree: int, background: Tensor,
-                   tile: int = TILE, chunk: int = CHUNK):
+                   tile: int = TILE, chunk: int = CHUNK) -> RenderOutput:
     """Render a flat batch of cameras ``(B,)``; see :func:`vdm3d.splat.render.render`."""
-    from vdm3d.splat.render import finish
-
     if gaussians.device.type != "cpu":
         raise ConfigError(f"render backend 'torch' runs on the CPU but the Gaussians are on {gaussians.device}; "
                           "move them with gaussians.to('cpu') or use backend='gsplat'.")

@@ -24,6 +24,7 @@ from torch.utils.checkpoint import checkpoint
 
 from vdm3d.cameras.camera import Cameras
 from vdm3d.splat.gaussians import Gaussians
+from vdm3d.splat.output import RenderOutput, finish
 from vdm3d.splat.projection import ALPHA_MAX, ALPHA_MIN, T_MIN, pixel_centers, project_gaussians
 
 PAIRS_PER_CHUNK = 1 << 22
@@ -48,10 +49,8 @@ def composite_dense(pix: Tensor, means2d: Tensor, conics: Tensor, opacities: Ten
     return weights @ colors, weights @ depths, weights.sum(1)
 
 
-def render_backend(gaussians: Gaussians, cameras: Cameras, sh_degree: int, background: Tensor):
+def render_backend(gaussians: Gaussians, cameras: Cameras, sh_degree: int, background: Tensor) -> RenderOutput:
     """Render a flat batch of cameras ``(B,)``; see :func:`vdm3d.splat.render.render`."""
-    from vdm3d.splat.render import RenderOutput, finish
-
     proj = project_gaussians(gaussians, cameras, sh_degree)
     means2d = proj.means2d
     if means2d.requires_grad:

@@ -1,5 +1,9 @@
 """The backbone protocol: what a job may ask of a video (or image) diffusion model.
 
+This module sits below both :mod:`vdm3d.diffusion` (whose samplers drive a backbone) and
+:mod:`vdm3d.models` (whose tiny and hub backbones use the diffusion parameterizations), and imports
+neither, so the two packages no longer import each other in a circle. It depends on cameras alone.
+
 Jobs and samplers depend on this protocol, never on a model class, so every technique (x0 guidance,
 latent blending, per-token noise levels, warped noise) works with every backbone: the embedded tiny
 models (``vdm3d.models.tiny``) and the hub adapters (``vdm3d.models.hub``).

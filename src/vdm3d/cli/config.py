@@ -1,0 +1,207 @@
+"""``--config FILE.yaml`` for every job: a file gives the defaults, flags on the command line override it.
+
+Implemented once, here: a job's CLI parses its frozen config dataclass with :func:`cli` (directly,
+or through :func:`vdm3d.cli.main.dispatch`) instead of ``tyro.cli``. :func:`cli` takes ``--config
+FILE`` out of the arguments, builds an instance of the dataclass from the file on top of the
+defaults the job would use anyway (a preset, say), and hands it to tyro as ``default``; tyro then
+applies the remaining flags, so a flag always wins over the file and every option is still declared
+once, by its dataclass field.
+
+The file is YAML (or JSON): a mapping of field names (``fit_steps``, as in the dataclass, or the flag
+spelling ``fit-steps``) to values, nested mappings for nested configs. A run's ``manifest.json``
+works too: its recorded ``config`` is used, which is how ``vdm3d rerun`` repeats a run. Paths in a
+YAML file mean what they mean on the command line (relative to the current folder); paths in a
+manifest are relative to the folder the run was started from, when the manifest records it
+(``cwd``). Unknown fields and values of the wrong type are refused with the file and the field named.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import enum
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any, Sequence, TypeVar
+
+from vdm3d.errors import ConfigError, InputError
+
+T = TypeVar("T")
+FLAG = "--config"
+
+
+def pop_config_flag(argv: Sequence[str]) -> tuple[list[str], Path | None]:
+    """``argv`` without ``--config FILE`` (or ``--config=FILE``), and the file."""
+    argv, out, path = list(argv), [], None
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == FLAG:
+            if i + 1 >= len(argv):
+                raise ConfigError("--config needs a file: --config FILE.yaml.")
+            path, i = Path(argv[i + 1]), i + 2
+            continue
+        if a.startswith(FLAG + "="):
+            path = Path(a.split("=", 1)[1])
+        else:
+            out.append(a)
+        i += 1
+    return out, path
+
+
+def read_config_file(path: str | Path) -> tuple[dict[str, Any], Path | None]:
+    """The mapping in a YAML/JSON config file or a run manifest, and the folder relative paths start from."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path=path, problem="does not exist", fix="pass --config a YAML file of options")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as e:  # yaml.YAMLError, json.JSONDecodeError
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputError(path=path, problem=f"is not valid YAML/JSON ({first})", fix="fix the syntax") from None
+    if data is None:
+        return {}, None
+    if not isinstance(data, dict):
+        raise InputError(path=path, problem="is not a mapping of options",
+                         fix="write one `option: value` per line, e.g. `fit_steps: 300`")
+    if data.get("format") == "vdm3d.run":  # a run manifest: its recorded config
+        if not isinstance(data.get("config"), dict):
+            raise InputError(path=path, field="config", problem="is missing", fix="pass the manifest.json of a run")
+        cwd = data.get("cwd")
+        # replaying a run never continues or replaces the old one: those are choices of the new command
+        config = {k: v for k, v in data["config"].items() if k not in ("resume", "overwrite")}
+        return config, Path(cwd) if cwd else None
+    return data, None
+
+
+def _strip(tp: Any) -> Any:
+    while typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
+    return tp
+
+
+def _convert(value: Any, tp: Any, where: str, base: Path | None) -> Any:
+    """``value`` (from YAML/JSON) as the field type ``tp``; raises ValueError with the reason."""
+    tp = _strip(tp)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _convert(value, option, where, base)
+            except ValueError as e:
+                errors.append(str(e))
+        raise ValueError(" or ".join(errors))
+    if origin is typing.Literal:
+        if value in args:
+            return value
+        raise ValueError(f"must be one of {', '.join(map(repr, args))}, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ValueError(f"must be a mapping of the fields of {tp.__name__}, got {value!r}")
+        return build(tp, value, None, where, base)
+    if tp is Path:
+        if not isinstance(value, str):
+            raise ValueError(f"must be a path, got {value!r}")
+        p = Path(value)
+        return base / p if base is not None and str(value) and not p.is_absolute() else p
+    if origin in (tuple, list, set, frozenset) or tp in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"must be a list, got {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                raise ValueError(f"must have {len(args)} values, got {len(value)}")
+            items = [_convert(v, a, where, base) for v, a in zip(value, args)]
+        else:
+            inner = args[0] if args else Any
+            items = [_convert(v, inner, where, base) for v in value]
+        return (origin or tp)(items) if (origin or tp) is not list else items
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"must be a mapping, got {value!r}")
+        return dict(value)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        try:
+            return tp(value)
+        except ValueError:
+            raise ValueError(f"must be one of {', '.join(repr(m.value) for m in tp)}, got {value!r}") from None
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ValueError(f"must be a whole number, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ValueError(f"must be a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ValueError(f"must be text, got {value!r}")
+    return value
+
+
+def build(cls: type[T], data: dict[str, Any], default: T | None, source: str = "config",
+          base: Path | None = None) -> T:
+    """An instance of the dataclass ``cls``: ``default`` (or the field defaults) updated from ``data``.
+
+    Fields without a default that ``data`` does not give are left to the command line (``tyro.MISSING``).
+    """
+    import tyro
+
+    hints = typing.get_type_hints(cls, include_extras=True)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    values: dict[str, Any] = {}
+    for name, f in fields.items():
+        if default is not None:
+            values[name] = getattr(default, name)
+        elif f.default is not dataclasses.MISSING:
+            values[name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            values[name] = f.default_factory()
+        else:
+            values[name] = tyro.MISSING
+    for key, value in data.items():
+        name = str(key).replace("-", "_")
+        if name not in fields:
+            close = difflib.get_close_matches(name, list(fields), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{source}: {key!r} is not an option of {cls.__name__}{hint}; "
+                              f"see --help for the options.")
+        try:
+            if dataclasses.is_dataclass(_strip(hints[name])) and isinstance(value, dict):
+                values[name] = build(_strip(hints[name]), value, values[name] if values[name] is not tyro.MISSING
+                                     else None, f"{source}: {name}", base)
+            else:
+                values[name] = _convert(value, hints[name], name, base)
+        except ValueError as e:
+            raise ConfigError(f"{source}: {name} {e}; fix the value in the file.") from None
+    return cls(**values)
+
+
+def cli(cls: type[T], argv: Sequence[str], prog: str, default: T | None = None, description: str | None = None) -> T:
+    """``tyro.cli`` for a job's config dataclass, with ``--config FILE`` giving the defaults."""
+    import tyro
+
+    argv, path = pop_config_flag(argv)
+    if path is not None:
+        data, base = read_config_file(path)
+        default = build(cls, data, default, str(path), base)
+    note = "--config FILE.yaml gives the defaults of these options (flags override it); vdm3d rerun uses it"
+    description = f"{description}\n\n{note}" if description else note
+    return tyro.cli(cls, args=argv, prog=prog, default=default, description=description)

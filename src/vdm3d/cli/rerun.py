@@ -1,0 +1,135 @@
+"""`vdm3d rerun RUN/manifest.json [--out NEW] [--overwrite] [JOB FLAGS...]`: repeat a run from its manifest.
+
+A run's ``manifest.json`` records the command and the full config (every field, defaults included).
+A job whose CLI takes ``--config`` (:mod:`vdm3d.cli.config`) is started as
+``vdm3d JOB --config RUN/manifest.json --out NEW [JOB FLAGS...]``: the recorded config, not today's
+defaults, so a changed default cannot change the result; any job flags given after the manifest
+override single fields ("the same run with --fit-steps 500"). Other commands (``eval``, ``data``,
+``train``) replay their recorded arguments with ``--out`` replaced. Relative paths start from the
+folder the run was started in (the manifest's ``cwd``). At the end the new manifest's config is
+compared with the old one and every differing field is listed, as are package versions that differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+HELP = "repeat a run exactly from its manifest.json (the recorded config), into a new folder"
+REPLAYED = ("data", "eval", "train", "trajectory", "models")  # subcommand groups: replay the arguments
+EXAMPLES = """examples:
+  vdm3d rerun runs/cup/manifest.json                        # into runs/cup-rerun/
+  vdm3d rerun runs/cup/manifest.json --out runs/cup-500 --fit-steps 500
+  vdm3d rerun runs/fern/manifest.json --out runs/fern --overwrite"""
+IGNORED = ("out", "overwrite", "resume")
+
+
+def read_manifest(path: Path) -> dict:
+    from vdm3d.cameras.io_transforms import read_json
+    from vdm3d.errors import InputError
+
+    if path.is_dir():
+        path = path / "manifest.json"
+    data = read_json(path)
+    if not isinstance(data, dict) or data.get("format") != "vdm3d.run":
+        raise InputError(path=path, problem="is not a vdm3d run manifest", fix="pass RUN/manifest.json of a vdm3d run")
+    command = data.get("command")
+    if not isinstance(command, list) or len(command) < 2:
+        raise InputError(path=path, field="command", problem="does not name a vdm3d command",
+                         fix="pass the manifest of a run made by the vdm3d command")
+    return data
+
+
+def job_argv(manifest: Path, data: dict, out: Path, overwrite: bool, extra: list[str]) -> list[str]:
+    """The ``vdm3d`` arguments that repeat the run in ``manifest`` into ``out``."""
+    from vdm3d.errors import InputError
+
+    from vdm3d.cli.main import GROUPS
+
+    command = [str(a) for a in data["command"]]
+    at = next((i for i, a in enumerate(command[1:], 1) if a in GROUPS), None)  # after the program's path
+    if at is None:
+        raise InputError(path=manifest, field="command", problem=f"{' '.join(command[:3])!r} names no vdm3d command",
+                         fix="pass the manifest of a run made by the vdm3d command")
+    job = command[at]
+    tail = ["--overwrite"] if overwrite else []
+    if job in REPLAYED:
+        recorded = _without_out(command[at + 1:])
+        return [job, *recorded, "--out", str(out), *tail, *extra]
+    return [job, "--config", str(manifest), "--out", str(out), *tail, *extra]
+
+
+def _without_out(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a in ("--out", "--resume"):
+            skip = True
+            continue
+        if a.startswith(("--out=", "--resume=")) or a == "--overwrite":
+            continue
+        out.append(a)
+    return out
+
+
+def differences(old: dict, new: dict, prefix: str = "", old_cwd: str | None = None) -> list[str]:
+    """Config fields that differ between two recorded configs (``out``/``overwrite``/``resume`` aside).
+
+    A relative path of the old run and the absolute path it became (from the old ``cwd``) are equal.
+    """
+    diffs = []
+    for key in sorted(set(old) | set(new)):
+        if not prefix and key in IGNORED:
+            continue
+        a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            diffs += differences(a, b, f"{prefix}{key}.", old_cwd)
+        elif a != b and not _same_path(a, b, old_cwd):
+            diffs.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return diffs
+
+
+def _same_path(a, b, old_cwd: str | None) -> bool:
+    if not (isinstance(a, str) and isinstance(b, str) and old_cwd) or Path(a).is_absolute() or not a:
+        return False
+    return (Path(old_cwd) / a).resolve() == Path(b).resolve()
+
+
+def main(argv, prog: str = "vdm3d rerun") -> int:
+    import os
+
+    from vdm3d.cli.main import main as vdm3d_main
+
+    parser = argparse.ArgumentParser(prog=prog, description=f"{HELP}.", epilog=EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("manifest", type=Path, help="RUN/manifest.json (or the run folder)")
+    parser.add_argument("--out", type=Path, default=None, help="new run folder (default: RUN-rerun beside the run)")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    args, extra = parser.parse_known_args(list(argv))
+    manifest = args.manifest / "manifest.json" if args.manifest.is_dir() else args.manifest
+    data = read_manifest(manifest)
+    run = manifest.resolve().parent
+    out = args.out or run.parent / f"{run.name}-rerun"
+    command = job_argv(manifest.resolve(), data, out.resolve(), args.overwrite, extra)
+    print(f"rerun: vdm3d {' '.join(command)}", flush=True)
+    cwd = os.getcwd()
+    try:
+        if command[0] in REPLAYED and data.get("cwd") and Path(data["cwd"]).is_dir():
+            os.chdir(data["cwd"])  # relative paths of the recorded arguments mean what they meant then
+        code = vdm3d_main(command)
+    finally:
+        os.chdir(cwd)
+    new_manifest = out / "manifest.json"
+    if code == 0 and new_manifest.is_file():
+        new = json.loads(new_manifest.read_text())
+        diffs = differences(data.get("config") or {}, new.get("config") or {}, old_cwd=data.get("cwd"))
+        flags = [a for a in extra if a.startswith("--")]
+        print("config: identical to the original" if not diffs else
+              f"config: {len(diffs)} field(s) differ ({', '.join(flags) or 'no flags given'}): " + "; ".join(diffs))
+        versions = differences(data.get("packages") or {}, new.get("packages") or {})
+        if versions:
+            print("packages differ from the original run (numbers may differ): " + "; ".join(versions))
+    return code

@@ -1,0 +1,19 @@
+"""`vdm3d stylize --mesh SCENE.glb --trajectory PATH.json --style STYLE.png --out DIR`: a styled video
+that follows a coarse mesh along a camera path (VideoFrom3D). Flags come from
+:class:`~vdm3d.jobs.stylize.StylizeConfig`.
+"""
+
+from __future__ import annotations
+
+HELP = "coarse mesh + camera path + style image -> a styled video that follows the geometry (VideoFrom3D)"
+
+
+def main(argv, prog: str = "vdm3d stylize"):
+    import tyro
+
+    from vdm3d.jobs.stylize import StylizeConfig, run_stylize
+
+    config = tyro.cli(StylizeConfig, args=list(argv), prog=prog, description=HELP)
+    result = run_stylize(config)
+    print(f"results: {result.out}/ (video.mp4, frames/, anchors/, edges/, style.png, cameras/, manifest.json)")
+    return 0

@@ -1,0 +1,90 @@
+"""`vdm3d view PATH [--host H] [--port P] [--screenshot FILE]`: a viser page for any vdm3d output.
+
+PATH is a run folder (splats, mesh, cameras with their frames), a splat PLY, a mesh or a camera
+file (:mod:`vdm3d.viewer.content`). The page binds 127.0.0.1 unless ``--host`` says otherwise (viser
+takes the next free port when ``--port`` is busy; the URL printed is the one bound).
+``--screenshot FILE`` serves the page on a free local port, photographs it in headless Chromium and
+exits, for reports and CI.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import tyro
+
+from vdm3d.viewer.content import MeshUp
+
+HELP = "open a run folder, splat PLY, mesh or camera path in a browser viewer (viser)"
+EXAMPLES = """examples:
+  vdm3d view runs/demo/object                       # splats, mesh, orbit cameras with frames, frame slider
+  vdm3d view runs/demo/object/splats.ply --port 8090
+  vdm3d view runs/demo/object --screenshot shot.png # headless Chromium screenshot, then exit"""
+
+
+@dataclasses.dataclass(frozen=True)
+class ViewConfig:
+    """Open vdm3d outputs in a browser viewer."""
+
+    path: tyro.conf.Positional[Path]
+    """a run folder, a splat .ply, a mesh (.glb/.obj/.ply) or a camera file (.json/.txt/.npy)"""
+    host: str = "127.0.0.1"
+    """address to bind; 0.0.0.0 serves every network interface (anyone who can reach it sees the page)"""
+    port: int = 8080
+    """port to serve on (the next free one is taken when it is busy)"""
+    mesh_up: MeshUp = "auto"
+    """up axis of mesh files: auto (GLB/glTF/OBJ are y-up, turned to vdm3d's z-up; PLY/STL/OFF are z-up), y or z"""
+    max_splats: int = 500_000
+    """show at most this many splats (the most opaque) so the page stays responsive"""
+    screenshot: Path | None = None
+    """write a PNG of the page from headless Chromium and exit instead of serving"""
+    width: int = 960
+    """screenshot width in pixels"""
+    height: int = 720
+    """screenshot height in pixels"""
+    wait_ms: int = 30000
+    """screenshot: virtual time the page gets to load and draw before the picture is taken"""
+
+
+def serve(config: ViewConfig, *, port: int | None = None):
+    """Start the viser server with the content of ``config.path``; returns ``(server, url)``."""
+    from vdm3d.errors import Vdm3dError
+    from vdm3d.viewer.content import load_content
+    from vdm3d.viewer.server import show
+
+    content = load_content(config.path, config.mesh_up)  # bad input fails before a port is opened
+    try:
+        import viser
+    except ImportError:
+        raise Vdm3dError("the viewer needs viser, which is not installed; run: pip install 'vdm3d[viewer]'.") from None
+    server = viser.ViserServer(host=config.host, port=config.port if port is None else port, verbose=False)
+    show(server, content, max_splats=config.max_splats)
+    host = "127.0.0.1" if config.host in ("0.0.0.0", "") else config.host
+    return server, f"http://{host}:{server.get_port()}/", content
+
+
+def main(argv, prog: str = "vdm3d view") -> int:
+    from vdm3d.cli.main import dispatch
+
+    config = dispatch(ViewConfig, argv, prog, description=f"{HELP}\n\n{EXAMPLES}")
+    if config.screenshot is not None:
+        from vdm3d.viewer.browser import screenshot
+
+        server, url, _ = serve(dataclasses.replace(config, host="127.0.0.1"), port=0)
+        try:
+            out = screenshot(url, config.screenshot, config.width, config.height, config.wait_ms)
+        finally:
+            server.stop()
+        print(f"screenshot: {out}")
+        return 0
+    server, url, content = serve(config)
+    shown = ", ".join(content.sources) or "nothing"
+    print(f"viewer: {url} ({shown} from {config.path}); Ctrl-C to stop", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
+    return 0

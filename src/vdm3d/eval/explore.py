@@ -1,0 +1,171 @@
+"""`vdm3d eval explore`: the explore job on held-out procedural rooms against exact frames and three baselines.
+
+Each room (seeds from the held-out range, :data:`vdm3d.train.datasets.SEED_OFFSETS`) is walked along a
+**loop**: a smooth path through free space (:func:`vdm3d.data.procedural.rooms.room_path`) of
+``frames / 2`` frames, then the same path backwards, so the last frame returns to the start pose.
+Every frame has an exact render. The job starts from the exact first frame; the scene's scale is given
+to every method alike as the first frame's median true depth (``--depth-median``, standing in for a
+metric depth estimator).
+
+Scores, per method:
+
+* PSNR and SSIM against the exact frames, over all frames and per ``segment``-frame segment (drift);
+* revisit consistency: the returning frames (the last ``revisit`` frames, at the poses of the first
+  ``revisit`` frames) against the first ones of the same video, PSNR.
+
+Methods, in the same run and with the same settings otherwise: the job (spatio-temporal noise, the
+cache); ``cache + warp + inpaint`` (the cache rendered and its holes filled by OpenCV Telea, no
+generation); ``no cache`` (each chunk conditioned on the previous chunk's last frame only);
+``uniform noise`` (one noise level for every non-context token).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vdm3d.metrics.image import psnr, ssim
+
+METHODS = {"job": {}, "inpaint": {"fill": "inpaint"}, "no-cache": {"use_cache": False},
+           "uniform": {"noise": "uniform"}}
+
+
+def loop_path(seed: int, frames: int, size: int, step: float):
+    """A room and a loop of ``frames`` cameras through it (out and back), or None when the room has no
+    free path of that length."""
+    from vdm3d.cameras.camera import Cameras
+    from vdm3d.data.procedural.rooms import make_room, room_path
+    from vdm3d.train.datasets import ROOM_FOV_DEG
+
+    scene = make_room(seed)
+    half = frames // 2
+    try:
+        out = room_path(scene, half, seed * 16, width=size, height=size, fov_deg=ROOM_FOV_DEG, step=step)
+    except ValueError:
+        return None
+    back = out[torch.arange(half - 1, -1, -1)]
+    cams = Cameras(torch.cat([out.Ks, back.Ks]), torch.cat([out.c2w, back.c2w]), size, size)
+    return scene, cams
+
+
+def score(video: torch.Tensor, truth: torch.Tensor, segment: int, revisit: int) -> dict[str, Any]:
+    p = psnr(video.clamp(0, 1), truth)  # [F]
+    s = ssim(video.clamp(0, 1), truth)
+    segs = [(i, min(i + segment, len(p))) for i in range(0, len(p), segment)]
+    n = len(video)
+    back = video[torch.arange(n - 1, n - 1 - revisit, -1)]  # frame n-1-j returns to the pose of frame j
+    rev = psnr(back.clamp(0, 1), video[:revisit].clamp(0, 1))
+    return {"psnr": float(p.mean()), "ssim": float(s.mean()),
+            "psnr_segments": [round(float(p[a:b].mean()), 3) for a, b in segs],
+            "ssim_segments": [round(float(s[a:b].mean()), 4) for a, b in segs],
+            "revisit_psnr": float(rev.mean())}
+
+
+def explore(rooms: int = 10, frames: int = 200, resolution: int = 64, step: float = 0.03, segment: int = 50,
+            revisit: int = 10, methods: tuple[str, ...] = tuple(METHODS), model: str = "explore",
+            steps: int = 10, strength: float = 0.8, fit_steps: int = 60, chunk: int = 8, seed: int = 0,
+            split: str = "heldout", out: Path | None = None, overwrite: bool = False) -> dict[str, Any]:
+    """The explore job and its baselines on held-out room loops (see the module docstring).
+
+    Args:
+        rooms: rooms to walk (seeds that have a free path; cluttered rooms are skipped).
+        frames: frames per loop (half out, half back).
+        resolution: frame side in pixels.
+        step: metres per frame along the path.
+        segment: frames per drift segment.
+        revisit: returning frames scored against the first ones.
+        methods: which of job, inpaint, no-cache, uniform to run.
+        model: the tiny video model of the job (explore: its own fine-tune; video: the shipped one).
+        steps: sampler steps.
+        strength: noise on warped tokens.
+        fit_steps: cache fitting steps per chunk.
+        chunk: frames per chunk.
+        seed: generator seed of every run.
+        split: heldout (test seeds) or val (for choosing settings).
+        out: optional run folder for the numbers (JSON).
+        overwrite: replace ``out`` if it exists.
+    """
+    from vdm3d.cameras.trajectory import Trajectory
+    from vdm3d.cameras.trajectory_file import save_trajectory
+    from vdm3d.geometry.mesh_render import render_buffers
+    from vdm3d.io.images import write_image
+    from vdm3d.jobs.explore import ExploreConfig, run_explore
+    from vdm3d.train.datasets import SEED_OFFSETS
+
+    config = dict(locals())
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        from vdm3d.errors import ConfigError
+        raise ConfigError(f"--methods {sorted(unknown)} unknown; choose from {', '.join(METHODS)}.")
+    results: dict[str, list] = {m: [] for m in methods}
+    chunk_times: dict[str, list] = {m: [] for m in methods}
+    seed_room, done = SEED_OFFSETS[split] + 500_000, 0
+    t0 = time.time()
+    with tempfile.TemporaryDirectory(prefix="vdm3d-eval-explore-") as tmp:
+        tmp = Path(tmp)
+        while done < rooms:
+            seed_room += 1
+            found = loop_path(seed_room, frames, resolution, step)
+            if found is None:
+                continue
+            scene, cams = found
+            buf = render_buffers(scene, cams, ssaa=3)
+            truth, depth0 = buf.rgb.float(), buf.depth[0].float()
+            image = tmp / f"room{done}.png"
+            write_image(image, truth[0])
+            path = tmp / f"room{done}.json"
+            save_trajectory(path, Trajectory(cams, 12.0))
+            median = float(depth0[depth0 > 0].median())
+            for m in methods:
+                cfg = ExploreConfig(image=image, path=path, out=tmp / f"{m}{done}", resolution=resolution,
+                                    fov_deg=float(cams.fov_x_deg[0]), depth_median=median, model=model, steps=steps,
+                                    strength=strength, fit_steps=fit_steps, chunk=chunk, seed=seed, **METHODS[m])
+                res = run_explore(cfg, progress=None)
+                results[m].append(score(res.video.images, truth, segment, revisit))
+                chunk_times[m].append(res.timings["chunks_s"])
+                r = results[m][-1]
+                print(f"room {done} ({seed_room}) {m:>9}: PSNR {r['psnr']:.2f} dB, SSIM {r['ssim']:.3f}, "
+                      f"revisit {r['revisit_psnr']:.2f} dB, {sum(res.timings['chunks_s']):.0f} s", flush=True)
+            done += 1
+    summary = {m: {"psnr": round(float(np.mean([r["psnr"] for r in rs])), 3),
+                   "ssim": round(float(np.mean([r["ssim"] for r in rs])), 4),
+                   "revisit_psnr": round(float(np.mean([r["revisit_psnr"] for r in rs])), 3),
+                   "psnr_segments": np.mean([r["psnr_segments"] for r in rs], 0).round(3).tolist(),
+                   "ssim_segments": np.mean([r["ssim_segments"] for r in rs], 0).round(4).tolist(),
+                   "seconds_per_run": round(float(np.mean([sum(t) for t in chunk_times[m]])), 1)}
+               for m, rs in results.items()}
+    print(table(summary, rooms, frames, resolution, segment))
+    result = {"task": "explore", "rooms": rooms, "frames": frames, "split": split, "summary": summary,
+              "per_room": results, "seconds": round(time.time() - t0, 1), "config": config}
+    if out is not None:
+        from vdm3d.io.runs import RunFolder, atomic_write_json
+
+        with RunFolder(out, config=config, seed=seed, overwrite=overwrite) as run:
+            atomic_write_json(run.path / "explore.json", result)
+    return result
+
+
+NAMES = {"job": "explore (cache + ST noise)", "inpaint": "cache + warp + Telea inpainting",
+         "no-cache": "generation without the cache", "uniform": "uniform noise"}
+
+
+def table(summary: dict, rooms: int, frames: int, resolution: int, segment: int) -> str:
+    nseg = len(next(iter(summary.values()))["psnr_segments"])
+    segs = " | ".join(f"PSNR {i * segment}-{min((i + 1) * segment, frames) - 1}" for i in range(nseg))
+    lines = [f"explore on {rooms} held-out room loops x {frames} frames, {resolution}x{resolution}",
+             f"| method | PSNR | SSIM | revisit PSNR | {segs} | s / run |",
+             "|" + "---|" * (5 + nseg)]
+    for m, s in summary.items():
+        seg = " | ".join(f"{v:.2f}" for v in s["psnr_segments"])
+        lines.append(f"| {NAMES.get(m, m)} | {s['psnr']:.2f} | {s['ssim']:.3f} | {s['revisit_psnr']:.2f} | {seg} | "
+                     f"{s['seconds_per_run']:.0f} |")
+    return "\n".join(lines)
+
+
+COMMANDS = {"explore": explore}

@@ -1,0 +1,212 @@
+"""`vdm3d eval stylize`: the stylize job against ground truth, beside three baselines in the same run.
+
+Cases: held-out procedural objects (arcs of their orbit) and rooms (walks), seeds from 1,000,000 on
+(outside the training range of the stylize models; ``--split val`` uses the validation range for
+choosing settings), plus the textured meshes of
+``../shared/data/meshes`` on arcs (:mod:`vdm3d.data.procedural.stylize`). The job sees only the
+geometry (the coarse, untextured mesh: depth, normals, edges, flow) and the style image, a textured
+render from a view off the path; the ground truth is the textured render along the path.
+
+Methods (same anchors, models, seeds and steps):
+
+* ``job``: anchors with SAG + inbetweening with flow-warped noise (the full job);
+* ``warp-anchors``: the same anchors, every other frame the nearest anchor warped through the exact
+  correspondence (no video model);
+* ``per-frame``: every frame generated independently by the image prior (no inbetweening, no SAG);
+* ``fresh-noise``: the job with fresh instead of warped starting noise.
+
+Metrics (means over frames, then cases): PSNR and SSIM against the ground truth; edge F-score of the
+frames' Canny edges against the mesh's geometric edges (1-pixel tolerance); temporal warp error
+(mean absolute difference of frame t and frame t+1 pulled back through the exact flow, on valid
+pixels); Hellinger distance of colour histograms to the style image. The ground truth's own warp
+error and histogram distance are listed as references.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from vdm3d.data.procedural.stylize import StylizeCase, mesh_case, object_case, room_case
+from vdm3d.geometry.mesh_render import render_buffers
+from vdm3d.geometry.path_buffers import PathBuffers, render_path
+from vdm3d.jobs.stylize import StylizeConfig, anchor_views, arcs, load_models, stylize_frames
+from vdm3d.metrics.image import psnr, ssim
+from vdm3d.metrics.video import color_histogram_distance, edge_fscore, warp_error
+from vdm3d.train.datasets import SEED_OFFSETS
+DEFAULT_MESHES = ("spot/spot_triangulated.obj:spot/spot_texture.png", "bob/bob_tri.obj", "duck/Duck.glb")
+METHODS = ("job", "warp-anchors", "per-frame", "fresh-noise")
+METRICS = ("psnr", "ssim", "edge_f", "warp_err", "hist_dist")
+
+
+def eval_cases(procedural: int, frames: int, size: int, meshes: tuple[str, ...], mesh_root: Path,
+               split: Literal["heldout", "val"] = "heldout") -> list[StylizeCase]:
+    """``procedural`` held-out (or validation) cases, objects and rooms alternating, and the shared
+    meshes found."""
+    from vdm3d.data.procedural import load_mesh
+
+    cases: list[StylizeCase] = []
+    seed = SEED_OFFSETS[split]
+    while len(cases) < procedural:
+        if len(cases) % 2 == 0:
+            cases.append(object_case(seed, frames, size))
+        else:
+            try:
+                cases.append(room_case(seed, frames, size))
+            except ValueError:  # no free walk that long in this room: next seed
+                seed += 1
+                continue
+        seed += 1
+    for item in meshes:
+        path, _, texture = item.partition(":")
+        full = mesh_root / path
+        if full.is_file():
+            scene = load_mesh(full, texture=(mesh_root / texture) if texture else None)
+            cases.append(mesh_case(scene, full.stem, SEED_OFFSETS[split] + len(cases), frames, size))
+    return cases
+
+
+def warp_nearest_anchor(buffers: PathBuffers, anchors: dict[int, Tensor]) -> Float[Tensor, "F H W 3"]:
+    """The no-video-model baseline: every frame is its nearest anchor warped through the exact
+    correspondence; holes take the other neighbouring anchor, then the nearest anchor unwarped."""
+    keys = sorted(anchors)
+    out = []
+    for t in range(len(buffers)):
+        near = sorted(keys, key=lambda k: (abs(k - t), k))[:2]
+        frame = anchors[near[0]].clone()
+        filled = torch.zeros(frame.shape[:2], dtype=torch.bool)
+        for k in near:
+            warped, valid = buffers.warp(anchors[k], k, t)
+            take = valid & ~filled
+            frame[take] = warped[take]
+            filled |= valid
+        out.append(frame)
+    return torch.stack(out)
+
+
+def score(frames: torch.Tensor, gt: torch.Tensor, buffers, style: torch.Tensor) -> dict[str, float]:
+    return {"psnr": float(psnr(frames, gt).mean()), "ssim": float(ssim(frames, gt).mean()),
+            "edge_f": edge_fscore(frames, buffers.edges),
+            "warp_err": warp_error(frames, buffers.flow, buffers.flow_valid),
+            "hist_dist": color_histogram_distance(frames, style)}
+
+
+def run_case(case: StylizeCase, config: StylizeConfig, models) -> dict[str, dict[str, float]]:
+    truth = render_buffers(case.scene, case.cameras, ssaa=3).rgb
+    style = render_buffers(case.scene, case.style_camera, ssaa=3).rgb[0]
+    buffers = render_path(case.scene, case.cameras)  # geometry only: the job never sees the textures
+    frames, anchors = stylize_frames(config, models, buffers, style, say=lambda _m: None)
+    fresh, _ = stylize_frames(dataclasses.replace(config, noise="fresh"), models, buffers, style,
+                              anchors=anchors, say=lambda _m: None)
+    outputs = {
+        "job": frames,
+        "warp-anchors": warp_nearest_anchor(buffers, anchors),
+        "per-frame": torch.stack(list(anchor_views(config, models.anchor, buffers, style,
+                                                   list(range(len(buffers))), guided=False).values())),
+        "fresh-noise": fresh,
+    }
+    out = {name: score(v, truth, buffers, style) for name, v in outputs.items()}
+    out["ground-truth"] = {"warp_err": warp_error(truth, buffers.flow, buffers.flow_valid),
+                           "hist_dist": color_histogram_distance(truth, style),
+                           "edge_f": edge_fscore(truth, buffers.edges)}
+    out["_frames"] = {"job": frames, "gt": truth, "style": style}
+    return out
+
+
+def table(means: dict[str, dict[str, float]]) -> str:
+    head = "| method | PSNR (dB) ^ | SSIM ^ | edge F ^ | warp error v | colour-hist distance to style v |"
+    rows = [head, "|---|---|---|---|---|---|"]
+    for name, m in means.items():
+        cell = lambda k, f: f.format(m[k]) if k in m else "-"  # noqa: E731
+        rows.append(f"| {name} | {cell('psnr', '{:.2f}')} | {cell('ssim', '{:.3f}')} | {cell('edge_f', '{:.3f}')} | "
+                    f"{cell('warp_err', '{:.4f}')} | {cell('hist_dist', '{:.3f}')} |")
+    return "\n".join(rows)
+
+
+def stylize(out: Path = Path("runs/eval_stylize"), procedural: int = 10, frames: int = 24, resolution: int = 64,
+            meshes: tuple[str, ...] = DEFAULT_MESHES, mesh_root: Path = Path("../shared/data/meshes"),
+            arc_frames: int = 8, steps: int = 25, anchor_model: str = "stylize_anchor",
+            inbetween_model: str = "stylize_inbetween", guidance_scale: float | None = None,
+            split: Literal["heldout", "val"] = "heldout", seed: int = 0, overwrite: bool = False,
+            record: bool = False) -> dict:
+    """Score `vdm3d stylize` and its three baselines on held-out cases with ground truth.
+
+    Args:
+        out: run folder for results.json, table.md and strip.png (one case's frames).
+        procedural: held-out procedural cases (objects and rooms alternating).
+        frames: frames per path.
+        resolution: frame size in pixels.
+        meshes: shared meshes (path[:texture] relative to --mesh-root); empty to skip.
+        mesh_root: folder of the shared meshes.
+        arc_frames: frames per arc (the job's --arc-frames).
+        steps: sampler steps (the job's --steps).
+        anchor_model: the job's --anchor-model.
+        inbetween_model: the job's --inbetween-model.
+        guidance_scale: the job's --guidance-scale.
+        split: heldout (test seeds) or val (for choosing settings without touching the test seeds).
+        seed: sampling seed.
+        overwrite: replace an existing run folder.
+        record: also write the means into both models' cards (``card.heldout["stylize"]``; only for
+            the held-out split and the embedded models).
+    """
+    from vdm3d.io.images import write_image
+    from vdm3d.io.runs import RunFolder, atomic_write_json
+
+    params = locals().copy()
+    config = StylizeConfig(resolution=resolution, arc_frames=arc_frames, steps=steps, anchor_model=anchor_model,
+                           inbetween_model=inbetween_model, guidance_scale=guidance_scale, seed=seed)
+    cases = eval_cases(procedural, frames, resolution, meshes, mesh_root, split)
+    models = load_models(config)
+    with RunFolder(out, config=params, seed=seed, overwrite=overwrite) as run:
+        per_case, strip = {}, None
+        for case in cases:
+            t = time.time()
+            res = run_case(case, config, models)
+            shown = res.pop("_frames")
+            if strip is None:
+                idx = np.linspace(0, frames - 1, min(frames, 8)).round().astype(int)
+                strip = torch.cat([torch.cat(list(shown["gt"][idx]), 1), torch.cat(list(shown["job"][idx]), 1)], 0)
+                write_image(run.path / "strip.png", strip)
+                write_image(run.path / "strip_style.png", shown["style"])
+            per_case[case.name] = res
+            print(f"{case.name}: " + ", ".join(f"{m} psnr={res[m]['psnr']:.2f} warp={res[m]['warp_err']:.4f}"
+                                               for m in METHODS) + f" ({time.time() - t:.0f}s)")
+        names = list(METHODS) + ["ground-truth"]
+        means = {n: {k: float(np.mean([c[n][k] for c in per_case.values()])) for k in METRICS
+                     if k in next(iter(per_case.values()))[n]} for n in names}
+        text = table(means)
+        print(text)
+        (run.path / "table.md").write_text(text + "\n")
+        atomic_write_json(run.path / "results.json", {"cases": per_case, "means": means, "frames": frames,
+                                                      "arcs": arcs(frames, arc_frames)})
+        run.record(cases=[c.name for c in cases], means=means)
+    if record and split == "heldout":
+        record_in_cards((anchor_model, inbetween_model), means, len(cases), frames, steps)
+    return means
+
+
+def record_in_cards(models: tuple[str, ...], means: dict, cases: int, frames: int, steps: int) -> None:
+    """Write the evaluation means into the embedded models' cards (``card.heldout["stylize"]``)."""
+    import json
+
+    from vdm3d.io.runs import atomic_write_json
+    from vdm3d.models.tiny import WEIGHTS_DIR
+
+    flat = {"cases": cases, "frames": frames, "steps": steps, "split": "heldout"}
+    for method, values in means.items():
+        flat.update({f"{method}_{k}": round(v, 4) for k, v in values.items()})
+    for name in models:
+        path = WEIGHTS_DIR / f"{name}.json"
+        meta = json.loads(path.read_text())
+        meta.setdefault("card", {}).setdefault("heldout", {})["stylize"] = flat
+        atomic_write_json(path, meta)
+
+
+COMMANDS = {"stylize": stylize}

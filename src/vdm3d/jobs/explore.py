@@ -1,0 +1,440 @@
+"""`vdm3d explore`: one image and a camera path -> a long, 3D-consistent video, its depth and the splats.
+
+The job follows WorldWarp (SEED_SYSTEMS.md §4, §8.5, §8.6) on the shared core::
+
+    image, path -> start_cache -> for each chunk: render_chunk -> generate_chunk -> absorb_chunk -> export
+
+* ``plan_path``: the camera path from a trajectory file (vdm3d JSON, transforms.json, COLMAP,
+  RealEstate10K text), movement presets, or another run's cameras; re-expressed relative to its first
+  camera (which is the image's), retimed by ``--speed`` (:mod:`vdm3d.cameras.speed`), extended or cut
+  to ``--frames`` (:mod:`vdm3d.cameras.extend`), intrinsics from ``--fov-deg``.
+* ``start_cache`` (stage 1): depth of the image (scaled to median ``--depth-median``), unprojected
+  into the Gaussian cache (:mod:`vdm3d.recon.cache`); the path is checked against that depth
+  (:mod:`vdm3d.geometry.path_check`): a warning, or a refusal with ``--strict``.
+* ``render_chunk`` (stage 2): the cache rendered at the chunk's cameras; validity = alpha x geometric
+  validity against the source views, thresholded, eroded (:mod:`vdm3d.geometry.validity`).
+* ``generate_chunk`` (stage 3): latents of the renders (context frames: the real frames), the
+  fill-and-revise schedule (:func:`vdm3d.diffusion.schedules.fill_and_revise`: holes from full noise,
+  valid tokens from ``--strength``, context frames clean), sampled with the backbone's per-token noise
+  levels, decoded.
+* ``absorb_chunk`` (stage 4): depth of the new frames aligned (scale and shift) to the cache's rendered
+  depth on valid pixels; the cache grows into the holes and is fitted to the new frames.
+* stitching (stage 5): each chunk's context frames are skipped; a checkpoint after every chunk, so
+  ``--resume`` continues from the last finished chunk and gives the same video.
+
+Variants used as baselines by ``vdm3d eval explore``: ``fill="inpaint"`` (the cache with warping and
+OpenCV inpainting, no generation), ``use_cache=False`` (each chunk conditioned on the previous chunk's
+last frame only), ``noise="uniform"`` (one noise level for every non-context token).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Annotated, Callable, Literal
+
+import torch
+import tyro
+
+from vdm3d.cameras.camera import Cameras
+from vdm3d.cameras.extend import ExtendMode
+from vdm3d.errors import ConfigError, InputError
+from vdm3d.jobs.explore_state import STATE_FILE, ChunkPlan, ExploreState, chunk_plans, load_state, save_state
+from vdm3d.recon.cache import CacheConfig
+from vdm3d.views import Views
+
+Progress = Callable[[str], None]
+#: noise level of the clean context latents (the tiny model's clean reference frame uses the same)
+CONTEXT_SIGMA = 0.002
+
+
+@dataclasses.dataclass(frozen=True)
+class ExploreConfig:
+    """One image and a camera path to a long video through an online Gaussian cache (WorldWarp)."""
+
+    image: Annotated[Path, tyro.conf.arg(help_behavior_hint="(required)")] = Path("")
+    """the start image (it is centre-cropped to a square and resized to --resolution)"""
+    out: Path = Path("runs/explore")
+    """run folder to write (must not exist unless --overwrite or --resume)"""
+    path: Path | None = None
+    """camera path file: vdm3d trajectory JSON, transforms.json, COLMAP folder or RealEstate10K .txt"""
+    move: tuple[str, ...] = ()
+    """movement presets composed into a path instead of a file (`vdm3d trajectory presets`), e.g. dolly-in pan-left"""
+    path_from_run: Path | None = None
+    """use the cameras of another run folder (its cameras/trajectory.json)"""
+    frames: int | None = None
+    """number of frames (None: the path's own); a shorter path is extended with --extend"""
+    extend: ExtendMode = "extrapolate"
+    """how a path is extended to --frames: extrapolate, loop, pingpong or slowdown"""
+    speed: float = 1.0
+    """speed multiplier: the path is resampled at this many of its frames per output frame"""
+    resolution: int = 64
+    """output side in pixels (the tiny models work at 64)"""
+    fov_deg: float = 60.0
+    """horizontal field of view of every frame"""
+    depth_median: float = 2.0
+    """median depth of the start image in the path's units (sets the scale of the scene)"""
+    backbone: str = "tiny"
+    """video backbone with per-token noise levels: tiny, worldwarp, wan2.1-t2v-1.3b (`vdm3d models`)"""
+    model: str = "video"
+    """the tiny video model's name (with --backbone tiny)"""
+    depth: str = "tiny-depth"
+    """depth estimator for the start image and the new frames: tiny-depth or a hub one (`vdm3d models list`);
+    its output is used up to scale (aligned to --depth-median, then to the cache)"""
+    prompt: str = ""
+    """text prompt (backbones with a text slot)"""
+    strength: float = 0.8
+    """noise on warped (valid) tokens: 0 keeps them, 1 = full noise like the holes (WorldWarp: 0.8)"""
+    chunk: int = 8
+    """frames per chunk, context included (Wan: 4k + 1)"""
+    context: int = 1
+    """frames of the previous chunk that start the next one, kept clean"""
+    steps: int = 10
+    """sampler steps (Euler EDM for the tiny model, flow Euler shift 5 for Wan)"""
+    sigma_max: float = 80.0
+    """largest noise level of the EDM schedule (tiny model)"""
+    guidance_scale: float = 1.0
+    """classifier-free guidance (1: none)"""
+    noise: Literal["st", "uniform"] = "st"
+    """spatio-temporal noise (fill-and-revise), or one level for every token (ablation)"""
+    fill: Literal["model", "inpaint"] = "model"
+    """fill holes with the video model, or with OpenCV inpainting of the render (baseline)"""
+    use_cache: bool = True
+    """condition on the cache's renders (off: only the previous frame, a baseline)"""
+    points_per_frame: int = 4096
+    """most new Gaussians from one frame"""
+    max_points: int = 20_000
+    """most Gaussians in the cache"""
+    fit_steps: int = 60
+    """cache fitting steps per chunk (WorldWarp: 500 at 480x720)"""
+    mask_threshold: float = 0.5
+    """validity threshold on alpha x geometric validity"""
+    erode_px: int = 1
+    """erosion of the validity mask, pixels (WorldWarp: 7 at 720 wide)"""
+    depth_tolerance: float = 0.1
+    """relative depth error for geometric validity"""
+    sources: int = 4
+    """source views for the validity check: the start frame and the most recent frames"""
+    strict: bool = False
+    """refuse a path that fails the checks against the start depth (default: warn)"""
+    fps: float = 12.0
+    """frame rate of the video"""
+    seed: int = 0
+    """random seed"""
+    overwrite: bool = False
+    """replace an existing run folder"""
+    resume: bool = False
+    """continue an interrupted run from its last finished chunk"""
+
+    @property
+    def cache(self) -> CacheConfig:
+        return CacheConfig(per_frame=self.points_per_frame, max_total=self.max_points, fit_steps=self.fit_steps,
+                           seed=self.seed)
+
+
+@dataclasses.dataclass
+class ExploreResult:
+    out: Path
+    video: Views
+    gaussians: object
+    timings: dict[str, float]
+    path_problems: list[str]
+
+
+def check_config(c: ExploreConfig) -> None:
+    if str(c.image) in ("", "."):
+        raise InputError("no input image was given; pass --image PATH.")
+    if not 0.0 <= c.strength <= 1.0:
+        raise ConfigError(f"--strength is {c.strength}; use a value in [0, 1] (0 keeps warped content, 1 = full noise).")
+    if c.frames is not None and c.frames < 2:
+        raise ConfigError(f"--frames is {c.frames}; ask for at least 2 frames (the first is the input image).")
+    if not 1 <= c.context < c.chunk:
+        raise ConfigError(f"--context {c.context} and --chunk {c.chunk}: need 1 <= context < chunk.")
+    if sum(x is not None and x != () for x in (c.path, c.move or None, c.path_from_run)) != 1:
+        raise ConfigError("give exactly one camera path: --path FILE, --move PRESET [...] or --path-from-run DIR.")
+    if c.resolution < 16 or c.resolution % 8 or not 0 < c.fov_deg < 170 or c.depth_median <= 0:
+        raise ConfigError("--resolution must be a multiple of 8 >= 16, --fov-deg in (0, 170), --depth-median > 0.")
+    if c.steps < 1 or c.fit_steps < 0 or c.sources < 1 or c.points_per_frame < 16 or c.max_points < 16:
+        raise ConfigError("--steps >= 1, --fit-steps >= 0, --sources >= 1 and the point caps >= 16 are required.")
+
+
+# -- the path --------------------------------------------------------------------------------------
+def plan_path(c: ExploreConfig) -> Cameras:
+    """The path's cameras ``[F]``, relative to its first camera, at the output size (see the docstring)."""
+    from vdm3d.cameras.camera import rigid_inverse
+    from vdm3d.cameras.extend import extend_cameras
+    from vdm3d.cameras.formats import read_camera_file
+    from vdm3d.cameras.presets import apply_movements, preset_movements
+    from vdm3d.cameras.speed import retime
+
+    size = c.resolution
+    if c.move:
+        frames = c.frames or 49
+        start = Cameras.from_fov(c.fov_deg, size, size, torch.eye(4, dtype=torch.float64))
+        cams = apply_movements(start, preset_movements(c.move), frames)
+    else:
+        src = c.path if c.path is not None else _run_cameras(c.path_from_run)
+        cams = read_camera_file(src).trajectory.cameras.to(torch.float64)
+        cams.validate(str(src))
+    cams = retime(cams, c.speed)
+    if c.frames is not None and c.frames > len(cams):
+        cams = extend_cameras(cams, c.frames - len(cams), c.extend)
+    elif c.frames is not None:
+        cams = cams[: c.frames]
+    c2w = rigid_inverse(cams.c2w[0]) @ cams.c2w  # frame 0 becomes the identity: the image's camera
+    out = Cameras.from_fov(c.fov_deg, size, size, c2w)
+    if len(out) < 2:
+        raise ConfigError("the camera path has a single frame; pass a longer path or --frames N.")
+    return out.to(torch.float32)
+
+
+def _run_cameras(folder: Path) -> Path:
+    for name in ("cameras/trajectory.json", "cameras/orbit.json", "cameras/transforms.json", "transforms.json"):
+        if (Path(folder) / name).is_file():
+            return Path(folder) / name
+    raise InputError(path=folder, problem="holds no cameras (cameras/trajectory.json)",
+                     fix="pass a run folder written by vdm3d, or --path FILE")
+
+
+def load_image(path: Path, size: int) -> torch.Tensor:
+    """The image as ``[size, size, 3]`` in [0, 1]: centre-cropped to a square, resized with area filtering."""
+    import cv2
+
+    from vdm3d.io.images import read_image
+
+    img = read_image(path)[..., :3].numpy()
+    h, w = img.shape[:2]
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    img = cv2.resize(img[top:top + s, left:left + s], (size, size), interpolation=cv2.INTER_AREA)
+    return torch.from_numpy(img).float().clamp(0, 1)
+
+
+# -- models ----------------------------------------------------------------------------------------
+def load_models(c: ExploreConfig):
+    """The video backbone and the depth estimator (errors before any output)."""
+    from vdm3d.models.registry import load_backbone, load_depth
+
+    depth = load_depth(c.depth)
+    if c.fill == "inpaint":
+        return None, depth
+    name = f"tiny-{c.model}" if c.backbone == "tiny" else c.backbone
+    bb = load_backbone(name)
+    if not getattr(bb, "per_element_sigma", False):
+        raise ConfigError(f"backbone {c.backbone!r} does not accept per-token noise levels, which explore needs; "
+                          "use tiny, worldwarp or wan2.1-t2v-1.3b.")
+    tf = bb.temporal_factor
+    if (c.chunk - 1) % tf:
+        raise ConfigError(f"--chunk {c.chunk} does not fit backbone {c.backbone!r}'s temporal compression {tf}; "
+                          f"use a chunk of {tf}k + 1 frames, e.g. {tf * ((c.chunk - 1) // tf) + 1}.")
+    return bb, depth
+
+
+def estimate_depth(depth_model, images: torch.Tensor) -> torch.Tensor:
+    """Relative depth ``[F, H, W]`` (median 1 per frame), whatever the estimator's kind."""
+    from vdm3d.models.depth import relative_depth
+
+    return relative_depth(depth_model, images.float())
+
+
+# -- stages ----------------------------------------------------------------------------------------
+def start_cache(c: ExploreConfig, image: torch.Tensor, cams: Cameras, depth_model) -> ExploreState:
+    """Stage 1: the start image's depth and the initial cache."""
+    from vdm3d.recon.cache import grow_cache
+
+    depth0 = estimate_depth(depth_model, image[None])[0] * c.depth_median  # [H, W]
+    gen = torch.Generator().manual_seed(c.seed)
+    cache = grow_cache(None, image[None], depth0[None], cams[:1], None, c.cache, gen)
+    return ExploreState(next_chunk=0, frames=image[None].clone(), depths=depth0[None].clone(), cache=cache,
+                        generator=gen)
+
+
+def render_chunk(c: ExploreConfig, state: ExploreState, path: Cameras, plan: ChunkPlan) -> Views:
+    """Stage 2: the cache rendered at the chunk's cameras; ``confidence`` holds the validity mask (0/1)."""
+    from vdm3d.geometry.validity import geometric_validity, validity_mask
+    from vdm3d.recon.render import render_views
+
+    cams = path[torch.tensor(plan.frame_ids)]
+    out = render_views(state.cache, cams)
+    src = torch.tensor(state.source_indices(c.sources))
+    geo = geometric_validity(out.depths, cams, state.depths[src], path[src], c.depth_tolerance)
+    valid = validity_mask(out.alphas, geo, c.mask_threshold, c.erode_px)
+    return dataclasses.replace(out, confidence=valid.float())
+
+
+def generate_chunk(c: ExploreConfig, backbone, warp: Views, context: torch.Tensor, generator: torch.Generator
+                   ) -> torch.Tensor:
+    """Stage 3: frames ``[F, H, W, 3]`` filled and revised by the backbone (context frames kept)."""
+    from vdm3d.diffusion.guiders import CFG
+    from vdm3d.diffusion.samplers import sample
+    from vdm3d.geometry.validity import latent_validity
+    from vdm3d.protocols import Conditioning
+
+    ctx = len(context)
+    tf, f = backbone.temporal_factor, len(warp)
+    valid = warp.confidence.bool().clone() if c.use_cache else torch.zeros(f, warp.height, warp.width, dtype=torch.bool)
+    valid[:ctx] = True
+    rgb = torch.where(valid[..., None], warp.images, torch.zeros_like(warp.images))  # holes are black
+    rgb[:ctx] = context
+    with torch.no_grad():
+        x_clean = backbone.encode(rgb[None])  # [1, Fl, C, h, w]
+    valid_lat = latent_validity(valid, backbone.spatial_factor, tf)[None]  # [1, Fl, 1, h, w]
+    sched = spatio_temporal_schedule(c, backbone, valid_lat, (ctx - 1) // tf + 1)
+    cond = chunk_condition(c, backbone, warp, rgb, valid, ctx)
+    guider = CFG(scale=c.guidance_scale) if c.guidance_scale != 1.0 else None
+    with torch.no_grad():
+        z = sample(backbone, sched, cond=cond, x_init=x_clean, generator=generator, guider=guider)
+        frames = backbone.decode(z)[0].clamp(0, 1)[:f]
+    return torch.cat([context, frames[ctx:]])
+
+
+def sampler_sigmas(c: ExploreConfig, backbone) -> torch.Tensor:
+    from vdm3d.diffusion.schedules import EdmSchedule, FlowSchedule
+
+    if backbone.process == "flow":
+        return FlowSchedule(c.steps, shift=5.0).sigmas()
+    return EdmSchedule(c.steps, 0.002, c.sigma_max, 7.0).sigmas()
+
+
+def spatio_temporal_schedule(c: ExploreConfig, backbone, valid_lat: torch.Tensor, context_latents: int) -> torch.Tensor:
+    """Per-token sigmas ``[S + 1, 1, Fl, 1, h, w]``: WorldWarp's fill-and-revise (§8.5), or uniform."""
+    from vdm3d.diffusion.schedules import frozen_until, start_step_for_strength
+
+    sigmas = sampler_sigmas(c, backbone)
+    steps = len(sigmas) - 1
+    k = steps if c.strength == 0 else start_step_for_strength(steps, c.strength)
+    if c.noise == "uniform":
+        start = torch.full(valid_lat.shape, k, dtype=torch.long)
+    else:
+        start = torch.where(valid_lat, k, 0).long()
+    start[:, :context_latents] = steps
+    sched = frozen_until(sigmas, start)
+    # context latents sit at a tiny constant level rather than 0: the denoiser still sees a noise level
+    # from its training range (sigma 0 is ln 0 to its noise embedding), and a constant level is frozen
+    sched[:, :, :context_latents] = CONTEXT_SIGMA
+    return sched
+
+
+def chunk_condition(c: ExploreConfig, backbone, warp: Views, rgb: torch.Tensor, valid: torch.Tensor, ctx: int):
+    """What the backbone sees besides the noisy latents: for the tiny model the last context frame as
+    the reference, the cameras relative to it and (with the cache) the renders with their validity."""
+    from vdm3d.protocols import Conditioning
+
+    slots = getattr(backbone, "slots", frozenset())
+    kw = {}
+    if "reference" in slots:
+        kw["reference"] = rgb[ctx - 1][None]
+    if "cameras" in slots:
+        kw["cameras"] = warp.cameras.reshape(1, len(warp))
+        kw["extras"] = {"reference_c2w": warp.cameras.c2w[ctx - 1][None]}
+    if "maps" in slots and c.use_cache:
+        v = valid.float()[..., None]
+        kw["maps"] = torch.cat([rgb * v, v, torch.zeros_like(v)], -1)[None]
+    if "text" in slots:
+        kw["text"] = c.prompt
+    return Conditioning(**kw)
+
+
+def inpaint_chunk(warp: Views, context: torch.Tensor) -> torch.Tensor:
+    """Baseline stage 3: the render with OpenCV Telea inpainting of the invalid pixels (no generation)."""
+    import cv2
+    import numpy as np
+
+    out = []
+    for i in range(len(warp)):
+        u8 = (warp.images[i].numpy() * 255).round().astype(np.uint8)
+        holes = (warp.confidence[i].numpy() < 0.5).astype(np.uint8)
+        out.append(torch.from_numpy(cv2.inpaint(u8, holes, 3, cv2.INPAINT_TELEA)).float() / 255)
+    frames = torch.stack(out)
+    frames[: len(context)] = context
+    return frames
+
+
+def absorb_chunk(c: ExploreConfig, state: ExploreState, plan: ChunkPlan, warp: Views, frames: torch.Tensor,
+                 depth_model) -> ExploreState:
+    """Stage 4: aligned depth of the new frames; the cache grows into the holes and fits the chunk."""
+    from vdm3d.recon.cache import align_depth, fit_cache, grow_cache
+
+    new = slice(plan.context, plan.context + plan.new)
+    rel = estimate_depth(depth_model, frames[new])
+    depths = []
+    for i, d in enumerate(rel):
+        j = plan.context + i
+        mask = warp.confidence[j].bool() if c.use_cache else torch.zeros_like(d, dtype=torch.bool)
+        prev = state.depths[-1]
+        fallback = float(prev[prev > 0].median()) if bool((prev > 0).any()) else c.depth_median
+        depths.append(align_depth(d, warp.depths[j], mask, fallback_scale=fallback)[0])
+    depths = torch.stack(depths)
+    cams_new = warp.cameras[new]
+    cache = state.cache
+    if c.use_cache:
+        holes = warp.confidence[new] < 0.5
+        cache = grow_cache(cache, frames[new], depths, cams_new, holes, c.cache, state.generator)
+        if c.fit_steps > 0:
+            fit_views = Views(frames[: plan.context + plan.new], warp.cameras[: plan.context + plan.new],
+                              depths=torch.cat([state.depths[-plan.context:], depths]),
+                              origin=("input",) * plan.context + ("generated",) * plan.new)
+            cache = fit_cache(cache, fit_views, c.cache, seed=c.seed * 10_007 + plan.index)
+    return dataclasses.replace(state, next_chunk=plan.index + 1, frames=torch.cat([state.frames, frames[new]]),
+                               depths=torch.cat([state.depths, depths]), cache=cache)
+
+
+# -- the run -----------------------------------------------------------------------------------------
+def run_explore(c: ExploreConfig, *, progress: Progress | None = print,
+                on_chunk: Callable[[int, ExploreState], None] | None = None) -> ExploreResult:
+    """Run every stage and write the run folder. Bad input raises before anything is written.
+
+    ``on_chunk(index, state)`` is called after each finished (and checkpointed) chunk: benchmarks
+    time it, tests interrupt the run from it.
+    """
+    from vdm3d.geometry.path_check import check_path
+    from vdm3d.io.runs import RunFolder
+    from vdm3d.jobs.explore_export import export
+
+    say = progress or (lambda _m: None)
+    check_config(c)
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    cams = plan_path(c)
+    image = load_image(c.image, c.resolution)
+    backbone, depth_model = load_models(c)
+    state = start_cache(c, image, cams, depth_model)
+    report = check_path(cams, state.depths[0])
+    if report.problems and c.strict:
+        raise ConfigError(f"the camera path fails the check against the image's depth: {report.problems[0]} "
+                          "(drop --strict to run anyway).")
+    for p in report.problems:
+        say(f"warning: {p}")
+    timings["start"] = round(time.perf_counter() - t0, 3)
+    plans = chunk_plans(len(cams), c.chunk, c.context)
+    with RunFolder(c.out, config=c, seed=c.seed, inputs=[c.image] + ([c.path] if c.path else []),
+                   overwrite=c.overwrite, resume=c.resume) as run:
+        ckpt = run.checkpoint_dir
+        if run.resuming and (ckpt / STATE_FILE).is_file():
+            state = load_state(ckpt)
+            say(f"resuming at chunk {state.next_chunk + 1}/{len(plans)}")
+        per_chunk = []
+        for plan in plans[state.next_chunk:]:
+            tick = time.perf_counter()
+            warp = render_chunk(c, state, cams, plan)
+            context = state.frames[-plan.context:]
+            if c.fill == "inpaint":
+                frames = inpaint_chunk(warp, context)
+            else:
+                frames = generate_chunk(c, backbone, warp, context, state.generator)
+            state = absorb_chunk(c, state, plan, warp, frames, depth_model)
+            save_state(ckpt, state)
+            per_chunk.append(round(time.perf_counter() - tick, 3))
+            say(f"chunk {plan.index + 1}/{len(plans)}: frames {len(state.frames)}/{len(cams)}, "
+                f"{0 if state.cache is None else len(state.cache)} Gaussians, {per_chunk[-1]:.1f} s")
+            if on_chunk is not None:
+                on_chunk(plan.index, state)
+        video = Views(state.frames, cams, depths=state.depths, origin=("input",) + ("generated",) * (len(cams) - 1),
+                      fps=c.fps)
+        files = export(run.path, c, video, state.cache)
+        timings["chunks_s"] = per_chunk
+        timings["total"] = round(time.perf_counter() - t0, 3)
+        run.record(files=files, timings=timings, path_problems=report.problems, chunks=len(plans),
+                   backbone=getattr(backbone, "name", c.fill), num_gaussians=0 if state.cache is None else len(state.cache))
+    return ExploreResult(c.out, video, state.cache, timings, report.problems)

@@ -1,0 +1,43 @@
+"""The explore job's run folder.
+
+``video.mp4``; ``frames/NNNN.png``; ``depth/NNNN.png`` (16-bit z-depth, :func:`vdm3d.io.images.write_depth`,
+in the path's units); ``cameras/transforms.json`` (nerfstudio, OpenGL), ``cameras/re10k.txt``
+(RealEstate10K) and ``cameras/trajectory.json`` (vdm3d trajectory, which ``--path-from-run`` reads);
+``splats.ply`` (the final cache, 3DGS PLY); the manifest is written by the run folder.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from vdm3d.views import Views
+
+
+def export(folder: Path, config, video: Views, cache) -> dict[str, str]:
+    from vdm3d.cameras.io import write_re10k, write_transforms_json
+    from vdm3d.cameras.trajectory import Trajectory
+    from vdm3d.cameras.trajectory_file import save_trajectory
+    from vdm3d.io.images import write_depth, write_image
+    from vdm3d.io.video import write_video
+    from vdm3d.splat.ply import save_ply
+
+    for sub in ("frames", "depth", "cameras"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    names = [f"frames/{i:04d}.png" for i in range(len(video))]
+    for i, name in enumerate(names):
+        write_image(folder / name, video.images[i])
+        write_depth(folder / "depth" / f"{i:04d}.png", video.depths[i])
+    write_video(folder / "video.mp4", video.images, fps=video.fps or 12.0)
+    write_transforms_json(folder / "cameras" / "transforms.json", video.cameras, [f"../{n}" for n in names])
+    write_re10k(folder / "cameras" / "re10k.txt", video.cameras,
+                timestamps=[round(i * 1e6 / (video.fps or 12.0)) for i in range(len(video))])
+    provenance = {"generator": "vdm3d explore", "names": names}
+    save_trajectory(folder / "cameras" / "trajectory.json", Trajectory(video.cameras, video.fps or 12.0, provenance))
+    files = ["video.mp4", "frames/", "depth/", "cameras/transforms.json", "cameras/re10k.txt",
+             "cameras/trajectory.json"]
+    if cache is not None:
+        save_ply(folder / "splats.ply", cache)
+        files.append("splats.ply")
+    shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # the run is complete: nothing to resume
+    return {f: f for f in files}

@@ -1,0 +1,448 @@
+"""`vdm3d stylize`: a coarse mesh, a camera path and a style image -> a styled video that follows the
+geometry (VideoFrom3D, SEED_SYSTEMS.md §5-6), with no Blender::
+
+    mesh + path + style -> load_inputs -> geometry_buffers -> anchor_views (SAG) -> inbetween (GGI) -> export
+
+* ``load_inputs``: any mesh trimesh reads, turned z-up at the edge
+  (:func:`~vdm3d.geometry.mesh_scene.load_mesh_scene`); only its geometry is used. The trajectory is a
+  vdm3d trajectory file in that z-up world, its cameras centre-cropped to square and resized to
+  ``resolution``; the style image is centre-cropped and resized the same way.
+* ``geometry_buffers``: depth, normals, line-art and soft edges, the exact flow between consecutive
+  frames and correspondences between any two frames with an occlusion test
+  (:mod:`vdm3d.geometry.path_buffers`). A path that never sees the mesh stops here.
+* ``anchor_views`` (SAG): the first frame and the last frame of every arc (arcs of ``arc_frames``
+  frames sharing their ends) from the image prior, conditioned on the frame's edges and the style
+  image. For anchor ``i > 0`` the previous anchor is warped into its view through the correspondence
+  and given to the model (maps), and its latent replaces the sample where it is observed during the
+  first ``blend_fraction`` of the steps, with the unobserved mask dilated and blurred
+  (:class:`~vdm3d.diffusion.hooks.LatentBlend`).
+* ``inbetween`` (GGI), arc by arc: keyframes are the previous arc's last generated frame (anchor 0 for
+  the first arc) and the next anchor; the maps carry the edge video and the start keyframe warped
+  into every frame; the starting noise is Go-with-the-Flow noise warped along the mesh flow and mixed
+  with fresh noise (``noise_alpha = 0.5``). The paper pads 46 edge maps to 49 frames and drops the 3
+  padded frames; the tiny model takes any frame count, so nothing is padded and only each arc's first
+  frame (the previous arc's last) is dropped when arcs are stitched. Each arc is checkpointed, so an
+  interrupted run continues with ``--resume``.
+* ``export``: ``video.mp4``, ``frames/``, ``anchors/``, ``edges/`` (line art, and ``edges/soft/``),
+  ``style.png``, ``cameras/`` (vdm3d trajectory + transforms.json) and ``manifest.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Annotated, Callable, Literal
+
+import torch
+import torch.nn.functional as F
+import tyro
+from jaxtyping import Bool, Float
+from torch import Tensor
+
+from vdm3d.cameras.camera import Cameras
+from vdm3d.cameras.trajectory import Trajectory
+from vdm3d.diffusion.guiders import CFG
+from vdm3d.diffusion.hooks import LatentBlend
+from vdm3d.diffusion.noise_warp import mix_new_noise, subsample_frames, warped_noise
+from vdm3d.diffusion.samplers import sample
+from vdm3d.diffusion.schedules import DdimSchedule, EdmSchedule, FlowSchedule
+from vdm3d.errors import ConfigError, InputError
+from vdm3d.geometry.mesh_scene import MeshScene, load_mesh_scene
+from vdm3d.geometry.path_buffers import PathBuffers, render_path
+from vdm3d.protocols import Conditioning
+
+Progress = Callable[[str], None]
+NOISE_GRID = 2  # Go-with-the-Flow grid: twice the frame resolution (the latent is 4x coarser)
+SAG_REFERENCE_HEIGHT = 480  # the mask constants below are VideoFrom3D's at 480 px; scaled to ours
+
+
+@dataclasses.dataclass(frozen=True)
+class StylizeConfig:
+    """A coarse mesh, a camera path and a style image to a styled video that follows the geometry."""
+
+    mesh: Annotated[Path, tyro.conf.arg(help_behavior_hint="(required)")] = Path("")
+    """the coarse mesh: any file trimesh reads (GLB/glTF, OBJ, PLY, OFF, STL); its colours are ignored"""
+    trajectory: Annotated[Path, tyro.conf.arg(help_behavior_hint="(required)")] = Path("")
+    """the camera path: a vdm3d trajectory JSON in the mesh's world after its up-axis conversion (z-up)"""
+    style: Annotated[Path, tyro.conf.arg(help_behavior_hint="(required)")] = Path("")
+    """the style image (PNG/JPEG)"""
+    out: Path = Path("runs/stylize")
+    """run folder to write (must not exist unless --overwrite)"""
+    backbone: Literal["tiny", "hub"] = "tiny"
+    """tiny: the embedded stylize_anchor + stylize_inbetween; hub: FLUX + HED ControlNet anchors and the
+    videofrom3d-ggi inbetweening model (weights from `vdm3d models`; no style LoRA yet)"""
+    anchor_model: str | None = None
+    """image prior for the anchor views, a name in `vdm3d models` (None: the backbone's default)"""
+    inbetween_model: str | None = None
+    """inbetweening model, a name in `vdm3d models` (None: the backbone's default)"""
+    anchor_path: Path | None = None
+    """hub: local folder of the anchor model (None: its default folder)"""
+    inbetween_path: Path | None = None
+    """hub: local folder of the inbetweening model"""
+    prompt: str = ""
+    """hub: text prompt of both models"""
+    up: Literal["auto", "y", "z"] = "auto"
+    """the mesh file's up axis: auto (glTF/OBJ y-up, other formats z-up), y or z"""
+    resolution: int = 64
+    """output frames are resolution x resolution pixels (the tiny models' native size is 64)"""
+    arc_frames: int = 8
+    """frames per arc, both anchors included (anchors every arc_frames - 1 frames)"""
+    steps: int = 25
+    """sampler steps (Euler EDM) for anchors and inbetweens (VideoFrom3D: 25 and 30)"""
+    sigma_max: float = 80.0
+    """largest noise level of the EDM schedule"""
+    guidance_scale: float | None = None
+    """classifier-free guidance weight (None: 1 for tiny; 3.5 for FLUX and 6 for GGI, VideoFrom3D's)"""
+    blend_fraction: float = 0.5
+    """SAG: latent replacement during this fraction of the anchor steps (VideoFrom3D: 12 of 25)"""
+    noise: Literal["warped", "fresh"] = "warped"
+    """inbetween starting noise: Go-with-the-Flow noise along the mesh flow, or fresh noise"""
+    noise_alpha: float = 0.5
+    """degradation of the warped noise: (a fresh + (1 - a) warped) / sqrt(a^2 + (1 - a)^2)"""
+    warp_condition: bool = True
+    """give the inbetween model the start keyframe warped into every frame (maps)"""
+    seed: int = 0
+    """random seed of every sampling run"""
+    overwrite: bool = False
+    """replace an existing run folder"""
+    resume: bool = False
+    """continue an interrupted run from its last finished arc"""
+
+
+#: backbone -> (anchor model, inbetween model, their guidance weights)
+DEFAULT_MODELS = {"tiny": ("stylize_anchor", "stylize_inbetween", 1.0, 1.0),
+                  "hub": ("flux-dev-controlnet-hed", "videofrom3d-ggi", 3.5, 6.0)}
+
+
+def model_names(config: StylizeConfig) -> tuple[str, str]:
+    anchor, between, _, _ = DEFAULT_MODELS[config.backbone]
+    return config.anchor_model or anchor, config.inbetween_model or between
+
+
+def guidance(config: StylizeConfig, stage: Literal["anchor", "inbetween"]) -> CFG | None:
+    scale = config.guidance_scale
+    if scale is None:
+        scale = DEFAULT_MODELS[config.backbone][2 if stage == "anchor" else 3]
+    return CFG(scale) if scale != 1.0 else None
+
+
+@dataclasses.dataclass(frozen=True)
+class StylizeInputs:
+    scene: MeshScene
+    trajectory: Trajectory
+    """cameras ``[F]`` at ``resolution x resolution``"""
+    style: Float[Tensor, "H W 3"]
+
+
+@dataclasses.dataclass(frozen=True)
+class StylizeResult:
+    out: Path
+    frames: Float[Tensor, "F H W 3"]
+    anchors: dict[int, Tensor]
+    buffers: PathBuffers
+    timings: dict[str, float]
+
+
+# -- stage 1: inputs ---------------------------------------------------------------------------------
+def check_config(config: StylizeConfig) -> None:
+    if not 2 <= config.arc_frames <= 16:
+        raise ConfigError(f"--arc-frames is {config.arc_frames}; use 2 to 16 (the tiny models' frame limit).")
+    if config.resolution % 4 or config.resolution < 16:
+        raise ConfigError(f"--resolution is {config.resolution}; use a multiple of 4 of at least 16.")
+    if config.steps < 1:
+        raise ConfigError(f"--steps is {config.steps}; use at least 1.")
+    if not 0.0 <= config.blend_fraction <= 1.0 or not 0.0 <= config.noise_alpha <= 1.0:
+        raise ConfigError("--blend-fraction and --noise-alpha must lie in [0, 1].")
+
+
+def square(cameras: Cameras, size: int) -> Cameras:
+    """Centre-crop to a square and resize to ``size`` (pixel centres kept)."""
+    s = min(cameras.width, cameras.height)
+    return cameras.crop((cameras.width - s) // 2, (cameras.height - s) // 2, s, s).resize(size, size)
+
+
+def square_image(image: Float[Tensor, "H W 3"], size: int) -> Float[Tensor, "S S 3"]:
+    h, w = image.shape[:2]
+    s = min(h, w)
+    crop = image[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+    out = F.interpolate(crop.permute(2, 0, 1)[None], size=(size, size), mode="bilinear", antialias=True,
+                        align_corners=False)
+    return out[0].permute(1, 2, 0).clamp(0, 1)
+
+
+def load_inputs(config: StylizeConfig) -> StylizeInputs:
+    """Read the three files; each failure is one sentence naming the file."""
+    from vdm3d.cameras.trajectory_file import load_trajectory
+    from vdm3d.io.images import read_image
+
+    scene = load_mesh_scene(config.mesh, up=config.up, normalize=False)
+    traj = load_trajectory(config.trajectory)
+    style = square_image(read_image(config.style), config.resolution)
+    return StylizeInputs(scene, traj.with_cameras(square(traj.cameras, config.resolution)), style)
+
+
+# -- stage 2: geometry ---------------------------------------------------------------------------------
+def geometry_buffers(config: StylizeConfig, inputs: StylizeInputs) -> PathBuffers:
+    """Render the mesh's buffers along the path; stop when no frame sees the mesh."""
+    buffers = render_path(inputs.scene, inputs.trajectory.cameras)
+    if float(buffers.alpha.sum()) == 0.0:
+        raise InputError(path=config.trajectory, problem=f"never sees the mesh (none of its {len(buffers)} "
+                         "cameras has a mesh pixel)", fix="give a path in the mesh's z-up world that looks at it "
+                         "(y-up glTF/OBJ files are turned z-up on load; see --up)")
+    return buffers
+
+
+def arcs(frames: int, arc_frames: int) -> list[tuple[int, int]]:
+    """Inclusive ``(start, end)`` frame indices of the arcs; consecutive arcs share an end frame and
+    the last arc may be shorter."""
+    if frames == 1:
+        return [(0, 0)]
+    step = arc_frames - 1
+    return [(s, min(s + step, frames - 1)) for s in range(0, frames - 1, step)]
+
+
+# -- stage 3: anchors (SAG) --------------------------------------------------------------------------------
+@dataclasses.dataclass
+class StylizeModels:
+    anchor: object
+    inbetween: object
+
+
+def load_models(config: StylizeConfig) -> StylizeModels:
+    from vdm3d.models.registry import load_backbone
+
+    anchor, between = model_names(config)
+    return StylizeModels(load_backbone(anchor, config.anchor_path), load_backbone(between, config.inbetween_path))
+
+
+def model_maps(model, warped: Tensor | None, valid: Tensor | None, edges: Tensor, soft: Tensor) -> Tensor:
+    """The pixel maps a model takes: the tiny models' five channels (warped RGB with 0 in holes,
+    validity, line art) ``[F, H, W, 5]``, or for a ControlNet / GGI hub model the soft edges (the HED
+    substitute) as images ``[F, H, W, 3]``."""
+    f, h, w = edges.shape
+    if getattr(model, "map_channels", None) is None:
+        return soft[..., None].expand(f, h, w, 3)
+    if warped is None:
+        return torch.cat([edges.new_zeros(f, h, w, 4), edges[..., None]], -1)
+    return torch.cat([warped * valid[..., None], valid[..., None].float(), edges[..., None]], -1)
+
+
+def latent_hw(model, h: int, w: int) -> tuple[int, int]:
+    return h // model.spatial_factor, w // model.spatial_factor
+
+
+def unobserved_mask(valid: Bool[Tensor, "H W"], latent_hw: tuple[int, int]) -> Float[Tensor, "h w"]:
+    """SAG's mask M = [no correspondence], dilated (5x5 kernel, 12 iterations at 480 px) and blurred
+    (Gaussian sigma 3 at 480 px), both scaled to this resolution, then area-pooled to the latent."""
+    h = valid.shape[0]
+    scale = h / SAG_REFERENCE_HEIGHT
+    m = (~valid.bool()).float()[None, None]
+    for _ in range(max(1, round(12 * scale))):
+        m = F.max_pool2d(m, 5, stride=1, padding=2)
+    sigma = max(3.0 * scale, 0.5)
+    t = torch.arange(-4, 5, dtype=m.dtype)
+    g = torch.exp(-0.5 * (t / sigma) ** 2)
+    g = (g / g.sum())
+    m = F.conv2d(F.pad(m, (4, 4, 4, 4), mode="replicate"), g.view(1, 1, 1, -1))
+    m = F.conv2d(m, g.view(1, 1, -1, 1))
+    return F.adaptive_avg_pool2d(m, latent_hw)[0, 0].clamp(0, 1)
+
+
+def schedule(config: StylizeConfig, model) -> Tensor:
+    """The noise levels for a model's process: EDM (tiny), shifted flow (FLUX), trailing DDIM (VP)."""
+    if model.process == "flow":
+        return FlowSchedule(config.steps, shift=3.0).sigmas()
+    if model.process == "vp":
+        return DdimSchedule(config.steps, "trailing").sigmas()
+    return EdmSchedule(config.steps, 0.002, config.sigma_max, 7.0).sigmas()
+
+
+def generate_anchor(config: StylizeConfig, model, style: Tensor, edges: Tensor, soft: Tensor,
+                    generator: torch.Generator, warped: Tensor | None = None, valid: Tensor | None = None
+                    ) -> Float[Tensor, "H W 3"]:
+    """One view from the image prior: edges [H, W] + style image, optionally guided by a warped
+    previous anchor (maps + latent replacement where it is observed)."""
+    h, w = edges.shape
+    lh, lw = latent_hw(model, h, w)
+    maps = model_maps(model, None if warped is None else warped[None], None if valid is None else valid[None],
+                      edges[None], soft[None])
+    cond = Conditioning(reference=style[None] if "reference" in model.slots else None, maps=maps[None],
+                        text=config.prompt if "text" in model.slots else None)
+    hooks = []
+    if warped is not None and config.blend_fraction > 0:
+        target = model.encode((warped * valid[..., None])[None, None])
+        mask = unobserved_mask(valid, (lh, lw))[None, None, None]
+        hooks.append(LatentBlend(target, mask, round(config.steps * config.blend_fraction)))
+    with torch.no_grad():
+        z = sample(model, schedule(config, model), cond=cond, shape=(1, 1, model.latent_channels, lh, lw),
+                   generator=generator, hooks=hooks, guider=guidance(config, "anchor"))
+        return model.decode(z)[0, 0].clamp(0, 1)
+
+
+def anchor_views(config: StylizeConfig, model, buffers: PathBuffers, style: Tensor, indices: list[int],
+                 guided: bool = True) -> dict[int, Float[Tensor, "H W 3"]]:
+    """Anchors at ``indices`` in order; with ``guided`` each one after the first is steered by the
+    previous anchor warped into its view (SAG), otherwise every view is generated independently."""
+    out: dict[int, Tensor] = {}
+    prev = None
+    for i in indices:
+        gen = torch.Generator().manual_seed(config.seed * 1000 + i)
+        if guided and prev is not None:
+            warped, valid = buffers.warp(out[prev], prev, i)
+            out[i] = generate_anchor(config, model, style, buffers.edges[i], buffers.soft[i], gen, warped, valid)
+        else:
+            out[i] = generate_anchor(config, model, style, buffers.edges[i], buffers.soft[i], gen)
+        prev = i
+    return out
+
+
+# -- stage 4: inbetweening (GGI) -----------------------------------------------------------------------------
+def arc_noise(config: StylizeConfig, buffers: PathBuffers, a: int, b: int, latent_shape, generator
+              ) -> Tensor | None:
+    """Starting noise of an arc: Go-with-the-Flow noise along the mesh flow, degraded with fresh noise."""
+    if config.noise == "fresh":
+        return None
+    n_lat, c, lh = latent_shape[1], latent_shape[2], latent_shape[3]
+    noise = warped_noise(buffers.flow[a:b], c, grid_scale=NOISE_GRID, downscale=buffers.depth.shape[1] // lh,
+                         generator=generator)
+    noise = subsample_frames(noise, n_lat)  # causal video VAEs: nearest frames (49 -> 13 in GGI)
+    return mix_new_noise(noise, config.noise_alpha, generator)[None]
+
+
+def inbetween(config: StylizeConfig, model, buffers: PathBuffers, a: int, b: int, start: Tensor, end: Tensor
+              ) -> Float[Tensor, "Fa H W 3"]:
+    """Frames ``a..b`` of one arc between keyframes ``start`` (frame a) and ``end`` (frame b)."""
+    f = b - a + 1
+    h, w = start.shape[:2]
+    lh, lw = latent_hw(model, h, w)
+    shape = (1, (f - 1) // model.temporal_factor + 1, model.latent_channels, lh, lw)
+    gen = torch.Generator().manual_seed(config.seed * 1000 + 500 + a)
+    warped = valid = None
+    if config.warp_condition:
+        pairs = [buffers.warp(start, a, a + j) for j in range(f)]
+        warped, valid = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+    cams = buffers.cameras[a:b + 1].reshape(1, f)
+    maps = model_maps(model, warped, valid, buffers.edges[a:b + 1], buffers.soft[a:b + 1])
+    cond = Conditioning(cameras=cams if "cameras" in model.slots else None, maps=maps[None],
+                        keyframes={0: start[None], f - 1: end[None]}, text=config.prompt if "text" in model.slots else None,
+                        extras={"reference_c2w": cams.c2w[:, 0], "frames": f})
+    noise = arc_noise(config, buffers, a, b, shape, gen)
+    with torch.no_grad():
+        z = sample(model, schedule(config, model), cond=cond, shape=shape, noise=noise, generator=gen,
+                   guider=guidance(config, "inbetween"))
+        frames = model.decode(z)[0, :f].clamp(0, 1)
+    return torch.cat([start[None], frames[1:]])  # the start keyframe is known exactly
+
+
+def stylize_frames(config: StylizeConfig, models: StylizeModels, buffers: PathBuffers, style: Tensor,
+                   checkpoints: Path | None = None, say: Progress = print, anchors: dict[int, Tensor] | None = None
+                   ) -> tuple[Float[Tensor, "F H W 3"], dict[int, Tensor]]:
+    """Anchors (unless given), then every arc in order (loaded from ``checkpoints`` when already done),
+    stitched."""
+    from safetensors.torch import load_file, save_file
+
+    spans = arcs(len(buffers), config.arc_frames)
+    indices = [0] + [b for _, b in spans if b != 0]
+    anchor_file = checkpoints / "anchors.safetensors" if checkpoints else None
+    if anchors is not None:
+        pass
+    elif anchor_file is not None and anchor_file.is_file():
+        anchors = {int(k): v for k, v in load_file(str(anchor_file)).items()}
+        say(f"anchors: {len(anchors)} loaded from the checkpoint")
+    else:
+        anchors = anchor_views(config, models.anchor, buffers, style, indices)
+        if anchor_file is not None:
+            save_file({str(k): v.contiguous() for k, v in anchors.items()}, str(anchor_file))
+        say(f"anchors: {len(anchors)} views at frames {indices}")
+    pieces = [anchors[0][None]]
+    start = anchors[0]
+    for k, (a, b) in enumerate(spans):
+        if a == b:
+            break
+        arc_file = checkpoints / f"arc_{k:03d}.safetensors" if checkpoints else None
+        if arc_file is not None and arc_file.is_file():
+            frames = load_file(str(arc_file))["frames"]
+        else:
+            frames = inbetween(config, models.inbetween, buffers, a, b, start, anchors[b])
+            if arc_file is not None:
+                save_file({"frames": frames.contiguous()}, str(arc_file))
+            say(f"arc {k + 1}/{len(spans)}: frames {a}-{b}")
+        pieces.append(frames[1:])
+        start = frames[-1]  # the next arc starts from the last generated frame
+    return torch.cat(pieces), anchors
+
+
+# -- stage 5: export ---------------------------------------------------------------------------------------
+def export(folder: Path, frames: Tensor, anchors: dict[int, Tensor], buffers: PathBuffers, inputs: StylizeInputs
+           ) -> list[str]:
+    from vdm3d.cameras.io import write_transforms_json
+    from vdm3d.cameras.trajectory_file import save_trajectory
+    from vdm3d.io.images import write_image
+    from vdm3d.io.video import write_video
+
+    for sub in ("frames", "anchors", "edges/soft", "cameras"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    names = [f"frames/{i:03d}.png" for i in range(len(frames))]
+    for name, image in zip(names, frames):
+        write_image(folder / name, image)
+    for i, image in anchors.items():
+        write_image(folder / f"anchors/{i:03d}.png", image)
+    for i in range(len(buffers)):
+        write_image(folder / f"edges/{i:03d}.png", buffers.edges[i][..., None].expand(-1, -1, 3))
+        write_image(folder / f"edges/soft/{i:03d}.png", buffers.soft[i][..., None].expand(-1, -1, 3))
+    write_image(folder / "style.png", inputs.style)
+    write_video(folder / "video.mp4", frames, fps=inputs.trajectory.fps)
+    save_trajectory(folder / "cameras/trajectory.json", inputs.trajectory.with_cameras(
+        buffers.cameras, generator="vdm3d stylize (square crop, resized)"))
+    write_transforms_json(folder / "cameras/transforms.json", buffers.cameras, [f"../{n}" for n in names])
+    return ["video.mp4", "frames/", "anchors/", "edges/", "edges/soft/", "style.png", "cameras/trajectory.json",
+            "cameras/transforms.json"]
+
+
+def _fingerprint(config: StylizeConfig) -> dict:
+    from vdm3d.io.runs import to_jsonable
+
+    skip = {"out", "overwrite", "resume"}
+    return {k: v for k, v in to_jsonable(config).items() if k not in skip}
+
+
+def run_stylize(config: StylizeConfig, progress: Progress | None = print) -> StylizeResult:
+    """Run every stage and write the run folder. Bad input raises before anything is written."""
+    from vdm3d.io.runs import RunFolder
+
+    check_config(config)
+    say = progress or (lambda _msg: None)
+    timings: dict[str, float] = {}
+    tick = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal tick
+        now = time.perf_counter()
+        timings[name] = round(now - tick, 3)
+        tick = now
+
+    inputs = load_inputs(config)
+    buffers = geometry_buffers(config, inputs)
+    models = load_models(config)
+    lap("load_and_geometry")
+    with RunFolder(config.out, config=config, seed=config.seed, overwrite=config.overwrite, resume=config.resume,
+                   inputs=[config.mesh, config.trajectory, config.style]) as run:
+        ckpt = run.checkpoint_dir
+        stamp = ckpt / "config.json"
+        if run.resuming and stamp.is_file() and json.loads(stamp.read_text()) != _fingerprint(config):
+            raise ConfigError(f"{config.out}: --resume with different settings than the interrupted run; "
+                              "rerun with the same options or without --resume.")
+        stamp.write_text(json.dumps(_fingerprint(config)))
+        say(f"stylize: {len(buffers)} frames at {config.resolution} px, arcs of {config.arc_frames}")
+        frames, anchors = stylize_frames(config, models, buffers, inputs.style, ckpt, say)
+        lap("generate")
+        files = export(run.path, frames, anchors, buffers, inputs)
+        shutil.rmtree(ckpt)  # finished: the per-arc checkpoints are no longer needed
+        lap("export")
+        run.record(files=files, timings=timings, anchors=sorted(anchors), arcs=arcs(len(buffers), config.arc_frames),
+                   models=dict(zip(("anchor", "inbetween"), model_names(config))),
+                   soft_edges="depth/normal/coverage discontinuities (HED substitute; geometry.edges.soft_edges)")
+    return StylizeResult(config.out, frames, anchors, buffers, timings)

@@ -1,0 +1,69 @@
+"""The baseline stages every scene job starts from: initialize Gaussians for posed photos, then fit
+them inside a run folder that checkpoints and resumes.
+
+``vdm3d fit`` is these two stages plus scoring; ``complete`` fits the same baseline before it plans
+its pseudo views, and ``explore`` seeds its cache the same way, so the stages live here rather than
+in a job (no job imports another).
+
+* :func:`initialize`: the scene's sparse points (subsampled to a budget), or, when there are none or
+  ``mode="random"``, random Gaussians in the cameras' frusta between a near and a far depth taken
+  from the points the cameras see (the 1 % and 99 % depth quantiles), or from the rig's spread when
+  there are no points at all.
+* :func:`fit_in_run`: :func:`~vdm3d.recon.trainer.fit_gaussians` whose checkpoints go to the run
+  folder, continuing from the last one when the run folder is resuming.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Literal, Sequence
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from vdm3d.cameras.camera import Cameras
+from vdm3d.io.runs import RunFolder
+from vdm3d.recon.checkpoint import load_state, save_state
+from vdm3d.recon.init import init_from_points, init_random
+from vdm3d.recon.trainer import FitConfig, FitProgress, LossTerm, ViewPool, fit_gaussians
+from vdm3d.splat.gaussians import Gaussians
+from vdm3d.views import Views
+
+
+def depth_range(cameras: Cameras, points_world: Float[Tensor, "P 3"] | None) -> tuple[float, float]:
+    """``(near, far)``: the 1 % and 99 % quantiles of the depths of the points in front of the
+    cameras, or ``(0.1, 10)`` times the rig's radius (at least 1) when there are no points."""
+    cams = cameras.flatten()
+    if points_world is not None and len(points_world) > 0:
+        _, z = cams.project(points_world.to(cams.dtype).expand(len(cams), -1, -1))
+        z = z[z > 0]
+        if len(z) > 1:
+            return float(z.quantile(0.01)), float(z.quantile(0.99))
+    spread = float((cams.centers - cams.centers.mean(0)).norm(dim=-1).max())
+    return 0.1 * max(spread, 1.0), 10 * max(spread, 1.0)
+
+
+def initialize(cameras: Cameras, points_world: Float[Tensor, "P 3"] | None = None,
+               points_rgb: Float[Tensor, "P 3"] | None = None, *, mode: Literal["points", "random"] = "points",
+               max_points: int = 100_000, random_points: int = 20_000, sh_degree: int = 3,
+               seed: int = 0) -> Gaussians:
+    """Starting Gaussians for ``cameras`` (the training views): from the points, or random in the frusta."""
+    generator = torch.Generator().manual_seed(seed)
+    if mode == "points" and points_world is not None and points_rgb is not None:
+        return init_from_points(points_world, points_rgb, max_points=max_points, sh_degree=sh_degree,
+                                generator=generator)
+    near, far = depth_range(cameras, points_world)
+    return init_random(cameras, random_points, near, far, sh_degree=sh_degree, generator=generator)
+
+
+def fit_in_run(views: Views | Sequence[Views], init: Gaussians, config: FitConfig, run: RunFolder, *,
+               progress: Callable[[FitProgress], None] | None = None, pools: Sequence[ViewPool] = (),
+               extra_losses: Sequence[LossTerm] = (),
+               between_steps: Callable[[int, Gaussians], Sequence[ViewPool] | None] | None = None,
+               perceptual: Callable[[Tensor, Tensor], Tensor] | None = None) -> Gaussians:
+    """Fit with checkpoints in ``run`` (every ``config.checkpoint_every`` steps); a resuming run
+    continues from its last checkpoint."""
+    state = load_state(run.path / "checkpoints") if run.resuming else None
+    return fit_gaussians(views, init, config, perceptual=perceptual, pools=pools, extra_losses=extra_losses,
+                         between_steps=between_steps, progress=progress, state=state,
+                         on_checkpoint=lambda s: save_state(run.checkpoint_dir, s))

@@ -1,0 +1,320 @@
+"""Compiled CPU rasterizer: the ``numba`` backend, and the default without CUDA.
+
+The per-Gaussian half (EWA projection, SH colors, culling) is the same torch code as the other CPU
+backends (:mod:`vdm3d.splat.projection`), so autograd differentiates it; only the per-pixel half is
+compiled, with the rules of the dense reference (:mod:`.torch_ref`), pixel for pixel:
+
+1. **Bin**: the visible Gaussians, sorted front to back by camera z (stable, as ``torch_ref``), are
+   appended to the list of every ``tile x tile`` pixel tile their alpha >= 1/255 box overlaps, so
+   each tile's list is already in depth order (no per-tile sort).
+2. **Forward**, in parallel over tiles: each pixel walks its tile's list front to back,
+   ``alpha = min(0.99, o exp(-0.5 d^T Sigma^-1 d))`` (skipped below 1/255), and stops at the first
+   Gaussian that would take the transmittance below 1e-4 (that one is not blended). It keeps the
+   final transmittance and the position after its last blended Gaussian.
+3. **Backward**, in parallel over tiles: each pixel walks back from its last blended Gaussian,
+   recovering ``T_i = T_{i+1} / (1 - alpha_i)``, and applies
+   ``dL/dalpha_i = g_i T_i - S_i / (1 - alpha_i)`` with ``g_i = dL/dw_i`` and
+   ``S_i = sum_{j > i} g_j w_j`` (as 3DGS does). Gradients go to one slot per (tile, Gaussian)
+   pair, which only the thread that owns the tile writes, and a serial pass adds the slots up per
+   Gaussian: no atomics, and the result does not depend on the thread count.
+
+Sums along a pixel are carried in float64 (the inputs stay float32), so the backward's division
+recovers the forward's transmittances to well under the float32 tolerance of the tests.
+
+Why numba and not a C++/OpenMP extension built on first use: both compile to the same scalar loops
+(LLVM here, gcc there), but the extension needs a compiler on the user's machine and takes ~40 s to
+build through ``torch.utils.cpp_extension`` on these 2 cores, while numba ships as a wheel, compiles
+these kernels in a few seconds and caches them beside this file (``cache=True``), and its ``prange``
+threads follow :func:`vdm3d.threads.set_threads`. Measured with ``benchmarks/render.py``: see the
+README's render table for its ratio to the tiled ``torch`` backend in the same run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import no_type_check
+
+import numba
+import numpy as np
+import torch
+from torch import Tensor
+
+from vdm3d.cameras.camera import Cameras
+from vdm3d.errors import ConfigError
+from vdm3d.splat.gaussians import Gaussians
+from vdm3d.splat.output import RenderOutput, finish
+from vdm3d.splat.backends.numba_projection import project_gaussians_numba
+from vdm3d.splat.projection import ALPHA_MAX, ALPHA_MIN, T_MIN
+
+TILE = 16
+_N_GRAD = 10  # per-pair gradient slots: means2d (2), conic (3), color (3), depth (1), opacity (1)
+
+
+@dataclasses.dataclass
+class TileLists:
+    """Per-tile Gaussian lists for one camera: tile ``t`` holds ``gauss[offsets[t]:offsets[t + 1]]``."""
+
+    width: int
+    height: int
+    tile: int
+    tiles_x: int
+    offsets: np.ndarray  # [tiles + 1] int64
+    gauss: np.ndarray  # [pairs] int64, Gaussian indices front to back within each tile
+    boxes: np.ndarray  # [N, 4] int64 pixel box (x0, x1, y0, y1) of each Gaussian's alpha >= 1/255 ellipse
+
+
+@numba.njit(cache=True)
+@no_type_check  # compiled: the tests\' jaxtyping import hook must not wrap it
+def _bin_kernel(means2d, extents, order, width, height, tile, tiles_x, tiles_y):  # pragma: no cover - compiled
+    n_tiles = tiles_x * tiles_y
+    boxes = np.zeros((means2d.shape[0], 4), np.int64)
+    boxes[:, 1] = -1
+    boxes[:, 3] = -1
+    counts = np.zeros(n_tiles + 1, np.int64)
+    for k in range(order.shape[0]):
+        g = order[k]
+        # Pixels whose centers (i + 0.5) lie inside [m - e, m + e], widened by a hair against rounding.
+        x0 = max(int(math.ceil(means2d[g, 0] - extents[g, 0] - 0.5 - 1e-3)), 0)
+        x1 = min(int(math.floor(means2d[g, 0] + extents[g, 0] - 0.5 + 1e-3)), width - 1)
+        y0 = max(int(math.ceil(means2d[g, 1] - extents[g, 1] - 0.5 - 1e-3)), 0)
+        y1 = min(int(math.floor(means2d[g, 1] + extents[g, 1] - 0.5 + 1e-3)), height - 1)
+        if x1 < x0 or y1 < y0:
+            continue
+        boxes[g, 0], boxes[g, 1], boxes[g, 2], boxes[g, 3] = x0, x1, y0, y1
+        for ty in range(y0 // tile, y1 // tile + 1):
+            for tx in range(x0 // tile, x1 // tile + 1):
+                counts[ty * tiles_x + tx + 1] += 1
+    offsets = np.cumsum(counts)
+    gauss = np.empty(offsets[-1], np.int64)
+    cursor = offsets[:-1].copy()
+    for k in range(order.shape[0]):
+        g = order[k]
+        if boxes[g, 1] < 0:
+            continue
+        for ty in range(boxes[g, 2] // tile, boxes[g, 3] // tile + 1):
+            for tx in range(boxes[g, 0] // tile, boxes[g, 1] // tile + 1):
+                t = ty * tiles_x + tx
+                gauss[cursor[t]] = g
+                cursor[t] += 1
+    return offsets, gauss, boxes
+
+
+def bin_gaussians(means2d: Tensor, extents: Tensor, depths: Tensor, visible: Tensor, width: int, height: int,
+                  tile: int = TILE) -> TileLists:
+    """Front-to-back Gaussian lists per tile for one camera (inputs detached, ``[N, ...]``)."""
+    vis = visible.nonzero().squeeze(1)
+    order = vis[torch.argsort(depths[vis], stable=True)]  # front to back, ties in index order
+    tiles_x, tiles_y = -(-width // tile), -(-height // tile)
+    offsets, gauss, boxes = _bin_kernel(means2d.contiguous().numpy(), extents.contiguous().numpy(), order.numpy(),
+                                        width, height, tile, tiles_x, tiles_y)
+    return TileLists(width, height, tile, tiles_x, offsets, gauss, boxes)
+
+
+@numba.njit(inline="always")
+@no_type_check  # compiled: the tests\' jaxtyping import hook must not wrap it
+def _row_span(mx, my, ca, cb, cc, reach, py, x0, x1):  # pragma: no cover - compiled
+    """Pixels ``[lo, hi]`` of row ``py`` (clipped to ``[x0, x1]``) whose centers lie inside the ellipse
+    ``d^T [[ca, cb], [cb, cc]] d <= reach``, and the ``exp(-0.5 d^T C d)`` at ``lo`` with the two
+    factors that step it one pixel right: ``G(x + 1) = G(x) R(x)`` and ``R(x + 1) = R(x) Q``, exact
+    for a quadratic exponent, so the row costs three ``exp`` instead of one per pixel."""
+    dy = py + 0.5 - my
+    disc = (cb * dy) ** 2 - ca * (cc * dy * dy - reach)
+    if disc < 0.0:
+        return 0, -1, 0.0, 0.0, 0.0, dy
+    sq = math.sqrt(disc)
+    lo = max(int(math.ceil(mx + (-cb * dy - sq) / ca - 0.5)), x0)
+    hi = min(int(math.floor(mx + (-cb * dy + sq) / ca - 0.5)), x1)
+    dx = lo + 0.5 - mx
+    G = math.exp(-0.5 * (ca * dx * dx + 2.0 * cb * dx * dy + cc * dy * dy))
+    R = math.exp(-0.5 * (ca * (2.0 * dx + 1.0) + 2.0 * cb * dy))
+    return lo, hi, G, R, math.exp(-ca), dy
+
+
+@numba.njit(parallel=True, cache=True, fastmath=True)
+@no_type_check  # compiled: the tests\' jaxtyping import hook must not wrap it
+def _forward_kernel(means2d, conics, opacities, colors, depths, offsets, gauss, boxes, width, height, tile,
+                    tiles_x, out, T_final, last):  # pragma: no cover - compiled
+    """``out [H, W, 5]`` = (sum w c, sum w z, sum w); ``T_final [H, W]``; ``last [H, W]`` = one past
+    the position (in ``gauss``) of the pixel's last blended Gaussian.
+
+    Each tile walks its list front to back and visits only the pixels inside the Gaussian's
+    alpha >= 1/255 ellipse (a hair wider; the others are below 1/255 by construction); a pixel is
+    marked done at the Gaussian that would end it, and the tile stops when all its pixels are done."""
+    n_tiles = offsets.shape[0] - 1
+    for t in numba.prange(n_tiles):
+        start, end = offsets[t], offsets[t + 1]
+        ox, oy = (t % tiles_x) * tile, (t // tiles_x) * tile
+        tw, th = min(tile, width - ox), min(tile, height - oy)
+        T = np.ones((th, tw))
+        acc = np.zeros((th, tw, 5))
+        stop = np.full((th, tw), start)
+        done = np.zeros((th, tw), np.bool_)
+        n_done = 0
+        for k in range(start, end):
+            i = gauss[k]
+            mx, my = means2d[i, 0], means2d[i, 1]
+            ca, cb, cc, o = conics[i, 0], conics[i, 1], conics[i, 2], opacities[i]
+            reach = 2.0 * math.log(o / ALPHA_MIN) + 1e-3
+            x0, x1 = max(boxes[i, 0], ox), min(boxes[i, 1], ox + tw - 1)
+            for py in range(max(boxes[i, 2], oy), min(boxes[i, 3], oy + th - 1) + 1):
+                lo, hi, G, R, Q, dy = _row_span(mx, my, ca, cb, cc, reach, py, x0, x1)
+                ly = py - oy
+                for px in range(lo, hi + 1):
+                    G_here = G
+                    G *= R
+                    R *= Q
+                    lx = px - ox
+                    if done[ly, lx]:
+                        continue
+                    alpha = min(ALPHA_MAX, o * G_here)
+                    if alpha < ALPHA_MIN:
+                        continue
+                    T_here = T[ly, lx]
+                    T_next = T_here * (1.0 - alpha)
+                    if T_next < T_MIN:  # this Gaussian would end the pixel: it is not blended
+                        done[ly, lx] = True
+                        n_done += 1
+                        continue
+                    w = alpha * T_here
+                    acc[ly, lx, 0] += w * colors[i, 0]
+                    acc[ly, lx, 1] += w * colors[i, 1]
+                    acc[ly, lx, 2] += w * colors[i, 2]
+                    acc[ly, lx, 3] += w * depths[i]
+                    acc[ly, lx, 4] += w
+                    T[ly, lx] = T_next
+                    stop[ly, lx] = k + 1
+            if n_done == tw * th:
+                break
+        for ly in range(th):
+            for lx in range(tw):
+                for c in range(5):
+                    out[oy + ly, ox + lx, c] = acc[ly, lx, c]
+                T_final[oy + ly, ox + lx] = T[ly, lx]
+                last[oy + ly, ox + lx] = stop[ly, lx]
+
+
+@numba.njit(parallel=True, cache=True, fastmath=True)
+@no_type_check  # compiled: the tests\' jaxtyping import hook must not wrap it
+def _backward_kernel(means2d, conics, opacities, colors, depths, offsets, gauss, boxes, width, height, tile,
+                     tiles_x, T_final, last, v_out, v_pairs):  # pragma: no cover - compiled
+    """Per-pair gradients ``v_pairs [pairs, 10]`` from ``v_out [H, W, 5]`` (cotangent of ``out``): each
+    tile walks its list back to front, each pixel starting at its own last blended Gaussian."""
+    n_tiles = offsets.shape[0] - 1
+    for t in numba.prange(n_tiles):
+        start = offsets[t]
+        ox, oy = (t % tiles_x) * tile, (t // tiles_x) * tile
+        tw, th = min(tile, width - ox), min(tile, height - oy)
+        T = np.empty((th, tw))  # after the current Gaussian, walking back
+        S = np.zeros((th, tw))  # sum of g_j w_j over the blended Gaussians behind the current one
+        end = start
+        for ly in range(th):
+            for lx in range(tw):
+                T[ly, lx] = T_final[oy + ly, ox + lx]
+                end = max(end, last[oy + ly, ox + lx])
+        for k in range(end - 1, start - 1, -1):
+            i = gauss[k]
+            mx, my = means2d[i, 0], means2d[i, 1]
+            ca, cb, cc, o = conics[i, 0], conics[i, 1], conics[i, 2], opacities[i]
+            c0, c1, c2, z = colors[i, 0], colors[i, 1], colors[i, 2], depths[i]
+            reach = 2.0 * math.log(o / ALPHA_MIN) + 1e-3
+            x0, x1 = max(boxes[i, 0], ox), min(boxes[i, 1], ox + tw - 1)
+            g0 = g1 = g2 = g3 = g4 = g5 = g6 = g7 = g8 = g9 = 0.0
+            for py in range(max(boxes[i, 2], oy), min(boxes[i, 3], oy + th - 1) + 1):
+                lo, hi, G, R, Q, dy = _row_span(mx, my, ca, cb, cc, reach, py, x0, x1)
+                ly = py - oy
+                for px in range(lo, hi + 1):
+                    G_here = G
+                    G *= R
+                    R *= Q
+                    if k >= last[py, px]:
+                        continue
+                    raw = o * G_here
+                    alpha = min(ALPHA_MAX, raw)
+                    if alpha < ALPHA_MIN:
+                        continue
+                    lx = px - ox
+                    dx = px + 0.5 - mx
+                    one_minus = 1.0 - alpha
+                    T_before = T[ly, lx] / one_minus
+                    T[ly, lx] = T_before
+                    w = alpha * T_before
+                    v_r, v_g, v_b, v_d = v_out[py, px, 0], v_out[py, px, 1], v_out[py, px, 2], v_out[py, px, 3]
+                    g_w = v_r * c0 + v_g * c1 + v_b * c2 + v_d * z + v_out[py, px, 4]
+                    g5 += w * v_r
+                    g6 += w * v_g
+                    g7 += w * v_b
+                    g8 += w * v_d
+                    v_alpha = g_w * T_before - S[ly, lx] / one_minus
+                    S[ly, lx] += g_w * w
+                    if raw > ALPHA_MAX:  # clamped: no gradient through alpha
+                        continue
+                    v_power = -0.5 * alpha * v_alpha
+                    g0 -= v_power * 2.0 * (ca * dx + cb * dy)
+                    g1 -= v_power * 2.0 * (cb * dx + cc * dy)
+                    g2 += v_power * dx * dx
+                    g3 += v_power * 2.0 * dx * dy
+                    g4 += v_power * dy * dy
+                    g9 += v_alpha * G_here
+            v_pairs[k, 0], v_pairs[k, 1], v_pairs[k, 2], v_pairs[k, 3], v_pairs[k, 4] = g0, g1, g2, g3, g4
+            v_pairs[k, 5], v_pairs[k, 6], v_pairs[k, 7], v_pairs[k, 8], v_pairs[k, 9] = g5, g6, g7, g8, g9
+
+
+@numba.njit(cache=True)
+@no_type_check  # compiled: the tests\' jaxtyping import hook must not wrap it
+def _reduce_pairs(gauss, v_pairs, n):  # pragma: no cover - compiled
+    """Add the per-pair gradients up per Gaussian, in pair order (deterministic)."""
+    v = np.zeros((n, v_pairs.shape[1]), v_pairs.dtype)
+    for k in range(gauss.shape[0]):
+        v[gauss[k]] += v_pairs[k]
+    return v
+
+
+class RasterizeNumba(torch.autograd.Function):
+    """``(means2d, conics, opacities, colors, depths) -> (sum w c [H,W,3], sum w z [H,W], A [H,W])``
+    for one camera, with the analytic backward described in the module docstring."""
+
+    @staticmethod
+    def forward(ctx, means2d, conics, opacities, colors, depths, lists: TileLists):
+        arrays = [t.detach().contiguous().numpy() for t in (means2d, conics, opacities, colors, depths)]
+        H, W = lists.height, lists.width
+        out = np.zeros((H, W, 5), arrays[0].dtype)
+        T_final = np.ones((H, W), np.float64)
+        last = np.zeros((H, W), np.int64)
+        _forward_kernel(*arrays, lists.offsets, lists.gauss, lists.boxes, W, H, lists.tile, lists.tiles_x, out, T_final, last)
+        ctx.lists, ctx.arrays, ctx.T_final, ctx.last = lists, arrays, T_final, last
+        img = torch.from_numpy(out)
+        return img[..., :3].contiguous(), img[..., 3].contiguous(), img[..., 4].contiguous()
+
+    @staticmethod
+    def backward(ctx, v_rgb, v_dsum, v_alpha):
+        lists, arrays = ctx.lists, ctx.arrays
+        H, W = lists.height, lists.width
+        v_out = torch.cat([v_rgb, v_dsum[..., None], v_alpha[..., None]], -1).to(torch.float64).contiguous()
+        v_pairs = np.zeros((lists.gauss.shape[0], _N_GRAD), np.float64)
+        _backward_kernel(*arrays, lists.offsets, lists.gauss, lists.boxes, W, H, lists.tile, lists.tiles_x, ctx.T_final, ctx.last,
+                         v_out.numpy(), v_pairs)
+        n = arrays[0].shape[0]
+        v = torch.from_numpy(_reduce_pairs(lists.gauss, v_pairs, n)).to(v_rgb.dtype)
+        return v[:, 0:2], v[:, 2:5], v[:, 9], v[:, 5:8], v[:, 8], None
+
+
+def render_backend(gaussians: Gaussians, cameras: Cameras, sh_degree: int, background: Tensor,
+                   tile: int = TILE) -> RenderOutput:
+    """Render a flat batch of cameras ``(B,)``; see :func:`vdm3d.splat.render.render`."""
+    if gaussians.device.type != "cpu":
+        raise ConfigError(f"render backend 'numba' runs on the CPU but the Gaussians are on {gaussians.device}; "
+                          "move them with gaussians.to('cpu') or use backend='gsplat'.")
+    proj = project_gaussians_numba(gaussians, cameras, sh_degree)
+    means2d = proj.means2d
+    if means2d.requires_grad:
+        means2d.retain_grad()
+    rgbs, dsums, alphas = [], [], []
+    for i in range(len(cameras.c2w)):
+        with torch.no_grad():
+            lists = bin_gaussians(means2d[i].detach(), proj.extents[i], proj.depths[i].detach(), proj.visible[i],
+                                  cameras.width, cameras.height, tile)
+        rgb, dsum, alpha = RasterizeNumba.apply(means2d[i], proj.conics[i], proj.opacities[i], proj.colors[i],
+                                                proj.depths[i], lists)
+        rgbs.append(rgb), dsums.append(dsum), alphas.append(alpha)
+    return finish(torch.stack(rgbs), torch.stack(dsums), torch.stack(alphas), background, means2d, proj.radii)

@@ -1,0 +1,157 @@
+"""A viser page for :class:`~vdm3d.viewer.content.ViewerContent`.
+
+:func:`show` fills a ``viser.ViserServer``'s scene in vdm3d's frame (z up): the splats
+(``scene.add_gaussian_splats`` with the world covariances and the SH DC colour), the mesh, points,
+one camera frustum per camera with its frame as the frustum's image, the path as a polyline through
+the camera centres, and a frame slider (with play) that highlights a camera, shows its frame in the
+panel and, with "follow", moves the viewer's camera there.
+
+viser's frusta use OpenCV axes (x right, y down, z forward), the same as vdm3d, so a camera's pose
+is its ``c2w`` as is: ``wxyz`` from the rotation, ``position`` from the centre.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import torch
+
+from vdm3d.viewer.content import ViewerContent
+
+PATH_COLOR = (255, 140, 0)
+FRUSTUM_COLOR = (40, 40, 40)
+ACTIVE_COLOR = (230, 40, 160)
+# the first view of content without cameras: from -y (front), a little above
+DEFAULT_VIEW_DIR = np.array([0.0, -1.0, 0.35]) / np.linalg.norm([0.0, -1.0, 0.35])
+
+
+def splat_arrays(gaussians, max_splats: int | None = None) -> dict[str, np.ndarray]:
+    """The arrays ``add_gaussian_splats`` takes: centres, covariances, RGB (SH DC), opacities ``[N, 1]``."""
+    from vdm3d.splat.sh import sh_to_rgb
+
+    g = gaussians.detach().to("cpu", torch.float32)
+    if max_splats is not None and len(g) > max_splats:  # keep the most opaque ones
+        g = g[torch.topk(g.opacities, max_splats).indices]
+    return {"centers": g.means.numpy(), "covariances": g.covariances.numpy(),
+            "rgbs": sh_to_rgb(g.sh[:, 0, :]).clamp(0, 1).numpy(), "opacities": g.opacities[:, None].numpy()}
+
+
+def camera_poses(cameras) -> tuple[np.ndarray, np.ndarray]:
+    """``(wxyz [F, 4], position [F, 3])`` of OpenCV camera-to-world matrices, for viser."""
+    from vdm3d.cameras.rotations import quat_from_matrix
+
+    c2w = cameras.c2w.reshape(-1, 4, 4).double()
+    return quat_from_matrix(c2w[:, :3, :3]).numpy(), c2w[:, :3, 3].numpy()
+
+
+def initial_view(content: ViewerContent) -> dict[str, tuple[float, float, float] | float]:
+    """Where the page's camera starts: looking at the content's centre from the side of the first
+    camera (when there are cameras) or from the front (-y), a little above, far enough back that the
+    content's radius and the first frusta fit in a 50 degree view."""
+    centre, radius = content.focus()
+    direction = DEFAULT_VIEW_DIR
+    if content.cameras is not None:
+        offset = content.cameras.reshape(-1).centers[0].double().numpy() - centre
+        if np.linalg.norm(offset) > 1e-6:
+            direction = offset / np.linalg.norm(offset) + np.array([0.0, 0.0, 0.35])
+            direction = direction / np.linalg.norm(direction)
+    distance = 1.5 * radius / np.tan(np.deg2rad(25.0))
+    if content.cameras is not None:  # stand behind the cameras so that their frusta are in view
+        distance = max(distance, 1.3 * float(np.linalg.norm(content.cameras.reshape(-1).centers[0].double().numpy()
+                                                            - centre)))
+    eye = centre + direction * distance
+    return {"position": tuple(eye), "look_at": tuple(centre), "fov": float(np.deg2rad(50.0))}
+
+
+def show(server, content: ViewerContent, max_splats: int | None = 500_000) -> dict[str, object]:
+    """Put ``content`` into ``server``'s scene and panel; returns the handles by name."""
+    scene, gui = server.scene, server.gui
+    scene.set_up_direction("+z")
+    handles: dict[str, object] = {}
+    if content.gaussians is not None and len(content.gaussians):
+        handles["splats"] = scene.add_gaussian_splats("/splats", **splat_arrays(content.gaussians, max_splats))
+    if content.mesh is not None:  # hidden behind splats by default: it would cover them (toggle in the panel)
+        handles["mesh"] = scene.add_mesh_trimesh("/mesh", content.mesh, visible="splats" not in handles)
+    if content.points is not None:
+        _, radius = content.focus()
+        handles["points"] = scene.add_point_cloud("/points", content.points, content.point_colors,
+                                                  point_size=radius / 200)
+    view = initial_view(content)
+    server.initial_camera.position = view["position"]
+    server.initial_camera.look_at = view["look_at"]
+    server.initial_camera.up = (0.0, 0.0, 1.0)
+    server.initial_camera.fov = view["fov"]
+    if content.cameras is not None:
+        handles.update(_add_cameras(server, content))
+    with gui.add_folder("layers"):
+        for name in ("splats", "mesh", "points"):
+            if name in handles:
+                _toggle(gui, name, handles[name])
+        for kind, src in content.sources.items():
+            gui.add_markdown(f"**{kind}**: `{src}`")
+    return handles
+
+
+def _toggle(gui, name: str, handle) -> None:
+    box = gui.add_checkbox(f"show {name}", initial_value=bool(handle.visible))
+
+    def update(_event) -> None:
+        handle.visible = box.value
+
+    box.on_update(update)
+
+
+def _add_cameras(server, content: ViewerContent) -> dict[str, object]:
+    scene, gui = server.scene, server.gui
+    cams = content.cameras.reshape(-1)
+    wxyz, pos = camera_poses(cams)
+    _, radius = content.focus()
+    step = np.linalg.norm(np.diff(pos, axis=0), axis=1)
+    size = float(np.clip(np.median(step) if len(step) else radius * 0.1, radius * 0.03, radius * 0.15))
+    fov_y = np.deg2rad(cams.fov_y_deg.double().numpy())
+    aspect = cams.width / cams.height
+    frusta = []
+    for i in range(len(cams)):
+        image = content.frames[i] if content.frames is not None else None
+        frusta.append(scene.add_camera_frustum(f"/cameras/{i:04d}", fov=float(fov_y[i]), aspect=aspect, scale=size,
+                                               color=FRUSTUM_COLOR, image=image, wxyz=wxyz[i], position=pos[i],
+                                               thickness=size * 0.02))
+    out: dict[str, object] = {"frusta": frusta}
+    if len(cams) > 1:
+        segments = np.stack([pos[:-1], pos[1:]], axis=1).astype(np.float32)  # [F-1, 2, 3]
+        out["path"] = scene.add_line_segments("/path", segments, PATH_COLOR, thickness=size * 0.05)
+    slider = gui.add_slider("frame", min=0, max=max(len(cams) - 1, 1), step=1, initial_value=0,
+                            disabled=len(cams) < 2)
+    follow = gui.add_checkbox("follow camera", initial_value=False)
+    play = gui.add_checkbox("play", initial_value=False)
+    panel = gui.add_image(content.frames[0], label="frame") if content.frames is not None else None
+    state = {"active": 0}
+
+    def select(i: int) -> None:
+        frusta[state["active"]].color = FRUSTUM_COLOR
+        frusta[i].color = ACTIVE_COLOR
+        state["active"] = i
+        if panel is not None:
+            panel.image = content.frames[i]
+        if follow.value:
+            look = pos[i] + cams.forward[i].double().numpy()
+            for client in server.get_clients().values():
+                with client.atomic():
+                    client.camera.position = pos[i]
+                    client.camera.look_at = look
+                    client.camera.fov = float(fov_y[i])
+
+    slider.on_update(lambda _: select(int(slider.value)))
+
+    def player() -> None:  # advances the slider at the video's frame rate while "play" is on
+        while True:
+            time.sleep(1.0 / max(content.fps, 1.0))
+            if play.value and len(cams) > 1:
+                slider.value = (int(slider.value) + 1) % len(cams)
+
+    threading.Thread(target=player, daemon=True).start()
+    select(0)
+    out.update(slider=slider, follow=follow, play=play)
+    return out

@@ -1,0 +1,100 @@
+"""Batch manifests become the exact job commands, and each case's folder says what is left to do."""
+
+from __future__ import annotations
+
+import pytest
+
+from vdm3d.batch import runner
+from vdm3d.batch.cases import Case, flags, read_cases
+from vdm3d.batch.runner import CaseResult, case_state, command_for, summary_table
+from vdm3d.errors import InputError
+
+
+def test_flags_follow_tyro_spelling():
+    assert flags({"fit_steps": 3, "refine": True, "recentre": False, "presets": ["dolly-in", "pan-left"],
+                  "frames": None, "split": {"num_train_views": 3}}) == [
+        "--fit-steps", "3", "--refine", "--no-recentre", "--presets", "dolly-in", "pan-left", "--frames", "None",
+        "--split.num-train-views", "3"]
+
+
+def test_jsonl_cases_with_paths_from_the_manifest_folder(tmp_path):
+    (tmp_path / "cup.png").write_bytes(b"x")
+    (tmp_path / "m.jsonl").write_text('# photos\n{"image": "cup.png", "steps": 2}\n\n'
+                                      '{"name": "mug", "job": "fit", "data": "elsewhere/mug", "argv": ["-v"]}\n')
+    a, b = read_cases(tmp_path / "m.jsonl", tmp_path / "runs", job="object")
+    assert (a.name, a.job, a.out) == ("cup", "object", tmp_path / "runs" / "cup")  # named after its input
+    assert a.options == {"image": str((tmp_path / "cup.png").resolve()), "steps": 2}
+    assert a.command() == ["--image", str((tmp_path / "cup.png").resolve()), "--steps", "2",
+                           "--out", str(tmp_path / "runs" / "cup")]
+    assert (b.name, b.job, b.options["data"]) == ("mug", "fit", "elsewhere/mug")  # missing path left as written
+    assert b.command()[0] == "-v"
+
+
+def test_yaml_shared_options_and_per_case_trajectory(tmp_path):
+    (tmp_path / "walk.json").write_text("{}")
+    (tmp_path / "b.yaml").write_text(
+        "job: explore\noptions: {steps: 4, chunk: 8}\ncases:\n"
+        "  - {name: a, image: a.png, trajectory: walk.json, steps: 2}\n"
+        "  - {name: b, image: b.png, out: /tmp/elsewhere/bee}\n")
+    a, b = read_cases(tmp_path / "b.yaml", tmp_path / "runs")
+    assert a.job == b.job == "explore"
+    assert a.options == {"steps": 2, "chunk": 8, "image": "a.png", "trajectory": str((tmp_path / "walk.json").resolve())}
+    assert str(b.out) == "/tmp/elsewhere/bee" and "out" not in b.options
+
+
+@pytest.mark.parametrize("text, suffix, words", [
+    ('{"image": "a.png"}\n{"image": \n', ".jsonl", "line 2 is not JSON"),
+    ('{"name": "x", "image": "a.png"}\n{"name": "x", "image": "b.png"}\n', ".jsonl", "'x' repeats line 1"),
+    ('{"name": "../up", "image": "a.png"}\n', ".jsonl", "not a usable folder name"),
+    ("cases: {a: 1}\n", ".yaml", "cases is not a list"),
+    ("jobs: object\ncases: []\n", ".yaml", "jobs is not a batch setting"),
+    ("", ".jsonl", "lists no cases"),
+    ("a,b\n", ".csv", "names no manifest format"),
+])
+def test_bad_manifests_get_one_sentence(tmp_path, text, suffix, words):
+    path = tmp_path / f"m{suffix}"
+    path.write_text(text)
+    with pytest.raises(InputError, match=words):
+        read_cases(path, tmp_path / "runs", job="object")
+
+
+def test_missing_job_is_named(tmp_path):
+    (tmp_path / "m.jsonl").write_text('{"image": "a.png"}\n')
+    with pytest.raises(InputError, match="line 1 job is not given"):
+        read_cases(tmp_path / "m.jsonl", tmp_path / "runs")
+
+
+def test_case_state_and_resume_commands(tmp_path, monkeypatch):
+    def case(name: str, job: str = "fit") -> Case:
+        return Case(name, job, {"data": "d"}, tmp_path / name)
+
+    (tmp_path / "done").mkdir()
+    (tmp_path / "done" / "manifest.json").write_text("{}")
+    (tmp_path / ".broken.partial" / "checkpoints").mkdir(parents=True)
+    (tmp_path / ".killed.partial").mkdir()
+    states = {n: case_state(case(n)) for n in ("done", "broken", "killed", "new")}
+    assert states == {"done": "done", "broken": "resume", "killed": "restart", "new": "todo"}
+
+    styles = {"fit": "path", "data": "flag", "object": "none"}
+    monkeypatch.setattr(runner, "resume_style", lambda job: styles[job])
+    base = ["--data", "d", "--out", str(tmp_path / "broken")]
+    assert command_for(case("broken"), "resume") == ["fit", *base, "--resume", str(tmp_path / "broken")]
+    assert command_for(case("broken", "data"), "resume") == ["data", *base, "--resume"]
+    assert command_for(case("broken", "object"), "resume") == ["object", *base]  # no resume: starts again
+    assert command_for(case("killed"), "restart") == ["fit", *base[:-1], str(tmp_path / "killed")]
+
+
+def test_summary_table_counts_and_names_failures():
+    rows = [CaseResult("a", "object", "done", "skipped", 0.0, "runs/a"),
+            CaseResult("b", "object", "restart", "ok", 12.5, "runs/b"),
+            CaseResult("c", "object", "todo", "failed", 1.0, "runs/c", 2, "error: c.png: does not exist.")]
+    table = summary_table(rows)
+    assert "b     object  restart  ok       12.5" in table
+    assert "c: exit 2: error: c.png: does not exist." in table
+    assert table.endswith("1 ran, 1 already done, 1 failed")
+
+
+@pytest.mark.slow
+def test_resume_style_reads_the_jobs_help():
+    assert runner.resume_style("fit") == "path"  # --resume RUN
+    assert runner.resume_style("object") == "none"

@@ -1,0 +1,161 @@
+"""The explore job: chunk layout, kill/resume reproduces the uninterrupted video, one-sentence errors."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vdm3d.cameras.camera import Cameras
+from vdm3d.cameras.trajectory import Trajectory
+from vdm3d.cameras.trajectory_file import save_trajectory
+from vdm3d.cli.main import main as cli
+from vdm3d.jobs.explore import ExploreConfig, run_explore
+from vdm3d.jobs.explore_state import chunk_plans
+
+SMALL = dict(frames=10, chunk=4, context=1, steps=2, fit_steps=4, points_per_frame=512, max_points=1500)
+
+
+@pytest.fixture
+def image_path(tmp_path):
+    rng = np.random.default_rng(0)
+    img = np.zeros((48, 64, 3), np.uint8)
+    img[:, :, 0] = np.linspace(30, 220, 64, dtype=np.uint8)[None]
+    img[:, :, 1] = np.linspace(200, 40, 48, dtype=np.uint8)[:, None]
+    img[10:30, 20:40] = rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)
+    path = tmp_path / "start.png"
+    Image.fromarray(img).save(path)
+    return path
+
+
+def test_chunks_cover_every_frame_once_with_context_first():
+    plans = chunk_plans(10, chunk=4, context=1)
+    made = [i for p in plans for i in p.frame_ids[p.context:p.context + p.new]]
+    assert made == list(range(1, 10))
+    assert all(len(p.frame_ids) == 4 for p in plans)
+    assert plans[1].frame_ids[0] == plans[0].frame_ids[plans[0].context + plans[0].new - 1]  # context = last made
+    assert plans[-1].frame_ids == (6, 7, 8, 9)
+    assert chunk_plans(9, chunk=4, context=1)[-1].frame_ids == (6, 7, 8, 8)  # a short last chunk repeats its last camera
+    two = chunk_plans(9, chunk=5, context=2)
+    assert two[0].context == 1 and two[1].context == 2 and two[1].frame_ids[:2] == (3, 4)
+
+
+def test_interrupted_run_resumes_to_the_identical_video(tmp_path, image_path):
+    config = ExploreConfig(image=image_path, move=("dolly-in", "pan-left"), **SMALL, out=tmp_path / "whole")
+    whole = run_explore(config, progress=None)
+    assert len(whole.video) == 10 and (tmp_path / "whole" / "video.mp4").is_file()
+
+    class Killed(Exception):
+        pass
+
+    def kill(index, state):
+        if index == 1:
+            raise Killed
+
+    cut = dataclasses.replace(config, out=tmp_path / "cut")
+    with pytest.raises(Killed):
+        run_explore(cut, progress=None, on_chunk=kill)
+    assert not (tmp_path / "cut").exists() and (tmp_path / ".cut.partial" / "checkpoints").is_dir()
+    seen = []
+    resumed = run_explore(dataclasses.replace(cut, resume=True), progress=None,
+                          on_chunk=lambda i, s: seen.append(i))
+    assert seen == [2]  # only the unfinished chunk ran again
+    torch.testing.assert_close(resumed.video.images, whole.video.images, rtol=0, atol=0)
+    torch.testing.assert_close(resumed.video.depths, whole.video.depths, rtol=0, atol=0)
+    assert (tmp_path / "cut" / "video.mp4").read_bytes() == (tmp_path / "whole" / "video.mp4").read_bytes()
+
+
+def test_outputs_and_path_from_another_run(tmp_path, image_path):
+    first = run_explore(ExploreConfig(image=image_path, move=("truck-right",), **SMALL, out=tmp_path / "a"),
+                        progress=None)
+    folder = tmp_path / "a"
+    for name in ("video.mp4", "splats.ply", "manifest.json", "cameras/transforms.json", "cameras/re10k.txt",
+                 "cameras/trajectory.json", "frames/0009.png", "depth/0009.png"):
+        assert (folder / name).is_file(), name
+    assert not (folder / "checkpoints").exists()
+    assert json.loads((folder / "manifest.json").read_text())["chunks"] == 3
+    # frame 0 is the input image itself
+    start = np.asarray(Image.open(folder / "frames" / "0000.png"), np.float32) / 255
+    np.testing.assert_allclose(start, first.video.images[0].numpy(), atol=1 / 255)
+    again = run_explore(ExploreConfig(image=image_path, path_from_run=folder, **SMALL, out=tmp_path / "b"),
+                        progress=None)
+    torch.testing.assert_close(again.video.cameras.c2w, first.video.cameras.c2w, atol=1e-5, rtol=0)
+
+
+def _trajectory(tmp_path, c2w: torch.Tensor, name: str):
+    cams = Cameras.from_fov(60.0, 64, 64, torch.eye(4)).reshape(1)
+    cams = Cameras(cams.Ks.expand(len(c2w), 3, 3), c2w, 64, 64)
+    path = tmp_path / name
+    save_trajectory(path, Trajectory(cams, 12.0))
+    return path
+
+
+def _raw_trajectory(tmp_path, bad: str):
+    c2w = torch.eye(4).repeat(3, 1, 1)
+    c2w[:, 2, 3] = torch.arange(3) * 0.01
+    path = _trajectory(tmp_path, c2w, "good.json")
+    data = json.loads(path.read_text())
+    m = data["frames"][1]["c2w"]
+    if bad == "nan":
+        m[0][3] = float("nan")
+    else:
+        m[0][0] = 2.0
+    out = tmp_path / f"{bad}.json"
+    out.write_text(json.dumps(data))
+    return out
+
+
+@pytest.mark.parametrize("case", ["no-image", "nan", "rotation", "strength", "frames0", "inside"])
+def test_bad_input_is_one_sentence_exit_2_and_no_folder(tmp_path, image_path, capsys, case):
+    out = tmp_path / "run"
+    base = ["explore", "--out", str(out), "--image", str(image_path), "--steps", "1", "--fit-steps", "1"]
+    if case == "no-image":
+        argv = ["explore", "--out", str(out), "--move", "dolly-in"]
+    elif case in ("nan", "rotation"):
+        argv = base + ["--path", str(_raw_trajectory(tmp_path, case))]
+    elif case == "strength":
+        argv = base + ["--move", "dolly-in", "--strength", "1.5"]
+    elif case == "frames0":
+        argv = base + ["--move", "dolly-in", "--frames", "0"]
+    else:  # the camera walks 4 median depths straight ahead: through the wall the image shows
+        c2w = torch.eye(4).repeat(6, 1, 1)
+        c2w[:, 2, 3] = torch.linspace(0, 8.0, 6)
+        argv = base + ["--path", str(_trajectory(tmp_path, c2w, "through.json")), "--strict"]
+    assert cli(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
+    assert not out.exists() and not (tmp_path / ".run.partial").exists()
+    if case == "inside":
+        assert "inside" in err
+
+
+@pytest.mark.slow
+def test_kill_9_during_a_chunk_then_resume_gives_the_identical_video(tmp_path, image_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = ["--image", str(image_path), "--move", "dolly-in", "pan-left", "--frames", "10", "--chunk", "4",
+            "--steps", "2", "--fit-steps", "10", "--points-per-frame", "512", "--max-points", "1500"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = [sys.executable, "-m", "vdm3d.cli.main", "explore"]
+    subprocess.run(run + args + ["--out", str(tmp_path / "whole")], check=True, env=env, capture_output=True)
+    proc = subprocess.Popen(run + args + ["--out", str(tmp_path / "cut")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = tmp_path / ".cut.partial" / "checkpoints" / "state.safetensors"
+    deadline = time.time() + 300
+    while not state.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)  # during chunk 2: the first checkpoint has just been written
+    proc.wait()
+    assert not (tmp_path / "cut").exists(), "the run finished before it could be killed"
+    subprocess.run(run + args + ["--out", str(tmp_path / "cut"), "--resume"], check=True, env=env,
+                   capture_output=True)
+    for i in range(10):
+        name = f"frames/{i:04d}.png"
+        assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+    assert (tmp_path / "cut" / "video.mp4").read_bytes() == (tmp_path / "whole" / "video.mp4").read_bytes()

@@ -1,0 +1,89 @@
+"""Depth estimators through transformers against transformers' own depth-estimation pipeline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vdm3d.errors import ConfigError, MissingWeightsError, UnsafeCheckpointError
+from vdm3d.models import registry
+from vdm3d.models.depth import DepthEstimator, relative_depth
+from vdm3d.models.hub.depth import TransformersDepth, tiny_depth_anything
+
+
+@pytest.fixture
+def models_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("VDM3D_MODELS", str(tmp_path / "models"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return tmp_path / "models"
+
+
+def images(b: int = 2, h: int = 40, w: int = 56) -> torch.Tensor:
+    """8-bit images as floats (what the pipeline sees from a PNG), not square: the processor keeps the
+    aspect ratio and the output comes back at the input size."""
+    g = torch.Generator().manual_seed(4)
+    return torch.randint(0, 256, (b, h, w, 3), generator=g).float() / 255
+
+
+@pytest.mark.parametrize(("metric", "name", "kind"), [(False, "depth-anything-v2-small", "inverse"),
+                                                      (True, "depth-anything-v2-metric-indoor-small", "metric")])
+def test_registered_depth_anything_matches_the_transformers_pipeline(metric, name, kind, models_dir):
+    from transformers import pipeline
+
+    tiny_depth_anything(0, metric=metric).save_pretrained(models_dir / name)
+    est = registry.load_depth(name)
+    assert isinstance(est, TransformersDepth) and est.kind == kind and est.name == name
+    x = images()
+    ours = est.predict(x)
+    assert ours.shape == (2, 40, 56) and float(ours.std()) > 1e-3  # a real, non-constant map
+    pipe = pipeline("depth-estimation", model=est.model, image_processor=est.processor)
+    for i in range(2):
+        pil = Image.fromarray((x[i].numpy() * 255).round().astype(np.uint8))
+        torch.testing.assert_close(ours[i], pipe(pil)["predicted_depth"].float(), rtol=1e-5, atol=1e-6)
+
+
+def test_missing_depth_weights_give_one_sentence_naming_repo_and_folder(models_dir):
+    with pytest.raises(MissingWeightsError) as err:
+        registry.load_depth("depth-anything-v2-small")
+    msg = str(err.value)
+    assert "depth-anything/Depth-Anything-V2-Small-hf" in msg and str(models_dir / "depth-anything-v2-small") in msg
+    assert msg.endswith(".") and "\n" not in msg
+    assert registry.installed("depth-anything-v2-small") is None
+    card = registry.info("depth-anything-v2-small")
+    assert card["task"] == "depth estimation" and "--local-dir" in card["download"]
+
+
+def test_pickle_only_depth_folder_is_refused(models_dir):
+    folder = models_dir / "depth-anything-v2-small"
+    tiny_depth_anything(0).save_pretrained(folder)
+    (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
+    with pytest.raises(UnsafeCheckpointError, match="--trust-pickle"):
+        registry.load_depth("depth-anything-v2-small")
+
+
+def test_names_and_choices():
+    assert registry.depth_names()[0] == "tiny-depth"
+    assert "depth-anything-v2-small" in registry.names()
+    with pytest.raises(ConfigError, match="depth-anything-v2-small"):
+        registry.load_depth("tiny-video")  # a video model is not a depth estimator
+    with pytest.raises(ConfigError, match="depth estimator"):
+        registry.load_backbone("depth-anything-v2-small")
+
+
+def test_disparity_becomes_depth_up_to_scale():
+    """An ``inverse`` estimator whose output is exact disparity ``c / z`` gives back ``z`` up to scale."""
+    g = torch.Generator().manual_seed(0)
+    z = 1.0 + 4.0 * torch.rand(2, 8, 8, generator=g)
+
+    class Disparity:
+        name, kind = "exact-disparity", "inverse"
+
+        def predict(self, images):
+            return 3.0 / z
+
+    assert isinstance(Disparity(), DepthEstimator)
+    expected = z / z.flatten(1).median(1).values[:, None, None]
+    torch.testing.assert_close(relative_depth(Disparity(), torch.zeros(2, 8, 8, 3)), expected)

@@ -1,0 +1,54 @@
+"""One thread setting: the free-core default, the global --threads option, and what it reaches."""
+
+import os
+
+import numba
+import pytest
+import torch
+
+from vdm3d import threads
+from vdm3d.cli import main as cli_main
+
+
+@pytest.fixture
+def restore_threads():
+    names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS", "OMP_WAIT_POLICY")
+    env = {name: os.environ.get(name) for name in names}
+    before = torch.get_num_threads(), numba.get_num_threads()
+    yield
+    for name, value in env.items():
+        os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
+    torch.set_num_threads(before[0])
+    numba.set_num_threads(before[1])
+
+
+@pytest.mark.parametrize("cores, load, expect", [(2, 0.0, 2), (2, 0.4, 2), (2, 0.6, 1), (2, 1.2, 1), (2, 9.0, 1),
+                                                  (8, 2.7, 5), (1, 0.0, 1)])
+def test_default_is_the_free_cores(monkeypatch, cores, load, expect):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    assert threads.default_threads() == expect
+
+
+def test_set_threads_reaches_torch_numba_and_the_environment(restore_threads, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "default_threads", lambda own_load=0.0: 1)
+    assert threads.set_threads(None) == 1  # no environment setting: the free cores
+    assert torch.get_num_threads() == 1 and numba.get_num_threads() == 1
+    assert os.environ["OMP_NUM_THREADS"] == "1" and os.environ["OMP_WAIT_POLICY"] in ("PASSIVE", "passive")
+    n = min(2, numba.config.NUMBA_NUM_THREADS)
+    assert threads.set_threads(n) == n and torch.get_num_threads() == n and numba.get_num_threads() == n
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert threads.set_threads(None) == 1  # an explicit environment setting wins over the load
+
+
+def test_global_threads_option(restore_threads, monkeypatch, capsys):
+    seen = {}
+    monkeypatch.setattr(cli_main, "set_threads", lambda n: seen.setdefault("n", n))
+    assert cli_main._pop_threads(["fit", "--threads", "3", "x"]) == (["fit", "x"], 3)
+    assert cli_main._pop_threads(["--threads=2", "fit"]) == (["fit"], 2)
+    assert cli_main._pop_threads(["fit"]) == (["fit"], None)
+    assert cli_main.main(["no-such-command", "--threads", "1"]) == 2 and seen["n"] == 1
+    assert cli_main.main(["fit", "--threads", "zero"]) == 2
+    err = capsys.readouterr().err
+    assert "error: --threads needs a whole number of threads, 1 or more, got 'zero'" in err and "Traceback" not in err

@@ -1,0 +1,96 @@
+"""`vdm3d view` in a real browser: the page draws the splats where vdm3d's own renderer puts them.
+
+The test starts ``vdm3d view splats.ply`` as a server, photographs the page in headless Chromium
+(Debian's ``chromium``; ``make system-deps`` installs it) and compares the screenshot with
+:func:`vdm3d.splat.render` from the page's first camera: the foreground overlaps, red lands left of
+blue as in the scene, and the drawn colours are the splats' colours. The screenshot is kept under
+pytest's tmp dir (its path is printed) as the test's artifact.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vdm3d.cameras.camera import Cameras, look_at
+from vdm3d.splat.ply import save_ply
+from vdm3d.splat.render import render
+from vdm3d.viewer.browser import find_chromium, screenshot
+from vdm3d.viewer.content import load_content
+from vdm3d.viewer.server import initial_view
+
+from .test_content import two_colour_splats
+
+pytestmark = pytest.mark.slow
+W, H = 960, 720
+RED, BLUE = np.array([0.9, 0.1, 0.1]), np.array([0.1, 0.2, 0.9])
+
+
+def compared_region() -> np.ndarray:
+    """Pixels not covered by viser's panels: the control panel (top right), the WebGL notice (top left)."""
+    keep = np.ones((H, W), bool)
+    keep[:480, 600:] = False
+    keep[:170, :330] = False
+    keep[640:, :80] = False  # the axes gizmo
+    return keep
+
+
+@pytest.fixture
+def viewer(tmp_path):
+    if find_chromium() is None:
+        pytest.skip("no headless Chromium: install Debian's chromium (make system-deps does it when run as root)")
+    ply = save_ply(tmp_path / "splats.ply", two_colour_splats())
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "vdm3d.cli.main", "view", str(ply), "--port", "0"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline, url = time.time() + 120, None
+        while url is None and time.time() < deadline:
+            line = proc.stdout.readline()
+            if not line and proc.poll() is not None:
+                break
+            if m := re.search(r"viewer: (http://127\.0\.0\.1:\d+/)", line):
+                url = m.group(1)
+        assert url, "vdm3d view did not report its URL"
+        yield ply, url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_the_page_draws_the_splats_like_the_reference_renderer(viewer, tmp_path):
+    ply, url = viewer
+    shot = screenshot(url, tmp_path / "viewer.png", W, H)
+    print(f"screenshot artifact: {shot}")
+    image = np.asarray(Image.open(shot).convert("RGB"), dtype=np.float64) / 255.0  # [H, W, 3]
+
+    view = initial_view(load_content(ply))
+    c2w = look_at(*(torch.tensor(v, dtype=torch.float64) for v in (view["position"], view["look_at"], (0, 0, 1))))
+    cam = Cameras.from_fov(np.rad2deg(view["fov"]), W, H, c2w.float()[None], axis="y")
+    ref = render(two_colour_splats(), cam, background=torch.ones(3))
+    ref_fg = ref.alpha[0].numpy() > 0.5
+
+    keep = compared_region()
+    fg = (1.0 - image).max(-1) > 0.25  # away from the white background
+    iou = (fg & ref_fg & keep).sum() / max(((fg | ref_fg) & keep).sum(), 1)
+    red = keep & (np.abs(image - RED).max(-1) < 0.2)
+    blue = keep & (np.abs(image - BLUE).max(-1) < 0.2)
+    print(f"foreground {fg[keep].mean():.3f} (reference {ref_fg[keep].mean():.3f}), IoU {iou:.3f}, "
+          f"red {red.mean():.3f}, blue {blue.mean():.3f}")
+    assert fg[keep].mean() > 0.05, "the page shows (almost) nothing but background"
+    assert iou > 0.6
+    assert red.sum() > 0.3 * (ref_fg & keep).sum() / 2 and blue.sum() > 0.3 * (ref_fg & keep).sum() / 2
+    xs = np.arange(W)[None].repeat(H, 0)
+    assert xs[red].mean() < xs[blue].mean()  # red (-x) left of blue (+x), seen from the front
+    drawn = image[fg & keep]
+    near_scene_colour = np.minimum(np.abs(drawn - RED).max(-1), np.abs(drawn - BLUE).max(-1)) < 0.35
+    assert near_scene_colour.mean() > 0.8  # what is drawn has the splats' colours
