@@ -29,7 +29,7 @@ SMALL_FIT = FitConfig(steps=60, sh_degree=0, sh_warmup_every=0, checkpoint_every
 
 @pytest.fixture(scope="module")
 def room(tmp_path_factory) -> Path:
-    """A held-out procedural room at 32 px, 12 frames (training views 1, 5, 10; held-out 0 and 8)."""
+    """A held-out procedural room at 32 px, 12 frames (training views 1, 5, 11; held-out 0 and 8)."""
     return write_room_case(tmp_path_factory.mktemp("room") / "case", seed=7, resolution=32, views=12, ssaa=1)
 
 
@@ -106,7 +106,7 @@ def test_complete_room_end_to_end_and_resume(room, tmp_path, monkeypatch):
     out = tmp_path / "run"
     result = job.run_complete(_config(room, out, split=Split(num_train_views=3)))
     m = json.loads((out / "metrics.json").read_text())
-    assert m["train_views"] == [1, 5, 10] and m["test_views"] == [0, 8]
+    assert m["train_views"] == [1, 5, 11] and m["test_views"] == [0, 8]
     assert 0 <= m["test"]["mean"]["empty"] <= 1 and m["test"]["mean"]["psnr"] > 12, m["test"]["mean"]
     for f in ("splats.ply", "baseline.ply", "clips/000.mp4", "clips/000.json", "clips/001.mp4", "manifest.json",
               "renders/000.png", "compare/008.png"):

@@ -36,9 +36,9 @@ from vdm3d.diffusion.samplers import sample
 from vdm3d.diffusion.schedules import DdimSchedule
 from vdm3d.errors import ConfigError
 from vdm3d.geometry.warp import forward_warp
-from vdm3d.models.protocol import Conditioning
+from vdm3d.protocols import Conditioning
 from vdm3d.splat.gaussians import Gaussians
-from vdm3d.splat.render import render
+from vdm3d.recon.render import render_views
 from vdm3d.views import Views
 
 
@@ -74,26 +74,18 @@ def generation_size(width: int, height: int, max_side: int, factor: int) -> tupl
 
 def render_path(baseline: Gaussians, cameras: Cameras) -> Views:
     """RGB, alpha and expected depth of the frozen baseline at every camera (black background)."""
-    rgb, alpha, depth = [], [], []
-    with torch.no_grad():
-        for i in range(len(cameras)):
-            out = render(baseline, cameras[i:i + 1], background=torch.zeros(3))
-            rgb.append(out.rgb.clamp(0, 1))
-            alpha.append(out.alpha)
-            depth.append(out.depth)
-    return Views(torch.cat(rgb), cameras, alphas=torch.cat(alpha), depths=torch.cat(depth),
-                 origin=("rendered",) * len(cameras))
+    return render_views(baseline, cameras, background=0.0)
 
 
 def warp_maps(image: Tensor, depth: Tensor, alpha: Tensor, cameras: Cameras) -> Tensor:
     """The training ``image [H, W, 3]`` forward-warped with the baseline's surface depth (``depth /
-    alpha`` where ``alpha >= 0.5``) into every camera of the path: maps ``[F, H, W, 5]`` = warped
-    RGB (zero in holes), validity, zero edges (the tiny model's :data:`MAP_CHANNELS`)."""
+    alpha`` where ``alpha >= 0.5``) from ``cameras[0]`` into every camera of the path: maps
+    ``[F, H, W, 5]`` = warped RGB (zero in holes), validity, zero edges (the tiny model's
+    :data:`~vdm3d.models.tiny.MAP_CHANNELS`)."""
     z = (depth / alpha.clamp_min(1e-6)).where(alpha >= 0.5, torch.zeros_like(depth))
-    warped, valid = forward_warp(image.numpy(), z.numpy(), cameras.Ks[0].double().numpy(),
-                                 cameras.c2w[0].double().numpy(), cameras.c2w.double().numpy())
-    valid_t = torch.from_numpy(valid).float()[..., None]
-    return torch.cat([torch.from_numpy(warped).float(), valid_t, torch.zeros_like(valid_t)], -1)
+    warped = forward_warp(Views(image[None], cameras[:1], depths=z[None]), cameras)
+    valid = warped.confidence[..., None]
+    return torch.cat([warped.images, valid, torch.zeros_like(valid)], -1)
 
 
 def _resize(images: Tensor, width: int, height: int) -> Tensor:
