@@ -1,7 +1,7 @@
 """`vdm3d stylize` speed: a 48-frame video at 64 px with the embedded models, stage by stage.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/stylize.py              # ~1-3 minutes on 2 cores
-    .venv/bin/python benchmarks/stylize.py --frames 96 --steps 30          # other sizes
+    .venv/bin/python benchmarks/stylize.py --frames 96 --steps 25          # other sizes
 
 The whole command runs in a subprocess exactly as a user runs it (mesh file, trajectory file, style
 image, run folder), with the threads given; the manifest's per-stage timings are printed beside the
@@ -53,7 +53,7 @@ def geometry_seconds(folder: Path) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=48)
-    ap.add_argument("--steps", type=int, default=25)
+    ap.add_argument("--steps", type=int, default=None, help="sampler steps (default: the job's)")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -64,17 +64,18 @@ def main() -> None:
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
         cmd = [sys.executable, "-m", "vdm3d.cli.main", "stylize", "--mesh", str(folder / "scene.glb"),
                "--trajectory", str(folder / "path.json"), "--style", str(folder / "style.png"),
-               "--out", str(folder / "run"), "--steps", str(args.steps)]
+               "--out", str(folder / "run")] + ([] if args.steps is None else ["--steps", str(args.steps)])
         t = time.perf_counter()
         subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
         wall = time.perf_counter() - t
-        timings = json.loads((folder / "run" / "manifest.json").read_text())["timings"]
+        manifest = json.loads((folder / "run" / "manifest.json").read_text())
+        timings, steps = manifest["timings"], manifest["config"]["steps"]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"| frames | steps | threads | job wall (s) | stages (s) | geometry reference (s) | job / geometry | "
           f"within 5 min |")
     print("|---|---|---|---|---|---|---|---|")
     stages = ", ".join(f"{k} {v:.1f}" for k, v in timings.items())
-    print(f"| {args.frames} | {args.steps} | {args.threads} | {wall:.1f} | {stages} | {t_geo:.2f} | "
+    print(f"| {args.frames} | {steps} | {args.threads} | {wall:.1f} | {stages} | {t_geo:.2f} | "
           f"{wall / t_geo:.0f}x | {'yes' if wall <= 300 else 'no'} |")
     print(f"(load average {load:.1f} during the run)")
 

@@ -1,4 +1,4 @@
-"""One thread setting: the free-core default, the global --threads option, and what it reaches."""
+"""One thread setting: the default, the global --threads option, and what it reaches."""
 
 import os
 
@@ -22,18 +22,17 @@ def restore_threads():
     numba.set_num_threads(before[1])
 
 
-@pytest.mark.parametrize("cores, load, expect", [(2, 0.0, 2), (2, 0.4, 2), (2, 0.6, 1), (2, 1.2, 1), (2, 9.0, 1),
-                                                  (8, 2.7, 5), (1, 0.0, 1)])
-def test_default_is_the_free_cores(monkeypatch, cores, load, expect):
+@pytest.mark.parametrize("cores", [1, 2, 8])
+def test_default_is_the_cores_this_process_may_use(monkeypatch, cores):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
-    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
-    assert threads.default_threads() == expect
+    monkeypatch.setattr(os, "getloadavg", lambda: (9.0, 9.0, 9.0))  # a busy machine: still all of them
+    assert threads.default_threads() == cores
 
 
 def test_set_threads_reaches_torch_numba_and_the_environment(restore_threads, monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(threads, "default_threads", lambda own_load=0.0: 1)
-    assert threads.set_threads(None) == 1  # no environment setting: the free cores
+    monkeypatch.setattr(threads, "default_threads", lambda: 1)
+    assert threads.set_threads(None) == 1  # no environment setting: default_threads()
     assert torch.get_num_threads() == 1 and numba.get_num_threads() == 1
     assert os.environ["OMP_NUM_THREADS"] == "1" and os.environ["OMP_WAIT_POLICY"] in ("PASSIVE", "passive")
     n = min(2, numba.config.NUMBA_NUM_THREADS)

@@ -1,12 +1,15 @@
 """One thread setting for every parallel runtime vdm3d uses: torch, OpenMP, numba and OpenCV.
 
-On a shared or busy machine the runtimes' defaults (one thread per core each, OpenMP threads that
-spin while they wait) oversubscribe the cores: with one competing busy process on 2 cores a 30-step
-``vdm3d fit`` took 2.3x longer at torch's default than at one thread. So the default here is the
-number of cores that are actually free: the cores this process may run on
-(``os.sched_getaffinity``) minus the ones the other processes keep busy (the 1-minute load
-average, rounded), at least one, unless ``OMP_NUM_THREADS`` is already set in the environment (then
-that). ``vdm3d --threads N`` (or :func:`set_threads`) overrides both.
+On a shared or busy machine the runtimes' defaults oversubscribe the cores with threads that spin
+while they wait (issue 15: with one competing busy process on 2 cores a 30-step ``vdm3d fit`` took
+2.3x longer at torch's default than at one thread). Here OpenMP's idle threads sleep instead
+(``OMP_WAIT_POLICY=PASSIVE``, unless set), and the default is every core this process may run on
+(``os.sched_getaffinity``). That default was chosen by measurement against counting only the free
+cores (affinity minus the 1-minute load average): with the load average at 11.7-16.8 on 2 cores
+plus one more busy process, the demo took a median 162 s with 2 threads, 275 s with 1 and 226 s with
+the load-based choice (which picked 1), over 2 rounds of ``benchmarks/threads.py``. On a busy
+machine the scheduler shares the cores per runnable thread, and a sleeping waiter costs nothing.
+``OMP_NUM_THREADS`` in the environment, or ``vdm3d --threads N`` (:func:`set_threads`), overrides it.
 
 Applied where each runtime reads it: the environment (``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``,
 ``NUMBA_NUM_THREADS``, read when those libraries start, also in child processes) and, for libraries
@@ -22,7 +25,6 @@ whoever can use them.
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 
@@ -39,19 +41,9 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def busy_cores(own_load: float = 0.0) -> float:
-    """Cores kept busy by other processes: the 1-minute load average minus ``own_load`` (0 where unknown)."""
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):
-        return 0.0
-    return max(0.0, load - own_load)
-
-
-def default_threads(own_load: float = 0.0) -> int:
-    """Free cores: available minus busy (rounded to the nearest core), at least 1."""
-    free = available_cores() - busy_cores(own_load)
-    return max(1, min(available_cores(), int(math.floor(free + 0.5))))
+def default_threads() -> int:
+    """The default thread count: every core this process may run on (see the module docstring)."""
+    return available_cores()
 
 
 def set_threads(n: int | None = None) -> int:
@@ -63,7 +55,7 @@ def set_threads(n: int | None = None) -> int:
         env = os.environ.get("OMP_NUM_THREADS", "")
         n = int(env) if env.isdigit() and int(env) > 0 else default_threads()
     if int(n) < 1:
-        raise ConfigError(f"--threads must be 1 or more, got {n}; leave it out to use the free cores.")
+        raise ConfigError(f"--threads must be 1 or more, got {n}; leave it out to use all cores.")
     n = int(n)
     for name in _ENV:
         if name == "NUMBA_NUM_THREADS" and "numba" in sys.modules:

@@ -78,3 +78,17 @@ def test_a_run_manifest_is_a_config_with_paths_from_its_folder(tmp_path):
     config = build(ObjectConfig, data, None, str(m), base)
     assert config.image == Path("/work/where/photos/cup.png") and config.fit_steps == 12
     assert config.frames is None and not config.overwrite
+
+
+@pytest.mark.parametrize("job, text", [("object", "seed: 4321\n"), ("fit", "fit: {seed: 4321}\n"),
+                                       ("complete", "seed: 4321\n"), ("explore", "seed: 4321\n"),
+                                       ("stylize", "seed: 4321\n")])
+def test_every_job_takes_a_config_file(tmp_path, capsys, job, text):
+    from vdm3d.cli.main import main
+
+    pytest.importorskip(f"vdm3d.jobs.{job}")  # (the job's own tests report a job that does not import)
+    f = tmp_path / "c.yaml"
+    f.write_text(text)
+    assert main([job, "--config", str(f), "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "4321" in out and "--config FILE.yaml" in out  # the file's value is the default shown

@@ -180,16 +180,19 @@ def test_empty_scene_shows_the_background(backend):
 def test_behind_border_and_larger_than_image_match_reference(backend):
     # One Gaussian behind the camera, one straddling the left border, one centered just off the
     # bottom edge, one far larger than the image (its box is clipped, every pixel evaluates it), and
-    # one centered far outside the frustum (its Jacobian is clamped) that still reaches in; a few
-    # ordinary ones so the large one is blended over others.
+    # one centered far outside the frustum (its Jacobian is clamped) that still reaches in, a thin
+    # diagonal needle, and a few ordinary ones so the large one is blended over others.
     cam = Cameras.from_fov(60.0, 24, 18, torch.eye(4))
     means = torch.tensor([[0.0, 0.0, -1.0], [-0.62, 0.1, 1.5], [0.2, 0.52, 1.5], [0.05, -0.05, 3.0],
-                          [1.2, 0.0, 1.0], [0.1, 0.1, 2.0], [-0.2, 0.0, 2.2], [0.0, 0.2, 4.0]])
-    scales = torch.tensor([0.3, 0.15, 0.12, 4.0, 0.5, 0.1, 0.2, 0.3])
+                          [1.2, 0.0, 1.0], [0.1, 0.1, 2.0], [-0.2, 0.0, 2.2], [0.0, 0.2, 4.0], [0.0, 0.0, 1.8]])
+    scales = torch.tensor([0.3, 0.15, 0.12, 4.0, 0.5, 0.1, 0.2, 0.3, 1.0])
     gen = torch.Generator().manual_seed(7)
-    g = Gaussians.from_points(means, torch.rand(8, 3, generator=gen), scales=scales, opacity=0.6, sh_degree=1)
-    g = Gaussians(g.means, torch.randn(8, 4, generator=gen), g.log_scales + 0.3 * torch.randn(8, 3, generator=gen),
-                  g.opacity_logits, g.sh + 0.1 * torch.randn(g.sh.shape, generator=gen))
+    g = Gaussians.from_points(means, torch.rand(9, 3, generator=gen), scales=scales, opacity=0.6, sh_degree=1)
+    log_scales = g.log_scales + 0.3 * torch.randn(9, 3, generator=gen)
+    log_scales[8] = torch.tensor([0.0, -6.0, -6.0])  # a needle along a diagonal: its box corners lie far
+    quats = torch.randn(9, 4, generator=gen)           # outside it (the per-pixel exp fallback)
+    quats[8] = torch.tensor([0.924, 0.0, 0.0, -0.383])  # -45 degrees about the optical axis
+    g = Gaussians(g.means, quats, log_scales, g.opacity_logits, g.sh + 0.1 * torch.randn(g.sh.shape, generator=gen))
     cams = Cameras(cam.Ks.expand(2, 3, 3), torch.stack([cam.c2w, cam.c2w]), 24, 18)
     cot = {"rgb": torch.randn(2, 18, 24, 3, generator=gen), "depth": 0.1 * torch.randn(2, 18, 24, generator=gen),
            "alpha": torch.randn(2, 18, 24, generator=gen)}

@@ -67,27 +67,37 @@ def viewer(tmp_path):
         proc.wait(timeout=30)
 
 
+def measure(image: np.ndarray, ref_fg: np.ndarray) -> dict:
+    keep = compared_region()
+    fg = (1.0 - image).max(-1) > 0.25  # away from the white background
+    return {"keep": keep, "fg": fg,
+            "iou": (fg & ref_fg & keep).sum() / max(((fg | ref_fg) & keep).sum(), 1),
+            "red": keep & (np.abs(image - RED).max(-1) < 0.2), "blue": keep & (np.abs(image - BLUE).max(-1) < 0.2)}
+
+
 def test_the_page_draws_the_splats_like_the_reference_renderer(viewer, tmp_path):
     ply, url = viewer
-    shot = screenshot(url, tmp_path / "viewer.png", W, H)
-    print(f"screenshot artifact: {shot}")
-    image = np.asarray(Image.open(shot).convert("RGB"), dtype=np.float64) / 255.0  # [H, W, 3]
-
     view = initial_view(load_content(ply))
     c2w = look_at(*(torch.tensor(v, dtype=torch.float64) for v in (view["position"], view["look_at"], (0, 0, 1))))
     cam = Cameras.from_fov(np.rad2deg(view["fov"]), W, H, c2w.float()[None], axis="y")
     ref = render(two_colour_splats(), cam, background=torch.ones(3))
     ref_fg = ref.alpha[0].numpy() > 0.5
 
-    keep = compared_region()
-    fg = (1.0 - image).max(-1) > 0.25  # away from the white background
-    iou = (fg & ref_fg & keep).sum() / max(((fg | ref_fg) & keep).sum(), 1)
-    red = keep & (np.abs(image - RED).max(-1) < 0.2)
-    blue = keep & (np.abs(image - BLUE).max(-1) < 0.2)
-    print(f"foreground {fg[keep].mean():.3f} (reference {ref_fg[keep].mean():.3f}), IoU {iou:.3f}, "
-          f"red {red.mean():.3f}, blue {blue.mean():.3f}")
+    # the page draws progressively (scene messages, splat sorting in a worker); on a loaded machine the
+    # first picture can come before the colours have arrived, so a longer wait is tried before failing
+    for attempt, wait_ms in enumerate((30000, 60000)):
+        shot = screenshot(url, tmp_path / f"viewer{attempt}.png", W, H, wait_ms=wait_ms)
+        image = np.asarray(Image.open(shot).convert("RGB"), dtype=np.float64) / 255.0  # [H, W, 3]
+        m = measure(image, ref_fg)
+        keep, fg = m["keep"], m["fg"]
+        print(f"screenshot artifact: {shot}: foreground {fg[keep].mean():.3f} (reference {ref_fg[keep].mean():.3f}), "
+              f"IoU {m['iou']:.3f}, red {m['red'].mean():.3f}, blue {m['blue'].mean():.3f}, "
+              f"mean drawn colour {image[fg & keep].mean(0).round(3) if (fg & keep).any() else None}")
+        if m["red"].any() and m["blue"].any():
+            break
+    red, blue = m["red"], m["blue"]
     assert fg[keep].mean() > 0.05, "the page shows (almost) nothing but background"
-    assert iou > 0.6
+    assert m["iou"] > 0.6
     assert red.sum() > 0.3 * (ref_fg & keep).sum() / 2 and blue.sum() > 0.3 * (ref_fg & keep).sum() / 2
     xs = np.arange(W)[None].repeat(H, 0)
     assert xs[red].mean() < xs[blue].mean()  # red (-x) left of blue (+x), seen from the front

@@ -61,7 +61,8 @@ def detect_format(path: Path, for_writing: bool = False) -> str:
     if s == "" or path.is_dir() or s in (".bin",):
         return "colmap"
     raise InputError(path=path, problem=f"has a suffix {s!r} that names no camera format",
-                     fix="pass --from/--to (vdm3d, transforms, colmap, re10k, llff)")
+                     fix="name the format with --from-format (reading) or --to (writing): vdm3d, transforms, "
+                         "colmap, re10k, llff")
 
 
 def _fps_from_timestamps(stamps: list[int]) -> float:

@@ -37,7 +37,7 @@ class BatchConfig:
     cpus_per_case: int = 1
     """CPUs each case asks Ray for; also its torch thread count"""
     ray: bool = True
-    """run on Ray; --no-ray runs the cases one after another in this process's machine without Ray"""
+    """run on Ray; --no-ray runs the cases one after another on this machine, without Ray"""
     overwrite: bool = False
     """run finished cases again, replacing their folders (default: skip them)"""
 
@@ -45,10 +45,10 @@ class BatchConfig:
 def main(argv, prog: str = "vdm3d batch") -> int:
     from vdm3d.batch.cases import read_cases
     from vdm3d.batch.runner import run_cases, summary_table, write_summary
-    from vdm3d.cli.main import dispatch
+    from vdm3d.cli.config import cli
     from vdm3d.errors import ConfigError
 
-    config = dispatch(BatchConfig, argv, prog, description=f"{HELP}\n\n{EXAMPLES}")
+    config = cli(BatchConfig, argv, prog, description=HELP, examples=EXAMPLES)
     if config.cpus_per_case < 1:
         raise ConfigError(f"--cpus-per-case is {config.cpus_per_case}; give 1 or more.")
     cases = read_cases(config.manifest, config.out, config.job)

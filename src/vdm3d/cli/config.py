@@ -191,11 +191,22 @@ def build(cls: type[T], data: dict[str, Any], default: T | None, source: str = "
                 values[name] = _convert(value, hints[name], name, base)
         except ValueError as e:
             raise ConfigError(f"{source}: {name} {e}; fix the value in the file.") from None
+    if any(v is tyro.MISSING for v in values.values()):
+        # a required field left to the command line: only tyro will build the real instance, so this
+        # one just carries the defaults (no __init__, whose type checks would refuse the placeholder)
+        instance = object.__new__(cls)
+        for name, value in values.items():
+            object.__setattr__(instance, name, value)
+        return instance
     return cls(**values)
 
 
-def cli(cls: type[T], argv: Sequence[str], prog: str, default: T | None = None, description: str | None = None) -> T:
-    """``tyro.cli`` for a job's config dataclass, with ``--config FILE`` giving the defaults."""
+def cli(cls: type[T], argv: Sequence[str], prog: str, default: T | None = None, description: str | None = None,
+        examples: str | None = None) -> T:
+    """``tyro.cli`` for a job's config dataclass, with ``--config FILE`` giving the defaults.
+
+    ``examples`` (a few command lines) are printed at the end of ``--help``, after tyro's options.
+    """
     import tyro
 
     argv, path = pop_config_flag(argv)
@@ -204,4 +215,9 @@ def cli(cls: type[T], argv: Sequence[str], prog: str, default: T | None = None, 
         default = build(cls, data, default, str(path), base)
     note = "--config FILE.yaml gives the defaults of these options (flags override it); vdm3d rerun uses it"
     description = f"{description}\n\n{note}" if description else note
-    return tyro.cli(cls, args=argv, prog=prog, default=default, description=description)
+    try:
+        return tyro.cli(cls, args=argv, prog=prog, default=default, description=description)
+    except SystemExit as e:
+        if examples and e.code in (0, None) and ("-h" in argv or "--help" in argv):
+            print(f"\n{examples.strip()}")
+        raise

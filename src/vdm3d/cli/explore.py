@@ -9,11 +9,10 @@ HELP = "one image + a camera path -> a long 3D-consistent video, depth, cameras 
 
 
 def main(argv, prog: str = "vdm3d explore"):
-    import tyro
-
+    from vdm3d.cli.config import cli
     from vdm3d.jobs.explore import ExploreConfig, run_explore
 
-    config = tyro.cli(ExploreConfig, args=list(argv), prog=prog, description=HELP)
+    config = cli(ExploreConfig, argv, prog, description=HELP)  # --config FILE.yaml, flags override it
     result = run_explore(config)
     print(f"results: {result.out}/ (video.mp4, frames/, depth/, cameras/, splats.ply, manifest.json)")
     return 0

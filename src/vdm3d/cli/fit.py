@@ -7,31 +7,33 @@ number of Gaussians; the held-out scores are printed at the end and stored in ``
 
 from __future__ import annotations
 
-import sys
 
 HELP = "fit 3D Gaussian splats to posed photos (LLFF, COLMAP, transforms.json) and score held-out views"
+EXAMPLES = """examples:
+  vdm3d fit ../shared/data/llff_fern --downscale 8 --out runs/fern          # every 8th view held out
+  vdm3d fit scene/ --num-train-views 3 --steps 1000 --out runs/sparse3      # sparse-view protocol
+  vdm3d fit scene/ --resume runs/sparse3                                    # continue an interrupted run"""
 
 
 def main(argv: list[str], prog: str = "vdm3d fit") -> int:
-    from vdm3d.cli.main import dispatch
+    from vdm3d.cli.config import cli
+    from vdm3d.io.progress import StepProgress
     from vdm3d.jobs.fit import FitJobConfig, run_fit
 
-    config = dispatch(FitJobConfig, argv, prog, description=HELP)
-    from tqdm import tqdm
+    config = cli(FitJobConfig, argv, prog, description=HELP, examples=EXAMPLES)
 
     bars: list = []  # created at the first step, so an input error prints only its sentence
     smooth = {"psnr": None}
 
     def progress(p) -> None:
         if not bars:
-            bars.append(tqdm(total=p.steps, initial=p.step - 1, desc="fit", unit="step", file=sys.stderr,
-                             dynamic_ncols=True))
+            bars.append(StepProgress(p.steps, "fit", initial=p.step - 1))  # plain lines with an ETA in logs
         bar = bars[0]
         # exponential moving average: one patch's PSNR is noisy
         smooth["psnr"] = p.psnr if smooth["psnr"] is None else 0.95 * smooth["psnr"] + 0.05 * p.psnr
-        bar.update(1)
-        if p.step % 10 == 0 or p.step == p.steps:
-            bar.set_postfix(loss=f"{p.loss:.4f}", psnr=f"{smooth['psnr']:.2f}", gaussians=p.num_gaussians)
+        shown = p.step % 10 == 0 or p.step == p.steps
+        bar.update(1, **(dict(loss=f"{p.loss:.4f}", psnr=f"{smooth['psnr']:.2f}", gaussians=p.num_gaussians)
+                         if shown else {}))
 
     try:
         result = run_fit(config, progress)

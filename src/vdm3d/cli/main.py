@@ -9,7 +9,8 @@ Errors: a :class:`~vdm3d.errors.Vdm3dError` is printed as one sentence and exits
 ``--debug`` (anywhere on the line) shows the traceback as well.
 
 Threads: ``--threads N`` (anywhere on the line) sets the threads of torch, OpenMP, numba and OpenCV
-for the whole command; without it they default to the cores that are free (see :mod:`vdm3d.threads`).
+for the whole command; without it they default to the cores this process may use, with idle OpenMP
+threads sleeping instead of spinning (see :mod:`vdm3d.threads`).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def _overview() -> str:
         lines.append(f"  {name:<11} {help_line}")
     lines += ["", "Run `vdm3d COMMAND --help` for the options of a command.",
               "--debug shows the full traceback when a command fails.",
-              "--threads N sets the CPU threads (default: the cores that are free now)."]
+              "--threads N sets the CPU threads (default: all cores this process may use)."]
     return "\n".join(lines)
 
 
@@ -87,7 +88,7 @@ def _pop_threads(argv: list[str]) -> tuple[list[str], int | None]:
             i += 1 if "=" in a else 2
             if not value.isdigit() or int(value) < 1:
                 raise ConfigError(f"--threads needs a whole number of threads, 1 or more, got {value!r}; "
-                                  "leave it out to use the cores that are free.")
+                                  "leave it out to use all cores.")
             threads = int(value)
             continue
         rest.append(a)

@@ -60,4 +60,6 @@ def info(name: str, /) -> None:
 
 
 def main(argv, prog: str = "vdm3d models"):
-    return dispatch({"list": list_models, "info": info}, argv, prog, description=HELP)
+    from vdm3d.cli.models_convert import convert
+
+    return dispatch({"list": list_models, "info": info, "convert": convert}, argv, prog, description=HELP)

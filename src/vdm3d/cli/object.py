@@ -12,6 +12,10 @@ from __future__ import annotations
 import dataclasses
 
 HELP = "one image of an object -> orbit video, Gaussian splats (PLY), textured mesh (GLB/OBJ), cameras"
+EXAMPLES = """examples:
+  vdm3d object --image cup.png --out runs/cup                 # embedded tiny backbone, CPU; photos: GrabCut
+  vdm3d object --image cup.jpg --mask cup_mask.png --preset sv3d  # your own mask, SV3D_p settings and weights
+  vdm3d object --config cup.yaml --fit-steps 400              # options from a YAML file, one overridden"""
 BACKBONE_PRESETS = {"tiny": "tiny", "sv3d-p": "sv3d", "sv3d-u": "sv3d-u", "v3d": "v3d"}
 
 
@@ -40,12 +44,13 @@ def choose_preset(argv: list[str]):
 
 def main(argv, prog: str = "vdm3d object"):
     from vdm3d.cli.config import cli
+    from vdm3d.io.progress import StageLog
     from vdm3d.jobs.object import PRESETS, ObjectConfig, run_object
 
     argv = list(argv)
     presets = "; ".join(f"{k}: {d}" for k, (d, _) in PRESETS.items())
     config = cli(ObjectConfig, argv, prog, default=choose_preset(argv),
-                 description=f"{HELP}. Presets (--preset): {presets}.")
-    result = run_object(config)
+                 description=f"{HELP}. Presets (--preset): {presets}.", examples=EXAMPLES)
+    result = run_object(config, progress=StageLog())  # elapsed time, and an ETA for the fitting steps
     print(f"results: {result.out}/ (orbit.mp4, splats.ply, mesh.glb, mesh.obj, turntable.mp4, cameras/, manifest.json)")
     return 0

@@ -9,11 +9,10 @@ HELP = "coarse mesh + camera path + style image -> a styled video that follows t
 
 
 def main(argv, prog: str = "vdm3d stylize"):
-    import tyro
-
+    from vdm3d.cli.config import cli
     from vdm3d.jobs.stylize import StylizeConfig, run_stylize
 
-    config = tyro.cli(StylizeConfig, args=list(argv), prog=prog, description=HELP)
+    config = cli(StylizeConfig, argv, prog, description=HELP)  # --config FILE.yaml, flags override it
     result = run_stylize(config)
     print(f"results: {result.out}/ (video.mp4, frames/, anchors/, edges/, style.png, cameras/, manifest.json)")
     return 0

@@ -14,16 +14,27 @@ from vdm3d.cli.main import dispatch
 HELP = "train the embedded tiny models (vae, video, depth) with EMA, checkpoints and --resume"
 
 
-def cards(weights_dir: Path | None = None) -> None:
-    """Render the JSON model cards of a weights folder (default: the shipped one) into MODEL_CARDS.md.
+def cards(weights_dir: Path | None = None, out: Path | None = None, into_package: bool = False) -> None:
+    """Render the JSON model cards of a weights folder (default: the shipped one) as markdown.
+
+    Printed unless ``--out FILE``; ``--into-package`` rewrites the MODEL_CARDS.md shipped in the package.
 
     Args:
-        weights_dir: folder holding ``<name>.json`` + ``<name>.safetensors``.
+        weights_dir: folder holding ``<name>.json`` + ``<name>.safetensors`` (default: the shipped weights).
+        out: write the markdown to this file instead of printing it.
+        into_package: write MODEL_CARDS.md beside the shipped weights (for maintainers).
     """
+    from vdm3d.io.runs import atomic_write_bytes
     from vdm3d.models.tiny import WEIGHTS_DIR
-    from vdm3d.models.tiny.cards import write_cards
+    from vdm3d.models.tiny.cards import render_cards
 
-    print(write_cards(weights_dir or WEIGHTS_DIR))
+    text = render_cards(weights_dir or WEIGHTS_DIR)
+    target = out or (WEIGHTS_DIR / "MODEL_CARDS.md" if into_package else None)
+    if target is None:
+        print(text)
+        return
+    atomic_write_bytes(target, text.encode())
+    print(target)
 
 
 def main(argv, prog: str = "vdm3d train"):

@@ -66,9 +66,9 @@ def serve(config: ViewConfig, *, port: int | None = None):
 
 
 def main(argv, prog: str = "vdm3d view") -> int:
-    from vdm3d.cli.main import dispatch
+    from vdm3d.cli.config import cli
 
-    config = dispatch(ViewConfig, argv, prog, description=f"{HELP}\n\n{EXAMPLES}")
+    config = cli(ViewConfig, argv, prog, description=HELP, examples=EXAMPLES)
     if config.screenshot is not None:
         from vdm3d.viewer.browser import screenshot
 

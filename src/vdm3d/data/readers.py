@@ -189,7 +189,7 @@ def _colmap(root: Path, images: str | None):
     missing = [f for f in files if not f.is_file()]
     if missing:
         raise InputError(path=missing[0], problem="does not exist (the COLMAP model names it)",
-                         fix="pass the folder holding the images with --images")
+                         fix=f"put the images the model names in {folder}")
     h, w = read_image(files[0]).shape[:2]
     if (w, h) != (cams.width, cams.height):
         cams = cams.resize(w, h)

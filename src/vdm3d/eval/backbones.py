@@ -63,20 +63,21 @@ def _table(title: str, rows: list[tuple[str, str]]) -> str:
     return "\n".join(lines)
 
 
+def _check_record(record: bool, model: str, weights_dir: Path | None, into_package: bool) -> None:
+    if record:
+        from vdm3d.models.tiny.record import card_path
+
+        card_path(model, weights_dir, into_package)  # raises ConfigError when the card would be the package's
+
+
 def _save(out: Path | None, config: Any, result: dict[str, Any], overwrite: bool, record: bool = False,
-          model: str = "", weights_dir: Path | None = None) -> None:
-    if record:  # write the numbers into the model card (card["heldout"][task])
-        import json
+          model: str = "", weights_dir: Path | None = None, record_into_package: bool = False) -> None:
+    if record:  # the numbers into the model card (card["heldout"][task]), never the package's by surprise
+        from vdm3d.models.tiny.record import record_result
 
-        from vdm3d.io.runs import atomic_write_json
-        from vdm3d.models.tiny import WEIGHTS_DIR
-
-        path = Path(weights_dir or WEIGHTS_DIR) / f"{model}.json"
-        meta = json.loads(path.read_text())
         key = result["task"] + ("" if result.get("steps", 25) == 25 else f"_{result['steps']}steps")
         key = key if result.get("split", "heldout") == "heldout" else f"{result['split']}_{key}"
-        meta.setdefault("card", {}).setdefault("heldout", {})[key] = result
-        atomic_write_json(path, meta)
+        record_result(model, key, result, weights_dir, record_into_package)
     if out is None:
         return
     with RunFolder(out, config=config, seed=result.get("seed"), overwrite=overwrite) as run:
@@ -85,7 +86,8 @@ def _save(out: Path | None, config: Any, result: dict[str, Any], overwrite: bool
 
 def orbit(model: str = "video", objects: int = 50, batch: int = 10, steps: int = 25, cfg_scale: float = 1.0,
           seed: int = 0, split: Split = "heldout", weights_dir: Path | None = None, out: Path | None = None,
-          overwrite: bool = False, record: bool = False) -> dict[str, Any]:
+          overwrite: bool = False, record: bool = False,
+          record_into_package: bool = False) -> dict[str, Any]:
     """Orbit generation from one view on held-out objects: PSNR vs copying the input view.
 
     Args:
@@ -100,9 +102,12 @@ def orbit(model: str = "video", objects: int = 50, batch: int = 10, steps: int =
         out: optional run folder for the numbers (manifest.json).
         overwrite: replace ``out`` if it exists.
         record: also write the numbers into the model card (``<model>.json``, ``card.heldout[task]``,
-            ``task_<n>steps`` for a step count other than 25).
+            ``task_<n>steps`` for a step count other than 25). The card is the one in ``weights_dir``;
+            the shipped card changes only with ``record_into_package``.
+        record_into_package: let ``record`` write into the card shipped inside the installed package.
     """
     config = dict(locals())
+    _check_record(record, model, weights_dir, record_into_package)  # before minutes of evaluation
     bb = _load(model, weights_dir)
     data = load_or_build(ObjectSetConfig(count=objects, split=split))
     rgb = torch.from_numpy(data["rgb"]).float() / 255  # [N, V, H, W, 3]
@@ -134,7 +139,7 @@ def orbit(model: str = "video", objects: int = 50, batch: int = 10, steps: int =
                  [(f"tiny {model} ({steps} Euler steps, cfg {cfg_scale})", f"{g:.2f}"),
                   ("copy the input view", f"{c:.2f}"), ("gain", f"{g - c:+.2f}"),
                   ("VAE reconstruction (ceiling)", f"{ceil:.2f}")]))
-    _save(out, config, result, overwrite, record, model, weights_dir)
+    _save(out, config, result, overwrite, record, model, weights_dir, record_into_package)
     return result
 
 
@@ -147,7 +152,8 @@ def telea(warped: np.ndarray, valid: np.ndarray, radius: int = 3) -> np.ndarray:
 
 def warp(model: str = "video", rooms: int = 30, batch: int = 8, steps: int = 25, cfg_scale: float = 1.0,
          seed: int = 0, split: Split = "heldout", weights_dir: Path | None = None, out: Path | None = None,
-         overwrite: bool = False, record: bool = False) -> dict[str, Any]:
+         overwrite: bool = False, record: bool = False,
+         record_into_package: bool = False) -> dict[str, Any]:
     """Warp-and-refine on held-out rooms: PSNR on hole pixels vs Telea inpainting.
 
     Args:
@@ -162,9 +168,12 @@ def warp(model: str = "video", rooms: int = 30, batch: int = 8, steps: int = 25,
         out: optional run folder for the numbers.
         overwrite: replace ``out`` if it exists.
         record: also write the numbers into the model card (``<model>.json``, ``card.heldout[task]``,
-            ``task_<n>steps`` for a step count other than 25).
+            ``task_<n>steps`` for a step count other than 25). The card is the one in ``weights_dir``;
+            the shipped card changes only with ``record_into_package``.
+        record_into_package: let ``record`` write into the card shipped inside the installed package.
     """
     config = dict(locals())
+    _check_record(record, model, weights_dir, record_into_package)  # before minutes of evaluation
     bb = _load(model, weights_dir)
     data = load_or_build(RoomSetConfig(count=rooms, split=split))
     rgb = torch.from_numpy(data["rgb"]).float() / 255  # [N, F, H, W, 3]
@@ -208,12 +217,13 @@ def warp(model: str = "video", rooms: int = 30, batch: int = 8, steps: int = 25,
                  [(f"tiny {model} ({steps} Euler steps, cfg {cfg_scale})", f"{p_model:.2f}"),
                   ("OpenCV Telea inpainting", f"{p_telea:.2f}"), ("gain", f"{p_model - p_telea:+.2f}"),
                   ("full-frame PSNR, model / Telea", f"{f_model:.2f} / {f_telea:.2f}")]))
-    _save(out, config, result, overwrite, record, model, weights_dir)
+    _save(out, config, result, overwrite, record, model, weights_dir, record_into_package)
     return result
 
 
 def depth(model: str = "depth", rooms: int = 30, weights_dir: Path | None = None, out: Path | None = None,
-          overwrite: bool = False, record: bool = False) -> dict[str, Any]:
+          overwrite: bool = False, record: bool = False,
+          record_into_package: bool = False) -> dict[str, Any]:
     """Monocular depth on held-out room frames: AbsRel after per-image median scaling.
 
     Args:
@@ -223,11 +233,14 @@ def depth(model: str = "depth", rooms: int = 30, weights_dir: Path | None = None
         out: optional run folder for the numbers.
         overwrite: replace ``out`` if it exists.
         record: also write the numbers into the model card (``<model>.json``, ``card.heldout[task]``,
-            ``task_<n>steps`` for a step count other than 25).
+            ``task_<n>steps`` for a step count other than 25). The card is the one in ``weights_dir``;
+            the shipped card changes only with ``record_into_package``.
+        record_into_package: let ``record`` write into the card shipped inside the installed package.
     """
     from vdm3d.train.run import depth_metrics
 
     config = dict(locals())
+    _check_record(record, model, weights_dir, record_into_package)  # before minutes of evaluation
     net = _load(model, weights_dir)
     data = load_or_build(RoomSetConfig(count=rooms, split="heldout"))
     m = depth_metrics(net, data)
@@ -235,7 +248,7 @@ def depth(model: str = "depth", rooms: int = 30, weights_dir: Path | None = None
     print(_table(f"depth, {m['images']} held-out room frames, 64x64 (AbsRel after median scaling)",
                  [(f"tiny {model}", f"{m['abs_rel']:.4f}"),
                   ("constant depth", f"{m['abs_rel_constant_baseline']:.4f}")]))
-    _save(out, config, result, overwrite, record, model, weights_dir)
+    _save(out, config, result, overwrite, record, model, weights_dir, record_into_package)
     return result
 
 

@@ -132,8 +132,9 @@ def table(means: dict[str, dict[str, float]]) -> str:
 
 def stylize(out: Path = Path("runs/eval_stylize"), procedural: int = 10, frames: int = 24, resolution: int = 64,
             meshes: tuple[str, ...] = DEFAULT_MESHES, mesh_root: Path = Path("../shared/data/meshes"),
-            arc_frames: int = 8, steps: int = 25, anchor_model: str = "stylize_anchor",
+            arc_frames: int = 8, steps: int = 8, anchor_model: str = "stylize_anchor",
             inbetween_model: str = "stylize_inbetween", guidance_scale: float | None = None,
+            keyframe_blend: float = 0.5,
             split: Literal["heldout", "val"] = "heldout", seed: int = 0, overwrite: bool = False,
             record: bool = False) -> dict:
     """Score `vdm3d stylize` and its three baselines on held-out cases with ground truth.
@@ -150,6 +151,7 @@ def stylize(out: Path = Path("runs/eval_stylize"), procedural: int = 10, frames:
         anchor_model: the job's --anchor-model.
         inbetween_model: the job's --inbetween-model.
         guidance_scale: the job's --guidance-scale.
+        keyframe_blend: the job's --keyframe-blend.
         split: heldout (test seeds) or val (for choosing settings without touching the test seeds).
         seed: sampling seed.
         overwrite: replace an existing run folder.
@@ -161,7 +163,8 @@ def stylize(out: Path = Path("runs/eval_stylize"), procedural: int = 10, frames:
 
     params = locals().copy()
     config = StylizeConfig(resolution=resolution, arc_frames=arc_frames, steps=steps, anchor_model=anchor_model,
-                           inbetween_model=inbetween_model, guidance_scale=guidance_scale, seed=seed)
+                           inbetween_model=inbetween_model, guidance_scale=guidance_scale, keyframe_blend=keyframe_blend,
+                           seed=seed)
     cases = eval_cases(procedural, frames, resolution, meshes, mesh_root, split)
     models = load_models(config)
     with RunFolder(out, config=params, seed=seed, overwrite=overwrite) as run:

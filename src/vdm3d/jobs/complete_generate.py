@@ -84,8 +84,8 @@ def warp_maps(image: Tensor, depth: Tensor, alpha: Tensor, cameras: Cameras) -> 
     :data:`~vdm3d.models.tiny.MAP_CHANNELS`)."""
     z = (depth / alpha.clamp_min(1e-6)).where(alpha >= 0.5, torch.zeros_like(depth))
     warped = forward_warp(Views(image[None], cameras[:1], depths=z[None]), cameras)
-    valid = warped.confidence[..., None]
-    return torch.cat([warped.images, valid, torch.zeros_like(valid)], -1)
+    valid = warped.confidence.float()[..., None]
+    return torch.cat([warped.images.float(), valid, torch.zeros_like(valid)], -1)
 
 
 def _resize(images: Tensor, width: int, height: int) -> Tensor:

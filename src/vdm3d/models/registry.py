@@ -143,7 +143,8 @@ HUB: dict[str, HubEntry] = {
         (("frames", 81), ("height", 480), ("width", 720)),
         "see imsuperkong/worldwarp",
         "download Wan-AI/Wan2.1-T2V-1.3B-Diffusers, replace transformer/ with imsuperkong/worldwarp "
-        "worldwarp_latest.ckpt converted to safetensors (it is a pickle: --trust-pickle to convert)",
+        "worldwarp_latest.ckpt converted to safetensors (a pickle: `vdm3d models convert CKPT OUT.safetensors "
+        "--trust-pickle`)",
     ),
     "flux-dev-controlnet-hed": HubEntry(
         "FLUX.1-dev with a HED ControlNet: anchor images from edge maps (rectified flow)",
@@ -291,7 +292,7 @@ def info(name: str) -> dict[str, Any]:
         "installed": installed(key) or "no",
     }
     if entry.hub_id:
-        card["download"] = f"huggingface-cli download {entry.hub_id} --local-dir {folder}"
+        card["download"] = f"hf download {entry.hub_id} --local-dir {folder}"  # huggingface_hub's CLI
     if entry.notes:
         card["notes"] = entry.notes
     return card

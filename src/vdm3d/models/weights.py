@@ -3,7 +3,8 @@
 Safe by default: a checkpoint is read from ``.safetensors`` (no code runs while loading). Pickle
 checkpoints (``.ckpt``, ``.pt``, ``.pth``, ``.bin``) can execute arbitrary code when unpickled, so
 they are refused with :class:`~vdm3d.errors.UnsafeCheckpointError` unless the caller passes
-``trust_pickle=True`` (the ``--trust-pickle`` flag). Even then ``torch.load(weights_only=True)`` is
+``trust_pickle=True`` (``vdm3d models convert CKPT OUT.safetensors --trust-pickle`` converts one
+once). Even then ``torch.load(weights_only=True)`` is
 tried first, which only rebuilds tensors and plain containers; the full unpickler is the last resort.
 
 Hub loads (diffusers / transformers ``from_pretrained``) fail offline with an ``OSError`` whose cause
@@ -23,7 +24,8 @@ from vdm3d.errors import InputError, MissingWeightsError, UnsafeCheckpointError
 
 SAFE_SUFFIXES = (".safetensors",)
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
-TRUST_FLAG = "--trust-pickle"
+TRUST_FLAG = "--trust-pickle"  # of `vdm3d models convert`
+CONVERT = "vdm3d models convert"
 
 
 def load_state_dict(
@@ -48,12 +50,13 @@ def load_state_dict(
     if suffix not in PICKLE_SUFFIXES:
         raise InputError(
             f"{path}: unknown checkpoint format {suffix!r}; give a .safetensors file "
-            f"(or {', '.join(PICKLE_SUFFIXES)} with {TRUST_FLAG})."
+            f"(convert {', '.join(PICKLE_SUFFIXES)} ones with `{CONVERT} CKPT OUT.safetensors {TRUST_FLAG}`)."
         )
     if not trust_pickle:
         raise UnsafeCheckpointError(
-            f"{path}: pickle checkpoints can run code when loaded, so they are refused; convert it to "
-            f".safetensors or pass {TRUST_FLAG} (trust_pickle=True) if you trust its source."
+            f"{path}: pickle checkpoints can run code when loaded, so they are refused; if you trust its "
+            f"source, convert it once with `{CONVERT} {path} {path.with_suffix('.safetensors')} {TRUST_FLAG}` "
+            f"and use the .safetensors file."
         )
     try:
         obj = torch.load(str(path), map_location=device, weights_only=True)
@@ -120,11 +123,13 @@ def missing_weights_error(
     listed = f" ({', '.join(files)})" if files else ""
     if hub_id and folder:
         fix = (
-            f"download hub repo {hub_id}{listed} into {folder} (e.g. `huggingface-cli download {hub_id} "
-            f"--local-dir {folder}`) or pass allow_download=True / --allow-download with network access"
+            f"download hub repo {hub_id}{listed} into {folder} with huggingface_hub's command "
+            f"`hf download {hub_id} --local-dir {folder}` (or, from Python, load with allow_download=True "
+            "on a machine with network access)"
         )
     elif hub_id:
-        fix = f"download hub repo {hub_id}{listed} or pass allow_download=True with network access"
+        fix = (f"download hub repo {hub_id}{listed} with `hf download {hub_id}` (into the Hugging Face cache) "
+               "or, from Python, load with allow_download=True on a machine with network access")
     else:
         fix = f"put the weights{listed} in {folder}"
     return MissingWeightsError(f"{what}: weights not found at {source}; {fix}.")

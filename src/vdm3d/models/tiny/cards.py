@@ -34,7 +34,8 @@ def render_cards(weights_dir: str | Path) -> str:
     """Markdown for every ``<name>.json`` in ``weights_dir``."""
     weights_dir = Path(weights_dir)
     parts = ["# Shipped tiny models", "",
-             "Generated from the JSON cards beside the weights (`vdm3d train cards`). Every number was "
+             "Generated from the JSON cards beside the weights (`vdm3d train cards --into-package`). "
+             "Every number was "
              "measured on procedural seeds from the held-out range, never used in training.", ""]
     for path in sorted(weights_dir.glob("*.json")):
         meta = json.loads(path.read_text())

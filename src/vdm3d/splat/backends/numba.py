@@ -1,16 +1,18 @@
 """Compiled CPU rasterizer: the ``numba`` backend, and the default without CUDA.
 
-The per-Gaussian half (EWA projection, SH colors, culling) is the same torch code as the other CPU
-backends (:mod:`vdm3d.splat.projection`), so autograd differentiates it; only the per-pixel half is
-compiled, with the rules of the dense reference (:mod:`.torch_ref`), pixel for pixel:
+The per-Gaussian half (EWA projection, SH colors, culling) is the compiled twin of
+:mod:`vdm3d.splat.projection` in :mod:`.numba_projection`; the per-pixel half is here, with the rules
+of the dense reference (:mod:`.torch_ref`), pixel for pixel:
 
 1. **Bin**: the visible Gaussians, sorted front to back by camera z (stable, as ``torch_ref``), are
    appended to the list of every ``tile x tile`` pixel tile their alpha >= 1/255 box overlaps, so
    each tile's list is already in depth order (no per-tile sort).
-2. **Forward**, in parallel over tiles: each pixel walks its tile's list front to back,
-   ``alpha = min(0.99, o exp(-0.5 d^T Sigma^-1 d))`` (skipped below 1/255), and stops at the first
-   Gaussian that would take the transmittance below 1e-4 (that one is not blended). It keeps the
-   final transmittance and the position after its last blended Gaussian.
+2. **Forward**, in parallel over tiles: the tile walks its list front to back, each Gaussian over
+   the pixels of its box, ``alpha = min(0.99, o exp(-0.5 d^T Sigma^-1 d))`` (skipped below 1/255);
+   a pixel stops at the first Gaussian that would take its transmittance below 1e-4 (that one is
+   not blended) and keeps the final transmittance and the position after its last blended
+   Gaussian. The ``exp`` is stepped over the pixel lattice by products (exact for a quadratic
+   exponent; see ``_lattice``), so a Gaussian costs six ``exp`` per tile, not one per pixel.
 3. **Backward**, in parallel over tiles: each pixel walks back from its last blended Gaussian,
    recovering ``T_i = T_{i+1} / (1 - alpha_i)``, and applies
    ``dL/dalpha_i = g_i T_i - S_i / (1 - alpha_i)`` with ``g_i = dL/dw_i`` and
@@ -21,12 +23,13 @@ compiled, with the rules of the dense reference (:mod:`.torch_ref`), pixel for p
 Sums along a pixel are carried in float64 (the inputs stay float32), so the backward's division
 recovers the forward's transmittances to well under the float32 tolerance of the tests.
 
-Why numba and not a C++/OpenMP extension built on first use: both compile to the same scalar loops
-(LLVM here, gcc there), but the extension needs a compiler on the user's machine and takes ~40 s to
-build through ``torch.utils.cpp_extension`` on these 2 cores, while numba ships as a wheel, compiles
-these kernels in a few seconds and caches them beside this file (``cache=True``), and its ``prange``
-threads follow :func:`vdm3d.threads.set_threads`. Measured with ``benchmarks/render.py``: see the
-README's render table for its ratio to the tiled ``torch`` backend in the same run.
+Why numba and not a C++/OpenMP extension built on first use: both compile these scalar loops with an
+optimizing backend (LLVM here, gcc there), but the extension needs a C++ toolchain and the torch
+headers on the user's machine, while numba installs as a wheel; its kernels compile on first use
+(15-50 s on the shared 2-core machine) and are cached beside this file (``cache=True``; about 1 s to
+load afterwards), and its ``prange`` threads follow :func:`vdm3d.threads.set_threads`. The C++ twin
+was not built, so the choice rests on those properties, not on a speed comparison; the measured
+ratios to the tiled ``torch`` backend are in ``benchmarks/render.py``'s table (docs/speed.md).
 """
 
 from __future__ import annotations
@@ -65,7 +68,7 @@ class TileLists:
 
 
 @numba.njit(cache=True)
-@no_type_check  # compiled: the tests\' jaxtyping import hook must not wrap it
+@no_type_check  # compiled: the tests' jaxtyping import hook must not wrap it
 def _bin_kernel(means2d, extents, order, width, height, tile, tiles_x, tiles_y):  # pragma: no cover - compiled
     n_tiles = tiles_x * tiles_y
     boxes = np.zeros((means2d.shape[0], 4), np.int64)
@@ -112,35 +115,37 @@ def bin_gaussians(means2d: Tensor, extents: Tensor, depths: Tensor, visible: Ten
 
 
 @numba.njit(inline="always")
-@no_type_check  # compiled: the tests\' jaxtyping import hook must not wrap it
-def _row_span(mx, my, ca, cb, cc, reach, py, x0, x1):  # pragma: no cover - compiled
-    """Pixels ``[lo, hi]`` of row ``py`` (clipped to ``[x0, x1]``) whose centers lie inside the ellipse
-    ``d^T [[ca, cb], [cb, cc]] d <= reach``, and the ``exp(-0.5 d^T C d)`` at ``lo`` with the two
-    factors that step it one pixel right: ``G(x + 1) = G(x) R(x)`` and ``R(x + 1) = R(x) Q``, exact
-    for a quadratic exponent, so the row costs three ``exp`` instead of one per pixel."""
-    dy = py + 0.5 - my
-    disc = (cb * dy) ** 2 - ca * (cc * dy * dy - reach)
-    if disc < 0.0:
-        return 0, -1, 0.0, 0.0, 0.0, dy
-    sq = math.sqrt(disc)
-    lo = max(int(math.ceil(mx + (-cb * dy - sq) / ca - 0.5)), x0)
-    hi = min(int(math.floor(mx + (-cb * dy + sq) / ca - 0.5)), x1)
-    dx = lo + 0.5 - mx
-    G = math.exp(-0.5 * (ca * dx * dx + 2.0 * cb * dx * dy + cc * dy * dy))
-    R = math.exp(-0.5 * (ca * (2.0 * dx + 1.0) + 2.0 * cb * dy))
-    return lo, hi, G, R, math.exp(-ca), dy
+@no_type_check  # compiled: the tests' jaxtyping import hook must not wrap it
+def _lattice(mx, my, ca, cb, cc, x0, y0):  # pragma: no cover - compiled
+    """``G = exp(-0.5 d^T C d)`` at pixel ``(x0, y0)`` and the factors that step it over the pixel
+    lattice: one pixel right ``G *= Rx`` (then ``Rx *= exp(-a)``), one row down ``G *= Ry`` (then
+    ``Ry *= exp(-c)``, and the row's ``Rx *= exp(-b)``). Exact for a quadratic exponent, so a
+    Gaussian's pixels in a tile cost six ``exp`` in all instead of one each. ``ok`` is false where
+    the exponent at the corner is so large that the products could underflow (then the caller
+    takes one ``exp`` per pixel)."""
+    dx, dy = x0 + 0.5 - mx, y0 + 0.5 - my
+    power = ca * dx * dx + 2.0 * cb * dx * dy + cc * dy * dy
+    step_x = ca * (2.0 * dx + 1.0) + 2.0 * cb * dy
+    step_y = cc * (2.0 * dy + 1.0) + 2.0 * cb * dx
+    # every factor within exp(+-250): no product of a few dozen of them under- or overflows in float64
+    ok = (power < 500.0 and abs(step_x) < 500.0 and abs(step_y) < 500.0
+          and ca < 500.0 and cc < 500.0 and abs(cb) < 500.0)
+    if not ok:
+        return False, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+    return (True, math.exp(-0.5 * power), math.exp(-0.5 * step_x), math.exp(-0.5 * step_y), math.exp(-ca),
+            math.exp(-cc), math.exp(-cb))
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-@no_type_check  # compiled: the tests\' jaxtyping import hook must not wrap it
+@no_type_check  # compiled: the tests' jaxtyping import hook must not wrap it
 def _forward_kernel(means2d, conics, opacities, colors, depths, offsets, gauss, boxes, width, height, tile,
                     tiles_x, out, T_final, last):  # pragma: no cover - compiled
     """``out [H, W, 5]`` = (sum w c, sum w z, sum w); ``T_final [H, W]``; ``last [H, W]`` = one past
     the position (in ``gauss``) of the pixel's last blended Gaussian.
 
     Each tile walks its list front to back and visits only the pixels inside the Gaussian's
-    alpha >= 1/255 ellipse (a hair wider; the others are below 1/255 by construction); a pixel is
-    marked done at the Gaussian that would end it, and the tile stops when all its pixels are done."""
+    alpha >= 1/255 box (the others are below 1/255 by construction); a pixel is marked done at the
+    Gaussian that would end it, and the tile stops when all its pixels are done."""
     n_tiles = offsets.shape[0] - 1
     for t in numba.prange(n_tiles):
         start, end = offsets[t], offsets[t + 1]
@@ -155,18 +160,22 @@ def _forward_kernel(means2d, conics, opacities, colors, depths, offsets, gauss, 
             i = gauss[k]
             mx, my = means2d[i, 0], means2d[i, 1]
             ca, cb, cc, o = conics[i, 0], conics[i, 1], conics[i, 2], opacities[i]
-            reach = 2.0 * math.log(o / ALPHA_MIN) + 1e-3
             x0, x1 = max(boxes[i, 0], ox), min(boxes[i, 1], ox + tw - 1)
-            for py in range(max(boxes[i, 2], oy), min(boxes[i, 3], oy + th - 1) + 1):
-                lo, hi, G, R, Q, dy = _row_span(mx, my, ca, cb, cc, reach, py, x0, x1)
+            y0, y1 = max(boxes[i, 2], oy), min(boxes[i, 3], oy + th - 1)
+            ok, G_row, Rx_row, Ry, Qx, Qy, Qxy = _lattice(mx, my, ca, cb, cc, x0, y0)
+            for py in range(y0, y1 + 1):
                 ly = py - oy
-                for px in range(lo, hi + 1):
+                G, Rx = G_row, Rx_row
+                for px in range(x0, x1 + 1):
                     G_here = G
-                    G *= R
-                    R *= Q
+                    G *= Rx
+                    Rx *= Qx
                     lx = px - ox
                     if done[ly, lx]:
                         continue
+                    if not ok:
+                        dx, dy = px + 0.5 - mx, py + 0.5 - my
+                        G_here = math.exp(-0.5 * (ca * dx * dx + 2.0 * cb * dx * dy + cc * dy * dy))
                     alpha = min(ALPHA_MAX, o * G_here)
                     if alpha < ALPHA_MIN:
                         continue
@@ -184,6 +193,9 @@ def _forward_kernel(means2d, conics, opacities, colors, depths, offsets, gauss, 
                     acc[ly, lx, 4] += w
                     T[ly, lx] = T_next
                     stop[ly, lx] = k + 1
+                G_row *= Ry
+                Ry *= Qy
+                Rx_row *= Qxy
             if n_done == tw * th:
                 break
         for ly in range(th):
@@ -195,14 +207,14 @@ def _forward_kernel(means2d, conics, opacities, colors, depths, offsets, gauss, 
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-@no_type_check  # compiled: the tests\' jaxtyping import hook must not wrap it
+@no_type_check  # compiled: the tests' jaxtyping import hook must not wrap it
 def _backward_kernel(means2d, conics, opacities, colors, depths, offsets, gauss, boxes, width, height, tile,
                      tiles_x, T_final, last, v_out, v_pairs):  # pragma: no cover - compiled
     """Per-pair gradients ``v_pairs [pairs, 10]`` from ``v_out [H, W, 5]`` (cotangent of ``out``): each
     tile walks its list back to front, each pixel starting at its own last blended Gaussian."""
     n_tiles = offsets.shape[0] - 1
     for t in numba.prange(n_tiles):
-        start = offsets[t]
+        start, end_all = offsets[t], offsets[t + 1]
         ox, oy = (t % tiles_x) * tile, (t // tiles_x) * tile
         tw, th = min(tile, width - ox), min(tile, height - oy)
         T = np.empty((th, tw))  # after the current Gaussian, walking back
@@ -212,29 +224,36 @@ def _backward_kernel(means2d, conics, opacities, colors, depths, offsets, gauss,
             for lx in range(tw):
                 T[ly, lx] = T_final[oy + ly, ox + lx]
                 end = max(end, last[oy + ly, ox + lx])
+        for k in range(end, end_all):  # behind every pixel's last blended Gaussian: no gradient
+            for c in range(_N_GRAD):
+                v_pairs[k, c] = 0.0
         for k in range(end - 1, start - 1, -1):
             i = gauss[k]
             mx, my = means2d[i, 0], means2d[i, 1]
             ca, cb, cc, o = conics[i, 0], conics[i, 1], conics[i, 2], opacities[i]
             c0, c1, c2, z = colors[i, 0], colors[i, 1], colors[i, 2], depths[i]
-            reach = 2.0 * math.log(o / ALPHA_MIN) + 1e-3
             x0, x1 = max(boxes[i, 0], ox), min(boxes[i, 1], ox + tw - 1)
+            y0, y1 = max(boxes[i, 2], oy), min(boxes[i, 3], oy + th - 1)
+            ok, G_row, Rx_row, Ry, Qx, Qy, Qxy = _lattice(mx, my, ca, cb, cc, x0, y0)
             g0 = g1 = g2 = g3 = g4 = g5 = g6 = g7 = g8 = g9 = 0.0
-            for py in range(max(boxes[i, 2], oy), min(boxes[i, 3], oy + th - 1) + 1):
-                lo, hi, G, R, Q, dy = _row_span(mx, my, ca, cb, cc, reach, py, x0, x1)
+            for py in range(y0, y1 + 1):
                 ly = py - oy
-                for px in range(lo, hi + 1):
+                dy = py + 0.5 - my
+                G, Rx = G_row, Rx_row
+                for px in range(x0, x1 + 1):
                     G_here = G
-                    G *= R
-                    R *= Q
+                    G *= Rx
+                    Rx *= Qx
                     if k >= last[py, px]:
                         continue
+                    dx = px + 0.5 - mx
+                    if not ok:
+                        G_here = math.exp(-0.5 * (ca * dx * dx + 2.0 * cb * dx * dy + cc * dy * dy))
                     raw = o * G_here
                     alpha = min(ALPHA_MAX, raw)
                     if alpha < ALPHA_MIN:
                         continue
                     lx = px - ox
-                    dx = px + 0.5 - mx
                     one_minus = 1.0 - alpha
                     T_before = T[ly, lx] / one_minus
                     T[ly, lx] = T_before
@@ -256,12 +275,15 @@ def _backward_kernel(means2d, conics, opacities, colors, depths, offsets, gauss,
                     g3 += v_power * 2.0 * dx * dy
                     g4 += v_power * dy * dy
                     g9 += v_alpha * G_here
+                G_row *= Ry
+                Ry *= Qy
+                Rx_row *= Qxy
             v_pairs[k, 0], v_pairs[k, 1], v_pairs[k, 2], v_pairs[k, 3], v_pairs[k, 4] = g0, g1, g2, g3, g4
             v_pairs[k, 5], v_pairs[k, 6], v_pairs[k, 7], v_pairs[k, 8], v_pairs[k, 9] = g5, g6, g7, g8, g9
 
 
 @numba.njit(cache=True)
-@no_type_check  # compiled: the tests\' jaxtyping import hook must not wrap it
+@no_type_check  # compiled: the tests' jaxtyping import hook must not wrap it
 def _reduce_pairs(gauss, v_pairs, n):  # pragma: no cover - compiled
     """Add the per-pair gradients up per Gaussian, in pair order (deterministic)."""
     v = np.zeros((n, v_pairs.shape[1]), v_pairs.dtype)
@@ -291,7 +313,7 @@ class RasterizeNumba(torch.autograd.Function):
         lists, arrays = ctx.lists, ctx.arrays
         H, W = lists.height, lists.width
         v_out = torch.cat([v_rgb, v_dsum[..., None], v_alpha[..., None]], -1).to(torch.float64).contiguous()
-        v_pairs = np.zeros((lists.gauss.shape[0], _N_GRAD), np.float64)
+        v_pairs = np.empty((lists.gauss.shape[0], _N_GRAD), np.float64)  # the kernel writes every pair
         _backward_kernel(*arrays, lists.offsets, lists.gauss, lists.boxes, W, H, lists.tile, lists.tiles_x, ctx.T_final, ctx.last,
                          v_out.numpy(), v_pairs)
         n = arrays[0].shape[0]

@@ -36,7 +36,7 @@ _CHUNK = 256  # Gaussians per parallel task (scratch arrays are allocated once p
 
 
 @numba.njit(cache=True)
-@no_type_check  # compiled: the tests\' jaxtyping import hook must not wrap it
+@no_type_check  # compiled: the tests' jaxtyping import hook must not wrap it
 def _sh_basis(x, y, z, degree, out):  # pragma: no cover - compiled
     """Fill ``out [4, 16]`` with ``Y_k(d)`` and its partial derivatives ``dY_k/dx, dY_k/dy, dY_k/dz``
     (0 past ``degree``), in the basis and sign convention of :mod:`vdm3d.splat.sh`."""
@@ -69,7 +69,7 @@ def _sh_basis(x, y, z, degree, out):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True)
-@no_type_check  # compiled: the tests\' jaxtyping import hook must not wrap it
+@no_type_check  # compiled: the tests' jaxtyping import hook must not wrap it
 def _rotation(qw, qx, qy, qz):  # pragma: no cover - compiled
     """Rotation matrix of the normalized quaternion, as nine scalars (row-major), and its norm."""
     n = math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz)
@@ -80,7 +80,7 @@ def _rotation(qw, qx, qy, qz):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True)
-@no_type_check  # compiled: the tests\' jaxtyping import hook must not wrap it
+@no_type_check  # compiled: the tests' jaxtyping import hook must not wrap it
 def _camera_terms(cam, width, height):  # pragma: no cover - compiled
     """``fx, fy, cx, cy`` and the frustum limits of the Jacobian clamp (``lim_x_neg, lim_x_pos, ...``)."""
     fx, fy, cx, cy = cam[12], cam[13], cam[14], cam[15]
@@ -90,7 +90,7 @@ def _camera_terms(cam, width, height):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True)
-@no_type_check  # compiled: the tests\' jaxtyping import hook must not wrap it
+@no_type_check  # compiled: the tests' jaxtyping import hook must not wrap it
 def _covariance(log_scales, i, Rq, M, S):  # pragma: no cover - compiled
     """Fill ``M = R_q diag(s)`` and ``Sigma = M M^T`` (row-major, 9 each); return ``s``."""
     s0, s1, s2 = math.exp(log_scales[i, 0]), math.exp(log_scales[i, 1]), math.exp(log_scales[i, 2])
@@ -103,7 +103,7 @@ def _covariance(log_scales, i, Rq, M, S):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True)
-@no_type_check  # compiled: the tests\' jaxtyping import hook must not wrap it
+@no_type_check  # compiled: the tests' jaxtyping import hook must not wrap it
 def _rotate_covariance(cam, Sig, RS, C):  # pragma: no cover - compiled
     """``C = R Sigma R^T`` for the camera rotation ``R`` (rows of ``cam``), through ``RS = R Sigma``."""
     for r in range(3):
@@ -115,7 +115,7 @@ def _rotate_covariance(cam, Sig, RS, C):  # pragma: no cover - compiled
 
 
 @numba.njit(parallel=True, cache=True)
-@no_type_check  # compiled: the tests\' jaxtyping import hook must not wrap it
+@no_type_check  # compiled: the tests' jaxtyping import hook must not wrap it
 def _project_forward(means, quats, log_scales, logits, sh, degree, cams, width, height, near, eps2d,
                      means2d, conics, depths, opacities, colors, extents, visible, radii):  # pragma: no cover
     """Fill the ``[B, N, ...]`` outputs; ``cams [B, 16]`` = w2c rows 0-2 (12 values), fx, fy, cx, cy."""
@@ -174,7 +174,7 @@ def _project_forward(means, quats, log_scales, logits, sh, degree, cams, width, 
 
 
 @numba.njit(parallel=True, cache=True)
-@no_type_check  # compiled: the tests\' jaxtyping import hook must not wrap it
+@no_type_check  # compiled: the tests' jaxtyping import hook must not wrap it
 def _project_backward(means, quats, log_scales, logits, sh, degree, cams, width, height, near, eps2d, visible,
                       v_means2d, v_conics, v_depths, v_opacities, v_colors,
                       v_means, v_quats, v_log_scales, v_logits, v_sh):  # pragma: no cover - compiled
