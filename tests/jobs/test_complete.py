@@ -29,8 +29,8 @@ SMALL_FIT = FitConfig(steps=60, sh_degree=0, sh_warmup_every=0, checkpoint_every
 
 @pytest.fixture(scope="module")
 def room(tmp_path_factory) -> Path:
-    """A held-out procedural room at 32 px, 12 frames (training views 1, 5, 10; held-out 0 and 8)."""
-    return write_room_case(tmp_path_factory.mktemp("room") / "case", seed=7, resolution=32, views=12)
+    """A held-out procedural room at 32 px, 12 frames (training views 1, 5, 11; held-out 0 and 8)."""
+    return write_room_case(tmp_path_factory.mktemp("room") / "case", seed=7, resolution=32, views=12, ssaa=1)
 
 
 def _config(data: Path, out: Path, **kw) -> job.CompleteConfig:
@@ -72,6 +72,22 @@ def test_guidance_reduces_masked_error_against_the_baseline_renders():
     assert errors[True] < 0.85 * errors[False], errors
 
 
+@pytest.mark.slow
+def test_guided_clip_on_a_tiny_svd_adapter():
+    """A hub backbone (diffusers' SVD classes, tiny random weights): reference-only conditioning,
+    CFG with rescale, guidance through its VAE decoder; the clip has the path's length."""
+    from vdm3d.models.hub.svd import SVDBackbone, SVDSettings, tiny_components
+
+    svd = SVDBackbone(tiny_components(0), SVDSettings(frames=3, height=32, width=32))
+    cam = Cameras.from_fov(60.0, 40, 32, torch.eye(4)[None])
+    path = path_to(cam, 2.0, 10.0, 0.0, frames=3, view=0)
+    image = torch.rand(32, 40, 3, generator=torch.Generator().manual_seed(1))
+    pseudo, clip, renders = generate_clip(svd, _colored_wall(), image, path, GenerationConfig(steps=2), seed=0)
+    assert clip.shape[0] == 3 and renders.images.shape == clip.shape and bool(torch.isfinite(clip).all())
+    assert pseudo.images.shape == (2, 32, 40, 3) and pseudo.origin == ("generated", "generated")
+    torch.testing.assert_close(pseudo.cameras.c2w, path.cameras.c2w[1:])
+
+
 def test_schedule_visits_every_view_before_repeating():
     from vdm3d.cameras.trajectory import Trajectory
 
@@ -90,7 +106,7 @@ def test_complete_room_end_to_end_and_resume(room, tmp_path, monkeypatch):
     out = tmp_path / "run"
     result = job.run_complete(_config(room, out, split=Split(num_train_views=3)))
     m = json.loads((out / "metrics.json").read_text())
-    assert m["train_views"] == [1, 5, 10] and m["test_views"] == [0, 8]
+    assert m["train_views"] == [1, 5, 11] and m["test_views"] == [0, 8]
     assert 0 <= m["test"]["mean"]["empty"] <= 1 and m["test"]["mean"]["psnr"] > 12, m["test"]["mean"]
     for f in ("splats.ply", "baseline.ply", "clips/000.mp4", "clips/000.json", "clips/001.mp4", "manifest.json",
               "renders/000.png", "compare/008.png"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from vdm3d.cameras.camera import Cameras
@@ -69,6 +70,7 @@ def test_select_keeps_largest_holes_under_the_limit_per_pivot_scale():
         (0, 1.0, 0.08), (0, 1.0, 0.05), (0, 0.5, 0.04), (1, 1.0, 0.01)]
 
 
+@pytest.mark.slow
 def test_planner_turns_toward_the_missing_part_of_a_wall():
     cam = _camera()
     wall = _wall(x_max=1.2)  # the wall ends just right of the view

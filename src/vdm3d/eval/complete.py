@@ -32,7 +32,7 @@ METHODS = ("plain", "no_guidance", "orbit", "complete")
 
 
 def write_room_case(root: str | Path, seed: int, resolution: int = 64, views: int = 24, step: float = 0.12,
-                    fov_deg: float = 60.0) -> Path:
+                    fov_deg: float = 60.0, ssaa: int = 3) -> Path:
     """Render a held-out procedural room along a path into ``root`` (images, depth, transforms.json)."""
     from vdm3d.cameras.io_transforms import write_transforms_json
     from vdm3d.data.procedural.rooms import make_room, room_path
@@ -44,7 +44,7 @@ def write_room_case(root: str | Path, seed: int, resolution: int = 64, views: in
     (root / "depth").mkdir(exist_ok=True)
     scene = make_room(SEED_BASE + seed)
     cams = room_path(scene, views, SEED_BASE + seed, width=resolution, height=resolution, fov_deg=fov_deg, step=step)
-    b = render_buffers(scene, cams, ssaa=3)
+    b = render_buffers(scene, cams, ssaa=ssaa)
     names = []
     for j in range(len(cams)):
         (root / f"images/{j:03d}.png").write_bytes(encode_image(b.rgb[j]))

@@ -47,7 +47,8 @@ from vdm3d.jobs.complete_distill import DistillConfig, distill
 from vdm3d.jobs.complete_generate import GenerationConfig, generate_clip
 from vdm3d.recon.checkpoint import load_state, save_state
 from vdm3d.recon.depth_points import points_from_depths
-from vdm3d.recon.evaluate import render_views, score_views
+from vdm3d.recon.evaluate import score_views
+from vdm3d.recon.render import render_views
 from vdm3d.recon.init import init_from_points, init_random
 from vdm3d.recon.planning import PlanConfig, fixed_orbit, plan_paths
 from vdm3d.recon.trainer import FitConfig, FitProgress, fit_gaussians

@@ -30,13 +30,16 @@ from vdm3d.cameras.trajectory import Trajectory
 from vdm3d.io.runs import RunFolder
 from vdm3d.models.weights import save_state_dict
 from vdm3d.recon.checkpoint import load_state, save_state
-from vdm3d.recon.trainer import FitConfig, FitProgress, FitState, fit_gaussians
+from vdm3d.recon.trainer import (FitConfig, FitProgress, FitState, LearningRates, LossWeights, ViewPool,
+                                 fit_gaussians)
 from vdm3d.splat.gaussians import Gaussians
 from vdm3d.splat.strategy import DensifyPolicy
 from vdm3d.views import Views
 
+# The distillation continues a converged baseline, so the centres start at a tenth of 3DGS's initial
+# rate (the baseline's own schedule has decayed that far by its end) instead of jumping back up.
 DISTILL_FIT = FitConfig(
-    steps=1500, sh_degree=1, sh_warmup_every=0,
+    steps=1500, sh_degree=1, sh_warmup_every=0, lr=LearningRates(lr_means=1.6e-5, lr_means_final=1.6e-6),
     densify=DensifyPolicy(refine_start=100, refine_stop=1200, refine_every=100, reset_every=0,
                           max_gaussians=40_000),
 )
@@ -64,14 +67,6 @@ class DistillConfig:
     @property
     def generations(self) -> int:
         return max(1, -(-self.steps // self.generate_every))
-
-
-@dataclasses.dataclass(frozen=True)
-class PseudoPool:
-    """The latest clip and the persistent share of all earlier ones."""
-
-    latest: Views
-    persistent: Views | None
 
 
 def schedule(paths: list[Trajectory], n: int, seed: int) -> list[tuple[int, int]]:
@@ -127,54 +122,49 @@ def distill(train: Views, baseline: Gaussians, paths: list[Trajectory],
     E = config.generate_every
     plan = schedule(paths, config.generations, seed)
     fit = dataclasses.replace(config.fit, steps=config.steps, seed=seed, checkpoint_every=E)
+    loss = LossWeights(l1=1.0, perceptual=config.pseudo_perceptual)
     timing = {"generate": 0.0}
-    state: FitState | None = None
-    first = 0
     run = checkpoints
+    state: FitState | None = None
     if run is not None and run.resuming and (run.path / "checkpoints" / "distill" / "state.json").is_file():
         state = load_state(run.path / "checkpoints" / "distill")
-        first = state.step // E
-    persistent: Views | None = None
-    for k in range(first):  # the pools as they were after generation k
-        clip = _load_clip(run, k)
-        part = keep_share(clip, config.persistent_share, seed, k)
-        persistent = part if persistent is None else Views.cat([persistent, part])
+    pools: dict[str, Views | None] = {"latest": None, "persistent": None}
 
-    gaussians = baseline
-    for k in range(first, config.generations):
-        t = time.time()
-        view, idx = plan[k]
-        clip = _load_clip(run, k) if run is not None else None
-        if clip is None:
-            clip = generate(k, view, paths[idx])
-            if run is not None:
-                _save_clip(run, k, clip)
-        timing["generate"] += time.time() - t
-        pool = PseudoPool(clip, persistent)
-        end = min(config.steps, (k + 1) * E)
-        gaussians, state = _fit_round(train, gaussians, pool, dataclasses.replace(fit, steps=end), config,
-                                      state, progress)
-        if run is not None:
-            save_state(run.checkpoint_dir / "distill", state)
+    def add_clip(k: int, clip: Views) -> None:
         part = keep_share(clip, config.persistent_share, seed, k)
-        persistent = part if persistent is None else Views.cat([persistent, part])
+        old = pools["persistent"]
+        pools["persistent"] = part if old is None else Views.cat([old, part])
+        pools["latest"] = clip
+
+    # a resumed run: the clips made before the checkpoint, in order
+    first = 0 if state is None else state.step // E
+    for k in range(first):
+        add_clip(k, _load_clip(run, k))
+
+    def between_steps(step: int, gaussians: Gaussians) -> list[ViewPool] | None:
+        k = step // E
+        if step % E == 0 and k < config.generations:
+            t = time.time()
+            view, idx = plan[k]
+            clip = _load_clip(run, k) if run is not None else None
+            if clip is None:
+                clip = generate(k, view, paths[idx])
+                if run is not None:
+                    _save_clip(run, k, clip)
+            timing["generate"] += time.time() - t
+            add_clip(k, clip)
+        # the step's one pseudo view: from the persistent pool with probability persistent_prob
+        coin = np.random.default_rng([seed, 19, step]).random()
+        use_persistent = pools["persistent"] is not None and coin < config.persistent_prob
+        views = pools["persistent"] if use_persistent else pools["latest"]
+        if views is None or config.pseudo_weight == 0:
+            return []
+        return [ViewPool(views.to(train.images.dtype), loss=loss, weight=config.pseudo_weight)]
+
+    on_checkpoint = None if run is None else (lambda s: save_state(run.checkpoint_dir / "distill", s))
+    gaussians = fit_gaussians(train, baseline, fit, between_steps=between_steps, progress=progress, state=state,
+                              on_checkpoint=on_checkpoint)
     return gaussians, timing
 
 
-def _fit_round(train: Views, start: Gaussians, pool: PseudoPool, fit: FitConfig, config: DistillConfig,
-               state: FitState | None, progress) -> tuple[Gaussians, FitState]:
-    """Steps up to ``fit.steps`` with the pools of this round (continuing ``state`` when given)."""
-    pseudo = pool.latest if pool.persistent is None else Views.cat([pool.latest, pool.persistent])
-    n_latest = len(pool.latest)
-    w = torch.full((len(pseudo),), config.pseudo_weight)
-    if pool.persistent is not None:  # half the pseudo mass on each pool
-        w[:n_latest] *= len(pseudo) * (1 - config.persistent_prob) / n_latest
-        w[n_latest:] *= len(pseudo) * config.persistent_prob / len(pool.persistent)
-    box: list[FitState] = []
-    g = fit_gaussians([train, pseudo.to(train.images.dtype)], start, fit,
-                      view_weights=[torch.ones(len(train)), w], progress=progress, state=state,
-                      on_checkpoint=box.append)
-    return g, box[-1]
-
-
-__all__ = ["DISTILL_FIT", "DistillConfig", "PseudoPool", "distill", "keep_share", "schedule"]
+__all__ = ["DISTILL_FIT", "DistillConfig", "distill", "keep_share", "schedule"]

@@ -38,7 +38,7 @@ from vdm3d.errors import ConfigError
 from vdm3d.geometry.warp import forward_warp
 from vdm3d.protocols import Conditioning
 from vdm3d.splat.gaussians import Gaussians
-from vdm3d.splat.render import render
+from vdm3d.recon.render import render_views
 from vdm3d.views import Views
 
 
@@ -60,8 +60,8 @@ class GenerationConfig:
     """Guide only where the baseline's alpha is at least this."""
     eta: float = 1.0
     """DDIM eta (1: ancestral, as GuidedVD)."""
-    max_side: int = 64
-    """Longest side of the generation resolution (the embedded model: 64)."""
+    max_side: int | None = None
+    """Longest side of the generation resolution (None: the backbone's, 64 for the embedded model)."""
 
 
 def generation_size(width: int, height: int, max_side: int, factor: int) -> tuple[int, int]:
@@ -74,25 +74,18 @@ def generation_size(width: int, height: int, max_side: int, factor: int) -> tupl
 
 def render_path(baseline: Gaussians, cameras: Cameras) -> Views:
     """RGB, alpha and expected depth of the frozen baseline at every camera (black background)."""
-    rgb, alpha, depth = [], [], []
-    with torch.no_grad():
-        for i in range(len(cameras)):
-            out = render(baseline, cameras[i:i + 1], background=torch.zeros(3))
-            rgb.append(out.rgb.clamp(0, 1))
-            alpha.append(out.alpha)
-            depth.append(out.depth)
-    return Views(torch.cat(rgb), cameras, alphas=torch.cat(alpha), depths=torch.cat(depth),
-                 origin=("rendered",) * len(cameras))
+    return render_views(baseline, cameras, background=0.0)
 
 
 def warp_maps(image: Tensor, depth: Tensor, alpha: Tensor, cameras: Cameras) -> Tensor:
     """The training ``image [H, W, 3]`` forward-warped with the baseline's surface depth (``depth /
-    alpha`` where ``alpha >= 0.5``) into every camera of the path: maps ``[F, H, W, 5]`` = warped
-    RGB (zero in holes), validity, zero edges (the tiny model's :data:`MAP_CHANNELS`)."""
+    alpha`` where ``alpha >= 0.5``) from ``cameras[0]`` into every camera of the path: maps
+    ``[F, H, W, 5]`` = warped RGB (zero in holes), validity, zero edges (the tiny model's
+    :data:`~vdm3d.models.tiny.MAP_CHANNELS`)."""
     z = (depth / alpha.clamp_min(1e-6)).where(alpha >= 0.5, torch.zeros_like(depth))
     warped = forward_warp(Views(image[None], cameras[:1], depths=z[None]), cameras)
-    valid_t = warped.confidence.float()[..., None]
-    return torch.cat([warped.images.float(), valid_t, torch.zeros_like(valid_t)], -1)
+    valid = warped.confidence.float()[..., None]
+    return torch.cat([warped.images.float(), valid, torch.zeros_like(valid)], -1)
 
 
 def _resize(images: Tensor, width: int, height: int) -> Tensor:
@@ -116,7 +109,8 @@ def generate_clip(backbone: Any, baseline: Gaussians, image: Tensor, path: Traje
             and (frames - 1) % backbone.temporal_factor:
         raise ConfigError(f"complete: {frames} frames do not fit the backbone's temporal factor "
                           f"{backbone.temporal_factor}; use 1 + k * {backbone.temporal_factor} frames.")
-    w, h = generation_size(cams.width, cams.height, config.max_side, backbone.spatial_factor)
+    max_side = config.max_side or max(backbone.resolution)
+    w, h = generation_size(cams.width, cams.height, max_side, backbone.spatial_factor)
     small = cams.resize(w, h)
     renders = render_path(baseline, small)  # [F, h, w, 3] + alphas + depths
     ref = _resize(image[None], w, h)[0]
