@@ -124,3 +124,18 @@ class StageLog:
             if eta is not None and done < total:
                 line += f" (ETA {format_seconds(eta)})"
         print(line, file=self.stream, flush=True)
+
+
+class StageClock:
+    """Wall time of a job's stages, in order: ``clock.lap("fit")`` closes the stage that began at the
+    previous lap (or at construction) and records its seconds in ``clock.timings``, which the jobs
+    put in their manifest and result."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._tick = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[name] = round(now - self._tick, 3)
+        self._tick = now

@@ -31,7 +31,6 @@ OBJ are rotated to glTF's y-up (``(x, y, z) -> (x, z, -y)``); every other output
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 from typing import Annotated, Callable, Literal
 
@@ -51,6 +50,7 @@ from vdm3d.geometry.texture import bake_uv_texture, bake_vertex_colors, export_m
 from vdm3d.geometry.tsdf import tsdf_mesh
 from vdm3d.io.foreground import Foreground, load_object_image, mask_from_background
 from vdm3d.io.images import write_image
+from vdm3d.io.progress import StageClock
 from vdm3d.io.runs import RunFolder
 from vdm3d.io.video import write_video
 from vdm3d.jobs.object_orbit import (BackboneOrbit, Guidance, OrbitKind, OrbitPlan, OrbitSource, check_orbit_backbone,
@@ -375,14 +375,8 @@ def run_object(config: ObjectConfig, *, source: OrbitSource | None = None, progr
     """
     check_config(config)
     say = progress or (lambda _msg: None)
-    timings: dict[str, float] = {}
-    tick = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal tick
-        now = time.perf_counter()
-        timings[name] = round(now - tick, 3)
-        tick = now
+    clock = StageClock()
+    lap, timings = clock.lap, clock.timings
 
     fg = load_input(config, config.resolution or 64)  # bad images fail first, before any model loads
     if source is None:

@@ -32,7 +32,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import time
 from pathlib import Path
 from typing import Annotated, Callable, Literal
 
@@ -40,10 +39,13 @@ import torch
 import torch.nn.functional as F
 import tyro
 from jaxtyping import Bool, Float
+from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from vdm3d.cameras.camera import Cameras
+from vdm3d.cameras.io import write_transforms_json
 from vdm3d.cameras.trajectory import Trajectory
+from vdm3d.cameras.trajectory_file import load_trajectory, save_trajectory
 from vdm3d.diffusion.guiders import CFG
 from vdm3d.diffusion.hooks import LatentBlend
 from vdm3d.diffusion.noise_warp import mix_new_noise, subsample_frames, warped_noise
@@ -52,6 +54,11 @@ from vdm3d.diffusion.schedules import DdimSchedule, EdmSchedule, FlowSchedule
 from vdm3d.errors import ConfigError, InputError
 from vdm3d.geometry.mesh_scene import MeshScene, load_mesh_scene
 from vdm3d.geometry.path_buffers import PathBuffers, render_path
+from vdm3d.io.images import read_image, write_image
+from vdm3d.io.progress import StageClock
+from vdm3d.io.runs import RunFolder, to_jsonable
+from vdm3d.io.video import write_video
+from vdm3d.models.registry import load_backbone
 from vdm3d.protocols import Conditioning
 
 Progress = Callable[[str], None]
@@ -179,8 +186,6 @@ def square_image(image: Float[Tensor, "H W 3"], size: int) -> Float[Tensor, "S S
 
 def load_inputs(config: StylizeConfig) -> StylizeInputs:
     """Read the three files; each failure is one sentence naming the file."""
-    from vdm3d.cameras.trajectory_file import load_trajectory
-    from vdm3d.io.images import read_image
 
     scene = load_mesh_scene(config.mesh, up=config.up, normalize=False)
     traj = load_trajectory(config.trajectory)
@@ -216,7 +221,6 @@ class StylizeModels:
 
 
 def load_models(config: StylizeConfig) -> StylizeModels:
-    from vdm3d.models.registry import load_backbone
 
     anchor, between = model_names(config)
     return StylizeModels(load_backbone(anchor, config.anchor_path), load_backbone(between, config.inbetween_path))
@@ -352,7 +356,6 @@ def stylize_frames(config: StylizeConfig, models: StylizeModels, buffers: PathBu
                    ) -> tuple[Float[Tensor, "F H W 3"], dict[int, Tensor]]:
     """Anchors (unless given), then every arc in order (loaded from ``checkpoints`` when already done),
     stitched."""
-    from safetensors.torch import load_file, save_file
 
     spans = arcs(len(buffers), config.arc_frames)
     indices = [0] + [b for _, b in spans if b != 0]
@@ -388,10 +391,6 @@ def stylize_frames(config: StylizeConfig, models: StylizeModels, buffers: PathBu
 # -- stage 5: export ---------------------------------------------------------------------------------------
 def export(folder: Path, frames: Tensor, anchors: dict[int, Tensor], buffers: PathBuffers, inputs: StylizeInputs
            ) -> list[str]:
-    from vdm3d.cameras.io import write_transforms_json
-    from vdm3d.cameras.trajectory_file import save_trajectory
-    from vdm3d.io.images import write_image
-    from vdm3d.io.video import write_video
 
     for sub in ("frames", "anchors", "edges/soft", "cameras"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
@@ -413,7 +412,6 @@ def export(folder: Path, frames: Tensor, anchors: dict[int, Tensor], buffers: Pa
 
 
 def _fingerprint(config: StylizeConfig) -> dict:
-    from vdm3d.io.runs import to_jsonable
 
     skip = {"out", "overwrite", "resume"}
     return {k: v for k, v in to_jsonable(config).items() if k not in skip}
@@ -421,18 +419,11 @@ def _fingerprint(config: StylizeConfig) -> dict:
 
 def run_stylize(config: StylizeConfig, progress: Progress | None = print) -> StylizeResult:
     """Run every stage and write the run folder. Bad input raises before anything is written."""
-    from vdm3d.io.runs import RunFolder
 
     check_config(config)
     say = progress or (lambda _msg: None)
-    timings: dict[str, float] = {}
-    tick = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal tick
-        now = time.perf_counter()
-        timings[name] = round(now - tick, 3)
-        tick = now
+    clock = StageClock()
+    lap, timings = clock.lap, clock.timings
 
     inputs = load_inputs(config)
     buffers = geometry_buffers(config, inputs)
