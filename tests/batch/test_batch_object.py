@@ -26,10 +26,22 @@ def batch(manifest: Path, out: Path, **popen) -> subprocess.Popen:
                             text=True, **popen)
 
 
+def processes_mentioning(text: str) -> list[int]:
+    """PIDs whose command line contains ``text`` (the job processes of one case)."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text.encode() in cmdline.read_bytes():
+                pids.append(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return pids
+
+
 def test_killed_batch_reruns_only_the_missing_cases(tmp_path):
     manifest = tmp_path / "cases.jsonl"
     manifest.write_text("".join(json.dumps({"name": n, "job": "object", "image": str(SPOT), **TINY, **extra}) + "\n"
-                                for n, extra in (("a", {}), ("b", {"elevation_deg": 20.0}), ("c", {"seed": 3}))))
+                                for n, extra in (("a", {}), ("b", {"elevation_deg": 20.0, "fit_steps": 300}), ("c", {"seed": 3}))))
     out = tmp_path / "runs"
 
     # one CPU: the cases run one after another; kill everything (driver, Ray, the job) while b runs
@@ -40,7 +52,10 @@ def test_killed_batch_reruns_only_the_missing_cases(tmp_path):
         time.sleep(0.5)
     os.killpg(first.pid, signal.SIGTERM)
     first.wait(timeout=60)
-    time.sleep(2)
+    # Ray's workers live outside the driver's process group: wait until they and b's job are gone
+    deadline = time.time() + 60
+    while processes_mentioning(str(out / "b")) and time.time() < deadline:
+        time.sleep(0.5)
     assert not (out / "b" / "manifest.json").exists() and not (out / "c").exists()
     a_made = (out / "a" / "manifest.json").stat().st_mtime_ns
 
@@ -51,9 +66,9 @@ def test_killed_batch_reruns_only_the_missing_cases(tmp_path):
     assert [(summary[n]["state"], summary[n]["status"]) for n in "abc"] == [
         ("done", "skipped"), ("restart", "ok"), ("todo", "ok")]
     assert (out / "a" / "manifest.json").stat().st_mtime_ns == a_made  # finished work untouched
-    for name, elevation in (("b", 20.0), ("c", 10.0)):
+    for name, elevation, steps in (("b", 20.0, 300), ("c", 10.0, 10)):
         made = json.loads((out / name / "manifest.json").read_text())
-        assert made["config"]["elevation_deg"] == elevation and made["config"]["fit_steps"] == 10
+        assert made["config"]["elevation_deg"] == elevation and made["config"]["fit_steps"] == steps
         assert (out / name / "splats.ply").is_file() and (out / name / "mesh.glb").is_file()
     assert not list(out.glob(".*.partial"))
     assert "2 ran, 1 already done, 0 failed" in log

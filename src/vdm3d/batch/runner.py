@@ -95,16 +95,40 @@ def _die_with_parent() -> None:  # runs in the child before exec (Linux); elsewh
         pass
 
 
-def run_command(argv: list[str], log: str, threads: int) -> tuple[int, float, str]:
-    """Run ``vdm3d <argv>`` in a new process, appending its output to ``log``: ``(exit code, seconds, last line)``."""
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def run_command(argv: list[str], log: str, threads: int, driver_pid: int | None = None) -> tuple[int, float, str]:
+    """Run ``vdm3d <argv>`` in a new process, appending its output to ``log``: ``(exit code, seconds, last line)``.
+
+    ``driver_pid`` is the batch command's own process when the case runs on this machine: Ray's workers
+    outlive a killed driver for a while, so the case is stopped as soon as the driver is gone (it then
+    resumes or restarts on the next ``vdm3d batch``), instead of finishing unseen in the background.
+    """
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     Path(log).parent.mkdir(parents=True, exist_ok=True)
     start = time.time()
     with open(log, "a", encoding="utf-8") as f:
         f.write(f"\n$ vdm3d {' '.join(argv)}\n")
         f.flush()
-        proc = subprocess.run([sys.executable, "-m", "vdm3d.cli.main", *argv], stdout=f, stderr=subprocess.STDOUT,
-                              env=env, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+        proc = subprocess.Popen([sys.executable, "-m", "vdm3d.cli.main", *argv], stdout=f, stderr=subprocess.STDOUT,
+                                env=env, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+        while True:
+            try:
+                proc.wait(timeout=0.5)
+                break
+            except subprocess.TimeoutExpired:
+                if driver_pid is not None and not _alive(driver_pid):
+                    proc.terminate()
+                    proc.wait()
+                    break
     last = ""
     if proc.returncode:
         lines = [ln for ln in Path(log).read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
@@ -154,7 +178,8 @@ def _run_on_ray(pending, logs: Path, address: str | None, num_cpus: int | None, 
         ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False)
     try:
         task = ray.remote(num_cpus=cpus_per_case, max_retries=0)(run_command)
-        refs = {task.remote(argv, str(logs.resolve() / f"{case.name}.log"), cpus_per_case): (case, state)
+        refs = {task.remote(argv, str(logs.resolve() / f"{case.name}.log"), cpus_per_case,
+                             None if address else os.getpid()): (case, state)
                 for case, state, argv in pending}
         while refs:
             ready, _ = ray.wait(list(refs), num_returns=1)

@@ -42,7 +42,7 @@ def test_registered_depth_anything_matches_the_transformers_pipeline(metric, nam
     pipe = pipeline("depth-estimation", model=est.model, image_processor=est.processor)
     for i in range(2):
         pil = Image.fromarray((x[i].numpy() * 255).round().astype(np.uint8))
-        torch.testing.assert_close(ours[i], pipe(pil)["predicted_depth"].float(), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(ours[i], pipe(pil)["predicted_depth"].float(), rtol=1e-4, atol=1e-4)
 
 
 def test_missing_depth_weights_give_one_sentence_naming_repo_and_folder(models_dir):
