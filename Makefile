@@ -30,23 +30,21 @@ $(STAMP): pyproject.toml constraints.txt
 	else echo "note: npm not found; the GLB validator test will be skipped"; fi
 	@touch $(STAMP)
 
+# $(call apt_missing,PACKAGES,what goes without them): install the missing ones as root, else say the command.
+define apt_missing
+	@missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing system packages: $$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	      || echo "warning: could not install $$missing; $(2)"; \
+	  else echo "warning: missing system packages ($$missing; $(2)); run: sudo apt-get install $$missing"; fi; \
+	fi
+endef
+
 system-deps:
-	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "installing system packages: $$missing"; \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
-	      || echo "warning: could not install $$missing; mesh ground-truth rendering will be unavailable"; \
-	  else echo "warning: missing system packages ($$missing); run: sudo apt-get install $$missing"; fi; \
-	fi
-	@missing=$$(for p in $(BROWSER_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "installing system packages: $$missing"; \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
-	      || echo "warning: could not install $$missing; the viewer's browser test will be skipped"; \
-	  else echo "warning: missing $$missing (the viewer's browser test needs it); run: sudo apt-get install $$missing"; fi; \
-	fi
+	$(call apt_missing,$(SYSTEM_PACKAGES),mesh ground-truth rendering will be unavailable)
+	$(call apt_missing,$(BROWSER_PACKAGES),the viewer's browser test will be skipped)
 
 demo: $(STAMP)
 	$(VENV)/bin/vdm3d object --image src/vdm3d/assets/spot.png --out runs/demo/object --overwrite

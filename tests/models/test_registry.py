@@ -9,14 +9,6 @@ from vdm3d.errors import ConfigError, MissingWeightsError, UnsafeCheckpointError
 from vdm3d.models import registry
 
 
-@pytest.fixture
-def models_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("VDM3D_MODELS", str(tmp_path / "models"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return tmp_path / "models"
-
-
 def test_unknown_name_lists_the_choices():
     with pytest.raises(ConfigError) as err:
         registry.load_backbone("sv4d")

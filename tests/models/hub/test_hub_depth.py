@@ -13,14 +13,6 @@ from vdm3d.models.depth import DepthEstimator, relative_depth
 from vdm3d.models.hub.depth import TransformersDepth, tiny_depth_anything
 
 
-@pytest.fixture
-def models_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("VDM3D_MODELS", str(tmp_path / "models"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return tmp_path / "models"
-
-
 def images(b: int = 2, h: int = 40, w: int = 56) -> torch.Tensor:
     """8-bit images as floats (what the pipeline sees from a PNG), not square: the processor keeps the
     aspect ratio and the output comes back at the input size."""
