@@ -102,6 +102,9 @@ class ExploreConfig:
     """fill holes with the video model, or with OpenCV inpainting of the render (baseline)"""
     use_cache: bool = True
     """condition on the cache's renders (off: only the previous frame, a baseline)"""
+    keep_valid: bool = False
+    """paste the cache's render back over the decoded frames where it is valid, so only the holes are
+    generated (as inpainting pipelines keep the known region); off: the model's revision is kept"""
     points_per_frame: int = 4096
     """most new Gaussians from one frame"""
     max_points: int = 20_000
@@ -286,6 +289,8 @@ def generate_chunk(c: ExploreConfig, backbone, warp: Views, context: torch.Tenso
     with torch.no_grad():
         z = sample(backbone, sched, cond=cond, x_init=x_clean, generator=generator, guider=guider)
         frames = backbone.decode(z)[0].clamp(0, 1)[:f]
+    if c.keep_valid:
+        frames = torch.where(valid[..., None], rgb, frames)
     return torch.cat([context, frames[ctx:]])
 
 

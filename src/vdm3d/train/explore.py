@@ -65,6 +65,9 @@ class ExploreTaskConfig:
     """erosion of the pixel validity before pooling to tokens (as the job)"""
     slot_drop: float = 0.05
     """probability of dropping the maps (the model then fills from the reference alone)"""
+    valid_weight: float = 1.0
+    """loss weight of the valid (revised) tokens relative to the holes: the job pastes the valid render
+    back after decoding, so the model mostly has to win in the holes (1: every token alike)"""
 
 
 class ExploreTasks:
@@ -122,19 +125,20 @@ class ExploreTasks:
         valid = self.token_valid[i] & (keep > 0)  # [B, F, 1, h, w]
         sigma = torch.where(valid, levels[:, 1, None, None, None, None], levels[:, 0, None, None, None, None])
         sigma[:, 0] = 0.002  # the clean context frame
-        return x0.to(device), cond, sigma.expand(b, f, 1, h, w).contiguous().to(device)
+        token_weight = torch.where(valid, cfg.valid_weight, 1.0).expand(b, f, 1, h, w).to(device)
+        return x0.to(device), cond, sigma.expand(b, f, 1, h, w).contiguous().to(device), token_weight
 
 
 def explore_loss(backbone: TinyVideoBackbone, tasks: ExploreTasks, rng: np.random.Generator, gen: torch.Generator,
                  device) -> tuple[Tensor, dict[str, float]]:
     """EDM-weighted denoising loss at per-token noise levels; the context frame is given clean and not scored."""
-    x0, cond, sigma = tasks.sample(rng, gen, device)
+    x0, cond, sigma, token_weight = tasks.sample(rng, gen, device)
     eps = torch.randn(x0.shape, generator=gen).to(device)
     x = x0 + sigma * eps
     x[:, 0] = x0[:, 0]
     denoised = backbone.denoise(x, sigma, cond)
-    weight = edm_loss_weight(sigma, SIGMA_DATA)
-    loss = (weight * (denoised - x0) ** 2)[:, 1:].mean()
+    weight = edm_loss_weight(sigma, SIGMA_DATA) * token_weight
+    loss = (weight * (denoised - x0) ** 2)[:, 1:].mean() / token_weight[:, 1:].mean()
     return loss, {"loss_explore": loss.item()}
 
 
