@@ -159,3 +159,30 @@ def test_kill_9_during_a_chunk_then_resume_gives_the_identical_video(tmp_path, i
         name = f"frames/{i:04d}.png"
         assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
     assert (tmp_path / "cut" / "video.mp4").read_bytes() == (tmp_path / "whole" / "video.mp4").read_bytes()
+
+
+def test_keep_valid_pastes_the_exact_render_where_the_cache_is_valid_and_generates_the_holes():
+    from vdm3d.jobs.explore import generate_chunk
+    from vdm3d.models.registry import load_backbone
+    from vdm3d.views import Views
+
+    g = torch.Generator().manual_seed(0)
+    f = 4
+    images = torch.rand(f, 64, 64, 3, generator=g)
+    valid = torch.ones(f, 64, 64)
+    valid[:, 16:48, 20:52] = 0  # a hole in every frame
+    c2w = torch.eye(4).repeat(f, 1, 1)
+    c2w[:, 0, 3] = torch.arange(f) * 0.03
+    cams = Cameras.from_fov(60.0, 64, 64, torch.eye(4)).reshape(1)
+    warp = Views(images, Cameras(cams.Ks.expand(f, 3, 3), c2w, 64, 64), confidence=valid)
+    context = torch.rand(1, 64, 64, 3, generator=g)
+    backbone = load_backbone("tiny-explore")
+    config = ExploreConfig(steps=2, strength=0.5)
+    kept = generate_chunk(dataclasses.replace(config, keep_valid=True), backbone, warp, context,
+                          torch.Generator().manual_seed(1))
+    revised = generate_chunk(config, backbone, warp, context, torch.Generator().manual_seed(1))
+    known, hole = valid[1:].bool(), ~valid[1:].bool()
+    assert torch.equal(kept[0], context[0]) and torch.equal(kept[1:][known], images[1:][known])
+    assert torch.equal(kept[1:][hole], revised[1:][hole])  # the holes are the model's, untouched
+    assert (revised[1:][known] - images[1:][known]).abs().mean() > 0.02  # without it the decoder redraws them
+    assert kept[1:][hole].std() > 0.01  # the holes are filled, not left black
