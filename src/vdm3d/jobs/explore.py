@@ -108,6 +108,9 @@ class ExploreConfig:
     keep_valid: bool = False
     """paste the cache's render back over the decoded frames where it is valid, so only the holes are
     generated (as inpainting pipelines keep the known region); off: the model's revision is kept"""
+    rim_px: int = 0
+    """with --keep-valid: hole pixels within this many pixels of a valid one are interpolated (Telea)
+    rather than generated (the model's 4x4-pixel tokens cannot resolve a thin rim); 0: all generated"""
     points_per_frame: int = 4096
     """most new Gaussians from one frame"""
     max_points: int = 20_000
@@ -276,6 +279,7 @@ def generate_chunk(c: ExploreConfig, backbone, warp: Views, context: torch.Tenso
     """Stage 3: frames ``[F, H, W, 3]`` filled and revised by the backbone (context frames kept)."""
     from vdm3d.diffusion.guiders import CFG
     from vdm3d.diffusion.samplers import sample
+    from vdm3d.geometry.holes import hole_rim, telea_fill
     from vdm3d.geometry.validity import latent_validity
     from vdm3d.protocols import Conditioning
 
@@ -297,6 +301,8 @@ def generate_chunk(c: ExploreConfig, backbone, warp: Views, context: torch.Tenso
         frames = torch.stack(draws).mean(0)
     if c.keep_valid:
         frames = torch.where(valid[..., None], rgb, frames)
+        if c.rim_px > 0:
+            frames = torch.where(hole_rim(valid, c.rim_px)[..., None], telea_fill(rgb, valid), frames)
     return torch.cat([context, frames[ctx:]])
 
 
@@ -349,15 +355,9 @@ def chunk_condition(c: ExploreConfig, backbone, warp: Views, rgb: torch.Tensor, 
 
 def inpaint_chunk(warp: Views, context: torch.Tensor) -> torch.Tensor:
     """Baseline stage 3: the render with OpenCV Telea inpainting of the invalid pixels (no generation)."""
-    import cv2
-    import numpy as np
+    from vdm3d.geometry.holes import telea_fill
 
-    out = []
-    for i in range(len(warp)):
-        u8 = (warp.images[i].numpy() * 255).round().astype(np.uint8)
-        holes = (warp.confidence[i].numpy() < 0.5).astype(np.uint8)
-        out.append(torch.from_numpy(cv2.inpaint(u8, holes, 3, cv2.INPAINT_TELEA)).float() / 255)
-    frames = torch.stack(out)
+    frames = telea_fill(warp.images, warp.confidence >= 0.5)
     frames[: len(context)] = context
     return frames
 
