@@ -15,7 +15,7 @@ from vdm3d.cli.main import main as cli
 from vdm3d.jobs.explore import ExploreConfig, run_explore
 from vdm3d.jobs.explore_state import chunk_plans
 
-SMALL = dict(frames=10, chunk=4, context=1, steps=2, fit_steps=4, points_per_frame=512, max_points=1500)
+SMALL = dict(frames=10, chunk=4, context=1, steps=2, samples=2, fit_steps=4, points_per_frame=512, max_points=1500)
 
 
 @pytest.fixture
@@ -177,7 +177,7 @@ def test_keep_valid_pastes_the_exact_render_where_the_cache_is_valid_and_generat
     warp = Views(images, Cameras(cams.Ks.expand(f, 3, 3), c2w, 64, 64), confidence=valid)
     context = torch.rand(1, 64, 64, 3, generator=g)
     backbone = load_backbone("tiny-explore")
-    config = ExploreConfig(steps=2, strength=0.5)
+    config = ExploreConfig(steps=2, strength=0.5, samples=1, keep_valid=False)
     kept = generate_chunk(dataclasses.replace(config, keep_valid=True), backbone, warp, context,
                           torch.Generator().manual_seed(1))
     revised = generate_chunk(config, backbone, warp, context, torch.Generator().manual_seed(1))

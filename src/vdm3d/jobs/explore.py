@@ -92,7 +92,7 @@ class ExploreConfig:
     """frames of the previous chunk that start the next one, kept clean"""
     steps: int = 10
     """sampler steps (Euler EDM for the tiny model, flow Euler shift 5 for Wan)"""
-    samples: int = 1
+    samples: int = 3
     """samples drawn per chunk and averaged after decoding: their mean approaches the posterior mean of
     the holes, which scores higher PSNR than one textured draw (the cost grows with it)"""
     sigma_max: float = 80.0
@@ -105,7 +105,7 @@ class ExploreConfig:
     """fill holes with the video model, or with OpenCV inpainting of the render (baseline)"""
     use_cache: bool = True
     """condition on the cache's renders (off: only the previous frame, a baseline)"""
-    keep_valid: bool = False
+    keep_valid: bool = True
     """paste the cache's render back over the decoded frames where it is valid, so only the holes are
     generated (as inpainting pipelines keep the known region); off: the model's revision is kept"""
     rim_px: int = 0
