@@ -64,6 +64,8 @@ def test_interrupted_run_resumes_to_the_identical_video(tmp_path, image_path):
     assert seen == [2]  # only the unfinished chunk ran again
     torch.testing.assert_close(resumed.video.images, whole.video.images, rtol=0, atol=0)
     torch.testing.assert_close(resumed.video.depths, whole.video.depths, rtol=0, atol=0)
+    torch.testing.assert_close(resumed.video.confidence, whole.video.confidence, rtol=0, atol=0)
+    assert bool((whole.video.confidence[0] == 1).all()) and bool((whole.video.confidence[1:] == 0).any())
     assert (tmp_path / "cut" / "video.mp4").read_bytes() == (tmp_path / "whole" / "video.mp4").read_bytes()
 
 

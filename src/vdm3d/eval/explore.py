@@ -11,7 +11,10 @@ Scores, per method:
 
 * PSNR and SSIM against the exact frames, over all frames and per ``segment``-frame segment (drift);
 * revisit consistency: the returning frames (the last ``revisit`` frames, at the poses of the first
-  ``revisit`` frames) against the first ones of the same video, PSNR.
+  ``revisit`` frames) against the first ones of the same video, PSNR;
+* where it is lost: PSNR on the pixels that came from the cache's valid render and on the holes
+  (frame 0 left out), and the fraction of hole pixels; and, once per run, the PSNR of the true frames
+  after the tiny VAE's round trip, the ceiling of any decoded pixel.
 
 Methods, in the same run and with the same settings otherwise: the job (spatio-temporal noise, the
 cache); ``cache + warp + inpaint`` (the cache rendered and its holes filled by OpenCV Telea, no
@@ -54,7 +57,18 @@ def loop_path(seed: int, frames: int, size: int, step: float):
     return scene, cams
 
 
-def score(video: torch.Tensor, truth: torch.Tensor, segment: int, revisit: int) -> dict[str, Any]:
+def masked_psnr(video: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor) -> float:
+    """PSNR (dB) over the pixels of ``mask`` ``[F, H, W]`` of all frames together (nan when it is empty)."""
+    if not bool(mask.any()):
+        return float("nan")
+    mse = ((video.clamp(0, 1) - truth) ** 2).mean(-1)[mask].mean()
+    return float(-10 * torch.log10(mse.clamp_min(1e-12)))
+
+
+def score(video: torch.Tensor, truth: torch.Tensor, segment: int, revisit: int,
+          valid: torch.Tensor | None = None) -> dict[str, Any]:
+    """Scores of one video (see the module docstring); with ``valid`` ``[F, H, W]`` (where the frame
+    came from the cache's valid render) also the PSNR on those pixels and on the holes, frame 0 left out."""
     p = psnr(video.clamp(0, 1), truth)  # [F]
     s = ssim(video.clamp(0, 1), truth)
     segs = [(i, min(i + segment, len(p))) for i in range(0, len(p), segment)]
@@ -64,7 +78,21 @@ def score(video: torch.Tensor, truth: torch.Tensor, segment: int, revisit: int) 
     return {"psnr": float(p.mean()), "ssim": float(s.mean()),
             "psnr_segments": [round(float(p[a:b].mean()), 3) for a, b in segs],
             "ssim_segments": [round(float(s[a:b].mean()), 4) for a, b in segs],
-            "revisit_psnr": float(rev.mean())}
+            "revisit_psnr": float(rev.mean()),
+            "psnr_valid": masked_psnr(video[1:], truth[1:], valid[1:].bool()) if valid is not None else float("nan"),
+            "psnr_holes": masked_psnr(video[1:], truth[1:], ~valid[1:].bool()) if valid is not None else float("nan"),
+            "hole_fraction": float((~valid[1:].bool()).float().mean()) if valid is not None else float("nan")}
+
+
+def vae_round_trip_psnr(model: str, frames: torch.Tensor, chunk: int = 8) -> float:
+    """Mean PSNR of ``frames`` ``[F, H, W, 3]`` encoded and decoded by the tiny model's VAE, ``chunk`` at a time."""
+    from vdm3d.models.registry import load_backbone
+
+    bb = load_backbone(f"tiny-{model}")
+    with torch.no_grad():
+        out = torch.cat([bb.decode(bb.encode(frames[i:i + chunk][None]))[0][: len(frames[i:i + chunk])]
+                         for i in range(0, len(frames), chunk)])
+    return float(psnr(out.clamp(0, 1), frames).mean())
 
 
 def explore(rooms: int = 10, frames: int = 200, resolution: int = 64, step: float = 0.03, segment: int = 50,
@@ -105,6 +133,7 @@ def explore(rooms: int = 10, frames: int = 200, resolution: int = 64, step: floa
         raise ConfigError(f"--methods {sorted(unknown)} unknown; choose from {', '.join(METHODS)}.")
     results: dict[str, list] = {m: [] for m in methods}
     chunk_times: dict[str, list] = {m: [] for m in methods}
+    vae_psnr: list[float] = []
     seed_room, done = SEED_OFFSETS[split] + 500_000, 0
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix="vdm3d-eval-explore-") as tmp:
@@ -122,26 +151,33 @@ def explore(rooms: int = 10, frames: int = 200, resolution: int = 64, step: floa
             path = tmp / f"room{done}.json"
             save_trajectory(path, Trajectory(cams, 12.0))
             median = float(depth0[depth0 > 0].median())
+            vae_psnr.append(vae_round_trip_psnr(model, truth))
             for m in methods:
                 cfg = ExploreConfig(image=image, path=path, out=tmp / f"{m}{done}", resolution=resolution,
                                     fov_deg=float(cams.fov_x_deg[0]), depth_median=median, model=model, steps=steps,
                                     strength=strength, fit_steps=fit_steps, chunk=chunk, seed=seed, **METHODS[m])
                 res = run_explore(cfg, progress=None)
-                results[m].append(score(res.video.images, truth, segment, revisit))
+                results[m].append(score(res.video.images, truth, segment, revisit, res.video.confidence))
                 chunk_times[m].append(res.timings["chunks_s"])
                 r = results[m][-1]
                 print(f"room {done} ({seed_room}) {m:>9}: PSNR {r['psnr']:.2f} dB, SSIM {r['ssim']:.3f}, "
-                      f"revisit {r['revisit_psnr']:.2f} dB, {sum(res.timings['chunks_s']):.0f} s", flush=True)
+                      f"revisit {r['revisit_psnr']:.2f} dB, valid px {r['psnr_valid']:.2f} dB, holes "
+                      f"{r['psnr_holes']:.2f} dB ({r['hole_fraction']:.1%}), {sum(res.timings['chunks_s']):.0f} s",
+                      flush=True)
             done += 1
     summary = {m: {"psnr": round(float(np.mean([r["psnr"] for r in rs])), 3),
                    "ssim": round(float(np.mean([r["ssim"] for r in rs])), 4),
                    "revisit_psnr": round(float(np.mean([r["revisit_psnr"] for r in rs])), 3),
+                   **{k: round(float(np.nanmean([r[k] for r in rs])), 3) if not all(np.isnan([r[k] for r in rs]))
+                      else float("nan") for k in ("psnr_valid", "psnr_holes", "hole_fraction")},
                    "psnr_segments": np.mean([r["psnr_segments"] for r in rs], 0).round(3).tolist(),
                    "ssim_segments": np.mean([r["ssim_segments"] for r in rs], 0).round(4).tolist(),
                    "seconds_per_run": round(float(np.mean([sum(t) for t in chunk_times[m]])), 1)}
                for m, rs in results.items()}
     print(table(summary, rooms, frames, resolution, segment))
+    print(f"the true frames after the VAE's round trip (the ceiling of decoded pixels): PSNR {np.mean(vae_psnr):.2f} dB")
     result = {"task": "explore", "rooms": rooms, "frames": frames, "split": split, "summary": summary,
+              "vae_round_trip_psnr": round(float(np.mean(vae_psnr)), 3),
               "per_room": results, "seconds": round(time.time() - t0, 1), "config": config}
     if out is not None:
         from vdm3d.io.runs import RunFolder, atomic_write_json
@@ -159,11 +195,12 @@ def table(summary: dict, rooms: int, frames: int, resolution: int, segment: int)
     nseg = len(next(iter(summary.values()))["psnr_segments"])
     segs = " | ".join(f"PSNR {i * segment}-{min((i + 1) * segment, frames) - 1}" for i in range(nseg))
     lines = [f"explore on {rooms} held-out room loops x {frames} frames, {resolution}x{resolution}",
-             f"| method | PSNR | SSIM | revisit PSNR | {segs} | s / run |",
-             "|" + "---|" * (5 + nseg)]
+             f"| method | PSNR | SSIM | revisit PSNR | {segs} | PSNR valid px | PSNR hole px | holes | s / run |",
+             "|" + "---|" * (8 + nseg)]
     for m, s in summary.items():
         seg = " | ".join(f"{v:.2f}" for v in s["psnr_segments"])
         lines.append(f"| {NAMES.get(m, m)} | {s['psnr']:.2f} | {s['ssim']:.3f} | {s['revisit_psnr']:.2f} | {seg} | "
+                     f"{s['psnr_valid']:.2f} | {s['psnr_holes']:.2f} | {s['hole_fraction']:.1%} | "
                      f"{s['seconds_per_run']:.0f} |")
     return "\n".join(lines)
 

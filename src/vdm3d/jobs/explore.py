@@ -258,7 +258,7 @@ def start_cache(c: ExploreConfig, image: torch.Tensor, cams: Cameras, depth_mode
     gen = torch.Generator().manual_seed(c.seed)
     cache = grow_cache(None, image[None], depth0[None], cams[:1], None, c.cache, gen)
     return ExploreState(next_chunk=0, frames=image[None].clone(), depths=depth0[None].clone(), cache=cache,
-                        generator=gen)
+                        generator=gen, valid=torch.ones(1, *image.shape[:2], dtype=torch.bool))
 
 
 def render_chunk(c: ExploreConfig, state: ExploreState, path: Cameras, plan: ChunkPlan) -> Views:
@@ -387,8 +387,11 @@ def absorb_chunk(c: ExploreConfig, state: ExploreState, plan: ChunkPlan, warp: V
                               depths=torch.cat([state.depths[-plan.context:], depths]),
                               origin=("input",) * plan.context + ("generated",) * plan.new)
             cache = fit_cache(cache, fit_views, c.cache, seed=c.seed * 10_007 + plan.index)
+    valid = warp.confidence[new].bool() if c.use_cache else torch.zeros_like(depths, dtype=torch.bool)
+    if state.valid is not None:
+        valid = torch.cat([state.valid, valid])
     return dataclasses.replace(state, next_chunk=plan.index + 1, frames=torch.cat([state.frames, frames[new]]),
-                               depths=torch.cat([state.depths, depths]), cache=cache)
+                               depths=torch.cat([state.depths, depths]), cache=cache, valid=valid)
 
 
 # -- the run -----------------------------------------------------------------------------------------
@@ -459,8 +462,9 @@ def run_explore(c: ExploreConfig, *, progress: Progress | None = print,
                 f"{0 if state.cache is None else len(state.cache)} Gaussians, {per_chunk[-1]:.1f} s")
             if on_chunk is not None:
                 on_chunk(plan.index, state)
+        # confidence: 1 where the frame's pixel came from the cache's valid render, 0 where it was a hole
         video = Views(state.frames, cams, depths=state.depths, origin=("input",) + ("generated",) * (len(cams) - 1),
-                      fps=c.fps)
+                      fps=c.fps, confidence=None if state.valid is None else state.valid.float())
         files = export(run.path, c, video, state.cache)
         timings["chunks_s"] = per_chunk
         timings["total"] = round(time.perf_counter() - t0, 3)

@@ -6,8 +6,8 @@ Chunks (:func:`chunk_plans`): frame 0 is the input image. Each chunk has ``chunk
 chunk costs the same and fixed-length backbones (Wan: 4k + 1 frames) always get their length. The
 padded frames are generated and thrown away.
 
-State (:class:`ExploreState`): the frames and aligned depths made so far, the Gaussian cache, the
-random generator and the next chunk's index. :func:`save_state` writes it after every chunk as one
+State (:class:`ExploreState`): the frames and aligned depths made so far, which of their pixels came
+from the cache's valid render, the Gaussian cache, the random generator and the next chunk's index. :func:`save_state` writes it after every chunk as one
 safetensors file (the chunk index in its metadata) replaced atomically, so a run killed at any moment resumes
 from the last finished chunk and, the generator's state included, produces the same video.
 """
@@ -56,6 +56,7 @@ class ExploreState:
     depths: Tensor  # [N, H, W] aligned z-depth
     cache: Gaussians | None
     generator: torch.Generator
+    valid: Tensor | None = None  # [N, H, W] bool: the pixel came from the cache's valid render (frame 0: all)
 
     def source_indices(self, count: int) -> list[int]:
         """Frames that serve as source views of the validity check: the first and the ``count - 1`` latest."""
@@ -69,6 +70,8 @@ def save_state(folder: Path, state: ExploreState) -> None:
     folder = Path(folder)
     tensors = {"frames": state.frames.contiguous(), "depths": state.depths.contiguous(),
                "generator": state.generator.get_state()}
+    if state.valid is not None:
+        tensors["valid"] = state.valid.to(torch.uint8).contiguous()
     if state.cache is not None:
         tensors.update({f"cache.{k}": v.detach().contiguous() for k, v in state.cache.parameters().items()})
     tmp = folder / f".{STATE_FILE}.tmp"
@@ -95,4 +98,5 @@ def load_state(folder: Path) -> ExploreState:
         cache = Gaussians.from_parameters({k[6:]: v for k, v in t.items() if k.startswith("cache.")})
     gen = torch.Generator()
     gen.set_state(t["generator"])
-    return ExploreState(int(meta["next_chunk"]), t["frames"], t["depths"], cache, gen)
+    valid = t["valid"].bool() if "valid" in t else None
+    return ExploreState(int(meta["next_chunk"]), t["frames"], t["depths"], cache, gen, valid)
