@@ -51,6 +51,7 @@ def main() -> None:
     ap.add_argument("--fit-steps", type=int, default=60)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--chunk", type=int, default=8)
+    ap.add_argument("--samples", type=int, default=3, help="draws averaged per chunk (the job's default: 3)")
     args = ap.parse_args()
 
     import torch
@@ -86,7 +87,7 @@ def main() -> None:
         save_trajectory(path, Trajectory(cams, 12.0))
         config = ExploreConfig(image=image, path=path, out=Path(tmp) / "run", model=args.model, fov_deg=float(cams.fov_x_deg[0]),
                                depth_median=float(depth0[depth0 > 0].median()), fit_steps=args.fit_steps,
-                               steps=args.steps, chunk=args.chunk)
+                               steps=args.steps, chunk=args.chunk, samples=args.samples)
         t0, c0 = time.perf_counter(), time.process_time()
         meter.take()
         last[0], last[1] = time.perf_counter(), time.process_time()
@@ -95,7 +96,7 @@ def main() -> None:
     meter.stop()
     ref_t, ref_c, ref_m = rows[1][1], rows[1][2], rows[1][3]
     print(f"explore, {args.frames} frames at 64x64, model {args.model}, chunk {args.chunk}, {args.steps} sampler "
-          f"steps, {args.fit_steps} fit steps, torch threads {torch.get_num_threads()}, "
+          f"steps x {args.samples} samples, {args.fit_steps} fit steps, torch threads {torch.get_num_threads()}, "
           f"load average at the end {os.getloadavg()[0]:.1f}")
     print("| chunk | wall (s) | CPU (s) | CPU / chunk 2 | peak RSS (MiB) | RSS / chunk 2 | Gaussians |")
     print("|---|---|---|---|---|---|---|")
