@@ -179,7 +179,7 @@ def test_keep_valid_pastes_the_exact_render_where_the_cache_is_valid_and_generat
     warp = Views(images, Cameras(cams.Ks.expand(f, 3, 3), c2w, 64, 64), confidence=valid)
     context = torch.rand(1, 64, 64, 3, generator=g)
     backbone = load_backbone("tiny-explore")
-    config = ExploreConfig(steps=2, strength=0.5, samples=1, keep_valid=False)
+    config = ExploreConfig(steps=2, strength=0.5, samples=1, keep_valid=False, rim_px=0)
     kept = generate_chunk(dataclasses.replace(config, keep_valid=True), backbone, warp, context,
                           torch.Generator().manual_seed(1))
     revised = generate_chunk(config, backbone, warp, context, torch.Generator().manual_seed(1))
@@ -188,3 +188,13 @@ def test_keep_valid_pastes_the_exact_render_where_the_cache_is_valid_and_generat
     assert torch.equal(kept[1:][hole], revised[1:][hole])  # the holes are the model's, untouched
     assert (revised[1:][known] - images[1:][known]).abs().mean() > 0.02  # without it the decoder redraws them
     assert kept[1:][hole].std() > 0.01  # the holes are filled, not left black
+    # --rim-px 2: the 2-pixel rim of the hole is interpolated (Telea), its interior stays the model's
+    from vdm3d.geometry.holes import hole_rim, telea_fill
+
+    rimmed = generate_chunk(dataclasses.replace(config, keep_valid=True, rim_px=2), backbone, warp, context,
+                            torch.Generator().manual_seed(1))
+    rim = hole_rim(valid.bool(), 2)[1:]
+    inner = hole & ~rim
+    telea = telea_fill(torch.where(valid.bool()[..., None], images, torch.zeros_like(images)), valid.bool())[1:]
+    assert torch.equal(rimmed[1:][rim], telea[rim]) and torch.equal(rimmed[1:][inner], revised[1:][inner])
+    assert torch.equal(rimmed[1:][known], images[1:][known]) and int(rim.sum()) == 3 * (32 * 32 - 28 * 28)

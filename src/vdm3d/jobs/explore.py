@@ -108,7 +108,7 @@ class ExploreConfig:
     keep_valid: bool = True
     """paste the cache's render back over the decoded frames where it is valid, so only the holes are
     generated (as inpainting pipelines keep the known region); off: the model's revision is kept"""
-    rim_px: int = 0
+    rim_px: int = 2
     """with --keep-valid: hole pixels within this many pixels of a valid one are interpolated (Telea)
     rather than generated (the model's 4x4-pixel tokens cannot resolve a thin rim); 0: all generated"""
     points_per_frame: int = 4096
