@@ -16,7 +16,7 @@ def main(argv, prog: str = "vdm3d complete") -> int:
     from vdm3d.cli.main import dispatch
     from vdm3d.jobs.complete import CompleteConfig, run_complete
 
-    config = dispatch(CompleteConfig, argv, prog, description=HELP)
+    config = dispatch(CompleteConfig, argv, prog, description=HELP, memory=True)
     from tqdm import tqdm
 
     bars: dict = {}  # one bar per stage, created at its first step

@@ -12,7 +12,7 @@ def main(argv, prog: str = "vdm3d explore"):
     from vdm3d.cli.config import cli
     from vdm3d.jobs.explore import ExploreConfig, run_explore
 
-    config = cli(ExploreConfig, argv, prog, description=HELP)  # --config FILE.yaml, flags override it
+    config = cli(ExploreConfig, argv, prog, description=HELP, memory=True)  # --config FILE.yaml, flags override it
     result = run_explore(config)
     print(f"results: {result.out}/ (video.mp4, frames/, depth/, cameras/, splats.ply, manifest.json)")
     return 0

@@ -65,14 +65,14 @@ def _overview() -> str:
 
 
 def dispatch(commands: dict[str, Callable] | Callable, argv: Sequence[str], prog: str,
-             description: str | None = None):
+             description: str | None = None, memory: bool = False):
     """Parse ``argv`` with tyro against one function or a dict of subcommand functions, and call it."""
     import tyro
 
     from vdm3d.cli.config import cli as config_cli
 
     if dataclasses.is_dataclass(commands):  # a job's config dataclass: --config FILE gives its defaults
-        return config_cli(commands, argv, prog, description=description)
+        return config_cli(commands, argv, prog, description=description, memory=memory)
     if callable(commands):
         return tyro.cli(commands, args=list(argv), prog=prog, description=description)
     return tyro.extras.subcommand_cli_from_dict(commands, args=list(argv), prog=prog, description=description)

@@ -12,7 +12,7 @@ def main(argv, prog: str = "vdm3d stylize"):
     from vdm3d.cli.config import cli
     from vdm3d.jobs.stylize import StylizeConfig, run_stylize
 
-    config = cli(StylizeConfig, argv, prog, description=HELP)  # --config FILE.yaml, flags override it
+    config = cli(StylizeConfig, argv, prog, description=HELP, memory=True)  # --config FILE.yaml, flags override it
     result = run_stylize(config)
     print(f"results: {result.out}/ (video.mp4, frames/, anchors/, edges/, style.png, cameras/, manifest.json)")
     return 0

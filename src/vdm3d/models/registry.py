@@ -305,10 +305,13 @@ def load_backbone(
     allow_download: bool = False,
     trust_pickle: bool = False,
     device: str = "cpu",
+    memory: str | None = None,
     **settings,
 ):
     """Load a backbone by name (tiny or hub). ``path`` overrides the default folder; ``settings``
-    override the adapter settings of the entry (e.g. ``frames=14``)."""
+    override the adapter settings of the entry (e.g. ``frames=14``). A hub backbone is then fitted to
+    ``memory`` (``"24GB"``, ``"auto"``; default: what the job's ``--memory`` configured, else nothing)
+    by :mod:`vdm3d.models.hub.memory`."""
     kind, key = _resolve(name)
     if kind == "tiny":
         from vdm3d.models.tiny import load_tiny
@@ -317,8 +320,11 @@ def load_backbone(
     if key in DEPTH:
         raise ConfigError(f"{key!r} is a depth estimator, not a video backbone; choose one of: "
                           f"{', '.join(n for n in names() if n not in depth_names())}.")
-    return _load_hub(HUB[key], key, path, allow_download=allow_download, trust_pickle=trust_pickle,
-                     device=device, **settings)
+    from vdm3d.models.hub.memory import plan_loaded
+
+    backbone = _load_hub(HUB[key], key, path, allow_download=allow_download, trust_pickle=trust_pickle,
+                         device=device, **settings)
+    return plan_loaded(backbone, memory, device)
 
 
 def load_depth(name: str, path: str | Path | None = None, *, allow_download: bool = False,
