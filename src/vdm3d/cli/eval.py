@@ -12,6 +12,10 @@ import importlib.util
 from vdm3d.cli.main import dispatch
 
 HELP = "score jobs and backbones on held-out ground truth against non-generative baselines"
+EXAMPLES = """examples:
+  vdm3d eval object --procedural 5 --out runs/eval_object       # the object job vs two baselines
+  vdm3d eval depth --manifest cases.yaml --out runs/eval_depth  # one run folder per case, on Ray
+  vdm3d eval orbit --objects 10 --out runs/eval_orbit           # the tiny video model vs copying the input"""
 HARNESSES = ("vdm3d.eval.object", "vdm3d.eval.backbones", "vdm3d.eval.scenes", "vdm3d.eval.explore",
              "vdm3d.eval.complete", "vdm3d.eval.stylize")
 
@@ -37,7 +41,8 @@ def main(argv, prog: str = "vdm3d eval"):
     manifest = batch.get("--manifest")
     if isinstance(manifest, str) and is_batch_manifest(manifest) and rest and not rest[0].startswith("-"):
         return run_manifest(rest[0], manifest, batch, rest[1:])
-    return dispatch(commands(), argv, prog, description=f"{HELP}. {MANIFEST_NOTE}")
+    # the manifest note ends every eval --help (the subcommands' too): --manifest is taken here, not by them
+    return dispatch(commands(), argv, prog, description=HELP, examples=f"{MANIFEST_NOTE}.\n\n{EXAMPLES}")
 
 
 def run_manifest(sub: str, manifest: str, batch: dict, shared: list[str]) -> int:
