@@ -192,9 +192,12 @@ def test_load_backbone_plans_and_prints(tmp_path, capsys):
     assert "memory plan for sv3d-p (budget 1.0 MB)" in reports[0]
 
 
-def test_job_cli_takes_memory(monkeypatch):
+def test_job_cli_takes_memory(monkeypatch, tmp_path, capsys):
+    """`--memory` is taken out before tyro, checked, and configures every later hub load, which prints
+    its plan; tiny models are never planned."""
     from vdm3d.cli.config import cli, pop_memory_flag
     from vdm3d.jobs.explore import ExploreConfig
+    from vdm3d.models.registry import load_backbone
 
     assert pop_memory_flag(["--image", "a.png", "--memory", "8GB"]) == (["--image", "a.png"], "8GB")
     assert pop_memory_flag(["--memory=512MB"]) == ([], "512MB")
@@ -205,3 +208,10 @@ def test_job_cli_takes_memory(monkeypatch):
     config = cli(ExploreConfig, ["--image", "a.png", "--memory", "8GB"], "vdm3d explore", memory=True)
     assert isinstance(config, ExploreConfig) and M._budget["memory"] == "8GB"
     assert dataclasses.is_dataclass(config)
+    _sv3d(frames=2, size=SIZE).save_pretrained(tmp_path / "m")
+    capsys.readouterr()
+    bb = load_backbone("sv3d-p", tmp_path / "m", frames=2, height=SIZE, width=SIZE)
+    assert bb.memory_plan == M.Plan()
+    assert "memory plan for sv3d-p (budget 8.00 GB)" in capsys.readouterr().err
+    tiny = load_backbone("tiny-video")
+    assert not hasattr(tiny, "memory_plan") and capsys.readouterr().err == ""
