@@ -144,6 +144,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except SystemExit as e:  # argparse/tyro usage errors already printed their message
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    finally:  # a job's --memory plans the backbones of this command only (main also runs in-process)
+        planner = sys.modules.get("vdm3d.models.hub.memory")
+        if planner is not None:
+            planner.configure(None)
 
 
 if __name__ == "__main__":

@@ -215,3 +215,12 @@ def test_job_cli_takes_memory(monkeypatch, tmp_path, capsys):
     assert "memory plan for sv3d-p (budget 8.00 GB)" in capsys.readouterr().err
     tiny = load_backbone("tiny-video")
     assert not hasattr(tiny, "memory_plan") and capsys.readouterr().err == ""
+
+
+def test_memory_flag_errors_and_lasts_one_command(tmp_path, capsys):
+    from vdm3d.cli.main import main
+
+    assert main(["explore", "--image", str(tmp_path / "a.png"), "--memory", "plenty"]) == 2
+    assert "--memory 'plenty' is not an amount of memory; write it like 24GB" in capsys.readouterr().err
+    assert main(["explore", "--image", str(tmp_path / "missing.png"), "--memory", "8GB"]) == 2  # bad input
+    assert M._budget["memory"] is None  # the next command (or library call) is not planned by this one
