@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from jaxtyping import Float
 
 # rows are the new axes: new x = x, new y = -z, new z = y
 Y_UP_TO_Z_UP = np.array([[1, 0, 0, 0], [0, 0, -1, 0], [0, 1, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
@@ -33,6 +34,6 @@ def file_up(path: str | Path, up: Up = "auto") -> Literal["y", "z"]:
     return "y" if Path(path).suffix.lower() in Y_UP_SUFFIXES else "z"
 
 
-def zup_from_yup(points: np.ndarray) -> np.ndarray:
+def zup_from_yup(points: Float[np.ndarray, "*B 3"]) -> Float[np.ndarray, "*B 3"]:
     """``[..., 3]`` points of a y-up file in vdm3d's z-up world."""
     return np.asarray(points, np.float64) @ Y_UP_TO_Z_UP[:3, :3].T

@@ -116,6 +116,8 @@ class Workload:
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
+    """Which options to set on a backbone (the table in the module docstring)."""
+
     offload: Offload = "none"
     vae_slicing: bool = False
     vae_tiling: bool = False
