@@ -224,3 +224,26 @@ def test_memory_flag_errors_and_lasts_one_command(tmp_path, capsys):
     assert "--memory 'plenty' is not an amount of memory; write it like 24GB" in capsys.readouterr().err
     assert main(["explore", "--image", str(tmp_path / "missing.png"), "--memory", "8GB"]) == 2  # bad input
     assert M._budget["memory"] is None  # the next command (or library call) is not planned by this one
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_every_option_is_set_on_every_adapter(name):
+    """The most frugal accelerator plan (all options, model offload) sets each option the adapter's
+    modules support: forward chunking, VAE slicing/tiling, one accelerate CpuOffload hook per component."""
+    bb = BUILDERS[name]()
+    plan = M.Plan(offload="model", chunk=True, vae_slicing=True, vae_tiling=True, tile=16)
+    M.apply(bb, plan, device="cpu")
+    net = bb.unet if name in ("svd", "sv3d") else bb.transformer
+    if name in ("svd", "sv3d"):
+        assert all(m._chunk_size == 1 for m in net.modules() if hasattr(m, "_chunk_size"))
+    else:
+        assert any(getattr(m, "_vdm3d_chunks", 0) == M.FF_CHUNKS for m in net.modules())
+    if hasattr(bb.vae, "use_slicing"):
+        assert bb.vae.use_slicing and bb.vae.use_tiling
+        size = getattr(bb.vae, "tile_sample_min_size", None) or bb.vae.tile_sample_min_height
+        assert size == 16
+    else:  # SVD's temporal decoder: one frame per decode, no tiling
+        assert bb.settings.decode_chunk == 1 and not M.supports(bb, "vae-tiling")
+    modules = [m for m in bb.components.values() if isinstance(m, torch.nn.Module)]
+    assert all(type(getattr(m, "_hf_hook", None)).__name__ == "CpuOffload" for m in modules)
+    assert bb.memory_plan == plan
