@@ -237,11 +237,11 @@ def cli(cls: type[T], argv: Sequence[str], prog: str, default: T | None = None, 
 
     argv, path = pop_config_flag(argv)
     if memory:
-        from vdm3d.models.hub.memory import configure, print_stderr
+        from vdm3d.models.hub.memory import configure, print_plan
 
         argv, amount = pop_memory_flag(argv)
         if not ("-h" in argv or "--help" in argv):
-            configure(amount, report=print_stderr)
+            configure(amount, report=print_plan)
     if path is not None:
         data, base = read_config_file(path)
         default = build(cls, data, default, str(path), base)

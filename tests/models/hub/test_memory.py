@@ -212,9 +212,9 @@ def test_job_cli_takes_memory(monkeypatch, tmp_path, capsys):
     capsys.readouterr()
     bb = load_backbone("sv3d-p", tmp_path / "m", frames=2, height=SIZE, width=SIZE)
     assert bb.memory_plan == M.Plan()
-    assert "memory plan for sv3d-p (budget 8.00 GB)" in capsys.readouterr().err
+    assert "memory plan for sv3d-p (budget 8.00 GB)" in capsys.readouterr().out  # stderr is for errors
     tiny = load_backbone("tiny-video")
-    assert not hasattr(tiny, "memory_plan") and capsys.readouterr().err == ""
+    assert not hasattr(tiny, "memory_plan") and capsys.readouterr().out == ""
 
 
 def test_memory_flag_errors_and_lasts_one_command(tmp_path, capsys):

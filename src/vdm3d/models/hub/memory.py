@@ -389,8 +389,10 @@ def plan_loaded(backbone, memory: str | int | None = None, device: str | torch.d
     return backbone
 
 
-def print_stderr(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+def print_plan(text: str) -> None:
+    """The plan goes to stdout with the job's other progress messages (stderr keeps only errors, so a
+    refused input is still one sentence there)."""
+    print(text, file=sys.stdout, flush=True)
 
 
 # ---------------------------------------------------------------------- measuring
