@@ -223,10 +223,12 @@ def component_weights(backbone, dtype_bytes: int) -> dict[str, tuple[int, int]]:
     return out
 
 
-def estimate(backbone, work: Workload, plan: Plan, device: str | torch.device = "cpu") -> Estimate:
+def estimate(backbone, work: Workload, plan: Plan, device: str | torch.device = "cpu",
+             weights: dict[str, tuple[int, int]] | None = None) -> Estimate:
     """The peak memory of one denoiser call or one decode (whichever is larger) under ``plan``, on
-    ``device``'s kind of memory (the offloads only lower the estimate for an accelerator)."""
-    weights = component_weights(backbone, work.dtype_bytes)
+    ``device``'s kind of memory (the offloads only lower the estimate for an accelerator).
+    ``weights``: :func:`component_weights` when already counted."""
+    weights = weights or component_weights(backbone, work.dtype_bytes)
     den_key, _ = _denoiser(backbone)
     act_d, act_v = denoiser_activations(backbone, work, plan), vae_activations(backbone, work, plan)
     total = sum(t for t, _ in weights.values())
@@ -292,7 +294,8 @@ class Choice:
 def choose(backbone, budget: int, work: Workload, device: str | torch.device = "cpu",
            tile: int | None = None) -> Choice:
     """The first (fastest) candidate plan whose estimated peak fits ``budget``, else the most frugal."""
-    rows = tuple((p, estimate(backbone, work, p, device)) for p in candidate_plans(backbone, device, tile))
+    weights = component_weights(backbone, work.dtype_bytes)  # counted once for every plan
+    rows = tuple((p, estimate(backbone, work, p, device, weights)) for p in candidate_plans(backbone, device, tile))
     fitting = [p for p, e in rows if e.peak <= budget]
     plan = fitting[0] if fitting else min(reversed(rows), key=lambda r: r[1].peak)[0]  # ties: more options
     return Choice(plan, budget, rows)
