@@ -120,6 +120,7 @@ def explore(rooms: int = 10, frames: int = 200, resolution: int = 64, step: floa
         out: optional run folder for the numbers (JSON).
         overwrite: replace ``out`` if it exists.
     """
+    config = dict(locals())  # the arguments only (before the imports below join the locals)
     from vdm3d.cameras.trajectory import Trajectory
     from vdm3d.cameras.trajectory_file import save_trajectory
     from vdm3d.geometry.mesh_render import render_buffers
@@ -127,7 +128,6 @@ def explore(rooms: int = 10, frames: int = 200, resolution: int = 64, step: floa
     from vdm3d.jobs.explore import ExploreConfig, run_explore
     from vdm3d.train.datasets import SEED_OFFSETS
 
-    config = dict(locals())
     unknown = set(methods) - set(METHODS)
     if unknown:
         from vdm3d.errors import ConfigError
@@ -183,8 +183,21 @@ def explore(rooms: int = 10, frames: int = 200, resolution: int = 64, step: floa
         from vdm3d.io.runs import RunFolder, atomic_write_json
 
         with RunFolder(out, config=config, seed=seed, overwrite=overwrite) as run:
-            atomic_write_json(run.path / "explore.json", result)
+            atomic_write_json(run.path / "explore.json", _nan_to_none(result))
     return result
+
+
+def _num(x: float, fmt: str) -> str:
+    return "-" if x != x else format(x, fmt)
+
+
+def _nan_to_none(x):
+    """JSON has no NaN: an empty split (no valid pixels without the cache) is written as null."""
+    if isinstance(x, dict):
+        return {k: _nan_to_none(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_nan_to_none(v) for v in x]
+    return None if isinstance(x, float) and x != x else x
 
 
 NAMES = {"job": "explore (cache + ST noise)", "inpaint": "cache + warp + Telea inpainting",
@@ -200,7 +213,7 @@ def table(summary: dict, rooms: int, frames: int, resolution: int, segment: int)
     for m, s in summary.items():
         seg = " | ".join(f"{v:.2f}" for v in s["psnr_segments"])
         lines.append(f"| {NAMES.get(m, m)} | {s['psnr']:.2f} | {s['ssim']:.3f} | {s['revisit_psnr']:.2f} | {seg} | "
-                     f"{s['psnr_valid']:.2f} | {s['psnr_holes']:.2f} | {s['hole_fraction']:.1%} | "
+                     f"{_num(s['psnr_valid'], '.2f')} | {_num(s['psnr_holes'], '.2f')} | {_num(s['hole_fraction'], '.1%')} | "
                      f"{s['seconds_per_run']:.0f} |")
     return "\n".join(lines)
 
