@@ -98,7 +98,8 @@ def vae_round_trip_psnr(model: str, frames: torch.Tensor, chunk: int = 8) -> flo
 
 def explore(rooms: int = 10, frames: int = 200, resolution: int = 64, step: float = 0.03, segment: int = 50,
             revisit: int = 10, methods: tuple[str, ...] = tuple(METHODS), model: str = "explore",
-            steps: int = 10, strength: float = 0.8, fit_steps: int = 60, chunk: int = 8, seed: int = 0,
+            steps: int = 10, strength: float = 0.8, fit_steps: int = 60, chunk: int = 8, samples: int = 3,
+            keep_valid: bool = True, rim_px: int = 2, seed: int = 0,
             split: str = "heldout", out: Path | None = None, overwrite: bool = False) -> dict[str, Any]:
     """The explore job and its baselines on held-out room loops (see the module docstring).
 
@@ -115,6 +116,9 @@ def explore(rooms: int = 10, frames: int = 200, resolution: int = 64, step: floa
         strength: noise on warped tokens.
         fit_steps: cache fitting steps per chunk.
         chunk: frames per chunk.
+        samples: draws averaged per chunk (the job's ``--samples``).
+        keep_valid: paste the valid render back (the job's ``--keep-valid``).
+        rim_px: hole rim interpolated rather than generated, pixels (the job's ``--rim-px``).
         seed: generator seed of every run.
         split: heldout (test seeds) or val (for choosing settings).
         out: optional run folder for the numbers (JSON).
@@ -156,7 +160,8 @@ def explore(rooms: int = 10, frames: int = 200, resolution: int = 64, step: floa
             for m in methods:
                 cfg = ExploreConfig(image=image, path=path, out=tmp / f"{m}{done}", resolution=resolution,
                                     fov_deg=float(cams.fov_x_deg[0]), depth_median=median, model=model, steps=steps,
-                                    strength=strength, fit_steps=fit_steps, chunk=chunk, seed=seed, **METHODS[m])
+                                    strength=strength, fit_steps=fit_steps, chunk=chunk, samples=samples,
+                                    keep_valid=keep_valid, rim_px=rim_px, seed=seed, **METHODS[m])
                 res = run_explore(cfg, progress=None)
                 results[m].append(score(res.video.images, truth, segment, revisit, res.video.confidence))
                 chunk_times[m].append(res.timings["chunks_s"])
