@@ -28,18 +28,14 @@ FERN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "llff_fe
 STAGES = ("render", "loss", "backward", "optimizer", "densify", "other")
 
 
-def worker(backend: str, steps: int, threads: int) -> dict:
+def patch_step_timers(cpu: dict, wall: dict) -> None:
+    """Time the parts of a fitting step by wrapping what :func:`vdm3d.recon.trainer.fit_gaussians`
+    calls (for the rest of the process): ``render``, the loss terms, ``Tensor.backward``, Adam's
+    ``step``/``zero_grad`` and the densification policy; seconds add up in ``cpu`` and ``wall``."""
     import torch
 
-    from vdm3d import threads as vthreads
-    from vdm3d.data.readers import Split, read_scene
-    from vdm3d.jobs import fit as fit_job
-    from vdm3d.recon import losses, trainer
+    from vdm3d.recon import losses, perceptual, trainer
     from vdm3d.splat.strategy import DensifyPolicy
-
-    vthreads.set_threads(threads)
-    cpu = collections.defaultdict(float)
-    wall = collections.defaultdict(float)
 
     def timed(stage, fn):
         def wrapper(*args, **kwargs):
@@ -51,7 +47,7 @@ def worker(backend: str, steps: int, threads: int) -> dict:
                 cpu[stage] += time.process_time() - c0
         return wrapper
 
-    patches = [(trainer, "render", "render")]
+    patches = [(trainer, "render", "render"), (perceptual, "ms_ssim_loss", "loss")]
     patches += [(losses, name, "loss") for name in ("l1_loss", "dssim_loss", "ms_ssim_loss", "depth_loss",
                                                       "alpha_loss", "opacity_loss")]
     patches += [(torch.Tensor, "backward", "backward"), (torch.optim.Adam, "step", "optimizer"),
@@ -59,6 +55,20 @@ def worker(backend: str, steps: int, threads: int) -> dict:
                 (DensifyPolicy, "step", "densify")]
     for owner, name, stage in patches:
         setattr(owner, name, timed(stage, getattr(owner, name)))
+
+
+def worker(backend: str, steps: int, threads: int) -> dict:
+    import torch
+
+    from vdm3d import threads as vthreads
+    from vdm3d.data.readers import Split, read_scene
+    from vdm3d.jobs import fit as fit_job
+    from vdm3d.recon import trainer
+
+    vthreads.set_threads(threads)
+    cpu = collections.defaultdict(float)
+    wall = collections.defaultdict(float)
+    patch_step_timers(cpu, wall)
 
     scene = read_scene(FERN, Split())
     cfg = fit_job.FitJobConfig(data=FERN)

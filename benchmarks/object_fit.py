@@ -2,7 +2,9 @@
 
 Runs ``vdm3d object`` on the bundled Spot render (the ``make demo`` job) in a fresh process per
 backend and round, with the same thread count, and times each stage by wrapping the job's stage
-functions: CPU-seconds of the process (fair on a busy machine) and wall-clock. "before" routes every
+functions: CPU-seconds of the process (fair on a busy machine) and wall-clock. The fitting stage is
+also broken down per step as in ``benchmarks/fit.py`` (render, loss terms, backward, optimizer,
+densification, the rest of the loop). "before" routes every
 render of the job (fitting, refinement, mesh extraction) through the tiled torch backend, as
 ``backend="auto"`` did before the compiled one existed; "after" is today's default.
 
@@ -12,6 +14,7 @@ render of the job (fitting, refinement, mesh extraction) through the tiled torch
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import statistics
@@ -24,10 +27,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SPOT = ROOT / "src" / "vdm3d" / "assets" / "spot.png"
 STAGES = ("generate_orbit", "carve", "fit", "extract_mesh", "export")
+PARTS = ("render", "loss", "backward", "optimizer", "densify", "other")
 
 
 def worker(backend: str, threads: int, out: Path) -> dict:
     import importlib
+
+    from fit import patch_step_timers
 
     from vdm3d import threads as vthreads
     from vdm3d.jobs import object as job
@@ -38,6 +44,8 @@ def worker(backend: str, threads: int, out: Path) -> dict:
     if backend == "torch":  # what "auto" picked on the CPU before the compiled backend
         render_module.numba_backend = render_module.torch_backend
     cpu, wall = {}, {}
+    step_cpu, step_wall = collections.defaultdict(float), collections.defaultdict(float)
+    patch_step_timers(step_cpu, step_wall)  # only the fitting stage runs the trainer's loop
     for name in STAGES:
         fn = getattr(job, name)
 
@@ -51,7 +59,9 @@ def worker(backend: str, threads: int, out: Path) -> dict:
         setattr(job, name, wrapped)
     t0, c0 = time.perf_counter(), time.process_time()
     job.run_object(job.ObjectConfig(image=SPOT, out=out, overwrite=True), progress=None)
-    return {"cpu": cpu, "wall": wall, "total_cpu": time.process_time() - c0, "total_wall": time.perf_counter() - t0}
+    step_cpu["other"] = cpu["fit"] - sum(step_cpu.values())
+    return {"cpu": cpu, "wall": wall, "total_cpu": time.process_time() - c0, "total_wall": time.perf_counter() - t0,
+            "fit_parts": dict(step_cpu), "fit_steps": job.ObjectConfig(image=SPOT).fit_steps}
 
 
 def main() -> None:
@@ -93,6 +103,12 @@ def main() -> None:
         b, a = med("torch", key, st), med("numba", key, st)
         print(f"| {stage} | {b:.1f} ({med('torch', wkey, st):.1f}) | {a:.1f} ({med('numba', wkey, st):.1f}) | "
               f"{b / a:.1f}x |")
+    steps = runs["numba"][0]["fit_steps"]
+    print(f"\nthe fitting stage per step ({steps} steps), CPU ms, median of {args.rounds} rounds")
+    print("| part | torch (before) | numba (after) | ratio |\n|---|---|---|---|")
+    for part in PARTS:
+        b, a = (statistics.median(r["fit_parts"].get(part, 0.0) for r in runs[k]) / steps * 1e3 for k in ("torch", "numba"))
+        print(f"| {part} | {b:.1f} | {a:.1f} | {b / a:.1f}x |" if a > 0 else f"| {part} | {b:.1f} | {a:.1f} | |")
 
 
 if __name__ == "__main__":

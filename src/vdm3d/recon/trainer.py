@@ -212,7 +212,9 @@ def scene_scale_of(cameras_centers: Float[Tensor, "N 3"], means: Float[Tensor, "
 def _optimizer(params: dict[str, nn.Parameter], lr: LearningRates, scene_scale: float) -> torch.optim.Adam:
     rates = {"means": lr.lr_means * scene_scale, "quats": lr.lr_quats, "log_scales": lr.lr_scales,
              "opacity_logits": lr.lr_opacity, "sh_dc": lr.lr_sh_dc, "sh_rest": lr.lr_sh_rest}
-    return torch.optim.Adam([{"params": [p], "name": k, "lr": rates[k]} for k, p in params.items()], eps=1e-15)
+    # fused: one kernel per parameter instead of a dozen tensor ops (the same update rule)
+    return torch.optim.Adam([{"params": [p], "name": k, "lr": rates[k]} for k, p in params.items()], eps=1e-15,
+                            fused=True)
 
 
 def _means_lr(config: FitConfig, scene_scale: float, step: int) -> float:
