@@ -161,17 +161,18 @@ def _forward_kernel(means2d, conics, opacities, colors, depths, offsets, gauss, 
             i = gauss[k]
             mx, my = means2d[i, 0], means2d[i, 1]
             ca, cb, cc, o = conics[i, 0], conics[i, 1], conics[i, 2], opacities[i]
+            c0, c1, c2, z = colors[i, 0], colors[i, 1], colors[i, 2], depths[i]
             x0, x1 = max(boxes[i, 0], ox), min(boxes[i, 1], ox + tw - 1)
             y0, y1 = max(boxes[i, 2], oy), min(boxes[i, 3], oy + th - 1)
             ok, G_row, Rx_row, Ry, Qx, Qy, Qxy = _lattice(mx, my, ca, cb, cc, x0, y0)
             for py in range(y0, y1 + 1):
-                ly = py - oy
+                ly = np.uint64(py - oy)  # unsigned indices: no negative-index wraparound code per access
                 G, Rx = G_row, Rx_row
                 for px in range(x0, x1 + 1):
                     G_here = G
                     G *= Rx
                     Rx *= Qx
-                    lx = px - ox
+                    lx = np.uint64(px - ox)
                     if done[ly, lx]:
                         continue
                     if not ok:
@@ -187,10 +188,10 @@ def _forward_kernel(means2d, conics, opacities, colors, depths, offsets, gauss, 
                         n_done += 1
                         continue
                     w = alpha * T_here
-                    acc[ly, lx, 0] += w * colors[i, 0]
-                    acc[ly, lx, 1] += w * colors[i, 1]
-                    acc[ly, lx, 2] += w * colors[i, 2]
-                    acc[ly, lx, 3] += w * depths[i]
+                    acc[ly, lx, 0] += w * c0
+                    acc[ly, lx, 1] += w * c1
+                    acc[ly, lx, 2] += w * c2
+                    acc[ly, lx, 3] += w * z
                     acc[ly, lx, 4] += w
                     T[ly, lx] = T_next
                     stop[ly, lx] = k + 1
@@ -221,11 +222,15 @@ def _backward_kernel(means2d, conics, opacities, colors, depths, offsets, gauss,
         tw, th = min(tile, width - ox), min(tile, height - oy)
         T = np.empty((th, tw))  # after the current Gaussian, walking back
         S = np.zeros((th, tw))  # sum of g_j w_j over the blended Gaussians behind the current one
+        v_px = np.empty((th, tw, 5))  # the tile's cotangents, one cache line per pixel
         end = start
         for ly in range(th):
             for lx in range(tw):
-                T[ly, lx] = T_final[oy + ly, ox + lx]
-                end = max(end, last[oy + ly, ox + lx])
+                py, px = oy + ly, ox + lx
+                T[ly, lx] = T_final[py, px]
+                end = max(end, last[py, px])
+                v_px[ly, lx, 0], v_px[ly, lx, 1], v_px[ly, lx, 2] = v_rgb[py, px, 0], v_rgb[py, px, 1], v_rgb[py, px, 2]
+                v_px[ly, lx, 3], v_px[ly, lx, 4] = v_dsum[py, px], v_alpha[py, px]
         for k in range(end, end_all):  # behind every pixel's last blended Gaussian: no gradient
             for c in range(_N_GRAD):
                 v_pairs[k, c] = 0.0
@@ -239,14 +244,15 @@ def _backward_kernel(means2d, conics, opacities, colors, depths, offsets, gauss,
             ok, G_row, Rx_row, Ry, Qx, Qy, Qxy = _lattice(mx, my, ca, cb, cc, x0, y0)
             g0 = g1 = g2 = g3 = g4 = g5 = g6 = g7 = g8 = g9 = 0.0
             for py in range(y0, y1 + 1):
-                ly = py - oy
+                ly, upy = np.uint64(py - oy), np.uint64(py)
                 dy = py + 0.5 - my
                 G, Rx = G_row, Rx_row
                 for px in range(x0, x1 + 1):
                     G_here = G
                     G *= Rx
                     Rx *= Qx
-                    if k >= last[py, px]:
+                    upx = np.uint64(px)  # unsigned indices: no negative-index wraparound code per access
+                    if k >= last[upy, upx]:
                         continue
                     dx = px + 0.5 - mx
                     if not ok:
@@ -255,18 +261,18 @@ def _backward_kernel(means2d, conics, opacities, colors, depths, offsets, gauss,
                     alpha = min(ALPHA_MAX, raw)
                     if alpha < ALPHA_MIN:
                         continue
-                    lx = px - ox
-                    one_minus = 1.0 - alpha
-                    T_before = T[ly, lx] / one_minus
+                    lx = np.uint64(px - ox)
+                    inv = 1.0 / (1.0 - alpha)
+                    T_before = T[ly, lx] * inv
                     T[ly, lx] = T_before
                     w = alpha * T_before
-                    v_r, v_g, v_b, v_d = v_rgb[py, px, 0], v_rgb[py, px, 1], v_rgb[py, px, 2], v_dsum[py, px]
-                    g_w = v_r * c0 + v_g * c1 + v_b * c2 + v_d * z + v_alpha[py, px]
+                    v_r, v_g, v_b, v_d = v_px[ly, lx, 0], v_px[ly, lx, 1], v_px[ly, lx, 2], v_px[ly, lx, 3]
+                    g_w = v_r * c0 + v_g * c1 + v_b * c2 + v_d * z + v_px[ly, lx, 4]
                     g5 += w * v_r
                     g6 += w * v_g
                     g7 += w * v_b
                     g8 += w * v_d
-                    v_a = g_w * T_before - S[ly, lx] / one_minus
+                    v_a = g_w * T_before - S[ly, lx] * inv
                     S[ly, lx] += g_w * w
                     if raw > ALPHA_MAX:  # clamped: no gradient through alpha
                         continue
