@@ -8,7 +8,13 @@ densification, the rest of the loop). "before" routes every
 render of the job (fitting, refinement, mesh extraction) through the tiled torch backend, as
 ``backend="auto"`` did before the compiled one existed; "after" is today's default.
 
+``--before-src`` runs "before" on another source tree (the ``src`` folder of an earlier commit,
+unpacked with ``git archive``), so the reference also keeps that commit's losses and optimizer:
+the whole fitting step as it was, not just its renderer, measured in the same run.
+
     .venv/bin/python benchmarks/object_fit.py --rounds 2
+    mkdir -p /tmp/base && git archive 8f743be src | tar -x -C /tmp/base
+    .venv/bin/python benchmarks/object_fit.py --rounds 2 --before-src /tmp/base/src
 """
 
 from __future__ import annotations
@@ -68,6 +74,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--before-src", type=Path, default=None,
+                   help="source tree (a src folder) for the 'before' runs (default: this one)")
     p.add_argument("--worker", metavar="BACKEND", help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -80,8 +88,10 @@ def main() -> None:
             for backend in (("torch", "numba") if r % 2 == 0 else ("numba", "torch")):
                 cmd = [sys.executable, __file__, "--worker", backend, "--threads", str(args.threads),
                        "--out", str(Path(tmp) / backend)]
-                res = subprocess.run(cmd, capture_output=True, text=True,
-                                     env=dict(os.environ, OMP_NUM_THREADS=str(args.threads)))
+                env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+                if backend == "torch" and args.before_src:
+                    env["PYTHONPATH"] = os.pathsep.join([str(args.before_src.resolve()), env.get("PYTHONPATH", "")])
+                res = subprocess.run(cmd, capture_output=True, text=True, env=env)
                 if res.returncode != 0:
                     sys.exit(f"{backend}: {res.stderr.strip()[-500:]}")
                 runs[backend].append(json.loads(res.stdout.strip().splitlines()[-1]))
@@ -92,8 +102,9 @@ def main() -> None:
         vals = [(r[key] if stage is None else r[key].get(stage, 0.0)) for r in runs[backend]]
         return statistics.median(vals)
 
+    before = f"source {args.before_src}" if args.before_src else "this source"
     print(f"object demo (spot.png, embedded backbone), threads={args.threads}, median of {args.rounds} rounds; "
-          "CPU-s (wall s)")
+          f"CPU-s (wall s); before: tiled torch renderer, {before}")
     print("| stage | torch (before) | numba (after) | CPU ratio before/after |")
     print("|---|---|---|---|")
     for stage in STAGES + ("total",):

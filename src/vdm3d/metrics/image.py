@@ -18,6 +18,7 @@ weights, so small test images still get a perceptual-style score.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -42,9 +43,11 @@ def psnr(pred: Float[Tensor, "*B H W C"], target: Float[Tensor, "*B H W C"],
     return 10 * torch.log10(data_range ** 2 / mse.clamp_min(1e-20))
 
 
+@functools.lru_cache(maxsize=32)
 def gaussian_window(size: int = WINDOW, sigma: float = SIGMA, dtype=torch.float32, device=None
                     ) -> Float[Tensor, " S"]:
-    """Normalized 1D Gaussian taps; the 2D window is their outer product (separable)."""
+    """Normalized 1D Gaussian taps; the 2D window is their outer product (separable). Cached (a
+    training loss asks for the same taps every step): do not modify the returned tensor."""
     x = torch.arange(size, dtype=torch.float64, device=device) - (size - 1) / 2
     g = torch.exp(-(x ** 2) / (2 * sigma ** 2))
     return (g / g.sum()).to(dtype)
