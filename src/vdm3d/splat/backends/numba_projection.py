@@ -25,7 +25,6 @@ from typing import no_type_check
 import numba
 import numpy as np
 import torch
-from torch import Tensor
 
 from vdm3d.cameras.camera import Cameras
 from vdm3d.splat.gaussians import Gaussians
