@@ -104,6 +104,8 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("runs/bench/fern_curve"))
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--plot", type=Path, default=None, help="also draw the curve into this PNG")
+    p.add_argument("--also", nargs="*", default=[], metavar="LABEL=CURVE.jsonl",
+                   help="more curves (an earlier run's curve.jsonl) to draw beside this one")
     args = p.parse_args()
     if not FERN.exists():
         sys.exit(f"benchmarks/fit_curve.py: {FERN} is missing; it needs the shared LLFF fern scene.")
@@ -125,6 +127,10 @@ def plot(rows: list[dict], args: argparse.Namespace) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=110)
     ax.plot([r["cpu"] for r in rows], [r["psnr"] for r in rows], "o-", label=f"vdm3d fit, {args.steps} steps")
+    for item in args.also:
+        label, _, path = item.partition("=")
+        more = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+        ax.plot([r["cpu"] for r in more], [r["psnr"] for r in more], "s--", alpha=0.7, label=label)
     ax.axhline(25.17, color="gray", ls="--", label="NeRF (25.17 dB)")
     ax.axvline(2400, color="gray", ls=":", label="20 min of 2 cores")
     ax.set_xlabel("fitting CPU-seconds (one thread)")
