@@ -1,7 +1,7 @@
 """`vdm3d stylize`: a coarse mesh, a camera path and a style image -> a styled video that follows the
 geometry (VideoFrom3D, SEED_SYSTEMS.md §5-6), with no Blender::
 
-    mesh + path + style -> load_inputs -> geometry_buffers -> anchor_views (SAG) -> inbetween (GGI) -> export
+    mesh + path + style -> load_inputs -> geometry_buffers -> anchor_views (SAG) -> inbetween (GGI) -> fuse -> export
 
 * ``load_inputs``: any mesh trimesh reads, turned z-up at the edge
   (:func:`~vdm3d.geometry.mesh_scene.load_mesh_scene`); only its geometry is used. The trajectory is a
@@ -22,7 +22,13 @@ geometry (VideoFrom3D, SEED_SYSTEMS.md §5-6), with no Blender::
   with fresh noise (``noise_alpha = 0.5``). The paper pads 46 edge maps to 49 frames and drops the 3
   padded frames; the tiny model takes any frame count, so nothing is padded and only each arc's first
   frame (the previous arc's last) is dropped when arcs are stitched. Each arc is checkpointed, so an
-  interrupted run continues with ``--resume``.
+  interrupted run continues with ``--resume``. Inside the arc, SAG's latent replacement also applies:
+  each frame's latent is replaced, where observed, by the nearer keyframe warped into it
+  (``keyframe_blend`` of the steps).
+* ``fuse``: temporal fusion along the exact correspondence
+  (:func:`~vdm3d.geometry.path_buffers.fuse_along_path`): each frame becomes the weighted mean of the
+  frames within ``fusion_radius`` warped into it where they see the point, so a surface keeps its
+  colour from frame to frame (the tiny video model alone flickers; see docs/stylize.md).
 * ``export``: ``video.mp4``, ``frames/``, ``anchors/``, ``edges/`` (line art, and ``edges/soft/``),
   ``style.png``, ``cameras/`` (vdm3d trajectory + transforms.json) and ``manifest.json``.
 """
@@ -53,7 +59,7 @@ from vdm3d.diffusion.samplers import sample
 from vdm3d.diffusion.schedules import DdimSchedule, EdmSchedule, FlowSchedule
 from vdm3d.errors import ConfigError, InputError
 from vdm3d.geometry.mesh_scene import MeshScene, load_mesh_scene
-from vdm3d.geometry.path_buffers import PathBuffers, render_path
+from vdm3d.geometry.path_buffers import PathBuffers, fuse_along_path, render_path
 from vdm3d.io.images import read_image, write_image
 from vdm3d.io.progress import StageClock
 from vdm3d.io.runs import RunFolder, to_jsonable
@@ -112,9 +118,14 @@ class StylizeConfig:
     """degradation of the warped noise: (a fresh + (1 - a) warped) / sqrt(a^2 + (1 - a)^2)"""
     warp_condition: bool = True
     """give the inbetween model the start keyframe warped into every frame (maps)"""
-    keyframe_blend: float = 0.5
+    keyframe_blend: float = 1.0
     """inbetween: SAG's latent replacement with the nearer keyframe warped into each frame, during this
-    fraction of the steps (0: off, as in VideoFrom3D's GGI; 0.5 scored higher on validation cases)"""
+    fraction of the steps (0: off, as in VideoFrom3D's GGI; 1 scored highest on validation cases)"""
+    fusion_radius: int = 6
+    """temporal fusion: average each frame with the frames up to this far away, warped into it through
+    the exact correspondence (0: off, the video model's frames as they are)"""
+    fusion_tau: float = 3.0
+    """temporal fusion: Gaussian weight width in frames"""
     seed: int = 0
     """random seed of every sampling run"""
     overwrite: bool = False
@@ -167,6 +178,9 @@ def check_config(config: StylizeConfig) -> None:
         raise ConfigError(f"--steps is {config.steps}; use at least 1.")
     if not 0.0 <= config.blend_fraction <= 1.0 or not 0.0 <= config.noise_alpha <= 1.0:
         raise ConfigError("--blend-fraction and --noise-alpha must lie in [0, 1].")
+    if config.fusion_radius < 0 or not config.fusion_tau > 0:
+        raise ConfigError(f"--fusion-radius is {config.fusion_radius} and --fusion-tau {config.fusion_tau}; use a "
+                          "radius of 0 (off) or more and a positive tau.")
 
 
 def square(cameras: Cameras, size: int) -> Cameras:
@@ -388,7 +402,13 @@ def stylize_frames(config: StylizeConfig, models: StylizeModels, buffers: PathBu
     return torch.cat(pieces), anchors
 
 
-# -- stage 5: export ---------------------------------------------------------------------------------------
+# -- stage 5: temporal fusion ----------------------------------------------------------------------------
+def fuse(config: StylizeConfig, buffers: PathBuffers, frames: Float[Tensor, "F H W 3"]) -> Float[Tensor, "F H W 3"]:
+    """Average every frame with its neighbours along the exact correspondence (``--fusion-radius``)."""
+    return fuse_along_path(buffers, frames, config.fusion_radius, config.fusion_tau)
+
+
+# -- stage 6: export ---------------------------------------------------------------------------------------
 def export(folder: Path, frames: Tensor, anchors: dict[int, Tensor], buffers: PathBuffers, inputs: StylizeInputs
            ) -> list[str]:
 
@@ -439,6 +459,7 @@ def run_stylize(config: StylizeConfig, progress: Progress | None = print) -> Sty
         stamp.write_text(json.dumps(_fingerprint(config)))
         say(f"stylize: {len(buffers)} frames at {config.resolution} px, arcs of {config.arc_frames}")
         frames, anchors = stylize_frames(config, models, buffers, inputs.style, ckpt, say)
+        frames = fuse(config, buffers, frames)
         lap("generate")
         files = export(run.path, frames, anchors, buffers, inputs)
         shutil.rmtree(ckpt)  # finished: the per-arc checkpoints are no longer needed
