@@ -1,7 +1,8 @@
 """`vdm3d stylize`: a coarse mesh, a camera path and a style image -> a styled video that follows the
 geometry (VideoFrom3D, SEED_SYSTEMS.md §5-6), with no Blender::
 
-    mesh + path + style -> load_inputs -> geometry_buffers -> anchor_views (SAG) -> inbetween (GGI) -> fuse -> export
+    mesh + path + style -> load_inputs -> geometry_buffers -> align_style -> anchor_views (SAG) -> inbetween (GGI)
+                        -> fuse -> export
 
 * ``load_inputs``: any mesh trimesh reads, turned z-up at the edge
   (:func:`~vdm3d.geometry.mesh_scene.load_mesh_scene`); only its geometry is used. The trajectory is a
@@ -10,6 +11,9 @@ geometry (VideoFrom3D, SEED_SYSTEMS.md §5-6), with no Blender::
 * ``geometry_buffers``: depth, normals, line-art and soft edges, the exact flow between consecutive
   frames and correspondences between any two frames with an occlusion test
   (:mod:`vdm3d.geometry.path_buffers`). A path that never sees the mesh stops here.
+* ``align_style`` (hub only): a LoRA on FLUX trained on the style image with peft, cached per style
+  image and base model (:func:`~vdm3d.models.hub.flux.apply_style_lora`); the embedded prior takes
+  the style image as its reference instead.
 * ``anchor_views`` (SAG): the first frame and the last frame of every arc (arcs of ``arc_frames``
   frames sharing their ends) from the image prior, conditioned on the frame's edges and the style
   image. For anchor ``i > 0`` the previous anchor is warped into its view through the correspondence
@@ -86,7 +90,7 @@ class StylizeConfig:
     """run folder to write (must not exist unless --overwrite)"""
     backbone: Literal["tiny", "hub"] = "tiny"
     """tiny: the embedded stylize_anchor + stylize_inbetween; hub: FLUX + HED ControlNet anchors and the
-    videofrom3d-ggi inbetweening model (weights from `vdm3d models`; no style LoRA yet)"""
+    videofrom3d-ggi inbetweening model (weights from `vdm3d models`), with a per-style LoRA on FLUX"""
     anchor_model: str | None = None
     """image prior for the anchor views, a name in `vdm3d models` (None: the backbone's default)"""
     inbetween_model: str | None = None
@@ -97,6 +101,11 @@ class StylizeConfig:
     """hub: local folder of the inbetweening model"""
     prompt: str = ""
     """hub: text prompt of both models"""
+    style_lora_steps: int = 400
+    """hub: steps of the per-style LoRA on FLUX (SAG's distribution alignment; VideoFrom3D uses 400),
+    trained once per style image and base model and cached; 0: no LoRA"""
+    style_lora_cache: Path = Path("~/.cache/vdm3d/style_lora")
+    """hub: folder of the cached style LoRAs"""
     up: Literal["auto", "y", "z"] = "auto"
     """the mesh file's up axis: auto (glTF/OBJ y-up, other formats z-up), y or z"""
     resolution: int = 64
@@ -176,6 +185,8 @@ def check_config(config: StylizeConfig) -> None:
         raise ConfigError(f"--resolution is {config.resolution}; use a multiple of 4 of at least 16.")
     if config.steps < 1:
         raise ConfigError(f"--steps is {config.steps}; use at least 1.")
+    if config.style_lora_steps < 0:
+        raise ConfigError(f"--style-lora-steps is {config.style_lora_steps}; use 0 (no LoRA) or more steps.")
     if not 0.0 <= config.blend_fraction <= 1.0 or not 0.0 <= config.noise_alpha <= 1.0:
         raise ConfigError("--blend-fraction and --noise-alpha must lie in [0, 1].")
     if config.fusion_radius < 0 or not config.fusion_tau > 0:
@@ -238,6 +249,26 @@ def load_models(config: StylizeConfig) -> StylizeModels:
 
     anchor, between = model_names(config)
     return StylizeModels(load_backbone(anchor, config.anchor_path), load_backbone(between, config.inbetween_path))
+
+
+def align_style(config: StylizeConfig, models: StylizeModels, style: Float[Tensor, "H W 3"], say: Progress
+                ) -> str | None:
+    """SAG's distribution alignment on the hub: the per-style LoRA on the FLUX anchor model (trained on
+    the style image, cached per style and base model; :func:`~vdm3d.models.hub.flux.apply_style_lora`).
+    The embedded prior needs none: it takes the style image in its reference slot. Returns the LoRA file."""
+    if config.backbone != "hub" or config.style_lora_steps == 0:
+        return None
+    from vdm3d.models.hub.flux import FluxBackbone, StyleLoraSettings, apply_style_lora
+
+    if not isinstance(models.anchor, FluxBackbone):
+        return None
+    anchor, _ = model_names(config)
+    base = json.dumps({"model": anchor, "path": str(config.anchor_path or ""),
+                       "transformer": dict(models.anchor.transformer.config)}, sort_keys=True, default=str)
+    path, _ = apply_style_lora(models.anchor, style, base_id=base, settings=StyleLoraSettings(steps=config.style_lora_steps),
+                               prompt=config.prompt, size=(config.resolution, config.resolution),
+                               cache_dir=config.style_lora_cache, say=say)
+    return str(path)
 
 
 def model_maps(model, warped: Tensor | None, valid: Tensor | None, edges: Tensor, soft: Tensor) -> Tensor:
@@ -458,6 +489,7 @@ def run_stylize(config: StylizeConfig, progress: Progress | None = print) -> Sty
                               "rerun with the same options or without --resume.")
         stamp.write_text(json.dumps(_fingerprint(config)))
         say(f"stylize: {len(buffers)} frames at {config.resolution} px, arcs of {config.arc_frames}")
+        lora = align_style(config, models, inputs.style, say)
         frames, anchors = stylize_frames(config, models, buffers, inputs.style, ckpt, say)
         frames = fuse(config, buffers, frames)
         lap("generate")
@@ -465,6 +497,6 @@ def run_stylize(config: StylizeConfig, progress: Progress | None = print) -> Sty
         shutil.rmtree(ckpt)  # finished: the per-arc checkpoints are no longer needed
         lap("export")
         run.record(files=files, timings=timings, anchors=sorted(anchors), arcs=arcs(len(buffers), config.arc_frames),
-                   models=dict(zip(("anchor", "inbetween"), model_names(config))),
+                   models=dict(zip(("anchor", "inbetween"), model_names(config))), style_lora=lora,
                    soft_edges="depth/normal/coverage discontinuities (HED substitute; geometry.edges.soft_edges)")
     return StylizeResult(config.out, frames, anchors, buffers, timings)
