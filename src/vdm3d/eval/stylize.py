@@ -119,7 +119,7 @@ def run_case(case: StylizeCase, config: StylizeConfig, models) -> dict[str, dict
     out["ground-truth"] = {"warp_err": warp_error(truth, buffers.flow, buffers.flow_valid),
                            "hist_dist": color_histogram_distance(truth, style),
                            "edge_f": edge_fscore(truth, buffers.edges)}
-    out["_frames"] = {"job": frames, "gt": truth, "style": style}
+    out["_frames"] = {"job": frames, "raw": raw, "gt": truth, "style": style}
     return out
 
 
@@ -143,7 +143,8 @@ def stylize(out: Path = Path("runs/eval_stylize"), procedural: int = 10, frames:
     """Score `vdm3d stylize` and its three baselines on held-out cases with ground truth.
 
     Args:
-        out: run folder for results.json, table.md and strip.png (one case's frames).
+        out: run folder for results.json, table.md and strip.png (one case's frames; rows: ground truth,
+            the job, the job before temporal fusion) with strip_style.png.
         procedural: held-out procedural cases (objects and rooms alternating).
         frames: frames per path.
         resolution: frame size in pixels.
@@ -181,7 +182,7 @@ def stylize(out: Path = Path("runs/eval_stylize"), procedural: int = 10, frames:
             shown = res.pop("_frames")
             if strip is None:
                 idx = np.linspace(0, frames - 1, min(frames, 8)).round().astype(int)
-                strip = torch.cat([torch.cat(list(shown["gt"][idx]), 1), torch.cat(list(shown["job"][idx]), 1)], 0)
+                strip = torch.cat([torch.cat(list(shown[k][idx]), 1) for k in ("gt", "job", "raw")], 0)
                 write_image(run.path / "strip.png", strip)
                 write_image(run.path / "strip_style.png", shown["style"])
             per_case[case.name] = res
