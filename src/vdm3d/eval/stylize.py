@@ -14,7 +14,8 @@ Methods (same anchors, models, seeds and steps):
 * ``warp-anchors``: the same anchors, every other frame the nearest anchor warped through the exact
   correspondence (no video model);
 * ``per-frame``: every frame generated independently by the image prior (no inbetweening, no SAG);
-* ``fresh-noise``: the job with fresh instead of warped starting noise (fused like the job).
+* ``fresh-noise``: the job with fresh instead of warped starting noise (fused like the job), and
+  ``fresh-noise-no-fusion`` its frames before fusion (to compare with ``job-no-fusion``).
 
 Metrics (means over frames, then cases): PSNR and SSIM against the ground truth; edge F-score of the
 frames' Canny edges against the mesh's geometric edges (1-pixel tolerance); temporal warp error
@@ -43,7 +44,7 @@ from vdm3d.metrics.image import psnr, ssim
 from vdm3d.metrics.video import color_histogram_distance, edge_fscore, warp_error
 from vdm3d.train.datasets import SEED_OFFSETS
 DEFAULT_MESHES = ("spot/spot_triangulated.obj:spot/spot_texture.png", "bob/bob_tri.obj", "duck/Duck.glb")
-METHODS = ("job", "job-no-fusion", "warp-anchors", "per-frame", "fresh-noise")
+METHODS = ("job", "job-no-fusion", "warp-anchors", "per-frame", "fresh-noise", "fresh-noise-no-fusion")
 METRICS = ("psnr", "ssim", "edge_f", "warp_err", "hist_dist")
 
 
@@ -114,6 +115,7 @@ def run_case(case: StylizeCase, config: StylizeConfig, models) -> dict[str, dict
         "per-frame": torch.stack(list(anchor_views(config, models.anchor, buffers, style,
                                                    list(range(len(buffers))), guided=False).values())),
         "fresh-noise": fuse(config, buffers, fresh),
+        "fresh-noise-no-fusion": fresh,
     }
     out = {name: score(v, truth, buffers, style) for name, v in outputs.items()}
     out["ground-truth"] = {"warp_err": warp_error(truth, buffers.flow, buffers.flow_valid),
