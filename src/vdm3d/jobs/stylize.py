@@ -491,8 +491,9 @@ def run_stylize(config: StylizeConfig, progress: Progress | None = print) -> Sty
         say(f"stylize: {len(buffers)} frames at {config.resolution} px, arcs of {config.arc_frames}")
         lora = align_style(config, models, inputs.style, say)
         frames, anchors = stylize_frames(config, models, buffers, inputs.style, ckpt, say)
-        frames = fuse(config, buffers, frames)
         lap("generate")
+        frames = fuse(config, buffers, frames)
+        lap("fuse")
         files = export(run.path, frames, anchors, buffers, inputs)
         shutil.rmtree(ckpt)  # finished: the per-arc checkpoints are no longer needed
         lap("export")
