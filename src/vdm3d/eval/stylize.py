@@ -139,7 +139,7 @@ def stylize(out: Path = Path("runs/eval_stylize"), procedural: int = 10, frames:
             meshes: tuple[str, ...] = DEFAULT_MESHES, mesh_root: Path = Path("../shared/data/meshes"),
             arc_frames: int = 8, steps: int = 8, anchor_model: str = "stylize_anchor",
             inbetween_model: str = "stylize_inbetween", guidance_scale: float | None = None,
-            keyframe_blend: float = 1.0, fusion_radius: int = 6, fusion_tau: float = 3.0, noise_alpha: float = 0.5,
+            keyframe_blend: float = 1.0, fusion_radius: int = 12, fusion_tau: float = 6.0, noise_alpha: float = 0.5,
             split: Literal["heldout", "val"] = "heldout", seed: int = 0, overwrite: bool = False,
             record: bool = False) -> dict:
     """Score `vdm3d stylize` and its three baselines on held-out cases with ground truth.
