@@ -139,7 +139,8 @@ def stylize(out: Path = Path("runs/eval_stylize"), procedural: int = 10, frames:
             meshes: tuple[str, ...] = DEFAULT_MESHES, mesh_root: Path = Path("../shared/data/meshes"),
             arc_frames: int = 8, steps: int = 8, anchor_model: str = "stylize_anchor",
             inbetween_model: str = "stylize_inbetween", guidance_scale: float | None = None,
-            keyframe_blend: float = 1.0, fusion_radius: int = 12, fusion_tau: float = 6.0, noise_alpha: float = 0.5,
+            keyframe_blend: float = 1.0, fusion_radius: int = 12, fusion_tau: float = 6.0,
+            noise_alpha: float = 0.5,
             split: Literal["heldout", "val"] = "heldout", seed: int = 0, overwrite: bool = False,
             record: bool = False) -> dict:
     """Score `vdm3d stylize` and its three baselines on held-out cases with ground truth.
@@ -173,7 +174,8 @@ def stylize(out: Path = Path("runs/eval_stylize"), procedural: int = 10, frames:
     params = locals().copy()
     config = StylizeConfig(resolution=resolution, arc_frames=arc_frames, steps=steps, anchor_model=anchor_model,
                            inbetween_model=inbetween_model, guidance_scale=guidance_scale, keyframe_blend=keyframe_blend,
-                           fusion_radius=fusion_radius, fusion_tau=fusion_tau, noise_alpha=noise_alpha, seed=seed)
+                           fusion_radius=fusion_radius, fusion_tau=fusion_tau, noise_alpha=noise_alpha,
+                           seed=seed)
     cases = eval_cases(procedural, frames, resolution, meshes, mesh_root, split)
     models = load_models(config)
     with RunFolder(out, config=params, seed=seed, overwrite=overwrite) as run:

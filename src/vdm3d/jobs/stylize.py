@@ -1,8 +1,8 @@
 """`vdm3d stylize`: a coarse mesh, a camera path and a style image -> a styled video that follows the
 geometry (VideoFrom3D, SEED_SYSTEMS.md §5-6), with no Blender::
 
-    mesh + path + style -> load_inputs -> geometry_buffers -> align_style -> anchor_views (SAG) -> inbetween (GGI)
-                        -> fuse -> export
+    mesh + path + style -> load_inputs -> geometry_buffers -> align_style -> anchor_views (SAG)
+                        -> inbetween (GGI) -> fuse -> export
 
 * ``load_inputs``: any mesh trimesh reads, turned z-up at the edge
   (:func:`~vdm3d.geometry.mesh_scene.load_mesh_scene`); only its geometry is used. The trajectory is a
@@ -132,8 +132,8 @@ class StylizeConfig:
     fraction of the steps (0: off, as in VideoFrom3D's GGI; 1 scored highest on validation cases)"""
     fusion_radius: int = 12
     """temporal fusion: average each frame with the frames up to this far away, warped into it through
-    the exact correspondence (0: off, the video model's frames as they are; 12 with tau 6 scored higher than 6/3
-    and 3/1.5 on validation cases in PSNR, SSIM, edge F and warp error)"""
+    the exact correspondence (0: off, the video model's frames as they are; 12 with tau 6 scored higher
+    than 6/3 and 3/1.5 on validation cases in PSNR, SSIM, edge F and warp error)"""
     fusion_tau: float = 6.0
     """temporal fusion: Gaussian weight width in frames"""
     seed: int = 0
@@ -191,8 +191,8 @@ def check_config(config: StylizeConfig) -> None:
     if not 0.0 <= config.blend_fraction <= 1.0 or not 0.0 <= config.noise_alpha <= 1.0:
         raise ConfigError("--blend-fraction and --noise-alpha must lie in [0, 1].")
     if config.fusion_radius < 0 or not config.fusion_tau > 0:
-        raise ConfigError(f"--fusion-radius is {config.fusion_radius} and --fusion-tau {config.fusion_tau}; use a "
-                          "radius of 0 (off) or more and a positive tau.")
+        raise ConfigError(f"--fusion-radius is {config.fusion_radius} and --fusion-tau {config.fusion_tau}; "
+                          "use a radius of 0 (off) or more and a positive tau.")
 
 
 def square(cameras: Cameras, size: int) -> Cameras:
@@ -266,9 +266,10 @@ def align_style(config: StylizeConfig, models: StylizeModels, style: Float[Tenso
     anchor, _ = model_names(config)
     base = json.dumps({"model": anchor, "path": str(config.anchor_path or ""),
                        "transformer": dict(models.anchor.transformer.config)}, sort_keys=True, default=str)
-    path, _ = apply_style_lora(models.anchor, style, base_id=base, settings=StyleLoraSettings(steps=config.style_lora_steps),
-                               prompt=config.prompt, size=(config.resolution, config.resolution),
-                               cache_dir=config.style_lora_cache, say=say)
+    settings = StyleLoraSettings(steps=config.style_lora_steps)
+    path, _ = apply_style_lora(models.anchor, style, base_id=base, settings=settings, prompt=config.prompt,
+                               size=(config.resolution, config.resolution), cache_dir=config.style_lora_cache,
+                               say=say)
     return str(path)
 
 
@@ -435,7 +436,8 @@ def stylize_frames(config: StylizeConfig, models: StylizeModels, buffers: PathBu
 
 
 # -- stage 5: temporal fusion ----------------------------------------------------------------------------
-def fuse(config: StylizeConfig, buffers: PathBuffers, frames: Float[Tensor, "F H W 3"]) -> Float[Tensor, "F H W 3"]:
+def fuse(config: StylizeConfig, buffers: PathBuffers, frames: Float[Tensor, "F H W 3"]
+         ) -> Float[Tensor, "F H W 3"]:
     """Average every frame with its neighbours along the exact correspondence (``--fusion-radius``)."""
     return fuse_along_path(buffers, frames, config.fusion_radius, config.fusion_tau)
 

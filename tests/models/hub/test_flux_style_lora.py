@@ -30,10 +30,11 @@ def _x0(backbone, style):
 
     img = torch.nn.functional.interpolate(style.permute(2, 0, 1)[None], size=(32, 32), mode="bilinear",
                                           antialias=True)[0].permute(1, 2, 0)
-    edge = torch.nn.functional.interpolate(image_edges(style)[None, None], size=(32, 32), mode="bilinear")[0, 0]
+    edge = torch.nn.functional.interpolate(image_edges(style)[None, None], size=(32, 32), mode="bilinear")
+    maps = edge[0, 0, ..., None].expand(32, 32, 3)[None, None]
     with torch.no_grad():
         x0 = backbone.encode(img[None, None])
-        cond = backbone.condition(Conditioning(text="", maps=edge[None, None, ..., None].expand(1, 1, 32, 32, 3)))
+        cond = backbone.condition(Conditioning(text="", maps=maps))
         g = torch.Generator().manual_seed(3)
         sigma = torch.tensor([1.0])
         pred = backbone.denoise(x0 + sigma * torch.randn(x0.shape, generator=g), sigma, cond)
@@ -49,11 +50,12 @@ def test_style_lora_trains_on_the_style_caches_and_reloads(tmp_path):
     before, x0 = _x0(plain, style)
 
     tuned = _backbone()
-    path, trained = flux.apply_style_lora(tuned, style, base_id="tiny-flux", settings=settings, cache_dir=tmp_path,
-                                          say=lambda _m: None)
+    path, trained = flux.apply_style_lora(tuned, style, base_id="tiny-flux", settings=settings,
+                                          cache_dir=tmp_path, say=lambda _m: None)
     assert trained and path.is_file() and path.parent == tmp_path
     names = [n for n, _ in tuned.transformer.named_parameters() if "lora_" in n]
-    assert names and all(n.startswith(tuple(f"single_transformer_blocks.{i}." for i in (1, 2, 3, 4))) for n in names)
+    blocks = tuple(f"single_transformer_blocks.{i}." for i in (1, 2, 3, 4))
+    assert names and all(n.startswith(blocks) for n in names)
     assert any("lora_" in n for n, _ in tuned.controlnet.named_parameters())
     after, _ = _x0(tuned, style)
     # the LoRA changed the output, toward the style image's latent (the training target)
@@ -61,8 +63,8 @@ def test_style_lora_trains_on_the_style_caches_and_reloads(tmp_path):
     assert float(((after - x0) ** 2).mean()) < float(((before - x0) ** 2).mean())
 
     again = _backbone()
-    path2, trained2 = flux.apply_style_lora(again, style, base_id="tiny-flux", settings=settings, cache_dir=tmp_path,
-                                            say=lambda _m: None)
+    path2, trained2 = flux.apply_style_lora(again, style, base_id="tiny-flux", settings=settings,
+                                            cache_dir=tmp_path, say=lambda _m: None)
     assert path2 == path and not trained2  # a cache hit: nothing trained
     torch.testing.assert_close(_x0(again, style)[0], after)
     # another style image or another base model is another LoRA

@@ -269,12 +269,14 @@ def image_edges(image: Float[Tensor, "H W 3"]) -> Float[Tensor, "H W"]:
     return torch.from_numpy(np.clip(mag / scale, 0.0, 1.0))
 
 
-def style_lora_key(style: Float[Tensor, "H W 3"], base_id: str, settings: StyleLoraSettings, prompt: str = "") -> str:
+def style_lora_key(style: Float[Tensor, "H W 3"], base_id: str, settings: StyleLoraSettings, prompt: str = ""
+                   ) -> str:
     """Cache key: the style image's 8-bit pixels, the base model's identity and the LoRA settings."""
     h = hashlib.sha256()
     h.update((style.clamp(0, 1) * 255).round().to(torch.uint8).numpy().tobytes())
     h.update(str(tuple(style.shape)).encode())
-    h.update(json.dumps({"base": base_id, "prompt": prompt, **dataclasses.asdict(settings)}, sort_keys=True).encode())
+    meta = {"base": base_id, "prompt": prompt, **dataclasses.asdict(settings)}
+    h.update(json.dumps(meta, sort_keys=True).encode())
     return h.hexdigest()[:20]
 
 
@@ -307,14 +309,16 @@ def _inject(backbone: "FluxBackbone", settings: StyleLoraSettings) -> dict[str, 
         if not targets:
             continue
         module = backbone.components[part]
-        config = LoraConfig(r=settings.rank, lora_alpha=settings.rank, target_modules=targets, init_lora_weights=True)
+        config = LoraConfig(r=settings.rank, lora_alpha=settings.rank, target_modules=targets,
+                            init_lora_weights=True)
         inject_adapter_in_model(config, module, adapter_name="style")
         modules[part] = module
     return modules
 
 
 def _train_lora(backbone: "FluxBackbone", modules: dict[str, torch.nn.Module], style: Tensor, edges: Tensor,
-                prompt: str, settings: StyleLoraSettings, size: tuple[int, int], say: Callable[[str], None]) -> None:
+                prompt: str, settings: StyleLoraSettings, size: tuple[int, int],
+                say: Callable[[str], None]) -> None:
     """Rectified-flow loss on random crops of the style image (control: the crop of its edge map):
     ``|u - u_hat|^2`` with ``u = eps - x0``, written as ``|x0 - x0_hat|^2 / t^2`` through the
     backbone's VE-form denoiser."""
@@ -396,7 +400,8 @@ def apply_style_lora(backbone: "FluxBackbone", style: Float[Tensor, "H W 3"], *,
                for k, v in get_peft_model_state_dict(module, adapter_name="style").items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata={"base": base_id, "settings": json.dumps(dataclasses.asdict(settings))})
+    meta = {"base": base_id, "settings": json.dumps(dataclasses.asdict(settings))}
+    save_file(tensors, str(tmp), metadata=meta)
     tmp.replace(path)
     say(f"style LoRA: trained {settings.steps} steps, cached as {path}")
     return path, True
