@@ -7,6 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from vdm3d.errors import ConfigError
+
 pytest.importorskip("diffusers")
 pytest.importorskip("peft")
 pytestmark = pytest.mark.filterwarnings("ignore:`FluxPosEmbed` is deprecated:FutureWarning")
@@ -67,6 +69,9 @@ def test_style_lora_trains_on_the_style_caches_and_reloads(tmp_path):
                                             cache_dir=tmp_path, say=lambda _m: None)
     assert path2 == path and not trained2  # a cache hit: nothing trained
     torch.testing.assert_close(_x0(again, style)[0], after)
+    with pytest.raises(ConfigError, match="already carries a LoRA"):
+        flux.apply_style_lora(again, style, base_id="tiny-flux", settings=settings, cache_dir=tmp_path,
+                              say=lambda _m: None)
     # another style image or another base model is another LoRA
     other = flux.style_lora_key(style.flip(0), "tiny-flux@32x32", settings)
     assert other != path.stem and flux.style_lora_key(style, "other-flux@32x32", settings) != path.stem

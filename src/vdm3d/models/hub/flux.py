@@ -304,6 +304,8 @@ def _lora_targets(backbone: "FluxBackbone", settings: StyleLoraSettings) -> dict
 def _inject(backbone: "FluxBackbone", settings: StyleLoraSettings) -> dict[str, torch.nn.Module]:
     from peft import LoraConfig, inject_adapter_in_model
 
+    if any("lora_" in n for n, _ in backbone.transformer.named_parameters()):
+        raise ConfigError(f"{backbone.name}: this model already carries a LoRA; load it again for another style.")
     modules = {}
     for part, targets in _lora_targets(backbone, settings).items():
         if not targets:
