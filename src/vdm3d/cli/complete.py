@@ -1,4 +1,4 @@
-"""``vdm3d complete DATA [--num-train-views K | --train-views I ...] [--out DIR] [--resume DIR]``.
+"""``vdm3d complete DATA [--method guidedvd|v3d] [--num-train-views K | --train-views I ...] [--out DIR] [--resume DIR]``.
 
 Flags come from :class:`vdm3d.jobs.complete.CompleteConfig` (split, baseline fit, planning,
 generation and distillation settings). A progress bar per fitting stage goes to stderr; the
@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import sys
 
-HELP = "few posed photos -> complete 3DGS scene with scene-grounded video generation (GuidedVD-3DGS)"
+HELP = ("few posed photos -> complete 3DGS scene with scene-grounded video generation (GuidedVD-3DGS, the default) "
+        "or reprojected-feature video along a path (V3D scene mode, --method v3d)")
 
 
 def main(argv, prog: str = "vdm3d complete") -> int:
     from vdm3d.cli.main import dispatch
     from vdm3d.jobs.complete import CompleteConfig, run_complete
+    from vdm3d.jobs.complete_v3d import run_complete_v3d
 
     config = dispatch(CompleteConfig, argv, prog, description=HELP)
     from tqdm import tqdm
@@ -33,7 +35,7 @@ def main(argv, prog: str = "vdm3d complete") -> int:
             bar.set_postfix(loss=f"{p.loss:.4f}", gaussians=p.num_gaussians)
 
     try:
-        result = run_complete(config, progress)
+        result = (run_complete_v3d if config.method == "v3d" else run_complete)(config, progress)
     finally:
         for bar in bars.values():
             bar.close()

@@ -29,6 +29,9 @@ from torch import Tensor
 from vdm3d.cameras.camera import Cameras
 from vdm3d.errors import InputError
 
+#: depth percentiles of the input views that bound the planes, and the margins applied (near x 0.8, far x 1.25)
+DEPTH_PERCENTILES = (2.0, 98.0)
+DEPTH_MARGINS = (0.8, 1.25)
 #: channels the reprojection adds per depth beside the features: variance across sources, fraction seeing
 EXTRA_CHANNELS = 2
 
@@ -44,6 +47,17 @@ def depth_planes(near: float | Float[Tensor, "*B"], far: float | Float[Tensor, "
         torch.full((1,), 0.5, dtype=near.dtype, device=near.device)
     inv = (1 / near)[..., None] * (1 - t) + (1 / far)[..., None] * t
     return 1 / inv
+
+
+def depth_range(depths: Tensor) -> tuple[float, float]:
+    """``(near, far)`` for :func:`depth_planes` from z-depth maps of the input views (0 or inf: no surface):
+    the 2nd and 98th percentiles with margins (``far`` at least twice the 2nd percentile)."""
+    d = depths[torch.isfinite(depths) & (depths > 0)].double()
+    if d.numel() == 0:
+        return 0.5, 10.0
+    lo, hi = torch.quantile(d[torch.randperm(d.numel(), generator=torch.Generator().manual_seed(0))[:100_000]],
+                            torch.tensor([p / 100 for p in DEPTH_PERCENTILES], dtype=torch.float64)).tolist()
+    return lo * DEPTH_MARGINS[0], max(hi * DEPTH_MARGINS[1], 2 * lo)
 
 
 def reproject_features(features: Float[Tensor, "B V C Hs Ws"], sources: Cameras, targets: Cameras,
@@ -102,4 +116,5 @@ def reproject_features(features: Float[Tensor, "B V C Hs Ws"], sources: Cameras,
     return out.reshape(b, c + EXTRA_CHANNELS, t, d, h, w).permute(0, 2, 3, 1, 4, 5)
 
 
-__all__ = ["EXTRA_CHANNELS", "depth_planes", "reproject_features"]
+__all__ = ["DEPTH_MARGINS", "DEPTH_PERCENTILES", "EXTRA_CHANNELS", "depth_planes", "depth_range",
+           "reproject_features"]

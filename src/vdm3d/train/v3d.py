@@ -31,17 +31,12 @@ from torch import Tensor
 
 from vdm3d.cameras.camera import Cameras
 from vdm3d.diffusion.parameterizations import edm_loss_weight
+from vdm3d.geometry.reproject import depth_range
 from vdm3d.models.tiny.backbone import SIGMA_DATA, assemble, reference_rays, relative_plucker
 from vdm3d.models.tiny.v3d import V3dCondition, V3dSceneBackbone, V3dSceneConfig
 from vdm3d.train.datasets import ROOM_FOV_DEG, SEED_OFFSETS, Split, _as_uint8, _key, _to_np, cache_dir
 from vdm3d.train.loop import LoopConfig
 from vdm3d.train.video import VideoTaskConfig, encode_all, sample_sigma
-
-#: near and far depth percentiles of the input views (the job uses the same on the baseline's depth)
-DEPTH_PERCENTILES = (2.0, 98.0)
-#: margins applied to them (near * 0.8, far * 1.25)
-DEPTH_MARGINS = (0.8, 1.25)
-
 
 @dataclasses.dataclass(frozen=True)
 class V3dRoomSetConfig:
@@ -96,15 +91,6 @@ def load_or_build_v3d_rooms(cfg: V3dRoomSetConfig, progress: Callable[[str], Non
     np.savez(tmp, **data)
     tmp.replace(path)
     return data
-
-
-def depth_range(depths: np.ndarray) -> tuple[float, float]:
-    """``(near, far)`` for the depth planes from z-depth maps (0 = no surface)."""
-    d = depths[np.isfinite(depths) & (depths > 0)]
-    if d.size == 0:
-        return 0.5, 10.0
-    lo, hi = np.percentile(d, DEPTH_PERCENTILES)
-    return float(lo * DEPTH_MARGINS[0]), float(max(hi * DEPTH_MARGINS[1], lo * 2))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,7 +164,7 @@ class V3dTasks:
             images[k, :len(inputs)] = torch.from_numpy(rooms["rgb"][i, inputs]).float() / 255
             src_c2w[k, :len(inputs)] = torch.from_numpy(rooms["c2w"][i, inputs])
             mask[k, :len(inputs)] = 1
-            ranges[k] = torch.tensor(depth_range(rooms["depth"][i, inputs].astype(np.float32)))
+            ranges[k] = torch.tensor(depth_range(torch.from_numpy(rooms["depth"][i, inputs].astype(np.float32))))
         sources = Cameras(K.expand(b, v, 3, 3), src_c2w, res, res)
         ref_c2w = src_c2w[:, 0]
         null = torch.from_numpy(rng.random(b) < cfg.null_prob)
@@ -267,5 +253,5 @@ def train_v3d(out: Path, init: Path | None = None, rooms: V3dRoomSetConfig = V3d
     return {"steps": summary["steps"]}
 
 
-__all__ = ["V3dRoomSetConfig", "V3dTaskConfig", "V3dTasks", "build_v3d_rooms", "depth_range",
+__all__ = ["V3dRoomSetConfig", "V3dTaskConfig", "V3dTasks", "build_v3d_rooms",
            "load_or_build_v3d_rooms", "train_v3d", "v3d_loss"]
