@@ -126,7 +126,7 @@ class TinyVideoBackbone(nn.Module):
     per_element_sigma = True
     map_channels = MAP_CHANNELS
 
-    def __init__(self, vae: TinyVAE, denoiser: VideoDenoiser, *, name: str = "tiny-video",
+    def __init__(self, vae: TinyVAE, denoiser: VideoDenoiser | nn.Module, *, name: str = "tiny-video",
                  resolution: tuple[int, int] = (64, 64), frames: int | None = 8):
         super().__init__()
         self.vae, self.denoiser = vae, denoiser

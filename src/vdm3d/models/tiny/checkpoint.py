@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,7 +38,13 @@ def config_from_dict(cls, data: dict[str, Any]):
     if unknown:
         raise InputError(f"{cls.__name__}: unknown config fields {sorted(unknown)}; the checkpoint was "
                          "written by another vdm3d version.")
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for k, v in data.items():
+        if dataclasses.is_dataclass(hints.get(k)) and isinstance(v, dict):  # a nested config
+            v = config_from_dict(hints[k], v)
+        out[k] = tuple(v) if isinstance(v, list) else v
+    return cls(**out)
 
 
 def build(kind: Kind, config) -> nn.Module:

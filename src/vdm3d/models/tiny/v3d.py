@@ -30,6 +30,7 @@ import dataclasses
 
 import torch
 import torch.nn.functional as F
+import tyro
 from jaxtyping import Float
 from torch import Tensor, nn
 
@@ -45,8 +46,8 @@ from vdm3d.protocols import Conditioning
 class V3dSceneConfig:
     """Shape of the V3D scene model: the video denoiser plus the encoder and feature stem."""
 
-    denoiser: DenoiserConfig = DenoiserConfig()
-    """the wrapped video denoiser (the shipped ``video`` model's shape)"""
+    denoiser: tyro.conf.Suppress[DenoiserConfig] = DenoiserConfig()
+    """the wrapped video denoiser (training takes the shape of the video model it starts from)"""
     features: int = 8
     """learned encoder channels (the pooled image adds 3)"""
     depths: int = 8
@@ -55,11 +56,6 @@ class V3dSceneConfig:
     """width of the feature stem"""
     feature_factor: int = 2
     """the encoder and the reprojection work at 1 / this of the image side"""
-
-    def __post_init__(self):
-        if isinstance(self.denoiser, dict):  # read back from JSON
-            fields = {k: tuple(v) if isinstance(v, list) else v for k, v in self.denoiser.items()}
-            object.__setattr__(self, "denoiser", DenoiserConfig(**fields))
 
     @property
     def reference_frame(self) -> bool:
