@@ -9,8 +9,9 @@ the input views' features reprojected into every frame (V3D's scene mode, SEED_S
 * **Condition**: the reference image (the clip's first input), the clip's cameras relative to it,
   and every input view with its camera, reprojected by the model at ``depths`` planes between
   ``near`` and ``far`` (:func:`vdm3d.geometry.reproject.depth_range` of the baseline's depth at the
-  input views). Cameras and depths are rescaled so that the scene's median depth is
-  :data:`TRAINING_MEDIAN_DEPTH`, the scale the model was trained at (a COLMAP scene has any scale).
+  input views). When the scene's median depth is more than :data:`SCALE_TOLERANCE` times off
+  :data:`TRAINING_MEDIAN_DEPTH` (a COLMAP scene has any scale), cameras and depths are rescaled to it,
+  the scale the model was trained at.
 * **Sampling**: one pass per clip, DDIM with trailing spacing and CFG (the null branch drops the
   reference and the reprojected features).
 * Frames at an input camera are replaced by the photo and are not returned as pseudo views.
@@ -34,8 +35,10 @@ from vdm3d.jobs.complete_generate import _resize, generation_size
 from vdm3d.protocols import Conditioning
 from vdm3d.views import Views
 
-#: median z-depth of the rooms the embedded V3D model was trained on (metres)
-TRAINING_MEDIAN_DEPTH = 2.0
+#: median z-depth of the rooms the embedded V3D model was trained on (metres; 2nd-98th percentiles 0.97-5.15)
+TRAINING_MEDIAN_DEPTH = 2.74
+#: scenes whose median depth is within this factor of it keep their own scale (metric rooms vary that much)
+SCALE_TOLERANCE = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +124,7 @@ def generate_v3d_clip(backbone: Any, inputs: Views, path: Trajectory, reference:
     frames = len(cams)
     w, h = generation_size(cams.width, cams.height, max(backbone.resolution), backbone.spatial_factor)
     s = TRAINING_MEDIAN_DEPTH / max(median_depth, 1e-9)
+    s = 1.0 if 1 / SCALE_TOLERANCE <= s <= SCALE_TOLERANCE else s
     small = _scaled(cams.resize(w, h), s).to(dtype=torch.float32)
     src = _scaled(inputs.cameras.resize(w, h), s).to(dtype=torch.float32)
     images = _resize(inputs.images.float(), w, h)  # [N, h, w, 3]
@@ -147,4 +151,4 @@ def generate_v3d_clip(backbone: Any, inputs: Views, path: Trajectory, reference:
     return Views(full, cams[keep], origin=("generated",) * len(keep), fps=path.fps), clip
 
 
-__all__ = ["TRAINING_MEDIAN_DEPTH", "V3dConfig", "between_paths", "chain_order", "generate_v3d_clip", "input_frames"]
+__all__ = ["SCALE_TOLERANCE", "TRAINING_MEDIAN_DEPTH", "V3dConfig", "between_paths", "chain_order", "generate_v3d_clip", "input_frames"]
