@@ -120,6 +120,9 @@ def fit_with_generated(scene: Scene, baseline: Gaussians, generated: Views, conf
     """Continue the baseline on the input views plus the generated frames (one per step, weighted lower)."""
     d = config.distill
     fit = dataclasses.replace(d.fit, steps=d.steps, seed=config.seed, checkpoint_every=d.generate_every)
+    if config.v3d.hole_boost != 1.0:  # weigh the frames up where the baseline is empty
+        alpha = render_views(baseline, generated.cameras).alphas.clamp(0, 1)
+        generated = dataclasses.replace(generated, confidence=1 + (config.v3d.hole_boost - 1) * (1 - alpha))
     pool = ViewPool(generated.to(scene.train.images.dtype), loss=LossWeights(l1=1.0, perceptual=config.v3d.pseudo_perceptual),
                     weight=config.v3d.pseudo_weight)
     state = None

@@ -63,8 +63,13 @@ class V3dConfig:
     """Weight of a generated frame's loss against an input view's (the generated ones count less)."""
     pseudo_perceptual: float = 0.1
     """Perceptual term inside the generated frames' loss."""
+    hole_boost: float = 1.0
+    """Per-pixel weight of a generated frame where the baseline is empty there (alpha 0), rising linearly
+    from 1 where it is opaque: the frames count most where the photos say nothing."""
 
     def check(self) -> None:
+        if self.hole_boost < 0 or self.pseudo_weight < 0:
+            raise ConfigError("complete: --v3d.hole-boost and --v3d.pseudo-weight must be >= 0.")
         if self.max_clips < 1 or self.steps < 1:
             raise ConfigError("complete: --v3d.max-clips and --v3d.steps must be at least 1.")
 
