@@ -209,7 +209,7 @@ def heldout_frames(model: V3dSceneBackbone, rooms: int = 8, steps: int = 10, cfg
     res = data["rgb"].shape[-2]
     K = torch.from_numpy(data["K"]).float()
     scores: dict[str, list[float]] = {"v3d": [], "no_features": [], "nearest_photo": []}
-    clip_idx = np.rint(np.linspace(6, 17, 8)).astype(int)
+    clip_idx = [int(j) for j in np.rint(np.linspace(6, 17, 8))]
     for i in range(rooms):
         rgb = torch.from_numpy(data["rgb"][i]).float() / 255
         cams = Cameras(K.expand(len(rgb), 3, 3), torch.from_numpy(data["c2w"][i]), res, res)
