@@ -173,8 +173,13 @@ def complete(rooms: int = 3, fern: bool = True, fern_downscale: int = 4, data_ro
         out: optional run folder for the numbers (manifest.json, results.json).
         overwrite: replace ``out`` if it exists.
     """
+    from vdm3d.errors import ConfigError
     from vdm3d.jobs.complete import CompleteConfig, load_backbone
 
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise ConfigError(f"eval complete: --methods {' '.join(unknown)} is not one of {' '.join(METHODS)}; "
+                          "pick from those.")
     config = CompleteConfig(data=Path("."), seed=seed)
     config = dataclasses.replace(
         config, baseline=dataclasses.replace(config.baseline, steps=baseline_steps),
