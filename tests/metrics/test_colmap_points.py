@@ -20,6 +20,7 @@ def test_chamfer_of_shifted_points_is_the_shift():
     assert math.isnan(chamfer_points(a, np.zeros((0, 3))))
 
 
+@pytest.mark.slow
 def test_exact_room_frames_triangulate_onto_the_true_surface():
     from vdm3d.data.procedural.rooms import make_room, room_path
     from vdm3d.geometry.mesh_render import render_buffers
