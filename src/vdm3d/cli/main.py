@@ -65,17 +65,25 @@ def _overview() -> str:
 
 
 def dispatch(commands: dict[str, Callable] | Callable, argv: Sequence[str], prog: str,
-             description: str | None = None):
-    """Parse ``argv`` with tyro against one function or a dict of subcommand functions, and call it."""
+             description: str | None = None, memory: bool = False, examples: str | None = None):
+    """Parse ``argv`` with tyro against one function or a dict of subcommand functions, and call it.
+
+    ``examples`` (a few command lines) are printed at the end of ``--help``; ``memory``: see
+    :func:`vdm3d.cli.config.cli`."""
     import tyro
 
     from vdm3d.cli.config import cli as config_cli
 
     if dataclasses.is_dataclass(commands):  # a job's config dataclass: --config FILE gives its defaults
-        return config_cli(commands, argv, prog, description=description)
-    if callable(commands):
-        return tyro.cli(commands, args=list(argv), prog=prog, description=description)
-    return tyro.extras.subcommand_cli_from_dict(commands, args=list(argv), prog=prog, description=description)
+        return config_cli(commands, argv, prog, description=description, memory=memory, examples=examples)
+    try:
+        if callable(commands):
+            return tyro.cli(commands, args=list(argv), prog=prog, description=description)
+        return tyro.extras.subcommand_cli_from_dict(commands, args=list(argv), prog=prog, description=description)
+    except SystemExit as e:
+        if examples and e.code in (0, None) and ("-h" in argv or "--help" in argv):
+            print(f"\n{examples.strip()}")
+        raise
 
 
 def _pop_threads(argv: list[str]) -> tuple[list[str], int | None]:
@@ -136,6 +144,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except SystemExit as e:  # argparse/tyro usage errors already printed their message
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    finally:  # a job's --memory plans the backbones of this command only (main also runs in-process)
+        planner = sys.modules.get("vdm3d.models.hub.memory")
+        if planner is not None:
+            planner.configure(None)
 
 
 if __name__ == "__main__":

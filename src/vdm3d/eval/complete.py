@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vdm3d.io.progress import StageLog
 from vdm3d.io.runs import RunFolder, atomic_write_json
 
 SEED_BASE = 1_000_000  # the held-out seed range of vdm3d.train.datasets
@@ -207,10 +208,16 @@ def complete(rooms: int = 3, fern: bool = True, fern_downscale: int = 4, data_ro
         scenes.append(("fern", fern_dir, dataclasses.replace(config, downscale=fern_downscale)))
     results: dict[str, Any] = {}
     t0 = time.time()
-    for name, path, cfg in scenes:
+    say = StageLog()  # "[i/n] scene scored" lines with an ETA
+    for i, (name, path, cfg) in enumerate(scenes):
         print(f"{name} ({path})", flush=True)
+<<<<<<< HEAD
         results[name] = evaluate_scene(path, cfg, backbone, tuple(methods), v3d_model=v3d_model,
                                        truth=truths.get(name))
+=======
+        results[name] = evaluate_scene(path, cfg, backbone, tuple(methods))
+        say(f"[{i + 1}/{len(scenes)}] {name} scored")
+>>>>>>> main
     rooms_only = [results[n] for n, _, _ in scenes if n.startswith("room")]
     if rooms_only:
         results["rooms (mean)"] = {m: {k: float(np.mean([r[m][k] for r in rooms_only])) for k in ("psnr", "ssim", "empty")}
