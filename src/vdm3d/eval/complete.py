@@ -211,13 +211,9 @@ def complete(rooms: int = 3, fern: bool = True, fern_downscale: int = 4, data_ro
     say = StageLog()  # "[i/n] scene scored" lines with an ETA
     for i, (name, path, cfg) in enumerate(scenes):
         print(f"{name} ({path})", flush=True)
-<<<<<<< HEAD
         results[name] = evaluate_scene(path, cfg, backbone, tuple(methods), v3d_model=v3d_model,
                                        truth=truths.get(name))
-=======
-        results[name] = evaluate_scene(path, cfg, backbone, tuple(methods))
         say(f"[{i + 1}/{len(scenes)}] {name} scored")
->>>>>>> main
     rooms_only = [results[n] for n, _, _ in scenes if n.startswith("room")]
     if rooms_only:
         results["rooms (mean)"] = {m: {k: float(np.mean([r[m][k] for r in rooms_only])) for k in ("psnr", "ssim", "empty")}
