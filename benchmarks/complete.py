@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 python benchmarks/complete.py                       # a held-out room, 64 x 64
     OMP_NUM_THREADS=2 python benchmarks/complete.py --scene ../shared/data/llff_fern --downscale 8
+    OMP_NUM_THREADS=1 python benchmarks/complete.py --method v3d            # V3D's scene mode
 
 Prints wall and CPU seconds of every stage (load, baseline fit, planning, generation, distillation,
 evaluation), the total against the 15-minute budget, and each stage as a ratio of the baseline fit
@@ -24,22 +25,24 @@ def main() -> None:
     parser.add_argument("--scene", type=Path, default=None, help="scene folder (default: held-out room 0)")
     parser.add_argument("--downscale", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--method", choices=("guidedvd", "v3d"), default="guidedvd")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     from vdm3d.eval.complete import write_room_case
     from vdm3d.jobs.complete import CompleteConfig, run_complete
+    from vdm3d.jobs.complete_v3d import run_complete_v3d
 
     with tempfile.TemporaryDirectory() as tmp:
         scene = args.scene or write_room_case(Path(tmp) / "room", seed=0)
-        config = CompleteConfig(data=scene, out=Path(tmp) / "run", downscale=args.downscale)
+        config = CompleteConfig(data=scene, out=Path(tmp) / "run", downscale=args.downscale, method=args.method)
         start, cpu = time.time(), time.process_time()
-        result = run_complete(config)
+        result = (run_complete_v3d if args.method == "v3d" else run_complete)(config)
         wall, cpu = time.time() - start, time.process_time() - cpu
     secs = result.metrics["seconds"]
     base = max(secs.get("baseline", 1e-9), 1e-9)
-    print(f"scene {scene} ({result.metrics['image_size'][0]}x{result.metrics['image_size'][1]}), "
+    print(f"method {args.method}, scene {scene} ({result.metrics['image_size'][0]}x{result.metrics['image_size'][1]}), "
           f"{torch.get_num_threads()} thread(s), backbone {result.metrics['backbone']}")
     print("| stage | wall s | x baseline fit |")
     print("|---|---|---|")

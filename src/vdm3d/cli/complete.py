@@ -1,4 +1,4 @@
-"""``vdm3d complete DATA [--num-train-views K | --train-views I ...] [--out DIR] [--resume DIR]``.
+"""``vdm3d complete DATA [--method guidedvd|v3d] [--num-train-views K | --train-views I ...] [--out DIR] [--resume DIR]``.
 
 Flags come from :class:`vdm3d.jobs.complete.CompleteConfig` (split, baseline fit, planning,
 generation and distillation settings). A progress bar per fitting stage goes to stderr; the
@@ -7,9 +7,10 @@ held-out scores of the completed scene and of its baseline are printed at the en
 
 from __future__ import annotations
 
-HELP = "few posed photos -> complete 3DGS scene with scene-grounded video generation (GuidedVD-3DGS)"
+HELP = ("few posed photos -> complete 3DGS scene with scene-grounded video generation (GuidedVD-3DGS, the default) "
+        "or reprojected-feature video along a path (V3D scene mode, --method v3d)")
 EXAMPLES = """examples:
-  vdm3d complete ../shared/data/llff_fern --num-train-views 3 --out runs/fern   # tiny backbone on CPU
+  vdm3d complete ../shared/data/llff_fern --method v3d --downscale 8 --out runs/fern  # V3D scene mode, CPU
   vdm3d complete scene/ --train-views 0 4 8 --backbone svd-xt --memory 24GB      # hub weights, memory plan
   vdm3d complete scene/ --out runs/scene --resume runs/scene                    # continue an interrupted run"""
 
@@ -17,6 +18,7 @@ EXAMPLES = """examples:
 def main(argv, prog: str = "vdm3d complete") -> int:
     from vdm3d.cli.main import dispatch
     from vdm3d.jobs.complete import CompleteConfig, run_complete
+    from vdm3d.jobs.complete_v3d import run_complete_v3d
 
     from vdm3d.io.progress import StageBars
 
@@ -27,7 +29,7 @@ def main(argv, prog: str = "vdm3d complete") -> int:
         bars(stage, p.step, p.steps, loss=f"{p.loss:.4f}", gaussians=p.num_gaussians)
 
     try:
-        result = run_complete(config, progress)
+        result = (run_complete_v3d if config.method == "v3d" else run_complete)(config, progress)
     finally:
         bars.close()
     test = result.metrics.get("test")

@@ -1,4 +1,4 @@
-"""`vdm3d eval complete`: GuidedVD-3DGS against plain 3DGS from the same sparse views.
+"""`vdm3d eval complete`: GuidedVD-3DGS and V3D's scene mode against plain 3DGS from the same sparse views.
 
 Scenes (held-out views are never used for fitting, initialization or planning):
 
@@ -11,8 +11,13 @@ Scenes (held-out views are never used for fitting, initialization or planning):
 
 Methods, in one table: plain 3DGS (the baseline fit continued for as many steps as the
 distillation, without generated views), ``complete`` without scene-grounding guidance,
-``complete`` with a fixed left/right orbit instead of planned paths, and ``complete``. All share
-the same baseline fit. Scores: PSNR, SSIM and the held-out area left empty (alpha < 0.5).
+``complete`` with a fixed left/right orbit instead of planned paths, ``complete`` (guidedvd) and
+``v3d`` (``complete --method v3d``: clips between the training cameras from their reprojected
+features, then the fit on photos + frames). All share the same baseline fit. Scores: PSNR, SSIM and
+the held-out area left empty (alpha < 0.5); for ``v3d`` on the rooms also V3D's own measure, the
+points pycolmap triangulates at the known cameras from the generated frames, from the exact frames
+there and from the plain baseline's renders there, with the Chamfer distance to the exact frames' points
+(:mod:`vdm3d.metrics.colmap_points`).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from vdm3d.io.progress import StageLog
 from vdm3d.io.runs import RunFolder, atomic_write_json
 
 SEED_BASE = 1_000_000  # the held-out seed range of vdm3d.train.datasets
-METHODS = ("plain", "no_guidance", "orbit", "complete")
+METHODS = ("plain", "no_guidance", "orbit", "complete", "v3d")
 
 
 def write_room_case(root: str | Path, seed: int, resolution: int = 64, views: int = 24, step: float = 0.12,
@@ -56,9 +61,34 @@ def write_room_case(root: str | Path, seed: int, resolution: int = 64, views: in
     return root
 
 
+def room_truth(seed: int, resolution: int | None = None):
+    """``render(cameras) -> [N, H, W, 3]``: exact renders of held-out room ``seed`` (for V3D's COLMAP measure)."""
+    from vdm3d.data.procedural.rooms import make_room
+    from vdm3d.geometry.mesh_render import render_buffers
+
+    scene = make_room(SEED_BASE + seed)
+    return lambda cameras: render_buffers(scene, cameras, ssaa=3).rgb.float()
+
+
+def colmap_rows(generated: Any, baseline: Any, truth) -> dict[str, Any]:
+    """V3D's geometry measure on the generated frames: points pycolmap triangulates (known poses) from them, from
+    the exact frames at the same cameras and from the plain baseline's renders there; Chamfer to the exact ones."""
+    from vdm3d.metrics.colmap_points import chamfer_points, triangulate_known_poses
+    from vdm3d.recon.render import render_views
+
+    cams = generated.cameras
+    true_pts = triangulate_known_poses(truth(cams), cams)
+    gen_pts = triangulate_known_poses(generated.images.float(), cams)
+    base_pts = triangulate_known_poses(render_views(baseline, cams).images.float(), cams)
+    return {"frames": len(generated), "points_truth": len(true_pts),
+            "v3d": {"points": len(gen_pts), "chamfer": chamfer_points(gen_pts, true_pts)},
+            "baseline_renders": {"points": len(base_pts), "chamfer": chamfer_points(base_pts, true_pts)}}
+
+
 def evaluate_scene(data: Path, config: Any, backbone: Any, methods: tuple[str, ...] = METHODS,
-                   log=print) -> dict[str, Any]:
-    """Fit one baseline, then every method from it; returns ``{method: held-out means}`` and timings."""
+                   log=print, v3d_model: Any = None, truth=None) -> dict[str, Any]:
+    """Fit one baseline, then every method from it; returns ``{method: held-out means}`` and timings
+    (and, for ``v3d`` with ``truth``, the COLMAP points of its frames under ``colmap``)."""
     from vdm3d.jobs.complete import evaluate, initialize, load_scene, plan
     from vdm3d.jobs.complete_distill import distill
     from vdm3d.jobs.complete_generate import generate_clip
@@ -72,12 +102,22 @@ def evaluate_scene(data: Path, config: Any, backbone: Any, methods: tuple[str, .
     out: dict[str, Any] = {"baseline": evaluate(baseline, scene)[0]["test"]["mean"],
                            "seconds": {"baseline": round(time.time() - t0, 1)}}
     log(f"  {data.name}: baseline {out['baseline']}")
-    frames = backbone.frames or 8
+    frames = (backbone.frames or 8) if backbone is not None else 8
     for method in methods:
         t = time.time()
         if method == "plain":
             fit = dataclasses.replace(config.distill.fit, steps=config.distill.steps, seed=config.seed)
             g = fit_gaussians(scene.train, baseline, fit)
+        elif method == "v3d":
+            from vdm3d.jobs.complete_v3d import choose_paths, fit_with_generated, generate, scene_depths
+
+            ranges, median = scene_depths(baseline, scene)
+            clips = choose_paths(baseline, scene, config, v3d_model.frames or 8)
+            generated = generate(v3d_model, scene, clips, ranges, median, config, None)
+            g = fit_with_generated(scene, baseline, generated, config)
+            if truth is not None:
+                out["colmap"] = colmap_rows(generated, baseline, truth)
+                log(f"  {data.name}: colmap {out['colmap']}")
         else:
             cfg = dataclasses.replace(config, paths="orbit" if method == "orbit" else "planned")
             gen_cfg = dataclasses.replace(cfg.generation, guidance=method != "no_guidance")
@@ -99,12 +139,20 @@ def _table(results: dict[str, dict[str, Any]], methods: tuple[str, ...]) -> str:
         for m in ("baseline", *methods):
             r = res[m]
             lines.append(f"| {scene} | {m} | {r['psnr']:.2f} | {r['ssim']:.4f} | {100 * r['empty']:.2f} % |")
+    colmap = {k: v["colmap"] for k, v in results.items() if "colmap" in v}
+    if colmap:
+        lines += ["", "| scene | frames | COLMAP points: exact frames | v3d frames (Chamfer to exact) | "
+                      "plain baseline renders (Chamfer to exact) |", "|---|---|---|---|---|"]
+        for scene, c in colmap.items():
+            lines.append(f"| {scene} | {c['frames']} | {c['points_truth']} | {c['v3d']['points']} "
+                         f"({c['v3d']['chamfer']:.3f}) | {c['baseline_renders']['points']} "
+                         f"({c['baseline_renders']['chamfer']:.3f}) |")
     return "\n".join(lines)
 
 
 def complete(rooms: int = 3, fern: bool = True, fern_downscale: int = 4, data_root: Path = Path("../shared/data"),
              baseline_steps: int = 1500, distill_steps: int = 1500, generate_every: int = 250,
-             sampler_steps: int = 25, methods: tuple[str, ...] = METHODS, seed: int = 0,
+             sampler_steps: int = 25, methods: tuple[str, ...] = METHODS, colmap: bool = True, seed: int = 0,
              work: Path = Path("runs/eval/complete_scenes"), out: Path | None = None,
              overwrite: bool = False) -> dict[str, Any]:
     """Held-out rooms and fern with 3 training views: plain fit vs the complete job and its ablations.
@@ -118,26 +166,43 @@ def complete(rooms: int = 3, fern: bool = True, fern_downscale: int = 4, data_ro
         distill_steps: steps after the baseline (plain fit: as many, without generated views).
         generate_every: steps between generated clips.
         sampler_steps: DDIM steps per clip.
-        methods: which of plain, no_guidance, orbit, complete to run.
+        methods: which of plain, no_guidance, orbit, complete (guidedvd), v3d to run.
+        colmap: for v3d on the rooms, also V3D's measure: pycolmap points (known poses) from the generated frames,
+            the exact frames and the plain baseline's renders at the same cameras, Chamfer to the exact ones.
         seed: seed of every fit and sampler.
         work: where the room scenes are written.
         out: optional run folder for the numbers (manifest.json, results.json).
         overwrite: replace ``out`` if it exists.
     """
+    from vdm3d.errors import ConfigError
     from vdm3d.jobs.complete import CompleteConfig, load_backbone
 
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise ConfigError(f"eval complete: --methods {' '.join(unknown)} is not one of {' '.join(METHODS)}; "
+                          "pick from those.")
     config = CompleteConfig(data=Path("."), seed=seed)
     config = dataclasses.replace(
         config, baseline=dataclasses.replace(config.baseline, steps=baseline_steps),
         distill=dataclasses.replace(config.distill, steps=distill_steps, generate_every=generate_every),
-        generation=dataclasses.replace(config.generation, steps=sampler_steps))
-    backbone = load_backbone(config.backbone)
+        generation=dataclasses.replace(config.generation, steps=sampler_steps),
+        v3d=dataclasses.replace(config.v3d, steps=sampler_steps))
+    guided = {"no_guidance", "orbit", "complete"} & set(methods)
+    backbone = load_backbone(config.backbone) if guided else None
+    v3d_model = None
+    if "v3d" in methods:
+        from vdm3d.jobs.complete_v3d import load_model
+
+        v3d_model = load_model(config.v3d.model)
     scenes: list[tuple[str, Path, Any]] = []
+    truths: dict[str, Any] = {}
     for r in range(rooms):
         case = Path(work) / f"room_{r:03d}"
         if not (case / "transforms.json").is_file():
             write_room_case(case, r)
         scenes.append((f"room {r}", case, config))
+        if colmap and "v3d" in methods:
+            truths[f"room {r}"] = room_truth(r)
     if fern:
         fern_dir = Path(data_root) / "llff_fern"
         scenes.append(("fern", fern_dir, dataclasses.replace(config, downscale=fern_downscale)))
@@ -146,7 +211,8 @@ def complete(rooms: int = 3, fern: bool = True, fern_downscale: int = 4, data_ro
     say = StageLog()  # "[i/n] scene scored" lines with an ETA
     for i, (name, path, cfg) in enumerate(scenes):
         print(f"{name} ({path})", flush=True)
-        results[name] = evaluate_scene(path, cfg, backbone, tuple(methods))
+        results[name] = evaluate_scene(path, cfg, backbone, tuple(methods), v3d_model=v3d_model,
+                                       truth=truths.get(name))
         say(f"[{i + 1}/{len(scenes)}] {name} scored")
     rooms_only = [results[n] for n, _, _ in scenes if n.startswith("room")]
     if rooms_only:
@@ -157,7 +223,8 @@ def complete(rooms: int = 3, fern: bool = True, fern_downscale: int = 4, data_ro
     summary = {"results": results, "table": table, "seconds": round(time.time() - t0, 1),
                "settings": {"baseline_steps": baseline_steps, "distill_steps": distill_steps,
                             "generate_every": generate_every, "sampler_steps": sampler_steps,
-                            "fern_downscale": fern_downscale, "rooms": rooms, "seed": seed}}
+                            "fern_downscale": fern_downscale, "rooms": rooms, "seed": seed,
+                            "methods": list(methods)}}
     if out is not None:
         with RunFolder(out, config=summary["settings"], seed=seed, overwrite=overwrite) as run:
             atomic_write_json(run.path / "results.json", summary)

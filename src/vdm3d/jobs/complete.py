@@ -45,6 +45,7 @@ from vdm3d.io.runs import RunFolder, atomic_write_json
 from vdm3d.io.video import write_video
 from vdm3d.jobs.complete_distill import DistillConfig, distill
 from vdm3d.jobs.complete_generate import GenerationConfig, generate_clip
+from vdm3d.jobs.complete_v3d_generate import V3dConfig
 from vdm3d.recon.checkpoint import load_state, save_state
 from vdm3d.recon.depth_points import points_from_depths
 from vdm3d.recon.evaluate import score_views
@@ -70,6 +71,11 @@ class CompleteConfig:
 
     data: tyro.conf.Positional[Path]
     """Scene folder: LLFF (poses_bounds.npy), COLMAP (sparse/0) or transforms.json."""
+    method: Literal["guidedvd", "v3d"] = "guidedvd"
+    """guidedvd: guided clips distilled during the fit (GuidedVD-3DGS); v3d: clips from the photos' reprojected
+    features, then a fit on photos + frames (V3D's scene mode, jobs/complete_v3d.py)."""
+    trajectory: Path | None = None
+    """--method v3d: generate along this trajectory file (vdm3d JSON) instead of between the input cameras."""
     out: Path | None = None
     """Output run folder (default: runs/complete/<scene name>)."""
     resume: Path | None = None
@@ -87,6 +93,7 @@ class CompleteConfig:
     plan: PlanConfig = PlanConfig()
     generation: GenerationConfig = GenerationConfig()
     distill: DistillConfig = DistillConfig()
+    v3d: V3dConfig = V3dConfig()
     max_init_points: int = 50_000
     """Subsample larger initial point clouds to this many Gaussians."""
     random_points: int = 10_000
@@ -100,6 +107,8 @@ class CompleteConfig:
         if count is not None and count < 2:
             raise ConfigError(f"complete: --num-train-views is {count}; use at least 2 training views "
                               "(a single view has no second viewpoint to plan from).")
+        if self.trajectory is not None and self.method != "v3d":
+            raise ConfigError("complete: --trajectory is read by --method v3d only; add --method v3d or drop it.")
 
 
 @dataclasses.dataclass(frozen=True)

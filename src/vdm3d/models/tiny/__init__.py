@@ -20,6 +20,7 @@ from vdm3d.models.tiny.backbone import TinyCondition, TinyVideoBackbone
 from vdm3d.models.tiny.checkpoint import load_model, read_meta
 from vdm3d.models.tiny.denoiser import MAP_CHANNELS, DenoiserConfig, VideoDenoiser
 from vdm3d.models.tiny.depth import DepthConfig, TinyDepth
+from vdm3d.models.tiny.v3d import V3dSceneBackbone
 from vdm3d.models.tiny.vae import TinyVAE, VAEConfig
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -49,9 +50,10 @@ def load_tiny(name: str, device: str | torch.device = "cpu", weights_dir: str | 
         names = ", ".join(available(folder)) or "none"
         raise InputError(f"{path}: no tiny model named {name!r}; choose one of: {names}.")
     module, meta = load_model(path, device)
-    if meta["kind"] == "video":
+    if meta["kind"] in ("video", "v3d_scene"):
         vae, _ = load_model(folder / f"{meta.get('vae', 'vae')}.json", device)
-        module = TinyVideoBackbone(vae, module, name=f"tiny-{name}",
+        cls = V3dSceneBackbone if meta["kind"] == "v3d_scene" else TinyVideoBackbone
+        module = cls(vae, module, name=f"tiny-{name}",
                                    resolution=tuple(meta.get("resolution", (64, 64))),
                                    frames=meta.get("frames", 8))
     module.requires_grad_(False)

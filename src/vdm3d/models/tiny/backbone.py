@@ -126,7 +126,7 @@ class TinyVideoBackbone(nn.Module):
     per_element_sigma = True
     map_channels = MAP_CHANNELS
 
-    def __init__(self, vae: TinyVAE, denoiser: VideoDenoiser, *, name: str = "tiny-video",
+    def __init__(self, vae: TinyVAE, denoiser: VideoDenoiser | nn.Module, *, name: str = "tiny-video",
                  resolution: tuple[int, int] = (64, 64), frames: int | None = 8):
         super().__init__()
         self.vae, self.denoiser = vae, denoiser
@@ -235,15 +235,22 @@ class TinyVideoBackbone(nn.Module):
             maps = cond.maps.expand(b, *cond.maps.shape[1:])
             feats = self.denoiser.embed_maps(maps.reshape(b * f, *maps.shape[2:])).reshape(b, f, -1, h, w)
         if not self.denoiser.config.reference_frame:
-            return c_skip * x + c_out * self.denoiser(c_in * x, c_noise, torch.cat([static, feats], 2))
+            return c_skip * x + c_out * self.denoiser(c_in * x, c_noise, torch.cat([static, feats], 2),
+                                                      **self._denoiser_kwargs(cond, b, False))
         rays = cond.reference_rays
         if rays is not None and rays.shape[0] != b:
             rays = rays.expand(b, *rays.shape[1:])
         x_all, sigma_all, static = prepend_reference(x, sigma, static, c, rays)
         _, _, c_in_all, c_noise_all = edm_precondition(sigma_all, SIGMA_DATA, "v")
         feats = torch.cat([no_maps, feats], 1)
-        raw = self.denoiser(c_in_all * x_all, c_noise_all, torch.cat([static, feats], 2))[:, 1:]
+        raw = self.denoiser(c_in_all * x_all, c_noise_all, torch.cat([static, feats], 2),
+                            **self._denoiser_kwargs(cond, b, True))[:, 1:]
         return c_skip * x + c_out * raw
+
+    def _denoiser_kwargs(self, cond: TinyCondition, b: int, reference_frame: bool) -> dict:
+        """Extra keyword arguments of the denoiser call (none here; a subclass with more conditions adds
+        them, e.g. :class:`vdm3d.models.tiny.v3d.V3dSceneBackbone`)."""
+        return {}
 
     def _no_map_features(self, b: int, like: Tensor) -> Tensor:
         """Map-stem features of all-zero maps, ``[B, 1, M, h, w]`` (absent maps; the reference frame)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,12 +22,13 @@ from vdm3d.errors import InputError, MissingWeightsError
 from vdm3d.io.runs import atomic_write_json, to_jsonable
 from vdm3d.models.tiny.denoiser import DenoiserConfig, VideoDenoiser
 from vdm3d.models.tiny.depth import DepthConfig, TinyDepth
+from vdm3d.models.tiny.v3d import V3dSceneConfig, V3dSceneDenoiser
 from vdm3d.models.tiny.vae import TinyVAE, VAEConfig
 from vdm3d.models.weights import load_state_dict, save_state_dict
 
-Kind = Literal["vae", "video", "depth"]
+Kind = Literal["vae", "video", "depth", "v3d_scene"]
 FORMAT = "vdm3d.tiny"
-CONFIG_TYPES = {"vae": VAEConfig, "video": DenoiserConfig, "depth": DepthConfig}
+CONFIG_TYPES = {"vae": VAEConfig, "video": DenoiserConfig, "depth": DepthConfig, "v3d_scene": V3dSceneConfig}
 
 
 def config_from_dict(cls, data: dict[str, Any]):
@@ -36,7 +38,13 @@ def config_from_dict(cls, data: dict[str, Any]):
     if unknown:
         raise InputError(f"{cls.__name__}: unknown config fields {sorted(unknown)}; the checkpoint was "
                          "written by another vdm3d version.")
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for k, v in data.items():
+        if dataclasses.is_dataclass(hints.get(k)) and isinstance(v, dict):  # a nested config
+            v = config_from_dict(hints[k], v)
+        out[k] = tuple(v) if isinstance(v, list) else v
+    return cls(**out)
 
 
 def build(kind: Kind, config) -> nn.Module:
@@ -46,6 +54,8 @@ def build(kind: Kind, config) -> nn.Module:
         return VideoDenoiser(config)
     if kind == "depth":
         return TinyDepth(config)
+    if kind == "v3d_scene":
+        return V3dSceneDenoiser(config)
     raise InputError(f"tiny model kind {kind!r} is not one of vae, video, depth.")
 
 

@@ -109,8 +109,12 @@ class VideoDenoiser(nn.Module):
         """Pixel maps ``[N, H, W, Cm]`` to stem features ``[N, M, h, w]``."""
         return self.map_stem(maps.permute(0, 3, 1, 2))
 
-    def forward(self, x_in: Tensor, c_noise: Tensor, cond: Tensor) -> Tensor:
-        """``x_in [B, F, C, h, w]``, ``c_noise [B, F, 1, h, w]``, ``cond [B, F, Cc, h, w]`` -> raw output."""
+    def forward(self, x_in: Tensor, c_noise: Tensor, cond: Tensor, extra: Tensor | None = None) -> Tensor:
+        """``x_in [B, F, C, h, w]``, ``c_noise [B, F, 1, h, w]``, ``cond [B, F, Cc, h, w]`` -> raw output.
+
+        ``extra [B, F, channels[0], h, w]``, when given, is added to the first convolution's output: the
+        entry of conditions computed by a wrapping model (V3D's reprojected features,
+        :mod:`vdm3d.models.tiny.v3d`); absent, the network is exactly the plain video denoiser."""
         b, f, c, h, w = x_in.shape
         if f > self.config.max_frames:
             raise InputError(f"the tiny video denoiser takes at most {self.config.max_frames} frames (a prepended "
@@ -119,6 +123,8 @@ class VideoDenoiser(nn.Module):
         emb = emb.reshape(b * f, -1)
         z = torch.cat([x_in, c_noise, cond], 2).reshape(b * f, -1, h, w)
         h0 = self.conv_in(z)
+        if extra is not None:
+            h0 = h0 + extra.reshape(b * f, -1, h, w)
         h0 = self.t_down0(self.down0(h0, emb), f)
         h1 = self.down(h0)
         group = f if self.config.attention == "views" else 1  # frames one coarse attention spans
