@@ -166,6 +166,8 @@ def check_config(c: ExploreConfig) -> None:
         raise ConfigError("--resolution must be a multiple of 8 >= 16, --fov-deg in (0, 170), --depth-median > 0.")
     if c.samples < 1:
         raise ConfigError(f"--samples is {c.samples}; draw at least 1 sample per chunk.")
+    if c.rim_px < 0:
+        raise ConfigError(f"--rim-px is {c.rim_px}; use 0 (generate every hole pixel) or more.")
     if c.steps < 1 or c.fit_steps < 0 or c.sources < 1 or c.points_per_frame < 16 or c.max_points < 16:
         raise ConfigError("--steps >= 1, --fit-steps >= 0, --sources >= 1 and the point caps >= 16 are required.")
 
