@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Sequence, TypeVar
 
 from vdm3d.errors import ConfigError, InputError
+from vdm3d.options import check_options
 
 T = TypeVar("T")
 FLAG = "--config"
@@ -216,8 +217,9 @@ def cli(cls: type[T], argv: Sequence[str], prog: str, default: T | None = None, 
     note = "--config FILE.yaml gives the defaults of these options (flags override it); vdm3d rerun uses it"
     description = f"{description}\n\n{note}" if description else note
     try:
-        return tyro.cli(cls, args=argv, prog=prog, default=default, description=description)
+        config = tyro.cli(cls, args=argv, prog=prog, default=default, description=description)
     except SystemExit as e:
         if examples and e.code in (0, None) and ("-h" in argv or "--help" in argv):
             print(f"\n{examples.strip()}")
         raise
+    return check_options(config)  # every declared range, before the command does any work

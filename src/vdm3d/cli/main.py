@@ -73,8 +73,12 @@ def dispatch(commands: dict[str, Callable] | Callable, argv: Sequence[str], prog
 
     if dataclasses.is_dataclass(commands):  # a job's config dataclass: --config FILE gives its defaults
         return config_cli(commands, argv, prog, description=description)
+    from vdm3d.options import checked_command
+
+    # every declared option range is checked before the command runs (vdm3d.options)
     if callable(commands):
-        return tyro.cli(commands, args=list(argv), prog=prog, description=description)
+        return tyro.cli(checked_command(commands), args=list(argv), prog=prog, description=description)
+    commands = {name: checked_command(fn) for name, fn in commands.items()}
     return tyro.extras.subcommand_cli_from_dict(commands, args=list(argv), prog=prog, description=description)
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import cv2
 import numpy as np
@@ -38,6 +38,7 @@ from vdm3d.cameras.io import (cameras_from_colmap, cameras_from_llff, points_fro
                               read_transforms_json)
 from vdm3d.errors import ConfigError, InputError
 from vdm3d.io.images import read_image
+from vdm3d.options import Range
 from vdm3d.views import Views
 
 SceneFormat = Literal["auto", "llff", "colmap", "transforms"]
@@ -48,13 +49,13 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
 class Split:
     """Which views are held out for testing and which train."""
 
-    test_every: int = 8
+    test_every: Annotated[int, Range(0)] = 8
     """Hold out every k-th view, starting at view 0 (0: hold out none)."""
-    test_views: tuple[int, ...] = ()
+    test_views: Annotated[tuple[int, ...], Range(0)] = ()
     """Explicit held-out view indices (replace test_every when given)."""
-    train_views: tuple[int, ...] = ()
+    train_views: Annotated[tuple[int, ...], Range(0)] = ()
     """Explicit training view indices (default: every view not held out)."""
-    num_train_views: int | None = None
+    num_train_views: Annotated[int | None, Range(1)] = None
     """Train on this many evenly spaced views of those not held out (sparse-view protocol)."""
 
 

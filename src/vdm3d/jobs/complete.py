@@ -45,6 +45,7 @@ from vdm3d.io.runs import RunFolder, atomic_write_json
 from vdm3d.io.video import write_video
 from vdm3d.jobs.complete_distill import DistillConfig, distill
 from vdm3d.jobs.complete_generate import GenerationConfig, generate_clip
+from vdm3d.options import Range
 from vdm3d.recon.checkpoint import load_state, save_state
 from vdm3d.recon.depth_points import points_from_depths
 from vdm3d.recon.evaluate import score_views
@@ -76,7 +77,7 @@ class CompleteConfig:
     """Continue the interrupted run in this output folder from its last checkpoint."""
     overwrite: bool = False
     """Replace an existing output folder."""
-    downscale: int = 1
+    downscale: Annotated[int, Range(1)] = 1
     """Divide the image sides by this factor."""
     split: Annotated[Split, tyro.conf.OmitArgPrefixes] = Split(num_train_views=3)
     backbone: str = "tiny-video"
@@ -87,9 +88,9 @@ class CompleteConfig:
     plan: PlanConfig = PlanConfig()
     generation: GenerationConfig = GenerationConfig()
     distill: DistillConfig = DistillConfig()
-    max_init_points: int = 50_000
+    max_init_points: Annotated[int, Range(1)] = 50_000
     """Subsample larger initial point clouds to this many Gaussians."""
-    random_points: int = 10_000
+    random_points: Annotated[int, Range(1)] = 10_000
     """Gaussians of a random initialization (scenes without depth or points)."""
     seed: int = 0
 
