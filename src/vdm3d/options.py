@@ -60,7 +60,7 @@ class Range:
         return True
 
 
-def _num(x: float) -> str:
+def _num(x: int | float) -> str:
     return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 

@@ -146,14 +146,32 @@ def points_from_colmap(model: ColmapModel, dtype: torch.dtype = torch.float32
 
 
 # -- LLFF --------------------------------------------------------------------------------------
-def _load_npy(path: Path) -> np.ndarray:
+def load_npy(path: str | Path, fix: str = "regenerate it with LLFF's imgs2poses.py") -> np.ndarray:
+    """The guarded entry for camera ``.npy`` files: a numeric array, never a pickle.
+
+    A missing, empty, truncated or garbage file, or one that holds Python objects (which only a
+    pickle load could read, and a pickle can run code), raises :class:`InputError` naming the file.
+    """
+    path = Path(path)
     if not path.is_file():
-        raise InputError(path=path, problem="does not exist", fix="pass the scene's poses_bounds.npy")
+        raise InputError(path=path, problem="does not exist" if not path.exists() else "is not a file",
+                         fix="pass the scene's poses_bounds.npy")
+    if path.stat().st_size == 0:
+        raise InputError(path=path, problem="is empty (0 bytes)", fix=fix)
     try:
-        return np.load(path, allow_pickle=False)
-    except Exception as e:  # noqa: BLE001 - any numpy failure means a broken file
-        raise InputError(path=path, problem=f"is not a readable .npy array ({type(e).__name__})",
-                         fix="regenerate it with LLFF's imgs2poses.py") from None
+        arr = np.load(path, allow_pickle=False)
+    except ValueError as e:
+        if "allow_pickle" in str(e):
+            raise InputError(path=path, problem="holds Python objects (a pickle), which vdm3d never loads because "
+                             "a pickle can run code", fix="save a plain float array with numpy.save") from None
+        raise InputError(path=path, problem="is not a readable .npy array", fix=fix) from None
+    except Exception:  # noqa: BLE001 - any numpy failure (EOF, bad header, zip) means a broken file
+        raise InputError(path=path, problem="is not a readable .npy array", fix=fix) from None
+    if not isinstance(arr, np.ndarray) or not np.issubdtype(arr.dtype, np.number):
+        raise InputError(path=path, problem=f"holds {getattr(arr, 'dtype', type(arr).__name__)} values, not numbers",
+                         fix=fix)
+    return arr
+
 
 
 def cameras_from_llff(poses_bounds: np.ndarray | str | Path, width: int | None = None, height: int | None = None,
@@ -168,14 +186,25 @@ def cameras_from_llff(poses_bounds: np.ndarray | str | Path, width: int | None =
     src = "poses_bounds"
     if isinstance(poses_bounds, (str, Path)):
         src = str(poses_bounds)
-        poses_bounds = _load_npy(Path(poses_bounds))
+        poses_bounds = load_npy(poses_bounds)
     arr = np.asarray(poses_bounds, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[1] != 17:
         raise InputError(f"{src}: expected an [N, 17] LLFF array, got shape {tuple(arr.shape)}; pass poses_bounds.npy.")
     if not np.isfinite(arr).all():
         i = int(np.nonzero(~np.isfinite(arr).all(1))[0][0])
         raise CameraError(f"{src}: frame {i} has a non-finite number (NaN or inf); fix or drop that frame.")
-    poses = torch.as_tensor(arr[:, :15].reshape(-1, 3, 5), dtype=torch.float64)
+    if len(arr) == 0:
+        raise InputError(f"{src}: holds no cameras (0 rows); pass the scene's poses_bounds.npy.")
+    rows = arr[:, :15].reshape(-1, 3, 5)
+    # name the stored field that is wrong, not a value derived from it (a zero focal becomes a NaN K)
+    for i, row in enumerate(rows):
+        if not np.any(row[:, :3]):
+            raise CameraError(f"{src}: frame {i} rotation (the first 3 columns of its 3x5 pose) is all zeros; "
+                              "regenerate poses_bounds.npy with LLFF's imgs2poses.py.")
+        if np.any(row[:, 4] <= 0):
+            raise CameraError(f"{src}: frame {i} height, width and focal (the 5th column of its 3x5 pose) must be "
+                              f"positive, got {row[:, 4].tolist()}; regenerate poses_bounds.npy.")
+    poses = torch.as_tensor(rows, dtype=torch.float64)
     h0, w0, f0 = poses[:, 0, 4], poses[:, 1, 4], poses[:, 2, 4]
     W, H = int(width or round(float(w0[0]))), int(height or round(float(h0[0])))
     c2w = torch.eye(4, dtype=torch.float64).repeat(len(arr), 1, 1)

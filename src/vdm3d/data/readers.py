@@ -34,8 +34,8 @@ import torch
 from torch import Tensor
 
 from vdm3d.cameras.camera import Cameras
-from vdm3d.cameras.io import (cameras_from_colmap, cameras_from_llff, points_from_colmap, read_colmap,
-                              read_transforms_json)
+from vdm3d.cameras.io import (cameras_from_colmap, cameras_from_llff, load_npy, points_from_colmap,
+                              read_colmap, read_transforms_json)
 from vdm3d.errors import ConfigError, InputError
 from vdm3d.io.images import read_image
 from vdm3d.options import Range
@@ -57,6 +57,8 @@ class Split:
     """Explicit training view indices (default: every view not held out)."""
     num_train_views: Annotated[int | None, Range(1)] = None
     """Train on this many evenly spaced views of those not held out (sparse-view protocol)."""
+    skip_missing: bool = False
+    """Drop the frames whose image files are missing (default: refuse, naming them)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,7 +146,7 @@ def read_scene(path: str | Path, split: Split = Split(), downscale: int = 1, for
             and (root / "transforms_train.json").is_file():
         return _read_blender_split(root, split, downscale)
     cams, files, alphas_wanted, points, rgb = {"llff": _llff, "colmap": _colmap, "transforms": _transforms}[fmt](
-        root, images)
+        root, images, skip_missing=split.skip_missing)
     train, test = split_indices(len(files), split, str(root))
     if points_from == "train" and points is not None:
         points, rgb = _points_seen_by(root, fmt, files, train, points, rgb)
@@ -158,7 +160,7 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix in IMAGE_SUFFIXES) if folder.is_dir() else []
 
 
-def _llff(root: Path, images: str | None):
+def _llff(root: Path, images: str | None, skip_missing: bool = False):
     if images is None:
         candidates = sorted((p for p in root.glob("images_*") if p.name[7:].isdigit()), key=lambda p: -int(p.name[7:]))
         folder = next((p for p in [*candidates, root / "images"] if _image_files(p)), root / "images")
@@ -167,8 +169,11 @@ def _llff(root: Path, images: str | None):
     files = _image_files(folder)
     if not files:
         raise InputError(path=folder, problem="holds no PNG or JPEG images", fix="pass the LLFF scene folder")
-    poses = np.load(root / "poses_bounds.npy", allow_pickle=False) if (root / "poses_bounds.npy").is_file() else None
-    if poses is not None and len(poses) != len(files):
+    poses = load_npy(root / "poses_bounds.npy")
+    if poses.ndim != 2 or poses.shape[1] != 17:
+        raise InputError(path=root / "poses_bounds.npy", problem=f"has shape {tuple(poses.shape)}, not [N, 17]",
+                         fix="regenerate it with LLFF's imgs2poses.py")
+    if len(poses) != len(files):
         raise InputError(path=root / "poses_bounds.npy", problem=f"has {len(poses)} poses but {folder} has "
                          f"{len(files)} images", fix="use the image folder that poses_bounds.npy was made from")
     h, w = read_image(files[0]).shape[:2]
@@ -182,15 +187,13 @@ def _llff(root: Path, images: str | None):
     return cams, files, False, points, rgb
 
 
-def _colmap(root: Path, images: str | None):
+def _colmap(root: Path, images: str | None, skip_missing: bool = False):
     model = read_colmap(root)
     cams, names = cameras_from_colmap(model)
     folder = root / (images or "images")
     files = [folder / n for n in names]
-    missing = [f for f in files if not f.is_file()]
-    if missing:
-        raise InputError(path=missing[0], problem="does not exist (the COLMAP model names it)",
-                         fix=f"put the images the model names in {folder}")
+    keep = _present(files, root / "sparse", skip_missing, f"the images the model names in {folder}")
+    cams, files = cams[torch.tensor(keep)], [files[i] for i in keep]
     h, w = read_image(files[0]).shape[:2]
     if (w, h) != (cams.width, cams.height):
         cams = cams.resize(w, h)
@@ -199,22 +202,35 @@ def _colmap(root: Path, images: str | None):
 
 
 def _frame_file(json_path: Path, name: str) -> Path:
+    """The image a frame's ``file_path`` names (``.png`` etc. tried when it has no suffix); may not exist."""
     p = (json_path.parent / name)
     if p.suffix == "" or not p.is_file():
         for s in ("", *IMAGE_SUFFIXES):
             q = p.with_name(p.name + s)
             if q.is_file():
                 return q
-    if not p.is_file():
-        raise InputError(path=json_path, field=f"file_path {name!r}", problem="names no image file",
-                         fix="fix the path (relative to the JSON file)")
     return p
 
 
-def _transforms(root: Path, images: str | None, json_path: Path | None = None):
+def _present(files: list[Path], source: Path, skip_missing: bool, fix: str) -> list[int]:
+    """Indices of the frames whose image file exists; refuses (naming how many and which) unless
+    ``skip_missing``, and refuses when none is left."""
+    keep = [i for i, f in enumerate(files) if f.is_file()]
+    missing = [files[i].name for i in range(len(files)) if i not in set(keep)]
+    if missing and (not skip_missing or not keep):
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        what = f"{len(missing)} of {len(files)} frames have no image file ({shown})"
+        raise InputError(path=source, problem=what, fix=(f"restore {fix}" if not keep else
+                         f"restore {fix} or pass --skip-missing to drop those frames"))
+    return keep
+
+
+def _transforms(root: Path, images: str | None, json_path: Path | None = None, skip_missing: bool = False):
     json_path = json_path or (root if root.is_file() else root / "transforms.json")
     cams, names, extras = read_transforms_json(json_path)
     files = [_frame_file(json_path, n) for n in names]
+    keep = _present(files, json_path, skip_missing, "the images its file_path entries name")
+    cams, files = cams[torch.tensor(keep)], [files[i] for i in keep]
     h, w = read_image(files[0]).shape[:2]
     if (w, h) != (cams.width, cams.height):
         cams = cams.resize(w, h)
@@ -226,13 +242,13 @@ def _transforms(root: Path, images: str | None, json_path: Path | None = None):
 
 
 def _read_blender_split(root: Path, split: Split, downscale: int) -> Scene:
-    cams, files, _, points, rgb = _transforms(root, None, root / "transforms_train.json")
+    cams, files, _, points, rgb = _transforms(root, None, root / "transforms_train.json", split.skip_missing)
     train, _ = split_indices(len(files), dataclasses.replace(split, test_every=0, test_views=()), str(root))
     test_file = root / "transforms_test.json"
     test = None
     test_names: tuple[str, ...] = ()
     if test_file.is_file():
-        tcams, tfiles, _, _, _ = _transforms(root, None, test_file)
+        tcams, tfiles, _, _, _ = _transforms(root, None, test_file, split.skip_missing)
         test = _views(tcams, tfiles, list(range(len(tfiles))), downscale, True)
         test_names = tuple(f.name for f in tfiles)
     return Scene(_views(cams, files, train, downscale, True), test, tuple(files[i].name for i in train),

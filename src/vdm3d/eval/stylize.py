@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
@@ -40,6 +40,7 @@ from vdm3d.geometry.path_buffers import PathBuffers, render_path
 from vdm3d.jobs.stylize import StylizeConfig, anchor_views, arcs, load_models, stylize_frames
 from vdm3d.metrics.image import psnr, ssim
 from vdm3d.metrics.video import color_histogram_distance, edge_fscore, warp_error
+from vdm3d.options import Range
 from vdm3d.train.datasets import SEED_OFFSETS
 DEFAULT_MESHES = ("spot/spot_triangulated.obj:spot/spot_texture.png", "bob/bob_tri.obj", "duck/Duck.glb")
 METHODS = ("job", "warp-anchors", "per-frame", "fresh-noise")
@@ -130,11 +131,14 @@ def table(means: dict[str, dict[str, float]]) -> str:
     return "\n".join(rows)
 
 
-def stylize(out: Path = Path("runs/eval_stylize"), procedural: int = 10, frames: int = 24, resolution: int = 64,
+def stylize(out: Path = Path("runs/eval_stylize"), procedural: Annotated[int, Range(1)] = 10,
+            frames: Annotated[int, Range(1)] = 24, resolution: Annotated[int, Range(8)] = 64,
             meshes: tuple[str, ...] = DEFAULT_MESHES, mesh_root: Path = Path("../shared/data/meshes"),
-            arc_frames: int = 8, steps: int = 8, anchor_model: str = "stylize_anchor",
-            inbetween_model: str = "stylize_inbetween", guidance_scale: float | None = None,
-            keyframe_blend: float = 0.5,
+            arc_frames: Annotated[int, Range(1)] = 8, steps: Annotated[int, Range(1)] = 8,
+            anchor_model: str = "stylize_anchor",
+            inbetween_model: str = "stylize_inbetween",
+            guidance_scale: Annotated[float | None, Range(0)] = None,
+            keyframe_blend: Annotated[float, Range(0, 1)] = 0.5,
             split: Literal["heldout", "val"] = "heldout", seed: int = 0, overwrite: bool = False,
             record: bool = False) -> dict:
     """Score `vdm3d stylize` and its three baselines on held-out cases with ground truth.

@@ -26,7 +26,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from vdm3d.errors import InputError, OutputExistsError
+from vdm3d.errors import InputError, OutputError, OutputExistsError
 
 MANIFEST = "manifest.json"
 _VERSIONED = ("vdm3d", "torch", "numpy", "diffusers", "transformers", "accelerate", "trimesh",
@@ -84,11 +84,31 @@ def _umask() -> int:
     return _UMASK
 
 
+def check_writable(path: str | Path, option: str = "--out") -> None:
+    """Refuse, before any work, an output location that cannot be created: one of its parents is a
+    file, or the nearest existing parent folder is not writable. ``option`` names the flag to change."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise OutputError(f"{path}: cannot write there, because {parent} is a file, not a folder; "
+                          f"choose another {option}.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{path}: cannot write there, because the folder {parent} is not writable; "
+                          f"choose another {option} or fix the folder's permissions.")
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write a file so that readers see either the old content or the new, never a mix."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    check_writable(path, "output path")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as e:  # a full disk, a read-only mount: say where, not errno's traceback
+        raise OutputError(f"{path}: cannot write there ({e.strerror or type(e).__name__}); "
+                          "choose another output location.") from None
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(fd, "wb") as f:
@@ -159,9 +179,13 @@ class RunFolder:
         for p in self.inputs:
             if not p.exists():
                 raise InputError(path=p, problem="does not exist", fix="check the path")
+        check_writable(self.out)
         if self.out.exists() and not self.overwrite:
             raise OutputExistsError(
                 f"{self.out}: the output folder already exists; choose another --out or pass --overwrite.")
+        if self.resume and not self.partial.exists():
+            raise InputError(f"{self.out}: --resume found no interrupted run to continue (no {self.partial.name} "
+                             "beside it); run the same command without --resume to start one.")
         if self.partial.exists() and not self.resume:
             shutil.rmtree(self.partial)
         self.partial.mkdir(parents=True, exist_ok=True)
@@ -170,8 +194,13 @@ class RunFolder:
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc_type is not None:
-            if not (self._keep_on_failure and not isinstance(exc, InputError)):
+            keep = self._keep_on_failure and not isinstance(exc, InputError)
+            if not keep:
                 shutil.rmtree(self.partial, ignore_errors=True)
+            if isinstance(exc, KeyboardInterrupt):  # Ctrl-C or SIGTERM: say what is left (cli.main prints it)
+                exc.outcome = (f"the checkpoint in {self.partial} is kept; the same command with --resume "
+                               "continues from it" if keep else
+                               f"no checkpoint had been written yet, so nothing was kept in {self.out.parent}")
             return False
         atomic_write_json(self.partial / MANIFEST, self.manifest())
         if self.out.exists():

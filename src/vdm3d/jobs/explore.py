@@ -70,9 +70,9 @@ class ExploreConfig:
     """how a path is extended to --frames: extrapolate, loop, pingpong or slowdown"""
     speed: Annotated[float, Range(0, open_min=True)] = 1.0
     """speed multiplier: the path is resampled at this many of its frames per output frame"""
-    resolution: Annotated[int, Range(8)] = 64
+    resolution: Annotated[int, Range(16)] = 64
     """output side in pixels (the tiny models work at 64)"""
-    fov_deg: Annotated[float, Range(0, 180, open_min=True, open_max=True)] = 60.0
+    fov_deg: Annotated[float, Range(0, 170, open_min=True, open_max=True)] = 60.0
     """horizontal field of view of every frame"""
     depth_median: Annotated[float, Range(0, open_min=True)] = 2.0
     """median depth of the start image in the path's units (sets the scale of the scene)"""
@@ -103,9 +103,9 @@ class ExploreConfig:
     """fill holes with the video model, or with OpenCV inpainting of the render (baseline)"""
     use_cache: bool = True
     """condition on the cache's renders (off: only the previous frame, a baseline)"""
-    points_per_frame: Annotated[int, Range(1)] = 4096
+    points_per_frame: Annotated[int, Range(16)] = 4096
     """most new Gaussians from one frame"""
-    max_points: Annotated[int, Range(1)] = 20_000
+    max_points: Annotated[int, Range(16)] = 20_000
     """most Gaussians in the cache"""
     fit_steps: Annotated[int, Range(0)] = 60
     """cache fitting steps per chunk (WorldWarp: 500 at 480x720)"""

@@ -96,7 +96,7 @@ class ObjectConfig:
     """camera distance from the object's centre (the object is assumed to fit in the unit sphere); the
     default is the tiny model's training framing: at 40 deg the unit sphere fills the view with a 10 %
     margin (:func:`vdm3d.data.procedural.cameras.orbit_distance`)"""
-    fov_deg: Annotated[float, Range(0, 180, open_min=True, open_max=True)] = 40.0
+    fov_deg: Annotated[float, Range(0, 170, open_min=True, open_max=True)] = 40.0
     """horizontal field of view of the orbit cameras"""
     border_ratio: Annotated[float, Range(0, 0.5, open_max=True)] = 0.2
     """fraction of the image left as border around the recentred object"""

@@ -108,7 +108,11 @@ def _read_ply(path: Path, content: ViewerContent, mesh_up: MeshUp) -> None:
         content.mesh = load_mesh(path, mesh_up)
         content.sources["mesh"] = str(path)
         return
-    cloud = trimesh.load(path, process=False)
+    try:
+        cloud = trimesh.load(path, process=False)
+    except Exception as e:  # noqa: BLE001 - trimesh raises many types for broken bodies
+        raise InputError(path=path, problem=f"is not a readable PLY file ({type(e).__name__})",
+                         fix="pass a 3DGS, mesh or point cloud .ply") from None
     vertices = np.asarray(getattr(cloud, "vertices", np.zeros((0, 3))))
     if len(vertices) == 0:
         raise InputError(path=path, problem="holds no vertices", fix="pass a PLY with splats, a mesh or points")
@@ -138,7 +142,10 @@ def _read_frames(files: list[Path], max_side: int = 256) -> np.ndarray:
     from PIL import Image
 
     out = []
+    from vdm3d.io.images import check_image_file
+
     for f in files:
+        check_image_file(f)
         with Image.open(f) as im:
             im = im.convert("RGB")
             if max(im.size) > max_side:
