@@ -26,7 +26,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from vdm3d.errors import InputError, OutputError, OutputExistsError
+from vdm3d.errors import ConfigError, InputError, OutputError, OutputExistsError
 
 MANIFEST = "manifest.json"
 _VERSIONED = ("vdm3d", "torch", "numpy", "diffusers", "transformers", "accelerate", "trimesh",
@@ -170,6 +170,42 @@ class RunFolder:
         """True when a partial folder with checkpoints from an earlier attempt is being continued."""
         return self.resume and (self.partial / "checkpoints").is_dir()
 
+    def save_stage(self, name: str, tensors: dict[str, Any], **meta: Any) -> None:
+        """Checkpoint a finished stage: its tensors (safetensors) and JSON ``meta``, together with a
+        fingerprint of the config, so that ``--resume`` skips the stage only for the same options."""
+        from safetensors.torch import save
+
+        meta = {"config": self._fingerprint(), **meta}
+        blob = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()},
+                    metadata={"vdm3d": json.dumps(to_jsonable(meta))})
+        atomic_write_bytes(self.checkpoint_dir / f"stage-{name}.safetensors", blob)
+
+    def load_stage(self, name: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The tensors and meta of a stage an interrupted run finished, or ``None`` (not resuming, or
+        the stage had not finished). Refuses a checkpoint made with other options."""
+        path = self.partial / "checkpoints" / f"stage-{name}.safetensors"
+        if not self.resuming or not path.is_file():
+            return None
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = json.loads((f.metadata() or {}).get("vdm3d", "{}"))
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception:  # noqa: BLE001 - a checkpoint cut short by a kill: redo the stage
+            return None
+        if meta.get("config") != self._fingerprint():
+            raise ConfigError(f"{self.out}: the interrupted run there was started with other options; resume it "
+                              "with the same options, or run without --resume (and --overwrite) to start again.")
+        return tensors, meta
+
+    def _fingerprint(self) -> str:
+        """SHA-256 of the config without the fields that only say where and whether to resume."""
+        cfg = to_jsonable(self.config)
+        if isinstance(cfg, dict):
+            cfg = {k: v for k, v in cfg.items() if k not in ("resume", "overwrite")}
+        return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()
+
     def record(self, **fields: Any) -> None:
         """Add fields to the manifest (which perceptual loss ran, model hashes, timings...)."""
         self.extra.update(fields)
@@ -194,13 +230,14 @@ class RunFolder:
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc_type is not None:
-            keep = self._keep_on_failure and not isinstance(exc, InputError)
+            # a resumed run never loses the checkpoints it started from; a new one keeps those it wrote
+            keep = self.resuming or (self._keep_on_failure and not isinstance(exc, InputError))
             if not keep:
                 shutil.rmtree(self.partial, ignore_errors=True)
             if isinstance(exc, KeyboardInterrupt):  # Ctrl-C or SIGTERM: say what is left (cli.main prints it)
                 exc.outcome = (f"the checkpoint in {self.partial} is kept; the same command with --resume "
                                "continues from it" if keep else
-                               f"no checkpoint had been written yet, so nothing was kept in {self.out.parent}")
+                               f"no checkpoint had been written yet, so nothing of {self.out} was kept")
             return False
         atomic_write_json(self.partial / MANIFEST, self.manifest())
         if self.out.exists():

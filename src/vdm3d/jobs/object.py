@@ -31,6 +31,7 @@ OBJ are rotated to glTF's y-up (``(x, y, z) -> (x, z, -y)``); every other output
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 from typing import Annotated, Callable, Literal
 
@@ -56,6 +57,7 @@ from vdm3d.io.video import write_video
 from vdm3d.jobs.object_orbit import (BackboneOrbit, Guidance, OrbitKind, OrbitPlan, OrbitSource, check_orbit_backbone,
                                      orbit_plan)
 from vdm3d.jobs.object_refine import RefineConfig, refine as refine_sds
+from vdm3d.jobs.object_resume import gaussians_stage, orbit_stage
 from vdm3d.models.registry import load_backbone
 from vdm3d.models.tiny import DEFAULT_VIDEO
 from vdm3d.options import Range
@@ -157,6 +159,8 @@ class ObjectConfig:
     """random seed (sampling, dynamic orbit, fitting)"""
     overwrite: bool = False
     """replace an existing run folder"""
+    resume: bool = False
+    """continue the interrupted run in --out after its last finished stage (orbit, fit, refine)"""
 
 
 PRESETS: dict[str, tuple[str, ObjectConfig]] = {
@@ -388,27 +392,34 @@ def run_object(config: ObjectConfig, *, source: OrbitSource | None = None, progr
     perceptual, perceptual_name = make_perceptual(config.perceptual)
     lap("load")
     with RunFolder(config.out, config=config, seed=config.seed, inputs=[config.image, *([config.mask] if config.mask else [])],
-                   overwrite=config.overwrite) as run:
+                   overwrite=config.overwrite, resume=config.resume) as run:
         say(f"orbit: {config.orbit} with {source.name} at {size}x{size}")
-        orbit, plan = generate_orbit(config, fg, source)
-        for clip in getattr(source, "log", []):
+        # each expensive stage checkpoints its result; --resume picks up after the last one (object_resume)
+        orbit, plan, orbit_log = orbit_stage(
+            run, lambda: generate_orbit(config, fg, source),
+            lambda: orbit_plan(config.orbit, config.elevation_deg, config.radius, config.fov_deg, size, config.frames,
+                               config.seed),
+            lambda: list(getattr(source, "log", None) or []))
+        for clip in orbit_log:
             say(f"orbit clip of frames {clip['frames']}: CFG weights {clip['cfg_weights']}")
         lap("generate_orbit")
         hull = carve(config, orbit)
         say(f"carve: visual hull with {len(hull.mesh.faces)} faces, {len(hull.points_world)} points")
         lap("carve")
-        gaussians = fit(config, orbit, init_gaussians(hull, orbit), perceptual, say)
+        gaussians = gaussians_stage(run, "fit", lambda: fit(config, orbit, init_gaussians(hull, orbit), perceptual, say))
         lap("fit")
         if config.refine:
-            gaussians = refine(config, gaussians, orbit, plan, fg, source, say)
+            fitted = gaussians
+            gaussians = gaussians_stage(run, "refine", lambda: refine(config, fitted, orbit, plan, fg, source, say))
             lap("refine")
         mesh = extract_mesh(config, gaussians, plan, *mesh_box(hull), size, hull)
         say(f"mesh: {len(mesh.vertices)} vertices, {len(mesh.faces)} faces, watertight={mesh.is_watertight}")
         lap("extract_mesh")
         files = export(run.path, config, fg, orbit, plan, gaussians, mesh)
+        shutil.rmtree(run.path / "checkpoints", ignore_errors=True)  # finished: nothing left to resume
         lap("export")
         run.record(perceptual=perceptual_name, backbone=source.name, mask_source=fg.mask_source,
-                   input_index=plan.input_index, orbit_sampling=getattr(source, "log", None), num_gaussians=len(gaussians), mesh_faces=len(mesh.faces),
+                   input_index=plan.input_index, orbit_sampling=orbit_log or getattr(source, "log", None), num_gaussians=len(gaussians), mesh_faces=len(mesh.faces),
                    mesh_watertight=bool(mesh.is_watertight), mesh_frame="glTF y-up: (x, y, z) -> (x, z, -y)",
                    files=files, timings=timings)
     return ObjectResult(config.out, orbit, gaussians, mesh, perceptual_name, timings)
