@@ -103,6 +103,27 @@ def _hints(obj: Any) -> dict[str, Any]:
         return {}
 
 
+def constrained_fields(config: Any, prefix: str = "", omit: bool = False, attrs: tuple[str, ...] = ()
+                       ) -> Iterator[tuple[tuple[str, ...], str, Range]]:
+    """``(attribute path, flag path, range)`` of every field of ``config`` (recursively) with a declared range.
+
+    The attribute path reaches the field from ``config`` (``("fit", "steps")``); the flag path is
+    the option as typed, without the dashes (``steps``).
+    """
+    if not dataclasses.is_dataclass(config) or isinstance(config, type):
+        return
+    hints = _hints(type(config))
+    for f in dataclasses.fields(config):
+        if not f.init:
+            continue
+        tp, value, path = hints.get(f.name, f.type), getattr(config, f.name, None), f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            yield from constrained_fields(value, *_nested_prefix(tp, path, prefix, omit), attrs + (f.name,))
+        else:
+            for rng in _ranges(tp):
+                yield attrs + (f.name,), path, rng
+
+
 def violations(config: Any, prefix: str = "", omit: bool = False) -> Iterator[tuple[str, Any, Range]]:
     """``(flag path, value, range)`` of every field of ``config`` (recursively) outside its range."""
     if not dataclasses.is_dataclass(config) or isinstance(config, type):
@@ -171,4 +192,5 @@ def checked_command(fn: Callable) -> Callable:
     return run
 
 
-__all__ = ["Range", "check_arguments", "check_options", "checked_command", "flag_name", "violations"]
+__all__ = ["Range", "check_arguments", "check_options", "checked_command", "constrained_fields", "flag_name",
+           "violations"]

@@ -49,10 +49,14 @@ class Scene:
 def _mesh_scene(vertices: np.ndarray, faces: np.ndarray, source: str, samples: int, seed: int) -> Scene:
     import trimesh
 
-    mesh = trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
-    if len(mesh.faces) == 0:
-        raise InputError(path=source, problem="has no triangles", fix="pass a mesh with faces or a point cloud")
-    pts, _ = trimesh.sample.sample_surface(mesh, samples, seed=seed)
+    try:
+        mesh = trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
+        if len(mesh.faces) == 0:
+            raise InputError(path=source, problem="has no triangles", fix="pass a mesh with faces or a point cloud")
+        pts, _ = trimesh.sample.sample_surface(mesh, samples, seed=seed)
+    except (ValueError, IndexError, TypeError) as e:  # faces that name missing vertices, ragged arrays
+        raise InputError(path=source, problem=f"has malformed vertices or faces ({type(e).__name__})",
+                         fix="re-export the mesh") from None
     return Scene(np.asarray(pts, np.float64), None, np.asarray(vertices, np.float64), np.asarray(faces, np.int64), source)
 
 

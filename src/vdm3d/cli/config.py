@@ -57,7 +57,10 @@ def read_config_file(path: str | Path) -> tuple[dict[str, Any], Path | None]:
     path = Path(path)
     if not path.is_file():
         raise InputError(path=path, problem="does not exist", fix="pass --config a YAML file of options")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError(path=path, problem="is not UTF-8 text", fix="pass a YAML or JSON file of options") from None
     try:
         if path.suffix.lower() == ".json":
             data = json.loads(text)
@@ -70,7 +73,7 @@ def read_config_file(path: str | Path) -> tuple[dict[str, Any], Path | None]:
         raise InputError(path=path, problem=f"is not valid YAML/JSON ({first})", fix="fix the syntax") from None
     if data is None:
         return {}, None
-    if not isinstance(data, dict):
+    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
         raise InputError(path=path, problem="is not a mapping of options",
                          fix="write one `option: value` per line, e.g. `fit_steps: 300`")
     if data.get("format") == "vdm3d.run":  # a run manifest: its recorded config

@@ -59,7 +59,7 @@ class SamplerConfig:
 
     schedule: EdmSchedule | DdimSchedule | FlowSchedule = EdmSchedule()
     """where the noise levels come from (EDM Karras, DDPM alpha-bar, shifted flow)"""
-    eta: Annotated[float, Range(0)] = 0.0
+    eta: Annotated[float, Range(0, 1)] = 0.0
     """DDIM eta: 0 = deterministic (Euler/DDIM/flow Euler), 1 = ancestral (DDPM)"""
     sigma_data: Annotated[float, Range(0, open_min=True)] = 1.0
     """data standard deviation assumed for the starting noise ``sqrt(sigma_0^2 + sigma_data^2) eps``"""

@@ -62,9 +62,9 @@ class PlanConfig:
 
     def __post_init__(self) -> None:
         if len(self.keep) != len(self.pivot_scales):
-            raise ConfigError(f"planning: keep {self.keep} needs one count per pivot scale {self.pivot_scales}.")
-        if any(s <= 0 for s in self.pivot_scales):
-            raise ConfigError(f"planning: pivot scales must be positive, got {self.pivot_scales}.")
+            raise ConfigError(f"--plan.keep {self.keep} needs one count per --plan.pivot-scales value "
+                              f"{self.pivot_scales}; give both the same length.")
+        # positive pivot scales: the declared Range, checked with every option (vdm3d.options)
 
 
 @dataclasses.dataclass(frozen=True)
