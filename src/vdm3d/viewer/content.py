@@ -123,15 +123,23 @@ def _read_ply(path: Path, content: ViewerContent, mesh_up: MeshUp) -> None:
     content.sources["points"] = str(path)
 
 
+MAX_CAMERAS = 600  # a longer path shows this many of its cameras, evenly spaced
+
+
 def _read_cameras(path: Path, content: ViewerContent) -> None:
     from vdm3d.cameras.formats import read_camera_file
 
+    from vdm3d.cameras.preview import evenly_spaced
+
     cf = read_camera_file(path)
-    content.cameras = cf.trajectory.cameras.to(torch.float32)
-    content.fps = float(cf.trajectory.fps)
+    cams = cf.trajectory.cameras.reshape(-1)
+    # bounded memory on long paths: at most MAX_CAMERAS frusta and thumbnails, evenly spaced
+    keep = evenly_spaced(len(cams), MAX_CAMERAS)
+    content.cameras = (cams[torch.from_numpy(keep)] if len(keep) < len(cams) else cams).to(torch.float32)
+    content.fps = float(cf.trajectory.fps) * len(keep) / max(len(cams), 1)
     content.sources["cameras"] = str(path)
     # a transforms.json names each frame's image; use them when all of them exist
-    images = [path.parent / n for n in cf.names]
+    images = [path.parent / cf.names[i] for i in keep] if cf.names else []
     if cf.names and all(p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp") and p.is_file() for p in images):
         content.frames = _read_frames(images)
         content.sources["frames"] = str(images[0].parent)
