@@ -118,6 +118,8 @@ def bad_inputs(tmp_path_factory) -> dict[str, Path]:
     (f["scene_nan"] / "transforms.json").write_text(json.dumps(data))
     f["scene_bomb_image"] = transforms_scene(root / "scene_bomb")
     png_header_only(f["scene_bomb_image"] / "im2.png", 60_000, 60_000)
+    f["scene_lens"] = transforms_scene(root / "scene_lens", extra={"camera_model": "OPENCV", "k1": 0.1, "p1": 0.01})
+    f["scene_k4"] = transforms_scene(root / "scene_k4", extra={"camera_model": "OPENCV", "k1": 0.1, "k4": 0.2})
     f["empty_folder"] = root / "empty_folder"
     f["empty_folder"].mkdir()
 

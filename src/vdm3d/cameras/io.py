@@ -62,10 +62,11 @@ _PINHOLE_PARAMS = {  # model -> indices of (fx, fy, cx, cy) in params, and names
 }
 
 
-def colmap_intrinsics(cam: ColmapCamera) -> tuple[tuple[float, float, float, float], dict[str, float]]:
+def colmap_intrinsics(cam: ColmapCamera, where: str = "COLMAP model"
+                      ) -> tuple[tuple[float, float, float, float], dict[str, float]]:
     """``(fx, fy, cx, cy)`` in pixels and the named distortion coefficients of a COLMAP camera."""
     if cam.model not in _PINHOLE_PARAMS:
-        raise CameraError(f"COLMAP camera {cam.id}: model {cam.model} is a fisheye/non-pinhole model that vdm3d "
+        raise CameraError(f"{where}: camera {cam.id} model {cam.model} is a fisheye/non-pinhole model that vdm3d "
                           "cannot represent; undistort the images first (colmap image_undistorter).")
     idx, dist_names = _PINHOLE_PARAMS[cam.model]
     p = cam.params
@@ -80,22 +81,24 @@ def cameras_from_colmap(model: ColmapModel, distortion: Literal["refuse", "drop"
     ``distortion="refuse"`` raises when a camera has non-zero distortion terms; ``"drop"`` keeps the
     pinhole part (only sensible for images that were already undistorted).
     """
+    where = str(model.path) if model.path is not None else "COLMAP model"  # messages name the model folder
     if not model.images:
-        raise InputError("COLMAP model: no registered images (images.bin/images.txt missing or empty); "
+        raise InputError(f"{where}: no registered images (images.bin/images.txt missing or empty); "
                          "cameras need image poses, so pass a model with an images file.")
     images = sorted(model.images.values(), key=lambda im: im.name)
+    for im in images:
+        if im.camera_id not in model.cameras:
+            raise InputError(f"{where}: image {im.name!r} refers to camera {im.camera_id}, which is not in "
+                             "cameras; re-export the model.")
     sizes = {(model.cameras[im.camera_id].width, model.cameras[im.camera_id].height) for im in images}
     if len(sizes) != 1:
-        raise CameraError(f"COLMAP model: images have {len(sizes)} different sizes {sorted(sizes)}; vdm3d Cameras "
+        raise CameraError(f"{where}: images have {len(sizes)} different sizes {sorted(sizes)}; vdm3d Cameras "
                           "share one size, so resize or split the images first.")
     Ks, w2c = [], []
     for im in images:
-        if im.camera_id not in model.cameras:
-            raise InputError(f"COLMAP model: image {im.name!r} refers to camera {im.camera_id}, which is not in "
-                             "cameras; re-export the model.")
-        (fx, fy, cx, cy), dist = colmap_intrinsics(model.cameras[im.camera_id])
+        (fx, fy, cx, cy), dist = colmap_intrinsics(model.cameras[im.camera_id], where)
         if distortion == "refuse" and any(abs(v) > 0 for v in dist.values()):
-            raise CameraError(f"COLMAP camera {im.camera_id} ({model.cameras[im.camera_id].model}) has lens "
+            raise CameraError(f"{where}: camera {im.camera_id} ({model.cameras[im.camera_id].model}) has lens "
                               f"distortion {dist}; undistort the images (colmap image_undistorter) or pass "
                               "distortion='drop' if they already are.")
         Ks.append([[fx, 0, cx], [0, fy, cy], [0, 0, 1]])

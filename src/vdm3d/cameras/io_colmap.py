@@ -80,6 +80,8 @@ class ColmapModel:
     cameras: dict[int, ColmapCamera]
     images: dict[int, ColmapImage]
     points3D: ColmapPoints
+    path: Path | None = None
+    """the model folder it was read from (named in error messages)"""
 
 
 # -- locating files ---------------------------------------------------------------------------
@@ -110,7 +112,7 @@ def read_colmap(path: str | Path) -> ColmapModel:
                              fix="pass the COLMAP sparse/0 folder")
         else:
             out[name] = {} if name == "images" else ColmapPoints.empty()
-    return ColmapModel(out["cameras"], out["images"], out["points3D"])
+    return ColmapModel(out["cameras"], out["images"], out["points3D"], d)
 
 
 def _guard(path: Path, reader):

@@ -211,7 +211,8 @@ class Convert:
     height: Optional[int] = None
     """Image height for formats without one (RE10K: 360) or to rescale LLFF."""
     distortion: Literal["refuse", "drop"] = "refuse"
-    """COLMAP input with lens distortion: refuse, or drop it (images already undistorted)."""
+    """Input with lens distortion (COLMAP, or transforms.json k1..p2 written to a format without it): refuse, or
+    drop it (images already undistorted)."""
     colmap_text: bool = False
     """Write COLMAP as text instead of binary."""
     overwrite: bool = False
@@ -350,11 +351,24 @@ def _write(out: Path, cf, fmt: str, overwrite: bool, colmap_binary: bool = True,
         write_camera_file(out, cf, fmt)
 
 
+def _lens_text(lens) -> str:
+    first = lens[0] if isinstance(lens, list) else lens
+    return ", ".join(f"{k}={v:g}" for k, v in first.items() if v)
+
+
 def _convert(cfg: Convert) -> int:
     from vdm3d.cameras.formats import read_camera_file
 
     _check_out(cfg.out, cfg.overwrite)
+    from vdm3d.cameras.formats import detect_format
+
     cf = read_camera_file(cfg.input, cfg.from_format, cfg.width, cfg.height, cfg.distortion)
+    lens = (cf.extras or {}).get("distortion")
+    target = detect_format(cfg.out, for_writing=True) if cfg.to == "auto" else cfg.to
+    if lens and target != "transforms" and cfg.distortion == "refuse":  # never drop it silently
+        raise InputError(path=cfg.input, field="distortion", problem=f"({_lens_text(lens)}) cannot be stored in a "
+                         f"{target} file", fix="convert to a transforms.json, or pass --distortion drop to write the "
+                         "pinhole part only")
     _write(cfg.out, cf, cfg.to, cfg.overwrite, not cfg.colmap_text, config=cfg)
     print(f"wrote {cfg.out}: {len(cf.trajectory)} cameras")
     return 0

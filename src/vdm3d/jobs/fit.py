@@ -139,5 +139,6 @@ def run_fit(config: FitJobConfig, progress: Callable[[FitProgress], None] | None
                         "cpu_seconds": round(time.process_time() - cpu_start, 1)})
         export(run, gaussians, scene, metrics, renders)
         shutil.rmtree(run.path / "checkpoints", ignore_errors=True)  # finished: nothing left to resume
-        run.record(metrics={"test": metrics.get("test", {}).get("mean"), "train": metrics["train"]})
+        run.record(metrics={"test": metrics.get("test", {}).get("mean"), "train": metrics["train"]},
+                   undistorted=list(scene.undistorted))  # lens distortion removed from the photos, if any
     return FitResult(Path(out), gaussians, metrics)
