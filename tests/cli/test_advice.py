@@ -126,13 +126,16 @@ def test_missing_weights_sentence_names_the_installed_hf_command():
     assert "hf download [OPTIONS] REPO_ID" in usage and "--local-dir" in usage  # as the sentence uses it
 
 
-@pytest.mark.parametrize("job", ["object", "fit"])
+@pytest.mark.parametrize("job", ["object", "fit", "explore", "complete", "stylize", "train", "eval"])
 def test_help_ends_with_examples_whose_flags_exist(job):
+    """Every job's --help ends with three examples; each flag in them is one the command (for the
+    train/eval groups: the subcommand the example runs) lists in its own --help."""
     os.environ.setdefault("COLUMNS", "200")
     text = _help([job])
     tail = text.rstrip().splitlines()
     examples = [line.split("#")[0].split() for line in tail[-3:]]
     assert tail[-4] == "examples:" and all(e[:2] == ["vdm3d", job] for e in examples), tail[-4:]
-    accepted = set(FLAG.findall(text.rsplit("examples:", 1)[0]))
     for example in examples:
+        command = [job] if job not in ("train", "eval") else [job, example[2]]
+        accepted = set(FLAG.findall((text if len(command) == 1 else _help(command)).rsplit("examples:", 1)[0]))
         assert {a for a in example if a.startswith("--")} <= accepted, example

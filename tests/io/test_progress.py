@@ -68,3 +68,34 @@ def test_stage_log_times_messages_and_gives_step_stages_an_eta():
                                            "[     4.0 s] fit 40/200: loss 0.5",
                                            "[    12.0 s] fit 80/200: loss 0.4 (ETA 24.0 s)",
                                            "[    36.0 s] fit 200/200: loss 0.3"]
+
+
+def test_stage_log_counts_cases_from_the_start():
+    """``[i/n]`` lines (evaluation cases) get an ETA from the first case on, the start included."""
+    out, clock = io.StringIO(), Clock()
+    say = StageLog(stream=out, clock=clock)
+    clock.t += 10.0
+    say("[1/4] object-1: job 20.1 dB")  # 10 s a case: 3 left
+    clock.t += 10.0
+    say("[2/4] object-2: job 21.0 dB")
+    clock.t += 20.0
+    say("[4/4] mesh duck: job 19.0 dB")
+    assert out.getvalue().splitlines() == ["[    10.0 s] [1/4] object-1: job 20.1 dB (ETA 30.0 s)",
+                                           "[    20.0 s] [2/4] object-2: job 21.0 dB (ETA 20.0 s)",
+                                           "[    40.0 s] [4/4] mesh duck: job 19.0 dB"]
+
+
+def test_stage_bars_give_each_stage_its_own_progress():
+    from vdm3d.io.progress import StageBars
+
+    out = io.StringIO()
+    bars = StageBars(stream=out, tty=False)
+    for step in range(1, 11):
+        bars("baseline", step, 10, loss=0.5)
+    for step in range(6, 11):  # resumed at step 6
+        bars("distill", step, 10)
+    bars.close()
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("baseline 1/10 (10%)") and lines[9].startswith("baseline 10/10 (100%)")
+    assert "loss 0.5" in lines[0] and "\r" not in out.getvalue()
+    assert [ln.split(" (")[0] for ln in lines[10:]] == [f"distill {i}/10" for i in range(6, 11)]

@@ -6,6 +6,9 @@
   properties (plyfile), colors from ``red/green/blue`` or, for 3DGS splat PLYs, from the SH DC
   terms ``f_dc_0..2`` (``0.5 + 0.2820948 * dc``);
 * ``.obj``, ``.glb``, ``.gltf``, ``.stl``, ``.off`` - meshes (trimesh, scenes merged into one mesh);
+  glTF/GLB and OBJ are y-up and are turned to vdm3d's z-up world at this edge, as the mesh loaders
+  and the viewer do (:mod:`vdm3d.cameras.world`; ``up`` overrides the guess), so a job's GLB sits
+  upright under the job's own cameras;
 * ``.npz`` - points under ``means3d``, ``points``, ``xyz`` or ``points_world`` (colors under
   ``colors``/``rgb``), as in gsplat's test data;
 * ``.npy`` - an ``[N, 3]`` array;
@@ -22,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vdm3d.cameras.world import Up, file_up, zup_from_yup
 from vdm3d.errors import InputError
 
 SH_C0 = 0.28209479177387814
@@ -93,8 +97,12 @@ def _ply(path: Path, samples: int, seed: int) -> Scene:
     return Scene(xyz, colors, source=str(path))
 
 
-def load_scene(path: str | Path, max_points: int = 200_000, mesh_samples: int = 100_000, seed: int = 0) -> Scene:
-    """Read scene geometry (see the module docstring for formats); points are capped at ``max_points``."""
+def load_scene(path: str | Path, max_points: int = 200_000, mesh_samples: int = 100_000, seed: int = 0,
+               up: Up = "auto") -> Scene:
+    """Read scene geometry (see the module docstring for formats); points are capped at ``max_points``.
+
+    ``up``: the up axis of a mesh file (``auto``: y for glTF/GLB/OBJ, z otherwise); y-up meshes are
+    turned z-up."""
     path = Path(path)
     if not path.exists():
         raise InputError(path=path, problem="does not exist", fix="check the scene path")
@@ -115,7 +123,9 @@ def load_scene(path: str | Path, max_points: int = 200_000, mesh_samples: int = 
             mesh = trimesh.load(str(path), force="mesh", process=False)
         except Exception as e:  # noqa: BLE001
             raise InputError(path=path, problem=f"is not a readable mesh ({type(e).__name__})", fix="re-export it") from None
-        scene = _mesh_scene(np.asarray(mesh.vertices), np.asarray(mesh.faces), str(path), mesh_samples, seed)
+        vertices = np.asarray(mesh.vertices, np.float64)
+        vertices = zup_from_yup(vertices) if file_up(path, up) == "y" else vertices  # glTF/OBJ: y-up files
+        scene = _mesh_scene(vertices, np.asarray(mesh.faces), str(path), mesh_samples, seed)
     elif suffix in (".npz", ".npy"):
         try:
             data = np.load(path, allow_pickle=False)

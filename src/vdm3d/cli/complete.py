@@ -7,36 +7,29 @@ held-out scores of the completed scene and of its baseline are printed at the en
 
 from __future__ import annotations
 
-import sys
-
 HELP = "few posed photos -> complete 3DGS scene with scene-grounded video generation (GuidedVD-3DGS)"
+EXAMPLES = """examples:
+  vdm3d complete ../shared/data/llff_fern --num-train-views 3 --out runs/fern   # tiny backbone on CPU
+  vdm3d complete scene/ --train-views 0 4 8 --backbone svd-xt --memory 24GB      # hub weights, memory plan
+  vdm3d complete scene/ --out runs/scene --resume runs/scene                    # continue an interrupted run"""
 
 
 def main(argv, prog: str = "vdm3d complete") -> int:
     from vdm3d.cli.main import dispatch
     from vdm3d.jobs.complete import CompleteConfig, run_complete
 
-    config = dispatch(CompleteConfig, argv, prog, description=HELP)
-    from tqdm import tqdm
+    from vdm3d.io.progress import StageBars
 
-    bars: dict = {}  # one bar per stage, created at its first step
+    config = dispatch(CompleteConfig, argv, prog, description=HELP, memory=True, examples=EXAMPLES)
+    bars = StageBars()  # a tqdm bar per stage on a terminal, plain lines with an ETA in logs
 
     def progress(stage: str, p) -> None:
-        if stage not in bars:
-            for bar in bars.values():
-                bar.close()
-            bars[stage] = tqdm(total=p.steps, initial=p.step - 1, desc=stage, unit="step", file=sys.stderr,
-                               dynamic_ncols=True)
-        bar = bars[stage]
-        bar.update(1)
-        if p.step % 10 == 0 or p.step == p.steps:
-            bar.set_postfix(loss=f"{p.loss:.4f}", gaussians=p.num_gaussians)
+        bars(stage, p.step, p.steps, loss=f"{p.loss:.4f}", gaussians=p.num_gaussians)
 
     try:
         result = run_complete(config, progress)
     finally:
-        for bar in bars.values():
-            bar.close()
+        bars.close()
     test = result.metrics.get("test")
     if test:
         base = result.metrics.get("baseline") or {}

@@ -12,6 +12,10 @@ import importlib.util
 from vdm3d.cli.main import dispatch
 
 HELP = "score jobs and backbones on held-out ground truth against non-generative baselines"
+EXAMPLES = """examples:
+  vdm3d eval object --procedural 5 --out runs/eval_object       # the object job vs two baselines
+  vdm3d eval depth --manifest cases.yaml --out runs/eval_depth  # one run folder per case, on Ray
+  vdm3d eval orbit --objects 10 --out runs/eval_orbit           # the tiny video model vs copying the input"""
 HARNESSES = ("vdm3d.eval.object", "vdm3d.eval.backbones", "vdm3d.eval.scenes", "vdm3d.eval.explore",
              "vdm3d.eval.complete", "vdm3d.eval.stylize")
 
@@ -24,5 +28,55 @@ def commands() -> dict:
     return out
 
 
+MANIFEST_NOTE = ("vdm3d eval SUB --manifest CASES.yaml|.jsonl [flags for every case] runs each case of a batch "
+                 "manifest as its own `vdm3d eval SUB` run folder under --out (on Ray; --no-ray, --address, "
+                 "--num-cpus, --cpus-per-case as in vdm3d batch); a rerun skips finished cases")
+
+
 def main(argv, prog: str = "vdm3d eval"):
-    return dispatch(commands(), argv, prog, description=HELP)
+    from vdm3d.batch.evals import is_batch_manifest, split_batch_flags
+
+    argv = list(argv)
+    batch, rest = split_batch_flags(argv)
+    manifest = batch.get("--manifest")
+    if isinstance(manifest, str) and is_batch_manifest(manifest) and rest and not rest[0].startswith("-"):
+        return run_manifest(rest[0], manifest, batch, rest[1:])
+    # the manifest note ends every eval --help (the subcommands' too): --manifest is taken here, not by them
+    return dispatch(commands(), argv, prog, description=HELP, examples=f"{MANIFEST_NOTE}.\n\n{EXAMPLES}")
+
+
+def run_manifest(sub: str, manifest: str, batch: dict, shared: list[str]) -> int:
+    """Every case of ``manifest`` as a ``vdm3d eval SUB`` batch case; a table of statuses and scores."""
+    import sys
+    from pathlib import Path
+
+    from vdm3d.batch.evals import eval_cases, numbers_table
+    from vdm3d.batch.runner import run_cases, summary_table, write_summary
+    from vdm3d.errors import ConfigError
+    from vdm3d.io.runs import atomic_write_json
+
+    if sub not in commands():
+        raise ConfigError(f"vdm3d eval {sub!r} is unknown; choose one of: {', '.join(commands())}.")
+    out = Path(str(batch.get("--out") or f"runs/eval_{sub}_batch"))
+    cpus = str(batch.get("--cpus-per-case") or "1")
+    if not cpus.isdigit() or int(cpus) < 1:
+        raise ConfigError(f"--cpus-per-case is {cpus!r}; give a whole number, 1 or more.")
+    num_cpus = batch.get("--num-cpus")
+    cases = eval_cases(sub, manifest, out, shared)
+    print(f"eval {sub}: {len(cases)} cases from {manifest} -> {out}/", flush=True)
+
+    def report(result, done: int, total: int) -> None:
+        print(f"[{done}/{total}] {result.name}: {result.status} in {result.seconds:.1f} s"
+              + (f" ({result.error})" if result.status == "failed" else ""), flush=True)
+
+    results = run_cases(cases, out / "logs", use_ray=not batch.get("--no-ray"), address=batch.get("--address"),
+                        num_cpus=int(num_cpus) if isinstance(num_cpus, str) else None, cpus_per_case=int(cpus),
+                        report=report)
+    write_summary(out / "batch.json", results, manifest)
+    scores_text, scores = numbers_table(results)
+    atomic_write_json(out / "scores.json", scores)
+    print(summary_table(results))
+    if scores_text:
+        print(f"\n{scores_text}")
+    sys.stdout.flush()
+    return 1 if any(r.status == "failed" for r in results) else 0

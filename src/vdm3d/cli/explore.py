@@ -6,13 +6,18 @@ Flags are the fields of :class:`~vdm3d.jobs.explore.ExploreConfig` (tyro), decla
 from __future__ import annotations
 
 HELP = "one image + a camera path -> a long 3D-consistent video, depth, cameras and splats (WorldWarp)"
+EXAMPLES = """examples:
+  vdm3d explore --image room.png --move dolly-in --frames 48 --out runs/walk   # a preset move, tiny models on CPU
+  vdm3d explore --image room.png --path walk.json --backbone worldwarp --memory 24GB  # hub weights, memory plan
+  vdm3d explore --image room.png --path walk.json --out runs/walk --resume      # continue after the last chunk"""
 
 
 def main(argv, prog: str = "vdm3d explore"):
     from vdm3d.cli.config import cli
+    from vdm3d.io.progress import StageLog
     from vdm3d.jobs.explore import ExploreConfig, run_explore
 
-    config = cli(ExploreConfig, argv, prog, description=HELP)  # --config FILE.yaml, flags override it
-    result = run_explore(config)
+    config = cli(ExploreConfig, argv, prog, description=HELP, examples=EXAMPLES, memory=True)  # --config FILE.yaml
+    result = run_explore(config, progress=StageLog())  # elapsed time, and an ETA per chunk
     print(f"results: {result.out}/ (video.mp4, frames/, depth/, cameras/, splats.ply, manifest.json)")
     return 0

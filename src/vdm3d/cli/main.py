@@ -67,14 +67,17 @@ def _overview() -> str:
 
 
 def dispatch(commands: dict[str, Callable] | Callable, argv: Sequence[str], prog: str,
-             description: str | None = None):
-    """Parse ``argv`` with tyro against one function or a dict of subcommand functions, and call it."""
+             description: str | None = None, memory: bool = False, examples: str | None = None):
+    """Parse ``argv`` with tyro against one function or a dict of subcommand functions, and call it.
+
+    ``examples`` (a few command lines) are printed at the end of ``--help``; ``memory``: see
+    :func:`vdm3d.cli.config.cli`."""
     import tyro
 
     from vdm3d.cli.config import cli as config_cli
 
     if dataclasses.is_dataclass(commands):  # a job's config dataclass: --config FILE gives its defaults
-        return config_cli(commands, argv, prog, description=description)
+        return config_cli(commands, argv, prog, description=description, memory=memory, examples=examples)
     from vdm3d.options import check_options, checked_command
 
     # Every declared option range is checked before the command runs (vdm3d.options): a function
@@ -82,12 +85,17 @@ def dispatch(commands: dict[str, Callable] | Callable, argv: Sequence[str], prog
     def checked(fn):
         return fn if isinstance(fn, type) else checked_command(fn)
 
-    if callable(commands):
-        result = tyro.cli(checked(commands), args=list(argv), prog=prog, description=description)
-    else:
-        commands = {name: checked(fn) for name, fn in commands.items()}
-        result = tyro.extras.subcommand_cli_from_dict(commands, args=list(argv), prog=prog,
-                                                      description=description)
+    try:
+        if callable(commands):
+            result = tyro.cli(checked(commands), args=list(argv), prog=prog, description=description)
+        else:
+            commands = {name: checked(fn) for name, fn in commands.items()}
+            result = tyro.extras.subcommand_cli_from_dict(commands, args=list(argv), prog=prog,
+                                                          description=description)
+    except SystemExit as e:
+        if examples and e.code in (0, None) and ("-h" in argv or "--help" in argv):
+            print(f"\n{examples.strip()}")
+        raise
     if dataclasses.is_dataclass(result) and not isinstance(result, type):
         check_options(result)
     return result
@@ -168,8 +176,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 128 + int(signum)
     except SystemExit as e:  # argparse/tyro usage errors already printed their message
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
-    finally:
+    finally:  # a job's --memory plans the backbones of this command only (main also runs in-process)
         restore()
+        planner = sys.modules.get("vdm3d.models.hub.memory")
+        if planner is not None:
+            planner.configure(None)
 
 
 if __name__ == "__main__":

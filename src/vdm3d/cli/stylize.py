@@ -6,13 +6,18 @@ that follows a coarse mesh along a camera path (VideoFrom3D). Flags come from
 from __future__ import annotations
 
 HELP = "coarse mesh + camera path + style image -> a styled video that follows the geometry (VideoFrom3D)"
+EXAMPLES = """examples:
+  vdm3d stylize --mesh room.glb --trajectory walk.json --style ink.png --out runs/ink   # tiny models on CPU
+  vdm3d stylize --mesh room.glb --trajectory walk.json --style ink.png --backbone hub --memory 24GB  # FLUX + GGI
+  vdm3d stylize --config ink.yaml --resume                      # options from a file; continue after the last arc"""
 
 
 def main(argv, prog: str = "vdm3d stylize"):
     from vdm3d.cli.config import cli
+    from vdm3d.io.progress import StageLog
     from vdm3d.jobs.stylize import StylizeConfig, run_stylize
 
-    config = cli(StylizeConfig, argv, prog, description=HELP)  # --config FILE.yaml, flags override it
-    result = run_stylize(config)
+    config = cli(StylizeConfig, argv, prog, description=HELP, examples=EXAMPLES, memory=True)  # --config FILE.yaml
+    result = run_stylize(config, progress=StageLog())  # elapsed time, and an ETA per arc
     print(f"results: {result.out}/ (video.mp4, frames/, anchors/, edges/, style.png, cameras/, manifest.json)")
     return 0

@@ -12,6 +12,10 @@ from pathlib import Path
 from vdm3d.cli.main import dispatch
 
 HELP = "train the embedded tiny models (vae, video, depth) with EMA, checkpoints and --resume"
+EXAMPLES = """examples:
+  vdm3d train video --out runs/video --loop.steps 4000          # log lines with the loss and an ETA
+  vdm3d train video --out runs/video --loop.steps 4000 --resume  # continue from the last checkpoint
+  vdm3d train cards --out MODEL_CARDS.md                         # the model cards as markdown"""
 
 
 def cards(weights_dir: Path | None = None, out: Path | None = None, into_package: bool = False) -> None:
@@ -45,4 +49,4 @@ def main(argv, prog: str = "vdm3d train"):
     return dispatch({"vae": train_vae, "video": train_video, "depth": train_depth, "explore": train_explore,
                      "stylize": train_stylize,
                      "cards": cards},
-                    argv, prog, description=HELP)
+                    argv, prog, description=HELP, examples=EXAMPLES)

@@ -229,6 +229,8 @@ class Validate:
     """Input format."""
     scene: Optional[Path] = None
     """Scene geometry: points (.npz/.npy/COLMAP), splat or point PLY, or mesh (.obj/.glb/.ply)."""
+    scene_up: Literal["auto", "y", "z"] = "auto"
+    """Up axis of a --scene mesh (auto: y for .glb/.gltf/.obj, turned to vdm3d's z-up; z otherwise)."""
     min_distance: Optional[float] = None
     """Closest allowed distance to geometry (default: 2% of the scene size)."""
     min_coverage: Annotated[float, Range(0, 1)] = 0.05
@@ -249,6 +251,8 @@ class Preview:
     """PNG to write."""
     scene: Optional[Path] = None
     """Scene geometry drawn underneath (points, PLY, mesh, COLMAP)."""
+    scene_up: Literal["auto", "y", "z"] = "auto"
+    """Up axis of a --scene mesh (auto: y for .glb/.gltf/.obj, turned to vdm3d's z-up; z otherwise)."""
     from_format: CameraFormat = "auto"
     """Input format."""
     title: str = ""
@@ -385,7 +389,8 @@ def _validate(cfg: Validate) -> int:
     if cfg.scene is None:
         print(f"ok: {cfg.input} has {n} valid cameras")
         return 0
-    report = check_trajectory(cf.trajectory.cameras, load_scene(cfg.scene), cfg.min_distance, cfg.min_coverage)
+    report = check_trajectory(cf.trajectory.cameras, load_scene(cfg.scene, up=cfg.scene_up), cfg.min_distance,
+                              cfg.min_coverage)
     if cfg.report is not None:
         atomic_write_json(cfg.report, report.to_dict())
     problems = report.problems(ignore_inside=cfg.ignore_inside)
@@ -408,7 +413,7 @@ def _preview(cfg: Preview) -> int:
     if cfg.out.suffix.lower() != ".png":
         raise InputError(path=cfg.out, problem="is not a .png file name", fix="end --out with .png")
     cf = read_camera_file(cfg.input, cfg.from_format)
-    scene = load_scene(cfg.scene) if cfg.scene is not None else None
+    scene = load_scene(cfg.scene, up=cfg.scene_up) if cfg.scene is not None else None  # z-up, as the cameras
     title = cfg.title or f"{cfg.input.name}: {len(cf.trajectory)} cameras"
     atomic_write_bytes(cfg.out, preview_png(cf.trajectory.cameras, scene, title=title))
     print(f"wrote {cfg.out}")

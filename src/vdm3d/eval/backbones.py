@@ -29,6 +29,7 @@ from vdm3d.cameras.camera import Cameras
 from vdm3d.diffusion.guiders import CFG
 from vdm3d.diffusion.samplers import sample
 from vdm3d.diffusion.schedules import EdmSchedule
+from vdm3d.io.progress import StepProgress
 from vdm3d.io.runs import RunFolder
 from vdm3d.metrics.image import psnr
 from vdm3d.options import Range
@@ -121,6 +122,7 @@ def orbit(model: str = "video", objects: Annotated[int, Range(1)] = 50, batch: A
     res = rgb.shape[-2]
     gen_psnr, copy_psnr, vae_psnr = [], [], []
     t0 = time.time()
+    bar = StepProgress(n, "generate", unit="case")  # a bar on a terminal, lines with an ETA in logs
     for s in range(0, n, batch):
         sl = slice(s, min(n, s + batch))
         b = sl.stop - sl.start
@@ -132,6 +134,8 @@ def orbit(model: str = "video", objects: Annotated[int, Range(1)] = 50, batch: A
         copy_psnr.append(psnr(rgb[sl, 0][:, None].expand_as(target), target).flatten())
         with torch.no_grad():
             vae_psnr.append(psnr(bb.decode(bb.encode(target)), target).flatten())
+        bar.update(b)
+    bar.close()
     g, c, ceil = (torch.cat(x).mean().item() for x in (gen_psnr, copy_psnr, vae_psnr))
     result = {"task": "orbit", "objects": n, "views_per_object": frames, "psnr_model_db": round(g, 3),
               "psnr_copy_input_db": round(c, 3), "gain_db": round(g - c, 3), "psnr_vae_ceiling_db": round(ceil, 3),
@@ -186,6 +190,7 @@ def warp(model: str = "video", rooms: Annotated[int, Range(1)] = 30, batch: Anno
     n, frames, res = rgb.shape[0], rgb.shape[1], rgb.shape[2]
     model_sq, telea_sq, counts, full_model, full_telea = [], [], [], [], []
     t0 = time.time()
+    bar = StepProgress(n, "generate", unit="case")  # a bar on a terminal, lines with an ETA in logs
     for s in range(0, n, batch):
         sl = slice(s, min(n, s + batch))
         b = sl.stop - sl.start
@@ -205,6 +210,8 @@ def warp(model: str = "video", rooms: Annotated[int, Range(1)] = 30, batch: Anno
             acc.append(se[:, 1:].sum().item())
             full.append(psnr(pred[:, 1:], target[:, 1:]).flatten())
         counts.append(hole[:, 1:].sum().item())
+        bar.update(b)
+    bar.close()
     holes = sum(counts)
     p_model = 10 * np.log10(holes / max(sum(model_sq), 1e-12))
     p_telea = 10 * np.log10(holes / max(sum(telea_sq), 1e-12))

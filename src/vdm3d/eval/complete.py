@@ -25,6 +25,7 @@ from typing import Annotated, Any
 import numpy as np
 import torch
 
+from vdm3d.io.progress import StageLog
 from vdm3d.io.runs import RunFolder, atomic_write_json
 from vdm3d.options import Range
 
@@ -145,9 +146,11 @@ def complete(rooms: Annotated[int, Range(0)] = 3, fern: bool = True,
         scenes.append(("fern", fern_dir, dataclasses.replace(config, downscale=fern_downscale)))
     results: dict[str, Any] = {}
     t0 = time.time()
-    for name, path, cfg in scenes:
+    say = StageLog()  # "[i/n] scene scored" lines with an ETA
+    for i, (name, path, cfg) in enumerate(scenes):
         print(f"{name} ({path})", flush=True)
         results[name] = evaluate_scene(path, cfg, backbone, tuple(methods))
+        say(f"[{i + 1}/{len(scenes)}] {name} scored")
     rooms_only = [results[n] for n, _, _ in scenes if n.startswith("room")]
     if rooms_only:
         results["rooms (mean)"] = {m: {k: float(np.mean([r[m][k] for r in rooms_only])) for k in ("psnr", "ssim", "empty")}

@@ -30,6 +30,7 @@ from typing import Annotated, Any
 import numpy as np
 import torch
 
+from vdm3d.io.progress import StageLog
 from vdm3d.metrics.image import psnr, ssim
 from vdm3d.options import Range
 
@@ -111,7 +112,7 @@ def explore(rooms: Annotated[int, Range(1)] = 10, frames: Annotated[int, Range(1
     results: dict[str, list] = {m: [] for m in methods}
     chunk_times: dict[str, list] = {m: [] for m in methods}
     seed_room, done = SEED_OFFSETS[split] + 500_000, 0
-    t0 = time.time()
+    t0, say = time.time(), StageLog()  # "[room/rooms]" lines with an ETA
     with tempfile.TemporaryDirectory(prefix="vdm3d-eval-explore-") as tmp:
         tmp = Path(tmp)
         while done < rooms:
@@ -135,8 +136,8 @@ def explore(rooms: Annotated[int, Range(1)] = 10, frames: Annotated[int, Range(1
                 results[m].append(score(res.video.images, truth, segment, revisit))
                 chunk_times[m].append(res.timings["chunks_s"])
                 r = results[m][-1]
-                print(f"room {done} ({seed_room}) {m:>9}: PSNR {r['psnr']:.2f} dB, SSIM {r['ssim']:.3f}, "
-                      f"revisit {r['revisit_psnr']:.2f} dB, {sum(res.timings['chunks_s']):.0f} s", flush=True)
+                say(f"[{done + 1}/{rooms}] room {done} ({seed_room}) {m:>9}: PSNR {r['psnr']:.2f} dB, SSIM "
+                    f"{r['ssim']:.3f}, revisit {r['revisit_psnr']:.2f} dB, {sum(res.timings['chunks_s']):.0f} s")
             done += 1
     summary = {m: {"psnr": round(float(np.mean([r["psnr"] for r in rs])), 3),
                    "ssim": round(float(np.mean([r["ssim"] for r in rs])), 4),

@@ -46,6 +46,7 @@ from vdm3d.errors import InputError
 from vdm3d.geometry.carve import CarveResult, foreground_votes, grid_points, occupancy_mesh
 from vdm3d.geometry.mesh_render import render_buffers
 from vdm3d.io.images import write_image
+from vdm3d.io.progress import StageLog
 from vdm3d.io.runs import RunFolder, atomic_write_bytes, atomic_write_json
 from vdm3d.jobs import object as job
 from vdm3d.jobs.object import PRESETS, ObjectConfig
@@ -263,13 +264,13 @@ def eval_object(config: EvalObjectConfig) -> dict:
     cases = load_cases(config)
     if not cases:
         raise InputError("no evaluation cases: pass --procedural N or --manifest FILE.")
-    rows = []
+    rows, say = [], StageLog()  # "[i/n] case" lines with the elapsed time and an ETA
     with RunFolder(config.out, config=config, overwrite=config.overwrite) as run:
         for i, case in enumerate(cases):
             rows.append(run_case(case, config, job_config, run.path / "cases"))
-            print(f"[{i + 1}/{len(cases)}] {rows[-1]['case']}: " +
+            say(f"[{i + 1}/{len(cases)}] {rows[-1]['case']}: " +
                   ", ".join(f"{m} {rows[-1][m].get('novel_psnr', float('nan')):.2f} dB / CD {rows[-1][m]['chamfer']:.4f}"
-                            for m in METHODS if m in rows[-1]), flush=True)
+                            for m in METHODS if m in rows[-1]))
         means = summarize(rows)
         label = config.backbone or job_config.backbone if config.source == "backbone" else "oracle orbit"
         text = table(means, len(rows), label)

@@ -37,6 +37,7 @@ from torch import Tensor
 from vdm3d.data.procedural.stylize import StylizeCase, mesh_case, object_case, room_case
 from vdm3d.geometry.mesh_render import render_buffers
 from vdm3d.geometry.path_buffers import PathBuffers, render_path
+from vdm3d.io.progress import StageLog
 from vdm3d.jobs.stylize import StylizeConfig, anchor_views, arcs, load_models, stylize_frames
 from vdm3d.metrics.image import psnr, ssim
 from vdm3d.metrics.video import color_histogram_distance, edge_fscore, warp_error
@@ -173,7 +174,8 @@ def stylize(out: Path = Path("runs/eval_stylize"), procedural: Annotated[int, Ra
     models = load_models(config)
     with RunFolder(out, config=params, seed=seed, overwrite=overwrite) as run:
         per_case, strip = {}, None
-        for case in cases:
+        say = StageLog()  # "[i/n] case" lines with an ETA
+        for i, case in enumerate(cases, 1):
             t = time.time()
             res = run_case(case, config, models)
             shown = res.pop("_frames")
@@ -183,7 +185,7 @@ def stylize(out: Path = Path("runs/eval_stylize"), procedural: Annotated[int, Ra
                 write_image(run.path / "strip.png", strip)
                 write_image(run.path / "strip_style.png", shown["style"])
             per_case[case.name] = res
-            print(f"{case.name}: " + ", ".join(f"{m} psnr={res[m]['psnr']:.2f} warp={res[m]['warp_err']:.4f}"
+            say(f"[{i}/{len(cases)}] {case.name}: " + ", ".join(f"{m} psnr={res[m]['psnr']:.2f} warp={res[m]['warp_err']:.4f}"
                                                for m in METHODS) + f" ({time.time() - t:.0f}s)")
         names = list(METHODS) + ["ground-truth"]
         means = {n: {k: float(np.mean([c[n][k] for c in per_case.values()])) for k in METRICS

@@ -30,14 +30,11 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
+from vdm3d.cameras.world import Y_UP_SUFFIXES, Y_UP_TO_Z_UP  # the edge rotation is a camera-world convention
 from vdm3d.errors import InputError
 
 UP = np.array([0.0, 0.0, 1.0], dtype=np.float32)
 WHITE = (1.0, 1.0, 1.0)
-# y-up (glTF, OBJ) to vdm3d's z-up: +90 degrees about x, so y becomes z and z becomes -y
-Y_UP_TO_Z_UP = np.array([[1, 0, 0, 0], [0, 0, -1, 0], [0, 1, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
-# files whose convention is y-up: glTF by specification, OBJ by custom (Blender, Maya, most exporters)
-Y_UP_SUFFIXES = (".glb", ".gltf", ".obj")
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 

@@ -7,7 +7,10 @@ batch case's log, CI) with thousands of partial lines. So both helpers here look
   stream is a terminal; otherwise one plain line at each tenth of the work (and at least every
   ``interval_s`` seconds), each with the elapsed time and the ETA from the mean rate so far.
 * :class:`StageLog` prints a job's stage messages with the time since the start, and gives messages
-  of the form ``"<stage> i/n: ..."`` (the object job's fitting reports) the stage's ETA.
+  of the form ``"<stage> i/n: ..."`` (the object job's fitting reports, explore's chunks, stylize's
+  arcs) or ``"[i/n] ..."`` (evaluation cases) the stage's ETA.
+* :class:`StageBars` keeps one :class:`StepProgress` per stage for loops that report
+  ``(stage, step, steps)`` (the complete job's fits).
 
 The bar writes to stderr (as tqdm does); the stage messages to stdout, where jobs have always
 printed them.
@@ -20,7 +23,8 @@ import sys
 import time
 from typing import Any, Callable  # streams are Any: file objects, StringIO, tqdm wrappers
 
-_STEP = re.compile(r"^\s*([\w-]+) (\d+)/(\d+)\b")
+_STEP = re.compile(r"^\s*([\w-]+) (\d+)/(\d+)\b")  # "chunk 3/8: ..." (a stage's steps)
+_COUNT = re.compile(r"^\s*\[(\d+)/(\d+)\]")  # "[3/20] case: ..." (evaluation cases, batch cases)
 
 
 def is_terminal(stream: Any) -> bool:
@@ -117,13 +121,41 @@ class StageLog:
     def __call__(self, message: str) -> None:
         now = self.clock()
         line = f"[{format_seconds(now - self.start):>10}] {message}"
-        if m := _STEP.match(message):
-            stage, done, total = m.group(1), int(m.group(2)), int(m.group(3))
-            t0, s0 = self.stage_start.setdefault(stage, (now, done))
+        step = None
+        if m := _COUNT.match(message):  # cases counted from the start: case 1's time is in the rate
+            step = ("", int(m.group(1)), int(m.group(2)), (self.start, 0))
+        elif m := _STEP.match(message):  # a stage's rate counts from its first report
+            step = (m.group(1), int(m.group(2)), int(m.group(3)), (now, int(m.group(2))))
+        if step is not None:
+            stage, done, total, origin = step
+            t0, s0 = self.stage_start.setdefault(stage, origin)
             eta = eta_seconds(done, total, now - t0, s0)
             if eta is not None and done < total:
                 line += f" (ETA {format_seconds(eta)})"
         print(line, file=self.stream, flush=True)
+
+
+class StageBars:
+    """One :class:`StepProgress` per stage of a job whose loops report ``(stage, step, steps)``: a new
+    stage closes the previous stage's bar (the complete job's baseline and distillation fits)."""
+
+    def __init__(self, stream: Any = None, tty: bool | None = None):
+        self.stream, self.tty = stream, tty
+        self.stage: str | None = None
+        self.bar: StepProgress | None = None
+
+    def __call__(self, stage: str, step: int, steps: int, **postfix: Any) -> None:
+        """Step ``step`` (1-based) of ``steps`` of ``stage`` is done."""
+        if stage != self.stage or self.bar is None:
+            self.close()
+            self.stage = stage
+            self.bar = StepProgress(steps, stage, initial=step - 1, stream=self.stream, tty=self.tty)
+        self.bar.update(1, **postfix)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.bar = None
 
 
 class StageClock:

@@ -87,8 +87,9 @@ HUB: dict[str, HubEntry] = {
             ("trained_orbit", "v3d"),
         ),
         "see heheyas/V3D",
-        "weights are sgm checkpoints (heheyas/V3D V3D.ckpt + svd_xt.safetensors): convert the UNet to the "
-        "diffusers SVD layout and put unet/, vae/, image_encoder/ in the folder",
+        "weights are an sgm checkpoint (heheyas/V3D V3D.ckpt) fine-tuned from SVD-XT: download svd-xt, then "
+        "`vdm3d models convert V3D.ckpt FOLDER --layout v3d --base SVD_XT_FOLDER --trust-pickle` writes the "
+        "diffusers folder (unet/ converted, vae/ and image_encoder/ linked from SVD-XT)",
     ),
     "sv3d-p": HubEntry(
         "SV3D_p: 21-frame orbit at 576x576 from one image, per-frame polar/azimuth cameras",
@@ -142,9 +143,9 @@ HUB: dict[str, HubEntry] = {
         _T2V_FILES,
         (("frames", 81), ("height", 480), ("width", 720)),
         "see imsuperkong/worldwarp",
-        "download Wan-AI/Wan2.1-T2V-1.3B-Diffusers, replace transformer/ with imsuperkong/worldwarp "
-        "worldwarp_latest.ckpt converted to safetensors (a pickle: `vdm3d models convert CKPT OUT.safetensors "
-        "--trust-pickle`)",
+        "download Wan-AI/Wan2.1-T2V-1.3B-Diffusers and imsuperkong/worldwarp worldwarp_latest.ckpt (a pickle), "
+        "then `vdm3d models convert worldwarp_latest.ckpt FOLDER --layout worldwarp --base WAN_FOLDER "
+        "--trust-pickle` writes the folder (transformer/ converted, the rest linked from Wan)",
     ),
     "flux-dev-controlnet-hed": HubEntry(
         "FLUX.1-dev with a HED ControlNet: anchor images from edge maps (rectified flow)",
@@ -305,10 +306,13 @@ def load_backbone(
     allow_download: bool = False,
     trust_pickle: bool = False,
     device: str = "cpu",
+    memory: str | None = None,
     **settings,
 ):
     """Load a backbone by name (tiny or hub). ``path`` overrides the default folder; ``settings``
-    override the adapter settings of the entry (e.g. ``frames=14``)."""
+    override the adapter settings of the entry (e.g. ``frames=14``). A hub backbone is then fitted to
+    ``memory`` (``"24GB"``, ``"auto"``; default: what the job's ``--memory`` configured, else nothing)
+    by :mod:`vdm3d.models.hub.memory`."""
     kind, key = _resolve(name)
     if kind == "tiny":
         from vdm3d.models.tiny import load_tiny
@@ -317,8 +321,11 @@ def load_backbone(
     if key in DEPTH:
         raise ConfigError(f"{key!r} is a depth estimator, not a video backbone; choose one of: "
                           f"{', '.join(n for n in names() if n not in depth_names())}.")
-    return _load_hub(HUB[key], key, path, allow_download=allow_download, trust_pickle=trust_pickle,
-                     device=device, **settings)
+    from vdm3d.models.hub.memory import plan_loaded
+
+    backbone = _load_hub(HUB[key], key, path, allow_download=allow_download, trust_pickle=trust_pickle,
+                         device=device, **settings)
+    return plan_loaded(backbone, memory, device)
 
 
 def load_depth(name: str, path: str | Path | None = None, *, allow_download: bool = False,

@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
+from vdm3d.io.progress import eta_seconds, format_seconds
 from vdm3d.io.runs import atomic_write_json
 from vdm3d.models.weights import save_state_dict
 from vdm3d.options import Range
@@ -173,8 +174,9 @@ def train(model: nn.Module, step_fn: StepFn, cfg: LoopConfig, checkpoint_dir: Pa
         if done % cfg.log_every == 0 or done == cfg.steps or over:
             history.append([done, float(np.mean(window))])
             extra = " ".join(f"{k}={v:.4g}" for k, v in logs.items())
+            eta = eta_seconds(done, cfg.steps, time.time() - t0, start)  # this session's mean rate
             log(f"step {done}/{cfg.steps} loss={np.mean(window):.4g} {extra} lr={lr_at(step, cfg):.2e} "
-                f"t={elapsed:.0f}s")
+                f"t={elapsed:.0f}s" + (f" eta={format_seconds(eta)}" if eta is not None and done < cfg.steps else ""))
             window = []
         if accelerator.is_main_process and (done % cfg.checkpoint_every == 0 or done == cfg.steps or over
                                             or interrupted):

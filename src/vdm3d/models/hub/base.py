@@ -127,6 +127,8 @@ class HubBackbone:
     # ------------------------------------------------------------------ device / dtype
     @property
     def device(self) -> torch.device:
+        if "execution_device" in self.__dict__:  # offloaded by the memory planner: where modules run
+            return self.__dict__["execution_device"]
         for module in self.components.values():
             if isinstance(module, torch.nn.Module):
                 return next(module.parameters()).device
