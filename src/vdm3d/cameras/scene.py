@@ -124,6 +124,9 @@ def load_scene(path: str | Path, max_points: int = 200_000, mesh_samples: int = 
         except Exception as e:  # noqa: BLE001
             raise InputError(path=path, problem=f"is not a readable mesh ({type(e).__name__})", fix="re-export it") from None
         vertices = np.asarray(mesh.vertices, np.float64)
+        if vertices.ndim != 2 or vertices.shape[1] != 3:
+            raise InputError(path=path, problem=f"has vertices of shape {tuple(vertices.shape)}, not [N, 3]",
+                             fix="re-export it")
         vertices = zup_from_yup(vertices) if file_up(path, up) == "y" else vertices  # glTF/OBJ: y-up files
         scene = _mesh_scene(vertices, np.asarray(mesh.faces), str(path), mesh_samples, seed)
     elif suffix in (".npz", ".npy"):
