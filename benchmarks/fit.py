@@ -9,6 +9,8 @@ what is left (view selection, cropping, the progress PSNR) is "other". Times are
 process (``time.process_time``, so waiting for a busy machine is not counted) and wall-clock.
 
     .venv/bin/python benchmarks/fit.py                        # torch (before) vs numba (after), 300 steps
+    mkdir -p /tmp/base && git archive 8f743be src | tar -x -C /tmp/base
+    .venv/bin/python benchmarks/fit.py --before-src /tmp/base/src   # "before" on that commit's source
     .venv/bin/python benchmarks/fit.py --steps 100 --backends numba --threads 2
 """
 
@@ -28,18 +30,15 @@ FERN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "llff_fe
 STAGES = ("render", "loss", "backward", "optimizer", "densify", "other")
 
 
-def worker(backend: str, steps: int, threads: int) -> dict:
+def patch_step_timers(cpu: dict, wall: dict) -> None:
+    """Time the parts of a fitting step by wrapping what :func:`vdm3d.recon.trainer.fit_gaussians`
+    calls (for the rest of the process): ``render``, the loss terms, ``Tensor.backward``, Adam's
+    ``step``/``zero_grad`` (torch's and :mod:`vdm3d.recon.adam`'s) and the densification policy;
+    seconds add up in ``cpu`` and ``wall``."""
     import torch
 
-    from vdm3d import threads as vthreads
-    from vdm3d.data.readers import Split, read_scene
-    from vdm3d.jobs import fit as fit_job
-    from vdm3d.recon import losses, trainer
+    from vdm3d.recon import losses, perceptual, trainer
     from vdm3d.splat.strategy import DensifyPolicy
-
-    vthreads.set_threads(threads)
-    cpu = collections.defaultdict(float)
-    wall = collections.defaultdict(float)
 
     def timed(stage, fn):
         def wrapper(*args, **kwargs):
@@ -51,14 +50,33 @@ def worker(backend: str, steps: int, threads: int) -> dict:
                 cpu[stage] += time.process_time() - c0
         return wrapper
 
-    patches = [(trainer, "render", "render")]
+    patches = [(trainer, "render", "render"), (perceptual, "ms_ssim_loss", "loss")]
     patches += [(losses, name, "loss") for name in ("l1_loss", "dssim_loss", "ms_ssim_loss", "depth_loss",
                                                       "alpha_loss", "opacity_loss")]
     patches += [(torch.Tensor, "backward", "backward"), (torch.optim.Adam, "step", "optimizer"),
                 (torch.optim.Adam, "zero_grad", "optimizer"), (DensifyPolicy, "accumulate", "densify"),
                 (DensifyPolicy, "step", "densify")]
+    try:  # the loop's own Adam (an earlier source, run with --before-src, has only torch's)
+        from vdm3d.recon.adam import Adam
+        patches += [(Adam, "step", "optimizer"), (Adam, "zero_grad", "optimizer")]
+    except ImportError:
+        pass
     for owner, name, stage in patches:
         setattr(owner, name, timed(stage, getattr(owner, name)))
+
+
+def worker(backend: str, steps: int, threads: int) -> dict:
+    import torch
+
+    from vdm3d import threads as vthreads
+    from vdm3d.data.readers import Split, read_scene
+    from vdm3d.jobs import fit as fit_job
+    from vdm3d.recon import trainer
+
+    vthreads.set_threads(threads)
+    cpu = collections.defaultdict(float)
+    wall = collections.defaultdict(float)
+    patch_step_timers(cpu, wall)
 
     scene = read_scene(FERN, Split())
     cfg = fit_job.FitJobConfig(data=FERN)
@@ -82,6 +100,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--backends", nargs="+", default=["torch", "numba"])
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--before-src", type=Path, default=None,
+                   help="source tree (a src folder) the first backend runs on, e.g. an earlier commit's")
     p.add_argument("--worker", metavar="BACKEND", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
@@ -92,14 +112,18 @@ def main() -> None:
     results = {}
     for backend in args.backends:
         cmd = [sys.executable, __file__, "--worker", backend, "--steps", str(args.steps), "--threads", str(args.threads)]
-        res = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS=str(args.threads)))
+        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+        if backend == args.backends[0] and args.before_src:
+            env["PYTHONPATH"] = os.pathsep.join([str(args.before_src.resolve()), env.get("PYTHONPATH", "")])
+        res = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if res.returncode != 0:
             sys.exit(f"{backend}: {res.stderr.strip().splitlines()[-1] if res.stderr.strip() else res.returncode}")
         results[backend] = json.loads(res.stdout.strip().splitlines()[-1])
         print(f"  done {backend}: {results[backend]['total_cpu']:.1f} CPU-s", file=sys.stderr, flush=True)
 
     first = args.backends[0]
-    print(f"fern, vdm3d fit defaults (128 px patches), {args.steps} steps, threads={args.threads}; "
+    source = f" ({first} on {args.before_src})" if args.before_src else ""
+    print(f"fern, vdm3d fit defaults (128 px patches), {args.steps} steps, threads={args.threads}{source}; "
           f"per step, CPU ms (wall ms); ratio = {first} / this")
     print("| stage | " + " | ".join(args.backends) + " | " + " | ".join(f"ratio {b}" for b in args.backends[1:]) + " |")
     print("|---|" + "---|" * (2 * len(args.backends) - 1))

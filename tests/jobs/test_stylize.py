@@ -76,7 +76,9 @@ def test_job_runs_and_resumes_from_the_last_finished_arc(tmp_path, monkeypatch):
                             out=tmp_path / "run", resolution=32, arc_frames=4, steps=2, **MODELS)
     full = job.run_stylize(cfg, progress=None)
     assert full.frames.shape == (10, 32, 32, 3) and sorted(full.anchors) == [0, 3, 6, 9]
-    torch.testing.assert_close(full.frames[0], full.anchors[0])
+    # the output is fused along the path: no frame is left untouched, and every one stays near its raw value
+    assert float((full.frames[0] - full.anchors[0]).abs().max()) > 0
+    assert float((full.frames[0] - full.anchors[0]).abs().mean()) < 0.1
     for name in ("video.mp4", "anchors/009.png", "edges/009.png", "edges/soft/009.png", "cameras/trajectory.json",
                  "manifest.json", "style.png"):
         assert (cfg.out / name).exists(), name

@@ -9,11 +9,13 @@ render from a view off the path; the ground truth is the textured render along t
 
 Methods (same anchors, models, seeds and steps):
 
-* ``job``: anchors with SAG + inbetweening with flow-warped noise (the full job);
+* ``job``: anchors with SAG + inbetweening with flow-warped noise + temporal fusion (the full job);
+* ``job-no-fusion``: the job's frames before temporal fusion (an ablation: the video model alone);
 * ``warp-anchors``: the same anchors, every other frame the nearest anchor warped through the exact
   correspondence (no video model);
 * ``per-frame``: every frame generated independently by the image prior (no inbetweening, no SAG);
-* ``fresh-noise``: the job with fresh instead of warped starting noise.
+* ``fresh-noise``: the job with fresh instead of warped starting noise (fused like the job), and
+  ``fresh-noise-no-fusion`` its frames before fusion (to compare with ``job-no-fusion``).
 
 Metrics (means over frames, then cases): PSNR and SSIM against the ground truth; edge F-score of the
 frames' Canny edges against the mesh's geometric edges (1-pixel tolerance); temporal warp error
@@ -38,13 +40,13 @@ from vdm3d.data.procedural.stylize import StylizeCase, mesh_case, object_case, r
 from vdm3d.geometry.mesh_render import render_buffers
 from vdm3d.geometry.path_buffers import PathBuffers, render_path
 from vdm3d.io.progress import StageLog
-from vdm3d.jobs.stylize import StylizeConfig, anchor_views, arcs, load_models, stylize_frames
+from vdm3d.jobs.stylize import StylizeConfig, anchor_views, arcs, fuse, load_models, stylize_frames
 from vdm3d.metrics.image import psnr, ssim
 from vdm3d.metrics.video import color_histogram_distance, edge_fscore, warp_error
 from vdm3d.options import Range
 from vdm3d.train.datasets import SEED_OFFSETS
 DEFAULT_MESHES = ("spot/spot_triangulated.obj:spot/spot_texture.png", "bob/bob_tri.obj", "duck/Duck.glb")
-METHODS = ("job", "warp-anchors", "per-frame", "fresh-noise")
+METHODS = ("job", "job-no-fusion", "warp-anchors", "per-frame", "fresh-noise", "fresh-noise-no-fusion")
 METRICS = ("psnr", "ssim", "edge_f", "warp_err", "hist_dist")
 
 
@@ -104,21 +106,24 @@ def run_case(case: StylizeCase, config: StylizeConfig, models) -> dict[str, dict
     truth = render_buffers(case.scene, case.cameras, ssaa=3).rgb
     style = render_buffers(case.scene, case.style_camera, ssaa=3).rgb[0]
     buffers = render_path(case.scene, case.cameras)  # geometry only: the job never sees the textures
-    frames, anchors = stylize_frames(config, models, buffers, style, say=lambda _m: None)
+    raw, anchors = stylize_frames(config, models, buffers, style, say=lambda _m: None)
+    frames = fuse(config, buffers, raw)
     fresh, _ = stylize_frames(dataclasses.replace(config, noise="fresh"), models, buffers, style,
                               anchors=anchors, say=lambda _m: None)
     outputs = {
         "job": frames,
+        "job-no-fusion": raw,
         "warp-anchors": warp_nearest_anchor(buffers, anchors),
         "per-frame": torch.stack(list(anchor_views(config, models.anchor, buffers, style,
                                                    list(range(len(buffers))), guided=False).values())),
-        "fresh-noise": fresh,
+        "fresh-noise": fuse(config, buffers, fresh),
+        "fresh-noise-no-fusion": fresh,
     }
     out = {name: score(v, truth, buffers, style) for name, v in outputs.items()}
     out["ground-truth"] = {"warp_err": warp_error(truth, buffers.flow, buffers.flow_valid),
                            "hist_dist": color_histogram_distance(truth, style),
                            "edge_f": edge_fscore(truth, buffers.edges)}
-    out["_frames"] = {"job": frames, "gt": truth, "style": style}
+    out["_frames"] = {"job": frames, "raw": raw, "gt": truth, "style": style}
     return out
 
 
@@ -139,13 +144,16 @@ def stylize(out: Path = Path("runs/eval_stylize"), procedural: Annotated[int, Ra
             anchor_model: str = "stylize_anchor",
             inbetween_model: str = "stylize_inbetween",
             guidance_scale: Annotated[float | None, Range(0)] = None,
-            keyframe_blend: Annotated[float, Range(0, 1)] = 0.5,
+            keyframe_blend: Annotated[float, Range(0, 1)] = 1.0, fusion_radius: Annotated[int, Range(0)] = 12,
+            fusion_tau: Annotated[float, Range(0, open_min=True)] = 6.0,
+            noise_alpha: Annotated[float, Range(0, 1)] = 0.5,
             split: Literal["heldout", "val"] = "heldout", seed: int = 0, overwrite: bool = False,
             record: bool = False) -> dict:
     """Score `vdm3d stylize` and its three baselines on held-out cases with ground truth.
 
     Args:
-        out: run folder for results.json, table.md and strip.png (one case's frames).
+        out: run folder for results.json, table.md and strip.png (one case's frames; rows: ground truth,
+            the job, the job before temporal fusion) with strip_style.png.
         procedural: held-out procedural cases (objects and rooms alternating).
         frames: frames per path.
         resolution: frame size in pixels.
@@ -157,6 +165,9 @@ def stylize(out: Path = Path("runs/eval_stylize"), procedural: Annotated[int, Ra
         inbetween_model: the job's --inbetween-model.
         guidance_scale: the job's --guidance-scale.
         keyframe_blend: the job's --keyframe-blend.
+        fusion_radius: the job's --fusion-radius.
+        fusion_tau: the job's --fusion-tau.
+        noise_alpha: the job's --noise-alpha.
         split: heldout (test seeds) or val (for choosing settings without touching the test seeds).
         seed: sampling seed.
         overwrite: replace an existing run folder.
@@ -169,6 +180,7 @@ def stylize(out: Path = Path("runs/eval_stylize"), procedural: Annotated[int, Ra
     params = locals().copy()
     config = StylizeConfig(resolution=resolution, arc_frames=arc_frames, steps=steps, anchor_model=anchor_model,
                            inbetween_model=inbetween_model, guidance_scale=guidance_scale, keyframe_blend=keyframe_blend,
+                           fusion_radius=fusion_radius, fusion_tau=fusion_tau, noise_alpha=noise_alpha,
                            seed=seed)
     cases = eval_cases(procedural, frames, resolution, meshes, mesh_root, split)
     models = load_models(config)
@@ -181,7 +193,7 @@ def stylize(out: Path = Path("runs/eval_stylize"), procedural: Annotated[int, Ra
             shown = res.pop("_frames")
             if strip is None:
                 idx = np.linspace(0, frames - 1, min(frames, 8)).round().astype(int)
-                strip = torch.cat([torch.cat(list(shown["gt"][idx]), 1), torch.cat(list(shown["job"][idx]), 1)], 0)
+                strip = torch.cat([torch.cat(list(shown[k][idx]), 1) for k in ("gt", "job", "raw")], 0)
                 write_image(run.path / "strip.png", strip)
                 write_image(run.path / "strip_style.png", shown["style"])
             per_case[case.name] = res

@@ -18,6 +18,7 @@ weights, so small test images still get a perceptual-style score.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -42,24 +43,48 @@ def psnr(pred: Float[Tensor, "*B H W C"], target: Float[Tensor, "*B H W C"],
     return 10 * torch.log10(data_range ** 2 / mse.clamp_min(1e-20))
 
 
+@functools.lru_cache(maxsize=32)
 def gaussian_window(size: int = WINDOW, sigma: float = SIGMA, dtype=torch.float32, device=None
                     ) -> Float[Tensor, " S"]:
-    """Normalized 1D Gaussian taps; the 2D window is their outer product (separable)."""
+    """Normalized 1D Gaussian taps; the 2D window is their outer product (separable). Cached (a
+    training loss asks for the same taps every step): do not modify the returned tensor."""
     x = torch.arange(size, dtype=torch.float64, device=device) - (size - 1) / 2
     g = torch.exp(-(x ** 2) / (2 * sigma ** 2))
     return (g / g.sum()).to(dtype)
 
 
+def _band(n: int, taps: Tensor) -> Tensor:
+    """``[n - k + 1, n]`` matrix of the valid-region correlation with the ``k`` taps along one axis
+    (kept per size, taps, dtype and device: a training loop asks for the same few every step)."""
+    key = (n, tuple(taps.tolist()), taps.dtype, taps.device)
+    if key not in _BANDS:
+        if len(_BANDS) > 64:
+            _BANDS.clear()
+        _BANDS[key] = _make_band(n, taps)
+    return _BANDS[key]
+
+
+_BANDS: dict[tuple, Tensor] = {}
+
+
+def _make_band(n: int, taps: Tensor) -> Tensor:
+    k = taps.shape[0]
+    cols = torch.arange(n - k + 1, device=taps.device)[:, None] + torch.arange(k, device=taps.device)
+    return torch.zeros(n - k + 1, n, dtype=taps.dtype, device=taps.device).scatter_(1, cols, taps.expand(n - k + 1, k))
+
+
 def _blur_valid(x: Tensor, taps: Tensor) -> Tensor:
-    """Separable Gaussian filter of ``x [B, C, H, W]`` keeping only fully covered pixels."""
-    c = x.shape[1]
-    kh = taps.view(1, 1, -1, 1).expand(c, 1, -1, 1)
-    kw = taps.view(1, 1, 1, -1).expand(c, 1, 1, -1)
-    return F.conv2d(F.conv2d(x, kh, groups=c), kw, groups=c)
+    """Separable Gaussian filter of ``x [B, C, H, W]`` keeping only fully covered pixels.
+
+    Written as two products with banded matrices, ``A_H x A_W^T``, rather than two depthwise
+    convolutions: more multiply-adds, but BLAS runs them 2.5x faster at the 64-pixel images the jobs
+    train on and no slower at 128 (15 planes: 0.12 against 0.29 ms, 0.83 against 0.92 ms)."""
+    return _band(x.shape[-2], taps) @ x @ _band(x.shape[-1], taps).T
 
 
-def _ssim_parts(x: Tensor, y: Tensor, data_range: float, taps: Tensor) -> tuple[Tensor, Tensor]:
-    """Luminance and contrast-structure maps of ``[B, C, H, W]`` images (valid region)."""
+def _ssim_parts_ref(x: Tensor, y: Tensor, data_range: float, taps: Tensor) -> tuple[Tensor, Tensor]:
+    """Luminance and contrast-structure maps of ``[B, C, H, W]`` images (valid region), in plain
+    torch ops that autograd differentiates: the readable twin of :class:`_SSIMParts`."""
     c1, c2 = (K1 * data_range) ** 2, (K2 * data_range) ** 2
     # one conv call for the five local statistics
     stats = _blur_valid(torch.cat([x, y, x * x, y * y, x * y], 1), taps)
@@ -68,6 +93,64 @@ def _ssim_parts(x: Tensor, y: Tensor, data_range: float, taps: Tensor) -> tuple[
     luminance = (2 * mu_x * mu_y + c1) / (mu_x ** 2 + mu_y ** 2 + c1)
     contrast_structure = (2 * cov + c2) / (var_x + var_y + c2)
     return luminance, contrast_structure
+
+
+class _SSIMParts(torch.autograd.Function):
+    """:func:`_ssim_parts_ref` with its backward written out, for the training losses: autograd
+    through the reference records ~20 small ops per call and differentiates the blur of all five
+    statistics, while the chain rule needs one blur of three maps per image that wants a gradient.
+
+    With ``L = A1 / B1``, ``A1 = 2 mx my + c1``, ``B1 = mx^2 + my^2 + c1`` and ``CS = A2 / B2``,
+    ``A2 = 2 (sxy - mx my) + c2``, ``B2 = sxx - mx^2 + syy - my^2 + c2`` (``m`` the blurred images,
+    ``s`` the blurred products), the gradients of the statistics are
+
+    * ``g_mx = 2 g_L (my - L mx) / B1 + 2 g_CS (CS mx - my) / B2``, ``g_sxx = -g_CS CS / B2``,
+      ``g_sxy = 2 g_CS / B2`` (and symmetrically for ``y``);
+
+    and the pixels get ``blur^T(g_mx) + 2 x blur^T(g_sxx) + y blur^T(g_sxy)``. The adjoint of the
+    valid-region blur ``A_H m A_W^T`` is ``A_H^T g A_W``."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, y: Tensor, data_range: float, taps: Tensor):
+        c1, c2 = (K1 * data_range) ** 2, (K2 * data_range) ** 2
+        stats = _blur_valid(torch.cat([x, y, x * x, y * y, x * y], 1), taps)
+        mu_x, mu_y, xx, yy, xy = stats.chunk(5, 1)
+        mu_xx, mu_yy, mu_xy = mu_x * mu_x, mu_y * mu_y, mu_x * mu_y
+        b1 = mu_xx + mu_yy + c1
+        b2 = (xx - mu_xx) + (yy - mu_yy) + c2
+        luminance = (2 * mu_xy + c1) / b1
+        contrast_structure = (2 * (xy - mu_xy) + c2) / b2
+        ctx.save_for_backward(x, y, taps, mu_x, mu_y, b1, b2, luminance, contrast_structure)
+        return luminance, contrast_structure
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g_lum: Tensor, g_cs: Tensor):
+        x, y, taps, mu_x, mu_y, b1, b2, lum, cs = ctx.saved_tensors
+        want_x, want_y = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        gl, gc = 2 * g_lum / b1, 2 * g_cs / b2
+        g_sq = -0.5 * gc * cs  # of sxx and of syy
+        planes = []
+        if want_x:
+            planes.append(gl * (mu_y - lum * mu_x) + gc * (cs * mu_x - mu_y))
+        if want_y:
+            planes.append(gl * (mu_x - lum * mu_y) + gc * (cs * mu_y - mu_x))
+        if not planes:
+            return None, None, None, None
+        H, W = x.shape[-2:]
+        back = _band(H, taps).T @ torch.cat([*planes, g_sq, gc], 1) @ _band(W, taps)  # adjoint of the blur
+        parts = back.chunk(len(planes) + 2, 1)
+        bt_sq, bt_xy = parts[-2], parts[-1]
+        v_x = parts[0] + 2 * x * bt_sq + y * bt_xy if want_x else None
+        v_y = parts[-3] + 2 * y * bt_sq + x * bt_xy if want_y else None
+        return v_x, v_y, None, None
+
+
+def _ssim_parts(x: Tensor, y: Tensor, data_range: float, taps: Tensor) -> tuple[Tensor, Tensor]:
+    """Luminance and contrast-structure maps of ``[B, C, H, W]`` images (valid region)."""
+    if torch.is_grad_enabled() and (x.requires_grad or y.requires_grad):
+        return _SSIMParts.apply(x, y, data_range, taps)
+    return _ssim_parts_ref(x, y, data_range, taps)  # nothing to differentiate: the same ops, no graph
 
 
 def _to_bchw(img: Tensor) -> tuple[Tensor, tuple[int, ...]]:

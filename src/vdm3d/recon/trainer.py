@@ -45,6 +45,7 @@ from vdm3d.errors import ConfigError
 from vdm3d.metrics.image import WINDOW, psnr
 from vdm3d.options import Range
 from vdm3d.recon import losses
+from vdm3d.recon.adam import Adam
 from vdm3d.splat.gaussians import Gaussians
 from vdm3d.splat.render import RenderOutput, render
 from vdm3d.splat.strategy import DensifyPolicy
@@ -210,10 +211,10 @@ def scene_scale_of(cameras_centers: Float[Tensor, "N 3"], means: Float[Tensor, "
     return max(0.5 * float((means - center).norm(dim=-1).median()), 1e-6)
 
 
-def _optimizer(params: dict[str, nn.Parameter], lr: LearningRates, scene_scale: float) -> torch.optim.Adam:
+def _optimizer(params: dict[str, nn.Parameter], lr: LearningRates, scene_scale: float) -> Adam:
     rates = {"means": lr.lr_means * scene_scale, "quats": lr.lr_quats, "log_scales": lr.lr_scales,
              "opacity_logits": lr.lr_opacity, "sh_dc": lr.lr_sh_dc, "sh_rest": lr.lr_sh_rest}
-    return torch.optim.Adam([{"params": [p], "name": k, "lr": rates[k]} for k, p in params.items()], eps=1e-15)
+    return Adam([{"params": [p], "name": k, "lr": rates[k]} for k, p in params.items()], eps=1e-15)
 
 
 def _means_lr(config: FitConfig, scene_scale: float, step: int) -> float:
@@ -381,7 +382,7 @@ def view_loss(out: RenderOutput, target: Float[Tensor, "B H W 3"], alpha: Float[
     return loss
 
 
-def _snapshot(step: int, params: dict[str, nn.Parameter], optimizer: torch.optim.Optimizer, strategy: dict,
+def _snapshot(step: int, params: dict[str, nn.Parameter], optimizer: Adam, strategy: dict,
               generator: torch.Generator, scene_scale: float) -> FitState:
     moments = {name: {k: v.detach().clone() for k, v in optimizer.state.get(p, {}).items()}
                for name, p in params.items()}

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any, Callable, Protocol, runtime_checkable
 
 import torch
 from jaxtyping import Float, Int
@@ -42,6 +42,15 @@ from vdm3d.options import Range
 
 State = dict[str, Any]
 SPLIT_SCALE_DIVISOR = 1.6
+
+
+@runtime_checkable
+class Optimizer(Protocol):
+    """What density control needs of an optimizer (``torch.optim.Adam`` or :class:`vdm3d.recon.adam.Adam`):
+    param groups of one parameter each, and per-parameter state (the Adam moments)."""
+
+    param_groups: list[dict[str, Any]]
+    state: dict
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +95,7 @@ class DensifyPolicy:
                 "count": state["count"] + visible.sum(0).to(state["count"].dtype)}
 
     # -- the per-step hook ------------------------------------------------------------------------
-    def step(self, params: dict[str, nn.Parameter], optimizer: torch.optim.Optimizer, state: State, step: int,
+    def step(self, params: dict[str, nn.Parameter], optimizer: Optimizer, state: State, step: int,
              generator: torch.Generator | None = None) -> tuple[State, dict[str, int]]:
         """Run whatever is due after optimizer step ``step`` (0-based); returns the new state and counts."""
         report = {"cloned": 0, "split": 0, "pruned": 0, "reset": 0}
@@ -98,7 +107,7 @@ class DensifyPolicy:
             report["reset"] = 1
         return state, report
 
-    def refine(self, params: dict[str, nn.Parameter], optimizer: torch.optim.Optimizer, state: State,
+    def refine(self, params: dict[str, nn.Parameter], optimizer: Optimizer, state: State,
                generator: torch.Generator | None = None) -> tuple[State, dict[str, int]]:
         """Clone, split and prune now; the gradient statistics start again from zero."""
         scene_scale = state["scene_scale"]
@@ -136,7 +145,7 @@ class DensifyPolicy:
         new_state = {**state, "grad2d": torch.zeros(m, device=device), "count": torch.zeros(m, device=device)}
         return new_state, {"cloned": n_clone, "split": n_split, "pruned": n_prune, "reset": 0}
 
-    def reset_opacity(self, params: dict[str, nn.Parameter], optimizer: torch.optim.Optimizer, state: State
+    def reset_opacity(self, params: dict[str, nn.Parameter], optimizer: Optimizer, state: State
                       ) -> State:
         """Clamp every opacity to at most ``2 * prune_opacity`` and zero that parameter's Adam moments."""
         cap = math.log(2 * self.prune_opacity / (1 - 2 * self.prune_opacity))  # logit(2 * prune_opacity)
@@ -146,7 +155,7 @@ class DensifyPolicy:
 
 
 # -- parameter surgery that keeps the optimizer consistent -----------------------------------------
-def _replace(params: dict[str, nn.Parameter], optimizer: torch.optim.Optimizer, names: list[str],
+def _replace(params: dict[str, nn.Parameter], optimizer: Optimizer, names: list[str],
              new_param: Callable[[str, Tensor], Tensor], new_moment: Callable[[str, Tensor], Tensor]) -> None:
     """Swap ``params[name]`` for ``new_param(name, old)`` and its Adam moments for ``new_moment``."""
     for name in names:
@@ -166,19 +175,19 @@ def _replace(params: dict[str, nn.Parameter], optimizer: torch.optim.Optimizer, 
         params[name] = new
 
 
-def _duplicate(params: dict[str, nn.Parameter], optimizer: torch.optim.Optimizer, mask: Tensor) -> None:
+def _duplicate(params: dict[str, nn.Parameter], optimizer: Optimizer, mask: Tensor) -> None:
     """Append exact copies of the masked Gaussians; copies start with zero moments."""
     k = int(mask.sum())
     _replace(params, optimizer, list(params), lambda name, p: torch.cat([p, p[mask]]),
              lambda name, v: torch.cat([v, v.new_zeros((k, *v.shape[1:]))]))
 
 
-def _keep(params: dict[str, nn.Parameter], optimizer: torch.optim.Optimizer, mask: Tensor) -> None:
+def _keep(params: dict[str, nn.Parameter], optimizer: Optimizer, mask: Tensor) -> None:
     """Keep only the masked Gaussians (moments follow their Gaussians)."""
     _replace(params, optimizer, list(params), lambda name, p: p[mask], lambda name, v: v[mask])
 
 
-def _split(params: dict[str, nn.Parameter], optimizer: torch.optim.Optimizer, mask: Tensor,
+def _split(params: dict[str, nn.Parameter], optimizer: Optimizer, mask: Tensor,
            generator: torch.Generator | None) -> None:
     """Replace each masked Gaussian by two children sampled from it, with scales divided by 1.6."""
     means, quats, log_scales = params["means"].detach(), params["quats"].detach(), params["log_scales"].detach()

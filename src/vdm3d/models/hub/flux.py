@@ -18,12 +18,21 @@ ControlNet with weight ``control_weight`` (VideoFrom3D: 0.8). InstantX-style Con
 [-1, 1] and repeat their block residuals. The distilled guidance (FLUX-dev: 4.0) enters when the
 transformer has ``guidance_embeds``. The null branch swaps the prompt for ``negative_text`` and keeps
 the control (true CFG as in VideoFrom3D).
+
+Style alignment (VideoFrom3D's SAG "distribution alignment"): :func:`apply_style_lora` trains a
+rank-16 LoRA with peft on the single-stream blocks 1-4 of the transformer and on the ControlNet's
+attention, with the rectified-flow loss on random crops of the style image conditioned on its own
+edge map, and caches it per style image, base model and settings (:func:`style_lora_key`); a second
+run with the same style loads the LoRA instead of training.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Callable, ClassVar
 
 import torch
 from jaxtyping import Float
@@ -229,7 +238,178 @@ class FluxBackbone(HubBackbone):
         return x0_from_prediction(raw, x_native, t, "flow", "flow")
 
 
-def tiny_components(seed: int = 0, *, controlnet: bool = True) -> dict[str, Any]:
+@dataclasses.dataclass(frozen=True)
+class StyleLoraSettings:
+    """The per-style LoRA (VideoFrom3D: rank 16, FLUX single blocks 1-4 + the ControlNet, lr 1e-4
+    constant after 10 warm-up steps, 400 steps used at inference)."""
+
+    steps: int = 400
+    rank: int = 16
+    lr: float = 1e-4
+    warmup: int = 10
+    single_blocks: tuple[int, ...] = (1, 2, 3, 4)
+    min_crop: float = 0.6
+    """random square crops of at least this fraction of the style image's shorter side"""
+    seed: int = 0
+
+
+STYLE_LORA_CACHE = Path("~/.cache/vdm3d/style_lora")
+
+
+def image_edges(image: Float[Tensor, "H W 3"]) -> Float[Tensor, "H W"]:
+    """Soft edges of a photo-like image (the HED substitute for the style image, which has no mesh):
+    Sobel gradient magnitude of the blurred luminance, scaled by its 98th percentile, in [0, 1]."""
+    import cv2
+    import numpy as np
+
+    grey = (image.clamp(0, 1) @ image.new_tensor([0.299, 0.587, 0.114])).numpy().astype(np.float32)
+    grey = cv2.GaussianBlur(grey, (3, 3), 0)
+    mag = np.hypot(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1))
+    scale = max(float(np.percentile(mag, 98)), 1e-6)
+    return torch.from_numpy(np.clip(mag / scale, 0.0, 1.0))
+
+
+def style_lora_key(style: Float[Tensor, "H W 3"], base_id: str, settings: StyleLoraSettings, prompt: str = ""
+                   ) -> str:
+    """Cache key: the style image's 8-bit pixels, the base model's identity and the LoRA settings."""
+    h = hashlib.sha256()
+    h.update((style.clamp(0, 1) * 255).round().to(torch.uint8).numpy().tobytes())
+    h.update(str(tuple(style.shape)).encode())
+    meta = {"base": base_id, "prompt": prompt, **dataclasses.asdict(settings)}
+    h.update(json.dumps(meta, sort_keys=True).encode())
+    return h.hexdigest()[:20]
+
+
+def _lora_targets(backbone: "FluxBackbone", settings: StyleLoraSettings) -> dict[str, list[str]]:
+    """Module names to adapt: attention and MLP projections of the chosen single-stream blocks of
+    the transformer (those that exist), and the ControlNet's attention projections."""
+    names = {"transformer": [], "controlnet": []}
+    linear = torch.nn.Linear
+    for name, module in backbone.transformer.named_modules():
+        parts = name.split(".")
+        if (isinstance(module, linear) and len(parts) >= 3 and parts[0] == "single_transformer_blocks"
+                and int(parts[1]) in settings.single_blocks
+                and parts[-1] in ("to_q", "to_k", "to_v", "proj_mlp", "proj_out")):
+            names["transformer"].append(name)
+    if backbone.controlnet is not None:
+        for name, module in backbone.controlnet.named_modules():
+            if isinstance(module, linear) and name.split(".")[-1] in ("to_q", "to_k", "to_v"):
+                names["controlnet"].append(name)
+    if not names["transformer"]:
+        raise ConfigError(f"{backbone.name}: the transformer has none of the single-stream blocks "
+                          f"{list(settings.single_blocks)} for the style LoRA; give blocks it has.")
+    return names
+
+
+def _inject(backbone: "FluxBackbone", settings: StyleLoraSettings) -> dict[str, torch.nn.Module]:
+    from peft import LoraConfig, inject_adapter_in_model
+
+    if any("lora_" in n for n, _ in backbone.transformer.named_parameters()):
+        raise ConfigError(f"{backbone.name}: this model already carries a LoRA; load it again for another style.")
+    modules = {}
+    for part, targets in _lora_targets(backbone, settings).items():
+        if not targets:
+            continue
+        module = backbone.components[part]
+        config = LoraConfig(r=settings.rank, lora_alpha=settings.rank, target_modules=targets,
+                            init_lora_weights=True)
+        inject_adapter_in_model(config, module, adapter_name="style")
+        modules[part] = module
+    return modules
+
+
+def _train_lora(backbone: "FluxBackbone", modules: dict[str, torch.nn.Module], style: Tensor, edges: Tensor,
+                prompt: str, settings: StyleLoraSettings, size: tuple[int, int],
+                say: Callable[[str], None]) -> None:
+    """Rectified-flow loss on random crops of the style image (control: the crop of its edge map):
+    ``|u - u_hat|^2`` with ``u = eps - x0``, written as ``|x0 - x0_hat|^2 / t^2`` through the
+    backbone's VE-form denoiser."""
+    import torch.nn.functional as tnf
+
+    from vdm3d.protocols import Conditioning
+
+    params = [p for m in modules.values() for n, p in m.named_parameters() if "lora_" in n]
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.0)
+    gen = torch.Generator().manual_seed(settings.seed)
+    H, W = style.shape[:2]
+    out_h, out_w = size
+    side = min(H, W)
+    for module in modules.values():
+        module.train()
+    try:
+        for step in range(settings.steps):
+            frac = settings.min_crop + (1 - settings.min_crop) * float(torch.rand((), generator=gen))
+            c = max(8, int(round(side * frac)))
+            y = int(torch.randint(0, H - c + 1, (), generator=gen))
+            x = int(torch.randint(0, W - c + 1, (), generator=gen))
+            crop = torch.cat([style[y:y + c, x:x + c], edges[y:y + c, x:x + c, None]], -1)
+            crop = tnf.interpolate(crop.permute(2, 0, 1)[None], size=(out_h, out_w), mode="bilinear",
+                                   antialias=True, align_corners=False)[0].permute(1, 2, 0).clamp(0, 1)
+            image, edge = crop[..., :3], crop[..., 3:].expand(-1, -1, 3)
+            with torch.no_grad():
+                x0 = backbone.encode(image[None, None])
+                cond = backbone.condition(Conditioning(text=prompt, maps=edge[None, None]))
+            t = torch.sigmoid(torch.randn((), generator=gen)).clamp(0.02, 0.98).to(x0)  # logit-normal times
+            eps = torch.randn(x0.shape, generator=gen).to(x0)
+            sigma = t / (1 - t)
+            pred = backbone.denoise(x0 + sigma * eps, sigma.reshape(1), cond)
+            loss = ((pred.float() - x0.float()) ** 2).mean() / float(t) ** 2
+            for g in opt.param_groups:
+                g["lr"] = settings.lr * min(1.0, (step + 1) / max(settings.warmup, 1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            if (step + 1) % 50 == 0 or step + 1 == settings.steps:
+                say(f"style LoRA: step {step + 1}/{settings.steps}, loss {loss.item():.4f}")
+    finally:
+        for module in modules.values():
+            module.eval()
+        for p in params:
+            p.requires_grad_(False)
+
+
+def apply_style_lora(backbone: "FluxBackbone", style: Float[Tensor, "H W 3"], *, base_id: str,
+                     settings: StyleLoraSettings = StyleLoraSettings(), prompt: str = "",
+                     size: tuple[int, int] | None = None, cache_dir: Path = STYLE_LORA_CACHE,
+                     say: Callable[[str], None] = print) -> tuple[Path, bool]:
+    """Add the per-style LoRA to ``backbone`` (in place): loaded from ``cache_dir`` when this style,
+    base model (``base_id``), training size (``size``, default the backbone's resolution) and
+    settings were trained before, else trained and cached.
+
+    Returns the LoRA file and whether it was trained now (``False``: a cache hit)."""
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+    from safetensors.torch import load_file, save_file
+
+    if settings.steps < 1 or settings.rank < 1:
+        raise ConfigError(f"style LoRA: steps {settings.steps} and rank {settings.rank} must be at least 1.")
+    size = tuple(size or backbone.resolution)
+    key = style_lora_key(style, f"{base_id}@{size[0]}x{size[1]}", settings, prompt)
+    path = Path(cache_dir).expanduser() / f"{key}.safetensors"
+    modules = _inject(backbone, settings)
+    if path.is_file():
+        stored = load_file(str(path))
+        for part, module in modules.items():
+            own = {k[len(part) + 1:]: v for k, v in stored.items() if k.startswith(part + ".")}
+            set_peft_model_state_dict(module, own, adapter_name="style")
+        say(f"style LoRA: loaded {path}")
+        return path, False
+    _train_lora(backbone, modules, style.float(), image_edges(style.float()), prompt, settings, size, say)
+    tensors = {f"{part}.{k}": v.detach().contiguous().cpu()
+               for part, module in modules.items()
+               for k, v in get_peft_model_state_dict(module, adapter_name="style").items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    meta = {"base": base_id, "settings": json.dumps(dataclasses.asdict(settings))}
+    save_file(tensors, str(tmp), metadata=meta)
+    tmp.replace(path)
+    say(f"style LoRA: trained {settings.steps} steps, cached as {path}")
+    return path, True
+
+
+def tiny_components(seed: int = 0, *, controlnet: bool = True, single_layers: int = 1) -> dict[str, Any]:
     """A tiny random FLUX-dev + InstantX-style ControlNet layout (real diffusers/transformers classes)."""
     from diffusers import (
         AutoencoderKL,
@@ -252,7 +432,7 @@ def tiny_components(seed: int = 0, *, controlnet: bool = True) -> dict[str, Any]
         guidance_embeds=True,
         axes_dims_rope=[4, 6, 6],
     )
-    transformer = FluxTransformer2DModel(num_layers=1, num_single_layers=1, **dims)
+    transformer = FluxTransformer2DModel(num_layers=1, num_single_layers=single_layers, **dims)
     comps: dict[str, Any] = {"transformer": transformer}
     if controlnet:
         net = FluxControlNetModel(num_layers=1, num_single_layers=1, **dims)

@@ -139,9 +139,10 @@ def _lattice(mx, my, ca, cb, cc, x0, y0):  # pragma: no cover - compiled
 @numba.njit(parallel=True, cache=True, fastmath=True)
 @no_type_check  # compiled: the tests' jaxtyping import hook must not wrap it
 def _forward_kernel(means2d, conics, opacities, colors, depths, offsets, gauss, boxes, width, height, tile,
-                    tiles_x, out, T_final, last):  # pragma: no cover - compiled
-    """``out [H, W, 5]`` = (sum w c, sum w z, sum w); ``T_final [H, W]``; ``last [H, W]`` = one past
-    the position (in ``gauss``) of the pixel's last blended Gaussian.
+                    tiles_x, rgb, dsum, alpha_sum, T_final, last):  # pragma: no cover - compiled
+    """``rgb [H, W, 3]`` = sum w c, ``dsum [H, W]`` = sum w z, ``alpha_sum [H, W]`` = sum w;
+    ``T_final [H, W]``; ``last [H, W]`` = one past the position (in ``gauss``) of the pixel's last
+    blended Gaussian.
 
     Each tile walks its list front to back and visits only the pixels inside the Gaussian's
     alpha >= 1/255 box (the others are below 1/255 by construction); a pixel is marked done at the
@@ -160,17 +161,18 @@ def _forward_kernel(means2d, conics, opacities, colors, depths, offsets, gauss, 
             i = gauss[k]
             mx, my = means2d[i, 0], means2d[i, 1]
             ca, cb, cc, o = conics[i, 0], conics[i, 1], conics[i, 2], opacities[i]
+            c0, c1, c2, z = colors[i, 0], colors[i, 1], colors[i, 2], depths[i]
             x0, x1 = max(boxes[i, 0], ox), min(boxes[i, 1], ox + tw - 1)
             y0, y1 = max(boxes[i, 2], oy), min(boxes[i, 3], oy + th - 1)
             ok, G_row, Rx_row, Ry, Qx, Qy, Qxy = _lattice(mx, my, ca, cb, cc, x0, y0)
             for py in range(y0, y1 + 1):
-                ly = py - oy
+                ly = np.uint64(py - oy)  # unsigned indices: no negative-index wraparound code per access
                 G, Rx = G_row, Rx_row
                 for px in range(x0, x1 + 1):
                     G_here = G
                     G *= Rx
                     Rx *= Qx
-                    lx = px - ox
+                    lx = np.uint64(px - ox)
                     if done[ly, lx]:
                         continue
                     if not ok:
@@ -186,10 +188,10 @@ def _forward_kernel(means2d, conics, opacities, colors, depths, offsets, gauss, 
                         n_done += 1
                         continue
                     w = alpha * T_here
-                    acc[ly, lx, 0] += w * colors[i, 0]
-                    acc[ly, lx, 1] += w * colors[i, 1]
-                    acc[ly, lx, 2] += w * colors[i, 2]
-                    acc[ly, lx, 3] += w * depths[i]
+                    acc[ly, lx, 0] += w * c0
+                    acc[ly, lx, 1] += w * c1
+                    acc[ly, lx, 2] += w * c2
+                    acc[ly, lx, 3] += w * z
                     acc[ly, lx, 4] += w
                     T[ly, lx] = T_next
                     stop[ly, lx] = k + 1
@@ -200,8 +202,9 @@ def _forward_kernel(means2d, conics, opacities, colors, depths, offsets, gauss, 
                 break
         for ly in range(th):
             for lx in range(tw):
-                for c in range(5):
-                    out[oy + ly, ox + lx, c] = acc[ly, lx, c]
+                py, px = oy + ly, ox + lx
+                rgb[py, px, 0], rgb[py, px, 1], rgb[py, px, 2] = acc[ly, lx, 0], acc[ly, lx, 1], acc[ly, lx, 2]
+                dsum[py, px], alpha_sum[py, px] = acc[ly, lx, 3], acc[ly, lx, 4]
                 T_final[oy + ly, ox + lx] = T[ly, lx]
                 last[oy + ly, ox + lx] = stop[ly, lx]
 
@@ -209,8 +212,8 @@ def _forward_kernel(means2d, conics, opacities, colors, depths, offsets, gauss, 
 @numba.njit(parallel=True, cache=True, fastmath=True)
 @no_type_check  # compiled: the tests' jaxtyping import hook must not wrap it
 def _backward_kernel(means2d, conics, opacities, colors, depths, offsets, gauss, boxes, width, height, tile,
-                     tiles_x, T_final, last, v_out, v_pairs):  # pragma: no cover - compiled
-    """Per-pair gradients ``v_pairs [pairs, 10]`` from ``v_out [H, W, 5]`` (cotangent of ``out``): each
+                     tiles_x, T_final, last, v_rgb, v_dsum, v_alpha, v_pairs):  # pragma: no cover - compiled
+    """Per-pair gradients ``v_pairs [pairs, 10]`` from the cotangents of the forward's outputs: each
     tile walks its list back to front, each pixel starting at its own last blended Gaussian."""
     n_tiles = offsets.shape[0] - 1
     for t in numba.prange(n_tiles):
@@ -219,11 +222,15 @@ def _backward_kernel(means2d, conics, opacities, colors, depths, offsets, gauss,
         tw, th = min(tile, width - ox), min(tile, height - oy)
         T = np.empty((th, tw))  # after the current Gaussian, walking back
         S = np.zeros((th, tw))  # sum of g_j w_j over the blended Gaussians behind the current one
+        v_px = np.empty((th, tw, 5))  # the tile's cotangents, one cache line per pixel
         end = start
         for ly in range(th):
             for lx in range(tw):
-                T[ly, lx] = T_final[oy + ly, ox + lx]
-                end = max(end, last[oy + ly, ox + lx])
+                py, px = oy + ly, ox + lx
+                T[ly, lx] = T_final[py, px]
+                end = max(end, last[py, px])
+                v_px[ly, lx, 0], v_px[ly, lx, 1], v_px[ly, lx, 2] = v_rgb[py, px, 0], v_rgb[py, px, 1], v_rgb[py, px, 2]
+                v_px[ly, lx, 3], v_px[ly, lx, 4] = v_dsum[py, px], v_alpha[py, px]
         for k in range(end, end_all):  # behind every pixel's last blended Gaussian: no gradient
             for c in range(_N_GRAD):
                 v_pairs[k, c] = 0.0
@@ -237,14 +244,15 @@ def _backward_kernel(means2d, conics, opacities, colors, depths, offsets, gauss,
             ok, G_row, Rx_row, Ry, Qx, Qy, Qxy = _lattice(mx, my, ca, cb, cc, x0, y0)
             g0 = g1 = g2 = g3 = g4 = g5 = g6 = g7 = g8 = g9 = 0.0
             for py in range(y0, y1 + 1):
-                ly = py - oy
+                ly, upy = np.uint64(py - oy), np.uint64(py)
                 dy = py + 0.5 - my
                 G, Rx = G_row, Rx_row
                 for px in range(x0, x1 + 1):
                     G_here = G
                     G *= Rx
                     Rx *= Qx
-                    if k >= last[py, px]:
+                    upx = np.uint64(px)  # unsigned indices: no negative-index wraparound code per access
+                    if k >= last[upy, upx]:
                         continue
                     dx = px + 0.5 - mx
                     if not ok:
@@ -253,28 +261,28 @@ def _backward_kernel(means2d, conics, opacities, colors, depths, offsets, gauss,
                     alpha = min(ALPHA_MAX, raw)
                     if alpha < ALPHA_MIN:
                         continue
-                    lx = px - ox
-                    one_minus = 1.0 - alpha
-                    T_before = T[ly, lx] / one_minus
+                    lx = np.uint64(px - ox)
+                    inv = 1.0 / (1.0 - alpha)
+                    T_before = T[ly, lx] * inv
                     T[ly, lx] = T_before
                     w = alpha * T_before
-                    v_r, v_g, v_b, v_d = v_out[py, px, 0], v_out[py, px, 1], v_out[py, px, 2], v_out[py, px, 3]
-                    g_w = v_r * c0 + v_g * c1 + v_b * c2 + v_d * z + v_out[py, px, 4]
+                    v_r, v_g, v_b, v_d = v_px[ly, lx, 0], v_px[ly, lx, 1], v_px[ly, lx, 2], v_px[ly, lx, 3]
+                    g_w = v_r * c0 + v_g * c1 + v_b * c2 + v_d * z + v_px[ly, lx, 4]
                     g5 += w * v_r
                     g6 += w * v_g
                     g7 += w * v_b
                     g8 += w * v_d
-                    v_alpha = g_w * T_before - S[ly, lx] / one_minus
+                    v_a = g_w * T_before - S[ly, lx] * inv
                     S[ly, lx] += g_w * w
                     if raw > ALPHA_MAX:  # clamped: no gradient through alpha
                         continue
-                    v_power = -0.5 * alpha * v_alpha
+                    v_power = -0.5 * alpha * v_a
                     g0 -= v_power * 2.0 * (ca * dx + cb * dy)
                     g1 -= v_power * 2.0 * (cb * dx + cc * dy)
                     g2 += v_power * dx * dx
                     g3 += v_power * 2.0 * dx * dy
                     g4 += v_power * dy * dy
-                    g9 += v_alpha * G_here
+                    g9 += v_a * G_here
                 G_row *= Ry
                 Ry *= Qy
                 Rx_row *= Qxy
@@ -284,12 +292,19 @@ def _backward_kernel(means2d, conics, opacities, colors, depths, offsets, gauss,
 
 @numba.njit(cache=True)
 @no_type_check  # compiled: the tests' jaxtyping import hook must not wrap it
-def _reduce_pairs(gauss, v_pairs, n):  # pragma: no cover - compiled
-    """Add the per-pair gradients up per Gaussian, in pair order (deterministic)."""
-    v = np.zeros((n, v_pairs.shape[1]), v_pairs.dtype)
+def _reduce_pairs(gauss, v_pairs, v_means2d, v_conics, v_opacities, v_colors, v_depths):  # pragma: no cover
+    """Add the per-pair gradients up per Gaussian, in pair order (deterministic), into the outputs."""
+    n = v_means2d.shape[0]
+    v = np.zeros((n, _N_GRAD))
     for k in range(gauss.shape[0]):
-        v[gauss[k]] += v_pairs[k]
-    return v
+        i = gauss[k]
+        for c in range(_N_GRAD):
+            v[i, c] += v_pairs[k, c]
+    for i in range(n):
+        v_means2d[i, 0], v_means2d[i, 1] = v[i, 0], v[i, 1]
+        v_conics[i, 0], v_conics[i, 1], v_conics[i, 2] = v[i, 2], v[i, 3], v[i, 4]
+        v_colors[i, 0], v_colors[i, 1], v_colors[i, 2] = v[i, 5], v[i, 6], v[i, 7]
+        v_depths[i], v_opacities[i] = v[i, 8], v[i, 9]
 
 
 class RasterizeNumba(torch.autograd.Function):
@@ -299,26 +314,26 @@ class RasterizeNumba(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means2d, conics, opacities, colors, depths, lists: TileLists):
         arrays = [t.detach().contiguous().numpy() for t in (means2d, conics, opacities, colors, depths)]
-        H, W = lists.height, lists.width
-        out = np.zeros((H, W, 5), arrays[0].dtype)
-        T_final = np.ones((H, W), np.float64)
-        last = np.zeros((H, W), np.int64)
-        _forward_kernel(*arrays, lists.offsets, lists.gauss, lists.boxes, W, H, lists.tile, lists.tiles_x, out, T_final, last)
+        H, W, dtype = lists.height, lists.width, arrays[0].dtype
+        rgb, dsum, alpha = np.empty((H, W, 3), dtype), np.empty((H, W), dtype), np.empty((H, W), dtype)
+        T_final = np.empty((H, W), np.float64)
+        last = np.empty((H, W), np.int64)
+        _forward_kernel(*arrays, lists.offsets, lists.gauss, lists.boxes, W, H, lists.tile, lists.tiles_x,
+                        rgb, dsum, alpha, T_final, last)
         ctx.lists, ctx.arrays, ctx.T_final, ctx.last = lists, arrays, T_final, last
-        img = torch.from_numpy(out)
-        return img[..., :3].contiguous(), img[..., 3].contiguous(), img[..., 4].contiguous()
+        return torch.from_numpy(rgb), torch.from_numpy(dsum), torch.from_numpy(alpha)
 
     @staticmethod
     def backward(ctx, v_rgb, v_dsum, v_alpha):
         lists, arrays = ctx.lists, ctx.arrays
         H, W = lists.height, lists.width
-        v_out = torch.cat([v_rgb, v_dsum[..., None], v_alpha[..., None]], -1).to(torch.float64).contiguous()
         v_pairs = np.empty((lists.gauss.shape[0], _N_GRAD), np.float64)  # the kernel writes every pair
-        _backward_kernel(*arrays, lists.offsets, lists.gauss, lists.boxes, W, H, lists.tile, lists.tiles_x, ctx.T_final, ctx.last,
-                         v_out.numpy(), v_pairs)
-        n = arrays[0].shape[0]
-        v = torch.from_numpy(_reduce_pairs(lists.gauss, v_pairs, n)).to(v_rgb.dtype)
-        return v[:, 0:2], v[:, 2:5], v[:, 9], v[:, 5:8], v[:, 8], None
+        cot = [t.detach().contiguous().numpy() for t in (v_rgb, v_dsum, v_alpha)]
+        _backward_kernel(*arrays, lists.offsets, lists.gauss, lists.boxes, W, H, lists.tile, lists.tiles_x,
+                         ctx.T_final, ctx.last, *cot, v_pairs)
+        grads = [np.empty_like(a) for a in arrays]  # means2d, conics, opacities, colors, depths
+        _reduce_pairs(lists.gauss, v_pairs, *grads[:2], grads[2], grads[3], grads[4])
+        return (*(torch.from_numpy(g) for g in grads), None)
 
 
 def render_backend(gaussians: Gaussians, cameras: Cameras, sh_degree: int, background: Tensor,

@@ -25,7 +25,6 @@ from typing import no_type_check
 import numba
 import numpy as np
 import torch
-from torch import Tensor
 
 from vdm3d.cameras.camera import Cameras
 from vdm3d.splat.gaussians import Gaussians
@@ -178,14 +177,23 @@ def _project_forward(means, quats, log_scales, logits, sh, degree, cams, width, 
 def _project_backward(means, quats, log_scales, logits, sh, degree, cams, width, height, near, eps2d, visible,
                       v_means2d, v_conics, v_depths, v_opacities, v_colors,
                       v_means, v_quats, v_log_scales, v_logits, v_sh):  # pragma: no cover - compiled
-    """Accumulate the parameter gradients from the cotangents of the ``[B, N, ...]`` outputs."""
+    """Write the parameter gradients (every entry) from the cotangents of the ``[B, N, ...]`` outputs.
+
+    A Gaussian whose cotangents are all zero in every camera (every culled one, when the loss is
+    on the image) gets zero gradients without the chain rule: they are linear in the cotangents."""
     n_cams, n = cams.shape[0], means.shape[0]
     n_coef = (degree + 1) ** 2
     for chunk in numba.prange((n + _CHUNK - 1) // _CHUNK):  # scratch arrays allocated once per chunk
         basis, M, Sig, RS, C = np.empty((4, 16)), np.empty(9), np.empty(9), np.empty(9), np.empty(9)
         vm, vSig, vC, vM, v = np.empty(3), np.empty(9), np.empty(9), np.empty(9), np.empty(9)
-        JC = np.empty(6)
+        JC, vsh = np.empty(6), np.empty((n_coef, 3))
         for i in range(chunk * _CHUNK, min(n, chunk * _CHUNK + _CHUNK)):
+            v_logit = 0.0
+            vsh[:] = 0.0
+            if not _any_cotangent(i, v_means2d, v_conics, v_depths, v_opacities, v_colors):
+                _write_gradients(i, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, vsh, v_means, v_quats,
+                                 v_log_scales, v_logits, v_sh)
+                continue
             Rq, qn, qnorm = _rotation(quats[i, 0], quats[i, 1], quats[i, 2], quats[i, 3])
             s = _covariance(log_scales, i, Rq, M, Sig)
             o = 1.0 / (1.0 + math.exp(-logits[i]))
@@ -196,7 +204,7 @@ def _project_backward(means, quats, log_scales, logits, sh, degree, cams, width,
                 cam = cams[b]
                 fx, fy, cx, cy, lxn, lxp, lyn, lyp = _camera_terms(cam, width, height)
                 if visible[b, i]:
-                    v_logits[i] += v_opacities[b, i] * o * (1.0 - o)
+                    v_logit += v_opacities[b, i] * o * (1.0 - o)
                 # Colors -> SH coefficients and the viewing direction.
                 dxw, dyw, dzw = mx - cam[16], my - cam[17], mz - cam[18]
                 raw_norm = math.sqrt(dxw * dxw + dyw * dyw + dzw * dzw)
@@ -213,7 +221,7 @@ def _project_backward(means, quats, log_scales, logits, sh, degree, cams, width,
                         continue
                     vc = v_colors[b, i, ch]
                     for k in range(n_coef):
-                        v_sh[i, k, ch] += Y[k] * vc
+                        vsh[k, ch] += Y[k] * vc
                         vd0 += Yx[k] * sh[i, k, ch] * vc
                         vd1 += Yy[k] * sh[i, k, ch] * vc
                         vd2 += Yz[k] * sh[i, k, ch] * vc
@@ -299,8 +307,9 @@ def _project_backward(means, quats, log_scales, logits, sh, degree, cams, width,
                     for p in range(3):
                         acc += (vSig[3 * r + p] + vSig[3 * p + r]) * M[3 * p + c]
                     vM[3 * r + c] = acc
-            for c in range(3):
-                v_log_scales[i, c] = (vM[c] * Rq[c] + vM[3 + c] * Rq[3 + c] + vM[6 + c] * Rq[6 + c]) * s[c]
+            vs0 = (vM[0] * Rq[0] + vM[3] * Rq[3] + vM[6] * Rq[6]) * s[0]
+            vs1 = (vM[1] * Rq[1] + vM[4] * Rq[4] + vM[7] * Rq[7]) * s[1]
+            vs2 = (vM[2] * Rq[2] + vM[5] * Rq[5] + vM[8] * Rq[8]) * s[2]
             for r in range(3):
                 for c in range(3):
                     v[3 * r + c] = vM[3 * r + c] * s[c]
@@ -310,11 +319,36 @@ def _project_backward(means, quats, log_scales, logits, sh, degree, cams, width,
             vy = 2 * (-2 * y * v[0] + x * v[1] + w * v[2] + x * v[3] + z * v[5] - w * v[6] + z * v[7] - 2 * y * v[8])
             vz = 2 * (-2 * z * v[0] - w * v[1] + x * v[2] + w * v[3] - 2 * z * v[4] + y * v[5] + x * v[6] + y * v[7])
             dot = w * vw + x * vx + y * vy + z * vz
-            v_quats[i, 0] = (vw - w * dot) / qnorm
-            v_quats[i, 1] = (vx - x * dot) / qnorm
-            v_quats[i, 2] = (vy - y * dot) / qnorm
-            v_quats[i, 3] = (vz - z * dot) / qnorm
-            v_means[i, 0], v_means[i, 1], v_means[i, 2] = vm[0], vm[1], vm[2]
+            _write_gradients(i, vm[0], vm[1], vm[2], (vw - w * dot) / qnorm, (vx - x * dot) / qnorm,
+                             (vy - y * dot) / qnorm, (vz - z * dot) / qnorm, vs0, vs1, vs2, v_logit, vsh,
+                             v_means, v_quats, v_log_scales, v_logits, v_sh)
+
+
+@numba.njit(inline="always")
+@no_type_check  # compiled: the tests' jaxtyping import hook must not wrap it
+def _any_cotangent(i, v_means2d, v_conics, v_depths, v_opacities, v_colors):  # pragma: no cover - compiled
+    """Whether any output of Gaussian ``i`` has a nonzero cotangent in any camera."""
+    for b in range(v_means2d.shape[0]):
+        if (v_means2d[b, i, 0] != 0.0 or v_means2d[b, i, 1] != 0.0 or v_conics[b, i, 0] != 0.0
+                or v_conics[b, i, 1] != 0.0 or v_conics[b, i, 2] != 0.0 or v_depths[b, i] != 0.0
+                or v_opacities[b, i] != 0.0 or v_colors[b, i, 0] != 0.0 or v_colors[b, i, 1] != 0.0
+                or v_colors[b, i, 2] != 0.0):
+            return True
+    return False
+
+
+@numba.njit(inline="always")
+@no_type_check  # compiled: the tests' jaxtyping import hook must not wrap it
+def _write_gradients(i, vm0, vm1, vm2, vq0, vq1, vq2, vq3, vs0, vs1, vs2, v_logit, vsh, v_means, v_quats,
+                     v_log_scales, v_logits, v_sh):  # pragma: no cover - compiled
+    """Store Gaussian ``i``'s gradients (every entry, in the outputs' dtype; SH past ``vsh`` are 0)."""
+    v_means[i, 0], v_means[i, 1], v_means[i, 2] = vm0, vm1, vm2
+    v_quats[i, 0], v_quats[i, 1], v_quats[i, 2], v_quats[i, 3] = vq0, vq1, vq2, vq3
+    v_log_scales[i, 0], v_log_scales[i, 1], v_log_scales[i, 2] = vs0, vs1, vs2
+    v_logits[i] = v_logit
+    for k in range(v_sh.shape[1]):
+        for ch in range(3):
+            v_sh[i, k, ch] = vsh[k, ch] if k < vsh.shape[0] else 0.0
 
 
 def _camera_table(cameras: Cameras) -> np.ndarray:
@@ -350,11 +384,10 @@ class ProjectNumba(torch.autograd.Function):
     def backward(ctx, v_means2d, v_conics, v_depths, v_opac, v_colors, *_):
         params = ctx.params
         degree, width, height, near, eps2d = ctx.consts
-        cot = [t.detach().double().contiguous().numpy() for t in (v_means2d, v_conics, v_depths, v_opac, v_colors)]
-        grads = [np.zeros(p.shape, np.float64) for p in params]
+        cot = [t.detach().contiguous().numpy() for t in (v_means2d, v_conics, v_depths, v_opac, v_colors)]
+        grads = [np.empty_like(p) for p in params]  # the kernel writes every entry
         _project_backward(*params, degree, ctx.cams, width, height, near, eps2d, ctx.visible, *cot, *grads)
-        dtype = v_means2d.dtype
-        return (*(torch.from_numpy(g).to(dtype) for g in grads), None, None, None, None)
+        return (*(torch.from_numpy(g) for g in grads), None, None, None, None)
 
 
 def project_gaussians_numba(gaussians: Gaussians, cameras: Cameras, sh_degree: int, near: float = NEAR_PLANE,
