@@ -48,6 +48,19 @@ class OutputExistsError(Vdm3dError):
     """The output folder already exists and would be overwritten."""
 
 
+class OutputError(Vdm3dError):
+    """The output location cannot be written (a parent is a file, no permission, disk full)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, turned into an exception like Ctrl-C's so that run folders clean up or keep their
+    checkpoint (and say which) instead of dying with an empty hidden folder."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
 def describe(*, path=None, field=None, problem=None, fix=None) -> str:
     """Compose the one-sentence message: ``<path>: <field> <problem>; <fix>.``"""
     head = f"{path}: " if path is not None else ""

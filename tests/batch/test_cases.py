@@ -97,4 +97,4 @@ def test_summary_table_counts_and_names_failures():
 @pytest.mark.slow
 def test_resume_style_reads_the_jobs_help():
     assert runner.resume_style("fit") == "path"  # --resume RUN
-    assert runner.resume_style("object") == "none"
+    assert runner.resume_style("object") == "flag"  # --resume / --no-resume (per-stage checkpoints)

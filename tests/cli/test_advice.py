@@ -108,7 +108,7 @@ def test_every_flag_in_a_message_exists():
 
 def test_the_scan_sees_the_messages_it_should():
     found = message_flags()
-    assert "vdm3d/cli/main.py:" in " ".join(found["--resume"])  # the KeyboardInterrupt hint
+    assert "vdm3d/io/runs.py:" in " ".join(found["--resume"])  # --resume on a folder that never ran
     assert "--local-dir" not in found  # inside `hf download ...`: hf's own flag
 
 

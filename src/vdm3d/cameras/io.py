@@ -62,10 +62,11 @@ _PINHOLE_PARAMS = {  # model -> indices of (fx, fy, cx, cy) in params, and names
 }
 
 
-def colmap_intrinsics(cam: ColmapCamera) -> tuple[tuple[float, float, float, float], dict[str, float]]:
+def colmap_intrinsics(cam: ColmapCamera, where: str = "COLMAP model"
+                      ) -> tuple[tuple[float, float, float, float], dict[str, float]]:
     """``(fx, fy, cx, cy)`` in pixels and the named distortion coefficients of a COLMAP camera."""
     if cam.model not in _PINHOLE_PARAMS:
-        raise CameraError(f"COLMAP camera {cam.id}: model {cam.model} is a fisheye/non-pinhole model that vdm3d "
+        raise CameraError(f"{where}: camera {cam.id} model {cam.model} is a fisheye/non-pinhole model that vdm3d "
                           "cannot represent; undistort the images first (colmap image_undistorter).")
     idx, dist_names = _PINHOLE_PARAMS[cam.model]
     p = cam.params
@@ -80,22 +81,24 @@ def cameras_from_colmap(model: ColmapModel, distortion: Literal["refuse", "drop"
     ``distortion="refuse"`` raises when a camera has non-zero distortion terms; ``"drop"`` keeps the
     pinhole part (only sensible for images that were already undistorted).
     """
+    where = str(model.path) if model.path is not None else "COLMAP model"  # messages name the model folder
     if not model.images:
-        raise InputError("COLMAP model: no registered images (images.bin/images.txt missing or empty); "
+        raise InputError(f"{where}: no registered images (images.bin/images.txt missing or empty); "
                          "cameras need image poses, so pass a model with an images file.")
     images = sorted(model.images.values(), key=lambda im: im.name)
+    for im in images:
+        if im.camera_id not in model.cameras:
+            raise InputError(f"{where}: image {im.name!r} refers to camera {im.camera_id}, which is not in "
+                             "cameras; re-export the model.")
     sizes = {(model.cameras[im.camera_id].width, model.cameras[im.camera_id].height) for im in images}
     if len(sizes) != 1:
-        raise CameraError(f"COLMAP model: images have {len(sizes)} different sizes {sorted(sizes)}; vdm3d Cameras "
+        raise CameraError(f"{where}: images have {len(sizes)} different sizes {sorted(sizes)}; vdm3d Cameras "
                           "share one size, so resize or split the images first.")
     Ks, w2c = [], []
     for im in images:
-        if im.camera_id not in model.cameras:
-            raise InputError(f"COLMAP model: image {im.name!r} refers to camera {im.camera_id}, which is not in "
-                             "cameras; re-export the model.")
-        (fx, fy, cx, cy), dist = colmap_intrinsics(model.cameras[im.camera_id])
+        (fx, fy, cx, cy), dist = colmap_intrinsics(model.cameras[im.camera_id], where)
         if distortion == "refuse" and any(abs(v) > 0 for v in dist.values()):
-            raise CameraError(f"COLMAP camera {im.camera_id} ({model.cameras[im.camera_id].model}) has lens "
+            raise CameraError(f"{where}: camera {im.camera_id} ({model.cameras[im.camera_id].model}) has lens "
                               f"distortion {dist}; undistort the images (colmap image_undistorter) or pass "
                               "distortion='drop' if they already are.")
         Ks.append([[fx, 0, cx], [0, fy, cy], [0, 0, 1]])
@@ -146,14 +149,32 @@ def points_from_colmap(model: ColmapModel, dtype: torch.dtype = torch.float32
 
 
 # -- LLFF --------------------------------------------------------------------------------------
-def _load_npy(path: Path) -> np.ndarray:
+def load_npy(path: str | Path, fix: str = "regenerate it with LLFF's imgs2poses.py") -> np.ndarray:
+    """The guarded entry for camera ``.npy`` files: a numeric array, never a pickle.
+
+    A missing, empty, truncated or garbage file, or one that holds Python objects (which only a
+    pickle load could read, and a pickle can run code), raises :class:`InputError` naming the file.
+    """
+    path = Path(path)
     if not path.is_file():
-        raise InputError(path=path, problem="does not exist", fix="pass the scene's poses_bounds.npy")
+        raise InputError(path=path, problem="does not exist" if not path.exists() else "is not a file",
+                         fix="pass the scene's poses_bounds.npy")
+    if path.stat().st_size == 0:
+        raise InputError(path=path, problem="is empty (0 bytes)", fix=fix)
     try:
-        return np.load(path, allow_pickle=False)
-    except Exception as e:  # noqa: BLE001 - any numpy failure means a broken file
-        raise InputError(path=path, problem=f"is not a readable .npy array ({type(e).__name__})",
-                         fix="regenerate it with LLFF's imgs2poses.py") from None
+        arr = np.load(path, allow_pickle=False)
+    except ValueError as e:
+        if "allow_pickle" in str(e):
+            raise InputError(path=path, problem="holds Python objects (a pickle), which vdm3d never loads because "
+                             "a pickle can run code", fix="save a plain float array with numpy.save") from None
+        raise InputError(path=path, problem="is not a readable .npy array", fix=fix) from None
+    except Exception:  # noqa: BLE001 - any numpy failure (EOF, bad header, zip) means a broken file
+        raise InputError(path=path, problem="is not a readable .npy array", fix=fix) from None
+    if not isinstance(arr, np.ndarray) or not np.issubdtype(arr.dtype, np.number):
+        raise InputError(path=path, problem=f"holds {getattr(arr, 'dtype', type(arr).__name__)} values, not numbers",
+                         fix=fix)
+    return arr
+
 
 
 def cameras_from_llff(poses_bounds: np.ndarray | str | Path, width: int | None = None, height: int | None = None,
@@ -168,14 +189,25 @@ def cameras_from_llff(poses_bounds: np.ndarray | str | Path, width: int | None =
     src = "poses_bounds"
     if isinstance(poses_bounds, (str, Path)):
         src = str(poses_bounds)
-        poses_bounds = _load_npy(Path(poses_bounds))
+        poses_bounds = load_npy(poses_bounds)
     arr = np.asarray(poses_bounds, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[1] != 17:
         raise InputError(f"{src}: expected an [N, 17] LLFF array, got shape {tuple(arr.shape)}; pass poses_bounds.npy.")
     if not np.isfinite(arr).all():
         i = int(np.nonzero(~np.isfinite(arr).all(1))[0][0])
         raise CameraError(f"{src}: frame {i} has a non-finite number (NaN or inf); fix or drop that frame.")
-    poses = torch.as_tensor(arr[:, :15].reshape(-1, 3, 5), dtype=torch.float64)
+    if len(arr) == 0:
+        raise InputError(f"{src}: holds no cameras (0 rows); pass the scene's poses_bounds.npy.")
+    rows = arr[:, :15].reshape(-1, 3, 5)
+    # name the stored field that is wrong, not a value derived from it (a zero focal becomes a NaN K)
+    for i, row in enumerate(rows):
+        if not np.any(row[:, :3]):
+            raise CameraError(f"{src}: frame {i} rotation (the first 3 columns of its 3x5 pose) is all zeros; "
+                              "regenerate poses_bounds.npy with LLFF's imgs2poses.py.")
+        if np.any(row[:, 4] <= 0):
+            raise CameraError(f"{src}: frame {i} height, width and focal (the 5th column of its 3x5 pose) must be "
+                              f"positive, got {row[:, 4].tolist()}; regenerate poses_bounds.npy.")
+    poses = torch.as_tensor(rows, dtype=torch.float64)
     h0, w0, f0 = poses[:, 0, 4], poses[:, 1, 4], poses[:, 2, 4]
     W, H = int(width or round(float(w0[0]))), int(height or round(float(h0[0])))
     c2w = torch.eye(4, dtype=torch.float64).repeat(len(arr), 1, 1)

@@ -80,6 +80,8 @@ class ColmapModel:
     cameras: dict[int, ColmapCamera]
     images: dict[int, ColmapImage]
     points3D: ColmapPoints
+    path: Path | None = None
+    """the model folder it was read from (named in error messages)"""
 
 
 # -- locating files ---------------------------------------------------------------------------
@@ -110,7 +112,7 @@ def read_colmap(path: str | Path) -> ColmapModel:
                              fix="pass the COLMAP sparse/0 folder")
         else:
             out[name] = {} if name == "images" else ColmapPoints.empty()
-    return ColmapModel(out["cameras"], out["images"], out["points3D"])
+    return ColmapModel(out["cameras"], out["images"], out["points3D"], d)
 
 
 def _guard(path: Path, reader):
@@ -118,7 +120,7 @@ def _guard(path: Path, reader):
         return reader(path)
     except InputError:
         raise
-    except (struct.error, ValueError, IndexError, UnicodeDecodeError, KeyError) as e:
+    except (struct.error, ValueError, IndexError, UnicodeDecodeError, KeyError, OverflowError, MemoryError) as e:
         raise InputError(path=path, problem=f"is malformed or truncated ({type(e).__name__}: {e})",
                          fix="re-export the COLMAP model") from None
 
@@ -132,6 +134,13 @@ class _Reader:
         vals = struct.unpack_from("<" + fmt, self.buf, self.pos)
         self.pos += struct.calcsize("<" + fmt)
         return vals
+
+    def records(self, count: int, min_bytes: int) -> int:
+        """``count`` read from the file, refused when the rest of the file cannot hold that many records
+        (a corrupt count would otherwise allocate petabytes)."""
+        if count * min_bytes > len(self.buf) - self.pos:
+            raise ValueError(f"it claims {count} records but only {len(self.buf) - self.pos} bytes follow")
+        return count
 
     def array(self, dtype, count: int) -> np.ndarray:
         a = np.frombuffer(self.buf, dtype=dtype, count=count, offset=self.pos)
@@ -159,7 +168,7 @@ def _model_info(path: Path, model_id_or_name) -> tuple[str, int]:
 
 def _read_cameras_bin(path: Path) -> dict[int, ColmapCamera]:
     r, cams = _Reader(path), {}
-    (n,) = r.read("Q")
+    n = r.records(*r.read("Q"), 24)
     for _ in range(n):
         cid, mid, w, h = r.read("iiQQ")
         name, npar = _model_info(path, mid)
@@ -169,7 +178,7 @@ def _read_cameras_bin(path: Path) -> dict[int, ColmapCamera]:
 
 def _read_images_bin(path: Path) -> dict[int, ColmapImage]:
     r, images = _Reader(path), {}
-    (n,) = r.read("Q")
+    n = r.records(*r.read("Q"), 73)  # id, quaternion, translation, camera id, name's NUL, point count
     rec = np.dtype([("xy", "<f8", 2), ("id", "<i8")])
     for _ in range(n):
         iid, qw, qx, qy, qz, tx, ty, tz, cid = r.read("idddddddi")
@@ -183,7 +192,7 @@ def _read_images_bin(path: Path) -> dict[int, ColmapImage]:
 
 def _read_points_bin(path: Path) -> ColmapPoints:
     r = _Reader(path)
-    (n,) = r.read("Q")
+    n = r.records(*r.read("Q"), 43)  # id, xyz, rgb, error, track length
     ids, xyz, rgb, err, tracks = np.zeros(n, np.int64), np.zeros((n, 3)), np.zeros((n, 3), np.uint8), np.zeros(n), []
     for i in range(n):
         pid, x, y, z, cr, cg, cb, e, k = r.read("QdddBBBdQ")

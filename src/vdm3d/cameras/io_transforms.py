@@ -77,16 +77,12 @@ def _number(path: Path, where: str, key: str, value: Any) -> float:
 
 
 def _image_size(path: Path, file_path: str) -> tuple[int, int] | None:
-    from PIL import Image
+    from vdm3d.io.images import check_image_file
 
     p = path.parent / file_path
     for cand in (p, p.with_name(p.name + ".png")):
         if cand.is_file():
-            try:
-                with Image.open(cand) as im:
-                    return im.size
-            except OSError:
-                return None
+            return check_image_file(cand)  # the header's size; a decompression bomb is refused here
     return None
 
 

@@ -11,6 +11,11 @@ The up axis is the mean image-up direction (``-y``) of the cameras - world +z fo
 the four image corners at a depth of ``frustum_scale`` x the scene size, colored by time (viridis);
 the first frame is drawn thicker and labeled. Scene points (subsampled) are drawn underneath in
 their colors, or grey.
+
+Memory is bounded whatever the path's length: the path line uses at most ``max_path_points`` evenly
+spaced cameras (always the first and the last) and at most ``max_frusta`` of them get a frustum, so
+a 100,000-frame path draws in the memory of a short one (``tests/hardening/test_bounded_memory.py``).
+The title says when frames were thinned out.
 """
 
 from __future__ import annotations
@@ -69,15 +74,25 @@ def frustum_lines(cams: Cameras, depth: float) -> np.ndarray:
     return segs.numpy()
 
 
+def evenly_spaced(n: int, at_most: int) -> np.ndarray:
+    """At most ``at_most`` indices of ``range(n)``, evenly spaced, including the first and the last."""
+    return np.unique(np.linspace(0, n - 1, min(n, max(at_most, 2))).round().astype(np.int64))
+
+
 def preview_png(cameras: Cameras, scene: Scene | None = None, title: str = "", frustum_scale: float = 0.06,
-                max_points: int = 20_000, dpi: int = 110) -> bytes:
+                max_points: int = 20_000, dpi: int = 110, max_frusta: int = 240,
+                max_path_points: int = 5_000) -> bytes:
     """Render the top and side views of ``cameras [F]`` (and the scene, if given) as PNG bytes."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
+    from matplotlib.collections import LineCollection
     from matplotlib.figure import Figure
 
-    cams = cameras.flatten().to(torch.float64)
+    flat = cameras.flatten()
+    total = len(flat)
+    kept = evenly_spaced(total, max_path_points)  # bounded memory: never more than this many cameras
+    cams = (flat if len(kept) == total else flat[torch.from_numpy(kept)]).to(torch.float64)
     centers = cams.centers.numpy()
     basis = _basis(cams, centers)
     pts = cols = None
@@ -91,8 +106,9 @@ def preview_png(cameras: Cameras, scene: Scene | None = None, title: str = "", f
     size = float(np.linalg.norm(everything.max(0) - everything.min(0))) or 1.0
     step = float(np.median(np.linalg.norm(np.diff(centers, axis=0), axis=1))) if len(centers) > 1 else size
     depth = min(frustum_scale * size, max(step, 0.01 * size))
-    segs = frustum_lines(cams, depth)
-    colors = matplotlib.colormaps["viridis"](np.linspace(0, 1, len(cams)))
+    drawn = evenly_spaced(len(cams), max_frusta)  # indices into cams of the frames that get a frustum
+    segs = frustum_lines(cams[torch.from_numpy(drawn)], depth)
+    colors = matplotlib.colormaps["viridis"](kept[drawn] / max(total - 1, 1))  # by time, over the whole path
     focus = focus_point(cams)
 
     fig = Figure(figsize=(11, 5.2), dpi=dpi)
@@ -107,10 +123,9 @@ def preview_png(cameras: Cameras, scene: Scene | None = None, title: str = "", f
         c = centers @ basis.T
         ax.plot(c[:, i], c[:, j], "-", color="0.25", lw=0.8, zorder=2)
         s2 = segs @ basis.T  # [F, 8, 2, 3]
-        for f in range(len(cams)):
-            lw = 1.8 if f == 0 else 0.8
-            for seg in s2[f]:
-                ax.plot(seg[:, i], seg[:, j], "-", color=colors[f], lw=lw, zorder=3)
+        # one collection of every frustum edge (one artist, not 8 per frame), the first frame thicker
+        ax.add_collection(LineCollection(s2[..., [i, j]].reshape(-1, 2, 2), colors=np.repeat(colors, 8, axis=0),
+                                         linewidths=np.where(np.arange(len(drawn) * 8) < 8, 1.8, 0.8), zorder=3))
         ax.scatter(c[:1, i], c[:1, j], s=30, color=colors[0], edgecolors="k", zorder=4)
         if focus is not None:
             fp = focus @ basis.T
@@ -127,7 +142,8 @@ def preview_png(cameras: Cameras, scene: Scene | None = None, title: str = "", f
         ax.set_xlabel("horizontal")
         ax.set_ylabel("horizontal" if j != 2 else "up")
         ax.grid(True, lw=0.3, alpha=0.5)
-    fig.suptitle(title or f"{len(cams)} cameras", fontsize=11)
+    thinned = f" (frusta of {len(drawn)} shown)" if len(drawn) < total else ""
+    fig.suptitle((title or f"{total} cameras") + thinned, fontsize=11)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

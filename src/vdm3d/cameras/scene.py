@@ -53,10 +53,14 @@ class Scene:
 def _mesh_scene(vertices: np.ndarray, faces: np.ndarray, source: str, samples: int, seed: int) -> Scene:
     import trimesh
 
-    mesh = trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
-    if len(mesh.faces) == 0:
-        raise InputError(path=source, problem="has no triangles", fix="pass a mesh with faces or a point cloud")
-    pts, _ = trimesh.sample.sample_surface(mesh, samples, seed=seed)
+    try:
+        mesh = trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
+        if len(mesh.faces) == 0:
+            raise InputError(path=source, problem="has no triangles", fix="pass a mesh with faces or a point cloud")
+        pts, _ = trimesh.sample.sample_surface(mesh, samples, seed=seed)
+    except (ValueError, IndexError, TypeError) as e:  # faces that name missing vertices, ragged arrays
+        raise InputError(path=source, problem=f"has malformed vertices or faces ({type(e).__name__})",
+                         fix="re-export the mesh") from None
     return Scene(np.asarray(pts, np.float64), None, np.asarray(vertices, np.float64), np.asarray(faces, np.int64), source)
 
 
@@ -120,6 +124,9 @@ def load_scene(path: str | Path, max_points: int = 200_000, mesh_samples: int = 
         except Exception as e:  # noqa: BLE001
             raise InputError(path=path, problem=f"is not a readable mesh ({type(e).__name__})", fix="re-export it") from None
         vertices = np.asarray(mesh.vertices, np.float64)
+        if vertices.ndim != 2 or vertices.shape[1] != 3:
+            raise InputError(path=path, problem=f"has vertices of shape {tuple(vertices.shape)}, not [N, 3]",
+                             fix="re-export it")
         vertices = zup_from_yup(vertices) if file_up(path, up) == "y" else vertices  # glTF/OBJ: y-up files
         scene = _mesh_scene(vertices, np.asarray(mesh.faces), str(path), mesh_samples, seed)
     elif suffix in (".npz", ".npy"):

@@ -10,8 +10,10 @@ from __future__ import annotations
 import dataclasses
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import tyro
+from vdm3d.options import Range
 
 HELP = "run any job over many cases from a manifest (JSON lines or YAML) on Ray; reruns skip finished cases"
 EXAMPLES = """examples:
@@ -32,9 +34,9 @@ class BatchConfig:
     """folder of the cases' run folders, their logs (logs/) and the summary (batch.json)"""
     address: str | None = None
     """a Ray cluster to join (e.g. ray://head:10001 or auto); default: start Ray on this machine"""
-    num_cpus: int | None = None
+    num_cpus: Annotated[int | None, Range(1)] = None
     """CPUs of the local Ray instance (default: all of this machine's)"""
-    cpus_per_case: int = 1
+    cpus_per_case: Annotated[int, Range(1)] = 1
     """CPUs each case asks Ray for; also its torch thread count"""
     ray: bool = True
     """run on Ray; --no-ray runs the cases one after another on this machine, without Ray"""

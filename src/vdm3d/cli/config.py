@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Sequence, TypeVar
 
 from vdm3d.errors import ConfigError, InputError
+from vdm3d.options import check_options
 
 T = TypeVar("T")
 FLAG = "--config"
@@ -56,7 +57,10 @@ def read_config_file(path: str | Path) -> tuple[dict[str, Any], Path | None]:
     path = Path(path)
     if not path.is_file():
         raise InputError(path=path, problem="does not exist", fix="pass --config a YAML file of options")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError(path=path, problem="is not UTF-8 text", fix="pass a YAML or JSON file of options") from None
     try:
         if path.suffix.lower() == ".json":
             data = json.loads(text)
@@ -69,7 +73,7 @@ def read_config_file(path: str | Path) -> tuple[dict[str, Any], Path | None]:
         raise InputError(path=path, problem=f"is not valid YAML/JSON ({first})", fix="fix the syntax") from None
     if data is None:
         return {}, None
-    if not isinstance(data, dict):
+    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
         raise InputError(path=path, problem="is not a mapping of options",
                          fix="write one `option: value` per line, e.g. `fit_steps: 300`")
     if data.get("format") == "vdm3d.run":  # a run manifest: its recorded config
@@ -250,8 +254,9 @@ def cli(cls: type[T], argv: Sequence[str], prog: str, default: T | None = None, 
         note = f"{note}. {MEMORY_NOTE}"
     description = f"{description}\n\n{note}" if description else note
     try:
-        return tyro.cli(cls, args=argv, prog=prog, default=default, description=description)
+        config = tyro.cli(cls, args=argv, prog=prog, default=default, description=description)
     except SystemExit as e:
         if examples and e.code in (0, None) and ("-h" in argv or "--help" in argv):
             print(f"\n{examples.strip()}")
         raise
+    return check_options(config)  # every declared range, before the command does any work

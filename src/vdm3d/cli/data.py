@@ -9,18 +9,22 @@ same command with ``--resume`` renders only the missing cases.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import tyro
 
 from vdm3d.cli.main import dispatch
+from vdm3d.options import Range
 
 HELP = "render procedural objects or rooms with exact depth, normals, edges, ids and cameras"
 
 
-def make(kind: tyro.conf.Positional[Literal["objects", "rooms"]], *, out: Path, count: int = 100,
-         resolution: int = 64, views: int = 21, seed: int = 0, workers: int = 2, fov_deg: float | None = None,
-         ssaa: int = 1, mesh: bool = True, resume: bool = False, overwrite: bool = False,
+def make(kind: tyro.conf.Positional[Literal["objects", "rooms"]], *, out: Path,
+         count: Annotated[int, Range(1)] = 100,
+         resolution: Annotated[int, Range(8)] = 64, views: Annotated[int, Range(1)] = 21, seed: int = 0,
+         workers: Annotated[int, Range(0)] = 2,
+         fov_deg: Annotated[float | None, Range(0, 180, open_min=True, open_max=True)] = None,
+         ssaa: Annotated[int, Range(1)] = 1, mesh: bool = True, resume: bool = False, overwrite: bool = False,
          progress: bool = True) -> None:
     """Render COUNT procedural worlds, VIEWS frames each, into one folder per case.
 

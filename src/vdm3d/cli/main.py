@@ -19,11 +19,13 @@ import dataclasses
 import importlib
 import importlib.util
 import os
+import signal
 import sys
+import threading
 import traceback
 from typing import Callable, Sequence
 
-from vdm3d.errors import ConfigError, Vdm3dError
+from vdm3d.errors import ConfigError, Interrupted, Vdm3dError
 from vdm3d.threads import set_threads
 
 # name -> module; the order is the order of the overview.
@@ -76,14 +78,27 @@ def dispatch(commands: dict[str, Callable] | Callable, argv: Sequence[str], prog
 
     if dataclasses.is_dataclass(commands):  # a job's config dataclass: --config FILE gives its defaults
         return config_cli(commands, argv, prog, description=description, memory=memory, examples=examples)
+    from vdm3d.options import check_options, checked_command
+
+    # Every declared option range is checked before the command runs (vdm3d.options): a function
+    # command checks its arguments when tyro calls it; a parsed dataclass is checked here.
+    def checked(fn):
+        return fn if isinstance(fn, type) else checked_command(fn)
+
     try:
         if callable(commands):
-            return tyro.cli(commands, args=list(argv), prog=prog, description=description)
-        return tyro.extras.subcommand_cli_from_dict(commands, args=list(argv), prog=prog, description=description)
+            result = tyro.cli(checked(commands), args=list(argv), prog=prog, description=description)
+        else:
+            commands = {name: checked(fn) for name, fn in commands.items()}
+            result = tyro.extras.subcommand_cli_from_dict(commands, args=list(argv), prog=prog,
+                                                          description=description)
     except SystemExit as e:
         if examples and e.code in (0, None) and ("-h" in argv or "--help" in argv):
             print(f"\n{examples.strip()}")
         raise
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        check_options(result)
+    return result
 
 
 def _pop_threads(argv: list[str]) -> tuple[list[str], int | None]:
@@ -102,6 +117,20 @@ def _pop_threads(argv: list[str]) -> tuple[list[str], int | None]:
         rest.append(a)
         i += 1
     return rest, threads
+
+
+def _terminate_as_interrupt() -> Callable[[], None]:
+    """Turn SIGTERM into :class:`~vdm3d.errors.Interrupted` (a KeyboardInterrupt) for the command's
+    duration, so that a run folder keeps its checkpoint or removes itself, and says which, as for
+    Ctrl-C. Returns the function that puts the previous handler back. A no-op off the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum, frame):
+        raise Interrupted(signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -128,6 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if name not in available:
         print(f"vdm3d: unknown command {name!r}; choose one of: {', '.join(available)}.", file=sys.stderr)
         return 2
+    restore = _terminate_as_interrupt()
     try:
         module = importlib.import_module(available[name])
         result = module.main(argv[1:], prog=f"vdm3d {name}")
@@ -139,12 +169,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        print("interrupted; partial results with checkpoints can be continued with --resume.", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM turned into Interrupted by _terminate_as_interrupt
+        signum = getattr(e, "signum", signal.SIGINT)
+        outcome = getattr(e, "outcome", "no run folder was being written, so nothing was kept")
+        print(f"interrupted by {signal.Signals(signum).name}: {outcome}.", file=sys.stderr)
+        return 128 + int(signum)
     except SystemExit as e:  # argparse/tyro usage errors already printed their message
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
     finally:  # a job's --memory plans the backbones of this command only (main also runs in-process)
+        restore()
         planner = sys.modules.get("vdm3d.models.hub.memory")
         if planner is not None:
             planner.configure(None)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Literal, Optional, Sequence
+from typing import Annotated, Literal, Optional, Sequence
 
 import tyro
 
@@ -29,6 +29,7 @@ from vdm3d.cameras.extend import ExtendMode
 from vdm3d.cameras.formats import CameraFormat
 from vdm3d.cameras.presets import PRESETS
 from vdm3d.errors import InputError, OutputExistsError
+from vdm3d.options import Range
 
 HELP = "make, convert, validate, preview and inspect camera paths (orbits, presets, COLMAP, RE10K, ...)"
 
@@ -47,25 +48,25 @@ class _Out:
 class Orbit(_Out):
     """A circle around a target (world z up), evenly spaced cameras looking at it."""
 
-    frames: int = 36
+    frames: Annotated[int, Range(1)] = 36
     """Number of cameras."""
-    radius: float = 2.5
+    radius: Annotated[float, Range(0, open_min=True)] = 2.5
     """Distance from the center, scene units."""
-    elevation_deg: float = 20.0
+    elevation_deg: Annotated[float, Range(-90, 90, open_min=True, open_max=True)] = 20.0
     """Height angle above the horizontal plane, degrees."""
-    fov_deg: float = 50.0
+    fov_deg: Annotated[float, Range(0, 180, open_min=True, open_max=True)] = 50.0
     """Horizontal field of view, degrees."""
-    width: int = 512
+    width: Annotated[int, Range(1)] = 512
     """Image width, pixels."""
-    height: int = 512
+    height: Annotated[int, Range(1)] = 512
     """Image height, pixels."""
-    turns: float = 1.0
+    turns: Annotated[float, Range()] = 1.0
     """Number of full turns."""
-    start_azimuth_deg: float = 0.0
+    start_azimuth_deg: Annotated[float, Range()] = 0.0
     """Azimuth of the first camera (0 = on the +x axis, counter-clockwise seen from above)."""
-    target: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    target: Annotated[tuple[float, float, float], Range()] = (0.0, 0.0, 0.0)
     """Point the cameras circle and look at (x y z)."""
-    fps: float = 24.0
+    fps: Annotated[float, Range(0, open_min=True)] = 24.0
     """Frames per second of the path."""
 
 
@@ -73,23 +74,23 @@ class Orbit(_Out):
 class Sv3d(_Out):
     """SV3D's 21-view orbit (input view last): static (constant elevation) or --dynamic (seeded wobble)."""
 
-    elevation_deg: float = 10.0
+    elevation_deg: Annotated[float, Range(-90, 90, open_min=True, open_max=True)] = 10.0
     """Elevation of the orbit (static) or its mean level (dynamic), degrees."""
     dynamic: bool = False
     """Use SV3D's dynamic orbit: random smooth elevation and uneven azimuth steps."""
     seed: int = 0
     """Seed of the dynamic orbit."""
-    frames: int = 21
+    frames: Annotated[int, Range(1)] = 21
     """Number of views (SV3D: 21)."""
-    radius: float = 2.0
+    radius: Annotated[float, Range(0, open_min=True)] = 2.0
     """Camera distance for reconstruction, scene units."""
-    fov_deg: float = 33.8
+    fov_deg: Annotated[float, Range(0, 180, open_min=True, open_max=True)] = 33.8
     """Field of view for reconstruction, degrees."""
-    width: int = 576
+    width: Annotated[int, Range(1)] = 576
     """Image width, pixels."""
-    height: int = 576
+    height: Annotated[int, Range(1)] = 576
     """Image height, pixels."""
-    fps: float = 7.0
+    fps: Annotated[float, Range(0, open_min=True)] = 7.0
     """Frames per second."""
 
 
@@ -97,17 +98,17 @@ class Sv3d(_Out):
 class V3d(_Out):
     """V3D's reconstruction cameras: 18 views in 20-degree steps, radius 2, fov 60, 512x512."""
 
-    frames: int = 18
+    frames: Annotated[int, Range(1)] = 18
     """Number of views."""
-    radius: float = 2.0
+    radius: Annotated[float, Range(0, open_min=True)] = 2.0
     """Camera distance, scene units."""
-    elevation_deg: float = 0.0
+    elevation_deg: Annotated[float, Range(-90, 90, open_min=True, open_max=True)] = 0.0
     """Elevation, degrees."""
-    fov_deg: float = 60.0
+    fov_deg: Annotated[float, Range(0, 180, open_min=True, open_max=True)] = 60.0
     """Field of view, degrees."""
-    size: int = 512
+    size: Annotated[int, Range(1)] = 512
     """Image width and height, pixels."""
-    fps: float = 3.0
+    fps: Annotated[float, Range(0, open_min=True)] = 3.0
     """Frames per second."""
 
 
@@ -117,19 +118,19 @@ class Spiral(_Out):
 
     cameras: Path
     """Input cameras (poses_bounds.npy gives bounds; any camera file with --focus-depth)."""
-    frames: int = 120
+    frames: Annotated[int, Range(1)] = 120
     """Number of cameras on the spiral."""
-    rotations: float = 2.0
+    rotations: Annotated[float, Range()] = 2.0
     """Turns of the spiral."""
-    zrate: float = 0.5
+    zrate: Annotated[float, Range()] = 0.5
     """Forward/backward oscillation rate relative to the turns."""
-    focus_depth: Optional[float] = None
+    focus_depth: Annotated[Optional[float], Range(0, open_min=True)] = None
     """Distance ahead that every camera looks at (default: from LLFF bounds)."""
-    width: Optional[int] = None
+    width: Annotated[Optional[int], Range(1)] = None
     """Image width, pixels (LLFF: rescales focal length)."""
-    height: Optional[int] = None
+    height: Annotated[Optional[int], Range(1)] = None
     """Image height, pixels."""
-    fps: float = 30.0
+    fps: Annotated[float, Range(0, open_min=True)] = 30.0
     """Frames per second."""
 
 
@@ -139,13 +140,13 @@ class Keyframes(_Out):
 
     keyframes: Path
     """Camera file with the keyframes, in order."""
-    frames: int = 120
+    frames: Annotated[int, Range(1)] = 120
     """Number of output cameras."""
     constant_speed: bool = True
     """Space cameras at equal distances along the path (else equally in keyframe time)."""
     closed: bool = False
     """Return to the first keyframe (periodic spline)."""
-    fps: float = 24.0
+    fps: Annotated[float, Range(0, open_min=True)] = 24.0
     """Frames per second."""
 
 
@@ -155,21 +156,21 @@ class Move(_Out):
 
     presets: tuple[PresetName, ...] = ("dolly-in",)
     """Movements to combine, applied every frame."""
-    speed: float = 1.0
+    speed: Annotated[float, Range(0, open_min=True)] = 1.0
     """Multiplier on the presets' per-frame speeds."""
-    frames: int = 49
+    frames: Annotated[int, Range(1)] = 49
     """Number of cameras, the start included."""
     start: Optional[Path] = None
     """Camera file whose --start-index camera starts the path (default: at the origin looking along +z)."""
     start_index: int = -1
     """Which camera of --start to start from (-1: the last)."""
-    fov_deg: float = 60.0
+    fov_deg: Annotated[float, Range(0, 180, open_min=True, open_max=True)] = 60.0
     """Field of view without --start, degrees."""
-    width: int = 512
+    width: Annotated[int, Range(1)] = 512
     """Image width without --start, pixels."""
-    height: int = 512
+    height: Annotated[int, Range(1)] = 512
     """Image height without --start, pixels."""
-    fps: float = 24.0
+    fps: Annotated[float, Range(0, open_min=True)] = 24.0
     """Frames per second."""
 
 
@@ -179,13 +180,13 @@ class Extend(_Out):
 
     input: Path
     """Camera file to extend."""
-    extra_frames: int = 24
+    extra_frames: Annotated[int, Range(1)] = 24
     """Number of frames to add."""
     mode: ExtendMode = "extrapolate"
     """How to continue the motion."""
-    decay: float = 0.95
+    decay: Annotated[float, Range(0, 1)] = 0.95
     """slowdown: step multiplier per frame."""
-    floor: float = 0.1
+    floor: Annotated[float, Range(0, 1)] = 0.1
     """slowdown: smallest step, relative to the first."""
 
 
@@ -210,7 +211,8 @@ class Convert:
     height: Optional[int] = None
     """Image height for formats without one (RE10K: 360) or to rescale LLFF."""
     distortion: Literal["refuse", "drop"] = "refuse"
-    """COLMAP input with lens distortion: refuse, or drop it (images already undistorted)."""
+    """Input with lens distortion (COLMAP, or transforms.json k1..p2 written to a format without it): refuse, or
+    drop it (images already undistorted)."""
     colmap_text: bool = False
     """Write COLMAP as text instead of binary."""
     overwrite: bool = False
@@ -231,7 +233,7 @@ class Validate:
     """Up axis of a --scene mesh (auto: y for .glb/.gltf/.obj, turned to vdm3d's z-up; z otherwise)."""
     min_distance: Optional[float] = None
     """Closest allowed distance to geometry (default: 2% of the scene size)."""
-    min_coverage: float = 0.05
+    min_coverage: Annotated[float, Range(0, 1)] = 0.05
     """Smallest allowed fraction of the image that sees known content."""
     ignore_inside: bool = False
     """Do not flag cameras inside geometry (for rooms and other scenes meant to be entered)."""
@@ -353,11 +355,24 @@ def _write(out: Path, cf, fmt: str, overwrite: bool, colmap_binary: bool = True,
         write_camera_file(out, cf, fmt)
 
 
+def _lens_text(lens) -> str:
+    first = lens[0] if isinstance(lens, list) else lens
+    return ", ".join(f"{k}={v:g}" for k, v in first.items() if v)
+
+
 def _convert(cfg: Convert) -> int:
     from vdm3d.cameras.formats import read_camera_file
 
     _check_out(cfg.out, cfg.overwrite)
+    from vdm3d.cameras.formats import detect_format
+
     cf = read_camera_file(cfg.input, cfg.from_format, cfg.width, cfg.height, cfg.distortion)
+    lens = (cf.extras or {}).get("distortion")
+    target = detect_format(cfg.out, for_writing=True) if cfg.to == "auto" else cfg.to
+    if lens and target != "transforms" and cfg.distortion == "refuse":  # never drop it silently
+        raise InputError(path=cfg.input, field="distortion", problem=f"({_lens_text(lens)}) cannot be stored in a "
+                         f"{target} file", fix="convert to a transforms.json, or pass --distortion drop to write the "
+                         "pinhole part only")
     _write(cfg.out, cf, cfg.to, cfg.overwrite, not cfg.colmap_text, config=cfg)
     print(f"wrote {cfg.out}: {len(cf.trajectory)} cameras")
     return 0

@@ -12,9 +12,11 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
+from typing import Annotated
 
 import tyro
 
+from vdm3d.options import Range
 from vdm3d.viewer.content import MeshUp
 
 HELP = "open a run folder, splat PLY, mesh or camera path in a browser viewer (viser)"
@@ -32,19 +34,19 @@ class ViewConfig:
     """a run folder, a splat .ply, a mesh (.glb/.obj/.ply) or a camera file (.json/.txt/.npy)"""
     host: str = "127.0.0.1"
     """address to bind; 0.0.0.0 serves every network interface (anyone who can reach it sees the page)"""
-    port: int = 8080
+    port: Annotated[int, Range(0, 65535)] = 8080
     """port to serve on (the next free one is taken when it is busy)"""
     mesh_up: MeshUp = "auto"
     """up axis of mesh files: auto (GLB/glTF/OBJ are y-up, turned to vdm3d's z-up; PLY/STL/OFF are z-up), y or z"""
-    max_splats: int = 500_000
+    max_splats: Annotated[int, Range(1)] = 500_000
     """show at most this many splats (the most opaque) so the page stays responsive"""
     screenshot: Path | None = None
     """write a PNG of the page from headless Chromium and exit instead of serving"""
-    width: int = 960
+    width: Annotated[int, Range(1)] = 960
     """screenshot width in pixels"""
-    height: int = 720
+    height: Annotated[int, Range(1)] = 720
     """screenshot height in pixels"""
-    wait_ms: int = 30000
+    wait_ms: Annotated[int, Range(0)] = 30000
     """screenshot: virtual time the page gets to load and draw before the picture is taken"""
 
 

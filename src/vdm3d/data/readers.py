@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import cv2
 import numpy as np
@@ -34,10 +34,13 @@ import torch
 from torch import Tensor
 
 from vdm3d.cameras.camera import Cameras
-from vdm3d.cameras.io import (cameras_from_colmap, cameras_from_llff, points_from_colmap, read_colmap,
-                              read_transforms_json)
+from vdm3d.cameras.distortion import (Distortion, distortion_from_colmap, distortion_from_transforms,
+                                     undistort_image)
+from vdm3d.cameras.io import (cameras_from_colmap, cameras_from_llff, colmap_intrinsics, load_npy,
+                              points_from_colmap, read_colmap, read_transforms_json)
 from vdm3d.errors import ConfigError, InputError
 from vdm3d.io.images import read_image
+from vdm3d.options import Range
 from vdm3d.views import Views
 
 SceneFormat = Literal["auto", "llff", "colmap", "transforms"]
@@ -48,14 +51,16 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
 class Split:
     """Which views are held out for testing and which train."""
 
-    test_every: int = 8
+    test_every: Annotated[int, Range(0)] = 8
     """Hold out every k-th view, starting at view 0 (0: hold out none)."""
-    test_views: tuple[int, ...] = ()
+    test_views: Annotated[tuple[int, ...], Range(0)] = ()
     """Explicit held-out view indices (replace test_every when given)."""
-    train_views: tuple[int, ...] = ()
+    train_views: Annotated[tuple[int, ...], Range(0)] = ()
     """Explicit training view indices (default: every view not held out)."""
-    num_train_views: int | None = None
+    num_train_views: Annotated[int | None, Range(1)] = None
     """Train on this many evenly spaced views of those not held out (sparse-view protocol)."""
+    skip_missing: bool = False
+    """Drop the frames whose image files are missing (default: refuse, naming them)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +78,8 @@ class Scene:
     format: str
     train_indices: tuple[int, ...] = ()
     test_indices: tuple[int, ...] = ()
+    undistorted: tuple[dict, ...] = ()
+    """The lens distortions removed from the images (:mod:`vdm3d.cameras.distortion`), for the manifest."""
 
 
 def split_indices(n: int, split: Split = Split(), source: str = "scene") -> tuple[list[int], list[int]]:
@@ -142,14 +149,14 @@ def read_scene(path: str | Path, split: Split = Split(), downscale: int = 1, for
     if fmt == "transforms" and root.is_dir() and not (root / "transforms.json").is_file() \
             and (root / "transforms_train.json").is_file():
         return _read_blender_split(root, split, downscale)
-    cams, files, alphas_wanted, points, rgb = {"llff": _llff, "colmap": _colmap, "transforms": _transforms}[fmt](
-        root, images)
+    cams, files, alphas_wanted, points, rgb, dists = {"llff": _llff, "colmap": _colmap, "transforms": _transforms}[
+        fmt](root, images, skip_missing=split.skip_missing)
     train, test = split_indices(len(files), split, str(root))
     if points_from == "train" and points is not None:
         points, rgb = _points_seen_by(root, fmt, files, train, points, rgb)
-    load = lambda idx: _views(cams, files, idx, downscale, alphas_wanted)  # noqa: E731
+    load = lambda idx: _views(cams, files, idx, downscale, alphas_wanted, dists)  # noqa: E731
     return Scene(load(train), load(test) if test else None, tuple(files[i].name for i in train),
-                 tuple(files[i].name for i in test), points, rgb, fmt, tuple(train), tuple(test))
+                 tuple(files[i].name for i in test), points, rgb, fmt, tuple(train), tuple(test), _applied(dists))
 
 
 # -- formats -------------------------------------------------------------------------------------
@@ -157,7 +164,7 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix in IMAGE_SUFFIXES) if folder.is_dir() else []
 
 
-def _llff(root: Path, images: str | None):
+def _llff(root: Path, images: str | None, skip_missing: bool = False):
     if images is None:
         candidates = sorted((p for p in root.glob("images_*") if p.name[7:].isdigit()), key=lambda p: -int(p.name[7:]))
         folder = next((p for p in [*candidates, root / "images"] if _image_files(p)), root / "images")
@@ -166,54 +173,82 @@ def _llff(root: Path, images: str | None):
     files = _image_files(folder)
     if not files:
         raise InputError(path=folder, problem="holds no PNG or JPEG images", fix="pass the LLFF scene folder")
-    poses = np.load(root / "poses_bounds.npy", allow_pickle=False) if (root / "poses_bounds.npy").is_file() else None
-    if poses is not None and len(poses) != len(files):
+    poses = load_npy(root / "poses_bounds.npy")
+    if poses.ndim != 2 or poses.shape[1] != 17:
+        raise InputError(path=root / "poses_bounds.npy", problem=f"has shape {tuple(poses.shape)}, not [N, 17]",
+                         fix="regenerate it with LLFF's imgs2poses.py")
+    if len(poses) != len(files):
         raise InputError(path=root / "poses_bounds.npy", problem=f"has {len(poses)} poses but {folder} has "
                          f"{len(files)} images", fix="use the image folder that poses_bounds.npy was made from")
     h, w = read_image(files[0]).shape[:2]
     cams, _ = cameras_from_llff(root / "poses_bounds.npy", width=w, height=h)
     points = rgb = None
+    dists: list[Distortion | None] = [None] * len(files)
     sparse = root / "sparse" / "0"
-    if any((sparse / f"points3D.{e}").is_file() for e in ("bin", "txt")):
-        points, rgb = points_from_colmap(read_colmap(sparse))
-        if len(points) == 0:
-            points = rgb = None
-    return cams, files, False, points, rgb
+    if any((sparse / f"cameras.{e}").is_file() for e in ("bin", "txt")):
+        model = read_colmap(sparse)
+        if any((sparse / f"points3D.{e}").is_file() for e in ("bin", "txt")) and len(model.points3D):
+            points, rgb = points_from_colmap(model)
+        # LLFF's poses come from this COLMAP run: its lens model applies to the images (one camera)
+        lenses = {distortion_from_colmap(c.model, colmap_intrinsics(c, str(sparse))[1], str(sparse))
+                  for c in model.cameras.values()}
+        if len(lenses) == 1:
+            dists = [lenses.pop()] * len(files)
+    return cams, files, False, points, rgb, dists
 
 
-def _colmap(root: Path, images: str | None):
+def _colmap(root: Path, images: str | None, skip_missing: bool = False):
     model = read_colmap(root)
-    cams, names = cameras_from_colmap(model)
+    cams, names = cameras_from_colmap(model, distortion="drop")  # the images are undistorted below
     folder = root / (images or "images")
     files = [folder / n for n in names]
-    missing = [f for f in files if not f.is_file()]
-    if missing:
-        raise InputError(path=missing[0], problem="does not exist (the COLMAP model names it)",
-                         fix=f"put the images the model names in {folder}")
+    keep = _present(files, root / "sparse", skip_missing, f"the images the model names in {folder}")
+    cams, files = cams[torch.tensor(keep)], [files[i] for i in keep]
+    images_sorted = sorted(model.images.values(), key=lambda im: im.name)  # the order of cameras_from_colmap
+    where = str(model.path)
+    dists = [distortion_from_colmap(model.cameras[images_sorted[i].camera_id].model,
+                                    colmap_intrinsics(model.cameras[images_sorted[i].camera_id], where)[1], where)
+             for i in keep]
     h, w = read_image(files[0]).shape[:2]
     if (w, h) != (cams.width, cams.height):
         cams = cams.resize(w, h)
     points, rgb = points_from_colmap(model)
-    return cams, files, False, (points if len(points) else None), (rgb if len(points) else None)
+    return cams, files, False, (points if len(points) else None), (rgb if len(points) else None), dists
 
 
 def _frame_file(json_path: Path, name: str) -> Path:
+    """The image a frame's ``file_path`` names (``.png`` etc. tried when it has no suffix); may not exist."""
     p = (json_path.parent / name)
     if p.suffix == "" or not p.is_file():
         for s in ("", *IMAGE_SUFFIXES):
             q = p.with_name(p.name + s)
             if q.is_file():
                 return q
-    if not p.is_file():
-        raise InputError(path=json_path, field=f"file_path {name!r}", problem="names no image file",
-                         fix="fix the path (relative to the JSON file)")
     return p
 
 
-def _transforms(root: Path, images: str | None, json_path: Path | None = None):
+def _present(files: list[Path], source: Path, skip_missing: bool, fix: str) -> list[int]:
+    """Indices of the frames whose image file exists; refuses (naming how many and which) unless
+    ``skip_missing``, and refuses when none is left."""
+    keep = [i for i, f in enumerate(files) if f.is_file()]
+    missing = [files[i].name for i in range(len(files)) if i not in set(keep)]
+    if missing and (not skip_missing or not keep):
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        what = f"{len(missing)} of {len(files)} frames have no image file ({shown})"
+        raise InputError(path=source, problem=what, fix=(f"restore {fix}" if not keep else
+                         f"restore {fix} or pass --skip-missing to drop those frames"))
+    return keep
+
+
+def _transforms(root: Path, images: str | None, json_path: Path | None = None, skip_missing: bool = False):
     json_path = json_path or (root if root.is_file() else root / "transforms.json")
     cams, names, extras = read_transforms_json(json_path)
     files = [_frame_file(json_path, n) for n in names]
+    keep = _present(files, json_path, skip_missing, "the images its file_path entries name")
+    cams, files = cams[torch.tensor(keep)], [files[i] for i in keep]
+    lens = extras.get("distortion")
+    per_frame = lens if isinstance(lens, list) else [lens or {}] * len(names)
+    dists = [distortion_from_transforms(per_frame[i], str(json_path)) for i in keep]
     h, w = read_image(files[0]).shape[:2]
     if (w, h) != (cams.width, cams.height):
         cams = cams.resize(w, h)
@@ -221,21 +256,21 @@ def _transforms(root: Path, images: str | None, json_path: Path | None = None):
     ply = extras.get("top", {}).get("ply_file_path")
     if ply and (json_path.parent / ply).is_file():
         points, rgb = _read_point_ply(json_path.parent / ply)
-    return cams, files, True, points, rgb
+    return cams, files, True, points, rgb, dists
 
 
 def _read_blender_split(root: Path, split: Split, downscale: int) -> Scene:
-    cams, files, _, points, rgb = _transforms(root, None, root / "transforms_train.json")
+    cams, files, _, points, rgb, dists = _transforms(root, None, root / "transforms_train.json", split.skip_missing)
     train, _ = split_indices(len(files), dataclasses.replace(split, test_every=0, test_views=()), str(root))
     test_file = root / "transforms_test.json"
     test = None
     test_names: tuple[str, ...] = ()
     if test_file.is_file():
-        tcams, tfiles, _, _, _ = _transforms(root, None, test_file)
-        test = _views(tcams, tfiles, list(range(len(tfiles))), downscale, True)
+        tcams, tfiles, _, _, _, tdists = _transforms(root, None, test_file, split.skip_missing)
+        test = _views(tcams, tfiles, list(range(len(tfiles))), downscale, True, tdists)
         test_names = tuple(f.name for f in tfiles)
-    return Scene(_views(cams, files, train, downscale, True), test, tuple(files[i].name for i in train),
-                 test_names, points, rgb, "transforms", tuple(train), ())
+    return Scene(_views(cams, files, train, downscale, True, dists), test, tuple(files[i].name for i in train),
+                 test_names, points, rgb, "transforms", tuple(train), (), _applied(dists))
 
 
 def _read_point_ply(path: Path) -> tuple[Tensor, Tensor]:
@@ -272,15 +307,28 @@ def _points_seen_by(root: Path, fmt: str, files: list[Path], views: list[int], p
 
 
 # -- images -> Views -----------------------------------------------------------------------------
-def _views(cams: Cameras, files: list[Path], idx: list[int], downscale: int, alphas_wanted: bool) -> Views:
+def _applied(dists: list[Distortion | None]) -> tuple[dict, ...]:
+    """The distinct distortions that were removed, described for the manifest."""
+    seen: list[Distortion] = []
+    for d in dists:
+        if d is not None and d not in seen:
+            seen.append(d)
+    return tuple(d.describe() for d in seen)
+
+
+def _views(cams: Cameras, files: list[Path], idx: list[int], downscale: int, alphas_wanted: bool,
+           dists: list[Distortion | None] | None = None) -> Views:
     w, h = cams.width, cams.height
     size = (max(1, round(w / downscale)), max(1, round(h / downscale)))
     imgs, alphas = [], []
     for i in idx:
-        img = read_image(files[i], alpha=alphas_wanted).numpy()
+        img = read_image(files[i], alpha=alphas_wanted)
         if img.shape[:2] != (h, w):
             raise InputError(path=files[i], problem=f"is {img.shape[1]}x{img.shape[0]} but the other images are "
                              f"{w}x{h}", fix="give every image of the scene the same size")
+        if dists is not None and dists[i] is not None:  # to pinhole, at full size, before any resizing
+            img = undistort_image(img, cams.Ks[i], dists[i])
+        img = img.numpy()
         if size != (w, h):
             img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
         imgs.append(torch.from_numpy(np.ascontiguousarray(img[..., :3])))

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from jaxtyping import Float
@@ -47,6 +47,7 @@ from vdm3d.diffusion.hooks import StepHook, StepState
 from vdm3d.diffusion.parameterizations import NativeView, align_sigma
 from vdm3d.diffusion.schedules import DdimSchedule, EdmSchedule, FlowSchedule
 from vdm3d.errors import ConfigError, InputError
+from vdm3d.options import Range
 from vdm3d.protocols import Conditioning
 
 Progress = Callable[[int, int], None]
@@ -58,9 +59,9 @@ class SamplerConfig:
 
     schedule: EdmSchedule | DdimSchedule | FlowSchedule = EdmSchedule()
     """where the noise levels come from (EDM Karras, DDPM alpha-bar, shifted flow)"""
-    eta: float = 0.0
+    eta: Annotated[float, Range(0, 1)] = 0.0
     """DDIM eta: 0 = deterministic (Euler/DDIM/flow Euler), 1 = ancestral (DDPM)"""
-    sigma_data: float = 1.0
+    sigma_data: Annotated[float, Range(0, open_min=True)] = 1.0
     """data standard deviation assumed for the starting noise ``sqrt(sigma_0^2 + sigma_data^2) eps``"""
 
     def __post_init__(self) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
@@ -32,6 +32,7 @@ from vdm3d.diffusion.schedules import EdmSchedule
 from vdm3d.io.progress import StepProgress
 from vdm3d.io.runs import RunFolder
 from vdm3d.metrics.image import psnr
+from vdm3d.options import Range
 from vdm3d.protocols import Conditioning
 from vdm3d.train.datasets import ObjectSetConfig, RoomSetConfig, Split, load_or_build
 from vdm3d.train.video import ORBIT_STRIDE
@@ -85,7 +86,8 @@ def _save(out: Path | None, config: Any, result: dict[str, Any], overwrite: bool
         run.record(result=result)
 
 
-def orbit(model: str = "video", objects: int = 50, batch: int = 10, steps: int = 25, cfg_scale: float = 1.0,
+def orbit(model: str = "video", objects: Annotated[int, Range(1)] = 50, batch: Annotated[int, Range(1)] = 10,
+          steps: Annotated[int, Range(1)] = 25, cfg_scale: Annotated[float, Range(0)] = 1.0,
           seed: int = 0, split: Split = "heldout", weights_dir: Path | None = None, out: Path | None = None,
           overwrite: bool = False, record: bool = False,
           record_into_package: bool = False) -> dict[str, Any]:
@@ -154,7 +156,8 @@ def telea(warped: np.ndarray, valid: np.ndarray, radius: int = 3) -> np.ndarray:
     return cv2.inpaint(warped, (~valid).astype(np.uint8), radius, cv2.INPAINT_TELEA)
 
 
-def warp(model: str = "video", rooms: int = 30, batch: int = 8, steps: int = 25, cfg_scale: float = 1.0,
+def warp(model: str = "video", rooms: Annotated[int, Range(1)] = 30, batch: Annotated[int, Range(1)] = 8,
+         steps: Annotated[int, Range(1)] = 25, cfg_scale: Annotated[float, Range(0)] = 1.0,
          seed: int = 0, split: Split = "heldout", weights_dir: Path | None = None, out: Path | None = None,
          overwrite: bool = False, record: bool = False,
          record_into_package: bool = False) -> dict[str, Any]:
@@ -228,7 +231,8 @@ def warp(model: str = "video", rooms: int = 30, batch: int = 8, steps: int = 25,
     return result
 
 
-def depth(model: str = "depth", rooms: int = 30, weights_dir: Path | None = None, out: Path | None = None,
+def depth(model: str = "depth", rooms: Annotated[int, Range(1)] = 30, weights_dir: Path | None = None,
+          out: Path | None = None,
           overwrite: bool = False, record: bool = False,
           record_into_package: bool = False) -> dict[str, Any]:
     """Monocular depth on held-out room frames: AbsRel after per-image median scaling.

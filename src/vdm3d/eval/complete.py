@@ -25,13 +25,14 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
 
 from vdm3d.io.progress import StageLog
 from vdm3d.io.runs import RunFolder, atomic_write_json
+from vdm3d.options import Range
 
 SEED_BASE = 1_000_000  # the held-out seed range of vdm3d.train.datasets
 METHODS = ("plain", "no_guidance", "orbit", "complete", "v3d")
@@ -150,9 +151,11 @@ def _table(results: dict[str, dict[str, Any]], methods: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
-def complete(rooms: int = 3, fern: bool = True, fern_downscale: int = 4, data_root: Path = Path("../shared/data"),
-             baseline_steps: int = 1500, distill_steps: int = 1500, generate_every: int = 250,
-             sampler_steps: int = 25, methods: tuple[str, ...] = METHODS, colmap: bool = True, seed: int = 0,
+def complete(rooms: Annotated[int, Range(0)] = 3, fern: bool = True,
+             fern_downscale: Annotated[int, Range(1)] = 4, data_root: Path = Path("../shared/data"),
+             baseline_steps: Annotated[int, Range(1)] = 1500, distill_steps: Annotated[int, Range(0)] = 1500,
+             generate_every: Annotated[int, Range(1)] = 250,
+             sampler_steps: Annotated[int, Range(1)] = 25, methods: tuple[str, ...] = METHODS, colmap: bool = True, seed: int = 0,
              work: Path = Path("runs/eval/complete_scenes"), out: Path | None = None,
              overwrite: bool = False) -> dict[str, Any]:
     """Held-out rooms and fern with 3 training views: plain fit vs the complete job and its ablations.

@@ -28,13 +28,14 @@ import dataclasses
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
 
 from vdm3d.io.progress import StageLog
 from vdm3d.metrics.image import psnr, ssim
+from vdm3d.options import Range
 
 METHODS = {"job": {}, "inpaint": {"fill": "inpaint"}, "no-cache": {"use_cache": False},
            "uniform": {"noise": "uniform"}}
@@ -96,10 +97,15 @@ def vae_round_trip_psnr(model: str, frames: torch.Tensor, chunk: int = 8) -> flo
     return float(psnr(out.clamp(0, 1), frames).mean())
 
 
-def explore(rooms: int = 10, frames: int = 200, resolution: int = 64, step: float = 0.03, segment: int = 50,
-            revisit: int = 10, methods: tuple[str, ...] = tuple(METHODS), model: str = "explore",
-            steps: int = 10, strength: float = 0.8, fit_steps: int = 60, chunk: int = 8, samples: int = 3,
-            keep_valid: bool = True, rim_px: int = 2, seed: int = 0,
+def explore(rooms: Annotated[int, Range(1)] = 10, frames: Annotated[int, Range(1)] = 200,
+            resolution: Annotated[int, Range(8)] = 64, step: Annotated[float, Range(0, open_min=True)] = 0.03,
+            segment: Annotated[int, Range(1)] = 50,
+            revisit: Annotated[int, Range(0)] = 10, methods: tuple[str, ...] = tuple(METHODS),
+            model: str = "explore",
+            steps: Annotated[int, Range(1)] = 10, strength: Annotated[float, Range(0, 1)] = 0.8,
+            fit_steps: Annotated[int, Range(0)] = 60, chunk: Annotated[int, Range(1)] = 8,
+            samples: Annotated[int, Range(1)] = 3, keep_valid: bool = True, rim_px: Annotated[int, Range(0)] = 2,
+            seed: int = 0,
             split: str = "heldout", out: Path | None = None, overwrite: bool = False) -> dict[str, Any]:
     """The explore job and its baselines on held-out room loops (see the module docstring).
 

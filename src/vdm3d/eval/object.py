@@ -53,6 +53,7 @@ from vdm3d.jobs.object import PRESETS, ObjectConfig
 from vdm3d.jobs.object_orbit import OracleOrbit, orbit_plan
 from vdm3d.metrics.geometry import SurfaceDistance, mesh_distance
 from vdm3d.metrics.image import psnr, ssim
+from vdm3d.options import Range
 from vdm3d.recon.perceptual import PerceptualLoss, make_perceptual
 from vdm3d.recon.render import render_views
 from vdm3d.splat.gaussians import Gaussians
@@ -68,7 +69,7 @@ class EvalObjectConfig:
 
     out: Path = Path("runs/eval_object")
     """run folder for results.json and table.md"""
-    procedural: int = 20
+    procedural: Annotated[int, Range(0)] = 20
     """number of held-out procedural objects"""
     meshes: tuple[str, ...] = DEFAULT_MESHES
     """shared meshes (path[:texture] relative to --mesh-root); empty to skip"""
@@ -82,17 +83,17 @@ class EvalObjectConfig:
     """object-job preset"""
     backbone: str | None = None
     """override the preset's backbone"""
-    steps: int | None = None
+    steps: Annotated[int | None, Range(1)] = None
     """override the preset's sampler steps"""
-    guidance_scale: float | None = None
+    guidance_scale: Annotated[float | None, Range(0)] = None
     """override the preset's guidance scale"""
-    radius: float | None = None
+    radius: Annotated[float | None, Range(0, open_min=True)] = None
     """override the preset's camera distance (the input is rendered from there too)"""
-    elevation_deg: float = 10.0
+    elevation_deg: Annotated[float, Range(-90, 90, open_min=True, open_max=True)] = 10.0
     """elevation of the input camera"""
-    novel_views: int = 8
+    novel_views: Annotated[int, Range(1)] = 8
     """held-out cameras per case"""
-    tau: float = 0.05
+    tau: Annotated[float, Range(0, open_min=True)] = 0.05
     """F-score threshold (world units; objects fit in the unit sphere)"""
     input_only: bool = True
     """run the input-only baseline (it does not depend on the backbone: its numbers are the same for

@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
@@ -43,6 +43,7 @@ from vdm3d.io.progress import StageLog
 from vdm3d.jobs.stylize import StylizeConfig, anchor_views, arcs, fuse, load_models, stylize_frames
 from vdm3d.metrics.image import psnr, ssim
 from vdm3d.metrics.video import color_histogram_distance, edge_fscore, warp_error
+from vdm3d.options import Range
 from vdm3d.train.datasets import SEED_OFFSETS
 DEFAULT_MESHES = ("spot/spot_triangulated.obj:spot/spot_texture.png", "bob/bob_tri.obj", "duck/Duck.glb")
 METHODS = ("job", "job-no-fusion", "warp-anchors", "per-frame", "fresh-noise", "fresh-noise-no-fusion")
@@ -136,12 +137,16 @@ def table(means: dict[str, dict[str, float]]) -> str:
     return "\n".join(rows)
 
 
-def stylize(out: Path = Path("runs/eval_stylize"), procedural: int = 10, frames: int = 24, resolution: int = 64,
+def stylize(out: Path = Path("runs/eval_stylize"), procedural: Annotated[int, Range(1)] = 10,
+            frames: Annotated[int, Range(1)] = 24, resolution: Annotated[int, Range(8)] = 64,
             meshes: tuple[str, ...] = DEFAULT_MESHES, mesh_root: Path = Path("../shared/data/meshes"),
-            arc_frames: int = 8, steps: int = 8, anchor_model: str = "stylize_anchor",
-            inbetween_model: str = "stylize_inbetween", guidance_scale: float | None = None,
-            keyframe_blend: float = 1.0, fusion_radius: int = 12, fusion_tau: float = 6.0,
-            noise_alpha: float = 0.5,
+            arc_frames: Annotated[int, Range(1)] = 8, steps: Annotated[int, Range(1)] = 8,
+            anchor_model: str = "stylize_anchor",
+            inbetween_model: str = "stylize_inbetween",
+            guidance_scale: Annotated[float | None, Range(0)] = None,
+            keyframe_blend: Annotated[float, Range(0, 1)] = 1.0, fusion_radius: Annotated[int, Range(0)] = 12,
+            fusion_tau: Annotated[float, Range(0, open_min=True)] = 6.0,
+            noise_alpha: Annotated[float, Range(0, 1)] = 0.5,
             split: Literal["heldout", "val"] = "heldout", seed: int = 0, overwrite: bool = False,
             record: bool = False) -> dict:
     """Score `vdm3d stylize` and its three baselines on held-out cases with ground truth.

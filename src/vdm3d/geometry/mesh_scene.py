@@ -313,6 +313,9 @@ def _texture_beside(path: Path) -> np.ndarray | None:
         return None
     from PIL import Image
 
+    from vdm3d.io.images import check_image_file
+
+    check_image_file(images[0], "a texture image")
     return np.asarray(Image.open(images[0]).convert("RGB"))
 
 
@@ -351,6 +354,9 @@ def load_mesh_scene(path: str | Path, *, texture: str | Path | np.ndarray | None
     if isinstance(texture, (str, Path)):
         from PIL import Image
 
+        from vdm3d.io.images import check_image_file
+
+        check_image_file(texture, "a texture image")
         texture = np.asarray(Image.open(texture).convert("RGB"))
     meshes = []
     for node in loaded.graph.nodes_geometry:

@@ -37,6 +37,7 @@ from scipy import ndimage
 from torch import Tensor
 
 from vdm3d.errors import InputError
+from vdm3d.io.images import check_image_file
 
 MIN_FOREGROUND_PIXELS = 16
 GRABCUT_MAX_SIDE = 320  # GrabCut runs at this size (its cost grows with pixels; the orbit models see 64-576 px)
@@ -60,8 +61,7 @@ class Foreground:
 def read_rgba(path: str | Path) -> tuple[np.ndarray, bool]:
     """Read an image file as float32 ``[H, W, 4]`` in [0, 1] and whether it had an alpha channel."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path=path, problem="does not exist", fix="check the path to the input image")
+    check_image_file(path, "an image of the object")  # missing, a folder, empty, or a decompression bomb
     try:
         with Image.open(path) as im:
             im.load()

@@ -4,8 +4,10 @@ Reading
     :func:`read_image` decodes PNG, JPEG, BMP, TIFF, WebP (OpenCV, with imageio as a fallback for
     other formats) into a float32 tensor ``[H, W, 3]`` (or ``[H, W, 4]`` when the file has alpha and
     ``alpha=True``); 8-bit files are divided by 255, 16-bit files by 65535. Grey files are repeated
-    to three channels. A missing, empty, corrupt or non-image file raises :class:`InputError` with
-    one sentence naming the file.
+    to three channels. A missing, empty, corrupt or non-image file, a folder, or a header that claims
+    more than :data:`MAX_IMAGE_PIXELS` (a decompression bomb; checked before decoding by
+    :func:`check_image_file`, the entry every image reader of vdm3d goes through) raises
+    :class:`InputError` with one sentence naming the file.
 
 Writing
     :func:`write_image` writes PNG (8 or 16 bit) or JPEG atomically (encode in memory, then
@@ -26,6 +28,8 @@ OpenCV stores channels as BGR(A); the flips to RGB(A) happen here and nowhere el
 from __future__ import annotations
 
 import io
+import os
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -42,6 +46,49 @@ DEPTH_PNG_SCALE = 1000.0
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
+# Decoding allocates width x height x channels before it can notice a lie in the header, so a file
+# whose header claims more pixels than this is refused before any decoder runs (a "decompression
+# bomb": a few bytes of PNG that claim 60,000 x 60,000 pixels). VDM3D_MAX_IMAGE_PIXELS raises it.
+MAX_IMAGE_PIXELS = 1 << 27  # 134 megapixels, e.g. 16384 x 8192
+
+# OpenCV prints "[ WARN:0@...]" lines of its own for files it cannot read; our sentence says it better.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
+def max_image_pixels() -> int:
+    value = os.environ.get("VDM3D_MAX_IMAGE_PIXELS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else MAX_IMAGE_PIXELS
+
+
+def check_image_file(path: str | Path, what: str = "an image") -> tuple[int, int] | None:
+    """The guarded entry of every image reader: the file exists, is a file, is not empty, and its header
+    does not claim more than :func:`max_image_pixels` pixels. Returns ``(width, height)`` from the
+    header, or ``None`` when PIL does not know the format (the decoder then has the last word).
+
+    Reads only the header; nothing is decoded.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    _check_file(path, what)
+    cap = max_image_pixels()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # we apply our own cap below
+            try:
+                with Image.open(path) as im:
+                    width, height = im.size
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return None
+    if width * height > cap:
+        raise InputError(path=path, problem=f"claims {width}x{height} pixels in its header, more than the "
+                         f"{cap:,} vdm3d decodes", fix="resize the image (or raise VDM3D_MAX_IMAGE_PIXELS)")
+    return width, height
+
+
 def _check_file(path: Path, what: str) -> None:
     if not path.exists():
         raise InputError(path=path, problem=f"does not exist ({what} expected)", fix="check the path")
@@ -54,7 +101,10 @@ def _check_file(path: Path, what: str) -> None:
 def _decode(path: Path) -> np.ndarray:
     """Raw decoded array (uint8 or uint16), RGB(A) channel order, ``[H, W]`` or ``[H, W, C]``."""
     data = np.fromfile(path, dtype=np.uint8)
-    arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
+    try:
+        arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
+    except cv2.error:  # OpenCV's own size limit or a corrupt header
+        arr = None
     if arr is not None:
         if arr.ndim == 3 and arr.shape[2] == 3:
             arr = arr[..., ::-1]  # OpenCV's BGR -> RGB
@@ -75,7 +125,7 @@ def read_image(path: str | Path, alpha: bool = False) -> Float[Tensor, "H W C"]:
     """Read an image file into a float32 tensor in [0, 1], ``[H, W, 3]`` (``[H, W, 4]`` if ``alpha``
     and the file has an alpha channel; files without alpha get an opaque one when ``alpha=True``)."""
     path = Path(path)
-    _check_file(path, "an image")
+    check_image_file(path, "an image")
     arr = _decode(path)
     if arr.dtype == np.uint8:
         img = arr.astype(np.float32) / 255.0
@@ -182,8 +232,11 @@ def write_depth(path: str | Path, depth: Float[Tensor, "H W"] | np.ndarray,
 def read_depth(path: str | Path, scale: float | int = DEPTH_PNG_SCALE) -> Float[Tensor, "H W"]:
     """Read z-depth written by :func:`write_depth` (``.npy`` or 16-bit ``.png``), float32 ``[H, W]``."""
     path = Path(path)
-    _check_file(path, "a depth map")
     suffix = path.suffix.lower()
+    if suffix == ".png":
+        check_image_file(path, "a depth map")
+    else:
+        _check_file(path, "a depth map")
     if suffix == ".npy":
         try:
             d = np.load(path, allow_pickle=False)
@@ -191,7 +244,10 @@ def read_depth(path: str | Path, scale: float | int = DEPTH_PNG_SCALE) -> Float[
             raise InputError(path=path, problem=f"is not a readable .npy array ({type(e).__name__})",
                              fix="write it with numpy.save") from None
     elif suffix == ".png":
-        d = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+        try:
+            d = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+        except cv2.error:
+            d = None
         if d is None:
             raise InputError(path=path, problem="is not a readable PNG", fix="pass a 16-bit depth PNG")
         if d.dtype != np.uint16 or d.ndim != 2:

@@ -26,7 +26,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from vdm3d.errors import InputError, OutputExistsError
+from vdm3d.errors import ConfigError, InputError, OutputError, OutputExistsError
 
 MANIFEST = "manifest.json"
 _VERSIONED = ("vdm3d", "torch", "numpy", "diffusers", "transformers", "accelerate", "trimesh",
@@ -84,11 +84,31 @@ def _umask() -> int:
     return _UMASK
 
 
+def check_writable(path: str | Path, option: str = "--out") -> None:
+    """Refuse, before any work, an output location that cannot be created: one of its parents is a
+    file, or the nearest existing parent folder is not writable. ``option`` names the flag to change."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise OutputError(f"{path}: cannot write there, because {parent} is a file, not a folder; "
+                          f"choose another {option}.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{path}: cannot write there, because the folder {parent} is not writable; "
+                          f"choose another {option} or fix the folder's permissions.")
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write a file so that readers see either the old content or the new, never a mix."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    check_writable(path, "output path")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as e:  # a full disk, a read-only mount: say where, not errno's traceback
+        raise OutputError(f"{path}: cannot write there ({e.strerror or type(e).__name__}); "
+                          "choose another output location.") from None
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(fd, "wb") as f:
@@ -150,6 +170,42 @@ class RunFolder:
         """True when a partial folder with checkpoints from an earlier attempt is being continued."""
         return self.resume and (self.partial / "checkpoints").is_dir()
 
+    def save_stage(self, name: str, tensors: dict[str, Any], **meta: Any) -> None:
+        """Checkpoint a finished stage: its tensors (safetensors) and JSON ``meta``, together with a
+        fingerprint of the config, so that ``--resume`` skips the stage only for the same options."""
+        from safetensors.torch import save
+
+        meta = {"config": self._fingerprint(), **meta}
+        blob = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()},
+                    metadata={"vdm3d": json.dumps(to_jsonable(meta))})
+        atomic_write_bytes(self.checkpoint_dir / f"stage-{name}.safetensors", blob)
+
+    def load_stage(self, name: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The tensors and meta of a stage an interrupted run finished, or ``None`` (not resuming, or
+        the stage had not finished). Refuses a checkpoint made with other options."""
+        path = self.partial / "checkpoints" / f"stage-{name}.safetensors"
+        if not self.resuming or not path.is_file():
+            return None
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = json.loads((f.metadata() or {}).get("vdm3d", "{}"))
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception:  # noqa: BLE001 - a checkpoint cut short by a kill: redo the stage
+            return None
+        if meta.get("config") != self._fingerprint():
+            raise ConfigError(f"{self.out}: the interrupted run there was started with other options; resume it "
+                              "with the same options, or run without --resume (and --overwrite) to start again.")
+        return tensors, meta
+
+    def _fingerprint(self) -> str:
+        """SHA-256 of the config without the fields that only say where and whether to resume."""
+        cfg = to_jsonable(self.config)
+        if isinstance(cfg, dict):
+            cfg = {k: v for k, v in cfg.items() if k not in ("resume", "overwrite")}
+        return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()
+
     def record(self, **fields: Any) -> None:
         """Add fields to the manifest (which perceptual loss ran, model hashes, timings...)."""
         self.extra.update(fields)
@@ -159,9 +215,13 @@ class RunFolder:
         for p in self.inputs:
             if not p.exists():
                 raise InputError(path=p, problem="does not exist", fix="check the path")
+        check_writable(self.out)
         if self.out.exists() and not self.overwrite:
             raise OutputExistsError(
                 f"{self.out}: the output folder already exists; choose another --out or pass --overwrite.")
+        if self.resume and not self.partial.exists():
+            raise InputError(f"{self.out}: --resume found no interrupted run to continue (no {self.partial.name} "
+                             "beside it); run the same command without --resume to start one.")
         if self.partial.exists() and not self.resume:
             shutil.rmtree(self.partial)
         self.partial.mkdir(parents=True, exist_ok=True)
@@ -170,8 +230,14 @@ class RunFolder:
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc_type is not None:
-            if not (self._keep_on_failure and not isinstance(exc, InputError)):
+            # a resumed run never loses the checkpoints it started from; a new one keeps those it wrote
+            keep = self.resuming or (self._keep_on_failure and not isinstance(exc, InputError))
+            if not keep:
                 shutil.rmtree(self.partial, ignore_errors=True)
+            if isinstance(exc, KeyboardInterrupt):  # Ctrl-C or SIGTERM: say what is left (cli.main prints it)
+                exc.outcome = (f"the checkpoint in {self.partial} is kept; the same command with --resume "
+                               "continues from it" if keep else
+                               f"no checkpoint had been written yet, so nothing of {self.out} was kept")
             return False
         atomic_write_json(self.partial / MANIFEST, self.manifest())
         if self.out.exists():

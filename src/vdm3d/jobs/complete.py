@@ -46,6 +46,7 @@ from vdm3d.io.video import write_video
 from vdm3d.jobs.complete_distill import DistillConfig, distill
 from vdm3d.jobs.complete_generate import GenerationConfig, generate_clip
 from vdm3d.jobs.complete_v3d_generate import V3dConfig
+from vdm3d.options import Range
 from vdm3d.recon.checkpoint import load_state, save_state
 from vdm3d.recon.depth_points import points_from_depths
 from vdm3d.recon.evaluate import score_views
@@ -82,7 +83,7 @@ class CompleteConfig:
     """Continue the interrupted run in this output folder from its last checkpoint."""
     overwrite: bool = False
     """Replace an existing output folder."""
-    downscale: int = 1
+    downscale: Annotated[int, Range(1)] = 1
     """Divide the image sides by this factor."""
     split: Annotated[Split, tyro.conf.OmitArgPrefixes] = Split(num_train_views=3)
     backbone: str = "tiny-video"
@@ -94,9 +95,9 @@ class CompleteConfig:
     generation: GenerationConfig = GenerationConfig()
     distill: DistillConfig = DistillConfig()
     v3d: V3dConfig = V3dConfig()
-    max_init_points: int = 50_000
+    max_init_points: Annotated[int, Range(1)] = 50_000
     """Subsample larger initial point clouds to this many Gaussians."""
-    random_points: int = 10_000
+    random_points: Annotated[int, Range(1)] = 10_000
     """Gaussians of a random initialization (scenes without depth or points)."""
     seed: int = 0
 

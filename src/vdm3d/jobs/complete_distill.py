@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Callable
+from typing import Annotated, Callable
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ from vdm3d.cameras.camera import Cameras
 from vdm3d.cameras.trajectory import Trajectory
 from vdm3d.io.runs import RunFolder
 from vdm3d.models.weights import save_state_dict
+from vdm3d.options import Range
 from vdm3d.recon.checkpoint import load_state, save_state
 from vdm3d.recon.trainer import (FitConfig, FitProgress, FitState, LearningRates, LossWeights, ViewPool,
                                  fit_gaussians)
@@ -49,17 +50,17 @@ DISTILL_FIT = FitConfig(
 class DistillConfig:
     """How generated clips are distilled into the Gaussians."""
 
-    steps: int = 1500
+    steps: Annotated[int, Range(0)] = 1500
     """Optimizer steps after the baseline."""
-    generate_every: int = 250
+    generate_every: Annotated[int, Range(1)] = 250
     """Steps between new clips (the first clip is made at step 0)."""
-    pseudo_weight: float = 0.05
+    pseudo_weight: Annotated[float, Range(0)] = 0.05
     """Weight of a pseudo view's loss against the training view's."""
-    pseudo_perceptual: float = 0.1
+    pseudo_perceptual: Annotated[float, Range(0)] = 0.1
     """Perceptual term inside the pseudo loss (0.05 x 0.1 = 0.005 overall)."""
-    persistent_share: float = 0.2
+    persistent_share: Annotated[float, Range(0, 1)] = 0.2
     """Fraction of every clip's frames kept in the persistent pool."""
-    persistent_prob: float = 0.5
+    persistent_prob: Annotated[float, Range(0, 1)] = 0.5
     """Probability of drawing the step's pseudo view from the persistent pool."""
     fit: FitConfig = DISTILL_FIT
     """Learning rates and density control of the distillation (its steps are ``steps``)."""

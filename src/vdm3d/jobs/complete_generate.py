@@ -21,7 +21,7 @@ GuidedVD-3DGS's scene-grounding guidance (§3.4 / §8.3 of ``SEED_SYSTEMS.md``),
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Annotated, Any
 
 import cv2
 import numpy as np
@@ -36,6 +36,7 @@ from vdm3d.diffusion.samplers import sample
 from vdm3d.diffusion.schedules import DdimSchedule
 from vdm3d.errors import ConfigError
 from vdm3d.geometry.warp import forward_warp
+from vdm3d.options import Range
 from vdm3d.protocols import Conditioning
 from vdm3d.splat.gaussians import Gaussians
 from vdm3d.recon.render import render_views
@@ -46,21 +47,21 @@ from vdm3d.views import Views
 class GenerationConfig:
     """How each clip is sampled (GuidedVD's constants unless the preset says otherwise)."""
 
-    steps: int = 25
+    steps: Annotated[int, Range(1)] = 25
     """DDIM steps (GuidedVD: 50)."""
-    cfg_scale: float = 3.0
+    cfg_scale: Annotated[float, Range(0)] = 3.0
     """Classifier-free guidance scale (GuidedVD/ViewCrafter: 7.5; 1 turns CFG off)."""
-    cfg_rescale: float = 0.7
+    cfg_rescale: Annotated[float, Range(0, 1)] = 0.7
     """CFG rescale phi."""
     guidance: bool = True
     """Scene-grounding guidance (False: the ablation without it)."""
-    guidance_weight: float = 0.2
+    guidance_weight: Annotated[float, Range(0)] = 0.2
     """w of the RMS step-size rule rho = w RMS(CFG correction) / RMS(g)."""
-    opaque_alpha: float = 0.9
+    opaque_alpha: Annotated[float, Range(0, 1)] = 0.9
     """Guide only where the baseline's alpha is at least this."""
-    eta: float = 1.0
+    eta: Annotated[float, Range(0, 1)] = 1.0
     """DDIM eta (1: ancestral, as GuidedVD)."""
-    max_side: int | None = None
+    max_side: Annotated[int | None, Range(8)] = None
     """Longest side of the generation resolution (None: the backbone's, 64 for the embedded model)."""
 
 

@@ -41,6 +41,7 @@ from vdm3d.cameras.camera import Cameras
 from vdm3d.cameras.extend import ExtendMode
 from vdm3d.errors import ConfigError, InputError
 from vdm3d.jobs.explore_state import STATE_FILE, ChunkPlan, ExploreState, chunk_plans, load_state, save_state
+from vdm3d.options import Range
 from vdm3d.recon.cache import CacheConfig
 from vdm3d.views import Views
 
@@ -63,17 +64,17 @@ class ExploreConfig:
     """movement presets composed into a path instead of a file (`vdm3d trajectory presets`), e.g. dolly-in pan-left"""
     path_from_run: Path | None = None
     """use the cameras of another run folder (its cameras/trajectory.json)"""
-    frames: int | None = None
+    frames: Annotated[int | None, Range(1)] = None
     """number of frames (None: the path's own); a shorter path is extended with --extend"""
     extend: ExtendMode = "extrapolate"
     """how a path is extended to --frames: extrapolate, loop, pingpong or slowdown"""
-    speed: float = 1.0
+    speed: Annotated[float, Range(0, open_min=True)] = 1.0
     """speed multiplier: the path is resampled at this many of its frames per output frame"""
-    resolution: int = 64
+    resolution: Annotated[int, Range(16)] = 64
     """output side in pixels (the tiny models work at 64)"""
-    fov_deg: float = 60.0
+    fov_deg: Annotated[float, Range(0, 170, open_min=True, open_max=True)] = 60.0
     """horizontal field of view of every frame"""
-    depth_median: float = 2.0
+    depth_median: Annotated[float, Range(0, open_min=True)] = 2.0
     """median depth of the start image in the path's units (sets the scale of the scene)"""
     backbone: str = "tiny"
     """video backbone with per-token noise levels: tiny, worldwarp, wan2.1-t2v-1.3b (`vdm3d models`)"""
@@ -84,20 +85,20 @@ class ExploreConfig:
     its output is used up to scale (aligned to --depth-median, then to the cache)"""
     prompt: str = ""
     """text prompt (backbones with a text slot)"""
-    strength: float = 0.8
+    strength: Annotated[float, Range(0, 1)] = 0.8
     """noise on warped (valid) tokens: 0 keeps them, 1 = full noise like the holes (WorldWarp: 0.8)"""
-    chunk: int = 8
+    chunk: Annotated[int, Range(1)] = 8
     """frames per chunk, context included (Wan: 4k + 1)"""
-    context: int = 1
+    context: Annotated[int, Range(0)] = 1
     """frames of the previous chunk that start the next one, kept clean"""
-    steps: int = 10
+    steps: Annotated[int, Range(1)] = 10
     """sampler steps (Euler EDM for the tiny model, flow Euler shift 5 for Wan)"""
-    samples: int = 3
+    samples: Annotated[int, Range(1)] = 3
     """samples drawn per chunk and averaged after decoding: their mean approaches the posterior mean of
     the holes, which scores higher PSNR than one textured draw (the cost grows with it)"""
-    sigma_max: float = 80.0
+    sigma_max: Annotated[float, Range(0, open_min=True)] = 80.0
     """largest noise level of the EDM schedule (tiny model)"""
-    guidance_scale: float = 1.0
+    guidance_scale: Annotated[float, Range(0)] = 1.0
     """classifier-free guidance (1: none)"""
     noise: Literal["st", "uniform"] = "st"
     """spatio-temporal noise (fill-and-revise), or one level for every token (ablation)"""
@@ -108,26 +109,26 @@ class ExploreConfig:
     keep_valid: bool = True
     """paste the cache's render back over the decoded frames where it is valid, so only the holes are
     generated (as inpainting pipelines keep the known region); off: the model's revision is kept"""
-    rim_px: int = 2
+    rim_px: Annotated[int, Range(0)] = 2
     """with --keep-valid: hole pixels within this many pixels of a valid one are interpolated (Telea)
     rather than generated (the model's 4x4-pixel tokens cannot resolve a thin rim); 0: all generated"""
-    points_per_frame: int = 4096
+    points_per_frame: Annotated[int, Range(16)] = 4096
     """most new Gaussians from one frame"""
-    max_points: int = 20_000
+    max_points: Annotated[int, Range(16)] = 20_000
     """most Gaussians in the cache"""
-    fit_steps: int = 60
+    fit_steps: Annotated[int, Range(0)] = 60
     """cache fitting steps per chunk (WorldWarp: 500 at 480x720)"""
-    mask_threshold: float = 0.5
+    mask_threshold: Annotated[float, Range(0, 1)] = 0.5
     """validity threshold on alpha x geometric validity"""
-    erode_px: int = 1
+    erode_px: Annotated[int, Range(0)] = 1
     """erosion of the validity mask, pixels (WorldWarp: 7 at 720 wide)"""
-    depth_tolerance: float = 0.1
+    depth_tolerance: Annotated[float, Range(0, open_min=True)] = 0.1
     """relative depth error for geometric validity"""
-    sources: int = 4
+    sources: Annotated[int, Range(1)] = 4
     """source views for the validity check: the start frame and the most recent frames"""
     strict: bool = False
     """refuse a path that fails the checks against the start depth (default: warn)"""
-    fps: float = 12.0
+    fps: Annotated[float, Range(0, open_min=True)] = 12.0
     """frame rate of the video"""
     seed: int = 0
     """random seed"""

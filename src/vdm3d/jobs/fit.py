@@ -29,6 +29,7 @@ import tyro
 from vdm3d.data.readers import Scene, Split, read_scene
 from vdm3d.io.images import write_image
 from vdm3d.io.runs import RunFolder, atomic_write_json
+from vdm3d.options import Range
 from vdm3d.recon.baseline import fit_in_run, initialize as initialize_baseline
 from vdm3d.recon.evaluate import score_views
 from vdm3d.recon.render import render_views
@@ -58,16 +59,16 @@ class FitJobConfig:
     """Continue the interrupted run in this output folder from its last checkpoint."""
     overwrite: bool = False
     """Replace an existing output folder."""
-    downscale: int = 1
+    downscale: Annotated[int, Range(1)] = 1
     """Divide the image sides by this factor."""
     split: Annotated[Split, tyro.conf.OmitArgPrefixes] = Split()
     init: Literal["points", "random"] = "points"
     """Start from the scene's sparse points (random when it has none) or from random points."""
     init_points_from: Literal["all", "train"] = "all"
     """Use every sparse point, or only those seen by two or more training views (honest sparse-view init)."""
-    max_init_points: int = 100_000
+    max_init_points: Annotated[int, Range(1)] = 100_000
     """Subsample larger point clouds to this many Gaussians."""
-    random_points: int = 20_000
+    random_points: Annotated[int, Range(1)] = 20_000
     """Number of Gaussians of a random initialization."""
     fit: Annotated[FitConfig, tyro.conf.OmitArgPrefixes] = CPU_FIT
     eval_background: Literal["black", "white"] = "black"
@@ -138,5 +139,6 @@ def run_fit(config: FitJobConfig, progress: Callable[[FitProgress], None] | None
                         "cpu_seconds": round(time.process_time() - cpu_start, 1)})
         export(run, gaussians, scene, metrics, renders)
         shutil.rmtree(run.path / "checkpoints", ignore_errors=True)  # finished: nothing left to resume
-        run.record(metrics={"test": metrics.get("test", {}).get("mean"), "train": metrics["train"]})
+        run.record(metrics={"test": metrics.get("test", {}).get("mean"), "train": metrics["train"]},
+                   undistorted=list(scene.undistorted))  # lens distortion removed from the photos, if any
     return FitResult(Path(out), gaussians, metrics)

@@ -31,6 +31,7 @@ OBJ are rotated to glTF's y-up (``(x, y, z) -> (x, z, -y)``); every other output
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 from typing import Annotated, Callable, Literal
 
@@ -56,8 +57,10 @@ from vdm3d.io.video import write_video
 from vdm3d.jobs.object_orbit import (BackboneOrbit, Guidance, OrbitKind, OrbitPlan, OrbitSource, check_orbit_backbone,
                                      orbit_plan)
 from vdm3d.jobs.object_refine import RefineConfig, refine as refine_sds
+from vdm3d.jobs.object_resume import gaussians_stage, orbit_stage
 from vdm3d.models.registry import load_backbone
 from vdm3d.models.tiny import DEFAULT_VIDEO
+from vdm3d.options import Range
 from vdm3d.recon.perceptual import make_perceptual
 from vdm3d.recon.render import render_views
 from vdm3d.recon.trainer import FitConfig, FitProgress, LearningRates, fit_gaussians
@@ -85,77 +88,79 @@ class ObjectConfig:
     """video backbone with camera conditioning: tiny (the embedded default), sv3d-p, v3d, ... (`vdm3d models`)"""
     orbit: OrbitKind = "v3d"
     """orbit layout: sv3d-static (21 views, input last), sv3d-dynamic (seeded), v3d (18, input first)"""
-    frames: int | None = None
+    frames: Annotated[int | None, Range(2)] = None
     """number of orbit views (None: the orbit's own, 21 or 18)"""
-    resolution: int | None = None
+    resolution: Annotated[int | None, Range(8)] = None
     """orbit image size in pixels (None: the backbone's native resolution)"""
-    elevation_deg: float = 10.0
+    elevation_deg: Annotated[float, Range(-90, 90, open_min=True, open_max=True)] = 10.0
     """elevation of the input camera (degrees above the object's equator)"""
-    radius: float = 3.2163
+    radius: Annotated[float, Range(0, open_min=True)] = 3.2163
     """camera distance from the object's centre (the object is assumed to fit in the unit sphere); the
     default is the tiny model's training framing: at 40 deg the unit sphere fills the view with a 10 %
     margin (:func:`vdm3d.data.procedural.cameras.orbit_distance`)"""
-    fov_deg: float = 40.0
+    fov_deg: Annotated[float, Range(0, 170, open_min=True, open_max=True)] = 40.0
     """horizontal field of view of the orbit cameras"""
-    border_ratio: float = 0.2
+    border_ratio: Annotated[float, Range(0, 0.5, open_max=True)] = 0.2
     """fraction of the image left as border around the recentred object"""
     recentre: bool = True
     """crop and recentre the object (off: use the square image as framed)"""
-    steps: int = 4
+    steps: Annotated[int, Range(1)] = 4
     """sampler steps (Euler EDM); the tiny preset's 4 scored higher than 25 on validation objects
     (novel-view PSNR 12.99 vs 12.29 dB; its 25-step frames are sharper but less accurate)"""
-    sigma_max: float = 80.0
+    sigma_max: Annotated[float, Range(0, open_min=True)] = 80.0
     """largest noise level of the EDM schedule (SV3D/V3D: 700; the tiny model was trained up to ~80)"""
     guidance: Guidance = "constant"
     """classifier-free guidance over frames: triangular (SV3D) or constant (V3D)"""
-    guidance_scale: float = 2.0
+    guidance_scale: Annotated[float, Range(0)] = 2.0
     """guidance weight (the peak of the triangular schedule)"""
-    min_guidance_scale: float = 1.0
+    min_guidance_scale: Annotated[float, Range(0)] = 1.0
     """guidance at the ends of the triangular schedule"""
-    carve_resolution: int = 64
+    carve_resolution: Annotated[int, Range(16)] = 64
     """voxels per side of the space-carving grid"""
-    num_points: int = 2000
+    num_points: Annotated[int, Range(16)] = 2000
     """initial Gaussians sampled on the carved surface"""
-    fit_steps: int = 200
+    fit_steps: Annotated[int, Range(1)] = 200
     """Gaussian fitting steps (one view per step)"""
-    lr_scale: float = 10.0
+    lr_scale: Annotated[float, Range(0, open_min=True)] = 10.0
     """multiplies 3DGS's learning rates, which are tuned for 30k steps (a few hundred need larger ones)"""
-    ssim_weight: float = 1.0
+    ssim_weight: Annotated[float, Range(0)] = 1.0
     """lambda of (1 - lambda) L1 + lambda (1 - SSIM); V3D uses 1 (no L1)"""
     perceptual: Literal["auto", "lpips", "ms-ssim"] = "auto"
     """perceptual term: LPIPS if its weights are present (auto), required (lpips), or 1 - MS-SSIM"""
-    perceptual_weight: float = 2.0
+    perceptual_weight: Annotated[float, Range(0)] = 2.0
     """weight of the perceptual term (V3D: 2)"""
-    opacity_weight: float = 0.1
+    opacity_weight: Annotated[float, Range(0)] = 0.1
     """weight of the mean-opacity regularizer (V3D: 0.1)"""
-    alpha_weight: float = 0.5
+    alpha_weight: Annotated[float, Range(0)] = 0.5
     """weight of the L1 between rendered coverage and the frames' masks"""
-    input_weight: float = 4.0
+    input_weight: Annotated[float, Range(0)] = 4.0
     """loss weight of the input view relative to a generated view"""
-    max_gaussians: int = 4000
+    max_gaussians: Annotated[int, Range(1)] = 4000
     """cap on the number of Gaussians after densification"""
     refine: bool = False
     """run masked score distillation after fitting (SV3D's unseen-region refinement)"""
-    refine_steps: int = 100
+    refine_steps: Annotated[int, Range(0)] = 100
     """masked-SDS steps"""
-    refine_weight: float = 1.0
+    refine_weight: Annotated[float, Range(0)] = 1.0
     """weight of the masked SDS term against the photometric term"""
-    refine_frames: int = 4
+    refine_frames: Annotated[int, Range(1)] = 4
     """random cameras rendered per SDS step (capped by the backbone's frame count)"""
-    mesh_resolution: int = 96
+    mesh_resolution: Annotated[int, Range(16)] = 96
     """voxels per side of the TSDF grid"""
-    mesh_views: int = 24
+    mesh_views: Annotated[int, Range(1)] = 24
     """views rendered on the orbit's path for TSDF fusion and colour baking"""
     texture: Literal["vertex", "uv"] = "vertex"
     """mesh colours: per-vertex, or a UV texture (xatlas)"""
-    texture_size: int = 512
+    texture_size: Annotated[int, Range(8)] = 512
     """UV texture side in pixels"""
-    turntable_frames: int = 36
+    turntable_frames: Annotated[int, Range(1)] = 36
     """frames of the turntable video of the result"""
     seed: int = 0
     """random seed (sampling, dynamic orbit, fitting)"""
     overwrite: bool = False
     """replace an existing run folder"""
+    resume: bool = False
+    """continue the interrupted run in --out after its last finished stage (orbit, fit, refine)"""
 
 
 PRESETS: dict[str, tuple[str, ObjectConfig]] = {
@@ -387,27 +392,34 @@ def run_object(config: ObjectConfig, *, source: OrbitSource | None = None, progr
     perceptual, perceptual_name = make_perceptual(config.perceptual)
     lap("load")
     with RunFolder(config.out, config=config, seed=config.seed, inputs=[config.image, *([config.mask] if config.mask else [])],
-                   overwrite=config.overwrite) as run:
+                   overwrite=config.overwrite, resume=config.resume) as run:
         say(f"orbit: {config.orbit} with {source.name} at {size}x{size}")
-        orbit, plan = generate_orbit(config, fg, source)
-        for clip in getattr(source, "log", []):
+        # each expensive stage checkpoints its result; --resume picks up after the last one (object_resume)
+        orbit, plan, orbit_log = orbit_stage(
+            run, lambda: generate_orbit(config, fg, source),
+            lambda: orbit_plan(config.orbit, config.elevation_deg, config.radius, config.fov_deg, size, config.frames,
+                               config.seed),
+            lambda: list(getattr(source, "log", None) or []))
+        for clip in orbit_log:
             say(f"orbit clip of frames {clip['frames']}: CFG weights {clip['cfg_weights']}")
         lap("generate_orbit")
         hull = carve(config, orbit)
         say(f"carve: visual hull with {len(hull.mesh.faces)} faces, {len(hull.points_world)} points")
         lap("carve")
-        gaussians = fit(config, orbit, init_gaussians(hull, orbit), perceptual, say)
+        gaussians = gaussians_stage(run, "fit", lambda: fit(config, orbit, init_gaussians(hull, orbit), perceptual, say))
         lap("fit")
         if config.refine:
-            gaussians = refine(config, gaussians, orbit, plan, fg, source, say)
+            fitted = gaussians
+            gaussians = gaussians_stage(run, "refine", lambda: refine(config, fitted, orbit, plan, fg, source, say))
             lap("refine")
         mesh = extract_mesh(config, gaussians, plan, *mesh_box(hull), size, hull)
         say(f"mesh: {len(mesh.vertices)} vertices, {len(mesh.faces)} faces, watertight={mesh.is_watertight}")
         lap("extract_mesh")
         files = export(run.path, config, fg, orbit, plan, gaussians, mesh)
+        shutil.rmtree(run.path / "checkpoints", ignore_errors=True)  # finished: nothing left to resume
         lap("export")
         run.record(perceptual=perceptual_name, backbone=source.name, mask_source=fg.mask_source,
-                   input_index=plan.input_index, orbit_sampling=getattr(source, "log", None), num_gaussians=len(gaussians), mesh_faces=len(mesh.faces),
+                   input_index=plan.input_index, orbit_sampling=orbit_log or getattr(source, "log", None), num_gaussians=len(gaussians), mesh_faces=len(mesh.faces),
                    mesh_watertight=bool(mesh.is_watertight), mesh_frame="glTF y-up: (x, y, z) -> (x, z, -y)",
                    files=files, timings=timings)
     return ObjectResult(config.out, orbit, gaussians, mesh, perceptual_name, timings)

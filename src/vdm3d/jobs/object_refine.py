@@ -24,7 +24,7 @@ toward the denoised ones only where ``M`` (pooled to latent resolution) says so:
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Annotated, Callable
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +35,7 @@ from vdm3d.cameras.camera import Cameras
 from vdm3d.cameras.io import cameras_from_sv3d
 from vdm3d.diffusion.guiders import Guider
 from vdm3d.errors import ConfigError
+from vdm3d.options import Range
 from vdm3d.protocols import Backbone, Conditioning
 from vdm3d.recon.trainer import FitConfig, FitProgress, LearningRates, StepContext, fit_gaussians
 from vdm3d.splat.gaussians import Gaussians
@@ -47,21 +48,21 @@ from vdm3d.views import Views
 class RefineConfig:
     """The refinement's settings (the object job fills them from its own config)."""
 
-    steps: int = 100
+    steps: Annotated[int, Range(0)] = 100
     """refinement steps (one orbit view and one SDS batch each)"""
-    weight: float = 1.0
+    weight: Annotated[float, Range(0)] = 1.0
     """weight of the masked SDS term against the photometric term"""
-    frames: int = 4
+    frames: Annotated[int, Range(1)] = 4
     """random cameras rendered per SDS step (capped by the backbone's frame count)"""
-    input_weight: float = 4.0
+    input_weight: Annotated[float, Range(0)] = 4.0
     """loss weight of the input view relative to a generated one"""
-    lr_scale: float = 10.0
+    lr_scale: Annotated[float, Range(0, open_min=True)] = 10.0
     """multiplies 3DGS's learning rates"""
-    radius: float = 3.2163
+    radius: Annotated[float, Range(0, open_min=True)] = 3.2163
     """camera distance of the random cameras (and the scale of the centers' learning rate)"""
-    elevation_deg: float = 10.0
+    elevation_deg: Annotated[float, Range(-90, 90, open_min=True, open_max=True)] = 10.0
     """elevation of the input view; random cameras stay within 30 degrees of it"""
-    fov_deg: float = 40.0
+    fov_deg: Annotated[float, Range(0, 180, open_min=True, open_max=True)] = 40.0
     """field of view of the random cameras"""
     seed: int = 0
 

@@ -69,6 +69,7 @@ from vdm3d.io.progress import StageClock
 from vdm3d.io.runs import RunFolder, to_jsonable
 from vdm3d.io.video import write_video
 from vdm3d.models.registry import load_backbone
+from vdm3d.options import Range
 from vdm3d.protocols import Conditioning
 
 Progress = Callable[[str], None]
@@ -101,40 +102,40 @@ class StylizeConfig:
     """hub: local folder of the inbetweening model"""
     prompt: str = ""
     """hub: text prompt of both models"""
-    style_lora_steps: int = 400
+    style_lora_steps: Annotated[int, Range(1)] = 400
     """hub: steps of the per-style LoRA on FLUX (SAG's distribution alignment; VideoFrom3D uses 400),
     trained once per style image and base model and cached; 0: no LoRA"""
     style_lora_cache: Path = Path("~/.cache/vdm3d/style_lora")
     """hub: folder of the cached style LoRAs"""
     up: Literal["auto", "y", "z"] = "auto"
     """the mesh file's up axis: auto (glTF/OBJ y-up, other formats z-up), y or z"""
-    resolution: int = 64
+    resolution: Annotated[int, Range(8)] = 64
     """output frames are resolution x resolution pixels (the tiny models' native size is 64)"""
-    arc_frames: int = 8
+    arc_frames: Annotated[int, Range(1)] = 8
     """frames per arc, both anchors included (anchors every arc_frames - 1 frames)"""
-    steps: int = 8
+    steps: Annotated[int, Range(1)] = 8
     """sampler steps for anchors and inbetweens (VideoFrom3D: 25 and 30; the tiny models' 8 scored higher
     than 25 on validation cases in PSNR and temporal consistency, see docs/stylize.md)"""
-    sigma_max: float = 80.0
+    sigma_max: Annotated[float, Range(0, open_min=True)] = 80.0
     """largest noise level of the EDM schedule"""
-    guidance_scale: float | None = None
+    guidance_scale: Annotated[float | None, Range(0)] = None
     """classifier-free guidance weight (None: 1 for tiny; 3.5 for FLUX and 6 for GGI, VideoFrom3D's)"""
-    blend_fraction: float = 0.5
+    blend_fraction: Annotated[float, Range(0, 1)] = 0.5
     """SAG: latent replacement during this fraction of the anchor steps (VideoFrom3D: 12 of 25)"""
     noise: Literal["warped", "fresh"] = "warped"
     """inbetween starting noise: Go-with-the-Flow noise along the mesh flow, or fresh noise"""
-    noise_alpha: float = 0.5
+    noise_alpha: Annotated[float, Range(0, 1)] = 0.5
     """degradation of the warped noise: (a fresh + (1 - a) warped) / sqrt(a^2 + (1 - a)^2)"""
     warp_condition: bool = True
     """give the inbetween model the start keyframe warped into every frame (maps)"""
-    keyframe_blend: float = 1.0
+    keyframe_blend: Annotated[float, Range(0, 1)] = 1.0
     """inbetween: SAG's latent replacement with the nearer keyframe warped into each frame, during this
     fraction of the steps (0: off, as in VideoFrom3D's GGI; 1 scored highest on validation cases)"""
-    fusion_radius: int = 12
+    fusion_radius: Annotated[int, Range(0)] = 12
     """temporal fusion: average each frame with the frames up to this far away, warped into it through
     the exact correspondence (0: off, the video model's frames as they are; 12 with tau 6 scored higher
     than 6/3 and 3/1.5 on validation cases in PSNR, SSIM, edge F and warp error)"""
-    fusion_tau: float = 6.0
+    fusion_tau: Annotated[float, Range(0, open_min=True)] = 6.0
     """temporal fusion: Gaussian weight width in frames"""
     seed: int = 0
     """random seed of every sampling run"""

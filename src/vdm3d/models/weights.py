@@ -15,6 +15,7 @@ chain holds ``huggingface_hub``'s ``OfflineModeIsEnabled`` or ``LocalEntryNotFou
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
@@ -58,11 +59,28 @@ def load_state_dict(
             f"source, convert it once with `{CONVERT} {path} {path.with_suffix('.safetensors')} {TRUST_FLAG}` "
             f"and use the .safetensors file."
         )
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch's zip format, or a raw pickle
+        raise InputError(f"{path}: is not a PyTorch checkpoint (neither a zip archive nor a pickle); "
+                         "check the file or download it again.")
     try:
         obj = torch.load(str(path), map_location=device, weights_only=True)
     except Exception:  # noqa: BLE001 - objects beyond tensors; the user explicitly trusted this file
-        obj = torch.load(str(path), map_location=device, weights_only=False)
+        warn_trusted_pickle(path)
+        try:
+            obj = torch.load(str(path), map_location=device, weights_only=False)
+        except Exception as e:  # noqa: BLE001 - a broken or foreign pickle fails in many ways
+            reason = str(e).splitlines()[0].rstrip(".") if str(e) else type(e).__name__
+            raise InputError(f"{path}: could not be unpickled ({reason}); check the file or download it again.") \
+                from None
     return _flatten_state(obj, path)
+
+
+def warn_trusted_pickle(path: str | Path) -> None:
+    """The one line printed before a trusted pickle is unpickled in full (which can run its code)."""
+    print(f"warning: {path}: unpickling in full because {TRUST_FLAG} was given; this runs any code the file holds, "
+          "so use it only for files from a source you trust.", file=sys.stderr, flush=True)
 
 
 def _flatten_state(obj, path: Path) -> dict[str, Tensor]:

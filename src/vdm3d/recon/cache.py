@@ -23,6 +23,7 @@ The cache is plain :class:`~vdm3d.splat.gaussians.Gaussians` plus a few rules:
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated
 
 import torch
 from jaxtyping import Bool, Float
@@ -30,6 +31,7 @@ from torch import Tensor
 
 from vdm3d.cameras.camera import Cameras
 from vdm3d.geometry.flow import unproject_depth
+from vdm3d.options import Range
 from vdm3d.splat.gaussians import Gaussians, knn_scales
 from vdm3d.views import Views
 
@@ -40,15 +42,15 @@ INIT_OPACITY = 0.99
 class CacheConfig:
     """How the cache grows and learns."""
 
-    per_frame: int = 4096
+    per_frame: Annotated[int, Range(1)] = 4096
     """most new Gaussians from one frame"""
-    max_total: int = 20_000
+    max_total: Annotated[int, Range(1)] = 20_000
     """most Gaussians in the cache (the least opaque are dropped beyond it)"""
-    fit_steps: int = 60
+    fit_steps: Annotated[int, Range(0)] = 60
     """optimizer steps per update (one view per step); WorldWarp runs 500 at 480x720"""
-    depth_weight: float = 0.01
+    depth_weight: Annotated[float, Range(0)] = 0.01
     """weight of the depth L1 term"""
-    scale_factor: float = 0.5
+    scale_factor: Annotated[float, Range(0, open_min=True)] = 0.5
     """new Gaussians' size relative to the kNN distance"""
     seed: int = 0
 

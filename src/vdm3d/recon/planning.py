@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Annotated
 
 import cv2
 import numpy as np
@@ -37,6 +38,7 @@ from torch import Tensor
 from vdm3d.cameras.camera import Cameras
 from vdm3d.cameras.trajectory import Trajectory
 from vdm3d.errors import ConfigError
+from vdm3d.options import Range
 from vdm3d.splat.gaussians import Gaussians
 from vdm3d.splat.render import render
 
@@ -45,24 +47,24 @@ from vdm3d.splat.render import render
 class PlanConfig:
     """How candidate paths are enumerated and chosen (GuidedVD's constants by default)."""
 
-    angles_deg: tuple[float, ...] = (-30.0, -15.0, 0.0, 15.0, 30.0)
+    angles_deg: Annotated[tuple[float, ...], Range()] = (-30.0, -15.0, 0.0, 15.0, 30.0)
     """Angle offsets (deg) of the candidate grid, used for both theta (tilt) and phi (pan)."""
-    pivot_scales: tuple[float, ...] = (1.0, 1.0 / 3.0, 1.0 / 10.0)
+    pivot_scales: Annotated[tuple[float, ...], Range(0, open_min=True)] = (1.0, 1.0 / 3.0, 1.0 / 10.0)
     """Pivot distances as fractions of the centre depth."""
-    keep: tuple[int, ...] = (3, 2, 1)
+    keep: Annotated[tuple[int, ...], Range(1)] = (3, 2, 1)
     """How many candidates to keep per pivot scale (the largest holes first)."""
-    hole_alpha: float = 0.7
+    hole_alpha: Annotated[float, Range(0, 1)] = 0.7
     """A pixel is a hole where the baseline's accumulated alpha is below this."""
-    erode: int = 5
+    erode: Annotated[int, Range(0)] = 5
     """Side of the square that erodes the hole mask (0: no erosion)."""
-    max_hole_fraction: float = 0.1
+    max_hole_fraction: Annotated[float, Range(0, 1)] = 0.1
     """Candidates with this fraction of hole pixels or more are dropped."""
 
     def __post_init__(self) -> None:
         if len(self.keep) != len(self.pivot_scales):
-            raise ConfigError(f"planning: keep {self.keep} needs one count per pivot scale {self.pivot_scales}.")
-        if any(s <= 0 for s in self.pivot_scales):
-            raise ConfigError(f"planning: pivot scales must be positive, got {self.pivot_scales}.")
+            raise ConfigError(f"--plan.keep {self.keep} needs one count per --plan.pivot-scales value "
+                              f"{self.pivot_scales}; give both the same length.")
+        # positive pivot scales: the declared Range, checked with every option (vdm3d.options)
 
 
 @dataclasses.dataclass(frozen=True)

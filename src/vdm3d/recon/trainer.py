@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Literal, NamedTuple, Sequence
+from typing import Annotated, Callable, Literal, NamedTuple, Sequence
 
 import torch
 from jaxtyping import Float
@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from vdm3d.cameras.camera import Cameras
 from vdm3d.errors import ConfigError
 from vdm3d.metrics.image import WINDOW, psnr
+from vdm3d.options import Range
 from vdm3d.recon import losses
 from vdm3d.recon.adam import Adam
 from vdm3d.splat.gaussians import Gaussians
@@ -55,19 +56,19 @@ from vdm3d.views import Views
 class LearningRates:
     """Adam learning rates per parameter kind (3DGS defaults)."""
 
-    lr_means: float = 1.6e-4
+    lr_means: Annotated[float, Range(0)] = 1.6e-4
     """Initial rate of the centers, times the scene scale."""
-    lr_means_final: float = 1.6e-6
+    lr_means_final: Annotated[float, Range(0)] = 1.6e-6
     """Final rate of the centers (exponential decay over the run), times the scene scale."""
-    lr_quats: float = 1e-3
+    lr_quats: Annotated[float, Range(0)] = 1e-3
     """Rate of the rotation quaternions."""
-    lr_scales: float = 5e-3
+    lr_scales: Annotated[float, Range(0)] = 5e-3
     """Rate of the log-scales."""
-    lr_opacity: float = 5e-2
+    lr_opacity: Annotated[float, Range(0)] = 5e-2
     """Rate of the opacity logits."""
-    lr_sh_dc: float = 2.5e-3
+    lr_sh_dc: Annotated[float, Range(0)] = 2.5e-3
     """Rate of the SH DC (base color) coefficients."""
-    lr_sh_rest: float = 2.5e-3 / 20
+    lr_sh_rest: Annotated[float, Range(0)] = 2.5e-3 / 20
     """Rate of the higher SH bands."""
 
 
@@ -75,41 +76,41 @@ class LearningRates:
 class FitConfig:
     """How Gaussians are fitted to views."""
 
-    steps: int = 3000
+    steps: Annotated[int, Range(1)] = 3000
     """Optimizer steps (one view per step)."""
     lr: LearningRates = LearningRates()
-    ssim_weight: float = 0.2
+    ssim_weight: Annotated[float, Range(0, 1)] = 0.2
     """lambda of (1 - lambda) L1 + lambda D-SSIM."""
-    perceptual_weight: float = 0.0
+    perceptual_weight: Annotated[float, Range(0)] = 0.0
     """Weight of the perceptual term (1 - MS-SSIM unless a perceptual callable is given)."""
-    depth_weight: float = 0.0
+    depth_weight: Annotated[float, Range(0)] = 0.0
     """Weight of the depth term (used for views that carry depths)."""
     depth_mode: Literal["l1", "pearson"] = "l1"
     """l1 for metric depth, pearson for depth known up to scale and shift."""
-    alpha_weight: float = 0.0
+    alpha_weight: Annotated[float, Range(0)] = 0.0
     """Weight of the L1 between rendered coverage and Views.alphas."""
-    opacity_weight: float = 0.0
+    opacity_weight: Annotated[float, Range(0)] = 0.0
     """Weight of the mean-opacity regularizer."""
-    sh_degree: int = 3
+    sh_degree: Annotated[int, Range(0, 3)] = 3
     """Final spherical-harmonics degree."""
-    sh_warmup_every: int = 1000
+    sh_warmup_every: Annotated[int, Range(0)] = 1000
     """Steps between enabling one more SH degree (0: all degrees from the start)."""
     background: Literal["black", "white", "random"] = "black"
     """Background behind the Gaussians during training (random: a new color each step)."""
-    input_weight: float = 1.0
+    input_weight: Annotated[float, Range(0)] = 1.0
     """Loss weight of views whose origin is input."""
-    generated_weight: float = 1.0
+    generated_weight: Annotated[float, Range(0)] = 1.0
     """Loss weight of views whose origin is generated."""
-    rendered_weight: float = 1.0
+    rendered_weight: Annotated[float, Range(0)] = 1.0
     """Loss weight of views whose origin is rendered."""
-    patch_size: int | None = None
+    patch_size: Annotated[int | None, Range(8)] = None
     """Train on random square patches of this size (fewer pixels per step; None: whole images)."""
     densify: DensifyPolicy = DensifyPolicy()
-    scene_scale: float | None = None
+    scene_scale: Annotated[float | None, Range(0, open_min=True)] = None
     """Scene radius for learning rates and size thresholds (None: from the cameras)."""
     backend: Literal["auto", "torch_ref", "torch", "numba", "gsplat"] = "auto"
     """Renderer backend."""
-    checkpoint_every: int = 0
+    checkpoint_every: Annotated[int, Range(0)] = 0
     """Steps between checkpoints handed to on_checkpoint (0: none)."""
     seed: int = 0
 

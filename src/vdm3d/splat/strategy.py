@@ -31,13 +31,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Annotated, Any, Callable, Protocol, runtime_checkable
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from vdm3d.cameras.rotations import matrix_from_quat
+from vdm3d.options import Range
 
 State = dict[str, Any]
 SPLIT_SCALE_DIVISOR = 1.6
@@ -56,24 +57,24 @@ class Optimizer(Protocol):
 class DensifyPolicy:
     """When and how Gaussians are cloned, split, pruned and made transparent again."""
 
-    grow_grad2d: float = 0.0002
+    grow_grad2d: Annotated[float, Range(0, open_min=True)] = 0.0002
     """Mean screen-space gradient (normalized-device units) above which a Gaussian is grown."""
-    grow_scale3d: float = 0.01
+    grow_scale3d: Annotated[float, Range(0, open_min=True)] = 0.01
     """Gaussians whose largest axis is at most this fraction of the scene scale are cloned, larger
     ones are split."""
-    prune_opacity: float = 0.005
+    prune_opacity: Annotated[float, Range(0, 1)] = 0.005
     """Gaussians less opaque than this are removed at each refinement."""
-    prune_scale3d: float = 0.1
+    prune_scale3d: Annotated[float, Range(0, open_min=True)] = 0.1
     """After the first opacity reset, Gaussians larger than this fraction of the scene scale are removed."""
-    refine_start: int = 500
+    refine_start: Annotated[int, Range(0)] = 500
     """First step at which Gaussians are grown and pruned."""
-    refine_stop: int = 15_000
+    refine_stop: Annotated[int, Range(0)] = 15_000
     """No growing or pruning from this step on."""
-    refine_every: int = 100
+    refine_every: Annotated[int, Range(1)] = 100
     """Steps between refinements."""
-    reset_every: int = 3000
+    reset_every: Annotated[int, Range(0)] = 3000
     """Steps between opacity resets (0 disables them)."""
-    max_gaussians: int | None = None
+    max_gaussians: Annotated[int | None, Range(1)] = None
     """Upper bound on the number of Gaussians after growing (None: no bound)."""
 
     # -- state ------------------------------------------------------------------------------------

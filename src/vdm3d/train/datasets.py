@@ -23,13 +23,14 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Annotated, Callable, Literal
 
 import numpy as np
 import torch
 
 from vdm3d.cameras.camera import Cameras
 from vdm3d.geometry.warp import forward_warp
+from vdm3d.options import Range
 from vdm3d.views import Views
 
 Split = Literal["train", "val", "heldout"]
@@ -51,11 +52,11 @@ def cache_dir() -> Path:
 class ObjectSetConfig:
     """An orbit set: ``count`` objects, ``views`` azimuths each."""
 
-    count: int = 300
+    count: Annotated[int, Range(1)] = 300
     """number of objects"""
-    views: int = 18
+    views: Annotated[int, Range(1)] = 18
     """renders per object, evenly spaced in azimuth"""
-    resolution: int = 64
+    resolution: Annotated[int, Range(8)] = 64
     """image side in pixels"""
     split: Split = "train"
     """train, val or heldout (disjoint seed ranges)"""
@@ -65,13 +66,13 @@ class ObjectSetConfig:
 class RoomSetConfig:
     """A room-sequence set: ``count`` rooms x ``paths`` paths of ``frames`` frames."""
 
-    count: int = 150
+    count: Annotated[int, Range(1)] = 150
     """number of rooms"""
-    paths: int = 2
+    paths: Annotated[int, Range(1)] = 2
     """camera paths per room"""
-    frames: int = 8
+    frames: Annotated[int, Range(1)] = 8
     """frames per path"""
-    resolution: int = 64
+    resolution: Annotated[int, Range(8)] = 64
     """image side in pixels"""
     split: Split = "train"
     """train, val or heldout (disjoint seed ranges)"""

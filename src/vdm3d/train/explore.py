@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
@@ -36,6 +37,7 @@ from vdm3d.diffusion.parameterizations import edm_loss_weight
 from vdm3d.diffusion.schedules import EdmSchedule
 from vdm3d.geometry.validity import latent_validity, validity_mask
 from vdm3d.models.tiny.backbone import SIGMA_DATA, TinyCondition, TinyVideoBackbone, assemble, reference_rays, relative_plucker
+from vdm3d.options import Range
 from vdm3d.train.datasets import RoomSetConfig
 from vdm3d.train.loop import LoopConfig
 from vdm3d.train.video import encode_all
@@ -45,25 +47,25 @@ from vdm3d.train.video import encode_all
 class ExploreTaskConfig:
     """Per-token noise settings of the explore fine-tune."""
 
-    batch: int = 8
+    batch: Annotated[int, Range(1)] = 8
     """videos per step"""
-    steps: int = 10
+    steps: Annotated[int, Range(1)] = 10
     """sampler steps whose states are trained (the job's default)"""
-    sigma_max: float = 80.0
+    sigma_max: Annotated[float, Range(0, open_min=True)] = 80.0
     """largest noise level of the sampler's schedule"""
-    strengths: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
+    strengths: Annotated[tuple[float, ...], Range(0, 1)] = (0.5, 0.6, 0.7, 0.8, 0.9)
     """strengths drawn uniformly"""
-    continuous: float = 0.3
+    continuous: Annotated[float, Range(0, 1)] = 0.3
     """probability of a log-normal hole level instead of a schedule step"""
-    uniform: float = 0.2
+    uniform: Annotated[float, Range(0, 1)] = 0.2
     """probability that all tokens share one level (the plain warp task)"""
-    p_mean: float = 0.5
+    p_mean: Annotated[float, Range()] = 0.5
     """mean of ln(sigma) for continuous levels"""
-    p_std: float = 1.5
+    p_std: Annotated[float, Range(0, open_min=True)] = 1.5
     """standard deviation of ln(sigma) for continuous levels"""
-    erode_px: int = 1
+    erode_px: Annotated[int, Range(0)] = 1
     """erosion of the pixel validity before pooling to tokens (as the job)"""
-    slot_drop: float = 0.05
+    slot_drop: Annotated[float, Range(0, 1)] = 0.05
     """probability of dropping the maps (the model then fills from the reference alone)"""
     valid_weight: float = 1.0
     """loss weight of the valid (revised) tokens relative to the holes: the job pastes the valid render

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated
 
 import numpy as np
 import torch
@@ -17,17 +18,18 @@ from torch import Tensor
 
 from vdm3d.models.tiny.depth import TinyDepth, silog_loss
 from vdm3d.models.tiny.vae import TinyVAE, vae_loss
+from vdm3d.options import Range
 
 
 @dataclasses.dataclass(frozen=True)
 class VAETaskConfig:
     """Batches of the VAE."""
 
-    batch: int = 32
+    batch: Annotated[int, Range(1)] = 32
     """crops per step"""
-    crop: int = 32
+    crop: Annotated[int, Range(1)] = 32
     """crop side in pixels (a multiple of the VAE factor)"""
-    kl_weight: float = 1e-4
+    kl_weight: Annotated[float, Range(0)] = 1e-4
     """weight of the KL term"""
 
 
@@ -35,7 +37,7 @@ class VAETaskConfig:
 class DepthTaskConfig:
     """Batches of the depth network."""
 
-    batch: int = 16
+    batch: Annotated[int, Range(1)] = 16
     """images per step"""
 
 

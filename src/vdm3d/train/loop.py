@@ -18,7 +18,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Annotated, Any, Callable
 
 import numpy as np
 import torch
@@ -28,33 +28,34 @@ from torch import Tensor, nn
 from vdm3d.io.progress import eta_seconds, format_seconds
 from vdm3d.io.runs import atomic_write_json
 from vdm3d.models.weights import save_state_dict
+from vdm3d.options import Range
 
 
 @dataclasses.dataclass(frozen=True)
 class LoopConfig:
     """Optimization settings shared by every ``vdm3d train`` command."""
 
-    steps: int = 2000
+    steps: Annotated[int, Range(1)] = 2000
     """optimizer steps in total (a resumed run continues up to this number)"""
-    lr: float = 3e-4
+    lr: Annotated[float, Range(0, open_min=True)] = 3e-4
     """AdamW learning rate (after a linear warm-up, cosine decay to 10%)"""
-    warmup: int = 100
+    warmup: Annotated[int, Range(0)] = 100
     """linear warm-up steps"""
-    weight_decay: float = 0.0
+    weight_decay: Annotated[float, Range(0)] = 0.0
     """AdamW weight decay"""
-    grad_clip: float = 1.0
+    grad_clip: Annotated[float, Range(0, open_min=True)] = 1.0
     """gradient norm clip"""
-    ema_decay: float = 0.995
+    ema_decay: Annotated[float, Range(0, 1, open_max=True)] = 0.995
     """EMA decay of the weights that are saved (0 disables EMA)"""
-    checkpoint_every: int = 250
+    checkpoint_every: Annotated[int, Range(0)] = 250
     """steps between checkpoints"""
-    log_every: int = 25
+    log_every: Annotated[int, Range(1)] = 25
     """steps between log lines"""
     seed: int = 0
     """seed of the initialization, the batches and the noise"""
-    time_limit_min: float = 0.0
+    time_limit_min: Annotated[float, Range(0)] = 0.0
     """stop (and checkpoint) after this many minutes of training; 0 means no limit"""
-    threads: int = 0
+    threads: Annotated[int, Range(0)] = 0
     """torch CPU threads (0: leave torch's default)"""
     cpu: bool = False
     """train on the CPU even when an accelerator is present"""

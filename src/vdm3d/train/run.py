@@ -14,7 +14,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from vdm3d.models.tiny.checkpoint import load_model, save_model
 from vdm3d.models.tiny.denoiser import DenoiserConfig, VideoDenoiser
 from vdm3d.models.tiny.depth import DepthConfig, TinyDepth, abs_rel_median_scaled
 from vdm3d.models.tiny.vae import TinyVAE, VAEConfig
+from vdm3d.options import Range
 from vdm3d.train.datasets import ObjectSetConfig, RoomSetConfig, load_or_build
 from vdm3d.train.images import DepthTaskConfig, VAETaskConfig, depth_step, image_pool, vae_step
 from vdm3d.train.loop import LoopConfig, train
@@ -78,7 +79,8 @@ def vae_psnr(vae: TinyVAE, images: np.ndarray) -> float:
 
 def train_vae(out: Path, objects: ObjectSetConfig = ObjectSetConfig(), rooms: RoomSetConfig = RoomSetConfig(),
               model: VAEConfig = VAEConfig(), task: VAETaskConfig = VAETaskConfig(),
-              loop: LoopConfig = LoopConfig(steps=3000, lr=1e-3), heldout: int = 50, heldout_rooms: int = 30,
+              loop: LoopConfig = LoopConfig(steps=3000, lr=1e-3), heldout: Annotated[int, Range(0)] = 50,
+              heldout_rooms: Annotated[int, Range(0)] = 30,
               name: str = "vae",
               resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """Train the tiny image VAE on object renders and room frames.
@@ -124,7 +126,7 @@ def train_vae(out: Path, objects: ObjectSetConfig = ObjectSetConfig(), rooms: Ro
 
 def train_depth(out: Path, rooms: RoomSetConfig = RoomSetConfig(), model: DepthConfig = DepthConfig(),
                 task: DepthTaskConfig = DepthTaskConfig(), loop: LoopConfig = LoopConfig(steps=4000, lr=1e-3),
-                heldout: int = 30, name: str = "depth", resume: bool = False,
+                heldout: Annotated[int, Range(0)] = 30, name: str = "depth", resume: bool = False,
                 overwrite: bool = False) -> dict[str, Any]:
     """Train the tiny monocular depth network on room frames (scale-invariant log loss).
 

@@ -29,7 +29,7 @@ import hashlib
 import json
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
@@ -41,6 +41,7 @@ from vdm3d.io.runs import RunFolder
 from vdm3d.models.tiny.backbone import SIGMA_DATA, TinyCondition, TinyVideoBackbone, assemble, reference_rays, \
     relative_plucker
 from vdm3d.models.tiny.checkpoint import load_model, save_model
+from vdm3d.options import Range
 from vdm3d.train.datasets import SEED_OFFSETS, Split, cache_dir
 from vdm3d.train.loop import LoopConfig, train
 from vdm3d.train.run import DEFAULT_VAE, card
@@ -55,15 +56,15 @@ LATENT_FACTOR = 4
 class StylizeSetConfig:
     """Paths with textured renders, edges, a style view, warps of frame 0 and warped noise."""
 
-    objects: int = 300
+    objects: Annotated[int, Range(0)] = 300
     """procedural objects on orbit arcs"""
-    rooms: int = 150
+    rooms: Annotated[int, Range(0)] = 150
     """procedural rooms on walks"""
-    frames: int = 8
+    frames: Annotated[int, Range(1)] = 8
     """frames per path"""
-    resolution: int = 64
+    resolution: Annotated[int, Range(8)] = 64
     """image side in pixels"""
-    noise_draws: int = 2
+    noise_draws: Annotated[int, Range(1)] = 2
     """warped-noise draws stored per path"""
     split: Split = "train"
     """train, val or heldout (disjoint seed ranges)"""
@@ -73,17 +74,17 @@ class StylizeSetConfig:
 class StylizeTaskConfig:
     """Batch and condition-dropout settings of the two fine-tunes."""
 
-    batch: int = 8
+    batch: Annotated[int, Range(1)] = 8
     """paths per step (the anchor task draws ``4 x batch`` single frames)"""
-    slot_drop: float = 0.1
+    slot_drop: Annotated[float, Range(0, 1)] = 0.1
     """probability of dropping the style / edges / keyframes on their own"""
-    warp_prob: float = 0.5
+    warp_prob: Annotated[float, Range(0, 1)] = 0.5
     """probability of giving the warped frame-0 maps"""
-    fresh_noise_prob: float = 0.2
+    fresh_noise_prob: Annotated[float, Range(0, 1)] = 0.2
     """inbetween: probability of plain fresh noise instead of degraded warped noise"""
-    p_mean: float = 0.5
+    p_mean: Annotated[float, Range()] = 0.5
     """mean of ln(sigma)"""
-    p_std: float = 1.5
+    p_std: Annotated[float, Range(0, open_min=True)] = 1.5
     """standard deviation of ln(sigma)"""
 
 

@@ -22,6 +22,7 @@ VAE latents of every frame and warped frame are computed once before training (t
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated
 
 import numpy as np
 import torch
@@ -32,6 +33,7 @@ from vdm3d.diffusion.parameterizations import edm_loss_weight
 from vdm3d.models.tiny.backbone import (SIGMA_DATA, TinyCondition, TinyVideoBackbone, assemble, reference_rays,
                                         relative_plucker)
 from vdm3d.models.tiny.vae import TinyVAE
+from vdm3d.options import Range
 
 TASKS = ("orbit", "warp", "inbetween")
 ORBIT_STRIDE = 2  # with 18 views: targets 40 deg apart, 8 of them, none equal to the reference
@@ -41,24 +43,24 @@ ORBIT_STRIDE = 2  # with 18 views: targets 40 deg apart, 8 of them, none equal t
 class VideoTaskConfig:
     """Task mixture and diffusion-training settings of the video model."""
 
-    batch: int = 8
+    batch: Annotated[int, Range(1)] = 8
     """videos per step"""
-    frames: int = 8
+    frames: Annotated[int, Range(1)] = 8
     """frames per video"""
-    mixture: tuple[float, float, float] = (0.6, 0.25, 0.15)
+    mixture: Annotated[tuple[float, float, float], Range(0, 1)] = (0.6, 0.25, 0.15)
     """probabilities of the orbit, warp and inbetween tasks"""
-    random_orbit: float = 0.25
+    random_orbit: Annotated[float, Range(0, 1)] = 0.25
     """probability that an orbit sample uses 8 random other views instead of the fixed offsets"""
-    null_prob: float = 0.1
+    null_prob: Annotated[float, Range(0, 1)] = 0.1
     """probability of dropping every condition except the cameras (classifier-free guidance)"""
-    slot_drop: float = 0.1
+    slot_drop: Annotated[float, Range(0, 1)] = 0.1
     """probability of dropping each of reference / maps / keyframes on its own"""
-    per_frame_sigma: float = 0.25
+    per_frame_sigma: Annotated[float, Range(0)] = 0.25
     """probability that each frame gets its own noise level"""
-    p_mean: float = 0.5
+    p_mean: Annotated[float, Range()] = 0.5
     """mean of ln(sigma) (latents have unit variance; shifted up from EDM's image default so that more
     steps train the noise levels where the reference decides the layout)"""
-    p_std: float = 1.5
+    p_std: Annotated[float, Range(0, open_min=True)] = 1.5
     """standard deviation of ln(sigma)"""
 
 

@@ -108,7 +108,11 @@ def _read_ply(path: Path, content: ViewerContent, mesh_up: MeshUp) -> None:
         content.mesh = load_mesh(path, mesh_up)
         content.sources["mesh"] = str(path)
         return
-    cloud = trimesh.load(path, process=False)
+    try:
+        cloud = trimesh.load(path, process=False)
+    except Exception as e:  # noqa: BLE001 - trimesh raises many types for broken bodies
+        raise InputError(path=path, problem=f"is not a readable PLY file ({type(e).__name__})",
+                         fix="pass a 3DGS, mesh or point cloud .ply") from None
     vertices = np.asarray(getattr(cloud, "vertices", np.zeros((0, 3))))
     if len(vertices) == 0:
         raise InputError(path=path, problem="holds no vertices", fix="pass a PLY with splats, a mesh or points")
@@ -119,15 +123,23 @@ def _read_ply(path: Path, content: ViewerContent, mesh_up: MeshUp) -> None:
     content.sources["points"] = str(path)
 
 
+MAX_CAMERAS = 600  # a longer path shows this many of its cameras, evenly spaced
+
+
 def _read_cameras(path: Path, content: ViewerContent) -> None:
     from vdm3d.cameras.formats import read_camera_file
 
+    from vdm3d.cameras.preview import evenly_spaced
+
     cf = read_camera_file(path)
-    content.cameras = cf.trajectory.cameras.to(torch.float32)
-    content.fps = float(cf.trajectory.fps)
+    cams = cf.trajectory.cameras.reshape(-1)
+    # bounded memory on long paths: at most MAX_CAMERAS frusta and thumbnails, evenly spaced
+    keep = evenly_spaced(len(cams), MAX_CAMERAS)
+    content.cameras = (cams[torch.from_numpy(keep)] if len(keep) < len(cams) else cams).to(torch.float32)
+    content.fps = float(cf.trajectory.fps) * len(keep) / max(len(cams), 1)
     content.sources["cameras"] = str(path)
     # a transforms.json names each frame's image; use them when all of them exist
-    images = [path.parent / n for n in cf.names]
+    images = [path.parent / cf.names[i] for i in keep] if cf.names else []
     if cf.names and all(p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp") and p.is_file() for p in images):
         content.frames = _read_frames(images)
         content.sources["frames"] = str(images[0].parent)
@@ -138,7 +150,10 @@ def _read_frames(files: list[Path], max_side: int = 256) -> np.ndarray:
     from PIL import Image
 
     out = []
+    from vdm3d.io.images import check_image_file
+
     for f in files:
+        check_image_file(f)
         with Image.open(f) as im:
             im = im.convert("RGB")
             if max(im.size) > max_side:

@@ -28,11 +28,12 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 
 from vdm3d.errors import ConfigError
+from vdm3d.options import Range
 
 CASE_FORMAT = "case_{:06d}"
 
@@ -43,19 +44,19 @@ class DatasetConfig:
 
     kind: Literal["objects", "rooms"] = "objects"
     """objects: 1-4 textured primitives on an orbit; rooms: furnished rooms with a path inside"""
-    count: int = 100
+    count: Annotated[int, Range(1)] = 100
     """number of cases (worlds)"""
-    resolution: int = 64
+    resolution: Annotated[int, Range(8)] = 64
     """frame width and height in pixels"""
-    views: int = 21
+    views: Annotated[int, Range(1)] = 21
     """frames per case (orbit views for objects, path frames for rooms)"""
     seed: int = 0
     """base seed; case i uses a seed derived from (seed, i)"""
-    workers: int = 2
+    workers: Annotated[int, Range(0)] = 2
     """worker processes (1 renders in this process)"""
-    fov_deg: float | None = None
+    fov_deg: Annotated[float | None, Range(0, 180, open_min=True, open_max=True)] = None
     """horizontal field of view; default 40 for objects, 70 for rooms"""
-    ssaa: int = 1
+    ssaa: Annotated[int, Range(1)] = 1
     """odd supersampling factor for colour and alpha (geometry buffers stay exact)"""
     mesh: bool = True
     """also write mesh.glb (the textured scene)"""

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import pickle
 import warnings
 from pathlib import Path
 from typing import Any, ClassVar
@@ -32,7 +33,7 @@ from torch import Tensor
 
 from vdm3d.errors import ConfigError, InputError, UnsafeCheckpointError
 from vdm3d.models.batching import join_batch
-from vdm3d.models.weights import TRUST_FLAG, is_missing_weights, missing_weights_error
+from vdm3d.models.weights import TRUST_FLAG, is_missing_weights, missing_weights_error, warn_trusted_pickle
 
 # diffusers' from_pretrained passes huggingface_hub an argument it deprecated; the warning would print
 # before our one-sentence "weights not found" message and says nothing the user can act on.
@@ -275,13 +276,14 @@ class Tokenizer:
                 raise first from None
 
 
+def _pickles(sub: Path) -> list[Path]:
+    return sorted(p for p in sub.iterdir()
+                  if p.suffix in (".bin", ".ckpt", ".pt", ".pth") and not p.name.startswith("training_args"))
+
+
 def _refuse_pickle_only(sub: Path) -> None:
     weights = list(sub.glob("*.safetensors"))
-    pickles = [
-        p
-        for p in sub.iterdir()
-        if p.suffix in (".bin", ".ckpt", ".pt", ".pth") and not p.name.startswith("training_args")
-    ]
+    pickles = _pickles(sub)
     if pickles and not weights:
         raise UnsafeCheckpointError(
             f"{pickles[0]}: only pickle weights found in {sub.name}/, which can run code when loaded; "
@@ -309,6 +311,10 @@ def _load_component(
         kwargs["use_safetensors"] = None if trust_pickle else True
         if torch_dtype is not None:
             kwargs["torch_dtype"] = torch_dtype
+    sub = Path(source) / key
+    if is_module and trust_pickle and sub.is_dir() and not list(sub.glob("*.safetensors")):
+        for pickle_file in _pickles(sub):  # about to be unpickled in full: say so, naming the file
+            warn_trusted_pickle(pickle_file)
     try:
         loaded = cls.from_pretrained(source, **kwargs)
     except (OSError, ValueError, EnvironmentError) as e:
@@ -316,10 +322,18 @@ def _load_component(
             if comp.required:
                 raise missing() from e
             return None
-        raise
+        raise _unreadable(sub, e) from None
+    except (RuntimeError, EOFError, KeyError, AttributeError, ImportError, pickle.UnpicklingError) as e:
+        raise _unreadable(sub, e) from None  # a corrupt or foreign checkpoint: one sentence, not a traceback
     if isinstance(loaded, torch.nn.Module):
         _own_memory(loaded)
     return loaded
+
+
+def _unreadable(sub: Path, e: BaseException) -> InputError:
+    reason = (str(e).strip().splitlines() or [type(e).__name__])[0].rstrip(".")
+    return InputError(f"{sub}: the weights could not be loaded ({type(e).__name__}: {reason[:200]}); "
+                      "check the files or download them again.")
 
 
 @torch.no_grad()

@@ -29,7 +29,7 @@ content move to where the target cameras see it, which channel concatenation alo
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from vdm3d.errors import InputError
 from vdm3d.models.tiny.blocks import ResBlock, SpatialAttention, TemporalAttention, fourier_embedding, groups
+from vdm3d.options import Range
 
 #: order of the per-pixel map channels the tiny video model expects (``Conditioning.maps``)
 MAP_CHANNELS: tuple[str, ...] = ("warp_r", "warp_g", "warp_b", "valid", "edges")
@@ -46,19 +47,19 @@ MAP_CHANNELS: tuple[str, ...] = ("warp_r", "warp_g", "warp_b", "valid", "edges")
 class DenoiserConfig:
     """Shape of the tiny video denoiser."""
 
-    latent_channels: int = 4
+    latent_channels: Annotated[int, Range(1)] = 4
     """channels of the VAE latent"""
-    channels: tuple[int, int] = (64, 128)
+    channels: Annotated[tuple[int, int], Range(1)] = (64, 128)
     """feature channels at latent resolution and at half of it"""
-    map_features: int = 16
+    map_features: Annotated[int, Range(1)] = 16
     """channels of the learned stem over the pixel maps"""
-    emb_dim: int = 128
+    emb_dim: Annotated[int, Range(1)] = 128
     """width of the noise-level embedding"""
-    max_frames: int = 16
+    max_frames: Annotated[int, Range(1)] = 16
     """longest video the temporal position embedding covers"""
-    heads: int = 4
+    heads: Annotated[int, Range(1)] = 4
     """attention heads"""
-    spatial_factor: int = 4
+    spatial_factor: Annotated[int, Range(1)] = 4
     """pixels per latent pixel (the VAE's factor), for the map stem"""
     attention: Literal["frame", "views"] = "views"
     """coarse-level attention over the pixels of each frame, or of all frames together"""

@@ -9,6 +9,7 @@ returns ``exp(log_depth)`` normalized to median 1.
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
@@ -16,15 +17,16 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from vdm3d.models.tiny.blocks import ResBlock, SpatialAttention, groups
+from vdm3d.options import Range
 
 
 @dataclasses.dataclass(frozen=True)
 class DepthConfig:
     """Shape of the tiny depth network."""
 
-    channels: tuple[int, ...] = (16, 32, 64, 96)
+    channels: Annotated[tuple[int, ...], Range(1)] = (16, 32, 64, 96)
     """feature channels per level (each level halves the resolution)"""
-    resolution: tuple[int, int] = (64, 64)
+    resolution: Annotated[tuple[int, int], Range(8)] = (64, 64)
     """native input size (H, W); other sizes are resized to it and back"""
 
 

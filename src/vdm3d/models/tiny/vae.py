@@ -11,6 +11,7 @@ with ``sigma_data = 1`` assumes. Frames are encoded independently (``temporal_fa
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
@@ -18,15 +19,16 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from vdm3d.models.tiny.blocks import ResBlock, groups
+from vdm3d.options import Range
 
 
 @dataclasses.dataclass(frozen=True)
 class VAEConfig:
     """Shape of the tiny image VAE."""
 
-    channels: tuple[int, ...] = (16, 64)
+    channels: Annotated[tuple[int, ...], Range(1)] = (16, 64)
     """feature channels per resolution level; the spatial factor is ``2 ** len(channels)``"""
-    latent_channels: int = 4
+    latent_channels: Annotated[int, Range(1)] = 4
     """channels of the latent"""
 
     @property

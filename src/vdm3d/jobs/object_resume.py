@@ -1,0 +1,48 @@
+"""Per-stage checkpoints of `vdm3d object`, so that ``--resume`` continues after the last finished stage.
+
+The expensive stages each leave their result in the run folder's ``checkpoints/`` as safetensors
+(:meth:`vdm3d.io.runs.RunFolder.save_stage`): the orbit frames and masks after ``generate_orbit``,
+the Gaussians after ``fit`` and after ``refine``. A resumed run loads what is there and runs only the
+stages after it; the stages are seeded from the config, so the finished run is byte-identical to
+one that was never interrupted (``tests/jobs/test_object_resume.py``). The cheap stages (carving,
+mesh, export) are simply run again.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from vdm3d.io.runs import RunFolder
+from vdm3d.splat.gaussians import Gaussians
+from vdm3d.views import Views
+
+_GAUSSIAN_FIELDS = ("means", "quats", "log_scales", "opacity_logits", "sh")
+
+
+def orbit_stage(run: RunFolder, generate: Callable[[], tuple[Views, Any]], plan_again: Callable[[], Any],
+                log: Callable[[], list]) -> tuple[Views, Any, list]:
+    """The orbit (Views, plan) and the sampler's log: from the checkpoint, or ``generate()`` and save it.
+
+    ``plan_again()`` rebuilds the orbit plan (cameras, input index) from the config alone.
+    """
+    saved = run.load_stage("orbit")
+    if saved is not None:
+        tensors, meta = saved
+        plan = plan_again()
+        orbit = Views(tensors["images"], plan.cameras, alphas=tensors["alphas"], origin=tuple(meta["origin"]),
+                      fps=meta["fps"])
+        return orbit, plan, meta.get("log") or []
+    orbit, plan = generate()
+    run.save_stage("orbit", {"images": orbit.images, "alphas": orbit.alphas}, origin=list(orbit.origin),
+                   fps=orbit.fps, log=log())
+    return orbit, plan, log()
+
+
+def gaussians_stage(run: RunFolder, name: str, compute: Callable[[], Gaussians]) -> Gaussians:
+    """Gaussians of stage ``name``: from the checkpoint, or ``compute()`` and save them."""
+    saved = run.load_stage(name)
+    if saved is not None:
+        return Gaussians(*(saved[0][f] for f in _GAUSSIAN_FIELDS))
+    gaussians = compute()
+    run.save_stage(name, {f: getattr(gaussians, f) for f in _GAUSSIAN_FIELDS})
+    return gaussians

@@ -1,0 +1,196 @@
+"""Option constraints, declared once on the config fields and checked in one place before any work.
+
+A numeric option says what it accepts where it is declared, as ``typing.Annotated`` metadata on the
+dataclass field (or function parameter) that also gives the flag, its type and its help::
+
+    steps: Annotated[int, Range(1)] = 3000                # its docstring below stays the help
+    lr: Annotated[float, Range(0, open_min=True)] = 1e-3
+    guidance: Annotated[float, Range(0)] = 4.5              # NaN and inf are refused by every Range
+
+tyro ignores metadata it does not know, so the flag is still declared exactly once. The CLI checks
+every parsed config with :func:`check_options` (and every function command with
+:func:`checked_command`) before the command runs: the first violation raises
+:class:`~vdm3d.errors.ConfigError` naming the option as it is typed (``--fit-steps``, or
+``--loop.steps`` for a nested config without omitted prefixes), the value and the allowed range.
+Library callers get the same check by calling :func:`check_options` on their config.
+
+``None`` passes (an optional field that is unset); a tuple or list is checked element by element.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import math
+import typing
+from typing import Any, Callable, Iterator
+
+from vdm3d.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """A finite number within ``[min, max]`` (either end optional; ``open_min``/``open_max`` exclude it)."""
+
+    min: int | float | None = None
+    max: int | float | None = None
+    open_min: bool = False
+    open_max: bool = False
+
+    def allowed(self) -> str:
+        """The range in words: ``>= 1``, ``> 0``, ``between 0 and 1``."""
+        lo = None if self.min is None else f"{'>' if self.open_min else '>='} {_num(self.min)}"
+        hi = None if self.max is None else f"{'<' if self.open_max else '<='} {_num(self.max)}"
+        if lo and hi:
+            if not self.open_min and not self.open_max:
+                return f"between {_num(self.min)} and {_num(self.max)}"
+            return f"{lo} and {hi}"
+        return lo or hi or "a finite number"
+
+    def accepts(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return True  # not a number: the type check of the parser is responsible
+        if not math.isfinite(value):
+            return False
+        if self.min is not None and (value <= self.min if self.open_min else value < self.min):
+            return False
+        if self.max is not None and (value >= self.max if self.open_max else value > self.max):
+            return False
+        return True
+
+
+def _num(x: int | float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def flag_name(path: str) -> str:
+    """``fit_steps`` -> ``--fit-steps``; ``loop.time_limit_min`` -> ``--loop.time-limit-min``."""
+    return "--" + path.replace("_", "-")
+
+
+def _ranges(tp: Any) -> tuple[Range, ...]:
+    if typing.get_origin(tp) is typing.Annotated:
+        return tuple(m for m in tp.__metadata__ if isinstance(m, Range))
+    return ()
+
+
+def _nested_prefix(tp: Any, path: str, prefix: str, omit: bool) -> tuple[str, bool]:
+    """The flag prefix of a nested config's fields, as tyro builds it, and whether the subtree omits prefixes.
+
+    ``tyro.conf.OmitArgPrefixes`` drops the prefixes of the whole subtree; ``tyro.conf.arg(name="")``
+    drops this level's name; ``arg(name="x")`` renames it and ``arg(prefix_name=False)`` forgets the
+    parents' prefix.
+    """
+    name, parent = path.rsplit(".", 1)[-1], prefix
+    for m in (tp.__metadata__ if typing.get_origin(tp) is typing.Annotated else ()):
+        if "OmitArgPrefixes" in repr(m):
+            omit = True
+        if type(m).__name__ == "_ArgConfig":
+            if getattr(m, "name", None) is not None:
+                name = m.name
+            if getattr(m, "prefix_name", None) is False:
+                parent = ""
+    if omit:
+        return "", True
+    return (f"{parent}{name}." if name else parent), False
+
+
+def _hints(obj: Any) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(obj, include_extras=True)
+    except Exception:  # noqa: BLE001 - an unresolvable forward reference: check nothing rather than crash
+        return {}
+
+
+def constrained_fields(config: Any, prefix: str = "", omit: bool = False, attrs: tuple[str, ...] = ()
+                       ) -> Iterator[tuple[tuple[str, ...], str, Range]]:
+    """``(attribute path, flag path, range)`` of every field of ``config`` (recursively) with a declared range.
+
+    The attribute path reaches the field from ``config`` (``("fit", "steps")``); the flag path is
+    the option as typed, without the dashes (``steps``).
+    """
+    if not dataclasses.is_dataclass(config) or isinstance(config, type):
+        return
+    hints = _hints(type(config))
+    for f in dataclasses.fields(config):
+        if not f.init:
+            continue
+        tp, value, path = hints.get(f.name, f.type), getattr(config, f.name, None), f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            yield from constrained_fields(value, *_nested_prefix(tp, path, prefix, omit), attrs + (f.name,))
+        else:
+            for rng in _ranges(tp):
+                yield attrs + (f.name,), path, rng
+
+
+def violations(config: Any, prefix: str = "", omit: bool = False) -> Iterator[tuple[str, Any, Range]]:
+    """``(flag path, value, range)`` of every field of ``config`` (recursively) outside its range."""
+    if not dataclasses.is_dataclass(config) or isinstance(config, type):
+        return
+    hints = _hints(type(config))
+    for f in dataclasses.fields(config):
+        if not f.init:
+            continue
+        value = getattr(config, f.name, None)
+        tp = hints.get(f.name, f.type)
+        yield from _check_value(f"{prefix}{f.name}", value, tp, prefix, omit)
+
+
+def _check_value(path: str, value: Any, tp: Any, prefix: str = "", omit: bool = False
+                 ) -> Iterator[tuple[str, Any, Range]]:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        yield from violations(value, *_nested_prefix(tp, path, prefix, omit))
+        return
+    for rng in _ranges(tp):
+        items = value if isinstance(value, (tuple, list)) else (value,)
+        for item in items:
+            if item is not None and not rng.accepts(item):
+                yield path, item, rng
+                break
+
+
+def _message(path: str, value: Any, rng: Range, source: str | None) -> str:
+    where = f"{source}: " if source else ""
+    shown = "nan" if isinstance(value, float) and math.isnan(value) else _num(value) if isinstance(
+        value, float) and math.isfinite(value) else str(value)
+    return (f"{where}{flag_name(path)} {shown} is out of range: it must be {rng.allowed()}; "
+            f"pass a value in that range.")
+
+
+def check_options(config: Any, source: str | None = None) -> Any:
+    """Raise :class:`ConfigError` for the first option of ``config`` outside its declared range.
+
+    Returns ``config`` so a parser can end with ``return check_options(tyro.cli(...))``.
+    """
+    for path, value, rng in violations(config):
+        raise ConfigError(_message(path, value, rng, source))
+    return config
+
+
+def check_arguments(fn: Callable, arguments: dict[str, Any]) -> None:
+    """:func:`check_options` for the parameters of a function command (``vdm3d train``, ``vdm3d eval``)."""
+    hints = _hints(fn)
+    for name, value in arguments.items():
+        for path, bad, rng in _check_value(name, value, hints.get(name)):
+            raise ConfigError(_message(path, bad, rng, None))
+
+
+def checked_command(fn: Callable) -> Callable:
+    """``fn`` with its arguments checked against their declared ranges before it runs.
+
+    The wrapper keeps ``fn``'s signature, annotations and docstring, so tyro builds the same flags.
+    """
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        check_arguments(fn, dict(bound.arguments))
+        return fn(*args, **kwargs)
+
+    return run
+
+
+__all__ = ["Range", "check_arguments", "check_options", "checked_command", "constrained_fields", "flag_name",
+           "violations"]

@@ -1,0 +1,113 @@
+"""SIGTERM and Ctrl-C leave a resumable checkpoint or nothing, and say which; `vdm3d object` resumes
+per stage to the byte-identical result; ``--resume`` on a folder that never ran is refused."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import vdm3d.jobs.object as object_job
+from vdm3d.cli.main import main
+from vdm3d.errors import ConfigError
+
+SPOT = Path(__file__).resolve().parents[2] / "src" / "vdm3d" / "assets" / "spot.png"
+SRC = Path(__file__).resolve().parents[2] / "src"
+TINY_OBJECT = ["--frames", "6", "--steps", "2", "--resolution", "32", "--carve-resolution", "24", "--num-points", "200",
+               "--max-gaussians", "500", "--mesh-resolution", "24", "--mesh-views", "6", "--turntable-frames", "2"]
+
+
+def _object(out: Path, *extra: str, fit_steps: int = 40) -> list[str]:
+    return ["object", "--image", str(SPOT), "--out", str(out), *TINY_OBJECT, "--fit-steps", str(fit_steps), *extra]
+
+
+def _spawn(argv: list[str], cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "vdm3d.cli.main", *argv], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 240.0) -> None:
+    end = time.time() + timeout
+    while not path.exists():
+        assert proc.poll() is None, f"the run ended before {path.name} appeared: {proc.communicate()[1][-2000:]}"
+        assert time.time() < end, f"{path} did not appear in {timeout} s"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_sigterm_keeps_the_object_checkpoint_and_resume_is_byte_identical(tmp_path):
+    reference = tmp_path / "reference"
+    assert main(_object(reference, fit_steps=150)) == 0
+
+    out = tmp_path / "killed"
+    proc = _spawn(_object(out, fit_steps=150), tmp_path)
+    _wait_for(tmp_path / ".killed.partial" / "checkpoints" / "stage-orbit.safetensors", proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("interrupted by SIGTERM: the checkpoint in") and "--resume" in last, err
+    assert "Traceback" not in err
+    assert not out.exists() and (tmp_path / ".killed.partial" / "checkpoints" / "stage-orbit.safetensors").is_file()
+
+    assert main(_object(out, "--resume", fit_steps=150)) == 0
+    assert not (tmp_path / ".killed.partial").exists() and not (out / "checkpoints").exists()
+    for name in ("splats.ply", "orbit/000.png", "orbit/005.png", "cameras/transforms.json"):
+        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+
+
+@pytest.mark.slow
+def test_sigterm_before_any_checkpoint_leaves_nothing_and_says_so(tmp_path, bad_inputs):
+    # fit's first checkpoint comes after 5000 steps: the kill lands before it
+    proc = _spawn(["fit", str(bad_inputs["scene"]), "--out", "run", "--steps", "100000", "--checkpoint-every",
+                   "5000"], tmp_path)
+    _wait_for(tmp_path / ".run.partial", proc)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert err.strip().splitlines()[-1] == ("interrupted by SIGTERM: no checkpoint had been written yet, so nothing "
+                                            "of run was kept."), err
+    assert sorted(os.listdir(tmp_path)) == []  # no empty hidden folder
+
+
+def test_object_resumes_after_the_last_finished_stage(tmp_path, monkeypatch):
+    calls = []
+    real_fit = object_job.fit
+
+    def interrupted_fit(*args, **kwargs):
+        calls.append("fit")
+        raise KeyboardInterrupt  # Ctrl-C during the fit stage
+
+    monkeypatch.setattr(object_job, "fit", interrupted_fit)
+    out = tmp_path / "run"
+    assert main(_object(out)) == 130
+    assert (tmp_path / ".run.partial" / "checkpoints" / "stage-orbit.safetensors").is_file()
+
+    # other options: the checkpoint is not silently reused
+    with pytest.raises(ConfigError, match="other options"):
+        object_job.run_object(object_job.ObjectConfig(image=SPOT, out=out, resume=True, seed=5), progress=None)
+
+    generated = []
+    monkeypatch.setattr(object_job, "fit", real_fit)
+    monkeypatch.setattr(object_job, "generate_orbit", lambda *a, **k: generated.append(1) or (_ for _ in ()).throw(
+        AssertionError("the orbit stage ran again")))
+    assert main(_object(out, "--resume")) == 0
+    assert generated == [] and (out / "splats.ply").is_file() and not (tmp_path / ".run.partial").exists()
+
+
+@pytest.mark.parametrize("argv", [["object", "--image", str(SPOT), "--resume"], ["fit", "{scene}", "--resume"]])
+def test_resume_on_a_folder_that_never_ran_is_refused(argv, bad_inputs, tmp_path, capsys):
+    out = tmp_path / "never"
+    argv = [a.replace("{scene}", str(bad_inputs["scene"])) for a in argv]
+    argv = argv + ["--out", str(out)] if argv[0] == "object" else argv + [str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--resume found no interrupted run" in err and str(out) in err
+    assert sorted(os.listdir(tmp_path)) == []
