@@ -61,6 +61,18 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
+pending_signal: int | None = None
+"""The signal whose :class:`Interrupted` was raised during the current command (set by the CLI's handler)."""
+
+
+def raise_if_interrupted() -> None:
+    """Raise again the interrupt of a signal that arrived while C code was calling back into Python (numba
+    compiling its kernels, ctypes): Python prints and drops an exception raised there, and the run would go
+    on. Long loops call this once per step, so such a signal still ends the run at the next step."""
+    if pending_signal is not None:
+        raise Interrupted(pending_signal)
+
+
 def describe(*, path=None, field=None, problem=None, fix=None) -> str:
     """Compose the one-sentence message: ``<path>: <field> <problem>; <fix>.``"""
     head = f"{path}: " if path is not None else ""

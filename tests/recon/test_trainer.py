@@ -153,3 +153,24 @@ def test_between_steps_swaps_the_pool_and_extra_terms_are_optimized():
 
     pulled = fit_gaussians(views, init, cfg, view_weights=torch.zeros(2), extra_losses=[pull_to_origin])
     assert float(pulled.means.norm(dim=-1).mean()) < float(init.means.norm(dim=-1).mean()) - 1e-3
+
+
+def test_a_signal_dropped_by_c_code_ends_the_fit_at_the_next_step(monkeypatch):
+    # The CLI's handler remembers the signal; if its exception was raised inside a C callback (numba
+    # compiling) and dropped, the loop must still stop instead of running all its steps.
+    import signal
+
+    from vdm3d import errors
+
+    train = _views(_cameras(4))
+    steps = []
+    monkeypatch.setattr(errors, "pending_signal", None)
+
+    def between(step, gaussians):
+        steps.append(step)
+        if step == 3:
+            errors.pending_signal = signal.SIGTERM
+
+    with pytest.raises(errors.Interrupted) as info:
+        fit_gaussians(train, _init(40), dataclasses.replace(FAST, steps=50), between_steps=between)
+    assert info.value.signum == signal.SIGTERM and steps == [0, 1, 2, 3]

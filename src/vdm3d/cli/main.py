@@ -25,6 +25,7 @@ import threading
 import traceback
 from typing import Callable, Sequence
 
+from vdm3d import errors
 from vdm3d.errors import ConfigError, Interrupted, Vdm3dError
 from vdm3d.threads import set_threads
 
@@ -120,17 +121,26 @@ def _pop_threads(argv: list[str]) -> tuple[list[str], int | None]:
 
 
 def _terminate_as_interrupt() -> Callable[[], None]:
-    """Turn SIGTERM into :class:`~vdm3d.errors.Interrupted` (a KeyboardInterrupt) for the command's
-    duration, so that a run folder keeps its checkpoint or removes itself, and says which, as for
-    Ctrl-C. Returns the function that puts the previous handler back. A no-op off the main thread."""
+    """Turn SIGTERM and SIGINT into :class:`~vdm3d.errors.Interrupted` (a KeyboardInterrupt) for the
+    command's duration, so that a run folder keeps its checkpoint or removes itself, and says which. The
+    signal is also remembered, so that a loop's :func:`~vdm3d.errors.raise_if_interrupted` ends the run
+    when the exception was raised inside a C callback and dropped. Returns the function that puts the
+    previous handlers back. A no-op off the main thread."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
 
     def handler(signum, frame):
+        errors.pending_signal = signum
         raise Interrupted(signum)
 
-    previous = signal.signal(signal.SIGTERM, handler)
-    return lambda: signal.signal(signal.SIGTERM, previous)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def restore() -> None:
+        errors.pending_signal = None
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    return restore
 
 
 def main(argv: Sequence[str] | None = None) -> int:

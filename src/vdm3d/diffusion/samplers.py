@@ -46,7 +46,7 @@ from vdm3d.diffusion.guiders import Guider
 from vdm3d.diffusion.hooks import StepHook, StepState
 from vdm3d.diffusion.parameterizations import NativeView, align_sigma
 from vdm3d.diffusion.schedules import DdimSchedule, EdmSchedule, FlowSchedule
-from vdm3d.errors import ConfigError, InputError
+from vdm3d.errors import ConfigError, InputError, raise_if_interrupted
 from vdm3d.options import Range
 from vdm3d.protocols import Conditioning
 
@@ -200,6 +200,7 @@ def sample(backbone: Any, sigmas: Tensor, *, cond: Conditioning | None = None,
     name = getattr(backbone, "name", type(backbone).__name__)
 
     for m in range(steps):
+        raise_if_interrupted()
         s = align_sigma(sched[m], x)
         s_next = align_sigma(sched[m + 1], x)
         frozen = s_next == s

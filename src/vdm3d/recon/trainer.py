@@ -41,7 +41,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from vdm3d.cameras.camera import Cameras
-from vdm3d.errors import ConfigError
+from vdm3d.errors import ConfigError, raise_if_interrupted
 from vdm3d.metrics.image import WINDOW, psnr
 from vdm3d.options import Range
 from vdm3d.recon import losses
@@ -281,6 +281,7 @@ def fit_gaussians(views: Views | Sequence[Views], init: Gaussians, config: FitCo
         generator.set_state(state.generator)
 
     for step in range(first, config.steps):
+        raise_if_interrupted()
         if between_steps is not None:
             fresh = between_steps(step, Gaussians.from_parameters({k: v.detach() for k, v in params.items()}))
             pools = pools if fresh is None else list(fresh)

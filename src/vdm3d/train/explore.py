@@ -162,24 +162,18 @@ def train_explore(out: Path, init: Path | None = None, rooms: RoomSetConfig = Ro
     """
     import time
 
-    from vdm3d.errors import ConfigError
     from vdm3d.io.runs import RunFolder
-    from vdm3d.models.tiny import WEIGHTS_DIR
-    from vdm3d.models.tiny.checkpoint import load_model, save_model
+    from vdm3d.models.tiny.checkpoint import save_model
     from vdm3d.train.datasets import load_or_build
     from vdm3d.train.loop import train
-    from vdm3d.train.run import _continue_finished, card
+    from vdm3d.train.run import _continue_finished, card, fine_tune_init, load_fine_tune_init
 
-    if name == "video":
-        raise ConfigError("--name video would replace the model every other job uses; pick another name.")
-    init = Path(init) if init is not None else WEIGHTS_DIR / "video.json"
+    init = fine_tune_init(init, name)
     start = time.time()
     with RunFolder(out, config=locals().copy(), seed=loop.seed, overwrite=_continue_finished(out, resume, overwrite),
                    resume=resume, inputs=[init]) as run:
         room = load_or_build(rooms)
-        net, meta = load_model(init)
-        vae, _ = load_model(init.parent / f"{meta.get('vae', 'vae')}.json")
-        vae.requires_grad_(False)
+        net, meta, vae = load_fine_tune_init(init)
         net.requires_grad_(True)
         res = room["rgb"].shape[-2]
         backbone = TinyVideoBackbone(vae, net, resolution=(res, res), frames=room["rgb"].shape[1])

@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
+from vdm3d.errors import raise_if_interrupted
 from vdm3d.io.progress import eta_seconds, format_seconds
 from vdm3d.io.runs import atomic_write_json
 from vdm3d.models.weights import save_state_dict
@@ -154,6 +155,7 @@ def train(model: nn.Module, step_fn: StepFn, cfg: LoopConfig, checkpoint_dir: Pa
     t0 = time.time()
     step = start
     for step in range(start, cfg.steps):
+        raise_if_interrupted()
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         rng = np.random.default_rng([cfg.seed, step, accelerator.process_index])

@@ -19,7 +19,9 @@ from typing import Annotated, Any
 import numpy as np
 import torch
 
+from vdm3d.errors import ConfigError
 from vdm3d.io.runs import RunFolder
+from vdm3d.models.tiny import WEIGHTS_DIR
 from vdm3d.models.tiny.backbone import TinyVideoBackbone
 from vdm3d.models.tiny.checkpoint import load_model, save_model
 from vdm3d.models.tiny.denoiser import DenoiserConfig, VideoDenoiser
@@ -62,6 +64,23 @@ def _continue_finished(out: Path, resume: bool, overwrite: bool) -> bool:
         shutil.copytree(out / "checkpoints", partial / "checkpoints")
         return True
     return overwrite
+
+
+def fine_tune_init(init: Path | None, name: str) -> Path:
+    """The model a fine-tune of the shipped video model starts from (explore, stylize, v3d): ``init``, by
+    default the shipped ``video.json``. ``name`` must not be ``video``: retraining one job's model never
+    replaces the one the other jobs use."""
+    if name == "video":
+        raise ConfigError("--name video would replace the model every other job uses; pick another name.")
+    return Path(init) if init is not None else WEIGHTS_DIR / "video.json"
+
+
+def load_fine_tune_init(init: Path) -> tuple[torch.nn.Module, dict[str, Any], torch.nn.Module]:
+    """The denoiser of ``init``, its metadata, and its VAE frozen."""
+    net, meta = load_model(init)
+    vae, _ = load_model(init.parent / f"{meta.get('vae', 'vae')}.json")
+    vae.requires_grad_(False)
+    return net, meta, vae
 
 
 def _sets(objects: ObjectSetConfig | None, rooms: RoomSetConfig | None):

@@ -40,7 +40,7 @@ from vdm3d.diffusion.noise_warp import warped_noise
 from vdm3d.io.runs import RunFolder
 from vdm3d.models.tiny.backbone import SIGMA_DATA, TinyCondition, TinyVideoBackbone, assemble, reference_rays, \
     relative_plucker
-from vdm3d.models.tiny.checkpoint import load_model, save_model
+from vdm3d.models.tiny.checkpoint import save_model
 from vdm3d.options import Range
 from vdm3d.train.datasets import SEED_OFFSETS, Split, cache_dir
 from vdm3d.train.loop import LoopConfig, train
@@ -245,16 +245,15 @@ def train_stylize(out: Path, task: Literal["anchor", "inbetween"] = "anchor", in
         resume: continue a stopped run from its checkpoint.
         overwrite: replace an existing ``out``.
     """
-    from vdm3d.train.run import _continue_finished
+    from vdm3d.train.run import _continue_finished, fine_tune_init, load_fine_tune_init
 
     name = name or f"stylize_{task}"
+    init = fine_tune_init(init, name)
     start = time.time()
     with RunFolder(out, config=locals().copy(), seed=loop.seed, overwrite=_continue_finished(out, resume, overwrite),
                    resume=resume, inputs=[init]) as run:
         sets = load_or_build_stylize(data)
-        net, meta = load_model(init)
-        vae, _ = load_model(Path(init).with_name(f"{meta.get('vae', 'vae')}.json"))
-        vae.requires_grad_(False)
+        net, meta, vae = load_fine_tune_init(init)
         net.requires_grad_(True)
         res = sets["rgb"].shape[-2]
         backbone = TinyVideoBackbone(vae, net, resolution=(res, res), frames=data.frames)

@@ -253,24 +253,18 @@ def train_v3d(out: Path, init: Path | None = None, rooms: V3dRoomSetConfig = V3d
         resume: continue a stopped run from its checkpoint.
         overwrite: replace an existing ``out``.
     """
-    from vdm3d.errors import ConfigError
     from vdm3d.io.runs import RunFolder
-    from vdm3d.models.tiny import WEIGHTS_DIR
-    from vdm3d.models.tiny.checkpoint import load_model, save_model
+    from vdm3d.models.tiny.checkpoint import save_model
     from vdm3d.models.tiny.v3d import from_video
     from vdm3d.train.loop import train
-    from vdm3d.train.run import _continue_finished, card
+    from vdm3d.train.run import _continue_finished, card, fine_tune_init, load_fine_tune_init
 
-    if name == "video":
-        raise ConfigError("--name video would replace the model every other job uses; pick another name.")
-    init = Path(init) if init is not None else WEIGHTS_DIR / "video.json"
+    init = fine_tune_init(init, name)
     start = time.time()
     with RunFolder(out, config=locals().copy(), seed=loop.seed, overwrite=_continue_finished(out, resume, overwrite),
                    resume=resume, inputs=[init]) as run:
         data = load_or_build_v3d_rooms(rooms)
-        video, meta = load_model(init)
-        vae, _ = load_model(init.parent / f"{meta.get('vae', 'vae')}.json")
-        vae.requires_grad_(False)
+        video, meta, vae = load_fine_tune_init(init)
         torch.manual_seed(loop.seed)
         net = from_video(video, model)
         net.requires_grad_(True)
