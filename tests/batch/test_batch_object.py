@@ -41,10 +41,11 @@ def processes_mentioning(text: str) -> list[int]:
 def test_killed_batch_reruns_only_the_missing_cases(tmp_path):
     manifest = tmp_path / "cases.jsonl"
     manifest.write_text("".join(json.dumps({"name": n, "job": "object", "image": str(SPOT), **TINY, **extra}) + "\n"
-                                for n, extra in (("a", {}), ("b", {"elevation_deg": 20.0, "fit_steps": 300}), ("c", {"seed": 3}))))
+                                for n, extra in (("a", {}), ("b", {"elevation_deg": 20.0, "fit_steps": 2000}), ("c", {"seed": 3}))))
     out = tmp_path / "runs"
 
-    # one CPU: the cases run one after another; kill everything (driver, Ray, the job) while b runs
+    # one CPU: the cases run one after another; kill everything (driver, Ray, the job) while b runs (its
+    # 2000 fit steps keep it running well past the moment its folder appears, with the compiled renderer)
     first = batch(manifest, out, start_new_session=True)
     deadline = time.time() + 400
     while not ((out / "a" / "manifest.json").is_file() and (out / ".b.partial").is_dir()):
@@ -68,7 +69,7 @@ def test_killed_batch_reruns_only_the_missing_cases(tmp_path):
     assert [(summary[n]["state"], summary[n]["status"]) for n in "ac"] == [("done", "skipped"), ("todo", "ok")]
     assert summary["b"]["status"] == "ok"
     assert (out / "a" / "manifest.json").stat().st_mtime_ns == a_made  # finished work untouched
-    for name, elevation, steps in (("b", 20.0, 300), ("c", 10.0, 10)):
+    for name, elevation, steps in (("b", 20.0, 2000), ("c", 10.0, 10)):
         made = json.loads((out / name / "manifest.json").read_text())
         assert made["config"]["elevation_deg"] == elevation and made["config"]["fit_steps"] == steps
         assert (out / name / "splats.ply").is_file() and (out / name / "mesh.glb").is_file()

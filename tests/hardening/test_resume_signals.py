@@ -115,8 +115,7 @@ def test_resume_on_a_folder_that_never_ran_is_refused(argv, bad_inputs, tmp_path
     assert sorted(os.listdir(tmp_path)) == []
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-def test_a_signal_whose_exception_c_code_drops_is_raised_again():
+def test_a_signal_whose_exception_c_code_drops_is_raised_again(monkeypatch):
     # Python prints and drops an exception raised inside a ctypes callback (as when SIGTERM lands while
     # numba compiles); the CLI's handler remembers the signal so the next loop step raises it again.
     import ctypes
@@ -124,6 +123,8 @@ def test_a_signal_whose_exception_c_code_drops_is_raised_again():
     from vdm3d import errors
     from vdm3d.cli.main import _terminate_as_interrupt
 
+    dropped = []
+    monkeypatch.setattr(sys, "unraisablehook", dropped.append)  # what Python would print as a traceback
     restore = _terminate_as_interrupt()
     try:
         @ctypes.CFUNCTYPE(None)
@@ -134,9 +135,10 @@ def test_a_signal_whose_exception_c_code_drops_is_raised_again():
 
         callback()
         assert errors.pending_signal == signal.SIGTERM
+        assert dropped == []  # no traceback printed for it
         with pytest.raises(errors.Interrupted):
             errors.raise_if_interrupted()
     finally:
         restore()
-    assert errors.pending_signal is None
+    assert errors.pending_signal is None and sys.unraisablehook == dropped.append
     errors.raise_if_interrupted()  # nothing pending once the command is over

@@ -133,10 +133,16 @@ def _terminate_as_interrupt() -> Callable[[], None]:
         errors.pending_signal = signum
         raise Interrupted(signum)
 
+    def unraisable(report) -> None:  # C code dropped our exception: no traceback, the next step raises it
+        if not isinstance(report.exc_value, Interrupted):
+            previous_hook(report)
+
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous_hook, sys.unraisablehook = sys.unraisablehook, unraisable
 
     def restore() -> None:
         errors.pending_signal = None
+        sys.unraisablehook = previous_hook
         for sig, old in previous.items():
             signal.signal(sig, old)
 
