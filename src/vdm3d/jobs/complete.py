@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import time
 from pathlib import Path
 from typing import Annotated, Callable, Literal
 
@@ -41,6 +40,7 @@ from vdm3d.data.depths import read_train_depths
 from vdm3d.data.readers import Scene, Split, read_scene
 from vdm3d.errors import ConfigError
 from vdm3d.io.images import write_image
+from vdm3d.io.progress import StageClock
 from vdm3d.io.runs import RunFolder, atomic_write_json
 from vdm3d.io.video import write_video
 from vdm3d.jobs.complete_distill import DistillConfig, distill
@@ -227,23 +227,20 @@ def run_complete(config: CompleteConfig, progress: Callable[[str, FitProgress], 
     out = config.resume or config.out or Path("runs") / "complete" / config.data.resolve().name
     with RunFolder(out, config=config, seed=config.seed, inputs=[config.data], overwrite=config.overwrite,
                    resume=config.resume is not None) as run:
-        times: dict[str, float] = {}
-        t = time.time()
+        clock = StageClock()
         scene, depths = load_scene(config)
         init = initialize(scene, depths, config)
         backbone = backbone if backbone is not None else load_backbone(config.backbone)
-        times["load"] = time.time() - t
+        clock.lap("load")
 
-        t = time.time()
         baseline = fit_baseline(scene, init, config, run, None if progress is None else
                                 (lambda p: progress("baseline", p)))
-        times["baseline"] = time.time() - t
+        clock.lap("baseline")
 
-        t = time.time()
         frames = clip_frames(backbone, config)
         paths = plan(baseline, scene, config, frames)
         save_paths(run.path / "trajectories", paths)
-        times["plan"] = time.time() - t
+        clock.lap("plan")
 
         def generate(k: int, view: int, path: Trajectory):
             pseudo, clip, _ = generate_clip(backbone, baseline, scene.train.images[view], path, config.generation,
@@ -252,22 +249,21 @@ def run_complete(config: CompleteConfig, progress: Callable[[str, FitProgress], 
             save_trajectory(run.path / "clips" / f"{k:03d}.json", path)
             return pseudo
 
-        t = time.time()
         gaussians, timing = distill(scene.train, baseline, paths, generate, config.distill,
                                     checkpoints=run, seed=config.seed,
                                     progress=None if progress is None else (lambda p: progress("distill", p)))
-        times.update(timing)
-        times["distill"] = time.time() - t - timing.get("generate", 0.0)
+        clock.lap("distill")
+        clock.timings["distill"] -= timing.get("generate", 0.0)  # the clips it generated are timed on their own
+        clock.timings.update(timing)
 
-        t = time.time()
         metrics, renders = evaluate(gaussians, scene)
         base_metrics, _ = evaluate(baseline, scene)
-        times["evaluate"] = time.time() - t
+        clock.lap("evaluate")
         metrics.update({"baseline": base_metrics.get("test", {}).get("mean"), "num_gaussians": len(gaussians),
                         "train_views": list(scene.train_indices), "test_views": list(scene.test_indices),
                         "image_size": [scene.train.width, scene.train.height], "paths": len(paths),
                         "backbone": getattr(backbone, "name", config.backbone),
-                        "seconds": {k: round(v, 1) for k, v in times.items()}})
+                        "seconds": {k: round(v, 1) for k, v in clock.timings.items()}})
         export(run, gaussians, scene, metrics, renders)
         shutil.rmtree(run.path / "checkpoints", ignore_errors=True)  # finished: nothing left to resume
         run.record(metrics={"test": metrics.get("test", {}).get("mean"), "baseline": metrics["baseline"]})

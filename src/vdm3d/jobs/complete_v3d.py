@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -31,6 +30,7 @@ from vdm3d.cameras.trajectory_file import load_trajectory, save_trajectory
 from vdm3d.data.readers import Scene
 from vdm3d.errors import ConfigError
 from vdm3d.geometry.reproject import depth_range
+from vdm3d.io.progress import StageClock
 from vdm3d.io.runs import RunFolder
 from vdm3d.io.video import write_video
 from vdm3d.jobs.complete import (CompleteConfig, CompleteResult, evaluate, export, fit_baseline, initialize,
@@ -147,40 +147,35 @@ def run_complete_v3d(config: CompleteConfig, progress: Callable[[str, FitProgres
     out = config.resume or config.out or Path("runs") / "complete" / config.data.resolve().name
     with RunFolder(out, config=config, seed=config.seed, inputs=[config.data], overwrite=config.overwrite,
                    resume=config.resume is not None) as run:
-        times: dict[str, float] = {}
-        t = time.time()
+        clock = StageClock()
         scene, depths = load_scene(config)
         init = initialize(scene, depths, config)
         model = model if model is not None else load_model(config.v3d.model)
-        times["load"] = time.time() - t
+        clock.lap("load")
 
-        t = time.time()
         baseline = fit_baseline(scene, init, config, run, None if progress is None else
                                 (lambda p: progress("baseline", p)))
-        times["baseline"] = time.time() - t
+        clock.lap("baseline")
 
-        t = time.time()
         ranges, median = scene_depths(baseline, scene)
         clips = choose_paths(baseline, scene, config, model.frames or 8, path)
         save_paths(run.path / "trajectories", clips)
         generated = generate(model, scene, clips, ranges, median, config, run)
-        times["generate"] = time.time() - t
+        clock.lap("generate")
 
-        t = time.time()
         gaussians = fit_with_generated(scene, baseline, generated, config, run,
                                        None if progress is None else (lambda p: progress("fit", p)))
-        times["fit"] = time.time() - t
+        clock.lap("fit")
 
-        t = time.time()
         metrics, renders = evaluate(gaussians, scene)
         base_metrics, _ = evaluate(baseline, scene)
-        times["evaluate"] = time.time() - t
+        clock.lap("evaluate")
         metrics.update({"method": "v3d", "baseline": base_metrics.get("test", {}).get("mean"),
                         "num_gaussians": len(gaussians), "train_views": list(scene.train_indices),
                         "test_views": list(scene.test_indices), "image_size": [scene.train.width, scene.train.height],
                         "paths": len(clips), "generated_frames": len(generated), "depth_range": list(ranges),
                         "backbone": getattr(model, "name", config.v3d.model),
-                        "seconds": {k: round(v, 1) for k, v in times.items()}})
+                        "seconds": {k: round(v, 1) for k, v in clock.timings.items()}})
         export(run, gaussians, scene, metrics, renders)
         shutil.rmtree(run.path / "checkpoints", ignore_errors=True)  # finished: nothing left to resume
         run.record(metrics={"test": metrics.get("test", {}).get("mean"), "baseline": metrics["baseline"]})
