@@ -137,7 +137,6 @@ def run_complete_v3d(config: CompleteConfig, progress: Callable[[str, FitProgres
                      model=None) -> CompleteResult:
     """Run every stage inside a run folder; returns where the results are and the scores."""
     config.check()
-    config.v3d.check()
     path = None
     if config.trajectory is not None:  # read before the run folder exists: a bad file leaves nothing behind
         if not config.trajectory.is_file():

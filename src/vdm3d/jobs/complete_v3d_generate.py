@@ -20,7 +20,7 @@ the input views' features reprojected into every frame (V3D's scene mode, SEED_S
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 from torch import Tensor
@@ -30,8 +30,8 @@ from vdm3d.cameras.trajectory import Trajectory, interpolate_keyframes
 from vdm3d.diffusion.guiders import CFG
 from vdm3d.diffusion.samplers import sample
 from vdm3d.diffusion.schedules import DdimSchedule
-from vdm3d.errors import ConfigError
 from vdm3d.jobs.complete_generate import _resize, generation_size
+from vdm3d.options import Range
 from vdm3d.protocols import Conditioning
 from vdm3d.views import Views
 
@@ -49,29 +49,23 @@ class V3dConfig:
     """Embedded model with the reprojected-feature condition (vdm3d models list)."""
     paths: Literal["between", "planned"] = "between"
     """'between' (clips joining consecutive input cameras) or 'planned' (the hole-driven planner)."""
-    max_clips: int = 6
+    max_clips: Annotated[int, Range(1)] = 6
     """Generate at most this many clips (the first ones in path order)."""
-    steps: int = 25
+    steps: Annotated[int, Range(1)] = 25
     """DDIM steps per clip."""
-    cfg_scale: float = 2.0
+    cfg_scale: Annotated[float, Range(0)] = 2.0
     """Classifier-free guidance scale (1 turns CFG off)."""
-    cfg_rescale: float = 0.7
+    cfg_rescale: Annotated[float, Range(0, 1)] = 0.7
     """CFG rescale phi."""
-    eta: float = 0.0
+    eta: Annotated[float, Range(0, 1)] = 0.0
     """DDIM eta (0: deterministic)."""
-    pseudo_weight: float = 0.1
+    pseudo_weight: Annotated[float, Range(0)] = 0.1
     """Weight of a generated frame's loss against an input view's (the generated ones count less)."""
-    pseudo_perceptual: float = 0.1
+    pseudo_perceptual: Annotated[float, Range(0)] = 0.1
     """Perceptual term inside the generated frames' loss."""
-    hole_boost: float = 1.0
+    hole_boost: Annotated[float, Range(0)] = 1.0
     """Per-pixel weight of a generated frame where the baseline is empty there (alpha 0), rising linearly
     from 1 where it is opaque: the frames count most where the photos say nothing."""
-
-    def check(self) -> None:
-        if self.hole_boost < 0 or self.pseudo_weight < 0:
-            raise ConfigError("complete: --v3d.hole-boost and --v3d.pseudo-weight must be >= 0.")
-        if self.max_clips < 1 or self.steps < 1:
-            raise ConfigError("complete: --v3d.max-clips and --v3d.steps must be at least 1.")
 
 
 def chain_order(cameras: Cameras) -> list[int]:
