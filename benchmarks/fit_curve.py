@@ -15,6 +15,8 @@ can run niced in the background for as long as the machine allows.
 
     .venv/bin/python benchmarks/fit_curve.py                               # the default 3000 steps
     nice -n 19 .venv/bin/python benchmarks/fit_curve.py --steps 12000 --out runs/bench/fern_curve_12k
+    nice -n 10 .venv/bin/python benchmarks/fit_curve.py --steps 12000 --max-gaussians 100000 --eval-every 1000 \
+        --out runs/bench/fern_12k_100k
     .venv/bin/python benchmarks/fit_curve.py --out runs/bench/fern_curve_12k --steps 12000 --resume --plot docs/fern_curve.png
 """
 
@@ -31,12 +33,14 @@ FERN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "llff_fe
 DEFAULT_STEPS = 3000
 
 
-def stretched_config(steps: int, backend: str):
-    """The ``vdm3d fit`` defaults with the step-dependent parts of the schedule scaled to ``steps``."""
+def stretched_config(steps: int, backend: str, max_gaussians: int | None = None):
+    """The ``vdm3d fit`` defaults with the step-dependent parts of the schedule scaled to ``steps``
+    (and, when given, another Gaussian budget)."""
     from vdm3d.jobs.fit import CPU_FIT
 
     k = steps / DEFAULT_STEPS
-    densify = dataclasses.replace(CPU_FIT.densify, refine_stop=round(CPU_FIT.densify.refine_stop * k))
+    densify = dataclasses.replace(CPU_FIT.densify, refine_stop=round(CPU_FIT.densify.refine_stop * k),
+                                  max_gaussians=max_gaussians or CPU_FIT.densify.max_gaussians)
     return dataclasses.replace(CPU_FIT, steps=steps, sh_warmup_every=round(CPU_FIT.sh_warmup_every * k),
                                densify=densify, backend=backend, checkpoint_every=0)
 
@@ -56,7 +60,7 @@ def run(args: argparse.Namespace) -> list[dict]:
 
     threads.set_threads(args.threads)
     scene = read_scene(FERN, Split())
-    config = stretched_config(args.steps, args.backend)
+    config = stretched_config(args.steps, args.backend, args.max_gaussians)
     config = dataclasses.replace(config, checkpoint_every=args.eval_every)
     ckpt, curve = args.out / "checkpoint", args.out / "curve.jsonl"
     state, rows = None, []
@@ -101,6 +105,7 @@ def main() -> None:
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--backend", default="auto")
+    p.add_argument("--max-gaussians", type=int, default=None, help="Gaussian budget (default: vdm3d fit's)")
     p.add_argument("--out", type=Path, default=Path("runs/bench/fern_curve"))
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--plot", type=Path, default=None, help="also draw the curve into this PNG")
@@ -110,7 +115,8 @@ def main() -> None:
     if not FERN.exists():
         sys.exit(f"benchmarks/fit_curve.py: {FERN} is missing; it needs the shared LLFF fern scene.")
     rows = run(args)
-    print(f"fern, vdm3d fit defaults, {args.steps} steps, threads={args.threads}, backend={args.backend}; "
+    budget = f", at most {args.max_gaussians} Gaussians" if args.max_gaussians else ""
+    print(f"fern, vdm3d fit defaults, {args.steps} steps{budget}, threads={args.threads}, backend={args.backend}; "
           "held-out views 0, 8, 16 at 504x378")
     print("| step | fit CPU s | held-out PSNR dB | SSIM | Gaussians |\n|---|---|---|---|---|")
     for r in rows:
@@ -126,7 +132,8 @@ def plot(rows: list[dict], args: argparse.Namespace) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=110)
-    ax.plot([r["cpu"] for r in rows], [r["psnr"] for r in rows], "o-", label=f"vdm3d fit, {args.steps} steps")
+    ax.plot([r["cpu"] for r in rows], [r["psnr"] for r in rows], "o-", label=f"vdm3d fit, {args.steps} steps"
+            + (f", {args.max_gaussians // 1000}k Gaussians" if args.max_gaussians else ""))
     for item in args.also:
         label, _, path = item.partition("=")
         more = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]

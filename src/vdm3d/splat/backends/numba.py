@@ -46,7 +46,7 @@ from torch import Tensor
 from vdm3d.cameras.camera import Cameras
 from vdm3d.errors import ConfigError
 from vdm3d.splat.gaussians import Gaussians
-from vdm3d.splat.output import RenderOutput, finish
+from vdm3d.splat.output import RenderOutput
 from vdm3d.splat.backends.numba_projection import project_gaussians_numba
 from vdm3d.splat.projection import ALPHA_MAX, ALPHA_MIN, T_MIN
 
@@ -69,11 +69,13 @@ class TileLists:
 
 @numba.njit(cache=True)
 @no_type_check  # compiled: the tests' jaxtyping import hook must not wrap it
-def _bin_kernel(means2d, extents, order, width, height, tile, tiles_x, tiles_y):  # pragma: no cover - compiled
+def _bin_kernel(means2d, extents, depths, visible, width, height, tile, tiles_x, tiles_y):  # pragma: no cover
+    """The visible Gaussians front to back (a stable sort by depth, ties in index order, as
+    ``torch_ref``), appended to the list of every tile their box overlaps."""
+    vis = np.nonzero(visible)[0]
+    order = vis[np.argsort(depths[vis], kind="mergesort")]
     n_tiles = tiles_x * tiles_y
-    boxes = np.zeros((means2d.shape[0], 4), np.int64)
-    boxes[:, 1] = -1
-    boxes[:, 3] = -1
+    boxes = np.empty((means2d.shape[0], 4), np.int64)
     counts = np.zeros(n_tiles + 1, np.int64)
     for k in range(order.shape[0]):
         g = order[k]
@@ -82,9 +84,9 @@ def _bin_kernel(means2d, extents, order, width, height, tile, tiles_x, tiles_y):
         x1 = min(int(math.floor(means2d[g, 0] + extents[g, 0] - 0.5 + 1e-3)), width - 1)
         y0 = max(int(math.ceil(means2d[g, 1] - extents[g, 1] - 0.5 - 1e-3)), 0)
         y1 = min(int(math.floor(means2d[g, 1] + extents[g, 1] - 0.5 + 1e-3)), height - 1)
+        boxes[g, 0], boxes[g, 1], boxes[g, 2], boxes[g, 3] = x0, x1, y0, y1
         if x1 < x0 or y1 < y0:
             continue
-        boxes[g, 0], boxes[g, 1], boxes[g, 2], boxes[g, 3] = x0, x1, y0, y1
         for ty in range(y0 // tile, y1 // tile + 1):
             for tx in range(x0 // tile, x1 // tile + 1):
                 counts[ty * tiles_x + tx + 1] += 1
@@ -93,24 +95,22 @@ def _bin_kernel(means2d, extents, order, width, height, tile, tiles_x, tiles_y):
     cursor = offsets[:-1].copy()
     for k in range(order.shape[0]):
         g = order[k]
-        if boxes[g, 1] < 0:
+        x0, x1, y0, y1 = boxes[g, 0], boxes[g, 1], boxes[g, 2], boxes[g, 3]
+        if x1 < x0 or y1 < y0:
             continue
-        for ty in range(boxes[g, 2] // tile, boxes[g, 3] // tile + 1):
-            for tx in range(boxes[g, 0] // tile, boxes[g, 1] // tile + 1):
+        for ty in range(y0 // tile, y1 // tile + 1):
+            for tx in range(x0 // tile, x1 // tile + 1):
                 t = ty * tiles_x + tx
                 gauss[cursor[t]] = g
                 cursor[t] += 1
     return offsets, gauss, boxes
 
 
-def bin_gaussians(means2d: Tensor, extents: Tensor, depths: Tensor, visible: Tensor, width: int, height: int,
-                  tile: int = TILE) -> TileLists:
-    """Front-to-back Gaussian lists per tile for one camera (inputs detached, ``[N, ...]``)."""
-    vis = visible.nonzero().squeeze(1)
-    order = vis[torch.argsort(depths[vis], stable=True)]  # front to back, ties in index order
+def bin_gaussians(means2d: np.ndarray, extents: np.ndarray, depths: np.ndarray, visible: np.ndarray, width: int,
+                  height: int, tile: int = TILE) -> TileLists:
+    """Front-to-back Gaussian lists per tile for one camera (arrays ``[N, ...]``)."""
     tiles_x, tiles_y = -(-width // tile), -(-height // tile)
-    offsets, gauss, boxes = _bin_kernel(means2d.contiguous().numpy(), extents.contiguous().numpy(), order.numpy(),
-                                        width, height, tile, tiles_x, tiles_y)
+    offsets, gauss, boxes = _bin_kernel(means2d, extents, depths, visible, width, height, tile, tiles_x, tiles_y)
     return TileLists(width, height, tile, tiles_x, offsets, gauss, boxes)
 
 
@@ -139,10 +139,12 @@ def _lattice(mx, my, ca, cb, cc, x0, y0):  # pragma: no cover - compiled
 @numba.njit(parallel=True, cache=True, fastmath=True)
 @no_type_check  # compiled: the tests' jaxtyping import hook must not wrap it
 def _forward_kernel(means2d, conics, opacities, colors, depths, offsets, gauss, boxes, width, height, tile,
-                    tiles_x, rgb, dsum, alpha_sum, T_final, last):  # pragma: no cover - compiled
-    """``rgb [H, W, 3]`` = sum w c, ``dsum [H, W]`` = sum w z, ``alpha_sum [H, W]`` = sum w;
-    ``T_final [H, W]``; ``last [H, W]`` = one past the position (in ``gauss``) of the pixel's last
-    blended Gaussian.
+                    tiles_x, background, out_rgb, out_depth, out_alpha, alpha64, depth64, T_final,
+                    last):  # pragma: no cover - compiled
+    """The finished images ``out_rgb [H, W, 3] = sum w c + (1 - A) background``, ``out_alpha [H, W]
+    = A = sum w`` and ``out_depth [H, W] = sum w z / A`` (0 where ``A <= 1e-6``), as :func:`..output.finish`
+    makes them; for the backward ``A`` and the depth in float64, ``T_final [H, W]`` and
+    ``last [H, W]`` = one past the position (in ``gauss``) of the pixel's last blended Gaussian.
 
     Each tile walks its list front to back and visits only the pixels inside the Gaussian's
     alpha >= 1/255 box (the others are below 1/255 by construction); a pixel is marked done at the
@@ -203,18 +205,26 @@ def _forward_kernel(means2d, conics, opacities, colors, depths, offsets, gauss, 
         for ly in range(th):
             for lx in range(tw):
                 py, px = oy + ly, ox + lx
-                rgb[py, px, 0], rgb[py, px, 1], rgb[py, px, 2] = acc[ly, lx, 0], acc[ly, lx, 1], acc[ly, lx, 2]
-                dsum[py, px], alpha_sum[py, px] = acc[ly, lx, 3], acc[ly, lx, 4]
-                T_final[oy + ly, ox + lx] = T[ly, lx]
-                last[oy + ly, ox + lx] = stop[ly, lx]
+                a = acc[ly, lx, 4]
+                rest = 1.0 - a
+                out_rgb[py, px, 0] = acc[ly, lx, 0] + rest * background[0]
+                out_rgb[py, px, 1] = acc[ly, lx, 1] + rest * background[1]
+                out_rgb[py, px, 2] = acc[ly, lx, 2] + rest * background[2]
+                z = acc[ly, lx, 3] / a if a > 1e-6 else 0.0
+                out_depth[py, px], out_alpha[py, px], depth64[py, px], alpha64[py, px] = z, a, z, a
+                T_final[py, px] = T[ly, lx]
+                last[py, px] = stop[ly, lx]
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
 @no_type_check  # compiled: the tests' jaxtyping import hook must not wrap it
 def _backward_kernel(means2d, conics, opacities, colors, depths, offsets, gauss, boxes, width, height, tile,
-                     tiles_x, T_final, last, v_rgb, v_dsum, v_alpha, v_pairs):  # pragma: no cover - compiled
-    """Per-pair gradients ``v_pairs [pairs, 10]`` from the cotangents of the forward's outputs: each
-    tile walks its list back to front, each pixel starting at its own last blended Gaussian."""
+                     tiles_x, background, alpha64, depth64, T_final, last, v_rgb, v_depth, v_alpha,
+                     v_pairs):  # pragma: no cover - compiled
+    """Per-pair gradients ``v_pairs [pairs, 10]`` from the cotangents of the finished images: each
+    tile first turns them into those of ``sum w c``, ``sum w z`` and ``sum w`` (the chain rule of
+    the background and the depth normalization), then walks its list back to front, each pixel
+    starting at its own last blended Gaussian."""
     n_tiles = offsets.shape[0] - 1
     for t in numba.prange(n_tiles):
         start, end_all = offsets[t], offsets[t + 1]
@@ -229,8 +239,14 @@ def _backward_kernel(means2d, conics, opacities, colors, depths, offsets, gauss,
                 py, px = oy + ly, ox + lx
                 T[ly, lx] = T_final[py, px]
                 end = max(end, last[py, px])
-                v_px[ly, lx, 0], v_px[ly, lx, 1], v_px[ly, lx, 2] = v_rgb[py, px, 0], v_rgb[py, px, 1], v_rgb[py, px, 2]
-                v_px[ly, lx, 3], v_px[ly, lx, 4] = v_dsum[py, px], v_alpha[py, px]
+                v_r, v_g, v_b = v_rgb[py, px, 0], v_rgb[py, px, 1], v_rgb[py, px, 2]
+                v_a = v_alpha[py, px] - (v_r * background[0] + v_g * background[1] + v_b * background[2])
+                v_z = 0.0
+                a = alpha64[py, px]
+                if a > 1e-6:  # depth = sum w z / A
+                    v_z = v_depth[py, px] / a
+                    v_a -= v_z * depth64[py, px]
+                v_px[ly, lx, 0], v_px[ly, lx, 1], v_px[ly, lx, 2], v_px[ly, lx, 3], v_px[ly, lx, 4] = v_r, v_g, v_b, v_z, v_a
         for k in range(end, end_all):  # behind every pixel's last blended Gaussian: no gradient
             for c in range(_N_GRAD):
                 v_pairs[k, c] = 0.0
@@ -308,32 +324,45 @@ def _reduce_pairs(gauss, v_pairs, v_means2d, v_conics, v_opacities, v_colors, v_
 
 
 class RasterizeNumba(torch.autograd.Function):
-    """``(means2d, conics, opacities, colors, depths) -> (sum w c [H,W,3], sum w z [H,W], A [H,W])``
-    for one camera, with the analytic backward described in the module docstring."""
+    """``(means2d, conics, opacities, colors, depths [B, N, ...], background [B, 3]) -> (rgb [B, H, W, 3],
+    depth [B, H, W], alpha [B, H, W])``, the finished images of every camera, with the analytic
+    backward described in the module docstring (``extents`` and ``visible`` are constants)."""
 
     @staticmethod
-    def forward(ctx, means2d, conics, opacities, colors, depths, lists: TileLists):
+    def forward(ctx, means2d, conics, opacities, colors, depths, background, extents, visible, width: int,
+                height: int, tile: int):
         arrays = [t.detach().contiguous().numpy() for t in (means2d, conics, opacities, colors, depths)]
-        H, W, dtype = lists.height, lists.width, arrays[0].dtype
-        rgb, dsum, alpha = np.empty((H, W, 3), dtype), np.empty((H, W), dtype), np.empty((H, W), dtype)
-        T_final = np.empty((H, W), np.float64)
-        last = np.empty((H, W), np.int64)
-        _forward_kernel(*arrays, lists.offsets, lists.gauss, lists.boxes, W, H, lists.tile, lists.tiles_x,
-                        rgb, dsum, alpha, T_final, last)
-        ctx.lists, ctx.arrays, ctx.T_final, ctx.last = lists, arrays, T_final, last
-        return torch.from_numpy(rgb), torch.from_numpy(dsum), torch.from_numpy(alpha)
+        bg = background.detach().contiguous().numpy()
+        ext, vis = extents.contiguous().numpy(), visible.contiguous().numpy()
+        B, H, W, dtype = arrays[0].shape[0], height, width, arrays[0].dtype
+        rgb, depth, alpha = np.empty((B, H, W, 3), dtype), np.empty((B, H, W), dtype), np.empty((B, H, W), dtype)
+        alpha64, depth64, T_final = np.empty((B, H, W)), np.empty((B, H, W)), np.empty((B, H, W))
+        last = np.empty((B, H, W), np.int64)
+        lists = []
+        for b in range(B):
+            lists.append(bin_gaussians(arrays[0][b], ext[b], arrays[4][b], vis[b], W, H, tile))
+            L = lists[-1]
+            _forward_kernel(*(a[b] for a in arrays), L.offsets, L.gauss, L.boxes, W, H, tile, L.tiles_x, bg[b],
+                            rgb[b], depth[b], alpha[b], alpha64[b], depth64[b], T_final[b], last[b])
+        ctx.lists, ctx.arrays, ctx.bg, ctx.saved = lists, arrays, bg, (alpha64, depth64, T_final, last)
+        return torch.from_numpy(rgb), torch.from_numpy(depth), torch.from_numpy(alpha)
 
     @staticmethod
-    def backward(ctx, v_rgb, v_dsum, v_alpha):
-        lists, arrays = ctx.lists, ctx.arrays
-        H, W = lists.height, lists.width
-        v_pairs = np.empty((lists.gauss.shape[0], _N_GRAD), np.float64)  # the kernel writes every pair
-        cot = [t.detach().contiguous().numpy() for t in (v_rgb, v_dsum, v_alpha)]
-        _backward_kernel(*arrays, lists.offsets, lists.gauss, lists.boxes, W, H, lists.tile, lists.tiles_x,
-                         ctx.T_final, ctx.last, *cot, v_pairs)
+    def backward(ctx, v_rgb, v_depth, v_alpha):
+        arrays, bg = ctx.arrays, ctx.bg
+        alpha64, depth64, T_final, last = ctx.saved
+        cot = [t.detach().contiguous().numpy() for t in (v_rgb, v_depth, v_alpha)]
         grads = [np.empty_like(a) for a in arrays]  # means2d, conics, opacities, colors, depths
-        _reduce_pairs(lists.gauss, v_pairs, *grads[:2], grads[2], grads[3], grads[4])
-        return (*(torch.from_numpy(g) for g in grads), None)
+        for b, L in enumerate(ctx.lists):
+            v_pairs = np.empty((L.gauss.shape[0], _N_GRAD), np.float64)  # the kernel writes every pair
+            _backward_kernel(*(a[b] for a in arrays), L.offsets, L.gauss, L.boxes, L.width, L.height, L.tile,
+                             L.tiles_x, bg[b], alpha64[b], depth64[b], T_final[b], last[b], *(c[b] for c in cot),
+                             v_pairs)
+            _reduce_pairs(L.gauss, v_pairs, *(g[b] for g in grads))
+        v_background = None
+        if ctx.needs_input_grad[5]:  # rgb = ... + (1 - A) background
+            v_background = torch.einsum("bhwc,bhw->bc", v_rgb, 1.0 - torch.from_numpy(alpha64).to(v_rgb.dtype))
+        return (*(torch.from_numpy(g) for g in grads), v_background, None, None, None, None, None)
 
 
 def render_backend(gaussians: Gaussians, cameras: Cameras, sh_degree: int, background: Tensor,
@@ -346,12 +375,7 @@ def render_backend(gaussians: Gaussians, cameras: Cameras, sh_degree: int, backg
     means2d = proj.means2d
     if means2d.requires_grad:
         means2d.retain_grad()
-    rgbs, dsums, alphas = [], [], []
-    for i in range(len(cameras.c2w)):
-        with torch.no_grad():
-            lists = bin_gaussians(means2d[i].detach(), proj.extents[i], proj.depths[i].detach(), proj.visible[i],
-                                  cameras.width, cameras.height, tile)
-        rgb, dsum, alpha = RasterizeNumba.apply(means2d[i], proj.conics[i], proj.opacities[i], proj.colors[i],
-                                                proj.depths[i], lists)
-        rgbs.append(rgb), dsums.append(dsum), alphas.append(alpha)
-    return finish(torch.stack(rgbs), torch.stack(dsums), torch.stack(alphas), background, means2d, proj.radii)
+    rgb, depth, alpha = RasterizeNumba.apply(means2d, proj.conics, proj.opacities, proj.colors, proj.depths,
+                                             background, proj.extents, proj.visible, cameras.width,
+                                             cameras.height, tile)
+    return RenderOutput(rgb=rgb, depth=depth, alpha=alpha, means2d=means2d, radii=proj.radii)
