@@ -63,27 +63,62 @@ class TileLists:
     tile: int
     tiles_x: int
     offsets: np.ndarray  # [tiles + 1] int64
-    gauss: np.ndarray  # [pairs] int64, Gaussian indices front to back within each tile
-    boxes: np.ndarray  # [N, 4] int64 pixel box (x0, x1, y0, y1) of each Gaussian's alpha >= 1/255 ellipse
+    gauss: np.ndarray  # [pairs] int32, Gaussian indices front to back within each tile
+    boxes: np.ndarray  # [N, 4] int32 pixel box (x0, x1, y0, y1) of each Gaussian's alpha >= 1/255 ellipse
 
 
 @numba.njit(cache=True)
 @no_type_check  # compiled: the tests' jaxtyping import hook must not wrap it
-def _bin_kernel(means2d, extents, depths, visible, width, height, tile, tiles_x, tiles_y):  # pragma: no cover
-    """The visible Gaussians front to back (a stable sort by depth, ties in index order, as
-    ``torch_ref``), appended to the list of every tile their box overlaps."""
-    vis = np.nonzero(visible)[0]
-    order = vis[np.argsort(depths[vis], kind="mergesort")]
+def _depth_order(depth_bits, visible):  # pragma: no cover - compiled
+    """Indices of the visible Gaussians sorted front to back, stably (ties in index order, as
+    ``torch_ref``'s stable sort): an LSD radix sort, 8 bits a pass, on the depths' IEEE bit patterns
+    (``depth_bits``, unsigned integers of the depths' width), whose order is the depths' order because
+    every visible depth is positive (at least the near plane). 0.16 against 0.9 ms for numba's
+    merge sort of 12k depths."""
+    n = 0
+    for i in range(visible.shape[0]):
+        n += visible[i]
+    idx, tmp = np.empty(n, np.int64), np.empty(n, np.int64)
+    j = 0
+    for i in range(visible.shape[0]):
+        if visible[i]:
+            idx[j] = i
+            j += 1
+    if n == 0:
+        return idx
+    count = np.empty(257, np.int64)
+    for shift in range(0, 8 * depth_bits.itemsize, 8):
+        count[:] = 0
+        for j in range(n):
+            count[((depth_bits[idx[j]] >> shift) & 255) + 1] += 1
+        if count[1 + ((depth_bits[idx[0]] >> shift) & 255)] == n:
+            continue  # every key has the same byte here: the pass would not move anything
+        for k in range(256):
+            count[k + 1] += count[k]
+        for j in range(n):
+            b = (depth_bits[idx[j]] >> shift) & 255
+            tmp[count[b]] = idx[j]
+            count[b] += 1
+        idx, tmp = tmp, idx
+    return idx
+
+
+@numba.njit(cache=True)
+@no_type_check  # compiled: the tests' jaxtyping import hook must not wrap it
+def _bin_kernel(means2d, extents, depth_bits, visible, width, height, tile, tiles_x, tiles_y):  # pragma: no cover
+    """The visible Gaussians front to back, appended to the list of every tile their box overlaps."""
+    order = _depth_order(depth_bits, visible)
     n_tiles = tiles_x * tiles_y
-    boxes = np.empty((means2d.shape[0], 4), np.int64)
+    boxes = np.empty((means2d.shape[0], 4), np.int32)
     counts = np.zeros(n_tiles + 1, np.int64)
     for k in range(order.shape[0]):
         g = order[k]
         # Pixels whose centers (i + 0.5) lie inside [m - e, m + e], widened by a hair against rounding.
-        x0 = max(int(math.ceil(means2d[g, 0] - extents[g, 0] - 0.5 - 1e-3)), 0)
-        x1 = min(int(math.floor(means2d[g, 0] + extents[g, 0] - 0.5 + 1e-3)), width - 1)
-        y0 = max(int(math.ceil(means2d[g, 1] - extents[g, 1] - 0.5 - 1e-3)), 0)
-        y1 = min(int(math.floor(means2d[g, 1] + extents[g, 1] - 0.5 + 1e-3)), height - 1)
+        mx, my, ex, ey = np.float64(means2d[g, 0]), np.float64(means2d[g, 1]), extents[g, 0], extents[g, 1]
+        x0 = max(int(math.ceil(mx - ex - 0.5 - 1e-3)), 0)
+        x1 = min(int(math.floor(mx + ex - 0.5 + 1e-3)), width - 1)
+        y0 = max(int(math.ceil(my - ey - 0.5 - 1e-3)), 0)
+        y1 = min(int(math.floor(my + ey - 0.5 + 1e-3)), height - 1)
         boxes[g, 0], boxes[g, 1], boxes[g, 2], boxes[g, 3] = x0, x1, y0, y1
         if x1 < x0 or y1 < y0:
             continue
@@ -91,7 +126,7 @@ def _bin_kernel(means2d, extents, depths, visible, width, height, tile, tiles_x,
             for tx in range(x0 // tile, x1 // tile + 1):
                 counts[ty * tiles_x + tx + 1] += 1
     offsets = np.cumsum(counts)
-    gauss = np.empty(offsets[-1], np.int64)
+    gauss = np.empty(offsets[-1], np.int32)
     cursor = offsets[:-1].copy()
     for k in range(order.shape[0]):
         g = order[k]
@@ -110,7 +145,8 @@ def bin_gaussians(means2d: np.ndarray, extents: np.ndarray, depths: np.ndarray, 
                   height: int, tile: int = TILE) -> TileLists:
     """Front-to-back Gaussian lists per tile for one camera (arrays ``[N, ...]``)."""
     tiles_x, tiles_y = -(-width // tile), -(-height // tile)
-    offsets, gauss, boxes = _bin_kernel(means2d, extents, depths, visible, width, height, tile, tiles_x, tiles_y)
+    depth_bits = np.ascontiguousarray(depths).view(np.uint32 if depths.dtype == np.float32 else np.uint64)
+    offsets, gauss, boxes = _bin_kernel(means2d, extents, depth_bits, visible, width, height, tile, tiles_x, tiles_y)
     return TileLists(width, height, tile, tiles_x, offsets, gauss, boxes)
 
 
@@ -309,18 +345,38 @@ def _backward_kernel(means2d, conics, opacities, colors, depths, offsets, gauss,
 @numba.njit(cache=True)
 @no_type_check  # compiled: the tests' jaxtyping import hook must not wrap it
 def _reduce_pairs(gauss, v_pairs, v_means2d, v_conics, v_opacities, v_colors, v_depths):  # pragma: no cover
-    """Add the per-pair gradients up per Gaussian, in pair order (deterministic), into the outputs."""
-    n = v_means2d.shape[0]
-    v = np.zeros((n, _N_GRAD))
+    """Add the per-pair gradients up per Gaussian, in pair order (deterministic), into the outputs
+    (every entry written)."""
+    v_means2d[:] = 0.0
+    v_conics[:] = 0.0
+    v_opacities[:] = 0.0
+    v_colors[:] = 0.0
+    v_depths[:] = 0.0
     for k in range(gauss.shape[0]):
         i = gauss[k]
-        for c in range(_N_GRAD):
-            v[i, c] += v_pairs[k, c]
-    for i in range(n):
-        v_means2d[i, 0], v_means2d[i, 1] = v[i, 0], v[i, 1]
-        v_conics[i, 0], v_conics[i, 1], v_conics[i, 2] = v[i, 2], v[i, 3], v[i, 4]
-        v_colors[i, 0], v_colors[i, 1], v_colors[i, 2] = v[i, 5], v[i, 6], v[i, 7]
-        v_depths[i], v_opacities[i] = v[i, 8], v[i, 9]
+        v_means2d[i, 0] += v_pairs[k, 0]
+        v_means2d[i, 1] += v_pairs[k, 1]
+        v_conics[i, 0] += v_pairs[k, 2]
+        v_conics[i, 1] += v_pairs[k, 3]
+        v_conics[i, 2] += v_pairs[k, 4]
+        v_colors[i, 0] += v_pairs[k, 5]
+        v_colors[i, 1] += v_pairs[k, 6]
+        v_colors[i, 2] += v_pairs[k, 7]
+        v_depths[i] += v_pairs[k, 8]
+        v_opacities[i] += v_pairs[k, 9]
+
+
+_scratch: dict[np.dtype, np.ndarray] = {}
+
+
+def _pair_scratch(pairs: int, dtype: np.dtype) -> np.ndarray:
+    """A ``[pairs, 10]`` scratch array for the per-pair gradients, kept between calls and grown on
+    demand: a fresh 1-3 MB array every backward costs more in page faults (first touch of new pages)
+    than the reduction that reads it. Only used inside one backward call (the kernels hold the GIL)."""
+    buf = _scratch.get(dtype)
+    if buf is None or buf.shape[0] < pairs:
+        buf = _scratch[dtype] = np.empty((max(pairs, 1024) * 5 // 4, _N_GRAD), dtype)
+    return buf[:pairs]
 
 
 class RasterizeNumba(torch.autograd.Function):
@@ -354,7 +410,7 @@ class RasterizeNumba(torch.autograd.Function):
         cot = [t.detach().contiguous().numpy() for t in (v_rgb, v_depth, v_alpha)]
         grads = [np.empty_like(a) for a in arrays]  # means2d, conics, opacities, colors, depths
         for b, L in enumerate(ctx.lists):
-            v_pairs = np.empty((L.gauss.shape[0], _N_GRAD), np.float64)  # the kernel writes every pair
+            v_pairs = _pair_scratch(L.gauss.shape[0], arrays[0].dtype)  # the kernel writes every pair
             _backward_kernel(*(a[b] for a in arrays), L.offsets, L.gauss, L.boxes, L.width, L.height, L.tile,
                              L.tiles_x, bg[b], alpha64[b], depth64[b], T_final[b], last[b], *(c[b] for c in cot),
                              v_pairs)

@@ -67,6 +67,24 @@ def _sh_basis(x, y, z, degree, out):  # pragma: no cover - compiled
         Y[15], Yx[15], Yy[15] = C3[6] * x * (xx - 3 * yy), C3[6] * (3 * xx - 3 * yy), -6 * C3[6] * x * y
 
 
+@numba.njit(inline="always")
+@no_type_check  # compiled: the tests' jaxtyping import hook must not wrap it
+def _sh_values(x, y, z, degree, Y):  # pragma: no cover - compiled
+    """Fill ``Y[:(degree + 1) ** 2]`` with ``Y_k(d)``: the forward's half of :func:`_sh_basis` (no
+    derivatives, no zeroing)."""
+    Y[0] = C0
+    if degree >= 1:
+        Y[1], Y[2], Y[3] = -C1 * y, C1 * z, -C1 * x
+    if degree >= 2:
+        xx, yy, zz = x * x, y * y, z * z
+        Y[4], Y[5], Y[6] = C2[0] * x * y, C2[1] * y * z, C2[2] * (2 * zz - xx - yy)
+        Y[7], Y[8] = C2[3] * x * z, C2[4] * (xx - yy)
+        if degree >= 3:
+            Y[9], Y[10] = C3[0] * y * (3 * xx - yy), C3[1] * x * y * z
+            Y[11], Y[12] = C3[2] * y * (4 * zz - xx - yy), C3[3] * z * (2 * zz - 3 * xx - 3 * yy)
+            Y[13], Y[14], Y[15] = C3[4] * x * (4 * zz - xx - yy), C3[5] * z * (xx - yy), C3[6] * x * (xx - 3 * yy)
+
+
 @numba.njit(cache=True)
 @no_type_check  # compiled: the tests' jaxtyping import hook must not wrap it
 def _rotation(qw, qx, qy, qz):  # pragma: no cover - compiled
@@ -121,7 +139,7 @@ def _project_forward(means, quats, log_scales, logits, sh, degree, cams, width, 
     n_cams, n = cams.shape[0], means.shape[0]
     n_coef = (degree + 1) ** 2
     for chunk in numba.prange((n + _CHUNK - 1) // _CHUNK):  # scratch arrays allocated once per chunk
-        basis, M, Sig, RS, C = np.empty((4, 16)), np.empty(9), np.empty(9), np.empty(9), np.empty(9)
+        Y, M, Sig, RS, C = np.empty(16), np.empty(9), np.empty(9), np.empty(9), np.empty(9)
         for i in range(chunk * _CHUNK, min(n, chunk * _CHUNK + _CHUNK)):
             Rq, _, _ = _rotation(quats[i, 0], quats[i, 1], quats[i, 2], quats[i, 3])
             _covariance(log_scales, i, Rq, M, Sig)
@@ -151,13 +169,13 @@ def _project_forward(means, quats, log_scales, logits, sh, degree, cams, width, 
                 # Color along the world direction camera center -> Gaussian.
                 dxw, dyw, dzw = mx - cam[16], my - cam[17], mz - cam[18]
                 norm = max(math.sqrt(dxw * dxw + dyw * dyw + dzw * dzw), 1e-12)
-                _sh_basis(dxw / norm, dyw / norm, dzw / norm, degree, basis)
-                Y = basis[0]
-                for ch in range(3):
-                    val = 0.5
-                    for k in range(n_coef):
-                        val += Y[k] * sh[i, k, ch]
-                    colors[b, i, ch] = max(val, 0.0)
+                _sh_values(dxw / norm, dyw / norm, dzw / norm, degree, Y)
+                r0 = r1 = r2 = 0.5
+                for k in range(n_coef):
+                    r0 += Y[k] * sh[i, k, 0]
+                    r1 += Y[k] * sh[i, k, 1]
+                    r2 += Y[k] * sh[i, k, 2]
+                colors[b, i, 0], colors[b, i, 1], colors[b, i, 2] = max(r0, 0.0), max(r1, 0.0), max(r2, 0.0)
                 r_ext = min(math.sqrt(2.0 * math.log(max(o / ALPHA_MIN, 1.0))), MAX_EXTENT_SIGMA)
                 ex, ey = r_ext * math.sqrt(a), r_ext * math.sqrt(c_)
                 on_image = (u + ex > 0) and (u - ex < width) and (v + ey > 0) and (v - ey < height)
