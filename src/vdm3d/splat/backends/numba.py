@@ -194,6 +194,7 @@ def _forward_kernel(means2d, conics, opacities, colors, depths, offsets, gauss, 
         acc = np.zeros((th, tw, 5))
         stop = np.full((th, tw), start)
         done = np.zeros((th, tw), np.bool_)
+        row_left = np.full(th, tw)  # pixels of each row not done yet
         n_done = 0
         for k in range(start, end):
             i = gauss[k]
@@ -205,6 +206,11 @@ def _forward_kernel(means2d, conics, opacities, colors, depths, offsets, gauss, 
             ok, G_row, Rx_row, Ry, Qx, Qy, Qxy = _lattice(mx, my, ca, cb, cc, x0, y0)
             for py in range(y0, y1 + 1):
                 ly = np.uint64(py - oy)  # unsigned indices: no negative-index wraparound code per access
+                if row_left[ly] == 0:  # every pixel of this row is done
+                    G_row *= Ry
+                    Ry *= Qy
+                    Rx_row *= Qxy
+                    continue
                 G, Rx = G_row, Rx_row
                 for px in range(x0, x1 + 1):
                     G_here = G
@@ -223,6 +229,7 @@ def _forward_kernel(means2d, conics, opacities, colors, depths, offsets, gauss, 
                     T_next = T_here * (1.0 - alpha)
                     if T_next < T_MIN:  # this Gaussian would end the pixel: it is not blended
                         done[ly, lx] = True
+                        row_left[ly] -= 1
                         n_done += 1
                         continue
                     w = alpha * T_here
@@ -269,11 +276,15 @@ def _backward_kernel(means2d, conics, opacities, colors, depths, offsets, gauss,
         T = np.empty((th, tw))  # after the current Gaussian, walking back
         S = np.zeros((th, tw))  # sum of g_j w_j over the blended Gaussians behind the current one
         v_px = np.empty((th, tw, 5))  # the tile's cotangents, one cache line per pixel
+        stop = np.empty((th, tw), np.int64)  # the tile's ``last``
+        row_end = np.full(th, start)  # the largest ``last`` of each row: rows end their walk there
         end = start
         for ly in range(th):
             for lx in range(tw):
                 py, px = oy + ly, ox + lx
                 T[ly, lx] = T_final[py, px]
+                stop[ly, lx] = last[py, px]
+                row_end[ly] = max(row_end[ly], last[py, px])
                 end = max(end, last[py, px])
                 v_r, v_g, v_b = v_rgb[py, px, 0], v_rgb[py, px, 1], v_rgb[py, px, 2]
                 v_a = v_alpha[py, px] - (v_r * background[0] + v_g * background[1] + v_b * background[2])
@@ -296,15 +307,21 @@ def _backward_kernel(means2d, conics, opacities, colors, depths, offsets, gauss,
             ok, G_row, Rx_row, Ry, Qx, Qy, Qxy = _lattice(mx, my, ca, cb, cc, x0, y0)
             g0 = g1 = g2 = g3 = g4 = g5 = g6 = g7 = g8 = g9 = 0.0
             for py in range(y0, y1 + 1):
-                ly, upy = np.uint64(py - oy), np.uint64(py)
+                ly = np.uint64(py - oy)
+                if k >= row_end[ly]:  # every pixel of this row ended in front of this Gaussian
+                    G_row *= Ry
+                    Ry *= Qy
+                    Rx_row *= Qxy
+                    continue
                 dy = py + 0.5 - my
                 G, Rx = G_row, Rx_row
+                m0 = m1 = m2 = 0.0  # this row's sums of v_power, v_power dx, v_power dx^2
                 for px in range(x0, x1 + 1):
                     G_here = G
                     G *= Rx
                     Rx *= Qx
-                    upx = np.uint64(px)  # unsigned indices: no negative-index wraparound code per access
-                    if k >= last[upy, upx]:
+                    lx = np.uint64(px - ox)  # unsigned indices: no negative-index wraparound code per access
+                    if k >= stop[ly, lx]:
                         continue
                     dx = px + 0.5 - mx
                     if not ok:
@@ -313,7 +330,6 @@ def _backward_kernel(means2d, conics, opacities, colors, depths, offsets, gauss,
                     alpha = min(ALPHA_MAX, raw)
                     if alpha < ALPHA_MIN:
                         continue
-                    lx = np.uint64(px - ox)
                     inv = 1.0 / (1.0 - alpha)
                     T_before = T[ly, lx] * inv
                     T[ly, lx] = T_before
@@ -328,13 +344,16 @@ def _backward_kernel(means2d, conics, opacities, colors, depths, offsets, gauss,
                     S[ly, lx] += g_w * w
                     if raw > ALPHA_MAX:  # clamped: no gradient through alpha
                         continue
-                    v_power = -0.5 * alpha * v_a
-                    g0 -= v_power * 2.0 * (ca * dx + cb * dy)
-                    g1 -= v_power * 2.0 * (cb * dx + cc * dy)
-                    g2 += v_power * dx * dx
-                    g3 += v_power * 2.0 * dx * dy
-                    g4 += v_power * dy * dy
+                    v_power = -0.5 * alpha * v_a  # d power = dx^2 d a + 2 dx dy d b + dy^2 d c, d dx = -d mx
+                    m0 += v_power
+                    m1 += v_power * dx
+                    m2 += v_power * dx * dx
                     g9 += v_a * G_here
+                g0 -= 2.0 * (ca * m1 + cb * dy * m0)
+                g1 -= 2.0 * (cb * m1 + cc * dy * m0)
+                g2 += m2
+                g3 += 2.0 * dy * m1
+                g4 += dy * dy * m0
                 G_row *= Ry
                 Ry *= Qy
                 Rx_row *= Qxy
