@@ -230,19 +230,24 @@ def _project_backward(means, quats, scales, opac, sh, degree, cams, width, heigh
                 d0, d1, d2 = dxw / norm, dyw / norm, dzw / norm
                 _sh_basis(d0, d1, d2, degree, basis)
                 Y, Yx, Yy, Yz = basis[0], basis[1], basis[2], basis[3]
+                r0 = r1 = r2 = 0.5
+                for k in range(n_coef):
+                    r0 += Y[k] * sh[i, k, 0]
+                    r1 += Y[k] * sh[i, k, 1]
+                    r2 += Y[k] * sh[i, k, 2]
+                # a channel clamped at 0 passes no gradient
+                vc0 = v_colors[b, i, 0] if r0 >= 0.0 else 0.0
+                vc1 = v_colors[b, i, 1] if r1 >= 0.0 else 0.0
+                vc2 = v_colors[b, i, 2] if r2 >= 0.0 else 0.0
                 vd0 = vd1 = vd2 = 0.0
-                for ch in range(3):
-                    val = 0.5
-                    for k in range(n_coef):
-                        val += Y[k] * sh[i, k, ch]
-                    if val < 0.0:  # clamped at 0: no gradient
-                        continue
-                    vc = v_colors[b, i, ch]
-                    for k in range(n_coef):
-                        vsh[k, ch] += Y[k] * vc
-                        vd0 += Yx[k] * sh[i, k, ch] * vc
-                        vd1 += Yy[k] * sh[i, k, ch] * vc
-                        vd2 += Yz[k] * sh[i, k, ch] * vc
+                for k in range(n_coef):
+                    vsh[k, 0] += Y[k] * vc0
+                    vsh[k, 1] += Y[k] * vc1
+                    vsh[k, 2] += Y[k] * vc2
+                    s_k = sh[i, k, 0] * vc0 + sh[i, k, 1] * vc1 + sh[i, k, 2] * vc2  # d color . v_color / d Y_k
+                    vd0 += Yx[k] * s_k
+                    vd1 += Yy[k] * s_k
+                    vd2 += Yz[k] * s_k
                 if raw_norm >= 1e-12:
                     dot = d0 * vd0 + d1 * vd1 + d2 * vd2
                     vm[0] += (vd0 - d0 * dot) / norm
