@@ -9,9 +9,10 @@ evaluations are not counted), so a busy machine does not inflate it; one thread 
 two idle cores the wall-clock time is at most the CPU time.
 
 ``--steps`` other than the default stretches or shrinks the schedule with it (densification stop,
-SH warm-up), everything else stays the default (``--max-gaussians`` changes the budget). The run checkpoints at every evaluation into
-``--out`` and continues from there when started again with the same arguments (``--resume``), so it
-can run niced in the background for as long as the machine allows.
+SH warm-up), everything else stays the default (``--max-gaussians`` changes the budget). The run
+checkpoints at every evaluation into ``--out`` and continues from there when started again with the
+same arguments (``--resume``), so it can run niced in the background for as long as the machine
+allows.
 
     nice -n 10 .venv/bin/python benchmarks/fit_curve.py --eval-every 1000 --out runs/bench/fern_12k_100k
     .venv/bin/python benchmarks/fit_curve.py --eval-every 1000 --out runs/bench/fern_12k_100k --resume \

@@ -305,7 +305,8 @@ def _backward_kernel(means2d, conics, opacities, colors, depths, offsets, gauss,
                 if a > 1e-6:  # depth = sum w z / A
                     v_z = v_depth[py, px] / a
                     v_a -= v_z * depth64[py, px]
-                v_px[ly, lx, 0], v_px[ly, lx, 1], v_px[ly, lx, 2], v_px[ly, lx, 3], v_px[ly, lx, 4] = v_r, v_g, v_b, v_z, v_a
+                v_px[ly, lx, 0], v_px[ly, lx, 1], v_px[ly, lx, 2] = v_r, v_g, v_b
+                v_px[ly, lx, 3], v_px[ly, lx, 4] = v_z, v_a
         for k in range(end, end_all):  # behind every pixel's last blended Gaussian: no gradient
             for c in range(_N_GRAD):
                 v_pairs[k, c] = 0.0
