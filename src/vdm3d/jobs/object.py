@@ -115,6 +115,9 @@ class ObjectConfig:
     """guidance weight (the peak of the triangular schedule)"""
     min_guidance_scale: Annotated[float, Range(0)] = 1.0
     """guidance at the ends of the triangular schedule"""
+    proxy_maps: bool = True
+    """give the backbone (if it has a maps slot, like tiny) the input carried into every orbit view by its
+    inflated silhouette, as the embedded orbit model was trained (:mod:`vdm3d.geometry.inflate`)"""
     carve_resolution: Annotated[int, Range(16)] = 64
     """voxels per side of the space-carving grid"""
     num_points: Annotated[int, Range(16)] = 2000
@@ -210,7 +213,8 @@ def load_orbit_source(config: ObjectConfig) -> OrbitSource:
     backbone = load_backbone(f"tiny-{DEFAULT_VIDEO}" if config.backbone == "tiny" else config.backbone)
     check_orbit_backbone(backbone, config.backbone, config.orbit, config.frames)
     return BackboneOrbit(backbone, steps=config.steps, sigma_max=config.sigma_max, guidance=config.guidance,
-                         guidance_scale=config.guidance_scale, min_guidance_scale=config.min_guidance_scale)
+                         guidance_scale=config.guidance_scale, min_guidance_scale=config.min_guidance_scale,
+                         proxy_maps=config.proxy_maps)
 
 
 def check_config(config: ObjectConfig) -> None:
