@@ -72,7 +72,10 @@ OPTIONS: dict[str, dict] = {
     "priors": {"depth_prior": 0.1, "normal_prior": 0.05, "estimator_prior": 0.05},
     "uv": {"texture": "uv", "texture_size": 256},
     "texture-refine": {"texture": "uv", "texture_size": 256, "texture_refine_steps": 100},
-    "no-proxy": {"proxy_maps": False},
+    "proxy": {"proxy_maps": True},
+    "steps-1": {"steps": 1},
+    "steps-2": {"steps": 2},
+    "frames-9": {"frames": 9},
 }
 
 
@@ -115,7 +118,8 @@ class EvalObjectConfig:
     """score the orbit frames themselves and their visual hull (cheap)"""
     options: tuple[str, ...] = ()
     """also run the job with each of these options on the same cases, one row each: illumination,
-    depth-prior, normal-prior, estimator-prior, priors, uv, texture-refine, no-proxy (mesh PSNR renders the
+    depth-prior, normal-prior, estimator-prior, priors, uv, texture-refine, proxy, steps-1, steps-2, frames-9
+    (mesh PSNR renders the
     job's mesh, unlit, at the novel cameras)"""
     keep_runs: bool = False
     """keep each case's job run folder under out/cases"""
