@@ -415,7 +415,8 @@ def export(folder: Path, config: ObjectConfig, fg: Foreground, orbit: Views, pla
 
     ``input.png`` (the processed input), ``orbit/NNN.png`` + ``orbit.mp4`` (the orbit frames),
     ``cameras/transforms.json`` (nerfstudio, OpenGL) and ``cameras/orbit.json`` (vdm3d trajectory),
-    ``splats.ply`` (3DGS PLY), ``mesh.glb`` + ``mesh.obj`` (y-up), ``turntable.mp4``; with illumination
+    ``splats.ply`` (3DGS PLY), ``mesh.glb`` + ``mesh.obj`` (y-up), ``turntable.mp4`` and ``turntable.png``
+    (8 of its frames side by side, the input's side first); with illumination
     also ``splats_albedo.ply`` (the same splats, unlit).
     """
     (folder / "orbit").mkdir(parents=True, exist_ok=True)
@@ -430,9 +431,12 @@ def export(folder: Path, config: ObjectConfig, fg: Foreground, orbit: Views, pla
     write_trajectory(folder / "cameras" / "orbit.json", orbit.cameras, orbit.fps or 6.0, config, plan)
     save_ply(folder / "splats.ply", gaussians)
     export_mesh(mesh.copy().apply_transform(Y_UP), folder, "mesh")
-    write_video(folder / "turntable.mp4", turntable(config, gaussians, orbit.width * 2), fps=12)
+    spin = turntable(config, gaussians, orbit.width * 2)  # [T, H, W, 3]
+    write_video(folder / "turntable.mp4", spin, fps=12)
+    pick = torch.linspace(0, len(spin), 9)[:-1].long().clamp(max=len(spin) - 1)  # 8 frames, 0 deg first
+    write_image(folder / "turntable.png", torch.cat(list(spin[pick]), 1))  # a strip: the back is in the middle
     files = ["input.png", "mask.png", "orbit.mp4", "orbit/", "cameras/transforms.json", "cameras/orbit.json", "splats.ply",
-             "mesh.glb", "mesh.obj", "turntable.mp4"]
+             "mesh.glb", "mesh.obj", "turntable.mp4", "turntable.png"]
     if albedo is not None:
         save_ply(folder / "splats_albedo.ply", albedo)
         files.append("splats_albedo.ply")
