@@ -218,9 +218,11 @@ def run_case(case: dict, config: EvalObjectConfig, job_config: ObjectConfig, fol
     generated = [i for i, o in enumerate(result.orbit.origin) if o == "generated"]
 
     def job_scores(r: job.ObjectResult) -> dict[str, float]:
+        mine = [i for i, o in enumerate(r.orbit.origin) if o == "generated"]  # an option may change the orbit
+        cams = r.orbit.cameras[torch.tensor(mine)]
+        truth_orbit = gt_orbit[mine] if r.orbit is result.orbit else render_buffers(scene, cams, background=(1.0, 1.0, 1.0)).rgb
         return {**{f"novel_{k}": v for k, v in image_scores(render_views(r.gaussians, novel, background=1.0).images, gt_novel).items()},
-                "orbit_psnr": image_scores(render_views(r.gaussians, r.orbit.cameras[torch.tensor(generated)], background=1.0).images,
-                                           gt_orbit[generated])["psnr"],
+                "orbit_psnr": image_scores(render_views(r.gaussians, cams, background=1.0).images, truth_orbit)["psnr"],
                 "mesh_psnr": image_scores(mesh_renders(r.mesh, novel), gt_novel)["psnr"],
                 **_geometry(mesh_distance(r.mesh, truth, config.tau))}
 
