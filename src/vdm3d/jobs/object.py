@@ -488,9 +488,10 @@ def run_object(config: ObjectConfig, *, source: OrbitSource | None = None, progr
         albedo: list[Gaussians] = []
 
         def fit_stage() -> Gaussians:
+            if not config.illumination:
+                return fit(config, orbit, init_gaussians(hull, orbit), perceptual, say)
             lit, unlit = fit_lit(config, orbit, init_gaussians(hull, orbit), perceptual, say)
-            if unlit is not None:  # checkpointed first, so a resumed run finds it beside the fit
-                albedo.append(gaussians_stage(run, "albedo", lambda: unlit))
+            albedo.append(gaussians_stage(run, "albedo", lambda: unlit))  # checkpointed before the fit's
             return lit
 
         gaussians = gaussians_stage(run, "fit", fit_stage)
