@@ -2,7 +2,7 @@
 
 The job follows SV3D and V3D (SEED_SYSTEMS.md §1, §2) on the shared core::
 
-    image -> load_input -> generate_orbit -> carve -> fit -> [refine] -> extract_mesh -> export
+    image -> load_input -> generate_orbit -> carve -> fit -> [refine] -> extract_mesh -> [refine_texture] -> export
 
 * ``load_input``: the object's mask (alpha, or a plain background), recentred with a border,
   composited on white at the backbone's resolution (:mod:`vdm3d.io.foreground`).
@@ -15,13 +15,16 @@ The job follows SV3D and V3D (SEED_SYSTEMS.md §1, §2) on the shared core::
 * ``fit``: Gaussians fitted with V3D's loss ``(1 - SSIM) + w_p * perceptual + w_o * mean(opacity)``
   (``ssim_weight = 1``: no L1), the input view weighted ``input_weight`` times a generated one; the
   perceptual term is LPIPS when its weights are present, else 1 - MS-SSIM
-  (:mod:`vdm3d.recon.perceptual`); the manifest records which ran.
+  (:mod:`vdm3d.recon.perceptual`); the manifest records which ran. Options: SV3D's illumination model
+  (:mod:`vdm3d.recon.illumination`) and geometric priors (:mod:`vdm3d.recon.priors`).
 * ``refine`` (optional; the SV3D preset turns it on): masked score distillation with the backbone as
   a prior on random cameras, only where the orbit views see the surface badly
   (:mod:`vdm3d.jobs.object_refine`).
 * ``extract_mesh``: TSDF fusion of the splats' depth from ``mesh_views`` cameras along the orbit,
   marching cubes, small components removed, colours baked from the same renders (vertex colours, or
   a UV texture through xatlas) (:mod:`vdm3d.geometry.tsdf`, :mod:`vdm3d.geometry.texture`).
+* ``refine_texture`` (optional, with a UV texture): V3D's texture refinement against the orbit frames
+  (:mod:`vdm3d.geometry.texture_refine`).
 * ``export``: the run folder (see :func:`export`).
 
 World frame: z up, the object at the origin, the input camera at azimuth 0 on the orbit. The GLB and
