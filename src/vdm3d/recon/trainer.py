@@ -235,6 +235,7 @@ def fit_gaussians(views: Views | Sequence[Views], init: Gaussians, config: FitCo
                   pools: Sequence[ViewPool] = (),
                   extra_losses: Sequence[LossTerm] = (),
                   between_steps: Callable[[int, Gaussians], Sequence[ViewPool] | None] | None = None,
+                  appearance: Callable[[Gaussians], Gaussians] | None = None,
                   progress: Callable[[FitProgress], None] | None = None,
                   state: FitState | None = None,
                   on_checkpoint: Callable[[FitState], None] | None = None) -> Gaussians:
@@ -244,6 +245,9 @@ def fit_gaussians(views: Views | Sequence[Views], init: Gaussians, config: FitCo
     ``perceptual(pred, target) -> scalar`` replaces 1 - MS-SSIM as the perceptual term; ``pools``
     are fitted beside the views and ``extra_losses`` added to every step (see the module docstring);
     ``between_steps(step, gaussians)`` runs before each step and may return new pools;
+    ``appearance(gaussians) -> gaussians`` (differentiably) changes what every render of the step sees,
+    e.g. colours = albedo x shading of a fitted light (:mod:`vdm3d.recon.illumination`); its own
+    parameters are the caller's to step; the returned Gaussians stay the fitted parameters;
     ``state`` continues an earlier run (then ``init`` only gives the device and dtype).
     """
     groups = [views] if isinstance(views, Views) else list(views)
@@ -295,6 +299,8 @@ def fit_gaussians(views: Views | Sequence[Views], init: Gaussians, config: FitCo
         active_sh = config.sh_degree if config.sh_warmup_every <= 0 else min(config.sh_degree,
                                                                                step // config.sh_warmup_every)
         gaussians = Gaussians.from_parameters(params)
+        if appearance is not None:
+            gaussians = appearance(gaussians)
         loss = torch.zeros((), dtype=dtype, device=device)
         renders = []
         for view, w_view, terms, densify in draws:
