@@ -91,8 +91,8 @@ class CompleteConfig:
     backbone: str = "tiny-video"
     """Video backbone (vdm3d models list): the embedded render-conditioned model, or a hub adapter."""
     depth: str = "tiny-depth"
-    """Depth estimator for the points that clips add to the baseline's holes (`--distill.no-hole-points` skips
-    them): tiny-depth or a hub one (`vdm3d models list`); used up to scale, aligned to the baseline's depth."""
+    """Depth estimator for the points that clips add to the baseline's holes with `--distill.hole-points`:
+    tiny-depth or a hub one (`vdm3d models list`); used up to scale, aligned to the baseline's depth."""
     paths: Literal["planned", "orbit"] = "planned"
     """Hole-driven planned paths, or a fixed left/right orbit per view (ablation)."""
     baseline: Annotated[FitConfig, tyro.conf.arg(prefix_name=False, name="baseline")] = CPU_BASELINE
