@@ -250,5 +250,14 @@ def test_mean_steps_average_the_x0_predictions_of_the_first_steps():
         sample(backbone, sched[:3], cond=cond, x_init=x_clean, generator=torch.Generator().manual_seed(1), hooks=[rec])
     assert len(rec.x0) == 2 and torch.allclose(got, (rec.x0[0] + rec.x0[1]) / 2)
     assert not torch.allclose(rec.x0[0], rec.x0[1])  # two different predictions were averaged
+    # uniform noise at a low strength: the first steps move nothing; the average starts where tokens move
+    uniform = dataclasses.replace(config, noise="uniform", strength=0.5, mean_steps=1)
+    sched_u = spatio_temporal_schedule(uniform, backbone, latent_validity(valid, backbone.spatial_factor)[None], 1)
+    with torch.no_grad():
+        got_u = draw_latents(uniform, backbone, sched_u, cond, x_clean, torch.Generator().manual_seed(1), None)
+        rec_u = _RecordX0()
+        sample(backbone, sched_u[:4], cond=cond, x_init=x_clean, generator=torch.Generator().manual_seed(1),
+               hooks=[rec_u])
+    assert len(rec_u.x0) == 1 and torch.allclose(got_u, rec_u.x0[0])  # steps 0 and 1 are frozen at strength 0.5
     with pytest.raises(Exception, match="--mean-steps 5 exceeds --steps 4"):
         check_config(dataclasses.replace(config, image=Path("x.png"), move=("dolly-in",), mean_steps=5))

@@ -343,9 +343,12 @@ def draw_latents(c: ExploreConfig, backbone, sched: torch.Tensor, cond, x_clean:
 
     if c.mean_steps <= 0:
         return sample(backbone, sched, cond=cond, x_init=x_clean, generator=generator, guider=guider)
+    # the first N steps in which some token moves (a schedule may start with every token frozen, e.g.
+    # uniform noise at a low strength)
+    moving = [m for m in range(sched.shape[0] - 1) if bool((sched[m + 1] != sched[m]).any())]
+    stop = moving[min(c.mean_steps, len(moving)) - 1] + 1
     rec = _RecordX0()
-    sample(backbone, sched[: c.mean_steps + 1], cond=cond, x_init=x_clean, generator=generator, guider=guider,
-           hooks=[rec])
+    sample(backbone, sched[: stop + 1], cond=cond, x_init=x_clean, generator=generator, guider=guider, hooks=[rec])
     return torch.stack(rec.x0).mean(0)
 
 
