@@ -102,10 +102,10 @@ def explore(rooms: Annotated[int, Range(1)] = 10, frames: Annotated[int, Range(1
             segment: Annotated[int, Range(1)] = 50,
             revisit: Annotated[int, Range(0)] = 10, methods: tuple[str, ...] = tuple(METHODS),
             model: str = "explore",
-            steps: Annotated[int, Range(1)] = 10, strength: Annotated[float, Range(0, 1)] = 0.8,
+            steps: Annotated[int, Range(1)] = 10, strength: Annotated[float, Range(0, 1)] = 0.1,
             fit_steps: Annotated[int, Range(0)] = 60, chunk: Annotated[int, Range(1)] = 8,
-            samples: Annotated[int, Range(1)] = 3, keep_valid: bool = True, rim_px: Annotated[int, Range(0)] = 2,
-            mean_steps: Annotated[int, Range(0)] = 0, nearest_sources: Annotated[int, Range(0)] = 8,
+            samples: Annotated[int, Range(1)] = 1, keep_valid: bool = True, rim_px: Annotated[int, Range(0)] = 2,
+            mean_steps: Annotated[int, Range(0)] = 1, nearest_sources: Annotated[int, Range(0)] = 8,
             seed: int = 0,
             split: str = "heldout", out: Path | None = None, overwrite: bool = False) -> dict[str, Any]:
     """The explore job and its baselines on held-out room loops (see the module docstring).

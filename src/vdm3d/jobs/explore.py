@@ -85,20 +85,22 @@ class ExploreConfig:
     its output is used up to scale (aligned to --depth-median, then to the cache)"""
     prompt: str = ""
     """text prompt (backbones with a text slot)"""
-    strength: Annotated[float, Range(0, 1)] = 0.8
-    """noise on warped (valid) tokens: 0 keeps them, 1 = full noise like the holes (WorldWarp: 0.8)"""
+    strength: Annotated[float, Range(0, 1)] = 0.1
+    """noise on warped (valid) tokens: 0 keeps them, 1 = full noise like the holes (WorldWarp: 0.8; here
+    0.1, nearly clean, since --keep-valid pastes the render back and the tiny model is trained for it)"""
     chunk: Annotated[int, Range(1)] = 8
     """frames per chunk, context included (Wan: 4k + 1)"""
     context: Annotated[int, Range(0)] = 1
     """frames of the previous chunk that start the next one, kept clean"""
     steps: Annotated[int, Range(1)] = 10
     """sampler steps (Euler EDM for the tiny model, flow Euler shift 5 for Wan)"""
-    samples: Annotated[int, Range(1)] = 3
+    samples: Annotated[int, Range(1)] = 1
     """samples drawn per chunk and averaged after decoding: their mean approaches the posterior mean of
     the holes, which scores higher PSNR than one textured draw (the cost grows with it)"""
-    mean_steps: Annotated[int, Range(0)] = 0
+    mean_steps: Annotated[int, Range(0)] = 1
     """>0: instead of sampling to the end, each draw is the mean of the denoiser's x0 predictions over
-    the first N steps (one decode): a cheaper estimate of the holes' posterior mean (0: full sampling)"""
+    the first N steps (one decode): the holes' posterior mean given the valid tokens, at the cost of N
+    denoiser calls instead of --steps; 0: full sampling (a textured draw)"""
     sigma_max: Annotated[float, Range(0, open_min=True)] = 80.0
     """largest noise level of the EDM schedule (tiny model)"""
     guidance_scale: Annotated[float, Range(0)] = 1.0
