@@ -234,8 +234,8 @@ NOISES = ("fresh", "warped", "mixed")
 
 
 def denoising_errors(denoise: Callable[[Tensor, Tensor], Tensor], x0: Float[Tensor, "B F C h w"],
-                     warped: Float[Tensor, "B F C h w"], sigmas: tuple[float, ...], generator: torch.Generator,
-                     alpha: float = 0.5) -> dict[float, dict[str, float]]:
+                     warped: Float[Tensor, "B F C h w"], sigmas: tuple[float, ...],
+                     generator: torch.Generator, alpha: float = 0.5) -> dict[float, dict[str, float]]:
     """Mean squared error of ``denoise(x0 + sigma * eps, sigma)`` against ``x0`` on the inner frames (the
     first and last frame, the keyframes, are left out), for fresh ``eps``, the flow-``warped`` noise, and
     the two ``mixed`` like the job (``alpha``), with the same ``x0`` and conditions. Lower with warped
@@ -249,14 +249,15 @@ def denoising_errors(denoise: Callable[[Tensor, Tensor], Tensor], x0: Float[Tens
     with torch.no_grad():
         for s in sigmas:
             sigma = torch.full(x0.shape[:2], float(s))
-            out[s] = {k: float(((denoise(x0 + s * e, sigma) - x0) ** 2)[:, 1:-1].mean()) for k, e in eps.items()}
+            out[s] = {k: float(((denoise(x0 + s * e, sigma) - x0) ** 2)[:, 1:-1].mean())
+                      for k, e in eps.items()}
     return out
 
 
 def stylize_noise(model: str = "stylize_inbetween", checkpoint: Path | None = None,
                   objects: Annotated[int, Range(1)] = 16, rooms: Annotated[int, Range(0)] = 8,
-                  sigmas: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0, 30.0), split: Literal["val", "heldout"] = "val",
-                  seed: int = 0) -> dict:
+                  sigmas: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0, 30.0),
+                  split: Literal["val", "heldout"] = "val", seed: int = 0) -> dict:
     """Does the inbetweening model get information from flow-warped noise? Its denoising error on
     validation paths (8 frames, every condition given: keyframes, edges, the start keyframe warped
     into every frame, cameras) with fresh, warped and mixed noise at each noise level.
@@ -291,8 +292,8 @@ def stylize_noise(model: str = "stylize_inbetween", checkpoint: Path | None = No
     errors = denoising_errors(lambda x, s: backbone.denoise(x, s, cond), x0, warped, sigmas,
                               torch.Generator().manual_seed(seed))
     rows = ["| sigma | fresh | warped | mixed (alpha 0.5) | warped / fresh |", "|---|---|---|---|---|"]
-    rows += [f"| {s:g} | {e['fresh']:.5f} | {e['warped']:.5f} | {e['mixed']:.5f} | {e['warped'] / e['fresh']:.3f} |"
-             for s, e in errors.items()]
+    rows += [f"| {s:g} | {e['fresh']:.5f} | {e['warped']:.5f} | {e['mixed']:.5f} | "
+             f"{e['warped'] / e['fresh']:.3f} |" for s, e in errors.items()]
     print(f"{model}{f' ({checkpoint})' if checkpoint else ''}: denoising error on the inner frames of "
           f"{len(data['rgb'])} {split} paths\n" + "\n".join(rows))
     return {str(s): e for s, e in errors.items()}
