@@ -137,6 +137,35 @@ def table(means: dict[str, dict[str, float]]) -> str:
     return "\n".join(rows)
 
 
+BASELINES = ("warp-anchors", "per-frame", "fresh-noise")
+
+
+def paired(per_case: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """The job against each baseline case by case (all methods share a case's anchors or seeds): the mean,
+    smallest and largest per-case PSNR gain (dB, job minus baseline) and relative warp-error change
+    (job / baseline - 1), and the cases the job wins in each."""
+    out = {}
+    for base in BASELINES:
+        gain = np.array([c["job"]["psnr"] - c[base]["psnr"] for c in per_case.values()])
+        warp = np.array([c["job"]["warp_err"] / c[base]["warp_err"] - 1 for c in per_case.values()])
+        out[base] = {"psnr_gain": float(gain.mean()), "psnr_gain_min": float(gain.min()),
+                     "psnr_gain_max": float(gain.max()), "psnr_wins": int((gain > 0).sum()),
+                     "warp_change": float(warp.mean()), "warp_change_min": float(warp.min()),
+                     "warp_change_max": float(warp.max()), "warp_wins": int((warp < 0).sum()),
+                     "cases": len(gain)}
+    return out
+
+
+def paired_table(pairs: dict[str, dict[str, float]]) -> str:
+    rows = ["| job vs | PSNR gain, mean (min..max) dB | cases won | warp error change, mean (min..max) "
+            "| cases won |", "|---|---|---|---|---|"]
+    for base, p in pairs.items():
+        gain = f"{p['psnr_gain']:+.3f} ({p['psnr_gain_min']:+.2f}..{p['psnr_gain_max']:+.2f})"
+        warp = f"{p['warp_change']:+.1%} ({p['warp_change_min']:+.1%}..{p['warp_change_max']:+.1%})"
+        rows.append(f"| {base} | {gain} | {p['psnr_wins']}/{p['cases']} | {warp} | {p['warp_wins']}/{p['cases']} |")
+    return "\n".join(rows)
+
+
 def stylize(out: Path = Path("runs/eval_stylize"), procedural: Annotated[int, Range(1)] = 10,
             frames: Annotated[int, Range(1)] = 24, resolution: Annotated[int, Range(8)] = 64,
             meshes: tuple[str, ...] = DEFAULT_MESHES, mesh_root: Path = Path("../shared/data/meshes"),
@@ -202,11 +231,12 @@ def stylize(out: Path = Path("runs/eval_stylize"), procedural: Annotated[int, Ra
         names = list(METHODS) + ["ground-truth"]
         means = {n: {k: float(np.mean([c[n][k] for c in per_case.values()])) for k in METRICS
                      if k in next(iter(per_case.values()))[n]} for n in names}
-        text = table(means)
+        pairs = paired(per_case)
+        text = table(means) + "\n\n" + paired_table(pairs)
         print(text)
         (run.path / "table.md").write_text(text + "\n")
-        atomic_write_json(run.path / "results.json", {"cases": per_case, "means": means, "frames": frames,
-                                                      "arcs": arcs(frames, arc_frames)})
+        atomic_write_json(run.path / "results.json", {"cases": per_case, "means": means, "paired": pairs,
+                                                      "frames": frames, "arcs": arcs(frames, arc_frames)})
         run.record(cases=[c.name for c in cases], means=means)
     if record and split == "heldout":
         record_in_cards((anchor_model, inbetween_model), means, len(cases), frames, steps)
