@@ -50,3 +50,11 @@ def test_command_scores_the_shipped_model(tmp_path, monkeypatch):
     errors = stylize_noise(objects=1, rooms=0, sigmas=(1.0,))["1.0"]
     assert set(errors) == {"fresh", "warped", "mixed"}
     assert all(0.0 < e < 0.5 for e in errors.values())  # returning the input would err by sigma^2 = 1
+
+
+def test_a_folder_without_a_checkpoint_is_one_sentence_and_exit_2(tmp_path, capsys):
+    from vdm3d.cli.main import main
+
+    code = main(["eval", "stylize-noise", "--checkpoint", str(tmp_path)])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(err) == 1 and str(tmp_path) in err[0] and "state.safetensors" in err[0], err

@@ -309,10 +309,16 @@ def stylize_noise(model: str = "stylize_inbetween", checkpoint: Path | None = No
     from vdm3d.train.run import load_fine_tune_init
     from vdm3d.train.stylize import StylizeSetConfig, StylizeTaskConfig, StylizeTasks, load_or_build_stylize
 
+    from vdm3d.errors import InputError
+
+    state_file = Path(checkpoint) / "checkpoints" / "state.safetensors" if checkpoint is not None else None
+    if state_file is not None and not state_file.is_file():
+        raise InputError(path=checkpoint, problem="has no checkpoints/state.safetensors",
+                         fix="give the folder of a `vdm3d train stylize` run (its --out) that wrote a checkpoint")
     data = load_or_build_stylize(StylizeSetConfig(objects=objects, rooms=rooms, split=split))
     net, _, vae = load_fine_tune_init(WEIGHTS_DIR / f"{model}.json")
-    if checkpoint is not None:
-        state = load_file(str(Path(checkpoint) / "checkpoints" / "state.safetensors"))
+    if state_file is not None:
+        state = load_file(str(state_file))
         net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("ema.")})
     net.eval()
     backbone = TinyVideoBackbone(vae, net, resolution=data["rgb"].shape[-3:-1], frames=data["rgb"].shape[1])
