@@ -314,7 +314,8 @@ def stylize_noise(model: str = "stylize_inbetween", checkpoint: Path | None = No
     state_file = Path(checkpoint) / "checkpoints" / "state.safetensors" if checkpoint is not None else None
     if state_file is not None and not state_file.is_file():
         raise InputError(path=checkpoint, problem="has no checkpoints/state.safetensors",
-                         fix="give the folder of a `vdm3d train stylize` run (its --out) that wrote a checkpoint")
+                         fix="give the folder of a `vdm3d train stylize` run (its --out) that wrote a "
+                         "checkpoint")
     data = load_or_build_stylize(StylizeSetConfig(objects=objects, rooms=rooms, split=split))
     net, _, vae = load_fine_tune_init(WEIGHTS_DIR / f"{model}.json")
     if state_file is not None:
