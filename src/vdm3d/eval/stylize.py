@@ -162,7 +162,8 @@ def paired_table(pairs: dict[str, dict[str, float]]) -> str:
     for base, p in pairs.items():
         gain = f"{p['psnr_gain']:+.3f} ({p['psnr_gain_min']:+.2f}..{p['psnr_gain_max']:+.2f})"
         warp = f"{p['warp_change']:+.1%} ({p['warp_change_min']:+.1%}..{p['warp_change_max']:+.1%})"
-        rows.append(f"| {base} | {gain} | {p['psnr_wins']}/{p['cases']} | {warp} | {p['warp_wins']}/{p['cases']} |")
+        won = f"{p['psnr_wins']}/{p['cases']}", f"{p['warp_wins']}/{p['cases']}"
+        rows.append(f"| {base} | {gain} | {won[0]} | {warp} | {won[1]} |")
     return "\n".join(rows)
 
 
