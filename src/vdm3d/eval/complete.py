@@ -152,7 +152,7 @@ def _table(results: dict[str, dict[str, Any]], methods: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
-def complete(rooms: Annotated[int, Range(0)] = 3, fern: bool = True,
+def complete(rooms: Annotated[int, Range(0)] = 3, first_room: Annotated[int, Range(0)] = 0, fern: bool = True,
              fern_downscale: Annotated[int, Range(1)] = 4, data_root: Path = Path("../shared/data"),
              baseline_steps: Annotated[int, Range(1)] = 1500, distill_steps: Annotated[int, Range(0)] = 1500,
              generate_every: Annotated[int, Range(1)] = 250,
@@ -162,7 +162,8 @@ def complete(rooms: Annotated[int, Range(0)] = 3, fern: bool = True,
     """Held-out rooms and fern with 3 training views: plain fit vs the complete job and its ablations.
 
     Args:
-        rooms: held-out procedural rooms (seeds 0..rooms-1 of the held-out range).
+        rooms: held-out procedural rooms (seeds first_room..first_room+rooms-1 of the held-out range).
+        first_room: the first of them (to leave out rooms used to choose settings).
         fern: also score ``DATA_ROOT/llff_fern``.
         fern_downscale: divide fern's 504 x 378 images by this.
         data_root: folder holding ``llff_fern``.
@@ -200,7 +201,7 @@ def complete(rooms: Annotated[int, Range(0)] = 3, fern: bool = True,
         v3d_model = load_model(config.v3d.model)
     scenes: list[tuple[str, Path, Any]] = []
     truths: dict[str, Any] = {}
-    for r in range(rooms):
+    for r in range(first_room, first_room + rooms):
         case = Path(work) / f"room_{r:03d}"
         if not (case / "transforms.json").is_file():
             write_room_case(case, r)
@@ -227,7 +228,7 @@ def complete(rooms: Annotated[int, Range(0)] = 3, fern: bool = True,
     summary = {"results": results, "table": table, "seconds": round(time.time() - t0, 1),
                "settings": {"baseline_steps": baseline_steps, "distill_steps": distill_steps,
                             "generate_every": generate_every, "sampler_steps": sampler_steps,
-                            "fern_downscale": fern_downscale, "rooms": rooms, "seed": seed,
+                            "fern_downscale": fern_downscale, "rooms": rooms, "first_room": first_room, "seed": seed,
                             "methods": list(methods)}}
     if out is not None:
         with RunFolder(out, config=summary["settings"], seed=seed, overwrite=overwrite) as run:

@@ -96,7 +96,7 @@ class CompleteConfig:
     paths: Literal["planned", "orbit"] = "planned"
     """Hole-driven planned paths, or a fixed left/right orbit per view (ablation)."""
     baseline: Annotated[FitConfig, tyro.conf.arg(prefix_name=False, name="baseline")] = CPU_BASELINE
-    plan: PlanConfig = PlanConfig()
+    plan: PlanConfig = PlanConfig(max_hole_fraction=0.35)
     generation: GenerationConfig = GenerationConfig()
     distill: DistillConfig = DistillConfig()
     v3d: V3dConfig = V3dConfig()
