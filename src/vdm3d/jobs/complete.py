@@ -15,7 +15,11 @@ Stages, top to bottom (each a function below)::
   from the initial points for 10k steps) and runs ``distill.steps`` more steps. Each step fits the
   training view with ``0.8 L1 + 0.2 D-SSIM`` and one pseudo view with ``0.05 (L1 + 0.1 perceptual)``
   (the released weights), drawn with probability 0.5 from the persistent pool (20 % of every
-  earlier clip) and otherwise from the latest clip; pseudo views feed densification too.
+  earlier clip) and otherwise from the latest clip; pseudo views feed densification too. Each clip
+  also adds a Gaussian for every pixel where the baseline is empty, at the depth estimator's depth
+  aligned to the baseline's (:mod:`vdm3d.recon.hole_points`).
+* **Planning** keeps candidate paths with up to 35 % holes (GuidedVD: 10 %): held-out views' worst
+  errors lie outside every training frustum, where a stricter limit never lets a path look.
 * **Resume**: the baseline and every generation are checkpointed (``checkpoints/``); ``--resume``
   continues after the last finished generation.
 
@@ -91,8 +95,8 @@ class CompleteConfig:
     backbone: str = "tiny-video"
     """Video backbone (vdm3d models list): the embedded render-conditioned model, or a hub adapter."""
     depth: str = "tiny-depth"
-    """Depth estimator for the points that clips add to the baseline's holes with `--distill.hole-points`:
-    tiny-depth or a hub one (`vdm3d models list`); used up to scale, aligned to the baseline's depth."""
+    """Depth estimator for the points that clips add to the baseline's holes (`--distill.no-hole-points`
+    turns them off): tiny-depth or a hub one (`vdm3d models list`); used up to scale, aligned to the baseline's depth."""
     paths: Literal["planned", "orbit"] = "planned"
     """Hole-driven planned paths, or a fixed left/right orbit per view (ablation)."""
     baseline: Annotated[FitConfig, tyro.conf.arg(prefix_name=False, name="baseline")] = CPU_BASELINE
