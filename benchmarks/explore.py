@@ -1,6 +1,7 @@
 """Time and peak memory per chunk of `vdm3d explore` (do they stay flat from chunk 2 on?).
 
-    OMP_NUM_THREADS=1 python benchmarks/explore.py [--frames 200] [--model explore] [--fit-steps 60]
+    OMP_NUM_THREADS=1 python benchmarks/explore.py [--frames 200] [--model explore] [--fit-steps 60] [--samples N]
+        [--strength S] [--mean-steps N]
 
 Runs the job on a held-out procedural room loop (the one `vdm3d eval explore` uses first) and prints,
 per chunk, the wall and CPU time and the peak resident memory of the process during that chunk (sampled every
@@ -51,8 +52,12 @@ def main() -> None:
     ap.add_argument("--fit-steps", type=int, default=60)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--chunk", type=int, default=8)
-    ap.add_argument("--samples", type=int, default=3, help="draws averaged per chunk (the job's default: 3)")
+    ap.add_argument("--samples", type=int, default=None, help="draws averaged per chunk (default: the job's)")
+    ap.add_argument("--strength", type=float, default=None, help="noise on valid tokens (default: the job's)")
+    ap.add_argument("--mean-steps", type=int, default=None, help="x0 predictions averaged per draw (default: the job's)")
     args = ap.parse_args()
+    job_options = {k: v for k, v in (("samples", args.samples), ("strength", args.strength),
+                                     ("mean_steps", args.mean_steps)) if v is not None}
 
     import torch
 
@@ -87,7 +92,7 @@ def main() -> None:
         save_trajectory(path, Trajectory(cams, 12.0))
         config = ExploreConfig(image=image, path=path, out=Path(tmp) / "run", model=args.model, fov_deg=float(cams.fov_x_deg[0]),
                                depth_median=float(depth0[depth0 > 0].median()), fit_steps=args.fit_steps,
-                               steps=args.steps, chunk=args.chunk, samples=args.samples)
+                               steps=args.steps, chunk=args.chunk, **job_options)
         t0, c0 = time.perf_counter(), time.process_time()
         meter.take()
         last[0], last[1] = time.perf_counter(), time.process_time()
@@ -96,7 +101,8 @@ def main() -> None:
     meter.stop()
     ref_t, ref_c, ref_m = rows[1][1], rows[1][2], rows[1][3]
     print(f"explore, {args.frames} frames at 64x64, model {args.model}, chunk {args.chunk}, {args.steps} sampler "
-          f"steps x {args.samples} samples, {args.fit_steps} fit steps, torch threads {torch.get_num_threads()}, "
+          f"steps, strength {config.strength}, {config.samples} samples, mean of the first {config.mean_steps} x0 "
+          f"predictions (0: full sampling), {args.fit_steps} fit steps, torch threads {torch.get_num_threads()}, "
           f"load average at the end {os.getloadavg()[0]:.1f}")
     print("| chunk | wall (s) | CPU (s) | CPU / chunk 2 | peak RSS (MiB) | RSS / chunk 2 | Gaussians |")
     print("|---|---|---|---|---|---|---|")

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -198,3 +199,65 @@ def test_keep_valid_pastes_the_exact_render_where_the_cache_is_valid_and_generat
     telea = telea_fill(torch.where(valid.bool()[..., None], images, torch.zeros_like(images)), valid.bool())[1:]
     assert torch.equal(rimmed[1:][rim], telea[rim]) and torch.equal(rimmed[1:][inner], revised[1:][inner])
     assert torch.equal(rimmed[1:][known], images[1:][known]) and int(rim.sum()) == 3 * (32 * 32 - 28 * 28)
+
+
+def test_nearest_sources_pick_the_earlier_frames_closest_to_the_chunk():
+    from vdm3d.jobs.explore_state import ExploreState, pose_distance
+
+    # a path out along +x (frames 0..9) and back: the chunk's cameras sit at frames 2 and 3's poses
+    c2w = torch.eye(4).repeat(10, 1, 1)
+    c2w[:, 0, 3] = torch.arange(10) * 0.1
+    path = Cameras.from_fov(60.0, 8, 8, c2w)
+    targets = path[torch.tensor([2, 3])]
+    state = ExploreState(0, torch.zeros(10, 8, 8, 3), torch.ones(10, 8, 8), None, torch.Generator())
+    assert state.source_indices(3) == [0, 8, 9]  # the first and the latest two
+    assert state.source_indices(3, nearest=2, path=path, targets=targets) == [0, 2, 3, 8, 9]
+    assert state.source_indices(3, nearest=4, path=path, targets=targets) == [0, 1, 2, 3, 4, 8, 9]
+    assert state.source_indices(3, nearest=20, path=path, targets=targets) == list(range(10))  # fewer frames than asked
+    # a camera turned around at the same place is far: 1 - cos(180 deg) = 2
+    turned = c2w[:1].clone()
+    turned[0, :3, :3] = torch.diag(torch.tensor([-1.0, 1.0, -1.0]))
+    d = pose_distance(path[:1], Cameras.from_fov(60.0, 8, 8, turned), scale=2.0)
+    assert torch.allclose(d, torch.tensor([[2.0]], dtype=torch.float64))
+    assert torch.allclose(pose_distance(path[:1], path[3:4], scale=2.0), torch.tensor([[0.15]], dtype=torch.float64))
+
+
+def test_mean_steps_average_the_x0_predictions_of_the_first_steps():
+    from vdm3d.diffusion.samplers import sample
+    from vdm3d.geometry.validity import latent_validity
+    from vdm3d.jobs.explore import _RecordX0, check_config, chunk_condition, draw_latents, spatio_temporal_schedule
+    from vdm3d.models.registry import load_backbone
+    from vdm3d.views import Views
+
+    backbone = load_backbone("tiny-explore")
+    f = 4
+    images = torch.rand(f, 64, 64, 3, generator=torch.Generator().manual_seed(0))
+    valid = torch.ones(f, 64, 64, dtype=torch.bool)
+    valid[1:, 16:48, 16:48] = False
+    c2w = torch.eye(4).repeat(f, 1, 1)
+    c2w[:, 0, 3] = torch.arange(f) * 0.03
+    cams = Cameras.from_fov(60.0, 64, 64, c2w)
+    warp = Views(images, cams, confidence=valid.float())
+    config = ExploreConfig(steps=4, strength=0.0, samples=1, mean_steps=2)
+    sched = spatio_temporal_schedule(config, backbone, latent_validity(valid, backbone.spatial_factor)[None], 1)
+    # strength 0: valid tokens sit at the smallest positive level, never at 0 (outside the model's range)
+    assert float(sched[:-1].min()) > 0 and float(sched[-1][:, 1:].abs().max()) == 0  # the context stays at its level
+    with torch.no_grad():
+        x_clean = backbone.encode(images[None])
+        cond = chunk_condition(config, backbone, warp, images, valid, 1)
+        got = draw_latents(config, backbone, sched, cond, x_clean, torch.Generator().manual_seed(1), None)
+        rec = _RecordX0()
+        sample(backbone, sched[:3], cond=cond, x_init=x_clean, generator=torch.Generator().manual_seed(1), hooks=[rec])
+    assert len(rec.x0) == 2 and torch.allclose(got, (rec.x0[0] + rec.x0[1]) / 2)
+    assert not torch.allclose(rec.x0[0], rec.x0[1])  # two different predictions were averaged
+    # uniform noise at a low strength: the first steps move nothing; the average starts where tokens move
+    uniform = dataclasses.replace(config, noise="uniform", strength=0.5, mean_steps=1)
+    sched_u = spatio_temporal_schedule(uniform, backbone, latent_validity(valid, backbone.spatial_factor)[None], 1)
+    with torch.no_grad():
+        got_u = draw_latents(uniform, backbone, sched_u, cond, x_clean, torch.Generator().manual_seed(1), None)
+        rec_u = _RecordX0()
+        sample(backbone, sched_u[:4], cond=cond, x_init=x_clean, generator=torch.Generator().manual_seed(1),
+               hooks=[rec_u])
+    assert len(rec_u.x0) == 1 and torch.allclose(got_u, rec_u.x0[0])  # steps 0 and 1 are frozen at strength 0.5
+    with pytest.raises(Exception, match="--mean-steps 5 exceeds --steps 4"):
+        check_config(dataclasses.replace(config, image=Path("x.png"), move=("dolly-in",), mean_steps=5))

@@ -102,9 +102,10 @@ def explore(rooms: Annotated[int, Range(1)] = 10, frames: Annotated[int, Range(1
             segment: Annotated[int, Range(1)] = 50,
             revisit: Annotated[int, Range(0)] = 10, methods: tuple[str, ...] = tuple(METHODS),
             model: str = "explore",
-            steps: Annotated[int, Range(1)] = 10, strength: Annotated[float, Range(0, 1)] = 0.8,
+            steps: Annotated[int, Range(1)] = 10, strength: Annotated[float, Range(0, 1)] = 0.1,
             fit_steps: Annotated[int, Range(0)] = 60, chunk: Annotated[int, Range(1)] = 8,
-            samples: Annotated[int, Range(1)] = 3, keep_valid: bool = True, rim_px: Annotated[int, Range(0)] = 2,
+            samples: Annotated[int, Range(1)] = 1, keep_valid: bool = True, rim_px: Annotated[int, Range(0)] = 2,
+            mean_steps: Annotated[int, Range(0)] = 1, nearest_sources: Annotated[int, Range(0)] = 8,
             seed: int = 0,
             split: str = "heldout", out: Path | None = None, overwrite: bool = False) -> dict[str, Any]:
     """The explore job and its baselines on held-out room loops (see the module docstring).
@@ -125,6 +126,9 @@ def explore(rooms: Annotated[int, Range(1)] = 10, frames: Annotated[int, Range(1
         samples: draws averaged per chunk (the job's ``--samples``).
         keep_valid: paste the valid render back (the job's ``--keep-valid``).
         rim_px: hole rim interpolated rather than generated, pixels (the job's ``--rim-px``).
+        mean_steps: a draw is the mean of the first N steps' x0 predictions (the job's ``--mean-steps``).
+        nearest_sources: earlier frames nearest the chunk that count as validity sources (the job's
+            ``--nearest-sources``; every method alike).
         seed: generator seed of every run.
         split: heldout (test seeds) or val (for choosing settings).
         out: optional run folder for the numbers (JSON).
@@ -167,7 +171,8 @@ def explore(rooms: Annotated[int, Range(1)] = 10, frames: Annotated[int, Range(1
                 cfg = ExploreConfig(image=image, path=path, out=tmp / f"{m}{done}", resolution=resolution,
                                     fov_deg=float(cams.fov_x_deg[0]), depth_median=median, model=model, steps=steps,
                                     strength=strength, fit_steps=fit_steps, chunk=chunk, samples=samples,
-                                    keep_valid=keep_valid, rim_px=rim_px, seed=seed, **METHODS[m])
+                                    keep_valid=keep_valid, rim_px=rim_px, mean_steps=mean_steps,
+                                    nearest_sources=nearest_sources, seed=seed, **METHODS[m])
                 res = run_explore(cfg, progress=None)
                 results[m].append(score(res.video.images, truth, segment, revisit, res.video.confidence))
                 chunk_times[m].append(res.timings["chunks_s"])

@@ -85,17 +85,22 @@ class ExploreConfig:
     its output is used up to scale (aligned to --depth-median, then to the cache)"""
     prompt: str = ""
     """text prompt (backbones with a text slot)"""
-    strength: Annotated[float, Range(0, 1)] = 0.8
-    """noise on warped (valid) tokens: 0 keeps them, 1 = full noise like the holes (WorldWarp: 0.8)"""
+    strength: Annotated[float, Range(0, 1)] = 0.1
+    """noise on warped (valid) tokens: 0 keeps them, 1 = full noise like the holes (WorldWarp: 0.8; here
+    0.1, nearly clean, since --keep-valid pastes the render back and the tiny model is trained for it)"""
     chunk: Annotated[int, Range(1)] = 8
     """frames per chunk, context included (Wan: 4k + 1)"""
     context: Annotated[int, Range(0)] = 1
     """frames of the previous chunk that start the next one, kept clean"""
     steps: Annotated[int, Range(1)] = 10
     """sampler steps (Euler EDM for the tiny model, flow Euler shift 5 for Wan)"""
-    samples: Annotated[int, Range(1)] = 3
+    samples: Annotated[int, Range(1)] = 1
     """samples drawn per chunk and averaged after decoding: their mean approaches the posterior mean of
     the holes, which scores higher PSNR than one textured draw (the cost grows with it)"""
+    mean_steps: Annotated[int, Range(0)] = 1
+    """>0: instead of sampling to the end, each draw is the mean of the denoiser's x0 predictions over
+    the first N steps (one decode): the holes' posterior mean given the valid tokens, at the cost of N
+    denoiser calls instead of --steps; 0: full sampling (a textured draw)"""
     sigma_max: Annotated[float, Range(0, open_min=True)] = 80.0
     """largest noise level of the EDM schedule (tiny model)"""
     guidance_scale: Annotated[float, Range(0)] = 1.0
@@ -126,6 +131,9 @@ class ExploreConfig:
     """relative depth error for geometric validity"""
     sources: Annotated[int, Range(1)] = 4
     """source views for the validity check: the start frame and the most recent frames"""
+    nearest_sources: Annotated[int, Range(0)] = 8
+    """further source views for the validity check: the earlier frames whose cameras come closest to the
+    chunk's, so that a path returning to a place keeps what was made there instead of generating it again"""
     strict: bool = False
     """refuse a path that fails the checks against the start depth (default: warn)"""
     fps: Annotated[float, Range(0, open_min=True)] = 12.0
@@ -167,6 +175,8 @@ def check_config(c: ExploreConfig) -> None:
         raise ConfigError("--resolution must be a multiple of 8 >= 16, --fov-deg in (0, 170), --depth-median > 0.")
     if c.samples < 1:
         raise ConfigError(f"--samples is {c.samples}; draw at least 1 sample per chunk.")
+    if c.mean_steps > c.steps:
+        raise ConfigError(f"--mean-steps {c.mean_steps} exceeds --steps {c.steps}; average at most the {c.steps} steps.")
     if c.rim_px < 0:
         raise ConfigError(f"--rim-px is {c.rim_px}; use 0 (generate every hole pixel) or more.")
     if c.steps < 1 or c.fit_steps < 0 or c.sources < 1 or c.points_per_frame < 16 or c.max_points < 16:
@@ -271,7 +281,8 @@ def render_chunk(c: ExploreConfig, state: ExploreState, path: Cameras, plan: Chu
 
     cams = path[torch.tensor(plan.frame_ids)]
     out = render_views(state.cache, cams)
-    src = torch.tensor(state.source_indices(c.sources))
+    src = torch.tensor(state.source_indices(c.sources, c.nearest_sources, path[: len(state.frames)], cams,
+                                            c.depth_median))
     geo = geometric_validity(out.depths, cams, state.depths[src], path[src], c.depth_tolerance)
     valid = validity_mask(out.alphas, geo, c.mask_threshold, c.erode_px)
     return dataclasses.replace(out, confidence=valid.float())
@@ -281,7 +292,6 @@ def generate_chunk(c: ExploreConfig, backbone, warp: Views, context: torch.Tenso
                    ) -> torch.Tensor:
     """Stage 3: frames ``[F, H, W, 3]`` filled and revised by the backbone (context frames kept)."""
     from vdm3d.diffusion.guiders import CFG
-    from vdm3d.diffusion.samplers import sample
     from vdm3d.geometry.holes import hole_rim, telea_fill
     from vdm3d.geometry.validity import latent_validity
     from vdm3d.protocols import Conditioning
@@ -299,14 +309,49 @@ def generate_chunk(c: ExploreConfig, backbone, warp: Views, context: torch.Tenso
     cond = chunk_condition(c, backbone, warp, rgb, valid, ctx)
     guider = CFG(scale=c.guidance_scale) if c.guidance_scale != 1.0 else None
     with torch.no_grad():
-        draws = [backbone.decode(sample(backbone, sched, cond=cond, x_init=x_clean, generator=generator,
-                                        guider=guider))[0].clamp(0, 1)[:f] for _ in range(c.samples)]
+        draws = [backbone.decode(draw_latents(c, backbone, sched, cond, x_clean, generator, guider))[0]
+                 .clamp(0, 1)[:f] for _ in range(c.samples)]
         frames = torch.stack(draws).mean(0)
     if c.keep_valid:
         frames = torch.where(valid[..., None], rgb, frames)
         if c.rim_px > 0:
             frames = torch.where(hole_rim(valid, c.rim_px)[..., None], telea_fill(rgb, valid), frames)
     return torch.cat([context, frames[ctx:]])
+
+
+class _RecordX0:
+    """A step hook that keeps the denoiser's x0 prediction of every step."""
+
+    def __init__(self):
+        self.x0: list[torch.Tensor] = []
+
+    def wants_grad(self, step: int, steps: int) -> bool:
+        return False
+
+    def before_denoise(self, state):
+        return None
+
+    def after_step(self, state):
+        self.x0.append(state.x0.detach())
+        return None
+
+
+def draw_latents(c: ExploreConfig, backbone, sched: torch.Tensor, cond, x_clean: torch.Tensor,
+                 generator: torch.Generator, guider) -> torch.Tensor:
+    """One draw's clean latents: the sampler run to the end, or with ``--mean-steps N`` the mean of the
+    x0 predictions of its first N steps (at the high noise levels of the first steps the prediction of a
+    hole is the model's estimate of its posterior mean, which is what PSNR rewards)."""
+    from vdm3d.diffusion.samplers import sample
+
+    if c.mean_steps <= 0:
+        return sample(backbone, sched, cond=cond, x_init=x_clean, generator=generator, guider=guider)
+    # the first N steps in which some token moves (a schedule may start with every token frozen, e.g.
+    # uniform noise at a low strength)
+    moving = [m for m in range(sched.shape[0] - 1) if bool((sched[m + 1] != sched[m]).any())]
+    stop = moving[min(c.mean_steps, len(moving)) - 1] + 1
+    rec = _RecordX0()
+    sample(backbone, sched[: stop + 1], cond=cond, x_init=x_clean, generator=generator, guider=guider, hooks=[rec])
+    return torch.stack(rec.x0).mean(0)
 
 
 def sampler_sigmas(c: ExploreConfig, backbone) -> torch.Tensor:
@@ -323,7 +368,9 @@ def spatio_temporal_schedule(c: ExploreConfig, backbone, valid_lat: torch.Tensor
 
     sigmas = sampler_sigmas(c, backbone)
     steps = len(sigmas) - 1
-    k = steps if c.strength == 0 else start_step_for_strength(steps, c.strength)
+    # strength 0: the valid tokens sit at the last level above 0 (the denoiser's noise embedding has no
+    # sigma 0), the same as the smallest positive strength
+    k = steps - 1 if c.strength == 0 else start_step_for_strength(steps, c.strength)
     if c.noise == "uniform":
         start = torch.full(valid_lat.shape, k, dtype=torch.long)
     else:

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from vdm3d.cameras.camera import Cameras
 from vdm3d.errors import InputError
 from vdm3d.splat.gaussians import Gaussians
 
@@ -58,10 +59,29 @@ class ExploreState:
     generator: torch.Generator
     valid: Tensor | None = None  # [N, H, W] bool: the pixel came from the cache's valid render (frame 0: all)
 
-    def source_indices(self, count: int) -> list[int]:
-        """Frames that serve as source views of the validity check: the first and the ``count - 1`` latest."""
+    def source_indices(self, count: int, nearest: int = 0, path: Cameras | None = None,
+                       targets: Cameras | None = None, scale: float = 1.0) -> list[int]:
+        """Frames that serve as source views of the validity check: the first, the ``count - 1`` latest
+        and the ``nearest`` earlier frames whose cameras come closest to one of ``targets`` (``path`` holds
+        the cameras of every frame made so far), so that a path returning to a place finds what was made there."""
         n = len(self.frames)
-        return [0] + list(range(max(1, n - (count - 1)), n))
+        chosen = [0] + list(range(max(1, n - (count - 1)), n))
+        if nearest <= 0 or path is None or targets is None:
+            return chosen
+        rest = torch.tensor([i for i in range(n) if i not in chosen], dtype=torch.long)
+        if not len(rest):
+            return chosen
+        d = pose_distance(path[rest], targets, scale).amin(1)  # [R]
+        near = rest[torch.argsort(d, stable=True)[:nearest]]
+        return sorted(chosen + near.tolist())
+
+
+def pose_distance(a: Cameras, b: Cameras, scale: float) -> Tensor:
+    """``[A, B]``: distance between the camera centres over ``scale`` plus ``1 - cos`` of the angle between
+    the viewing directions (two cameras that see the same part of a scene score near 0)."""
+    ca, cb = a.c2w[:, :3, 3].double(), b.c2w[:, :3, 3].double()
+    za, zb = a.c2w[:, :3, 2].double(), b.c2w[:, :3, 2].double()
+    return torch.cdist(ca, cb) / scale + 1 - za @ zb.T
 
 
 def save_state(folder: Path, state: ExploreState) -> None:

@@ -19,7 +19,12 @@ context frame stays clean (SEED_SYSTEMS.md §8.5). This task trains exactly thos
   with :func:`vdm3d.geometry.validity.latent_validity`, as at inference.
 
 The weights start from the shipped ``video`` model and are saved under a new name (``explore``), so
-no other job's outputs change.
+no other job's outputs change; they are stored in float16 (half the bytes, loaded back as float32).
+
+The shipped weights were trained for the job's default regime, where the valid tokens are nearly clean
+(strengths 0.1-0.3: the job pastes the valid render back, so revising it gains nothing) and the holes
+start from full noise; with ``--mean-steps 1`` the job then uses the model's x0 prediction at the first,
+highest noise level (the posterior mean of the holes given the valid tokens) instead of sampling.
 """
 
 from __future__ import annotations
@@ -160,6 +165,7 @@ def train_explore(out: Path, init: Path | None = None, rooms: RoomSetConfig = Ro
         resume: continue a stopped run from its checkpoint.
         overwrite: replace an existing ``out``.
     """
+    import copy
     import time
 
     from vdm3d.io.runs import RunFolder
@@ -185,8 +191,9 @@ def train_explore(out: Path, init: Path | None = None, rooms: RoomSetConfig = Ro
 
         summary = train(net, step, loop, run.checkpoint_dir, resume=run.resuming)
         backbone.denoiser = net
-        data = {"init": str(init), "rooms": dataclasses.asdict(rooms), "task": dataclasses.asdict(task)}
-        save_model(run.path, name, "video", net, card(summary, data, loop.seed, {}, start),
+        data = {"init": str(init), "rooms": dataclasses.asdict(rooms), "task": dataclasses.asdict(task),
+                "stored": "float16"}
+        save_model(run.path, name, "video", copy.deepcopy(net).half(), card(summary, data, loop.seed, {}, start),
                    extra={"vae": meta.get("vae", "vae"), "resolution": [res, res], "frames": meta.get("frames", 8)})
         run.record(steps=summary["steps"], init=str(init))
     print(f"explore model in {out}/{name}.json (measure it with `vdm3d eval explore`)")
