@@ -8,14 +8,16 @@ held-out views at full size and scores them exactly as ``vdm3d fit`` does
 evaluations are not counted), so a busy machine does not inflate it; one thread by default, so on
 two idle cores the wall-clock time is at most the CPU time.
 
-``--steps`` longer than the default 3000 stretches the schedule with it (densification stop, SH
-warm-up), everything else stays the default. The run checkpoints at every evaluation into
-``--out`` and continues from there when started again with the same arguments (``--resume``), so it
-can run niced in the background for as long as the machine allows.
+``--steps`` other than the default stretches or shrinks the schedule with it (densification stop,
+SH warm-up), everything else stays the default (``--max-gaussians`` changes the budget). The run
+checkpoints at every evaluation into ``--out`` and continues from there when started again with the
+same arguments (``--resume``), so it can run niced in the background for as long as the machine
+allows.
 
-    .venv/bin/python benchmarks/fit_curve.py                               # the default 3000 steps
-    nice -n 19 .venv/bin/python benchmarks/fit_curve.py --steps 12000 --out runs/bench/fern_curve_12k
-    .venv/bin/python benchmarks/fit_curve.py --out runs/bench/fern_curve_12k --steps 12000 --resume --plot docs/fern_curve.png
+    nice -n 10 .venv/bin/python benchmarks/fit_curve.py --eval-every 1000 --out runs/bench/fern_12k_100k
+    .venv/bin/python benchmarks/fit_curve.py --eval-every 1000 --out runs/bench/fern_12k_100k --resume \
+        --plot docs/fern_curve.png                                       # the table and the plot
+    .venv/bin/python benchmarks/fit_curve.py --steps 3000 --max-gaussians 40000   # the earlier default
 """
 
 from __future__ import annotations
@@ -28,15 +30,16 @@ import time
 from pathlib import Path
 
 FERN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "llff_fern"
-DEFAULT_STEPS = 3000
 
 
-def stretched_config(steps: int, backend: str):
-    """The ``vdm3d fit`` defaults with the step-dependent parts of the schedule scaled to ``steps``."""
+def stretched_config(steps: int, backend: str, max_gaussians: int | None = None):
+    """The ``vdm3d fit`` defaults with the step-dependent parts of the schedule scaled to ``steps``
+    (and, when given, another Gaussian budget)."""
     from vdm3d.jobs.fit import CPU_FIT
 
-    k = steps / DEFAULT_STEPS
-    densify = dataclasses.replace(CPU_FIT.densify, refine_stop=round(CPU_FIT.densify.refine_stop * k))
+    k = steps / CPU_FIT.steps
+    densify = dataclasses.replace(CPU_FIT.densify, refine_stop=round(CPU_FIT.densify.refine_stop * k),
+                                  max_gaussians=max_gaussians or CPU_FIT.densify.max_gaussians)
     return dataclasses.replace(CPU_FIT, steps=steps, sh_warmup_every=round(CPU_FIT.sh_warmup_every * k),
                                densify=densify, backend=backend, checkpoint_every=0)
 
@@ -56,7 +59,7 @@ def run(args: argparse.Namespace) -> list[dict]:
 
     threads.set_threads(args.threads)
     scene = read_scene(FERN, Split())
-    config = stretched_config(args.steps, args.backend)
+    config = stretched_config(args.steps, args.backend, args.max_gaussians)
     config = dataclasses.replace(config, checkpoint_every=args.eval_every)
     ckpt, curve = args.out / "checkpoint", args.out / "curve.jsonl"
     state, rows = None, []
@@ -97,20 +100,26 @@ def run(args: argparse.Namespace) -> list[dict]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    p.add_argument("--steps", type=int, default=None, help="default: vdm3d fit's")
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--backend", default="auto")
+    p.add_argument("--max-gaussians", type=int, default=None, help="Gaussian budget (default: vdm3d fit's)")
     p.add_argument("--out", type=Path, default=Path("runs/bench/fern_curve"))
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--plot", type=Path, default=None, help="also draw the curve into this PNG")
     p.add_argument("--also", nargs="*", default=[], metavar="LABEL=CURVE.jsonl",
                    help="more curves (an earlier run's curve.jsonl) to draw beside this one")
     args = p.parse_args()
+    if args.steps is None:
+        from vdm3d.jobs.fit import CPU_FIT
+
+        args.steps = CPU_FIT.steps
     if not FERN.exists():
         sys.exit(f"benchmarks/fit_curve.py: {FERN} is missing; it needs the shared LLFF fern scene.")
     rows = run(args)
-    print(f"fern, vdm3d fit defaults, {args.steps} steps, threads={args.threads}, backend={args.backend}; "
+    budget = f", at most {args.max_gaussians} Gaussians" if args.max_gaussians else ""
+    print(f"fern, vdm3d fit defaults, {args.steps} steps{budget}, threads={args.threads}, backend={args.backend}; "
           "held-out views 0, 8, 16 at 504x378")
     print("| step | fit CPU s | held-out PSNR dB | SSIM | Gaussians |\n|---|---|---|---|---|")
     for r in rows:
@@ -126,7 +135,8 @@ def plot(rows: list[dict], args: argparse.Namespace) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=110)
-    ax.plot([r["cpu"] for r in rows], [r["psnr"] for r in rows], "o-", label=f"vdm3d fit, {args.steps} steps")
+    ax.plot([r["cpu"] for r in rows], [r["psnr"] for r in rows], "o-", label=f"vdm3d fit, {args.steps} steps"
+            + (f", {args.max_gaussians // 1000}k Gaussians" if args.max_gaussians else ""))
     for item in args.also:
         label, _, path = item.partition("=")
         more = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]

@@ -61,4 +61,11 @@ def test_summarize_and_table():
     assert means["job"] == {"novel_psnr": 21.0, "chamfer": pytest.approx(0.03)}
     assert means["input-only"]["chamfer"] == pytest.approx(0.15)
     text = table(means, 2, "tiny")
-    assert "| vdm3d object (tiny) | 21.00 | - | - | 0.0300 | - |" in text and "2 cases" in text
+    assert "| vdm3d object (tiny) | 21.00 | - | - | - | 0.0300 | - |" in text and "2 cases" in text
+
+
+def test_option_rows_come_after_the_job_and_before_the_baselines():
+    rows = [{"case": "a", "job": {"novel_psnr": 20.0}, "input-only": {"novel_psnr": 10.0},
+             "job+illumination": {"novel_psnr": 21.0}, "orbit-frames": {"chamfer": 0.1}}]
+    assert list(summarize(rows)) == ["job", "job+illumination", "input-only", "orbit-frames"]
+    assert "| vdm3d object (tiny) + illumination | 21.00 |" in table(summarize(rows), 1, "tiny")

@@ -23,3 +23,20 @@ def test_eval_scores_every_method_and_fusion_removes_flicker(tmp_path):
     results = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert results["arcs"] == [[0, 3], [3, 6], [6, 7]]
     assert (tmp_path / "eval" / "strip.png").is_file() and (tmp_path / "eval" / "table.md").is_file()
+
+
+def test_paired_comparison_counts_per_case_wins():
+    from vdm3d.eval.stylize import paired, paired_table
+
+    def case(job, base):
+        baselines = ("warp-anchors", "per-frame", "fresh-noise")
+        return {"job": {"psnr": job[0], "warp_err": job[1]},
+                **{b: {"psnr": base[0], "warp_err": base[1]} for b in baselines}}
+
+    pairs = paired({"a": case((15.0, 0.008), (14.5, 0.010)), "b": case((16.0, 0.012), (16.2, 0.010))})
+    p = pairs["fresh-noise"]
+    assert p["psnr_gain"] == pytest.approx(0.15) and p["psnr_gain_min"] == pytest.approx(-0.2)
+    assert p["psnr_wins"] == 1 and p["warp_wins"] == 1 and p["cases"] == 2
+    assert p["warp_change"] == pytest.approx(0.0) and p["warp_change_max"] == pytest.approx(0.2)
+    row = "| fresh-noise | +0.150 (-0.20..+0.50) | 1/2 | +0.0% (-20.0%..+20.0%) | 1/2 |"
+    assert row in paired_table(pairs)

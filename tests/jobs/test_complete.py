@@ -116,7 +116,15 @@ def test_complete_room_end_to_end_and_resume(room, tmp_path, monkeypatch):
     assert json.loads(planned[0].read_text())["format"] == "vdm3d.trajectory"
     assert not (out / "checkpoints").exists()
 
-    # a crash in the second generation keeps the checkpoints; --resume gives the same splats
+    # with points added to the holes from each clip (they join the running fit) ...
+    holes = dataclasses.replace(_config(room, out).distill, hole_points=True, hole_point_share=0.5)
+    added = []
+    real_points = job.hole_points
+    monkeypatch.setattr(job, "hole_points", lambda *a, **kw: added.append(real_points(*a, **kw)) or added[-1])
+    result = job.run_complete(_config(room, tmp_path / "holes", split=Split(num_train_views=3), distill=holes))
+    assert len(added) == 2 and all(g is not None and len(g) > 0 for g in added)  # one batch per clip
+
+    # ... a crash in the second generation keeps the checkpoints; --resume gives the same splats
     calls = {"n": 0}
     real = job.generate_clip
 
@@ -129,11 +137,11 @@ def test_complete_room_end_to_end_and_resume(room, tmp_path, monkeypatch):
     monkeypatch.setattr(job, "generate_clip", flaky)
     out2 = tmp_path / "run2"
     with pytest.raises(RuntimeError):
-        job.run_complete(_config(room, out2, split=Split(num_train_views=3)))
+        job.run_complete(_config(room, out2, split=Split(num_train_views=3), distill=holes))
     partial = tmp_path / ".run2.partial"
     assert (partial / "checkpoints" / "clips" / "000.safetensors").is_file()
     assert (partial / "baseline.ply").is_file()
-    resumed = job.run_complete(_config(room, out2, resume=out2, split=Split(num_train_views=3)))
+    resumed = job.run_complete(_config(room, out2, resume=out2, split=Split(num_train_views=3), distill=holes))
     assert calls["n"] == 3  # only the missing clip was generated again
     for f in dataclasses.fields(Gaussians):
         assert torch.equal(getattr(resumed.gaussians, f.name), getattr(result.gaussians, f.name)), f.name

@@ -66,7 +66,7 @@ def test_oracle_orbit_reconstructs_the_object(object_image, tmp_path):
     result = run_object(config, source=OracleOrbit(scene), progress=None)
     out = tmp_path / "run"
     for name in ("input.png", "orbit.mp4", "orbit/000.png", "cameras/transforms.json", "cameras/orbit.json",
-                 "splats.ply", "mesh.glb", "mesh.obj", "turntable.mp4", "manifest.json"):
+                 "splats.ply", "mesh.glb", "mesh.obj", "turntable.mp4", "turntable.png", "manifest.json"):
         assert (out / name).is_file(), name
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["perceptual"] in ("ms-ssim", "lpips-alex") and manifest["backbone"] == "oracle"

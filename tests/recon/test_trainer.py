@@ -155,6 +155,24 @@ def test_between_steps_swaps_the_pool_and_extra_terms_are_optimized():
     assert float(pulled.means.norm(dim=-1).mean()) < float(init.means.norm(dim=-1).mean()) - 1e-3
 
 
+def test_grow_appends_gaussians_that_then_learn_with_fresh_moments():
+    views = _views(_cameras(2))
+    cfg = dataclasses.replace(FAST, steps=6, densify=DensifyPolicy(refine_start=10**6))
+    init = _init(40)
+    extra = _truth()[:7]
+    seen = {}
+
+    def grow(step, gaussians):
+        seen[step] = len(gaussians)
+        return extra if step == 2 else None
+
+    out = fit_gaussians(views, init, cfg, grow=grow)
+    assert seen == {0: 40, 1: 40, 2: 40, 3: 47, 4: 47, 5: 47} and len(out) == 47
+    # the appended Gaussians were optimized from where they were put (their sh degree matched the fit's)
+    moved = (out.means[40:] - extra.means).norm(dim=-1)
+    assert float(moved.max()) > 0 and float(moved.max()) < 0.1
+
+
 def test_a_signal_dropped_by_c_code_ends_the_fit_at_the_next_step(monkeypatch):
     # The CLI's handler remembers the signal; if its exception was raised inside a C callback (numba
     # compiling) and dropped, the loop must still stop instead of running all its steps.

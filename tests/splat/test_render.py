@@ -232,3 +232,20 @@ def test_compiled_projection_matches_torch_projection():
     assert g_fast["sh"][:, 9:].abs().max() == 0 and g_fast["sh"][:, :9].abs().max() > 0
     for k, v in g_ref.items():
         torch.testing.assert_close(g_fast[k], v, atol=1e-4 * max(1.0, float(v.abs().max())), rtol=1e-3, msg=k)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compiled_depth_order_is_torch_stable_sort(dtype):
+    # The compiled binning orders the visible Gaussians by a radix sort on the depths' bit patterns;
+    # it must give torch's stable argsort, ties in index order (the order torch_ref blends in).
+    gen = torch.Generator().manual_seed(11)
+    depths = torch.rand(3000, generator=gen, dtype=dtype) * 50 + 0.01
+    depths[::7] = depths[3]  # many exact ties
+    depths[1::11] = 0.01  # the near plane itself
+    visible = torch.rand(3000, generator=gen) < 0.6
+    vis = visible.nonzero().squeeze(1)
+    expected = vis[torch.argsort(depths[vis], stable=True)]
+    bits = depths.numpy().view("u4" if dtype == torch.float32 else "u8")
+    order = compiled._depth_order(bits, visible.numpy())
+    assert torch.equal(torch.from_numpy(order), expected)
+    assert compiled._depth_order(bits, torch.zeros(3000, dtype=torch.bool).numpy()).shape == (0,)

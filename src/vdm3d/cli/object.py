@@ -52,5 +52,5 @@ def main(argv, prog: str = "vdm3d object"):
     config = cli(ObjectConfig, argv, prog, default=choose_preset(argv),
                  description=f"{HELP}. Presets (--preset): {presets}.", examples=EXAMPLES, memory=True)
     result = run_object(config, progress=StageLog())  # elapsed time, and an ETA for the fitting steps
-    print(f"results: {result.out}/ (orbit.mp4, splats.ply, mesh.glb, mesh.obj, turntable.mp4, cameras/, manifest.json)")
+    print(f"results: {result.out}/ (orbit.mp4, splats.ply, mesh.glb, mesh.obj, turntable.mp4/.png, cameras/, manifest.json)")
     return 0

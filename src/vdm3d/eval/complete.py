@@ -90,7 +90,7 @@ def evaluate_scene(data: Path, config: Any, backbone: Any, methods: tuple[str, .
                    log=print, v3d_model: Any = None, truth=None) -> dict[str, Any]:
     """Fit one baseline, then every method from it; returns ``{method: held-out means}`` and timings
     (and, for ``v3d`` with ``truth``, the COLMAP points of its frames under ``colmap``)."""
-    from vdm3d.jobs.complete import evaluate, initialize, load_scene, plan
+    from vdm3d.jobs.complete import evaluate, hole_filler, initialize, load_scene, plan
     from vdm3d.jobs.complete_distill import distill
     from vdm3d.jobs.complete_generate import generate_clip
     from vdm3d.recon.trainer import fit_gaussians
@@ -127,7 +127,8 @@ def evaluate_scene(data: Path, config: Any, backbone: Any, methods: tuple[str, .
             def generate(k, view, path, gen_cfg=gen_cfg):
                 return generate_clip(backbone, baseline, scene.train.images[view], path, gen_cfg,
                                      seed=config.seed * 1000 + k)[0]
-            g, _ = distill(scene.train, baseline, paths, generate, cfg.distill, seed=config.seed)
+            g, _ = distill(scene.train, baseline, paths, generate, cfg.distill, seed=config.seed,
+                           add_points=hole_filler(baseline, cfg))
         out[method] = evaluate(g, scene)[0]["test"]["mean"]
         out["seconds"][method] = round(time.time() - t, 1)
         log(f"  {data.name}: {method} {out[method]} ({out['seconds'][method]} s)")

@@ -63,6 +63,22 @@ HELDOUT_SEED = 1_500_000
 DEFAULT_MESHES = ("spot/spot_triangulated.obj:spot/spot_texture.png", "bob/bob_tri.obj", "duck/Duck.glb")
 
 
+#: ``--options``: name -> object-job settings changed for that row
+OPTIONS: dict[str, dict] = {
+    "illumination": {"illumination": True},
+    "depth-prior": {"depth_prior": 0.1},
+    "normal-prior": {"normal_prior": 0.05},
+    "estimator-prior": {"estimator_prior": 0.05},
+    "priors": {"depth_prior": 0.1, "normal_prior": 0.05, "estimator_prior": 0.05},
+    "uv": {"texture": "uv", "texture_size": 256},
+    "texture-refine": {"texture": "uv", "texture_size": 256, "texture_refine_steps": 100},
+    "proxy": {"proxy_maps": True},
+    "steps-1": {"steps": 1},
+    "steps-2": {"steps": 2},
+    "frames-9": {"frames": 9},
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class EvalObjectConfig:
     """Score `vdm3d object` on held-out objects with ground truth."""
@@ -100,6 +116,11 @@ class EvalObjectConfig:
     every --source and --backbone on the same cases)"""
     orbit_frames: bool = True
     """score the orbit frames themselves and their visual hull (cheap)"""
+    options: tuple[str, ...] = ()
+    """also run the job with each of these options on the same cases, one row each: illumination,
+    depth-prior, normal-prior, estimator-prior, priors, uv, texture-refine, proxy, steps-1, steps-2, frames-9
+    (mesh PSNR renders the
+    job's mesh, unlit, at the novel cameras)"""
     keep_runs: bool = False
     """keep each case's job run folder under out/cases"""
     overwrite: bool = False
@@ -195,11 +216,20 @@ def run_case(case: dict, config: EvalObjectConfig, job_config: ObjectConfig, fol
     gt_novel = render_buffers(scene, novel, background=(1.0, 1.0, 1.0)).rgb
     gt_orbit = render_buffers(scene, result.orbit.cameras, background=(1.0, 1.0, 1.0)).rgb
     generated = [i for i, o in enumerate(result.orbit.origin) if o == "generated"]
-    scores = {"case": name, "job": {
-        **{f"novel_{k}": v for k, v in image_scores(render_views(result.gaussians, novel, background=1.0).images, gt_novel).items()},
-        "orbit_psnr": image_scores(render_views(result.gaussians, result.orbit.cameras[torch.tensor(generated)], background=1.0).images,
-                                   gt_orbit[generated])["psnr"],
-        **_geometry(mesh_distance(result.mesh, truth, config.tau))}}
+
+    def job_scores(r: job.ObjectResult) -> dict[str, float]:
+        mine = [i for i, o in enumerate(r.orbit.origin) if o == "generated"]  # an option may change the orbit
+        cams = r.orbit.cameras[torch.tensor(mine)]
+        truth_orbit = gt_orbit[mine] if r.orbit is result.orbit else render_buffers(scene, cams, background=(1.0, 1.0, 1.0)).rgb
+        return {**{f"novel_{k}": v for k, v in image_scores(render_views(r.gaussians, novel, background=1.0).images, gt_novel).items()},
+                "orbit_psnr": image_scores(render_views(r.gaussians, cams, background=1.0).images, truth_orbit)["psnr"],
+                "mesh_psnr": image_scores(mesh_renders(r.mesh, novel), gt_novel)["psnr"],
+                **_geometry(mesh_distance(r.mesh, truth, config.tau))}
+
+    scores = {"case": name, "job": job_scores(result)}
+    for option in config.options:
+        run = job.run_object(dataclasses.replace(cfg, **OPTIONS[option]), source=source, progress=None)
+        scores[f"job+{option}"] = job_scores(run)
     if config.input_only:
         perceptual, _ = make_perceptual(cfg.perceptual)
         g = input_only_baseline(cfg, result.orbit, perceptual)
@@ -220,18 +250,33 @@ def run_case(case: dict, config: EvalObjectConfig, job_config: ObjectConfig, fol
     return scores
 
 
+def mesh_renders(mesh: trimesh.Trimesh, cameras: Cameras) -> torch.Tensor:
+    """The job's mesh with its own colours (vertex colours or UV texture), unlit, on white."""
+    from vdm3d.geometry.mesh_scene import MeshScene
+    from vdm3d.geometry.texture_refine import UNLIT
+
+    return render_buffers(MeshScene.from_trimesh(mesh, light=UNLIT), cameras, background=(1.0, 1.0, 1.0)).rgb
+
+
 def _geometry(d: SurfaceDistance) -> dict[str, float]:
     return {"chamfer": d.chamfer, "fscore": d.fscore}
 
 
 METHODS = ("job", "input-only", "orbit-frames")
-COLUMNS = ("novel_psnr", "novel_ssim", "orbit_psnr", "chamfer", "fscore")
+COLUMNS = ("novel_psnr", "novel_ssim", "orbit_psnr", "mesh_psnr", "chamfer", "fscore")
+
+
+def methods_of(rows: list[dict]) -> list[str]:
+    """The methods scored in ``rows``: the job, its option rows, then the baselines."""
+    seen = [m for r in rows for m in r if m != "case"]
+    options = sorted({m for m in seen if m.startswith("job+")}, key=seen.index)
+    return [m for m in ("job", *options, "input-only", "orbit-frames") if m in seen]
 
 
 def summarize(rows: list[dict]) -> dict[str, dict[str, float]]:
     """Mean of every score per method over the cases that have it."""
     out: dict[str, dict[str, float]] = {}
-    for m in METHODS:
+    for m in methods_of(rows):
         for c in COLUMNS:
             vals = [r[m][c] for r in rows if m in r and c in r[m]]
             if vals:
@@ -241,10 +286,11 @@ def summarize(rows: list[dict]) -> dict[str, dict[str, float]]:
 
 def table(means: dict[str, dict[str, float]], cases: int, label: str) -> str:
     """A markdown table of the means (higher is better except Chamfer)."""
-    head = "| method | novel PSNR (dB) | novel SSIM | orbit-camera PSNR (dB) | Chamfer | F-score |"
-    lines = [head, "|---|---|---|---|---|---|"]
+    head = "| method | novel PSNR (dB) | novel SSIM | orbit-camera PSNR (dB) | mesh PSNR (dB) | Chamfer | F-score |"
+    lines = [head, "|---|---|---|---|---|---|---|"]
     names = {"job": f"vdm3d object ({label})", "input-only": "Gaussians fitted to the input view only",
-             "orbit-frames": "orbit frames, no reconstruction (visual hull)"}
+             "orbit-frames": "orbit frames, no reconstruction (visual hull)",
+             **{f"job+{o}": f"vdm3d object ({label}) + {o}" for o in OPTIONS}}
     for m, vals in means.items():
         cells = [f"{vals[c]:.4f}" if c in ("chamfer", "fscore", "novel_ssim") and c in vals else
                  (f"{vals[c]:.2f}" if c in vals else "-") for c in COLUMNS]
@@ -261,6 +307,9 @@ def eval_object(config: EvalObjectConfig) -> dict:
     overrides = {"backbone": config.backbone, "steps": config.steps, "guidance_scale": config.guidance_scale,
                  "radius": config.radius}
     job_config = dataclasses.replace(job_config, **{k: v for k, v in overrides.items() if v is not None})
+    unknown = [o for o in config.options if o not in OPTIONS]
+    if unknown:
+        raise InputError(f"--options {' '.join(unknown)}: unknown; choose from {', '.join(OPTIONS)}.")
     cases = load_cases(config)
     if not cases:
         raise InputError("no evaluation cases: pass --procedural N or --manifest FILE.")
@@ -270,7 +319,7 @@ def eval_object(config: EvalObjectConfig) -> dict:
             rows.append(run_case(case, config, job_config, run.path / "cases"))
             say(f"[{i + 1}/{len(cases)}] {rows[-1]['case']}: " +
                   ", ".join(f"{m} {rows[-1][m].get('novel_psnr', float('nan')):.2f} dB / CD {rows[-1][m]['chamfer']:.4f}"
-                            for m in METHODS if m in rows[-1]))
+                            for m in methods_of(rows[-1:])))
         means = summarize(rows)
         label = config.backbone or job_config.backbone if config.source == "backbone" else "oracle orbit"
         text = table(means, len(rows), label)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Callable, Literal
 
 import numpy as np
 import torch
@@ -137,6 +137,36 @@ def table(means: dict[str, dict[str, float]]) -> str:
     return "\n".join(rows)
 
 
+BASELINES = ("warp-anchors", "per-frame", "fresh-noise")
+
+
+def paired(per_case: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """The job against each baseline case by case (all methods share a case's anchors or seeds): the mean,
+    smallest and largest per-case PSNR gain (dB, job minus baseline) and relative warp-error change
+    (job / baseline - 1), and the cases the job wins in each."""
+    out = {}
+    for base in BASELINES:
+        gain = np.array([c["job"]["psnr"] - c[base]["psnr"] for c in per_case.values()])
+        warp = np.array([c["job"]["warp_err"] / c[base]["warp_err"] - 1 for c in per_case.values()])
+        out[base] = {"psnr_gain": float(gain.mean()), "psnr_gain_min": float(gain.min()),
+                     "psnr_gain_max": float(gain.max()), "psnr_wins": int((gain > 0).sum()),
+                     "warp_change": float(warp.mean()), "warp_change_min": float(warp.min()),
+                     "warp_change_max": float(warp.max()), "warp_wins": int((warp < 0).sum()),
+                     "cases": len(gain)}
+    return out
+
+
+def paired_table(pairs: dict[str, dict[str, float]]) -> str:
+    rows = ["| job vs | PSNR gain, mean (min..max) dB | cases won | warp error change, mean (min..max) "
+            "| cases won |", "|---|---|---|---|---|"]
+    for base, p in pairs.items():
+        gain = f"{p['psnr_gain']:+.3f} ({p['psnr_gain_min']:+.2f}..{p['psnr_gain_max']:+.2f})"
+        warp = f"{p['warp_change']:+.1%} ({p['warp_change_min']:+.1%}..{p['warp_change_max']:+.1%})"
+        won = f"{p['psnr_wins']}/{p['cases']}", f"{p['warp_wins']}/{p['cases']}"
+        rows.append(f"| {base} | {gain} | {won[0]} | {warp} | {won[1]} |")
+    return "\n".join(rows)
+
+
 def stylize(out: Path = Path("runs/eval_stylize"), procedural: Annotated[int, Range(1)] = 10,
             frames: Annotated[int, Range(1)] = 24, resolution: Annotated[int, Range(8)] = 64,
             meshes: tuple[str, ...] = DEFAULT_MESHES, mesh_root: Path = Path("../shared/data/meshes"),
@@ -202,11 +232,12 @@ def stylize(out: Path = Path("runs/eval_stylize"), procedural: Annotated[int, Ra
         names = list(METHODS) + ["ground-truth"]
         means = {n: {k: float(np.mean([c[n][k] for c in per_case.values()])) for k in METRICS
                      if k in next(iter(per_case.values()))[n]} for n in names}
-        text = table(means)
+        pairs = paired(per_case)
+        text = table(means) + "\n\n" + paired_table(pairs)
         print(text)
         (run.path / "table.md").write_text(text + "\n")
-        atomic_write_json(run.path / "results.json", {"cases": per_case, "means": means, "frames": frames,
-                                                      "arcs": arcs(frames, arc_frames)})
+        atomic_write_json(run.path / "results.json", {"cases": per_case, "means": means, "paired": pairs,
+                                                      "frames": frames, "arcs": arcs(frames, arc_frames)})
         run.record(cases=[c.name for c in cases], means=means)
     if record and split == "heldout":
         record_in_cards((anchor_model, inbetween_model), means, len(cases), frames, steps)
@@ -230,4 +261,80 @@ def record_in_cards(models: tuple[str, ...], means: dict, cases: int, frames: in
         atomic_write_json(path, meta)
 
 
-COMMANDS = {"stylize": stylize}
+NOISES = ("fresh", "warped", "mixed")
+
+
+def denoising_errors(denoise: Callable[[Tensor, Tensor], Tensor], x0: Float[Tensor, "B F C h w"],
+                     warped: Float[Tensor, "B F C h w"], sigmas: tuple[float, ...],
+                     generator: torch.Generator, alpha: float = 0.5) -> dict[float, dict[str, float]]:
+    """Mean squared error of ``denoise(x0 + sigma * eps, sigma)`` against ``x0`` on the inner frames (the
+    first and last frame, the keyframes, are left out), for fresh ``eps``, the flow-``warped`` noise, and
+    the two ``mixed`` like the job (``alpha``), with the same ``x0`` and conditions. Lower with warped
+    than with fresh noise means the denoiser gets information from noise that moves with the geometry
+    (it can read each frame's noise off the keyframes); higher means it loses the independent looks
+    at a surface that fresh noise gives every frame."""
+    fresh = torch.randn(x0.shape, generator=generator)
+    eps = {"fresh": fresh, "warped": warped,
+           "mixed": (alpha * fresh + (1 - alpha) * warped) / (alpha ** 2 + (1 - alpha) ** 2) ** 0.5}
+    out: dict[float, dict[str, float]] = {}
+    with torch.no_grad():
+        for s in sigmas:
+            sigma = torch.full(x0.shape[:2], float(s))
+            out[s] = {k: float(((denoise(x0 + s * e, sigma) - x0) ** 2)[:, 1:-1].mean())
+                      for k, e in eps.items()}
+    return out
+
+
+def stylize_noise(model: str = "stylize_inbetween", checkpoint: Path | None = None,
+                  objects: Annotated[int, Range(1)] = 16, rooms: Annotated[int, Range(0)] = 8,
+                  sigmas: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0, 30.0),
+                  split: Literal["val", "heldout"] = "val", seed: int = 0) -> dict:
+    """Does the inbetweening model get information from flow-warped noise? Its denoising error on
+    validation paths (8 frames, every condition given: keyframes, edges, the start keyframe warped
+    into every frame, cameras) with fresh, warped and mixed noise at each noise level.
+
+    Args:
+        model: an embedded inbetweening model (`vdm3d models`).
+        checkpoint: a training run folder (its ``checkpoints/state.safetensors``): score its EMA weights
+            instead of the shipped ones (``model`` gives the architecture and VAE).
+        objects: validation objects on orbit arcs.
+        rooms: validation rooms on walks.
+        sigmas: noise levels.
+        split: val (for choosing settings) or heldout.
+        seed: seed of the fresh noise and the condition draw.
+    """
+    from safetensors.torch import load_file
+
+    from vdm3d.models.tiny import WEIGHTS_DIR
+    from vdm3d.models.tiny.backbone import TinyVideoBackbone
+    from vdm3d.train.run import load_fine_tune_init
+    from vdm3d.train.stylize import StylizeSetConfig, StylizeTaskConfig, StylizeTasks, load_or_build_stylize
+
+    from vdm3d.errors import InputError
+
+    state_file = Path(checkpoint) / "checkpoints" / "state.safetensors" if checkpoint is not None else None
+    if state_file is not None and not state_file.is_file():
+        raise InputError(path=checkpoint, problem="has no checkpoints/state.safetensors",
+                         fix="give the folder of a `vdm3d train stylize` run (its --out) that wrote a "
+                         "checkpoint")
+    data = load_or_build_stylize(StylizeSetConfig(objects=objects, rooms=rooms, split=split))
+    net, _, vae = load_fine_tune_init(WEIGHTS_DIR / f"{model}.json")
+    if state_file is not None:
+        state = load_file(str(state_file))
+        net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("ema.")})
+    net.eval()
+    backbone = TinyVideoBackbone(vae, net, resolution=data["rgb"].shape[-3:-1], frames=data["rgb"].shape[1])
+    every = StylizeTaskConfig(slot_drop=0.0, warp_prob=1.0, fresh_noise_prob=0.0)
+    x0, cond, (warped, _) = StylizeTasks(backbone, data, every).inbetween(np.random.default_rng(seed), "cpu",
+                                                                          index=np.arange(len(data["rgb"])))
+    errors = denoising_errors(lambda x, s: backbone.denoise(x, s, cond), x0, warped, sigmas,
+                              torch.Generator().manual_seed(seed))
+    rows = ["| sigma | fresh | warped | mixed (alpha 0.5) | warped / fresh |", "|---|---|---|---|---|"]
+    rows += [f"| {s:g} | {e['fresh']:.5f} | {e['warped']:.5f} | {e['mixed']:.5f} | "
+             f"{e['warped'] / e['fresh']:.3f} |" for s, e in errors.items()]
+    print(f"{model}{f' ({checkpoint})' if checkpoint else ''}: denoising error on the inner frames of "
+          f"{len(data['rgb'])} {split} paths\n" + "\n".join(rows))
+    return {str(s): e for s, e in errors.items()}
+
+
+COMMANDS = {"stylize": stylize, "stylize-noise": stylize_noise}

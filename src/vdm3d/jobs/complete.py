@@ -50,6 +50,7 @@ from vdm3d.options import Range
 from vdm3d.recon.checkpoint import load_state, save_state
 from vdm3d.recon.depth_points import points_from_depths
 from vdm3d.recon.evaluate import score_views
+from vdm3d.recon.hole_points import hole_points
 from vdm3d.recon.render import render_views
 from vdm3d.recon.init import init_from_points, init_random
 from vdm3d.recon.planning import PlanConfig, fixed_orbit, plan_paths
@@ -57,6 +58,7 @@ from vdm3d.recon.trainer import FitConfig, FitProgress, fit_gaussians
 from vdm3d.splat.gaussians import Gaussians
 from vdm3d.splat.ply import load_ply, save_ply
 from vdm3d.splat.strategy import DensifyPolicy
+from vdm3d.views import Views
 
 #: the baseline for small images on 2 CPU cores (procedural rooms at 64 px, fern at 1/4 or 1/8)
 CPU_BASELINE = FitConfig(
@@ -88,6 +90,9 @@ class CompleteConfig:
     split: Annotated[Split, tyro.conf.OmitArgPrefixes] = Split(num_train_views=3)
     backbone: str = "tiny-video"
     """Video backbone (vdm3d models list): the embedded render-conditioned model, or a hub adapter."""
+    depth: str = "tiny-depth"
+    """Depth estimator for the points that clips add to the baseline's holes with `--distill.hole-points`:
+    tiny-depth or a hub one (`vdm3d models list`); used up to scale, aligned to the baseline's depth."""
     paths: Literal["planned", "orbit"] = "planned"
     """Hole-driven planned paths, or a fixed left/right orbit per view (ablation)."""
     baseline: Annotated[FitConfig, tyro.conf.arg(prefix_name=False, name="baseline")] = CPU_BASELINE
@@ -174,6 +179,25 @@ def plan(baseline: Gaussians, scene: Scene, config: CompleteConfig, frames: int)
     return paths
 
 
+def hole_filler(baseline: Gaussians, config: CompleteConfig) -> Callable[[int, Views], Gaussians | None] | None:
+    """``(k, clip) -> Gaussians``: points for the baseline's holes from clip ``k``'s frames (None when
+    ``distill.hole_points`` is off)."""
+    if not config.distill.hole_points:
+        return None
+    from vdm3d.models.depth import relative_depth
+    from vdm3d.models.registry import load_depth
+
+    estimator = load_depth(config.depth)
+
+    def fill(k: int, clip: Views) -> Gaussians | None:
+        rendered = render_views(baseline, clip.cameras)
+        return hole_points(clip, rendered, relative_depth(estimator, clip.images.float()),
+                           hole_alpha=config.plan.hole_alpha, opaque_alpha=config.generation.opaque_alpha,
+                           share=config.distill.hole_point_share,
+                           generator=torch.Generator().manual_seed(config.seed * 1000 + k))
+    return fill
+
+
 def clip_frames(backbone, config: CompleteConfig) -> int:
     """The backbone's clip length (the embedded model: 8 frames)."""
     frames = backbone.frames or 8
@@ -250,7 +274,7 @@ def run_complete(config: CompleteConfig, progress: Callable[[str, FitProgress], 
             return pseudo
 
         gaussians, timing = distill(scene.train, baseline, paths, generate, config.distill,
-                                    checkpoints=run, seed=config.seed,
+                                    add_points=hole_filler(baseline, config), checkpoints=run, seed=config.seed,
                                     progress=None if progress is None else (lambda p: progress("distill", p)))
         clock.lap("distill")
         clock.timings["distill"] -= timing.get("generate", 0.0)  # the clips it generated are timed on their own

@@ -2,7 +2,7 @@
 
 The job follows SV3D and V3D (SEED_SYSTEMS.md §1, §2) on the shared core::
 
-    image -> load_input -> generate_orbit -> carve -> fit -> [refine] -> extract_mesh -> export
+    image -> load_input -> generate_orbit -> carve -> fit -> [refine] -> extract_mesh -> [refine_texture] -> export
 
 * ``load_input``: the object's mask (alpha, or a plain background), recentred with a border,
   composited on white at the backbone's resolution (:mod:`vdm3d.io.foreground`).
@@ -15,13 +15,16 @@ The job follows SV3D and V3D (SEED_SYSTEMS.md §1, §2) on the shared core::
 * ``fit``: Gaussians fitted with V3D's loss ``(1 - SSIM) + w_p * perceptual + w_o * mean(opacity)``
   (``ssim_weight = 1``: no L1), the input view weighted ``input_weight`` times a generated one; the
   perceptual term is LPIPS when its weights are present, else 1 - MS-SSIM
-  (:mod:`vdm3d.recon.perceptual`); the manifest records which ran.
+  (:mod:`vdm3d.recon.perceptual`); the manifest records which ran. Options: SV3D's illumination model
+  (:mod:`vdm3d.recon.illumination`) and geometric priors (:mod:`vdm3d.recon.priors`).
 * ``refine`` (optional; the SV3D preset turns it on): masked score distillation with the backbone as
   a prior on random cameras, only where the orbit views see the surface badly
   (:mod:`vdm3d.jobs.object_refine`).
 * ``extract_mesh``: TSDF fusion of the splats' depth from ``mesh_views`` cameras along the orbit,
   marching cubes, small components removed, colours baked from the same renders (vertex colours, or
   a UV texture through xatlas) (:mod:`vdm3d.geometry.tsdf`, :mod:`vdm3d.geometry.texture`).
+* ``refine_texture`` (optional, with a UV texture): V3D's texture refinement against the orbit frames
+  (:mod:`vdm3d.geometry.texture_refine`).
 * ``export``: the run folder (see :func:`export`).
 
 World frame: z up, the object at the origin, the input camera at azimuth 0 on the orbit. The GLB and
@@ -48,6 +51,7 @@ from vdm3d.errors import ConfigError, InputError
 from vdm3d.geometry.carve import CarveResult, carve as carve_hull, grid_points, inside_hull
 from vdm3d.geometry.pixels import pixel_hits
 from vdm3d.geometry.texture import bake_uv_texture, bake_vertex_colors, export_mesh
+from vdm3d.geometry.texture_refine import TextureRefineConfig, refine_texture
 from vdm3d.geometry.tsdf import tsdf_mesh
 from vdm3d.io.foreground import Foreground, load_object_image, mask_from_background
 from vdm3d.io.images import write_image
@@ -61,7 +65,9 @@ from vdm3d.jobs.object_resume import gaussians_stage, orbit_stage
 from vdm3d.models.registry import load_backbone
 from vdm3d.models.tiny import DEFAULT_VIDEO
 from vdm3d.options import Range
+from vdm3d.recon.illumination import Illumination
 from vdm3d.recon.perceptual import make_perceptual
+from vdm3d.recon.priors import GeometryPriors
 from vdm3d.recon.render import render_views
 from vdm3d.recon.trainer import FitConfig, FitProgress, LearningRates, fit_gaussians
 from vdm3d.splat.gaussians import Gaussians
@@ -115,6 +121,10 @@ class ObjectConfig:
     """guidance weight (the peak of the triangular schedule)"""
     min_guidance_scale: Annotated[float, Range(0)] = 1.0
     """guidance at the ends of the triangular schedule"""
+    proxy_maps: bool = False
+    """give the backbone (if it has a maps slot, like tiny) the input carried into every orbit view by its
+    inflated silhouette (:mod:`vdm3d.geometry.inflate`); only for a model trained with it (`vdm3d train
+    orbit`): the shipped video model, trained with room warps only, loses 2.5 dB with it (1 validation object)"""
     carve_resolution: Annotated[int, Range(16)] = 64
     """voxels per side of the space-carving grid"""
     num_points: Annotated[int, Range(16)] = 2000
@@ -137,6 +147,20 @@ class ObjectConfig:
     """loss weight of the input view relative to a generated view"""
     max_gaussians: Annotated[int, Range(1)] = 4000
     """cap on the number of Gaussians after densification"""
+    illumination: bool = False
+    """fit SV3D's illumination model with the splats: albedo x Lambertian shading of 24 spherical Gaussians
+    of white light (:mod:`vdm3d.recon.illumination`); the splats keep the shaded colours, the albedo is
+    written as splats_albedo.ply"""
+    illumination_weight: Annotated[float, Range(0)] = 0.1
+    """weight of the loss tying the rendered shading to the input's HSV value"""
+    depth_prior: Annotated[float, Range(0)] = 0.0
+    """weight of the smooth-depth prior on a random orbit view per step (:mod:`vdm3d.recon.priors`)"""
+    normal_prior: Annotated[float, Range(0)] = 0.0
+    """weight of the bilateral normal-smoothness prior (normals of rendered depth, edges of the frame)"""
+    estimator_prior: Annotated[float, Range(0)] = 0.0
+    """weight of the normal loss against the normals of --depth-model's depth of the input image"""
+    depth_model: str = "tiny-depth"
+    """depth estimator for --estimator-prior (`vdm3d models`)"""
     refine: bool = False
     """run masked score distillation after fitting (SV3D's unseen-region refinement)"""
     refine_steps: Annotated[int, Range(0)] = 100
@@ -153,6 +177,9 @@ class ObjectConfig:
     """mesh colours: per-vertex, or a UV texture (xatlas)"""
     texture_size: Annotated[int, Range(8)] = 512
     """UV texture side in pixels"""
+    texture_refine_steps: Annotated[int, Range(0)] = 0
+    """V3D's texture refinement: optimize the UV texture against the orbit frames for this many steps
+    (0: off; needs --texture uv) (:mod:`vdm3d.geometry.texture_refine`)"""
     turntable_frames: Annotated[int, Range(1)] = 36
     """frames of the turntable video of the result"""
     seed: int = 0
@@ -210,7 +237,8 @@ def load_orbit_source(config: ObjectConfig) -> OrbitSource:
     backbone = load_backbone(f"tiny-{DEFAULT_VIDEO}" if config.backbone == "tiny" else config.backbone)
     check_orbit_backbone(backbone, config.backbone, config.orbit, config.frames)
     return BackboneOrbit(backbone, steps=config.steps, sigma_max=config.sigma_max, guidance=config.guidance,
-                         guidance_scale=config.guidance_scale, min_guidance_scale=config.min_guidance_scale)
+                         guidance_scale=config.guidance_scale, min_guidance_scale=config.min_guidance_scale,
+                         proxy_maps=config.proxy_maps)
 
 
 def check_config(config: ObjectConfig) -> None:
@@ -218,6 +246,8 @@ def check_config(config: ObjectConfig) -> None:
         raise ConfigError(f"--border-ratio is {config.border_ratio}; use a value in [0, 0.9).")
     if config.fit_steps < 1 or config.num_points < 16 or config.carve_resolution < 16 or config.mesh_resolution < 16:
         raise ConfigError("--fit-steps must be >= 1, --num-points >= 16 and the grid resolutions >= 16.")
+    if config.texture_refine_steps > 0 and config.texture != "uv":
+        raise ConfigError("--texture-refine-steps optimizes a UV texture; add --texture uv.")
     if not 0 < config.fov_deg < 170 or config.radius <= 0:
         raise ConfigError(f"--fov-deg {config.fov_deg} and --radius {config.radius} must be in (0, 170) and > 0.")
 
@@ -263,7 +293,17 @@ def init_gaussians(hull: CarveResult, orbit: Views) -> Gaussians:
 
 def fit(config: ObjectConfig, orbit: Views, init: Gaussians, perceptual: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None,
         progress: Progress | None = None) -> Gaussians:
-    """Fit Gaussians to the orbit with V3D's loss; the input view counts ``input_weight`` times."""
+    """Fit Gaussians to the orbit with V3D's loss; the input view counts ``input_weight`` times.
+
+    With ``illumination`` the fitted colours are albedo lit by a fitted light, and the result is the
+    lit splats (:func:`fit_lit` returns the albedo too); the geometric priors are extra loss terms."""
+    return fit_lit(config, orbit, init, perceptual, progress)[0]
+
+
+def fit_lit(config: ObjectConfig, orbit: Views, init: Gaussians,
+            perceptual: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None,
+            progress: Progress | None = None) -> tuple[Gaussians, Gaussians | None]:
+    """:func:`fit`, returning ``(lit splats, albedo splats or None)``."""
     n = config.fit_steps
     densify = DensifyPolicy(refine_start=max(1, n // 5), refine_stop=max(2, int(0.8 * n)),
                             refine_every=max(1, n // 10), reset_every=0, max_gaussians=config.max_gaussians)
@@ -278,7 +318,41 @@ def fit(config: ObjectConfig, orbit: Views, init: Gaussians, perceptual: Callabl
         def report(p: FitProgress) -> None:  # noqa: E306
             if p.step % max(1, n // 5) == 0 or p.step == n:
                 progress(f"fit {p.step}/{p.steps}: loss {p.loss:.4f}, PSNR {p.psnr:.2f} dB, {p.num_gaussians} Gaussians")
-    return fit_gaussians(orbit, init, fit_config, perceptual=perceptual, progress=report)
+    terms, light = fit_terms(config, orbit)
+    between = None if light is None else (lambda _step, _g: light.step())
+    fitted = fit_gaussians(orbit, init, fit_config, perceptual=perceptual, progress=report, extra_losses=terms,
+                           appearance=light, between_steps=between)
+    if light is None:
+        return fitted, None
+    with torch.no_grad():
+        return light(fitted), fitted
+
+
+def fit_terms(config: ObjectConfig, orbit: Views) -> tuple[list, Illumination | None]:
+    """The optional loss terms of the fit (priors, the illumination's value loss) and the light."""
+    terms: list = []
+    index = next(i for i, o in enumerate(orbit.origin) if o == "input")
+    if config.depth_prior > 0 or config.normal_prior > 0 or config.estimator_prior > 0:
+        estimated = None
+        if config.estimator_prior > 0:
+            estimated = estimate_depth(config.depth_model, orbit.images[index])
+        terms.append(GeometryPriors(orbit, index, config.depth_prior, config.normal_prior, config.estimator_prior,
+                                    estimated))
+    if not config.illumination:
+        return terms, None
+    light = Illumination()
+    cam, image, alpha = orbit.cameras[index], orbit.images[index], orbit.alphas[index]
+    terms.append(lambda ctx: config.illumination_weight * light.value_loss(ctx.gaussians, cam, image, alpha, ctx.backend))
+    return terms, light
+
+
+def estimate_depth(name: str, image: torch.Tensor) -> torch.Tensor:
+    """z-depth up to scale and shift of one ``[H, W, 3]`` image from a depth estimator (inverse depth inverted)."""
+    from vdm3d.models.registry import load_depth
+
+    model = load_depth(name)
+    pred = model.predict(image[None].float())[0].float()
+    return 1.0 / pred.clamp_min(1e-6) if getattr(model, "kind", "relative") == "inverse" else pred
 
 
 def refine(config: ObjectConfig, gaussians: Gaussians, orbit: Views, plan: OrbitPlan, fg: Foreground,
@@ -339,12 +413,14 @@ def turntable(config: ObjectConfig, gaussians: Gaussians, size: int) -> torch.Te
 
 
 def export(folder: Path, config: ObjectConfig, fg: Foreground, orbit: Views, plan: OrbitPlan, gaussians: Gaussians,
-           mesh: trimesh.Trimesh) -> dict[str, str]:
+           mesh: trimesh.Trimesh, albedo: Gaussians | None = None) -> dict[str, str]:
     """Write the run's files into ``folder``; returns name -> relative path.
 
     ``input.png`` (the processed input), ``orbit/NNN.png`` + ``orbit.mp4`` (the orbit frames),
     ``cameras/transforms.json`` (nerfstudio, OpenGL) and ``cameras/orbit.json`` (vdm3d trajectory),
-    ``splats.ply`` (3DGS PLY), ``mesh.glb`` + ``mesh.obj`` (y-up), ``turntable.mp4``.
+    ``splats.ply`` (3DGS PLY), ``mesh.glb`` + ``mesh.obj`` (y-up), ``turntable.mp4`` and ``turntable.png``
+    (8 of its frames side by side, the input's side first); with illumination
+    also ``splats_albedo.ply`` (the same splats, unlit).
     """
     (folder / "orbit").mkdir(parents=True, exist_ok=True)
     (folder / "cameras").mkdir(exist_ok=True)
@@ -358,9 +434,15 @@ def export(folder: Path, config: ObjectConfig, fg: Foreground, orbit: Views, pla
     write_trajectory(folder / "cameras" / "orbit.json", orbit.cameras, orbit.fps or 6.0, config, plan)
     save_ply(folder / "splats.ply", gaussians)
     export_mesh(mesh.copy().apply_transform(Y_UP), folder, "mesh")
-    write_video(folder / "turntable.mp4", turntable(config, gaussians, orbit.width * 2), fps=12)
+    spin = turntable(config, gaussians, orbit.width * 2)  # [T, H, W, 3]
+    write_video(folder / "turntable.mp4", spin, fps=12)
+    pick = torch.linspace(0, len(spin), 9)[:-1].long().clamp(max=len(spin) - 1)  # 8 frames, 0 deg first
+    write_image(folder / "turntable.png", torch.cat(list(spin[pick]), 1))  # a strip: the back is in the middle
     files = ["input.png", "mask.png", "orbit.mp4", "orbit/", "cameras/transforms.json", "cameras/orbit.json", "splats.ply",
-             "mesh.glb", "mesh.obj", "turntable.mp4"]
+             "mesh.glb", "mesh.obj", "turntable.mp4", "turntable.png"]
+    if albedo is not None:
+        save_ply(folder / "splats_albedo.ply", albedo)
+        files.append("splats_albedo.ply")
     return {f: f for f in files}
 
 
@@ -406,7 +488,18 @@ def run_object(config: ObjectConfig, *, source: OrbitSource | None = None, progr
         hull = carve(config, orbit)
         say(f"carve: visual hull with {len(hull.mesh.faces)} faces, {len(hull.points_world)} points")
         lap("carve")
-        gaussians = gaussians_stage(run, "fit", lambda: fit(config, orbit, init_gaussians(hull, orbit), perceptual, say))
+        albedo: list[Gaussians] = []
+
+        def fit_stage() -> Gaussians:
+            if not config.illumination:
+                return fit(config, orbit, init_gaussians(hull, orbit), perceptual, say)
+            lit, unlit = fit_lit(config, orbit, init_gaussians(hull, orbit), perceptual, say)
+            albedo.append(gaussians_stage(run, "albedo", lambda: unlit))  # checkpointed before the fit's
+            return lit
+
+        gaussians = gaussians_stage(run, "fit", fit_stage)
+        if config.illumination and not albedo:
+            albedo.append(gaussians_stage(run, "albedo", lambda: gaussians))
         lap("fit")
         if config.refine:
             fitted = gaussians
@@ -415,7 +508,13 @@ def run_object(config: ObjectConfig, *, source: OrbitSource | None = None, progr
         mesh = extract_mesh(config, gaussians, plan, *mesh_box(hull), size, hull)
         say(f"mesh: {len(mesh.vertices)} vertices, {len(mesh.faces)} faces, watertight={mesh.is_watertight}")
         lap("extract_mesh")
-        files = export(run.path, config, fg, orbit, plan, gaussians, mesh)
+        if config.texture_refine_steps > 0:
+            mesh = refine_texture(mesh, orbit, TextureRefineConfig(steps=config.texture_refine_steps,
+                                                                   input_weight=config.input_weight,
+                                                                   perceptual_weight=config.perceptual_weight,
+                                                                   seed=config.seed), perceptual, say)
+            lap("refine_texture")
+        files = export(run.path, config, fg, orbit, plan, gaussians, mesh, albedo[0] if albedo else None)
         shutil.rmtree(run.path / "checkpoints", ignore_errors=True)  # finished: nothing left to resume
         lap("export")
         run.record(perceptual=perceptual_name, backbone=source.name, mask_source=fg.mask_source,

@@ -126,6 +126,9 @@ class BackboneOrbit:
     guidance: Guidance = "constant"
     guidance_scale: float = 2.0
     min_guidance_scale: float = 1.0
+    proxy_maps: bool = False
+    """give a backbone with the maps slot the input carried into each view by its inflated silhouette
+    (:func:`vdm3d.geometry.inflate.proxy_maps`), as the object job's orbit model was trained"""
     log: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     """per sampled clip: ``frames`` (orbit indices) and ``cfg_weights`` (one per latent frame)"""
 
@@ -172,10 +175,17 @@ class BackboneOrbit:
         lh, lw = h // bb.spatial_factor, w // bb.spatial_factor
         sigmas = EdmSchedule(self.steps, 0.002, self.sigma_max, 7.0).sigmas()
         with_cameras = "cameras" in bb.slots
+        with_maps = self.proxy_maps and with_cameras and "maps" in bb.slots
+        alpha = reference_alpha(reference) if with_maps else None
         self.log.clear()
         for group in self.clips(plan):
             cams = plan.cameras[torch.tensor(group)].reshape(1, len(group)) if with_cameras else None
-            cond = Conditioning(reference=reference[None], cameras=cams,
+            maps = None
+            if with_maps:
+                from vdm3d.geometry.inflate import proxy_maps
+
+                maps = proxy_maps(reference[None].float(), alpha[None], plan.cameras[[plan.input_index]], cams)
+            cond = Conditioning(reference=reference[None], cameras=cams, maps=maps,
                                 extras={"reference_c2w": ref_c2w} if with_cameras else {})
             fl = (len(group) - 1) // bb.temporal_factor + 1
             guider = self.guider(len(group))
@@ -186,6 +196,15 @@ class BackboneOrbit:
             for k, i in enumerate(group):
                 out[i] = frames[k]
         return out
+
+
+def reference_alpha(reference: Float[Tensor, "H W 3"]) -> Float[Tensor, "H W"]:
+    """The mask of an input composited on white, found as the orbit model's training found it."""
+    import numpy as np
+
+    from vdm3d.io.foreground import mask_from_background
+
+    return torch.from_numpy(mask_from_background(reference.float().numpy(), np.ones(3, np.float32)))
 
 
 @dataclasses.dataclass

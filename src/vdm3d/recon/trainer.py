@@ -20,6 +20,9 @@ it, and takes an Adam step on the weighted sum of the loss terms in :mod:`vdm3d.
   (e.g. ``0.05 L1 + 0.005 perceptual``), per-view weights and confidence maps; its screen-space
   gradients feed densification too unless the pool says otherwise. ``between_steps`` may replace
   the pools before any step (a distillation loop regenerating its pseudo views from the current fit).
+* **Growing from outside**: ``grow(step, gaussians)`` runs before each step (after ``between_steps``)
+  and may return Gaussians to append (zero Adam moments, no gradient statistics yet), e.g. points a
+  generated view adds to the scene's holes.
 * **Extra loss terms**: callables of a :class:`StepContext` (the differentiable Gaussians of the step,
   its background, SH degree and random generator) returning a scalar that is added to the loss, so a
   score-distillation prior runs in this loop instead of a second optimizer loop.
@@ -235,6 +238,8 @@ def fit_gaussians(views: Views | Sequence[Views], init: Gaussians, config: FitCo
                   pools: Sequence[ViewPool] = (),
                   extra_losses: Sequence[LossTerm] = (),
                   between_steps: Callable[[int, Gaussians], Sequence[ViewPool] | None] | None = None,
+                  appearance: Callable[[Gaussians], Gaussians] | None = None,
+                  grow: Callable[[int, Gaussians], Gaussians | None] | None = None,
                   progress: Callable[[FitProgress], None] | None = None,
                   state: FitState | None = None,
                   on_checkpoint: Callable[[FitState], None] | None = None) -> Gaussians:
@@ -244,6 +249,10 @@ def fit_gaussians(views: Views | Sequence[Views], init: Gaussians, config: FitCo
     ``perceptual(pred, target) -> scalar`` replaces 1 - MS-SSIM as the perceptual term; ``pools``
     are fitted beside the views and ``extra_losses`` added to every step (see the module docstring);
     ``between_steps(step, gaussians)`` runs before each step and may return new pools;
+    ``appearance(gaussians) -> gaussians`` (differentiably) changes what every render of the step sees,
+    e.g. colours = albedo x shading of a fitted light (:mod:`vdm3d.recon.illumination`); its own
+    parameters are the caller's to step; the returned Gaussians stay the fitted parameters;
+    ``grow(step, gaussians)`` may return Gaussians to append before the step;
     ``state`` continues an earlier run (then ``init`` only gives the device and dtype).
     """
     groups = [views] if isinstance(views, Views) else list(views)
@@ -285,6 +294,12 @@ def fit_gaussians(views: Views | Sequence[Views], init: Gaussians, config: FitCo
         if between_steps is not None:
             fresh = between_steps(step, Gaussians.from_parameters({k: v.detach() for k, v in params.items()}))
             pools = pools if fresh is None else list(fresh)
+        if grow is not None:
+            extra = grow(step, Gaussians.from_parameters({k: v.detach() for k, v in params.items()}))
+            if extra is not None and len(extra):
+                degree = Gaussians.from_parameters(params).sh_degree
+                strategy = config.densify.append(params, optimizer, strategy,
+                                                 extra.to(dtype=dtype, device=device).with_sh_degree(degree).parameters())
         g, i = index[_epoch_order(len(index), step // len(index), config.seed)[step % len(index)]]
         draws = [_Draw(groups[g][i], float(weights[g][i]), main_loss, True), *_draw_pools(pools, step, generator)]
         bg = _background(config, generator, dtype).to(device)
@@ -295,6 +310,8 @@ def fit_gaussians(views: Views | Sequence[Views], init: Gaussians, config: FitCo
         active_sh = config.sh_degree if config.sh_warmup_every <= 0 else min(config.sh_degree,
                                                                                step // config.sh_warmup_every)
         gaussians = Gaussians.from_parameters(params)
+        if appearance is not None:
+            gaussians = appearance(gaussians)
         loss = torch.zeros((), dtype=dtype, device=device)
         renders = []
         for view, w_view, terms, densify in draws:

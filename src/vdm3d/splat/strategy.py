@@ -145,6 +145,22 @@ class DensifyPolicy:
         new_state = {**state, "grad2d": torch.zeros(m, device=device), "count": torch.zeros(m, device=device)}
         return new_state, {"cloned": n_clone, "split": n_split, "pruned": n_prune, "reset": 0}
 
+    def append(self, params: dict[str, nn.Parameter], optimizer: Optimizer, state: State,
+               new: dict[str, Tensor]) -> State:
+        """Append Gaussians given as a parameter dict (the keys of ``params``) with zero Adam moments
+        and zero gradient statistics, e.g. points a prior added to the scene's holes."""
+        missing = sorted(set(params) - set(new))
+        if missing:
+            raise ValueError(f"DensifyPolicy.append: the new Gaussians lack {missing}.")
+        k = int(new["means"].shape[0])
+        if k == 0:
+            return state
+        _replace(params, optimizer, list(params),
+                 lambda name, p: torch.cat([p, new[name].to(device=p.device, dtype=p.dtype)]),
+                 lambda name, v: torch.cat([v, v.new_zeros((k, *v.shape[1:]))]))
+        zeros = state["grad2d"].new_zeros(k)
+        return {**state, "grad2d": torch.cat([state["grad2d"], zeros]), "count": torch.cat([state["count"], zeros])}
+
     def reset_opacity(self, params: dict[str, nn.Parameter], optimizer: Optimizer, state: State
                       ) -> State:
         """Clamp every opacity to at most ``2 * prune_opacity`` and zero that parameter's Adam moments."""

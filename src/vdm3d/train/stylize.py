@@ -180,10 +180,12 @@ class StylizeTasks:
         static[:, :, c] *= keep_flag(ref)
         return x0.to(device), TinyCondition(static.to(device), maps.to(device), None), None
 
-    def inbetween(self, rng: np.random.Generator, device) -> tuple[Tensor, TinyCondition, tuple[Tensor, Tensor]]:
+    def inbetween(self, rng: np.random.Generator, device, index: np.ndarray | None = None
+                  ) -> tuple[Tensor, TinyCondition, tuple[Tensor, Tensor]]:
+        """A batch of ``cfg.batch`` random paths (or the paths ``index``)."""
         d, cfg = self.data, self.cfg
-        b = cfg.batch
-        n = rng.integers(len(self.lat), size=b)
+        n = rng.integers(len(self.lat), size=cfg.batch) if index is None else np.asarray(index)
+        b = len(n)
         f = self.lat.shape[1]
         c, (h, w) = self.backbone.latent_channels, self.lat.shape[-2:]
         x0 = self.lat[n]

@@ -4,7 +4,9 @@ Each step draws one task for the whole batch:
 
 * ``orbit`` (SV3D): an object's reference view and 8 target views at azimuth offsets
   ``40, 80, ..., 320`` deg (or, with probability ``random_orbit``, 8 other views in random order),
-  conditioned on the reference latent and the targets' Plucker rays relative to the reference;
+  conditioned on the reference latent and the targets' Plucker rays relative to the reference, and
+  (with probability ``orbit_maps``, the object job's orbit model) the reference carried into each
+  target by its inflated silhouette in the maps slot;
 * ``warp`` (ViewCrafter/WorldWarp): a room path whose first frame is forward-warped into all frames;
   conditioned on the first frame, cameras and the maps (warped RGB, validity);
 * ``inbetween`` (VideoFrom3D): the same room paths, conditioned on the first and last frames
@@ -30,6 +32,8 @@ from torch import Tensor
 
 from vdm3d.cameras.camera import Cameras
 from vdm3d.diffusion.parameterizations import edm_loss_weight
+from vdm3d.geometry.inflate import proxy_maps
+from vdm3d.io.foreground import mask_from_background
 from vdm3d.models.tiny.backbone import (SIGMA_DATA, TinyCondition, TinyVideoBackbone, assemble, reference_rays,
                                         relative_plucker)
 from vdm3d.models.tiny.vae import TinyVAE
@@ -62,6 +66,9 @@ class VideoTaskConfig:
     steps train the noise levels where the reference decides the layout)"""
     p_std: Annotated[float, Range(0, open_min=True)] = 1.5
     """standard deviation of ln(sigma)"""
+    orbit_maps: Annotated[float, Range(0, 1)] = 0.0
+    """probability that an orbit sample also gets the reference carried into each target by its inflated
+    silhouette (the maps slot, :func:`vdm3d.geometry.inflate.proxy_maps`; the object job's orbit model)"""
 
 
 @torch.no_grad()
@@ -98,6 +105,14 @@ class VideoTasks:
         Ks = torch.from_numpy(K).float().expand(*c2w_t.shape[:-2], 3, 3)
         return Cameras(Ks, c2w_t, res, res)
 
+    @torch.no_grad()
+    def proxy(self, objects: np.ndarray, refs: np.ndarray, targets: Cameras, res: int) -> Tensor:
+        """Each reference view carried into its targets by its inflated silhouette, ``[B, F, H, W, 5]``."""
+        rgb = self.objects["rgb"][objects, refs].astype(np.float32) / 255  # [B, H, W, 3] on white
+        alphas = torch.from_numpy(np.stack([mask_from_background(im, np.ones(3, np.float32)) for im in rgb]))
+        ref_cams = self._cams(self.objects["c2w"][objects, refs], self.objects["K"], res)
+        return proxy_maps(torch.from_numpy(rgb), alphas, ref_cams, targets)
+
     def sample(self, rng: np.random.Generator, device) -> tuple[str, Tensor, TinyCondition]:
         cfg, bb = self.cfg, self.backbone
         task = TASKS[int(rng.choice(3, p=self.mixture))]
@@ -120,9 +135,15 @@ class VideoTasks:
             h, w = x0.shape[-2:]
             plucker = relative_plucker(cams, ref_c2w, (h, w))
             ref_lat = self.obj_lat[i, ref] * keep()[:, None, None, None]
-            static = assemble(b, f, h, w, c, ref_latent=ref_lat, plucker=plucker)
+            maps = map_latent = None
+            if cfg.orbit_maps > 0:
+                use = torch.from_numpy(~null & (rng.random(b) < cfg.orbit_maps)).float()[:, None, None, None, None]
+                maps = self.proxy(i, ref, cams, res) * use  # [B, F, H, W, 5]
+                map_latent = self.backbone.encode(maps[..., :3]) * use
+            static = assemble(b, f, h, w, c, ref_latent=ref_lat, plucker=plucker, map_latent=map_latent)
             static[:, :, c] *= keep_flag(ref_lat)
-            return task, x0.to(device), TinyCondition(static.to(device), None, reference_rays(cams, (h, w)).to(device))
+            return task, x0.to(device), TinyCondition(static.to(device), None if maps is None else maps.to(device),
+                                                      reference_rays(cams, (h, w)).to(device))
         n = self.room_lat.shape[0]
         i = rng.integers(n, size=b)
         x0 = self.room_lat[i, :f]

@@ -1,0 +1,68 @@
+"""`vdm3d train orbit`: the object job's own orbit model, fine-tuned from the shipped video model.
+
+The shipped ``video`` model learned orbits beside room warps and inbetweens, from the reference view
+alone. The object job's model continues from it on the orbit task only, with the reference also
+carried into every target by its inflated silhouette (the maps slot,
+:func:`vdm3d.geometry.inflate.proxy_maps`), so that nearby views start from the input's own pixels
+and far views from a silhouette guess. It is written as its own model (``orbit``, float16), so the
+jobs that load ``video`` (complete) and the models fine-tuned from it keep their outputs.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from pathlib import Path
+
+from vdm3d.io.runs import RunFolder
+from vdm3d.models.tiny.backbone import TinyVideoBackbone
+from vdm3d.models.tiny.checkpoint import save_model
+from vdm3d.train.datasets import ObjectSetConfig, load_or_build
+from vdm3d.train.loop import LoopConfig, train
+from vdm3d.train.run import _continue_finished, card, fine_tune_init, load_fine_tune_init
+from vdm3d.train.video import VideoTaskConfig, VideoTasks, video_loss
+
+ORBIT_TASK = VideoTaskConfig(mixture=(1.0, 0.0, 0.0), orbit_maps=0.8)
+
+
+def train_orbit(out: Path, init: Path | None = None, objects: ObjectSetConfig = ObjectSetConfig(count=1000),
+                task: VideoTaskConfig = ORBIT_TASK,
+                loop: LoopConfig = LoopConfig(steps=3000, lr=3e-4, warmup=100, ema_decay=0.998),
+                name: str = "orbit", resume: bool = False, overwrite: bool = False) -> dict:
+    """Fine-tune a copy of the shipped tiny video model on orbits with the inflated-silhouette maps.
+
+    Args:
+        out: run folder (model files, checkpoints, manifest.json).
+        init: the video model to start from (default: the shipped ``video.json``).
+        objects: the object-orbit training set (training seeds only).
+        task: orbit settings; ``orbit_maps`` is the share of samples that get the proxy maps.
+        loop: optimization settings (steps, lr, EMA, checkpoints, time limit).
+        name: file name of the new model (never ``video``: other jobs keep theirs).
+        resume: continue a stopped run from its checkpoint.
+        overwrite: replace an existing ``out``.
+    """
+    init = fine_tune_init(init, name)
+    start = time.time()
+    with RunFolder(out, config=locals().copy(), seed=loop.seed, overwrite=_continue_finished(out, resume, overwrite),
+                   resume=resume, inputs=[init]) as run:
+        obj = load_or_build(objects)
+        net, meta, vae = load_fine_tune_init(init)
+        net.requires_grad_(True)
+        res = obj["rgb"].shape[-2]
+        backbone = TinyVideoBackbone(vae, net, resolution=(res, res), frames=task.frames)
+        tasks = VideoTasks(backbone, obj, None, task)
+
+        def step(m, rng, gen, dev):
+            backbone.denoiser = m  # the prepared (possibly wrapped) module
+            return video_loss(backbone, tasks, rng, gen, dev)
+
+        summary = train(net, step, loop, run.checkpoint_dir, resume=run.resuming)
+        backbone.denoiser = net
+        data = {"init": str(init), "objects": dataclasses.asdict(objects), "task": dataclasses.asdict(task)}
+        save_model(run.path, name, "video", copy.deepcopy(net).half(), card(summary, data, loop.seed, {}, start),
+                   extra={"vae": meta.get("vae", "vae"), "resolution": [res, res], "frames": task.frames,
+                          "orbit_maps": "inflated-silhouette"})
+        run.record(steps=summary["steps"], init=str(init))
+    print(f"orbit model in {out}/{name}.json (measure it with `vdm3d eval object`)")
+    return {"steps": summary["steps"]}

@@ -1,0 +1,79 @@
+"""`vdm3d train orbit`: orbit samples carry the inflated-silhouette maps, and the fine-tune writes its own
+float16 model without touching the one it started from."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from vdm3d.geometry.inflate import proxy_maps
+from vdm3d.models.tiny import DenoiserConfig, TinyVideoBackbone, VAEConfig, VideoDenoiser, load_tiny
+from vdm3d.models.tiny.checkpoint import save_model
+from vdm3d.models.tiny.vae import TinyVAE
+from vdm3d.train.datasets import ObjectSetConfig, load_or_build
+from vdm3d.train.loop import LoopConfig
+from vdm3d.train.video import VideoTaskConfig, VideoTasks
+
+OBJ = ObjectSetConfig(count=2, views=18, resolution=32)
+
+
+@pytest.fixture
+def weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("VDM3D_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    vae = TinyVAE(VAEConfig(channels=(8, 8)))
+    net = VideoDenoiser(DenoiserConfig(channels=(16, 16), map_features=4, emb_dim=16, max_frames=8,
+                                       attention="views", reference_frame=True))
+    folder = tmp_path / "weights"
+    save_model(folder, "vae", "vae", vae, {"steps": 0})
+    save_model(folder, "video", "video", net, {"steps": 0}, extra={"vae": "vae", "frames": 4, "resolution": [32, 32]})
+    return folder
+
+
+def test_orbit_samples_carry_the_proxy_maps(weights):
+    bb = load_tiny("video", weights_dir=weights)
+    objects = load_or_build(OBJ, None)
+    tasks = VideoTasks(bb, objects, None, VideoTaskConfig(batch=2, frames=4, mixture=(1.0, 0.0, 0.0),
+                                                          orbit_maps=1.0, null_prob=0.0, random_orbit=0.0))
+    rng = np.random.default_rng(3)
+    task, x0, cond = tasks.sample(np.random.default_rng(3), "cpu")
+    assert task == "orbit" and cond.maps is not None and cond.maps.shape == (2, 4, 32, 32, 5)
+    # the same draws again, by hand: the maps are the reference carried into the targets
+    rng.choice(3, p=tasks.mixture)
+    rng.random(2)
+    i, ref = rng.integers(2, size=2), rng.integers(18, size=2)
+    idx = np.stack([(r + 2 * (1 + np.arange(4))) % 18 for r in ref])
+    rgb = objects["rgb"][i, ref].astype(np.float32) / 255
+    from vdm3d.io.foreground import mask_from_background
+
+    alphas = torch.from_numpy(np.stack([mask_from_background(im, np.ones(3, np.float32)) for im in rgb]))
+    ref_cams = tasks._cams(objects["c2w"][i, ref], objects["K"], 32)
+    targets = tasks._cams(objects["c2w"][i[:, None], idx], objects["K"], 32)
+    torch.testing.assert_close(cond.maps, proxy_maps(torch.from_numpy(rgb), alphas, ref_cams, targets))
+    assert float(cond.maps[..., 3].mean()) > 0.05  # something landed
+    c = bb.latent_channels
+    map_slot = cond.static[:, :, c + 8:2 * c + 8]  # [ref c, flag, plucker 6, flag, map c, ...]
+    torch.testing.assert_close(map_slot, bb.encode(cond.maps[..., :3]))
+
+
+@pytest.mark.slow
+def test_train_orbit_writes_its_own_half_precision_model(weights, tmp_path):
+    from vdm3d.train.orbit import train_orbit
+
+    before = (weights / "video.safetensors").read_bytes()
+    train_orbit(tmp_path / "run", init=weights / "video.json", objects=OBJ,
+                task=VideoTaskConfig(batch=2, frames=4, mixture=(1.0, 0.0, 0.0), orbit_maps=0.8),
+                loop=LoopConfig(steps=3, lr=1e-3, warmup=1, log_every=1, checkpoint_every=3, cpu=True))
+    assert (weights / "video.safetensors").read_bytes() == before
+    meta = json.loads((tmp_path / "run" / "orbit.json").read_text())
+    assert meta["kind"] == "video" and meta["card"]["data"]["task"]["orbit_maps"] == 0.8
+    for name in ("vae.json", "vae.safetensors"):
+        (tmp_path / "run" / name).write_bytes((weights / name).read_bytes())
+    model = load_tiny("orbit", weights_dir=tmp_path / "run")
+    assert isinstance(model, TinyVideoBackbone)
+    from safetensors.torch import load_file
+
+    assert {t.dtype for t in load_file(tmp_path / "run" / "orbit.safetensors").values()} == {torch.float16}
+    with pytest.raises(Exception, match="video"):
+        train_orbit(tmp_path / "bad", init=weights / "video.json", name="video", objects=OBJ)
