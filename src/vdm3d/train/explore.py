@@ -165,22 +165,12 @@ def train_explore(out: Path, init: Path | None = None, rooms: RoomSetConfig = Ro
         resume: continue a stopped run from its checkpoint.
         overwrite: replace an existing ``out``.
     """
-    import copy
-    import time
-
-    from vdm3d.io.runs import RunFolder
-    from vdm3d.models.tiny.checkpoint import save_model
+    config = locals().copy()
     from vdm3d.train.datasets import load_or_build
-    from vdm3d.train.loop import train
-    from vdm3d.train.run import _continue_finished, card, fine_tune_init, load_fine_tune_init
+    from vdm3d.train.run import FineTune, fine_tune
 
-    init = fine_tune_init(init, name)
-    start = time.time()
-    with RunFolder(out, config=locals().copy(), seed=loop.seed, overwrite=_continue_finished(out, resume, overwrite),
-                   resume=resume, inputs=[init]) as run:
+    def build(net, meta, vae) -> FineTune:
         room = load_or_build(rooms)
-        net, meta, vae = load_fine_tune_init(init)
-        net.requires_grad_(True)
         res = room["rgb"].shape[-2]
         backbone = TinyVideoBackbone(vae, net, resolution=(res, res), frames=room["rgb"].shape[1])
         tasks = ExploreTasks(backbone, room, task)
@@ -188,13 +178,9 @@ def train_explore(out: Path, init: Path | None = None, rooms: RoomSetConfig = Ro
         def step(m, rng, gen, dev):
             backbone.denoiser = m
             return explore_loss(backbone, tasks, rng, gen, dev)
+        return FineTune(net, step, "video", {"rooms": dataclasses.asdict(rooms), "task": dataclasses.asdict(task)},
+                        {"resolution": [res, res], "frames": meta.get("frames", 8)})
 
-        summary = train(net, step, loop, run.checkpoint_dir, resume=run.resuming)
-        backbone.denoiser = net
-        data = {"init": str(init), "rooms": dataclasses.asdict(rooms), "task": dataclasses.asdict(task),
-                "stored": "float16"}
-        save_model(run.path, name, "video", copy.deepcopy(net).half(), card(summary, data, loop.seed, {}, start),
-                   extra={"vae": meta.get("vae", "vae"), "resolution": [res, res], "frames": meta.get("frames", 8)})
-        run.record(steps=summary["steps"], init=str(init))
+    result = fine_tune(out, init, name, loop, config, build, resume=resume, overwrite=overwrite)
     print(f"explore model in {out}/{name}.json (measure it with `vdm3d eval explore`)")
-    return {"steps": summary["steps"]}
+    return result

@@ -10,17 +10,13 @@ jobs that load ``video`` (complete) and the models fine-tuned from it keep their
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import time
 from pathlib import Path
 
-from vdm3d.io.runs import RunFolder
 from vdm3d.models.tiny.backbone import TinyVideoBackbone
-from vdm3d.models.tiny.checkpoint import save_model
 from vdm3d.train.datasets import ObjectSetConfig, load_or_build
-from vdm3d.train.loop import LoopConfig, train
-from vdm3d.train.run import _continue_finished, card, fine_tune_init, load_fine_tune_init
+from vdm3d.train.loop import LoopConfig
+from vdm3d.train.run import FineTune, fine_tune
 from vdm3d.train.video import VideoTaskConfig, VideoTasks, video_loss
 
 ORBIT_TASK = VideoTaskConfig(mixture=(1.0, 0.0, 0.0), orbit_maps=0.8)
@@ -42,13 +38,10 @@ def train_orbit(out: Path, init: Path | None = None, objects: ObjectSetConfig = 
         resume: continue a stopped run from its checkpoint.
         overwrite: replace an existing ``out``.
     """
-    init = fine_tune_init(init, name)
-    start = time.time()
-    with RunFolder(out, config=locals().copy(), seed=loop.seed, overwrite=_continue_finished(out, resume, overwrite),
-                   resume=resume, inputs=[init]) as run:
+    config = locals().copy()
+
+    def build(net, meta, vae) -> FineTune:
         obj = load_or_build(objects)
-        net, meta, vae = load_fine_tune_init(init)
-        net.requires_grad_(True)
         res = obj["rgb"].shape[-2]
         backbone = TinyVideoBackbone(vae, net, resolution=(res, res), frames=task.frames)
         tasks = VideoTasks(backbone, obj, None, task)
@@ -56,13 +49,9 @@ def train_orbit(out: Path, init: Path | None = None, objects: ObjectSetConfig = 
         def step(m, rng, gen, dev):
             backbone.denoiser = m  # the prepared (possibly wrapped) module
             return video_loss(backbone, tasks, rng, gen, dev)
+        return FineTune(net, step, "video", {"objects": dataclasses.asdict(objects), "task": dataclasses.asdict(task)},
+                        {"resolution": [res, res], "frames": task.frames, "orbit_maps": "inflated-silhouette"})
 
-        summary = train(net, step, loop, run.checkpoint_dir, resume=run.resuming)
-        backbone.denoiser = net
-        data = {"init": str(init), "objects": dataclasses.asdict(objects), "task": dataclasses.asdict(task)}
-        save_model(run.path, name, "video", copy.deepcopy(net).half(), card(summary, data, loop.seed, {}, start),
-                   extra={"vae": meta.get("vae", "vae"), "resolution": [res, res], "frames": task.frames,
-                          "orbit_maps": "inflated-silhouette"})
-        run.record(steps=summary["steps"], init=str(init))
+    result = fine_tune(out, init, name, loop, config, build, resume=resume, overwrite=overwrite)
     print(f"orbit model in {out}/{name}.json (measure it with `vdm3d eval object`)")
-    return {"steps": summary["steps"]}
+    return result

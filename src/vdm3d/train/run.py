@@ -7,6 +7,7 @@ Copy the two model files into ``src/vdm3d/models/tiny/weights/`` to ship them.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import platform
@@ -14,7 +15,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Callable
 
 import numpy as np
 import torch
@@ -81,6 +82,42 @@ def load_fine_tune_init(init: Path) -> tuple[torch.nn.Module, dict[str, Any], to
     vae, _ = load_model(init.parent / f"{meta.get('vae', 'vae')}.json")
     vae.requires_grad_(False)
     return net, meta, vae
+
+
+@dataclasses.dataclass
+class FineTune:
+    """What one fine-tune trains: the module, its step loss, and what its model file and card record."""
+
+    net: torch.nn.Module
+    step: Callable[..., Any]
+    """``step(module, rng, generator, device) -> (loss, logs)`` for :func:`vdm3d.train.loop.train`."""
+    kind: str
+    data: dict[str, Any]
+    """The card's data entry (training set, task settings)."""
+    extra: dict[str, Any]
+    """Extra fields of the model's JSON (vae, resolution, frames, ...)."""
+
+
+def fine_tune(out: Path, init: Path | None, name: str, loop: LoopConfig, config: dict[str, Any],
+              build: Callable[[torch.nn.Module, dict[str, Any], torch.nn.Module], FineTune], *,
+              resume: bool, overwrite: bool, half: bool = True) -> dict[str, Any]:
+    """The one driver of the fine-tunes of the shipped video model (explore, orbit, v3d): a run folder,
+    the init model, ``build(net, meta, vae)`` for the data, module and loss, the training loop with
+    checkpoints and resume, then ``<name>.json`` / ``.safetensors`` with a card (float16 if ``half``)."""
+    init = fine_tune_init(init, name)
+    start = time.time()
+    with RunFolder(out, config=config, seed=loop.seed, overwrite=_continue_finished(out, resume, overwrite),
+                   resume=resume, inputs=[init]) as run:
+        net, meta, vae = load_fine_tune_init(init)
+        job = build(net, meta, vae)
+        job.net.requires_grad_(True)
+        summary = train(job.net, job.step, loop, run.checkpoint_dir, resume=run.resuming)
+        data = {"init": str(init), **job.data, "stored": "float16" if half else "float32"}
+        model = copy.deepcopy(job.net).half() if half else job.net
+        save_model(run.path, name, job.kind, model, card(summary, data, loop.seed, {}, start),
+                   extra={"vae": meta.get("vae", "vae"), **job.extra})
+        run.record(steps=summary["steps"], init=str(init))
+    return {"steps": summary["steps"]}
 
 
 def _sets(objects: ObjectSetConfig | None, rooms: RoomSetConfig | None):

@@ -21,7 +21,6 @@ first step is the video model exactly) and are saved as ``v3d_scene``; no other 
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -253,21 +252,14 @@ def train_v3d(out: Path, init: Path | None = None, rooms: V3dRoomSetConfig = V3d
         resume: continue a stopped run from its checkpoint.
         overwrite: replace an existing ``out``.
     """
-    from vdm3d.io.runs import RunFolder
-    from vdm3d.models.tiny.checkpoint import save_model
+    config = locals().copy()
     from vdm3d.models.tiny.v3d import from_video
-    from vdm3d.train.loop import train
-    from vdm3d.train.run import _continue_finished, card, fine_tune_init, load_fine_tune_init
+    from vdm3d.train.run import FineTune, fine_tune
 
-    init = fine_tune_init(init, name)
-    start = time.time()
-    with RunFolder(out, config=locals().copy(), seed=loop.seed, overwrite=_continue_finished(out, resume, overwrite),
-                   resume=resume, inputs=[init]) as run:
+    def build(video, meta, vae) -> FineTune:
         data = load_or_build_v3d_rooms(rooms)
-        video, meta, vae = load_fine_tune_init(init)
         torch.manual_seed(loop.seed)
         net = from_video(video, model)
-        net.requires_grad_(True)
         res = data["rgb"].shape[-2]
         backbone = V3dSceneBackbone(vae, net, resolution=(res, res), frames=task.clip)
         tasks = V3dTasks(backbone, data, task)
@@ -275,18 +267,12 @@ def train_v3d(out: Path, init: Path | None = None, rooms: V3dRoomSetConfig = V3d
         def step(m, rng, gen, dev):
             backbone.denoiser = m
             return v3d_loss(backbone, tasks, rng, gen, dev)
+        return FineTune(net, step, "v3d_scene", {"rooms": dataclasses.asdict(rooms), "task": dataclasses.asdict(task)},
+                        {"resolution": [res, res], "frames": task.clip})
 
-        summary = train(net, step, loop, run.checkpoint_dir, resume=run.resuming)
-        backbone.denoiser = net
-        if half:
-            net = net.half()
-        info = {"init": str(init), "rooms": dataclasses.asdict(rooms), "task": dataclasses.asdict(task),
-                "dtype": "float16" if half else "float32"}
-        save_model(run.path, name, "v3d_scene", net, card(summary, info, loop.seed, {}, start),
-                   extra={"vae": meta.get("vae", "vae"), "resolution": [res, res], "frames": task.clip})
-        run.record(steps=summary["steps"], init=str(init))
+    result = fine_tune(out, init, name, loop, config, build, resume=resume, overwrite=overwrite, half=half)
     print(f"V3D scene model in {out}/{name}.json (measure it with `vdm3d eval complete --methods plain v3d`)")
-    return {"steps": summary["steps"]}
+    return result
 
 
 __all__ = ["V3dRoomSetConfig", "V3dTaskConfig", "V3dTasks", "build_v3d_rooms",
