@@ -1,10 +1,10 @@
 """Geometric priors against analytic ground truth: normals of a plane's depth, least-squares
-alignment, and what the smoothness terms do and do not penalize."""
+and what the smoothness terms do and do not penalize (depth alignment: tests/recon/test_cache.py)."""
 
 import torch
 
 from vdm3d.cameras.io import cameras_from_sv3d
-from vdm3d.recon.priors import aligned_depth, bilateral_normal_loss, depth_normals, smooth_depth_loss
+from vdm3d.recon.priors import bilateral_normal_loss, depth_normals, smooth_depth_loss
 
 
 def _plane_depth(cam, normal_cam: torch.Tensor, d: float) -> torch.Tensor:
@@ -23,12 +23,6 @@ def test_normals_of_a_plane_are_its_normal_facing_the_camera():
     depth = _plane_depth(cam, n, -3.0)  # n . X = -3 with n_z < 0: in front of the camera
     out = depth_normals(depth.float(), cam)
     torch.testing.assert_close(out[1:-1, 1:-1], n.float().expand(30, 30, 3), atol=1e-3, rtol=0)
-
-
-def test_aligned_depth_recovers_scale_and_shift():
-    target = torch.rand(16, 16) + 2.0
-    mask = torch.ones(16, 16)
-    torch.testing.assert_close(aligned_depth((target - 0.5) / 3.0, target, mask), target, atol=1e-5, rtol=0)
 
 
 def test_smoothness_terms_vanish_on_a_plane_and_respect_image_edges():

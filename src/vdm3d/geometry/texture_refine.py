@@ -31,6 +31,7 @@ from PIL import Image
 from torch import Tensor
 
 from vdm3d.cameras.camera import Cameras
+from vdm3d.geometry.flow import unproject_depth
 from vdm3d.geometry.mesh_render import render_buffers
 from vdm3d.geometry.mesh_scene import Light, MeshScene
 from vdm3d.options import Range
@@ -63,10 +64,7 @@ def texel_lookup(mesh: trimesh.Trimesh, cameras: Cameras) -> tuple[Float[Tensor,
     v, h, w = depth.shape
     cover = depth > 0
     grid = torch.zeros(v, h, w, 2, dtype=torch.float32)
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64) + 0.5, torch.arange(w, dtype=torch.float64) + 0.5,
-                            indexing="ij")
-    pix = torch.stack([xs, ys], -1).reshape(1, -1, 2).expand(v, -1, -1)
-    points = cameras.to(dtype=torch.float64).unproject(pix, depth.reshape(v, -1))  # [V, H*W, 3]
+    points = unproject_depth(depth, cameras).reshape(v, -1, 3)  # [V, H*W, 3]
     hit = cover.reshape(v, -1)
     surface, tri = snap_to_triangles(mesh, points[hit].numpy())
     bary = trimesh.triangles.points_to_barycentric(mesh.triangles[tri], surface)

@@ -11,7 +11,7 @@ normal network and a normal-smoothness term; on Gaussians the same ideas act on 
 * ``estimator``: a **normal loss** at the input view, ``mean (1 - N_render . N_est)`` inside the mask,
   where ``N_est`` are the normals of a depth estimator's prediction for the input image (any
   :mod:`vdm3d.models.depth` model), aligned in scale and shift to the current rendered depth by least
-  squares (relative depth has no scale) before its normals are taken.
+  squares (:func:`vdm3d.recon.cache.align_depth`; relative depth has no scale) before its normals are taken.
 
 Each is a :data:`vdm3d.recon.trainer.LossTerm`: it renders one view of its own per step (a random
 orbit view for the first two, the input view for the third) and returns the weighted scalar.
@@ -26,6 +26,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from vdm3d.cameras.camera import Cameras
+from vdm3d.recon.cache import align_depth
 from vdm3d.recon.trainer import StepContext
 from vdm3d.splat.render import render
 from vdm3d.views import Views
@@ -70,18 +71,6 @@ def bilateral_normal_loss(normals: Float[Tensor, "H W 3"], image: Float[Tensor, 
     return total / count.clamp_min(1)
 
 
-def aligned_depth(pred: Float[Tensor, "H W"], target: Float[Tensor, "H W"], mask: Float[Tensor, "H W"]
-                  ) -> Float[Tensor, "H W"]:
-    """``s * pred + t`` with ``(s, t)`` the least-squares fit to ``target`` on ``mask``."""
-    m = mask > 0.5
-    x, y = pred[m].double(), target[m].double()
-    if x.numel() < 3:
-        return target
-    a = torch.stack([x, torch.ones_like(x)], -1)
-    sol = torch.linalg.lstsq(a, y[:, None]).solution[:, 0]
-    return (sol[0] * pred.double() + sol[1]).to(target)
-
-
 @dataclasses.dataclass
 class GeometryPriors:
     """The three priors as one loss term of the fit (weights 0 switch a prior off)."""
@@ -116,7 +105,8 @@ class GeometryPriors:
             depth, alpha = self._render(ctx, self.input_index)
             mask = (self.views.alphas[self.input_index].to(depth) > 0.5).to(depth) * (alpha.detach() > 0.5)
             cam = self.views.cameras[self.input_index]
-            target = depth_normals(aligned_depth(self.estimated_depth.to(depth), depth.detach(), mask), cam).detach()
+            aligned = align_depth(self.estimated_depth.to(depth), depth.detach(), mask > 0.5)[0]
+            target = depth_normals(aligned, cam).detach()
             cos = (depth_normals(depth, cam) * target).sum(-1)
             loss = loss + self.estimator_weight * ((1 - cos) * mask).sum() / mask.sum().clamp_min(1)
         return loss
