@@ -162,11 +162,10 @@ def test_grow_appends_gaussians_that_then_learn_with_fresh_moments():
     extra = _truth()[:7]
     seen = {}
 
-    def grow(step, gaussians):
+    def count(step, gaussians):
         seen[step] = len(gaussians)
-        return extra if step == 2 else None
 
-    out = fit_gaussians(views, init, cfg, grow=grow)
+    out = fit_gaussians(views, init, cfg, between_steps=count, grow=lambda step: extra if step == 2 else None)
     assert seen == {0: 40, 1: 40, 2: 40, 3: 47, 4: 47, 5: 47} and len(out) == 47
     # the appended Gaussians were optimized from where they were put (their sh degree matched the fit's)
     moved = (out.means[40:] - extra.means).norm(dim=-1)

@@ -180,11 +180,9 @@ def distill(train: Views, baseline: Gaussians, paths: list[Trajectory],
         return [ViewPool(views.to(train.images.dtype), loss=loss, weight=config.pseudo_weight)]
 
     on_checkpoint = None if run is None else (lambda s: save_state(run.checkpoint_dir / "distill", s))
-    def grow(step: int, gaussians: Gaussians) -> Gaussians | None:
-        return pending.pop() if pending else None
-
     gaussians = fit_gaussians(train, baseline, fit, between_steps=between_steps, progress=progress, state=state,
-                              on_checkpoint=on_checkpoint, grow=None if add_points is None else grow)
+                              on_checkpoint=on_checkpoint,
+                              grow=None if add_points is None else lambda step: pending.pop() if pending else None)
     return gaussians, timing
 
 

@@ -20,7 +20,7 @@ it, and takes an Adam step on the weighted sum of the loss terms in :mod:`vdm3d.
   (e.g. ``0.05 L1 + 0.005 perceptual``), per-view weights and confidence maps; its screen-space
   gradients feed densification too unless the pool says otherwise. ``between_steps`` may replace
   the pools before any step (a distillation loop regenerating its pseudo views from the current fit).
-* **Growing from outside**: ``grow(step, gaussians)`` runs before each step (after ``between_steps``)
+* **Growing from outside**: ``grow(step)`` runs before each step (after ``between_steps``)
   and may return Gaussians to append (zero Adam moments, no gradient statistics yet), e.g. points a
   generated view adds to the scene's holes.
 * **Extra loss terms**: callables of a :class:`StepContext` (the differentiable Gaussians of the step,
@@ -239,7 +239,7 @@ def fit_gaussians(views: Views | Sequence[Views], init: Gaussians, config: FitCo
                   extra_losses: Sequence[LossTerm] = (),
                   between_steps: Callable[[int, Gaussians], Sequence[ViewPool] | None] | None = None,
                   appearance: Callable[[Gaussians], Gaussians] | None = None,
-                  grow: Callable[[int, Gaussians], Gaussians | None] | None = None,
+                  grow: Callable[[int], Gaussians | None] | None = None,
                   progress: Callable[[FitProgress], None] | None = None,
                   state: FitState | None = None,
                   on_checkpoint: Callable[[FitState], None] | None = None) -> Gaussians:
@@ -252,7 +252,7 @@ def fit_gaussians(views: Views | Sequence[Views], init: Gaussians, config: FitCo
     ``appearance(gaussians) -> gaussians`` (differentiably) changes what every render of the step sees,
     e.g. colours = albedo x shading of a fitted light (:mod:`vdm3d.recon.illumination`); its own
     parameters are the caller's to step; the returned Gaussians stay the fitted parameters;
-    ``grow(step, gaussians)`` may return Gaussians to append before the step;
+    ``grow(step)`` may return Gaussians to append before the step;
     ``state`` continues an earlier run (then ``init`` only gives the device and dtype).
     """
     groups = [views] if isinstance(views, Views) else list(views)
@@ -295,7 +295,7 @@ def fit_gaussians(views: Views | Sequence[Views], init: Gaussians, config: FitCo
             fresh = between_steps(step, Gaussians.from_parameters({k: v.detach() for k, v in params.items()}))
             pools = pools if fresh is None else list(fresh)
         if grow is not None:
-            extra = grow(step, Gaussians.from_parameters({k: v.detach() for k, v in params.items()}))
+            extra = grow(step)
             if extra is not None and len(extra):
                 degree = Gaussians.from_parameters(params).sh_degree
                 strategy = config.densify.append(params, optimizer, strategy,
