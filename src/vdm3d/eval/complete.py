@@ -236,7 +236,102 @@ def complete(rooms: Annotated[int, Range(0)] = 3, first_room: Annotated[int, Ran
     return summary
 
 
-COMMANDS = {"complete": complete}
+def validation_views(n: int, train: tuple[int, ...], test: tuple[int, ...]) -> tuple[int, ...]:
+    """The views of a scene of ``n`` that are neither training nor held out: free to choose settings on."""
+    return tuple(i for i in range(n) if i not in set(train) | set(test))
 
 
-__all__ = ["COMMANDS", "METHODS", "complete", "evaluate_scene", "write_room_case"]
+def score_frames(data: Path, config: Any, backbone: Any, baseline_steps: int, distill_steps: int,
+                 max_views: int | None = None, log=print) -> dict[str, Any]:
+    """Generated frames against real photos at the scene's validation views (:func:`validation_views`).
+
+    For each validation camera: a guided clip from the nearest training view that ends exactly there
+    (:func:`vdm3d.recon.planning.toward`, reach 1), its last frame scored against the photo; beside it
+    the frozen baseline's render, the plain fit's render (the baseline continued ``distill_steps`` steps),
+    the nearest training photo as it is, and the photo through the backbone's own VAE at the generation
+    resolution (the most any frame of the backbone can score). Mean PSNR of each, over the views
+    (``max_views`` evenly spaced ones when given)."""
+    from vdm3d.data.readers import Split, read_scene
+    from vdm3d.jobs.complete import initialize, load_scene
+    from vdm3d.jobs.complete_generate import _resize, generate_clip, generation_size
+    from vdm3d.metrics.image import psnr
+    from vdm3d.recon.planning import toward
+    from vdm3d.recon.render import render_views
+    from vdm3d.recon.trainer import fit_gaussians
+
+    config = dataclasses.replace(config, data=data)
+    scene, depths = load_scene(config)
+    everything = read_scene(data, Split(test_every=0), downscale=config.downscale)
+    val = validation_views(len(everything.train), scene.train_indices, scene.test_indices)
+    if max_views is not None and len(val) > max_views:
+        val = tuple(val[int(k)] for k in np.round(np.linspace(0, len(val) - 1, max_views)))
+    photos = everything.train[torch.as_tensor(val)]
+    baseline = fit_gaussians(scene.train, initialize(scene, depths, config),
+                             dataclasses.replace(config.baseline, steps=baseline_steps, seed=config.seed))
+    plain = fit_gaussians(scene.train, baseline,
+                          dataclasses.replace(config.distill.fit, steps=distill_steps, seed=config.seed))
+    train = scene.train.cameras
+    side = config.generation.max_side or max(backbone.resolution)
+    w, h = generation_size(photos.width, photos.height, side, backbone.spatial_factor)
+    rows: dict[str, list[float]] = {k: [] for k in ("frame", "baseline", "plain", "nearest_photo", "vae")}
+    for j in range(len(photos)):
+        cam, photo = photos.cameras[j:j + 1], photos.images[j].float()
+        i = int((train.centers - cam.centers).norm(dim=-1).argmin())
+        path = toward(train[i:i + 1], cam, 1.0, backbone.frames or 8)
+        frames = generate_clip(backbone, baseline, scene.train.images[i], path, config.generation,
+                               seed=config.seed * 1000 + j)[0]
+        with torch.no_grad():
+            vae = backbone.decode(backbone.encode(_resize(photo[None], w, h)[None]))[0].clamp(0, 1).float()
+        score = lambda x: float(psnr(x.float().clamp(0, 1)[None], photo[None]).mean())  # noqa: E731
+        rows["frame"].append(score(frames.images[-1]))
+        rows["baseline"].append(score(render_views(baseline, cam).images[0]))
+        rows["plain"].append(score(render_views(plain, cam).images[0]))
+        rows["nearest_photo"].append(score(scene.train.images[i]))
+        rows["vae"].append(score(_resize(vae, photo.shape[1], photo.shape[0])[0]))
+    out = {k: float(np.mean(v)) for k, v in rows.items()}
+    out["views"] = list(val)
+    log(f"  {data.name}: {out}")
+    return out
+
+
+def frames(room: Annotated[int | None, Range(0)] = None, fern_downscale: Annotated[int, Range(1)] = 8,
+           data_root: Path = Path("../shared/data"), baseline_steps: Annotated[int, Range(1)] = 400,
+           distill_steps: Annotated[int, Range(0)] = 300, sampler_steps: Annotated[int, Range(1)] = 10,
+           seed: int = 0, work: Path = Path("runs/eval/complete_scenes")) -> dict[str, Any]:
+    """How good are the backbone's frames? Guided frames vs renders vs photos at a scene's validation views.
+
+    Args:
+        room: score held-out procedural room ``room`` instead of fern.
+        fern_downscale: divide fern's 504 x 378 images by this.
+        data_root: folder holding ``llff_fern``.
+        baseline_steps: steps of the baseline fit (guidance source, and start of the plain fit).
+        distill_steps: further steps of the plain fit.
+        sampler_steps: DDIM steps per clip.
+        seed: seed of the fits and the sampler.
+        work: where the room scenes are written.
+    """
+    from vdm3d.jobs.complete import CompleteConfig, load_backbone
+
+    config = CompleteConfig(data=Path("."), seed=seed)
+    config = dataclasses.replace(config,
+                                 generation=dataclasses.replace(config.generation, steps=sampler_steps))
+    if room is None:
+        data = Path(data_root) / "llff_fern"
+        config = dataclasses.replace(config, downscale=fern_downscale)
+    else:
+        data = Path(work) / f"room_{room:03d}"
+        if not (data / "transforms.json").is_file():
+            write_room_case(data, room)
+    result = score_frames(data, config, load_backbone(config.backbone), baseline_steps, distill_steps)
+    print("| views | guided frame | frozen baseline | plain fit | nearest photo | photo through the VAE |")
+    print("|---|---|---|---|---|---|")
+    cells = [f"{result[k]:.2f}" for k in ("frame", "baseline", "plain", "nearest_photo", "vae")]
+    print(f"| {len(result['views'])} | " + " | ".join(cells) + " |")
+    return result
+
+
+COMMANDS = {"complete": complete, "complete-frames": frames}
+
+
+__all__ = ["COMMANDS", "METHODS", "complete", "evaluate_scene", "frames", "score_frames", "validation_views",
+           "write_room_case"]
