@@ -52,3 +52,17 @@ def test_frames_are_scored_at_the_validation_views_against_the_photos(tmp_path):
     # the VAE reconstructs the photo itself, far better than another view of the room matches it
     assert res["vae"] > res["nearest_photo"] + 5
     assert all(torch.isfinite(torch.tensor(res[k])) for k in ("frame", "baseline", "plain"))
+
+
+def test_the_validation_split_keeps_the_training_views_and_scores_the_others(tmp_path):
+    from vdm3d.data.readers import Split
+    from vdm3d.eval.complete import validation_split
+    from vdm3d.jobs.complete import CompleteConfig, load_scene
+
+    room = write_room_case(tmp_path / "room", seed=3, resolution=16, views=12, ssaa=1)
+    config = CompleteConfig(data=room, split=Split(num_train_views=3))
+    held, _ = load_scene(config)
+    val, _ = load_scene(validation_split(room, config))
+    assert val.train_indices == held.train_indices == (1, 5, 11)
+    assert val.test_indices == (2, 3, 4, 6, 7, 9, 10)  # neither trained on nor held out (0 and 8)
+    torch.testing.assert_close(val.train.images, held.train.images)

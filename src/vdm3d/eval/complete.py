@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
@@ -86,16 +86,31 @@ def colmap_rows(generated: Any, baseline: Any, truth) -> dict[str, Any]:
             "baseline_renders": {"points": len(base_pts), "chamfer": chamfer_points(base_pts, true_pts)}}
 
 
+def validation_split(data: Path, config: Any) -> Any:
+    """``config`` with the same training views and, as the views to score, its validation views
+    (:func:`validation_views`) instead of the held-out ones."""
+    from vdm3d.data.readers import Split, read_scene
+    from vdm3d.jobs.complete import load_scene
+
+    scene, _ = load_scene(config)
+    n = len(read_scene(data, Split(test_every=0), downscale=config.downscale).train)
+    val = validation_views(n, scene.train_indices, scene.test_indices)
+    return dataclasses.replace(config, split=Split(train_views=tuple(scene.train_indices), test_views=val))
+
+
 def evaluate_scene(data: Path, config: Any, backbone: Any, methods: tuple[str, ...] = METHODS,
-                   log=print, v3d_model: Any = None, truth=None) -> dict[str, Any]:
+                   log=print, v3d_model: Any = None, truth=None, validation: bool = False) -> dict[str, Any]:
     """Fit one baseline, then every method from it; returns ``{method: held-out means}`` and timings
-    (and, for ``v3d`` with ``truth``, the COLMAP points of its frames under ``colmap``)."""
+    (and, for ``v3d`` with ``truth``, the COLMAP points of its frames under ``colmap``). With
+    ``validation`` the scores are of the validation views instead (:func:`validation_split`)."""
     from vdm3d.jobs.complete import evaluate, hole_filler, initialize, load_scene, plan
     from vdm3d.jobs.complete_distill import distill
     from vdm3d.jobs.complete_generate import generate_clip
     from vdm3d.recon.trainer import fit_gaussians
 
     config = dataclasses.replace(config, data=data)
+    if validation:
+        config = validation_split(data, config)
     t0 = time.time()
     scene, depths = load_scene(config)
     init = initialize(scene, depths, config)
@@ -157,6 +172,7 @@ def complete(rooms: Annotated[int, Range(0)] = 3, first_room: Annotated[int, Ran
              baseline_steps: Annotated[int, Range(1)] = 1500, distill_steps: Annotated[int, Range(0)] = 1500,
              generate_every: Annotated[int, Range(1)] = 250,
              sampler_steps: Annotated[int, Range(1)] = 25, methods: tuple[str, ...] = METHODS, colmap: bool = True, seed: int = 0,
+             hybrid: Literal["auto", "on", "off"] = "auto", validation: bool = False,
              work: Path = Path("runs/eval/complete_scenes"), out: Path | None = None,
              overwrite: bool = False) -> dict[str, Any]:
     """Held-out rooms and fern with 3 training views: plain fit vs the complete job and its ablations.
@@ -175,6 +191,9 @@ def complete(rooms: Annotated[int, Range(0)] = 3, first_room: Annotated[int, Ran
         colmap: for v3d on the rooms, also V3D's measure: pycolmap points (known poses) from the generated frames,
             the exact frames and the plain baseline's renders at the same cameras, Chamfer to the exact ones.
         seed: seed of every fit and sampler.
+        hybrid: the planner's hybrid trajectory (``complete --plan.hybrid``) for the guided methods.
+        validation: score the views that are neither training nor held out instead of the held-out ones
+            (to choose settings without looking at the held-out views).
         work: where the room scenes are written.
         out: optional run folder for the numbers (manifest.json, results.json).
         overwrite: replace ``out`` if it exists.
@@ -191,6 +210,7 @@ def complete(rooms: Annotated[int, Range(0)] = 3, first_room: Annotated[int, Ran
         config, baseline=dataclasses.replace(config.baseline, steps=baseline_steps),
         distill=dataclasses.replace(config.distill, steps=distill_steps, generate_every=generate_every),
         generation=dataclasses.replace(config.generation, steps=sampler_steps),
+        plan=dataclasses.replace(config.plan, hybrid=hybrid),
         v3d=dataclasses.replace(config.v3d, steps=sampler_steps))
     guided = {"no_guidance", "orbit", "complete"} & set(methods)
     backbone = load_backbone(config.backbone) if guided else None
@@ -217,7 +237,7 @@ def complete(rooms: Annotated[int, Range(0)] = 3, first_room: Annotated[int, Ran
     for i, (name, path, cfg) in enumerate(scenes):
         print(f"{name} ({path})", flush=True)
         results[name] = evaluate_scene(path, cfg, backbone, tuple(methods), v3d_model=v3d_model,
-                                       truth=truths.get(name))
+                                       truth=truths.get(name), validation=validation)
         say(f"[{i + 1}/{len(scenes)}] {name} scored")
     rooms_only = [results[n] for n, _, _ in scenes if n.startswith("room")]
     if rooms_only:
@@ -229,7 +249,7 @@ def complete(rooms: Annotated[int, Range(0)] = 3, first_room: Annotated[int, Ran
                "settings": {"baseline_steps": baseline_steps, "distill_steps": distill_steps,
                             "generate_every": generate_every, "sampler_steps": sampler_steps,
                             "fern_downscale": fern_downscale, "rooms": rooms, "first_room": first_room, "seed": seed,
-                            "methods": list(methods)}}
+                            "methods": list(methods), "hybrid": hybrid, "validation": validation}}
     if out is not None:
         with RunFolder(out, config=summary["settings"], seed=seed, overwrite=overwrite) as run:
             atomic_write_json(run.path / "results.json", summary)
@@ -251,7 +271,6 @@ def score_frames(data: Path, config: Any, backbone: Any, baseline_steps: int, di
     the nearest training photo as it is, and the photo through the backbone's own VAE at the generation
     resolution (the most any frame of the backbone can score). Mean PSNR of each, over the views
     (``max_views`` evenly spaced ones when given)."""
-    from vdm3d.data.readers import Split, read_scene
     from vdm3d.jobs.complete import initialize, load_scene
     from vdm3d.jobs.complete_generate import _resize, generate_clip, generation_size
     from vdm3d.metrics.image import psnr
@@ -261,11 +280,12 @@ def score_frames(data: Path, config: Any, backbone: Any, baseline_steps: int, di
 
     config = dataclasses.replace(config, data=data)
     scene, depths = load_scene(config)
-    everything = read_scene(data, Split(test_every=0), downscale=config.downscale)
-    val = validation_views(len(everything.train), scene.train_indices, scene.test_indices)
+    checked = validation_split(data, config)
+    val = checked.split.test_views
     if max_views is not None and len(val) > max_views:
         val = tuple(val[int(k)] for k in np.round(np.linspace(0, len(val) - 1, max_views)))
-    photos = everything.train[torch.as_tensor(val)]
+    photos = load_scene(dataclasses.replace(checked, split=dataclasses.replace(checked.split, test_views=val)))
+    photos = photos[0].test
     baseline = fit_gaussians(scene.train, initialize(scene, depths, config),
                              dataclasses.replace(config.baseline, steps=baseline_steps, seed=config.seed))
     plain = fit_gaussians(scene.train, baseline,
@@ -333,5 +353,5 @@ def frames(room: Annotated[int | None, Range(0)] = None, fern_downscale: Annotat
 COMMANDS = {"complete": complete, "complete-frames": frames}
 
 
-__all__ = ["COMMANDS", "METHODS", "complete", "evaluate_scene", "frames", "score_frames", "validation_views",
-           "write_room_case"]
+__all__ = ["COMMANDS", "METHODS", "complete", "evaluate_scene", "frames", "score_frames", "validation_split",
+           "validation_views", "write_room_case"]
