@@ -69,11 +69,10 @@ class PlanConfig:
     max_hole_fraction: Annotated[float, Range(0, 1)] = 0.1
     """Candidates with this fraction of hole pixels or more are dropped."""
     hybrid: Literal["off", "on", "auto"] = "off"
-    """GuidedVD's hybrid trajectory: paths between the training cameras (:func:`between_views`) go first, then
-    the hole-driven ones. auto: only for a forward-facing capture (:func:`forward_facing`)."""
+    """GuidedVD's hybrid trajectory: paths between the training cameras go first, then the hole-driven ones;
+    auto: only for a forward-facing capture (see --plan.forward-deg)."""
     forward_deg: Annotated[float, Range(0, 90)] = 15.0
-    """--plan.hybrid auto: a capture is forward-facing when every optical axis is within this angle of
-    their mean."""
+    """A capture is forward-facing when every training camera's axis is within this many deg of their mean."""
     between_reach: Annotated[float, Range(0, 1, open_min=True)] = 0.5
     """How far toward each neighbouring training camera a hybrid path goes (0.5: to the middle of the gap)."""
 
