@@ -18,6 +18,11 @@ the held-out area left empty (alpha < 0.5); for ``v3d`` on the rooms also V3D's 
 points pycolmap triangulates at the known cameras from the generated frames, from the exact frames
 there and from the plain baseline's renders there, with the Chamfer distance to the exact frames' points
 (:mod:`vdm3d.metrics.colmap_points`).
+
+``--validation`` scores the views that are neither trained on nor held out instead of the held-out ones,
+so settings can be chosen without reading a held-out score. ``vdm3d eval complete-frames`` asks what a
+pseudo view can teach: at those validation views, the backbone's guided frames against the photos,
+beside the fits' renders, the nearest training photo and the photo through the backbone's own VAE.
 """
 
 from __future__ import annotations
