@@ -74,6 +74,11 @@ OPTIONS: dict[str, dict] = {
     "uv": {"texture": "uv", "texture_size": 256},
     "texture-refine": {"texture": "uv", "texture_size": 256, "texture_refine_steps": 100},
     "proxy": {"proxy_maps": True},
+    "no-proxy": {"proxy_maps": False},
+    "interleaved": {"clip_layout": "interleaved"},
+    "consecutive": {"clip_layout": "consecutive"},
+    "input-weight-12": {"input_weight": 12.0},
+    "alpha-weight-2": {"alpha_weight": 2.0},
     "steps-1": {"steps": 1},
     "steps-2": {"steps": 2},
     "frames-9": {"frames": 9},
@@ -100,6 +105,8 @@ class EvalObjectConfig:
     """object-job preset"""
     backbone: str | None = None
     """override the preset's backbone"""
+    checkpoint: Path | None = None
+    """score the last checkpoint of a `vdm3d train orbit` run folder (running or finished) as the backbone"""
     steps: Annotated[int | None, Range(1)] = None
     """override the preset's sampler steps"""
     guidance_scale: Annotated[float | None, Range(0)] = None
@@ -119,7 +126,8 @@ class EvalObjectConfig:
     """score the orbit frames themselves and their visual hull (cheap)"""
     options: tuple[str, ...] = ()
     """also run the job with each of these options on the same cases, one row each: illumination,
-    depth-prior, normal-prior, estimator-prior, priors, uv, texture-refine, proxy, steps-1, steps-2, frames-9
+    depth-prior, normal-prior, estimator-prior, priors, uv, texture-refine, proxy, no-proxy, interleaved,
+    consecutive, input-weight-12, alpha-weight-2, steps-1, steps-2, frames-9
     (mesh PSNR renders the
     job's mesh, unlit, at the novel cameras)"""
     keep_runs: bool = False
@@ -211,7 +219,7 @@ def run_case(case: dict, config: EvalObjectConfig, job_config: ObjectConfig, fol
     image = write_image(folder / f"{name}.png", torch.cat([buf.rgb[0], buf.alpha[0, ..., None]], -1))
     cfg = dataclasses.replace(job_config, image=image, out=folder / name, recentre=False, overwrite=True,
                               elevation_deg=config.elevation_deg, resolution=size)
-    source = OracleOrbit(scene) if config.source == "oracle" else None
+    source = orbit_source(config, cfg, scene)
     result = job.run_object(cfg, source=source, progress=None)
     novel = novel_cameras(config.novel_views, cfg.radius, cfg.fov_deg, size, int(case.get("seed", 0)))
     gt_novel = render_buffers(scene, novel, background=(1.0, 1.0, 1.0)).rgb
@@ -229,7 +237,8 @@ def run_case(case: dict, config: EvalObjectConfig, job_config: ObjectConfig, fol
 
     scores = {"case": name, "job": job_scores(result)}
     for option in config.options:
-        run = job.run_object(dataclasses.replace(cfg, **OPTIONS[option]), source=source, progress=None)
+        option_cfg = dataclasses.replace(cfg, **OPTIONS[option])
+        run = job.run_object(option_cfg, source=orbit_source(config, option_cfg, scene), progress=None)
         scores[f"job+{option}"] = job_scores(run)
     if config.input_only:
         perceptual, _ = make_perceptual(cfg.perceptual)
@@ -249,6 +258,21 @@ def run_case(case: dict, config: EvalObjectConfig, job_config: ObjectConfig, fol
     if not config.keep_runs:
         shutil.rmtree(folder / name, ignore_errors=True)
     return scores
+
+
+def orbit_source(config: EvalObjectConfig, job_config: ObjectConfig, scene: Scene):
+    """What fills the orbit: exact renders (oracle), a training run's checkpoint, or (None) the job's backbone."""
+    if config.source == "oracle":
+        return OracleOrbit(scene)
+    if config.checkpoint is None:
+        return None
+    from vdm3d.jobs.object_orbit import BackboneOrbit
+    from vdm3d.train.orbit import checkpoint_backbone
+
+    c = job_config
+    return BackboneOrbit(checkpoint_backbone(config.checkpoint), steps=c.steps, sigma_max=c.sigma_max,
+                         guidance=c.guidance, guidance_scale=c.guidance_scale, min_guidance_scale=c.min_guidance_scale,
+                         proxy_maps=c.proxy_maps, layout=c.clip_layout)
 
 
 def mesh_renders(mesh: trimesh.Trimesh, cameras: Cameras) -> torch.Tensor:
@@ -322,7 +346,8 @@ def eval_object(config: EvalObjectConfig) -> dict:
                   ", ".join(f"{m} {rows[-1][m].get('novel_psnr', float('nan')):.2f} dB / CD {rows[-1][m]['chamfer']:.4f}"
                             for m in methods_of(rows[-1:])))
         means = summarize(rows)
-        label = config.backbone or job_config.backbone if config.source == "backbone" else "oracle orbit"
+        label = ("oracle orbit" if config.source == "oracle" else "checkpoint" if config.checkpoint is not None
+                 else config.backbone or job_config.backbone)
         text = table(means, len(rows), label)
         atomic_write_json(run.path / "results.json", {"cases": rows, "means": means})
         atomic_write_bytes(run.path / "table.md", (text + "\n").encode())
