@@ -79,6 +79,8 @@ OPTIONS: dict[str, dict] = {
     "consecutive": {"clip_layout": "consecutive"},
     "input-weight-12": {"input_weight": 12.0},
     "alpha-weight-2": {"alpha_weight": 2.0},
+    "l1": {"ssim_weight": 0.2},
+    "steps-1-l1": {"steps": 1, "ssim_weight": 0.2},
     "steps-1": {"steps": 1},
     "steps-2": {"steps": 2},
     "frames-9": {"frames": 9},
@@ -127,7 +129,8 @@ class EvalObjectConfig:
     options: tuple[str, ...] = ()
     """also run the job with each of these options on the same cases, one row each: illumination,
     depth-prior, normal-prior, estimator-prior, priors, uv, texture-refine, proxy, no-proxy, interleaved,
-    consecutive, input-weight-12, alpha-weight-2, steps-1, steps-2, frames-9
+    consecutive, input-weight-12, alpha-weight-2, l1 (3DGS's 0.8 L1 + 0.2 D-SSIM), steps-1-l1, steps-1, steps-2,
+    frames-9
     (mesh PSNR renders the
     job's mesh, unlit, at the novel cameras)"""
     keep_runs: bool = False
