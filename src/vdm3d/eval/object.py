@@ -73,6 +73,7 @@ OPTIONS: dict[str, dict] = {
     "priors": {"depth_prior": 0.1, "normal_prior": 0.05, "estimator_prior": 0.05},
     "uv": {"texture": "uv", "texture_size": 256},
     "texture-refine": {"texture": "uv", "texture_size": 256, "texture_refine_steps": 100},
+    "video": {"backbone": "tiny-video"},
     "proxy": {"proxy_maps": True},
     "no-proxy": {"proxy_maps": False},
     "interleaved": {"clip_layout": "interleaved"},
@@ -128,7 +129,8 @@ class EvalObjectConfig:
     """score the orbit frames themselves and their visual hull (cheap)"""
     options: tuple[str, ...] = ()
     """also run the job with each of these options on the same cases, one row each: illumination,
-    depth-prior, normal-prior, estimator-prior, priors, uv, texture-refine, proxy, no-proxy, interleaved,
+    depth-prior, normal-prior, estimator-prior, priors, uv, texture-refine, video (the shared tiny video model
+    as the orbit backbone), proxy, no-proxy, interleaved,
     consecutive, input-weight-12, alpha-weight-2, l1 (3DGS's 0.8 L1 + 0.2 D-SSIM), steps-1-l1, steps-1, steps-2,
     frames-9
     (mesh PSNR renders the
