@@ -26,7 +26,9 @@ and why). Threads: the kernels' OpenMP loop over tiles uses ``torch.get_num_thre
 
 from __future__ import annotations
 
+import hashlib
 import os
+import platform
 import warnings
 from pathlib import Path
 
@@ -48,6 +50,19 @@ _N_GRAD = 10
 _state: dict[str, object] = {}
 
 
+def _cpu_tag() -> str:
+    """A short hash of this CPU's instruction-set flags: ``-march=native`` code built on one machine
+    must not be loaded on another (a home directory shared between machines) where it could hit an
+    illegal instruction, so the extension's name carries it."""
+    flags = platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags += next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        pass
+    return hashlib.sha1(flags.encode()).hexdigest()[:8]
+
+
 def _load():
     """The compiled module, building it on first use; ``None`` (with the reason in ``_state``) where it
     cannot be built. Tried once per process."""
@@ -60,7 +75,7 @@ def _load():
         try:
             from torch.utils.cpp_extension import load
 
-            module = load(name="vdm3d_cpu_raster", sources=[str(SOURCE)],
+            module = load(name=f"vdm3d_cpu_raster_{_cpu_tag()}", sources=[str(SOURCE)],
                           extra_cflags=["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"],
                           extra_ldflags=["-fopenmp"], verbose=False)
         except Exception as exc:  # no compiler, no ninja, a read-only cache: the numba kernels do the job
