@@ -209,15 +209,20 @@ def test_behind_border_and_larger_than_image_match_reference(backend):
         torch.testing.assert_close(grads[k], v, atol=1e-4 * max(1.0, scale), rtol=1e-3, msg=k)
 
 
-def test_compiled_projection_matches_torch_projection():
+@pytest.mark.parametrize("compiled_projection", ["numba", "cpp"])
+def test_compiled_projection_matches_torch_projection(compiled_projection):
+    from vdm3d.splat.backends.cpp import project_gaussians_cpp
     from vdm3d.splat.backends.numba_projection import project_gaussians_numba
     from vdm3d.splat.projection import project_gaussians
 
     g = random_scene(n=60, degree=3, seed=4)
+    behind = Gaussians.from_points(torch.tensor([[0.3, -0.6, -2.5], [0.0, 0.0, -4.0]]), torch.ones(2, 3), sh_degree=3)
+    g = Gaussians.cat([g, behind])  # one at the first camera's centre, one behind both cameras
     cams = two_cameras()
     gen = torch.Generator().manual_seed(5)
     results = []
-    for project in (project_gaussians, project_gaussians_numba):
+    fast = {"numba": project_gaussians_numba, "cpp": project_gaussians_cpp}[compiled_projection]
+    for project in (project_gaussians, fast):
         h = g.clone().requires_grad_()
         p = project(h, cams, 2)  # a lower degree than the Gaussians carry: the rest get no gradient
         gen.manual_seed(5)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import threading
 import warnings
 from pathlib import Path
 
@@ -39,10 +40,11 @@ from torch import Tensor
 from vdm3d.cameras.camera import Cameras
 from vdm3d.errors import ConfigError
 from vdm3d.splat.backends import numba as numba_backend
-from vdm3d.splat.backends.numba_projection import project_gaussians_numba
+from vdm3d.splat.backends.numba_projection import _camera_table, _per_gaussian
 from vdm3d.splat.gaussians import Gaussians
 from vdm3d.splat.output import RenderOutput
-from vdm3d.splat.projection import ALPHA_MAX, ALPHA_MIN, T_MIN
+from vdm3d.splat.projection import ALPHA_MAX, ALPHA_MIN, EPS_2D, NEAR_PLANE, T_MIN, Projected
+from vdm3d.splat.sh import num_sh_bases
 
 SOURCE = Path(__file__).with_name("cpu_raster.cpp")
 TILE = 16  # fixed in the C++ (``TS``): the vectorized rows are laid out for it
@@ -91,9 +93,78 @@ def available() -> tuple[bool, str]:
     return _load() is not None, str(_state.get("reason", ""))
 
 
+_local = threading.local()
+
+
+def _scratch(size: int, dtype: np.dtype) -> np.ndarray:
+    """A flat scratch array kept between calls and grown on demand (a fresh one costs page faults
+    that show in the timings), one per thread (the kernels release the GIL) and dtype; only used
+    within one backward call."""
+    buffers = _local.__dict__.setdefault("buffers", {})
+    buf = buffers.get(dtype)
+    if buf is None or buf.shape[0] < size:
+        buf = buffers[dtype] = np.empty(max(size, 4096) * 5 // 4, dtype)
+    return buf[:size]
+
+
 def _addr(a: np.ndarray) -> int:
     assert a.flags.c_contiguous, "the kernels read C-contiguous arrays"
     return a.ctypes.data
+
+
+class ProjectCpp(torch.autograd.Function):
+    """``(means, quats, log_scales, opacity_logits, sh) -> (means2d, conics, depths, opacities, colors)`` for
+    ``B`` cameras, plus the non-differentiable ``extents``, ``visible`` and ``radii``: the C++ twin of
+    :class:`.numba_projection.ProjectNumba` (float32 parameters, float64 arithmetic)."""
+
+    @staticmethod
+    def forward(ctx, means, quats, log_scales, opacity_logits, sh, cameras: Cameras, degree: int, near: float,
+                eps2d: float):
+        module = _load()
+        params = [t.detach().contiguous().numpy() for t in (means, quats, log_scales, opacity_logits, sh)]
+        scales, opac, r_exts = _per_gaussian(params[2], params[3])
+        cams = _camera_table(cameras)
+        B, N, K = cams.shape[0], params[0].shape[0], params[4].shape[1]
+        means2d, conics = np.empty((B, N, 2), np.float32), np.empty((B, N, 3), np.float32)
+        depths, opacs = np.empty((B, N), np.float32), np.empty((B, N), np.float32)
+        colors, extents = np.empty((B, N, 3), np.float32), np.empty((B, N, 2), np.float32)
+        visible, radii = np.empty((B, N), np.bool_), np.empty((B, N), np.int32)
+        module.project_forward(B, N, K, degree, *(_addr(a) for a in (params[0], params[1], scales, opac, r_exts,
+                                                                      params[4], cams)),
+                               cameras.width, cameras.height, near, eps2d, ALPHA_MIN,
+                               *(_addr(a) for a in (means2d, conics, depths, opacs, colors, extents, visible, radii)))
+        ctx.params, ctx.per_gaussian, ctx.cams, ctx.visible = params, (scales, opac), cams, visible
+        ctx.consts = (degree, cameras.width, cameras.height, near, eps2d)
+        out = [torch.from_numpy(a) for a in (means2d, conics, depths, opacs, colors, extents, visible, radii)]
+        ctx.mark_non_differentiable(*out[5:])
+        return tuple(out)
+
+    @staticmethod
+    def backward(ctx, v_means2d, v_conics, v_depths, v_opac, v_colors, *_):
+        module = _load()
+        params = ctx.params
+        degree, width, height, near, eps2d = ctx.consts
+        cot = [t.detach().to(torch.float32).contiguous().numpy() for t in (v_means2d, v_conics, v_depths, v_opac,
+                                                                           v_colors)]
+        N, K = params[0].shape[0], params[4].shape[1]
+        grads = [np.empty_like(p) for p in params]  # the kernel writes every entry
+        acc = _scratch(N * 11, np.dtype(np.float64))  # per-Gaussian sums over cameras, kept between calls
+        module.project_backward(ctx.cams.shape[0], N, K, degree, *(_addr(a) for a in (params[0], params[1],
+                                                                                        *ctx.per_gaussian, params[4],
+                                                                                        ctx.cams)),
+                                width, height, near, eps2d, _addr(ctx.visible), *(_addr(c) for c in cot), _addr(acc),
+                                *(_addr(g) for g in grads))
+        return (*(torch.from_numpy(g) for g in grads), None, None, None, None)
+
+
+def project_gaussians_cpp(gaussians: Gaussians, cameras: Cameras, sh_degree: int, near: float = NEAR_PLANE,
+                          eps2d: float = EPS_2D) -> Projected:
+    """:func:`vdm3d.splat.projection.project_gaussians` in C++ (float32 Gaussians, ``cameras.shape == (B,)``)."""
+    num_sh_bases(sh_degree)
+    g = gaussians
+    means2d, conics, depths, opac, colors, extents, visible, radii = ProjectCpp.apply(
+        g.means, g.quats, g.log_scales, g.opacity_logits, g.sh, cameras, sh_degree, near, eps2d)
+    return Projected(means2d, conics, depths, opac, colors, extents, visible, radii)
 
 
 class RasterizeCpp(torch.autograd.Function):
@@ -134,7 +205,7 @@ class RasterizeCpp(torch.autograd.Function):
         threads = torch.get_num_threads()
         for b, L in enumerate(ctx.lists):
             pairs = L.gauss.shape[0]
-            v_pairs = numba_backend._pair_scratch(pairs, np.dtype(np.float32))
+            v_pairs = _scratch(pairs * _N_GRAD, np.dtype(np.float32))
             module.backward(*(_addr(a[b]) for a in arrays), _addr(L.offsets), _addr(L.gauss), _addr(L.boxes), L.width,
                             L.height, L.tiles_x, L.offsets.shape[0] - 1, ALPHA_MAX, ALPHA_MIN, T_MIN, _addr(bg[b]),
                             _addr(alpha[b]), _addr(depth[b]), _addr(T_final[b]), _addr(last[b]),
@@ -154,7 +225,7 @@ def render_backend(gaussians: Gaussians, cameras: Cameras, sh_degree: int, backg
                           "move them with gaussians.to('cpu') or use backend='gsplat'.")
     if gaussians.dtype != torch.float32 or _load() is None:
         return numba_backend.render_backend(gaussians, cameras, sh_degree, background)
-    proj = project_gaussians_numba(gaussians, cameras, sh_degree)
+    proj = project_gaussians_cpp(gaussians, cameras, sh_degree)
     means2d = proj.means2d
     if means2d.requires_grad:
         means2d.retain_grad()
