@@ -1,27 +1,32 @@
-"""Compiled float32 CPU rasterizer: the ``cpp`` backend, and the default without CUDA.
+"""Compiled CPU renderer in C++: the ``cpp`` backend, and the default without CUDA.
 
-The projection (EWA splatting, SH colors, culling) and the binning are the ``numba`` backend's
-(:mod:`.numba_projection`, :func:`.numba.bin_gaussians`); the per-pixel half, forward and backward,
-is C++ (``cpu_raster.cpp`` beside this file) with exactly the rules of :mod:`.torch_ref` and of
-:mod:`.numba`'s kernels, whose docstring describes the tiles, the front-to-back walk, the backward's
-recovery of the transmittances and the per-pair gradient slots; the C++ follows it line for line.
+``cpu_raster.cpp`` beside this file holds the twins of the ``numba`` backend's kernels, with exactly
+the rules of :mod:`.torch_ref` (the numba docstrings describe the tiles, the front-to-back walk, the
+backward's recovery of the transmittances and the per-pair gradient slots; the C++ follows them line
+for line); only the binning (a radix sort and the tile lists, about 1 ms at 20k Gaussians) is still
+numba's :func:`.numba.bin_gaussians`.
 
-Why a C++ twin of the numba rasterizer: measured, the numba kernels ran at 4.3 ns (forward) and
-5.5 ns (backward) per pixel evaluation, scalar code that steps ``exp`` over the pixel lattice by
-products and branches per pixel. Here each row of a Gaussian's box is evaluated ``LANES = 8``
-pixels at a time by branch-free float32 arithmetic (masks instead of ``continue``, ``exp`` as a
-polynomial instead of a libm call) that gcc's auto-vectorizer turns into AVX2/AVX-512 instructions
-(``-O3 -march=native``); numba's LLVM did not vectorize the same loops profitably (docs/speed.md,
-"tried and not kept"). Sums along a pixel are float32 as in gsplat; the backward's division
-recovers the forward's transmittances to well within the tests' float32 tolerances.
+* **Rasterizer**, float32: each row of a Gaussian's box inside a tile is evaluated ``LANES = 8``
+  pixels at a time by branch-free arithmetic (masks instead of ``continue``, ``exp`` as a polynomial
+  instead of a libm call) that gcc's auto-vectorizer turns into AVX2/AVX-512 instructions
+  (``-O3 -march=native``). The numba kernels are scalar code that steps ``exp`` over the pixel
+  lattice by products and branches per pixel: 4.3 ns (forward) and 5.5 ns (backward) per pixel
+  evaluation at 20k Gaussians, 128 px; these take 0.54x and 0.60x their time, measured side by side
+  (``numba``'s LLVM did not vectorize a lane-parallel version profitably: docs/speed.md). Sums along
+  a pixel are float32 as in gsplat and in ``torch_ref`` itself.
+* **Projection**, float64 arithmetic on float32 parameters like numba's (0.7x its forward's time,
+  about even on the backward, which skips the Gaussians without cotangents). It is scalar code:
+  gcc did not vectorize the loop over Gaussians (strided loads, float-to-double conversions).
 
 Built on first use with :func:`torch.utils.cpp_extension.load` (pybind11 only, no torch headers:
-about 15 s on 2 cores), cached by torch under ``TORCH_EXTENSIONS_DIR`` (default
-``~/.cache/torch_extensions``) and loaded in milliseconds afterwards. Where it cannot be built (no
-C++ compiler, no ninja, or ``VDM3D_NO_CPP=1``) or the Gaussians are not float32, :func:`render_backend`
-falls back to the ``numba`` backend, which computes the same images (:func:`available` says which
-and why). Threads: the kernels' OpenMP loop over tiles uses ``torch.get_num_threads()``, which
-:func:`vdm3d.threads.set_threads` sets.
+about 15-25 s on 2 cores), cached by torch under ``TORCH_EXTENSIONS_DIR`` (default
+``~/.cache/torch_extensions``) under a name that carries a hash of the CPU's flags (``-march=native``
+code must not reach another machine), and loaded in milliseconds afterwards. Where it cannot be
+built (no C++ compiler, no ninja, or ``VDM3D_NO_CPP=1``) or the Gaussians are not float32,
+:func:`render_backend` falls back to the ``numba`` backend, which computes the same images
+(:func:`available` says which and why). Threads: the rasterizer's OpenMP loop over tiles uses
+``torch.get_num_threads()``, which :func:`vdm3d.threads.set_threads` sets; the kernels release the
+GIL.
 """
 
 from __future__ import annotations
