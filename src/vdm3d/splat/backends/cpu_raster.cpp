@@ -1,7 +1,8 @@
-// Tiled rasterizer of the ``cpp`` backend: forward, analytic backward and the per-Gaussian reduction,
-// in float32, written so that gcc auto-vectorizes the pixel loops (see cpp.py for why and how it is
-// built). The rules are those of the dense reference (torch_ref.py) and of the numba kernels
-// (numba.py), pixel for pixel:
+// The ``cpp`` backend's kernels (see cpp.py for why and how it is built): the tiled rasterizer,
+// forward, analytic backward and the per-Gaussian reduction, in float32, written so that gcc
+// auto-vectorizes the pixel loops; and, at the end of the file, the EWA projection with its backward
+// (float64, scalar). The rules are those of the dense reference (torch_ref.py) and of the numba kernels
+// (numba.py, numba_projection.py), pixel for pixel:
 //
 //   alpha = min(alpha_max, o exp(-0.5 d^T C d)), skipped below alpha_min; d = pixel centre (+0.5) - mean;
 //   a pixel stops at the first Gaussian that would take its transmittance below t_min (that one is
