@@ -80,13 +80,12 @@ inline Box tile_box(const Scene& s, int i, int ox, int oy, int tw, int th) {
 }
 
 struct ForwardTile {
-    alignas(64) float T[CELLS];
+    alignas(64) float T[CELLS];  // negated once the pixel's walk has ended (|T| is its final value)
     alignas(64) float r[CELLS];
     alignas(64) float g[CELLS];
     alignas(64) float b[CELLS];
     alignas(64) float z[CELLS];
     alignas(64) float w[CELLS];
-    alignas(64) float live[CELLS];  // 1 until the pixel's walk ends
     alignas(64) int32_t stop[CELLS];  // one past the position of the last blended Gaussian
 };
 
@@ -99,7 +98,6 @@ void forward_tile(const Scene& s, int t, const float* bg, float* out_rgb, float*
     for (int c = 0; c < CELLS; ++c) {
         st.T[c] = 1.0f;
         st.r[c] = st.g[c] = st.b[c] = st.z[c] = st.w[c] = 0.0f;
-        st.live[c] = 1.0f;
         st.stop[c] = static_cast<int32_t>(start);
     }
     int row_live[TS];
@@ -127,7 +125,6 @@ void forward_tile(const Scene& s, int t, const float* bg, float* out_rgb, float*
                 float* __restrict__ bp = st.b + c;
                 float* __restrict__ zp = st.z + c;
                 float* __restrict__ wp = st.w + c;
-                float* __restrict__ lp = st.live + c;
                 int32_t* __restrict__ sp = st.stop + c;
                 for (int j = 0; j < LANES; ++j) {
                     const float dx = static_cast<float>(xs + j) - mx;
@@ -135,7 +132,7 @@ void forward_tile(const Scene& s, int t, const float* bg, float* out_rgb, float*
                     const float alpha = std::min(amax, o * exp_nonpos(-0.5f * power));
                     const float Tc = Tp[j];
                     const float Tn = Tc * (1.0f - alpha);
-                    const bool valid = (j <= lim) & (alpha >= amin) & (lp[j] != 0.0f);
+                    const bool valid = (j <= lim) & (alpha >= amin) & (Tc > 0.0f);
                     const bool ends = valid & (Tn < tmin);
                     const bool blend = valid & !ends;
                     const float wgt = blend ? alpha * Tc : 0.0f;
@@ -144,9 +141,8 @@ void forward_tile(const Scene& s, int t, const float* bg, float* out_rgb, float*
                     bp[j] += wgt * c2;
                     zp[j] += wgt * zi;
                     wp[j] += wgt;
-                    Tp[j] = blend ? Tn : Tc;
+                    Tp[j] = blend ? Tn : (ends ? -Tc : Tc);
                     sp[j] = blend ? next : sp[j];
-                    lp[j] = ends ? 0.0f : lp[j];
                     ended += ends;
                 }
             }
@@ -164,7 +160,7 @@ void forward_tile(const Scene& s, int t, const float* bg, float* out_rgb, float*
             out_rgb[3 * p + 2] = st.b[c] + rest * bg[2];
             out_depth[p] = a > 1e-6f ? st.z[c] / a : 0.0f;
             out_alpha[p] = a;
-            T_final[p] = st.T[c];
+            T_final[p] = std::fabs(st.T[c]);
             last[p] = st.stop[c];
         }
     }
