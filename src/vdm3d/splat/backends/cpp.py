@@ -117,6 +117,15 @@ def _addr(a: np.ndarray) -> int:
     return a.ctypes.data
 
 
+def _addrs(*arrays: np.ndarray) -> list[int]:
+    return [_addr(a) for a in arrays]
+
+
+def _tiles(L: numba_backend.TileLists) -> tuple[int, ...]:
+    """The kernels' tile arguments: offsets, gauss, boxes, width, height, tiles_x, n_tiles."""
+    return (*_addrs(L.offsets, L.gauss, L.boxes), L.width, L.height, L.tiles_x, L.offsets.shape[0] - 1)
+
+
 class ProjectCpp(torch.autograd.Function):
     """``(means, quats, log_scales, opacity_logits, sh) -> (means2d, conics, depths, opacities, colors)`` for
     ``B`` cameras, plus the non-differentiable ``extents``, ``visible`` and ``radii``: the C++ twin of
@@ -134,10 +143,10 @@ class ProjectCpp(torch.autograd.Function):
         depths, opacs = np.empty((B, N), np.float32), np.empty((B, N), np.float32)
         colors, extents = np.empty((B, N, 3), np.float32), np.empty((B, N, 2), np.float32)
         visible, radii = np.empty((B, N), np.bool_), np.empty((B, N), np.int32)
-        module.project_forward(B, N, K, degree, *(_addr(a) for a in (params[0], params[1], scales, opac, r_exts,
-                                                                      params[4], cams)),
-                               cameras.width, cameras.height, near, eps2d, ALPHA_MIN,
-                               *(_addr(a) for a in (means2d, conics, depths, opacs, colors, extents, visible, radii)))
+        inputs = _addrs(params[0], params[1], scales, opac, r_exts, params[4], cams)
+        outputs = _addrs(means2d, conics, depths, opacs, colors, extents, visible, radii)
+        module.project_forward(B, N, K, degree, *inputs, cameras.width, cameras.height, near, eps2d, ALPHA_MIN,
+                               *outputs)
         ctx.params, ctx.per_gaussian, ctx.cams, ctx.visible = params, (scales, opac), cams, visible
         ctx.consts = (degree, cameras.width, cameras.height, near, eps2d)
         out = [torch.from_numpy(a) for a in (means2d, conics, depths, opacs, colors, extents, visible, radii)]
@@ -149,16 +158,14 @@ class ProjectCpp(torch.autograd.Function):
         module = _load()
         params = ctx.params
         degree, width, height, near, eps2d = ctx.consts
-        cot = [t.detach().to(torch.float32).contiguous().numpy() for t in (v_means2d, v_conics, v_depths, v_opac,
-                                                                           v_colors)]
+        cot = [t.detach().to(torch.float32).contiguous().numpy()
+               for t in (v_means2d, v_conics, v_depths, v_opac, v_colors)]
         N, K = params[0].shape[0], params[4].shape[1]
         grads = [np.empty_like(p) for p in params]  # the kernel writes every entry
         acc = _scratch(N * 11, np.dtype(np.float64))  # per-Gaussian sums over cameras, kept between calls
-        module.project_backward(ctx.cams.shape[0], N, K, degree, *(_addr(a) for a in (params[0], params[1],
-                                                                                        *ctx.per_gaussian, params[4],
-                                                                                        ctx.cams)),
-                                width, height, near, eps2d, _addr(ctx.visible), *(_addr(c) for c in cot), _addr(acc),
-                                *(_addr(g) for g in grads))
+        inputs = _addrs(params[0], params[1], *ctx.per_gaussian, params[4], ctx.cams)
+        module.project_backward(ctx.cams.shape[0], N, K, degree, *inputs, width, height, near, eps2d,
+                                _addr(ctx.visible), *_addrs(*cot), _addr(acc), *_addrs(*grads))
         return (*(torch.from_numpy(g) for g in grads), None, None, None, None)
 
 
@@ -185,18 +192,16 @@ class RasterizeCpp(torch.autograd.Function):
         bg = background.detach().to(torch.float32).contiguous().numpy()
         ext, vis = extents.contiguous().numpy(), visible.contiguous().numpy()
         B, H, W = arrays[0].shape[0], height, width
-        rgb, depth, alpha = np.empty((B, H, W, 3), np.float32), np.empty((B, H, W), np.float32), np.empty((B, H, W),
-                                                                                                         np.float32)
-        T_final, last = np.empty((B, H, W), np.float32), np.empty((B, H, W), np.int32)
+        rgb, depth = np.empty((B, H, W, 3), np.float32), np.empty((B, H, W), np.float32)
+        alpha, T_final, last = np.empty((B, H, W), np.float32), np.empty((B, H, W), np.float32), np.empty((B, H, W),
+                                                                                                          np.int32)
         threads = torch.get_num_threads()
         lists = []
         for b in range(B):
             L = numba_backend.bin_gaussians(arrays[0][b], ext[b], arrays[4][b], vis[b], W, H, TILE)
             lists.append(L)
-            module.forward(*(_addr(a[b]) for a in arrays), _addr(L.offsets), _addr(L.gauss), _addr(L.boxes), W, H,
-                           L.tiles_x, L.offsets.shape[0] - 1, ALPHA_MAX, ALPHA_MIN, T_MIN, _addr(bg[b]),
-                           _addr(rgb[b]), _addr(depth[b]), _addr(alpha[b]), _addr(T_final[b]), _addr(last[b]),
-                           threads)
+            module.forward(*_addrs(*(a[b] for a in arrays)), *_tiles(L), ALPHA_MAX, ALPHA_MIN, T_MIN, _addr(bg[b]),
+                           *_addrs(rgb[b], depth[b], alpha[b], T_final[b], last[b]), threads)
         ctx.lists, ctx.arrays, ctx.bg, ctx.saved = lists, arrays, bg, (alpha, depth, T_final, last)
         return torch.from_numpy(rgb), torch.from_numpy(depth), torch.from_numpy(alpha)
 
@@ -211,11 +216,10 @@ class RasterizeCpp(torch.autograd.Function):
         for b, L in enumerate(ctx.lists):
             pairs = L.gauss.shape[0]
             v_pairs = _scratch(pairs * _N_GRAD, np.dtype(np.float32))
-            module.backward(*(_addr(a[b]) for a in arrays), _addr(L.offsets), _addr(L.gauss), _addr(L.boxes), L.width,
-                            L.height, L.tiles_x, L.offsets.shape[0] - 1, ALPHA_MAX, ALPHA_MIN, T_MIN, _addr(bg[b]),
-                            _addr(alpha[b]), _addr(depth[b]), _addr(T_final[b]), _addr(last[b]),
-                            *(_addr(c[b]) for c in cot), _addr(v_pairs), threads)
-            module.reduce_pairs(_addr(L.gauss), pairs, arrays[0].shape[1], _addr(v_pairs), *(_addr(g[b]) for g in grads))
+            module.backward(*_addrs(*(a[b] for a in arrays)), *_tiles(L), ALPHA_MAX, ALPHA_MIN, T_MIN, _addr(bg[b]),
+                            *_addrs(alpha[b], depth[b], T_final[b], last[b], *(c[b] for c in cot), v_pairs), threads)
+            module.reduce_pairs(_addr(L.gauss), pairs, arrays[0].shape[1], _addr(v_pairs),
+                                *_addrs(*(g[b] for g in grads)))
         v_background = None
         if ctx.needs_input_grad[5]:  # rgb = ... + (1 - A) background
             v_background = torch.einsum("bhwc,bhw->bc", v_rgb, 1.0 - torch.from_numpy(alpha).to(v_rgb.dtype))
