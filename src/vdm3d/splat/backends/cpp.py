@@ -45,7 +45,7 @@ from torch import Tensor
 from vdm3d.cameras.camera import Cameras
 from vdm3d.errors import ConfigError
 from vdm3d.splat.backends import numba as numba_backend
-from vdm3d.splat.backends.numba_projection import _camera_table, _per_gaussian
+from vdm3d.splat.backends.numba_projection import _camera_table, _per_gaussian, project_gaussians_numba
 from vdm3d.splat.gaussians import Gaussians
 from vdm3d.splat.output import RenderOutput
 from vdm3d.splat.projection import ALPHA_MAX, ALPHA_MIN, EPS_2D, NEAR_PLANE, T_MIN, Projected
@@ -171,8 +171,11 @@ class ProjectCpp(torch.autograd.Function):
 
 def project_gaussians_cpp(gaussians: Gaussians, cameras: Cameras, sh_degree: int, near: float = NEAR_PLANE,
                           eps2d: float = EPS_2D) -> Projected:
-    """:func:`vdm3d.splat.projection.project_gaussians` in C++ (float32 Gaussians, ``cameras.shape == (B,)``)."""
+    """:func:`vdm3d.splat.projection.project_gaussians` in C++ (``cameras.shape == (B,)``); numba's for float64
+    Gaussians or where the kernels cannot be built."""
     num_sh_bases(sh_degree)
+    if gaussians.dtype != torch.float32 or _load() is None:
+        return project_gaussians_numba(gaussians, cameras, sh_degree, near, eps2d)
     g = gaussians
     means2d, conics, depths, opac, colors, extents, visible, radii = ProjectCpp.apply(
         g.means, g.quats, g.log_scales, g.opacity_logits, g.sh, cameras, sh_degree, near, eps2d)
