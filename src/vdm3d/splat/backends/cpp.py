@@ -162,7 +162,7 @@ class ProjectCpp(torch.autograd.Function):
                for t in (v_means2d, v_conics, v_depths, v_opac, v_colors)]
         N, K = params[0].shape[0], params[4].shape[1]
         grads = [np.empty_like(p) for p in params]  # the kernel writes every entry
-        acc = _scratch(N * 11, np.dtype(np.float64))  # per-Gaussian sums over cameras, kept between calls
+        acc = _scratch(N * 11, np.dtype(np.float32))  # per-Gaussian sums over cameras, kept between calls
         inputs = _addrs(params[0], params[1], *ctx.per_gaussian, params[4], ctx.cams)
         module.project_backward(ctx.cams.shape[0], N, K, degree, *inputs, width, height, near, eps2d,
                                 _addr(ctx.visible), *_addrs(*cot), _addr(acc), *_addrs(*grads))

@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 namespace {
 
@@ -370,16 +371,18 @@ void reduce_pairs(uintptr_t gauss_addr, int64_t pairs, int64_t n, uintptr_t v_pa
 // (12 values), fx, fy, cx, cy, the camera centre (3). ``scales``, ``opac``, ``r_ext`` are its
 // _per_gaussian arrays (float64, computed by numpy's vectorized exp/log).
 
-constexpr double SH_C0 = 0.28209479177387814, SH_C1 = 0.4886025119029199;
-constexpr double SH_C2[5] = {1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792,
+using real = float;  // the projection's arithmetic
+
+constexpr real SH_C0 = 0.28209479177387814, SH_C1 = 0.4886025119029199;
+constexpr real SH_C2[5] = {1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792,
                              0.5462742152960396};
-constexpr double SH_C3[7] = {-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154,
+constexpr real SH_C3[7] = {-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154,
                              -0.4570457994644658, 1.445305721320277, -0.5900435899266435};
 
 // Y_k(x, y, z) for k < (D + 1)^2, in the basis and signs of vdm3d.splat.sh, and with ``grad`` their
 // partial derivatives.
 template <int D, bool GRAD>
-inline void sh_basis(double x, double y, double z, double* Y, double* Yx, double* Yy, double* Yz) {
+[[gnu::always_inline]] inline void sh_basis(real x, real y, real z, real* Y, real* Yx, real* Yy, real* Yz) {
     constexpr int n = (D + 1) * (D + 1);
     if (GRAD)
         for (int k = 0; k < n; ++k) Yx[k] = Yy[k] = Yz[k] = 0.0;
@@ -395,7 +398,7 @@ inline void sh_basis(double x, double y, double z, double* Y, double* Yx, double
         }
     }
     if (D >= 2) {
-        const double xx = x * x, yy = y * y, zz = z * z;
+        const real xx = x * x, yy = y * y, zz = z * z;
         Y[4] = SH_C2[0] * x * y;
         Y[5] = SH_C2[1] * y * z;
         Y[6] = SH_C2[2] * (2 * zz - xx - yy);
@@ -410,7 +413,7 @@ inline void sh_basis(double x, double y, double z, double* Y, double* Yx, double
         }
     }
     if (D >= 3) {
-        const double xx = x * x, yy = y * y, zz = z * z;
+        const real xx = x * x, yy = y * y, zz = z * z;
         Y[9] = SH_C3[0] * y * (3 * xx - yy);
         Y[10] = SH_C3[1] * x * y * z;
         Y[11] = SH_C3[2] * y * (4 * zz - xx - yy);
@@ -432,14 +435,14 @@ inline void sh_basis(double x, double y, double z, double* Y, double* Yx, double
 }
 
 struct Camera {
-    double R[9], t[3], fx, fy, cx, cy, lxn, lxp, lyn, lyp, centre[3];
+    real R[9], t[3], fx, fy, cx, cy, lxn, lxp, lyn, lyp, centre[3];
     Camera(const double* c, int width, int height) {
         for (int r = 0; r < 3; ++r) {
             for (int q = 0; q < 3; ++q) R[3 * r + q] = c[4 * r + q];
             t[r] = c[4 * r + 3];
         }
         fx = c[12], fy = c[13], cx = c[14], cy = c[15];
-        const double tan_x = 0.5 * width / fx, tan_y = 0.5 * height / fy;
+        const real tan_x = 0.5 * width / fx, tan_y = 0.5 * height / fy;
         lxn = cx / fx + 0.3 * tan_x, lxp = (width - cx) / fx + 0.3 * tan_x;
         lyn = cy / fy + 0.3 * tan_y, lyp = (height - cy) / fy + 0.3 * tan_y;
         for (int r = 0; r < 3; ++r) centre[r] = c[16 + r];
@@ -447,15 +450,15 @@ struct Camera {
 };
 
 // Rotation of the quaternion (normalized here), Sigma = R diag(s^2) R^T (6 entries: 00 01 02 11 12 22).
-inline void covariance(const float* q, const double* s, double* Rq, double* qn, double& qnorm, double* Sig) {
-    const double w0 = q[0], x0 = q[1], y0 = q[2], z0 = q[3];
+[[gnu::always_inline]] inline void covariance(const float* q, const double* s, real* Rq, real* qn, real& qnorm, real* Sig) {
+    const real w0 = q[0], x0 = q[1], y0 = q[2], z0 = q[3];
     qnorm = std::sqrt(w0 * w0 + x0 * x0 + y0 * y0 + z0 * z0);
-    const double w = w0 / qnorm, x = x0 / qnorm, y = y0 / qnorm, z = z0 / qnorm;
+    const real w = w0 / qnorm, x = x0 / qnorm, y = y0 / qnorm, z = z0 / qnorm;
     qn[0] = w, qn[1] = x, qn[2] = y, qn[3] = z;
     Rq[0] = 1 - 2 * (y * y + z * z), Rq[1] = 2 * (x * y - w * z), Rq[2] = 2 * (x * z + w * y);
     Rq[3] = 2 * (x * y + w * z), Rq[4] = 1 - 2 * (x * x + z * z), Rq[5] = 2 * (y * z - w * x);
     Rq[6] = 2 * (x * z - w * y), Rq[7] = 2 * (y * z + w * x), Rq[8] = 1 - 2 * (x * x + y * y);
-    const double s0 = s[0] * s[0], s1 = s[1] * s[1], s2 = s[2] * s[2];
+    const real s0 = s[0] * s[0], s1 = s[1] * s[1], s2 = s[2] * s[2];
     Sig[0] = Rq[0] * Rq[0] * s0 + Rq[1] * Rq[1] * s1 + Rq[2] * Rq[2] * s2;
     Sig[1] = Rq[0] * Rq[3] * s0 + Rq[1] * Rq[4] * s1 + Rq[2] * Rq[5] * s2;
     Sig[2] = Rq[0] * Rq[6] * s0 + Rq[1] * Rq[7] * s1 + Rq[2] * Rq[8] * s2;
@@ -465,9 +468,9 @@ inline void covariance(const float* q, const double* s, double* Rq, double* qn, 
 }
 
 // C = Rc Sigma Rc^T for the camera rotation Rc (6 entries of the symmetric result).
-inline void rotate(const Camera& cam, const double* S, double* C) {
-    const double* R = cam.R;
-    double T[9];  // Rc Sigma
+[[gnu::always_inline]] inline void rotate(const Camera& cam, const real* S, real* C) {
+    const real* R = cam.R;
+    real T[9];  // Rc Sigma
     for (int r = 0; r < 3; ++r) {
         T[3 * r] = R[3 * r] * S[0] + R[3 * r + 1] * S[1] + R[3 * r + 2] * S[2];
         T[3 * r + 1] = R[3 * r] * S[1] + R[3 * r + 1] * S[3] + R[3 * r + 2] * S[4];
@@ -482,13 +485,13 @@ inline void rotate(const Camera& cam, const double* S, double* C) {
 }
 
 struct Screen {  // what the forward and the backward both recompute for a Gaussian in a camera
-    double x, y, z, zs, rx, ry, rxc, ryc, tx, ty, J00, J02, J11, J12, a, b, c, det_raw, det;
+    real x, y, z, zs, rx, ry, rxc, ryc, tx, ty, J00, J02, J11, J12, a, b, c, det_raw, det;
     bool in_front;
 };
 
-inline Screen screen(const Camera& cam, double mx, double my, double mz, const double* C, double near, double eps2d) {
+[[gnu::always_inline]] inline Screen screen(const Camera& cam, real mx, real my, real mz, const real* C, real near, real eps2d) {
     Screen p;
-    const double* R = cam.R;
+    const real* R = cam.R;
     p.x = R[0] * mx + R[1] * my + R[2] * mz + cam.t[0];
     p.y = R[3] * mx + R[4] * my + R[5] * mz + cam.t[1];
     p.z = R[6] * mx + R[7] * my + R[8] * mz + cam.t[2];
@@ -505,41 +508,42 @@ inline Screen screen(const Camera& cam, double mx, double my, double mz, const d
     p.b = p.J00 * (p.J11 * C[1] + p.J12 * C[2]) + p.J02 * (p.J11 * C[4] + p.J12 * C[5]);
     p.c = p.J11 * (p.J11 * C[3] + p.J12 * C[4]) + p.J12 * (p.J11 * C[4] + p.J12 * C[5]) + eps2d;
     p.det_raw = p.a * p.c - p.b * p.b;
-    p.det = std::max(p.det_raw, 1e-12);
+    p.det = std::max(p.det_raw, real(1e-12));
     return p;
 }
 
 template <int D>
 void project_forward_cam(int n, int K, const float* means, const float* quats, const double* scales,
                          const double* opac, const double* r_exts, const float* sh, const Camera& cam, int width,
-                         int height, double near, double eps2d, double alpha_min, float* means2d, float* conics,
+                         int height, real near, real eps2d, real alpha_min, float* means2d, float* conics,
                          float* depths, float* opacities, float* colors, float* extents, uint8_t* visible,
                          int32_t* radii) {
     constexpr int NC = (D + 1) * (D + 1);
-#pragma omp simd
+#pragma GCC ivdep
     for (int i = 0; i < n; ++i) {
-        double Rq[9], qn[4], qnorm, Sig[6], C[6], Y[16];
+        real Rq[9], qn[4], qnorm, Sig[6], C[6], Y[16];
         covariance(quats + 4 * i, scales + 3 * i, Rq, qn, qnorm, Sig);
         rotate(cam, Sig, C);
-        const double mx = means[3 * i], my = means[3 * i + 1], mz = means[3 * i + 2];
+        const real mx = means[3 * i], my = means[3 * i + 1], mz = means[3 * i + 2];
         const Screen p = screen(cam, mx, my, mz, C, near, eps2d);
-        const double u = cam.fx * p.x / p.zs + cam.cx, v = cam.fy * p.y / p.zs + cam.cy;
+        const real u = cam.fx * p.x / p.zs + cam.cx, v = cam.fy * p.y / p.zs + cam.cy;
         means2d[2 * i] = u, means2d[2 * i + 1] = v;
         conics[3 * i] = p.c / p.det, conics[3 * i + 1] = -p.b / p.det, conics[3 * i + 2] = p.a / p.det;
         depths[i] = p.z;
-        const double dx = mx - cam.centre[0], dy = my - cam.centre[1], dz = mz - cam.centre[2];
-        const double norm = std::max(std::sqrt(dx * dx + dy * dy + dz * dz), 1e-12);
+        const real dx = mx - cam.centre[0], dy = my - cam.centre[1], dz = mz - cam.centre[2];
+        const real norm = std::max(std::sqrt(dx * dx + dy * dy + dz * dz), real(1e-12));
         sh_basis<D, false>(dx / norm, dy / norm, dz / norm, Y, nullptr, nullptr, nullptr);
-        double r0 = 0.5, r1 = 0.5, r2 = 0.5;
+        real r0 = 0.5, r1 = 0.5, r2 = 0.5;
         const float* s = sh + 3 * K * static_cast<int64_t>(i);
+#pragma GCC unroll 16
         for (int k = 0; k < NC; ++k) {
             r0 += Y[k] * s[3 * k];
             r1 += Y[k] * s[3 * k + 1];
             r2 += Y[k] * s[3 * k + 2];
         }
-        colors[3 * i] = std::max(r0, 0.0), colors[3 * i + 1] = std::max(r1, 0.0), colors[3 * i + 2] = std::max(r2, 0.0);
-        const double o = opac[i];
-        const double ex = r_exts[i] * std::sqrt(p.a), ey = r_exts[i] * std::sqrt(p.c);
+        colors[3 * i] = std::max(r0, real(0)), colors[3 * i + 1] = std::max(r1, real(0)), colors[3 * i + 2] = std::max(r2, real(0));
+        const real o = opac[i];
+        const real ex = r_exts[i] * std::sqrt(p.a), ey = r_exts[i] * std::sqrt(p.c);
         const bool on_image = (u + ex > 0) & (u - ex < width) & (v + ey > 0) & (v - ey < height);
         const bool vis = p.in_front & (o >= alpha_min) & on_image & std::isfinite(u) & std::isfinite(v);
         visible[i] = vis;
@@ -551,91 +555,94 @@ void project_forward_cam(int n, int K, const float* means, const float* quats, c
 
 constexpr int N_ACC = 11;  // per-Gaussian sums over cameras: v_mean (3), v_Sigma symmetrized (6), v_logit, touched
 
-template <int D>
-void project_backward_cam(int n, int K, const float* means, const float* quats, const double* scales,
-                          const double* opac, const float* sh, const Camera& cam, double near, double eps2d,
+template <int D, bool K_IS_NC>
+void project_backward_cam(int n, int K_arg, const float* means, const float* quats, const double* scales,
+                          const double* opac, const float* sh, const Camera cam_arg, real near, real eps2d,
                           const uint8_t* visible, const float* v_means2d, const float* v_conics, const float* v_depths,
-                          const float* v_opacities, const float* v_colors, double* acc, float* v_sh, bool first) {
+                          const float* v_opacities, const float* v_colors, float* acc, float* v_sh, float* sh_out) {
     constexpr int NC = (D + 1) * (D + 1);
-#pragma omp simd
+    const int K = K_IS_NC ? NC : K_arg;  // a constant stride lets gcc vectorize the v_sh stores
+    const Camera cam = cam_arg;  // a local copy: the stores below cannot alias it, which lets the loop vectorize
+#pragma GCC ivdep
     for (int i = 0; i < n; ++i) {
-        const double g0 = v_means2d[2 * i], g1 = v_means2d[2 * i + 1];
-        const double q0 = v_conics[3 * i], q1 = v_conics[3 * i + 1], q2 = v_conics[3 * i + 2];
-        const double gz = v_depths[i], go = v_opacities[i];
-        const double gc0 = v_colors[3 * i], gc1 = v_colors[3 * i + 1], gc2 = v_colors[3 * i + 2];
+        const real g0 = v_means2d[2 * i], g1 = v_means2d[2 * i + 1];
+        const real q0 = v_conics[3 * i], q1 = v_conics[3 * i + 1], q2 = v_conics[3 * i + 2];
+        const real gz = v_depths[i], go = v_opacities[i];
+        const real gc0 = v_colors[3 * i], gc1 = v_colors[3 * i + 1], gc2 = v_colors[3 * i + 2];
         // Contributions are linear in the cotangents: a Gaussian without any in this camera gets none
         // (selected, not multiplied, so a degenerate one cannot leak NaN).
-        const bool has = (g0 != 0) | (g1 != 0) | (q0 != 0) | (q1 != 0) | (q2 != 0) | (gz != 0) | (go != 0) |
-                         (gc0 != 0) | (gc1 != 0) | (gc2 != 0);
-        float* vs = v_sh + 3 * K * static_cast<int64_t>(i);
-        double* a = acc + N_ACC * static_cast<int64_t>(i);
-        if (first) {  // the first camera writes every entry, the others add to them
-            for (int q = 0; q < 3 * K; ++q) vs[q] = 0.0f;
-            for (int q = 0; q < N_ACC; ++q) a[q] = 0.0;
+        // (A float comparison, not a bool of bools: gcc vectorizes the selects on it.)
+        const bool has = std::fabs(g0) + std::fabs(g1) + std::fabs(q0) + std::fabs(q1) + std::fabs(q2) + std::fabs(gz) +
+                             std::fabs(go) + std::fabs(gc0) + std::fabs(gc1) + std::fabs(gc2) != 0;
+        if (!has) {  // gcc does not vectorize this loop (AoS strides), so skipping is a plain saving
+            sh_out[6 * i + 3] = sh_out[6 * i + 4] = sh_out[6 * i + 5] = 0.0f;
+            continue;
         }
-        if (!has) continue;
-        double Rq[9], qn[4], qnorm, Sig[6], C[6], Y[16], Yx[16], Yy[16], Yz[16];
+        float* a = acc + N_ACC * static_cast<int64_t>(i);
+        real Rq[9], qn[4], qnorm, Sig[6], C[6], Y[16], Yx[16], Yy[16], Yz[16];
         covariance(quats + 4 * i, scales + 3 * i, Rq, qn, qnorm, Sig);
         rotate(cam, Sig, C);
-        const double o = opac[i];
-        const double v_logit = visible[i] ? go * o * (1.0 - o) : 0.0;
-        const double mx = means[3 * i], my = means[3 * i + 1], mz = means[3 * i + 2];
+        const real o = opac[i];
+        const real v_logit = real(visible[i]) != 0 ? go * o * (1.0f - o) : 0.0f;
+        const real mx = means[3 * i], my = means[3 * i + 1], mz = means[3 * i + 2];
         // Colors -> SH coefficients and the viewing direction.
-        const double dx = mx - cam.centre[0], dy = my - cam.centre[1], dz = mz - cam.centre[2];
-        const double raw_norm = std::sqrt(dx * dx + dy * dy + dz * dz);
-        const double norm = std::max(raw_norm, 1e-12);
-        const double d0 = dx / norm, d1 = dy / norm, d2 = dz / norm;
+        const real dx = mx - cam.centre[0], dy = my - cam.centre[1], dz = mz - cam.centre[2];
+        const real raw_norm = std::sqrt(dx * dx + dy * dy + dz * dz);
+        const real norm = std::max(raw_norm, real(1e-12));
+        const real d0 = dx / norm, d1 = dy / norm, d2 = dz / norm;
         sh_basis<D, true>(d0, d1, d2, Y, Yx, Yy, Yz);
         const float* s = sh + 3 * K * static_cast<int64_t>(i);
-        double r0 = 0.5, r1 = 0.5, r2 = 0.5;
+        real r0 = 0.5, r1 = 0.5, r2 = 0.5;
+#pragma GCC unroll 16
         for (int k = 0; k < NC; ++k) {
             r0 += Y[k] * s[3 * k];
             r1 += Y[k] * s[3 * k + 1];
             r2 += Y[k] * s[3 * k + 2];
         }
-        const double vc0 = r0 >= 0.0 ? gc0 : 0.0, vc1 = r1 >= 0.0 ? gc1 : 0.0, vc2 = r2 >= 0.0 ? gc2 : 0.0;
-        double vd0 = 0.0, vd1 = 0.0, vd2 = 0.0;
+        const real vc0 = r0 >= 0.0 ? gc0 : 0.0, vc1 = r1 >= 0.0 ? gc1 : 0.0, vc2 = r2 >= 0.0 ? gc2 : 0.0;
+        real vd0 = 0.0, vd1 = 0.0, vd2 = 0.0;
+#pragma GCC unroll 16
         for (int k = 0; k < NC; ++k) {
-            vs[3 * k] += has ? Y[k] * vc0 : 0.0;
-            vs[3 * k + 1] += has ? Y[k] * vc1 : 0.0;
-            vs[3 * k + 2] += has ? Y[k] * vc2 : 0.0;
-            const double s_k = s[3 * k] * vc0 + s[3 * k + 1] * vc1 + s[3 * k + 2] * vc2;
+            const real s_k = s[3 * k] * vc0 + s[3 * k + 1] * vc1 + s[3 * k + 2] * vc2;
             vd0 += Yx[k] * s_k;
             vd1 += Yy[k] * s_k;
             vd2 += Yz[k] * s_k;
         }
-        const double dot = d0 * vd0 + d1 * vd1 + d2 * vd2;
-        const bool unit = raw_norm >= 1e-12;
-        double vm0 = (unit ? vd0 - d0 * dot : vd0) / norm;
-        double vm1 = (unit ? vd1 - d1 * dot : vd1) / norm;
-        double vm2 = (unit ? vd2 - d2 * dot : vd2) / norm;
+        // v_sh += Y vc is left to the second loop (its 48-float rows of stores keep this one from vectorizing)
+        sh_out[6 * i] = d0, sh_out[6 * i + 1] = d1, sh_out[6 * i + 2] = d2;
+        sh_out[6 * i + 3] = has ? vc0 : 0.0f, sh_out[6 * i + 4] = has ? vc1 : 0.0f, sh_out[6 * i + 5] = has ? vc2 : 0.0f;
+        const real dot = d0 * vd0 + d1 * vd1 + d2 * vd2;
+        const bool unit = raw_norm >= real(1e-12);
+        real vm0 = (unit ? vd0 - d0 * dot : vd0) / norm;
+        real vm1 = (unit ? vd1 - d1 * dot : vd1) / norm;
+        real vm2 = (unit ? vd2 - d2 * dot : vd2) / norm;
         // Conic (c, -b, a) / det -> a, b, c of the dilated 2D covariance.
         const Screen p = screen(cam, mx, my, mz, C, near, eps2d);
-        double va = q2 / p.det, vb = -q1 / p.det, vc = q0 / p.det;
-        const double v_det = p.det_raw >= 1e-12 ? -(q0 * p.c - q1 * p.b + q2 * p.a) / (p.det * p.det) : 0.0;
+        real va = q2 / p.det, vb = -q1 / p.det, vc = q0 / p.det;
+        const real v_det = p.det_raw >= real(1e-12) ? -(q0 * p.c - q1 * p.b + q2 * p.a) / (p.det * p.det) : 0.0;
         va += v_det * p.c;
         vb += v_det * (-2.0 * p.b);
         vc += v_det * p.a;
         // v_J = (V + V^T) J C with V = [[va, vb], [0, vc]]; rows of J: (J00, 0, J02), (0, J11, J12).
-        const double JC00 = p.J00 * C[0] + p.J02 * C[2], JC02 = p.J00 * C[2] + p.J02 * C[5];
-        const double JC11 = p.J11 * C[3] + p.J12 * C[4], JC12 = p.J11 * C[4] + p.J12 * C[5];
-        const double JC10 = p.J11 * C[1] + p.J12 * C[2], JC01 = p.J00 * C[1] + p.J02 * C[4];
-        const double vJ00 = 2.0 * va * JC00 + vb * JC10;
-        const double vJ02 = 2.0 * va * JC02 + vb * JC12;
-        const double vJ11 = vb * JC01 + 2.0 * vc * JC11;
-        const double vJ12 = vb * JC02 + 2.0 * vc * JC12;
+        const real JC00 = p.J00 * C[0] + p.J02 * C[2], JC02 = p.J00 * C[2] + p.J02 * C[5];
+        const real JC11 = p.J11 * C[3] + p.J12 * C[4], JC12 = p.J11 * C[4] + p.J12 * C[5];
+        const real JC10 = p.J11 * C[1] + p.J12 * C[2], JC01 = p.J00 * C[1] + p.J02 * C[4];
+        const real vJ00 = 2.0 * va * JC00 + vb * JC10;
+        const real vJ02 = 2.0 * va * JC02 + vb * JC12;
+        const real vJ11 = vb * JC01 + 2.0 * vc * JC11;
+        const real vJ12 = vb * JC02 + 2.0 * vc * JC12;
         // v_C = J^T V J, symmetrized: W = 2 va j0 j0^T + vb (j0 j1^T + j1 j0^T) + 2 vc j1 j1^T.
-        const double j0[3] = {p.J00, 0.0, p.J02}, j1[3] = {0.0, p.J11, p.J12};
-        double W[9];
+        const real j0[3] = {p.J00, 0.0, p.J02}, j1[3] = {0.0, p.J11, p.J12};
+        real W[9];
         for (int r = 0; r < 3; ++r)
             for (int q = 0; q < 3; ++q)
                 W[3 * r + q] = 2.0 * va * j0[r] * j0[q] + vb * (j0[r] * j1[q] + j1[r] * j0[q]) + 2.0 * vc * j1[r] * j1[q];
         // C = Rc Sigma Rc^T -> v_Sigma (symmetrized) += Rc^T W Rc
-        const double* R = cam.R;
-        double WR[9];
+        const real* R = cam.R;
+        real WR[9];
         for (int r = 0; r < 3; ++r)
             for (int q = 0; q < 3; ++q) WR[3 * r + q] = W[3 * r] * R[q] + W[3 * r + 1] * R[3 + q] + W[3 * r + 2] * R[6 + q];
-        double vS[6];
+        real vS[6];
         vS[0] = R[0] * WR[0] + R[3] * WR[3] + R[6] * WR[6];
         vS[1] = R[0] * WR[1] + R[3] * WR[4] + R[6] * WR[7];
         vS[2] = R[0] * WR[2] + R[3] * WR[5] + R[6] * WR[8];
@@ -643,55 +650,68 @@ void project_backward_cam(int n, int K, const float* means, const float* quats, 
         vS[4] = R[1] * WR[2] + R[4] * WR[5] + R[7] * WR[8];
         vS[5] = R[2] * WR[2] + R[5] * WR[5] + R[8] * WR[8];
         // Jacobian and pixel mean -> camera point.
-        const double zs = p.zs, zs2 = zs * zs, fx = cam.fx, fy = cam.fy;
-        double vx = g0 * fx / zs, vy = g1 * fy / zs;
-        double vzs = -(g0 * fx * p.x + g1 * fy * p.y) / zs2 - fx / zs2 * vJ00 - fy / zs2 * vJ11 +
+        const real zs = p.zs, zs2 = zs * zs, fx = cam.fx, fy = cam.fy;
+        real vx = g0 * fx / zs, vy = g1 * fy / zs;
+        real vzs = -(g0 * fx * p.x + g1 * fy * p.y) / zs2 - fx / zs2 * vJ00 - fy / zs2 * vJ11 +
                      2.0 * fx * p.tx / (zs2 * zs) * vJ02 + 2.0 * fy * p.ty / (zs2 * zs) * vJ12;
-        const double vtx = -fx / zs2 * vJ02, vty = -fy / zs2 * vJ12;
+        const real vtx = -fx / zs2 * vJ02, vty = -fy / zs2 * vJ12;
         const bool free_x = p.rx == p.rxc, free_y = p.ry == p.ryc;  // tx = x, or tx = z * limit
         vx += free_x ? vtx : 0.0;
         vzs += free_x ? 0.0 : vtx * p.rxc;
         vy += free_y ? vty : 0.0;
         vzs += free_y ? 0.0 : vty * p.ryc;
-        const double vz = gz + (p.in_front ? vzs : 0.0);
+        const real vz = gz + (p.z >= near ? vzs : 0.0f);
         vm0 += R[0] * vx + R[3] * vy + R[6] * vz;
         vm1 += R[1] * vx + R[4] * vy + R[7] * vz;
         vm2 += R[2] * vx + R[5] * vy + R[8] * vz;
-        a[0] += has ? vm0 : 0.0;
-        a[1] += has ? vm1 : 0.0;
-        a[2] += has ? vm2 : 0.0;
-        for (int q = 0; q < 6; ++q) a[3 + q] += has ? vS[q] : 0.0;
-        a[9] += has ? v_logit : 0.0;
-        a[10] = has ? 1.0 : a[10];
+        a[0] += has ? vm0 : 0.0f;
+        a[1] += has ? vm1 : 0.0f;
+        a[2] += has ? vm2 : 0.0f;
+        for (int q = 0; q < 6; ++q) a[3 + q] += has ? vS[q] : 0.0f;
+        a[9] += has ? v_logit : 0.0f;
+        a[10] += has ? 1.0f : 0.0f;  // counts the cameras with cotangents
+    }
+    // v_sh += Y(d) vc, one Gaussian's contiguous row of coefficients at a time (gcc vectorizes the row).
+    for (int i = 0; i < n; ++i) {
+        const float* o = sh_out + 6 * i;
+        if (o[3] == 0 && o[4] == 0 && o[5] == 0) continue;  // adds nothing
+        real Y[16];
+        sh_basis<D, false>(o[0], o[1], o[2], Y, nullptr, nullptr, nullptr);
+        float* vs = v_sh + 3 * K * static_cast<int64_t>(i);
+        for (int k = 0; k < NC; ++k) {
+            vs[3 * k] += Y[k] * o[3];
+            vs[3 * k + 1] += Y[k] * o[4];
+            vs[3 * k + 2] += Y[k] * o[5];
+        }
     }
 }
 
 // After every camera: Sigma = M M^T with M = R_q diag(s) -> scales and the normalized quaternion.
-void project_backward_finish(int n, const float* quats, const double* scales, const double* acc, float* v_means,
+void project_backward_finish(int n, const float* quats, const double* scales, const float* acc, float* v_means,
                              float* v_quats, float* v_log_scales, float* v_logits) {
-#pragma omp simd
+#pragma GCC ivdep
     for (int i = 0; i < n; ++i) {
-        const double* a = acc + N_ACC * static_cast<int64_t>(i);
-        double Rq[9], qn[4], qnorm, Sig[6];
+        const float* a = acc + N_ACC * static_cast<int64_t>(i);
+        real Rq[9], qn[4], qnorm, Sig[6];
         covariance(quats + 4 * i, scales + 3 * i, Rq, qn, qnorm, Sig);
         const double* s = scales + 3 * i;
-        const double vSym[9] = {a[3], a[4], a[5], a[4], a[6], a[7], a[5], a[7], a[8]};  // v_Sigma + v_Sigma^T
-        double vM[9], v[9];
+        const real vSym[9] = {real(a[3]), real(a[4]), real(a[5]), real(a[4]), real(a[6]), real(a[7]), real(a[5]), real(a[7]), real(a[8])};  // v_Sigma + v_Sigma^T
+        real vM[9], v[9];
         for (int r = 0; r < 3; ++r)
             for (int c = 0; c < 3; ++c)
                 vM[3 * r + c] = vSym[3 * r] * Rq[c] * s[c] + vSym[3 * r + 1] * Rq[3 + c] * s[c] +
                                 vSym[3 * r + 2] * Rq[6 + c] * s[c];
-        const double vs0 = (vM[0] * Rq[0] + vM[3] * Rq[3] + vM[6] * Rq[6]) * s[0];
-        const double vs1 = (vM[1] * Rq[1] + vM[4] * Rq[4] + vM[7] * Rq[7]) * s[1];
-        const double vs2 = (vM[2] * Rq[2] + vM[5] * Rq[5] + vM[8] * Rq[8]) * s[2];
+        const real vs0 = (vM[0] * Rq[0] + vM[3] * Rq[3] + vM[6] * Rq[6]) * s[0];
+        const real vs1 = (vM[1] * Rq[1] + vM[4] * Rq[4] + vM[7] * Rq[7]) * s[1];
+        const real vs2 = (vM[2] * Rq[2] + vM[5] * Rq[5] + vM[8] * Rq[8]) * s[2];
         for (int r = 0; r < 3; ++r)
             for (int c = 0; c < 3; ++c) v[3 * r + c] = vM[3 * r + c] * s[c];
-        const double w = qn[0], x = qn[1], y = qn[2], z = qn[3];
-        const double vw = 2 * (-z * v[1] + y * v[2] + z * v[3] - x * v[5] - y * v[6] + x * v[7]);
-        const double vx = 2 * (y * v[1] + z * v[2] + y * v[3] - 2 * x * v[4] - w * v[5] + z * v[6] + w * v[7] - 2 * x * v[8]);
-        const double vy = 2 * (-2 * y * v[0] + x * v[1] + w * v[2] + x * v[3] + z * v[5] - w * v[6] + z * v[7] - 2 * y * v[8]);
-        const double vz = 2 * (-2 * z * v[0] - w * v[1] + x * v[2] + w * v[3] - 2 * z * v[4] + y * v[5] + x * v[6] + y * v[7]);
-        const double dot = w * vw + x * vx + y * vy + z * vz;
+        const real w = qn[0], x = qn[1], y = qn[2], z = qn[3];
+        const real vw = 2 * (-z * v[1] + y * v[2] + z * v[3] - x * v[5] - y * v[6] + x * v[7]);
+        const real vx = 2 * (y * v[1] + z * v[2] + y * v[3] - 2 * x * v[4] - w * v[5] + z * v[6] + w * v[7] - 2 * x * v[8]);
+        const real vy = 2 * (-2 * y * v[0] + x * v[1] + w * v[2] + x * v[3] + z * v[5] - w * v[6] + z * v[7] - 2 * y * v[8]);
+        const real vz = 2 * (-2 * z * v[0] - w * v[1] + x * v[2] + w * v[3] - 2 * z * v[4] + y * v[5] + x * v[6] + y * v[7]);
+        const real dot = w * vw + x * vx + y * vy + z * vz;
         const bool touched = a[10] != 0.0;
         v_means[3 * i] = a[0], v_means[3 * i + 1] = a[1], v_means[3 * i + 2] = a[2];
         v_quats[4 * i] = touched ? (vw - w * dot) / qnorm : 0.0;
@@ -718,7 +738,7 @@ void by_degree(int degree, F&& f) {
 // Every camera's outputs ([B, N, ...]) from the float32 parameters and the float64 per-Gaussian terms.
 void project_forward(int n_cams, int n, int K, int degree, uintptr_t means, uintptr_t quats, uintptr_t scales,
                      uintptr_t opac, uintptr_t r_exts, uintptr_t sh, uintptr_t cams, int width, int height,
-                     double near, double eps2d, double alpha_min, uintptr_t means2d, uintptr_t conics, uintptr_t depths,
+                     real near, real eps2d, real alpha_min, uintptr_t means2d, uintptr_t conics, uintptr_t depths,
                      uintptr_t opacities, uintptr_t colors, uintptr_t extents, uintptr_t visible, uintptr_t radii) {
     for (int b = 0; b < n_cams; ++b) {
         const Camera cam(ptr<const double>(cams) + 19 * b, width, height);
@@ -737,23 +757,31 @@ void project_forward(int n_cams, int n, int K, int degree, uintptr_t means, uint
 // The parameters' gradients (every entry written) from the cotangents of the [B, N, ...] outputs;
 // ``acc`` is a float64 scratch [N, N_ACC]; the first camera's pass initializes it and ``v_sh``.
 void project_backward(int n_cams, int n, int K, int degree, uintptr_t means, uintptr_t quats, uintptr_t scales,
-                      uintptr_t opac, uintptr_t sh, uintptr_t cams, int width, int height, double near, double eps2d,
+                      uintptr_t opac, uintptr_t sh, uintptr_t cams, int width, int height, real near, real eps2d,
                       uintptr_t visible, uintptr_t v_means2d, uintptr_t v_conics, uintptr_t v_depths,
                       uintptr_t v_opacities, uintptr_t v_colors, uintptr_t acc, uintptr_t v_means, uintptr_t v_quats,
                       uintptr_t v_log_scales, uintptr_t v_logits, uintptr_t v_sh) {
+    // Zeroed here, then every camera adds to every entry: the loop over Gaussians has no branch to
+    // keep it from being vectorized.
+    std::fill_n(ptr<float>(acc), static_cast<int64_t>(n) * N_ACC, 0.0f);
+    std::fill_n(ptr<float>(v_sh), static_cast<int64_t>(n) * 3 * K, 0.0f);
+    static thread_local std::vector<float> sh_out;  // per Gaussian: the direction and the colors' cotangent
+    sh_out.resize(static_cast<size_t>(n) * 6);
     for (int b = 0; b < n_cams; ++b) {
         const Camera cam(ptr<const double>(cams) + 19 * b, width, height);
         const int64_t o = static_cast<int64_t>(b) * n;
         by_degree(degree, [&](auto d) {
-            project_backward_cam<decltype(d)::value>(
+            constexpr int D = decltype(d)::value;
+            auto f = K == (D + 1) * (D + 1) ? project_backward_cam<D, true> : project_backward_cam<D, false>;
+            f(
                 n, K, ptr<const float>(means), ptr<const float>(quats), ptr<const double>(scales),
                 ptr<const double>(opac), ptr<const float>(sh), cam, near, eps2d, ptr<const uint8_t>(visible) + o,
                 ptr<const float>(v_means2d) + 2 * o, ptr<const float>(v_conics) + 3 * o,
                 ptr<const float>(v_depths) + o, ptr<const float>(v_opacities) + o, ptr<const float>(v_colors) + 3 * o,
-                ptr<double>(acc), ptr<float>(v_sh), b == 0);
+                ptr<float>(acc), ptr<float>(v_sh), sh_out.data());
         });
     }
-    project_backward_finish(n, ptr<const float>(quats), ptr<const double>(scales), ptr<const double>(acc),
+    project_backward_finish(n, ptr<const float>(quats), ptr<const double>(scales), ptr<const float>(acc),
                             ptr<float>(v_means), ptr<float>(v_quats), ptr<float>(v_log_scales), ptr<float>(v_logits));
 }
 
