@@ -14,14 +14,19 @@ numba's :func:`.numba.bin_gaussians`.
   evaluation at 20k Gaussians, 128 px; these take 0.54x and 0.60x their time, measured side by side
   (``numba``'s LLVM did not vectorize a lane-parallel version profitably: docs/speed.md). Sums along
   a pixel are float32 as in gsplat and in ``torch_ref`` itself.
-* **Projection**, float64 arithmetic on float32 parameters like numba's (0.7x its forward's time,
-  about even on the backward, which skips the Gaussians without cotangents). It is scalar code:
-  gcc did not vectorize the loop over Gaussians (strided loads, float-to-double conversions).
+* **Projection**, float32 arithmetic like :mod:`.torch_ref` (the parameters are float32). The forward's
+  loop over Gaussians is branch-free and gcc vectorizes it (8 Gaussians per AVX2 instruction; it
+  did not under ``omp simd``, whose per-lane copies of the local arrays have no affine address, so
+  the loops carry ``GCC ivdep``): 0.42 ms against 1.13 ms for the scalar float64 loop at 20k. The
+  backward stays scalar (gcc does not vectorize its strided [N, K, 3] accesses) and skips Gaussians
+  without cotangents; its SH-coefficient rows are added in a second loop, one contiguous row of
+  ``3 K`` floats per Gaussian, which gcc vectorizes.
 
 Built on first use with :func:`torch.utils.cpp_extension.load` (pybind11 only, no torch headers:
 about 15-25 s on 2 cores), cached by torch under ``TORCH_EXTENSIONS_DIR`` (default
 ``~/.cache/torch_extensions``) under a name that carries a hash of the CPU's flags (``-march=native``
-code must not reach another machine), and loaded in milliseconds afterwards. Where it cannot be
+code must not reach another machine) and one of the source (two checkouts must not rebuild each
+other's module), and loaded in milliseconds afterwards. Where it cannot be
 built (no C++ compiler, no ninja, or ``VDM3D_NO_CPP=1``) or the Gaussians are not float32,
 :func:`render_backend` falls back to the ``numba`` backend, which computes the same images
 (:func:`available` says which and why). Threads: the rasterizer's OpenMP loop over tiles uses
@@ -70,6 +75,14 @@ def _cpu_tag() -> str:
     return hashlib.sha1(flags.encode()).hexdigest()[:8]
 
 
+def _source_tag() -> str:
+    """A short hash of ``cpu_raster.cpp``: two checkouts with different kernels (a branch and main) share
+    torch's extension cache, and under one name each would rebuild the other's module in turn, so that
+    a process could load kernels whose arguments do not match its Python side (seen: a heap corruption
+    when the projection's scratch changed dtype). One name per source avoids both."""
+    return hashlib.sha1(SOURCE.read_bytes()).hexdigest()[:8]
+
+
 def _load():
     """The compiled module, building it on first use; ``None`` (with the reason in ``_state``) where it
     cannot be built. Tried once per process."""
@@ -82,7 +95,7 @@ def _load():
         try:
             from torch.utils.cpp_extension import load
 
-            module = load(name=f"vdm3d_cpu_raster_{_cpu_tag()}", sources=[str(SOURCE)],
+            module = load(name=f"vdm3d_cpu_raster_{_cpu_tag()}_{_source_tag()}", sources=[str(SOURCE)],
                           extra_cflags=["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"],
                           extra_ldflags=["-fopenmp"], verbose=False)
         except Exception as exc:  # no compiler, no ninja, a read-only cache: the numba kernels do the job

@@ -365,9 +365,10 @@ void reduce_pairs(uintptr_t gauss_addr, int64_t pairs, int64_t n, uintptr_t v_pa
 
 
 // ---------------------------------------------------------------------------------------------------------
-// EWA projection, forward and backward: numba_projection.py's kernels line for line, in float64, with the
-// loop over Gaussians written branch-free (selects, no early exits) under ``omp simd`` so that gcc runs
-// four Gaussians per AVX2 instruction. ``cam`` is numba_projection._camera_table's row: the w2c rows 0-2
+// EWA projection, forward and backward: numba_projection.py's kernels line for line, in float32 like
+// torch_ref. The forward's loop over Gaussians is branch-free (selects, no early exits) so that gcc runs
+// eight Gaussians per AVX2 instruction; ``GCC ivdep``, not ``omp simd``, whose per-lane copies of the
+// local arrays kept gcc from vectorizing. The backward stays scalar (see cpp.py). ``cam`` is numba_projection._camera_table's row: the w2c rows 0-2
 // (12 values), fx, fy, cx, cy, the camera centre (3). ``scales``, ``opac``, ``r_ext`` are its
 // _per_gaussian arrays (float64, computed by numpy's vectorized exp/log).
 
