@@ -28,7 +28,7 @@ import dataclasses
 import tempfile
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
@@ -37,8 +37,9 @@ from vdm3d.io.progress import StageLog
 from vdm3d.metrics.image import psnr, ssim
 from vdm3d.options import Range
 
-METHODS = {"job": {}, "inpaint": {"fill": "inpaint"}, "no-cache": {"use_cache": False},
-           "uniform": {"noise": "uniform"}}
+#: the job's options per method; the generative baselines start their holes from noise, as defined in issue 12
+METHODS = {"job": {}, "inpaint": {"fill": "inpaint"}, "no-cache": {"use_cache": False, "hole_init": "noise"},
+           "uniform": {"noise": "uniform", "hole_init": "noise"}}
 
 
 def loop_path(seed: int, frames: int, size: int, step: float):
@@ -106,6 +107,8 @@ def explore(rooms: Annotated[int, Range(1)] = 10, frames: Annotated[int, Range(1
             fit_steps: Annotated[int, Range(0)] = 60, chunk: Annotated[int, Range(1)] = 8,
             samples: Annotated[int, Range(1)] = 1, keep_valid: bool = True, rim_px: Annotated[int, Range(0)] = 2,
             mean_steps: Annotated[int, Range(0)] = 1, nearest_sources: Annotated[int, Range(0)] = 8,
+            hole_init: Literal["noise", "telea"] = "noise",
+            hole_strength: Annotated[float, Range(0, 1, open_min=True)] = 1.0, residual: bool = False,
             seed: int = 0,
             split: str = "heldout", out: Path | None = None, overwrite: bool = False) -> dict[str, Any]:
     """The explore job and its baselines on held-out room loops (see the module docstring).
@@ -129,6 +132,9 @@ def explore(rooms: Annotated[int, Range(1)] = 10, frames: Annotated[int, Range(1
         mean_steps: a draw is the mean of the first N steps' x0 predictions (the job's ``--mean-steps``).
         nearest_sources: earlier frames nearest the chunk that count as validity sources (the job's
             ``--nearest-sources``; every method alike).
+        hole_init: what the job's hole tokens start from (the job's ``--hole-init``).
+        hole_strength: noise on the job's hole tokens with ``--hole-init telea`` (the job's ``--hole-strength``).
+        residual: the model's change to the Telea fill added in pixel space (the job's ``--residual``).
         seed: generator seed of every run.
         split: heldout (test seeds) or val (for choosing settings).
         out: optional run folder for the numbers (JSON).
@@ -172,7 +178,9 @@ def explore(rooms: Annotated[int, Range(1)] = 10, frames: Annotated[int, Range(1
                                     fov_deg=float(cams.fov_x_deg[0]), depth_median=median, model=model, steps=steps,
                                     strength=strength, fit_steps=fit_steps, chunk=chunk, samples=samples,
                                     keep_valid=keep_valid, rim_px=rim_px, mean_steps=mean_steps,
-                                    nearest_sources=nearest_sources, seed=seed, **METHODS[m])
+                                    nearest_sources=nearest_sources, seed=seed,
+                                    **{"hole_init": hole_init, "hole_strength": hole_strength, "residual": residual,
+                                       **METHODS[m]})
                 res = run_explore(cfg, progress=None)
                 results[m].append(score(res.video.images, truth, segment, revisit, res.video.confidence))
                 chunk_times[m].append(res.timings["chunks_s"])

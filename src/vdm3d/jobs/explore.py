@@ -101,6 +101,13 @@ class ExploreConfig:
     """>0: instead of sampling to the end, each draw is the mean of the denoiser's x0 predictions over
     the first N steps (one decode): the holes' posterior mean given the valid tokens, at the cost of N
     denoiser calls instead of --steps; 0: full sampling (a textured draw)"""
+    hole_init: Literal["noise", "telea"] = "noise"
+    """what the hole tokens start from: pure noise (WorldWarp), or the latents of the render with its holes
+    inpainted by Telea, noised to --hole-strength (SDEdit: the model refines the cheap fill)"""
+    hole_strength: Annotated[float, Range(0, 1, open_min=True)] = 1.0
+    """with --hole-init telea: noise on the hole tokens (1: full noise, the same as --hole-init noise)"""
+    residual: bool = False
+    """with --hole-init telea: add the model's change to the Telea fill in pixel space"""
     sigma_max: Annotated[float, Range(0, open_min=True)] = 80.0
     """largest noise level of the EDM schedule (tiny model)"""
     guidance_scale: Annotated[float, Range(0)] = 1.0
@@ -302,20 +309,27 @@ def generate_chunk(c: ExploreConfig, backbone, warp: Views, context: torch.Tenso
     valid[:ctx] = True
     rgb = torch.where(valid[..., None], warp.images, torch.zeros_like(warp.images))  # holes are black
     rgb[:ctx] = context
+    from_telea = c.hole_init == "telea" and c.use_cache  # without the cache there is nothing to inpaint from
+    filled = telea_fill(rgb, valid) if from_telea or (c.keep_valid and c.rim_px > 0) else rgb
+    start = filled if from_telea else rgb  # what the hole tokens are noised from
     with torch.no_grad():
-        x_clean = backbone.encode(rgb[None])  # [1, Fl, C, h, w]
+        x_clean = backbone.encode(start[None])  # [1, Fl, C, h, w]
     valid_lat = latent_validity(valid, backbone.spatial_factor, tf)[None]  # [1, Fl, 1, h, w]
     sched = spatio_temporal_schedule(c, backbone, valid_lat, (ctx - 1) // tf + 1)
     cond = chunk_condition(c, backbone, warp, rgb, valid, ctx)
     guider = CFG(scale=c.guidance_scale) if c.guidance_scale != 1.0 else None
     with torch.no_grad():
-        draws = [backbone.decode(draw_latents(c, backbone, sched, cond, x_clean, generator, guider))[0]
-                 .clamp(0, 1)[:f] for _ in range(c.samples)]
-        frames = torch.stack(draws).mean(0)
+        draws = torch.stack([backbone.decode(draw_latents(c, backbone, sched, cond, x_clean, generator, guider))[0][:f]
+                             for _ in range(c.samples)])
+        if from_telea and c.residual:
+            # only the model's change to the fill is kept, in pixel space: the VAE's own round-trip error
+            # on the fill (as large as the model's correction at 64 px) cancels
+            draws = start + draws - backbone.decode(x_clean)[0][:f]
+        frames = draws.clamp(0, 1).mean(0)
     if c.keep_valid:
         frames = torch.where(valid[..., None], rgb, frames)
         if c.rim_px > 0:
-            frames = torch.where(hole_rim(valid, c.rim_px)[..., None], telea_fill(rgb, valid), frames)
+            frames = torch.where(hole_rim(valid, c.rim_px)[..., None], filled, frames)
     return torch.cat([context, frames[ctx:]])
 
 
@@ -374,7 +388,10 @@ def spatio_temporal_schedule(c: ExploreConfig, backbone, valid_lat: torch.Tensor
     if c.noise == "uniform":
         start = torch.full(valid_lat.shape, k, dtype=torch.long)
     else:
-        start = torch.where(valid_lat, k, 0).long()
+        # holes: full noise (WorldWarp), or with --hole-init telea the inpainted render noised to --hole-strength
+        from_telea = c.hole_init == "telea" and c.use_cache
+        k_hole = start_step_for_strength(steps, c.hole_strength) if from_telea else 0
+        start = torch.where(valid_lat, k, k_hole).long()
     start[:, :context_latents] = steps
     sched = frozen_until(sigmas, start)
     # context latents sit at a tiny constant level rather than 0: the denoiser still sees a noise level
