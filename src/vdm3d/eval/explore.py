@@ -109,7 +109,7 @@ def explore(rooms: Annotated[int, Range(1)] = 10, frames: Annotated[int, Range(1
             mean_steps: Annotated[int, Range(0)] = 1, nearest_sources: Annotated[int, Range(0)] = 8,
             hole_init: Literal["noise", "telea"] = "noise",
             hole_strength: Annotated[float, Range(0, 1, open_min=True)] = 1.0, residual: bool = False,
-            seed: int = 0,
+            camera_accuracy: bool = False, seed: int = 0,
             split: str = "heldout", out: Path | None = None, overwrite: bool = False) -> dict[str, Any]:
     """The explore job and its baselines on held-out room loops (see the module docstring).
 
@@ -135,6 +135,9 @@ def explore(rooms: Annotated[int, Range(1)] = 10, frames: Annotated[int, Range(1
         hole_init: what the job's hole tokens start from (the job's ``--hole-init``).
         hole_strength: noise on the job's hole tokens with ``--hole-init telea`` (the job's ``--hole-strength``).
         residual: the model's change to the Telea fill added in pixel space (the job's ``--residual``).
+        camera_accuracy: also recover each video's cameras with COLMAP and score them against the path
+            (:mod:`vdm3d.metrics.colmap_poses`; the true frames are scored too, as the reference). Slow: a
+            minute or more per video on one core.
         seed: generator seed of every run.
         split: heldout (test seeds) or val (for choosing settings).
         out: optional run folder for the numbers (JSON).
@@ -146,6 +149,7 @@ def explore(rooms: Annotated[int, Range(1)] = 10, frames: Annotated[int, Range(1
     from vdm3d.geometry.mesh_render import render_buffers
     from vdm3d.io.images import write_image
     from vdm3d.jobs.explore import ExploreConfig, run_explore
+    from vdm3d.metrics.colmap_poses import camera_accuracy as colmap_accuracy
     from vdm3d.train.datasets import SEED_OFFSETS
 
     unknown = set(methods) - set(METHODS)
@@ -155,6 +159,7 @@ def explore(rooms: Annotated[int, Range(1)] = 10, frames: Annotated[int, Range(1
     results: dict[str, list] = {m: [] for m in methods}
     chunk_times: dict[str, list] = {m: [] for m in methods}
     vae_psnr: list[float] = []
+    truth_cams: list[dict] = []
     seed_room, done = SEED_OFFSETS[split] + 500_000, 0
     t0, say = time.time(), StageLog()  # "[room/rooms]" lines with an ETA
     with tempfile.TemporaryDirectory(prefix="vdm3d-eval-explore-") as tmp:
@@ -173,6 +178,9 @@ def explore(rooms: Annotated[int, Range(1)] = 10, frames: Annotated[int, Range(1
             save_trajectory(path, Trajectory(cams, 12.0))
             median = float(depth0[depth0 > 0].median())
             vae_psnr.append(vae_round_trip_psnr(model, truth))
+            if camera_accuracy:
+                truth_cams.append(colmap_accuracy(truth, cams))
+                say(f"[{done + 1}/{rooms}] room {done} ({seed_room}) true frames: COLMAP {_cam_line(truth_cams[-1])}")
             for m in methods:
                 cfg = ExploreConfig(image=image, path=path, out=tmp / f"{m}{done}", resolution=resolution,
                                     fov_deg=float(cams.fov_x_deg[0]), depth_median=median, model=model, steps=steps,
@@ -183,25 +191,31 @@ def explore(rooms: Annotated[int, Range(1)] = 10, frames: Annotated[int, Range(1
                                        **METHODS[m]})
                 res = run_explore(cfg, progress=None)
                 results[m].append(score(res.video.images, truth, segment, revisit, res.video.confidence))
+                if camera_accuracy:
+                    results[m][-1].update({f"camera_{k}": v for k, v in colmap_accuracy(res.video.images, cams).items()})
                 chunk_times[m].append(res.timings["chunks_s"])
                 r = results[m][-1]
                 say(f"[{done + 1}/{rooms}] room {done} ({seed_room}) {m:>9}: PSNR {r['psnr']:.2f} dB, SSIM "
                     f"{r['ssim']:.3f}, revisit {r['revisit_psnr']:.2f} dB, valid px {r['psnr_valid']:.2f} dB, "
-                    f"holes {r['psnr_holes']:.2f} dB ({r['hole_fraction']:.1%}), {sum(res.timings['chunks_s']):.0f} s")
+                    f"holes {r['psnr_holes']:.2f} dB ({r['hole_fraction']:.1%}), {sum(res.timings['chunks_s']):.0f} s"
+                    + (f", COLMAP {_cam_line({k[7:]: r[k] for k in CAMERA_KEYS})}" if camera_accuracy else ""))
             done += 1
     summary = {m: {"psnr": round(float(np.mean([r["psnr"] for r in rs])), 3),
                    "ssim": round(float(np.mean([r["ssim"] for r in rs])), 4),
                    "revisit_psnr": round(float(np.mean([r["revisit_psnr"] for r in rs])), 3),
                    **{k: round(float(np.nanmean([r[k] for r in rs])), 3) if not all(np.isnan([r[k] for r in rs]))
-                      else float("nan") for k in ("psnr_valid", "psnr_holes", "hole_fraction")},
+                      else float("nan") for k in ("psnr_valid", "psnr_holes", "hole_fraction") + CAMERA_KEYS
+                      if k in rs[0]},
                    "psnr_segments": np.mean([r["psnr_segments"] for r in rs], 0).round(3).tolist(),
                    "ssim_segments": np.mean([r["ssim_segments"] for r in rs], 0).round(4).tolist(),
                    "seconds_per_run": round(float(np.mean([sum(t) for t in chunk_times[m]])), 1)}
                for m, rs in results.items()}
-    print(table(summary, rooms, frames, resolution, segment))
+    truth_camera = {k: round(float(np.nanmean([r[k[7:]] for r in truth_cams])), 3) for k in CAMERA_KEYS} \
+        if truth_cams else None
+    print(table(summary, rooms, frames, resolution, segment, split, truth_camera))
     print(f"the true frames after the VAE's round trip (the ceiling of decoded pixels): PSNR {np.mean(vae_psnr):.2f} dB")
     result = {"task": "explore", "rooms": rooms, "frames": frames, "split": split, "summary": summary,
-              "vae_round_trip_psnr": round(float(np.mean(vae_psnr)), 3),
+              "vae_round_trip_psnr": round(float(np.mean(vae_psnr)), 3), "camera_truth": truth_camera,
               "per_room": results, "seconds": round(time.time() - t0, 1), "config": config}
     if out is not None:
         from vdm3d.io.runs import RunFolder, atomic_write_json
@@ -228,10 +242,20 @@ NAMES = {"job": "explore (cache + ST noise)", "inpaint": "cache + warp + Telea i
          "no-cache": "generation without the cache", "uniform": "uniform noise"}
 
 
-def table(summary: dict, rooms: int, frames: int, resolution: int, segment: int) -> str:
+CAMERA_KEYS = ("camera_registered", "camera_rotation_deg", "camera_translation", "camera_translation_rel")
+
+
+def _cam_line(r: dict) -> str:
+    return (f"registered {r['registered']:.0%}, rotation {r['rotation_deg']:.2f} deg, translation "
+            f"{r['translation']:.3f} ({r['translation_rel']:.3f} of the path)")
+
+
+def table(summary: dict, rooms: int, frames: int, resolution: int, segment: int, split: str = "heldout",
+          truth_camera: dict | None = None) -> str:
     nseg = len(next(iter(summary.values()))["psnr_segments"])
     segs = " | ".join(f"PSNR {i * segment}-{min((i + 1) * segment, frames) - 1}" for i in range(nseg))
-    lines = [f"explore on {rooms} held-out room loops x {frames} frames, {resolution}x{resolution}",
+    where = "held-out" if split == "heldout" else split
+    lines = [f"explore on {rooms} {where} room loops x {frames} frames, {resolution}x{resolution}",
              f"| method | PSNR | SSIM | revisit PSNR | {segs} | PSNR valid px | PSNR hole px | holes | s / run |",
              "|" + "---|" * (8 + nseg)]
     for m, s in summary.items():
@@ -239,6 +263,14 @@ def table(summary: dict, rooms: int, frames: int, resolution: int, segment: int)
         lines.append(f"| {NAMES.get(m, m)} | {s['psnr']:.2f} | {s['ssim']:.3f} | {s['revisit_psnr']:.2f} | {seg} | "
                      f"{_num(s['psnr_valid'], '.2f')} | {_num(s['psnr_holes'], '.2f')} | {_num(s['hole_fraction'], '.1%')} | "
                      f"{s['seconds_per_run']:.0f} |")
+    if truth_camera is not None:
+        lines += ["", "camera accuracy (COLMAP's poses of the frames against the path, after a similarity alignment)",
+                  "| frames | registered | rotation (deg) | translation | translation / path extent |",
+                  "|---|---|---|---|---|"]
+        for m, s in [*summary.items(), ("truth", truth_camera)]:
+            lines.append(f"| {NAMES.get(m, 'the true frames (reference)')} | {_num(s['camera_registered'], '.0%')} | "
+                         f"{_num(s['camera_rotation_deg'], '.2f')} | {_num(s['camera_translation'], '.3f')} | "
+                         f"{_num(s['camera_translation_rel'], '.3f')} |")
     return "\n".join(lines)
 
 
