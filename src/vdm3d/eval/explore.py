@@ -109,7 +109,7 @@ def explore(rooms: Annotated[int, Range(1)] = 10, frames: Annotated[int, Range(1
             mean_steps: Annotated[int, Range(0)] = 1, nearest_sources: Annotated[int, Range(0)] = 8,
             hole_init: Literal["noise", "telea"] = "noise",
             hole_strength: Annotated[float, Range(0, 1, open_min=True)] = 1.0, residual: bool = False,
-            camera_accuracy: bool = False, seed: int = 0,
+            cache_update: Literal["all", "new"] = "all", camera_accuracy: bool = False, seed: int = 0,
             split: str = "heldout", out: Path | None = None, overwrite: bool = False) -> dict[str, Any]:
     """The explore job and its baselines on held-out room loops (see the module docstring).
 
@@ -135,6 +135,7 @@ def explore(rooms: Annotated[int, Range(1)] = 10, frames: Annotated[int, Range(1
         hole_init: what the job's hole tokens start from (the job's ``--hole-init``).
         hole_strength: noise on the job's hole tokens with ``--hole-init telea`` (the job's ``--hole-strength``).
         residual: the model's change to the Telea fill added in pixel space (the job's ``--residual``).
+        cache_update: which Gaussians the job's cache fit moves (the job's ``--cache-update``; every method alike).
         camera_accuracy: also recover each video's cameras with COLMAP and score them against the path
             (:mod:`vdm3d.metrics.colmap_poses`; the true frames are scored too, as the reference). Slow: a
             minute or more per video on one core.
@@ -186,7 +187,7 @@ def explore(rooms: Annotated[int, Range(1)] = 10, frames: Annotated[int, Range(1
                                     fov_deg=float(cams.fov_x_deg[0]), depth_median=median, model=model, steps=steps,
                                     strength=strength, fit_steps=fit_steps, chunk=chunk, samples=samples,
                                     keep_valid=keep_valid, rim_px=rim_px, mean_steps=mean_steps,
-                                    nearest_sources=nearest_sources, seed=seed,
+                                    nearest_sources=nearest_sources, cache_update=cache_update, seed=seed,
                                     **{"hole_init": hole_init, "hole_strength": hole_strength, "residual": residual,
                                        **METHODS[m]})
                 res = run_explore(cfg, progress=None)

@@ -128,6 +128,9 @@ class ExploreConfig:
     """most new Gaussians from one frame"""
     max_points: Annotated[int, Range(16)] = 20_000
     """most Gaussians in the cache"""
+    cache_update: Literal["all", "new"] = "all"
+    """which Gaussians the fit to a new chunk moves: all of them, or only those added for the chunk's holes
+    (what earlier frames put in the cache stays exactly as it was)"""
     fit_steps: Annotated[int, Range(0)] = 60
     """cache fitting steps per chunk (WorldWarp: 500 at 480x720)"""
     mask_threshold: Annotated[float, Range(0, 1)] = 0.5
@@ -432,7 +435,7 @@ def inpaint_chunk(warp: Views, context: torch.Tensor) -> torch.Tensor:
 def absorb_chunk(c: ExploreConfig, state: ExploreState, plan: ChunkPlan, warp: Views, frames: torch.Tensor,
                  depth_model) -> ExploreState:
     """Stage 4: aligned depth of the new frames; the cache grows into the holes and fits the chunk."""
-    from vdm3d.recon.cache import align_depth, fit_cache, grow_cache
+    from vdm3d.recon.cache import align_depth, cap_cache, fit_cache, grow_cache
 
     new = slice(plan.context, plan.context + plan.new)
     rel = estimate_depth(depth_model, frames[new])
@@ -448,12 +451,17 @@ def absorb_chunk(c: ExploreConfig, state: ExploreState, plan: ChunkPlan, warp: V
     cache = state.cache
     if c.use_cache:
         holes = warp.confidence[new] < 0.5
-        cache = grow_cache(cache, frames[new], depths, cams_new, holes, c.cache, state.generator)
+        old = 0 if cache is None or c.cache_update == "all" else len(cache)
+        # with --cache-update new the cap applies after the fit, so the new Gaussians' opacities count
+        grow_cfg = c.cache if c.cache_update == "all" else dataclasses.replace(c.cache, max_total=2 ** 62)
+        cache = grow_cache(cache, frames[new], depths, cams_new, holes, grow_cfg, state.generator)
         if c.fit_steps > 0:
             fit_views = Views(frames[: plan.context + plan.new], warp.cameras[: plan.context + plan.new],
                               depths=torch.cat([state.depths[-plan.context:], depths]),
                               origin=("input",) * plan.context + ("generated",) * plan.new)
-            cache = fit_cache(cache, fit_views, c.cache, seed=c.seed * 10_007 + plan.index)
+            cache = fit_cache(cache, fit_views, c.cache, seed=c.seed * 10_007 + plan.index, frozen=old)
+        if c.cache_update == "new" and cache is not None:
+            cache = cap_cache(cache, c.cache.max_total)
     valid = warp.confidence[new].bool() if c.use_cache else torch.zeros_like(depths, dtype=torch.bool)
     if state.valid is not None:
         valid = torch.cat([state.valid, valid])
