@@ -180,7 +180,7 @@ def test_keep_valid_pastes_the_exact_render_where_the_cache_is_valid_and_generat
     warp = Views(images, Cameras(cams.Ks.expand(f, 3, 3), c2w, 64, 64), confidence=valid)
     context = torch.rand(1, 64, 64, 3, generator=g)
     backbone = load_backbone("tiny-explore")
-    config = ExploreConfig(steps=2, strength=0.5, samples=1, keep_valid=False, rim_px=0)
+    config = ExploreConfig(steps=2, strength=0.5, samples=1, keep_valid=False, rim_px=0, hole_init="noise")
     kept = generate_chunk(dataclasses.replace(config, keep_valid=True), backbone, warp, context,
                           torch.Generator().manual_seed(1))
     revised = generate_chunk(config, backbone, warp, context, torch.Generator().manual_seed(1))
@@ -238,7 +238,7 @@ def test_mean_steps_average_the_x0_predictions_of_the_first_steps():
     c2w[:, 0, 3] = torch.arange(f) * 0.03
     cams = Cameras.from_fov(60.0, 64, 64, c2w)
     warp = Views(images, cams, confidence=valid.float())
-    config = ExploreConfig(steps=4, strength=0.0, samples=1, mean_steps=2)
+    config = ExploreConfig(steps=4, strength=0.0, samples=1, mean_steps=2, hole_init="noise")
     sched = spatio_temporal_schedule(config, backbone, latent_validity(valid, backbone.spatial_factor)[None], 1)
     # strength 0: valid tokens sit at the smallest positive level, never at 0 (outside the model's range)
     assert float(sched[:-1].min()) > 0 and float(sched[-1][:, 1:].abs().max()) == 0  # the context stays at its level

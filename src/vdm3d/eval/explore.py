@@ -105,10 +105,10 @@ def explore(rooms: Annotated[int, Range(1)] = 10, frames: Annotated[int, Range(1
             model: str = "explore",
             steps: Annotated[int, Range(1)] = 10, strength: Annotated[float, Range(0, 1)] = 0.1,
             fit_steps: Annotated[int, Range(0)] = 60, chunk: Annotated[int, Range(1)] = 8,
-            samples: Annotated[int, Range(1)] = 1, keep_valid: bool = True, rim_px: Annotated[int, Range(0)] = 2,
+            samples: Annotated[int, Range(1)] = 2, keep_valid: bool = True, rim_px: Annotated[int, Range(0)] = 2,
             mean_steps: Annotated[int, Range(0)] = 1, nearest_sources: Annotated[int, Range(0)] = 8,
-            hole_init: Literal["noise", "telea"] = "noise",
-            hole_strength: Annotated[float, Range(0, 1, open_min=True)] = 1.0, residual: bool = False,
+            hole_init: Literal["noise", "telea"] = "telea",
+            hole_strength: Annotated[float, Range(0, 1, open_min=True)] = 0.5, residual: bool = True,
             cache_update: Literal["all", "new"] = "all", camera_accuracy: bool = False, seed: int = 0,
             split: str = "heldout", out: Path | None = None, overwrite: bool = False) -> dict[str, Any]:
     """The explore job and its baselines on held-out room loops (see the module docstring).

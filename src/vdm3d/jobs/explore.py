@@ -94,19 +94,19 @@ class ExploreConfig:
     """frames of the previous chunk that start the next one, kept clean"""
     steps: Annotated[int, Range(1)] = 10
     """sampler steps (Euler EDM for the tiny model, flow Euler shift 5 for Wan)"""
-    samples: Annotated[int, Range(1)] = 1
+    samples: Annotated[int, Range(1)] = 2
     """samples drawn per chunk and averaged after decoding: their mean approaches the posterior mean of
     the holes, which scores higher PSNR than one textured draw (the cost grows with it)"""
     mean_steps: Annotated[int, Range(0)] = 1
     """>0: instead of sampling to the end, each draw is the mean of the denoiser's x0 predictions over
     the first N steps (one decode): the holes' posterior mean given the valid tokens, at the cost of N
     denoiser calls instead of --steps; 0: full sampling (a textured draw)"""
-    hole_init: Literal["noise", "telea"] = "noise"
+    hole_init: Literal["noise", "telea"] = "telea"
     """what the hole tokens start from: pure noise (WorldWarp), or the latents of the render with its holes
     inpainted by Telea, noised to --hole-strength (SDEdit: the model refines the cheap fill)"""
-    hole_strength: Annotated[float, Range(0, 1, open_min=True)] = 1.0
+    hole_strength: Annotated[float, Range(0, 1, open_min=True)] = 0.5
     """with --hole-init telea: noise on the hole tokens (1: full noise, the same as --hole-init noise)"""
-    residual: bool = False
+    residual: bool = True
     """with --hole-init telea: add the model's change to the Telea fill in pixel space"""
     sigma_max: Annotated[float, Range(0, open_min=True)] = 80.0
     """largest noise level of the EDM schedule (tiny model)"""
