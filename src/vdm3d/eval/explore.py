@@ -98,7 +98,7 @@ def vae_round_trip_psnr(model: str, frames: torch.Tensor, chunk: int = 8) -> flo
     return float(psnr(out.clamp(0, 1), frames).mean())
 
 
-def explore(rooms: Annotated[int, Range(1)] = 10, frames: Annotated[int, Range(1)] = 200,
+def explore(rooms: Annotated[int, Range(1)] = 10, skip_rooms: Annotated[int, Range(0)] = 0, frames: Annotated[int, Range(1)] = 200,
             resolution: Annotated[int, Range(8)] = 64, step: Annotated[float, Range(0, open_min=True)] = 0.03,
             segment: Annotated[int, Range(1)] = 50,
             revisit: Annotated[int, Range(0)] = 10, methods: tuple[str, ...] = tuple(METHODS),
@@ -115,6 +115,8 @@ def explore(rooms: Annotated[int, Range(1)] = 10, frames: Annotated[int, Range(1
 
     Args:
         rooms: rooms to walk (seeds that have a free path; cluttered rooms are skipped).
+        skip_rooms: leave out the first N such rooms (to split a long evaluation into runs whose per-room
+            results add up to one).
         frames: frames per loop (half out, half back).
         resolution: frame side in pixels.
         step: metres per frame along the path.
@@ -161,7 +163,7 @@ def explore(rooms: Annotated[int, Range(1)] = 10, frames: Annotated[int, Range(1
     chunk_times: dict[str, list] = {m: [] for m in methods}
     vae_psnr: list[float] = []
     truth_cams: list[dict] = []
-    seed_room, done = SEED_OFFSETS[split] + 500_000, 0
+    seed_room, done, skipped = SEED_OFFSETS[split] + 500_000, 0, 0
     t0, say = time.time(), StageLog()  # "[room/rooms]" lines with an ETA
     with tempfile.TemporaryDirectory(prefix="vdm3d-eval-explore-") as tmp:
         tmp = Path(tmp)
@@ -169,6 +171,9 @@ def explore(rooms: Annotated[int, Range(1)] = 10, frames: Annotated[int, Range(1
             seed_room += 1
             found = loop_path(seed_room, frames, resolution, step)
             if found is None:
+                continue
+            if skipped < skip_rooms:
+                skipped += 1
                 continue
             scene, cams = found
             buf = render_buffers(scene, cams, ssaa=3)
