@@ -8,10 +8,10 @@ count. The stages are timed by wrapping the functions the loop calls (``render``
 what is left (view selection, cropping, the progress PSNR) is "other". Times are CPU-seconds of the
 process (``time.process_time``, so waiting for a busy machine is not counted) and wall-clock.
 
-    .venv/bin/python benchmarks/fit.py                        # torch (before) vs numba (after), 300 steps
+    .venv/bin/python benchmarks/fit.py                        # torch (before) vs cpp (after), 300 steps
     mkdir -p /tmp/base && git archive 8f743be src | tar -x -C /tmp/base
     .venv/bin/python benchmarks/fit.py --before-src /tmp/base/src   # "before" on that commit's source
-    .venv/bin/python benchmarks/fit.py --steps 100 --backends numba --threads 2
+    .venv/bin/python benchmarks/fit.py --steps 100 --backends numba cpp --threads 2
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def worker(backend: str, steps: int, threads: int) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--backends", nargs="+", default=["torch", "numba"])
+    p.add_argument("--backends", nargs="+", default=["torch", "cpp"])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--before-src", type=Path, default=None,
                    help="source tree (a src folder) the first backend runs on, e.g. an earlier commit's")

@@ -156,7 +156,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--ref-max-pairs", type=float, default=6e8)
     p.add_argument("--backends", nargs="+", default=None,
-                   help="backends to run (default: torch_ref, torch, numba, and gsplat where CUDA is)")
+                   help="backends to run (default: torch_ref, torch, numba, cpp, and gsplat where CUDA is)")
     p.add_argument("--worker", nargs=4, metavar=("BACKEND", "N", "SIZE", "MODE"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
@@ -166,7 +166,7 @@ def main() -> None:
 
     import torch
 
-    backends = args.backends or (["torch_ref", "torch", "numba"] + (["gsplat"] if torch.cuda.is_available() else []))
+    backends = args.backends or (["torch_ref", "torch", "numba", "cpp"] + (["gsplat"] if torch.cuda.is_available() else []))
     print(f"scene: {'garden points' if GARDEN.exists() else 'random points (garden data absent)'}; "
           f"threads={args.threads}; time = best of {args.reps} (reference: 1); fwd+bwd")
     if "gsplat" not in backends:

@@ -1,9 +1,15 @@
-"""`vdm3d eval complete`: an unknown method is refused before any work, and the v3d COLMAP rows print."""
+"""`vdm3d eval complete`: an unknown method is refused before any work, the v3d COLMAP rows print, and
+`complete-frames` scores frames, renders and photos at the views that are neither trained on nor held out."""
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
+import torch
+
 from vdm3d.cli.main import main as cli_main
-from vdm3d.eval.complete import _table
+from vdm3d.eval.complete import _table, score_frames, validation_views, write_room_case
 
 
 def test_an_unknown_method_exits_2_with_one_sentence(tmp_path, capsys):
@@ -21,3 +27,42 @@ def test_the_table_has_a_colmap_section_for_v3d():
     table = _table(res, ("plain", "v3d"))
     assert "| room 0 | v3d | 24.00 | 0.9000 | 3.00 % |" in table
     assert "| room 0 | 12 | 89 | 7 (0.310) | 132 (0.208) |" in table
+
+
+@pytest.mark.slow
+def test_frames_are_scored_at_the_validation_views_against_the_photos(tmp_path):
+    from vdm3d.data.readers import Split, read_scene
+    from vdm3d.jobs.complete import CompleteConfig, load_backbone
+    from vdm3d.jobs.complete_generate import GenerationConfig
+    from vdm3d.metrics.image import psnr
+
+    assert validation_views(8, (1, 4), (0, 6)) == (2, 3, 5, 7)
+    room = write_room_case(tmp_path / "room", seed=7, resolution=32, views=12, ssaa=1)
+    config = CompleteConfig(data=room, generation=GenerationConfig(steps=2))
+    config = dataclasses.replace(config, baseline=dataclasses.replace(config.baseline, steps=30),
+                                 distill=dataclasses.replace(config.distill, steps=10))
+    res = score_frames(room, config, load_backbone("tiny-video"), 30, 10, max_views=2, log=lambda _: None)
+    # 12 views: held out 0 and 8, training 1, 5, 11 (3 evenly spaced of the rest); 2 of the others, evenly
+    assert res["views"] == [2, 10]
+    # the nearest-photo column is the plain PSNR between the photo files
+    photos = read_scene(room, Split(test_every=0)).train
+    want = [float(psnr(photos.images[n].float()[None], photos.images[v].float()[None]))
+            for v, n in ((2, 1), (10, 11))]
+    assert abs(res["nearest_photo"] - sum(want) / 2) < 1e-4
+    # the VAE reconstructs the photo itself, far better than another view of the room matches it
+    assert res["vae"] > res["nearest_photo"] + 5
+    assert all(torch.isfinite(torch.tensor(res[k])) for k in ("frame", "baseline", "plain"))
+
+
+def test_the_validation_split_keeps_the_training_views_and_scores_the_others(tmp_path):
+    from vdm3d.data.readers import Split
+    from vdm3d.eval.complete import validation_split
+    from vdm3d.jobs.complete import CompleteConfig, load_scene
+
+    room = write_room_case(tmp_path / "room", seed=3, resolution=16, views=12, ssaa=1)
+    config = CompleteConfig(data=room, split=Split(num_train_views=3))
+    held, _ = load_scene(config)
+    val, _ = load_scene(validation_split(room, config))
+    assert val.train_indices == held.train_indices == (1, 5, 11)
+    assert val.test_indices == (2, 3, 4, 6, 7, 9, 10)  # neither trained on nor held out (0 and 8)
+    torch.testing.assert_close(val.train.images, held.train.images)

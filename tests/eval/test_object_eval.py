@@ -69,3 +69,31 @@ def test_option_rows_come_after_the_job_and_before_the_baselines():
              "job+illumination": {"novel_psnr": 21.0}, "orbit-frames": {"chamfer": 0.1}}]
     assert list(summarize(rows)) == ["job", "job+illumination", "input-only", "orbit-frames"]
     assert "| vdm3d object (tiny) + illumination | 21.00 |" in table(summarize(rows), 1, "tiny")
+
+
+def test_orbit_frames_scores_a_checkpoint_per_azimuth_beside_copying_the_input(tmp_path, monkeypatch):
+    from vdm3d.eval.object import orbit_frames
+    from vdm3d.metrics.image import psnr
+    from vdm3d.models.tiny import DenoiserConfig, TinyVAE, VAEConfig, VideoDenoiser
+    from vdm3d.models.tiny.checkpoint import save_model
+    from vdm3d.train.datasets import ObjectSetConfig, load_or_build
+    from vdm3d.train.loop import save_state
+
+    monkeypatch.setenv("VDM3D_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    net = VideoDenoiser(DenoiserConfig(channels=(8, 8), map_features=4, emb_dim=16, max_frames=16,
+                                       attention="views", reference_frame=True))
+    save_model(tmp_path / "w", "vae", "vae", TinyVAE(VAEConfig(channels=(8, 8))), {"steps": 0})
+    save_model(tmp_path / "w", "video", "video", net, {"steps": 0}, extra={"vae": "vae", "frames": 8})
+    save_state(tmp_path / "run" / "checkpoints", net, None, torch.optim.AdamW(net.parameters()), 1, {})
+    import vdm3d.train.run as run
+
+    monkeypatch.setattr(run, "WEIGHTS_DIR", tmp_path / "w")
+    result = orbit_frames(checkpoint=tmp_path / "run", objects=1, steps=1, layout="interleaved")
+    data = load_or_build(ObjectSetConfig(count=1, split="val"), None)
+    rgb = torch.from_numpy(data["rgb"][0]).float() / 255
+    copy = psnr(rgb[:1].expand(17, -1, -1, -1), rgb[1:])  # the baseline, by hand
+    assert result["copy_psnr"] == pytest.approx(float(copy.mean()), abs=1e-3)
+    assert list(result["per_offset"]) == [str(20 * k) for k in range(1, 18)]
+    assert result["per_offset"]["20"]["copy_psnr"] == pytest.approx(float(copy[0]), abs=1e-2)
+    assert 0 < result["psnr"] < result["copy_psnr"] + 20  # an untrained network, scored

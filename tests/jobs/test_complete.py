@@ -101,6 +101,26 @@ def test_schedule_visits_every_view_before_repeating():
     assert sorted(first_six_of_view0) == [0, 1, 2]  # a view's pool is used up before it refills
 
 
+def test_schedule_takes_the_hybrid_paths_first_then_the_hole_driven_pools():
+    from vdm3d.cameras.trajectory import Trajectory
+
+    cams = Cameras.from_fov(60.0, 8, 8, torch.eye(4)[None].expand(2, 4, 4))
+    plain = [Trajectory(cams, 8.0, {"view": v}) for v in (0, 0, 0, 1, 1, 2)]
+    first = [Trajectory(cams, 8.0, {"view": v, "first": True}) for v in (0, 1, 1, 2)]
+    paths = first + plain  # indices 0-3 are the hybrid ones, 4-9 the hole-driven ones
+    plan = schedule(paths, 12, seed=0)
+    # every hybrid path once, before any hole-driven path of its view; rounds still visit every view
+    for v in (0, 1, 2):
+        ks = [k for w, k in plan if w == v]
+        n_first = sum(1 for p in first if p.provenance["view"] == v)
+        assert sorted(ks[:n_first]) == [k for k in range(4) if paths[k].provenance["view"] == v]
+        assert all(k >= 4 for k in ks[n_first:])
+    for start in (0, 3, 6, 9):
+        assert sorted(v for v, _ in plan[start:start + 3]) == [0, 1, 2]
+    only_first = schedule(first, 6, seed=0)  # a view with nothing else reuses its hybrid paths
+    assert len(only_first) == 6 and all(paths[k].provenance["view"] == v for v, k in only_first)
+
+
 @pytest.mark.slow
 def test_complete_room_end_to_end_and_resume(room, tmp_path, monkeypatch):
     out = tmp_path / "run"

@@ -39,6 +39,31 @@ def test_chunks_cover_every_frame_once_per_chunk():
     assert all(len(set(g)) == len(g) for g in groups)
 
 
+def test_interleaved_clips_are_the_training_clips_of_the_tiny_orbit_model():
+    class Bb:
+        frames = 8
+
+    plan = orbit_plan("v3d", 10.0, 3.2, 40.0, 32)  # 18 views 20 deg apart, the input first
+    clips = BackboneOrbit(backbone=Bb(), layout="interleaved").clips(plan)
+    # views 2 apart (40 deg), as `vdm3d train orbit` draws them: 40..320, then 20..300, then 60..340
+    assert clips == [list(range(2, 17, 2)), list(range(1, 16, 2)), list(range(3, 18, 2))]
+    sv3d = orbit_plan("sv3d-static", 10.0, 2.0, 33.8, 32)  # input last (20): the parity counts from it
+    groups = BackboneOrbit(backbone=Bb(), layout="interleaved").clips(sv3d)
+    assert groups[0] == list(range(0, 16, 2)) and sorted(set(sum(groups, []))) == list(range(20))
+    assert all(len(g) == 8 and len({(b - a) for a, b in zip(g, g[1:])}) == 1 for g in groups)
+
+
+def test_tiny_backbone_is_the_orbit_model_when_it_is_shipped(monkeypatch):
+    import vdm3d.models.tiny as tiny
+    from vdm3d.jobs.object import tiny_orbit_model
+
+    shipped = tiny.available()
+    monkeypatch.setattr(tiny, "available", lambda: {k: v for k, v in shipped.items() if k != "orbit"})
+    assert tiny_orbit_model() == "tiny-video"
+    monkeypatch.setattr(tiny, "available", lambda: {**shipped, "orbit": {"kind": "video"}})
+    assert tiny_orbit_model() == "tiny-orbit"
+
+
 @pytest.fixture(scope="module")
 def object_image(tmp_path_factory):
     from vdm3d.cameras.io import cameras_from_sv3d

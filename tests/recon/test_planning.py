@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from vdm3d.cameras.camera import Cameras
-from vdm3d.recon.planning import (Candidate, PlanConfig, center_depth, hole_fraction, orbit_pivot, plan_paths,
-                                  score_candidates, select_candidates)
+from vdm3d.recon.planning import (Candidate, PlanConfig, between_views, center_depth, chain_order,
+                                  forward_facing, hole_fraction, orbit_pivot, plan_paths, score_candidates,
+                                  select_candidates, toward)
 from vdm3d.splat.gaussians import Gaussians
 
 
@@ -100,3 +101,56 @@ def test_planner_turns_toward_the_missing_part_of_a_wall():
                           torch.tensor([c.theta_deg], dtype=torch.float64),
                           torch.tensor([c.phi_deg], dtype=torch.float64))[0]
         torch.testing.assert_close(p.cameras.c2w[-1].double(), end, atol=1e-6, rtol=0)
+
+
+def _sweep(n: int = 3, yaw_deg: float = 4.0) -> Cameras:
+    """A forward-facing sweep: cameras along x, each turned by a few degrees toward a point ahead."""
+    from vdm3d.cameras.rotations import axis_angle_matrix
+
+    c2w = torch.eye(4, dtype=torch.float64).repeat(n, 1, 1)
+    for i in range(n):
+        c2w[i, :3, 3] = torch.tensor([float(i), 0.1 * i, 0.0], dtype=torch.float64)
+        c2w[i, :3, :3] = axis_angle_matrix(torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64),
+                                           torch.tensor(math.radians(yaw_deg * (1 - i)), dtype=torch.float64))
+    return Cameras.from_fov(60.0, 32, 24, c2w.float())
+
+
+def test_forward_facing_tells_a_sweep_from_a_turn():
+    assert forward_facing(_sweep(3, 4.0))  # axes within 4 deg of their mean
+    assert not forward_facing(_sweep(3, 20.0))  # +-20 deg: the views look at different things
+    assert forward_facing(_sweep(3, 20.0), max_angle_deg=25.0)
+
+
+def test_toward_ends_at_the_target_and_mirrors_for_negative_reach():
+    cams = _sweep(2, 6.0)
+    a, b = cams[0:1], cams[1:2]
+    full = toward(a, b, 1.0, 5)
+    assert torch.equal(full.cameras.c2w[0], a.c2w[0])  # frame 0 is the training camera, exactly
+    torch.testing.assert_close(full.cameras.c2w[-1], b.c2w[0], atol=1e-6, rtol=0)
+    half = toward(a, b, 0.5, 5)
+    torch.testing.assert_close(half.cameras.c2w[-1], full.cameras.c2w[2], atol=1e-6, rtol=0)  # the middle
+    back = toward(a, b, -1.0, 5).cameras.c2w[-1].double()
+    A, B = a.c2w[0].double(), b.c2w[0].double()
+    torch.testing.assert_close(back[:3, 3], 2 * A[:3, 3] - B[:3, 3])  # the centre goes the other way ...
+    # ... and the camera turns by the inverse of the relative rotation: R_back A^T = (B A^T)^-1
+    torch.testing.assert_close(back[:3, :3] @ A[:3, :3].T, (B[:3, :3] @ A[:3, :3].T).T, atol=1e-6, rtol=0)
+
+
+def test_between_views_covers_every_gap_from_both_sides_and_the_ends():
+    cams = _sweep(3, 4.0)
+    order = chain_order(cams)
+    assert order in ([0, 1, 2], [2, 1, 0])
+    paths = between_views(cams, 8, reach=0.5)
+    pairs = sorted((p.provenance["view"], p.provenance["to_view"], p.provenance["reach"]) for p in paths)
+    # both halves of each gap, and one outward path at each end of the chain
+    assert pairs == [(0, 1, -0.5), (0, 1, 0.5), (1, 0, 0.5), (1, 2, 0.5), (2, 1, -0.5), (2, 1, 0.5)]
+    for p in paths:
+        v, nb, r = p.provenance["view"], p.provenance["to_view"], p.provenance["reach"]
+        assert len(p) == 8 and torch.equal(p.cameras.c2w[0], cams.c2w[v])
+        want = cams.centers[v] + r * (cams.centers[nb] - cams.centers[v])
+        torch.testing.assert_close(p.cameras.centers[-1], want, atol=1e-5, rtol=0)
+    # the two halves of a gap meet in its middle
+    mid = [p.cameras.centers[-1] for p in paths if {p.provenance["view"], p.provenance["to_view"]} == {0, 1}
+           and p.provenance["reach"] > 0]
+    torch.testing.assert_close(mid[0], mid[1], atol=1e-5, rtol=0)
+    assert len(between_views(cams, 8, ends=False)) == 4

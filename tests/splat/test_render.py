@@ -46,7 +46,7 @@ def render_with_grads(g, cams, cotangents, backend, **kw):
     return out, grads
 
 
-@pytest.mark.parametrize("backend", ["torch", "torch-small-tiles", "numba", "numba-small-tiles",
+@pytest.mark.parametrize("backend", ["torch", "torch-small-tiles", "numba", "numba-small-tiles", "cpp",
                                      pytest.param("gsplat", marks=pytest.mark.cuda)])
 def test_fast_backend_matches_reference_forward_and_backward(backend):
     # gsplat clamps alpha at 0.999 and culls with integer radii: keep opacities low enough for both
@@ -107,7 +107,7 @@ def test_single_gaussian_matches_closed_form():
                               scales=torch.tensor([s]), opacity=o, sh_degree=2)
     K = torch.tensor([[f_px, 0, 10.0], [0, f_px, 8.0], [0, 0, 1]])
     cam = Cameras(K, torch.eye(4), 20, 16)
-    for backend in ("torch_ref", "torch", "numba"):
+    for backend in ("torch_ref", "torch", "numba", "cpp"):
         out = render(g, cam, backend=backend, background=torch.ones(3))
         uv = cam.pixel_grid()
         var = (f_px * s / z) ** 2 + 0.3
@@ -130,7 +130,7 @@ def test_opaque_stack_stops_at_transmittance_floor():
     g = Gaussians.from_points(means, colors, scales=torch.tensor([1.0, 2.0, 3.0]), sh_degree=0)
     g = Gaussians(g.means, g.quats, g.log_scales, torch.logit(torch.tensor([0.999, 0.9, 0.999])), g.sh)
     cam = Cameras(torch.tensor([[4.0, 0, 2.5], [0, 4.0, 2.5], [0, 0, 1]]), torch.eye(4), 5, 5)
-    for backend in ("torch_ref", "torch", "numba"):
+    for backend in ("torch_ref", "torch", "numba", "cpp"):
         out = render(g, cam, backend=backend)
         torch.testing.assert_close(out.rgb[0, 2, 2], torch.tensor([0.99, 0.009, 0.0]), atol=1e-5, rtol=0)
         torch.testing.assert_close(out.alpha[0, 2, 2], torch.tensor(0.999), atol=1e-5, rtol=0)
@@ -168,7 +168,7 @@ def test_gsplat_backend_without_cuda_fails_clearly():
         render(g, cams, backend="gsplat")
 
 
-@pytest.mark.parametrize("backend", ["torch_ref", "torch", "numba"])
+@pytest.mark.parametrize("backend", ["torch_ref", "torch", "numba", "cpp"])
 def test_empty_scene_shows_the_background(backend):
     g = Gaussians(torch.zeros(0, 3), torch.zeros(0, 4), torch.zeros(0, 3), torch.zeros(0), torch.zeros(0, 1, 3))
     out = render(g, Cameras.from_fov(60.0, 8, 6, torch.eye(4)), backend=backend, background=torch.tensor([1.0, 0.5, 0.0]))
@@ -176,7 +176,7 @@ def test_empty_scene_shows_the_background(backend):
     assert out.alpha.abs().max() == 0 and out.depth.abs().max() == 0 and out.radii.shape == (1, 0)
 
 
-@pytest.mark.parametrize("backend", ["torch", "numba"])
+@pytest.mark.parametrize("backend", ["torch", "numba", "cpp"])
 def test_behind_border_and_larger_than_image_match_reference(backend):
     # One Gaussian behind the camera, one straddling the left border, one centered just off the
     # bottom edge, one far larger than the image (its box is clipped, every pixel evaluates it), and
@@ -209,15 +209,20 @@ def test_behind_border_and_larger_than_image_match_reference(backend):
         torch.testing.assert_close(grads[k], v, atol=1e-4 * max(1.0, scale), rtol=1e-3, msg=k)
 
 
-def test_compiled_projection_matches_torch_projection():
+@pytest.mark.parametrize("compiled_projection", ["numba", "cpp"])
+def test_compiled_projection_matches_torch_projection(compiled_projection):
+    from vdm3d.splat.backends.cpp import project_gaussians_cpp
     from vdm3d.splat.backends.numba_projection import project_gaussians_numba
     from vdm3d.splat.projection import project_gaussians
 
     g = random_scene(n=60, degree=3, seed=4)
+    behind = Gaussians.from_points(torch.tensor([[0.3, -0.6, -2.5], [0.0, 0.0, -4.0]]), torch.ones(2, 3), sh_degree=3)
+    g = Gaussians.cat([g, behind])  # one at the first camera's centre, one behind both cameras
     cams = two_cameras()
     gen = torch.Generator().manual_seed(5)
     results = []
-    for project in (project_gaussians, project_gaussians_numba):
+    fast = {"numba": project_gaussians_numba, "cpp": project_gaussians_cpp}[compiled_projection]
+    for project in (project_gaussians, fast):
         h = g.clone().requires_grad_()
         p = project(h, cams, 2)  # a lower degree than the Gaussians carry: the rest get no gradient
         gen.manual_seed(5)
@@ -249,3 +254,45 @@ def test_compiled_depth_order_is_torch_stable_sort(dtype):
     order = compiled._depth_order(bits, visible.numpy())
     assert torch.equal(torch.from_numpy(order), expected)
     assert compiled._depth_order(bits, torch.zeros(3000, dtype=torch.bool).numpy()).shape == (0,)
+
+
+def test_cpp_falls_back_to_numba_for_float64_and_without_a_compiler(monkeypatch):
+    # Float64 Gaussians, and a machine where the C++ kernels cannot be built, get the numba backend's
+    # images and gradients exactly (the same code runs).
+    from vdm3d.splat.backends import cpp
+
+    cams = two_cameras(torch.float64)
+    cot = {"rgb": torch.randn(2, 29, 37, 3, dtype=torch.float64), "depth": torch.randn(2, 29, 37, dtype=torch.float64),
+           "alpha": torch.randn(2, 29, 37, dtype=torch.float64)}
+    g = random_scene(n=40, dtype=torch.float64)
+    for scene, cameras, cotangents in ((g, cams, cot), (g.to(torch.float32), two_cameras(),
+                                                         {k: v.float() for k, v in cot.items()})):
+        if scene.dtype == torch.float32:
+            monkeypatch.setattr(cpp, "_state", {"module": None, "reason": "no compiler (test)"})
+            assert cpp.available() == (False, "no compiler (test)")
+        out, grads = render_with_grads(scene, cameras, cotangents, "cpp")
+        ref, ref_grads = render_with_grads(scene, cameras, cotangents, "numba")
+        for k in ("rgb", "depth", "alpha"):
+            assert torch.equal(getattr(out, k), getattr(ref, k)), k
+        for k, v in ref_grads.items():
+            assert torch.equal(grads[k], v), k
+
+
+def test_cpp_threads_give_the_same_result():
+    # Tiles run in parallel, and each (tile, Gaussian) pair has its own gradient slot added up in pair
+    # order afterwards: the result does not depend on the thread count.
+    g, cams = random_scene(n=200), two_cameras(width=61, height=47)
+    cot = {"rgb": torch.randn(2, 47, 61, 3), "depth": torch.randn(2, 47, 61), "alpha": torch.randn(2, 47, 61)}
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            results.append(render_with_grads(g, cams, cot, "cpp"))
+    finally:
+        torch.set_num_threads(before)
+    (a, ga), (b, gb) = results
+    for k in ("rgb", "depth", "alpha"):
+        assert torch.equal(getattr(a, k), getattr(b, k)), k
+    for k in ga:
+        assert torch.equal(ga[k], gb[k]), k

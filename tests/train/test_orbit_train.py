@@ -57,6 +57,38 @@ def test_orbit_samples_carry_the_proxy_maps(weights):
     torch.testing.assert_close(map_slot, bb.encode(cond.maps[..., :3]))
 
 
+def test_half_stride_targets_start_half_a_stride_later(weights):
+    bb = load_tiny("video", weights_dir=weights)
+    objects = load_or_build(OBJ, None)
+    cfg = VideoTaskConfig(batch=3, frames=4, mixture=(1.0, 0.0, 0.0), null_prob=0.0, random_orbit=0.0, half_stride=1.0)
+    tasks = VideoTasks(bb, objects, None, cfg)
+    _, x0, _ = tasks.sample(np.random.default_rng(5), "cpu")
+    rng = np.random.default_rng(5)  # the same draws by hand: task, null, objects, references
+    rng.choice(3, p=tasks.mixture)
+    rng.random(3)
+    i, ref = rng.integers(2, size=3), rng.integers(18, size=3)
+    idx = np.stack([(r + 1 + 2 * np.arange(4)) % 18 for r in ref])  # offsets 20, 60, 100, 140 deg
+    torch.testing.assert_close(x0, tasks.obj_lat[i[:, None], idx])
+
+
+def test_a_running_orbit_fine_tune_is_scored_from_its_checkpoint(weights, tmp_path):
+    from vdm3d.train.loop import EMA, save_state
+    from vdm3d.train.orbit import checkpoint_backbone
+
+    net = load_tiny("video", weights_dir=weights).denoiser
+    ema = EMA(net, 0.9)
+    for v in ema.shadow.values():
+        if v.dtype.is_floating_point:
+            v.add_(0.5)  # the EMA weights differ from the model's
+    opt = torch.optim.AdamW(net.parameters())
+    save_state(tmp_path / ".run.partial" / "checkpoints", net, ema, opt, 7, {})
+    bb = checkpoint_backbone(tmp_path / "run", init=weights / "video.json")
+    for k, v in bb.denoiser.state_dict().items():
+        torch.testing.assert_close(v, ema.shadow[k])
+    with pytest.raises(Exception, match="checkpoint"):
+        checkpoint_backbone(tmp_path / "nothing", init=weights / "video.json")
+
+
 @pytest.mark.slow
 def test_train_orbit_writes_its_own_half_precision_model(weights, tmp_path):
     from vdm3d.train.orbit import train_orbit

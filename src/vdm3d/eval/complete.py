@@ -18,6 +18,11 @@ the held-out area left empty (alpha < 0.5); for ``v3d`` on the rooms also V3D's 
 points pycolmap triangulates at the known cameras from the generated frames, from the exact frames
 there and from the plain baseline's renders there, with the Chamfer distance to the exact frames' points
 (:mod:`vdm3d.metrics.colmap_points`).
+
+``--validation`` scores the views that are neither trained on nor held out instead of the held-out ones,
+so settings can be chosen without reading a held-out score. ``vdm3d eval complete-frames`` asks what a
+pseudo view can teach: at those validation views, the backbone's guided frames against the photos,
+beside the fits' renders, the nearest training photo and the photo through the backbone's own VAE.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
@@ -86,16 +91,31 @@ def colmap_rows(generated: Any, baseline: Any, truth) -> dict[str, Any]:
             "baseline_renders": {"points": len(base_pts), "chamfer": chamfer_points(base_pts, true_pts)}}
 
 
+def validation_split(data: Path, config: Any) -> Any:
+    """``config`` with the same training views and, as the views to score, its validation views
+    (:func:`validation_views`) instead of the held-out ones."""
+    from vdm3d.data.readers import Split, read_scene
+    from vdm3d.jobs.complete import load_scene
+
+    scene, _ = load_scene(config)
+    n = len(read_scene(data, Split(test_every=0), downscale=config.downscale).train)
+    val = validation_views(n, scene.train_indices, scene.test_indices)
+    return dataclasses.replace(config, split=Split(train_views=tuple(scene.train_indices), test_views=val))
+
+
 def evaluate_scene(data: Path, config: Any, backbone: Any, methods: tuple[str, ...] = METHODS,
-                   log=print, v3d_model: Any = None, truth=None) -> dict[str, Any]:
+                   log=print, v3d_model: Any = None, truth=None, validation: bool = False) -> dict[str, Any]:
     """Fit one baseline, then every method from it; returns ``{method: held-out means}`` and timings
-    (and, for ``v3d`` with ``truth``, the COLMAP points of its frames under ``colmap``)."""
+    (and, for ``v3d`` with ``truth``, the COLMAP points of its frames under ``colmap``). With
+    ``validation`` the scores are of the validation views instead (:func:`validation_split`)."""
     from vdm3d.jobs.complete import evaluate, hole_filler, initialize, load_scene, plan
     from vdm3d.jobs.complete_distill import distill
     from vdm3d.jobs.complete_generate import generate_clip
     from vdm3d.recon.trainer import fit_gaussians
 
     config = dataclasses.replace(config, data=data)
+    if validation:
+        config = validation_split(data, config)
     t0 = time.time()
     scene, depths = load_scene(config)
     init = initialize(scene, depths, config)
@@ -157,6 +177,7 @@ def complete(rooms: Annotated[int, Range(0)] = 3, first_room: Annotated[int, Ran
              baseline_steps: Annotated[int, Range(1)] = 1500, distill_steps: Annotated[int, Range(0)] = 1500,
              generate_every: Annotated[int, Range(1)] = 250,
              sampler_steps: Annotated[int, Range(1)] = 25, methods: tuple[str, ...] = METHODS, colmap: bool = True, seed: int = 0,
+             hybrid: Literal["auto", "on", "off"] = "auto", validation: bool = False,
              work: Path = Path("runs/eval/complete_scenes"), out: Path | None = None,
              overwrite: bool = False) -> dict[str, Any]:
     """Held-out rooms and fern with 3 training views: plain fit vs the complete job and its ablations.
@@ -175,6 +196,9 @@ def complete(rooms: Annotated[int, Range(0)] = 3, first_room: Annotated[int, Ran
         colmap: for v3d on the rooms, also V3D's measure: pycolmap points (known poses) from the generated frames,
             the exact frames and the plain baseline's renders at the same cameras, Chamfer to the exact ones.
         seed: seed of every fit and sampler.
+        hybrid: the planner's hybrid trajectory (``complete --plan.hybrid``) for the guided methods.
+        validation: score the views that are neither training nor held out instead of the held-out ones
+            (to choose settings without looking at the held-out views).
         work: where the room scenes are written.
         out: optional run folder for the numbers (manifest.json, results.json).
         overwrite: replace ``out`` if it exists.
@@ -191,6 +215,7 @@ def complete(rooms: Annotated[int, Range(0)] = 3, first_room: Annotated[int, Ran
         config, baseline=dataclasses.replace(config.baseline, steps=baseline_steps),
         distill=dataclasses.replace(config.distill, steps=distill_steps, generate_every=generate_every),
         generation=dataclasses.replace(config.generation, steps=sampler_steps),
+        plan=dataclasses.replace(config.plan, hybrid=hybrid),
         v3d=dataclasses.replace(config.v3d, steps=sampler_steps))
     guided = {"no_guidance", "orbit", "complete"} & set(methods)
     backbone = load_backbone(config.backbone) if guided else None
@@ -217,7 +242,7 @@ def complete(rooms: Annotated[int, Range(0)] = 3, first_room: Annotated[int, Ran
     for i, (name, path, cfg) in enumerate(scenes):
         print(f"{name} ({path})", flush=True)
         results[name] = evaluate_scene(path, cfg, backbone, tuple(methods), v3d_model=v3d_model,
-                                       truth=truths.get(name))
+                                       truth=truths.get(name), validation=validation)
         say(f"[{i + 1}/{len(scenes)}] {name} scored")
     rooms_only = [results[n] for n, _, _ in scenes if n.startswith("room")]
     if rooms_only:
@@ -229,14 +254,109 @@ def complete(rooms: Annotated[int, Range(0)] = 3, first_room: Annotated[int, Ran
                "settings": {"baseline_steps": baseline_steps, "distill_steps": distill_steps,
                             "generate_every": generate_every, "sampler_steps": sampler_steps,
                             "fern_downscale": fern_downscale, "rooms": rooms, "first_room": first_room, "seed": seed,
-                            "methods": list(methods)}}
+                            "methods": list(methods), "hybrid": hybrid, "validation": validation}}
     if out is not None:
         with RunFolder(out, config=summary["settings"], seed=seed, overwrite=overwrite) as run:
             atomic_write_json(run.path / "results.json", summary)
     return summary
 
 
-COMMANDS = {"complete": complete}
+def validation_views(n: int, train: tuple[int, ...], test: tuple[int, ...]) -> tuple[int, ...]:
+    """The views of a scene of ``n`` that are neither training nor held out: free to choose settings on."""
+    return tuple(i for i in range(n) if i not in set(train) | set(test))
 
 
-__all__ = ["COMMANDS", "METHODS", "complete", "evaluate_scene", "write_room_case"]
+def score_frames(data: Path, config: Any, backbone: Any, baseline_steps: int, distill_steps: int,
+                 max_views: int | None = None, log=print) -> dict[str, Any]:
+    """Generated frames against real photos at the scene's validation views (:func:`validation_views`).
+
+    For each validation camera: a guided clip from the nearest training view that ends exactly there
+    (:func:`vdm3d.recon.planning.toward`, reach 1), its last frame scored against the photo; beside it
+    the frozen baseline's render, the plain fit's render (the baseline continued ``distill_steps`` steps),
+    the nearest training photo as it is, and the photo through the backbone's own VAE at the generation
+    resolution (the most any frame of the backbone can score). Mean PSNR of each, over the views
+    (``max_views`` evenly spaced ones when given)."""
+    from vdm3d.jobs.complete import initialize, load_scene
+    from vdm3d.jobs.complete_generate import _resize, generate_clip, generation_size
+    from vdm3d.metrics.image import psnr
+    from vdm3d.recon.planning import toward
+    from vdm3d.recon.render import render_views
+    from vdm3d.recon.trainer import fit_gaussians
+
+    config = dataclasses.replace(config, data=data)
+    scene, depths = load_scene(config)
+    checked = validation_split(data, config)
+    val = checked.split.test_views
+    if max_views is not None and len(val) > max_views:
+        val = tuple(val[int(k)] for k in np.round(np.linspace(0, len(val) - 1, max_views)))
+    photos = load_scene(dataclasses.replace(checked, split=dataclasses.replace(checked.split, test_views=val)))
+    photos = photos[0].test
+    baseline = fit_gaussians(scene.train, initialize(scene, depths, config),
+                             dataclasses.replace(config.baseline, steps=baseline_steps, seed=config.seed))
+    plain = fit_gaussians(scene.train, baseline,
+                          dataclasses.replace(config.distill.fit, steps=distill_steps, seed=config.seed))
+    train = scene.train.cameras
+    side = config.generation.max_side or max(backbone.resolution)
+    w, h = generation_size(photos.width, photos.height, side, backbone.spatial_factor)
+    rows: dict[str, list[float]] = {k: [] for k in ("frame", "baseline", "plain", "nearest_photo", "vae")}
+    for j in range(len(photos)):
+        cam, photo = photos.cameras[j:j + 1], photos.images[j].float()
+        i = int((train.centers - cam.centers).norm(dim=-1).argmin())
+        path = toward(train[i:i + 1], cam, 1.0, backbone.frames or 8)
+        frames = generate_clip(backbone, baseline, scene.train.images[i], path, config.generation,
+                               seed=config.seed * 1000 + j)[0]
+        with torch.no_grad():
+            vae = backbone.decode(backbone.encode(_resize(photo[None], w, h)[None]))[0].clamp(0, 1).float()
+        score = lambda x: float(psnr(x.float().clamp(0, 1)[None], photo[None]).mean())  # noqa: E731
+        rows["frame"].append(score(frames.images[-1]))
+        rows["baseline"].append(score(render_views(baseline, cam).images[0]))
+        rows["plain"].append(score(render_views(plain, cam).images[0]))
+        rows["nearest_photo"].append(score(scene.train.images[i]))
+        rows["vae"].append(score(_resize(vae, photo.shape[1], photo.shape[0])[0]))
+    out = {k: float(np.mean(v)) for k, v in rows.items()}
+    out["views"] = list(val)
+    log(f"  {data.name}: {out}")
+    return out
+
+
+def frames(room: Annotated[int | None, Range(0)] = None, fern_downscale: Annotated[int, Range(1)] = 8,
+           data_root: Path = Path("../shared/data"), baseline_steps: Annotated[int, Range(1)] = 400,
+           distill_steps: Annotated[int, Range(0)] = 300, sampler_steps: Annotated[int, Range(1)] = 10,
+           seed: int = 0, work: Path = Path("runs/eval/complete_scenes")) -> dict[str, Any]:
+    """How good are the backbone's frames? Guided frames vs renders vs photos at a scene's validation views.
+
+    Args:
+        room: score held-out procedural room ``room`` instead of fern.
+        fern_downscale: divide fern's 504 x 378 images by this.
+        data_root: folder holding ``llff_fern``.
+        baseline_steps: steps of the baseline fit (guidance source, and start of the plain fit).
+        distill_steps: further steps of the plain fit.
+        sampler_steps: DDIM steps per clip.
+        seed: seed of the fits and the sampler.
+        work: where the room scenes are written.
+    """
+    from vdm3d.jobs.complete import CompleteConfig, load_backbone
+
+    config = CompleteConfig(data=Path("."), seed=seed)
+    config = dataclasses.replace(config,
+                                 generation=dataclasses.replace(config.generation, steps=sampler_steps))
+    if room is None:
+        data = Path(data_root) / "llff_fern"
+        config = dataclasses.replace(config, downscale=fern_downscale)
+    else:
+        data = Path(work) / f"room_{room:03d}"
+        if not (data / "transforms.json").is_file():
+            write_room_case(data, room)
+    result = score_frames(data, config, load_backbone(config.backbone), baseline_steps, distill_steps)
+    print("| views | guided frame | frozen baseline | plain fit | nearest photo | photo through the VAE |")
+    print("|---|---|---|---|---|---|")
+    cells = [f"{result[k]:.2f}" for k in ("frame", "baseline", "plain", "nearest_photo", "vae")]
+    print(f"| {len(result['views'])} | " + " | ".join(cells) + " |")
+    return result
+
+
+COMMANDS = {"complete": complete, "complete-frames": frames}
+
+
+__all__ = ["COMMANDS", "METHODS", "complete", "evaluate_scene", "frames", "score_frames", "validation_split",
+           "validation_views", "write_room_case"]

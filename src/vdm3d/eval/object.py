@@ -50,13 +50,14 @@ from vdm3d.io.progress import StageLog
 from vdm3d.io.runs import RunFolder, atomic_write_bytes, atomic_write_json
 from vdm3d.jobs import object as job
 from vdm3d.jobs.object import PRESETS, ObjectConfig
-from vdm3d.jobs.object_orbit import OracleOrbit, orbit_plan
+from vdm3d.jobs.object_orbit import ClipLayout, OracleOrbit, orbit_plan
 from vdm3d.metrics.geometry import SurfaceDistance, mesh_distance
 from vdm3d.metrics.image import psnr, ssim
 from vdm3d.options import Range
 from vdm3d.recon.perceptual import PerceptualLoss, make_perceptual
 from vdm3d.recon.render import render_views
 from vdm3d.splat.gaussians import Gaussians
+from vdm3d.train.datasets import Split
 from vdm3d.views import Views
 
 HELDOUT_SEED = 1_500_000
@@ -72,7 +73,15 @@ OPTIONS: dict[str, dict] = {
     "priors": {"depth_prior": 0.1, "normal_prior": 0.05, "estimator_prior": 0.05},
     "uv": {"texture": "uv", "texture_size": 256},
     "texture-refine": {"texture": "uv", "texture_size": 256, "texture_refine_steps": 100},
+    "video": {"backbone": "tiny-video"},
     "proxy": {"proxy_maps": True},
+    "no-proxy": {"proxy_maps": False},
+    "interleaved": {"clip_layout": "interleaved"},
+    "consecutive": {"clip_layout": "consecutive"},
+    "input-weight-12": {"input_weight": 12.0},
+    "alpha-weight-2": {"alpha_weight": 2.0},
+    "l1": {"ssim_weight": 0.2},
+    "steps-1-l1": {"steps": 1, "ssim_weight": 0.2},
     "steps-1": {"steps": 1},
     "steps-2": {"steps": 2},
     "frames-9": {"frames": 9},
@@ -99,6 +108,8 @@ class EvalObjectConfig:
     """object-job preset"""
     backbone: str | None = None
     """override the preset's backbone"""
+    checkpoint: Path | None = None
+    """score the last checkpoint of a `vdm3d train orbit` run folder (running or finished) as the backbone"""
     steps: Annotated[int | None, Range(1)] = None
     """override the preset's sampler steps"""
     guidance_scale: Annotated[float | None, Range(0)] = None
@@ -118,7 +129,10 @@ class EvalObjectConfig:
     """score the orbit frames themselves and their visual hull (cheap)"""
     options: tuple[str, ...] = ()
     """also run the job with each of these options on the same cases, one row each: illumination,
-    depth-prior, normal-prior, estimator-prior, priors, uv, texture-refine, proxy, steps-1, steps-2, frames-9
+    depth-prior, normal-prior, estimator-prior, priors, uv, texture-refine, video (the shared tiny video model
+    as the orbit backbone), proxy, no-proxy, interleaved,
+    consecutive, input-weight-12, alpha-weight-2, l1 (3DGS's 0.8 L1 + 0.2 D-SSIM), steps-1-l1, steps-1, steps-2,
+    frames-9
     (mesh PSNR renders the
     job's mesh, unlit, at the novel cameras)"""
     keep_runs: bool = False
@@ -210,7 +224,7 @@ def run_case(case: dict, config: EvalObjectConfig, job_config: ObjectConfig, fol
     image = write_image(folder / f"{name}.png", torch.cat([buf.rgb[0], buf.alpha[0, ..., None]], -1))
     cfg = dataclasses.replace(job_config, image=image, out=folder / name, recentre=False, overwrite=True,
                               elevation_deg=config.elevation_deg, resolution=size)
-    source = OracleOrbit(scene) if config.source == "oracle" else None
+    source = orbit_source(config, cfg, scene)
     result = job.run_object(cfg, source=source, progress=None)
     novel = novel_cameras(config.novel_views, cfg.radius, cfg.fov_deg, size, int(case.get("seed", 0)))
     gt_novel = render_buffers(scene, novel, background=(1.0, 1.0, 1.0)).rgb
@@ -228,7 +242,8 @@ def run_case(case: dict, config: EvalObjectConfig, job_config: ObjectConfig, fol
 
     scores = {"case": name, "job": job_scores(result)}
     for option in config.options:
-        run = job.run_object(dataclasses.replace(cfg, **OPTIONS[option]), source=source, progress=None)
+        option_cfg = dataclasses.replace(cfg, **OPTIONS[option])
+        run = job.run_object(option_cfg, source=orbit_source(config, option_cfg, scene), progress=None)
         scores[f"job+{option}"] = job_scores(run)
     if config.input_only:
         perceptual, _ = make_perceptual(cfg.perceptual)
@@ -248,6 +263,21 @@ def run_case(case: dict, config: EvalObjectConfig, job_config: ObjectConfig, fol
     if not config.keep_runs:
         shutil.rmtree(folder / name, ignore_errors=True)
     return scores
+
+
+def orbit_source(config: EvalObjectConfig, job_config: ObjectConfig, scene: Scene):
+    """What fills the orbit: exact renders (oracle), a training run's checkpoint, or (None) the job's backbone."""
+    if config.source == "oracle":
+        return OracleOrbit(scene)
+    if config.checkpoint is None:
+        return None
+    from vdm3d.jobs.object_orbit import BackboneOrbit
+    from vdm3d.train.orbit import checkpoint_backbone
+
+    c = job_config
+    return BackboneOrbit(checkpoint_backbone(config.checkpoint), steps=c.steps, sigma_max=c.sigma_max,
+                         guidance=c.guidance, guidance_scale=c.guidance_scale, min_guidance_scale=c.min_guidance_scale,
+                         proxy_maps=c.proxy_maps, layout=c.clip_layout)
 
 
 def mesh_renders(mesh: trimesh.Trimesh, cameras: Cameras) -> torch.Tensor:
@@ -321,7 +351,8 @@ def eval_object(config: EvalObjectConfig) -> dict:
                   ", ".join(f"{m} {rows[-1][m].get('novel_psnr', float('nan')):.2f} dB / CD {rows[-1][m]['chamfer']:.4f}"
                             for m in methods_of(rows[-1:])))
         means = summarize(rows)
-        label = config.backbone or job_config.backbone if config.source == "backbone" else "oracle orbit"
+        label = ("oracle orbit" if config.source == "oracle" else "checkpoint" if config.checkpoint is not None
+                 else config.backbone or job_config.backbone)
         text = table(means, len(rows), label)
         atomic_write_json(run.path / "results.json", {"cases": rows, "means": means})
         atomic_write_bytes(run.path / "table.md", (text + "\n").encode())
@@ -336,4 +367,75 @@ def object_command(config: Annotated[EvalObjectConfig, tyro.conf.arg(name="")]) 
     eval_object(config)
 
 
-COMMANDS = {"object": object_command}
+def orbit_frames(model: str = "tiny", checkpoint: Path | None = None, objects: Annotated[int, Range(1)] = 20,
+                 split: Split = "val", proxy_maps: bool = False, layout: ClipLayout = "consecutive",
+                 steps: Annotated[int | None, Range(1)] = None, guidance_scale: Annotated[float | None, Range(0)] = None,
+                 seed: int = 0, out: Path | None = None, overwrite: bool = False) -> dict:
+    """The object job's orbit frames against exact renders, per azimuth offset from the input view.
+
+    Objects of the training-set layout (:func:`vdm3d.train.datasets.build_object_set`: 18 views 20 deg
+    apart, elevation 0-30 deg) from ``split`` (validation seeds by default, 2,000,000 on; never the
+    held-out test seeds unless asked); view 0 is the input. The views are filled exactly as the job
+    fills its orbit (:class:`~vdm3d.jobs.object_orbit.BackboneOrbit` with the tiny preset's sampler),
+    beside copying the input view.
+
+    Args:
+        model: the backbone (``tiny``: the job's default), unless ``checkpoint`` is given.
+        checkpoint: a ``vdm3d train orbit`` run folder (running or finished): its last checkpoint's EMA
+            weights, so a run can be scored while it trains.
+        objects: number of objects.
+        split: ``val`` (for choosing settings) or ``heldout``.
+        proxy_maps: give the backbone the inflated-silhouette proxy maps.
+        layout: clips of consecutive or interleaved views (:class:`~vdm3d.jobs.object_orbit.BackboneOrbit`).
+        steps: override the preset's sampler steps.
+        guidance_scale: override the preset's guidance.
+        seed: sampler seed.
+        out: optional run folder for the numbers.
+        overwrite: replace ``out``.
+    """
+    from vdm3d.jobs.object_orbit import BackboneOrbit, OrbitPlan
+    from vdm3d.models.registry import load_backbone
+    from vdm3d.train.datasets import ObjectSetConfig, load_or_build
+    from vdm3d.train.orbit import checkpoint_backbone
+
+    preset = PRESETS["tiny"][1]
+    bb = checkpoint_backbone(checkpoint) if checkpoint is not None else load_backbone(
+        job.tiny_orbit_model() if model == "tiny" else model)
+    source = BackboneOrbit(bb, steps=steps or preset.steps, sigma_max=preset.sigma_max, guidance=preset.guidance,
+                           guidance_scale=preset.guidance_scale if guidance_scale is None else guidance_scale,
+                           proxy_maps=proxy_maps, layout=layout)
+    data = load_or_build(ObjectSetConfig(count=objects, split=split), None)
+    rgb = torch.from_numpy(data["rgb"]).float() / 255  # [N, V, H, W, 3]
+    n, v, res = rgb.shape[0], rgb.shape[1], rgb.shape[2]
+    K = torch.from_numpy(data["K"]).float()
+    zeros = torch.zeros(v)
+    scores: dict[str, list[torch.Tensor]] = {"psnr": [], "ssim": [], "copy_psnr": [], "copy_ssim": []}
+    for i in range(n):
+        cams = Cameras(K.expand(v, 3, 3), torch.from_numpy(data["c2w"][i]).float(), res, res)
+        plan = OrbitPlan(cams, 0, zeros, torch.arange(v) * 360.0 / v)
+        frames = source.generate(rgb[i, 0], plan, torch.Generator().manual_seed(seed + i))[1:]
+        target, copy = rgb[i, 1:], rgb[i, :1].expand(v - 1, -1, -1, -1)
+        scores["psnr"].append(psnr(frames, target))
+        scores["ssim"].append(ssim(frames, target))
+        scores["copy_psnr"].append(psnr(copy, target))
+        scores["copy_ssim"].append(ssim(copy, target))
+    per = {k: torch.stack(x).mean(0) for k, x in scores.items()}  # per offset, over objects
+    offsets = [round(360 * k / v) for k in range(1, v)]
+    result = {"model": bb.name if checkpoint is None else str(checkpoint), "objects": n, "split": split,
+              "proxy_maps": proxy_maps, "layout": layout, "steps": source.steps, "guidance_scale": source.guidance_scale,
+              **{k: round(float(t.mean()), 4) for k, t in per.items()},
+              "per_offset": {str(o): {k: round(float(t[j]), 3) for k, t in per.items()} for j, o in enumerate(offsets)}}
+    head = "| offset (deg) | " + " | ".join(map(str, offsets)) + " | mean |"
+    lines = [head, "|" + "---|" * (len(offsets) + 2)]
+    for k in scores:
+        lines.append(f"| {k} | " + " | ".join(f"{float(x):.2f}" for x in per[k]) + f" | {float(per[k].mean()):.3f} |")
+    print(f"orbit frames of {result['model']}, {n} {split} objects (proxy maps {proxy_maps}, {layout}):")
+    print("\n".join(lines))
+    if out is not None:
+        with RunFolder(out, config=dict(model=model, checkpoint=checkpoint, objects=objects, split=split),
+                       seed=seed, overwrite=overwrite) as run:
+            run.record(result=result)
+    return result
+
+
+COMMANDS = {"object": object_command, "object-orbit": orbit_frames}

@@ -19,7 +19,10 @@ Stages, top to bottom (each a function below)::
   also adds a Gaussian for every pixel where the baseline is empty, at the depth estimator's depth
   aligned to the baseline's (:mod:`vdm3d.recon.hole_points`).
 * **Planning** keeps candidate paths with up to 35 % holes (GuidedVD: 10 %): held-out views' worst
-  errors lie outside every training frustum, where a stricter limit never lets a path look.
+  errors lie outside every training frustum, where a stricter limit never lets a path look. For a
+  forward-facing capture (every optical axis within 15 deg of their mean, as LLFF's sweeps) GuidedVD's
+  hybrid trajectory comes first: paths from each training camera halfway toward its neighbours and
+  outward at the ends of the sweep, where such a capture's other views lie (``--plan.hybrid``).
 * **Resume**: the baseline and every generation are checkpointed (``checkpoints/``); ``--resume``
   continues after the last finished generation.
 
@@ -57,7 +60,7 @@ from vdm3d.recon.evaluate import score_views
 from vdm3d.recon.hole_points import hole_points
 from vdm3d.recon.render import render_views
 from vdm3d.recon.init import init_from_points, init_random
-from vdm3d.recon.planning import PlanConfig, fixed_orbit, plan_paths
+from vdm3d.recon.planning import PlanConfig, between_views, fixed_orbit, forward_facing, plan_paths
 from vdm3d.recon.trainer import FitConfig, FitProgress, fit_gaussians
 from vdm3d.splat.gaussians import Gaussians
 from vdm3d.splat.ply import load_ply, save_ply
@@ -100,7 +103,7 @@ class CompleteConfig:
     paths: Literal["planned", "orbit"] = "planned"
     """Hole-driven planned paths, or a fixed left/right orbit per view (ablation)."""
     baseline: Annotated[FitConfig, tyro.conf.arg(prefix_name=False, name="baseline")] = CPU_BASELINE
-    plan: PlanConfig = PlanConfig(max_hole_fraction=0.35)
+    plan: PlanConfig = PlanConfig(max_hole_fraction=0.35, hybrid="auto")
     generation: GenerationConfig = GenerationConfig()
     distill: DistillConfig = DistillConfig()
     v3d: V3dConfig = V3dConfig()
@@ -172,7 +175,8 @@ def fit_baseline(scene: Scene, init: Gaussians, config: CompleteConfig, run: Run
 
 
 def plan(baseline: Gaussians, scene: Scene, config: CompleteConfig, frames: int) -> list[Trajectory]:
-    """Paths toward the baseline's holes from every training view (or the fixed-orbit ablation)."""
+    """Paths toward the baseline's holes from every training view (or the fixed-orbit ablation); with the
+    hybrid trajectory, paths between the training cameras come first (marked ``first`` for the schedule)."""
     cams = scene.train.cameras
     if config.paths == "orbit":
         return fixed_orbit(baseline, cams, frames)
@@ -180,6 +184,12 @@ def plan(baseline: Gaussians, scene: Scene, config: CompleteConfig, frames: int)
     missing = sorted(set(range(len(cams))) - {p.provenance["view"] for p in paths})
     if missing:  # every candidate of these views had too large holes: fall back to the fixed orbit
         paths += [p for p in fixed_orbit(baseline, cams, frames) if p.provenance["view"] in missing]
+    hybrid = config.plan.hybrid == "on" or (config.plan.hybrid == "auto"
+                                           and forward_facing(cams, config.plan.forward_deg))
+    if hybrid:
+        first = [p.with_cameras(p.cameras, first=True)
+                 for p in between_views(cams, frames, config.plan.between_reach)]
+        paths = first + paths
     return paths
 
 

@@ -81,12 +81,18 @@ class DistillConfig:
 
 def schedule(paths: list[Trajectory], n: int, seed: int) -> list[tuple[int, int]]:
     """``n`` (view, path index) pairs: views from a shuffled queue, each view's paths from its own
-    shuffled pool refilled when empty (GuidedVD's order)."""
+    shuffled pool refilled when empty (GuidedVD's order). Paths whose provenance says ``first`` (the
+    hybrid trajectory's) are each used once, before any other path of their view; the pools hold the
+    others (or, for a view that has no others, its ``first`` ones again)."""
     rng = np.random.default_rng([seed, 13])
     by_view: dict[int, list[int]] = {}
+    firsts: dict[int, list[int]] = {}
     for k, p in enumerate(paths):
-        by_view.setdefault(int(p.provenance["view"]), []).append(k)
+        v = int(p.provenance["view"])
+        by_view.setdefault(v, [])
+        (firsts.setdefault(v, []) if p.provenance.get("first") else by_view[v]).append(k)
     views = sorted(by_view)
+    by_view = {v: by_view[v] or list(firsts[v]) for v in views}
     queue: list[int] = []
     pools: dict[int, list[int]] = {v: [] for v in views}
     out = []
@@ -94,6 +100,9 @@ def schedule(paths: list[Trajectory], n: int, seed: int) -> list[tuple[int, int]
         if not queue:
             queue = list(rng.permutation(views))
         v = int(queue.pop())
+        if firsts.get(v):
+            out.append((v, firsts[v].pop(0)))
+            continue
         if not pools[v]:
             pools[v] = list(rng.permutation(by_view[v]))
         out.append((v, int(pools[v].pop())))

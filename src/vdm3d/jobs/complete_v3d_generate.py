@@ -33,6 +33,7 @@ from vdm3d.diffusion.schedules import DdimSchedule
 from vdm3d.jobs.complete_generate import _resize, generation_size
 from vdm3d.options import Range
 from vdm3d.protocols import Conditioning
+from vdm3d.recon.planning import chain_order
 from vdm3d.views import Views
 
 #: median z-depth of the rooms the embedded V3D model was trained on (metres; 2nd-98th percentiles 0.97-5.15)
@@ -66,20 +67,6 @@ class V3dConfig:
     hole_boost: Annotated[float, Range(0)] = 1.0
     """Per-pixel weight of a generated frame where the baseline is empty there (alpha 0), rising linearly
     from 1 where it is opaque: the frames count most where the photos say nothing."""
-
-
-def chain_order(cameras: Cameras) -> list[int]:
-    """Input cameras ``[N]`` as a chain: from the one farthest from the centroid, always the nearest next."""
-    c = cameras.centers.double()
-    left = list(range(len(c)))
-    cur = int((c - c.mean(0)).norm(dim=-1).argmax())
-    order = [cur]
-    left.remove(cur)
-    while left:
-        cur = min(left, key=lambda j: float((c[j] - c[cur]).norm()))
-        order.append(cur)
-        left.remove(cur)
-    return order
 
 
 def between_paths(cameras: Cameras, frames: int, fps: float = 8.0) -> list[Trajectory]:

@@ -49,6 +49,7 @@ from vdm3d.errors import ConfigError
 
 OrbitKind = Literal["sv3d-static", "sv3d-dynamic", "v3d"]
 Guidance = Literal["triangular", "constant"]
+ClipLayout = Literal["consecutive", "interleaved"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +130,10 @@ class BackboneOrbit:
     proxy_maps: bool = False
     """give a backbone with the maps slot the input carried into each view by its inflated silhouette
     (:func:`vdm3d.geometry.inflate.proxy_maps`), as the object job's orbit model was trained"""
+    layout: ClipLayout = "consecutive"
+    """how the non-input views of a longer orbit are split into clips: consecutive runs, or interleaved
+    (every second view of the orbit in one clip, the others in the next: the tiny model's training
+    targets are views 2 apart on an 18-view circle)"""
     log: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     """per sampled clip: ``frames`` (orbit indices) and ``cfg_weights`` (one per latent frame)"""
 
@@ -143,7 +148,11 @@ class BackboneOrbit:
         if self.backbone.frames == f_all:
             return [list(range(f_all))]
         wanted = [i for i in range(f_all) if i != plan.input_index]
-        return self.chunks(wanted, self.backbone.frames or len(wanted))
+        chunk = self.backbone.frames or len(wanted)
+        if self.layout == "interleaved":
+            parity = [[i for i in wanted if (i - plan.input_index) % 2 == p] for p in (0, 1)]
+            return [g for views in parity for g in strided_chunks(views, chunk)]
+        return self.chunks(wanted, chunk)
 
     def guider(self, frames: int):
         from vdm3d.diffusion.guiders import CFG
@@ -178,6 +187,7 @@ class BackboneOrbit:
         with_maps = self.proxy_maps and with_cameras and "maps" in bb.slots
         alpha = reference_alpha(reference) if with_maps else None
         self.log.clear()
+        done: set[int] = set()
         for group in self.clips(plan):
             cams = plan.cameras[torch.tensor(group)].reshape(1, len(group)) if with_cameras else None
             maps = None
@@ -194,8 +204,19 @@ class BackboneOrbit:
                              generator=generator, guider=guider)
             frames = bb.decode(latents)[0].clamp(0, 1)  # [F, H, W, 3]
             for k, i in enumerate(group):
-                out[i] = frames[k]
+                if self.layout == "consecutive" or i not in done:
+                    out[i] = frames[k]
+                    done.add(i)
         return out
+
+
+def strided_chunks(views: list[int], chunk: int) -> list[list[int]]:
+    """``views`` in groups of ``chunk``; a short last group is the last ``chunk`` views (a run of the same
+    spacing, so every clip looks like a training clip; its views already generated are kept)."""
+    groups = [views[i:i + chunk] for i in range(0, len(views), chunk)]
+    if len(groups) > 1 and len(groups[-1]) < chunk:
+        groups[-1] = views[-chunk:]
+    return groups
 
 
 def reference_alpha(reference: Float[Tensor, "H W 3"]) -> Float[Tensor, "H W"]:

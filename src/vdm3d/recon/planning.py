@@ -21,13 +21,21 @@ a baseline's holes. For each training camera:
 ViewCrafter's spherical frame is tilted by a fixed 5 deg "elevation"; here the frame is the training
 camera's own, which is the same family of paths without the tilt (a choice, not a constant).
 :func:`fixed_orbit` gives the ablation that ignores holes: a left-right arc around the middle pivot.
+
+**Hybrid trajectory** (GuidedVD's ``train_*_hybrid_traj``, where a fixed trajectory comes before the
+hole-driven pool): in a forward-facing sweep (LLFF's fern) the views differ by where the camera stands,
+the held-out views lie between and beside the training ones, and the hole-driven candidates above
+swing 15-30 deg away from anything such a view sees. :func:`between_views` gives paths from each
+training camera halfway toward its neighbours along the capture (and outward at its two ends);
+:attr:`PlanConfig.hybrid` schedules them first, for every capture or only for forward-facing ones
+(:func:`forward_facing`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Annotated
+from typing import Annotated, Literal
 
 import cv2
 import numpy as np
@@ -36,6 +44,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from vdm3d.cameras.camera import Cameras
+from vdm3d.cameras.rotations import matrix_from_quat, quat_from_matrix, slerp
 from vdm3d.cameras.trajectory import Trajectory
 from vdm3d.errors import ConfigError
 from vdm3d.options import Range
@@ -59,6 +68,13 @@ class PlanConfig:
     """Side of the square that erodes the hole mask (0: no erosion)."""
     max_hole_fraction: Annotated[float, Range(0, 1)] = 0.1
     """Candidates with this fraction of hole pixels or more are dropped."""
+    hybrid: Literal["off", "on", "auto"] = "off"
+    """GuidedVD's hybrid trajectory: paths between the training cameras go first, then the hole-driven ones;
+    auto: only for a forward-facing capture (see --plan.forward-deg)."""
+    forward_deg: Annotated[float, Range(0, 90)] = 15.0
+    """A capture is forward-facing when every training camera's axis is within this many deg of their mean."""
+    between_reach: Annotated[float, Range(0, 1, open_min=True)] = 0.5
+    """How far toward each neighbouring training camera a hybrid path goes (0.5: to the middle of the gap)."""
 
     def __post_init__(self) -> None:
         if len(self.keep) != len(self.pivot_scales):
@@ -213,5 +229,76 @@ def fixed_orbit(gaussians: Gaussians, cameras: Cameras, frames: int, angle_deg: 
     return out
 
 
-__all__ = ["Candidate", "PlanConfig", "center_depth", "fixed_orbit", "hole_fraction", "orbit_pivot", "path_to",
-           "plan_paths", "score_candidates", "select_candidates"]
+def forward_facing(cameras: Cameras, max_angle_deg: float = 15.0) -> bool:
+    """Whether a capture (cameras ``[N]``) is forward-facing: every optical axis within ``max_angle_deg``
+    of their mean direction, so the views differ mainly by where the camera stands (LLFF's sweeps)
+    rather than by where it looks (a walk through a room)."""
+    axes = cameras.c2w[:, :3, 2].double()
+    mean = axes.mean(0)
+    if float(mean.norm()) < 1e-9:
+        return False
+    cos = axes @ (mean / mean.norm())
+    return bool((cos >= math.cos(math.radians(max_angle_deg))).all())
+
+
+def chain_order(cameras: Cameras) -> list[int]:
+    """Cameras ``[N]`` as a chain: from the one farthest from the centroid, always the nearest next."""
+    c = cameras.centers.double()
+    left = list(range(len(c)))
+    cur = int((c - c.mean(0)).norm(dim=-1).argmax())
+    order = [cur]
+    left.remove(cur)
+    while left:
+        cur = min(left, key=lambda j: float((c[j] - c[cur]).norm()))
+        order.append(cur)
+        left.remove(cur)
+    return order
+
+
+def toward(camera: Cameras, target: Cameras, reach: float, frames: int, fps: float = 8.0,
+           **provenance) -> Trajectory:
+    """``frames`` cameras from ``camera`` ``reach`` of the way to ``target`` (both batch ``(1,)``):
+    centres linear, rotations slerped, the intrinsics of ``camera``; frame 0 is ``camera`` exactly and
+    ``reach = 1`` ends exactly at ``target``'s pose. A negative ``reach`` mirrors the move: the centre
+    goes the other way and the camera turns by the inverse of the relative rotation."""
+    if frames < 2:
+        raise ConfigError(f"planning: a path needs at least 2 frames, got {frames}.")
+    t = torch.linspace(0, 1, frames, dtype=torch.float64) * reach
+    a, b = camera.c2w[0].double(), target.c2w[0].double()
+    ra, rb = a[:3, :3], b[:3, :3]
+    if reach < 0:
+        rb = ra @ rb.T @ ra  # (R_b R_a^T)^-1 R_a: the same turn as toward the target, reversed
+    qa, qb = quat_from_matrix(ra), quat_from_matrix(rb)
+    c2w = torch.eye(4, dtype=torch.float64).repeat(frames, 1, 1)
+    c2w[:, :3, :3] = matrix_from_quat(slerp(qa.expand(frames, 4), qb.expand(frames, 4), t.abs()))
+    c2w[:, :3, 3] = a[:3, 3] + t[:, None] * (b[:3, 3] - a[:3, 3])
+    c2w = c2w.to(camera.dtype)
+    c2w[0] = camera.c2w[0]  # exactly the training pose (no round-off)
+    cams = Cameras(camera.Ks.expand(frames, 3, 3), c2w, camera.width, camera.height)
+    return Trajectory(cams, fps, {"generator": "vdm3d.recon.planning.between_views", "reach": reach,
+                                  **provenance})
+
+
+def between_views(cameras: Cameras, frames: int, reach: float = 0.5, ends: bool = True) -> list[Trajectory]:
+    """GuidedVD's hybrid trajectory for a forward-facing sweep: paths between the training cameras
+    (batch ``(N,)``), where such a capture's other views lie. The cameras are ordered into a chain
+    (:func:`chain_order`); each gets a path ``reach`` of the way toward each chain neighbour (with 0.5
+    the two halves of a gap meet in its middle, and every frame is closer to its own photo than to
+    the neighbour's), and with ``ends`` each end of the chain also one as far outward, away from its
+    only neighbour. Each path's provenance names its ``view`` and ``to_view``."""
+    order = chain_order(cameras)
+    out = []
+    for k, i in enumerate(order):
+        cam = cameras[i:i + 1]
+        for nb in (order[k - 1] if k > 0 else None, order[k + 1] if k + 1 < len(order) else None):
+            if nb is not None:
+                out.append(toward(cam, cameras[nb:nb + 1], reach, frames, view=i, to_view=nb))
+        if ends and len(order) > 1 and k in (0, len(order) - 1):
+            nb = order[1] if k == 0 else order[-2]
+            out.append(toward(cam, cameras[nb:nb + 1], -reach, frames, view=i, to_view=nb))
+    return out
+
+
+__all__ = ["Candidate", "PlanConfig", "between_views", "center_depth", "chain_order", "fixed_orbit",
+           "forward_facing", "hole_fraction", "orbit_pivot", "path_to", "plan_paths", "score_candidates",
+           "select_candidates", "toward"]

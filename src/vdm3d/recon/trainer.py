@@ -111,7 +111,7 @@ class FitConfig:
     densify: DensifyPolicy = DensifyPolicy()
     scene_scale: Annotated[float | None, Range(0, open_min=True)] = None
     """Scene radius for learning rates and size thresholds (None: from the cameras)."""
-    backend: Literal["auto", "torch_ref", "torch", "numba", "gsplat"] = "auto"
+    backend: Literal["auto", "torch_ref", "torch", "numba", "cpp", "gsplat"] = "auto"
     """Renderer backend."""
     checkpoint_every: Annotated[int, Range(0)] = 0
     """Steps between checkpoints handed to on_checkpoint (0: none)."""

@@ -6,8 +6,10 @@ Backends (all follow the same 3DGS rules, documented in :mod:`vdm3d.splat.projec
 * ``torch_ref``: dense reference, every Gaussian at every pixel; for tests and tiny scenes;
 * ``torch``: tiled CPU renderer in plain torch with per-tile culling and an analytic backward: the
   readable middle twin between the reference and the compiled kernel;
-* ``numba``: the same tiles and backward as compiled parallel loops; the default when the Gaussians
-  are not on a CUDA device;
+* ``numba``: the same tiles and backward as compiled parallel loops (projection and rasterizer);
+* ``cpp``: the ``numba`` projection with a float32 C++/OpenMP rasterizer that gcc vectorizes, built
+  on first use; the default when the Gaussians are not on a CUDA device (it hands float64
+  Gaussians, and machines without a C++ compiler, to ``numba``);
 * ``gsplat``: gsplat 1.5's CUDA ``rasterization``, imported lazily; the default for CUDA tensors.
 
 All are differentiable in every Gaussian parameter. ``means2d`` is the projected-center tensor that
@@ -32,6 +34,7 @@ from torch import Tensor
 
 from vdm3d.cameras.camera import Cameras
 from vdm3d.errors import ConfigError
+from vdm3d.splat.backends import cpp as cpp_backend
 from vdm3d.splat.backends import gsplat as gsplat_backend
 from vdm3d.splat.backends import numba as numba_backend
 from vdm3d.splat.backends import torch as torch_backend
@@ -41,7 +44,7 @@ from vdm3d.splat.output import RenderOutput
 
 __all__ = ["Backend", "RenderOutput", "render"]
 
-Backend = Literal["auto", "torch_ref", "torch", "numba", "gsplat"]
+Backend = Literal["auto", "torch_ref", "torch", "numba", "cpp", "gsplat"]
 
 
 def render(gaussians: Gaussians, cameras: Cameras, *, backend: Backend = "auto", sh_degree: int | None = None,
@@ -69,10 +72,10 @@ def render(gaussians: Gaussians, cameras: Cameras, *, backend: Backend = "auto",
     background = background.expand(B, 3)
     name = backend
     if name == "auto":
-        name = "gsplat" if gaussians.device.type == "cuda" else "numba"
+        name = "gsplat" if gaussians.device.type == "cuda" else "cpp"
     backends = {"torch_ref": torch_ref_backend, "torch": torch_backend, "numba": numba_backend,
-                "gsplat": gsplat_backend}
+                "cpp": cpp_backend, "gsplat": gsplat_backend}
     if name not in backends:
-        raise ConfigError(f"render: unknown backend {backend!r}; choose auto, torch_ref, torch, numba or gsplat.")
+        raise ConfigError(f"render: unknown backend {backend!r}; choose auto, torch_ref, torch, numba, cpp or gsplat.")
     return backends[name].render_backend(gaussians, flat, degree, background)
 

@@ -13,13 +13,16 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from safetensors.torch import load_file
+
+from vdm3d.errors import InputError
 from vdm3d.models.tiny.backbone import TinyVideoBackbone
 from vdm3d.train.datasets import ObjectSetConfig, load_or_build
 from vdm3d.train.loop import LoopConfig
-from vdm3d.train.run import FineTune, fine_tune
+from vdm3d.train.run import FineTune, fine_tune, fine_tune_init, load_fine_tune_init
 from vdm3d.train.video import VideoTaskConfig, VideoTasks, video_loss
 
-ORBIT_TASK = VideoTaskConfig(mixture=(1.0, 0.0, 0.0), orbit_maps=0.8)
+ORBIT_TASK = VideoTaskConfig(mixture=(1.0, 0.0, 0.0), orbit_maps=0.8, half_stride=0.5)
 
 
 def train_orbit(out: Path, init: Path | None = None, objects: ObjectSetConfig = ObjectSetConfig(count=1000),
@@ -55,3 +58,29 @@ def train_orbit(out: Path, init: Path | None = None, objects: ObjectSetConfig = 
     result = fine_tune(out, init, name, loop, config, build, resume=resume, overwrite=overwrite)
     print(f"orbit model in {out}/{name}.json (measure it with `vdm3d eval object`)")
     return result
+
+
+def checkpoint_state(run: Path) -> Path:
+    """The checkpoint file of a ``vdm3d train orbit`` run folder, finished or still running (its
+    ``.<name>.partial`` sibling), or of a ``checkpoints`` folder given directly."""
+    run = Path(run)
+    for folder in (run, run / "checkpoints", run.parent / f".{run.name}.partial" / "checkpoints"):
+        if (folder / "state.safetensors").is_file():
+            return folder / "state.safetensors"
+    raise InputError(path=run, problem="holds no checkpoints/state.safetensors",
+                     fix="pass the --out folder of a `vdm3d train orbit` run that has written a checkpoint")
+
+
+def checkpoint_backbone(run: Path, init: Path | None = None, frames: int = ORBIT_TASK.frames) -> TinyVideoBackbone:
+    """The EMA weights of a run's last checkpoint as a backbone, to score a run while it trains.
+
+    ``init`` is the model the run started from (default: the shipped ``video.json``): it gives the
+    network's shape and the VAE."""
+    net, meta, vae = load_fine_tune_init(fine_tune_init(init, "orbit"))
+    tensors = load_file(str(checkpoint_state(run)))
+    prefix = "ema." if any(k.startswith("ema.") for k in tensors) else "model."
+    net.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+    res = tuple(meta.get("resolution", (64, 64)))
+    backbone = TinyVideoBackbone(vae, net, name="tiny-orbit-checkpoint", resolution=res, frames=frames)
+    backbone.requires_grad_(False)
+    return backbone.eval()

@@ -66,6 +66,9 @@ class VideoTaskConfig:
     steps train the noise levels where the reference decides the layout)"""
     p_std: Annotated[float, Range(0, open_min=True)] = 1.5
     """standard deviation of ln(sigma)"""
+    half_stride: Annotated[float, Range(0, 1)] = 0.0
+    """probability that a fixed-offset orbit sample starts half a stride later (offsets 20, 60, ..., 300 deg
+    instead of 40, ..., 320): the object job's interleaved chunks of its 18-view orbit ask for both"""
     orbit_maps: Annotated[float, Range(0, 1)] = 0.0
     """probability that an orbit sample also gets the reference carried into each target by its inflated
     silhouette (the maps slot, :func:`vdm3d.geometry.inflate.proxy_maps`; the object job's orbit model)"""
@@ -124,6 +127,8 @@ class VideoTasks:
             i = rng.integers(n, size=b)
             ref = rng.integers(v, size=b)
             idx = np.stack([(r + ORBIT_STRIDE * (1 + np.arange(f))) % v for r in ref])
+            if cfg.half_stride > 0:  # drawn only when asked, so the video model's batches stay as they were
+                idx = (idx - ORBIT_STRIDE // 2 * (rng.random(b) < cfg.half_stride)[:, None]) % v
             rand = rng.random(b) < cfg.random_orbit
             for k in np.nonzero(rand)[0]:
                 others = np.array([j for j in range(v) if j != ref[k]])
