@@ -180,7 +180,7 @@ def test_keep_valid_pastes_the_exact_render_where_the_cache_is_valid_and_generat
     warp = Views(images, Cameras(cams.Ks.expand(f, 3, 3), c2w, 64, 64), confidence=valid)
     context = torch.rand(1, 64, 64, 3, generator=g)
     backbone = load_backbone("tiny-explore")
-    config = ExploreConfig(steps=2, strength=0.5, samples=1, keep_valid=False, rim_px=0)
+    config = ExploreConfig(steps=2, strength=0.5, samples=1, keep_valid=False, rim_px=0, hole_init="noise")
     kept = generate_chunk(dataclasses.replace(config, keep_valid=True), backbone, warp, context,
                           torch.Generator().manual_seed(1))
     revised = generate_chunk(config, backbone, warp, context, torch.Generator().manual_seed(1))
@@ -238,7 +238,7 @@ def test_mean_steps_average_the_x0_predictions_of_the_first_steps():
     c2w[:, 0, 3] = torch.arange(f) * 0.03
     cams = Cameras.from_fov(60.0, 64, 64, c2w)
     warp = Views(images, cams, confidence=valid.float())
-    config = ExploreConfig(steps=4, strength=0.0, samples=1, mean_steps=2)
+    config = ExploreConfig(steps=4, strength=0.0, samples=1, mean_steps=2, hole_init="noise")
     sched = spatio_temporal_schedule(config, backbone, latent_validity(valid, backbone.spatial_factor)[None], 1)
     # strength 0: valid tokens sit at the smallest positive level, never at 0 (outside the model's range)
     assert float(sched[:-1].min()) > 0 and float(sched[-1][:, 1:].abs().max()) == 0  # the context stays at its level
@@ -261,3 +261,45 @@ def test_mean_steps_average_the_x0_predictions_of_the_first_steps():
     assert len(rec_u.x0) == 1 and torch.allclose(got_u, rec_u.x0[0])  # steps 0 and 1 are frozen at strength 0.5
     with pytest.raises(Exception, match="--mean-steps 5 exceeds --steps 4"):
         check_config(dataclasses.replace(config, image=Path("x.png"), move=("dolly-in",), mean_steps=5))
+
+
+def test_hole_init_telea_noises_the_inpainted_render_and_the_residual_keeps_only_the_models_change(monkeypatch):
+    import vdm3d.jobs.explore as job
+    from vdm3d.geometry.holes import hole_rim, telea_fill
+    from vdm3d.geometry.validity import latent_validity
+    from vdm3d.models.registry import load_backbone
+    from vdm3d.views import Views
+
+    backbone = load_backbone("tiny-explore")
+    f = 4
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(f, 64, 64, 3, generator=g) * 0.2 + torch.linspace(0.2, 0.8, 64)[None, None, :, None]
+    valid = torch.ones(f, 64, 64, dtype=torch.bool)
+    valid[1:, 16:48, 20:52] = False
+    c2w = torch.eye(4).repeat(f, 1, 1)
+    c2w[:, 0, 3] = torch.arange(f) * 0.03
+    warp = Views(images, Cameras.from_fov(60.0, 64, 64, c2w), confidence=valid.float())
+    config = ExploreConfig(steps=10, strength=0.1, hole_init="telea", hole_strength=0.5, residual=True, rim_px=2)
+    # the schedule: holes start at step floor(0.5 * 10) = 5 of the EDM schedule, valid tokens at step 9
+    sched = job.spatio_temporal_schedule(config, backbone, latent_validity(valid, backbone.spatial_factor)[None], 1)
+    sigmas = job.sampler_sigmas(config, backbone)
+    lat_valid = latent_validity(valid, backbone.spatial_factor)[None]
+    assert torch.equal(sched[0][:, 1:][~lat_valid[:, 1:]].unique(), sigmas[5:6])
+    assert torch.equal(sched[0][:, 1:][lat_valid[:, 1:]].unique(), sigmas[9:10])
+    noise = dataclasses.replace(config, hole_init="noise")
+    sched_n = job.spatio_temporal_schedule(noise, backbone, lat_valid, 1)
+    assert torch.equal(sched_n[0][:, 1:][~lat_valid[:, 1:]].unique(), sigmas[:1])  # WorldWarp: full noise
+    # a model that returns its clean start unchanged: with the residual the holes are exactly the Telea fill
+    # (the VAE's round trip cancels); without it they are the fill after the VAE's round trip
+    monkeypatch.setattr(job, "draw_latents", lambda c, bb, sched, cond, x_clean, gen, guider: x_clean)
+    context = images[:1]
+    rgb = torch.where(valid[..., None], images, torch.zeros_like(images))
+    telea = telea_fill(rgb, valid)
+    hole = ~valid[1:]
+    out = job.generate_chunk(config, backbone, warp, context, torch.Generator().manual_seed(1))
+    assert torch.allclose(out[1:][hole], telea[1:][hole], atol=1e-5)
+    plain = job.generate_chunk(dataclasses.replace(config, residual=False), backbone, warp, context,
+                               torch.Generator().manual_seed(1))
+    inner = hole & ~hole_rim(valid, 2)[1:]
+    assert (plain[1:][inner] - telea[1:][inner]).abs().mean() > 0.005  # the VAE alone moves the fill
+    assert torch.equal(plain[1:][~inner], out[1:][~inner])  # valid pixels and the rim are the same either way

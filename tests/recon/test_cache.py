@@ -70,3 +70,20 @@ def test_fit_moves_the_cache_toward_new_views(room):
     fitted = fit_cache(cache, target, cfg, seed=0)
     after = float(psnr(render(fitted, cams[1:3]).rgb.clamp(0, 1), rgb[1:3]).mean())
     assert len(fitted) == len(cache) and after > before + 0.5
+
+
+def test_fit_with_frozen_gaussians_moves_only_the_new_ones(room):
+    cams, rgb, depth = room
+    cfg = CacheConfig(fit_steps=10, per_frame=800)
+    g = torch.Generator().manual_seed(0)
+    old = grow_cache(None, rgb[:1], depth[:1], cams[:1], None, cfg, g)
+    grown = grow_cache(old, rgb[2:3], depth[2:3], cams[2:3], None, cfg, g)
+    n = len(old)
+    fitted = fit_cache(grown, Views(rgb[:3], cams[:3], depths=depth[:3]), cfg, seed=0, frozen=n)
+    before, after = grown.parameters(), fitted.parameters()
+    for k in before:  # the first n are bit-identical, the new ones moved
+        assert torch.equal(after[k][:n], before[k][:n]), k
+    assert (after["means"][n:] - before["means"][n:]).abs().max() > 1e-4
+    assert (after["sh_dc"][n:] - before["sh_dc"][n:]).abs().max() > 1e-4
+    free = fit_cache(grown, Views(rgb[:3], cams[:3], depths=depth[:3]), cfg, seed=0)
+    assert (free.parameters()["means"][:n] - before["means"][:n]).abs().max() > 1e-4  # unfrozen: the old move too

@@ -28,7 +28,7 @@ import dataclasses
 import tempfile
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
@@ -37,8 +37,9 @@ from vdm3d.io.progress import StageLog
 from vdm3d.metrics.image import psnr, ssim
 from vdm3d.options import Range
 
-METHODS = {"job": {}, "inpaint": {"fill": "inpaint"}, "no-cache": {"use_cache": False},
-           "uniform": {"noise": "uniform"}}
+#: the job's options per method; the generative baselines start their holes from noise, as defined in issue 12
+METHODS = {"job": {}, "inpaint": {"fill": "inpaint"}, "no-cache": {"use_cache": False, "hole_init": "noise"},
+           "uniform": {"noise": "uniform", "hole_init": "noise"}}
 
 
 def loop_path(seed: int, frames: int, size: int, step: float):
@@ -97,21 +98,25 @@ def vae_round_trip_psnr(model: str, frames: torch.Tensor, chunk: int = 8) -> flo
     return float(psnr(out.clamp(0, 1), frames).mean())
 
 
-def explore(rooms: Annotated[int, Range(1)] = 10, frames: Annotated[int, Range(1)] = 200,
+def explore(rooms: Annotated[int, Range(1)] = 10, skip_rooms: Annotated[int, Range(0)] = 0, frames: Annotated[int, Range(1)] = 200,
             resolution: Annotated[int, Range(8)] = 64, step: Annotated[float, Range(0, open_min=True)] = 0.03,
             segment: Annotated[int, Range(1)] = 50,
             revisit: Annotated[int, Range(0)] = 10, methods: tuple[str, ...] = tuple(METHODS),
             model: str = "explore",
             steps: Annotated[int, Range(1)] = 10, strength: Annotated[float, Range(0, 1)] = 0.1,
             fit_steps: Annotated[int, Range(0)] = 60, chunk: Annotated[int, Range(1)] = 8,
-            samples: Annotated[int, Range(1)] = 1, keep_valid: bool = True, rim_px: Annotated[int, Range(0)] = 2,
+            samples: Annotated[int, Range(1)] = 2, keep_valid: bool = True, rim_px: Annotated[int, Range(0)] = 2,
             mean_steps: Annotated[int, Range(0)] = 1, nearest_sources: Annotated[int, Range(0)] = 8,
-            seed: int = 0,
+            hole_init: Literal["noise", "telea"] = "telea",
+            hole_strength: Annotated[float, Range(0, 1, open_min=True)] = 0.5, residual: bool = True,
+            cache_update: Literal["all", "new"] = "all", camera_accuracy: bool = False, seed: int = 0,
             split: str = "heldout", out: Path | None = None, overwrite: bool = False) -> dict[str, Any]:
     """The explore job and its baselines on held-out room loops (see the module docstring).
 
     Args:
         rooms: rooms to walk (seeds that have a free path; cluttered rooms are skipped).
+        skip_rooms: leave out the first N such rooms (to split a long evaluation into runs whose per-room
+            results add up to one).
         frames: frames per loop (half out, half back).
         resolution: frame side in pixels.
         step: metres per frame along the path.
@@ -129,6 +134,13 @@ def explore(rooms: Annotated[int, Range(1)] = 10, frames: Annotated[int, Range(1
         mean_steps: a draw is the mean of the first N steps' x0 predictions (the job's ``--mean-steps``).
         nearest_sources: earlier frames nearest the chunk that count as validity sources (the job's
             ``--nearest-sources``; every method alike).
+        hole_init: what the job's hole tokens start from (the job's ``--hole-init``).
+        hole_strength: noise on the job's hole tokens with ``--hole-init telea`` (the job's ``--hole-strength``).
+        residual: the model's change to the Telea fill added in pixel space (the job's ``--residual``).
+        cache_update: which Gaussians the job's cache fit moves (the job's ``--cache-update``; every method alike).
+        camera_accuracy: also recover each video's cameras with COLMAP and score them against the path
+            (:mod:`vdm3d.metrics.colmap_poses`; the true frames are scored too, as the reference). Slow: a
+            minute or more per video on one core.
         seed: generator seed of every run.
         split: heldout (test seeds) or val (for choosing settings).
         out: optional run folder for the numbers (JSON).
@@ -140,6 +152,7 @@ def explore(rooms: Annotated[int, Range(1)] = 10, frames: Annotated[int, Range(1
     from vdm3d.geometry.mesh_render import render_buffers
     from vdm3d.io.images import write_image
     from vdm3d.jobs.explore import ExploreConfig, run_explore
+    from vdm3d.metrics.colmap_poses import camera_accuracy as colmap_accuracy
     from vdm3d.train.datasets import SEED_OFFSETS
 
     unknown = set(methods) - set(METHODS)
@@ -149,7 +162,8 @@ def explore(rooms: Annotated[int, Range(1)] = 10, frames: Annotated[int, Range(1
     results: dict[str, list] = {m: [] for m in methods}
     chunk_times: dict[str, list] = {m: [] for m in methods}
     vae_psnr: list[float] = []
-    seed_room, done = SEED_OFFSETS[split] + 500_000, 0
+    truth_cams: list[dict] = []
+    seed_room, done, skipped = SEED_OFFSETS[split] + 500_000, 0, 0
     t0, say = time.time(), StageLog()  # "[room/rooms]" lines with an ETA
     with tempfile.TemporaryDirectory(prefix="vdm3d-eval-explore-") as tmp:
         tmp = Path(tmp)
@@ -157,6 +171,9 @@ def explore(rooms: Annotated[int, Range(1)] = 10, frames: Annotated[int, Range(1
             seed_room += 1
             found = loop_path(seed_room, frames, resolution, step)
             if found is None:
+                continue
+            if skipped < skip_rooms:
+                skipped += 1
                 continue
             scene, cams = found
             buf = render_buffers(scene, cams, ssaa=3)
@@ -167,33 +184,44 @@ def explore(rooms: Annotated[int, Range(1)] = 10, frames: Annotated[int, Range(1
             save_trajectory(path, Trajectory(cams, 12.0))
             median = float(depth0[depth0 > 0].median())
             vae_psnr.append(vae_round_trip_psnr(model, truth))
+            if camera_accuracy:
+                truth_cams.append(colmap_accuracy(truth, cams))
+                say(f"[{done + 1}/{rooms}] room {done} ({seed_room}) true frames: COLMAP {_cam_line(truth_cams[-1])}")
             for m in methods:
                 cfg = ExploreConfig(image=image, path=path, out=tmp / f"{m}{done}", resolution=resolution,
                                     fov_deg=float(cams.fov_x_deg[0]), depth_median=median, model=model, steps=steps,
                                     strength=strength, fit_steps=fit_steps, chunk=chunk, samples=samples,
                                     keep_valid=keep_valid, rim_px=rim_px, mean_steps=mean_steps,
-                                    nearest_sources=nearest_sources, seed=seed, **METHODS[m])
+                                    nearest_sources=nearest_sources, cache_update=cache_update, seed=seed,
+                                    **{"hole_init": hole_init, "hole_strength": hole_strength, "residual": residual,
+                                       **METHODS[m]})
                 res = run_explore(cfg, progress=None)
                 results[m].append(score(res.video.images, truth, segment, revisit, res.video.confidence))
+                if camera_accuracy:
+                    results[m][-1].update({f"camera_{k}": v for k, v in colmap_accuracy(res.video.images, cams).items()})
                 chunk_times[m].append(res.timings["chunks_s"])
                 r = results[m][-1]
                 say(f"[{done + 1}/{rooms}] room {done} ({seed_room}) {m:>9}: PSNR {r['psnr']:.2f} dB, SSIM "
                     f"{r['ssim']:.3f}, revisit {r['revisit_psnr']:.2f} dB, valid px {r['psnr_valid']:.2f} dB, "
-                    f"holes {r['psnr_holes']:.2f} dB ({r['hole_fraction']:.1%}), {sum(res.timings['chunks_s']):.0f} s")
+                    f"holes {r['psnr_holes']:.2f} dB ({r['hole_fraction']:.1%}), {sum(res.timings['chunks_s']):.0f} s"
+                    + (f", COLMAP {_cam_line({k[7:]: r[k] for k in CAMERA_KEYS})}" if camera_accuracy else ""))
             done += 1
     summary = {m: {"psnr": round(float(np.mean([r["psnr"] for r in rs])), 3),
                    "ssim": round(float(np.mean([r["ssim"] for r in rs])), 4),
                    "revisit_psnr": round(float(np.mean([r["revisit_psnr"] for r in rs])), 3),
                    **{k: round(float(np.nanmean([r[k] for r in rs])), 3) if not all(np.isnan([r[k] for r in rs]))
-                      else float("nan") for k in ("psnr_valid", "psnr_holes", "hole_fraction")},
+                      else float("nan") for k in ("psnr_valid", "psnr_holes", "hole_fraction") + CAMERA_KEYS
+                      if k in rs[0]},
                    "psnr_segments": np.mean([r["psnr_segments"] for r in rs], 0).round(3).tolist(),
                    "ssim_segments": np.mean([r["ssim_segments"] for r in rs], 0).round(4).tolist(),
                    "seconds_per_run": round(float(np.mean([sum(t) for t in chunk_times[m]])), 1)}
                for m, rs in results.items()}
-    print(table(summary, rooms, frames, resolution, segment))
+    truth_camera = {k: round(float(np.nanmean([r[k[7:]] for r in truth_cams])), 3) for k in CAMERA_KEYS} \
+        if truth_cams else None
+    print(table(summary, rooms, frames, resolution, segment, split, truth_camera))
     print(f"the true frames after the VAE's round trip (the ceiling of decoded pixels): PSNR {np.mean(vae_psnr):.2f} dB")
     result = {"task": "explore", "rooms": rooms, "frames": frames, "split": split, "summary": summary,
-              "vae_round_trip_psnr": round(float(np.mean(vae_psnr)), 3),
+              "vae_round_trip_psnr": round(float(np.mean(vae_psnr)), 3), "camera_truth": truth_camera,
               "per_room": results, "seconds": round(time.time() - t0, 1), "config": config}
     if out is not None:
         from vdm3d.io.runs import RunFolder, atomic_write_json
@@ -220,10 +248,20 @@ NAMES = {"job": "explore (cache + ST noise)", "inpaint": "cache + warp + Telea i
          "no-cache": "generation without the cache", "uniform": "uniform noise"}
 
 
-def table(summary: dict, rooms: int, frames: int, resolution: int, segment: int) -> str:
+CAMERA_KEYS = ("camera_registered", "camera_rotation_deg", "camera_translation", "camera_translation_rel")
+
+
+def _cam_line(r: dict) -> str:
+    return (f"registered {r['registered']:.0%}, rotation {r['rotation_deg']:.2f} deg, translation "
+            f"{r['translation']:.3f} ({r['translation_rel']:.3f} of the path)")
+
+
+def table(summary: dict, rooms: int, frames: int, resolution: int, segment: int, split: str = "heldout",
+          truth_camera: dict | None = None) -> str:
     nseg = len(next(iter(summary.values()))["psnr_segments"])
     segs = " | ".join(f"PSNR {i * segment}-{min((i + 1) * segment, frames) - 1}" for i in range(nseg))
-    lines = [f"explore on {rooms} held-out room loops x {frames} frames, {resolution}x{resolution}",
+    where = "held-out" if split == "heldout" else split
+    lines = [f"explore on {rooms} {where} room loops x {frames} frames, {resolution}x{resolution}",
              f"| method | PSNR | SSIM | revisit PSNR | {segs} | PSNR valid px | PSNR hole px | holes | s / run |",
              "|" + "---|" * (8 + nseg)]
     for m, s in summary.items():
@@ -231,6 +269,14 @@ def table(summary: dict, rooms: int, frames: int, resolution: int, segment: int)
         lines.append(f"| {NAMES.get(m, m)} | {s['psnr']:.2f} | {s['ssim']:.3f} | {s['revisit_psnr']:.2f} | {seg} | "
                      f"{_num(s['psnr_valid'], '.2f')} | {_num(s['psnr_holes'], '.2f')} | {_num(s['hole_fraction'], '.1%')} | "
                      f"{s['seconds_per_run']:.0f} |")
+    if truth_camera is not None:
+        lines += ["", "camera accuracy (COLMAP's poses of the frames against the path, after a similarity alignment)",
+                  "| frames | registered | rotation (deg) | translation | translation / path extent |",
+                  "|---|---|---|---|---|"]
+        for m, s in [*summary.items(), ("truth", truth_camera)]:
+            lines.append(f"| {NAMES.get(m, 'the true frames (reference)')} | {_num(s['camera_registered'], '.0%')} | "
+                         f"{_num(s['camera_rotation_deg'], '.2f')} | {_num(s['camera_translation'], '.3f')} | "
+                         f"{_num(s['camera_translation_rel'], '.3f')} |")
     return "\n".join(lines)
 
 

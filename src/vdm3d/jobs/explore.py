@@ -94,13 +94,21 @@ class ExploreConfig:
     """frames of the previous chunk that start the next one, kept clean"""
     steps: Annotated[int, Range(1)] = 10
     """sampler steps (Euler EDM for the tiny model, flow Euler shift 5 for Wan)"""
-    samples: Annotated[int, Range(1)] = 1
+    samples: Annotated[int, Range(1)] = 2
     """samples drawn per chunk and averaged after decoding: their mean approaches the posterior mean of
-    the holes, which scores higher PSNR than one textured draw (the cost grows with it)"""
+    the holes, which scores higher PSNR than one textured draw, and varies less between two visits of the
+    same place (the cost grows with it)"""
     mean_steps: Annotated[int, Range(0)] = 1
     """>0: instead of sampling to the end, each draw is the mean of the denoiser's x0 predictions over
     the first N steps (one decode): the holes' posterior mean given the valid tokens, at the cost of N
     denoiser calls instead of --steps; 0: full sampling (a textured draw)"""
+    hole_init: Literal["noise", "telea"] = "telea"
+    """what the hole tokens start from: pure noise (WorldWarp), or the latents of the render with its holes
+    inpainted by Telea, noised to --hole-strength (SDEdit: the model refines the cheap fill)"""
+    hole_strength: Annotated[float, Range(0, 1, open_min=True)] = 0.5
+    """with --hole-init telea: noise on the hole tokens (1: full noise, the same as --hole-init noise)"""
+    residual: bool = True
+    """with --hole-init telea: add the model's change to the Telea fill in pixel space"""
     sigma_max: Annotated[float, Range(0, open_min=True)] = 80.0
     """largest noise level of the EDM schedule (tiny model)"""
     guidance_scale: Annotated[float, Range(0)] = 1.0
@@ -121,6 +129,9 @@ class ExploreConfig:
     """most new Gaussians from one frame"""
     max_points: Annotated[int, Range(16)] = 20_000
     """most Gaussians in the cache"""
+    cache_update: Literal["all", "new"] = "all"
+    """which Gaussians the fit to a new chunk moves: all of them, or only those added for the chunk's holes
+    (what earlier frames put in the cache stays exactly as it was)"""
     fit_steps: Annotated[int, Range(0)] = 60
     """cache fitting steps per chunk (WorldWarp: 500 at 480x720)"""
     mask_threshold: Annotated[float, Range(0, 1)] = 0.5
@@ -302,20 +313,27 @@ def generate_chunk(c: ExploreConfig, backbone, warp: Views, context: torch.Tenso
     valid[:ctx] = True
     rgb = torch.where(valid[..., None], warp.images, torch.zeros_like(warp.images))  # holes are black
     rgb[:ctx] = context
+    from_telea = c.hole_init == "telea" and c.use_cache  # without the cache there is nothing to inpaint from
+    filled = telea_fill(rgb, valid) if from_telea or (c.keep_valid and c.rim_px > 0) else rgb
+    start = filled if from_telea else rgb  # what the hole tokens are noised from
     with torch.no_grad():
-        x_clean = backbone.encode(rgb[None])  # [1, Fl, C, h, w]
+        x_clean = backbone.encode(start[None])  # [1, Fl, C, h, w]
     valid_lat = latent_validity(valid, backbone.spatial_factor, tf)[None]  # [1, Fl, 1, h, w]
     sched = spatio_temporal_schedule(c, backbone, valid_lat, (ctx - 1) // tf + 1)
     cond = chunk_condition(c, backbone, warp, rgb, valid, ctx)
     guider = CFG(scale=c.guidance_scale) if c.guidance_scale != 1.0 else None
     with torch.no_grad():
-        draws = [backbone.decode(draw_latents(c, backbone, sched, cond, x_clean, generator, guider))[0]
-                 .clamp(0, 1)[:f] for _ in range(c.samples)]
-        frames = torch.stack(draws).mean(0)
+        draws = torch.stack([backbone.decode(draw_latents(c, backbone, sched, cond, x_clean, generator, guider))[0][:f]
+                             for _ in range(c.samples)])
+        if from_telea and c.residual:
+            # only the model's change to the fill is kept, in pixel space: the VAE's own round-trip error
+            # on the fill (as large as the model's correction at 64 px) cancels
+            draws = start + draws - backbone.decode(x_clean)[0][:f]
+        frames = draws.clamp(0, 1).mean(0)
     if c.keep_valid:
         frames = torch.where(valid[..., None], rgb, frames)
         if c.rim_px > 0:
-            frames = torch.where(hole_rim(valid, c.rim_px)[..., None], telea_fill(rgb, valid), frames)
+            frames = torch.where(hole_rim(valid, c.rim_px)[..., None], filled, frames)
     return torch.cat([context, frames[ctx:]])
 
 
@@ -374,7 +392,10 @@ def spatio_temporal_schedule(c: ExploreConfig, backbone, valid_lat: torch.Tensor
     if c.noise == "uniform":
         start = torch.full(valid_lat.shape, k, dtype=torch.long)
     else:
-        start = torch.where(valid_lat, k, 0).long()
+        # holes: full noise (WorldWarp), or with --hole-init telea the inpainted render noised to --hole-strength
+        from_telea = c.hole_init == "telea" and c.use_cache
+        k_hole = start_step_for_strength(steps, c.hole_strength) if from_telea else 0
+        start = torch.where(valid_lat, k, k_hole).long()
     start[:, :context_latents] = steps
     sched = frozen_until(sigmas, start)
     # context latents sit at a tiny constant level rather than 0: the denoiser still sees a noise level
@@ -415,7 +436,7 @@ def inpaint_chunk(warp: Views, context: torch.Tensor) -> torch.Tensor:
 def absorb_chunk(c: ExploreConfig, state: ExploreState, plan: ChunkPlan, warp: Views, frames: torch.Tensor,
                  depth_model) -> ExploreState:
     """Stage 4: aligned depth of the new frames; the cache grows into the holes and fits the chunk."""
-    from vdm3d.recon.cache import align_depth, fit_cache, grow_cache
+    from vdm3d.recon.cache import align_depth, cap_cache, fit_cache, grow_cache
 
     new = slice(plan.context, plan.context + plan.new)
     rel = estimate_depth(depth_model, frames[new])
@@ -431,12 +452,17 @@ def absorb_chunk(c: ExploreConfig, state: ExploreState, plan: ChunkPlan, warp: V
     cache = state.cache
     if c.use_cache:
         holes = warp.confidence[new] < 0.5
-        cache = grow_cache(cache, frames[new], depths, cams_new, holes, c.cache, state.generator)
+        old = 0 if cache is None or c.cache_update == "all" else len(cache)
+        # with --cache-update new the cap applies after the fit, so the new Gaussians' opacities count
+        grow_cfg = c.cache if c.cache_update == "all" else dataclasses.replace(c.cache, max_total=2 ** 62)
+        cache = grow_cache(cache, frames[new], depths, cams_new, holes, grow_cfg, state.generator)
         if c.fit_steps > 0:
             fit_views = Views(frames[: plan.context + plan.new], warp.cameras[: plan.context + plan.new],
                               depths=torch.cat([state.depths[-plan.context:], depths]),
                               origin=("input",) * plan.context + ("generated",) * plan.new)
-            cache = fit_cache(cache, fit_views, c.cache, seed=c.seed * 10_007 + plan.index)
+            cache = fit_cache(cache, fit_views, c.cache, seed=c.seed * 10_007 + plan.index, frozen=old)
+        if c.cache_update == "new" and cache is not None:
+            cache = cap_cache(cache, c.cache.max_total)
     valid = warp.confidence[new].bool() if c.use_cache else torch.zeros_like(depths, dtype=torch.bool)
     if state.valid is not None:
         valid = torch.cat([state.valid, valid])

@@ -93,8 +93,12 @@ def cap_cache(cache: Gaussians, max_total: int) -> Gaussians:
     return cache[order.sort().values]
 
 
-def fit_cache(cache: Gaussians, views: Views, config: CacheConfig, seed: int) -> Gaussians:
-    """A short fit of the cache to ``views`` (images and depths), no densification."""
+def fit_cache(cache: Gaussians, views: Views, config: CacheConfig, seed: int, frozen: int = 0) -> Gaussians:
+    """A short fit of the cache to ``views`` (images and depths), no densification.
+
+    ``frozen``: the first ``frozen`` Gaussians (those earlier frames put there) are held fixed and only the
+    rest are fitted: every step renders them as constants, so their gradients are 0 and Adam leaves them
+    exactly as they were."""
     from vdm3d.recon.trainer import FitConfig, LearningRates, fit_gaussians
     from vdm3d.splat.strategy import DensifyPolicy
 
@@ -102,7 +106,12 @@ def fit_cache(cache: Gaussians, views: Views, config: CacheConfig, seed: int) ->
     never = DensifyPolicy(refine_start=10 ** 9, refine_stop=10 ** 9 + 1, reset_every=0)
     fit = FitConfig(steps=config.fit_steps, lr=lr, ssim_weight=0.2, depth_weight=config.depth_weight,
                     sh_degree=0, sh_warmup_every=0, densify=never, scene_scale=1.0, seed=seed)
-    return fit_gaussians(views, cache, fit)
+    if frozen <= 0:
+        return fit_gaussians(views, cache, fit)
+    if frozen >= len(cache):
+        return cache
+    fixed = cache[:frozen].detach()
+    return fit_gaussians(views, cache, fit, appearance=lambda g: Gaussians.cat([fixed, g[frozen:]]))
 
 
 def align_depth(pred: Float[Tensor, "H W"], reference: Float[Tensor, "H W"], mask: Bool[Tensor, "H W"],

@@ -72,6 +72,13 @@ class ExploreTaskConfig:
     """erosion of the pixel validity before pooling to tokens (as the job)"""
     slot_drop: Annotated[float, Range(0, 1)] = 0.05
     """probability of dropping the maps (the model then fills from the reference alone)"""
+    telea: Annotated[float, Range(0, 1)] = 0.0
+    """probability that a sample is the job's ``--hole-init telea`` state: the hole tokens are the latents
+    of the warp with its holes inpainted by Telea, noised to one of ``telea_strengths``, the valid tokens
+    at the strength's level; the target is still the true frame, so the model learns to correct the
+    cheap fill (0: every hole starts from the true latent plus noise, as before)"""
+    telea_strengths: Annotated[tuple[float, ...], Range(0, 1, open_min=True)] = (0.5,)
+    """hole strengths of the Telea-initialized samples (the job's ``--hole-strength``)"""
     valid_weight: float = 1.0
     """loss weight of the valid (revised) tokens relative to the holes: the job pastes the valid render
     back after decoding, so the model mostly has to win in the holes (1: every token alike)"""
@@ -91,23 +98,30 @@ class ExploreTasks:
                              0.5, cfg.erode_px)
         self.token_valid = latent_validity(flat, backbone.spatial_factor).reshape(n, f, 1, *self.room_lat.shape[-2:])
         self.token_valid[:, 0] = True
+        self.telea_lat = encode_all(backbone.vae, telea_warps(rooms["warped"], flat.reshape(valid.shape))) \
+            if cfg.telea > 0 else None
 
-    def token_sigmas(self, rng: np.random.Generator, gen: torch.Generator, b: int) -> Tensor:
-        """Per-token levels ``[B, F, 1, h, w]`` for the fill-and-revise states (see the module docstring)."""
+    def token_sigmas(self, rng: np.random.Generator, gen: torch.Generator, b: int) -> tuple[Tensor, Tensor]:
+        """Per-sample ``(hole, revise)`` levels ``[B, 2]`` for the fill-and-revise states (see the module
+        docstring) and ``[B]`` whether the sample's holes start from the Telea fill."""
         cfg, s = self.cfg, self.sigmas
-        out = []
+        out, telea = [], []
         for _ in range(b):
             k = min(math.floor((1 - float(rng.choice(cfg.strengths))) * cfg.steps + 1e-9), cfg.steps - 1)
-            if rng.random() < cfg.continuous:
+            telea.append(self.telea_lat is not None and rng.random() < cfg.telea)
+            if telea[-1]:
+                m = min(math.floor((1 - float(rng.choice(cfg.telea_strengths))) * cfg.steps + 1e-9), cfg.steps - 1)
+                hole, revise = float(s[m]), float(s[max(m, k)])
+            elif rng.random() < cfg.continuous:
                 hole = float(math.exp(cfg.p_mean + cfg.p_std * float(torch.randn(1, generator=gen))))
                 revise = min(hole, float(s[k]))
             else:
                 m = int(rng.integers(cfg.steps))
                 hole, revise = float(s[m]), float(s[max(m, k)])
-            if rng.random() < cfg.uniform:
+            if not telea[-1] and rng.random() < cfg.uniform:
                 revise = hole
             out.append((hole, revise))
-        return torch.tensor(out, dtype=torch.float32)
+        return torch.tensor(out, dtype=torch.float32), torch.tensor(telea)
 
     def sample(self, rng: np.random.Generator, gen: torch.Generator, device):
         cfg, bb, rooms = self.cfg, self.backbone, self.rooms
@@ -128,20 +142,34 @@ class ExploreTasks:
         maps = maps * keep
         static = assemble(b, f, h, w, c, ref_latent=x0[:, 0], plucker=plucker, map_latent=self.warp_lat[i] * keep)
         cond = TinyCondition(static.to(device), maps.to(device), reference_rays(cams, (h, w)).to(device))
-        levels = self.token_sigmas(rng, gen, b)  # [B, 2]: hole, revise
+        levels, telea = self.token_sigmas(rng, gen, b)  # [B, 2]: hole, revise; [B]
         valid = self.token_valid[i] & (keep > 0)  # [B, F, 1, h, w]
         sigma = torch.where(valid, levels[:, 1, None, None, None, None], levels[:, 0, None, None, None, None])
         sigma[:, 0] = 0.002  # the clean context frame
         token_weight = torch.where(valid, cfg.valid_weight, 1.0).expand(b, f, 1, h, w).to(device)
-        return x0.to(device), cond, sigma.expand(b, f, 1, h, w).contiguous().to(device), token_weight
+        start = x0  # what the noise is added to: the true latents, or in the holes of a Telea sample the fill's
+        if bool(telea.any()):
+            start = torch.where(telea[:, None, None, None, None] & ~valid, self.telea_lat[i], x0)
+        return x0.to(device), start.to(device), cond, sigma.expand(b, f, 1, h, w).contiguous().to(device), token_weight
+
+
+def telea_warps(warped: np.ndarray, valid: Tensor) -> np.ndarray:
+    """``uint8 [N, F, H, W, 3]`` warps with their invalid pixels (``valid`` ``[N, F, H, W]``) inpainted by Telea,
+    as the job's ``--hole-init telea`` does to the cache's render (:func:`vdm3d.geometry.holes.telea_fill`)."""
+    from vdm3d.geometry.holes import telea_fill
+
+    n, f = warped.shape[:2]
+    flat = torch.from_numpy(warped.reshape(n * f, *warped.shape[2:])).float() / 255
+    filled = telea_fill(flat, valid.reshape(n * f, *valid.shape[2:]).bool())
+    return (filled * 255).round().numpy().astype(np.uint8).reshape(warped.shape)
 
 
 def explore_loss(backbone: TinyVideoBackbone, tasks: ExploreTasks, rng: np.random.Generator, gen: torch.Generator,
                  device) -> tuple[Tensor, dict[str, float]]:
     """EDM-weighted denoising loss at per-token noise levels; the context frame is given clean and not scored."""
-    x0, cond, sigma, token_weight = tasks.sample(rng, gen, device)
+    x0, start, cond, sigma, token_weight = tasks.sample(rng, gen, device)
     eps = torch.randn(x0.shape, generator=gen).to(device)
-    x = x0 + sigma * eps
+    x = start + sigma * eps
     x[:, 0] = x0[:, 0]
     denoised = backbone.denoise(x, sigma, cond)
     weight = edm_loss_weight(sigma, SIGMA_DATA) * token_weight
