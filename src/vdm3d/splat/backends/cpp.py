@@ -174,7 +174,9 @@ class ProjectCpp(torch.autograd.Function):
         cot = [t.detach().to(torch.float32).contiguous().numpy()
                for t in (v_means2d, v_conics, v_depths, v_opac, v_colors)]
         N, K = params[0].shape[0], params[4].shape[1]
-        grads = [np.empty_like(p) for p in params]  # the kernel writes every entry
+        # The kernel writes every entry but v_sh's, which it adds to: calloc'd, the rows of the Gaussians
+        # no camera touches stay shared zero pages (v_sh is 3.8 MB at 20k Gaussians, SH degree 3).
+        grads = [np.empty_like(p) for p in params[:4]] + [np.zeros_like(params[4])]
         acc = _scratch(N * 11, np.dtype(np.float32))  # per-Gaussian sums over cameras, kept between calls
         inputs = _addrs(params[0], params[1], *ctx.per_gaussian, params[4], ctx.cams)
         module.project_backward(ctx.cams.shape[0], N, K, degree, *inputs, width, height, near, eps2d,

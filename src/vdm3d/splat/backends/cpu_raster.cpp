@@ -762,10 +762,9 @@ void project_backward(int n_cams, int n, int K, int degree, uintptr_t means, uin
                       uintptr_t visible, uintptr_t v_means2d, uintptr_t v_conics, uintptr_t v_depths,
                       uintptr_t v_opacities, uintptr_t v_colors, uintptr_t acc, uintptr_t v_means, uintptr_t v_quats,
                       uintptr_t v_log_scales, uintptr_t v_logits, uintptr_t v_sh) {
-    // Zeroed here, then every camera adds to every entry: the loop over Gaussians has no branch to
-    // keep it from being vectorized.
+    // Zeroed here (``v_sh`` arrives zeroed: numpy's calloc leaves the rows no camera touches as
+    // untouched zero pages), then every camera adds to its entries.
     std::fill_n(ptr<float>(acc), static_cast<int64_t>(n) * N_ACC, 0.0f);
-    std::fill_n(ptr<float>(v_sh), static_cast<int64_t>(n) * 3 * K, 0.0f);
     static thread_local std::vector<float> sh_out;  // per Gaussian: the direction and the colors' cotangent
     sh_out.resize(static_cast<size_t>(n) * 6);
     for (int b = 0; b < n_cams; ++b) {
