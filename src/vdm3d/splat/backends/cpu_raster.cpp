@@ -756,7 +756,7 @@ void project_forward(int n_cams, int n, int K, int degree, uintptr_t means, uint
 }
 
 // The parameters' gradients (every entry written) from the cotangents of the [B, N, ...] outputs;
-// ``acc`` is a float64 scratch [N, N_ACC]; the first camera's pass initializes it and ``v_sh``.
+// ``acc`` is a float32 scratch [N, N_ACC], zeroed here; ``v_sh`` must arrive zeroed (the kernel adds to it).
 void project_backward(int n_cams, int n, int K, int degree, uintptr_t means, uintptr_t quats, uintptr_t scales,
                       uintptr_t opac, uintptr_t sh, uintptr_t cams, int width, int height, real near, real eps2d,
                       uintptr_t visible, uintptr_t v_means2d, uintptr_t v_conics, uintptr_t v_depths,
