@@ -19,7 +19,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 from jaxtyping import Float
 from scipy.spatial import cKDTree
 from torch import Tensor
@@ -37,6 +36,32 @@ def _pycolmap():
     return pycolmap
 
 
+def extract_features(images: Float[Tensor, "N H W 3"], cameras: Cameras, upscale: int, root: Path) -> tuple[Path, Path]:
+    """Write ``images`` upscaled (bicubic) to ``root/images`` as ``NNNN.png`` and extract their SIFT features into
+    a fresh ``root/database.db`` with the first camera's pinhole intrinsics, scaled to match, shared by all
+    frames. Returns the image folder and the database."""
+    pycolmap = _pycolmap()
+    img_dir = root / "images"
+    img_dir.mkdir(parents=True, exist_ok=True)
+    n, h, w = images.shape[:3]
+    for i in range(n):
+        arr = (images[i].clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+        arr = cv2.resize(arr, (w * upscale, h * upscale), interpolation=cv2.INTER_CUBIC)
+        cv2.imwrite(str(img_dir / f"{i:04d}.png"), arr[..., ::-1])
+    K = cameras.Ks[0].double() * upscale
+    reader = pycolmap.ImageReaderOptions()
+    reader.camera_model = "PINHOLE"
+    reader.camera_params = ",".join(f"{float(x):.6f}" for x in (K[0, 0], K[1, 1], K[0, 2], K[1, 2]))
+    db_path = root / "database.db"
+    if db_path.exists():
+        db_path.unlink()
+    extraction = pycolmap.FeatureExtractionOptions()
+    extraction.num_threads = 1
+    pycolmap.extract_features(db_path, img_dir, camera_mode=pycolmap.CameraMode.SINGLE, reader_options=reader,
+                              extraction_options=extraction, device=pycolmap.Device.cpu)
+    return img_dir, db_path
+
+
 def triangulate_known_poses(images: Float[Tensor, "N H W 3"], cameras: Cameras, upscale: int = 4,
                             work: Path | None = None) -> np.ndarray:
     """World points ``[P, 3]`` that COLMAP triangulates from ``images`` at their known ``cameras [N]``
@@ -45,24 +70,7 @@ def triangulate_known_poses(images: Float[Tensor, "N H W 3"], cameras: Cameras, 
     pycolmap.logging.minloglevel = 2  # errors only: COLMAP logs every image and pair otherwise
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(work or tmp)
-        img_dir = root / "images"
-        img_dir.mkdir(parents=True, exist_ok=True)
-        n, h, w = images.shape[:3]
-        for i in range(n):
-            arr = (images[i].clamp(0, 1).numpy() * 255).round().astype(np.uint8)
-            arr = cv2.resize(arr, (w * upscale, h * upscale), interpolation=cv2.INTER_CUBIC)
-            cv2.imwrite(str(img_dir / f"{i:03d}.png"), arr[..., ::-1])
-        K = cameras.Ks[0].double() * upscale
-        reader = pycolmap.ImageReaderOptions()
-        reader.camera_model = "PINHOLE"
-        reader.camera_params = ",".join(f"{float(x):.6f}" for x in (K[0, 0], K[1, 1], K[0, 2], K[1, 2]))
-        db_path = root / "database.db"
-        if db_path.exists():
-            db_path.unlink()
-        extraction = pycolmap.FeatureExtractionOptions()
-        extraction.num_threads = 1
-        pycolmap.extract_features(db_path, img_dir, camera_mode=pycolmap.CameraMode.SINGLE, reader_options=reader,
-                                  extraction_options=extraction, device=pycolmap.Device.cpu)
+        img_dir, db_path = extract_features(images, cameras, upscale, root)
         matching = pycolmap.FeatureMatchingOptions()
         matching.num_threads = 1
         pycolmap.match_exhaustive(db_path, matching_options=matching, device=pycolmap.Device.cpu)

@@ -24,14 +24,12 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import cv2
 import numpy as np
-import torch
 from jaxtyping import Float
 from torch import Tensor
 
 from vdm3d.cameras.camera import Cameras
-from vdm3d.metrics.colmap_points import _pycolmap
+from vdm3d.metrics.colmap_points import _pycolmap, extract_features
 
 
 def recover_poses(images: Float[Tensor, "N H W 3"], cameras: Cameras, upscale: int = 4, overlap: int = 10,
@@ -43,22 +41,7 @@ def recover_poses(images: Float[Tensor, "N H W 3"], cameras: Cameras, upscale: i
     pycolmap.logging.minloglevel = 2
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        img_dir = root / "images"
-        img_dir.mkdir()
-        n, h, w = images.shape[:3]
-        for i in range(n):
-            arr = (images[i].clamp(0, 1).numpy() * 255).round().astype(np.uint8)
-            arr = cv2.resize(arr, (w * upscale, h * upscale), interpolation=cv2.INTER_CUBIC)
-            cv2.imwrite(str(img_dir / f"{i:04d}.png"), arr[..., ::-1])
-        K = cameras.Ks[0].double() * upscale
-        reader = pycolmap.ImageReaderOptions()
-        reader.camera_model = "PINHOLE"
-        reader.camera_params = ",".join(f"{float(x):.6f}" for x in (K[0, 0], K[1, 1], K[0, 2], K[1, 2]))
-        db_path = root / "database.db"
-        extraction = pycolmap.FeatureExtractionOptions()
-        extraction.num_threads = 1
-        pycolmap.extract_features(db_path, img_dir, camera_mode=pycolmap.CameraMode.SINGLE, reader_options=reader,
-                                  extraction_options=extraction, device=pycolmap.Device.cpu)
+        img_dir, db_path = extract_features(images, cameras, upscale, root)
         matching = pycolmap.FeatureMatchingOptions()
         matching.num_threads = 1
         pairing = pycolmap.SequentialPairingOptions()
