@@ -109,7 +109,7 @@ def explore(rooms: Annotated[int, Range(1)] = 10, skip_rooms: Annotated[int, Ran
             mean_steps: Annotated[int, Range(0)] = 1, nearest_sources: Annotated[int, Range(0)] = 8,
             hole_init: Literal["noise", "telea"] = "telea",
             hole_strength: Annotated[float, Range(0, 1, open_min=True)] = 0.5, residual: bool = True,
-            shrink: Annotated[float, Range(0)] = 0.0, max_correction: Annotated[float, Range(0, open_min=True)] = 1.0,
+            shrink: Annotated[float, Range(0)] = 16.0, max_correction: Annotated[float, Range(0, open_min=True)] = 0.03,
             cache_update: Literal["all", "new"] = "all", camera_accuracy: bool = False, seed: int = 0,
             split: str = "heldout", out: Path | None = None, overwrite: bool = False) -> dict[str, Any]:
     """The explore job and its baselines on held-out room loops (see the module docstring).

@@ -111,11 +111,11 @@ class ExploreConfig:
     """with --hole-init telea: noise on the hole tokens (1: full noise, the same as --hole-init noise)"""
     residual: bool = True
     """with --hole-init telea: add the model's change to the Telea fill in pixel space"""
-    shrink: Annotated[float, Range(0)] = 0.0
+    shrink: Annotated[float, Range(0)] = 16.0
     """with --residual and --samples >= 2: the model's change to the fill is shrunk, per latent token, by
     |mean|^2 / (|mean|^2 + shrink x variance of the mean) over the draws: kept where the draws agree,
     pulled back to the Telea fill where they disagree (0: kept everywhere)"""
-    max_correction: Annotated[float, Range(0, open_min=True)] = 1.0
+    max_correction: Annotated[float, Range(0, open_min=True)] = 0.03
     """with --residual: the largest change to the Telea fill per pixel (RMS over the channels, in [0, 1]
     pixel values); a larger one is scaled down to it (1: no cap)"""
     sigma_max: Annotated[float, Range(0, open_min=True)] = 80.0
