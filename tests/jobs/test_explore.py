@@ -350,6 +350,14 @@ def test_replay_refits_the_start_frame_and_earlier_frames_and_resumes_identicall
         assert ids[0] == 0 and len(ids) == min(4, plan.frame_ids[0]) and len(set(ids)) == len(ids)
         assert all(0 < i < plan.frame_ids[0] for i in ids[1:]) and ids == replay_frames(four, plan)
     assert {tuple(replay_frames(four, p)) for p in plans[3:]} != {tuple(replay_frames(four, plans[3]))}
+    # --replay-pick nearest: on an out-and-back path the return refits what the way out saw at that place
+    xs = torch.cat([torch.linspace(0, 1, 21), torch.linspace(1, 0, 21)[1:]])
+    c2w = torch.eye(4).repeat(41, 1, 1)
+    c2w[:, 0, 3] = xs
+    line = Cameras.from_fov(60.0, 16, 16, c2w)
+    near = dataclasses.replace(four, replay=3, replay_pick="nearest")
+    assert [replay_frames(near, p, line) for p in chunk_plans(41, chunk=8, context=1)] == [
+        [], [0, 5, 6], [0, 12, 13], [0, 12, 13], [0, 5, 6], [0, 1, 2]]  # frames 28-35 (x 0.6-0.25) <- 5, 6
 
     # refitting the start frame keeps the cache's render at the start camera closer to the start image
     def start_psnr(result):

@@ -148,6 +148,9 @@ class ExploreConfig:
     depths: the start frame, then frames drawn from the earlier chunks, so a Gaussian grown in front of a
     surface an earlier frame saw is pushed back or made transparent (0: only the chunk's own frames; the
     fit's step count stays the same, so a chunk costs the same at any N)"""
+    replay_pick: Literal["random", "nearest"] = "random"
+    """with --replay: which earlier frames join frame 0: drawn at random, or those whose cameras come
+    closest to the chunk's (on a return, what the way out saw at the same place)"""
     mask_threshold: Annotated[float, Range(0, 1)] = 0.5
     """validity threshold on alpha x geometric validity"""
     erode_px: Annotated[int, Range(0)] = 1
@@ -474,14 +477,24 @@ def inpaint_chunk(warp: Views, context: torch.Tensor) -> torch.Tensor:
     return frames
 
 
-def replay_frames(c: ExploreConfig, plan: ChunkPlan) -> list[int]:
+def replay_frames(c: ExploreConfig, plan: ChunkPlan, path: Cameras | None = None) -> list[int]:
     """Path indices of the earlier frames the chunk's cache update also fits (``--replay N``): frame 0,
-    then ``N - 1`` drawn without replacement from the frames before the chunk's context. The draw has its
-    own generator seeded by the chunk, so it does not depend on what ran before (a resumed run draws the
-    same frames) and does not move the run's other random numbers."""
+    then ``N - 1`` of the frames before the chunk's context: drawn without replacement (``--replay-pick
+    random``; the draw has its own generator seeded by the chunk, so a resumed run draws the same frames and
+    the run's other random numbers do not move), or the ones whose cameras come closest to the chunk's
+    (``nearest``, which needs ``path``)."""
+    from vdm3d.jobs.explore_state import pose_distance
+
     earlier = plan.frame_ids[0]  # frames 0 .. earlier - 1 are older than the chunk's context
     if c.replay <= 0 or earlier < 1:
         return []
+    if c.replay_pick == "nearest":
+        if path is None:
+            raise ConfigError("--replay-pick nearest needs the path's cameras.")
+        rest = torch.arange(1, earlier)
+        d = pose_distance(path[rest], path[torch.tensor(plan.frame_ids)], c.depth_median).amin(1)
+        drawn = rest[torch.argsort(d, stable=True)[: c.replay - 1]].sort().values.tolist()
+        return [0, *drawn]
     gen = torch.Generator().manual_seed(c.seed * 10_007 + 5_003 + plan.index)
     drawn = (torch.randperm(earlier - 1, generator=gen)[: c.replay - 1] + 1).sort().values.tolist()
     return [0, *drawn]
@@ -515,7 +528,7 @@ def absorb_chunk(c: ExploreConfig, state: ExploreState, plan: ChunkPlan, warp: V
             fit_views = Views(frames[: plan.context + plan.new], warp.cameras[: plan.context + plan.new],
                               depths=torch.cat([state.depths[-plan.context:], depths]),
                               origin=("input",) * plan.context + ("generated",) * plan.new)
-            old_ids = torch.tensor(replay_frames(c, plan) if path is not None else [], dtype=torch.long)
+            old_ids = torch.tensor(replay_frames(c, plan, path) if path is not None else [], dtype=torch.long)
             if len(old_ids):
                 fit_views = Views.cat([fit_views, Views(state.frames[old_ids], path[old_ids], depths=state.depths[old_ids],
                                                         origin=tuple("input" if i == 0 else "generated" for i in old_ids.tolist()))])
