@@ -342,7 +342,7 @@ def test_replay_refits_the_start_frame_and_earlier_frames_and_resumes_identicall
     from vdm3d.splat.render import render
 
     plans = chunk_plans(40, chunk=8, context=1)
-    config = ExploreConfig(image=image_path, move=("dolly-in", "pan-left"), **SMALL, out=tmp_path / "plain")
+    config = ExploreConfig(image=image_path, move=("dolly-in", "pan-left"), **SMALL, out=tmp_path / "plain", replay=0)
     four = dataclasses.replace(config, replay=4)
     assert replay_frames(four, plans[0]) == [] and replay_frames(config, plans[3]) == []
     for plan in plans[1:]:  # frame 0 first, then 3 distinct frames older than the chunk's context frame

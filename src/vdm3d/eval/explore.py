@@ -110,7 +110,7 @@ def explore(rooms: Annotated[int, Range(1)] = 10, skip_rooms: Annotated[int, Ran
             hole_init: Literal["noise", "telea"] = "telea",
             hole_strength: Annotated[float, Range(0, 1, open_min=True)] = 0.5, residual: bool = True,
             shrink: Annotated[float, Range(0)] = 16.0, max_correction: Annotated[float, Range(0, open_min=True)] = 0.03,
-            cache_update: Literal["all", "new"] = "all", replay: Annotated[int, Range(0)] = 0,
+            cache_update: Literal["all", "new"] = "all", replay: Annotated[int, Range(0)] = 16,
             replay_pick: Literal["random", "nearest"] = "random",
             camera_accuracy: bool = False, seed: int = 0,
             split: str = "heldout", out: Path | None = None, overwrite: bool = False) -> dict[str, Any]:
