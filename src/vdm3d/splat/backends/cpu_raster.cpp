@@ -562,7 +562,7 @@ void project_backward_cam(int n, int K_arg, const float* means, const float* qua
                           const uint8_t* visible, const float* v_means2d, const float* v_conics, const float* v_depths,
                           const float* v_opacities, const float* v_colors, float* acc, float* v_sh, float* sh_out) {
     constexpr int NC = (D + 1) * (D + 1);
-    const int K = K_IS_NC ? NC : K_arg;  // a constant stride lets gcc vectorize the v_sh stores
+    const int K = K_IS_NC ? NC : K_arg;  // a constant stride lets gcc vectorize the v_sh rows (second loop)
     const Camera cam = cam_arg;  // a local copy: the stores below cannot alias it, which lets the loop vectorize
 #pragma GCC ivdep
     for (int i = 0; i < n; ++i) {
@@ -575,16 +575,13 @@ void project_backward_cam(int n, int K_arg, const float* means, const float* qua
         // (A float comparison, not a bool of bools: gcc vectorizes the selects on it.)
         const bool has = std::fabs(g0) + std::fabs(g1) + std::fabs(q0) + std::fabs(q1) + std::fabs(q2) + std::fabs(gz) +
                              std::fabs(go) + std::fabs(gc0) + std::fabs(gc1) + std::fabs(gc2) != 0;
-        if (!has) {  // gcc does not vectorize this loop (AoS strides), so skipping is a plain saving
-            sh_out[6 * i + 3] = sh_out[6 * i + 4] = sh_out[6 * i + 5] = 0.0f;
-            continue;
-        }
-        float* a = acc + N_ACC * static_cast<int64_t>(i);
         real Rq[9], qn[4], qnorm, Sig[6], C[6], Y[16], Yx[16], Yy[16], Yz[16];
         covariance(quats + 4 * i, scales + 3 * i, Rq, qn, qnorm, Sig);
         rotate(cam, Sig, C);
         const real o = opac[i];
-        const real v_logit = real(visible[i]) != 0 ? go * o * (1.0f - o) : 0.0f;
+        // opacity = visible ? sigmoid(logit) : 0 (a product with the 0/1 mask: a select on the byte made gcc
+        // predicate the load of ``opac`` on it, a mask conversion AVX-512 lacks, and give up on the loop)
+        const real v_logit = go * real(visible[i]) * o * (1.0f - o);
         const real mx = means[3 * i], my = means[3 * i + 1], mz = means[3 * i + 2];
         // Colors -> SH coefficients and the viewing direction.
         const real dx = mx - cam.centre[0], dy = my - cam.centre[1], dz = mz - cam.centre[2];
@@ -592,7 +589,9 @@ void project_backward_cam(int n, int K_arg, const float* means, const float* qua
         const real norm = std::max(raw_norm, real(1e-12));
         const real d0 = dx / norm, d1 = dy / norm, d2 = dz / norm;
         sh_basis<D, true>(d0, d1, d2, Y, Yx, Yy, Yz);
-        const float* s = sh + 3 * K * static_cast<int64_t>(i);
+        // the runtime stride here: gcc loads strided elements one by one, while with the constant 3 NC it
+        // tries an interleaved group of 48 and gives up
+        const float* s = sh + 3 * K_arg * static_cast<int64_t>(i);
         real r0 = 0.5, r1 = 0.5, r2 = 0.5;
 #pragma GCC unroll 16
         for (int k = 0; k < NC; ++k) {
@@ -610,8 +609,8 @@ void project_backward_cam(int n, int K_arg, const float* means, const float* qua
             vd2 += Yz[k] * s_k;
         }
         // v_sh += Y vc is left to the second loop (its 48-float rows of stores keep this one from vectorizing)
-        sh_out[6 * i] = d0, sh_out[6 * i + 1] = d1, sh_out[6 * i + 2] = d2;
-        sh_out[6 * i + 3] = has ? vc0 : 0.0f, sh_out[6 * i + 4] = has ? vc1 : 0.0f, sh_out[6 * i + 5] = has ? vc2 : 0.0f;
+        sh_out[i] = d0, sh_out[n + i] = d1, sh_out[2 * n + i] = d2;
+        sh_out[3 * n + i] = has ? vc0 : 0.0f, sh_out[4 * n + i] = has ? vc1 : 0.0f, sh_out[5 * n + i] = has ? vc2 : 0.0f;
         const real dot = d0 * vd0 + d1 * vd1 + d2 * vd2;
         const bool unit = raw_norm >= real(1e-12);
         real vm0 = (unit ? vd0 - d0 * dot : vd0) / norm;
@@ -665,24 +664,24 @@ void project_backward_cam(int n, int K_arg, const float* means, const float* qua
         vm0 += R[0] * vx + R[3] * vy + R[6] * vz;
         vm1 += R[1] * vx + R[4] * vy + R[7] * vz;
         vm2 += R[2] * vx + R[5] * vy + R[8] * vz;
-        a[0] += has ? vm0 : 0.0f;
-        a[1] += has ? vm1 : 0.0f;
-        a[2] += has ? vm2 : 0.0f;
-        for (int q = 0; q < 6; ++q) a[3 + q] += has ? vS[q] : 0.0f;
-        a[9] += has ? v_logit : 0.0f;
-        a[10] += has ? 1.0f : 0.0f;  // counts the cameras with cotangents
+        acc[i] += has ? vm0 : 0.0f;
+        acc[n + i] += has ? vm1 : 0.0f;
+        acc[2 * n + i] += has ? vm2 : 0.0f;
+        for (int q = 0; q < 6; ++q) acc[(3 + q) * n + i] += has ? vS[q] : 0.0f;
+        acc[9 * n + i] += has ? v_logit : 0.0f;
+        acc[10 * n + i] += has ? 1.0f : 0.0f;  // counts the cameras with cotangents
     }
     // v_sh += Y(d) vc, one Gaussian's contiguous row of coefficients at a time (gcc vectorizes the row).
     for (int i = 0; i < n; ++i) {
-        const float* o = sh_out + 6 * i;
-        if (o[3] == 0 && o[4] == 0 && o[5] == 0) continue;  // adds nothing
+        const float o3 = sh_out[3 * n + i], o4 = sh_out[4 * n + i], o5 = sh_out[5 * n + i];
+        if (o3 == 0 && o4 == 0 && o5 == 0) continue;  // adds nothing
         real Y[16];
-        sh_basis<D, false>(o[0], o[1], o[2], Y, nullptr, nullptr, nullptr);
+        sh_basis<D, false>(sh_out[i], sh_out[n + i], sh_out[2 * n + i], Y, nullptr, nullptr, nullptr);
         float* vs = v_sh + 3 * K * static_cast<int64_t>(i);
         for (int k = 0; k < NC; ++k) {
-            vs[3 * k] += Y[k] * o[3];
-            vs[3 * k + 1] += Y[k] * o[4];
-            vs[3 * k + 2] += Y[k] * o[5];
+            vs[3 * k] += Y[k] * o3;
+            vs[3 * k + 1] += Y[k] * o4;
+            vs[3 * k + 2] += Y[k] * o5;
         }
     }
 }
@@ -692,7 +691,8 @@ void project_backward_finish(int n, const float* quats, const double* scales, co
                              float* v_quats, float* v_log_scales, float* v_logits) {
 #pragma GCC ivdep
     for (int i = 0; i < n; ++i) {
-        const float* a = acc + N_ACC * static_cast<int64_t>(i);
+        real a[N_ACC];
+        for (int q = 0; q < N_ACC; ++q) a[q] = acc[q * n + i];
         real Rq[9], qn[4], qnorm, Sig[6];
         covariance(quats + 4 * i, scales + 3 * i, Rq, qn, qnorm, Sig);
         const double* s = scales + 3 * i;
@@ -713,16 +713,21 @@ void project_backward_finish(int n, const float* quats, const double* scales, co
         const real vy = 2 * (-2 * y * v[0] + x * v[1] + w * v[2] + x * v[3] + z * v[5] - w * v[6] + z * v[7] - 2 * y * v[8]);
         const real vz = 2 * (-2 * z * v[0] - w * v[1] + x * v[2] + w * v[3] - 2 * z * v[4] + y * v[5] + x * v[6] + y * v[7]);
         const real dot = w * vw + x * vx + y * vy + z * vz;
-        const bool touched = a[10] != 0.0;
         v_means[3 * i] = a[0], v_means[3 * i + 1] = a[1], v_means[3 * i + 2] = a[2];
-        v_quats[4 * i] = touched ? (vw - w * dot) / qnorm : 0.0;
-        v_quats[4 * i + 1] = touched ? (vx - x * dot) / qnorm : 0.0;
-        v_quats[4 * i + 2] = touched ? (vy - y * dot) / qnorm : 0.0;
-        v_quats[4 * i + 3] = touched ? (vz - z * dot) / qnorm : 0.0;
-        v_log_scales[3 * i] = touched ? vs0 : 0.0;
-        v_log_scales[3 * i + 1] = touched ? vs1 : 0.0;
-        v_log_scales[3 * i + 2] = touched ? vs2 : 0.0;
+        v_quats[4 * i] = (vw - w * dot) / qnorm;
+        v_quats[4 * i + 1] = (vx - x * dot) / qnorm;
+        v_quats[4 * i + 2] = (vy - y * dot) / qnorm;
+        v_quats[4 * i + 3] = (vz - z * dot) / qnorm;
+        v_log_scales[3 * i] = vs0, v_log_scales[3 * i + 1] = vs1, v_log_scales[3 * i + 2] = vs2;
         v_logits[i] = a[9];
+    }
+    // Gaussians that no camera saw get exact zeros (a degenerate quaternion must not leak NaN). A second
+    // loop: selecting in the first, gcc sank the quaternion's loads under the condition and then could not
+    // vectorize them as masked strided loads.
+    for (int i = 0; i < n; ++i) {
+        const bool touched = acc[10 * n + i] != 0.0f;
+        for (int q = 0; q < 4; ++q) v_quats[4 * i + q] = touched ? v_quats[4 * i + q] : 0.0f;
+        for (int q = 0; q < 3; ++q) v_log_scales[3 * i + q] = touched ? v_log_scales[3 * i + q] : 0.0f;
     }
 }
 
