@@ -1,7 +1,7 @@
-// The ``cpp`` backend's kernels (see cpp.py for why and how it is built): the tiled rasterizer,
-// forward, analytic backward and the per-Gaussian reduction, in float32, written so that gcc
-// auto-vectorizes the pixel loops; and, at the end of the file, the EWA projection with its backward
-// (float64, scalar). The rules are those of the dense reference (torch_ref.py) and of the numba kernels
+// The ``cpp`` backend's kernels (see cpp.py for why and how it is built): the binning into tiles, the
+// tiled rasterizer, forward, analytic backward and the per-Gaussian reduction, in float32, written so
+// that gcc auto-vectorizes the pixel loops; and, at the end of the file, the EWA projection with its
+// backward (float32, vectorized across Gaussians). The rules are those of the dense reference (torch_ref.py) and of the numba kernels
 // (numba.py, numba_projection.py), pixel for pixel:
 //
 //   alpha = min(alpha_max, o exp(-0.5 d^T C d)), skipped below alpha_min; d = pixel centre (+0.5) - mean;
@@ -24,6 +24,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <type_traits>
 #include <vector>
 
@@ -290,53 +291,117 @@ void backward_tile(const Scene& s, int t, const float* bg, const float* alpha_im
     }
 }
 
-Scene make_scene(uintptr_t means2d, uintptr_t conics, uintptr_t opacities, uintptr_t colors, uintptr_t depths,
-                 uintptr_t offsets, uintptr_t gauss, uintptr_t boxes, int width, int height, int tiles_x,
-                 float alpha_max, float alpha_min, float t_min) {
-    return {reinterpret_cast<const float*>(means2d), reinterpret_cast<const float*>(conics),
-            reinterpret_cast<const float*>(opacities), reinterpret_cast<const float*>(colors),
-            reinterpret_cast<const float*>(depths), reinterpret_cast<const int64_t*>(offsets),
-            reinterpret_cast<const int32_t*>(gauss), reinterpret_cast<const int32_t*>(boxes),
-            width, height, tiles_x, alpha_max, alpha_min, t_min};
-}
-
 template <class T>
 T* ptr(uintptr_t a) {
     return reinterpret_cast<T*>(a);
 }
 
+// One camera's tile lists (numba.py's TileLists): tile t holds gauss[offsets[t] : offsets[t + 1]], its
+// Gaussians front to back; boxes[4 i : 4 i + 4] is Gaussian i's inclusive pixel box x0, x1, y0, y1 (only
+// read for the Gaussians in some list). Made by ``bin``, held by Python between the forward and the backward.
+struct Bins {
+    int width = 0, height = 0, tiles_x = 0, n_tiles = 0;
+    std::vector<int64_t> offsets;
+    std::vector<int32_t> gauss;
+    std::vector<int32_t> boxes;
+};
+
+// numba.py's _depth_order and _bin_kernel (the same order and boxes, rule for rule): the visible Gaussians
+// sorted front to back by a stable LSD radix sort (8 bits a pass) on the float32 depths' bit patterns (their
+// order is the depths' order: every visible depth is at least the near plane, so positive), then appended
+// to the list of every tile their box overlaps. The box holds the pixels whose centres (i + 0.5) lie within
+// [m - e, m + e], widened by a hair against rounding, in float64 as numba computes it.
+std::shared_ptr<Bins> bin(uintptr_t means2d_addr, uintptr_t extents_addr, uintptr_t depths_addr, uintptr_t visible_addr,
+                          int n, int width, int height) {
+    const float* means2d = ptr<const float>(means2d_addr);
+    const float* extents = ptr<const float>(extents_addr);
+    const uint32_t* keys = ptr<const uint32_t>(depths_addr);
+    const uint8_t* visible = ptr<const uint8_t>(visible_addr);
+    auto B = std::make_shared<Bins>();
+    B->width = width, B->height = height, B->tiles_x = (width + TS - 1) / TS;
+    const int tiles_y = (height + TS - 1) / TS;
+    B->n_tiles = B->tiles_x * tiles_y;
+    std::vector<int32_t> order, tmp;
+    order.reserve(n);
+    for (int i = 0; i < n; ++i)
+        if (visible[i]) order.push_back(i);
+    const int m = static_cast<int>(order.size());
+    tmp.resize(m);
+    for (int shift = 0; shift < 32 && m > 0; shift += 8) {
+        int64_t count[257] = {};
+        for (int j = 0; j < m; ++j) ++count[((keys[order[j]] >> shift) & 255) + 1];
+        if (count[1 + ((keys[order[0]] >> shift) & 255)] == m) continue;  // one byte value: nothing moves
+        for (int k = 0; k < 256; ++k) count[k + 1] += count[k];
+        for (int j = 0; j < m; ++j) tmp[count[(keys[order[j]] >> shift) & 255]++] = order[j];
+        order.swap(tmp);
+    }
+    B->boxes.resize(4 * static_cast<size_t>(n));
+    std::vector<int64_t>& offsets = B->offsets;
+    offsets.assign(B->n_tiles + 1, 0);
+    for (int j = 0; j < m; ++j) {
+        const int g = order[j];
+        const double mx = means2d[2 * g], my = means2d[2 * g + 1], ex = extents[2 * g], ey = extents[2 * g + 1];
+        // clamped in float64 first, so that a huge extent cannot overflow the conversion to int
+        const double x0 = std::max(std::ceil(mx - ex - 0.5 - 1e-3), 0.0), x1 = std::min(std::floor(mx + ex - 0.5 + 1e-3), width - 1.0);
+        const double y0 = std::max(std::ceil(my - ey - 0.5 - 1e-3), 0.0), y1 = std::min(std::floor(my + ey - 0.5 + 1e-3), height - 1.0);
+        int32_t* box = B->boxes.data() + 4 * static_cast<int64_t>(g);
+        if (!(x0 <= x1 && y0 <= y1)) {
+            box[0] = 0, box[1] = -1, box[2] = 0, box[3] = -1;  // empty
+            continue;
+        }
+        box[0] = static_cast<int32_t>(x0), box[1] = static_cast<int32_t>(x1);
+        box[2] = static_cast<int32_t>(y0), box[3] = static_cast<int32_t>(y1);
+        for (int ty = box[2] / TS; ty <= box[3] / TS; ++ty)
+            for (int tx = box[0] / TS; tx <= box[1] / TS; ++tx) ++offsets[ty * B->tiles_x + tx + 1];
+    }
+    for (int t = 0; t < B->n_tiles; ++t) offsets[t + 1] += offsets[t];
+    B->gauss.resize(offsets[B->n_tiles]);
+    std::vector<int64_t> cursor(offsets.begin(), offsets.end() - 1);
+    for (int j = 0; j < m; ++j) {
+        const int g = order[j];
+        const int32_t* box = B->boxes.data() + 4 * static_cast<int64_t>(g);
+        if (box[1] < box[0]) continue;
+        for (int ty = box[2] / TS; ty <= box[3] / TS; ++ty)
+            for (int tx = box[0] / TS; tx <= box[1] / TS; ++tx) B->gauss[cursor[ty * B->tiles_x + tx]++] = g;
+    }
+    return B;
+}
+
+Scene make_scene(uintptr_t means2d, uintptr_t conics, uintptr_t opacities, uintptr_t colors, uintptr_t depths,
+                 const Bins& bins, float alpha_max, float alpha_min, float t_min) {
+    return {ptr<const float>(means2d), ptr<const float>(conics), ptr<const float>(opacities), ptr<const float>(colors),
+            ptr<const float>(depths), bins.offsets.data(), bins.gauss.data(), bins.boxes.data(),
+            bins.width, bins.height, bins.tiles_x, alpha_max, alpha_min, t_min};
+}
+
 void forward(uintptr_t means2d, uintptr_t conics, uintptr_t opacities, uintptr_t colors, uintptr_t depths,
-             uintptr_t offsets, uintptr_t gauss, uintptr_t boxes, int width, int height, int tiles_x, int n_tiles,
-             float alpha_max, float alpha_min, float t_min, uintptr_t background, uintptr_t out_rgb,
+             const Bins& bins, float alpha_max, float alpha_min, float t_min, uintptr_t background, uintptr_t out_rgb,
              uintptr_t out_depth, uintptr_t out_alpha, uintptr_t T_final, uintptr_t last, int threads) {
-    const Scene s = make_scene(means2d, conics, opacities, colors, depths, offsets, gauss, boxes, width, height,
-                               tiles_x, alpha_max, alpha_min, t_min);
+    const Scene s = make_scene(means2d, conics, opacities, colors, depths, bins, alpha_max, alpha_min, t_min);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
-    for (int t = 0; t < n_tiles; ++t)
+    for (int t = 0; t < bins.n_tiles; ++t)
         forward_tile(s, t, ptr<const float>(background), ptr<float>(out_rgb), ptr<float>(out_depth),
                      ptr<float>(out_alpha), ptr<float>(T_final), ptr<int32_t>(last));
 }
 
+// The gradients [N, ...] of the five per-Gaussian inputs (every entry written): each tile writes its pairs'
+// slots (in this thread's own scratch), then they are added up per Gaussian in pair order (deterministic,
+// whatever the thread count).
 void backward(uintptr_t means2d, uintptr_t conics, uintptr_t opacities, uintptr_t colors, uintptr_t depths,
-              uintptr_t offsets, uintptr_t gauss, uintptr_t boxes, int width, int height, int tiles_x, int n_tiles,
-              float alpha_max, float alpha_min, float t_min, uintptr_t background, uintptr_t alpha_img,
-              uintptr_t depth_img, uintptr_t T_final, uintptr_t last, uintptr_t v_rgb, uintptr_t v_depth,
-              uintptr_t v_alpha, uintptr_t v_pairs, int threads) {
-    const Scene s = make_scene(means2d, conics, opacities, colors, depths, offsets, gauss, boxes, width, height,
-                               tiles_x, alpha_max, alpha_min, t_min);
+              const Bins& bins, float alpha_max, float alpha_min, float t_min, uintptr_t background,
+              uintptr_t alpha_img, uintptr_t depth_img, uintptr_t T_final, uintptr_t last, uintptr_t v_rgb,
+              uintptr_t v_depth, uintptr_t v_alpha, int n, uintptr_t v_means2d, uintptr_t v_conics,
+              uintptr_t v_opacities, uintptr_t v_colors, uintptr_t v_depths, int threads) {
+    const Scene s = make_scene(means2d, conics, opacities, colors, depths, bins, alpha_max, alpha_min, t_min);
+    static thread_local std::vector<float> v_pairs;
+    const int64_t pairs = static_cast<int64_t>(bins.gauss.size());
+    v_pairs.resize(static_cast<size_t>(pairs) * N_GRAD);
+    float* vp = v_pairs.data();
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
-    for (int t = 0; t < n_tiles; ++t)
+    for (int t = 0; t < bins.n_tiles; ++t)
         backward_tile(s, t, ptr<const float>(background), ptr<const float>(alpha_img), ptr<const float>(depth_img),
                       ptr<const float>(T_final), ptr<const int32_t>(last), ptr<const float>(v_rgb),
-                      ptr<const float>(v_depth), ptr<const float>(v_alpha), ptr<float>(v_pairs));
-}
-
-// Add the per-pair gradients up per Gaussian, in pair order (deterministic, whatever the thread count),
-// into outputs that it zeroes first.
-void reduce_pairs(uintptr_t gauss_addr, int64_t pairs, int64_t n, uintptr_t v_pairs_addr, uintptr_t v_means2d,
-                  uintptr_t v_conics, uintptr_t v_opacities, uintptr_t v_colors, uintptr_t v_depths) {
-    const int32_t* gauss = ptr<const int32_t>(gauss_addr);
-    const float* vp = ptr<const float>(v_pairs_addr);
+                      ptr<const float>(v_depth), ptr<const float>(v_alpha), vp);
     float* m = ptr<float>(v_means2d);
     float* cn = ptr<float>(v_conics);
     float* op = ptr<float>(v_opacities);
@@ -348,7 +413,7 @@ void reduce_pairs(uintptr_t gauss_addr, int64_t pairs, int64_t n, uintptr_t v_pa
     std::fill(col, col + 3 * n, 0.0f);
     std::fill(dep, dep + n, 0.0f);
     for (int64_t k = 0; k < pairs; ++k) {
-        const int64_t i = gauss[k];
+        const int64_t i = bins.gauss[k];
         const float* g = vp + N_GRAD * k;
         m[2 * i] += g[0];
         m[2 * i + 1] += g[1];
@@ -363,12 +428,11 @@ void reduce_pairs(uintptr_t gauss_addr, int64_t pairs, int64_t n, uintptr_t v_pa
     }
 }
 
-
 // ---------------------------------------------------------------------------------------------------------
 // EWA projection, forward and backward: numba_projection.py's kernels line for line, in float32 like
 // torch_ref. The forward's loop over Gaussians is branch-free (selects, no early exits) so that gcc runs
 // eight Gaussians per AVX2 instruction; ``GCC ivdep``, not ``omp simd``, whose per-lane copies of the
-// local arrays kept gcc from vectorizing. The backward stays scalar (see cpp.py). ``cam`` is numba_projection._camera_table's row: the w2c rows 0-2
+// local arrays kept gcc from vectorizing. The backward's loops too (see cpp.py). ``cam`` is numba_projection._camera_table's row: the w2c rows 0-2
 // (12 values), fx, fy, cx, cy, the camera centre (3). ``scales``, ``opac``, ``r_ext`` are its
 // _per_gaussian arrays (float64, computed by numpy's vectorized exp/log).
 
@@ -560,7 +624,8 @@ template <int D, bool K_IS_NC>
 void project_backward_cam(int n, int K_arg, const float* means, const float* quats, const double* scales,
                           const double* opac, const float* sh, const Camera cam_arg, real near, real eps2d,
                           const uint8_t* visible, const float* v_means2d, const float* v_conics, const float* v_depths,
-                          const float* v_opacities, const float* v_colors, float* acc, float* v_sh, float* sh_out) {
+                          const float* v_opacities, const float* v_colors, float* acc, float* v_sh, float* sh_out,
+                          bool first) {
     constexpr int NC = (D + 1) * (D + 1);
     const int K = K_IS_NC ? NC : K_arg;  // a constant stride lets gcc vectorize the v_sh rows (second loop)
     const Camera cam = cam_arg;  // a local copy: the stores below cannot alias it, which lets the loop vectorize
@@ -671,17 +736,32 @@ void project_backward_cam(int n, int K_arg, const float* means, const float* qua
         acc[9 * n + i] += has ? v_logit : 0.0f;
         acc[10 * n + i] += has ? 1.0f : 0.0f;  // counts the cameras with cotangents
     }
-    // v_sh += Y(d) vc, one Gaussian's contiguous row of coefficients at a time (gcc vectorizes the row).
+    // v_sh (+)= Y(d) vc, one Gaussian's contiguous row of coefficients at a time (gcc vectorizes the row).
+    // The first camera writes every entry (zeros where no cotangent arrives, and in the coefficients above
+    // the degree), so v_sh needs no zeroing beforehand: a fill of it (3.8 MB at 20k Gaussians, SH degree 3)
+    // cost 0.3-0.5 ms a pass.
     for (int i = 0; i < n; ++i) {
+        float* vs = v_sh + 3 * K * static_cast<int64_t>(i);
         const float o3 = sh_out[3 * n + i], o4 = sh_out[4 * n + i], o5 = sh_out[5 * n + i];
-        if (o3 == 0 && o4 == 0 && o5 == 0) continue;  // adds nothing
+        if (o3 == 0 && o4 == 0 && o5 == 0) {  // adds nothing
+            if (first) std::fill_n(vs, 3 * K, 0.0f);
+            continue;
+        }
         real Y[16];
         sh_basis<D, false>(sh_out[i], sh_out[n + i], sh_out[2 * n + i], Y, nullptr, nullptr, nullptr);
-        float* vs = v_sh + 3 * K * static_cast<int64_t>(i);
-        for (int k = 0; k < NC; ++k) {
-            vs[3 * k] += Y[k] * o3;
-            vs[3 * k + 1] += Y[k] * o4;
-            vs[3 * k + 2] += Y[k] * o5;
+        if (first) {
+            for (int k = 0; k < NC; ++k) {
+                vs[3 * k] = Y[k] * o3;
+                vs[3 * k + 1] = Y[k] * o4;
+                vs[3 * k + 2] = Y[k] * o5;
+            }
+            std::fill(vs + 3 * NC, vs + 3 * K, 0.0f);
+        } else {
+            for (int k = 0; k < NC; ++k) {
+                vs[3 * k] += Y[k] * o3;
+                vs[3 * k + 1] += Y[k] * o4;
+                vs[3 * k + 2] += Y[k] * o5;
+            }
         }
     }
 }
@@ -760,17 +840,15 @@ void project_forward(int n_cams, int n, int K, int degree, uintptr_t means, uint
     }
 }
 
-// The parameters' gradients (every entry written) from the cotangents of the [B, N, ...] outputs;
-// ``acc`` is a float32 scratch [N, N_ACC], zeroed here; ``v_sh`` must arrive zeroed (the kernel adds to it).
+// The parameters' gradients (every entry written, ``v_sh`` included) from the cotangents of the [B, N, ...]
+// outputs. Its scratch (per-Gaussian sums over the cameras, the SH rows' inputs) is this thread's own.
 void project_backward(int n_cams, int n, int K, int degree, uintptr_t means, uintptr_t quats, uintptr_t scales,
                       uintptr_t opac, uintptr_t sh, uintptr_t cams, int width, int height, real near, real eps2d,
                       uintptr_t visible, uintptr_t v_means2d, uintptr_t v_conics, uintptr_t v_depths,
-                      uintptr_t v_opacities, uintptr_t v_colors, uintptr_t acc, uintptr_t v_means, uintptr_t v_quats,
+                      uintptr_t v_opacities, uintptr_t v_colors, uintptr_t v_means, uintptr_t v_quats,
                       uintptr_t v_log_scales, uintptr_t v_logits, uintptr_t v_sh) {
-    // Zeroed here (``v_sh`` arrives zeroed: numpy's calloc leaves the rows no camera touches as
-    // untouched zero pages), then every camera adds to its entries.
-    std::fill_n(ptr<float>(acc), static_cast<int64_t>(n) * N_ACC, 0.0f);
-    static thread_local std::vector<float> sh_out;  // per Gaussian: the direction and the colors' cotangent
+    static thread_local std::vector<float> acc, sh_out;  // [N_ACC][n] sums; [6][n] direction and colors' cotangent
+    acc.assign(static_cast<size_t>(n) * N_ACC, 0.0f);
     sh_out.resize(static_cast<size_t>(n) * 6);
     for (int b = 0; b < n_cams; ++b) {
         const Camera cam(ptr<const double>(cams) + 19 * b, width, height);
@@ -783,21 +861,28 @@ void project_backward(int n_cams, int n, int K, int degree, uintptr_t means, uin
                 ptr<const double>(opac), ptr<const float>(sh), cam, near, eps2d, ptr<const uint8_t>(visible) + o,
                 ptr<const float>(v_means2d) + 2 * o, ptr<const float>(v_conics) + 3 * o,
                 ptr<const float>(v_depths) + o, ptr<const float>(v_opacities) + o, ptr<const float>(v_colors) + 3 * o,
-                ptr<float>(acc), ptr<float>(v_sh), sh_out.data());
+                acc.data(), ptr<float>(v_sh), sh_out.data(), b == 0);
         });
     }
-    project_backward_finish(n, ptr<const float>(quats), ptr<const double>(scales), ptr<const float>(acc),
+    project_backward_finish(n, ptr<const float>(quats), ptr<const double>(scales), acc.data(),
                             ptr<float>(v_means), ptr<float>(v_quats), ptr<float>(v_log_scales), ptr<float>(v_logits));
 }
 
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-    m.doc() = "vdm3d's float32 tiled CPU rasterizer (forward, backward, pair reduction); see cpp.py.";
+    m.doc() = "vdm3d's float32 tiled CPU rasterizer (binning, forward, backward) and EWA projection; see cpp.py.";
     m.attr("TILE") = TS;
+    auto bytes = [](const auto& v) {  // a copy, for tests: numpy.frombuffer reads it
+        return pybind11::bytes(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(v[0]));
+    };
+    pybind11::class_<Bins, std::shared_ptr<Bins>>(m, "Bins")
+        .def_property_readonly("offsets", [bytes](const Bins& b) { return bytes(b.offsets); })
+        .def_property_readonly("gauss", [bytes](const Bins& b) { return bytes(b.gauss); })
+        .def_property_readonly("boxes", [bytes](const Bins& b) { return bytes(b.boxes); });
+    m.def("bin", &bin, pybind11::call_guard<pybind11::gil_scoped_release>());
     m.def("forward", &forward, pybind11::call_guard<pybind11::gil_scoped_release>());
     m.def("backward", &backward, pybind11::call_guard<pybind11::gil_scoped_release>());
-    m.def("reduce_pairs", &reduce_pairs, pybind11::call_guard<pybind11::gil_scoped_release>());
     m.def("project_forward", &project_forward, pybind11::call_guard<pybind11::gil_scoped_release>());
     m.def("project_backward", &project_backward, pybind11::call_guard<pybind11::gil_scoped_release>());
 }
