@@ -8,8 +8,9 @@ for line), the binning included (:func:`.numba.bin_gaussians`'s radix sort and t
 forward and the backward).
 
 * **Rasterizer**, float32: each row of a Gaussian's box inside a tile is evaluated ``LANES = 8``
-  pixels at a time by branch-free arithmetic (masks instead of ``continue``, ``exp`` as a polynomial
-  instead of a libm call) that gcc's auto-vectorizer turns into AVX2/AVX-512 instructions
+  pixels at a time by branch-free arithmetic (masks instead of ``continue``, ``exp`` as ``2^x`` by a
+  polynomial instead of a libm call, with ``-log2(e) / 2`` folded into the conic once per Gaussian, which
+  took 6 % off the forward and 4 % off the backward) that gcc's auto-vectorizer turns into AVX2/AVX-512 instructions
   (``-O3 -march=native``). The numba kernels are scalar code that steps ``exp`` over the pixel
   lattice by products and branches per pixel: 4.3 ns (forward) and 5.5 ns (backward) per pixel
   evaluation at 20k Gaussians, 128 px; these take 0.54x and 0.60x their time, measured side by side
