@@ -80,6 +80,19 @@ struct Box {
     int x0, x1, y0, y1;  // in tile coordinates, clipped to the tile
 };
 
+// Ask for the cache lines of the Gaussian a few pairs ahead in the walk (its index is known, its data
+// sits in six arrays at a random place): the loads then overlap with the current pair's pixels.
+inline void prefetch_gaussian(const Scene& s, int i) {
+    __builtin_prefetch(s.boxes + 4 * static_cast<int64_t>(i));
+    __builtin_prefetch(s.means2d + 2 * static_cast<int64_t>(i));
+    __builtin_prefetch(s.conics + 3 * static_cast<int64_t>(i));
+    __builtin_prefetch(s.opacities + i);
+    __builtin_prefetch(s.colors + 3 * static_cast<int64_t>(i));
+    __builtin_prefetch(s.depths + i);
+}
+
+constexpr int PREFETCH_AHEAD = 2;
+
 inline Box tile_box(const Scene& s, int i, int ox, int oy, int tw, int th) {
     const int32_t* b = s.boxes + 4 * static_cast<int64_t>(i);
     return {std::max(b[0], ox) - ox, std::min(b[1], ox + tw - 1) - ox, std::max(b[2], oy) - oy,
@@ -112,6 +125,7 @@ void forward_tile(const Scene& s, int t, const float* bg, float* out_rgb, float*
     int n_live = tw * th;
     const float amax = s.alpha_max, amin = s.alpha_min, tmin = s.t_min;
     for (int64_t k = start; k < end && n_live > 0; ++k) {
+        if (k + PREFETCH_AHEAD < end) prefetch_gaussian(s, s.gauss[k + PREFETCH_AHEAD]);
         const int i = s.gauss[k];
         const Box bx = tile_box(s, i, ox, oy, tw, th);
         const float mx = s.means2d[2 * i] - (ox + 0.5f), my = s.means2d[2 * i + 1] - (oy + 0.5f);
@@ -221,6 +235,7 @@ void backward_tile(const Scene& s, int t, const float* bg, const float* alpha_im
         for (int q = 0; q < N_GRAD; ++q) v_pairs[N_GRAD * k + q] = 0.0f;
     const float amax = s.alpha_max, amin = s.alpha_min;
     for (int64_t k = end - 1; k >= start; --k) {
+        if (k - PREFETCH_AHEAD >= start) prefetch_gaussian(s, s.gauss[k - PREFETCH_AHEAD]);
         const int i = s.gauss[k];
         const Box bx = tile_box(s, i, ox, oy, tw, th);
         const float mx = s.means2d[2 * i] - (ox + 0.5f), my = s.means2d[2 * i + 1] - (oy + 0.5f);
