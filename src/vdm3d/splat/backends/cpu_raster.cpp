@@ -452,9 +452,9 @@ void backward(uintptr_t means2d, uintptr_t conics, uintptr_t opacities, uintptr_
 // EWA projection, forward and backward: numba_projection.py's kernels line for line, in float32 like
 // torch_ref. The forward's loop over Gaussians is branch-free (selects, no early exits) so that gcc runs
 // eight Gaussians per AVX2 instruction; ``GCC ivdep``, not ``omp simd``, whose per-lane copies of the
-// local arrays kept gcc from vectorizing. The backward's loops too (see cpp.py). ``cam`` is numba_projection._camera_table's row: the w2c rows 0-2
-// (12 values), fx, fy, cx, cy, the camera centre (3). ``scales``, ``opac``, ``r_ext`` are its
-// _per_gaussian arrays (float64, computed by numpy's vectorized exp/log).
+// local arrays kept gcc from vectorizing. The backward's loops too (see cpp.py). ``cam`` is
+// numba_projection._camera_table's row: the w2c rows 0-2 (12 values), fx, fy, cx, cy, the camera centre (3).
+// ``scales``, ``opac``, ``r_ext`` are cpp.py's _per_gaussian_float32 arrays (numpy's vectorized exp/log).
 
 using real = float;  // the projection's arithmetic
 
@@ -535,7 +535,7 @@ struct Camera {
 };
 
 // Rotation of the quaternion (normalized here), Sigma = R diag(s^2) R^T (6 entries: 00 01 02 11 12 22).
-[[gnu::always_inline]] inline void covariance(const float* q, const double* s, real* Rq, real* qn, real& qnorm, real* Sig) {
+[[gnu::always_inline]] inline void covariance(const float* q, const float* s, real* Rq, real* qn, real& qnorm, real* Sig) {
     const real w0 = q[0], x0 = q[1], y0 = q[2], z0 = q[3];
     qnorm = std::sqrt(w0 * w0 + x0 * x0 + y0 * y0 + z0 * z0);
     const real w = w0 / qnorm, x = x0 / qnorm, y = y0 / qnorm, z = z0 / qnorm;
@@ -598,8 +598,8 @@ struct Screen {  // what the forward and the backward both recompute for a Gauss
 }
 
 template <int D>
-void project_forward_cam(int n, int K, const float* means, const float* quats, const double* scales,
-                         const double* opac, const double* r_exts, const float* sh, const Camera& cam, int width,
+void project_forward_cam(int n, int K, const float* means, const float* quats, const float* scales,
+                         const float* opac, const float* r_exts, const float* sh, const Camera& cam, int width,
                          int height, real near, real eps2d, real alpha_min, float* means2d, float* conics,
                          float* depths, float* opacities, float* colors, float* extents, uint8_t* visible,
                          int32_t* radii) {
@@ -641,8 +641,8 @@ void project_forward_cam(int n, int K, const float* means, const float* quats, c
 constexpr int N_ACC = 11;  // per-Gaussian sums over cameras: v_mean (3), v_Sigma symmetrized (6), v_logit, touched
 
 template <int D, bool K_IS_NC>
-void project_backward_cam(int n, int K_arg, const float* means, const float* quats, const double* scales,
-                          const double* opac, const float* sh, const Camera cam_arg, real near, real eps2d,
+void project_backward_cam(int n, int K_arg, const float* means, const float* quats, const float* scales,
+                          const float* opac, const float* sh, const Camera cam_arg, real near, real eps2d,
                           const uint8_t* visible, const float* v_means2d, const float* v_conics, const float* v_depths,
                           const float* v_opacities, const float* v_colors, float* acc, float* v_sh, float* sh_out,
                           bool first) {
@@ -787,7 +787,7 @@ void project_backward_cam(int n, int K_arg, const float* means, const float* qua
 }
 
 // After every camera: Sigma = M M^T with M = R_q diag(s) -> scales and the normalized quaternion.
-void project_backward_finish(int n, const float* quats, const double* scales, const float* acc, float* v_means,
+void project_backward_finish(int n, const float* quats, const float* scales, const float* acc, float* v_means,
                              float* v_quats, float* v_log_scales, float* v_logits) {
 #pragma GCC ivdep
     for (int i = 0; i < n; ++i) {
@@ -795,7 +795,7 @@ void project_backward_finish(int n, const float* quats, const double* scales, co
         for (int q = 0; q < N_ACC; ++q) a[q] = acc[q * n + i];
         real Rq[9], qn[4], qnorm, Sig[6];
         covariance(quats + 4 * i, scales + 3 * i, Rq, qn, qnorm, Sig);
-        const double* s = scales + 3 * i;
+        const float* s = scales + 3 * i;
         const real vSym[9] = {real(a[3]), real(a[4]), real(a[5]), real(a[4]), real(a[6]), real(a[7]), real(a[5]), real(a[7]), real(a[8])};  // v_Sigma + v_Sigma^T
         real vM[9], v[9];
         for (int r = 0; r < 3; ++r)
@@ -841,7 +841,7 @@ void by_degree(int degree, F&& f) {
     }
 }
 
-// Every camera's outputs ([B, N, ...]) from the float32 parameters and the float64 per-Gaussian terms.
+// Every camera's outputs ([B, N, ...]) from the float32 parameters and per-Gaussian terms.
 void project_forward(int n_cams, int n, int K, int degree, uintptr_t means, uintptr_t quats, uintptr_t scales,
                      uintptr_t opac, uintptr_t r_exts, uintptr_t sh, uintptr_t cams, int width, int height,
                      real near, real eps2d, real alpha_min, uintptr_t means2d, uintptr_t conics, uintptr_t depths,
@@ -851,8 +851,8 @@ void project_forward(int n_cams, int n, int K, int degree, uintptr_t means, uint
         const int64_t o = static_cast<int64_t>(b) * n;
         by_degree(degree, [&](auto d) {
             project_forward_cam<decltype(d)::value>(
-                n, K, ptr<const float>(means), ptr<const float>(quats), ptr<const double>(scales),
-                ptr<const double>(opac), ptr<const double>(r_exts), ptr<const float>(sh), cam, width, height, near,
+                n, K, ptr<const float>(means), ptr<const float>(quats), ptr<const float>(scales),
+                ptr<const float>(opac), ptr<const float>(r_exts), ptr<const float>(sh), cam, width, height, near,
                 eps2d, alpha_min, ptr<float>(means2d) + 2 * o, ptr<float>(conics) + 3 * o, ptr<float>(depths) + o,
                 ptr<float>(opacities) + o, ptr<float>(colors) + 3 * o, ptr<float>(extents) + 2 * o,
                 ptr<uint8_t>(visible) + o, ptr<int32_t>(radii) + o);
@@ -877,14 +877,14 @@ void project_backward(int n_cams, int n, int K, int degree, uintptr_t means, uin
             constexpr int D = decltype(d)::value;
             auto f = K == (D + 1) * (D + 1) ? project_backward_cam<D, true> : project_backward_cam<D, false>;
             f(
-                n, K, ptr<const float>(means), ptr<const float>(quats), ptr<const double>(scales),
-                ptr<const double>(opac), ptr<const float>(sh), cam, near, eps2d, ptr<const uint8_t>(visible) + o,
+                n, K, ptr<const float>(means), ptr<const float>(quats), ptr<const float>(scales),
+                ptr<const float>(opac), ptr<const float>(sh), cam, near, eps2d, ptr<const uint8_t>(visible) + o,
                 ptr<const float>(v_means2d) + 2 * o, ptr<const float>(v_conics) + 3 * o,
                 ptr<const float>(v_depths) + o, ptr<const float>(v_opacities) + o, ptr<const float>(v_colors) + 3 * o,
                 acc.data(), ptr<float>(v_sh), sh_out.data(), b == 0);
         });
     }
-    project_backward_finish(n, ptr<const float>(quats), ptr<const double>(scales), acc.data(),
+    project_backward_finish(n, ptr<const float>(quats), ptr<const float>(scales), acc.data(),
                             ptr<float>(v_means), ptr<float>(v_quats), ptr<float>(v_log_scales), ptr<float>(v_logits));
 }
 
