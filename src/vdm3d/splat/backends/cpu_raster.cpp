@@ -42,9 +42,11 @@ constexpr int N_GRAD = 10;  // per-pair slots: means2d (2), conic (3), color (3)
 // instead of calling exp2f so that the loops around it vectorize without a vector math library; base 2
 // because the rasterizer folds -log2(e) / 2 into the conic once per Gaussian, which leaves no range
 // reduction by ln 2 to do per pixel.
+constexpr float ROUNDER = 12582912.0f;  // 1.5 * 2^23: adding and subtracting it rounds |x| < 2^22 to an integer
+
 inline float exp2_nonpos(float x) {
     x = std::max(x, -125.0f);  // 2^n stays a normal float and so does the result (no denormal assists)
-    const float n = std::floor(x + 0.5f);
+    const float n = (x + ROUNDER) - ROUNDER;  // x rounded to an integer (ties to even)
     const float r = x - n;
     float p = 1.53458124e-4f;
     p = p * r + 1.33999309e-3f;
@@ -55,6 +57,37 @@ inline float exp2_nonpos(float x) {
     p = p * r + 1.0f;
     const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
     float scale;
+    std::memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+// The same function on LANES floats at once, written with GCC's vector extensions (also clang's) for the
+// rasterizer backward, whose ten per-lane sums the auto-vectorizer kept on the stack (a load and a store
+// each per 8-pixel step); as vector variables they stay in registers. Operation for operation the scalar
+// code above, so that the backward recomputes the forward's alpha bit for bit.
+typedef float vf __attribute__((vector_size(4 * LANES)));
+typedef int32_t vi __attribute__((vector_size(4 * LANES)));
+typedef float vf_unaligned __attribute__((vector_size(4 * LANES), aligned(4)));
+typedef int32_t vi_unaligned __attribute__((vector_size(4 * LANES), aligned(4)));
+
+inline vf load(const float* p) { return *reinterpret_cast<const vf_unaligned*>(p); }
+inline vi load(const int32_t* p) { return *reinterpret_cast<const vi_unaligned*>(p); }
+inline void store(float* p, vf v) { *reinterpret_cast<vf_unaligned*>(p) = v; }
+inline vf splat(float x) { return vf{} + x; }
+
+inline vf exp2_nonpos(vf x) {
+    x = x < -125.0f ? splat(-125.0f) : x;
+    const vf n = (x + ROUNDER) - ROUNDER;
+    const vf r = x - n;
+    vf p = splat(1.53458124e-4f);
+    p = p * r + 1.33999309e-3f;
+    p = p * r + 9.61848907e-3f;
+    p = p * r + 5.55032864e-2f;
+    p = p * r + 2.40226462e-1f;
+    p = p * r + 6.93147182e-1f;
+    p = p * r + 1.0f;
+    const vi bits = (__builtin_convertvector(n, vi) + 127) << 23;
+    vf scale;
     std::memcpy(&scale, &bits, sizeof scale);
     return p * scale;
 }
@@ -245,53 +278,44 @@ void backward_tile(const Scene& s, int t, const float* bg, const float* alpha_im
         const float c0 = s.colors[3 * i], c1 = s.colors[3 * i + 1], c2 = s.colors[3 * i + 2], zi = s.depths[i];
         // Per-lane sums, reduced once per pair: vp dx, vp dy, vp dx^2, vp dx dy, vp dy^2 (vp = dL/dpower),
         // w v_r, w v_g, w v_b, w v_z, dL/dalpha G.
-        alignas(64) float acc[N_GRAD][LANES] = {};
+        vf acc[N_GRAD] = {};
         const int32_t kk = static_cast<int32_t>(k);
+        const vf lane_f = {0, 1, 2, 3, 4, 5, 6, 7};
+        const vi lane_i = {0, 1, 2, 3, 4, 5, 6, 7};
         for (int ly = bx.y0; ly <= bx.y1; ++ly) {
             if (k >= row_end[ly]) continue;  // every pixel of this row ended in front of this Gaussian
             const float dy = ly - my;
             const float bdy = qb * dy, cdy2 = qc * dy * dy;
             for (int xs = bx.x0; xs <= bx.x1; xs += LANES) {
                 const int c = ly * STRIDE + xs, lim = bx.x1 - xs;
-                float* __restrict__ Tp = st.T + c;
-                float* __restrict__ Sp = st.S + c;
-                const float* __restrict__ rp = st.vr + c;
-                const float* __restrict__ gp = st.vg + c;
-                const float* __restrict__ bp = st.vb + c;
-                const float* __restrict__ zp = st.vz + c;
-                const float* __restrict__ ap = st.va + c;
-                const int32_t* __restrict__ sp = st.stop + c;
-                for (int j = 0; j < LANES; ++j) {
-                    const float dx = static_cast<float>(xs + j) - mx;
-                    const float G = exp2_nonpos(dx * (qa * dx + bdy) + cdy2);
-                    const float raw = o * G;
-                    const float alpha = std::min(amax, raw);
-                    const bool valid = (j <= lim) & (kk < sp[j]) & (alpha >= amin);
-                    const float inv = 1.0f / (1.0f - alpha);
-                    const float Tc = Tp[j], Sc = Sp[j];
-                    const float Tb = Tc * inv;
-                    const float w = alpha * Tb;
-                    const float gw = rp[j] * c0 + gp[j] * c1 + bp[j] * c2 + zp[j] * zi + ap[j];
-                    const float v_a = gw * Tb - Sc * inv;
-                    Sp[j] = valid ? Sc + gw * w : Sc;
-                    Tp[j] = valid ? Tb : Tc;
-                    const float vmask = valid ? 1.0f : 0.0f;
-                    const float wv = vmask * w;
-                    acc[5][j] += wv * rp[j];
-                    acc[6][j] += wv * gp[j];
-                    acc[7][j] += wv * bp[j];
-                    acc[8][j] += wv * zp[j];
-                    const bool grad = valid & (raw <= amax);  // clamped: no gradient through alpha
-                    const float vp = (grad ? -0.5f : 0.0f) * alpha * v_a;
-                    const float gm = grad ? 1.0f : 0.0f;
-                    acc[9][j] += gm * v_a * G;
-                    const float vpdx = vp * dx;
-                    acc[0][j] += vpdx;
-                    acc[1][j] += vp * dy;
-                    acc[2][j] += vpdx * dx;
-                    acc[3][j] += vpdx * dy;
-                    acc[4][j] += vp * dy * dy;
-                }
+                const vf dx = (static_cast<float>(xs) + lane_f) - mx;
+                const vf G = exp2_nonpos(dx * (qa * dx + bdy) + cdy2);
+                const vf raw = o * G;
+                const vf alpha = amax < raw ? splat(amax) : raw;
+                const vi valid = (lane_i <= lim) & (kk < load(st.stop + c)) & (alpha >= amin);
+                const vf inv = 1.0f / (1.0f - alpha);
+                const vf Tc = load(st.T + c), Sc = load(st.S + c);
+                const vf r = load(st.vr + c), g = load(st.vg + c), b = load(st.vb + c), z = load(st.vz + c);
+                const vf Tb = Tc * inv;
+                const vf w = alpha * Tb;
+                const vf gw = r * c0 + g * c1 + b * c2 + z * zi + load(st.va + c);
+                const vf v_a = gw * Tb - Sc * inv;
+                store(st.S + c, valid ? Sc + gw * w : Sc);
+                store(st.T + c, valid ? Tb : Tc);
+                const vf wv = (valid ? splat(1.0f) : splat(0.0f)) * w;
+                acc[5] += wv * r;
+                acc[6] += wv * g;
+                acc[7] += wv * b;
+                acc[8] += wv * z;
+                const vi grad = valid & (raw <= amax);  // clamped: no gradient through alpha
+                const vf vp = (grad ? splat(-0.5f) : splat(0.0f)) * alpha * v_a;
+                acc[9] += (grad ? splat(1.0f) : splat(0.0f)) * v_a * G;
+                const vf vpdx = vp * dx;
+                acc[0] += vpdx;
+                acc[1] += vp * dy;
+                acc[2] += vpdx * dx;
+                acc[3] += vpdx * dy;
+                acc[4] += vp * dy * dy;
             }
         }
         float sum[N_GRAD];
