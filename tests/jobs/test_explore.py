@@ -303,3 +303,35 @@ def test_hole_init_telea_noises_the_inpainted_render_and_the_residual_keeps_only
     inner = hole & ~hole_rim(valid, 2)[1:]
     assert (plain[1:][inner] - telea[1:][inner]).abs().mean() > 0.005  # the VAE alone moves the fill
     assert torch.equal(plain[1:][~inner], out[1:][~inner])  # valid pixels and the rim are the same either way
+
+
+def test_guard_shrinks_the_correction_where_the_draws_disagree_and_caps_its_length():
+    from vdm3d.jobs.explore import guard_correction
+
+    # two draws, one 4x4-pixel token each: they agree (left token), disagree in sign (middle), or differ by
+    # half their mean (right): gains 1, 0 and 0.2^2 / (0.2^2 + 0.1^2) = 0.8 with shrink 1
+    changes = torch.zeros(2, 1, 4, 12, 3)
+    changes[:, :, :, :4] = 0.3
+    changes[0, :, :, 4:8], changes[1, :, :, 4:8] = 0.25, -0.25
+    changes[0, :, :, 8:], changes[1, :, :, 8:] = 0.3, 0.1
+    off = guard_correction(changes, 0.0, 1.0, 4)
+    assert torch.allclose(off, changes.mean(0))  # no guard: the plain mean of the draws
+    got = guard_correction(changes, 1.0, 1.0, 4)
+    assert torch.allclose(got[..., :4, :], torch.tensor(0.3))
+    assert torch.allclose(got[..., 4:8, :], torch.tensor(0.0))
+    assert torch.allclose(got[..., 8:, :], torch.tensor(0.2 * 0.8))
+    # shrink 4 weighs the spread four times: 0.04 / (0.04 + 4 x 0.01) = 0.5
+    assert torch.allclose(guard_correction(changes, 4.0, 1.0, 4)[..., 8:, :], torch.tensor(0.1))
+    # the gain is one number per token: a pixel whose draws disagree alone is shrunk with its token
+    one = changes.clone()
+    one[1, 0, 0, 0] = 0.1
+    gain = guard_correction(one, 1.0, 1.0, 4)[0, :, :4, 0] / one.mean(0)[0, :, :4, 0]
+    expect = (15 * 0.09 + 0.04) / (15 * 0.09 + 0.04 + 0.01)  # pooled power over pooled power + variance
+    assert torch.allclose(gain, torch.tensor(expect).expand(4, 4))
+    # one draw has no spread: nothing is shrunk
+    assert torch.equal(guard_correction(changes[:1], 1.0, 1.0, 4), changes[0])
+    # the cap scales a pixel's change down to the given RMS length and leaves smaller ones alone
+    capped = guard_correction(changes, 0.0, 0.1, 4)
+    length = capped.pow(2).mean(-1).sqrt()
+    assert torch.allclose(length[..., :4], torch.tensor(0.1)) and torch.allclose(length[..., 4:8], torch.tensor(0.0))
+    assert torch.allclose(guard_correction(changes, 0.0, 0.5, 4), changes.mean(0))

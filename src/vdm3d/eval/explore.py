@@ -109,6 +109,7 @@ def explore(rooms: Annotated[int, Range(1)] = 10, skip_rooms: Annotated[int, Ran
             mean_steps: Annotated[int, Range(0)] = 1, nearest_sources: Annotated[int, Range(0)] = 8,
             hole_init: Literal["noise", "telea"] = "telea",
             hole_strength: Annotated[float, Range(0, 1, open_min=True)] = 0.5, residual: bool = True,
+            shrink: Annotated[float, Range(0)] = 16.0, max_correction: Annotated[float, Range(0, open_min=True)] = 0.03,
             cache_update: Literal["all", "new"] = "all", camera_accuracy: bool = False, seed: int = 0,
             split: str = "heldout", out: Path | None = None, overwrite: bool = False) -> dict[str, Any]:
     """The explore job and its baselines on held-out room loops (see the module docstring).
@@ -137,6 +138,8 @@ def explore(rooms: Annotated[int, Range(1)] = 10, skip_rooms: Annotated[int, Ran
         hole_init: what the job's hole tokens start from (the job's ``--hole-init``).
         hole_strength: noise on the job's hole tokens with ``--hole-init telea`` (the job's ``--hole-strength``).
         residual: the model's change to the Telea fill added in pixel space (the job's ``--residual``).
+        shrink: the job's change to the fill shrunk where its draws disagree (the job's ``--shrink``).
+        max_correction: the job's change to the fill capped per pixel (the job's ``--max-correction``).
         cache_update: which Gaussians the job's cache fit moves (the job's ``--cache-update``; every method alike).
         camera_accuracy: also recover each video's cameras with COLMAP and score them against the path
             (:mod:`vdm3d.metrics.colmap_poses`; the true frames are scored too, as the reference). Slow: a
@@ -194,7 +197,7 @@ def explore(rooms: Annotated[int, Range(1)] = 10, skip_rooms: Annotated[int, Ran
                                     keep_valid=keep_valid, rim_px=rim_px, mean_steps=mean_steps,
                                     nearest_sources=nearest_sources, cache_update=cache_update, seed=seed,
                                     **{"hole_init": hole_init, "hole_strength": hole_strength, "residual": residual,
-                                       **METHODS[m]})
+                                       "shrink": shrink, "max_correction": max_correction, **METHODS[m]})
                 res = run_explore(cfg, progress=None)
                 results[m].append(score(res.video.images, truth, segment, revisit, res.video.confidence))
                 if camera_accuracy:

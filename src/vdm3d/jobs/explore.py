@@ -36,6 +36,8 @@ from typing import Annotated, Callable, Literal
 
 import torch
 import tyro
+from jaxtyping import Float
+from torch import Tensor
 
 from vdm3d.cameras.camera import Cameras
 from vdm3d.cameras.extend import ExtendMode
@@ -109,6 +111,13 @@ class ExploreConfig:
     """with --hole-init telea: noise on the hole tokens (1: full noise, the same as --hole-init noise)"""
     residual: bool = True
     """with --hole-init telea: add the model's change to the Telea fill in pixel space"""
+    shrink: Annotated[float, Range(0)] = 16.0
+    """with --residual and --samples >= 2: the model's change to the fill is shrunk, per latent token, by
+    |mean|^2 / (|mean|^2 + shrink x variance of the mean) over the draws: kept where the draws agree,
+    pulled back to the Telea fill where they disagree (0: kept everywhere)"""
+    max_correction: Annotated[float, Range(0, open_min=True)] = 0.03
+    """with --residual: the largest change to the Telea fill per pixel (RMS over the channels, in [0, 1]
+    pixel values); a larger one is scaled down to it (1: no cap)"""
     sigma_max: Annotated[float, Range(0, open_min=True)] = 80.0
     """largest noise level of the EDM schedule (tiny model)"""
     guidance_scale: Annotated[float, Range(0)] = 1.0
@@ -328,13 +337,40 @@ def generate_chunk(c: ExploreConfig, backbone, warp: Views, context: torch.Tenso
         if from_telea and c.residual:
             # only the model's change to the fill is kept, in pixel space: the VAE's own round-trip error
             # on the fill (as large as the model's correction at 64 px) cancels
-            draws = start + draws - backbone.decode(x_clean)[0][:f]
-        frames = draws.clamp(0, 1).mean(0)
+            changes = (start + draws - backbone.decode(x_clean)[0][:f]).clamp(0, 1) - start
+            frames = (start + guard_correction(changes, c.shrink, c.max_correction, backbone.spatial_factor)).clamp(0, 1)
+        else:
+            frames = draws.clamp(0, 1).mean(0)
     if c.keep_valid:
         frames = torch.where(valid[..., None], rgb, frames)
         if c.rim_px > 0:
             frames = torch.where(hole_rim(valid, c.rim_px)[..., None], filled, frames)
     return torch.cat([context, frames[ctx:]])
+
+
+def guard_correction(changes: Float[Tensor, "S F H W 3"], shrink: float, max_correction: float, token: int
+                     ) -> Float[Tensor, "F H W 3"]:
+    """The mean of the draws' changes to the Telea fill, shrunk where it is unreliable.
+
+    Per latent token (``token`` x ``token`` pixels), the mean change ``m`` is scaled by
+    ``|m|^2 / (|m|^2 + shrink var)``, ``var`` the variance of the mean estimated from the draws' spread
+    (a Wiener gain: a change the draws agree on is kept, one they disagree on goes back toward the
+    fill); then its length per pixel (RMS over the channels) is capped at ``max_correction``."""
+    import torch.nn.functional as F
+
+    mean = changes.mean(0)
+    n, f, h, w = changes.shape[:4]
+    if shrink > 0 and n > 1:
+        power = mean.pow(2).mean(-1)  # [F, H, W]
+        var = changes.var(0).mean(-1) / n  # the variance of the mean of n draws
+        if h % token == 0 and w % token == 0:  # pooled per token, where the model's estimate lives
+            power, var = (F.avg_pool2d(x[:, None], token)[:, 0].repeat_interleave(token, 1).repeat_interleave(token, 2)
+                          for x in (power, var))
+        mean = mean * (power / (power + shrink * var).clamp_min(1e-12))[..., None]
+    if max_correction < 1.0:
+        length = mean.pow(2).mean(-1, keepdim=True).sqrt()
+        mean = mean * (max_correction / length.clamp_min(1e-12)).clamp(max=1.0)
+    return mean
 
 
 class _RecordX0:
