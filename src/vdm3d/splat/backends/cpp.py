@@ -3,7 +3,7 @@
 ``cpu_raster.cpp`` beside this file holds the twins of the ``numba`` backend's kernels, with exactly
 the rules of :mod:`.torch_ref` (the numba docstrings describe the tiles, the front-to-back walk, the
 backward's recovery of the transmittances and the per-pair gradient slots; the C++ follows them line
-for line), the binning included (:func:`.numba.bin_gaussians`'s radix sort and tile lists: 0.58 against
+for line), the binning included (:func:`.numba.bin_gaussians`'s radix sort and tile lists: 0.51 against
 0.73 ms at 20k Gaussians; the lists stay in C++, held by Python as an opaque ``Bins`` between the
 forward and the backward).
 

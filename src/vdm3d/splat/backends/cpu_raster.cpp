@@ -365,11 +365,13 @@ std::shared_ptr<Bins> bin(uintptr_t means2d_addr, uintptr_t extents_addr, uintpt
     B->width = width, B->height = height, B->tiles_x = (width + TS - 1) / TS;
     const int tiles_y = (height + TS - 1) / TS;
     B->n_tiles = B->tiles_x * tiles_y;
-    std::vector<int32_t> order, tmp;
-    order.reserve(n);
-    for (int i = 0; i < n; ++i)
-        if (visible[i]) order.push_back(i);
-    const int m = static_cast<int>(order.size());
+    std::vector<int32_t> order(n + 1), tmp;
+    int m = 0;
+    for (int i = 0; i < n; ++i) {  // branch-free: about half of them are visible, in no order
+        order[m] = i;
+        m += visible[i] != 0;
+    }
+    order.resize(m);
     tmp.resize(m);
     for (int shift = 0; shift < 32 && m > 0; shift += 8) {
         int64_t count[257] = {};
