@@ -155,12 +155,11 @@ class ProjectCpp(torch.autograd.Function):
         depths, opacs = np.empty((B, N), np.float32), np.empty((B, N), np.float32)
         colors, extents = np.empty((B, N, 3), np.float32), np.empty((B, N, 2), np.float32)
         visible, radii = np.empty((B, N), np.bool_), np.empty((B, N), np.int32)
-        dcol = np.empty((B, 12, N), np.float32)  # colour-by-direction Jacobian and clamp masks, for the backward
         inputs = _addrs(params[0], params[1], scales, opac, r_exts, params[4], cams)
-        outputs = _addrs(means2d, conics, depths, opacs, colors, extents, visible, radii, dcol)
+        outputs = _addrs(means2d, conics, depths, opacs, colors, extents, visible, radii)
         module.project_forward(B, N, K, degree, *inputs, cameras.width, cameras.height, near, eps2d, ALPHA_MIN,
                                *outputs)
-        ctx.params, ctx.per_gaussian, ctx.cams, ctx.visible, ctx.dcol = params, (scales, opac), cams, visible, dcol
+        ctx.params, ctx.per_gaussian, ctx.cams, ctx.visible = params, (scales, opac), cams, visible
         ctx.consts = (degree, cameras.width, cameras.height, near, eps2d)
         out = [torch.from_numpy(a) for a in (means2d, conics, depths, opacs, colors, extents, visible, radii)]
         ctx.mark_non_differentiable(*out[5:])
@@ -175,7 +174,7 @@ class ProjectCpp(torch.autograd.Function):
                for t in (v_means2d, v_conics, v_depths, v_opac, v_colors)]
         N, K = params[0].shape[0], params[4].shape[1]
         grads = [np.empty_like(p) for p in params]  # the kernel writes every entry
-        inputs = _addrs(params[0], params[1], *ctx.per_gaussian, ctx.dcol, ctx.cams)
+        inputs = _addrs(params[0], params[1], *ctx.per_gaussian, params[4], ctx.cams)
         module.project_backward(ctx.cams.shape[0], N, K, degree, *inputs, width, height, near, eps2d,
                                 _addr(ctx.visible), *_addrs(*cot), *_addrs(*grads))
         return (*(torch.from_numpy(g) for g in grads), None, None, None, None)

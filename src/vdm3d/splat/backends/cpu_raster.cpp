@@ -628,11 +628,11 @@ void project_forward_cam(int n, int K, const float* means, const float* quats, c
                          const float* opac, const float* r_exts, const float* sh, const Camera& cam, int width,
                          int height, real near, real eps2d, real alpha_min, float* means2d, float* conics,
                          float* depths, float* opacities, float* colors, float* extents, uint8_t* visible,
-                         int32_t* radii, float* dcol) {
+                         int32_t* radii) {
     constexpr int NC = (D + 1) * (D + 1);
 #pragma GCC ivdep
     for (int i = 0; i < n; ++i) {
-        real Rq[9], qn[4], qnorm, Sig[6], C[6], Y[16], Yx[16], Yy[16], Yz[16];
+        real Rq[9], qn[4], qnorm, Sig[6], C[6], Y[16];
         covariance(quats + 4 * i, scales + 3 * i, Rq, qn, qnorm, Sig);
         rotate(cam, Sig, C);
         const real mx = means[3 * i], my = means[3 * i + 1], mz = means[3 * i + 2];
@@ -643,28 +643,16 @@ void project_forward_cam(int n, int K, const float* means, const float* quats, c
         depths[i] = p.z;
         const real dx = mx - cam.centre[0], dy = my - cam.centre[1], dz = mz - cam.centre[2];
         const real norm = std::max(std::sqrt(dx * dx + dy * dy + dz * dz), real(1e-12));
-        sh_basis<D, true>(dx / norm, dy / norm, dz / norm, Y, Yx, Yy, Yz);
+        sh_basis<D, false>(dx / norm, dy / norm, dz / norm, Y, nullptr, nullptr, nullptr);
         real r0 = 0.5, r1 = 0.5, r2 = 0.5;
-        real M[9] = {};  // M[3 j + c] = d colour_c / d direction_j before the clamp (for the backward)
         const float* s = sh + 3 * K * static_cast<int64_t>(i);
 #pragma GCC unroll 16
         for (int k = 0; k < NC; ++k) {
             r0 += Y[k] * s[3 * k];
             r1 += Y[k] * s[3 * k + 1];
             r2 += Y[k] * s[3 * k + 2];
-            for (int c = 0; c < 3; ++c) {
-                M[c] += Yx[k] * s[3 * k + c];
-                M[3 + c] += Yy[k] * s[3 * k + c];
-                M[6 + c] += Yz[k] * s[3 * k + c];
-            }
         }
         colors[3 * i] = std::max(r0, real(0)), colors[3 * i + 1] = std::max(r1, real(0)), colors[3 * i + 2] = std::max(r2, real(0));
-        // What the backward needs of the SH coefficients, so that it does not read them (3.8 MB at 20k
-        // Gaussians, degree 3) again: the 3x3 Jacobian and the clamp masks, [12][n] for this camera.
-        for (int q = 0; q < 9; ++q) dcol[q * static_cast<int64_t>(n) + i] = M[q];
-        dcol[9 * static_cast<int64_t>(n) + i] = r0 >= 0 ? 1.0f : 0.0f;
-        dcol[10 * static_cast<int64_t>(n) + i] = r1 >= 0 ? 1.0f : 0.0f;
-        dcol[11 * static_cast<int64_t>(n) + i] = r2 >= 0 ? 1.0f : 0.0f;
         const real o = opac[i];
         const real ex = r_exts[i] * std::sqrt(p.a), ey = r_exts[i] * std::sqrt(p.c);
         const bool on_image = (u + ex > 0) & (u - ex < width) & (v + ey > 0) & (v - ey < height);
@@ -680,7 +668,7 @@ constexpr int N_ACC = 11;  // per-Gaussian sums over cameras: v_mean (3), v_Sigm
 
 template <int D, bool K_IS_NC>
 void project_backward_cam(int n, int K_arg, const float* means, const float* quats, const float* scales,
-                          const float* opac, const float* dcol, const Camera cam_arg, real near, real eps2d,
+                          const float* opac, const float* sh, const Camera cam_arg, real near, real eps2d,
                           const uint8_t* visible, const float* v_means2d, const float* v_conics, const float* v_depths,
                           const float* v_opacities, const float* v_colors, float* acc, float* v_sh, float* sh_out,
                           bool first) {
@@ -698,7 +686,7 @@ void project_backward_cam(int n, int K_arg, const float* means, const float* qua
         // (A float comparison, not a bool of bools: gcc vectorizes the selects on it.)
         const bool has = std::fabs(g0) + std::fabs(g1) + std::fabs(q0) + std::fabs(q1) + std::fabs(q2) + std::fabs(gz) +
                              std::fabs(go) + std::fabs(gc0) + std::fabs(gc1) + std::fabs(gc2) != 0;
-        real Rq[9], qn[4], qnorm, Sig[6], C[6];
+        real Rq[9], qn[4], qnorm, Sig[6], C[6], Y[16], Yx[16], Yy[16], Yz[16];
         covariance(quats + 4 * i, scales + 3 * i, Rq, qn, qnorm, Sig);
         rotate(cam, Sig, C);
         const real o = opac[i];
@@ -711,13 +699,26 @@ void project_backward_cam(int n, int K_arg, const float* means, const float* qua
         const real raw_norm = std::sqrt(dx * dx + dy * dy + dz * dz);
         const real norm = std::max(raw_norm, real(1e-12));
         const real d0 = dx / norm, d1 = dy / norm, d2 = dz / norm;
-        // the forward's colour-by-direction Jacobian and clamp masks (no read of the SH coefficients here)
-        const int64_t nn = n;
-        const real vc0 = dcol[9 * nn + i] != 0 ? gc0 : 0.0f, vc1 = dcol[10 * nn + i] != 0 ? gc1 : 0.0f,
-                   vc2 = dcol[11 * nn + i] != 0 ? gc2 : 0.0f;
-        const real vd0 = dcol[i] * vc0 + dcol[nn + i] * vc1 + dcol[2 * nn + i] * vc2;
-        const real vd1 = dcol[3 * nn + i] * vc0 + dcol[4 * nn + i] * vc1 + dcol[5 * nn + i] * vc2;
-        const real vd2 = dcol[6 * nn + i] * vc0 + dcol[7 * nn + i] * vc1 + dcol[8 * nn + i] * vc2;
+        sh_basis<D, true>(d0, d1, d2, Y, Yx, Yy, Yz);
+        // the runtime stride here: gcc loads strided elements one by one, while with the constant 3 NC it
+        // tries an interleaved group of 48 and gives up
+        const float* s = sh + 3 * K_arg * static_cast<int64_t>(i);
+        real r0 = 0.5, r1 = 0.5, r2 = 0.5;
+#pragma GCC unroll 16
+        for (int k = 0; k < NC; ++k) {
+            r0 += Y[k] * s[3 * k];
+            r1 += Y[k] * s[3 * k + 1];
+            r2 += Y[k] * s[3 * k + 2];
+        }
+        const real vc0 = r0 >= 0.0 ? gc0 : 0.0, vc1 = r1 >= 0.0 ? gc1 : 0.0, vc2 = r2 >= 0.0 ? gc2 : 0.0;
+        real vd0 = 0.0, vd1 = 0.0, vd2 = 0.0;
+#pragma GCC unroll 16
+        for (int k = 0; k < NC; ++k) {
+            const real s_k = s[3 * k] * vc0 + s[3 * k + 1] * vc1 + s[3 * k + 2] * vc2;
+            vd0 += Yx[k] * s_k;
+            vd1 += Yy[k] * s_k;
+            vd2 += Yz[k] * s_k;
+        }
         // v_sh += Y vc is left to the second loop (its 48-float rows of stores keep this one from vectorizing)
         sh_out[i] = d0, sh_out[n + i] = d1, sh_out[2 * n + i] = d2;
         sh_out[3 * n + i] = has ? vc0 : 0.0f, sh_out[4 * n + i] = has ? vc1 : 0.0f, sh_out[5 * n + i] = has ? vc2 : 0.0f;
@@ -870,8 +871,7 @@ void by_degree(int degree, F&& f) {
 void project_forward(int n_cams, int n, int K, int degree, uintptr_t means, uintptr_t quats, uintptr_t scales,
                      uintptr_t opac, uintptr_t r_exts, uintptr_t sh, uintptr_t cams, int width, int height,
                      real near, real eps2d, real alpha_min, uintptr_t means2d, uintptr_t conics, uintptr_t depths,
-                     uintptr_t opacities, uintptr_t colors, uintptr_t extents, uintptr_t visible, uintptr_t radii,
-                     uintptr_t dcol) {
+                     uintptr_t opacities, uintptr_t colors, uintptr_t extents, uintptr_t visible, uintptr_t radii) {
     for (int b = 0; b < n_cams; ++b) {
         const Camera cam(ptr<const double>(cams) + 19 * b, width, height);
         const int64_t o = static_cast<int64_t>(b) * n;
@@ -881,7 +881,7 @@ void project_forward(int n_cams, int n, int K, int degree, uintptr_t means, uint
                 ptr<const float>(opac), ptr<const float>(r_exts), ptr<const float>(sh), cam, width, height, near,
                 eps2d, alpha_min, ptr<float>(means2d) + 2 * o, ptr<float>(conics) + 3 * o, ptr<float>(depths) + o,
                 ptr<float>(opacities) + o, ptr<float>(colors) + 3 * o, ptr<float>(extents) + 2 * o,
-                ptr<uint8_t>(visible) + o, ptr<int32_t>(radii) + o, ptr<float>(dcol) + 12 * o);
+                ptr<uint8_t>(visible) + o, ptr<int32_t>(radii) + o);
         });
     }
 }
@@ -889,7 +889,7 @@ void project_forward(int n_cams, int n, int K, int degree, uintptr_t means, uint
 // The parameters' gradients (every entry written, ``v_sh`` included) from the cotangents of the [B, N, ...]
 // outputs. Its scratch (per-Gaussian sums over the cameras, the SH rows' inputs) is this thread's own.
 void project_backward(int n_cams, int n, int K, int degree, uintptr_t means, uintptr_t quats, uintptr_t scales,
-                      uintptr_t opac, uintptr_t dcol, uintptr_t cams, int width, int height, real near, real eps2d,
+                      uintptr_t opac, uintptr_t sh, uintptr_t cams, int width, int height, real near, real eps2d,
                       uintptr_t visible, uintptr_t v_means2d, uintptr_t v_conics, uintptr_t v_depths,
                       uintptr_t v_opacities, uintptr_t v_colors, uintptr_t v_means, uintptr_t v_quats,
                       uintptr_t v_log_scales, uintptr_t v_logits, uintptr_t v_sh) {
@@ -904,7 +904,7 @@ void project_backward(int n_cams, int n, int K, int degree, uintptr_t means, uin
             auto f = K == (D + 1) * (D + 1) ? project_backward_cam<D, true> : project_backward_cam<D, false>;
             f(
                 n, K, ptr<const float>(means), ptr<const float>(quats), ptr<const float>(scales),
-                ptr<const float>(opac), ptr<const float>(dcol) + 12 * o, cam, near, eps2d, ptr<const uint8_t>(visible) + o,
+                ptr<const float>(opac), ptr<const float>(sh), cam, near, eps2d, ptr<const uint8_t>(visible) + o,
                 ptr<const float>(v_means2d) + 2 * o, ptr<const float>(v_conics) + 3 * o,
                 ptr<const float>(v_depths) + o, ptr<const float>(v_opacities) + o, ptr<const float>(v_colors) + 3 * o,
                 acc.data(), ptr<float>(v_sh), sh_out.data(), b == 0);
