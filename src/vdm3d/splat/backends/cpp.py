@@ -3,24 +3,34 @@
 ``cpu_raster.cpp`` beside this file holds the twins of the ``numba`` backend's kernels, with exactly
 the rules of :mod:`.torch_ref` (the numba docstrings describe the tiles, the front-to-back walk, the
 backward's recovery of the transmittances and the per-pair gradient slots; the C++ follows them line
-for line); only the binning (a radix sort and the tile lists, about 1 ms at 20k Gaussians) is still
-numba's :func:`.numba.bin_gaussians`.
+for line), the binning included (:func:`.numba.bin_gaussians`'s radix sort and tile lists: 0.51 against
+0.73 ms at 20k Gaussians; the lists stay in C++, held by Python as an opaque ``Bins`` between the
+forward and the backward).
 
 * **Rasterizer**, float32: each row of a Gaussian's box inside a tile is evaluated ``LANES = 8``
-  pixels at a time by branch-free arithmetic (masks instead of ``continue``, ``exp`` as a polynomial
-  instead of a libm call) that gcc's auto-vectorizer turns into AVX2/AVX-512 instructions
-  (``-O3 -march=native``). The numba kernels are scalar code that steps ``exp`` over the pixel
-  lattice by products and branches per pixel: 4.3 ns (forward) and 5.5 ns (backward) per pixel
-  evaluation at 20k Gaussians, 128 px; these take 0.54x and 0.60x their time, measured side by side
-  (``numba``'s LLVM did not vectorize a lane-parallel version profitably: docs/speed.md). Sums along
-  a pixel are float32 as in gsplat and in ``torch_ref`` itself.
+  pixels at a time by branch-free arithmetic (masks instead of ``continue``, ``exp`` as ``2^x`` by a
+  polynomial instead of a libm call, with ``-log2(e) / 2`` folded into the conic once per Gaussian:
+  6 % off the forward, 4 % off the backward), which gcc's auto-vectorizer turns into AVX2/AVX-512
+  instructions (``-O3 -march=native``). The backward's step is written with GCC's vector extensions
+  instead (types of 8 floats, which clang compiles too): auto-vectorized, its ten per-lane sums lived
+  on the stack, a load and a store each per step; as vector variables they stay in registers (8-10 %
+  off the backward, bit-identical results). ``2^x`` rounds by adding and subtracting 1.5 * 2^23
+  rather than by ``floor`` (6 % off the forward), the same in both kernels, so that the backward
+  recomputes the forward's alpha bit for bit. The numba kernels are scalar code that steps ``exp``
+  over the pixel lattice by products and branches per pixel: 4.3 ns (forward) and 5.5 ns (backward)
+  per pixel evaluation at 20k Gaussians, 128 px; these took 0.54x and 0.60x their time before this
+  session's changes, measured side by side (``numba``'s LLVM did not vectorize a lane-parallel version
+  profitably: docs/speed.md). Sums along a pixel are float32 as in gsplat and in ``torch_ref`` itself.
 * **Projection**, float32 arithmetic like :mod:`.torch_ref` (the parameters are float32). The forward's
   loop over Gaussians is branch-free and gcc vectorizes it (8 Gaussians per AVX2 instruction; it
   did not under ``omp simd``, whose per-lane copies of the local arrays have no affine address, so
   the loops carry ``GCC ivdep``): 0.42 ms against 1.13 ms for the scalar float64 loop at 20k. The
-  backward stays scalar (gcc does not vectorize its strided [N, K, 3] accesses) and skips Gaussians
-  without cotangents; its SH-coefficient rows are added in a second loop, one contiguous row of
-  ``3 K`` floats per Gaussian, which gcc vectorizes.
+  backward vectorizes the same way (1.39 against 2.47 ms for its scalar loop that skipped the
+  Gaussians without cotangents): its per-Gaussian sums over the cameras are structure-of-arrays
+  scratch, its selects are products or second loops where a select made gcc predicate a load it then
+  could not vectorize, and its SH-coefficient rows are written in a second loop, one contiguous row of
+  ``3 K`` floats per Gaussian. Every gradient entry is written by the kernels (no zero-filled arrays),
+  and their scratch is each thread's own, inside the C++.
 
 Built on first use with :func:`torch.utils.cpp_extension.load` (pybind11 only, no torch headers:
 about 15-25 s on 2 cores), cached by torch under ``TORCH_EXTENSIONS_DIR`` (default
@@ -39,7 +49,6 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
-import threading
 import warnings
 from pathlib import Path
 
@@ -50,15 +59,13 @@ from torch import Tensor
 from vdm3d.cameras.camera import Cameras
 from vdm3d.errors import ConfigError
 from vdm3d.splat.backends import numba as numba_backend
-from vdm3d.splat.backends.numba_projection import _camera_table, _per_gaussian, project_gaussians_numba
+from vdm3d.splat.backends.numba_projection import _camera_table, project_gaussians_numba
 from vdm3d.splat.gaussians import Gaussians
 from vdm3d.splat.output import RenderOutput
-from vdm3d.splat.projection import ALPHA_MAX, ALPHA_MIN, EPS_2D, NEAR_PLANE, T_MIN, Projected
+from vdm3d.splat.projection import ALPHA_MAX, ALPHA_MIN, EPS_2D, MAX_EXTENT_SIGMA, NEAR_PLANE, T_MIN, Projected
 from vdm3d.splat.sh import num_sh_bases
 
 SOURCE = Path(__file__).with_name("cpu_raster.cpp")
-TILE = 16  # fixed in the C++ (``TS``): the vectorized rows are laid out for it
-_N_GRAD = 10
 _state: dict[str, object] = {}
 
 
@@ -111,20 +118,6 @@ def available() -> tuple[bool, str]:
     return _load() is not None, str(_state.get("reason", ""))
 
 
-_local = threading.local()
-
-
-def _scratch(size: int, dtype: np.dtype) -> np.ndarray:
-    """A flat scratch array kept between calls and grown on demand (a fresh one costs page faults
-    that show in the timings), one per thread (the kernels release the GIL) and dtype; only used
-    within one backward call."""
-    buffers = _local.__dict__.setdefault("buffers", {})
-    buf = buffers.get(dtype)
-    if buf is None or buf.shape[0] < size:
-        buf = buffers[dtype] = np.empty(max(size, 4096) * 5 // 4, dtype)
-    return buf[:size]
-
-
 def _addr(a: np.ndarray) -> int:
     assert a.flags.c_contiguous, "the kernels read C-contiguous arrays"
     return a.ctypes.data
@@ -134,22 +127,28 @@ def _addrs(*arrays: np.ndarray) -> list[int]:
     return [_addr(a) for a in arrays]
 
 
-def _tiles(L: numba_backend.TileLists) -> tuple[int, ...]:
-    """The kernels' tile arguments: offsets, gauss, boxes, width, height, tiles_x, n_tiles."""
-    return (*_addrs(L.offsets, L.gauss, L.boxes), L.width, L.height, L.tiles_x, L.offsets.shape[0] - 1)
+def _per_gaussian_float32(log_scales: np.ndarray, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The per-Gaussian transcendentals as whole-array numpy ops in float32, as :mod:`.torch_ref` computes
+    them (numba's :func:`.numba_projection._per_gaussian` does float64 for its float64 kernels; this
+    skips the casts and takes 0.06 against 0.17 ms at 20k): ``scales = exp(log_scales)``,
+    ``opac = sigmoid(logits)`` and the extent radius ``min(sqrt(2 ln(max(opac / alpha_min, 1))), 3.33)``."""
+    scales = np.exp(log_scales)
+    opac = 1.0 / (1.0 + np.exp(-logits))
+    r_exts = np.minimum(np.sqrt(2.0 * np.log(np.maximum(opac / np.float32(ALPHA_MIN), 1.0))), np.float32(MAX_EXTENT_SIGMA))
+    return scales, opac, r_exts
 
 
 class ProjectCpp(torch.autograd.Function):
     """``(means, quats, log_scales, opacity_logits, sh) -> (means2d, conics, depths, opacities, colors)`` for
     ``B`` cameras, plus the non-differentiable ``extents``, ``visible`` and ``radii``: the C++ twin of
-    :class:`.numba_projection.ProjectNumba` (float32 parameters, float64 arithmetic)."""
+    :class:`.numba_projection.ProjectNumba` (float32 parameters and arithmetic)."""
 
     @staticmethod
     def forward(ctx, means, quats, log_scales, opacity_logits, sh, cameras: Cameras, degree: int, near: float,
                 eps2d: float):
         module = _load()
         params = [t.detach().contiguous().numpy() for t in (means, quats, log_scales, opacity_logits, sh)]
-        scales, opac, r_exts = _per_gaussian(params[2], params[3])
+        scales, opac, r_exts = _per_gaussian_float32(params[2], params[3])
         cams = _camera_table(cameras)
         B, N, K = cams.shape[0], params[0].shape[0], params[4].shape[1]
         means2d, conics = np.empty((B, N, 2), np.float32), np.empty((B, N, 3), np.float32)
@@ -174,13 +173,10 @@ class ProjectCpp(torch.autograd.Function):
         cot = [t.detach().to(torch.float32).contiguous().numpy()
                for t in (v_means2d, v_conics, v_depths, v_opac, v_colors)]
         N, K = params[0].shape[0], params[4].shape[1]
-        # The kernel writes every entry but v_sh's, which it adds to: calloc'd, the rows of the Gaussians
-        # no camera touches stay shared zero pages (v_sh is 3.8 MB at 20k Gaussians, SH degree 3).
-        grads = [np.empty_like(p) for p in params[:4]] + [np.zeros_like(params[4])]
-        acc = _scratch(N * 11, np.dtype(np.float32))  # per-Gaussian sums over cameras, kept between calls
+        grads = [np.empty_like(p) for p in params]  # the kernel writes every entry
         inputs = _addrs(params[0], params[1], *ctx.per_gaussian, params[4], ctx.cams)
         module.project_backward(ctx.cams.shape[0], N, K, degree, *inputs, width, height, near, eps2d,
-                                _addr(ctx.visible), *_addrs(*cot), _addr(acc), *_addrs(*grads))
+                                _addr(ctx.visible), *_addrs(*cot), *_addrs(*grads))
         return (*(torch.from_numpy(g) for g in grads), None, None, None, None)
 
 
@@ -213,12 +209,12 @@ class RasterizeCpp(torch.autograd.Function):
         rgb, depth = np.empty((B, H, W, 3), np.float32), np.empty((B, H, W), np.float32)
         alpha, T_final, last = np.empty((B, H, W), np.float32), np.empty((B, H, W), np.float32), np.empty((B, H, W),
                                                                                                           np.int32)
-        threads = torch.get_num_threads()
+        threads, N = torch.get_num_threads(), arrays[0].shape[1]
         lists = []
         for b in range(B):
-            L = numba_backend.bin_gaussians(arrays[0][b], ext[b], arrays[4][b], vis[b], W, H, TILE)
-            lists.append(L)
-            module.forward(*_addrs(*(a[b] for a in arrays)), *_tiles(L), ALPHA_MAX, ALPHA_MIN, T_MIN, _addr(bg[b]),
+            bins = module.bin(*_addrs(arrays[0][b], ext[b], arrays[4][b], vis[b]), N, W, H)
+            lists.append(bins)
+            module.forward(*_addrs(*(a[b] for a in arrays)), bins, ALPHA_MAX, ALPHA_MIN, T_MIN, _addr(bg[b]),
                            *_addrs(rgb[b], depth[b], alpha[b], T_final[b], last[b]), threads)
         ctx.lists, ctx.arrays, ctx.bg, ctx.saved = lists, arrays, bg, (alpha, depth, T_final, last)
         return torch.from_numpy(rgb), torch.from_numpy(depth), torch.from_numpy(alpha)
@@ -230,14 +226,11 @@ class RasterizeCpp(torch.autograd.Function):
         alpha, depth, T_final, last = ctx.saved
         cot = [t.detach().to(torch.float32).contiguous().numpy() for t in (v_rgb, v_depth, v_alpha)]
         grads = [np.empty_like(a) for a in arrays]  # means2d, conics, opacities, colors, depths
-        threads = torch.get_num_threads()
-        for b, L in enumerate(ctx.lists):
-            pairs = L.gauss.shape[0]
-            v_pairs = _scratch(pairs * _N_GRAD, np.dtype(np.float32))
-            module.backward(*_addrs(*(a[b] for a in arrays)), *_tiles(L), ALPHA_MAX, ALPHA_MIN, T_MIN, _addr(bg[b]),
-                            *_addrs(alpha[b], depth[b], T_final[b], last[b], *(c[b] for c in cot), v_pairs), threads)
-            module.reduce_pairs(_addr(L.gauss), pairs, arrays[0].shape[1], _addr(v_pairs),
-                                *_addrs(*(g[b] for g in grads)))
+        threads, N = torch.get_num_threads(), arrays[0].shape[1]
+        for b, bins in enumerate(ctx.lists):
+            module.backward(*_addrs(*(a[b] for a in arrays)), bins, ALPHA_MAX, ALPHA_MIN, T_MIN, _addr(bg[b]),
+                            *_addrs(alpha[b], depth[b], T_final[b], last[b], *(c[b] for c in cot)), N,
+                            *_addrs(*(g[b] for g in grads)), threads)
         v_background = None
         if ctx.needs_input_grad[5]:  # rgb = ... + (1 - A) background
             v_background = torch.einsum("bhwc,bhw->bc", v_rgb, 1.0 - torch.from_numpy(alpha).to(v_rgb.dtype))

@@ -1,7 +1,7 @@
-// The ``cpp`` backend's kernels (see cpp.py for why and how it is built): the tiled rasterizer,
-// forward, analytic backward and the per-Gaussian reduction, in float32, written so that gcc
-// auto-vectorizes the pixel loops; and, at the end of the file, the EWA projection with its backward
-// (float64, scalar). The rules are those of the dense reference (torch_ref.py) and of the numba kernels
+// The ``cpp`` backend's kernels (see cpp.py for why and how it is built): the binning into tiles, the
+// tiled rasterizer, forward, analytic backward and the per-Gaussian reduction, in float32, written so
+// that gcc auto-vectorizes the pixel loops; and, at the end of the file, the EWA projection with its
+// backward (float32, vectorized across Gaussians). The rules are those of the dense reference (torch_ref.py) and of the numba kernels
 // (numba.py, numba_projection.py), pixel for pixel:
 //
 //   alpha = min(alpha_max, o exp(-0.5 d^T C d)), skipped below alpha_min; d = pixel centre (+0.5) - mean;
@@ -24,6 +24,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <type_traits>
 #include <vector>
 
@@ -35,27 +36,65 @@ constexpr int STRIDE = TS + LANES;
 constexpr int CELLS = TS * STRIDE;
 constexpr int N_GRAD = 10;  // per-pair slots: means2d (2), conic (3), color (3), depth (1), opacity (1)
 
-// exp(x) for x <= 0: x = n ln2 + r with |r| <= ln2 / 2, exp(r) by its Taylor series to r^7
-// (relative error below 1e-8, under float32's rounding), 2^n from the exponent bits. Written out
-// instead of calling expf so that the loops around it vectorize without a vector math library.
-inline float exp_nonpos(float x) {
-    x = std::max(x, -87.0f);  // 2^n stays a normal float
-    const float n = std::floor(x * 1.44269504f + 0.5f);
-    float r = x - n * 0.693359375f;  // ln 2 in two parts (Cody-Waite), exact first product
-    r = r + n * 2.12194440e-4f;
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
+// 2^x for x <= 0: x = n + r with n an integer and |r| <= 1/2 (exact), 2^r by a degree-6 polynomial
+// fitted for relative error (Lawson's minimax iteration: 1.9e-9, under float32's rounding; the float32
+// evaluation's error is 1e-7, as expf's polynomial before it), 2^n from the exponent bits. Written out
+// instead of calling exp2f so that the loops around it vectorize without a vector math library; base 2
+// because the rasterizer folds -log2(e) / 2 into the conic once per Gaussian, which leaves no range
+// reduction by ln 2 to do per pixel.
+constexpr float ROUNDER = 12582912.0f;  // 1.5 * 2^23: adding and subtracting it rounds |x| < 2^22 to an integer
+
+inline float exp2_nonpos(float x) {
+    x = std::max(x, -125.0f);  // 2^n stays a normal float and so does the result (no denormal assists)
+    const float n = (x + ROUNDER) - ROUNDER;  // x rounded to an integer (ties to even)
+    const float r = x - n;
+    float p = 1.53458124e-4f;
+    p = p * r + 1.33999309e-3f;
+    p = p * r + 9.61848907e-3f;
+    p = p * r + 5.55032864e-2f;
+    p = p * r + 2.40226462e-1f;
+    p = p * r + 6.93147182e-1f;
     p = p * r + 1.0f;
     const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
     float scale;
     std::memcpy(&scale, &bits, sizeof scale);
     return p * scale;
 }
+
+// The same function on LANES floats at once, written with GCC's vector extensions (also clang's) for the
+// rasterizer backward, whose ten per-lane sums the auto-vectorizer kept on the stack (a load and a store
+// each per 8-pixel step); as vector variables they stay in registers. Operation for operation the scalar
+// code above, so that the backward recomputes the forward's alpha bit for bit.
+typedef float vf __attribute__((vector_size(4 * LANES)));
+typedef int32_t vi __attribute__((vector_size(4 * LANES)));
+typedef float vf_unaligned __attribute__((vector_size(4 * LANES), aligned(4)));
+typedef int32_t vi_unaligned __attribute__((vector_size(4 * LANES), aligned(4)));
+
+inline vf load(const float* p) { return *reinterpret_cast<const vf_unaligned*>(p); }
+inline vi load(const int32_t* p) { return *reinterpret_cast<const vi_unaligned*>(p); }
+inline void store(float* p, vf v) { *reinterpret_cast<vf_unaligned*>(p) = v; }
+inline vf splat(float x) { return vf{} + x; }
+
+inline vf exp2_nonpos(vf x) {
+    x = x < -125.0f ? splat(-125.0f) : x;
+    const vf n = (x + ROUNDER) - ROUNDER;
+    const vf r = x - n;
+    vf p = splat(1.53458124e-4f);
+    p = p * r + 1.33999309e-3f;
+    p = p * r + 9.61848907e-3f;
+    p = p * r + 5.55032864e-2f;
+    p = p * r + 2.40226462e-1f;
+    p = p * r + 6.93147182e-1f;
+    p = p * r + 1.0f;
+    const vi bits = (__builtin_convertvector(n, vi) + 127) << 23;
+    vf scale;
+    std::memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+// exp(-power / 2) = 2^(K power): the rasterizer evaluates K power = dx (qa dx + qb dy) + qc dy^2 with the
+// conic's a, 2 b, c scaled by K once per Gaussian.
+constexpr float K_EXP2 = -0.72134752044448170f;  // -log2(e) / 2
 
 struct Scene {
     const float* means2d;    // [N, 2]
@@ -73,6 +112,19 @@ struct Scene {
 struct Box {
     int x0, x1, y0, y1;  // in tile coordinates, clipped to the tile
 };
+
+// Ask for the cache lines of the Gaussian a few pairs ahead in the walk (its index is known, its data
+// sits in six arrays at a random place): the loads then overlap with the current pair's pixels.
+inline void prefetch_gaussian(const Scene& s, int i) {
+    __builtin_prefetch(s.boxes + 4 * static_cast<int64_t>(i));
+    __builtin_prefetch(s.means2d + 2 * static_cast<int64_t>(i));
+    __builtin_prefetch(s.conics + 3 * static_cast<int64_t>(i));
+    __builtin_prefetch(s.opacities + i);
+    __builtin_prefetch(s.colors + 3 * static_cast<int64_t>(i));
+    __builtin_prefetch(s.depths + i);
+}
+
+constexpr int PREFETCH_AHEAD = 2;
 
 inline Box tile_box(const Scene& s, int i, int ox, int oy, int tw, int th) {
     const int32_t* b = s.boxes + 4 * static_cast<int64_t>(i);
@@ -106,17 +158,19 @@ void forward_tile(const Scene& s, int t, const float* bg, float* out_rgb, float*
     int n_live = tw * th;
     const float amax = s.alpha_max, amin = s.alpha_min, tmin = s.t_min;
     for (int64_t k = start; k < end && n_live > 0; ++k) {
+        if (k + PREFETCH_AHEAD < end) prefetch_gaussian(s, s.gauss[k + PREFETCH_AHEAD]);
         const int i = s.gauss[k];
         const Box bx = tile_box(s, i, ox, oy, tw, th);
         const float mx = s.means2d[2 * i] - (ox + 0.5f), my = s.means2d[2 * i + 1] - (oy + 0.5f);
-        const float ca = s.conics[3 * i], cb = s.conics[3 * i + 1], cc = s.conics[3 * i + 2];
+        const float qa = K_EXP2 * s.conics[3 * i], qb = 2.0f * K_EXP2 * s.conics[3 * i + 1];
+        const float qc = K_EXP2 * s.conics[3 * i + 2];
         const float o = s.opacities[i];
         const float c0 = s.colors[3 * i], c1 = s.colors[3 * i + 1], c2 = s.colors[3 * i + 2], zi = s.depths[i];
         const int32_t next = static_cast<int32_t>(k + 1);
         for (int ly = bx.y0; ly <= bx.y1; ++ly) {
             if (row_live[ly] == 0) continue;
             const float dy = ly - my;
-            const float bdy = 2.0f * cb * dy, cdy2 = cc * dy * dy;
+            const float bdy = qb * dy, cdy2 = qc * dy * dy;
             int ended = 0;
             for (int xs = bx.x0; xs <= bx.x1; xs += LANES) {
                 const int c = ly * STRIDE + xs, lim = bx.x1 - xs;
@@ -129,8 +183,7 @@ void forward_tile(const Scene& s, int t, const float* bg, float* out_rgb, float*
                 int32_t* __restrict__ sp = st.stop + c;
                 for (int j = 0; j < LANES; ++j) {
                     const float dx = static_cast<float>(xs + j) - mx;
-                    const float power = dx * (ca * dx + bdy) + cdy2;
-                    const float alpha = std::min(amax, o * exp_nonpos(-0.5f * power));
+                    const float alpha = std::min(amax, o * exp2_nonpos(dx * (qa * dx + bdy) + cdy2));
                     const float Tc = Tp[j];
                     const float Tn = Tc * (1.0f - alpha);
                     const bool valid = (j <= lim) & (alpha >= amin) & (Tc > 0.0f);
@@ -215,62 +268,54 @@ void backward_tile(const Scene& s, int t, const float* bg, const float* alpha_im
         for (int q = 0; q < N_GRAD; ++q) v_pairs[N_GRAD * k + q] = 0.0f;
     const float amax = s.alpha_max, amin = s.alpha_min;
     for (int64_t k = end - 1; k >= start; --k) {
+        if (k - PREFETCH_AHEAD >= start) prefetch_gaussian(s, s.gauss[k - PREFETCH_AHEAD]);
         const int i = s.gauss[k];
         const Box bx = tile_box(s, i, ox, oy, tw, th);
         const float mx = s.means2d[2 * i] - (ox + 0.5f), my = s.means2d[2 * i + 1] - (oy + 0.5f);
         const float ca = s.conics[3 * i], cb = s.conics[3 * i + 1], cc = s.conics[3 * i + 2];
         const float o = s.opacities[i];
+        const float qa = K_EXP2 * ca, qb = 2.0f * K_EXP2 * cb, qc = K_EXP2 * cc;  // as the forward's
         const float c0 = s.colors[3 * i], c1 = s.colors[3 * i + 1], c2 = s.colors[3 * i + 2], zi = s.depths[i];
         // Per-lane sums, reduced once per pair: vp dx, vp dy, vp dx^2, vp dx dy, vp dy^2 (vp = dL/dpower),
         // w v_r, w v_g, w v_b, w v_z, dL/dalpha G.
-        alignas(64) float acc[N_GRAD][LANES] = {};
+        vf acc[N_GRAD] = {};
         const int32_t kk = static_cast<int32_t>(k);
+        const vf lane_f = {0, 1, 2, 3, 4, 5, 6, 7};
+        const vi lane_i = {0, 1, 2, 3, 4, 5, 6, 7};
         for (int ly = bx.y0; ly <= bx.y1; ++ly) {
             if (k >= row_end[ly]) continue;  // every pixel of this row ended in front of this Gaussian
             const float dy = ly - my;
-            const float bdy = 2.0f * cb * dy, cdy2 = cc * dy * dy;
+            const float bdy = qb * dy, cdy2 = qc * dy * dy;
             for (int xs = bx.x0; xs <= bx.x1; xs += LANES) {
                 const int c = ly * STRIDE + xs, lim = bx.x1 - xs;
-                float* __restrict__ Tp = st.T + c;
-                float* __restrict__ Sp = st.S + c;
-                const float* __restrict__ rp = st.vr + c;
-                const float* __restrict__ gp = st.vg + c;
-                const float* __restrict__ bp = st.vb + c;
-                const float* __restrict__ zp = st.vz + c;
-                const float* __restrict__ ap = st.va + c;
-                const int32_t* __restrict__ sp = st.stop + c;
-                for (int j = 0; j < LANES; ++j) {
-                    const float dx = static_cast<float>(xs + j) - mx;
-                    const float power = dx * (ca * dx + bdy) + cdy2;
-                    const float G = exp_nonpos(-0.5f * power);
-                    const float raw = o * G;
-                    const float alpha = std::min(amax, raw);
-                    const bool valid = (j <= lim) & (kk < sp[j]) & (alpha >= amin);
-                    const float inv = 1.0f / (1.0f - alpha);
-                    const float Tc = Tp[j], Sc = Sp[j];
-                    const float Tb = Tc * inv;
-                    const float w = alpha * Tb;
-                    const float gw = rp[j] * c0 + gp[j] * c1 + bp[j] * c2 + zp[j] * zi + ap[j];
-                    const float v_a = gw * Tb - Sc * inv;
-                    Sp[j] = valid ? Sc + gw * w : Sc;
-                    Tp[j] = valid ? Tb : Tc;
-                    const float vmask = valid ? 1.0f : 0.0f;
-                    const float wv = vmask * w;
-                    acc[5][j] += wv * rp[j];
-                    acc[6][j] += wv * gp[j];
-                    acc[7][j] += wv * bp[j];
-                    acc[8][j] += wv * zp[j];
-                    const bool grad = valid & (raw <= amax);  // clamped: no gradient through alpha
-                    const float vp = (grad ? -0.5f : 0.0f) * alpha * v_a;
-                    const float gm = grad ? 1.0f : 0.0f;
-                    acc[9][j] += gm * v_a * G;
-                    const float vpdx = vp * dx;
-                    acc[0][j] += vpdx;
-                    acc[1][j] += vp * dy;
-                    acc[2][j] += vpdx * dx;
-                    acc[3][j] += vpdx * dy;
-                    acc[4][j] += vp * dy * dy;
-                }
+                const vf dx = (static_cast<float>(xs) + lane_f) - mx;
+                const vf G = exp2_nonpos(dx * (qa * dx + bdy) + cdy2);
+                const vf raw = o * G;
+                const vf alpha = amax < raw ? splat(amax) : raw;
+                const vi valid = (lane_i <= lim) & (kk < load(st.stop + c)) & (alpha >= amin);
+                const vf inv = 1.0f / (1.0f - alpha);
+                const vf Tc = load(st.T + c), Sc = load(st.S + c);
+                const vf r = load(st.vr + c), g = load(st.vg + c), b = load(st.vb + c), z = load(st.vz + c);
+                const vf Tb = Tc * inv;
+                const vf w = alpha * Tb;
+                const vf gw = r * c0 + g * c1 + b * c2 + z * zi + load(st.va + c);
+                const vf v_a = gw * Tb - Sc * inv;
+                store(st.S + c, valid ? Sc + gw * w : Sc);
+                store(st.T + c, valid ? Tb : Tc);
+                const vf wv = (valid ? splat(1.0f) : splat(0.0f)) * w;
+                acc[5] += wv * r;
+                acc[6] += wv * g;
+                acc[7] += wv * b;
+                acc[8] += wv * z;
+                const vi grad = valid & (raw <= amax);  // clamped: no gradient through alpha
+                const vf vp = (grad ? splat(-0.5f) : splat(0.0f)) * alpha * v_a;
+                acc[9] += (grad ? splat(1.0f) : splat(0.0f)) * v_a * G;
+                const vf vpdx = vp * dx;
+                acc[0] += vpdx;
+                acc[1] += vp * dy;
+                acc[2] += vpdx * dx;
+                acc[3] += vpdx * dy;
+                acc[4] += vp * dy * dy;
             }
         }
         float sum[N_GRAD];
@@ -290,53 +335,119 @@ void backward_tile(const Scene& s, int t, const float* bg, const float* alpha_im
     }
 }
 
-Scene make_scene(uintptr_t means2d, uintptr_t conics, uintptr_t opacities, uintptr_t colors, uintptr_t depths,
-                 uintptr_t offsets, uintptr_t gauss, uintptr_t boxes, int width, int height, int tiles_x,
-                 float alpha_max, float alpha_min, float t_min) {
-    return {reinterpret_cast<const float*>(means2d), reinterpret_cast<const float*>(conics),
-            reinterpret_cast<const float*>(opacities), reinterpret_cast<const float*>(colors),
-            reinterpret_cast<const float*>(depths), reinterpret_cast<const int64_t*>(offsets),
-            reinterpret_cast<const int32_t*>(gauss), reinterpret_cast<const int32_t*>(boxes),
-            width, height, tiles_x, alpha_max, alpha_min, t_min};
-}
-
 template <class T>
 T* ptr(uintptr_t a) {
     return reinterpret_cast<T*>(a);
 }
 
+// One camera's tile lists (numba.py's TileLists): tile t holds gauss[offsets[t] : offsets[t + 1]], its
+// Gaussians front to back; boxes[4 i : 4 i + 4] is Gaussian i's inclusive pixel box x0, x1, y0, y1 (only
+// read for the Gaussians in some list). Made by ``bin``, held by Python between the forward and the backward.
+struct Bins {
+    int width = 0, height = 0, tiles_x = 0, n_tiles = 0;
+    std::vector<int64_t> offsets;
+    std::vector<int32_t> gauss;
+    std::vector<int32_t> boxes;
+};
+
+// numba.py's _depth_order and _bin_kernel (the same order and boxes, rule for rule): the visible Gaussians
+// sorted front to back by a stable LSD radix sort (8 bits a pass) on the float32 depths' bit patterns (their
+// order is the depths' order: every visible depth is at least the near plane, so positive), then appended
+// to the list of every tile their box overlaps. The box holds the pixels whose centres (i + 0.5) lie within
+// [m - e, m + e], widened by a hair against rounding, in float64 as numba computes it.
+std::shared_ptr<Bins> bin(uintptr_t means2d_addr, uintptr_t extents_addr, uintptr_t depths_addr, uintptr_t visible_addr,
+                          int n, int width, int height) {
+    const float* means2d = ptr<const float>(means2d_addr);
+    const float* extents = ptr<const float>(extents_addr);
+    const uint32_t* keys = ptr<const uint32_t>(depths_addr);
+    const uint8_t* visible = ptr<const uint8_t>(visible_addr);
+    auto B = std::make_shared<Bins>();
+    B->width = width, B->height = height, B->tiles_x = (width + TS - 1) / TS;
+    const int tiles_y = (height + TS - 1) / TS;
+    B->n_tiles = B->tiles_x * tiles_y;
+    std::vector<int32_t> order(n + 1), tmp;
+    int m = 0;
+    for (int i = 0; i < n; ++i) {  // branch-free: about half of them are visible, in no order
+        order[m] = i;
+        m += visible[i] != 0;
+    }
+    order.resize(m);
+    tmp.resize(m);
+    for (int shift = 0; shift < 32 && m > 0; shift += 8) {
+        int64_t count[257] = {};
+        for (int j = 0; j < m; ++j) ++count[((keys[order[j]] >> shift) & 255) + 1];
+        if (count[1 + ((keys[order[0]] >> shift) & 255)] == m) continue;  // one byte value: nothing moves
+        for (int k = 0; k < 256; ++k) count[k + 1] += count[k];
+        for (int j = 0; j < m; ++j) tmp[count[(keys[order[j]] >> shift) & 255]++] = order[j];
+        order.swap(tmp);
+    }
+    B->boxes.resize(4 * static_cast<size_t>(n));
+    std::vector<int64_t>& offsets = B->offsets;
+    offsets.assign(B->n_tiles + 1, 0);
+    for (int j = 0; j < m; ++j) {
+        const int g = order[j];
+        const double mx = means2d[2 * g], my = means2d[2 * g + 1], ex = extents[2 * g], ey = extents[2 * g + 1];
+        // clamped in float64 first, so that a huge extent cannot overflow the conversion to int
+        const double x0 = std::max(std::ceil(mx - ex - 0.5 - 1e-3), 0.0), x1 = std::min(std::floor(mx + ex - 0.5 + 1e-3), width - 1.0);
+        const double y0 = std::max(std::ceil(my - ey - 0.5 - 1e-3), 0.0), y1 = std::min(std::floor(my + ey - 0.5 + 1e-3), height - 1.0);
+        int32_t* box = B->boxes.data() + 4 * static_cast<int64_t>(g);
+        if (!(x0 <= x1 && y0 <= y1)) {
+            box[0] = 0, box[1] = -1, box[2] = 0, box[3] = -1;  // empty
+            continue;
+        }
+        box[0] = static_cast<int32_t>(x0), box[1] = static_cast<int32_t>(x1);
+        box[2] = static_cast<int32_t>(y0), box[3] = static_cast<int32_t>(y1);
+        for (int ty = box[2] / TS; ty <= box[3] / TS; ++ty)
+            for (int tx = box[0] / TS; tx <= box[1] / TS; ++tx) ++offsets[ty * B->tiles_x + tx + 1];
+    }
+    for (int t = 0; t < B->n_tiles; ++t) offsets[t + 1] += offsets[t];
+    B->gauss.resize(offsets[B->n_tiles]);
+    std::vector<int64_t> cursor(offsets.begin(), offsets.end() - 1);
+    for (int j = 0; j < m; ++j) {
+        const int g = order[j];
+        const int32_t* box = B->boxes.data() + 4 * static_cast<int64_t>(g);
+        if (box[1] < box[0]) continue;
+        for (int ty = box[2] / TS; ty <= box[3] / TS; ++ty)
+            for (int tx = box[0] / TS; tx <= box[1] / TS; ++tx) B->gauss[cursor[ty * B->tiles_x + tx]++] = g;
+    }
+    return B;
+}
+
+Scene make_scene(uintptr_t means2d, uintptr_t conics, uintptr_t opacities, uintptr_t colors, uintptr_t depths,
+                 const Bins& bins, float alpha_max, float alpha_min, float t_min) {
+    return {ptr<const float>(means2d), ptr<const float>(conics), ptr<const float>(opacities), ptr<const float>(colors),
+            ptr<const float>(depths), bins.offsets.data(), bins.gauss.data(), bins.boxes.data(),
+            bins.width, bins.height, bins.tiles_x, alpha_max, alpha_min, t_min};
+}
+
 void forward(uintptr_t means2d, uintptr_t conics, uintptr_t opacities, uintptr_t colors, uintptr_t depths,
-             uintptr_t offsets, uintptr_t gauss, uintptr_t boxes, int width, int height, int tiles_x, int n_tiles,
-             float alpha_max, float alpha_min, float t_min, uintptr_t background, uintptr_t out_rgb,
+             const Bins& bins, float alpha_max, float alpha_min, float t_min, uintptr_t background, uintptr_t out_rgb,
              uintptr_t out_depth, uintptr_t out_alpha, uintptr_t T_final, uintptr_t last, int threads) {
-    const Scene s = make_scene(means2d, conics, opacities, colors, depths, offsets, gauss, boxes, width, height,
-                               tiles_x, alpha_max, alpha_min, t_min);
+    const Scene s = make_scene(means2d, conics, opacities, colors, depths, bins, alpha_max, alpha_min, t_min);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
-    for (int t = 0; t < n_tiles; ++t)
+    for (int t = 0; t < bins.n_tiles; ++t)
         forward_tile(s, t, ptr<const float>(background), ptr<float>(out_rgb), ptr<float>(out_depth),
                      ptr<float>(out_alpha), ptr<float>(T_final), ptr<int32_t>(last));
 }
 
+// The gradients [N, ...] of the five per-Gaussian inputs (every entry written): each tile writes its pairs'
+// slots (in this thread's own scratch), then they are added up per Gaussian in pair order (deterministic,
+// whatever the thread count).
 void backward(uintptr_t means2d, uintptr_t conics, uintptr_t opacities, uintptr_t colors, uintptr_t depths,
-              uintptr_t offsets, uintptr_t gauss, uintptr_t boxes, int width, int height, int tiles_x, int n_tiles,
-              float alpha_max, float alpha_min, float t_min, uintptr_t background, uintptr_t alpha_img,
-              uintptr_t depth_img, uintptr_t T_final, uintptr_t last, uintptr_t v_rgb, uintptr_t v_depth,
-              uintptr_t v_alpha, uintptr_t v_pairs, int threads) {
-    const Scene s = make_scene(means2d, conics, opacities, colors, depths, offsets, gauss, boxes, width, height,
-                               tiles_x, alpha_max, alpha_min, t_min);
+              const Bins& bins, float alpha_max, float alpha_min, float t_min, uintptr_t background,
+              uintptr_t alpha_img, uintptr_t depth_img, uintptr_t T_final, uintptr_t last, uintptr_t v_rgb,
+              uintptr_t v_depth, uintptr_t v_alpha, int n, uintptr_t v_means2d, uintptr_t v_conics,
+              uintptr_t v_opacities, uintptr_t v_colors, uintptr_t v_depths, int threads) {
+    const Scene s = make_scene(means2d, conics, opacities, colors, depths, bins, alpha_max, alpha_min, t_min);
+    static thread_local std::vector<float> v_pairs;
+    const int64_t pairs = static_cast<int64_t>(bins.gauss.size());
+    v_pairs.resize(static_cast<size_t>(pairs) * N_GRAD);
+    float* vp = v_pairs.data();
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
-    for (int t = 0; t < n_tiles; ++t)
+    for (int t = 0; t < bins.n_tiles; ++t)
         backward_tile(s, t, ptr<const float>(background), ptr<const float>(alpha_img), ptr<const float>(depth_img),
                       ptr<const float>(T_final), ptr<const int32_t>(last), ptr<const float>(v_rgb),
-                      ptr<const float>(v_depth), ptr<const float>(v_alpha), ptr<float>(v_pairs));
-}
-
-// Add the per-pair gradients up per Gaussian, in pair order (deterministic, whatever the thread count),
-// into outputs that it zeroes first.
-void reduce_pairs(uintptr_t gauss_addr, int64_t pairs, int64_t n, uintptr_t v_pairs_addr, uintptr_t v_means2d,
-                  uintptr_t v_conics, uintptr_t v_opacities, uintptr_t v_colors, uintptr_t v_depths) {
-    const int32_t* gauss = ptr<const int32_t>(gauss_addr);
-    const float* vp = ptr<const float>(v_pairs_addr);
+                      ptr<const float>(v_depth), ptr<const float>(v_alpha), vp);
     float* m = ptr<float>(v_means2d);
     float* cn = ptr<float>(v_conics);
     float* op = ptr<float>(v_opacities);
@@ -348,7 +459,7 @@ void reduce_pairs(uintptr_t gauss_addr, int64_t pairs, int64_t n, uintptr_t v_pa
     std::fill(col, col + 3 * n, 0.0f);
     std::fill(dep, dep + n, 0.0f);
     for (int64_t k = 0; k < pairs; ++k) {
-        const int64_t i = gauss[k];
+        const int64_t i = bins.gauss[k];
         const float* g = vp + N_GRAD * k;
         m[2 * i] += g[0];
         m[2 * i + 1] += g[1];
@@ -363,14 +474,13 @@ void reduce_pairs(uintptr_t gauss_addr, int64_t pairs, int64_t n, uintptr_t v_pa
     }
 }
 
-
 // ---------------------------------------------------------------------------------------------------------
 // EWA projection, forward and backward: numba_projection.py's kernels line for line, in float32 like
 // torch_ref. The forward's loop over Gaussians is branch-free (selects, no early exits) so that gcc runs
 // eight Gaussians per AVX2 instruction; ``GCC ivdep``, not ``omp simd``, whose per-lane copies of the
-// local arrays kept gcc from vectorizing. The backward stays scalar (see cpp.py). ``cam`` is numba_projection._camera_table's row: the w2c rows 0-2
-// (12 values), fx, fy, cx, cy, the camera centre (3). ``scales``, ``opac``, ``r_ext`` are its
-// _per_gaussian arrays (float64, computed by numpy's vectorized exp/log).
+// local arrays kept gcc from vectorizing. The backward's loops too (see cpp.py). ``cam`` is
+// numba_projection._camera_table's row: the w2c rows 0-2 (12 values), fx, fy, cx, cy, the camera centre (3).
+// ``scales``, ``opac``, ``r_ext`` are cpp.py's _per_gaussian_float32 arrays (numpy's vectorized exp/log).
 
 using real = float;  // the projection's arithmetic
 
@@ -451,7 +561,7 @@ struct Camera {
 };
 
 // Rotation of the quaternion (normalized here), Sigma = R diag(s^2) R^T (6 entries: 00 01 02 11 12 22).
-[[gnu::always_inline]] inline void covariance(const float* q, const double* s, real* Rq, real* qn, real& qnorm, real* Sig) {
+[[gnu::always_inline]] inline void covariance(const float* q, const float* s, real* Rq, real* qn, real& qnorm, real* Sig) {
     const real w0 = q[0], x0 = q[1], y0 = q[2], z0 = q[3];
     qnorm = std::sqrt(w0 * w0 + x0 * x0 + y0 * y0 + z0 * z0);
     const real w = w0 / qnorm, x = x0 / qnorm, y = y0 / qnorm, z = z0 / qnorm;
@@ -514,8 +624,8 @@ struct Screen {  // what the forward and the backward both recompute for a Gauss
 }
 
 template <int D>
-void project_forward_cam(int n, int K, const float* means, const float* quats, const double* scales,
-                         const double* opac, const double* r_exts, const float* sh, const Camera& cam, int width,
+void project_forward_cam(int n, int K, const float* means, const float* quats, const float* scales,
+                         const float* opac, const float* r_exts, const float* sh, const Camera& cam, int width,
                          int height, real near, real eps2d, real alpha_min, float* means2d, float* conics,
                          float* depths, float* opacities, float* colors, float* extents, uint8_t* visible,
                          int32_t* radii) {
@@ -557,12 +667,13 @@ void project_forward_cam(int n, int K, const float* means, const float* quats, c
 constexpr int N_ACC = 11;  // per-Gaussian sums over cameras: v_mean (3), v_Sigma symmetrized (6), v_logit, touched
 
 template <int D, bool K_IS_NC>
-void project_backward_cam(int n, int K_arg, const float* means, const float* quats, const double* scales,
-                          const double* opac, const float* sh, const Camera cam_arg, real near, real eps2d,
+void project_backward_cam(int n, int K_arg, const float* means, const float* quats, const float* scales,
+                          const float* opac, const float* sh, const Camera cam_arg, real near, real eps2d,
                           const uint8_t* visible, const float* v_means2d, const float* v_conics, const float* v_depths,
-                          const float* v_opacities, const float* v_colors, float* acc, float* v_sh, float* sh_out) {
+                          const float* v_opacities, const float* v_colors, float* acc, float* v_sh, float* sh_out,
+                          bool first) {
     constexpr int NC = (D + 1) * (D + 1);
-    const int K = K_IS_NC ? NC : K_arg;  // a constant stride lets gcc vectorize the v_sh stores
+    const int K = K_IS_NC ? NC : K_arg;  // a constant stride lets gcc vectorize the v_sh rows (second loop)
     const Camera cam = cam_arg;  // a local copy: the stores below cannot alias it, which lets the loop vectorize
 #pragma GCC ivdep
     for (int i = 0; i < n; ++i) {
@@ -575,16 +686,13 @@ void project_backward_cam(int n, int K_arg, const float* means, const float* qua
         // (A float comparison, not a bool of bools: gcc vectorizes the selects on it.)
         const bool has = std::fabs(g0) + std::fabs(g1) + std::fabs(q0) + std::fabs(q1) + std::fabs(q2) + std::fabs(gz) +
                              std::fabs(go) + std::fabs(gc0) + std::fabs(gc1) + std::fabs(gc2) != 0;
-        if (!has) {  // gcc does not vectorize this loop (AoS strides), so skipping is a plain saving
-            sh_out[6 * i + 3] = sh_out[6 * i + 4] = sh_out[6 * i + 5] = 0.0f;
-            continue;
-        }
-        float* a = acc + N_ACC * static_cast<int64_t>(i);
         real Rq[9], qn[4], qnorm, Sig[6], C[6], Y[16], Yx[16], Yy[16], Yz[16];
         covariance(quats + 4 * i, scales + 3 * i, Rq, qn, qnorm, Sig);
         rotate(cam, Sig, C);
         const real o = opac[i];
-        const real v_logit = real(visible[i]) != 0 ? go * o * (1.0f - o) : 0.0f;
+        // opacity = visible ? sigmoid(logit) : 0 (a product with the 0/1 mask: a select on the byte made gcc
+        // predicate the load of ``opac`` on it, a mask conversion AVX-512 lacks, and give up on the loop)
+        const real v_logit = go * real(visible[i]) * o * (1.0f - o);
         const real mx = means[3 * i], my = means[3 * i + 1], mz = means[3 * i + 2];
         // Colors -> SH coefficients and the viewing direction.
         const real dx = mx - cam.centre[0], dy = my - cam.centre[1], dz = mz - cam.centre[2];
@@ -592,7 +700,9 @@ void project_backward_cam(int n, int K_arg, const float* means, const float* qua
         const real norm = std::max(raw_norm, real(1e-12));
         const real d0 = dx / norm, d1 = dy / norm, d2 = dz / norm;
         sh_basis<D, true>(d0, d1, d2, Y, Yx, Yy, Yz);
-        const float* s = sh + 3 * K * static_cast<int64_t>(i);
+        // the runtime stride here: gcc loads strided elements one by one, while with the constant 3 NC it
+        // tries an interleaved group of 48 and gives up
+        const float* s = sh + 3 * K_arg * static_cast<int64_t>(i);
         real r0 = 0.5, r1 = 0.5, r2 = 0.5;
 #pragma GCC unroll 16
         for (int k = 0; k < NC; ++k) {
@@ -610,8 +720,8 @@ void project_backward_cam(int n, int K_arg, const float* means, const float* qua
             vd2 += Yz[k] * s_k;
         }
         // v_sh += Y vc is left to the second loop (its 48-float rows of stores keep this one from vectorizing)
-        sh_out[6 * i] = d0, sh_out[6 * i + 1] = d1, sh_out[6 * i + 2] = d2;
-        sh_out[6 * i + 3] = has ? vc0 : 0.0f, sh_out[6 * i + 4] = has ? vc1 : 0.0f, sh_out[6 * i + 5] = has ? vc2 : 0.0f;
+        sh_out[i] = d0, sh_out[n + i] = d1, sh_out[2 * n + i] = d2;
+        sh_out[3 * n + i] = has ? vc0 : 0.0f, sh_out[4 * n + i] = has ? vc1 : 0.0f, sh_out[5 * n + i] = has ? vc2 : 0.0f;
         const real dot = d0 * vd0 + d1 * vd1 + d2 * vd2;
         const bool unit = raw_norm >= real(1e-12);
         real vm0 = (unit ? vd0 - d0 * dot : vd0) / norm;
@@ -665,37 +775,53 @@ void project_backward_cam(int n, int K_arg, const float* means, const float* qua
         vm0 += R[0] * vx + R[3] * vy + R[6] * vz;
         vm1 += R[1] * vx + R[4] * vy + R[7] * vz;
         vm2 += R[2] * vx + R[5] * vy + R[8] * vz;
-        a[0] += has ? vm0 : 0.0f;
-        a[1] += has ? vm1 : 0.0f;
-        a[2] += has ? vm2 : 0.0f;
-        for (int q = 0; q < 6; ++q) a[3 + q] += has ? vS[q] : 0.0f;
-        a[9] += has ? v_logit : 0.0f;
-        a[10] += has ? 1.0f : 0.0f;  // counts the cameras with cotangents
+        acc[i] += has ? vm0 : 0.0f;
+        acc[n + i] += has ? vm1 : 0.0f;
+        acc[2 * n + i] += has ? vm2 : 0.0f;
+        for (int q = 0; q < 6; ++q) acc[(3 + q) * n + i] += has ? vS[q] : 0.0f;
+        acc[9 * n + i] += has ? v_logit : 0.0f;
+        acc[10 * n + i] += has ? 1.0f : 0.0f;  // counts the cameras with cotangents
     }
-    // v_sh += Y(d) vc, one Gaussian's contiguous row of coefficients at a time (gcc vectorizes the row).
+    // v_sh (+)= Y(d) vc, one Gaussian's contiguous row of coefficients at a time (gcc vectorizes the row).
+    // The first camera writes every entry (zeros where no cotangent arrives, and in the coefficients above
+    // the degree), so v_sh needs no zeroing beforehand: a fill of it (3.8 MB at 20k Gaussians, SH degree 3)
+    // cost 0.3-0.5 ms a pass.
     for (int i = 0; i < n; ++i) {
-        const float* o = sh_out + 6 * i;
-        if (o[3] == 0 && o[4] == 0 && o[5] == 0) continue;  // adds nothing
-        real Y[16];
-        sh_basis<D, false>(o[0], o[1], o[2], Y, nullptr, nullptr, nullptr);
         float* vs = v_sh + 3 * K * static_cast<int64_t>(i);
-        for (int k = 0; k < NC; ++k) {
-            vs[3 * k] += Y[k] * o[3];
-            vs[3 * k + 1] += Y[k] * o[4];
-            vs[3 * k + 2] += Y[k] * o[5];
+        const float o3 = sh_out[3 * n + i], o4 = sh_out[4 * n + i], o5 = sh_out[5 * n + i];
+        if (o3 == 0 && o4 == 0 && o5 == 0) {  // adds nothing
+            if (first) std::fill_n(vs, 3 * K, 0.0f);
+            continue;
+        }
+        real Y[16];
+        sh_basis<D, false>(sh_out[i], sh_out[n + i], sh_out[2 * n + i], Y, nullptr, nullptr, nullptr);
+        if (first) {
+            for (int k = 0; k < NC; ++k) {
+                vs[3 * k] = Y[k] * o3;
+                vs[3 * k + 1] = Y[k] * o4;
+                vs[3 * k + 2] = Y[k] * o5;
+            }
+            std::fill(vs + 3 * NC, vs + 3 * K, 0.0f);
+        } else {
+            for (int k = 0; k < NC; ++k) {
+                vs[3 * k] += Y[k] * o3;
+                vs[3 * k + 1] += Y[k] * o4;
+                vs[3 * k + 2] += Y[k] * o5;
+            }
         }
     }
 }
 
 // After every camera: Sigma = M M^T with M = R_q diag(s) -> scales and the normalized quaternion.
-void project_backward_finish(int n, const float* quats, const double* scales, const float* acc, float* v_means,
+void project_backward_finish(int n, const float* quats, const float* scales, const float* acc, float* v_means,
                              float* v_quats, float* v_log_scales, float* v_logits) {
 #pragma GCC ivdep
     for (int i = 0; i < n; ++i) {
-        const float* a = acc + N_ACC * static_cast<int64_t>(i);
+        real a[N_ACC];
+        for (int q = 0; q < N_ACC; ++q) a[q] = acc[q * n + i];
         real Rq[9], qn[4], qnorm, Sig[6];
         covariance(quats + 4 * i, scales + 3 * i, Rq, qn, qnorm, Sig);
-        const double* s = scales + 3 * i;
+        const float* s = scales + 3 * i;
         const real vSym[9] = {real(a[3]), real(a[4]), real(a[5]), real(a[4]), real(a[6]), real(a[7]), real(a[5]), real(a[7]), real(a[8])};  // v_Sigma + v_Sigma^T
         real vM[9], v[9];
         for (int r = 0; r < 3; ++r)
@@ -713,16 +839,21 @@ void project_backward_finish(int n, const float* quats, const double* scales, co
         const real vy = 2 * (-2 * y * v[0] + x * v[1] + w * v[2] + x * v[3] + z * v[5] - w * v[6] + z * v[7] - 2 * y * v[8]);
         const real vz = 2 * (-2 * z * v[0] - w * v[1] + x * v[2] + w * v[3] - 2 * z * v[4] + y * v[5] + x * v[6] + y * v[7]);
         const real dot = w * vw + x * vx + y * vy + z * vz;
-        const bool touched = a[10] != 0.0;
         v_means[3 * i] = a[0], v_means[3 * i + 1] = a[1], v_means[3 * i + 2] = a[2];
-        v_quats[4 * i] = touched ? (vw - w * dot) / qnorm : 0.0;
-        v_quats[4 * i + 1] = touched ? (vx - x * dot) / qnorm : 0.0;
-        v_quats[4 * i + 2] = touched ? (vy - y * dot) / qnorm : 0.0;
-        v_quats[4 * i + 3] = touched ? (vz - z * dot) / qnorm : 0.0;
-        v_log_scales[3 * i] = touched ? vs0 : 0.0;
-        v_log_scales[3 * i + 1] = touched ? vs1 : 0.0;
-        v_log_scales[3 * i + 2] = touched ? vs2 : 0.0;
+        v_quats[4 * i] = (vw - w * dot) / qnorm;
+        v_quats[4 * i + 1] = (vx - x * dot) / qnorm;
+        v_quats[4 * i + 2] = (vy - y * dot) / qnorm;
+        v_quats[4 * i + 3] = (vz - z * dot) / qnorm;
+        v_log_scales[3 * i] = vs0, v_log_scales[3 * i + 1] = vs1, v_log_scales[3 * i + 2] = vs2;
         v_logits[i] = a[9];
+    }
+    // Gaussians that no camera saw get exact zeros (a degenerate quaternion must not leak NaN). A second
+    // loop: selecting in the first, gcc sank the quaternion's loads under the condition and then could not
+    // vectorize them as masked strided loads.
+    for (int i = 0; i < n; ++i) {
+        const bool touched = acc[10 * n + i] != 0.0f;
+        for (int q = 0; q < 4; ++q) v_quats[4 * i + q] = touched ? v_quats[4 * i + q] : 0.0f;
+        for (int q = 0; q < 3; ++q) v_log_scales[3 * i + q] = touched ? v_log_scales[3 * i + q] : 0.0f;
     }
 }
 
@@ -736,7 +867,7 @@ void by_degree(int degree, F&& f) {
     }
 }
 
-// Every camera's outputs ([B, N, ...]) from the float32 parameters and the float64 per-Gaussian terms.
+// Every camera's outputs ([B, N, ...]) from the float32 parameters and per-Gaussian terms.
 void project_forward(int n_cams, int n, int K, int degree, uintptr_t means, uintptr_t quats, uintptr_t scales,
                      uintptr_t opac, uintptr_t r_exts, uintptr_t sh, uintptr_t cams, int width, int height,
                      real near, real eps2d, real alpha_min, uintptr_t means2d, uintptr_t conics, uintptr_t depths,
@@ -746,8 +877,8 @@ void project_forward(int n_cams, int n, int K, int degree, uintptr_t means, uint
         const int64_t o = static_cast<int64_t>(b) * n;
         by_degree(degree, [&](auto d) {
             project_forward_cam<decltype(d)::value>(
-                n, K, ptr<const float>(means), ptr<const float>(quats), ptr<const double>(scales),
-                ptr<const double>(opac), ptr<const double>(r_exts), ptr<const float>(sh), cam, width, height, near,
+                n, K, ptr<const float>(means), ptr<const float>(quats), ptr<const float>(scales),
+                ptr<const float>(opac), ptr<const float>(r_exts), ptr<const float>(sh), cam, width, height, near,
                 eps2d, alpha_min, ptr<float>(means2d) + 2 * o, ptr<float>(conics) + 3 * o, ptr<float>(depths) + o,
                 ptr<float>(opacities) + o, ptr<float>(colors) + 3 * o, ptr<float>(extents) + 2 * o,
                 ptr<uint8_t>(visible) + o, ptr<int32_t>(radii) + o);
@@ -755,17 +886,15 @@ void project_forward(int n_cams, int n, int K, int degree, uintptr_t means, uint
     }
 }
 
-// The parameters' gradients (every entry written) from the cotangents of the [B, N, ...] outputs;
-// ``acc`` is a float32 scratch [N, N_ACC], zeroed here; ``v_sh`` must arrive zeroed (the kernel adds to it).
+// The parameters' gradients (every entry written, ``v_sh`` included) from the cotangents of the [B, N, ...]
+// outputs. Its scratch (per-Gaussian sums over the cameras, the SH rows' inputs) is this thread's own.
 void project_backward(int n_cams, int n, int K, int degree, uintptr_t means, uintptr_t quats, uintptr_t scales,
                       uintptr_t opac, uintptr_t sh, uintptr_t cams, int width, int height, real near, real eps2d,
                       uintptr_t visible, uintptr_t v_means2d, uintptr_t v_conics, uintptr_t v_depths,
-                      uintptr_t v_opacities, uintptr_t v_colors, uintptr_t acc, uintptr_t v_means, uintptr_t v_quats,
+                      uintptr_t v_opacities, uintptr_t v_colors, uintptr_t v_means, uintptr_t v_quats,
                       uintptr_t v_log_scales, uintptr_t v_logits, uintptr_t v_sh) {
-    // Zeroed here (``v_sh`` arrives zeroed: numpy's calloc leaves the rows no camera touches as
-    // untouched zero pages), then every camera adds to its entries.
-    std::fill_n(ptr<float>(acc), static_cast<int64_t>(n) * N_ACC, 0.0f);
-    static thread_local std::vector<float> sh_out;  // per Gaussian: the direction and the colors' cotangent
+    static thread_local std::vector<float> acc, sh_out;  // [N_ACC][n] sums; [6][n] direction and colors' cotangent
+    acc.assign(static_cast<size_t>(n) * N_ACC, 0.0f);
     sh_out.resize(static_cast<size_t>(n) * 6);
     for (int b = 0; b < n_cams; ++b) {
         const Camera cam(ptr<const double>(cams) + 19 * b, width, height);
@@ -774,25 +903,32 @@ void project_backward(int n_cams, int n, int K, int degree, uintptr_t means, uin
             constexpr int D = decltype(d)::value;
             auto f = K == (D + 1) * (D + 1) ? project_backward_cam<D, true> : project_backward_cam<D, false>;
             f(
-                n, K, ptr<const float>(means), ptr<const float>(quats), ptr<const double>(scales),
-                ptr<const double>(opac), ptr<const float>(sh), cam, near, eps2d, ptr<const uint8_t>(visible) + o,
+                n, K, ptr<const float>(means), ptr<const float>(quats), ptr<const float>(scales),
+                ptr<const float>(opac), ptr<const float>(sh), cam, near, eps2d, ptr<const uint8_t>(visible) + o,
                 ptr<const float>(v_means2d) + 2 * o, ptr<const float>(v_conics) + 3 * o,
                 ptr<const float>(v_depths) + o, ptr<const float>(v_opacities) + o, ptr<const float>(v_colors) + 3 * o,
-                ptr<float>(acc), ptr<float>(v_sh), sh_out.data());
+                acc.data(), ptr<float>(v_sh), sh_out.data(), b == 0);
         });
     }
-    project_backward_finish(n, ptr<const float>(quats), ptr<const double>(scales), ptr<const float>(acc),
+    project_backward_finish(n, ptr<const float>(quats), ptr<const float>(scales), acc.data(),
                             ptr<float>(v_means), ptr<float>(v_quats), ptr<float>(v_log_scales), ptr<float>(v_logits));
 }
 
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-    m.doc() = "vdm3d's float32 tiled CPU rasterizer (forward, backward, pair reduction); see cpp.py.";
+    m.doc() = "vdm3d's float32 tiled CPU rasterizer (binning, forward, backward) and EWA projection; see cpp.py.";
     m.attr("TILE") = TS;
+    auto bytes = [](const auto& v) {  // a copy, for tests: numpy.frombuffer reads it
+        return pybind11::bytes(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(v[0]));
+    };
+    pybind11::class_<Bins, std::shared_ptr<Bins>>(m, "Bins")
+        .def_property_readonly("offsets", [bytes](const Bins& b) { return bytes(b.offsets); })
+        .def_property_readonly("gauss", [bytes](const Bins& b) { return bytes(b.gauss); })
+        .def_property_readonly("boxes", [bytes](const Bins& b) { return bytes(b.boxes); });
+    m.def("bin", &bin, pybind11::call_guard<pybind11::gil_scoped_release>());
     m.def("forward", &forward, pybind11::call_guard<pybind11::gil_scoped_release>());
     m.def("backward", &backward, pybind11::call_guard<pybind11::gil_scoped_release>());
-    m.def("reduce_pairs", &reduce_pairs, pybind11::call_guard<pybind11::gil_scoped_release>());
     m.def("project_forward", &project_forward, pybind11::call_guard<pybind11::gil_scoped_release>());
     m.def("project_backward", &project_backward, pybind11::call_guard<pybind11::gil_scoped_release>());
 }
