@@ -110,7 +110,9 @@ def explore(rooms: Annotated[int, Range(1)] = 10, skip_rooms: Annotated[int, Ran
             hole_init: Literal["noise", "telea"] = "telea",
             hole_strength: Annotated[float, Range(0, 1, open_min=True)] = 0.5, residual: bool = True,
             shrink: Annotated[float, Range(0)] = 16.0, max_correction: Annotated[float, Range(0, open_min=True)] = 0.03,
-            cache_update: Literal["all", "new"] = "all", camera_accuracy: bool = False, seed: int = 0,
+            cache_update: Literal["all", "new"] = "all", replay: Annotated[int, Range(0)] = 16,
+            replay_pick: Literal["random", "nearest"] = "random",
+            camera_accuracy: bool = False, seed: int = 0,
             split: str = "heldout", out: Path | None = None, overwrite: bool = False) -> dict[str, Any]:
     """The explore job and its baselines on held-out room loops (see the module docstring).
 
@@ -141,6 +143,8 @@ def explore(rooms: Annotated[int, Range(1)] = 10, skip_rooms: Annotated[int, Ran
         shrink: the job's change to the fill shrunk where its draws disagree (the job's ``--shrink``).
         max_correction: the job's change to the fill capped per pixel (the job's ``--max-correction``).
         cache_update: which Gaussians the job's cache fit moves (the job's ``--cache-update``; every method alike).
+        replay: earlier frames refitted in each cache update (the job's ``--replay``; every method alike).
+        replay_pick: which earlier frames are refitted (the job's ``--replay-pick``; every method alike).
         camera_accuracy: also recover each video's cameras with COLMAP and score them against the path
             (:mod:`vdm3d.metrics.colmap_poses`; the true frames are scored too, as the reference). Slow: a
             minute or more per video on one core.
@@ -195,7 +199,7 @@ def explore(rooms: Annotated[int, Range(1)] = 10, skip_rooms: Annotated[int, Ran
                                     fov_deg=float(cams.fov_x_deg[0]), depth_median=median, model=model, steps=steps,
                                     strength=strength, fit_steps=fit_steps, chunk=chunk, samples=samples,
                                     keep_valid=keep_valid, rim_px=rim_px, mean_steps=mean_steps,
-                                    nearest_sources=nearest_sources, cache_update=cache_update, seed=seed,
+                                    nearest_sources=nearest_sources, cache_update=cache_update, replay=replay, replay_pick=replay_pick, seed=seed,
                                     **{"hole_init": hole_init, "hole_strength": hole_strength, "residual": residual,
                                        "shrink": shrink, "max_correction": max_correction, **METHODS[m]})
                 res = run_explore(cfg, progress=None)
