@@ -44,17 +44,22 @@ constexpr int N_GRAD = 10;  // per-pair slots: means2d (2), conic (3), color (3)
 // reduction by ln 2 to do per pixel.
 constexpr float ROUNDER = 12582912.0f;  // 1.5 * 2^23: adding and subtracting it rounds |x| < 2^22 to an integer
 
-inline float exp2_nonpos(float x) {
-    x = std::max(x, -125.0f);  // 2^n stays a normal float and so does the result (no denormal assists)
-    const float n = (x + ROUNDER) - ROUNDER;  // x rounded to an integer (ties to even)
-    const float r = x - n;
-    float p = 1.53458124e-4f;
+// 2^r for |r| <= 1/2 by Horner's rule; T is float or a vector of floats (same operations, same bits).
+template <class T>
+inline T exp2_poly(T r) {
+    T p = T{} + 1.53458124e-4f;
     p = p * r + 1.33999309e-3f;
     p = p * r + 9.61848907e-3f;
     p = p * r + 5.55032864e-2f;
     p = p * r + 2.40226462e-1f;
     p = p * r + 6.93147182e-1f;
-    p = p * r + 1.0f;
+    return p * r + 1.0f;
+}
+
+inline float exp2_nonpos(float x) {
+    x = std::max(x, -125.0f);  // 2^n stays a normal float and so does the result (no denormal assists)
+    const float n = (x + ROUNDER) - ROUNDER;  // x rounded to an integer (ties to even)
+    const float p = exp2_poly(x - n);
     const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
     float scale;
     std::memcpy(&scale, &bits, sizeof scale);
@@ -78,14 +83,7 @@ inline vf splat(float x) { return vf{} + x; }
 inline vf exp2_nonpos(vf x) {
     x = x < -125.0f ? splat(-125.0f) : x;
     const vf n = (x + ROUNDER) - ROUNDER;
-    const vf r = x - n;
-    vf p = splat(1.53458124e-4f);
-    p = p * r + 1.33999309e-3f;
-    p = p * r + 9.61848907e-3f;
-    p = p * r + 5.55032864e-2f;
-    p = p * r + 2.40226462e-1f;
-    p = p * r + 6.93147182e-1f;
-    p = p * r + 1.0f;
+    const vf p = exp2_poly(x - n);
     const vi bits = (__builtin_convertvector(n, vi) + 127) << 23;
     vf scale;
     std::memcpy(&scale, &bits, sizeof scale);
