@@ -199,7 +199,8 @@ def explore(rooms: Annotated[int, Range(1)] = 10, skip_rooms: Annotated[int, Ran
                                     fov_deg=float(cams.fov_x_deg[0]), depth_median=median, model=model, steps=steps,
                                     strength=strength, fit_steps=fit_steps, chunk=chunk, samples=samples,
                                     keep_valid=keep_valid, rim_px=rim_px, mean_steps=mean_steps,
-                                    nearest_sources=nearest_sources, cache_update=cache_update, replay=replay, replay_pick=replay_pick, seed=seed,
+                                    nearest_sources=nearest_sources, cache_update=cache_update, replay=replay,
+                                    replay_pick=replay_pick, seed=seed,
                                     **{"hole_init": hole_init, "hole_strength": hole_strength, "residual": residual,
                                        "shrink": shrink, "max_correction": max_correction, **METHODS[m]})
                 res = run_explore(cfg, progress=None)

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Annotated, Callable, Literal
 
 import torch
+import torch.nn.functional as F
 import tyro
 from jaxtyping import Float
 from torch import Tensor
@@ -347,7 +348,8 @@ def generate_chunk(c: ExploreConfig, backbone, warp: Views, context: torch.Tenso
             # only the model's change to the fill is kept, in pixel space: the VAE's own round-trip error
             # on the fill (as large as the model's correction at 64 px) cancels
             changes = (start + draws - backbone.decode(x_clean)[0][:f]).clamp(0, 1) - start
-            frames = (start + guard_correction(changes, c.shrink, c.max_correction, backbone.spatial_factor)).clamp(0, 1)
+            change = guard_correction(changes, c.shrink, c.max_correction, backbone.spatial_factor)
+            frames = (start + change).clamp(0, 1)
         else:
             frames = draws.clamp(0, 1).mean(0)
     if c.keep_valid:
@@ -365,15 +367,13 @@ def guard_correction(changes: Float[Tensor, "S F H W 3"], shrink: float, max_cor
     ``|m|^2 / (|m|^2 + shrink var)``, ``var`` the variance of the mean estimated from the draws' spread
     (a Wiener gain: a change the draws agree on is kept, one they disagree on goes back toward the
     fill); then its length per pixel (RMS over the channels) is capped at ``max_correction``."""
-    import torch.nn.functional as F
-
     mean = changes.mean(0)
     n, f, h, w = changes.shape[:4]
     if shrink > 0 and n > 1:
         power = mean.pow(2).mean(-1)  # [F, H, W]
         var = changes.var(0).mean(-1) / n  # the variance of the mean of n draws
         if h % token == 0 and w % token == 0:  # pooled per token, where the model's estimate lives
-            power, var = (F.avg_pool2d(x[:, None], token)[:, 0].repeat_interleave(token, 1).repeat_interleave(token, 2)
+            power, var = (F.interpolate(F.avg_pool2d(x[:, None], token), scale_factor=token)[:, 0]
                           for x in (power, var))
         mean = mean * (power / (power + shrink * var).clamp_min(1e-12))[..., None]
     if max_correction < 1.0:
@@ -529,10 +529,12 @@ def absorb_chunk(c: ExploreConfig, state: ExploreState, plan: ChunkPlan, warp: V
             fit_views = Views(frames[: plan.context + plan.new], warp.cameras[: plan.context + plan.new],
                               depths=torch.cat([state.depths[-plan.context:], depths]),
                               origin=("input",) * plan.context + ("generated",) * plan.new)
-            old_ids = torch.tensor(replay_frames(c, plan, path) if path is not None else [], dtype=torch.long)
-            if len(old_ids):
-                fit_views = Views.cat([fit_views, Views(state.frames[old_ids], path[old_ids], depths=state.depths[old_ids],
-                                                        origin=tuple("input" if i == 0 else "generated" for i in old_ids.tolist()))])
+            replayed = replay_frames(c, plan, path) if path is not None else []
+            if replayed:
+                ids = torch.tensor(replayed)
+                origin = tuple("input" if i == 0 else "generated" for i in replayed)
+                fit_views = Views.cat([fit_views, Views(state.frames[ids], path[ids], depths=state.depths[ids],
+                                                        origin=origin)])
             cache = fit_cache(cache, fit_views, c.cache, seed=c.seed * 10_007 + plan.index, frozen=old)
         if c.cache_update == "new" and cache is not None:
             cache = cap_cache(cache, c.cache.max_total)

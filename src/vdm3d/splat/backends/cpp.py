@@ -134,7 +134,8 @@ def _per_gaussian_float32(log_scales: np.ndarray, logits: np.ndarray) -> tuple[n
     ``opac = sigmoid(logits)`` and the extent radius ``min(sqrt(2 ln(max(opac / alpha_min, 1))), 3.33)``."""
     scales = np.exp(log_scales)
     opac = 1.0 / (1.0 + np.exp(-logits))
-    r_exts = np.minimum(np.sqrt(2.0 * np.log(np.maximum(opac / np.float32(ALPHA_MIN), 1.0))), np.float32(MAX_EXTENT_SIGMA))
+    r_exts = np.minimum(np.sqrt(2.0 * np.log(np.maximum(opac / np.float32(ALPHA_MIN), 1.0))),
+                        np.float32(MAX_EXTENT_SIGMA))
     return scales, opac, r_exts
 
 
