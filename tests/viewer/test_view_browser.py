@@ -3,7 +3,7 @@
 The test starts ``vdm3d view splats.ply`` as a server, photographs the page in headless Chromium
 (Debian's ``chromium``; ``make system-deps`` installs it) and compares the screenshot with
 :func:`vdm3d.splat.render` from the page's first camera: the foreground overlaps, red lands left of
-blue as in the scene, and the drawn colours are the splats' colours. The screenshot is kept under
+blue as in the scene, and the drawn colours have the splats' hues. The screenshot is kept under
 pytest's tmp dir (its path is printed) as the test's artifact.
 """
 

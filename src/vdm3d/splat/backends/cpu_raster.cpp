@@ -478,7 +478,7 @@ void backward(uintptr_t means2d, uintptr_t conics, uintptr_t opacities, uintptr_
 // eight Gaussians per AVX2 instruction; ``GCC ivdep``, not ``omp simd``, whose per-lane copies of the
 // local arrays kept gcc from vectorizing. The backward's loops too (see cpp.py). ``cam`` is
 // numba_projection._camera_table's row: the w2c rows 0-2 (12 values), fx, fy, cx, cy, the camera centre (3).
-// ``scales``, ``opac``, ``r_ext`` are cpp.py's _per_gaussian_float32 arrays (numpy's vectorized exp/log).
+// ``scales``, ``opac``, ``r_ext`` are numba_projection._per_gaussian's arrays in float32 (numpy's vectorized exp/log).
 
 using real = float;  // the projection's arithmetic
 

@@ -419,13 +419,15 @@ class ProjectNumba(torch.autograd.Function):
         return (*(torch.from_numpy(g) for g in grads), None, None, None, None)
 
 
-def _per_gaussian(log_scales: np.ndarray, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The per-Gaussian transcendentals, in float64, as whole-array numpy ops (SIMD, ~0.5 ns an
-    element against ~10 ns for a scalar ``exp`` in the kernels): ``scales = exp(log_scales)``,
+def _per_gaussian(log_scales: np.ndarray, logits: np.ndarray, dtype: type = np.float64
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The per-Gaussian transcendentals, as whole-array numpy ops in ``dtype`` (SIMD, ~0.5 ns an
+    element against ~10 ns for a scalar ``exp`` in the kernels; float64 for these kernels, float32 for
+    the C++ ones, as :mod:`.torch_ref` computes them): ``scales = exp(log_scales)``,
     ``opac = sigmoid(logits)`` and the extent radius ``min(sqrt(2 ln(opac / (1/255))), 3.33)``."""
-    scales = np.exp(log_scales.astype(np.float64))
-    opac = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
-    r_exts = np.minimum(np.sqrt(2.0 * np.log(np.maximum(opac / ALPHA_MIN, 1.0))), MAX_EXTENT_SIGMA)
+    scales = np.exp(log_scales.astype(dtype, copy=False))
+    opac = 1.0 / (1.0 + np.exp(-logits.astype(dtype, copy=False)))
+    r_exts = np.minimum(np.sqrt(2.0 * np.log(np.maximum(opac / dtype(ALPHA_MIN), 1.0))), dtype(MAX_EXTENT_SIGMA))
     return scales, opac, r_exts
 
 
