@@ -1,6 +1,7 @@
 """Renderer: fast backends against the dense reference, gradient checks, closed-form cases."""
 
 import math
+from unittest import mock
 
 import pytest
 import torch
@@ -8,6 +9,7 @@ import torch
 from vdm3d.cameras import Cameras, look_at
 from vdm3d.errors import ConfigError, Vdm3dError
 from vdm3d.splat import Gaussians, render
+from vdm3d.splat.backends import cpp as cpp_backend
 from vdm3d.splat.backends import numba as compiled
 from vdm3d.splat.backends import torch as tiled
 from vdm3d.splat.backends.torch_ref import render_backend as render_ref
@@ -36,6 +38,9 @@ def render_with_grads(g, cams, cotangents, backend, **kw):
         out = tiled.render_backend(g, cams, 3, background.expand(2, 3), tile=4, chunk=64)
     elif backend == "numba-small-tiles":  # Gaussians spread over many tiles, lists of all lengths
         out = compiled.render_backend(g, cams, 3, background.expand(2, 3), tile=3)
+    elif backend == "cpp-32px-tiles":  # the C++ kernels' other tile size (chosen for images from 128 px)
+        with mock.patch.object(cpp_backend, "tile_size", lambda width, height: 32):
+            out = cpp_backend.render_backend(g, cams, g.sh_degree, background.expand(2, 3))
     else:
         out = render(g.to(kw.get("device", "cpu")), cams.to(kw.get("device", "cpu")), backend=backend,
                      background=background.to(kw.get("device", "cpu")))
@@ -47,7 +52,7 @@ def render_with_grads(g, cams, cotangents, backend, **kw):
 
 
 @pytest.mark.parametrize("backend", ["torch", "torch-small-tiles", "numba", "numba-small-tiles", "cpp",
-                                     pytest.param("gsplat", marks=pytest.mark.cuda)])
+                                     "cpp-32px-tiles", pytest.param("gsplat", marks=pytest.mark.cuda)])
 def test_fast_backend_matches_reference_forward_and_backward(backend):
     # gsplat clamps alpha at 0.999 and culls with integer radii: keep opacities low enough for both
     # to be irrelevant there; the torch backends are compared on the more opaque scene.
@@ -176,7 +181,7 @@ def test_empty_scene_shows_the_background(backend):
     assert out.alpha.abs().max() == 0 and out.depth.abs().max() == 0 and out.radii.shape == (1, 0)
 
 
-@pytest.mark.parametrize("backend", ["torch", "numba", "cpp"])
+@pytest.mark.parametrize("backend", ["torch", "numba", "cpp", "cpp-32px-tiles"])
 def test_behind_border_and_larger_than_image_match_reference(backend):
     # One Gaussian behind the camera, one straddling the left border, one centered just off the
     # bottom edge, one far larger than the image (its box is clipped, every pixel evaluates it), and
@@ -275,12 +280,15 @@ def test_cpp_binning_matches_numba():
     depths[::7] = depths[3]
     visible = torch.rand(n, generator=gen) < 0.6
     arrays = [t.contiguous().numpy() for t in (means2d, extents, depths, visible)]
-    bins = module.bin(*cpp._addrs(*arrays), n, width, height)
-    ref = compiled.bin_gaussians(*arrays, width, height, 16)
-    offsets, gauss = np.frombuffer(bins.offsets, np.int64), np.frombuffer(bins.gauss, np.int32)
-    assert np.array_equal(offsets, ref.offsets) and np.array_equal(gauss, ref.gauss) and len(gauss) > n // 3
-    listed = np.unique(ref.gauss)
-    assert np.array_equal(np.frombuffer(bins.boxes, np.int32).reshape(n, 4)[listed], ref.boxes[listed])
+    for tile in (16, 32):
+        bins = module.bin(*cpp._addrs(*arrays), n, width, height, tile)
+        ref = compiled.bin_gaussians(*arrays, width, height, tile)
+        offsets, gauss = np.frombuffer(bins.offsets, np.int64), np.frombuffer(bins.gauss, np.int32)
+        assert np.array_equal(offsets, ref.offsets) and np.array_equal(gauss, ref.gauss) and len(gauss) > n // 4
+        listed = np.unique(ref.gauss)
+        assert np.array_equal(np.frombuffer(bins.boxes, np.int32).reshape(n, 4)[listed], ref.boxes[listed])
+    with pytest.raises(ValueError, match="16 or 32"):
+        module.bin(*cpp._addrs(*arrays), n, width, height, 8)
 
 
 def test_cpp_falls_back_to_numba_for_float64_and_without_a_compiler(monkeypatch):
@@ -305,11 +313,14 @@ def test_cpp_falls_back_to_numba_for_float64_and_without_a_compiler(monkeypatch)
             assert torch.equal(grads[k], v), k
 
 
-def test_cpp_threads_give_the_same_result():
+@pytest.mark.parametrize("size", [(61, 47), (130, 128)])  # 16- and 32-pixel tiles
+def test_cpp_threads_give_the_same_result(size):
     # Tiles run in parallel, and each (tile, Gaussian) pair has its own gradient slot added up in pair
     # order afterwards: the result does not depend on the thread count.
-    g, cams = random_scene(n=200), two_cameras(width=61, height=47)
-    cot = {"rgb": torch.randn(2, 47, 61, 3), "depth": torch.randn(2, 47, 61), "alpha": torch.randn(2, 47, 61)}
+    (width, height), g = size, random_scene(n=200)
+    cams = two_cameras(width=width, height=height)
+    cot = {"rgb": torch.randn(2, height, width, 3), "depth": torch.randn(2, height, width),
+           "alpha": torch.randn(2, height, width)}
     before = torch.get_num_threads()
     results = []
     try:

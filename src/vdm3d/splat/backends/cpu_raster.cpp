@@ -8,7 +8,7 @@
 //   a pixel stops at the first Gaussian that would take its transmittance below t_min (that one is
 //   not blended); rgb = sum w c + (1 - A) background, depth = sum w z / A (0 where A <= 1e-6).
 //
-// Layout: every tile is TS x TS pixels; a Gaussian visits only the rows of its alpha >= alpha_min box
+// Layout: every tile is TS x TS pixels (TS = 16 or 32, chosen by cpp.py per image); a Gaussian visits only the rows of its alpha >= alpha_min box
 // inside the tile, and each row in steps of LANES pixels starting at the box's left edge, so a box of
 // up to 8 pixels is one step. The per-pixel state of a tile lives in small arrays whose rows are
 // padded to STRIDE = TS + LANES, so a step that starts near the right edge stays inside the array;
@@ -25,15 +25,13 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <stdexcept>
 #include <type_traits>
 #include <vector>
 
 namespace {
 
-constexpr int TS = 16;
 constexpr int LANES = 8;
-constexpr int STRIDE = TS + LANES;
-constexpr int CELLS = TS * STRIDE;
 constexpr int N_GRAD = 10;  // per-pair slots: means2d (2), conic (3), color (3), depth (1), opacity (1)
 
 // 2^x for x <= 0: x = n + r with n an integer and |r| <= 1/2 (exact), 2^r by a degree-6 polynomial
@@ -130,7 +128,9 @@ inline Box tile_box(const Scene& s, int i, int ox, int oy, int tw, int th) {
             std::min(b[3], oy + th - 1) - oy};
 }
 
+template <int TS>
 struct ForwardTile {
+    static constexpr int STRIDE = TS + LANES, CELLS = TS * STRIDE;
     alignas(64) float T[CELLS];  // negated once the pixel's walk has ended (|T| is its final value)
     alignas(64) float r[CELLS];
     alignas(64) float g[CELLS];
@@ -140,13 +140,15 @@ struct ForwardTile {
     alignas(64) int32_t stop[CELLS];  // one past the position of the last blended Gaussian
 };
 
+template <int TS>
 void forward_tile(const Scene& s, int t, const float* bg, float* out_rgb, float* out_depth, float* out_alpha,
                   float* T_final, int32_t* last) {
     const int64_t start = s.offsets[t], end = s.offsets[t + 1];
     const int ox = (t % s.tiles_x) * TS, oy = (t / s.tiles_x) * TS;
     const int tw = std::min(TS, s.width - ox), th = std::min(TS, s.height - oy);
-    ForwardTile st;
-    for (int c = 0; c < CELLS; ++c) {
+    ForwardTile<TS> st;
+    constexpr int STRIDE = ForwardTile<TS>::STRIDE;
+    for (int c = 0; c < ForwardTile<TS>::CELLS; ++c) {
         st.T[c] = 1.0f;
         st.r[c] = st.g[c] = st.b[c] = st.z[c] = st.w[c] = 0.0f;
         st.stop[c] = static_cast<int32_t>(start);
@@ -218,7 +220,9 @@ void forward_tile(const Scene& s, int t, const float* bg, float* out_rgb, float*
     }
 }
 
+template <int TS>
 struct BackwardTile {
+    static constexpr int STRIDE = TS + LANES, CELLS = TS * STRIDE;
     alignas(64) float T[CELLS];  // after the current Gaussian, walking back
     alignas(64) float S[CELLS];  // sum of g_j w_j over the blended Gaussians behind the current one
     alignas(64) float vr[CELLS];
@@ -229,13 +233,15 @@ struct BackwardTile {
     alignas(64) int32_t stop[CELLS];
 };
 
+template <int TS>
 void backward_tile(const Scene& s, int t, const float* bg, const float* alpha_img, const float* depth_img,
                    const float* T_final, const int32_t* last, const float* v_rgb, const float* v_depth,
                    const float* v_alpha, float* v_pairs) {
     const int64_t start = s.offsets[t], end_all = s.offsets[t + 1];
     const int ox = (t % s.tiles_x) * TS, oy = (t / s.tiles_x) * TS;
     const int tw = std::min(TS, s.width - ox), th = std::min(TS, s.height - oy);
-    BackwardTile st;
+    BackwardTile<TS> st;
+    constexpr int STRIDE = BackwardTile<TS>::STRIDE;
     std::memset(&st, 0, sizeof st);  // padding lanes: defined values (they are masked)
     int64_t row_end[TS], end = start;
     for (int ly = 0; ly < TS; ++ly) row_end[ly] = start;
@@ -342,7 +348,7 @@ T* ptr(uintptr_t a) {
 // Gaussians front to back; boxes[4 i : 4 i + 4] is Gaussian i's inclusive pixel box x0, x1, y0, y1 (only
 // read for the Gaussians in some list). Made by ``bin``, held by Python between the forward and the backward.
 struct Bins {
-    int width = 0, height = 0, tiles_x = 0, n_tiles = 0;
+    int tile = 16, width = 0, height = 0, tiles_x = 0, n_tiles = 0;
     std::vector<int64_t> offsets;
     std::vector<int32_t> gauss;
     std::vector<int32_t> boxes;
@@ -354,13 +360,15 @@ struct Bins {
 // to the list of every tile their box overlaps. The box holds the pixels whose centres (i + 0.5) lie within
 // [m - e, m + e], widened by a hair against rounding, in float64 as numba computes it.
 std::shared_ptr<Bins> bin(uintptr_t means2d_addr, uintptr_t extents_addr, uintptr_t depths_addr, uintptr_t visible_addr,
-                          int n, int width, int height) {
+                          int n, int width, int height, int tile) {
+    if (tile != 16 && tile != 32) throw std::invalid_argument("bin: the tile must be 16 or 32 pixels");
+    const int TS = tile;
     const float* means2d = ptr<const float>(means2d_addr);
     const float* extents = ptr<const float>(extents_addr);
     const uint32_t* keys = ptr<const uint32_t>(depths_addr);
     const uint8_t* visible = ptr<const uint8_t>(visible_addr);
     auto B = std::make_shared<Bins>();
-    B->width = width, B->height = height, B->tiles_x = (width + TS - 1) / TS;
+    B->tile = tile, B->width = width, B->height = height, B->tiles_x = (width + TS - 1) / TS;
     const int tiles_y = (height + TS - 1) / TS;
     B->n_tiles = B->tiles_x * tiles_y;
     std::vector<int32_t> order(n + 1), tmp;
@@ -411,6 +419,15 @@ std::shared_ptr<Bins> bin(uintptr_t means2d_addr, uintptr_t extents_addr, uintpt
     return B;
 }
 
+// The tile sizes the kernels are compiled for (``bin`` refuses others).
+template <class F>
+void by_tile(int tile, F&& f) {
+    if (tile == 32)
+        f(std::integral_constant<int, 32>{});
+    else
+        f(std::integral_constant<int, 16>{});
+}
+
 Scene make_scene(uintptr_t means2d, uintptr_t conics, uintptr_t opacities, uintptr_t colors, uintptr_t depths,
                  const Bins& bins, float alpha_max, float alpha_min, float t_min) {
     return {ptr<const float>(means2d), ptr<const float>(conics), ptr<const float>(opacities), ptr<const float>(colors),
@@ -422,10 +439,13 @@ void forward(uintptr_t means2d, uintptr_t conics, uintptr_t opacities, uintptr_t
              const Bins& bins, float alpha_max, float alpha_min, float t_min, uintptr_t background, uintptr_t out_rgb,
              uintptr_t out_depth, uintptr_t out_alpha, uintptr_t T_final, uintptr_t last, int threads) {
     const Scene s = make_scene(means2d, conics, opacities, colors, depths, bins, alpha_max, alpha_min, t_min);
+    by_tile(bins.tile, [&](auto ts) {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
-    for (int t = 0; t < bins.n_tiles; ++t)
-        forward_tile(s, t, ptr<const float>(background), ptr<float>(out_rgb), ptr<float>(out_depth),
-                     ptr<float>(out_alpha), ptr<float>(T_final), ptr<int32_t>(last));
+        for (int t = 0; t < bins.n_tiles; ++t)
+            forward_tile<decltype(ts)::value>(s, t, ptr<const float>(background), ptr<float>(out_rgb),
+                                              ptr<float>(out_depth), ptr<float>(out_alpha), ptr<float>(T_final),
+                                              ptr<int32_t>(last));
+    });
 }
 
 // The gradients [N, ...] of the five per-Gaussian inputs (every entry written): each tile writes its pairs'
@@ -441,11 +461,14 @@ void backward(uintptr_t means2d, uintptr_t conics, uintptr_t opacities, uintptr_
     const int64_t pairs = static_cast<int64_t>(bins.gauss.size());
     v_pairs.resize(static_cast<size_t>(pairs) * N_GRAD);
     float* vp = v_pairs.data();
+    by_tile(bins.tile, [&](auto ts) {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
-    for (int t = 0; t < bins.n_tiles; ++t)
-        backward_tile(s, t, ptr<const float>(background), ptr<const float>(alpha_img), ptr<const float>(depth_img),
-                      ptr<const float>(T_final), ptr<const int32_t>(last), ptr<const float>(v_rgb),
-                      ptr<const float>(v_depth), ptr<const float>(v_alpha), vp);
+        for (int t = 0; t < bins.n_tiles; ++t)
+            backward_tile<decltype(ts)::value>(s, t, ptr<const float>(background), ptr<const float>(alpha_img),
+                                               ptr<const float>(depth_img), ptr<const float>(T_final),
+                                               ptr<const int32_t>(last), ptr<const float>(v_rgb),
+                                               ptr<const float>(v_depth), ptr<const float>(v_alpha), vp);
+    });
     float* m = ptr<float>(v_means2d);
     float* cn = ptr<float>(v_conics);
     float* op = ptr<float>(v_opacities);
@@ -916,7 +939,6 @@ void project_backward(int n_cams, int n, int K, int degree, uintptr_t means, uin
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.doc() = "vdm3d's float32 tiled CPU rasterizer (binning, forward, backward) and EWA projection; see cpp.py.";
-    m.attr("TILE") = TS;
     auto bytes = [](const auto& v) {  // a copy, for tests: numpy.frombuffer reads it
         return pybind11::bytes(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(v[0]));
     };
