@@ -281,14 +281,14 @@ def test_cpp_binning_matches_numba():
     visible = torch.rand(n, generator=gen) < 0.6
     arrays = [t.contiguous().numpy() for t in (means2d, extents, depths, visible)]
     for tile in (16, 32):
-        bins = module.bin(*cpp._addrs(*arrays), n, width, height, tile)
+        bins = module.bin(*cpp._ptrs(*map(torch.from_numpy, arrays)), n, width, height, tile)
         ref = compiled.bin_gaussians(*arrays, width, height, tile)
         offsets, gauss = np.frombuffer(bins.offsets, np.int64), np.frombuffer(bins.gauss, np.int32)
         assert np.array_equal(offsets, ref.offsets) and np.array_equal(gauss, ref.gauss) and len(gauss) > n // 4
         listed = np.unique(ref.gauss)
         assert np.array_equal(np.frombuffer(bins.boxes, np.int32).reshape(n, 4)[listed], ref.boxes[listed])
     with pytest.raises(ValueError, match="16 or 32"):
-        module.bin(*cpp._addrs(*arrays), n, width, height, 8)
+        module.bin(*cpp._ptrs(*map(torch.from_numpy, arrays)), n, width, height, 8)
 
 
 def test_cpp_falls_back_to_numba_for_float64_and_without_a_compiler(monkeypatch):
@@ -353,3 +353,21 @@ def test_cpp_gradient_arrays_are_reused_only_once_released():
     for k, address in addresses.items():
         assert third[k].data_ptr() == address, k
         assert torch.equal(third[k], kept[k]), k
+
+
+def test_cpp_render_leaves_no_reference_cycle():
+    # The C++ backend's autograd nodes keep arrays, never their own output tensors: a render's tensors are
+    # freed as soon as the caller drops them, without waiting for the garbage collector.
+    import gc
+    import weakref
+
+    g = random_scene(n=50).requires_grad_()
+    gc.disable()
+    try:
+        out = render(g, two_cameras(), backend="cpp")
+        (out.rgb.sum() + out.depth.sum() + out.alpha.sum()).backward()
+        refs = [weakref.ref(t) for t in (out.rgb, out.depth, out.alpha, out.means2d, out.radii)]
+        del out
+        assert [r() is None for r in refs] == [True] * len(refs)
+    finally:
+        gc.enable()
