@@ -142,3 +142,35 @@ def test_a_signal_whose_exception_c_code_drops_is_raised_again(monkeypatch):
         restore()
     assert errors.pending_signal is None and sys.unraisablehook == dropped.append
     errors.raise_if_interrupted()  # nothing pending once the command is over
+
+
+def test_a_second_signal_does_not_cut_the_run_folders_cleanup_short(tmp_path, monkeypatch):
+    # A batch case can be stopped twice (its worker's death signal, then its driver's terminate): the
+    # second SIGTERM lands while the run folder removes itself, and must not leave half of it behind.
+    import shutil
+
+    import vdm3d.io.runs as runs
+    from vdm3d import errors
+    from vdm3d.cli.main import _terminate_as_interrupt
+
+    real_rmtree, signals_sent = shutil.rmtree, []
+
+    def rmtree_with_a_second_signal(path, *args, **kwargs):
+        signals_sent.append(os.kill(os.getpid(), signal.SIGTERM))  # delivered before the removal starts
+        return real_rmtree(path, *args, **kwargs)
+
+    restore = _terminate_as_interrupt()
+    try:
+        with pytest.raises(errors.Interrupted) as caught:
+            with runs.RunFolder(tmp_path / "run", config={"a": 1}, command=["vdm3d"]) as run:
+                (run.path / "frames").mkdir()
+                (run.path / "frames" / "0000.png").write_bytes(b"not a checkpoint")
+                monkeypatch.setattr(runs.shutil, "rmtree", rmtree_with_a_second_signal)
+                os.kill(os.getpid(), signal.SIGTERM)
+                for _ in range(10_000_000):  # the first signal's exception is raised in here
+                    pass
+        assert caught.value.signum == signal.SIGTERM and len(signals_sent) == 1
+        assert "nothing of" in caught.value.outcome
+    finally:
+        restore()
+    assert sorted(os.listdir(tmp_path)) == []  # no partial folder left: a batch sees "todo", not "restart"
