@@ -46,7 +46,7 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 240.0) -> Non
 def test_sigterm_keeps_the_object_checkpoint_and_resume_is_byte_identical(tmp_path):
     # All three runs are fresh processes with the same environment, as a user's command and its --resume
     # are: the test worker's own process has run other tests before (a CI run once saw an in-process
-    # reference differ from the resumed run by a few Gaussians, not reproduced in 30+ tries here).
+    # reference differ from the resumed run by a few Gaussians, not reproduced here).
     # the fit keeps the killed run busy for seconds after its orbit checkpoint, so the kill lands before it ends
     steps = 1000
     reference = tmp_path / "reference"
