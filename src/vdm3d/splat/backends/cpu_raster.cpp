@@ -316,14 +316,14 @@ void backward_tile(const Scene& s, int t, const float* bg, const float* alpha_im
                 const vf v_a = gw * Tb - Sc * inv;
                 store(st.S + c, valid ? Sc + gw * w : Sc);
                 store(st.T + c, valid ? Tb : Tc);
-                const vf wv = (valid ? splat(1.0f) : splat(0.0f)) * w;
+                const vf wv = valid ? w : splat(0.0f);
                 acc[5] += wv * r;
                 acc[6] += wv * g;
                 acc[7] += wv * b;
                 acc[8] += wv * z;
                 const vi grad = valid & (raw <= amax);  // clamped: no gradient through alpha
-                const vf vp = (grad ? splat(-0.5f) : splat(0.0f)) * alpha * v_a;
-                acc[9] += (grad ? splat(1.0f) : splat(0.0f)) * v_a * G;
+                const vf vp = grad ? -0.5f * alpha * v_a : splat(0.0f);
+                acc[9] += grad ? v_a * G : splat(0.0f);
                 const vf vpdx = vp * dx;
                 acc[0] += vpdx;
                 acc[1] += vp * dy;
