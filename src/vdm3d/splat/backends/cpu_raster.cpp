@@ -146,7 +146,6 @@ struct ForwardTile {
     alignas(64) float g[CELLS];
     alignas(64) float b[CELLS];
     alignas(64) float z[CELLS];
-    alignas(64) float w[CELLS];
     alignas(64) int32_t stop[CELLS];  // one past the position of the last blended Gaussian
 };
 
@@ -160,7 +159,7 @@ void forward_tile(const Scene& s, int t, const float* bg, float* out_rgb, float*
     constexpr int STRIDE = ForwardTile<TS>::STRIDE;
     for (int c = 0; c < ForwardTile<TS>::CELLS; ++c) {
         st.T[c] = 1.0f;
-        st.r[c] = st.g[c] = st.b[c] = st.z[c] = st.w[c] = 0.0f;
+        st.r[c] = st.g[c] = st.b[c] = st.z[c] = 0.0f;
         st.stop[c] = static_cast<int32_t>(start);
     }
     int row_live[TS];
@@ -189,7 +188,6 @@ void forward_tile(const Scene& s, int t, const float* bg, float* out_rgb, float*
                 float* __restrict__ gp = st.g + c;
                 float* __restrict__ bp = st.b + c;
                 float* __restrict__ zp = st.z + c;
-                float* __restrict__ wp = st.w + c;
                 int32_t* __restrict__ sp = st.stop + c;
                 for (int j = 0; j < LANES; ++j) {
                     const float dx = static_cast<float>(xs + j) - mx;
@@ -204,7 +202,6 @@ void forward_tile(const Scene& s, int t, const float* bg, float* out_rgb, float*
                     gp[j] += wgt * c1;
                     bp[j] += wgt * c2;
                     zp[j] += wgt * zi;
-                    wp[j] += wgt;
                     Tp[j] = blend ? Tn : (ends ? -Tc : Tc);
                     sp[j] = blend ? next : sp[j];
                     ended += ends;
@@ -218,7 +215,7 @@ void forward_tile(const Scene& s, int t, const float* bg, float* out_rgb, float*
         for (int lx = 0; lx < tw; ++lx) {
             const int c = ly * STRIDE + lx;
             const int64_t p = static_cast<int64_t>(oy + ly) * s.width + ox + lx;
-            const float a = st.w[c], rest = 1.0f - a;
+            const float a = 1.0f - std::fabs(st.T[c]), rest = 1.0f - a;
             out_rgb[3 * p] = st.r[c] + rest * bg[0];
             out_rgb[3 * p + 1] = st.g[c] + rest * bg[1];
             out_rgb[3 * p + 2] = st.b[c] + rest * bg[2];
