@@ -365,7 +365,7 @@ struct Bins {
 std::shared_ptr<Bins> bin(uintptr_t means2d_addr, uintptr_t extents_addr, uintptr_t depths_addr, uintptr_t visible_addr,
                           int n, int width, int height, int tile) {
     if (tile != 16 && tile != 32) throw std::invalid_argument("bin: the tile must be 16 or 32 pixels");
-    const int TS = tile;
+    const int TS = tile, log2_ts = tile == 32 ? 5 : 4;  // box corners are >= 0: a shift divides by the tile
     const float* means2d = ptr<const float>(means2d_addr);
     const float* extents = ptr<const float>(extents_addr);
     const uint32_t* keys = ptr<const uint32_t>(depths_addr);
@@ -374,27 +374,21 @@ std::shared_ptr<Bins> bin(uintptr_t means2d_addr, uintptr_t extents_addr, uintpt
     B->tile = tile, B->width = width, B->height = height, B->tiles_x = (width + TS - 1) / TS;
     const int tiles_y = (height + TS - 1) / TS;
     B->n_tiles = B->tiles_x * tiles_y;
-    std::vector<int32_t> order(n + 1), tmp;
+    // The visible Gaussians as (depth bits << 32 | index): the sort moves keys and indices together and
+    // reads them in sequence (indirect key loads, keys[order[j]], cost more than the wider moves).
+    std::vector<uint64_t> items(n), tmp;
     int m = 0;
     for (int i = 0; i < n; ++i) {  // branch-free: about half of them are visible, in no order
-        order[m] = i;
+        items[m] = static_cast<uint64_t>(keys[i]) << 32 | static_cast<uint32_t>(i);
         m += visible[i] != 0;
     }
-    order.resize(m);
-    tmp.resize(m);
-    for (int shift = 0; shift < 32 && m > 0; shift += 8) {
-        int64_t count[257] = {};
-        for (int j = 0; j < m; ++j) ++count[((keys[order[j]] >> shift) & 255) + 1];
-        if (count[1 + ((keys[order[0]] >> shift) & 255)] == m) continue;  // one byte value: nothing moves
-        for (int k = 0; k < 256; ++k) count[k + 1] += count[k];
-        for (int j = 0; j < m; ++j) tmp[count[(keys[order[j]] >> shift) & 255]++] = order[j];
-        order.swap(tmp);
-    }
+    items.resize(m);
+    // Boxes, and how many Gaussians each tile gets, in index order (the means and extents read in sequence).
     B->boxes.resize(4 * static_cast<size_t>(n));
     std::vector<int64_t>& offsets = B->offsets;
     offsets.assign(B->n_tiles + 1, 0);
     for (int j = 0; j < m; ++j) {
-        const int g = order[j];
+        const int g = static_cast<int32_t>(items[j]);
         const double mx = means2d[2 * g], my = means2d[2 * g + 1], ex = extents[2 * g], ey = extents[2 * g + 1];
         // clamped in float64 first, so that a huge extent cannot overflow the conversion to int
         const double x0 = std::max(std::ceil(mx - ex - 0.5 - 1e-3), 0.0), x1 = std::min(std::floor(mx + ex - 0.5 + 1e-3), width - 1.0);
@@ -406,18 +400,27 @@ std::shared_ptr<Bins> bin(uintptr_t means2d_addr, uintptr_t extents_addr, uintpt
         }
         box[0] = static_cast<int32_t>(x0), box[1] = static_cast<int32_t>(x1);
         box[2] = static_cast<int32_t>(y0), box[3] = static_cast<int32_t>(y1);
-        for (int ty = box[2] / TS; ty <= box[3] / TS; ++ty)
-            for (int tx = box[0] / TS; tx <= box[1] / TS; ++tx) ++offsets[ty * B->tiles_x + tx + 1];
+        for (int ty = box[2] >> log2_ts; ty <= box[3] >> log2_ts; ++ty)
+            for (int tx = box[0] >> log2_ts; tx <= box[1] >> log2_ts; ++tx) ++offsets[ty * B->tiles_x + tx + 1];
+    }
+    tmp.resize(m);
+    for (int shift = 32; shift < 64 && m > 0; shift += 8) {
+        int64_t count[257] = {};
+        for (int j = 0; j < m; ++j) ++count[((items[j] >> shift) & 255) + 1];
+        if (count[1 + ((items[0] >> shift) & 255)] == m) continue;  // one byte value: nothing moves
+        for (int k = 0; k < 256; ++k) count[k + 1] += count[k];
+        for (int j = 0; j < m; ++j) tmp[count[(items[j] >> shift) & 255]++] = items[j];
+        items.swap(tmp);
     }
     for (int t = 0; t < B->n_tiles; ++t) offsets[t + 1] += offsets[t];
     B->gauss.resize(offsets[B->n_tiles]);
     std::vector<int64_t> cursor(offsets.begin(), offsets.end() - 1);
     for (int j = 0; j < m; ++j) {
-        const int g = order[j];
+        const int g = static_cast<int32_t>(items[j]);
         const int32_t* box = B->boxes.data() + 4 * static_cast<int64_t>(g);
         if (box[1] < box[0]) continue;
-        for (int ty = box[2] / TS; ty <= box[3] / TS; ++ty)
-            for (int tx = box[0] / TS; tx <= box[1] / TS; ++tx) B->gauss[cursor[ty * B->tiles_x + tx]++] = g;
+        for (int ty = box[2] >> log2_ts; ty <= box[3] >> log2_ts; ++ty)
+            for (int tx = box[0] >> log2_ts; tx <= box[1] >> log2_ts; ++tx) B->gauss[cursor[ty * B->tiles_x + tx]++] = g;
     }
     return B;
 }
