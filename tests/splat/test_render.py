@@ -371,3 +371,20 @@ def test_cpp_render_leaves_no_reference_cycle():
         assert [r() is None for r in refs] == [True] * len(refs)
     finally:
         gc.enable()
+
+
+def test_cpp_unseen_degenerate_gaussian_gets_zero_gradients():
+    # A Gaussian no camera sees gets exact zeros, even with a zero quaternion and an infinite scale (whose
+    # chain rule alone would give 0 / 0 and 0 * inf); the seen ones keep finite, non-zero gradients. (numba's
+    # projection raises ZeroDivisionError on the zero quaternion instead.)
+    g = random_scene(n=30)
+    means, quats, log_scales = g.means.clone(), g.quats.clone(), g.log_scales.clone()
+    means[0] = torch.tensor([0.0, 0.0, 40.0])  # behind both cameras (they look at the origin from z < 0)
+    quats[0], log_scales[0] = 0.0, torch.tensor([100.0, 0.0, 0.0])
+    g = Gaussians(means, quats, log_scales, g.opacity_logits, g.sh)
+    cot = {"rgb": torch.randn(2, 29, 37, 3), "depth": torch.randn(2, 29, 37), "alpha": torch.randn(2, 29, 37)}
+    out, grads = render_with_grads(g, two_cameras(), cot, "cpp")
+    assert (out.radii[:, 0] == 0).all()
+    for k in ("means", "quats", "log_scales", "opacity_logits", "sh"):
+        assert torch.equal(grads[k][0], torch.zeros_like(grads[k][0])), k
+        assert torch.isfinite(grads[k]).all() and grads[k][1:].abs().max() > 0, k
