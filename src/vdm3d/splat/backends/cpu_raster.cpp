@@ -6,10 +6,11 @@
 //
 //   alpha = min(alpha_max, o exp(-0.5 d^T C d)), skipped below alpha_min; d = pixel centre (+0.5) - mean;
 //   a pixel stops at the first Gaussian that would take its transmittance below t_min (that one is
-//   not blended); rgb = sum w c + (1 - A) background, depth = sum w z / A (0 where A <= 1e-6).
+//   not blended); rgb = sum w c + (1 - A) background, depth = sum w z / A (0 where A <= 1e-6), with
+//   A = sum w computed as 1 - T (the same up to rounding, and one per-pixel sum fewer in the forward).
 //
-// Layout: every tile is TS x TS pixels (TS = 16 or 32, chosen by cpp.py per image); a Gaussian visits only the rows of its alpha >= alpha_min box
-// inside the tile, and each row in steps of LANES pixels starting at the box's left edge, so a box of
+// Layout: every tile is TS x TS pixels (TS = 16 or 32, cpp.py's tile_size chooses by image size); a
+// Gaussian visits only the rows of its alpha >= alpha_min box inside the tile, and each row in steps of LANES pixels starting at the box's left edge, so a box of
 // up to 8 pixels is one step. The per-pixel state of a tile lives in small arrays whose rows are
 // padded to STRIDE = TS + LANES, so a step that starts near the right edge stays inside the array;
 // lanes outside the box are masked (they write back what they read). Every lane computes the same
