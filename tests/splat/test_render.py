@@ -338,15 +338,16 @@ def test_cpp_threads_give_the_same_result(size):
 
 def test_cpp_gradient_arrays_are_reused_only_once_released():
     # The C++ backend hands a gradient array out again (warm pages instead of fresh ones) only when nothing
-    # refers to it any more: gradients a caller still holds are never overwritten by a later pass.
+    # refers to it any more: gradients a caller still holds are never overwritten by a later pass, and what
+    # a reused array held before (another pass's gradients) does not show in the next ones.
     g, cams = random_scene(n=200), two_cameras()
     cot = {"rgb": torch.randn(2, 29, 37, 3), "depth": torch.randn(2, 29, 37), "alpha": torch.randn(2, 29, 37)}
     _, first = render_with_grads(g, cams, cot, "cpp")
     kept = {k: v.clone() for k, v in first.items()}
-    out, second = render_with_grads(g, cams, cot, "cpp")
+    out, second = render_with_grads(g, cams, {k: -3.0 * v for k, v in cot.items()}, "cpp")
     for k in kept:
         assert first[k].data_ptr() != second[k].data_ptr(), k
-        assert torch.equal(first[k], kept[k]) and torch.equal(second[k], kept[k]), k
+        assert torch.equal(first[k], kept[k]) and not torch.equal(second[k], kept[k]), k
     addresses = {k: second[k].data_ptr() for k in ("means", "quats", "log_scales", "opacity_logits", "sh")}
     del out, second  # the render's graph holds the Gaussians, which hold their .grad
     _, third = render_with_grads(g, cams, cot, "cpp")
