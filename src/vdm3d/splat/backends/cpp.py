@@ -151,7 +151,8 @@ def _reused(key: str, like: Tensor) -> Tensor:
     heap to the system, so that a fresh array of several MB is fresh pages, zeroed by the kernel on first
     touch; at 20k Gaussians of SH degree 3, ``v_sh`` (3.8 MB) was 937 page faults a pass, 0.9 of the
     projection backward's 2.2 ms. The kernels write every entry, so what the array held before cannot
-    show."""
+    show. The cost: one array per gradient (the size of the last pass's gradients) stays allocated for the
+    process's life, or until a pass with other shapes replaces it."""
     a, shape = _spare.get(key), tuple(like.shape)
     if a is None or a.shape != shape or sys.getrefcount(a) > 3:  # _spare's, a's and getrefcount's argument
         a = _spare[key] = np.empty(shape, np.float32)
