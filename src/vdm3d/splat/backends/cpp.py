@@ -9,21 +9,22 @@ lists stay in C++, held by Python as an opaque ``Bins`` between the forward and 
 are 16 or 32 pixels square (:func:`tile_size`: 32 from 128 x 128 px, a third fewer (tile, Gaussian)
 pairs), never chosen by the thread count, so the results do not depend on it.
 
-* **Rasterizer**, float32: each row of a Gaussian's box inside a tile is evaluated ``LANES = 8``
-  pixels at a time by branch-free arithmetic (masks instead of ``continue``, ``exp`` as ``2^x`` by a
-  polynomial instead of a libm call, with ``-log2(e) / 2`` folded into the conic once per Gaussian:
-  6 % off the forward, 4 % off the backward), which gcc's auto-vectorizer turns into AVX2/AVX-512
-  instructions (``-O3 -march=native``). The backward's step is written with GCC's vector extensions
-  instead (types of 8 floats, which clang compiles too): auto-vectorized, its ten per-lane sums lived
-  on the stack, a load and a store each per step; as vector variables they stay in registers (8-10 %
-  off the backward, bit-identical results); its ten per-pair lane sums are shuffle trees (gcc's
-  in-order sum of a loop over the lanes was seven extracts and seven dependent adds each). ``2^x`` rounds by adding and subtracting 1.5 * 2^23
-  rather than by ``floor`` (6 % off the forward), the same in both kernels, so that the backward
-  recomputes the forward's alpha bit for bit. The numba kernels are scalar code that steps ``exp``
-  over the pixel lattice by products and branches per pixel: 4.3 ns (forward) and 5.5 ns (backward)
-  per pixel evaluation at 20k Gaussians, 128 px; these took 0.54x and 0.60x their time before this
-  session's changes, measured side by side (``numba``'s LLVM did not vectorize a lane-parallel version
-  profitably: docs/speed.md). Sums along a pixel are float32 as in gsplat and in ``torch_ref`` itself.
+* **Rasterizer**, float32: each row of a Gaussian's box inside a tile is evaluated ``LANES = 8`` pixels
+  at a time by branch-free arithmetic (masks instead of ``continue``, ``exp`` as ``2^x`` by a polynomial
+  instead of a libm call, with ``-log2(e) / 2`` folded into the conic once per Gaussian: 6 % off the
+  forward, 4 % off the backward), which gcc's auto-vectorizer turns into AVX2/AVX-512 instructions
+  (``-O3 -march=native``). The backward's step is written with GCC's vector extensions instead (types of
+  8 floats, which clang compiles too): auto-vectorized, its ten per-lane sums lived on the stack, a load
+  and a store each per step; as vector variables they stay in registers (8-10 % off the backward,
+  bit-identical results); its ten per-pair lane sums are shuffle trees (gcc's in-order sum of a loop
+  over the lanes was seven extracts and seven dependent adds each). ``2^x`` rounds by adding and
+  subtracting 1.5 * 2^23 rather than by ``floor`` (6 % off the forward), the same in both kernels, so
+  that the backward recomputes the forward's alpha bit for bit. The numba kernels are scalar code that
+  steps ``exp`` over the pixel lattice by products and branches per pixel: 4.3 ns (forward) and 5.5 ns
+  (backward) per pixel evaluation at 20k Gaussians, 128 px; these took 0.54x and 0.60x their time before
+  this session's changes, measured side by side (``numba``'s LLVM did not vectorize a lane-parallel
+  version profitably: docs/speed.md). Sums along a pixel are float32 as in gsplat and in ``torch_ref``
+  itself.
 * **Projection**, float32 arithmetic like :mod:`.torch_ref` (the parameters are float32). The forward's
   loop over Gaussians is branch-free and gcc vectorizes it (8 Gaussians per AVX2 instruction; it
   did not under ``omp simd``, whose per-lane copies of the local arrays have no affine address, so
@@ -169,7 +170,8 @@ class ProjectCpp(torch.autograd.Function):
                 eps2d: float):
         module = _load()
         params = [t.detach().contiguous() for t in (means, quats, log_scales, opacity_logits, sh)]
-        per_gaussian = _per_gaussian(params[2].numpy(), params[3].numpy(), np.float32)  # 0.06 vs 0.17 ms at 20k
+        # numpy's vectorized transcendentals in float32: 0.06 ms at 20k against 0.17 ms in float64
+        per_gaussian = _per_gaussian(params[2].numpy(), params[3].numpy(), np.float32)
         scales, opac, r_exts = (torch.from_numpy(a) for a in per_gaussian)
         cams = torch.from_numpy(_camera_table(cameras))
         B, N, K = cams.shape[0], params[0].shape[0], params[4].shape[1]
@@ -261,11 +263,13 @@ class RasterizeCpp(torch.autograd.Function):
         alpha, depth, T_final, last = ctx.saved
         alpha, depth = torch.from_numpy(alpha), torch.from_numpy(depth)
         cot = [t.to(torch.float32).contiguous() for t in (v_rgb, v_depth, v_alpha)]
-        grads = [_reused(f"raster{i}", a) for i, a in enumerate(arrays)]  # means2d, conics, opacities, colors, depths
+        # means2d, conics, opacities, colors, depths; the kernel writes every entry
+        grads = [_reused(f"raster{i}", a) for i, a in enumerate(arrays)]
         threads, N = torch.get_num_threads(), arrays[0].shape[1]
         for b, bins in enumerate(ctx.lists):
             module.backward(*_ptrs(*arrays, camera=b), bins, ALPHA_MAX, ALPHA_MIN, T_MIN, *_ptrs(bg, camera=b),
-                            *_ptrs(alpha, depth, T_final, last, *cot, camera=b), N, *_ptrs(*grads, camera=b), threads)
+                            *_ptrs(alpha, depth, T_final, last, *cot, camera=b), N, *_ptrs(*grads, camera=b),
+                            threads)
         v_background = None
         if ctx.needs_input_grad[5]:  # rgb = ... + (1 - A) background
             v_background = torch.einsum("bhwc,bhw->bc", v_rgb, 1.0 - alpha.to(v_rgb.dtype))
