@@ -153,6 +153,10 @@ class ExploreConfig:
     replay_pick: Literal["random", "nearest"] = "random"
     """with --replay: which earlier frames join frame 0: drawn at random, or those whose cameras come
     closest to the chunk's (on a return, what the way out saw at the same place)"""
+    valid_depth: Literal["estimate", "render"] = "estimate"
+    """a new frame's depth where the chunk's render was valid: the depth estimate aligned to the render
+    (scale and shift), or the render's own depth (the geometry the cache already holds; the estimate then
+    only places the holes' new Gaussians), so later validity checks and cache fits see one geometry there"""
     mask_threshold: Annotated[float, Range(0, 1)] = 0.5
     """validity threshold on alpha x geometric validity"""
     erode_px: Annotated[int, Range(0)] = 1
@@ -515,7 +519,10 @@ def absorb_chunk(c: ExploreConfig, state: ExploreState, plan: ChunkPlan, warp: V
         mask = warp.confidence[j].bool() if c.use_cache else torch.zeros_like(d, dtype=torch.bool)
         prev = state.depths[-1]
         fallback = float(prev[prev > 0].median()) if bool((prev > 0).any()) else c.depth_median
-        depths.append(align_depth(d, warp.depths[j], mask, fallback_scale=fallback)[0])
+        aligned = align_depth(d, warp.depths[j], mask, fallback_scale=fallback)[0]
+        if c.valid_depth == "render":
+            aligned = torch.where(mask & (warp.depths[j] > 0), warp.depths[j], aligned)
+        depths.append(aligned)
     depths = torch.stack(depths)
     cams_new = warp.cameras[new]
     cache = state.cache
