@@ -157,6 +157,11 @@ class ExploreConfig:
     """a new frame's depth where the chunk's render was valid: the depth estimate aligned to the render
     (scale and shift), or the render's own depth (the geometry the cache already holds; the estimate then
     only places the holes' new Gaussians), so later validity checks and cache fits see one geometry there"""
+    source_depth: Literal["stored", "render"] = "stored"
+    """the source views' depth in the validity check: the depth stored with each frame when it was made, or
+    the current cache rendered at the source cameras (the cache persists and is refitted, so a stored depth
+    can disagree with what the cache now holds there; WorldWarp rebuilds its cache from the sources' depths
+    every chunk, where the two are the same)"""
     mask_threshold: Annotated[float, Range(0, 1)] = 0.5
     """validity threshold on alpha x geometric validity"""
     erode_px: Annotated[int, Range(0)] = 1
@@ -317,7 +322,8 @@ def render_chunk(c: ExploreConfig, state: ExploreState, path: Cameras, plan: Chu
     out = render_views(state.cache, cams)
     src = torch.tensor(state.source_indices(c.sources, c.nearest_sources, path[: len(state.frames)], cams,
                                             c.depth_median))
-    geo = geometric_validity(out.depths, cams, state.depths[src], path[src], c.depth_tolerance)
+    src_depths = render_views(state.cache, path[src]).depths if c.source_depth == "render" else state.depths[src]
+    geo = geometric_validity(out.depths, cams, src_depths, path[src], c.depth_tolerance)
     valid = validity_mask(out.alphas, geo, c.mask_threshold, c.erode_px)
     return dataclasses.replace(out, confidence=valid.float())
 
