@@ -64,8 +64,10 @@ def test_killed_batch_reruns_only_the_missing_cases(tmp_path):
     log, _ = second.communicate(timeout=600)
     assert second.returncode == 0, log
     summary = {c["name"]: c for c in json.loads((out / "batch.json").read_text())["cases"]}
-    # SIGTERM lets b keep its orbit checkpoint (resume) or, before that checkpoint, remove its folder (todo)
-    assert summary["b"]["state"] in ("resume", "todo")
+    # SIGTERM lets b keep its orbit checkpoint (resume) or, before that checkpoint, remove its folder (todo);
+    # when Ray's raylet kills the exiting worker's children first (SIGKILL, seen in CI: b's log ends without
+    # the "interrupted by" line), the folder stays without a checkpoint and b starts again (restart)
+    assert summary["b"]["state"] in ("resume", "todo", "restart")
     assert [(summary[n]["state"], summary[n]["status"]) for n in "ac"] == [("done", "skipped"), ("todo", "ok")]
     assert summary["b"]["status"] == "ok"
     assert (out / "a" / "manifest.json").stat().st_mtime_ns == a_made  # finished work untouched

@@ -124,12 +124,16 @@ def _terminate_as_interrupt() -> Callable[[], None]:
     """Turn SIGTERM and SIGINT into :class:`~vdm3d.errors.Interrupted` (a KeyboardInterrupt) for the
     command's duration, so that a run folder keeps its checkpoint or removes itself, and says which. The
     signal is also remembered, so that a loop's :func:`~vdm3d.errors.raise_if_interrupted` ends the run
-    when the exception was raised inside a C callback and dropped. Returns the function that puts the
-    previous handlers back. A no-op off the main thread."""
+    when the exception was raised inside a C callback and dropped. Only the first signal raises: a second
+    one (a batch's worker and its driver both stopping the job, say) would otherwise cut short the run
+    folder's cleanup and leave a partial folder without its checkpoint; SIGKILL still ends a run that hangs.
+    Returns the function that puts the previous handlers back. A no-op off the main thread."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
 
     def handler(signum, frame):
+        if errors.pending_signal is not None:  # already stopping: let the unwinding finish
+            return
         errors.pending_signal = signum
         raise Interrupted(signum)
 

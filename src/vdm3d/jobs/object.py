@@ -326,9 +326,17 @@ def fit_lit(config: ObjectConfig, orbit: Views, init: Gaussians,
                            generated_weight=1.0, densify=densify, seed=config.seed)
     report = None
     if progress is not None:
+        since: list[tuple[float, float]] = []  # (loss, PSNR) of the steps since the last line
+
         def report(p: FitProgress) -> None:  # noqa: E306
+            # one step fits one view (the input one counts input_weight times): a line shows the mean of the
+            # steps since the previous one, not the last step's view, which swings by several dB
+            since.append((p.loss, p.psnr))
             if p.step % max(1, n // 5) == 0 or p.step == n:
-                progress(f"fit {p.step}/{p.steps}: loss {p.loss:.4f}, PSNR {p.psnr:.2f} dB, {p.num_gaussians} Gaussians")
+                loss, psnr_db = (sum(v) / len(since) for v in zip(*since))
+                progress(f"fit {p.step}/{p.steps}: loss {loss:.4f}, PSNR {psnr_db:.2f} dB (means over {len(since)} "
+                         f"steps), {p.num_gaussians} Gaussians")
+                since.clear()
     terms, light = fit_terms(config, orbit)
     between = None if light is None else (lambda _step, _g: light.step())
     fitted = fit_gaussians(orbit, init, fit_config, perceptual=perceptual, progress=report, extra_losses=terms,
