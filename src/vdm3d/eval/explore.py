@@ -106,7 +106,7 @@ def explore(rooms: Annotated[int, Range(1)] = 10, skip_rooms: Annotated[int, Ran
             steps: Annotated[int, Range(1)] = 10, strength: Annotated[float, Range(0, 1)] = 0.1,
             fit_steps: Annotated[int, Range(0)] = 60, chunk: Annotated[int, Range(1)] = 8,
             samples: Annotated[int, Range(1)] = 2, keep_valid: bool = True, rim_px: Annotated[int, Range(0)] = 2,
-            mean_steps: Annotated[int, Range(0)] = 1, nearest_sources: Annotated[int, Range(0)] = 8,
+            mean_steps: Annotated[int, Range(0)] = 1, nearest_sources: Annotated[int, Range(0)] = 16,
             hole_init: Literal["noise", "telea"] = "telea",
             hole_strength: Annotated[float, Range(0, 1, open_min=True)] = 0.5, residual: bool = True,
             shrink: Annotated[float, Range(0)] = 16.0, max_correction: Annotated[float, Range(0, open_min=True)] = 0.03,

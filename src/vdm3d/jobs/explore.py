@@ -170,9 +170,11 @@ class ExploreConfig:
     """relative depth error for geometric validity"""
     sources: Annotated[int, Range(1)] = 4
     """source views for the validity check: the start frame and the most recent frames"""
-    nearest_sources: Annotated[int, Range(0)] = 8
+    nearest_sources: Annotated[int, Range(0)] = 16
     """further source views for the validity check: the earlier frames whose cameras come closest to the
-    chunk's, so that a path returning to a place keeps what was made there instead of generating it again"""
+    chunk's, so that a path returning to a place keeps what was made there instead of generating it again.
+    16, chosen on the 12 validation rooms among 8, 16 and 32: revisits 29.00 -> 29.76 dB at the same PSNR
+    (docs/explore.md)"""
     strict: bool = False
     """refuse a path that fails the checks against the start depth (default: warn)"""
     fps: Annotated[float, Range(0, open_min=True)] = 12.0
