@@ -106,12 +106,14 @@ def explore(rooms: Annotated[int, Range(1)] = 10, skip_rooms: Annotated[int, Ran
             steps: Annotated[int, Range(1)] = 10, strength: Annotated[float, Range(0, 1)] = 0.1,
             fit_steps: Annotated[int, Range(0)] = 60, chunk: Annotated[int, Range(1)] = 8,
             samples: Annotated[int, Range(1)] = 2, keep_valid: bool = True, rim_px: Annotated[int, Range(0)] = 2,
-            mean_steps: Annotated[int, Range(0)] = 1, nearest_sources: Annotated[int, Range(0)] = 8,
+            mean_steps: Annotated[int, Range(0)] = 1, nearest_sources: Annotated[int, Range(0)] = 16,
             hole_init: Literal["noise", "telea"] = "telea",
             hole_strength: Annotated[float, Range(0, 1, open_min=True)] = 0.5, residual: bool = True,
             shrink: Annotated[float, Range(0)] = 16.0, max_correction: Annotated[float, Range(0, open_min=True)] = 0.03,
             cache_update: Literal["all", "new"] = "all", replay: Annotated[int, Range(0)] = 16,
             replay_pick: Literal["random", "nearest"] = "random",
+            valid_depth: Literal["estimate", "render"] = "estimate",
+            source_depth: Literal["stored", "render"] = "stored",
             camera_accuracy: bool = False, seed: int = 0,
             split: str = "heldout", out: Path | None = None, overwrite: bool = False) -> dict[str, Any]:
     """The explore job and its baselines on held-out room loops (see the module docstring).
@@ -145,6 +147,10 @@ def explore(rooms: Annotated[int, Range(1)] = 10, skip_rooms: Annotated[int, Ran
         cache_update: which Gaussians the job's cache fit moves (the job's ``--cache-update``; every method alike).
         replay: earlier frames refitted in each cache update (the job's ``--replay``; every method alike).
         replay_pick: which earlier frames are refitted (the job's ``--replay-pick``; every method alike).
+        valid_depth: a new frame's depth on its valid pixels, the aligned estimate or the cache's render (the
+            job's ``--valid-depth``; every method alike).
+        source_depth: the source views' depth in the validity check, stored with each frame or the current
+            cache's render (the job's ``--source-depth``; every method alike).
         camera_accuracy: also recover each video's cameras with COLMAP and score them against the path
             (:mod:`vdm3d.metrics.colmap_poses`; the true frames are scored too, as the reference). Slow: a
             minute or more per video on one core.
@@ -200,7 +206,8 @@ def explore(rooms: Annotated[int, Range(1)] = 10, skip_rooms: Annotated[int, Ran
                                     strength=strength, fit_steps=fit_steps, chunk=chunk, samples=samples,
                                     keep_valid=keep_valid, rim_px=rim_px, mean_steps=mean_steps,
                                     nearest_sources=nearest_sources, cache_update=cache_update, replay=replay,
-                                    replay_pick=replay_pick, seed=seed,
+                                    replay_pick=replay_pick, valid_depth=valid_depth,
+                                    source_depth=source_depth, seed=seed,
                                     **{"hole_init": hole_init, "hole_strength": hole_strength, "residual": residual,
                                        "shrink": shrink, "max_correction": max_correction, **METHODS[m]})
                 res = run_explore(cfg, progress=None)

@@ -153,6 +153,15 @@ class ExploreConfig:
     replay_pick: Literal["random", "nearest"] = "random"
     """with --replay: which earlier frames join frame 0: drawn at random, or those whose cameras come
     closest to the chunk's (on a return, what the way out saw at the same place)"""
+    valid_depth: Literal["estimate", "render"] = "estimate"
+    """a new frame's depth where the chunk's render was valid: the depth estimate aligned to the render
+    (scale and shift), or the render's own depth (the geometry the cache already holds; the estimate then
+    only places the holes' new Gaussians), so later validity checks and cache fits see one geometry there"""
+    source_depth: Literal["stored", "render"] = "stored"
+    """the source views' depth in the validity check: the depth stored with each frame when it was made, or
+    the current cache rendered at the source cameras (the cache persists and is refitted, so a stored depth
+    can disagree with what the cache now holds there; WorldWarp rebuilds its cache from the sources' depths
+    every chunk, where the two are the same)"""
     mask_threshold: Annotated[float, Range(0, 1)] = 0.5
     """validity threshold on alpha x geometric validity"""
     erode_px: Annotated[int, Range(0)] = 1
@@ -161,9 +170,11 @@ class ExploreConfig:
     """relative depth error for geometric validity"""
     sources: Annotated[int, Range(1)] = 4
     """source views for the validity check: the start frame and the most recent frames"""
-    nearest_sources: Annotated[int, Range(0)] = 8
+    nearest_sources: Annotated[int, Range(0)] = 16
     """further source views for the validity check: the earlier frames whose cameras come closest to the
-    chunk's, so that a path returning to a place keeps what was made there instead of generating it again"""
+    chunk's, so that a path returning to a place keeps what was made there instead of generating it again.
+    16, chosen on the 12 validation rooms among 8, 16 and 32: revisits 29.00 -> 29.76 dB at the same PSNR
+    (docs/explore.md)"""
     strict: bool = False
     """refuse a path that fails the checks against the start depth (default: warn)"""
     fps: Annotated[float, Range(0, open_min=True)] = 12.0
@@ -313,7 +324,8 @@ def render_chunk(c: ExploreConfig, state: ExploreState, path: Cameras, plan: Chu
     out = render_views(state.cache, cams)
     src = torch.tensor(state.source_indices(c.sources, c.nearest_sources, path[: len(state.frames)], cams,
                                             c.depth_median))
-    geo = geometric_validity(out.depths, cams, state.depths[src], path[src], c.depth_tolerance)
+    src_depths = render_views(state.cache, path[src]).depths if c.source_depth == "render" else state.depths[src]
+    geo = geometric_validity(out.depths, cams, src_depths, path[src], c.depth_tolerance)
     valid = validity_mask(out.alphas, geo, c.mask_threshold, c.erode_px)
     return dataclasses.replace(out, confidence=valid.float())
 
@@ -515,7 +527,10 @@ def absorb_chunk(c: ExploreConfig, state: ExploreState, plan: ChunkPlan, warp: V
         mask = warp.confidence[j].bool() if c.use_cache else torch.zeros_like(d, dtype=torch.bool)
         prev = state.depths[-1]
         fallback = float(prev[prev > 0].median()) if bool((prev > 0).any()) else c.depth_median
-        depths.append(align_depth(d, warp.depths[j], mask, fallback_scale=fallback)[0])
+        aligned = align_depth(d, warp.depths[j], mask, fallback_scale=fallback)[0]
+        if c.valid_depth == "render":
+            aligned = torch.where(mask & (warp.depths[j] > 0), warp.depths[j], aligned)
+        depths.append(aligned)
     depths = torch.stack(depths)
     cams_new = warp.cameras[new]
     cache = state.cache
