@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> list[dict]:
     threads.set_threads(args.threads)
     scene = read_scene(FERN, Split())
     config = stretched_config(args.steps, args.backend, args.max_gaussians)
-    config = dataclasses.replace(config, checkpoint_every=args.eval_every)
+    config = dataclasses.replace(config, checkpoint_every=args.eval_every,
+                                 seed=config.seed if args.seed is None else args.seed)
     ckpt, curve = args.out / "checkpoint", args.out / "curve.jsonl"
     state, rows = None, []
     if args.resume and (ckpt / "state.json").is_file():
@@ -105,6 +106,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--backend", default="auto")
     p.add_argument("--max-gaussians", type=int, default=None, help="Gaussian budget (default: vdm3d fit's)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="the fit's seed (views, patches; default: vdm3d fit's), for run-to-run variation")
     p.add_argument("--out", type=Path, default=Path("runs/bench/fern_curve"))
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--plot", type=Path, default=None, help="also draw the curve into this PNG")

@@ -1,6 +1,7 @@
 """Renderer: fast backends against the dense reference, gradient checks, closed-form cases."""
 
 import math
+from unittest import mock
 
 import pytest
 import torch
@@ -8,6 +9,7 @@ import torch
 from vdm3d.cameras import Cameras, look_at
 from vdm3d.errors import ConfigError, Vdm3dError
 from vdm3d.splat import Gaussians, render
+from vdm3d.splat.backends import cpp as cpp_backend
 from vdm3d.splat.backends import numba as compiled
 from vdm3d.splat.backends import torch as tiled
 from vdm3d.splat.backends.torch_ref import render_backend as render_ref
@@ -36,6 +38,9 @@ def render_with_grads(g, cams, cotangents, backend, **kw):
         out = tiled.render_backend(g, cams, 3, background.expand(2, 3), tile=4, chunk=64)
     elif backend == "numba-small-tiles":  # Gaussians spread over many tiles, lists of all lengths
         out = compiled.render_backend(g, cams, 3, background.expand(2, 3), tile=3)
+    elif backend == "cpp-32px-tiles":  # the C++ kernels' other tile size (chosen for images from 128 px)
+        with mock.patch.object(cpp_backend, "tile_size", lambda width, height: 32):
+            out = cpp_backend.render_backend(g, cams, g.sh_degree, background.expand(2, 3))
     else:
         out = render(g.to(kw.get("device", "cpu")), cams.to(kw.get("device", "cpu")), backend=backend,
                      background=background.to(kw.get("device", "cpu")))
@@ -47,7 +52,7 @@ def render_with_grads(g, cams, cotangents, backend, **kw):
 
 
 @pytest.mark.parametrize("backend", ["torch", "torch-small-tiles", "numba", "numba-small-tiles", "cpp",
-                                     pytest.param("gsplat", marks=pytest.mark.cuda)])
+                                     "cpp-32px-tiles", pytest.param("gsplat", marks=pytest.mark.cuda)])
 def test_fast_backend_matches_reference_forward_and_backward(backend):
     # gsplat clamps alpha at 0.999 and culls with integer radii: keep opacities low enough for both
     # to be irrelevant there; the torch backends are compared on the more opaque scene.
@@ -176,7 +181,7 @@ def test_empty_scene_shows_the_background(backend):
     assert out.alpha.abs().max() == 0 and out.depth.abs().max() == 0 and out.radii.shape == (1, 0)
 
 
-@pytest.mark.parametrize("backend", ["torch", "numba", "cpp"])
+@pytest.mark.parametrize("backend", ["torch", "numba", "cpp", "cpp-32px-tiles"])
 def test_behind_border_and_larger_than_image_match_reference(backend):
     # One Gaussian behind the camera, one straddling the left border, one centered just off the
     # bottom edge, one far larger than the image (its box is clipped, every pixel evaluates it), and
@@ -275,12 +280,15 @@ def test_cpp_binning_matches_numba():
     depths[::7] = depths[3]
     visible = torch.rand(n, generator=gen) < 0.6
     arrays = [t.contiguous().numpy() for t in (means2d, extents, depths, visible)]
-    bins = module.bin(*cpp._addrs(*arrays), n, width, height)
-    ref = compiled.bin_gaussians(*arrays, width, height, 16)
-    offsets, gauss = np.frombuffer(bins.offsets, np.int64), np.frombuffer(bins.gauss, np.int32)
-    assert np.array_equal(offsets, ref.offsets) and np.array_equal(gauss, ref.gauss) and len(gauss) > n // 3
-    listed = np.unique(ref.gauss)
-    assert np.array_equal(np.frombuffer(bins.boxes, np.int32).reshape(n, 4)[listed], ref.boxes[listed])
+    for tile in (16, 32):
+        bins = module.bin(*cpp._ptrs(*map(torch.from_numpy, arrays)), n, width, height, tile)
+        ref = compiled.bin_gaussians(*arrays, width, height, tile)
+        offsets, gauss = np.frombuffer(bins.offsets, np.int64), np.frombuffer(bins.gauss, np.int32)
+        assert np.array_equal(offsets, ref.offsets) and np.array_equal(gauss, ref.gauss) and len(gauss) > n // 4
+        listed = np.unique(ref.gauss)
+        assert np.array_equal(np.frombuffer(bins.boxes, np.int32).reshape(n, 4)[listed], ref.boxes[listed])
+    with pytest.raises(ValueError, match="16 or 32"):
+        module.bin(*cpp._ptrs(*map(torch.from_numpy, arrays)), n, width, height, 8)
 
 
 def test_cpp_falls_back_to_numba_for_float64_and_without_a_compiler(monkeypatch):
@@ -305,11 +313,14 @@ def test_cpp_falls_back_to_numba_for_float64_and_without_a_compiler(monkeypatch)
             assert torch.equal(grads[k], v), k
 
 
-def test_cpp_threads_give_the_same_result():
+@pytest.mark.parametrize("size", [(61, 47), (130, 128)])  # 16- and 32-pixel tiles
+def test_cpp_threads_give_the_same_result(size):
     # Tiles run in parallel, and each (tile, Gaussian) pair has its own gradient slot added up in pair
     # order afterwards: the result does not depend on the thread count.
-    g, cams = random_scene(n=200), two_cameras(width=61, height=47)
-    cot = {"rgb": torch.randn(2, 47, 61, 3), "depth": torch.randn(2, 47, 61), "alpha": torch.randn(2, 47, 61)}
+    (width, height), g = size, random_scene(n=200)
+    cams = two_cameras(width=width, height=height)
+    cot = {"rgb": torch.randn(2, height, width, 3), "depth": torch.randn(2, height, width),
+           "alpha": torch.randn(2, height, width)}
     before = torch.get_num_threads()
     results = []
     try:
@@ -323,3 +334,59 @@ def test_cpp_threads_give_the_same_result():
         assert torch.equal(getattr(a, k), getattr(b, k)), k
     for k in ga:
         assert torch.equal(ga[k], gb[k]), k
+
+
+def test_cpp_gradient_arrays_are_reused_only_once_released():
+    # The C++ backend hands a gradient array out again (warm pages instead of fresh ones) only when nothing
+    # refers to it any more: gradients a caller still holds are never overwritten by a later pass, and what
+    # a reused array held before (another pass's gradients) does not show in the next ones.
+    g, cams = random_scene(n=200), two_cameras()
+    cot = {"rgb": torch.randn(2, 29, 37, 3), "depth": torch.randn(2, 29, 37), "alpha": torch.randn(2, 29, 37)}
+    _, first = render_with_grads(g, cams, cot, "cpp")
+    kept = {k: v.clone() for k, v in first.items()}
+    out, second = render_with_grads(g, cams, {k: -3.0 * v for k, v in cot.items()}, "cpp")
+    for k in kept:
+        assert first[k].data_ptr() != second[k].data_ptr(), k
+        assert torch.equal(first[k], kept[k]) and not torch.equal(second[k], kept[k]), k
+    addresses = {k: second[k].data_ptr() for k in ("means", "quats", "log_scales", "opacity_logits", "sh")}
+    del out, second  # the render's graph holds the Gaussians, which hold their .grad
+    _, third = render_with_grads(g, cams, cot, "cpp")
+    for k, address in addresses.items():
+        assert third[k].data_ptr() == address, k
+        assert torch.equal(third[k], kept[k]), k
+
+
+def test_cpp_render_leaves_no_reference_cycle():
+    # The C++ backend's autograd nodes keep arrays, never their own output tensors: a render's tensors are
+    # freed as soon as the caller drops them, without waiting for the garbage collector.
+    import gc
+    import weakref
+
+    g = random_scene(n=50).requires_grad_()
+    gc.disable()
+    try:
+        out = render(g, two_cameras(), backend="cpp")
+        (out.rgb.sum() + out.depth.sum() + out.alpha.sum()).backward()
+        refs = [weakref.ref(t) for t in (out.rgb, out.depth, out.alpha, out.means2d, out.radii)]
+        del out
+        assert [r() is None for r in refs] == [True] * len(refs)
+    finally:
+        gc.enable()
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in exp:RuntimeWarning")  # the infinite scale
+def test_cpp_unseen_degenerate_gaussian_gets_zero_gradients():
+    # A Gaussian no camera sees gets exact zeros, even with a zero quaternion and an infinite scale (whose
+    # chain rule alone would give 0 / 0 and 0 * inf); the seen ones keep finite, non-zero gradients. (numba's
+    # projection raises ZeroDivisionError on the zero quaternion instead.)
+    g = random_scene(n=30)
+    means, quats, log_scales = g.means.clone(), g.quats.clone(), g.log_scales.clone()
+    means[0] = torch.tensor([0.0, 0.0, 40.0])  # behind both cameras (they look at the origin from z < 0)
+    quats[0], log_scales[0] = 0.0, torch.tensor([100.0, 0.0, 0.0])
+    g = Gaussians(means, quats, log_scales, g.opacity_logits, g.sh)
+    cot = {"rgb": torch.randn(2, 29, 37, 3), "depth": torch.randn(2, 29, 37), "alpha": torch.randn(2, 29, 37)}
+    out, grads = render_with_grads(g, two_cameras(), cot, "cpp")
+    assert (out.radii[:, 0] == 0).all()
+    for k in ("means", "quats", "log_scales", "opacity_logits", "sh"):
+        assert torch.equal(grads[k][0], torch.zeros_like(grads[k][0])), k
+        assert torch.isfinite(grads[k]).all() and grads[k][1:].abs().max() > 0, k

@@ -3,24 +3,28 @@
 ``cpu_raster.cpp`` beside this file holds the twins of the ``numba`` backend's kernels, with exactly
 the rules of :mod:`.torch_ref` (the numba docstrings describe the tiles, the front-to-back walk, the
 backward's recovery of the transmittances and the per-pair gradient slots; the C++ follows them line
-for line), the binning included (:func:`.numba.bin_gaussians`'s radix sort and tile lists: 0.51 against
-0.73 ms at 20k Gaussians; the lists stay in C++, held by Python as an opaque ``Bins`` between the
-forward and the backward).
+for line), the binning included (:func:`.numba.bin_gaussians`'s radix sort and tile lists, sorting
+``depth bits << 32 | index`` items read in sequence: 0.39 against numba's 0.73 ms at 20k Gaussians; the
+lists stay in C++, held by Python as an opaque ``Bins`` between the forward and the backward). Tiles
+are 16 or 32 pixels square (:func:`tile_size`: 32 from 128 x 128 px, a third fewer (tile, Gaussian)
+pairs), never chosen by the thread count, so the results do not depend on it.
 
-* **Rasterizer**, float32: each row of a Gaussian's box inside a tile is evaluated ``LANES = 8``
-  pixels at a time by branch-free arithmetic (masks instead of ``continue``, ``exp`` as ``2^x`` by a
-  polynomial instead of a libm call, with ``-log2(e) / 2`` folded into the conic once per Gaussian:
-  6 % off the forward, 4 % off the backward), which gcc's auto-vectorizer turns into AVX2/AVX-512
-  instructions (``-O3 -march=native``). The backward's step is written with GCC's vector extensions
-  instead (types of 8 floats, which clang compiles too): auto-vectorized, its ten per-lane sums lived
-  on the stack, a load and a store each per step; as vector variables they stay in registers (8-10 %
-  off the backward, bit-identical results). ``2^x`` rounds by adding and subtracting 1.5 * 2^23
-  rather than by ``floor`` (6 % off the forward), the same in both kernels, so that the backward
-  recomputes the forward's alpha bit for bit. The numba kernels are scalar code that steps ``exp``
-  over the pixel lattice by products and branches per pixel: 4.3 ns (forward) and 5.5 ns (backward)
-  per pixel evaluation at 20k Gaussians, 128 px; these took 0.54x and 0.60x their time before this
-  session's changes, measured side by side (``numba``'s LLVM did not vectorize a lane-parallel version
-  profitably: docs/speed.md). Sums along a pixel are float32 as in gsplat and in ``torch_ref`` itself.
+* **Rasterizer**, float32: each row of a Gaussian's box inside a tile is evaluated ``LANES = 8`` pixels
+  at a time by branch-free arithmetic (masks instead of ``continue``, ``exp`` as ``2^x`` by a polynomial
+  instead of a libm call, with ``-log2(e) / 2`` folded into the conic once per Gaussian: 6 % off the
+  forward, 4 % off the backward), which gcc's auto-vectorizer turns into AVX2/AVX-512 instructions
+  (``-O3 -march=native``). The backward's step is written with GCC's vector extensions instead (types of
+  8 floats, which clang compiles too): auto-vectorized, its ten per-lane sums lived on the stack, a load
+  and a store each per step; as vector variables they stay in registers (8-10 % off the backward,
+  bit-identical results); its ten per-pair lane sums are shuffle trees (gcc's in-order sum of a loop
+  over the lanes was seven extracts and seven dependent adds each). ``2^x`` rounds by adding and
+  subtracting 1.5 * 2^23 rather than by ``floor`` (6 % off the forward), the same in both kernels, so
+  that the backward recomputes the forward's alpha bit for bit. The numba kernels are scalar code that
+  steps ``exp`` over the pixel lattice by products and branches per pixel: 4.3 ns (forward) and 5.5 ns
+  (backward) per pixel evaluation at 20k Gaussians, 128 px; these took 0.54x and 0.60x their time before
+  this session's changes, measured side by side (``numba``'s LLVM did not vectorize a lane-parallel
+  version profitably: docs/speed.md). Sums along a pixel are float32 as in gsplat and in ``torch_ref``
+  itself.
 * **Projection**, float32 arithmetic like :mod:`.torch_ref` (the parameters are float32). The forward's
   loop over Gaussians is branch-free and gcc vectorizes it (8 Gaussians per AVX2 instruction; it
   did not under ``omp simd``, whose per-lane copies of the local arrays have no affine address, so
@@ -31,6 +35,9 @@ forward and the backward).
   could not vectorize, and its SH-coefficient rows are written in a second loop, one contiguous row of
   ``3 K`` floats per Gaussian. Every gradient entry is written by the kernels (no zero-filled arrays),
   and their scratch is each thread's own, inside the C++.
+* **Around the kernels**: raw addresses come from ``Tensor.data_ptr`` (numpy's ``ctypes.data`` cost
+  16x more, ~70 times a pass), and each gradient array is reused once nothing refers to it any more
+  (:func:`_reused`: a fresh 3.8 MB ``v_sh`` was 937 page faults a pass).
 
 Built on first use with :func:`torch.utils.cpp_extension.load` (pybind11 only, no torch headers:
 about 15-25 s on 2 cores), cached by torch under ``TORCH_EXTENSIONS_DIR`` (default
@@ -49,6 +56,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import sys
 import warnings
 from pathlib import Path
 
@@ -118,13 +126,38 @@ def available() -> tuple[bool, str]:
     return _load() is not None, str(_state.get("reason", ""))
 
 
-def _addr(a: np.ndarray) -> int:
-    assert a.flags.c_contiguous, "the kernels read C-contiguous arrays"
-    return a.ctypes.data
+def _ptrs(*tensors: Tensor, camera: int = 0) -> list[int]:
+    """The addresses of contiguous CPU tensors' data, each at the slice ``[camera]`` of its leading axis
+    when ``camera`` is given: the kernels take raw addresses. ``Tensor.data_ptr`` costs 0.05 us where
+    numpy's ``ctypes.data`` costs 0.8 us, and a pass passes about 70 of them."""
+    out = []
+    for t in tensors:
+        assert t.is_contiguous(), "the kernels read C-contiguous arrays"
+        out.append(t.data_ptr() + camera * t.stride(0) * t.element_size() if camera else t.data_ptr())
+    return out
 
 
-def _addrs(*arrays: np.ndarray) -> list[int]:
-    return [_addr(a) for a in arrays]
+def _empty(shape: tuple[int, ...], dtype: type) -> Tensor:
+    return torch.from_numpy(np.empty(shape, dtype))
+
+
+_spare: dict[str, np.ndarray] = {}
+
+
+def _reused(key: str, like: Tensor) -> Tensor:
+    """An uninitialized float32 tensor shaped like ``like`` for the gradient ``key``: the array handed out
+    for it last time if nothing outside this cache refers to it any more (its tensor, the ``.grad`` that
+    took it over and every view of it are gone: a tensor from :func:`torch.from_numpy` holds a reference
+    to its array), else a fresh one, which is kept for next time. Why: glibc returns the freed top of its
+    heap to the system, so that a fresh array of several MB is fresh pages, zeroed by the kernel on first
+    touch; at 20k Gaussians of SH degree 3, ``v_sh`` (3.8 MB) was 937 page faults a pass, 0.9 of the
+    projection backward's 2.2 ms. The kernels write every entry, so what the array held before cannot
+    show. The cost: one array per gradient (the size of the last pass's gradients) stays allocated for the
+    process's life, or until a pass with other shapes replaces it."""
+    a, shape = _spare.get(key), tuple(like.shape)
+    if a is None or a.shape != shape or sys.getrefcount(a) > 3:  # _spare's, a's and getrefcount's argument
+        a = _spare[key] = np.empty(shape, np.float32)
+    return torch.from_numpy(a)
 
 
 class ProjectCpp(torch.autograd.Function):
@@ -136,37 +169,40 @@ class ProjectCpp(torch.autograd.Function):
     def forward(ctx, means, quats, log_scales, opacity_logits, sh, cameras: Cameras, degree: int, near: float,
                 eps2d: float):
         module = _load()
-        params = [t.detach().contiguous().numpy() for t in (means, quats, log_scales, opacity_logits, sh)]
-        scales, opac, r_exts = _per_gaussian(params[2], params[3], np.float32)  # 0.06 vs 0.17 ms at 20k
-        cams = _camera_table(cameras)
+        params = [t.detach().contiguous() for t in (means, quats, log_scales, opacity_logits, sh)]
+        # numpy's vectorized transcendentals in float32: 0.06 ms at 20k against 0.17 ms in float64
+        per_gaussian = _per_gaussian(params[2].numpy(), params[3].numpy(), np.float32)
+        scales, opac, r_exts = (torch.from_numpy(a) for a in per_gaussian)
+        cams = torch.from_numpy(_camera_table(cameras))
         B, N, K = cams.shape[0], params[0].shape[0], params[4].shape[1]
-        means2d, conics = np.empty((B, N, 2), np.float32), np.empty((B, N, 3), np.float32)
-        depths, opacs = np.empty((B, N), np.float32), np.empty((B, N), np.float32)
-        colors, extents = np.empty((B, N, 3), np.float32), np.empty((B, N, 2), np.float32)
-        visible, radii = np.empty((B, N), np.bool_), np.empty((B, N), np.int32)
-        inputs = _addrs(params[0], params[1], scales, opac, r_exts, params[4], cams)
-        outputs = _addrs(means2d, conics, depths, opacs, colors, extents, visible, radii)
+        f32 = np.float32
+        means2d, conics, depths = _empty((B, N, 2), f32), _empty((B, N, 3), f32), _empty((B, N), f32)
+        opacs, colors, extents = _empty((B, N), f32), _empty((B, N, 3), f32), _empty((B, N, 2), f32)
+        visible_array = np.empty((B, N), np.bool_)
+        visible, radii = torch.from_numpy(visible_array), _empty((B, N), np.int32)
+        inputs = _ptrs(params[0], params[1], scales, opac, r_exts, params[4], cams)
+        outputs = _ptrs(means2d, conics, depths, opacs, colors, extents, visible, radii)
         module.project_forward(B, N, K, degree, *inputs, cameras.width, cameras.height, near, eps2d, ALPHA_MIN,
                                *outputs)
-        ctx.params, ctx.per_gaussian, ctx.cams, ctx.visible = params, (scales, opac), cams, visible
+        # ctx keeps the array, not the tensor: an output kept on its own ctx is a reference cycle (tensor ->
+        # node -> ctx -> tensor) that only the garbage collector frees
+        ctx.params, ctx.per_gaussian, ctx.cams, ctx.visible = params, (scales, opac), cams, visible_array
         ctx.consts = (degree, cameras.width, cameras.height, near, eps2d)
-        out = [torch.from_numpy(a) for a in (means2d, conics, depths, opacs, colors, extents, visible, radii)]
-        ctx.mark_non_differentiable(*out[5:])
-        return tuple(out)
+        ctx.mark_non_differentiable(extents, visible, radii)
+        return means2d, conics, depths, opacs, colors, extents, visible, radii
 
     @staticmethod
     def backward(ctx, v_means2d, v_conics, v_depths, v_opac, v_colors, *_):
         module = _load()
         params = ctx.params
         degree, width, height, near, eps2d = ctx.consts
-        cot = [t.detach().to(torch.float32).contiguous().numpy()
-               for t in (v_means2d, v_conics, v_depths, v_opac, v_colors)]
+        cot = [t.to(torch.float32).contiguous() for t in (v_means2d, v_conics, v_depths, v_opac, v_colors)]
         N, K = params[0].shape[0], params[4].shape[1]
-        grads = [np.empty_like(p) for p in params]  # the kernel writes every entry
-        inputs = _addrs(params[0], params[1], *ctx.per_gaussian, params[4], ctx.cams)
+        grads = [_reused(f"project{i}", p) for i, p in enumerate(params)]  # the kernel writes every entry
+        inputs = _ptrs(params[0], params[1], *ctx.per_gaussian, params[4], ctx.cams)
         module.project_backward(ctx.cams.shape[0], N, K, degree, *inputs, width, height, near, eps2d,
-                                _addr(ctx.visible), *_addrs(*cot), *_addrs(*grads))
-        return (*(torch.from_numpy(g) for g in grads), None, None, None, None)
+                                *_ptrs(torch.from_numpy(ctx.visible), *cot, *grads))
+        return (*grads, None, None, None, None)
 
 
 def project_gaussians_cpp(gaussians: Gaussians, cameras: Cameras, sh_degree: int, near: float = NEAR_PLANE,
@@ -182,6 +218,16 @@ def project_gaussians_cpp(gaussians: Gaussians, cameras: Cameras, sh_degree: int
     return Projected(means2d, conics, depths, opac, colors, extents, visible, radii)
 
 
+def tile_size(width: int, height: int) -> int:
+    """The rasterizer's square tile, in pixels: 32 where the image holds at least 16 such tiles (from
+    128 x 128 px), else 16. Larger tiles split fewer Gaussians' boxes at tile edges: at 20k Gaussians,
+    128 px, 8 % fewer 8-pixel steps and a third fewer (tile, Gaussian) pairs, whose setup and lane sums
+    are per-pair costs (a pass 4-8 % faster, both kernels). Smaller images keep 16-pixel tiles so that
+    threads still have 16 tiles to share. It depends on the image alone, never on the thread count, so
+    results stay the same whatever the threads."""
+    return 32 if (width // 32) * (height // 32) >= 16 else 16
+
+
 class RasterizeCpp(torch.autograd.Function):
     """``(means2d, conics, opacities, colors, depths [B, N, ...] float32, background [B, 3]) -> (rgb [B, H, W, 3],
     depth [B, H, W], alpha [B, H, W])``, the finished images of every camera, with the analytic
@@ -191,39 +237,43 @@ class RasterizeCpp(torch.autograd.Function):
     def forward(ctx, means2d, conics, opacities, colors, depths, background, extents, visible, width: int,
                 height: int):
         module = _load()
-        arrays = [t.detach().contiguous().numpy() for t in (means2d, conics, opacities, colors, depths)]
-        bg = background.detach().to(torch.float32).contiguous().numpy()
-        ext, vis = extents.contiguous().numpy(), visible.contiguous().numpy()
-        B, H, W = arrays[0].shape[0], height, width
-        rgb, depth = np.empty((B, H, W, 3), np.float32), np.empty((B, H, W), np.float32)
-        alpha, T_final, last = np.empty((B, H, W), np.float32), np.empty((B, H, W), np.float32), np.empty((B, H, W),
-                                                                                                          np.int32)
-        threads, N = torch.get_num_threads(), arrays[0].shape[1]
+        arrays = [t.contiguous() for t in (means2d, conics, opacities, colors, depths)]
+        bg = background.to(torch.float32).contiguous()
+        ext, vis = extents.contiguous(), visible.contiguous()
+        B, H, W, N = arrays[0].shape[0], height, width, arrays[0].shape[1]
+        alpha_array, depth_array = np.empty((B, H, W), np.float32), np.empty((B, H, W), np.float32)
+        rgb, depth, alpha = _empty((B, H, W, 3), np.float32), torch.from_numpy(depth_array), torch.from_numpy(
+            alpha_array)
+        T_final, last = _empty((B, H, W), np.float32), _empty((B, H, W), np.int32)
+        threads, tile = torch.get_num_threads(), tile_size(W, H)
         lists = []
         for b in range(B):
-            bins = module.bin(*_addrs(arrays[0][b], ext[b], arrays[4][b], vis[b]), N, W, H)
+            bins = module.bin(*_ptrs(arrays[0], ext, arrays[4], vis, camera=b), N, W, H, tile)
             lists.append(bins)
-            module.forward(*_addrs(*(a[b] for a in arrays)), bins, ALPHA_MAX, ALPHA_MIN, T_MIN, _addr(bg[b]),
-                           *_addrs(rgb[b], depth[b], alpha[b], T_final[b], last[b]), threads)
-        ctx.lists, ctx.arrays, ctx.bg, ctx.saved = lists, arrays, bg, (alpha, depth, T_final, last)
-        return torch.from_numpy(rgb), torch.from_numpy(depth), torch.from_numpy(alpha)
+            module.forward(*_ptrs(*arrays, camera=b), bins, ALPHA_MAX, ALPHA_MIN, T_MIN, *_ptrs(bg, camera=b),
+                           *_ptrs(rgb, depth, alpha, T_final, last, camera=b), threads)
+        # the arrays behind the returned alpha and depth, not those tensors (see ProjectCpp.forward)
+        ctx.lists, ctx.arrays, ctx.bg, ctx.saved = lists, arrays, bg, (alpha_array, depth_array, T_final, last)
+        return rgb, depth, alpha
 
     @staticmethod
     def backward(ctx, v_rgb, v_depth, v_alpha):
         module = _load()
         arrays, bg = ctx.arrays, ctx.bg
         alpha, depth, T_final, last = ctx.saved
-        cot = [t.detach().to(torch.float32).contiguous().numpy() for t in (v_rgb, v_depth, v_alpha)]
-        grads = [np.empty_like(a) for a in arrays]  # means2d, conics, opacities, colors, depths
+        alpha, depth = torch.from_numpy(alpha), torch.from_numpy(depth)
+        cot = [t.to(torch.float32).contiguous() for t in (v_rgb, v_depth, v_alpha)]
+        # means2d, conics, opacities, colors, depths; the kernel writes every entry
+        grads = [_reused(f"raster{i}", a) for i, a in enumerate(arrays)]
         threads, N = torch.get_num_threads(), arrays[0].shape[1]
         for b, bins in enumerate(ctx.lists):
-            module.backward(*_addrs(*(a[b] for a in arrays)), bins, ALPHA_MAX, ALPHA_MIN, T_MIN, _addr(bg[b]),
-                            *_addrs(alpha[b], depth[b], T_final[b], last[b], *(c[b] for c in cot)), N,
-                            *_addrs(*(g[b] for g in grads)), threads)
+            module.backward(*_ptrs(*arrays, camera=b), bins, ALPHA_MAX, ALPHA_MIN, T_MIN, *_ptrs(bg, camera=b),
+                            *_ptrs(alpha, depth, T_final, last, *cot, camera=b), N, *_ptrs(*grads, camera=b),
+                            threads)
         v_background = None
         if ctx.needs_input_grad[5]:  # rgb = ... + (1 - A) background
-            v_background = torch.einsum("bhwc,bhw->bc", v_rgb, 1.0 - torch.from_numpy(alpha).to(v_rgb.dtype))
-        return (*(torch.from_numpy(g) for g in grads), v_background, None, None, None, None)
+            v_background = torch.einsum("bhwc,bhw->bc", v_rgb, 1.0 - alpha.to(v_rgb.dtype))
+        return (*grads, v_background, None, None, None, None)
 
 
 def render_backend(gaussians: Gaussians, cameras: Cameras, sh_degree: int, background: Tensor) -> RenderOutput:
