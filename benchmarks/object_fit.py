@@ -84,10 +84,10 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(args.worker, args.threads, args.out)))
         return
-    runs: dict[str, list[dict]] = {"torch": [], "numba": []}
+    runs: dict[str, list[dict]] = {"torch": [], "default": []}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
-            for backend in (("torch", "numba") if r % 2 == 0 else ("numba", "torch")):
+            for backend in (("torch", "default") if r % 2 == 0 else ("default", "torch")):
                 cmd = [sys.executable, __file__, "--worker", backend, "--threads", str(args.threads),
                        "--out", str(Path(tmp) / backend)]
                 env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
@@ -113,14 +113,14 @@ def main() -> None:
         key = "total_cpu" if stage == "total" else "cpu"
         wkey = "total_wall" if stage == "total" else "wall"
         st = None if stage == "total" else stage
-        b, a = med("torch", key, st), med("numba", key, st)
-        print(f"| {stage} | {b:.1f} ({med('torch', wkey, st):.1f}) | {a:.1f} ({med('numba', wkey, st):.1f}) | "
+        b, a = med("torch", key, st), med("default", key, st)
+        print(f"| {stage} | {b:.1f} ({med('torch', wkey, st):.1f}) | {a:.1f} ({med('default', wkey, st):.1f}) | "
               f"{b / a:.1f}x |")
-    steps = runs["numba"][0]["fit_steps"]
+    steps = runs["default"][0]["fit_steps"]
     print(f"\nthe fitting stage per step ({steps} steps), CPU ms, median of {args.rounds} rounds")
     print("| part | torch (before) | default (after) | ratio |\n|---|---|---|---|")
     for part in PARTS:
-        b, a = (statistics.median(r["fit_parts"].get(part, 0.0) for r in runs[k]) / steps * 1e3 for k in ("torch", "numba"))
+        b, a = (statistics.median(r["fit_parts"].get(part, 0.0) for r in runs[k]) / steps * 1e3 for k in ("torch", "default"))
         print(f"| {part} | {b:.1f} | {a:.1f} | {b / a:.1f}x |" if a > 0 else f"| {part} | {b:.1f} | {a:.1f} | |")
 
 
