@@ -43,7 +43,8 @@ from torch import Tensor
 from vdm3d.cameras.camera import Cameras
 from vdm3d.cameras.extend import ExtendMode
 from vdm3d.errors import ConfigError, InputError
-from vdm3d.jobs.explore_state import STATE_FILE, ChunkPlan, ExploreState, chunk_plans, load_state, save_state
+from vdm3d.jobs.explore_state import (STATE_FILE, ChunkPlan, ExploreState, chunk_plans, load_state, pose_distance,
+                                     save_state)
 from vdm3d.options import Range
 from vdm3d.recon.cache import CacheConfig
 from vdm3d.views import Views
@@ -496,8 +497,6 @@ def replay_frames(c: ExploreConfig, plan: ChunkPlan, path: Cameras | None = None
     random``; the draw has its own generator seeded by the chunk, so a resumed run draws the same frames and
     the run's other random numbers do not move), or the ones whose cameras come closest to the chunk's
     (``nearest``, which needs ``path``)."""
-    from vdm3d.jobs.explore_state import pose_distance
-
     earlier = plan.frame_ids[0]  # frames 0 .. earlier - 1 are older than the chunk's context
     if c.replay <= 0 or earlier < 1:
         return []
