@@ -160,10 +160,11 @@ def test_a_second_signal_does_not_cut_the_run_folders_cleanup_short(tmp_path, mo
     from vdm3d import errors
     from vdm3d.cli.main import _terminate_as_interrupt
 
-    real_rmtree, signals_sent = shutil.rmtree, []
+    real_rmtree, signalled = shutil.rmtree, []
 
     def rmtree_with_a_second_signal(path, *args, **kwargs):
-        signals_sent.append(os.kill(os.getpid(), signal.SIGTERM))  # delivered before the removal starts
+        signalled.append(path)
+        os.kill(os.getpid(), signal.SIGTERM)  # delivered before the removal starts
         return real_rmtree(path, *args, **kwargs)
 
     restore = _terminate_as_interrupt()
@@ -176,7 +177,7 @@ def test_a_second_signal_does_not_cut_the_run_folders_cleanup_short(tmp_path, mo
                 os.kill(os.getpid(), signal.SIGTERM)
                 for _ in range(10_000_000):  # the first signal's exception is raised in here
                     pass
-        assert caught.value.signum == signal.SIGTERM and len(signals_sent) == 1
+        assert caught.value.signum == signal.SIGTERM and len(signalled) == 1
         assert "nothing of" in caught.value.outcome
     finally:
         restore()
