@@ -368,7 +368,8 @@ def object_command(config: Annotated[EvalObjectConfig, tyro.conf.arg(name="")]) 
 
 
 def orbit_frames(model: str = "tiny", checkpoint: Path | None = None, objects: Annotated[int, Range(1)] = 20,
-                 split: Split = "val", proxy_maps: bool = False, layout: ClipLayout = "consecutive",
+                 split: Split = "val", proxy_maps: bool = False,
+                 carry: Literal["inflate", "depth", "depth+back", "exact-depth", "exact-depth+back"] = "inflate", layout: ClipLayout = "consecutive",
                  steps: Annotated[int | None, Range(1)] = None, guidance_scale: Annotated[float | None, Range(0)] = None,
                  seed: int = 0, out: Path | None = None, overwrite: bool = False) -> dict:
     """The object job's orbit frames against exact renders, per azimuth offset from the input view.
@@ -385,7 +386,12 @@ def orbit_frames(model: str = "tiny", checkpoint: Path | None = None, objects: A
             weights, so a run can be scored while it trains.
         objects: number of objects.
         split: ``val`` (for choosing settings) or ``heldout``.
-        proxy_maps: give the backbone the inflated-silhouette proxy maps.
+        proxy_maps: give the backbone the input carried into each view (the maps slot), and score those
+            maps alone too, composited on white (``warp_psnr``, ``warp_ssim``).
+        carry: what carries the input with ``proxy_maps``: the balloon inflated from its silhouette, the
+            depth estimated by the shipped object-depth model (visible surface alone, or with the balloon's
+            back), or the input view's exact z-depth (``exact-``: an oracle, the procedural renderer's), to
+            measure what better depth in the maps is worth.
         layout: clips of consecutive or interleaved views (:class:`~vdm3d.jobs.object_orbit.BackboneOrbit`).
         steps: override the preset's sampler steps.
         guidance_scale: override the preset's guidance.
@@ -395,7 +401,7 @@ def orbit_frames(model: str = "tiny", checkpoint: Path | None = None, objects: A
     """
     from vdm3d.jobs.object_orbit import BackboneOrbit, OrbitPlan
     from vdm3d.models.registry import load_backbone
-    from vdm3d.train.datasets import ObjectSetConfig, load_or_build
+    from vdm3d.train.datasets import ObjectSetConfig, load_object_depth, load_or_build
     from vdm3d.train.orbit import checkpoint_backbone
 
     preset = PRESETS["tiny"][1]
@@ -403,36 +409,49 @@ def orbit_frames(model: str = "tiny", checkpoint: Path | None = None, objects: A
         job.tiny_orbit_model() if model == "tiny" else model)
     source = BackboneOrbit(bb, steps=steps or preset.steps, sigma_max=preset.sigma_max, guidance=preset.guidance,
                            guidance_scale=preset.guidance_scale if guidance_scale is None else guidance_scale,
-                           proxy_maps=proxy_maps, layout=layout)
+                           proxy_maps=proxy_maps, carry="inflate" if carry == "inflate" else carry.removeprefix("exact-"),
+                           layout=layout)
     data = load_or_build(ObjectSetConfig(count=objects, split=split), None)
+    depth = load_object_depth(ObjectSetConfig(count=objects, split=split), None) if carry.startswith("exact-") else None
     rgb = torch.from_numpy(data["rgb"]).float() / 255  # [N, V, H, W, 3]
     n, v, res = rgb.shape[0], rgb.shape[1], rgb.shape[2]
     K = torch.from_numpy(data["K"]).float()
     zeros = torch.zeros(v)
     scores: dict[str, list[torch.Tensor]] = {"psnr": [], "ssim": [], "copy_psnr": [], "copy_ssim": []}
+    if proxy_maps:
+        scores.update(warp_psnr=[], warp_ssim=[])
     for i in range(n):
         cams = Cameras(K.expand(v, 3, 3), torch.from_numpy(data["c2w"][i]).float(), res, res)
         plan = OrbitPlan(cams, 0, zeros, torch.arange(v) * 360.0 / v)
+        if depth is not None:
+            source.input_depth = torch.from_numpy(depth[i, 0].astype(np.float32))
         frames = source.generate(rgb[i, 0], plan, torch.Generator().manual_seed(seed + i))[1:]
         target, copy = rgb[i, 1:], rgb[i, :1].expand(v - 1, -1, -1, -1)
         scores["psnr"].append(psnr(frames, target))
         scores["ssim"].append(ssim(frames, target))
         scores["copy_psnr"].append(psnr(copy, target))
         scores["copy_ssim"].append(ssim(copy, target))
+        if proxy_maps:  # the maps alone: the carried pixels on white
+            from vdm3d.jobs.object_orbit import reference_alpha
+
+            maps = source.carried(rgb[i, 0], reference_alpha(rgb[i, 0]), cams[[0]], cams[1:].reshape(1, v - 1))[0]
+            warp = maps[..., :3] + (1 - maps[..., 3:4])
+            scores["warp_psnr"].append(psnr(warp, target))
+            scores["warp_ssim"].append(ssim(warp, target))
     per = {k: torch.stack(x).mean(0) for k, x in scores.items()}  # per offset, over objects
     offsets = [round(360 * k / v) for k in range(1, v)]
     result = {"model": bb.name if checkpoint is None else str(checkpoint), "objects": n, "split": split,
-              "proxy_maps": proxy_maps, "layout": layout, "steps": source.steps, "guidance_scale": source.guidance_scale,
+              "proxy_maps": proxy_maps, "carry": carry, "layout": layout, "steps": source.steps, "guidance_scale": source.guidance_scale,
               **{k: round(float(t.mean()), 4) for k, t in per.items()},
               "per_offset": {str(o): {k: round(float(t[j]), 3) for k, t in per.items()} for j, o in enumerate(offsets)}}
     head = "| offset (deg) | " + " | ".join(map(str, offsets)) + " | mean |"
     lines = [head, "|" + "---|" * (len(offsets) + 2)]
     for k in scores:
         lines.append(f"| {k} | " + " | ".join(f"{float(x):.2f}" for x in per[k]) + f" | {float(per[k].mean()):.3f} |")
-    print(f"orbit frames of {result['model']}, {n} {split} objects (proxy maps {proxy_maps}, {layout}):")
+    print(f"orbit frames of {result['model']}, {n} {split} objects (proxy maps {proxy_maps}, carry {carry}, {layout}):")
     print("\n".join(lines))
     if out is not None:
-        with RunFolder(out, config=dict(model=model, checkpoint=checkpoint, objects=objects, split=split),
+        with RunFolder(out, config=dict(model=model, checkpoint=checkpoint, objects=objects, split=split, carry=carry),
                        seed=seed, overwrite=overwrite) as run:
             run.record(result=result)
     return result
