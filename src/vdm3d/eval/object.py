@@ -75,6 +75,9 @@ OPTIONS: dict[str, dict] = {
     "texture-refine": {"texture": "uv", "texture_size": 256, "texture_refine_steps": 100},
     "video": {"backbone": "tiny-video"},
     "proxy": {"proxy_maps": True},
+    "depth-maps": {"proxy_maps": True, "carry": "depth"},
+    "depth-back-maps": {"proxy_maps": True, "carry": "depth+back"},
+    "inflate-maps": {"proxy_maps": True, "carry": "inflate"},
     "no-proxy": {"proxy_maps": False},
     "interleaved": {"clip_layout": "interleaved"},
     "consecutive": {"clip_layout": "consecutive"},
@@ -130,7 +133,8 @@ class EvalObjectConfig:
     options: tuple[str, ...] = ()
     """also run the job with each of these options on the same cases, one row each: illumination,
     depth-prior, normal-prior, estimator-prior, priors, uv, texture-refine, video (the shared tiny video model
-    as the orbit backbone), proxy, no-proxy, interleaved,
+    as the orbit backbone), proxy, no-proxy, depth-maps, depth-back-maps (the input carried by the object-depth
+    model's estimate of its depth), inflate-maps, interleaved,
     consecutive, input-weight-12, alpha-weight-2, l1 (3DGS's 0.8 L1 + 0.2 D-SSIM), steps-1-l1, steps-1, steps-2,
     frames-9
     (mesh PSNR renders the
@@ -277,7 +281,7 @@ def orbit_source(config: EvalObjectConfig, job_config: ObjectConfig, scene: Scen
     c = job_config
     return BackboneOrbit(checkpoint_backbone(config.checkpoint), steps=c.steps, sigma_max=c.sigma_max,
                          guidance=c.guidance, guidance_scale=c.guidance_scale, min_guidance_scale=c.min_guidance_scale,
-                         proxy_maps=c.proxy_maps, layout=c.clip_layout)
+                         proxy_maps=c.proxy_maps, layout=c.clip_layout, **job.depth_carry(c))
 
 
 def mesh_renders(mesh: trimesh.Trimesh, cameras: Cameras) -> torch.Tensor:
@@ -369,7 +373,8 @@ def object_command(config: Annotated[EvalObjectConfig, tyro.conf.arg(name="")]) 
 
 def orbit_frames(model: str = "tiny", checkpoint: Path | None = None, objects: Annotated[int, Range(1)] = 20,
                  split: Split = "val", proxy_maps: bool = False,
-                 carry: Literal["inflate", "depth", "depth+back", "exact-depth", "exact-depth+back"] = "inflate", layout: ClipLayout = "consecutive",
+                 carry: Literal["inflate", "depth", "depth+back", "exact-depth", "exact-depth+back"] = "inflate",
+                 depth_model: str = "object_depth", layout: ClipLayout = "consecutive",
                  steps: Annotated[int | None, Range(1)] = None, guidance_scale: Annotated[float | None, Range(0)] = None,
                  seed: int = 0, out: Path | None = None, overwrite: bool = False) -> dict:
     """The object job's orbit frames against exact renders, per azimuth offset from the input view.
@@ -392,6 +397,8 @@ def orbit_frames(model: str = "tiny", checkpoint: Path | None = None, objects: A
             depth estimated by the shipped object-depth model (visible surface alone, or with the balloon's
             back), or the input view's exact z-depth (``exact-``: an oracle, the procedural renderer's), to
             measure what better depth in the maps is worth.
+        depth_model: the object-depth network for ``depth`` / ``depth+back``: a shipped model's name or
+            the ``.json`` of a `vdm3d train object-depth` run.
         layout: clips of consecutive or interleaved views (:class:`~vdm3d.jobs.object_orbit.BackboneOrbit`).
         steps: override the preset's sampler steps.
         guidance_scale: override the preset's guidance.
@@ -399,7 +406,7 @@ def orbit_frames(model: str = "tiny", checkpoint: Path | None = None, objects: A
         out: optional run folder for the numbers.
         overwrite: replace ``out``.
     """
-    from vdm3d.jobs.object_orbit import BackboneOrbit, OrbitPlan
+    from vdm3d.jobs.object_orbit import BackboneOrbit, OrbitPlan, load_depth_model
     from vdm3d.models.registry import load_backbone
     from vdm3d.train.datasets import ObjectSetConfig, load_object_depth, load_or_build
     from vdm3d.train.orbit import checkpoint_backbone
@@ -409,8 +416,8 @@ def orbit_frames(model: str = "tiny", checkpoint: Path | None = None, objects: A
         job.tiny_orbit_model() if model == "tiny" else model)
     source = BackboneOrbit(bb, steps=steps or preset.steps, sigma_max=preset.sigma_max, guidance=preset.guidance,
                            guidance_scale=preset.guidance_scale if guidance_scale is None else guidance_scale,
-                           proxy_maps=proxy_maps, carry="inflate" if carry == "inflate" else carry.removeprefix("exact-"),
-                           layout=layout)
+                           proxy_maps=proxy_maps, carry=carry.removeprefix("exact-"), layout=layout,
+                           depth_model=load_depth_model(depth_model) if carry in ("depth", "depth+back") else None)
     data = load_or_build(ObjectSetConfig(count=objects, split=split), None)
     depth = load_object_depth(ObjectSetConfig(count=objects, split=split), None) if carry.startswith("exact-") else None
     rgb = torch.from_numpy(data["rgb"]).float() / 255  # [N, V, H, W, 3]

@@ -247,6 +247,19 @@ def strided_chunks(views: list[int], chunk: int) -> list[list[int]]:
     return groups
 
 
+def load_depth_model(spec: str) -> Any:
+    """The object-depth network (`vdm3d train object-depth`): a shipped tiny model's name (``object_depth``)
+    or the ``.json`` model file of a training run."""
+    from pathlib import Path
+
+    from vdm3d.models.tiny import load_tiny
+
+    path = Path(spec)
+    if path.suffix == ".json":
+        return load_tiny(path.stem, weights_dir=path.parent)
+    return load_tiny(spec)
+
+
 def reference_alpha(reference: Float[Tensor, "H W 3"]) -> Float[Tensor, "H W"]:
     """The mask of an input composited on white, found as the orbit model's training found it."""
     import numpy as np
