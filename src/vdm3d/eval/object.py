@@ -78,6 +78,8 @@ OPTIONS: dict[str, dict] = {
     "depth-maps": {"proxy_maps": True, "carry": "depth"},
     "depth-back-maps": {"proxy_maps": True, "carry": "depth+back"},
     "inflate-maps": {"proxy_maps": True, "carry": "inflate"},
+    "exact-depth-maps": {"proxy_maps": True, "carry": "depth"},
+    "exact-depth-back-maps": {"proxy_maps": True, "carry": "depth+back"},
     "no-proxy": {"proxy_maps": False},
     "interleaved": {"clip_layout": "interleaved"},
     "consecutive": {"clip_layout": "consecutive"},
@@ -134,7 +136,8 @@ class EvalObjectConfig:
     """also run the job with each of these options on the same cases, one row each: illumination,
     depth-prior, normal-prior, estimator-prior, priors, uv, texture-refine, video (the shared tiny video model
     as the orbit backbone), proxy, no-proxy, depth-maps, depth-back-maps (the input carried by the object-depth
-    model's estimate of its depth), inflate-maps, interleaved,
+    model's estimate of its depth), exact-depth-maps, exact-depth-back-maps (the same carried by the input
+    view's true depth: an oracle, what better depth would be worth), inflate-maps, interleaved,
     consecutive, input-weight-12, alpha-weight-2, l1 (3DGS's 0.8 L1 + 0.2 D-SSIM), steps-1-l1, steps-1, steps-2,
     frames-9
     (mesh PSNR renders the
@@ -247,7 +250,11 @@ def run_case(case: dict, config: EvalObjectConfig, job_config: ObjectConfig, fol
     scores = {"case": name, "job": job_scores(result)}
     for option in config.options:
         option_cfg = dataclasses.replace(cfg, **OPTIONS[option])
-        run = job.run_object(option_cfg, source=orbit_source(config, option_cfg, scene), progress=None)
+        source = orbit_source(config, option_cfg, scene)
+        if option.startswith("exact-"):  # an oracle: the input view's true depth carries it, not an estimate
+            source = source or job.load_orbit_source(option_cfg)
+            source.input_depth = torch.where(buf.depth[0] > 0, buf.depth[0], torch.full_like(buf.depth[0], float("inf")))
+        run = job.run_object(option_cfg, source=source, progress=None)
         scores[f"job+{option}"] = job_scores(run)
     if config.input_only:
         perceptual, _ = make_perceptual(cfg.perceptual)
