@@ -74,7 +74,7 @@ OPTIONS: dict[str, dict] = {
     "uv": {"texture": "uv", "texture_size": 256},
     "texture-refine": {"texture": "uv", "texture_size": 256, "texture_refine_steps": 100},
     "video": {"backbone": "tiny-video"},
-    "proxy": {"proxy_maps": True},
+    "proxy": {"proxy_maps": True, "carry": "inflate"},
     "depth-maps": {"proxy_maps": True, "carry": "depth"},
     "depth-back-maps": {"proxy_maps": True, "carry": "depth+back"},
     "inflate-maps": {"proxy_maps": True, "carry": "inflate"},
@@ -286,9 +286,10 @@ def orbit_source(config: EvalObjectConfig, job_config: ObjectConfig, scene: Scen
     from vdm3d.train.orbit import checkpoint_backbone
 
     c = job_config
-    return BackboneOrbit(checkpoint_backbone(config.checkpoint), steps=c.steps, sigma_max=c.sigma_max,
+    backbone = checkpoint_backbone(config.checkpoint)
+    return BackboneOrbit(backbone, steps=c.steps, sigma_max=c.sigma_max,
                          guidance=c.guidance, guidance_scale=c.guidance_scale, min_guidance_scale=c.min_guidance_scale,
-                         proxy_maps=c.proxy_maps, layout=c.clip_layout, **job.depth_carry(c))
+                         proxy_maps=c.proxy_maps, layout=c.clip_layout, **job.depth_carry(c, backbone))
 
 
 def mesh_renders(mesh: trimesh.Trimesh, cameras: Cameras) -> torch.Tensor:
