@@ -69,3 +69,21 @@ def test_the_shipped_object_depth_model_beats_the_balloon_on_held_out_objects():
         balloon.append(((inflated_depth(alpha[0], cam[0])[0] - depth[0]).abs() / depth[0])[inside].mean())
     ours, balloon = float(torch.stack(ours).mean()), float(torch.stack(balloon).mean())
     assert ours < 0.9 * balloon, (ours, balloon)
+
+
+def test_the_job_loads_the_depth_model_only_for_a_backbone_that_takes_maps():
+    from types import SimpleNamespace
+
+    from vdm3d.jobs.object import ObjectConfig, depth_carry
+    from vdm3d.models.tiny import available
+    from vdm3d.models.tiny.depth import TinyDepth
+
+    if "object_depth" not in available():
+        pytest.skip("object_depth is not shipped")
+    config = ObjectConfig()
+    assert config.proxy_maps and config.carry == "depth"  # the default since issue 18's depth-carried maps
+    tiny = SimpleNamespace(slots=frozenset({"reference", "cameras", "maps"}))
+    hub = SimpleNamespace(slots=frozenset({"reference", "cameras"}))
+    assert isinstance(depth_carry(config, tiny)["depth_model"], TinyDepth)
+    assert depth_carry(config, hub) == {"carry": "depth"}
+    assert depth_carry(ObjectConfig(proxy_maps=False), tiny) == {"carry": "depth"}
