@@ -253,7 +253,8 @@ def run_case(case: dict, config: EvalObjectConfig, job_config: ObjectConfig, fol
         source = orbit_source(config, option_cfg, scene)
         if option.startswith("exact-"):  # an oracle: the input view's true depth carries it, not an estimate
             source = source or job.load_orbit_source(option_cfg)
-            source.input_depth = torch.where(buf.depth[0] > 0, buf.depth[0], torch.full_like(buf.depth[0], float("inf")))
+            z = buf.depth[0]
+            source.input_depth = torch.where(z > 0, z, torch.full_like(z, float("inf")))
         run = job.run_object(option_cfg, source=source, progress=None)
         scores[f"job+{option}"] = job_scores(run)
     if config.input_only:
@@ -427,7 +428,8 @@ def orbit_frames(model: str = "tiny", checkpoint: Path | None = None, objects: A
                            proxy_maps=proxy_maps, carry=carry.removeprefix("exact-"), layout=layout,
                            depth_model=load_depth_model(depth_model) if carry in ("depth", "depth+back") else None)
     data = load_or_build(ObjectSetConfig(count=objects, split=split), None)
-    depth = load_object_depth(ObjectSetConfig(count=objects, split=split), None) if carry.startswith("exact-") else None
+    exact = carry.startswith("exact-")
+    depth = load_object_depth(ObjectSetConfig(count=objects, split=split), None) if exact else None
     rgb = torch.from_numpy(data["rgb"]).float() / 255  # [N, V, H, W, 3]
     n, v, res = rgb.shape[0], rgb.shape[1], rgb.shape[2]
     K = torch.from_numpy(data["K"]).float()
@@ -449,7 +451,8 @@ def orbit_frames(model: str = "tiny", checkpoint: Path | None = None, objects: A
         if proxy_maps:  # the maps alone: the carried pixels on white
             from vdm3d.jobs.object_orbit import reference_alpha
 
-            maps = source.carried(rgb[i, 0], reference_alpha(rgb[i, 0]), cams[[0]], cams[1:].reshape(1, v - 1))[0]
+            alpha = reference_alpha(rgb[i, 0])
+            maps = source.carried(rgb[i, 0], alpha, cams[[0]], cams[1:].reshape(1, v - 1))[0]
             warp = maps[..., :3] + (1 - maps[..., 3:4])
             scores["warp_psnr"].append(psnr(warp, target))
             scores["warp_ssim"].append(ssim(warp, target))
@@ -463,10 +466,12 @@ def orbit_frames(model: str = "tiny", checkpoint: Path | None = None, objects: A
     lines = [head, "|" + "---|" * (len(offsets) + 2)]
     for k in scores:
         lines.append(f"| {k} | " + " | ".join(f"{float(x):.2f}" for x in per[k]) + f" | {float(per[k].mean()):.3f} |")
-    print(f"orbit frames of {result['model']}, {n} {split} objects (proxy maps {proxy_maps}, carry {carry}, {layout}):")
+    print(f"orbit frames of {result['model']}, {n} {split} objects "
+          f"(proxy maps {proxy_maps}, carry {carry}, {layout}):")
     print("\n".join(lines))
     if out is not None:
-        with RunFolder(out, config=dict(model=model, checkpoint=checkpoint, objects=objects, split=split, carry=carry),
+        with RunFolder(out, config=dict(model=model, checkpoint=checkpoint, objects=objects, split=split,
+                                        carry=carry),
                        seed=seed, overwrite=overwrite) as run:
             run.record(result=result)
     return result

@@ -221,7 +221,8 @@ class BackboneOrbit:
 
     def carried(self, reference: Float[Tensor, "H W 3"], alpha: Float[Tensor, "H W"], camera: Cameras,
                 targets: Cameras) -> Float[Tensor, "1 F H W 5"]:
-        """The input carried into ``targets`` (batch ``(1, F)``) from ``camera`` (batch ``(1,)``), as ``carry`` says."""
+        """The input carried into ``targets`` (batch ``(1, F)``) from ``camera`` (batch ``(1,)``), as
+        ``carry`` says."""
         from vdm3d.geometry.inflate import carried_maps, depth_layers, proxy_maps
 
         if self.carry == "inflate":
