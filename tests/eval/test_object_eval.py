@@ -1,5 +1,6 @@
 """The object evaluation harness: cases, held-out cameras, the baseline's region, means and table."""
 
+import dataclasses
 import json
 
 import pytest
@@ -121,3 +122,22 @@ def test_orbit_frames_with_the_exact_depth_scores_the_warp_beside_the_frames(tmp
     near = result["per_offset"]["20"]
     assert near["warp_psnr"] > near["copy_psnr"] + 1.5  # measured 21.66 vs 16.69 dB on seed 2,000,000
     assert result["carry"] == "exact-depth" and 0 < result["warp_ssim"] < 1
+
+
+def test_the_exact_depth_options_carry_the_input_by_its_true_depth():
+    """``exact-depth-maps``: the job's own orbit source, told the input view's rendered depth (inf off the
+    object) instead of estimating it."""
+    from vdm3d.data.procedural import make_object
+    from vdm3d.eval.object import OPTIONS, EvalObjectConfig, orbit_source
+    from vdm3d.jobs.object import ObjectConfig
+    from vdm3d.jobs.object_orbit import BackboneOrbit
+    from vdm3d.models.tiny import available
+
+    if "object_depth" not in available():
+        pytest.skip("object_depth is not shipped")
+    cfg = dataclasses.replace(ObjectConfig(), **OPTIONS["exact-depth-maps"])
+    depth = torch.tensor([[0.0, 2.5], [3.0, 0.0]])
+    source = orbit_source(EvalObjectConfig(), cfg, make_object(1), depth)
+    assert isinstance(source, BackboneOrbit) and source.proxy_maps and source.carry == "depth"
+    torch.testing.assert_close(source.input_depth, torch.tensor([[float("inf"), 2.5], [3.0, float("inf")]]))
+    assert orbit_source(EvalObjectConfig(), cfg, make_object(1)) is None  # without it: the job's own source

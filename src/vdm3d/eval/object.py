@@ -250,11 +250,7 @@ def run_case(case: dict, config: EvalObjectConfig, job_config: ObjectConfig, fol
     scores = {"case": name, "job": job_scores(result)}
     for option in config.options:
         option_cfg = dataclasses.replace(cfg, **OPTIONS[option])
-        source = orbit_source(config, option_cfg, scene)
-        if option.startswith("exact-"):  # an oracle: the input view's true depth carries it, not an estimate
-            source = source or job.load_orbit_source(option_cfg)
-            z = buf.depth[0]
-            source.input_depth = torch.where(z > 0, z, torch.full_like(z, float("inf")))
+        source = orbit_source(config, option_cfg, scene, buf.depth[0] if option.startswith("exact-") else None)
         run = job.run_object(option_cfg, source=source, progress=None)
         scores[f"job+{option}"] = job_scores(run)
     if config.input_only:
@@ -277,10 +273,18 @@ def run_case(case: dict, config: EvalObjectConfig, job_config: ObjectConfig, fol
     return scores
 
 
-def orbit_source(config: EvalObjectConfig, job_config: ObjectConfig, scene: Scene):
-    """What fills the orbit: exact renders (oracle), a training run's checkpoint, or (None) the job's backbone."""
+def orbit_source(config: EvalObjectConfig, job_config: ObjectConfig, scene: Scene,
+                 input_depth: torch.Tensor | None = None):
+    """What fills the orbit: exact renders (oracle), a training run's checkpoint, or (None) the job's backbone.
+
+    ``input_depth`` (the renderer's z-depth of the input view, 0 off the object) makes the maps carry the
+    input by the true depth instead of the object-depth model's estimate: the ``exact-`` options' oracle."""
     if config.source == "oracle":
         return OracleOrbit(scene)
+    if input_depth is not None:
+        source = orbit_source(config, job_config, scene) or job.load_orbit_source(job_config)
+        source.input_depth = torch.where(input_depth > 0, input_depth, torch.full_like(input_depth, float("inf")))
+        return source
     if config.checkpoint is None:
         return None
     from vdm3d.jobs.object_orbit import BackboneOrbit
