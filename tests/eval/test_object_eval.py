@@ -1,5 +1,6 @@
 """The object evaluation harness: cases, held-out cameras, the baseline's region, means and table."""
 
+import dataclasses
 import json
 
 import pytest
@@ -97,3 +98,46 @@ def test_orbit_frames_scores_a_checkpoint_per_azimuth_beside_copying_the_input(t
     assert list(result["per_offset"]) == [str(20 * k) for k in range(1, 18)]
     assert result["per_offset"]["20"]["copy_psnr"] == pytest.approx(float(copy[0]), abs=1e-2)
     assert 0 < result["psnr"] < result["copy_psnr"] + 20  # an untrained network, scored
+
+
+def test_orbit_frames_with_the_exact_depth_scores_the_warp_beside_the_frames(tmp_path, monkeypatch):
+    """``--carry exact-depth``: the maps carry the input by its true depth; the warp alone (on white) beats
+    copying the input 20 degrees away on a validation object."""
+    from vdm3d.eval.object import orbit_frames
+    from vdm3d.models.tiny import DenoiserConfig, TinyVAE, VAEConfig, VideoDenoiser
+    from vdm3d.models.tiny.checkpoint import save_model
+    from vdm3d.train.loop import save_state
+
+    monkeypatch.setenv("VDM3D_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    net = VideoDenoiser(DenoiserConfig(channels=(8, 8), map_features=4, emb_dim=16, max_frames=16,
+                                       attention="views", reference_frame=True))
+    save_model(tmp_path / "w", "vae", "vae", TinyVAE(VAEConfig(channels=(8, 8))), {"steps": 0})
+    save_model(tmp_path / "w", "video", "video", net, {"steps": 0}, extra={"vae": "vae", "frames": 8})
+    save_state(tmp_path / "run" / "checkpoints", net, None, torch.optim.AdamW(net.parameters()), 1, {})
+    import vdm3d.train.run as run
+
+    monkeypatch.setattr(run, "WEIGHTS_DIR", tmp_path / "w")
+    result = orbit_frames(checkpoint=tmp_path / "run", objects=1, steps=1, proxy_maps=True, carry="exact-depth")
+    near = result["per_offset"]["20"]
+    assert near["warp_psnr"] > near["copy_psnr"] + 1.5  # measured 21.66 vs 16.69 dB on seed 2,000,000
+    assert result["carry"] == "exact-depth" and 0 < result["warp_ssim"] < 1
+
+
+def test_the_exact_depth_options_carry_the_input_by_its_true_depth():
+    """``exact-depth-maps``: the job's own orbit source, told the input view's rendered depth (inf off the
+    object) instead of estimating it."""
+    from vdm3d.data.procedural import make_object
+    from vdm3d.eval.object import OPTIONS, EvalObjectConfig, orbit_source
+    from vdm3d.jobs.object import ObjectConfig
+    from vdm3d.jobs.object_orbit import BackboneOrbit
+    from vdm3d.models.tiny import available
+
+    if "object_depth" not in available():
+        pytest.skip("object_depth is not shipped")
+    cfg = dataclasses.replace(ObjectConfig(), **OPTIONS["exact-depth-maps"])
+    depth = torch.tensor([[0.0, 2.5], [3.0, 0.0]])
+    source = orbit_source(EvalObjectConfig(), cfg, make_object(1), depth)
+    assert isinstance(source, BackboneOrbit) and source.proxy_maps and source.carry == "depth"
+    torch.testing.assert_close(source.input_depth, torch.tensor([[float("inf"), 2.5], [3.0, float("inf")]]))
+    assert orbit_source(EvalObjectConfig(), cfg, make_object(1)) is None  # without it: the job's own source

@@ -1,6 +1,7 @@
 """`vdm3d train orbit`: orbit samples carry the inflated-silhouette maps, and the fine-tune writes its own
 float16 model without touching the one it started from."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -109,3 +110,59 @@ def test_train_orbit_writes_its_own_half_precision_model(weights, tmp_path):
     assert {t.dtype for t in load_file(tmp_path / "run" / "orbit.safetensors").values()} == {torch.float16}
     with pytest.raises(Exception, match="video"):
         train_orbit(tmp_path / "bad", init=weights / "video.json", name="video", objects=OBJ)
+
+
+def test_depth_carried_orbit_samples(weights):
+    """``orbit_carry="depth"``: the maps are the reference carried by the set's depth; ``depth_noise`` bends
+    that depth smoothly (the maps change, their coverage barely)."""
+    from vdm3d.geometry.inflate import carried_maps, depth_layers
+    from vdm3d.train.datasets import load_object_depth
+
+    bb = load_tiny("video", weights_dir=weights)
+    objects = {**load_or_build(OBJ, None), "depth": load_object_depth(OBJ, None)}
+    cfg = VideoTaskConfig(batch=2, frames=4, mixture=(1.0, 0.0, 0.0), orbit_maps=1.0, null_prob=0.0,
+                          random_orbit=0.0, orbit_carry="depth")
+    _, _, cond = VideoTasks(bb, objects, None, cfg).sample(np.random.default_rng(3), "cpu")
+    rng = np.random.default_rng(3)  # the same draws by hand
+    rng.choice(3, p=[1.0, 0.0, 0.0])
+    rng.random(2)
+    i, ref = rng.integers(2, size=2), rng.integers(18, size=2)
+    idx = np.stack([(r + 2 * (1 + np.arange(4))) % 18 for r in ref])
+    tasks = VideoTasks(bb, objects, None, cfg)
+    ref_cams = tasks._cams(objects["c2w"][i, ref], objects["K"], 32)
+    targets = tasks._cams(objects["c2w"][i[:, None], idx], objects["K"], 32)
+    depth = torch.from_numpy(objects["depth"][i, ref].astype(np.float32))
+    rgb = torch.from_numpy(objects["rgb"][i, ref]).float() / 255
+    torch.testing.assert_close(cond.maps, carried_maps(rgb, depth_layers(depth, ref_cams), ref_cams, targets))
+    noisy = dataclasses.replace(cfg, depth_noise=0.2)
+    _, _, cond2 = VideoTasks(bb, objects, None, noisy).sample(np.random.default_rng(3), "cpu")
+    assert float((cond2.maps[..., :3] - cond.maps[..., :3]).abs().mean()) > 1e-3
+    assert abs(float(cond2.maps[..., 3].mean() - cond.maps[..., 3].mean())) < 0.05
+
+
+def test_object_depth_batches_keep_the_relief_under_zoom():
+    """At zoom 1 the target is the exact relief; shrinking the image keeps the relief at the object's
+    centre (it is measured in object extents) and shrinks the silhouette by the zoom squared."""
+    from vdm3d.models.tiny.depth import relief_from_depth
+    from vdm3d.train.datasets import load_object_depth
+    from vdm3d.train.orbit import ObjectDepthTaskConfig, object_depth_batch
+
+    objects = {**load_or_build(OBJ, None), "depth": load_object_depth(OBJ, None)}
+    one = object_depth_batch(objects, ObjectDepthTaskConfig(batch=64, min_zoom=1.0), np.random.default_rng(0))
+    half = object_depth_batch(objects, ObjectDepthTaskConfig(batch=64, min_zoom=0.5), np.random.default_rng(0))
+    rng = np.random.default_rng(0)
+    i, j = rng.integers(2, size=64), rng.integers(18, size=64)
+    depth = torch.from_numpy(objects["depth"][i, j].astype(np.float32))
+    from vdm3d.cameras.camera import Cameras
+
+    cams = Cameras(torch.from_numpy(objects["K"]).expand(64, 3, 3), torch.from_numpy(objects["c2w"][i, j]), 32, 32)
+    relief = relief_from_depth(depth, torch.isfinite(depth).float(), cams)
+    images, inside, target = one
+    same = [k for k in range(64) if torch.equal(inside[k], torch.isfinite(depth[k]).float())]
+    assert len(same) >= 20  # the unflipped ones (the flipped ones are mirrored)
+    for k in same[:5]:
+        torch.testing.assert_close(target[k], relief[k], atol=1e-4, rtol=0)
+        torch.testing.assert_close(images[k], torch.from_numpy(objects["rgb"][i[k], j[k]]).float() / 255, atol=1e-4, rtol=0)
+    ratio = float(half[1].sum() / one[1].sum())
+    assert 0.3 < ratio < 0.75  # zoom in [0.5, 1]: mean zoom^2 is 0.58
+    assert abs(float(half[2][half[1] > 0].mean() - one[2][one[1] > 0].mean())) < 0.1

@@ -74,7 +74,12 @@ OPTIONS: dict[str, dict] = {
     "uv": {"texture": "uv", "texture_size": 256},
     "texture-refine": {"texture": "uv", "texture_size": 256, "texture_refine_steps": 100},
     "video": {"backbone": "tiny-video"},
-    "proxy": {"proxy_maps": True},
+    "proxy": {"proxy_maps": True, "carry": "inflate"},
+    "depth-maps": {"proxy_maps": True, "carry": "depth"},
+    "depth-back-maps": {"proxy_maps": True, "carry": "depth+back"},
+    "inflate-maps": {"proxy_maps": True, "carry": "inflate"},
+    "exact-depth-maps": {"proxy_maps": True, "carry": "depth"},
+    "exact-depth-back-maps": {"proxy_maps": True, "carry": "depth+back"},
     "no-proxy": {"proxy_maps": False},
     "interleaved": {"clip_layout": "interleaved"},
     "consecutive": {"clip_layout": "consecutive"},
@@ -130,7 +135,9 @@ class EvalObjectConfig:
     options: tuple[str, ...] = ()
     """also run the job with each of these options on the same cases, one row each: illumination,
     depth-prior, normal-prior, estimator-prior, priors, uv, texture-refine, video (the shared tiny video model
-    as the orbit backbone), proxy, no-proxy, interleaved,
+    as the orbit backbone), proxy, no-proxy, depth-maps, depth-back-maps (the input carried by the object-depth
+    model's estimate of its depth), exact-depth-maps, exact-depth-back-maps (the same carried by the input
+    view's true depth: an oracle, what better depth would be worth), inflate-maps, interleaved,
     consecutive, input-weight-12, alpha-weight-2, l1 (3DGS's 0.8 L1 + 0.2 D-SSIM), steps-1-l1, steps-1, steps-2,
     frames-9
     (mesh PSNR renders the
@@ -243,7 +250,8 @@ def run_case(case: dict, config: EvalObjectConfig, job_config: ObjectConfig, fol
     scores = {"case": name, "job": job_scores(result)}
     for option in config.options:
         option_cfg = dataclasses.replace(cfg, **OPTIONS[option])
-        run = job.run_object(option_cfg, source=orbit_source(config, option_cfg, scene), progress=None)
+        source = orbit_source(config, option_cfg, scene, buf.depth[0] if option.startswith("exact-") else None)
+        run = job.run_object(option_cfg, source=source, progress=None)
         scores[f"job+{option}"] = job_scores(run)
     if config.input_only:
         perceptual, _ = make_perceptual(cfg.perceptual)
@@ -265,19 +273,28 @@ def run_case(case: dict, config: EvalObjectConfig, job_config: ObjectConfig, fol
     return scores
 
 
-def orbit_source(config: EvalObjectConfig, job_config: ObjectConfig, scene: Scene):
-    """What fills the orbit: exact renders (oracle), a training run's checkpoint, or (None) the job's backbone."""
+def orbit_source(config: EvalObjectConfig, job_config: ObjectConfig, scene: Scene,
+                 input_depth: torch.Tensor | None = None):
+    """What fills the orbit: exact renders (oracle), a training run's checkpoint, or (None) the job's backbone.
+
+    ``input_depth`` (the renderer's z-depth of the input view, 0 off the object) makes the maps carry the
+    input by the true depth instead of the object-depth model's estimate: the ``exact-`` options' oracle."""
     if config.source == "oracle":
         return OracleOrbit(scene)
+    if input_depth is not None:
+        source = orbit_source(config, job_config, scene) or job.load_orbit_source(job_config)
+        source.input_depth = torch.where(input_depth > 0, input_depth, torch.full_like(input_depth, float("inf")))
+        return source
     if config.checkpoint is None:
         return None
     from vdm3d.jobs.object_orbit import BackboneOrbit
     from vdm3d.train.orbit import checkpoint_backbone
 
     c = job_config
-    return BackboneOrbit(checkpoint_backbone(config.checkpoint), steps=c.steps, sigma_max=c.sigma_max,
+    backbone = checkpoint_backbone(config.checkpoint)
+    return BackboneOrbit(backbone, steps=c.steps, sigma_max=c.sigma_max,
                          guidance=c.guidance, guidance_scale=c.guidance_scale, min_guidance_scale=c.min_guidance_scale,
-                         proxy_maps=c.proxy_maps, layout=c.clip_layout)
+                         proxy_maps=c.proxy_maps, layout=c.clip_layout, **job.depth_carry(c, backbone))
 
 
 def mesh_renders(mesh: trimesh.Trimesh, cameras: Cameras) -> torch.Tensor:
@@ -368,7 +385,9 @@ def object_command(config: Annotated[EvalObjectConfig, tyro.conf.arg(name="")]) 
 
 
 def orbit_frames(model: str = "tiny", checkpoint: Path | None = None, objects: Annotated[int, Range(1)] = 20,
-                 split: Split = "val", proxy_maps: bool = False, layout: ClipLayout = "consecutive",
+                 split: Split = "val", proxy_maps: bool = False,
+                 carry: Literal["inflate", "depth", "depth+back", "exact-depth", "exact-depth+back"] = "inflate",
+                 depth_model: str = "object_depth", layout: ClipLayout = "consecutive",
                  steps: Annotated[int | None, Range(1)] = None, guidance_scale: Annotated[float | None, Range(0)] = None,
                  seed: int = 0, out: Path | None = None, overwrite: bool = False) -> dict:
     """The object job's orbit frames against exact renders, per azimuth offset from the input view.
@@ -385,7 +404,14 @@ def orbit_frames(model: str = "tiny", checkpoint: Path | None = None, objects: A
             weights, so a run can be scored while it trains.
         objects: number of objects.
         split: ``val`` (for choosing settings) or ``heldout``.
-        proxy_maps: give the backbone the inflated-silhouette proxy maps.
+        proxy_maps: give the backbone the input carried into each view (the maps slot), and score those
+            maps alone too, composited on white (``warp_psnr``, ``warp_ssim``).
+        carry: what carries the input with ``proxy_maps``: the balloon inflated from its silhouette, the
+            depth estimated by the shipped object-depth model (visible surface alone, or with the balloon's
+            back), or the input view's exact z-depth (``exact-``: an oracle, the procedural renderer's), to
+            measure what better depth in the maps is worth.
+        depth_model: the object-depth network for ``depth`` / ``depth+back``: a shipped model's name or
+            the ``.json`` of a `vdm3d train object-depth` run.
         layout: clips of consecutive or interleaved views (:class:`~vdm3d.jobs.object_orbit.BackboneOrbit`).
         steps: override the preset's sampler steps.
         guidance_scale: override the preset's guidance.
@@ -393,9 +419,9 @@ def orbit_frames(model: str = "tiny", checkpoint: Path | None = None, objects: A
         out: optional run folder for the numbers.
         overwrite: replace ``out``.
     """
-    from vdm3d.jobs.object_orbit import BackboneOrbit, OrbitPlan
+    from vdm3d.jobs.object_orbit import BackboneOrbit, OrbitPlan, load_depth_model
     from vdm3d.models.registry import load_backbone
-    from vdm3d.train.datasets import ObjectSetConfig, load_or_build
+    from vdm3d.train.datasets import ObjectSetConfig, load_object_depth, load_or_build
     from vdm3d.train.orbit import checkpoint_backbone
 
     preset = PRESETS["tiny"][1]
@@ -403,36 +429,53 @@ def orbit_frames(model: str = "tiny", checkpoint: Path | None = None, objects: A
         job.tiny_orbit_model() if model == "tiny" else model)
     source = BackboneOrbit(bb, steps=steps or preset.steps, sigma_max=preset.sigma_max, guidance=preset.guidance,
                            guidance_scale=preset.guidance_scale if guidance_scale is None else guidance_scale,
-                           proxy_maps=proxy_maps, layout=layout)
+                           proxy_maps=proxy_maps, carry=carry.removeprefix("exact-"), layout=layout,
+                           depth_model=load_depth_model(depth_model) if carry in ("depth", "depth+back") else None)
     data = load_or_build(ObjectSetConfig(count=objects, split=split), None)
+    exact = carry.startswith("exact-")
+    depth = load_object_depth(ObjectSetConfig(count=objects, split=split), None) if exact else None
     rgb = torch.from_numpy(data["rgb"]).float() / 255  # [N, V, H, W, 3]
     n, v, res = rgb.shape[0], rgb.shape[1], rgb.shape[2]
     K = torch.from_numpy(data["K"]).float()
     zeros = torch.zeros(v)
     scores: dict[str, list[torch.Tensor]] = {"psnr": [], "ssim": [], "copy_psnr": [], "copy_ssim": []}
+    if proxy_maps:
+        scores.update(warp_psnr=[], warp_ssim=[])
     for i in range(n):
         cams = Cameras(K.expand(v, 3, 3), torch.from_numpy(data["c2w"][i]).float(), res, res)
         plan = OrbitPlan(cams, 0, zeros, torch.arange(v) * 360.0 / v)
+        if depth is not None:
+            source.input_depth = torch.from_numpy(depth[i, 0].astype(np.float32))
         frames = source.generate(rgb[i, 0], plan, torch.Generator().manual_seed(seed + i))[1:]
         target, copy = rgb[i, 1:], rgb[i, :1].expand(v - 1, -1, -1, -1)
         scores["psnr"].append(psnr(frames, target))
         scores["ssim"].append(ssim(frames, target))
         scores["copy_psnr"].append(psnr(copy, target))
         scores["copy_ssim"].append(ssim(copy, target))
+        if proxy_maps:  # the maps alone: the carried pixels on white
+            from vdm3d.jobs.object_orbit import reference_alpha
+
+            alpha = reference_alpha(rgb[i, 0])
+            maps = source.carried(rgb[i, 0], alpha, cams[[0]], cams[1:].reshape(1, v - 1))[0]
+            warp = maps[..., :3] + (1 - maps[..., 3:4])
+            scores["warp_psnr"].append(psnr(warp, target))
+            scores["warp_ssim"].append(ssim(warp, target))
     per = {k: torch.stack(x).mean(0) for k, x in scores.items()}  # per offset, over objects
     offsets = [round(360 * k / v) for k in range(1, v)]
     result = {"model": bb.name if checkpoint is None else str(checkpoint), "objects": n, "split": split,
-              "proxy_maps": proxy_maps, "layout": layout, "steps": source.steps, "guidance_scale": source.guidance_scale,
+              "proxy_maps": proxy_maps, "carry": carry, "layout": layout, "steps": source.steps, "guidance_scale": source.guidance_scale,
               **{k: round(float(t.mean()), 4) for k, t in per.items()},
               "per_offset": {str(o): {k: round(float(t[j]), 3) for k, t in per.items()} for j, o in enumerate(offsets)}}
     head = "| offset (deg) | " + " | ".join(map(str, offsets)) + " | mean |"
     lines = [head, "|" + "---|" * (len(offsets) + 2)]
     for k in scores:
         lines.append(f"| {k} | " + " | ".join(f"{float(x):.2f}" for x in per[k]) + f" | {float(per[k].mean()):.3f} |")
-    print(f"orbit frames of {result['model']}, {n} {split} objects (proxy maps {proxy_maps}, {layout}):")
+    print(f"orbit frames of {result['model']}, {n} {split} objects "
+          f"(proxy maps {proxy_maps}, carry {carry}, {layout}):")
     print("\n".join(lines))
     if out is not None:
-        with RunFolder(out, config=dict(model=model, checkpoint=checkpoint, objects=objects, split=split),
+        with RunFolder(out, config=dict(model=model, checkpoint=checkpoint, objects=objects, split=split,
+                                        carry=carry),
                        seed=seed, overwrite=overwrite) as run:
             run.record(result=result)
     return result

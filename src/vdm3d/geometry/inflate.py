@@ -61,25 +61,47 @@ def proxy_maps(images: Float[Tensor, "B H W 3"], alphas: Float[Tensor, "B H W"],
     One splat per source pixel (no supersampling, 3x cheaper), then two passes of :func:`close_cracks` on
     each layer fill the gaps that stretching leaves between splats; training and the job call this same function.
     """
+    layers = torch.stack([torch.stack(inflated_depth(a, cameras[i])) for i, a in enumerate(alphas)])  # [B, 2, H, W]
+    return carried_maps(images, layers, cameras, targets)
+
+
+def depth_layers(depth: Float[Tensor, "B H W"], cameras: Cameras, back: bool = False) -> Float[Tensor, "B L H W"]:
+    """The layers that carry an input by a z-depth map (exact, or a depth estimator's): the visible
+    surface alone (``L = 1``), or with ``back`` also the back of the balloon inflated from the depth's own
+    silhouette (``L = 2``: the far views then see the input's colours mirrored where the balloon is)."""
+    front = torch.where(torch.isfinite(depth) & (depth > 0), depth, torch.full_like(depth, float("inf")))
+    if not back:
+        return front[:, None]
+    alpha = torch.isfinite(front).to(depth.dtype)
+    rear = torch.stack([inflated_depth(a, cameras[i])[1] for i, a in enumerate(alpha)])
+    return torch.stack([front, torch.maximum(rear, front)], 1)
+
+
+def carried_maps(images: Float[Tensor, "B H W 3"], layers: Float[Tensor, "B L H W"], cameras: Cameras,
+                 targets: Cameras) -> Float[Tensor, "B F H W 5"]:
+    """Each input view carried into its ``targets`` (batch ``(B, F)``) by ``L`` z-depth layers (``inf``: no
+    surface), as map channels ``[warped R, G, B, validity, edges=0]``.
+
+    Each layer is forward-warped with one splat per pixel and its cracks closed (two passes of
+    :func:`close_cracks`) before the z-test between layers, so a back layer does not show through the
+    gaps of a front one; the nearest layer wins.
+    """
     b, f = targets.shape
-    h, w = images.shape[1:3]
-    depth = torch.stack([torch.stack(inflated_depth(a, cameras[i])) for i, a in enumerate(alphas)])  # [B, 2, H, W]
-    pick = torch.arange(b).repeat_interleave(2 * f)  # source of each (layer, target) pair, layer-major per source
-    layer = torch.arange(2).repeat_interleave(f).repeat(b)
-    src = Views(images[pick].float(), cameras[pick].to(dtype=torch.float32), depths=depth[pick, layer].float())
-    tgt = Cameras.cat([targets.reshape(b, 1, f).to(dtype=torch.float32)] * 2, dim=1).reshape(b * 2 * f)
+    nl, h, w = layers.shape[1:]
+    pick = torch.arange(b).repeat_interleave(nl * f)  # source of each (layer, target) pair, layer-major per source
+    layer = torch.arange(nl).repeat_interleave(f).repeat(b)
+    src = Views(images[pick].float(), cameras[pick].to(dtype=torch.float32), depths=layers[pick, layer].float())
+    tgt = Cameras.cat([targets.reshape(b, 1, f).to(dtype=torch.float32)] * nl, dim=1).reshape(b * nl * f)
     warped = forward_warp(src, tgt, supersample=1)
-    # close each layer's cracks before compositing, or the mirrored back layer shows through them
     values = torch.cat([warped.images, warped.depths[..., None]], -1)
     values, valid = close_cracks(values, warped.confidence)
     values, valid = close_cracks(values, valid)
-    z = torch.where(valid > 0, values[..., 3], torch.full_like(valid, float("inf"))).reshape(b, 2, f, h, w)
-    rgb = values[..., :3].reshape(b, 2, f, h, w, 3)
-    nearer = z.argmin(1, keepdim=True)  # [B, 1, F, H, W] 0: the front layer
-    rgb = torch.where(nearer[..., None] == 0, rgb[:, :1], rgb[:, 1:])[:, 0]
+    z = torch.where(valid > 0, values[..., 3], torch.full_like(valid, float("inf"))).reshape(b, nl, f, h, w)
+    rgb = values[..., :3].reshape(b, nl, f, h, w, 3)
+    nearest = z.argmin(1, keepdim=True)[..., None].expand(b, 1, f, h, w, 3)  # [B, 1, F, H, W, 3]
+    rgb = rgb.gather(1, nearest)[:, 0]
     valid = torch.isfinite(z.min(1).values).to(rgb.dtype)  # [B, F, H, W]
-    maps = torch.cat([rgb * valid[..., None], valid[..., None], torch.zeros_like(valid)[..., None]], -1)
-    return maps.reshape(b, f, h, w, 5)
+    return torch.cat([rgb * valid[..., None], valid[..., None], torch.zeros_like(valid)[..., None]], -1)
 
 
 def close_cracks(values: Float[Tensor, "N H W C"], valid: Float[Tensor, "N H W"], min_neighbours: int = 4

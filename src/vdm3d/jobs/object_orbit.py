@@ -50,6 +50,7 @@ from vdm3d.errors import ConfigError
 OrbitKind = Literal["sv3d-static", "sv3d-dynamic", "v3d"]
 Guidance = Literal["triangular", "constant"]
 ClipLayout = Literal["consecutive", "interleaved"]
+Carry = Literal["inflate", "depth", "depth+back"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +131,16 @@ class BackboneOrbit:
     proxy_maps: bool = False
     """give a backbone with the maps slot the input carried into each view by its inflated silhouette
     (:func:`vdm3d.geometry.inflate.proxy_maps`), as the object job's orbit model was trained"""
+    carry: Carry = "inflate"
+    """what carries the input into each view for those maps: the balloon inflated from its silhouette, or
+    its z-depth (``input_depth``, else ``depth_model``'s estimate): the visible surface alone (``depth``),
+    or with the balloon's back (``depth+back``, :func:`vdm3d.geometry.inflate.depth_layers`)"""
+    depth_model: Any = None
+    """the object-depth network (:class:`~vdm3d.models.tiny.depth.TinyDepth` trained by `vdm3d train
+    object-depth`) that estimates the input's depth for a depth carry"""
+    input_depth: Tensor | None = None
+    """the input view's z-depth ``[H, W]`` (``inf`` off the object) to use instead of an estimate (the exact
+    depth, to measure what better depth is worth)"""
     layout: ClipLayout = "consecutive"
     """how the non-input views of a longer orbit are split into clips: consecutive runs, or interleaved
     (every second view of the orbit in one clip, the others in the next: the tiny model's training
@@ -192,9 +203,7 @@ class BackboneOrbit:
             cams = plan.cameras[torch.tensor(group)].reshape(1, len(group)) if with_cameras else None
             maps = None
             if with_maps:
-                from vdm3d.geometry.inflate import proxy_maps
-
-                maps = proxy_maps(reference[None].float(), alpha[None], plan.cameras[[plan.input_index]], cams)
+                maps = self.carried(reference, alpha, plan.cameras[[plan.input_index]], cams)
             cond = Conditioning(reference=reference[None], cameras=cams, maps=maps,
                                 extras={"reference_c2w": ref_c2w} if with_cameras else {})
             fl = (len(group) - 1) // bb.temporal_factor + 1
@@ -210,6 +219,26 @@ class BackboneOrbit:
         return out
 
 
+    def carried(self, reference: Float[Tensor, "H W 3"], alpha: Float[Tensor, "H W"], camera: Cameras,
+                targets: Cameras) -> Float[Tensor, "1 F H W 5"]:
+        """The input carried into ``targets`` (batch ``(1, F)``) from ``camera`` (batch ``(1,)``), as
+        ``carry`` says."""
+        from vdm3d.geometry.inflate import carried_maps, depth_layers, proxy_maps
+
+        if self.carry == "inflate":
+            return proxy_maps(reference[None].float(), alpha[None], camera, targets)
+        depth = self.input_depth[None] if self.input_depth is not None else None
+        if depth is None:
+            if self.depth_model is None:
+                raise ConfigError(f"carry {self.carry!r} needs the input's depth: give a depth_model (the object "
+                                  "job loads its object_depth model) or input_depth.")
+            from vdm3d.models.tiny.depth import object_depth
+
+            depth = object_depth(self.depth_model, reference[None].float(), alpha[None], camera)
+        layers = depth_layers(depth.float(), camera, back=self.carry == "depth+back")
+        return carried_maps(reference[None].float(), layers, camera, targets)
+
+
 def strided_chunks(views: list[int], chunk: int) -> list[list[int]]:
     """``views`` in groups of ``chunk``; a short last group is the last ``chunk`` views (a run of the same
     spacing, so every clip looks like a training clip; its views already generated are kept)."""
@@ -217,6 +246,19 @@ def strided_chunks(views: list[int], chunk: int) -> list[list[int]]:
     if len(groups) > 1 and len(groups[-1]) < chunk:
         groups[-1] = views[-chunk:]
     return groups
+
+
+def load_depth_model(spec: str) -> Any:
+    """The object-depth network (`vdm3d train object-depth`): a shipped tiny model's name (``object_depth``)
+    or the ``.json`` model file of a training run."""
+    from pathlib import Path
+
+    from vdm3d.models.tiny import load_tiny
+
+    path = Path(spec)
+    if path.suffix == ".json":
+        return load_tiny(path.stem, weights_dir=path.parent)
+    return load_tiny(spec)
 
 
 def reference_alpha(reference: Float[Tensor, "H W 3"]) -> Float[Tensor, "H W"]:

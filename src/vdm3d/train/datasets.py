@@ -175,3 +175,31 @@ def load_or_build(cfg: ObjectSetConfig | RoomSetConfig, progress: Callable[[str]
     np.savez(tmp, **data)
     tmp.replace(path)
     return data
+
+
+def load_object_depth(cfg: ObjectSetConfig, progress: Callable[[str], None] | None = print) -> np.ndarray:
+    """Exact z-depth ``[N, V, H, W] float16`` (``inf``: background) of every view of the object set ``cfg``,
+    rendered once from the same objects and cameras as :func:`load_or_build` and cached beside it.
+
+    A separate file, so the colour sets already cached (and the models trained on them) stay as they are."""
+    from vdm3d.data.procedural.objects import make_object
+    from vdm3d.geometry.mesh_render import render_buffers
+
+    path = cache_dir() / f"objects-depth-{cfg.split}-{cfg.count}-{cfg.resolution}-{_key(cfg)}.npz"
+    if path.is_file():
+        with np.load(path) as f:
+            return f["depth"]
+    data = load_or_build(cfg, progress)
+    K = torch.from_numpy(data["K"]).double()
+    depth = np.empty(data["rgb"].shape[:-1], np.float16)
+    for i in range(cfg.count):
+        c2w = torch.from_numpy(data["c2w"][i]).double()
+        cams = Cameras(K.expand(len(c2w), 3, 3), c2w, cfg.resolution, cfg.resolution)
+        z = _to_np(render_buffers(make_object(SEED_OFFSETS[cfg.split] + i), cams).depth)
+        depth[i] = np.where(np.isfinite(z) & (z > 0), z, np.inf).astype(np.float16)
+        if progress and (i + 1) % 100 == 0:
+            progress(f"object depth {i + 1}/{cfg.count}")
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez(tmp, depth=depth)
+    tmp.replace(path)
+    return depth

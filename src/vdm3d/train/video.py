@@ -24,7 +24,7 @@ VAE latents of every frame and warped frame are computed once before training (t
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ from torch import Tensor
 
 from vdm3d.cameras.camera import Cameras
 from vdm3d.diffusion.parameterizations import edm_loss_weight
-from vdm3d.geometry.inflate import proxy_maps
+from vdm3d.geometry.inflate import carried_maps, depth_layers, proxy_maps
 from vdm3d.io.foreground import mask_from_background
 from vdm3d.models.tiny.backbone import (SIGMA_DATA, TinyCondition, TinyVideoBackbone, assemble, reference_rays,
                                         relative_plucker)
@@ -72,6 +72,13 @@ class VideoTaskConfig:
     orbit_maps: Annotated[float, Range(0, 1)] = 0.0
     """probability that an orbit sample also gets the reference carried into each target by its inflated
     silhouette (the maps slot, :func:`vdm3d.geometry.inflate.proxy_maps`; the object job's orbit model)"""
+    orbit_carry: Literal["inflate", "depth", "depth+back"] = "inflate"
+    """what carries the reference into the targets for those maps: the balloon inflated from its silhouette,
+    or the z-depth of the reference in the object set's ``depth`` (exact, or an object-depth model's
+    estimate): its visible surface alone, or with the balloon's back (:func:`vdm3d.geometry.inflate.depth_layers`)"""
+    depth_noise: Annotated[float, Range(0)] = 0.0
+    """with a depth carry: standard deviation of a smooth random error added to that depth, in units of the
+    object's extent (:func:`vdm3d.models.tiny.depth.object_extent`), so the model learns not to trust it blindly"""
 
 
 @torch.no_grad()
@@ -109,12 +116,20 @@ class VideoTasks:
         return Cameras(Ks, c2w_t, res, res)
 
     @torch.no_grad()
-    def proxy(self, objects: np.ndarray, refs: np.ndarray, targets: Cameras, res: int) -> Tensor:
-        """Each reference view carried into its targets by its inflated silhouette, ``[B, F, H, W, 5]``."""
+    def proxy(self, objects: np.ndarray, refs: np.ndarray, targets: Cameras, res: int,
+              rng: np.random.Generator | None = None) -> Tensor:
+        """Each reference view carried into its targets (by its inflated silhouette, or by its depth as
+        ``orbit_carry`` says), ``[B, F, H, W, 5]``."""
         rgb = self.objects["rgb"][objects, refs].astype(np.float32) / 255  # [B, H, W, 3] on white
-        alphas = torch.from_numpy(np.stack([mask_from_background(im, np.ones(3, np.float32)) for im in rgb]))
         ref_cams = self._cams(self.objects["c2w"][objects, refs], self.objects["K"], res)
-        return proxy_maps(torch.from_numpy(rgb), alphas, ref_cams, targets)
+        if self.cfg.orbit_carry == "inflate":
+            alphas = torch.from_numpy(np.stack([mask_from_background(im, np.ones(3, np.float32)) for im in rgb]))
+            return proxy_maps(torch.from_numpy(rgb), alphas, ref_cams, targets)
+        depth = torch.from_numpy(self.objects["depth"][objects, refs].astype(np.float32))
+        if self.cfg.depth_noise > 0 and rng is not None:
+            depth = perturb_depth(depth, ref_cams, self.cfg.depth_noise, rng)
+        layers = depth_layers(depth, ref_cams, back=self.cfg.orbit_carry == "depth+back")
+        return carried_maps(torch.from_numpy(rgb), layers, ref_cams, targets)
 
     def sample(self, rng: np.random.Generator, device) -> tuple[str, Tensor, TinyCondition]:
         cfg, bb = self.cfg, self.backbone
@@ -143,7 +158,7 @@ class VideoTasks:
             maps = map_latent = None
             if cfg.orbit_maps > 0:
                 use = torch.from_numpy(~null & (rng.random(b) < cfg.orbit_maps)).float()[:, None, None, None, None]
-                maps = self.proxy(i, ref, cams, res) * use  # [B, F, H, W, 5]
+                maps = self.proxy(i, ref, cams, res, rng if cfg.depth_noise > 0 else None) * use  # [B, F, H, W, 5]
                 map_latent = self.backbone.encode(maps[..., :3]) * use
             static = assemble(b, f, h, w, c, ref_latent=ref_lat, plucker=plucker, map_latent=map_latent)
             static[:, :, c] *= keep_flag(ref_lat)
@@ -178,6 +193,19 @@ class VideoTasks:
             static = assemble(b, f, h, w, c, plucker=plucker, key_latent=x0.clone(), key_mask=key_mask)
         rays = reference_rays(cams, (h, w)).to(device)
         return task, x0.to(device), TinyCondition(static.to(device), maps.to(device), rays)
+
+
+def perturb_depth(depth: Tensor, cameras: Cameras, noise: float, rng: np.random.Generator, cells: int = 4) -> Tensor:
+    """``depth [B, H, W]`` (``inf``: no surface) plus a smooth random field (``cells x cells`` normal draws,
+    bicubic up to the image) of standard deviation ``noise`` object extents: the kind of low-frequency
+    error a small depth network makes."""
+    from vdm3d.models.tiny.depth import object_extent
+
+    b, h, w = depth.shape
+    field = torch.from_numpy(rng.standard_normal((b, 1, cells, cells))).float()
+    field = torch.nn.functional.interpolate(field, size=(h, w), mode="bicubic", align_corners=True)[:, 0]
+    alpha = torch.isfinite(depth).float()
+    return depth + noise * object_extent(alpha, cameras)[:, None, None] * field
 
 
 def keep_flag(ref_lat: Tensor) -> Tensor:

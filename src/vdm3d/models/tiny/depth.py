@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from vdm3d.cameras.camera import Cameras
 from vdm3d.models.tiny.blocks import ResBlock, SpatialAttention, groups
 from vdm3d.options import Range
 
@@ -104,3 +105,44 @@ def abs_rel_median_scaled(pred: Tensor, depth: Tensor, valid: Tensor | None = No
         s = g.median() / p.median().clamp_min(1e-8)
         out.append(((s * p - g).abs() / g).mean())
     return torch.stack(out)
+
+
+def object_extent(alpha: Float[Tensor, "B H W"], cameras: Cameras) -> Float[Tensor, "B"]:
+    """Half the larger side of each silhouette's bounding box, in world units at the depth of the object's
+    centre (the world origin): the length unit of an object's relief (:func:`relief_from_depth`)."""
+    out = []
+    for a, cam in zip(alpha > 0.5, cameras.reshape(-1)):
+        ys, xs = torch.nonzero(a, as_tuple=True)
+        half_px = 0.5 * max(float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)) if len(ys) else 1.0
+        out.append(half_px * float(torch.linalg.vector_norm(cam.centers.double())) / float(cam.Ks[0, 0]))
+    return torch.tensor(out, dtype=alpha.dtype)
+
+
+def relief_from_depth(depth: Float[Tensor, "B H W"], alpha: Float[Tensor, "B H W"], cameras: Cameras
+                      ) -> Float[Tensor, "B H W"]:
+    """An object's z-depth as relief: ``(z - z0) / extent``, ``z0`` the depth of the object's centre (the
+    world origin) and ``extent`` :func:`object_extent`; what the object-depth model predicts, so that its
+    target does not change when the object is framed larger or smaller (0 off the silhouette)."""
+    z0 = torch.linalg.vector_norm(cameras.reshape(-1).centers, dim=-1).to(depth.dtype)[:, None, None]
+    ext = object_extent(alpha, cameras)[:, None, None]
+    inside = (alpha > 0.5) & torch.isfinite(depth)
+    return torch.where(inside, (depth - z0) / ext, torch.zeros_like(depth))
+
+
+def depth_from_relief(relief: Float[Tensor, "B H W"], alpha: Float[Tensor, "B H W"], cameras: Cameras
+                      ) -> Float[Tensor, "B H W"]:
+    """Inverse of :func:`relief_from_depth`: z-depth inside the silhouette, ``inf`` outside."""
+    z0 = torch.linalg.vector_norm(cameras.reshape(-1).centers, dim=-1).to(relief.dtype)[:, None, None]
+    ext = object_extent(alpha, cameras)[:, None, None]
+    return torch.where(alpha > 0.5, z0 + relief * ext, torch.full_like(relief, float("inf")))
+
+
+@torch.no_grad()
+def object_depth(net: TinyDepth, images: Float[Tensor, "B H W 3"], alphas: Float[Tensor, "B H W"], cameras: Cameras
+                 ) -> Float[Tensor, "B H W"]:
+    """z-depth of object images (on white, the object centred on the world origin) from the object-depth
+    network (`vdm3d train object-depth`), whose raw output map is the relief (:func:`relief_from_depth`);
+    ``inf`` off the silhouette ``alphas``."""
+    param = next(net.parameters())
+    relief = net.log_depth(images.to(param)).float()
+    return depth_from_relief(relief, alphas.float(), cameras)
