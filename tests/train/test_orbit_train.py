@@ -145,7 +145,7 @@ def test_object_depth_batches_keep_the_relief_under_zoom():
     centre (it is measured in object extents) and shrinks the silhouette by the zoom squared."""
     from vdm3d.models.tiny.depth import relief_from_depth
     from vdm3d.train.datasets import load_object_depth
-    from vdm3d.train.orbit import ObjectDepthTaskConfig, object_depth_batch
+    from vdm3d.train.object_depth import ObjectDepthTaskConfig, object_depth_batch
 
     objects = {**load_or_build(OBJ, None), "depth": load_object_depth(OBJ, None)}
     one = object_depth_batch(objects, ObjectDepthTaskConfig(batch=64, min_zoom=1.0), np.random.default_rng(0))

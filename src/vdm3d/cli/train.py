@@ -43,7 +43,8 @@ def cards(weights_dir: Path | None = None, out: Path | None = None, into_package
 
 def main(argv, prog: str = "vdm3d train"):
     from vdm3d.train.explore import train_explore
-    from vdm3d.train.orbit import train_object_depth, train_orbit
+    from vdm3d.train.object_depth import train_object_depth
+    from vdm3d.train.orbit import train_orbit
     from vdm3d.train.run import train_depth, train_vae, train_video
     from vdm3d.train.stylize import train_stylize
     from vdm3d.train.v3d import train_v3d

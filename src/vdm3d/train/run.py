@@ -53,7 +53,7 @@ def card(summary: dict[str, Any], data: dict[str, Any], seed: int, metrics: dict
             "final_losses": summary["losses"][-4:], "heldout": metrics}
 
 
-def _continue_finished(out: Path, resume: bool, overwrite: bool) -> bool:
+def continue_finished(out: Path, resume: bool, overwrite: bool) -> bool:
     """``--resume`` on a finished run (e.g. with more ``--loop.steps``): seed the partial folder with its
     checkpoints so training continues from there; returns the ``overwrite`` flag to use."""
     out = Path(out)
@@ -106,7 +106,7 @@ def fine_tune(out: Path, init: Path | None, name: str, loop: LoopConfig, config:
     checkpoints and resume, then ``<name>.json`` / ``.safetensors`` with a card (float16 if ``half``)."""
     init = fine_tune_init(init, name)
     start = time.time()
-    with RunFolder(out, config=config, seed=loop.seed, overwrite=_continue_finished(out, resume, overwrite),
+    with RunFolder(out, config=config, seed=loop.seed, overwrite=continue_finished(out, resume, overwrite),
                    resume=resume, inputs=[init]) as run:
         net, meta, vae = load_fine_tune_init(init)
         job = build(net, meta, vae)
@@ -155,7 +155,7 @@ def train_vae(out: Path, objects: ObjectSetConfig = ObjectSetConfig(), rooms: Ro
         overwrite: replace an existing ``out``.
     """
     start = time.time()
-    with RunFolder(out, config=locals().copy(), seed=loop.seed, overwrite=_continue_finished(out, resume, overwrite),
+    with RunFolder(out, config=locals().copy(), seed=loop.seed, overwrite=continue_finished(out, resume, overwrite),
                    resume=resume) as run:
         obj, room = _sets(objects, rooms)
         pool = image_pool(obj, room)
@@ -198,7 +198,7 @@ def train_depth(out: Path, rooms: RoomSetConfig = RoomSetConfig(), model: DepthC
         overwrite: replace an existing ``out``.
     """
     start = time.time()
-    with RunFolder(out, config=locals().copy(), seed=loop.seed, overwrite=_continue_finished(out, resume, overwrite),
+    with RunFolder(out, config=locals().copy(), seed=loop.seed, overwrite=continue_finished(out, resume, overwrite),
                    resume=resume) as run:
         _, room = _sets(None, rooms)
         torch.manual_seed(loop.seed)
@@ -245,7 +245,7 @@ def train_video(out: Path, vae: Path = DEFAULT_VAE, objects: ObjectSetConfig = O
         overwrite: replace an existing ``out``.
     """
     start = time.time()
-    with RunFolder(out, config=locals().copy(), seed=loop.seed, overwrite=_continue_finished(out, resume, overwrite),
+    with RunFolder(out, config=locals().copy(), seed=loop.seed, overwrite=continue_finished(out, resume, overwrite),
                    resume=resume,
                    inputs=[vae]) as run:
         obj, room = _sets(objects, rooms)

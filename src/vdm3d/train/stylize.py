@@ -247,12 +247,12 @@ def train_stylize(out: Path, task: Literal["anchor", "inbetween"] = "anchor", in
         resume: continue a stopped run from its checkpoint.
         overwrite: replace an existing ``out``.
     """
-    from vdm3d.train.run import _continue_finished, fine_tune_init, load_fine_tune_init
+    from vdm3d.train.run import continue_finished, fine_tune_init, load_fine_tune_init
 
     name = name or f"stylize_{task}"
     init = fine_tune_init(init, name)
     start = time.time()
-    with RunFolder(out, config=locals().copy(), seed=loop.seed, overwrite=_continue_finished(out, resume, overwrite),
+    with RunFolder(out, config=locals().copy(), seed=loop.seed, overwrite=continue_finished(out, resume, overwrite),
                    resume=resume, inputs=[init]) as run:
         sets = load_or_build_stylize(data)
         net, meta, vae = load_fine_tune_init(init)
