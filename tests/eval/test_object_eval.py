@@ -72,12 +72,11 @@ def test_option_rows_come_after_the_job_and_before_the_baselines():
     assert "| vdm3d object (tiny) + illumination | 21.00 |" in table(summarize(rows), 1, "tiny")
 
 
-def test_orbit_frames_scores_a_checkpoint_per_azimuth_beside_copying_the_input(tmp_path, monkeypatch):
-    from vdm3d.eval.object import orbit_frames
-    from vdm3d.metrics.image import psnr
+def untrained_orbit_checkpoint(tmp_path, monkeypatch):
+    """A `vdm3d train orbit` run folder at ``tmp_path / "run"`` holding an untrained tiny network, with its
+    init weights in ``tmp_path / "w"`` and the data cache in ``tmp_path / "cache"``."""
     from vdm3d.models.tiny import DenoiserConfig, TinyVAE, VAEConfig, VideoDenoiser
     from vdm3d.models.tiny.checkpoint import save_model
-    from vdm3d.train.datasets import ObjectSetConfig, load_or_build
     from vdm3d.train.loop import save_state
 
     monkeypatch.setenv("VDM3D_CACHE", str(tmp_path / "cache"))
@@ -90,7 +89,16 @@ def test_orbit_frames_scores_a_checkpoint_per_azimuth_beside_copying_the_input(t
     import vdm3d.train.run as run
 
     monkeypatch.setattr(run, "WEIGHTS_DIR", tmp_path / "w")
-    result = orbit_frames(checkpoint=tmp_path / "run", objects=1, steps=1, layout="interleaved")
+    return tmp_path / "run"
+
+
+def test_orbit_frames_scores_a_checkpoint_per_azimuth_beside_copying_the_input(tmp_path, monkeypatch):
+    from vdm3d.eval.object import orbit_frames
+    from vdm3d.metrics.image import psnr
+    from vdm3d.train.datasets import ObjectSetConfig, load_or_build
+
+    run_folder = untrained_orbit_checkpoint(tmp_path, monkeypatch)
+    result = orbit_frames(checkpoint=run_folder, objects=1, steps=1, layout="interleaved")
     data = load_or_build(ObjectSetConfig(count=1, split="val"), None)
     rgb = torch.from_numpy(data["rgb"][0]).float() / 255
     copy = psnr(rgb[:1].expand(17, -1, -1, -1), rgb[1:])  # the baseline, by hand
@@ -104,21 +112,9 @@ def test_orbit_frames_with_the_exact_depth_scores_the_warp_beside_the_frames(tmp
     """``--carry exact-depth``: the maps carry the input by its true depth; the warp alone (on white) beats
     copying the input 20 degrees away on a validation object."""
     from vdm3d.eval.object import orbit_frames
-    from vdm3d.models.tiny import DenoiserConfig, TinyVAE, VAEConfig, VideoDenoiser
-    from vdm3d.models.tiny.checkpoint import save_model
-    from vdm3d.train.loop import save_state
 
-    monkeypatch.setenv("VDM3D_CACHE", str(tmp_path / "cache"))
-    torch.manual_seed(0)
-    net = VideoDenoiser(DenoiserConfig(channels=(8, 8), map_features=4, emb_dim=16, max_frames=16,
-                                       attention="views", reference_frame=True))
-    save_model(tmp_path / "w", "vae", "vae", TinyVAE(VAEConfig(channels=(8, 8))), {"steps": 0})
-    save_model(tmp_path / "w", "video", "video", net, {"steps": 0}, extra={"vae": "vae", "frames": 8})
-    save_state(tmp_path / "run" / "checkpoints", net, None, torch.optim.AdamW(net.parameters()), 1, {})
-    import vdm3d.train.run as run
-
-    monkeypatch.setattr(run, "WEIGHTS_DIR", tmp_path / "w")
-    result = orbit_frames(checkpoint=tmp_path / "run", objects=1, steps=1, proxy_maps=True, carry="exact-depth")
+    run_folder = untrained_orbit_checkpoint(tmp_path, monkeypatch)
+    result = orbit_frames(checkpoint=run_folder, objects=1, steps=1, proxy_maps=True, carry="exact-depth")
     near = result["per_offset"]["20"]
     assert near["warp_psnr"] > near["copy_psnr"] + 1.5  # measured 21.66 vs 16.69 dB on seed 2,000,000
     assert result["carry"] == "exact-depth" and 0 < result["warp_ssim"] < 1
