@@ -419,7 +419,7 @@ def orbit_frames(model: str = "tiny", checkpoint: Path | None = None, objects: A
         out: optional run folder for the numbers.
         overwrite: replace ``out``.
     """
-    from vdm3d.jobs.object_orbit import BackboneOrbit, OrbitPlan, load_depth_model
+    from vdm3d.jobs.object_orbit import BackboneOrbit, OrbitPlan, load_depth_model, reference_alpha
     from vdm3d.models.registry import load_backbone
     from vdm3d.train.datasets import ObjectSetConfig, load_object_depth, load_or_build
     from vdm3d.train.orbit import checkpoint_backbone
@@ -453,8 +453,6 @@ def orbit_frames(model: str = "tiny", checkpoint: Path | None = None, objects: A
         scores["copy_psnr"].append(psnr(copy, target))
         scores["copy_ssim"].append(ssim(copy, target))
         if proxy_maps:  # the maps alone: the carried pixels on white
-            from vdm3d.jobs.object_orbit import reference_alpha
-
             alpha = reference_alpha(rgb[i, 0])
             maps = source.carried(rgb[i, 0], alpha, cams[[0]], cams[1:].reshape(1, v - 1))[0]
             warp = maps[..., :3] + (1 - maps[..., 3:4])
