@@ -61,8 +61,13 @@ def proxy_maps(images: Float[Tensor, "B H W 3"], alphas: Float[Tensor, "B H W"],
     One splat per source pixel (no supersampling, 3x cheaper), then two passes of :func:`close_cracks` on
     each layer fill the gaps that stretching leaves between splats; training and the job call this same function.
     """
-    layers = torch.stack([torch.stack(inflated_depth(a, cameras[i])) for i, a in enumerate(alphas)])  # [B, 2, H, W]
-    return carried_maps(images, layers, cameras, targets)
+    return carried_maps(images, balloon_layers(alphas, cameras), cameras, targets)
+
+
+def balloon_layers(alphas: Float[Tensor, "B H W"], cameras: Cameras) -> Float[Tensor, "B 2 H W"]:
+    """The front and back z-depth of the balloon inflated from each silhouette (:func:`inflated_depth`), as
+    layers for :func:`carried_maps`."""
+    return torch.stack([torch.stack(inflated_depth(a, cameras[i])) for i, a in enumerate(alphas)])
 
 
 def depth_layers(depth: Float[Tensor, "B H W"], cameras: Cameras, back: bool = False) -> Float[Tensor, "B L H W"]:

@@ -46,6 +46,7 @@ from torch import Tensor
 from vdm3d.cameras.camera import Cameras
 from vdm3d.cameras.io import cameras_from_sv3d
 from vdm3d.errors import ConfigError
+from vdm3d.geometry.inflate import carried_maps
 
 OrbitKind = Literal["sv3d-static", "sv3d-dynamic", "v3d"]
 Guidance = Literal["triangular", "constant"]
@@ -196,14 +197,16 @@ class BackboneOrbit:
         sigmas = EdmSchedule(self.steps, 0.002, self.sigma_max, 7.0).sigmas()
         with_cameras = "cameras" in bb.slots
         with_maps = self.proxy_maps and with_cameras and "maps" in bb.slots
-        alpha = reference_alpha(reference) if with_maps else None
+        if with_maps:  # the input's carrying layers, once for every clip
+            input_camera = plan.cameras[[plan.input_index]]
+            layers = self.layers(reference, reference_alpha(reference), input_camera)
         self.log.clear()
         done: set[int] = set()
         for group in self.clips(plan):
             cams = plan.cameras[torch.tensor(group)].reshape(1, len(group)) if with_cameras else None
             maps = None
             if with_maps:
-                maps = self.carried(reference, alpha, plan.cameras[[plan.input_index]], cams)
+                maps = carried_maps(reference[None].float(), layers, input_camera, cams)
             cond = Conditioning(reference=reference[None], cameras=cams, maps=maps,
                                 extras={"reference_c2w": ref_c2w} if with_cameras else {})
             fl = (len(group) - 1) // bb.temporal_factor + 1
@@ -218,15 +221,21 @@ class BackboneOrbit:
                     done.add(i)
         return out
 
-
     def carried(self, reference: Float[Tensor, "H W 3"], alpha: Float[Tensor, "H W"], camera: Cameras,
                 targets: Cameras) -> Float[Tensor, "1 F H W 5"]:
         """The input carried into ``targets`` (batch ``(1, F)``) from ``camera`` (batch ``(1,)``), as
-        ``carry`` says."""
-        from vdm3d.geometry.inflate import carried_maps, depth_layers, proxy_maps
+        ``carry`` says: the maps one clip of :meth:`generate` gets."""
+        return carried_maps(reference[None].float(), self.layers(reference, alpha, camera), camera, targets)
+
+    def layers(self, reference: Float[Tensor, "H W 3"], alpha: Float[Tensor, "H W"], camera: Cameras
+               ) -> Float[Tensor, "1 L H W"]:
+        """The z-depth layers that carry the input (:func:`vdm3d.geometry.inflate.carried_maps`): the
+        balloon's two, or the visible surface at the input's depth (``input_depth``, else ``depth_model``'s
+        estimate), with the balloon's back for ``depth+back``."""
+        from vdm3d.geometry.inflate import balloon_layers, depth_layers
 
         if self.carry == "inflate":
-            return proxy_maps(reference[None].float(), alpha[None], camera, targets)
+            return balloon_layers(alpha[None], camera)
         depth = self.input_depth[None] if self.input_depth is not None else None
         if depth is None:
             if self.depth_model is None:
@@ -235,8 +244,7 @@ class BackboneOrbit:
             from vdm3d.models.tiny.depth import object_depth
 
             depth = object_depth(self.depth_model, reference[None].float(), alpha[None], camera)
-        layers = depth_layers(depth.float(), camera, back=self.carry == "depth+back")
-        return carried_maps(reference[None].float(), layers, camera, targets)
+        return depth_layers(depth.float(), camera, back=self.carry == "depth+back")
 
 
 def strided_chunks(views: list[int], chunk: int) -> list[list[int]]:
