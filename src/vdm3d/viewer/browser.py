@@ -9,7 +9,9 @@ splats on 2 CPU cores). Every run gets a fresh, temporary profile and no backgro
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -46,8 +48,20 @@ def screenshot(url: str, out: str | Path, width: int = 960, height: int = 720, w
     with tempfile.TemporaryDirectory(prefix="vdm3d-chromium-") as profile:
         cmd = [exe, *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}",
                f"--virtual-time-budget={wait_ms}", f"--screenshot={out.resolve()}", url]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+        # its own session, so that a stalled browser is stopped with its renderer and GPU processes, which
+        # would otherwise keep writing into the profile while it is removed
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+        try:
+            _, stderr = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            out.unlink(missing_ok=True)
+            raise Vdm3dError(f"Chromium took more than {timeout_s:.0f} s to screenshot {url} and was stopped; "
+                             "try again (a loaded machine can stall headless Chromium) or open the page in a "
+                             "browser.") from None
     if not out.is_file():
-        tail = (proc.stderr or "").strip().splitlines()[-3:]
+        tail = (stderr or "").strip().splitlines()[-3:]
         raise Vdm3dError(f"Chromium wrote no screenshot of {url} (exit {proc.returncode}): {' / '.join(tail)}")
     return out
