@@ -187,6 +187,38 @@ def test_backbone_orbit_fills_every_frame_in_chunks_reproducibly():
     torch.testing.assert_close(again.images, views.images)  # seeded
 
 
+def test_orbit_samples_are_averaged_frame_by_frame_with_their_masks():
+    from vdm3d.io.foreground import Foreground, mask_from_background
+    from vdm3d.jobs.object import generate_orbit
+
+    class Noisy:  # each draw: a grey square at a random place on white, random colours
+        name = "noisy"
+
+        def generate(self, reference, plan, generator):
+            f = len(plan.cameras)
+            out = torch.ones(f, 16, 16, 3)
+            for i in range(f):
+                y, x = torch.randint(0, 8, (2,), generator=generator).tolist()
+                out[i, y:y + 8, x:x + 8] = torch.rand(3, generator=generator)
+            return out
+
+    image = torch.rand(16, 16, 3)
+    fg = Foreground(image, torch.ones(16, 16), "alpha")
+    config = ObjectConfig(frames=5, orbit_samples=3, seed=7)
+    views, plan = generate_orbit(config, fg, Noisy())
+    g = torch.Generator().manual_seed(7)
+    draws = torch.stack([Noisy().generate(image, plan, g) for _ in range(3)])
+    white = np.ones(3, np.float32)
+    masks = torch.tensor(np.stack([[mask_from_background(im.numpy(), white) for im in d] for d in draws]))
+    generated = [i for i in range(5) if i != plan.input_index]
+    torch.testing.assert_close(views.images[generated], draws.mean(0)[generated])
+    torch.testing.assert_close(views.alphas[generated], masks.mean(0)[generated])
+    assert ((views.alphas[generated] > 0.2) & (views.alphas[generated] < 0.8)).any()  # soft where the draws disagree
+    torch.testing.assert_close(views.images[plan.input_index], image)
+    single, _ = generate_orbit(dataclasses.replace(config, orbit_samples=1), fg, Noisy())
+    torch.testing.assert_close(single.images[generated], draws[0][generated])  # one sample: the first draw
+
+
 def test_tiny_preset_frames_objects_as_the_tiny_model_was_trained():
     from vdm3d.data.procedural.cameras import orbit_distance
     from vdm3d.train.datasets import OBJECT_FOV_DEG

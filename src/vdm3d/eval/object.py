@@ -90,6 +90,9 @@ OPTIONS: dict[str, dict] = {
     "steps-1": {"steps": 1},
     "steps-2": {"steps": 2},
     "frames-9": {"frames": 9},
+    "samples-2": {"orbit_samples": 2},
+    "samples-4": {"orbit_samples": 4},
+    "samples-8": {"orbit_samples": 8},
 }
 
 

@@ -133,6 +133,9 @@ class ObjectConfig:
     object_depth_model: str = "object_depth"
     """the object-depth network for --carry depth / depth+back: a shipped model's name, or the .json of a
     `vdm3d train object-depth` run"""
+    orbit_samples: Annotated[int, Range(1)] = 1
+    """orbit videos sampled (one after the other from the run's seed); the 3D stage fits their per-pixel
+    mean and the mean of their soft masks"""
     clip_layout: ClipLayout = "consecutive"
     """how a backbone with fewer frames than the orbit fills it: clips of consecutive views, or interleaved
     (every second view in one clip, as the tiny orbit model's training clips)"""
@@ -294,10 +297,12 @@ def generate_orbit(config: ObjectConfig, fg: Foreground, source: OrbitSource) ->
     plan = orbit_plan(config.orbit, config.elevation_deg, config.radius, config.fov_deg, size, config.frames,
                       config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    images = source.generate(fg.image, plan, generator).float().clone()  # [F, H, W, 3]
+    samples = torch.stack([source.generate(fg.image, plan, generator).float()
+                           for _ in range(config.orbit_samples)])  # [K, F, H, W, 3]
+    images = samples.mean(0)
     images[plan.input_index] = fg.image
-    alphas = torch.stack([torch.from_numpy(mask_from_background(im.numpy(), np.ones(3, np.float32)))
-                          for im in images])
+    alphas = torch.stack([torch.stack([torch.from_numpy(mask_from_background(im.numpy(), np.ones(3, np.float32)))
+                                       for im in sample]) for sample in samples]).mean(0)
     alphas[plan.input_index] = fg.alpha
     origin = tuple("input" if i == plan.input_index else "generated" for i in range(len(images)))
     return Views(images, plan.cameras, alphas=alphas, origin=origin, fps=6.0), plan
