@@ -7,8 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from vdm3d.cameras.camera import Cameras, look_at
-from vdm3d.geometry.flow import (flow_from_depth, reproject_depth, sample_depth_2x2, unproject_depth,
-                                 warp_backward)
+from vdm3d.cameras.io import cameras_from_sv3d
+from vdm3d.geometry.flow import (flow_from_depth, points_and_normals, reproject_depth, sample_depth_2x2,
+                                 unproject_depth, warp_backward)
 
 
 def _cam(eye, target, w=24, h=18, fov=60.0, dtype=torch.float64) -> Cameras:
@@ -139,3 +140,36 @@ def test_unproject_depth_batched_equals_per_view():
     assert pts.shape == (2, 18, 24, 3)
     for i in range(2):
         assert torch.allclose(pts[i], unproject_depth(depth[i], cams[i]), atol=1e-12)
+
+
+def _sphere_depth(cams, r=0.6):
+    o, d = cams.rays(normalize=False)
+    dn = d / d.norm(dim=-1, keepdim=True)
+    b = (o * dn).sum(-1)
+    disc = b * b - ((o * o).sum(-1) - r * r)
+    t = -b - disc.clamp_min(0).sqrt()
+    return torch.where(disc > 0, t / d.norm(dim=-1), torch.zeros_like(t)), disc > 0
+
+
+def test_normals_from_depth_are_radial_on_a_sphere():
+    cams = cameras_from_sv3d(torch.tensor([20.0]), torch.tensor([30.0]), 2.7, 40.0, 64, 64)
+    depth, hit = _sphere_depth(cams)
+    pts, nrm = points_and_normals(depth, cams)
+    inner = hit.clone()
+    inner[:, 1:-1, 1:-1] &= hit[:, :-2, 1:-1] & hit[:, 2:, 1:-1] & hit[:, 1:-1, :-2] & hit[:, 1:-1, 2:]
+    inner[:, [0, -1]] = False
+    inner[:, :, [0, -1]] = False
+    radial = pts / pts.norm(dim=-1, keepdim=True)
+    assert float((radial * nrm).sum(-1)[inner].mean()) > 0.99
+    assert float((pts.norm(dim=-1)[hit] - 0.6).abs().max()) < 1e-4
+
+
+def test_normals_of_a_plane_reach_the_image_border():
+    """A plane filling the view: every pixel, border included, gets the plane's normal facing the camera."""
+    cam = _cam((0.3, -3.0, 0.4), (0.0, 0.0, 0.0))
+    normal = torch.tensor([0.2, -1.0, 0.1], dtype=torch.float64)
+    normal = normal / normal.norm()
+    rays_o, rays_d = cam.rays(normalize=False)
+    depth = ((-(rays_o @ normal)) / (rays_d @ normal))  # plane through the origin, z-depth since d_z = 1
+    _, nrm = points_and_normals(depth, cam)
+    torch.testing.assert_close(nrm, normal.expand_as(nrm), atol=1e-9, rtol=0)

@@ -10,7 +10,7 @@ from vdm3d.cameras.io import cameras_from_sv3d
 from vdm3d.diffusion.guiders import CFG
 from vdm3d.diffusion.testing import GaussianDataDenoiser
 from vdm3d.jobs.object_orbit import BackboneOrbit, orbit_plan
-from vdm3d.jobs.object_refine import (MaskedSDS, RefineConfig, points_and_normals, refine, refine_fit_config,
+from vdm3d.jobs.object_refine import (MaskedSDS, RefineConfig, refine, refine_fit_config,
                                       sds_loss, smoothstep, soft_visibility_mask)
 from vdm3d.protocols import Conditioning
 from vdm3d.recon.render import render_views
@@ -19,31 +19,9 @@ from vdm3d.splat.gaussians import Gaussians
 from vdm3d.views import Views
 
 
-def sphere_depth(cams, r=0.6):
-    o, d = cams.rays(normalize=False)
-    dn = d / d.norm(dim=-1, keepdim=True)
-    b = (o * dn).sum(-1)
-    disc = b * b - ((o * o).sum(-1) - r * r)
-    t = -b - disc.clamp_min(0).sqrt()
-    return torch.where(disc > 0, t / d.norm(dim=-1), torch.zeros_like(t)), disc > 0
-
-
 def test_smoothstep_values():
     x = torch.tensor([-1.0, 0.0, 0.25, 0.5, 2.0])
     torch.testing.assert_close(smoothstep(x, 0.0, 0.5), torch.tensor([0.0, 0.0, 0.5, 1.0, 1.0]))
-
-
-def test_normals_from_depth_are_radial_on_a_sphere():
-    cams = cameras_from_sv3d(torch.tensor([20.0]), torch.tensor([30.0]), 2.7, 40.0, 64, 64)
-    depth, hit = sphere_depth(cams)
-    pts, nrm = points_and_normals(depth, cams)
-    inner = hit.clone()
-    inner[:, 1:-1, 1:-1] &= hit[:, :-2, 1:-1] & hit[:, 2:, 1:-1] & hit[:, 1:-1, :-2] & hit[:, 1:-1, 2:]
-    inner[:, [0, -1]] = False
-    inner[:, :, [0, -1]] = False
-    radial = pts / pts.norm(dim=-1, keepdim=True)
-    assert float((radial * nrm).sum(-1)[inner].mean()) > 0.99
-    assert float((pts.norm(dim=-1)[hit] - 0.6).abs().max()) < 1e-4
 
 
 def test_visibility_mask_is_one_where_the_orbit_never_looks():

@@ -35,6 +35,28 @@ def unproject_depth(depth: Float[Tensor, "*B H W"], cameras: Cameras) -> Float[T
     return pts.reshape(*batch, h, w, 3)
 
 
+def point_map_normals(points: Float[Tensor, "*B H W 3"]) -> Float[Tensor, "*B H W 3"]:
+    """Unit normals of a map of points by central differences (one-sided at the border), as
+    ``d/dv x d/du``: for the points of a camera with x right and y down (OpenCV) they face the camera,
+    in whichever frame the points are given."""
+    pad_u = torch.cat([points[..., :, :1, :], points, points[..., :, -1:, :]], dim=-2)
+    pad_v = torch.cat([points[..., :1, :, :], points, points[..., -1:, :, :]], dim=-3)
+    du = pad_u[..., :, 2:, :] - pad_u[..., :, :-2, :]
+    dv = pad_v[..., 2:, :, :] - pad_v[..., :-2, :, :]
+    n = torch.cross(dv, du, dim=-1)
+    return n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def points_and_normals(depth: Float[Tensor, "*B H W"], cameras: Cameras
+                       ) -> tuple[Float[Tensor, "*B H W 3"], Float[Tensor, "*B H W 3"]]:
+    """World points of z-depth maps and their normals (:func:`point_map_normals`), turned to face the
+    camera where a grazing difference flipped them."""
+    pts = unproject_depth(depth, cameras)
+    n = point_map_normals(pts)
+    to_cam = cameras.centers.to(pts.dtype)[..., None, None, :] - pts
+    return pts, torch.where((n * to_cam).sum(-1, keepdim=True) < 0, -n, n)
+
+
 def reproject_depth(depth_a: Float[Tensor, "H W"], cam_a: Cameras, cam_b: Cameras
                     ) -> tuple[Float[Tensor, "H W 2"], Float[Tensor, "H W"]]:
     """For each pixel of A: its position ``uv_b`` in B (pixels) and its z-depth in B."""

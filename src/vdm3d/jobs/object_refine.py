@@ -35,6 +35,7 @@ from vdm3d.cameras.camera import Cameras
 from vdm3d.cameras.io import cameras_from_sv3d
 from vdm3d.diffusion.guiders import Guider
 from vdm3d.errors import ConfigError
+from vdm3d.geometry.flow import points_and_normals
 from vdm3d.options import Range
 from vdm3d.protocols import Backbone, Conditioning
 from vdm3d.recon.trainer import FitConfig, FitProgress, LearningRates, StepContext, fit_gaussians
@@ -71,22 +72,6 @@ def smoothstep(x: Tensor, edge0: float, edge1: float) -> Tensor:
     """Hermite step: 0 below ``edge0``, 1 above ``edge1``, ``3t^2 - 2t^3`` between."""
     t = ((x - edge0) / (edge1 - edge0)).clamp(0, 1)
     return t * t * (3 - 2 * t)
-
-
-def points_and_normals(depth: Float[Tensor, "B H W"], cameras: Cameras
-                       ) -> tuple[Float[Tensor, "B H W 3"], Float[Tensor, "B H W 3"]]:
-    """World points of z-depth maps and normals from their finite differences, facing the camera."""
-    b, h, w = depth.shape
-    uv = cameras.pixel_grid().reshape(1, h * w, 2).expand(b, h * w, 2)
-    pts = cameras.unproject(uv, depth.reshape(b, h * w)).reshape(b, h, w, 3)
-    dx = torch.zeros_like(pts)
-    dy = torch.zeros_like(pts)
-    dx[:, :, 1:-1] = pts[:, :, 2:] - pts[:, :, :-2]
-    dy[:, 1:-1] = pts[:, 2:] - pts[:, :-2]
-    n = torch.cross(dx, dy, dim=-1)
-    n = n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    to_cam = cameras.centers[:, None, None] - pts
-    return pts, torch.where(((n * to_cam).sum(-1, keepdim=True) < 0), -n, n)
 
 
 def soft_visibility_mask(points_world: Float[Tensor, "B H W 3"], normals_world: Float[Tensor, "B H W 3"],

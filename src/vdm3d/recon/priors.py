@@ -26,6 +26,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from vdm3d.cameras.camera import Cameras
+from vdm3d.geometry.flow import point_map_normals
 from vdm3d.recon.cache import align_depth
 from vdm3d.recon.trainer import StepContext
 from vdm3d.splat.render import render
@@ -40,12 +41,7 @@ def depth_normals(depth: Float[Tensor, "H W"], camera: Cameras) -> Float[Tensor,
     v, u = torch.meshgrid(torch.arange(h, dtype=depth.dtype), torch.arange(w, dtype=depth.dtype), indexing="ij")
     x = (u + 0.5 - k[0, 2]) / k[0, 0] * depth
     y = (v + 0.5 - k[1, 2]) / k[1, 1] * depth
-    p = torch.stack([x, y, depth], -1)  # [H, W, 3]
-    pad = torch.nn.functional.pad(p.permute(2, 0, 1)[None], (1, 1, 1, 1), mode="replicate")[0].permute(1, 2, 0)
-    du = pad[1:-1, 2:] - pad[1:-1, :-2]
-    dv = pad[2:, 1:-1] - pad[:-2, 1:-1]
-    n = torch.cross(dv, du, dim=-1)  # (down x right) points towards the camera (-z)
-    return n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return point_map_normals(torch.stack([x, y, depth], -1))  # (down x right) faces the camera (-z)
 
 
 def smooth_depth_loss(depth: Float[Tensor, "H W"], alpha: Float[Tensor, "H W"]) -> Float[Tensor, ""]:
