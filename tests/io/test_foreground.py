@@ -92,6 +92,11 @@ def test_a_mask_file_wins_and_is_checked(tmp_path):
     frame = np.ones((120, 120))
     with pytest.raises(InputError, match="covers 100% of the image border"):
         load_object_image(photo, size=64, mask=save(tmp_path / "m3.png", frame))
+    broken = tmp_path / "m4.png"
+    broken.write_text("not an image")  # the sentence says a mask was expected, not an image of the object
+    with pytest.raises(InputError, match="m4.png: is not a readable image .*; give a PNG, JPEG or WebP black-and-white "
+                                         "mask of the object"):
+        load_object_image(photo, size=64, mask=broken)
 
 
 def test_edge_fraction_of_box_and_border():

@@ -58,10 +58,11 @@ class Foreground:
     background: tuple[float, float, float] | None = None
 
 
-def read_rgba(path: str | Path) -> tuple[np.ndarray, bool]:
-    """Read an image file as float32 ``[H, W, 4]`` in [0, 1] and whether it had an alpha channel."""
+def read_rgba(path: str | Path, what: str = "image of the object") -> tuple[np.ndarray, bool]:
+    """Read an image file as float32 ``[H, W, 4]`` in [0, 1] and whether it had an alpha channel
+    (``what`` the file should be, for the error's fix)."""
     path = Path(path)
-    check_image_file(path, "an image of the object")  # missing, a folder, empty, or a decompression bomb
+    check_image_file(path, f"an {what}" if what[0] in "aeiou" else f"a {what}")  # missing, a folder, empty, a bomb
     try:
         with Image.open(path) as im:
             im.load()
@@ -69,7 +70,7 @@ def read_rgba(path: str | Path) -> tuple[np.ndarray, bool]:
             rgba = np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise InputError(path=path, problem=f"is not a readable image ({type(e).__name__})",
-                         fix="give a PNG, JPEG or WebP image of the object") from e
+                         fix=f"give a PNG, JPEG or WebP {what}") from e
     if rgba.shape[0] < 8 or rgba.shape[1] < 8:
         raise InputError(path=path, problem=f"is only {rgba.shape[1]}x{rgba.shape[0]} pixels",
                          fix="give an image at least 8 pixels on each side")
@@ -194,7 +195,7 @@ def check_mask(alpha: np.ndarray, path: str | Path, source: str, margin: float =
 
 def read_mask(path: str | Path, height: int, width: int) -> np.ndarray:
     """A mask image (white = object; an RGBA mask's alpha) as float ``[height, width]`` in [0, 1]."""
-    rgba, has_alpha = read_rgba(path)
+    rgba, has_alpha = read_rgba(path, "black-and-white mask of the object")
     m = rgba[..., 3] if has_alpha and rgba[..., 3].min() < 0.99 else rgba[..., :3].mean(-1)
     if m.shape != (height, width):
         m = np.asarray(Image.fromarray(m.astype(np.float32)).resize((width, height), Image.Resampling.BILINEAR))
