@@ -119,6 +119,11 @@ def test_transforms_json_with_alpha_and_missing_file(tmp_path):
 def test_not_a_scene(tmp_path):
     with pytest.raises(InputError, match="poses_bounds"):
         read_scene(tmp_path)
+    model = tmp_path / "sparse" / "0"
+    model.mkdir(parents=True)
+    (model / "cameras.bin").write_bytes(b"\0" * 8)  # a COLMAP model missing its images file is named as such
+    with pytest.raises(InputError, match="sparse/0: has cameras.bin but no images.bin or images.txt"):
+        read_scene(tmp_path)
 
 
 def test_sparse_points_from_training_views_only(shared_data):

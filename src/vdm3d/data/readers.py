@@ -127,6 +127,13 @@ def detect_format(root: Path) -> SceneFormat:
     for d in (root / "sparse" / "0", root / "sparse", root):
         if any((d / f"images.{e}").is_file() for e in ("bin", "txt")):
             return "colmap"
+    for d in (root / "sparse" / "0", root / "sparse", root):
+        partial = sorted(f.name for f in d.glob("*") if f.name in ("cameras.bin", "cameras.txt", "points3D.bin",
+                                                                     "points3D.txt"))
+        if partial:
+            raise InputError(path=d, problem=f"has {' and '.join(partial)} but no images.bin or images.txt, so it is "
+                             "not a whole COLMAP sparse model", fix="copy the model's images file beside them "
+                             "(COLMAP writes cameras, images and points3D together)")
     raise InputError(path=root, problem="holds no poses_bounds.npy, transforms.json or COLMAP sparse model",
                      fix="pass an LLFF, COLMAP or nerfstudio/Blender scene folder")
 
