@@ -5,6 +5,7 @@ Examples::
     vdm3d trajectory make orbit --frames 36 --radius 2.5 --elevation-deg 20 --out runs/demo/orbit.json
     vdm3d trajectory make sv3d --dynamic --seed 3 --out sv3d.json
     vdm3d trajectory make move --presets dolly-in pan-left --frames 81 --out walk.json
+    vdm3d trajectory make from-video --video drone.mp4 --frames 49 --out drone.json   # then: vdm3d explore --path drone.json
     vdm3d trajectory convert ../shared/data/trajectories_re10k/0bf152ef84195293.txt --out transforms.json
     vdm3d trajectory validate orbit.json --scene ../shared/data/meshes/duck/Duck.glb
     vdm3d trajectory preview orbit.json --out orbit.png --scene points.ply
@@ -190,8 +191,30 @@ class Extend(_Out):
     """slowdown: smallest step, relative to the first."""
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FromVideo(_Out):
+    """The camera path of a video you have (structure from motion with COLMAP): z up, the first camera at the origin, scaled so the scene's median depth from it is --depth-median (as `vdm3d explore` scales its image)."""
+
+    video: Path
+    """Video file (MP4, MOV, AVI, MKV, WebM: what OpenCV's FFmpeg reads) or a folder of frames."""
+    frames: Annotated[int, Range(3)] = 48
+    """Most frames to sample, evenly over the video (each becomes a camera)."""
+    fov_deg: Annotated[Optional[float], Range(0, 180, open_min=True, open_max=True)] = None
+    """The video's horizontal field of view, if known (held fixed); default: estimated by COLMAP."""
+    depth_median: Annotated[float, Range(0, open_min=True)] = 2.0
+    """Median depth of the scene from the first camera, in path units (explore's --depth-median)."""
+    max_side: Annotated[int, Range(64)] = 640
+    """Frames are resized to this longer side for COLMAP (intrinsics are written at the video's size)."""
+    overlap: Annotated[int, Range(1)] = 10
+    """Each frame is matched with this many following frames."""
+    fps: Annotated[Optional[float], Range(0, open_min=True)] = None
+    """Frame rate of a folder of frames (a video's own rate is read from the file)."""
+    seed: int = 0
+    """COLMAP's random seed."""
+
+
 MAKE = {"orbit": Orbit, "sv3d": Sv3d, "v3d": V3d, "spiral": Spiral, "keyframes": Keyframes, "move": Move,
-        "extend": Extend}
+        "extend": Extend, "from-video": FromVideo}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -274,7 +297,7 @@ class Info:
 
 
 def make() -> None:
-    """Make a trajectory: orbit, sv3d, v3d, spiral, keyframes, move, extend (see `vdm3d trajectory make --help`)."""
+    """Make a trajectory: orbit, sv3d, v3d, spiral, keyframes, move, extend, from-video (see `vdm3d trajectory make --help`)."""
 
 
 COMMANDS = {"make": make, "convert": Convert, "validate": Validate, "preview": Preview, "info": Info}
@@ -329,6 +352,14 @@ def _make(cfg) -> int:
         traj = T.Trajectory(apply_movements(start, moves, cfg.frames), cfg.fps,
                             {"generator": "move", "presets": list(cfg.presets), "speed": cfg.speed,
                              "movements": to_jsonable(moves)})
+    elif isinstance(cfg, FromVideo):
+        from vdm3d.cameras.sfm import trajectory_from_video
+
+        traj = trajectory_from_video(cfg.video, cfg.frames, cfg.fov_deg, cfg.depth_median, cfg.max_side, cfg.overlap,
+                                     cfg.seed, cfg.fps)
+        p = traj.provenance
+        print(f"COLMAP placed {p['frames_placed']} of {p['frames_sampled']} frames ({p['frames_interpolated']} "
+              f"interpolated, {p['frames_cut_at_ends']} cut at the ends); field of view {p['fov_deg']:.1f} deg")
     elif isinstance(cfg, Extend):
         src = read_camera_file(cfg.input)
         kw = dict(decay=cfg.decay, floor=cfg.floor) if cfg.mode == "slowdown" else {}

@@ -24,23 +24,16 @@ from scipy.spatial import cKDTree
 from torch import Tensor
 
 from vdm3d.cameras.camera import Cameras
-from vdm3d.errors import ConfigError
+from vdm3d.cameras.sfm import pycolmap_module
 
 
-def _pycolmap():
-    try:
-        import pycolmap
-    except ImportError:  # pragma: no cover - an optional dependency
-        raise ConfigError("pycolmap is not installed; `pip install pycolmap` to measure COLMAP points.") \
-            from None
-    return pycolmap
 
 
 def extract_features(images: Float[Tensor, "N H W 3"], cameras: Cameras, upscale: int, root: Path) -> tuple[Path, Path]:
     """Write ``images`` upscaled (bicubic) to ``root/images`` as ``NNNN.png`` and extract their SIFT features into
     a fresh ``root/database.db`` with the first camera's pinhole intrinsics, scaled to match, shared by all
     frames. Returns the image folder and the database."""
-    pycolmap = _pycolmap()
+    pycolmap = pycolmap_module()
     img_dir = root / "images"
     img_dir.mkdir(parents=True, exist_ok=True)
     n, h, w = images.shape[:3]
@@ -66,7 +59,7 @@ def triangulate_known_poses(images: Float[Tensor, "N H W 3"], cameras: Cameras, 
                             work: Path | None = None) -> np.ndarray:
     """World points ``[P, 3]`` that COLMAP triangulates from ``images`` at their known ``cameras [N]``
     (one shared pinhole intrinsics, the first camera's)."""
-    pycolmap = _pycolmap()
+    pycolmap = pycolmap_module()
     pycolmap.logging.minloglevel = 2  # errors only: COLMAP logs every image and pair otherwise
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(work or tmp)

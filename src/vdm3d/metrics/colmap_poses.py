@@ -29,7 +29,8 @@ from jaxtyping import Float
 from torch import Tensor
 
 from vdm3d.cameras.camera import Cameras
-from vdm3d.metrics.colmap_points import _pycolmap, extract_features
+from vdm3d.cameras.sfm import pycolmap_module
+from vdm3d.metrics.colmap_points import extract_features
 
 
 def recover_poses(images: Float[Tensor, "N H W 3"], cameras: Cameras, upscale: int = 4, overlap: int = 10,
@@ -37,7 +38,7 @@ def recover_poses(images: Float[Tensor, "N H W 3"], cameras: Cameras, upscale: i
     """Camera-to-world ``4x4`` poses COLMAP recovers for the frames it registers (by frame index), in the
     largest model's own frame; intrinsics are the first camera's, fixed. ``overlap``: each frame is matched
     with the next ``overlap`` frames (a video's frames overlap most with their neighbours)."""
-    pycolmap = _pycolmap()
+    pycolmap = pycolmap_module()
     pycolmap.logging.minloglevel = 2
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
