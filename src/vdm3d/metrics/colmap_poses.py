@@ -21,55 +21,22 @@ scaled to match (as :mod:`vdm3d.metrics.colmap_points`).
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import numpy as np
 from jaxtyping import Float
 from torch import Tensor
 
 from vdm3d.cameras.camera import Cameras
-from vdm3d.cameras.sfm import pycolmap_module
-from vdm3d.metrics.colmap_points import extract_features
+from vdm3d.cameras.sfm import solve_poses
 
 
 def recover_poses(images: Float[Tensor, "N H W 3"], cameras: Cameras, upscale: int = 4, overlap: int = 10,
                   seed: int = 0) -> dict[int, np.ndarray]:
     """Camera-to-world ``4x4`` poses COLMAP recovers for the frames it registers (by frame index), in the
-    largest model's own frame; intrinsics are the first camera's, fixed. ``overlap``: each frame is matched
-    with the next ``overlap`` frames (a video's frames overlap most with their neighbours)."""
-    pycolmap = pycolmap_module()
-    pycolmap.logging.minloglevel = 2
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        img_dir, db_path = extract_features(images, cameras, upscale, root)
-        matching = pycolmap.FeatureMatchingOptions()
-        matching.num_threads = 1
-        pairing = pycolmap.SequentialPairingOptions()
-        pairing.overlap = overlap
-        pairing.loop_detection = False
-        pairing.num_threads = 1
-        pycolmap.match_sequential(db_path, matching_options=matching, pairing_options=pairing,
-                                  device=pycolmap.Device.cpu)
-        opts = pycolmap.IncrementalPipelineOptions()
-        opts.num_threads = 1
-        opts.random_seed = seed
-        opts.ba_refine_focal_length = False
-        opts.ba_refine_principal_point = False
-        opts.ba_refine_extra_params = False
-        opts.multiple_models = False
-        models = pycolmap.incremental_mapping(db_path, img_dir, root / "sparse", options=opts)
-        if not models:
-            return {}
-        rec = max(models.values(), key=lambda r: r.num_reg_images())
-        poses = {}
-        for img in rec.images.values():
-            if not img.has_pose:
-                continue
-            w2c = np.eye(4)
-            w2c[:3] = img.cam_from_world().matrix()
-            poses[int(Path(img.name).stem)] = np.linalg.inv(w2c)
-    return poses
+    largest model's own frame (:func:`vdm3d.cameras.sfm.solve_poses`); the intrinsics are the first camera's
+    field of view, fixed. ``overlap``: each frame is matched with the next ``overlap`` frames."""
+    frames = (images.clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+    side = max(frames.shape[1:3]) * upscale
+    return solve_poses(frames, float(cameras.fov_x_deg.reshape(-1)[0]), side, overlap, seed).poses
 
 
 def align_similarity(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
