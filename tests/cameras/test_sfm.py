@@ -61,10 +61,13 @@ def write_video(path, frames: torch.Tensor, fps: float = 24.0) -> None:
 @pytest.mark.slow
 def test_a_rendered_walk_comes_back_from_its_video(tmp_path, capsys):
     scene, cams = noise_room(), walk()
-    write_video(tmp_path / "walk.mp4", render_buffers(scene, cams).rgb)
+    rgb = render_buffers(scene, cams).rgb
+    write_video(tmp_path / "walk.mp4", rgb)
     assert cli(["trajectory", "make", "from-video", "--video", str(tmp_path / "walk.mp4"), "--max-side", "384",
-                "--out", str(tmp_path / "walk.json")]) == 0
+                "--out", str(tmp_path / "walk.json"), "--first-frame", str(tmp_path / "start.png")]) == 0
     assert "placed 24 of 24 frames" in capsys.readouterr().out
+    start = torch.from_numpy(cv2.imread(str(tmp_path / "start.png"))[..., ::-1].copy()).float() / 255
+    assert float(-10 * torch.log10(((start - rgb[0]) ** 2).mean())) > 25  # the first frame, through mp4v
     traj = read_camera_file(tmp_path / "walk.json").trajectory
     c2w = traj.cameras.c2w.double().numpy()
     assert traj.provenance["generator"] == "from-video"

@@ -263,12 +263,16 @@ def _rotation_onto(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def trajectory_from_video(path: str | Path, max_frames: int = 48, fov_deg: float | None = None,
                           depth_median: float = 2.0, max_side: int = 640, overlap: int = 10, seed: int = 0,
-                          fps: float | None = None) -> Trajectory:
-    """The camera path of a video (see the module docstring); its fps is the video's over the sampling step."""
+                          fps: float | None = None) -> tuple[Trajectory, np.ndarray]:
+    """The camera path of a video (see the module docstring; its fps is the video's over the sampling
+    step), and the frame its first camera saw (RGB ``uint8 [H, W, 3]``: the image to start `explore` from)."""
     video = read_video(path, max_frames, fps)
     sfm = solve_poses(video.frames, fov_deg, max_side, overlap, seed)
     step = (video.indices[-1] - video.indices[0]) / max(len(video.indices) - 1, 1) or 1.0
-    return to_trajectory(sfm, len(video.indices), video.fps / step, depth_median, str(path))
+    traj = to_trajectory(sfm, len(video.indices), video.fps / step, depth_median, str(path))
+    first = min(sfm.poses)
+    traj.provenance["first_video_frame"] = video.indices[first]
+    return traj, video.frames[first]
 
 
 __all__ = ["SfmResult", "VideoFrames", "pycolmap_module", "read_video", "solve_poses", "to_trajectory", "trajectory_from_video"]

@@ -5,7 +5,7 @@ Examples::
     vdm3d trajectory make orbit --frames 36 --radius 2.5 --elevation-deg 20 --out runs/demo/orbit.json
     vdm3d trajectory make sv3d --dynamic --seed 3 --out sv3d.json
     vdm3d trajectory make move --presets dolly-in pan-left --frames 81 --out walk.json
-    vdm3d trajectory make from-video --video drone.mp4 --frames 49 --out drone.json   # then: vdm3d explore --path drone.json
+    vdm3d trajectory make from-video --video drone.mp4 --frames 49 --out drone.json --first-frame drone.png
     vdm3d trajectory convert ../shared/data/trajectories_re10k/0bf152ef84195293.txt --out transforms.json
     vdm3d trajectory validate orbit.json --scene ../shared/data/meshes/duck/Duck.glb
     vdm3d trajectory preview orbit.json --out orbit.png --scene points.ply
@@ -209,6 +209,8 @@ class FromVideo(_Out):
     """Each frame is matched with this many following frames."""
     fps: Annotated[Optional[float], Range(0, open_min=True)] = None
     """Frame rate of a folder of frames (a video's own rate is read from the file)."""
+    first_frame: Optional[Path] = None
+    """Also write the video frame the path's first camera saw (PNG/JPEG): the image to start `vdm3d explore` from."""
     seed: int = 0
     """COLMAP's random seed."""
 
@@ -354,12 +356,22 @@ def _make(cfg) -> int:
                              "movements": to_jsonable(moves)})
     elif isinstance(cfg, FromVideo):
         from vdm3d.cameras.sfm import trajectory_from_video
+        from vdm3d.io.images import write_image
 
-        traj = trajectory_from_video(cfg.video, cfg.frames, cfg.fov_deg, cfg.depth_median, cfg.max_side, cfg.overlap,
-                                     cfg.seed, cfg.fps)
+        if cfg.first_frame is not None:
+            _check_out(cfg.first_frame, cfg.overwrite)
+            if cfg.first_frame.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+                raise InputError(path=cfg.first_frame, field="--first-frame", problem="is not a .png or .jpg name",
+                                 fix="name a PNG or JPEG file")
+        traj, first = trajectory_from_video(cfg.video, cfg.frames, cfg.fov_deg, cfg.depth_median, cfg.max_side,
+                                            cfg.overlap, cfg.seed, cfg.fps)
         p = traj.provenance
         print(f"COLMAP placed {p['frames_placed']} of {p['frames_sampled']} frames ({p['frames_interpolated']} "
               f"interpolated, {p['frames_cut_at_ends']} cut at the ends); field of view {p['fov_deg']:.1f} deg")
+        if cfg.first_frame is not None:
+            write_image(cfg.first_frame, first)
+            print(f"wrote {cfg.first_frame}: video frame {p['first_video_frame']}, the path's first camera "
+                  f"(vdm3d explore --image {cfg.first_frame} --path {cfg.out} --fov-deg {p['fov_deg']:.1f})")
     elif isinstance(cfg, Extend):
         src = read_camera_file(cfg.input)
         kw = dict(decay=cfg.decay, floor=cfg.floor) if cfg.mode == "slowdown" else {}
