@@ -152,3 +152,13 @@ def test_a_still_video_cannot_be_placed(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "frames it could place" in err and "camera motion" in err
     assert not (tmp_path / "p.json").exists()
+
+
+def test_the_square_crop_field_of_view_is_printed_for_explore():
+    """A 2:1 video: explore crops the centre square, whose horizontal fov is the video's vertical one."""
+    cams = walk(6)
+    wide = Cameras.from_fov(90.0, 512, 256, cams.c2w)
+    sfm = SfmResult(_poses(wide), wide.Ks[0].double().numpy(), np.zeros((0, 3)), (512, 256))
+    p = to_trajectory(sfm, 6, 24.0).provenance
+    assert p["fov_deg"] == pytest.approx(90.0)
+    assert p["fov_deg_square_crop"] == pytest.approx(math.degrees(2 * math.atan(0.5)))

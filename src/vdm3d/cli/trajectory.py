@@ -371,7 +371,8 @@ def _make(cfg) -> int:
         if cfg.first_frame is not None:
             write_image(cfg.first_frame, first)
             print(f"wrote {cfg.first_frame}: video frame {p['first_video_frame']}, the path's first camera "
-                  f"(vdm3d explore --image {cfg.first_frame} --path {cfg.out} --fov-deg {p['fov_deg']:.1f})")
+                  f"(vdm3d explore --image {cfg.first_frame} --path {cfg.out} --fov-deg {p['fov_deg_square_crop']:.1f}: "
+                  "explore crops the image to its centre square)")
     elif isinstance(cfg, Extend):
         src = read_camera_file(cfg.input)
         kw = dict(decay=cfg.decay, floor=cfg.floor) if cfg.mode == "slowdown" else {}
