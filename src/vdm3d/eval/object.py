@@ -93,6 +93,7 @@ OPTIONS: dict[str, dict] = {
     "samples-2": {"orbit_samples": 2},
     "samples-4": {"orbit_samples": 4},
     "samples-8": {"orbit_samples": 8},
+    "samples-4-input-weight-12": {"orbit_samples": 4, "input_weight": 12.0},
 }
 
 
