@@ -108,3 +108,20 @@ def test_resume_on_a_finished_run_continues_to_more_steps(trained, monkeypatch):
     assert after[:4] == before and len(after) == 5  # history kept, one more window of 10 steps
     card = json.loads((trained / "depth" / "depth.json").read_text())["card"]
     assert card["steps"] == 50
+
+
+def test_checkpoint_state_finds_a_finished_or_running_run(tmp_path):
+    from vdm3d.errors import InputError
+    from vdm3d.train.run import checkpoint_state
+
+    running = tmp_path / ".run.partial" / "checkpoints"  # RunFolder writes here until the run finishes
+    running.mkdir(parents=True)
+    (running / "state.safetensors").write_bytes(b"")
+    assert checkpoint_state(tmp_path / "run") == running / "state.safetensors"
+    done = tmp_path / "done" / "checkpoints"
+    done.mkdir(parents=True)
+    (done / "state.safetensors").write_bytes(b"")
+    assert checkpoint_state(tmp_path / "done") == checkpoint_state(done) == done / "state.safetensors"
+    with pytest.raises(InputError, match="nothing: holds no checkpoints/state.safetensors; pass the --out folder "
+                                         "of a `vdm3d train stylize` run"):
+        checkpoint_state(tmp_path / "nothing", "train stylize")

@@ -307,16 +307,10 @@ def stylize_noise(model: str = "stylize_inbetween", checkpoint: Path | None = No
 
     from vdm3d.models.tiny import WEIGHTS_DIR
     from vdm3d.models.tiny.backbone import TinyVideoBackbone
-    from vdm3d.train.run import load_fine_tune_init
+    from vdm3d.train.run import checkpoint_state, load_fine_tune_init
     from vdm3d.train.stylize import StylizeSetConfig, StylizeTaskConfig, StylizeTasks, load_or_build_stylize
 
-    from vdm3d.errors import InputError
-
-    state_file = Path(checkpoint) / "checkpoints" / "state.safetensors" if checkpoint is not None else None
-    if state_file is not None and not state_file.is_file():
-        raise InputError(path=checkpoint, problem="has no checkpoints/state.safetensors",
-                         fix="give the folder of a `vdm3d train stylize` run (its --out) that wrote a "
-                         "checkpoint")
+    state_file = checkpoint_state(checkpoint, "train stylize") if checkpoint is not None else None  # running too
     data = load_or_build_stylize(StylizeSetConfig(objects=objects, rooms=rooms, split=split))
     net, _, vae = load_fine_tune_init(WEIGHTS_DIR / f"{model}.json")
     if state_file is not None:

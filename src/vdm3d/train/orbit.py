@@ -16,12 +16,11 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
-from vdm3d.errors import InputError
 from vdm3d.models.tiny.backbone import TinyVideoBackbone
 from vdm3d.train.datasets import ObjectSetConfig, load_object_depth, load_or_build
 from vdm3d.train.loop import LoopConfig
 from vdm3d.train.object_depth import estimated_object_depth
-from vdm3d.train.run import FineTune, fine_tune, fine_tune_init, load_fine_tune_init
+from vdm3d.train.run import FineTune, checkpoint_state, fine_tune, fine_tune_init, load_fine_tune_init
 from vdm3d.train.video import VideoTaskConfig, VideoTasks, video_loss
 
 ORBIT_TASK = VideoTaskConfig(mixture=(1.0, 0.0, 0.0), orbit_maps=0.8, half_stride=0.5)
@@ -72,24 +71,13 @@ def train_orbit(out: Path, init: Path | None = None, objects: ObjectSetConfig = 
     return result
 
 
-def checkpoint_state(run: Path) -> Path:
-    """The checkpoint file of a ``vdm3d train orbit`` run folder, finished or still running (its
-    ``.<name>.partial`` sibling), or of a ``checkpoints`` folder given directly."""
-    run = Path(run)
-    for folder in (run, run / "checkpoints", run.parent / f".{run.name}.partial" / "checkpoints"):
-        if (folder / "state.safetensors").is_file():
-            return folder / "state.safetensors"
-    raise InputError(path=run, problem="holds no checkpoints/state.safetensors",
-                     fix="pass the --out folder of a `vdm3d train orbit` run that has written a checkpoint")
-
-
 def checkpoint_backbone(run: Path, init: Path | None = None, frames: int = ORBIT_TASK.frames) -> TinyVideoBackbone:
     """The EMA weights of a run's last checkpoint as a backbone, to score a run while it trains.
 
     ``init`` is the model the run started from (default: the shipped ``video.json``): it gives the
     network's shape and the VAE."""
     net, meta, vae = load_fine_tune_init(fine_tune_init(init, "orbit"))
-    tensors = load_file(str(checkpoint_state(run)))
+    tensors = load_file(str(checkpoint_state(run, "train orbit")))
     prefix = "ema." if any(k.startswith("ema.") for k in tensors) else "model."
     net.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
     res = tuple(meta.get("resolution", (64, 64)))

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Callable
 import numpy as np
 import torch
 
-from vdm3d.errors import ConfigError
+from vdm3d.errors import ConfigError, InputError
 from vdm3d.io.runs import RunFolder
 from vdm3d.models.tiny import WEIGHTS_DIR
 from vdm3d.models.tiny.backbone import TinyVideoBackbone
@@ -51,6 +51,17 @@ def card(summary: dict[str, Any], data: dict[str, Any], seed: int, metrics: dict
             "device": summary["device"], "processes": summary["processes"], "hardware": hardware(),
             "command": "vdm3d train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else "",
             "final_losses": summary["losses"][-4:], "heldout": metrics}
+
+
+def checkpoint_state(run: Path, command: str = "train") -> Path:
+    """The checkpoint file of a training run folder, finished or still running (its ``.<name>.partial``
+    sibling), or of a ``checkpoints`` folder given directly; ``command`` names the trainer in the error."""
+    run = Path(run)
+    for folder in (run, run / "checkpoints", run.parent / f".{run.name}.partial" / "checkpoints"):
+        if (folder / "state.safetensors").is_file():
+            return folder / "state.safetensors"
+    raise InputError(path=run, problem="holds no checkpoints/state.safetensors",
+                     fix=f"pass the --out folder of a `vdm3d {command}` run that has written a checkpoint")
 
 
 def continue_finished(out: Path, resume: bool, overwrite: bool) -> bool:
