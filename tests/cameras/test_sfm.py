@@ -162,3 +162,17 @@ def test_the_square_crop_field_of_view_is_printed_for_explore():
     p = to_trajectory(sfm, 6, 24.0).provenance
     assert p["fov_deg"] == pytest.approx(90.0)
     assert p["fov_deg_square_crop"] == pytest.approx(math.degrees(2 * math.atan(0.5)))
+
+
+def test_a_folder_of_frames_is_read_in_name_order_and_sampled_evenly(tmp_path):
+    from vdm3d.cameras.sfm import read_video
+
+    for i in range(10):
+        cv2.imwrite(str(tmp_path / f"f{i:02d}.png"), np.full((8, 12, 3), (0, 0, 10 * i), np.uint8))  # BGR: red = 10 i
+    (tmp_path / "notes.txt").write_text("not a frame")
+    video = read_video(tmp_path, max_frames=4, fps=30.0)
+    assert video.indices == [0, 3, 6, 9] and video.total == 10 and video.fps == 30.0
+    assert video.frames.shape == (4, 8, 12, 3) and video.frames[:, 0, 0, 0].tolist() == [0, 30, 60, 90]  # RGB
+    cv2.imwrite(str(tmp_path / "f99.png"), np.zeros((9, 12, 3), np.uint8))
+    with pytest.raises(InputError, match="has frames of different sizes"):
+        read_video(tmp_path, max_frames=20)
