@@ -30,6 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from scipy.spatial.transform import Rotation
 
 from vdm3d.cameras.camera import Cameras
 from vdm3d.cameras.trajectory import Trajectory, interpolate_keyframes
@@ -202,7 +203,7 @@ def to_trajectory(sfm: SfmResult, count: int, fps: float, depth_median: float = 
                          "place has no parallax), more frames (--frames), or its field of view (--fov-deg)")
     c2w = np.stack([sfm.poses[i] for i in ids])
     up = upright(c2w)
-    turn = _rotation_onto(up, np.array([0.0, 0.0, 1.0]))
+    turn = Rotation.align_vectors([[0.0, 0.0, 1.0]], [up])[0].as_matrix()  # the smallest turn taking up to +z
     origin = c2w[0, :3, 3].copy()
     depth = _first_camera_depths(sfm.points, c2w[0])
     scale = depth_median / float(np.median(depth)) if len(depth) >= 10 else 1.0
@@ -251,17 +252,6 @@ def _first_camera_depths(points: np.ndarray, c2w: np.ndarray) -> np.ndarray:
     return z[z > 0]
 
 
-def _rotation_onto(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The smallest rotation taking unit vector ``a`` onto unit vector ``b``."""
-    v, c = np.cross(a, b), float(a @ b)
-    if c < -1 + 1e-9:  # opposite: half a turn about any axis normal to a
-        axis = np.cross(a, [1.0, 0.0, 0.0] if abs(a[0]) < 0.9 else [0.0, 1.0, 0.0])
-        axis /= np.linalg.norm(axis)
-        return 2 * np.outer(axis, axis) - np.eye(3)
-    vx = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
-    return np.eye(3) + vx + vx @ vx / (1 + c)
-
-
 def trajectory_from_video(path: str | Path, max_frames: int = 48, fov_deg: float | None = None,
                           depth_median: float = 2.0, max_side: int = 640, overlap: int = 10, seed: int = 0,
                           fps: float | None = None) -> tuple[Trajectory, np.ndarray]:
@@ -276,4 +266,5 @@ def trajectory_from_video(path: str | Path, max_frames: int = 48, fov_deg: float
     return traj, video.frames[first]
 
 
-__all__ = ["SfmResult", "VideoFrames", "pycolmap_module", "read_video", "solve_poses", "to_trajectory", "trajectory_from_video"]
+__all__ = ["SfmResult", "VideoFrames", "pycolmap_module", "read_video", "solve_poses", "to_trajectory",
+           "trajectory_from_video", "upright"]
