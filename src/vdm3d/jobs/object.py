@@ -301,8 +301,8 @@ def generate_orbit(config: ObjectConfig, fg: Foreground, source: OrbitSource) ->
                            for _ in range(config.orbit_samples)])  # [K, F, H, W, 3]
     images = samples.mean(0)
     images[plan.input_index] = fg.image
-    alphas = torch.stack([torch.stack([torch.from_numpy(mask_from_background(im.numpy(), np.ones(3, np.float32)))
-                                       for im in sample]) for sample in samples]).mean(0)
+    masks = [torch.from_numpy(mask_from_background(im.numpy(), np.ones(3, np.float32))) for im in samples.flatten(0, 1)]
+    alphas = torch.stack(masks).reshape(samples.shape[:-1]).mean(0)  # [F, H, W]
     alphas[plan.input_index] = fg.alpha
     origin = tuple("input" if i == plan.input_index else "generated" for i in range(len(images)))
     return Views(images, plan.cameras, alphas=alphas, origin=origin, fps=6.0), plan
