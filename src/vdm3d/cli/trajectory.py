@@ -32,7 +32,7 @@ from vdm3d.cameras.presets import PRESETS
 from vdm3d.errors import InputError, OutputExistsError
 from vdm3d.options import Range
 
-HELP = "make, convert, validate, preview and inspect camera paths (orbits, presets, COLMAP, RE10K, ...)"
+HELP = "make, convert, validate, preview and inspect camera paths (orbits, presets, a video's own path, COLMAP, RE10K, ...)"
 
 PresetName = Literal[tuple(PRESETS)]  # type: ignore[valid-type]
 
