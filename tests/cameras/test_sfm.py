@@ -176,3 +176,17 @@ def test_a_folder_of_frames_is_read_in_name_order_and_sampled_evenly(tmp_path):
     cv2.imwrite(str(tmp_path / "f99.png"), np.zeros((9, 12, 3), np.uint8))
     with pytest.raises(InputError, match="has frames of different sizes"):
         read_video(tmp_path, max_frames=20)
+
+
+@pytest.mark.slow
+def test_fern_photos_give_the_published_llff_poses(shared_data, tmp_path):
+    """Real photos: the 20 fern images (a folder, in name order) against LLFF's own poses_bounds.npy."""
+    fern = shared_data / "llff_fern"
+    assert cli(["trajectory", "make", "from-video", "--video", str(fern / "images_8"), "--frames", "20",
+                "--out", str(tmp_path / "fern.json")]) == 0
+    got = read_camera_file(tmp_path / "fern.json").trajectory.cameras
+    ref = read_camera_file(fern / "poses_bounds.npy", width=504, height=378).trajectory.cameras
+    c2w = got.c2w.double().numpy()
+    err = pose_errors({i: c2w[i] for i in range(len(c2w))}, ref)
+    assert err["registered"] == 1.0 and err["rotation_deg"] < 0.5 and err["translation_rel"] < 0.01
+    assert float(got.fov_x_deg[0]) == pytest.approx(float(ref.fov_x_deg[0]), abs=0.5)
