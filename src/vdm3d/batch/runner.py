@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Callable, Literal
 
 from vdm3d.batch.cases import Case
-from vdm3d.io.runs import MANIFEST, atomic_write_json
+from vdm3d.io.runs import MANIFEST, atomic_write_json, partial_folder
 
 State = Literal["done", "resume", "restart", "todo"]
 
@@ -53,7 +53,7 @@ def case_state(case: Case) -> State:
     out = Path(case.out)
     if (out / MANIFEST).is_file():
         return "done"
-    partial = out.parent / f".{out.name}.partial"
+    partial = partial_folder(out)
     if (partial / "checkpoints").is_dir():
         return "resume"
     return "restart" if partial.exists() else "todo"

@@ -206,7 +206,8 @@ def to_trajectory(sfm: SfmResult, count: int, fps: float, depth_median: float = 
     turn = Rotation.align_vectors([[0.0, 0.0, 1.0]], [up])[0].as_matrix()  # the smallest turn taking up to +z
     origin = c2w[0, :3, 3].copy()
     depth = _first_camera_depths(sfm.points, c2w[0])
-    scale = depth_median / float(np.median(depth)) if len(depth) >= 10 else 1.0
+    by_points = len(depth) >= 10  # else the path keeps COLMAP's arbitrary scale
+    scale = depth_median / float(np.median(depth)) if by_points else 1.0
     moved = c2w.copy()
     moved[:, :3, :3] = turn @ c2w[:, :3, :3]
     moved[:, :3, 3] = scale * (c2w[:, :3, 3] - origin) @ turn.T
@@ -224,7 +225,7 @@ def to_trajectory(sfm: SfmResult, count: int, fps: float, depth_median: float = 
                   "frames_cut_at_ends": count - span,
                   "fov_deg": math.degrees(2 * math.atan(w / (2 * sfm.K[0, 0]))),
                   "fov_deg_square_crop": math.degrees(2 * math.atan(min(w, h) / (2 * sfm.K[0, 0]))),
-                  "depth_median": depth_median, "scaled_by_points": len(depth) >= 10}
+                  "depth_median": depth_median, "scaled_by_points": by_points}
     return Trajectory(cams.to(torch.float64), fps, provenance)
 
 

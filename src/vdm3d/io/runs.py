@@ -125,6 +125,13 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(to_jsonable(obj), indent=2) + "\n").encode())
 
 
+def partial_folder(out: str | Path) -> Path:
+    """Where a run that will end in ``out`` is written until it finishes: the hidden sibling
+    ``.<name>.partial`` (its ``checkpoints/`` hold the state a resumed run continues from)."""
+    out = Path(out)
+    return out.parent / f".{out.name}.partial"
+
+
 class RunFolder:
     """Context manager for one run's output folder.
 
@@ -144,7 +151,7 @@ class RunFolder:
                  inputs: list[str | Path] = (), overwrite: bool = False, resume: bool = False,
                  command: list[str] | None = None):
         self.out = Path(out)
-        self.partial = self.out.parent / f".{self.out.name}.partial"
+        self.partial = partial_folder(self.out)
         self.config, self.seed, self.inputs = config, seed, [Path(p) for p in inputs]
         self.overwrite, self.resume = overwrite, resume
         self.command = list(sys.argv) if command is None else command

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 from vdm3d.errors import ConfigError, InputError, OutputExistsError
+from vdm3d.io.runs import partial_folder
 from vdm3d.models.weights import load_state_dict, save_state_dict
 
 Layout = Literal["tensors", "v3d", "worldwarp"]
@@ -90,7 +91,7 @@ def convert_layout(checkpoint: str | Path, out: str | Path, layout: Layout, base
         if layouts.is_wan_original(list(converted)):
             converted = {layouts.wan_diffusers_name(k): v for k, v in converted.items()}
     layouts.check_against(converted, expected, f"the {cls_name} of {config_path}", str(checkpoint))
-    partial = out.parent / f".{out.name}.partial"
+    partial = partial_folder(out)
     shutil.rmtree(partial, ignore_errors=True)
     (partial / key).mkdir(parents=True)
     shutil.copyfile(config_path, partial / key / "config.json")

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from vdm3d.errors import ConfigError, InputError
-from vdm3d.io.runs import RunFolder
+from vdm3d.io.runs import RunFolder, partial_folder
 from vdm3d.models.tiny import WEIGHTS_DIR
 from vdm3d.models.tiny.backbone import TinyVideoBackbone
 from vdm3d.models.tiny.checkpoint import load_model, save_model
@@ -57,7 +57,7 @@ def checkpoint_state(run: Path, command: str = "train") -> Path:
     """The checkpoint file of a training run folder, finished or still running (its ``.<name>.partial``
     sibling), or of a ``checkpoints`` folder given directly; ``command`` names the trainer in the error."""
     run = Path(run)
-    for folder in (run, run / "checkpoints", run.parent / f".{run.name}.partial" / "checkpoints"):
+    for folder in (run, run / "checkpoints", partial_folder(run) / "checkpoints"):
         if (folder / "state.safetensors").is_file():
             return folder / "state.safetensors"
     raise InputError(path=run, problem="holds no checkpoints/state.safetensors",
@@ -68,7 +68,7 @@ def continue_finished(out: Path, resume: bool, overwrite: bool) -> bool:
     """``--resume`` on a finished run (e.g. with more ``--loop.steps``): seed the partial folder with its
     checkpoints so training continues from there; returns the ``overwrite`` flag to use."""
     out = Path(out)
-    partial = out.parent / f".{out.name}.partial"
+    partial = partial_folder(out)
     done = out / "checkpoints" / "state.json"
     if resume and done.is_file() and not (partial / "checkpoints").is_dir():
         import shutil
