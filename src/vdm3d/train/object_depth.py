@@ -21,13 +21,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vdm3d.cameras.camera import Cameras
-from vdm3d.io.runs import RunFolder
 from vdm3d.models.tiny.checkpoint import save_model
 from vdm3d.models.tiny.depth import DepthConfig, TinyDepth, depth_from_relief, object_depth, relief_from_depth
 from vdm3d.options import Range
 from vdm3d.train.datasets import ObjectSetConfig, load_object_depth, load_or_build
 from vdm3d.train.loop import LoopConfig, train
-from vdm3d.train.run import card, continue_finished
+from vdm3d.train.run import card, training_folder
 
 
 @torch.no_grad()
@@ -139,8 +138,7 @@ def train_object_depth(out: Path, objects: ObjectSetConfig = ObjectSetConfig(cou
         overwrite: replace an existing ``out``.
     """
     start = time.time()
-    with RunFolder(out, config=locals().copy(), seed=loop.seed, overwrite=continue_finished(out, resume, overwrite),
-                   resume=resume) as run:
+    with training_folder(out, locals().copy(), loop, resume, overwrite) as run:
         data = {**load_or_build(objects), "depth": load_object_depth(objects)}
         torch.manual_seed(loop.seed)
         net = TinyDepth(model)

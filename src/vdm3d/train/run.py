@@ -78,6 +78,14 @@ def continue_finished(out: Path, resume: bool, overwrite: bool) -> bool:
     return overwrite
 
 
+def training_folder(out: Path, config: Any, loop: LoopConfig, resume: bool, overwrite: bool,
+                    inputs: tuple[Path, ...] = ()) -> RunFolder:
+    """The run folder of a training run, seeded by ``loop.seed``; ``--resume`` on a finished run continues it
+    (:func:`continue_finished`)."""
+    return RunFolder(out, config=config, seed=loop.seed, overwrite=continue_finished(out, resume, overwrite),
+                     resume=resume, inputs=list(inputs))
+
+
 def fine_tune_init(init: Path | None, name: str) -> Path:
     """The model a fine-tune of the shipped video model starts from (explore, stylize, v3d): ``init``, by
     default the shipped ``video.json``. ``name`` must not be ``video``: retraining one job's model never
@@ -117,8 +125,7 @@ def fine_tune(out: Path, init: Path | None, name: str, loop: LoopConfig, config:
     checkpoints and resume, then ``<name>.json`` / ``.safetensors`` with a card (float16 if ``half``)."""
     init = fine_tune_init(init, name)
     start = time.time()
-    with RunFolder(out, config=config, seed=loop.seed, overwrite=continue_finished(out, resume, overwrite),
-                   resume=resume, inputs=[init]) as run:
+    with training_folder(out, config, loop, resume, overwrite, inputs=(init,)) as run:
         net, meta, vae = load_fine_tune_init(init)
         job = build(net, meta, vae)
         job.net.requires_grad_(True)
@@ -166,8 +173,7 @@ def train_vae(out: Path, objects: ObjectSetConfig = ObjectSetConfig(), rooms: Ro
         overwrite: replace an existing ``out``.
     """
     start = time.time()
-    with RunFolder(out, config=locals().copy(), seed=loop.seed, overwrite=continue_finished(out, resume, overwrite),
-                   resume=resume) as run:
+    with training_folder(out, locals().copy(), loop, resume, overwrite) as run:
         obj, room = _sets(objects, rooms)
         pool = image_pool(obj, room)
         torch.manual_seed(loop.seed)
@@ -209,8 +215,7 @@ def train_depth(out: Path, rooms: RoomSetConfig = RoomSetConfig(), model: DepthC
         overwrite: replace an existing ``out``.
     """
     start = time.time()
-    with RunFolder(out, config=locals().copy(), seed=loop.seed, overwrite=continue_finished(out, resume, overwrite),
-                   resume=resume) as run:
+    with training_folder(out, locals().copy(), loop, resume, overwrite) as run:
         _, room = _sets(None, rooms)
         torch.manual_seed(loop.seed)
         net = TinyDepth(model)
@@ -256,9 +261,7 @@ def train_video(out: Path, vae: Path = DEFAULT_VAE, objects: ObjectSetConfig = O
         overwrite: replace an existing ``out``.
     """
     start = time.time()
-    with RunFolder(out, config=locals().copy(), seed=loop.seed, overwrite=continue_finished(out, resume, overwrite),
-                   resume=resume,
-                   inputs=[vae]) as run:
+    with training_folder(out, locals().copy(), loop, resume, overwrite, inputs=(vae,)) as run:
         obj, room = _sets(objects, rooms)
         vae_model, vae_meta = load_model(vae)
         vae_model.requires_grad_(False)

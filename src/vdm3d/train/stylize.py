@@ -37,7 +37,6 @@ from torch import Tensor
 
 from vdm3d.cameras.camera import Cameras
 from vdm3d.diffusion.noise_warp import warped_noise
-from vdm3d.io.runs import RunFolder
 from vdm3d.models.tiny.backbone import SIGMA_DATA, TinyCondition, TinyVideoBackbone, assemble, reference_rays, \
     relative_plucker
 from vdm3d.models.tiny.checkpoint import save_model
@@ -247,13 +246,12 @@ def train_stylize(out: Path, task: Literal["anchor", "inbetween"] = "anchor", in
         resume: continue a stopped run from its checkpoint.
         overwrite: replace an existing ``out``.
     """
-    from vdm3d.train.run import continue_finished, fine_tune_init, load_fine_tune_init
+    from vdm3d.train.run import fine_tune_init, load_fine_tune_init, training_folder
 
     name = name or f"stylize_{task}"
     init = fine_tune_init(init, name)
     start = time.time()
-    with RunFolder(out, config=locals().copy(), seed=loop.seed, overwrite=continue_finished(out, resume, overwrite),
-                   resume=resume, inputs=[init]) as run:
+    with training_folder(out, locals().copy(), loop, resume, overwrite, inputs=(init,)) as run:
         sets = load_or_build_stylize(data)
         net, meta, vae = load_fine_tune_init(init)
         net.requires_grad_(True)
