@@ -137,3 +137,32 @@ def test_the_exact_depth_options_carry_the_input_by_its_true_depth():
     assert isinstance(source, BackboneOrbit) and source.proxy_maps and source.carry == "depth"
     torch.testing.assert_close(source.input_depth, torch.tensor([[float("inf"), 2.5], [3.0, float("inf")]]))
     assert orbit_source(EvalObjectConfig(), cfg, make_object(1)) is None  # without it: the job's own source
+
+
+def test_object_depth_model_reaches_every_case_and_a_wrong_one_fails_first(tmp_path, monkeypatch):
+    """``--object-depth-model``: a training run's model file replaces the shipped one in the job's config of
+    every case; a file that is no model stops the evaluation before it writes anything."""
+    import shutil
+
+    import vdm3d.eval.object as ev
+    from vdm3d.errors import Vdm3dError
+    from vdm3d.models.tiny import WEIGHTS_DIR, available
+
+    if "object_depth" not in available():
+        pytest.skip("object_depth is not shipped")
+    for ext in ("json", "safetensors"):
+        shutil.copy(WEIGHTS_DIR / f"object_depth.{ext}", tmp_path / f"mine.{ext}")
+    seen = []
+
+    def fake_case(case, config, job_config, folder):
+        seen.append(job_config.object_depth_model)
+        return {"case": str(case["seed"]), "job": {"novel_psnr": 1.0, "chamfer": 0.1}}
+
+    monkeypatch.setattr(ev, "run_case", fake_case)
+    model = str(tmp_path / "mine.json")
+    ev.eval_object(EvalObjectConfig(out=tmp_path / "ev", procedural=2, meshes=(), object_depth_model=model))
+    assert seen == [model, model]
+    with pytest.raises(Vdm3dError, match="nope"):
+        ev.eval_object(EvalObjectConfig(out=tmp_path / "ev2", procedural=1, meshes=(),
+                                        object_depth_model=str(tmp_path / "nope.json")))
+    assert not (tmp_path / "ev2").exists()

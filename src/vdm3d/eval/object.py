@@ -119,6 +119,9 @@ class EvalObjectConfig:
     """override the preset's backbone"""
     checkpoint: Path | None = None
     """score the last checkpoint of a `vdm3d train orbit` run folder (running or finished) as the backbone"""
+    object_depth_model: str | None = None
+    """override the job's object-depth network (a shipped model's name, or the .json of a `vdm3d train
+    object-depth` run) in every row"""
     steps: Annotated[int | None, Range(1)] = None
     """override the preset's sampler steps"""
     guidance_scale: Annotated[float | None, Range(0)] = None
@@ -356,11 +359,15 @@ def eval_object(config: EvalObjectConfig) -> dict:
         raise InputError(f"--preset {config.preset!r} is unknown; choose one of: {', '.join(PRESETS)}.")
     job_config = PRESETS[config.preset][1]
     overrides = {"backbone": config.backbone, "steps": config.steps, "guidance_scale": config.guidance_scale,
-                 "radius": config.radius}
+                 "radius": config.radius, "object_depth_model": config.object_depth_model}
     job_config = dataclasses.replace(job_config, **{k: v for k, v in overrides.items() if v is not None})
     unknown = [o for o in config.options if o not in OPTIONS]
     if unknown:
         raise InputError(f"--options {' '.join(unknown)}: unknown; choose from {', '.join(OPTIONS)}.")
+    if config.object_depth_model is not None:  # a wrong name fails here, before any case runs
+        from vdm3d.jobs.object_orbit import load_depth_model
+
+        load_depth_model(config.object_depth_model)
     cases = load_cases(config)
     if not cases:
         raise InputError("no evaluation cases: pass --procedural N or --manifest FILE.")

@@ -263,8 +263,14 @@ def load_depth_model(spec: str) -> Any:
 
     from vdm3d.models.tiny import load_tiny
 
+    from vdm3d.errors import InputError
+
     path = Path(spec)
     if path.suffix == ".json":
+        if not path.is_file():
+            raise InputError(path=path, field="--object-depth-model", problem="does not exist",
+                             fix="pass a shipped model's name (object_depth) or the .json that "
+                                 "`vdm3d train object-depth` wrote")
         return load_tiny(path.stem, weights_dir=path.parent)
     return load_tiny(spec)
 
