@@ -430,3 +430,19 @@ def test_source_depth_render_checks_validity_against_the_caches_current_depth_no
     assert fresh > 0.5 and abs(fresh_r - fresh) < 0.1
     assert stale_s < 0.01  # 25 % off: every pixel fails the 10 % test against the stored depth (measured 0)
     assert stale_r == fresh_r  # the cache's own depth does not go stale
+
+
+def test_the_path_files_own_field_of_view_is_used_unless_fov_deg_is_given(tmp_path):
+    """A 96 x 64 path file with a 40-degree vertical field of view: the start image is cropped to its centre
+    64 x 64 square, so explore's square frames see 40 degrees across; ``--fov-deg`` still overrides it and
+    ``--move`` keeps 60."""
+    from vdm3d.jobs.explore import plan_path
+
+    c2w = torch.eye(4).repeat(3, 1, 1)
+    c2w[:, 0, 3] = torch.tensor([0.0, 0.1, 0.2])
+    fy = 32 / np.tan(np.radians(20))
+    K = torch.tensor([[fy, 0, 48], [0, fy, 32], [0, 0, 1.0]]).expand(3, 3, 3)
+    save_trajectory(tmp_path / "path.json", Trajectory(Cameras(K, c2w, 96, 64), 10.0))
+    assert float(plan_path(ExploreConfig(path=tmp_path / "path.json")).fov_x_deg[0]) == pytest.approx(40.0, abs=1e-3)
+    assert float(plan_path(ExploreConfig(path=tmp_path / "path.json", fov_deg=70.0)).fov_x_deg[0]) == pytest.approx(70.0)
+    assert float(plan_path(ExploreConfig(move=("dolly-in",), frames=4)).fov_x_deg[0]) == pytest.approx(60.0)

@@ -154,6 +154,12 @@ class Cameras:
     def fov_y_deg(self) -> Tensor:
         return torch.rad2deg(2 * torch.atan(0.5 * self.height / self.fy))
 
+    @property
+    def square_fov_deg(self) -> Tensor:
+        """Horizontal field of view of each image's centre square (what a job that crops its input to a
+        square sees)."""
+        return torch.rad2deg(2 * torch.atan(0.5 * min(self.width, self.height) / self.fx))
+
     # -- projection -----------------------------------------------------------------------------
     def world_to_cam(self, points_world: Float[Tensor, "*B N 3"]) -> Float[Tensor, "*B N 3"]:
         R, t = self.R, self.centers

@@ -371,10 +371,10 @@ def _make(cfg) -> int:
               f"interpolated, {p['frames_cut_at_ends']} cut at the ends); field of view {p['fov_deg']:.1f} deg")
         if cfg.first_frame is not None:
             write_image(cfg.first_frame, first)
-            fov = p["fov_deg_square_crop"]
-            explore = f"vdm3d explore --image {cfg.first_frame} --path {cfg.out} --fov-deg {fov:.1f}"
+            explore = f"vdm3d explore --image {cfg.first_frame} --path {cfg.out}"
             print(f"wrote {cfg.first_frame}: video frame {p['first_video_frame']}, the path's first camera "
-                  f"({explore}: explore crops the image to its centre square)")
+                  f"({explore}: explore crops the image to its centre square, which sees "
+                  f"{p['fov_deg_square_crop']:.1f} deg across, and reads that from the path)")
     elif isinstance(cfg, Extend):
         src = read_camera_file(cfg.input)
         kw = dict(decay=cfg.decay, floor=cfg.floor) if cfg.mode == "slowdown" else {}

@@ -7,7 +7,8 @@ The job follows WorldWarp (SEED_SYSTEMS.md §4, §8.5, §8.6) on the shared core
 * ``plan_path``: the camera path from a trajectory file (vdm3d JSON, transforms.json, COLMAP,
   RealEstate10K text), movement presets, or another run's cameras; re-expressed relative to its first
   camera (which is the image's), retimed by ``--speed`` (:mod:`vdm3d.cameras.speed`), extended or cut
-  to ``--frames`` (:mod:`vdm3d.cameras.extend`), intrinsics from ``--fov-deg``.
+  to ``--frames`` (:mod:`vdm3d.cameras.extend`); intrinsics: the path file's own field of view (its first
+  camera's centre square, as the image is cropped) unless ``--fov-deg`` is given.
 * ``start_cache`` (stage 1): depth of the image (scaled to median ``--depth-median``), unprojected
   into the Gaussian cache (:mod:`vdm3d.recon.cache`); the path is checked against that depth
   (:mod:`vdm3d.geometry.path_check`): a warning, or a refusal with ``--strict``.
@@ -76,8 +77,9 @@ class ExploreConfig:
     """speed multiplier: the path is resampled at this many of its frames per output frame"""
     resolution: Annotated[int, Range(16)] = 64
     """output side in pixels (the tiny models work at 64)"""
-    fov_deg: Annotated[float, Range(0, 170, open_min=True, open_max=True)] = 60.0
-    """horizontal field of view of every frame"""
+    fov_deg: Annotated[float | None, Range(0, 170, open_min=True, open_max=True)] = None
+    """horizontal field of view of every frame (default: a path file's own, of its first camera's centre
+    square, which is what the start image is cropped to; 60 with --move)"""
     depth_median: Annotated[float, Range(0, open_min=True)] = 2.0
     """median depth of the start image in the path's units (sets the scale of the scene)"""
     backbone: str = "tiny"
@@ -213,7 +215,7 @@ def check_config(c: ExploreConfig) -> None:
         raise ConfigError(f"--context {c.context} and --chunk {c.chunk}: need 1 <= context < chunk.")
     if sum(x is not None and x != () for x in (c.path, c.move or None, c.path_from_run)) != 1:
         raise ConfigError("give exactly one camera path: --path FILE, --move PRESET [...] or --path-from-run DIR.")
-    if c.resolution < 16 or c.resolution % 8 or not 0 < c.fov_deg < 170 or c.depth_median <= 0:
+    if c.resolution < 16 or c.resolution % 8 or not 0 < (c.fov_deg or 60.0) < 170 or c.depth_median <= 0:
         raise ConfigError("--resolution must be a multiple of 8 >= 16, --fov-deg in (0, 170), --depth-median > 0.")
     if c.samples < 1:
         raise ConfigError(f"--samples is {c.samples}; draw at least 1 sample per chunk.")
@@ -237,19 +239,21 @@ def plan_path(c: ExploreConfig) -> Cameras:
     size = c.resolution
     if c.move:
         frames = c.frames or 49
-        start = Cameras.from_fov(c.fov_deg, size, size, torch.eye(4, dtype=torch.float64))
+        fov = c.fov_deg or 60.0
+        start = Cameras.from_fov(fov, size, size, torch.eye(4, dtype=torch.float64))
         cams = apply_movements(start, preset_movements(c.move), frames)
     else:
         src = c.path if c.path is not None else _run_cameras(c.path_from_run)
         cams = read_camera_file(src).trajectory.cameras.to(torch.float64)
         cams.validate(str(src))
+        fov = c.fov_deg or float(cams.square_fov_deg[0])
     cams = retime(cams, c.speed)
     if c.frames is not None and c.frames > len(cams):
         cams = extend_cameras(cams, c.frames - len(cams), c.extend)
     elif c.frames is not None:
         cams = cams[: c.frames]
     c2w = rigid_inverse(cams.c2w[0]) @ cams.c2w  # frame 0 becomes the identity: the image's camera
-    out = Cameras.from_fov(c.fov_deg, size, size, c2w)
+    out = Cameras.from_fov(fov, size, size, c2w)
     if len(out) < 2:
         raise ConfigError("the camera path has a single frame; pass a longer path or --frames N.")
     return out.to(torch.float32)
