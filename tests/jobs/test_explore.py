@@ -446,3 +446,24 @@ def test_the_path_files_own_field_of_view_is_used_unless_fov_deg_is_given(tmp_pa
     assert float(plan_path(ExploreConfig(path=tmp_path / "path.json")).fov_x_deg[0]) == pytest.approx(40.0, abs=1e-3)
     assert float(plan_path(ExploreConfig(path=tmp_path / "path.json", fov_deg=70.0)).fov_x_deg[0]) == pytest.approx(70.0)
     assert float(plan_path(ExploreConfig(move=("dolly-in",), frames=4)).fov_x_deg[0]) == pytest.approx(60.0)
+
+
+def test_a_zooming_path_keeps_its_zoom(tmp_path):
+    """``--move zoom-in`` scales the focal length by 1.005 a frame, and a path file's changing focal lengths
+    are kept relative to its first frame (with or without ``--fov-deg``). The cameras used to be rebuilt from
+    one field of view, so a zoom came out as a still camera."""
+    from vdm3d.jobs.explore import plan_path
+
+    cams = plan_path(ExploreConfig(move=("zoom-in",), frames=5))
+    torch.testing.assert_close(cams.fx / cams.fx[0], 1.005 ** torch.arange(5.0), rtol=1e-5, atol=0)
+    c2w = torch.eye(4).repeat(3, 1, 1)
+    c2w[:, 2, 3] = torch.tensor([0.0, 0.1, 0.2])
+    f = torch.tensor([100.0, 120.0, 150.0])
+    K = torch.zeros(3, 3, 3)
+    K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2], K[:, 2, 2] = f, f, 64, 64, 1
+    save_trajectory(tmp_path / "zoom.json", Trajectory(Cameras(K, c2w, 128, 128), 10.0))
+    for fov in (None, 30.0):
+        cams = plan_path(ExploreConfig(path=tmp_path / "zoom.json", fov_deg=fov))
+        torch.testing.assert_close(cams.fx / cams.fx[0], f / 100, rtol=1e-5, atol=0)
+        first = fov if fov is not None else float(np.degrees(2 * np.arctan(64 / 100)))
+        assert float(cams.fov_x_deg[0]) == pytest.approx(first, abs=1e-3)

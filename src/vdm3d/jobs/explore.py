@@ -7,8 +7,9 @@ The job follows WorldWarp (SEED_SYSTEMS.md §4, §8.5, §8.6) on the shared core
 * ``plan_path``: the camera path from a trajectory file (vdm3d JSON, transforms.json, COLMAP,
   RealEstate10K text), movement presets, or another run's cameras; re-expressed relative to its first
   camera (which is the image's), retimed by ``--speed`` (:mod:`vdm3d.cameras.speed`), extended or cut
-  to ``--frames`` (:mod:`vdm3d.cameras.extend`); intrinsics: the path file's own field of view (its first
-  camera's centre square, as the image is cropped) unless ``--fov-deg`` is given.
+  to ``--frames`` (:mod:`vdm3d.cameras.extend`); intrinsics: the first frame sees the path file's own field
+  of view (its first camera's centre square, as the image is cropped) unless ``--fov-deg`` says otherwise,
+  and a path that zooms (a file's focal lengths, or the ``zoom`` presets) keeps its zoom relative to it.
 * ``start_cache`` (stage 1): depth of the image (scaled to median ``--depth-median``), unprojected
   into the Gaussian cache (:mod:`vdm3d.recon.cache`); the path is checked against that depth
   (:mod:`vdm3d.geometry.path_check`): a warning, or a refusal with ``--strict``.
@@ -78,8 +79,8 @@ class ExploreConfig:
     resolution: Annotated[int, Range(16)] = 64
     """output side in pixels (the tiny models work at 64)"""
     fov_deg: Annotated[float | None, Range(0, 170, open_min=True, open_max=True)] = None
-    """horizontal field of view of every frame (default: a path file's own, of its first camera's centre
-    square, which is what the start image is cropped to; 60 with --move)"""
+    """horizontal field of view of the first frame (default: a path file's own, of its first camera's centre
+    square, which is what the start image is cropped to; 60 with --move); a zooming path keeps its zoom"""
     depth_median: Annotated[float, Range(0, open_min=True)] = 2.0
     """median depth of the start image in the path's units (sets the scale of the scene)"""
     backbone: str = "tiny"
@@ -238,10 +239,9 @@ def plan_path(c: ExploreConfig) -> Cameras:
 
     size = c.resolution
     if c.move:
-        frames = c.frames or 49
         fov = c.fov_deg or 60.0
         start = Cameras.from_fov(fov, size, size, torch.eye(4, dtype=torch.float64))
-        cams = apply_movements(start, preset_movements(c.move), frames)
+        cams = apply_movements(start, preset_movements(c.move), c.frames or 49)
     else:
         src = c.path if c.path is not None else _run_cameras(c.path_from_run)
         cams = read_camera_file(src).trajectory.cameras.to(torch.float64)
@@ -253,7 +253,12 @@ def plan_path(c: ExploreConfig) -> Cameras:
     elif c.frames is not None:
         cams = cams[: c.frames]
     c2w = rigid_inverse(cams.c2w[0]) @ cams.c2w  # frame 0 becomes the identity: the image's camera
-    out = Cameras.from_fov(fov, size, size, c2w)
+    out = Cameras.from_fov(fov, size, size, c2w)  # square pixels, centred: the image is cropped to a square
+    zoom = cams.fx / cams.fx[0]  # a path's zoom relative to its first frame (1 where it has none)
+    Ks = out.Ks.clone()
+    Ks[..., 0, 0] *= zoom
+    Ks[..., 1, 1] *= zoom
+    out = Cameras(Ks, c2w, size, size)
     if len(out) < 2:
         raise ConfigError("the camera path has a single frame; pass a longer path or --frames N.")
     return out.to(torch.float32)
