@@ -91,3 +91,22 @@ def test_cli_list_and_info(models_dir, capsys):
     assert "THUDM/CogVideoX-5b-I2V" in out and "vp / v-prediction" in out
     assert main(["models", "info", "nope"]) == 2
     assert "unknown model 'nope'" in capsys.readouterr().err
+
+
+def test_a_trained_model_file_loads_as_a_backbone_with_the_shipped_vae(tmp_path):
+    """``--inbetween-model runs/train/x/stylize_inbetween.json``: a `vdm3d train` run's folder holds the model
+    file and its weights but no VAE, so the shipped VAE decodes; the network is the file's own. A missing file
+    is named in one sentence."""
+    import shutil
+
+    from vdm3d.errors import InputError
+    from vdm3d.models.registry import load_backbone
+    from vdm3d.models.tiny import WEIGHTS_DIR
+
+    for ext in ("json", "safetensors"):
+        shutil.copy(WEIGHTS_DIR / f"stylize_inbetween.{ext}", tmp_path / f"stylize_inbetween.{ext}")
+    trained, shipped = load_backbone(str(tmp_path / "stylize_inbetween.json")), load_backbone("tiny-stylize_inbetween")
+    for (k, a), (_, b) in zip(trained.state_dict().items(), shipped.state_dict().items(), strict=True):
+        assert torch.equal(a, b), k
+    with pytest.raises(InputError, match="does not exist"):
+        load_backbone(str(tmp_path / "other.json"))

@@ -93,9 +93,11 @@ class StylizeConfig:
     """tiny: the embedded stylize_anchor + stylize_inbetween; hub: FLUX + HED ControlNet anchors and the
     videofrom3d-ggi inbetweening model (weights from `vdm3d models`), with a per-style LoRA on FLUX"""
     anchor_model: str | None = None
-    """image prior for the anchor views, a name in `vdm3d models` (None: the backbone's default)"""
+    """image prior for the anchor views, a name in `vdm3d models` or the .json model file of a `vdm3d train
+    stylize` run (None: the backbone's default)"""
     inbetween_model: str | None = None
-    """inbetweening model, a name in `vdm3d models` (None: the backbone's default)"""
+    """inbetweening model, a name in `vdm3d models` or the .json model file of a `vdm3d train stylize` run
+    (None: the backbone's default)"""
     anchor_path: Path | None = None
     """hub: local folder of the anchor model (None: its default folder)"""
     inbetween_path: Path | None = None

@@ -51,7 +51,8 @@ def load_tiny(name: str, device: str | torch.device = "cpu", weights_dir: str | 
         raise InputError(f"{path}: no tiny model named {name!r}; choose one of: {names}.")
     module, meta = load_model(path, device)
     if meta["kind"] in ("video", "v3d_scene"):
-        vae, _ = load_model(folder / f"{meta.get('vae', 'vae')}.json", device)
+        vae_file = f"{meta.get('vae', 'vae')}.json"  # a training run's folder holds no VAE: the shipped one
+        vae, _ = load_model(folder / vae_file if (folder / vae_file).is_file() else WEIGHTS_DIR / vae_file, device)
         cls = V3dSceneBackbone if meta["kind"] == "v3d_scene" else TinyVideoBackbone
         module = cls(vae, module, name=f"tiny-{name}",
                                    resolution=tuple(meta.get("resolution", (64, 64))),
