@@ -86,7 +86,8 @@ class ExploreConfig:
     backbone: str = "tiny"
     """video backbone with per-token noise levels: tiny, worldwarp, wan2.1-t2v-1.3b (`vdm3d models`)"""
     model: str = "explore"
-    """the tiny video model's name (with --backbone tiny): explore (fine-tuned on per-token noise) or video"""
+    """the tiny video model (with --backbone tiny): explore (fine-tuned on per-token noise), video, or the .json
+    model file of a `vdm3d train explore` run"""
     depth: str = "tiny-depth"
     """depth estimator for the start image and the new frames: tiny-depth or a hub one (`vdm3d models list`);
     its output is used up to scale (aligned to --depth-median, then to the cache)"""
@@ -294,7 +295,7 @@ def load_models(c: ExploreConfig):
     depth = load_depth(c.depth)
     if c.fill == "inpaint":
         return None, depth
-    name = f"tiny-{c.model}" if c.backbone == "tiny" else c.backbone
+    name = c.backbone if c.backbone != "tiny" else c.model if c.model.endswith(".json") else f"tiny-{c.model}"
     bb = load_backbone(name)
     if not getattr(bb, "per_element_sigma", False):
         raise ConfigError(f"backbone {c.backbone!r} does not accept per-token noise levels, which explore needs; "
