@@ -295,7 +295,10 @@ def load_models(c: ExploreConfig):
     depth = load_depth(c.depth)
     if c.fill == "inpaint":
         return None, depth
-    name = c.backbone if c.backbone != "tiny" else c.model if c.model.endswith(".json") else f"tiny-{c.model}"
+    if c.backbone != "tiny":
+        name = c.backbone
+    else:  # a shipped tiny model's name, or the model file of a training run
+        name = c.model if c.model.endswith(".json") else f"tiny-{c.model}"
     bb = load_backbone(name)
     if not getattr(bb, "per_element_sigma", False):
         raise ConfigError(f"backbone {c.backbone!r} does not accept per-token noise levels, which explore needs; "

@@ -259,20 +259,9 @@ def strided_chunks(views: list[int], chunk: int) -> list[list[int]]:
 def load_depth_model(spec: str) -> Any:
     """The object-depth network (`vdm3d train object-depth`): a shipped tiny model's name (``object_depth``)
     or the ``.json`` model file of a training run."""
-    from pathlib import Path
+    from vdm3d.models.tiny import load_tiny, load_tiny_file
 
-    from vdm3d.models.tiny import load_tiny
-
-    from vdm3d.errors import InputError
-
-    path = Path(spec)
-    if path.suffix == ".json":
-        if not path.is_file():
-            raise InputError(path=path, field="--object-depth-model", problem="does not exist",
-                             fix="pass a shipped model's name (object_depth) or the .json that "
-                                 "`vdm3d train object-depth` wrote")
-        return load_tiny(path.stem, weights_dir=path.parent)
-    return load_tiny(spec)
+    return load_tiny_file(spec) if spec.endswith(".json") else load_tiny(spec)
 
 
 def reference_alpha(reference: Float[Tensor, "H W 3"]) -> Float[Tensor, "H W"]:

@@ -25,7 +25,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from vdm3d.errors import ConfigError, InputError, MissingWeightsError
+from vdm3d.errors import ConfigError, MissingWeightsError
 
 ENV_FOLDER = "VDM3D_MODELS"
 TINY_PREFIX = "tiny-"
@@ -223,16 +223,6 @@ def _entry(key: str) -> HubEntry:
     return HUB[key] if key in HUB else DEPTH[key]
 
 
-def _load_trained(path: Path, device: str):
-    """A tiny model from a `vdm3d train` run's ``NAME.json`` (its weights beside it, the shipped VAE)."""
-    from vdm3d.models.tiny import load_tiny
-
-    if not path.is_file():
-        raise InputError(path=path, problem="does not exist",
-                         fix="pass a name from `vdm3d models` or the .json model file that a `vdm3d train` run wrote")
-    return load_tiny(path.stem, device=device, weights_dir=path.parent)
-
-
 def _resolve(name: str) -> tuple[Literal["tiny", "hub"], str]:
     if name in HUB or name in DEPTH:
         return "hub", name
@@ -324,7 +314,9 @@ def load_backbone(
     ``memory`` (``"24GB"``, ``"auto"``; default: what the job's ``--memory`` configured, else nothing)
     by :mod:`vdm3d.models.hub.memory`."""
     if str(name).endswith(".json"):  # a model file that `vdm3d train` wrote
-        return _load_trained(Path(name), device)
+        from vdm3d.models.tiny import load_tiny_file
+
+        return load_tiny_file(name, device=device)
     kind, key = _resolve(name)
     if kind == "tiny":
         from vdm3d.models.tiny import load_tiny

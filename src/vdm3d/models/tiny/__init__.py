@@ -61,6 +61,16 @@ def load_tiny(name: str, device: str | torch.device = "cpu", weights_dir: str | 
     return module.eval()
 
 
+def load_tiny_file(path: str | Path, device: str | torch.device = "cpu"):
+    """A tiny model from the ``NAME.json`` model file a `vdm3d train` run wrote (its weights beside it; the
+    shipped VAE decodes it when the run folder has none); a missing file is one sentence."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path=path, problem="does not exist",
+                         fix="pass a name from `vdm3d models` or the .json model file that a `vdm3d train` run wrote")
+    return load_tiny(path.stem, device=device, weights_dir=path.parent)
+
+
 __all__ = ["DEFAULT_DEPTH", "DEFAULT_VIDEO", "MAP_CHANNELS", "DenoiserConfig", "DepthConfig", "TinyCondition",
            "TinyDepth", "TinyVAE", "TinyVideoBackbone", "VAEConfig", "VideoDenoiser", "WEIGHTS_DIR",
-           "available", "load_tiny"]
+           "available", "load_tiny", "load_tiny_file"]
