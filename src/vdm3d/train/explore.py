@@ -210,5 +210,6 @@ def train_explore(out: Path, init: Path | None = None, rooms: RoomSetConfig = Ro
                         {"resolution": [res, res], "frames": meta.get("frames", 8)})
 
     result = fine_tune(out, init, name, loop, config, build, resume=resume, overwrite=overwrite)
-    print(f"explore model in {out}/{name}.json (measure it with `vdm3d eval explore`)")
+    print(f"explore model in {out}/{name}.json (use it with `vdm3d explore --model {out}/{name}.json`; measure it "
+          f"with `vdm3d eval explore --model ...`)")
     return result

@@ -153,5 +153,6 @@ def train_object_depth(out: Path, objects: ObjectSetConfig = ObjectSetConfig(cou
         save_model(run.path, name, "depth", net.half(), model_card, extra={"output": "relief"})
         run.record(metrics=metrics, steps=summary["steps"])
     print(f"validation depth AbsRel {metrics.get('abs_rel')} (plane {metrics.get('abs_rel_plane')}, balloon "
-          f"{metrics.get('abs_rel_balloon')}); model in {out}/{name}.json")
+          f"{metrics.get('abs_rel_balloon')}); model in {out}/{name}.json (use it with `vdm3d object "
+          f"--object-depth-model {out}/{name}.json`; measure it with `vdm3d eval object --object-depth-model ...`)")
     return metrics

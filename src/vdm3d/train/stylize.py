@@ -272,5 +272,6 @@ def train_stylize(out: Path, task: Literal["anchor", "inbetween"] = "anchor", in
                    extra={"vae": meta.get("vae", "vae"), "resolution": [res, res], "frames": data.frames,
                           "task": f"stylize-{task}"})
         run.record(steps=summary["steps"], init=str(init))
-    print(f"stylize {task} model in {out}/{name}.json (measure it with `vdm3d eval stylize`)")
+    print(f"stylize {task} model in {out}/{name}.json (use it with `vdm3d stylize --{task}-model {out}/{name}.json`; "
+          f"measure it with `vdm3d eval stylize --{task}-model ...`)")
     return {"steps": summary["steps"]}
