@@ -252,3 +252,20 @@ def test_refinement_stage_runs_in_the_job_with_a_prior(object_image, tmp_path):
     assert "refine" in result.timings and prior.calls == 2 * 6  # conditional + unconditional per step
     gt = render_buffers(scene, result.orbit.cameras, background=(1.0, 1.0, 1.0)).rgb
     assert float(psnr(render_views(result.gaussians, result.orbit.cameras, background=1.0).images, gt).mean()) > 15
+
+
+def test_backbone_can_be_a_training_runs_model_file(tmp_path):
+    """``--backbone runs/train/orbit/orbit.json``: the orbit source wraps that file's network (here a copy of the
+    shipped one, so the weights must match it exactly), with the depth carry of the default."""
+    import shutil
+
+    from vdm3d.jobs.object import load_orbit_source
+    from vdm3d.models.tiny import WEIGHTS_DIR
+
+    for ext in ("json", "safetensors"):
+        shutil.copy(WEIGHTS_DIR / f"orbit.{ext}", tmp_path / f"orbit.{ext}")
+    mine = load_orbit_source(dataclasses.replace(PRESETS["tiny"][1], backbone=str(tmp_path / "orbit.json")))
+    shipped = load_orbit_source(PRESETS["tiny"][1])
+    assert mine.carry == shipped.carry == "depth" and mine.depth_model is not None
+    for (k, a), (_, b) in zip(mine.backbone.state_dict().items(), shipped.backbone.state_dict().items(), strict=True):
+        assert torch.equal(a, b), k

@@ -91,7 +91,8 @@ class ObjectConfig:
     preset: str = "tiny"
     """the preset these defaults came from (recorded in the manifest)"""
     backbone: str = "tiny"
-    """video backbone with camera conditioning: tiny (the embedded default), sv3d-p, v3d, ... (`vdm3d models`)"""
+    """video backbone with camera conditioning: tiny (the embedded default), sv3d-p, v3d, ... (`vdm3d models`),
+    or the .json model file of a `vdm3d train orbit` run"""
     orbit: OrbitKind = "v3d"
     """orbit layout: sv3d-static (21 views, input last), sv3d-dynamic (seeded), v3d (18, input first)"""
     frames: Annotated[int | None, Range(2)] = None

@@ -67,7 +67,8 @@ def train_orbit(out: Path, init: Path | None = None, objects: ObjectSetConfig = 
                         {"resolution": [res, res], "frames": task.frames, "orbit_maps": carry})
 
     result = fine_tune(out, init, name, loop, config, build, resume=resume, overwrite=overwrite)
-    print(f"orbit model in {out}/{name}.json (measure it with `vdm3d eval object`)")
+    print(f"orbit model in {out}/{name}.json (use it with `vdm3d object --backbone {out}/{name}.json`; measure it "
+          f"with `vdm3d eval object --backbone ...`)")
     return result
 
 
