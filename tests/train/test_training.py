@@ -125,3 +125,14 @@ def test_checkpoint_state_finds_a_finished_or_running_run(tmp_path):
     with pytest.raises(InputError, match="nothing: holds no checkpoints/state.safetensors; pass the --out folder "
                                          "of a `vdm3d train stylize` run"):
         checkpoint_state(tmp_path / "nothing", "train stylize")
+
+
+def test_a_video_model_trained_on_its_own_vae_keeps_it_beside_and_loads_with_it(trained):
+    """`vdm3d train video --vae runs/vae/vae.json` copies that VAE beside its model, so the run's model file,
+    loaded where a model name goes, decodes with the VAE it was trained on and not the shipped one."""
+    from vdm3d.models.registry import load_backbone
+
+    backbone = load_backbone(str(trained / "video" / "video.json"))
+    own = load_tiny("vae", weights_dir=trained / "vae")
+    for (k, a), (_, b) in zip(backbone.vae.state_dict().items(), own.state_dict().items(), strict=True):
+        assert torch.equal(a, b), k

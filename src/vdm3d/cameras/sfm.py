@@ -223,8 +223,7 @@ def to_trajectory(sfm: SfmResult, count: int, fps: float, depth_median: float = 
     provenance = {"generator": "from-video", "video": source, "frames_sampled": count,
                   "frames_placed": len(ids), "frames_interpolated": span - len(ids),
                   "frames_cut_at_ends": count - span,
-                  "fov_deg": math.degrees(2 * math.atan(w / (2 * sfm.K[0, 0]))),
-                  "fov_deg_square_crop": math.degrees(2 * math.atan(min(w, h) / (2 * sfm.K[0, 0]))),
+                  "fov_deg": float(placed.fov_x_deg[0]), "fov_deg_square_crop": float(placed.square_fov_deg[0]),
                   "depth_median": depth_median, "scaled_by_points": by_points}
     return Trajectory(cams.to(torch.float64), fps, provenance)
 

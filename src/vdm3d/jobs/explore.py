@@ -217,7 +217,7 @@ def check_config(c: ExploreConfig) -> None:
         raise ConfigError(f"--context {c.context} and --chunk {c.chunk}: need 1 <= context < chunk.")
     if sum(x is not None and x != () for x in (c.path, c.move or None, c.path_from_run)) != 1:
         raise ConfigError("give exactly one camera path: --path FILE, --move PRESET [...] or --path-from-run DIR.")
-    if c.resolution < 16 or c.resolution % 8 or not 0 < (c.fov_deg or 60.0) < 170 or c.depth_median <= 0:
+    if c.resolution < 16 or c.resolution % 8 or not 0 < (60.0 if c.fov_deg is None else c.fov_deg) < 170 or c.depth_median <= 0:
         raise ConfigError("--resolution must be a multiple of 8 >= 16, --fov-deg in (0, 170), --depth-median > 0.")
     if c.samples < 1:
         raise ConfigError(f"--samples is {c.samples}; draw at least 1 sample per chunk.")
@@ -240,14 +240,14 @@ def plan_path(c: ExploreConfig) -> Cameras:
 
     size = c.resolution
     if c.move:
-        fov = c.fov_deg or 60.0
+        fov = 60.0 if c.fov_deg is None else c.fov_deg
         start = Cameras.from_fov(fov, size, size, torch.eye(4, dtype=torch.float64))
         cams = apply_movements(start, preset_movements(c.move), c.frames or 49)
     else:
         src = c.path if c.path is not None else _run_cameras(c.path_from_run)
         cams = read_camera_file(src).trajectory.cameras.to(torch.float64)
         cams.validate(str(src))
-        fov = c.fov_deg or float(cams.square_fov_deg[0])
+        fov = float(cams.square_fov_deg[0]) if c.fov_deg is None else c.fov_deg
     cams = retime(cams, c.speed)
     if c.frames is not None and c.frames > len(cams):
         cams = extend_cameras(cams, c.frames - len(cams), c.extend)

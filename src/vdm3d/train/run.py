@@ -22,7 +22,7 @@ import torch
 
 from vdm3d.errors import ConfigError, InputError
 from vdm3d.io.runs import RunFolder, partial_folder
-from vdm3d.models.tiny import WEIGHTS_DIR
+from vdm3d.models.tiny import WEIGHTS_DIR, vae_file
 from vdm3d.models.tiny.backbone import TinyVideoBackbone
 from vdm3d.models.tiny.checkpoint import load_model, save_model
 from vdm3d.models.tiny.denoiser import DenoiserConfig, VideoDenoiser
@@ -96,11 +96,23 @@ def fine_tune_init(init: Path | None, name: str) -> Path:
 
 
 def load_fine_tune_init(init: Path) -> tuple[torch.nn.Module, dict[str, Any], torch.nn.Module]:
-    """The denoiser of ``init``, its metadata, and its VAE frozen."""
+    """The denoiser of ``init``, its metadata, and its VAE frozen (:func:`vdm3d.models.tiny.vae_file`: an
+    earlier run's model file works as ``init`` too)."""
     net, meta = load_model(init)
-    vae, _ = load_model(init.parent / f"{meta.get('vae', 'vae')}.json")
+    vae, _ = load_model(vae_file(init, meta))
     vae.requires_grad_(False)
     return net, meta, vae
+
+
+def keep_vae(folder: Path, vae: Path) -> None:
+    """Copy the VAE model file ``vae`` (and its weights) beside a run's model unless it is the shipped one, so
+    that loading the run's model file decodes with the VAE it was trained on (:func:`vdm3d.models.tiny.vae_file`)."""
+    import shutil
+
+    vae = Path(vae)
+    if vae.resolve() != (WEIGHTS_DIR / vae.name).resolve():
+        for suffix in (".json", ".safetensors"):
+            shutil.copy(vae.with_suffix(suffix), Path(folder) / vae.with_suffix(suffix).name)
 
 
 @dataclasses.dataclass
@@ -134,6 +146,7 @@ def fine_tune(out: Path, init: Path | None, name: str, loop: LoopConfig, config:
         model = copy.deepcopy(job.net).half() if half else job.net
         save_model(run.path, name, job.kind, model, card(summary, data, loop.seed, {}, start),
                    extra={"vae": meta.get("vae", "vae"), **job.extra})
+        keep_vae(run.path, vae_file(init, meta))
         run.record(steps=summary["steps"], init=str(init))
     return {"steps": summary["steps"]}
 
@@ -281,6 +294,7 @@ def train_video(out: Path, vae: Path = DEFAULT_VAE, objects: ObjectSetConfig = O
                 "task": dataclasses.asdict(task)}
         save_model(run.path, name, "video", net, card(summary, data, loop.seed, {}, start),
                    extra={"vae": Path(vae).stem, "resolution": [res, res], "frames": task.frames})
+        keep_vae(run.path, vae)
         run.record(steps=summary["steps"], vae=str(vae))
     print(f"video model in {out}/{name}.json (measure it with `vdm3d eval orbit|warp`)")
     return {"steps": summary["steps"]}

@@ -246,7 +246,8 @@ def train_stylize(out: Path, task: Literal["anchor", "inbetween"] = "anchor", in
         resume: continue a stopped run from its checkpoint.
         overwrite: replace an existing ``out``.
     """
-    from vdm3d.train.run import fine_tune_init, load_fine_tune_init, training_folder
+    from vdm3d.models.tiny import vae_file
+    from vdm3d.train.run import fine_tune_init, keep_vae, load_fine_tune_init, training_folder
 
     name = name or f"stylize_{task}"
     init = fine_tune_init(init, name)
@@ -271,6 +272,7 @@ def train_stylize(out: Path, task: Literal["anchor", "inbetween"] = "anchor", in
         save_model(run.path, name, "video", copy.deepcopy(net).half(), card(summary, info, loop.seed, {}, start),
                    extra={"vae": meta.get("vae", "vae"), "resolution": [res, res], "frames": data.frames,
                           "task": f"stylize-{task}"})
+        keep_vae(run.path, vae_file(init, meta))
         run.record(steps=summary["steps"], init=str(init))
     print(f"stylize {task} model in {out}/{name}.json (use it with `vdm3d stylize --{task}-model {out}/{name}.json`; "
           f"measure it with `vdm3d eval stylize --{task}-model ...`)")

@@ -51,14 +51,22 @@ def load_tiny(name: str, device: str | torch.device = "cpu", weights_dir: str | 
         raise InputError(f"{path}: no tiny model named {name!r}; choose one of: {names}.")
     module, meta = load_model(path, device)
     if meta["kind"] in ("video", "v3d_scene"):
-        vae_file = f"{meta.get('vae', 'vae')}.json"  # a training run's folder holds no VAE: the shipped one
-        vae, _ = load_model(folder / vae_file if (folder / vae_file).is_file() else WEIGHTS_DIR / vae_file, device)
+        vae, _ = load_model(vae_file(path, meta), device)
         cls = V3dSceneBackbone if meta["kind"] == "v3d_scene" else TinyVideoBackbone
         module = cls(vae, module, name=f"tiny-{name}",
                                    resolution=tuple(meta.get("resolution", (64, 64))),
                                    frames=meta.get("frames", 8))
     module.requires_grad_(False)
     return module.eval()
+
+
+def vae_file(model_file: str | Path, meta: dict[str, Any]) -> Path:
+    """The VAE a video model decodes with: the one its metadata names, beside the model file, else the shipped
+    one of that name. A training run keeps a copy of its VAE beside its model unless the VAE is the shipped
+    one (:func:`vdm3d.train.run.keep_vae`), so a run folder without one was trained on the shipped VAE."""
+    name = f"{meta.get('vae', 'vae')}.json"
+    beside = Path(model_file).parent / name
+    return beside if beside.is_file() else WEIGHTS_DIR / name
 
 
 def load_tiny_file(path: str | Path, device: str | torch.device = "cpu"):
@@ -73,4 +81,4 @@ def load_tiny_file(path: str | Path, device: str | torch.device = "cpu"):
 
 __all__ = ["DEFAULT_DEPTH", "DEFAULT_VIDEO", "MAP_CHANNELS", "DenoiserConfig", "DepthConfig", "TinyCondition",
            "TinyDepth", "TinyVAE", "TinyVideoBackbone", "VAEConfig", "VideoDenoiser", "WEIGHTS_DIR",
-           "available", "load_tiny", "load_tiny_file"]
+           "available", "load_tiny", "load_tiny_file", "vae_file"]
