@@ -95,18 +95,26 @@ def test_cli_list_and_info(models_dir, capsys):
 
 def test_a_trained_model_file_loads_as_a_backbone_with_the_shipped_vae(tmp_path):
     """``--inbetween-model runs/train/x/stylize_inbetween.json``: a `vdm3d train` run's folder holds the model
-    file and its weights but no VAE, so the shipped VAE decodes; the network is the file's own. A missing file
-    is named in one sentence."""
+    file and its weights but no VAE, so the shipped VAE decodes; the network is the file's own (one tensor
+    changed from the shipped one here). A missing file is named in one sentence."""
     import shutil
 
     from vdm3d.errors import InputError
     from vdm3d.models.registry import load_backbone
     from vdm3d.models.tiny import WEIGHTS_DIR
 
-    for ext in ("json", "safetensors"):
-        shutil.copy(WEIGHTS_DIR / f"stylize_inbetween.{ext}", tmp_path / f"stylize_inbetween.{ext}")
+    from safetensors.torch import load_file, save_file
+
+    shutil.copy(WEIGHTS_DIR / "stylize_inbetween.json", tmp_path / "stylize_inbetween.json")
+    weights = load_file(str(WEIGHTS_DIR / "stylize_inbetween.safetensors"))
+    changed = next(iter(weights))
+    weights[changed] = weights[changed] + 1  # the run's own network differs from the shipped one in one tensor
+    save_file(weights, str(tmp_path / "stylize_inbetween.safetensors"))
     trained, shipped = load_backbone(str(tmp_path / "stylize_inbetween.json")), load_backbone("tiny-stylize_inbetween")
-    for (k, a), (_, b) in zip(trained.state_dict().items(), shipped.state_dict().items(), strict=True):
-        assert torch.equal(a, b), k
+    mine, theirs = trained.denoiser.state_dict(), shipped.denoiser.state_dict()
+    assert [k for k in mine if not torch.equal(mine[k], theirs[k])] == [changed]
+    torch.testing.assert_close(mine[changed], theirs[changed] + 1, atol=1e-3, rtol=0)  # stored as float16
+    for (k, a), (_, b) in zip(trained.vae.state_dict().items(), shipped.vae.state_dict().items(), strict=True):
+        assert torch.equal(a, b), k  # decoded by the shipped VAE
     with pytest.raises(InputError, match="does not exist"):
         load_backbone(str(tmp_path / "other.json"))
