@@ -118,3 +118,6 @@ def test_a_trained_model_file_loads_as_a_backbone_with_the_shipped_vae(tmp_path)
         assert torch.equal(a, b), k  # decoded by the shipped VAE
     with pytest.raises(InputError, match="does not exist"):
         load_backbone(str(tmp_path / "other.json"))
+    # a run's manifest hashes the user's model files, not the shipped ones (the package version fixes those)
+    assert registry.model_files("tiny-orbit", None, str(tmp_path / "stylize_inbetween.json")) == [
+        tmp_path / "stylize_inbetween.json", tmp_path / "stylize_inbetween.safetensors"]

@@ -47,6 +47,7 @@ from vdm3d.cameras.extend import ExtendMode
 from vdm3d.errors import ConfigError, InputError
 from vdm3d.jobs.explore_state import (STATE_FILE, ChunkPlan, ExploreState, chunk_plans, load_state, pose_distance,
                                      save_state)
+from vdm3d.models.registry import model_files
 from vdm3d.options import Range
 from vdm3d.recon.cache import CacheConfig
 from vdm3d.views import Views
@@ -618,7 +619,7 @@ def run_explore(c: ExploreConfig, *, progress: Progress | None = print,
         say(f"warning: {p}")
     timings["start"] = round(time.perf_counter() - t0, 3)
     plans = chunk_plans(len(cams), c.chunk, c.context)
-    with RunFolder(c.out, config=c, seed=c.seed, inputs=[c.image] + ([c.path] if c.path else []),
+    with RunFolder(c.out, config=c, seed=c.seed, inputs=[c.image, *([c.path] if c.path else []), *model_files(c.model)],
                    overwrite=c.overwrite, resume=c.resume) as run:
         ckpt = run.checkpoint_dir
         if run.resuming and (ckpt / STATE_FILE).is_file():

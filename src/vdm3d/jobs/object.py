@@ -62,7 +62,7 @@ from vdm3d.jobs.object_orbit import (BackboneOrbit, Carry, ClipLayout, Guidance,
                                      check_orbit_backbone, load_depth_model, orbit_plan)
 from vdm3d.jobs.object_refine import RefineConfig, refine as refine_sds
 from vdm3d.jobs.object_resume import gaussians_stage, orbit_stage
-from vdm3d.models.registry import load_backbone
+from vdm3d.models.registry import load_backbone, model_files
 from vdm3d.models.tiny import DEFAULT_VIDEO
 from vdm3d.options import Range
 from vdm3d.recon.illumination import Illumination
@@ -515,7 +515,9 @@ def run_object(config: ObjectConfig, *, source: OrbitSource | None = None, progr
         fg = load_input(config, size)
     perceptual, perceptual_name = make_perceptual(config.perceptual)
     lap("load")
-    with RunFolder(config.out, config=config, seed=config.seed, inputs=[config.image, *([config.mask] if config.mask else [])],
+    inputs = [config.image, *([config.mask] if config.mask else []),
+              *model_files(config.backbone, config.object_depth_model)]
+    with RunFolder(config.out, config=config, seed=config.seed, inputs=inputs,
                    overwrite=config.overwrite, resume=config.resume) as run:
         say(f"orbit: {config.orbit} with {source.name} at {size}x{size}")
         # each expensive stage checkpoints its result; --resume picks up after the last one (object_resume)

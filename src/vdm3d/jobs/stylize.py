@@ -68,7 +68,7 @@ from vdm3d.io.images import read_image, write_image
 from vdm3d.io.progress import StageClock
 from vdm3d.io.runs import RunFolder, to_jsonable
 from vdm3d.io.video import write_video
-from vdm3d.models.registry import load_backbone
+from vdm3d.models.registry import load_backbone, model_files
 from vdm3d.options import Range
 from vdm3d.protocols import Conditioning
 
@@ -487,7 +487,7 @@ def run_stylize(config: StylizeConfig, progress: Progress | None = print) -> Sty
     models = load_models(config)
     lap("load_and_geometry")
     with RunFolder(config.out, config=config, seed=config.seed, overwrite=config.overwrite, resume=config.resume,
-                   inputs=[config.mesh, config.trajectory, config.style]) as run:
+                   inputs=[config.mesh, config.trajectory, config.style, *model_files(*model_names(config))]) as run:
         ckpt = run.checkpoint_dir
         stamp = ckpt / "config.json"
         if run.resuming and stamp.is_file() and json.loads(stamp.read_text()) != _fingerprint(config):

@@ -223,6 +223,13 @@ def _entry(key: str) -> HubEntry:
     return HUB[key] if key in HUB else DEPTH[key]
 
 
+def model_files(*names: str | None) -> list[Path]:
+    """The files of the model files among ``names`` (a training run's ``NAME.json`` and its weights), for a
+    run's manifest to hash: a shipped model is fixed by the package version, a user's file is not."""
+    files = [Path(n) for n in names if n is not None and str(n).endswith(".json")]
+    return [f for p in files for f in (p, p.with_suffix(".safetensors")) if f.is_file()]
+
+
 def _resolve(name: str) -> tuple[Literal["tiny", "hub"], str]:
     if name in HUB or name in DEPTH:
         return "hub", name
