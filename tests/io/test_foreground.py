@@ -124,3 +124,18 @@ def test_recenter_keeps_colour_at_the_edges():
     edge = (alpha > 0.2) & (alpha < 0.8)
     assert edge.any()
     np.testing.assert_allclose(out[edge], np.repeat(1 - alpha[edge][:, None], 3, 1), atol=1e-5)
+
+
+def test_object_photo_is_read_upright(tmp_path):
+    """A portrait photo stored sideways with EXIF orientation 6 (shown turned 90 degrees clockwise) gives the
+    same object image as the same photo saved upright: the disk lands where a viewer shows it."""
+    img, _ = disk_image(size=80, center=(20, 60))
+    upright = save(tmp_path / "upright.png", img)
+    stored = Image.fromarray((np.rot90(img, 1) * 255).round().astype(np.uint8))  # turned back 90 deg left
+    exif = stored.getexif()
+    exif[0x0112] = 6
+    stored.save(tmp_path / "phone.png", exif=exif)
+    a = load_object_image(upright, 64, recentre=False)
+    b = load_object_image(tmp_path / "phone.png", 64, recentre=False)
+    np.testing.assert_array_equal(b.alpha.numpy(), a.alpha.numpy())
+    np.testing.assert_array_equal(b.image.numpy(), a.image.numpy())

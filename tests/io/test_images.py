@@ -87,3 +87,22 @@ def test_depth_png_rejects_8bit_image(tmp_path):
     write_image(tmp_path / "c.png", np.zeros((2, 2, 3)))
     with pytest.raises(InputError, match="16-bit single-channel"):
         read_depth(tmp_path / "c.png")
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_upright_turns_pixels_like_pil_and_default_keeps_them_as_stored(tmp_path, orientation):
+    """A phone stores a portrait photo sideways with an EXIF orientation tag; ``upright=True`` turns it the
+    way PIL's ``ImageOps.exif_transpose`` (the reference) does, for every tag; the default keeps the stored
+    pixels, as the cameras of posed photos describe them."""
+    from PIL import Image, ImageOps
+
+    stored = np.random.default_rng(orientation).integers(0, 256, (5, 8, 3), dtype=np.uint8)
+    im = Image.fromarray(stored)
+    exif = im.getexif()
+    exif[0x0112] = orientation
+    im.save(tmp_path / "p.png", exif=exif)  # PNG: lossless, so the comparison is exact
+    with Image.open(tmp_path / "p.png") as f:
+        shown = np.asarray(ImageOps.exif_transpose(f).convert("RGB"))
+    assert (shown.shape[:2] == (8, 5)) == (orientation >= 5)
+    np.testing.assert_array_equal(read_image(tmp_path / "p.png", upright=True).mul(255).round().byte().numpy(), shown)
+    np.testing.assert_array_equal(read_image(tmp_path / "p.png").mul(255).round().byte().numpy(), stored)

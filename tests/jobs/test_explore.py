@@ -467,3 +467,16 @@ def test_a_zooming_path_keeps_its_zoom(tmp_path):
         torch.testing.assert_close(cams.fx / cams.fx[0], f / 100, rtol=1e-5, atol=0)
         first = fov if fov is not None else float(np.degrees(2 * np.arctan(64 / 100)))
         assert float(cams.fov_x_deg[0]) == pytest.approx(first, abs=1e-3)
+
+
+def test_start_image_is_read_upright(tmp_path, image_path):
+    """A phone's portrait photo, stored sideways with EXIF orientation 8 (shown turned 90 degrees
+    counter-clockwise), starts the same exploration as the same photo saved upright."""
+    from vdm3d.jobs.explore import load_image
+
+    upright = np.asarray(Image.open(image_path))
+    stored = Image.fromarray(np.rot90(upright, -1).copy())  # turned right, as the sensor stored it
+    exif = stored.getexif()
+    exif[0x0112] = 8
+    stored.save(tmp_path / "phone.png", exif=exif)
+    torch.testing.assert_close(load_image(tmp_path / "phone.png", 32), load_image(image_path, 32), atol=0, rtol=0)

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from jaxtyping import Float
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 from torch import Tensor
 
@@ -60,14 +60,15 @@ class Foreground:
 
 def read_rgba(path: str | Path, what: str = "image of the object") -> tuple[np.ndarray, bool]:
     """Read an image file as float32 ``[H, W, 4]`` in [0, 1] and whether it had an alpha channel
-    (``what`` the file should be, for the error's fix)."""
+    (``what`` the file should be, for the error's fix). The pixels are upright: turned the way the
+    file's EXIF orientation tag says a viewer shows them, as a phone's portrait photo is meant."""
     path = Path(path)
     check_image_file(path, f"an {what}" if what[0] in "aeiou" else f"a {what}")  # missing, a folder, empty, a bomb
     try:
         with Image.open(path) as im:
             im.load()
             has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
-            rgba = np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0
+            rgba = np.asarray(ImageOps.exif_transpose(im.convert("RGBA")), dtype=np.float32) / 255.0
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise InputError(path=path, problem=f"is not a readable image ({type(e).__name__})",
                          fix=f"give a PNG, JPEG or WebP {what}") from e

@@ -9,6 +9,11 @@ Reading
     :func:`check_image_file`, the entry every image reader of vdm3d goes through) raises
     :class:`InputError` with one sentence naming the file.
 
+    Pixels come as stored unless ``upright=True``, which turns them the way the file's EXIF
+    orientation tag says a viewer shows them (a phone's portrait JPEG is stored sideways with tag 6).
+    A single photo given to a job is read upright; posed photos are read as stored, because their
+    cameras (COLMAP, transforms.json) describe the stored pixels.
+
 Writing
     :func:`write_image` writes PNG (8 or 16 bit) or JPEG atomically (encode in memory, then
     :func:`vdm3d.io.runs.atomic_write_bytes`), so a failed write never leaves half a file.
@@ -89,6 +94,37 @@ def check_image_file(path: str | Path, what: str = "an image") -> tuple[int, int
     return width, height
 
 
+# EXIF orientation tag (0x0112) -> the turn from stored to displayed pixels of an [H, W, ...] array,
+# the same as PIL's ImageOps.exif_transpose (which only takes PIL images, not 16-bit RGB(A)).
+_UPRIGHT = {
+    2: lambda a: a[:, ::-1],  # mirrored left-right
+    3: lambda a: a[::-1, ::-1],  # upside down
+    4: lambda a: a[::-1],  # mirrored top-bottom
+    5: lambda a: a.swapaxes(0, 1),  # transposed
+    6: lambda a: np.rot90(a, -1),  # shown turned 90 degrees clockwise (a phone held upright)
+    7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],  # transverse
+    8: lambda a: np.rot90(a, 1),  # shown turned 90 degrees counter-clockwise
+}
+
+
+def exif_orientation(path: str | Path) -> int:
+    """The EXIF orientation tag of an image file (1 = as stored, also when there is none), from its
+    header only."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            value = im.getexif().get(0x0112, 1)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return 1
+    return value if value in _UPRIGHT else 1
+
+
+def turn_upright(array: np.ndarray, orientation: int) -> np.ndarray:
+    """``array`` (``[H, W]`` or ``[H, W, C]``, as stored) turned the way EXIF ``orientation`` shows it."""
+    return np.ascontiguousarray(_UPRIGHT[orientation](array)) if orientation in _UPRIGHT else array
+
+
 def _check_file(path: Path, what: str) -> None:
     if not path.exists():
         raise InputError(path=path, problem=f"does not exist ({what} expected)", fix="check the path")
@@ -121,12 +157,15 @@ def _decode(path: Path) -> np.ndarray:
     return arr
 
 
-def read_image(path: str | Path, alpha: bool = False) -> Float[Tensor, "H W C"]:
+def read_image(path: str | Path, alpha: bool = False, upright: bool = False) -> Float[Tensor, "H W C"]:
     """Read an image file into a float32 tensor in [0, 1], ``[H, W, 3]`` (``[H, W, 4]`` if ``alpha``
-    and the file has an alpha channel; files without alpha get an opaque one when ``alpha=True``)."""
+    and the file has an alpha channel; files without alpha get an opaque one when ``alpha=True``).
+    ``upright``: apply the file's EXIF orientation (see the module's docstring)."""
     path = Path(path)
     check_image_file(path, "an image")
     arr = _decode(path)
+    if upright:
+        arr = turn_upright(arr, exif_orientation(path))
     if arr.dtype == np.uint8:
         img = arr.astype(np.float32) / 255.0
     elif arr.dtype == np.uint16:

@@ -275,12 +275,13 @@ def _run_cameras(folder: Path) -> Path:
 
 
 def load_image(path: Path, size: int) -> torch.Tensor:
-    """The image as ``[size, size, 3]`` in [0, 1]: centre-cropped to a square, resized with area filtering."""
+    """The image as ``[size, size, 3]`` in [0, 1]: upright (its EXIF orientation applied), centre-cropped to a
+    square, resized with area filtering."""
     import cv2
 
     from vdm3d.io.images import read_image
 
-    img = read_image(path)[..., :3].numpy()
+    img = read_image(path, upright=True)[..., :3].numpy()
     h, w = img.shape[:2]
     s = min(h, w)
     top, left = (h - s) // 2, (w - s) // 2

@@ -218,7 +218,7 @@ def load_inputs(config: StylizeConfig) -> StylizeInputs:
 
     scene = load_mesh_scene(config.mesh, up=config.up, normalize=False)
     traj = load_trajectory(config.trajectory)
-    style = square_image(read_image(config.style), config.resolution)
+    style = square_image(read_image(config.style, upright=True), config.resolution)
     return StylizeInputs(scene, traj.with_cameras(square(traj.cameras, config.resolution)), style)
 
 
