@@ -469,6 +469,26 @@ def test_a_zooming_path_keeps_its_zoom(tmp_path):
         assert float(cams.fov_x_deg[0]) == pytest.approx(first, abs=1e-3)
 
 
+def test_an_off_centre_principal_point_keeps_its_angle(tmp_path):
+    """A path file (COLMAP, a phone's calibration) whose principal point is off the image centre: each frame's
+    optical axis keeps its angle to the centre ray, with the file's own field of view and with ``--fov-deg``.
+    It used to be put back at the centre."""
+    from vdm3d.jobs.explore import plan_path
+
+    c2w = torch.eye(4).repeat(3, 1, 1)
+    c2w[:, 0, 3] = torch.tensor([0.0, 0.1, 0.2])
+    f = torch.tensor([80.0, 80.0, 100.0])
+    cx, cy = torch.tensor([54.4, 40.0, 48.0]), torch.tensor([28.8, 32.0, 40.0])
+    K = torch.zeros(3, 3, 3)
+    K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2], K[:, 2, 2] = f, f, cx, cy, 1
+    save_trajectory(tmp_path / "pp.json", Trajectory(Cameras(K, c2w, 96, 64), 10.0))
+    for fov in (None, 70.0):
+        cams = plan_path(ExploreConfig(path=tmp_path / "pp.json", fov_deg=fov, resolution=64))
+        torch.testing.assert_close((cams.cx - 32) / cams.fx, (cx - 48) / f, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close((cams.cy - 32) / cams.fy, (cy - 32) / f, rtol=1e-5, atol=1e-6)
+    assert float(plan_path(ExploreConfig(move=("dolly-in",), frames=4, resolution=64)).cx.sub(32).abs().max()) == 0
+
+
 def test_start_image_is_read_upright(tmp_path, image_path):
     """A phone's portrait photo, stored sideways with EXIF orientation 8 (shown turned 90 degrees
     counter-clockwise), starts the same exploration as the same photo saved upright."""

@@ -9,7 +9,8 @@ The job follows WorldWarp (SEED_SYSTEMS.md §4, §8.5, §8.6) on the shared core
   camera (which is the image's), retimed by ``--speed`` (:mod:`vdm3d.cameras.speed`), extended or cut
   to ``--frames`` (:mod:`vdm3d.cameras.extend`); intrinsics: the first frame sees the path file's own field
   of view (its first camera's centre square, as the image is cropped) unless ``--fov-deg`` says otherwise,
-  and a path that zooms (a file's focal lengths, or the ``zoom`` presets) keeps its zoom relative to it.
+  a path that zooms (a file's focal lengths, or the ``zoom`` presets) keeps its zoom relative to it, and
+  a file's principal point keeps its offset from the image centre, as an angle (so with ``--fov-deg`` too).
 * ``start_cache`` (stage 1): depth of the image (scaled to median ``--depth-median``), unprojected
   into the Gaussian cache (:mod:`vdm3d.recon.cache`); the path is checked against that depth
   (:mod:`vdm3d.geometry.path_check`): a warning, or a refusal with ``--strict``.
@@ -255,11 +256,14 @@ def plan_path(c: ExploreConfig) -> Cameras:
     elif c.frames is not None:
         cams = cams[: c.frames]
     c2w = rigid_inverse(cams.c2w[0]) @ cams.c2w  # frame 0 becomes the identity: the image's camera
-    out = Cameras.from_fov(fov, size, size, c2w)  # square pixels, centred: the image is cropped to a square
+    out = Cameras.from_fov(fov, size, size, c2w)  # square pixels: the image is cropped to a square
     zoom = cams.fx / cams.fx[0]  # a path's zoom relative to its first frame (1 where it has none)
     Ks = out.Ks.clone()
     Ks[..., 0, 0] *= zoom
     Ks[..., 1, 1] *= zoom
+    # the principal point's offset from the centre, in focal lengths (the tangent of its angle); 0 for presets
+    Ks[..., 0, 2] += (cams.cx - 0.5 * cams.width) / cams.fx * Ks[..., 0, 0]
+    Ks[..., 1, 2] += (cams.cy - 0.5 * cams.height) / cams.fy * Ks[..., 1, 1]
     out = Cameras(Ks, c2w, size, size)
     if len(out) < 2:
         raise ConfigError("the camera path has a single frame; pass a longer path or --frames N.")
