@@ -106,3 +106,20 @@ def test_upright_turns_pixels_like_pil_and_default_keeps_them_as_stored(tmp_path
     assert (shown.shape[:2] == (8, 5)) == (orientation >= 5)
     np.testing.assert_array_equal(read_image(tmp_path / "p.png", upright=True).mul(255).round().byte().numpy(), shown)
     np.testing.assert_array_equal(read_image(tmp_path / "p.png").mul(255).round().byte().numpy(), stored)
+
+
+def test_a_phones_heic_photo_reads(tmp_path):
+    """HEIC, the format phones save photos in, reads through pillow-heif wherever an image is read: the
+    pixels of a smooth picture come back within HEVC's compression error."""
+    import pillow_heif
+
+    from vdm3d.io.foreground import read_rgba
+
+    yy, xx = np.mgrid[0:48, 0:64]
+    picture = np.stack([xx / 63, yy / 47, 0.5 + 0 * xx], -1)
+    pillow_heif.from_bytes(mode="RGB", size=(64, 48), data=(picture * 255).round().astype(np.uint8).tobytes()
+                           ).save(tmp_path / "photo.heic", quality=95)
+    back = read_image(tmp_path / "photo.heic", upright=True).numpy()
+    assert back.shape == (48, 64, 3) and np.abs(back - picture).mean() < 0.02
+    rgba, has_alpha = read_rgba(tmp_path / "photo.heic")
+    assert rgba.shape == (48, 64, 4) and not has_alpha and np.abs(rgba[..., :3] - picture).mean() < 0.02

@@ -2,7 +2,8 @@
 
 Reading
     :func:`read_image` decodes PNG, JPEG, BMP, TIFF, WebP (OpenCV, with imageio as a fallback for
-    other formats) into a float32 tensor ``[H, W, 3]`` (or ``[H, W, 4]`` when the file has alpha and
+    other formats, among them a phone's HEIC / HEIF through pillow-heif) into a float32 tensor
+    ``[H, W, 3]`` (or ``[H, W, 4]`` when the file has alpha and
     ``alpha=True``); 8-bit files are divided by 255, 16-bit files by 65535. Grey files are repeated
     to three channels. A missing, empty, corrupt or non-image file, a folder, or a header that claims
     more than :data:`MAX_IMAGE_PIXELS` (a decompression bomb; checked before decoding by
@@ -32,6 +33,7 @@ OpenCV stores channels as BGR(A); the flips to RGB(A) happen here and nowhere el
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import warnings
@@ -65,6 +67,15 @@ def max_image_pixels() -> int:
     return int(value) if value.isdigit() and int(value) > 0 else MAX_IMAGE_PIXELS
 
 
+@functools.cache
+def _pil_reads_heif() -> None:
+    """Teach PIL (and so imageio) HEIC / HEIF, the format phones save photos in; once per process
+    (50 ms), at the first image read."""
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+
+
 def check_image_file(path: str | Path, what: str = "an image") -> tuple[int, int] | None:
     """The guarded entry of every image reader: the file exists, is a file, is not empty, and its header
     does not claim more than :func:`max_image_pixels` pixels. Returns ``(width, height)`` from the
@@ -76,6 +87,7 @@ def check_image_file(path: str | Path, what: str = "an image") -> tuple[int, int
 
     path = Path(path)
     _check_file(path, what)
+    _pil_reads_heif()
     cap = max_image_pixels()
     try:
         with warnings.catch_warnings():
