@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from vdm3d.errors import InputError, OutputExistsError
+from vdm3d.errors import ConfigError, InputError, OutputExistsError
 from vdm3d.io.runs import MANIFEST, RunFolder, atomic_write_bytes, atomic_write_json, file_sha256, to_jsonable
 
 
@@ -77,6 +77,51 @@ def test_checkpoint_kept_on_crash_and_resumed(tmp_path):
         assert run.resuming
         assert (run.checkpoint_dir / "step_10.pt").read_bytes() == b"state"
     assert (out / "checkpoints" / "step_10.pt").exists() and not (tmp_path / ".run.partial").exists()
+
+
+@dataclasses.dataclass(frozen=True)
+class Loop:
+    steps: int = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    image: Path = Path("x")
+    fit_steps: int = 3
+    loop: Loop = Loop()
+    resume: bool = False
+
+
+def _interrupted(out, config, inputs):
+    with pytest.raises(KeyboardInterrupt):
+        with RunFolder(out, config=config, inputs=inputs) as run:
+            (run.checkpoint_dir / "state").write_bytes(b"half")
+            raise KeyboardInterrupt
+    assert (out.parent / f".{out.name}.partial" / "checkpoints" / "state").is_file()
+
+
+def test_resume_refuses_other_options_or_changed_inputs_and_keeps_the_checkpoint(tmp_path):
+    """A resumed run is never a mix of two runs: other options (named, old and new value; nested fields by
+    their flag) or an input file changed in place refuse the resume with one sentence, and the interrupted
+    run's checkpoint is kept; the same command resumes; fields in ``may_change`` may differ."""
+    image, out = tmp_path / "cup.png", tmp_path / "run"
+    image.write_bytes(b"cup")
+    _interrupted(out, Job(image), [image])
+    partial = tmp_path / ".run.partial"
+    with pytest.raises(ConfigError, match=r"other options \(--fit-steps 5, not 3\)"):
+        RunFolder(out, config=Job(image, fit_steps=5, resume=True), inputs=[image], resume=True).__enter__()
+    with pytest.raises(ConfigError, match=r"--loop.steps 20, not 10"):
+        RunFolder(out, config=Job(image, loop=Loop(20)), inputs=[image], resume=True).__enter__()
+    image.write_bytes(b"cat")  # the user edits the image in place
+    with pytest.raises(InputError, match=r"cup.png: changed since the interrupted run in .*run; put the original"):
+        RunFolder(out, config=Job(image), inputs=[image], resume=True).__enter__()
+    assert (partial / "checkpoints" / "state").read_bytes() == b"half"  # nothing lost
+    image.write_bytes(b"cup")
+    with RunFolder(out, config=Job(image, loop=Loop(20), resume=True), inputs=[image], resume=True,
+                   may_change=("loop",)) as run:
+        assert run.resuming
+    assert not (out / "start.json").exists()  # only an unfinished run carries it
+    assert json.loads((out / MANIFEST).read_text())["inputs"] == {str(image): file_sha256(image)}
 
 
 def test_bad_input_never_keeps_partial(tmp_path):

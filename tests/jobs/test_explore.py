@@ -13,6 +13,7 @@ from vdm3d.cameras.camera import Cameras
 from vdm3d.cameras.trajectory import Trajectory
 from vdm3d.cameras.trajectory_file import save_trajectory
 from vdm3d.cli.main import main as cli
+from vdm3d.errors import ConfigError, InputError
 from vdm3d.jobs.explore import ExploreConfig, run_explore
 from vdm3d.jobs.explore_state import chunk_plans
 
@@ -59,6 +60,14 @@ def test_interrupted_run_resumes_to_the_identical_video(tmp_path, image_path):
     with pytest.raises(Killed):
         run_explore(cut, progress=None, on_chunk=kill)
     assert not (tmp_path / "cut").exists() and (tmp_path / ".cut.partial" / "checkpoints").is_dir()
+    # another path, or the image edited in place, would mix two runs: refused, the checkpoint kept
+    with pytest.raises(ConfigError, match=r"other options \(--move \["):
+        run_explore(dataclasses.replace(cut, resume=True, move=("dolly-in",)), progress=None)
+    original = image_path.read_bytes()
+    Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(image_path)
+    with pytest.raises(InputError, match="start.png: changed since the interrupted run"):
+        run_explore(dataclasses.replace(cut, resume=True), progress=None)
+    image_path.write_bytes(original)
     seen = []
     resumed = run_explore(dataclasses.replace(cut, resume=True), progress=None,
                           on_chunk=lambda i, s: seen.append(i))

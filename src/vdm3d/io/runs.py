@@ -4,7 +4,10 @@ A command that writes results does so inside ``RunFolder(out)``. Work goes to a 
 ``.<name>.partial/``; on success ``manifest.json`` is written and the folder is renamed to ``out`` in
 one step, so a reader never sees half a run. On failure the partial folder is deleted, unless the run
 saved a checkpoint into it (``run.checkpoint_dir``): then it stays, and the same command with
-``--resume`` continues from there.
+``--resume`` continues from there. "The same command" is checked: the partial folder keeps the run's
+options and the hashes of its input files (``start.json``), and a resume with other options, or after an
+input file changed, is refused with one sentence naming the option or the file, so a resumed result is
+never a mix of two runs.
 
 The manifest records the command line, the full config, the seed, the versions of the packages that
 shape the numbers, and a SHA-256 of every input file, so any result can be reproduced.
@@ -29,6 +32,8 @@ from typing import Any
 from vdm3d.errors import ConfigError, InputError, OutputError, OutputExistsError
 
 MANIFEST = "manifest.json"
+START = "start.json"  # in the partial folder: what a resumed run must match (options, input hashes)
+_HOW_NOT_WHAT = ("out", "resume", "overwrite")  # config fields that say where and whether, not what
 _VERSIONED = ("vdm3d", "torch", "numpy", "diffusers", "transformers", "accelerate", "trimesh",
               "scikit-image", "opencv-python-headless", "gsplat", "safetensors")
 
@@ -145,19 +150,23 @@ class RunFolder:
         config: the frozen config dataclass of the command (stored in full).
         seed: the random seed, stored in the manifest.
         inputs: files or folders whose content determines the result; files are hashed.
+        may_change: top-level config fields a resumed run may change (a trainer's ``loop``: more steps);
+            any other difference from the interrupted run's options or input files refuses the resume.
     """
 
     def __init__(self, out: str | Path, *, config: Any = None, seed: int | None = None,
                  inputs: list[str | Path] = (), overwrite: bool = False, resume: bool = False,
-                 command: list[str] | None = None):
+                 command: list[str] | None = None, may_change: tuple[str, ...] = ()):
         self.out = Path(out)
         self.partial = partial_folder(self.out)
         self.config, self.seed, self.inputs = config, seed, [Path(p) for p in inputs]
         self.overwrite, self.resume = overwrite, resume
         self.command = list(sys.argv) if command is None else command
+        self.may_change = set(may_change)
         self.extra: dict[str, Any] = {}
         self._keep_on_failure = False
         self._start = 0.0
+        self._hashes: dict[str, str] | None = None
 
     # -- the folder being written ---------------------------------------------------------------
     @property
@@ -229,11 +238,58 @@ class RunFolder:
         if self.resume and not self.partial.exists():
             raise InputError(f"{self.out}: --resume found no interrupted run to continue (no {self.partial.name} "
                              "beside it); run the same command without --resume to start one.")
-        if self.partial.exists() and not self.resume:
+        start = {"options": self._options(), "inputs": self.input_hashes()}
+        if self.resume:
+            self._check_same_run(start)
+        elif self.partial.exists():
             shutil.rmtree(self.partial)
         self.partial.mkdir(parents=True, exist_ok=True)
+        if not (self.partial / START).is_file():
+            atomic_write_json(self.partial / START, start)
         self._start = time.time()
         return self
+
+    def _options(self, leave_out: tuple[str, ...] | set[str] = _HOW_NOT_WHAT) -> Any:
+        """The config as JSON, without the top-level fields in ``leave_out``."""
+        cfg = to_jsonable(self.config)
+        return {k: v for k, v in cfg.items() if k not in leave_out} if isinstance(cfg, dict) else cfg
+
+    def input_hashes(self) -> dict[str, str]:
+        """SHA-256 of every input file (a folder's files, at most 2000), computed once, when the run starts."""
+        if self._hashes is None:
+            self._hashes = {}
+            for p in self.inputs:
+                files = [p] if p.is_file() else sorted(q for q in p.rglob("*") if q.is_file())
+                for f in files[:2000]:
+                    self._hashes[str(f)] = file_sha256(f)
+        return self._hashes
+
+    def _check_same_run(self, start: dict[str, Any]) -> None:
+        """Refuse to resume an interrupted run with other options or changed input files (a partial folder
+        from before ``start.json`` existed is not checked)."""
+        try:
+            before = json.loads((self.partial / START).read_text())
+        except (OSError, ValueError):
+            return
+        before_options = before.get("options")
+        if isinstance(before_options, dict):
+            before_options = {k: v for k, v in before_options.items() if k not in self.may_change}
+        changed = _first_difference(before_options, self._options({*_HOW_NOT_WHAT, *self.may_change}))
+        if changed is not None:
+            where, old, new = changed
+            what = f"--{where.replace('_', '-')} {json.dumps(new)}, not {json.dumps(old)}" if where else "other options"
+            raise ConfigError(f"{self.out}: the interrupted run there was started with other options ({what}); "
+                              "resume it with the same options, or run without --resume (and with --overwrite) "
+                              "to start again.")
+        old_inputs, new_inputs = before.get("inputs", {}), start["inputs"]
+        for name in sorted(set(old_inputs) | set(new_inputs)):
+            if old_inputs.get(name) != new_inputs.get(name):
+                problem = ("changed since the interrupted run in " if name in new_inputs and name in old_inputs
+                           else "is not an input file of the interrupted run in " if name in new_inputs
+                           else "was an input file of, and is now missing from, the interrupted run in ")
+                raise InputError(path=name, problem=problem + str(self.out),
+                                 fix="put the original back, or run without --resume (and with --overwrite) "
+                                     "to start again")
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc_type is not None:
@@ -246,6 +302,7 @@ class RunFolder:
                                "continues from it" if keep else
                                f"no checkpoint had been written yet, so nothing of {self.out} was kept")
             return False
+        (self.partial / START).unlink(missing_ok=True)  # only an unfinished run needs it
         atomic_write_json(self.partial / MANIFEST, self.manifest())
         if self.out.exists():
             trash = self.out.parent / f".{self.out.name}.old"
@@ -258,11 +315,7 @@ class RunFolder:
         return False
 
     def manifest(self) -> dict[str, Any]:
-        hashes = {}
-        for p in self.inputs:
-            files = [p] if p.is_file() else sorted(q for q in p.rglob("*") if q.is_file())
-            for f in files[:2000]:
-                hashes[str(f)] = file_sha256(f)
+        hashes = self.input_hashes()
         return {
             "format": "vdm3d.run",
             "version": 1,
@@ -278,3 +331,14 @@ class RunFolder:
             "platform": platform.platform(),
             **to_jsonable(self.extra),
         }
+
+
+def _first_difference(old: Any, new: Any, where: str = "") -> tuple[str, Any, Any] | None:
+    """The first place (dotted field path, old value, new value) where two JSON configs differ, or None."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            found = _first_difference(old.get(key), new.get(key), f"{where}.{key}" if where else key)
+            if found is not None:
+                return found
+        return None
+    return None if old == new else (where, old, new)

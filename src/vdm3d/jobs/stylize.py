@@ -66,7 +66,7 @@ from vdm3d.geometry.mesh_scene import MeshScene, load_mesh_scene
 from vdm3d.geometry.path_buffers import PathBuffers, fuse_along_path, render_path
 from vdm3d.io.images import read_image, write_image
 from vdm3d.io.progress import StageClock
-from vdm3d.io.runs import RunFolder, to_jsonable
+from vdm3d.io.runs import RunFolder
 from vdm3d.io.video import write_video
 from vdm3d.models.registry import load_backbone, model_files
 from vdm3d.options import Range
@@ -468,12 +468,6 @@ def export(folder: Path, frames: Tensor, anchors: dict[int, Tensor], buffers: Pa
             "cameras/transforms.json"]
 
 
-def _fingerprint(config: StylizeConfig) -> dict:
-
-    skip = {"out", "overwrite", "resume"}
-    return {k: v for k, v in to_jsonable(config).items() if k not in skip}
-
-
 def run_stylize(config: StylizeConfig, progress: Progress | None = print) -> StylizeResult:
     """Run every stage and write the run folder. Bad input raises before anything is written."""
 
@@ -488,12 +482,7 @@ def run_stylize(config: StylizeConfig, progress: Progress | None = print) -> Sty
     lap("load_and_geometry")
     with RunFolder(config.out, config=config, seed=config.seed, overwrite=config.overwrite, resume=config.resume,
                    inputs=[config.mesh, config.trajectory, config.style, *model_files(*model_names(config))]) as run:
-        ckpt = run.checkpoint_dir
-        stamp = ckpt / "config.json"
-        if run.resuming and stamp.is_file() and json.loads(stamp.read_text()) != _fingerprint(config):
-            raise ConfigError(f"{config.out}: --resume with different settings than the interrupted run; "
-                              "rerun with the same options or without --resume.")
-        stamp.write_text(json.dumps(_fingerprint(config)))
+        ckpt = run.checkpoint_dir  # a resume with other options or changed files was refused on entering
         say(f"stylize: {len(buffers)} frames at {config.resolution} px, arcs of {config.arc_frames}")
         lora = align_style(config, models, inputs.style, say)
         frames, anchors = stylize_frames(config, models, buffers, inputs.style, ckpt, say)

@@ -81,9 +81,10 @@ def continue_finished(out: Path, resume: bool, overwrite: bool) -> bool:
 def training_folder(out: Path, config: Any, loop: LoopConfig, resume: bool, overwrite: bool,
                     inputs: tuple[Path, ...] = ()) -> RunFolder:
     """The run folder of a training run, seeded by ``loop.seed``; ``--resume`` on a finished run continues it
-    (:func:`continue_finished`)."""
+    (:func:`continue_finished`), and may change the loop's settings (more steps, another time limit), not the
+    data or the model."""
     return RunFolder(out, config=config, seed=loop.seed, overwrite=continue_finished(out, resume, overwrite),
-                     resume=resume, inputs=list(inputs))
+                     resume=resume, inputs=list(inputs), may_change=("loop",))
 
 
 def fine_tune_init(init: Path | None, name: str) -> Path:
