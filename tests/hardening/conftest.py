@@ -102,6 +102,12 @@ def bad_inputs(tmp_path_factory) -> dict[str, Path]:
     f["folder_png"] = root / "folder.png"
     f["folder_png"].mkdir()
     f["missing"] = root / "no-such-file.png"
+    f["mask_wide"] = root / "mask_wide.png"  # another aspect than the 32x32 image
+    wide = torch.zeros(32, 48, 3)
+    wide[8:24, 16:32] = 1
+    write_image(f["mask_wide"], wide)
+    f["mask_photo"] = root / "mask_photo.png"  # a picture, not a black-and-white mask
+    write_image(f["mask_photo"], 0.3 + 0.4 * torch.rand(32, 32, 3, generator=g))
 
     # scenes
     f["scene"] = transforms_scene(root / "scene")

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from PIL import Image
+from scipy import ndimage
 
 from vdm3d.errors import InputError
 from vdm3d.io.foreground import edge_fraction, grabcut_mask, load_object_image, mask_from_background, recenter
@@ -97,6 +98,32 @@ def test_a_mask_file_wins_and_is_checked(tmp_path):
     with pytest.raises(InputError, match="m4.png: is not a readable image .*; give a PNG, JPEG or WebP black-and-white "
                                          "mask of the object"):
         load_object_image(photo, size=64, mask=broken)
+
+
+def test_a_mask_of_another_aspect_or_a_photo_is_refused_and_a_scaled_mask_is_resized(tmp_path):
+    # QA: a 300x800 photo given as the mask of a 451x300 image was stretched onto it without a word.
+    img, inside = busy_photo()  # 120 x 120
+    photo = save(tmp_path / "photo.png", img)
+    wide = np.zeros((120, 180), np.float32)
+    wide[:, 30:150] = inside
+    with pytest.raises(InputError, match=r"wide.png: is 180x120 pixels, which is not the shape of the 120x120 image "
+                                         r".*; give a mask made for this image, 120x120 pixels or scaled evenly"):
+        load_object_image(photo, size=64, mask=save(tmp_path / "wide.png", wide))
+    levels = (np.clip(img, 0, 1) * 255).round().astype(np.uint8).mean(-1) / 255  # the photo's grey levels as saved
+    grey = round(100 * float(((levels > 0.2) & (levels < 0.8)).mean()))
+    assert grey > 50
+    with pytest.raises(InputError, match=rf"m.png: is not a black-and-white mask: {grey}% of its pixels are grey"):
+        load_object_image(photo, size=64, mask=save(tmp_path / "m.png", img))  # the photo itself
+    # the same mask at twice the size, and at 61x61 (an uneven scale within a pixel): resized, same outline
+    exact = load_object_image(photo, size=64, recentre=False, mask=save(tmp_path / "a.png", inside.astype(np.float32)))
+    double = np.repeat(np.repeat(inside, 2, 0), 2, 1).astype(np.float32)
+    twice = load_object_image(photo, size=64, recentre=False, mask=save(tmp_path / "b.png", double))
+    assert np.abs(twice.alpha.numpy() - exact.alpha.numpy()).mean() < 0.01
+    small = save(tmp_path / "c.png", np.asarray(Image.fromarray(inside.astype(np.float32)).resize((61, 61))))
+    assert np.abs(load_object_image(photo, size=64, recentre=False, mask=small).alpha.numpy()
+                  - exact.alpha.numpy()).mean() < 0.03
+    soft = ndimage.gaussian_filter(inside.astype(np.float32), 1.5)  # a soft-edged matte is still a mask
+    assert load_object_image(photo, size=64, mask=save(tmp_path / "d.png", soft)).mask_source == "mask"
 
 
 def test_edge_fraction_of_box_and_border():

@@ -15,6 +15,10 @@ background, so every input goes through the same three steps:
    probably the object. GrabCut and mask files are checked (:func:`check_mask`): a mask that is
    empty, or that covers most of the edge of the box (of the image, for a mask file) - the object
    is cut off, or the background was taken for it - is refused with a sentence that names ``--mask``.
+   A mask file must also fit its image (:func:`read_mask`): one of another aspect ratio (a mask of
+   another picture, or of a crop) is refused rather than stretched, one of the same aspect at another
+   size is resized, and one whose pixels are mostly grey rather than black or white (a photo passed by
+   mistake) is refused.
 2. **Recentre** (like V3D's ``recenter(mask, border_ratio)``): crop to the mask's bounding box and pad
    to a square whose side is ``max(w, h) / (1 - border_ratio)``, so the object's longer side covers
    ``1 - border_ratio`` of the output, centred.
@@ -44,6 +48,8 @@ GRABCUT_MAX_SIDE = 320  # GrabCut runs at this size (its cost grows with pixels;
 GRABCUT_MARGIN = 0.06  # the seed box leaves this fraction of each side as certain background
 GRABCUT_ITERATIONS = 5
 MAX_EDGE_FRACTION = 0.5  # a mask covering more of the box's (image's) edge than this is refused
+MAX_GREY_FRACTION = 0.25  # a mask file with more of its pixels strictly between 0.2 and 0.8 is refused
+# (photos: 66-97 % of their grey levels there; masks with soft edges, alpha mattes: under 5 %)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,10 +200,27 @@ def check_mask(alpha: np.ndarray, path: str | Path, source: str, margin: float =
                                              "(the object is cut off or the background was taken for it)"), fix=fix)
 
 
-def read_mask(path: str | Path, height: int, width: int) -> np.ndarray:
-    """A mask image (white = object; an RGBA mask's alpha) as float ``[height, width]`` in [0, 1]."""
+def read_mask(path: str | Path, height: int, width: int) -> Float[np.ndarray, "height width"]:
+    """A mask image (white = object; an RGBA mask's alpha) as float ``[height, width]`` in [0, 1].
+
+    A mask of the image's aspect ratio at another size (within a pixel's rounding) is resized; one of
+    another aspect ratio is refused, since stretching it would put the object's outline in the wrong
+    place; so is one with more than :data:`MAX_GREY_FRACTION` of its pixels grey (between 0.2 and 0.8),
+    which is a picture rather than a mask. Both refusals are one sentence naming the file."""
     rgba, has_alpha = read_rgba(path, "black-and-white mask of the object")
     m = rgba[..., 3] if has_alpha and rgba[..., 3].min() < 0.99 else rgba[..., :3].mean(-1)
+    mh, mw = m.shape
+    if abs(mh - height * mw / width) > 1.0 and abs(mw - width * mh / height) > 1.0:
+        raise InputError(path=path, problem=(f"is {mw}x{mh} pixels, which is not the shape of the {width}x{height} "
+                                             "image (another aspect ratio: stretched, its outline would miss "
+                                             "the object)"),
+                         fix=f"give a mask made for this image, {width}x{height} pixels or scaled evenly")
+    grey = float(((m > 0.2) & (m < 0.8)).mean())
+    if grey > MAX_GREY_FRACTION:
+        raise InputError(path=path, problem=(f"is not a black-and-white mask: {100 * grey:.0f}% of its pixels are "
+                                             "grey (is it a photo?)"),
+                         fix="give a mask with the object in white on black, or leave --mask out to find the "
+                             "object automatically")
     if m.shape != (height, width):
         m = np.asarray(Image.fromarray(m.astype(np.float32)).resize((width, height), Image.Resampling.BILINEAR))
     return np.clip(m, 0.0, 1.0).astype(np.float32)
