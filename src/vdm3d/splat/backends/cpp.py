@@ -40,10 +40,11 @@ pairs), never chosen by the thread count, so the results do not depend on it.
   (:func:`_reused`: a fresh 3.8 MB ``v_sh`` was 937 page faults a pass).
 
 Built on first use with :func:`torch.utils.cpp_extension.load` (pybind11 only, no torch headers:
-about 15-25 s on 2 cores), cached by torch under ``TORCH_EXTENSIONS_DIR`` (default
-``~/.cache/torch_extensions``) under a name that carries a hash of the CPU's flags (``-march=native``
-code must not reach another machine) and one of the source (two checkouts must not rebuild each
-other's module), and loaded in milliseconds afterwards. Where it cannot be
+about 15-40 s on 2 cores, announced by one line on stderr so that a job does not look hung), cached
+under ``TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``) under a name that carries a hash
+of the CPU's flags (``-march=native`` code must not reach another machine) and one of what the module
+is built from (the source, the compiler flags, torch's version), and loaded in milliseconds afterwards
+by every checkout and venv with that source (:func:`_load` says how). Where it cannot be
 built (no C++ compiler, no ninja, or ``VDM3D_NO_CPP=1``) or the Gaussians are not float32,
 :func:`render_backend` falls back to the ``numba`` backend, which computes the same images
 (:func:`available` says which and why). Threads: the rasterizer's OpenMP loop over tiles uses
@@ -90,17 +91,84 @@ def _cpu_tag() -> str:
     return hashlib.sha1(flags.encode()).hexdigest()[:8]
 
 
-def _source_tag() -> str:
-    """A short hash of ``cpu_raster.cpp``: two checkouts with different kernels (a branch and main) share
-    torch's extension cache, and under one name each would rebuild the other's module in turn, so that
-    a process could load kernels whose arguments do not match its Python side (seen: a heap corruption
-    when the projection's scratch changed dtype). One name per source avoids both."""
-    return hashlib.sha1(SOURCE.read_bytes()).hexdigest()[:8]
+CFLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
+LDFLAGS = ["-fopenmp"]
+COMPILE_NOTICE = "compiling the C++ renderer (first use in this environment, about 30 s)"
+
+
+def _build_tag(source: bytes) -> str:
+    """A short hash of what the module is built from: ``cpu_raster.cpp``'s text, the compiler flags and
+    torch's version. Two checkouts with different kernels (a branch and main) share torch's extension
+    cache, and under one name each would rebuild the other's module in turn, so that a process could
+    load kernels whose arguments do not match its Python side (seen: a heap corruption when the
+    projection's scratch changed dtype). One name per content avoids both; the source's path is left
+    out on purpose, so that checkouts of the same source share one build (see :func:`_load`)."""
+    key = b"\0".join([source, " ".join(CFLAGS + LDFLAGS).encode(), torch.__version__.encode()])
+    return hashlib.sha1(key).hexdigest()[:8]
+
+
+def _extensions_root() -> Path:
+    """The folder torch's :func:`~torch.utils.cpp_extension.load` builds extensions under:
+    ``$TORCH_EXTENSIONS_DIR``, else ``~/.cache/torch_extensions/py311_cpu`` (Python's version, the
+    accelerator), as torch's ``_get_build_directory`` names it."""
+    from torch.utils import cpp_extension
+
+    root = os.environ.get("TORCH_EXTENSIONS_DIR")
+    if root:
+        return Path(root)
+    accelerator = (f"rocm{torch.version.hip.replace('.', '')}" if torch.version.hip else
+                   f"cu{torch.version.cuda.replace('.', '')}" if torch.version.cuda else "cpu")
+    python = f"py{sys.version_info.major}{sys.version_info.minor}{getattr(sys, 'abiflags', '')}"
+    return Path(cpp_extension.get_default_build_root()) / f"{python}_{accelerator}"
+
+
+def _import_built(name: str, library: Path):
+    """The extension module in ``library``, imported as torch's loader does."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, library)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _build_and_import():
+    """The module: imported from the cache when a build of this content is there, else compiled first.
+
+    Why not just :func:`torch.utils.cpp_extension.load` each time: torch writes its ``build.ninja``
+    with the absolute paths of the source and of the venv's torch, and ninja rebuilds whenever that
+    file changes, so two checkouts (or a pip install and a dev checkout) sharing one cache folder
+    rebuilt each other's module at every switch, 35-40 s each. So the source is copied into the build
+    folder (written only when missing, so that its time stamp stays), the folder is named by the
+    content alone, and a finished library there is imported directly, without ninja; only a missing
+    (or unreadable) library, or a build under way in another process (torch's ``lock`` file), goes
+    through ``load``, which waits for that build or compiles, after one line on stderr."""
+    source = SOURCE.read_bytes()
+    name = f"vdm3d_cpu_raster_{_cpu_tag()}_{_build_tag(source)}"
+    folder = _extensions_root() / name
+    library = folder / f"{name}.so"
+    if library.is_file() and not (folder / "lock").exists():
+        try:
+            return _import_built(name, library)
+        except ImportError:  # a truncated file from an interrupted build: build it again
+            pass
+    folder.mkdir(parents=True, exist_ok=True)
+    copy = folder / SOURCE.name
+    if not copy.is_file() or copy.read_bytes() != source:
+        partial = folder / f".{SOURCE.name}.{os.getpid()}"
+        partial.write_bytes(source)
+        os.replace(partial, copy)
+    from torch.utils.cpp_extension import load
+
+    sys.stdout.flush()
+    print(COMPILE_NOTICE, file=sys.stderr, flush=True)
+    return load(name=name, sources=[str(copy)], extra_cflags=CFLAGS, extra_ldflags=LDFLAGS,
+                build_directory=str(folder), verbose=False)
 
 
 def _load():
-    """The compiled module, building it on first use; ``None`` (with the reason in ``_state``) where it
-    cannot be built. Tried once per process."""
+    """The compiled module, building it on first use (:func:`_build_and_import`); ``None`` (with the
+    reason in ``_state``) where it cannot be built. Tried once per process."""
     if "module" in _state:
         return _state["module"]
     module, reason = None, ""
@@ -108,11 +176,7 @@ def _load():
         reason = "VDM3D_NO_CPP is set"
     else:
         try:
-            from torch.utils.cpp_extension import load
-
-            module = load(name=f"vdm3d_cpu_raster_{_cpu_tag()}_{_source_tag()}", sources=[str(SOURCE)],
-                          extra_cflags=["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"],
-                          extra_ldflags=["-fopenmp"], verbose=False)
+            module = _build_and_import()
         except Exception as exc:  # no compiler, no ninja, a read-only cache: the numba kernels do the job
             reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
             warnings.warn(f"vdm3d: the C++ rasterizer could not be built ({reason}); using the numba backend.",

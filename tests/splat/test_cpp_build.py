@@ -1,0 +1,108 @@
+"""The C++ renderer's build cache: one build per source content, shared by every checkout.
+
+Two checkouts with the same ``cpu_raster.cpp`` at different paths used to rewrite one shared
+``build.ninja`` with their own paths and rebuild each other's module at every switch (35-40 s each,
+silently). These tests put the package's source in two temporary folders and check, from the build
+folder's ninja log and the compile notice (never from a wall-clock time), that only the first use of a
+content compiles and that the second checkout imports that build.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vdm3d.splat.backends import cpp
+
+SRC = Path(cpp.__file__).parents[3]  # the folder holding the vdm3d package
+
+
+def _checkout(root: Path) -> Path:
+    """A copy of the vdm3d package (without the shipped weights, which loading the renderer never reads)."""
+    shutil.copytree(SRC / "vdm3d", root / "vdm3d", ignore=shutil.ignore_patterns("weights", "__pycache__"))
+    return root
+
+
+def _use_renderer(checkout: Path, extensions: Path) -> tuple[str, str]:
+    """Load the C++ renderer from ``checkout`` in a fresh process; its module file and its stderr."""
+    env = dict(os.environ, PYTHONPATH=str(checkout), TORCH_EXTENSIONS_DIR=str(extensions), VDM3D_NO_CPP="")
+    script = ("import vdm3d.splat.backends.cpp as c; ok, why = c.available(); assert ok, why; "
+              "print(c._state['module'].__file__)")
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    return done.stdout.strip(), done.stderr
+
+
+def _built_library() -> Path:
+    module = cpp._load()
+    if module is None:
+        pytest.skip(f"the C++ kernels cannot be built here: {cpp.available()[1]}")
+    return Path(module.__file__)
+
+
+def test_two_checkouts_import_one_build_without_compiling(tmp_path):
+    # A cache that holds this content's build (copied from this process's, so nothing compiles): both
+    # checkouts import that library, neither prints the compile notice nor runs ninja.
+    library = _built_library()
+    extensions = tmp_path / "ext"
+    folder = extensions / library.parent.name
+    folder.mkdir(parents=True)
+    shutil.copy2(library, folder / library.name)
+    a, b = _checkout(tmp_path / "a"), _checkout(tmp_path / "b")
+    for checkout in (a, b, a):
+        used, stderr = _use_renderer(checkout, extensions)
+        assert Path(used) == folder / library.name
+        assert cpp.COMPILE_NOTICE not in stderr
+    assert not (folder / ".ninja_log").exists() and not (folder / "build.ninja").exists()
+
+
+def test_a_missing_build_is_announced_and_built_from_a_copy_of_the_source(tmp_path, monkeypatch, capsys):
+    # Without a build, load() compiles a copy of the source placed in the build folder (so that
+    # build.ninja names no checkout's path), after one line on stderr; with the library there, the
+    # next call imports it without a line and without load().
+    import torch.utils.cpp_extension
+
+    calls = []
+
+    def fake_load(name, sources, build_directory, **kwargs):
+        calls.append((name, sources, build_directory))
+        Path(build_directory, f"{name}.so").write_bytes(b"")
+        return "built"
+
+    monkeypatch.setattr(torch.utils.cpp_extension, "load", fake_load)
+    monkeypatch.setattr(cpp, "_import_built", lambda name, library: ("imported", library))
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "ext"))
+    a, b = _checkout(tmp_path / "a"), _checkout(tmp_path / "b")
+    monkeypatch.setattr(cpp, "SOURCE", a / "vdm3d/splat/backends/cpu_raster.cpp")
+    assert cpp._build_and_import() == "built"
+    assert capsys.readouterr().err.splitlines() == [cpp.COMPILE_NOTICE]
+    (name, sources, folder), = calls
+    assert Path(folder) == tmp_path / "ext" / name and sources == [str(Path(folder) / "cpu_raster.cpp")]
+    assert Path(sources[0]).read_bytes() == cpp.SOURCE.read_bytes()
+    monkeypatch.setattr(cpp, "SOURCE", b / "vdm3d/splat/backends/cpu_raster.cpp")
+    assert cpp._build_and_import() == ("imported", Path(folder) / f"{name}.so")
+    assert capsys.readouterr().err == "" and len(calls) == 1
+    # another source is another build
+    cpp.SOURCE.write_bytes(cpp.SOURCE.read_bytes() + b"\n// changed\n")
+    assert cpp._build_and_import() == "built" and len(calls) == 2 and calls[1][0] != name
+
+
+@pytest.mark.slow
+def test_first_use_compiles_once_for_two_checkouts(tmp_path):
+    # The real thing in an empty cache: the first checkout compiles (notice, one compile in the ninja
+    # log); the second and then the first again import that build (no notice, no further compile).
+    a, b = _checkout(tmp_path / "a"), _checkout(tmp_path / "b")
+    extensions = tmp_path / "ext"
+    used, stderr = _use_renderer(a, extensions)
+    assert cpp.COMPILE_NOTICE in stderr
+    log = Path(used).with_name(".ninja_log")
+    compiles = log.read_text().count("cpu_raster.o")
+    assert compiles == 1
+    for checkout in (b, a):
+        again, stderr = _use_renderer(checkout, extensions)
+        assert again == used and cpp.COMPILE_NOTICE not in stderr
+    assert log.read_text().count("cpu_raster.o") == compiles
