@@ -69,7 +69,8 @@ class ExploreConfig:
     path: Path | None = None
     """camera path file: vdm3d trajectory JSON, transforms.json, COLMAP folder or RealEstate10K .txt"""
     move: tuple[str, ...] = ()
-    """movement presets composed into a path instead of a file (`vdm3d trajectory presets`), e.g. dolly-in pan-left"""
+    """movement presets composed into a path instead of a file, e.g. dolly-in pan-left (the list of presets, with what
+    each does: `vdm3d trajectory make move --help`)"""
     path_from_run: Path | None = None
     """use the cameras of another run folder (its cameras/trajectory.json)"""
     frames: Annotated[int | None, Range(1)] = None
