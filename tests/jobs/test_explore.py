@@ -509,3 +509,41 @@ def test_start_image_is_read_upright(tmp_path, image_path):
     exif[0x0112] = 8
     stored.save(tmp_path / "phone.png", exif=exif)
     torch.testing.assert_close(load_image(tmp_path / "phone.png", 32), load_image(image_path, 32), atol=0, rtol=0)
+
+
+def test_an_rgba_start_image_is_composited_over_white_and_said_once(tmp_path, image_path, monkeypatch):
+    """A cut-out whose transparent pixels hold black: explore used to drop the alpha and explore the object
+    in front of a black wall. The transparent pixels become white (as in the object job), the half-transparent
+    ones a blend, and one progress line says so; an opaque image is unchanged and says nothing."""
+    from vdm3d.jobs import explore
+
+    rgb = np.asarray(Image.open(image_path).convert("RGB")).copy()
+    alpha = np.full(rgb.shape[:2], 255, np.uint8)
+    alpha[:, :16], alpha[:, 16:32] = 0, 128
+    rgb[:, :16] = 0  # the cut-out's transparent pixels are black
+    Image.fromarray(np.dstack([rgb, alpha])).save(tmp_path / "cutout.png")
+    said = []
+    image = explore.load_image(tmp_path / "cutout.png", 48, said.append).numpy()  # crop: columns 8..55 -> 0..47
+    assert said == [f"{tmp_path / 'cutout.png'}: transparent pixels composited over white"]
+    assert np.allclose(image[:, :8], 1.0)  # fully transparent: white
+    a = 128 / 255
+    expected = rgb[:, 24:32].astype(np.float32) / 255 * a + (1 - a)  # half transparent: the colour over white
+    np.testing.assert_allclose(image[:, 16:24], expected, atol=1e-5)
+    opaque = []
+    plain = explore.load_image(image_path, 48, opaque.append)
+    assert opaque == [] and float(plain.min()) < 0.2
+    # the job says it once, before any chunk (stopped right after the image is read)
+
+    class Stop(Exception):
+        pass
+
+    def stop(_config):
+        raise Stop
+
+    monkeypatch.setattr(explore, "load_models", stop)
+    messages = []
+    with pytest.raises(Stop):
+        run_explore(ExploreConfig(image=tmp_path / "cutout.png", move=("dolly-in",), **SMALL, out=tmp_path / "r"),
+                    progress=messages.append)
+    assert [m for m in messages if "transparent" in m] == said
+

@@ -63,7 +63,8 @@ class ExploreConfig:
     """One image and a camera path to a long video through an online Gaussian cache (WorldWarp)."""
 
     image: Annotated[Path, tyro.conf.arg(help_behavior_hint="(required)")] = Path("")
-    """the start image (it is centre-cropped to a square and resized to --resolution)"""
+    """the start image (it is centre-cropped to a square and resized to --resolution; transparent pixels of an RGBA
+    image are composited over white)"""
     out: Path = Path("runs/explore")
     """run folder to write (must not exist unless --overwrite or --resume)"""
     path: Path | None = None
@@ -279,14 +280,21 @@ def _run_cameras(folder: Path) -> Path:
                      fix="pass a run folder written by vdm3d, or --path FILE")
 
 
-def load_image(path: Path, size: int) -> torch.Tensor:
+def load_image(path: Path, size: int, say: Progress | None = None) -> Float[Tensor, "size size 3"]:
     """The image as ``[size, size, 3]`` in [0, 1]: upright (its EXIF orientation applied), centre-cropped to a
-    square, resized with area filtering."""
+    square, resized with area filtering. Transparent pixels are composited over white, as the object job
+    does, and ``say`` is told so (a cut-out's transparent pixels often hold black, which the video would
+    otherwise explore as an object in front of a black wall)."""
     import cv2
 
     from vdm3d.io.images import read_image
 
-    img = read_image(path, upright=True)[..., :3].numpy()
+    rgba = read_image(path, alpha=True, upright=True).numpy()
+    alpha = rgba[..., 3:]
+    transparent = bool(alpha.min() < 1.0)
+    img = rgba[..., :3] * alpha + (1.0 - alpha) if transparent else rgba[..., :3]
+    if transparent and say is not None:
+        say(f"{path}: transparent pixels composited over white")
     h, w = img.shape[:2]
     s = min(h, w)
     top, left = (h - s) // 2, (w - s) // 2
@@ -614,7 +622,7 @@ def run_explore(c: ExploreConfig, *, progress: Progress | None = print,
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     cams = plan_path(c)
-    image = load_image(c.image, c.resolution)
+    image = load_image(c.image, c.resolution, say)
     backbone, depth_model = load_models(c)
     state = start_cache(c, image, cams, depth_model)
     report = check_path(cams, state.depths[0])
