@@ -397,7 +397,7 @@ def test_valid_depth_render_keeps_the_caches_depth_on_valid_pixels_and_the_estim
                                     start_cache)
 
     config = ExploreConfig(image=image_path, move=("dolly-in", "pan-left"), **SMALL, fill="inpaint", replay=0)
-    cams = plan_path(config)
+    cams = plan_path(config).cameras
     _, depth_model = load_models(config)
     state = start_cache(config, load_image(image_path, config.resolution), cams, depth_model)
     plan = chunk_plans(len(cams), config.chunk, config.context)[0]
@@ -423,7 +423,7 @@ def test_source_depth_render_checks_validity_against_the_caches_current_depth_no
     from vdm3d.jobs.explore import load_image, load_models, plan_path, render_chunk, start_cache
 
     config = ExploreConfig(image=image_path, move=("dolly-in", "pan-left"), **SMALL, fill="inpaint")
-    cams = plan_path(config)
+    cams = plan_path(config).cameras
     _, depth_model = load_models(config)
     state = start_cache(config, load_image(image_path, config.resolution), cams, depth_model)
     plan = chunk_plans(len(cams), config.chunk, config.context)[0]
@@ -452,9 +452,9 @@ def test_the_path_files_own_field_of_view_is_used_unless_fov_deg_is_given(tmp_pa
     fy = 32 / np.tan(np.radians(20))
     K = torch.tensor([[fy, 0, 48], [0, fy, 32], [0, 0, 1.0]]).expand(3, 3, 3)
     save_trajectory(tmp_path / "path.json", Trajectory(Cameras(K, c2w, 96, 64), 10.0))
-    assert float(plan_path(ExploreConfig(path=tmp_path / "path.json")).fov_x_deg[0]) == pytest.approx(40.0, abs=1e-3)
-    assert float(plan_path(ExploreConfig(path=tmp_path / "path.json", fov_deg=70.0)).fov_x_deg[0]) == pytest.approx(70.0)
-    assert float(plan_path(ExploreConfig(move=("dolly-in",), frames=4)).fov_x_deg[0]) == pytest.approx(60.0)
+    assert float(plan_path(ExploreConfig(path=tmp_path / "path.json")).cameras.fov_x_deg[0]) == pytest.approx(40.0, abs=1e-3)
+    assert float(plan_path(ExploreConfig(path=tmp_path / "path.json", fov_deg=70.0)).cameras.fov_x_deg[0]) == pytest.approx(70.0)
+    assert float(plan_path(ExploreConfig(move=("dolly-in",), frames=4)).cameras.fov_x_deg[0]) == pytest.approx(60.0)
 
 
 def test_a_zooming_path_keeps_its_zoom(tmp_path):
@@ -463,7 +463,7 @@ def test_a_zooming_path_keeps_its_zoom(tmp_path):
     one field of view, so a zoom came out as a still camera."""
     from vdm3d.jobs.explore import plan_path
 
-    cams = plan_path(ExploreConfig(move=("zoom-in",), frames=5))
+    cams = plan_path(ExploreConfig(move=("zoom-in",), frames=5)).cameras
     torch.testing.assert_close(cams.fx / cams.fx[0], 1.005 ** torch.arange(5.0), rtol=1e-5, atol=0)
     c2w = torch.eye(4).repeat(3, 1, 1)
     c2w[:, 2, 3] = torch.tensor([0.0, 0.1, 0.2])
@@ -472,7 +472,7 @@ def test_a_zooming_path_keeps_its_zoom(tmp_path):
     K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2], K[:, 2, 2] = f, f, 64, 64, 1
     save_trajectory(tmp_path / "zoom.json", Trajectory(Cameras(K, c2w, 128, 128), 10.0))
     for fov in (None, 30.0):
-        cams = plan_path(ExploreConfig(path=tmp_path / "zoom.json", fov_deg=fov))
+        cams = plan_path(ExploreConfig(path=tmp_path / "zoom.json", fov_deg=fov)).cameras
         torch.testing.assert_close(cams.fx / cams.fx[0], f / 100, rtol=1e-5, atol=0)
         first = fov if fov is not None else float(np.degrees(2 * np.arctan(64 / 100)))
         assert float(cams.fov_x_deg[0]) == pytest.approx(first, abs=1e-3)
@@ -492,10 +492,10 @@ def test_an_off_centre_principal_point_keeps_its_angle(tmp_path):
     K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2], K[:, 2, 2] = f, f, cx, cy, 1
     save_trajectory(tmp_path / "pp.json", Trajectory(Cameras(K, c2w, 96, 64), 10.0))
     for fov in (None, 70.0):
-        cams = plan_path(ExploreConfig(path=tmp_path / "pp.json", fov_deg=fov, resolution=64))
+        cams = plan_path(ExploreConfig(path=tmp_path / "pp.json", fov_deg=fov, resolution=64)).cameras
         torch.testing.assert_close((cams.cx - 32) / cams.fx, (cx - 48) / f, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close((cams.cy - 32) / cams.fy, (cy - 32) / f, rtol=1e-5, atol=1e-6)
-    assert float(plan_path(ExploreConfig(move=("dolly-in",), frames=4, resolution=64)).cx.sub(32).abs().max()) == 0
+    assert float(plan_path(ExploreConfig(move=("dolly-in",), frames=4, resolution=64)).cameras.cx.sub(32).abs().max()) == 0
 
 
 def test_start_image_is_read_upright(tmp_path, image_path):
@@ -547,3 +547,35 @@ def test_an_rgba_start_image_is_composited_over_white_and_said_once(tmp_path, im
                     progress=messages.append)
     assert [m for m in messages if "transparent" in m] == said
 
+
+def test_the_video_takes_the_path_files_frame_rate_unless_fps_is_given(tmp_path):
+    """QA: a 24 fps path file gave a 12 fps video (half the path's speed). A vdm3d trajectory, a
+    transforms.json with an ``fps`` and a RealEstate10K file (timestamps) record their rate; a COLMAP
+    model and --move do not, and keep 12; an explicit --fps wins."""
+    import json as json_module
+
+    from vdm3d.cameras.formats import CameraFile, write_camera_file
+    from vdm3d.jobs.explore import plan_path
+
+    c2w = torch.eye(4).repeat(4, 1, 1)
+    c2w[:, 2, 3] = torch.arange(4) * 0.02
+    cams = Cameras(Cameras.from_fov(60.0, 64, 48, torch.eye(4)).Ks.expand(4, 3, 3), c2w, 64, 48)
+    names = [f"{i:03d}.png" for i in range(4)]
+    save_trajectory(tmp_path / "walk.json", Trajectory(cams, 24.0))
+    write_camera_file(tmp_path / "walk.txt", CameraFile(Trajectory(cams, 30.0), names))  # RE10K
+    write_camera_file(tmp_path / "colmap", CameraFile(Trajectory(cams, 30.0), names), fmt="colmap")
+    write_camera_file(tmp_path / "t.json", CameraFile(Trajectory(cams, 25.0), names), fmt="transforms")
+    data = json_module.loads((tmp_path / "t.json").read_text())
+    data.pop("fps")
+    (tmp_path / "t_nofps.json").write_text(json_module.dumps(data))
+    expected = {"walk.json": 24.0, "walk.txt": 30.0, "t.json": 25.0, "t_nofps.json": 12.0, "colmap": 12.0}
+    for name, fps in expected.items():
+        assert plan_path(ExploreConfig(path=tmp_path / name)).fps == pytest.approx(fps, rel=1e-4), name  # RE10K: whole microseconds
+    assert plan_path(ExploreConfig(path=tmp_path / "walk.json", fps=8.0)).fps == 8.0
+    assert plan_path(ExploreConfig(move=("dolly-in",), frames=4)).fps == 12.0
+    # the run writes its video and cameras at that rate
+    image = tmp_path / "start.png"
+    Image.fromarray(np.full((48, 64, 3), 128, np.uint8)).save(image)
+    run_explore(ExploreConfig(image=image, path=tmp_path / "walk.json", fill="inpaint", frames=4, chunk=4, context=1,
+                              fit_steps=0, points_per_frame=512, max_points=1500, out=tmp_path / "run"), progress=None)
+    assert json_module.loads((tmp_path / "run" / "cameras" / "trajectory.json").read_text())["fps"] == 24.0

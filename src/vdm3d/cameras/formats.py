@@ -43,6 +43,9 @@ class CameraFile:
     timestamps_us: list[int] | None = None
     url: str | None = None
     extras: dict[str, Any] | None = None
+    fps_recorded: bool = False
+    """whether the file records its frame rate (a vdm3d trajectory's ``fps``, a transforms.json's ``fps`` or
+    frame timestamps, RealEstate10K's timestamps); where not, the trajectory's ``fps`` is ``DEFAULT_FPS``"""
 
 
 def detect_format(path: Path, for_writing: bool = False) -> str:
@@ -65,11 +68,13 @@ def detect_format(path: Path, for_writing: bool = False) -> str:
                          "colmap, re10k, llff")
 
 
+def _timed(stamps: list[int] | None) -> bool:
+    """Whether frame timestamps give a frame rate (two or more, increasing on the median)."""
+    return bool(stamps) and len(stamps) > 1 and float(np.median(np.diff(stamps))) > 0
+
+
 def _fps_from_timestamps(stamps: list[int]) -> float:
-    if len(stamps) < 2:
-        return DEFAULT_FPS
-    dt = float(np.median(np.diff(stamps)))
-    return 1e6 / dt if dt > 0 else DEFAULT_FPS
+    return 1e6 / float(np.median(np.diff(stamps))) if _timed(stamps) else DEFAULT_FPS
 
 
 def read_camera_file(path: str | Path, fmt: CameraFormat = "auto", width: int | None = None,
@@ -87,18 +92,19 @@ def read_camera_file(path: str | Path, fmt: CameraFormat = "auto", width: int | 
         t = Trajectory(t.cameras.to(dtype), t.fps, t.provenance)
         names = t.provenance.get("names") or [f"frame_{i:05d}" for i in range(len(t))]
         stamps = t.provenance.get("timestamps_us")
-        return CameraFile(t, list(names), stamps, t.provenance.get("url"), None)
+        return CameraFile(t, list(names), stamps, t.provenance.get("url"), None, fps_recorded=True)
     if fmt == "transforms":
         cams, names, extras = read_transforms_json(path, dtype=dtype)
         top, frames = extras.get("top", {}), extras.get("frames", [])
         stamps = [int(f["timestamp_us"]) for f in frames] if frames and all("timestamp_us" in f for f in frames) else None
-        fps = float(top["fps"]) if isinstance(top.get("fps"), (int, float)) and top["fps"] > 0 else \
-            (_fps_from_timestamps(stamps) if stamps else DEFAULT_FPS)
-        return CameraFile(Trajectory(cams, fps, {**src}), names, stamps, top.get("re10k_url"), extras)
+        own = isinstance(top.get("fps"), (int, float)) and top["fps"] > 0
+        fps = float(top["fps"]) if own else (_fps_from_timestamps(stamps) if stamps else DEFAULT_FPS)
+        return CameraFile(Trajectory(cams, fps, {**src}), names, stamps, top.get("re10k_url"), extras,
+                          fps_recorded=own or _timed(stamps))
     if fmt == "re10k":
         cams, stamps, url = read_re10k(path, width or 640, height or 360, dtype=dtype)
         return CameraFile(Trajectory(cams, _fps_from_timestamps(stamps), {**src, "url": url}),
-                          [f"{s}" for s in stamps], stamps, url)
+                          [f"{s}" for s in stamps], stamps, url, fps_recorded=_timed(stamps))
     if fmt == "llff":
         cams, bounds = cameras_from_llff(path, width, height, dtype=dtype)
         return CameraFile(Trajectory(cams, DEFAULT_FPS, {**src, "bounds": bounds.tolist()}),

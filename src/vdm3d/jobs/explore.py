@@ -45,6 +45,7 @@ from torch import Tensor
 
 from vdm3d.cameras.camera import Cameras
 from vdm3d.cameras.extend import ExtendMode
+from vdm3d.cameras.trajectory import Trajectory
 from vdm3d.errors import ConfigError, InputError
 from vdm3d.jobs.explore_state import (STATE_FILE, ChunkPlan, ExploreState, chunk_plans, load_state, pose_distance,
                                      save_state)
@@ -56,6 +57,9 @@ from vdm3d.views import Views
 Progress = Callable[[str], None]
 #: noise level of the clean context latents (the tiny model's clean reference frame uses the same)
 CONTEXT_SIGMA = 0.002
+
+
+MOVE_FPS = 12.0  # the video's frame rate for --move and for path files that record none
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,8 +190,8 @@ class ExploreConfig:
     (docs/explore.md)"""
     strict: bool = False
     """refuse a path that fails the checks against the start depth (default: warn)"""
-    fps: Annotated[float, Range(0, open_min=True)] = 12.0
-    """frame rate of the video"""
+    fps: Annotated[float | None, Range(0, open_min=True)] = None
+    """frame rate of the video (None: the --path file's own where it records one, as vdm3d trajectories do, else 12)"""
     seed: int = 0
     """random seed"""
     overwrite: bool = False
@@ -234,24 +238,27 @@ def check_config(c: ExploreConfig) -> None:
 
 
 # -- the path --------------------------------------------------------------------------------------
-def plan_path(c: ExploreConfig) -> Cameras:
-    """The path's cameras ``[F]``, relative to its first camera, at the output size (see the docstring)."""
+def plan_path(c: ExploreConfig) -> Trajectory:
+    """The path's cameras ``[F]``, relative to its first camera, at the output size (see the docstring), and the
+    video's frame rate: ``--fps``, else the path file's where the file records one, else 12."""
     from vdm3d.cameras.camera import rigid_inverse
     from vdm3d.cameras.extend import extend_cameras
     from vdm3d.cameras.formats import read_camera_file
     from vdm3d.cameras.presets import apply_movements, preset_movements
     from vdm3d.cameras.speed import retime
 
-    size = c.resolution
+    size, fps = c.resolution, MOVE_FPS
     if c.move:
         fov = 60.0 if c.fov_deg is None else c.fov_deg
         start = Cameras.from_fov(fov, size, size, torch.eye(4, dtype=torch.float64))
         cams = apply_movements(start, preset_movements(c.move), c.frames or 49)
     else:
         src = c.path if c.path is not None else _run_cameras(c.path_from_run)
-        cams = read_camera_file(src).trajectory.cameras.to(torch.float64)
+        file = read_camera_file(src)
+        cams = file.trajectory.cameras.to(torch.float64)
         cams.validate(str(src))
         fov = float(cams.square_fov_deg[0]) if c.fov_deg is None else c.fov_deg
+        fps = file.trajectory.fps if file.fps_recorded else fps
     cams = retime(cams, c.speed)
     if c.frames is not None and c.frames > len(cams):
         cams = extend_cameras(cams, c.frames - len(cams), c.extend)
@@ -269,7 +276,7 @@ def plan_path(c: ExploreConfig) -> Cameras:
     out = Cameras(Ks, c2w, size, size)
     if len(out) < 2:
         raise ConfigError("the camera path has a single frame; pass a longer path or --frames N.")
-    return out.to(torch.float32)
+    return Trajectory(out.to(torch.float32), c.fps or fps)
 
 
 def _run_cameras(folder: Path) -> Path:
@@ -621,7 +628,8 @@ def run_explore(c: ExploreConfig, *, progress: Progress | None = print,
     warm_up_renderer()
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
-    cams = plan_path(c)
+    path_plan = plan_path(c)
+    cams = path_plan.cameras
     image = load_image(c.image, c.resolution, say)
     backbone, depth_model = load_models(c)
     state = start_cache(c, image, cams, depth_model)
@@ -657,7 +665,7 @@ def run_explore(c: ExploreConfig, *, progress: Progress | None = print,
                 on_chunk(plan.index, state)
         # confidence: 1 where the frame's pixel came from the cache's valid render, 0 where it was a hole
         video = Views(state.frames, cams, depths=state.depths, origin=("input",) + ("generated",) * (len(cams) - 1),
-                      fps=c.fps, confidence=None if state.valid is None else state.valid.float())
+                      fps=path_plan.fps, confidence=None if state.valid is None else state.valid.float())
         files = export(run.path, c, video, state.cache)
         timings["chunks_s"] = per_chunk
         timings["total"] = round(time.perf_counter() - t0, 3)
