@@ -274,3 +274,33 @@ def test_backbone_can_be_a_training_runs_model_file(tmp_path):
     assert mine.carry == shipped.carry == "depth" and mine.depth_model is not None
     a, b = mine.backbone.denoiser.state_dict(), shipped.backbone.denoiser.state_dict()
     assert [k for k in a if not torch.equal(a[k], b[k])] == [changed]
+
+
+def test_a_resolution_other_than_the_models_native_size_is_warned_about(object_image, tmp_path, monkeypatch):
+    """QA: ``--resolution 128`` with the embedded 64-px orbit model ran without a word and gave scattered
+    blobs. The job says once which size the model was trained at (it still runs: hub backbones have other
+    sizes); the native size, given or implied, says nothing. Stopped right after the orbit model loads."""
+    from vdm3d.jobs import object as job
+    from vdm3d.jobs.object import load_orbit_source
+
+    class Stop(Exception):
+        pass
+
+    def stop(_name):
+        raise Stop
+
+    monkeypatch.setattr(job, "make_perceptual", stop)
+    source = load_orbit_source(PRESETS["tiny"][1])
+    native = source.backbone.resolution
+    assert native == (64, 64)
+    said = {}
+    for resolution in (None, 64, 128):
+        messages = []
+        config = ObjectConfig(image=object_image[1], resolution=resolution, out=tmp_path / f"r{resolution}")
+        with pytest.raises(Stop):
+            run_object(config, source=source, progress=messages.append)
+        said[resolution] = [m for m in messages if m.startswith("warning:")]
+    assert said[None] == said[64] == []
+    assert said[128] == [f"warning: --resolution 128 is not the native 64x64 of the orbit model {source.name}, which "
+                         "was trained at that size: expect blurred or scattered orbit frames, not more detail; leave "
+                         "--resolution out to use the native size"]

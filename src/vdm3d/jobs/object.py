@@ -98,7 +98,8 @@ class ObjectConfig:
     frames: Annotated[int | None, Range(2)] = None
     """number of orbit views (None: the orbit's own, 21 or 18)"""
     resolution: Annotated[int | None, Range(8)] = None
-    """orbit image size in pixels (None: the backbone's native resolution)"""
+    """orbit image size in pixels (None: the backbone's native resolution, 64 for the embedded model; other sizes
+    than the one a model was trained at give blurred or broken orbits, not more detail)"""
     elevation_deg: Annotated[float, Range(-90, 90, open_min=True, open_max=True)] = 10.0
     """elevation of the input camera (degrees above the object's equator)"""
     radius: Annotated[float, Range(0, open_min=True)] = 3.2163
@@ -510,7 +511,12 @@ def run_object(config: ObjectConfig, *, source: OrbitSource | None = None, progr
     fg = load_input(config, config.resolution or 64)  # bad images fail first, before any model loads
     if source is None:
         source = load_orbit_source(config)
-    size = config.resolution or getattr(getattr(source, "backbone", None), "resolution", (64, 64))[0]
+    native = getattr(getattr(source, "backbone", None), "resolution", None)
+    size = config.resolution or (native or (64, 64))[0]
+    if native is not None and size != native[0]:
+        say(f"warning: --resolution {size} is not the native {native[0]}x{native[1]} of the orbit model "
+            f"{source.name}, which was trained at that size: expect blurred or scattered orbit frames, not more "
+            "detail; leave --resolution out to use the native size")
     if size != fg.image.shape[0]:
         fg = load_input(config, size)
     perceptual, perceptual_name = make_perceptual(config.perceptual)
