@@ -59,6 +59,29 @@ def test_a_long_path_is_cut_into_clips_that_share_their_end_frames():
     assert torch.equal(clips[-1].cameras.c2w[-1], path.cameras.c2w[-1])
 
 
+def test_a_clip_is_returned_at_its_cameras_size_with_the_photos_at_input_cameras():
+    """QA: on a 63 x 47 scene the clips' videos were 64 x 48, the model's generation size, while the clip's
+    cameras (saved beside it) are 63 x 47. The clip now comes back at the cameras' size: its generated
+    frames are the pseudo views, and the frames at input cameras are the photos themselves."""
+    from vdm3d.jobs.complete_v3d_generate import generate_v3d_clip
+    from vdm3d.views import Views
+
+    K = torch.tensor([[30.0, 0, 15.5], [0, 30.0, 11.5], [0, 0, 1]]).expand(2, 3, 3)
+    c2w = torch.eye(4).repeat(2, 1, 1)
+    c2w[1, 0, 3] = 0.3
+    cams = Cameras(K, c2w, 31, 23)  # odd sides: the model samples at another size (multiples of 16)
+    photos = Views(torch.rand(2, 23, 31, 3, generator=torch.Generator().manual_seed(0)), cams)
+    path = between_paths(cams, 5)[0]
+    pseudo, clip = generate_v3d_clip(v3d_job.load_model("v3d_scene"), photos, path, 0, (0.5, 4.0), 2.0,
+                                     V3dConfig(steps=1), seed=0)
+    assert clip.shape == (5, 23, 31, 3) and pseudo.images.shape == (3, 23, 31, 3)
+    known = input_frames(path.cameras, cams)
+    assert sorted(known) == [0, 4]
+    for f, i in known.items():
+        assert torch.equal(clip[f], photos.images[i])
+    assert torch.equal(pseudo.images, clip[1:4]) and torch.equal(pseudo.cameras.c2w, path.cameras.c2w[1:4])
+
+
 @pytest.fixture(scope="module")
 def room(tmp_path_factory) -> Path:
     """A held-out procedural room at 32 px, 12 frames (training views 1, 5, 11; held-out 0 and 8)."""

@@ -103,9 +103,11 @@ def generate_v3d_clip(backbone: Any, inputs: Views, path: Trajectory, reference:
                       ) -> tuple[Views | None, Tensor]:
     """Sample one clip along ``path`` from the posed ``inputs`` (all of them reprojected).
 
-    Returns the pseudo views (the frames not at an input camera, at the inputs' resolution; ``None``
-    when every frame is an input) and the clip at the generation resolution ``[F, h, w, 3]``, with the
-    photos at the frames that are input cameras."""
+    Returns the pseudo views (the frames not at an input camera; ``None`` when every frame is an input)
+    and the whole clip ``[F, H, W, 3]`` with the photos at the frames that are input cameras, both at
+    the path cameras' size: the model samples at ``generation_size`` (multiples of 16, e.g. 64 x 48
+    for a 63 x 47 scene) and its frames are resized back, so that the clip's video matches the
+    cameras saved beside it."""
     cams = path.cameras
     frames = len(cams)
     w, h = generation_size(cams.width, cams.height, max(backbone.resolution), backbone.spatial_factor)
@@ -127,14 +129,14 @@ def generate_v3d_clip(backbone: Any, inputs: Views, path: Trajectory, reference:
                guider=guider, eta=config.eta)
     with torch.no_grad():
         clip = backbone.decode(z)[0].clamp(0, 1).float()  # [F, h, w, 3]
+    clip = _resize(clip, cams.width, cams.height)
     known = input_frames(cams, inputs.cameras)
     for f, i in known.items():
-        clip[f] = images[i]
+        clip[f] = _resize(inputs.images[i:i + 1].float(), cams.width, cams.height)[0]
     keep = [f for f in range(frames) if f not in known]
     if not keep:
         return None, clip
-    full = _resize(clip[keep], cams.width, cams.height)
-    return Views(full, cams[keep], origin=("generated",) * len(keep), fps=path.fps), clip
+    return Views(clip[keep], cams[keep], origin=("generated",) * len(keep), fps=path.fps), clip
 
 
 __all__ = ["SCALE_TOLERANCE", "TRAINING_MEDIAN_DEPTH", "V3dConfig", "between_paths", "chain_order", "generate_v3d_clip", "input_frames"]
