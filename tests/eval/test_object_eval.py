@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from vdm3d.errors import InputError
-from vdm3d.eval.object import (HELDOUT_SEED, EvalObjectConfig, load_cases, novel_cameras, silhouette_ball,
-                               summarize, table)
+from vdm3d.eval.object import (HELDOUT_SEED, EvalObjectConfig, case_line, load_cases, novel_cameras,
+                               silhouette_ball, summarize, table)
 
 
 def test_cases_from_defaults_and_manifest(tmp_path, shared_data):
@@ -63,6 +63,16 @@ def test_summarize_and_table():
     assert means["input-only"]["chamfer"] == pytest.approx(0.15)
     text = table(means, 2, "tiny")
     assert "| vdm3d object (tiny) | 21.00 | - | - | - | 0.0300 | - |" in text and "2 cases" in text
+
+
+def test_a_cases_line_shows_a_dash_where_a_method_has_no_novel_views():
+    # QA: the per-case line printed "orbit-frames nan dB" where the table shows "-"
+    row = {"case": "object_000", "job": {"novel_psnr": 20.456, "orbit_psnr": 21.0, "chamfer": 0.01234},
+           "orbit-frames": {"orbit_psnr": 18.0, "chamfer": 0.05}}
+    line = case_line(row)
+    assert line == "object_000: job 20.46 dB / CD 0.0123, orbit-frames - / CD 0.0500"
+    assert "| orbit frames, no reconstruction (visual hull) | - | - | 18.00 | - | 0.0500 | - |" in table(
+        summarize([row]), 1, "tiny")
 
 
 def test_option_rows_come_after_the_job_and_before_the_baselines():

@@ -338,6 +338,15 @@ def summarize(rows: list[dict]) -> dict[str, dict[str, float]]:
     return out
 
 
+def case_line(row: dict) -> str:
+    """One case's novel-view PSNR and Chamfer distance per method, ``-`` where a method has no novel views
+    (the orbit frames), as in :func:`table`."""
+    def psnr(scores: dict) -> str:
+        return f"{scores['novel_psnr']:.2f} dB" if "novel_psnr" in scores else "-"
+
+    return f"{row['case']}: " + ", ".join(f"{m} {psnr(row[m])} / CD {row[m]['chamfer']:.4f}" for m in methods_of([row]))
+
+
 def table(means: dict[str, dict[str, float]], cases: int, label: str) -> str:
     """A markdown table of the means (higher is better except Chamfer)."""
     head = "| method | novel PSNR (dB) | novel SSIM | orbit-camera PSNR (dB) | mesh PSNR (dB) | Chamfer | F-score |"
@@ -375,9 +384,7 @@ def eval_object(config: EvalObjectConfig) -> dict:
     with RunFolder(config.out, config=config, overwrite=config.overwrite) as run:
         for i, case in enumerate(cases):
             rows.append(run_case(case, config, job_config, run.path / "cases"))
-            say(f"[{i + 1}/{len(cases)}] {rows[-1]['case']}: " +
-                  ", ".join(f"{m} {rows[-1][m].get('novel_psnr', float('nan')):.2f} dB / CD {rows[-1][m]['chamfer']:.4f}"
-                            for m in methods_of(rows[-1:])))
+            say(f"[{i + 1}/{len(cases)}] {case_line(rows[-1])}")
         means = summarize(rows)
         label = ("oracle orbit" if config.source == "oracle" else "checkpoint" if config.checkpoint is not None
                  else config.backbone or job_config.backbone)
