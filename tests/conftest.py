@@ -22,6 +22,16 @@ def _seed():
     np.random.seed(0)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cpp_renderer_ready():
+    """Load (building on first use) the C++ renderer before any test captures output: a compile prints one
+    line on stderr, which would otherwise land in whichever test renders first (in a fresh extension cache)
+    and break its one-line stderr checks. Loading a built one takes milliseconds."""
+    from vdm3d.splat.backends import cpp
+
+    cpp._load()
+
+
 @pytest.fixture
 def shared_data() -> Path:
     """``../shared/data`` beside the checkout; tests that need it skip with the reason when absent."""
