@@ -104,6 +104,20 @@ def test_a_finished_case_whose_options_changed_is_named(tmp_path):
     assert table.endswith("0 ran, 2 already done, 0 failed")
 
 
+def test_a_usage_error_is_summarized_by_its_text_not_its_frame():
+    """A case that fails on a mistyped option ends its output with tyro's box; the summary quotes the box's
+    message, not its bottom border. Other failures keep their last line."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "vdm3d.cli.main", "object", "--image", "x.png", "--frobnicate"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and (proc.stdout + proc.stderr).strip().endswith("╯")
+    assert runner.last_words(proc.stdout + proc.stderr) == "Unrecognized options: --frobnicate"
+    assert runner.last_words("loading\nerror: c.png: does not exist.\n") == "error: c.png: does not exist."
+    assert runner.last_words("") == ""
+
+
 def test_summary_table_counts_and_names_failures():
     rows = [CaseResult("a", "object", "done", "skipped", 0.0, "runs/a"),
             CaseResult("b", "object", "restart", "ok", 12.5, "runs/b"),

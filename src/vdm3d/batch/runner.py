@@ -161,9 +161,22 @@ def run_command(argv: list[str], log: str, threads: int, driver_pid: int | None 
                     break
     last = ""
     if proc.returncode:
-        lines = [ln for ln in Path(log).read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
-        last = lines[-1] if lines else ""
+        last = last_words(Path(log).read_text(encoding="utf-8", errors="replace"))
     return proc.returncode, round(time.time() - start, 2), last
+
+
+_BOX = "│┃╭╮╰╯─━┌┐└┘├┤ "  # the frame tyro draws around a usage error
+
+
+def last_words(text: str) -> str:
+    """The line of a case's output that says why it failed: its last line, or, when the output ends with
+    the box tyro draws around a usage error, the box's first line of text (not its bottom border)."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    tops = [i for i, ln in enumerate(lines) if ln.startswith("╭")]
+    if tops and lines[-1].startswith("╰"):
+        inside = [ln.strip(_BOX) for ln in lines[tops[-1] + 1:-1]]
+        lines = [ln for ln in inside if any(c.isalnum() for c in ln)][:1] or lines
+    return lines[-1] if lines else ""
 
 
 Report = Callable[[CaseResult, int, int], None]
