@@ -131,6 +131,12 @@ def test_complete_room_end_to_end_and_resume(room, tmp_path, monkeypatch):
     for f in ("splats.ply", "baseline.ply", "clips/000.mp4", "clips/000.json", "clips/001.mp4", "manifest.json",
               "renders/000.png", "compare/008.png"):
         assert (out / f).is_file(), f
+    # each clip is written as its saved cameras see it (32 px), not at the model's 64 px, photo first
+    import imageio.v3 as iio
+
+    saved = json.loads((out / "clips" / "000.json").read_text())
+    clip = iio.imread(out / "clips" / "000.mp4")
+    assert clip.shape[1:3] == (saved["height"], saved["width"]) == (32, 32), clip.shape
     planned = sorted((out / "trajectories").glob("*.json"))
     assert len(planned) >= 3
     assert json.loads(planned[0].read_text())["format"] == "vdm3d.trajectory"

@@ -258,14 +258,20 @@ def load_backbone(name: str):
 
 
 # -- the job -------------------------------------------------------------------------------------
+def run_folder(config: CompleteConfig) -> Path:
+    """Where the run goes: ``--resume RUN`` (which continues that run; an ``--out`` naming another folder is
+    refused), else ``--out``, else ``runs/complete/<scene>``."""
+    if config.resume is not None and config.out is not None and Path(config.out).resolve() != Path(config.resume).resolve():
+        raise ConfigError(f"--out {config.out} and --resume {config.resume} name two runs; --resume continues the "
+                          "run in its folder, so drop --out.")
+    return config.resume or config.out or Path("runs") / "complete" / config.data.resolve().name
+
+
 def run_complete(config: CompleteConfig, progress: Callable[[str, FitProgress], None] | None = None,
                  backbone=None) -> CompleteResult:
     """Run every stage inside a run folder; returns where the results are and the scores."""
     config.check()
-    if config.resume is not None and config.out is not None and Path(config.out).resolve() != Path(config.resume).resolve():
-        raise ConfigError(f"--out {config.out} and --resume {config.resume} name two runs; --resume continues the "
-                          "run in its folder, so drop --out.")
-    out = config.resume or config.out or Path("runs") / "complete" / config.data.resolve().name
+    out = run_folder(config)
     with RunFolder(out, config=config, seed=config.seed, inputs=[config.data], overwrite=config.overwrite,
                    resume=config.resume is not None) as run:
         clock = StageClock()
@@ -284,9 +290,10 @@ def run_complete(config: CompleteConfig, progress: Callable[[str, FitProgress], 
         clock.lap("plan")
 
         def generate(k: int, view: int, path: Trajectory):
-            pseudo, clip, _ = generate_clip(backbone, baseline, scene.train.images[view], path, config.generation,
-                                            seed=config.seed * 1000 + k)
-            write_video(run.path / "clips" / f"{k:03d}.mp4", clip, fps=path.fps)
+            photo = scene.train.images[view]
+            pseudo, _, _ = generate_clip(backbone, baseline, photo, path, config.generation, seed=config.seed * 1000 + k)
+            # the clip as its saved cameras see it: the photo, then the pseudo views (not the generation size)
+            write_video(run.path / "clips" / f"{k:03d}.mp4", torch.cat([photo[None], pseudo.images]), fps=path.fps)
             save_trajectory(run.path / "clips" / f"{k:03d}.json", path)
             return pseudo
 

@@ -34,9 +34,9 @@ from vdm3d.io.progress import StageClock
 from vdm3d.io.runs import RunFolder
 from vdm3d.io.video import write_video
 from vdm3d.jobs.complete import (CompleteConfig, CompleteResult, evaluate, export, fit_baseline, initialize,
-                                 load_scene, save_paths)
+                                 load_scene, run_folder, save_paths)
 from vdm3d.jobs.complete_distill import _load_clip, _save_clip
-from vdm3d.jobs.complete_v3d_generate import V3dConfig, between_paths, generate_v3d_clip
+from vdm3d.jobs.complete_v3d_generate import between_paths, generate_v3d_clip
 from vdm3d.recon.checkpoint import load_state, save_state
 from vdm3d.recon.planning import plan_paths
 from vdm3d.recon.render import render_views
@@ -143,7 +143,7 @@ def run_complete_v3d(config: CompleteConfig, progress: Callable[[str, FitProgres
             raise ConfigError(f"{config.trajectory}: --trajectory file not found; give a vdm3d trajectory JSON "
                               "(`vdm3d trajectory make` writes one).")
         path = load_trajectory(config.trajectory)
-    out = config.resume or config.out or Path("runs") / "complete" / config.data.resolve().name
+    out = run_folder(config)
     with RunFolder(out, config=config, seed=config.seed, inputs=[config.data], overwrite=config.overwrite,
                    resume=config.resume is not None) as run:
         clock = StageClock()

@@ -372,7 +372,6 @@ def generate_chunk(c: ExploreConfig, backbone, warp: Views, context: torch.Tenso
     from vdm3d.diffusion.guiders import CFG
     from vdm3d.geometry.holes import hole_rim, telea_fill
     from vdm3d.geometry.validity import latent_validity
-    from vdm3d.protocols import Conditioning
 
     ctx = len(context)
     tf, f = backbone.temporal_factor, len(warp)
@@ -620,11 +619,13 @@ def run_explore(c: ExploreConfig, *, progress: Progress | None = print,
     time it, tests interrupt the run from it.
     """
     from vdm3d.geometry.path_check import check_path
+    from vdm3d.io.images import check_image_file
     from vdm3d.io.runs import RunFolder
     from vdm3d.jobs.explore_export import export
 
     say = progress or (lambda _m: None)
     check_config(c)
+    check_image_file(c.image, "an image")  # a missing image is refused before the renderer's warm-up
     warm_up_renderer()
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
