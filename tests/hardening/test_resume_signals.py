@@ -86,7 +86,7 @@ def test_sigterm_before_any_checkpoint_leaves_nothing_and_says_so(tmp_path, bad_
     assert sorted(os.listdir(tmp_path)) == []  # no empty hidden folder
 
 
-def test_object_resumes_after_the_last_finished_stage(tmp_path, monkeypatch):
+def test_object_resumes_after_the_last_finished_stage(tmp_path, monkeypatch, capsys):
     calls = []
     real_fit = object_job.fit
 
@@ -107,8 +107,12 @@ def test_object_resumes_after_the_last_finished_stage(tmp_path, monkeypatch):
     monkeypatch.setattr(object_job, "fit", real_fit)
     monkeypatch.setattr(object_job, "generate_orbit", lambda *a, **k: generated.append(1) or (_ for _ in ()).throw(
         AssertionError("the orbit stage ran again")))
+    capsys.readouterr()
     assert main(_object(out, "--resume")) == 0
     assert generated == [] and (out / "splats.ply").is_file() and not (tmp_path / ".run.partial").exists()
+    said = capsys.readouterr().out
+    assert "orbit: the interrupted run's frames (checkpoint), not sampled again" in said  # not "sampling" again
+    assert "fit: the interrupted run's Gaussians" not in said  # the fit had not finished: it ran
 
 
 @pytest.mark.parametrize("argv", [["object", "--image", str(SPOT), "--resume"], ["fit", "{scene}", "--resume"]])

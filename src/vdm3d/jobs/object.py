@@ -531,7 +531,7 @@ def run_object(config: ObjectConfig, *, source: OrbitSource | None = None, progr
             run, lambda: generate_orbit(config, fg, source),
             lambda: orbit_plan(config.orbit, config.elevation_deg, config.radius, config.fov_deg, size, config.frames,
                                config.seed),
-            lambda: list(getattr(source, "log", None) or []))
+            lambda: list(getattr(source, "log", None) or []), say)
         for clip in orbit_log:
             say(f"orbit clip of frames {clip['frames']}: CFG weights {clip['cfg_weights']}")
         lap("generate_orbit")
@@ -547,13 +547,13 @@ def run_object(config: ObjectConfig, *, source: OrbitSource | None = None, progr
             albedo.append(gaussians_stage(run, "albedo", lambda: unlit))  # checkpointed before the fit's
             return lit
 
-        gaussians = gaussians_stage(run, "fit", fit_stage)
+        gaussians = gaussians_stage(run, "fit", fit_stage, say)
         if config.illumination and not albedo:
             albedo.append(gaussians_stage(run, "albedo", lambda: gaussians))
         lap("fit")
         if config.refine:
             fitted = gaussians
-            gaussians = gaussians_stage(run, "refine", lambda: refine(config, fitted, orbit, plan, fg, source, say))
+            gaussians = gaussians_stage(run, "refine", lambda: refine(config, fitted, orbit, plan, fg, source, say), say)
             lap("refine")
         mesh = extract_mesh(config, gaussians, plan, *mesh_box(hull), size, hull)
         say(f"mesh: {len(mesh.vertices)} vertices, {len(mesh.faces)} faces, watertight={mesh.is_watertight}")

@@ -20,13 +20,14 @@ _GAUSSIAN_FIELDS = ("means", "quats", "log_scales", "opacity_logits", "sh")
 
 
 def orbit_stage(run: RunFolder, generate: Callable[[], tuple[Views, Any]], plan_again: Callable[[], Any],
-                log: Callable[[], list]) -> tuple[Views, Any, list]:
+                log: Callable[[], list], say: Callable[[str], None] = lambda _m: None) -> tuple[Views, Any, list]:
     """The orbit (Views, plan) and the sampler's log: from the checkpoint, or ``generate()`` and save it.
 
     ``plan_again()`` rebuilds the orbit plan (cameras, input index) from the config alone.
     """
     saved = run.load_stage("orbit")
     if saved is not None:
+        say("orbit: the interrupted run's frames (checkpoint), not sampled again")
         tensors, meta = saved
         plan = plan_again()
         orbit = Views(tensors["images"], plan.cameras, alphas=tensors["alphas"], origin=tuple(meta["origin"]),
@@ -38,10 +39,12 @@ def orbit_stage(run: RunFolder, generate: Callable[[], tuple[Views, Any]], plan_
     return orbit, plan, log()
 
 
-def gaussians_stage(run: RunFolder, name: str, compute: Callable[[], Gaussians]) -> Gaussians:
+def gaussians_stage(run: RunFolder, name: str, compute: Callable[[], Gaussians],
+                    say: Callable[[str], None] = lambda _m: None) -> Gaussians:
     """Gaussians of stage ``name``: from the checkpoint, or ``compute()`` and save them."""
     saved = run.load_stage(name)
     if saved is not None:
+        say(f"{name}: the interrupted run's Gaussians (checkpoint), not fitted again")
         return Gaussians(*(saved[0][f] for f in _GAUSSIAN_FIELDS))
     gaussians = compute()
     run.save_stage(name, {f: getattr(gaussians, f) for f in _GAUSSIAN_FIELDS})
