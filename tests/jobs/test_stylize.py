@@ -4,6 +4,7 @@ and one-sentence errors for bad input (exit 2, no folder)."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,6 +104,13 @@ def test_job_runs_and_resumes_from_the_last_finished_arc(tmp_path, monkeypatch):
     resumed = job.run_stylize(dataclasses.replace(again, resume=True), progress=None)
     assert calls == [3, 6]  # arc 0 came from its checkpoint
     torch.testing.assert_close(resumed.frames, full.frames)
+
+
+def test_the_up_axis_assumed_for_the_mesh_is_said_with_the_flag_that_changes_it():
+    glb, ply = job.mesh_up_line(Path("room.glb"), "auto"), job.mesh_up_line(Path("spot.ply"), "auto")
+    assert "room.glb read as y-up (the glTF/OBJ convention)" in glb and glb.endswith("pass --up z")
+    assert "spot.ply read as z-up (the .ply convention)" in ply and ply.endswith("pass --up y")
+    assert "read as z-up (given by --up)" in job.mesh_up_line(Path("room.glb"), "z")
 
 
 def _run(args, capsys):

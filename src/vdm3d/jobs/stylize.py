@@ -56,6 +56,7 @@ from vdm3d.cameras.camera import Cameras
 from vdm3d.cameras.io import write_transforms_json
 from vdm3d.cameras.trajectory import Trajectory
 from vdm3d.cameras.trajectory_file import load_trajectory, save_trajectory
+from vdm3d.cameras.world import file_up
 from vdm3d.diffusion.guiders import CFG
 from vdm3d.diffusion.hooks import LatentBlend
 from vdm3d.diffusion.noise_warp import mix_new_noise, subsample_frames, warped_noise
@@ -211,6 +212,17 @@ def square_image(image: Float[Tensor, "H W 3"], size: int) -> Float[Tensor, "S S
     out = F.interpolate(crop.permute(2, 0, 1)[None], size=(size, size), mode="bilinear", antialias=True,
                         align_corners=False)
     return out[0].permute(1, 2, 0).clamp(0, 1)
+
+
+def mesh_up_line(mesh: Path, up: Literal["auto", "y", "z"]) -> str:
+    """One line saying which up axis the mesh was read with and how to change it: a wrong guess only
+    shows as empty or sideways edges, so the run says it before anything is generated."""
+    axis = file_up(mesh, up)
+    why = "given by --up" if up != "auto" else (
+        "the glTF/OBJ convention" if axis == "y" else f"the {Path(mesh).suffix.lower() or 'file'} convention")
+    other = "z" if axis == "y" else "y"
+    return (f"mesh: {Path(mesh).name} read as {axis}-up ({why}) and turned to vdm3d's z-up world; "
+            f"if it lies on its side in edges/, pass --up {other}")
 
 
 def load_inputs(config: StylizeConfig) -> StylizeInputs:
@@ -477,6 +489,7 @@ def run_stylize(config: StylizeConfig, progress: Progress | None = print) -> Sty
     lap, timings = clock.lap, clock.timings
 
     inputs = load_inputs(config)
+    say(mesh_up_line(config.mesh, config.up))
     buffers = geometry_buffers(config, inputs)
     models = load_models(config)
     lap("load_and_geometry")
