@@ -221,8 +221,8 @@ def mesh_up_line(mesh: Path, up: Literal["auto", "y", "z"]) -> str:
     why = "given by --up" if up != "auto" else (
         "the glTF/OBJ convention" if axis == "y" else f"the {Path(mesh).suffix.lower() or 'file'} convention")
     other = "z" if axis == "y" else "y"
-    return (f"mesh: {Path(mesh).name} read as {axis}-up ({why}) and turned to vdm3d's z-up world; "
-            f"if it lies on its side in edges/, pass --up {other}")
+    frame = "turned to vdm3d's z-up world" if axis == "y" else "vdm3d's own world frame"
+    return f"mesh: {Path(mesh).name} read as {axis}-up ({why}), {frame}; if it lies on its side in edges/, pass --up {other}"
 
 
 def load_inputs(config: StylizeConfig) -> StylizeInputs:
