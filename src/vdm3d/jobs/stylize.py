@@ -55,7 +55,8 @@ from torch import Tensor
 from vdm3d.cameras.camera import Cameras
 from vdm3d.cameras.io import write_transforms_json
 from vdm3d.cameras.trajectory import Trajectory
-from vdm3d.cameras.trajectory_file import load_trajectory, save_trajectory
+from vdm3d.cameras.formats import read_camera_file
+from vdm3d.cameras.trajectory_file import save_trajectory
 from vdm3d.cameras.world import file_up
 from vdm3d.diffusion.guiders import CFG
 from vdm3d.diffusion.hooks import LatentBlend
@@ -85,7 +86,9 @@ class StylizeConfig:
     mesh: Annotated[Path, tyro.conf.arg(help_behavior_hint="(required)")] = Path("")
     """the coarse mesh: any file trimesh reads (GLB/glTF, OBJ, PLY, OFF, STL); its colours are ignored"""
     trajectory: Annotated[Path, tyro.conf.arg(help_behavior_hint="(required)")] = Path("")
-    """the camera path: a vdm3d trajectory JSON in the mesh's world after its up-axis conversion (z-up)"""
+    """the camera path, in the mesh's world after its up-axis conversion (z-up): any camera file explore's
+    --path reads (vdm3d trajectory JSON, nerfstudio transforms.json, COLMAP sparse/0, RealEstate10K .txt,
+    LLFF poses_bounds.npy)"""
     style: Annotated[Path, tyro.conf.arg(help_behavior_hint="(required)")] = Path("")
     """the style image (PNG/JPEG)"""
     out: Path = Path("runs/stylize")
@@ -229,7 +232,7 @@ def load_inputs(config: StylizeConfig) -> StylizeInputs:
     """Read the three files; each failure is one sentence naming the file."""
 
     scene = load_mesh_scene(config.mesh, up=config.up, normalize=False)
-    traj = load_trajectory(config.trajectory)
+    traj = read_camera_file(config.trajectory, dtype=torch.float32).trajectory  # the formats explore's --path takes
     style = square_image(read_image(config.style, upright=True), config.resolution)
     return StylizeInputs(scene, traj.with_cameras(square(traj.cameras, config.resolution)), style)
 
