@@ -46,6 +46,18 @@ def test_missing_hub_weights_give_one_sentence_naming_repo_and_folder(models_dir
         registry.load_backbone("worldwarp")
 
 
+def test_missing_weights_say_what_the_download_does_not_bring(models_dir):
+    """``stylize --backbone hub``: `hf download black-forest-labs/FLUX.1-dev` brings no controlnet/, so the
+    sentence carries the note that `vdm3d models info flux-dev-controlnet-hed` shows."""
+    if registry.installed("flux-dev-controlnet-hed"):
+        pytest.skip("FLUX.1-dev is in this machine's Hugging Face cache")
+    with pytest.raises(MissingWeightsError) as err:
+        registry.load_backbone("flux-dev-controlnet-hed")
+    msg = str(err.value)
+    assert "hf download black-forest-labs/FLUX.1-dev" in msg and registry.info("flux-dev-controlnet-hed")["notes"] in msg
+    assert msg.endswith(".") and "\n" not in msg
+
+
 def test_load_from_the_default_folder_with_registry_settings(models_dir):
     from vdm3d.models.hub.wan import WanBackbone, tiny_components
 

@@ -390,14 +390,20 @@ def _load_hub(entry: HubEntry, key: str, path: str | Path | None, *, allow_downl
             f"fetch; {entry.notes}."
         )
     merged = {**dict(entry.settings), **settings}
-    return entry.adapter_class().from_pretrained(
-        source,
-        allow_download=allow_download,
-        trust_pickle=trust_pickle,
-        name=key,
-        hub_id=entry.hub_id,
-        folder=folder,
-        files=entry.files,
-        device=device,
-        **merged,
-    )
+    try:
+        return entry.adapter_class().from_pretrained(
+            source,
+            allow_download=allow_download,
+            trust_pickle=trust_pickle,
+            name=key,
+            hub_id=entry.hub_id,
+            folder=folder,
+            files=entry.files,
+            device=device,
+            **merged,
+        )
+    except MissingWeightsError as e:
+        if not entry.notes:
+            raise
+        # the entry's notes say what the download alone does not bring (FLUX's controlnet/), as `models info` does
+        raise MissingWeightsError(f"{str(e).rstrip('.')}; note: {entry.notes}.") from e
