@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from vdm3d.batch import runner
@@ -80,8 +82,40 @@ def test_case_state_and_resume_commands(tmp_path, monkeypatch):
     base = ["--data", "d", "--out", str(tmp_path / "broken")]
     assert command_for(case("broken"), "resume") == ["fit", *base, "--resume", str(tmp_path / "broken")]
     assert command_for(case("broken", "data"), "resume") == ["data", *base, "--resume"]
-    assert command_for(case("broken", "object"), "resume") == ["object", *base]  # no resume: starts again
+    # a job that cannot resume starts again, discarding the checkpoint (the job refuses to without --overwrite)
+    assert command_for(case("broken", "object"), "resume") == ["object", *base, "--overwrite"]
     assert command_for(case("killed"), "restart") == ["fit", *base[:-1], str(tmp_path / "killed")]
+
+
+def test_a_finished_case_whose_options_changed_is_named(tmp_path):
+    """Editing a case's options after it finished: still skipped (its results stand), but the summary names it
+    and how to run it again; the recorded ``--resume RUN`` / ``--overwrite`` of the earlier run do not count."""
+    case = Case("a", "fit", {"data": "d", "fit": {"steps": 20}}, tmp_path / "a")
+    (tmp_path / "a").mkdir()
+    ran = ["/venv/bin/vdm3d", "fit", *case.command(), "--resume", str(tmp_path / "a"), "--overwrite"]
+    (tmp_path / "a" / "manifest.json").write_text(json.dumps({"command": ran}))
+    assert not runner.options_changed(case)
+    edited = Case("b", "fit", {"data": "d", "fit": {"steps": 60}}, tmp_path / "a")  # the same folder
+    assert runner.options_changed(edited)
+    results = runner.run_cases([case, edited], tmp_path / "logs", use_ray=False)
+    assert [r.status for r in results] == ["skipped", "skipped"] and results[0].error == ""
+    table = summary_table(results)
+    assert "b: skipped: its options differ from those of its finished run" in table and "a: skipped" not in table
+    assert table.endswith("0 ran, 2 already done, 0 failed")
+
+
+def test_a_usage_error_is_summarized_by_its_text_not_its_frame():
+    """A case that fails on a mistyped option ends its output with tyro's box; the summary quotes the box's
+    message, not its bottom border. Other failures keep their last line."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "vdm3d.cli.main", "object", "--image", "x.png", "--frobnicate"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and (proc.stdout + proc.stderr).strip().endswith("╯")
+    assert runner.last_words(proc.stdout + proc.stderr) == "Unrecognized options: --frobnicate"
+    assert runner.last_words("loading\nerror: c.png: does not exist.\n") == "error: c.png: does not exist."
+    assert runner.last_words("") == ""
 
 
 def test_summary_table_counts_and_names_failures():

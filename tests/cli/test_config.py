@@ -74,10 +74,25 @@ def test_a_run_manifest_is_a_config_with_paths_from_its_folder(tmp_path):
     m.write_text(json.dumps({"format": "vdm3d.run", "version": 1, "command": ["vdm3d", "object"],
                              "cwd": "/work/where", "config": recorded}))
     data, base = read_config_file(m)
-    assert base == Path("/work/where") and "overwrite" not in data  # a replay never overwrites by itself
+    assert base.folder == Path("/work/where") and not base.beside and "overwrite" not in data  # never overwrites
     config = build(ObjectConfig, data, None, str(m), base)
     assert config.image == Path("/work/where/photos/cup.png") and config.fit_steps == 12
     assert config.frames is None and not config.overwrite
+
+
+def test_a_yaml_files_relative_paths_are_taken_beside_it_when_there(tmp_path, monkeypatch):
+    """``image: cup.png`` next to ``cup.yaml`` works from any folder (as in a batch manifest); a path that is not
+    beside the file (an output folder, a file of the current folder) means what it means on the command line."""
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    (project / "cup.png").write_bytes(b"png")
+    (elsewhere / "mask.png").write_bytes(b"png")
+    (project / "cup.yaml").write_text("image: cup.png\nmask: mask.png\nout: runs/cup\n")
+    monkeypatch.chdir(elsewhere)
+    config = cli(ObjectConfig, ["--config", str(project / "cup.yaml")], "vdm3d object")
+    assert config.image == project / "cup.png"
+    assert config.mask == Path("mask.png") and config.out == Path("runs/cup")
 
 
 @pytest.mark.parametrize("job, text", [("object", "seed: 4321\n"), ("fit", "fit: {seed: 4321}\n"),

@@ -123,3 +123,16 @@ def test_a_phones_heic_photo_reads(tmp_path):
     assert back.shape == (48, 64, 3) and np.abs(back - picture).mean() < 0.02
     rgba, has_alpha = read_rgba(tmp_path / "photo.heic")
     assert rgba.shape == (48, 64, 4) and not has_alpha and np.abs(rgba[..., :3] - picture).mean() < 0.02
+
+
+def test_a_file_cut_short_is_called_that(tmp_path):
+    """Half a JPEG (a download cut short) is not "not a readable image, pass a PNG or JPEG": it is a JPEG that
+    ends early, and the fix is to copy it again."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "whole.jpg", quality=95)
+    data = (tmp_path / "whole.jpg").read_bytes()
+    (tmp_path / "half.jpg").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match=r"half.jpg: is cut short \(the image data ends early\); copy or export"):
+        read_image(tmp_path / "half.jpg")

@@ -54,8 +54,8 @@ def test_failure_leaves_nothing(tmp_path):
 
 def test_existing_output_needs_overwrite(tmp_path):
     out = tmp_path / "run"
-    out.mkdir()
-    (out / "old.txt").write_text("old")
+    with RunFolder(out) as run:
+        (run.path / "old.txt").write_text("old")
     with pytest.raises(OutputExistsError, match="--overwrite"):
         with RunFolder(out):
             pass
@@ -64,6 +64,40 @@ def test_existing_output_needs_overwrite(tmp_path):
         (run.path / "new.txt").write_text("new")
     assert sorted(p.name for p in out.iterdir()) == [MANIFEST, "new.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["run"]  # no .old / .partial left
+
+
+def test_overwrite_replaces_only_a_run_folder_and_an_empty_folder_is_used(tmp_path):
+    """``--out ~ --overwrite`` must not delete a home folder: a folder without a manifest is refused, named,
+    and left alone; a file too. An existing empty folder needs no ``--overwrite``."""
+    mine = tmp_path / "thesis"
+    (mine / "sub").mkdir(parents=True)
+    (mine / "sub" / "thesis.tex").write_text("precious")
+    (mine / "notes.txt").write_text("hi")
+    with pytest.raises(OutputExistsError, match=r"thesis: --overwrite replaces only a folder a vdm3d run wrote "
+                                                r"\(with manifest.json\), and this one holds other files \(notes.txt, sub\)"):
+        RunFolder(mine, overwrite=True).__enter__()
+    assert (mine / "sub" / "thesis.tex").read_text() == "precious"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputExistsError, match="is a file"):
+        RunFolder(tmp_path / "file", overwrite=True).__enter__()
+    (tmp_path / "empty").mkdir()
+    with RunFolder(tmp_path / "empty") as run:
+        (run.path / "r.txt").write_text("r")
+    assert (tmp_path / "empty" / "r.txt").is_file()
+    assert not (tmp_path / ".thesis.partial").exists() and not (tmp_path / ".file.partial").exists()
+
+
+def test_the_same_command_without_resume_keeps_the_checkpoint(tmp_path):
+    """Up-arrow and Enter after Ctrl-C must not throw the kept checkpoint away: refused with the two ways
+    on; ``--overwrite`` discards it and starts again."""
+    out = tmp_path / "run"
+    _interrupted(out, Job(), [])
+    with pytest.raises(OutputExistsError, match=r"an interrupted run left its checkpoint in .*\.run\.partial; pass "
+                                                r"--resume to continue it, or --overwrite to discard it"):
+        RunFolder(out, config=Job()).__enter__()
+    assert (tmp_path / ".run.partial" / "checkpoints" / "state").is_file()
+    with RunFolder(out, config=Job(), overwrite=True) as run:
+        assert not run.resuming and not (run.path / "checkpoints").exists()
 
 
 def test_checkpoint_kept_on_crash_and_resumed(tmp_path):

@@ -10,6 +10,7 @@ import torch
 
 from vdm3d.cli.main import main as cli_main
 from vdm3d.data.readers import Split, read_scene
+from vdm3d.errors import ConfigError
 from vdm3d.jobs.fit import FitJobConfig, run_fit
 from vdm3d.recon.render import render_views
 from vdm3d.recon.trainer import FitConfig
@@ -70,6 +71,11 @@ def test_crash_keeps_checkpoint_and_resume_finishes(shared_data, tmp_path):
     partial = tmp_path / ".run.partial"
     assert json.loads((partial / "checkpoints" / "state.json").read_text())["step"] == 40
     assert not (tmp_path / "run").exists()
+    with pytest.raises(ConfigError, match="name two runs; --resume continues the run in its folder, so drop --out"):
+        run_fit(dataclasses.replace(config, resume=tmp_path / "run", out=tmp_path / "other"))
+    other_views = dataclasses.replace(config, resume=tmp_path / "run", split=Split(test_every=8, num_train_views=4))
+    with pytest.raises(ConfigError, match="started with other options"):  # would mix two runs' splats
+        run_fit(other_views)
     steps = []
     result = run_fit(dataclasses.replace(config, resume=tmp_path / "run"), progress=lambda p: steps.append(p.step))
     assert steps[0] == 41 and steps[-1] == 120  # continued from the checkpoint, not from scratch

@@ -4,11 +4,14 @@ Each case is one ``vdm3d <job> ...`` process with its own run folder, so a case 
 killed takes nothing else with it, and a case behaves exactly as the same command typed by hand.
 Before running, every case's folder says where it stands (:func:`case_state`):
 
-* ``done``: ``<out>/manifest.json`` exists (a run folder appears only when complete) -> skipped;
+* ``done``: ``<out>/manifest.json`` exists (a run folder appears only when complete) -> skipped; when
+  the case's options are no longer those its manifest recorded, the summary says so (``--overwrite``
+  runs it again);
 * ``resume``: the hidden partial folder ``.<name>.partial/`` holds ``checkpoints/`` -> run with the
   job's ``--resume`` (a flag, or ``--resume <out>`` where the job takes the run folder);
 * ``restart``: a partial folder without checkpoints (killed before its first checkpoint) -> run again
   from the start (the job clears the partial folder);
+  (a job cannot resume with other options: it refuses, and the case's error says which option differs)
 * ``todo``: nothing yet.
 
 On Ray, ``ray.init(num_cpus=...)`` starts a local instance, or ``address`` joins a cluster (every
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 import re
 import signal
@@ -46,7 +50,7 @@ class CaseResult:
     seconds: float
     out: str
     returncode: int | None = None
-    error: str = ""  # the last line the case printed, when it failed
+    error: str = ""  # the last line the case printed, when it failed (a note, when a skipped case has one)
 
 
 def case_state(case: Case) -> State:
@@ -57,6 +61,30 @@ def case_state(case: Case) -> State:
     if (partial / "checkpoints").is_dir():
         return "resume"
     return "restart" if partial.exists() else "todo"
+
+
+def _what_it_runs(argv: list[str]) -> list[str]:
+    """A job's arguments without those that say whether to resume or overwrite."""
+    kept, skip = [], False
+    for i, a in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if a == "--resume":
+            skip = i + 1 < len(argv) and not argv[i + 1].startswith("--")  # ``--resume RUN``
+            continue
+        if a not in ("--overwrite", "--no-resume", "--no-overwrite"):
+            kept.append(a)
+    return kept
+
+
+def options_changed(case: Case) -> bool:
+    """The case's command differs from the one its finished run recorded in its manifest."""
+    try:
+        recorded = json.loads((Path(case.out) / MANIFEST).read_text())["command"][1:]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return _what_it_runs(list(recorded)) != _what_it_runs([case.job, *case.command()])
 
 
 @functools.lru_cache(maxsize=None)
@@ -81,6 +109,8 @@ def command_for(case: Case, state: State, overwrite: bool = False) -> list[str]:
             argv.append("--resume")
         elif style == "path":
             argv += ["--resume", str(case.out)]
+        else:  # the job cannot resume: start again, discarding the checkpoint it cannot use
+            overwrite = True
     if overwrite:
         argv.append("--overwrite")
     return argv
@@ -131,9 +161,22 @@ def run_command(argv: list[str], log: str, threads: int, driver_pid: int | None 
                     break
     last = ""
     if proc.returncode:
-        lines = [ln for ln in Path(log).read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
-        last = lines[-1] if lines else ""
+        last = last_words(Path(log).read_text(encoding="utf-8", errors="replace"))
     return proc.returncode, round(time.time() - start, 2), last
+
+
+_BOX = "│┃╭╮╰╯─━┌┐└┘├┤ "  # the frame tyro draws around a usage error
+
+
+def last_words(text: str) -> str:
+    """The line of a case's output that says why it failed: its last line, or, when the output ends with
+    the box tyro draws around a usage error, the box's first line of text (not its bottom border)."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    tops = [i for i, ln in enumerate(lines) if ln.startswith("╭")]
+    if tops and lines[-1].startswith("╰"):
+        inside = [ln.strip(_BOX) for ln in lines[tops[-1] + 1:-1]]
+        lines = [ln for ln in inside if any(c.isalnum() for c in ln)][:1] or lines
+    return lines[-1] if lines else ""
 
 
 Report = Callable[[CaseResult, int, int], None]
@@ -148,7 +191,9 @@ def run_cases(cases: list[Case], logs: Path, *, use_ray: bool = True, address: s
     for case in cases:
         state = "todo" if overwrite else case_state(case)
         if state == "done":
-            results[case.name] = CaseResult(case.name, case.job, state, "skipped", 0.0, str(case.out))
+            note = ("its options differ from those of its finished run; `vdm3d batch ... --overwrite` runs it again"
+                    if options_changed(case) else "")
+            results[case.name] = CaseResult(case.name, case.job, state, "skipped", 0.0, str(case.out), error=note)
         else:
             pending.append((case, state, command_for(case, state, overwrite=overwrite and Path(case.out).exists())))
     done_count = [len(results)]
@@ -209,6 +254,8 @@ def summary_table(results: list[CaseResult]) -> str:
     for r in results:
         if r.status == "failed":
             lines.append(f"{r.name}: exit {r.returncode}: {r.error}")
+        elif r.error:  # a skipped case with a note
+            lines.append(f"{r.name}: skipped: {r.error}")
     counts = {s: sum(r.status == s for r in results) for s in ("ok", "skipped", "failed")}
     lines.append(f"{counts['ok']} ran, {counts['skipped']} already done, {counts['failed']} failed")
     return "\n".join(lines)

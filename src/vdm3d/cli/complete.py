@@ -25,7 +25,13 @@ def main(argv, prog: str = "vdm3d complete") -> int:
     config = dispatch(CompleteConfig, argv, prog, description=HELP, memory=True, examples=EXAMPLES)
     bars = StageBars()  # a tqdm bar per stage on a terminal, plain lines with an ETA in logs
 
+    seen: set[str] = set()
+
     def progress(stage: str, p) -> None:
+        if stage not in seen:  # a resumed run's stage starts past its first step: say so
+            seen.add(stage)
+            if p.step > 1:
+                print(f"{stage}: resuming after step {p.step - 1}/{p.steps} (the interrupted run's checkpoint)")
         bars(stage, p.step, p.steps, loss=f"{p.loss:.4f}", gaussians=p.num_gaussians)
 
     try:

@@ -9,10 +9,11 @@ once, by its dataclass field.
 
 The file is YAML (or JSON): a mapping of field names (``fit_steps``, as in the dataclass, or the flag
 spelling ``fit-steps``) to values, nested mappings for nested configs. A run's ``manifest.json``
-works too: its recorded ``config`` is used, which is how ``vdm3d rerun`` repeats a run. Paths in a
-YAML file mean what they mean on the command line (relative to the current folder); paths in a
-manifest are relative to the folder the run was started from, when the manifest records it
-(``cwd``). Unknown fields and values of the wrong type are refused with the file and the field named.
+works too: its recorded ``config`` is used, which is how ``vdm3d rerun`` repeats a run. A relative
+path in a YAML file is taken beside the file when it is there (``image: cup.png`` next to
+``cup.yaml``), as in a batch manifest, and otherwise as on the command line (relative to the current
+folder: an output folder, say); paths in a run manifest are relative to the folder the run was
+started from, when the manifest records it (``cwd``). Unknown fields and values of the wrong type are refused with the file and the field named.
 """
 
 from __future__ import annotations
@@ -52,8 +53,23 @@ def pop_config_flag(argv: Sequence[str]) -> tuple[list[str], Path | None]:
     return out, path
 
 
-def read_config_file(path: str | Path) -> tuple[dict[str, Any], Path | None]:
-    """The mapping in a YAML/JSON config file or a run manifest, and the folder relative paths start from."""
+@dataclasses.dataclass(frozen=True)
+class PathBase:
+    """Where the relative paths of a config file start: ``folder``, always (a run manifest's ``cwd``), or
+    only for a file that is there (``beside``: a YAML file's own folder)."""
+
+    folder: Path
+    beside: bool = False
+
+    def __call__(self, path: Path) -> Path:
+        if path.is_absolute() or not str(path):
+            return path
+        joined = self.folder / path
+        return joined if not self.beside or joined.exists() else path
+
+
+def read_config_file(path: str | Path) -> tuple[dict[str, Any], PathBase | None]:
+    """The mapping in a YAML/JSON config file or a run manifest, and where its relative paths start."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path=path, problem="does not exist", fix="pass --config a YAML file of options")
@@ -82,8 +98,8 @@ def read_config_file(path: str | Path) -> tuple[dict[str, Any], Path | None]:
         cwd = data.get("cwd")
         # replaying a run never continues or replaces the old one: those are choices of the new command
         config = {k: v for k, v in data["config"].items() if k not in ("resume", "overwrite")}
-        return config, Path(cwd) if cwd else None
-    return data, None
+        return config, PathBase(Path(cwd)) if cwd else None
+    return data, PathBase(path.parent, beside=True)
 
 
 def _strip(tp: Any) -> Any:
@@ -92,7 +108,7 @@ def _strip(tp: Any) -> Any:
     return tp
 
 
-def _convert(value: Any, tp: Any, where: str, base: Path | None) -> Any:
+def _convert(value: Any, tp: Any, where: str, base: PathBase | None) -> Any:
     """``value`` (from YAML/JSON) as the field type ``tp``; raises ValueError with the reason."""
     tp = _strip(tp)
     origin, args = typing.get_origin(tp), typing.get_args(tp)
@@ -120,7 +136,7 @@ def _convert(value: Any, tp: Any, where: str, base: Path | None) -> Any:
         if not isinstance(value, str):
             raise ValueError(f"must be a path, got {value!r}")
         p = Path(value)
-        return base / p if base is not None and str(value) and not p.is_absolute() else p
+        return base(p) if base is not None else p
     if origin in (tuple, list, set, frozenset) or tp in (tuple, list):
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"must be a list, got {value!r}")
@@ -161,7 +177,7 @@ def _convert(value: Any, tp: Any, where: str, base: Path | None) -> Any:
 
 
 def build(cls: type[T], data: dict[str, Any], default: T | None, source: str = "config",
-          base: Path | None = None) -> T:
+          base: PathBase | None = None) -> T:
     """An instance of the dataclass ``cls``: ``default`` (or the field defaults) updated from ``data``.
 
     Fields without a default that ``data`` does not give are left to the command line (``tyro.MISSING``).

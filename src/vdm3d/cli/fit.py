@@ -27,6 +27,8 @@ def main(argv: list[str], prog: str = "vdm3d fit") -> int:
 
     def progress(p) -> None:
         if not bars:
+            if p.step > 1:  # a resumed run starts past its first step: say so
+                print(f"fit: resuming after step {p.step - 1}/{p.steps} (the interrupted run's checkpoint)")
             bars.append(StepProgress(p.steps, "fit", initial=p.step - 1))  # plain lines with an ETA in logs
         bar = bars[0]
         # exponential moving average: one patch's PSNR is noisy

@@ -164,6 +164,9 @@ def _decode(path: Path) -> np.ndarray:
 
         arr = np.asarray(iio.imread(path, index=0))
     except Exception as e:  # noqa: BLE001 - any decoder failure means "not an image we can read"
+        if "truncated" in str(e):  # a download or copy cut short: the format is fine, the file is not whole
+            raise InputError(path=path, problem="is cut short (the image data ends early)",
+                             fix="copy or export the file again") from None
         raise InputError(path=path, problem=f"is not a readable image ({type(e).__name__})",
                          fix="pass a PNG or JPEG file") from None
     return arr

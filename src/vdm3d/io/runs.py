@@ -232,12 +232,13 @@ class RunFolder:
             if not p.exists():
                 raise InputError(path=p, problem="does not exist", fix="check the path")
         check_writable(self.out)
-        if self.out.exists() and not self.overwrite:
-            raise OutputExistsError(
-                f"{self.out}: the output folder already exists; choose another --out or pass --overwrite.")
+        self._check_replaceable()
         if self.resume and not self.partial.exists():
             raise InputError(f"{self.out}: --resume found no interrupted run to continue (no {self.partial.name} "
                              "beside it); run the same command without --resume to start one.")
+        if not self.resume and not self.overwrite and (self.partial / "checkpoints").is_dir():
+            raise OutputExistsError(f"{self.out}: an interrupted run left its checkpoint in {self.partial}; pass "
+                                    "--resume to continue it, or --overwrite to discard it and start again.")
         start = {"options": self._options(), "inputs": self.input_hashes()}
         if self.resume:
             self._check_same_run(start)
@@ -248,6 +249,24 @@ class RunFolder:
             atomic_write_json(self.partial / START, start)
         self._start = time.time()
         return self
+
+    def _check_replaceable(self) -> None:
+        """``out`` may be written: it does not exist, is an empty folder, or (with ``--overwrite``) holds a
+        finished vdm3d run. ``--overwrite`` never deletes a folder vdm3d did not write: a typo in ``--out``
+        must not cost a user their files."""
+        if not self.out.exists() or (self.out.is_dir() and not any(self.out.iterdir())):
+            return
+        if not self.overwrite:
+            raise OutputExistsError(
+                f"{self.out}: the output folder already exists; choose another --out or pass --overwrite.")
+        if not self.out.is_dir():
+            raise OutputExistsError(f"{self.out}: is a file, not a run folder, and --overwrite replaces only run "
+                                    "folders; choose another --out.")
+        if not (self.out / MANIFEST).is_file():
+            some = sorted(p.name for p in self.out.iterdir())[:2]
+            raise OutputExistsError(f"{self.out}: --overwrite replaces only a folder a vdm3d run wrote (with "
+                                    f"{MANIFEST}), and this one holds other files ({', '.join(some)}); choose "
+                                    "another --out, or empty that folder yourself.")
 
     def _options(self, leave_out: tuple[str, ...] | set[str] = _HOW_NOT_WHAT) -> Any:
         """The config as JSON, without the top-level fields in ``leave_out``."""

@@ -262,6 +262,9 @@ def run_complete(config: CompleteConfig, progress: Callable[[str, FitProgress], 
                  backbone=None) -> CompleteResult:
     """Run every stage inside a run folder; returns where the results are and the scores."""
     config.check()
+    if config.resume is not None and config.out is not None and Path(config.out).resolve() != Path(config.resume).resolve():
+        raise ConfigError(f"--out {config.out} and --resume {config.resume} name two runs; --resume continues the "
+                          "run in its folder, so drop --out.")
     out = config.resume or config.out or Path("runs") / "complete" / config.data.resolve().name
     with RunFolder(out, config=config, seed=config.seed, inputs=[config.data], overwrite=config.overwrite,
                    resume=config.resume is not None) as run:

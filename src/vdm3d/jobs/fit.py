@@ -29,6 +29,7 @@ import torch
 import tyro
 
 from vdm3d.data.readers import Scene, Split, read_scene
+from vdm3d.errors import ConfigError
 from vdm3d.io.images import write_image
 from vdm3d.io.runs import RunFolder, atomic_write_json
 from vdm3d.options import Range
@@ -126,6 +127,9 @@ def export(run: RunFolder, gaussians: Gaussians, scene: Scene, metrics: dict, re
 
 def run_fit(config: FitJobConfig, progress: Callable[[FitProgress], None] | None = None) -> FitResult:
     """Run every stage inside a run folder; returns where the results are and the scores."""
+    if config.resume is not None and config.out is not None and Path(config.out).resolve() != Path(config.resume).resolve():
+        raise ConfigError(f"--out {config.out} and --resume {config.resume} name two runs; --resume continues the "
+                          "run in its folder, so drop --out.")
     out = config.resume or config.out or Path("runs") / "fit" / config.data.resolve().name
     with RunFolder(out, config=config, seed=config.fit.seed, inputs=[config.data], overwrite=config.overwrite,
                    resume=config.resume is not None) as run:
