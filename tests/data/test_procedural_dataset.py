@@ -53,7 +53,7 @@ def test_case_layout_and_contents(tmp_path):
     assert torch.allclose(cams_read.c2w, cams.c2w, atol=1e-6) and torch.allclose(cams_read.Ks, cams.Ks)
     traj = load_trajectory(case / "trajectory.json")
     assert torch.allclose(traj.cameras.c2w, cams.c2w, atol=1e-6)
-    mesh = load_mesh(case / "mesh.glb", up="z", normalize=False)
+    mesh = load_mesh(case / "mesh.glb", normalize=False)  # glTF y-up, turned back z-up on load
     assert sum(len(p.faces) for p in mesh.parts) == scene.num_faces
     info = json.loads((case / "scene.json").read_text())
     assert info["kind"] == "objects" and len(info["parts"]) == len(scene.parts)
@@ -103,3 +103,35 @@ def test_two_workers_write_the_same_bytes(tmp_path):
     assert main(["data", "make", "objects", "--count", "2", "--resolution", "16", "--views", "3", "--workers", "1",
                  "--no-progress", "--out", str(tmp_path / "one")]) == 0
     assert _files(tmp_path / "two") == _files(tmp_path / "one")
+
+
+def test_mesh_glb_is_y_up_and_reads_back_where_the_cameras_see_it(tmp_path):
+    """glTF is +y up: the GLB read by stylize's loader with its default up axis lands on the case's
+    world geometry, and its depth under the case's cameras equals the exact depth files."""
+    import trimesh
+
+    from vdm3d.geometry.mesh_render import render_buffers
+    from vdm3d.geometry.mesh_scene import load_mesh_scene
+    from vdm3d.io.images import read_depth
+
+    cfg = DatasetConfig(kind="rooms", count=1, resolution=24, views=2, seed=5, workers=1)
+    case = write_case(tmp_path, cfg, 0)
+    scene, cams, _ = build_case(cfg, 0)
+    raw = trimesh.load(str(case / "mesh.glb"), force="scene", process=False)
+    lo, hi = raw.bounds  # as stored: up is +y, so the room's height (z in vdm3d's world) lies along y
+    height = scene.bounds[1, 2] - scene.bounds[0, 2]
+    assert abs((hi[1] - lo[1]) - height) < 1e-4 and abs(hi[2] + scene.bounds[0, 1]) < 1e-4
+    read = load_mesh_scene(case / "mesh.glb", normalize=False)  # stylize's call, default up="auto"
+    assert np.abs(read.bounds - scene.bounds).max() < 1e-4
+    from scipy.spatial import cKDTree
+
+    # triangles as 9-vectors (parts may come back in another order): each finds its twin within 1e-4
+    tri_read = np.concatenate([p.vertices[p.faces].reshape(-1, 9) for p in read.parts])  # [T, 9]
+    tri_true = np.concatenate([p.vertices[p.faces].reshape(-1, 9) for p in scene.parts])
+    assert tri_read.shape == tri_true.shape
+    assert cKDTree(tri_true).query(tri_read)[0].max() < 1e-4 and cKDTree(tri_read).query(tri_true)[0].max() < 1e-4
+    depth = render_buffers(read, cams, ssaa=1).depth
+    for j in range(len(cams)):
+        truth = read_depth(case / f"depth/{j:03d}.npy")
+        both = (truth > 0) & (depth[j] > 0)
+        assert both.float().mean() > 0.9 and (depth[j][both] - truth[both]).abs().max() < 1e-3

@@ -4,6 +4,7 @@ and one-sentence errors for bad input (exit 2, no folder)."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,6 +106,32 @@ def test_job_runs_and_resumes_from_the_last_finished_arc(tmp_path, monkeypatch):
     torch.testing.assert_close(resumed.frames, full.frames)
 
 
+def test_the_up_axis_assumed_for_the_mesh_is_said_with_the_flag_that_changes_it():
+    glb, ply = job.mesh_up_line(Path("room.glb"), "auto"), job.mesh_up_line(Path("spot.ply"), "auto")
+    assert "room.glb read as y-up (the glTF/OBJ convention)" in glb and glb.endswith("pass --up z")
+    assert "spot.ply read as z-up (the .ply convention)" in ply and ply.endswith("pass --up y")
+    assert "read as z-up (given by --up)" in job.mesh_up_line(Path("room.glb"), "z")
+
+
+def test_the_trajectory_is_read_in_every_camera_format_explore_takes(tmp_path):
+    """transforms.json, COLMAP and RE10K give the cameras of the vdm3d JSON (RE10K has no image size, so only
+    its poses are compared), as explore's --path reads them."""
+    from vdm3d.cameras.formats import CameraFile, read_camera_file, write_camera_file
+
+    _inputs(tmp_path)
+    base = job.StylizeConfig(mesh=tmp_path / "scene.glb", trajectory=tmp_path / "path.json", style=tmp_path / "style.png",
+                             out=tmp_path / "run", resolution=32)
+    ref = job.load_inputs(base).trajectory.cameras
+    cf = read_camera_file(tmp_path / "path.json")
+    cf = CameraFile(cf.trajectory, [f"{i:03d}.png" for i in range(len(cf.names))])
+    for fmt, name in (("transforms", "transforms.json"), ("colmap", "sparse"), ("re10k", "path.txt")):
+        write_camera_file(tmp_path / name, cf, fmt)
+        got = job.load_inputs(dataclasses.replace(base, trajectory=tmp_path / name)).trajectory.cameras
+        torch.testing.assert_close(got.c2w, ref.c2w, atol=1e-5, rtol=0)
+        if fmt != "re10k":
+            torch.testing.assert_close(got.Ks, ref.Ks, atol=1e-4, rtol=0)
+
+
 def _run(args, capsys):
     code = cli(["stylize", *args])
     return code, capsys.readouterr().err.strip().splitlines()
@@ -119,9 +146,13 @@ def test_bad_inputs_fail_with_one_sentence_and_no_folder(tmp_path, capsys):
     away = Cameras.from_fov(40.0, 32, 32, torch.eye(4)[None].repeat(3, 1, 1))  # at the origin, inside the object?
     away.c2w[:, :3, 3] = torch.tensor([0.0, 0.0, 50.0])  # far above, looking up (+z): never sees it
     save_trajectory(tmp_path / "away.json", Trajectory(away, fps=12))
+    (tmp_path / "other.json").write_text('{"format": "other.cameras", "frames": []}')
+    (tmp_path / "path.xyz").write_text("0 0 0")
     bad = [("--mesh", tmp_path / "not_mesh.glb", "could not be read as a mesh"),
            ("--mesh", tmp_path / "empty.obj", "contains no triangles"),
            ("--trajectory", tmp_path / "away.json", "never sees the mesh"),
+           ("--trajectory", tmp_path / "other.json", "convert another camera file with `vdm3d trajectory convert"),
+           ("--trajectory", tmp_path / "path.xyz", "names no camera format"),
            ("--style", tmp_path / "not_image.png", "is not a readable image")]
     for flag, value, words in bad:
         args = {**good, flag: value}

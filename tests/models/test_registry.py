@@ -46,6 +46,18 @@ def test_missing_hub_weights_give_one_sentence_naming_repo_and_folder(models_dir
         registry.load_backbone("worldwarp")
 
 
+def test_missing_weights_say_what_the_download_does_not_bring(models_dir):
+    """``stylize --backbone hub``: `hf download black-forest-labs/FLUX.1-dev` brings no controlnet/, so the
+    sentence carries the note that `vdm3d models info flux-dev-controlnet-hed` shows."""
+    if registry.installed("flux-dev-controlnet-hed"):
+        pytest.skip("FLUX.1-dev is in this machine's Hugging Face cache")
+    with pytest.raises(MissingWeightsError) as err:
+        registry.load_backbone("flux-dev-controlnet-hed")
+    msg = str(err.value)
+    assert "hf download black-forest-labs/FLUX.1-dev" in msg and registry.info("flux-dev-controlnet-hed")["notes"] in msg
+    assert msg.endswith(".") and "\n" not in msg
+
+
 def test_load_from_the_default_folder_with_registry_settings(models_dir):
     from vdm3d.models.hub.wan import WanBackbone, tiny_components
 
@@ -121,3 +133,42 @@ def test_a_trained_model_file_loads_as_a_backbone_with_the_shipped_vae(tmp_path)
     # a run's manifest hashes the user's model files, not the shipped ones (the package version fixes those)
     assert registry.model_files("tiny-orbit", None, str(tmp_path / "stylize_inbetween.json")) == [
         tmp_path / "stylize_inbetween.json", tmp_path / "stylize_inbetween.safetensors"]
+
+
+def test_a_trained_depth_file_is_the_estimator_every_depth_flag_loads(tmp_path, capsys):
+    """``--depth runs/d/depth.json`` (explore, complete) and ``--depth-model`` (object): the network of a
+    `vdm3d train depth` run (one tensor changed from the shipped ``depth`` here) is the one loaded, through
+    the one loader the jobs share; the files go into the manifest; a missing file or a model of another
+    kind is one sentence with exit status 2."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from vdm3d.cli.main import main
+    from vdm3d.errors import InputError
+    from vdm3d.jobs.explore import ExploreConfig, load_models
+    from vdm3d.models.registry import load_depth
+    from vdm3d.models.tiny import WEIGHTS_DIR
+
+    shutil.copy(WEIGHTS_DIR / "depth.json", tmp_path / "depth.json")
+    weights = load_file(str(WEIGHTS_DIR / "depth.safetensors"))
+    changed = next(iter(weights))
+    weights[changed] = weights[changed] + 1
+    save_file(weights, str(tmp_path / "depth.safetensors"))
+    trained, shipped = load_depth(str(tmp_path / "depth.json")), load_depth("tiny-depth")
+    mine, theirs = trained.state_dict(), shipped.state_dict()
+    assert [k for k in mine if not torch.equal(mine[k], theirs[k])] == [changed]
+    torch.testing.assert_close(mine[changed], theirs[changed] + 1, atol=1e-3, rtol=0)  # stored as float16
+    _, explore_depth = load_models(ExploreConfig(image=tmp_path / "x.png", depth=str(tmp_path / "depth.json"),
+                                                 fill="inpaint"))
+    assert torch.equal(explore_depth.state_dict()[changed], mine[changed])
+    assert registry.model_files(str(tmp_path / "depth.json")) == [tmp_path / "depth.json", tmp_path / "depth.safetensors"]
+    with pytest.raises(InputError, match="does not exist"):
+        load_depth(str(tmp_path / "other.json"))
+    with pytest.raises(ConfigError, match="not a depth estimator"):
+        load_depth(str(WEIGHTS_DIR / "orbit.json"))
+    code = main(["explore", "--image", "../shared/data/photos/coffee.png", "--move", "dolly-in",
+                 "--depth", str(tmp_path / "missing.json"), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "missing.json" in err[0], err
+    assert not (tmp_path / "run").exists() and not (tmp_path / ".run.partial").exists()

@@ -64,8 +64,9 @@ def detect_format(path: Path, for_writing: bool = False) -> str:
     if s == "" or path.is_dir() or s in (".bin",):
         return "colmap"
     raise InputError(path=path, problem=f"has a suffix {s!r} that names no camera format",
-                     fix="name the format with --from-format (reading) or --to (writing): vdm3d, transforms, "
-                         "colmap, re10k, llff")
+                     fix="give it the suffix of its format (.json: vdm3d or transforms, .txt: RE10K, "
+                         ".npy: LLFF, a folder: COLMAP), or name the format with `vdm3d trajectory convert "
+                         "FILE --from-format F --out path.json` (--to F when writing)")
 
 
 def _timed(stamps: list[int] | None) -> bool:

@@ -89,7 +89,8 @@ def trajectory_from_dict(data: Any, path: str | Path = "trajectory") -> Trajecto
         raise InputError(path=path, problem="is not a JSON object", fix="pass a vdm3d trajectory file")
     if data.get("format") != FORMAT:
         raise InputError(path=path, field="format", problem=f"is {data.get('format')!r}, not {FORMAT!r}",
-                         fix=f"a vdm3d trajectory file says {FORMAT!r} (for other camera files pass --from-format)")
+                         fix=f"a vdm3d trajectory file says {FORMAT!r}; convert another camera file with "
+                         "`vdm3d trajectory convert FILE --from-format transforms|colmap|re10k|llff --out path.json`")
     version = _field(path, data, "version", int)
     if version > VERSION:
         raise InputError(path=path, field="version", problem=f"is {version}, newer than this vdm3d reads ({VERSION})",

@@ -10,9 +10,9 @@ from __future__ import annotations
 HELP = ("few posed photos -> complete 3DGS scene with scene-grounded video generation (GuidedVD-3DGS, the default) "
         "or reprojected-feature video along a path (V3D scene mode, --method v3d)")
 EXAMPLES = """examples:
-  vdm3d complete ../shared/data/llff_fern --method v3d --downscale 8 --out runs/fern  # V3D scene mode, CPU
-  vdm3d complete scene/ --train-views 0 4 8 --backbone svd-xt --memory 24GB      # hub weights, memory plan
-  vdm3d complete scene/ --out runs/scene --resume runs/scene                    # continue an interrupted run"""
+  vdm3d complete ../shared/data/llff_fern --method v3d --downscale 8 --out runs/fern            # V3D scene mode, CPU
+  vdm3d complete ../shared/data/llff_fern --train-views 1 10 19 --backbone svd-xt --memory 24GB  # hub weights, memory plan
+  vdm3d complete scene/ --out runs/scene --resume runs/scene                              # continue an interrupted run"""
 
 
 def main(argv, prog: str = "vdm3d complete") -> int:

@@ -24,6 +24,7 @@ generation); ``no cache`` (each chunk conditioned on the previous chunk's last f
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import tempfile
 import time
@@ -178,7 +179,8 @@ def explore(rooms: Annotated[int, Range(1)] = 10, skip_rooms: Annotated[int, Ran
     truth_cams: list[dict] = []
     seed_room, done, skipped = SEED_OFFSETS[split] + 500_000, 0, 0
     t0, say = time.time(), StageLog()  # "[room/rooms]" lines with an ETA
-    with tempfile.TemporaryDirectory(prefix="vdm3d-eval-explore-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="vdm3d-eval-explore-") as tmp, \
+            _say_what_is_left_when_interrupted(lambda: done, rooms, skip_rooms):
         tmp = Path(tmp)
         while done < rooms:
             seed_room += 1
@@ -244,6 +246,27 @@ def explore(rooms: Annotated[int, Range(1)] = 10, skip_rooms: Annotated[int, Ran
         with RunFolder(out, config=config, seed=seed, overwrite=overwrite) as run:
             atomic_write_json(run.path / "explore.json", _nan_to_none(result))
     return result
+
+
+def interrupted_outcome(done: int, rooms: int, skip_rooms: int) -> str:
+    """What an interrupted evaluation leaves: no checkpoint (the runs live in a temporary folder, deleted on
+    exit, and a run folder is written only at the end), the finished rooms' printed lines, and the
+    --skip-rooms/--rooms that evaluate the rest as a separate run."""
+    left = ("no room was finished, so nothing was kept; run the same command again to start over" if done == 0 else
+            f"{done} of {rooms} rooms were finished (their lines are above); the same command with "
+            f"--skip-rooms {skip_rooms + done} --rooms {rooms - done} evaluates the rest")
+    return f"eval explore keeps no checkpoint (its runs were in a temporary folder, now deleted): {left}"
+
+
+@contextlib.contextmanager
+def _say_what_is_left_when_interrupted(done, rooms: int, skip_rooms: int):
+    """Ctrl-C or SIGTERM: replace the inner run's "the checkpoint in <temp>/... is kept; ... --resume" (untrue
+    here) by :func:`interrupted_outcome`, which the CLI prints. ``done`` is called for the finished rooms."""
+    try:
+        yield
+    except KeyboardInterrupt as e:
+        e.outcome = interrupted_outcome(done(), rooms, skip_rooms)
+        raise
 
 
 def _num(x: float, fmt: str) -> str:

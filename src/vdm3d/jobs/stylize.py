@@ -55,7 +55,9 @@ from torch import Tensor
 from vdm3d.cameras.camera import Cameras
 from vdm3d.cameras.io import write_transforms_json
 from vdm3d.cameras.trajectory import Trajectory
-from vdm3d.cameras.trajectory_file import load_trajectory, save_trajectory
+from vdm3d.cameras.formats import read_camera_file
+from vdm3d.cameras.trajectory_file import save_trajectory
+from vdm3d.cameras.world import file_up
 from vdm3d.diffusion.guiders import CFG
 from vdm3d.diffusion.hooks import LatentBlend
 from vdm3d.diffusion.noise_warp import mix_new_noise, subsample_frames, warped_noise
@@ -84,7 +86,9 @@ class StylizeConfig:
     mesh: Annotated[Path, tyro.conf.arg(help_behavior_hint="(required)")] = Path("")
     """the coarse mesh: any file trimesh reads (GLB/glTF, OBJ, PLY, OFF, STL); its colours are ignored"""
     trajectory: Annotated[Path, tyro.conf.arg(help_behavior_hint="(required)")] = Path("")
-    """the camera path: a vdm3d trajectory JSON in the mesh's world after its up-axis conversion (z-up)"""
+    """the camera path, in the mesh's world after its up-axis conversion (z-up): any camera file explore's
+    --path reads (vdm3d trajectory JSON, nerfstudio transforms.json, COLMAP sparse/0, RealEstate10K .txt,
+    LLFF poses_bounds.npy)"""
     style: Annotated[Path, tyro.conf.arg(help_behavior_hint="(required)")] = Path("")
     """the style image (PNG/JPEG)"""
     out: Path = Path("runs/stylize")
@@ -213,11 +217,22 @@ def square_image(image: Float[Tensor, "H W 3"], size: int) -> Float[Tensor, "S S
     return out[0].permute(1, 2, 0).clamp(0, 1)
 
 
+def mesh_up_line(mesh: Path, up: Literal["auto", "y", "z"]) -> str:
+    """One line saying which up axis the mesh was read with and how to change it: a wrong guess only
+    shows as empty or sideways edges, so the run says it before anything is generated."""
+    axis = file_up(mesh, up)
+    why = "given by --up" if up != "auto" else (
+        "the glTF/OBJ convention" if axis == "y" else f"the {Path(mesh).suffix.lower() or 'file'} convention")
+    other = "z" if axis == "y" else "y"
+    frame = "turned to vdm3d's z-up world" if axis == "y" else "vdm3d's own world frame"
+    return f"mesh: {Path(mesh).name} read as {axis}-up ({why}), {frame}; if it lies on its side in edges/, pass --up {other}"
+
+
 def load_inputs(config: StylizeConfig) -> StylizeInputs:
     """Read the three files; each failure is one sentence naming the file."""
 
     scene = load_mesh_scene(config.mesh, up=config.up, normalize=False)
-    traj = load_trajectory(config.trajectory)
+    traj = read_camera_file(config.trajectory, dtype=torch.float32).trajectory  # the formats explore's --path takes
     style = square_image(read_image(config.style, upright=True), config.resolution)
     return StylizeInputs(scene, traj.with_cameras(square(traj.cameras, config.resolution)), style)
 
@@ -477,6 +492,7 @@ def run_stylize(config: StylizeConfig, progress: Progress | None = print) -> Sty
     lap, timings = clock.lap, clock.timings
 
     inputs = load_inputs(config)
+    say(mesh_up_line(config.mesh, config.up))
     buffers = geometry_buffers(config, inputs)
     models = load_models(config)
     lap("load_and_geometry")

@@ -341,12 +341,27 @@ def load_backbone(
 
 def load_depth(name: str, path: str | Path | None = None, *, allow_download: bool = False,
                trust_pickle: bool = False, device: str = "cpu", **settings):
-    """Load a depth estimator (:class:`~vdm3d.models.depth.DepthEstimator`) by name: ``tiny-depth`` or
-    an entry of :data:`DEPTH`. ``path`` overrides the default folder."""
+    """Load a depth estimator (:class:`~vdm3d.models.depth.DepthEstimator`) by name: ``tiny-depth``, an
+    entry of :data:`DEPTH`, or the ``.json`` model file of a `vdm3d train depth` run (as every backbone flag
+    takes one, :func:`load_backbone`). ``path`` overrides the default folder of a hub estimator.
+
+    Raises:
+        ConfigError: an unknown name, or a model file of another kind than a depth network.
+        InputError: the model file does not exist."""
+    if str(name).endswith(".json"):  # a model file that `vdm3d train depth` wrote
+        from vdm3d.models.tiny import load_tiny_file
+        from vdm3d.models.tiny.checkpoint import read_meta
+
+        kind = read_meta(name)["kind"] if Path(name).is_file() else "depth"  # missing: load_tiny_file says so
+        if kind != "depth":
+            raise ConfigError(f"{name}: is a tiny {kind!r} model, not a depth estimator; give the .json that "
+                              f"`vdm3d train depth` wrote or one of: {', '.join(depth_names())}.")
+        return load_tiny_file(name, device=device)
     choices = depth_names()
     bare = name[len(TINY_PREFIX):] if name.startswith(TINY_PREFIX) else name
     if name not in choices and TINY_PREFIX + bare not in choices:
-        raise ConfigError(f"unknown depth estimator {name!r}; choose one of: {', '.join(choices)}.")
+        raise ConfigError(f"unknown depth estimator {name!r}; choose one of: {', '.join(choices)}, "
+                          "or the .json model file of a `vdm3d train depth` run.")
     if name not in DEPTH:
         from vdm3d.models.tiny import load_tiny
 
@@ -375,14 +390,20 @@ def _load_hub(entry: HubEntry, key: str, path: str | Path | None, *, allow_downl
             f"fetch; {entry.notes}."
         )
     merged = {**dict(entry.settings), **settings}
-    return entry.adapter_class().from_pretrained(
-        source,
-        allow_download=allow_download,
-        trust_pickle=trust_pickle,
-        name=key,
-        hub_id=entry.hub_id,
-        folder=folder,
-        files=entry.files,
-        device=device,
-        **merged,
-    )
+    try:
+        return entry.adapter_class().from_pretrained(
+            source,
+            allow_download=allow_download,
+            trust_pickle=trust_pickle,
+            name=key,
+            hub_id=entry.hub_id,
+            folder=folder,
+            files=entry.files,
+            device=device,
+            **merged,
+        )
+    except MissingWeightsError as e:
+        if not entry.notes:
+            raise
+        # the entry's notes say what the download alone does not bring (FLUX's controlnet/), as `models info` does
+        raise MissingWeightsError(f"{str(e).rstrip('.')}; note: {entry.notes}.") from e

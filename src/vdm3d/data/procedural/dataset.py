@@ -10,7 +10,10 @@ options, so the same command writes the same bytes):
   uint16 ``[V, H, W]``;
 * ``transforms.json``: nerfstudio cameras (OpenGL c2w) with ``depth_file_path`` per frame;
 * ``trajectory.json``: the vdm3d trajectory file (OpenCV c2w);
-* ``mesh.glb``: the textured scene; ``scene.json``: seed, light, parts and layout.
+* ``mesh.glb``: the textured scene, glTF y-up like every GLB vdm3d writes (the z-up world turned at
+  the edge by :data:`~vdm3d.cameras.world.Z_UP_TO_Y_UP`, ``(x, y, z) -> (x, z, -y)``), so every mesh
+  reader (stylize, view, ``trajectory validate|preview``) turns it back under the case's cameras;
+  ``scene.json``: seed, light, parts and layout (``up`` is the world's, in which the cameras live).
 
 A case is written into a hidden ``.case_000123.tmp`` folder and renamed when complete, so a case
 folder that exists is complete: an interrupted run continued with ``--resume`` skips it.
@@ -32,6 +35,7 @@ from typing import Annotated, Literal
 
 import numpy as np
 
+from vdm3d.cameras.world import Z_UP_TO_Y_UP
 from vdm3d.errors import ConfigError
 from vdm3d.options import Range
 
@@ -128,9 +132,10 @@ def write_case(root: Path, cfg: DatasetConfig, index: int) -> Path:
                       provenance={"generator": f"vdm3d.data.procedural.{cfg.kind}", "seed": cfg.seed,
                                   "index": index, "case_seed": s})
     save_trajectory(tmp / "trajectory.json", traj)
-    if cfg.mesh:
-        scene.export(tmp / "mesh.glb")
+    if cfg.mesh:  # glTF is +y up by specification: turn the z-up world once, here at the edge
+        scene.transformed(Z_UP_TO_Y_UP).export(tmp / "mesh.glb")
     info = {"kind": cfg.kind, "seed": cfg.seed, "index": index, "case_seed": s, "up": [0, 0, 1],
+            "mesh_frame": "glTF y-up",
             "light": dataclasses.asdict(scene.light), "background": list(scene.background),
             "parts": [{"name": p.name, "instance_id": p.instance_id, "faces": len(p.faces)} for p in scene.parts],
             "meta": scene.meta}
