@@ -166,3 +166,19 @@ def test_object_photo_is_read_upright(tmp_path):
     b = load_object_image(tmp_path / "phone.png", 64, recentre=False)
     np.testing.assert_array_equal(b.alpha.numpy(), a.alpha.numpy())
     np.testing.assert_array_equal(b.image.numpy(), a.image.numpy())
+
+
+def test_a_16_bit_grey_photo_reads_as_its_8_bit_twin(tmp_path):
+    """PIL opens 16-bit grey PNGs as mode I;16, whose convert("RGBA") clips every value above 255: the photo
+    became pure white and "had no object". Now it reads as the same picture as its 8-bit copy."""
+    from vdm3d.io.foreground import read_rgba
+
+    img, _ = disk_image(fg=(0.9, 0.9, 0.9))  # a light disk on a darker plain background
+    grey = img.mean(-1)
+    Image.fromarray((grey * 65535).round().astype(np.uint16)).save(tmp_path / "g16.png")
+    Image.fromarray((grey * 255).round().astype(np.uint8)).save(tmp_path / "g8.png")
+    a16, _ = read_rgba(tmp_path / "g16.png")
+    a8, _ = read_rgba(tmp_path / "g8.png")
+    assert np.abs(a16 - a8).max() <= 0.5 / 255 + 1e-6
+    fg16, fg8 = load_object_image(tmp_path / "g16.png", 64), load_object_image(tmp_path / "g8.png", 64)
+    assert np.abs(fg16.alpha.numpy() - fg8.alpha.numpy()).mean() < 0.01

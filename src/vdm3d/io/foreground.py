@@ -74,7 +74,11 @@ def read_rgba(path: str | Path, what: str = "image of the object") -> tuple[np.n
         with Image.open(path) as im:
             im.load()
             has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
-            rgba = np.asarray(ImageOps.exif_transpose(im.convert("RGBA")), dtype=np.float32) / 255.0
+            if im.mode.startswith("I"):  # 16-bit grey ("I;16", "I"): convert("RGBA") clips at 255, a white image
+                grey = np.clip(np.asarray(ImageOps.exif_transpose(im), dtype=np.float32) / 65535.0, 0.0, 1.0)
+                rgba = np.concatenate([np.repeat(grey[..., None], 3, -1), np.ones_like(grey)[..., None]], -1)
+            else:
+                rgba = np.asarray(ImageOps.exif_transpose(im.convert("RGBA")), dtype=np.float32) / 255.0
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise InputError(path=path, problem=f"is not a readable image ({type(e).__name__})",
                          fix=f"give a PNG, JPEG or WebP {what}") from e

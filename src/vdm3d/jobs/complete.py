@@ -53,6 +53,7 @@ from vdm3d.io.video import write_video
 from vdm3d.jobs.complete_distill import DistillConfig, distill
 from vdm3d.jobs.complete_generate import GenerationConfig, generate_clip
 from vdm3d.jobs.complete_v3d_generate import V3dConfig
+from vdm3d.models.registry import load_depth, model_files
 from vdm3d.options import Range
 from vdm3d.recon.checkpoint import load_state, save_state
 from vdm3d.recon.depth_points import points_from_depths
@@ -193,15 +194,12 @@ def plan(baseline: Gaussians, scene: Scene, config: CompleteConfig, frames: int)
     return paths
 
 
-def hole_filler(baseline: Gaussians, config: CompleteConfig) -> Callable[[int, Views], Gaussians | None] | None:
-    """``(k, clip) -> Gaussians``: points for the baseline's holes from clip ``k``'s frames (None when
-    ``distill.hole_points`` is off)."""
+def hole_filler(baseline: Gaussians, config: CompleteConfig, estimator) -> Callable[[int, Views], Gaussians | None] | None:
+    """``(k, clip) -> Gaussians``: points for the baseline's holes from clip ``k``'s frames, placed with the
+    depth ``estimator`` (None when ``distill.hole_points`` is off)."""
     if not config.distill.hole_points:
         return None
     from vdm3d.models.depth import relative_depth
-    from vdm3d.models.registry import load_depth
-
-    estimator = load_depth(config.depth)
 
     def fill(k: int, clip: Views) -> Gaussians | None:
         rendered = render_views(baseline, clip.cameras)
@@ -272,12 +270,13 @@ def run_complete(config: CompleteConfig, progress: Callable[[str, FitProgress], 
     """Run every stage inside a run folder; returns where the results are and the scores."""
     config.check()
     out = run_folder(config)
-    with RunFolder(out, config=config, seed=config.seed, inputs=[config.data], overwrite=config.overwrite,
-                   resume=config.resume is not None) as run:
+    with RunFolder(out, config=config, seed=config.seed, inputs=[config.data, *model_files(config.backbone, config.depth)],
+                   overwrite=config.overwrite, resume=config.resume is not None) as run:
         clock = StageClock()
         scene, depths = load_scene(config)
         init = initialize(scene, depths, config)
         backbone = backbone if backbone is not None else load_backbone(config.backbone)
+        estimator = load_depth(config.depth) if config.distill.hole_points else None  # a bad --depth fails here
         clock.lap("load")
 
         baseline = fit_baseline(scene, init, config, run, None if progress is None else
@@ -298,7 +297,7 @@ def run_complete(config: CompleteConfig, progress: Callable[[str, FitProgress], 
             return pseudo
 
         gaussians, timing = distill(scene.train, baseline, paths, generate, config.distill,
-                                    add_points=hole_filler(baseline, config), checkpoints=run, seed=config.seed,
+                                    add_points=hole_filler(baseline, config, estimator), checkpoints=run, seed=config.seed,
                                     progress=None if progress is None else (lambda p: progress("distill", p)))
         clock.lap("distill")
         clock.timings["distill"] -= timing.get("generate", 0.0)  # the clips it generated are timed on their own

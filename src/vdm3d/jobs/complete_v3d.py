@@ -37,6 +37,7 @@ from vdm3d.jobs.complete import (CompleteConfig, CompleteResult, evaluate, expor
                                  load_scene, run_folder, save_paths)
 from vdm3d.jobs.complete_distill import _load_clip, _save_clip
 from vdm3d.jobs.complete_v3d_generate import between_paths, generate_v3d_clip
+from vdm3d.models.registry import model_files
 from vdm3d.recon.checkpoint import load_state, save_state
 from vdm3d.recon.planning import plan_paths
 from vdm3d.recon.render import render_views
@@ -144,7 +145,8 @@ def run_complete_v3d(config: CompleteConfig, progress: Callable[[str, FitProgres
                               "(`vdm3d trajectory make` writes one).")
         path = load_trajectory(config.trajectory)
     out = run_folder(config)
-    with RunFolder(out, config=config, seed=config.seed, inputs=[config.data], overwrite=config.overwrite,
+    with RunFolder(out, config=config, seed=config.seed, inputs=[config.data, *model_files(config.depth)],
+                   overwrite=config.overwrite,
                    resume=config.resume is not None) as run:
         clock = StageClock()
         scene, depths = load_scene(config)
