@@ -66,3 +66,17 @@ def test_the_validation_split_keeps_the_training_views_and_scores_the_others(tmp
     assert val.train_indices == held.train_indices == (1, 5, 11)
     assert val.test_indices == (2, 3, 4, 6, 7, 9, 10)  # neither trained on nor held out (0 and 8)
     torch.testing.assert_close(val.train.images, held.train.images)
+
+
+@pytest.mark.slow
+def test_the_default_methods_run_end_to_end_on_one_tiny_room(tmp_path):
+    """Every default method of `vdm3d eval complete` runs on one room with tiny budgets and records a score:
+    a change of a job helper's signature (hole_filler's depth estimator) crashed it after two methods."""
+    import json
+
+    code = cli_main(["eval", "complete", "--rooms", "1", "--no-fern", "--baseline-steps", "20", "--distill-steps",
+                     "20", "--sampler-steps", "2", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "o")])
+    assert code == 0
+    room = json.loads((tmp_path / "o" / "results.json").read_text())["results"]["room 0"]
+    for method in ("baseline", "plain", "no_guidance", "orbit", "complete"):
+        assert 5 < room[method]["psnr"] < 60, (method, room[method])  # a real score against the room's truth

@@ -110,6 +110,29 @@ def test_resume_on_a_finished_run_continues_to_more_steps(trained, monkeypatch):
     assert card["steps"] == 50
 
 
+def test_an_interrupted_trainer_resumes_with_the_same_command(trained, tmp_path, monkeypatch):
+    """The run's recorded options are the command's own: a trainer that put its start time (or functions it
+    imported) among them had every ``--resume`` refused as "started with other options"."""
+    from vdm3d.train import run as train_run
+
+    monkeypatch.setenv("VDM3D_CACHE", str(trained / "cache"))
+    loop = LoopConfig(steps=20, lr=2e-3, warmup=5, log_every=10, checkpoint_every=10, cpu=True)
+    args = dict(rooms=ROOM, model=DepthConfig(channels=(8, 8, 16, 16)), task=DepthTaskConfig(batch=4), loop=loop,
+                heldout=1)
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt  # Ctrl-C during the final scoring, after the last checkpoint
+
+    monkeypatch.setattr(train_run, "depth_metrics", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_run.train_depth(tmp_path / "depth", **args)
+    assert (tmp_path / ".depth.partial" / "checkpoints").is_dir()
+    monkeypatch.undo()
+    monkeypatch.setenv("VDM3D_CACHE", str(trained / "cache"))
+    train_run.train_depth(tmp_path / "depth", **args, resume=True)
+    assert (tmp_path / "depth" / "depth.json").is_file()
+
+
 def test_checkpoint_state_finds_a_finished_or_running_run(tmp_path):
     from vdm3d.errors import InputError
     from vdm3d.train.run import checkpoint_state

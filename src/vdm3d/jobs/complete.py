@@ -194,12 +194,15 @@ def plan(baseline: Gaussians, scene: Scene, config: CompleteConfig, frames: int)
     return paths
 
 
-def hole_filler(baseline: Gaussians, config: CompleteConfig, estimator) -> Callable[[int, Views], Gaussians | None] | None:
+def hole_filler(baseline: Gaussians, config: CompleteConfig, estimator=None
+                ) -> Callable[[int, Views], Gaussians | None] | None:
     """``(k, clip) -> Gaussians``: points for the baseline's holes from clip ``k``'s frames, placed with the
-    depth ``estimator`` (None when ``distill.hole_points`` is off)."""
+    depth ``estimator`` (default: ``--depth``'s; None when ``distill.hole_points`` is off)."""
     if not config.distill.hole_points:
         return None
     from vdm3d.models.depth import relative_depth
+
+    estimator = estimator if estimator is not None else load_depth(config.depth)
 
     def fill(k: int, clip: Views) -> Gaussians | None:
         rendered = render_views(baseline, clip.cameras)

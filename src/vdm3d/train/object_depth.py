@@ -137,8 +137,9 @@ def train_object_depth(out: Path, objects: ObjectSetConfig = ObjectSetConfig(cou
         resume: continue a stopped run from its checkpoint.
         overwrite: replace an existing ``out``.
     """
+    settings = locals().copy()  # the command's options only: no clock, no imported functions
     start = time.time()
-    with training_folder(out, locals().copy(), loop, resume, overwrite) as run:
+    with training_folder(out, settings, loop, resume, overwrite) as run:
         data = {**load_or_build(objects), "depth": load_object_depth(objects)}
         torch.manual_seed(loop.seed)
         net = TinyDepth(model)

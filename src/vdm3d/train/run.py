@@ -186,8 +186,9 @@ def train_vae(out: Path, objects: ObjectSetConfig = ObjectSetConfig(), rooms: Ro
         resume: continue a stopped run from its checkpoint.
         overwrite: replace an existing ``out``.
     """
+    settings = locals().copy()  # the command's options only: no clock, no imported functions
     start = time.time()
-    with training_folder(out, locals().copy(), loop, resume, overwrite) as run:
+    with training_folder(out, settings, loop, resume, overwrite) as run:
         obj, room = _sets(objects, rooms)
         pool = image_pool(obj, room)
         torch.manual_seed(loop.seed)
@@ -228,8 +229,9 @@ def train_depth(out: Path, rooms: RoomSetConfig = RoomSetConfig(), model: DepthC
         resume: continue a stopped run from its checkpoint.
         overwrite: replace an existing ``out``.
     """
+    settings = locals().copy()  # the command's options only: no clock, no imported functions
     start = time.time()
-    with training_folder(out, locals().copy(), loop, resume, overwrite) as run:
+    with training_folder(out, settings, loop, resume, overwrite) as run:
         _, room = _sets(None, rooms)
         torch.manual_seed(loop.seed)
         net = TinyDepth(model)
@@ -274,8 +276,9 @@ def train_video(out: Path, vae: Path = DEFAULT_VAE, objects: ObjectSetConfig = O
         resume: continue a stopped run from its checkpoint.
         overwrite: replace an existing ``out``.
     """
+    settings = locals().copy()  # the command's options only: no clock, no imported functions
     start = time.time()
-    with training_folder(out, locals().copy(), loop, resume, overwrite, inputs=(vae,)) as run:
+    with training_folder(out, settings, loop, resume, overwrite, inputs=(vae,)) as run:
         obj, room = _sets(objects, rooms)
         vae_model, vae_meta = load_model(vae)
         vae_model.requires_grad_(False)

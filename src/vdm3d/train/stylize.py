@@ -246,13 +246,14 @@ def train_stylize(out: Path, task: Literal["anchor", "inbetween"] = "anchor", in
         resume: continue a stopped run from its checkpoint.
         overwrite: replace an existing ``out``.
     """
+    settings = locals().copy()  # the command's options only: no clock, no imported functions
     from vdm3d.models.tiny import vae_file
     from vdm3d.train.run import fine_tune_init, keep_vae, load_fine_tune_init, training_folder
 
     name = name or f"stylize_{task}"
     init = fine_tune_init(init, name)
     start = time.time()
-    with training_folder(out, locals().copy(), loop, resume, overwrite, inputs=(init,)) as run:
+    with training_folder(out, settings, loop, resume, overwrite, inputs=(init,)) as run:
         sets = load_or_build_stylize(data)
         net, meta, vae = load_fine_tune_init(init)
         net.requires_grad_(True)
