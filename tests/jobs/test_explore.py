@@ -579,3 +579,21 @@ def test_the_video_takes_the_path_files_frame_rate_unless_fps_is_given(tmp_path)
     run_explore(ExploreConfig(image=image, path=tmp_path / "walk.json", fill="inpaint", frames=4, chunk=4, context=1,
                               fit_steps=0, points_per_frame=512, max_points=1500, out=tmp_path / "run"), progress=None)
     assert json_module.loads((tmp_path / "run" / "cameras" / "trajectory.json").read_text())["fps"] == 24.0
+
+
+def test_depth_maps_of_a_deep_scene_are_written_at_a_coarser_scale_that_is_recorded(tmp_path):
+    """An outdoor scene 80 units deep does not fit millimetres in 16 bits: the export picks scale 100 for the
+    whole video and records it, and the maps read back within half a step; it used to fail the run at its very
+    last step (and lose the checkpoint with it). A shallow scene keeps millimetres."""
+    from vdm3d.io.images import read_depth
+    from vdm3d.jobs.explore_export import depth_png_scale, export
+    from vdm3d.views import Views
+
+    assert depth_png_scale(65.0) == 1000 and depth_png_scale(80.0) == 100 and depth_png_scale(6e5) == 0.1
+    depths = torch.linspace(0.5, 80.0, 2 * 8 * 8).reshape(2, 8, 8)
+    video = Views(torch.rand(2, 8, 8, 3), Cameras.from_fov(60.0, 8, 8, torch.eye(4).repeat(2, 1, 1)),
+                  depths=depths, fps=12.0)
+    export(tmp_path, ExploreConfig(image=Path("x.png"), move=("dolly-in",)), video, None)
+    assert json.loads((tmp_path / "depth" / "scale.json").read_text())["scale"] == 100
+    back = read_depth(tmp_path / "depth" / "0001.png", scale=100)
+    assert float((back - depths[1]).abs().max()) <= 0.5 / 100 + 1e-6
