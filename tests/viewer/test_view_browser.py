@@ -154,3 +154,29 @@ def test_a_stalled_chromiums_children_are_stopped_with_it(tmp_path, monkeypatch)
     marker.unlink(missing_ok=True)
     time.sleep(0.5)
     assert not marker.exists(), "the browser's child process is still running"
+
+
+def test_ctrl_c_during_a_screenshot_stops_the_browser_and_its_children(tmp_path, monkeypatch):
+    """Ctrl-C (or SIGTERM) while Chromium renders: the browser runs in its own session, so it and its renderer
+    and GPU processes used to stay alive, orphaned, using CPU for minutes. They are stopped with the command."""
+    import vdm3d.viewer.browser as browser
+
+    marker = tmp_path / "child-alive"
+    fake = tmp_path / "chromium"
+    fake.write_text(f"#!/bin/sh\n(while true; do touch {marker}; sleep 0.1; done) &\nsleep 30\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(browser, "find_chromium", lambda: str(fake))
+    real = subprocess.Popen.communicate
+
+    def interrupted(self, *a, timeout=None, **k):
+        if timeout is not None:  # the wait for the screenshot: Ctrl-C arrives after a moment
+            time.sleep(0.5)
+            raise KeyboardInterrupt
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(subprocess.Popen, "communicate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        screenshot("http://127.0.0.1:1/", tmp_path / "shot.png", timeout_s=60.0)
+    marker.unlink(missing_ok=True)
+    time.sleep(0.5)
+    assert not marker.exists(), "the browser's child process is still running"

@@ -36,6 +36,15 @@ def find_chromium() -> str | None:
     return None
 
 
+def _stop(proc: subprocess.Popen) -> None:
+    """Kill the browser with its renderer and GPU processes (its whole session) and reap it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.communicate()
+
+
 def screenshot(url: str, out: str | Path, width: int = 960, height: int = 720, wait_ms: int = 30000,
                timeout_s: float = 120.0) -> Path:
     """Load ``url`` in headless Chromium, let it run for ``wait_ms`` of virtual time, save a PNG."""
@@ -55,12 +64,15 @@ def screenshot(url: str, out: str | Path, width: int = 960, height: int = 720, w
         try:
             _, stderr = proc.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
+            _stop(proc)
             out.unlink(missing_ok=True)
             raise Vdm3dError(f"Chromium took more than {timeout_s:.0f} s to screenshot {url} and was stopped; "
                              "try again (a loaded machine can stall headless Chromium) or open the page in a "
                              "browser.") from None
+        except BaseException:  # Ctrl-C, SIGTERM: the browser's own session would outlive us, orphaned
+            _stop(proc)
+            out.unlink(missing_ok=True)
+            raise
     if not out.is_file():
         tail = (stderr or "").strip().splitlines()[-3:]
         raise Vdm3dError(f"Chromium wrote no screenshot of {url} (exit {proc.returncode}): {' / '.join(tail)}")
