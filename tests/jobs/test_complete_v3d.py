@@ -167,3 +167,22 @@ def test_bad_input_exits_2_with_one_sentence_and_no_folder(room, tmp_path, capsy
     if "nerf" not in args:  # (tyro frames its own parse errors)
         assert err.count("\n") == 0, err
     assert not out.exists() and not (tmp_path / ".run.partial").exists()
+
+
+def test_a_train_v3d_run_file_is_the_scene_model_that_loads(tmp_path):
+    """``--v3d.model runs/train/v3d/v3d_scene.json`` (what `vdm3d train v3d` writes and its error message
+    names) loads that file's network: one tensor changed from the shipped one is the one that differs."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from vdm3d.jobs.complete_v3d import load_model
+    from vdm3d.models.tiny import WEIGHTS_DIR
+
+    shutil.copy(WEIGHTS_DIR / "v3d_scene.json", tmp_path / "v3d_scene.json")
+    weights = load_file(str(WEIGHTS_DIR / "v3d_scene.safetensors"))
+    changed = next(iter(weights))
+    weights[changed] = weights[changed] + 1
+    save_file(weights, str(tmp_path / "v3d_scene.safetensors"))
+    mine, theirs = load_model(str(tmp_path / "v3d_scene.json")).denoiser.state_dict(), load_model("v3d_scene").denoiser.state_dict()
+    assert [k for k in mine if not torch.equal(mine[k], theirs[k])] == [changed]

@@ -47,10 +47,11 @@ from vdm3d.views import Views
 
 
 def load_model(name: str):
-    """The embedded V3D scene model (only it has the reprojected-feature condition)."""
-    from vdm3d.models.tiny import load_tiny
+    """The embedded V3D scene model (only it has the reprojected-feature condition): a name, or the ``.json``
+    model file a `vdm3d train v3d` run wrote."""
+    from vdm3d.models.tiny import load_tiny, load_tiny_file
 
-    model = load_tiny(name)
+    model = load_tiny_file(name) if str(name).endswith(".json") else load_tiny(name)
     if not hasattr(model.denoiser, "scene_condition"):
         raise ConfigError(f"complete: --v3d.model {name!r} has no reprojected-feature condition; use v3d_scene "
                           "(or a model trained with `vdm3d train v3d`).")
@@ -145,7 +146,7 @@ def run_complete_v3d(config: CompleteConfig, progress: Callable[[str, FitProgres
                               "(`vdm3d trajectory make` writes one).")
         path = load_trajectory(config.trajectory)
     out = run_folder(config)
-    with RunFolder(out, config=config, seed=config.seed, inputs=[config.data, *model_files(config.depth)],
+    with RunFolder(out, config=config, seed=config.seed, inputs=[config.data, *model_files(config.depth, config.v3d.model)],
                    overwrite=config.overwrite,
                    resume=config.resume is not None) as run:
         clock = StageClock()

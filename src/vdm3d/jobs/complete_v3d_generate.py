@@ -47,7 +47,8 @@ class V3dConfig:
     """V3D's scene mode (``--method v3d``): reprojected-feature video along a path, then 3DGS."""
 
     model: str = "v3d_scene"
-    """Embedded model with the reprojected-feature condition (vdm3d models list)."""
+    """Embedded model with the reprojected-feature condition (vdm3d models list), or the .json file a `vdm3d train
+    v3d` run wrote."""
     paths: Literal["between", "planned"] = "between"
     """'between' (clips joining consecutive input cameras) or 'planned' (the hole-driven planner)."""
     max_clips: Annotated[int, Range(1)] = 6

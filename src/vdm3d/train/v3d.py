@@ -271,7 +271,8 @@ def train_v3d(out: Path, init: Path | None = None, rooms: V3dRoomSetConfig = V3d
                         {"resolution": [res, res], "frames": task.clip})
 
     result = fine_tune(out, init, name, loop, config, build, resume=resume, overwrite=overwrite, half=half)
-    print(f"V3D scene model in {out}/{name}.json (measure it with `vdm3d eval complete --methods plain v3d`)")
+    print(f"V3D scene model in {out}/{name}.json (use it with `vdm3d complete SCENE --method v3d --v3d.model "
+          f"{out}/{name}.json`)")
     return result
 
 
