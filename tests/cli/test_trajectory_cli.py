@@ -75,6 +75,35 @@ def test_make_spiral_from_llff(shared_data, tmp_path):
     assert len(load_trajectory(tmp_path / "s.json")) == 30
 
 
+def test_a_spiral_without_bounds_names_the_file_and_the_flag(tmp_path, capsys):
+    """A camera file without LLFF's near/far bounds: one sentence naming it and --focus-depth (it said
+    "llff_spiral: pass ... focus_depth", internal names); with --focus-depth the spiral is made."""
+    run("make", "orbit", "--frames", 8, "--out", tmp_path / "o.json")
+    run("make", "move", "--start", tmp_path / "o.json", "--presets", "truck-right", "--frames", 6,
+        "--out", tmp_path / "m.json")  # forward-facing cameras, as a spiral wants
+    capsys.readouterr()
+    assert run("make", "spiral", "--cameras", tmp_path / "m.json", "--out", tmp_path / "s.json") == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: {tmp_path / 'm.json'}: has no near/far bounds (only LLFF poses_bounds.npy does), so the "
+                   "spiral's focus is unknown; pass --focus-depth D (the distance the cameras look at).")
+    assert run("make", "spiral", "--cameras", tmp_path / "m.json", "--focus-depth", 2, "--frames", 12,
+               "--out", tmp_path / "s.json") == 0
+    assert len(load_trajectory(tmp_path / "s.json")) == 12
+
+
+def test_re10k_output_says_how_to_read_its_size_back(tmp_path, capsys):
+    """RE10K stores intrinsics as fractions of an image size it does not keep: converting a 512x512 path says
+    so and gives the command that reads it back square; that command gives the same intrinsics."""
+    run("make", "orbit", "--frames", 6, "--out", tmp_path / "o.json")
+    capsys.readouterr()
+    assert run("convert", tmp_path / "o.json", "--out", tmp_path / "o.txt") == 0
+    assert f"convert it back with `vdm3d trajectory convert {tmp_path / 'o.txt'} --width 512 --height 512" \
+        in capsys.readouterr().out
+    assert run("convert", tmp_path / "o.txt", "--width", 512, "--height", 512, "--out", tmp_path / "b.json") == 0
+    a, b = load_trajectory(tmp_path / "o.json"), load_trajectory(tmp_path / "b.json")
+    torch.testing.assert_close(b.cameras.Ks, a.cameras.Ks, atol=1e-3, rtol=0)
+
+
 def test_convert_re10k_round_trip_through_cli(shared_data, tmp_path):
     for f in sorted((shared_data / "trajectories_re10k").glob("*.txt")):
         tj, back = tmp_path / f"{f.stem}_transforms.json", tmp_path / f"{f.stem}.txt"

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from vdm3d.cli.main import dispatch
 
-HELP = "train the embedded tiny models (vae, video, depth) with EMA, checkpoints and --resume"
+HELP = ("train the embedded tiny models (vae, video, depth, orbit, object-depth, explore, stylize, v3d) with EMA, "
+        "checkpoints and --resume")
 EXAMPLES = """examples:
   vdm3d train video --out runs/video --loop.steps 4000          # log lines with the loss and an ETA
   vdm3d train video --out runs/video --loop.steps 4000 --resume  # continue from the last checkpoint

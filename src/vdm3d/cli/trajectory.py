@@ -29,7 +29,7 @@ import tyro
 from vdm3d.cameras.extend import ExtendMode
 from vdm3d.cameras.formats import CameraFormat
 from vdm3d.cameras.presets import PRESETS
-from vdm3d.errors import InputError, OutputExistsError
+from vdm3d.errors import ConfigError, InputError, OutputExistsError
 from vdm3d.options import Range
 
 HELP = ("make, convert, validate, preview and inspect camera paths (orbits, presets, a video's own path, COLMAP, "
@@ -336,6 +336,9 @@ def _make(cfg) -> int:
     elif isinstance(cfg, Spiral):
         src = read_camera_file(cfg.cameras, width=cfg.width, height=cfg.height)
         bounds = src.trajectory.provenance.get("bounds")
+        if bounds is None and cfg.focus_depth is None:
+            raise ConfigError(f"{cfg.cameras}: has no near/far bounds (only LLFF poses_bounds.npy does), so the "
+                              "spiral's focus is unknown; pass --focus-depth D (the distance the cameras look at).")
         traj = T.llff_spiral(src.trajectory.cameras, None if bounds is None else torch.tensor(bounds), cfg.frames,
                              cfg.rotations, cfg.zrate, focus_depth=cfg.focus_depth, fps=cfg.fps)
     elif isinstance(cfg, Keyframes):
@@ -421,6 +424,11 @@ def _convert(cfg: Convert) -> int:
                          "pinhole part only")
     _write(cfg.out, cf, cfg.to, cfg.overwrite, not cfg.colmap_text, config=cfg)
     print(f"wrote {cfg.out}: {len(cf.trajectory)} cameras")
+    if target == "re10k":  # its intrinsics are fractions of an image size it does not store
+        cams = cf.trajectory.cameras
+        print(f"note: RealEstate10K files store no image size, and readers take 640x360 (pixels not square unless "
+              f"the images are 16:9); convert it back with `vdm3d trajectory convert {cfg.out} --width {cams.width} "
+              f"--height {cams.height} --out ...`")
     return 0
 
 
