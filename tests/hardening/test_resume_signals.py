@@ -112,6 +112,7 @@ def test_object_resumes_after_the_last_finished_stage(tmp_path, monkeypatch, cap
     assert generated == [] and (out / "splats.ply").is_file() and not (tmp_path / ".run.partial").exists()
     said = capsys.readouterr().out
     assert "orbit: the interrupted run's frames (checkpoint), not sampled again" in said  # not "sampling" again
+    assert "orbit clip of frames" not in said
     assert "fit: the interrupted run's Gaussians" not in said  # the fit had not finished: it ran
 
 

@@ -532,7 +532,7 @@ def run_object(config: ObjectConfig, *, source: OrbitSource | None = None, progr
             lambda: orbit_plan(config.orbit, config.elevation_deg, config.radius, config.fov_deg, size, config.frames,
                                config.seed),
             lambda: list(getattr(source, "log", None) or []), say)
-        for clip in orbit_log:
+        for clip in orbit_log if not run.resuming else ():  # a resumed run said it took the frames as they were
             say(f"orbit clip of frames {clip['frames']}: CFG weights {clip['cfg_weights']}")
         lap("generate_orbit")
         hull = carve(config, orbit)
