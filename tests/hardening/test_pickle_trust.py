@@ -32,6 +32,19 @@ def test_a_tensor_only_pickle_loads_safely_without_a_warning(tmp_path, capsys):
     assert capsys.readouterr().err == ""  # weights_only=True ran no code
 
 
+def test_a_checkpoints_bookkeeping_beside_the_weights_is_left_out_and_said(tmp_path, capsys):
+    """``{"w": tensor, "step": 1200}`` (a training script's checkpoint) converts to its tensors, with one note
+    naming what was left out; it used to be refused as "no flat name -> tensor state dict"."""
+    path = tmp_path / "train.pt"
+    torch.save({"w": torch.ones(2), "step": 1200, "epoch": 3}, path)
+    state = load_state_dict(path, trust_pickle=True)
+    assert list(state) == ["w"]
+    assert capsys.readouterr().err.strip() == f"note: {path}: left out 2 entries that are not tensors (epoch, step)"
+    torch.save({"step": 1200}, path)
+    with pytest.raises(InputError, match="holds no flat name -> tensor state dict"):
+        load_state_dict(path, trust_pickle=True)
+
+
 @pytest.mark.parametrize("content", [b"\x00\x01 not a checkpoint", b"\x80\x04 truncated pickle"])
 def test_a_broken_trusted_pickle_is_one_sentence(tmp_path, content):
     path = tmp_path / "broken.ckpt"

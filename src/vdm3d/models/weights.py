@@ -86,9 +86,13 @@ def warn_trusted_pickle(path: str | Path) -> None:
 def _flatten_state(obj, path: Path) -> dict[str, Tensor]:
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
+    if not isinstance(obj, dict) or not any(isinstance(v, Tensor) for v in obj.values()):
         raise InputError(f"{path}: holds no flat name -> tensor state dict; save the model's state_dict().")
-    return dict(obj)
+    skipped = sorted(str(k) for k, v in obj.items() if not isinstance(v, Tensor))
+    if skipped:  # a training checkpoint's bookkeeping beside the weights (step, epoch, ...): not weights
+        print(f"note: {path}: left out {len(skipped)} entries that are not tensors ({', '.join(skipped[:5])}"
+              f"{', ...' if len(skipped) > 5 else ''})", file=sys.stderr, flush=True)
+    return {k: v for k, v in obj.items() if isinstance(v, Tensor)}
 
 
 def save_state_dict(state: dict[str, Tensor], path: str | Path) -> Path:
