@@ -147,7 +147,7 @@ def test_resume_refuses_other_options_or_changed_inputs_and_keeps_the_checkpoint
     with pytest.raises(ConfigError, match=r"--loop.steps 20, not 10"):
         RunFolder(out, config=Job(image, loop=Loop(20)), inputs=[image], resume=True).__enter__()
     image.write_bytes(b"cat")  # the user edits the image in place
-    with pytest.raises(InputError, match=r"cup.png: changed since the interrupted run in .*run; put the original"):
+    with pytest.raises(InputError, match=r"cup.png: changed since the interrupted run in .*run started; put the original"):
         RunFolder(out, config=Job(image), inputs=[image], resume=True).__enter__()
     assert (partial / "checkpoints" / "state").read_bytes() == b"half"  # nothing lost
     image.write_bytes(b"cup")
@@ -186,3 +186,19 @@ def test_atomic_write_keeps_old_content_on_failure(tmp_path):
 
 def test_to_jsonable_handles_config_types():
     assert to_jsonable({"t": (1, 2), 3: {Mode.FAST}, "n": np.arange(2)}) == {"t": [1, 2], "3": ["fast"], "n": [0, 1]}
+
+
+def test_a_file_added_to_or_gone_from_an_input_folder_refuses_the_resume(tmp_path):
+    """A scene folder's photos are inputs too: a photo added or removed since the interruption is named."""
+    scene, out = tmp_path / "scene", tmp_path / "run"
+    scene.mkdir()
+    (scene / "a.png").write_bytes(b"a")
+    _interrupted(out, Job(scene), [scene])
+    (scene / "b.png").write_bytes(b"b")
+    with pytest.raises(InputError, match=r"b.png: is new since the interrupted run in .*run started"):
+        RunFolder(out, config=Job(scene), inputs=[scene], resume=True).__enter__()
+    (scene / "b.png").unlink()
+    (scene / "a.png").unlink()
+    (scene / "c.png").write_bytes(b"c")
+    with pytest.raises(InputError, match=r"a.png: is gone since the interrupted run in .*run started"):
+        RunFolder(out, config=Job(scene), inputs=[scene], resume=True).__enter__()

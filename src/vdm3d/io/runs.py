@@ -303,10 +303,9 @@ class RunFolder:
         old_inputs, new_inputs = before.get("inputs", {}), start["inputs"]
         for name in sorted(set(old_inputs) | set(new_inputs)):
             if old_inputs.get(name) != new_inputs.get(name):
-                problem = ("changed since the interrupted run in " if name in new_inputs and name in old_inputs
-                           else "is not an input file of the interrupted run in " if name in new_inputs
-                           else "was an input file of, and is now missing from, the interrupted run in ")
-                raise InputError(path=name, problem=problem + str(self.out),
+                what = ("changed" if name in new_inputs and name in old_inputs else
+                        "is new" if name in new_inputs else "is gone")
+                raise InputError(path=name, problem=f"{what} since the interrupted run in {self.out} started",
                                  fix="put the original back, or run without --resume (and with --overwrite) "
                                      "to start again")
 
