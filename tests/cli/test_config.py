@@ -93,6 +93,8 @@ def test_a_yaml_files_relative_paths_are_taken_beside_it_when_there(tmp_path, mo
     config = cli(ObjectConfig, ["--config", str(project / "cup.yaml")], "vdm3d object")
     assert config.image == project / "cup.png"
     assert config.mask == Path("mask.png") and config.out == Path("runs/cup")
+    (project / "runs" / "cup").mkdir(parents=True)  # an output folder beside the file does not move the run there
+    assert cli(ObjectConfig, ["--config", str(project / "cup.yaml")], "vdm3d object").out == Path("runs/cup")
 
 
 @pytest.mark.parametrize("job, text", [("object", "seed: 4321\n"), ("fit", "fit: {seed: 4321}\n"),

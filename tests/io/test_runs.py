@@ -78,8 +78,9 @@ def test_overwrite_replaces_only_a_run_folder_and_an_empty_folder_is_used(tmp_pa
         RunFolder(mine, overwrite=True).__enter__()
     assert (mine / "sub" / "thesis.tex").read_text() == "precious"
     (tmp_path / "file").write_text("x")
-    with pytest.raises(OutputExistsError, match="is a file"):
-        RunFolder(tmp_path / "file", overwrite=True).__enter__()
+    for overwrite in (False, True):  # with or without --overwrite: the advice is the same, and true
+        with pytest.raises(OutputExistsError, match=r"file: is a file, not a run folder .*; choose another --out"):
+            RunFolder(tmp_path / "file", overwrite=overwrite).__enter__()
     (tmp_path / "empty").mkdir()
     with RunFolder(tmp_path / "empty") as run:
         (run.path / "r.txt").write_text("r")
@@ -202,3 +203,21 @@ def test_a_file_added_to_or_gone_from_an_input_folder_refuses_the_resume(tmp_pat
     (scene / "c.png").write_bytes(b"c")
     with pytest.raises(InputError, match=r"a.png: is gone since the interrupted run in .*run started"):
         RunFolder(out, config=Job(scene), inputs=[scene], resume=True).__enter__()
+
+
+def test_continuing_a_finished_run_checks_it_against_its_manifest(tmp_path):
+    """A trainer's ``--resume`` on a finished run (more steps) starts from its copied checkpoints, with no
+    start.json: its options are compared with the finished run's manifest instead (``loop`` may change; a
+    field the manifest has and the command no longer has, such as an old run's clock, is not compared)."""
+    out = tmp_path / "run"
+    with RunFolder(out, config=Job(fit_steps=3)) as run:
+        (run.checkpoint_dir / "state").write_bytes(b"done")
+    manifest = json.loads((out / MANIFEST).read_text())
+    manifest["config"]["start"] = 1796060000.0  # what trainers recorded before they kept only their options
+    (out / MANIFEST).write_text(json.dumps(manifest))
+    (tmp_path / ".run.partial" / "checkpoints").mkdir(parents=True)  # what continue_finished copies
+    with pytest.raises(ConfigError, match=r"other options \(--fit-steps 8, not 3\)"):
+        RunFolder(out, config=Job(fit_steps=8), resume=True, overwrite=True, may_change=("loop",)).__enter__()
+    with RunFolder(out, config=Job(fit_steps=3, loop=Loop(50)), resume=True, overwrite=True,
+                   may_change=("loop",)) as run:
+        assert run.resuming

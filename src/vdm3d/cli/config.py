@@ -12,7 +12,7 @@ spelling ``fit-steps``) to values, nested mappings for nested configs. A run's `
 works too: its recorded ``config`` is used, which is how ``vdm3d rerun`` repeats a run. A relative
 path in a YAML file is taken beside the file when it is there (``image: cup.png`` next to
 ``cup.yaml``), as in a batch manifest, and otherwise as on the command line (relative to the current
-folder: an output folder, say); paths in a run manifest are relative to the folder the run was
+folder), as ``out`` always is; paths in a run manifest are relative to the folder the run was
 started from, when the manifest records it (``cwd``). Unknown fields and values of the wrong type are refused with the file and the field named.
 """
 
@@ -61,8 +61,10 @@ class PathBase:
     folder: Path
     beside: bool = False
 
-    def __call__(self, path: Path) -> Path:
-        if path.is_absolute() or not str(path):
+    def __call__(self, path: Path, output: bool = False) -> Path:
+        """``path`` from here; an ``output`` (``--out``) of a YAML file is always from the current folder, so
+        where a run goes never depends on what exists beside the file."""
+        if path.is_absolute() or not str(path) or (self.beside and output):
             return path
         joined = self.folder / path
         return joined if not self.beside or joined.exists() else path
@@ -136,7 +138,7 @@ def _convert(value: Any, tp: Any, where: str, base: PathBase | None) -> Any:
         if not isinstance(value, str):
             raise ValueError(f"must be a path, got {value!r}")
         p = Path(value)
-        return base(p) if base is not None else p
+        return base(p, output=where == "out") if base is not None else p
     if origin in (tuple, list, set, frozenset) or tp in (tuple, list):
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"must be a list, got {value!r}")

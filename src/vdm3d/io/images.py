@@ -71,8 +71,10 @@ def max_image_pixels() -> int:
 def _pil_reads_heif() -> None:
     """Teach PIL (and so imageio) HEIC / HEIF, the format phones save photos in; once per process
     (50 ms), at the first image read."""
-    import pillow_heif
-
+    try:
+        import pillow_heif
+    except ImportError:  # a broken or missing pillow-heif costs HEIC only, never PNG or JPEG
+        return
     pillow_heif.register_heif_opener()
 
 

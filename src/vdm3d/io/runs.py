@@ -130,6 +130,15 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(to_jsonable(obj), indent=2) + "\n").encode())
 
 
+def resume_target(out: Path | None, resume: Path | None, default: Path) -> Path:
+    """The run folder of a job whose ``--resume RUN`` names the run it continues: ``resume``, else ``out``,
+    else ``default``; an ``--out`` naming another folder than ``--resume`` is refused (it would be ignored)."""
+    if resume is not None and out is not None and Path(out).resolve() != Path(resume).resolve():
+        raise ConfigError(f"--out {out} and --resume {resume} name two runs; --resume continues the run in its "
+                          "folder, so drop --out.")
+    return Path(resume or out or default)
+
+
 def partial_folder(out: str | Path) -> Path:
     """Where a run that will end in ``out`` is written until it finishes: the hidden sibling
     ``.<name>.partial`` (its ``checkpoints/`` hold the state a resumed run continues from)."""
@@ -256,12 +265,12 @@ class RunFolder:
         must not cost a user their files."""
         if not self.out.exists() or (self.out.is_dir() and not any(self.out.iterdir())):
             return
+        if not self.out.is_dir():
+            raise OutputExistsError(f"{self.out}: is a file, not a run folder (and --overwrite replaces only run "
+                                    "folders); choose another --out.")
         if not self.overwrite:
             raise OutputExistsError(
                 f"{self.out}: the output folder already exists; choose another --out or pass --overwrite.")
-        if not self.out.is_dir():
-            raise OutputExistsError(f"{self.out}: is a file, not a run folder, and --overwrite replaces only run "
-                                    "folders; choose another --out.")
         if not (self.out / MANIFEST).is_file():
             some = sorted(p.name for p in self.out.iterdir())[:2]
             raise OutputExistsError(f"{self.out}: --overwrite replaces only a folder a vdm3d run wrote (with "
@@ -283,21 +292,37 @@ class RunFolder:
                     self._hashes[str(f)] = file_sha256(f)
         return self._hashes
 
-    def _check_same_run(self, start: dict[str, Any]) -> None:
-        """Refuse to resume an interrupted run with other options or changed input files (a partial folder
-        from before ``start.json`` existed is not checked)."""
+    def _earlier_start(self) -> dict[str, Any] | None:
+        """What the run being continued started with: its ``start.json``, or, for a finished run continued
+        with more steps (a trainer's ``--resume``), its manifest's config and inputs; ``None`` when neither
+        is there (a partial folder from before ``start.json`` existed)."""
         try:
-            before = json.loads((self.partial / START).read_text())
+            return json.loads((self.partial / START).read_text())
         except (OSError, ValueError):
+            pass
+        try:
+            manifest = json.loads((self.out / MANIFEST).read_text())
+        except (OSError, ValueError):
+            return None
+        options = manifest.get("config")
+        if isinstance(options, dict):  # fields it recorded that the command no longer has are not compared
+            options = {k: v for k, v in options.items() if k in (self._options() or {})}
+        return {"options": options, "inputs": manifest.get("inputs", {})}
+
+    def _check_same_run(self, start: dict[str, Any]) -> None:
+        """Refuse to continue a run with other options or changed input files."""
+        before = self._earlier_start()
+        if before is None:
             return
+        leave_out = {*_HOW_NOT_WHAT, *self.may_change}
         before_options = before.get("options")
         if isinstance(before_options, dict):
-            before_options = {k: v for k, v in before_options.items() if k not in self.may_change}
-        changed = _first_difference(before_options, self._options({*_HOW_NOT_WHAT, *self.may_change}))
+            before_options = {k: v for k, v in before_options.items() if k not in leave_out}
+        changed = _first_difference(before_options, self._options(leave_out))
         if changed is not None:
             where, old, new = changed
-            what = f"--{where.replace('_', '-')} {json.dumps(new)}, not {json.dumps(old)}" if where else "other options"
-            raise ConfigError(f"{self.out}: the interrupted run there was started with other options ({what}); "
+            what = f" (--{where.replace('_', '-')} {json.dumps(new)}, not {json.dumps(old)})" if where else ""
+            raise ConfigError(f"{self.out}: the interrupted run there was started with other options{what}; "
                               "resume it with the same options, or run without --resume (and with --overwrite) "
                               "to start again.")
         old_inputs, new_inputs = before.get("inputs", {}), start["inputs"]

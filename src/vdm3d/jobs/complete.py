@@ -48,7 +48,7 @@ from vdm3d.data.readers import Scene, Split, read_scene
 from vdm3d.errors import ConfigError
 from vdm3d.io.images import write_image
 from vdm3d.io.progress import StageClock
-from vdm3d.io.runs import RunFolder, atomic_write_json
+from vdm3d.io.runs import RunFolder, atomic_write_json, resume_target
 from vdm3d.io.video import write_video
 from vdm3d.jobs.complete_distill import DistillConfig, distill
 from vdm3d.jobs.complete_generate import GenerationConfig, generate_clip
@@ -262,10 +262,7 @@ def load_backbone(name: str):
 def run_folder(config: CompleteConfig) -> Path:
     """Where the run goes: ``--resume RUN`` (which continues that run; an ``--out`` naming another folder is
     refused), else ``--out``, else ``runs/complete/<scene>``."""
-    if config.resume is not None and config.out is not None and Path(config.out).resolve() != Path(config.resume).resolve():
-        raise ConfigError(f"--out {config.out} and --resume {config.resume} name two runs; --resume continues the "
-                          "run in its folder, so drop --out.")
-    return config.resume or config.out or Path("runs") / "complete" / config.data.resolve().name
+    return resume_target(config.out, config.resume, Path("runs") / "complete" / config.data.resolve().name)
 
 
 def run_complete(config: CompleteConfig, progress: Callable[[str, FitProgress], None] | None = None,

@@ -29,9 +29,8 @@ import torch
 import tyro
 
 from vdm3d.data.readers import Scene, Split, read_scene
-from vdm3d.errors import ConfigError
 from vdm3d.io.images import write_image
-from vdm3d.io.runs import RunFolder, atomic_write_json
+from vdm3d.io.runs import RunFolder, atomic_write_json, resume_target
 from vdm3d.options import Range
 from vdm3d.recon.baseline import fit_in_run, initialize as initialize_baseline
 from vdm3d.recon.evaluate import score_views
@@ -127,10 +126,7 @@ def export(run: RunFolder, gaussians: Gaussians, scene: Scene, metrics: dict, re
 
 def run_fit(config: FitJobConfig, progress: Callable[[FitProgress], None] | None = None) -> FitResult:
     """Run every stage inside a run folder; returns where the results are and the scores."""
-    if config.resume is not None and config.out is not None and Path(config.out).resolve() != Path(config.resume).resolve():
-        raise ConfigError(f"--out {config.out} and --resume {config.resume} name two runs; --resume continues the "
-                          "run in its folder, so drop --out.")
-    out = config.resume or config.out or Path("runs") / "fit" / config.data.resolve().name
+    out = resume_target(config.out, config.resume, Path("runs") / "fit" / config.data.resolve().name)
     with RunFolder(out, config=config, seed=config.fit.seed, inputs=[config.data], overwrite=config.overwrite,
                    resume=config.resume is not None) as run:
         start, cpu_start = time.time(), time.process_time()
