@@ -304,9 +304,9 @@ class RunFolder:
             manifest = json.loads((self.out / MANIFEST).read_text())
         except (OSError, ValueError):
             return None
-        options = manifest.get("config")
-        if isinstance(options, dict):  # fields it recorded that the command no longer has are not compared
-            options = {k: v for k, v in options.items() if k in (self._options() or {})}
+        options, now = manifest.get("config"), self._options()
+        if isinstance(options, dict) and isinstance(now, dict):  # fields the command no longer has: not compared
+            options = {k: v for k, v in options.items() if k in now}
         return {"options": options, "inputs": manifest.get("inputs", {})}
 
     def _check_same_run(self, start: dict[str, Any]) -> None:
