@@ -250,7 +250,7 @@ class RunFolder:
                                     "--resume to continue it, or --overwrite to discard it and start again.")
         start = {"options": self._options(), "inputs": self.input_hashes()}
         if self.resume:
-            self._check_same_run(start)
+            self._check_same_run(start["inputs"])
         elif self.partial.exists():
             shutil.rmtree(self.partial)
         self.partial.mkdir(parents=True, exist_ok=True)
@@ -309,8 +309,8 @@ class RunFolder:
             options = {k: v for k, v in options.items() if k in now}
         return {"options": options, "inputs": manifest.get("inputs", {})}
 
-    def _check_same_run(self, start: dict[str, Any]) -> None:
-        """Refuse to continue a run with other options or changed input files."""
+    def _check_same_run(self, inputs: dict[str, str]) -> None:
+        """Refuse to continue a run with other options, or input files other than ``inputs`` (their hashes now)."""
         before = self._earlier_start()
         if before is None:
             return
@@ -325,7 +325,7 @@ class RunFolder:
             raise ConfigError(f"{self.out}: the interrupted run there was started with other options{what}; "
                               "resume it with the same options, or run without --resume (and with --overwrite) "
                               "to start again.")
-        old_inputs, new_inputs = before.get("inputs", {}), start["inputs"]
+        old_inputs, new_inputs = before.get("inputs", {}), inputs
         for name in sorted(set(old_inputs) | set(new_inputs)):
             if old_inputs.get(name) != new_inputs.get(name):
                 what = ("changed" if name in new_inputs and name in old_inputs else

@@ -33,12 +33,13 @@ def export(folder: Path, config, video: Views, cache) -> dict[str, str]:
     for i, name in enumerate(names):
         write_image(folder / name, video.images[i])
         write_depth(folder / "depth" / f"{i:04d}.png", video.depths[i], scale=scale)
-    write_video(folder / "video.mp4", video.images, fps=video.fps or 12.0)
+    fps = video.fps or 12.0
+    write_video(folder / "video.mp4", video.images, fps=fps)
     write_transforms_json(folder / "cameras" / "transforms.json", video.cameras, [f"../{n}" for n in names])
     write_re10k(folder / "cameras" / "re10k.txt", video.cameras,
-                timestamps=[round(i * 1e6 / (video.fps or 12.0)) for i in range(len(video))])
+                timestamps=[round(i * 1e6 / fps) for i in range(len(video))])
     provenance = {"generator": "vdm3d explore", "names": names}
-    save_trajectory(folder / "cameras" / "trajectory.json", Trajectory(video.cameras, video.fps or 12.0, provenance))
+    save_trajectory(folder / "cameras" / "trajectory.json", Trajectory(video.cameras, fps, provenance))
     files = ["video.mp4", "frames/", "depth/", "cameras/transforms.json", "cameras/re10k.txt",
              "cameras/trajectory.json"]
     if cache is not None:
