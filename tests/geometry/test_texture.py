@@ -85,3 +85,13 @@ def test_export_round_trip(tmp_path, scene):
     paths = export_mesh(textured, tmp_path / "tex")
     loaded = trimesh.load(paths["glb"], force="mesh")
     assert loaded.visual.kind == "texture" and loaded.visual.material.baseColorTexture is not None
+    # the OBJ's material is white, so viewers that multiply the texture by Kd show it as baked, and its
+    # MTL and PNG are named after the mesh
+    assert sorted(p.name for p in (tmp_path / "tex").iterdir()) == ["mesh.glb", "mesh.mtl", "mesh.obj", "mesh.png"]
+    mtl = dict(line.split(" ", 1) for line in (tmp_path / "tex" / "mesh.mtl").read_text().splitlines()
+               if line and not line.startswith("#"))
+    assert [float(v) for v in mtl["Kd"].split()] == [1.0, 1.0, 1.0] and mtl["map_Kd"] == "mesh.png"
+    assert [float(v) for v in mtl["Ks"].split()] == [0.0, 0.0, 0.0]
+    obj = trimesh.load(paths["obj"], force="mesh")
+    png = np.asarray(obj.visual.material.image.convert("RGB"))
+    np.testing.assert_array_equal(png, np.asarray(loaded.visual.material.baseColorTexture.convert("RGB")))

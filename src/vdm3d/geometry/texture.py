@@ -149,11 +149,24 @@ def bake_uv_texture(mesh: trimesh.Trimesh, images: Float[Tensor, "N H W 3"], dep
 
 
 def export_mesh(mesh: trimesh.Trimesh, folder: str | Path, stem: str = "mesh") -> dict[str, Path]:
-    """Write ``<stem>.glb`` and ``<stem>.obj`` (with MTL and texture PNG when textured) into ``folder``."""
+    """Write ``<stem>.glb`` and ``<stem>.obj`` into ``folder``; a textured mesh's OBJ comes with
+    ``<stem>.mtl`` and ``<stem>.png`` (named after the mesh, so two runs' OBJs copied into one folder keep
+    their own textures), whose material is white (``Kd 1``, no specular): viewers multiply the texture
+    by ``Kd`` (three.js's MTLLoader does), and trimesh's default grey 0.4 would show it at 40 %."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     glb, obj = folder / f"{stem}.glb", folder / f"{stem}.obj"
     mesh.export(glb)
-    mesh.export(obj, include_color=True) if isinstance(mesh.visual, trimesh.visual.ColorVisuals) \
-        else mesh.export(obj)
+    visual = mesh.visual
+    if isinstance(visual, trimesh.visual.ColorVisuals):
+        mesh.export(obj, include_color=True)
+    elif isinstance(visual, trimesh.visual.TextureVisuals) and visual.material is not None:
+        image = getattr(visual.material, "baseColorTexture", None) or getattr(visual.material, "image", None)
+        white = trimesh.visual.material.SimpleMaterial(image=image, diffuse=[255] * 4, ambient=[255] * 4,
+                                                       specular=[0, 0, 0, 255], name=stem)
+        flat = mesh.copy()
+        flat.visual = trimesh.visual.TextureVisuals(uv=visual.uv, material=white)
+        flat.export(obj, mtl_name=f"{stem}.mtl")
+    else:
+        mesh.export(obj)
     return {"glb": glb, "obj": obj}
