@@ -41,3 +41,36 @@ def test_llff_is_read_only_and_unknown_suffix(tmp_path):
     (tmp_path / "x.yaml").write_text("a: 1")
     with pytest.raises(InputError, match="names no camera format"):
         read_camera_file(tmp_path / "x.yaml")
+
+
+def test_image_names_follow_the_file(tmp_path):
+    """Names that resolve to images are rebased when the file is written elsewhere: relative to the new
+    file in a transforms.json or vdm3d trajectory, relative to the images' folder in a COLMAP model."""
+    run = tmp_path / "run"
+    (run / "frames").mkdir(parents=True)
+    (run / "cameras").mkdir()
+    for i in range(5):
+        (run / "frames" / f"img_{i}.png").write_bytes(b"png")
+    cf = sample()
+    cf = CameraFile(cf.trajectory, [f"../frames/img_{i}.png" for i in range(5)], cf.timestamps_us, cf.url)
+    write_camera_file(run / "cameras" / "transforms.json", cf)
+    src = read_camera_file(run / "cameras" / "transforms.json")
+    assert src.images() == [run / "frames" / f"img_{i}.png" for i in range(5)]
+
+    for out in (tmp_path / "elsewhere" / "deeper" / "transforms.json", tmp_path / "t.json"):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_camera_file(out, src)
+        back = read_camera_file(out)
+        assert back.images() == src.images()  # the same files, from the new place
+    assert read_camera_file(tmp_path / "t.json").names[0] == "run/frames/img_0.png"
+
+    write_camera_file(tmp_path / "sparse", src)
+    model = read_camera_file(tmp_path / "sparse")
+    assert model.names == [f"img_{i}.png" for i in range(5)]  # relative to run/frames, COLMAP's image path
+    assert model.images() is None  # COLMAP stores no image folder
+
+    # names that are not images beside the file are written as they are
+    placeholders = CameraFile(cf.trajectory, [f"frame_{i:05d}" for i in range(5)], root=tmp_path)
+    (tmp_path / "p").mkdir()
+    write_camera_file(tmp_path / "p" / "transforms.json", placeholders)
+    assert read_camera_file(tmp_path / "p" / "transforms.json").names == placeholders.names

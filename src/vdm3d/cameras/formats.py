@@ -14,11 +14,18 @@ name           file                                      read / write
 
 Everything read becomes a :class:`CameraFile`: a :class:`Trajectory` (fps from the file when it
 has one - RE10K timestamps, a ``fps`` key - else 24) plus per-frame names and optional timestamps.
+
+Names are image paths relative to the file's own folder in a ``transforms.json`` and in a vdm3d
+trajectory that lists them (``root``); COLMAP's are relative to an image folder the model does not
+store, RE10K's are timestamps. Written elsewhere, names that resolve to images are rebased, so that
+they still name the same files: relative to the new file's folder (``transforms``, ``vdm3d``), or, in a
+COLMAP model, relative to the images' common folder (:func:`images_folder`, COLMAP's image path).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,6 +53,32 @@ class CameraFile:
     fps_recorded: bool = False
     """whether the file records its frame rate (a vdm3d trajectory's ``fps``, a transforms.json's ``fps`` or
     frame timestamps, RealEstate10K's timestamps); where not, the trajectory's ``fps`` is ``DEFAULT_FPS``"""
+    root: Path | None = None
+    """the folder the names are paths relative to (the file's own folder for a transforms.json and for a
+    vdm3d trajectory that lists names); ``None`` where names are not paths from a known folder"""
+
+    def images(self) -> list[Path] | None:
+        """The image file of every camera, when every name resolves to one from :attr:`root`; else ``None``."""
+        if self.root is None or not self.names:
+            return None
+        paths = [Path(os.path.normpath(os.path.abspath(self.root / n))) for n in self.names]
+        return paths if all(p.is_file() for p in paths) else None
+
+
+def images_folder(cf: CameraFile) -> Path | None:
+    """The folder that holds every camera's image (their deepest common folder), or ``None`` when the
+    names do not resolve to images: what a COLMAP model's image names are relative to."""
+    images = cf.images()
+    return Path(os.path.commonpath([p.parent for p in images])) if images else None
+
+
+def _names_at(cf: CameraFile, fmt: str, path: Path) -> list[str]:
+    """``cf.names`` as they must be written at ``path`` to name the same images (see the module docstring)."""
+    images = cf.images()
+    if images is None:
+        return cf.names
+    base = images_folder(cf) if fmt == "colmap" else Path(os.path.abspath(path)).parent
+    return [Path(os.path.relpath(p, base)).as_posix() for p in images]
 
 
 def detect_format(path: Path, for_writing: bool = False) -> str:
@@ -91,9 +124,11 @@ def read_camera_file(path: str | Path, fmt: CameraFormat = "auto", width: int | 
     if fmt == "vdm3d":
         t = trajectory_from_dict(read_json(path), path)
         t = Trajectory(t.cameras.to(dtype), t.fps, t.provenance)
-        names = t.provenance.get("names") or [f"frame_{i:05d}" for i in range(len(t))]
+        listed = t.provenance.get("names")
+        names = listed or [f"frame_{i:05d}" for i in range(len(t))]
         stamps = t.provenance.get("timestamps_us")
-        return CameraFile(t, list(names), stamps, t.provenance.get("url"), None, fps_recorded=True)
+        return CameraFile(t, list(names), stamps, t.provenance.get("url"), None, fps_recorded=True,
+                          root=path.parent if listed else None)
     if fmt == "transforms":
         cams, names, extras = read_transforms_json(path, dtype=dtype)
         top, frames = extras.get("top", {}), extras.get("frames", [])
@@ -101,7 +136,7 @@ def read_camera_file(path: str | Path, fmt: CameraFormat = "auto", width: int | 
         own = isinstance(top.get("fps"), (int, float)) and top["fps"] > 0
         fps = float(top["fps"]) if own else (_fps_from_timestamps(stamps) if stamps else DEFAULT_FPS)
         return CameraFile(Trajectory(cams, fps, {**src}), names, stamps, top.get("re10k_url"), extras,
-                          fps_recorded=own or _timed(stamps))
+                          fps_recorded=own or _timed(stamps), root=path.parent)
     if fmt == "re10k":
         cams, stamps, url = read_re10k(path, width or 640, height or 360, dtype=dtype)
         return CameraFile(Trajectory(cams, _fps_from_timestamps(stamps), {**src, "url": url}),
@@ -122,8 +157,9 @@ def write_camera_file(path: str | Path, cf: CameraFile, fmt: CameraFormat = "aut
     path = Path(path)
     fmt = detect_format(path, for_writing=True) if fmt == "auto" else fmt
     t = cf.trajectory
+    names = _names_at(cf, fmt, path)
     if fmt == "vdm3d":
-        prov = {**t.provenance, "names": cf.names}
+        prov = {**t.provenance, "names": names}
         if cf.timestamps_us is not None:
             prov["timestamps_us"] = cf.timestamps_us
         if cf.url:
@@ -135,16 +171,16 @@ def write_camera_file(path: str | Path, cf: CameraFile, fmt: CameraFormat = "aut
         top["fps"] = t.fps
         if cf.url:
             top["re10k_url"] = cf.url
-        frames = [dict(f) for f in (extras.get("frames") or [{} for _ in cf.names])]
+        frames = [dict(f) for f in (extras.get("frames") or [{} for _ in names])]
         if cf.timestamps_us is not None:
             for f, s in zip(frames, cf.timestamps_us):
                 f["timestamp_us"] = int(s)
         extras.update(top=top, frames=frames)
-        return write_transforms_json(path, t.cameras, cf.names, extras)
+        return write_transforms_json(path, t.cameras, names, extras)
     if fmt == "re10k":
         return write_re10k(path, t.cameras, cf.timestamps_us or [round(i * 1e6 / t.fps) for i in range(len(t))],
                            cf.url or "")
     if fmt == "colmap":
-        return write_colmap(colmap_from_cameras(t.cameras, cf.names), path, binary=colmap_binary)
+        return write_colmap(colmap_from_cameras(t.cameras, names), path, binary=colmap_binary)
     raise InputError(path=path, problem=f"cannot be written as {fmt!r}",
                      fix="write vdm3d, transforms, colmap or re10k (LLFF is read-only)")

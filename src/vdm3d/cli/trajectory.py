@@ -410,7 +410,7 @@ def _lens_text(lens) -> str:
 
 
 def _convert(cfg: Convert) -> int:
-    from vdm3d.cameras.formats import read_camera_file
+    from vdm3d.cameras.formats import images_folder, read_camera_file
 
     _check_out(cfg.out, cfg.overwrite)
     from vdm3d.cameras.formats import detect_format
@@ -424,6 +424,12 @@ def _convert(cfg: Convert) -> int:
                          "pinhole part only")
     _write(cfg.out, cf, cfg.to, cfg.overwrite, not cfg.colmap_text, config=cfg)
     print(f"wrote {cfg.out}: {len(cf.trajectory)} cameras")
+    folder = images_folder(cf)
+    if folder is not None and target == "colmap":  # a COLMAP model's image names start at an image folder
+        print(f"the images are in {folder} (the image folder for COLMAP, e.g. its --image_path)")
+    elif folder is None and target in ("transforms", "colmap", "vdm3d"):
+        print(f"note: {cfg.input}'s image names ({cf.names[0]}, ...) name no image files beside it, so they are "
+              f"written as they are; a reader of {cfg.out} will not find images under them")
     if target == "re10k":  # its intrinsics are fractions of an image size it does not store
         cams = cf.trajectory.cameras
         print(f"note: RealEstate10K files store no image size, and readers take 640x360 (pixels not square unless "

@@ -38,7 +38,7 @@ def export(folder: Path, config, video: Views, cache) -> dict[str, str]:
     write_transforms_json(folder / "cameras" / "transforms.json", video.cameras, [f"../{n}" for n in names])
     write_re10k(folder / "cameras" / "re10k.txt", video.cameras,
                 timestamps=[round(i * 1e6 / fps) for i in range(len(video))])
-    provenance = {"generator": "vdm3d explore", "names": names}
+    provenance = {"generator": "vdm3d explore", "names": [f"../{n}" for n in names]}  # from cameras/, as above
     save_trajectory(folder / "cameras" / "trajectory.json", Trajectory(video.cameras, fps, provenance))
     files = ["video.mp4", "frames/", "depth/", "cameras/transforms.json", "cameras/re10k.txt",
              "cameras/trajectory.json"]

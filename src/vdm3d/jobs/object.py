@@ -474,7 +474,8 @@ def export(folder: Path, config: ObjectConfig, fg: Foreground, orbit: Views, pla
         write_image(folder / name, image)
     write_video(folder / "orbit.mp4", orbit.images, fps=orbit.fps or 6.0)
     write_transforms_json(folder / "cameras" / "transforms.json", orbit.cameras, [f"../{n}" for n in names])
-    write_trajectory(folder / "cameras" / "orbit.json", orbit.cameras, orbit.fps or 6.0, config, plan)
+    write_trajectory(folder / "cameras" / "orbit.json", orbit.cameras, orbit.fps or 6.0, config, plan,
+                     [f"../{n}" for n in names])
     save_ply(folder / "splats.ply", gaussians)
     export_mesh(mesh.copy().apply_transform(Y_UP), folder, "mesh")
     spin = turntable(config, gaussians, orbit.width * 2)  # [T, H, W, 3]
@@ -489,10 +490,13 @@ def export(folder: Path, config: ObjectConfig, fg: Foreground, orbit: Views, pla
     return {f: f for f in files}
 
 
-def write_trajectory(path: Path, cameras: Cameras, fps: float, config: ObjectConfig, plan: OrbitPlan) -> None:
-    """The orbit as a vdm3d trajectory file (cameras in time order, fps, provenance)."""
+def write_trajectory(path: Path, cameras: Cameras, fps: float, config: ObjectConfig, plan: OrbitPlan,
+                     names: list[str]) -> None:
+    """The orbit as a vdm3d trajectory file (cameras in time order, fps, provenance, each frame's image
+    relative to the file)."""
     provenance = {"generator": f"vdm3d object ({config.orbit})", "input_index": plan.input_index,
-                  "elevations_deg": plan.elevation_deg.tolist(), "azimuths_deg": plan.azimuth_deg.tolist()}
+                  "elevations_deg": plan.elevation_deg.tolist(), "azimuths_deg": plan.azimuth_deg.tolist(),
+                  "names": names}
     save_trajectory(path, Trajectory(cameras, fps=fps, provenance=provenance))
 
 
