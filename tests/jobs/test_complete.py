@@ -141,6 +141,14 @@ def test_complete_room_end_to_end_and_resume(room, tmp_path, monkeypatch):
     assert len(planned) >= 3
     assert json.loads(planned[0].read_text())["format"] == "vdm3d.trajectory"
     assert not (out / "checkpoints").exists()
+    # the training views as fitted, with their cameras (what `vdm3d view` shows), are a scene the reader takes
+    from vdm3d.data.readers import read_scene
+
+    inputs = read_scene(room, Split(num_train_views=3), points_from="train")
+    again = read_scene(out / "cameras" / "transforms.json", Split(test_every=0))
+    assert again.train_names == tuple(f"{Path(n).stem}.png" for n in inputs.train_names)
+    torch.testing.assert_close(again.train.cameras.c2w, inputs.train.cameras.c2w.float(), atol=1e-5, rtol=0)
+    assert float((again.train.images - inputs.train.images).abs().max()) <= 0.5 / 255 + 1e-6
 
     # with points added to the holes from each clip (they join the running fit) ...
     holes = dataclasses.replace(_config(room, out).distill, hole_points=True, hole_point_share=0.5)

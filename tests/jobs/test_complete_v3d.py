@@ -108,6 +108,7 @@ def test_v3d_room_end_to_end_and_resume(room, tmp_path, monkeypatch):
               "compare/008.png"):
         assert (out / f).is_file(), f
     assert len(list((out / "trajectories").glob("view*.json"))) == 2
+    assert len(json.loads((out / "cameras" / "transforms.json").read_text())["frames"]) == 3  # the training views
     assert not (out / "checkpoints").exists()
 
     # a crash in the second clip keeps the baseline and the first clip; --resume gives the same splats

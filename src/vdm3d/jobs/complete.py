@@ -28,7 +28,8 @@ Stages, top to bottom (each a function below)::
 
 Outputs: ``splats.ply``, ``baseline.ply``, ``renders/`` and ``compare/`` for held-out views,
 ``metrics.json``, ``clips/NNN.mp4`` with ``clips/NNN.json`` (the clip's trajectory), ``trajectories/``
-(every planned path, for ``vdm3d trajectory preview``) and ``manifest.json``.
+(every planned path, for ``vdm3d trajectory preview``), ``cameras/transforms.json`` with ``cameras/images/``
+(the training views as fitted) and ``manifest.json``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from typing import Annotated, Callable, Literal
 import torch
 import tyro
 
+from vdm3d.cameras.io import write_transforms_json
 from vdm3d.cameras.trajectory import Trajectory
 from vdm3d.cameras.trajectory_file import save_trajectory
 from vdm3d.data.depths import read_train_depths
@@ -239,6 +241,12 @@ def evaluate(gaussians: Gaussians, scene: Scene, backend: str = "auto") -> tuple
 
 def export(run: RunFolder, gaussians: Gaussians, scene: Scene, metrics: dict, renders: torch.Tensor | None) -> None:
     save_ply(run.path / "splats.ply", gaussians)
+    # the training views as the fit saw them (downscaled, undistorted) with their cameras, so that the run
+    # folder alone shows where the photos were taken (`vdm3d view`) and is a nerfstudio scene of its inputs
+    images = [f"images/{Path(name).stem}.png" for name in scene.train_names]
+    for name, image in zip(images, scene.train.images):
+        write_image(run.path / "cameras" / name, image)
+    write_transforms_json(run.path / "cameras" / "transforms.json", scene.train.cameras, images)
     if renders is not None:
         for name, pred, gt in zip(scene.test_names, renders, scene.test.images):
             stem = Path(name).stem

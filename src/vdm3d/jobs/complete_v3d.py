@@ -12,8 +12,8 @@ Stages, top to bottom (the shared ones from :mod:`vdm3d.jobs.complete`)::
 The fit continues the baseline for ``--distill.steps`` steps (as many as the guidedvd method and the
 plain-fit comparison), with the same learning rates and density control (``--distill.fit``).
 Outputs are those of the guidedvd method: ``splats.ply``, ``baseline.ply``, ``renders/``,
-``compare/``, ``metrics.json``, ``clips/NNN.mp4`` with ``clips/NNN.json``, ``trajectories/`` and the
-manifest; ``--resume`` continues after the baseline, each finished clip and each fit checkpoint.
+``compare/``, ``metrics.json``, ``clips/NNN.mp4`` with ``clips/NNN.json``, ``trajectories/``,
+``cameras/`` (the training views) and the manifest; ``--resume`` continues after the baseline, each finished clip and each fit checkpoint.
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@
   (``mesh.glb``, else ``mesh.obj``), the cameras (``cameras/*.json``, ``trajectory.json``,
   ``transforms.json``; the first that reads) and, for each camera, its frame: a sibling folder with
   exactly one PNG per camera (``orbit/`` in the object job) or the ``file_path`` of a
-  ``transforms.json``;
+  ``transforms.json``; a run whose manifest names an input mesh and wrote none (``vdm3d stylize``)
+  shows that mesh, read with the run's ``--up``, from where the manifest says the command ran; the
+  planned paths in ``trajectories/*.json`` (``vdm3d complete``) are a second camera group;
 * a **3DGS PLY** (any SH degree; a plain point cloud PLY is shown as points);
 * a **mesh** (``.glb``, ``.gltf``, ``.obj``, ``.ply``, ``.stl``, ``.off``);
 * a **camera file** in any format :func:`vdm3d.cameras.formats.read_camera_file` reads (vdm3d
@@ -22,8 +24,9 @@ PLY, STL and OFF meshes are taken as z-up. ``mesh_up`` overrides the guess: ``"y
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
 import numpy as np
 import torch
@@ -35,6 +38,17 @@ from vdm3d.errors import InputError
 MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".stl", ".off", ".ply")
 CAMERA_SUFFIXES = (".json", ".txt", ".npy")
 MeshUp = Literal["auto", "y", "z"]
+Say = Callable[[str], None]
+
+
+@dataclasses.dataclass
+class CameraGroup:
+    """Camera paths shown beside the main cameras, in their own colour and toggled together (a complete
+    run's planned paths): frusta without frames and a polyline per path."""
+
+    name: str
+    paths: list[Cameras]  # each [F], OpenCV camera-to-world in vdm3d's world
+    path_names: list[str]
 
 
 @dataclasses.dataclass
@@ -49,10 +63,13 @@ class ViewerContent:
     cameras: Cameras | None = None
     frames: np.ndarray | None = None  # [F, H, W, 3] uint8, one per camera
     fps: float = 24.0
+    groups: list[CameraGroup] = dataclasses.field(default_factory=list)  # further camera sets
     sources: dict[str, str] = dataclasses.field(default_factory=dict)  # what was read from where
+    notes: list[str] = dataclasses.field(default_factory=list)  # what could not be shown, one line each
 
     def is_empty(self) -> bool:
-        return self.gaussians is None and self.mesh is None and self.points is None and self.cameras is None
+        return (self.gaussians is None and self.mesh is None and self.points is None and self.cameras is None
+                and not self.groups)
 
     def focus(self) -> tuple[np.ndarray, float]:
         """Centre and radius of what is shown (robust to stray splats), for framing the first view."""
@@ -65,6 +82,8 @@ class ViewerContent:
             pts.append(self.points.astype(np.float64))
         if not pts and self.cameras is not None:
             pts.append(self.cameras.centers.double().numpy().reshape(-1, 3))
+        if not pts and self.groups:
+            pts.extend(c.centers.double().numpy().reshape(-1, 3) for g in self.groups for c in g.paths)
         if not pts:
             return np.zeros(3), 1.0
         p = np.concatenate(pts)
@@ -188,6 +207,45 @@ def _frames_folder(folder: Path, count: int) -> list[Path] | None:
     return None
 
 
+def _manifest_mesh(folder: Path) -> tuple[Path, MeshUp] | None:
+    """The input mesh a run was given (``config.mesh`` in its manifest, e.g. ``vdm3d stylize``), resolved
+    from the folder the command ran in (``cwd``), with the ``--up`` the run read it with."""
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    config = manifest.get("config") if isinstance(manifest, dict) else None
+    mesh = config.get("mesh") if isinstance(config, dict) else None
+    if not isinstance(mesh, str) or mesh in ("", "."):
+        return None
+    up = config.get("up", "auto")
+    path = Path(mesh).expanduser()
+    if not path.is_absolute() and isinstance(manifest.get("cwd"), str):
+        path = Path(manifest["cwd"]) / path
+    return path, (up if up in ("auto", "y", "z") else "auto")
+
+
+def _read_paths(folder: Path, content: ViewerContent) -> None:
+    """Every trajectory file in ``folder`` (a complete run's planned paths) as one camera group."""
+    from vdm3d.cameras.formats import read_camera_file
+    from vdm3d.cameras.preview import evenly_spaced
+
+    files = sorted(folder.glob("*.json"))
+    paths, names = [], []
+    for f in files:
+        try:
+            cams = read_camera_file(f).trajectory.cameras.reshape(-1)
+        except InputError:
+            content.notes.append(f"{f}: not a camera file, left out of the {folder.name} group")
+            continue
+        keep = evenly_spaced(len(cams), max(2, MAX_CAMERAS // max(len(files), 1)))
+        paths.append((cams[torch.from_numpy(keep)] if len(keep) < len(cams) else cams).to(torch.float32))
+        names.append(f.stem)
+    if paths:
+        content.groups.append(CameraGroup(folder.name, paths, names))
+        content.sources[folder.name] = str(folder)
+
+
 def _read_run_folder(folder: Path, content: ViewerContent, mesh_up: MeshUp) -> None:
     plys = [folder / "splats.ply"] if (folder / "splats.ply").is_file() else sorted(folder.glob("*.ply"))
     for ply in plys:
@@ -199,6 +257,19 @@ def _read_run_folder(folder: Path, content: ViewerContent, mesh_up: MeshUp) -> N
             content.mesh = load_mesh(folder / name, mesh_up)
             content.sources["mesh"] = str(folder / name)
             break
+    given = _manifest_mesh(folder) if content.mesh is None else None
+    if given is not None:  # the job's input, not copied into the run: read it where the run read it
+        path, up = given
+        if not path.is_file():
+            content.notes.append(f"mesh: {path} (the run's input, named in its manifest.json) was not found, so "
+                                 "the mesh is not shown")
+        else:
+            try:
+                content.mesh = load_mesh(path, up if mesh_up == "auto" else mesh_up)
+                content.sources["mesh"] = str(path)
+            except InputError as e:
+                content.notes.append(f"mesh: {path} (the run's input, named in its manifest.json) "
+                                     f"{e.problem or e}, so the mesh is not shown")
     for cams in _camera_candidates(folder):
         try:
             _read_cameras(cams, content)
@@ -210,10 +281,13 @@ def _read_run_folder(folder: Path, content: ViewerContent, mesh_up: MeshUp) -> N
         if files:
             content.frames = _read_frames(files)
             content.sources["frames"] = str(files[0].parent)
+    if (folder / "trajectories").is_dir():
+        _read_paths(folder / "trajectories", content)
 
 
-def load_content(path: str | Path, mesh_up: MeshUp = "auto") -> ViewerContent:
-    """Read a run folder, a splat PLY, a mesh or a camera file into :class:`ViewerContent`."""
+def load_content(path: str | Path, mesh_up: MeshUp = "auto", say: Say | None = print) -> ViewerContent:
+    """Read a run folder, a splat PLY, a mesh or a camera file into :class:`ViewerContent`; what could
+    not be shown (a run's input mesh that moved) is said in one line each through ``say``."""
     path = Path(path)
     if not path.exists():
         raise InputError(path=path, problem="does not exist",
@@ -233,6 +307,9 @@ def load_content(path: str | Path, mesh_up: MeshUp = "auto") -> ViewerContent:
     else:
         raise InputError(path=path, problem=f"has a suffix {suffix!r} the viewer cannot show",
                          fix="pass a run folder, a splat .ply, a mesh (.glb/.obj) or a camera file (.json/.txt/.npy)")
+    if say is not None:
+        for line in content.notes:
+            say(line)
     if content.is_empty():
         raise InputError(path=path, problem="holds no splats, mesh, points or cameras",
                          fix="pass a run folder with splats.ply, mesh.glb or cameras/*.json")

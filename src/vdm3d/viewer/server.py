@@ -4,7 +4,8 @@
 (``scene.add_gaussian_splats`` with the world covariances and the SH DC colour), the mesh, points,
 one camera frustum per camera with its frame as the frustum's image, the path as a polyline through
 the camera centres, and a frame slider (with play) that highlights a camera, shows its frame in the
-panel and, with "follow", moves the viewer's camera there.
+panel and, with "follow", moves the viewer's camera there. Further camera groups (a complete run's
+planned paths) are frusta and polylines in their own colour, shown or hidden together from the panel.
 
 viser's frusta use OpenCV axes (x right, y down, z forward), the same as vdm3d, so a camera's pose
 is its ``c2w`` as is: ``wxyz`` from the rotation, ``position`` from the centre.
@@ -23,6 +24,8 @@ from vdm3d.viewer.content import ViewerContent
 PATH_COLOR = (255, 140, 0)
 FRUSTUM_COLOR = (40, 40, 40)
 ACTIVE_COLOR = (230, 40, 160)
+VIEW_HALF_ANGLE = float(np.deg2rad(25.0))  # the page's first view has a 50 degree vertical field of view
+GROUP_COLORS = ((0, 130, 200), (60, 170, 60), (150, 80, 200))  # further camera groups, in turn
 # the first view of content without cameras: from -y (front), a little above
 DEFAULT_VIEW_DIR = np.array([0.0, -1.0, 0.35]) / np.linalg.norm([0.0, -1.0, 0.35])
 
@@ -49,7 +52,8 @@ def camera_poses(cameras) -> tuple[np.ndarray, np.ndarray]:
 def initial_view(content: ViewerContent) -> dict[str, tuple[float, float, float] | float]:
     """Where the page's camera starts: looking at the content's centre from the side of the first
     camera (when there are cameras) or from the front (-y), a little above, far enough back that the
-    content's radius and the first frusta fit in a 50 degree view."""
+    content's radius and the first frusta fit in a 50 degree view, and every camera centre lies within
+    0.8 of its half angle (a path close to the content, as stylize's, would otherwise start out of view)."""
     centre, radius = content.focus()
     direction = DEFAULT_VIEW_DIR
     if content.cameras is not None:
@@ -57,12 +61,19 @@ def initial_view(content: ViewerContent) -> dict[str, tuple[float, float, float]
         if np.linalg.norm(offset) > 1e-6:
             direction = offset / np.linalg.norm(offset) + np.array([0.0, 0.0, 0.35])
             direction = direction / np.linalg.norm(direction)
-    distance = 1.5 * radius / np.tan(np.deg2rad(25.0))
+    distance = 1.5 * radius / np.tan(VIEW_HALF_ANGLE)
     if content.cameras is not None:  # stand behind the cameras so that their frusta are in view
-        distance = max(distance, 1.3 * float(np.linalg.norm(content.cameras.reshape(-1).centers[0].double().numpy()
-                                                            - centre)))
+        centres = content.cameras.reshape(-1).centers.double().numpy()
+        distance = max(distance, 1.3 * float(np.linalg.norm(centres[0] - centre)))
+        for _ in range(40):  # then back off, 15 % at a time, until every camera is in view
+            eye = centre + direction * distance
+            rays = centres - eye
+            cos = rays @ (centre - eye) / (np.linalg.norm(rays, axis=1) * distance + 1e-12)
+            if cos.min() >= np.cos(0.8 * VIEW_HALF_ANGLE):
+                break
+            distance *= 1.15
     eye = centre + direction * distance
-    return {"position": tuple(eye), "look_at": tuple(centre), "fov": float(np.deg2rad(50.0))}
+    return {"position": tuple(eye), "look_at": tuple(centre), "fov": 2 * VIEW_HALF_ANGLE}
 
 
 def show(server, content: ViewerContent, max_splats: int | None = 500_000) -> dict[str, object]:
@@ -88,22 +99,59 @@ def show(server, content: ViewerContent, max_splats: int | None = 500_000) -> di
     server.initial_camera.fov = view["fov"]
     if content.cameras is not None:
         handles.update(_add_cameras(server, content))
+    for k, group in enumerate(content.groups):
+        handles[group.name] = _add_group(server, content, k)
+    toggles = {}
     with gui.add_folder("layers"):
-        for name in ("splats", "mesh", "points"):
+        for name in ("splats", "mesh", "points", *(g.name for g in content.groups)):
             if name in handles:
-                _toggle(gui, name, handles[name])
+                toggles[name] = _toggle(gui, name, handles[name])
+        for line in content.notes:
+            gui.add_markdown(f"*{line}*")
         for kind, src in content.sources.items():
             gui.add_markdown(f"**{kind}**: `{src}`")
+    handles["toggles"] = toggles
     return handles
 
 
-def _toggle(gui, name: str, handle) -> None:
-    box = gui.add_checkbox(f"show {name}", initial_value=bool(handle.visible))
+def _toggle(gui, name: str, handle):
+    """A panel checkbox that shows or hides one scene node, or a list of them together; returns it."""
+    nodes = handle if isinstance(handle, list) else [handle]
+    box = gui.add_checkbox(f"show {name}", initial_value=bool(nodes[0].visible))
 
     def update(_event) -> None:
-        handle.visible = box.value
+        for node in nodes:
+            node.visible = box.value
 
     box.on_update(update)
+    return box
+
+
+def frustum_size(steps: np.ndarray, radius: float) -> float:
+    """Frustum scale: the median distance between consecutive cameras, within 3-15 % of the content's radius."""
+    return float(np.clip(np.median(steps) if len(steps) else radius * 0.1, radius * 0.03, radius * 0.15))
+
+
+def _add_group(server, content: ViewerContent, k: int) -> list[object]:
+    """Group ``k``'s paths as frusta (no frames) and polylines in the group's colour; returns the nodes."""
+    group = content.groups[k]
+    color = GROUP_COLORS[k % len(GROUP_COLORS)]
+    _, radius = content.focus()
+    poses = [camera_poses(cams.reshape(-1)) for cams in group.paths]
+    size = frustum_size(np.concatenate([np.linalg.norm(np.diff(pos, axis=0), axis=1) for _, pos in poses]), radius)
+    nodes: list[object] = []
+    for name, cams, (wxyz, pos) in zip(group.path_names, group.paths, poses):
+        cams = cams.reshape(-1)
+        fov_y = np.deg2rad(cams.fov_y_deg.double().numpy())
+        root = f"/{group.name}/{name}"
+        nodes += [server.scene.add_camera_frustum(f"{root}/{i:04d}", fov=float(fov_y[i]),
+                                                  aspect=cams.width / cams.height, scale=size, color=color,
+                                                  wxyz=wxyz[i], position=pos[i], thickness=size * 0.02)
+                  for i in range(len(cams))]
+        if len(cams) > 1:
+            segments = np.stack([pos[:-1], pos[1:]], axis=1).astype(np.float32)
+            nodes.append(server.scene.add_line_segments(f"{root}/path", segments, color, thickness=size * 0.05))
+    return nodes
 
 
 def _add_cameras(server, content: ViewerContent) -> dict[str, object]:
@@ -111,8 +159,7 @@ def _add_cameras(server, content: ViewerContent) -> dict[str, object]:
     cams = content.cameras.reshape(-1)
     wxyz, pos = camera_poses(cams)
     _, radius = content.focus()
-    step = np.linalg.norm(np.diff(pos, axis=0), axis=1)
-    size = float(np.clip(np.median(step) if len(step) else radius * 0.1, radius * 0.03, radius * 0.15))
+    size = frustum_size(np.linalg.norm(np.diff(pos, axis=0), axis=1), radius)
     fov_y = np.deg2rad(cams.fov_y_deg.double().numpy())
     aspect = cams.width / cams.height
     frusta = []
