@@ -47,7 +47,13 @@ def test_fit_fern_small_beats_mean_color_and_round_trips(shared_data, tmp_path):
     for f in dataclasses.fields(Gaussians):
         assert torch.equal(getattr(loaded, f.name), getattr(result.gaussians, f.name)), f.name
 
-    test_cams = read_scene(shared_data / "llff_fern", Split(test_every=8), downscale=8).test.cameras
+    scene = read_scene(shared_data / "llff_fern", Split(test_every=8), downscale=8)
+    # the training views with their cameras, as a scene of their own (the viewer and nerfstudio read it)
+    written = read_scene(run / "cameras" / "transforms.json", Split(test_every=0))
+    assert len(written.train) == len(scene.train) == 17
+    torch.testing.assert_close(written.train.cameras.c2w.float(), scene.train.cameras.c2w.float(), atol=1e-5, rtol=0)
+    assert (written.train.images - scene.train.images).abs().max() <= 1 / 255 + 1e-6
+    test_cams = scene.test.cameras
     a = render_views(result.gaussians, test_cams).images
     b = render_views(loaded, test_cams).images
     assert torch.equal(a, b)

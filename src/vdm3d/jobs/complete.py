@@ -42,15 +42,13 @@ from typing import Annotated, Callable, Literal
 import torch
 import tyro
 
-from vdm3d.cameras.io import write_transforms_json
 from vdm3d.cameras.trajectory import Trajectory
 from vdm3d.cameras.trajectory_file import save_trajectory
 from vdm3d.data.depths import read_train_depths
 from vdm3d.data.readers import Scene, Split, read_scene
 from vdm3d.errors import ConfigError
-from vdm3d.io.images import write_image
 from vdm3d.io.progress import StageClock
-from vdm3d.io.runs import RunFolder, atomic_write_json, resume_target
+from vdm3d.io.runs import RunFolder, resume_target
 from vdm3d.io.video import write_video
 from vdm3d.jobs.complete_distill import DistillConfig, distill
 from vdm3d.jobs.complete_generate import GenerationConfig, generate_clip
@@ -60,6 +58,7 @@ from vdm3d.options import Range
 from vdm3d.recon.checkpoint import load_state, save_state
 from vdm3d.recon.depth_points import points_from_depths
 from vdm3d.recon.evaluate import score_views
+from vdm3d.recon.export import write_fit
 from vdm3d.recon.hole_points import hole_points
 from vdm3d.recon.render import render_views
 from vdm3d.recon.init import init_from_points, init_random
@@ -240,19 +239,7 @@ def evaluate(gaussians: Gaussians, scene: Scene, backend: str = "auto") -> tuple
 
 
 def export(run: RunFolder, gaussians: Gaussians, scene: Scene, metrics: dict, renders: torch.Tensor | None) -> None:
-    save_ply(run.path / "splats.ply", gaussians)
-    # the training views as the fit saw them (downscaled, undistorted) with their cameras, so that the run
-    # folder alone shows where the photos were taken (`vdm3d view`) and is a nerfstudio scene of its inputs
-    images = [f"images/{Path(name).stem}.png" for name in scene.train_names]
-    for name, image in zip(images, scene.train.images):
-        write_image(run.path / "cameras" / name, image)
-    write_transforms_json(run.path / "cameras" / "transforms.json", scene.train.cameras, images)
-    if renders is not None:
-        for name, pred, gt in zip(scene.test_names, renders, scene.test.images):
-            stem = Path(name).stem
-            write_image(run.path / "renders" / f"{stem}.png", pred)
-            write_image(run.path / "compare" / f"{stem}.png", torch.cat([pred, gt], 1))  # render | truth
-    atomic_write_json(run.path / "metrics.json", metrics)
+    write_fit(run.path, gaussians, scene, metrics, renders)
 
 
 def save_paths(folder: Path, paths: list[Trajectory]) -> None:

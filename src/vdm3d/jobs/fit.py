@@ -3,8 +3,9 @@
 Stages, top to bottom: :func:`load_scene` (LLFF / COLMAP / transforms.json, train/test split,
 downscale) -> :func:`initialize` (COLMAP points, or random in the frusta) -> :func:`fit`
 (checkpoints in the run folder) -> :func:`evaluate`
-(renders of the held-out views, PSNR/SSIM) -> :func:`export` (``splats.ply``, ``renders/``,
-``compare/`` with render | ground truth side by side, ``metrics.json``). The initialize and fit stages
+(renders of the held-out views, PSNR/SSIM) -> :func:`export` (``splats.ply``, the training views with their
+cameras in ``cameras/``, ``renders/``, ``compare/`` with render | ground truth side by side, ``metrics.json``:
+:func:`vdm3d.recon.export.write_fit`). The initialize and fit stages
 are the shared baseline of :mod:`vdm3d.recon.baseline`, which other jobs use without importing this one.
 
 Default (:data:`CPU_FIT`): 12000 steps on random 128-pixel patches, SH degree 1, at most 100k
@@ -29,15 +30,14 @@ import torch
 import tyro
 
 from vdm3d.data.readers import Scene, Split, read_scene
-from vdm3d.io.images import write_image
-from vdm3d.io.runs import RunFolder, atomic_write_json, resume_target
+from vdm3d.io.runs import RunFolder, resume_target
 from vdm3d.options import Range
 from vdm3d.recon.baseline import fit_in_run, initialize as initialize_baseline
 from vdm3d.recon.evaluate import score_views
+from vdm3d.recon.export import write_fit
 from vdm3d.recon.render import render_views
 from vdm3d.recon.trainer import FitConfig, FitProgress
 from vdm3d.splat.gaussians import Gaussians
-from vdm3d.splat.ply import save_ply
 from vdm3d.splat.strategy import DensifyPolicy
 
 # CPU default: fern (17 views of 504x378) within 20 minutes on 2 cores. Random 128-pixel patches keep
@@ -115,13 +115,7 @@ def evaluate(gaussians: Gaussians, scene: Scene, config: FitJobConfig) -> tuple[
 
 
 def export(run: RunFolder, gaussians: Gaussians, scene: Scene, metrics: dict, renders: torch.Tensor | None) -> None:
-    save_ply(run.path / "splats.ply", gaussians)
-    if renders is not None:
-        for name, pred, gt in zip(scene.test_names, renders, scene.test.images):
-            stem = Path(name).stem
-            write_image(run.path / "renders" / f"{stem}.png", pred)
-            write_image(run.path / "compare" / f"{stem}.png", torch.cat([pred, gt], 1))  # render | truth
-    atomic_write_json(run.path / "metrics.json", metrics)
+    write_fit(run.path, gaussians, scene, metrics, renders)
 
 
 def run_fit(config: FitJobConfig, progress: Callable[[FitProgress], None] | None = None) -> FitResult:
