@@ -3,6 +3,7 @@ weights written to a temporary folder: the hub path runs the same stages as the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -93,3 +94,46 @@ def test_hub_arc_limit_is_ggi_window():
     job.check_config(job.StylizeConfig(backbone="hub", arc_frames=17))
     with pytest.raises(job.ConfigError, match=r"--arc-frames is 50; use 2 to 49 \(GGI's 49-frame window\)"):
         job.check_config(job.StylizeConfig(backbone="hub", arc_frames=50))
+
+
+def test_style_lora_blocks_the_transformer_lacks_are_refused_before_the_run_folder(tmp_path, capsys):
+    """A FLUX with one single-stream block and the default --style-lora-blocks 1 2 3 4: one sentence naming
+    the flag, exit 2, and no folder (neither the run nor a .partial one), so the next run is not refused as
+    an interrupted one; --style-lora-blocks 0 trains the LoRA on the block it has."""
+    from vdm3d.cli.config import cli as parse
+    from vdm3d.cli.main import main as cli
+    from vdm3d.models.hub.cogvideox import CogVideoXBackbone, CogVideoXSettings, widen_patch_embed
+    from vdm3d.models.hub.cogvideox import tiny_components as cog_tiny
+    from vdm3d.models.hub.flux import FluxBackbone, FluxSettings
+    from vdm3d.models.hub.flux import tiny_components as flux_tiny
+
+    flux = FluxBackbone(flux_tiny(0, single_layers=1), FluxSettings(height=32, width=32, max_text_tokens=8,
+                                                                    clip_tokens=8))
+    flux.save_pretrained(tmp_path / "flux")
+    comps = cog_tiny(0, frames=5)
+    widen_patch_embed(comps["transformer"], 4)
+    CogVideoXBackbone(comps, CogVideoXSettings(frames=5, height=32, width=32, max_text_tokens=8)
+                      ).save_pretrained(tmp_path / "ggi")
+    _inputs(tmp_path, frames=5)
+    runs = tmp_path / "runs"
+    argv = ["--mesh", str(tmp_path / "scene.glb"), "--trajectory", str(tmp_path / "path.json"), "--style",
+            str(tmp_path / "style.png"), "--out", str(runs / "hub"), "--backbone", "hub", "--anchor-path",
+            str(tmp_path / "flux"), "--inbetween-path", str(tmp_path / "ggi"), "--resolution", "32", "--steps", "1",
+            "--style-lora-steps", "1", "--style-lora-cache", str(tmp_path / "loras")]
+    assert cli(["stylize", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == ("error: --style-lora-blocks names block 1, but the transformer of flux-dev-controlnet-hed "
+                       "has single-stream blocks 0 to 0; give blocks in that range, or --style-lora-steps 0 for "
+                       "no style LoRA.")
+    assert not runs.exists() or list(runs.iterdir()) == []
+    config = parse(job.StylizeConfig, [*argv, "--style-lora-blocks", "0"], "vdm3d stylize")
+    assert config.style_lora_blocks == (0,)
+    models = job.StylizeModels(flux, None)
+    job.check_style_lora(config, models)
+    lora = job.align_style(config, models, torch.rand(32, 32, 3), say=lambda _m: None)
+    from safetensors.torch import load_file
+    keys = list(load_file(lora))
+    assert keys and all(".single_transformer_blocks.0." in k for k in keys if "single_transformer_blocks" in k)
+    assert any("single_transformer_blocks.0." in k for k in keys)
+    with pytest.raises(job.ConfigError, match="--style-lora-blocks is empty; give one or more block indices"):
+        job.check_config(dataclasses.replace(config, style_lora_blocks=()))

@@ -116,6 +116,9 @@ class StylizeConfig:
     trained once per style image and base model and cached; 0: no LoRA"""
     style_lora_cache: Path = Path("~/.cache/vdm3d/style_lora")
     """hub: folder of the cached style LoRAs"""
+    style_lora_blocks: tuple[int, ...] = (1, 2, 3, 4)
+    """hub: the FLUX transformer's single-stream blocks the style LoRA adapts, by index (VideoFrom3D: 1-4;
+    FLUX.1-dev has 0-37)"""
     up: Literal["auto", "y", "z"] = "auto"
     """the mesh file's up axis: auto (glTF/OBJ y-up, other formats z-up), y or z"""
     resolution: Annotated[int, Range(8)] = 64
@@ -203,6 +206,9 @@ def check_config(config: StylizeConfig) -> None:
         raise ConfigError(f"--steps is {config.steps}; use at least 1.")
     if config.style_lora_steps < 0:
         raise ConfigError(f"--style-lora-steps is {config.style_lora_steps}; use 0 (no LoRA) or more steps.")
+    if not config.style_lora_blocks or min(config.style_lora_blocks) < 0:
+        raise ConfigError(f"--style-lora-blocks is {' '.join(map(str, config.style_lora_blocks)) or 'empty'}; give "
+                          "one or more block indices from 0 (VideoFrom3D: 1 2 3 4).")
     if not 0.0 <= config.blend_fraction <= 1.0 or not 0.0 <= config.noise_alpha <= 1.0:
         raise ConfigError("--blend-fraction and --noise-alpha must lie in [0, 1].")
     if config.fusion_radius < 0 or not config.fusion_tau > 0:
@@ -278,6 +284,21 @@ def load_models(config: StylizeConfig) -> StylizeModels:
     return StylizeModels(load_backbone(anchor, config.anchor_path), load_backbone(between, config.inbetween_path))
 
 
+def check_style_lora(config: StylizeConfig, models: StylizeModels) -> None:
+    """Refuse, before the run folder exists, style-LoRA blocks that the loaded FLUX transformer lacks."""
+    if config.backbone != "hub" or config.style_lora_steps == 0:
+        return
+    blocks = getattr(getattr(models.anchor, "transformer", None), "single_transformer_blocks", None)
+    if blocks is None:  # not a FLUX anchor model: align_style trains no LoRA
+        return
+    absent = [b for b in config.style_lora_blocks if b >= len(blocks)]
+    if absent:
+        anchor, _ = model_names(config)
+        raise ConfigError(f"--style-lora-blocks names block {absent[0]}, but the transformer of {anchor} has "
+                          f"single-stream blocks 0 to {len(blocks) - 1}; give blocks in that range, or "
+                          "--style-lora-steps 0 for no style LoRA.")
+
+
 def align_style(config: StylizeConfig, models: StylizeModels, style: Float[Tensor, "H W 3"], say: Progress
                 ) -> str | None:
     """SAG's distribution alignment on the hub: the per-style LoRA on the FLUX anchor model (trained on
@@ -292,7 +313,7 @@ def align_style(config: StylizeConfig, models: StylizeModels, style: Float[Tenso
     anchor, _ = model_names(config)
     base = json.dumps({"model": anchor, "path": str(config.anchor_path or ""),
                        "transformer": dict(models.anchor.transformer.config)}, sort_keys=True, default=str)
-    settings = StyleLoraSettings(steps=config.style_lora_steps)
+    settings = StyleLoraSettings(steps=config.style_lora_steps, single_blocks=tuple(config.style_lora_blocks))
     path, _ = apply_style_lora(models.anchor, style, base_id=base, settings=settings, prompt=config.prompt,
                                size=(config.resolution, config.resolution), cache_dir=config.style_lora_cache,
                                say=say)
@@ -526,6 +547,7 @@ def run_stylize(config: StylizeConfig, progress: Progress | None = print) -> Sty
     say(mesh_up_line(config.mesh, config.up))
     buffers = geometry_buffers(config, inputs)
     models = load_models(config)
+    check_style_lora(config, models)
     lap("load_and_geometry")
     with RunFolder(config.out, config=config, seed=config.seed, overwrite=config.overwrite, resume=config.resume,
                    inputs=[config.mesh, config.trajectory, config.style, *model_files(*model_names(config))]) as run:
