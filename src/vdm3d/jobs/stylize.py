@@ -124,7 +124,8 @@ class StylizeConfig:
     resolution: Annotated[int, Range(8)] = 64
     """output frames are resolution x resolution pixels (the tiny models' native size is 64)"""
     arc_frames: Annotated[int, Range(1)] = 8
-    """frames per arc, both anchors included (anchors every arc_frames - 1 frames)"""
+    """frames per arc, both anchors included (anchors every arc_frames - 1 frames): 2 to 16 with tiny, 2 to 49
+    with hub (each arc is generated at GGI's next 4k + 1 frames and the extra ones dropped)"""
     steps: Annotated[int, Range(1)] = 8
     """sampler steps for anchors and inbetweens (VideoFrom3D: 25 and 30; the tiny models' 8 scored higher
     than 25 on validation cases in PSNR and temporal consistency, see docs/stylize.md)"""
