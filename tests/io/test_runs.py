@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from vdm3d.errors import ConfigError, InputError, OutputExistsError
+from vdm3d.errors import (CameraError, ConfigError, InputError, Interrupted, MissingWeightsError, OutputError,
+                          OutputExistsError, UnsafeCheckpointError)
 from vdm3d.io.runs import MANIFEST, RunFolder, atomic_write_bytes, atomic_write_json, file_sha256, to_jsonable
 
 
@@ -169,6 +170,44 @@ def test_bad_input_never_keeps_partial(tmp_path):
         with RunFolder(tmp_path / "run", inputs=[tmp_path / "missing.png"]):
             pass
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("error", [ConfigError("--style-lora.single-blocks 1 2: the transformer has none."),
+                                   UnsafeCheckpointError("unet.bin: pickle weights."),
+                                   CameraError("path.json: a camera is not orthonormal.")])
+def test_an_error_the_same_command_meets_again_discards_the_checkpoint(tmp_path, error):
+    """A late bad option or input (raised after a checkpoint was written) leaves no partial folder, so the
+    next run with the fixed option is not refused as "an interrupted run"."""
+    out = tmp_path / "run"
+    with pytest.raises(type(error)):
+        with RunFolder(out, config=Job()) as run:
+            (run.checkpoint_dir / "state").write_bytes(b"half")
+            raise error
+    assert list(tmp_path.iterdir()) == []
+    with RunFolder(out, config=Job(fit_steps=4)) as run:
+        assert not run.resuming
+    assert (out / MANIFEST).is_file()
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt(), Interrupted(15),
+                                   OutputError("run/splats.ply: cannot write there (No space left on device)."),
+                                   MissingWeightsError("svd-xt: weights not found."), RuntimeError("CUDA OOM")])
+def test_a_failure_a_resume_gets_past_keeps_the_checkpoint(tmp_path, error):
+    """Interrupts, a full disk, weights still to download and crashes keep the checkpoint, and the same
+    command with --resume continues from it; a resumed run keeps it whatever the failure."""
+    out = tmp_path / "run"
+    with pytest.raises(type(error)):
+        with RunFolder(out, config=Job()) as run:
+            (run.checkpoint_dir / "state").write_bytes(b"half")
+            raise error
+    assert (tmp_path / ".run.partial" / "checkpoints" / "state").read_bytes() == b"half"
+    with pytest.raises(ConfigError):
+        with RunFolder(out, config=Job(), resume=True) as run:
+            assert run.resuming
+            raise ConfigError("a late bad option while resuming.")
+    assert (tmp_path / ".run.partial" / "checkpoints" / "state").read_bytes() == b"half"
+    with RunFolder(out, config=Job(), resume=True) as run:
+        assert (run.checkpoint_dir / "state").read_bytes() == b"half"
 
 
 def test_atomic_write_keeps_old_content_on_failure(tmp_path):

@@ -194,6 +194,28 @@ def test_bad_split_exits_2_with_one_sentence_and_no_folder(room, tmp_path, capsy
     assert not out.exists() and not (tmp_path / ".run.partial").exists()
 
 
+def test_a_text_to_video_backbone_exits_2_before_the_baseline_and_no_folder(room, tmp_path, capsys, monkeypatch):
+    """wan2.1-t2v-1.3b has no reference-image slot: refused in one sentence naming --backbone and the
+    backbones that work, before the baseline is fitted (no checkpoint, no .partial folder)."""
+    from vdm3d.models.hub.wan import WanBackbone, WanSettings, tiny_components
+
+    WanBackbone(tiny_components(0), WanSettings(frames=5, height=32, width=32, max_text_tokens=8)
+                ).save_pretrained(tmp_path / "models" / "wan2.1-t2v-1.3b")
+    monkeypatch.setenv("VDM3D_MODELS", str(tmp_path / "models"))
+    fits = []
+    monkeypatch.setattr(job, "fit_baseline", lambda *a, **k: fits.append(1) or pytest.fail("baseline fitted"))
+    out = tmp_path / "run"
+    assert cli_main(["complete", str(room), "--out", str(out), "--backbone", "wan2.1-t2v-1.3b",
+                     "--baseline.steps", "5", "--distill.steps", "2", "--generation.steps", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines()[-1] == (
+        "error: complete: --backbone wan2.1-t2v-1.3b takes no reference image, and every clip starts from a "
+        "training photo; use an image-to-video backbone: tiny-video, svd, svd-xt, sv3d-p or cogvideox-5b-i2v.")
+    assert "Traceback" not in err and not fits
+    assert not out.exists() and not (tmp_path / ".run.partial").exists()
+    job.check_backbone(load_tiny("video"), "tiny-video")  # the embedded model has the slot
+
+
 def _broken_copy(room: Path, tmp_path: Path, kind: str) -> Path:
     import shutil
 

@@ -3,8 +3,10 @@
 A command that writes results does so inside ``RunFolder(out)``. Work goes to a hidden sibling
 ``.<name>.partial/``; on success ``manifest.json`` is written and the folder is renamed to ``out`` in
 one step, so a reader never sees half a run. On failure the partial folder is deleted, unless the run
-saved a checkpoint into it (``run.checkpoint_dir``): then it stays, and the same command with
-``--resume`` continues from there. "The same command" is checked: the partial folder keeps the run's
+saved a checkpoint into it (``run.checkpoint_dir``) and the failure is one a resume can get past (an
+interrupt, a full disk, a crash; not a bad input or option, which the same command would raise again,
+see :data:`WORTHLESS_CHECKPOINT`): then it stays, and the same command with ``--resume`` continues from
+there. "The same command" is checked: the partial folder keeps the run's
 options and the hashes of its input files (``start.json``), and a resume with other options, or after an
 input file changed, is refused with one sentence naming the option or the file, so a resumed result is
 never a mix of two runs.
@@ -29,11 +31,17 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from vdm3d.errors import ConfigError, InputError, OutputError, OutputExistsError
+from vdm3d.errors import ConfigError, InputError, OutputError, OutputExistsError, UnsafeCheckpointError
 
 MANIFEST = "manifest.json"
 START = "start.json"  # in the partial folder: what a resumed run must match (options, input hashes)
 _HOW_NOT_WHAT = ("out", "resume", "overwrite")  # config fields that say where and whether, not what
+#: failures that the same command would meet again (a bad input file or value, an option out of range or
+#: inconsistent, pickle weights without trust): a resume must be run with other options or files, which
+#: resuming refuses, so a checkpoint written before them is worthless and the partial folder goes. Any other
+#: failure keeps it: Ctrl-C / SIGTERM, OutputError (a full disk: free space and resume), MissingWeightsError
+#: (download, then resume), and crashes.
+WORTHLESS_CHECKPOINT = (InputError, ConfigError, UnsafeCheckpointError)
 _VERSIONED = ("vdm3d", "torch", "numpy", "diffusers", "transformers", "accelerate", "trimesh",
               "scikit-image", "opencv-python-headless", "gsplat", "safetensors")
 
@@ -337,7 +345,8 @@ class RunFolder:
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc_type is not None:
             # a resumed run never loses the checkpoints it started from; a new one keeps those it wrote
-            keep = self.resuming or (self._keep_on_failure and not isinstance(exc, InputError))
+            # unless the same command would fail the same way again
+            keep = self.resuming or (self._keep_on_failure and not isinstance(exc, WORTHLESS_CHECKPOINT))
             if not keep:
                 shutil.rmtree(self.partial, ignore_errors=True)
             if isinstance(exc, KeyboardInterrupt):  # Ctrl-C or SIGTERM: say what is left (cli.main prints it)

@@ -214,6 +214,15 @@ def hole_filler(baseline: Gaussians, config: CompleteConfig, estimator=None
     return fill
 
 
+def check_backbone(backbone, name: str) -> None:
+    """Every clip starts from a training photo (frame 0), so the backbone needs the reference-image slot;
+    text-to-video backbones are refused before any work, in one sentence."""
+    if "reference" not in set(getattr(backbone, "slots", ())):
+        raise ConfigError(f"complete: --backbone {name} takes no reference image, and every clip starts from a "
+                          "training photo; use an image-to-video backbone: tiny-video, svd, svd-xt, sv3d-p or "
+                          "cogvideox-5b-i2v.")
+
+
 def clip_frames(backbone, config: CompleteConfig) -> int:
     """The backbone's clip length (the embedded model: 8 frames)."""
     frames = backbone.frames or 8
@@ -271,6 +280,7 @@ def run_complete(config: CompleteConfig, progress: Callable[[str, FitProgress], 
         scene, depths = load_scene(config)
         init = initialize(scene, depths, config)
         backbone = backbone if backbone is not None else load_backbone(config.backbone)
+        check_backbone(backbone, config.backbone)  # before the baseline is fitted
         estimator = load_depth(config.depth) if config.distill.hole_points else None  # a bad --depth fails here
         clock.lap("load")
 

@@ -24,8 +24,11 @@ geometry (VideoFrom3D, SEED_SYSTEMS.md §5-6), with no Blender::
   the first arc) and the next anchor; the maps carry the edge video and the start keyframe warped
   into every frame; the starting noise is Go-with-the-Flow noise warped along the mesh flow and mixed
   with fresh noise (``noise_alpha = 0.5``). The paper pads 46 edge maps to 49 frames and drops the 3
-  padded frames; the tiny model takes any frame count, so nothing is padded and only each arc's first
-  frame (the previous arc's last) is dropped when arcs are stitched. Each arc is checkpointed, so an
+  padded frames: a causal video VAE (GGI's, 4x in time) takes ``4k + 1`` frames, so an arc of another
+  length is generated at the next such count with its end frame held (cameras, edges, warps repeated,
+  zero flow) and the held frames dropped (:func:`generated_frames`); the tiny model takes any frame
+  count, so nothing is padded there. Each arc's first frame (the previous arc's last) is dropped when
+  arcs are stitched. Each arc is checkpointed, so an
   interrupted run continues with ``--resume``. Inside the arc, SAG's latent replacement also applies:
   each frame's latent is replaced, where observed, by the nearer keyframe warped into it
   (``keyframe_blend`` of the steps).
@@ -113,12 +116,16 @@ class StylizeConfig:
     trained once per style image and base model and cached; 0: no LoRA"""
     style_lora_cache: Path = Path("~/.cache/vdm3d/style_lora")
     """hub: folder of the cached style LoRAs"""
+    style_lora_blocks: tuple[int, ...] = (1, 2, 3, 4)
+    """hub: the FLUX transformer's single-stream blocks the style LoRA adapts, by index (VideoFrom3D: 1-4;
+    FLUX.1-dev has 0-37)"""
     up: Literal["auto", "y", "z"] = "auto"
     """the mesh file's up axis: auto (glTF/OBJ y-up, other formats z-up), y or z"""
     resolution: Annotated[int, Range(8)] = 64
     """output frames are resolution x resolution pixels (the tiny models' native size is 64)"""
     arc_frames: Annotated[int, Range(1)] = 8
-    """frames per arc, both anchors included (anchors every arc_frames - 1 frames)"""
+    """frames per arc, both anchors included (anchors every arc_frames - 1 frames): 2 to 16 with tiny, 2 to 49
+    with hub (each arc is generated at GGI's next 4k + 1 frames and the extra ones dropped)"""
     steps: Annotated[int, Range(1)] = 8
     """sampler steps for anchors and inbetweens (VideoFrom3D: 25 and 30; the tiny models' 8 scored higher
     than 25 on validation cases in PSNR and temporal consistency, see docs/stylize.md)"""
@@ -186,15 +193,23 @@ class StylizeResult:
 
 
 # -- stage 1: inputs ---------------------------------------------------------------------------------
+#: backbone -> the most frames an arc may have: the tiny models' training limit, GGI's 49-frame window
+MAX_ARC_FRAMES = {"tiny": (16, "the tiny models' frame limit"), "hub": (49, "GGI's 49-frame window")}
+
+
 def check_config(config: StylizeConfig) -> None:
-    if not 2 <= config.arc_frames <= 16:
-        raise ConfigError(f"--arc-frames is {config.arc_frames}; use 2 to 16 (the tiny models' frame limit).")
+    most, why = MAX_ARC_FRAMES[config.backbone]
+    if not 2 <= config.arc_frames <= most:
+        raise ConfigError(f"--arc-frames is {config.arc_frames}; use 2 to {most} ({why}).")
     if config.resolution % 4 or config.resolution < 16:
         raise ConfigError(f"--resolution is {config.resolution}; use a multiple of 4 of at least 16.")
     if config.steps < 1:
         raise ConfigError(f"--steps is {config.steps}; use at least 1.")
     if config.style_lora_steps < 0:
         raise ConfigError(f"--style-lora-steps is {config.style_lora_steps}; use 0 (no LoRA) or more steps.")
+    if not config.style_lora_blocks or min(config.style_lora_blocks) < 0:
+        raise ConfigError(f"--style-lora-blocks is {' '.join(map(str, config.style_lora_blocks)) or 'empty'}; give "
+                          "one or more block indices from 0 (VideoFrom3D: 1 2 3 4).")
     if not 0.0 <= config.blend_fraction <= 1.0 or not 0.0 <= config.noise_alpha <= 1.0:
         raise ConfigError("--blend-fraction and --noise-alpha must lie in [0, 1].")
     if config.fusion_radius < 0 or not config.fusion_tau > 0:
@@ -270,6 +285,21 @@ def load_models(config: StylizeConfig) -> StylizeModels:
     return StylizeModels(load_backbone(anchor, config.anchor_path), load_backbone(between, config.inbetween_path))
 
 
+def check_style_lora(config: StylizeConfig, models: StylizeModels) -> None:
+    """Refuse, before the run folder exists, style-LoRA blocks that the loaded FLUX transformer lacks."""
+    if config.backbone != "hub" or config.style_lora_steps == 0:
+        return
+    blocks = getattr(getattr(models.anchor, "transformer", None), "single_transformer_blocks", None)
+    if blocks is None:  # not a FLUX anchor model: align_style trains no LoRA
+        return
+    absent = [b for b in config.style_lora_blocks if b >= len(blocks)]
+    if absent:
+        anchor, _ = model_names(config)
+        raise ConfigError(f"--style-lora-blocks names block {absent[0]}, but the transformer of {anchor} has "
+                          f"single-stream blocks 0 to {len(blocks) - 1}; give blocks in that range, or "
+                          "--style-lora-steps 0 for no style LoRA.")
+
+
 def align_style(config: StylizeConfig, models: StylizeModels, style: Float[Tensor, "H W 3"], say: Progress
                 ) -> str | None:
     """SAG's distribution alignment on the hub: the per-style LoRA on the FLUX anchor model (trained on
@@ -284,7 +314,7 @@ def align_style(config: StylizeConfig, models: StylizeModels, style: Float[Tenso
     anchor, _ = model_names(config)
     base = json.dumps({"model": anchor, "path": str(config.anchor_path or ""),
                        "transformer": dict(models.anchor.transformer.config)}, sort_keys=True, default=str)
-    settings = StyleLoraSettings(steps=config.style_lora_steps)
+    settings = StyleLoraSettings(steps=config.style_lora_steps, single_blocks=tuple(config.style_lora_blocks))
     path, _ = apply_style_lora(models.anchor, style, base_id=base, settings=settings, prompt=config.prompt,
                                size=(config.resolution, config.resolution), cache_dir=config.style_lora_cache,
                                say=say)
@@ -373,13 +403,31 @@ def anchor_views(config: StylizeConfig, model, buffers: PathBuffers, style: Tens
 
 
 # -- stage 4: inbetweening (GGI) -----------------------------------------------------------------------------
-def arc_noise(config: StylizeConfig, buffers: PathBuffers, a: int, b: int, latent_shape, generator
-              ) -> Tensor | None:
-    """Starting noise of an arc: Go-with-the-Flow noise along the mesh flow, degraded with fresh noise."""
+def generated_frames(frames: int, temporal_factor: int) -> int:
+    """Frames an arc of ``frames`` is generated at: a causal video VAE that is ``temporal_factor`` times
+    coarser in time encodes ``1 + temporal_factor * k`` frames (GGI: 49 -> 13 latents), so an arc of
+    another length is generated at the next such count and its held end frames are dropped."""
+    if temporal_factor <= 1:
+        return frames
+    return -(-(frames - 1) // temporal_factor) * temporal_factor + 1
+
+
+def hold_end(x: Tensor, n: int) -> Tensor:
+    """``x`` along its first axis, its last element repeated up to length ``n``."""
+    return torch.cat([x, x[-1:].expand(n - len(x), *x.shape[1:])]) if n > len(x) else x
+
+
+def arc_noise(config: StylizeConfig, buffers: PathBuffers, a: int, b: int, latent_shape, generator,
+              frames: int | None = None) -> Tensor | None:
+    """Starting noise of an arc: Go-with-the-Flow noise along the mesh flow, degraded with fresh noise;
+    ``frames`` beyond the arc's own hold still (zero flow)."""
     if config.noise == "fresh":
         return None
     n_lat, c, lh = latent_shape[1], latent_shape[2], latent_shape[3]
-    noise = warped_noise(buffers.flow[a:b], c, grid_scale=NOISE_GRID, downscale=buffers.depth.shape[1] // lh,
+    flows = buffers.flow[a:b]
+    if frames is not None and frames > b - a + 1:
+        flows = torch.cat([flows, flows.new_zeros(frames - (b - a + 1), *flows.shape[1:])])
+    noise = warped_noise(flows, c, grid_scale=NOISE_GRID, downscale=buffers.depth.shape[1] // lh,
                          generator=generator)
     noise = subsample_frames(noise, n_lat)  # causal video VAEs: nearest frames (49 -> 13 in GGI)
     return mix_new_noise(noise, config.noise_alpha, generator)[None]
@@ -387,24 +435,29 @@ def arc_noise(config: StylizeConfig, buffers: PathBuffers, a: int, b: int, laten
 
 def inbetween(config: StylizeConfig, model, buffers: PathBuffers, a: int, b: int, start: Tensor, end: Tensor
               ) -> Float[Tensor, "Fa H W 3"]:
-    """Frames ``a..b`` of one arc between keyframes ``start`` (frame a) and ``end`` (frame b)."""
+    """Frames ``a..b`` of one arc between keyframes ``start`` (frame a) and ``end`` (frame b). A causal
+    video model generates :func:`generated_frames` frames, the end frame held, and the extra ones are
+    dropped."""
     f = b - a + 1
+    n = generated_frames(f, model.temporal_factor)
     h, w = start.shape[:2]
     lh, lw = latent_hw(model, h, w)
-    shape = (1, (f - 1) // model.temporal_factor + 1, model.latent_channels, lh, lw)
+    shape = (1, (n - 1) // model.temporal_factor + 1, model.latent_channels, lh, lw)
     gen = torch.Generator().manual_seed(config.seed * 1000 + 500 + a)
     warped = valid = None
     if config.warp_condition:
         pairs = [buffers.warp(start, a, a + j) for j in range(f)]
-        warped, valid = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
-    cams = buffers.cameras[a:b + 1].reshape(1, f)
-    maps = model_maps(model, warped, valid, buffers.edges[a:b + 1], buffers.soft[a:b + 1])
+        warped = hold_end(torch.stack([p[0] for p in pairs]), n)
+        valid = hold_end(torch.stack([p[1] for p in pairs]), n)
+    held = torch.arange(a, a + n).clamp(max=b)  # frame index of each generated frame
+    cams = buffers.cameras[held].reshape(1, n)
+    maps = model_maps(model, warped, valid, buffers.edges[held], buffers.soft[held])
     cond = Conditioning(cameras=cams if "cameras" in model.slots else None, maps=maps[None],
-                        keyframes={0: start[None], f - 1: end[None]}, text=config.prompt if "text" in model.slots else None,
-                        extras={"reference_c2w": cams.c2w[:, 0], "frames": f})
-    noise = arc_noise(config, buffers, a, b, shape, gen)
+                        keyframes={0: start[None], n - 1: end[None]}, text=config.prompt if "text" in model.slots else None,
+                        extras={"reference_c2w": cams.c2w[:, 0], "frames": n})
+    noise = arc_noise(config, buffers, a, b, shape, gen, frames=n)
     hooks = []
-    if config.keyframe_blend > 0 and model.temporal_factor == 1:
+    if config.keyframe_blend > 0 and model.temporal_factor == 1:  # one latent per frame: n == f
         near = [buffers.warp(start, a, a + j) if j <= (f - 1) / 2 else buffers.warp(end, b, a + j) for j in range(f)]
         target = model.encode(torch.stack([w * v[..., None] for w, v in near])[None])
         mask = torch.stack([unobserved_mask(v, (lh, lw)) for _, v in near])[None, :, None]
@@ -495,6 +548,7 @@ def run_stylize(config: StylizeConfig, progress: Progress | None = print) -> Sty
     say(mesh_up_line(config.mesh, config.up))
     buffers = geometry_buffers(config, inputs)
     models = load_models(config)
+    check_style_lora(config, models)
     lap("load_and_geometry")
     with RunFolder(config.out, config=config, seed=config.seed, overwrite=config.overwrite, resume=config.resume,
                    inputs=[config.mesh, config.trajectory, config.style, *model_files(*model_names(config))]) as run:
