@@ -53,6 +53,28 @@ def test_failure_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_failure_removes_the_folders_it_made_for_out(tmp_path):
+    """``--out new/deeper/run`` that fails leaves no empty ``new/``; a folder that was there stays."""
+    (tmp_path / "kept").mkdir()
+    for out in (tmp_path / "new" / "deeper" / "run", tmp_path / "kept" / "made" / "run"):
+        with pytest.raises(InputError):
+            with RunFolder(out):
+                raise InputError("bad")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"] and not any((tmp_path / "kept").iterdir())
+
+
+def test_messages_spell_the_resume_of_a_job_whose_resume_names_the_run(tmp_path):
+    """fit and complete take ``--resume RUN``: their messages must give a command that works."""
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt) as info:
+        with RunFolder(out, config=Job(), resume_flag=f"--resume {out}") as run:
+            (run.checkpoint_dir / "state").write_text("x")
+            raise KeyboardInterrupt
+    assert info.value.outcome.endswith(f"the same command with --resume {out} continues from it")
+    with pytest.raises(OutputExistsError, match=f"pass --resume {out} to continue it"):
+        RunFolder(out, config=Job(), resume_flag=f"--resume {out}").__enter__()
+
+
 def test_existing_output_needs_overwrite(tmp_path):
     out = tmp_path / "run"
     with RunFolder(out) as run:

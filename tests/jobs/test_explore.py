@@ -88,6 +88,11 @@ def test_outputs_and_path_from_another_run(tmp_path, image_path):
         assert (folder / name).is_file(), name
     assert not (folder / "checkpoints").exists()
     assert json.loads((folder / "manifest.json").read_text())["chunks"] == 3
+    from vdm3d.cameras.formats import read_camera_file
+
+    for cams in ("trajectory.json", "transforms.json"):  # both name the run's frames, relative to themselves
+        images = read_camera_file(folder / "cameras" / cams).images()
+        assert images == [(folder / "frames" / f"{i:04d}.png").absolute() for i in range(len(first.video))], cams
     # frame 0 is the input image itself
     start = np.asarray(Image.open(folder / "frames" / "0000.png"), np.float32) / 255
     np.testing.assert_allclose(start, first.video.images[0].numpy(), atol=1 / 255)

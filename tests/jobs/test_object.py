@@ -96,6 +96,12 @@ def test_oracle_orbit_reconstructs_the_object(object_image, tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["perceptual"] in ("ms-ssim", "lpips-alex") and manifest["backbone"] == "oracle"
     assert not (tmp_path / ".run.partial").exists()
+    # both camera files name the orbit frames, relative to themselves
+    from vdm3d.cameras.formats import read_camera_file
+
+    for cams in ("orbit.json", "transforms.json"):
+        images = read_camera_file(out / "cameras" / cams).images()
+        assert images == [(out / "orbit" / f"{i:03d}.png").absolute() for i in range(len(result.orbit))], cams
     # the GLB is one closed, coloured mesh
     glb = trimesh.load(out / "mesh.glb", force="mesh")
     assert glb.is_watertight and glb.visual.kind == "vertex" and glb.visual.vertex_colors[:, :3].std() > 5

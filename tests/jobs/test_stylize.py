@@ -84,6 +84,12 @@ def test_job_runs_and_resumes_from_the_last_finished_arc(tmp_path, monkeypatch):
                  "manifest.json", "style.png"):
         assert (cfg.out / name).exists(), name
     assert not (cfg.out / "checkpoints").exists()
+    # both camera files name the run's own frames, relative to themselves
+    from vdm3d.cameras.formats import read_camera_file
+
+    for cams in ("trajectory.json", "transforms.json"):
+        assert read_camera_file(cfg.out / "cameras" / cams).images() == [
+            (cfg.out / f"frames/{i:03d}.png").absolute() for i in range(10)], cams
 
     calls = []
     real = job.inbetween

@@ -169,17 +169,21 @@ class RunFolder:
         inputs: files or folders whose content determines the result; files are hashed.
         may_change: top-level config fields a resumed run may change (a trainer's ``loop``: more steps);
             any other difference from the interrupted run's options or input files refuses the resume.
+        resume_flag: how the command spells a resume in the messages (``--resume RUN`` for the jobs whose
+            ``--resume`` names the run, fit and complete).
     """
 
     def __init__(self, out: str | Path, *, config: Any = None, seed: int | None = None,
                  inputs: list[str | Path] = (), overwrite: bool = False, resume: bool = False,
-                 command: list[str] | None = None, may_change: tuple[str, ...] = ()):
+                 command: list[str] | None = None, may_change: tuple[str, ...] = (), resume_flag: str = "--resume"):
         self.out = Path(out)
         self.partial = partial_folder(self.out)
         self.config, self.seed, self.inputs = config, seed, [Path(p) for p in inputs]
         self.overwrite, self.resume = overwrite, resume
         self.command = list(sys.argv) if command is None else command
         self.may_change = set(may_change)
+        self.resume_flag = resume_flag
+        self._made: list[Path] = []  # folders above the run that this run created (removed again on failure)
         self.extra: dict[str, Any] = {}
         self._keep_on_failure = False
         self._start = 0.0
@@ -255,12 +259,17 @@ class RunFolder:
                              "beside it); run the same command without --resume to start one.")
         if not self.resume and not self.overwrite and (self.partial / "checkpoints").is_dir():
             raise OutputExistsError(f"{self.out}: an interrupted run left its checkpoint in {self.partial}; pass "
-                                    "--resume to continue it, or --overwrite to discard it and start again.")
+                                    f"{self.resume_flag} to continue it, or --overwrite to discard it and start "
+                                    "again.")
         start = {"options": self._options(), "inputs": self.input_hashes()}
         if self.resume:
             self._check_same_run(start["inputs"])
         elif self.partial.exists():
             shutil.rmtree(self.partial)
+        parent = self.partial.parent
+        while not parent.exists():
+            self._made.append(parent)
+            parent = parent.parent
         self.partial.mkdir(parents=True, exist_ok=True)
         if not (self.partial / START).is_file():
             atomic_write_json(self.partial / START, start)
@@ -349,9 +358,14 @@ class RunFolder:
             keep = self.resuming or (self._keep_on_failure and not isinstance(exc, WORTHLESS_CHECKPOINT))
             if not keep:
                 shutil.rmtree(self.partial, ignore_errors=True)
+                for folder in self._made:  # deepest first: the folders made for --out, if still empty
+                    try:
+                        folder.rmdir()
+                    except OSError:
+                        break
             if isinstance(exc, KeyboardInterrupt):  # Ctrl-C or SIGTERM: say what is left (cli.main prints it)
-                exc.outcome = (f"the checkpoint in {self.partial} is kept; the same command with --resume "
-                               "continues from it" if keep else
+                exc.outcome = (f"the checkpoint in {self.partial} is kept; the same command with "
+                               f"{self.resume_flag} continues from it" if keep else
                                f"no checkpoint had been written yet, so nothing of {self.out} was kept")
             return False
         (self.partial / START).unlink(missing_ok=True)  # only an unfinished run needs it

@@ -275,7 +275,8 @@ def run_complete(config: CompleteConfig, progress: Callable[[str, FitProgress], 
     config.check()
     out = run_folder(config)
     with RunFolder(out, config=config, seed=config.seed, inputs=[config.data, *model_files(config.backbone, config.depth)],
-                   overwrite=config.overwrite, resume=config.resume is not None) as run:
+                   overwrite=config.overwrite, resume=config.resume is not None,
+                   resume_flag=f"--resume {out}") as run:
         clock = StageClock()
         scene, depths = load_scene(config)
         init = initialize(scene, depths, config)

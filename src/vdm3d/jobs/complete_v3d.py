@@ -148,7 +148,8 @@ def run_complete_v3d(config: CompleteConfig, progress: Callable[[str, FitProgres
     out = run_folder(config)
     with RunFolder(out, config=config, seed=config.seed, inputs=[config.data, *model_files(config.depth, config.v3d.model)],
                    overwrite=config.overwrite,
-                   resume=config.resume is not None) as run:
+                   resume=config.resume is not None,
+                   resume_flag=f"--resume {out}") as run:
         clock = StageClock()
         scene, depths = load_scene(config)
         init = initialize(scene, depths, config)

@@ -122,7 +122,8 @@ def run_fit(config: FitJobConfig, progress: Callable[[FitProgress], None] | None
     """Run every stage inside a run folder; returns where the results are and the scores."""
     out = resume_target(config.out, config.resume, Path("runs") / "fit" / config.data.resolve().name)
     with RunFolder(out, config=config, seed=config.fit.seed, inputs=[config.data], overwrite=config.overwrite,
-                   resume=config.resume is not None) as run:
+                   resume=config.resume is not None,
+                   resume_flag=f"--resume {out}") as run:
         start, cpu_start = time.time(), time.process_time()
         scene = load_scene(config)
         init = initialize(scene, config)

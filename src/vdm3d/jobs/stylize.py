@@ -529,8 +529,8 @@ def export(folder: Path, frames: Tensor, anchors: dict[int, Tensor], buffers: Pa
         write_image(folder / f"edges/soft/{i:03d}.png", buffers.soft[i][..., None].expand(-1, -1, 3))
     write_image(folder / "style.png", inputs.style)
     write_video(folder / "video.mp4", frames, fps=inputs.trajectory.fps)
-    save_trajectory(folder / "cameras/trajectory.json", inputs.trajectory.with_cameras(
-        buffers.cameras, generator="vdm3d stylize (square crop, resized)"))
+    save_trajectory(folder / "cameras/trajectory.json", inputs.trajectory.with_cameras(  # its frames, not the input's
+        buffers.cameras, generator="vdm3d stylize (square crop, resized)", names=[f"../{n}" for n in names]))
     write_transforms_json(folder / "cameras/transforms.json", buffers.cameras, [f"../{n}" for n in names])
     return ["video.mp4", "frames/", "anchors/", "edges/", "edges/soft/", "style.png", "cameras/trajectory.json",
             "cameras/transforms.json"]
