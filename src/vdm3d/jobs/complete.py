@@ -256,10 +256,10 @@ def save_paths(folder: Path, paths: list[Trajectory]) -> None:
         save_trajectory(folder / f"view{p.provenance['view']:02d}_{k:02d}.json", p)
 
 
-def load_backbone(name: str):
+def load_backbone(name: str, max_side: int | None = None):
     from vdm3d.models.registry import load_backbone as load
 
-    return load(name)
+    return load(name, plan_size=max_side)  # the memory plan's workload: --generation.max-side, else native
 
 
 # -- the job -------------------------------------------------------------------------------------
@@ -280,7 +280,7 @@ def run_complete(config: CompleteConfig, progress: Callable[[str, FitProgress], 
         clock = StageClock()
         scene, depths = load_scene(config)
         init = initialize(scene, depths, config)
-        backbone = backbone if backbone is not None else load_backbone(config.backbone)
+        backbone = backbone if backbone is not None else load_backbone(config.backbone, config.generation.max_side)
         check_backbone(backbone, config.backbone)  # before the baseline is fitted
         estimator = load_depth(config.depth) if config.distill.hole_points else None  # a bad --depth fails here
         clock.lap("load")

@@ -250,7 +250,8 @@ Progress = Callable[[str], None]
 
 def load_orbit_source(config: ObjectConfig) -> OrbitSource:
     """The backbone named in the config, wrapped as an orbit source (errors before any output)."""
-    backbone = load_backbone(tiny_orbit_model() if config.backbone == "tiny" else config.backbone)
+    size = (config.resolution, config.resolution) if config.resolution else None  # the memory plan's workload
+    backbone = load_backbone(tiny_orbit_model() if config.backbone == "tiny" else config.backbone, plan_size=size)
     check_orbit_backbone(backbone, config.backbone, config.orbit, config.frames)
     return BackboneOrbit(backbone, steps=config.steps, sigma_max=config.sigma_max, guidance=config.guidance,
                          guidance_scale=config.guidance_scale, min_guidance_scale=config.min_guidance_scale,

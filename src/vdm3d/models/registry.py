@@ -252,6 +252,18 @@ def _hub_cached(hub_id: str | None, marker: str = "model_index.json") -> bool:
         return False
 
 
+def _marker(key: str) -> str:
+    return "config.json" if key in DEPTH else "model_index.json"
+
+
+def _is_model_folder(folder: Path, entry: HubEntry) -> bool:
+    """Whether ``folder`` is laid out as one model (``model_index.json``, or the entry's sub-folders)."""
+    if not folder.is_dir():
+        return False
+    subs = [f.rstrip("/") for f in entry.files if f.endswith("/")]
+    return (folder / "model_index.json").is_file() or any((folder / s / "config.json").is_file() for s in subs)
+
+
 def installed(name: str) -> str | None:
     """Where the weights of ``name`` are found locally (a folder, the hub cache, the package), else None."""
     kind, key = _resolve(name)
@@ -261,7 +273,7 @@ def installed(name: str) -> str | None:
     if folder.is_dir() and any(folder.iterdir()):
         return str(folder)
     entry = _entry(key)
-    if _hub_cached(entry.hub_id, "config.json" if key in DEPTH else "model_index.json"):
+    if _hub_cached(entry.hub_id, _marker(key)):
         return f"hub cache ({entry.hub_id})"
     return None
 
@@ -314,12 +326,15 @@ def load_backbone(
     trust_pickle: bool = False,
     device: str = "cpu",
     memory: str | None = None,
+    plan_size: int | tuple[int, int] | None = None,
+    plan_frames: int | None = None,
     **settings,
 ):
     """Load a backbone by name (tiny or hub). ``path`` overrides the default folder; ``settings``
     override the adapter settings of the entry (e.g. ``frames=14``). A hub backbone is then fitted to
     ``memory`` (``"24GB"``, ``"auto"``; default: what the job's ``--memory`` configured, else nothing)
-    by :mod:`vdm3d.models.hub.memory`."""
+    by :mod:`vdm3d.models.hub.memory`, for the size the job runs it at: ``plan_size`` ``(height, width)``
+    or the longest side, ``plan_frames`` (None: the model's native resolution and clip length)."""
     if str(name).endswith(".json"):  # a model file that `vdm3d train` wrote
         from vdm3d.models.tiny import load_tiny_file
 
@@ -336,7 +351,7 @@ def load_backbone(
 
     backbone = _load_hub(HUB[key], key, path, allow_download=allow_download, trust_pickle=trust_pickle,
                          device=device, **settings)
-    return plan_loaded(backbone, memory, device)
+    return plan_loaded(backbone, memory, device, size=plan_size, frames=plan_frames)
 
 
 def load_depth(name: str, path: str | Path | None = None, *, allow_download: bool = False,
@@ -382,6 +397,13 @@ def _load_hub(entry: HubEntry, key: str, path: str | Path | None, *, allow_downl
             )
     elif folder.is_dir() and any(folder.iterdir()):
         source = folder
+    elif _is_model_folder(models_root(), entry) and not _hub_cached(entry.hub_id, _marker(key)):
+        root = models_root()
+        raise MissingWeightsError(
+            f"${ENV_FOLDER} is {root}, which is itself a model folder, not the folder that holds one folder per "
+            f"model; set {ENV_FOLDER}={root.parent if root.name == key else '<the folder above it>'} so that "
+            f"{key}'s weights are found in {root.parent / key if root.name == key else '<that folder>/' + key}."
+        )
     elif entry.hub_id:
         source = entry.hub_id
     else:

@@ -189,7 +189,7 @@ def test_load_backbone_plans_and_prints(tmp_path, capsys):
     bb = load_backbone("sv3d-p", tmp_path / "m", memory="100GB", frames=2, height=SIZE, width=SIZE)
     assert bb.memory_plan == M.Plan()
     M.plan_loaded(bb, "1MB", report=reports.append)
-    assert "memory plan for sv3d-p (budget 1.0 MB)" in reports[0]
+    assert "memory plan for sv3d-p at 2 frames of 32x32 (budget 1.0 MB)" in reports[0]
 
 
 def test_job_cli_takes_memory(monkeypatch, tmp_path, capsys):
@@ -212,7 +212,7 @@ def test_job_cli_takes_memory(monkeypatch, tmp_path, capsys):
     capsys.readouterr()
     bb = load_backbone("sv3d-p", tmp_path / "m", frames=2, height=SIZE, width=SIZE)
     assert bb.memory_plan == M.Plan()
-    assert "memory plan for sv3d-p (budget 8.00 GB)" in capsys.readouterr().out  # stderr is for errors
+    assert "memory plan for sv3d-p at 2 frames of 32x32 (budget 8.00 GB)" in capsys.readouterr().out  # stderr is for errors
     tiny = load_backbone("tiny-video")
     assert not hasattr(tiny, "memory_plan") and capsys.readouterr().out == ""
 

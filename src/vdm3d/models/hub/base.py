@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import json
 import pickle
+import re
 import warnings
 from pathlib import Path
 from typing import Any, ClassVar
@@ -31,15 +32,25 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from vdm3d.errors import ConfigError, InputError, UnsafeCheckpointError
+from vdm3d.errors import ConfigError, InputError, MissingWeightsError, UnsafeCheckpointError
 from vdm3d.models.batching import join_batch
-from vdm3d.models.weights import TRUST_FLAG, is_missing_weights, missing_weights_error, warn_trusted_pickle
+from vdm3d.models.weights import CONVERT, TRUST_FLAG, is_missing_weights, missing_weights_error, warn_trusted_pickle
 
 # diffusers' from_pretrained passes huggingface_hub an argument it deprecated; the warning would print
 # before our one-sentence "weights not found" message and says nothing the user can act on.
 warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*", category=UserWarning)
 
 ADAPTER_FILE = "vdm3d_adapter.json"
+
+
+@contextlib.contextmanager
+def known_warnings_off():
+    """Warnings of diffusers that say nothing a vdm3d user can act on: its own FLUX ControlNet builds the
+    ``FluxPosEmbed`` it deprecated (printed on every FLUX load and again when the planner counts
+    parameters)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*`FluxPosEmbed` is deprecated", category=FutureWarning)
+        yield
 
 
 @contextlib.contextmanager
@@ -54,9 +65,12 @@ def quiet_loading():
              for lib in (diffusers_logging, transformers_logging)]
     for lib, _, _ in saved:
         lib.disable_progress_bar()
-        lib.set_verbosity_error()
+        # CRITICAL, not ERROR: diffusers logs "An error occurred while trying to fetch ..." at ERROR level
+        # before raising the error that vdm3d turns into its own sentence
+        lib.set_verbosity(50)
     try:
-        yield
+        with known_warnings_off():
+            yield
     finally:
         for lib, bar, level in saved:
             if bar:
@@ -70,6 +84,9 @@ class Component:
 
     cls_path: str  # "diffusers.AutoencoderKL" or "vdm3d.models.hub.sv3d.SV3DUNet"
     required: bool = True
+    accepts: tuple[str, ...] = ()
+    """``_class_name`` values a saved diffusers config may carry besides the class's own name (a
+    subclass loads its parent's configs: SV3DUNet takes ``UNetSpatioTemporalConditionModel``)"""
 
     def load_class(self):
         import importlib
@@ -234,15 +251,15 @@ class HubBackbone:
         stored = {k: v for k, v in stored.items() if k in known}
         stored.update(settings)
         stored = {k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()}
+        if local:  # every check that needs no weights, before any load
+            _check_folder(cls, Path(source_str), what, hub_id=hub_id, trust_pickle=trust_pickle)
+            configs = {k: _read_config(Path(source_str) / k) or {} for k in cls.COMPONENTS}
+            cls.check_configs(configs, stored, Path(source_str), what)
         components: dict[str, Any] = {}
         for key, comp in cls.COMPONENTS.items():
             sub = Path(source_str) / key
             if local and not sub.is_dir():
-                if comp.required:
-                    raise missing()
-                continue
-            if local and not trust_pickle:
-                _refuse_pickle_only(sub)
+                continue  # optional (_check_folder refused a missing required one)
             with quiet_loading():
                 components[key] = _load_component(
                     comp,
@@ -253,9 +270,30 @@ class HubBackbone:
                     torch_dtype=torch_dtype,
                     missing=missing,
                     cache_dir=cache_dir,
+                    variant=_variant(sub) if local else None,
                 )
-        model = cls(components, cls.Settings(**stored), name=name)
+        if not local:  # a hub snapshot: the same checks on the loaded configs
+            for key, module in components.items():
+                _check_class(cls, key, module, Path(source_str) / key, what)
+            cls.check_configs({k: _config_of(m) for k, m in components.items()}, stored, Path(source_str), what)
+        for key, value in cls.settings_from_configs(components).items():
+            stored.setdefault(key, value)  # vdm3d_adapter.json or the caller's settings win
+        try:
+            model = cls(components, cls.Settings(**stored), name=name)
+        except (TypeError, ValueError, KeyError, AttributeError, RuntimeError, IndexError) as e:
+            raise _unreadable(Path(source_str), e, "the components could not be put together") from None
         return model.to(device)
+
+    @classmethod
+    def check_configs(cls, configs: dict[str, dict], settings: dict[str, Any], folder: Path, what: str) -> None:
+        """Refuse (one sentence, :class:`InputError`) components whose saved configs are of the right class
+        but not what this model needs (SV3D_p's camera width); ``settings``: the variant's settings."""
+
+    @classmethod
+    def settings_from_configs(cls, components: dict[str, Any]) -> dict[str, Any]:
+        """Settings the folder's own configs fix (a text encoder's sequence length), used where neither
+        ``vdm3d_adapter.json`` nor the caller set them: a published download has no adapter file."""
+        return {}
 
 
 class Tokenizer:
@@ -285,10 +323,139 @@ def _refuse_pickle_only(sub: Path) -> None:
     weights = list(sub.glob("*.safetensors"))
     pickles = _pickles(sub)
     if pickles and not weights:
+        first = pickles[0]
+        more = f" (and the same for its {len(pickles) - 1} other pickle file(s))" if len(pickles) > 1 else ""
         raise UnsafeCheckpointError(
-            f"{pickles[0]}: only pickle weights found in {sub.name}/, which can run code when loaded; "
-            f"convert them to .safetensors or pass {TRUST_FLAG} if you trust their source."
+            f"{first}: only pickle weights found in {sub.name}/, which can run code when loaded; if you trust "
+            f"their source, convert them once with `{CONVERT} {first} {first.with_suffix('.safetensors')} "
+            f"{TRUST_FLAG}`{more} and run again."
         )
+
+
+_WEIGHT_NAME = re.compile(r"^(?:diffusion_pytorch_model|model)(?:\.(?P<variant>[A-Za-z0-9_]+))?(?:-\d{5}-of-\d{5})?$")
+
+
+def _variants(sub: Path) -> set[str | None]:
+    """The variants of the safetensors weights in ``sub`` (``None``: the plain files; ``"fp16"``:
+    ``diffusion_pytorch_model.fp16.safetensors``, what ``hf download --include "*fp16*"`` brings)."""
+    found: set[str | None] = set()
+    for f in sub.glob("*.safetensors"):
+        m = _WEIGHT_NAME.match(f.name[: -len(".safetensors")])
+        found.add(m.group("variant") if m else None)
+    return found
+
+
+def _variant(sub: Path) -> str | None:
+    """The variant to load when ``sub`` holds no plain weights (fp16 first), else None."""
+    if not sub.is_dir():
+        return None
+    found = _variants(sub)
+    if not found or None in found:
+        return None
+    return "fp16" if "fp16" in found else sorted(found)[0]
+
+
+def _read_config(sub: Path) -> dict | None:
+    path = sub / "config.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _config_of(module) -> dict:
+    cfg = getattr(module, "config", None)
+    if cfg is None:
+        return {}
+    if hasattr(cfg, "to_dict"):  # transformers
+        return cfg.to_dict()
+    return dict(cfg)
+
+
+def _builds_module(cls) -> bool:
+    """Whether ``cls.from_pretrained`` builds a network from config + weights (diffusers' AutoModel
+    does, without being one)."""
+    return isinstance(cls, type) and (issubclass(cls, torch.nn.Module) or cls.__name__ == "AutoModel")
+
+
+def _is_module(comp: Component) -> bool:
+    return _builds_module(comp.load_class())
+
+
+def _class_problem(comp: Component, cfg: dict) -> tuple[str, str] | None:
+    """(what the config holds, what the component needs) when they differ, else None.
+
+    diffusers configs name their class (``_class_name``); transformers configs name their family
+    (``model_type``: a T5 encoder saved from ``T5ForConditionalGeneration`` still loads as
+    ``T5EncoderModel``). Auto classes take anything."""
+    cls = comp.load_class()
+    if cls.__name__.startswith("Auto"):
+        return None
+    if "_class_name" in cfg:
+        names = {cls.__name__, *comp.accepts}
+        held = str(cfg["_class_name"])
+        return None if held in names else (held, cls.__name__)
+    want = getattr(getattr(cls, "config_class", None), "model_type", None)
+    held = cfg.get("model_type")
+    if want and held and held != want:
+        archs = cfg.get("architectures") or []
+        return (str(archs[0]) if archs else f"{held} model", cls.__name__)
+    return None
+
+
+def _check_class(cls, key: str, module, sub: Path, what: str) -> None:
+    comp = cls.COMPONENTS[key]
+    if module is None or not _is_module(comp):
+        return
+    problem = _class_problem(comp, _config_of(module))
+    if problem:
+        raise _wrong_class(sub, problem, what)
+
+
+def _wrong_class(sub: Path, problem: tuple[str, str], what: str) -> InputError:
+    held, want = problem
+    return InputError(f"{sub} holds a {held}, not the {want} that {what} needs; put {what}'s own weights in "
+                      f"{sub.parent} (`vdm3d models info {what}` names the repository) or give the folder of a "
+                      f"{want} model.")
+
+
+def _check_folder(cls, folder: Path, what: str, *, hub_id: str | None, trust_pickle: bool) -> None:
+    """Before anything loads: every required sub-folder is there with a config and weights, each
+    module's config is of the class this adapter builds, and no weights are pickle-only (unless
+    trusted). Each problem is one sentence naming the sub-folder, not "weights not found"."""
+    absent, empty, bare = [], [], []
+    for key, comp in cls.COMPONENTS.items():
+        sub = folder / key
+        if not sub.is_dir():
+            if comp.required:
+                absent.append(f"{key}/")
+            continue
+        if not _is_module(comp):
+            continue
+        cfg = _read_config(sub)
+        if cfg is None:
+            (empty if comp.required else bare).append(f"{key}/")
+            continue
+        problem = _class_problem(comp, cfg)
+        if problem:
+            raise _wrong_class(sub, problem, what)
+        if not trust_pickle:
+            _refuse_pickle_only(sub)
+        if not _variants(sub) and not _pickles(sub) and not (sub / "diffusion_pytorch_model.safetensors.index.json").is_file():
+            (empty if comp.required else bare).append(f"{key}/")
+    if absent or empty:
+        parts = []
+        if absent:
+            others = sorted(p.name + "/" for p in folder.iterdir() if p.is_dir() and p.name not in cls.COMPONENTS)
+            held = f" (it holds {', '.join(others)}: the layout of another kind of model)" if others else ""
+            parts.append(f"{folder} exists but has no {', '.join(absent)}{held}")
+        if empty:
+            parts.append(f"{'its' if absent else f'{folder} exists but its'} {', '.join(empty)} "
+                         f"{'holds' if len(empty) == 1 else 'hold'} no config.json and weights")
+        source = (f"download them from hub repo {hub_id} (`hf download {hub_id} --local-dir {folder}` fetches only "
+                  "what is missing)") if hub_id else f"put {what}'s complete folder there"
+        raise MissingWeightsError(f"{'; '.join(parts)}; {source}.")
 
 
 def _load_component(
@@ -301,16 +468,20 @@ def _load_component(
     torch_dtype,
     missing,
     cache_dir=None,
+    variant: str | None = None,
 ):
     cls = comp.load_class()
     kwargs: dict[str, Any] = {"subfolder": key, "local_files_only": not allow_download}
     if cache_dir is not None:
         kwargs["cache_dir"] = str(cache_dir)
-    is_module = isinstance(cls, type) and issubclass(cls, torch.nn.Module)
+    is_module = _builds_module(cls)
     if is_module:
         kwargs["use_safetensors"] = None if trust_pickle else True
         if torch_dtype is not None:
             kwargs["torch_dtype"] = torch_dtype
+        if variant is not None:  # only e.g. *.fp16.safetensors were downloaded: load them, in the dtype of the rest
+            kwargs["variant"] = variant
+            kwargs["torch_dtype"] = torch_dtype or torch.float32
     sub = Path(source) / key
     if is_module and trust_pickle and sub.is_dir() and not list(sub.glob("*.safetensors")):
         for pickle_file in _pickles(sub):  # about to be unpickled in full: say so, naming the file
@@ -323,16 +494,18 @@ def _load_component(
                 raise missing() from e
             return None
         raise _unreadable(sub, e) from None
-    except (RuntimeError, EOFError, KeyError, AttributeError, ImportError, pickle.UnpicklingError) as e:
-        raise _unreadable(sub, e) from None  # a corrupt or foreign checkpoint: one sentence, not a traceback
+    except (RuntimeError, EOFError, KeyError, AttributeError, ImportError, pickle.UnpicklingError, TypeError,
+            IndexError, ZeroDivisionError) as e:
+        # a corrupt or foreign checkpoint (a config whose fields the class cannot build from): one sentence
+        raise _unreadable(sub, e) from None
     if isinstance(loaded, torch.nn.Module):
         _own_memory(loaded)
     return loaded
 
 
-def _unreadable(sub: Path, e: BaseException) -> InputError:
+def _unreadable(sub: Path, e: BaseException, what: str = "the weights could not be loaded") -> InputError:
     reason = (str(e).strip().splitlines() or [type(e).__name__])[0].rstrip(".")
-    return InputError(f"{sub}: the weights could not be loaded ({type(e).__name__}: {reason[:200]}); "
+    return InputError(f"{sub}: {what} ({type(e).__name__}: {reason[:200]}); "
                       "check the files or download them again.")
 
 

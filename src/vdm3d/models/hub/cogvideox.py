@@ -73,6 +73,13 @@ class CogVideoXBackbone(HubBackbone):
     process = "vp"
     per_element_sigma = False
 
+    @classmethod
+    def settings_from_configs(cls, components):
+        """The T5 sequence length the transformer was trained with (226 for CogVideoX-5B)."""
+        cfg = getattr(components.get("transformer"), "config", None)
+        length = getattr(cfg, "max_text_seq_length", None) if cfg is not None else None
+        return {"max_text_tokens": int(length)} if length else {}
+
     def __init__(
         self,
         components: dict[str, Any],

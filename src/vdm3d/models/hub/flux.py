@@ -106,6 +106,13 @@ class FluxBackbone(HubBackbone):
     temporal_factor = 1
     frames = None
 
+    @classmethod
+    def settings_from_configs(cls, components):
+        """CLIP's position count (77 for FLUX.1-dev): longer prompts must be cut there."""
+        cfg = getattr(components.get("text_encoder"), "config", None)
+        length = getattr(cfg, "max_position_embeddings", None) if cfg is not None else None
+        return {"clip_tokens": int(length)} if length else {}
+
     def __init__(
         self, components: dict[str, Any], settings: FluxSettings | None = None, *, name: str | None = None
     ):

@@ -89,10 +89,12 @@ def parameter_count(module: torch.nn.Module) -> tuple[int, int]:
     instance built from its config (so the numbers come from the config, and cost no memory)."""
     from accelerate import init_empty_weights
 
+    from vdm3d.models.hub.base import known_warnings_off
+
     cls, config = type(module), getattr(module, "config", None)
     meta = None
     if config is not None:
-        with init_empty_weights():
+        with init_empty_weights(), known_warnings_off():
             meta = cls._from_config(config) if hasattr(cls, "_from_config") else cls.from_config(config)
     meta = meta if meta is not None else module
     # transformers ties shared embeddings (T5's encoder.embed_tokens is shared) only when loading
@@ -278,9 +280,10 @@ class Choice:
     def fits(self) -> bool:
         return dict(self.rows)[self.plan].peak <= self.budget
 
-    def table(self, name: str = "") -> str:
+    def table(self, name: str = "", work: Workload | None = None) -> str:
         width = max(len(p.label) for p, _ in self.rows)
-        lines = [f"memory plan{' for ' + name if name else ''} (budget {format_bytes(self.budget)}):",
+        size = f" at {work.frames} frame{'s' if work.frames != 1 else ''} of {work.width}x{work.height}" if work else ""
+        lines = [f"memory plan{' for ' + name if name else ''}{size} (budget {format_bytes(self.budget)}):",
                  f"  {'option'.ljust(width)}  estimated peak"]
         for p, e in self.rows:
             mark = "  <- chosen" if p == self.plan else ""
@@ -374,21 +377,34 @@ def configure(memory: str | int | None, report: Callable[[str], None] | None = N
     _budget.update(memory=memory, report=report)
 
 
+def job_workload(backbone, size: int | tuple[int, int] | None = None, frames: int | None = None) -> Workload:
+    """What a job runs the backbone at: ``size`` ``(height, width)``, or an int for the longest side at the
+    backbone's own aspect ratio (None: its native resolution); ``frames`` (None: its native clip length)."""
+    h, w = backbone.resolution
+    if isinstance(size, int):
+        scale = size / max(h, w)
+        h, w = max(1, round(h * scale)), max(1, round(w * scale))
+    elif size is not None:
+        h, w = int(size[0]), int(size[1])
+    return Workload(frames=frames or backbone.frames or 1, height=h, width=w,
+                    dtype_bytes=torch.finfo(backbone.dtype).bits // 8)
+
+
 def plan_loaded(backbone, memory: str | int | None = None, device: str | torch.device = "cpu",
-                report: Callable[[str], None] | None = None):
-    """Plan and apply for a just-loaded backbone (``memory`` None: what :func:`configure` set)."""
+                report: Callable[[str], None] | None = None, size: int | tuple[int, int] | None = None,
+                frames: int | None = None):
+    """Plan and apply for a just-loaded backbone (``memory`` None: what :func:`configure` set), for the
+    workload the job runs (``size``/``frames``: :func:`job_workload`; None: the model's native size)."""
     memory = memory if memory is not None else _budget["memory"]
     report = report or _budget["report"]
     if memory is None:
         return backbone
     budget = available_memory(device) if memory == "auto" else parse_memory(memory)
-    dtype_bytes = torch.finfo(backbone.dtype).bits // 8
-    h, w = backbone.resolution
-    work = Workload(frames=backbone.frames or 1, height=h, width=w, dtype_bytes=dtype_bytes)
+    work = job_workload(backbone, size, frames)
     choice = choose(backbone, budget, work, device)
     apply(backbone, choice.plan, device)
     if report is not None:
-        report(choice.table(backbone.name))
+        report(choice.table(backbone.name, work))
     return backbone
 
 

@@ -165,9 +165,36 @@ class SV3DBackbone(SVDBackbone):
 
     COMPONENTS: ClassVar[dict[str, Component]] = {
         **SVDBackbone.COMPONENTS,
-        "unet": Component("vdm3d.models.hub.sv3d.SV3DUNet"),
+        # the diffusers conversions save SV3D's UNet as their own subclass or as SVD's class
+        "unet": Component("vdm3d.models.hub.sv3d.SV3DUNet",
+                          accepts=("UNetSpatioTemporalConditionModel", "SV3DUNetSpatioTemporalConditionModel")),
     }
     Settings: ClassVar[type] = SV3DSettings
+
+    @classmethod
+    def check_configs(cls, configs, settings, folder, what):
+        """The UNet's vector input is ``addition_time_embed_dim`` (cond_aug) plus two camera-angle
+        embeddings: SV3D_p 1280 = 256 + 2 x 512, SV3D_u 256 (no cameras). SVD's 768 = 3 x 256 (fps,
+        motion, augmentation) would silently put 256-wide "camera" sinusoids in SVD's id slots."""
+        unet = configs.get("unet") or {}
+        proj, add = unet.get("projection_class_embeddings_input_dim"), unet.get("addition_time_embed_dim")
+        if proj is None or add is None:
+            return
+        proj, add = int(proj), int(add)
+        static = settings.get("trained_orbit") == "sv3d-static"  # SV3D_u's registry entry
+        if static and proj != add:
+            problem = f"{proj}, not SV3D_u's {add} (addition_time_embed_dim alone: no camera input)"
+        elif not static and proj == 3 * add:
+            problem = f"{proj} = 3 x {add}, SVD's layout (fps, motion bucket, noise augmentation), not SV3D_p's 1280"
+        elif not static and proj == add:
+            problem = f"{proj}, SV3D_u's (no camera input), not SV3D_p's 1280 (cameras)"
+        elif not static and ((proj - add) % 2 or proj < add):
+            problem = f"{proj}, which is not {add} + 2 x a camera width (SV3D_p has 1280 = 256 + 2 x 512)"
+        else:
+            return
+        raise InputError(f"{folder}/unet holds a UNet whose projection_class_embeddings_input_dim is {problem}, "
+                         f"so it is not the UNet {what} needs; put {what}'s own weights in {folder} "
+                         f"(`vdm3d models info {what}` says where they come from).")
 
     def __init__(
         self, components: dict[str, Any], settings: SV3DSettings | None = None, *, name: str | None = None

@@ -96,6 +96,20 @@ class SVDBackbone(HubBackbone):
     per_element_sigma = False
     temporal_factor = 1
 
+    @classmethod
+    def check_configs(cls, configs, settings, folder, what):
+        """SVD's UNet embeds three ids (fps, motion bucket, noise augmentation), each
+        ``addition_time_embed_dim`` wide: ``projection_class_embeddings_input_dim`` is three times that
+        (768 = 3 x 256); SV3D's UNets, saved as the same class, have 1280 (SV3D_p) or 256 (SV3D_u)."""
+        unet = configs.get("unet") or {}
+        proj, add = unet.get("projection_class_embeddings_input_dim"), unet.get("addition_time_embed_dim")
+        if proj is not None and add is not None and int(proj) != 3 * int(add):
+            raise InputError(
+                f"{folder}/unet holds a UNet whose projection_class_embeddings_input_dim is {proj}, not the "
+                f"{3 * int(add)} (3 x addition_time_embed_dim {add}: fps, motion bucket, noise augmentation) of "
+                f"the SVD UNet that {what} needs, so it is another model's (SV3D_p has 1280, SV3D_u 256); put "
+                f"{what}'s own weights in {folder} or load that folder as its own model (sv3d-p, sv3d-u).")
+
     def __init__(
         self, components: dict[str, Any], settings: SVDSettings | None = None, *, name: str | None = None
     ):
