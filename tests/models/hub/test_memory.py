@@ -247,3 +247,45 @@ def test_every_option_is_set_on_every_adapter(name):
     modules = [m for m in bb.components.values() if isinstance(m, torch.nn.Module)]
     assert all(type(getattr(m, "_hf_hook", None)).__name__ == "CpuOffload" for m in modules)
     assert bb.memory_plan == plan
+
+
+def test_the_plan_is_for_the_size_the_job_runs(tmp_path, monkeypatch):
+    """A 32 px run of a 64 px model is planned at 32 px: the UNet's activations (skips, residual stream,
+    attention projections, feed-forward: each proportional to the latent pixels) and the VAE's fall to a
+    quarter, the table names the size, and the object/complete jobs pass their --resolution /
+    --generation.max-side to the planner."""
+    from vdm3d.models import registry
+
+    _sv3d(frames=4, size=64).save_pretrained(tmp_path / "m")
+    bb = registry.load_backbone("sv3d-p", tmp_path / "m", frames=4, height=64, width=64)
+    full, half = M.job_workload(bb), M.job_workload(bb, (32, 32))
+    assert (full.height, full.width, full.frames) == (64, 64, 4) and (half.height, half.width) == (32, 32)
+    for plan in (M.Plan(), M.Plan(chunk=True)):
+        assert M.denoiser_activations(bb, full, plan) == 4 * M.denoiser_activations(bb, half, plan)
+        assert M.vae_activations(bb, full, plan) == 4 * M.vae_activations(bb, half, plan)
+    reports = []
+    M.plan_loaded(bb, "100GB", report=reports.append, size=(32, 32))
+    none_row = next(line for line in reports[0].splitlines() if line.strip().startswith("none"))
+    assert "memory plan for sv3d-p at 4 frames of 32x32 (budget 100.00 GB)" in reports[0]
+    assert M.format_bytes(M.estimate(bb, half, M.Plan()).peak) in none_row
+    assert M.format_bytes(M.estimate(bb, full, M.Plan()).peak) not in none_row
+    wide = _svd(frames=2, size=64)
+    wide.resolution = (64, 128)
+    longest = M.job_workload(wide, 32)
+    assert (longest.height, longest.width, longest.frames) == (16, 32, 2)  # an int: the longest side, same aspect
+
+    calls = []
+
+    def fake_load(name, *args, **kwargs):
+        calls.append(kwargs)
+        raise RuntimeError("stop after the call")
+
+    from vdm3d.jobs import complete, object as object_job
+
+    monkeypatch.setattr(object_job, "load_backbone", fake_load)
+    with pytest.raises(RuntimeError, match="stop"):
+        object_job.load_orbit_source(object_job.ObjectConfig(backbone="sv3d-p", resolution=32))
+    monkeypatch.setattr(registry, "load_backbone", fake_load)
+    with pytest.raises(RuntimeError, match="stop"):
+        complete.load_backbone("svd-xt", 48)
+    assert calls == [{"plan_size": (32, 32)}, {"plan_size": 48}]
