@@ -106,6 +106,66 @@ def test_every_flag_in_a_message_exists():
         pytest.skip(f"checked every command but {', '.join(sorted(BROKEN))}, whose --help does not import")
 
 
+OWN = re.compile(r"`vdm3d ([^`]*)`")  # a backticked vdm3d command: its flags must be that command's
+
+
+def message_commands() -> dict[tuple[str, ...], dict[str, set[str]]]:
+    """(command words) -> {flag: {"file:line"}} for every backticked ``vdm3d ...`` command that an error
+    message or printed hint gives to run."""
+    found: dict[tuple[str, ...], dict[str, set[str]]] = {}
+    trees = {path: ast.parse(path.read_text(encoding="utf-8")) for path in sorted(SRC.rglob("*.py"))}
+    own = {path: {t.id: n.value.value for n in tree.body if isinstance(n, ast.Assign)
+                  for t in n.targets if isinstance(t, ast.Name)
+                  and isinstance(n.value, ast.Constant) and isinstance(n.value.value, str)}
+           for path, tree in trees.items()}
+    shared = {k: v for c in own.values() for k, v in c.items() if k.isupper()}  # imported ones (CONVERT, TRUST_FLAG)
+    for path, tree in trees.items():
+        constants = {**shared, **own[path]}
+        for root in ast.walk(tree):
+            if not (isinstance(root, ast.Raise) or (isinstance(root, ast.Call) and (
+                    _callee(root).lower().endswith("error") or _callee(root) == "print"))):
+                continue
+            # the message as one string: the pieces of an f-string joined, constants spelled out
+            pieces = [_text(n, constants) or ("{}" if isinstance(n, ast.FormattedValue) else "")
+                      for j in ast.walk(root) if isinstance(j, ast.JoinedStr) for n in [j]]
+            pieces += [t for n in ast.walk(root) if isinstance(n, (ast.Constant, ast.Name))
+                       for t in [_text(n, constants)] if t]
+            for text in pieces:
+                for command in OWN.findall(_expand(text, root, constants)):
+                    words = tuple(w for w in command.split()[:2] if re.fullmatch(r"[a-z][a-z0-9_-]*", w))
+                    for flag in FLAG.findall(command):
+                        found.setdefault(words, {}).setdefault(flag, set()).add(
+                            f"{path.relative_to(SRC.parent)}:{root.lineno}")
+    return found
+
+
+def _expand(text: str, root: ast.AST, constants: dict[str, str]) -> str:
+    """An f-string's text with the module constants it interpolates spelled out (``{CONVERT}``)."""
+    for j in ast.walk(root):
+        if isinstance(j, ast.JoinedStr) and _text(j, constants) == text:
+            return "".join(v.value if isinstance(v, ast.Constant) else
+                           constants.get(getattr(v.value, "id", ""), "{}") for v in j.values)
+    return text
+
+
+def test_flags_of_a_vdm3d_command_in_a_message_are_that_commands():
+    """A message that gives a vdm3d command to run (``vdm3d models convert A B --trust-pickle``) names
+    only flags that this very command accepts: a flag of another command would be refused."""
+    os.environ.setdefault("COLUMNS", "200")
+    commands = message_commands()
+    assert ("models", "convert") in commands and "--trust-pickle" in commands[("models", "convert")]
+    wrong = {}
+    for words, flags in commands.items():
+        argv = list(words)
+        while argv and not _help(argv):
+            argv.pop()  # the second word was an argument, not a subcommand
+        accepted = set(FLAG.findall(_help(argv))) if argv else set()
+        bad = {f: sorted(w) for f, w in flags.items() if f not in accepted}
+        if bad:
+            wrong[" ".join(words)] = bad
+    assert not wrong, f"messages give vdm3d commands with flags those commands do not accept: {wrong}"
+
+
 def test_the_scan_sees_the_messages_it_should():
     found = message_flags()
     assert "vdm3d/io/runs.py:" in " ".join(found["--resume"])  # --resume on a folder that never ran

@@ -50,3 +50,22 @@ def test_differences_list_changed_fields_only():
     new = {"image": "/data/cup.png", "out": "runs/b", "overwrite": True, "fit": {"steps": 4, "lr": 1.0}}
     assert differences(old, new, old_cwd="/data") == ["fit.steps: 3 -> 4"]
     assert differences(old, new) == ["fit.steps: 3 -> 4", "image: 'cup.png' -> '/data/cup.png'"]
+
+
+def test_rerun_names_hub_weights_that_changed(tmp_path):
+    """The manifests' input hashes include each hub model's fingerprint record; rerun names a changed one
+    as that model's weights, and weights loaded from another place as such."""
+    from vdm3d.cli.rerun import input_differences
+
+    record = tmp_path / "fingerprints" / "sv3d-p-0123456789ab.json"
+    record.parent.mkdir()
+    record.write_text(json.dumps({"model": "sv3d-p", "source": "/models/sv3d-p", "files": {}}))
+    old = {"cwd": str(tmp_path), "inputs": {"a.png": "1", str(record): "x"}}
+    assert input_differences(old, old) == []
+    new = {"cwd": "/", "inputs": {str(tmp_path / "a.png"): "1", str(record): "y"}}  # the same a.png, from elsewhere
+    assert input_differences(old, new) == ["sv3d-p's weights in /models/sv3d-p changed"]
+    moved = record.with_name("sv3d-p-ba9876543210.json")
+    moved.write_text(json.dumps({"model": "sv3d-p", "source": "Org/sv3d@abc", "files": {}}))
+    new = {"cwd": str(tmp_path), "inputs": {"a.png": "1", str(moved): "z"}}
+    assert input_differences(old, new) == [
+        "sv3d-p's weights were loaded from Org/sv3d@abc, not from where the original run loaded them"]

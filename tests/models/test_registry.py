@@ -172,3 +172,44 @@ def test_a_trained_depth_file_is_the_estimator_every_depth_flag_loads(tmp_path, 
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "missing.json" in err[0], err
     assert not (tmp_path / "run").exists() and not (tmp_path / ".run.partial").exists()
+
+
+def test_hub_weights_are_fingerprinted_for_the_manifest(models_dir, tmp_path, monkeypatch):
+    """`model_files("sv3d-p")` gives a small record of where the weights load from and their fingerprint
+    (configs hashed whole; large weight files by size, safetensors header and sampled blocks), so the run's
+    manifest hashes it: same-shape weights swapped in the same folder change it, other files do not."""
+    import json
+
+    from vdm3d.io.runs import file_sha256
+    from vdm3d.models.hub.sv3d import SV3DBackbone, tiny_components
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert registry.model_files("sv3d-p") == []  # not there: the load says so, nothing to record
+    folder = models_dir / "sv3d-p"
+    SV3DBackbone(tiny_components(0)).save_pretrained(folder)
+    monkeypatch.setattr(registry, "_WHOLE", 1024)  # treat the tiny weights as large files
+    [record] = registry.model_files("sv3d-p", "tiny-video", None)
+    data = json.loads(record.read_text())
+    assert data["model"] == "sv3d-p" and data["source"] == str(folder)
+    unet = data["files"]["unet/diffusion_pytorch_model.safetensors"]
+    assert set(unet) == {"size", "header_sha256", "sampled_sha256"}
+    assert data["files"]["unet/config.json"]["sha256"] == file_sha256(folder / "unet" / "config.json")
+    before = file_sha256(record)
+    assert file_sha256(registry.model_files("sv3d-p")[0]) == before  # the same weights: the same record
+    SV3DBackbone(tiny_components(1)).save_pretrained(tmp_path / "other")  # same shapes, other values
+    for f in ("unet/diffusion_pytorch_model.safetensors",):
+        (folder / f).write_bytes((tmp_path / "other" / f).read_bytes())
+    [again] = registry.model_files("sv3d-p")
+    assert again == record and file_sha256(again) != before
+    new = json.loads(again.read_text())["files"]["unet/diffusion_pytorch_model.safetensors"]
+    assert new["header_sha256"] == unet["header_sha256"] and new["sampled_sha256"] != unet["sampled_sha256"]
+
+
+def test_cli_list_shows_the_weights_place_whole(models_dir, capsys):
+    from vdm3d.cli.main import main
+    from vdm3d.models.hub.wan import WanBackbone, tiny_components
+
+    WanBackbone(tiny_components(0)).save_pretrained(models_dir / "wan2.1-t2v-1.3b")
+    assert main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    assert f"weights: {models_dir / 'wan2.1-t2v-1.3b'}\n" in out and "weights: not installed\n" in out

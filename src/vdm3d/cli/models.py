@@ -33,9 +33,10 @@ def list_models() -> None:
             where = registry.installed(key) or "not installed"
         rows.append((name, kind, where, desc))
     width = max(len(r[0]) for r in rows) if rows else 4
-    print(f"{'name':<{width}}  kind  weights            description")
+    print(f"{'name':<{width}}  kind  description")
     for name, kind, where, desc in rows:
-        print(f"{name:<{width}}  {kind:<4}  {where[:18]:<18} {desc}")
+        # the weights' place on its own line, whole: a path cut to a column width names no folder
+        print(f"{name:<{width}}  {kind:<4}  {desc}\n{'':<{width}}        weights: {where}")
     print(
         f"\nhub weights are looked for in {registry.models_root()}/<name> "
         f"(set ${registry.ENV_FOLDER} to move it), "

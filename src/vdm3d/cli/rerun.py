@@ -132,4 +132,38 @@ def main(argv, prog: str = "vdm3d rerun") -> int:
         versions = differences(data.get("packages") or {}, new.get("packages") or {})
         if versions:
             print("packages differ from the original run (numbers may differ): " + "; ".join(versions))
+        changed = input_differences(data, new)
+        if changed:
+            print(f"inputs differ from the original run (numbers may differ): {'; '.join(changed)}")
     return code
+
+
+def input_differences(old: dict, new: dict) -> list[str]:
+    """Input files whose hashes differ between two manifests (relative paths from each run's ``cwd``). A hub
+    model's fingerprint (:func:`vdm3d.models.registry.hub_fingerprint_file`) is named as that model's
+    weights, with where they were loaded from."""
+    def by_path(manifest: dict) -> dict[str, str]:
+        cwd = Path(manifest.get("cwd") or ".")
+        return {str((cwd / k).resolve()): v for k, v in (manifest.get("inputs") or {}).items()}
+
+    def record(path: str) -> tuple[str, str] | None:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError):
+            return None
+        ok = isinstance(data, dict) and "source" in data and "files" in data
+        return (str(data.get("model")), str(data["source"])) if ok else None
+
+    a, b = by_path(old), by_path(new)
+    out = []
+    for key in sorted(set(a) | set(b)):
+        if a.get(key) == b.get(key):
+            continue
+        hub = record(key) if "fingerprints" in Path(key).parts else None
+        if hub is None:
+            out.append(f"{key} {'changed' if key in a and key in b else 'is new' if key in b else 'is gone'}")
+        elif key in a and key in b:
+            out.append(f"{hub[0]}'s weights in {hub[1]} changed")
+        elif key in b:  # the old record of another place is "gone": said once, with the new place
+            out.append(f"{hub[0]}'s weights were loaded from {hub[1]}, not from where the original run loaded them")
+    return out

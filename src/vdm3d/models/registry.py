@@ -224,10 +224,102 @@ def _entry(key: str) -> HubEntry:
 
 
 def model_files(*names: str | None) -> list[Path]:
-    """The files of the model files among ``names`` (a training run's ``NAME.json`` and its weights), for a
-    run's manifest to hash: a shipped model is fixed by the package version, a user's file is not."""
+    """The files among ``names`` for a run's manifest to hash: a training run's ``NAME.json`` and its
+    weights, and for a hub model the fingerprint of the weights it will load (:func:`hub_fingerprint_file`).
+    A shipped tiny model is fixed by the package version; a user's file or download is not."""
     files = [Path(n) for n in names if n is not None and str(n).endswith(".json")]
-    return [f for p in files for f in (p, p.with_suffix(".safetensors")) if f.is_file()]
+    found = [f for p in files for f in (p, p.with_suffix(".safetensors")) if f.is_file()]
+    hub = [hub_fingerprint_file(str(n)) for n in names if n is not None and (str(n) in HUB or str(n) in DEPTH)]
+    return found + [f for f in hub if f is not None]
+
+
+FINGERPRINT_BLOCKS = 16
+"""blocks of 64 KiB read from each large weight file for its fingerprint (evenly spaced)"""
+_WHOLE = 8 * 1024**2  # files up to this size are hashed whole (configs, tokenizers)
+
+
+def weights_source(name: str) -> tuple[Path, str] | None:
+    """Where :func:`load_backbone` / :func:`load_depth` will read ``name``'s weights without a path:
+    (the folder, how to name it: the folder, or ``hub_id@snapshot`` in the Hugging Face cache), or None."""
+    key = _resolve(name)[1]
+    folder = default_folder(key)
+    if folder.is_dir() and any(folder.iterdir()):
+        return folder, str(folder)
+    hub_id = _entry(key).hub_id
+    if not hub_id:
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        hit = try_to_load_from_cache(hub_id, _marker(key))
+    except Exception:  # noqa: BLE001 - a broken cache holds nothing
+        return None
+    if not isinstance(hit, str):
+        return None
+    snapshot = Path(hit).parent
+    return snapshot, f"{hub_id}@{snapshot.name}"
+
+
+def _file_fingerprint(path: Path) -> dict[str, Any]:
+    """SHA-256 of a small file; of a large one its size, its safetensors header (names, dtypes, shapes,
+    offsets) and 16 blocks of its contents (a swapped fine-tune of the same shapes differs there), so a
+    multi-GB download costs about 1 MB of reading."""
+    import hashlib
+
+    size = path.stat().st_size
+    if size <= _WHOLE:
+        return {"size": size, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    out: dict[str, Any] = {"size": size}
+    with open(path, "rb") as f:
+        if path.suffix == ".safetensors":
+            n = int.from_bytes(f.read(8), "little")
+            if 0 < n < size:
+                out["header_sha256"] = hashlib.sha256(f.read(n)).hexdigest()
+        h, block = hashlib.sha256(), 1 << 16
+        for k in range(FINGERPRINT_BLOCKS):
+            f.seek(max(0, (size - block) * k // (FINGERPRINT_BLOCKS - 1)))
+            h.update(f.read(block))
+        out["sampled_sha256"] = h.hexdigest()
+    return out
+
+
+def hub_fingerprint(folder: Path) -> dict[str, Any]:
+    """``relative path -> fingerprint`` of every file of a model folder (hidden ones aside: ``hf download``
+    keeps its own metadata in ``.cache/``)."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file()
+                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    return {str(p.relative_to(folder)): _file_fingerprint(p) for p in files}
+
+
+def fingerprint_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
+    return Path(base).expanduser() / "vdm3d" / "fingerprints"
+
+
+def hub_fingerprint_file(name: str) -> Path | None:
+    """A small JSON naming where ``name``'s weights are loaded from and their fingerprint
+    (:func:`hub_fingerprint`), written to :func:`fingerprint_dir` as ``NAME-<source hash>.json`` so that a
+    run's manifest hashes it with its other inputs: a rerun (or a resume) with other weights in the same
+    place sees that file change, weights from another place see another file. None when the weights are not
+    there (the load then says so) or the cache cannot be written."""
+    import hashlib
+    import json
+
+    found = weights_source(name)
+    if found is None:
+        return None
+    folder, label = found
+    key = _resolve(name)[1]
+    record = {"model": key, "source": label, "files": hub_fingerprint(folder)}
+    path = fingerprint_dir() / f"{key}-{hashlib.sha256(label.encode()).hexdigest()[:12]}.json"
+    try:
+        from vdm3d.io.runs import atomic_write_json
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, record)
+    except OSError:
+        return None
+    return path
 
 
 def _resolve(name: str) -> tuple[Literal["tiny", "hub"], str]:
