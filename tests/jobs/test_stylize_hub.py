@@ -22,20 +22,29 @@ from test_stylize import _inputs  # noqa: E402
 
 
 @pytest.mark.slow
-def test_hub_backbones_run_the_job(tmp_path, monkeypatch):
+
+
+def _save_hub_models(tmp_path, single_layers: int, frames: int):
+    """Tiny random FLUX (``tmp_path/flux``) and GGI (``tmp_path/ggi``) folders, and the job's inputs; returns
+    the FLUX backbone."""
     from vdm3d.models.hub.cogvideox import CogVideoXBackbone, CogVideoXSettings, widen_patch_embed
     from vdm3d.models.hub.cogvideox import tiny_components as cog_tiny
     from vdm3d.models.hub.flux import FluxBackbone, FluxSettings
     from vdm3d.models.hub.flux import tiny_components as flux_tiny
 
-    flux = FluxBackbone(flux_tiny(0, single_layers=5),  # single blocks 1-4 for the style LoRA
+    flux = FluxBackbone(flux_tiny(0, single_layers=single_layers),
                         FluxSettings(height=32, width=32, max_text_tokens=8, clip_tokens=8))
     flux.save_pretrained(tmp_path / "flux")
-    comps = cog_tiny(0, frames=9)
+    comps = cog_tiny(0, frames=frames)
     widen_patch_embed(comps["transformer"], 4)
-    CogVideoXBackbone(comps, CogVideoXSettings(frames=9, height=32, width=32, max_text_tokens=8)
+    CogVideoXBackbone(comps, CogVideoXSettings(frames=frames, height=32, width=32, max_text_tokens=8)
                       ).save_pretrained(tmp_path / "ggi")
-    _inputs(tmp_path, frames=9)
+    _inputs(tmp_path, frames=frames)
+    return flux
+
+
+def test_hub_backbones_run_the_job(tmp_path, monkeypatch):
+    _save_hub_models(tmp_path, single_layers=5, frames=9)  # single blocks 1-4 for the style LoRA
     seen = []
     real = job.model_maps
     monkeypatch.setattr(job, "model_maps", lambda *a: seen.append(real(*a)) or seen[-1])
@@ -102,19 +111,7 @@ def test_style_lora_blocks_the_transformer_lacks_are_refused_before_the_run_fold
     an interrupted one; --style-lora-blocks 0 trains the LoRA on the block it has."""
     from vdm3d.cli.config import cli as parse
     from vdm3d.cli.main import main as cli
-    from vdm3d.models.hub.cogvideox import CogVideoXBackbone, CogVideoXSettings, widen_patch_embed
-    from vdm3d.models.hub.cogvideox import tiny_components as cog_tiny
-    from vdm3d.models.hub.flux import FluxBackbone, FluxSettings
-    from vdm3d.models.hub.flux import tiny_components as flux_tiny
-
-    flux = FluxBackbone(flux_tiny(0, single_layers=1), FluxSettings(height=32, width=32, max_text_tokens=8,
-                                                                    clip_tokens=8))
-    flux.save_pretrained(tmp_path / "flux")
-    comps = cog_tiny(0, frames=5)
-    widen_patch_embed(comps["transformer"], 4)
-    CogVideoXBackbone(comps, CogVideoXSettings(frames=5, height=32, width=32, max_text_tokens=8)
-                      ).save_pretrained(tmp_path / "ggi")
-    _inputs(tmp_path, frames=5)
+    flux = _save_hub_models(tmp_path, single_layers=1, frames=5)
     runs = tmp_path / "runs"
     argv = ["--mesh", str(tmp_path / "scene.glb"), "--trajectory", str(tmp_path / "path.json"), "--style",
             str(tmp_path / "style.png"), "--out", str(runs / "hub"), "--backbone", "hub", "--anchor-path",
