@@ -19,6 +19,7 @@ import dataclasses
 import importlib
 import importlib.util
 import os
+import re
 import signal
 import sys
 import threading
@@ -67,6 +68,47 @@ def _overview() -> str:
     return "\n".join(lines)
 
 
+# Sphinx markup in the docstrings that become --help: a role (:func:`a.b`, :class:`~a.B` -> B,
+# :ref:`text <target>` -> text) and ``literal`` are shown as plain text.
+_ROLE = re.compile(r":(?:[a-z]+:)+`(~?)([^`]*?)(?:\s*<[^`>]*>)?`")
+_LITERAL = re.compile(r"``(.+?)``", re.DOTALL)
+
+
+def plain_help(text: str) -> str:
+    """``text`` (a docstring) with its reST roles and double-backtick literals as plain text, for --help."""
+    text = _ROLE.sub(lambda m: m.group(2).rsplit(".", 1)[-1] if m.group(1) else m.group(2), text)
+    return _LITERAL.sub(r"\1", text)
+
+
+def _plain_help_in_tyro() -> None:
+    """Make tyro show every option's help and every command's and group's description through
+    :func:`plain_help`.
+
+    tyro reads them from docstrings and has no hook for it, so the two functions it passes that text
+    through are wrapped (once): ``_strings.remove_single_line_breaks`` (descriptions and field docstrings)
+    and ``_arguments.generate_argument_helptext`` (also a function's ``Args:``, which skip the first).
+    tests/cli/test_help.py checks every --help page for markup, so a tyro that moves them fails there."""
+    from tyro import _arguments, _strings
+
+    if getattr(_arguments, "_vdm3d_plain_help", False):
+        return
+    argument_help, line_breaks = _arguments.generate_argument_helptext, _strings.remove_single_line_breaks
+
+    def generate_argument_helptext(arg, lowered, *args, **kwargs):
+        text = arg.field.helptext
+        text = text() if callable(text) else text
+        if isinstance(text, str):
+            arg.field.helptext = plain_help(text)
+        return argument_help(arg, lowered, *args, **kwargs)
+
+    def remove_single_line_breaks(text: str) -> str:
+        return line_breaks(plain_help(text))
+
+    _arguments.generate_argument_helptext = generate_argument_helptext
+    _strings.remove_single_line_breaks = remove_single_line_breaks
+    _arguments._vdm3d_plain_help = True
+
+
 def dispatch(commands: dict[str, Callable] | Callable, argv: Sequence[str], prog: str,
              description: str | None = None, memory: bool = False, examples: str | None = None):
     """Parse ``argv`` with tyro against one function or a dict of subcommand functions, and call it.
@@ -76,6 +118,8 @@ def dispatch(commands: dict[str, Callable] | Callable, argv: Sequence[str], prog
     import tyro
 
     from vdm3d.cli.config import cli as config_cli
+
+    _plain_help_in_tyro()
 
     if dataclasses.is_dataclass(commands):  # a job's config dataclass: --config FILE gives its defaults
         return config_cli(commands, argv, prog, description=description, memory=memory, examples=examples)
@@ -187,6 +231,7 @@ def _main(argv: Sequence[str] | None) -> int:
         return 2
     restore = _terminate_as_interrupt()
     try:
+        _plain_help_in_tyro()  # here too: some commands call tyro through vdm3d.cli.config, not dispatch
         module = importlib.import_module(available[name])
         result = module.main(argv[1:], prog=f"vdm3d {name}")
         # A command may return its result (a metrics dict, a run folder) for library use; only an int
