@@ -56,3 +56,26 @@ def test_preset_help_names_every_preset():
     text = " ".join(re.sub(r"[│╭╮╰╯─]", " ", _help(["object"])).split())
     entry = text.split("--preset STR", 1)[1].split("--backbone", 1)[0]
     assert all(name in entry for name in PRESETS) and "overrid" in entry
+
+
+FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9]*(?:[-.][a-z0-9]+)*")
+
+
+def _examples(text: str) -> list[list[str]]:
+    block = text.rstrip().rsplit("\nexamples:\n", 1)
+    return [line.split("#")[0].split() for line in block[1].splitlines()] if len(block) == 2 else []
+
+
+@pytest.mark.parametrize("group", ["train", "eval"])
+def test_each_subcommand_page_ends_with_its_own_examples(pages, group):
+    """`vdm3d train SUB --help` / `vdm3d eval SUB --help` end with examples that run SUB (not the group's
+    generic ones), and every flag in an example is one its command's --help lists."""
+    subs = [argv[1] for argv in pages if len(argv) == 2 and argv[0] == group]
+    assert len(subs) >= 9
+    for sub in subs:
+        examples = _examples(pages[(group, sub)])
+        assert any(e[:3] == ["vdm3d", group, sub] for e in examples), (sub, examples)
+        for e in examples:
+            page = pages[tuple(e[1:3])]
+            accepted = set(FLAG.findall(page.rsplit("examples:", 1)[0]))
+            assert {a for a in e if a.startswith("--")} <= accepted, e

@@ -110,11 +110,11 @@ def _plain_help_in_tyro() -> None:
 
 
 def dispatch(commands: dict[str, Callable] | Callable, argv: Sequence[str], prog: str,
-             description: str | None = None, memory: bool = False, examples: str | None = None):
+             description: str | None = None, memory: bool = False, examples: str | dict[str, str] | None = None):
     """Parse ``argv`` with tyro against one function or a dict of subcommand functions, and call it.
 
-    ``examples`` (a few command lines) are printed at the end of ``--help``; ``memory``: see
-    :func:`vdm3d.cli.config.cli`."""
+    ``examples`` (a few command lines) are printed at the end of ``--help``: one text, or, for subcommands,
+    ``{subcommand: text}`` with ``""`` for the group's own page; ``memory``: see :func:`vdm3d.cli.config.cli`."""
     import tyro
 
     from vdm3d.cli.config import cli as config_cli
@@ -138,6 +138,9 @@ def dispatch(commands: dict[str, Callable] | Callable, argv: Sequence[str], prog
             result = tyro.extras.subcommand_cli_from_dict(commands, args=list(argv), prog=prog,
                                                           description=description)
     except SystemExit as e:
+        if isinstance(examples, dict):  # the page of the subcommand asked for, else the group's
+            sub = next((a for a in argv if not a.startswith("-")), "")
+            examples = examples.get(sub if isinstance(commands, dict) and sub in commands else "")
         if examples and e.code in (0, None) and ("-h" in argv or "--help" in argv):
             print(f"\n{examples.strip()}")
         raise
