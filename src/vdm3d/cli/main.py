@@ -15,9 +15,11 @@ threads sleeping instead of spinning (see :mod:`vdm3d.threads`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import importlib.util
+import itertools
 import os
 import re
 import signal
@@ -149,6 +151,82 @@ def dispatch(commands: dict[str, Callable] | Callable, argv: Sequence[str], prog
     return result
 
 
+_KINDS = {"INT": "a whole number", "FLOAT": "a number", "PATH": "a path", "STR": "a string"}
+_PLURAL = {"INT": "whole numbers", "FLOAT": "numbers", "PATH": "paths", "STR": "strings"}
+
+
+def _given(argv: Sequence[str], flags: Sequence[str]) -> str | None:
+    """The value(s) typed after one of ``flags`` (``--flag V [V ...]`` or ``--flag=V``), as typed."""
+    for i, a in enumerate(argv):
+        name, eq, value = a.partition("=")
+        if name in flags:
+            if eq:
+                return value
+            rest = list(itertools.takewhile(lambda t: not t.startswith("--"), argv[i + 1:]))
+            return " ".join(rest) if rest else None
+    return None
+
+
+def _metavar(arg) -> str:
+    """What an option takes, as its --help shows it, without the ``{None}|`` of an optional one."""
+    return re.sub(r"\{None\}\||\|\{None\}", "", str(arg.lowered.metavar or "")) or "a value"
+
+
+def _parse_error_sentence(event, argv: Sequence[str]) -> str | None:
+    """tyro's rejection of the command line (a value of the wrong type, not one of the choices, a missing
+    value or option) as one sentence naming the option, the value and what it takes; None for the others
+    (an unknown flag keeps tyro's "did you mean" box)."""
+    from tyro import _errors
+
+    if isinstance(event, _errors.InstantiationFailure) and event.argument is not None:
+        arg = event.argument
+        metavar = _metavar(arg)
+        element = re.findall(r"[A-Z]+", metavar)
+        if "..." in metavar and element:  # several values: say what each must be
+            kind = _PLURAL.get(element[0], metavar)
+        else:
+            kind = _KINDS.get(metavar, metavar)
+        value = _given(argv, tuple(arg.lowered.name_or_flags))
+        default = arg.field.default
+        example = (f", e.g. {arg.display_name()} {default}" if isinstance(default, (int, float, str, os.PathLike))
+                   and "..." not in metavar
+                   and not isinstance(default, bool) and not arg.is_positional() else "")
+        got = f"{value!r}" if value is not None else "what was given"
+        return f"{arg.display_name()} takes {kind} ({metavar}), not {got}; pass {kind}{example}."
+    if isinstance(event, _errors.InvalidChoice):
+        return (f"{event.argument.display_name()} takes one of {', '.join(event.choices)}, not {event.value!r}; "
+                "pass one of them.")
+    if isinstance(event, _errors.BadValue) and event.reason == "too_few_values":
+        arg = event.argument
+        return f"{arg.display_name()} takes {_metavar(arg)} but none was given; put it after {arg.display_name()}."
+    if isinstance(event, _errors.MissingArgs) and not event.unrecognized_tokens:
+        names = [a.arg.display_name() for a in event.missing_arguments]
+        progs = event._help_progs()
+        prog = progs[0] if isinstance(progs, list) and progs else event.prog
+        return f"{' and '.join(names)} {'is' if len(names) == 1 else 'are'} required; see `{prog} --help`."
+    return None
+
+
+@contextlib.contextmanager
+def _one_sentence_parse_errors(argv: Sequence[str]):
+    """While a command parses its flags, turn tyro's rejections (:func:`_parse_error_sentence`) into a
+    :class:`~vdm3d.errors.ConfigError`: the one-sentence error of every other bad input. Uses tyro's
+    experimental parse-error hook; a tyro without it keeps its own boxes (still exit status 2)."""
+    try:
+        from tyro._errors import on_parse_error
+    except ImportError:
+        yield
+        return
+
+    def hook(event) -> None:
+        sentence = _parse_error_sentence(event, argv)
+        if sentence is not None:
+            raise ConfigError(sentence)
+
+    with on_parse_error(hook):
+        yield
+
+
 def _pop_threads(argv: list[str]) -> tuple[list[str], int | None]:
     """Remove the global ``--threads N`` / ``--threads=N`` from ``argv``; return the rest and ``N``."""
     rest, threads, i = [], None, 0
@@ -236,7 +314,8 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         _plain_help_in_tyro()  # here too: some commands call tyro through vdm3d.cli.config, not dispatch
         module = importlib.import_module(available[name])
-        result = module.main(argv[1:], prog=f"vdm3d {name}")
+        with _one_sentence_parse_errors(argv[1:]):
+            result = module.main(argv[1:], prog=f"vdm3d {name}")
         # A command may return its result (a metrics dict, a run folder) for library use; only an int
         # is an exit status.
         return result if isinstance(result, int) and not isinstance(result, bool) else 0
