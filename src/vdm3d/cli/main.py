@@ -90,11 +90,14 @@ def _plain_help_in_tyro() -> None:
     through are wrapped (once): ``_strings.remove_single_line_breaks`` (descriptions and field docstrings)
     and ``_arguments.generate_argument_helptext`` (also a function's ``Args:``, which skip the first).
     tests/cli/test_help.py checks every --help page for markup, so a tyro that moves them fails there."""
-    from tyro import _arguments, _strings
+    try:
+        from tyro import _arguments, _strings
 
+        argument_help, line_breaks = _arguments.generate_argument_helptext, _strings.remove_single_line_breaks
+    except (ImportError, AttributeError):  # a tyro that moved them: help keeps the markup, commands still run
+        return
     if getattr(_arguments, "_vdm3d_plain_help", False):
         return
-    argument_help, line_breaks = _arguments.generate_argument_helptext, _strings.remove_single_line_breaks
 
     def generate_argument_helptext(arg, lowered, *args, **kwargs):
         text = arg.field.helptext
