@@ -61,3 +61,27 @@ def test_a_closed_pipe_stops_quietly(command):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 128 + signal.SIGPIPE
     assert err == ""
+
+
+@pytest.mark.parametrize("argv, sentence", [
+    (["object", "--image", "x.png", "--fit-steps", "nan"],
+     "--fit-steps takes a whole number (INT), not 'nan'; pass a whole number, e.g. --fit-steps 200."),
+    (["object", "--image", "x.png", "--lr-scale=abc"],
+     "--lr-scale takes a number (FLOAT), not 'abc'; pass a number, e.g. --lr-scale 10.0."),
+    (["fit", "scene", "--test-views", "1", "a"],
+     "--test-views takes whole numbers ([INT [INT ...]]), not '1 a'; pass whole numbers."),
+    (["object", "--image", "x.png", "--orbit", "bogus"],
+     "--orbit takes one of sv3d-static, sv3d-dynamic, v3d, not 'bogus'; pass one of them."),
+    (["fit", "scene", "--resume"], "--resume takes PATH but none was given; put it after --resume."),
+    (["trajectory", "convert"], "input and --out are required; see `vdm3d trajectory convert --help`."),
+    (["eval", "orbit", "--objects", "x"],
+     "--objects takes a whole number (INT), not 'x'; pass a whole number, e.g. --objects 50."),
+])
+def test_a_flag_tyro_rejects_is_one_sentence_and_status_2(tmp_path, monkeypatch, capsys, argv, sentence):
+    """A value of the wrong type, not among the choices, or missing gets the project's one sentence naming the
+    option, the value and what it takes (not tyro's box), before any work."""
+    monkeypatch.chdir(tmp_path)
+    assert cli_main.main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"error: {sentence}\n" and captured.out == ""
+    assert list(tmp_path.iterdir()) == []

@@ -117,6 +117,33 @@ def test_convert_re10k_round_trip_through_cli(shared_data, tmp_path):
         assert back.read_text().splitlines()[0] == f.read_text().splitlines()[0]
 
 
+def test_convert_keeps_the_colmap_lens_beside_llff_poses(shared_data, tmp_path, capsys):
+    """fern's SIMPLE_RADIAL lens lives in sparse/0 beside poses_bounds.npy; the scene readers undistort with
+    it, so convert must write it (transforms.json) or refuse to drop it (formats without distortion)."""
+    from vdm3d.cameras.io import read_colmap
+
+    fern = shared_data / "llff_fern"
+    cam = read_colmap(fern / "sparse" / "0").cameras[1]
+    assert cam.model == "SIMPLE_RADIAL"  # params f, cx, cy, k
+    tj = tmp_path / "fern_transforms.json"
+    assert run("convert", fern / "poses_bounds.npy", "--out", tj) == 0
+    data = json.loads(tj.read_text())
+    assert data["camera_model"] == "OPENCV" and data["k1"] == float(cam.params[3]) != 0
+    assert data["k2"] == data["p1"] == data["p2"] == 0
+    _, _, extras = read_transforms_json(tj)
+    assert extras["distortion"]["k1"] == float(cam.params[3])  # and it reads back
+    capsys.readouterr()
+    for out in ("fern.txt", "fern.json"):
+        assert run("convert", fern / "poses_bounds.npy", "--out", tmp_path / out) == 2
+        err = capsys.readouterr().err
+        assert "k1=0.0197" in err and "--distortion drop" in err and not (tmp_path / out).exists()
+    assert run("convert", fern / "poses_bounds.npy", "--out", tmp_path / "fern.txt", "--distortion", "drop") == 0
+    # poses without their COLMAP model carry no lens
+    (tmp_path / "bare").mkdir()
+    (tmp_path / "bare" / "poses_bounds.npy").write_bytes((fern / "poses_bounds.npy").read_bytes())
+    assert run("convert", tmp_path / "bare" / "poses_bounds.npy", "--out", tmp_path / "bare.txt") == 0
+
+
 def test_convert_to_colmap_folder_and_back(tmp_path):
     run("make", "orbit", "--frames", 5, "--out", tmp_path / "o.json")
     assert run("convert", tmp_path / "o.json", "--out", tmp_path / "sparse") == 0

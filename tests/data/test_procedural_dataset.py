@@ -135,3 +135,15 @@ def test_mesh_glb_is_y_up_and_reads_back_where_the_cameras_see_it(tmp_path):
         truth = read_depth(case / f"depth/{j:03d}.npy")
         both = (truth > 0) & (depth[j] > 0)
         assert both.float().mean() > 0.9 and (depth[j][both] - truth[both]).abs().max() < 1e-3
+
+
+def test_progress_in_a_log_is_plain_lines(tmp_path, capsys):
+    """`vdm3d data make ... 2>&1 | tail` (not a terminal): lines with the count and an ETA, as the jobs
+    print them, not a bar redrawn with carriage returns."""
+    assert main(["data", "make", "objects", "--count", "2", "--resolution", "16", "--views", "3",
+                 "--workers", "1", "--out", str(tmp_path / "ds")]) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    lines = err.splitlines()
+    assert lines[0].startswith("data objects 1/2 (50%), ") and "ETA" in lines[0]
+    assert lines[1].startswith("data objects 2/2 (100%), ")

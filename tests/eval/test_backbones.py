@@ -44,3 +44,35 @@ def test_orbit_harness_matches_an_independent_copy_baseline(tmp_path, monkeypatc
     assert result["views_per_object"] == 8 and result["objects"] == 2
     assert result["psnr_vae_ceiling_db"] > result["psnr_copy_input_db"]
     assert np.isfinite(result["psnr_model_db"])
+
+
+def test_a_train_runs_model_file_works_wherever_a_name_does(tmp_path, monkeypatch, capsys):
+    """`--model runs/x/NAME.json` (what `vdm3d train` writes) scores the same weights as the name, and
+    --record writes into that file's card; a wrong model is refused naming it as given."""
+    import json
+    import shutil
+
+    from vdm3d.cli.main import main
+    from vdm3d.models.tiny import WEIGHTS_DIR
+
+    monkeypatch.setenv("VDM3D_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "runs" / "depth"
+    run.mkdir(parents=True)
+    for suffix in (".json", ".safetensors"):
+        shutil.copy(WEIGHTS_DIR / f"depth{suffix}", run / f"depth{suffix}")
+    shipped_card = (WEIGHTS_DIR / "depth.json").read_text()
+    by_name = depth(model="depth", rooms=1)
+    by_file = depth(model=str(run / "depth.json"), rooms=1, record=True)
+    assert by_file["abs_rel"] == by_name["abs_rel"]
+    assert json.loads((run / "depth.json").read_text())["card"]["heldout"]["depth"]["abs_rel"] == by_name["abs_rel"]
+    assert (WEIGHTS_DIR / "depth.json").read_text() == shipped_card
+    capsys.readouterr()
+    for given, says in ((str(run / "nope.json"), "the model file does not exist"),
+                        ("bogus", "no tiny model of that name is shipped; choose one of: depth, ")):
+        for sub in ("orbit", "warp", "depth"):
+            assert main(["eval", sub, "--model", given]) == 2
+            err = capsys.readouterr().err
+            assert err.startswith(f"error: --model {given}: {says}") and err.count("\n") == 1, err
+            assert ".json.json" not in err and "Traceback" not in err
+    assert main(["eval", "depth", "--model", str(run / "depth.json"), "--weights-dir", str(run)]) == 2
+    assert "drop --weights-dir" in capsys.readouterr().err

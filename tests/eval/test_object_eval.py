@@ -176,3 +176,22 @@ def test_object_depth_model_reaches_every_case_and_a_wrong_one_fails_first(tmp_p
         ev.eval_object(EvalObjectConfig(out=tmp_path / "ev2", procedural=1, meshes=(),
                                         object_depth_model=str(tmp_path / "nope.json")))
     assert not (tmp_path / "ev2").exists()
+
+
+def test_options_help_lists_every_option_with_the_object_flags_it_sets(capsys):
+    """`vdm3d eval object --help` is made from OPTIONS, so every option is listed, and the `vdm3d object` flags
+    it names exist."""
+    import re
+
+    from vdm3d.cli.main import main
+    from vdm3d.eval.object import OPTIONS, _flags
+
+    def help_text(*command):
+        assert main([*command, "--help"]) == 0
+        return " ".join(re.sub(r"[│╭╮╰╯─]", " ", capsys.readouterr().out).split())
+
+    text, object_help = help_text("eval", "object"), help_text("object")
+    for name, settings in OPTIONS.items():
+        assert f" {name} = {_flags(settings)}" in text, name
+        for flag in re.findall(r"--[a-z0-9-]+", _flags(settings)):
+            assert flag in object_help, (name, flag)

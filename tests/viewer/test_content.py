@@ -97,6 +97,38 @@ def test_first_view_frames_the_content(tmp_path):
     assert np.linalg.norm(eye - centre) > radius / np.tan(view["fov"] / 2)  # the whole radius fits
 
 
+def _path_in_view(view, centres: np.ndarray) -> tuple[float, float]:
+    """The largest angle between two camera centres seen from the first view, and the farthest a centre lies
+    from its axis (degrees)."""
+    eye, target = np.array(view["position"]), np.array(view["look_at"])
+    rays = centres - eye
+    rays /= np.linalg.norm(rays, axis=1, keepdims=True)
+    axis = (target - eye) / np.linalg.norm(target - eye)
+    extent = np.degrees(np.arccos(np.clip(rays @ rays.T, -1, 1))).max()
+    return float(extent), float(np.degrees(np.arccos(np.clip(rays @ axis, -1, 1))).max())
+
+
+@pytest.mark.parametrize("command", [
+    ["move", "--presets", "dolly-in", "pan-left", "--frames", 81],  # straight ahead: once a stack of frusta
+    ["orbit", "--frames", 24],
+    ["move", "--presets", "truck-right", "pedestal-up", "--frames", 40],
+])
+def test_a_camera_path_alone_is_seen_across_its_length(tmp_path, command):
+    """`vdm3d view walk.json`: a path with nothing else opens from its side, the path spread over a good part
+    of the 50 degree view (from its first camera, dolly-in's 81 frusta covered under 1 degree) and all of
+    it in view."""
+    from vdm3d.cli.main import main
+
+    out = tmp_path / "walk.json"
+    assert main(["trajectory", "make", *map(str, command), "--out", str(out)]) == 0
+    c = load_content(out)
+    assert c.gaussians is None and c.mesh is None and c.points is None
+    view = initial_view(c)
+    extent, off_axis = _path_in_view(view, c.cameras.reshape(-1).centers.double().numpy())
+    half = np.degrees(view["fov"]) / 2
+    assert extent > 0.5 * half and off_axis <= 0.8 * half + 1e-6, (extent, off_axis)
+
+
 @pytest.mark.parametrize("name, text, words", [
     ("missing.ply", None, "does not exist"),
     ("notes.md", "hello", "cannot show"),

@@ -9,7 +9,7 @@ name           file                                      read / write
 ``transforms`` nerfstudio/Blender ``transforms*.json``    both (fps, RE10K url/timestamps kept as extras)
 ``colmap``     a folder (``sparse/0``) or its parent       both (binary by default)
 ``re10k``      RealEstate10K ``*.txt``                      both
-``llff``       ``poses_bounds.npy``                         read
+``llff``       ``poses_bounds.npy`` (lens: ``sparse/0``)    read
 =============  =======================================  ===============================
 
 Everything read becomes a :class:`CameraFile`: a :class:`Trajectory` (fps from the file when it
@@ -32,8 +32,10 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from vdm3d.cameras.io import (cameras_from_colmap, cameras_from_llff, colmap_from_cameras, read_colmap, read_re10k,
-                              read_transforms_json, write_colmap, write_re10k, write_transforms_json)
+from vdm3d.cameras.distortion import Distortion
+from vdm3d.cameras.io import (cameras_from_colmap, cameras_from_llff, colmap_from_cameras, llff_colmap_model,
+                              llff_lens, read_colmap, read_re10k, read_transforms_json, write_colmap, write_re10k,
+                              write_transforms_json)
 from vdm3d.cameras.io_transforms import read_json
 from vdm3d.cameras.trajectory import Trajectory
 from vdm3d.cameras.trajectory_file import save_trajectory, trajectory_from_dict
@@ -102,6 +104,12 @@ def detect_format(path: Path, for_writing: bool = False) -> str:
                          "FILE --from-format F --out path.json` (--to F when writing)")
 
 
+def _lens_keys(lens: Distortion) -> dict[str, float]:
+    """A lens as a transforms.json writes it (OPENCV's ``k1 k2 p1 p2``, and ``k3`` when it has one)."""
+    keys = ("k1", "k2", "p1", "p2", "k3") if lens.k3 else ("k1", "k2", "p1", "p2")
+    return {k: getattr(lens, k) for k in keys}
+
+
 def _timed(stamps: list[int] | None) -> bool:
     """Whether frame timestamps give a frame rate (two or more, increasing on the median)."""
     return bool(stamps) and len(stamps) > 1 and float(np.median(np.diff(stamps))) > 0
@@ -143,8 +151,13 @@ def read_camera_file(path: str | Path, fmt: CameraFormat = "auto", width: int | 
                           [f"{s}" for s in stamps], stamps, url, fps_recorded=_timed(stamps))
     if fmt == "llff":
         cams, bounds = cameras_from_llff(path, width, height, dtype=dtype)
+        # the lens of the COLMAP run the poses came from, as the scene readers find it; kept like a
+        # transforms.json's, so that a writer stores it or `trajectory convert` refuses to drop it
+        model = llff_colmap_model(path)
+        lens = llff_lens(model) if model is not None else None
+        extras = {"distortion": _lens_keys(lens)} if lens is not None else None
         return CameraFile(Trajectory(cams, DEFAULT_FPS, {**src, "bounds": bounds.tolist()}),
-                          [f"frame_{i:05d}" for i in range(len(cams))])
+                          [f"frame_{i:05d}" for i in range(len(cams))], extras=extras)
     if fmt == "colmap":
         cams, names = cameras_from_colmap(read_colmap(path), distortion=distortion, dtype=dtype)
         return CameraFile(Trajectory(cams, DEFAULT_FPS, src), names)

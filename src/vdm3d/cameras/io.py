@@ -40,6 +40,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from vdm3d.cameras.camera import Cameras, intrinsics, look_at, rigid_inverse
+from vdm3d.cameras.distortion import Distortion, distortion_from_colmap
 from vdm3d.cameras.io_colmap import (CAMERA_MODELS, ColmapCamera, ColmapImage, ColmapModel, ColmapPoints,
                                      read_colmap, write_colmap)
 from vdm3d.cameras.io_transforms import (opencv_from_opengl, opengl_from_opencv, read_json, read_transforms_json,
@@ -50,8 +51,8 @@ from vdm3d.io.runs import atomic_write_bytes
 
 __all__ = ["CAMERA_MODELS", "ColmapCamera", "ColmapImage", "ColmapModel", "ColmapPoints", "read_colmap", "write_colmap",
            "cameras_from_colmap", "colmap_from_cameras", "points_from_colmap", "cameras_from_llff",
-           "llff_from_cameras", "read_transforms_json", "write_transforms_json", "opencv_from_opengl",
-           "opengl_from_opencv", "read_json", "read_re10k", "write_re10k", "cameras_from_sv3d"]
+           "llff_from_cameras", "llff_colmap_model", "llff_lens", "read_transforms_json", "write_transforms_json",
+           "opencv_from_opengl", "opengl_from_opencv", "read_json", "read_re10k", "write_re10k", "cameras_from_sv3d"]
 
 # -- COLMAP ------------------------------------------------------------------------------------
 _PINHOLE_PARAMS = {  # model -> indices of (fx, fy, cx, cy) in params, and names of distortion terms
@@ -220,6 +221,24 @@ def cameras_from_llff(poses_bounds: np.ndarray | str | Path, width: int | None =
     Ks = intrinsics(f0 * W / w0, f0 * H / h0, torch.full_like(f0, W / 2), torch.full_like(f0, H / 2))
     cams = Cameras(Ks.to(dtype), c2w.to(dtype), W, H).validate(src)
     return cams, torch.as_tensor(arr[:, 15:17], dtype=dtype)
+
+
+def llff_colmap_model(poses_bounds: str | Path) -> ColmapModel | None:
+    """The COLMAP model LLFF's poses were made from (``sparse/0`` beside ``poses_bounds.npy``, as LLFF's
+    imgs2poses leaves it), or None when there is none (a model needs at least its cameras file)."""
+    sparse = Path(poses_bounds).parent / "sparse" / "0"
+    if any((sparse / f"cameras.{e}").is_file() for e in ("bin", "txt")):
+        return read_colmap(sparse)
+    return None
+
+
+def llff_lens(model: ColmapModel) -> Distortion | None:
+    """The lens distortion of the photos that LLFF poses describe: that of the one camera of the COLMAP
+    model they came from (:func:`llff_colmap_model`), or None when it has none or its cameras differ."""
+    where = str(model.path) if model.path is not None else "COLMAP model"
+    lenses = {distortion_from_colmap(c.model, colmap_intrinsics(c, where)[1], where)
+              for c in model.cameras.values()}
+    return lenses.pop() if len(lenses) == 1 else None
 
 
 def llff_from_cameras(cameras: Cameras, bounds: Float[Tensor, "N 2"]) -> np.ndarray:

@@ -16,6 +16,41 @@ EXAMPLES = """examples:
   vdm3d eval object --procedural 5 --out runs/eval_object       # the object job vs two baselines
   vdm3d eval depth --manifest cases.yaml --out runs/eval_depth  # one run folder per case, on Ray
   vdm3d eval orbit --objects 10 --out runs/eval_orbit           # the tiny video model vs copying the input"""
+#: the examples that end `vdm3d eval SUB --help`
+SUB_EXAMPLES = {
+    "object": """examples:
+  vdm3d eval object --procedural 20 --out runs/eval_object       # the job vs input-only and the visual hull
+  vdm3d eval object --procedural 20 --options samples-4 no-proxy  # plus one row per option (see --options)
+  vdm3d eval object --source oracle --procedural 5                # exact orbit frames: the reconstruction's bound""",
+    "object-orbit": """examples:
+  vdm3d eval object-orbit --objects 20                            # the orbit frames per azimuth vs copying the input
+  vdm3d eval object-orbit --checkpoint runs/train/orbit           # a running fine-tune's last checkpoint
+  vdm3d eval object-orbit --objects 20 --proxy-maps --carry exact-depth  # what the true depth would carry""",
+    "orbit": """examples:
+  vdm3d eval orbit --objects 10 --out runs/eval_orbit             # the tiny video model vs copying the input
+  vdm3d eval orbit --model runs/video/video.json --steps 10       # a `vdm3d train video` run's model""",
+    "warp": """examples:
+  vdm3d eval warp --rooms 10                                      # hole pixels vs OpenCV Telea inpainting
+  vdm3d eval warp --model runs/video/video.json --out runs/eval_warp""",
+    "depth": """examples:
+  vdm3d eval depth --rooms 10                                     # AbsRel vs a constant depth
+  vdm3d eval depth --manifest cases.yaml --out runs/eval_depth    # one run folder per case, on Ray""",
+    "explore": """examples:
+  vdm3d eval explore --rooms 1 --frames 200 --fit-steps 30        # the job vs cache + warp + Telea, no cache, noise
+  vdm3d eval explore --split val --rooms 3 --frames 100 --fit-steps 30  # validation rooms, to choose settings""",
+    "complete": """examples:
+  vdm3d eval complete --rooms 5                                   # plain fit vs the job and its ablations
+  vdm3d eval complete --rooms 0 --fern-downscale 8 --baseline-steps 400  # fern only, smaller and shorter""",
+    "complete-frames": """examples:
+  vdm3d eval complete-frames                                      # the model's frames vs renders vs photos (fern)
+  vdm3d eval complete-frames --room 0                             # the same on a held-out room""",
+    "stylize": """examples:
+  vdm3d eval stylize --procedural 10 --frames 24 --out runs/eval_stylize  # the job vs its three baselines
+  vdm3d eval stylize --split val --procedural 8                   # validation cases, to choose settings""",
+    "stylize-noise": """examples:
+  vdm3d eval stylize-noise                                        # the shipped stylize_inbetween
+  vdm3d eval stylize-noise --checkpoint RUN_FOLDER                # the EMA weights of a training run""",
+}
 HARNESSES = ("vdm3d.eval.object", "vdm3d.eval.backbones", "vdm3d.eval.scenes", "vdm3d.eval.explore",
              "vdm3d.eval.complete", "vdm3d.eval.stylize")
 
@@ -42,7 +77,9 @@ def main(argv, prog: str = "vdm3d eval"):
     if isinstance(manifest, str) and is_batch_manifest(manifest) and rest and not rest[0].startswith("-"):
         return run_manifest(rest[0], manifest, batch, rest[1:])
     # the manifest note ends every eval --help (the subcommands' too): --manifest is taken here, not by them
-    return dispatch(commands(), argv, prog, description=HELP, examples=f"{MANIFEST_NOTE}.\n\n{EXAMPLES}")
+    pages = {"": EXAMPLES, **SUB_EXAMPLES}
+    return dispatch(commands(), argv, prog, description=HELP,
+                    examples={sub: f"{MANIFEST_NOTE}.\n\n{text}" for sub, text in pages.items()})
 
 
 def run_manifest(sub: str, manifest: str, batch: dict, shared: list[str]) -> int:

@@ -15,10 +15,13 @@ threads sleeping instead of spinning (see :mod:`vdm3d.threads`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import importlib.util
+import itertools
 import os
+import re
 import signal
 import sys
 import threading
@@ -67,15 +70,61 @@ def _overview() -> str:
     return "\n".join(lines)
 
 
+# Sphinx markup in the docstrings that become --help: a role (:func:`a.b`, :class:`~a.B` -> B,
+# :ref:`text <target>` -> text) and ``literal`` are shown as plain text.
+_ROLE = re.compile(r":(?:[a-z]+:)+`(~?)([^`]*?)(?:\s*<[^`>]*>)?`")
+_LITERAL = re.compile(r"``(.+?)``", re.DOTALL)
+
+
+def plain_help(text: str) -> str:
+    """``text`` (a docstring) with its reST roles and double-backtick literals as plain text, for --help."""
+    text = _ROLE.sub(lambda m: m.group(2).rsplit(".", 1)[-1] if m.group(1) else m.group(2), text)
+    return _LITERAL.sub(r"\1", text)
+
+
+def _plain_help_in_tyro() -> None:
+    """Make tyro show every option's help and every command's and group's description through
+    :func:`plain_help`.
+
+    tyro reads them from docstrings and has no hook for it, so the two functions it passes that text
+    through are wrapped (once): ``_strings.remove_single_line_breaks`` (descriptions and field docstrings)
+    and ``_arguments.generate_argument_helptext`` (also a function's ``Args:``, which skip the first).
+    tests/cli/test_help.py checks every --help page for markup, so a tyro that moves them fails there."""
+    try:
+        from tyro import _arguments, _strings
+
+        argument_help, line_breaks = _arguments.generate_argument_helptext, _strings.remove_single_line_breaks
+    except (ImportError, AttributeError):  # a tyro that moved them: help keeps the markup, commands still run
+        return
+    if getattr(_arguments, "_vdm3d_plain_help", False):
+        return
+
+    def generate_argument_helptext(arg, lowered, *args, **kwargs):
+        text = arg.field.helptext
+        text = text() if callable(text) else text
+        if isinstance(text, str):
+            arg.field.helptext = plain_help(text)
+        return argument_help(arg, lowered, *args, **kwargs)
+
+    def remove_single_line_breaks(text: str) -> str:
+        return line_breaks(plain_help(text))
+
+    _arguments.generate_argument_helptext = generate_argument_helptext
+    _strings.remove_single_line_breaks = remove_single_line_breaks
+    _arguments._vdm3d_plain_help = True
+
+
 def dispatch(commands: dict[str, Callable] | Callable, argv: Sequence[str], prog: str,
-             description: str | None = None, memory: bool = False, examples: str | None = None):
+             description: str | None = None, memory: bool = False, examples: str | dict[str, str] | None = None):
     """Parse ``argv`` with tyro against one function or a dict of subcommand functions, and call it.
 
-    ``examples`` (a few command lines) are printed at the end of ``--help``; ``memory``: see
-    :func:`vdm3d.cli.config.cli`."""
+    ``examples`` (a few command lines) are printed at the end of ``--help``: one text, or, for subcommands,
+    ``{subcommand: text}`` with ``""`` for the group's own page; ``memory``: see :func:`vdm3d.cli.config.cli`."""
     import tyro
 
     from vdm3d.cli.config import cli as config_cli
+
+    _plain_help_in_tyro()
 
     if dataclasses.is_dataclass(commands):  # a job's config dataclass: --config FILE gives its defaults
         return config_cli(commands, argv, prog, description=description, memory=memory, examples=examples)
@@ -94,12 +143,91 @@ def dispatch(commands: dict[str, Callable] | Callable, argv: Sequence[str], prog
             result = tyro.extras.subcommand_cli_from_dict(commands, args=list(argv), prog=prog,
                                                           description=description)
     except SystemExit as e:
+        if isinstance(examples, dict):  # the page of the subcommand asked for, else the group's
+            sub = next((a for a in argv if not a.startswith("-")), "")
+            examples = examples.get(sub if isinstance(commands, dict) and sub in commands else "")
         if examples and e.code in (0, None) and ("-h" in argv or "--help" in argv):
             print(f"\n{examples.strip()}")
         raise
     if dataclasses.is_dataclass(result) and not isinstance(result, type):
         check_options(result)
     return result
+
+
+_KINDS = {"INT": "a whole number", "FLOAT": "a number", "PATH": "a path", "STR": "a string"}
+_PLURAL = {"INT": "whole numbers", "FLOAT": "numbers", "PATH": "paths", "STR": "strings"}
+
+
+def _given(argv: Sequence[str], flags: Sequence[str]) -> str | None:
+    """The value(s) typed after one of ``flags`` (``--flag V [V ...]`` or ``--flag=V``), as typed."""
+    for i, a in enumerate(argv):
+        name, eq, value = a.partition("=")
+        if name in flags:
+            if eq:
+                return value
+            rest = list(itertools.takewhile(lambda t: not t.startswith("--"), argv[i + 1:]))
+            return " ".join(rest) if rest else None
+    return None
+
+
+def _metavar(arg) -> str:
+    """What an option takes, as its --help shows it, without the ``{None}|`` of an optional one."""
+    return re.sub(r"\{None\}\||\|\{None\}", "", str(arg.lowered.metavar or "")) or "a value"
+
+
+def _parse_error_sentence(event, argv: Sequence[str]) -> str | None:
+    """tyro's rejection of the command line (a value of the wrong type, not one of the choices, a missing
+    value or option) as one sentence naming the option, the value and what it takes; None for the others
+    (an unknown flag keeps tyro's "did you mean" box)."""
+    from tyro import _errors
+
+    if isinstance(event, _errors.InstantiationFailure) and event.argument is not None:
+        arg = event.argument
+        metavar = _metavar(arg)
+        element = re.findall(r"[A-Z]+", metavar)
+        if "..." in metavar and element:  # several values: say what each must be
+            kind = _PLURAL.get(element[0], metavar)
+        else:
+            kind = _KINDS.get(metavar, metavar)
+        value = _given(argv, tuple(arg.lowered.name_or_flags))
+        default = arg.field.default
+        example = (f", e.g. {arg.display_name()} {default}" if isinstance(default, (int, float, str, os.PathLike))
+                   and "..." not in metavar
+                   and not isinstance(default, bool) and not arg.is_positional() else "")
+        got = f"{value!r}" if value is not None else "what was given"
+        return f"{arg.display_name()} takes {kind} ({metavar}), not {got}; pass {kind}{example}."
+    if isinstance(event, _errors.InvalidChoice):
+        return (f"{event.argument.display_name()} takes one of {', '.join(event.choices)}, not {event.value!r}; "
+                "pass one of them.")
+    if isinstance(event, _errors.BadValue) and event.reason == "too_few_values":
+        arg = event.argument
+        return f"{arg.display_name()} takes {_metavar(arg)} but none was given; put it after {arg.display_name()}."
+    if isinstance(event, _errors.MissingArgs) and not event.unrecognized_tokens:
+        names = [a.arg.display_name() for a in event.missing_arguments]
+        progs = event._help_progs()
+        prog = progs[0] if isinstance(progs, list) and progs else event.prog
+        return f"{' and '.join(names)} {'is' if len(names) == 1 else 'are'} required; see `{prog} --help`."
+    return None
+
+
+@contextlib.contextmanager
+def _one_sentence_parse_errors(argv: Sequence[str]):
+    """While a command parses its flags, turn tyro's rejections (:func:`_parse_error_sentence`) into a
+    :class:`~vdm3d.errors.ConfigError`: the one-sentence error of every other bad input. Uses tyro's
+    experimental parse-error hook; a tyro without it keeps its own boxes (still exit status 2)."""
+    try:
+        from tyro._errors import on_parse_error
+    except ImportError:
+        yield
+        return
+
+    def hook(event) -> None:
+        sentence = _parse_error_sentence(event, argv)
+        if sentence is not None:
+            raise ConfigError(sentence)
+
+    with on_parse_error(hook):
+        yield
 
 
 def _pop_threads(argv: list[str]) -> tuple[list[str], int | None]:
@@ -187,8 +315,10 @@ def _main(argv: Sequence[str] | None) -> int:
         return 2
     restore = _terminate_as_interrupt()
     try:
+        _plain_help_in_tyro()  # here too: some commands call tyro through vdm3d.cli.config, not dispatch
         module = importlib.import_module(available[name])
-        result = module.main(argv[1:], prog=f"vdm3d {name}")
+        with _one_sentence_parse_errors(argv[1:]):
+            result = module.main(argv[1:], prog=f"vdm3d {name}")
         # A command may return its result (a metrics dict, a run folder) for library use; only an int
         # is an exit status.
         return result if isinstance(result, int) and not isinstance(result, bool) else 0

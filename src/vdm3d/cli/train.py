@@ -18,6 +18,34 @@ EXAMPLES = """examples:
   vdm3d train video --out runs/video --loop.steps 4000 --resume  # continue from the last checkpoint
   vdm3d train cards --out MODEL_CARDS.md                         # the model cards as markdown"""
 
+#: the examples that end `vdm3d train SUB --help`
+SUB_EXAMPLES = {
+    "vae": """examples:
+  vdm3d train vae --out runs/vae --rooms.count 40 --loop.steps 1600 --loop.lr 1e-3""",
+    "video": """examples:
+  vdm3d train video --out runs/video --loop.steps 4000          # log lines with the loss and an ETA
+  vdm3d train video --out runs/video --loop.steps 4000 --resume  # continue from the last checkpoint
+  vdm3d train video --out runs/video --vae runs/vae/vae.json     # decode with your own trained VAE""",
+    "depth": """examples:
+  vdm3d train depth --out runs/depth --loop.steps 2000 --loop.lr 1e-3""",
+    "explore": """examples:
+  vdm3d train explore --out runs/train/explore --rooms.count 200 --loop.steps 3000 --loop.lr 1e-4""",
+    "orbit": """examples:
+  vdm3d train orbit --out runs/train/orbit --objects.count 1000 --loop.steps 3200 --loop.lr 3e-4
+  vdm3d eval object-orbit --checkpoint runs/train/orbit          # score it while it trains""",
+    "object-depth": """examples:
+  vdm3d train object-depth --out runs/train/object_depth --objects.count 1000 --loop.steps 5000 --loop.lr 1e-3""",
+    "stylize": """examples:
+  vdm3d train stylize --out runs/train/stylize_anchor --task anchor --loop.steps 600
+  vdm3d train stylize --out runs/train/stylize_inbetween --task inbetween --loop.steps 600""",
+    "v3d": """examples:
+  vdm3d train v3d --out runs/train/v3d_scene                    # retrain the embedded model
+  vdm3d train v3d --out runs/train/v3d_scene --resume           # continue from the last checkpoint""",
+    "cards": """examples:
+  vdm3d train cards                                             # print the shipped model cards as markdown
+  vdm3d train cards --weights-dir runs/video --out runs/video/MODEL_CARDS.md""",
+}
+
 
 def cards(weights_dir: Path | None = None, out: Path | None = None, into_package: bool = False) -> None:
     """Render the JSON model cards of a weights folder (default: the shipped one) as markdown.
@@ -54,4 +82,4 @@ def main(argv, prog: str = "vdm3d train"):
                      "orbit": train_orbit, "object-depth": train_object_depth,
                      "stylize": train_stylize, "v3d": train_v3d,
                      "cards": cards},
-                    argv, prog, description=HELP, examples=EXAMPLES)
+                    argv, prog, description=HELP, examples={"": EXAMPLES, **SUB_EXAMPLES})

@@ -237,8 +237,8 @@ class Convert:
     height: Optional[int] = None
     """Image height for formats without one (RE10K: 360) or to rescale LLFF."""
     distortion: Literal["refuse", "drop"] = "refuse"
-    """Input with lens distortion (COLMAP, or transforms.json k1..p2 written to a format without it): refuse, or
-    drop it (images already undistorted)."""
+    """Input with lens distortion (COLMAP; or transforms.json k1..p2, or the COLMAP lens in sparse/0 beside LLFF
+    poses, written to a format without it): refuse, or drop it (images already undistorted)."""
     colmap_text: bool = False
     """Write COLMAP as text instead of binary."""
     overwrite: bool = False

@@ -36,8 +36,8 @@ from torch import Tensor
 from vdm3d.cameras.camera import Cameras
 from vdm3d.cameras.distortion import (Distortion, distortion_from_colmap, distortion_from_transforms,
                                      undistort_image)
-from vdm3d.cameras.io import (cameras_from_colmap, cameras_from_llff, colmap_intrinsics, load_npy,
-                              points_from_colmap, read_colmap, read_transforms_json)
+from vdm3d.cameras.io import (cameras_from_colmap, cameras_from_llff, colmap_intrinsics, llff_colmap_model,
+                              llff_lens, load_npy, points_from_colmap, read_colmap, read_transforms_json)
 from vdm3d.errors import ConfigError, InputError
 from vdm3d.io.images import read_image
 from vdm3d.options import Range
@@ -191,16 +191,12 @@ def _llff(root: Path, images: str | None, skip_missing: bool = False):
     cams, _ = cameras_from_llff(root / "poses_bounds.npy", width=w, height=h)
     points = rgb = None
     dists: list[Distortion | None] = [None] * len(files)
-    sparse = root / "sparse" / "0"
-    if any((sparse / f"cameras.{e}").is_file() for e in ("bin", "txt")):
-        model = read_colmap(sparse)
-        if any((sparse / f"points3D.{e}").is_file() for e in ("bin", "txt")) and len(model.points3D):
+    model = llff_colmap_model(root / "poses_bounds.npy")
+    if model is not None:
+        if len(model.points3D):
             points, rgb = points_from_colmap(model)
-        # LLFF's poses come from this COLMAP run: its lens model applies to the images (one camera)
-        lenses = {distortion_from_colmap(c.model, colmap_intrinsics(c, str(sparse))[1], str(sparse))
-                  for c in model.cameras.values()}
-        if len(lenses) == 1:
-            dists = [lenses.pop()] * len(files)
+        # LLFF's poses come from this COLMAP run: its lens model applies to the images
+        dists = [llff_lens(model)] * len(files)
     return cams, files, False, points, rgb, dists
 
 

@@ -29,6 +29,7 @@ from vdm3d.cameras.camera import Cameras
 from vdm3d.diffusion.guiders import CFG
 from vdm3d.diffusion.samplers import sample
 from vdm3d.diffusion.schedules import EdmSchedule
+from vdm3d.errors import ConfigError, InputError
 from vdm3d.io.progress import StepProgress
 from vdm3d.io.runs import RunFolder
 from vdm3d.metrics.image import psnr
@@ -36,6 +37,31 @@ from vdm3d.options import Range
 from vdm3d.protocols import Conditioning
 from vdm3d.train.datasets import ObjectSetConfig, RoomSetConfig, Split, load_or_build
 from vdm3d.train.video import ORBIT_STRIDE
+
+
+def _model_file(model: str, weights_dir: Path | None) -> tuple[str, Path | None]:
+    """``--model`` as the name and folder of its model file: a model's name (in ``--weights-dir``, else
+    shipped), or the ``NAME.json`` model file a `vdm3d train` run wrote, as the jobs take it. A wrong
+    one is refused naming it as given."""
+    from vdm3d.models.tiny import WEIGHTS_DIR, available
+
+    if model.endswith(".json"):
+        path = Path(model)
+        if weights_dir is not None:
+            raise ConfigError(f"--model {model} is a model file, which names its own folder, so --weights-dir "
+                              f"{weights_dir} has nothing to add; drop --weights-dir, or pass --model {path.stem} "
+                              "--weights-dir DIR.")
+        if not path.is_file():
+            raise InputError(f"--model {model}: the model file does not exist; pass a model name from `vdm3d "
+                             "models list` or the .json model file that a `vdm3d train` run wrote.")
+        return path.stem, path.parent
+    folder = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
+    if not (folder / f"{model}.json").is_file():
+        names = ", ".join(available(folder)) or "none"
+        where = f"in --weights-dir {weights_dir}" if weights_dir is not None else "shipped"
+        raise InputError(f"--model {model}: no tiny model of that name is {where}; choose one of: {names}, or "
+                         "pass the .json model file that a `vdm3d train` run wrote.")
+    return model, weights_dir
 
 
 def _load(name: str, weights_dir: Path | None):
@@ -94,7 +120,8 @@ def orbit(model: str = "video", objects: Annotated[int, Range(1)] = 50, batch: A
     """Orbit generation from one view on held-out objects: PSNR vs copying the input view.
 
     Args:
-        model: name of the tiny video model.
+        model: the tiny video model: a name from `vdm3d models list`, or the ``.json`` model file of a
+            `vdm3d train` run.
         objects: held-out objects (8 target views each).
         batch: objects per sampling batch.
         steps: Euler EDM steps.
@@ -110,8 +137,9 @@ def orbit(model: str = "video", objects: Annotated[int, Range(1)] = 50, batch: A
         record_into_package: let ``record`` write into the card shipped inside the installed package.
     """
     config = dict(locals())
-    _check_record(record, model, weights_dir, record_into_package)  # before minutes of evaluation
-    bb = _load(model, weights_dir)
+    name, folder = _model_file(model, weights_dir)
+    _check_record(record, name, folder, record_into_package)  # before minutes of evaluation
+    bb = _load(name, folder)
     data = load_or_build(ObjectSetConfig(count=objects, split=split))
     rgb = torch.from_numpy(data["rgb"]).float() / 255  # [N, V, H, W, 3]
     c2w = torch.from_numpy(data["c2w"]).float()
@@ -145,7 +173,7 @@ def orbit(model: str = "video", objects: Annotated[int, Range(1)] = 50, batch: A
                  [(f"tiny {model} ({steps} Euler steps, cfg {cfg_scale})", f"{g:.2f}"),
                   ("copy the input view", f"{c:.2f}"), ("gain", f"{g - c:+.2f}"),
                   ("VAE reconstruction (ceiling)", f"{ceil:.2f}")]))
-    _save(out, config, result, overwrite, record, model, weights_dir, record_into_package)
+    _save(out, config, result, overwrite, record, name, folder, record_into_package)
     return result
 
 
@@ -164,7 +192,8 @@ def warp(model: str = "video", rooms: Annotated[int, Range(1)] = 30, batch: Anno
     """Warp-and-refine on held-out rooms: PSNR on hole pixels vs Telea inpainting.
 
     Args:
-        model: name of the tiny video model.
+        model: the tiny video model: a name from `vdm3d models list`, or the ``.json`` model file of a
+            `vdm3d train` run.
         rooms: held-out rooms (two 8-frame paths each; frames 1-7 are scored).
         batch: paths per sampling batch.
         steps: Euler EDM steps.
@@ -180,8 +209,9 @@ def warp(model: str = "video", rooms: Annotated[int, Range(1)] = 30, batch: Anno
         record_into_package: let ``record`` write into the card shipped inside the installed package.
     """
     config = dict(locals())
-    _check_record(record, model, weights_dir, record_into_package)  # before minutes of evaluation
-    bb = _load(model, weights_dir)
+    name, folder = _model_file(model, weights_dir)
+    _check_record(record, name, folder, record_into_package)  # before minutes of evaluation
+    bb = _load(name, folder)
     data = load_or_build(RoomSetConfig(count=rooms, split=split))
     rgb = torch.from_numpy(data["rgb"]).float() / 255  # [N, F, H, W, 3]
     warped_u8, valid_np = data["warped"], data["valid"]
@@ -227,7 +257,7 @@ def warp(model: str = "video", rooms: Annotated[int, Range(1)] = 30, batch: Anno
                  [(f"tiny {model} ({steps} Euler steps, cfg {cfg_scale})", f"{p_model:.2f}"),
                   ("OpenCV Telea inpainting", f"{p_telea:.2f}"), ("gain", f"{p_model - p_telea:+.2f}"),
                   ("full-frame PSNR, model / Telea", f"{f_model:.2f} / {f_telea:.2f}")]))
-    _save(out, config, result, overwrite, record, model, weights_dir, record_into_package)
+    _save(out, config, result, overwrite, record, name, folder, record_into_package)
     return result
 
 
@@ -238,7 +268,8 @@ def depth(model: str = "depth", rooms: Annotated[int, Range(1)] = 30, weights_di
     """Monocular depth on held-out room frames: AbsRel after per-image median scaling.
 
     Args:
-        model: name of the tiny depth model.
+        model: the tiny depth model: a name from `vdm3d models list`, or the ``.json`` model file of a
+            `vdm3d train` run.
         rooms: held-out rooms (all frames of two paths each).
         weights_dir: folder with the model files (default: the shipped weights).
         out: optional run folder for the numbers.
@@ -251,15 +282,16 @@ def depth(model: str = "depth", rooms: Annotated[int, Range(1)] = 30, weights_di
     from vdm3d.train.run import depth_metrics
 
     config = dict(locals())
-    _check_record(record, model, weights_dir, record_into_package)  # before minutes of evaluation
-    net = _load(model, weights_dir)
+    name, folder = _model_file(model, weights_dir)
+    _check_record(record, name, folder, record_into_package)  # before minutes of evaluation
+    net = _load(name, folder)
     data = load_or_build(RoomSetConfig(count=rooms, split="heldout"))
     m = depth_metrics(net, data)
     result = {"task": "depth", "rooms": rooms, **m}
     print(_table(f"depth, {m['images']} held-out room frames, 64x64 (AbsRel after median scaling)",
                  [(f"tiny {model}", f"{m['abs_rel']:.4f}"),
                   ("constant depth", f"{m['abs_rel_constant_baseline']:.4f}")]))
-    _save(out, config, result, overwrite, record, model, weights_dir, record_into_package)
+    _save(out, config, result, overwrite, record, name, folder, record_into_package)
     return result
 
 

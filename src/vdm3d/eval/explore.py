@@ -92,7 +92,7 @@ def vae_round_trip_psnr(model: str, frames: torch.Tensor, chunk: int = 8) -> flo
     """Mean PSNR of ``frames`` ``[F, H, W, 3]`` encoded and decoded by the tiny model's VAE, ``chunk`` at a time."""
     from vdm3d.models.registry import load_backbone
 
-    bb = load_backbone(f"tiny-{model}")
+    bb = load_backbone(model if model.endswith(".json") else f"tiny-{model}")  # a name, or a train run's file
     with torch.no_grad():
         out = torch.cat([bb.decode(bb.encode(frames[i:i + chunk][None]))[0][: len(frames[i:i + chunk])]
                          for i in range(0, len(frames), chunk)])
@@ -129,7 +129,8 @@ def explore(rooms: Annotated[int, Range(1)] = 10, skip_rooms: Annotated[int, Ran
         segment: frames per drift segment.
         revisit: returning frames scored against the first ones.
         methods: which of job, inpaint, no-cache, uniform to run.
-        model: the tiny video model of the job (explore: its own fine-tune; video: the shipped one).
+        model: the tiny video model of the job (explore: its own fine-tune; video: the shipped one; or the
+            ``.json`` model file of a `vdm3d train` run).
         steps: sampler steps.
         strength: noise on warped tokens.
         fit_steps: cache fitting steps per chunk.

@@ -96,6 +96,30 @@ OPTIONS: dict[str, dict] = {
     "samples-4-input-weight-12": {"orbit_samples": 4, "input_weight": 12.0},
 }
 
+#: what an option's settings alone do not say
+_OPTION_NOTES = {"exact-depth-maps": "carried by the input view's true depth: an oracle, what better depth "
+                                     "would be worth",
+                 "exact-depth-back-maps": "the same, front and back", "l1": "3DGS's 0.8 L1 + 0.2 D-SSIM",
+                 "steps-1-l1": "3DGS's 0.8 L1 + 0.2 D-SSIM"}
+
+
+def _flags(settings: dict) -> str:
+    """An option's object-job settings as the `vdm3d object` flags that give them."""
+    def flag(key: str, value) -> str:
+        name = key.replace("_", "-")
+        if isinstance(value, bool):
+            return f"--{name}" if value else f"--no-{name}"
+        return f"--{name} {value:g}" if isinstance(value, float) else f"--{name} {value}"
+    return " ".join(flag(k, v) for k, v in settings.items())
+
+
+#: the help of ``--options``, made from OPTIONS so that it lists every one
+OPTIONS_HELP = ("also run the job with each of these options on the same cases, one row each (mesh PSNR renders "
+                "the job's mesh, unlit, at the novel cameras); each is a `vdm3d object` setting: "
+                + "; ".join(f"{name} = {_flags(settings)}" + (f" ({_OPTION_NOTES[name]})" if name in _OPTION_NOTES
+                                                                 else "")
+                            for name, settings in OPTIONS.items()))
+
 
 @dataclasses.dataclass(frozen=True)
 class EvalObjectConfig:
@@ -139,16 +163,9 @@ class EvalObjectConfig:
     every --source and --backbone on the same cases)"""
     orbit_frames: bool = True
     """score the orbit frames themselves and their visual hull (cheap)"""
-    options: tuple[str, ...] = ()
-    """also run the job with each of these options on the same cases, one row each: illumination,
-    depth-prior, normal-prior, estimator-prior, priors, uv, texture-refine, video (the shared tiny video model
-    as the orbit backbone), proxy, no-proxy, depth-maps, depth-back-maps (the input carried by the object-depth
-    model's estimate of its depth), exact-depth-maps, exact-depth-back-maps (the same carried by the input
-    view's true depth: an oracle, what better depth would be worth), inflate-maps, interleaved,
-    consecutive, input-weight-12, alpha-weight-2, l1 (3DGS's 0.8 L1 + 0.2 D-SSIM), steps-1-l1, steps-1, steps-2,
-    frames-9
-    (mesh PSNR renders the
-    job's mesh, unlit, at the novel cameras)"""
+    options: Annotated[tuple[str, ...], tyro.conf.arg(help=OPTIONS_HELP)] = ()
+    """also run the job with each of these options on the same cases, one row each (the help lists them, from
+    ``OPTIONS``)"""
     keep_runs: bool = False
     """keep each case's job run folder under out/cases"""
     overwrite: bool = False

@@ -191,8 +191,8 @@ def stylize(out: Path = Path("runs/eval_stylize"), procedural: Annotated[int, Ra
         mesh_root: folder of the shared meshes.
         arc_frames: frames per arc (the job's --arc-frames).
         steps: sampler steps (the job's --steps).
-        anchor_model: the job's --anchor-model.
-        inbetween_model: the job's --inbetween-model.
+        anchor_model: the job's --anchor-model (a model name, or the .json model file of a `vdm3d train` run).
+        inbetween_model: the job's --inbetween-model (the same).
         guidance_scale: the job's --guidance-scale.
         keyframe_blend: the job's --keyframe-blend.
         fusion_radius: the job's --fusion-radius.
@@ -254,8 +254,8 @@ def record_in_cards(models: tuple[str, ...], means: dict, cases: int, frames: in
     flat = {"cases": cases, "frames": frames, "steps": steps, "split": "heldout"}
     for method, values in means.items():
         flat.update({f"{method}_{k}": round(v, 4) for k, v in values.items()})
-    for name in models:
-        path = WEIGHTS_DIR / f"{name}.json"
+    for name in models:  # a shipped model's name, or the .json model file of a `vdm3d train` run
+        path = Path(name) if name.endswith(".json") else WEIGHTS_DIR / f"{name}.json"
         meta = json.loads(path.read_text())
         meta.setdefault("card", {}).setdefault("heldout", {})["stylize"] = flat
         atomic_write_json(path, meta)

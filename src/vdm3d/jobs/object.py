@@ -89,7 +89,9 @@ class ObjectConfig:
     out: Path = Path("runs/object")
     """run folder to write (must not exist unless --overwrite)"""
     preset: str = "tiny"
-    """the preset these defaults came from (recorded in the manifest)"""
+    """tiny, sv3d, sv3d-dynamic, sv3d-u or v3d (described above): sets the defaults of every option - orbit,
+    steps, guidance, backbone, camera, fitting - that the other flags then override; without it --backbone
+    picks one (sv3d-p: sv3d, sv3d-u: sv3d-u, v3d: v3d, any other: tiny); recorded in the manifest"""
     backbone: str = "tiny"
     """video backbone with camera conditioning: tiny (the embedded default), sv3d-p, v3d, ... (`vdm3d models`),
     or the .json model file of a `vdm3d train orbit` run"""

@@ -49,14 +49,46 @@ def camera_poses(cameras) -> tuple[np.ndarray, np.ndarray]:
     return quat_from_matrix(c2w[:, :3, :3]).numpy(), c2w[:, :3, 3].numpy()
 
 
+def _side_of_path(cameras) -> np.ndarray | None:
+    """A view direction across a camera path: perpendicular to its longest extent (the first principal axis
+    of the centres) and level (perpendicular to z as well) where it can be, on the side behind the cameras'
+    mean viewing direction, a little above; None for a path that stays in one place."""
+    cams = cameras.reshape(-1)
+    centres = cams.centers.double().numpy()
+    if len(centres) < 2:
+        return None
+    _, sv, axes = np.linalg.svd(centres - centres.mean(0), full_matrices=False)
+    if sv[0] < 1e-6:
+        return None
+    up = np.array([0.0, 0.0, 1.0])
+    forward = cams.c2w[:, :3, 2].double().numpy().mean(0)
+    across = np.cross(up, axes[0])
+    if np.linalg.norm(across) < 0.3:  # an upright path (a trajectory file's cameras look along +z): any level
+        across = forward - (forward @ up) * up  # side will do; take the one the cameras turn towards
+        if np.linalg.norm(across) < 1e-3:
+            across = -DEFAULT_VIEW_DIR.copy()
+            across[2] = 0.0
+    across /= np.linalg.norm(across)
+    if across @ forward > 0:  # stand behind the cameras: their frusta open away from the view
+        across = -across
+    direction = across + 0.35 * up
+    return direction / np.linalg.norm(direction)
+
+
 def initial_view(content: ViewerContent) -> dict[str, tuple[float, float, float] | float]:
     """Where the page's camera starts: looking at the content's centre from the side of the first
     camera (when there are cameras) or from the front (-y), a little above, far enough back that the
     content's radius and the first frusta fit in a 50 degree view, and every camera centre lies within
-    0.8 of its half angle (a path close to the content, as stylize's, would otherwise start out of view)."""
+    0.8 of its half angle (a path close to the content, as stylize's, would otherwise start out of view).
+    A camera path alone (no splats, mesh or points) is seen across its length instead (:func:`_side_of_path`):
+    from its first camera, the view would look straight down the path and stack its frusta into one."""
     centre, radius = content.focus()
     direction = DEFAULT_VIEW_DIR
-    if content.cameras is not None:
+    path_only = content.gaussians is None and content.mesh is None and content.points is None
+    side = _side_of_path(content.cameras) if path_only and content.cameras is not None else None
+    if side is not None:
+        direction = side
+    elif content.cameras is not None:
         offset = content.cameras.reshape(-1).centers[0].double().numpy() - centre
         if np.linalg.norm(offset) > 1e-6:
             direction = offset / np.linalg.norm(offset) + np.array([0.0, 0.0, 0.35])

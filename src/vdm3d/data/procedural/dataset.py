@@ -177,10 +177,10 @@ def render_dataset(root: Path, cfg: DatasetConfig, progress: bool = True) -> dic
     start = time.perf_counter()
     cpu0 = _cpu_seconds()
     bar = None
-    if progress:
-        from tqdm import tqdm
+    if progress:  # a bar on a terminal, plain lines with an ETA in a log or a pipe, as every job
+        from vdm3d.io.progress import StepProgress
 
-        bar = tqdm(total=cfg.count, initial=cfg.count - len(todo), unit="case", desc=f"data {cfg.kind}")
+        bar = StepProgress(cfg.count, f"data {cfg.kind}", initial=cfg.count - len(todo), unit="case")
     jobs = [(str(root), cfg, i) for i in todo]
     if cfg.workers == 1 or len(todo) <= 1:
         for job in jobs:
