@@ -13,6 +13,7 @@ a loaded machine. The default settings are those of ``vdm3d complete`` itself.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,6 +32,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     from vdm3d.eval.complete import write_room_case
+    from vdm3d.io.progress import StageBars
     from vdm3d.jobs.complete import CompleteConfig, run_complete
     from vdm3d.jobs.complete_v3d import run_complete_v3d
 
@@ -38,7 +40,12 @@ def main() -> None:
         scene = args.scene or write_room_case(Path(tmp) / "room", seed=0)
         config = CompleteConfig(data=scene, out=Path(tmp) / "run", downscale=args.downscale, method=args.method)
         start, cpu = time.time(), time.process_time()
-        result = (run_complete_v3d if args.method == "v3d" else run_complete)(config)
+        bars = StageBars(stream=sys.stderr)  # the fits' progress with an ETA (minutes each), as the command shows it
+        try:
+            result = (run_complete_v3d if args.method == "v3d" else run_complete)(
+                config, lambda stage, p: bars(stage, p.step, p.steps, loss=f"{p.loss:.4f}"))
+        finally:
+            bars.close()
         wall, cpu = time.time() - start, time.process_time() - cpu
     secs = result.metrics["seconds"]
     base = max(secs.get("baseline", 1e-9), 1e-9)
