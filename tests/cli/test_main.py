@@ -85,3 +85,17 @@ def test_a_flag_tyro_rejects_is_one_sentence_and_status_2(tmp_path, monkeypatch,
     captured = capsys.readouterr()
     assert captured.err == f"error: {sentence}\n" and captured.out == ""
     assert list(tmp_path.iterdir()) == []
+
+
+def test_python_dash_m_runs_the_same_command_line(tmp_path):
+    """``python -m vdm3d`` is the ``vdm3d`` script: it writes the same file and passes the exit status on."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "orbit.json"
+    done = subprocess.run([sys.executable, "-m", "vdm3d", "trajectory", "make", "orbit", "--frames", "3", "--out",
+                           str(out)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and out.is_file(), done.stderr
+    bad = subprocess.run([sys.executable, "-m", "vdm3d", "trajectory", "make", "orbit", "--frames", "3", "--out",
+                          str(out)], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "already exists" in bad.stderr
