@@ -28,19 +28,19 @@ def test_jsonl_cases_with_paths_from_the_manifest_folder(tmp_path):
     assert a.options == {"image": str((tmp_path / "cup.png").resolve()), "steps": 2}
     assert a.command() == ["--image", str((tmp_path / "cup.png").resolve()), "--steps", "2",
                            "--out", str(tmp_path / "runs" / "cup")]
-    assert (b.name, b.job, b.options["data"]) == ("mug", "fit", "elsewhere/mug")  # missing path left as written
-    assert b.command()[0] == "-v"
+    assert (b.name, b.job, b.positionals) == ("mug", "fit", ("elsewhere/mug",))  # missing path left as written
+    assert b.command() == ["-v", "elsewhere/mug", "--out", str(tmp_path / "runs" / "mug")]  # fit's data is positional
 
 
 def test_yaml_shared_options_and_per_case_trajectory(tmp_path):
     (tmp_path / "walk.json").write_text("{}")
     (tmp_path / "b.yaml").write_text(
         "job: explore\noptions: {steps: 4, chunk: 8}\ncases:\n"
-        "  - {name: a, image: a.png, trajectory: walk.json, steps: 2}\n"
+        "  - {name: a, image: a.png, path: walk.json, steps: 2}\n"
         "  - {name: b, image: b.png, out: /tmp/elsewhere/bee}\n")
     a, b = read_cases(tmp_path / "b.yaml", tmp_path / "runs")
     assert a.job == b.job == "explore"
-    assert a.options == {"steps": 2, "chunk": 8, "image": "a.png", "trajectory": str((tmp_path / "walk.json").resolve())}
+    assert a.options == {"steps": 2, "chunk": 8, "image": "a.png", "path": str((tmp_path / "walk.json").resolve())}
     assert str(b.out) == "/tmp/elsewhere/bee" and "out" not in b.options
 
 
@@ -132,3 +132,73 @@ def test_summary_table_counts_and_names_failures():
 def test_resume_style_reads_the_jobs_help():
     assert runner.resume_style("fit") == "path"  # --resume RUN
     assert runner.resume_style("object") == "flag"  # --resume / --no-resume (per-stage checkpoints)
+
+
+def _manifest(tmp_path, text):
+    (tmp_path / "m.yaml").write_text(text)
+    return tmp_path / "m.yaml"
+
+
+def test_shared_options_go_only_to_the_cases_of_the_job_they_are_for(tmp_path):
+    """The docs' example: `fit_steps` is Gaussian steps in object but cache steps per chunk in explore, and
+    stylize has no such option; the shared options reach only the manifest's job, per-job ones their job."""
+    m = _manifest(tmp_path, "job: object\noptions: {fit_steps: 300}\ncases:\n"
+                            "  - {name: cup, image: cup.png}\n"
+                            "  - {name: walk, job: explore, image: room.png}\n"
+                            "  - {name: sty, job: stylize, mesh: t.obj, style: s.png}\n")
+    cup, walk, sty = read_cases(m, tmp_path / "runs")
+    assert cup.options["fit_steps"] == 300 and "fit_steps" not in walk.options and "fit_steps" not in sty.options
+    m = _manifest(tmp_path, "job: object\noptions:\n  object: {fit_steps: 300}\n  explore: {fit_steps: 2, steps: 3}\n"
+                            "cases:\n  - {name: cup, image: cup.png}\n  - {name: walk, job: explore, image: room.png}\n"
+                            "  - {name: walk2, job: explore, image: room.png, fit_steps: 5}\n")
+    cup, walk, walk2 = read_cases(m, tmp_path / "runs")
+    assert cup.options == {"fit_steps": 300, "image": "cup.png"}
+    assert walk.options == {"fit_steps": 2, "steps": 3, "image": "room.png"}
+    assert walk2.options["fit_steps"] == 5  # a case's own option wins
+    # no manifest job: every case whose job has the option
+    m = _manifest(tmp_path, "options: {fit_steps: 30}\ncases:\n  - {name: cup, job: object, image: cup.png}\n"
+                            "  - {name: sty, job: stylize, mesh: t.obj, style: s.png}\n")
+    cup, sty = read_cases(m, tmp_path / "runs")
+    assert cup.options["fit_steps"] == 30 and "fit_steps" not in sty.options
+
+
+@pytest.mark.parametrize("text, words", [
+    ("job: object\noptions: {mesh: t.obj}\ncases:\n  - {name: sty, job: stylize, style: s.png}\n",
+     "options.mesh is not an option of `vdm3d object`, the manifest's job"),
+    ("options: {frobnicate: 1}\ncases:\n  - {name: cup, job: object, image: cup.png}\n",
+     "options.frobnicate is an option of none of the cases' jobs \\(object\\)"),
+    ("options:\n  explore: {steps: 3}\ncases:\n  - {name: cup, job: object, image: cup.png}\n",
+     "options.explore is for the job explore, which no case runs"),
+])
+def test_a_shared_option_that_reaches_no_case_is_refused(tmp_path, text, words):
+    with pytest.raises(InputError, match=words) as e:
+        read_cases(_manifest(tmp_path, text), tmp_path / "runs")
+    assert str(tmp_path / "m.yaml") in str(e.value)
+
+
+def test_an_unknown_case_option_is_one_sentence_before_any_case_runs(tmp_path):
+    from vdm3d.errors import ConfigError
+
+    m = _manifest(tmp_path, "job: object\ncases:\n  - {name: ok, image: a.png}\n  - {name: typo, image: spot.png, fit_stpes: 5}\n")
+    with pytest.raises(ConfigError) as e:
+        read_cases(m, tmp_path / "runs")
+    assert str(e.value) == (f"{m}: case 2 (typo): 'fit_stpes' is not an option of `vdm3d object` "
+                            "(did you mean 'fit_steps'?); fix the key in the manifest.")
+    m = _manifest(tmp_path, "job: fit\ncases:\n  - {name: f, data: scene, split: {num_train_viewz: 3}}\n")
+    with pytest.raises(ConfigError, match="'split.num_train_viewz' is not an option of `vdm3d fit` "
+                                          "\\(did you mean 'num_train_views'\\?"):
+        read_cases(m, tmp_path / "runs")
+
+
+def test_case_options_take_the_flag_spellings_and_become_the_flags_tyro_parses(tmp_path):
+    import tyro
+
+    from vdm3d.jobs.fit import FitJobConfig
+
+    m = _manifest(tmp_path, "job: fit\noptions: {steps: 7}\ncases:\n"
+                            "  - {name: f, data: scene, split: {num_train_views: 3}, fit: {sh_degree: 0}, downscale: 4}\n")
+    (case,) = read_cases(m, tmp_path / "runs")
+    config = tyro.cli(FitJobConfig, args=case.command())
+    assert (config.data.name, config.fit.steps, config.split.num_train_views, config.fit.sh_degree, config.downscale) \
+        == ("scene", 7, 3, 0, 4)
+    assert config.out == tmp_path / "runs" / "f"

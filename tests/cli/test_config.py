@@ -109,3 +109,38 @@ def test_every_job_takes_a_config_file(tmp_path, capsys, job, text):
     assert main([job, "--config", str(f), "--help"]) == 0
     out = capsys.readouterr().out
     assert "4321" in out and "--config FILE.yaml" in out  # the file's value is the default shown
+
+
+def test_flat_flag_names_of_nested_options_work_in_a_file(tmp_path):
+    """`vdm3d fit --help` shows --steps, --downscale, --num-train-views at top level: a file takes those names."""
+    f = tmp_path / "fit.yaml"
+    f.write_text("data: scenes/fern\nsteps: 20\ndownscale: 8\nnum-train-views: 3\nrefine_start: 7\n")
+    config = dispatch(FitJobConfig, ["--config", str(f)], "vdm3d fit")
+    assert (config.fit.steps, config.downscale, config.split.num_train_views) == (20, 8, 3)
+    assert config.fit.densify.refine_start == 7  # two levels down (FitConfig.densify), still flat on the command line
+    assert config.fit.patch_size == FitJobConfig.__dataclass_fields__["fit"].default.patch_size  # the rest kept
+    f.write_text("data: scenes/fern\nsteps: 20\nfit: {steps: 30}\n")
+    with pytest.raises(ConfigError, match="fit.steps is set twice"):
+        dispatch(FitJobConfig, ["--config", str(f)], "vdm3d fit")
+
+
+def test_dotted_flags_and_no_flags_in_a_file(tmp_path):
+    from vdm3d.cli.batch import BatchConfig
+    from vdm3d.jobs.complete import CompleteConfig
+
+    config = build(CompleteConfig, {"data": "s", "plan.max_hole_fraction": 0.2, "baseline.steps": 9}, None, "c.yaml")
+    assert config.plan.max_hole_fraction == 0.2 and config.baseline.steps == 9
+    assert config.plan.hybrid == "auto"  # CompleteConfig's own plan default, kept
+    assert build(BatchConfig, {"manifest": "m.yaml", "no_ray": True}, None, "b.yaml").ray is False
+    assert build(BatchConfig, {"manifest": "m.yaml", "no-ray": False}, None, "b.yaml").ray is True
+
+
+@pytest.mark.parametrize("key, words", [
+    ("path", "'path' is not an option of FitJobConfig \\(the positional argument is `data:` in a file\\)"),
+    ("stesp", "'stesp' is not an option of FitJobConfig \\(did you mean 'steps'\\?"),
+])
+def test_unknown_keys_name_the_flat_spelling_and_the_positional(tmp_path, key, words):
+    f = tmp_path / "fit.yaml"
+    f.write_text(f"{key}: 3\n")
+    with pytest.raises(ConfigError, match=words):
+        dispatch(FitJobConfig, ["--config", str(f)], "vdm3d fit")

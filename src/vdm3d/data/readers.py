@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Callable, Literal
 
 import cv2
 import numpy as np
@@ -139,13 +139,16 @@ def detect_format(root: Path) -> SceneFormat:
 
 
 def read_scene(path: str | Path, split: Split = Split(), downscale: int = 1, format: SceneFormat = "auto",
-               images: str | None = None, points_from: Literal["all", "train"] = "all") -> Scene:
+               images: str | None = None, points_from: Literal["all", "train"] = "all",
+               before_images: Callable[[int, int, int], None] | None = None) -> Scene:
     """Read a scene folder (or a transforms JSON file) into train/test Views and optional points.
 
     ``downscale`` divides both image sides (area filter, intrinsics rescaled); ``images`` names the
     image folder when the default choice is not wanted. ``points_from="train"`` keeps only the sparse
     points that at least two training views observe (COLMAP tracks; LLFF image ids follow the sorted
     image names), so a sparse-view fit does not start from points triangulated with held-out views.
+    ``before_images(views, width, height)`` is called before the images are read (the size after
+    ``downscale``), so a caller can say what is coming (reading 12-megapixel photos takes a while).
     """
     root = Path(path)
     if not root.exists():
@@ -161,6 +164,8 @@ def read_scene(path: str | Path, split: Split = Split(), downscale: int = 1, for
     train, test = split_indices(len(files), split, str(root))
     if points_from == "train" and points is not None:
         points, rgb = _points_seen_by(root, fmt, files, train, points, rgb)
+    if before_images is not None:
+        before_images(len(train) + len(test), max(1, round(cams.width / downscale)), max(1, round(cams.height / downscale)))
     load = lambda idx: _views(cams, files, idx, downscale, alphas_wanted, dists)  # noqa: E731
     return Scene(load(train), load(test) if test else None, tuple(files[i].name for i in train),
                  tuple(files[i].name for i in test), points, rgb, fmt, tuple(train), tuple(test), _applied(dists))

@@ -57,7 +57,7 @@ from vdm3d.models.registry import load_depth, model_files
 from vdm3d.options import Range
 from vdm3d.recon.checkpoint import load_state, save_state
 from vdm3d.recon.depth_points import points_from_depths
-from vdm3d.recon.evaluate import score_views
+from vdm3d.recon.evaluate import render_and_score
 from vdm3d.recon.export import write_fit
 from vdm3d.recon.hole_points import hole_points
 from vdm3d.recon.render import render_views
@@ -232,19 +232,18 @@ def clip_frames(backbone, config: CompleteConfig) -> int:
 
 
 def evaluate(gaussians: Gaussians, scene: Scene, backend: str = "auto") -> tuple[dict, torch.Tensor | None]:
-    """Held-out PSNR, SSIM and the fraction of held-out pixels left empty (alpha < 0.5)."""
-    train_pred = render_views(gaussians, scene.train.cameras, backend=backend)
-    metrics = {"train": score_views(train_pred, scene.train, scene.train_names)["mean"]}
+    """Held-out PSNR, SSIM and the fraction of held-out pixels left empty (alpha < 0.5); rendered and
+    scored a chunk of views at a time (:func:`vdm3d.recon.evaluate.render_and_score`)."""
+    train, _, _ = render_and_score(gaussians, scene.train, scene.train_names, backend=backend)
+    metrics = {"train": train["mean"]}
     if scene.test is None:
         return metrics, None
-    pred = render_views(gaussians, scene.test.cameras, backend=backend)
-    test = score_views(pred, scene.test, scene.test_names)
-    empty = (pred.alphas < 0.5).float().mean(dim=(1, 2))
-    for v, e in zip(test["views"], empty.tolist()):
+    test, renders, empty = render_and_score(gaussians, scene.test, scene.test_names, backend=backend, keep=True)
+    for v, e in zip(test["views"], empty):
         v["empty"] = round(e, 5)
-    test["mean"]["empty"] = round(float(empty.mean()), 5)
+    test["mean"]["empty"] = round(float(torch.tensor(empty).mean()), 5)
     metrics["test"] = test
-    return metrics, pred.images
+    return metrics, renders
 
 
 def export(run: RunFolder, gaussians: Gaussians, scene: Scene, metrics: dict, renders: torch.Tensor | None) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Callable, Literal
@@ -30,12 +31,12 @@ import torch
 import tyro
 
 from vdm3d.data.readers import Scene, Split, read_scene
+from vdm3d.io.progress import StepProgress
 from vdm3d.io.runs import RunFolder, resume_target
 from vdm3d.options import Range
 from vdm3d.recon.baseline import fit_in_run, initialize as initialize_baseline
-from vdm3d.recon.evaluate import score_views
+from vdm3d.recon.evaluate import render_and_score, views_per_chunk
 from vdm3d.recon.export import write_fit
-from vdm3d.recon.render import render_views
 from vdm3d.recon.trainer import FitConfig, FitProgress
 from vdm3d.splat.gaussians import Gaussians
 from vdm3d.splat.strategy import DensifyPolicy
@@ -86,9 +87,76 @@ class FitResult:
     metrics: dict
 
 
+# -- memory --------------------------------------------------------------------------------------
+# Bytes a fit holds per pixel of its views (float RGB, train and held-out: 12 B) and per pixel of one
+# render-and-score chunk (colour, depth, alpha, the rasterizer's buffers, SSIM's filtered copies), plus the
+# process itself (torch, the Gaussians): the estimate behind the warning, calibrated on fern at 12 MP.
+_BYTES_PER_VIEW_PIXEL = 12
+_BYTES_PER_CHUNK_PIXEL = 250
+_BASE_BYTES = 1.5e9
+
+
+def memory_estimate(views: int, width: int, height: int) -> float:
+    """Bytes a fit of ``views`` photos of ``width x height`` needs, roughly (an estimate, not a bound)."""
+    chunk = views_per_chunk(width, height) * width * height
+    return views * width * height * _BYTES_PER_VIEW_PIXEL + chunk * _BYTES_PER_CHUNK_PIXEL + _BASE_BYTES
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (psutil, else /proc/meminfo), or None when unknown."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:
+        pass
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def memory_warning(views: int, width: int, height: int, downscale: int, available: int | None) -> str | None:
+    """One line when the views would need more memory than is available, with the ``--downscale`` that fits."""
+    need = memory_estimate(views, width, height)
+    if available is None or need <= available:
+        return None
+    full_w, full_h = width * downscale, height * downscale
+    suggest = downscale * 2
+    while suggest < 64 and memory_estimate(views, round(full_w / suggest), round(full_h / suggest)) > 0.8 * available:
+        suggest *= 2
+    fits = memory_estimate(views, round(full_w / suggest), round(full_h / suggest))
+    return (f"warning: {views} views at {width}x{height} need about {need / 1e9:.1f} GB of memory (an estimate), more "
+            f"than the {available / 1e9:.1f} GB available; --downscale {suggest} needs about {fits / 1e9:.1f} GB.")
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _announce(views: int, width: int, height: int, downscale: int) -> None:
+    _say(f"loading {views} views at {width}x{height}")
+    warning = memory_warning(views, width, height, downscale, available_memory())
+    if warning:
+        _say(warning)
+
+
+def _progress(desc: str, views: int, width: int, height: int) -> StepProgress | None:
+    """Progress lines for a stage over ``views`` images of ``width x height``, when it takes a while
+    (over :data:`PROGRESS_PIXELS` pixels in all); None for a small scene, which is done in seconds."""
+    return StepProgress(views, desc, unit="view") if views * width * height > PROGRESS_PIXELS else None
+
+
+PROGRESS_PIXELS = 20_000_000  # fern at --downscale 8 (17 views of 504x378): 3.2 M; at 12 MP / 2: 60 M
+
+
 # -- stages --------------------------------------------------------------------------------------
 def load_scene(config: FitJobConfig) -> Scene:
-    return read_scene(config.data, config.split, downscale=config.downscale, points_from=config.init_points_from)
+    return read_scene(config.data, config.split, downscale=config.downscale, points_from=config.init_points_from,
+                      before_images=lambda n, w, h: _announce(n, w, h, config.downscale))
 
 
 def initialize(scene: Scene, config: FitJobConfig) -> Gaussians:
@@ -103,19 +171,33 @@ def fit(scene: Scene, init: Gaussians, config: FitJobConfig, run: RunFolder,
 
 
 def evaluate(gaussians: Gaussians, scene: Scene, config: FitJobConfig) -> tuple[dict, torch.Tensor | None]:
+    """Scores of the training views (means only) and the held-out views (per view), rendered and scored
+    a chunk at a time; returns them and the held-out renders."""
     bg = torch.full((3,), 1.0 if config.eval_background == "white" else 0.0)
-    train_pred = render_views(gaussians, scene.train.cameras, backend=config.fit.backend, background=bg)
-    metrics = {"train": score_views(train_pred, scene.train, scene.train_names)["mean"]}
-    renders = None
-    if scene.test is not None:
-        pred = render_views(gaussians, scene.test.cameras, backend=config.fit.backend, background=bg)
-        metrics["test"] = score_views(pred, scene.test, scene.test_names)
-        renders = pred.images
+    n_test = 0 if scene.test is None else len(scene.test.cameras)
+    bar = _progress("evaluate", len(scene.train.cameras) + n_test, scene.train.width, scene.train.height)
+    step = bar.update if bar is not None else None
+    try:
+        train, _, _ = render_and_score(gaussians, scene.train, scene.train_names, background=bg,
+                                       backend=config.fit.backend, progress=step)
+        metrics, renders = {"train": train["mean"]}, None
+        if scene.test is not None:
+            metrics["test"], renders, _ = render_and_score(gaussians, scene.test, scene.test_names, background=bg,
+                                                           backend=config.fit.backend, keep=True, progress=step)
+    finally:
+        if bar is not None:
+            bar.close()
     return metrics, renders
 
 
 def export(run: RunFolder, gaussians: Gaussians, scene: Scene, metrics: dict, renders: torch.Tensor | None) -> None:
-    write_fit(run.path, gaussians, scene, metrics, renders)
+    n_test = 0 if renders is None else len(renders)
+    bar = _progress("export", len(scene.train.cameras) + n_test, scene.train.width, scene.train.height)
+    try:
+        write_fit(run.path, gaussians, scene, metrics, renders, progress=bar.update if bar is not None else None)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def run_fit(config: FitJobConfig, progress: Callable[[FitProgress], None] | None = None) -> FitResult:
