@@ -168,3 +168,22 @@ def test_bad_inputs_fail_with_one_sentence_and_no_folder(tmp_path, capsys):
         assert code == 2, (flag, err)
         assert len(err) == 1 and words in err[0] and str(value) in err[0], err
         assert not out.exists() and not (tmp_path / f".{out.name}.partial").exists()
+
+
+def test_stage_steps_are_quiet_when_quick_and_predict_when_slow():
+    from vdm3d.jobs.stylize import StageSteps
+
+    t, lines = [0.0], []
+    quick = StageSteps(lines.append, "geometry", "frames rendered", clock=lambda: t[0])
+    for i in range(1, 11):
+        t[0] += 0.2
+        quick(i, 10)
+    assert lines == []  # 2 s in all: nothing said
+    t[0] = 0.0
+    slow = StageSteps(lines.append, "geometry", "frames rendered", clock=lambda: t[0])
+    for i in range(1, 41):
+        t[0] += 1.5
+        slow(i, 40)
+    assert lines[0] == "geometry 1/40: frames rendered, about 1 min 00 s in all"  # 1.5 s x 40, from the first step
+    assert lines[1] == "geometry 5/40: frames rendered" and lines[-1] == "geometry 40/40: frames rendered"
+    assert len(lines) == 1 + 40 // 4  # one every 5 s (every 4th step of 1.5 s) after the first
