@@ -187,3 +187,17 @@ def test_stage_steps_are_quiet_when_quick_and_predict_when_slow():
     assert lines[0] == "geometry 1/40: frames rendered, about 1 min 00 s in all"  # 1.5 s x 40, from the first step
     assert lines[1] == "geometry 5/40: frames rendered" and lines[-1] == "geometry 40/40: frames rendered"
     assert len(lines) == 1 + 40 // 4  # one every 5 s (every 4th step of 1.5 s) after the first
+
+
+def test_a_large_mesh_file_is_announced_and_timed(tmp_path, monkeypatch):
+    _inputs(tmp_path)
+    cfg = job.StylizeConfig(mesh=tmp_path / "scene.glb", trajectory=tmp_path / "path.json", style=tmp_path / "style.png",
+                            out=tmp_path / "run", resolution=32)
+    lines: list[str] = []
+    job.load_inputs(cfg, lines.append)
+    assert lines == []  # a small file: read without a word
+    monkeypatch.setattr(job, "LARGE_MESH_BYTES", 10)
+    inputs = job.load_inputs(cfg, lines.append)
+    size = (tmp_path / "scene.glb").stat().st_size
+    assert lines[0] == f"mesh: reading scene.glb ({size / 1e6:.0f} MB)"
+    assert lines[1].startswith(f"mesh: {inputs.scene.num_faces:,} faces read in ") and inputs.scene.num_faces > 0

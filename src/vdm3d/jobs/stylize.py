@@ -280,7 +280,7 @@ def load_inputs(config: StylizeConfig, say: Progress | None = None) -> StylizeIn
     t = time.monotonic()
     scene = load_mesh_scene(config.mesh, up=config.up, normalize=False)
     if size > LARGE_MESH_BYTES:
-        say(f"mesh: {scene.num_faces():,} faces read in {format_seconds(time.monotonic() - t)}")
+        say(f"mesh: {scene.num_faces:,} faces read in {format_seconds(time.monotonic() - t)}")
     traj = read_camera_file(config.trajectory, dtype=torch.float32).trajectory  # the formats explore's --path takes
     style = square_image(read_image(config.style, upright=True), config.resolution)
     return StylizeInputs(scene, traj.with_cameras(square(traj.cameras, config.resolution)), style)
