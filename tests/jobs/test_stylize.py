@@ -184,9 +184,17 @@ def test_stage_steps_are_quiet_when_quick_and_predict_when_slow():
     for i in range(1, 41):
         t[0] += 1.5
         slow(i, 40)
-    assert lines[0] == "geometry 1/40: frames rendered, about 1 min 00 s in all"  # 1.5 s x 40, from the first step
-    assert lines[1] == "geometry 5/40: frames rendered" and lines[-1] == "geometry 40/40: frames rendered"
-    assert len(lines) == 1 + 40 // 4  # one every 5 s (every 4th step of 1.5 s) after the first
+    # the second step predicts 39 x 1.5 s: said at once, then every 5 s (every 4th step of 1.5 s) and the last
+    assert lines[0] == "geometry 2/40: frames rendered"
+    assert lines[1] == "geometry 6/40: frames rendered" and lines[-1] == "geometry 40/40: frames rendered"
+    assert len(lines) == 11
+    lines.clear()
+    t[0] = 0.0  # a slow first step (setup) then quick ones: said once 5 s have passed, not predicted from setup
+    setup = StageSteps(lines.append, "geometry", "frames rendered", clock=lambda: t[0])
+    for i in range(1, 11):
+        t[0] += 4.0 if i == 1 else 0.1
+        setup(i, 10)
+    assert lines == []
 
 
 def test_a_large_mesh_file_is_announced_and_timed(tmp_path, monkeypatch):
