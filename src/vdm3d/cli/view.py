@@ -40,7 +40,7 @@ class ViewConfig:
     """up axis of mesh files: auto (GLB/glTF/OBJ are y-up, turned to vdm3d's z-up; PLY/STL/OFF are z-up), y or z"""
     max_splats: Annotated[int, Range(1)] = 500_000
     """show at most this many splats (the most opaque) so the page stays responsive"""
-    max_faces: Annotated[int, Range(1)] = 400_000
+    max_faces: Annotated[int, Range(1)] = 200_000
     """draw a mesh with more faces simplified to at most this many (a browser showed 1.6 M as an empty page)"""
     screenshot: Path | None = None
     """write a PNG of the page from headless Chromium and exit instead of serving"""
@@ -69,7 +69,7 @@ def serve(config: ViewConfig, *, port: int | None = None):
     return server, f"http://{host}:{server.get_port()}/", content
 
 
-LARGE = 200_000  # splats or faces past which a stalled screenshot is more likely the content's size
+LARGE = 100_000  # splats or faces past which a stalled screenshot is more likely the content's size
 
 
 def size_hint(content, config: ViewConfig) -> str:

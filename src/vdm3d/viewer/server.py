@@ -157,7 +157,7 @@ def initial_view(content: ViewerContent) -> dict[str, tuple[float, float, float]
     return {"position": tuple(eye), "look_at": tuple(centre), "fov": 2 * VIEW_HALF_ANGLE}
 
 
-def show(server, content: ViewerContent, max_splats: int | None = 500_000, max_faces: int | None = 400_000,
+def show(server, content: ViewerContent, max_splats: int | None = 500_000, max_faces: int | None = 200_000,
          say: Callable[[str], None] | None = print) -> dict[str, object]:
     """Put ``content`` into ``server``'s scene and panel; returns the handles by name. Splats beyond
     ``max_splats`` are left out and a mesh over ``max_faces`` is simplified, each said in one line."""
