@@ -101,3 +101,85 @@ def test_load_scene_formats(tmp_path, shared_data):
     np.save(tmp_path / "bad.npy", np.zeros((4, 2)))
     with pytest.raises(InputError, match=r"must be \[N, 3\]"):
         load_scene(tmp_path / "bad.npy")
+
+
+def test_winding_steps_are_bounded_by_the_budget():
+    from vdm3d.cameras.check import WORK_ELEMENTS, winding_chunks
+
+    # the QA's dense teapot: 1.6 M triangles went in [64, T, 3] steps (~2.5 GB an array); now one point a step
+    assert winding_chunks(600, 1_617_920) == (1, 1_617_920)
+    assert winding_chunks(600, 6320) == (316, 6320)  # a small mesh still takes many points a step
+    assert winding_chunks(3, 5_000_000) == (1, WORK_ELEMENTS)  # a huge mesh is split over its triangles too
+    for q, t in ((600, 1_617_920), (600, 6320), (3, 5_000_000), (1, 1)):
+        qn, tn = winding_chunks(q, t)
+        assert qn * tn <= WORK_ELEMENTS and qn >= 1 and tn >= 1
+
+
+def test_winding_numbers_in_small_steps_match(sphere):
+    m, _ = sphere
+    pts = np.random.default_rng(1).uniform(-1.5, 1.5, (50, 3))
+    ref = winding_numbers(pts, m.vertices, m.faces)
+    np.testing.assert_allclose(winding_numbers(pts, m.vertices, m.faces, budget=97), ref, atol=1e-9)
+    inside = np.linalg.norm(pts, axis=1) < 0.99
+    np.testing.assert_allclose(np.abs(ref[inside | (np.linalg.norm(pts, axis=1) > 1.01)]),
+                               inside[inside | (np.linalg.norm(pts, axis=1) > 1.01)].astype(float), atol=1e-6)
+
+
+def _teapot_like():
+    """A non-convex, open-ish test mesh: a torus with a box through it (many triangles of all sizes)."""
+    a = trimesh.creation.torus(1.0, 0.35, major_sections=24, minor_sections=12)
+    b = trimesh.creation.box((0.4, 0.4, 2.5))
+    return trimesh.util.concatenate([a, b])
+
+
+@pytest.mark.parametrize("eye", [[0.0, -4.0, 1.0], [0.0, -1.5, 0.2], [0.3, 0.0, 0.6], [1.0, 0.05, 0.0]])
+def test_coverage_equals_casting_every_ray(eye):
+    """The rasterized coverage is the ray-cast definition: every cell's ray tested against every triangle
+    (the reference), whether the camera is far, close, or inside the torus (triangles crossing its plane)."""
+    from vdm3d.cameras.check import _grid_rays, _ray_hits
+
+    m = _teapot_like()
+    e = torch.tensor([eye], dtype=D)
+    cam = Cameras.from_fov(70.0, 64, 48, look_at(e, torch.tensor([[0.0, 0.0, 0.0]], dtype=D) + torch.tensor([[0, 1e-3, 0]], dtype=D),
+                                                 torch.tensor([[0, 0, 1.0]], dtype=D)))[0]
+    v, f = np.asarray(m.vertices), np.asarray(m.faces)
+    dirs, origin, _ = _grid_rays(cam, 20 * 4)
+    ref = _ray_hits(origin, dirs, v[f]).mean()
+    assert 0.02 < ref <= 1.0
+    assert coverage_mesh(cam, v, f, grid=20) == pytest.approx(ref, abs=2 / len(dirs))  # at most 2 cells on a tie
+
+
+def test_fill_triangles_small_budget_and_tiny_triangles():
+    from vdm3d.cameras.check import fill_triangles
+
+    # a unit grid of 2 triangles per cell, offset by half a cell: every cell center lies in exactly one triangle
+    n = 20
+    xs, ys = np.meshgrid(np.arange(n + 1) - 0.5, np.arange(n + 1) - 0.5)
+    quads = np.stack([xs[:-1, :-1], ys[:-1, :-1]], -1).reshape(-1, 2)
+    tris = np.concatenate([np.stack([quads, quads + [1, 0], quads + [1, 1]], 1),
+                           np.stack([quads, quads + [1, 1], quads + [0, 1]], 1)])
+    tris = tris + np.random.default_rng(0).uniform(-0.2, 0.2, (1, 1, 2))  # one shift: still a tiling
+    mask = np.zeros((n + 4, n + 4), bool)
+    fill_triangles(mask, tris[..., 0] + 2, tris[..., 1] + 2, budget=7)
+    assert mask.sum() == n * n and mask[2:-2, 2:-2].all()
+
+
+def test_progress_only_when_slow():
+    import io
+
+    from vdm3d.cameras.check import DelayedProgress
+
+    t = [0.0]
+    quick, out = DelayedProgress(after_s=3.0, stream=io.StringIO(), clock=lambda: t[0]), None
+    for i in range(1, 11):
+        t[0] += 0.1
+        quick(i, 10)
+    assert quick.stream.getvalue() == ""  # 1 s in all: nothing printed
+    t[0] = 0.0
+    slow = DelayedProgress(after_s=3.0, stream=io.StringIO(), clock=lambda: t[0])
+    for i in range(1, 21):
+        t[0] += 2.0
+        slow(i, 20)
+    out = slow.stream.getvalue().splitlines()
+    assert out[0] == "validate 2/20 (10%), 4.0 s, ETA 36.0 s"  # 2 s a frame, counted from the start
+    assert out[-1].startswith("validate 20/20 (100%), 40.0 s")

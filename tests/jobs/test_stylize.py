@@ -168,3 +168,44 @@ def test_bad_inputs_fail_with_one_sentence_and_no_folder(tmp_path, capsys):
         assert code == 2, (flag, err)
         assert len(err) == 1 and words in err[0] and str(value) in err[0], err
         assert not out.exists() and not (tmp_path / f".{out.name}.partial").exists()
+
+
+def test_stage_steps_are_quiet_when_quick_and_predict_when_slow():
+    from vdm3d.jobs.stylize import StageSteps
+
+    t, lines = [0.0], []
+    quick = StageSteps(lines.append, "geometry", "frames rendered", clock=lambda: t[0])
+    for i in range(1, 11):
+        t[0] += 0.2
+        quick(i, 10)
+    assert lines == []  # 2 s in all: nothing said
+    t[0] = 0.0
+    slow = StageSteps(lines.append, "geometry", "frames rendered", clock=lambda: t[0])
+    for i in range(1, 41):
+        t[0] += 1.5
+        slow(i, 40)
+    # the second step predicts 39 x 1.5 s: said at once, then every 5 s (every 4th step of 1.5 s) and the last
+    assert lines[0] == "geometry 2/40: frames rendered"
+    assert lines[1] == "geometry 6/40: frames rendered" and lines[-1] == "geometry 40/40: frames rendered"
+    assert len(lines) == 11
+    lines.clear()
+    t[0] = 0.0  # a slow first step (setup) then quick ones: said once 5 s have passed, not predicted from setup
+    setup = StageSteps(lines.append, "geometry", "frames rendered", clock=lambda: t[0])
+    for i in range(1, 11):
+        t[0] += 4.0 if i == 1 else 0.1
+        setup(i, 10)
+    assert lines == []
+
+
+def test_a_large_mesh_file_is_announced_and_timed(tmp_path, monkeypatch):
+    _inputs(tmp_path)
+    cfg = job.StylizeConfig(mesh=tmp_path / "scene.glb", trajectory=tmp_path / "path.json", style=tmp_path / "style.png",
+                            out=tmp_path / "run", resolution=32)
+    lines: list[str] = []
+    job.load_inputs(cfg, lines.append)
+    assert lines == []  # a small file: read without a word
+    monkeypatch.setattr(job, "LARGE_MESH_BYTES", 10)
+    inputs = job.load_inputs(cfg, lines.append)
+    size = (tmp_path / "scene.glb").stat().st_size
+    assert lines[0] == f"mesh: reading scene.glb ({size / 1e6:.0f} MB)"
+    assert lines[1].startswith(f"mesh: {inputs.scene.num_faces:,} faces read in ") and inputs.scene.num_faces > 0

@@ -12,8 +12,8 @@ Per frame :func:`check_trajectory` reports
   directions (20 degree cones). Cameras meant to be inside geometry (rooms) should ignore it;
 * ``coverage`` - the fraction of the image that sees known content, on a coarse grid of cells
   (``grid`` cells across the width; meshes sample 4 x 4 rays per cell): for meshes, a ray hits a triangle in
-  front of the camera (triangles wholly in front are rasterized, those crossing the camera plane
-  ray-cast with Moller-Trumbore); for points, at least one point in front projects into the cell
+  front of the camera (triangles wholly in front are rasterized exactly at the cell centers, those
+  crossing the camera plane ray-cast with Moller-Trumbore); for points, at least one point in front projects into the cell
   (holes of one cell are closed morphologically).
 
 Hand-written (numpy) because trimesh's inside/ray queries need ``rtree``/``embree``, which the
@@ -23,7 +23,8 @@ project does not depend on.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import time
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -32,6 +33,7 @@ from scipy.spatial import cKDTree
 
 from vdm3d.cameras.camera import Cameras
 from vdm3d.cameras.scene import Scene
+from vdm3d.io.progress import StepProgress
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,18 +73,32 @@ class CheckReport:
 
 
 # -- inside tests ---------------------------------------------------------------------------------
-def winding_numbers(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, chunk: int = 64) -> np.ndarray:
-    """Generalized winding number of a triangle mesh at each query point ``[Q, 3]`` (solid angles / 4 pi)."""
+WORK_ELEMENTS = 2_000_000  # query points x triangles per numpy step: ~10 temporaries of this many float64s (~160 MB)
+
+
+def winding_chunks(num_points: int, num_triangles: int, budget: int = WORK_ELEMENTS) -> tuple[int, int]:
+    """(query points, triangles) per step so that their product stays within ``budget`` elements: a
+    fixed number of query points would build ``[q, T, 3]`` arrays of gigabytes for a dense mesh."""
+    tris = max(1, min(num_triangles, budget))
+    return max(1, min(num_points, budget // tris)), tris
+
+
+def winding_numbers(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray,
+                    budget: int = WORK_ELEMENTS) -> np.ndarray:
+    """Generalized winding number of a triangle mesh at each query point ``[Q, 3]`` (solid angles / 4 pi),
+    in steps of at most ``budget`` (point, triangle) pairs."""
     tri = vertices[faces]  # [T, 3, 3]
-    out = np.empty(len(points))
-    for s in range(0, len(points), chunk):
-        p = points[s:s + chunk, None, None, :]  # [q, 1, 1, 3]
-        a, b, c = (tri[None, :, i, :] - p[:, :, 0, :] for i in range(3))  # [q, T, 3]
-        la, lb, lc = (np.linalg.norm(v, axis=-1) for v in (a, b, c))
-        det = np.einsum("qti,qti->qt", a, np.cross(b, c))
-        den = la * lb * lc + np.einsum("qti,qti->qt", a, b) * lc + np.einsum("qti,qti->qt", b, c) * la \
-            + np.einsum("qti,qti->qt", c, a) * lb
-        out[s:s + chunk] = (2 * np.arctan2(det, den)).sum(1) / (4 * np.pi)
+    out = np.zeros(len(points))
+    qn, tn = winding_chunks(len(points), len(tri), budget)
+    for s in range(0, len(points), qn):
+        p = points[s:s + qn, None, :]  # [q, 1, 3]
+        for t0 in range(0, len(tri), tn):
+            a, b, c = (tri[None, t0:t0 + tn, i, :] - p for i in range(3))  # [q, t, 3]
+            la, lb, lc = (np.linalg.norm(v, axis=-1) for v in (a, b, c))
+            det = np.einsum("qti,qti->qt", a, np.cross(b, c))
+            den = la * lb * lc + np.einsum("qti,qti->qt", a, b) * lc + np.einsum("qti,qti->qt", b, c) * la \
+                + np.einsum("qti,qti->qt", c, a) * lb
+            out[s:s + qn] += (2 * np.arctan2(det, den)).sum(1) / (4 * np.pi)
     return out
 
 
@@ -122,14 +138,17 @@ def _grid_rays(cam: Cameras, grid: int) -> tuple[np.ndarray, np.ndarray, tuple[i
     return d_cam @ R.T, cam.c2w.double().numpy()[:3, 3], (gh, gw)
 
 
-def _ray_hits(origin: np.ndarray, dirs: np.ndarray, tri: np.ndarray, chunk: int = 256) -> np.ndarray:
-    """Whether each ray ``origin + t d`` (t > 0) hits any triangle (Moller-Trumbore)."""
+def _ray_hits(origin: np.ndarray, dirs: np.ndarray, tri: np.ndarray, budget: int = WORK_ELEMENTS) -> np.ndarray:
+    """Whether each ray ``origin + t d`` (t > 0) hits any triangle (Moller-Trumbore), in steps of at
+    most ``budget`` (ray, triangle) pairs."""
     hits = np.zeros(len(dirs), bool)
     if len(tri) == 0:
         return hits
     e1, e2 = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]  # [T, 3]
     s = origin - tri[:, 0]  # [T, 3]
     q = np.cross(s, e1)  # [T, 3]
+    tq = np.einsum("ti,ti->t", e2, q)
+    chunk = max(1, budget // len(tri))
     for a in range(0, len(dirs), chunk):
         d = dirs[a:a + chunk]  # [r, 3]
         p = np.cross(d[:, None, :], e2[None])  # [r, T, 3]
@@ -138,9 +157,40 @@ def _ray_hits(origin: np.ndarray, dirs: np.ndarray, tri: np.ndarray, chunk: int 
         inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
         u = np.einsum("rti,ti->rt", p, s) * inv
         v = np.einsum("ri,ti->rt", d, q) * inv
-        t = np.einsum("ti,ti->t", e2, q)[None] * inv
+        t = tq[None] * inv
         hits[a:a + chunk] = (ok & (u >= 0) & (v >= 0) & (u + v <= 1) & (t > 1e-9)).any(1)
     return hits
+
+
+def fill_triangles(mask: np.ndarray, gu: np.ndarray, gv: np.ndarray, budget: int = WORK_ELEMENTS) -> None:
+    """Set the cells of ``mask [H, W]`` whose centers (integer coordinates) lie inside or on the edge of
+    any triangle with corners ``(gu, gv) [N, 3]``.
+
+    Vectorized over triangles: each one is tested against the cell centers of its bounding box,
+    triangles grouped by box size (1, 2, 4, ... cells a side) so that a dense mesh's many tiny
+    triangles cost a few array operations, in steps of at most ``budget`` (triangle, cell) pairs.
+    """
+    gh, gw = mask.shape
+    x0, x1 = np.ceil(gu.min(1)).clip(0, gw), np.floor(gu.max(1)).clip(-1, gw - 1)
+    y0, y1 = np.ceil(gv.min(1)).clip(0, gh), np.floor(gv.max(1)).clip(-1, gh - 1)
+    area = (gu[:, 1] - gu[:, 0]) * (gv[:, 2] - gv[:, 0]) - (gv[:, 1] - gv[:, 0]) * (gu[:, 2] - gu[:, 0])
+    side = np.maximum(x1 - x0, y1 - y0) + 1
+    todo = (x1 >= x0) & (y1 >= y0) & (area != 0)  # boxes with a cell center, triangles with an area
+    k = 1
+    while todo.any():
+        group = np.nonzero(todo & (side <= k))[0]
+        todo[group] = False
+        oy, ox = (o.reshape(-1) for o in np.mgrid[:k, :k])
+        for s in range(0, len(group), max(1, budget // (k * k))):
+            i = group[s:s + max(1, budget // (k * k))]
+            px, py = x0[i, None] + ox, y0[i, None] + oy  # [n, k * k] candidate cell centers
+            inside = (px <= x1[i, None]) & (py <= y1[i, None])
+            sign, tol = np.sign(area[i])[:, None], 1e-9 * np.abs(area[i])[:, None]  # ties on shared edges count
+            for c0, c1 in ((0, 1), (1, 2), (2, 0)):
+                du, dv = (gu[i, c1] - gu[i, c0])[:, None], (gv[i, c1] - gv[i, c0])[:, None]
+                inside &= sign * (du * (py - gv[i, c0, None]) - dv * (px - gu[i, c0, None])) >= -tol
+            mask[py[inside].astype(np.int64), px[inside].astype(np.int64)] = True
+        k *= 2
 
 
 def coverage_mesh(cam: Cameras, vertices: np.ndarray, faces: np.ndarray, grid: int = 40,
@@ -149,31 +199,24 @@ def coverage_mesh(cam: Cameras, vertices: np.ndarray, faces: np.ndarray, grid: i
     centers of ``grid * supersample`` cells across the width.
 
     Triangles wholly in front of the camera hit a ray exactly when the cell center lies inside
-    their projection, so they are rasterized at grid resolution (OpenCV ``fillConvexPoly``, 8 bits of
-    sub-cell precision); only triangles that cross the camera plane are ray-cast.
+    their projection, so they are rasterized exactly at grid resolution (:func:`fill_triangles`);
+    only triangles that cross the camera plane are ray-cast.
     """
-    import cv2
-
     dirs, origin, (gh, gw) = _grid_rays(cam, grid * supersample)
     vc = (vertices - origin) @ cam.c2w.double().numpy()[:3, :3]  # camera coordinates [V, 3]
-    tri_c = vc[faces]  # [T, 3, 3]
-    z = tri_c[..., 2]
-    front = z > 1e-9
+    front = vc[:, 2] > 1e-9
     K = cam.Ks.double().numpy()
-    zs = np.where(front, z, 1.0)
-    # projected corners in grid units, shifted so that cell centers sit on integers (OpenCV's pixel centers)
-    gu = (K[0, 0] * tri_c[..., 0] / zs + K[0, 2]) * gw / cam.width - 0.5
-    gv = (K[1, 1] * tri_c[..., 1] / zs + K[1, 2]) * gh / cam.height - 0.5
-    whole = front.all(1)
-    outside = whole & ((gu < -1).all(1) | (gu > gw).all(1) | (gv < -1).all(1) | (gv > gh).all(1))
-    raster = whole & ~outside
-    mask = np.zeros((gh, gw), np.uint8)
-    if raster.any():
-        pts = np.round(np.stack([gu[raster], gv[raster]], -1) * 256).clip(-2**20, 2**20).astype(np.int32)
-        for tri in pts:  # one at a time: fillPoly on many contours would cancel overlaps (even-odd)
-            cv2.fillConvexPoly(mask, tri, 1, lineType=cv2.LINE_8, shift=8)
-    crossing = front.any(1) & ~whole
-    hits = mask.reshape(-1).astype(bool)
+    z = np.where(front, vc[:, 2], 1.0)
+    # projected vertices in grid units, shifted so that cell centers sit on integers
+    pu = (K[0, 0] * vc[:, 0] / z + K[0, 2]) * gw / cam.width - 0.5
+    pv = (K[1, 1] * vc[:, 1] / z + K[1, 2]) * gh / cam.height - 0.5
+    n_front = front[faces].sum(1)
+    whole, crossing = n_front == 3, (n_front > 0) & (n_front < 3)
+    mask = np.zeros((gh, gw), bool)
+    if whole.any():
+        f = faces[whole]
+        fill_triangles(mask, pu[f], pv[f])
+    hits = mask.reshape(-1)
     if crossing.any():
         todo = ~hits
         hits[todo] = _ray_hits(origin, dirs[todo], vertices[faces[crossing]])
@@ -194,9 +237,33 @@ def coverage_points(cam: Cameras, points: np.ndarray, grid: int = 40) -> float:
     return float((occ | closed).mean())
 
 
+class DelayedProgress:
+    """Per-frame progress that stays quiet for quick checks: after ``after_s`` seconds it starts a
+    :class:`~vdm3d.io.progress.StepProgress` (plain lines with an ETA in a log, a bar on a terminal)."""
+
+    def __init__(self, desc: str = "validate", after_s: float = 3.0, stream: Any = None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.desc, self.after_s, self.stream, self.clock = desc, after_s, stream, clock
+        self.start = clock()
+        self.bar: StepProgress | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            if self.clock() - self.start < self.after_s or done >= total:
+                return
+            self.bar = StepProgress(total, self.desc, unit="frame", stream=self.stream, interval_s=10.0,
+                                    clock=self.clock)
+            self.bar.start = self.start  # the ETA's rate counts the frames already done
+        self.bar.update(done - self.bar.done)
+        if done >= total:
+            self.bar.close()
+
+
 def check_trajectory(cameras: Cameras, scene: Scene, min_distance: float | None = None,
-                     min_coverage: float = 0.05, grid: int = 40) -> CheckReport:
-    """Per-frame proximity, inside and coverage checks of ``cameras [F]`` against ``scene``."""
+                     min_coverage: float = 0.05, grid: int = 40,
+                     progress: Callable[[int, int], None] | None = None) -> CheckReport:
+    """Per-frame proximity, inside and coverage checks of ``cameras [F]`` against ``scene``;
+    ``progress(done, total)`` is called after each frame."""
     cams = cameras.flatten().to(torch.float64)
     extent = scene.extent()
     min_distance = 0.02 * extent if min_distance is None else float(min_distance)
@@ -204,9 +271,7 @@ def check_trajectory(cameras: Cameras, scene: Scene, min_distance: float | None 
     geo = scene.points if not scene.is_mesh else np.concatenate([scene.points, scene.vertices])
     tree = cKDTree(geo)
     nearest, _ = tree.query(centers)
-    if scene.is_mesh:
-        inside = np.abs(winding_numbers(centers, scene.vertices, scene.faces)) > 0.5
-    else:
+    if not scene.is_mesh:
         lo, hi = np.percentile(scene.points, [1, 99], axis=0)
         in_box = ((centers >= lo) & (centers <= hi)).all(1)
         sub = geo if len(geo) <= 20_000 else geo[np.random.default_rng(0).choice(len(geo), 20_000, replace=False)]
@@ -214,7 +279,12 @@ def check_trajectory(cameras: Cameras, scene: Scene, min_distance: float | None 
         inside = in_box & enclosed
     frames = []
     for i in range(len(cams)):
-        cov = coverage_mesh(cams[i], scene.vertices, scene.faces, grid) if scene.is_mesh else \
-            coverage_points(cams[i], scene.points, grid)
-        frames.append(FrameCheck(i, float(nearest[i]), bool(nearest[i] < min_distance), bool(inside[i]), cov))
+        if scene.is_mesh:  # frame by frame, so that a dense mesh's progress shows from the first frame
+            inside_i = bool(np.abs(winding_numbers(centers[i:i + 1], scene.vertices, scene.faces))[0] > 0.5)
+            cov = coverage_mesh(cams[i], scene.vertices, scene.faces, grid)
+        else:
+            inside_i, cov = bool(inside[i]), coverage_points(cams[i], scene.points, grid)
+        frames.append(FrameCheck(i, float(nearest[i]), bool(nearest[i] < min_distance), inside_i, cov))
+        if progress is not None:
+            progress(i + 1, len(cams))
     return CheckReport(frames, min_distance, float(min_coverage), scene.source)

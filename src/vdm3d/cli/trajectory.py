@@ -439,7 +439,7 @@ def _convert(cfg: Convert) -> int:
 
 
 def _validate(cfg: Validate) -> int:
-    from vdm3d.cameras.check import check_trajectory
+    from vdm3d.cameras.check import DelayedProgress, check_trajectory
     from vdm3d.cameras.formats import read_camera_file
     from vdm3d.cameras.scene import load_scene
     from vdm3d.io.runs import atomic_write_json
@@ -450,7 +450,7 @@ def _validate(cfg: Validate) -> int:
         print(f"ok: {cfg.input} has {n} valid cameras")
         return 0
     report = check_trajectory(cf.trajectory.cameras, load_scene(cfg.scene, up=cfg.scene_up), cfg.min_distance,
-                              cfg.min_coverage)
+                              cfg.min_coverage, progress=DelayedProgress("validate"))
     if cfg.report is not None:
         atomic_write_json(cfg.report, report.to_dict())
     problems = report.problems(ignore_inside=cfg.ignore_inside)

@@ -40,6 +40,8 @@ class ViewConfig:
     """up axis of mesh files: auto (GLB/glTF/OBJ are y-up, turned to vdm3d's z-up; PLY/STL/OFF are z-up), y or z"""
     max_splats: Annotated[int, Range(1)] = 500_000
     """show at most this many splats (the most opaque) so the page stays responsive"""
+    max_faces: Annotated[int, Range(1)] = 200_000
+    """draw a mesh with more faces simplified to at most this many (a browser showed 1.6 M as an empty page)"""
     screenshot: Path | None = None
     """write a PNG of the page from headless Chromium and exit instead of serving"""
     width: Annotated[int, Range(1)] = 960
@@ -62,9 +64,22 @@ def serve(config: ViewConfig, *, port: int | None = None):
     except ImportError:
         raise Vdm3dError("the viewer needs viser, which is not installed; run: pip install 'vdm3d[viewer]'.") from None
     server = viser.ViserServer(host=config.host, port=config.port if port is None else port, verbose=False)
-    show(server, content, max_splats=config.max_splats)
+    show(server, content, max_splats=config.max_splats, max_faces=config.max_faces)
     host = "127.0.0.1" if config.host in ("0.0.0.0", "") else config.host
     return server, f"http://{host}:{server.get_port()}/", content
+
+
+LARGE = 100_000  # splats or faces past which a stalled screenshot is more likely the content's size
+
+
+def size_hint(content, config: ViewConfig) -> str:
+    """What to lower when a screenshot of large content times out ('' for small content)."""
+    parts = []
+    if content.gaussians is not None and min(len(content.gaussians), config.max_splats) > LARGE:
+        parts.append(f"--max-splats (now {config.max_splats:,}; the file has {len(content.gaussians):,})")
+    if content.mesh is not None and min(len(content.mesh.faces), config.max_faces) > LARGE:
+        parts.append(f"--max-faces (now {config.max_faces:,}; the mesh has {len(content.mesh.faces):,})")
+    return "lower " + " or ".join(parts) if parts else ""
 
 
 def main(argv, prog: str = "vdm3d view") -> int:
@@ -74,9 +89,10 @@ def main(argv, prog: str = "vdm3d view") -> int:
     if config.screenshot is not None:
         from vdm3d.viewer.browser import screenshot
 
-        server, url, _ = serve(dataclasses.replace(config, host="127.0.0.1"), port=0)
+        server, url, content = serve(dataclasses.replace(config, host="127.0.0.1"), port=0)
         try:
-            out = screenshot(url, config.screenshot, config.width, config.height, config.wait_ms)
+            out = screenshot(url, config.screenshot, config.width, config.height, config.wait_ms,
+                             hint=size_hint(content, config))
         finally:
             server.stop()
         print(f"screenshot: {out}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Callable
 
 import torch
 from jaxtyping import Bool, Float
@@ -114,15 +115,25 @@ def consecutive_flows(depth: Float[Tensor, "F H W"], cameras: Cameras
     return torch.stack(flows), torch.stack(valids)
 
 
-def render_path(scene: SceneLike, cameras: Cameras, *, ssaa: int = 3, crease_deg: float = 30.0) -> PathBuffers:
+def render_path(scene: SceneLike, cameras: Cameras, *, ssaa: int = 3, crease_deg: float = 30.0,
+                progress: Callable[[int, int], None] | None = None, chunk: int = 16) -> PathBuffers:
     """Render the geometry buffers and consecutive flows of ``scene`` along ``cameras [F]``.
 
     ``ssaa`` (odd) supersamples coverage and OR-s the line art over the sub-pixels (as the tiny models'
-    training renders do), while depth and normals stay exact at pixel centres.
+    training renders do), while depth and normals stay exact at pixel centres. With ``progress``, the
+    frames are rendered ``chunk`` at a time (the same pictures; the scene is uploaded once) and
+    ``progress(done, frames)`` is called after each chunk.
     """
     scene = as_scene(scene)
     cams = cameras.reshape(-1)
-    buf = render_buffers(scene, cams, ssaa=ssaa, crease_deg=crease_deg)
-    soft = soft_edges(buf.depth, buf.normals, buf.alpha)
-    flow, valid = consecutive_flows(buf.depth, cams)
-    return PathBuffers(cams, buf.depth, buf.normals, buf.alpha, buf.edges, soft, flow, valid)
+    step = len(cams) if progress is None else max(1, chunk)
+    parts = []
+    for s in range(0, len(cams), step):
+        b = render_buffers(scene, cams[s:s + step], ssaa=ssaa, crease_deg=crease_deg)
+        parts.append((b.depth, b.normals, b.alpha, b.edges))
+        if progress is not None:
+            progress(min(s + step, len(cams)), len(cams))
+    depth, normals, alpha, edges = (torch.cat(x) for x in zip(*parts))
+    soft = soft_edges(depth, normals, alpha)
+    flow, valid = consecutive_flows(depth, cams)
+    return PathBuffers(cams, depth, normals, alpha, edges, soft, flow, valid)

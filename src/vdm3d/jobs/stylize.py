@@ -45,6 +45,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import time
 from pathlib import Path
 from typing import Annotated, Callable, Literal
 
@@ -70,7 +71,7 @@ from vdm3d.errors import ConfigError, InputError
 from vdm3d.geometry.mesh_scene import MeshScene, load_mesh_scene
 from vdm3d.geometry.path_buffers import PathBuffers, fuse_along_path, render_path
 from vdm3d.io.images import read_image, write_image
-from vdm3d.io.progress import StageClock
+from vdm3d.io.progress import StageClock, format_seconds
 from vdm3d.io.runs import RunFolder
 from vdm3d.io.video import write_video
 from vdm3d.models.registry import load_backbone, model_files
@@ -78,6 +79,7 @@ from vdm3d.options import Range
 from vdm3d.protocols import Conditioning
 
 Progress = Callable[[str], None]
+LARGE_MESH_BYTES = 20_000_000  # mesh files announced before they are read (the QA's 66 MB OBJ took 30 s)
 NOISE_GRID = 2  # Go-with-the-Flow grid: twice the frame resolution (the latent is 4x coarser)
 SAG_REFERENCE_HEIGHT = 480  # the mask constants below are VideoFrom3D's at 480 px; scaled to ours
 
@@ -243,19 +245,54 @@ def mesh_up_line(mesh: Path, up: Literal["auto", "y", "z"]) -> str:
     return f"mesh: {Path(mesh).name} read as {axis}-up ({why}), {frame}; if it lies on its side in edges/, pass --up {other}"
 
 
-def load_inputs(config: StylizeConfig) -> StylizeInputs:
-    """Read the three files; each failure is one sentence naming the file."""
+class StageSteps:
+    """``say("<stage> i/n: ...")`` for a stage's steps, quiet while it is quick: the first line comes once
+    the stage has taken ``after_s`` or its rate after the first step (which carries the setup, e.g. a mesh
+    upload) predicts more, then one at least every ``interval_s`` and the last; :class:`~vdm3d.io.progress.
+    StageLog` gives each line after the first the ETA at the rate since the first."""
 
+    def __init__(self, say: Progress, stage: str, what: str, after_s: float = 5.0, interval_s: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.say, self.stage, self.what, self.after_s, self.interval_s, self.clock = say, stage, what, after_s, interval_s, clock
+        self.start = clock()
+        self.first: tuple[float, int] | None = None  # time and count of the first report
+        self.last: float | None = None  # time of the last line said
+
+    def __call__(self, done: int, total: int) -> None:
+        now = self.clock()
+        if self.last is None:
+            t0, d0 = self.first = self.first or (now, done)
+            rest = (now - t0) / (done - d0) * (total - done) if done > d0 else 0.0
+            if done >= total or (now - self.start <= self.after_s and now - self.start + rest <= self.after_s):
+                return
+            self.say(f"{self.stage} {done}/{total}: {self.what}")
+            self.last = now
+        elif done >= total or now - self.last >= self.interval_s:
+            self.say(f"{self.stage} {done}/{total}: {self.what}")
+            self.last = now
+
+
+def load_inputs(config: StylizeConfig, say: Progress | None = None) -> StylizeInputs:
+    """Read the three files; each failure is one sentence naming the file. A large mesh file (trimesh reads
+    an OBJ at ~2 MB/s) is announced before and timed after."""
+
+    size = config.mesh.stat().st_size if say is not None and config.mesh.is_file() else 0
+    if size > LARGE_MESH_BYTES:
+        say(f"mesh: reading {config.mesh.name} ({size / 1e6:.0f} MB)")
+    t = time.monotonic()
     scene = load_mesh_scene(config.mesh, up=config.up, normalize=False)
+    if size > LARGE_MESH_BYTES:
+        say(f"mesh: {scene.num_faces:,} faces read in {format_seconds(time.monotonic() - t)}")
     traj = read_camera_file(config.trajectory, dtype=torch.float32).trajectory  # the formats explore's --path takes
     style = square_image(read_image(config.style, upright=True), config.resolution)
     return StylizeInputs(scene, traj.with_cameras(square(traj.cameras, config.resolution)), style)
 
 
 # -- stage 2: geometry ---------------------------------------------------------------------------------
-def geometry_buffers(config: StylizeConfig, inputs: StylizeInputs) -> PathBuffers:
+def geometry_buffers(config: StylizeConfig, inputs: StylizeInputs, say: Progress | None = None) -> PathBuffers:
     """Render the mesh's buffers along the path; stop when no frame sees the mesh."""
-    buffers = render_path(inputs.scene, inputs.trajectory.cameras)
+    steps = StageSteps(say, "geometry", "depth, normals and edges rendered") if say is not None else None
+    buffers = render_path(inputs.scene, inputs.trajectory.cameras, progress=steps)
     if float(buffers.alpha.sum()) == 0.0:
         raise InputError(path=config.trajectory, problem=f"never sees the mesh (none of its {len(buffers)} "
                          "cameras has a mesh pixel)", fix="give a path in the mesh's z-up world that looks at it "
@@ -386,12 +423,13 @@ def generate_anchor(config: StylizeConfig, model, style: Tensor, edges: Tensor, 
 
 
 def anchor_views(config: StylizeConfig, model, buffers: PathBuffers, style: Tensor, indices: list[int],
-                 guided: bool = True) -> dict[int, Float[Tensor, "H W 3"]]:
+                 guided: bool = True, say: Progress | None = None) -> dict[int, Float[Tensor, "H W 3"]]:
     """Anchors at ``indices`` in order; with ``guided`` each one after the first is steered by the
     previous anchor warped into its view (SAG), otherwise every view is generated independently."""
     out: dict[int, Tensor] = {}
     prev = None
-    for i in indices:
+    steps = StageSteps(say, "anchor", "views generated") if say is not None else None
+    for k, i in enumerate(indices):
         gen = torch.Generator().manual_seed(config.seed * 1000 + i)
         if guided and prev is not None:
             warped, valid = buffers.warp(out[prev], prev, i)
@@ -399,6 +437,8 @@ def anchor_views(config: StylizeConfig, model, buffers: PathBuffers, style: Tens
         else:
             out[i] = generate_anchor(config, model, style, buffers.edges[i], buffers.soft[i], gen)
         prev = i
+        if steps is not None:
+            steps(k + 1, len(indices))
     return out
 
 
@@ -484,7 +524,7 @@ def stylize_frames(config: StylizeConfig, models: StylizeModels, buffers: PathBu
         anchors = {int(k): v for k, v in load_file(str(anchor_file)).items()}
         say(f"anchors: {len(anchors)} loaded from the checkpoint")
     else:
-        anchors = anchor_views(config, models.anchor, buffers, style, indices)
+        anchors = anchor_views(config, models.anchor, buffers, style, indices, say=say)
         if anchor_file is not None:
             save_file({str(k): v.contiguous() for k, v in anchors.items()}, str(anchor_file))
         say(f"anchors: {len(anchors)} views at frames {indices}")
@@ -544,9 +584,9 @@ def run_stylize(config: StylizeConfig, progress: Progress | None = print) -> Sty
     clock = StageClock()
     lap, timings = clock.lap, clock.timings
 
-    inputs = load_inputs(config)
+    inputs = load_inputs(config, say)
     say(mesh_up_line(config.mesh, config.up))
-    buffers = geometry_buffers(config, inputs)
+    buffers = geometry_buffers(config, inputs, say)
     models = load_models(config)
     check_style_lora(config, models)
     lap("load_and_geometry")

@@ -46,8 +46,9 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def screenshot(url: str, out: str | Path, width: int = 960, height: int = 720, wait_ms: int = 30000,
-               timeout_s: float = 120.0) -> Path:
-    """Load ``url`` in headless Chromium, let it run for ``wait_ms`` of virtual time, save a PNG."""
+               timeout_s: float = 120.0, hint: str = "") -> Path:
+    """Load ``url`` in headless Chromium, let it run for ``wait_ms`` of virtual time, save a PNG;
+    ``hint`` (what to lower for large content) leads the advice when it times out."""
     exe = find_chromium()
     if exe is None:
         raise BrowserMissingError("no Chromium found for the screenshot; install it (Debian: apt-get install "
@@ -67,8 +68,8 @@ def screenshot(url: str, out: str | Path, width: int = 960, height: int = 720, w
             _stop(proc)
             out.unlink(missing_ok=True)
             raise Vdm3dError(f"Chromium took more than {timeout_s:.0f} s to screenshot {url} and was stopped; "
-                             "try again (a loaded machine can stall headless Chromium) or open the page in a "
-                             "browser.") from None
+                             + (f"{hint}, " if hint else "") + "try again (a loaded machine can stall headless "
+                             "Chromium) or open the page in a browser.") from None
         except BaseException:  # Ctrl-C, SIGTERM: the browser's own session would outlive us, orphaned
             _stop(proc)
             out.unlink(missing_ok=True)

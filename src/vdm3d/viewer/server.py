@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Callable
 
 import numpy as np
 import torch
+import trimesh
 
 from vdm3d.viewer.content import ViewerContent
 
@@ -39,6 +41,53 @@ def splat_arrays(gaussians, max_splats: int | None = None) -> dict[str, np.ndarr
         g = g[torch.topk(g.opacities, max_splats).indices]
     return {"centers": g.means.numpy(), "covariances": g.covariances.numpy(),
             "rgbs": sh_to_rgb(g.sh[:, 0, :]).clamp(0, 1).numpy(), "opacities": g.opacities[:, None].numpy()}
+
+
+def cluster_vertices(mesh: trimesh.Trimesh, cells: int) -> trimesh.Trimesh:
+    """``mesh`` with its vertices merged per cube of a grid ``cells`` cubes across its longest side
+    (vertex clustering): each cluster becomes the mean of its vertices, so every vertex moves by less
+    than one cube's diagonal; faces that collapse or repeat are dropped. Vertex colours are averaged."""
+    v = np.asarray(mesh.vertices, np.float64)
+    lo, hi = v.min(0), v.max(0)
+    cell = max(float((hi - lo).max()), 1e-12) / cells
+    ijk = np.minimum(np.floor((v - lo) / cell).astype(np.int64), cells - 1)  # [V, 3] cube indices
+    _, inverse, counts = np.unique((ijk[:, 0] * (cells + 1) + ijk[:, 1]) * (cells + 1) + ijk[:, 2],
+                                   return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+
+    def mean(x: np.ndarray) -> np.ndarray:
+        return np.stack([np.bincount(inverse, x[:, k], len(counts)) for k in range(x.shape[1])], 1) / counts[:, None]
+
+    f = inverse[np.asarray(mesh.faces)]
+    f = f[(f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 2] != f[:, 0])]
+    n = np.int64(len(counts))
+    key = np.sort(f, axis=1).astype(np.int64)
+    if n < 2 ** 20:  # one int64 key a triangle
+        _, first = np.unique((key[:, 0] * n + key[:, 1]) * n + key[:, 2], return_index=True)  # the same one twice
+    else:
+        _, first = np.unique(key, axis=0, return_index=True)
+    f = f[np.sort(first)]
+    colors = None
+    if mesh.visual.kind == "vertex":
+        colors = mean(np.asarray(mesh.visual.vertex_colors, np.float64)).round().astype(np.uint8)
+    return trimesh.Trimesh(mean(v), f, vertex_colors=colors, process=False)
+
+
+def reduce_mesh(mesh: trimesh.Trimesh, max_faces: int) -> trimesh.Trimesh:
+    """``mesh`` itself when it has at most ``max_faces`` faces, else a vertex-clustered copy with at
+    most ``max_faces`` (:func:`cluster_vertices`; the finest grid found in a few tries). A browser
+    draws a few hundred thousand faces; 1.6 M arrived as an empty page."""
+    if len(mesh.faces) <= max_faces:
+        return mesh
+    # on a surface, faces grow with the square of the grid; start where that predicts the budget
+    v = np.asarray(mesh.vertices)
+    area, extent = float(mesh.area), float((v.max(0) - v.min(0)).max())
+    cells = max(2, int(np.sqrt(max_faces * extent ** 2 / max(2 * area, 1e-12))))
+    while True:
+        out = cluster_vertices(mesh, cells)
+        if len(out.faces) <= max_faces or cells <= 2:
+            return out
+        cells = max(2, int(cells * 0.9 * np.sqrt(max_faces / len(out.faces))))
 
 
 def camera_poses(cameras) -> tuple[np.ndarray, np.ndarray]:
@@ -108,8 +157,11 @@ def initial_view(content: ViewerContent) -> dict[str, tuple[float, float, float]
     return {"position": tuple(eye), "look_at": tuple(centre), "fov": 2 * VIEW_HALF_ANGLE}
 
 
-def show(server, content: ViewerContent, max_splats: int | None = 500_000) -> dict[str, object]:
-    """Put ``content`` into ``server``'s scene and panel; returns the handles by name."""
+def show(server, content: ViewerContent, max_splats: int | None = 500_000, max_faces: int | None = 200_000,
+         say: Callable[[str], None] | None = print) -> dict[str, object]:
+    """Put ``content`` into ``server``'s scene and panel; returns the handles by name. Splats beyond
+    ``max_splats`` are left out and a mesh over ``max_faces`` is simplified, each said in one line."""
+    say = say or (lambda _line: None)
     scene, gui = server.scene, server.gui
     scene.set_up_direction("+z")
     # an opaque white background: without it the WebGL canvas keeps the splats' blended alpha (about
@@ -117,9 +169,18 @@ def show(server, content: ViewerContent, max_splats: int | None = 500_000) -> di
     scene.set_background_image(np.full((4, 4, 3), 255, np.uint8))
     handles: dict[str, object] = {}
     if content.gaussians is not None and len(content.gaussians):
+        n = len(content.gaussians)
+        if max_splats is not None and n > max_splats:
+            say(f"showing {max_splats:,} of {n:,} splats (the most opaque); --max-splats N shows more or fewer")
         handles["splats"] = scene.add_gaussian_splats("/splats", **splat_arrays(content.gaussians, max_splats))
     if content.mesh is not None:  # hidden behind splats by default: it would cover them (toggle in the panel)
-        handles["mesh"] = scene.add_mesh_trimesh("/mesh", content.mesh, visible="splats" not in handles)
+        mesh = content.mesh
+        if max_faces is not None and len(mesh.faces) > max_faces:
+            t = time.monotonic()
+            mesh = reduce_mesh(mesh, max_faces)
+            say(f"showing the mesh simplified to {len(mesh.faces):,} of {len(content.mesh.faces):,} faces "
+                f"(vertices merged on a grid, {time.monotonic() - t:.1f} s); --max-faces N shows more or fewer")
+        handles["mesh"] = scene.add_mesh_trimesh("/mesh", mesh, visible="splats" not in handles)
     if content.points is not None:
         _, radius = content.focus()
         handles["points"] = scene.add_point_cloud("/points", content.points, content.point_colors,
