@@ -202,3 +202,12 @@ def test_case_options_take_the_flag_spellings_and_become_the_flags_tyro_parses(t
     assert (config.data.name, config.fit.steps, config.split.num_train_views, config.fit.sh_degree, config.downscale) \
         == ("scene", 7, 3, 0, 4)
     assert config.out == tmp_path / "runs" / "f"
+
+
+def test_the_jobs_a_case_may_name_are_commands():
+    """batch.cases.JOBS (which keys per-job shared options) names commands of the CLI; batch, rerun and models
+    run no case of their own."""
+    from vdm3d.batch.cases import JOBS
+    from vdm3d.cli.main import GROUPS
+
+    assert set(JOBS) == set(GROUPS) - {"batch", "rerun", "models"}

@@ -93,6 +93,7 @@ def test_fit_says_what_it_loads_before_loading(shared_data, tmp_path, capsys, mo
                                   split=Split(test_every=8),
                                   fit=fit_job.FitConfig(steps=2, checkpoint_every=100))
     fit_job.run_fit(config)
-    err = capsys.readouterr().err
-    assert "loading 20 views at 63x47" in err  # images_8 (504x378) at --downscale 8
+    said = capsys.readouterr()
+    out, err = said.out, said.err  # what it loads on stdout with the other lines, progress on stderr
+    assert "loading 20 views at 63x47" in out  # images_8 (504x378) at --downscale 8
     assert "evaluate 20/20 (100%)" in err and "export 20/20 (100%)" in err  # 17 training + 3 held-out views

@@ -21,7 +21,7 @@ a shared option that reaches no case is refused before any case runs.
 Every case's options are checked against its job's options before any case runs (for the jobs with a
 config dataclass, :data:`JOB_CONFIGS`): an unknown key gets one sentence naming the manifest, the
 case, the key and the closest option. Keys take the spellings a ``--config`` file takes
-(:func:`vdm3d.cli.config.resolve_key`): fields, the flat flags ``--help`` shows (``steps`` for ``fit``'s
+(:func:`vdm3d.option_names.resolve_key`): fields, the flat flags ``--help`` shows (``steps`` for ``fit``'s
 ``fit.steps``), ``no_X``; a positional field (``data`` of ``fit``) becomes a positional argument.
 
 In a case, ``name`` (the run folder's name; default: the stem of the first input file, else
@@ -60,6 +60,8 @@ JOB_CONFIGS = {
     "stylize": "vdm3d.jobs.stylize:StylizeConfig",
     "view": "vdm3d.cli.view:ViewConfig",
 }
+# the commands a case may run (`vdm3d <job>`), which name per-job shared options (`options: {object: {...}}`)
+JOBS = ("object", "complete", "explore", "stylize", "fit", "trajectory", "data", "train", "eval", "view")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -109,7 +111,7 @@ def job_config(job: str) -> type | None:
 
 def accepts(job: str, key: str) -> bool:
     """``vdm3d <job>`` has an option spelled ``key`` (any job not in :data:`JOB_CONFIGS` is taken to)."""
-    from vdm3d.cli.config import resolve_key
+    from vdm3d.option_names import resolve_key
 
     cls = job_config(job)
     return cls is None or resolve_key(cls, key) is not None
@@ -120,7 +122,7 @@ def job_options(job: str, options: dict[str, Any], where: str) -> tuple[list[str
     config dataclass and spelled as its flag (``{"fit": {"steps": 3}}`` -> ``{"steps": 3}`` for ``fit``).
 
     Raises ConfigError naming ``where`` (the manifest and the case), the key and the closest option."""
-    from vdm3d.cli.config import _nested_class, nest_flat_keys, options_of, unknown_hint
+    from vdm3d.option_names import _nested_class, nest_flat_keys, options_of, unknown_hint
 
     cls = job_config(job)
     if cls is None:
@@ -159,9 +161,7 @@ def _shared_options(path: Path, shared: Any, default_job: str | None, jobs: list
     if not isinstance(shared, dict):
         raise InputError(path=path, field="options", problem="is not a mapping of options",
                          fix="write `options: {fit_steps: 300}` or per job `options: {object: {fit_steps: 300}}`")
-    from vdm3d.cli.main import GROUPS
-
-    if shared and all(k in GROUPS and isinstance(v, dict) for k, v in shared.items()):  # per job
+    if shared and all(k in JOBS and isinstance(v, dict) for k, v in shared.items()):  # per job
         for job in shared:
             if job not in jobs:
                 raise InputError(path=path, field=f"options.{job}", problem=f"is for the job {job}, which no case runs",

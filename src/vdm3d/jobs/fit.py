@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Annotated, Callable, Literal
@@ -134,7 +133,7 @@ def memory_warning(views: int, width: int, height: int, downscale: int, availabl
 
 
 def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    print(message, flush=True)  # on stdout with the jobs' other lines; stderr carries the one-sentence errors
 
 
 def _announce(views: int, width: int, height: int, downscale: int) -> None:
