@@ -32,6 +32,7 @@ import tyro
 from vdm3d.data.readers import Scene, Split, read_scene
 from vdm3d.io.progress import StepProgress
 from vdm3d.io.runs import RunFolder, resume_target
+from vdm3d.models.hub.memory import available_memory
 from vdm3d.options import Range
 from vdm3d.recon.baseline import fit_in_run, initialize as initialize_baseline
 from vdm3d.recon.evaluate import render_and_score, views_per_chunk
@@ -101,23 +102,6 @@ def memory_estimate(views: int, width: int, height: int) -> float:
     return views * width * height * _BYTES_PER_VIEW_PIXEL + chunk * _BYTES_PER_CHUNK_PIXEL + _BASE_BYTES
 
 
-def available_memory() -> int | None:
-    """Bytes of memory available to a new allocation (psutil, else /proc/meminfo), or None when unknown."""
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().available)
-    except ImportError:
-        pass
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
 def memory_warning(views: int, width: int, height: int, downscale: int, available: int | None) -> str | None:
     """One line when the views would need more memory than is available, with the ``--downscale`` that fits."""
     need = memory_estimate(views, width, height)
@@ -138,7 +122,7 @@ def _say(message: str) -> None:
 
 def _announce(views: int, width: int, height: int, downscale: int) -> None:
     _say(f"loading {views} views at {width}x{height}")
-    warning = memory_warning(views, width, height, downscale, available_memory())
+    warning = memory_warning(views, width, height, downscale, available_memory("cpu"))
     if warning:
         _say(warning)
 
