@@ -171,7 +171,7 @@ def test_bad_inputs_fail_with_one_sentence_and_no_folder(tmp_path, capsys):
 
 
 def test_stage_steps_are_quiet_when_quick_and_predict_when_slow():
-    from vdm3d.jobs.stylize import StageSteps
+    from vdm3d.io.progress import StageSteps
 
     t, lines = [0.0], []
     quick = StageSteps(lines.append, "geometry", "frames rendered", clock=lambda: t[0])

@@ -171,3 +171,29 @@ class StageClock:
         now = time.perf_counter()
         self.timings[name] = round(now - self._tick, 3)
         self._tick = now
+
+
+class StageSteps:
+    """``say("<stage> i/n: ...")`` for a stage's steps, quiet while it is quick: the first line comes once
+    the stage has taken ``after_s`` or its rate after the first step (which carries the setup, e.g. a mesh
+    upload) predicts more, then one at least every ``interval_s`` and the last; :class:`StageLog` gives each line after the first the ETA at the rate since the first."""
+
+    def __init__(self, say: Callable[[str], None], stage: str, what: str, after_s: float = 5.0, interval_s: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.say, self.stage, self.what, self.after_s, self.interval_s, self.clock = say, stage, what, after_s, interval_s, clock
+        self.start = clock()
+        self.first: tuple[float, int] | None = None  # time and count of the first report
+        self.last: float | None = None  # time of the last line said
+
+    def __call__(self, done: int, total: int) -> None:
+        now = self.clock()
+        if self.last is None:
+            t0, d0 = self.first = self.first or (now, done)
+            rest = (now - t0) / (done - d0) * (total - done) if done > d0 else 0.0
+            if done >= total or (now - self.start <= self.after_s and now - self.start + rest <= self.after_s):
+                return
+            self.say(f"{self.stage} {done}/{total}: {self.what}")
+            self.last = now
+        elif done >= total or now - self.last >= self.interval_s:
+            self.say(f"{self.stage} {done}/{total}: {self.what}")
+            self.last = now

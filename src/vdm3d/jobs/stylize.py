@@ -71,7 +71,7 @@ from vdm3d.errors import ConfigError, InputError
 from vdm3d.geometry.mesh_scene import MeshScene, load_mesh_scene
 from vdm3d.geometry.path_buffers import PathBuffers, fuse_along_path, render_path
 from vdm3d.io.images import read_image, write_image
-from vdm3d.io.progress import StageClock, format_seconds
+from vdm3d.io.progress import StageClock, StageSteps, format_seconds
 from vdm3d.io.runs import RunFolder
 from vdm3d.io.video import write_video
 from vdm3d.models.registry import load_backbone, model_files
@@ -243,33 +243,6 @@ def mesh_up_line(mesh: Path, up: Literal["auto", "y", "z"]) -> str:
     other = "z" if axis == "y" else "y"
     frame = "turned to vdm3d's z-up world" if axis == "y" else "vdm3d's own world frame"
     return f"mesh: {Path(mesh).name} read as {axis}-up ({why}), {frame}; if it lies on its side in edges/, pass --up {other}"
-
-
-class StageSteps:
-    """``say("<stage> i/n: ...")`` for a stage's steps, quiet while it is quick: the first line comes once
-    the stage has taken ``after_s`` or its rate after the first step (which carries the setup, e.g. a mesh
-    upload) predicts more, then one at least every ``interval_s`` and the last; :class:`~vdm3d.io.progress.
-    StageLog` gives each line after the first the ETA at the rate since the first."""
-
-    def __init__(self, say: Progress, stage: str, what: str, after_s: float = 5.0, interval_s: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic):
-        self.say, self.stage, self.what, self.after_s, self.interval_s, self.clock = say, stage, what, after_s, interval_s, clock
-        self.start = clock()
-        self.first: tuple[float, int] | None = None  # time and count of the first report
-        self.last: float | None = None  # time of the last line said
-
-    def __call__(self, done: int, total: int) -> None:
-        now = self.clock()
-        if self.last is None:
-            t0, d0 = self.first = self.first or (now, done)
-            rest = (now - t0) / (done - d0) * (total - done) if done > d0 else 0.0
-            if done >= total or (now - self.start <= self.after_s and now - self.start + rest <= self.after_s):
-                return
-            self.say(f"{self.stage} {done}/{total}: {self.what}")
-            self.last = now
-        elif done >= total or now - self.last >= self.interval_s:
-            self.say(f"{self.stage} {done}/{total}: {self.what}")
-            self.last = now
 
 
 def load_inputs(config: StylizeConfig, say: Progress | None = None) -> StylizeInputs:
