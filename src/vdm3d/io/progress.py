@@ -176,11 +176,13 @@ class StageClock:
 class StageSteps:
     """``say("<stage> i/n: ...")`` for a stage's steps, quiet while it is quick: the first line comes once
     the stage has taken ``after_s`` or its rate after the first step (which carries the setup, e.g. a mesh
-    upload) predicts more, then one at least every ``interval_s`` and the last; :class:`StageLog` gives each line after the first the ETA at the rate since the first."""
+    upload) predicts more, then one at least every ``interval_s`` and the last; :class:`StageLog` gives each
+    line after the first the ETA at the rate since the first."""
 
-    def __init__(self, say: Callable[[str], None], stage: str, what: str, after_s: float = 5.0, interval_s: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic):
-        self.say, self.stage, self.what, self.after_s, self.interval_s, self.clock = say, stage, what, after_s, interval_s, clock
+    def __init__(self, say: Callable[[str], None], stage: str, what: str, after_s: float = 5.0,
+                 interval_s: float = 5.0, clock: Callable[[], float] = time.monotonic):
+        self.say, self.stage, self.what = say, stage, what
+        self.after_s, self.interval_s, self.clock = after_s, interval_s, clock
         self.start = clock()
         self.first: tuple[float, int] | None = None  # time and count of the first report
         self.last: float | None = None  # time of the last line said
