@@ -71,15 +71,19 @@ def images_folder(cf: CameraFile) -> Path | None:
     """The folder that holds every camera's image (their deepest common folder), or ``None`` when the
     names do not resolve to images: what a COLMAP model's image names are relative to."""
     images = cf.images()
-    return Path(os.path.commonpath([p.parent for p in images])) if images else None
+    return _common_folder(images) if images else None
+
+
+def _common_folder(images: list[Path]) -> Path:
+    return Path(os.path.commonpath([p.parent for p in images]))
 
 
 def _names_at(cf: CameraFile, fmt: str, path: Path) -> list[str]:
     """``cf.names`` as they must be written at ``path`` to name the same images (see the module docstring)."""
-    images = cf.images()
+    images = cf.images()  # checks every file once
     if images is None:
         return cf.names
-    base = images_folder(cf) if fmt == "colmap" else Path(os.path.abspath(path)).parent
+    base = _common_folder(images) if fmt == "colmap" else Path(os.path.abspath(path)).parent
     return [Path(os.path.relpath(p, base)).as_posix() for p in images]
 
 
