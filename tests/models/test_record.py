@@ -35,3 +35,25 @@ def test_train_cards_prints_or_writes_where_asked(tmp_path, capsys):
     assert main(["train", "cards", "--out", str(tmp_path / "cards.md")]) == 0
     assert (tmp_path / "cards.md").read_text().startswith("# Shipped tiny models")
     assert (WEIGHTS_DIR / "MODEL_CARDS.md").read_bytes() == before
+
+
+def test_eval_stylize_record_refuses_the_package_before_evaluating(tmp_path, capsys):
+    """The stylize evaluation wrote its means into both shipped cards whatever the options; now like the others."""
+    before = {n: (WEIGHTS_DIR / f"{n}.json").read_bytes() for n in ("stylize_anchor", "stylize_inbetween")}
+    assert main(["eval", "stylize", "--record", "--out", str(tmp_path / "ev")]) == 2
+    err = capsys.readouterr().err
+    assert "'stylize_anchor'" in err and "--record-into-package" in err
+    assert not (tmp_path / "ev").exists()
+    assert {n: (WEIGHTS_DIR / f"{n}.json").read_bytes() for n in before} == before
+
+
+def test_eval_stylize_records_into_a_trained_models_file(tmp_path):
+    from vdm3d.eval.stylize import card_files, record_in_cards
+
+    for name in ("stylize_anchor", "stylize_inbetween"):
+        shutil.copy(WEIGHTS_DIR / f"{name}.json", tmp_path / f"{name}.json")
+    cards = card_files((str(tmp_path / "stylize_anchor.json"), str(tmp_path / "stylize_inbetween.json")), False)
+    record_in_cards(cards, {"job": {"psnr": 17.25}}, cases=2, frames=8, steps=4, split="val")
+    for name in ("stylize_anchor", "stylize_inbetween"):
+        card = json.loads((tmp_path / f"{name}.json").read_text())["card"]["heldout"]
+        assert card["val_stylize"] == {"cases": 2, "frames": 8, "steps": 4, "split": "val", "job_psnr": 17.25}

@@ -178,7 +178,7 @@ def stylize(out: Path = Path("runs/eval_stylize"), procedural: Annotated[int, Ra
             fusion_tau: Annotated[float, Range(0, open_min=True)] = 6.0,
             noise_alpha: Annotated[float, Range(0, 1)] = 0.5,
             split: Literal["heldout", "val"] = "heldout", seed: int = 0, overwrite: bool = False,
-            record: bool = False) -> dict:
+            record: bool = False, record_into_package: bool = False) -> dict:
     """Score `vdm3d stylize` and its three baselines on held-out cases with ground truth.
 
     Args:
@@ -201,8 +201,10 @@ def stylize(out: Path = Path("runs/eval_stylize"), procedural: Annotated[int, Ra
         split: heldout (test seeds) or val (for choosing settings without touching the test seeds).
         seed: sampling seed.
         overwrite: replace an existing run folder.
-        record: also write the means into both models' cards (``card.heldout["stylize"]``; only for
-            the held-out split and the embedded models).
+        record: also write the means into both models' cards (``card.heldout["stylize"]``, or
+            ``"val_stylize"`` for the validation split): the .json files of `vdm3d train` runs as given,
+            a shipped model's card only with --record-into-package.
+        record_into_package: let --record write into the cards shipped inside the installed package.
     """
     from vdm3d.io.images import write_image
     from vdm3d.io.runs import RunFolder, atomic_write_json
@@ -212,7 +214,8 @@ def stylize(out: Path = Path("runs/eval_stylize"), procedural: Annotated[int, Ra
                            inbetween_model=inbetween_model, guidance_scale=guidance_scale, keyframe_blend=keyframe_blend,
                            fusion_radius=fusion_radius, fusion_tau=fusion_tau, noise_alpha=noise_alpha,
                            seed=seed)
-    cases = eval_cases(procedural, frames, resolution, meshes, mesh_root, split)
+    cards = card_files((anchor_model, inbetween_model), record_into_package) if record else []
+    cases = eval_cases(procedural, frames, resolution, meshes, mesh_root, split)  # after: a refusal costs nothing
     models = load_models(config)
     with RunFolder(out, config=params, seed=seed, overwrite=overwrite) as run:
         per_case, strip = {}, None
@@ -239,25 +242,34 @@ def stylize(out: Path = Path("runs/eval_stylize"), procedural: Annotated[int, Ra
         atomic_write_json(run.path / "results.json", {"cases": per_case, "means": means, "paired": pairs,
                                                       "frames": frames, "arcs": arcs(frames, arc_frames)})
         run.record(cases=[c.name for c in cases], means=means)
-    if record and split == "heldout":
-        record_in_cards((anchor_model, inbetween_model), means, len(cases), frames, steps)
+    if cards:
+        record_in_cards(cards, means, len(cases), frames, steps, split)
     return means
 
 
-def record_in_cards(models: tuple[str, ...], means: dict, cases: int, frames: int, steps: int) -> None:
-    """Write the evaluation means into the embedded models' cards (``card.heldout["stylize"]``)."""
+def card_files(models: tuple[str, ...], into_package: bool) -> list[Path]:
+    """The cards ``--record`` would write, checked before any evaluation: a `vdm3d train` run's .json model
+    file as given, a shipped model's card only with ``into_package`` (see :mod:`vdm3d.models.tiny.record`)."""
+    from vdm3d.models.tiny.record import card_path
+
+    return [Path(name) if name.endswith(".json") else card_path(name, None, into_package) for name in models]
+
+
+def record_in_cards(cards: list[Path], means: dict, cases: int, frames: int, steps: int,
+                    split: str = "heldout") -> None:
+    """Write the evaluation means into the given model cards (``card.heldout["stylize"]``, or
+    ``"val_stylize"`` for the validation split), each atomically."""
     import json
 
     from vdm3d.io.runs import atomic_write_json
-    from vdm3d.models.tiny import WEIGHTS_DIR
 
-    flat = {"cases": cases, "frames": frames, "steps": steps, "split": "heldout"}
+    flat = {"cases": cases, "frames": frames, "steps": steps, "split": split}
     for method, values in means.items():
         flat.update({f"{method}_{k}": round(v, 4) for k, v in values.items()})
-    for name in models:  # a shipped model's name, or the .json model file of a `vdm3d train` run
-        path = Path(name) if name.endswith(".json") else WEIGHTS_DIR / f"{name}.json"
+    key = "stylize" if split == "heldout" else f"{split}_stylize"
+    for path in cards:
         meta = json.loads(path.read_text())
-        meta.setdefault("card", {}).setdefault("heldout", {})["stylize"] = flat
+        meta.setdefault("card", {}).setdefault("heldout", {})[key] = flat
         atomic_write_json(path, meta)
 
 
