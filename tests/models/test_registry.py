@@ -205,6 +205,26 @@ def test_hub_weights_are_fingerprinted_for_the_manifest(models_dir, tmp_path, mo
     assert new["header_sha256"] == unet["header_sha256"] and new["sampled_sha256"] != unet["sampled_sha256"]
 
 
+def test_a_folder_given_for_a_hub_model_is_what_is_fingerprinted(models_dir, tmp_path, monkeypatch):
+    """stylize's --anchor-path loads the weights from another folder: its manifest hashes that folder's
+    fingerprint (a record of its own), not the default place's, and a missing folder gives nothing."""
+    import json
+
+    from vdm3d.io.runs import file_sha256
+    from vdm3d.models.hub.sv3d import SV3DBackbone, tiny_components
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    SV3DBackbone(tiny_components(0)).save_pretrained(models_dir / "sv3d-p")
+    mine = tmp_path / "my sv3d"
+    SV3DBackbone(tiny_components(1)).save_pretrained(mine)
+    [default] = registry.model_files("sv3d-p")
+    [given] = registry.model_files("sv3d-p", folders={"sv3d-p": mine})
+    assert given != default and json.loads(given.read_text())["source"] == str(mine.resolve())
+    config = mine / "unet" / "config.json"
+    assert json.loads(given.read_text())["files"]["unet/config.json"]["sha256"] == file_sha256(config)
+    assert registry.model_files("sv3d-p", folders={"sv3d-p": tmp_path / "absent"}) == []
+
+
 def test_cli_list_shows_the_weights_place_whole(models_dir, capsys):
     from vdm3d.cli.main import main
     from vdm3d.models.hub.wan import WanBackbone, tiny_components

@@ -170,6 +170,13 @@ def model_names(config: StylizeConfig) -> tuple[str, str]:
     return config.anchor_model or anchor, config.inbetween_model or between
 
 
+def weights_files(config: StylizeConfig) -> list[Path]:
+    """The models' files for the manifest to hash (:func:`~vdm3d.models.registry.model_files`), hub weights
+    fingerprinted where ``--anchor-path`` / ``--inbetween-path`` point when given."""
+    names = model_names(config)
+    return model_files(*names, folders=dict(zip(names, (config.anchor_path, config.inbetween_path))))
+
+
 def guidance(config: StylizeConfig, stage: Literal["anchor", "inbetween"]) -> CFG | None:
     scale = config.guidance_scale
     if scale is None:
@@ -564,7 +571,7 @@ def run_stylize(config: StylizeConfig, progress: Progress | None = print) -> Sty
     check_style_lora(config, models)
     lap("load_and_geometry")
     with RunFolder(config.out, config=config, seed=config.seed, overwrite=config.overwrite, resume=config.resume,
-                   inputs=[config.mesh, config.trajectory, config.style, *model_files(*model_names(config))]) as run:
+                   inputs=[config.mesh, config.trajectory, config.style, *weights_files(config)]) as run:
         ckpt = run.checkpoint_dir  # a resume with other options or changed files was refused on entering
         say(f"stylize: {len(buffers)} frames at {config.resolution} px, arcs of {config.arc_frames}")
         lora = align_style(config, models, inputs.style, say)

@@ -223,13 +223,16 @@ def _entry(key: str) -> HubEntry:
     return HUB[key] if key in HUB else DEPTH[key]
 
 
-def model_files(*names: str | None) -> list[Path]:
+def model_files(*names: str | None, folders: dict[str, str | Path | None] | None = None) -> list[Path]:
     """The files among ``names`` for a run's manifest to hash: a training run's ``NAME.json`` and its
-    weights, and for a hub model the fingerprint of the weights it will load (:func:`hub_fingerprint_file`).
+    weights, and for a hub model the fingerprint of the weights it will load (:func:`hub_fingerprint_file`),
+    from ``folders[name]`` when the job was given a folder for it (like ``load_backbone``'s ``path``).
     A shipped tiny model is fixed by the package version; a user's file or download is not."""
+    folders = folders or {}
     files = [Path(n) for n in names if n is not None and str(n).endswith(".json")]
     found = [f for p in files for f in (p, p.with_suffix(".safetensors")) if f.is_file()]
-    hub = [hub_fingerprint_file(str(n)) for n in names if n is not None and (str(n) in HUB or str(n) in DEPTH)]
+    hub = [hub_fingerprint_file(str(n), folders.get(str(n))) for n in names
+           if n is not None and (str(n) in HUB or str(n) in DEPTH)]
     return found + [f for f in hub if f is not None]
 
 
@@ -296,16 +299,20 @@ def fingerprint_dir() -> Path:
     return Path(base).expanduser() / "vdm3d" / "fingerprints"
 
 
-def hub_fingerprint_file(name: str) -> Path | None:
+def hub_fingerprint_file(name: str, folder: str | Path | None = None) -> Path | None:
     """A small JSON naming where ``name``'s weights are loaded from and their fingerprint
     (:func:`hub_fingerprint`), written to :func:`fingerprint_dir` as ``NAME-<source hash>.json`` so that a
     run's manifest hashes it with its other inputs: a rerun (or a resume) with other weights in the same
     place sees that file change, weights from another place see another file. None when the weights are not
-    there (the load then says so) or the cache cannot be written."""
+    there (the load then says so) or the cache cannot be written. ``folder``: the folder given for the
+    model instead of its default place (a job's ``--anchor-path``)."""
     import hashlib
-    import json
 
-    found = weights_source(name)
+    if folder is not None:
+        folder = Path(folder).expanduser()
+        found = (folder, str(folder.resolve())) if folder.is_dir() else None
+    else:
+        found = weights_source(name)
     if found is None:
         return None
     folder, label = found
