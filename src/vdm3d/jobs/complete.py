@@ -277,11 +277,12 @@ def run_complete(config: CompleteConfig, progress: Callable[[str, FitProgress], 
                    overwrite=config.overwrite, resume=config.resume is not None,
                    resume_flag=f"--resume {out}") as run:
         clock = StageClock()
-        scene, depths = load_scene(config)
-        init = initialize(scene, depths, config)
+        # the models first: missing or wrong weights are refused before a large scene is read (26 s at 12 MP)
         backbone = backbone if backbone is not None else load_backbone(config.backbone, config.generation.max_side)
         check_backbone(backbone, config.backbone)  # before the baseline is fitted
         estimator = load_depth(config.depth) if config.distill.hole_points else None  # a bad --depth fails here
+        scene, depths = load_scene(config)
+        init = initialize(scene, depths, config)
         clock.lap("load")
 
         baseline = fit_baseline(scene, init, config, run, None if progress is None else
