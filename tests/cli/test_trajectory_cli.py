@@ -168,6 +168,26 @@ def test_validate_against_scene(tmp_path, capsys):
     assert "inside geometry" in capsys.readouterr().out
 
 
+def test_a_large_scene_file_is_announced_before_it_is_read(tmp_path, capsys, monkeypatch):
+    """validate and preview said nothing while reading a 66 MB OBJ (35 s); a large file now gets a line
+    before (name, size) and after (faces, time) on stderr, a small one none."""
+    import trimesh
+
+    from vdm3d.io import progress
+
+    mesh = trimesh.creation.icosphere(subdivisions=2, radius=1.0)
+    mesh.export(tmp_path / "ball.obj")
+    run("make", "orbit", "--frames", 4, "--radius", 3, "--elevation-deg", 0, "--out", tmp_path / "far.json")
+    assert run("validate", tmp_path / "far.json", "--scene", tmp_path / "ball.obj") == 0
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(progress, "LARGE_FILE_BYTES", 10)
+    assert run("validate", tmp_path / "far.json", "--scene", tmp_path / "ball.obj") == 0
+    size = (tmp_path / "ball.obj").stat().st_size
+    first, second = capsys.readouterr().err.splitlines()[:2]
+    assert first == f"scene: reading ball.obj ({size / 1e6:.0f} MB)"
+    assert second.startswith(f"scene: {len(mesh.faces):,} faces read in ")
+
+
 def valid_file(tmp_path):
     p = tmp_path / "t.json"
     run("make", "orbit", "--frames", 3, "--out", p)

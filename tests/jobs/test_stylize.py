@@ -204,7 +204,9 @@ def test_a_large_mesh_file_is_announced_and_timed(tmp_path, monkeypatch):
     lines: list[str] = []
     job.load_inputs(cfg, lines.append)
     assert lines == []  # a small file: read without a word
-    monkeypatch.setattr(job, "LARGE_MESH_BYTES", 10)
+    from vdm3d.io import progress
+
+    monkeypatch.setattr(progress, "LARGE_FILE_BYTES", 10)
     inputs = job.load_inputs(cfg, lines.append)
     size = (tmp_path / "scene.glb").stat().st_size
     assert lines[0] == f"mesh: reading scene.glb ({size / 1e6:.0f} MB)"

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Literal, Optional, Sequence
 
@@ -438,10 +439,24 @@ def _convert(cfg: Convert) -> int:
     return 0
 
 
+def read_scene(path: Path, up: str):
+    """The scene's geometry, z-up; a large file announced on stderr before it is read (up to a minute)."""
+    from vdm3d.cameras.scene import load_scene
+    from vdm3d.io.progress import read_announced
+
+    return read_announced(path, lambda: load_scene(path, up=up), lambda line: print(line, file=sys.stderr, flush=True),
+                          "scene", _scene_size)
+
+
+def _scene_size(scene) -> str:
+    if scene.is_mesh:
+        return f"{len(scene.faces):,} faces read"
+    return f"{len(scene.points):,} points read"
+
+
 def _validate(cfg: Validate) -> int:
     from vdm3d.cameras.check import DelayedProgress, check_trajectory
     from vdm3d.cameras.formats import read_camera_file
-    from vdm3d.cameras.scene import load_scene
     from vdm3d.io.runs import atomic_write_json
 
     cf = read_camera_file(cfg.input, cfg.from_format)  # validates finiteness, rotations, focal lengths
@@ -449,8 +464,9 @@ def _validate(cfg: Validate) -> int:
     if cfg.scene is None:
         print(f"ok: {cfg.input} has {n} valid cameras")
         return 0
-    report = check_trajectory(cf.trajectory.cameras, load_scene(cfg.scene, up=cfg.scene_up), cfg.min_distance,
-                              cfg.min_coverage, progress=DelayedProgress("validate"))
+    scene = read_scene(cfg.scene, cfg.scene_up)
+    report = check_trajectory(cf.trajectory.cameras, scene, cfg.min_distance, cfg.min_coverage,
+                              progress=DelayedProgress("validate"))
     if cfg.report is not None:
         atomic_write_json(cfg.report, report.to_dict())
     problems = report.problems(ignore_inside=cfg.ignore_inside)
@@ -466,14 +482,13 @@ def _validate(cfg: Validate) -> int:
 def _preview(cfg: Preview) -> int:
     from vdm3d.cameras.formats import read_camera_file
     from vdm3d.cameras.preview import preview_png
-    from vdm3d.cameras.scene import load_scene
     from vdm3d.io.runs import atomic_write_bytes
 
     _check_out(cfg.out, cfg.overwrite)
     if cfg.out.suffix.lower() != ".png":
         raise InputError(path=cfg.out, problem="is not a .png file name", fix="end --out with .png")
     cf = read_camera_file(cfg.input, cfg.from_format)
-    scene = load_scene(cfg.scene, up=cfg.scene_up) if cfg.scene is not None else None  # z-up, as the cameras
+    scene = read_scene(cfg.scene, cfg.scene_up) if cfg.scene is not None else None  # z-up, as the cameras
     title = cfg.title or f"{cfg.input.name}: {len(cf.trajectory)} cameras"
     atomic_write_bytes(cfg.out, preview_png(cf.trajectory.cameras, scene, title=title))
     print(f"wrote {cfg.out}")

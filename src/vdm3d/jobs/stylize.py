@@ -45,7 +45,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import time
 from pathlib import Path
 from typing import Annotated, Callable, Literal
 
@@ -71,7 +70,7 @@ from vdm3d.errors import ConfigError, InputError
 from vdm3d.geometry.mesh_scene import MeshScene, load_mesh_scene
 from vdm3d.geometry.path_buffers import PathBuffers, fuse_along_path, render_path
 from vdm3d.io.images import read_image, write_image
-from vdm3d.io.progress import StageClock, StageSteps, format_seconds
+from vdm3d.io.progress import StageClock, StageSteps, read_announced
 from vdm3d.io.runs import RunFolder
 from vdm3d.io.video import write_video
 from vdm3d.models.registry import load_backbone, model_files
@@ -79,7 +78,6 @@ from vdm3d.options import Range
 from vdm3d.protocols import Conditioning
 
 Progress = Callable[[str], None]
-LARGE_MESH_BYTES = 20_000_000  # mesh files announced before they are read (the QA's 66 MB OBJ took 30 s)
 NOISE_GRID = 2  # Go-with-the-Flow grid: twice the frame resolution (the latent is 4x coarser)
 SAG_REFERENCE_HEIGHT = 480  # the mask constants below are VideoFrom3D's at 480 px; scaled to ours
 
@@ -253,16 +251,10 @@ def mesh_up_line(mesh: Path, up: Literal["auto", "y", "z"]) -> str:
 
 
 def load_inputs(config: StylizeConfig, say: Progress | None = None) -> StylizeInputs:
-    """Read the three files; each failure is one sentence naming the file. A large mesh file (trimesh reads
-    an OBJ at ~2 MB/s) is announced before and timed after."""
-
-    size = config.mesh.stat().st_size if say is not None and config.mesh.is_file() else 0
-    if size > LARGE_MESH_BYTES:
-        say(f"mesh: reading {config.mesh.name} ({size / 1e6:.0f} MB)")
-    t = time.monotonic()
-    scene = load_mesh_scene(config.mesh, up=config.up, normalize=False)
-    if size > LARGE_MESH_BYTES:
-        say(f"mesh: {scene.num_faces:,} faces read in {format_seconds(time.monotonic() - t)}")
+    """Read the three files; each failure is one sentence naming the file. A large mesh file is announced
+    before and timed after (:func:`~vdm3d.io.progress.read_announced`)."""
+    scene = read_announced(config.mesh, lambda: load_mesh_scene(config.mesh, up=config.up, normalize=False), say,
+                           "mesh", lambda scene: f"{scene.num_faces:,} faces read")
     traj = read_camera_file(config.trajectory, dtype=torch.float32).trajectory  # the formats explore's --path takes
     style = square_image(read_image(config.style, upright=True), config.resolution)
     return StylizeInputs(scene, traj.with_cameras(square(traj.cameras, config.resolution)), style)
