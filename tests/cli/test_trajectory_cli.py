@@ -1,6 +1,7 @@
 """`vdm3d trajectory ...` through the real entry point: outputs, round trips, and bad input -> status 2."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -142,6 +143,40 @@ def test_convert_keeps_the_colmap_lens_beside_llff_poses(shared_data, tmp_path, 
     (tmp_path / "bare").mkdir()
     (tmp_path / "bare" / "poses_bounds.npy").write_bytes((fern / "poses_bounds.npy").read_bytes())
     assert run("convert", tmp_path / "bare" / "poses_bounds.npy", "--out", tmp_path / "bare.txt") == 0
+
+
+def test_convert_keeps_a_colmap_models_lenses_in_transforms_json(tmp_path, capsys):
+    """A COLMAP model with distortion was refused even for transforms.json, which stores it: now each
+    image's lens is written (top level when shared, per frame when not), read back equal by pycolmap's
+    parameters; other formats still refuse to drop it unless --distortion drop."""
+    import pycolmap
+
+    from vdm3d.cameras.io import colmap_from_cameras, read_colmap, write_colmap
+    from vdm3d.cameras.trajectory import orbit
+
+    cams = orbit(3, radius=3.0, width=80, height=60).cameras.to(torch.float64)
+    model = colmap_from_cameras(cams, ["a.png", "b.png", "c.png"])
+    lenses = {1: ("SIMPLE_RADIAL", [70.0, 40.0, 30.0, 0.02]), 2: ("OPENCV", [70.0, 71.0, 40.0, 30.0, -0.05, 0.01, 1e-3, -2e-3])}
+    for cid, (name, params) in lenses.items():
+        model.cameras[cid] = type(model.cameras[1])(cid, name, 80, 60, np.array(params))
+    for im in model.images.values():
+        im.camera_id = 2 if im.name == "b.png" else 1
+    write_colmap(model, tmp_path / "sparse", binary=True)
+    rec = pycolmap.Reconstruction(str(tmp_path / "sparse"))
+    truth = {im.name: rec.cameras[im.camera_id].params for im in rec.images.values()}
+
+    assert run("convert", tmp_path / "sparse", "--out", tmp_path / "t.json", "--to", "transforms") == 0
+    data = json.loads((tmp_path / "t.json").read_text())
+    assert data["camera_model"] == "OPENCV" and "k1" not in data  # two lenses: per frame
+    for frame in data["frames"]:
+        p = truth[Path(frame["file_path"]).name]
+        want = [p[3], 0, 0, 0] if len(p) == 4 else list(p[4:8])
+        assert [frame[k] for k in ("k1", "k2", "p1", "p2")] == pytest.approx(want, abs=1e-12)
+    capsys.readouterr()
+    assert run("convert", tmp_path / "sparse", "--out", tmp_path / "v.json") == 2
+    err = capsys.readouterr().err
+    assert "k1=0.02" in err and "--distortion drop" in err and not (tmp_path / "v.json").exists()
+    assert run("convert", tmp_path / "sparse", "--out", tmp_path / "v.json", "--distortion", "drop") == 0
 
 
 def test_convert_to_colmap_folder_and_back(tmp_path):

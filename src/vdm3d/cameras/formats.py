@@ -33,9 +33,9 @@ import numpy as np
 import torch
 
 from vdm3d.cameras.distortion import Distortion
-from vdm3d.cameras.io import (cameras_from_colmap, cameras_from_llff, colmap_from_cameras, llff_colmap_model,
-                              llff_lens, read_colmap, read_re10k, read_transforms_json, write_colmap, write_re10k,
-                              write_transforms_json)
+from vdm3d.cameras.io import (cameras_from_colmap, cameras_from_llff, colmap_from_cameras, colmap_lenses,
+                              llff_colmap_model, llff_lens, read_colmap, read_re10k, read_transforms_json, write_colmap,
+                              write_re10k, write_transforms_json)
 from vdm3d.cameras.io_transforms import read_json
 from vdm3d.cameras.trajectory import Trajectory
 from vdm3d.cameras.trajectory_file import save_trajectory, trajectory_from_dict
@@ -124,10 +124,12 @@ def _fps_from_timestamps(stamps: list[int]) -> float:
 
 
 def read_camera_file(path: str | Path, fmt: CameraFormat = "auto", width: int | None = None,
-                     height: int | None = None, distortion: Literal["refuse", "drop"] = "refuse",
+                     height: int | None = None, distortion: Literal["refuse", "drop", "keep"] = "refuse",
                      dtype: torch.dtype = torch.float64) -> CameraFile:
     """Read cameras from ``path``; ``width``/``height`` set the image size where the format lacks one
-    (RE10K, default 640x360) or rescale it (LLFF)."""
+    (RE10K, default 640x360) or rescale it (LLFF). A COLMAP model's lens distortion is refused, dropped
+    (the pinhole part kept) or, with ``keep``, kept in ``extras["distortion"]`` as a transforms.json
+    holds it, for a writer to store or refuse (`trajectory convert`)."""
     path = Path(path)
     if not path.exists():
         raise InputError(path=path, problem="does not exist", fix="check the path")
@@ -163,8 +165,14 @@ def read_camera_file(path: str | Path, fmt: CameraFormat = "auto", width: int | 
         return CameraFile(Trajectory(cams, DEFAULT_FPS, {**src, "bounds": bounds.tolist()}),
                           [f"frame_{i:05d}" for i in range(len(cams))], extras=extras)
     if fmt == "colmap":
-        cams, names = cameras_from_colmap(read_colmap(path), distortion=distortion, dtype=dtype)
-        return CameraFile(Trajectory(cams, DEFAULT_FPS, src), names)
+        model = read_colmap(path)
+        cams, names = cameras_from_colmap(model, distortion="drop" if distortion == "keep" else distortion,
+                                          dtype=dtype)
+        lenses = colmap_lenses(model) if distortion == "keep" else []
+        keys = [_lens_keys(lens or Distortion()) for lens in lenses]
+        kept = None if not any(lenses) else keys[0] if all(k == keys[0] for k in keys) else keys
+        return CameraFile(Trajectory(cams, DEFAULT_FPS, src), names,
+                          extras={"distortion": kept} if kept is not None else None)
     raise InputError(path=path, problem=f"format {fmt!r} is unknown", fix="use vdm3d, transforms, colmap, re10k or llff")
 
 

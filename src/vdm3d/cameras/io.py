@@ -112,6 +112,14 @@ def cameras_from_colmap(model: ColmapModel, distortion: Literal["refuse", "drop"
     return Cameras(torch.tensor(Ks, dtype=dtype), c2w.to(dtype), w, h), [im.name for im in images]
 
 
+def colmap_lenses(model: ColmapModel) -> list[Distortion | None]:
+    """The lens distortion of each registered image, in :func:`cameras_from_colmap`'s order (by name)."""
+    where = str(model.path) if model.path is not None else "COLMAP model"
+    images = sorted(model.images.values(), key=lambda im: im.name)
+    return [distortion_from_colmap(model.cameras[im.camera_id].model,
+                                   colmap_intrinsics(model.cameras[im.camera_id], where)[1], where) for im in images]
+
+
 def colmap_from_cameras(cameras: Cameras, names: Sequence[str], points_world: Tensor | np.ndarray | None = None,
                         colors: np.ndarray | None = None) -> ColmapModel:
     """A COLMAP model with one PINHOLE camera per distinct intrinsics, the images, and optional points

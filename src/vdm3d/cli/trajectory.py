@@ -238,8 +238,9 @@ class Convert:
     height: Optional[int] = None
     """Image height for formats without one (RE10K: 360) or to rescale LLFF."""
     distortion: Literal["refuse", "drop"] = "refuse"
-    """Input with lens distortion (COLMAP; or transforms.json k1..p2, or the COLMAP lens in sparse/0 beside LLFF
-    poses, written to a format without it): refuse, or drop it (images already undistorted)."""
+    """Input with lens distortion (a COLMAP model's, transforms.json k1..p2, or the COLMAP lens in sparse/0 beside
+    LLFF poses) written to a format without it: refuse, or drop it (images already undistorted). A
+    transforms.json keeps it (OPENCV)."""
     colmap_text: bool = False
     """Write COLMAP as text instead of binary."""
     overwrite: bool = False
@@ -416,7 +417,8 @@ def _convert(cfg: Convert) -> int:
     _check_out(cfg.out, cfg.overwrite)
     from vdm3d.cameras.formats import detect_format
 
-    cf = read_camera_file(cfg.input, cfg.from_format, cfg.width, cfg.height, cfg.distortion)
+    cf = read_camera_file(cfg.input, cfg.from_format, cfg.width, cfg.height,
+                          "keep" if cfg.distortion == "refuse" else cfg.distortion)  # refused below unless stored
     lens = (cf.extras or {}).get("distortion")
     target = detect_format(cfg.out, for_writing=True) if cfg.to == "auto" else cfg.to
     if lens and target != "transforms" and cfg.distortion == "refuse":  # never drop it silently
