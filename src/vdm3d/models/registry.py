@@ -249,15 +249,8 @@ def weights_source(name: str) -> tuple[Path, str] | None:
     if folder.is_dir() and any(folder.iterdir()):
         return folder, str(folder)
     hub_id = _entry(key).hub_id
-    if not hub_id:
-        return None
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        hit = try_to_load_from_cache(hub_id, _marker(key))
-    except Exception:  # noqa: BLE001 - a broken cache holds nothing
-        return None
-    if not isinstance(hit, str):
+    hit = _hub_cached(hub_id, _marker(key))
+    if hit is None:
         return None
     snapshot = Path(hit).parent
     return snapshot, f"{hub_id}@{snapshot.name}"
@@ -339,16 +332,17 @@ def _resolve(name: str) -> tuple[Literal["tiny", "hub"], str]:
     raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(names())}.")
 
 
-def _hub_cached(hub_id: str | None, marker: str = "model_index.json") -> bool:
+def _hub_cached(hub_id: str | None, marker: str = "model_index.json") -> str | None:
+    """The path of ``marker`` in the newest cached snapshot of ``hub_id``, or None (not there)."""
     if not hub_id:
-        return False
+        return None
     try:
         from huggingface_hub import try_to_load_from_cache
 
         hit = try_to_load_from_cache(hub_id, marker)
-        return isinstance(hit, str)
-    except Exception:  # noqa: BLE001 - a broken cache is "not installed"
-        return False
+    except Exception:  # noqa: BLE001 - a broken cache holds nothing
+        return None
+    return hit if isinstance(hit, str) else None
 
 
 def _marker(key: str) -> str:
@@ -368,13 +362,11 @@ def installed(name: str) -> str | None:
     kind, key = _resolve(name)
     if kind == "tiny":
         return "package"
-    folder = default_folder(key)
-    if folder.is_dir() and any(folder.iterdir()):
-        return str(folder)
-    entry = _entry(key)
-    if _hub_cached(entry.hub_id, _marker(key)):
-        return f"hub cache ({entry.hub_id})"
-    return None
+    found = weights_source(key)
+    if found is None:
+        return None
+    folder, label = found
+    return label if folder == default_folder(key) else f"hub cache ({_entry(key).hub_id})"
 
 
 def info(name: str) -> dict[str, Any]:
