@@ -23,7 +23,9 @@ import dataclasses
 import functools
 import inspect
 import math
+import os
 import typing
+from pathlib import PurePath
 from typing import Any, Callable, Iterator
 
 from vdm3d.errors import ConfigError
@@ -168,6 +170,23 @@ def check_options(config: Any, source: str | None = None) -> Any:
     return config
 
 
+def expand_home(value: Any) -> Any:
+    """``value`` with every path that starts with ``~`` turned into the user's home, as a shell does for
+    a bare word but not for ``--out=~/x``, a quoted argument, a ``--config`` file or a batch manifest
+    (where ``~/x`` made a folder named ``~`` in the working directory). Dataclasses are copied with their
+    paths expanded; tuples and lists element by element; anything else is returned as it is."""
+    if isinstance(value, PurePath):
+        return type(value)(os.path.expanduser(value)) if str(value).startswith("~") else value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changed = {f.name: expand_home(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
+        changed = {k: v for k, v in changed.items() if v is not getattr(value, k)}
+        return dataclasses.replace(value, **changed) if changed else value
+    if isinstance(value, (tuple, list)):
+        items = [expand_home(v) for v in value]
+        return value if all(a is b for a, b in zip(items, value)) else type(value)(items)
+    return value
+
+
 def check_arguments(fn: Callable, arguments: dict[str, Any]) -> None:
     """:func:`check_options` for the parameters of a function command (``vdm3d train``, ``vdm3d eval``)."""
     hints = _hints(fn)
@@ -186,11 +205,12 @@ def checked_command(fn: Callable) -> Callable:
     @functools.wraps(fn)
     def run(*args, **kwargs):
         bound = signature.bind(*args, **kwargs)
+        bound.arguments.update({k: expand_home(v) for k, v in bound.arguments.items()})
         check_arguments(fn, dict(bound.arguments))
-        return fn(*args, **kwargs)
+        return fn(*bound.args, **bound.kwargs)
 
     return run
 
 
-__all__ = ["Range", "check_arguments", "check_options", "checked_command", "constrained_fields", "flag_name",
-           "violations"]
+__all__ = ["Range", "check_arguments", "check_options", "checked_command", "constrained_fields", "expand_home",
+           "flag_name", "violations"]

@@ -172,3 +172,21 @@ def test_the_check_refuses_exactly_the_values_outside_the_range(index, raw):
 ])
 def test_range_ends(rng, inside, outside):
     assert all(rng.accepts(v) for v in inside) and not any(rng.accepts(v) for v in outside)
+
+
+def test_a_leading_tilde_in_a_path_option_is_the_home_folder(tmp_path, monkeypatch, capsys):
+    """`--out=~/x`, a quoted "~/x", a --config file or a batch manifest used to make a folder named `~`
+    in the working directory (which `rm -rf ~` then deletes the home of); every path option now expands it,
+    in function commands and in job configs after --config gave their defaults."""
+    from vdm3d.jobs.complete import CompleteConfig
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    assert main(["trajectory", "make", "orbit", "--frames", "3", "--out=~/o.json"]) == 0
+    assert (home / "o.json").is_file() and not (tmp_path / "~").exists()
+    config = options.expand_home(CompleteConfig(data=Path("~/scene"), out=Path("runs/x")))
+    assert config.data == home / "scene" and config.out == Path("runs/x")
+    assert options.expand_home((Path("~"), "~", 3)) == (home, "~", 3)  # strings are not paths
+    capsys.readouterr()

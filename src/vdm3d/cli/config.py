@@ -30,7 +30,7 @@ from typing import Any, Sequence, TypeVar
 
 from vdm3d.errors import ConfigError, InputError
 from vdm3d.option_names import _strip, nest_flat_keys, unknown_hint
-from vdm3d.options import check_options
+from vdm3d.options import check_options, expand_home
 
 T = TypeVar("T")
 FLAG = "--config"
@@ -271,4 +271,4 @@ def cli(cls: type[T], argv: Sequence[str], prog: str, default: T | None = None, 
         if examples and e.code in (0, None) and ("-h" in argv or "--help" in argv):
             print(f"\n{examples.strip()}")
         raise
-    return check_options(config)  # every declared range, before the command does any work
+    return check_options(expand_home(config))  # every declared range, before the command does any work

@@ -128,7 +128,7 @@ def dispatch(commands: dict[str, Callable] | Callable, argv: Sequence[str], prog
 
     if dataclasses.is_dataclass(commands):  # a job's config dataclass: --config FILE gives its defaults
         return config_cli(commands, argv, prog, description=description, memory=memory, examples=examples)
-    from vdm3d.options import check_options, checked_command
+    from vdm3d.options import check_options, checked_command, expand_home
 
     # Every declared option range is checked before the command runs (vdm3d.options): a function
     # command checks its arguments when tyro calls it; a parsed dataclass is checked here.
@@ -150,7 +150,7 @@ def dispatch(commands: dict[str, Callable] | Callable, argv: Sequence[str], prog
             print(f"\n{examples.strip()}")
         raise
     if dataclasses.is_dataclass(result) and not isinstance(result, type):
-        check_options(result)
+        result = check_options(expand_home(result))
     return result
 
 
