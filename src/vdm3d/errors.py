@@ -52,6 +52,10 @@ class OutputError(Vdm3dError):
     """The output location cannot be written (a parent is a file, no permission, disk full)."""
 
 
+class DiskFullError(OutputError):
+    """The disk (or the user's quota) filled up while writing; what was kept, and how to go on, is said."""
+
+
 class Interrupted(KeyboardInterrupt):
     """SIGTERM, turned into an exception like Ctrl-C's so that run folders clean up or keep their
     checkpoint (and say which) instead of dying with an empty hidden folder."""

@@ -282,3 +282,109 @@ def test_continuing_a_finished_run_checks_it_against_its_manifest(tmp_path):
     with RunFolder(out, config=Job(fit_steps=3, loop=Loop(50)), resume=True, overwrite=True,
                    may_change=("loop",)) as run:
         assert run.resuming
+
+
+def test_a_second_run_into_the_same_folder_at_once_is_refused(tmp_path):
+    """Two runs with the same --out at the same time mixed their files under one manifest (the second
+    removed the first's partial folder); the second is now refused, naming the first's pid."""
+    out = tmp_path / "same"
+    with RunFolder(out, config=Cfg()) as first:
+        (first.path / "a.txt").write_text("first")
+        with pytest.raises(OutputExistsError, match=rf"another vdm3d run \(pid {os.getpid()}\) is writing"):
+            RunFolder(out, config=Cfg(steps=4), overwrite=True).__enter__()
+        assert (first.path / "a.txt").read_text() == "first"
+    assert (out / "a.txt").read_text() == "first" and not (tmp_path / ".same.lock").exists()
+    with RunFolder(out, config=Cfg(), overwrite=True):  # once the first is done, the folder is free again
+        pass
+
+
+def test_a_symlinked_out_writes_into_the_folder_it_points_to(tmp_path):
+    """`--out link` with link -> a folder on another disk replaced the link by a folder beside it (and left
+    a `.link.old` link); the run now goes into the target, and the link keeps pointing at it."""
+    target, link = tmp_path / "disk" / "target", tmp_path / "link"
+    target.mkdir(parents=True)
+    link.symlink_to(target)
+    with RunFolder(link, config=Cfg()) as run:
+        assert run.path.parent == target.parent
+        (run.path / "x.txt").write_text("x")
+    assert link.is_symlink() and (target / "x.txt").read_text() == "x" and (target / MANIFEST).is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["disk", "link"]
+
+
+def test_an_out_name_too_long_for_its_partial_folder_is_one_sentence(tmp_path):
+    """A 250-byte --out name is legal but its `.NAME.partial` is not: one sentence with the longest name
+    that works here, and nothing made."""
+    out = tmp_path / "new" / ("a" * 250)
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    with pytest.raises(OutputError, match=rf"name is 250 bytes.*choose a --out name of at most {limit - 9} bytes"):
+        RunFolder(out, config=Cfg()).__enter__()
+    assert not (tmp_path / "new").exists()
+    with RunFolder(tmp_path / ("b" * (limit - 9)), config=Cfg()):
+        pass
+
+
+def test_a_full_disk_is_one_sentence_and_keeps_the_checkpoint(tmp_path, monkeypatch):
+    """No space left: atomic writes keep the old file and remove their temporary one; a run says whether
+    its checkpoint was kept and how to continue, instead of errno's traceback."""
+    import errno
+
+    from vdm3d.errors import DiskFullError
+
+    target = tmp_path / "a.json"
+    atomic_write_bytes(target, b"old")
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(DiskFullError, match=r"a.json: the disk is full \(No space left on device\); free space"):
+        atomic_write_bytes(target, b"new")
+    assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
+    monkeypatch.undo()
+    out = tmp_path / "run"
+    with pytest.raises(DiskFullError, match=r"run: the disk is full .*; the checkpoint in .*\.run\.partial is kept: "
+                                            r"free space, then run the same command with --resume RUN to continue"):
+        with RunFolder(out, config=Cfg(), resume_flag="--resume RUN") as run:
+            (run.checkpoint_dir / "state").write_bytes(b"half")
+            raise OSError(errno.ENOSPC, "No space left on device", str(run.path / "splats.ply"))
+    assert (tmp_path / ".run.partial" / "checkpoints" / "state").read_bytes() == b"half"
+    with pytest.raises(DiskFullError, match=r"nothing of .*run2 was kept: free space and run it again"):
+        with RunFolder(tmp_path / "run2", config=Cfg()):
+            raise OSError(errno.EDQUOT, "Disk quota exceeded")
+
+
+def test_a_resume_from_another_folder_or_a_moved_project_takes_paths_spelled_another_way(tmp_path, monkeypatch):
+    """The same files spelled absolutely (or from another working directory), or the project copied
+    elsewhere and resumed there, is the same run: its stages load; a file of other content is still refused."""
+    import shutil
+
+    project = tmp_path / "proj"
+    (project / "in").mkdir(parents=True)
+    (project / "in" / "cup.png").write_bytes(b"cup")
+    monkeypatch.chdir(project)
+    with pytest.raises(KeyboardInterrupt):
+        with RunFolder(Path("runs/cup"), config=Job(Path("in/cup.png")), inputs=[Path("in/cup.png")]) as run:
+            run.save_stage("orbit", {"x": torch.ones(2)})
+            raise KeyboardInterrupt
+    monkeypatch.chdir(tmp_path)  # the same folder, spelled from elsewhere
+    with RunFolder(project / "runs" / "cup", config=Job(project / "in" / "cup.png"),
+                   inputs=[project / "in" / "cup.png"], resume=True) as run:
+        assert run.resuming and torch.equal(run.load_stage("orbit")[0]["x"], torch.ones(2))
+    assert (project / "runs" / "cup" / MANIFEST).is_file()
+
+    shutil.rmtree(project / "runs")  # interrupted again, then the project copied elsewhere
+    monkeypatch.chdir(project)
+    with pytest.raises(KeyboardInterrupt):
+        with RunFolder(Path("runs/cup"), config=Job(Path("in/cup.png")), inputs=[Path("in/cup.png")]) as run:
+            run.save_stage("orbit", {"x": torch.ones(2)})
+            raise KeyboardInterrupt
+    copy = tmp_path / "copy"
+    shutil.copytree(project, copy)
+    monkeypatch.chdir(tmp_path)
+    with RunFolder(copy / "runs" / "cup", config=Job(copy / "in" / "cup.png"), inputs=[copy / "in" / "cup.png"],
+                   resume=True) as run:
+        assert torch.equal(run.load_stage("orbit")[0]["x"], torch.ones(2))
+    (project / "in" / "other.png").write_bytes(b"cat")
+    with pytest.raises(ConfigError, match=r"--image .*other.png.*, not \"in/cup.png\""):
+        RunFolder(project / "runs" / "cup", config=Job(project / "in" / "other.png"),
+                  inputs=[project / "in" / "other.png"], resume=True).__enter__()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import importlib
 import importlib.util
 import itertools
@@ -327,6 +328,14 @@ def _main(argv: Sequence[str] | None) -> int:
             traceback.print_exc()
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):  # anything else is a bug: its traceback
+            raise
+        if debug:  # a write outside any run folder (a run folder says what it kept: DiskFullError)
+            traceback.print_exc()
+        print(f"error: {e.filename or 'an output file'}: the disk is full ({e.strerror}); free space and run it "
+              "again.", file=sys.stderr)
+        return 2
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM turned into Interrupted by _terminate_as_interrupt
         signum = getattr(e, "signum", signal.SIGINT)
         outcome = getattr(e, "outcome", "no run folder was being written, so nothing was kept")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import errno
 import hashlib
 import json
 import os
@@ -29,13 +30,15 @@ import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from vdm3d.errors import ConfigError, InputError, OutputError, OutputExistsError, UnsafeCheckpointError
+from vdm3d.errors import (ConfigError, DiskFullError, InputError, OutputError, OutputExistsError,
+                          UnsafeCheckpointError)
 
 MANIFEST = "manifest.json"
 START = "start.json"  # in the partial folder: what a resumed run must match (options, input hashes)
 _HOW_NOT_WHAT = ("out", "resume", "overwrite")  # config fields that say where and whether, not what
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # a full disk or an exceeded quota: free space, then resume
 #: failures that the same command would meet again (a bad input file or value, an option out of range or
 #: inconsistent, pickle weights without trust): a resume must be run with other options or files, which
 #: resuming refuses, so a checkpoint written before them is worthless and the partial folder goes. Any other
@@ -120,6 +123,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     except OSError as e:  # a full disk, a read-only mount: say where, not errno's traceback
+        if e.errno in DISK_FULL:
+            raise DiskFullError(f"{path}: the disk is full ({e.strerror}); free space and run it again.") from e
         raise OutputError(f"{path}: cannot write there ({e.strerror or type(e).__name__}); "
                           "choose another output location.") from None
     try:
@@ -129,6 +134,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        if e.errno in DISK_FULL:  # the old content stays; a run folder adds what it kept (RunFolder)
+            raise DiskFullError(f"{path}: the disk is full ({e.strerror}); free space and run it again.") from e
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -152,6 +162,75 @@ def partial_folder(out: str | Path) -> Path:
     ``.<name>.partial`` (its ``checkpoints/`` hold the state a resumed run continues from)."""
     out = Path(out)
     return out.parent / f".{out.name}.partial"
+
+
+def check_name_length(out: Path, option: str = "--out") -> None:
+    """Refuse a run folder name that the file system cannot hold with the partial folder's ``.`` and
+    ``.partial`` around it (255 bytes on most file systems), before any work."""
+    parent = out.parent if str(out.parent) else Path(".")
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    try:
+        limit = os.pathconf(parent, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows) or no answer: the usual limit
+        limit = 255
+    size = len(os.fsencode(partial_folder(out).name))
+    if size > limit:
+        room = limit - (size - len(os.fsencode(out.name)))
+        raise OutputError(f"{out}: the folder name is {len(os.fsencode(out.name))} bytes, and the run is written "
+                          f"first to {partial_folder(out).name[:12]}...partial beside it, which this file system "
+                          f"limits to {limit}; choose a {option} name of at most {room} bytes.")
+
+
+
+def disk_full(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or the error it was raised from) is a full disk or an exceeded quota."""
+    while exc is not None:
+        if isinstance(exc, DiskFullError) or (isinstance(exc, OSError) and exc.errno in DISK_FULL):
+            return True
+        exc = exc.__cause__
+    return False
+
+
+def _strerror(exc: BaseException) -> str:
+    while exc.__cause__ is not None and not isinstance(exc, OSError):
+        exc = exc.__cause__
+    return getattr(exc, "strerror", None) or "no space left on the device"
+
+
+def lock_run(out: Path) -> Any:
+    """Hold an exclusive lock on writing ``out`` (the file ``.<name>.lock`` beside it, holding the pid): a
+    second run into the same folder at the same time is refused instead of mixing its files into the
+    first's. The lock is the operating system's (``flock``), so a killed run leaves none behind. None where
+    the platform has no ``flock`` (Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    path = out.parent / f".{out.name}.lock"
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        pid = handle.read().strip()
+        handle.close()
+        who = f" (pid {pid})" if pid.isdigit() else ""
+        raise OutputExistsError(f"{out}: another vdm3d run{who} is writing this folder now; wait for it to finish, "
+                                "or choose another --out.") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+def unlock_run(handle: Any) -> None:
+    """Release :func:`lock_run`'s lock and remove its file."""
+    if handle is None:
+        return
+    Path(handle.name).unlink(missing_ok=True)
+    handle.close()
 
 
 class RunFolder:
@@ -188,6 +267,8 @@ class RunFolder:
         self._keep_on_failure = False
         self._start = 0.0
         self._hashes: dict[str, str] | None = None
+        self._started_with: Any = None  # the options in start.json (see _fingerprint)
+        self._lock: Any = None  # the open lock file while the run is being written
 
     # -- the folder being written ---------------------------------------------------------------
     @property
@@ -237,11 +318,11 @@ class RunFolder:
         return tensors, meta
 
     def _fingerprint(self) -> str:
-        """SHA-256 of the config without the fields that only say where and whether to resume."""
-        cfg = to_jsonable(self.config)
-        if isinstance(cfg, dict):
-            cfg = {k: v for k, v in cfg.items() if k not in ("resume", "overwrite")}
-        return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()
+        """SHA-256 of the options the run started with (its ``start.json``; a resumed run keeps them, and
+        its own were checked against them on entering, allowing paths spelled another way), without the
+        fields that only say where and whether (``--out``, ``--resume``, ``--overwrite``)."""
+        options = self._started_with if self._started_with is not None else self._options()
+        return hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()
 
     def record(self, **fields: Any) -> None:
         """Add fields to the manifest (which perceptual loss ran, model hashes, timings...)."""
@@ -252,7 +333,22 @@ class RunFolder:
         for p in self.inputs:
             if not p.exists():
                 raise InputError(path=p, problem="does not exist", fix="check the path")
+        if self.out.is_symlink():  # a link to a folder on another disk: the run goes there, the link stays
+            self.out = self.out.resolve()
+            self.partial = partial_folder(self.out)
         check_writable(self.out)
+        check_name_length(self.out)
+        self._make_parents()
+        try:
+            self._lock = lock_run(self.out)
+            self._enter()
+        except BaseException:
+            self._release()
+            self._remove_made()
+            raise
+        return self
+
+    def _enter(self) -> None:
         self._check_replaceable()
         if self.resume and not self.partial.exists():
             raise InputError(f"{self.out}: --resume found no interrupted run to continue (no {self.partial.name} "
@@ -261,20 +357,38 @@ class RunFolder:
             raise OutputExistsError(f"{self.out}: an interrupted run left its checkpoint in {self.partial}; pass "
                                     f"{self.resume_flag} to continue it, or --overwrite to discard it and start "
                                     "again.")
-        start = {"options": self._options(), "inputs": self.input_hashes()}
+        start = {"options": self._options(), "inputs": self.input_hashes(), "cwd": os.getcwd()}
         if self.resume:
             self._check_same_run(start["inputs"])
         elif self.partial.exists():
             shutil.rmtree(self.partial)
+        self.partial.mkdir(exist_ok=True)
+        if not (self.partial / START).is_file():
+            atomic_write_json(self.partial / START, start)
+        before = self._earlier_start()
+        self._started_with = before.get("options") if before is not None else None
+        self._start = time.time()
+
+    def _make_parents(self) -> None:
+        """Create the folders above the run that do not exist yet, remembering them (deepest first) so that a
+        failed run removes them again."""
         parent = self.partial.parent
         while not parent.exists():
             self._made.append(parent)
             parent = parent.parent
-        self.partial.mkdir(parents=True, exist_ok=True)
-        if not (self.partial / START).is_file():
-            atomic_write_json(self.partial / START, start)
-        self._start = time.time()
-        return self
+        self.partial.parent.mkdir(parents=True, exist_ok=True)
+
+    def _remove_made(self) -> None:
+        for folder in self._made:  # deepest first: the folders made for --out, if still empty
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            unlock_run(self._lock)
+            self._lock = None
 
     def _check_replaceable(self) -> None:
         """``out`` may be written: it does not exist, is an empty folder, or (with ``--overwrite``) holds a
@@ -335,14 +449,17 @@ class RunFolder:
         before_options = before.get("options")
         if isinstance(before_options, dict):
             before_options = {k: v for k, v in before_options.items() if k not in leave_out}
-        changed = _first_difference(before_options, self._options(leave_out))
-        if changed is not None:
-            where, old, new = changed
+        old_inputs, new_inputs = before.get("inputs", {}), inputs
+        renamed: dict[str, str] = {}  # a path option spelled another way (from another folder) for the same thing
+        for where, old, new in _differences(before_options, self._options(leave_out)):
+            if _same_place(old, new, before.get("cwd"), old_inputs, new_inputs):
+                renamed[old] = new
+                continue
             what = f" (--{where.replace('_', '-')} {json.dumps(new)}, not {json.dumps(old)})" if where else ""
             raise ConfigError(f"{self.out}: the interrupted run there was started with other options{what}; "
                               "resume it with the same options, or run without --resume (and with --overwrite) "
                               "to start again.")
-        old_inputs, new_inputs = before.get("inputs", {}), inputs
+        old_inputs = {_respelled(name, renamed): h for name, h in old_inputs.items()}
         for name in sorted(set(old_inputs) | set(new_inputs)):
             if old_inputs.get(name) != new_inputs.get(name):
                 what = ("changed" if name in new_inputs and name in old_inputs else
@@ -352,21 +469,30 @@ class RunFolder:
                                      "to start again")
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc_type is not None:
+        try:
+            return self._exit(exc)
+        finally:
+            self._release()
+
+    def _exit(self, exc: BaseException | None) -> bool:
+        if exc is not None:
             # a resumed run never loses the checkpoints it started from; a new one keeps those it wrote
             # unless the same command would fail the same way again
             keep = self.resuming or (self._keep_on_failure and not isinstance(exc, WORTHLESS_CHECKPOINT))
             if not keep:
                 shutil.rmtree(self.partial, ignore_errors=True)
-                for folder in self._made:  # deepest first: the folders made for --out, if still empty
-                    try:
-                        folder.rmdir()
-                    except OSError:
-                        break
+                self._release()  # its lock file too, so that the folders made for it are empty
+                self._remove_made()
+            outcome = (f"the checkpoint in {self.partial} is kept; the same command with {self.resume_flag} "
+                       "continues from it" if keep else
+                       f"no checkpoint had been written yet, so nothing of {self.out} was kept")
             if isinstance(exc, KeyboardInterrupt):  # Ctrl-C or SIGTERM: say what is left (cli.main prints it)
-                exc.outcome = (f"the checkpoint in {self.partial} is kept; the same command with "
-                               f"{self.resume_flag} continues from it" if keep else
-                               f"no checkpoint had been written yet, so nothing of {self.out} was kept")
+                exc.outcome = outcome
+            if disk_full(exc):
+                then = (f"the checkpoint in {self.partial} is kept: free space, then run the same command with "
+                        f"{self.resume_flag} to continue from it" if keep else
+                        f"nothing of {self.out} was kept: free space and run it again")
+                raise DiskFullError(f"{self.out}: the disk is full ({_strerror(exc)}); {then}.") from exc
             return False
         (self.partial / START).unlink(missing_ok=True)  # only an unfinished run needs it
         atomic_write_json(self.partial / MANIFEST, self.manifest())
@@ -399,12 +525,41 @@ class RunFolder:
         }
 
 
-def _first_difference(old: Any, new: Any, where: str = "") -> tuple[str, Any, Any] | None:
-    """The first place (dotted field path, old value, new value) where two JSON configs differ, or None."""
+def _differences(old: Any, new: Any, where: str = "") -> Iterator[tuple[str, Any, Any]]:
+    """The places (dotted field path, old value, new value) where two JSON configs differ, in order."""
     if isinstance(old, dict) and isinstance(new, dict):
         for key in sorted(set(old) | set(new)):
-            found = _first_difference(old.get(key), new.get(key), f"{where}.{key}" if where else key)
-            if found is not None:
-                return found
-        return None
-    return None if old == new else (where, old, new)
+            yield from _differences(old.get(key), new.get(key), f"{where}.{key}" if where else key)
+    elif old != new:
+        yield where, old, new
+
+
+def _under(name: str, root: str) -> str | None:
+    """``name`` relative to ``root`` when it is ``root`` or inside it (as spelled), else None."""
+    if name == root:
+        return ""
+    prefix = root.rstrip("/\\") + os.sep
+    return name[len(prefix):] if name.startswith(prefix) else None
+
+
+def _same_place(old: Any, new: Any, old_cwd: str | None, old_inputs: dict[str, str],
+                new_inputs: dict[str, str]) -> bool:
+    """Whether a path option's old and new spellings name the same thing: the same file or folder (the old
+    spelling taken from the interrupted run's working directory), or input files of the same content (the
+    project moved or copied elsewhere, or the run resumed from another folder)."""
+    if not (isinstance(old, str) and isinstance(new, str)) or not old or not new:
+        return False
+    if old_cwd is not None and (Path(old_cwd) / Path(old).expanduser()).resolve() == Path(new).expanduser().resolve():
+        return True
+    files_old = {rel: h for name, h in old_inputs.items() if (rel := _under(name, old)) is not None}
+    files_new = {rel: h for name, h in new_inputs.items() if (rel := _under(name, new)) is not None}
+    return bool(files_old) and files_old == files_new
+
+
+def _respelled(name: str, renamed: dict[str, str]) -> str:
+    """An input file's name with a path option's old spelling replaced by its new one."""
+    for old, new in renamed.items():
+        rel = _under(name, old)
+        if rel is not None:
+            return new if rel == "" else os.path.join(new, rel)
+    return name
