@@ -438,7 +438,7 @@ class RunFolder:
         options, now = manifest.get("config"), self._options()
         if isinstance(options, dict) and isinstance(now, dict):  # fields the command no longer has: not compared
             options = {k: v for k, v in options.items() if k in now}
-        return {"options": options, "inputs": manifest.get("inputs", {})}
+        return {"options": options, "inputs": manifest.get("inputs", {}), "cwd": manifest.get("cwd")}
 
     def _check_same_run(self, inputs: dict[str, str]) -> None:
         """Refuse to continue a run with other options, or input files other than ``inputs`` (their hashes now)."""
