@@ -276,12 +276,33 @@ def test_continuing_a_finished_run_checks_it_against_its_manifest(tmp_path):
     manifest = json.loads((out / MANIFEST).read_text())
     manifest["config"]["start"] = 1796060000.0  # what trainers recorded before they kept only their options
     (out / MANIFEST).write_text(json.dumps(manifest))
-    (tmp_path / ".run.partial" / "checkpoints").mkdir(parents=True)  # what continue_finished copies
     with pytest.raises(ConfigError, match=r"other options \(--fit-steps 8, not 3\)"):
-        RunFolder(out, config=Job(fit_steps=8), resume=True, overwrite=True, may_change=("loop",)).__enter__()
+        RunFolder(out, config=Job(fit_steps=8), resume=True, overwrite=True, may_change=("loop",),
+                  continue_from=out / "checkpoints").__enter__()
+    assert not (tmp_path / ".run.partial").exists()  # a refused resume copies nothing (it blocked the next one)
     with RunFolder(out, config=Job(fit_steps=3, loop=Loop(50)), resume=True, overwrite=True,
-                   may_change=("loop",)) as run:
-        assert run.resuming
+                   may_change=("loop",), continue_from=out / "checkpoints") as run:
+        assert run.resuming and (run.checkpoint_dir / "state").read_bytes() == b"done"
+
+
+def test_resume_refusals_name_the_flag_as_typed_and_a_finished_run(tmp_path):
+    """fit's nested options have no prefix: a refusal named `--fit.steps`, which fit does not have. And
+    `--resume` on a finished run suggested --overwrite as if the folder were someone else's."""
+    from vdm3d.jobs.fit import FitJobConfig
+    from vdm3d.recon.trainer import FitConfig
+
+    scene, out = tmp_path / "scene", tmp_path / "run"
+    scene.mkdir()
+    (scene / "a.txt").write_text("a")
+    _interrupted(out, FitJobConfig(data=scene, fit=FitConfig(steps=1000)), [scene])
+    with pytest.raises(ConfigError, match=r"other options \(--steps 1200, not 1000\)"):
+        RunFolder(out, config=FitJobConfig(data=scene, fit=FitConfig(steps=1200)), inputs=[scene],
+                  resume=True).__enter__()
+    with RunFolder(out, config=FitJobConfig(data=scene, fit=FitConfig(steps=1000)), inputs=[scene], resume=True):
+        pass
+    with pytest.raises(OutputExistsError, match=r"run: that run has finished .* nothing to resume"):
+        RunFolder(out, config=FitJobConfig(data=scene, fit=FitConfig(steps=1000)), inputs=[scene],
+                  resume=True).__enter__()
 
 
 def test_a_second_run_into_the_same_folder_at_once_is_refused(tmp_path):

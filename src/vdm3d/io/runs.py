@@ -248,13 +248,16 @@ class RunFolder:
         inputs: files or folders whose content determines the result; files are hashed.
         may_change: top-level config fields a resumed run may change (a trainer's ``loop``: more steps);
             any other difference from the interrupted run's options or input files refuses the resume.
+        continue_from: a finished run's checkpoint folder that a resume continues (a trainer given more
+            steps), copied into the partial folder once the resume has been accepted.
         resume_flag: how the command spells a resume in the messages (``--resume RUN`` for the jobs whose
             ``--resume`` names the run, fit and complete).
     """
 
     def __init__(self, out: str | Path, *, config: Any = None, seed: int | None = None,
                  inputs: list[str | Path] = (), overwrite: bool = False, resume: bool = False,
-                 command: list[str] | None = None, may_change: tuple[str, ...] = (), resume_flag: str = "--resume"):
+                 command: list[str] | None = None, may_change: tuple[str, ...] = (), resume_flag: str = "--resume",
+                 continue_from: str | Path | None = None):
         self.out = Path(out)
         self.partial = partial_folder(self.out)
         self.config, self.seed, self.inputs = config, seed, [Path(p) for p in inputs]
@@ -262,6 +265,7 @@ class RunFolder:
         self.command = list(sys.argv) if command is None else command
         self.may_change = set(may_change)
         self.resume_flag = resume_flag
+        self.continue_from = None if continue_from is None else Path(continue_from)
         self._made: list[Path] = []  # folders above the run that this run created (removed again on failure)
         self.extra: dict[str, Any] = {}
         self._keep_on_failure = False
@@ -350,7 +354,7 @@ class RunFolder:
 
     def _enter(self) -> None:
         self._check_replaceable()
-        if self.resume and not self.partial.exists():
+        if self.resume and not self.partial.exists() and self.continue_from is None:
             raise InputError(f"{self.out}: --resume found no interrupted run to continue (no {self.partial.name} "
                              "beside it); run the same command without --resume to start one.")
         if not self.resume and not self.overwrite and (self.partial / "checkpoints").is_dir():
@@ -363,6 +367,8 @@ class RunFolder:
         elif self.partial.exists():
             shutil.rmtree(self.partial)
         self.partial.mkdir(exist_ok=True)
+        if self.resume and self.continue_from is not None and not (self.partial / "checkpoints").is_dir():
+            shutil.copytree(self.continue_from, self.partial / "checkpoints")
         if not (self.partial / START).is_file():
             atomic_write_json(self.partial / START, start)
         before = self._earlier_start()
@@ -399,6 +405,10 @@ class RunFolder:
         if not self.out.is_dir():
             raise OutputExistsError(f"{self.out}: is a file, not a run folder (and --overwrite replaces only run "
                                     "folders); choose another --out.")
+        if not self.overwrite and self.resume and (self.out / MANIFEST).is_file():
+            raise OutputExistsError(f"{self.out}: that run has finished (its {MANIFEST} is there), so there is "
+                                    "nothing to resume; its results are there, and --overwrite instead of --resume "
+                                    "runs it again from the start.")
         if not self.overwrite:
             raise OutputExistsError(
                 f"{self.out}: the output folder already exists; choose another --out or pass --overwrite.")
@@ -455,7 +465,7 @@ class RunFolder:
             if _same_place(old, new, before.get("cwd"), old_inputs, new_inputs):
                 renamed[old] = new
                 continue
-            what = f" (--{where.replace('_', '-')} {json.dumps(new)}, not {json.dumps(old)})" if where else ""
+            what = f" ({_flag(self.config, where)} {json.dumps(new)}, not {json.dumps(old)})" if where else ""
             raise ConfigError(f"{self.out}: the interrupted run there was started with other options{what}; "
                               "resume it with the same options, or run without --resume (and with --overwrite) "
                               "to start again.")
@@ -532,6 +542,18 @@ def _differences(old: Any, new: Any, where: str = "") -> Iterator[tuple[str, Any
             yield from _differences(old.get(key), new.get(key), f"{where}.{key}" if where else key)
     elif old != new:
         yield where, old, new
+
+
+def _flag(config: Any, where: str) -> str:
+    """The flag that sets the config field at the dotted path ``where``, as the command spells it (``--steps``
+    for ``fit.steps`` in `vdm3d fit`, whose nested options have no prefix; ``--baseline.steps`` in complete)."""
+    from vdm3d.option_names import options_of
+
+    try:
+        flags = {".".join(o.attrs): o.flag for o in options_of(type(config))}
+    except Exception:  # noqa: BLE001 - not a dataclass, or hints that do not resolve: the field's own spelling
+        flags = {}
+    return "--" + flags.get(where, where).replace("_", "-")
 
 
 def _under(name: str, root: str) -> str | None:

@@ -64,27 +64,24 @@ def checkpoint_state(run: Path, command: str = "train") -> Path:
                      fix=f"pass the --out folder of a `vdm3d {command}` run that has written a checkpoint")
 
 
-def continue_finished(out: Path, resume: bool, overwrite: bool) -> bool:
-    """``--resume`` on a finished run (e.g. with more ``--loop.steps``): seed the partial folder with its
-    checkpoints so training continues from there; returns the ``overwrite`` flag to use."""
+def finished_checkpoints(out: Path, resume: bool) -> Path | None:
+    """``--resume`` on a finished run (e.g. with more ``--loop.steps``): its checkpoint folder, which the run
+    folder copies into its partial folder once the resume is accepted, so training continues from there."""
     out = Path(out)
-    partial = partial_folder(out)
     done = out / "checkpoints" / "state.json"
-    if resume and done.is_file() and not (partial / "checkpoints").is_dir():
-        import shutil
-
-        shutil.copytree(out / "checkpoints", partial / "checkpoints")
-        return True
-    return overwrite
+    if resume and done.is_file() and not (partial_folder(out) / "checkpoints").is_dir():
+        return out / "checkpoints"
+    return None
 
 
 def training_folder(out: Path, config: Any, loop: LoopConfig, resume: bool, overwrite: bool,
                     inputs: tuple[Path, ...] = ()) -> RunFolder:
     """The run folder of a training run, seeded by ``loop.seed``; ``--resume`` on a finished run continues it
-    (:func:`continue_finished`), and may change the loop's settings (more steps, another time limit), not the
-    data or the model."""
-    return RunFolder(out, config=config, seed=loop.seed, overwrite=continue_finished(out, resume, overwrite),
-                     resume=resume, inputs=list(inputs), may_change=("loop",))
+    (:func:`finished_checkpoints`), and may change the loop's settings (more steps, another time limit), not
+    the data or the model: a refused resume leaves the finished run as it was."""
+    finished = finished_checkpoints(out, resume)
+    return RunFolder(out, config=config, seed=loop.seed, overwrite=overwrite or finished is not None,
+                     resume=resume, inputs=list(inputs), may_change=("loop",), continue_from=finished)
 
 
 def fine_tune_init(init: Path | None, name: str) -> Path:
