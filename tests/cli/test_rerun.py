@@ -34,6 +34,17 @@ def test_rerun_reproduces_an_object_run_exactly(tmp_path, monkeypatch, capsys):
     assert (again / "splats.ply").read_bytes() == (tmp_path / "runs/a/splats.ply").read_bytes()
     assert (again / "cameras/transforms.json").read_text() == (tmp_path / "runs/a/cameras/transforms.json").read_text()
 
+    # the rasterizer that ran is recorded (numba's images differ from the C++ kernels' in the last bits),
+    # and a rerun that ran another one says so
+    from vdm3d.splat.backends import cpp
+
+    ran = "cpp" if cpp.available()[0] else "numba"
+    assert first["backends"] == {"rasterizer": [ran]}
+    first["backends"] = {"rasterizer": ["numba" if ran == "cpp" else "cpp"]}
+    (tmp_path / "runs/a/manifest.json").write_text(json.dumps(first))
+    assert main(["rerun", str(tmp_path / "runs/a/manifest.json"), "--out", str(tmp_path / "runs/b")]) == 0
+    assert "backends differ from the original run (numbers may differ): rasterizer: " in capsys.readouterr().out
+
 
 def test_job_argv_uses_the_recorded_config_or_replays_arguments(tmp_path):
     m = tmp_path / "manifest.json"

@@ -132,6 +132,9 @@ def main(argv, prog: str = "vdm3d rerun") -> int:
         versions = differences(data.get("packages") or {}, new.get("packages") or {})
         if versions:
             print("packages differ from the original run (numbers may differ): " + "; ".join(versions))
+        backends = differences(data.get("backends") or {}, new.get("backends") or {}) if "backends" in data else []
+        if backends:
+            print("backends differ from the original run (numbers may differ): " + "; ".join(backends))
         changed = input_differences(data, new)
         if changed:
             print(f"inputs differ from the original run (numbers may differ): {'; '.join(changed)}")

@@ -49,6 +49,17 @@ _VERSIONED = ("vdm3d", "torch", "numpy", "diffusers", "transformers", "accelerat
               "scikit-image", "opencv-python-headless", "gsplat", "safetensors")
 
 
+_USED: dict[str, set[str]] = {}  # kind -> implementations that ran in the current run (note_used)
+
+
+def note_used(kind: str, name: str) -> None:
+    """Record that the current run computed with implementation ``name`` of ``kind`` (the rasterizer that
+    actually ran: ``cpp``, or ``numba`` where the C++ kernels could not be built). The manifest lists them
+    under ``backends``, since two machines with the same packages and options can differ there, and
+    `vdm3d rerun` says when a rerun used others."""
+    _USED.setdefault(kind, set()).add(name)
+
+
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     """SHA-256 of a file's bytes, hex."""
     h = hashlib.sha256()
@@ -353,6 +364,7 @@ class RunFolder:
         return self
 
     def _enter(self) -> None:
+        _USED.clear()  # what this run computes with, from here on
         self._check_replaceable()
         if self.resume and not self.partial.exists() and self.continue_from is None:
             raise InputError(f"{self.out}: --resume found no interrupted run to continue (no {self.partial.name} "
@@ -527,6 +539,7 @@ class RunFolder:
             "config_type": type(self.config).__qualname__ if self.config is not None else None,
             "seed": self.seed,
             "packages": package_versions(),
+            "backends": {kind: sorted(names) for kind, names in sorted(_USED.items())},
             "inputs": hashes,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self._start)),
             "seconds": round(time.time() - self._start, 3),

@@ -39,6 +39,7 @@ from vdm3d.splat.backends import gsplat as gsplat_backend
 from vdm3d.splat.backends import numba as numba_backend
 from vdm3d.splat.backends import torch as torch_backend
 from vdm3d.splat.backends import torch_ref as torch_ref_backend
+from vdm3d.io.runs import note_used
 from vdm3d.splat.gaussians import Gaussians
 from vdm3d.splat.output import RenderOutput
 
@@ -77,5 +78,7 @@ def render(gaussians: Gaussians, cameras: Cameras, *, backend: Backend = "auto",
                 "cpp": cpp_backend, "gsplat": gsplat_backend}
     if name not in backends:
         raise ConfigError(f"render: unknown backend {backend!r}; choose auto, torch_ref, torch, numba, cpp or gsplat.")
+    ran = "numba" if name == "cpp" and (gaussians.dtype != torch.float32 or not cpp_backend.available()[0]) else name
+    note_used("rasterizer", ran)  # the manifest names it: numba's images differ from the C++ kernels' in the last bits
     return backends[name].render_backend(gaussians, flat, degree, background)
 
