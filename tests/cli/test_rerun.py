@@ -25,6 +25,11 @@ def test_rerun_reproduces_an_object_run_exactly(tmp_path, monkeypatch, capsys):
     assert main(argv) == 0
     first = json.loads((tmp_path / "runs/a/manifest.json").read_text())
     assert first["config"]["seed"] == 3 and first["config"]["fit_steps"] == 10 and first["cwd"] == str(tmp_path)
+    from vdm3d.io.runs import file_sha256
+    from vdm3d.models.tiny import WEIGHTS_DIR
+
+    shipped = WEIGHTS_DIR / "orbit.safetensors"  # the shipped weights it ran with (a retrain changes them)
+    assert first["inputs"][str(shipped)] == file_sha256(shipped)
 
     monkeypatch.chdir("/")  # the rerun starts elsewhere: the manifest's cwd anchors the relative paths
     capsys.readouterr()

@@ -130,9 +130,11 @@ def test_a_trained_model_file_loads_as_a_backbone_with_the_shipped_vae(tmp_path)
         assert torch.equal(a, b), k  # decoded by the shipped VAE
     with pytest.raises(InputError, match="does not exist"):
         load_backbone(str(tmp_path / "other.json"))
-    # a run's manifest hashes the user's model files, not the shipped ones (the package version fixes those)
+    # a run's manifest hashes the model files it loads, the shipped ones too (a retrain copied into the
+    # package does not change its version), with the VAE that decodes them (the shipped one for this run)
+    shipped = [WEIGHTS_DIR / f for f in ("orbit.json", "orbit.safetensors", "vae.json", "vae.safetensors")]
     assert registry.model_files("tiny-orbit", None, str(tmp_path / "stylize_inbetween.json")) == [
-        tmp_path / "stylize_inbetween.json", tmp_path / "stylize_inbetween.safetensors"]
+        *shipped, tmp_path / "stylize_inbetween.json", tmp_path / "stylize_inbetween.safetensors"]
 
 
 def test_a_trained_depth_file_is_the_estimator_every_depth_flag_loads(tmp_path, capsys):
@@ -188,7 +190,8 @@ def test_hub_weights_are_fingerprinted_for_the_manifest(models_dir, tmp_path, mo
     folder = models_dir / "sv3d-p"
     SV3DBackbone(tiny_components(0)).save_pretrained(folder)
     monkeypatch.setattr(registry, "_WHOLE", 1024)  # treat the tiny weights as large files
-    [record] = registry.model_files("sv3d-p", "tiny-video", None)
+    *shipped, record = registry.model_files("sv3d-p", "tiny-video", None)
+    assert [f.name for f in shipped] == ["video.json", "video.safetensors", "vae.json", "vae.safetensors"]
     data = json.loads(record.read_text())
     assert data["model"] == "sv3d-p" and data["source"] == str(folder)
     unet = data["files"]["unet/diffusion_pytorch_model.safetensors"]

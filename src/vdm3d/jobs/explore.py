@@ -642,7 +642,8 @@ def run_explore(c: ExploreConfig, *, progress: Progress | None = print,
         say(f"warning: {p}")
     timings["start"] = round(time.perf_counter() - t0, 3)
     plans = chunk_plans(len(cams), c.chunk, c.context)
-    with RunFolder(c.out, config=c, seed=c.seed, inputs=[c.image, *([c.path] if c.path else []), *model_files(c.model, c.depth)],
+    models = model_files(c.model if c.backbone == "tiny" else c.backbone, c.depth)  # hashed: a retrain changes them
+    with RunFolder(c.out, config=c, seed=c.seed, inputs=[c.image, *([c.path] if c.path else []), *models],
                    overwrite=c.overwrite, resume=c.resume) as run:
         ckpt = run.checkpoint_dir
         if run.resuming and (ckpt / STATE_FILE).is_file():

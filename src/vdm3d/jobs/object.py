@@ -529,7 +529,8 @@ def run_object(config: ObjectConfig, *, source: OrbitSource | None = None, progr
     perceptual, perceptual_name = make_perceptual(config.perceptual)
     lap("load")
     inputs = [config.image, *([config.mask] if config.mask else []),
-              *model_files(config.backbone, config.object_depth_model, config.depth_model)]
+              *model_files(tiny_orbit_model() if config.backbone == "tiny" else config.backbone,
+                           config.object_depth_model, config.depth_model)]
     with RunFolder(config.out, config=config, seed=config.seed, inputs=inputs,
                    overwrite=config.overwrite, resume=config.resume) as run:
         say(f"orbit: {config.orbit} with {source.name} at {size}x{size}")

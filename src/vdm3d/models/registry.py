@@ -224,16 +224,45 @@ def _entry(key: str) -> HubEntry:
 
 
 def model_files(*names: str | None, folders: dict[str, str | Path | None] | None = None) -> list[Path]:
-    """The files among ``names`` for a run's manifest to hash: a training run's ``NAME.json`` and its
-    weights, and for a hub model the fingerprint of the weights it will load (:func:`hub_fingerprint_file`),
-    from ``folders[name]`` when the job was given a folder for it (like ``load_backbone``'s ``path``).
-    A shipped tiny model is fixed by the package version; a user's file or download is not."""
+    """The files among ``names`` for a run's manifest to hash: a tiny model's ``NAME.json`` and weights
+    (a training run's, or the shipped ones: a retrain copied into the package does not change its version)
+    with the VAE it decodes with, and for a hub model the fingerprint of the weights it will load
+    (:func:`hub_fingerprint_file`), from ``folders[name]`` when the job was given a folder for it (like
+    ``load_backbone``'s ``path``)."""
+    from vdm3d.models.tiny import WEIGHTS_DIR
+
     folders = folders or {}
-    files = [Path(n) for n in names if n is not None and str(n).endswith(".json")]
-    found = [f for p in files for f in (p, p.with_suffix(".safetensors")) if f.is_file()]
+    found: list[Path] = []
+    for name in (str(n) for n in names if n is not None):
+        if name.endswith(".json"):
+            found += _tiny_files(Path(name))
+        elif name not in HUB and name not in DEPTH:
+            try:
+                kind, key = _resolve(name)
+            except ConfigError:  # not a model name (the job refuses it where it loads it)
+                continue
+            if kind == "tiny":
+                found += _tiny_files(WEIGHTS_DIR / f"{key}.json")
     hub = [hub_fingerprint_file(str(n), folders.get(str(n))) for n in names
            if n is not None and (str(n) in HUB or str(n) in DEPTH)]
-    return found + [f for f in hub if f is not None]
+    return list(dict.fromkeys(found)) + [f for f in hub if f is not None]
+
+
+def _tiny_files(model_file: Path) -> list[Path]:
+    """A tiny model file, its weights, and the VAE's files it decodes with (:func:`vdm3d.models.tiny.vae_file`)."""
+    import json
+
+    from vdm3d.models.tiny import vae_file
+
+    out = [f for f in (model_file, model_file.with_suffix(".safetensors")) if f.is_file()]
+    try:
+        meta = json.loads(model_file.read_text())
+    except (OSError, ValueError):
+        return out
+    if isinstance(meta, dict) and meta.get("vae"):
+        vae = vae_file(model_file, meta)
+        out += [f for f in (vae, vae.with_suffix(".safetensors")) if f.is_file() and f != model_file]
+    return out
 
 
 FINGERPRINT_BLOCKS = 16
