@@ -46,13 +46,29 @@ def default_threads() -> int:
     return available_cores()
 
 
+_CHOSEN: dict[str, object] = {}  # the last set_threads: {"threads": n, "explicit": given or from the environment}
+
+
+def current_threads() -> int | None:
+    """The thread count the last :func:`set_threads` applied (a run's manifest records it: CPU reductions,
+    and so the last bits of the results, depend on it), or None if it was never called."""
+    n = _CHOSEN.get("threads")
+    return int(n) if isinstance(n, int) else None
+
+
+def chosen_explicitly() -> bool:
+    """Whether the thread count was asked for (``--threads N`` or ``OMP_NUM_THREADS``), not the default."""
+    return bool(_CHOSEN.get("explicit"))
+
+
 def set_threads(n: int | None = None) -> int:
     """Use ``n`` threads in torch, OpenMP, numba and OpenCV; returns ``n``.
 
     ``None``: ``OMP_NUM_THREADS`` when the environment sets it, else :func:`default_threads`.
     """
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    explicit = n is not None or (env.isdigit() and int(env) > 0)
     if n is None:
-        env = os.environ.get("OMP_NUM_THREADS", "")
         n = int(env) if env.isdigit() and int(env) > 0 else default_threads()
     if int(n) < 1:
         raise ConfigError(f"--threads must be 1 or more, got {n}; leave it out to use all cores.")
@@ -70,4 +86,5 @@ def set_threads(n: int | None = None) -> int:
         numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     if "cv2" in sys.modules:
         sys.modules["cv2"].setNumThreads(n)
+    _CHOSEN.update(threads=n, explicit=explicit)
     return n

@@ -30,6 +30,9 @@ def test_rerun_reproduces_an_object_run_exactly(tmp_path, monkeypatch, capsys):
 
     shipped = WEIGHTS_DIR / "orbit.safetensors"  # the shipped weights it ran with (a retrain changes them)
     assert first["inputs"][str(shipped)] == file_sha256(shipped)
+    from vdm3d.threads import current_threads
+
+    assert first["threads"] == current_threads() >= 1
 
     monkeypatch.chdir("/")  # the rerun starts elsewhere: the manifest's cwd anchors the relative paths
     capsys.readouterr()
@@ -85,3 +88,25 @@ def test_rerun_names_hub_weights_that_changed(tmp_path):
     new = {"cwd": str(tmp_path), "inputs": {"a.png": "1", str(moved): "z"}}
     assert input_differences(old, new) == [
         "sv3d-p's weights were loaded from Org/sv3d@abc, not from where the original run loaded them"]
+
+
+def test_a_rerun_uses_the_original_runs_thread_count_unless_asked(monkeypatch, capsys):
+    """A run with --threads 2 reran with the machine's default and printed "identical" over other bytes;
+    the manifest records the count and a rerun applies it, unless --threads (or OMP_NUM_THREADS) asks."""
+    import vdm3d.threads as threads
+    from vdm3d.cli.rerun import apply_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = threads.current_threads()
+    try:
+        threads.set_threads(None)  # the default, not asked for
+        default = threads.current_threads()
+        apply_threads(default + 1)
+        assert threads.current_threads() == default + 1
+        assert f"threads: {default + 1}, as the original run" in capsys.readouterr().out
+        threads.set_threads(1)  # `vdm3d --threads 1 rerun ...`
+        apply_threads(3)
+        assert threads.current_threads() == 1
+        assert "threads: 1 as asked; the original run used 3" in capsys.readouterr().out
+    finally:
+        threads.set_threads(before or 1)

@@ -115,6 +115,7 @@ def main(argv, prog: str = "vdm3d rerun") -> int:
     out = args.out or run.parent / f"{run.name}-rerun"
     command = job_argv(manifest.resolve(), data, out.resolve(), args.overwrite, extra)
     print(f"rerun: vdm3d {' '.join(command)}", flush=True)
+    apply_threads(data.get("threads"))
     cwd = os.getcwd()
     try:
         if command[0] in REPLAYED and data.get("cwd") and Path(data["cwd"]).is_dir():
@@ -139,6 +140,21 @@ def main(argv, prog: str = "vdm3d rerun") -> int:
         if changed:
             print(f"inputs differ from the original run (numbers may differ): {'; '.join(changed)}")
     return code
+
+
+def apply_threads(recorded: int | None) -> None:
+    """Run with the original run's thread count (CPU reductions, and so the last bits of the results, depend
+    on it), unless this command asked for one (``vdm3d --threads N rerun``, or ``OMP_NUM_THREADS``); say which."""
+    from vdm3d.threads import chosen_explicitly, current_threads, set_threads
+
+    now = current_threads()
+    if not isinstance(recorded, int) or recorded < 1 or recorded == now:
+        return
+    if chosen_explicitly():
+        print(f"threads: {now} as asked; the original run used {recorded} (numbers may differ in the last bits)")
+    else:
+        set_threads(recorded)
+        print(f"threads: {recorded}, as the original run (`vdm3d --threads N rerun ...` chooses another count)")
 
 
 def input_differences(old: dict, new: dict) -> list[str]:

@@ -34,6 +34,7 @@ from typing import Any, Iterator
 
 from vdm3d.errors import (ConfigError, DiskFullError, InputError, OutputError, OutputExistsError,
                           UnsafeCheckpointError)
+from vdm3d.threads import current_threads
 
 MANIFEST = "manifest.json"
 START = "start.json"  # in the partial folder: what a resumed run must match (options, input hashes)
@@ -539,6 +540,7 @@ class RunFolder:
             "config_type": type(self.config).__qualname__ if self.config is not None else None,
             "seed": self.seed,
             "packages": package_versions(),
+            "threads": current_threads(),  # the last bits of CPU results depend on it (vdm3d rerun applies it)
             "backends": {kind: sorted(names) for kind, names in sorted(_USED.items())},
             "inputs": hashes,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self._start)),
