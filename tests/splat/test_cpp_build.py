@@ -106,3 +106,17 @@ def test_first_use_compiles_once_for_two_checkouts(tmp_path):
         again, stderr = _use_renderer(checkout, extensions)
         assert again == used and cpp.COMPILE_NOTICE not in stderr
     assert log.read_text().count("cpu_raster.o") == compiles
+
+
+def test_a_build_folder_that_cannot_be_written_is_one_line_and_numba(tmp_path):
+    """A read-only cache (HOME on a read-only mount) fell back to numba with a Python warning that echoed
+    a source line of vdm3d; now one line names the build folder and the fix, and rendering still works."""
+    (tmp_path / "afile").write_text("")
+    env = dict(os.environ, PYTHONPATH=str(SRC), TORCH_EXTENSIONS_DIR=str(tmp_path / "afile" / "ext"), VDM3D_NO_CPP="")
+    script = "import vdm3d.splat.backends.cpp as c; ok, why = c.available(); print(ok)"
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Warning" not in lines[0]
+    assert lines[0].startswith("vdm3d: the C++ rasterizer could not be built (")
+    assert f"Its build folder is {tmp_path / 'afile' / 'ext'}: set TORCH_EXTENSIONS_DIR to a writable folder" in lines[0]

@@ -58,7 +58,6 @@ import hashlib
 import os
 import platform
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -179,8 +178,10 @@ def _load():
             module = _build_and_import()
         except Exception as exc:  # no compiler, no ninja, a read-only cache: the numba kernels do the job
             reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
-            warnings.warn(f"vdm3d: the C++ rasterizer could not be built ({reason}); using the numba backend.",
-                          RuntimeWarning, stacklevel=3)
+            # one line, once (a Python warning echoed a source line of vdm3d's): what happened and the fix
+            print(f"vdm3d: the C++ rasterizer could not be built ({reason}); using the slower numba backend. "
+                  f"Its build folder is {_extensions_root()}: set TORCH_EXTENSIONS_DIR to a writable folder if "
+                  "that one is not, or install a C++ compiler.", file=sys.stderr, flush=True)
     _state["module"], _state["reason"] = module, reason
     return module
 
