@@ -183,3 +183,11 @@ def test_progress_only_when_slow():
     out = slow.stream.getvalue().splitlines()
     assert out[0] == "validate 2/20 (10%), 4.0 s, ETA 36.0 s"  # 2 s a frame, counted from the start
     assert out[-1].startswith("validate 20/20 (100%), 40.0 s")
+    t[0] = 0.0  # 21 s of setup (a dense mesh's search tree) before the first frame: not counted as frame time
+    setup = DelayedProgress(after_s=3.0, stream=io.StringIO(), clock=lambda: t[0])
+    t[0] = 21.0
+    setup(0, 20)
+    for i in range(1, 3):
+        t[0] += 2.0
+        setup(i, 20)
+    assert setup.stream.getvalue().splitlines()[0] == "validate 2/20 (10%), 4.0 s, ETA 36.0 s"  # not 25 s, ETA 225 s

@@ -245,15 +245,19 @@ class DelayedProgress:
                  clock: Callable[[], float] = time.monotonic):
         self.desc, self.after_s, self.stream, self.clock = desc, after_s, stream, clock
         self.start = clock()
+        self.frames_start = self.start  # when the first frame started (a progress(0, total) call), else start
         self.bar: StepProgress | None = None
 
     def __call__(self, done: int, total: int) -> None:
+        if done == 0:  # the frames start now: the setup before (a big scene's search tree) is not their rate
+            self.frames_start = self.clock()
+            return
         if self.bar is None:
             if self.clock() - self.start < self.after_s or done >= total:
                 return
             self.bar = StepProgress(total, self.desc, unit="frame", stream=self.stream, interval_s=10.0,
                                     clock=self.clock)
-            self.bar.start = self.start  # the ETA's rate counts the frames already done
+            self.bar.start = self.frames_start  # the ETA's rate counts the frames already done
         self.bar.update(done - self.bar.done)
         if done >= total:
             self.bar.close()
@@ -263,7 +267,7 @@ def check_trajectory(cameras: Cameras, scene: Scene, min_distance: float | None 
                      min_coverage: float = 0.05, grid: int = 40,
                      progress: Callable[[int, int], None] | None = None) -> CheckReport:
     """Per-frame proximity, inside and coverage checks of ``cameras [F]`` against ``scene``;
-    ``progress(done, total)`` is called after each frame."""
+    ``progress(done, total)`` is called with 0 when the frames start, then after each frame."""
     cams = cameras.flatten().to(torch.float64)
     extent = scene.extent()
     min_distance = 0.02 * extent if min_distance is None else float(min_distance)
@@ -278,6 +282,8 @@ def check_trajectory(cameras: Cameras, scene: Scene, min_distance: float | None 
         enclosed = enclosed_fraction(centers, cKDTree(sub), sub, 0.5 * extent, fibonacci_directions(64)) >= 0.9
         inside = in_box & enclosed
     frames = []
+    if progress is not None:
+        progress(0, len(cams))  # the frames start: what came before is setup
     for i in range(len(cams)):
         if scene.is_mesh:  # frame by frame, so that a dense mesh's progress shows from the first frame
             inside_i = bool(np.abs(winding_numbers(centers[i:i + 1], scene.vertices, scene.faces))[0] > 0.5)
