@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from vdm3d.cameras.camera import Cameras
+from vdm3d.errors import ConfigError
 from vdm3d.geometry.warp import forward_warp
 from vdm3d.options import Range
 from vdm3d.views import Views
@@ -40,6 +41,17 @@ SEED_OFFSETS: dict[str, int] = {"train": 0, "heldout": 1_000_000, "val": 2_000_0
 OBJECT_FOV_DEG = 40.0
 ROOM_FOV_DEG = 60.0
 ROOM_STEP = 0.06
+
+
+def refuse_scored_split(option: str, split: str, scored: tuple[str, ...] = ("heldout",)) -> None:
+    """Refuse training data drawn from a split that scores the model: ``option`` (``--objects.split``)
+    names the training set's split flag. The held-out seeds are the ones every card's held-out number is
+    measured on; training on them would make those numbers measure memory. A trainer that scores its own
+    validation seeds at the end passes ``scored=("heldout", "val")``."""
+    if split in scored:
+        used = "held-out scores" if split == "heldout" else "validation scores this trainer reports"
+        raise ConfigError(f"{option} {split} would train on the seeds the model's {used} are measured on; "
+                          f"leave {option} at train (the default).")
 
 
 def cache_dir() -> Path:

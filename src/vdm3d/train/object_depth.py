@@ -24,7 +24,7 @@ from vdm3d.cameras.camera import Cameras
 from vdm3d.models.tiny.checkpoint import save_model
 from vdm3d.models.tiny.depth import DepthConfig, TinyDepth, depth_from_relief, object_depth, relief_from_depth
 from vdm3d.options import Range
-from vdm3d.train.datasets import ObjectSetConfig, load_object_depth, load_or_build
+from vdm3d.train.datasets import ObjectSetConfig, load_object_depth, load_or_build, refuse_scored_split
 from vdm3d.train.loop import LoopConfig, train
 from vdm3d.train.run import card, training_folder
 
@@ -138,6 +138,7 @@ def train_object_depth(out: Path, objects: ObjectSetConfig = ObjectSetConfig(cou
         overwrite: replace an existing ``out``.
     """
     settings = locals().copy()  # the command's options only: no clock, no imported functions
+    refuse_scored_split("--objects.split", objects.split, scored=("heldout", "val") if validation else ("heldout",))
     start = time.time()
     with training_folder(out, settings, loop, resume, overwrite) as run:
         data = {**load_or_build(objects), "depth": load_object_depth(objects)}

@@ -29,7 +29,7 @@ from vdm3d.models.tiny.denoiser import DenoiserConfig, VideoDenoiser
 from vdm3d.models.tiny.depth import DepthConfig, TinyDepth, abs_rel_median_scaled
 from vdm3d.models.tiny.vae import TinyVAE, VAEConfig
 from vdm3d.options import Range
-from vdm3d.train.datasets import ObjectSetConfig, RoomSetConfig, load_or_build
+from vdm3d.train.datasets import ObjectSetConfig, RoomSetConfig, load_or_build, refuse_scored_split
 from vdm3d.train.images import DepthTaskConfig, VAETaskConfig, depth_step, image_pool, vae_step
 from vdm3d.train.loop import LoopConfig, train
 from vdm3d.train.video import VideoTaskConfig, VideoTasks, video_loss
@@ -184,6 +184,8 @@ def train_vae(out: Path, objects: ObjectSetConfig = ObjectSetConfig(), rooms: Ro
         overwrite: replace an existing ``out``.
     """
     settings = locals().copy()  # the command's options only: no clock, no imported functions
+    refuse_scored_split("--objects.split", objects.split)
+    refuse_scored_split("--rooms.split", rooms.split)
     start = time.time()
     with training_folder(out, settings, loop, resume, overwrite) as run:
         obj, room = _sets(objects, rooms)
@@ -227,6 +229,7 @@ def train_depth(out: Path, rooms: RoomSetConfig = RoomSetConfig(), model: DepthC
         overwrite: replace an existing ``out``.
     """
     settings = locals().copy()  # the command's options only: no clock, no imported functions
+    refuse_scored_split("--rooms.split", rooms.split)
     start = time.time()
     with training_folder(out, settings, loop, resume, overwrite) as run:
         _, room = _sets(None, rooms)
@@ -274,6 +277,8 @@ def train_video(out: Path, vae: Path = DEFAULT_VAE, objects: ObjectSetConfig = O
         overwrite: replace an existing ``out``.
     """
     settings = locals().copy()  # the command's options only: no clock, no imported functions
+    refuse_scored_split("--objects.split", objects.split)
+    refuse_scored_split("--rooms.split", rooms.split)
     start = time.time()
     with training_folder(out, settings, loop, resume, overwrite, inputs=(vae,)) as run:
         obj, room = _sets(objects, rooms)

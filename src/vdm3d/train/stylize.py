@@ -41,7 +41,7 @@ from vdm3d.models.tiny.backbone import SIGMA_DATA, TinyCondition, TinyVideoBackb
     relative_plucker
 from vdm3d.models.tiny.checkpoint import save_model
 from vdm3d.options import Range
-from vdm3d.train.datasets import SEED_OFFSETS, Split, cache_dir
+from vdm3d.train.datasets import SEED_OFFSETS, Split, cache_dir, refuse_scored_split
 from vdm3d.train.loop import LoopConfig, train
 from vdm3d.train.run import DEFAULT_VAE, card
 from vdm3d.train.video import encode_all, keep_flag
@@ -247,6 +247,7 @@ def train_stylize(out: Path, task: Literal["anchor", "inbetween"] = "anchor", in
         overwrite: replace an existing ``out``.
     """
     settings = locals().copy()  # the command's options only: no clock, no imported functions
+    refuse_scored_split("--data.split", data.split)
     from vdm3d.models.tiny import vae_file
     from vdm3d.train.run import fine_tune_init, keep_vae, load_fine_tune_init, training_folder
 
