@@ -12,7 +12,6 @@ import dataclasses
 import os
 import platform
 import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any, Callable
@@ -44,12 +43,28 @@ def hardware() -> dict[str, Any]:
             "load_average_at_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
 
 
+#: the arguments of the running ``vdm3d train`` command after ``train`` (set by :mod:`vdm3d.cli.train`), so a
+#: card's command is the subcommand's own however it was started (``vdm3d --threads 1 train ...``, ``vdm3d rerun``)
+_train_argv: list[str] | None = None
+
+
+def set_train_argv(argv: list[str] | None) -> None:
+    """Record the arguments of ``vdm3d train`` (``["vae", "--out", ...]``) for the cards of this process."""
+    global _train_argv
+    _train_argv = None if argv is None else [str(a) for a in argv]
+
+
+def train_command() -> str:
+    """The command that reproduces the current training run (empty when it was not started from the CLI)."""
+    return "vdm3d train " + shlex.join(_train_argv) if _train_argv else ""
+
+
 def card(summary: dict[str, Any], data: dict[str, Any], seed: int, metrics: dict[str, Any],
          wall_start: float) -> dict[str, Any]:
     return {"data": data, "seed": seed, "steps": summary["steps"], "train_seconds": summary["seconds"],
             "wall_seconds_incl_data": round(time.time() - wall_start, 1), "stopped": summary["stopped"],
             "device": summary["device"], "processes": summary["processes"], "hardware": hardware(),
-            "command": "vdm3d train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else "",
+            "command": train_command(),
             "final_losses": summary["losses"][-4:], "heldout": metrics}
 
 
