@@ -82,7 +82,7 @@ def build_v3d_rooms(cfg: V3dRoomSetConfig, progress: Callable[[str], None] | Non
 
 
 def load_or_build_v3d_rooms(cfg: V3dRoomSetConfig, progress: Callable[[str], None] | None = print):
-    path = cache_dir() / f"v3drooms-{cfg.split}-{cfg.count}-{cfg.resolution}-{_key(cfg)}.npz"
+    path = cache_dir() / f"v3drooms-{cfg.split}-{cfg.count}-{cfg.resolution}-{_key(cfg, 'vdm3d.train.v3d')}.npz"
     if path.is_file():
         with np.load(path) as f:
             return {k: f[k] for k in f.files}
