@@ -150,7 +150,7 @@ def train_object_depth(out: Path, objects: ObjectSetConfig = ObjectSetConfig(cou
         val = dataclasses.replace(objects, count=validation, split="val")
         metrics = object_depth_metrics(net.eval(), {**load_or_build(val), "depth": load_object_depth(val)}) if validation else {}
         model_card = card(summary, {"objects": dataclasses.asdict(objects), "task": dataclasses.asdict(task),
-                                    "stored": "float16"}, loop.seed, {}, start)
+                                    "stored": "float16"}, loop.seed, {}, start, resume)
         model_card["validation"] = metrics  # seeds from 2,000,000; held-out numbers come from `vdm3d eval object`
         save_model(run.path, name, "depth", net.half(), model_card, extra={"output": "relief"})
         run.record(metrics=metrics, steps=summary["steps"])

@@ -60,9 +60,14 @@ def train_command() -> str:
 
 
 def card(summary: dict[str, Any], data: dict[str, Any], seed: int, metrics: dict[str, Any],
-         wall_start: float) -> dict[str, Any]:
+         wall_start: float, resumed: bool = False) -> dict[str, Any]:
+    """The model card of a finished training run. ``train_seconds`` sums the training time of every session
+    of a resumed run; the wall time with data building counts this process only, so a run started with
+    ``--resume`` (``resumed``) records it as ``wall_seconds_last_session_incl_data`` (it can be shorter
+    than the training time)."""
+    wall = "wall_seconds_last_session_incl_data" if resumed else "wall_seconds_incl_data"
     return {"data": data, "seed": seed, "steps": summary["steps"], "train_seconds": summary["seconds"],
-            "wall_seconds_incl_data": round(time.time() - wall_start, 1), "stopped": summary["stopped"],
+            wall: round(time.time() - wall_start, 1), "stopped": summary["stopped"],
             "device": summary["device"], "processes": summary["processes"], "hardware": hardware(),
             "command": train_command(),
             "final_losses": summary["losses"][-4:], "heldout": metrics}
@@ -157,7 +162,7 @@ def fine_tune(out: Path, init: Path | None, name: str, loop: LoopConfig, config:
         summary = train(job.net, job.step, loop, run.checkpoint_dir, resume=run.resuming)
         data = {"init": str(init), **job.data, "stored": "float16" if half else "float32"}
         model = copy.deepcopy(job.net).half() if half else job.net
-        save_model(run.path, name, job.kind, model, card(summary, data, loop.seed, {}, start),
+        save_model(run.path, name, job.kind, model, card(summary, data, loop.seed, {}, start, resume),
                    extra={"vae": meta.get("vae", "vae"), **job.extra})
         keep_vae(run.path, vae_file(init, meta))
         run.record(steps=summary["steps"], init=str(init))
@@ -220,7 +225,7 @@ def train_vae(out: Path, objects: ObjectSetConfig = ObjectSetConfig(), rooms: Ro
         metrics = {"psnr_db": round(vae_psnr(vae, image_pool(*held)), 2),
                    "images": int(len(image_pool(*held)))}
         data = {"objects": dataclasses.asdict(objects), "rooms": dataclasses.asdict(rooms)}
-        save_model(run.path, name, "vae", vae, card(summary, data, loop.seed, metrics, start))
+        save_model(run.path, name, "vae", vae, card(summary, data, loop.seed, metrics, start, resume))
         run.record(metrics=metrics, steps=summary["steps"])
     print(f"held-out VAE reconstruction PSNR {metrics['psnr_db']:.2f} dB; model in {out}/{name}.json")
     return metrics
@@ -255,7 +260,7 @@ def train_depth(out: Path, rooms: RoomSetConfig = RoomSetConfig(), model: DepthC
         _, held = _sets(None, dataclasses.replace(rooms, count=heldout, split="heldout"))
         metrics = depth_metrics(net, held)
         save_model(run.path, name, "depth", net, card(summary, {"rooms": dataclasses.asdict(rooms)}, loop.seed,
-                                                      metrics, start))
+                                                      metrics, start, resume))
         run.record(metrics=metrics, steps=summary["steps"])
     print(f"held-out depth AbsRel (median scaled) {metrics['abs_rel']:.4f}; model in {out}/{name}.json")
     return metrics
@@ -313,7 +318,7 @@ def train_video(out: Path, vae: Path = DEFAULT_VAE, objects: ObjectSetConfig = O
         backbone.denoiser = net
         data = {"objects": dataclasses.asdict(objects), "rooms": dataclasses.asdict(rooms),
                 "task": dataclasses.asdict(task)}
-        save_model(run.path, name, "video", net, card(summary, data, loop.seed, {}, start),
+        save_model(run.path, name, "video", net, card(summary, data, loop.seed, {}, start, resume),
                    extra={"vae": Path(vae).stem, "resolution": [res, res], "frames": task.frames})
         keep_vae(run.path, vae)
         run.record(steps=summary["steps"], vae=str(vae))
