@@ -138,7 +138,8 @@ def train_object_depth(out: Path, objects: ObjectSetConfig = ObjectSetConfig(cou
         overwrite: replace an existing ``out``.
     """
     settings = locals().copy()  # the command's options only: no clock, no imported functions
-    refuse_scored_split("--objects.split", objects.split, scored=("heldout", "val") if validation else ("heldout",))
+    refuse_scored_split("--objects.split", objects.split,  # its validation score is on the val seeds
+                        scored=("heldout", "val") if validation else ("heldout",))
     start = time.time()
     with training_folder(out, settings, loop, resume, overwrite) as run:
         data = {**load_or_build(objects), "depth": load_object_depth(objects)}

@@ -273,7 +273,8 @@ def train_stylize(out: Path, task: Literal["anchor", "inbetween"] = "anchor", in
         backbone.denoiser = net
         info = {"data": dataclasses.asdict(data), "tasks": dataclasses.asdict(tasks), "init": str(init),
                 "stored": "float16"}
-        save_model(run.path, name, "video", copy.deepcopy(net).half(), card(summary, info, loop.seed, {}, start, resume),
+        save_model(run.path, name, "video", copy.deepcopy(net).half(),
+                   card(summary, info, loop.seed, {}, start, resume),
                    extra={"vae": meta.get("vae", "vae"), "resolution": [res, res], "frames": data.frames,
                           "task": f"stylize-{task}"})
         keep_vae(run.path, vae_file(init, meta))

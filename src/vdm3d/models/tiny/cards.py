@@ -43,8 +43,8 @@ def timing(card: dict[str, Any]) -> str:
     if card.get("wall_seconds_incl_data") is not None:
         return text + f" (with data {card['wall_seconds_incl_data']} s)"
     if card.get("wall_seconds_last_session_incl_data") is not None:
-        return text + (f" over all sessions (the last session, resumed, took {card['wall_seconds_last_session_incl_data']}"
-                       " s of wall time with its data)")
+        last = card["wall_seconds_last_session_incl_data"]
+        return text + f" over all sessions (the last session, resumed, took {last} s of wall time with its data)"
     return text + " (wall time with data not recorded)"
 
 

@@ -32,7 +32,8 @@ def card_path(model: str, weights_dir: str | Path | None, into_package: bool) ->
     from vdm3d.models.tiny import WEIGHTS_DIR
 
     if weights_dir is not None:
-        return checked_card(Path(weights_dir) / f"{model}.json", into_package, option=f"--weights-dir {weights_dir}")
+        return checked_card(Path(weights_dir) / f"{model}.json", into_package,
+                            option=f"--weights-dir {weights_dir}")
     if into_package:
         return WEIGHTS_DIR / f"{model}.json"
     raise ConfigError(f"--record writes into the model card of {model!r}; pass --weights-dir DIR (a folder "
