@@ -195,3 +195,21 @@ def test_options_help_lists_every_option_with_the_object_flags_it_sets(capsys):
         assert f" {name} = {_flags(settings)}" in text, name
         for flag in re.findall(r"--[a-z0-9-]+", _flags(settings)):
             assert flag in object_help, (name, flag)
+
+
+def test_orbit_frames_help_names_the_job_defaults_it_leaves_off(capsys):
+    """Its help said the views were "filled exactly as the job fills its orbit", yet its defaults are
+    proxy maps off / inflate while the job's are on / depth."""
+    import inspect
+
+    from vdm3d.cli.main import main
+    from vdm3d.eval.object import orbit_frames
+    from vdm3d.jobs.object import ObjectConfig
+
+    defaults = {k: p.default for k, p in inspect.signature(orbit_frames).parameters.items()}
+    assert (defaults["proxy_maps"], defaults["carry"]) == (False, "inflate")  # the documented tables' settings
+    assert (ObjectConfig.proxy_maps, ObjectConfig.carry) == (True, "depth")
+    assert main(["eval", "object-orbit", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "exactly as the job" not in text
+    assert "to score the job's own frames add --proxy-maps --carry depth (the job's defaults)" in text

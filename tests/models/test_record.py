@@ -57,3 +57,40 @@ def test_eval_stylize_records_into_a_trained_models_file(tmp_path):
     for name in ("stylize_anchor", "stylize_inbetween"):
         card = json.loads((tmp_path / f"{name}.json").read_text())["card"]["heldout"]
         assert card["val_stylize"] == {"cases": 2, "frames": 8, "steps": 4, "split": "val", "job_psnr": 17.25}
+
+
+def test_weights_dir_naming_the_package_folder_needs_record_into_package(tmp_path, monkeypatch):
+    """`--weights-dir src/vdm3d/models/tiny/weights` (the README's recipe) rewrote the shipped card silently."""
+    monkeypatch.chdir(WEIGHTS_DIR.parent)
+    with pytest.raises(ConfigError) as e:
+        card_path("depth", "weights/../weights", into_package=False)  # however it is spelled
+    assert str(e.value) == ("--weights-dir weights/../weights is the package's own weights folder, so --record "
+                            "would rewrite the shipped card depth.json; add --record-into-package to change it "
+                            "on purpose, or record into a copy of the folder.")
+    assert card_path("depth", "weights", into_package=True).resolve() == WEIGHTS_DIR / "depth.json"
+
+
+def test_eval_depth_record_with_the_package_folder_refused_before_evaluating(capsys):
+    before = (WEIGHTS_DIR / "depth.json").read_bytes()
+    assert main(["eval", "depth", "--rooms", "1", "--record", "--weights-dir", str(WEIGHTS_DIR)]) == 2
+    assert "add --record-into-package" in capsys.readouterr().err
+    assert (WEIGHTS_DIR / "depth.json").read_bytes() == before
+
+
+def test_stylize_record_into_a_shipped_card_by_path_needs_the_flag():
+    from vdm3d.eval.stylize import card_files
+
+    with pytest.raises(ConfigError, match="shipped card stylize_anchor.json; add --record-into-package"):
+        card_files((str(WEIGHTS_DIR / "stylize_anchor.json"), "stylize_inbetween"), False)
+
+
+def test_replacing_an_entry_measured_on_other_counts_says_so(tmp_path, capsys):
+    shutil.copy(WEIGHTS_DIR / "depth.json", tmp_path / "depth.json")
+    old = json.loads((tmp_path / "depth.json").read_text())["card"]["heldout"]["depth"]
+    assert (old["rooms"], old["images"]) == (30, 480)
+    record_result("depth", "depth", {"task": "depth", "rooms": 2, "images": 32, "abs_rel": 0.16}, tmp_path, False)
+    assert capsys.readouterr().out == (f"note: {tmp_path / 'depth.json'}: replaced 'depth' measured on rooms 30, "
+                                       "images 480 by one measured on rooms 2, images 32.\n")
+    record_result("depth", "depth", {"task": "depth", "rooms": 2, "images": 32, "abs_rel": 0.15}, tmp_path, False)
+    assert capsys.readouterr().out == ""  # same counts: a plain refresh
+    assert json.loads((tmp_path / "depth.json").read_text())["card"]["heldout"]["depth"]["abs_rel"] == 0.15

@@ -23,7 +23,8 @@ SUB_EXAMPLES = {
   vdm3d eval object --procedural 20 --options samples-4 no-proxy  # plus one row per option (see --options)
   vdm3d eval object --source oracle --procedural 5                # exact orbit frames: the reconstruction's bound""",
     "object-orbit": """examples:
-  vdm3d eval object-orbit --objects 20                            # the orbit frames per azimuth vs copying the input
+  vdm3d eval object-orbit --objects 20                            # orbit frames per azimuth (no maps) vs copying the input
+  vdm3d eval object-orbit --objects 20 --proxy-maps --carry depth # the frames as the job makes them (its defaults)
   vdm3d eval object-orbit --checkpoint runs/train/orbit           # a running fine-tune's last checkpoint
   vdm3d eval object-orbit --objects 20 --proxy-maps --carry exact-depth  # what the true depth would carry""",
     "orbit": """examples:

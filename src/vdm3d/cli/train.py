@@ -74,12 +74,16 @@ def main(argv, prog: str = "vdm3d train"):
     from vdm3d.train.explore import train_explore
     from vdm3d.train.object_depth import train_object_depth
     from vdm3d.train.orbit import train_orbit
-    from vdm3d.train.run import train_depth, train_vae, train_video
+    from vdm3d.train.run import set_train_argv, train_depth, train_vae, train_video
     from vdm3d.train.stylize import train_stylize
     from vdm3d.train.v3d import train_v3d
 
-    return dispatch({"vae": train_vae, "video": train_video, "depth": train_depth, "explore": train_explore,
-                     "orbit": train_orbit, "object-depth": train_object_depth,
-                     "stylize": train_stylize, "v3d": train_v3d,
-                     "cards": cards},
-                    argv, prog, description=HELP, examples={"": EXAMPLES, **SUB_EXAMPLES})
+    set_train_argv(list(argv))  # the cards' command: this subcommand's own arguments, not sys.argv
+    try:
+        return dispatch({"vae": train_vae, "video": train_video, "depth": train_depth, "explore": train_explore,
+                         "orbit": train_orbit, "object-depth": train_object_depth,
+                         "stylize": train_stylize, "v3d": train_v3d,
+                         "cards": cards},
+                        argv, prog, description=HELP, examples={"": EXAMPLES, **SUB_EXAMPLES})
+    finally:
+        set_train_argv(None)

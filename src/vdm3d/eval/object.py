@@ -429,9 +429,11 @@ def orbit_frames(model: str = "tiny", checkpoint: Path | None = None, objects: A
 
     Objects of the training-set layout (:func:`vdm3d.train.datasets.build_object_set`: 18 views 20 deg
     apart, elevation 0-30 deg) from ``split`` (validation seeds by default, 2,000,000 on; never the
-    held-out test seeds unless asked); view 0 is the input. The views are filled exactly as the job
-    fills its orbit (:class:`~vdm3d.jobs.object_orbit.BackboneOrbit` with the tiny preset's sampler),
-    beside copying the input view.
+    held-out test seeds unless asked); view 0 is the input. The views are filled by the job's orbit sampler
+    (:class:`~vdm3d.jobs.object_orbit.BackboneOrbit` with the tiny preset's sampler), beside copying the
+    input view, but by default without the proxy maps the job gives: to score the job's own frames add
+    ``--proxy-maps --carry depth`` (the job's defaults). This command's defaults stay the ones the
+    documented validation tables were measured with.
 
     Args:
         model: the backbone (``tiny``: the job's default), unless ``checkpoint`` is given.
@@ -440,11 +442,11 @@ def orbit_frames(model: str = "tiny", checkpoint: Path | None = None, objects: A
         objects: number of objects.
         split: ``val`` (for choosing settings) or ``heldout``.
         proxy_maps: give the backbone the input carried into each view (the maps slot), and score those
-            maps alone too, composited on white (``warp_psnr``, ``warp_ssim``).
+            maps alone too, composited on white (``warp_psnr``, ``warp_ssim``); off here, on in the job.
         carry: what carries the input with ``proxy_maps``: the balloon inflated from its silhouette, the
             depth estimated by the shipped object-depth model (visible surface alone, or with the balloon's
             back), or the input view's exact z-depth (``exact-``: an oracle, the procedural renderer's), to
-            measure what better depth in the maps is worth.
+            measure what better depth in the maps is worth; ``inflate`` here, ``depth`` in the job.
         depth_model: the object-depth network for ``depth`` / ``depth+back``: a shipped model's name or
             the ``.json`` of a `vdm3d train object-depth` run.
         layout: clips of consecutive or interleaved views (:class:`~vdm3d.jobs.object_orbit.BackboneOrbit`).

@@ -250,27 +250,24 @@ def stylize(out: Path = Path("runs/eval_stylize"), procedural: Annotated[int, Ra
 def card_files(models: tuple[str, ...], into_package: bool) -> list[Path]:
     """The cards ``--record`` would write, checked before any evaluation: a `vdm3d train` run's .json model
     file as given, a shipped model's card only with ``into_package`` (see :mod:`vdm3d.models.tiny.record`)."""
-    from vdm3d.models.tiny.record import card_path
+    from vdm3d.models.tiny.record import card_path, checked_card
 
-    return [Path(name) if name.endswith(".json") else card_path(name, None, into_package) for name in models]
+    return [checked_card(name, into_package) if name.endswith(".json") else card_path(name, None, into_package)
+            for name in models]
 
 
 def record_in_cards(cards: list[Path], means: dict, cases: int, frames: int, steps: int,
                     split: str = "heldout") -> None:
     """Write the evaluation means into the given model cards (``card.heldout["stylize"]``, or
     ``"val_stylize"`` for the validation split), each atomically."""
-    import json
-
-    from vdm3d.io.runs import atomic_write_json
+    from vdm3d.models.tiny.record import store
 
     flat = {"cases": cases, "frames": frames, "steps": steps, "split": split}
     for method, values in means.items():
         flat.update({f"{method}_{k}": round(v, 4) for k, v in values.items()})
     key = "stylize" if split == "heldout" else f"{split}_stylize"
     for path in cards:
-        meta = json.loads(path.read_text())
-        meta.setdefault("card", {}).setdefault("heldout", {})[key] = flat
-        atomic_write_json(path, meta)
+        store(path, key, flat)
 
 
 NOISES = ("fresh", "warped", "mixed")

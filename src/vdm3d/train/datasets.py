@@ -13,12 +13,16 @@ Two kinds of sets, each a dict of numpy arrays saved as one ``.npz``:
 
 Training seeds and held-out seeds come from disjoint ranges (:data:`SEED_OFFSETS`), so evaluation
 never sees a training world. Sets are cached under ``$VDM3D_CACHE`` (default ``~/.cache/vdm3d``)
-keyed by every parameter; ``vdm3d train`` builds them on first use.
+keyed by every parameter and by the code that renders them (:func:`render_code_hash`: a change to the
+procedural worlds, the renderer or the warp renders the sets again, so two machines running the same
+command score the same inputs); ``vdm3d train`` builds them on first use.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -29,6 +33,7 @@ import numpy as np
 import torch
 
 from vdm3d.cameras.camera import Cameras
+from vdm3d.errors import ConfigError
 from vdm3d.geometry.warp import forward_warp
 from vdm3d.options import Range
 from vdm3d.views import Views
@@ -40,6 +45,17 @@ SEED_OFFSETS: dict[str, int] = {"train": 0, "heldout": 1_000_000, "val": 2_000_0
 OBJECT_FOV_DEG = 40.0
 ROOM_FOV_DEG = 60.0
 ROOM_STEP = 0.06
+
+
+def refuse_scored_split(option: str, split: str, scored: tuple[str, ...] = ("heldout",)) -> None:
+    """Refuse training data drawn from a split that scores the model: ``option`` (``--objects.split``)
+    names the training set's split flag. The held-out seeds are the ones every card's held-out number is
+    measured on; training on them would make those numbers measure memory. A trainer that scores its own
+    validation seeds at the end passes ``scored=("heldout", "val")``."""
+    if split in scored:
+        used = "held-out scores" if split == "heldout" else "validation scores this trainer reports"
+        raise ConfigError(f"{option} {split} would train on the seeds the model's {used} are measured on; "
+                          f"leave {option} at train (the default).")
 
 
 def cache_dir() -> Path:
@@ -78,8 +94,70 @@ class RoomSetConfig:
     """train, val or heldout (disjoint seed ranges)"""
 
 
-def _key(cfg) -> str:
-    blob = json.dumps({"type": type(cfg).__name__, **dataclasses.asdict(cfg), "v": 4}, sort_keys=True)
+#: the modules whose code makes the cached arrays: the set builders, the procedural worlds, the renderer and
+#: the forward warp; :func:`render_code_hash` follows the vdm3d modules they import, too
+RENDER_MODULES = ("vdm3d.train.datasets", "vdm3d.data.procedural.objects", "vdm3d.data.procedural.rooms",
+                  "vdm3d.data.procedural.cameras", "vdm3d.geometry.mesh_render", "vdm3d.geometry.warp")
+#: imported by those but unable to change an array (messages, option parsing, run folders): not followed, so
+#: editing them does not render every set again
+NOT_RENDERING = ("vdm3d.errors", "vdm3d.options", "vdm3d.option_names", "vdm3d.io.runs")
+
+
+def _source(module: str) -> Path | None:
+    """The file of a vdm3d module, found without importing it (None for a name that is not a module, like
+    ``vdm3d.geometry.warp.forward_warp``)."""
+    root = Path(__file__).resolve().parents[1]  # the vdm3d package
+    base = root.joinpath(*module.split(".")[1:])
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _code(path: Path) -> tuple[str, set[str]]:
+    """The code of a module file with its docstrings left out (a comment, a docstring or a reflowed line
+    renders nothing new), and the vdm3d modules it imports (at the top or inside functions)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    imported: set[str] = set()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+        if isinstance(node, ast.Import):
+            imported |= {a.name for a in node.names if a.name.startswith("vdm3d.")}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("vdm3d."):
+            imported |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+    return ast.dump(tree), imported
+
+
+@functools.lru_cache(maxsize=None)
+def render_code_hash(modules: tuple[str, ...] = RENDER_MODULES, follow: bool = True) -> str:
+    """A hash of the code of ``modules`` (and, with ``follow``, of every vdm3d module they import, but
+    :data:`NOT_RENDERING`): part of every cache key, so a set is rendered again when that code changes."""
+    digest, seen, todo = hashlib.sha256(), set(), list(modules)
+    while todo:
+        module = todo.pop()
+        if module in seen or module in NOT_RENDERING:
+            continue
+        seen.add(module)
+        path = _source(module)
+        if path is None:
+            continue
+        code, imported = _code(path)
+        digest.update(f"{module}\n{code}\n".encode())  # the walk's order depends on the code alone
+        if follow:
+            todo += sorted(imported, reverse=True)
+    return digest.hexdigest()[:12]
+
+
+def _key(cfg, builder: str | None = None, renders: tuple[str, ...] = ()) -> str:
+    """The cache key of the set ``cfg``: its parameters, the rendering code (:data:`RENDER_MODULES`), the own
+    code of ``builder`` (the module whose builder made the set, when that is not this one) and the code of
+    ``renders`` (further modules that builder calls, followed like :data:`RENDER_MODULES`)."""
+    code = [render_code_hash(), builder and render_code_hash((builder,), follow=False),
+            renders and render_code_hash(renders)]
+    blob = json.dumps({"type": type(cfg).__name__, **dataclasses.asdict(cfg), "code": code}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

@@ -194,7 +194,8 @@ def train_explore(out: Path, init: Path | None = None, rooms: RoomSetConfig = Ro
         overwrite: replace an existing ``out``.
     """
     config = locals().copy()
-    from vdm3d.train.datasets import load_or_build
+    from vdm3d.train.datasets import load_or_build, refuse_scored_split
+    refuse_scored_split("--rooms.split", rooms.split)
     from vdm3d.train.run import FineTune, fine_tune
 
     def build(net, meta, vae) -> FineTune:

@@ -24,7 +24,7 @@ from vdm3d.cameras.camera import Cameras
 from vdm3d.models.tiny.checkpoint import save_model
 from vdm3d.models.tiny.depth import DepthConfig, TinyDepth, depth_from_relief, object_depth, relief_from_depth
 from vdm3d.options import Range
-from vdm3d.train.datasets import ObjectSetConfig, load_object_depth, load_or_build
+from vdm3d.train.datasets import ObjectSetConfig, load_object_depth, load_or_build, refuse_scored_split
 from vdm3d.train.loop import LoopConfig, train
 from vdm3d.train.run import card, training_folder
 
@@ -138,6 +138,8 @@ def train_object_depth(out: Path, objects: ObjectSetConfig = ObjectSetConfig(cou
         overwrite: replace an existing ``out``.
     """
     settings = locals().copy()  # the command's options only: no clock, no imported functions
+    refuse_scored_split("--objects.split", objects.split,  # its validation score is on the val seeds
+                        scored=("heldout", "val") if validation else ("heldout",))
     start = time.time()
     with training_folder(out, settings, loop, resume, overwrite) as run:
         data = {**load_or_build(objects), "depth": load_object_depth(objects)}
@@ -149,7 +151,7 @@ def train_object_depth(out: Path, objects: ObjectSetConfig = ObjectSetConfig(cou
         val = dataclasses.replace(objects, count=validation, split="val")
         metrics = object_depth_metrics(net.eval(), {**load_or_build(val), "depth": load_object_depth(val)}) if validation else {}
         model_card = card(summary, {"objects": dataclasses.asdict(objects), "task": dataclasses.asdict(task),
-                                    "stored": "float16"}, loop.seed, {}, start)
+                                    "stored": "float16"}, loop.seed, {}, start, resume)
         model_card["validation"] = metrics  # seeds from 2,000,000; held-out numbers come from `vdm3d eval object`
         save_model(run.path, name, "depth", net.half(), model_card, extra={"output": "relief"})
         run.record(metrics=metrics, steps=summary["steps"])

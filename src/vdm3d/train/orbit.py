@@ -17,7 +17,7 @@ from pathlib import Path
 from safetensors.torch import load_file
 
 from vdm3d.models.tiny.backbone import TinyVideoBackbone
-from vdm3d.train.datasets import ObjectSetConfig, load_object_depth, load_or_build
+from vdm3d.train.datasets import ObjectSetConfig, load_object_depth, load_or_build, refuse_scored_split
 from vdm3d.train.loop import LoopConfig
 from vdm3d.train.object_depth import estimated_object_depth
 from vdm3d.train.run import FineTune, checkpoint_state, fine_tune, fine_tune_init, load_fine_tune_init
@@ -47,6 +47,7 @@ def train_orbit(out: Path, init: Path | None = None, objects: ObjectSetConfig = 
         overwrite: replace an existing ``out``.
     """
     config = locals().copy()
+    refuse_scored_split("--objects.split", objects.split)
 
     def build(net, meta, vae) -> FineTune:
         obj = load_or_build(objects)

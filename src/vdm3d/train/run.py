@@ -12,7 +12,6 @@ import dataclasses
 import os
 import platform
 import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any, Callable
@@ -29,7 +28,7 @@ from vdm3d.models.tiny.denoiser import DenoiserConfig, VideoDenoiser
 from vdm3d.models.tiny.depth import DepthConfig, TinyDepth, abs_rel_median_scaled
 from vdm3d.models.tiny.vae import TinyVAE, VAEConfig
 from vdm3d.options import Range
-from vdm3d.train.datasets import ObjectSetConfig, RoomSetConfig, load_or_build
+from vdm3d.train.datasets import ObjectSetConfig, RoomSetConfig, load_or_build, refuse_scored_split
 from vdm3d.train.images import DepthTaskConfig, VAETaskConfig, depth_step, image_pool, vae_step
 from vdm3d.train.loop import LoopConfig, train
 from vdm3d.train.video import VideoTaskConfig, VideoTasks, video_loss
@@ -44,12 +43,33 @@ def hardware() -> dict[str, Any]:
             "load_average_at_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
 
 
+#: the arguments of the running ``vdm3d train`` command after ``train`` (set by :mod:`vdm3d.cli.train`), so a
+#: card's command is the subcommand's own however it was started (``vdm3d --threads 1 train ...``, ``vdm3d rerun``)
+_train_argv: list[str] | None = None
+
+
+def set_train_argv(argv: list[str] | None) -> None:
+    """Record the arguments of ``vdm3d train`` (``["vae", "--out", ...]``) for the cards of this process."""
+    global _train_argv
+    _train_argv = None if argv is None else [str(a) for a in argv]
+
+
+def train_command() -> str:
+    """The command that reproduces the current training run (empty when it was not started from the CLI)."""
+    return "vdm3d train " + shlex.join(_train_argv) if _train_argv else ""
+
+
 def card(summary: dict[str, Any], data: dict[str, Any], seed: int, metrics: dict[str, Any],
-         wall_start: float) -> dict[str, Any]:
+         wall_start: float, resumed: bool = False) -> dict[str, Any]:
+    """The model card of a finished training run. ``train_seconds`` sums the training time of every session
+    of a resumed run; the wall time with data building counts this process only, so a run started with
+    ``--resume`` (``resumed``) records it as ``wall_seconds_last_session_incl_data`` (it can be shorter
+    than the training time)."""
+    wall = "wall_seconds_last_session_incl_data" if resumed else "wall_seconds_incl_data"
     return {"data": data, "seed": seed, "steps": summary["steps"], "train_seconds": summary["seconds"],
-            "wall_seconds_incl_data": round(time.time() - wall_start, 1), "stopped": summary["stopped"],
+            wall: round(time.time() - wall_start, 1), "stopped": summary["stopped"],
             "device": summary["device"], "processes": summary["processes"], "hardware": hardware(),
-            "command": "vdm3d train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else "",
+            "command": train_command(),
             "final_losses": summary["losses"][-4:], "heldout": metrics}
 
 
@@ -142,7 +162,7 @@ def fine_tune(out: Path, init: Path | None, name: str, loop: LoopConfig, config:
         summary = train(job.net, job.step, loop, run.checkpoint_dir, resume=run.resuming)
         data = {"init": str(init), **job.data, "stored": "float16" if half else "float32"}
         model = copy.deepcopy(job.net).half() if half else job.net
-        save_model(run.path, name, job.kind, model, card(summary, data, loop.seed, {}, start),
+        save_model(run.path, name, job.kind, model, card(summary, data, loop.seed, {}, start, resume),
                    extra={"vae": meta.get("vae", "vae"), **job.extra})
         keep_vae(run.path, vae_file(init, meta))
         run.record(steps=summary["steps"], init=str(init))
@@ -184,6 +204,8 @@ def train_vae(out: Path, objects: ObjectSetConfig = ObjectSetConfig(), rooms: Ro
         overwrite: replace an existing ``out``.
     """
     settings = locals().copy()  # the command's options only: no clock, no imported functions
+    refuse_scored_split("--objects.split", objects.split)
+    refuse_scored_split("--rooms.split", rooms.split)
     start = time.time()
     with training_folder(out, settings, loop, resume, overwrite) as run:
         obj, room = _sets(objects, rooms)
@@ -203,7 +225,7 @@ def train_vae(out: Path, objects: ObjectSetConfig = ObjectSetConfig(), rooms: Ro
         metrics = {"psnr_db": round(vae_psnr(vae, image_pool(*held)), 2),
                    "images": int(len(image_pool(*held)))}
         data = {"objects": dataclasses.asdict(objects), "rooms": dataclasses.asdict(rooms)}
-        save_model(run.path, name, "vae", vae, card(summary, data, loop.seed, metrics, start))
+        save_model(run.path, name, "vae", vae, card(summary, data, loop.seed, metrics, start, resume))
         run.record(metrics=metrics, steps=summary["steps"])
     print(f"held-out VAE reconstruction PSNR {metrics['psnr_db']:.2f} dB; model in {out}/{name}.json")
     return metrics
@@ -227,6 +249,7 @@ def train_depth(out: Path, rooms: RoomSetConfig = RoomSetConfig(), model: DepthC
         overwrite: replace an existing ``out``.
     """
     settings = locals().copy()  # the command's options only: no clock, no imported functions
+    refuse_scored_split("--rooms.split", rooms.split)
     start = time.time()
     with training_folder(out, settings, loop, resume, overwrite) as run:
         _, room = _sets(None, rooms)
@@ -237,7 +260,7 @@ def train_depth(out: Path, rooms: RoomSetConfig = RoomSetConfig(), model: DepthC
         _, held = _sets(None, dataclasses.replace(rooms, count=heldout, split="heldout"))
         metrics = depth_metrics(net, held)
         save_model(run.path, name, "depth", net, card(summary, {"rooms": dataclasses.asdict(rooms)}, loop.seed,
-                                                      metrics, start))
+                                                      metrics, start, resume))
         run.record(metrics=metrics, steps=summary["steps"])
     print(f"held-out depth AbsRel (median scaled) {metrics['abs_rel']:.4f}; model in {out}/{name}.json")
     return metrics
@@ -274,6 +297,8 @@ def train_video(out: Path, vae: Path = DEFAULT_VAE, objects: ObjectSetConfig = O
         overwrite: replace an existing ``out``.
     """
     settings = locals().copy()  # the command's options only: no clock, no imported functions
+    refuse_scored_split("--objects.split", objects.split)
+    refuse_scored_split("--rooms.split", rooms.split)
     start = time.time()
     with training_folder(out, settings, loop, resume, overwrite, inputs=(vae,)) as run:
         obj, room = _sets(objects, rooms)
@@ -293,7 +318,7 @@ def train_video(out: Path, vae: Path = DEFAULT_VAE, objects: ObjectSetConfig = O
         backbone.denoiser = net
         data = {"objects": dataclasses.asdict(objects), "rooms": dataclasses.asdict(rooms),
                 "task": dataclasses.asdict(task)}
-        save_model(run.path, name, "video", net, card(summary, data, loop.seed, {}, start),
+        save_model(run.path, name, "video", net, card(summary, data, loop.seed, {}, start, resume),
                    extra={"vae": Path(vae).stem, "resolution": [res, res], "frames": task.frames})
         keep_vae(run.path, vae)
         run.record(steps=summary["steps"], vae=str(vae))

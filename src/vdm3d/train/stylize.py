@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
-import json
 import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -41,7 +39,7 @@ from vdm3d.models.tiny.backbone import SIGMA_DATA, TinyCondition, TinyVideoBackb
     relative_plucker
 from vdm3d.models.tiny.checkpoint import save_model
 from vdm3d.options import Range
-from vdm3d.train.datasets import SEED_OFFSETS, Split, cache_dir
+from vdm3d.train.datasets import SEED_OFFSETS, Split, _key, cache_dir, refuse_scored_split
 from vdm3d.train.loop import LoopConfig, train
 from vdm3d.train.run import DEFAULT_VAE, card
 from vdm3d.train.video import encode_all, keep_flag
@@ -134,8 +132,12 @@ def _u8(x: Tensor) -> np.ndarray:
     return np.clip(np.rint(x.numpy() * 255), 0, 255).astype(np.uint8)
 
 
+#: what :func:`build_stylize_set` calls beyond :data:`vdm3d.train.datasets.RENDER_MODULES` (part of its cache key)
+STYLIZE_RENDERING = ("vdm3d.data.procedural.stylize", "vdm3d.geometry.path_buffers", "vdm3d.diffusion.noise_warp")
+
+
 def load_or_build_stylize(cfg: StylizeSetConfig, progress=print) -> dict[str, np.ndarray]:
-    key = hashlib.sha256(json.dumps({**dataclasses.asdict(cfg), "v": 1}, sort_keys=True).encode()).hexdigest()[:12]
+    key = _key(cfg, "vdm3d.train.stylize", STYLIZE_RENDERING)
     path = cache_dir() / f"stylize-{cfg.split}-{cfg.objects}-{cfg.rooms}-{key}.npz"
     if path.is_file():
         with np.load(path) as f:
@@ -247,6 +249,7 @@ def train_stylize(out: Path, task: Literal["anchor", "inbetween"] = "anchor", in
         overwrite: replace an existing ``out``.
     """
     settings = locals().copy()  # the command's options only: no clock, no imported functions
+    refuse_scored_split("--data.split", data.split)
     from vdm3d.models.tiny import vae_file
     from vdm3d.train.run import fine_tune_init, keep_vae, load_fine_tune_init, training_folder
 
@@ -270,7 +273,8 @@ def train_stylize(out: Path, task: Literal["anchor", "inbetween"] = "anchor", in
         backbone.denoiser = net
         info = {"data": dataclasses.asdict(data), "tasks": dataclasses.asdict(tasks), "init": str(init),
                 "stored": "float16"}
-        save_model(run.path, name, "video", copy.deepcopy(net).half(), card(summary, info, loop.seed, {}, start),
+        save_model(run.path, name, "video", copy.deepcopy(net).half(),
+                   card(summary, info, loop.seed, {}, start, resume),
                    extra={"vae": meta.get("vae", "vae"), "resolution": [res, res], "frames": data.frames,
                           "task": f"stylize-{task}"})
         keep_vae(run.path, vae_file(init, meta))

@@ -33,7 +33,8 @@ from vdm3d.diffusion.parameterizations import edm_loss_weight
 from vdm3d.geometry.reproject import depth_range
 from vdm3d.models.tiny.backbone import SIGMA_DATA, assemble, reference_rays, relative_plucker
 from vdm3d.models.tiny.v3d import V3dCondition, V3dSceneBackbone, V3dSceneConfig
-from vdm3d.train.datasets import ROOM_FOV_DEG, SEED_OFFSETS, Split, _as_uint8, _key, _to_np, cache_dir
+from vdm3d.train.datasets import (ROOM_FOV_DEG, SEED_OFFSETS, Split, _as_uint8, _key, _to_np, cache_dir,
+                                  refuse_scored_split)
 from vdm3d.train.loop import LoopConfig
 from vdm3d.train.video import VideoTaskConfig, encode_all, sample_sigma
 
@@ -81,7 +82,7 @@ def build_v3d_rooms(cfg: V3dRoomSetConfig, progress: Callable[[str], None] | Non
 
 
 def load_or_build_v3d_rooms(cfg: V3dRoomSetConfig, progress: Callable[[str], None] | None = print):
-    path = cache_dir() / f"v3drooms-{cfg.split}-{cfg.count}-{cfg.resolution}-{_key(cfg)}.npz"
+    path = cache_dir() / f"v3drooms-{cfg.split}-{cfg.count}-{cfg.resolution}-{_key(cfg, 'vdm3d.train.v3d')}.npz"
     if path.is_file():
         with np.load(path) as f:
             return {k: f[k] for k in f.files}
@@ -253,6 +254,7 @@ def train_v3d(out: Path, init: Path | None = None, rooms: V3dRoomSetConfig = V3d
         overwrite: replace an existing ``out``.
     """
     config = locals().copy()
+    refuse_scored_split("--rooms.split", rooms.split)
     from vdm3d.models.tiny.v3d import from_video
     from vdm3d.train.run import FineTune, fine_tune
 

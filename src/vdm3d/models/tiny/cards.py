@@ -30,6 +30,24 @@ def portable_command(command: str, name: str) -> str:
     return shlex.join(args)
 
 
+def reproduce(card: dict[str, Any], name: str) -> str:
+    """The shell line that retrains the model: the card's ``prepare`` steps (like fetching the init weights
+    from an earlier commit with ``git show``), then its command (:func:`portable_command`)."""
+    return " && ".join([*card.get("prepare", []), portable_command(card.get("command", ""), name)])
+
+
+def timing(card: dict[str, Any]) -> str:
+    """The card's training time, said as what it measured: ``train_seconds`` sums every session of a resumed
+    run, the wall time with data building is of one process (the last one when the run was resumed)."""
+    text = f"training wall time {card.get('train_seconds')} s"
+    if card.get("wall_seconds_incl_data") is not None:
+        return text + f" (with data {card['wall_seconds_incl_data']} s)"
+    if card.get("wall_seconds_last_session_incl_data") is not None:
+        last = card["wall_seconds_last_session_incl_data"]
+        return text + f" over all sessions (the last session, resumed, took {last} s of wall time with its data)"
+    return text + " (wall time with data not recorded)"
+
+
 def render_cards(weights_dir: str | Path) -> str:
     """Markdown for every ``<name>.json`` in ``weights_dir``."""
     weights_dir = Path(weights_dir)
@@ -41,12 +59,13 @@ def render_cards(weights_dir: str | Path) -> str:
         meta = json.loads(path.read_text())
         card = meta.get("card", {})
         size = path.with_suffix(".safetensors").stat().st_size if path.with_suffix(".safetensors").exists() else 0
-        parts += [f"## {path.stem} ({meta.get('kind')})", "",
-                  f"- weights: `{path.stem}.safetensors`, {size / 1e6:.2f} MB; config: {_fmt(meta.get('config', {}))}",
-                  f"- reproduce: `{portable_command(card.get('command', ''), path.stem)}`",
+        parts += [f"## {path.stem} ({meta.get('kind')})", ""]
+        if card.get("description"):
+            parts.append(f"- summary: {card['description']}")
+        parts += [f"- weights: `{path.stem}.safetensors`, {size / 1e6:.2f} MB; config: {_fmt(meta.get('config', {}))}",
+                  f"- reproduce: `{reproduce(card, path.stem)}`",
                   f"- data: {json.dumps(card.get('data', {}))}",
-                  f"- seed {card.get('seed')}, steps {card.get('steps')}, training wall time "
-                  f"{card.get('train_seconds')} s (with data {card.get('wall_seconds_incl_data')} s), "
+                  f"- seed {card.get('seed')}, steps {card.get('steps')}, {timing(card)}, "
                   f"stopped: {card.get('stopped')}",
                   f"- hardware: {_fmt(card.get('hardware', {}))}",
                   f"- notes: {card.get('notes', '')}", "", "Held-out metrics:", ""]

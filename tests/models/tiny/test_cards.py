@@ -1,0 +1,76 @@
+"""The shipped model cards say what their numbers measured, and MODEL_CARDS.md is rendered from them."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from vdm3d.models.tiny import WEIGHTS_DIR
+from vdm3d.models.tiny.cards import render_cards, reproduce, timing
+
+
+def _card(name: str) -> dict:
+    return json.loads((WEIGHTS_DIR / f"{name}.json").read_text())["card"]
+
+
+def test_model_cards_md_is_the_render_of_the_json_cards_and_prints_no_none():
+    text = render_cards(WEIGHTS_DIR)
+    assert (WEIGHTS_DIR / "MODEL_CARDS.md").read_text() == text
+    assert "None s" not in text  # v3d_scene's card has no wall time with data: said, not printed as None
+
+
+def test_timing_says_what_each_time_measured():
+    assert timing({"train_seconds": 10.0, "wall_seconds_incl_data": 12.5}) == "training wall time 10.0 s (with data 12.5 s)"
+    assert timing({"train_seconds": 1080.2, "wall_seconds_last_session_incl_data": 404.0}) == (
+        "training wall time 1080.2 s over all sessions (the last session, resumed, took 404.0 s of wall time with "
+        "its data)")
+    assert timing({"train_seconds": 351.3}) == "training wall time 351.3 s (wall time with data not recorded)"
+    # object_depth was resumed: its with-data time (404 s) is the second session's, the training time both sessions'
+    od = _card("object_depth")
+    assert od["train_seconds"] > od["wall_seconds_last_session_incl_data"] and "wall_seconds_incl_data" not in od
+
+
+def test_a_resumed_runs_card_names_its_wall_time_the_last_sessions():
+    import time
+
+    from vdm3d.train.run import card
+
+    summary = {"steps": 4, "seconds": 100.0, "stopped": "done", "device": "cpu", "processes": 1, "losses": []}
+    fresh, resumed = card(summary, {}, 0, {}, time.time() - 3), card(summary, {}, 0, {}, time.time() - 3, True)
+    assert 3.0 <= fresh["wall_seconds_incl_data"] < 60 and "wall_seconds_last_session_incl_data" not in fresh
+    assert 3.0 <= resumed["wall_seconds_last_session_incl_data"] < 60 and "wall_seconds_incl_data" not in resumed
+
+
+def test_explore_reproduces_from_the_init_its_data_names():
+    """The command started from the package's explore.json, which is now the fine-tuned model itself."""
+    card = _card("explore")
+    commit = re.search(r"git show (\w+):", card["data"]["init"]).group(1)
+    line = reproduce(card, "explore")
+    assert line.startswith("mkdir -p runs/init && ")
+    assert f"git show {commit}:src/vdm3d/models/tiny/weights/explore.safetensors > runs/init/explore.safetensors" in line
+    assert f"git show {commit}:src/vdm3d/models/tiny/weights/explore.json > runs/init/explore.json" in line
+    assert "--init runs/init/explore.json " in line and "weights/explore.json --" not in line
+    assert " && vdm3d train explore --out runs/train/explore " in line
+
+
+def test_orbit_held_out_job_row_says_which_defaults_and_gives_todays():
+    job = _card("orbit")["heldout"]["object_job"]
+    assert job["job_novel_psnr_db"] == 13.53 and "NO proxy maps" in job["job_settings"]
+    today = _card("object_depth")["heldout"]["object_job"]  # the run with today's defaults, same 23 cases
+    assert (job["job_today_defaults_novel_psnr_db"], job["job_today_defaults_novel_ssim"],
+            job["job_today_defaults_chamfer"]) == (today["job_novel_psnr_db"], today["job_novel_ssim"],
+                                                   today["job_chamfer"]) == (13.49, 0.4971, 0.1007)
+    assert job["cases"] == today["cases"] == 23
+
+
+def test_v3d_scene_says_plainly_it_is_below_its_baseline(capsys):
+    from vdm3d.cli.main import main
+
+    frames = _card("v3d_scene")["heldout"]["frames_psnr_db"]
+    gap = round(frames["v3d_scene"] - frames["nearest_input_photo_copied"], 2)
+    assert gap == frames["versus_nearest_input_photo_db"] == -0.46
+    assert main(["models", "list"]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("tiny-v3d_scene "))
+    assert "0.46 dB BELOW its own baseline of copying the nearer input photo (19.26 dB)" in line
+    assert "- summary: embedded v3d_scene (100 training steps): held-out frames 18.81 dB, 0.46 dB BELOW" in \
+        render_cards(WEIGHTS_DIR)
