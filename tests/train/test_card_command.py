@@ -36,3 +36,16 @@ def test_card_command_outside_the_cli_is_empty(monkeypatch):
 
     monkeypatch.setattr(sys, "argv", ["pytest", "-x", "tests"])
     assert train_command() == ""  # a library call has no command to repeat; never the host program's argv
+
+
+def test_a_model_file_given_to_a_trainer_is_hashed_with_its_weights(tmp_path):
+    """A fine-tune's init (or a frozen VAE) was hashed by its .json alone, so swapped weights under the same
+    .json passed --resume's same-inputs check and rerun; now its weights and VAE are inputs too."""
+    from vdm3d.models.tiny import WEIGHTS_DIR
+    from vdm3d.train.loop import LoopConfig
+    from vdm3d.train.run import training_folder
+
+    run = training_folder(tmp_path / "run", {"x": 1}, LoopConfig(), False, False, inputs=(WEIGHTS_DIR / "video.json",))
+    assert [p.name for p in run.inputs] == ["video.json", "video.safetensors", "vae.json", "vae.safetensors"]
+    missing = training_folder(tmp_path / "run", {"x": 1}, LoopConfig(), False, False, inputs=(tmp_path / "no.json",))
+    assert missing.inputs == [tmp_path / "no.json"]  # refused by the run folder as "does not exist"

@@ -99,9 +99,14 @@ def training_folder(out: Path, config: Any, loop: LoopConfig, resume: bool, over
     """The run folder of a training run, seeded by ``loop.seed``; ``--resume`` on a finished run continues it
     (:func:`finished_checkpoints`), and may change the loop's settings (more steps, another time limit), not
     the data or the model: a refused resume leaves the finished run as it was."""
+    from vdm3d.models.registry import model_files
+
     finished = finished_checkpoints(out, resume)
+    # a model file given as input (the init of a fine-tune, a frozen VAE) is hashed with its weights and VAE
+    files = [f for p in inputs
+             for f in ((model_files(str(p)) or [Path(p)]) if str(p).endswith(".json") else [Path(p)])]
     return RunFolder(out, config=config, seed=loop.seed, overwrite=overwrite or finished is not None,
-                     resume=resume, inputs=list(inputs), may_change=("loop",), continue_from=finished)
+                     resume=resume, inputs=files, may_change=("loop",), continue_from=finished)
 
 
 def fine_tune_init(init: Path | None, name: str) -> Path:
