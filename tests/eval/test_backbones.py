@@ -76,3 +76,25 @@ def test_a_train_runs_model_file_works_wherever_a_name_does(tmp_path, monkeypatc
             assert ".json.json" not in err and "Traceback" not in err
     assert main(["eval", "depth", "--model", str(run / "depth.json"), "--weights-dir", str(run)]) == 2
     assert "drop --weights-dir" in capsys.readouterr().err
+
+
+def test_an_eval_manifest_records_its_arguments_only(tmp_path):
+    """`eval depth`'s recorded config held `depth_metrics: <function ... at 0x...>` (an import that joined
+    the locals), so `vdm3d rerun` reported a difference that was not there."""
+    import json
+
+    from vdm3d.eval.backbones import depth as eval_depth
+
+    eval_depth(rooms=1, out=tmp_path / "ev")
+    config = json.loads((tmp_path / "ev" / "manifest.json").read_text())["config"]
+    assert "depth_metrics" not in config and not any("<function" in str(v) for v in config.values())
+    assert config["rooms"] == 1
+
+
+def test_eval_explore_split_takes_the_named_splits_only(capsys):
+    """`--split foo` was a KeyError traceback (exit 1) and `--split train` scored training rooms."""
+    from vdm3d.cli.main import main
+
+    for bad in ("foo", "train"):
+        assert main(["eval", "explore", "--split", bad]) == 2
+        assert capsys.readouterr().err.strip().endswith(f"--split takes one of heldout, val, not '{bad}'; pass one of them.")

@@ -279,9 +279,9 @@ def depth(model: str = "depth", rooms: Annotated[int, Range(1)] = 30, weights_di
             the shipped card changes only with ``record_into_package``.
         record_into_package: let ``record`` write into the card shipped inside the installed package.
     """
+    config = dict(locals())  # the arguments only, before any import joins the locals (rerun compares them)
     from vdm3d.train.run import depth_metrics
 
-    config = dict(locals())
     name, folder = _model_file(model, weights_dir)
     _check_record(record, name, folder, record_into_package)  # before minutes of evaluation
     net = _load(name, folder)

@@ -116,7 +116,8 @@ def explore(rooms: Annotated[int, Range(1)] = 10, skip_rooms: Annotated[int, Ran
             valid_depth: Literal["estimate", "render"] = "estimate",
             source_depth: Literal["stored", "render"] = "stored",
             camera_accuracy: bool = False, seed: int = 0,
-            split: str = "heldout", out: Path | None = None, overwrite: bool = False) -> dict[str, Any]:
+            split: Literal["heldout", "val"] = "heldout", out: Path | None = None,
+            overwrite: bool = False) -> dict[str, Any]:
     """The explore job and its baselines on held-out room loops (see the module docstring).
 
     Args:

@@ -206,10 +206,10 @@ def stylize(out: Path = Path("runs/eval_stylize"), procedural: Annotated[int, Ra
             a shipped model's card only with --record-into-package.
         record_into_package: let --record write into the cards shipped inside the installed package.
     """
+    params = locals().copy()  # the arguments only, before the imports below join the locals (rerun compares them)
     from vdm3d.io.images import write_image
     from vdm3d.io.runs import RunFolder, atomic_write_json
 
-    params = locals().copy()
     config = StylizeConfig(resolution=resolution, arc_frames=arc_frames, steps=steps, anchor_model=anchor_model,
                            inbetween_model=inbetween_model, guidance_scale=guidance_scale, keyframe_blend=keyframe_blend,
                            fusion_radius=fusion_radius, fusion_tau=fusion_tau, noise_alpha=noise_alpha,
