@@ -43,6 +43,7 @@ from vdm3d.cameras.camera import Cameras
 from vdm3d.cameras.io import cameras_from_sv3d
 from vdm3d.data.procedural import Scene, load_mesh, make_object
 from vdm3d.errors import InputError
+from vdm3d.eval.meshes import mesh_files
 from vdm3d.geometry.carve import CarveResult, foreground_votes, grid_points, occupancy_mesh
 from vdm3d.geometry.mesh_render import render_buffers
 from vdm3d.io.images import write_image
@@ -184,11 +185,8 @@ def load_cases(config: EvalObjectConfig) -> list[dict]:
                              fix='write a list like [{"seed": 1500000}, {"mesh": "spot.obj"}]')
         return cases
     cases = [{"seed": HELDOUT_SEED + i} for i in range(config.procedural)]
-    for item in config.meshes:
-        path, _, texture = item.partition(":")
-        full = config.mesh_root / path
-        if full.is_file():
-            cases.append({"mesh": str(full), **({"texture": str(config.mesh_root / texture)} if texture else {})})
+    for full, texture in mesh_files(config.meshes, config.mesh_root):
+        cases.append({"mesh": str(full), **({"texture": str(texture)} if texture else {})})
     return cases
 
 

@@ -39,6 +39,7 @@ from torch import Tensor
 from vdm3d.data.procedural.stylize import StylizeCase, mesh_case, object_case, room_case
 from vdm3d.geometry.mesh_render import render_buffers
 from vdm3d.geometry.path_buffers import PathBuffers, render_path
+from vdm3d.eval.meshes import mesh_files
 from vdm3d.io.progress import StageLog
 from vdm3d.jobs.stylize import StylizeConfig, anchor_views, arcs, fuse, load_models, stylize_frames
 from vdm3d.metrics.image import psnr, ssim
@@ -68,12 +69,9 @@ def eval_cases(procedural: int, frames: int, size: int, meshes: tuple[str, ...],
                 seed += 1
                 continue
         seed += 1
-    for item in meshes:
-        path, _, texture = item.partition(":")
-        full = mesh_root / path
-        if full.is_file():
-            scene = load_mesh(full, texture=(mesh_root / texture) if texture else None)
-            cases.append(mesh_case(scene, full.stem, SEED_OFFSETS[split] + len(cases), frames, size))
+    for full, texture in mesh_files(meshes, mesh_root):
+        scene = load_mesh(full, texture=texture)
+        cases.append(mesh_case(scene, full.stem, SEED_OFFSETS[split] + len(cases), frames, size))
     return cases
 
 
