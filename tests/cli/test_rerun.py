@@ -29,7 +29,7 @@ def test_rerun_reproduces_an_object_run_exactly(tmp_path, monkeypatch, capsys):
     from vdm3d.models.tiny import WEIGHTS_DIR
 
     shipped = WEIGHTS_DIR / "orbit.safetensors"  # the shipped weights it ran with (a retrain changes them)
-    assert first["inputs"][str(shipped)] == file_sha256(shipped)
+    assert first["inputs"]["vdm3d:models/tiny/weights/orbit.safetensors"] == file_sha256(shipped)  # wherever installed
     from vdm3d.threads import current_threads
 
     assert first["threads"] == current_threads() >= 1

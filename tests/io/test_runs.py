@@ -409,3 +409,42 @@ def test_a_resume_from_another_folder_or_a_moved_project_takes_paths_spelled_ano
     with pytest.raises(ConfigError, match=r"--image .*other.png.*, not \"in/cup.png\""):
         RunFolder(project / "runs" / "cup", config=Job(project / "in" / "other.png"),
                   inputs=[project / "in" / "other.png"], resume=True).__enter__()
+
+
+def test_vdm3d_own_files_are_inputs_by_package_name(tmp_path, monkeypatch):
+    """The shipped weights were keyed by their install path, so a resume after moving or reinstalling vdm3d
+    was refused ("put the original back") and rerun listed them as new and gone; they are keyed by their place
+    in the package, and weights that really changed are said to be vdm3d's own."""
+    from vdm3d.io import runs
+    from vdm3d.models.tiny import WEIGHTS_DIR
+
+    weights = WEIGHTS_DIR / "vae.json"
+    assert runs.input_name(weights) == "vdm3d:models/tiny/weights/vae.json"
+    assert runs.input_name(tmp_path / "cup.png") == str(tmp_path / "cup.png")
+    out = tmp_path / "run"
+    _interrupted(out, Job(), [weights])
+    with RunFolder(out, config=Job(), inputs=[weights], resume=True) as run:  # the same package: same input
+        assert run.resuming
+    out = tmp_path / "again"
+    _interrupted(out, Job(), [weights])
+    start = json.loads((tmp_path / ".again.partial" / "start.json").read_text())
+    start["inputs"]["vdm3d:models/tiny/weights/vae.json"] = "0" * 64  # what an older vdm3d shipped
+    (tmp_path / ".again.partial" / "start.json").write_text(json.dumps(start))
+    with pytest.raises(InputError, match=r"other weights of vdm3d's own \(models/tiny/weights/vae.json changed: vdm3d "
+                                         r"was upgraded or its models retrained since\)"):
+        RunFolder(out, config=Job(), inputs=[weights], resume=True).__enter__()
+
+
+def test_a_library_error_that_says_the_disk_is_full_is_one_sentence(tmp_path):
+    """safetensors raises its own SafetensorError (not an OSError) for a full disk: explore and stylize
+    ended in its traceback."""
+    from vdm3d.errors import DiskFullError
+
+    class SafetensorError(Exception):
+        pass
+
+    with pytest.raises(DiskFullError, match=r"run: the disk is full \(No space left on device\); the checkpoint"):
+        with RunFolder(tmp_path / "run", config=Cfg()) as run:
+            (run.checkpoint_dir / "state").write_bytes(b"half")
+            raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "
+                                  '"No space left on device" })')

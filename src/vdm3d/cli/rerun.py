@@ -16,6 +16,8 @@ import argparse
 import json
 from pathlib import Path
 
+from vdm3d.io.runs import PACKAGE_PREFIX
+
 HELP = "repeat a run exactly from its manifest.json (the recorded config), into a new folder"
 REPLAYED = ("data", "eval", "train", "trajectory", "models")  # subcommand groups: replay the arguments
 EXAMPLES = """examples:
@@ -161,9 +163,10 @@ def input_differences(old: dict, new: dict) -> list[str]:
     """Input files whose hashes differ between two manifests (relative paths from each run's ``cwd``). A hub
     model's fingerprint (:func:`vdm3d.models.registry.hub_fingerprint_file`) is named as that model's
     weights, with where they were loaded from."""
-    def by_path(manifest: dict) -> dict[str, str]:
+    def by_path(manifest: dict) -> dict[str, str]:  # vdm3d's own files are named the same everywhere
         cwd = Path(manifest.get("cwd") or ".")
-        return {str((cwd / k).resolve()): v for k, v in (manifest.get("inputs") or {}).items()}
+        return {k if k.startswith(PACKAGE_PREFIX) else str((cwd / k).resolve()): v
+                for k, v in (manifest.get("inputs") or {}).items()}
 
     def record(path: str) -> tuple[str, str] | None:
         try:

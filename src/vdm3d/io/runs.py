@@ -169,6 +169,23 @@ def resume_target(out: Path | None, resume: Path | None, default: Path) -> Path:
     return Path(resume or out or default)
 
 
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+"""the installed ``vdm3d`` package (its shipped weights are inputs of the runs that load them)"""
+PACKAGE_PREFIX = "vdm3d:"
+
+
+def input_name(path: Path) -> str:
+    """How a manifest names an input file: as given, or ``vdm3d:models/tiny/weights/orbit.json`` for a file of
+    the installed package, so that the same weights are the same input wherever vdm3d is installed (a
+    resume after moving or reinstalling it, a rerun on another machine), and an upgrade that changes them
+    is named as such."""
+    try:
+        inside = path.resolve().relative_to(PACKAGE_DIR)
+    except (ValueError, OSError):
+        return str(path)
+    return PACKAGE_PREFIX + inside.as_posix()
+
+
 def partial_folder(out: str | Path) -> Path:
     """Where a run that will end in ``out`` is written until it finishes: the hidden sibling
     ``.<name>.partial`` (its ``checkpoints/`` hold the state a resumed run continues from)."""
@@ -195,19 +212,29 @@ def check_name_length(out: Path, option: str = "--out") -> None:
 
 
 
+_DISK_FULL_TEXT = ("No space left on device", "os error 28", "Disk quota exceeded", "os error 122")
+
+
 def disk_full(exc: BaseException | None) -> bool:
-    """Whether ``exc`` (or the error it was raised from) is a full disk or an exceeded quota."""
+    """Whether ``exc`` (or the error it was raised from) is a full disk or an exceeded quota: an ``OSError``
+    with that errno, or a library's own error that says so (safetensors raises ``SafetensorError: ... No space
+    left on device (os error 28)``)."""
     while exc is not None:
         if isinstance(exc, DiskFullError) or (isinstance(exc, OSError) and exc.errno in DISK_FULL):
             return True
-        exc = exc.__cause__
+        if not isinstance(exc, OSError) and any(text in str(exc) for text in _DISK_FULL_TEXT):
+            return True
+        exc = exc.__cause__ or exc.__context__
     return False
 
 
 def _strerror(exc: BaseException) -> str:
     while exc.__cause__ is not None and not isinstance(exc, OSError):
         exc = exc.__cause__
-    return getattr(exc, "strerror", None) or "no space left on the device"
+    text = getattr(exc, "strerror", None)
+    if text:
+        return text
+    return "Disk quota exceeded" if "quota" in str(exc) or "os error 122" in str(exc) else "No space left on device"
 
 
 def lock_run(out: Path) -> Any:
@@ -422,7 +449,7 @@ class RunFolder:
             raise OutputExistsError(f"{self.out}: that run has finished (its {MANIFEST} is there), so there is "
                                     "nothing to resume; its results are there, and --overwrite instead of --resume "
                                     "runs it again from the start.")
-        if not self.overwrite:
+        if not self.overwrite and (self.out / MANIFEST).is_file():
             raise OutputExistsError(
                 f"{self.out}: the output folder already exists; choose another --out or pass --overwrite.")
         if not (self.out / MANIFEST).is_file():
@@ -437,13 +464,14 @@ class RunFolder:
         return {k: v for k, v in cfg.items() if k not in leave_out} if isinstance(cfg, dict) else cfg
 
     def input_hashes(self) -> dict[str, str]:
-        """SHA-256 of every input file (a folder's files, at most 2000), computed once, when the run starts."""
+        """SHA-256 of every input file (a folder's files, at most 2000), computed once, when the run starts;
+        keyed by the path as given, or ``vdm3d:PATH`` for a file of the installed package (:func:`input_name`)."""
         if self._hashes is None:
             self._hashes = {}
             for p in self.inputs:
                 files = [p] if p.is_file() else sorted(q for q in p.rglob("*") if q.is_file())
                 for f in files[:2000]:
-                    self._hashes[str(f)] = file_sha256(f)
+                    self._hashes[input_name(f)] = file_sha256(f)
         return self._hashes
 
     def _earlier_start(self) -> dict[str, Any] | None:
@@ -487,6 +515,11 @@ class RunFolder:
             if old_inputs.get(name) != new_inputs.get(name):
                 what = ("changed" if name in new_inputs and name in old_inputs else
                         "is new" if name in new_inputs else "is gone")
+                if name.startswith(PACKAGE_PREFIX):  # vdm3d's own weights: upgraded or retrained since
+                    raise InputError(f"{self.out}: the interrupted run used other weights of vdm3d's own "
+                                     f"({name[len(PACKAGE_PREFIX):]} {what}: vdm3d was upgraded or its models "
+                                     "retrained since); run without --resume (and with --overwrite) to start "
+                                     "again.")
                 raise InputError(path=name, problem=f"{what} since the interrupted run in {self.out} started",
                                  fix="put the original back, or run without --resume (and with --overwrite) "
                                      "to start again")
