@@ -152,3 +152,19 @@ def test_sigterm_to_a_ray_batch_is_one_sentence_and_143(tmp_path):
     assert not (out / "c").exists() and not (out / "logs" / "c.log").exists()
     summary = {c["name"]: c["status"] for c in json.loads((out / "batch.json").read_text())["cases"]}
     assert summary == {"a": "ok", "b": "interrupted", "c": "not run"}
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the child's signal mask is set before exec on Linux")
+def test_a_case_started_with_sigint_blocked_still_sees_ctrl_c(tmp_path, monkeypatch):
+    """Ray runs tasks with SIGINT blocked, and a child inherits the mask: a case would never see Ctrl-C."""
+    script = tmp_path / "case.py"
+    script.write_text("print([ln for ln in open('/proc/self/status') if ln.startswith('SigBlk')][0].split()[1])\n")
+    real = subprocess.Popen
+    monkeypatch.setattr(runner.subprocess, "Popen", lambda argv, **kw: real([sys.executable, str(script)], **kw))
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # as in a Ray worker's task
+    try:
+        rc, _, _ = runner.run_command(["object"], str(tmp_path / "case.log"), 1)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    blocked = int((tmp_path / "case.log").read_text().splitlines()[-1], 16)
+    assert rc == 0 and not blocked & (1 << (signal.SIGINT - 1))
