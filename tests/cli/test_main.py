@@ -99,3 +99,36 @@ def test_python_dash_m_runs_the_same_command_line(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "vdm3d", "trajectory", "make", "orbit", "--frames", "3", "--out",
                           str(out)], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "already exists" in bad.stderr
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "SIGHUP"), reason="no SIGHUP on this platform")
+def test_sighup_keeps_the_checkpoint_says_so_and_exits_129(tmp_path, monkeypatch, capsys):
+    """A closed terminal (or a dropped ssh connection) sends SIGHUP: it used to end the command by the signal,
+    without a word; now it stops like Ctrl-C, through the run folder, with 128 + 1."""
+    import os
+    import signal
+
+    from vdm3d.io.runs import RunFolder
+
+    out = tmp_path / "run"
+
+    def run():
+        with RunFolder(out, command=["vdm3d", "fake"]) as folder:
+            (folder.checkpoint_dir / "state.json").write_text("{}")
+            os.kill(os.getpid(), signal.SIGHUP)
+            for _ in range(10_000_000):  # the handler's exception is raised in here
+                pass
+
+    fake_command(monkeypatch, run)
+    hangups = []  # without vdm3d's handler the signal lands here instead of ending pytest
+    previous = signal.signal(signal.SIGHUP, lambda *a: hangups.append(a))
+    try:
+        status = cli_main.main(["fake"])
+    finally:
+        assert signal.getsignal(signal.SIGHUP) is not None
+        signal.signal(signal.SIGHUP, previous)
+    assert hangups == [] and status == 129
+    assert capsys.readouterr().err.strip() == (
+        f"interrupted by SIGHUP: the checkpoint in {tmp_path / '.run.partial'} is kept; the same command with "
+        "--resume continues from it.")
+    assert (tmp_path / ".run.partial" / "checkpoints" / "state.json").is_file() and not out.exists()

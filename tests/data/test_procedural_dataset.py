@@ -147,3 +147,46 @@ def test_progress_in_a_log_is_plain_lines(tmp_path, capsys):
     lines = err.splitlines()
     assert lines[0].startswith("data objects 1/2 (50%), ") and "ETA" in lines[0]
     assert lines[1].startswith("data objects 2/2 (100%), ")
+
+
+def _children(pid: int) -> list[str]:
+    """Command lines of the processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rpartition(")")[2].split()[1]) == pid:
+                found.append((stat.parent / "cmdline").read_bytes().decode(errors="replace"))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the workers through /proc")
+def test_ctrl_c_with_workers_is_one_sentence(tmp_path):
+    """Ctrl-C reaches the whole process group, the spawned workers too: a worker still importing torch
+    printed its KeyboardInterrupt traceback (and a `Process SpawnPoolWorker-N:` line) before the parent's
+    sentence. The workers now ignore it; the parent stops them and says what it kept."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "vdm3d.cli.main", "data", "make", "objects", "--count", "20",
+                             "--resolution", "16", "--views", "2", "--workers", "2", "--no-progress", "--out",
+                             str(tmp_path / "d")], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # a terminal's job
+    try:
+        deadline = time.time() + 120
+        while sum("spawn_main" in c for c in _children(proc.pid)) < 2:  # both workers started, still importing
+            assert proc.poll() is None and time.time() < deadline, proc.communicate()
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 128 + signal.SIGINT, err
+    assert err.splitlines() == [f"interrupted by SIGINT: the checkpoint in {tmp_path / '.d.partial'} is kept; the "
+                                "same command with --resume continues from it."], err

@@ -19,6 +19,11 @@ node needs vdm3d installed and the inputs at the same paths); each case is a tas
 ``cpus_per_case`` CPUs, and its process gets as many torch threads. The case's process dies with
 the worker that runs it (Linux ``PR_SET_PDEATHSIG``), so killing the batch leaves no stray job behind.
 Each case's output goes to ``<batch out>/logs/<name>.log``; ``<batch out>/batch.json`` holds the summary.
+
+Stopping the batch (Ctrl-C, SIGTERM, SIGHUP) stops its running cases the same way and waits for them to
+keep their checkpoints; :func:`run_cases` then raises the interrupt with ``results`` (the finished cases,
+the stopped ones with whether their checkpoint is kept, those not started) and ``outcome``, the sentence
+the CLI prints: the same ``vdm3d batch`` command continues from there.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Literal
@@ -39,6 +45,8 @@ from vdm3d.batch.cases import Case
 from vdm3d.io.runs import MANIFEST, atomic_write_json, partial_folder
 
 State = Literal["done", "resume", "restart", "todo"]
+# the signals that stop vdm3d as Ctrl-C does (vdm3d.cli.main.STOP_SIGNALS)
+_STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name))
 
 
 @dataclasses.dataclass
@@ -46,11 +54,14 @@ class CaseResult:
     name: str
     job: str
     state: State  # where the case stood before this batch
-    status: Literal["skipped", "ok", "failed"]
+    # interrupted: running when the batch was stopped; not run: the batch was stopped before it started
+    status: Literal["skipped", "ok", "failed", "interrupted", "not run"]
     seconds: float
     out: str
     returncode: int | None = None
-    error: str = ""  # the last line the case printed, when it failed (a note, when a skipped case has one)
+    # the last line the case printed, when it failed; a note, when a skipped case has one; what was kept of
+    # an interrupted case ("was stopped and its checkpoint in runs/.b.partial is kept")
+    error: str = ""
 
 
 def case_state(case: Case) -> State:
@@ -117,6 +128,9 @@ def command_for(case: Case, state: State, overwrite: bool = False) -> list[str]:
 
 
 def _die_with_parent() -> None:  # runs in the child before exec (Linux); elsewhere a no-op
+    # A Ray worker runs tasks with SIGINT blocked, and a child inherits the mask: the case would never see
+    # Ctrl-C (nor the batch's SIGINT when it is stopped); it runs as the same command typed by hand would.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     try:
         import ctypes
 
@@ -142,6 +156,8 @@ def run_command(argv: list[str], log: str, threads: int, driver_pid: int | None 
     outlive a killed driver for a while, so the case is stopped as soon as the driver is gone (it then
     resumes or restarts on the next ``vdm3d batch``), instead of finishing unseen in the background.
     """
+    if (Path(log).parent / STOPPING).exists():  # the batch is being stopped: a case queued on Ray does not start
+        return 128 + signal.SIGTERM, 0.0, "not started: the batch was stopped"
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     Path(log).parent.mkdir(parents=True, exist_ok=True)
     start = time.time()
@@ -150,19 +166,115 @@ def run_command(argv: list[str], log: str, threads: int, driver_pid: int | None 
         f.flush()
         proc = subprocess.Popen([sys.executable, "-m", "vdm3d.cli.main", *argv], stdout=f, stderr=subprocess.STDOUT,
                                 env=env, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
-        while True:
-            try:
-                proc.wait(timeout=0.5)
-                break
-            except subprocess.TimeoutExpired:
-                if driver_pid is not None and not _alive(driver_pid):
-                    proc.terminate()
-                    proc.wait()
+        try:
+            while True:
+                try:
+                    proc.wait(timeout=0.5)
                     break
+                except subprocess.TimeoutExpired:
+                    if driver_pid is not None and not _alive(driver_pid):
+                        proc.terminate()
+                        proc.wait()
+                        break
+        except KeyboardInterrupt as e:  # the batch is being stopped: stop the case too, and let it keep its state
+            stop_case(proc, getattr(e, "signum", signal.SIGINT))
+            raise
     last = ""
     if proc.returncode:
         last = last_words(Path(log).read_text(encoding="utf-8", errors="replace"))
     return proc.returncode, round(time.time() - start, 2), last
+
+
+STOPPING = ".stopping"  # in the logs folder while a stopped batch waits for its cases: no case starts then
+STOP_WAIT_S = 120.0  # how long a stopped case may take to keep its checkpoint (or remove its folder)
+
+
+def stop_case(proc: subprocess.Popen, signum: int) -> None:
+    """Stop a case's process with the signal that stopped the batch, and wait until it has kept its checkpoint
+    (a case reached by the same Ctrl-C ignores the second signal); SIGKILL after :data:`STOP_WAIT_S`, which
+    keeps whatever checkpoint was written."""
+    if proc.poll() is None:
+        try:
+            proc.send_signal(signum)
+        except ProcessLookupError:
+            pass
+    try:
+        proc.wait(timeout=STOP_WAIT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _lock_holder(out: Path) -> int | None:
+    """The process writing the run folder ``out`` now: the pid in its lock file (``.<name>.lock`` beside it,
+    :func:`vdm3d.io.runs.lock_run`) while the lock is held; None when nobody holds it (or no ``flock``)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    try:
+        with open(out.parent / f".{out.name}.lock", encoding="utf-8") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                return None  # free: the run has ended (a killed one leaves the file)
+            except OSError:
+                pid = f.read().strip()
+                return int(pid) if pid.isdigit() else -1
+    except OSError:
+        return None
+
+
+def signal_writer(out: Path, signum: int) -> None:
+    """Send ``signum`` to the process writing the run folder ``out`` on this machine, if one is."""
+    pid = _lock_holder(out)
+    if pid is not None and pid > 0:
+        try:
+            os.kill(pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def wait_until_written(out: Path, timeout: float = STOP_WAIT_S) -> None:
+    """Wait until no process holds the lock a run folder keeps while it is written (``.<name>.lock`` beside
+    ``out``, :func:`vdm3d.io.runs.lock_run`): a case stopped on a Ray worker keeps its checkpoint, or removes
+    its partial folder, before that. Returns at once where there is no such lock or no ``flock``."""
+    end = time.time() + timeout
+    while _lock_holder(out) is not None and time.time() < end:
+        time.sleep(0.2)
+
+
+def stopped_case(case: Case, state: State, started: bool, since: float) -> CaseResult:
+    """The result of a case that had not finished when the batch was stopped, read from its folders: not
+    started, finished after all, or stopped, with its checkpoint kept (``.<name>.partial/checkpoints``) or not."""
+    out = Path(case.out)
+    if not started:
+        return CaseResult(case.name, case.job, state, "not run", 0.0, str(out))
+    manifest = out / MANIFEST
+    seconds = round(time.time() - since, 2)
+    if manifest.is_file() and manifest.stat().st_mtime >= since:  # it finished as the batch was stopped
+        return CaseResult(case.name, case.job, state, "ok", seconds, str(out), 0)
+    partial = partial_folder(out)
+    note = (f"was stopped and its checkpoint in {partial} is kept" if (partial / "checkpoints").is_dir() else
+            "was stopped before its first checkpoint, so it starts again")
+    return CaseResult(case.name, case.job, state, "interrupted", seconds, str(out), error=note)
+
+
+def _names(names: list[str]) -> str:
+    shown = ", ".join(names[:4])
+    return shown + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+
+
+def interrupted_outcome(results: list[CaseResult], again: str = "the same command") -> str:
+    """What a stopped batch leaves, as the CLI prints it after ``interrupted by SIGINT: ``: the cases done,
+    failed, stopped (and whether each kept its checkpoint), not started, and that ``again`` continues."""
+    def listed(status: tuple[str, ...], one: str, many: str) -> list[str]:
+        names = [r.name for r in results if r.status in status]
+        return [f"{_names(names)} {one if len(names) == 1 else many}"] if names else []
+
+    parts = listed(("ok", "skipped"), "is done", "are done") + listed(("failed",), "failed", "failed")
+    parts += [f"{r.name} {r.error}" for r in results if r.status == "interrupted"]
+    parts += listed(("not run",), "did not start", "did not start")
+    return f"{', '.join(parts)}; {again} continues from there, skipping the finished cases"
 
 
 _BOX = "│┃╭╮╰╯─━┌┐└┘├┤ "  # the frame tyro draws around a usage error
@@ -182,10 +294,30 @@ def last_words(text: str) -> str:
 Report = Callable[[CaseResult, int, int], None]
 
 
+def _name_the_signal(e: KeyboardInterrupt) -> None:
+    """Give ``e`` the number of the signal that stopped the batch: Ray's wait raises a plain KeyboardInterrupt
+    in place of the handler's :class:`~vdm3d.errors.Interrupted`, and the CLI would report SIGTERM as SIGINT."""
+    from vdm3d import errors
+
+    if getattr(e, "signum", None) is None:
+        e.signum = errors.pending_signal or signal.SIGINT
+
+
+def _log_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
 def run_cases(cases: list[Case], logs: Path, *, use_ray: bool = True, address: str | None = None,
               num_cpus: int | None = None, cpus_per_case: int = 1, overwrite: bool = False,
-              report: Report | None = None) -> list[CaseResult]:
-    """Run every case that is not done; returns one result per case, in manifest order."""
+              report: Report | None = None, again: str = "the same command") -> list[CaseResult]:
+    """Run every case that is not done; returns one result per case, in manifest order.
+
+    When the batch is stopped (KeyboardInterrupt, or :class:`~vdm3d.errors.Interrupted`), the running cases
+    are stopped and waited for, and the interrupt is raised again with ``results`` (one per case, in manifest
+    order) and ``outcome`` (:func:`interrupted_outcome`, saying that ``again`` continues) set on it."""
     results: dict[str, CaseResult] = {}
     pending: list[tuple[Case, State, list[str]]] = []
     for case in cases:
@@ -206,28 +338,68 @@ def run_cases(cases: list[Case], logs: Path, *, use_ray: bool = True, address: s
         if report:
             report(results[case.name], done_count[0], len(cases))
 
-    if pending and use_ray:
-        _run_on_ray(pending, logs, address, num_cpus, cpus_per_case, finish)
-    else:
-        for case, state, argv in pending:
-            finish(case, state, run_command(argv, str(logs / f"{case.name}.log"), cpus_per_case))
+    (logs / STOPPING).unlink(missing_ok=True)  # left by a batch killed while it stopped
+    batch_start = time.time()
+    began: dict[str, float] = {}  # when each case started (on Ray: when the batch did)
+    logged = {case.name: _log_size(logs / f"{case.name}.log") for case, _, _ in pending}  # a case that starts logs
+    def started(case: Case) -> bool:
+        return _log_size(logs / f"{case.name}.log") > logged[case.name]
+
+    def stopping(signum: int) -> None:  # on a local Ray: stop the running cases, let them keep their checkpoints
+        logs.mkdir(parents=True, exist_ok=True)
+        (logs / STOPPING).touch()  # Ray would start the next queued case as soon as a worker is free
+        running = [Path(case.out) for case, _, _ in pending if case.name not in results and started(case)]
+        for out in running:
+            signal_writer(out, signum)
+        for out in running:
+            wait_until_written(out)
+
+    try:
+        if pending and use_ray:
+            _run_on_ray(pending, logs, address, num_cpus, cpus_per_case, finish, stopping)
+        else:
+            for case, state, argv in pending:
+                began[case.name] = time.time()
+                finish(case, state, run_command(argv, str(logs / f"{case.name}.log"), cpus_per_case))
+    except KeyboardInterrupt as e:
+        _name_the_signal(e)
+        for case, state, _ in pending:
+            if case.name in results:
+                continue
+            results[case.name] = stopped_case(case, state, started(case), began.get(case.name, batch_start))
+        (logs / STOPPING).unlink(missing_ok=True)
+        e.results = [results[c.name] for c in cases]
+        e.outcome = interrupted_outcome(e.results, again)
+        raise
     return [results[c.name] for c in cases]
 
 
-def _run_on_ray(pending, logs: Path, address: str | None, num_cpus: int | None, cpus_per_case: int, finish) -> None:
+def _run_on_ray(pending, logs: Path, address: str | None, num_cpus: int | None, cpus_per_case: int, finish,
+                stopping: Callable[[int], None] | None = None) -> None:
     import ray
 
+    # ray.init puts its own handlers on SIGTERM (Python's sys.exit, then its core worker's crash reporter,
+    # which printed a stack dump and ended the batch by SIGABRT): vdm3d's go back on after it, so that
+    # SIGTERM stops the batch as Ctrl-C does. Ray has no option to leave a driver's signals alone.
+    main_thread = threading.current_thread() is threading.main_thread()
+    handlers = {sig: signal.getsignal(sig) for sig in _STOP_SIGNALS} if main_thread else {}
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
         ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    for sig, handler in handlers.items():
+        if handler is not None:
+            signal.signal(sig, handler)
+    refs: dict = {}
     try:
         task = ray.remote(num_cpus=cpus_per_case, max_retries=0)(run_command)
         refs = {task.remote(argv, str(logs.resolve() / f"{case.name}.log"), cpus_per_case,
                              None if address else os.getpid()): (case, state)
                 for case, state, argv in pending}
         while refs:
-            ready, _ = ray.wait(list(refs), num_returns=1)
+            # a timeout: back in Python every second, where a signal's handler runs (a wait in Ray's C++
+            # would leave SIGTERM unhandled while Ray's own processes, stopped by the same signal, are gone)
+            ready, _ = ray.wait(list(refs), num_returns=1, timeout=1.0)
             for ref in ready:
                 case, state = refs.pop(ref)
                 try:
@@ -235,6 +407,21 @@ def _run_on_ray(pending, logs: Path, address: str | None, num_cpus: int | None, 
                 except Exception as e:  # the worker died (out of memory, node lost)
                     outcome = (1, 0.0, f"ray task failed: {type(e).__name__}: {e}".splitlines()[0])
                 finish(case, state, outcome)
+    except KeyboardInterrupt as e:
+        _name_the_signal(e)
+        # Stop the running cases and wait until they have kept their checkpoints before shutting Ray down,
+        # which kills the workers and, with them, the cases' processes. On this machine each case's process
+        # is signalled directly (through Ray the call would wait on Ray's own processes, which the same
+        # Ctrl-C or SIGTERM to the process group has stopped); on a cluster its task is cancelled.
+        if address:
+            for ref in refs:
+                try:
+                    ray.cancel(ref)
+                except Exception:  # noqa: BLE001 - shutting down below stops them anyway
+                    pass
+        elif stopping is not None:
+            stopping(getattr(e, "signum", signal.SIGINT))
+        raise
     finally:
         ray.shutdown()
 
@@ -244,18 +431,30 @@ def write_summary(path: Path, results: list[CaseResult], manifest: str) -> None:
                              "cases": [dataclasses.asdict(r) for r in results]})
 
 
+def _folder(r: CaseResult) -> str:
+    """The folder a case's table row names: its run folder, or for a stopped case its kept partial folder;
+    ``-`` when neither exists (a case that failed or was stopped before writing one)."""
+    if Path(r.out).exists():
+        return r.out
+    partial = partial_folder(r.out)
+    return str(partial) if r.status == "interrupted" and partial.exists() else "-"
+
+
 def summary_table(results: list[CaseResult]) -> str:
     """A plain-text table: case, job, state before, status, seconds, folder (and the error of failures)."""
     rows = [("case", "job", "before", "status", "seconds", "run folder")]
-    rows += [(r.name, r.job, r.state, r.status, f"{r.seconds:.1f}", r.out) for r in results]
+    rows += [(r.name, r.job, r.state, r.status, f"{r.seconds:.1f}", _folder(r)) for r in results]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     for r in results:
         if r.status == "failed":
             lines.append(f"{r.name}: exit {r.returncode}: {r.error}")
+        elif r.status == "interrupted":
+            lines.append(f"{r.name} {r.error}")
         elif r.error:  # a skipped case with a note
             lines.append(f"{r.name}: skipped: {r.error}")
-    counts = {s: sum(r.status == s for r in results) for s in ("ok", "skipped", "failed")}
-    lines.append(f"{counts['ok']} ran, {counts['skipped']} already done, {counts['failed']} failed")
+    counts = {s: sum(r.status == s for r in results) for s in ("ok", "skipped", "failed", "interrupted", "not run")}
+    lines.append(f"{counts['ok']} ran, {counts['skipped']} already done, {counts['failed']} failed"
+                 + "".join(f", {counts[s]} {s}" for s in ("interrupted", "not run") if counts[s]))
     return "\n".join(lines)

@@ -2,7 +2,9 @@
 
 The manifest format is in :mod:`vdm3d.batch.cases`, the running rules (skip finished cases, resume
 broken ones, one process and run folder per case) in :mod:`vdm3d.batch.runner`. A summary table is
-printed at the end and written to ``<out>/batch.json``; the exit status is 1 when a case failed.
+printed at the end and written to ``<out>/batch.json``; the exit status is 1 when a case failed. A stopped
+batch (Ctrl-C, SIGTERM, SIGHUP) writes ``batch.json`` too and says which cases are done, which was stopped
+and whether its checkpoint is kept; the same command continues.
 """
 
 from __future__ import annotations
@@ -66,10 +68,20 @@ def main(argv, prog: str = "vdm3d batch") -> int:
               + (f" ({result.error})" if result.status == "failed" else ""), flush=True)
 
     print(f"batch: {len(cases)} cases from {config.manifest} -> {config.out}/", flush=True)
-    results = run_cases(cases, config.out / "logs", use_ray=config.ray, address=config.address,
-                        num_cpus=config.num_cpus, cpus_per_case=config.cpus_per_case, overwrite=config.overwrite,
-                        report=report)
-    write_summary(config.out / "batch.json", results, str(config.manifest))
+    summary = config.out / "batch.json"
+    try:
+        results = run_cases(cases, config.out / "logs", use_ray=config.ray, address=config.address,
+                            num_cpus=config.num_cpus, cpus_per_case=config.cpus_per_case, overwrite=config.overwrite,
+                            report=report, again="the same `vdm3d batch` command")
+    except KeyboardInterrupt as e:  # stopped: the summary says what is done, stopped (checkpoint kept?), not run
+        if getattr(e, "results", None) is not None:
+            try:
+                write_summary(summary, e.results, str(config.manifest))
+                e.outcome += f" ({summary} lists every case)"
+            except OSError:
+                pass
+        raise
+    write_summary(summary, results, str(config.manifest))
     print(summary_table(results))
     sys.stdout.flush()
     return 1 if any(r.status == "failed" for r in results) else 0

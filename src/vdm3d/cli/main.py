@@ -249,9 +249,15 @@ def _pop_threads(argv: list[str]) -> tuple[list[str], int | None]:
     return rest, threads
 
 
+# The signals that stop a command the way Ctrl-C does: SIGTERM (kill, Slurm, a batch stopping its case),
+# SIGINT (Ctrl-C) and, where the platform has it, SIGHUP (the terminal closed, the ssh connection dropped).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name))
+
+
 def _terminate_as_interrupt() -> Callable[[], None]:
-    """Turn SIGTERM and SIGINT into :class:`~vdm3d.errors.Interrupted` (a KeyboardInterrupt) for the
-    command's duration, so that a run folder keeps its checkpoint or removes itself, and says which. The
+    """Turn SIGTERM, SIGINT and SIGHUP (:data:`STOP_SIGNALS`) into :class:`~vdm3d.errors.Interrupted` (a
+    KeyboardInterrupt) for the command's duration, so that a run folder keeps its checkpoint or removes
+    itself, and says which (exit status 128 + the signal's number). The
     signal is also remembered, so that a loop's :func:`~vdm3d.errors.raise_if_interrupted` ends the run
     when the exception was raised inside a C callback and dropped. Only the first signal raises: a second
     one (a batch's worker and its driver both stopping the job, say) would otherwise cut short the run
@@ -270,7 +276,7 @@ def _terminate_as_interrupt() -> Callable[[], None]:
         if not isinstance(report.exc_value, Interrupted):
             previous_hook(report)
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     previous_hook, sys.unraisablehook = sys.unraisablehook, unraisable
 
     def restore() -> None:
@@ -336,10 +342,13 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f"error: {e.filename or 'an output file'}: the disk is full ({e.strerror}); free space and run it "
               "again.", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM turned into Interrupted by _terminate_as_interrupt
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM/SIGHUP turned into Interrupted by _terminate_as_interrupt
         signum = getattr(e, "signum", signal.SIGINT)
         outcome = getattr(e, "outcome", "no run folder was being written, so nothing was kept")
-        print(f"interrupted by {signal.Signals(signum).name}: {outcome}.", file=sys.stderr)
+        try:
+            print(f"interrupted by {signal.Signals(signum).name}: {outcome}.", file=sys.stderr)
+        except OSError:  # SIGHUP: the terminal is gone, and writing to it fails; the exit status still says it
+            pass
         return 128 + int(signum)
     except SystemExit as e:  # argparse/tyro usage errors already printed their message
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)

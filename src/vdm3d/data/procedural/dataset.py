@@ -23,12 +23,15 @@ llvmpipe thread).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
 import multiprocessing as mp
 import os
 import shutil
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Annotated, Literal
@@ -151,6 +154,8 @@ def _jsonable(x):
 
 
 def _init_worker() -> None:
+    if hasattr(signal, "SIGINT"):  # Ctrl-C is the parent's to handle (see _workers_ignore_ctrl_c)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ["LP_NUM_THREADS"] = "1"  # llvmpipe: one thread per worker process
     import torch
 
@@ -161,6 +166,28 @@ def _work(args) -> int:
     root, cfg, index = args
     write_case(Path(root), cfg, index)
     return index
+
+
+@contextlib.contextmanager
+def _workers_ignore_ctrl_c():
+    """Start worker processes inside this block with SIGINT ignored from their first instruction.
+
+    Ctrl-C in a terminal reaches the whole process group: a spawned worker still importing torch (before
+    any initializer runs) printed its KeyboardInterrupt traceback, and later ones a ``Process
+    SpawnPoolWorker-N:`` line, before the parent's one sentence. The parent alone handles Ctrl-C (its run
+    folder keeps the finished cases) and stops the workers. An ignored signal stays ignored across exec, and
+    Python then installs no Ctrl-C handler of its own. SIGINT is also blocked in the parent meanwhile, so a
+    Ctrl-C that lands here is delivered when the block ends instead of lost."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def pending_cases(root: Path, count: int) -> list[int]:
@@ -189,7 +216,9 @@ def render_dataset(root: Path, cfg: DatasetConfig, progress: bool = True) -> dic
                 bar.update(1)
     else:
         ctx = mp.get_context("spawn")  # a forked GL context is unusable; each worker makes its own
-        with ctx.Pool(min(cfg.workers, len(todo)), initializer=_init_worker) as pool:
+        with _workers_ignore_ctrl_c():
+            pool = ctx.Pool(min(cfg.workers, len(todo)), initializer=_init_worker)
+        with pool:
             for _ in pool.imap_unordered(_work, jobs):
                 if bar:
                     bar.update(1)
