@@ -293,3 +293,19 @@ def test_converters_round_trip_property(seed, n):
     # projections agree too (the test that catches a transposed rotation)
     pts = torch.randn(n, 7, 3, dtype=D) * 0.5 + torch.tensor([1.0, 2.0, -0.5], dtype=D)
     torch.testing.assert_close(back.project(pts)[0], cams.project(pts)[0], atol=1e-7, rtol=0)
+
+
+def test_transforms_json_from_windows_tools_reads(tmp_path):
+    """A BOM (Notepad) made every JSON camera file "not valid JSON", and backslash file_paths named no image."""
+    from PIL import Image
+
+    from vdm3d.cameras.io import read_transforms_json
+
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (8, 6)).save(tmp_path / "images" / "000.png")
+    frame = {"file_path": "images\\000.png", "transform_matrix": np.eye(4).tolist()}
+    text = json.dumps({"fl_x": 5.0, "fl_y": 5.0, "cx": 4.0, "cy": 3.0, "frames": [frame]})
+    (tmp_path / "transforms.json").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    cams, names, _ = read_transforms_json(tmp_path / "transforms.json")
+    assert names == ["images/000.png"] and (tmp_path / names[0]).is_file()
+    assert (cams.width, cams.height) == (8, 6)  # the image's size, found through the backslash path

@@ -58,7 +58,7 @@ def read_json(path: str | Path) -> Any:
         raise InputError(path=path, problem="does not exist" if not path.exists() else "is not a file",
                          fix="check the path")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8-sig"))  # a BOM (Windows editors) is not an error
     except json.JSONDecodeError as e:
         raise InputError(path=path, problem=f"is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})",
                          fix="fix the syntax") from None
@@ -74,6 +74,12 @@ def _number(path: Path, where: str, key: str, value: Any) -> float:
         raise CameraError(path=path, field=f"{where} field {key}", problem=f"is not finite ({value})",
                           fix="fix or drop that frame")
     return float(value)
+
+
+def _slashes(file_path: str) -> str:
+    """A ``file_path`` with Windows separators (``images\\000.png``, as Windows tools write them) in ``/``
+    form, so that it names the same file here."""
+    return file_path.replace("\\", "/")
 
 
 def _image_size(path: Path, file_path: str) -> tuple[int, int] | None:
@@ -110,7 +116,7 @@ def read_transforms_json(path: str | Path, dtype: torch.dtype = torch.float32
         merged = {**{k: data[k] for k in (*_INTRINSIC_KEYS, *_DISTORTION_KEYS) if k in data}, **fr}
         size = (merged.get("w"), merged.get("h"))
         if None in size:
-            size = _image_size(path, str(fr.get("file_path", "")))
+            size = _image_size(path, _slashes(str(fr.get("file_path", ""))))
             if size is None:
                 raise InputError(path=path, field=f"{where} fields w/h", problem="are missing and the image was not found",
                                  fix="add \"w\" and \"h\" (image size in pixels)")
@@ -144,7 +150,7 @@ def read_transforms_json(path: str | Path, dtype: torch.dtype = torch.float32
             raise InputError(path=path, field=f"{where} field transform_matrix",
                              problem=f"has shape {list(t.shape)} instead of 4x4", fix="write a 4x4 list of lists")
         c2ws.append(t)
-        names.append(str(fr.get("file_path", f"frame_{i:05d}")))
+        names.append(_slashes(str(fr.get("file_path", f"frame_{i:05d}"))))
         dists.append({k: _number(path, where, k, merged[k]) for k in _DISTORTION_KEYS if k in merged})
         frame_extras.append({k: v for k, v in fr.items()
                              if k not in ("file_path", "transform_matrix", *_INTRINSIC_KEYS, *_DISTORTION_KEYS)})
