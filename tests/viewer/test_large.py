@@ -108,3 +108,15 @@ def test_a_stalled_screenshot_of_large_content_names_the_caps(tmp_path, monkeypa
                                          r"try again"):
         browser.screenshot("http://127.0.0.1:1/", tmp_path / "shot.png", timeout_s=1.0, hint=hint)
     assert time.time() - t0 < 20
+
+
+def test_a_screenshot_where_nothing_can_be_written_is_refused_before_the_browser(tmp_path, capsys, monkeypatch):
+    """--screenshot into a place that cannot be written ran Chromium for 20 s, then printed its GL log."""
+    from vdm3d.cli.main import main
+    from vdm3d.viewer import browser
+
+    monkeypatch.setattr(browser, "screenshot", lambda *a, **k: pytest.fail("the browser started"))
+    (tmp_path / "afile").write_text("")
+    assert main(["view", str(tmp_path), "--screenshot", str(tmp_path / "afile" / "shot.png")]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: {tmp_path / 'afile' / 'shot.png'}: cannot write there, because "
+                                               f"{tmp_path / 'afile'} is a file, not a folder; choose another --screenshot.")

@@ -87,8 +87,10 @@ def main(argv, prog: str = "vdm3d view") -> int:
 
     config = cli(ViewConfig, argv, prog, description=HELP, examples=EXAMPLES)
     if config.screenshot is not None:
+        from vdm3d.io.runs import check_writable
         from vdm3d.viewer.browser import screenshot
 
+        check_writable(config.screenshot, "--screenshot")  # before Chromium starts (20 s)
         server, url, content = serve(dataclasses.replace(config, host="127.0.0.1"), port=0)
         try:
             out = screenshot(url, config.screenshot, config.width, config.height, config.wait_ms,
