@@ -156,7 +156,8 @@ def apply_threads(recorded: int | None) -> None:
         print(f"threads: {now} as asked; the original run used {recorded} (numbers may differ in the last bits)")
     else:
         set_threads(recorded)
-        print(f"threads: {recorded}, as the original run (`vdm3d --threads N rerun ...` chooses another count)")
+        print(f"threads: {recorded}, as the original run (the global --threads N, given before `rerun`, chooses "
+              "another count)")
 
 
 def input_differences(old: dict, new: dict) -> list[str]:
