@@ -48,6 +48,7 @@ def test_yaml_shared_options_and_per_case_trajectory(tmp_path):
     ('{"image": "a.png"}\n{"image": \n', ".jsonl", "line 2 is not JSON"),
     ('{"name": "x", "image": "a.png"}\n{"name": "x", "image": "b.png"}\n', ".jsonl", "'x' repeats line 1"),
     ('{"name": "../up", "image": "a.png"}\n', ".jsonl", "not a usable folder name"),
+    ('{"name": "\u00fcn\u00ef", "image": "a.png"}\n', ".jsonl", "use ASCII letters"),  # 'letters' read as any
     ("cases: {a: 1}\n", ".yaml", "cases is not a list"),
     ("jobs: object\ncases: []\n", ".yaml", "jobs is not a batch setting"),
     ("", ".jsonl", "lists no cases"),

@@ -265,7 +265,7 @@ def read_cases(path: str | Path, out: str | Path, job: str | None = None) -> lis
         name = str(c.get("name") or (case_out.name if case_out else _default_name(options, i)))
         if not _NAME.match(name):
             raise InputError(path=path, field=f"{where} name", problem=f"{name!r} is not a usable folder name",
-                             fix="use letters, digits, '.', '_' or '-'")
+                             fix="use ASCII letters (a-z, A-Z), digits, '.', '_' or '-', starting with a letter or digit")
         if name in seen:
             raise InputError(path=path, field=f"{where} name", problem=f"{name!r} repeats {seen[name]}",
                              fix="give every case its own name")
