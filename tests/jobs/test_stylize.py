@@ -109,7 +109,11 @@ def test_job_runs_and_resumes_from_the_last_finished_arc(tmp_path, monkeypatch):
     monkeypatch.setattr(job, "inbetween", lambda *a, **k: (calls.append(a[3]), real(*a, **k))[1])
     resumed = job.run_stylize(dataclasses.replace(again, resume=True), progress=None)
     assert calls == [3, 6]  # arc 0 came from its checkpoint
-    torch.testing.assert_close(resumed.frames, full.frames)
+    # exactly the uninterrupted run: the anchors read back from the checkpoint (contiguous) once fed the
+    # resumed arcs in another memory layout than the generated ones, and a few pixels came out 1/255 apart
+    assert torch.equal(resumed.frames, full.frames), float((resumed.frames - full.frames).abs().max())
+    for name in [f"frames/{i:03d}.png" for i in range(10)] + ["anchors/006.png", "video.mp4"]:
+        assert (cfg.out / name).read_bytes() == (again.out / name).read_bytes(), name
 
 
 def test_the_up_axis_assumed_for_the_mesh_is_said_with_the_flag_that_changes_it():

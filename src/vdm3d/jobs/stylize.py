@@ -391,7 +391,10 @@ def generate_anchor(config: StylizeConfig, model, style: Tensor, edges: Tensor, 
     with torch.no_grad():
         z = sample(model, schedule(config, model), cond=cond, shape=(1, 1, model.latent_channels, lh, lw),
                    generator=generator, hooks=hooks, guider=guidance(config, "anchor"))
-        return model.decode(z)[0, 0].clamp(0, 1)
+        # contiguous, as an anchor read back from a checkpoint is: the decoder's output is a channels-first
+        # view, and an arc computed from the other layout differs in the last bits (a resumed run would not
+        # be the uninterrupted one)
+        return model.decode(z)[0, 0].clamp(0, 1).contiguous()
 
 
 def anchor_views(config: StylizeConfig, model, buffers: PathBuffers, style: Tensor, indices: list[int],
