@@ -79,6 +79,29 @@ def test_interrupted_run_resumes_to_the_identical_video(tmp_path, image_path):
     assert (tmp_path / "cut" / "video.mp4").read_bytes() == (tmp_path / "whole" / "video.mp4").read_bytes()
 
 
+def test_a_run_interrupted_after_its_last_chunk_says_so_and_only_writes_the_outputs(tmp_path, image_path):
+    config = ExploreConfig(image=image_path, move=("dolly-in",), **SMALL, out=tmp_path / "cut")
+    last = len(chunk_plans(10, SMALL["chunk"], SMALL["context"])) - 1
+    kept = {}
+
+    class Killed(Exception):
+        pass
+
+    def kill(index, state):  # after the last chunk's checkpoint, while the outputs would be written
+        if index == last:
+            kept["frames"] = state.frames.clone()
+            raise Killed
+
+    with pytest.raises(Killed):
+        run_explore(config, progress=None, on_chunk=kill)
+    said, seen = [], []
+    resumed = run_explore(dataclasses.replace(config, resume=True), progress=said.append,
+                          on_chunk=lambda i, s: seen.append(i))
+    assert f"all {last + 1} chunks were done before the interruption; writing the outputs" in said
+    assert not any(line.startswith("resuming at chunk") for line in said) and seen == []
+    assert torch.equal(resumed.video.images, kept["frames"]) and (tmp_path / "cut" / "video.mp4").is_file()
+
+
 def test_outputs_and_path_from_another_run(tmp_path, image_path):
     first = run_explore(ExploreConfig(image=image_path, move=("truck-right",), **SMALL, out=tmp_path / "a"),
                         progress=None)

@@ -60,9 +60,12 @@ def test_checkpoint_round_trip_and_foreign_folder(tmp_path):
     assert torch.equal(back.params["means"], state.params["means"])
     assert torch.equal(back.moments["means"]["exp_avg"], state.moments["means"]["exp_avg"])
     assert torch.equal(back.strategy["grad2d"], state.strategy["grad2d"]) and torch.equal(back.generator, state.generator)
-    meta = json.loads((tmp_path / "c" / "state.json").read_text())
-    (tmp_path / "c" / "state.json").write_text(json.dumps({**meta, "format": "other"}))
-    with pytest.raises(InputError, match="format"):
+    from safetensors.torch import load_file, save_file
+
+    meta = json.loads((tmp_path / "c" / "state.json").read_text())  # the state is in the tensors' metadata too
+    tensors = load_file(tmp_path / "c" / "state.safetensors")
+    save_file(tensors, tmp_path / "c" / "state.safetensors", metadata={"state": json.dumps({**meta, "format": "other"})})
+    with pytest.raises(InputError, match="state.safetensors: format is 'other' v1"):
         load_state(tmp_path / "c")
     with pytest.raises(InputError, match="no complete checkpoint"):
         load_state(tmp_path / "nothing")

@@ -79,6 +79,47 @@ def test_resume_continues_exactly(tmp_path):
         assert torch.equal(getattr(full, f.name), getattr(resumed, f.name)), f.name
 
 
+def test_a_torn_checkpoint_pair_resumes_from_the_tensors_own_step(tmp_path):
+    # A kill between the two writes of save_state leaves step 8's tensors beside step 4's state.json;
+    # the resume must continue step 8's state as step 8 (the result of the uninterrupted run), not as step 4.
+    train = _views(_cameras(4))
+    cfg = dataclasses.replace(FAST, steps=12, background="random", patch_size=24, checkpoint_every=4,
+                              densify=DensifyPolicy(refine_start=3, refine_every=3, reset_every=6, grow_grad2d=1e-6))
+    folder, stale = tmp_path / "ckpt", {}
+
+    def checkpoint(s):
+        if s.step <= 8:
+            save_state(folder, s)
+        if s.step == 4:
+            stale["json"] = (folder / "state.json").read_bytes()
+
+    full = fit_gaussians(train, _init(60), cfg, on_checkpoint=checkpoint)
+    (folder / "state.json").write_bytes(stale["json"])  # the torn pair
+    state = load_state(folder)
+    assert state.step == 8 and state.strategy["resets"] == 1
+    resumed = fit_gaussians(train, _init(60), cfg, state=state)
+    assert len(resumed) == len(full)
+    for f in dataclasses.fields(Gaussians):
+        assert torch.equal(getattr(full, f.name), getattr(resumed, f.name)), f.name
+    (folder / "state.json").unlink()  # the first checkpoint cut before its JSON: the tensors file suffices
+    assert load_state(folder).step == 8
+
+
+def test_a_two_file_checkpoint_without_metadata_still_loads(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    train = _views(_cameras(4))
+    cfg = dataclasses.replace(FAST, steps=6, checkpoint_every=6)
+    saved = {}
+    fit_gaussians(train, _init(60), cfg, on_checkpoint=lambda s: saved.setdefault(s.step, s))
+    save_state(tmp_path, saved[6])
+    tensors = load_file(tmp_path / "state.safetensors")
+    save_file(tensors, tmp_path / "state.safetensors")  # as written before the state went into the metadata
+    state = load_state(tmp_path)
+    assert state.step == 6 and state.scene_scale == saved[6].scene_scale
+    assert torch.equal(state.params["means"], saved[6].params["means"])
+
+
 def test_zero_weight_and_zero_confidence_teach_nothing():
     views = _views(_cameras(2))
     init = _init(40)

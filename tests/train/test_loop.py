@@ -38,6 +38,42 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
         torch.testing.assert_close(pa, pb, rtol=0, atol=0, msg=k)
 
 
+def test_a_torn_checkpoint_pair_resumes_from_the_tensors_own_step(tmp_path):
+    # A kill between the two writes of save_state leaves step 8's weights beside step 4's state.json; the
+    # resume must continue from step 8 (the uninterrupted result), not rerun steps 5-8 on step 8's weights.
+    cfg = LoopConfig(steps=12, lr=1e-2, warmup=2, ema_decay=0.9, checkpoint_every=4, log_every=3, cpu=True)
+    a, step = _problem()
+    train(a, step, cfg, tmp_path / "a", log=lambda s: None)
+
+    b, step = _problem()
+    train(b, step, cfg, tmp_path / "b", log=lambda s: None, stop_after=4)
+    stale = (tmp_path / "b" / "state.json").read_bytes()
+    b, step = _problem()
+    train(b, step, cfg, tmp_path / "b", resume=True, log=lambda s: None, stop_after=4)
+    (tmp_path / "b" / "state.json").write_bytes(stale)  # the torn pair
+    lines: list[str] = []
+    b, step = _problem()
+    train(b, step, cfg, tmp_path / "b", resume=True, log=lines.append)
+    assert lines[0] == "resumed at step 8"
+    for (k, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items()):
+        torch.testing.assert_close(pa, pb, rtol=0, atol=0, msg=k)
+
+
+def test_a_checkpoint_cut_off_before_its_json_is_resumed(tmp_path):
+    cfg = LoopConfig(steps=6, lr=1e-2, warmup=2, ema_decay=0.9, checkpoint_every=3, log_every=3, cpu=True)
+    a, step = _problem()
+    train(a, step, cfg, tmp_path / "a", log=lambda s: None)
+    b, step = _problem()
+    train(b, step, cfg, tmp_path / "b", log=lambda s: None, stop_after=3)
+    (tmp_path / "b" / "state.json").unlink()
+    lines: list[str] = []
+    b, step = _problem()
+    train(b, step, cfg, tmp_path / "b", resume=True, log=lines.append)
+    assert lines[0] == "resumed at step 3"
+    for (k, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items()):
+        torch.testing.assert_close(pa, pb, rtol=0, atol=0, msg=k)
+
+
 def test_loss_goes_down_on_a_regression():
     model, step = _problem()
     rng = np.random.default_rng(123)

@@ -648,7 +648,8 @@ def run_explore(c: ExploreConfig, *, progress: Progress | None = print,
         ckpt = run.checkpoint_dir
         if run.resuming and (ckpt / STATE_FILE).is_file():
             state = load_state(ckpt)
-            say(f"resuming at chunk {state.next_chunk + 1}/{len(plans)}")
+            say(f"resuming at chunk {state.next_chunk + 1}/{len(plans)}" if state.next_chunk < len(plans) else
+                f"all {len(plans)} chunks were done before the interruption; writing the outputs")
         per_chunk = []
         for plan in plans[state.next_chunk:]:
             tick = time.perf_counter()

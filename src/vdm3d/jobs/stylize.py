@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 import tyro
 from jaxtyping import Bool, Float
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor
 
 from vdm3d.cameras.camera import Cameras
@@ -74,6 +74,7 @@ from vdm3d.io.progress import StageClock, StageSteps, read_announced
 from vdm3d.io.runs import RunFolder
 from vdm3d.io.video import write_video
 from vdm3d.models.registry import load_backbone, model_files
+from vdm3d.models.weights import save_state_dict
 from vdm3d.options import Range
 from vdm3d.protocols import Conditioning
 
@@ -391,7 +392,10 @@ def generate_anchor(config: StylizeConfig, model, style: Tensor, edges: Tensor, 
     with torch.no_grad():
         z = sample(model, schedule(config, model), cond=cond, shape=(1, 1, model.latent_channels, lh, lw),
                    generator=generator, hooks=hooks, guider=guidance(config, "anchor"))
-        return model.decode(z)[0, 0].clamp(0, 1)
+        # contiguous, as an anchor read back from a checkpoint is: the decoder's output is a channels-first
+        # view, and an arc computed from the other layout differs in the last bits (a resumed run would not
+        # be the uninterrupted one)
+        return model.decode(z)[0, 0].clamp(0, 1).contiguous()
 
 
 def anchor_views(config: StylizeConfig, model, buffers: PathBuffers, style: Tensor, indices: list[int],
@@ -481,6 +485,19 @@ def inbetween(config: StylizeConfig, model, buffers: PathBuffers, a: int, b: int
     return torch.cat([start[None], frames[1:]])  # the start keyframe is known exactly
 
 
+def read_checkpoint(path: Path | None, say: Progress) -> dict[str, Tensor] | None:
+    """The tensors of a stage checkpoint, or None when there is none. A file that does not read (cut short
+    by a kill while an older vdm3d wrote it in place) is said and generated again: every arc and the
+    anchors are a function of the run's seed and the earlier checkpoints, so redoing it changes nothing."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        return load_file(str(path))
+    except Exception as e:  # noqa: BLE001 - any decoding failure means a torn file
+        say(f"{path.name}: unreadable checkpoint ({type(e).__name__}), generated again")
+        return None
+
+
 def stylize_frames(config: StylizeConfig, models: StylizeModels, buffers: PathBuffers, style: Tensor,
                    checkpoints: Path | None = None, say: Progress = print, anchors: dict[int, Tensor] | None = None
                    ) -> tuple[Float[Tensor, "F H W 3"], dict[int, Tensor]]:
@@ -490,15 +507,13 @@ def stylize_frames(config: StylizeConfig, models: StylizeModels, buffers: PathBu
     spans = arcs(len(buffers), config.arc_frames)
     indices = [0] + [b for _, b in spans if b != 0]
     anchor_file = checkpoints / "anchors.safetensors" if checkpoints else None
-    if anchors is not None:
-        pass
-    elif anchor_file is not None and anchor_file.is_file():
-        anchors = {int(k): v for k, v in load_file(str(anchor_file)).items()}
+    if anchors is None and (saved := read_checkpoint(anchor_file, say)) is not None:
+        anchors = {int(k): v for k, v in saved.items()}
         say(f"anchors: {len(anchors)} loaded from the checkpoint")
-    else:
+    elif anchors is None:
         anchors = anchor_views(config, models.anchor, buffers, style, indices, say=say)
         if anchor_file is not None:
-            save_file({str(k): v.contiguous() for k, v in anchors.items()}, str(anchor_file))
+            save_state_dict({str(k): v for k, v in anchors.items()}, anchor_file)  # atomic: never half a file
         say(f"anchors: {len(anchors)} views at frames {indices}")
     pieces = [anchors[0][None]]
     start = anchors[0]
@@ -506,12 +521,12 @@ def stylize_frames(config: StylizeConfig, models: StylizeModels, buffers: PathBu
         if a == b:
             break
         arc_file = checkpoints / f"arc_{k:03d}.safetensors" if checkpoints else None
-        if arc_file is not None and arc_file.is_file():
-            frames = load_file(str(arc_file))["frames"]
+        if (saved := read_checkpoint(arc_file, say)) is not None:
+            frames = saved["frames"]
         else:
             frames = inbetween(config, models.inbetween, buffers, a, b, start, anchors[b])
             if arc_file is not None:
-                save_file({"frames": frames.contiguous()}, str(arc_file))
+                save_state_dict({"frames": frames}, arc_file)
             say(f"arc {k + 1}/{len(spans)}: frames {a}-{b}")
         pieces.append(frames[1:])
         start = frames[-1]  # the next arc starts from the last generated frame

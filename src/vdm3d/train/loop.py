@@ -8,7 +8,9 @@ an uninterrupted run would have seen, without storing data-loader state.
 Checkpoints (``checkpoints/state.safetensors`` + ``state.json``) hold the model, its EMA, the AdamW
 moments and the step; they are written with safetensors (no pickle) every ``checkpoint_every``
 steps, at the end, and when ``time_limit_min`` is reached (the run then stops cleanly, so a budgeted
-run always leaves usable weights).
+run always leaves usable weights). The JSON state (step, optimizer groups, losses) is also kept in the
+safetensors file's metadata, so that file alone is one consistent checkpoint: a process killed between
+the two writes must not resume one step's weights with another step's count and schedule.
 """
 
 from __future__ import annotations
@@ -22,13 +24,11 @@ from typing import Annotated, Any, Callable
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from vdm3d.errors import raise_if_interrupted
 from vdm3d.io.progress import eta_seconds, format_seconds
-from vdm3d.io.runs import atomic_write_json
-from vdm3d.models.weights import save_state_dict
+from vdm3d.io.runs import atomic_write_bytes, atomic_write_json, to_jsonable
 from vdm3d.options import Range
 
 
@@ -89,9 +89,15 @@ def lr_at(step: int, cfg: LoopConfig) -> float:
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
 
 
+STATE_KEY = "state"  # the safetensors metadata entry holding the JSON state
+
+
 def save_state(folder: Path, model: nn.Module, ema: EMA | None, opt: torch.optim.Optimizer, step: int,
                info: dict[str, Any]) -> None:
-    """Write ``state.safetensors`` + ``state.json`` atomically into ``folder``."""
+    """Write ``state.safetensors`` (with the JSON state in its metadata), then ``state.json``, each
+    atomically, into ``folder``."""
+    from safetensors.torch import save
+
     folder.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, Tensor] = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if ema is not None:
@@ -100,14 +106,34 @@ def save_state(folder: Path, model: nn.Module, ema: EMA | None, opt: torch.optim
     for idx, st in opt_state["state"].items():
         for name, value in st.items():
             tensors[f"opt.{idx}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
-    save_state_dict(tensors, folder / "state.safetensors")
-    atomic_write_json(folder / "state.json", {"step": step, "param_groups": opt_state["param_groups"], **info})
+    meta = to_jsonable({"step": step, "param_groups": opt_state["param_groups"], **info})
+    tensors = {k: v.clone() for k, v in tensors.items()}  # shared storage (tied weights) split, as safetensors needs
+    atomic_write_bytes(folder / "state.safetensors", save(tensors, metadata={STATE_KEY: json.dumps(meta)}))
+    atomic_write_json(folder / "state.json", meta)
+
+
+def has_state(folder: Path) -> bool:
+    """Whether ``folder`` holds a checkpoint :func:`load_state` can read: a tensors file with its state in the
+    metadata (even if the process was killed before writing ``state.json``), or an older one beside its JSON."""
+    from safetensors import safe_open
+
+    if not (folder / "state.safetensors").is_file():
+        return False
+    if (folder / "state.json").is_file():
+        return True
+    with safe_open(str(folder / "state.safetensors"), framework="pt") as f:
+        return STATE_KEY in (f.metadata() or {})
 
 
 def load_state(folder: Path, model: nn.Module, ema: EMA | None, opt: torch.optim.Optimizer) -> dict[str, Any]:
-    """Restore what :func:`save_state` wrote; returns the JSON info (with ``step``)."""
-    tensors = load_file(str(folder / "state.safetensors"))
-    info = json.loads((folder / "state.json").read_text())
+    """Restore what :func:`save_state` wrote; returns the JSON info (with ``step``). The info comes from
+    the tensors file's metadata; ``state.json`` is read only for checkpoints written before it was there."""
+    from safetensors import safe_open
+
+    with safe_open(str(folder / "state.safetensors"), framework="pt") as f:  # metadata and tensors from one file
+        stamped = (f.metadata() or {}).get(STATE_KEY)
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    info = json.loads(stamped if stamped is not None else (folder / "state.json").read_text())
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     if ema is not None and any(k.startswith("ema.") for k in tensors):
         ema.shadow = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
@@ -141,7 +167,7 @@ def train(model: nn.Module, step_fn: StepFn, cfg: LoopConfig, checkpoint_dir: Pa
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     ema = EMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     start, seconds, history = 0, 0.0, []
-    if resume and (checkpoint_dir / "state.json").is_file():
+    if resume and has_state(checkpoint_dir):
         info = load_state(checkpoint_dir, model, ema, opt)
         start, seconds, history = info["step"], info.get("seconds", 0.0), info.get("losses", [])
         log(f"resumed at step {start}")
