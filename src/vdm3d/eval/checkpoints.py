@@ -39,10 +39,11 @@ class CaseCheckpoints:
 
     Cases are numbered in the order the evaluation runs them; each is saved with its ``name`` too, so a
     resumed run whose case list differs at that place (a manifest or mesh folder changed) is refused
-    instead of mixing two runs' cases.
+    instead of mixing two runs' cases. ``run`` None (an evaluation writing no run folder: no ``--out``)
+    keeps nothing, so the loop reads the same either way.
     """
 
-    def __init__(self, run: RunFolder):
+    def __init__(self, run: RunFolder | None):
         self.run = run
 
     @staticmethod
@@ -51,7 +52,7 @@ class CaseCheckpoints:
 
     def load(self, index: int, name: str) -> SavedCase | None:
         """Case ``index``'s saved result when the run resumes an interrupted one that finished it, else None."""
-        saved = self.run.load_stage(self._stage(index))
+        saved = None if self.run is None else self.run.load_stage(self._stage(index))
         if saved is None:
             return None
         arrays, meta = saved
@@ -67,5 +68,6 @@ class CaseCheckpoints:
 
         The result is stored as JSON, so a loaded case equals the saved one as JSON (tuples come back as lists).
         """
-        self.run.save_stage(self._stage(index), dict(arrays or {}), case=name, result=result)
+        if self.run is not None:
+            self.run.save_stage(self._stage(index), dict(arrays or {}), case=name, result=result)
         return result
