@@ -43,8 +43,8 @@ from vdm3d.cameras.camera import Cameras
 from vdm3d.cameras.io import cameras_from_sv3d
 from vdm3d.data.procedural import Scene, load_mesh, make_object
 from vdm3d.errors import InputError
-from vdm3d.eval.meshes import mesh_files
 from vdm3d.eval.checkpoints import FROM_CHECKPOINT, CaseCheckpoints
+from vdm3d.eval.meshes import mesh_files
 from vdm3d.geometry.carve import CarveResult, foreground_votes, grid_points, occupancy_mesh
 from vdm3d.geometry.mesh_render import render_buffers
 from vdm3d.io.images import write_image

@@ -225,7 +225,8 @@ def stylize(out: Path = Path("runs/eval_stylize"), procedural: Annotated[int, Ra
     cards = card_files((anchor_model, inbetween_model), record_into_package) if record else []
     cases = eval_cases(procedural, frames, resolution, meshes, mesh_root, split)  # after: a refusal costs nothing
     models = load_models(config)
-    with RunFolder(out, config=params, seed=seed, overwrite=overwrite, resume=resume) as run:
+    with RunFolder(out, config=params, seed=seed, overwrite=overwrite, resume=resume,
+                   may_change=("record", "record_into_package")) as run:  # --record changes no number
         per_case = {}
         finished = CaseCheckpoints(run)  # each case's scores (and case 1's strip) as it finishes, for --resume
         say = StageLog()  # "[i/n] case" lines with an ETA
