@@ -101,3 +101,13 @@ def test_with_out_an_interrupted_evaluation_resumes_after_its_last_finished_room
     assert numbers(again) == numbers(whole) and again["per_room"]["job"][0]["psnr"] > 10
     saved = json.loads((out / "explore.json").read_text())
     assert saved["per_room"] == json.loads((tmp_path / "whole" / "explore.json").read_text())["per_room"]
+
+
+@pytest.mark.parametrize("sub", ["explore", "complete"])
+def test_resume_without_out_is_refused_before_any_work(sub, capsys):
+    """Without --out these evaluations keep nothing, so --resume has nothing to continue: one sentence, exit 2."""
+    from vdm3d.cli.main import main
+
+    assert main(["eval", sub, "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--resume" in err and "--out" in err and err.count("\n") == 0, err

@@ -214,6 +214,9 @@ def complete(rooms: Annotated[int, Range(0)] = 3, first_room: Annotated[int, Ran
     if unknown:
         raise ConfigError(f"eval complete: --methods {' '.join(unknown)} is not one of {' '.join(METHODS)}; "
                           "pick from those.")
+    if resume and out is None:
+        raise ConfigError("--resume continues the interrupted evaluation in its run folder; give that folder as "
+                          "--out (without --out nothing is checkpointed).")
     config = CompleteConfig(data=Path("."), seed=seed)
     config = dataclasses.replace(
         config, baseline=dataclasses.replace(config.baseline, steps=baseline_steps),

@@ -178,6 +178,10 @@ def explore(rooms: Annotated[int, Range(1)] = 10, skip_rooms: Annotated[int, Ran
     if unknown:
         from vdm3d.errors import ConfigError
         raise ConfigError(f"--methods {sorted(unknown)} unknown; choose from {', '.join(METHODS)}.")
+    if resume and out is None:
+        from vdm3d.errors import ConfigError
+        raise ConfigError("--resume continues the interrupted evaluation in its run folder; give that folder as "
+                          "--out (without --out nothing is checkpointed).")
     results: dict[str, list] = {m: [] for m in methods}
     chunk_times: dict[str, list] = {m: [] for m in methods}
     vae_psnr: list[float] = []
