@@ -2,7 +2,7 @@
 
 An evaluation that loops over cases inside a :class:`~vdm3d.io.runs.RunFolder` saves each finished case's
 result (the JSON-able dict it adds to the results, and any small arrays the final table or strip needs) as
-``checkpoints/case-NNNN.safetensors`` in the run's partial folder, one file per case, written atomically
+``checkpoints/stage-case-NNNN.safetensors`` in the run's partial folder, one file per case, written atomically
 (:meth:`~vdm3d.io.runs.RunFolder.save_stage`). A Ctrl-C, a full disk or a crash then keeps the partial
 folder; the same command with ``--resume`` loads the finished cases instead of computing them again and
 runs the rest. The case results are deterministic at a fixed thread count, so the final results equal an
@@ -10,8 +10,8 @@ uninterrupted run's. A resume with other options is refused by the run folder it
 
 >>> cases = CaseCheckpoints(run)                                   # doctest: +SKIP
 >>> for i, case in enumerate(todo):
-...     saved = cases.load(i, name)
-...     row = saved.result if saved else cases.save(i, name, run_case(case))
+...     saved = cases.load(i, case.name)
+...     row = saved.result if saved else cases.save(i, case.name, run_case(case))
 """
 
 from __future__ import annotations
