@@ -85,6 +85,21 @@ def test_stage_log_counts_cases_from_the_start():
                                            "[    40.0 s] [4/4] mesh duck: job 19.0 dB"]
 
 
+def test_stage_log_leaves_cases_loaded_from_a_checkpoint_out_of_the_rate():
+    """A resumed evaluation loads its first cases in no time: their lines get no ETA, and the rate counts from
+    the last of them (else 2 loaded cases and 10 s for the third would promise 3.3 s a case)."""
+    out, clock = io.StringIO(), Clock()
+    say = StageLog(stream=out, clock=clock)
+    clock.t += 1.0
+    say("[1/5] object-1: job 20.1 dB (from the checkpoint)")
+    say("[2/5] object-2: job 21.0 dB (from the checkpoint)")
+    clock.t += 10.0
+    say("[3/5] object-3: job 19.0 dB")  # 10 s a computed case: 2 left
+    assert out.getvalue().splitlines() == ["[     1.0 s] [1/5] object-1: job 20.1 dB (from the checkpoint)",
+                                           "[     1.0 s] [2/5] object-2: job 21.0 dB (from the checkpoint)",
+                                           "[    11.0 s] [3/5] object-3: job 19.0 dB (ETA 20.0 s)"]
+
+
 def test_stage_bars_give_each_stage_its_own_progress():
     from vdm3d.io.progress import StageBars
 

@@ -27,6 +27,7 @@ beside the fits' renders, the nearest training photo and the photo through the b
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from pathlib import Path
@@ -35,6 +36,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 import torch
 
+from vdm3d.eval.checkpoints import FROM_CHECKPOINT, CaseCheckpoints
 from vdm3d.io.progress import StageLog
 from vdm3d.io.runs import RunFolder, atomic_write_json
 from vdm3d.options import Range
@@ -179,7 +181,7 @@ def complete(rooms: Annotated[int, Range(0)] = 3, first_room: Annotated[int, Ran
              sampler_steps: Annotated[int, Range(1)] = 25, methods: tuple[str, ...] = METHODS, colmap: bool = True, seed: int = 0,
              hybrid: Literal["auto", "on", "off"] = "auto", validation: bool = False,
              work: Path = Path("runs/eval/complete_scenes"), out: Path | None = None,
-             overwrite: bool = False) -> dict[str, Any]:
+             overwrite: bool = False, resume: bool = False) -> dict[str, Any]:
     """Held-out rooms and fern with 3 training views: plain fit vs the complete job and its ablations.
 
     Args:
@@ -200,8 +202,10 @@ def complete(rooms: Annotated[int, Range(0)] = 3, first_room: Annotated[int, Ran
         validation: score the views that are neither training nor held out instead of the held-out ones
             (to choose settings without looking at the held-out views).
         work: where the room scenes are written.
-        out: optional run folder for the numbers (manifest.json, results.json).
+        out: optional run folder for the numbers (manifest.json, results.json); each finished scene is
+            checkpointed there.
         overwrite: replace ``out`` if it exists.
+        resume: continue the interrupted evaluation in ``out``: its finished scenes are loaded, not run again.
     """
     from vdm3d.errors import ConfigError
     from vdm3d.jobs.complete import CompleteConfig, load_backbone
@@ -210,6 +214,9 @@ def complete(rooms: Annotated[int, Range(0)] = 3, first_room: Annotated[int, Ran
     if unknown:
         raise ConfigError(f"eval complete: --methods {' '.join(unknown)} is not one of {' '.join(METHODS)}; "
                           "pick from those.")
+    if resume and out is None:
+        raise ConfigError("--resume continues the interrupted evaluation in its run folder; give that folder as "
+                          "--out (without --out nothing is checkpointed).")
     config = CompleteConfig(data=Path("."), seed=seed)
     config = dataclasses.replace(
         config, baseline=dataclasses.replace(config.baseline, steps=baseline_steps),
@@ -239,24 +246,27 @@ def complete(rooms: Annotated[int, Range(0)] = 3, first_room: Annotated[int, Ran
     results: dict[str, Any] = {}
     t0 = time.time()
     say = StageLog()  # "[i/n] scene scored" lines with an ETA
-    for i, (name, path, cfg) in enumerate(scenes):
-        print(f"{name} ({path})", flush=True)
-        results[name] = evaluate_scene(path, cfg, backbone, tuple(methods), v3d_model=v3d_model,
-                                       truth=truths.get(name), validation=validation)
-        say(f"[{i + 1}/{len(scenes)}] {name} scored")
-    rooms_only = [results[n] for n, _, _ in scenes if n.startswith("room")]
-    if rooms_only:
-        results["rooms (mean)"] = {m: {k: float(np.mean([r[m][k] for r in rooms_only])) for k in ("psnr", "ssim", "empty")}
-                                   for m in ("baseline", *methods)}
-    table = _table({k: v for k, v in results.items()}, tuple(methods))
-    print(table)
-    summary = {"results": results, "table": table, "seconds": round(time.time() - t0, 1),
-               "settings": {"baseline_steps": baseline_steps, "distill_steps": distill_steps,
-                            "generate_every": generate_every, "sampler_steps": sampler_steps,
-                            "fern_downscale": fern_downscale, "rooms": rooms, "first_room": first_room, "seed": seed,
-                            "methods": list(methods), "hybrid": hybrid, "validation": validation}}
-    if out is not None:
-        with RunFolder(out, config=summary["settings"], seed=seed, overwrite=overwrite) as run:
+    settings = {"baseline_steps": baseline_steps, "distill_steps": distill_steps, "generate_every": generate_every,
+                "sampler_steps": sampler_steps, "fern_downscale": fern_downscale, "rooms": rooms,
+                "first_room": first_room, "seed": seed, "methods": list(methods), "hybrid": hybrid,
+                "validation": validation, "fern": fern, "colmap": colmap}
+    with (RunFolder(out, config=settings, seed=seed, overwrite=overwrite, resume=resume) if out is not None
+          else contextlib.nullcontext()) as run:
+        finished = CaseCheckpoints(run)  # with --out, each scene's scores as it finishes, for --resume
+        for i, (name, path, cfg) in enumerate(scenes):
+            print(f"{name} ({path})", flush=True)
+            saved = finished.load(i, name)
+            results[name] = saved.result if saved else finished.save(i, name, evaluate_scene(
+                path, cfg, backbone, tuple(methods), v3d_model=v3d_model, truth=truths.get(name), validation=validation))
+            say(f"[{i + 1}/{len(scenes)}] {name} scored" + (f" {FROM_CHECKPOINT}" if saved else ""))
+        rooms_only = [results[n] for n, _, _ in scenes if n.startswith("room")]
+        if rooms_only:
+            results["rooms (mean)"] = {m: {k: float(np.mean([r[m][k] for r in rooms_only]))
+                                           for k in ("psnr", "ssim", "empty")} for m in ("baseline", *methods)}
+        table = _table({k: v for k, v in results.items()}, tuple(methods))
+        print(table)
+        summary = {"results": results, "table": table, "seconds": round(time.time() - t0, 1), "settings": settings}
+        if run is not None:
             atomic_write_json(run.path / "results.json", summary)
     return summary
 

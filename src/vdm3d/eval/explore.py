@@ -34,7 +34,9 @@ from typing import Annotated, Any, Literal
 import numpy as np
 import torch
 
+from vdm3d.eval.checkpoints import FROM_CHECKPOINT, CaseCheckpoints
 from vdm3d.io.progress import StageLog
+from vdm3d.io.runs import RunFolder, atomic_write_json
 from vdm3d.metrics.image import psnr, ssim
 from vdm3d.options import Range
 
@@ -117,7 +119,7 @@ def explore(rooms: Annotated[int, Range(1)] = 10, skip_rooms: Annotated[int, Ran
             source_depth: Literal["stored", "render"] = "stored",
             camera_accuracy: bool = False, seed: int = 0,
             split: Literal["heldout", "val"] = "heldout", out: Path | None = None,
-            overwrite: bool = False) -> dict[str, Any]:
+            overwrite: bool = False, resume: bool = False) -> dict[str, Any]:
     """The explore job and its baselines on held-out room loops (see the module docstring).
 
     Args:
@@ -159,8 +161,9 @@ def explore(rooms: Annotated[int, Range(1)] = 10, skip_rooms: Annotated[int, Ran
             minute or more per video on one core.
         seed: generator seed of every run.
         split: heldout (test seeds) or val (for choosing settings).
-        out: optional run folder for the numbers (JSON).
+        out: optional run folder for the numbers (JSON); each finished room is checkpointed there.
         overwrite: replace ``out`` if it exists.
+        resume: continue the interrupted evaluation in ``out``: its finished rooms are loaded, not run again.
     """
     config = dict(locals())  # the arguments only (before the imports below join the locals)
     from vdm3d.cameras.trajectory import Trajectory
@@ -175,6 +178,10 @@ def explore(rooms: Annotated[int, Range(1)] = 10, skip_rooms: Annotated[int, Ran
     if unknown:
         from vdm3d.errors import ConfigError
         raise ConfigError(f"--methods {sorted(unknown)} unknown; choose from {', '.join(METHODS)}.")
+    if resume and out is None:
+        from vdm3d.errors import ConfigError
+        raise ConfigError("--resume continues the interrupted evaluation in its run folder; give that folder as "
+                          "--out (without --out nothing is checkpointed).")
     results: dict[str, list] = {m: [] for m in methods}
     chunk_times: dict[str, list] = {m: [] for m in methods}
     vae_psnr: list[float] = []
@@ -182,8 +189,10 @@ def explore(rooms: Annotated[int, Range(1)] = 10, skip_rooms: Annotated[int, Ran
     seed_room, done, skipped = SEED_OFFSETS[split] + 500_000, 0, 0
     t0, say = time.time(), StageLog()  # "[room/rooms]" lines with an ETA
     with tempfile.TemporaryDirectory(prefix="vdm3d-eval-explore-") as tmp, \
+            (RunFolder(out, config=config, seed=seed, overwrite=overwrite, resume=resume) if out is not None
+             else contextlib.nullcontext()) as run, \
             _say_what_is_left_when_interrupted(lambda: done, rooms, skip_rooms):
-        tmp = Path(tmp)
+        tmp, finished = Path(tmp), CaseCheckpoints(run)  # with --out, each room's scores as it ends, for --resume
         while done < rooms:
             seed_room += 1
             found = loop_path(seed_room, frames, resolution, step)
@@ -191,6 +200,19 @@ def explore(rooms: Annotated[int, Range(1)] = 10, skip_rooms: Annotated[int, Ran
                 continue
             if skipped < skip_rooms:
                 skipped += 1
+                continue
+            saved = finished.load(done, f"room {seed_room}")
+            if saved is not None:  # finished before an interruption: its scores, not run again
+                room = saved.result
+                vae_psnr.append(room["vae_psnr"])
+                if camera_accuracy:
+                    truth_cams.append(room["truth_camera"])
+                for m in methods:
+                    results[m].append(room["methods"][m])
+                    chunk_times[m].append(room["chunks_s"][m])
+                    say(f"[{done + 1}/{rooms}] room {done} ({seed_room}) {m:>9}: "
+                        f"{_room_line(results[m][-1], chunk_times[m][-1], camera_accuracy)} {FROM_CHECKPOINT}")
+                done += 1
                 continue
             scene, cams = found
             buf = render_buffers(scene, cams, ssaa=3)
@@ -219,41 +241,46 @@ def explore(rooms: Annotated[int, Range(1)] = 10, skip_rooms: Annotated[int, Ran
                 if camera_accuracy:
                     results[m][-1].update({f"camera_{k}": v for k, v in colmap_accuracy(res.video.images, cams).items()})
                 chunk_times[m].append(res.timings["chunks_s"])
-                r = results[m][-1]
-                say(f"[{done + 1}/{rooms}] room {done} ({seed_room}) {m:>9}: PSNR {r['psnr']:.2f} dB, SSIM "
-                    f"{r['ssim']:.3f}, revisit {r['revisit_psnr']:.2f} dB, valid px {r['psnr_valid']:.2f} dB, "
-                    f"holes {r['psnr_holes']:.2f} dB ({r['hole_fraction']:.1%}), {sum(res.timings['chunks_s']):.0f} s"
-                    + (f", COLMAP {_cam_line({k[7:]: r[k] for k in CAMERA_KEYS})}" if camera_accuracy else ""))
+                say(f"[{done + 1}/{rooms}] room {done} ({seed_room}) {m:>9}: "
+                    + _room_line(results[m][-1], chunk_times[m][-1], camera_accuracy))
+            finished.save(done, f"room {seed_room}", {
+                "vae_psnr": vae_psnr[-1], "truth_camera": truth_cams[-1] if camera_accuracy else None,
+                "methods": {m: results[m][-1] for m in methods}, "chunks_s": {m: chunk_times[m][-1] for m in methods}})
             done += 1
-    summary = {m: {"psnr": round(float(np.mean([r["psnr"] for r in rs])), 3),
-                   "ssim": round(float(np.mean([r["ssim"] for r in rs])), 4),
-                   "revisit_psnr": round(float(np.mean([r["revisit_psnr"] for r in rs])), 3),
-                   **{k: round(float(np.nanmean([r[k] for r in rs])), 3) if not all(np.isnan([r[k] for r in rs]))
-                      else float("nan") for k in ("psnr_valid", "psnr_holes", "hole_fraction") + CAMERA_KEYS
-                      if k in rs[0]},
-                   "psnr_segments": np.mean([r["psnr_segments"] for r in rs], 0).round(3).tolist(),
-                   "ssim_segments": np.mean([r["ssim_segments"] for r in rs], 0).round(4).tolist(),
-                   "seconds_per_run": round(float(np.mean([sum(t) for t in chunk_times[m]])), 1)}
-               for m, rs in results.items()}
-    truth_camera = {k: round(float(np.nanmean([r[k[7:]] for r in truth_cams])), 3) for k in CAMERA_KEYS} \
-        if truth_cams else None
-    print(table(summary, rooms, frames, resolution, segment, split, truth_camera))
-    print(f"the true frames after the VAE's round trip (the ceiling of decoded pixels): PSNR {np.mean(vae_psnr):.2f} dB")
-    result = {"task": "explore", "rooms": rooms, "frames": frames, "split": split, "summary": summary,
-              "vae_round_trip_psnr": round(float(np.mean(vae_psnr)), 3), "camera_truth": truth_camera,
-              "per_room": results, "seconds": round(time.time() - t0, 1), "config": config}
-    if out is not None:
-        from vdm3d.io.runs import RunFolder, atomic_write_json
-
-        with RunFolder(out, config=config, seed=seed, overwrite=overwrite) as run:
+        summary = {m: {"psnr": round(float(np.mean([r["psnr"] for r in rs])), 3),
+                       "ssim": round(float(np.mean([r["ssim"] for r in rs])), 4),
+                       "revisit_psnr": round(float(np.mean([r["revisit_psnr"] for r in rs])), 3),
+                       **{k: round(float(np.nanmean([r[k] for r in rs])), 3) if not all(np.isnan([r[k] for r in rs]))
+                          else float("nan") for k in ("psnr_valid", "psnr_holes", "hole_fraction") + CAMERA_KEYS
+                          if k in rs[0]},
+                       "psnr_segments": np.mean([r["psnr_segments"] for r in rs], 0).round(3).tolist(),
+                       "ssim_segments": np.mean([r["ssim_segments"] for r in rs], 0).round(4).tolist(),
+                       "seconds_per_run": round(float(np.mean([sum(t) for t in chunk_times[m]])), 1)}
+                   for m, rs in results.items()}
+        truth_camera = {k: round(float(np.nanmean([r[k[7:]] for r in truth_cams])), 3) for k in CAMERA_KEYS} \
+            if truth_cams else None
+        print(table(summary, rooms, frames, resolution, segment, split, truth_camera))
+        print(f"the true frames after the VAE's round trip (the ceiling of decoded pixels): PSNR {np.mean(vae_psnr):.2f} dB")
+        result = {"task": "explore", "rooms": rooms, "frames": frames, "split": split, "summary": summary,
+                  "vae_round_trip_psnr": round(float(np.mean(vae_psnr)), 3), "camera_truth": truth_camera,
+                  "per_room": results, "seconds": round(time.time() - t0, 1), "config": config}
+        if run is not None:
             atomic_write_json(run.path / "explore.json", _nan_to_none(result))
     return result
 
 
+def _room_line(r: dict[str, Any], chunks_s: list[float], camera_accuracy: bool) -> str:
+    """One method's scores on one room, as its progress line shows them."""
+    return (f"PSNR {r['psnr']:.2f} dB, SSIM {r['ssim']:.3f}, revisit {r['revisit_psnr']:.2f} dB, valid px "
+            f"{r['psnr_valid']:.2f} dB, holes {r['psnr_holes']:.2f} dB ({r['hole_fraction']:.1%}), {sum(chunks_s):.0f} s"
+            + (f", COLMAP {_cam_line({k[7:]: r[k] for k in CAMERA_KEYS})}" if camera_accuracy else ""))
+
+
 def interrupted_outcome(done: int, rooms: int, skip_rooms: int) -> str:
-    """What an interrupted evaluation leaves: no checkpoint (the runs live in a temporary folder, deleted on
-    exit, and a run folder is written only at the end), the finished rooms' printed lines, and the
-    --skip-rooms/--rooms that evaluate the rest as a separate run."""
+    """What an interrupted evaluation without ``--out`` leaves: no checkpoint (the runs live in a temporary
+    folder, deleted on exit), the finished rooms' printed lines, and the --skip-rooms/--rooms that evaluate
+    the rest as a separate run. With ``--out`` the run folder's own outcome replaces it: the finished rooms'
+    checkpoint is kept, and ``--resume`` continues."""
     left = ("no room was finished, so nothing was kept; run the same command again to start over" if done == 0 else
             f"{done} of {rooms} rooms were finished (their lines are above); the same command with "
             f"--skip-rooms {skip_rooms + done} --rooms {rooms - done} evaluates the rest")
@@ -263,7 +290,8 @@ def interrupted_outcome(done: int, rooms: int, skip_rooms: int) -> str:
 @contextlib.contextmanager
 def _say_what_is_left_when_interrupted(done, rooms: int, skip_rooms: int):
     """Ctrl-C or SIGTERM: replace the inner run's "the checkpoint in <temp>/... is kept; ... --resume" (untrue
-    here) by :func:`interrupted_outcome`, which the CLI prints. ``done`` is called for the finished rooms."""
+    here) by :func:`interrupted_outcome`, which the CLI prints (inside ``--out``'s RunFolder, whose outcome then
+    replaces this one). ``done`` is called for the finished rooms."""
     try:
         yield
     except KeyboardInterrupt as e:

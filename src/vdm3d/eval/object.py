@@ -43,6 +43,7 @@ from vdm3d.cameras.camera import Cameras
 from vdm3d.cameras.io import cameras_from_sv3d
 from vdm3d.data.procedural import Scene, load_mesh, make_object
 from vdm3d.errors import InputError
+from vdm3d.eval.checkpoints import FROM_CHECKPOINT, CaseCheckpoints
 from vdm3d.eval.meshes import mesh_files
 from vdm3d.geometry.carve import CarveResult, foreground_votes, grid_points, occupancy_mesh
 from vdm3d.geometry.mesh_render import render_buffers
@@ -170,6 +171,8 @@ class EvalObjectConfig:
     keep_runs: bool = False
     """keep each case's job run folder under out/cases"""
     overwrite: bool = False
+    resume: bool = False
+    """continue the interrupted evaluation in --out: its finished cases are loaded, not run again"""
 
 
 def load_cases(config: EvalObjectConfig) -> list[dict]:
@@ -193,8 +196,13 @@ def load_cases(config: EvalObjectConfig) -> list[dict]:
 def case_scene(case: dict) -> tuple[Scene, str]:
     """The ground-truth Scene of a case and its name."""
     if "seed" in case:
-        return make_object(int(case["seed"])), f"object-{case['seed']}"
-    return load_mesh(case["mesh"], texture=case.get("texture"), up=case.get("up", "y")), Path(case["mesh"]).stem
+        return make_object(int(case["seed"])), case_name(case)
+    return load_mesh(case["mesh"], texture=case.get("texture"), up=case.get("up", "y")), case_name(case)
+
+
+def case_name(case: dict) -> str:
+    """A case's name, without building its scene."""
+    return f"object-{case['seed']}" if "seed" in case else Path(case["mesh"]).stem
 
 
 def scene_mesh(scene: Scene) -> trimesh.Trimesh:
@@ -396,10 +404,13 @@ def eval_object(config: EvalObjectConfig) -> dict:
     if not cases:
         raise InputError("no evaluation cases: pass --procedural N or --manifest FILE.")
     rows, say = [], StageLog()  # "[i/n] case" lines with the elapsed time and an ETA
-    with RunFolder(config.out, config=config, overwrite=config.overwrite) as run:
+    with RunFolder(config.out, config=config, overwrite=config.overwrite, resume=config.resume) as run:
+        finished = CaseCheckpoints(run)  # each case's scores as it finishes, for --resume
         for i, case in enumerate(cases):
-            rows.append(run_case(case, config, job_config, run.path / "cases"))
-            say(f"[{i + 1}/{len(cases)}] {case_line(rows[-1])}")
+            saved = finished.load(i, case_name(case))
+            rows.append(saved.result if saved else
+                        finished.save(i, case_name(case), run_case(case, config, job_config, run.path / "cases")))
+            say(f"[{i + 1}/{len(cases)}] {case_line(rows[-1])}" + (f" {FROM_CHECKPOINT}" if saved else ""))
         means = summarize(rows)
         label = ("oracle orbit" if config.source == "oracle" else "checkpoint" if config.checkpoint is not None
                  else config.backbone or job_config.backbone)

@@ -37,6 +37,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from vdm3d.data.procedural.stylize import StylizeCase, mesh_case, object_case, room_case
+from vdm3d.eval.checkpoints import FROM_CHECKPOINT, CaseCheckpoints
 from vdm3d.geometry.mesh_render import render_buffers
 from vdm3d.geometry.path_buffers import PathBuffers, render_path
 from vdm3d.eval.meshes import mesh_files
@@ -125,6 +126,14 @@ def run_case(case: StylizeCase, config: StylizeConfig, models) -> dict[str, dict
     return out
 
 
+def strip_frames(shown: dict[str, Tensor], frames: int) -> dict[str, Tensor]:
+    """strip.png (up to 8 frames of a case; rows: ground truth, the job, the job before temporal fusion) and
+    the style image, from :func:`run_case`'s ``_frames``."""
+    idx = np.linspace(0, frames - 1, min(frames, 8)).round().astype(int)
+    return {"strip": torch.cat([torch.cat(list(shown[k][idx]), 1) for k in ("gt", "job", "raw")], 0),
+            "style": shown["style"]}
+
+
 def table(means: dict[str, dict[str, float]]) -> str:
     head = "| method | PSNR (dB) ^ | SSIM ^ | edge F ^ | warp error v | colour-hist distance to style v |"
     rows = [head, "|---|---|---|---|---|---|"]
@@ -176,7 +185,7 @@ def stylize(out: Path = Path("runs/eval_stylize"), procedural: Annotated[int, Ra
             fusion_tau: Annotated[float, Range(0, open_min=True)] = 6.0,
             noise_alpha: Annotated[float, Range(0, 1)] = 0.5,
             split: Literal["heldout", "val"] = "heldout", seed: int = 0, overwrite: bool = False,
-            record: bool = False, record_into_package: bool = False) -> dict:
+            record: bool = False, record_into_package: bool = False, resume: bool = False) -> dict:
     """Score `vdm3d stylize` and its three baselines on held-out cases with ground truth.
 
     Args:
@@ -203,6 +212,7 @@ def stylize(out: Path = Path("runs/eval_stylize"), procedural: Annotated[int, Ra
             ``"val_stylize"`` for the validation split): the .json files of `vdm3d train` runs as given,
             a shipped model's card only with --record-into-package.
         record_into_package: let --record write into the cards shipped inside the installed package.
+        resume: continue the interrupted evaluation in --out: its finished cases are loaded, not run again.
     """
     params = locals().copy()  # the arguments only, before the imports below join the locals (rerun compares them)
     from vdm3d.io.images import write_image
@@ -215,21 +225,27 @@ def stylize(out: Path = Path("runs/eval_stylize"), procedural: Annotated[int, Ra
     cards = card_files((anchor_model, inbetween_model), record_into_package) if record else []
     cases = eval_cases(procedural, frames, resolution, meshes, mesh_root, split)  # after: a refusal costs nothing
     models = load_models(config)
-    with RunFolder(out, config=params, seed=seed, overwrite=overwrite) as run:
-        per_case, strip = {}, None
+    with RunFolder(out, config=params, seed=seed, overwrite=overwrite, resume=resume,
+                   may_change=("record", "record_into_package")) as run:  # --record changes no number
+        per_case = {}
+        finished = CaseCheckpoints(run)  # each case's scores (and case 1's strip) as it finishes, for --resume
         say = StageLog()  # "[i/n] case" lines with an ETA
         for i, case in enumerate(cases, 1):
             t = time.time()
-            res = run_case(case, config, models)
-            shown = res.pop("_frames")
-            if strip is None:
-                idx = np.linspace(0, frames - 1, min(frames, 8)).round().astype(int)
-                strip = torch.cat([torch.cat(list(shown[k][idx]), 1) for k in ("gt", "job", "raw")], 0)
-                write_image(run.path / "strip.png", strip)
-                write_image(run.path / "strip_style.png", shown["style"])
+            saved = finished.load(i - 1, case.name)
+            if saved is None:
+                res = run_case(case, config, models)
+                arrays = strip_frames(res.pop("_frames"), frames) if i == 1 else {}
+                finished.save(i - 1, case.name, res, arrays)
+            else:
+                res, arrays = saved.result, saved.arrays
+            if i == 1:  # the first case's frames are the strip
+                write_image(run.path / "strip.png", arrays["strip"])
+                write_image(run.path / "strip_style.png", arrays["style"])
             per_case[case.name] = res
             say(f"[{i}/{len(cases)}] {case.name}: " + ", ".join(f"{m} psnr={res[m]['psnr']:.2f} warp={res[m]['warp_err']:.4f}"
-                                               for m in METHODS) + f" ({time.time() - t:.0f}s)")
+                                               for m in METHODS)
+                + (f" {FROM_CHECKPOINT}" if saved else f" ({time.time() - t:.0f}s)"))
         names = list(METHODS) + ["ground-truth"]
         means = {n: {k: float(np.mean([c[n][k] for c in per_case.values()])) for k in METRICS
                      if k in next(iter(per_case.values()))[n]} for n in names}

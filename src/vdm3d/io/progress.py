@@ -8,7 +8,8 @@ batch case's log, CI) with thousands of partial lines. So both helpers here look
   ``interval_s`` seconds), each with the elapsed time and the ETA from the mean rate so far.
 * :class:`StageLog` prints a job's stage messages with the time since the start, and gives messages
   of the form ``"<stage> i/n: ..."`` (the object job's fitting reports, explore's chunks, stylize's
-  arcs) or ``"[i/n] ..."`` (evaluation cases) the stage's ETA.
+  arcs) or ``"[i/n] ..."`` (evaluation cases) the stage's ETA; a case line ending in ``(from the
+  checkpoint)`` (a resumed evaluation loaded it) takes no time, so the rate counts the cases after it.
 * :class:`StageBars` keeps one :class:`StepProgress` per stage for loops that report
   ``(stage, step, steps)`` (the complete job's fits).
 * :func:`read_announced` says before reading a large file that it will take a while, and after how long.
@@ -27,6 +28,8 @@ from typing import Any, Callable, TypeVar  # streams are Any: file objects, Stri
 
 _STEP = re.compile(r"^\s*([\w-]+) (\d+)/(\d+)\b")  # "chunk 3/8: ..." (a stage's steps)
 _COUNT = re.compile(r"^\s*\[(\d+)/(\d+)\]")  # "[3/20] case: ..." (evaluation cases, batch cases)
+#: ends the line of an evaluation case that a resumed run loaded from its checkpoint (no ETA from it)
+FROM_CHECKPOINT = "(from the checkpoint)"
 T = TypeVar("T")
 
 LARGE_FILE_BYTES = 20_000_000
@@ -128,7 +131,9 @@ class StageLog:
         now = self.clock()
         line = f"[{format_seconds(now - self.start):>10}] {message}"
         step = None
-        if m := _COUNT.match(message):  # cases counted from the start: case 1's time is in the rate
+        if message.endswith(FROM_CHECKPOINT) and (m := _COUNT.match(message)):
+            self.stage_start[""] = (now, int(m.group(1)))  # loaded, not computed: the rate counts after it
+        elif m := _COUNT.match(message):  # cases counted from the start: case 1's time is in the rate
             step = ("", int(m.group(1)), int(m.group(2)), (self.start, 0))
         elif m := _STEP.match(message):  # a stage's rate counts from its first report
             step = (m.group(1), int(m.group(2)), int(m.group(3)), (now, int(m.group(2))))
