@@ -73,6 +73,9 @@ def test_a_closed_pipe_stops_quietly(command):
     (["object", "--image", "x.png", "--orbit", "bogus"],
      "--orbit takes one of sv3d-static, sv3d-dynamic, v3d, not 'bogus'; pass one of them."),
     (["fit", "scene", "--resume"], "--resume takes PATH but none was given; put it after --resume."),
+    (["object", "--image", "-dash.png"],  # a value was given: the leading '-' made it a flag
+     "--image -dash.png: a value that starts with '-' is read as a flag; write --image=-dash.png or "
+     "--image ./-dash.png."),
     (["trajectory", "convert"], "input and --out are required; see `vdm3d trajectory convert --help`."),
     (["eval", "orbit", "--objects", "x"],
      "--objects takes a whole number (INT), not 'x'; pass a whole number, e.g. --objects 50."),

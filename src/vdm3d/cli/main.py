@@ -171,6 +171,16 @@ def _given(argv: Sequence[str], flags: Sequence[str]) -> str | None:
     return None
 
 
+def _value_after(argv: Sequence[str], flags: Sequence[str]) -> str | None:
+    """The token after one of ``flags`` when it starts with one '-' and is not an option of its own (a file
+    named ``-dash.png``, a negative number), else None."""
+    for i, a in enumerate(argv[:-1]):
+        following = argv[i + 1]
+        if a in flags and following.startswith("-") and not following.startswith("--") and len(following) > 2:
+            return following
+    return None
+
+
 def _metavar(arg) -> str:
     """What an option takes, as its --help shows it, without the ``{None}|`` of an optional one."""
     return re.sub(r"\{None\}\||\|\{None\}", "", str(arg.lowered.metavar or "")) or "a value"
@@ -202,6 +212,10 @@ def _parse_error_sentence(event, argv: Sequence[str]) -> str | None:
                 "pass one of them.")
     if isinstance(event, _errors.BadValue) and event.reason == "too_few_values":
         arg = event.argument
+        dashed = _value_after(argv, tuple(arg.lowered.name_or_flags))
+        if dashed is not None:  # `--image -dash.png`: a value that starts with '-' reads as a flag
+            return (f"{arg.display_name()} {dashed}: a value that starts with '-' is read as a flag; write "
+                    f"{arg.display_name()}={dashed} or {arg.display_name()} ./{dashed}.")
         return f"{arg.display_name()} takes {_metavar(arg)} but none was given; put it after {arg.display_name()}."
     if isinstance(event, _errors.MissingArgs) and not event.unrecognized_tokens:
         names = [a.arg.display_name() for a in event.missing_arguments]
