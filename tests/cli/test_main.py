@@ -135,3 +135,21 @@ def test_sighup_keeps_the_checkpoint_says_so_and_exits_129(tmp_path, monkeypatch
         f"interrupted by SIGHUP: the checkpoint in {tmp_path / '.run.partial'} is kept; the same command with "
         "--resume continues from it.")
     assert (tmp_path / ".run.partial" / "checkpoints" / "state.json").is_file() and not out.exists()
+
+
+def test_a_stopped_program_ignores_a_second_signal_while_it_exits(monkeypatch):
+    """After `interrupted by SIGINT: ...`, a second Ctrl-C broke the exit handlers (Ray's shutdown) with a
+    traceback: the program (main without argv) now ignores stop signals once it has answered the first one;
+    main called with argv (a library or a test) leaves the handlers alone."""
+    import signal
+
+    before = {sig: signal.getsignal(sig) for sig in cli_main.STOP_SIGNALS}
+    try:
+        monkeypatch.setattr(cli_main, "_main", lambda argv: 128 + int(signal.SIGINT))
+        assert cli_main.main(["object"]) == 130
+        assert all(signal.getsignal(sig) == before[sig] for sig in cli_main.STOP_SIGNALS)
+        assert cli_main.main() == 130
+        assert all(signal.getsignal(sig) == signal.SIG_IGN for sig in cli_main.STOP_SIGNALS)
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)

@@ -304,7 +304,11 @@ def _terminate_as_interrupt() -> Callable[[], None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        return _main(argv)
+        code = _main(argv)
+        if argv is None and code - 128 in STOP_SIGNALS:  # the `vdm3d` program, stopped: it is exiting now
+            for sig in STOP_SIGNALS:  # a second Ctrl-C must not break the exit handlers (Ray's) with a traceback
+                signal.signal(sig, signal.SIG_IGN)
+        return code
     except BrokenPipeError:  # the reader went away (`vdm3d object --help | head`): stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not raise again
         return 128 + signal.SIGPIPE
