@@ -168,3 +168,19 @@ def test_a_case_started_with_sigint_blocked_still_sees_ctrl_c(tmp_path, monkeypa
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
     blocked = int((tmp_path / "case.log").read_text().splitlines()[-1], 16)
     assert rc == 0 and not blocked & (1 << (signal.SIGINT - 1))
+
+
+def test_a_stopped_eval_manifest_writes_its_summary_and_names_its_command(tmp_path, monkeypatch, capsys):
+    """`vdm3d eval SUB --manifest` runs the same batch runner: stopped, it wrote no batch.json and said
+    "the same command" without naming it."""
+    out = tmp_path / "ev"
+    (tmp_path / "c.yaml").write_text("cases:\n  - {name: a, rooms: 1}\n  - {name: b, rooms: 1}\n"
+                                     "  - {name: c, rooms: 1}\n")
+    calls = _fake_cases(monkeypatch, out)
+    code = main(["eval", "depth", "--manifest", str(tmp_path / "c.yaml"), "--out", str(out), "--no-ray"])
+    assert code == 128 + signal.SIGTERM and calls == ["a", "b"]
+    err = capsys.readouterr().err.strip()
+    assert "the same `vdm3d eval depth --manifest` command continues" in err
+    assert err.endswith(f"({out / 'batch.json'} lists every case).")
+    cases = json.loads((out / "batch.json").read_text())["cases"]
+    assert [(c["name"], c["status"]) for c in cases] == [("a", "ok"), ("b", "interrupted"), ("c", "not run")]

@@ -431,6 +431,24 @@ def write_summary(path: Path, results: list[CaseResult], manifest: str) -> None:
                              "cases": [dataclasses.asdict(r) for r in results]})
 
 
+def run_and_summarize(cases: list[Case], logs: Path, summary: Path, manifest: str, **options) -> list[CaseResult]:
+    """:func:`run_cases`, then its summary written to ``summary`` (batch.json); a stopped batch writes it too,
+    with the interrupted and the not-run cases, and its message names the file (`vdm3d batch`, `vdm3d eval
+    --manifest`)."""
+    try:
+        results = run_cases(cases, logs, **options)
+    except KeyboardInterrupt as e:  # stopped: the summary says what is done, stopped (checkpoint kept?), not run
+        if getattr(e, "results", None) is not None:
+            try:
+                write_summary(summary, e.results, manifest)
+                e.outcome = f"{getattr(e, 'outcome', '')} ({summary} lists every case)".lstrip()
+            except OSError:
+                pass
+        raise
+    write_summary(summary, results, manifest)
+    return results
+
+
 def _folder(r: CaseResult) -> str:
     """The folder a case's table row names: its run folder, or for a stopped case its kept partial folder;
     ``-`` when neither exists (a case that failed or was stopped before writing one)."""

@@ -48,7 +48,7 @@ class BatchConfig:
 
 def main(argv, prog: str = "vdm3d batch") -> int:
     from vdm3d.batch.cases import read_cases
-    from vdm3d.batch.runner import run_cases, summary_table, write_summary
+    from vdm3d.batch.runner import run_and_summarize, summary_table
     from vdm3d.cli.config import cli
     from vdm3d.errors import ConfigError
 
@@ -68,20 +68,10 @@ def main(argv, prog: str = "vdm3d batch") -> int:
               + (f" ({result.error})" if result.status == "failed" else ""), flush=True)
 
     print(f"batch: {len(cases)} cases from {config.manifest} -> {config.out}/", flush=True)
-    summary = config.out / "batch.json"
-    try:
-        results = run_cases(cases, config.out / "logs", use_ray=config.ray, address=config.address,
-                            num_cpus=config.num_cpus, cpus_per_case=config.cpus_per_case, overwrite=config.overwrite,
-                            report=report, again="the same `vdm3d batch` command")
-    except KeyboardInterrupt as e:  # stopped: the summary says what is done, stopped (checkpoint kept?), not run
-        if getattr(e, "results", None) is not None:
-            try:
-                write_summary(summary, e.results, str(config.manifest))
-                e.outcome += f" ({summary} lists every case)"
-            except OSError:
-                pass
-        raise
-    write_summary(summary, results, str(config.manifest))
+    results = run_and_summarize(cases, config.out / "logs", config.out / "batch.json", str(config.manifest),
+                                use_ray=config.ray, address=config.address, num_cpus=config.num_cpus,
+                                cpus_per_case=config.cpus_per_case, overwrite=config.overwrite, report=report,
+                                again="the same `vdm3d batch` command")
     print(summary_table(results))
     sys.stdout.flush()
     return 1 if any(r.status == "failed" for r in results) else 0

@@ -89,7 +89,7 @@ def run_manifest(sub: str, manifest: str, batch: dict, shared: list[str]) -> int
     from pathlib import Path
 
     from vdm3d.batch.evals import eval_cases, numbers_table
-    from vdm3d.batch.runner import run_cases, summary_table, write_summary
+    from vdm3d.batch.runner import run_and_summarize, summary_table
     from vdm3d.errors import ConfigError
     from vdm3d.io.runs import atomic_write_json
 
@@ -107,10 +107,10 @@ def run_manifest(sub: str, manifest: str, batch: dict, shared: list[str]) -> int
         print(f"[{done}/{total}] {result.name}: {result.status} in {result.seconds:.1f} s"
               + (f" ({result.error})" if result.status == "failed" else ""), flush=True)
 
-    results = run_cases(cases, out / "logs", use_ray=not batch.get("--no-ray"), address=batch.get("--address"),
-                        num_cpus=int(num_cpus) if isinstance(num_cpus, str) else None, cpus_per_case=int(cpus),
-                        report=report)
-    write_summary(out / "batch.json", results, manifest)
+    results = run_and_summarize(cases, out / "logs", out / "batch.json", manifest, use_ray=not batch.get("--no-ray"),
+                                address=batch.get("--address"), cpus_per_case=int(cpus), report=report,
+                                num_cpus=int(num_cpus) if isinstance(num_cpus, str) else None,
+                                again=f"the same `vdm3d eval {sub} --manifest` command")
     scores_text, scores = numbers_table(results)
     atomic_write_json(out / "scores.json", scores)
     print(summary_table(results))
