@@ -212,3 +212,12 @@ def test_the_jobs_a_case_may_name_are_commands():
     from vdm3d.cli.main import GROUPS
 
     assert set(JOBS) == set(GROUPS) - {"batch", "rerun", "models"}
+
+
+def test_a_case_out_under_home_is_where_its_job_writes(tmp_path, monkeypatch):
+    """The job expands `out: ~/x`; the batch looked for the finished case in a folder named `~`, so it never
+    counted it as done."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "m.yaml").write_text("job: object\ncases:\n  - {name: a, image: a.png, out: ~/runs/a}\n")
+    [case] = read_cases(tmp_path / "m.yaml", tmp_path / "runs")
+    assert case.out == tmp_path / "home" / "runs" / "a"

@@ -261,7 +261,7 @@ def read_cases(path: str | Path, out: str | Path, job: str | None = None) -> lis
         case_job = jobs[i]
         options = {**shared_by_job.get(case_job, {}), **(c.get("options") or {}), **own}
         options = _resolve(options, base)
-        case_out = Path(options.pop("out")) if options.get("out") else None
+        case_out = Path(options.pop("out")).expanduser() if options.get("out") else None  # as the job expands it
         name = str(c.get("name") or (case_out.name if case_out else _default_name(options, i)))
         if not _NAME.match(name):
             raise InputError(path=path, field=f"{where} name", problem=f"{name!r} is not a usable folder name",
