@@ -176,8 +176,10 @@ def _workers_ignore_ctrl_c():
     any initializer runs) printed its KeyboardInterrupt traceback, and later ones a ``Process
     SpawnPoolWorker-N:`` line, before the parent's one sentence. The parent alone handles Ctrl-C (its run
     folder keeps the finished cases) and stops the workers. An ignored signal stays ignored across exec, and
-    Python then installs no Ctrl-C handler of its own. SIGINT is also blocked in the parent meanwhile, so a
-    Ctrl-C that lands here is delivered when the block ends instead of lost."""
+    Python then installs no Ctrl-C handler of its own. SIGINT is also blocked in the parent's main thread
+    meanwhile, so a Ctrl-C that lands here waits for the block's end; but if the parent has other threads
+    (torch's, numba's), the kernel may hand it to one of them while it is ignored, and then it is lost: a
+    window of the few milliseconds the pool takes to start its workers."""
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
         yield
         return
