@@ -83,39 +83,26 @@ def test_the_default_methods_run_end_to_end_on_one_tiny_room(tmp_path):
 
 
 @pytest.mark.slow
-def test_with_out_an_interrupted_evaluation_resumes_after_its_last_finished_scene(tmp_path, monkeypatch, capsys):
+def test_with_out_an_interrupted_evaluation_resumes_after_its_last_finished_scene(
+        tmp_path, capsys, stop_at_second_case, interrupted_after_one_case):
     """With --out, Ctrl-C during room 2 keeps room 1's checkpoint; --resume loads room 1 (not fitted again) and
     runs room 2, and results.json equals an uninterrupted run's but for the wall times; a resume with another
     option is refused."""
     import json
 
     import vdm3d.eval.complete as ev
-    from vdm3d.errors import ConfigError
-    from vdm3d.io.runs import partial_folder
 
     small = dict(rooms=2, fern=False, baseline_steps=20, distill_steps=10, methods=("plain",), colmap=False,
                  work=tmp_path / "work")
     ev.complete(out=tmp_path / "whole", **small)
-    real, ran = ev.evaluate_scene, []
-
-    def scene_then_ctrl_c(path, *args, **kw):
-        ran.append(path.name)
-        if len(ran) == 2 and not resumed:
-            raise KeyboardInterrupt
-        return real(path, *args, **kw)
-
-    monkeypatch.setattr(ev, "evaluate_scene", scene_then_ctrl_c)
-    resumed, out = False, tmp_path / "cut"
-    with pytest.raises(KeyboardInterrupt) as info:
-        ev.complete(out=out, **small)
-    assert not out.exists() and "--resume continues" in info.value.outcome
-    assert sorted(p.name for p in (partial_folder(out) / "checkpoints").iterdir()) == ["stage-case-0000.safetensors"]
-    with pytest.raises(ConfigError, match="--distill-steps"):
-        ev.complete(out=out, resume=True, **{**small, "distill_steps": 11})
+    stop = stop_at_second_case(ev, "evaluate_scene", lambda path, *args, **kw: path.name)
+    out = tmp_path / "cut"
+    interrupted_after_one_case(lambda **kw: ev.complete(**{**small, **kw}), out, {"distill_steps": 11},
+                               "--distill-steps")
     capsys.readouterr()
-    resumed, ran[:] = True, []
+    stop.resume()
     ev.complete(out=out, resume=True, **small)
-    assert ran == ["room_001"]  # room 0 came from the checkpoint
+    assert stop.ran == ["room_001"]  # room 0 came from the checkpoint
     lines = [line for line in capsys.readouterr().out.splitlines() if "] [" in line]
     assert lines[0].endswith("[1/2] room 0 scored (from the checkpoint)") and lines[1].endswith("[2/2] room 1 scored")
 

@@ -56,40 +56,26 @@ def test_an_interrupted_evaluation_says_what_is_left_and_how_to_run_the_rest(mon
 
 
 @pytest.mark.slow
-def test_with_out_an_interrupted_evaluation_resumes_after_its_last_finished_room(tmp_path, monkeypatch, capsys):
+def test_with_out_an_interrupted_evaluation_resumes_after_its_last_finished_room(
+        tmp_path, capsys, stop_at_second_case, interrupted_after_one_case):
     """With --out, Ctrl-C during room 2 keeps room 1's checkpoint and says --resume continues; --resume loads
     room 1 (its explore run is not run again) and runs room 2, and the numbers equal an uninterrupted run's; a
     resume with another option is refused."""
     import json
 
-    from vdm3d.errors import ConfigError
     from vdm3d.eval.explore import explore
-    from vdm3d.io.runs import partial_folder
     from vdm3d.jobs import explore as job
 
     small = dict(rooms=2, frames=8, resolution=32, segment=4, revisit=2, methods=("job",), steps=1, fit_steps=2,
                  chunk=4, samples=1, replay=0, split="val")
     whole = explore(out=tmp_path / "whole", **small)
-    real, ran = job.run_explore, []
-
-    def room_then_ctrl_c(cfg, **kw):
-        ran.append(cfg.out.name)
-        if len(ran) == 2 and not resumed:
-            raise KeyboardInterrupt
-        return real(cfg, **kw)
-
-    monkeypatch.setattr(job, "run_explore", room_then_ctrl_c)
-    resumed, out = False, tmp_path / "cut"
-    with pytest.raises(KeyboardInterrupt) as info:
-        explore(out=out, **small)
-    assert not out.exists() and "--resume continues" in info.value.outcome
-    assert sorted(p.name for p in (partial_folder(out) / "checkpoints").iterdir()) == ["stage-case-0000.safetensors"]
-    with pytest.raises(ConfigError, match="--fit-steps"):
-        explore(out=out, resume=True, **{**small, "fit_steps": 3})
+    stop = stop_at_second_case(job, "run_explore", lambda cfg, **kw: cfg.out.name)
+    out = tmp_path / "cut"
+    interrupted_after_one_case(lambda **kw: explore(**{**small, **kw}), out, {"fit_steps": 3}, "--fit-steps")
     capsys.readouterr()
-    resumed, ran[:] = True, []
+    stop.resume()
     again = explore(out=out, resume=True, **small)
-    assert ran == ["job1"]  # room 0 came from the checkpoint
+    assert stop.ran == ["job1"]  # room 0 came from the checkpoint
     lines = [line for line in capsys.readouterr().out.splitlines() if "] [" in line]
     assert "[1/2] room 0" in lines[0] and lines[0].endswith("(from the checkpoint)")
     assert "[2/2] room 1" in lines[1] and "checkpoint" not in lines[1]

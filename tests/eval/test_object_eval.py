@@ -216,35 +216,22 @@ def test_orbit_frames_help_names_the_job_defaults_it_leaves_off(capsys):
 
 
 @pytest.mark.slow
-def test_an_interrupted_evaluation_resumes_after_its_last_finished_case(tmp_path, monkeypatch, capsys):
+def test_an_interrupted_evaluation_resumes_after_its_last_finished_case(
+        tmp_path, capsys, stop_at_second_case, interrupted_after_one_case):
     """Ctrl-C during case 2 keeps case 1's checkpoint; --resume loads case 1 (not run again) and runs case 2,
     and the results equal an uninterrupted run's; a resume with another option is refused."""
     import vdm3d.eval.object as ev
-    from vdm3d.errors import ConfigError
-    from vdm3d.io.runs import partial_folder
 
     small = dict(procedural=2, meshes=(), steps=1, novel_views=1, input_only=False)
     ev.eval_object(EvalObjectConfig(out=tmp_path / "whole", **small))
-    real, ran = ev.run_case, []
-
-    def case_then_ctrl_c(case, *args):
-        ran.append(case["seed"])
-        if len(ran) == 2 and not resumed:
-            raise KeyboardInterrupt
-        return real(case, *args)
-
-    monkeypatch.setattr(ev, "run_case", case_then_ctrl_c)
-    resumed, out = False, tmp_path / "cut"
-    with pytest.raises(KeyboardInterrupt) as info:
-        ev.eval_object(EvalObjectConfig(out=out, **small))
-    assert not out.exists() and "--resume continues" in info.value.outcome
-    assert sorted(p.name for p in (partial_folder(out) / "checkpoints").iterdir()) == ["stage-case-0000.safetensors"]
-    with pytest.raises(ConfigError, match="--tau"):
-        ev.eval_object(EvalObjectConfig(out=out, tau=0.1, resume=True, **small))
+    stop = stop_at_second_case(ev, "run_case", lambda case, *args: case["seed"])
+    out = tmp_path / "cut"
+    interrupted_after_one_case(lambda **kw: ev.eval_object(EvalObjectConfig(**{**small, **kw})), out,
+                               {"tau": 0.1}, "--tau")
     capsys.readouterr()
-    resumed, ran[:] = True, []
+    stop.resume()
     ev.eval_object(EvalObjectConfig(out=out, resume=True, **small))
-    assert ran == [HELDOUT_SEED + 1]  # case 1 came from the checkpoint
+    assert stop.ran == [HELDOUT_SEED + 1]  # case 1 came from the checkpoint
     lines = [line for line in capsys.readouterr().out.splitlines() if "] [" in line]
     assert lines[0].endswith("(from the checkpoint)") and "[1/2] object-1500000" in lines[0]
     assert "[2/2] object-1500001" in lines[1] and "checkpoint" not in lines[1]

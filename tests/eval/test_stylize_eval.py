@@ -43,36 +43,23 @@ def test_paired_comparison_counts_per_case_wins():
 
 
 @pytest.mark.slow
-def test_an_interrupted_evaluation_resumes_after_its_last_finished_case(tmp_path, monkeypatch, capsys):
+def test_an_interrupted_evaluation_resumes_after_its_last_finished_case(
+        tmp_path, capsys, stop_at_second_case, interrupted_after_one_case):
     """Ctrl-C during case 2 keeps case 1's checkpoint (with the strip's frames); --resume loads case 1 (not run
     again) and runs case 2, and results.json, table.md and the strip equal an uninterrupted run's; a resume with
     another option is refused."""
     import vdm3d.eval.stylize as ev
-    from vdm3d.errors import ConfigError
-    from vdm3d.io.runs import partial_folder
 
     small = dict(procedural=2, frames=8, resolution=32, meshes=(), arc_frames=4, steps=2, split="val")
     stylize(out=tmp_path / "whole", **small)
-    real, ran = ev.run_case, []
-
-    def case_then_ctrl_c(case, *args):
-        ran.append(case.name)
-        if len(ran) == 2 and not resumed:
-            raise KeyboardInterrupt
-        return real(case, *args)
-
-    monkeypatch.setattr(ev, "run_case", case_then_ctrl_c)
-    resumed, out = False, tmp_path / "cut"
-    with pytest.raises(KeyboardInterrupt) as info:
-        stylize(out=out, **small)
-    assert not out.exists() and "--resume continues" in info.value.outcome
-    assert sorted(p.name for p in (partial_folder(out) / "checkpoints").iterdir()) == ["stage-case-0000.safetensors"]
-    with pytest.raises(ConfigError, match="--steps"):
-        stylize(out=out, resume=True, **{**small, "steps": 3})
+    stop = stop_at_second_case(ev, "run_case", lambda case, *args: case.name)
+    out = tmp_path / "cut"
+    interrupted_after_one_case(lambda **kw: stylize(**{**small, **kw}), out, {"steps": 3}, "--steps")
     capsys.readouterr()
-    first, resumed, ran[:] = ran[0], True, []
+    first = stop.ran[0]
+    stop.resume()
     stylize(out=out, resume=True, **small)
-    assert len(ran) == 1 and ran[0] != first  # case 1 came from the checkpoint
+    assert len(stop.ran) == 1 and stop.ran[0] != first  # case 1 came from the checkpoint
     lines = [line for line in capsys.readouterr().out.splitlines() if "] [" in line]
     assert f"[1/2] {first}:" in lines[0] and lines[0].endswith("(from the checkpoint)")
     assert "[2/2]" in lines[1] and "checkpoint" not in lines[1]
