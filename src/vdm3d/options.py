@@ -170,6 +170,13 @@ def check_options(config: Any, source: str | None = None) -> Any:
     return config
 
 
+def _is_default(value: Any, field: dataclasses.Field) -> bool:
+    try:
+        return field.default is not dataclasses.MISSING and bool(value == field.default)
+    except Exception:  # noqa: BLE001 - a value that does not compare (an array): not the default
+        return False
+
+
 def expand_home(value: Any) -> Any:
     """``value`` with every path that starts with ``~`` turned into the user's home, as a shell does for
     a bare word but not for ``--out=~/x``, a quoted argument, a ``--config`` file or a batch manifest
@@ -178,7 +185,10 @@ def expand_home(value: Any) -> Any:
     if isinstance(value, PurePath):
         return type(value)(os.path.expanduser(value)) if str(value).startswith("~") else value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        changed = {f.name: expand_home(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
+        # a default left as it is (``~/.cache/...``) stays unexpanded: the run's manifest records it so, and a
+        # rerun by another user expands it to that user's home where the job uses it
+        changed = {f.name: expand_home(getattr(value, f.name)) for f in dataclasses.fields(value)
+                   if f.init and not _is_default(getattr(value, f.name), f)}
         changed = {k: v for k, v in changed.items() if v is not getattr(value, k)}
         return dataclasses.replace(value, **changed) if changed else value
     if isinstance(value, (tuple, list)):

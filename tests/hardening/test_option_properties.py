@@ -189,4 +189,10 @@ def test_a_leading_tilde_in_a_path_option_is_the_home_folder(tmp_path, monkeypat
     config = options.expand_home(CompleteConfig(data=Path("~/scene"), out=Path("runs/x")))
     assert config.data == home / "scene" and config.out == Path("runs/x")
     assert options.expand_home((Path("~"), "~", 3)) == (home, "~", 3)  # strings are not paths
+    from vdm3d.jobs.stylize import StylizeConfig
+
+    default = StylizeConfig(mesh=Path("m.glb"), trajectory=Path("t.json"), style=Path("s.png"))
+    assert options.expand_home(default).style_lora_cache == Path("~/.cache/vdm3d/style_lora")  # a default stays
+    given = dataclasses.replace(default, style_lora_cache=Path("~/loras"))
+    assert options.expand_home(given).style_lora_cache == home / "loras"
     capsys.readouterr()
