@@ -8,6 +8,7 @@ that escapes is a bug in vdm3d and is reported as such.
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 
@@ -54,6 +55,11 @@ class OutputError(Vdm3dError):
 
 class DiskFullError(OutputError):
     """The disk (or the user's quota) filled up while writing; what was kept, and how to go on, is said."""
+
+
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name))
+"""The signals that stop a command the way Ctrl-C does: SIGTERM (kill, Slurm, a batch stopping its case),
+SIGINT (Ctrl-C) and, where the platform has it, SIGHUP (the terminal closed, the ssh connection dropped)."""
 
 
 class Interrupted(KeyboardInterrupt):

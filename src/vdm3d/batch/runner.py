@@ -42,11 +42,10 @@ from pathlib import Path
 from typing import Callable, Literal
 
 from vdm3d.batch.cases import Case
-from vdm3d.io.runs import MANIFEST, atomic_write_json, partial_folder
+from vdm3d.errors import STOP_SIGNALS
+from vdm3d.io.runs import MANIFEST, atomic_write_json, lock_path, partial_folder
 
 State = Literal["done", "resume", "restart", "todo"]
-# the signals that stop vdm3d as Ctrl-C does (vdm3d.cli.main.STOP_SIGNALS)
-_STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name))
 
 
 @dataclasses.dataclass
@@ -213,7 +212,7 @@ def _lock_holder(out: Path) -> int | None:
     except ImportError:
         return None
     try:
-        with open(out.parent / f".{out.name}.lock", encoding="utf-8") as f:
+        with open(lock_path(out), encoding="utf-8") as f:
             try:
                 fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
                 return None  # free: the run has ended (a killed one leaves the file)
@@ -382,7 +381,7 @@ def _run_on_ray(pending, logs: Path, address: str | None, num_cpus: int | None, 
     # which printed a stack dump and ended the batch by SIGABRT): vdm3d's go back on after it, so that
     # SIGTERM stops the batch as Ctrl-C does. Ray has no option to leave a driver's signals alone.
     main_thread = threading.current_thread() is threading.main_thread()
-    handlers = {sig: signal.getsignal(sig) for sig in _STOP_SIGNALS} if main_thread else {}
+    handlers = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS} if main_thread else {}
     if address:
         ray.init(address=address, log_to_driver=False)
     else:

@@ -30,7 +30,7 @@ import traceback
 from typing import Callable, Sequence
 
 from vdm3d import errors
-from vdm3d.errors import ConfigError, Interrupted, Vdm3dError
+from vdm3d.errors import STOP_SIGNALS, ConfigError, Interrupted, Vdm3dError
 from vdm3d.threads import set_threads
 
 # name -> module; the order is the order of the overview.
@@ -263,9 +263,6 @@ def _pop_threads(argv: list[str]) -> tuple[list[str], int | None]:
     return rest, threads
 
 
-# The signals that stop a command the way Ctrl-C does: SIGTERM (kill, Slurm, a batch stopping its case),
-# SIGINT (Ctrl-C) and, where the platform has it, SIGHUP (the terminal closed, the ssh connection dropped).
-STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name))
 
 
 def _terminate_as_interrupt() -> Callable[[], None]:

@@ -237,6 +237,11 @@ def _strerror(exc: BaseException) -> str:
     return "Disk quota exceeded" if "quota" in str(exc) or "os error 122" in str(exc) else "No space left on device"
 
 
+def lock_path(out: Path) -> Path:
+    """The lock file of the run folder ``out`` (``.<name>.lock`` beside it; see :func:`lock_run`)."""
+    return out.parent / f".{out.name}.lock"
+
+
 def lock_run(out: Path) -> Any:
     """Hold an exclusive lock on writing ``out`` (the file ``.<name>.lock`` beside it, holding the pid): a
     second run into the same folder at the same time is refused instead of mixing its files into the
@@ -246,8 +251,7 @@ def lock_run(out: Path) -> Any:
         import fcntl
     except ImportError:
         return None
-    path = out.parent / f".{out.name}.lock"
-    handle = open(path, "a+")
+    handle = open(lock_path(out), "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
