@@ -236,3 +236,15 @@ def test_cli_list_shows_the_weights_place_whole(models_dir, capsys):
     assert main(["models", "list"]) == 0
     out = capsys.readouterr().out
     assert f"weights: {models_dir / 'wan2.1-t2v-1.3b'}\n" in out and "weights: not installed\n" in out
+
+
+def test_tiny_alone_names_each_jobs_embedded_models(capsys):
+    """`vdm3d models info tiny` said "unknown model" although every job takes --backbone tiny."""
+    from vdm3d.cli.main import main
+
+    assert main(["models", "info", "tiny"]) == 2
+    err = capsys.readouterr().err
+    assert "names each job's own embedded models" in err and "tiny-orbit (object)" in err
+    for model in ("tiny-orbit", "tiny-explore", "tiny-depth", "tiny-video", "tiny-stylize_anchor",
+                  "tiny-stylize_inbetween"):
+        assert model in err and model in registry.names()

@@ -358,6 +358,10 @@ def _resolve(name: str) -> tuple[Literal["tiny", "hub"], str]:
     bare = name[len(TINY_PREFIX) :] if name.startswith(TINY_PREFIX) else name
     if bare in tiny:
         return "tiny", bare
+    if name == "tiny":  # a job's --backbone tiny: each job's own embedded model(s), not one model
+        raise ConfigError("'tiny' (--backbone tiny) names each job's own embedded models, not one model: tiny-orbit "
+                          "(object), tiny-explore and tiny-depth (explore), tiny-video (complete), "
+                          "tiny-stylize_anchor and tiny-stylize_inbetween (stylize); name one of them.")
     raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(names())}.")
 
 
