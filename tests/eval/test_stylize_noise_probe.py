@@ -47,9 +47,14 @@ def test_command_scores_the_shipped_model(tmp_path, monkeypatch):
     monkeypatch.setenv("VDM3D_CACHE", str(tmp_path / "cache"))
     from vdm3d.eval.stylize import stylize_noise
 
-    errors = stylize_noise(objects=1, rooms=0, sigmas=(1.0,))["1.0"]
+    errors = stylize_noise(objects=1, rooms=0, sigmas=(1.0,), out=tmp_path / "probe")["1.0"]
     assert set(errors) == {"fresh", "warped", "mixed"}
     assert all(0.0 < e < 0.5 for e in errors.values())  # returning the input would err by sigma^2 = 1
+    import json  # --out keeps the numbers (the probe printed them only), and its arguments only as the config
+
+    manifest = json.loads((tmp_path / "probe" / "manifest.json").read_text())
+    assert manifest["result"]["1.0"] == errors and manifest["config"]["objects"] == 1
+    assert "<function" not in json.dumps(manifest["config"]) and (tmp_path / "probe" / "table.md").is_file()
 
 
 def test_a_folder_without_a_checkpoint_is_one_sentence_and_exit_2(tmp_path, capsys):

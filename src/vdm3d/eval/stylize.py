@@ -311,7 +311,8 @@ def denoising_errors(denoise: Callable[[Tensor, Tensor], Tensor], x0: Float[Tens
 def stylize_noise(model: str = "stylize_inbetween", checkpoint: Path | None = None,
                   objects: Annotated[int, Range(1)] = 16, rooms: Annotated[int, Range(0)] = 8,
                   sigmas: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0, 30.0),
-                  split: Literal["val", "heldout"] = "val", seed: int = 0) -> dict:
+                  split: Literal["val", "heldout"] = "val", seed: int = 0, out: Path | None = None,
+                  overwrite: bool = False) -> dict:
     """Does the inbetweening model get information from flow-warped noise? Its denoising error on
     validation paths (8 frames, every condition given: keyframes, edges, the start keyframe warped
     into every frame, cameras) with fresh, warped and mixed noise at each noise level.
@@ -325,8 +326,13 @@ def stylize_noise(model: str = "stylize_inbetween", checkpoint: Path | None = No
         sigmas: noise levels.
         split: val (for choosing settings) or heldout.
         seed: seed of the fresh noise and the condition draw.
+        out: optional run folder for the numbers (table.md, and the errors in manifest.json).
+        overwrite: replace ``out`` if it exists.
     """
+    params = locals().copy()  # the arguments only, before the imports below join the locals (rerun compares them)
     from safetensors.torch import load_file
+
+    from vdm3d.io.runs import RunFolder
 
     from vdm3d.models.tiny import WEIGHTS_DIR
     from vdm3d.models.tiny.backbone import TinyVideoBackbone
@@ -349,9 +355,15 @@ def stylize_noise(model: str = "stylize_inbetween", checkpoint: Path | None = No
     rows = ["| sigma | fresh | warped | mixed (alpha 0.5) | warped / fresh |", "|---|---|---|---|---|"]
     rows += [f"| {s:g} | {e['fresh']:.5f} | {e['warped']:.5f} | {e['mixed']:.5f} | "
              f"{e['warped'] / e['fresh']:.3f} |" for s, e in errors.items()]
-    print(f"{model}{f' ({checkpoint})' if checkpoint else ''}: denoising error on the inner frames of "
-          f"{len(data['rgb'])} {split} paths\n" + "\n".join(rows))
-    return {str(s): e for s, e in errors.items()}
+    text = (f"{model}{f' ({checkpoint})' if checkpoint else ''}: denoising error on the inner frames of "
+            f"{len(data['rgb'])} {split} paths\n" + "\n".join(rows))
+    print(text)
+    result = {str(s): e for s, e in errors.items()}
+    if out is not None:  # the numbers in a run folder, as every other evaluation keeps them
+        with RunFolder(out, config=params, seed=seed, overwrite=overwrite) as run:
+            (run.path / "table.md").write_text(text + "\n")
+            run.record(result=result, paths=len(data["rgb"]), split=split)
+    return result
 
 
 COMMANDS = {"stylize": stylize, "stylize-noise": stylize_noise}
