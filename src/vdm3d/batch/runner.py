@@ -235,11 +235,17 @@ def signal_writer(out: Path, signum: int) -> None:
 
 def wait_until_written(out: Path, timeout: float = STOP_WAIT_S) -> None:
     """Wait until no process holds the lock a run folder keeps while it is written (``.<name>.lock`` beside
-    ``out``, :func:`vdm3d.io.runs.lock_run`): a case stopped on a Ray worker keeps its checkpoint, or removes
-    its partial folder, before that. Returns at once where there is no such lock or no ``flock``."""
-    end = time.time() + timeout
-    while _lock_holder(out) is not None and time.time() < end:
+    ``out``, :func:`vdm3d.io.runs.lock_run`), and the process that held it has exited: a case stopped on a Ray
+    worker keeps its checkpoint (or removes its partial folder) and says so before that. Returns at once where
+    there is no such lock or no ``flock``."""
+    end, writer = time.time() + timeout, None
+    while (holder := _lock_holder(out)) is not None and time.time() < end:
+        writer = holder if holder > 0 else writer
         time.sleep(0.2)
+    # the lock goes when the run folder is left; the process then says what it kept (its log's last line)
+    # and exits: wait for that too, before Ray's shutdown ends its workers
+    while writer is not None and _alive(writer) and time.time() < end:
+        time.sleep(0.1)
 
 
 def stopped_case(case: Case, state: State, started: bool, since: float) -> CaseResult:
