@@ -16,8 +16,10 @@ Before running, every case's folder says where it stands (:func:`case_state`):
 
 On Ray, ``ray.init(num_cpus=...)`` starts a local instance, or ``address`` joins a cluster (every
 node needs vdm3d installed and the inputs at the same paths); each case is a task asking for
-``cpus_per_case`` CPUs, and its process gets as many torch threads. The case's process dies with
-the worker that runs it (Linux ``PR_SET_PDEATHSIG``), so killing the batch leaves no stray job behind.
+``cpus_per_case`` CPUs, and its process gets as many torch threads. The case's process stops with
+the worker that runs it (Linux ``PR_SET_PDEATHSIG`` sends it SIGTERM), so killing the batch leaves no
+stray job behind; it stops as a stopped command does, keeping its checkpoint, because it runs in its own
+process group and Ray's kill of a worker's children is turned off (Ray would SIGKILL it with the worker).
 Each case's output goes to ``<batch out>/logs/<name>.log``; ``<batch out>/batch.json`` holds the summary.
 
 Stopping the batch (Ctrl-C, SIGTERM, SIGHUP) stops its running cases the same way and waits for them to
@@ -164,7 +166,8 @@ def run_command(argv: list[str], log: str, threads: int, driver_pid: int | None 
         f.write(f"\n$ vdm3d {' '.join(argv)}\n")
         f.flush()
         proc = subprocess.Popen([sys.executable, "-m", "vdm3d.cli.main", *argv], stdout=f, stderr=subprocess.STDOUT,
-                                env=env, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+                                env=env, preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                                start_new_session=True)
         try:
             while True:
                 try:
@@ -391,7 +394,11 @@ def _run_on_ray(pending, logs: Path, address: str | None, num_cpus: int | None, 
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
-        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        # A worker that exits (Ray's shutdown, its raylet stopped by the same signal) kills its child, the
+        # case, at once, by default: the case would lose its last words and the checkpoint it was writing.
+        # Off, the case gets SIGTERM from the worker's death instead (_die_with_parent) and stops as it should.
+        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False,
+                 _system_config={"kill_child_processes_on_worker_exit": False})
     for sig, handler in handlers.items():
         if handler is not None:
             signal.signal(sig, handler)
