@@ -11,6 +11,7 @@ import torch
 
 from vdm3d.cameras.camera import Cameras, look_at
 from vdm3d.metrics.image import psnr
+from vdm3d.io.runs import holds_state
 from vdm3d.recon.checkpoint import load_state, save_state
 from vdm3d.recon.evaluate import score_views
 from vdm3d.recon.render import render_views
@@ -103,6 +104,11 @@ def test_a_torn_checkpoint_pair_resumes_from_the_tensors_own_step(tmp_path):
         assert torch.equal(getattr(full, f.name), getattr(resumed, f.name)), f.name
     (folder / "state.json").unlink()  # the first checkpoint cut before its JSON: the tensors file suffices
     assert load_state(folder).step == 8
+    # and the complete job's stages, which ask holds_state before resuming, take it (they used to look for
+    # state.json and fit again from the start)
+    assert holds_state(folder)
+    (folder / "state.safetensors").write_bytes((folder / "state.safetensors").read_bytes()[:100])  # torn
+    assert not holds_state(folder) and not holds_state(tmp_path / "none")
 
 
 def test_a_two_file_checkpoint_without_metadata_still_loads(tmp_path):

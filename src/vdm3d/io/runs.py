@@ -127,6 +127,25 @@ def check_writable(path: str | Path, option: str = "--out") -> None:
                           f"choose another {option} or fix the folder's permissions.")
 
 
+def holds_state(folder: str | Path, tensors: str = "state.safetensors", meta: str = "state.json",
+                key: str = "state") -> bool:
+    """Whether the checkpoint folder ``folder`` holds a complete state: a ``tensors`` file with the JSON
+    state in its safetensors metadata under ``key`` (one atomic file, so a process killed before it wrote
+    ``meta`` still left a readable state), or an older checkpoint's tensors beside its ``meta`` JSON."""
+    from safetensors import SafetensorError, safe_open
+
+    folder = Path(folder)
+    if not (folder / tensors).is_file():
+        return False
+    if (folder / meta).is_file():
+        return True
+    try:
+        with safe_open(str(folder / tensors), framework="pt") as f:
+            return key in (f.metadata() or {})
+    except (OSError, SafetensorError):  # torn or not safetensors: the loader names it when asked
+        return False
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write a file so that readers see either the old content or the new, never a mix."""
     path = Path(path)

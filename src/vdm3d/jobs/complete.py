@@ -48,7 +48,7 @@ from vdm3d.data.depths import read_train_depths
 from vdm3d.data.readers import Scene, Split, read_scene
 from vdm3d.errors import ConfigError
 from vdm3d.io.progress import StageClock
-from vdm3d.io.runs import RunFolder, resume_target
+from vdm3d.io.runs import RunFolder, holds_state, resume_target
 from vdm3d.io.video import write_video
 from vdm3d.jobs.complete_distill import DistillConfig, distill
 from vdm3d.jobs.complete_generate import GenerationConfig, generate_clip
@@ -168,7 +168,7 @@ def fit_baseline(scene: Scene, init: Gaussians, config: CompleteConfig, run: Run
     if run.resuming and done.is_file():
         return load_ply(done)
     ckpt = run.path / "checkpoints" / "baseline"
-    state = load_state(ckpt) if run.resuming and (ckpt / "state.json").is_file() else None
+    state = load_state(ckpt) if run.resuming and holds_state(ckpt) else None
     baseline = fit_gaussians(scene.train, init, dataclasses.replace(config.baseline, seed=config.seed),
                              progress=progress, state=state,
                              on_checkpoint=lambda s: save_state(run.checkpoint_dir / "baseline", s))

@@ -31,7 +31,7 @@ from safetensors.torch import load_file
 
 from vdm3d.cameras.camera import Cameras
 from vdm3d.cameras.trajectory import Trajectory
-from vdm3d.io.runs import RunFolder
+from vdm3d.io.runs import RunFolder, holds_state
 from vdm3d.models.weights import save_state_dict
 from vdm3d.options import Range
 from vdm3d.recon.checkpoint import load_state, save_state
@@ -147,7 +147,7 @@ def distill(train: Views, baseline: Gaussians, paths: list[Trajectory],
     timing = {"generate": 0.0}
     run = checkpoints
     state: FitState | None = None
-    if run is not None and run.resuming and (run.path / "checkpoints" / "distill" / "state.json").is_file():
+    if run is not None and run.resuming and holds_state(run.path / "checkpoints" / "distill"):
         state = load_state(run.path / "checkpoints" / "distill")
     pools: dict[str, Views | None] = {"latest": None, "persistent": None}
     pending: list[Gaussians] = []  # points of the newest clip, appended before the next step

@@ -31,7 +31,7 @@ from vdm3d.data.readers import Scene
 from vdm3d.errors import ConfigError
 from vdm3d.geometry.reproject import depth_range
 from vdm3d.io.progress import StageClock
-from vdm3d.io.runs import RunFolder
+from vdm3d.io.runs import RunFolder, holds_state
 from vdm3d.io.video import write_video
 from vdm3d.jobs.complete import (CompleteConfig, CompleteResult, evaluate, export, fit_baseline, initialize,
                                  load_scene, run_folder, save_paths)
@@ -128,7 +128,7 @@ def fit_with_generated(scene: Scene, baseline: Gaussians, generated: Views, conf
     pool = ViewPool(generated.to(scene.train.images.dtype), loss=LossWeights(l1=1.0, perceptual=config.v3d.pseudo_perceptual),
                     weight=config.v3d.pseudo_weight)
     state = None
-    if run is not None and run.resuming and (run.path / "checkpoints" / "v3d_fit" / "state.json").is_file():
+    if run is not None and run.resuming and holds_state(run.path / "checkpoints" / "v3d_fit"):
         state = load_state(run.path / "checkpoints" / "v3d_fit")
     on_checkpoint = None if run is None else (lambda s: save_state(run.checkpoint_dir / "v3d_fit", s))
     return fit_gaussians(scene.train, baseline, fit, pools=[pool], progress=progress, state=state,

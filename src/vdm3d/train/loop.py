@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from vdm3d.errors import raise_if_interrupted
 from vdm3d.io.progress import eta_seconds, format_seconds
-from vdm3d.io.runs import atomic_write_bytes, atomic_write_json, to_jsonable
+from vdm3d.io.runs import atomic_write_bytes, atomic_write_json, holds_state, to_jsonable
 from vdm3d.options import Range
 
 
@@ -112,19 +112,6 @@ def save_state(folder: Path, model: nn.Module, ema: EMA | None, opt: torch.optim
     atomic_write_json(folder / "state.json", meta)
 
 
-def has_state(folder: Path) -> bool:
-    """Whether ``folder`` holds a checkpoint :func:`load_state` can read: a tensors file with its state in the
-    metadata (even if the process was killed before writing ``state.json``), or an older one beside its JSON."""
-    from safetensors import safe_open
-
-    if not (folder / "state.safetensors").is_file():
-        return False
-    if (folder / "state.json").is_file():
-        return True
-    with safe_open(str(folder / "state.safetensors"), framework="pt") as f:
-        return STATE_KEY in (f.metadata() or {})
-
-
 def load_state(folder: Path, model: nn.Module, ema: EMA | None, opt: torch.optim.Optimizer) -> dict[str, Any]:
     """Restore what :func:`save_state` wrote; returns the JSON info (with ``step``). The info comes from
     the tensors file's metadata; ``state.json`` is read only for checkpoints written before it was there."""
@@ -167,7 +154,7 @@ def train(model: nn.Module, step_fn: StepFn, cfg: LoopConfig, checkpoint_dir: Pa
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     ema = EMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     start, seconds, history = 0, 0.0, []
-    if resume and has_state(checkpoint_dir):
+    if resume and holds_state(checkpoint_dir, key=STATE_KEY):
         info = load_state(checkpoint_dir, model, ema, opt)
         start, seconds, history = info["step"], info.get("seconds", 0.0), info.get("losses", [])
         log(f"resumed at step {start}")
