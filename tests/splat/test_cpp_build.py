@@ -120,3 +120,50 @@ def test_a_build_folder_that_cannot_be_written_is_one_line_and_numba(tmp_path):
     assert len(lines) == 1 and "Warning" not in lines[0]
     assert lines[0].startswith("vdm3d: the C++ rasterizer could not be built (")
     assert f"Its build folder is {tmp_path / 'afile' / 'ext'}: set TORCH_EXTENSIONS_DIR to a writable folder" in lines[0]
+
+
+def test_a_dead_builders_lock_does_not_make_the_next_run_wait_forever(tmp_path):
+    # A build killed with SIGKILL leaves torch's empty `lock` file; torch's load() waits while it exists,
+    # without end (a run after such a kill hung until someone deleted the file). The build folder's own
+    # flock went with the dead builder, so the next run removes the file and imports the library.
+    library = _built_library()
+    extensions = tmp_path / "ext"
+    folder = extensions / library.parent.name
+    folder.mkdir(parents=True)
+    shutil.copy2(library, folder / library.name)
+    (folder / "lock").touch()
+    env = dict(os.environ, PYTHONPATH=str(SRC), TORCH_EXTENSIONS_DIR=str(extensions), VDM3D_NO_CPP="")
+    script = "import vdm3d.splat.backends.cpp as c; ok, why = c.available(); assert ok, why"
+    subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True, timeout=120)
+    assert not (folder / "lock").exists()
+
+
+def test_a_second_process_waits_for_a_live_builder_then_imports_its_build(tmp_path):
+    # While another process builds (it holds the folder's flock and torch's lock file), a new run waits for
+    # it rather than compiling too or removing the live builder's lock; once it is done, its library is used.
+    import fcntl
+    import time
+
+    library = _built_library()
+    extensions = tmp_path / "ext"
+    folder = extensions / library.parent.name
+    folder.mkdir(parents=True)
+    (folder / "lock").touch()
+    env = dict(os.environ, PYTHONPATH=str(SRC), TORCH_EXTENSIONS_DIR=str(extensions), VDM3D_NO_CPP="")
+    script = "import vdm3d.splat.backends.cpp as c; ok, why = c.available(); assert ok, why; print(c._state['module'].__file__)"
+    said = tmp_path / "stderr.txt"
+    with open(folder / "vdm3d-build.lock", "a") as held, open(said, "w") as stderr:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        waiter = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=stderr,
+                                  text=True)
+        deadline = time.time() + 120
+        while cpp.COMPILE_NOTICE not in said.read_text():  # it has found no library and goes for the lock
+            assert waiter.poll() is None and time.time() < deadline, said.read_text()
+            time.sleep(0.1)
+        time.sleep(1)
+        assert waiter.poll() is None and (folder / "lock").exists()  # still waiting; the live lock is kept
+        shutil.copy2(library, folder / library.name)  # the "builder" finishes: its library, then its lock goes
+        (folder / "lock").unlink()
+    out, _ = waiter.communicate(timeout=120)
+    assert waiter.returncode == 0, said.read_text()
+    assert Path(out.strip()) == folder / library.name

@@ -54,6 +54,7 @@ GIL.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import platform
@@ -141,7 +142,13 @@ def _build_and_import():
     folder (written only when missing, so that its time stamp stays), the folder is named by the
     content alone, and a finished library there is imported directly, without ninja; only a missing
     (or unreadable) library, or a build under way in another process (torch's ``lock`` file), goes
-    through ``load``, which waits for that build or compiles, after one line on stderr."""
+    through ``load``, which compiles, after one line on stderr.
+
+    torch's ``lock`` file holds no process id, and its wait has no end: a builder killed with SIGKILL (the
+    OOM killer, a Slurm time limit) left it behind, and every later run on that cache waited forever. So a
+    build also holds an OS lock (``flock`` on ``vdm3d-build.lock`` in the folder), which goes with its
+    process: a second process waits for that lock, not for torch's file, then imports what the first built;
+    torch's file found with nobody holding the lock is a dead builder's, and is removed."""
     source = SOURCE.read_bytes()
     name = f"vdm3d_cpu_raster_{_cpu_tag()}_{_build_tag(source)}"
     folder = _extensions_root() / name
@@ -161,8 +168,33 @@ def _build_and_import():
 
     sys.stdout.flush()
     print(COMPILE_NOTICE, file=sys.stderr, flush=True)
-    return load(name=name, sources=[str(copy)], extra_cflags=CFLAGS, extra_ldflags=LDFLAGS,
-                build_directory=str(folder), verbose=False)
+    with _building(folder):
+        if library.is_file() and not (folder / "lock").exists():  # built by the process we waited for
+            try:
+                return _import_built(name, library)
+            except ImportError:
+                pass
+        return load(name=name, sources=[str(copy)], extra_cflags=CFLAGS, extra_ldflags=LDFLAGS,
+                    build_directory=str(folder), verbose=False)
+
+
+@contextlib.contextmanager
+def _building(folder: Path):
+    """Hold the build lock of ``folder`` (waiting while another process builds there), and remove torch's
+    ``lock`` file when it is left over from a builder that died (see :func:`_build_and_import`). Where there
+    is no ``flock`` (Windows), torch's own lock alone."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(folder / "vdm3d-build.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            (folder / "lock").unlink(missing_ok=True)  # every live builder holds the lock we now hold
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _load():
