@@ -25,9 +25,10 @@ RANGE_SLACK = 1e-3
 
 
 def unit_range(values, where: str, uint8_to: torch.dtype = torch.float32) -> Tensor:
-    """``values`` (colours or images, a tensor or numpy array) as a float tensor in [0, 1]: uint8 is divided by
-    255 in ``uint8_to``, floats keep their dtype; other dtypes, and floats outside [0, 1] (0..255 floats, say),
-    are refused in one sentence that starts with ``where`` (e.g. ``"Views: images"``). One min and max."""
+    """``values`` (colours or images, a tensor or numpy array) as a float tensor in [0, 1]: uint8 is
+    divided by 255 in ``uint8_to``, floats keep their dtype; other dtypes, and floats outside [0, 1]
+    (0..255 floats, say), are refused in one sentence that starts with ``where`` (e.g. ``"Views: images"``).
+    Costs one min and max."""
     if isinstance(values, np.ndarray):
         values = torch.as_tensor(values)
     elif not torch.is_tensor(values):
@@ -35,20 +36,21 @@ def unit_range(values, where: str, uint8_to: torch.dtype = torch.float32) -> Ten
     if values.dtype == torch.uint8:
         return values.to(uint8_to) / 255.0
     if not values.is_floating_point():
-        raise InputError(f"{where} are {str(values.dtype).removeprefix('torch.')}; pass floats in [0, 1] or uint8 "
-                         "in 0..255.")
+        kind = str(values.dtype).removeprefix("torch.")
+        raise InputError(f"{where} are {kind}; pass floats in [0, 1] or uint8 in 0..255.")
     if values.numel():
         lo, hi = (float(x) for x in torch.aminmax(values.detach()))
         if lo < -RANGE_SLACK or hi > 1.0 + RANGE_SLACK:
-            hint = "divide by 255" if 1.0 < hi <= 255.0 + RANGE_SLACK and lo >= -RANGE_SLACK else "rescale them"
+            on_255 = 1.0 < hi <= 255.0 + RANGE_SLACK and lo >= -RANGE_SLACK
+            hint = "divide by 255" if on_255 else "rescale them"
             raise InputError(f"{where} must be floats in [0, 1], got values in [{lo:.4g}, {hi:.4g}]; {hint} "
                              "(or pass uint8).")
     return values
 
 
 def image_batch(images, where: str) -> Tensor:
-    """``images`` as a float batch ``[N, H, W, 3]`` in [0, 1] (see :func:`unit_range`); one image ``[H, W, 3]``
-    and channels-first ``[N, 3, H, W]`` are refused in one sentence that says what to pass instead."""
+    """``images`` as a float batch ``[N, H, W, 3]`` in [0, 1] (see :func:`unit_range`); one image
+    ``[H, W, 3]`` and channels-first ``[N, 3, H, W]`` are refused in one sentence that says what to pass."""
     images = unit_range(images, f"{where}: images")
     shape = tuple(images.shape)
     if images.dim() == 4 and shape[-1] == 3:
@@ -72,7 +74,8 @@ class Views:
     taken as tensors. Floats outside [0, 1] (0..255, say) and other layouts are refused (:func:`image_batch`).
     """
 
-    images: Float[Tensor, "N H W 3"] | UInt8[Tensor, "N H W 3"] | Shaped[np.ndarray, "N H W 3"]  # kept: float tensor
+    # uint8 and numpy are accepted and kept as a float tensor
+    images: Float[Tensor, "N H W 3"] | UInt8[Tensor, "N H W 3"] | Shaped[np.ndarray, "N H W 3"]
     cameras: Cameras
     alphas: Float[Tensor, "N H W"] | Float[np.ndarray, "N H W"] | None = None  # numpy is kept as a tensor
     depths: Float[Tensor, "N H W"] | Float[np.ndarray, "N H W"] | None = None

@@ -38,8 +38,9 @@ ORTHONORMAL_TOL = 1e-3
 class Cameras:
     """A batch of pinhole cameras (OpenCV convention, camera-to-world). Batch shape ``*B``.
 
-    ``Ks`` and ``c2w`` may be given as numpy arrays (or nested lists): they become tensors, of the other field's
-    dtype and device when that one is a tensor, else ``c2w`` keeps its float dtype (integers: float32)."""
+    ``Ks`` and ``c2w`` may be given as numpy arrays (or nested lists): they become tensors, of the other
+    field's dtype and device when that one is a tensor, else ``c2w`` keeps its float dtype (integers:
+    float32)."""
 
     Ks: Float[Tensor, "*B 3 3"] | Shaped[np.ndarray, "*B 3 3"]  # kept as a tensor
     c2w: Float[Tensor, "*B 4 4"] | Shaped[np.ndarray, "*B 4 4"]

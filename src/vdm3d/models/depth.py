@@ -66,20 +66,20 @@ def depth_from_prediction(pred: Float[Tensor, "B H W"], kind: DepthKind) -> Floa
 
 
 def relative_depth(estimator: DepthEstimator,
-                   images: Float[Tensor, "B H W 3"] | UInt8[Tensor, "B H W 3"] | Shaped[np.ndarray, "B H W 3"],
+                   images: Float[Tensor, "B H W 3"] | UInt8[Tensor, "B H W 3"] | Shaped[np.ndarray, "B H W 3"]
                    ) -> Float[Tensor, "B H W"]:
     """Positive z-depth with median 1 per image, whatever the estimator's kind (align it to a scene's
     scale afterwards, e.g. with a known depth or the rendered depth of a reconstruction).
 
-    ``images``: ``[B, H, W, 3]`` floats in [0, 1] or uint8, a tensor or numpy array; the estimator sees float32
-    (its weights' type), and the depth comes back in the images' float dtype (float32 for uint8). Other layouts
-    (one ``[H, W, 3]`` image, channels first) are refused in one sentence."""
+    ``images``: ``[B, H, W, 3]`` floats in [0, 1] or uint8, a tensor or numpy array; the estimator sees
+    float32 (its weights' type), and the depth comes back in the images' float dtype (float32 for uint8).
+    Other layouts (one ``[H, W, 3]`` image, channels first) are refused in one sentence."""
     images = image_batch(images, "relative_depth")
     dtype = images.dtype
     with torch.no_grad():
         depth = depth_from_prediction(estimator.predict(images.to(torch.float32)), estimator.kind)
-    depth = depth / depth.flatten(1).median(dim=1).values.clamp_min(torch.finfo(depth.dtype).tiny)[:, None, None]
-    return depth.to(dtype)
+    median = depth.flatten(1).median(dim=1).values.clamp_min(torch.finfo(depth.dtype).tiny)
+    return (depth / median[:, None, None]).to(dtype)
 
 
 def estimate_views(estimator: DepthEstimator, views: Views, batch: int = 8) -> Views:

@@ -182,8 +182,8 @@ class Gaussians:
         if isinstance(points, np.ndarray):
             points = torch.as_tensor(points)
         if not torch.is_tensor(points):
-            raise InputError(f"Gaussians.from_points: points must be a torch tensor or numpy array [N, 3], got "
-                             f"{type(points).__name__}.")
+            raise InputError(f"Gaussians.from_points: points must be a torch tensor or numpy array [N, 3], "
+                             f"got {type(points).__name__}.")
         colors = unit_range(colors, "Gaussians.from_points: colors",
                             uint8_to=points.dtype if points.is_floating_point() else torch.float32)
         if points.dim() != 2 or points.shape[1] != 3 or colors.shape != points.shape:
