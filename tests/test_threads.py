@@ -51,3 +51,21 @@ def test_global_threads_option(restore_threads, monkeypatch, capsys):
     assert cli_main.main(["fit", "--threads", "zero"]) == 2
     err = capsys.readouterr().err
     assert "error: --threads needs a whole number of threads, 1 or more, got 'zero'" in err and "Traceback" not in err
+
+
+def test_torch_keeps_the_count_after_numbas_pool_has_run():
+    """Once numba's compiled renderer has run, numba's setter moved the OpenMP count torch reads, so
+    set_threads(1) called torch's setter first and left torch at numba's pool size (2) while the manifest
+    recorded 1. A fresh process: the first numba setter call after the pool started is the one that moved it."""
+    import subprocess
+    import sys
+
+    code = ("import torch\n"
+            "from vdm3d.jobs.explore import warm_up_renderer\n"
+            "from vdm3d.threads import current_threads, set_threads\n"
+            "warm_up_renderer()\n"
+            "print(set_threads(1), torch.get_num_threads(), current_threads())\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "2"}  # a pool larger than the count
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1", "1", "1"]

@@ -13,8 +13,8 @@ machine the scheduler shares the cores per runnable thread, and a sleeping waite
 
 Applied where each runtime reads it: the environment (``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``,
 ``NUMBA_NUM_THREADS``, read when those libraries start, also in child processes) and, for libraries
-already imported, their setters (``torch.set_num_threads``, ``numba.set_num_threads``,
-``cv2.setNumThreads``). OpenMP's idle threads are told to sleep rather than spin
+already imported, their setters (``numba.set_num_threads``, ``cv2.setNumThreads`` and, last, as numba's
+moves the OpenMP count, ``torch.set_num_threads``). OpenMP's idle threads are told to sleep rather than spin
 (``OMP_WAIT_POLICY=PASSIVE``, unless set), so threads waiting at a barrier leave the cores to
 whoever can use them.
 
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 from vdm3d.errors import ConfigError
 
@@ -78,13 +79,21 @@ def set_threads(n: int | None = None) -> int:
             continue  # numba refuses a new pool size once its threads run; its setter below applies
         os.environ[name] = str(n)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(n)
     if "numba" in sys.modules:
         numba = sys.modules["numba"]
         # The pool is sized when numba starts; it can shrink, never grow past that.
         numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     if "cv2" in sys.modules:
         sys.modules["cv2"].setNumThreads(n)
-    _CHOSEN.update(threads=n, explicit=explicit)
+    # torch last: once numba's OpenMP pool has run, numba's setter moves the OpenMP thread count that torch
+    # reads (measured: set_threads(1) left torch at 2 threads, numba's pool size, when torch came first)
+    runs = n
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        torch.set_num_threads(n)
+        runs = torch.get_num_threads()
+        if runs != n:  # not seen since torch comes last; the manifest must still record what torch runs
+            warnings.warn(f"set_threads({n}): torch runs {runs} threads; the run's manifest records {runs}.",
+                          RuntimeWarning, stacklevel=2)
+    _CHOSEN.update(threads=runs, explicit=explicit)
     return n

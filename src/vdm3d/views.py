@@ -9,8 +9,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal, Sequence
 
+import numpy as np
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Shaped, UInt8
 from torch import Tensor
 
 from vdm3d.cameras.camera import Cameras
@@ -18,29 +19,84 @@ from vdm3d.errors import InputError
 
 Origin = Literal["input", "generated", "rendered"]
 
+#: how far a float image or colour may stray outside [0, 1] (rounding in blends and resampling) before it is
+#: refused as being on another scale (0..255 floats are the usual mistake)
+RANGE_SLACK = 1e-3
+
+
+def unit_range(values, where: str, uint8_to: torch.dtype = torch.float32) -> Tensor:
+    """``values`` (colours or images, a tensor or numpy array) as a float tensor in [0, 1]: uint8 is
+    divided by 255 in ``uint8_to``, floats keep their dtype; other dtypes, and floats outside [0, 1]
+    (0..255 floats, say), are refused in one sentence that starts with ``where`` (e.g. ``"Views: images"``).
+    Costs one min and max."""
+    if isinstance(values, np.ndarray):
+        values = torch.as_tensor(values)
+    elif not torch.is_tensor(values):
+        raise InputError(f"{where} must be a torch tensor or numpy array, got {type(values).__name__}.")
+    if values.dtype == torch.uint8:
+        return values.to(uint8_to) / 255.0
+    if not values.is_floating_point():
+        kind = str(values.dtype).removeprefix("torch.")
+        raise InputError(f"{where} are {kind}; pass floats in [0, 1] or uint8 in 0..255.")
+    if values.numel():
+        lo, hi = (float(x) for x in torch.aminmax(values.detach()))
+        if lo < -RANGE_SLACK or hi > 1.0 + RANGE_SLACK:
+            on_255 = 1.0 < hi <= 255.0 + RANGE_SLACK and lo >= -RANGE_SLACK
+            hint = "divide by 255" if on_255 else "rescale them"
+            raise InputError(f"{where} must be floats in [0, 1], got values in [{lo:.4g}, {hi:.4g}]; {hint} "
+                             "(or pass uint8).")
+    return values
+
+
+def image_batch(images, where: str) -> Tensor:
+    """``images`` as a float batch ``[N, H, W, 3]`` in [0, 1] (see :func:`unit_range`); one image
+    ``[H, W, 3]`` and channels-first ``[N, 3, H, W]`` are refused in one sentence that says what to pass."""
+    images = unit_range(images, f"{where}: images")
+    shape = tuple(images.shape)
+    if images.dim() == 4 and shape[-1] == 3:
+        return images
+    if images.dim() == 3 and shape[-1] == 3:
+        fix = "one image: pass images[None]"
+    elif images.dim() == 4 and shape[1] == 3:
+        fix = "channels first: pass images.permute(0, 2, 3, 1)"
+    elif images.dim() == 3 and shape[0] == 3:
+        fix = "one channels-first image: pass images.permute(1, 2, 0)[None]"
+    else:
+        fix = "RGB last"
+    raise InputError(f"{where}: images must be [N, H, W, 3], got {list(shape)} ({fix}).")
+
 
 @dataclasses.dataclass(frozen=True)
 class Views:
-    """``N`` images in [0, 1] with cameras and optional per-view maps."""
+    """``N`` images in [0, 1] with cameras and optional per-view maps.
 
-    images: Float[Tensor, "N H W 3"]
+    ``images`` are floats ``[N, H, W, 3]`` in [0, 1], or uint8 (divided by 255 into float32); numpy arrays are
+    taken as tensors. Floats outside [0, 1] (0..255, say) and other layouts are refused (:func:`image_batch`).
+    """
+
+    # uint8 and numpy are accepted and kept as a float tensor
+    images: Float[Tensor, "N H W 3"] | UInt8[Tensor, "N H W 3"] | Shaped[np.ndarray, "N H W 3"]
     cameras: Cameras
-    alphas: Float[Tensor, "N H W"] | None = None
-    depths: Float[Tensor, "N H W"] | None = None
-    confidence: Float[Tensor, "N H W"] | None = None
+    alphas: Float[Tensor, "N H W"] | Float[np.ndarray, "N H W"] | None = None  # numpy is kept as a tensor
+    depths: Float[Tensor, "N H W"] | Float[np.ndarray, "N H W"] | None = None
+    confidence: Float[Tensor, "N H W"] | Float[np.ndarray, "N H W"] | None = None
     origin: tuple[Origin, ...] = ()
     fps: float | None = None
 
     def __post_init__(self) -> None:
-        n, h, w, c = self.images.shape
-        if c != 3:
-            raise InputError(f"Views: images must be [N, H, W, 3], got {tuple(self.images.shape)}.")
+        object.__setattr__(self, "images", image_batch(self.images, "Views"))
+        n, h, w, _ = self.images.shape
+        if not isinstance(self.cameras, Cameras):
+            raise InputError(f"Views: cameras must be Cameras, got {type(self.cameras).__name__}.")
         if self.cameras.shape != (n,):
             raise InputError(f"Views: {n} images but cameras of batch shape {tuple(self.cameras.shape)}.")
         if (self.cameras.width, self.cameras.height) != (w, h):
             raise InputError(f"Views: images are {w}x{h} but cameras are {self.cameras.width}x{self.cameras.height}.")
         for name in ("alphas", "depths", "confidence"):
             m = getattr(self, name)
+            if isinstance(m, np.ndarray):
+                m = torch.as_tensor(m)
+                object.__setattr__(self, name, m)
             if m is not None and tuple(m.shape) != (n, h, w):
                 raise InputError(f"Views: {name} must be [{n}, {h}, {w}], got {tuple(m.shape)}.")
         if not self.origin:

@@ -315,3 +315,63 @@ def test_back_face_culling_changes_nothing_on_closed_worlds(world):
     b = render_buffers(scene, cams, cull=True)
     assert ((a.depth - b.depth).abs() > 1e-4 * a.depth).float().mean() < 1e-3
     assert (a.instance != b.instance).float().mean() < 1e-3
+
+
+def _render_in_thread(fn):
+    """fn() run in a new thread; its result, or the exception it raised."""
+    import threading
+
+    out = {}
+
+    def work():
+        try:
+            out["v"] = fn()
+        except Exception as e:  # noqa: BLE001 - handed back to the test
+            out["v"] = e
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    if isinstance(out["v"], Exception):
+        raise out["v"]
+    return out["v"]
+
+
+def _same_buffers(a, b):
+    for f in ("rgb", "alpha", "depth", "normals", "edges", "instance"):
+        assert torch.equal(getattr(a, f), getattr(b, f)), f
+
+
+def test_renders_from_any_thread_in_any_order():
+    """A notebook's background thread or a web server's worker renders the same bytes as the main thread,
+    whichever thread rendered first (the GL context used to stay current only in its creating thread:
+    the other thread got NaN images or `cannot create buffer`)."""
+    from vdm3d.geometry.mesh_render import MeshRenderer
+
+    scene, cam = _sphere_scene(), _camera((2.0, -1.5, 0.7), w=40, h=30)
+    main = render_buffers(scene, cam)  # the process renderer, main thread first
+    assert torch.isfinite(main.rgb).all() and main.alpha.sum() > 100
+    _same_buffers(main, _render_in_thread(lambda: render_buffers(scene, cam)))
+    _same_buffers(main, render_buffers(scene, cam))  # and back in the main thread
+
+    # a renderer created in a worker thread that has ended, then used from the main thread and another worker
+    own = _render_in_thread(MeshRenderer)
+    try:
+        _same_buffers(main, _render_in_thread(lambda: own.render(scene, cam)))
+        _same_buffers(main, own.render(scene, cam))
+        _same_buffers(main, render_buffers(scene, cam))  # the process renderer is unaffected
+    finally:
+        own.ctx.release()  # current in no thread, so EGL destroys it now
+
+
+def test_concurrent_renders_from_threads_are_serialised():
+    """Several threads rendering at once each get the single-thread result."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    scene = _sphere_scene()
+    cams = [_camera((2.0, -1.5, z), w=32, h=24) for z in (0.3, 0.7, 1.1, 1.5)]
+    expected = [render_buffers(scene, c) for c in cams]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda c: render_buffers(scene, c), cams * 2))
+    for i, g in enumerate(got):
+        _same_buffers(expected[i % 4], g)

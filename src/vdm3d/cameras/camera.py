@@ -24,8 +24,9 @@ import dataclasses
 import math
 from typing import Sequence
 
+import numpy as np
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Shaped
 from torch import Tensor
 
 from vdm3d.errors import CameraError
@@ -35,14 +36,32 @@ ORTHONORMAL_TOL = 1e-3
 
 @dataclasses.dataclass(frozen=True)
 class Cameras:
-    """A batch of pinhole cameras (OpenCV convention, camera-to-world). Batch shape ``*B``."""
+    """A batch of pinhole cameras (OpenCV convention, camera-to-world). Batch shape ``*B``.
 
-    Ks: Float[Tensor, "*B 3 3"]
-    c2w: Float[Tensor, "*B 4 4"]
+    ``Ks`` and ``c2w`` may be given as numpy arrays (or nested lists): they become tensors, of the other
+    field's dtype and device when that one is a tensor, else ``c2w`` keeps its float dtype (integers:
+    float32)."""
+
+    Ks: Float[Tensor, "*B 3 3"] | Shaped[np.ndarray, "*B 3 3"]  # kept as a tensor
+    c2w: Float[Tensor, "*B 4 4"] | Shaped[np.ndarray, "*B 4 4"]
     width: int
     height: int
 
     def __post_init__(self) -> None:
+        for name, other in (("c2w", "Ks"), ("Ks", "c2w")):  # arrays become tensors (as from_fov's c2w)
+            value, like = getattr(self, name), getattr(self, other)
+            if torch.is_tensor(value):
+                continue
+            try:
+                t = torch.as_tensor(value)
+            except (TypeError, ValueError, RuntimeError) as e:
+                raise CameraError(f"Cameras: {name} must be a tensor or an array of numbers, got "
+                                  f"{type(value).__name__}.") from e
+            if torch.is_tensor(like):
+                t = t.to(dtype=like.dtype, device=like.device)
+            elif not t.is_floating_point():
+                t = t.to(torch.float32)
+            object.__setattr__(self, name, t)
         if self.Ks.shape[-2:] != (3, 3) or self.c2w.shape[-2:] != (4, 4):
             raise CameraError(f"Cameras: Ks must be [...,3,3] and c2w [...,4,4], got "
                               f"{tuple(self.Ks.shape)} and {tuple(self.c2w.shape)}.")

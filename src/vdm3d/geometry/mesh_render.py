@@ -29,6 +29,11 @@ Design points:
 
 * one GL context per process (:func:`get_renderer`, re-created after ``fork``); uploaded scenes are
   cached by identity, so rendering the same scene again costs only the draw;
+* any thread may render: an EGL context is current in one thread at a time, so each
+  :meth:`MeshRenderer.render` holds a lock, makes the context current in the calling thread and
+  releases it at the end (it used to stay current in the thread that created it, and a render from
+  another thread, say a notebook's background thread, failed or came back as NaN images). A GL
+  context of your own that is current in that thread is no longer current afterwards;
 * cameras travel in a uniform block; an atlas of tiles (one per camera) is filled by one instanced
   draw per part, each tile clipped with ``gl_ClipDistance`` so nothing bleeds between tiles;
 * depth is the camera-space z written by the fragment shader (float32), not the non-linear depth
@@ -49,6 +54,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 import weakref
 
 import numpy as np
@@ -277,18 +283,22 @@ class MeshRenderer:
                 f"mesh rendering could not start OpenGL through EGL ({e}); install the system packages "
                 "libegl1 libegl-mesa0 libgl1-mesa-dri (make system-deps).") from e
         self.pid = os.getpid()
-        self.mesh_prog = self.ctx.program(vertex_shader=_MESH_VS, fragment_shader=_MESH_FS)
-        self.edge_prog = self.ctx.program(vertex_shader=_EDGE_VS, fragment_shader=_EDGE_FS)
-        self.ubo = self.ctx.buffer(reserve=CAMERA_VEC4 * MAX_CAMERAS_PER_DRAW * 16)
-        self.mesh_prog["Cameras"].binding = 0
-        self.edge_prog["Cameras"].binding = 0
-        for i in range(4):
-            self.ctx.enable_direct(0x3000 + i)  # GL_CLIP_DISTANCE0..3
+        self._lock = threading.RLock()
+        # created current in this thread; the `with` leaves it current in none, so any thread can take it
+        with self.ctx:
+            self.mesh_prog = self.ctx.program(vertex_shader=_MESH_VS, fragment_shader=_MESH_FS)
+            self.edge_prog = self.ctx.program(vertex_shader=_EDGE_VS, fragment_shader=_EDGE_FS)
+            self.ubo = self.ctx.buffer(reserve=CAMERA_VEC4 * MAX_CAMERAS_PER_DRAW * 16)
+            self.mesh_prog["Cameras"].binding = 0
+            self.edge_prog["Cameras"].binding = 0
+            for i in range(4):
+                self.ctx.enable_direct(0x3000 + i)  # GL_CLIP_DISTANCE0..3
         self._cache: dict[int, _GpuScene] = {}
         self._fbo_key = None
 
     # -- scene upload cache ---------------------------------------------------------------------
     def upload(self, scene: MeshScene) -> _GpuScene:
+        """The scene's GL objects, uploaded on first use; call it inside :meth:`render` (context current)."""
         key = id(scene)
         hit = self._cache.get(key)
         if hit is not None and hit.ref() is scene:
@@ -322,8 +332,14 @@ class MeshRenderer:
     # -- drawing --------------------------------------------------------------------------------
     def render(self, scene: MeshScene, cameras: Cameras, light: Light | None = None, background=None,
                crease_deg: float = 30.0, ssaa: int = 1, cull: bool | None = None) -> Buffers:
+        """See :func:`render_buffers`; safe from any thread (one render at a time, the context current
+        in the calling thread for its duration)."""
         if ssaa < 1 or ssaa % 2 == 0:
             raise ValueError("ssaa must be an odd integer >= 1 (1, 3, 5) so a sub-sample sits at each pixel centre")
+        with self._lock, self.ctx:
+            return self._render(scene, cameras, light, background, crease_deg, ssaa, cull)
+
+    def _render(self, scene, cameras, light, background, crease_deg, ssaa, cull) -> Buffers:
         flat = cameras.flatten() if len(cameras.shape) else cameras.reshape(1)
         cams_np = flat.to(dtype=torch.float64, device="cpu")
         hi = cams_np.resize(flat.width * ssaa, flat.height * ssaa) if ssaa > 1 else cams_np

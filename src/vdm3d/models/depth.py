@@ -25,12 +25,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal, Protocol, runtime_checkable
 
+import numpy as np
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Shaped, UInt8
 from torch import Tensor
 
 from vdm3d.errors import ConfigError
-from vdm3d.views import Views
+from vdm3d.views import Views, image_batch
 
 DepthKind = Literal["metric", "relative", "inverse"]
 DEPTH_KINDS: tuple[str, ...] = ("metric", "relative", "inverse")
@@ -64,12 +65,21 @@ def depth_from_prediction(pred: Float[Tensor, "B H W"], kind: DepthKind) -> Floa
     raise ConfigError(f"depth kind {kind!r} is unknown; use one of {', '.join(DEPTH_KINDS)}.")
 
 
-def relative_depth(estimator: DepthEstimator, images: Float[Tensor, "B H W 3"]) -> Float[Tensor, "B H W"]:
+def relative_depth(estimator: DepthEstimator,
+                   images: Float[Tensor, "B H W 3"] | UInt8[Tensor, "B H W 3"] | Shaped[np.ndarray, "B H W 3"]
+                   ) -> Float[Tensor, "B H W"]:
     """Positive z-depth with median 1 per image, whatever the estimator's kind (align it to a scene's
-    scale afterwards, e.g. with a known depth or the rendered depth of a reconstruction)."""
+    scale afterwards, e.g. with a known depth or the rendered depth of a reconstruction).
+
+    ``images``: ``[B, H, W, 3]`` floats in [0, 1] or uint8, a tensor or numpy array; the estimator sees
+    float32 (its weights' type), and the depth comes back in the images' float dtype (float32 for uint8).
+    Other layouts (one ``[H, W, 3]`` image, channels first) are refused in one sentence."""
+    images = image_batch(images, "relative_depth")
+    dtype = images.dtype
     with torch.no_grad():
-        depth = depth_from_prediction(estimator.predict(images), estimator.kind)
-    return depth / depth.flatten(1).median(dim=1).values.clamp_min(torch.finfo(depth.dtype).tiny)[:, None, None]
+        depth = depth_from_prediction(estimator.predict(images.to(torch.float32)), estimator.kind)
+    median = depth.flatten(1).median(dim=1).values.clamp_min(torch.finfo(depth.dtype).tiny)
+    return (depth / median[:, None, None]).to(dtype)
 
 
 def estimate_views(estimator: DepthEstimator, views: Views, batch: int = 8) -> Views:

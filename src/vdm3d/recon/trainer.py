@@ -258,6 +258,8 @@ def fit_gaussians(views: Views | Sequence[Views], init: Gaussians, config: FitCo
     groups = [views] if isinstance(views, Views) else list(views)
     if not groups or any(len(v) == 0 for v in groups):
         raise ConfigError("fit_gaussians: no views to fit; pass at least one view.")
+    # the Gaussians set the arithmetic: float64 views of float32 Gaussians are fitted in float32
+    groups = [v if v.images.dtype == init.dtype else v.to(dtype=init.dtype) for v in groups]
     if view_weights is None:
         weights = [view_weights_from_origin(v, config) for v in groups]
     else:

@@ -28,12 +28,13 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Shaped
 from torch import Tensor
 
 from vdm3d.cameras.rotations import matrix_from_quat
 from vdm3d.errors import InputError
 from vdm3d.splat.sh import num_sh_bases, rgb_to_sh, sh_degree_from_bases
+from vdm3d.views import unit_range
 
 PARAM_NAMES = ("means", "quats", "log_scales", "opacity_logits", "sh_dc", "sh_rest")
 """Keys of :meth:`Gaussians.parameters` (one optimizer group each)."""
@@ -168,14 +169,23 @@ class Gaussians:
 
     # -- construction ---------------------------------------------------------------------------
     @staticmethod
-    def from_points(points: Float[Tensor, "N 3"], colors: Tensor, scales: Float[Tensor, "N"] | Float[Tensor, "N 3"] | None = None,
+    def from_points(points: Float[Tensor, "N 3"] | Shaped[np.ndarray, "N 3"], colors: Tensor | np.ndarray,
+                    scales: Float[Tensor, "N"] | Float[Tensor, "N 3"] | None = None,
                     opacity: float = 0.1, sh_degree: int = 3) -> "Gaussians":
         """Isotropic Gaussians at ``points`` (world) with ``colors`` (float in [0, 1], or uint8).
 
+        Both may be tensors or numpy arrays. Float colours outside [0, 1] (0..255 floats, say) are refused.
         Without ``scales`` each Gaussian's standard deviation is the root mean squared distance to
         its three nearest neighbours (the 3DGS initialization), from a scipy cKDTree. Rotation is the
         identity, opacity is ``opacity`` everywhere, and the higher SH bands start at zero.
         """
+        if isinstance(points, np.ndarray):
+            points = torch.as_tensor(points)
+        if not torch.is_tensor(points):
+            raise InputError(f"Gaussians.from_points: points must be a torch tensor or numpy array [N, 3], "
+                             f"got {type(points).__name__}.")
+        colors = unit_range(colors, "Gaussians.from_points: colors",
+                            uint8_to=points.dtype if points.is_floating_point() else torch.float32)
         if points.dim() != 2 or points.shape[1] != 3 or colors.shape != points.shape:
             raise InputError(f"Gaussians.from_points: points and colors must both be [N, 3], got "
                              f"{tuple(points.shape)} and {tuple(colors.shape)}.")
@@ -184,7 +194,7 @@ class Gaussians:
         n = points.shape[0]
         dtype = points.dtype if points.is_floating_point() else torch.float32
         points = points.to(dtype)
-        rgb = colors.to(dtype) / 255.0 if colors.dtype == torch.uint8 else colors.to(dtype)
+        rgb = colors.to(dtype=dtype, device=points.device)
         if scales is None:
             scales = knn_scales(points)
         scales = torch.as_tensor(scales, dtype=dtype, device=points.device)
