@@ -25,7 +25,6 @@ import dataclasses
 import functools
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Callable, Literal
 
@@ -36,6 +35,7 @@ from vdm3d.cameras.camera import Cameras
 from vdm3d.errors import ConfigError
 from vdm3d.geometry.warp import forward_warp
 from vdm3d.options import Range
+from vdm3d.train.cache import cache_dir, cached_set
 from vdm3d.views import Views
 
 Split = Literal["train", "val", "heldout"]
@@ -56,12 +56,6 @@ def refuse_scored_split(option: str, split: str, scored: tuple[str, ...] = ("hel
         used = "held-out scores" if split == "heldout" else "validation scores this trainer reports"
         raise ConfigError(f"{option} {split} would train on the seeds the model's {used} are measured on; "
                           f"leave {option} at train (the default).")
-
-
-def cache_dir() -> Path:
-    d = Path(os.environ.get("VDM3D_CACHE", Path.home() / ".cache" / "vdm3d")) / "train"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +94,7 @@ RENDER_MODULES = ("vdm3d.train.datasets", "vdm3d.data.procedural.objects", "vdm3
                   "vdm3d.data.procedural.cameras", "vdm3d.geometry.mesh_render", "vdm3d.geometry.warp")
 #: imported by those but unable to change an array (messages, option parsing, run folders): not followed, so
 #: editing them does not render every set again
-NOT_RENDERING = ("vdm3d.errors", "vdm3d.options", "vdm3d.option_names", "vdm3d.io.runs")
+NOT_RENDERING = ("vdm3d.errors", "vdm3d.options", "vdm3d.option_names", "vdm3d.io.runs", "vdm3d.train.cache")
 
 
 def _source(module: str) -> Path | None:
@@ -245,14 +239,15 @@ def load_or_build(cfg: ObjectSetConfig | RoomSetConfig, progress: Callable[[str]
     """The set described by ``cfg`` from the cache, rendering and caching it on first use."""
     kind = "objects" if isinstance(cfg, ObjectSetConfig) else "rooms"
     path = cache_dir() / f"{kind}-{cfg.split}-{cfg.count}-{cfg.resolution}-{_key(cfg)}.npz"
-    if path.is_file():
-        with np.load(path) as f:
-            return {k: f[k] for k in f.files}
-    data = build_object_set(cfg, progress) if kind == "objects" else build_room_set(cfg, progress)
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(tmp, **data)
-    tmp.replace(path)
-    return data
+    r = cfg.resolution
+    if kind == "objects":
+        n, v = cfg.count, cfg.views
+        expect = {"rgb": (n, v, r, r, 3), "c2w": (n, v, 4, 4), "K": (3, 3), "elevation_deg": (n,)}
+        return cached_set(path, lambda: build_object_set(cfg, progress), expect)
+    n, f = cfg.count * cfg.paths, cfg.frames
+    expect = {"rgb": (n, f, r, r, 3), "depth": (n, f, r, r), "edges": (n, f, r, r), "c2w": (n, f, 4, 4),
+              "warped": (n, f, r, r, 3), "valid": (n, f, r, r), "K": (3, 3)}
+    return cached_set(path, lambda: build_room_set(cfg, progress), expect)
 
 
 def load_object_depth(cfg: ObjectSetConfig, progress: Callable[[str], None] | None = print) -> np.ndarray:
@@ -264,20 +259,19 @@ def load_object_depth(cfg: ObjectSetConfig, progress: Callable[[str], None] | No
     from vdm3d.geometry.mesh_render import render_buffers
 
     path = cache_dir() / f"objects-depth-{cfg.split}-{cfg.count}-{cfg.resolution}-{_key(cfg)}.npz"
-    if path.is_file():
-        with np.load(path) as f:
-            return f["depth"]
-    data = load_or_build(cfg, progress)
-    K = torch.from_numpy(data["K"]).double()
-    depth = np.empty(data["rgb"].shape[:-1], np.float16)
-    for i in range(cfg.count):
-        c2w = torch.from_numpy(data["c2w"][i]).double()
-        cams = Cameras(K.expand(len(c2w), 3, 3), c2w, cfg.resolution, cfg.resolution)
-        z = _to_np(render_buffers(make_object(SEED_OFFSETS[cfg.split] + i), cams).depth)
-        depth[i] = np.where(np.isfinite(z) & (z > 0), z, np.inf).astype(np.float16)
-        if progress and (i + 1) % 100 == 0:
-            progress(f"object depth {i + 1}/{cfg.count}")
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(tmp, depth=depth)
-    tmp.replace(path)
-    return depth
+
+    def build() -> dict[str, np.ndarray]:
+        data = load_or_build(cfg, progress)
+        K = torch.from_numpy(data["K"]).double()
+        depth = np.empty(data["rgb"].shape[:-1], np.float16)
+        for i in range(cfg.count):
+            c2w = torch.from_numpy(data["c2w"][i]).double()
+            cams = Cameras(K.expand(len(c2w), 3, 3), c2w, cfg.resolution, cfg.resolution)
+            z = _to_np(render_buffers(make_object(SEED_OFFSETS[cfg.split] + i), cams).depth)
+            depth[i] = np.where(np.isfinite(z) & (z > 0), z, np.inf).astype(np.float16)
+            if progress and (i + 1) % 100 == 0:
+                progress(f"object depth {i + 1}/{cfg.count}")
+        return {"depth": depth}
+
+    r = cfg.resolution
+    return cached_set(path, build, {"depth": (cfg.count, cfg.views, r, r)})["depth"]

@@ -174,6 +174,14 @@ def fine_tune(out: Path, init: Path | None, name: str, loop: LoopConfig, config:
     return {"steps": summary["steps"]}
 
 
+def refuse_two_resolutions(objects: ObjectSetConfig, rooms: RoomSetConfig, why: str) -> None:
+    """Refuse, before any rendering, an object set and a room set of different image sides for a trainer that
+    pools their frames (``why`` says how); they used to meet as a numpy traceback after both were rendered."""
+    if objects.resolution != rooms.resolution:
+        raise ConfigError(f"--objects.resolution {objects.resolution} and --rooms.resolution {rooms.resolution} "
+                          f"must be equal, because {why}; give both the same value.")
+
+
 def _sets(objects: ObjectSetConfig | None, rooms: RoomSetConfig | None):
     return (load_or_build(objects) if objects is not None and objects.count > 0 else None,
             load_or_build(rooms) if rooms is not None and rooms.count > 0 else None)
@@ -211,6 +219,7 @@ def train_vae(out: Path, objects: ObjectSetConfig = ObjectSetConfig(), rooms: Ro
     settings = locals().copy()  # the command's options only: no clock, no imported functions
     refuse_scored_split("--objects.split", objects.split)
     refuse_scored_split("--rooms.split", rooms.split)
+    refuse_two_resolutions(objects, rooms, "the VAE trains on one pool of both sets' images")
     start = time.time()
     with training_folder(out, settings, loop, resume, overwrite) as run:
         obj, room = _sets(objects, rooms)
@@ -304,6 +313,7 @@ def train_video(out: Path, vae: Path = DEFAULT_VAE, objects: ObjectSetConfig = O
     settings = locals().copy()  # the command's options only: no clock, no imported functions
     refuse_scored_split("--objects.split", objects.split)
     refuse_scored_split("--rooms.split", rooms.split)
+    refuse_two_resolutions(objects, rooms, "the video model is made for one resolution and trains on both sets")
     start = time.time()
     with training_folder(out, settings, loop, resume, overwrite, inputs=(vae,)) as run:
         obj, room = _sets(objects, rooms)

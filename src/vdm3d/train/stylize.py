@@ -39,7 +39,7 @@ from vdm3d.models.tiny.backbone import SIGMA_DATA, TinyCondition, TinyVideoBackb
     relative_plucker
 from vdm3d.models.tiny.checkpoint import save_model
 from vdm3d.options import Range
-from vdm3d.train.datasets import SEED_OFFSETS, Split, _key, cache_dir, refuse_scored_split
+from vdm3d.train.datasets import SEED_OFFSETS, Split, _key, cache_dir, cached_set, refuse_scored_split
 from vdm3d.train.loop import LoopConfig, train
 from vdm3d.train.run import DEFAULT_VAE, card
 from vdm3d.train.video import encode_all, keep_flag
@@ -139,14 +139,11 @@ STYLIZE_RENDERING = ("vdm3d.data.procedural.stylize", "vdm3d.geometry.path_buffe
 def load_or_build_stylize(cfg: StylizeSetConfig, progress=print) -> dict[str, np.ndarray]:
     key = _key(cfg, "vdm3d.train.stylize", STYLIZE_RENDERING)
     path = cache_dir() / f"stylize-{cfg.split}-{cfg.objects}-{cfg.rooms}-{key}.npz"
-    if path.is_file():
-        with np.load(path) as f:
-            return {k: f[k] for k in f.files}
-    data = build_stylize_set(cfg, progress)
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(tmp, **data)
-    tmp.replace(path)
-    return data
+    f, r = cfg.frames, cfg.resolution  # paths: the objects and the rooms that had a free path
+    expect = {"rgb": (None, f, r, r, 3), "edges": (None, f, r, r), "style": (None, r, r, 3),
+              "warp0": (None, f, r, r, 3), "valid0": (None, f, r, r),
+              "noise": (None, cfg.noise_draws, f, None, None, None), "c2w": (None, f, 4, 4), "K": (None, 3, 3)}
+    return cached_set(path, lambda: build_stylize_set(cfg, progress), expect)
 
 
 class StylizeTasks:

@@ -34,7 +34,7 @@ from vdm3d.geometry.reproject import depth_range
 from vdm3d.models.tiny.backbone import SIGMA_DATA, assemble, reference_rays, relative_plucker
 from vdm3d.models.tiny.v3d import V3dCondition, V3dSceneBackbone, V3dSceneConfig
 from vdm3d.train.datasets import (ROOM_FOV_DEG, SEED_OFFSETS, Split, _as_uint8, _key, _to_np, cache_dir,
-                                  refuse_scored_split)
+                                  cached_set, refuse_scored_split)
 from vdm3d.train.loop import LoopConfig
 from vdm3d.train.video import VideoTaskConfig, encode_all, sample_sigma
 
@@ -83,14 +83,9 @@ def build_v3d_rooms(cfg: V3dRoomSetConfig, progress: Callable[[str], None] | Non
 
 def load_or_build_v3d_rooms(cfg: V3dRoomSetConfig, progress: Callable[[str], None] | None = print):
     path = cache_dir() / f"v3drooms-{cfg.split}-{cfg.count}-{cfg.resolution}-{_key(cfg, 'vdm3d.train.v3d')}.npz"
-    if path.is_file():
-        with np.load(path) as f:
-            return {k: f[k] for k in f.files}
-    data = build_v3d_rooms(cfg, progress)
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(tmp, **data)
-    tmp.replace(path)
-    return data
+    n, f, r = cfg.count, cfg.frames, cfg.resolution
+    expect = {"rgb": (n, f, r, r, 3), "depth": (n, f, r, r), "c2w": (n, f, 4, 4), "K": (3, 3)}
+    return cached_set(path, lambda: build_v3d_rooms(cfg, progress), expect)
 
 
 @dataclasses.dataclass(frozen=True)

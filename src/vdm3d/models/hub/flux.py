@@ -388,7 +388,7 @@ def apply_style_lora(backbone: "FluxBackbone", style: Float[Tensor, "H W 3"], *,
 
     Returns the LoRA file and whether it was trained now (``False``: a cache hit)."""
     from peft import get_peft_model_state_dict, set_peft_model_state_dict
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     if settings.steps < 1 or settings.rank < 1:
         raise ConfigError(f"style LoRA: steps {settings.steps} and rank {settings.rank} must be at least 1.")
@@ -407,13 +407,49 @@ def apply_style_lora(backbone: "FluxBackbone", style: Float[Tensor, "H W 3"], *,
     tensors = {f"{part}.{k}": v.detach().contiguous().cpu()
                for part, module in modules.items()
                for k, v in get_peft_model_state_dict(module, adapter_name="style").items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     meta = {"base": base_id, "settings": json.dumps(dataclasses.asdict(settings))}
-    save_file(tensors, str(tmp), metadata=meta)
-    tmp.replace(path)
-    say(f"style LoRA: trained {settings.steps} steps, cached as {path}")
+    _cache_style_lora(path, tensors, meta, settings.steps, say)
     return path, True
+
+
+def _cache_style_lora(path: Path, tensors: dict[str, Tensor], meta: dict[str, str], steps: int,
+                      say: Callable[[str], None]) -> None:
+    """Write a trained style LoRA to the cache: to a temp file of this process beside ``path``, then renamed,
+    so that two processes training the same style at once each write their own file (the last rename
+    wins) and none is left half-written; the temp file is removed on any failure. A cache that cannot be
+    written (read-only, a full disk) is a note: the LoRA is in use all the same, and is trained again next
+    time."""
+    import os
+    import tempfile
+
+    from safetensors import SafetensorError
+    from safetensors.torch import save_file
+
+    from vdm3d.io.runs import _umask, disk_full
+
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        save_file(tensors, tmp, metadata=meta)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
+        os.replace(tmp, path)
+        tmp = None
+    except (OSError, SafetensorError) as exc:
+        if path.is_file():  # another process cached the same LoRA meanwhile: nothing is lost
+            say(f"style LoRA: trained {steps} steps; {path} was cached meanwhile by another run")
+            return
+        reason = getattr(exc, "strerror", None) or str(exc).strip() or type(exc).__name__
+        fix = ("free space there or pass --style-lora-cache a folder on another disk" if disk_full(exc)
+               else "pass --style-lora-cache a writable folder")
+        say(f"style LoRA: trained {steps} steps, but the cache folder {path.parent} cannot be written ({reason}), "
+            f"so it is used without caching and trained again next time; {fix} to keep it.")
+        return
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+    say(f"style LoRA: trained {steps} steps, cached as {path}")
 
 
 def tiny_components(seed: int = 0, *, controlnet: bool = True, single_layers: int = 1) -> dict[str, Any]:
