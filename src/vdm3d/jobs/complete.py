@@ -54,7 +54,7 @@ from vdm3d.jobs.complete_distill import DistillConfig, distill
 from vdm3d.jobs.complete_generate import GenerationConfig, generate_clip
 from vdm3d.jobs.complete_v3d_generate import V3dConfig
 from vdm3d.models.registry import load_depth, model_files
-from vdm3d.options import Range
+from vdm3d.options import SEED, Range
 from vdm3d.recon.checkpoint import load_state, save_state
 from vdm3d.recon.depth_points import points_from_depths
 from vdm3d.recon.evaluate import render_and_score
@@ -113,7 +113,7 @@ class CompleteConfig:
     """Subsample larger initial point clouds to this many Gaussians."""
     random_points: Annotated[int, Range(1)] = 10_000
     """Gaussians of a random initialization (scenes without depth or points)."""
-    seed: int = 0
+    seed: Annotated[int, SEED] = 0
 
     def check(self) -> None:
         n = self.split.num_train_views

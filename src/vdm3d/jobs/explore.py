@@ -50,7 +50,7 @@ from vdm3d.errors import ConfigError, InputError
 from vdm3d.jobs.explore_state import (STATE_FILE, ChunkPlan, ExploreState, chunk_plans, load_state, pose_distance,
                                      save_state)
 from vdm3d.models.registry import model_files
-from vdm3d.options import Range
+from vdm3d.options import SEED, Range
 from vdm3d.recon.cache import CacheConfig
 from vdm3d.views import Views
 
@@ -192,7 +192,7 @@ class ExploreConfig:
     """refuse a path that fails the checks against the start depth (default: warn)"""
     fps: Annotated[float | None, Range(0, open_min=True)] = None
     """frame rate of the video (None: the --path file's own where it records one, as vdm3d trajectories do, else 12)"""
-    seed: int = 0
+    seed: Annotated[int, SEED] = 0
     """random seed"""
     overwrite: bool = False
     """replace an existing run folder"""

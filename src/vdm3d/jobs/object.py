@@ -64,7 +64,7 @@ from vdm3d.jobs.object_refine import RefineConfig, refine as refine_sds
 from vdm3d.jobs.object_resume import gaussians_stage, orbit_stage
 from vdm3d.models.registry import load_backbone, model_files
 from vdm3d.models.tiny import DEFAULT_VIDEO
-from vdm3d.options import Range
+from vdm3d.options import SEED, Range
 from vdm3d.recon.illumination import Illumination
 from vdm3d.recon.perceptual import make_perceptual
 from vdm3d.recon.priors import GeometryPriors
@@ -200,7 +200,7 @@ class ObjectConfig:
     (0: off; needs --texture uv) (:mod:`vdm3d.geometry.texture_refine`)"""
     turntable_frames: Annotated[int, Range(1)] = 36
     """frames of the turntable video of the result"""
-    seed: int = 0
+    seed: Annotated[int, SEED] = 0
     """random seed (sampling, dynamic orbit, fitting)"""
     overwrite: bool = False
     """replace an existing run folder"""

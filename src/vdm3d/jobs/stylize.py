@@ -75,7 +75,7 @@ from vdm3d.io.runs import RunFolder
 from vdm3d.io.video import write_video
 from vdm3d.models.registry import load_backbone, model_files
 from vdm3d.models.weights import save_state_dict
-from vdm3d.options import Range
+from vdm3d.options import SEED, Range
 from vdm3d.protocols import Conditioning
 
 Progress = Callable[[str], None]
@@ -151,7 +151,7 @@ class StylizeConfig:
     than 6/3 and 3/1.5 on validation cases in PSNR, SSIM, edge F and warp error)"""
     fusion_tau: Annotated[float, Range(0, open_min=True)] = 6.0
     """temporal fusion: Gaussian weight width in frames"""
-    seed: int = 0
+    seed: Annotated[int, SEED] = 0
     """random seed of every sampling run"""
     overwrite: bool = False
     """replace an existing run folder"""
