@@ -32,6 +32,7 @@ import tyro
 from vdm3d.data.readers import Scene, Split, read_scene
 from vdm3d.io.progress import StepProgress
 from vdm3d.io.runs import RunFolder, resume_target
+from vdm3d.jobs.entry import job_entry
 from vdm3d.models.hub.memory import available_memory
 from vdm3d.options import Range
 from vdm3d.recon.baseline import fit_in_run, initialize as initialize_baseline
@@ -183,8 +184,12 @@ def export(run: RunFolder, gaussians: Gaussians, scene: Scene, metrics: dict, re
             bar.close()
 
 
+@job_entry()
 def run_fit(config: FitJobConfig, progress: Callable[[FitProgress], None] | None = None) -> FitResult:
-    """Run every stage inside a run folder; returns where the results are and the scores."""
+    """Run every stage inside a run folder; returns where the results are and the scores.
+
+    ``config`` is checked first (:mod:`vdm3d.jobs.entry`): a bad value raises
+    :class:`~vdm3d.errors.ConfigError` before anything is written."""
     out = resume_target(config.out, config.resume, Path("runs") / "fit" / config.data.resolve().name)
     with RunFolder(out, config=config, seed=config.fit.seed, inputs=[config.data], overwrite=config.overwrite,
                    resume=config.resume is not None,

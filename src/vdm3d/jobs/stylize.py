@@ -75,6 +75,7 @@ from vdm3d.io.runs import RunFolder
 from vdm3d.io.video import write_video
 from vdm3d.models.registry import load_backbone, model_files
 from vdm3d.models.weights import save_state_dict
+from vdm3d.jobs.entry import job_entry
 from vdm3d.options import SEED, Range
 from vdm3d.protocols import Conditioning
 
@@ -563,10 +564,13 @@ def export(folder: Path, frames: Tensor, anchors: dict[int, Tensor], buffers: Pa
             "cameras/transforms.json"]
 
 
+@job_entry(check_config)
 def run_stylize(config: StylizeConfig, progress: Progress | None = print) -> StylizeResult:
-    """Run every stage and write the run folder. Bad input raises before anything is written."""
+    """Run every stage and write the run folder. Bad input raises before anything is written.
 
-    check_config(config)
+    ``config`` is checked first (:mod:`vdm3d.jobs.entry`; ``mesh``, ``trajectory`` and ``style`` are
+    required). ``progress`` hears one line per stage and arc (None: silent)."""
+
     say = progress or (lambda _msg: None)
     clock = StageClock()
     lap, timings = clock.lap, clock.timings
