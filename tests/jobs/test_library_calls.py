@@ -137,3 +137,14 @@ def test_run_fit_prints_nothing_unless_given_say(shared_data, tmp_path, capsys):
     run_fit(dataclasses.replace(config, out=tmp_path / "told"), say=lines.append)
     assert lines == ["loading 20 views at 32x24"]  # fern's 4032x3024 photos at --downscale 16 (from images_8)
     assert capsys.readouterr().out == ""
+
+
+def test_the_package_docstring_and_readme_point_at_pages_that_exist():
+    import re
+
+    import vdm3d
+
+    root = Path(__file__).resolve().parents[2]
+    named = re.findall(r"[\w/]+\.md", vdm3d.__doc__)
+    assert "docs/python.md" in named and all((root / name).is_file() for name in named), named
+    assert "[docs/python.md](docs/python.md)" in (root / "README.md").read_text()
