@@ -121,3 +121,11 @@ def test_every_seed_option_of_every_command_has_the_seed_range():
     assert len(found) >= 20  # the jobs, fit's nested FitConfig, the eval harnesses, the trainers' loops
     unranged = [(name, ".".join(path)) for name, path, tp in found if options.SEED not in options._ranges(tp)]
     assert unranged == []
+
+
+def test_stylize_takes_zero_style_lora_steps_as_its_help_says():
+    """``--style-lora-steps 0`` ("0: no LoRA", and the job's own check takes it) was refused as < 1."""
+    config = StylizeConfig(mesh=Path("m.glb"), trajectory=Path("t.json"), style=Path("s.png"))
+    options.check_options(dataclasses.replace(config, style_lora_steps=0))
+    assert _refusal(dataclasses.replace(config, style_lora_steps=-1)) == \
+        "--style-lora-steps -1 is out of range: it must be >= 0; pass a value in that range."

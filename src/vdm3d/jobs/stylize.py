@@ -113,7 +113,7 @@ class StylizeConfig:
     """hub: local folder of the inbetweening model"""
     prompt: str = ""
     """hub: text prompt of both models"""
-    style_lora_steps: Annotated[int, Range(1)] = 400
+    style_lora_steps: Annotated[int, Range(0)] = 400
     """hub: steps of the per-style LoRA on FLUX (SAG's distribution alignment; VideoFrom3D uses 400),
     trained once per style image and base model and cached; 0: no LoRA"""
     style_lora_cache: Path = Path("~/.cache/vdm3d/style_lora")
