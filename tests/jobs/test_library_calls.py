@@ -14,7 +14,7 @@ from PIL import Image
 from vdm3d.cli.main import main as cli
 from vdm3d.data.readers import Split
 from vdm3d.errors import ConfigError
-from vdm3d.jobs.complete import CompleteConfig, CompleteResult, run_complete
+from vdm3d.jobs.complete import CompleteConfig, run_complete
 from vdm3d.jobs.explore import ExploreConfig, run_explore
 from vdm3d.jobs.fit import FitJobConfig, run_fit
 from vdm3d.jobs.object import ObjectConfig, run_object
@@ -99,16 +99,17 @@ def test_a_negative_seed_on_the_command_line_is_one_sentence_and_exit_2(argv, im
     assert not (tmp_path / "runs").exists()
 
 
-def test_complete_with_method_v3d_runs_the_v3d_job(monkeypatch, tmp_path):
-    """run_complete ran the guided method for a config that says --method v3d (the CLI picked the function)."""
-    import vdm3d.jobs.complete_v3d as v3d
+def test_complete_with_method_v3d_is_refused_by_the_guided_job(tmp_path):
+    """run_complete ran the guided method for a config that says --method v3d (the CLI picks the function)."""
+    with pytest.raises(ConfigError) as e:
+        run_complete(CompleteConfig(data=tmp_path / "scene", method="v3d"))
+    assert str(e.value) == ("complete: run_complete runs --method guidedvd; call "
+                            "vdm3d.jobs.complete_v3d.run_complete_v3d for --method v3d.")
+    from vdm3d.jobs.complete_v3d import run_complete_v3d
 
-    calls, result = [], CompleteResult.__new__(CompleteResult)
-    monkeypatch.setattr(v3d, "run_complete_v3d", lambda config, progress=None: calls.append(config) or result)
-    config = CompleteConfig(data=tmp_path / "scene", method="v3d")
-    assert run_complete(config) is result and calls == [config]
-    with pytest.raises(ConfigError, match=r"^complete: a backbone is given but --method v3d generates with its own"):
-        run_complete(config, backbone=object())
+    with pytest.raises(ConfigError, match=r'^complete: run_complete_v3d runs --method v3d; set method="v3d" in'):
+        run_complete_v3d(CompleteConfig(data=tmp_path / "scene"))
+    assert not (tmp_path / "runs").exists() and list(tmp_path.iterdir()) == []
 
 
 def test_a_job_leaves_the_callers_torch_random_state_alone(image_path, tmp_path):

@@ -54,7 +54,7 @@ from vdm3d.jobs.complete_distill import DistillConfig, distill
 from vdm3d.jobs.complete_generate import GenerationConfig, generate_clip
 from vdm3d.jobs.complete_v3d_generate import V3dConfig
 from vdm3d.models.registry import load_depth, model_files
-from vdm3d.jobs.entry import job_entry
+from vdm3d.jobs import job_entry
 from vdm3d.options import SEED, Range
 from vdm3d.recon.checkpoint import load_state, save_state
 from vdm3d.recon.depth_points import points_from_depths
@@ -274,16 +274,12 @@ def run_complete(config: CompleteConfig, progress: Callable[[str, FitProgress], 
                  backbone=None) -> CompleteResult:
     """Run every stage inside a run folder; returns where the results are and the scores.
 
-    ``config`` is checked first (:mod:`vdm3d.jobs.entry`). ``progress(stage, p)`` is called after every
-    fitting step of the ``baseline`` and ``distill`` stages; nothing is printed. ``method="v3d"`` runs
-    :func:`vdm3d.jobs.complete_v3d.run_complete_v3d` (which takes its model, not a ``backbone``)."""
-    if config.method == "v3d":  # as `vdm3d complete --method v3d`, not the guided method under its name
-        from vdm3d.jobs.complete_v3d import run_complete_v3d
-
-        if backbone is not None:
-            raise ConfigError("complete: a backbone is given but --method v3d generates with its own model "
-                              "(--v3d.model); drop the backbone or use --method guidedvd.")
-        return run_complete_v3d(config, progress)
+    ``config`` is checked first (:func:`vdm3d.jobs.job_entry`). ``progress(stage, p)`` is called after every
+    fitting step of the ``baseline`` and ``distill`` stages; nothing is printed. ``method="v3d"`` is
+    :func:`vdm3d.jobs.complete_v3d.run_complete_v3d`'s (``vdm3d complete`` picks the function)."""
+    if config.method == "v3d":  # it used to run the guided method under the other's name
+        raise ConfigError("complete: run_complete runs --method guidedvd; call "
+                          "vdm3d.jobs.complete_v3d.run_complete_v3d for --method v3d.")
     out = run_folder(config)
     with RunFolder(out, config=config, seed=config.seed, inputs=[config.data, *model_files(config.backbone, config.depth)],
                    overwrite=config.overwrite, resume=config.resume is not None,

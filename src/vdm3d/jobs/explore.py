@@ -50,7 +50,7 @@ from vdm3d.errors import ConfigError, InputError
 from vdm3d.jobs.explore_state import (STATE_FILE, ChunkPlan, ExploreState, chunk_plans, load_state, pose_distance,
                                      save_state)
 from vdm3d.models.registry import model_files
-from vdm3d.jobs.entry import job_entry
+from vdm3d.jobs import job_entry
 from vdm3d.options import SEED, Range
 from vdm3d.recon.cache import CacheConfig
 from vdm3d.views import Views
@@ -617,7 +617,7 @@ def run_explore(c: ExploreConfig, *, progress: Progress | None = print,
                 on_chunk: Callable[[int, ExploreState], None] | None = None) -> ExploreResult:
     """Run every stage and write the run folder. Bad input raises before anything is written.
 
-    ``c`` is checked first (:mod:`vdm3d.jobs.entry`; ``image`` and one camera path - ``path``, ``move``
+    ``c`` is checked first (:func:`vdm3d.jobs.job_entry`; ``image`` and one camera path - ``path``, ``move``
     or ``path_from_run`` - are required). ``progress`` hears one line per chunk (None: silent).
     ``on_chunk(index, state)`` is called after each finished (and checkpointed) chunk: benchmarks
     time it, tests interrupt the run from it.

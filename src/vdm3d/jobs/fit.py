@@ -32,7 +32,7 @@ import tyro
 from vdm3d.data.readers import Scene, Split, read_scene
 from vdm3d.io.progress import StepProgress
 from vdm3d.io.runs import RunFolder, resume_target
-from vdm3d.jobs.entry import job_entry
+from vdm3d.jobs import job_entry
 from vdm3d.models.hub.memory import available_memory
 from vdm3d.options import Range
 from vdm3d.recon.baseline import fit_in_run, initialize as initialize_baseline
@@ -206,7 +206,7 @@ def run_fit(config: FitJobConfig, progress: Callable[[FitProgress], None] | None
             say: Say | None = None) -> FitResult:
     """Run every stage inside a run folder; returns where the results are and the scores.
 
-    ``config`` is checked first (:mod:`vdm3d.jobs.entry`): a bad value raises
+    ``config`` is checked first (:func:`vdm3d.jobs.job_entry`): a bad value raises
     :class:`~vdm3d.errors.ConfigError` before anything is written. ``progress`` is called after every
     fitting step with a :class:`~vdm3d.recon.trainer.FitProgress`; ``say`` hears the job's lines (what
     it loads, a memory warning) and turns on the progress lines (stderr) of a large scene's evaluation

@@ -64,7 +64,7 @@ from vdm3d.jobs.object_refine import RefineConfig, refine as refine_sds
 from vdm3d.jobs.object_resume import gaussians_stage, orbit_stage
 from vdm3d.models.registry import load_backbone, model_files
 from vdm3d.models.tiny import DEFAULT_VIDEO
-from vdm3d.jobs.entry import job_entry
+from vdm3d.jobs import job_entry
 from vdm3d.options import SEED, Range
 from vdm3d.recon.illumination import Illumination
 from vdm3d.recon.perceptual import make_perceptual
@@ -509,7 +509,7 @@ def run_object(config: ObjectConfig, *, source: OrbitSource | None = None, progr
                ) -> ObjectResult:
     """Run every stage and write the run folder. Bad input raises before anything is written.
 
-    ``config`` is checked first (:mod:`vdm3d.jobs.entry`; ``image`` is the one required field).
+    ``config`` is checked first (:func:`vdm3d.jobs.job_entry`; ``image`` is the one required field).
     ``progress`` hears one line per stage (None: silent). ``source`` replaces the backbone (e.g.
     :class:`~vdm3d.jobs.object_orbit.OracleOrbit` in evaluations and tests); otherwise ``config.backbone``
     is loaded.

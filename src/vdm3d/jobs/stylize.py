@@ -75,7 +75,7 @@ from vdm3d.io.runs import RunFolder
 from vdm3d.io.video import write_video
 from vdm3d.models.registry import load_backbone, model_files
 from vdm3d.models.weights import save_state_dict
-from vdm3d.jobs.entry import job_entry
+from vdm3d.jobs import job_entry
 from vdm3d.options import SEED, Range
 from vdm3d.protocols import Conditioning
 
@@ -568,7 +568,7 @@ def export(folder: Path, frames: Tensor, anchors: dict[int, Tensor], buffers: Pa
 def run_stylize(config: StylizeConfig, progress: Progress | None = print) -> StylizeResult:
     """Run every stage and write the run folder. Bad input raises before anything is written.
 
-    ``config`` is checked first (:mod:`vdm3d.jobs.entry`; ``mesh``, ``trajectory`` and ``style`` are
+    ``config`` is checked first (:func:`vdm3d.jobs.job_entry`; ``mesh``, ``trajectory`` and ``style`` are
     required). ``progress`` hears one line per stage and arc (None: silent)."""
 
     say = progress or (lambda _msg: None)
