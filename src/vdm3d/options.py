@@ -101,7 +101,7 @@ def _ranges(tp: Any) -> tuple[Range, ...]:
 
 
 def _choices(tp: Any) -> Choices | None:
-    """The choices of a ``Literal[...]`` type (inside ``Annotated``, or ``| None``); None for any other type."""
+    """The choices of a ``Literal[...]`` type (inside ``Annotated`` too, or ``| None``); None for others."""
     while typing.get_origin(tp) is typing.Annotated:
         tp = typing.get_args(tp)[0]
     if typing.get_origin(tp) is typing.Literal:
@@ -162,7 +162,8 @@ def constrained_fields(config: Any, prefix: str = "", omit: bool = False, attrs:
                 yield attrs + (f.name,), path, rng
 
 
-def violations(config: Any, prefix: str = "", omit: bool = False) -> Iterator[tuple[str, Any, Range | Choices]]:
+def violations(config: Any, prefix: str = "", omit: bool = False
+               ) -> Iterator[tuple[str, Any, Range | Choices]]:
     """``(flag path, value, range or choices)`` of every field of ``config`` (recursively) outside its range
     or not one of its ``Literal`` choices."""
     if not dataclasses.is_dataclass(config) or isinstance(config, type):
@@ -269,5 +270,5 @@ def checked_command(fn: Callable) -> Callable:
     return run
 
 
-__all__ = ["SEED", "Choices", "Range", "check_arguments", "check_options", "checked_command", "constrained_fields",
-           "expand_home", "flag_name", "violations"]
+__all__ = ["SEED", "Choices", "Range", "check_arguments", "check_options", "checked_command",
+           "constrained_fields", "expand_home", "flag_name", "violations"]

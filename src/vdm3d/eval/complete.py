@@ -178,8 +178,8 @@ def complete(rooms: Annotated[int, Range(0)] = 3, first_room: Annotated[int, Ran
              fern_downscale: Annotated[int, Range(1)] = 4, data_root: Path = Path("../shared/data"),
              baseline_steps: Annotated[int, Range(1)] = 1500, distill_steps: Annotated[int, Range(0)] = 1500,
              generate_every: Annotated[int, Range(1)] = 250,
-             sampler_steps: Annotated[int, Range(1)] = 25, methods: tuple[str, ...] = METHODS, colmap: bool = True,
-             seed: Annotated[int, SEED] = 0,
+             sampler_steps: Annotated[int, Range(1)] = 25, methods: tuple[str, ...] = METHODS,
+             colmap: bool = True, seed: Annotated[int, SEED] = 0,
              hybrid: Literal["auto", "on", "off"] = "auto", validation: bool = False,
              work: Path = Path("runs/eval/complete_scenes"), out: Path | None = None,
              overwrite: bool = False, resume: bool = False) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Jobs: each a config dataclass, a result dataclass and a run function of named stages.
 
-What every job's ``run_*`` does before and around its stages, whoever calls it (the CLI, a batch, a script),
-is :func:`job_entry`:
+What every job's ``run_*`` does before and around its stages, whoever calls it (the CLI, a batch, a
+script), is :func:`job_entry`:
 
 * The config is checked first: every declared option range and ``Literal`` choice
   (:func:`vdm3d.options.check_options`), then the job's own cross-option check. A bad config raises

@@ -144,8 +144,8 @@ def run_complete_v3d(config: CompleteConfig, progress: Callable[[str, FitProgres
     ``config`` is checked first (:func:`vdm3d.jobs.job_entry`). ``progress(stage, p)`` is called after every
     fitting step of the ``baseline`` and ``fit`` stages; nothing is printed."""
     if config.method != "v3d":  # the manifest would record the guided method for a V3D run
-        raise ConfigError("complete: run_complete_v3d runs --method v3d; set method=\"v3d\" in the config, or call "
-                          "vdm3d.jobs.complete.run_complete for --method guidedvd.")
+        raise ConfigError("complete: run_complete_v3d runs --method v3d; set method=\"v3d\" in the config, "
+                          "or call vdm3d.jobs.complete.run_complete for --method guidedvd.")
     path = None
     if config.trajectory is not None:  # read before the run folder exists: a bad file leaves nothing behind
         if not config.trajectory.is_file():

@@ -86,7 +86,8 @@ class FitResult:
     """What :func:`run_fit` produced (the files are in ``out``)."""
 
     out: Path
-    """the run folder: ``splats.ply``, ``metrics.json``, ``manifest.json``, ``cameras/``, ``renders/``, ``compare/``"""
+    """the run folder: ``splats.ply``, ``metrics.json``, ``manifest.json``, ``cameras/``, ``renders/``,
+    ``compare/``"""
     gaussians: Gaussians
     """the fitted splats (as ``splats.ply``)"""
     metrics: dict
@@ -145,7 +146,8 @@ def _progress(desc: str, views: int, width: int, height: int, shown: bool = True
     """Progress lines (on stderr) for a stage over ``views`` images of ``width x height``, when it takes a
     while (over :data:`PROGRESS_PIXELS` pixels in all) and is ``shown``; None for a small scene, which is done
     in seconds."""
-    return StepProgress(views, desc, unit="view") if shown and views * width * height > PROGRESS_PIXELS else None
+    large = views * width * height > PROGRESS_PIXELS
+    return StepProgress(views, desc, unit="view") if shown and large else None
 
 
 PROGRESS_PIXELS = 20_000_000  # fern at --downscale 8 (17 views of 504x378): 3.2 M; at 12 MP / 2: 60 M
@@ -153,7 +155,7 @@ PROGRESS_PIXELS = 20_000_000  # fern at --downscale 8 (17 views of 504x378): 3.2
 
 # -- stages --------------------------------------------------------------------------------------
 def load_scene(config: FitJobConfig, say: Say | None = None) -> Scene:
-    """The scene's views and points; ``say`` hears what is loaded (and a memory warning) before the images are."""
+    """The scene's views and points; ``say`` hears what is loaded (and a memory warning) before the images."""
     return read_scene(config.data, config.split, downscale=config.downscale, points_from=config.init_points_from,
                       before_images=lambda n, w, h: _announce(n, w, h, config.downscale, say))
 
@@ -175,7 +177,8 @@ def evaluate(gaussians: Gaussians, scene: Scene, config: FitJobConfig, shown: bo
     a chunk at a time; returns them and the held-out renders. ``shown``: progress lines for a large scene."""
     bg = torch.full((3,), 1.0 if config.eval_background == "white" else 0.0)
     n_test = 0 if scene.test is None else len(scene.test.cameras)
-    bar = _progress("evaluate", len(scene.train.cameras) + n_test, scene.train.width, scene.train.height, shown)
+    bar = _progress("evaluate", len(scene.train.cameras) + n_test, scene.train.width, scene.train.height,
+                    shown)
     step = bar.update if bar is not None else None
     try:
         train, _, _ = render_and_score(gaussians, scene.train, scene.train_names, background=bg,
