@@ -14,6 +14,10 @@ every parsed config with :func:`check_options` (and every function command with
 ``--loop.steps`` for a nested config without omitted prefixes), the value and the allowed range.
 Library callers get the same check by calling :func:`check_options` on their config.
 
+A ``Literal[...]`` field (or ``Literal[...] | None``) is checked against its choices the same way: tyro
+refuses an unknown choice on the command line, but a config built in Python reaches the job only
+through :func:`check_options`.
+
 ``None`` passes (an optional field that is unset); a tuple or list is checked element by element.
 """
 
@@ -24,6 +28,7 @@ import functools
 import inspect
 import math
 import os
+import types
 import typing
 from pathlib import PurePath
 from typing import Any, Callable, Iterator
@@ -62,6 +67,24 @@ class Range:
         return True
 
 
+#: The range of every ``seed`` option: numpy's generators refuse a negative seed and torch's one past 2**64,
+#: so a seed both accept (the common 32-bit convention) is refused up front instead of deep inside a run.
+SEED = Range(0, 2**32 - 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Choices:
+    """One of the values of a ``Literal[...]`` field (found from the type; never declared by hand)."""
+
+    values: tuple
+
+    def allowed(self) -> str:
+        return ", ".join(map(str, self.values))
+
+    def accepts(self, value: Any) -> bool:
+        return value in self.values
+
+
 def _num(x: int | float) -> str:
     return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
@@ -75,6 +98,19 @@ def _ranges(tp: Any) -> tuple[Range, ...]:
     if typing.get_origin(tp) is typing.Annotated:
         return tuple(m for m in tp.__metadata__ if isinstance(m, Range))
     return ()
+
+
+def _choices(tp: Any) -> Choices | None:
+    """The choices of a ``Literal[...]`` type (inside ``Annotated`` too, or ``| None``); None for others."""
+    while typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
+    if typing.get_origin(tp) is typing.Literal:
+        return Choices(typing.get_args(tp))
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return _choices(args[0])
+    return None
 
 
 def _nested_prefix(tp: Any, path: str, prefix: str, omit: bool) -> tuple[str, bool]:
@@ -126,8 +162,10 @@ def constrained_fields(config: Any, prefix: str = "", omit: bool = False, attrs:
                 yield attrs + (f.name,), path, rng
 
 
-def violations(config: Any, prefix: str = "", omit: bool = False) -> Iterator[tuple[str, Any, Range]]:
-    """``(flag path, value, range)`` of every field of ``config`` (recursively) outside its range."""
+def violations(config: Any, prefix: str = "", omit: bool = False
+               ) -> Iterator[tuple[str, Any, Range | Choices]]:
+    """``(flag path, value, range or choices)`` of every field of ``config`` (recursively) outside its range
+    or not one of its ``Literal`` choices."""
     if not dataclasses.is_dataclass(config) or isinstance(config, type):
         return
     hints = _hints(type(config))
@@ -140,20 +178,29 @@ def violations(config: Any, prefix: str = "", omit: bool = False) -> Iterator[tu
 
 
 def _check_value(path: str, value: Any, tp: Any, prefix: str = "", omit: bool = False
-                 ) -> Iterator[tuple[str, Any, Range]]:
+                 ) -> Iterator[tuple[str, Any, Range | Choices]]:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         yield from violations(value, *_nested_prefix(tp, path, prefix, omit))
         return
-    for rng in _ranges(tp):
-        items = value if isinstance(value, (tuple, list)) else (value,)
+    items = value if isinstance(value, (tuple, list)) else (value,)
+    choices = _choices(tp)
+    if choices is None and isinstance(value, (tuple, list)):  # tuple[Literal[...], ...]: each element
+        inner = tp
+        while typing.get_origin(inner) is typing.Annotated:
+            inner = typing.get_args(inner)[0]
+        args = typing.get_args(inner) if typing.get_origin(inner) in (tuple, list) else ()
+        choices = _choices(args[0]) if args and all(a in (args[0], Ellipsis) for a in args) else None
+    for rule in (*_ranges(tp), *([choices] if choices is not None else [])):
         for item in items:
-            if item is not None and not rng.accepts(item):
-                yield path, item, rng
+            if item is not None and not rule.accepts(item):
+                yield path, item, rule
                 break
 
 
-def _message(path: str, value: Any, rng: Range, source: str | None) -> str:
+def _message(path: str, value: Any, rng: Range | Choices, source: str | None) -> str:
     where = f"{source}: " if source else ""
+    if isinstance(rng, Choices):  # the CLI's own sentence for an unknown choice (vdm3d.cli.main)
+        return f"{where}{flag_name(path)} takes one of {rng.allowed()}, not {value!r}; pass one of them."
     shown = "nan" if isinstance(value, float) and math.isnan(value) else _num(value) if isinstance(
         value, float) and math.isfinite(value) else str(value)
     return (f"{where}{flag_name(path)} {shown} is out of range: it must be {rng.allowed()}; "
@@ -161,7 +208,8 @@ def _message(path: str, value: Any, rng: Range, source: str | None) -> str:
 
 
 def check_options(config: Any, source: str | None = None) -> Any:
-    """Raise :class:`ConfigError` for the first option of ``config`` outside its declared range.
+    """Raise :class:`ConfigError` for the first option of ``config`` outside its declared range (or not one
+    of its ``Literal`` choices).
 
     Returns ``config`` so a parser can end with ``return check_options(tyro.cli(...))``.
     """
@@ -222,5 +270,5 @@ def checked_command(fn: Callable) -> Callable:
     return run
 
 
-__all__ = ["Range", "check_arguments", "check_options", "checked_command", "constrained_fields", "expand_home",
-           "flag_name", "violations"]
+__all__ = ["SEED", "Choices", "Range", "check_arguments", "check_options", "checked_command",
+           "constrained_fields", "expand_home", "flag_name", "violations"]

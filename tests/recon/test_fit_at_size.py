@@ -92,7 +92,7 @@ def test_fit_says_what_it_loads_before_loading(shared_data, tmp_path, capsys, mo
     config = fit_job.FitJobConfig(data=shared_data / "llff_fern", out=tmp_path / "run", downscale=8,
                                   split=Split(test_every=8),
                                   fit=fit_job.FitConfig(steps=2, checkpoint_every=100))
-    fit_job.run_fit(config)
+    fit_job.run_fit(config, say=fit_job.print_line)  # what `vdm3d fit` passes; a library call is silent
     said = capsys.readouterr()
     out, err = said.out, said.err  # what it loads on stdout with the other lines, progress on stderr
     assert "loading 20 views at 63x47" in out  # images_8 (504x378) at --downscale 8

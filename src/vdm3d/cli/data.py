@@ -14,14 +14,15 @@ from typing import Annotated, Literal
 import tyro
 
 from vdm3d.cli.main import dispatch
-from vdm3d.options import Range
+from vdm3d.options import SEED, Range
 
 HELP = "render procedural objects or rooms with exact depth, normals, edges, ids and cameras"
 
 
 def make(kind: tyro.conf.Positional[Literal["objects", "rooms"]], *, out: Path,
          count: Annotated[int, Range(1)] = 100,
-         resolution: Annotated[int, Range(8)] = 64, views: Annotated[int, Range(1)] = 21, seed: int = 0,
+         resolution: Annotated[int, Range(8)] = 64, views: Annotated[int, Range(1)] = 21,
+         seed: Annotated[int, SEED] = 0,
          workers: Annotated[int, Range(0)] = 2,
          fov_deg: Annotated[float | None, Range(0, 180, open_min=True, open_max=True)] = None,
          ssaa: Annotated[int, Range(1)] = 1, mesh: bool = True, resume: bool = False, overwrite: bool = False,

@@ -18,7 +18,7 @@ EXAMPLES = """examples:
 def main(argv: list[str], prog: str = "vdm3d fit") -> int:
     from vdm3d.cli.config import cli
     from vdm3d.io.progress import StepProgress
-    from vdm3d.jobs.fit import FitJobConfig, run_fit
+    from vdm3d.jobs.fit import FitJobConfig, print_line, run_fit
 
     config = cli(FitJobConfig, argv, prog, description=HELP, examples=EXAMPLES)
 
@@ -38,7 +38,7 @@ def main(argv: list[str], prog: str = "vdm3d fit") -> int:
                          if shown else {}))
 
     try:
-        result = run_fit(config, progress)
+        result = run_fit(config, progress, say=print_line)
     finally:
         for bar in bars:
             bar.close()

@@ -31,7 +31,7 @@ from vdm3d.cameras.extend import ExtendMode
 from vdm3d.cameras.formats import CameraFormat
 from vdm3d.cameras.presets import PRESETS
 from vdm3d.errors import ConfigError, InputError, OutputExistsError
-from vdm3d.options import Range
+from vdm3d.options import SEED, Range
 
 HELP = ("make, convert, validate, preview and inspect camera paths (orbits, presets, a video's own path, COLMAP, "
         "RE10K, ...)")
@@ -81,7 +81,7 @@ class Sv3d(_Out):
     """Elevation of the orbit (static) or its mean level (dynamic), degrees."""
     dynamic: bool = False
     """Use SV3D's dynamic orbit: random smooth elevation and uneven azimuth steps."""
-    seed: int = 0
+    seed: Annotated[int, SEED] = 0
     """Seed of the dynamic orbit."""
     frames: Annotated[int, Range(1)] = 21
     """Number of views (SV3D: 21)."""
@@ -213,7 +213,7 @@ class FromVideo(_Out):
     """Frame rate of a folder of frames (a video's own rate is read from the file)."""
     first_frame: Optional[Path] = None
     """Also write the video frame the path's first camera saw (PNG/JPEG): the image to start `vdm3d explore` from."""
-    seed: int = 0
+    seed: Annotated[int, SEED] = 0
     """COLMAP's random seed."""
 
 

@@ -33,7 +33,7 @@ from vdm3d.errors import ConfigError, InputError
 from vdm3d.io.progress import StepProgress
 from vdm3d.io.runs import RunFolder
 from vdm3d.metrics.image import psnr
-from vdm3d.options import Range
+from vdm3d.options import SEED, Range
 from vdm3d.protocols import Conditioning
 from vdm3d.train.datasets import ObjectSetConfig, RoomSetConfig, Split, load_or_build
 from vdm3d.train.video import ORBIT_STRIDE
@@ -114,8 +114,8 @@ def _save(out: Path | None, config: Any, result: dict[str, Any], overwrite: bool
 
 def orbit(model: str = "video", objects: Annotated[int, Range(1)] = 50, batch: Annotated[int, Range(1)] = 10,
           steps: Annotated[int, Range(1)] = 25, cfg_scale: Annotated[float, Range(0)] = 1.0,
-          seed: int = 0, split: Split = "heldout", weights_dir: Path | None = None, out: Path | None = None,
-          overwrite: bool = False, record: bool = False,
+          seed: Annotated[int, SEED] = 0, split: Split = "heldout", weights_dir: Path | None = None,
+          out: Path | None = None, overwrite: bool = False, record: bool = False,
           record_into_package: bool = False) -> dict[str, Any]:
     """Orbit generation from one view on held-out objects: PSNR vs copying the input view.
 
@@ -186,8 +186,8 @@ def telea(warped: np.ndarray, valid: np.ndarray, radius: int = 3) -> np.ndarray:
 
 def warp(model: str = "video", rooms: Annotated[int, Range(1)] = 30, batch: Annotated[int, Range(1)] = 8,
          steps: Annotated[int, Range(1)] = 25, cfg_scale: Annotated[float, Range(0)] = 1.0,
-         seed: int = 0, split: Split = "heldout", weights_dir: Path | None = None, out: Path | None = None,
-         overwrite: bool = False, record: bool = False,
+         seed: Annotated[int, SEED] = 0, split: Split = "heldout", weights_dir: Path | None = None,
+         out: Path | None = None, overwrite: bool = False, record: bool = False,
          record_into_package: bool = False) -> dict[str, Any]:
     """Warp-and-refine on held-out rooms: PSNR on hole pixels vs Telea inpainting.
 

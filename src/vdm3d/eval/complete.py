@@ -39,7 +39,7 @@ import torch
 from vdm3d.eval.checkpoints import FROM_CHECKPOINT, CaseCheckpoints
 from vdm3d.io.progress import StageLog
 from vdm3d.io.runs import RunFolder, atomic_write_json
-from vdm3d.options import Range
+from vdm3d.options import SEED, Range
 
 SEED_BASE = 1_000_000  # the held-out seed range of vdm3d.train.datasets
 METHODS = ("plain", "no_guidance", "orbit", "complete", "v3d")
@@ -178,7 +178,8 @@ def complete(rooms: Annotated[int, Range(0)] = 3, first_room: Annotated[int, Ran
              fern_downscale: Annotated[int, Range(1)] = 4, data_root: Path = Path("../shared/data"),
              baseline_steps: Annotated[int, Range(1)] = 1500, distill_steps: Annotated[int, Range(0)] = 1500,
              generate_every: Annotated[int, Range(1)] = 250,
-             sampler_steps: Annotated[int, Range(1)] = 25, methods: tuple[str, ...] = METHODS, colmap: bool = True, seed: int = 0,
+             sampler_steps: Annotated[int, Range(1)] = 25, methods: tuple[str, ...] = METHODS,
+             colmap: bool = True, seed: Annotated[int, SEED] = 0,
              hybrid: Literal["auto", "on", "off"] = "auto", validation: bool = False,
              work: Path = Path("runs/eval/complete_scenes"), out: Path | None = None,
              overwrite: bool = False, resume: bool = False) -> dict[str, Any]:
@@ -332,7 +333,7 @@ def score_frames(data: Path, config: Any, backbone: Any, baseline_steps: int, di
 def frames(room: Annotated[int | None, Range(0)] = None, fern_downscale: Annotated[int, Range(1)] = 8,
            data_root: Path = Path("../shared/data"), baseline_steps: Annotated[int, Range(1)] = 400,
            distill_steps: Annotated[int, Range(0)] = 300, sampler_steps: Annotated[int, Range(1)] = 10,
-           seed: int = 0, work: Path = Path("runs/eval/complete_scenes")) -> dict[str, Any]:
+           seed: Annotated[int, SEED] = 0, work: Path = Path("runs/eval/complete_scenes")) -> dict[str, Any]:
     """How good are the backbone's frames? Guided frames vs renders vs photos at a scene's validation views.
 
     Args:

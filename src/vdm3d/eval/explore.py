@@ -38,7 +38,7 @@ from vdm3d.eval.checkpoints import FROM_CHECKPOINT, CaseCheckpoints
 from vdm3d.io.progress import StageLog
 from vdm3d.io.runs import RunFolder, atomic_write_json
 from vdm3d.metrics.image import psnr, ssim
-from vdm3d.options import Range
+from vdm3d.options import SEED, Range
 
 #: the job's options per method; the generative baselines start their holes from noise, as defined in issue 12
 METHODS = {"job": {}, "inpaint": {"fill": "inpaint"}, "no-cache": {"use_cache": False, "hole_init": "noise"},
@@ -117,7 +117,7 @@ def explore(rooms: Annotated[int, Range(1)] = 10, skip_rooms: Annotated[int, Ran
             replay_pick: Literal["random", "nearest"] = "random",
             valid_depth: Literal["estimate", "render"] = "estimate",
             source_depth: Literal["stored", "render"] = "stored",
-            camera_accuracy: bool = False, seed: int = 0,
+            camera_accuracy: bool = False, seed: Annotated[int, SEED] = 0,
             split: Literal["heldout", "val"] = "heldout", out: Path | None = None,
             overwrite: bool = False, resume: bool = False) -> dict[str, Any]:
     """The explore job and its baselines on held-out room loops (see the module docstring).

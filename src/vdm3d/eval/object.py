@@ -55,7 +55,7 @@ from vdm3d.jobs.object import PRESETS, ObjectConfig
 from vdm3d.jobs.object_orbit import ClipLayout, OracleOrbit, orbit_plan
 from vdm3d.metrics.geometry import SurfaceDistance, mesh_distance
 from vdm3d.metrics.image import psnr, ssim
-from vdm3d.options import Range
+from vdm3d.options import SEED, Range
 from vdm3d.recon.perceptual import PerceptualLoss, make_perceptual
 from vdm3d.recon.render import render_views
 from vdm3d.splat.gaussians import Gaussians
@@ -433,7 +433,7 @@ def orbit_frames(model: str = "tiny", checkpoint: Path | None = None, objects: A
                  carry: Literal["inflate", "depth", "depth+back", "exact-depth", "exact-depth+back"] = "inflate",
                  depth_model: str = "object_depth", layout: ClipLayout = "consecutive",
                  steps: Annotated[int | None, Range(1)] = None, guidance_scale: Annotated[float | None, Range(0)] = None,
-                 seed: int = 0, out: Path | None = None, overwrite: bool = False) -> dict:
+                 seed: Annotated[int, SEED] = 0, out: Path | None = None, overwrite: bool = False) -> dict:
     """The object job's orbit frames against exact renders, per azimuth offset from the input view.
 
     Objects of the training-set layout (:func:`vdm3d.train.datasets.build_object_set`: 18 views 20 deg

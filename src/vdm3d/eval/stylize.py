@@ -45,7 +45,7 @@ from vdm3d.io.progress import StageLog
 from vdm3d.jobs.stylize import StylizeConfig, anchor_views, arcs, fuse, load_models, stylize_frames
 from vdm3d.metrics.image import psnr, ssim
 from vdm3d.metrics.video import color_histogram_distance, edge_fscore, warp_error
-from vdm3d.options import Range
+from vdm3d.options import SEED, Range
 from vdm3d.train.datasets import SEED_OFFSETS
 DEFAULT_MESHES = ("spot/spot_triangulated.obj:spot/spot_texture.png", "bob/bob_tri.obj", "duck/Duck.glb")
 METHODS = ("job", "job-no-fusion", "warp-anchors", "per-frame", "fresh-noise", "fresh-noise-no-fusion")
@@ -184,7 +184,8 @@ def stylize(out: Path = Path("runs/eval_stylize"), procedural: Annotated[int, Ra
             keyframe_blend: Annotated[float, Range(0, 1)] = 1.0, fusion_radius: Annotated[int, Range(0)] = 12,
             fusion_tau: Annotated[float, Range(0, open_min=True)] = 6.0,
             noise_alpha: Annotated[float, Range(0, 1)] = 0.5,
-            split: Literal["heldout", "val"] = "heldout", seed: int = 0, overwrite: bool = False,
+            split: Literal["heldout", "val"] = "heldout", seed: Annotated[int, SEED] = 0,
+            overwrite: bool = False,
             record: bool = False, record_into_package: bool = False, resume: bool = False) -> dict:
     """Score `vdm3d stylize` and its three baselines on held-out cases with ground truth.
 
@@ -311,7 +312,8 @@ def denoising_errors(denoise: Callable[[Tensor, Tensor], Tensor], x0: Float[Tens
 def stylize_noise(model: str = "stylize_inbetween", checkpoint: Path | None = None,
                   objects: Annotated[int, Range(1)] = 16, rooms: Annotated[int, Range(0)] = 8,
                   sigmas: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0, 30.0),
-                  split: Literal["val", "heldout"] = "val", seed: int = 0, out: Path | None = None,
+                  split: Literal["val", "heldout"] = "val", seed: Annotated[int, SEED] = 0,
+                  out: Path | None = None,
                   overwrite: bool = False) -> dict:
     """Does the inbetweening model get information from flow-warped noise? Its denoising error on
     validation paths (8 frames, every condition given: keyframes, edges, the start keyframe warped

@@ -54,7 +54,8 @@ from vdm3d.jobs.complete_distill import DistillConfig, distill
 from vdm3d.jobs.complete_generate import GenerationConfig, generate_clip
 from vdm3d.jobs.complete_v3d_generate import V3dConfig
 from vdm3d.models.registry import load_depth, model_files
-from vdm3d.options import Range
+from vdm3d.jobs import job_entry
+from vdm3d.options import SEED, Range
 from vdm3d.recon.checkpoint import load_state, save_state
 from vdm3d.recon.depth_points import points_from_depths
 from vdm3d.recon.evaluate import render_and_score
@@ -113,7 +114,7 @@ class CompleteConfig:
     """Subsample larger initial point clouds to this many Gaussians."""
     random_points: Annotated[int, Range(1)] = 10_000
     """Gaussians of a random initialization (scenes without depth or points)."""
-    seed: int = 0
+    seed: Annotated[int, SEED] = 0
 
     def check(self) -> None:
         n = self.split.num_train_views
@@ -268,10 +269,17 @@ def run_folder(config: CompleteConfig) -> Path:
     return resume_target(config.out, config.resume, Path("runs") / "complete" / config.data.resolve().name)
 
 
+@job_entry(CompleteConfig.check)
 def run_complete(config: CompleteConfig, progress: Callable[[str, FitProgress], None] | None = None,
                  backbone=None) -> CompleteResult:
-    """Run every stage inside a run folder; returns where the results are and the scores."""
-    config.check()
+    """Run every stage inside a run folder; returns where the results are and the scores.
+
+    ``config`` is checked first (:func:`vdm3d.jobs.job_entry`). ``progress(stage, p)`` is called after every
+    fitting step of the ``baseline`` and ``distill`` stages; nothing is printed. ``method="v3d"`` is
+    :func:`vdm3d.jobs.complete_v3d.run_complete_v3d`'s (``vdm3d complete`` picks the function)."""
+    if config.method == "v3d":  # it used to run the guided method under the other's name
+        raise ConfigError("complete: run_complete runs --method guidedvd; call "
+                          "vdm3d.jobs.complete_v3d.run_complete_v3d for --method v3d.")
     out = run_folder(config)
     with RunFolder(out, config=config, seed=config.seed, inputs=[config.data, *model_files(config.backbone, config.depth)],
                    overwrite=config.overwrite, resume=config.resume is not None,

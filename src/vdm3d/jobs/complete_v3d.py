@@ -36,6 +36,7 @@ from vdm3d.io.video import write_video
 from vdm3d.jobs.complete import (CompleteConfig, CompleteResult, evaluate, export, fit_baseline, initialize,
                                  load_scene, run_folder, save_paths)
 from vdm3d.jobs.complete_distill import _load_clip, _save_clip
+from vdm3d.jobs import job_entry
 from vdm3d.jobs.complete_v3d_generate import between_paths, generate_v3d_clip
 from vdm3d.models.registry import model_files
 from vdm3d.recon.checkpoint import load_state, save_state
@@ -135,10 +136,16 @@ def fit_with_generated(scene: Scene, baseline: Gaussians, generated: Views, conf
                          on_checkpoint=on_checkpoint)
 
 
+@job_entry(CompleteConfig.check)
 def run_complete_v3d(config: CompleteConfig, progress: Callable[[str, FitProgress], None] | None = None,
                      model=None) -> CompleteResult:
-    """Run every stage inside a run folder; returns where the results are and the scores."""
-    config.check()
+    """Run every stage inside a run folder; returns where the results are and the scores.
+
+    ``config`` is checked first (:func:`vdm3d.jobs.job_entry`). ``progress(stage, p)`` is called after every
+    fitting step of the ``baseline`` and ``fit`` stages; nothing is printed."""
+    if config.method != "v3d":  # the manifest would record the guided method for a V3D run
+        raise ConfigError("complete: run_complete_v3d runs --method v3d; set method=\"v3d\" in the config, "
+                          "or call vdm3d.jobs.complete.run_complete for --method guidedvd.")
     path = None
     if config.trajectory is not None:  # read before the run folder exists: a bad file leaves nothing behind
         if not config.trajectory.is_file():

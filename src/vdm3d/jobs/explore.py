@@ -50,7 +50,8 @@ from vdm3d.errors import ConfigError, InputError
 from vdm3d.jobs.explore_state import (STATE_FILE, ChunkPlan, ExploreState, chunk_plans, load_state, pose_distance,
                                      save_state)
 from vdm3d.models.registry import model_files
-from vdm3d.options import Range
+from vdm3d.jobs import job_entry
+from vdm3d.options import SEED, Range
 from vdm3d.recon.cache import CacheConfig
 from vdm3d.views import Views
 
@@ -192,7 +193,7 @@ class ExploreConfig:
     """refuse a path that fails the checks against the start depth (default: warn)"""
     fps: Annotated[float | None, Range(0, open_min=True)] = None
     """frame rate of the video (None: the --path file's own where it records one, as vdm3d trajectories do, else 12)"""
-    seed: int = 0
+    seed: Annotated[int, SEED] = 0
     """random seed"""
     overwrite: bool = False
     """replace an existing run folder"""
@@ -229,12 +230,12 @@ def check_config(c: ExploreConfig) -> None:
         raise ConfigError("--resolution must be a multiple of 8 >= 16, --fov-deg in (0, 170), --depth-median > 0.")
     if c.samples < 1:
         raise ConfigError(f"--samples is {c.samples}; draw at least 1 sample per chunk.")
-    if c.mean_steps > c.steps:
+    if c.steps < 1 or c.fit_steps < 0 or c.sources < 1 or c.points_per_frame < 16 or c.max_points < 16:
+        raise ConfigError("--steps >= 1, --fit-steps >= 0, --sources >= 1 and the point caps >= 16 are required.")
+    if c.mean_steps > c.steps:  # after --steps >= 1: a negative --steps is the mistake to name, not this
         raise ConfigError(f"--mean-steps {c.mean_steps} exceeds --steps {c.steps}; average at most the {c.steps} steps.")
     if c.rim_px < 0:
         raise ConfigError(f"--rim-px is {c.rim_px}; use 0 (generate every hole pixel) or more.")
-    if c.steps < 1 or c.fit_steps < 0 or c.sources < 1 or c.points_per_frame < 16 or c.max_points < 16:
-        raise ConfigError("--steps >= 1, --fit-steps >= 0, --sources >= 1 and the point caps >= 16 are required.")
 
 
 # -- the path --------------------------------------------------------------------------------------
@@ -611,10 +612,13 @@ def warm_up_renderer() -> None:
     out.rgb.sum().backward()
 
 
+@job_entry(check_config)
 def run_explore(c: ExploreConfig, *, progress: Progress | None = print,
                 on_chunk: Callable[[int, ExploreState], None] | None = None) -> ExploreResult:
     """Run every stage and write the run folder. Bad input raises before anything is written.
 
+    ``c`` is checked first (:func:`vdm3d.jobs.job_entry`; ``image`` and one camera path - ``path``, ``move``
+    or ``path_from_run`` - are required). ``progress`` hears one line per chunk (None: silent).
     ``on_chunk(index, state)`` is called after each finished (and checkpointed) chunk: benchmarks
     time it, tests interrupt the run from it.
     """
@@ -624,7 +628,6 @@ def run_explore(c: ExploreConfig, *, progress: Progress | None = print,
     from vdm3d.jobs.explore_export import export
 
     say = progress or (lambda _m: None)
-    check_config(c)
     check_image_file(c.image, "an image")  # a missing image is refused before the renderer's warm-up
     warm_up_renderer()
     t0 = time.perf_counter()

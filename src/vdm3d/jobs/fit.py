@@ -32,6 +32,7 @@ import tyro
 from vdm3d.data.readers import Scene, Split, read_scene
 from vdm3d.io.progress import StepProgress
 from vdm3d.io.runs import RunFolder, resume_target
+from vdm3d.jobs import job_entry
 from vdm3d.models.hub.memory import available_memory
 from vdm3d.options import Range
 from vdm3d.recon.baseline import fit_in_run, initialize as initialize_baseline
@@ -82,9 +83,16 @@ class FitJobConfig:
 
 @dataclasses.dataclass(frozen=True)
 class FitResult:
+    """What :func:`run_fit` produced (the files are in ``out``)."""
+
     out: Path
+    """the run folder: ``splats.ply``, ``metrics.json``, ``manifest.json``, ``cameras/``, ``renders/``,
+    ``compare/``"""
     gaussians: Gaussians
+    """the fitted splats (as ``splats.ply``)"""
     metrics: dict
+    """as ``metrics.json``: ``train`` (mean PSNR/SSIM), ``test`` (``views`` and their ``mean``; absent without
+    held-out views), sizes, step count and timings"""
 
 
 # -- memory --------------------------------------------------------------------------------------
@@ -116,30 +124,40 @@ def memory_warning(views: int, width: int, height: int, downscale: int, availabl
             f"than the {available / 1e9:.1f} GB available; --downscale {suggest} needs about {fits / 1e9:.1f} GB.")
 
 
-def _say(message: str) -> None:
-    print(message, flush=True)  # on stdout with the jobs' other lines; stderr carries the one-sentence errors
+def print_line(message: str) -> None:
+    """What ``vdm3d fit`` passes as ``say``: a line on stdout with the jobs' other lines (stderr carries the
+    one-sentence errors)."""
+    print(message, flush=True)
 
 
-def _announce(views: int, width: int, height: int, downscale: int) -> None:
-    _say(f"loading {views} views at {width}x{height}")
+Say = Callable[[str], None]
+
+
+def _announce(views: int, width: int, height: int, downscale: int, say: Say | None) -> None:
+    if say is None:
+        return
+    say(f"loading {views} views at {width}x{height}")
     warning = memory_warning(views, width, height, downscale, available_memory("cpu"))
     if warning:
-        _say(warning)
+        say(warning)
 
 
-def _progress(desc: str, views: int, width: int, height: int) -> StepProgress | None:
-    """Progress lines for a stage over ``views`` images of ``width x height``, when it takes a while
-    (over :data:`PROGRESS_PIXELS` pixels in all); None for a small scene, which is done in seconds."""
-    return StepProgress(views, desc, unit="view") if views * width * height > PROGRESS_PIXELS else None
+def _progress(desc: str, views: int, width: int, height: int, shown: bool = True) -> StepProgress | None:
+    """Progress lines (on stderr) for a stage over ``views`` images of ``width x height``, when it takes a
+    while (over :data:`PROGRESS_PIXELS` pixels in all) and is ``shown``; None for a small scene, which is done
+    in seconds."""
+    large = views * width * height > PROGRESS_PIXELS
+    return StepProgress(views, desc, unit="view") if shown and large else None
 
 
 PROGRESS_PIXELS = 20_000_000  # fern at --downscale 8 (17 views of 504x378): 3.2 M; at 12 MP / 2: 60 M
 
 
 # -- stages --------------------------------------------------------------------------------------
-def load_scene(config: FitJobConfig) -> Scene:
+def load_scene(config: FitJobConfig, say: Say | None = None) -> Scene:
+    """The scene's views and points; ``say`` hears what is loaded (and a memory warning) before the images."""
     return read_scene(config.data, config.split, downscale=config.downscale, points_from=config.init_points_from,
-                      before_images=lambda n, w, h: _announce(n, w, h, config.downscale))
+                      before_images=lambda n, w, h: _announce(n, w, h, config.downscale, say))
 
 
 def initialize(scene: Scene, config: FitJobConfig) -> Gaussians:
@@ -153,12 +171,14 @@ def fit(scene: Scene, init: Gaussians, config: FitJobConfig, run: RunFolder,
     return fit_in_run(scene.train, init, config.fit, run, progress=progress)
 
 
-def evaluate(gaussians: Gaussians, scene: Scene, config: FitJobConfig) -> tuple[dict, torch.Tensor | None]:
+def evaluate(gaussians: Gaussians, scene: Scene, config: FitJobConfig, shown: bool = True
+             ) -> tuple[dict, torch.Tensor | None]:
     """Scores of the training views (means only) and the held-out views (per view), rendered and scored
-    a chunk at a time; returns them and the held-out renders."""
+    a chunk at a time; returns them and the held-out renders. ``shown``: progress lines for a large scene."""
     bg = torch.full((3,), 1.0 if config.eval_background == "white" else 0.0)
     n_test = 0 if scene.test is None else len(scene.test.cameras)
-    bar = _progress("evaluate", len(scene.train.cameras) + n_test, scene.train.width, scene.train.height)
+    bar = _progress("evaluate", len(scene.train.cameras) + n_test, scene.train.width, scene.train.height,
+                    shown)
     step = bar.update if bar is not None else None
     try:
         train, _, _ = render_and_score(gaussians, scene.train, scene.train_names, background=bg,
@@ -173,9 +193,10 @@ def evaluate(gaussians: Gaussians, scene: Scene, config: FitJobConfig) -> tuple[
     return metrics, renders
 
 
-def export(run: RunFolder, gaussians: Gaussians, scene: Scene, metrics: dict, renders: torch.Tensor | None) -> None:
+def export(run: RunFolder, gaussians: Gaussians, scene: Scene, metrics: dict, renders: torch.Tensor | None,
+           shown: bool = True) -> None:
     n_test = 0 if renders is None else len(renders)
-    bar = _progress("export", len(scene.train.cameras) + n_test, scene.train.width, scene.train.height)
+    bar = _progress("export", len(scene.train.cameras) + n_test, scene.train.width, scene.train.height, shown)
     try:
         write_fit(run.path, gaussians, scene, metrics, renders, progress=bar.update if bar is not None else None)
     finally:
@@ -183,25 +204,34 @@ def export(run: RunFolder, gaussians: Gaussians, scene: Scene, metrics: dict, re
             bar.close()
 
 
-def run_fit(config: FitJobConfig, progress: Callable[[FitProgress], None] | None = None) -> FitResult:
-    """Run every stage inside a run folder; returns where the results are and the scores."""
+@job_entry()
+def run_fit(config: FitJobConfig, progress: Callable[[FitProgress], None] | None = None, *,
+            say: Say | None = None) -> FitResult:
+    """Run every stage inside a run folder; returns where the results are and the scores.
+
+    ``config`` is checked first (:func:`vdm3d.jobs.job_entry`): a bad value raises
+    :class:`~vdm3d.errors.ConfigError` before anything is written. ``progress`` is called after every
+    fitting step with a :class:`~vdm3d.recon.trainer.FitProgress`; ``say`` hears the job's lines (what
+    it loads, a memory warning) and turns on the progress lines (stderr) of a large scene's evaluation
+    and export; ``vdm3d fit`` passes :func:`print_line`. Without ``say`` nothing is printed.
+    """
     out = resume_target(config.out, config.resume, Path("runs") / "fit" / config.data.resolve().name)
     with RunFolder(out, config=config, seed=config.fit.seed, inputs=[config.data], overwrite=config.overwrite,
                    resume=config.resume is not None,
                    resume_flag=f"--resume {out}") as run:
         start, cpu_start = time.time(), time.process_time()
-        scene = load_scene(config)
+        scene = load_scene(config, say)
         init = initialize(scene, config)
         gaussians = fit(scene, init, config, run, progress)
         fit_seconds, fit_cpu = time.time() - start, time.process_time() - cpu_start
-        metrics, renders = evaluate(gaussians, scene, config)
+        metrics, renders = evaluate(gaussians, scene, config, shown=say is not None)
         metrics.update({"num_gaussians": len(gaussians), "num_init_gaussians": len(init),
                         "steps": config.fit.steps, "train_views": list(scene.train_indices),
                         "test_views": list(scene.test_indices), "image_size": [scene.train.width, scene.train.height],
                         "fit_seconds": round(fit_seconds, 1), "fit_cpu_seconds": round(fit_cpu, 1),
                         "seconds": round(time.time() - start, 1),
                         "cpu_seconds": round(time.process_time() - cpu_start, 1)})
-        export(run, gaussians, scene, metrics, renders)
+        export(run, gaussians, scene, metrics, renders, shown=say is not None)
         shutil.rmtree(run.path / "checkpoints", ignore_errors=True)  # finished: nothing left to resume
         run.record(metrics={"test": metrics.get("test", {}).get("mean"), "train": metrics["train"]},
                    undistorted=list(scene.undistorted))  # lens distortion removed from the photos, if any

@@ -64,7 +64,8 @@ from vdm3d.jobs.object_refine import RefineConfig, refine as refine_sds
 from vdm3d.jobs.object_resume import gaussians_stage, orbit_stage
 from vdm3d.models.registry import load_backbone, model_files
 from vdm3d.models.tiny import DEFAULT_VIDEO
-from vdm3d.options import Range
+from vdm3d.jobs import job_entry
+from vdm3d.options import SEED, Range
 from vdm3d.recon.illumination import Illumination
 from vdm3d.recon.perceptual import make_perceptual
 from vdm3d.recon.priors import GeometryPriors
@@ -97,8 +98,8 @@ class ObjectConfig:
     or the .json model file of a `vdm3d train orbit` run"""
     orbit: OrbitKind = "v3d"
     """orbit layout: sv3d-static (21 views, input last), sv3d-dynamic (seeded), v3d (18, input first)"""
-    frames: Annotated[int | None, Range(2)] = None
-    """number of orbit views (None: the orbit's own, 21 or 18)"""
+    frames: Annotated[int | None, Range(4)] = None
+    """number of orbit views, at least 4 (None: the orbit's own, 21 or 18)"""
     resolution: Annotated[int | None, Range(8)] = None
     """orbit image size in pixels (None: the backbone's native resolution, 64 for the embedded model; other sizes
     than the one a model was trained at give blurred or broken orbits, not more detail)"""
@@ -200,7 +201,7 @@ class ObjectConfig:
     (0: off; needs --texture uv) (:mod:`vdm3d.geometry.texture_refine`)"""
     turntable_frames: Annotated[int, Range(1)] = 36
     """frames of the turntable video of the result"""
-    seed: int = 0
+    seed: Annotated[int, SEED] = 0
     """random seed (sampling, dynamic orbit, fitting)"""
     overwrite: bool = False
     """replace an existing run folder"""
@@ -503,14 +504,16 @@ def write_trajectory(path: Path, cameras: Cameras, fps: float, config: ObjectCon
     save_trajectory(path, Trajectory(cameras, fps=fps, provenance=provenance))
 
 
+@job_entry(check_config)
 def run_object(config: ObjectConfig, *, source: OrbitSource | None = None, progress: Progress | None = print,
                ) -> ObjectResult:
     """Run every stage and write the run folder. Bad input raises before anything is written.
 
-    ``source`` replaces the backbone (e.g. :class:`~vdm3d.jobs.object_orbit.OracleOrbit` in
-    evaluations and tests); otherwise ``config.backbone`` is loaded.
+    ``config`` is checked first (:func:`vdm3d.jobs.job_entry`; ``image`` is the one required field).
+    ``progress`` hears one line per stage (None: silent). ``source`` replaces the backbone (e.g.
+    :class:`~vdm3d.jobs.object_orbit.OracleOrbit` in evaluations and tests); otherwise ``config.backbone``
+    is loaded.
     """
-    check_config(config)
     say = progress or (lambda _msg: None)
     clock = StageClock()
     lap, timings = clock.lap, clock.timings

@@ -69,7 +69,7 @@ def orbit_plan(kind: OrbitKind, elevation_deg: float, radius: float, fov_deg: fl
     """The cameras of an orbit (see the module docstring); ``frames`` overrides the view count."""
     from vdm3d.cameras import trajectory as tr
 
-    n = frames or (tr.V3D_FRAMES if kind == "v3d" else tr.SV3D_FRAMES)
+    n = (tr.V3D_FRAMES if kind == "v3d" else tr.SV3D_FRAMES) if frames is None else frames  # 0 is refused
     if n < 4:
         raise ConfigError(f"an orbit needs at least 4 views, got frames={n}; raise --frames.")
     if kind == "v3d":

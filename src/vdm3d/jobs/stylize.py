@@ -75,7 +75,8 @@ from vdm3d.io.runs import RunFolder
 from vdm3d.io.video import write_video
 from vdm3d.models.registry import load_backbone, model_files
 from vdm3d.models.weights import save_state_dict
-from vdm3d.options import Range
+from vdm3d.jobs import job_entry
+from vdm3d.options import SEED, Range
 from vdm3d.protocols import Conditioning
 
 Progress = Callable[[str], None]
@@ -112,7 +113,7 @@ class StylizeConfig:
     """hub: local folder of the inbetweening model"""
     prompt: str = ""
     """hub: text prompt of both models"""
-    style_lora_steps: Annotated[int, Range(1)] = 400
+    style_lora_steps: Annotated[int, Range(0)] = 400
     """hub: steps of the per-style LoRA on FLUX (SAG's distribution alignment; VideoFrom3D uses 400),
     trained once per style image and base model and cached; 0: no LoRA"""
     style_lora_cache: Path = Path("~/.cache/vdm3d/style_lora")
@@ -151,7 +152,7 @@ class StylizeConfig:
     than 6/3 and 3/1.5 on validation cases in PSNR, SSIM, edge F and warp error)"""
     fusion_tau: Annotated[float, Range(0, open_min=True)] = 6.0
     """temporal fusion: Gaussian weight width in frames"""
-    seed: int = 0
+    seed: Annotated[int, SEED] = 0
     """random seed of every sampling run"""
     overwrite: bool = False
     """replace an existing run folder"""
@@ -563,10 +564,13 @@ def export(folder: Path, frames: Tensor, anchors: dict[int, Tensor], buffers: Pa
             "cameras/transforms.json"]
 
 
+@job_entry(check_config)
 def run_stylize(config: StylizeConfig, progress: Progress | None = print) -> StylizeResult:
-    """Run every stage and write the run folder. Bad input raises before anything is written."""
+    """Run every stage and write the run folder. Bad input raises before anything is written.
 
-    check_config(config)
+    ``config`` is checked first (:func:`vdm3d.jobs.job_entry`; ``mesh``, ``trajectory`` and ``style`` are
+    required). ``progress`` hears one line per stage and arc (None: silent)."""
+
     say = progress or (lambda _msg: None)
     clock = StageClock()
     lap, timings = clock.lap, clock.timings

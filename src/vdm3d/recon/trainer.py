@@ -46,7 +46,7 @@ from torch import Tensor, nn
 from vdm3d.cameras.camera import Cameras
 from vdm3d.errors import ConfigError, raise_if_interrupted
 from vdm3d.metrics.image import WINDOW, psnr
-from vdm3d.options import Range
+from vdm3d.options import SEED, Range
 from vdm3d.recon import losses
 from vdm3d.recon.adam import Adam
 from vdm3d.splat.gaussians import Gaussians
@@ -115,7 +115,7 @@ class FitConfig:
     """Renderer backend."""
     checkpoint_every: Annotated[int, Range(0)] = 0
     """Steps between checkpoints handed to on_checkpoint (0: none)."""
-    seed: int = 0
+    seed: Annotated[int, SEED] = 0
 
 
 @dataclasses.dataclass(frozen=True)

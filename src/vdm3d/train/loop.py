@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from vdm3d.errors import raise_if_interrupted
 from vdm3d.io.progress import eta_seconds, format_seconds
 from vdm3d.io.runs import atomic_write_bytes, atomic_write_json, holds_state, to_jsonable
-from vdm3d.options import Range
+from vdm3d.options import SEED, Range
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +52,7 @@ class LoopConfig:
     """steps between checkpoints"""
     log_every: Annotated[int, Range(1)] = 25
     """steps between log lines"""
-    seed: int = 0
+    seed: Annotated[int, SEED] = 0
     """seed of the initialization, the batches and the noise"""
     time_limit_min: Annotated[float, Range(0)] = 0.0
     """stop (and checkpoint) after this many minutes of training; 0 means no limit"""

@@ -40,7 +40,7 @@ import numpy as np
 
 from vdm3d.cameras.world import Z_UP_TO_Y_UP
 from vdm3d.errors import ConfigError
-from vdm3d.options import Range
+from vdm3d.options import SEED, Range
 
 CASE_FORMAT = "case_{:06d}"
 
@@ -57,7 +57,7 @@ class DatasetConfig:
     """frame width and height in pixels"""
     views: Annotated[int, Range(1)] = 21
     """frames per case (orbit views for objects, path frames for rooms)"""
-    seed: int = 0
+    seed: Annotated[int, SEED] = 0
     """base seed; case i uses a seed derived from (seed, i)"""
     workers: Annotated[int, Range(0)] = 2
     """worker processes (1 renders in this process)"""
