@@ -149,3 +149,15 @@ def test_the_package_docstring_and_readme_point_at_pages_that_exist():
     named = re.findall(r"[\w/]+\.md", vdm3d.__doc__)
     assert "docs/python.md" in named and all((root / name).is_file() for name in named), named
     assert "[docs/python.md](docs/python.md)" in (root / "README.md").read_text()
+
+
+def test_run_fit_without_say_still_warns_of_memory_as_a_python_warning(shared_data, tmp_path, monkeypatch):
+    # Without say nothing is printed, but a scene that will not fit in memory is still said, as a warning a
+    # script sees (with the --downscale that fits), before the images are loaded.
+    from vdm3d.jobs import fit as fit_job
+
+    monkeypatch.setattr(fit_job, "available_memory", lambda device: 1)  # one byte free: nothing fits
+    config = FitJobConfig(data=shared_data / "llff_fern", out=tmp_path / "quiet", downscale=16,
+                          split=Split(test_every=8), fit=FitConfig(steps=2, checkpoint_every=100))
+    with pytest.warns(UserWarning, match=r"^20 views at 32x24 need about .* \(an estimate\)"):
+        run_fit(config)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Annotated, Callable, Literal
 
@@ -134,10 +135,14 @@ Say = Callable[[str], None]
 
 
 def _announce(views: int, width: int, height: int, downscale: int, say: Say | None) -> None:
+    """Say what is loaded; the memory warning reaches a caller without ``say`` as a Python warning, since a
+    script that runs out of memory otherwise learns nothing of the ``--downscale`` that fits."""
+    warning = memory_warning(views, width, height, downscale, available_memory("cpu"))
     if say is None:
+        if warning:
+            warnings.warn(warning.removeprefix("warning: "), stacklevel=4)
         return
     say(f"loading {views} views at {width}x{height}")
-    warning = memory_warning(views, width, height, downscale, available_memory("cpu"))
     if warning:
         say(warning)
 
