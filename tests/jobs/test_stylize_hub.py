@@ -132,5 +132,16 @@ def test_style_lora_blocks_the_transformer_lacks_are_refused_before_the_run_fold
     keys = list(load_file(lora))
     assert keys and all(".single_transformer_blocks.0." in k for k in keys if "single_transformer_blocks" in k)
     assert any("single_transformer_blocks.0." in k for k in keys)
+    # a cache that cannot be written: the LoRA is used all the same, and the manifest does not name a file
+    # that was never written (it named the path it would have had)
+    (tmp_path / "a_file").write_text("")
+    unwritable = dataclasses.replace(config, style_lora_cache=tmp_path / "a_file" / "loras")
+    from vdm3d.models.hub.flux import FluxBackbone, FluxSettings
+    from vdm3d.models.hub.flux import tiny_components as flux_tiny
+
+    fresh = FluxBackbone(flux_tiny(0, single_layers=1),
+                         FluxSettings(height=32, width=32, max_text_tokens=8, clip_tokens=8))
+    said = job.align_style(unwritable, job.StylizeModels(fresh, None), torch.rand(32, 32, 3), say=lambda _m: None)
+    assert said == f"trained for this run, not cached ({tmp_path / 'a_file' / 'loras'} could not be written)"
     with pytest.raises(job.ConfigError, match="--style-lora-blocks is empty; give one or more block indices"):
         job.check_config(dataclasses.replace(config, style_lora_blocks=()))

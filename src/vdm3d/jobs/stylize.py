@@ -315,7 +315,8 @@ def align_style(config: StylizeConfig, models: StylizeModels, style: Float[Tenso
                 ) -> str | None:
     """SAG's distribution alignment on the hub: the per-style LoRA on the FLUX anchor model (trained on
     the style image, cached per style and base model; :func:`~vdm3d.models.hub.flux.apply_style_lora`).
-    The embedded prior needs none: it takes the style image in its reference slot. Returns the LoRA file."""
+    The embedded prior needs none: it takes the style image in its reference slot. Returns the LoRA file
+    (what the manifest records), or where it could not be cached."""
     if config.backbone != "hub" or config.style_lora_steps == 0:
         return None
     from vdm3d.models.hub.flux import FluxBackbone, StyleLoraSettings, apply_style_lora
@@ -329,7 +330,8 @@ def align_style(config: StylizeConfig, models: StylizeModels, style: Float[Tenso
     path, _ = apply_style_lora(models.anchor, style, base_id=base, settings=settings, prompt=config.prompt,
                                size=(config.resolution, config.resolution), cache_dir=config.style_lora_cache,
                                say=say)
-    return str(path)
+    # a cache that could not be written keeps nothing: the manifest must not name a file that is not there
+    return str(path) if path.is_file() else f"trained for this run, not cached ({path.parent} could not be written)"
 
 
 def model_maps(model, warped: Tensor | None, valid: Tensor | None, edges: Tensor, soft: Tensor) -> Tensor:
