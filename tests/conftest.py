@@ -40,6 +40,32 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture
+def at_once():
+    """``at_once(work, n, timeout)``: ``work(i)`` for i < n in n threads started together; their results in
+    order, after asserting that none raised (a race between writers of one cache, say)."""
+    import threading
+
+    def run(work, n: int = 2, timeout: float = 120.0) -> list:
+        results, errors = [None] * n, []
+
+        def one(i: int) -> None:
+            try:
+                results[i] = work(i)
+            except BaseException as exc:  # noqa: BLE001 - asserted below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout)
+        assert errors == [] and not any(t.is_alive() for t in threads), errors
+        return results
+
+    return run
+
+
 def cuda_available() -> bool:
     return torch.cuda.is_available()
 

@@ -48,7 +48,7 @@ def _assert_same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
         np.testing.assert_array_equal(a[k], b[k])
 
 
-def test_two_builders_of_one_set_at_once_both_succeed_and_leave_one_loadable_file(sets, monkeypatch):
+def test_two_builders_of_one_set_at_once_both_succeed_and_leave_one_loadable_file(sets, monkeypatch, at_once):
     """Each writes its own temp file: with one shared temp name the first rename moved the other's file away
     and the second crashed with FileNotFoundError after its whole render."""
     rendered = threading.Barrier(2, timeout=30)  # both rendered before either looks for the file
@@ -66,20 +66,8 @@ def test_two_builders_of_one_set_at_once_both_succeed_and_leave_one_loadable_fil
 
     monkeypatch.setattr(datasets, "build_object_set", slow_build)
     monkeypatch.setattr(np, "savez", slow_savez)
-    results, errors = [None, None], []
-
-    def worker(i):
-        try:
-            results[i] = load_or_build(CFG, None)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert errors == [] and len(sets) == 2
+    results = at_once(lambda i: load_or_build(CFG, None), timeout=60)
+    assert len(sets) == 2
     for got in results:
         _assert_same(got, _fake_set(CFG))
     files = _entry()

@@ -37,7 +37,7 @@ def untrained(monkeypatch):
     return flux
 
 
-def test_two_runs_training_one_style_at_once_both_cache_it(untrained, tmp_path, monkeypatch):
+def test_two_runs_training_one_style_at_once_both_cache_it(untrained, tmp_path, monkeypatch, at_once):
     """With one shared `.KEY.safetensors.tmp` the second rename found the file gone (FileNotFoundError) and that
     stylize run crashed after its whole LoRA training."""
     import safetensors.torch
@@ -51,21 +51,9 @@ def test_two_runs_training_one_style_at_once_both_cache_it(untrained, tmp_path, 
         written.wait()
 
     monkeypatch.setattr(safetensors.torch, "save_file", slow_save)
-    backbones, results, errors, said = [_backbone(), _backbone()], [None, None], [], []
-
-    def worker(i):
-        try:
-            results[i] = flux.apply_style_lora(backbones[i], _style(), base_id="tiny", cache_dir=tmp_path,
-                                               settings=flux.StyleLoraSettings(**SETTINGS), say=said.append)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert errors == []
+    backbones, said = [_backbone(), _backbone()], []
+    results = at_once(lambda i: flux.apply_style_lora(backbones[i], _style(), base_id="tiny", cache_dir=tmp_path,
+                                                      settings=flux.StyleLoraSettings(**SETTINGS), say=said.append))
     (path,) = tmp_path.iterdir()  # one file, no temp file
     assert results == [(path, True), (path, True)]
     assert said == [f"style LoRA: trained 3 steps, cached as {path}"] * 2
