@@ -33,8 +33,20 @@ def _use_renderer(checkout: Path, extensions: Path) -> tuple[str, str]:
     env = dict(os.environ, PYTHONPATH=str(checkout), TORCH_EXTENSIONS_DIR=str(extensions), VDM3D_NO_CPP="")
     script = ("import vdm3d.splat.backends.cpp as c; ok, why = c.available(); assert ok, why; "
               "print(c._state['module'].__file__)")
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True,
+                          timeout=300)  # a run that waits forever on a build lock fails, rather than hangs
     return done.stdout.strip(), done.stderr
+
+
+def _cache_for(library: Path, root: Path, *, with_library: bool = True) -> tuple[Path, Path]:
+    """An extension cache under ``root`` with the build folder of ``library``'s content, holding a copy of
+    that library (so nothing compiles) unless ``with_library`` is false: ``(cache, build folder)``."""
+    extensions = root / "ext"
+    folder = extensions / library.parent.name
+    folder.mkdir(parents=True)
+    if with_library:
+        shutil.copy2(library, folder / library.name)
+    return extensions, folder
 
 
 def _built_library() -> Path:
@@ -48,10 +60,7 @@ def test_two_checkouts_import_one_build_without_compiling(tmp_path):
     # A cache that holds this content's build (copied from this process's, so nothing compiles): both
     # checkouts import that library, neither prints the compile notice nor runs ninja.
     library = _built_library()
-    extensions = tmp_path / "ext"
-    folder = extensions / library.parent.name
-    folder.mkdir(parents=True)
-    shutil.copy2(library, folder / library.name)
+    extensions, folder = _cache_for(library, tmp_path)
     a, b = _checkout(tmp_path / "a"), _checkout(tmp_path / "b")
     for checkout in (a, b, a):
         used, stderr = _use_renderer(checkout, extensions)
@@ -127,15 +136,10 @@ def test_a_dead_builders_lock_does_not_make_the_next_run_wait_forever(tmp_path):
     # without end (a run after such a kill hung until someone deleted the file). The build folder's own
     # flock went with the dead builder, so the next run removes the file and imports the library.
     library = _built_library()
-    extensions = tmp_path / "ext"
-    folder = extensions / library.parent.name
-    folder.mkdir(parents=True)
-    shutil.copy2(library, folder / library.name)
+    extensions, folder = _cache_for(library, tmp_path)
     (folder / "lock").touch()
-    env = dict(os.environ, PYTHONPATH=str(SRC), TORCH_EXTENSIONS_DIR=str(extensions), VDM3D_NO_CPP="")
-    script = "import vdm3d.splat.backends.cpp as c; ok, why = c.available(); assert ok, why"
-    subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True, timeout=120)
-    assert not (folder / "lock").exists()
+    used, _ = _use_renderer(SRC, extensions)
+    assert Path(used) == folder / library.name and not (folder / "lock").exists()
 
 
 def test_a_second_process_waits_for_a_live_builder_then_imports_its_build(tmp_path):
@@ -145,9 +149,7 @@ def test_a_second_process_waits_for_a_live_builder_then_imports_its_build(tmp_pa
     import time
 
     library = _built_library()
-    extensions = tmp_path / "ext"
-    folder = extensions / library.parent.name
-    folder.mkdir(parents=True)
+    extensions, folder = _cache_for(library, tmp_path, with_library=False)
     (folder / "lock").touch()
     env = dict(os.environ, PYTHONPATH=str(SRC), TORCH_EXTENSIONS_DIR=str(extensions), VDM3D_NO_CPP="")
     script = "import vdm3d.splat.backends.cpp as c; ok, why = c.available(); assert ok, why; print(c._state['module'].__file__)"
