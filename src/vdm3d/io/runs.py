@@ -30,7 +30,7 @@ import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
 from vdm3d.errors import (ConfigError, DiskFullError, InputError, OutputError, OutputExistsError,
                           UnsafeCheckpointError)
@@ -146,33 +146,37 @@ def holds_state(folder: str | Path, tensors: str = "state.safetensors", meta: st
         return False
 
 
+def replace_by_writing(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Make ``path`` by ``write(file)`` into a temp file of this process in the same folder (fsynced, with the
+    usual permissions), renamed over ``path`` once complete: readers see the old file or the new one, never a
+    part, and several processes writing one path at once (a shared cache) each write their own temp file, the
+    last rename winning. The temp file is removed on any failure; errors are raised as they come."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write a file so that readers see either the old content or the new, never a mix."""
+    """Write a file so that readers see either the old content or the new, never a mix
+    (:func:`replace_by_writing`); a full disk or a place that cannot be written is one sentence."""
     path = Path(path)
     check_writable(path, "output path")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        replace_by_writing(path, lambda f: f.write(data))
     except OSError as e:  # a full disk, a read-only mount: say where, not errno's traceback
-        if e.errno in DISK_FULL:
+        if e.errno in DISK_FULL:  # the old content stays; a run folder adds what it kept (RunFolder)
             raise DiskFullError(f"{path}: the disk is full ({e.strerror}); free space and run it again.") from e
         raise OutputError(f"{path}: cannot write there ({e.strerror or type(e).__name__}); "
                           "choose another output location.") from None
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        if e.errno in DISK_FULL:  # the old content stays; a run folder adds what it kept (RunFolder)
-            raise DiskFullError(f"{path}: the disk is full ({e.strerror}); free space and run it again.") from e
-        raise
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:

@@ -15,7 +15,6 @@ from the last finished chunk and, the generator's state included, produces the s
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 import torch
@@ -23,6 +22,7 @@ from torch import Tensor
 
 from vdm3d.cameras.camera import Cameras
 from vdm3d.errors import InputError
+from vdm3d.io.runs import atomic_write_bytes
 from vdm3d.splat.gaussians import Gaussians
 
 STATE_FILE = "state.safetensors"
@@ -85,7 +85,7 @@ def pose_distance(a: Cameras, b: Cameras, scale: float) -> Tensor:
 
 
 def save_state(folder: Path, state: ExploreState) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     folder = Path(folder)
     tensors = {"frames": state.frames.contiguous(), "depths": state.depths.contiguous(),
@@ -94,10 +94,8 @@ def save_state(folder: Path, state: ExploreState) -> None:
         tensors["valid"] = state.valid.to(torch.uint8).contiguous()
     if state.cache is not None:
         tensors.update({f"cache.{k}": v.detach().contiguous() for k, v in state.cache.parameters().items()})
-    tmp = folder / f".{STATE_FILE}.tmp"
-    save_file(tensors, str(tmp), metadata={"format": "vdm3d.explore.state", "version": "1",
-                                          "next_chunk": str(state.next_chunk)})
-    os.replace(tmp, folder / STATE_FILE)
+    atomic_write_bytes(folder / STATE_FILE, save(tensors, metadata={
+        "format": "vdm3d.explore.state", "version": "1", "next_chunk": str(state.next_chunk)}))
 
 
 def load_state(folder: Path) -> ExploreState:

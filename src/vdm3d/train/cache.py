@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from vdm3d.io.runs import DISK_FULL, _umask
+from vdm3d.io.runs import DISK_FULL, replace_by_writing
 
 
 def cache_dir() -> Path:
@@ -107,31 +106,19 @@ def _cached_by_another(path: Path, bad: os.stat_result | None) -> bool:
 
 
 def _write(path: Path, data: dict[str, np.ndarray], bad: os.stat_result | None = None) -> None:
-    """Cache ``data`` as ``path`` (replacing ``bad``, the unusable file found there, if any): written to a
-    temp file of this process beside it, then renamed, so that several processes building the same set at
-    once each write their own file and the last rename wins (their arrays are the same); the temp file is
-    removed on any failure. A folder that cannot be written or a full disk is a note (:func:`_not_cached`),
+    """Cache ``data`` as ``path`` (replacing ``bad``, the unusable file found there, if any), through
+    :func:`~vdm3d.io.runs.replace_by_writing`: several processes building the same set at once each write
+    their own temp file and the last rename wins (their arrays are the same). A folder that cannot be written or a full disk is a note (:func:`_not_cached`),
     not an error: the set is only a cache."""
-    tmp = None
     try:
         if _cached_by_another(path, bad):
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         _sweep_stale_temps(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
-        os.replace(tmp, path)
-        tmp = None
+        replace_by_writing(path, lambda f: np.savez(f, **data))
     except OSError as exc:
         if not _cached_by_another(path, bad):  # else nothing is lost: the set is cached all the same
             _not_cached(path.parent, exc)
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
 
 
 def cached_set(path: Path, build: Callable[[], dict[str, np.ndarray]], expect: dict[str, Shape]

@@ -43,14 +43,15 @@ def test_two_runs_training_one_style_at_once_both_cache_it(untrained, tmp_path, 
     import safetensors.torch
 
     flux = untrained
-    written = threading.Barrier(2, timeout=60)  # both wrote their temp file before either renames it
-    real_save = safetensors.torch.save_file
+    written = threading.Barrier(2, timeout=60)  # both are writing their temp file before either renames it
+    real_save = safetensors.torch.save
 
     def slow_save(*args, **kwargs):
-        real_save(*args, **kwargs)
+        data = real_save(*args, **kwargs)
         written.wait()
+        return data
 
-    monkeypatch.setattr(safetensors.torch, "save_file", slow_save)
+    monkeypatch.setattr(safetensors.torch, "save", slow_save)
     backbones, said = [_backbone(), _backbone()], []
     results = at_once(lambda i: flux.apply_style_lora(backbones[i], _style(), base_id="tiny", cache_dir=tmp_path,
                                                       settings=flux.StyleLoraSettings(**SETTINGS), say=said.append))
@@ -73,16 +74,14 @@ def test_two_runs_training_one_style_at_once_both_cache_it(untrained, tmp_path, 
 ])
 def test_a_cache_that_cannot_be_written_is_a_note_and_leaves_no_temp_file(untrained, tmp_path, monkeypatch,
                                                                           error, text, fix):
-    import safetensors.torch
+    import os
 
     flux = untrained
 
-    def save_then_fail(tensors, filename, metadata=None):
-        with open(filename, "wb") as f:
-            f.write(b"half a LoRA")
+    def written_then_fail(fd):  # the LoRA is in the temp file, which is never renamed into place
         raise OSError(error, text)
 
-    monkeypatch.setattr(safetensors.torch, "save_file", save_then_fail)
+    monkeypatch.setattr(os, "fsync", written_then_fail)
     said = []
     path, trained = flux.apply_style_lora(_backbone(), _style(), base_id="tiny", cache_dir=tmp_path,
                                           settings=flux.StyleLoraSettings(**SETTINGS), say=said.append)

@@ -414,28 +414,18 @@ def apply_style_lora(backbone: "FluxBackbone", style: Float[Tensor, "H W 3"], *,
 
 def _cache_style_lora(path: Path, tensors: dict[str, Tensor], meta: dict[str, str], steps: int,
                       say: Callable[[str], None]) -> None:
-    """Write a trained style LoRA to the cache: to a temp file of this process beside ``path``, then renamed,
-    so that two processes training the same style at once each write their own file (the last rename
-    wins) and none is left half-written; the temp file is removed on any failure. A cache that cannot be
-    written (read-only, a full disk) is a note: the LoRA is in use all the same, and is trained again next
-    time."""
-    import os
-    import tempfile
-
+    """Write a trained style LoRA to the cache (:func:`~vdm3d.io.runs.replace_by_writing`): two processes
+    training the same style at once each write their own temp file (the last rename wins), and none is left
+    half-written. A cache that cannot be written (read-only, a full disk) is a note: the LoRA is in use all
+    the same, and is trained again next time."""
     from safetensors import SafetensorError
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    from vdm3d.io.runs import _umask, disk_full
+    from vdm3d.io.runs import disk_full, replace_by_writing
 
-    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        save_file(tensors, tmp, metadata=meta)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
-        os.replace(tmp, path)
-        tmp = None
+        replace_by_writing(path, lambda f: f.write(save(tensors, metadata=meta)))
     except (OSError, SafetensorError) as exc:
         if path.is_file():  # another process cached the same LoRA meanwhile: nothing is lost
             say(f"style LoRA: trained {steps} steps; {path} was cached meanwhile by another run")
@@ -446,9 +436,6 @@ def _cache_style_lora(path: Path, tensors: dict[str, Tensor], meta: dict[str, st
         say(f"style LoRA: trained {steps} steps, but the cache folder {path.parent} cannot be written ({reason}), "
             f"so it is used without caching and trained again next time; {fix} to keep it.")
         return
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
     say(f"style LoRA: trained {steps} steps, cached as {path}")
 
 
