@@ -51,14 +51,14 @@ def test_hub_backbones_run_the_job(tmp_path, monkeypatch):
     cfg = job.StylizeConfig(mesh=tmp_path / "scene.glb", trajectory=tmp_path / "path.json",
                             style=tmp_path / "style.png", out=tmp_path / "run", backbone="hub",
                             anchor_path=tmp_path / "flux", inbetween_path=tmp_path / "ggi", resolution=32,
-                            arc_frames=5, steps=2, prompt="a toy", style_lora_steps=2,
-                            style_lora_cache=tmp_path / "loras")
+                            arc_frames=5, steps=2, prompt="a toy", style_lora_steps=2)
+    monkeypatch.setenv("VDM3D_CACHE", str(tmp_path / "cache"))  # the LoRA's default place is under it
     result = job.run_stylize(cfg, progress=None)
     assert result.frames.shape == (9, 32, 32, 3) and sorted(result.anchors) == [0, 4, 8]
     assert float((result.frames[0] - result.anchors[0]).abs().mean()) < 0.1  # fused along the path
     manifest = json.loads((cfg.out / "manifest.json").read_text())
     assert manifest["models"] == {"anchor": "flux-dev-controlnet-hed", "inbetween": "videofrom3d-ggi"}
-    loras = list((tmp_path / "loras").glob("*.safetensors"))
+    loras = list((tmp_path / "cache" / "style_lora").glob("*.safetensors"))
     assert len(loras) == 1 and manifest["style_lora"] == str(loras[0])  # the LoRA was trained and cached
     # hub models get the soft edges (the HED substitute) as 3-channel images, one per frame
     assert {tuple(m.shape) for m in seen} == {(1, 32, 32, 3), (5, 32, 32, 3)}

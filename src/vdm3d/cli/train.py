@@ -2,7 +2,7 @@
 
 Built on accelerate: the same command runs on one CPU, one GPU, or several processes under
 ``accelerate launch -m vdm3d.cli.main train ...``. Training sets are rendered on first use and cached
-(``$VDM3D_CACHE``, default ``~/.cache/vdm3d``). See :mod:`vdm3d.train.run`.
+(``train/`` in ``$VDM3D_CACHE``, ``$XDG_CACHE_HOME/vdm3d`` or ``~/.cache/vdm3d``). See :mod:`vdm3d.train.run`.
 """
 
 from __future__ import annotations

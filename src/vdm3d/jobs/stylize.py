@@ -116,8 +116,9 @@ class StylizeConfig:
     style_lora_steps: Annotated[int, Range(0)] = 400
     """hub: steps of the per-style LoRA on FLUX (SAG's distribution alignment; VideoFrom3D uses 400),
     trained once per style image and base model and cached; 0: no LoRA"""
-    style_lora_cache: Path = Path("~/.cache/vdm3d/style_lora")
-    """hub: folder of the cached style LoRAs"""
+    style_lora_cache: Path | None = None
+    """hub: folder of the cached style LoRAs (default: style_lora/ in vdm3d's cache folder, $VDM3D_CACHE,
+    $XDG_CACHE_HOME/vdm3d or ~/.cache/vdm3d)"""
     style_lora_blocks: tuple[int, ...] = (1, 2, 3, 4)
     """hub: the FLUX transformer's single-stream blocks the style LoRA adapts, by index (VideoFrom3D: 1-4;
     FLUX.1-dev has 0-37)"""

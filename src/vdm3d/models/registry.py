@@ -2,7 +2,7 @@
 
 A hub entry says which adapter loads it, its hub repository, the files that repository holds, and
 the local folder the loader looks in first: ``$VDM3D_MODELS/<name>`` if the environment variable is
-set, else ``~/.cache/vdm3d/models/<name>``. Loading is offline by default: a folder in diffusers
+set, else ``models/<name>`` in the cache folder (:mod:`vdm3d.io.cache`; ``~/.cache/vdm3d`` by default). Loading is offline by default: a folder in diffusers
 layout (``unet/``, ``vae/``, ...) is used when present, otherwise the hub id is looked up in the local
 Hugging Face cache, and when neither holds the weights :func:`load_backbone` raises one sentence that
 says what to download and where to put it. Entries without a diffusers repository (V3D, SV3D_u,
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from vdm3d.errors import ConfigError, MissingWeightsError
+from vdm3d.io.cache import cache_root
 
 ENV_FOLDER = "VDM3D_MODELS"
 TINY_PREFIX = "tiny-"
@@ -192,9 +193,10 @@ DEPTH: dict[str, HubEntry] = {
 
 
 def models_root() -> Path:
-    """Where hub weights are looked for: ``$VDM3D_MODELS`` or ``~/.cache/vdm3d/models``."""
+    """Where hub weights are looked for: ``$VDM3D_MODELS``, else ``models/`` in the cache folder
+    (:func:`vdm3d.io.cache.cache_root`: ``$VDM3D_CACHE``, ``$XDG_CACHE_HOME/vdm3d`` or ``~/.cache/vdm3d``)."""
     env = os.environ.get(ENV_FOLDER)
-    return Path(env).expanduser() if env else Path("~/.cache/vdm3d/models").expanduser()
+    return Path(env).expanduser() if env else cache_root() / "models"
 
 
 def default_folder(name: str) -> Path:
@@ -317,8 +319,7 @@ def hub_fingerprint(folder: Path) -> dict[str, Any]:
 
 
 def fingerprint_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
-    return Path(base).expanduser() / "vdm3d" / "fingerprints"
+    return cache_root() / "fingerprints"
 
 
 def hub_fingerprint_file(name: str, folder: str | Path | None = None) -> Path | None:

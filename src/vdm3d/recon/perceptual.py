@@ -5,7 +5,7 @@ LPIPS needs pretrained AlexNet features plus LPIPS' linear heads, which cannot b
 machines (and torchvision, which normally provides AlexNet, breaks our install). So:
 
 * **LPIPS (AlexNet)** runs when a safetensors file with its weights is present locally, at
-  ``$VDM3D_LPIPS_WEIGHTS`` or ``~/.cache/vdm3d/lpips_alex.safetensors``. The network is written here
+  ``$VDM3D_LPIPS_WEIGHTS`` or ``lpips_alex.safetensors`` in the cache folder (:mod:`vdm3d.io.cache`). The network is written here
   in plain torch (five convolutions; no torchvision). Keys: ``features.{0,3,6,8,10}.{weight,bias}``
   (torchvision's ``alexnet().features`` names) and ``lin{0..4}.weight`` of shape ``[1, C, 1, 1]``
   (the ``lin{k}.model.1.weight`` of the ``lpips`` package, renamed). Inputs go to [-1, 1], then
@@ -31,6 +31,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from vdm3d.errors import InputError, MissingWeightsError
+from vdm3d.io.cache import cache_root
 from vdm3d.models.weights import load_state_dict
 from vdm3d.recon.losses import ms_ssim_loss
 
@@ -44,7 +45,7 @@ PerceptualLoss = Callable[[Tensor, Tensor], Tensor]
 def lpips_weights_path() -> Path:
     """Where LPIPS weights are looked for (``$VDM3D_LPIPS_WEIGHTS`` overrides the cache location)."""
     env = os.environ.get("VDM3D_LPIPS_WEIGHTS")
-    return Path(env) if env else Path.home() / ".cache" / "vdm3d" / "lpips_alex.safetensors"
+    return Path(env) if env else cache_root() / "lpips_alex.safetensors"
 
 
 def ms_ssim_substitute(pred: Float[Tensor, "B H W 3"], target: Float[Tensor, "B H W 3"]) -> Float[Tensor, ""]:

@@ -1,5 +1,5 @@
 """The cache of rendered sets (:mod:`vdm3d.train.datasets`, and the trainers' own sets): one ``.npz`` per set
-under ``$VDM3D_CACHE/train`` (default ``~/.cache/vdm3d/train``), shared by every process of the user.
+under ``train/`` in the cache folder (:mod:`vdm3d.io.cache`; ``~/.cache/vdm3d/train`` by default), shared by every process of the user.
 
 * Several processes may build the same set at once (a Slurm array, ``vdm3d batch``): each writes its own
   temp file beside the entry and renames it into place; the arrays are the same, so the last rename wins.
@@ -23,13 +23,14 @@ from typing import Callable
 
 import numpy as np
 
+from vdm3d.io.cache import cache_root
 from vdm3d.io.runs import DISK_FULL, replace_by_writing
 
 
 def cache_dir() -> Path:
-    """The folder of the cached sets, ``$VDM3D_CACHE/train`` (default ``~/.cache/vdm3d/train``); it is made
-    when the first set is written (:func:`cached_set`), so a read-only one can still be read."""
-    return Path(os.environ.get("VDM3D_CACHE", Path.home() / ".cache" / "vdm3d")) / "train"
+    """The folder of the cached sets, ``train/`` in :func:`vdm3d.io.cache.cache_root`; it is made when the
+    first set is written (:func:`cached_set`), so a read-only one can still be read."""
+    return cache_root() / "train"
 
 
 Shape = tuple[int | None, ...]

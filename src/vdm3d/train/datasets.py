@@ -12,7 +12,7 @@ Two kinds of sets, each a dict of numpy arrays saved as one ``.npz``:
   the first frame forward-warped into every frame (``warped``, ``valid``; :mod:`.warp`).
 
 Training seeds and held-out seeds come from disjoint ranges (:data:`SEED_OFFSETS`), so evaluation
-never sees a training world. Sets are cached under ``$VDM3D_CACHE`` (default ``~/.cache/vdm3d``)
+never sees a training world. Sets are cached in vdm3d's cache folder (:mod:`vdm3d.io.cache`)
 keyed by every parameter and by the code that renders them (:func:`render_code_hash`: a change to the
 procedural worlds, the renderer or the warp renders the sets again, so two machines running the same
 command score the same inputs); ``vdm3d train`` builds them on first use.

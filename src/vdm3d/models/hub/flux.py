@@ -40,6 +40,7 @@ from torch import Tensor
 
 from vdm3d.diffusion.parameterizations import ve_to_native, x0_from_prediction
 from vdm3d.errors import ConfigError, InputError
+from vdm3d.io.cache import cache_root
 from vdm3d.models.hub.base import Component, HubBackbone, expand_sigma, signed_to_images, uniform_sigma
 from vdm3d.protocols import Conditioning
 
@@ -260,9 +261,6 @@ class StyleLoraSettings:
     seed: int = 0
 
 
-STYLE_LORA_CACHE = Path("~/.cache/vdm3d/style_lora")
-
-
 def image_edges(image: Float[Tensor, "H W 3"]) -> Float[Tensor, "H W"]:
     """Soft edges of a photo-like image (the HED substitute for the style image, which has no mesh):
     Sobel gradient magnitude of the blurred luminance, scaled by its 98th percentile, in [0, 1]."""
@@ -380,11 +378,11 @@ def _train_lora(backbone: "FluxBackbone", modules: dict[str, torch.nn.Module], s
 
 def apply_style_lora(backbone: "FluxBackbone", style: Float[Tensor, "H W 3"], *, base_id: str,
                      settings: StyleLoraSettings = StyleLoraSettings(), prompt: str = "",
-                     size: tuple[int, int] | None = None, cache_dir: Path = STYLE_LORA_CACHE,
+                     size: tuple[int, int] | None = None, cache_dir: Path | None = None,
                      say: Callable[[str], None] = print) -> tuple[Path, bool]:
-    """Add the per-style LoRA to ``backbone`` (in place): loaded from ``cache_dir`` when this style,
-    base model (``base_id``), training size (``size``, default the backbone's resolution) and
-    settings were trained before, else trained and cached.
+    """Add the per-style LoRA to ``backbone`` (in place): loaded from ``cache_dir`` (default ``style_lora/``
+    in :func:`vdm3d.io.cache.cache_root`) when this style, base model (``base_id``), training size
+    (``size``, default the backbone's resolution) and settings were trained before, else trained and cached.
 
     Returns the LoRA file and whether it was trained now (``False``: a cache hit)."""
     from peft import get_peft_model_state_dict, set_peft_model_state_dict
@@ -394,7 +392,7 @@ def apply_style_lora(backbone: "FluxBackbone", style: Float[Tensor, "H W 3"], *,
         raise ConfigError(f"style LoRA: steps {settings.steps} and rank {settings.rank} must be at least 1.")
     size = tuple(size or backbone.resolution)
     key = style_lora_key(style, f"{base_id}@{size[0]}x{size[1]}", settings, prompt)
-    path = Path(cache_dir).expanduser() / f"{key}.safetensors"
+    path = Path(cache_dir or cache_root() / "style_lora").expanduser() / f"{key}.safetensors"
     modules = _inject(backbone, settings)
     if path.is_file():
         stored = load_file(str(path))
