@@ -166,6 +166,13 @@ def violations(config: Any, prefix: str = "", omit: bool = False
                ) -> Iterator[tuple[str, Any, Range | Choices]]:
     """``(flag path, value, range or choices)`` of every field of ``config`` (recursively) outside its range
     or not one of its ``Literal`` choices."""
+    for path, _, value, rule in _violations(config, prefix, omit, ()):
+        yield path, value, rule
+
+
+def _violations(config: Any, prefix: str, omit: bool, attrs: tuple[str, ...]
+                ) -> Iterator[tuple[str, tuple[str, ...], Any, Range | Choices]]:
+    """:func:`violations`, with each field's attribute path beside its flag path."""
     if not dataclasses.is_dataclass(config) or isinstance(config, type):
         return
     hints = _hints(type(config))
@@ -174,13 +181,13 @@ def violations(config: Any, prefix: str = "", omit: bool = False
             continue
         value = getattr(config, f.name, None)
         tp = hints.get(f.name, f.type)
-        yield from _check_value(f"{prefix}{f.name}", value, tp, prefix, omit)
+        yield from _check_value(f"{prefix}{f.name}", value, tp, prefix, omit, attrs + (f.name,))
 
 
-def _check_value(path: str, value: Any, tp: Any, prefix: str = "", omit: bool = False
-                 ) -> Iterator[tuple[str, Any, Range | Choices]]:
+def _check_value(path: str, value: Any, tp: Any, prefix: str, omit: bool, attrs: tuple[str, ...]
+                 ) -> Iterator[tuple[str, tuple[str, ...], Any, Range | Choices]]:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        yield from violations(value, *_nested_prefix(tp, path, prefix, omit))
+        yield from _violations(value, *_nested_prefix(tp, path, prefix, omit), attrs)
         return
     items = value if isinstance(value, (tuple, list)) else (value,)
     choices = _choices(tp)
@@ -193,28 +200,32 @@ def _check_value(path: str, value: Any, tp: Any, prefix: str = "", omit: bool = 
     for rule in (*_ranges(tp), *([choices] if choices is not None else [])):
         for item in items:
             if item is not None and not rule.accepts(item):
-                yield path, item, rule
+                yield path, attrs, item, rule
                 break
 
 
-def _message(path: str, value: Any, rng: Range | Choices, source: str | None) -> str:
+def _message(name: str, value: Any, rng: Range | Choices, source: str | None, field: bool = False) -> str:
+    """The sentence for a value outside its range: ``name`` is a flag (``--steps``) or, with ``field``, a
+    dataclass field (``FitConfig.steps``)."""
     where = f"{source}: " if source else ""
     if isinstance(rng, Choices):  # the CLI's own sentence for an unknown choice (vdm3d.cli.main)
-        return f"{where}{flag_name(path)} takes one of {rng.allowed()}, not {value!r}; pass one of them."
+        return f"{where}{name} takes one of {rng.allowed()}, not {value!r}; pass one of them."
     shown = "nan" if isinstance(value, float) and math.isnan(value) else _num(value) if isinstance(
         value, float) and math.isfinite(value) else str(value)
-    return (f"{where}{flag_name(path)} {shown} is out of range: it must be {rng.allowed()}; "
+    return (f"{where}{name}{' =' if field else ''} {shown} is out of range: it must be {rng.allowed()}; "
             f"pass a value in that range.")
 
 
-def check_options(config: Any, source: str | None = None) -> Any:
+def check_options(config: Any, source: str | None = None, *, fields: bool = False) -> Any:
     """Raise :class:`ConfigError` for the first option of ``config`` outside its declared range (or not one
-    of its ``Literal`` choices).
+    of its ``Literal`` choices). The sentence names the command-line flag (``--fit.steps 0 ...``), or with
+    ``fields=True`` (a library call) the dataclass field (``FitJobConfig.fit.steps = 0 ...``).
 
     Returns ``config`` so a parser can end with ``return check_options(tyro.cli(...))``.
     """
-    for path, value, rng in violations(config):
-        raise ConfigError(_message(path, value, rng, source))
+    for path, attrs, value, rng in _violations(config, "", False, ()):
+        name = f"{type(config).__name__}.{'.'.join(attrs)}" if fields else flag_name(path)
+        raise ConfigError(_message(name, value, rng, source, fields))
     return config
 
 
@@ -249,8 +260,8 @@ def check_arguments(fn: Callable, arguments: dict[str, Any]) -> None:
     """:func:`check_options` for the parameters of a function command (``vdm3d train``, ``vdm3d eval``)."""
     hints = _hints(fn)
     for name, value in arguments.items():
-        for path, bad, rng in _check_value(name, value, hints.get(name)):
-            raise ConfigError(_message(path, bad, rng, None))
+        for path, _, bad, rng in _check_value(name, value, hints.get(name), "", False, (name,)):
+            raise ConfigError(_message(flag_name(path), bad, rng, None))
 
 
 def checked_command(fn: Callable) -> Callable:

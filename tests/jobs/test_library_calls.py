@@ -21,7 +21,8 @@ from vdm3d.jobs.object import ObjectConfig, run_object
 from vdm3d.jobs.stylize import StylizeConfig, run_stylize
 from vdm3d.recon.trainer import FitConfig
 
-SEED = "--seed {} is out of range: it must be between 0 and 4294967295; pass a value in that range."
+CLI_SEED = "--seed {} is out of range: it must be between 0 and 4294967295; pass a value in that range."
+SEED = "{}.seed = {} is out of range: it must be between 0 and 4294967295; pass a value in that range."
 
 
 @pytest.fixture
@@ -46,33 +47,34 @@ def _bogus(config, **changes):
 
 
 def _cases(image: Path, fern: Path, out: Path):
-    """(run function, config, the sentence it must raise): values every run used to take, or crash on."""
+    """(run function, config, the sentence it must raise): values every run used to take, or crash on. A library
+    call's sentence names the dataclass field, not the command-line flag."""
     stylize = StylizeConfig(mesh=image, trajectory=image, style=image, out=out)
     return [
         # ran to a normal-looking run folder of the unfitted Gaussians
         (run_fit, FitJobConfig(data=fern, out=out, downscale=16, fit=FitConfig(steps=0)),
-         "--steps 0 is out of range: it must be >= 1; pass a value in that range."),
+         "FitJobConfig.fit.steps = 0 is out of range: it must be >= 1; pass a value in that range."),
         (run_fit, FitJobConfig(data=fern, out=out, downscale=16,
                                fit=dataclasses.replace(FitConfig(steps=5), ssim_weight=float("nan"))),
-         "--ssim-weight nan is out of range: it must be between 0 and 1; pass a value in that range."),
+         "FitJobConfig.fit.ssim_weight = nan is out of range: it must be between 0 and 1; pass a value in that range."),
         # ran as the random init
         (run_fit, _bogus(FitJobConfig(data=fern, out=out, downscale=16), init="bogus"),
-         "--init takes one of points, random, not 'bogus'; pass one of them."),
+         "FitJobConfig.init takes one of points, random, not 'bogus'; pass one of them."),
         # ran with the default 18 views and recorded frames: 0
         (run_object, ObjectConfig(image=image, out=out, frames=0),
-         "--frames 0 is out of range: it must be >= 4; pass a value in that range."),
+         "ObjectConfig.frames = 0 is out of range: it must be >= 4; pass a value in that range."),
         # sent the user after the masks and cameras
         (run_object, ObjectConfig(image=image, out=out, guidance_scale=float("nan")),
-         "--guidance-scale nan is out of range: it must be >= 0; pass a value in that range."),
-        (run_object, ObjectConfig(image=image, out=out, seed=-1), SEED.format(-1)),
-        (run_explore, ExploreConfig(image=image, out=out, move=("dolly-in",), seed=2**64), SEED.format(2**64)),
+         "ObjectConfig.guidance_scale = nan is out of range: it must be >= 0; pass a value in that range."),
+        (run_object, ObjectConfig(image=image, out=out, seed=-1), SEED.format("ObjectConfig", -1)),
+        (run_explore, ExploreConfig(image=image, out=out, move=("dolly-in",), seed=2**64), SEED.format("ExploreConfig", 2**64)),
         # named --mean-steps first
         (run_explore, ExploreConfig(image=image, out=out, move=("dolly-in",), steps=-1),
-         "--steps -1 is out of range: it must be >= 1; pass a value in that range."),
-        (run_stylize, dataclasses.replace(stylize, seed=-1), SEED.format(-1)),
-        (run_complete, CompleteConfig(data=fern, out=out, seed=-1), SEED.format(-1)),
+         "ExploreConfig.steps = -1 is out of range: it must be >= 1; pass a value in that range."),
+        (run_stylize, dataclasses.replace(stylize, seed=-1), SEED.format("StylizeConfig", -1)),
+        (run_complete, CompleteConfig(data=fern, out=out, seed=-1), SEED.format("CompleteConfig", -1)),
         (run_complete, _bogus(CompleteConfig(data=fern, out=out), paths="circle"),
-         "--paths takes one of planned, orbit, not 'circle'; pass one of them."),
+         "CompleteConfig.paths takes one of planned, orbit, not 'circle'; pass one of them."),
     ]
 
 
@@ -95,7 +97,7 @@ def test_a_negative_seed_on_the_command_line_is_one_sentence_and_exit_2(argv, im
     out = tmp_path / "runs" / "run"
     names = {"image": image_path, "fern": shared_data / "llff_fern", "out": out}
     assert cli([a.format(**names) for a in argv]) == 2
-    assert capsys.readouterr().err == f"error: {SEED.format(-1)}\n"
+    assert capsys.readouterr().err == f"error: {CLI_SEED.format(-1)}\n"
     assert not (tmp_path / "runs").exists()
 
 

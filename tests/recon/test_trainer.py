@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from vdm3d.cameras.camera import Cameras, look_at
+from vdm3d.errors import ConfigError
 from vdm3d.metrics.image import psnr
 from vdm3d.io.runs import holds_state
 from vdm3d.recon.checkpoint import load_state, save_state
@@ -238,3 +239,16 @@ def test_a_signal_dropped_by_c_code_ends_the_fit_at_the_next_step(monkeypatch):
     with pytest.raises(errors.Interrupted) as info:
         fit_gaussians(train, _init(40), dataclasses.replace(FAST, steps=50), between_steps=between)
     assert info.value.signum == signal.SIGTERM and steps == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("change, sentence", [
+    ({"steps": 0}, "FitConfig.steps = 0 is out of range: it must be >= 1; pass a value in that range."),
+    ({"ssim_weight": float("nan")},
+     "FitConfig.ssim_weight = nan is out of range: it must be between 0 and 1; pass a value in that range."),
+])
+def test_fit_gaussians_refuses_a_config_outside_its_ranges(change, sentence):
+    """A library caller's FitConfig(steps=0) used to return the initial Gaussians as if fitted."""
+    config = dataclasses.replace(FAST, **change)
+    with pytest.raises(ConfigError) as e:
+        fit_gaussians(_views(_cameras(2)), _init(), config)
+    assert str(e.value) == sentence

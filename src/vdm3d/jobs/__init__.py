@@ -39,7 +39,7 @@ def job_entry(check: Callable[[Any], None] | None = None) -> Callable[[F], F]:
     def wrap(run: F) -> F:
         @functools.wraps(run)
         def checked_run(config, *args, **kwargs):
-            check_options(config)
+            check_options(config, fields=True)
             if check is not None:
                 check(config)
             with torch.random.fork_rng(devices=_rng_devices()):

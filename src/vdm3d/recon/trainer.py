@@ -46,7 +46,7 @@ from torch import Tensor, nn
 from vdm3d.cameras.camera import Cameras
 from vdm3d.errors import ConfigError, raise_if_interrupted
 from vdm3d.metrics.image import WINDOW, psnr
-from vdm3d.options import SEED, Range
+from vdm3d.options import SEED, Range, check_options
 from vdm3d.recon import losses
 from vdm3d.recon.adam import Adam
 from vdm3d.splat.gaussians import Gaussians
@@ -255,6 +255,7 @@ def fit_gaussians(views: Views | Sequence[Views], init: Gaussians, config: FitCo
     ``grow(step)`` may return Gaussians to append before the step;
     ``state`` continues an earlier run (then ``init`` only gives the device and dtype).
     """
+    check_options(config, fields=True)  # a library caller's FitConfig(steps=0) or ssim_weight=nan: refused, not fitted silently
     groups = [views] if isinstance(views, Views) else list(views)
     if not groups or any(len(v) == 0 for v in groups):
         raise ConfigError("fit_gaussians: no views to fit; pass at least one view.")
