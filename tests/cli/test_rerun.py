@@ -110,3 +110,29 @@ def test_a_rerun_uses_the_original_runs_thread_count_unless_asked(monkeypatch, c
         assert "threads: 1 as asked; the original run used 3" in capsys.readouterr().out
     finally:
         threads.set_threads(before or 1)
+
+
+def test_a_run_made_from_python_is_rerun_by_its_config_type(shared_data, tmp_path, monkeypatch, capsys):
+    """A script's run_fit(...) records the script as its command; rerun finds the job from the config type."""
+    from vdm3d.data.readers import Split
+    from vdm3d.jobs.fit import FitJobConfig, run_fit
+    from vdm3d.recon.trainer import FitConfig
+
+    monkeypatch.setattr("sys.argv", ["make_runs.py"])
+    config = FitJobConfig(data=shared_data / "llff_fern", out=tmp_path / "a", downscale=16,
+                          split=Split(test_every=8), fit=FitConfig(steps=3, checkpoint_every=100))
+    run_fit(config)
+    manifest = tmp_path / "a" / "manifest.json"
+    assert json.loads(manifest.read_text())["command"] == ["make_runs.py"]
+    assert job_argv(manifest, json.loads(manifest.read_text()), tmp_path / "b", False, []) == [
+        "fit", "--config", str(manifest), "--out", str(tmp_path / "b")]
+    capsys.readouterr()
+    assert main(["rerun", str(manifest), "--out", str(tmp_path / "b")]) == 0
+    assert "config: identical to the original" in capsys.readouterr().out
+    assert (tmp_path / "b" / "splats.ply").read_bytes() == (tmp_path / "a" / "splats.ply").read_bytes()
+    # a manifest of something else made from Python still gets the sentence
+    data = json.loads(manifest.read_text())
+    data["config_type"] = "SomethingConfig"
+    manifest.write_text(json.dumps(data))
+    assert main(["rerun", str(manifest)]) == 2
+    assert "does not name a vdm3d command" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """`vdm3d rerun RUN/manifest.json [--out NEW] [--overwrite] [JOB FLAGS...]`: repeat a run from its manifest.
 
-A run's ``manifest.json`` records the command and the full config (every field, defaults included).
+A run's ``manifest.json`` records the command and the full config (every field, defaults included); a run
+made from Python (a job's ``run_*``) is repeated by the job its recorded config type belongs to.
 A job whose CLI takes ``--config`` (:mod:`vdm3d.cli.config`) is started as
 ``vdm3d JOB --config RUN/manifest.json --out NEW [JOB FLAGS...]``: the recorded config, not today's
 defaults, so a changed default cannot change the result; any job flags given after the manifest
@@ -25,6 +26,10 @@ EXAMPLES = """examples:
   vdm3d rerun runs/cup/manifest.json --out runs/cup-500 --fit-steps 500
   vdm3d rerun runs/fern/manifest.json --out runs/fern --overwrite"""
 IGNORED = ("out", "overwrite", "resume")
+#: the job a run made from Python (``run_object(ObjectConfig(...))`` in a script) is repeated with, by the
+#: config type its manifest records: its command is the script's, which names no vdm3d command
+JOB_OF_CONFIG = {"ObjectConfig": "object", "CompleteConfig": "complete", "ExploreConfig": "explore",
+                 "StylizeConfig": "stylize", "FitJobConfig": "fit"}
 
 
 def read_manifest(path: Path) -> dict:
@@ -37,9 +42,9 @@ def read_manifest(path: Path) -> dict:
     if not isinstance(data, dict) or data.get("format") != "vdm3d.run":
         raise InputError(path=path, problem="is not a vdm3d run manifest", fix="pass RUN/manifest.json of a vdm3d run")
     command = data.get("command")
-    if not isinstance(command, list) or len(command) < 2:
+    if not isinstance(command, list) or (len(command) < 2 and data.get("config_type") not in JOB_OF_CONFIG):
         raise InputError(path=path, field="command", problem="does not name a vdm3d command",
-                         fix="pass the manifest of a run made by the vdm3d command")
+                         fix="pass the manifest of a run made by the vdm3d command or a job's run_* function")
     return data
 
 
@@ -51,11 +56,13 @@ def job_argv(manifest: Path, data: dict, out: Path, overwrite: bool, extra: list
 
     command = [str(a) for a in data["command"]]
     at = next((i for i, a in enumerate(command[1:], 1) if a in GROUPS), None)  # after the program's path
+    tail = ["--overwrite"] if overwrite else []
+    if at is None and data.get("config_type") in JOB_OF_CONFIG:  # made from Python: its recorded config
+        return [JOB_OF_CONFIG[data["config_type"]], "--config", str(manifest), "--out", str(out), *tail, *extra]
     if at is None:
         raise InputError(path=manifest, field="command", problem=f"{' '.join(command[:3])!r} names no vdm3d command",
-                         fix="pass the manifest of a run made by the vdm3d command")
+                         fix="pass the manifest of a run made by the vdm3d command or a job's run_* function")
     job = command[at]
-    tail = ["--overwrite"] if overwrite else []
     if job in REPLAYED:
         recorded = _without_out(command[at + 1:])
         return [job, *recorded, "--out", str(out), *tail, *extra]
