@@ -63,6 +63,9 @@ def _cases(image: Path, fern: Path, out: Path):
         # ran with the default 18 views and recorded frames: 0
         (run_object, ObjectConfig(image=image, out=out, frames=0),
          "ObjectConfig.frames = 0 is out of range: it must be >= 4; pass a value in that range."),
+        # ran the tiny preset and recorded "bogus" as the preset
+        (run_object, ObjectConfig(image=image, out=out, preset="bogus"),
+         "--preset 'bogus' is unknown; choose one of: tiny, sv3d, sv3d-dynamic, sv3d-u, v3d."),
         # sent the user after the masks and cameras
         (run_object, ObjectConfig(image=image, out=out, guidance_scale=float("nan")),
          "ObjectConfig.guidance_scale = nan is out of range: it must be >= 0; pass a value in that range."),
@@ -78,7 +81,7 @@ def _cases(image: Path, fern: Path, out: Path):
     ]
 
 
-@pytest.mark.parametrize("index", range(11))
+@pytest.mark.parametrize("index", range(12))
 def test_run_functions_check_their_config_before_any_folder(index, image_path, shared_data, tmp_path):
     out = tmp_path / "runs" / "run"
     run, config, sentence = _cases(image_path, shared_data / "llff_fern", out)[index]

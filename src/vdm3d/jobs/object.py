@@ -279,6 +279,8 @@ def tiny_orbit_model() -> str:
 
 
 def check_config(config: ObjectConfig) -> None:
+    if config.preset not in PRESETS:  # the CLI refuses it when parsing; a library call gets here
+        raise ConfigError(f"--preset {config.preset!r} is unknown; choose one of: {', '.join(PRESETS)}.")
     if not 0.0 <= config.border_ratio < 0.9:
         raise ConfigError(f"--border-ratio is {config.border_ratio}; use a value in [0, 0.9).")
     if config.fit_steps < 1 or config.num_points < 16 or config.carve_resolution < 16 or config.mesh_resolution < 16:
