@@ -103,26 +103,33 @@ def test_load_scene_formats(tmp_path, shared_data):
         load_scene(tmp_path / "bad.npy")
 
 
-def test_winding_steps_are_bounded_by_the_budget():
-    from vdm3d.cameras.check import WORK_ELEMENTS, winding_chunks
+def _winding_reference(points, vertices, faces):
+    """The same solid angles in plain numpy, point by point (what the kernel replaced)."""
+    out = []
+    for p in points:
+        a, b, c = (vertices[faces[:, i]] - p for i in range(3))
+        la, lb, lc = (np.linalg.norm(v, axis=1) for v in (a, b, c))
+        det = np.einsum("ti,ti->t", a, np.cross(b, c))
+        den = la * lb * lc + (a * b).sum(1) * lc + (b * c).sum(1) * la + (c * a).sum(1) * lb
+        out.append((2 * np.arctan2(det, den)).sum() / (4 * np.pi))
+    return np.array(out)
 
-    # the QA's dense teapot: 1.6 M triangles went in [64, T, 3] steps (~2.5 GB an array); now one point a step
-    assert winding_chunks(600, 1_617_920) == (1, 1_617_920)
-    assert winding_chunks(600, 6320) == (316, 6320)  # a small mesh still takes many points a step
-    assert winding_chunks(3, 5_000_000) == (1, WORK_ELEMENTS)  # a huge mesh is split over its triangles too
-    for q, t in ((600, 1_617_920), (600, 6320), (3, 5_000_000), (1, 1)):
-        qn, tn = winding_chunks(q, t)
-        assert qn * tn <= WORK_ELEMENTS and qn >= 1 and tn >= 1
 
-
-def test_winding_numbers_in_small_steps_match(sphere):
+def test_winding_numbers_match_the_numpy_formula_and_the_sphere(sphere):
     m, _ = sphere
     pts = np.random.default_rng(1).uniform(-1.5, 1.5, (50, 3))
     ref = winding_numbers(pts, m.vertices, m.faces)
-    np.testing.assert_allclose(winding_numbers(pts, m.vertices, m.faces, budget=97), ref, atol=1e-9)
+    np.testing.assert_allclose(ref, _winding_reference(pts, np.asarray(m.vertices), np.asarray(m.faces)), atol=1e-9)
     inside = np.linalg.norm(pts, axis=1) < 0.99
     np.testing.assert_allclose(np.abs(ref[inside | (np.linalg.norm(pts, axis=1) > 1.01)]),
                                inside[inside | (np.linalg.norm(pts, axis=1) > 1.01)].astype(float), atol=1e-6)
+    # an open mesh (the sphere's upper half): fractional numbers, equal to the formula too
+    half = m.faces[m.vertices[m.faces].mean(1)[:, 2] > 0]
+    np.testing.assert_allclose(winding_numbers(pts, m.vertices, half),
+                               _winding_reference(pts, np.asarray(m.vertices), np.asarray(half)), atol=1e-9)
+    # float32 and uint32 inputs (a trimesh loaded from a GLB) give the same numbers
+    np.testing.assert_allclose(winding_numbers(pts.astype(np.float32), np.asarray(m.vertices, np.float32),
+                                               np.asarray(m.faces, np.uint32)), ref, atol=1e-5)
 
 
 def _teapot_like():
