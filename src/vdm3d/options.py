@@ -72,6 +72,13 @@ class Range:
 SEED = Range(0, 2**32 - 1)
 
 
+def derived_seed(seed: int, stride: int, offset: int = 0) -> int:
+    """The seed of one part of a run (a chunk, a clip, an epoch): ``seed * stride + offset``, wrapped into
+    :data:`SEED`'s range so that it is a valid seed itself at the top of the range too (a part seeded past
+    it was refused, or overflowed torch's generator, for run seeds near 2**32); unchanged where it fits."""
+    return (seed * stride + offset) % 2**32
+
+
 @dataclasses.dataclass(frozen=True)
 class Choices:
     """One of the values of a ``Literal[...]`` field (found from the type; never declared by hand)."""

@@ -625,3 +625,16 @@ def test_depth_maps_of_a_deep_scene_are_written_at_a_coarser_scale_that_is_recor
     assert json.loads((tmp_path / "depth" / "scale.json").read_text())["scale"] == 100
     back = read_depth(tmp_path / "depth" / "0001.png", scale=100)
     assert float((back - depths[1]).abs().max()) <= 0.5 / 100 + 1e-6
+
+
+def test_the_largest_seed_runs(tmp_path, image_path):
+    """Chunk and fit seeds are derived from the run's seed; at the top of its range they overflowed torch's
+    generator in the cache fit (and would now be refused by the fit's own seed check)."""
+    from vdm3d.options import SEED, derived_seed
+
+    assert derived_seed(7, 10_007, 3) == 7 * 10_007 + 3  # unchanged wherever it fits
+    assert SEED.accepts(derived_seed(SEED.max, 10_007, 5_003 + 9))
+    config = ExploreConfig(image=image_path, move=("dolly-in",), **{**SMALL, "frames": 7}, seed=SEED.max,
+                           replay=2, out=tmp_path / "top")
+    result = run_explore(config, progress=None)
+    assert result.video.images.shape[0] == 7 and torch.isfinite(result.video.images).all()

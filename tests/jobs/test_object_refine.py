@@ -94,3 +94,11 @@ def test_refine_runs_with_a_tiny_random_backbone():
     g1 = refine(cfg, g0, orbit, plan.input_index, images[0], bb, BackboneOrbit(bb).guider(2))
     assert len(g1) == len(g0) and all(torch.isfinite(v).all() for v in g1.parameters().values())
     assert not torch.equal(g1.means, g0.means)
+
+
+def test_the_refinement_fit_seed_stays_a_valid_seed_at_the_top_of_the_range():
+    from vdm3d.options import SEED, check_options
+
+    assert refine_fit_config(RefineConfig(seed=3), 0).seed == 4  # one past the run's seed, as before
+    top = refine_fit_config(RefineConfig(seed=SEED.max), 0)
+    assert top.seed == 0 and check_options(top) is top  # was 2**32: refused by fit_gaussians' own check

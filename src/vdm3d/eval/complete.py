@@ -39,7 +39,7 @@ import torch
 from vdm3d.eval.checkpoints import FROM_CHECKPOINT, CaseCheckpoints
 from vdm3d.io.progress import StageLog
 from vdm3d.io.runs import RunFolder, atomic_write_json
-from vdm3d.options import SEED, Range
+from vdm3d.options import SEED, Range, derived_seed
 
 SEED_BASE = 1_000_000  # the held-out seed range of vdm3d.train.datasets
 METHODS = ("plain", "no_guidance", "orbit", "complete", "v3d")
@@ -148,7 +148,7 @@ def evaluate_scene(data: Path, config: Any, backbone: Any, methods: tuple[str, .
 
             def generate(k, view, path, gen_cfg=gen_cfg):
                 return generate_clip(backbone, baseline, scene.train.images[view], path, gen_cfg,
-                                     seed=config.seed * 1000 + k)[0]
+                                     seed=derived_seed(config.seed, 1000, k))[0]
             g, _ = distill(scene.train, baseline, paths, generate, cfg.distill, seed=config.seed,
                            add_points=hole_filler(baseline, cfg))
         out[method] = evaluate(g, scene)[0]["test"]["mean"]
@@ -315,7 +315,7 @@ def score_frames(data: Path, config: Any, backbone: Any, baseline_steps: int, di
         i = int((train.centers - cam.centers).norm(dim=-1).argmin())
         path = toward(train[i:i + 1], cam, 1.0, backbone.frames or 8)
         frames = generate_clip(backbone, baseline, scene.train.images[i], path, config.generation,
-                               seed=config.seed * 1000 + j)[0]
+                               seed=derived_seed(config.seed, 1000, j))[0]
         with torch.no_grad():
             vae = backbone.decode(backbone.encode(_resize(photo[None], w, h)[None]))[0].clamp(0, 1).float()
         score = lambda x: float(psnr(x.float().clamp(0, 1)[None], photo[None]).mean())  # noqa: E731

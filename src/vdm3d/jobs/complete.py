@@ -55,7 +55,7 @@ from vdm3d.jobs.complete_generate import GenerationConfig, generate_clip
 from vdm3d.jobs.complete_v3d_generate import V3dConfig
 from vdm3d.models.registry import load_depth, model_files
 from vdm3d.jobs import job_entry
-from vdm3d.options import SEED, Range
+from vdm3d.options import SEED, Range, derived_seed
 from vdm3d.recon.checkpoint import load_state, save_state
 from vdm3d.recon.depth_points import points_from_depths
 from vdm3d.recon.evaluate import render_and_score
@@ -211,7 +211,7 @@ def hole_filler(baseline: Gaussians, config: CompleteConfig, estimator=None
         return hole_points(clip, rendered, relative_depth(estimator, clip.images.float()),
                            hole_alpha=config.plan.hole_alpha, opaque_alpha=config.generation.opaque_alpha,
                            share=config.distill.hole_point_share,
-                           generator=torch.Generator().manual_seed(config.seed * 1000 + k))
+                           generator=torch.Generator().manual_seed(derived_seed(config.seed, 1000, k)))
     return fill
 
 
@@ -304,7 +304,7 @@ def run_complete(config: CompleteConfig, progress: Callable[[str, FitProgress], 
 
         def generate(k: int, view: int, path: Trajectory):
             photo = scene.train.images[view]
-            pseudo, _, _ = generate_clip(backbone, baseline, photo, path, config.generation, seed=config.seed * 1000 + k)
+            pseudo, _, _ = generate_clip(backbone, baseline, photo, path, config.generation, seed=derived_seed(config.seed, 1000, k))
             # the clip as its saved cameras see it: the photo, then the pseudo views (not the generation size)
             write_video(run.path / "clips" / f"{k:03d}.mp4", torch.cat([photo[None], pseudo.images]), fps=path.fps)
             save_trajectory(run.path / "clips" / f"{k:03d}.json", path)

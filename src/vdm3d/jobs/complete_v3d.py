@@ -39,6 +39,7 @@ from vdm3d.jobs.complete_distill import _load_clip, _save_clip
 from vdm3d.jobs import job_entry
 from vdm3d.jobs.complete_v3d_generate import between_paths, generate_v3d_clip
 from vdm3d.models.registry import model_files
+from vdm3d.options import derived_seed
 from vdm3d.recon.checkpoint import load_state, save_state
 from vdm3d.recon.planning import plan_paths
 from vdm3d.recon.render import render_views
@@ -104,7 +105,7 @@ def generate(model, scene: Scene, clips: list[Trajectory], ranges: tuple[float, 
         views = _load_clip(run, k) if run is not None else None
         if views is None:
             views, frames = generate_v3d_clip(model, scene.train, clip, int(clip.provenance["view"]), ranges, median,
-                                              config.v3d, seed=config.seed * 1000 + k)
+                                              config.v3d, seed=derived_seed(config.seed, 1000, k))
             if run is not None:
                 write_video(run.path / "clips" / f"{k:03d}.mp4", frames, fps=clip.fps)
                 save_trajectory(run.path / "clips" / f"{k:03d}.json", clip)

@@ -51,7 +51,7 @@ from vdm3d.jobs.explore_state import (STATE_FILE, ChunkPlan, ExploreState, chunk
                                      save_state)
 from vdm3d.models.registry import model_files
 from vdm3d.jobs import job_entry
-from vdm3d.options import SEED, Range
+from vdm3d.options import SEED, Range, derived_seed
 from vdm3d.recon.cache import CacheConfig
 from vdm3d.views import Views
 
@@ -542,7 +542,7 @@ def replay_frames(c: ExploreConfig, plan: ChunkPlan, path: Cameras | None = None
         d = pose_distance(path[rest], path[torch.tensor(plan.frame_ids)], c.depth_median).amin(1)
         drawn = rest[torch.argsort(d, stable=True)[: c.replay - 1]].sort().values.tolist()
         return [0, *drawn]
-    gen = torch.Generator().manual_seed(c.seed * 10_007 + 5_003 + plan.index)
+    gen = torch.Generator().manual_seed(derived_seed(c.seed, 10_007, 5_003 + plan.index))
     drawn = (torch.randperm(earlier - 1, generator=gen)[: c.replay - 1] + 1).sort().values.tolist()
     return [0, *drawn]
 
@@ -584,7 +584,7 @@ def absorb_chunk(c: ExploreConfig, state: ExploreState, plan: ChunkPlan, warp: V
                 origin = tuple("input" if i == 0 else "generated" for i in replayed)
                 fit_views = Views.cat([fit_views, Views(state.frames[ids], path[ids], depths=state.depths[ids],
                                                         origin=origin)])
-            cache = fit_cache(cache, fit_views, c.cache, seed=c.seed * 10_007 + plan.index, frozen=old)
+            cache = fit_cache(cache, fit_views, c.cache, seed=derived_seed(c.seed, 10_007, plan.index), frozen=old)
         if c.cache_update == "new" and cache is not None:
             cache = cap_cache(cache, c.cache.max_total)
     valid = warp.confidence[new].bool() if c.use_cache else torch.zeros_like(depths, dtype=torch.bool)

@@ -36,7 +36,7 @@ from vdm3d.cameras.io import cameras_from_sv3d
 from vdm3d.diffusion.guiders import Guider
 from vdm3d.errors import ConfigError
 from vdm3d.geometry.flow import points_and_normals
-from vdm3d.options import Range
+from vdm3d.options import Range, derived_seed
 from vdm3d.protocols import Backbone, Conditioning
 from vdm3d.recon.trainer import FitConfig, FitProgress, LearningRates, StepContext, fit_gaussians
 from vdm3d.splat.gaussians import Gaussians
@@ -154,7 +154,7 @@ def refine_fit_config(config: RefineConfig, sh_degree: int) -> FitConfig:
     return FitConfig(steps=config.steps, lr=lr, ssim_weight=0.2, sh_degree=sh_degree, sh_warmup_every=0,
                      background="white", input_weight=config.input_weight, generated_weight=1.0,
                      densify=DensifyPolicy(refine_start=config.steps + 1, refine_stop=0, reset_every=0),
-                     scene_scale=config.radius, seed=config.seed + 1)
+                     scene_scale=config.radius, seed=derived_seed(config.seed, 1, 1))
 
 
 def refine(config: RefineConfig, gaussians: Gaussians, orbit: Views, input_index: int,

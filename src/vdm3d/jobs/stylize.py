@@ -76,7 +76,7 @@ from vdm3d.io.video import write_video
 from vdm3d.models.registry import load_backbone, model_files
 from vdm3d.models.weights import save_state_dict
 from vdm3d.jobs import job_entry
-from vdm3d.options import SEED, Range
+from vdm3d.options import SEED, Range, derived_seed
 from vdm3d.protocols import Conditioning
 
 Progress = Callable[[str], None]
@@ -410,7 +410,7 @@ def anchor_views(config: StylizeConfig, model, buffers: PathBuffers, style: Tens
     prev = None
     steps = StageSteps(say, "anchor", "views generated") if say is not None else None
     for k, i in enumerate(indices):
-        gen = torch.Generator().manual_seed(config.seed * 1000 + i)
+        gen = torch.Generator().manual_seed(derived_seed(config.seed, 1000, i))
         if guided and prev is not None:
             warped, valid = buffers.warp(out[prev], prev, i)
             out[i] = generate_anchor(config, model, style, buffers.edges[i], buffers.soft[i], gen, warped, valid)
@@ -463,7 +463,7 @@ def inbetween(config: StylizeConfig, model, buffers: PathBuffers, a: int, b: int
     h, w = start.shape[:2]
     lh, lw = latent_hw(model, h, w)
     shape = (1, (n - 1) // model.temporal_factor + 1, model.latent_channels, lh, lw)
-    gen = torch.Generator().manual_seed(config.seed * 1000 + 500 + a)
+    gen = torch.Generator().manual_seed(derived_seed(config.seed, 1000, 500 + a))
     warped = valid = None
     if config.warp_condition:
         pairs = [buffers.warp(start, a, a + j) for j in range(f)]
