@@ -7,7 +7,8 @@ geometry (VideoFrom3D, SEED_SYSTEMS.md §5-6), with no Blender::
 * ``load_inputs``: any mesh trimesh reads, turned z-up at the edge
   (:func:`~vdm3d.geometry.mesh_scene.load_mesh_scene`); only its geometry is used. The trajectory is a
   vdm3d trajectory file in that z-up world, its cameras centre-cropped to square and resized to
-  ``resolution``; the style image is centre-cropped and resized the same way.
+  ``resolution``; the style image is read as explore reads its ``--image`` (transparent pixels over white,
+  said) and centre-cropped and resized the same way (a crop that drops more than half of it is said).
 * ``geometry_buffers``: depth, normals, line-art and soft edges, the exact flow between consecutive
   frames and correspondences between any two frames with an occlusion test
   (:mod:`vdm3d.geometry.path_buffers`). A path that never sees the mesh stops here.
@@ -69,7 +70,7 @@ from vdm3d.diffusion.schedules import DdimSchedule, EdmSchedule, FlowSchedule
 from vdm3d.errors import ConfigError, InputError
 from vdm3d.geometry.mesh_scene import MeshScene, load_mesh_scene
 from vdm3d.geometry.path_buffers import PathBuffers, fuse_along_path, render_path
-from vdm3d.io.images import read_image, write_image
+from vdm3d.io.images import check_image_file, exif_orientation, read_image, write_image
 from vdm3d.io.progress import StageClock, StageSteps, read_announced
 from vdm3d.io.runs import RunFolder
 from vdm3d.io.video import write_video
@@ -95,7 +96,7 @@ class StylizeConfig:
     --path reads (vdm3d trajectory JSON, nerfstudio transforms.json, COLMAP sparse/0, RealEstate10K .txt,
     LLFF poses_bounds.npy)"""
     style: Annotated[Path, tyro.conf.arg(help_behavior_hint="(required)")] = Path("")
-    """the style image (PNG/JPEG)"""
+    """the style image (PNG/JPEG): centre-cropped to a square, transparent pixels composited over white"""
     out: Path = Path("runs/stylize")
     """run folder to write (must not exist unless --overwrite)"""
     backbone: Literal["tiny", "hub"] = "tiny"
@@ -191,6 +192,8 @@ class StylizeInputs:
     trajectory: Trajectory
     """cameras ``[F]`` at ``resolution x resolution``"""
     style: Float[Tensor, "H W 3"]
+    style_crop: dict[str, list[int]] | None = None
+    """the style image's size and the centre square kept (:func:`style_crop`), for the manifest"""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,13 +236,27 @@ def square(cameras: Cameras, size: int) -> Cameras:
     return cameras.crop((cameras.width - s) // 2, (cameras.height - s) // 2, s, s).resize(size, size)
 
 
-def square_image(image: Float[Tensor, "H W 3"], size: int) -> Float[Tensor, "S S 3"]:
-    h, w = image.shape[:2]
-    s = min(h, w)
-    crop = image[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
-    out = F.interpolate(crop.permute(2, 0, 1)[None], size=(size, size), mode="bilinear", antialias=True,
-                        align_corners=False)
-    return out[0].permute(1, 2, 0).clamp(0, 1)
+def style_crop(path: Path) -> dict[str, list[int]]:
+    """The style image's size as shown (its EXIF orientation applied) and the centre square the job keeps,
+    ``[left, top, width, height]``, from the file's header (decoded only when PIL does not know the format)."""
+    size = check_image_file(path, "a style image")
+    if size is None:
+        h, w = read_image(path, upright=True).shape[:2]
+    else:
+        w, h = size[::-1] if exif_orientation(path) in (5, 6, 7, 8) else size  # turned a quarter: sides swap
+    s = min(w, h)
+    return {"size": [w, h], "crop": [(w - s) // 2, (h - s) // 2, s, s]}
+
+
+def style_crop_line(path: Path, crop: dict[str, list[int]]) -> str | None:
+    """One line when the centre square drops more than half of the style image (a panorama, a strip):
+    the models see only that square, which may not hold the style at all."""
+    (w, h), s = crop["size"], crop["crop"][2]
+    dropped = 1.0 - s * s / (w * h)
+    if dropped <= 0.5:
+        return None
+    return (f"{path}: {w}x{h} pixels; stylize uses its centre {s}x{s} square ({100 * dropped:.0f}% of the image is "
+            "cropped away)")
 
 
 def mesh_up_line(mesh: Path, up: Literal["auto", "y", "z"]) -> str:
@@ -259,8 +276,13 @@ def load_inputs(config: StylizeConfig, say: Progress | None = None) -> StylizeIn
     scene = read_announced(config.mesh, lambda: load_mesh_scene(config.mesh, up=config.up, normalize=False), say,
                            "mesh", lambda scene: f"{scene.num_faces:,} faces read")
     traj = read_camera_file(config.trajectory, dtype=torch.float32).trajectory  # the formats explore's --path takes
-    style = square_image(read_image(config.style, upright=True), config.resolution)
-    return StylizeInputs(scene, traj.with_cameras(square(traj.cameras, config.resolution)), style)
+    from vdm3d.jobs.explore import load_image  # explore's reader: the same style pixels as explore's --image
+
+    crop = style_crop(config.style)
+    if say is not None and (line := style_crop_line(config.style, crop)) is not None:
+        say(line)
+    style = load_image(config.style, config.resolution, say)  # transparent pixels over white, said
+    return StylizeInputs(scene, traj.with_cameras(square(traj.cameras, config.resolution)), style, crop)
 
 
 # -- stage 2: geometry ---------------------------------------------------------------------------------
@@ -598,5 +620,6 @@ def run_stylize(config: StylizeConfig, progress: Progress | None = print) -> Sty
         lap("export")
         run.record(files=files, timings=timings, anchors=sorted(anchors), arcs=arcs(len(buffers), config.arc_frames),
                    models=dict(zip(("anchor", "inbetween"), model_names(config))), style_lora=lora,
-                   soft_edges="depth/normal/coverage discontinuities (HED substitute; geometry.edges.soft_edges)")
+                   soft_edges="depth/normal/coverage discontinuities (HED substitute; geometry.edges.soft_edges)",
+                   style=inputs.style_crop)
     return StylizeResult(config.out, frames, anchors, buffers, timings)
