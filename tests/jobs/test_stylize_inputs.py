@@ -4,6 +4,7 @@ sees; each said in one line, or refused in one sentence (exit 2, no folder) befo
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -99,3 +100,73 @@ def test_a_style_image_cropped_by_more_than_half_is_said_and_the_crop_recorded(t
     inputs = job.load_inputs(_config(tmp_path, config.mesh, _orbit(3.0), tmp_path / "turned.png"), said.append)
     assert inputs.style_crop == {"size": [200, 20], "crop": [90, 0, 20, 20]}
     assert said[-1].startswith(f"{tmp_path / 'turned.png'}: 200x20 pixels; stylize uses its centre 20x20 square")
+
+
+# -- cameras inside the mesh ----------------------------------------------------------------------
+def test_a_path_inside_a_mesh_in_other_units_is_refused_before_the_models_load(tmp_path, capsys, monkeypatch):
+    """A box 2000 units across (a CAD export in millimetres) around an orbit of radius 2.5: every camera is inside,
+    and the job used to style its few interior triangles without a word."""
+    loaded = []
+
+    def load_models(config):
+        loaded.append(config)
+        raise AssertionError("the models were loaded")
+
+    monkeypatch.setattr(job, "load_models", load_models)
+    config = _config(tmp_path, _box(tmp_path / "box_mm.ply", side=2000.0), _orbit(2.5))
+    code, out, err = _cli(config, capsys)
+    assert code == 2 and loaded == []
+    assert err == [f"error: {config.mesh}: all 4 cameras of {config.trajectory} are inside the mesh (it spans 2000 "
+                   "units, the path 5); is the mesh in millimetres or centimetres? scale it (or the path) so that both "
+                   "are in the same units."]
+    assert not config.out.exists() and not (tmp_path / ".run.partial").exists()
+    # inside an outward box of the path's own size: not a unit mistake, and the sentence says what to do instead
+    config = _config(tmp_path, _box(tmp_path / "box6.ply", side=6.0), _orbit(2.5))
+    code, out, err = _cli(config, capsys)
+    assert code == 2 and err == [
+        f"error: {config.mesh}: all 4 cameras of {config.trajectory} are inside the mesh (it spans 6 units, the path "
+        "5); move the path out of the mesh, or for a room whose faces point outwards, flip its faces to face the "
+        "cameras."]
+
+
+def test_cameras_inside_a_room_that_faces_them_are_not_inside_and_some_inside_are_named(tmp_path):
+    # a room: the walls face inwards, the winding number around its cameras is -1; nothing is said
+    room = job.load_inputs(_config(tmp_path, _box(tmp_path / "room.ply", side=6.0, inward=True), _orbit(2.5)))
+    assert job.cameras_inside(room.scene, room.trajectory.cameras) == []
+    # two of four cameras in a unit box: warned, naming them
+    cams = Cameras.cat([_orbit(2.5, 2), _orbit(0.5, 2)])  # frames 2 and 3 at +-0.5 on x, inside the box
+    config = _config(tmp_path, _box(tmp_path / "box.ply"), cams)
+    inputs = job.load_inputs(config)
+    said: list[str] = []
+    assert job.check_cameras_inside(config, inputs, said.append) == [2, 3]
+    assert said == [f"warning: {config.trajectory}: frames 2-3 of 4 have their cameras inside the mesh box.ply (it "
+                    "spans 2 units, the path 5); they see it from within"]
+    assert job.frames_text([0, 1, 2, 5, 7, 8]) == "0-2, 5, 7-8"
+
+
+# -- a path that never sees the mesh ------------------------------------------------------------------
+def test_a_path_that_never_sees_the_mesh_says_where_each_is(tmp_path, capsys):
+    """A mesh moved far from the origin, a path around the origin: the sentence gives the mesh's centre and size
+    next to where the cameras look, so an origin or unit mistake shows at once."""
+    config = _config(tmp_path, _box(tmp_path / "far.ply", centre=(1000.0, -200.0, 500.0)), _orbit(2.5))
+    code, out, err = _cli(config, capsys)
+    assert code == 2 and err == [
+        f"error: {config.trajectory}: never sees the mesh (none of its 4 cameras has a mesh pixel: the mesh is centred "
+        "at (1000, -200, 500) and 2 across, the cameras look at (0, 0, 0) from 2.5 away); give a path in the mesh's "
+        "z-up world that looks at it (y-up glTF/OBJ files are turned z-up on load; see --up)."]
+    assert not config.out.exists() and not (tmp_path / ".run.partial").exists()
+    # cameras whose axes do not meet (a dolly, one camera) are said by where they stand and which way they look
+    dolly = Cameras.from_fov(40.0, 16, 16, torch.eye(4)[None].repeat(3, 1, 1))
+    dolly.c2w[:, :3, 3] = torch.tensor([[0.0, 0.0, 50.0], [0.0, 0.0, 51.0], [0.0, 0.0, 52.0]])
+    assert job.cameras_line(dolly) == "the cameras stand around (0, 0, 51) and look along (0, 0, 1)"
+    assert job.cameras_line(dolly[:1]) == "the camera stands at (0, 0, 50) and looks along (0, 0, 1)"
+
+
+# -- the manifest -------------------------------------------------------------------------------------
+def test_the_manifest_records_the_mesh_bounds_its_up_axis_and_the_style_crop(tmp_path):
+    config = _config(tmp_path, _box(tmp_path / "box.ply", centre=(0.0, 0.0, 1.0)), _orbit(3.0, 2, height=1.0),
+                     _style(tmp_path / "wide.png", 48, 24), steps=1, arc_frames=2, fusion_radius=0, **MODELS)
+    job.run_stylize(config, progress=None)
+    manifest = json.loads((config.out / "manifest.json").read_text())
+    assert manifest["mesh"] == {"up": "z", "bounds": [[-1.0, -1.0, 0.0], [1.0, 1.0, 2.0]], "cameras_inside": []}
+    assert manifest["style"] == {"size": [48, 24], "crop": [12, 0, 24, 24]}

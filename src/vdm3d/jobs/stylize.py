@@ -49,6 +49,7 @@ import shutil
 from pathlib import Path
 from typing import Annotated, Callable, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 import tyro
@@ -286,13 +287,132 @@ def load_inputs(config: StylizeConfig, say: Progress | None = None) -> StylizeIn
 
 
 # -- stage 2: geometry ---------------------------------------------------------------------------------
+def _num(x: float, scale: float = 0.0) -> str:
+    """``x`` to 3 significant digits (1840, 4.7, 0.000184), 0 where it is rounding noise next to ``scale``."""
+    return f"{float(f'{0.0 if abs(x) <= 1e-6 * scale else x:.3g}'):.6g}"
+
+
+def _point(p, scale: float) -> str:
+    return "(" + ", ".join(_num(float(v), scale) for v in p) + ")"
+
+
+def mesh_span(scene: MeshScene) -> float:
+    """The longest side of the mesh's bounding box (vdm3d's z-up world)."""
+    return float(np.ptp(scene.bounds, axis=0).max())
+
+
+def path_span(cameras: Cameras) -> float:
+    """The longest side of the bounding box of the camera centres."""
+    return float(np.ptp(cameras.centers.double().reshape(-1, 3).numpy(), axis=0).max())
+
+
+def mesh_line(scene: MeshScene) -> str:
+    """Where the mesh is and how big: its bounding box's centre and longest side."""
+    lo, hi = scene.bounds.astype(np.float64)
+    size = float((hi - lo).max())
+    return f"the mesh is centred at {_point((lo + hi) / 2, max(size, float(np.abs(hi).max())))} and {_num(size)} across"
+
+
+def cameras_line(cameras: Cameras) -> str:
+    """Where the cameras stand and look: the point nearest to every optical axis when the axes meet in
+    front of the cameras (an orbit, a turn around something), else their mean centre and direction (a
+    dolly, a pan, one camera)."""
+    c = cameras.centers.double().reshape(-1, 3).numpy()
+    d = cameras.forward.double().reshape(-1, 3).numpy()
+    d = d / np.linalg.norm(d, axis=1, keepdims=True)
+    scale = max(path_span(cameras), float(np.abs(c).max()), 1e-12)
+    if len(c) > 1:
+        proj = np.eye(3)[None] - d[:, :, None] * d[:, None, :]  # [F, 3, 3]: removes the part along each axis
+        a, b = proj.sum(0), (proj @ c[:, :, None]).sum(0)[:, 0]
+        if np.linalg.eigvalsh(a / len(c))[0] > 0.01:  # the axes are not (nearly) parallel
+            target = np.linalg.solve(a, b)
+            ahead = ((target - c) * d).sum(1)
+            if (ahead > 0).all():
+                far = float(np.linalg.norm(target - c, axis=1).mean())
+                return f"the cameras look at {_point(target, max(scale, far))} from {_num(far)} away"
+    where = "the camera stands at" if len(c) == 1 else "the cameras stand around"
+    look = d.mean(0)
+    look = look / max(float(np.linalg.norm(look)), 1e-12)
+    return f"{where} {_point(c.mean(0), scale)} and look{'s' if len(c) == 1 else ''} along {_point(look, 1.0)}"
+
+
+def frames_text(frames: list[int]) -> str:
+    """``[0, 1, 2, 5]`` -> ``0-2, 5``."""
+    runs: list[list[int]] = []
+    for f in frames:
+        if runs and f == runs[-1][1] + 1:
+            runs[-1][1] = f
+        else:
+            runs.append([f, f])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+def cameras_inside(scene: MeshScene, cameras: Cameras, progress: Callable[[int, int], None] | None = None
+                   ) -> list[int]:
+    """The frames whose camera sits inside the mesh as in a solid: the generalized winding number of the
+    mesh around the camera centre is above 0.5 (the inside test of
+    :func:`~vdm3d.cameras.check.check_trajectory`, signed). A room whose walls face inwards (vdm3d's rooms,
+    scans) winds -1 around its cameras, so walking through it is not "inside"; a mesh in millimetres
+    around a path in metres winds +1. Only cameras within the mesh's bounding box are tested: outside it a
+    closed mesh winds 0, so an orbit around an object costs nothing; a walk through a dense scan costs
+    about 0.1 s per camera and million faces (one thread), so ``progress(done, total)`` hears each camera."""
+    from vdm3d.cameras.check import winding_numbers
+
+    centres = cameras.centers.double().reshape(-1, 3).numpy()
+    lo, hi = scene.bounds.astype(np.float64)
+    near = np.nonzero(((centres >= lo) & (centres <= hi)).all(1))[0]
+    if len(near) == 0:
+        return []
+    offsets = np.cumsum([0] + [len(p.vertices) for p in scene.parts[:-1]])
+    vertices = np.concatenate([p.vertices for p in scene.parts])
+    faces = np.concatenate([p.faces.astype(np.int64) + o for p, o in zip(scene.parts, offsets)])
+    inside = []
+    for k, i in enumerate(near):
+        if winding_numbers(centres[i:i + 1], vertices, faces)[0] > 0.5:
+            inside.append(int(i))
+        if progress is not None:
+            progress(k + 1, len(near))
+    return inside
+
+
+def check_cameras_inside(config: StylizeConfig, inputs: StylizeInputs, say: Progress | None = None) -> list[int]:
+    """Refuse a path whose every camera is inside the mesh (a mesh in other units than the path: the job
+    would style a few huge interior triangles without a word); warn, naming the frames, when only some
+    are. Returns the frames inside, for the manifest."""
+    cams = inputs.trajectory.cameras
+    steps = StageSteps(say, "mesh check", "cameras tested for being inside the mesh") if say is not None else None
+    inside = cameras_inside(inputs.scene, cams, steps)
+    if not inside:
+        return inside
+    mesh, path = mesh_span(inputs.scene), path_span(cams)
+    spans = f"it spans {_num(mesh)} units, the path {_num(path)}"
+    if len(inside) == len(cams):
+        if mesh > 10 * path:
+            fix = ("is the mesh in millimetres or centimetres? scale it (or the path) so that both are in the same "
+                   "units")
+        else:
+            fix = ("move the path out of the mesh, or for a room whose faces point outwards, flip its faces to "
+                   "face the cameras")
+        n = len(cams)
+        raise InputError(path=config.mesh, problem=f"{'all ' if n > 1 else ''}{n} camera{'s' if n > 1 else ''} of "
+                         f"{config.trajectory} {'are' if n > 1 else 'is'} inside the mesh ({spans})", fix=fix)
+    if say is not None:
+        say(f"warning: {config.trajectory}: frame{'s' if len(inside) > 1 else ''} {frames_text(inside)} of "
+            f"{len(cams)} {'have their cameras' if len(inside) > 1 else 'has its camera'} inside the mesh "
+            f"{config.mesh.name} ({spans}); {'they see' if len(inside) > 1 else 'it sees'} it from within")
+    return inside
+
+
 def geometry_buffers(config: StylizeConfig, inputs: StylizeInputs, say: Progress | None = None) -> PathBuffers:
-    """Render the mesh's buffers along the path; stop when no frame sees the mesh."""
+    """Render the mesh's buffers along the path; stop when no frame sees the mesh, saying where the mesh
+    is and where the cameras look (a unit or origin mistake shows at once)."""
     steps = StageSteps(say, "geometry", "depth, normals and edges rendered") if say is not None else None
     buffers = render_path(inputs.scene, inputs.trajectory.cameras, progress=steps)
     if float(buffers.alpha.sum()) == 0.0:
         raise InputError(path=config.trajectory, problem=f"never sees the mesh (none of its {len(buffers)} "
-                         "cameras has a mesh pixel)", fix="give a path in the mesh's z-up world that looks at it "
+                         f"cameras has a mesh pixel: {mesh_line(inputs.scene)}, "
+                         f"{cameras_line(inputs.trajectory.cameras)})",
+                         fix="give a path in the mesh's z-up world that looks at it "
                          "(y-up glTF/OBJ files are turned z-up on load; see --up)")
     return buffers
 
@@ -602,6 +722,7 @@ def run_stylize(config: StylizeConfig, progress: Progress | None = print) -> Sty
 
     inputs = load_inputs(config, say)
     say(mesh_up_line(config.mesh, config.up))
+    inside = check_cameras_inside(config, inputs, say)
     buffers = geometry_buffers(config, inputs, say)
     models = load_models(config)
     check_style_lora(config, models)
@@ -621,5 +742,7 @@ def run_stylize(config: StylizeConfig, progress: Progress | None = print) -> Sty
         run.record(files=files, timings=timings, anchors=sorted(anchors), arcs=arcs(len(buffers), config.arc_frames),
                    models=dict(zip(("anchor", "inbetween"), model_names(config))), style_lora=lora,
                    soft_edges="depth/normal/coverage discontinuities (HED substitute; geometry.edges.soft_edges)",
+                   mesh={"up": file_up(config.mesh, config.up), "bounds": inputs.scene.bounds.tolist(),
+                         "cameras_inside": inside},
                    style=inputs.style_crop)
     return StylizeResult(config.out, frames, anchors, buffers, timings)
