@@ -145,3 +145,14 @@ def test_style_lora_blocks_the_transformer_lacks_are_refused_before_the_run_fold
     assert said == f"trained for this run, not cached ({tmp_path / 'a_file' / 'loras'} could not be written)"
     with pytest.raises(job.ConfigError, match="--style-lora-blocks is empty; give one or more block indices"):
         job.check_config(dataclasses.replace(config, style_lora_blocks=()))
+
+
+def test_the_memory_plan_is_for_the_runs_size_and_arc_length(monkeypatch):
+    """--memory plans each model for what the run makes: one anchor image and arcs of --arc-frames + 1 frames
+    (GGI's 4k + 1) at --resolution, not the models' native 49 frames of 720x480."""
+    calls = []
+    monkeypatch.setattr(job, "load_backbone", lambda name, path=None, **kw: calls.append((name, kw)))
+    job.load_models(job.StylizeConfig(mesh=Path("m.glb"), trajectory=Path("t.json"), style=Path("s.png"),
+                                      backbone="hub", resolution=64, arc_frames=6))
+    assert calls == [("flux-dev-controlnet-hed", {"plan_size": (64, 64), "plan_frames": 1}),
+                     ("videofrom3d-ggi", {"plan_size": (64, 64), "plan_frames": 9})]

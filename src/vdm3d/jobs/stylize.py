@@ -436,7 +436,10 @@ class StylizeModels:
 def load_models(config: StylizeConfig) -> StylizeModels:
 
     anchor, between = model_names(config)
-    return StylizeModels(load_backbone(anchor, config.anchor_path), load_backbone(between, config.inbetween_path))
+    size = (config.resolution, config.resolution)  # the memory plan (--memory) is for the run's workload
+    arc = generated_frames(config.arc_frames + 1, 4 if config.backbone == "hub" else 1)  # GGI: 4k + 1 frames
+    return StylizeModels(load_backbone(anchor, config.anchor_path, plan_size=size, plan_frames=1),
+                         load_backbone(between, config.inbetween_path, plan_size=size, plan_frames=arc))
 
 
 def check_style_lora(config: StylizeConfig, models: StylizeModels) -> None:
