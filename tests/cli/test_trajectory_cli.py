@@ -290,3 +290,59 @@ def test_help_teaches(capsys):
     assert run("make", "orbit", "--help") == 0
     text = capsys.readouterr().out
     assert "--elevation-deg" in text and "Height angle above the horizontal plane" in text
+
+
+def _with_lens(tmp_path, keys: dict) -> Path:
+    """A 3-camera orbit as a transforms.json with camera_model OPENCV and the lens ``keys`` at the top level."""
+    run("make", "orbit", "--frames", 3, "--width", 64, "--height", 64, "--out", tmp_path / "o_transforms.json")
+    p = tmp_path / "lens_transforms.json"
+    data = json.loads((tmp_path / "o_transforms.json").read_text())
+    p.write_text(json.dumps({**data, "camera_model": "OPENCV", **keys}))
+    return p
+
+
+def test_validate_refuses_a_transforms_lens_and_its_advice_works(tmp_path, capsys):
+    """QA F8/F9: `validate` said ok for a transforms.json with k1 = 0.05 that every job then ran as pinhole; it is
+    refused now, and the command the sentence gives writes a pinhole copy that validates."""
+    import shlex
+
+    p = _with_lens(tmp_path, {"k1": 0.05})
+    capsys.readouterr()
+    assert run("validate", p) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: {p}: every frame has lens distortion (k1=0.05), which vdm3d's pinhole cameras would drop; "
+                   "undistort the images first (e.g. colmap image_undistorter or cv2.undistort), or, if they already "
+                   f"are, write a pinhole copy with `vdm3d trajectory convert {p} --distortion drop --out path.json` "
+                   "(in Python: distortion='drop').")
+    argv = shlex.split(err.split("`")[1])
+    assert argv[:3] == ["vdm3d", "trajectory", "convert"]
+    argv[argv.index("--out") + 1] = str(tmp_path / "path.json")
+    assert main(argv[1:]) == 0 and run("validate", tmp_path / "path.json") == 0
+    assert "ok: " in capsys.readouterr().out
+    pinhole = load_trajectory(tmp_path / "path.json", torch.float64).cameras
+    want = read_transforms_json(p, torch.float64)[0]
+    torch.testing.assert_close(pinhole.Ks, want.Ks, atol=0, rtol=0)
+    torch.testing.assert_close(pinhole.c2w, want.c2w, atol=0, rtol=0)
+
+
+def test_zero_lens_coefficients_load_and_convert(tmp_path, capsys):
+    """A nerfstudio export names OPENCV with all-zero coefficients: it validates, and convert wrote nothing before
+    ("distortion () cannot be stored in a vdm3d file")."""
+    p = _with_lens(tmp_path, {"k1": 0.0, "k2": 0.0, "p1": 0.0, "p2": 0.0})
+    assert run("validate", p) == 0
+    assert run("convert", p, "--out", tmp_path / "v.json") == 0 and len(load_trajectory(tmp_path / "v.json")) == 3
+
+
+def test_commands_that_make_new_cameras_from_a_lens_file_say_they_leave_it(tmp_path, capsys):
+    """keyframes, move --start and spiral make new pinhole cameras from poses: they run, and say the lens is left;
+    extend writes the file's own frames on, so it refuses; info describes the lens."""
+    p = _with_lens(tmp_path, {"k1": 0.05, "p1": 0.001})
+    capsys.readouterr()
+    assert run("make", "keyframes", "--keyframes", p, "--frames", 5, "--out", tmp_path / "k.json") == 0
+    assert capsys.readouterr().err.strip() == (f"note: {p} has lens distortion (k1=0.05, p1=0.001); the new path's "
+                                               "cameras are pinhole, made from its poses and focal lengths only")
+    assert run("make", "extend", "--input", p, "--out", tmp_path / "e.json") == 2
+    assert "every frame has lens distortion (k1=0.05, p1=0.001)" in capsys.readouterr().err
+    assert run("info", p, "--json") == 0
+    assert json.loads(capsys.readouterr().out)["distortion"] == "k1=0.05, p1=0.001"
+
