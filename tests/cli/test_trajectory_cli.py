@@ -346,3 +346,24 @@ def test_commands_that_make_new_cameras_from_a_lens_file_say_they_leave_it(tmp_p
     assert run("info", p, "--json") == 0
     assert json.loads(capsys.readouterr().out)["distortion"] == "k1=0.05, p1=0.001"
 
+
+def test_one_camera_keyframes_and_extend_name_the_file_and_option(tmp_path, capsys):
+    """QA F14: "interpolate_keyframes: need at least 2 keyframes ..." and "extend: mode 'extrapolate' ..." named
+    Python names; the sentences name the option and the file."""
+    one = tmp_path / "one.json"
+    run("make", "orbit", "--frames", 1, "--out", one)
+    capsys.readouterr()
+    assert run("make", "keyframes", "--keyframes", one, "--frames", 10, "--out", tmp_path / "k.json") == 2
+    assert capsys.readouterr().err.strip() == (f"error: --keyframes {one} has 1 camera; a path through keyframes needs "
+                                               "at least 2, so add another keyframe to the file.")
+    for mode in ("extrapolate", "loop"):
+        assert run("make", "extend", "--input", one, "--mode", mode, "--out", tmp_path / "e.json") == 2
+        assert capsys.readouterr().err.strip() == (f"error: --input {one} has 1 camera, but --mode {mode} needs the "
+                                                   "motion between at least 2; pass a longer path, or --mode pingpong "
+                                                   "to hold this camera.")
+    assert run("make", "keyframes", "--keyframes", one, "--frames", 1, "--out", tmp_path / "k.json") == 2
+    assert "--frames 1 is out of range: it must be >= 2" in capsys.readouterr().err
+    assert run("make", "extend", "--input", one, "--mode", "pingpong", "--extra-frames", 2,
+               "--out", tmp_path / "e.json") == 0
+    assert len(load_trajectory(tmp_path / "e.json")) == 3 and not (tmp_path / "k.json").exists()
+

@@ -143,7 +143,7 @@ class Keyframes(_Out):
 
     keyframes: Path
     """Camera file with the keyframes, in order."""
-    frames: Annotated[int, Range(1)] = 120
+    frames: Annotated[int, Range(2)] = 120
     """Number of output cameras."""
     constant_speed: bool = True
     """Space cameras at equal distances along the path (else equally in keyframe time)."""
@@ -346,6 +346,9 @@ def _make(cfg) -> int:
                              cfg.rotations, cfg.zrate, focus_depth=cfg.focus_depth, fps=cfg.fps)
     elif isinstance(cfg, Keyframes):
         src = _poses_of(cfg.keyframes, read_camera_file(cfg.keyframes, distortion="keep"))
+        if len(src.trajectory) < 2:
+            raise InputError(f"--keyframes {cfg.keyframes} has 1 camera; a path through keyframes needs at least 2, "
+                             "so add another keyframe to the file.", path=cfg.keyframes)
         traj = T.interpolate_keyframes(src.trajectory.cameras, cfg.frames, constant_speed=cfg.constant_speed,
                                        closed=cfg.closed, fps=cfg.fps)
     elif isinstance(cfg, Move):
@@ -383,6 +386,9 @@ def _make(cfg) -> int:
                   f"{p['fov_deg_square_crop']:.1f} deg across, and reads that from the path)")
     elif isinstance(cfg, Extend):
         src = read_camera_file(cfg.input)  # its frames are written on, so a lens is refused (never dropped)
+        if len(src.trajectory) < 2 and cfg.mode != "pingpong":
+            raise InputError(f"--input {cfg.input} has 1 camera, but --mode {cfg.mode} needs the motion between at "
+                             "least 2; pass a longer path, or --mode pingpong to hold this camera.", path=cfg.input)
         kw = dict(decay=cfg.decay, floor=cfg.floor) if cfg.mode == "slowdown" else {}
         traj = extend_trajectory(src.trajectory, cfg.extra_frames, cfg.mode, **kw)
         names = src.names + [f"extended_{i:05d}" for i in range(cfg.extra_frames)]
