@@ -367,3 +367,25 @@ def test_one_camera_keyframes_and_extend_name_the_file_and_option(tmp_path, caps
                "--out", tmp_path / "e.json") == 0
     assert len(load_trajectory(tmp_path / "e.json")) == 3 and not (tmp_path / "k.json").exists()
 
+
+def test_info_shows_the_vertical_fov_and_an_off_centre_principal_point(tmp_path, capsys):
+    """QA F4: `info` on a path with fx 68.6, fy 90 and principal point (20, 40) in 64x64 showed only fov_x_deg."""
+    run("make", "orbit", "--frames", 3, "--width", 64, "--height", 64, "--out", tmp_path / "o.json")
+    data = json.loads((tmp_path / "o.json").read_text())
+    for f in data["frames"]:
+        f["K"] = [[68.6, 0, 20.0], [0, 90.0, 40.0], [0, 0, 1]]
+    p = tmp_path / "nonsquare.json"
+    p.write_text(json.dumps(data))
+    capsys.readouterr()
+    assert run("info", p, "--json") == 0
+    info = json.loads(capsys.readouterr().out)
+    fov_x, fov_y = (round(float(np.degrees(2 * np.arctan(32 / f))), 3) for f in (68.6, 90.0))
+    assert (fov_x, fov_y) == (50.015, 39.146)
+    assert info["fov_x_deg"] == [fov_x, fov_x] and info["fov_y_deg"] == [fov_y, fov_y]
+    assert info["cx"] == [20.0, 20.0] and info["cy"] == [40.0, 40.0]
+    assert run("info", p) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "   fov_y_deg: [39.146, 39.146]" in lines and "          cy: [40.0, 40.0] (image centre 32)" in lines
+    assert run("info", tmp_path / "o.json", "--json") == 0
+    info = json.loads(capsys.readouterr().out)
+    assert "cx" not in info and info["fov_y_deg"] == info["fov_x_deg"]  # centred: no principal point shown

@@ -532,9 +532,13 @@ def _info(cfg: Info) -> int:
     t = cf.trajectory
     cams = t.cameras.to(torch.float64)
     lo, hi = cams.centers.min(0).values, cams.centers.max(0).values
+    span = lambda v: [round(float(v.min()), 3), round(float(v.max()), 3)]  # noqa: E731
     info = {"file": str(cfg.input), "frames": len(t), "fps": t.fps, "duration_s": round(t.duration_s, 4),
             "width": cams.width, "height": cams.height,
-            "fov_x_deg": [round(float(cams.fov_x_deg.min()), 3), round(float(cams.fov_x_deg.max()), 3)]}
+            "fov_x_deg": span(cams.fov_x_deg), "fov_y_deg": span(cams.fov_y_deg)}
+    centre = {"cx": cams.width / 2, "cy": cams.height / 2}
+    if any(float((getattr(cams, k) - c).abs().max()) > 1e-6 for k, c in centre.items()):  # off centre: say where
+        info.update(cx=span(cams.cx), cy=span(cams.cy))
     lens = (cf.extras or {}).get("distortion")
     if has_lens(lens):
         first = next(i for i, d in enumerate(lens) if has_lens(d)) if isinstance(lens, list) else None
@@ -547,7 +551,8 @@ def _info(cfg: Info) -> int:
     else:
         for k, v in info.items():
             if k != "provenance":
-                print(f"{k:>12}: {v}")
+                note = f" (image centre {centre[k]:g})" if k in centre else ""
+                print(f"{k:>12}: {v}{note}")
         gen = t.provenance.get("generator") or t.provenance.get("source_format")
         if gen:
             print(f"{'made by':>12}: {gen}")
