@@ -182,3 +182,18 @@ def test_explore_refuses_a_path_with_a_lens(tmp_path):
     p = _lens_file(tmp_path, "k_transforms.json", {"k1": 0.05}, {})
     with pytest.raises(CameraError, match=r"every frame has lens distortion \(k1=0.05\)"):
         plan_path(ExploreConfig(image=tmp_path / "x.png", path=p))
+
+
+def test_the_refusals_command_quotes_a_path_with_spaces(tmp_path):
+    """The `trajectory convert` line in the refusal is pasted into a shell: a path with a space is quoted."""
+    import shlex
+
+    from vdm3d.errors import CameraError
+
+    (tmp_path / "my paths").mkdir()
+    p = _lens_file(tmp_path / "my paths", "k_transforms.json", {"k2": -0.01}, {})
+    with pytest.raises(CameraError) as e:
+        read_camera_file(p)
+    argv = shlex.split(str(e.value).split("`")[1])
+    assert argv == ["vdm3d", "trajectory", "convert", str(p), "--distortion", "drop", "--out", "path.json"]
+    assert f"convert '{p}' --distortion" in str(e.value)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shlex
 from typing import Any
 
 import cv2
@@ -106,8 +107,8 @@ def refuse_distortion(path: Any, field: str, coefficients: dict[str, float],
     return CameraError(path=path, field=field, problem=f"has lens distortion ({lens_text(coefficients)}), which "
                        "vdm3d's pinhole cameras would drop",
                        fix=f"undistort the images first ({undistort}), or, if they already are, write a pinhole "
-                       f"copy with `vdm3d trajectory convert {path} --distortion drop --out path.json` "
-                       "(in Python: distortion='drop')")
+                       f"copy with `vdm3d trajectory convert {shlex.quote(str(path))} --distortion drop --out "
+                       "path.json` (in Python: distortion='drop')")
 
 
 def undistort_image(image: Float[Tensor, "H W C"], K: Float[Tensor, "3 3"], distortion: Distortion
