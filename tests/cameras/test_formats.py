@@ -74,3 +74,126 @@ def test_image_names_follow_the_file(tmp_path):
     (tmp_path / "p").mkdir()
     write_camera_file(tmp_path / "p" / "transforms.json", placeholders)
     assert read_camera_file(tmp_path / "p" / "transforms.json").names == placeholders.names
+
+
+def _lens_file(tmp_path, name: str, top: dict, per_frame: dict[int, dict]):
+    """``sample()`` as a transforms.json with the lens keys ``top`` at the top level and ``per_frame[i]`` in frame i."""
+    import json
+
+    p = tmp_path / name
+    write_camera_file(p, sample())
+    data = json.loads(p.read_text())
+    data.update(camera_model="OPENCV", **top)
+    for i, keys in per_frame.items():
+        data["frames"][i].update(keys)
+    p.write_text(json.dumps(data))
+    return p
+
+
+def _advice(p) -> str:
+    return (f"undistort the images first (e.g. colmap image_undistorter or cv2.undistort), or, if they already are, "
+            f"write a pinhole copy with `vdm3d trajectory convert {p} --distortion drop --out path.json` "
+            "(in Python: distortion='drop').")
+
+
+def test_a_transforms_json_lens_is_refused_dropped_or_kept(tmp_path):
+    """QA F8: a transforms.json's k1 (top level, or on one frame) was kept in extras but the path ran as pinhole
+    cameras in explore and stylize, and `trajectory validate` said ok, while COLMAP's was refused. Now it is
+    refused the same way by default, dropped with distortion="drop", kept with "keep"."""
+    from vdm3d.errors import CameraError
+
+    top = _lens_file(tmp_path, "top_transforms.json", {"k1": 0.05}, {})
+    with pytest.raises(CameraError) as e:
+        read_camera_file(top)
+    assert str(e.value) == (f"{top}: every frame has lens distortion (k1=0.05), which vdm3d's pinhole cameras would "
+                            f"drop; {_advice(top)}")
+    one = _lens_file(tmp_path, "one_transforms.json", {}, {1: {"k1": 0.05, "p2": -0.002}})
+    with pytest.raises(CameraError) as e:
+        read_camera_file(one)
+    assert str(e.value) == (f"{one}: frame 1 (img_1.png) has lens distortion (k1=0.05, p2=-0.002), which vdm3d's "
+                            f"pinhole cameras would drop; {_advice(one)}")
+
+    dropped = read_camera_file(one, distortion="drop")
+    torch.testing.assert_close(dropped.trajectory.cameras.c2w, sample().trajectory.cameras.c2w, atol=1e-12, rtol=0)
+    assert dropped.extras["distortion"] is None and dropped.extras["camera_model"] == "PINHOLE"
+    kept = read_camera_file(one, distortion="keep").extras
+    assert kept["distortion"][1] == {"k1": 0.05, "p2": -0.002} and kept["camera_model"] == "OPENCV"
+
+
+def test_a_lens_with_zero_coefficients_is_no_lens(tmp_path):
+    """nerfstudio writes camera_model OPENCV with k1 = k2 = p1 = p2 = 0 for pinhole captures: that loads."""
+    p = _lens_file(tmp_path, "zero_transforms.json", {"k1": 0.0, "k2": 0.0, "p1": 0.0, "p2": 0.0}, {2: {"k3": 0}})
+    cf = read_camera_file(p)
+    torch.testing.assert_close(cf.trajectory.cameras.Ks, sample().trajectory.cameras.Ks, atol=1e-10, rtol=0)
+
+
+def test_a_colmap_lens_refusal_names_the_model_as_given_and_the_cli_way(tmp_path):
+    """QA F9: the refusal said "pass distortion='drop'", a Python keyword no command takes, and named sparse/0
+    where the user passed its parent; now it names what was passed and the `trajectory convert` line."""
+    import numpy as np
+
+    from vdm3d.cameras.io import cameras_from_colmap, colmap_from_cameras, write_colmap
+    from vdm3d.errors import CameraError
+
+    cf = sample()
+    model = colmap_from_cameras(cf.trajectory.cameras, cf.names)
+    cam = model.cameras[1]
+    f, cx, cy = cam.params[0], cam.params[2], cam.params[3]
+    model.cameras[1] = type(cam)(1, "SIMPLE_RADIAL", 80, 60, np.array([f, cx, cy, 0.1]))
+    write_colmap(model, tmp_path / "scene" / "sparse" / "0", binary=False)
+    given = tmp_path / "scene"
+    with pytest.raises(CameraError) as e:
+        read_camera_file(given)
+    tail = ("has lens distortion (k1=0.1), which vdm3d's pinhole cameras would drop; undistort the images first "
+            "(colmap image_undistorter), or, if they already are, write a pinhole copy with `vdm3d trajectory convert ")
+    assert str(e.value) == (f"{given}: camera 1 (SIMPLE_RADIAL) {tail}{given} --distortion drop --out path.json` "
+                            "(in Python: distortion='drop').")
+    from vdm3d.cameras.io import read_colmap
+
+    sparse = read_colmap(given)
+    with pytest.raises(CameraError) as e:  # the library function names the model folder it read
+        cameras_from_colmap(sparse)
+    assert str(e.value).startswith(f"{sparse.path}: camera 1 (SIMPLE_RADIAL) {tail}{sparse.path} --distortion drop")
+    assert len(read_camera_file(given, distortion="drop").trajectory) == 5
+
+
+def test_llff_poses_refuse_the_lens_of_their_colmap_model(shared_data):
+    """fern's poses_bounds.npy: the SIMPLE_RADIAL lens in sparse/0 beside it was kept in extras and dropped by
+    every job; now it is refused like the model's own (and kept on request, as `trajectory convert` asks)."""
+    from vdm3d.cameras.io import read_colmap
+    from vdm3d.errors import CameraError
+
+    poses = shared_data / "llff_fern" / "poses_bounds.npy"
+    k1 = float(read_colmap(poses.parent / "sparse" / "0").cameras[1].params[3])
+    with pytest.raises(CameraError) as e:
+        read_camera_file(poses)
+    assert str(e.value).startswith(f"{poses}: its COLMAP model sparse/0 (SIMPLE_RADIAL) has lens distortion "
+                                   f"(k1={k1:g}), which vdm3d's pinhole cameras would drop; undistort the images "
+                                   "first (colmap image_undistorter), or")
+    assert read_camera_file(poses, distortion="keep").extras["distortion"]["k1"] == k1
+    assert read_camera_file(poses, distortion="drop").extras["distortion"] is None
+
+
+def test_explore_refuses_a_path_with_a_lens(tmp_path):
+    """The job's own path reader (explore's plan_path) refuses a transforms.json lens instead of running it pinhole."""
+    from vdm3d.errors import CameraError
+    from vdm3d.jobs.explore import ExploreConfig, plan_path
+
+    p = _lens_file(tmp_path, "k_transforms.json", {"k1": 0.05}, {})
+    with pytest.raises(CameraError, match=r"every frame has lens distortion \(k1=0.05\)"):
+        plan_path(ExploreConfig(image=tmp_path / "x.png", path=p))
+
+
+def test_the_refusals_command_quotes_a_path_with_spaces(tmp_path):
+    """The `trajectory convert` line in the refusal is pasted into a shell: a path with a space is quoted."""
+    import shlex
+
+    from vdm3d.errors import CameraError
+
+    (tmp_path / "my paths").mkdir()
+    p = _lens_file(tmp_path / "my paths", "k_transforms.json", {"k2": -0.01}, {})
+    with pytest.raises(CameraError) as e:
+        read_camera_file(p)
+    argv = shlex.split(str(e.value).split("`")[1])
+    assert argv == ["vdm3d", "trajectory", "convert", str(p), "--distortion", "drop", "--out", "path.json"]
+    assert f"convert '{p}' --distortion" in str(e.value)

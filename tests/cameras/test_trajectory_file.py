@@ -61,3 +61,21 @@ def test_mirror_rotation_rejected(tmp_path):
 def test_small_drift_within_tolerance_is_accepted(tmp_path):
     p = write(tmp_path, lambda d: d["frames"][0]["c2w"][0].__setitem__(0, 1.0002))
     assert len(load_trajectory(p)) == 3
+
+
+def test_a_scaled_rotation_shows_why_it_was_refused(tmp_path):
+    """QA F14: rotations scaled by 1.001 were refused with "det = 1", which reads as if the determinant were
+    fine; the sentence now shows det to four decimals, the tolerance crossed, and how to re-orthonormalize."""
+    def scale(d):
+        d["frames"][0]["c2w"] = [[v * 1.001 if j < 3 and i < 3 else v for j, v in enumerate(r)]
+                                 for i, r in enumerate(d["frames"][0]["c2w"])]
+
+    p = write(tmp_path, scale)
+    with pytest.raises(CameraError) as e:
+        load_trajectory(p)
+    assert str(e.value) == (f"{p}: frame 0 field rotation is not orthonormal with det +1 (max |R R^T - I| = 0.002 > "
+                            "0.001, det = 1.0030); re-orthonormalize it (the nearest rotation to R = U S V^T is U V^T) "
+                            "or check the matrix layout.")
+    p = write(tmp_path, lambda d: d["frames"][1]["c2w"][0].__setitem__(0, -1.0))  # a mirror: orthogonal, det -1
+    with pytest.raises(CameraError, match=r"\(max \|R R\^T - I\| = 0, det = -1.0000\); re-orthonormalize"):
+        load_trajectory(p)

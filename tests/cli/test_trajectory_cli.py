@@ -290,3 +290,102 @@ def test_help_teaches(capsys):
     assert run("make", "orbit", "--help") == 0
     text = capsys.readouterr().out
     assert "--elevation-deg" in text and "Height angle above the horizontal plane" in text
+
+
+def _with_lens(tmp_path, keys: dict) -> Path:
+    """A 3-camera orbit as a transforms.json with camera_model OPENCV and the lens ``keys`` at the top level."""
+    run("make", "orbit", "--frames", 3, "--width", 64, "--height", 64, "--out", tmp_path / "o_transforms.json")
+    p = tmp_path / "lens_transforms.json"
+    data = json.loads((tmp_path / "o_transforms.json").read_text())
+    p.write_text(json.dumps({**data, "camera_model": "OPENCV", **keys}))
+    return p
+
+
+def test_validate_refuses_a_transforms_lens_and_its_advice_works(tmp_path, capsys):
+    """QA F8/F9: `validate` said ok for a transforms.json with k1 = 0.05 that every job then ran as pinhole; it is
+    refused now, and the command the sentence gives writes a pinhole copy that validates."""
+    import shlex
+
+    p = _with_lens(tmp_path, {"k1": 0.05})
+    capsys.readouterr()
+    assert run("validate", p) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: {p}: every frame has lens distortion (k1=0.05), which vdm3d's pinhole cameras would drop; "
+                   "undistort the images first (e.g. colmap image_undistorter or cv2.undistort), or, if they already "
+                   f"are, write a pinhole copy with `vdm3d trajectory convert {p} --distortion drop --out path.json` "
+                   "(in Python: distortion='drop').")
+    argv = shlex.split(err.split("`")[1])
+    assert argv[:3] == ["vdm3d", "trajectory", "convert"]
+    argv[argv.index("--out") + 1] = str(tmp_path / "path.json")
+    assert main(argv[1:]) == 0 and run("validate", tmp_path / "path.json") == 0
+    assert "ok: " in capsys.readouterr().out
+    pinhole = load_trajectory(tmp_path / "path.json", torch.float64).cameras
+    want = read_transforms_json(p, torch.float64)[0]
+    torch.testing.assert_close(pinhole.Ks, want.Ks, atol=0, rtol=0)
+    torch.testing.assert_close(pinhole.c2w, want.c2w, atol=0, rtol=0)
+
+
+def test_zero_lens_coefficients_load_and_convert(tmp_path, capsys):
+    """A nerfstudio export names OPENCV with all-zero coefficients: it validates, and convert wrote nothing before
+    ("distortion () cannot be stored in a vdm3d file")."""
+    p = _with_lens(tmp_path, {"k1": 0.0, "k2": 0.0, "p1": 0.0, "p2": 0.0})
+    assert run("validate", p) == 0
+    assert run("convert", p, "--out", tmp_path / "v.json") == 0 and len(load_trajectory(tmp_path / "v.json")) == 3
+
+
+def test_commands_that_make_new_cameras_from_a_lens_file_say_they_leave_it(tmp_path, capsys):
+    """keyframes, move --start and spiral make new pinhole cameras from poses: they run, and say the lens is left;
+    extend writes the file's own frames on, so it refuses; info describes the lens."""
+    p = _with_lens(tmp_path, {"k1": 0.05, "p1": 0.001})
+    capsys.readouterr()
+    assert run("make", "keyframes", "--keyframes", p, "--frames", 5, "--out", tmp_path / "k.json") == 0
+    assert capsys.readouterr().err.strip() == (f"note: {p} has lens distortion (k1=0.05, p1=0.001); the new path's "
+                                               "cameras are pinhole, made from its poses and focal lengths only")
+    assert run("make", "extend", "--input", p, "--out", tmp_path / "e.json") == 2
+    assert "every frame has lens distortion (k1=0.05, p1=0.001)" in capsys.readouterr().err
+    assert run("info", p, "--json") == 0
+    assert json.loads(capsys.readouterr().out)["distortion"] == "k1=0.05, p1=0.001"
+
+
+def test_one_camera_keyframes_and_extend_name_the_file_and_option(tmp_path, capsys):
+    """QA F14: "interpolate_keyframes: need at least 2 keyframes ..." and "extend: mode 'extrapolate' ..." named
+    Python names; the sentences name the option and the file."""
+    one = tmp_path / "one.json"
+    run("make", "orbit", "--frames", 1, "--out", one)
+    capsys.readouterr()
+    assert run("make", "keyframes", "--keyframes", one, "--frames", 10, "--out", tmp_path / "k.json") == 2
+    assert capsys.readouterr().err.strip() == (f"error: --keyframes {one} has 1 camera; a path through keyframes needs "
+                                               "at least 2, so add another keyframe to the file.")
+    for mode in ("extrapolate", "loop"):
+        assert run("make", "extend", "--input", one, "--mode", mode, "--out", tmp_path / "e.json") == 2
+        assert capsys.readouterr().err.strip() == (f"error: --input {one} has 1 camera, but --mode {mode} needs the "
+                                                   "motion between at least 2; pass a longer path, or --mode pingpong "
+                                                   "to hold this camera.")
+    assert run("make", "keyframes", "--keyframes", one, "--frames", 1, "--out", tmp_path / "k.json") == 2
+    assert "--frames 1 is out of range: it must be >= 2" in capsys.readouterr().err
+    assert run("make", "extend", "--input", one, "--mode", "pingpong", "--extra-frames", 2,
+               "--out", tmp_path / "e.json") == 0
+    assert len(load_trajectory(tmp_path / "e.json")) == 3 and not (tmp_path / "k.json").exists()
+
+
+def test_info_shows_the_vertical_fov_and_an_off_centre_principal_point(tmp_path, capsys):
+    """QA F4: `info` on a path with fx 68.6, fy 90 and principal point (20, 40) in 64x64 showed only fov_x_deg."""
+    run("make", "orbit", "--frames", 3, "--width", 64, "--height", 64, "--out", tmp_path / "o.json")
+    data = json.loads((tmp_path / "o.json").read_text())
+    for f in data["frames"]:
+        f["K"] = [[68.6, 0, 20.0], [0, 90.0, 40.0], [0, 0, 1]]
+    p = tmp_path / "nonsquare.json"
+    p.write_text(json.dumps(data))
+    capsys.readouterr()
+    assert run("info", p, "--json") == 0
+    info = json.loads(capsys.readouterr().out)
+    fov_x, fov_y = (round(float(np.degrees(2 * np.arctan(32 / f))), 3) for f in (68.6, 90.0))
+    assert (fov_x, fov_y) == (50.015, 39.146)
+    assert info["fov_x_deg"] == [fov_x, fov_x] and info["fov_y_deg"] == [fov_y, fov_y]
+    assert info["cx"] == [20.0, 20.0] and info["cy"] == [40.0, 40.0]
+    assert run("info", p) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "   fov_y_deg: [39.146, 39.146]" in lines and "          cy: [40.0, 40.0] (image centre 32)" in lines
+    assert run("info", tmp_path / "o.json", "--json") == 0
+    info = json.loads(capsys.readouterr().out)
+    assert "cx" not in info and info["fov_y_deg"] == info["fov_x_deg"]  # centred: no principal point shown

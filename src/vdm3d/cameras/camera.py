@@ -277,9 +277,11 @@ class Cameras:
         bad = (err > tol) | (det < 0)
         if bad.any():
             i = int(bad.nonzero()[0])
+            e, d = float(err[i]), float(det[i])  # four decimals of det: a scale of 1.001 shows as 1.0030, not 1
+            over = f" > {tol:g}" if e > tol else ""
             raise CameraError(f"{source}: frame {i} field rotation is not orthonormal with det +1 "
-                              f"(max |R R^T - I| = {float(err[i]):.2g}, det = {float(det[i]):.3g}); "
-                              "re-orthonormalize it or check the matrix layout.")
+                              f"(max |R R^T - I| = {e:.2g}{over}, det = {d:.4f}); re-orthonormalize it (the nearest "
+                              "rotation to R = U S V^T is U V^T) or check the matrix layout.")
         bottom = flat_c2w[:, 3, :] - torch.tensor([0, 0, 0, 1.0], dtype=flat_c2w.dtype, device=flat_c2w.device)
         bad = bottom.abs().amax(1) > 1e-6
         if bad.any():

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shlex
 from typing import Any
 
 import cv2
@@ -82,6 +83,34 @@ def distortion_from_transforms(values: dict[str, float], source: str) -> Distort
     return None if d.is_zero else d
 
 
+def lens_text(coefficients: dict[str, float]) -> str:
+    """A lens's non-zero coefficients as a sentence shows them: ``k1=0.1, p1=0.01``."""
+    return ", ".join(f"{k}={v:g}" for k, v in coefficients.items() if v)
+
+
+def has_lens(kept: Any) -> bool:
+    """Whether distortion kept beside cameras (``extras["distortion"]``: one ``{"k1": ...}`` dict for every
+    frame, a list of them per frame, or None) bends any ray: an OPENCV ``transforms.json`` whose
+    coefficients are all zero (common in nerfstudio exports) has none."""
+    if isinstance(kept, dict):
+        return any(v for v in kept.values())
+    if isinstance(kept, (list, tuple)):
+        return any(has_lens(d) for d in kept)
+    return False
+
+
+def refuse_distortion(path: Any, field: str, coefficients: dict[str, float],
+                      undistort: str = "colmap image_undistorter") -> CameraError:
+    """The refusal of a camera file whose lens would be lost in vdm3d's pinhole cameras, in one sentence that
+    says what a command-line user can do (``vdm3d trajectory convert ... --distortion drop``) and names the
+    library's keyword. ``field`` names the camera or frame; ``undistort`` the tool that undistorts the images."""
+    return CameraError(path=path, field=field, problem=f"has lens distortion ({lens_text(coefficients)}), which "
+                       "vdm3d's pinhole cameras would drop",
+                       fix=f"undistort the images first ({undistort}), or, if they already are, write a pinhole "
+                       f"copy with `vdm3d trajectory convert {shlex.quote(str(path))} --distortion drop --out "
+                       "path.json` (in Python: distortion='drop')")
+
+
 def undistort_image(image: Float[Tensor, "H W C"], K: Float[Tensor, "3 3"], distortion: Distortion
                     ) -> Float[Tensor, "H W C"]:
     """The image a pinhole camera with intrinsics ``K`` would have taken (bilinear, OpenCV's remap).
@@ -98,4 +127,5 @@ def undistort_image(image: Float[Tensor, "H W C"], K: Float[Tensor, "3 3"], dist
     return torch.from_numpy(out.reshape(img.shape))
 
 
-__all__ = ["Distortion", "distortion_from_colmap", "distortion_from_transforms", "undistort_image"]
+__all__ = ["Distortion", "distortion_from_colmap", "distortion_from_transforms", "has_lens", "lens_text",
+           "refuse_distortion", "undistort_image"]

@@ -32,10 +32,10 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from vdm3d.cameras.distortion import Distortion
-from vdm3d.cameras.io import (cameras_from_colmap, cameras_from_llff, colmap_from_cameras, colmap_lenses,
-                              llff_colmap_model, llff_lens, read_colmap, read_re10k, read_transforms_json, write_colmap,
-                              write_re10k, write_transforms_json)
+from vdm3d.cameras.distortion import Distortion, has_lens, refuse_distortion
+from vdm3d.cameras.io import (cameras_from_colmap, cameras_from_llff, colmap_from_cameras, colmap_intrinsics,
+                              colmap_lenses, llff_colmap_model, llff_lens, read_colmap, read_re10k,
+                              read_transforms_json, write_colmap, write_re10k, write_transforms_json)
 from vdm3d.cameras.io_transforms import read_json
 from vdm3d.cameras.trajectory import Trajectory
 from vdm3d.cameras.trajectory_file import save_trajectory, trajectory_from_dict
@@ -127,9 +127,14 @@ def read_camera_file(path: str | Path, fmt: CameraFormat = "auto", width: int | 
                      height: int | None = None, distortion: Literal["refuse", "drop", "keep"] = "refuse",
                      dtype: torch.dtype = torch.float64) -> CameraFile:
     """Read cameras from ``path``; ``width``/``height`` set the image size where the format lacks one
-    (RE10K, default 640x360) or rescale it (LLFF). A COLMAP model's lens distortion is refused, dropped
-    (the pinhole part kept) or, with ``keep``, kept in ``extras["distortion"]`` as a transforms.json
-    holds it, for a writer to store or refuse (`trajectory convert`)."""
+    (RE10K, default 640x360) or rescale it (LLFF).
+
+    Lens distortion in any format (a COLMAP model's cameras, a transforms.json's ``k1..p2`` per frame or at
+    the top level, the COLMAP lens in ``sparse/0`` beside LLFF poses) is, by ``distortion``: refused in one
+    sentence (the default: every job's path would otherwise run as pinhole cameras without a word), dropped
+    (the pinhole part kept, for images that are already undistorted) or, with ``keep``, kept in
+    ``extras["distortion"]`` as a transforms.json holds it, for a writer to store or refuse (`trajectory
+    convert`) or for a caller that only draws the poses. Coefficients that are all zero are no lens."""
     path = Path(path)
     if not path.exists():
         raise InputError(path=path, problem="does not exist", fix="check the path")
@@ -145,6 +150,7 @@ def read_camera_file(path: str | Path, fmt: CameraFormat = "auto", width: int | 
                           root=path.parent if listed else None)
     if fmt == "transforms":
         cams, names, extras = read_transforms_json(path, dtype=dtype)
+        extras = _lens_policy(path, extras, names, distortion, "e.g. colmap image_undistorter or cv2.undistort")
         top, frames = extras.get("top", {}), extras.get("frames", [])
         stamps = [int(f["timestamp_us"]) for f in frames] if frames and all("timestamp_us" in f for f in frames) else None
         own = isinstance(top.get("fps"), (int, float)) and top["fps"] > 0
@@ -162,10 +168,20 @@ def read_camera_file(path: str | Path, fmt: CameraFormat = "auto", width: int | 
         model = llff_colmap_model(path)
         lens = llff_lens(model) if model is not None else None
         extras = {"distortion": _lens_keys(lens)} if lens is not None else None
+        if lens is not None and distortion != "keep":
+            kind = next(iter(model.cameras.values())).model
+            extras = _lens_policy(path, extras, [f"its COLMAP model sparse/0 ({kind})"], distortion,
+                                  "colmap image_undistorter")
         return CameraFile(Trajectory(cams, DEFAULT_FPS, {**src, "bounds": bounds.tolist()}),
                           [f"frame_{i:05d}" for i in range(len(cams))], extras=extras)
     if fmt == "colmap":
         model = read_colmap(path)
+        if distortion == "refuse":  # named as the user named the model (cameras_from_colmap names sparse/0)
+            for im in sorted(model.images.values(), key=lambda im: im.name):
+                cam = model.cameras.get(im.camera_id)
+                dist = colmap_intrinsics(cam, str(path))[1] if cam is not None else {}
+                if any(dist.values()):
+                    raise refuse_distortion(path, f"camera {cam.id} ({cam.model})", dist)
         cams, names = cameras_from_colmap(model, distortion="drop" if distortion == "keep" else distortion,
                                           dtype=dtype)
         lenses = colmap_lenses(model) if distortion == "keep" else []
@@ -174,6 +190,24 @@ def read_camera_file(path: str | Path, fmt: CameraFormat = "auto", width: int | 
         return CameraFile(Trajectory(cams, DEFAULT_FPS, src), names,
                           extras={"distortion": kept} if kept is not None else None)
     raise InputError(path=path, problem=f"format {fmt!r} is unknown", fix="use vdm3d, transforms, colmap, re10k or llff")
+
+
+def _lens_policy(path: Path, extras: dict[str, Any] | None, names: list[str], distortion: str, undistort: str
+                 ) -> dict[str, Any] | None:
+    """``extras`` with a lens (``extras["distortion"]``) refused, dropped or kept, as :func:`read_camera_file`
+    says; ``names`` name the cameras the lens belongs to (one name when one lens is shared by all)."""
+    kept = (extras or {}).get("distortion")
+    if distortion == "keep" or not has_lens(kept):
+        return extras
+    if distortion == "drop":
+        extras = {**extras, "distortion": None}
+        if extras.get("camera_model") == "OPENCV":
+            extras["camera_model"] = "PINHOLE"  # written back, the file says what its cameras are
+        return extras
+    if isinstance(kept, list):
+        i = next(i for i, d in enumerate(kept) if has_lens(d))
+        raise refuse_distortion(path, f"frame {i} ({names[i]})", kept[i], undistort)
+    raise refuse_distortion(path, "every frame" if len(names) > 1 else names[0], kept, undistort)
 
 
 def write_camera_file(path: str | Path, cf: CameraFile, fmt: CameraFormat = "auto", colmap_binary: bool = True) -> Path:

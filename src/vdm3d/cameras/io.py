@@ -40,7 +40,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from vdm3d.cameras.camera import Cameras, intrinsics, look_at, rigid_inverse
-from vdm3d.cameras.distortion import Distortion, distortion_from_colmap
+from vdm3d.cameras.distortion import Distortion, distortion_from_colmap, refuse_distortion
 from vdm3d.cameras.io_colmap import (CAMERA_MODELS, ColmapCamera, ColmapImage, ColmapModel, ColmapPoints,
                                      read_colmap, write_colmap)
 from vdm3d.cameras.io_transforms import (opencv_from_opengl, opengl_from_opencv, read_json, read_transforms_json,
@@ -99,9 +99,7 @@ def cameras_from_colmap(model: ColmapModel, distortion: Literal["refuse", "drop"
     for im in images:
         (fx, fy, cx, cy), dist = colmap_intrinsics(model.cameras[im.camera_id], where)
         if distortion == "refuse" and any(abs(v) > 0 for v in dist.values()):
-            raise CameraError(f"{where}: camera {im.camera_id} ({model.cameras[im.camera_id].model}) has lens "
-                              f"distortion {dist}; undistort the images (colmap image_undistorter) or pass "
-                              "distortion='drop' if they already are.")
+            raise refuse_distortion(where, f"camera {im.camera_id} ({model.cameras[im.camera_id].model})", dist)
         Ks.append([[fx, 0, cx], [0, fy, cy], [0, 0, 1]])
         T = torch.eye(4, dtype=torch.float64)
         T[:3, :3] = matrix_from_quat(torch.as_tensor(im.qvec, dtype=torch.float64))

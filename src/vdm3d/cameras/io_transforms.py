@@ -11,7 +11,8 @@ level (shared) or per frame (a per-frame key overrides the top-level one):
 Written files always name their ``camera_model``: ``PINHOLE`` for vdm3d's cameras, ``OPENCV`` when
 distortion read from a file is written back, or the model the file was read with.
 Distortion (``k1..k4``, ``p1``, ``p2`` of ``camera_model`` OPENCV) is not applied - vdm3d cameras are
-pinhole - but kept in ``extras["distortion"]`` and written back. Fisheye and equirectangular
+pinhole - but kept in ``extras["distortion"]`` and written back (a camera path read through
+:func:`vdm3d.cameras.formats.read_camera_file` refuses it unless asked to drop or keep it). Fisheye and equirectangular
 models are refused with a clear message. Every other key survives a read/write round trip through
 ``extras["top"]`` (top level) and ``extras["frames"]`` (per frame).
 """

@@ -143,7 +143,7 @@ class Keyframes(_Out):
 
     keyframes: Path
     """Camera file with the keyframes, in order."""
-    frames: Annotated[int, Range(1)] = 120
+    frames: Annotated[int, Range(2)] = 120
     """Number of output cameras."""
     constant_speed: bool = True
     """Space cameras at equal distances along the path (else equally in keyframe time)."""
@@ -239,8 +239,8 @@ class Convert:
     """Image height for formats without one (RE10K: 360) or to rescale LLFF."""
     distortion: Literal["refuse", "drop"] = "refuse"
     """Input with lens distortion (a COLMAP model's, transforms.json k1..p2, or the COLMAP lens in sparse/0 beside
-    LLFF poses) written to a format without it: refuse, or drop it (images already undistorted). A
-    transforms.json keeps it (OPENCV)."""
+    LLFF poses): refuse to write it to a format without it (a transforms.json keeps it, OPENCV), or drop it and
+    write the pinhole cameras (images already undistorted), the path every job then accepts."""
     colmap_text: bool = False
     """Write COLMAP as text instead of binary."""
     overwrite: bool = False
@@ -336,7 +336,8 @@ def _make(cfg) -> int:
     elif isinstance(cfg, V3d):
         traj = T.v3d_orbit(cfg.frames, cfg.radius, cfg.elevation_deg, cfg.fov_deg, cfg.size, cfg.size, cfg.fps)
     elif isinstance(cfg, Spiral):
-        src = read_camera_file(cfg.cameras, width=cfg.width, height=cfg.height)
+        src = _poses_of(cfg.cameras, read_camera_file(cfg.cameras, width=cfg.width, height=cfg.height,
+                                                      distortion="keep"))
         bounds = src.trajectory.provenance.get("bounds")
         if bounds is None and cfg.focus_depth is None:
             raise ConfigError(f"{cfg.cameras}: has no near/far bounds (only LLFF poses_bounds.npy does), so the "
@@ -344,12 +345,15 @@ def _make(cfg) -> int:
         traj = T.llff_spiral(src.trajectory.cameras, None if bounds is None else torch.tensor(bounds), cfg.frames,
                              cfg.rotations, cfg.zrate, focus_depth=cfg.focus_depth, fps=cfg.fps)
     elif isinstance(cfg, Keyframes):
-        src = read_camera_file(cfg.keyframes)
+        src = _poses_of(cfg.keyframes, read_camera_file(cfg.keyframes, distortion="keep"))
+        if len(src.trajectory) < 2:
+            raise InputError(f"--keyframes {cfg.keyframes} has 1 camera; a path through keyframes needs at least 2, "
+                             "so add another keyframe to the file.", path=cfg.keyframes)
         traj = T.interpolate_keyframes(src.trajectory.cameras, cfg.frames, constant_speed=cfg.constant_speed,
                                        closed=cfg.closed, fps=cfg.fps)
     elif isinstance(cfg, Move):
         if cfg.start is not None:
-            cams = read_camera_file(cfg.start).trajectory.cameras
+            cams = _poses_of(cfg.start, read_camera_file(cfg.start, distortion="keep")).trajectory.cameras
             if not -len(cams) <= cfg.start_index < len(cams):
                 raise InputError(path=cfg.start, field="--start-index",
                                  problem=f"{cfg.start_index} is out of range for {len(cams)} cameras", fix="pick another")
@@ -381,7 +385,10 @@ def _make(cfg) -> int:
                   f"({explore}: explore crops the image to its centre square, which sees "
                   f"{p['fov_deg_square_crop']:.1f} deg across, and reads that from the path)")
     elif isinstance(cfg, Extend):
-        src = read_camera_file(cfg.input)
+        src = read_camera_file(cfg.input)  # its frames are written on, so a lens is refused (never dropped)
+        if len(src.trajectory) < 2 and cfg.mode != "pingpong":
+            raise InputError(f"--input {cfg.input} has 1 camera, but --mode {cfg.mode} needs the motion between at "
+                             "least 2; pass a longer path, or --mode pingpong to hold this camera.", path=cfg.input)
         kw = dict(decay=cfg.decay, floor=cfg.floor) if cfg.mode == "slowdown" else {}
         traj = extend_trajectory(src.trajectory, cfg.extra_frames, cfg.mode, **kw)
         names = src.names + [f"extended_{i:05d}" for i in range(cfg.extra_frames)]
@@ -407,8 +414,23 @@ def _write(out: Path, cf, fmt: str, overwrite: bool, colmap_binary: bool = True,
 
 
 def _lens_text(lens) -> str:
-    first = lens[0] if isinstance(lens, list) else lens
-    return ", ".join(f"{k}={v:g}" for k, v in first.items() if v)
+    from vdm3d.cameras.distortion import has_lens, lens_text
+
+    first = next(d for d in lens if has_lens(d)) if isinstance(lens, list) else lens
+    return lens_text(first)
+
+
+def _poses_of(path: Path, cf):
+    """``cf`` (read with ``distortion="keep"``) for a command that makes new pinhole cameras from its poses and
+    focal lengths (spiral, keyframes, move): its lens describes photos the new path does not reproduce, so it
+    is left behind, and said so."""
+    from vdm3d.cameras.distortion import has_lens
+
+    lens = (cf.extras or {}).get("distortion")
+    if has_lens(lens):
+        print(f"note: {path} has lens distortion ({_lens_text(lens)}); the new path's cameras are pinhole, made "
+              "from its poses and focal lengths only", file=sys.stderr)
+    return cf
 
 
 def _convert(cfg: Convert) -> int:
@@ -419,9 +441,11 @@ def _convert(cfg: Convert) -> int:
 
     cf = read_camera_file(cfg.input, cfg.from_format, cfg.width, cfg.height,
                           "keep" if cfg.distortion == "refuse" else cfg.distortion)  # refused below unless stored
+    from vdm3d.cameras.distortion import has_lens
+
     lens = (cf.extras or {}).get("distortion")
     target = detect_format(cfg.out, for_writing=True) if cfg.to == "auto" else cfg.to
-    if lens and target != "transforms" and cfg.distortion == "refuse":  # never drop it silently
+    if has_lens(lens) and target != "transforms" and cfg.distortion == "refuse":  # never drop it silently
         raise InputError(path=cfg.input, field="distortion", problem=f"({_lens_text(lens)}) cannot be stored in a "
                          f"{target} file", fix="convert to a transforms.json, or pass --distortion drop to write the "
                          "pinhole part only")
@@ -461,7 +485,7 @@ def _validate(cfg: Validate) -> int:
     from vdm3d.cameras.formats import read_camera_file
     from vdm3d.io.runs import atomic_write_json
 
-    cf = read_camera_file(cfg.input, cfg.from_format)  # validates finiteness, rotations, focal lengths
+    cf = read_camera_file(cfg.input, cfg.from_format)  # validates finiteness, rotations, focal lengths; refuses a lens
     n = len(cf.trajectory)
     if cfg.scene is None:
         print(f"ok: {cfg.input} has {n} valid cameras")
@@ -489,7 +513,7 @@ def _preview(cfg: Preview) -> int:
     _check_out(cfg.out, cfg.overwrite)
     if cfg.out.suffix.lower() != ".png":
         raise InputError(path=cfg.out, problem="is not a .png file name", fix="end --out with .png")
-    cf = read_camera_file(cfg.input, cfg.from_format)
+    cf = read_camera_file(cfg.input, cfg.from_format, distortion="keep")  # frusta only: a lens changes none
     scene = read_scene(cfg.scene, cfg.scene_up) if cfg.scene is not None else None  # z-up, as the cameras
     title = cfg.title or f"{cfg.input.name}: {len(cf.trajectory)} cameras"
     atomic_write_bytes(cfg.out, preview_png(cf.trajectory.cameras, scene, title=title))
@@ -502,21 +526,33 @@ def _info(cfg: Info) -> int:
 
     from vdm3d.cameras.formats import read_camera_file
 
-    cf = read_camera_file(cfg.input, cfg.from_format)
+    from vdm3d.cameras.distortion import has_lens
+
+    cf = read_camera_file(cfg.input, cfg.from_format, distortion="keep")  # a lens is described, not refused
     t = cf.trajectory
     cams = t.cameras.to(torch.float64)
     lo, hi = cams.centers.min(0).values, cams.centers.max(0).values
+    span = lambda v: [round(float(v.min()), 3), round(float(v.max()), 3)]  # noqa: E731
     info = {"file": str(cfg.input), "frames": len(t), "fps": t.fps, "duration_s": round(t.duration_s, 4),
             "width": cams.width, "height": cams.height,
-            "fov_x_deg": [round(float(cams.fov_x_deg.min()), 3), round(float(cams.fov_x_deg.max()), 3)],
-            "path_length": round(t.path_length(), 6), "centers_min": [round(v, 6) for v in lo.tolist()],
-            "centers_max": [round(v, 6) for v in hi.tolist()], "provenance": t.provenance}
+            "fov_x_deg": span(cams.fov_x_deg), "fov_y_deg": span(cams.fov_y_deg)}
+    centre = {"cx": cams.width / 2, "cy": cams.height / 2}
+    if any(float((getattr(cams, k) - c).abs().max()) > 1e-6 for k, c in centre.items()):  # off centre: say where
+        info.update(cx=span(cams.cx), cy=span(cams.cy))
+    lens = (cf.extras or {}).get("distortion")
+    if has_lens(lens):
+        first = next(i for i, d in enumerate(lens) if has_lens(d)) if isinstance(lens, list) else None
+        info["distortion"] = _lens_text(lens) + ("" if first is None else
+                                                 f" at frame {first} (lenses differ between frames)")
+    info.update({"path_length": round(t.path_length(), 6), "centers_min": [round(v, 6) for v in lo.tolist()],
+                 "centers_max": [round(v, 6) for v in hi.tolist()], "provenance": t.provenance})
     if cfg.json:
         print(json.dumps(info, indent=2, default=str))
     else:
         for k, v in info.items():
             if k != "provenance":
-                print(f"{k:>12}: {v}")
+                note = f" (image centre {centre[k]:g})" if k in centre else ""
+                print(f"{k:>12}: {v}{note}")
         gen = t.provenance.get("generator") or t.provenance.get("source_format")
         if gen:
             print(f"{'made by':>12}: {gen}")
