@@ -219,3 +219,18 @@ def test_a_large_mesh_file_is_announced_and_timed(tmp_path, monkeypatch):
     size = (tmp_path / "scene.glb").stat().st_size
     assert lines[0] == f"mesh: reading scene.glb ({size / 1e6:.0f} MB)"
     assert lines[1].startswith(f"mesh: {inputs.scene.num_faces:,} faces read in ") and inputs.scene.num_faces > 0
+
+
+def test_a_size_other_than_the_embedded_models_native_one_is_warned_about():
+    from types import SimpleNamespace
+
+    said = []
+    models = job.StylizeModels(SimpleNamespace(resolution=(64, 64)), None)
+    cfg = job.StylizeConfig(mesh=Path("m.glb"), trajectory=Path("t.json"), style=Path("s.png"), resolution=32)
+    job.warn_non_native(cfg, models, said.append)
+    assert said == ["warning: --resolution 32 is not the native 64x64 of the embedded stylize models, which were "
+                    "trained at that size: expect softer or speckled frames, not more detail; leave --resolution "
+                    "out to use the native size"]
+    job.warn_non_native(dataclasses.replace(cfg, resolution=64), models, said.append)
+    job.warn_non_native(dataclasses.replace(cfg, backbone="hub"), models, said.append)
+    assert len(said) == 1  # the native size, and the hub models, are not warned about

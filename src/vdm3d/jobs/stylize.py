@@ -442,6 +442,18 @@ def load_models(config: StylizeConfig) -> StylizeModels:
                          load_backbone(between, config.inbetween_path, plan_size=size, plan_frames=arc))
 
 
+def warn_non_native(config: StylizeConfig, models: StylizeModels, say: Progress) -> None:
+    """One line when the embedded models run at another size than they were trained at (64 px): they do not
+    add detail there, they blur or scatter it (as object warns for its orbit model)."""
+    if config.backbone != "tiny":
+        return  # the hub models are planned and run at any size their VAE takes
+    native = getattr(models.anchor, "resolution", None)
+    if native is not None and config.resolution != native[0]:
+        say(f"warning: --resolution {config.resolution} is not the native {native[0]}x{native[1]} of the embedded "
+            "stylize models, which were trained at that size: expect softer or speckled frames, not more detail; "
+            "leave --resolution out to use the native size")
+
+
 def check_style_lora(config: StylizeConfig, models: StylizeModels) -> None:
     """Refuse, before the run folder exists, style-LoRA blocks that the loaded FLUX transformer lacks."""
     if config.backbone != "hub" or config.style_lora_steps == 0:
@@ -729,6 +741,7 @@ def run_stylize(config: StylizeConfig, progress: Progress | None = print) -> Sty
     buffers = geometry_buffers(config, inputs, say)
     models = load_models(config)
     check_style_lora(config, models)
+    warn_non_native(config, models, say)
     lap("load_and_geometry")
     with RunFolder(config.out, config=config, seed=config.seed, overwrite=config.overwrite, resume=config.resume,
                    inputs=[config.mesh, config.trajectory, config.style, *weights_files(config)]) as run:
