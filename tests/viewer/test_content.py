@@ -71,6 +71,19 @@ def test_transforms_json_brings_its_frames(tmp_path):
     assert c.frames[3, 0, 0, 0] == round(3 / 6 * 255)
 
 
+def test_a_camera_file_with_a_lens_is_drawn_by_its_poses(tmp_path):
+    """Jobs refuse lens distortion they would drop; the viewer only draws poses and frusta, so it shows them."""
+    import json
+
+    cams = fake_run(tmp_path / "run")
+    path = tmp_path / "run" / "cameras" / "transforms.json"
+    data = json.loads(path.read_text())
+    data.update(camera_model="OPENCV", k1=0.05)
+    path.write_text(json.dumps(data))
+    c = load_content(path)
+    torch.testing.assert_close(c.cameras.c2w, cams.c2w.float(), atol=1e-5, rtol=0)
+
+
 def test_splat_arrays_and_poses_match_the_gaussians_and_cameras(tmp_path):
     g = two_colour_splats()
     a = splat_arrays(g)

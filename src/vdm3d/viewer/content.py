@@ -150,7 +150,7 @@ def _read_cameras(path: Path, content: ViewerContent) -> None:
 
     from vdm3d.cameras.preview import evenly_spaced
 
-    cf = read_camera_file(path)
+    cf = read_camera_file(path, distortion="keep")  # the viewer draws poses and frusta: a lens changes neither
     cams = cf.trajectory.cameras.reshape(-1)
     # bounded memory on long paths: at most MAX_CAMERAS frusta and thumbnails, evenly spaced
     keep = evenly_spaced(len(cams), MAX_CAMERAS)
@@ -234,9 +234,9 @@ def _read_paths(folder: Path, content: ViewerContent) -> None:
     paths, names = [], []
     for f in files:
         try:
-            cams = read_camera_file(f).trajectory.cameras.reshape(-1)
-        except InputError:
-            content.notes.append(f"{f}: not a camera file, left out of the {folder.name} group")
+            cams = read_camera_file(f, distortion="keep").trajectory.cameras.reshape(-1)
+        except InputError as e:
+            content.notes.append(f"{f}: left out of the {folder.name} group: {e}")
             continue
         keep = evenly_spaced(len(cams), max(2, MAX_CAMERAS // max(len(files), 1)))
         paths.append((cams[torch.from_numpy(keep)] if len(keep) < len(cams) else cams).to(torch.float32))
