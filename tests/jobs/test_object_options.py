@@ -61,3 +61,23 @@ def test_texture_refinement_needs_a_uv_texture(object_image, tmp_path, capsys):
     code = cli(["object", "--image", str(image), "--out", str(tmp_path / "r"), "--texture-refine-steps", "5"])
     assert code == 2 and "--texture uv" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_resolution_below_the_fits_ssim_window_is_refused_before_any_work(object_image, tmp_path, capsys):
+    """QA: ``--resolution 8`` generated the orbit, then the fit's 11-pixel SSIM window raised a traceback
+    (exit 1). The option's declared range refuses it first, from the command line and from Python; 16, the
+    window rounded up to the VAEs' factor of 8, is the smallest size accepted."""
+    from vdm3d.errors import ConfigError
+    from vdm3d.jobs.object import MIN_RESOLUTION
+    from vdm3d.metrics.image import WINDOW
+
+    _, image = object_image
+    assert MIN_RESOLUTION == 16 and MIN_RESOLUTION >= WINDOW
+    for size in ("8", "15"):
+        code = cli(["object", "--image", str(image), "--out", str(tmp_path / "r"), "--resolution", size])
+        captured = capsys.readouterr()
+        assert code == 2 and captured.out == "", captured.out
+        assert captured.err == f"error: --resolution {size} is out of range: it must be >= 16; pass a value in that range.\n"
+    assert not (tmp_path / "r").exists() and not (tmp_path / ".r.partial").exists()
+    with pytest.raises(ConfigError, match=r"^ObjectConfig.resolution = 8 is out of range: it must be >= 16;"):
+        run_object(ObjectConfig(image=image, out=tmp_path / "r", resolution=8), progress=None)

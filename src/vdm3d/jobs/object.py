@@ -76,6 +76,10 @@ from vdm3d.splat.ply import save_ply
 from vdm3d.splat.strategy import DensifyPolicy
 from vdm3d.views import Views
 
+#: the smallest orbit size: the fit's SSIM window (11 px, :mod:`vdm3d.recon.losses`) rounded up to the video
+#: VAEs' factor of 8; an 8 px orbit was generated and then the fit crashed on it
+MIN_RESOLUTION = 16
+
 Y_UP = np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
 
 
@@ -100,9 +104,9 @@ class ObjectConfig:
     """orbit layout: sv3d-static (21 views, input last), sv3d-dynamic (seeded), v3d (18, input first)"""
     frames: Annotated[int | None, Range(4)] = None
     """number of orbit views, at least 4 (None: the orbit's own, 21 or 18)"""
-    resolution: Annotated[int | None, Range(8)] = None
-    """orbit image size in pixels (None: the backbone's native resolution, 64 for the embedded model; other sizes
-    than the one a model was trained at give blurred or broken orbits, not more detail)"""
+    resolution: Annotated[int | None, Range(MIN_RESOLUTION)] = None
+    """orbit image size in pixels, at least 16 (None: the backbone's native resolution, 64 for the embedded model;
+    other sizes than the one a model was trained at give blurred or broken orbits, not more detail)"""
     elevation_deg: Annotated[float, Range(-90, 90, open_min=True, open_max=True)] = 10.0
     """elevation of the input camera (degrees above the object's equator)"""
     radius: Annotated[float, Range(0, open_min=True)] = 3.2163
