@@ -296,11 +296,12 @@ def check_config(config: ObjectConfig) -> None:
 
 
 # -- stages ---------------------------------------------------------------------------------------
-def load_input(config: ObjectConfig, size: int) -> Foreground:
-    """Mask, recentre and composite the input image at ``size`` (raises InputError on bad input)."""
+def load_input(config: ObjectConfig, size: int, say: Progress | None = None) -> Foreground:
+    """Mask, recentre and composite the input image at ``size`` (raises InputError on bad input); ``say``
+    hears that an animated file gives its first frame (None: a warning)."""
     if str(config.image) in ("", "."):
         raise InputError("no input image was given; pass --image PATH (an RGBA image or one on a plain background).")
-    return load_object_image(config.image, size, config.border_ratio, config.recentre, mask=config.mask)
+    return load_object_image(config.image, size, config.border_ratio, config.recentre, mask=config.mask, say=say)
 
 
 def generate_orbit(config: ObjectConfig, fg: Foreground, source: OrbitSource) -> tuple[Views, OrbitPlan]:
@@ -524,7 +525,7 @@ def run_object(config: ObjectConfig, *, source: OrbitSource | None = None, progr
     clock = StageClock()
     lap, timings = clock.lap, clock.timings
 
-    fg = load_input(config, config.resolution or 64)  # bad images fail first, before any model loads
+    fg = load_input(config, config.resolution or 64, say)  # bad images fail first, before any model loads
     if source is None:
         source = load_orbit_source(config)
     native = getattr(getattr(source, "backbone", None), "resolution", None)
@@ -534,7 +535,7 @@ def run_object(config: ObjectConfig, *, source: OrbitSource | None = None, progr
             f"{source.name}, which was trained at that size: expect blurred or scattered orbit frames, not more "
             "detail; leave --resolution out to use the native size")
     if size != fg.image.shape[0]:
-        fg = load_input(config, size)
+        fg = load_input(config, size, lambda _said: None)  # the same file: its notes were said above
     perceptual, perceptual_name = make_perceptual(config.perceptual)
     lap("load")
     inputs = [config.image, *([config.mask] if config.mask else []),
