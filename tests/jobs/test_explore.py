@@ -638,3 +638,21 @@ def test_the_largest_seed_runs(tmp_path, image_path):
                            replay=2, out=tmp_path / "top")
     result = run_explore(config, progress=None)
     assert result.video.images.shape[0] == 7 and torch.isfinite(result.video.images).all()
+
+
+@pytest.mark.parametrize("size, sentence", [(60, "--resolution 60 is not a multiple of 8; use 56 or 64."),
+                                            (17, "--resolution 17 is not a multiple of 8; use 16 or 24."),
+                                            (12, "--resolution 12 is out of range: it must be >= 16; pass a value in "
+                                                 "that range.")])
+def test_a_resolution_off_the_8_pixel_grid_names_the_option_and_the_nearest_sizes(tmp_path, image_path, capsys, size,
+                                                                                 sentence):
+    """QA: ``--resolution 60`` was refused with every rule of three options ("--resolution must be a multiple of
+    8 >= 16, --fov-deg in (0, 170), --depth-median > 0."). Now one sentence names the option, its value and the
+    valid sizes either side; the rule is in --help."""
+    out = tmp_path / "run"
+    code = cli(["explore", "--image", str(image_path), "--move", "dolly-in", "--resolution", str(size), "--out", str(out)])
+    assert code == 2 and capsys.readouterr().err == f"error: {sentence}\n" and not out.exists()
+    with pytest.raises(ConfigError, match="^--resolution 60 is not a multiple of 8; use 56 or 64.$"):
+        run_explore(ExploreConfig(image=image_path, move=("dolly-in",), resolution=60, out=out), progress=None)
+    assert cli(["explore", "--help"]) == 0
+    assert "a multiple of 8, at least 16" in " ".join(capsys.readouterr().out.replace("│", " ").split())

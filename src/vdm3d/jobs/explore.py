@@ -86,7 +86,7 @@ class ExploreConfig:
     speed: Annotated[float, Range(0, open_min=True)] = 1.0
     """speed multiplier: the path is resampled at this many of its frames per output frame"""
     resolution: Annotated[int, Range(16)] = 64
-    """output side in pixels (the tiny models work at 64)"""
+    """output side in pixels: a multiple of 8, at least 16 (the tiny models work at 64)"""
     fov_deg: Annotated[float | None, Range(0, 170, open_min=True, open_max=True)] = None
     """horizontal field of view of the first frame (default: a path file's own, of its first camera's centre
     square, which is what the start image is cropped to; 60 with --move); a zooming path keeps its zoom"""
@@ -226,8 +226,11 @@ def check_config(c: ExploreConfig) -> None:
         raise ConfigError(f"--context {c.context} and --chunk {c.chunk}: need 1 <= context < chunk.")
     if sum(x is not None and x != () for x in (c.path, c.move or None, c.path_from_run)) != 1:
         raise ConfigError("give exactly one camera path: --path FILE, --move PRESET [...] or --path-from-run DIR.")
-    if c.resolution < 16 or c.resolution % 8 or not 0 < (60.0 if c.fov_deg is None else c.fov_deg) < 170 or c.depth_median <= 0:
-        raise ConfigError("--resolution must be a multiple of 8 >= 16, --fov-deg in (0, 170), --depth-median > 0.")
+    if c.resolution % 8:  # >= 16, --fov-deg and --depth-median: their declared ranges, checked before this
+        lower = max(16, c.resolution // 8 * 8)
+        upper = max(16, -(-c.resolution // 8) * 8)
+        use = f"{lower} or {upper}" if lower != upper else f"{lower}"
+        raise ConfigError(f"--resolution {c.resolution} is not a multiple of 8; use {use}.")
     if c.samples < 1:
         raise ConfigError(f"--samples is {c.samples}; draw at least 1 sample per chunk.")
     if c.steps < 1 or c.fit_steps < 0 or c.sources < 1 or c.points_per_frame < 16 or c.max_points < 16:
