@@ -656,3 +656,31 @@ def test_a_resolution_off_the_8_pixel_grid_names_the_option_and_the_nearest_size
         run_explore(ExploreConfig(image=image_path, move=("dolly-in",), resolution=60, out=out), progress=None)
     assert cli(["explore", "--help"]) == 0
     assert "a multiple of 8, at least 16" in " ".join(capsys.readouterr().out.replace("│", " ").split())
+
+
+def test_a_path_with_non_square_pixels_is_rendered_square_and_says_so(tmp_path):
+    """QA: a path whose K is [[68.6, 0, 20], [0, 90, 40]] (fx != fy) was rebuilt as square pixels from the
+    horizontal field of view without a word, so the video sees 50 degrees vertically where the file asked for 39.
+    One warning line says what the file has and what explore uses (with --fov-deg too); the principal point keeps
+    its angle (see above) and a square-pixel path says nothing."""
+    from vdm3d.jobs.explore import plan_path
+
+    c2w = torch.eye(4).repeat(3, 1, 1)
+    c2w[:, 0, 3] = torch.tensor([0.0, 0.1, 0.2])
+    K = torch.tensor([[68.6, 0, 20], [0, 90, 40], [0, 0, 1.0]]).expand(3, 3, 3)
+    path = tmp_path / "nonsquare.json"
+    save_trajectory(path, Trajectory(Cameras(K, c2w, 64, 64), 10.0))
+    said = []
+    cams = plan_path(ExploreConfig(path=path, resolution=64), said.append).cameras
+    assert said == [f"warning: {path}: its pixels are not square (camera 0: fx 68.6, fy 90, 50.0 x 39.1 degrees across "
+                    "its centre square); explore renders square pixels at the horizontal field of view: 50.0 x 50.0 "
+                    "degrees"]
+    torch.testing.assert_close(cams.fy, cams.fx)
+    said.clear()
+    plan_path(ExploreConfig(path=path, resolution=64, fov_deg=70.0), said.append)
+    assert said[0].endswith("explore renders square pixels at the horizontal field of view: 70.0 x 70.0 degrees")
+    square = torch.tensor([[68.6, 0, 20], [0, 68.6, 40], [0, 0, 1.0]]).expand(3, 3, 3)
+    save_trajectory(tmp_path / "square.json", Trajectory(Cameras(square, c2w, 64, 64), 10.0))
+    said.clear()
+    plan_path(ExploreConfig(path=tmp_path / "square.json", resolution=64), said.append)
+    assert said == []

@@ -242,9 +242,10 @@ def check_config(c: ExploreConfig) -> None:
 
 
 # -- the path --------------------------------------------------------------------------------------
-def plan_path(c: ExploreConfig) -> Trajectory:
+def plan_path(c: ExploreConfig, say: Progress | None = None) -> Trajectory:
     """The path's cameras ``[F]``, relative to its first camera, at the output size (see the docstring), and the
-    video's frame rate: ``--fps``, else the path file's where the file records one, else 12."""
+    video's frame rate: ``--fps``, else the path file's where the file records one, else 12. ``say`` hears a
+    warning when the file's pixels are not square (explore renders square ones: :func:`square_pixels_warning`)."""
     from vdm3d.cameras.camera import rigid_inverse
     from vdm3d.cameras.extend import extend_cameras
     from vdm3d.cameras.formats import read_camera_file
@@ -261,6 +262,7 @@ def plan_path(c: ExploreConfig) -> Trajectory:
         file = read_camera_file(src)
         cams = file.trajectory.cameras.to(torch.float64)
         cams.validate(str(src))
+        file_cams = cams
         fov = float(cams.square_fov_deg[0]) if c.fov_deg is None else c.fov_deg
         fps = file.trajectory.fps if file.fps_recorded else fps
     cams = retime(cams, c.speed)
@@ -280,7 +282,38 @@ def plan_path(c: ExploreConfig) -> Trajectory:
     out = Cameras(Ks, c2w, size, size)
     if len(out) < 2:
         raise ConfigError("the camera path has a single frame; pass a longer path or --frames N.")
+    warning = None if c.move else square_pixels_warning(src, file_cams, float(out.fx[0]), size)
+    if warning and say is not None:
+        say(warning)
     return Trajectory(out.to(torch.float32), c.fps or fps)
+
+
+def square_pixels_warning(src: Path, file: Cameras, first_focal: float, size: int, tolerance: float = 1e-3
+                          ) -> str | None:
+    """The warning for a path file whose pixels are not square (``fy / fx`` off 1 by more than ``tolerance``; a
+    calibrated camera, an anamorphic lens, a resized video): explore renders square pixels at the horizontal field
+    of view (the start image is a square crop), so the frames see another vertical field of view than the file's
+    cameras. Names the first such camera of ``file``, what the file has across its centre square and what explore
+    uses (``first_focal``: its focal length for the first camera at ``size`` pixels; a zoom keeps its ratio).
+    None when every camera has square pixels."""
+    import math
+
+    off = ((file.fy / file.fx - 1).abs() > tolerance).nonzero()
+    if len(off) == 0:
+        return None
+    i = int(off[0, 0])
+    side = min(file.width, file.height)
+    fx, fy = float(file.fx[i]), float(file.fy[i])
+
+    def deg(focal: float, pixels: int | float) -> float:
+        return math.degrees(2 * math.atan(0.5 * pixels / focal))
+
+    had = f"{deg(fx, side):.1f} x {deg(fy, side):.1f}"
+    used = deg(first_focal * fx / float(file.fx[0]), size)
+    uses = f"{used:.1f} x {used:.1f}"
+    return (f"warning: {src}: its pixels are not square (camera {i}: fx {fx:.4g}, fy {fy:.4g}, {had} degrees "
+            f"across its centre square); explore renders square pixels at the horizontal field of view: {uses} "
+            "degrees")
 
 
 def _run_cameras(folder: Path) -> Path:
@@ -653,7 +686,7 @@ def run_explore(c: ExploreConfig, *, progress: Progress | None = print,
     warm_up_renderer()
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
-    path_plan = plan_path(c)
+    path_plan = plan_path(c, say)
     cams = path_plan.cameras
     image, crop = load_start_image(c.image, c.resolution, say)
     backbone, depth_model = load_models(c)
