@@ -742,3 +742,26 @@ def test_a_large_start_image_is_read_shrunk_to_a_few_times_the_output(tmp_path, 
     monkeypatch.setattr(explore, "READ_MARGIN", 4)
     explore.load_image(tmp_path / "big.png", 160)  # 600 < 2 x 4 x 160: whole
     assert seen == [((600, 600, 3), 1)]
+
+
+def test_an_animated_start_image_says_once_that_its_first_frame_is_used(tmp_path, monkeypatch):
+    """QA F11: explore read an animated GIF's first frame without a word; it says so once, before any chunk."""
+    from vdm3d.jobs import explore
+
+    red, blue = np.zeros((32, 32, 3), np.uint8), np.zeros((32, 32, 3), np.uint8)
+    red[..., 0], blue[..., 2] = 200, 200
+    Image.fromarray(red).save(tmp_path / "anim.gif", save_all=True, append_images=[Image.fromarray(blue)], duration=100)
+
+    class Stop(Exception):
+        pass
+
+    def stop(_config):
+        raise Stop
+
+    monkeypatch.setattr(explore, "load_models", stop)
+    said = []
+    with pytest.raises(Stop):
+        run_explore(ExploreConfig(image=tmp_path / "anim.gif", move=("dolly-in",), **SMALL, out=tmp_path / "r"),
+                    progress=said.append)
+    assert said == [f"{tmp_path / 'anim.gif'} has 2 frames; using the first"]
+    assert explore.load_image(tmp_path / "anim.gif", 16, lambda _m: None)[8, 8].tolist() == pytest.approx([200 / 255, 0, 0], abs=0.01)
