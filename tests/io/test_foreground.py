@@ -198,7 +198,8 @@ def test_a_large_object_photo_is_masked_and_recentred_at_a_fraction_of_its_size(
     save(tmp_path / "big_mask.png", inside[:1080].astype(np.float32))
     seen = []
     real = foreground.mask_from_background
-    monkeypatch.setattr(foreground, "mask_from_background", lambda rgb, *a, **k: seen.append(rgb.shape) or real(rgb, *a, **k))
+    monkeypatch.setattr(foreground, "mask_from_background",
+                        lambda rgb, *a, **k: seen.append(rgb.shape) or real(rgb, *a, **k))
     fast = load_object_image(tmp_path / "big.png", 64)
     with_mask = load_object_image(tmp_path / "big.png", 64, mask=tmp_path / "big_mask.png")
     assert seen == [(540, 660, 3)] and foreground.READ_MARGIN == 8

@@ -213,8 +213,8 @@ def test_an_animated_image_gives_its_first_frame_and_says_so(tmp_path, suffix):
     red[..., 0], green[..., 1], blue[..., 2] = 255, 255, 255
     path = tmp_path / f"anim{suffix}"
     extra = {"lossless": True} if suffix == ".webp" else {}
-    Image.fromarray(red).save(path, save_all=True, append_images=[Image.fromarray(green), Image.fromarray(blue)], duration=100, loop=0,
-                              **extra)
+    Image.fromarray(red).save(path, save_all=True, append_images=[Image.fromarray(green), Image.fromarray(blue)],
+                              duration=100, loop=0, **extra)
     said = []
     first = read_image(path, say=said.append).numpy()
     rgba, _ = read_rgba(path, say=said.append)
@@ -223,7 +223,8 @@ def test_an_animated_image_gives_its_first_frame_and_says_so(tmp_path, suffix):
     with pytest.warns(UserWarning, match=r"has 3 frames; using the first$"):
         read_image(path)
     Image.fromarray(red).save(tmp_path / "still.png")
-    Image.fromarray(red).save(tmp_path / "phone.jpg", format="MPO", save_all=True, append_images=[Image.fromarray(blue)])
+    Image.fromarray(red).save(tmp_path / "phone.jpg", format="MPO", save_all=True,
+                              append_images=[Image.fromarray(blue)])
     with Image.open(tmp_path / "phone.jpg") as f:
         assert f.format == "MPO" and f.n_frames == 2
     quiet = []

@@ -764,4 +764,5 @@ def test_an_animated_start_image_says_once_that_its_first_frame_is_used(tmp_path
         run_explore(ExploreConfig(image=tmp_path / "anim.gif", move=("dolly-in",), **SMALL, out=tmp_path / "r"),
                     progress=said.append)
     assert said == [f"{tmp_path / 'anim.gif'} has 2 frames; using the first"]
-    assert explore.load_image(tmp_path / "anim.gif", 16, lambda _m: None)[8, 8].tolist() == pytest.approx([200 / 255, 0, 0], abs=0.01)
+    first = explore.load_image(tmp_path / "anim.gif", 16, lambda _m: None)
+    assert first[8, 8].tolist() == pytest.approx([200 / 255, 0, 0], abs=0.01)

@@ -77,7 +77,8 @@ def test_a_resolution_below_the_fits_ssim_window_is_refused_before_any_work(obje
         code = cli(["object", "--image", str(image), "--out", str(tmp_path / "r"), "--resolution", size])
         captured = capsys.readouterr()
         assert code == 2 and captured.out == "", captured.out
-        assert captured.err == f"error: --resolution {size} is out of range: it must be >= 16; pass a value in that range.\n"
+        assert captured.err == (f"error: --resolution {size} is out of range: it must be >= 16; pass a value in that "
+                                "range.\n")
     assert not (tmp_path / "r").exists() and not (tmp_path / ".r.partial").exists()
     with pytest.raises(ConfigError, match=r"^ObjectConfig.resolution = 8 is out of range: it must be >= 16;"):
         run_object(ObjectConfig(image=image, out=tmp_path / "r", resolution=8), progress=None)

@@ -238,7 +238,9 @@ def read_mask(path: str | Path, height: int, width: int, shape: tuple[int, int] 
     place; so is one with more than :data:`MAX_GREY_FRACTION` of its pixels grey (between 0.2 and 0.8),
     which is a picture rather than a mask. Both refusals are one sentence naming the file."""
     height_out, width_out = shape or (height, width)
-    rgba, has_alpha = read_rgba(path, "black-and-white mask of the object", at_least=min(height_out, width_out))
+    shrunk = (height_out, width_out) != (height, width)  # the image was: the mask is read shrunk as well
+    rgba, has_alpha = read_rgba(path, "black-and-white mask of the object",
+                                at_least=min(height_out, width_out) if shrunk else None)
     m = rgba[..., 3] if has_alpha and rgba[..., 3].min() < 0.99 else rgba[..., :3].mean(-1)
     mw, mh = upright_size(path) or m.shape[::-1]  # the file's own size: it may have been read smaller
     if abs(mh - height * mw / width) > 1.0 and abs(mw - width * mh / height) > 1.0:

@@ -729,6 +729,7 @@ def run_explore(c: ExploreConfig, *, progress: Progress | None = print,
         files = export(run.path, c, video, state.cache)
         timings["chunks_s"] = per_chunk
         timings["total"] = round(time.perf_counter() - t0, 3)
-        run.record(files=files, timings=timings, path_problems=report.problems, chunks=len(plans), start_image=crop,
-                   backbone=getattr(backbone, "name", c.fill), num_gaussians=0 if state.cache is None else len(state.cache))
+        run.record(files=files, timings=timings, path_problems=report.problems, chunks=len(plans),
+                   start_image=crop, backbone=getattr(backbone, "name", c.fill),
+                   num_gaussians=0 if state.cache is None else len(state.cache))
     return ExploreResult(c.out, video, state.cache, timings, report.problems)
