@@ -69,3 +69,23 @@ def test_torch_keeps_the_count_after_numbas_pool_has_run():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["1", "1", "1"]
+
+
+def test_more_threads_than_cores_are_capped_with_one_line_and_the_number_used_recorded(restore_threads, monkeypatch):
+    """QA: ``--threads 100000`` was accepted and the run's manifest recorded 100000 threads. A typed count
+    (``cap=True``) above the cores this process may use (its CPU affinity) is capped to them, one line says so,
+    and the count the manifest records (:func:`current_threads`) is the one used. Without ``cap`` (a rerun applying
+    the original run's count, on which the last bits depend) the count is applied as given."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    said = []
+    assert threads.set_threads(3, said.append, cap=True) == 2
+    assert said == ["warning: --threads 3 is more than the 2 cores this process may use; using 2"]
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    said.clear()
+    assert threads.set_threads(100000, said.append, cap=True) == 1
+    assert said == ["warning: --threads 100000 is more than the 1 core this process may use; using 1"]
+    assert threads.current_threads() == 1 and torch.get_num_threads() == 1 and os.environ["OMP_NUM_THREADS"] == "1"
+    said.clear()
+    assert threads.set_threads(1, said.append, cap=True) == 1 and said == []
+    n = min(2, numba.config.NUMBA_NUM_THREADS)
+    assert threads.set_threads(n, said.append) == n and threads.current_threads() == n and said == []  # not capped

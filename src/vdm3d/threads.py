@@ -9,7 +9,9 @@ cores (affinity minus the 1-minute load average): with the load average at 11.7-
 plus one more busy process, the demo took a median 162 s with 2 threads, 275 s with 1 and 226 s with
 the load-based choice (which picked 1), over 2 rounds of ``benchmarks/threads.py``. On a busy
 machine the scheduler shares the cores per runnable thread, and a sleeping waiter costs nothing.
-``OMP_NUM_THREADS`` in the environment, or ``vdm3d --threads N`` (:func:`set_threads`), overrides it.
+``OMP_NUM_THREADS`` in the environment, or ``vdm3d --threads N`` (:func:`set_threads`), overrides it; a typed
+count above the cores this process may use is capped to them with one line (``cap=True``), so the manifest
+records the number used.
 
 Applied where each runtime reads it: the environment (``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``,
 ``NUMBA_NUM_THREADS``, read when those libraries start, also in child processes) and, for libraries
@@ -28,6 +30,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from typing import Callable
 
 from vdm3d.errors import ConfigError
 
@@ -62,18 +65,29 @@ def chosen_explicitly() -> bool:
     return bool(_CHOSEN.get("explicit"))
 
 
-def set_threads(n: int | None = None) -> int:
-    """Use ``n`` threads in torch, OpenMP, numba and OpenCV; returns ``n``.
+def set_threads(n: int | None = None, say: Callable[[str], None] | None = None, *, cap: bool = False) -> int:
+    """Use ``n`` threads in torch, OpenMP, numba and OpenCV; returns the number used.
 
-    ``None``: ``OMP_NUM_THREADS`` when the environment sets it, else :func:`default_threads`.
+    ``None``: ``OMP_NUM_THREADS`` when the environment sets it, else :func:`default_threads`. ``cap`` (for a
+    count a user typed, ``--threads N``): more than :func:`available_cores` is capped to them, and ``say`` (None:
+    standard error) hears one line; ``--threads 100000`` was recorded as 100000 threads in a run's manifest, which
+    no process on the machine ran. Without it the count is applied as given: ``vdm3d rerun`` applies the original
+    run's count, on which the last bits of CPU results depend, also on a machine with fewer cores.
     """
     env = os.environ.get("OMP_NUM_THREADS", "")
     explicit = n is not None or (env.isdigit() and int(env) > 0)
+    asked = f"--threads {n}"
     if n is None:
         n = int(env) if env.isdigit() and int(env) > 0 else default_threads()
     if int(n) < 1:
         raise ConfigError(f"--threads must be 1 or more, got {n}; leave it out to use all cores.")
     n = int(n)
+    cores = available_cores()
+    if cap and n > cores:
+        message = (f"warning: {asked} is more than the {cores} {'core' if cores == 1 else 'cores'} this process may "
+                   f"use; using {cores}")
+        (say or (lambda line: print(line, file=sys.stderr)))(message)
+        n = cores
     for name in _ENV:
         if name == "NUMBA_NUM_THREADS" and "numba" in sys.modules:
             continue  # numba refuses a new pool size once its threads run; its setter below applies

@@ -136,3 +136,99 @@ def test_a_file_cut_short_is_called_that(tmp_path):
     (tmp_path / "half.jpg").write_bytes(data[: len(data) // 2])
     with pytest.raises(InputError, match=r"half.jpg: is cut short \(the image data ends early\); copy or export"):
         read_image(tmp_path / "half.jpg")
+
+
+def test_a_large_image_is_read_shrunk_by_a_whole_factor_with_block_means(tmp_path):
+    """QA: a 4000x3000 photo cost seconds of float conversion before a 64 px job started. ``at_least`` shrinks
+    it first by the largest whole factor that keeps the shorter side at least that long: here 4 (240 x 180 ->
+    60 x 45), each pixel the exact mean of its 4x4 block (8 bit: within rounding). A cut-out's colour is
+    averaged premultiplied by alpha: a block half opaque red, half transparent black is red at alpha 0.5, not
+    dark red. An image under twice ``at_least`` comes back as it is, and so does a JPEG's size."""
+    from PIL import Image
+
+    from vdm3d.io.images import shrink, shrink_factor
+
+    rng = np.random.default_rng(1)
+    stored = rng.integers(0, 256, (180, 240, 3), dtype=np.uint8)
+    Image.fromarray(stored).save(tmp_path / "big.png")
+    assert shrink_factor(240, 180, 45) == 4 and shrink_factor(240, 180, 46) == 3 and shrink_factor(240, 180, None) == 1
+    small = read_image(tmp_path / "big.png", at_least=45).numpy()
+    blocks = stored.reshape(45, 4, 60, 4, 3).astype(np.float64).mean((1, 3)) / 255
+    assert small.shape == (45, 60, 3) and np.abs(small - blocks).max() <= 0.5 / 255 + 1e-6
+    whole = read_image(tmp_path / "big.png", at_least=91).numpy()  # 180 < 2 x 91: not shrunk
+    np.testing.assert_array_equal(whole, stored / np.float32(255))
+    square = read_image(tmp_path / "big.png", at_least=45, square=True).numpy()  # columns 30..209, then / 4
+    ref = stored[:, 30:210].reshape(45, 4, 45, 4, 3).astype(np.float64).mean((1, 3)) / 255
+    assert square.shape == (45, 45, 3) and np.abs(square - ref).max() <= 0.5 / 255 + 1e-6
+    cutout = np.zeros((2, 2, 4), np.uint8)
+    cutout[0, :] = (200, 0, 0, 255)  # top row opaque red, bottom row transparent black
+    assert shrink(cutout, 2).tolist() == [[[200, 0, 0, 128]]]
+    Image.fromarray(stored).save(tmp_path / "big.jpg", quality=95)
+    jpeg = read_image(tmp_path / "big.jpg", at_least=45).numpy()  # decoded at 1/4 by libjpeg
+    assert jpeg.shape == (45, 60, 3) and np.abs(jpeg - blocks).mean() < 0.03
+
+
+def test_the_exif_orientation_of_a_png_is_read_without_decoding_its_pixels(tmp_path, monkeypatch):
+    """PIL decodes a whole PNG to look for an eXIf chunk (it may come after the pixels): for a 12-megapixel
+    photo, a second decode just to learn its orientation. The chunks' headers are read instead; an eXIf
+    chunk after the image data is still found."""
+    from PIL import Image, PngImagePlugin
+
+    from vdm3d.io.images import exif_orientation
+
+    im = Image.fromarray(np.random.default_rng(2).integers(0, 256, (5, 8, 3), dtype=np.uint8))
+    exif = im.getexif()
+    exif[0x0112] = 6
+    im.save(tmp_path / "p.png", exif=exif)
+    data = (tmp_path / "p.png").read_bytes()
+    chunks, at = [], 8
+    while at < len(data):
+        length = int.from_bytes(data[at:at + 4], "big")
+        chunks.append(data[at:at + 12 + length])
+        at += 12 + length
+    names = [c[4:8] for c in chunks]
+    exif_chunk = chunks.pop(names.index(b"eXIf"))
+    chunks.insert(len(chunks) - 1, exif_chunk)  # just before IEND: after IDAT
+    (tmp_path / "late.png").write_bytes(data[:8] + b"".join(chunks))
+    with Image.open(tmp_path / "late.png") as f:
+        assert "exif" not in f.info  # PIL has to read past the pixels to see it
+    loads = []
+    real_load = PngImagePlugin.PngImageFile.load
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", lambda self: loads.append(1) or real_load(self))
+    assert exif_orientation(tmp_path / "late.png") == 6 and exif_orientation(tmp_path / "p.png") == 6
+    assert loads == []
+    monkeypatch.undo()
+    assert read_image(tmp_path / "late.png", upright=True).shape == (8, 5, 3)
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".webp", ".png"])
+def test_an_animated_image_gives_its_first_frame_and_says_so(tmp_path, suffix):
+    """QA: an animated GIF / WebP was read as its first frame without a word. Both readers say it once
+    ("X has N frames; using the first"); a still image and a phone's MPO-style JPEG say nothing."""
+    from PIL import Image
+
+    from vdm3d.io.foreground import read_rgba
+
+    red, green, blue = (np.zeros((16, 16, 3), np.uint8) for _ in range(3))
+    red[..., 0], green[..., 1], blue[..., 2] = 255, 255, 255
+    path = tmp_path / f"anim{suffix}"
+    extra = {"lossless": True} if suffix == ".webp" else {}
+    Image.fromarray(red).save(path, save_all=True, append_images=[Image.fromarray(green), Image.fromarray(blue)],
+                              duration=100, loop=0, **extra)
+    said = []
+    first = read_image(path, say=said.append).numpy()
+    rgba, _ = read_rgba(path, say=said.append)
+    assert said == [f"{path} has 3 frames; using the first"] * 2
+    assert np.allclose(first, red / 255, atol=0.02) and np.allclose(rgba[..., :3], red / 255, atol=0.02)
+    with pytest.warns(UserWarning, match=r"has 3 frames; using the first$"):
+        read_image(path)
+    Image.fromarray(red).save(tmp_path / "still.png")
+    Image.fromarray(red).save(tmp_path / "phone.jpg", format="MPO", save_all=True,
+                              append_images=[Image.fromarray(blue)])
+    with Image.open(tmp_path / "phone.jpg") as f:
+        assert f.format == "MPO" and f.n_frames == 2
+    quiet = []
+    for still in ("still.png", "phone.jpg"):
+        read_image(tmp_path / still, say=quiet.append)
+        read_rgba(tmp_path / still, say=quiet.append)
+    assert quiet == []

@@ -110,7 +110,10 @@ def test_outputs_and_path_from_another_run(tmp_path, image_path):
                  "cameras/trajectory.json", "frames/0009.png", "depth/0009.png"):
         assert (folder / name).is_file(), name
     assert not (folder / "checkpoints").exists()
-    assert json.loads((folder / "manifest.json").read_text())["chunks"] == 3
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["chunks"] == 3
+    # the 64 x 48 start image's centre 48 x 48 square (QA F10: the crop is recorded)
+    assert manifest["start_image"] == {"source_size": [64, 48], "crop_box": [8, 0, 56, 48]}
     from vdm3d.cameras.formats import read_camera_file
 
     for cams in ("trajectory.json", "transforms.json"):  # both name the run's frames, relative to themselves
@@ -638,3 +641,128 @@ def test_the_largest_seed_runs(tmp_path, image_path):
                            replay=2, out=tmp_path / "top")
     result = run_explore(config, progress=None)
     assert result.video.images.shape[0] == 7 and torch.isfinite(result.video.images).all()
+
+
+@pytest.mark.parametrize("size, sentence", [(60, "--resolution 60 is not a multiple of 8; use 56 or 64."),
+                                            (17, "--resolution 17 is not a multiple of 8; use 16 or 24."),
+                                            (12, "--resolution 12 is out of range: it must be >= 16; pass a value in "
+                                                 "that range.")])
+def test_a_resolution_off_the_8_pixel_grid_names_the_option_and_the_nearest_sizes(tmp_path, image_path, capsys, size,
+                                                                                 sentence):
+    """QA: ``--resolution 60`` was refused with every rule of three options ("--resolution must be a multiple of
+    8 >= 16, --fov-deg in (0, 170), --depth-median > 0."). Now one sentence names the option, its value and the
+    valid sizes either side; the rule is in --help."""
+    out = tmp_path / "run"
+    code = cli(["explore", "--image", str(image_path), "--move", "dolly-in", "--resolution", str(size), "--out", str(out)])
+    assert code == 2 and capsys.readouterr().err == f"error: {sentence}\n" and not out.exists()
+    with pytest.raises(ConfigError, match="^--resolution 60 is not a multiple of 8; use 56 or 64.$"):
+        run_explore(ExploreConfig(image=image_path, move=("dolly-in",), resolution=60, out=out), progress=None)
+    assert cli(["explore", "--help"]) == 0
+    assert "a multiple of 8, at least 16" in " ".join(capsys.readouterr().out.replace("│", " ").split())
+
+
+def test_a_path_with_non_square_pixels_is_rendered_square_and_says_so(tmp_path):
+    """QA: a path whose K is [[68.6, 0, 20], [0, 90, 40]] (fx != fy) was rebuilt as square pixels from the
+    horizontal field of view without a word, so the video sees 50 degrees vertically where the file asked for 39.
+    One warning line says what the file has and what explore uses (with --fov-deg too); the principal point keeps
+    its angle (see above) and a square-pixel path says nothing."""
+    from vdm3d.jobs.explore import plan_path
+
+    c2w = torch.eye(4).repeat(3, 1, 1)
+    c2w[:, 0, 3] = torch.tensor([0.0, 0.1, 0.2])
+    K = torch.tensor([[68.6, 0, 20], [0, 90, 40], [0, 0, 1.0]]).expand(3, 3, 3)
+    path = tmp_path / "nonsquare.json"
+    save_trajectory(path, Trajectory(Cameras(K, c2w, 64, 64), 10.0))
+    said = []
+    cams = plan_path(ExploreConfig(path=path, resolution=64), said.append).cameras
+    assert said == [f"warning: {path}: its pixels are not square (camera 0: fx 68.6, fy 90, 50.0 x 39.1 degrees across "
+                    "its centre square); explore renders square pixels at the horizontal field of view: 50.0 x 50.0 "
+                    "degrees"]
+    torch.testing.assert_close(cams.fy, cams.fx)
+    said.clear()
+    plan_path(ExploreConfig(path=path, resolution=64, fov_deg=70.0), said.append)
+    assert said[0].endswith("explore renders square pixels at the horizontal field of view: 70.0 x 70.0 degrees")
+    square = torch.tensor([[68.6, 0, 20], [0, 68.6, 40], [0, 0, 1.0]]).expand(3, 3, 3)
+    save_trajectory(tmp_path / "square.json", Trajectory(Cameras(square, c2w, 64, 64), 10.0))
+    said.clear()
+    plan_path(ExploreConfig(path=tmp_path / "square.json", resolution=64), said.append)
+    assert said == []
+
+
+def test_a_crop_that_drops_most_of_the_start_image_says_so(tmp_path, image_path):
+    """QA: a 1000 x 50 start image was cropped to its centre 50 x 50 square (95 % of it dropped) without a word.
+    One line says so when the crop drops more than half of the image, and the crop is returned for the manifest
+    (in the upright file's pixels); the 64 x 48 fixture (a quarter dropped) says nothing."""
+    from vdm3d.jobs.explore import load_start_image
+
+    wide = np.full((50, 1000, 3), 255, np.uint8)
+    wide[:, 490:510] = (200, 40, 30)
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    said = []
+    image, crop = load_start_image(tmp_path / "wide.png", 16, said.append)
+    assert said == [f"{tmp_path / 'wide.png'} is 1000x50: explore uses its centre 50x50 square (95% of the image is "
+                    "cropped away)"]
+    assert crop == {"source_size": [1000, 50], "crop_box": [475, 0, 525, 50]}
+    np.testing.assert_allclose(image[:, 5:11].numpy(), np.broadcast_to(np.array([200, 40, 30]) / 255, (16, 6, 3)),
+                               atol=1e-6)  # columns 490..509 of the file: 15..34 of the crop, 4.8..10.9 at 16 px
+    tall = wide.transpose(1, 0, 2).copy()
+    Image.fromarray(tall).save(tmp_path / "tall.png")
+    said.clear()
+    assert load_start_image(tmp_path / "tall.png", 16, said.append)[1] == {"source_size": [50, 1000],
+                                                                          "crop_box": [0, 475, 50, 525]}
+    assert said == [f"{tmp_path / 'tall.png'} is 50x1000: explore uses its centre 50x50 square (95% of the image is "
+                    "cropped away)"]
+    said.clear()
+    assert load_start_image(image_path, 16, said.append)[1]["crop_box"] == [8, 0, 56, 48] and said == []
+
+
+def test_a_large_start_image_is_read_shrunk_to_a_few_times_the_output(tmp_path, monkeypatch):
+    """QA F12: explore converted a 4000 x 3000 photo to floats at full size before cropping it to 64 px. It is read
+    shrunk to no less than 4 x --resolution on its shorter side, the centre square cropped before shrinking (so
+    the crop stays on the file's pixel grid); the start frame stays close to the full-size reading (measured: 0.028
+    at most, in a square of per-pixel noise, 0.00085 on average), and an image under 2 x 4 x --resolution is read
+    as before."""
+    from vdm3d.io import images
+    from vdm3d.jobs import explore
+
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:600, 0:800]
+    big = np.stack([xx / 799, yy / 599, 0.5 + 0.3 * np.sin(np.hypot(yy - 300, xx - 400) / 25)], -1)
+    big[250:350, 350:450] = rng.random((100, 100, 3)).repeat(1, 0)  # a textured square at the centre
+    Image.fromarray((big * 255).round().astype(np.uint8)).save(tmp_path / "big.png")
+    seen = []
+    real = images.shrink
+    monkeypatch.setattr(images, "shrink", lambda arr, factor: seen.append((arr.shape, factor)) or real(arr, factor))
+    fast = explore.load_image(tmp_path / "big.png", 64)
+    assert seen == [((600, 600, 3), 2)] and explore.READ_MARGIN == 4  # 600 // 256: read at 300 x 300
+    monkeypatch.setattr(explore, "READ_MARGIN", 10_000)
+    full = explore.load_image(tmp_path / "big.png", 64)
+    assert float((fast - full).abs().max()) < 0.04 and float((fast - full).abs().mean()) < 1.5e-3
+    seen.clear()
+    monkeypatch.setattr(explore, "READ_MARGIN", 4)
+    explore.load_image(tmp_path / "big.png", 160)  # 600 < 2 x 4 x 160: whole
+    assert seen == [((600, 600, 3), 1)]
+
+
+def test_an_animated_start_image_says_once_that_its_first_frame_is_used(tmp_path, monkeypatch):
+    """QA F11: explore read an animated GIF's first frame without a word; it says so once, before any chunk."""
+    from vdm3d.jobs import explore
+
+    red, blue = np.zeros((32, 32, 3), np.uint8), np.zeros((32, 32, 3), np.uint8)
+    red[..., 0], blue[..., 2] = 200, 200
+    Image.fromarray(red).save(tmp_path / "anim.gif", save_all=True, append_images=[Image.fromarray(blue)], duration=100)
+
+    class Stop(Exception):
+        pass
+
+    def stop(_config):
+        raise Stop
+
+    monkeypatch.setattr(explore, "load_models", stop)
+    said = []
+    with pytest.raises(Stop):
+        run_explore(ExploreConfig(image=tmp_path / "anim.gif", move=("dolly-in",), **SMALL, out=tmp_path / "r"),
+                    progress=said.append)
+    assert said == [f"{tmp_path / 'anim.gif'} has 2 frames; using the first"]
+    first = explore.load_image(tmp_path / "anim.gif", 16, lambda _m: None)
+    assert first[8, 8].tolist() == pytest.approx([200 / 255, 0, 0], abs=0.01)

@@ -61,3 +61,53 @@ def test_texture_refinement_needs_a_uv_texture(object_image, tmp_path, capsys):
     code = cli(["object", "--image", str(image), "--out", str(tmp_path / "r"), "--texture-refine-steps", "5"])
     assert code == 2 and "--texture uv" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_resolution_below_the_fits_ssim_window_is_refused_before_any_work(object_image, tmp_path, capsys):
+    """QA: ``--resolution 8`` generated the orbit, then the fit's 11-pixel SSIM window raised a traceback
+    (exit 1). The option's declared range refuses it first, from the command line and from Python; 16, the
+    window rounded up to the VAEs' factor of 8, is the smallest size accepted."""
+    from vdm3d.errors import ConfigError
+    from vdm3d.jobs.object import MIN_RESOLUTION
+    from vdm3d.metrics.image import WINDOW
+
+    _, image = object_image
+    assert MIN_RESOLUTION == 16 and MIN_RESOLUTION >= WINDOW
+    for size in ("8", "15"):
+        code = cli(["object", "--image", str(image), "--out", str(tmp_path / "r"), "--resolution", size])
+        captured = capsys.readouterr()
+        assert code == 2 and captured.out == "", captured.out
+        assert captured.err == (f"error: --resolution {size} is out of range: it must be >= 16; pass a value in that "
+                                "range.\n")
+    assert not (tmp_path / "r").exists() and not (tmp_path / ".r.partial").exists()
+    with pytest.raises(ConfigError, match=r"^ObjectConfig.resolution = 8 is out of range: it must be >= 16;"):
+        run_object(ObjectConfig(image=image, out=tmp_path / "r", resolution=8), progress=None)
+
+
+def test_an_animated_input_says_once_that_its_first_frame_is_used(tmp_path, monkeypatch):
+    """QA F11: an animated GIF was read as its first frame without a word. The object job says it once (the input
+    is read a second time at the backbone's native size, silently), before any model loads."""
+    from PIL import Image
+
+    from vdm3d.jobs import object as job
+
+    yy, xx = np.mgrid[0:64, 0:64]
+    red = np.full((64, 64, 3), 255, np.uint8)
+    red[np.hypot(yy - 32, xx - 32) < 16] = (200, 40, 30)
+    blue = np.full((64, 64, 3), 255, np.uint8)
+    blue[16:48, 16:48] = (30, 40, 200)
+    Image.fromarray(red).save(tmp_path / "anim.gif", save_all=True, append_images=[Image.fromarray(blue)], duration=100)
+
+    class Stop(Exception):
+        pass
+
+    def stop(_config):
+        raise Stop
+
+    monkeypatch.setattr(job, "load_orbit_source", stop)
+    said = []
+    with pytest.raises(Stop):
+        run_object(ObjectConfig(image=tmp_path / "anim.gif", out=tmp_path / "r"), progress=said.append)
+    assert said == [f"{tmp_path / 'anim.gif'} has 2 frames; using the first"]
+    fg = job.load_input(ObjectConfig(image=tmp_path / "anim.gif"), 32, lambda _m: None)
+    assert fg.image[16, 16].tolist() == pytest.approx([200 / 255, 40 / 255, 30 / 255], abs=0.02)  # the red disk

@@ -1,7 +1,10 @@
 """The object in an input image: its foreground mask, recentred and composited on white.
 
 Object-orbit models (SV3D, V3D, the embedded tiny model) were trained on a centred object on a white
-background, so every input goes through the same three steps:
+background, so every input goes through the same three steps (a large image first read shrunk, by the
+largest whole factor that keeps its shorter side at least :data:`READ_MARGIN` times the orbit's size, with an
+area filter: a phone's 4000x3000 photo took 15-27 s at full size before a 64 px run began, and takes about one
+second; images under twice that size are read as they are):
 
 1. **Mask.** A mask file given by the user (``--mask``: white = object) wins; otherwise an RGBA
    image's alpha is the mask. An RGB image on a plain background is masked by colour: the background
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -41,9 +45,12 @@ from scipy import ndimage
 from torch import Tensor
 
 from vdm3d.errors import InputError
-from vdm3d.io.images import check_image_file
+from vdm3d.io.images import check_image_file, say_first_frame, shrink, shrink_factor, upright_size
 
 MIN_FOREGROUND_PIXELS = 16
+#: an object image is read shrunk to no less than this many times the orbit's size on its shorter side: an object
+#: filling an eighth of a photo's side still has the orbit's resolution; images under twice that are read whole
+READ_MARGIN = 8
 GRABCUT_MAX_SIDE = 320  # GrabCut runs at this size (its cost grows with pixels; the orbit models see 64-576 px)
 GRABCUT_MARGIN = 0.06  # the seed box leaves this fraction of each side as certain background
 GRABCUT_ITERATIONS = 5
@@ -64,28 +71,45 @@ class Foreground:
     background: tuple[float, float, float] | None = None
 
 
-def read_rgba(path: str | Path, what: str = "image of the object") -> tuple[np.ndarray, bool]:
+def read_rgba(path: str | Path, what: str = "image of the object", at_least: int | None = None,
+              say: Callable[[str], None] | None = None) -> tuple[np.ndarray, bool]:
     """Read an image file as float32 ``[H, W, 4]`` in [0, 1] and whether it had an alpha channel
     (``what`` the file should be, for the error's fix). The pixels are upright: turned the way the
-    file's EXIF orientation tag says a viewer shows them, as a phone's portrait photo is meant."""
+    file's EXIF orientation tag says a viewer shows them, as a phone's portrait photo is meant.
+
+    ``at_least``: a large image is shrunk (area filter, premultiplied by alpha; a JPEG decoded at 1/2, 1/4
+    or 1/8 scale) by the largest whole factor that keeps its shorter side at least that long, before the
+    conversion to floats (:func:`vdm3d.io.images.shrink`). ``say`` hears that an animated file gives its
+    first frame."""
     path = Path(path)
     check_image_file(path, f"an {what}" if what[0] in "aeiou" else f"a {what}")  # missing, a folder, empty, a bomb
     try:
         with Image.open(path) as im:
+            full = im.size
+            scale = shrink_factor(*full, at_least)
+            if scale >= 2 and im.format == "JPEG":  # libjpeg's scaled decoding, at least the size asked for
+                im.draft(im.mode, (full[0] // scale, full[1] // scale))
             im.load()
             has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
             if im.mode.startswith("I"):  # 16-bit grey ("I;16", "I"): convert("RGBA") clips at 255, a white image
-                grey = np.clip(np.asarray(ImageOps.exif_transpose(im), dtype=np.float32) / 65535.0, 0.0, 1.0)
+                grey = np.asarray(ImageOps.exif_transpose(im), dtype=np.float32)
+                grey = np.clip(_shrunk(grey, at_least) / 65535.0, 0.0, 1.0)
                 rgba = np.concatenate([np.repeat(grey[..., None], 3, -1), np.ones_like(grey)[..., None]], -1)
             else:
-                rgba = np.asarray(ImageOps.exif_transpose(im.convert("RGBA")), dtype=np.float32) / 255.0
+                rgba = _shrunk(np.asarray(ImageOps.exif_transpose(im.convert("RGBA"))), at_least)
+                rgba = rgba.astype(np.float32) / 255.0
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise InputError(path=path, problem=f"is not a readable image ({type(e).__name__})",
                          fix=f"give a PNG, JPEG or WebP {what}") from e
-    if rgba.shape[0] < 8 or rgba.shape[1] < 8:
+    if rgba.shape[0] < 8 or rgba.shape[1] < 8:  # never shrunk: at_least is more than 8
         raise InputError(path=path, problem=f"is only {rgba.shape[1]}x{rgba.shape[0]} pixels",
                          fix="give an image at least 8 pixels on each side")
+    say_first_frame(path, say)
     return rgba, has_alpha
+
+
+def _shrunk(array: np.ndarray, at_least: int | None) -> np.ndarray:
+    return shrink(array, shrink_factor(array.shape[1], array.shape[0], at_least))
 
 
 def border_pixels(rgb: np.ndarray, width: int = 2) -> np.ndarray:
@@ -204,16 +228,21 @@ def check_mask(alpha: np.ndarray, path: str | Path, source: str, margin: float =
                                              "(the object is cut off or the background was taken for it)"), fix=fix)
 
 
-def read_mask(path: str | Path, height: int, width: int) -> Float[np.ndarray, "height width"]:
-    """A mask image (white = object; an RGBA mask's alpha) as float ``[height, width]`` in [0, 1].
+def read_mask(path: str | Path, height: int, width: int, shape: tuple[int, int] | None = None
+              ) -> Float[np.ndarray, "h w"]:
+    """A mask image (white = object; an RGBA mask's alpha) as float ``[height, width]`` in [0, 1] (or at
+    ``shape``, ``(h, w)``: the size a large image was read at, :func:`read_rgba`'s ``at_least``).
 
     A mask of the image's aspect ratio at another size (within a pixel's rounding) is resized; one of
     another aspect ratio is refused, since stretching it would put the object's outline in the wrong
     place; so is one with more than :data:`MAX_GREY_FRACTION` of its pixels grey (between 0.2 and 0.8),
     which is a picture rather than a mask. Both refusals are one sentence naming the file."""
-    rgba, has_alpha = read_rgba(path, "black-and-white mask of the object")
+    height_out, width_out = shape or (height, width)
+    shrunk = (height_out, width_out) != (height, width)  # the image was: the mask is read shrunk as well
+    rgba, has_alpha = read_rgba(path, "black-and-white mask of the object",
+                                at_least=min(height_out, width_out) if shrunk else None)
     m = rgba[..., 3] if has_alpha and rgba[..., 3].min() < 0.99 else rgba[..., :3].mean(-1)
-    mh, mw = m.shape
+    mw, mh = upright_size(path) or m.shape[::-1]  # the file's own size: it may have been read smaller
     if abs(mh - height * mw / width) > 1.0 and abs(mw - width * mh / height) > 1.0:
         raise InputError(path=path, problem=(f"is {mw}x{mh} pixels, which is not the shape of the {width}x{height} "
                                              "image (another aspect ratio: stretched, its outline would miss "
@@ -225,24 +254,28 @@ def read_mask(path: str | Path, height: int, width: int) -> Float[np.ndarray, "h
                                              "grey (is it a photo?)"),
                          fix="give a mask with the object in white on black, or leave --mask out to find the "
                              "object automatically")
-    if m.shape != (height, width):
-        m = np.asarray(Image.fromarray(m.astype(np.float32)).resize((width, height), Image.Resampling.BILINEAR))
+    if m.shape != (height_out, width_out):
+        m = np.asarray(Image.fromarray(m.astype(np.float32)).resize((width_out, height_out), Image.Resampling.BILINEAR))
     return np.clip(m, 0.0, 1.0).astype(np.float32)
 
 
 def load_object_image(path: str | Path, size: int, border_ratio: float = 0.2, recentre: bool = True,
-                      tol: float = 0.06, min_plain_fraction: float = 0.9, mask: str | Path | None = None
-                      ) -> Foreground:
+                      tol: float = 0.06, min_plain_fraction: float = 0.9, mask: str | Path | None = None,
+                      say: Callable[[str], None] | None = None) -> Foreground:
     """Read an object image and return it masked, recentred and composited on white at ``size``.
 
     ``mask``: a mask image of the object (white) that replaces every automatic mask. Raises
     :class:`InputError` (one sentence) for unreadable files, masks that are empty or cover most of
-    their edge, and images with no foreground.
+    their edge, and images with no foreground. A large image is read shrunk to no less than
+    :data:`READ_MARGIN` times ``size`` on its shorter side (its mask file too), so a phone's 12-megapixel
+    photo is masked and recentred at a fraction of its size; ``say`` hears that an animated file gives its
+    first frame.
     """
-    rgba, has_alpha = read_rgba(path)
+    rgba, has_alpha = read_rgba(path, at_least=READ_MARGIN * size, say=say)
     rgb, bg = rgba[..., :3], None
+    width, height = upright_size(path) or (rgb.shape[1], rgb.shape[0])  # the file's own size
     if mask is not None and str(mask) not in ("", "."):
-        alpha, source = read_mask(mask, *rgb.shape[:2]), "mask"
+        alpha, source = read_mask(mask, height, width, rgb.shape[:2]), "mask"
         check_mask(alpha, mask, source)
     elif has_alpha and rgba[..., 3].min() < 0.99:
         alpha, source = rgba[..., 3], "alpha"
@@ -260,8 +293,8 @@ def load_object_image(path: str | Path, size: int, border_ratio: float = 0.2, re
         image, alpha_out = recenter(rgb, alpha, size, border_ratio)
     else:
         premult = np.concatenate([rgb * alpha[..., None], alpha[..., None]], -1)
-        if rgb.shape[0] != rgb.shape[1]:
-            raise InputError(path=path, problem=f"is {rgb.shape[1]}x{rgb.shape[0]}, not square",
+        if width != height:
+            raise InputError(path=path, problem=f"is {width}x{height}, not square",
                              fix="pass a square image or turn recentring on")
         image, alpha_out = composite_resized(premult.astype(np.float32), size)
     return Foreground(torch.from_numpy(image), torch.from_numpy(alpha_out), source,

@@ -86,7 +86,7 @@ class ExploreConfig:
     speed: Annotated[float, Range(0, open_min=True)] = 1.0
     """speed multiplier: the path is resampled at this many of its frames per output frame"""
     resolution: Annotated[int, Range(16)] = 64
-    """output side in pixels (the tiny models work at 64)"""
+    """output side in pixels: a multiple of 8, at least 16 (the tiny models work at 64)"""
     fov_deg: Annotated[float | None, Range(0, 170, open_min=True, open_max=True)] = None
     """horizontal field of view of the first frame (default: a path file's own, of its first camera's centre
     square, which is what the start image is cropped to; 60 with --move); a zooming path keeps its zoom"""
@@ -226,8 +226,11 @@ def check_config(c: ExploreConfig) -> None:
         raise ConfigError(f"--context {c.context} and --chunk {c.chunk}: need 1 <= context < chunk.")
     if sum(x is not None and x != () for x in (c.path, c.move or None, c.path_from_run)) != 1:
         raise ConfigError("give exactly one camera path: --path FILE, --move PRESET [...] or --path-from-run DIR.")
-    if c.resolution < 16 or c.resolution % 8 or not 0 < (60.0 if c.fov_deg is None else c.fov_deg) < 170 or c.depth_median <= 0:
-        raise ConfigError("--resolution must be a multiple of 8 >= 16, --fov-deg in (0, 170), --depth-median > 0.")
+    if c.resolution % 8:  # >= 16, --fov-deg and --depth-median: their declared ranges, checked before this
+        lower = max(16, c.resolution // 8 * 8)
+        upper = max(16, -(-c.resolution // 8) * 8)
+        use = f"{lower} or {upper}" if lower != upper else f"{lower}"
+        raise ConfigError(f"--resolution {c.resolution} is not a multiple of 8; use {use}.")
     if c.samples < 1:
         raise ConfigError(f"--samples is {c.samples}; draw at least 1 sample per chunk.")
     if c.steps < 1 or c.fit_steps < 0 or c.sources < 1 or c.points_per_frame < 16 or c.max_points < 16:
@@ -239,9 +242,10 @@ def check_config(c: ExploreConfig) -> None:
 
 
 # -- the path --------------------------------------------------------------------------------------
-def plan_path(c: ExploreConfig) -> Trajectory:
+def plan_path(c: ExploreConfig, say: Progress | None = None) -> Trajectory:
     """The path's cameras ``[F]``, relative to its first camera, at the output size (see the docstring), and the
-    video's frame rate: ``--fps``, else the path file's where the file records one, else 12."""
+    video's frame rate: ``--fps``, else the path file's where the file records one, else 12. ``say`` hears a
+    warning when the file's pixels are not square (explore renders square ones: :func:`square_pixels_warning`)."""
     from vdm3d.cameras.camera import rigid_inverse
     from vdm3d.cameras.extend import extend_cameras
     from vdm3d.cameras.formats import read_camera_file
@@ -258,6 +262,7 @@ def plan_path(c: ExploreConfig) -> Trajectory:
         file = read_camera_file(src)
         cams = file.trajectory.cameras.to(torch.float64)
         cams.validate(str(src))
+        file_cams = cams
         fov = float(cams.square_fov_deg[0]) if c.fov_deg is None else c.fov_deg
         fps = file.trajectory.fps if file.fps_recorded else fps
     cams = retime(cams, c.speed)
@@ -277,7 +282,38 @@ def plan_path(c: ExploreConfig) -> Trajectory:
     out = Cameras(Ks, c2w, size, size)
     if len(out) < 2:
         raise ConfigError("the camera path has a single frame; pass a longer path or --frames N.")
+    warning = None if c.move else square_pixels_warning(src, file_cams, float(out.fx[0]), size)
+    if warning and say is not None:
+        say(warning)
     return Trajectory(out.to(torch.float32), c.fps or fps)
+
+
+def square_pixels_warning(src: Path, file: Cameras, first_focal: float, size: int, tolerance: float = 1e-3
+                          ) -> str | None:
+    """The warning for a path file whose pixels are not square (``fy / fx`` off 1 by more than ``tolerance``; a
+    calibrated camera, an anamorphic lens, a resized video): explore renders square pixels at the horizontal field
+    of view (the start image is a square crop), so the frames see another vertical field of view than the file's
+    cameras. Names the first such camera of ``file``, what the file has across its centre square and what explore
+    uses (``first_focal``: its focal length for the first camera at ``size`` pixels; a zoom keeps its ratio).
+    None when every camera has square pixels."""
+    import math
+
+    off = ((file.fy / file.fx - 1).abs() > tolerance).nonzero()
+    if len(off) == 0:
+        return None
+    i = int(off[0, 0])
+    side = min(file.width, file.height)
+    fx, fy = float(file.fx[i]), float(file.fy[i])
+
+    def deg(focal: float, pixels: int | float) -> float:
+        return math.degrees(2 * math.atan(0.5 * pixels / focal))
+
+    had = f"{deg(fx, side):.1f} x {deg(fy, side):.1f}"
+    used = deg(first_focal * fx / float(file.fx[0]), size)
+    uses = f"{used:.1f} x {used:.1f}"
+    return (f"warning: {src}: its pixels are not square (camera {i}: fx {fx:.4g}, fy {fy:.4g}, {had} degrees "
+            f"across its centre square); explore renders square pixels at the horizontal field of view: {uses} "
+            "degrees")
 
 
 def _run_cameras(folder: Path) -> Path:
@@ -288,26 +324,44 @@ def _run_cameras(folder: Path) -> Path:
                      fix="pass a run folder written by vdm3d, or --path FILE")
 
 
+#: the start image is read shrunk to no less than this many times --resolution on its shorter side (the side of
+#: its centre square); images under twice that are read whole
+READ_MARGIN = 4
+
+
 def load_image(path: Path, size: int, say: Progress | None = None) -> Float[Tensor, "size size 3"]:
     """The image as ``[size, size, 3]`` in [0, 1]: upright (its EXIF orientation applied), centre-cropped to a
     square, resized with area filtering. Transparent pixels are composited over white, as the object job
     does, and ``say`` is told so (a cut-out's transparent pixels often hold black, which the video would
-    otherwise explore as an object in front of a black wall)."""
+    otherwise explore as an object in front of a black wall). See :func:`load_start_image`."""
+    return load_start_image(path, size, say)[0]
+
+
+def load_start_image(path: Path, size: int, say: Progress | None = None
+                     ) -> tuple[Float[Tensor, "size size 3"], dict[str, list[int]]]:
+    """:func:`load_image`, and the crop for the manifest: ``{"source_size": [width, height], "crop_box": [left,
+    top, right, bottom]}`` in the upright file's pixels. ``say`` also hears when the crop drops more than half
+    of the image (an extreme aspect ratio), and that an animated file gives its first frame. A large image is
+    read shrunk to :data:`READ_MARGIN` times ``size`` first (:func:`vdm3d.io.images.read_image`'s ``at_least``)."""
     import cv2
 
-    from vdm3d.io.images import read_image
+    from vdm3d.io.images import read_image, upright_size
 
-    rgba = read_image(path, alpha=True, upright=True).numpy()
+    rgba = read_image(path, alpha=True, upright=True, at_least=READ_MARGIN * size, square=True, say=say).numpy()
     alpha = rgba[..., 3:]
     transparent = bool(alpha.min() < 1.0)
     img = rgba[..., :3] * alpha + (1.0 - alpha) if transparent else rgba[..., :3]
     if transparent and say is not None:
         say(f"{path}: transparent pixels composited over white")
-    h, w = img.shape[:2]
-    s = min(h, w)
-    top, left = (h - s) // 2, (w - s) // 2
-    img = cv2.resize(img[top:top + s, left:left + s], (size, size), interpolation=cv2.INTER_AREA)
-    return torch.from_numpy(img).float().clamp(0, 1)
+    img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+    width, height = upright_size(path) or (img.shape[1], img.shape[0])  # the file's own size
+    side = min(width, height)
+    x0, y0 = (width - side) // 2, (height - side) // 2
+    if 2 * side * side < width * height and say is not None:
+        say(f"{path} is {width}x{height}: explore uses its centre {side}x{side} square "
+            f"({100 * (1 - side / max(width, height)):.0f}% of the image is cropped away)")
+    crop = {"source_size": [width, height], "crop_box": [x0, y0, x0 + side, y0 + side]}
+    return torch.from_numpy(img).float().clamp(0, 1), crop
 
 
 # -- models ----------------------------------------------------------------------------------------
@@ -632,9 +686,9 @@ def run_explore(c: ExploreConfig, *, progress: Progress | None = print,
     warm_up_renderer()
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
-    path_plan = plan_path(c)
+    path_plan = plan_path(c, say)
     cams = path_plan.cameras
-    image = load_image(c.image, c.resolution, say)
+    image, crop = load_start_image(c.image, c.resolution, say)
     backbone, depth_model = load_models(c)
     state = start_cache(c, image, cams, depth_model)
     report = check_path(cams, state.depths[0])
@@ -676,5 +730,6 @@ def run_explore(c: ExploreConfig, *, progress: Progress | None = print,
         timings["chunks_s"] = per_chunk
         timings["total"] = round(time.perf_counter() - t0, 3)
         run.record(files=files, timings=timings, path_problems=report.problems, chunks=len(plans),
-                   backbone=getattr(backbone, "name", c.fill), num_gaussians=0 if state.cache is None else len(state.cache))
+                   start_image=crop, backbone=getattr(backbone, "name", c.fill),
+                   num_gaussians=0 if state.cache is None else len(state.cache))
     return ExploreResult(c.out, video, state.cache, timings, report.problems)

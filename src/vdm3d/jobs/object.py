@@ -76,6 +76,10 @@ from vdm3d.splat.ply import save_ply
 from vdm3d.splat.strategy import DensifyPolicy
 from vdm3d.views import Views
 
+#: the smallest orbit size: the fit's SSIM window (11 px, :mod:`vdm3d.recon.losses`) rounded up to the video
+#: VAEs' factor of 8; an 8 px orbit was generated and then the fit crashed on it
+MIN_RESOLUTION = 16
+
 Y_UP = np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
 
 
@@ -100,9 +104,9 @@ class ObjectConfig:
     """orbit layout: sv3d-static (21 views, input last), sv3d-dynamic (seeded), v3d (18, input first)"""
     frames: Annotated[int | None, Range(4)] = None
     """number of orbit views, at least 4 (None: the orbit's own, 21 or 18)"""
-    resolution: Annotated[int | None, Range(8)] = None
-    """orbit image size in pixels (None: the backbone's native resolution, 64 for the embedded model; other sizes
-    than the one a model was trained at give blurred or broken orbits, not more detail)"""
+    resolution: Annotated[int | None, Range(MIN_RESOLUTION)] = None
+    """orbit image size in pixels, at least 16 (None: the backbone's native resolution, 64 for the embedded model;
+    other sizes than the one a model was trained at give blurred or broken orbits, not more detail)"""
     elevation_deg: Annotated[float, Range(-90, 90, open_min=True, open_max=True)] = 10.0
     """elevation of the input camera (degrees above the object's equator)"""
     radius: Annotated[float, Range(0, open_min=True)] = 3.2163
@@ -292,11 +296,12 @@ def check_config(config: ObjectConfig) -> None:
 
 
 # -- stages ---------------------------------------------------------------------------------------
-def load_input(config: ObjectConfig, size: int) -> Foreground:
-    """Mask, recentre and composite the input image at ``size`` (raises InputError on bad input)."""
+def load_input(config: ObjectConfig, size: int, say: Progress | None = None) -> Foreground:
+    """Mask, recentre and composite the input image at ``size`` (raises InputError on bad input); ``say``
+    hears that an animated file gives its first frame (None: a warning)."""
     if str(config.image) in ("", "."):
         raise InputError("no input image was given; pass --image PATH (an RGBA image or one on a plain background).")
-    return load_object_image(config.image, size, config.border_ratio, config.recentre, mask=config.mask)
+    return load_object_image(config.image, size, config.border_ratio, config.recentre, mask=config.mask, say=say)
 
 
 def generate_orbit(config: ObjectConfig, fg: Foreground, source: OrbitSource) -> tuple[Views, OrbitPlan]:
@@ -520,7 +525,7 @@ def run_object(config: ObjectConfig, *, source: OrbitSource | None = None, progr
     clock = StageClock()
     lap, timings = clock.lap, clock.timings
 
-    fg = load_input(config, config.resolution or 64)  # bad images fail first, before any model loads
+    fg = load_input(config, config.resolution or 64, say)  # bad images fail first, before any model loads
     if source is None:
         source = load_orbit_source(config)
     native = getattr(getattr(source, "backbone", None), "resolution", None)
@@ -530,7 +535,7 @@ def run_object(config: ObjectConfig, *, source: OrbitSource | None = None, progr
             f"{source.name}, which was trained at that size: expect blurred or scattered orbit frames, not more "
             "detail; leave --resolution out to use the native size")
     if size != fg.image.shape[0]:
-        fg = load_input(config, size)
+        fg = load_input(config, size, lambda _said: None)  # the same file: its notes were said above
     perceptual, perceptual_name = make_perceptual(config.perceptual)
     lap("load")
     inputs = [config.image, *([config.mask] if config.mask else []),
