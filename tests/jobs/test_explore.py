@@ -734,12 +734,12 @@ def test_a_large_start_image_is_read_shrunk_to_a_few_times_the_output(tmp_path, 
     real = images.shrink
     monkeypatch.setattr(images, "shrink", lambda arr, factor: seen.append((arr.shape, factor)) or real(arr, factor))
     fast = explore.load_image(tmp_path / "big.png", 64)
-    assert seen == [((600, 600, 3), 2)] and explore.READ_MARGIN == 4  # 600 // 256: read at 300 x 300
-    monkeypatch.setattr(explore, "READ_MARGIN", 10_000)
+    assert seen == [((600, 600, 3), 2)] and images.SQUARE_READ_MARGIN == 4  # 600 // 256: read at 300 x 300
+    monkeypatch.setattr(images, "SQUARE_READ_MARGIN", 10_000)
     full = explore.load_image(tmp_path / "big.png", 64)
     assert float((fast - full).abs().max()) < 0.04 and float((fast - full).abs().mean()) < 1.5e-3
     seen.clear()
-    monkeypatch.setattr(explore, "READ_MARGIN", 4)
+    monkeypatch.setattr(images, "SQUARE_READ_MARGIN", 4)
     explore.load_image(tmp_path / "big.png", 160)  # 600 < 2 x 4 x 160: whole
     assert seen == [((600, 600, 3), 1)]
 

@@ -84,22 +84,22 @@ def test_a_style_image_cropped_by_more_than_half_is_said_and_the_crop_recorded(t
     config = _config(tmp_path, _box(tmp_path / "box.ply"), _orbit(3.0), _style(tmp_path / "strip.png", 200, 20))
     said: list[str] = []
     inputs = job.load_inputs(config, said.append)
-    assert said == [f"{tmp_path / 'strip.png'}: 200x20 pixels; stylize uses its centre 20x20 square (90% of the "
+    assert said == [f"{tmp_path / 'strip.png'} is 200x20: stylize uses its centre 20x20 square (90% of the "
                     "image is cropped away)"]
-    assert inputs.style_crop == {"size": [200, 20], "crop": [90, 0, 20, 20]}
+    assert inputs.style_crop == {"source_size": [200, 20], "crop_box": [90, 0, 110, 20]}
     # a 3:2 image loses a third: kept without a word
     said.clear()
     inputs = job.load_inputs(_config(tmp_path, config.mesh, _orbit(3.0), _style(tmp_path / "wide.png", 36, 24)),
                              said.append)
-    assert said == [] and inputs.style_crop == {"size": [36, 24], "crop": [6, 0, 24, 24]}
+    assert said == [] and inputs.style_crop == {"source_size": [36, 24], "crop_box": [6, 0, 30, 24]}
     # a phone photo stored 20 wide and 200 tall, shown turned a quarter (EXIF 6): the crop is of what is shown
     stored = (np.random.default_rng(1).uniform(0, 255, (200, 20, 3))).astype(np.uint8)
     exif = Image.Exif()
     exif[0x0112] = 6
     Image.fromarray(stored).save(tmp_path / "turned.png", exif=exif)
     inputs = job.load_inputs(_config(tmp_path, config.mesh, _orbit(3.0), tmp_path / "turned.png"), said.append)
-    assert inputs.style_crop == {"size": [200, 20], "crop": [90, 0, 20, 20]}
-    assert said[-1].startswith(f"{tmp_path / 'turned.png'}: 200x20 pixels; stylize uses its centre 20x20 square")
+    assert inputs.style_crop == {"source_size": [200, 20], "crop_box": [90, 0, 110, 20]}
+    assert said[-1].startswith(f"{tmp_path / 'turned.png'} is 200x20: stylize uses its centre 20x20 square")
 
 
 # -- cameras inside the mesh ----------------------------------------------------------------------
@@ -169,4 +169,4 @@ def test_the_manifest_records_the_mesh_bounds_its_up_axis_and_the_style_crop(tmp
     job.run_stylize(config, progress=None)
     manifest = json.loads((config.out / "manifest.json").read_text())
     assert manifest["mesh"] == {"up": "z", "bounds": [[-1.0, -1.0, 0.0], [1.0, 1.0, 2.0]], "cameras_inside": []}
-    assert manifest["style"] == {"size": [48, 24], "crop": [12, 0, 24, 24]}
+    assert manifest["style"] == {"source_size": [48, 24], "crop_box": [12, 0, 36, 24]}

@@ -329,6 +329,40 @@ def read_image(path: str | Path, alpha: bool = False, upright: bool = False, at_
     return torch.from_numpy(np.ascontiguousarray(img))
 
 
+#: a square image (explore's start image, stylize's style image) is read shrunk to no less than this many
+#: times its output size on its shorter side (the side of its centre square); images under twice that are read whole
+SQUARE_READ_MARGIN = 4
+
+
+def read_square_image(path: str | Path, size: int, say: Callable[[str], None] | None = None, who: str = "vdm3d"
+                      ) -> tuple[Float[Tensor, "size size 3"], dict[str, list[int]]]:
+    """A picture as ``[size, size, 3]`` in [0, 1]: upright (its EXIF orientation applied), its centre square,
+    resized with area filtering, and the crop for a manifest, ``{"source_size": [width, height], "crop_box":
+    [left, top, right, bottom]}`` in the upright file's pixels.
+
+    Transparent pixels are composited over white, as the object job does (a cut-out's transparent pixels often
+    hold black, which a video model would take for a black wall or a dark style), and ``say`` hears so; it also
+    hears when the crop drops more than half of the image (``who`` names the job that keeps the square) and when
+    an animated file gives its first frame. A large image is read shrunk first (:func:`read_image`'s
+    ``at_least``, :data:`SQUARE_READ_MARGIN`)."""
+    rgba = read_image(path, alpha=True, upright=True, at_least=SQUARE_READ_MARGIN * size, square=True,
+                      say=say).numpy()
+    alpha = rgba[..., 3:]
+    transparent = bool(alpha.min() < 1.0)
+    img = rgba[..., :3] * alpha + (1.0 - alpha) if transparent else rgba[..., :3]
+    if transparent and say is not None:
+        say(f"{path}: transparent pixels composited over white")
+    img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+    width, height = upright_size(path) or (img.shape[1], img.shape[0])  # the file's own size
+    side = min(width, height)
+    x0, y0 = (width - side) // 2, (height - side) // 2
+    if 2 * side * side < width * height and say is not None:
+        say(f"{path} is {width}x{height}: {who} uses its centre {side}x{side} square "
+            f"({100 * (1 - side / max(width, height)):.0f}% of the image is cropped away)")
+    crop = {"source_size": [width, height], "crop_box": [x0, y0, x0 + side, y0 + side]}
+    return torch.from_numpy(img).float().clamp(0, 1), crop
+
+
 def _to_numpy(image) -> np.ndarray:
     if torch.is_tensor(image):
         image = image.detach().cpu().numpy()

@@ -324,44 +324,18 @@ def _run_cameras(folder: Path) -> Path:
                      fix="pass a run folder written by vdm3d, or --path FILE")
 
 
-#: the start image is read shrunk to no less than this many times --resolution on its shorter side (the side of
-#: its centre square); images under twice that are read whole
-READ_MARGIN = 4
-
-
 def load_image(path: Path, size: int, say: Progress | None = None) -> Float[Tensor, "size size 3"]:
-    """The image as ``[size, size, 3]`` in [0, 1]: upright (its EXIF orientation applied), centre-cropped to a
-    square, resized with area filtering. Transparent pixels are composited over white, as the object job
-    does, and ``say`` is told so (a cut-out's transparent pixels often hold black, which the video would
-    otherwise explore as an object in front of a black wall). See :func:`load_start_image`."""
+    """The start image as ``[size, size, 3]`` (:func:`load_start_image` without the crop)."""
     return load_start_image(path, size, say)[0]
 
 
 def load_start_image(path: Path, size: int, say: Progress | None = None
                      ) -> tuple[Float[Tensor, "size size 3"], dict[str, list[int]]]:
-    """:func:`load_image`, and the crop for the manifest: ``{"source_size": [width, height], "crop_box": [left,
-    top, right, bottom]}`` in the upright file's pixels. ``say`` also hears when the crop drops more than half
-    of the image (an extreme aspect ratio), and that an animated file gives its first frame. A large image is
-    read shrunk to :data:`READ_MARGIN` times ``size`` first (:func:`vdm3d.io.images.read_image`'s ``at_least``)."""
-    import cv2
+    """The start image, upright, its centre square, transparent pixels over white, and its crop for the
+    manifest (:func:`vdm3d.io.images.read_square_image`, which says what it did)."""
+    from vdm3d.io.images import read_square_image
 
-    from vdm3d.io.images import read_image, upright_size
-
-    rgba = read_image(path, alpha=True, upright=True, at_least=READ_MARGIN * size, square=True, say=say).numpy()
-    alpha = rgba[..., 3:]
-    transparent = bool(alpha.min() < 1.0)
-    img = rgba[..., :3] * alpha + (1.0 - alpha) if transparent else rgba[..., :3]
-    if transparent and say is not None:
-        say(f"{path}: transparent pixels composited over white")
-    img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
-    width, height = upright_size(path) or (img.shape[1], img.shape[0])  # the file's own size
-    side = min(width, height)
-    x0, y0 = (width - side) // 2, (height - side) // 2
-    if 2 * side * side < width * height and say is not None:
-        say(f"{path} is {width}x{height}: explore uses its centre {side}x{side} square "
-            f"({100 * (1 - side / max(width, height)):.0f}% of the image is cropped away)")
-    crop = {"source_size": [width, height], "crop_box": [x0, y0, x0 + side, y0 + side]}
-    return torch.from_numpy(img).float().clamp(0, 1), crop
+    return read_square_image(path, size, say, "explore")
 
 
 # -- models ----------------------------------------------------------------------------------------

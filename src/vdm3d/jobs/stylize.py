@@ -71,7 +71,7 @@ from vdm3d.diffusion.schedules import DdimSchedule, EdmSchedule, FlowSchedule
 from vdm3d.errors import ConfigError, InputError
 from vdm3d.geometry.mesh_scene import MeshScene, load_mesh_scene
 from vdm3d.geometry.path_buffers import PathBuffers, fuse_along_path, render_path
-from vdm3d.io.images import check_image_file, exif_orientation, read_image, write_image
+from vdm3d.io.images import read_square_image, write_image
 from vdm3d.io.progress import StageClock, StageSteps, read_announced
 from vdm3d.io.runs import RunFolder
 from vdm3d.io.video import write_video
@@ -194,7 +194,8 @@ class StylizeInputs:
     """cameras ``[F]`` at ``resolution x resolution``"""
     style: Float[Tensor, "H W 3"]
     style_crop: dict[str, list[int]] | None = None
-    """the style image's size and the centre square kept (:func:`style_crop`), for the manifest"""
+    """the style image's size and the centre square kept (:func:`~vdm3d.io.images.read_square_image`), for the
+    manifest"""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,29 +238,6 @@ def square(cameras: Cameras, size: int) -> Cameras:
     return cameras.crop((cameras.width - s) // 2, (cameras.height - s) // 2, s, s).resize(size, size)
 
 
-def style_crop(path: Path) -> dict[str, list[int]]:
-    """The style image's size as shown (its EXIF orientation applied) and the centre square the job keeps,
-    ``[left, top, width, height]``, from the file's header (decoded only when PIL does not know the format)."""
-    size = check_image_file(path, "a style image")
-    if size is None:
-        h, w = read_image(path, upright=True).shape[:2]
-    else:
-        w, h = size[::-1] if exif_orientation(path) in (5, 6, 7, 8) else size  # turned a quarter: sides swap
-    s = min(w, h)
-    return {"size": [w, h], "crop": [(w - s) // 2, (h - s) // 2, s, s]}
-
-
-def style_crop_line(path: Path, crop: dict[str, list[int]]) -> str | None:
-    """One line when the centre square drops more than half of the style image (a panorama, a strip):
-    the models see only that square, which may not hold the style at all."""
-    (w, h), s = crop["size"], crop["crop"][2]
-    dropped = 1.0 - s * s / (w * h)
-    if dropped <= 0.5:
-        return None
-    return (f"{path}: {w}x{h} pixels; stylize uses its centre {s}x{s} square ({100 * dropped:.0f}% of the image is "
-            "cropped away)")
-
-
 def mesh_up_line(mesh: Path, up: Literal["auto", "y", "z"]) -> str:
     """One line saying which up axis the mesh was read with and how to change it: a wrong guess only
     shows as empty or sideways edges, so the run says it before anything is generated."""
@@ -277,12 +255,8 @@ def load_inputs(config: StylizeConfig, say: Progress | None = None) -> StylizeIn
     scene = read_announced(config.mesh, lambda: load_mesh_scene(config.mesh, up=config.up, normalize=False), say,
                            "mesh", lambda scene: f"{scene.num_faces:,} faces read")
     traj = read_camera_file(config.trajectory, dtype=torch.float32).trajectory  # the formats explore's --path takes
-    from vdm3d.jobs.explore import load_image  # explore's reader: the same style pixels as explore's --image
-
-    crop = style_crop(config.style)
-    if say is not None and (line := style_crop_line(config.style, crop)) is not None:
-        say(line)
-    style = load_image(config.style, config.resolution, say)  # transparent pixels over white, said
+    # read as explore reads its start image: transparent pixels over white, a large crop said, both recorded
+    style, crop = read_square_image(config.style, config.resolution, say, "stylize")
     return StylizeInputs(scene, traj.with_cameras(square(traj.cameras, config.resolution)), style, crop)
 
 
