@@ -25,7 +25,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from vdm3d.errors import ConfigError, MissingWeightsError
+from vdm3d.errors import ConfigError, InputError, MissingWeightsError
 from vdm3d.io.cache import cache_root
 
 ENV_FOLDER = "VDM3D_MODELS"
@@ -510,6 +510,38 @@ def load_depth(name: str, path: str | Path | None = None, *, allow_download: boo
                      device=device, **settings)
 
 
+def _check_variant(folder: Path, key: str, entry: HubEntry, expected: str | None) -> None:
+    """Refuse a folder whose ``vdm3d_adapter.json`` says it is another variant of the same adapter (SV3D_u's
+    fixed orbit in the sv3d-p slot): its settings would otherwise replace the entry's, the width checks would
+    test the wrong variant, and the run would record ``key`` for another model."""
+    import json
+
+    from vdm3d.models.hub.base import ADAPTER_FILE
+
+    try:
+        meta = json.loads((folder / ADAPTER_FILE).read_text())
+    except (OSError, ValueError):
+        return  # no adapter file (a download), or a broken one: from_pretrained says so
+    stored = meta.get("settings") if isinstance(meta, dict) else None
+    if not isinstance(stored, dict) or "trained_orbit" not in stored or stored["trained_orbit"] == expected:
+        return
+    held = stored["trained_orbit"]
+    others = [n for n, e in HUB.items() if n != key and e.adapter == entry.adapter
+              and dict(e.settings).get("trained_orbit") == held]
+    saved_as = meta.get("name")
+    label = saved_as if saved_as in HUB and saved_as != key else (others[0] if others else "another variant")
+
+    def orbit(value: str | None) -> str:
+        return f"trained on the {value} orbit" if value else "with no trained orbit"
+
+    where = (f"use it as {others[0]} (put it in {default_folder(others[0])}) or " if others else "")
+    raise InputError(
+        f"{folder} holds {label}, {orbit(held)} (its {ADAPTER_FILE} says so), not {key}, which "
+        f"{'is trained on the ' + expected + ' orbit' if expected else 'has no trained orbit'}; "
+        f"{where}put {key}'s own weights in {folder}."
+    )
+
+
 def _load_hub(entry: HubEntry, key: str, path: str | Path | None, *, allow_download: bool, trust_pickle: bool,
               device: str, **settings):
     folder = default_folder(key)
@@ -537,8 +569,15 @@ def _load_hub(entry: HubEntry, key: str, path: str | Path | None, *, allow_downl
             f"fetch; {entry.notes}."
         )
     merged = {**dict(entry.settings), **settings}
+    cls = entry.adapter_class()
+    defaults = {f.name: f.default for f in dataclasses.fields(cls.Settings)} if dataclasses.is_dataclass(
+        cls.Settings) else {}
+    if "trained_orbit" in defaults:  # the entry says which variant this is; a folder's vdm3d_adapter.json does not
+        merged.setdefault("trained_orbit", defaults["trained_orbit"])
+        if Path(source).is_dir():
+            _check_variant(Path(source), key, entry, merged["trained_orbit"])
     try:
-        return entry.adapter_class().from_pretrained(
+        return cls.from_pretrained(
             source,
             allow_download=allow_download,
             trust_pickle=trust_pickle,

@@ -24,6 +24,7 @@ import dataclasses
 import json
 import pickle
 import re
+import sys
 import warnings
 from pathlib import Path
 from typing import Any, ClassVar
@@ -114,6 +115,14 @@ class HubBackbone:
     prediction: str
     process: str
     per_element_sigma: bool = False
+    source: str | None = None
+    """the folder (or hub id) :meth:`from_pretrained` loaded from; None for a model built in memory"""
+    hub_id: str | None = None
+    """the repository the entry downloads from (None: a converted model)"""
+    TEXT_REPO: ClassVar[str | None] = None
+    """the published repository whose ``text_encoder/`` and ``tokenizer/`` this adapter's folders take"""
+    NO_SCHEDULER: ClassVar[str | None] = None
+    """what the adapter uses when the folder has no ``scheduler/`` (None: it reads no scheduler config)"""
 
     def __init__(self, components: dict[str, Any], settings=None, *, name: str | None = None):
         missing = [k for k, c in self.COMPONENTS.items() if c.required and components.get(k) is None]
@@ -170,6 +179,24 @@ class HubBackbone:
                 continue  # nothing to move (diffusers warns about casts even when they are no-ops)
             module.to(device=device, dtype=dtype)
         return self
+
+    def missing_text(self, *pairs: tuple[str, str]) -> list[str]:
+        """The sub-folders of ``(encoder, tokenizer)`` pairs that were not loaded (a text-free folder)."""
+        return [k + "/" for pair in pairs for k in pair if self.components.get(k) is None]
+
+    def refuse_prompt(self, prompt: str, missing: list[str], *, negative: bool = False) -> None:
+        """A non-empty prompt for a folder without a text encoder is refused: the zero embedding that stands
+        in for it would condition the model on no text at all, silently. An empty prompt passes."""
+        if not missing or not prompt.strip():
+            return
+        where = self.source or f"{self.name}'s model folder"
+        repo = self.hub_id or self.TEXT_REPO
+        subs = " and ".join(missing) if len(missing) < 3 else ", ".join(missing[:-1]) + " and " + missing[-1]
+        raise InputError(
+            f"{where} has no {subs}, so {self.name} cannot read the {'negative ' if negative else ''}prompt "
+            f"{prompt!r}; add the {subs} sub-folders of {'the repository ' + repo if repo else 'its repository'} "
+            f"to {where}, or pass no {'negative ' if negative else ''}prompt."
+        )
 
     def concat_conditions(self, conds: list[Any], batch: int) -> Any | None:
         """Encoded conditions joined on the batch axis, so the samplers run both CFG branches in one
@@ -282,6 +309,11 @@ class HubBackbone:
             model = cls(components, cls.Settings(**stored), name=name)
         except (TypeError, ValueError, KeyError, AttributeError, RuntimeError, IndexError) as e:
             raise _unreadable(Path(source_str), e, "the components could not be put together") from None
+        model.source = source_str
+        model.hub_id = hub_id or (None if local else source_str)
+        if cls.NO_SCHEDULER and "scheduler" in cls.COMPONENTS and components.get("scheduler") is None:
+            print(f"note: {Path(source_str) / 'scheduler'} is absent, so {model.name} uses {cls.NO_SCHEDULER}.",
+                  file=sys.stderr, flush=True)
         return model.to(device)
 
     @classmethod

@@ -1,0 +1,135 @@
+"""What the hub QA pass of session 33 found, each as a folder a user could have: a text-free folder given a
+prompt (F1), a missing scheduler/ (F1), another variant's folder in a slot (F2), broken files inside a folder
+(F4), another model's folder given by path (F5). Each refusal is one sentence naming the folder and the fix."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from vdm3d.errors import InputError, MissingWeightsError
+from vdm3d.models import registry
+from vdm3d.protocols import Conditioning
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """Tiny random folders as vdm3d's save_pretrained writes them (with vdm3d_adapter.json)."""
+    from vdm3d.models.hub import cogvideox, flux, sv3d, svd, wan
+
+    root = tmp_path_factory.mktemp("qa33")
+    return {
+        "flux": flux.FluxBackbone(flux.tiny_components(0), flux.FluxSettings(
+            height=SIZE, width=SIZE, max_text_tokens=8, clip_tokens=8)).save_pretrained(root / "flux"),
+        "wan": wan.WanBackbone(wan.tiny_components(0), wan.WanSettings(
+            frames=5, height=SIZE, width=SIZE, max_text_tokens=8)).save_pretrained(root / "wan"),
+        "cogvideox": cogvideox.CogVideoXBackbone(cogvideox.tiny_components(0, frames=9), cogvideox.CogVideoXSettings(
+            frames=9, height=SIZE, width=SIZE, max_text_tokens=8)).save_pretrained(root / "cogvideox"),
+        "sv3d-u": sv3d.SV3DBackbone(sv3d.tiny_components(0, cameras=False), sv3d.SV3DSettings(
+            frames=2, height=SIZE, width=SIZE, trained_orbit="sv3d-static"), name="sv3d-u").save_pretrained(
+            root / "sv3d-u"),
+        "svd": svd.SVDBackbone(svd.tiny_components(0), svd.SVDSettings(
+            frames=2, height=SIZE, width=SIZE), name="svd").save_pretrained(root / "svd"),
+    }
+
+
+def _copy(folder: Path, tmp_path: Path, name: str) -> Path:
+    return Path(shutil.copytree(folder, tmp_path / name))
+
+
+def _one_sentence(err) -> str:
+    msg = str(err.value)
+    assert "\n" not in msg and msg.endswith("."), msg
+    return msg
+
+
+def _image(seed=1):
+    return torch.rand(1, SIZE, SIZE, 3, generator=torch.Generator().manual_seed(seed))
+
+
+# ------------------------------------------------------------------ F1: no text encoder
+@pytest.mark.parametrize("name, entry, subs, repo", [
+    ("flux", "flux-dev-controlnet-hed", ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2"),
+     "black-forest-labs/FLUX.1-dev"),
+    ("wan", "worldwarp", ("text_encoder", "tokenizer"), "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"),
+    ("cogvideox", "videofrom3d-ggi", ("text_encoder", "tokenizer"), "THUDM/CogVideoX-5b-I2V"),
+])
+def test_a_prompt_for_a_folder_without_text_encoder_is_refused(saved, tmp_path, name, entry, subs, repo):
+    folder = _copy(saved[name], tmp_path, name)
+    for sub in subs:
+        shutil.rmtree(folder / sub)
+    if name == "cogvideox":  # the GGI slot takes a widened transformer: load it as the plain I2V entry
+        entry = "cogvideox-5b-i2v"
+        repo = "THUDM/CogVideoX-5b-I2V"
+    bb = registry.load_backbone(entry, folder)
+    listed = " and ".join(s + "/" for s in subs) if len(subs) < 3 else \
+        ", ".join(s + "/" for s in subs[:-1]) + " and " + subs[-1] + "/"
+    with pytest.raises(InputError) as err:
+        bb.condition(Conditioning(text="a toy", reference=_image()))
+    assert _one_sentence(err) == (
+        f"{folder} has no {listed}, so {entry} cannot read the prompt 'a toy'; add the {listed} sub-folders of "
+        f"the repository {repo} to {folder}, or pass no prompt.")
+    with pytest.raises(InputError, match="cannot read the negative prompt 'blurry'"):
+        bb.condition(Conditioning(text="", negative_text="blurry", reference=_image()), null=True)
+    # an empty prompt keeps the documented fallback: no text encoder, zero text embedding
+    cond = bb.condition(Conditioning(text="", reference=_image()))
+    assert float(cond.text.abs().max()) == 0.0
+    if name == "flux":
+        assert float(cond.pooled.abs().max()) == 0.0
+
+
+def test_a_folder_with_its_text_encoder_still_reads_the_prompt(saved):
+    bb = registry.load_backbone("flux-dev-controlnet-hed", saved["flux"])
+    a = bb.condition(Conditioning(text="a red chair"))
+    b = bb.condition(Conditioning(text="a blue car"))
+    assert float((a.text - b.text).abs().max()) > 0.1
+
+
+def test_a_missing_scheduler_is_one_note(saved, tmp_path, capfd):
+    folder = _copy(saved["svd"], tmp_path, "svd")
+    shutil.rmtree(folder / "scheduler")
+    capfd.readouterr()
+    bb = registry.load_backbone("svd", folder)
+    err = capfd.readouterr().err
+    assert err == (f"note: {folder}/scheduler is absent, so svd uses the EDM sigma range 0.002 to 700 of the "
+                   "published SVD scheduler.\n")
+    assert bb.sigma_range == (0.002, 700.0)
+    registry.load_backbone("svd", saved["svd"])
+    assert capfd.readouterr().err == ""
+
+
+# ------------------------------------------------------------------ F2: another variant in a slot
+def test_an_sv3d_u_folder_in_the_sv3d_p_slot_is_refused(saved, tmp_path):
+    """The folder's vdm3d_adapter.json (trained_orbit sv3d-static) used to replace the sv3d-p entry's settings,
+    so the camera-width check tested SV3D_u's layout, passed, and the run recorded sv3d-p."""
+    folder = _copy(saved["sv3d-u"], tmp_path, "sv3d-p")
+    with pytest.raises(InputError) as err:
+        registry.load_backbone("sv3d-p", folder)
+    assert _one_sentence(err) == (
+        f"{folder} holds sv3d-u, trained on the sv3d-static orbit (its vdm3d_adapter.json says so), not sv3d-p, "
+        f"which has no trained orbit; use it as sv3d-u (put it in {registry.default_folder('sv3d-u')}) or put "
+        f"sv3d-p's own weights in {folder}.")
+    # without the adapter file the entry's expectations hold too: the UNet width check refuses it
+    (folder / "vdm3d_adapter.json").unlink()
+    with pytest.raises(InputError, match="projection_class_embeddings_input_dim is 8, SV3D_u's"):
+        registry.load_backbone("sv3d-p", folder)
+    # in its own slot it loads, held to its orbit
+    bb = registry.load_backbone("sv3d-u", saved["sv3d-u"])
+    assert bb.trained_orbit == "sv3d-static" and "cameras" not in bb.slots
+
+
+def test_an_svd_folder_saved_by_vdm3d_in_the_v3d_slot_is_refused(saved, tmp_path):
+    """V3D's UNet has SVD's shapes, so only the adapter file can tell them apart."""
+    folder = _copy(saved["svd"], tmp_path, "v3d")
+    with pytest.raises(InputError) as err:
+        registry.load_backbone("v3d", folder)
+    assert _one_sentence(err) == (
+        f"{folder} holds svd, with no trained orbit (its vdm3d_adapter.json says so), not v3d, which is trained on "
+        f"the v3d orbit; use it as svd (put it in {registry.default_folder('svd')}) or put v3d's own weights in "
+        f"{folder}.")
