@@ -133,3 +133,76 @@ def test_an_svd_folder_saved_by_vdm3d_in_the_v3d_slot_is_refused(saved, tmp_path
         f"{folder} holds svd, with no trained orbit (its vdm3d_adapter.json says so), not v3d, which is trained on "
         f"the v3d orbit; use it as svd (put it in {registry.default_folder('svd')}) or put v3d's own weights in "
         f"{folder}.")
+
+
+# ------------------------------------------------------------------ F4: broken files inside a folder
+def _unet_config(folder: Path) -> Path:
+    return folder / "unet" / "config.json"
+
+
+def test_a_truncated_safetensors_file_is_named_with_its_sizes(saved, tmp_path):
+    folder = _copy(saved["svd"], tmp_path, "svd")
+    weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    whole = weights.stat().st_size
+    weights.write_bytes(weights.read_bytes()[: whole // 2])
+    with pytest.raises(InputError) as err:
+        registry.load_backbone("svd", folder)
+    assert _one_sentence(err) == f"{weights} is truncated ({whole // 2} of {whole} bytes); download it again."
+    weights.write_bytes(b"\x05")
+    with pytest.raises(InputError, match=r"is truncated \(1 of at least 8 bytes\)"):
+        registry.load_backbone("svd", folder)
+
+
+def test_invalid_json_in_a_config_is_said_not_taken_for_a_missing_config(saved, tmp_path):
+    folder = _copy(saved["svd"], tmp_path, "svd")
+    text = _unet_config(folder).read_text()
+    _unet_config(folder).write_text(text + "}{")
+    line = text.count("\n") + 1
+    col = len(text.rsplit("\n", 1)[-1]) + 1
+    with pytest.raises(InputError) as err:
+        registry.load_backbone("svd", folder)
+    assert _one_sentence(err) == (f"{_unet_config(folder)} is not valid JSON (line {line}, column {col}: Extra "
+                                  "data); correct it or download it again.")
+
+
+def test_a_config_field_of_the_wrong_type_is_named(saved, tmp_path):
+    folder = _copy(saved["svd"], tmp_path, "svd")
+    cfg = json.loads(_unet_config(folder).read_text())
+    _unet_config(folder).write_text(json.dumps({**cfg, "in_channels": "eight"}))
+    with pytest.raises(InputError) as err:
+        registry.load_backbone("svd", folder)
+    assert _one_sentence(err) == (f"{_unet_config(folder)}: in_channels is \"eight\", not an integer (the class "
+                                  "default is 8); correct it or download the file again.")
+
+
+def test_a_config_that_disagrees_with_its_weights_names_the_tensor(saved, tmp_path):
+    folder = _copy(saved["svd"], tmp_path, "svd")
+    cfg = json.loads(_unet_config(folder).read_text())
+    _unet_config(folder).write_text(json.dumps({**cfg, "in_channels": cfg["in_channels"] - 1}))
+    with pytest.raises(InputError) as err:
+        registry.load_backbone("svd", folder)
+    out = cfg["block_out_channels"][0]
+    assert _one_sentence(err) == (
+        f"{_unet_config(folder)} does not match the weights beside it: conv_in.weight is [{out}, {cfg['in_channels']}, "
+        f"3, 3] in the weights but the config builds [{out}, {cfg['in_channels'] - 1}, 3, 3]; correct the config "
+        "field that sets that size, or download config.json and the weights again.")
+
+
+# ------------------------------------------------------------------ F5: another model's folder by path
+def test_another_models_folder_says_what_it_holds_and_where_the_right_one_goes(saved, tmp_path, monkeypatch):
+    monkeypatch.setenv("VDM3D_MODELS", str(tmp_path / "root"))
+    with pytest.raises(MissingWeightsError) as err:
+        registry.load_backbone("flux-dev-controlnet-hed", saved["svd"])  # an SVD folder as --anchor-path
+    home = tmp_path / "root" / "flux-dev-controlnet-hed"
+    assert _one_sentence(err).startswith(
+        f"{saved['svd']} holds the svd model (image_encoder/, scheduler/, unet/, vae/), not flux-dev-controlnet-hed, "
+        f"which needs transformer/; give the folder of flux-dev-controlnet-hed instead (its weights go in {home}: "
+        f"`hf download black-forest-labs/FLUX.1-dev --local-dir {home}`)")
+    # the same folder in the slot itself: move it out first, then download into the slot
+    slot = Path(shutil.copytree(saved["svd"], tmp_path / "root" / "flux-dev-controlnet-hed"))
+    with pytest.raises(MissingWeightsError) as err:
+        registry.load_backbone("flux-dev-controlnet-hed")
+    assert _one_sentence(err).startswith(
+        f"{slot} holds the svd model (image_encoder/, scheduler/, unet/, vae/), not flux-dev-controlnet-hed, which "
+        f"needs transformer/; move that model to its own folder and put flux-dev-controlnet-hed's weights in {slot} "
+        f"(`hf download black-forest-labs/FLUX.1-dev --local-dir {slot}`)")
