@@ -391,8 +391,19 @@ def _is_model_folder(folder: Path, entry: HubEntry) -> bool:
     return (folder / "model_index.json").is_file() or any((folder / s / "config.json").is_file() for s in subs)
 
 
+def absent_parts(key: str, folder: Path) -> list[str]:
+    """The parts a load of ``key`` from ``folder`` needs that are not there at all (``vae/``, or a depth
+    estimator's ``model.safetensors``); quick: no file is read and no model class imported."""
+    if key in DEPTH:
+        return [f for f in ("config.json",) if not (folder / f).is_file()] + (
+            [] if any(folder.glob("*.safetensors")) or any(folder.glob("*.bin")) else ["model.safetensors"])
+    comps = HUB[key].adapter_class().COMPONENTS
+    return [f"{k}/" for k, c in comps.items() if c.required and not (folder / k / "config.json").is_file()]
+
+
 def installed(name: str) -> str | None:
-    """Where the weights of ``name`` are found locally (a folder, the hub cache, the package), else None."""
+    """Where the weights of ``name`` are found locally (a folder, the hub cache, the package), else None; a
+    folder that lacks a required part says so ("incomplete (no vae/): FOLDER")."""
     kind, key = _resolve(name)
     if kind == "tiny":
         return "package"
@@ -400,7 +411,72 @@ def installed(name: str) -> str | None:
     if found is None:
         return None
     folder, label = found
-    return label if folder == default_folder(key) else f"hub cache ({_entry(key).hub_id})"
+    where = label if folder == default_folder(key) else f"hub cache ({_entry(key).hub_id})"
+    missing = absent_parts(key, folder)
+    if missing:
+        return f"incomplete (no {', '.join(missing)}; `vdm3d models verify {key}` checks the rest): {where}"
+    return where
+
+
+def verify(name: str, path: str | Path | None = None) -> tuple[str, list[str]]:
+    """Check the folder ``name`` would load from (``path``, else its default place) the way the loader does,
+    without building the model: every required part present, every JSON file parses, configs of the right
+    class and field types, no pickle-only weights, no truncated or unreadable safetensors file, the variant the
+    entry expects. Returns (the folder or where it was looked for, one sentence per problem)."""
+    from vdm3d.errors import Vdm3dError
+
+    kind, key = _resolve(name)
+    if kind == "tiny":
+        return "package", []
+    entry = _entry(key)
+    if path is not None:
+        folder = Path(path).expanduser()
+        if not folder.is_dir():
+            return str(folder), [f"{folder}: no such folder; give the folder that holds {', '.join(entry.files)}."]
+        where = str(folder)
+    else:
+        found = weights_source(key)
+        if found is None:
+            fetch = (f"`hf download {entry.hub_id} --local-dir {default_folder(key)}`" if entry.hub_id
+                     else f"see `vdm3d models info {key}`")
+            return str(default_folder(key)), [
+                f"{key}: weights not found in {default_folder(key)}"
+                f"{' nor in the Hugging Face cache' if entry.hub_id else ''}; {fetch} puts them there."]
+        folder, where = found
+    if key in DEPTH:
+        from vdm3d.models.hub.base import _json_problems, _refuse_pickle_only, safetensors_problem
+
+        problems: list[str] = [f"{folder} has no {p}; download it again." for p in absent_parts(key, folder)]
+        problems += [str(e) for e in _json_problems(folder)]
+        try:
+            _refuse_pickle_only(folder)
+        except Vdm3dError as e:
+            problems.append(str(e))
+        problems += [m for f in sorted(folder.glob("*.safetensors")) if (m := safetensors_problem(f))]
+        return where, problems
+    import json
+
+    from vdm3d.models.hub.base import ADAPTER_FILE, _read_config, folder_problems
+
+    cls = entry.adapter_class()
+    problems = [str(e) for e in folder_problems(cls, folder, key, hub_id=entry.hub_id, home=default_folder(key))]
+    adapter = folder / ADAPTER_FILE
+    if adapter.is_file():
+        try:
+            json.loads(adapter.read_text())
+        except ValueError as e:
+            problems.append(f"{adapter}: not valid JSON ({e}); delete it or re-save the model.")
+    if not problems:
+        settings = dict(entry.settings)
+        defaults = {f.name: f.default for f in dataclasses.fields(cls.Settings)}
+        try:
+            if "trained_orbit" in defaults:
+                settings.setdefault("trained_orbit", defaults["trained_orbit"])
+                _check_variant(folder, key, entry, settings["trained_orbit"])
+            cls.check_configs({k: _read_config(folder / k) or {} for k in cls.COMPONENTS}, settings, folder, key)
+        except Vdm3dError as e:
+            problems.append(str(e))
+    return where, problems
 
 
 def info(name: str) -> dict[str, Any]:

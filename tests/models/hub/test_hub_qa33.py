@@ -206,3 +206,46 @@ def test_another_models_folder_says_what_it_holds_and_where_the_right_one_goes(s
         f"{slot} holds the svd model (image_encoder/, scheduler/, unet/, vae/), not flux-dev-controlnet-hed, which "
         f"needs transformer/; move that model to its own folder and put flux-dev-controlnet-hed's weights in {slot} "
         f"(`hf download black-forest-labs/FLUX.1-dev --local-dir {slot}`)")
+
+
+# ------------------------------------------------------------------ F3: models verify, list says incomplete
+def test_models_verify_lists_every_problem_and_exits_2(saved, tmp_path, monkeypatch, capsys):
+    from vdm3d.cli.main import main
+
+    root = tmp_path / "root"
+    monkeypatch.setenv("VDM3D_MODELS", str(root))
+    folder = Path(shutil.copytree(saved["svd"], root / "svd"))
+    assert main(["models", "verify", "svd"]) == 0
+    assert capsys.readouterr().out == (f"svd: {folder} looks complete (configs parse, weights are whole "
+                                       "safetensors)\n")
+    shutil.rmtree(folder / "image_encoder")
+    weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    whole = weights.stat().st_size
+    weights.write_bytes(weights.read_bytes()[:-10])
+    vae_cfg = folder / "vae" / "config.json"
+    vae_cfg.write_text(vae_cfg.read_text() + "}")
+    assert main(["models", "verify", "svd"]) == 2
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        f"{weights} is truncated ({whole - 10} of {whole} bytes); download it again.",
+        f"{vae_cfg} is not valid JSON (line {vae_cfg.read_text().count(chr(10)) + 1}, column 1: Extra data); "
+        "correct it or download it again.",
+        f"{folder} exists but has no image_encoder/; download them from hub repo stabilityai/stable-video-diffusion-"
+        f"img2vid (`hf download stabilityai/stable-video-diffusion-img2vid --local-dir {folder}` fetches only what "
+        "is missing).",
+        f"svd: 3 problems in {folder}; a job would refuse to load it.",
+    ]
+    # list and info no longer call it installed
+    assert main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    assert (f"weights: incomplete (no image_encoder/; `vdm3d models verify svd` checks the rest): {folder}\n"
+            in out)
+    assert registry.info("svd")["installed"].startswith("incomplete (no image_encoder/;")
+    # --path checks another folder (what --anchor-path would give), here SV3D_u weights as sv3d-p
+    assert main(["models", "verify", "sv3d-p", "--path", str(saved["sv3d-u"])]) == 2
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"{saved['sv3d-u']} holds sv3d-u, trained on the sv3d-static orbit") and len(out) == 2
+    assert main(["models", "verify", "sv3d-p"]) == 2
+    assert capsys.readouterr().out.splitlines()[0] == (
+        f"sv3d-p: weights not found in {root / 'sv3d-p'} nor in the Hugging Face cache; `hf download "
+        f"chenguolin/sv3d-diffusers --local-dir {root / 'sv3d-p'}` puts them there.")
