@@ -249,3 +249,37 @@ def test_models_verify_lists_every_problem_and_exits_2(saved, tmp_path, monkeypa
     assert capsys.readouterr().out.splitlines()[0] == (
         f"sv3d-p: weights not found in {root / 'sv3d-p'} nor in the Hugging Face cache; `hf download "
         f"chenguolin/sv3d-diffusers --local-dir {root / 'sv3d-p'}` puts them there.")
+
+
+# ------------------------------------------------------------------ F9, F10: the weights' place in the run
+def test_the_manifest_names_each_hub_models_folder_and_resume_names_the_weights(saved, tmp_path, monkeypatch):
+    import dataclasses
+
+    from vdm3d.io.runs import RunFolder, file_sha256
+
+    @dataclasses.dataclass(frozen=True)
+    class Job:
+        steps: int = 1
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("VDM3D_MODELS", str(tmp_path / "root"))
+    folder = Path(shutil.copytree(saved["svd"], tmp_path / "root" / "svd"))
+    [record] = registry.model_files("svd")
+    with RunFolder(tmp_path / "done", config=Job(), inputs=[record]):
+        pass
+    manifest = json.loads((tmp_path / "done" / "manifest.json").read_text())
+    assert manifest["models"] == {"svd": {"source": str(folder), "fingerprint": file_sha256(record)}}
+    assert manifest["models"]["svd"]["fingerprint"] == manifest["inputs"][str(record)]
+
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        with RunFolder(out, config=Job(), inputs=registry.model_files("svd")) as run:
+            (run.checkpoint_dir / "state").write_bytes(b"half")
+            raise KeyboardInterrupt
+    cfg = folder / "unet" / "config.json"
+    cfg.write_text(cfg.read_text().replace("\n", " \n", 1))  # the weights folder changes
+    with pytest.raises(InputError) as err:
+        RunFolder(out, config=Job(), inputs=registry.model_files("svd"), resume=True).__enter__()
+    assert _one_sentence(err) == (
+        f"{out}: svd's weights in {folder} changed since the interrupted run there started; put the original "
+        "weights back, or run without --resume (and with --overwrite) to start again.")
