@@ -634,6 +634,8 @@ def _check_variant(folder: Path, key: str, entry: HubEntry, expected: str | None
     others = [n for n, e in HUB.items() if n != key and e.adapter == entry.adapter
               and dict(e.settings).get("trained_orbit") == held]
     saved_as = meta.get("name")
+    if saved_as in others:  # the entry it was saved as, first
+        others.insert(0, others.pop(others.index(saved_as)))
     label = saved_as if saved_as in HUB and saved_as != key else (others[0] if others else "another variant")
 
     def orbit(value: str | None) -> str:
@@ -675,8 +677,9 @@ def _load_hub(entry: HubEntry, key: str, path: str | Path | None, *, allow_downl
         )
     merged = {**dict(entry.settings), **settings}
     cls = entry.adapter_class()
-    defaults = {f.name: f.default for f in dataclasses.fields(cls.Settings)} if dataclasses.is_dataclass(
-        cls.Settings) else {}
+    settings_cls = getattr(cls, "Settings", None)
+    defaults = ({f.name: f.default for f in dataclasses.fields(settings_cls)}
+                if dataclasses.is_dataclass(settings_cls) else {})
     if "trained_orbit" in defaults:  # the entry says which variant this is; a folder's vdm3d_adapter.json does not
         merged.setdefault("trained_orbit", defaults["trained_orbit"])
         if Path(source).is_dir():

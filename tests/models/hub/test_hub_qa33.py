@@ -283,3 +283,24 @@ def test_the_manifest_names_each_hub_models_folder_and_resume_names_the_weights(
     assert _one_sentence(err) == (
         f"{out}: svd's weights in {folder} changed since the interrupted run there started; put the original "
         "weights back, or run without --resume (and with --overwrite) to start again.")
+
+
+# ------------------------------------------------------------------ F6: maps a folder cannot take
+def test_maps_for_a_folder_without_controlnet_or_ggi_name_the_folder(saved, tmp_path):
+    flux_folder = _copy(saved["flux"], tmp_path, "flux")
+    shutil.rmtree(flux_folder / "controlnet")
+    maps = torch.rand(1, 1, SIZE, SIZE, 3)
+    bb = registry.load_backbone("flux-dev-controlnet-hed", flux_folder)
+    with pytest.raises(InputError) as err:
+        bb.condition(Conditioning(maps=maps))
+    assert _one_sentence(err) == (
+        f"{flux_folder} has no controlnet/, so flux-dev-controlnet-hed cannot take edge maps; put a diffusers FLUX "
+        f"ControlNet in {flux_folder}/controlnet (e.g. XLabs-AI/flux-controlnet-hed-diffusers).")
+    bb = registry.load_backbone("cogvideox-5b-i2v", saved["cogvideox"])
+    c = bb.latent_channels
+    with pytest.raises(InputError) as err:
+        bb.condition(Conditioning(reference=_image(), maps=torch.rand(1, 9, SIZE, SIZE, 3)))
+    assert _one_sentence(err) == (
+        f"{saved['cogvideox']}/transformer takes no edge-map latents (in_channels {2 * c}, not {3 * c}), so "
+        "cogvideox-5b-i2v cannot inbetween from edge maps; give the folder of a GGI model (`vdm3d models info "
+        "videofrom3d-ggi` says how to make one).")

@@ -180,9 +180,12 @@ class CogVideoXBackbone(HubBackbone):
         map_latents = None
         if cond.maps is not None:
             if not self.takes_maps:
+                where = self.source or f"{self.name}'s model folder"
                 raise InputError(
-                    f"{self.name}: this transformer takes no map latents; widen its patch embedding "
-                    "(widen_patch_embed) and load the GGI weights, or give no maps."
+                    f"{where}/transformer takes no edge-map latents (in_channels "
+                    f"{self.transformer.config.in_channels}, not {3 * self.latent_channels}), so {self.name} cannot "
+                    "inbetween from edge maps; give the folder of a GGI model (`vdm3d models info videofrom3d-ggi` "
+                    "says how to make one)."
                 )
             map_latents = self.encode(cond.maps[..., :3])
         elif self.takes_maps:

@@ -185,9 +185,10 @@ class FluxBackbone(HubBackbone):
         control = None
         if cond.maps is not None:
             if self.controlnet is None:
+                where = self.source or f"{self.name}'s model folder"
                 raise InputError(
-                    f"{self.name}: no controlnet/ folder is loaded, so edge maps cannot be used; "
-                    "add a FLUX ControlNet or give no maps."
+                    f"{where} has no controlnet/, so {self.name} cannot take edge maps; put a diffusers FLUX "
+                    f"ControlNet in {where}/controlnet (e.g. XLabs-AI/flux-controlnet-hed-diffusers)."
                 )
             maps = cond.maps[..., :3]
             B, Fr = maps.shape[:2]
