@@ -296,7 +296,9 @@ class Choice:
 
     def table(self, name: str = "", work: Workload | None = None) -> str:
         width = max(len(p.label) for p, _ in self.rows)
-        size = f" at {work.frames} frame{'s' if work.frames != 1 else ''} of {work.width}x{work.height}" if work else ""
+        # height x width, as the registry and `models info` write sizes (480x720 is CogVideoX's landscape frame)
+        size = (f" at {work.frames} frame{'s' if work.frames != 1 else ''} of {work.height}x{work.width} (HxW)"
+                if work else "")
         lines = [f"memory plan{' for ' + name if name else ''}{size} (budget {format_bytes(self.budget)}):",
                  f"  {'option'.ljust(width)}  estimated peak"]
         for p, e in self.rows:
