@@ -304,3 +304,28 @@ def test_maps_for_a_folder_without_controlnet_or_ggi_name_the_folder(saved, tmp_
         f"{saved['cogvideox']}/transformer takes no edge-map latents (in_channels {2 * c}, not {3 * c}), so "
         "cogvideox-5b-i2v cannot inbetween from edge maps; give the folder of a GGI model (`vdm3d models info "
         "videofrom3d-ggi` says how to make one).")
+
+
+# ------------------------------------------------------------------ F7: allow_download that brought nothing
+def test_allow_download_that_brought_nothing_says_why(tmp_path, monkeypatch):
+    from vdm3d.models import weights
+
+    monkeypatch.setenv("VDM3D_MODELS", str(tmp_path / "root"))
+    home = tmp_path / "root" / "sv3d-p"
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # what HF_HUB_OFFLINE=1 sets: no network call is made
+    assert weights.hub_offline()
+    with pytest.raises(MissingWeightsError) as err:
+        registry.load_backbone("sv3d-p", allow_download=True)
+    assert str(err.value).startswith(
+        f"sv3d-p: weights for hub repo chenguolin/sv3d-diffusers are not in {home} and allow_download=True brought "
+        "none: HF_HUB_OFFLINE=1 is set, so nothing was downloaded; unset it or download them with `hf download "
+        f"chenguolin/sv3d-diffusers --local-dir {home}` on a machine with network access;")
+    monkeypatch.setattr(weights, "hub_offline", lambda: False)  # as when the network is down
+    with pytest.raises(MissingWeightsError, match=r"brought none: the download from the Hugging Face hub failed "
+                                                  r"\(no network, or the repository is gated"):
+        registry.load_backbone("sv3d-p", allow_download=True)
+    with pytest.raises(MissingWeightsError, match=r"\(or, from Python, load with allow_download=True"):
+        registry.load_backbone("sv3d-p")  # without allow_download: the download command, as before

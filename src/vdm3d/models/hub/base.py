@@ -258,6 +258,7 @@ class HubBackbone:
                 hub_id=hub_id or (None if local else source_str),
                 folder=folder or (source_str if local else None),
                 files=files,
+                allow_download=allow_download,
             )
 
         if not local and (Path(str(source)).is_absolute() or str(source).startswith((".", "~"))):
