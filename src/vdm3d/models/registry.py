@@ -47,6 +47,11 @@ class HubEntry:
     """adapter settings of this variant (frames, resolution, conditioning constants)"""
     license: str = ""
     notes: str = ""
+    skip: tuple[str, ...] = ()
+    """files of the repository the loader never reads (single-file checkpoints beside the diffusers folders),
+    left out of the download command"""
+    gated: bool = False
+    """the repository asks to accept its licence (and ``hf auth login``) before it downloads"""
 
     def adapter_class(self):
         module, _, attr = self.adapter.rpartition(".")
@@ -64,6 +69,8 @@ HUB: dict[str, HubEntry] = {
         _SVD_FILES,
         (("frames", 14), ("height", 576), ("width", 1024)),
         "stable-video-diffusion-community",
+        skip=("svd.safetensors", "svd_image_decoder.safetensors"),
+        gated=True,
     ),
     "svd-xt": HubEntry(
         "Stable Video Diffusion img2vid-xt: 25 frames at 576x1024 from one image (EDM, v-prediction)",
@@ -72,6 +79,8 @@ HUB: dict[str, HubEntry] = {
         _SVD_FILES,
         (("frames", 25), ("height", 576), ("width", 1024)),
         "stable-video-diffusion-community",
+        skip=("svd_xt.safetensors", "svd_xt_image_decoder.safetensors"),
+        gated=True,
     ),
     "v3d": HubEntry(
         "V3D object orbits: an SVD fine-tune, 18 frames at 512x512, fps_id 1, motion bucket 300",
@@ -166,6 +175,8 @@ HUB: dict[str, HubEntry] = {
         "FLUX.1-dev non-commercial",
         "controlnet/ is not in the FLUX repo: put a diffusers FLUX ControlNet there "
         "(e.g. XLabs-AI/flux-controlnet-hed-diffusers)",
+        skip=("flux1-dev.safetensors", "ae.safetensors"),
+        gated=True,
     ),
 }
 
@@ -542,7 +553,11 @@ def info(name: str) -> dict[str, Any]:
         "installed": installed(key) or "no",
     }
     if entry.hub_id:
-        card["download"] = f"hf download {entry.hub_id} --local-dir {folder}"  # huggingface_hub's CLI
+        skip = "".join(f" --exclude {f}" for f in entry.skip)  # single-file copies of what the folders hold
+        card["download"] = f"hf download {entry.hub_id} --local-dir {folder}{skip}"  # huggingface_hub's CLI
+        if entry.gated:
+            card["download"] += (f" (a gated repository: accept its licence on https://huggingface.co/{entry.hub_id} "
+                                 "and run `hf auth login` first)")
     if entry.notes:
         card["notes"] = entry.notes
     return card

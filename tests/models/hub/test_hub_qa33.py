@@ -329,3 +329,18 @@ def test_allow_download_that_brought_nothing_says_why(tmp_path, monkeypatch):
         registry.load_backbone("sv3d-p", allow_download=True)
     with pytest.raises(MissingWeightsError, match=r"\(or, from Python, load with allow_download=True"):
         registry.load_backbone("sv3d-p")  # without allow_download: the download command, as before
+
+
+# ------------------------------------------------------------------ the download command of models info
+def test_models_info_leaves_out_single_file_checkpoints_and_says_gated(tmp_path, monkeypatch):
+    monkeypatch.setenv("VDM3D_MODELS", str(tmp_path / "root"))
+    home = tmp_path / "root" / "flux-dev-controlnet-hed"
+    assert registry.info("flux-dev-controlnet-hed")["download"] == (
+        f"hf download black-forest-labs/FLUX.1-dev --local-dir {home} --exclude flux1-dev.safetensors --exclude "
+        "ae.safetensors (a gated repository: accept its licence on https://huggingface.co/black-forest-labs/FLUX.1-dev "
+        "and run `hf auth login` first)")
+    assert registry.info("svd-xt")["download"].startswith(
+        f"hf download stabilityai/stable-video-diffusion-img2vid-xt --local-dir {tmp_path / 'root' / 'svd-xt'} "
+        "--exclude svd_xt.safetensors --exclude svd_xt_image_decoder.safetensors (a gated repository")
+    assert registry.info("wan2.1-t2v-1.3b")["download"] == (
+        f"hf download Wan-AI/Wan2.1-T2V-1.3B-Diffusers --local-dir {tmp_path / 'root' / 'wan2.1-t2v-1.3b'}")
