@@ -31,7 +31,6 @@ def convert(checkpoint: tyro.conf.Positional[Path], out: tyro.conf.Positional[Pa
         overwrite: replace OUT if it exists.
     """
     from vdm3d.errors import UnsafeCheckpointError
-    from vdm3d.models.convert import convert_checkpoint, convert_layout
 
     try:
         return _convert(checkpoint, out, layout, base, trust_pickle, overwrite)

@@ -591,11 +591,12 @@ def _value_problems(comp: Component, cfg: dict, sub: Path) -> list[Exception]:
     out: list[Exception] = []
     for field, value in cfg.items():
         default = params[field].default if field in params else None
+        if value is None:  # null: the published configs use it for "not set" (diffusers fills it in)
+            continue
         if isinstance(default, bool):
             wrong, kind = not isinstance(value, bool), "true or false"
         elif isinstance(default, (int, float)):
-            wrong, kind = isinstance(value, (str, dict, bool)) or value is None and default is not None, \
-                "a number" if isinstance(default, float) else "an integer"
+            wrong, kind = isinstance(value, (str, dict, bool)), "a number" if isinstance(default, float) else "an integer"
         else:
             continue
         if wrong:
