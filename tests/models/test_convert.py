@@ -14,7 +14,11 @@ def test_convert_keeps_every_tensor_and_needs_trust(tmp_path, capsys):
     torch.save({"state_dict": state}, ckpt)
     with pytest.raises(UnsafeCheckpointError, match="vdm3d models convert .*model.ckpt .*model.safetensors --trust-pickle"):
         load_state_dict(ckpt)
-    assert main(["models", "convert", str(ckpt), str(tmp_path / "model.safetensors")]) == 2  # refused untrusted
+    assert main(["models", "convert", str(ckpt), str(tmp_path / "mine.safetensors")]) == 2  # refused untrusted
+    # the sentence asks for the flag on this command, not another command with another output path (QA)
+    assert capsys.readouterr().err == (f"error: {ckpt}: pickle checkpoints can run code when loaded, so they are "
+                                       "refused; if you trust its source, run the same command with --trust-pickle.\n")
+    assert not (tmp_path / "mine.safetensors").exists()
     assert not (tmp_path / "model.safetensors").exists()
     assert main(["models", "convert", str(ckpt), str(tmp_path / "model.safetensors"), "--trust-pickle"]) == 0
     assert "3 tensors" in capsys.readouterr().out

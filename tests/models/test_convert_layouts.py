@@ -94,6 +94,8 @@ def test_v3d_checkpoint_becomes_a_loadable_svd_folder(tmp_path, capsys):
     assert main(argv) == 0
     assert "tensors" in capsys.readouterr().out
     assert (out / "unet" / "diffusion_pytorch_model.safetensors").is_file() and (out / "vae").is_symlink()
+    # the base's vdm3d_adapter.json says "svd-xt": a V3D folder carrying it would be refused as another variant
+    assert (base / "vdm3d_adapter.json").is_file() and not (out / "vdm3d_adapter.json").exists()
     bb = load_backbone("v3d", out, frames=2, height=SIZE, width=SIZE)
     for k, v in tuned.state_dict().items():
         assert torch.equal(bb.unet.state_dict()[k], v), k

@@ -1,8 +1,9 @@
-"""`vdm3d models list | info NAME`: which backbones and depth estimators exist, which are installed, and
+"""`vdm3d models list | info NAME | verify NAME [--path FOLDER]`: which backbones and depth estimators exist, which are installed, and
 where weights go.
 
 Nothing here imports diffusers unless ``info`` is asked about a hub model (to read its adapter's
-process); listing is instant.
+process); listing is instant. ``verify`` reads every config and safetensors header of a model folder, as a
+load would before building the model, and prints one line per problem (exit 2 if any).
 """
 
 from __future__ import annotations
@@ -60,7 +61,29 @@ def info(name: str, /) -> None:
         print(f"{key:<{width}}  {value}")
 
 
+def verify(name: str, /, *, path: str | None = None) -> int:
+    """Check a hub model's folder the way a job's load would, without building the model: every part it needs
+    is there, every JSON file parses, configs are of the right class and field types, no weights are
+    pickle-only, no safetensors file is truncated. One line per problem; exit status 2 if any.
+
+    Args:
+        name: a name from `vdm3d models list`.
+        path: the folder to check instead of the model's own place (what a job's --anchor-path would give).
+    """
+    from vdm3d.models import registry
+
+    where, problems = registry.verify(name, path)
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"{name}: {len(problems)} problem{'s' if len(problems) > 1 else ''} in {where}; a job would refuse "
+              "to load it.")
+        return 2
+    print(f"{name}: {where} looks complete (configs parse, weights are whole safetensors)")
+    return 0
+
+
 def main(argv, prog: str = "vdm3d models"):
     from vdm3d.cli.models_convert import convert
 
-    return dispatch({"list": list_models, "info": info, "convert": convert}, argv, prog, description=HELP)
+    return dispatch({"list": list_models, "info": info, "verify": verify, "convert": convert}, argv, prog, description=HELP)

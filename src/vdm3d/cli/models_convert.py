@@ -26,10 +26,23 @@ def convert(checkpoint: tyro.conf.Positional[Path], out: tyro.conf.Positional[Pa
             worldwarp_latest.ckpt -> transformer/ of a Wan2.1-T2V-1.3B folder.
         base: for --layout v3d|worldwarp, the diffusers folder of the base model (svd-xt,
             wan2.1-t2v-1.3b): its denoiser config and its other components.
-        trust_pickle: allow the full unpickler, which can run code from the file; only for files whose
-            source you trust (tensors-only pickles load without it being needed at run time).
+        trust_pickle: read a pickle checkpoint (.ckpt, .bin, .pt, .pth), which can run code from the file;
+            only for files whose source you trust. The .safetensors written needs no trust when it is loaded.
         overwrite: replace OUT if it exists.
     """
+    from vdm3d.errors import UnsafeCheckpointError
+
+    try:
+        return _convert(checkpoint, out, layout, base, trust_pickle, overwrite)
+    except UnsafeCheckpointError:  # the library's sentence names another command; this one needs only the flag
+        raise UnsafeCheckpointError(
+            f"{checkpoint}: pickle checkpoints can run code when loaded, so they are refused; if you trust its "
+            "source, run the same command with --trust-pickle."
+        ) from None
+
+
+def _convert(checkpoint: Path, out: Path, layout: str, base: Path | None, trust_pickle: bool,
+             overwrite: bool) -> None:
     from vdm3d.errors import ConfigError
     from vdm3d.models.convert import convert_checkpoint, convert_layout
 

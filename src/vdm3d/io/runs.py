@@ -547,6 +547,19 @@ class RunFolder:
                                      f"({name[len(PACKAGE_PREFIX):]} {what}: vdm3d was upgraded or its models "
                                      "retrained since); run without --resume (and with --overwrite) to start "
                                      "again.")
+                from vdm3d.models.registry import fingerprint_record
+
+                hub = fingerprint_record(name)  # a hub model's weights: name them, not the cache's record
+                if hub is not None:
+                    model, source = hub
+                    said = {"changed": f"{model}'s weights in {source} changed since the interrupted run there "
+                                       "started; put the original weights back",
+                            "is new": f"{model}'s weights now load from {source}, not from where the interrupted "
+                                      "run there loaded them; put them back where they were",
+                            "is gone": f"the interrupted run there loaded {model}'s weights from {source}, and this "
+                                       "one does not; put them back there"}[what]
+                    raise InputError(f"{self.out}: {said}, or run without --resume (and with --overwrite) to "
+                                     "start again.")
                 raise InputError(path=name, problem=f"{what} since the interrupted run in {self.out} started",
                                  fix="put the original back, or run without --resume (and with --overwrite) "
                                      "to start again")
@@ -603,11 +616,18 @@ class RunFolder:
             "threads": current_threads(),  # the last bits of CPU results depend on it (vdm3d rerun applies it)
             "backends": {kind: sorted(names) for kind, names in sorted(_USED.items())},
             "inputs": hashes,
+            "models": _hub_models(hashes),  # where each hub model's weights were: the run folder alone says it
             "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self._start)),
             "seconds": round(time.time() - self._start, 3),
             "platform": platform.platform(),
             **to_jsonable(self.extra),
         }
+
+
+def _hub_models(hashes: dict[str, str]) -> dict[str, dict[str, str]]:
+    from vdm3d.models.registry import recorded_models
+
+    return recorded_models(hashes)
 
 
 def _differences(old: Any, new: Any, where: str = "") -> Iterator[tuple[str, Any, Any]]:

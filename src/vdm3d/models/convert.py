@@ -98,7 +98,8 @@ def convert_layout(checkpoint: str | Path, out: str | Path, layout: Layout, base
     save_state_dict({k: v.contiguous() for k, v in converted.items()},
                     partial / key / "diffusion_pytorch_model.safetensors")
     for item in sorted(base.iterdir()):  # the other components, linked (they are the base model's)
-        if item.name != key and not item.name.startswith("."):
+        # not the base's vdm3d_adapter.json: it says the folder is the base model (svd-xt), which it is not
+        if item.name not in (key, "vdm3d_adapter.json") and not item.name.startswith("."):
             os.symlink(item.resolve(), partial / item.name, target_is_directory=item.is_dir())
     (partial / "vdm3d_conversion.json").write_text(json.dumps(
         {"layout": layout, "checkpoint": str(Path(checkpoint).resolve()), "base": str(base.resolve()),

@@ -25,7 +25,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from vdm3d.errors import ConfigError, MissingWeightsError
+from vdm3d.errors import ConfigError, InputError, MissingWeightsError
 from vdm3d.io.cache import cache_root
 
 ENV_FOLDER = "VDM3D_MODELS"
@@ -47,6 +47,11 @@ class HubEntry:
     """adapter settings of this variant (frames, resolution, conditioning constants)"""
     license: str = ""
     notes: str = ""
+    skip: tuple[str, ...] = ()
+    """files of the repository the loader never reads (single-file checkpoints beside the diffusers folders),
+    left out of the download command"""
+    gated: bool = False
+    """the repository asks to accept its licence (and ``hf auth login``) before it downloads"""
 
     def adapter_class(self):
         module, _, attr = self.adapter.rpartition(".")
@@ -64,6 +69,8 @@ HUB: dict[str, HubEntry] = {
         _SVD_FILES,
         (("frames", 14), ("height", 576), ("width", 1024)),
         "stable-video-diffusion-community",
+        skip=("svd.safetensors", "svd_image_decoder.safetensors"),
+        gated=True,
     ),
     "svd-xt": HubEntry(
         "Stable Video Diffusion img2vid-xt: 25 frames at 576x1024 from one image (EDM, v-prediction)",
@@ -72,6 +79,8 @@ HUB: dict[str, HubEntry] = {
         _SVD_FILES,
         (("frames", 25), ("height", 576), ("width", 1024)),
         "stable-video-diffusion-community",
+        skip=("svd_xt.safetensors", "svd_xt_image_decoder.safetensors"),
+        gated=True,
     ),
     "v3d": HubEntry(
         "V3D object orbits: an SVD fine-tune, 18 frames at 512x512, fps_id 1, motion bucket 300",
@@ -166,6 +175,8 @@ HUB: dict[str, HubEntry] = {
         "FLUX.1-dev non-commercial",
         "controlnet/ is not in the FLUX repo: put a diffusers FLUX ControlNet there "
         "(e.g. XLabs-AI/flux-controlnet-hed-diffusers)",
+        skip=("flux1-dev.safetensors", "ae.safetensors"),
+        gated=True,
     ),
 }
 
@@ -352,6 +363,35 @@ def hub_fingerprint_file(name: str, folder: str | Path | None = None) -> Path | 
     return path
 
 
+def fingerprint_record(path: str | Path) -> tuple[str, str] | None:
+    """(model name, where its weights were loaded from) of a record :func:`hub_fingerprint_file` wrote, or
+    None when ``path`` is not one."""
+    import json
+
+    path = Path(path)
+    if "fingerprints" not in path.parts or path.suffix != ".json":
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or "source" not in data or "files" not in data:
+        return None
+    return str(data.get("model")), str(data["source"])
+
+
+def recorded_models(inputs: dict[str, str]) -> dict[str, dict[str, str]]:
+    """For a run's manifest: each hub model among its ``inputs`` (input name -> SHA-256) with where its weights
+    were loaded from (the folder, or ``hub_id@snapshot``) and the SHA-256 of its fingerprint record, so that the
+    run folder alone says which weights made it, wherever the fingerprint cache is."""
+    out: dict[str, dict[str, str]] = {}
+    for name, sha in inputs.items():
+        found = fingerprint_record(name)
+        if found is not None:
+            out[found[0]] = {"source": found[1], "fingerprint": sha}
+    return out
+
+
 def _resolve(name: str) -> tuple[Literal["tiny", "hub"], str]:
     if name in HUB or name in DEPTH:
         return "hub", name
@@ -391,8 +431,19 @@ def _is_model_folder(folder: Path, entry: HubEntry) -> bool:
     return (folder / "model_index.json").is_file() or any((folder / s / "config.json").is_file() for s in subs)
 
 
+def absent_parts(key: str, folder: Path) -> list[str]:
+    """The parts a load of ``key`` from ``folder`` needs that are not there at all (``vae/``, or a depth
+    estimator's ``model.safetensors``); quick: no file is read and no model class imported."""
+    if key in DEPTH:
+        return [f for f in ("config.json",) if not (folder / f).is_file()] + (
+            [] if any(folder.glob("*.safetensors")) or any(folder.glob("*.bin")) else ["model.safetensors"])
+    comps = HUB[key].adapter_class().COMPONENTS
+    return [f"{k}/" for k, c in comps.items() if c.required and not (folder / k / "config.json").is_file()]
+
+
 def installed(name: str) -> str | None:
-    """Where the weights of ``name`` are found locally (a folder, the hub cache, the package), else None."""
+    """Where the weights of ``name`` are found locally (a folder, the hub cache, the package), else None; a
+    folder that lacks a required part says so ("incomplete (no vae/): FOLDER")."""
     kind, key = _resolve(name)
     if kind == "tiny":
         return "package"
@@ -400,7 +451,72 @@ def installed(name: str) -> str | None:
     if found is None:
         return None
     folder, label = found
-    return label if folder == default_folder(key) else f"hub cache ({_entry(key).hub_id})"
+    where = label if folder == default_folder(key) else f"hub cache ({_entry(key).hub_id})"
+    missing = absent_parts(key, folder)
+    if missing:
+        return f"incomplete (no {', '.join(missing)}; `vdm3d models verify {key}` checks the rest): {where}"
+    return where
+
+
+def verify(name: str, path: str | Path | None = None) -> tuple[str, list[str]]:
+    """Check the folder ``name`` would load from (``path``, else its default place) the way the loader does,
+    without building the model: every required part present, every JSON file parses, configs of the right
+    class and field types, no pickle-only weights, no truncated or unreadable safetensors file, the variant the
+    entry expects. Returns (the folder or where it was looked for, one sentence per problem)."""
+    from vdm3d.errors import Vdm3dError
+
+    kind, key = _resolve(name)
+    if kind == "tiny":
+        return "package", []
+    entry = _entry(key)
+    if path is not None:
+        folder = Path(path).expanduser()
+        if not folder.is_dir():
+            return str(folder), [f"{folder}: no such folder; give the folder that holds {', '.join(entry.files)}."]
+        where = str(folder)
+    else:
+        found = weights_source(key)
+        if found is None:
+            fetch = (f"`hf download {entry.hub_id} --local-dir {default_folder(key)}`" if entry.hub_id
+                     else f"see `vdm3d models info {key}`")
+            return str(default_folder(key)), [
+                f"{key}: weights not found in {default_folder(key)}"
+                f"{' nor in the Hugging Face cache' if entry.hub_id else ''}; {fetch} puts them there."]
+        folder, where = found
+    if key in DEPTH:
+        from vdm3d.models.hub.base import _json_problems, _refuse_pickle_only, safetensors_problem
+
+        problems: list[str] = [f"{folder} has no {p}; download it again." for p in absent_parts(key, folder)]
+        problems += [str(e) for e in _json_problems(folder)]
+        try:
+            _refuse_pickle_only(folder)
+        except Vdm3dError as e:
+            problems.append(str(e))
+        problems += [m for f in sorted(folder.glob("*.safetensors")) if (m := safetensors_problem(f))]
+        return where, problems
+    import json
+
+    from vdm3d.models.hub.base import ADAPTER_FILE, _read_config, folder_problems
+
+    cls = entry.adapter_class()
+    problems = [str(e) for e in folder_problems(cls, folder, key, hub_id=entry.hub_id, home=default_folder(key))]
+    adapter = folder / ADAPTER_FILE
+    if adapter.is_file():
+        try:
+            json.loads(adapter.read_text())
+        except ValueError as e:
+            problems.append(f"{adapter}: not valid JSON ({e}); delete it or re-save the model.")
+    if not problems:
+        settings = dict(entry.settings)
+        defaults = {f.name: f.default for f in dataclasses.fields(cls.Settings)}
+        try:
+            if "trained_orbit" in defaults:
+                settings.setdefault("trained_orbit", defaults["trained_orbit"])
+                _check_variant(folder, key, entry, settings["trained_orbit"])
+            cls.check_configs({k: _read_config(folder / k) or {} for k in cls.COMPONENTS}, settings, folder, key)
+        except Vdm3dError as e:
+            problems.append(str(e))
+    return where, problems
 
 
 def info(name: str) -> dict[str, Any]:
@@ -437,7 +553,11 @@ def info(name: str) -> dict[str, Any]:
         "installed": installed(key) or "no",
     }
     if entry.hub_id:
-        card["download"] = f"hf download {entry.hub_id} --local-dir {folder}"  # huggingface_hub's CLI
+        skip = "".join(f" --exclude {f}" for f in entry.skip)  # single-file copies of what the folders hold
+        card["download"] = f"hf download {entry.hub_id} --local-dir {folder}{skip}"  # huggingface_hub's CLI
+        if entry.gated:
+            card["download"] += (f" (a gated repository: accept its licence on https://huggingface.co/{entry.hub_id} "
+                                 "and run `hf auth login` first)")
     if entry.notes:
         card["notes"] = entry.notes
     return card
@@ -510,6 +630,40 @@ def load_depth(name: str, path: str | Path | None = None, *, allow_download: boo
                      device=device, **settings)
 
 
+def _check_variant(folder: Path, key: str, entry: HubEntry, expected: str | None) -> None:
+    """Refuse a folder whose ``vdm3d_adapter.json`` says it is another variant of the same adapter (SV3D_u's
+    fixed orbit in the sv3d-p slot): its settings would otherwise replace the entry's, the width checks would
+    test the wrong variant, and the run would record ``key`` for another model."""
+    import json
+
+    from vdm3d.models.hub.base import ADAPTER_FILE
+
+    try:
+        meta = json.loads((folder / ADAPTER_FILE).read_text())
+    except (OSError, ValueError):
+        return  # no adapter file (a download), or a broken one: from_pretrained says so
+    stored = meta.get("settings") if isinstance(meta, dict) else None
+    if not isinstance(stored, dict) or "trained_orbit" not in stored or stored["trained_orbit"] == expected:
+        return
+    held = stored["trained_orbit"]
+    others = [n for n, e in HUB.items() if n != key and e.adapter == entry.adapter
+              and dict(e.settings).get("trained_orbit") == held]
+    saved_as = meta.get("name")
+    if saved_as in others:  # the entry it was saved as, first
+        others.insert(0, others.pop(others.index(saved_as)))
+    label = saved_as if saved_as in HUB and saved_as != key else (others[0] if others else "another variant")
+
+    def orbit(value: str | None) -> str:
+        return f"trained on the {value} orbit" if value else "with no trained orbit"
+
+    where = (f"use it as {others[0]} (put it in {default_folder(others[0])}) or " if others else "")
+    raise InputError(
+        f"{folder} holds {label}, {orbit(held)} (its {ADAPTER_FILE} says so), not {key}, which "
+        f"{'is trained on the ' + expected + ' orbit' if expected else 'has no trained orbit'}; "
+        f"{where}put {key}'s own weights in {folder}."
+    )
+
+
 def _load_hub(entry: HubEntry, key: str, path: str | Path | None, *, allow_download: bool, trust_pickle: bool,
               device: str, **settings):
     folder = default_folder(key)
@@ -537,8 +691,16 @@ def _load_hub(entry: HubEntry, key: str, path: str | Path | None, *, allow_downl
             f"fetch; {entry.notes}."
         )
     merged = {**dict(entry.settings), **settings}
+    cls = entry.adapter_class()
+    settings_cls = getattr(cls, "Settings", None)
+    defaults = ({f.name: f.default for f in dataclasses.fields(settings_cls)}
+                if dataclasses.is_dataclass(settings_cls) else {})
+    if "trained_orbit" in defaults:  # the entry says which variant this is; a folder's vdm3d_adapter.json does not
+        merged.setdefault("trained_orbit", defaults["trained_orbit"])
+        if Path(source).is_dir():
+            _check_variant(Path(source), key, entry, merged["trained_orbit"])
     try:
-        return entry.adapter_class().from_pretrained(
+        return cls.from_pretrained(
             source,
             allow_download=allow_download,
             trust_pickle=trust_pickle,

@@ -138,11 +138,30 @@ def is_missing_weights(exc: BaseException) -> bool:
     return False
 
 
+def hub_offline() -> bool:
+    """Whether huggingface_hub is set to make no network calls (``HF_HUB_OFFLINE=1``, read when it is imported)."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return False
+    return bool(getattr(constants, "HF_HUB_OFFLINE", False))
+
+
 def missing_weights_error(
-    what: str, source: str, *, hub_id: str | None, folder: str | Path | None, files: tuple[str, ...] = ()
+    what: str, source: str, *, hub_id: str | None, folder: str | Path | None, files: tuple[str, ...] = (),
+    allow_download: bool = False,
 ) -> MissingWeightsError:
-    """One sentence: which weights, what to download, where to put them."""
+    """One sentence: which weights, what to download, where to put them (with ``allow_download``: why the
+    download brought nothing, offline mode or no network, instead of advising a download)."""
     listed = f" ({', '.join(files)})" if files else ""
+    if allow_download and hub_id:
+        why = ("HF_HUB_OFFLINE=1 is set, so nothing was downloaded; unset it or" if hub_offline() else
+               "the download from the Hugging Face hub failed (no network, or the repository is gated: accept its "
+               "licence and `hf auth login`); connect or")
+        where = f" --local-dir {folder}" if folder else ""
+        return MissingWeightsError(f"{what}: weights for hub repo {hub_id} are not in {folder or 'the Hugging Face cache'}"
+                                   f" and allow_download=True brought none: {why} download them with "
+                                   f"`hf download {hub_id}{where}` on a machine with network access.")
     if hub_id and folder:
         fix = (
             f"download hub repo {hub_id}{listed} into {folder} with huggingface_hub's command "

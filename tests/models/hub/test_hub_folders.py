@@ -131,7 +131,12 @@ def test_another_models_layout_is_named(folders):
     with pytest.raises(MissingWeightsError) as err:
         registry.load_backbone("sv3d-p", folders["wan"])
     msg = _one_sentence(err)
-    assert "has no unet/, image_encoder/ (it holds text_encoder/, tokenizer/, transformer/" in msg
+    # the fix is to give sv3d-p's folder, never to download sv3d-p into the Wan folder
+    assert msg.startswith(f"{folders['wan']} holds a model with a WanTransformer3DModel (scheduler/, text_encoder/, "
+                          "tokenizer/, transformer/, vae/), not sv3d-p, which needs unet/, image_encoder/; give the "
+                          f"folder of sv3d-p instead (its weights go in {registry.default_folder('sv3d-p')}: `hf "
+                          f"download chenguolin/sv3d-diffusers --local-dir {registry.default_folder('sv3d-p')}`)"), msg
+    assert f"--local-dir {folders['wan']}" not in msg
 
 
 def test_fp16_only_files_load_as_the_fp16_variant(folders, tmp_path, capfd):

@@ -67,10 +67,21 @@ def test_parse_memory():
     assert M.parse_memory("24GB") == 24 * 1024**3
     assert M.parse_memory("512 MiB") == 512 * 1024**2
     assert M.parse_memory("1.5g") == int(1.5 * 1024**3)
-    assert M.parse_memory(1000) == 1000
+    assert M.parse_memory(1000, minimum=1) == 1000
     for bad in ("lots", "24 parsecs", "0GB", ""):
         with pytest.raises(ConfigError, match="--memory"):
             M.parse_memory(bad)
+    # a budget no device has is a typo: refused on the command line (QA: --memory 1KB ran)
+    assert M.parse_memory("256MB") == M.MIN_BUDGET
+    with pytest.raises(ConfigError) as err:
+        M.parse_memory("1KB")
+    assert str(err.value) == ("--memory '1KB' is 1.0 KiB, less than the 256 MiB any plan needs; give the device's "
+                              "memory, like 24GB (or leave --memory out: its free memory).")
+    with pytest.raises(ConfigError, match=r"'255MiB' is 255.0 MiB, less than"):
+        M.parse_memory("255MiB")
+    # binary units are named as binary units (24GB and 24GiB are the same amount here)
+    assert M.format_bytes(M.parse_memory("24GB")) == M.format_bytes(M.parse_memory("24GiB")) == "24.00 GiB"
+    assert M.format_bytes(M.parse_memory("1TB")) == "1024.00 GiB" and M.format_bytes(512 * 1024**2) == "0.50 GiB"
 
 
 @pytest.mark.parametrize("name", list(BUILDERS))
@@ -189,7 +200,7 @@ def test_load_backbone_plans_and_prints(tmp_path, capsys):
     bb = load_backbone("sv3d-p", tmp_path / "m", memory="100GB", frames=2, height=SIZE, width=SIZE)
     assert bb.memory_plan == M.Plan()
     M.plan_loaded(bb, "1MB", report=reports.append)
-    assert "memory plan for sv3d-p at 2 frames of 32x32 (budget 1.0 MB)" in reports[0]
+    assert "memory plan for sv3d-p at 2 frames of 32x32 (HxW) (budget 1.0 MiB)" in reports[0]
 
 
 def test_job_cli_takes_memory(monkeypatch, tmp_path, capsys):
@@ -212,7 +223,7 @@ def test_job_cli_takes_memory(monkeypatch, tmp_path, capsys):
     capsys.readouterr()
     bb = load_backbone("sv3d-p", tmp_path / "m", frames=2, height=SIZE, width=SIZE)
     assert bb.memory_plan == M.Plan()
-    assert "memory plan for sv3d-p at 2 frames of 32x32 (budget 8.00 GB)" in capsys.readouterr().out  # stderr is for errors
+    assert "memory plan for sv3d-p at 2 frames of 32x32 (HxW) (budget 8.00 GiB)" in capsys.readouterr().out  # stderr is for errors
     tiny = load_backbone("tiny-video")
     assert not hasattr(tiny, "memory_plan") and capsys.readouterr().out == ""
 
@@ -266,9 +277,12 @@ def test_the_plan_is_for_the_size_the_job_runs(tmp_path, monkeypatch):
     reports = []
     M.plan_loaded(bb, "100GB", report=reports.append, size=(32, 32))
     none_row = next(line for line in reports[0].splitlines() if line.strip().startswith("none"))
-    assert "memory plan for sv3d-p at 4 frames of 32x32 (budget 100.00 GB)" in reports[0]
+    assert "memory plan for sv3d-p at 4 frames of 32x32 (HxW) (budget 100.00 GiB)" in reports[0]
     assert M.format_bytes(M.estimate(bb, half, M.Plan()).peak) in none_row
     assert M.format_bytes(M.estimate(bb, full, M.Plan()).peak) not in none_row
+    reports.clear()  # a landscape size reads as the registry writes it: height x width
+    M.plan_loaded(bb, "100GB", report=reports.append, size=(32, 48))
+    assert "memory plan for sv3d-p at 4 frames of 32x48 (HxW) (budget 100.00 GiB)" in reports[0]
     wide = _svd(frames=2, size=64)
     wide.resolution = (64, 128)
     longest = M.job_workload(wide, 32)

@@ -24,6 +24,7 @@ import dataclasses
 import json
 import pickle
 import re
+import sys
 import warnings
 from pathlib import Path
 from typing import Any, ClassVar
@@ -114,6 +115,14 @@ class HubBackbone:
     prediction: str
     process: str
     per_element_sigma: bool = False
+    source: str | None = None
+    """the folder (or hub id) :meth:`from_pretrained` loaded from; None for a model built in memory"""
+    hub_id: str | None = None
+    """the repository the entry downloads from (None: a converted model)"""
+    TEXT_REPO: ClassVar[str | None] = None
+    """the published repository whose ``text_encoder/`` and ``tokenizer/`` this adapter's folders take"""
+    NO_SCHEDULER: ClassVar[str | None] = None
+    """what the adapter uses when the folder has no ``scheduler/`` (None: it reads no scheduler config)"""
 
     def __init__(self, components: dict[str, Any], settings=None, *, name: str | None = None):
         missing = [k for k, c in self.COMPONENTS.items() if c.required and components.get(k) is None]
@@ -170,6 +179,24 @@ class HubBackbone:
                 continue  # nothing to move (diffusers warns about casts even when they are no-ops)
             module.to(device=device, dtype=dtype)
         return self
+
+    def missing_text(self, *pairs: tuple[str, str]) -> list[str]:
+        """The sub-folders of ``(encoder, tokenizer)`` pairs that were not loaded (a text-free folder)."""
+        return [k + "/" for pair in pairs for k in pair if self.components.get(k) is None]
+
+    def refuse_prompt(self, prompt: str, missing: list[str], *, negative: bool = False) -> None:
+        """A non-empty prompt for a folder without a text encoder is refused: the zero embedding that stands
+        in for it would condition the model on no text at all, silently. An empty prompt passes."""
+        if not missing or not prompt.strip():
+            return
+        where = self.source or f"{self.name}'s model folder"
+        repo = self.hub_id or self.TEXT_REPO
+        subs = " and ".join(missing) if len(missing) < 3 else ", ".join(missing[:-1]) + " and " + missing[-1]
+        raise InputError(
+            f"{where} has no {subs}, so {self.name} cannot read the {'negative ' if negative else ''}prompt "
+            f"{prompt!r}; add the {subs} sub-folders of {'the repository ' + repo if repo else 'its repository'} "
+            f"to {where}, or pass no {'negative ' if negative else ''}prompt."
+        )
 
     def concat_conditions(self, conds: list[Any], batch: int) -> Any | None:
         """Encoded conditions joined on the batch axis, so the samplers run both CFG branches in one
@@ -231,6 +258,7 @@ class HubBackbone:
                 hub_id=hub_id or (None if local else source_str),
                 folder=folder or (source_str if local else None),
                 files=files,
+                allow_download=allow_download,
             )
 
         if not local and (Path(str(source)).is_absolute() or str(source).startswith((".", "~"))):
@@ -252,7 +280,7 @@ class HubBackbone:
         stored.update(settings)
         stored = {k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()}
         if local:  # every check that needs no weights, before any load
-            _check_folder(cls, Path(source_str), what, hub_id=hub_id, trust_pickle=trust_pickle)
+            _check_folder(cls, Path(source_str), what, hub_id=hub_id, trust_pickle=trust_pickle, home=folder)
             configs = {k: _read_config(Path(source_str) / k) or {} for k in cls.COMPONENTS}
             cls.check_configs(configs, stored, Path(source_str), what)
         components: dict[str, Any] = {}
@@ -282,6 +310,11 @@ class HubBackbone:
             model = cls(components, cls.Settings(**stored), name=name)
         except (TypeError, ValueError, KeyError, AttributeError, RuntimeError, IndexError) as e:
             raise _unreadable(Path(source_str), e, "the components could not be put together") from None
+        model.source = source_str
+        model.hub_id = hub_id or (None if local else source_str)
+        if cls.NO_SCHEDULER and "scheduler" in cls.COMPONENTS and components.get("scheduler") is None:
+            print(f"note: {Path(source_str) / 'scheduler'} is absent, so {model.name} uses {cls.NO_SCHEDULER}.",
+                  file=sys.stderr, flush=True)
         return model.to(device)
 
     @classmethod
@@ -420,42 +453,183 @@ def _wrong_class(sub: Path, problem: tuple[str, str], what: str) -> InputError:
                       f"{want} model.")
 
 
-def _check_folder(cls, folder: Path, what: str, *, hub_id: str | None, trust_pickle: bool) -> None:
-    """Before anything loads: every required sub-folder is there with a config and weights, each
-    module's config is of the class this adapter builds, and no weights are pickle-only (unless
-    trusted). Each problem is one sentence naming the sub-folder, not "weights not found"."""
-    absent, empty, bare = [], [], []
+def _check_folder(cls, folder: Path, what: str, *, hub_id: str | None, trust_pickle: bool,
+                  home: str | Path | None = None) -> None:
+    """Before anything loads: the first of :func:`folder_problems`, raised."""
+    problems = folder_problems(cls, folder, what, hub_id=hub_id, trust_pickle=trust_pickle, home=home)
+    if problems:
+        raise problems[0]
+
+
+def folder_problems(cls, folder: Path, what: str, *, hub_id: str | None = None, trust_pickle: bool = False,
+                    home: str | Path | None = None) -> list[Exception]:
+    """Every problem a load of ``folder`` by adapter ``cls`` would meet, found without building a model: a
+    required sub-folder absent or without config and weights, a ``config.json`` (or any other JSON file of a
+    part) that does not parse, a config of another class or with a field of the wrong type, pickle-only weights
+    (unless trusted), a safetensors file that is truncated or has no readable header. Each is one sentence
+    naming the file (an exception to raise), in the order a load meets them; ``home``: the entry's own folder
+    (where the fix puts ``what``'s weights when ``folder`` holds another model)."""
+    problems: list[Exception] = []
+    absent, empty = [], []
     for key, comp in cls.COMPONENTS.items():
         sub = folder / key
         if not sub.is_dir():
             if comp.required:
                 absent.append(f"{key}/")
             continue
+        unparsed = _json_problems(sub)
+        problems += unparsed
+        if unparsed:
+            continue
         if not _is_module(comp):
             continue
         cfg = _read_config(sub)
         if cfg is None:
-            (empty if comp.required else bare).append(f"{key}/")
+            if comp.required:
+                empty.append(f"{key}/")
             continue
         problem = _class_problem(comp, cfg)
         if problem:
-            raise _wrong_class(sub, problem, what)
+            problems.append(_wrong_class(sub, problem, what))
+            continue
+        problems += _value_problems(comp, cfg, sub)
         if not trust_pickle:
-            _refuse_pickle_only(sub)
+            try:
+                _refuse_pickle_only(sub)
+            except UnsafeCheckpointError as e:
+                problems.append(e)
+                continue
         if not _variants(sub) and not _pickles(sub) and not (sub / "diffusion_pytorch_model.safetensors.index.json").is_file():
-            (empty if comp.required else bare).append(f"{key}/")
+            if comp.required:
+                empty.append(f"{key}/")
+            continue
+        problems += [InputError(m) for f in sorted(sub.glob("*.safetensors")) if (m := safetensors_problem(f))]
     if absent or empty:
-        parts = []
-        if absent:
-            others = sorted(p.name + "/" for p in folder.iterdir() if p.is_dir() and p.name not in cls.COMPONENTS)
-            held = f" (it holds {', '.join(others)}: the layout of another kind of model)" if others else ""
-            parts.append(f"{folder} exists but has no {', '.join(absent)}{held}")
-        if empty:
-            parts.append(f"{'its' if absent else f'{folder} exists but its'} {', '.join(empty)} "
-                         f"{'holds' if len(empty) == 1 else 'hold'} no config.json and weights")
-        source = (f"download them from hub repo {hub_id} (`hf download {hub_id} --local-dir {folder}` fetches only "
-                  "what is missing)") if hub_id else f"put {what}'s complete folder there"
-        raise MissingWeightsError(f"{'; '.join(parts)}; {source}.")
+        problems.append(_missing_parts(cls, folder, what, absent, empty, hub_id=hub_id, home=home))
+    return problems
+
+
+def _missing_parts(cls, folder: Path, what: str, absent: list[str], empty: list[str], *, hub_id: str | None,
+                   home: str | Path | None) -> Exception:
+    others = sorted(p.name + "/" for p in folder.iterdir()
+                    if p.is_dir() and p.name not in cls.COMPONENTS and not p.name.startswith("."))
+    fetch = f"`hf download {hub_id} --local-dir {{}}`" if hub_id else f"`vdm3d models info {what}` says how to make it"
+    if absent and others:  # another kind of model: never tell the user to download into its folder
+        label = _held_model(folder)
+        parts = ", ".join(sorted(others + [p.name + "/" for p in folder.iterdir()
+                                           if p.is_dir() and p.name in cls.COMPONENTS]))
+        own = Path(home) if home is not None else None
+        if own is not None and own.expanduser() != folder:
+            fix = (f"give the folder of {what} instead (its weights go in {own}"
+                   f"{': ' + fetch.format(own) if hub_id else '; ' + fetch})")
+        else:
+            fix = (f"move that model to its own folder and put {what}'s weights in {folder}"
+                   f"{' (' + fetch.format(folder) + ')' if hub_id else ' (' + fetch + ')'}")
+        return MissingWeightsError(f"{folder} holds {label} ({parts}), not {what}, which needs "
+                                   f"{', '.join(absent)}; {fix}.")
+    parts = []
+    if absent:
+        parts.append(f"{folder} exists but has no {', '.join(absent)}")
+    if empty:
+        parts.append(f"{'its' if absent else f'{folder} exists but its'} {', '.join(empty)} "
+                     f"{'holds' if len(empty) == 1 else 'hold'} no config.json and weights")
+    source = (f"download them from hub repo {hub_id} (`hf download {hub_id} --local-dir {folder}` fetches only "
+              "what is missing)") if hub_id else f"put {what}'s complete folder there"
+    return MissingWeightsError(f"{'; '.join(parts)}; {source}.")
+
+
+def _held_model(folder: Path) -> str:
+    """What another model's folder says it is: its vdm3d_adapter.json name, its model_index.json pipeline, or
+    the class of its main part."""
+    for path, field, say in ((folder / ADAPTER_FILE, "name", "the {} model"),
+                             (folder / "model_index.json", "_class_name", "a {} folder")):
+        try:
+            value = json.loads(path.read_text()).get(field)
+        except (OSError, ValueError, AttributeError):
+            continue
+        if value and value not in ("Pipeline", "DiffusionPipeline"):
+            return say.format(value)
+    for key in ("unet", "transformer", "vae"):
+        try:
+            value = json.loads((folder / key / "config.json").read_text()).get("_class_name")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if value:
+            return f"a model with a {value}"
+    return "another kind of model"
+
+
+def _json_problems(sub: Path) -> list[Exception]:
+    """The JSON files of a part that do not parse (``config.json``, ``scheduler_config.json``, tokenizer files)."""
+    out: list[Exception] = []
+    for path in sorted(sub.glob("*.json")):
+        try:
+            json.loads(path.read_text())
+        except UnicodeDecodeError:
+            out.append(InputError(f"{path} is not a text file, so it does not parse as JSON; download it again."))
+        except ValueError as e:
+            reason = getattr(e, "msg", str(e))
+            where = f" (line {e.lineno}, column {e.colno}: {reason})" if isinstance(e, json.JSONDecodeError) else ""
+            out.append(InputError(f"{path} is not valid JSON{where}; correct it or download it again."))
+        except OSError as e:
+            out.append(InputError(f"{path} cannot be read ({e.strerror or e}); check its permissions."))
+    return out
+
+
+def _value_problems(comp: Component, cfg: dict, sub: Path) -> list[Exception]:
+    """Fields of a diffusers config whose type cannot be what the class takes: text where the class's default
+    is a number or a flag (diffusers fails on them with its own unrelated text, "not all arguments
+    converted during string formatting")."""
+    import inspect
+
+    if "_class_name" not in cfg:
+        return []
+    try:
+        params = inspect.signature(comp.load_class().__init__).parameters
+    except (TypeError, ValueError):
+        return []
+    out: list[Exception] = []
+    for field, value in cfg.items():
+        default = params[field].default if field in params else None
+        if value is None:  # null: the published configs use it for "not set" (diffusers fills it in)
+            continue
+        if isinstance(default, bool):
+            wrong, kind = not isinstance(value, bool), "true or false"
+        elif isinstance(default, (int, float)):
+            wrong, kind = isinstance(value, (str, dict, bool)), "a number" if isinstance(default, float) else "an integer"
+        else:
+            continue
+        if wrong:
+            out.append(InputError(f"{sub / 'config.json'}: {field} is {json.dumps(value)}, not {kind} (the class "
+                                  f"default is {json.dumps(default)}); correct it or download the file again."))
+    return out
+
+
+def safetensors_problem(path: Path) -> str | None:
+    """One sentence when ``path`` is not a whole safetensors file (truncated, or no readable header), else None;
+    reads the header only."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(8)
+            n = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if n < 0 or n > size - 8:
+                need = f"at least {8 + n}" if n >= 0 else "at least 8"
+                return f"{path} is truncated ({size} of {need} bytes); download it again."
+            header = json.loads(f.read(n))
+    except OSError as e:
+        return f"{path} cannot be read ({e.strerror or e}); check its permissions."
+    except (ValueError, UnicodeDecodeError):
+        return f"{path} is not a safetensors file (its header does not parse); download it again."
+    if not isinstance(header, dict):
+        return f"{path} is not a safetensors file (its header is not a table of tensors); download it again."
+    try:
+        end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+    except (TypeError, KeyError, IndexError, ValueError):
+        return f"{path} is not a safetensors file (its header has no data offsets); download it again."
+    if size < 8 + n + end:
+        return f"{path} is truncated ({size} of {8 + n + end} bytes); download it again."
+    return None
 
 
 def _load_component(
@@ -503,9 +677,22 @@ def _load_component(
     return loaded
 
 
+_SHAPES = re.compile(r"(?P<param>[\w.]+) expected shape torch\.Size\(\[(?P<want>[\d, ]*)\]\), "
+                     r"but got torch\.Size\(\[(?P<got>[\d, ]*)\]\)")
+
+
 def _unreadable(sub: Path, e: BaseException, what: str = "the weights could not be loaded") -> InputError:
     reason = (str(e).strip().splitlines() or [type(e).__name__])[0].rstrip(".")
-    return InputError(f"{sub}: {what} ({type(e).__name__}: {reason[:200]}); "
+    shapes = _SHAPES.search(reason)
+    if shapes:  # diffusers' advice (ignore_mismatched_sizes) does not apply: config and weights disagree
+        return InputError(
+            f"{sub / 'config.json'} does not match the weights beside it: {shapes['param']} is "
+            f"[{shapes['got']}] in the weights but the config builds [{shapes['want']}]; correct the config field "
+            "that sets that size, or download config.json and the weights again."
+        )
+    if len(reason) > 300:  # cut at a word, never inside a path
+        reason = reason[:300].rsplit(" ", 1)[0] + " ..."
+    return InputError(f"{sub}: {what} ({type(e).__name__}: {reason}); "
                       "check the files or download them again.")
 
 

@@ -61,6 +61,7 @@ class CogVideoXCondition:
 class CogVideoXBackbone(HubBackbone):
     """CogVideoX-I2V: VP v-prediction; reference/keyframes as image latents, optional map latents."""
 
+    TEXT_REPO: ClassVar[str | None] = "THUDM/CogVideoX-5b-I2V"
     COMPONENTS: ClassVar[dict[str, Component]] = {
         "transformer": Component("diffusers.CogVideoXTransformer3DModel"),
         "vae": Component("diffusers.AutoencoderKLCogVideoX"),
@@ -132,9 +133,13 @@ class CogVideoXBackbone(HubBackbone):
         return signed_to_images(video.permute(0, 2, 1, 3, 4))
 
     # ------------------------------------------------------------------ conditioning
-    def _text(self, prompt: str, batch: int) -> Tensor:
+    def _text(self, prompt: str, batch: int, *, negative: bool = False) -> Tensor:
+        """T5 embeddings of ``prompt``; a folder without ``text_encoder/`` (no text encoder: zero text
+        embedding) takes only the empty prompt, as zeros, and refuses any other."""
         tcfg = self.transformer.config
-        if self.text_encoder is None:  # text-free folder: the null embedding is all zeros
+        missing = self.missing_text(("text_encoder", "tokenizer"))
+        self.refuse_prompt(prompt, missing, negative=negative)
+        if missing:
             return torch.zeros(
                 batch,
                 self.settings.max_text_tokens,
@@ -175,9 +180,12 @@ class CogVideoXBackbone(HubBackbone):
         map_latents = None
         if cond.maps is not None:
             if not self.takes_maps:
+                where = self.source or f"{self.name}'s model folder"
                 raise InputError(
-                    f"{self.name}: this transformer takes no map latents; widen its patch embedding "
-                    "(widen_patch_embed) and load the GGI weights, or give no maps."
+                    f"{where}/transformer takes no edge-map latents (in_channels "
+                    f"{self.transformer.config.in_channels}, not {3 * self.latent_channels}), so {self.name} cannot "
+                    "inbetween from edge maps; give the folder of a GGI model (`vdm3d models info videofrom3d-ggi` "
+                    "says how to make one)."
                 )
             map_latents = self.encode(cond.maps[..., :3])
         elif self.takes_maps:
@@ -186,7 +194,7 @@ class CogVideoXBackbone(HubBackbone):
             )
         prompt = (cond.negative_text or "") if null else (cond.text or "")
         return CogVideoXCondition(
-            text=self._text(prompt, B), image_latents=image_latents, map_latents=map_latents
+            text=self._text(prompt, B, negative=null), image_latents=image_latents, map_latents=map_latents
         )
 
     # ------------------------------------------------------------------ denoiser

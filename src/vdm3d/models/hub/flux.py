@@ -90,6 +90,7 @@ def image_ids(h: int, w: int, device, dtype) -> Float[Tensor, "T 3"]:
 class FluxBackbone(HubBackbone):
     """FLUX (+ ControlNet) as a per-frame image backbone: rectified flow."""
 
+    TEXT_REPO: ClassVar[str | None] = "black-forest-labs/FLUX.1-dev"
     COMPONENTS: ClassVar[dict[str, Component]] = {
         "transformer": Component("diffusers.FluxTransformer2DModel"),
         "controlnet": Component("diffusers.FluxControlNetModel", required=False),
@@ -145,9 +146,15 @@ class FluxBackbone(HubBackbone):
         return signed_to_images(out)
 
     # ------------------------------------------------------------------ conditioning
-    def _prompt(self, prompt: str) -> tuple[Tensor, Tensor]:
+    def _prompt(self, prompt: str, *, negative: bool = False) -> tuple[Tensor, Tensor]:
+        """T5 token embeddings and CLIP's pooled embedding of ``prompt``. A folder without the text encoders
+        (no text encoder: zero text embedding) takes only the empty prompt, as zeros, which is not FLUX's
+        embedding of "" (the model never saw zeros in training); a non-empty prompt is refused."""
         tcfg = self.transformer.config
-        if self.text_encoder_2 is not None:
+        t5_missing = self.missing_text(("text_encoder_2", "tokenizer_2"))
+        clip_missing = self.missing_text(("text_encoder", "tokenizer"))
+        self.refuse_prompt(prompt, clip_missing + t5_missing, negative=negative)
+        if not t5_missing:
             tok = self.tokenizer_2(
                 [prompt],
                 padding="max_length",
@@ -160,7 +167,7 @@ class FluxBackbone(HubBackbone):
             text = torch.zeros(
                 1, self.settings.max_text_tokens, int(tcfg.joint_attention_dim), device=self.device
             )
-        if self.text_encoder is not None:
+        if not clip_missing:
             tok = self.tokenizer(
                 [prompt],
                 padding="max_length",
@@ -174,13 +181,14 @@ class FluxBackbone(HubBackbone):
         return text.to(self.dtype), pooled.to(self.dtype)
 
     def condition(self, cond: Conditioning, *, null: bool = False) -> FluxCondition:
-        text, pooled = self._prompt((cond.negative_text or "") if null else (cond.text or ""))
+        text, pooled = self._prompt((cond.negative_text or "") if null else (cond.text or ""), negative=null)
         control = None
         if cond.maps is not None:
             if self.controlnet is None:
+                where = self.source or f"{self.name}'s model folder"
                 raise InputError(
-                    f"{self.name}: no controlnet/ folder is loaded, so edge maps cannot be used; "
-                    "add a FLUX ControlNet or give no maps."
+                    f"{where} has no controlnet/, so {self.name} cannot take edge maps; put a diffusers FLUX "
+                    f"ControlNet in {where}/controlnet (e.g. XLabs-AI/flux-controlnet-hed-diffusers)."
                 )
             maps = cond.maps[..., :3]
             B, Fr = maps.shape[:2]

@@ -60,17 +60,31 @@ FF_CHUNKS = 8
 """token chunks of a transformer's feed-forward under ``chunk``"""
 
 
-def parse_memory(text: str | int | float, flag: str = "--memory") -> int:
+MIN_BUDGET = 256 * 1024**2
+"""the smallest ``--memory`` the command line takes: less is a typo (``1KB``), not a device"""
+
+
+def parse_memory(text: str | int | float, flag: str = "--memory", minimum: int = MIN_BUDGET) -> int:
     """``"24GB"``, ``"24 GiB"``, ``"512MB"``, ``"1.5g"`` or a byte count -> bytes (GB means GiB here,
-    as the memory of GPUs is quoted)."""
+    as the memory of GPUs is quoted); under ``minimum`` (256 MiB unless given) is refused. The planner
+    takes smaller budgets from Python (``load_backbone(memory="1MB")``: the most frugal plan)."""
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
     if not m or m.group(2).lower() not in _UNITS or float(m.group(1)) <= 0:
         raise ConfigError(f"{flag} {text!r} is not an amount of memory; write it like 24GB, 16GiB or 512MB.")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    amount = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    if amount < minimum:
+        said = (f"{amount / 1024**2:.1f} MiB" if amount >= 1024**2 else
+                f"{amount / 1024:.1f} KiB" if amount >= 1024 else f"{amount} bytes")
+        raise ConfigError(f"{flag} {text!r} is {said}, less than the {minimum / 1024**2:g} MiB any "
+                          "plan needs; give the device's memory, like 24GB (or leave --memory out: its free memory).")
+    return amount
 
 
 def format_bytes(n: float | int) -> str:
-    return f"{n / GB:.2f} GB" if n >= 0.1 * GB else f"{n / 1024**2:.1f} MB"
+    """Binary units, named as such (``24.00 GiB``, ``512.0 MiB``, ``1.0 KiB``)."""
+    if n >= 0.1 * GB:
+        return f"{n / GB:.2f} GiB"
+    return f"{n / 1024**2:.1f} MiB" if n >= 0.1 * 1024**2 else f"{n / 1024:.1f} KiB"
 
 
 def available_memory(device: str | torch.device = "cpu") -> int:
@@ -282,7 +296,9 @@ class Choice:
 
     def table(self, name: str = "", work: Workload | None = None) -> str:
         width = max(len(p.label) for p, _ in self.rows)
-        size = f" at {work.frames} frame{'s' if work.frames != 1 else ''} of {work.width}x{work.height}" if work else ""
+        # height x width, as the registry and `models info` write sizes (480x720 is CogVideoX's landscape frame)
+        size = (f" at {work.frames} frame{'s' if work.frames != 1 else ''} of {work.height}x{work.width} (HxW)"
+                if work else "")
         lines = [f"memory plan{' for ' + name if name else ''}{size} (budget {format_bytes(self.budget)}):",
                  f"  {'option'.ljust(width)}  estimated peak"]
         for p, e in self.rows:
@@ -399,7 +415,9 @@ def plan_loaded(backbone, memory: str | int | None = None, device: str | torch.d
     report = report or _budget["report"]
     if memory is None:
         return backbone
-    budget = available_memory(device) if memory == "auto" else parse_memory(memory)
+    # the command line refused budgets under MIN_BUDGET already (pop_memory_flag); from Python a tiny one is a
+    # way to ask for the most frugal plan
+    budget = available_memory(device) if memory == "auto" else parse_memory(memory, minimum=1)
     work = job_workload(backbone, size, frames)
     choice = choose(backbone, budget, work, device)
     apply(backbone, choice.plan, device)

@@ -83,6 +83,7 @@ class SVDCondition:
 class SVDBackbone(HubBackbone):
     """SVD / SVD-XT / V3D image-to-video backbone (EDM, v-prediction)."""
 
+    NO_SCHEDULER: ClassVar[str | None] = "the EDM sigma range 0.002 to 700 of the published SVD scheduler"
     COMPONENTS: ClassVar[dict[str, Component]] = {
         "unet": Component("diffusers.UNetSpatioTemporalConditionModel"),
         "vae": Component("diffusers.AutoModel"),

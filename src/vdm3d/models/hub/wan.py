@@ -49,6 +49,8 @@ class WanCondition:
 class WanBackbone(HubBackbone):
     """Wan2.1 T2V: rectified flow, per-token noise levels."""
 
+    TEXT_REPO: ClassVar[str | None] = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
+    NO_SCHEDULER: ClassVar[str | None] = "1000 training timesteps, as the published Wan2.1 scheduler"
     COMPONENTS: ClassVar[dict[str, Component]] = {
         "transformer": Component("diffusers.WanTransformer3DModel"),
         "vae": Component("diffusers.AutoencoderKLWan"),
@@ -89,9 +91,13 @@ class WanBackbone(HubBackbone):
         return signed_to_images(video.permute(0, 2, 1, 3, 4))
 
     # ------------------------------------------------------------------ conditioning
-    def _text(self, prompt: str, batch: int) -> Tensor:
+    def _text(self, prompt: str, batch: int, *, negative: bool = False) -> Tensor:
+        """umT5 embeddings of ``prompt``; a folder without ``text_encoder/`` (no text encoder: zero text
+        embedding) takes only the empty prompt, as zeros, and refuses any other."""
         L, dim = self.settings.max_text_tokens, int(self.transformer.config.text_dim)
-        if self.text_encoder is None:
+        missing = self.missing_text(("text_encoder", "tokenizer"))
+        self.refuse_prompt(prompt, missing, negative=negative)
+        if missing:
             return torch.zeros(batch, L, dim, device=self.device, dtype=self.dtype)
         tokens = self.tokenizer(
             [prompt] * batch,
@@ -108,7 +114,7 @@ class WanBackbone(HubBackbone):
 
     def condition(self, cond: Conditioning, *, null: bool = False) -> WanCondition:
         prompt = (cond.negative_text or "") if null else (cond.text or "")
-        return WanCondition(text=self._text(prompt, 1))
+        return WanCondition(text=self._text(prompt, 1, negative=null))
 
     # ------------------------------------------------------------------ denoiser
     def token_timesteps(self, t5: Tensor, x: Tensor) -> Tensor:
