@@ -43,11 +43,11 @@ def test_set_threads_reaches_torch_numba_and_the_environment(restore_threads, mo
 
 def test_global_threads_option(restore_threads, monkeypatch, capsys):
     seen = {}
-    monkeypatch.setattr(cli_main, "set_threads", lambda n: seen.setdefault("n", n))
+    monkeypatch.setattr(cli_main, "set_threads", lambda n, cap=False: seen.setdefault("n", (n, cap)))
     assert cli_main._pop_threads(["fit", "--threads", "3", "x"]) == (["fit", "x"], 3)
     assert cli_main._pop_threads(["--threads=2", "fit"]) == (["fit"], 2)
     assert cli_main._pop_threads(["fit"]) == (["fit"], None)
-    assert cli_main.main(["no-such-command", "--threads", "1"]) == 2 and seen["n"] == 1
+    assert cli_main.main(["no-such-command", "--threads", "1"]) == 2 and seen["n"] == (1, True)  # typed: capped
     assert cli_main.main(["fit", "--threads", "zero"]) == 2
     err = capsys.readouterr().err
     assert "error: --threads needs a whole number of threads, 1 or more, got 'zero'" in err and "Traceback" not in err
@@ -89,3 +89,13 @@ def test_more_threads_than_cores_are_capped_with_one_line_and_the_number_used_re
     assert threads.set_threads(1, said.append, cap=True) == 1 and said == []
     n = min(2, numba.config.NUMBA_NUM_THREADS)
     assert threads.set_threads(n, said.append) == n and threads.current_threads() == n and said == []  # not capped
+
+
+def test_the_command_lines_threads_are_capped_and_a_reruns_are_not(restore_threads, monkeypatch, capsys):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert cli_main.main(["--threads", "100000", "no-such-command"]) == 2
+    assert capsys.readouterr().err.startswith(
+        "warning: --threads 100000 is more than the 1 core this process may use; using 1\n")
+    assert threads.current_threads() == 1
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert cli_main.main(["no-such-command"]) == 2 and "warning" not in capsys.readouterr().err  # none typed

@@ -318,7 +318,7 @@ def _main(argv: Sequence[str] | None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the network unless asked to
     try:
         argv, threads = _pop_threads(argv)
-        set_threads(threads)
+        set_threads(threads, cap=threads is not None)  # a typed count is capped to the cores; a rerun's is not
     except Vdm3dError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
