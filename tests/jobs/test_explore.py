@@ -766,3 +766,21 @@ def test_an_animated_start_image_says_once_that_its_first_frame_is_used(tmp_path
     assert said == [f"{tmp_path / 'anim.gif'} has 2 frames; using the first"]
     first = explore.load_image(tmp_path / "anim.gif", 16, lambda _m: None)
     assert first[8, 8].tolist() == pytest.approx([200 / 255, 0, 0], abs=0.01)
+
+
+def test_the_memory_plan_is_for_the_runs_chunks(monkeypatch):
+    """--memory planned explore's video model for its native 81 frames of 720x480 (hub QA F8)."""
+    from vdm3d.jobs.explore import load_models
+    from vdm3d.models import registry
+
+    calls = []
+
+    def fake_load(name, *args, **kwargs):
+        calls.append((name, kwargs))
+        raise RuntimeError("stop after the call")
+
+    monkeypatch.setattr(registry, "load_depth", lambda name: None)
+    monkeypatch.setattr(registry, "load_backbone", fake_load)
+    with pytest.raises(RuntimeError, match="stop"):
+        load_models(ExploreConfig(backbone="worldwarp", resolution=96, chunk=5))
+    assert calls == [("worldwarp", {"plan_size": (96, 96), "plan_frames": 5})]

@@ -350,7 +350,8 @@ def load_models(c: ExploreConfig):
         name = c.backbone
     else:  # a shipped tiny model's name, or the model file of a training run
         name = c.model if c.model.endswith(".json") else f"tiny-{c.model}"
-    bb = load_backbone(name)
+    # --memory plans for the run's workload: chunks of --chunk square frames at --resolution (not 81 of 720x480)
+    bb = load_backbone(name, plan_size=(c.resolution, c.resolution), plan_frames=c.chunk)
     if not getattr(bb, "per_element_sigma", False):
         raise ConfigError(f"backbone {c.backbone!r} does not accept per-token noise levels, which explore needs; "
                           "use tiny, worldwarp or wan2.1-t2v-1.3b.")
