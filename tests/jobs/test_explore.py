@@ -784,3 +784,24 @@ def test_the_memory_plan_is_for_the_runs_chunks(monkeypatch):
     with pytest.raises(RuntimeError, match="stop"):
         load_models(ExploreConfig(backbone="worldwarp", resolution=96, chunk=5))
     assert calls == [("worldwarp", {"plan_size": (96, 96), "plan_frames": 5})]
+
+
+def test_a_speed_that_leaves_one_frame_names_the_speed_and_a_slow_one_says_the_count(tmp_path):
+    """QA F19: --speed 100 on an 8-frame path said 'the camera path has a single frame'; --speed 0.01 made 701
+    frames with no word before the chunks started."""
+    from vdm3d.cameras.camera import look_at
+    from vdm3d.jobs.explore import plan_path
+
+    n = 8
+    eye = torch.stack([torch.linspace(0, 1, n), torch.zeros(n), torch.full((n,), -3.0)], -1)
+    cams = Cameras.from_fov(50.0, 64, 64, look_at(eye, torch.zeros(n, 3), torch.tensor([0, -1.0, 0]).expand(n, 3)))
+    save_trajectory(tmp_path / "arc8.json", Trajectory(cams, fps=12))
+    config = ExploreConfig(path=tmp_path / "arc8.json", speed=100.0)
+    with pytest.raises(ConfigError) as e:
+        plan_path(config)
+    assert str(e.value) == ("--speed 100 leaves 1 frame of the 8-frame path; lower --speed (at most 7 here) or "
+                            "pass --frames N.")
+    assert len(plan_path(dataclasses.replace(config, speed=7.0))) == 2
+    said = []
+    assert len(plan_path(dataclasses.replace(config, speed=0.01), said.append)) == 701
+    assert said == ["--speed 0.01: 701 frames from the path's 8"]

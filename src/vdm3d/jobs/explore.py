@@ -265,7 +265,14 @@ def plan_path(c: ExploreConfig, say: Progress | None = None) -> Trajectory:
         file_cams = cams
         fov = float(cams.square_fov_deg[0]) if c.fov_deg is None else c.fov_deg
         fps = file.trajectory.fps if file.fps_recorded else fps
+    given = len(cams)
     cams = retime(cams, c.speed)
+    if c.speed != 1.0 and len(cams) < 2 and (c.frames or 0) < 2:
+        most = max(given - 1, 1)  # --speed s keeps about (given - 1) / s + 1 frames
+        raise ConfigError(f"--speed {c.speed:g} leaves {len(cams)} frame of the {given}-frame path; lower --speed "
+                          f"(at most {most:g} here) or pass --frames N.")
+    if c.speed != 1.0 and say is not None and c.frames is None and len(cams) > 4 * given:
+        say(f"--speed {c.speed:g}: {len(cams)} frames from the path's {given}")
     if c.frames is not None and c.frames > len(cams):
         cams = extend_cameras(cams, c.frames - len(cams), c.extend)
     elif c.frames is not None:
