@@ -33,6 +33,16 @@ def test_grabcut_keeps_the_person_and_drops_the_flag_and_shuttle(astronaut):
 
 
 @pytest.mark.slow
+def test_a_grabcut_mask_is_said(astronaut):
+    """QA F16: the mask of a photo came from GrabCut without a word on the console (only in the manifest)."""
+    from vdm3d.io.foreground import load_object_image
+
+    said = []
+    assert load_object_image(astronaut, 64, say=said.append).mask_source == "grabcut"
+    assert said == [f"{astronaut}: no transparency and no plain background, so the object was cut out by GrabCut "
+                    "from a centred box; check mask.png in the run, or pass --mask"]
+
+
 def test_object_runs_end_to_end_on_a_photo(astronaut, tmp_path):
     out = tmp_path / "astronaut"
     result = run_object(ObjectConfig(image=astronaut, out=out, **TINY), progress=None)

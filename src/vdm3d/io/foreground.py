@@ -286,6 +286,9 @@ def load_object_image(path: str | Path, size: int, border_ratio: float = 0.2, re
         else:  # a photo: the border is no single colour
             alpha, source, bg = grabcut_mask(rgb), "grabcut", None
             check_mask(alpha, path, source, GRABCUT_MARGIN)
+            if say is not None:  # the mask a user should look at when the object comes out as a slab
+                say(f"{path}: no transparency and no plain background, so the object was cut out by GrabCut from "
+                    "a centred box; check mask.png in the run, or pass --mask")
     if int((alpha > 0.5).sum()) < MIN_FOREGROUND_PIXELS:
         raise InputError(path=path, problem="has no foreground object (the mask is empty)",
                          fix="give an image with the object visible, on a transparent or plain background")
