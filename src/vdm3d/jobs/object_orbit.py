@@ -114,9 +114,10 @@ def check_orbit_backbone(backbone: Any, name: str, orbit: OrbitKind, frames: int
         raise ConfigError(f"backbone {name!r} has no cameras conditioning and no orbit it was trained on, so it "
                           "cannot follow an orbit; choose a camera-conditioned backbone such as tiny or sv3d-p.")
     if orbit != trained or (frames is not None and frames != native):
+        other = "tiny" if name == "sv3d-p" else "sv3d-p"  # never suggest the backbone that was just refused
         raise ConfigError(f"backbone {name!r} takes no cameras and generates only its trained {trained} orbit "
                           f"of {native} views; use --orbit {trained} without --frames, or a camera-conditioned "
-                          "backbone such as sv3d-p for other orbits.")
+                          f"backbone such as {other} for other orbits.")
 
 
 @dataclasses.dataclass
