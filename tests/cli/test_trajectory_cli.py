@@ -70,6 +70,16 @@ def test_make_orbit_target_and_move_from_file(tmp_path):
     assert run("make", "move", "--start", tmp_path / "o.json", "--start-index", 9, "--out", tmp_path / "x.json") == 2
 
 
+def test_an_orbit_around_a_far_target_keeps_every_camera_where_it_is(tmp_path):
+    """QA F18: a georeferenced target (5e6 from the origin) put the file's centres on float32's 0.5-unit grid there
+    (two frames at one position); the file is written from float64 cameras."""
+    target = (500000.0, 5000000.0, 100.0)
+    assert run("make", "orbit", "--frames", 8, "--radius", 2.5, "--target", *target, "--out", tmp_path / "o.json") == 0
+    o = load_trajectory(tmp_path / "o.json", torch.float64)
+    d = o.cameras.centers - torch.tensor(target, dtype=torch.float64)
+    np.testing.assert_allclose(d.norm(dim=-1).numpy(), 2.5, atol=1e-6)  # on the circle, to the micrometre
+
+
 def test_make_spiral_from_llff(shared_data, tmp_path):
     assert run("make", "spiral", "--cameras", shared_data / "llff_fern" / "poses_bounds.npy", "--width", 504,
                "--height", 378, "--frames", 30, "--out", tmp_path / "s.json") == 0

@@ -85,8 +85,11 @@ def _up() -> Tensor:
 
 def orbit(frames: int = 36, radius: Real = 2.5, elevation_deg: Real = 20.0, fov_deg: Real = 50.0,
           width: int = 512, height: int = 512, start_azimuth_deg: Real = 0.0, turns: Real = 1.0,
-          target: Sequence[Real] = (0.0, 0.0, 0.0), fps: Real = 24.0) -> Trajectory:
-    """Cameras on a horizontal circle (z up) around ``target``, evenly spaced, looking at it."""
+          target: Sequence[Real] = (0.0, 0.0, 0.0), fps: Real = 24.0, dtype: torch.dtype = torch.float32
+          ) -> Trajectory:
+    """Cameras on a horizontal circle (z up) around ``target``, evenly spaced, looking at it; computed in float64
+    and returned as ``dtype`` (``trajectory make`` writes float64: a target far from the origin, such as
+    georeferenced coordinates, 5e6 away, would put float32 centres on a 0.5-unit grid)."""
     if frames < 1:
         raise ConfigError(f"orbit: frames must be >= 1, got {frames}.")
     az = start_azimuth_deg + 360.0 * turns * torch.arange(frames, dtype=torch.float64) / frames
@@ -95,7 +98,7 @@ def orbit(frames: int = 36, radius: Real = 2.5, elevation_deg: Real = 20.0, fov_
     c2w[:, :3, 3] += torch.as_tensor(target, dtype=torch.float64)
     prov = dict(generator="orbit", frames=frames, radius=radius, elevation_deg=elevation_deg, fov_deg=fov_deg,
                 start_azimuth_deg=start_azimuth_deg, turns=turns, target=list(target))
-    return Trajectory(Cameras(cams.Ks, c2w, width, height).to(torch.float32), fps, prov)
+    return Trajectory(Cameras(cams.Ks, c2w, width, height).to(dtype), fps, prov)
 
 
 def sv3d_static_azimuths_deg(frames: int = SV3D_FRAMES) -> Float[Tensor, "F"]:

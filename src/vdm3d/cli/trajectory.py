@@ -327,7 +327,7 @@ def _make(cfg) -> int:
     names = None
     if isinstance(cfg, Orbit):
         traj = T.orbit(cfg.frames, cfg.radius, cfg.elevation_deg, cfg.fov_deg, cfg.width, cfg.height,
-                       cfg.start_azimuth_deg, cfg.turns, cfg.target, fps=cfg.fps)
+                       cfg.start_azimuth_deg, cfg.turns, cfg.target, fps=cfg.fps, dtype=torch.float64)
     elif isinstance(cfg, Sv3d):
         fn = T.sv3d_dynamic_orbit if cfg.dynamic else T.sv3d_static_orbit
         kw = dict(seed=cfg.seed) if cfg.dynamic else {}
