@@ -349,6 +349,20 @@ def cameras_inside(scene: MeshScene, cameras: Cameras, progress: Callable[[int, 
     return inside
 
 
+def precision_warning(mesh_file: Path, scene: MeshScene) -> str | None:
+    """The warning for a mesh so far from the origin, for its size, that float32 (the renderer's numbers) cannot
+    place its vertices finely: georeferenced coordinates (UTM, 5e6 away) put a 2-unit mesh on a 0.5-unit grid,
+    and its edges and frames come out blocky. None when the grid is finer than 1e-4 of the mesh's size."""
+    lo, hi = scene.bounds
+    far, size = float(np.abs(np.stack([lo, hi])).max()), mesh_span(scene)
+    grid = far * 2.0 ** -23  # float32's spacing at that distance
+    if size <= 0 or grid <= 1e-4 * size:
+        return None
+    return (f"warning: {mesh_file}: the mesh lies {_num(far)} units from the origin, {_num(far / size)} times its "
+            f"size of {_num(size)}; the renderer's 32-bit numbers place vertices only to about {_num(grid)} there, "
+            "so edges and frames come out blocky; move the mesh and the path near the origin first")
+
+
 def check_cameras_inside(config: StylizeConfig, inputs: StylizeInputs, say: Progress | None = None) -> list[int]:
     """Refuse a path whose every camera is inside the mesh (a mesh in other units than the path: the job
     would style a few huge interior triangles without a word); warn, naming the frames, when only some
@@ -711,6 +725,8 @@ def run_stylize(config: StylizeConfig, progress: Progress | None = print) -> Sty
 
     inputs = load_inputs(config, say)
     say(mesh_up_line(config.mesh, config.up))
+    if (line := precision_warning(config.mesh, inputs.scene)) is not None:
+        say(line)
     inside = check_cameras_inside(config, inputs, say)
     buffers = geometry_buffers(config, inputs, say)
     models = load_models(config)
