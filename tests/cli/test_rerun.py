@@ -88,6 +88,10 @@ def test_rerun_names_hub_weights_that_changed(tmp_path):
     new = {"cwd": str(tmp_path), "inputs": {"a.png": "1", str(moved): "z"}}
     assert input_differences(old, new) == [
         "sv3d-p's weights were loaded from Org/sv3d@abc, not from where the original run loaded them"]
+    # a manifest that names its models' folders (its "models" field) lets the sentence say where they were
+    old["models"] = {"sv3d-p": {"source": "/models/sv3d-p", "fingerprint": "x"}}
+    assert input_differences(old, new) == [
+        "sv3d-p's weights were loaded from Org/sv3d@abc, not from /models/sv3d-p, where the original run loaded them"]
 
 
 def test_a_rerun_uses_the_original_runs_thread_count_unless_asked(monkeypatch, capsys):

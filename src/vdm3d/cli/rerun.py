@@ -195,5 +195,8 @@ def input_differences(old: dict, new: dict) -> list[str]:
         elif key in a and key in b:
             out.append(f"{hub[0]}'s weights in {hub[1]} changed")
         elif key in b:  # the old record of another place is "gone": said once, with the new place
-            out.append(f"{hub[0]}'s weights were loaded from {hub[1]}, not from where the original run loaded them")
+            before = ((old.get("models") or {}).get(hub[0]) or {}).get("source")  # manifests since stop 33 say
+            where = f"from {before}, where the original run loaded them" if before else \
+                "from where the original run loaded them"
+            out.append(f"{hub[0]}'s weights were loaded from {hub[1]}, not {where}")
     return out
