@@ -40,6 +40,25 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+class StopHere(Exception):
+    """Raised by the stage a test stopped a job at (:func:`stop_at`)."""
+
+
+@pytest.fixture
+def stop_at(monkeypatch):
+    """``stop_at(module, "name")``: that stage of a job raises :class:`StopHere` (returned), so a test sees what
+    the job said and did before it without running the rest."""
+
+    def patch(module, name: str) -> type[StopHere]:
+        def stop(*_args, **_kwargs):
+            raise StopHere
+
+        monkeypatch.setattr(module, name, stop)
+        return StopHere
+
+    return patch
+
+
 @pytest.fixture
 def at_once():
     """``at_once(work, n, timeout)``: ``work(i)`` for i < n in n threads started together; their results in

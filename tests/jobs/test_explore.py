@@ -542,7 +542,7 @@ def test_start_image_is_read_upright(tmp_path, image_path):
     torch.testing.assert_close(load_image(tmp_path / "phone.png", 32), load_image(image_path, 32), atol=0, rtol=0)
 
 
-def test_an_rgba_start_image_is_composited_over_white_and_said_once(tmp_path, image_path, monkeypatch):
+def test_an_rgba_start_image_is_composited_over_white_and_said_once(tmp_path, image_path, monkeypatch, stop_at):
     """A cut-out whose transparent pixels hold black: explore used to drop the alpha and explore the object
     in front of a black wall. The transparent pixels become white (as in the object job), the half-transparent
     ones a blend, and one progress line says so; an opaque image is unchanged and says nothing."""
@@ -565,13 +565,7 @@ def test_an_rgba_start_image_is_composited_over_white_and_said_once(tmp_path, im
     assert opaque == [] and float(plain.min()) < 0.2
     # the job says it once, before any chunk (stopped right after the image is read)
 
-    class Stop(Exception):
-        pass
-
-    def stop(_config):
-        raise Stop
-
-    monkeypatch.setattr(explore, "load_models", stop)
+    Stop = stop_at(explore, "load_models")
     messages = []
     with pytest.raises(Stop):
         run_explore(ExploreConfig(image=tmp_path / "cutout.png", move=("dolly-in",), **SMALL, out=tmp_path / "r"),
@@ -744,7 +738,7 @@ def test_a_large_start_image_is_read_shrunk_to_a_few_times_the_output(tmp_path, 
     assert seen == [((600, 600, 3), 1)]
 
 
-def test_an_animated_start_image_says_once_that_its_first_frame_is_used(tmp_path, monkeypatch):
+def test_an_animated_start_image_says_once_that_its_first_frame_is_used(tmp_path, monkeypatch, stop_at):
     """QA F11: explore read an animated GIF's first frame without a word; it says so once, before any chunk."""
     from vdm3d.jobs import explore
 
@@ -752,13 +746,7 @@ def test_an_animated_start_image_says_once_that_its_first_frame_is_used(tmp_path
     red[..., 0], blue[..., 2] = 200, 200
     Image.fromarray(red).save(tmp_path / "anim.gif", save_all=True, append_images=[Image.fromarray(blue)], duration=100)
 
-    class Stop(Exception):
-        pass
-
-    def stop(_config):
-        raise Stop
-
-    monkeypatch.setattr(explore, "load_models", stop)
+    Stop = stop_at(explore, "load_models")
     said = []
     with pytest.raises(Stop):
         run_explore(ExploreConfig(image=tmp_path / "anim.gif", move=("dolly-in",), **SMALL, out=tmp_path / "r"),

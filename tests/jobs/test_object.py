@@ -282,20 +282,14 @@ def test_backbone_can_be_a_training_runs_model_file(tmp_path):
     assert [k for k in a if not torch.equal(a[k], b[k])] == [changed]
 
 
-def test_a_resolution_other_than_the_models_native_size_is_warned_about(object_image, tmp_path, monkeypatch):
+def test_a_resolution_other_than_the_models_native_size_is_warned_about(object_image, tmp_path, monkeypatch, stop_at):
     """QA: ``--resolution 128`` with the embedded 64-px orbit model ran without a word and gave scattered
     blobs. The job says once which size the model was trained at (it still runs: hub backbones have other
     sizes); the native size, given or implied, says nothing. Stopped right after the orbit model loads."""
     from vdm3d.jobs import object as job
     from vdm3d.jobs.object import load_orbit_source
 
-    class Stop(Exception):
-        pass
-
-    def stop(_name):
-        raise Stop
-
-    monkeypatch.setattr(job, "make_perceptual", stop)
+    Stop = stop_at(job, "make_perceptual")
     source = load_orbit_source(PRESETS["tiny"][1])
     native = source.backbone.resolution
     assert native == (64, 64)

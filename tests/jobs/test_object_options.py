@@ -84,7 +84,7 @@ def test_a_resolution_below_the_fits_ssim_window_is_refused_before_any_work(obje
         run_object(ObjectConfig(image=image, out=tmp_path / "r", resolution=8), progress=None)
 
 
-def test_an_animated_input_says_once_that_its_first_frame_is_used(tmp_path, monkeypatch):
+def test_an_animated_input_says_once_that_its_first_frame_is_used(tmp_path, monkeypatch, stop_at):
     """QA F11: an animated GIF was read as its first frame without a word. The object job says it once (the input
     is read a second time at the backbone's native size, silently), before any model loads."""
     from PIL import Image
@@ -98,13 +98,7 @@ def test_an_animated_input_says_once_that_its_first_frame_is_used(tmp_path, monk
     blue[16:48, 16:48] = (30, 40, 200)
     Image.fromarray(red).save(tmp_path / "anim.gif", save_all=True, append_images=[Image.fromarray(blue)], duration=100)
 
-    class Stop(Exception):
-        pass
-
-    def stop(_config):
-        raise Stop
-
-    monkeypatch.setattr(job, "load_orbit_source", stop)
+    Stop = stop_at(job, "load_orbit_source")
     said = []
     with pytest.raises(Stop):
         run_object(ObjectConfig(image=tmp_path / "anim.gif", out=tmp_path / "r"), progress=said.append)

@@ -1,6 +1,10 @@
-"""Helpers for the hub adapter tests: a reference image and two sampler steps with CFG."""
+"""Helpers for the hub adapter tests: a reference image, two sampler steps with CFG, a model folder copied to
+break, and the one-sentence check of a refusal."""
 
 from __future__ import annotations
+
+import shutil
+from pathlib import Path
 
 import torch
 
@@ -24,3 +28,15 @@ def two_steps(
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         return sample(backbone, sigmas, cond=cond, shape=shape, generator=g, guider=CFG(scale=scale))
+
+
+def copy_folder(folder: Path, tmp_path: Path, name: str) -> Path:
+    """A copy of a saved model folder that a test may break."""
+    return Path(shutil.copytree(folder, tmp_path / name))
+
+
+def one_sentence(err) -> str:
+    """The message of a ``pytest.raises`` refusal, checked to be one sentence (one line, a full stop)."""
+    msg = str(err.value)
+    assert "\n" not in msg and msg.endswith("."), msg
+    return msg

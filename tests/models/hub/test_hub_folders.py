@@ -14,6 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from hub_helpers import copy_folder, one_sentence
 from vdm3d.errors import InputError, MissingWeightsError, UnsafeCheckpointError
 from vdm3d.models import registry
 from vdm3d.models.hub.base import ADAPTER_FILE
@@ -50,21 +51,11 @@ def folders(tmp_path_factory):
     }
 
 
-def _copy(folder: Path, tmp_path: Path, name: str) -> Path:
-    return Path(shutil.copytree(folder, tmp_path / name))
-
-
-def _one_sentence(err) -> str:
-    msg = str(err.value)
-    assert "\n" not in msg and msg.endswith("."), msg
-    return msg
-
-
 # ------------------------------------------------------------------ 1. another model's weights
 def test_a_cogvideox_folder_given_as_wan_is_named_not_a_traceback(folders):
     with pytest.raises(InputError) as err:
         registry.load_backbone("wan2.1-t2v-1.3b", folders["cogvideox"])
-    msg = _one_sentence(err)
+    msg = one_sentence(err)
     assert (f"{folders['cogvideox']}/transformer holds a CogVideoXTransformer3DModel, not the "
             "WanTransformer3DModel that wan2.1-t2v-1.3b needs") in msg
 
@@ -72,7 +63,7 @@ def test_a_cogvideox_folder_given_as_wan_is_named_not_a_traceback(folders):
 def test_a_wan_folder_given_as_flux_is_named(folders):
     with pytest.raises(InputError, match="holds a WanTransformer3DModel, not the FluxTransformer2DModel") as err:
         registry.load_backbone("flux-dev-controlnet-hed", folders["wan"])
-    _one_sentence(err)
+    one_sentence(err)
 
 
 def test_an_svd_unet_in_the_sv3d_p_slot_is_refused_by_its_camera_width(folders):
@@ -80,7 +71,7 @@ def test_an_svd_unet_in_the_sv3d_p_slot_is_refused_by_its_camera_width(folders):
     vector input (3 x addition_time_embed_dim: fps, motion, augmentation) is SVD's, not SV3D_p's."""
     with pytest.raises(InputError) as err:
         registry.load_backbone("sv3d-p", folders["svd-xt"])
-    msg = _one_sentence(err)
+    msg = one_sentence(err)
     cfg = json.loads((folders["svd-xt"] / "unet" / "config.json").read_text())
     assert cfg["_class_name"] == "UNetSpatioTemporalConditionModel"
     assert f"projection_class_embeddings_input_dim is {cfg['projection_class_embeddings_input_dim']}" in msg
@@ -93,7 +84,7 @@ def test_an_svd_unet_in_the_sv3d_p_slot_is_refused_by_its_camera_width(folders):
 
 def test_an_sv3d_unet_saved_as_svds_class_loads(folders, tmp_path):
     """The conversions of SV3D save its UNet as SVD's class (or their own subclass): both load."""
-    folder = _copy(folders["sv3d-p"], tmp_path, "sv3d-p")
+    folder = copy_folder(folders["sv3d-p"], tmp_path, "sv3d-p")
     for name in ("UNetSpatioTemporalConditionModel", "SV3DUNetSpatioTemporalConditionModel"):
         cfg = json.loads((folder / "unet" / "config.json").read_text())
         (folder / "unet" / "config.json").write_text(json.dumps({**cfg, "_class_name": name}))
@@ -104,21 +95,21 @@ def test_an_sv3d_unet_saved_as_svds_class_loads(folders, tmp_path):
 def test_a_config_the_class_cannot_build_from_is_one_sentence(folders, tmp_path):
     """A transformer config of the right class whose fields do not fit (here patch_size an int where Wan
     takes three) raises TypeError inside diffusers: one sentence naming the sub-folder."""
-    folder = _copy(folders["wan"], tmp_path, "wan")
+    folder = copy_folder(folders["wan"], tmp_path, "wan")
     cfg = json.loads((folder / "transformer" / "config.json").read_text())
     (folder / "transformer" / "config.json").write_text(json.dumps({**cfg, "patch_size": 2}))
     with pytest.raises(InputError) as err:
         registry.load_backbone("wan2.1-t2v-1.3b", folder)
-    assert f"{folder}/transformer: the weights could not be loaded (TypeError" in _one_sentence(err)
+    assert f"{folder}/transformer: the weights could not be loaded (TypeError" in one_sentence(err)
 
 
 # ------------------------------------------------------------------ 2. missing parts, fp16, VDM3D_MODELS
 def test_a_missing_sub_folder_is_named(folders, tmp_path):
-    folder = _copy(folders["sv3d-p"], tmp_path, "sv3d-p")
+    folder = copy_folder(folders["sv3d-p"], tmp_path, "sv3d-p")
     shutil.rmtree(folder / "image_encoder")
     with pytest.raises(MissingWeightsError) as err:
         registry.load_backbone("sv3d-p", folder)
-    msg = _one_sentence(err)
+    msg = one_sentence(err)
     assert f"{folder} exists but has no image_encoder/;" in msg and "weights not found" not in msg
     assert f"`hf download chenguolin/sv3d-diffusers --local-dir {folder}`" in msg
     shutil.rmtree(folder / "unet")
@@ -130,7 +121,7 @@ def test_a_missing_sub_folder_is_named(folders, tmp_path):
 def test_another_models_layout_is_named(folders):
     with pytest.raises(MissingWeightsError) as err:
         registry.load_backbone("sv3d-p", folders["wan"])
-    msg = _one_sentence(err)
+    msg = one_sentence(err)
     # the fix is to give sv3d-p's folder, never to download sv3d-p into the Wan folder
     assert msg.startswith(f"{folders['wan']} holds a model with a WanTransformer3DModel (scheduler/, text_encoder/, "
                           "tokenizer/, transformer/, vae/), not sv3d-p, which needs unet/, image_encoder/; give the "
@@ -142,7 +133,7 @@ def test_another_models_layout_is_named(folders):
 def test_fp16_only_files_load_as_the_fp16_variant(folders, tmp_path, capfd):
     """``hf download ... --include "*fp16*"`` leaves ``*.fp16.safetensors`` only: they load (in the
     dtype of the rest), and diffusers prints nothing of its own."""
-    folder = _copy(folders["sv3d-p"], tmp_path, "sv3d-p")
+    folder = copy_folder(folders["sv3d-p"], tmp_path, "sv3d-p")
     for f in folder.rglob("*.safetensors"):
         state = load_file(f)
         from safetensors.torch import save_file
@@ -165,7 +156,7 @@ def test_models_env_set_to_the_model_folder_itself_is_said(folders, monkeypatch,
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
     with pytest.raises(MissingWeightsError) as err:
         registry.load_backbone("sv3d-p")
-    msg = _one_sentence(err)
+    msg = one_sentence(err)
     assert f"$VDM3D_MODELS is {folders['sv3d-p']}, which is itself a model folder" in msg
     assert f"set VDM3D_MODELS={folders['sv3d-p'].parent} " in msg
 
@@ -174,14 +165,14 @@ def test_models_env_set_to_the_model_folder_itself_is_said(folders, monkeypatch,
 def test_the_pickle_refusal_gives_a_command_that_works(folders, tmp_path):
     from vdm3d.cli.main import main
 
-    folder = _copy(folders["sv3d-p"], tmp_path, "sv3d-p")
+    folder = copy_folder(folders["sv3d-p"], tmp_path, "sv3d-p")
     st = folder / "unet" / "diffusion_pytorch_model.safetensors"
     state = load_file(st)
     st.unlink()
     torch.save(state, folder / "unet" / "diffusion_pytorch_model.bin")
     with pytest.raises(UnsafeCheckpointError) as err:
         registry.load_backbone("sv3d-p", folder)
-    msg = _one_sentence(err)
+    msg = one_sentence(err)
     command = msg.split("`")[1]
     assert command == (f"vdm3d models convert {folder}/unet/diffusion_pytorch_model.bin "
                        f"{folder}/unet/diffusion_pytorch_model.safetensors --trust-pickle")

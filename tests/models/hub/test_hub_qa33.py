@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from hub_helpers import copy_folder, one_sentence
 from vdm3d.errors import InputError, MissingWeightsError
 from vdm3d.models import registry
 from vdm3d.protocols import Conditioning
@@ -39,16 +40,6 @@ def saved(tmp_path_factory):
     }
 
 
-def _copy(folder: Path, tmp_path: Path, name: str) -> Path:
-    return Path(shutil.copytree(folder, tmp_path / name))
-
-
-def _one_sentence(err) -> str:
-    msg = str(err.value)
-    assert "\n" not in msg and msg.endswith("."), msg
-    return msg
-
-
 def _image(seed=1):
     return torch.rand(1, SIZE, SIZE, 3, generator=torch.Generator().manual_seed(seed))
 
@@ -61,7 +52,7 @@ def _image(seed=1):
     ("cogvideox", "videofrom3d-ggi", ("text_encoder", "tokenizer"), "THUDM/CogVideoX-5b-I2V"),
 ])
 def test_a_prompt_for_a_folder_without_text_encoder_is_refused(saved, tmp_path, name, entry, subs, repo):
-    folder = _copy(saved[name], tmp_path, name)
+    folder = copy_folder(saved[name], tmp_path, name)
     for sub in subs:
         shutil.rmtree(folder / sub)
     if name == "cogvideox":  # the GGI slot takes a widened transformer: load it as the plain I2V entry
@@ -72,7 +63,7 @@ def test_a_prompt_for_a_folder_without_text_encoder_is_refused(saved, tmp_path, 
         ", ".join(s + "/" for s in subs[:-1]) + " and " + subs[-1] + "/"
     with pytest.raises(InputError) as err:
         bb.condition(Conditioning(text="a toy", reference=_image()))
-    assert _one_sentence(err) == (
+    assert one_sentence(err) == (
         f"{folder} has no {listed}, so {entry} cannot read the prompt 'a toy'; add the {listed} sub-folders of "
         f"the repository {repo} to {folder}, or pass no prompt.")
     with pytest.raises(InputError, match="cannot read the negative prompt 'blurry'"):
@@ -92,7 +83,7 @@ def test_a_folder_with_its_text_encoder_still_reads_the_prompt(saved):
 
 
 def test_a_missing_scheduler_is_one_note(saved, tmp_path, capfd):
-    folder = _copy(saved["svd"], tmp_path, "svd")
+    folder = copy_folder(saved["svd"], tmp_path, "svd")
     shutil.rmtree(folder / "scheduler")
     capfd.readouterr()
     bb = registry.load_backbone("svd", folder)
@@ -108,10 +99,10 @@ def test_a_missing_scheduler_is_one_note(saved, tmp_path, capfd):
 def test_an_sv3d_u_folder_in_the_sv3d_p_slot_is_refused(saved, tmp_path):
     """The folder's vdm3d_adapter.json (trained_orbit sv3d-static) used to replace the sv3d-p entry's settings,
     so the camera-width check tested SV3D_u's layout, passed, and the run recorded sv3d-p."""
-    folder = _copy(saved["sv3d-u"], tmp_path, "sv3d-p")
+    folder = copy_folder(saved["sv3d-u"], tmp_path, "sv3d-p")
     with pytest.raises(InputError) as err:
         registry.load_backbone("sv3d-p", folder)
-    assert _one_sentence(err) == (
+    assert one_sentence(err) == (
         f"{folder} holds sv3d-u, trained on the sv3d-static orbit (its vdm3d_adapter.json says so), not sv3d-p, "
         f"which has no trained orbit; use it as sv3d-u (put it in {registry.default_folder('sv3d-u')}) or put "
         f"sv3d-p's own weights in {folder}.")
@@ -126,10 +117,10 @@ def test_an_sv3d_u_folder_in_the_sv3d_p_slot_is_refused(saved, tmp_path):
 
 def test_an_svd_folder_saved_by_vdm3d_in_the_v3d_slot_is_refused(saved, tmp_path):
     """V3D's UNet has SVD's shapes, so only the adapter file can tell them apart."""
-    folder = _copy(saved["svd"], tmp_path, "v3d")
+    folder = copy_folder(saved["svd"], tmp_path, "v3d")
     with pytest.raises(InputError) as err:
         registry.load_backbone("v3d", folder)
-    assert _one_sentence(err) == (
+    assert one_sentence(err) == (
         f"{folder} holds svd, with no trained orbit (its vdm3d_adapter.json says so), not v3d, which is trained on "
         f"the v3d orbit; use it as svd (put it in {registry.default_folder('svd')}) or put v3d's own weights in "
         f"{folder}.")
@@ -141,48 +132,48 @@ def _unet_config(folder: Path) -> Path:
 
 
 def test_a_truncated_safetensors_file_is_named_with_its_sizes(saved, tmp_path):
-    folder = _copy(saved["svd"], tmp_path, "svd")
+    folder = copy_folder(saved["svd"], tmp_path, "svd")
     weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
     whole = weights.stat().st_size
     weights.write_bytes(weights.read_bytes()[: whole // 2])
     with pytest.raises(InputError) as err:
         registry.load_backbone("svd", folder)
-    assert _one_sentence(err) == f"{weights} is truncated ({whole // 2} of {whole} bytes); download it again."
+    assert one_sentence(err) == f"{weights} is truncated ({whole // 2} of {whole} bytes); download it again."
     weights.write_bytes(b"\x05")
     with pytest.raises(InputError, match=r"is truncated \(1 of at least 8 bytes\)"):
         registry.load_backbone("svd", folder)
 
 
 def test_invalid_json_in_a_config_is_said_not_taken_for_a_missing_config(saved, tmp_path):
-    folder = _copy(saved["svd"], tmp_path, "svd")
+    folder = copy_folder(saved["svd"], tmp_path, "svd")
     text = _unet_config(folder).read_text()
     _unet_config(folder).write_text(text + "}{")
     line = text.count("\n") + 1
     col = len(text.rsplit("\n", 1)[-1]) + 1
     with pytest.raises(InputError) as err:
         registry.load_backbone("svd", folder)
-    assert _one_sentence(err) == (f"{_unet_config(folder)} is not valid JSON (line {line}, column {col}: Extra "
+    assert one_sentence(err) == (f"{_unet_config(folder)} is not valid JSON (line {line}, column {col}: Extra "
                                   "data); correct it or download it again.")
 
 
 def test_a_config_field_of_the_wrong_type_is_named(saved, tmp_path):
-    folder = _copy(saved["svd"], tmp_path, "svd")
+    folder = copy_folder(saved["svd"], tmp_path, "svd")
     cfg = json.loads(_unet_config(folder).read_text())
     _unet_config(folder).write_text(json.dumps({**cfg, "in_channels": "eight"}))
     with pytest.raises(InputError) as err:
         registry.load_backbone("svd", folder)
-    assert _one_sentence(err) == (f"{_unet_config(folder)}: in_channels is \"eight\", not an integer (the class "
+    assert one_sentence(err) == (f"{_unet_config(folder)}: in_channels is \"eight\", not an integer (the class "
                                   "default is 8); correct it or download the file again.")
 
 
 def test_a_config_that_disagrees_with_its_weights_names_the_tensor(saved, tmp_path):
-    folder = _copy(saved["svd"], tmp_path, "svd")
+    folder = copy_folder(saved["svd"], tmp_path, "svd")
     cfg = json.loads(_unet_config(folder).read_text())
     _unet_config(folder).write_text(json.dumps({**cfg, "in_channels": cfg["in_channels"] - 1}))
     with pytest.raises(InputError) as err:
         registry.load_backbone("svd", folder)
     out = cfg["block_out_channels"][0]
-    assert _one_sentence(err) == (
+    assert one_sentence(err) == (
         f"{_unet_config(folder)} does not match the weights beside it: conv_in.weight is [{out}, {cfg['in_channels']}, "
         f"3, 3] in the weights but the config builds [{out}, {cfg['in_channels'] - 1}, 3, 3]; correct the config "
         "field that sets that size, or download config.json and the weights again.")
@@ -194,7 +185,7 @@ def test_another_models_folder_says_what_it_holds_and_where_the_right_one_goes(s
     with pytest.raises(MissingWeightsError) as err:
         registry.load_backbone("flux-dev-controlnet-hed", saved["svd"])  # an SVD folder as --anchor-path
     home = tmp_path / "root" / "flux-dev-controlnet-hed"
-    assert _one_sentence(err).startswith(
+    assert one_sentence(err).startswith(
         f"{saved['svd']} holds the svd model (image_encoder/, scheduler/, unet/, vae/), not flux-dev-controlnet-hed, "
         f"which needs transformer/; give the folder of flux-dev-controlnet-hed instead (its weights go in {home}: "
         f"`hf download black-forest-labs/FLUX.1-dev --local-dir {home}`)")
@@ -202,7 +193,7 @@ def test_another_models_folder_says_what_it_holds_and_where_the_right_one_goes(s
     slot = Path(shutil.copytree(saved["svd"], tmp_path / "root" / "flux-dev-controlnet-hed"))
     with pytest.raises(MissingWeightsError) as err:
         registry.load_backbone("flux-dev-controlnet-hed")
-    assert _one_sentence(err).startswith(
+    assert one_sentence(err).startswith(
         f"{slot} holds the svd model (image_encoder/, scheduler/, unet/, vae/), not flux-dev-controlnet-hed, which "
         f"needs transformer/; move that model to its own folder and put flux-dev-controlnet-hed's weights in {slot} "
         f"(`hf download black-forest-labs/FLUX.1-dev --local-dir {slot}`)")
@@ -280,27 +271,27 @@ def test_the_manifest_names_each_hub_models_folder_and_resume_names_the_weights(
     cfg.write_text(cfg.read_text().replace("\n", " \n", 1))  # the weights folder changes
     with pytest.raises(InputError) as err:
         RunFolder(out, config=Job(), inputs=registry.model_files("svd"), resume=True).__enter__()
-    assert _one_sentence(err) == (
+    assert one_sentence(err) == (
         f"{out}: svd's weights in {folder} changed since the interrupted run there started; put the original "
         "weights back, or run without --resume (and with --overwrite) to start again.")
 
 
 # ------------------------------------------------------------------ F6: maps a folder cannot take
 def test_maps_for_a_folder_without_controlnet_or_ggi_name_the_folder(saved, tmp_path):
-    flux_folder = _copy(saved["flux"], tmp_path, "flux")
+    flux_folder = copy_folder(saved["flux"], tmp_path, "flux")
     shutil.rmtree(flux_folder / "controlnet")
     maps = torch.rand(1, 1, SIZE, SIZE, 3)
     bb = registry.load_backbone("flux-dev-controlnet-hed", flux_folder)
     with pytest.raises(InputError) as err:
         bb.condition(Conditioning(maps=maps))
-    assert _one_sentence(err) == (
+    assert one_sentence(err) == (
         f"{flux_folder} has no controlnet/, so flux-dev-controlnet-hed cannot take edge maps; put a diffusers FLUX "
         f"ControlNet in {flux_folder}/controlnet (e.g. XLabs-AI/flux-controlnet-hed-diffusers).")
     bb = registry.load_backbone("cogvideox-5b-i2v", saved["cogvideox"])
     c = bb.latent_channels
     with pytest.raises(InputError) as err:
         bb.condition(Conditioning(reference=_image(), maps=torch.rand(1, 9, SIZE, SIZE, 3)))
-    assert _one_sentence(err) == (
+    assert one_sentence(err) == (
         f"{saved['cogvideox']}/transformer takes no edge-map latents (in_channels {2 * c}, not {3 * c}), so "
         "cogvideox-5b-i2v cannot inbetween from edge maps; give the folder of a GGI model (`vdm3d models info "
         "videofrom3d-ggi` says how to make one).")
