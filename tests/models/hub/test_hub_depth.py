@@ -79,3 +79,31 @@ def test_disparity_becomes_depth_up_to_scale():
     assert isinstance(Disparity(), DepthEstimator)
     expected = z / z.flatten(1).median(1).values[:, None, None]
     torch.testing.assert_close(relative_depth(Disparity(), torch.zeros(2, 8, 8, 3)), expected)
+
+
+def test_a_hub_id_is_looked_up_in_the_cache_without_the_network(models_dir, tmp_path, monkeypatch):
+    """A script (no HF_HUB_OFFLINE, which only the CLI sets) reporting a missing Depth Anything spent 36 s on
+    transformers' retries for an adapter_config.json; now no name is even resolved. A snapshot in the
+    Hugging Face cache still loads by its hub id."""
+    import socket
+
+    import huggingface_hub
+
+    looked_up = []
+
+    def no_network(*args, **kwargs):
+        looked_up.append(args[0])
+        raise OSError("no network in this test")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    with pytest.raises(MissingWeightsError):
+        TransformersDepth.from_pretrained("depth-anything/Depth-Anything-V2-Small-hf", cache_dir=tmp_path / "hf")
+    assert looked_up == []
+    # a snapshot in the cache layout (models--ORG--NAME/snapshots/REV, refs/main naming REV)
+    repo = tmp_path / "hf" / "models--org--tiny-depth"
+    tiny_depth_anything(0).save_pretrained(repo / "snapshots" / "abc123")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123")
+    est = TransformersDepth.from_pretrained("org/tiny-depth", cache_dir=tmp_path / "hf")
+    assert est.predict(images()).shape == (2, 40, 56) and looked_up == []

@@ -107,6 +107,19 @@ class TransformersDepth:
             raise missing()
         if local and not trust_pickle:
             _refuse_pickle_only(path)
+        if not local and not allow_download:
+            # offline: the cached snapshot's folder, found without the network. transformers 5 still asks the hub
+            # for an adapter_config.json of a hub id despite local_files_only (36 s of retries in a script, where
+            # the CLI's HF_HUB_OFFLINE is not set, before the missing weights were said)
+            from huggingface_hub import snapshot_download
+
+            try:
+                source_str = snapshot_download(source_str, local_files_only=True,
+                                               cache_dir=None if cache_dir is None else str(cache_dir))
+            except Exception as e:  # noqa: BLE001 - not in the cache (LocalEntryNotFoundError), or no such repo id
+                raise missing() from e
+            if not trust_pickle:
+                _refuse_pickle_only(Path(source_str))
         kwargs: dict[str, Any] = {"local_files_only": not allow_download}
         if cache_dir is not None:
             kwargs["cache_dir"] = str(cache_dir)
