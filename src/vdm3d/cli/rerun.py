@@ -176,20 +176,14 @@ def input_differences(old: dict, new: dict) -> list[str]:
         return {k if k.startswith(PACKAGE_PREFIX) else str((cwd / k).resolve()): v
                 for k, v in (manifest.get("inputs") or {}).items()}
 
-    def record(path: str) -> tuple[str, str] | None:
-        try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, ValueError):
-            return None
-        ok = isinstance(data, dict) and "source" in data and "files" in data
-        return (str(data.get("model")), str(data["source"])) if ok else None
+    from vdm3d.io.cache import fingerprint_record
 
     a, b = by_path(old), by_path(new)
     out = []
     for key in sorted(set(a) | set(b)):
         if a.get(key) == b.get(key):
             continue
-        hub = record(key) if "fingerprints" in Path(key).parts else None
+        hub = fingerprint_record(key)
         if hub is None:
             out.append(f"{key} {'changed' if key in a and key in b else 'is new' if key in b else 'is gone'}")
         elif key in a and key in b:

@@ -4,7 +4,8 @@
 points at scratch space), else ``~/.cache/vdm3d``. Beneath it:
 
 * ``models/`` hub weights (``$VDM3D_MODELS`` overrides just this one, :mod:`vdm3d.models.registry`),
-* ``fingerprints/`` what a run's hub weights were (:func:`vdm3d.models.registry.hub_fingerprint_file`),
+* ``fingerprints/`` what a run's hub weights were (:func:`vdm3d.models.registry.hub_fingerprint_file` writes
+  them, :func:`fingerprint_record` reads one),
 * ``train/`` rendered training and evaluation sets (:mod:`vdm3d.train.cache`),
 * ``style_lora/`` stylize's per-style LoRAs (``--style-lora-cache`` overrides it),
 * ``lpips_alex.safetensors`` the perceptual loss's weights (``$VDM3D_LPIPS_WEIGHTS`` overrides it).
@@ -14,6 +15,7 @@ The compiled rasterizer stays where torch keeps extensions (``$TORCH_EXTENSIONS_
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -28,4 +30,32 @@ def cache_root() -> Path:
     return Path.home() / ".cache" / "vdm3d"
 
 
-__all__ = ["cache_root"]
+def fingerprint_record(path: str | Path) -> tuple[str, str] | None:
+    """(model name, where its weights were loaded from) of a fingerprint record (the small JSON
+    :func:`vdm3d.models.registry.hub_fingerprint_file` writes under ``fingerprints/``), or None when ``path`` is
+    not one."""
+    path = Path(path)
+    if "fingerprints" not in path.parts or path.suffix != ".json":
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or "source" not in data or "files" not in data:
+        return None
+    return str(data.get("model")), str(data["source"])
+
+
+def recorded_models(inputs: dict[str, str]) -> dict[str, dict[str, str]]:
+    """For a run's manifest: each hub model among its ``inputs`` (input name -> SHA-256) with where its weights
+    were loaded from (the folder, or ``hub_id@snapshot``) and the SHA-256 of its fingerprint record, so that the
+    run folder alone says which weights made it, wherever the fingerprint cache is."""
+    out: dict[str, dict[str, str]] = {}
+    for name, sha in inputs.items():
+        found = fingerprint_record(name)
+        if found is not None:
+            out[found[0]] = {"source": found[1], "fingerprint": sha}
+    return out
+
+
+__all__ = ["cache_root", "fingerprint_record", "recorded_models"]

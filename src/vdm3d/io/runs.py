@@ -34,6 +34,7 @@ from typing import Any, BinaryIO, Callable, Iterator
 
 from vdm3d.errors import (ConfigError, DiskFullError, InputError, OutputError, OutputExistsError,
                           UnsafeCheckpointError)
+from vdm3d.io.cache import fingerprint_record, recorded_models
 from vdm3d.threads import current_threads
 
 MANIFEST = "manifest.json"
@@ -547,8 +548,6 @@ class RunFolder:
                                      f"({name[len(PACKAGE_PREFIX):]} {what}: vdm3d was upgraded or its models "
                                      "retrained since); run without --resume (and with --overwrite) to start "
                                      "again.")
-                from vdm3d.models.registry import fingerprint_record
-
                 hub = fingerprint_record(name)  # a hub model's weights: name them, not the cache's record
                 if hub is not None:
                     model, source = hub
@@ -616,18 +615,12 @@ class RunFolder:
             "threads": current_threads(),  # the last bits of CPU results depend on it (vdm3d rerun applies it)
             "backends": {kind: sorted(names) for kind, names in sorted(_USED.items())},
             "inputs": hashes,
-            "models": _hub_models(hashes),  # where each hub model's weights were: the run folder alone says it
+            "models": recorded_models(hashes),  # where each hub model's weights were: the run folder alone says it
             "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self._start)),
             "seconds": round(time.time() - self._start, 3),
             "platform": platform.platform(),
             **to_jsonable(self.extra),
         }
-
-
-def _hub_models(hashes: dict[str, str]) -> dict[str, dict[str, str]]:
-    from vdm3d.models.registry import recorded_models
-
-    return recorded_models(hashes)
 
 
 def _differences(old: Any, new: Any, where: str = "") -> Iterator[tuple[str, Any, Any]]:

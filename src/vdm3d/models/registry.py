@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from vdm3d.errors import ConfigError, InputError, MissingWeightsError
-from vdm3d.io.cache import cache_root
+from vdm3d.io.cache import cache_root, fingerprint_record, recorded_models  # noqa: F401 - re-exported
 
 ENV_FOLDER = "VDM3D_MODELS"
 TINY_PREFIX = "tiny-"
@@ -361,35 +361,6 @@ def hub_fingerprint_file(name: str, folder: str | Path | None = None) -> Path | 
     except OSError:
         return None
     return path
-
-
-def fingerprint_record(path: str | Path) -> tuple[str, str] | None:
-    """(model name, where its weights were loaded from) of a record :func:`hub_fingerprint_file` wrote, or
-    None when ``path`` is not one."""
-    import json
-
-    path = Path(path)
-    if "fingerprints" not in path.parts or path.suffix != ".json":
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or "source" not in data or "files" not in data:
-        return None
-    return str(data.get("model")), str(data["source"])
-
-
-def recorded_models(inputs: dict[str, str]) -> dict[str, dict[str, str]]:
-    """For a run's manifest: each hub model among its ``inputs`` (input name -> SHA-256) with where its weights
-    were loaded from (the folder, or ``hub_id@snapshot``) and the SHA-256 of its fingerprint record, so that the
-    run folder alone says which weights made it, wherever the fingerprint cache is."""
-    out: dict[str, dict[str, str]] = {}
-    for name, sha in inputs.items():
-        found = fingerprint_record(name)
-        if found is not None:
-            out[found[0]] = {"source": found[1], "fingerprint": sha}
-    return out
 
 
 def _resolve(name: str) -> tuple[Literal["tiny", "hub"], str]:

@@ -158,10 +158,10 @@ def missing_weights_error(
         why = ("HF_HUB_OFFLINE=1 is set, so nothing was downloaded; unset it or" if hub_offline() else
                "the download from the Hugging Face hub failed (no network, or the repository is gated: accept its "
                "licence and `hf auth login`); connect or")
-        where = f" --local-dir {folder}" if folder else ""
+        command = f"`hf download {hub_id} --local-dir {folder}`" if folder else f"`hf download {hub_id}`"
         return MissingWeightsError(f"{what}: weights for hub repo {hub_id} are not in {folder or 'the Hugging Face cache'}"
                                    f" and allow_download=True brought none: {why} download them with "
-                                   f"`hf download {hub_id}{where}` on a machine with network access.")
+                                   f"{command} on a machine with network access.")
     if hub_id and folder:
         fix = (
             f"download hub repo {hub_id}{listed} into {folder} with huggingface_hub's command "
