@@ -99,3 +99,15 @@ def test_bad_files_raise_one_sentence(tmp_path):
         load_mesh_scene(empty)
     with pytest.raises(InputError, match="does not exist"):
         load_mesh_scene(tmp_path / "missing.ply")
+
+
+def test_triangles_join_the_parts_with_their_vertex_offsets():
+    import trimesh
+
+    scene = make_object(1)
+    assert len(scene.parts) == 4
+    vertices, faces = scene.triangles()
+    joined = trimesh.util.concatenate([trimesh.Trimesh(p.vertices, p.faces, process=False) for p in scene.parts])
+    assert vertices.dtype == np.float64 and faces.dtype == np.int64 and len(faces) == scene.num_faces
+    np.testing.assert_array_equal(vertices, joined.vertices)
+    np.testing.assert_array_equal(faces, joined.faces)

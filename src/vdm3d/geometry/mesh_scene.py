@@ -173,6 +173,14 @@ class MeshScene:
     def num_faces(self) -> int:
         return int(sum(len(p.faces) for p in self.parts))
 
+    def triangles(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every part's geometry as one mesh: vertices ``[V, 3]`` float64 and faces ``[F, 3]`` int64 into them
+        (for geometric queries such as winding numbers, which want one array of each, converted once)."""
+        offsets = np.cumsum([0] + [len(p.vertices) for p in self.parts[:-1]])
+        vertices = np.concatenate([p.vertices for p in self.parts]).astype(np.float64)
+        faces = np.concatenate([p.faces.astype(np.int64) + o for p, o in zip(self.parts, offsets)])
+        return vertices, faces
+
     def transformed(self, matrix: np.ndarray) -> "MeshScene":
         return dataclasses.replace(self, parts=[p.transformed(matrix) for p in self.parts])
 

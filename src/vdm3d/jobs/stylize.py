@@ -338,9 +338,7 @@ def cameras_inside(scene: MeshScene, cameras: Cameras, progress: Callable[[int, 
     near = np.nonzero(((centres >= lo) & (centres <= hi)).all(1))[0]
     if len(near) == 0:
         return []
-    offsets = np.cumsum([0] + [len(p.vertices) for p in scene.parts[:-1]])
-    vertices = np.concatenate([p.vertices for p in scene.parts])
-    faces = np.concatenate([p.faces.astype(np.int64) + o for p, o in zip(scene.parts, offsets)])
+    vertices, faces = scene.triangles()  # float64 and int64 once: the kernel then takes them without a copy
     inside = []
     for k, i in enumerate(near):
         if winding_numbers(centres[i:i + 1], vertices, faces)[0] > 0.5:
