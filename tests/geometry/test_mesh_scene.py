@@ -111,3 +111,27 @@ def test_triangles_join_the_parts_with_their_vertex_offsets():
     assert vertices.dtype == np.float64 and faces.dtype == np.int64 and len(faces) == scene.num_faces
     np.testing.assert_array_equal(vertices, joined.vertices)
     np.testing.assert_array_equal(faces, joined.faces)
+
+
+def test_a_far_mesh_is_recentred_in_float64_and_says_by_how_much(tmp_path):
+    """A y-up OBJ (text, float64) 5e6 units out: ``recentre`` moves it before its vertices become float32, so a
+    0.01-unit step survives (float32 steps by 0.5 there), and the offset is said in the z-up world."""
+    import trimesh
+
+    from vdm3d.geometry.mesh_scene import far_offset, float32_spacing
+
+    mesh = trimesh.Trimesh([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0.01, 0.01, 1]], [[0, 2, 1], [0, 1, 3], [1, 2, 3],
+                                                                                [0, 3, 2]], process=False)
+    mesh.apply_translation([5e6, 200.0, -3e5])
+    mesh.export(tmp_path / "far.obj")  # OBJ: y-up by convention
+    kept = load_mesh_scene(tmp_path / "far.obj", normalize=False)
+    moved = load_mesh_scene(tmp_path / "far.obj", normalize=False, recentre=True)
+    assert not kept.offset.any()
+    np.testing.assert_allclose(moved.offset, [5e6 + 0.5, 3e5 - 0.5, 200.5], rtol=0, atol=1e-9)  # (x, -z, y)
+    back = np.concatenate([p.vertices for p in moved.parts]).astype(np.float64) + moved.offset
+    truth = (Y_UP_TO_Z_UP[:3, :3] @ np.asarray(mesh.vertices, np.float64).T).T
+    nearest = lambda v: np.linalg.norm(v[:, None] - truth[None], axis=-1).min(1).max()  # noqa: E731 (crease copies)
+    assert nearest(back) < 1e-6
+    assert nearest(np.concatenate([p.vertices for p in kept.parts]).astype(np.float64)) > 0.005  # float32's own grid
+    assert float32_spacing(5e6) == 0.5 * 5e6 / 2 ** 22
+    assert far_offset(np.zeros(3), np.ones(3) * 2) is None and far_offset(np.full(3, 1e3), np.full(3, 1e3 + 2)) is None

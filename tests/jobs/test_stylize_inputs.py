@@ -172,15 +172,56 @@ def test_the_manifest_records_the_mesh_bounds_its_up_axis_and_the_style_crop(tmp
     assert manifest["style"] == {"source_size": [48, 24], "crop_box": [12, 0, 36, 24]}
 
 
-def test_a_mesh_far_from_the_origin_for_its_size_is_warned_about(tmp_path):
-    """QA F18: a georeferenced mesh (UTM, 5e6 from the origin) rendered blocky without a word; 1000 units away
-    is still fine and not warned about."""
-    from vdm3d.geometry.mesh_scene import load_mesh_scene
+def _far_pair(tmp_path, centre=(500000.0, 5000000.0, 100.0)):
+    """The same squashed sphere and 6-camera orbit at the origin and at ``centre`` (UTM-like), the meshes as OBJ
+    (text: float64 in the file, as georeferenced meshes are kept) and the paths in float64."""
+    configs = []
+    for tag, c in (("near", (0.0, 0.0, 0.0)), ("far", centre)):
+        mesh = trimesh.creation.icosphere(subdivisions=3, radius=1.0)
+        mesh.vertices[:, 2] *= 0.6
+        mesh.apply_translation(c)
+        mesh.export(tmp_path / f"{tag}.obj")
+        a = torch.arange(6, dtype=torch.float64) * 2 * math.pi / 6
+        at = torch.tensor(c, dtype=torch.float64)
+        eye = torch.stack([3 * torch.cos(a), 3 * torch.sin(a), torch.ones_like(a)], -1) + at
+        c2w = look_at(eye, at.expand_as(eye), torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64).expand_as(eye))
+        save_trajectory(tmp_path / f"{tag}.json", Trajectory(Cameras.from_fov(50.0, 32, 32, c2w), fps=12))
+        configs.append(job.StylizeConfig(mesh=tmp_path / f"{tag}.obj", trajectory=tmp_path / f"{tag}.json",
+                                         style=_style(tmp_path / "style.png"), out=tmp_path / f"run_{tag}",
+                                         resolution=32, up="z", steps=1, arc_frames=3, fusion_radius=0, **MODELS))
+    return configs
 
-    far = load_mesh_scene(_box(tmp_path / "utm.ply", centre=(500000.0, 5000000.0, 100.0)), normalize=False)
-    assert job.precision_warning(tmp_path / "utm.ply", far) == (
-        f"warning: {tmp_path / 'utm.ply'}: the mesh lies 5e+06 units from the origin, 2.5e+06 times its size of 2; "
-        "the renderer's 32-bit numbers place vertices only to about 0.596 there, so edges and frames come out "
-        "blocky; move the mesh and the path near the origin first")
-    near = load_mesh_scene(_box(tmp_path / "near.ply", centre=(1000.0, -200.0, 500.0)), normalize=False)
-    assert job.precision_warning(tmp_path / "near.ply", near) is None
+
+def test_a_mesh_far_from_the_origin_is_rendered_about_its_centre(tmp_path):
+    """QA F18 (session 33) warned that a georeferenced mesh (UTM, 5e6 from the origin) renders blocky: float32
+    steps by 0.5 there, and 7 % of the silhouette pixels of a 2-unit mesh were wrong. The mesh and the path are
+    now moved to the mesh's centre while still float64, so the far buffers equal the near ones."""
+    near, far = _far_pair(tmp_path)
+    said: list[str] = []
+    inputs = {c: job.load_inputs(c) for c in (near, far)}
+    assert not inputs[near].scene.offset.any()
+    np.testing.assert_array_equal(inputs[far].scene.offset, [500000.0, 5000000.0, 100.0])
+    assert job.recentred_line(far.mesh, inputs[far].scene) == (
+        "mesh: far.obj lies 5e+06 units from the origin, 2.5e+06 times its size of 2; rendered about its centre "
+        "(500000, 5e+06, 100), with the path moved alike, so that 32-bit numbers place it finely; cameras/ and the "
+        "manifest keep the file's coordinates")
+    assert job.recentred_line(near.mesh, inputs[near].scene) is None
+    a, b = (job.geometry_buffers(c, inputs[c], said.append) for c in (near, far))
+    assert torch.equal(a.alpha, b.alpha) and torch.equal(a.edges, b.edges)
+    torch.testing.assert_close(a.depth, b.depth, atol=1e-5, rtol=0)
+    # where a path misses the mesh, the sentence still says the file's coordinates
+    assert job.mesh_line(inputs[far].scene) == "the mesh is centred at (500000, 5e+06, 100) and 2 across"
+
+
+def test_a_recentred_run_writes_its_cameras_and_bounds_in_the_files_coordinates(tmp_path):
+    near, far = _far_pair(tmp_path)
+    result = job.run_stylize(far, progress=None)
+    manifest = json.loads((far.out / "manifest.json").read_text())
+    assert manifest["mesh"]["rendered_about"] == [500000.0, 5000000.0, 100.0]
+    np.testing.assert_allclose(manifest["mesh"]["bounds"], [[499999.0, 4999999.0, 99.4], [500001.0, 5000001.0, 100.6]],
+                               atol=1e-5, rtol=0)
+    written = json.loads((far.out / "cameras/trajectory.json").read_text())
+    given = json.loads(far.trajectory.read_text())
+    centres = np.array([f["c2w"] for f in written["frames"]])[:, :3, 3]
+    np.testing.assert_allclose(centres, np.array([f["c2w"] for f in given["frames"]])[:, :3, 3], atol=1e-5, rtol=0)
+    assert result.frames.shape == (6, 32, 32, 3)

@@ -114,6 +114,13 @@ class Cameras:
         """Move or cast like :meth:`torch.Tensor.to`."""
         return Cameras(self.Ks.to(*args, **kwargs), self.c2w.to(*args, **kwargs), self.width, self.height)
 
+    def translated(self, offset) -> "Cameras":
+        """The same cameras in a world moved by ``offset`` (3 numbers added to every centre), computed in the
+        cameras' dtype: a float64 path far from the origin is moved near it before it becomes float32."""
+        c2w = self.c2w.clone()
+        c2w[..., :3, 3] += torch.as_tensor(offset, dtype=c2w.dtype, device=c2w.device)
+        return Cameras(self.Ks, c2w, self.width, self.height)
+
     @property
     def device(self) -> torch.device:
         return self.c2w.device

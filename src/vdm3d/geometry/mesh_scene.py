@@ -170,6 +170,12 @@ class MeshScene:
         return c.astype(np.float32), float(np.linalg.norm(v - c, axis=1).max())
 
     @property
+    def offset(self) -> np.ndarray:
+        """What :func:`load_mesh_scene` subtracted (``recentre``) from the file's coordinates, in the z-up world,
+        float64: add it to a position to get back to the file's coordinates. Zero when nothing was moved."""
+        return np.asarray(self.meta.get("offset", (0.0, 0.0, 0.0)), dtype=np.float64)
+
+    @property
     def num_faces(self) -> int:
         return int(sum(len(p.faces) for p in self.parts))
 
@@ -332,9 +338,25 @@ def up_axis_for(path: str | Path) -> Literal["y", "z"]:
     return "y" if Path(path).suffix.lower() in Y_UP_SUFFIXES else "z"
 
 
+def float32_spacing(distance: float) -> float:
+    """The gap between neighbouring float32 numbers at ``distance`` from zero (23 bits of mantissa)."""
+    return abs(float(distance)) * 2.0 ** -23
+
+
+def far_offset(lo: np.ndarray, hi: np.ndarray, fineness: float = 1e-4) -> np.ndarray | None:
+    """The centre of the bounds ``lo``..``hi`` (float64) when float32 numbers, at the bounds' distance from the
+    origin, are coarser than ``fineness`` of their size, else None. Georeferenced coordinates are the case:
+    UTM puts a 2-unit mesh 5e6 from the origin, where float32 (the renderer's numbers) steps by 0.5."""
+    lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+    far, size = float(np.abs(np.stack([lo, hi])).max()), float((hi - lo).max())
+    if size <= 0 or float32_spacing(far) <= fineness * size:
+        return None
+    return (lo + hi) / 2.0
+
+
 def load_mesh_scene(path: str | Path, *, texture: str | Path | np.ndarray | None = None,
                     up: Literal["y", "z", "auto"] = "auto", normalize: bool = True, light: Light | None = None,
-                    background=WHITE) -> MeshScene:
+                    background=WHITE, recentre: bool = False) -> MeshScene:
     """Load any mesh file trimesh reads (GLB/glTF, OBJ, PLY, OFF, STL) as a scene, one part per geometry
     instance (ids 1..n), turned z-up.
 
@@ -346,6 +368,10 @@ def load_mesh_scene(path: str | Path, *, texture: str | Path | np.ndarray | None
         up: the file's up axis; ``"y"`` is turned to vdm3d's ``+z``; ``"auto"`` follows the format
             (:func:`up_axis_for`).
         normalize: move and scale into the unit sphere.
+        recentre: when the mesh lies so far from the origin, for its size, that float32 cannot place its
+            vertices finely (:func:`far_offset`), move its centre to the origin while its numbers are still
+            float64 (trimesh's), before its parts become float32; :attr:`MeshScene.offset` says by how much,
+            so that cameras can be moved with it and results moved back.
 
     Raises:
         InputError: the file is missing, is not a mesh, or holds no triangles.
@@ -375,6 +401,10 @@ def load_mesh_scene(path: str | Path, *, texture: str | Path | np.ndarray | None
     if not meshes:
         raise InputError(path=path, problem="contains no triangles",
                          fix="pass a mesh with faces (a point cloud or an empty file cannot be rendered)")
+    offset = far_offset(*_bounds(meshes)) if recentre else None
+    if offset is not None:
+        for m in meshes:
+            m.apply_translation(-offset)
     parts = []
     for i, m in enumerate(meshes):
         has_uv = isinstance(m.visual, trimesh.visual.TextureVisuals) and m.visual.uv is not None
@@ -384,8 +414,17 @@ def load_mesh_scene(path: str | Path, *, texture: str | Path | np.ndarray | None
             if tex is not None:
                 part = part_from_trimesh(m, instance_id=i + 1, name=path.stem, texture=np.asarray(tex, np.uint8))
         parts.append(part)
-    scene = MeshScene(parts=parts, light=light or Light(), background=tuple(background), kind="mesh",
-                      meta={"source": str(path)})
-    if (up_axis_for(path) if up == "auto" else up) == "y":
+    y_up = (up_axis_for(path) if up == "auto" else up) == "y"
+    meta: dict[str, Any] = {"source": str(path)}
+    if offset is not None:  # said in the z-up world, as the scene's vertices are
+        meta["offset"] = ((Y_UP_TO_Z_UP[:3, :3] @ offset) if y_up else offset).tolist()
+    scene = MeshScene(parts=parts, light=light or Light(), background=tuple(background), kind="mesh", meta=meta)
+    if y_up:
         scene = scene.transformed(Y_UP_TO_Z_UP)
     return scene.normalized(1.0) if normalize else scene
+
+
+def _bounds(meshes: list[trimesh.Trimesh]) -> tuple[np.ndarray, np.ndarray]:
+    """The float64 bounds of several trimesh meshes together."""
+    b = np.stack([m.bounds for m in meshes])
+    return b[:, 0].min(0), b[:, 1].max(0)

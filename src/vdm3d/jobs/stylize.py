@@ -252,9 +252,12 @@ def mesh_up_line(mesh: Path, up: Literal["auto", "y", "z"]) -> str:
 def load_inputs(config: StylizeConfig, say: Progress | None = None) -> StylizeInputs:
     """Read the three files; each failure is one sentence naming the file. A large mesh file is announced
     before and timed after (:func:`~vdm3d.io.progress.read_announced`)."""
-    scene = read_announced(config.mesh, lambda: load_mesh_scene(config.mesh, up=config.up, normalize=False), say,
+    scene = read_announced(config.mesh, lambda: load_mesh_scene(config.mesh, up=config.up, normalize=False,
+                                                                recentre=True), say,
                            "mesh", lambda scene: f"{scene.num_faces:,} faces read")
-    traj = read_camera_file(config.trajectory, dtype=torch.float32).trajectory  # the formats explore's --path takes
+    traj = read_camera_file(config.trajectory).trajectory  # the formats explore's --path takes, in float64
+    # moved with the mesh (a georeferenced mesh is rendered about its own centre) before becoming float32
+    traj = traj.with_cameras(traj.cameras.translated(-scene.offset).to(torch.float32))
     # read as explore reads its start image: transparent pixels over white, a large crop said, both recorded
     style, crop = read_square_image(config.style, config.resolution, say, "stylize")
     return StylizeInputs(scene, traj.with_cameras(square(traj.cameras, config.resolution)), style, crop)
@@ -281,17 +284,17 @@ def path_span(cameras: Cameras) -> float:
 
 
 def mesh_line(scene: MeshScene) -> str:
-    """Where the mesh is and how big: its bounding box's centre and longest side."""
-    lo, hi = scene.bounds.astype(np.float64)
+    """Where the mesh is and how big: its bounding box's centre and longest side, in the file's coordinates."""
+    lo, hi = scene.bounds.astype(np.float64) + scene.offset
     size = float((hi - lo).max())
     return f"the mesh is centred at {_point((lo + hi) / 2, max(size, float(np.abs(hi).max())))} and {_num(size)} across"
 
 
-def cameras_line(cameras: Cameras) -> str:
+def cameras_line(cameras: Cameras, offset: np.ndarray | None = None) -> str:
     """Where the cameras stand and look: the point nearest to every optical axis when the axes meet in
     front of the cameras (an orbit, a turn around something), else their mean centre and direction (a
-    dolly, a pan, one camera)."""
-    c = cameras.centers.double().reshape(-1, 3).numpy()
+    dolly, a pan, one camera). ``offset`` moves them back to the file's coordinates (a recentred mesh)."""
+    c = cameras.centers.double().reshape(-1, 3).numpy() + (0.0 if offset is None else offset)
     d = cameras.forward.double().reshape(-1, 3).numpy()
     d = d / np.linalg.norm(d, axis=1, keepdims=True)
     scale = max(path_span(cameras), float(np.abs(c).max()), 1e-12)
@@ -348,18 +351,18 @@ def cameras_inside(scene: MeshScene, cameras: Cameras, progress: Callable[[int, 
     return inside
 
 
-def precision_warning(mesh_file: Path, scene: MeshScene) -> str | None:
-    """The warning for a mesh so far from the origin, for its size, that float32 (the renderer's numbers) cannot
-    place its vertices finely: georeferenced coordinates (UTM, 5e6 away) put a 2-unit mesh on a 0.5-unit grid,
-    and its edges and frames come out blocky. None when the grid is finer than 1e-4 of the mesh's size."""
-    lo, hi = scene.bounds
-    far, size = float(np.abs(np.stack([lo, hi])).max()), mesh_span(scene)
-    grid = far * 2.0 ** -23  # float32's spacing at that distance
-    if size <= 0 or grid <= 1e-4 * size:
+def recentred_line(mesh_file: Path, scene: MeshScene) -> str | None:
+    """The line saying that a mesh far from the origin, for its size, was rendered about its own centre
+    (:func:`~vdm3d.geometry.mesh_scene.far_offset`: georeferenced coordinates, UTM 5e6 away, would put a
+    2-unit mesh on float32's 0.5-unit grid and its edges and frames would come out blocky); None when it
+    was not moved."""
+    offset = scene.offset
+    if not offset.any():
         return None
-    return (f"warning: {mesh_file}: the mesh lies {_num(far)} units from the origin, {_num(far / size)} times its "
-            f"size of {_num(size)}; the renderer's 32-bit numbers place vertices only to about {_num(grid)} there, "
-            "so edges and frames come out blocky; move the mesh and the path near the origin first")
+    far, size = float(np.abs(scene.bounds.astype(np.float64) + offset).max()), mesh_span(scene)
+    return (f"mesh: {mesh_file.name} lies {_num(far)} units from the origin, {_num(far / size)} times its size of "
+            f"{_num(size)}; rendered about its centre {_point(offset, far)}, with the path moved alike, so that "
+            "32-bit numbers place it finely; cameras/ and the manifest keep the file's coordinates")
 
 
 def check_cameras_inside(config: StylizeConfig, inputs: StylizeInputs, say: Progress | None = None) -> list[int]:
@@ -398,7 +401,7 @@ def geometry_buffers(config: StylizeConfig, inputs: StylizeInputs, say: Progress
     if float(buffers.alpha.sum()) == 0.0:
         raise InputError(path=config.trajectory, problem=f"never sees the mesh (none of its {len(buffers)} "
                          f"cameras has a mesh pixel: {mesh_line(inputs.scene)}, "
-                         f"{cameras_line(inputs.trajectory.cameras)})",
+                         f"{cameras_line(inputs.trajectory.cameras, inputs.scene.offset)})",
                          fix="give a path in the mesh's z-up world that looks at it "
                          "(y-up glTF/OBJ files are turned z-up on load; see --up)")
     return buffers
@@ -689,6 +692,24 @@ def fuse(config: StylizeConfig, buffers: PathBuffers, frames: Float[Tensor, "F H
 
 
 # -- stage 6: export ---------------------------------------------------------------------------------------
+def file_coordinates(cameras: Cameras, scene: MeshScene) -> Cameras:
+    """The rendered cameras back in the mesh file's coordinates (float64 when the mesh was recentred, so that
+    the written path lines up with the file again), unchanged otherwise."""
+    if not scene.offset.any():
+        return cameras
+    return cameras.to(torch.float64).translated(scene.offset)
+
+
+def mesh_record(config: StylizeConfig, scene: MeshScene, inside: list[int]) -> dict:
+    """The manifest's ``mesh``: the up axis it was read with, its z-up bounds in the file's coordinates, the
+    frames whose cameras are inside it and, for a recentred mesh, by how much it was moved to render it."""
+    record = {"up": file_up(config.mesh, config.up), "bounds": scene.bounds.tolist(), "cameras_inside": inside}
+    if scene.offset.any():
+        record.update(bounds=(scene.bounds.astype(np.float64) + scene.offset).tolist(),
+                      rendered_about=scene.offset.tolist())
+    return record
+
+
 def export(folder: Path, frames: Tensor, anchors: dict[int, Tensor], buffers: PathBuffers, inputs: StylizeInputs
            ) -> list[str]:
 
@@ -704,9 +725,10 @@ def export(folder: Path, frames: Tensor, anchors: dict[int, Tensor], buffers: Pa
         write_image(folder / f"edges/soft/{i:03d}.png", buffers.soft[i][..., None].expand(-1, -1, 3))
     write_image(folder / "style.png", inputs.style)
     write_video(folder / "video.mp4", frames, fps=inputs.trajectory.fps)
+    cameras = file_coordinates(buffers.cameras, inputs.scene)
     save_trajectory(folder / "cameras/trajectory.json", inputs.trajectory.with_cameras(  # its frames, not the input's
-        buffers.cameras, generator="vdm3d stylize (square crop, resized)", names=[f"../{n}" for n in names]))
-    write_transforms_json(folder / "cameras/transforms.json", buffers.cameras, [f"../{n}" for n in names])
+        cameras, generator="vdm3d stylize (square crop, resized)", names=[f"../{n}" for n in names]))
+    write_transforms_json(folder / "cameras/transforms.json", cameras, [f"../{n}" for n in names])
     return ["video.mp4", "frames/", "anchors/", "edges/", "edges/soft/", "style.png", "cameras/trajectory.json",
             "cameras/transforms.json"]
 
@@ -724,7 +746,7 @@ def run_stylize(config: StylizeConfig, progress: Progress | None = print) -> Sty
 
     inputs = load_inputs(config, say)
     say(mesh_up_line(config.mesh, config.up))
-    if (line := precision_warning(config.mesh, inputs.scene)) is not None:
+    if (line := recentred_line(config.mesh, inputs.scene)) is not None:
         say(line)
     inside = check_cameras_inside(config, inputs, say)
     buffers = geometry_buffers(config, inputs, say)
@@ -747,7 +769,6 @@ def run_stylize(config: StylizeConfig, progress: Progress | None = print) -> Sty
         run.record(files=files, timings=timings, anchors=sorted(anchors), arcs=arcs(len(buffers), config.arc_frames),
                    models=dict(zip(("anchor", "inbetween"), model_names(config))), style_lora=lora,
                    soft_edges="depth/normal/coverage discontinuities (HED substitute; geometry.edges.soft_edges)",
-                   mesh={"up": file_up(config.mesh, config.up), "bounds": inputs.scene.bounds.tolist(),
-                         "cameras_inside": inside},
+                   mesh=mesh_record(config, inputs.scene, inside),
                    style=inputs.style_crop)
     return StylizeResult(config.out, frames, anchors, buffers, timings)
