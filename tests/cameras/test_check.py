@@ -64,6 +64,17 @@ def test_check_report_on_sphere(sphere):
         assert len(rep.problems(ignore_inside=True)) == 1
 
 
+def test_a_room_whose_walls_face_inwards_does_not_flag_the_cameras_inside_it(sphere):
+    """The inside test is signed, as stylize's: the same sphere with its faces turned inwards (a room, a scan)
+    winds -1 around its centre, and a camera there walks through it rather than sitting inside a solid."""
+    _, scene = sphere
+    room = Scene(scene.points, None, scene.vertices, scene.faces[:, ::-1].copy(), "room")
+    rep = check_trajectory(cams_at([0.0, 0.5, 3.0]), room, min_distance=0.1)
+    assert [f.inside for f in rep.frames] == [False, False, False]
+    assert [f.inside for f in check_trajectory(cams_at([0.0, 0.5, 3.0]), scene, min_distance=0.1).frames] == [
+        True, True, False]
+
+
 def test_camera_looking_away_sees_nothing(sphere):
     _, scene = sphere
     eye = torch.tensor([[0.0, -3.0, 0.0]], dtype=D)

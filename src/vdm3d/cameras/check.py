@@ -6,7 +6,10 @@ Per frame :func:`check_trajectory` reports
   meshes their vertices plus 100k area-uniform surface samples: exact up to the sample spacing);
   ``too_close`` when it is below ``min_distance`` (default 2% of the scene's extent);
 * ``inside`` - for meshes, the generalized winding number of the mesh around the camera center
-  (exact for closed meshes, robust for open ones) is above 0.5. For point clouds there is no
+  (exact for closed meshes, robust for open ones) is above +0.5. It is signed: a solid whose faces point
+  outwards winds +1 around a point inside it, while a room whose walls face inwards (procedural rooms, most
+  scans) winds -1 around the cameras walking through it, so those are not flagged (stylize's check agrees).
+  For point clouds there is no
   inside, so it is estimated: the camera is inside when it lies in the points' bounding box and
   geometry surrounds it within half the scene extent in at least 90% of 64 evenly spread
   directions (20 degree cones). Cameras meant to be inside geometry (rooms) should ignore it;
@@ -297,7 +300,7 @@ def check_trajectory(cameras: Cameras, scene: Scene, min_distance: float | None 
         progress(0, len(cams))  # the frames start: what came before is setup
     for i in range(len(cams)):
         if scene.is_mesh:  # frame by frame, so that a dense mesh's progress shows from the first frame
-            inside_i = bool(np.abs(winding_numbers(centers[i:i + 1], scene.vertices, scene.faces))[0] > 0.5)
+            inside_i = bool(winding_numbers(centers[i:i + 1], scene.vertices, scene.faces)[0] > 0.5)
             cov = coverage_mesh(cams[i], scene.vertices, scene.faces, grid)
         else:
             inside_i, cov = bool(inside[i]), coverage_points(cams[i], scene.points, grid)

@@ -264,7 +264,8 @@ class Validate:
     min_coverage: Annotated[float, Range(0, 1)] = 0.05
     """Smallest allowed fraction of the image that sees known content."""
     ignore_inside: bool = False
-    """Do not flag cameras inside geometry (for rooms and other scenes meant to be entered)."""
+    """Do not flag cameras inside geometry (for point clouds of rooms; a mesh room whose walls face the cameras is
+    not flagged anyway: the winding number is signed)."""
     report: Optional[Path] = None
     """Also write the per-frame report as JSON here."""
 
