@@ -221,3 +221,23 @@ def test_a_case_out_under_home_is_where_its_job_writes(tmp_path, monkeypatch):
     (tmp_path / "m.yaml").write_text("job: object\ncases:\n  - {name: a, image: a.png, out: ~/runs/a}\n")
     [case] = read_cases(tmp_path / "m.yaml", tmp_path / "runs")
     assert case.out == tmp_path / "home" / "runs" / "a"
+
+
+def test_a_cases_recorded_command_names_the_threads_it_ran_with(tmp_path):
+    """A case runs at ``--cpus-per-case`` threads; its manifest recorded the command without them, and that
+    command typed by hand ran at every core (an explore video at PSNR 52 dB from the case's, QA s34 finding 4).
+    The recorded command now carries the global ``--threads N``, and a finished case is not "changed" by it."""
+    from vdm3d.cli.main import _pop_threads
+
+    case = Case("orbit", "trajectory", {"frames": 3, "width": 16, "height": 16}, tmp_path / "orbit",
+                argv=("make", "orbit"))
+    [result] = runner.run_cases([case], tmp_path / "logs", use_ray=False, cpus_per_case=1)
+    assert result.status == "ok", result.error
+    m = json.loads((tmp_path / "orbit" / "manifest.json").read_text())
+    assert m["command"][1:] == ["--threads", "1", "trajectory", *case.command()] and m["threads"] == 1
+    assert _pop_threads(m["command"][1:]) == ([case.job, *case.command()], 1)  # what `vdm3d` itself reads
+    assert "$ vdm3d --threads 1 trajectory make orbit" in (tmp_path / "logs" / "orbit.log").read_text()
+    assert not runner.options_changed(case)
+    m["command"] = [m["command"][0], "--threads=4", *m["command"][3:]]  # another --cpus-per-case: same options
+    (tmp_path / "orbit" / "manifest.json").write_text(json.dumps(m))
+    assert not runner.options_changed(case)

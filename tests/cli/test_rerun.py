@@ -140,3 +140,64 @@ def test_a_run_made_from_python_is_rerun_by_its_config_type(shared_data, tmp_pat
     manifest.write_text(json.dumps(data))
     assert main(["rerun", str(manifest)]) == 2
     assert "does not name a vdm3d command" in capsys.readouterr().err
+
+
+def _manifest(**fields) -> dict:
+    return {"format": "vdm3d.run", "command": ["/x/bin/vdm3d", "object", "--steps", "2"], "config": {"steps": 2},
+            "config_type": "ObjectConfig", "cwd": "/", "threads": 1, "inputs": {}, **fields}
+
+
+def test_a_rerun_of_a_run_resumed_at_another_thread_count_does_not_claim_to_repeat_it(tmp_path, monkeypatch,
+                                                                                       capsys):
+    """A run interrupted at 2 threads and resumed at 1 matches neither count's run; rerun said "config:
+    identical to the original" over a video at PSNR 52 dB from the original (QA s34 finding 2)."""
+    import vdm3d.cli.main as cli_main
+    import vdm3d.threads as threads
+    from vdm3d.cli import rerun
+
+    legs = [{"threads": 2, "started": "2026-12-01T10:00:00", "seconds": 1.0},
+            {"threads": 1, "started": "2026-12-01T10:05:00", "seconds": 0.5}]
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "manifest.json").write_text(json.dumps(_manifest(legs=legs)))
+
+    def job(argv):  # the job as the rerun starts it: writes its run folder
+        out = Path(argv[argv.index("--out") + 1])
+        out.mkdir()
+        (out / "manifest.json").write_text(json.dumps(_manifest(legs=[{"threads": 1}])))
+        return 0
+
+    monkeypatch.setattr(cli_main, "main", job)
+    before = threads.current_threads()
+    try:
+        threads.set_threads(1)
+        assert rerun.main([str(tmp_path / "run")]) == 0
+    finally:
+        threads.set_threads(before or 1)
+    out = capsys.readouterr().out
+    assert ("threads: the original run was resumed at another thread count (2 threads, then 1), which a rerun "
+            "cannot repeat") in out
+    assert "config: identical to the original, but the original ran in legs at 2 threads, then 1" in out
+    assert "config: identical to the original\n" not in out
+    # legs at one count (or of unknown count) are one run, as far as threads go
+    same = _manifest(legs=[{"threads": 1}, {"threads": None}, {"threads": 1}])
+    assert rerun.comparison(same, _manifest(legs=[{"threads": 1}])) == ["config: identical to the original"]
+
+
+def test_a_rerun_names_another_code_revision_or_cpu_and_spares_older_manifests():
+    """Manifests now record the code revision, the CPU, more libraries and the GL renderer; a rerun names those
+    that differ, and an older manifest, which recorded none of them, is not told that they all differ."""
+    from vdm3d.cli.rerun import comparison
+
+    new = _manifest(legs=[{"threads": 1}], code="b" * 40, cpu={"model": "Zen 4", "flags": "1234abcd"},
+                    packages={"vdm3d": "0.1.0", "numba": "0.68.1"}, backends={"gl": ["llvmpipe"]})
+    old = _manifest(packages={"vdm3d": "0.1.0"}, backends={})  # before legs, code, cpu, numba, gl were recorded
+    assert comparison(old, new) == ["config: identical to the original"]
+    recent = {**new, "code": "a" * 40 + "-dirty", "cpu": {"model": "Xeon", "flags": "9999ffff"},
+              "packages": {"vdm3d": "0.1.0"}, "backends": {}}
+    assert comparison(recent, new) == [
+        "config: identical to the original",
+        "packages differ from the original run (numbers may differ): numba: '<absent>' -> '0.68.1'",
+        f"code differs from the original run (numbers may differ): {'a' * 40}-dirty -> {'b' * 40}",
+        "CPU differs from the original run (the C++ rasterizer is built for each CPU; numbers may differ): "
+        "Xeon -> Zen 4",
+        "backends differ from the original run (numbers may differ): gl: '<absent>' -> ['llvmpipe']"]

@@ -1,7 +1,9 @@
 """Run the cases of a batch on Ray (or one after another), skipping finished ones, resuming broken ones.
 
-Each case is one ``vdm3d <job> ...`` process with its own run folder, so a case that fails or is
-killed takes nothing else with it, and a case behaves exactly as the same command typed by hand.
+Each case is one ``vdm3d --threads N <job> ...`` process with its own run folder (``N``: the CPUs each
+case is given, ``cpus_per_case``), so a case that fails or is killed takes nothing else with it, and a
+case behaves exactly as the same command typed by hand, which its log and manifest record (the global
+``--threads N`` included: CPU results depend on the thread count, explore's video most).
 Before running, every case's folder says where it stands (:func:`case_state`):
 
 * ``done``: ``<out>/manifest.json`` exists (a run folder appears only when complete) -> skipped; when
@@ -76,14 +78,17 @@ def case_state(case: Case) -> State:
 
 
 def _what_it_runs(argv: list[str]) -> list[str]:
-    """A job's arguments without those that say whether to resume or overwrite."""
+    """A job's arguments without those that say whether to resume or overwrite, nor the global ``--threads N``
+    (the batch's ``--cpus-per-case``, recorded in the manifest's command since it is given to each case)."""
     kept, skip = [], False
     for i, a in enumerate(argv):
         if skip:
             skip = False
             continue
-        if a == "--resume":
-            skip = i + 1 < len(argv) and not argv[i + 1].startswith("--")  # ``--resume RUN``
+        if a in ("--resume", "--threads"):
+            skip = i + 1 < len(argv) and not argv[i + 1].startswith("--")  # ``--resume RUN``, ``--threads N``
+            continue
+        if a.startswith("--threads="):
             continue
         if a not in ("--overwrite", "--no-resume", "--no-overwrite"):
             kept.append(a)
@@ -151,7 +156,10 @@ def _alive(pid: int) -> bool:
 
 
 def run_command(argv: list[str], log: str, threads: int, driver_pid: int | None = None) -> tuple[int, float, str]:
-    """Run ``vdm3d <argv>`` in a new process, appending its output to ``log``: ``(exit code, seconds, last line)``.
+    """Run ``vdm3d --threads <threads> <argv>`` in a new process, appending its output to ``log``: ``(exit code,
+    seconds, last line)``. The thread count is given on the command line, not only in the environment, so that
+    the command the case's manifest records, typed by hand, runs as the case did (the default, all cores, gave
+    another explore video).
 
     ``driver_pid`` is the batch command's own process when the case runs on this machine: Ray's workers
     outlive a killed driver for a while, so the case is stopped as soon as the driver is gone (it then
@@ -160,6 +168,7 @@ def run_command(argv: list[str], log: str, threads: int, driver_pid: int | None 
     if (Path(log).parent / STOPPING).exists():  # the batch is being stopped: a case queued on Ray does not start
         return 128 + signal.SIGTERM, 0.0, "not started: the batch was stopped"
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    argv = ["--threads", str(threads), *argv]
     Path(log).parent.mkdir(parents=True, exist_ok=True)
     start = time.time()
     with open(log, "a", encoding="utf-8") as f:

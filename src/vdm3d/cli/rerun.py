@@ -8,7 +8,9 @@ defaults, so a changed default cannot change the result; any job flags given aft
 override single fields ("the same run with --fit-steps 500"). Other commands (``eval``, ``data``,
 ``train``) replay their recorded arguments with ``--out`` replaced. Relative paths start from the
 folder the run was started in (the manifest's ``cwd``). At the end the new manifest's config is
-compared with the old one and every differing field is listed, as are package versions that differ.
+compared with the old one and every differing field is listed, as are package versions, the code
+revision, the CPU, the rasterizer or GL renderer, and input files that differ (:func:`comparison`). A run
+resumed at another thread count than it started with cannot be repeated: rerun says so, before and after.
 """
 
 from __future__ import annotations
@@ -125,6 +127,10 @@ def main(argv, prog: str = "vdm3d rerun") -> int:
     command = job_argv(manifest.resolve(), data, out.resolve(), args.overwrite, extra)
     print(f"rerun: vdm3d {' '.join(command)}", flush=True)
     apply_threads(data.get("threads"))
+    legs = leg_threads(data)
+    if legs:
+        print(f"threads: the original run was resumed at another thread count ({_then(legs)}), which a rerun "
+              "cannot repeat: it runs at one count throughout, so its results can differ from the original's")
     cwd = os.getcwd()
     try:
         if command[0] in REPLAYED and data.get("cwd") and Path(data["cwd"]).is_dir():
@@ -134,33 +140,77 @@ def main(argv, prog: str = "vdm3d rerun") -> int:
         os.chdir(cwd)
     new_manifest = out / "manifest.json"
     if code == 0 and new_manifest.is_file():
-        new = json.loads(new_manifest.read_text())
-        diffs = differences(data.get("config") or {}, new.get("config") or {}, old_cwd=data.get("cwd"))
-        flags = [a for a in extra if a.startswith("--")]
-        print("config: identical to the original" if not diffs else
-              f"config: {len(diffs)} field(s) differ ({', '.join(flags) or 'no flags given'}): " + "; ".join(diffs))
-        versions = differences(data.get("packages") or {}, new.get("packages") or {})
-        if versions:
-            print("packages differ from the original run (numbers may differ): " + "; ".join(versions))
-        backends = differences(data.get("backends") or {}, new.get("backends") or {}) if "backends" in data else []
-        if backends:
-            print("backends differ from the original run (numbers may differ): " + "; ".join(backends))
-        changed = input_differences(data, new)
-        if changed:
-            print(f"inputs differ from the original run (numbers may differ): {'; '.join(changed)}")
+        for line in comparison(data, json.loads(new_manifest.read_text()), extra):
+            print(line)
     return code
 
 
+def comparison(old: dict, new: dict, extra: list[str] = ()) -> list[str]:
+    """What a rerun says at the end, one line each: whether the config is the original's (and, for a run
+    resumed at another thread count, that the run is not), then package versions, code revision, CPU,
+    rasterizer or GL renderer, and input files that differ. A manifest from before a field was recorded
+    (no ``legs``) is compared on what it recorded: a library or backend it did not list is not a difference."""
+    diffs = differences(old.get("config") or {}, new.get("config") or {}, old_cwd=old.get("cwd"))
+    flags = [a for a in extra if a.startswith("--")]
+    legs = leg_threads(old)
+    if diffs:
+        lines = [f"config: {len(diffs)} field(s) differ ({', '.join(flags) or 'no flags given'}): " + "; ".join(diffs)]
+    elif legs:
+        lines = [f"config: identical to the original, but the original ran in legs at {_then(legs)}, which a rerun "
+                 "cannot repeat (its numbers may differ)"]
+    else:
+        lines = ["config: identical to the original"]
+    recent = "legs" in old  # recorded since the manifest lists legs, code, CPU and every backend
+    versions = differences(_recorded(old, new, "packages", recent), new.get("packages") or {})
+    if versions:
+        lines.append("packages differ from the original run (numbers may differ): " + "; ".join(versions))
+    if "code" in old and old.get("code") != new.get("code"):
+        lines.append(f"code differs from the original run (numbers may differ): {old.get('code')} -> {new.get('code')}")
+    if "cpu" in old and old.get("cpu") != new.get("cpu"):
+        lines.append("CPU differs from the original run (the C++ rasterizer is built for each CPU; numbers may "
+                     f"differ): {(old.get('cpu') or {}).get('model')} -> {(new.get('cpu') or {}).get('model')}")
+    backends = (differences(_recorded(old, new, "backends", recent), new.get("backends") or {})
+                if "backends" in old else [])
+    if backends:
+        lines.append("backends differ from the original run (numbers may differ): " + "; ".join(backends))
+    changed = input_differences(old, new)
+    if changed:
+        lines.append(f"inputs differ from the original run (numbers may differ): {'; '.join(changed)}")
+    return lines
+
+
+def _recorded(old: dict, new: dict, field: str, recent: bool) -> dict:
+    """``old[field]``, where an older manifest's unlisted entries take the new run's value (not recorded then)."""
+    before = old.get(field) or {}
+    return before if recent else {**(new.get(field) or {}), **before}
+
+
+def leg_threads(manifest: dict) -> list[int]:
+    """The thread count of each leg of a run resumed at another count than it started with (the manifest's
+    ``legs``; unknown counts left out); empty for a run in one leg, or whose legs all used one count."""
+    counts = [leg.get("threads") for leg in manifest.get("legs") or [] if isinstance(leg, dict)]
+    counts = [n for n in counts if isinstance(n, int)]
+    return counts if len(set(counts)) > 1 else []
+
+
+def _then(counts: list[int]) -> str:
+    """``2 threads, then 1`` (``2, then 1, then 2 threads`` for more legs)."""
+    if len(counts) == 2:
+        return f"{counts[0]} thread{'s' * (counts[0] != 1)}, then {counts[1]}"
+    return ", then ".join(map(str, counts)) + " threads"
+
+
 def apply_threads(recorded: int | None) -> None:
-    """Run with the original run's thread count (CPU reductions, and so the last bits of the results, depend
-    on it), unless this command asked for one (``vdm3d --threads N rerun``, or ``OMP_NUM_THREADS``); say which."""
+    """Run with the original run's thread count (CPU reductions, and so the results, depend on it: explore's
+    chunks build on each other and drift apart along the path), unless this command asked for one (``vdm3d --threads N rerun``, or ``OMP_NUM_THREADS``); say which."""
     from vdm3d.threads import chosen_explicitly, current_threads, set_threads
 
     now = current_threads()
     if not isinstance(recorded, int) or recorded < 1 or recorded == now:
         return
     if chosen_explicitly():
-        print(f"threads: {now} as asked; the original run used {recorded} (numbers may differ in the last bits)")
+        print(f"threads: {now} as asked; the original run used {recorded} (numbers may differ: explore's video "
+              "most, see docs/ecosystem.md, Reproducibility)")
     else:
         set_threads(recorded)
         print(f"threads: {recorded}, as the original run (the global --threads N, given before `rerun`, chooses "

@@ -28,7 +28,9 @@ is not available here (``ENVIRONMENT.md``).
 Design points:
 
 * one GL context per process (:func:`get_renderer`, re-created after ``fork``); uploaded scenes are
-  cached by identity, so rendering the same scene again costs only the draw;
+  cached by identity, so rendering the same scene again costs only the draw. Each use notes the GL
+  renderer and version (``note_used("gl", ...)``) for the run's manifest: another driver draws other
+  last bits of edges, depth and flow;
 * any thread may render: an EGL context is current in one thread at a time, so each
   :meth:`MeshRenderer.render` holds a lock, makes the context current in the calling thread and
   releases it at the end (it used to stay current in the thread that created it, and a render from
@@ -66,6 +68,7 @@ from torch import Tensor
 from vdm3d.cameras.camera import Cameras
 from vdm3d.geometry.mesh_scene import Light, MeshScene, load_mesh_scene
 from vdm3d.errors import Vdm3dError
+from vdm3d.io.runs import note_used
 from vdm3d.geometry.edges import instance_boundaries, mesh_edges
 from vdm3d.geometry.flow import flow_from_depth
 
@@ -286,6 +289,8 @@ class MeshRenderer:
         self._lock = threading.RLock()
         # created current in this thread; the `with` leaves it current in none, so any thread can take it
         with self.ctx:
+            info = self.ctx.info  # the manifest's name of it: "llvmpipe (LLVM 15.0.6, 256 bits), OpenGL 4.5 ..."
+            self.name = f"{info.get('GL_RENDERER', 'unknown')}, OpenGL {info.get('GL_VERSION', '?')}"
             self.mesh_prog = self.ctx.program(vertex_shader=_MESH_VS, fragment_shader=_MESH_FS)
             self.edge_prog = self.ctx.program(vertex_shader=_EDGE_VS, fragment_shader=_EDGE_FS)
             self.ubo = self.ctx.buffer(reserve=CAMERA_VEC4 * MAX_CAMERAS_PER_DRAW * 16)
@@ -449,6 +454,7 @@ def get_renderer() -> MeshRenderer:
     global _RENDERER
     if _RENDERER is None or _RENDERER.pid != os.getpid():
         _RENDERER = MeshRenderer()
+    note_used("gl", _RENDERER.name)  # the driver draws the last bits: the run's manifest names it
     return _RENDERER
 
 

@@ -12,7 +12,12 @@ input file changed, is refused with one sentence naming the option or the file, 
 never a mix of two runs.
 
 The manifest records the command line, the full config, the seed, the versions of the packages that
-shape the numbers, and a SHA-256 of every input file, so any result can be reproduced.
+shape the numbers, the code revision of a git checkout, the CPU, the thread count and the rasterizer and
+GL renderer that ran (:mod:`vdm3d.io.provenance`), and a SHA-256 of every input file, so any result can be
+reproduced. A resumed run is made in legs, one per process; ``start.json`` keeps the earlier ones, and the
+manifest lists every leg (``legs``: started, seconds, threads, backends, code), sums their ``seconds`` and
+starts at the first. A resume at another thread count than the interrupted run's says so in one line: CPU
+reductions depend on it, so the result then matches neither count's uninterrupted run.
 """
 
 from __future__ import annotations
@@ -28,13 +33,13 @@ import shutil
 import sys
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
 
 from vdm3d.errors import (ConfigError, DiskFullError, InputError, OutputError, OutputExistsError,
                           UnsafeCheckpointError)
 from vdm3d.io.cache import fingerprint_record, recorded_models
+from vdm3d.io.provenance import code_revision, cpu_record, package_versions
 from vdm3d.threads import current_threads
 
 MANIFEST = "manifest.json"
@@ -47,8 +52,6 @@ DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # a full disk or an exceeded quota: fr
 #: failure keeps it: Ctrl-C / SIGTERM, OutputError (a full disk: free space and resume), MissingWeightsError
 #: (download, then resume), and crashes.
 WORTHLESS_CHECKPOINT = (InputError, ConfigError, UnsafeCheckpointError)
-_VERSIONED = ("vdm3d", "torch", "numpy", "diffusers", "transformers", "accelerate", "trimesh",
-              "scikit-image", "opencv-python-headless", "gsplat", "safetensors")
 
 
 _USED: dict[str, set[str]] = {}  # kind -> implementations that ran in the current run (note_used)
@@ -88,16 +91,6 @@ def to_jsonable(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     return repr(value)
-
-
-def package_versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in _VERSIONED:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
 
 
 def _read_umask() -> int:
@@ -339,6 +332,9 @@ class RunFolder:
         self._start = 0.0
         self._hashes: dict[str, str] | None = None
         self._started_with: Any = None  # the options in start.json (see _fingerprint)
+        self._leg: dict[str, Any] = {"started": None, "threads": None, "code": None}  # this process's part
+        self._earlier_legs: list[dict[str, Any]] = []  # those of the interrupted runs a resume continues
+        self._start_record: dict[str, Any] = {}  # start.json without its legs
         self._lock: Any = None  # the open lock file while the run is being written
 
     # -- the folder being written ---------------------------------------------------------------
@@ -437,11 +433,18 @@ class RunFolder:
         self.partial.mkdir(exist_ok=True)
         if self.resume and self.continue_from is not None and not (self.partial / "checkpoints").is_dir():
             shutil.copytree(self.continue_from, self.partial / "checkpoints")
-        if not (self.partial / START).is_file():
-            atomic_write_json(self.partial / START, start)
+        before = self._earlier_start()
+        if before is not None and (self.partial / START).is_file():
+            start = {k: v for k, v in before.items() if k != "legs"}  # the options the run started with
+        self._earlier_legs = earlier_legs(before) if self.resuming else []
+        self._start = time.time()
+        self._leg = {"started": _local_time(self._start), "threads": current_threads(), "code": code_revision()}
+        if self._earlier_legs:
+            _warn_other_threads(self.out, self._earlier_legs, self._leg["threads"])
+        self._start_record = start
+        atomic_write_json(self.partial / START, {**start, "legs": [*self._earlier_legs, self._leg]})
         before = self._earlier_start()
         self._started_with = before.get("options") if before is not None else None
-        self._start = time.time()
 
     def _make_parents(self) -> None:
         """Create the folders above the run that do not exist yet, remembering them (deepest first) so that a
@@ -517,7 +520,9 @@ class RunFolder:
         options, now = manifest.get("config"), self._options()
         if isinstance(options, dict) and isinstance(now, dict):  # fields the command no longer has: not compared
             options = {k: v for k, v in options.items() if k in now}
-        return {"options": options, "inputs": manifest.get("inputs", {}), "cwd": manifest.get("cwd")}
+        return {"options": options, "inputs": manifest.get("inputs", {}), "cwd": manifest.get("cwd"),
+                "legs": manifest.get("legs") or [{k: manifest.get(k) for k in ("started", "seconds", "threads",
+                                                                                "backends")}]}
 
     def _check_same_run(self, inputs: dict[str, str]) -> None:
         """Refuse to continue a run with other options, or input files other than ``inputs`` (their hashes now)."""
@@ -578,6 +583,8 @@ class RunFolder:
                 shutil.rmtree(self.partial, ignore_errors=True)
                 self._release()  # its lock file too, so that the folders made for it are empty
                 self._remove_made()
+            if keep:
+                self._save_leg()
             outcome = (f"the checkpoint in {self.partial} is kept; the same command with {self.resume_flag} "
                        "continues from it" if keep else
                        f"no checkpoint had been written yet, so nothing of {self.out} was kept")
@@ -601,8 +608,27 @@ class RunFolder:
             os.replace(self.partial, self.out)
         return False
 
+    def _this_leg(self) -> dict[str, Any]:
+        """This process's part of the run: when it started, its seconds, threads, rasterizer and code."""
+        return {**self._leg, "seconds": round(time.time() - self._start, 3),
+                "backends": {kind: sorted(names) for kind, names in sorted(_USED.items())}}
+
+    def _save_leg(self) -> None:
+        """Record this leg, complete, in ``start.json``, for the resume that continues it (a killed process
+        leaves the leg's start there, with ``seconds`` null)."""
+        try:
+            atomic_write_json(self.partial / START, {**self._start_record,
+                                                      "legs": [*self._earlier_legs, self._this_leg()]})
+        except Exception:  # noqa: BLE001 - a full disk: the failure being handled is the one to report
+            pass
+
     def manifest(self) -> dict[str, Any]:
         hashes = self.input_hashes()
+        legs = [*self._earlier_legs, self._this_leg()]
+        backends: dict[str, set[str]] = {}
+        for leg in legs:  # every leg's: a resumed run's rasterizer may not be the interrupted one's
+            for kind, names in (leg.get("backends") or {}).items():
+                backends.setdefault(kind, set()).update(names)
         return {
             "format": "vdm3d.run",
             "version": 1,
@@ -612,15 +638,47 @@ class RunFolder:
             "config_type": type(self.config).__qualname__ if self.config is not None else None,
             "seed": self.seed,
             "packages": package_versions(),
-            "threads": current_threads(),  # the last bits of CPU results depend on it (vdm3d rerun applies it)
-            "backends": {kind: sorted(names) for kind, names in sorted(_USED.items())},
+            "code": self._leg["code"],  # the git revision of a checkout (outputs change between commits)
+            "threads": current_threads(),  # CPU results depend on it (vdm3d rerun applies it); per leg in legs
+            "backends": {kind: sorted(names) for kind, names in sorted(backends.items())},
             "inputs": hashes,
             "models": recorded_models(hashes),  # where each hub model's weights were: the run folder alone says it
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self._start)),
-            "seconds": round(time.time() - self._start, 3),
+            "started": next((leg["started"] for leg in legs if leg.get("started")), self._leg["started"]),
+            "seconds": round(sum(leg.get("seconds") or 0.0 for leg in legs), 3),  # every leg's, not the last's
+            "legs": legs,  # one per process that worked on the run: an interrupted run and each resume
             "platform": platform.platform(),
+            "cpu": cpu_record(),
             **to_jsonable(self.extra),
         }
+
+
+def _local_time(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(seconds))
+
+
+def earlier_legs(start: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The legs recorded by the run a resume continues (its ``start.json``, or a finished run's manifest); one
+    leg of unknown settings for a partial folder from before legs were recorded."""
+    legs = (start or {}).get("legs")
+    if isinstance(legs, list):
+        return [leg for leg in legs if isinstance(leg, dict)]
+    return [{"started": None, "seconds": None, "threads": None}]
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _warn_other_threads(out: Path, legs: list[dict[str, Any]], threads: int | None) -> None:
+    """Say, in one line, that a resume runs at another thread count than the run it continues: CPU reductions
+    (and so explore's chunks, which build on each other) come out otherwise, and the result then matches
+    neither an uninterrupted run at the old count nor one at the new."""
+    before = next((leg["threads"] for leg in reversed(legs) if isinstance(leg.get("threads"), int)), None)
+    if before is None or threads is None or before == threads:
+        return
+    print(f"warning: {out}: the interrupted run used {_plural(before, 'thread')} and this resume uses {threads}, "
+          f"so the result can differ from an uninterrupted run at either count (the manifest records both); "
+          f"resume with `vdm3d --threads {before} ...` to continue as it started.", file=sys.stderr, flush=True)
 
 
 def _differences(old: Any, new: Any, where: str = "") -> Iterator[tuple[str, Any, Any]]:
