@@ -14,15 +14,14 @@ from vdm3d.cli.main import main as cli_main
 from vdm3d.data.readers import Split
 from vdm3d.eval.complete import write_room_case
 from vdm3d.jobs import complete as job
-from vdm3d.jobs.complete_distill import DISTILL_FIT, DistillConfig, schedule
+from vdm3d.jobs.complete_distill import DISTILL_FIT, DistillConfig, StageFitConfig, schedule
 from vdm3d.jobs.complete_generate import GenerationConfig, generate_clip
 from vdm3d.models.tiny import load_tiny
 from vdm3d.recon.planning import path_to
-from vdm3d.recon.trainer import FitConfig
 from vdm3d.splat.gaussians import Gaussians
 from vdm3d.splat.strategy import DensifyPolicy
 
-SMALL_FIT = FitConfig(steps=60, sh_degree=0, sh_warmup_every=0, checkpoint_every=30,
+SMALL_FIT = StageFitConfig(steps=60, sh_degree=0, sh_warmup_every=0, checkpoint_every=30,
                       densify=DensifyPolicy(refine_start=20, refine_stop=50, refine_every=20, reset_every=0,
                                             max_gaussians=8_000))
 
@@ -255,3 +254,66 @@ def test_broken_scene_exits_2_with_one_sentence_and_no_folder(room, tmp_path, ca
     err = capsys.readouterr().err.strip()
     assert words in err and err.count("\n") == 0 and "Traceback" not in err, err
     assert not out.exists() and not (tmp_path / ".run.partial").exists()
+
+
+def _tiny_config(data: Path, out: Path, **kw) -> job.CompleteConfig:
+    """A run of about a second: 10 baseline steps, one clip of 1 denoising step, 2 distillation steps."""
+    return job.CompleteConfig(data=data, out=out, baseline=StageFitConfig(steps=10, sh_degree=0, sh_warmup_every=0),
+                              distill=DistillConfig(steps=2, generate_every=2, hole_points=False),
+                              generation=GenerationConfig(steps=1), **kw)
+
+
+def test_the_fits_seeds_are_not_options_of_their_own(room, tmp_path, capsys, monkeypatch):
+    """--baseline.seed and --distill.fit.seed were offered (undescribed), recorded in the manifest and replaced by
+    --seed: no longer offered, and a library config that sets another seed there is refused in one sentence."""
+    assert cli_main(["complete", "--help"]) == 0
+    shown = capsys.readouterr().out
+    assert "--baseline.steps" in shown and "--seed" in shown
+    assert "--baseline.seed" not in shown and "--distill.fit.seed" not in shown
+    monkeypatch.setattr(job, "run_complete", lambda *a, **k: pytest.fail("ran with --baseline.seed"))
+    out = tmp_path / "run"
+    assert cli_main(["complete", str(room), "--out", str(out), "--baseline.seed", "5"]) == 2
+    assert "--baseline.seed" in capsys.readouterr().err and not out.exists()
+    monkeypatch.undo()
+
+    from vdm3d.errors import ConfigError
+    from vdm3d.jobs import complete_v3d
+
+    for module in (job, complete_v3d):  # a refusal comes before the scene is read
+        monkeypatch.setattr(module, "load_scene", lambda *a, **k: pytest.fail("ran with a fit seed of its own"))
+    cfg = _tiny_config(room, out, seed=3)
+    with pytest.raises(ConfigError) as e:
+        job.CompleteConfig.check(dataclasses.replace(cfg, baseline=dataclasses.replace(cfg.baseline, seed=5)))
+    assert str(e.value) == ("complete: baseline.seed is 5, but every fit of complete draws from the job's seed; "
+                            "set seed=5 (--seed 5) instead and leave baseline.seed unset.")
+    odd = dataclasses.replace(cfg.distill, fit=dataclasses.replace(cfg.distill.fit, seed=6))
+    with pytest.raises(ConfigError, match=r"distill\.fit\.seed is 6, .*--seed 6"):
+        job.run_complete(dataclasses.replace(cfg, distill=odd))
+    with pytest.raises(ConfigError, match=r"distill\.fit\.seed is 6, .*--seed 6"):
+        complete_v3d.run_complete_v3d(dataclasses.replace(cfg, distill=odd, method="v3d"))
+    assert not out.exists() and not (tmp_path / ".run.partial").exists()
+    for seed in (0, 3):  # a plain FitConfig's 0, and the job's own seed, are what the fits use anyway
+        job.CompleteConfig.check(dataclasses.replace(cfg, baseline=dataclasses.replace(cfg.baseline, seed=seed)))
+
+
+def test_the_manifest_records_only_the_seed_the_fits_used(room, tmp_path, monkeypatch):
+    """The manifest recorded baseline.seed and distill.fit.seed (0 here) although every fit drew from --seed:
+    it records that one seed, and the recorded config reruns with another --seed."""
+    from vdm3d.jobs import complete_distill
+
+    used = []
+    for module in (job, complete_distill):
+        real = module.fit_gaussians
+        monkeypatch.setattr(module, "fit_gaussians", lambda views, init, fit, *a, _real=real, **k:
+                            used.append(fit.seed) or _real(views, init, fit, *a, **k))
+    job.run_complete(_tiny_config(room, tmp_path / "a", seed=3))
+    m = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert used == [3, 3] and m["seed"] == m["config"]["seed"] == 3
+    assert m["config"]["baseline"]["seed"] is None and m["config"]["distill"]["fit"]["seed"] is None
+
+    used.clear()
+    assert cli_main(["complete", "--config", str(tmp_path / "a" / "manifest.json"), "--seed", "4",
+                     "--out", str(tmp_path / "b")]) == 0
+    m = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert used == [4, 4] and m["seed"] == m["config"]["seed"] == 4
+    assert m["config"]["baseline"]["seed"] is None and m["config"]["distill"]["fit"]["seed"] is None

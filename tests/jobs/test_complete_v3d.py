@@ -18,13 +18,12 @@ from vdm3d.data.readers import Split
 from vdm3d.eval.complete import write_room_case
 from vdm3d.jobs import complete_v3d as v3d_job
 from vdm3d.jobs.complete import CompleteConfig
-from vdm3d.jobs.complete_distill import DISTILL_FIT, DistillConfig
+from vdm3d.jobs.complete_distill import DISTILL_FIT, DistillConfig, StageFitConfig
 from vdm3d.jobs.complete_v3d_generate import V3dConfig, between_paths, chain_order, input_frames
-from vdm3d.recon.trainer import FitConfig
 from vdm3d.splat.gaussians import Gaussians
 from vdm3d.splat.strategy import DensifyPolicy
 
-SMALL_FIT = FitConfig(steps=60, sh_degree=0, sh_warmup_every=0, checkpoint_every=30,
+SMALL_FIT = StageFitConfig(steps=60, sh_degree=0, sh_warmup_every=0, checkpoint_every=30,
                       densify=DensifyPolicy(refine_start=20, refine_stop=50, refine_every=20, reset_every=0,
                                             max_gaussians=8_000))
 

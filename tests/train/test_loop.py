@@ -38,6 +38,41 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
         torch.testing.assert_close(pa, pb, rtol=0, atol=0, msg=k)
 
 
+def test_a_resumed_run_logs_the_losses_of_an_uninterrupted_one(tmp_path):
+    """A checkpoint between two log lines (step 5 of windows of 3) used to drop the open window's losses, so the
+    resumed run's first mean (step 6) covered step 6 alone: its card's final_losses differed from the real curve."""
+    import json
+
+    cfg = LoopConfig(steps=12, lr=1e-2, warmup=2, ema_decay=0.9, checkpoint_every=6, log_every=3, cpu=True)
+    a, step = _problem()
+    whole = train(a, step, cfg, tmp_path / "a", log=lambda s: None)["losses"]
+    assert [s for s, _ in whole] == [3, 6, 9, 12]
+
+    b, step = _problem()
+    train(b, step, cfg, tmp_path / "b", log=lambda s: None, stop_after=5)
+    b, step = _problem()
+    resumed = train(b, step, cfg, tmp_path / "b", resume=True, log=lambda s: None)["losses"]
+    assert resumed == whole  # the same floats, not just close
+    assert json.loads((tmp_path / "b" / "state.json").read_text())["losses"] == whole
+
+    # a checkpoint written before the window was saved still resumes (its first mean covers the steps since)
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    c, step = _problem()
+    train(c, step, cfg, tmp_path / "c", log=lambda s: None, stop_after=5)
+    with safe_open(str(tmp_path / "c" / "state.safetensors"), framework="pt") as f:
+        meta, tensors = json.loads(f.metadata()["state"]), {k: f.get_tensor(k) for k in f.keys()}
+    assert len(meta.pop("window")) == 2  # steps 4 and 5
+    save_file(tensors, str(tmp_path / "c" / "state.safetensors"), metadata={"state": json.dumps(meta)})
+    (tmp_path / "c" / "state.json").write_text(json.dumps(meta))
+    c, step = _problem()
+    old = train(c, step, cfg, tmp_path / "c", resume=True, log=lambda s: None)["losses"]
+    assert old[0] == whole[0] and old[2:] == whole[2:] and old[1][1] != whole[1][1]
+    for (k, pa), (_, pc) in zip(a.state_dict().items(), c.state_dict().items()):
+        torch.testing.assert_close(pa, pc, rtol=0, atol=0, msg=k)
+
+
 def test_a_torn_checkpoint_pair_resumes_from_the_tensors_own_step(tmp_path):
     # A kill between the two writes of save_state leaves step 8's weights beside step 4's state.json; the
     # resume must continue from step 8 (the uninterrupted result), not rerun steps 5-8 on step 8's weights.

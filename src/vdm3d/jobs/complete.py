@@ -50,7 +50,7 @@ from vdm3d.errors import ConfigError
 from vdm3d.io.progress import StageClock
 from vdm3d.io.runs import RunFolder, holds_state, resume_target
 from vdm3d.io.video import write_video
-from vdm3d.jobs.complete_distill import DistillConfig, distill
+from vdm3d.jobs.complete_distill import DistillConfig, StageFitConfig, distill
 from vdm3d.jobs.complete_generate import GenerationConfig, generate_clip
 from vdm3d.jobs.complete_v3d_generate import V3dConfig
 from vdm3d.models.registry import load_depth, model_files
@@ -71,7 +71,7 @@ from vdm3d.splat.strategy import DensifyPolicy
 from vdm3d.views import Views
 
 #: the baseline for small images on 2 CPU cores (procedural rooms at 64 px, fern at 1/4 or 1/8)
-CPU_BASELINE = FitConfig(
+CPU_BASELINE = StageFitConfig(
     steps=1500, sh_degree=1, sh_warmup_every=500, checkpoint_every=500,
     densify=DensifyPolicy(refine_start=200, refine_stop=1200, refine_every=100, reset_every=0,
                           max_gaussians=30_000),
@@ -105,7 +105,7 @@ class CompleteConfig:
     turns them off): tiny-depth or a hub one (`vdm3d models list`); used up to scale, aligned to the baseline's depth."""
     paths: Literal["planned", "orbit"] = "planned"
     """Hole-driven planned paths, or a fixed left/right orbit per view (ablation)."""
-    baseline: Annotated[FitConfig, tyro.conf.arg(prefix_name=False, name="baseline")] = CPU_BASELINE
+    baseline: Annotated[StageFitConfig, tyro.conf.arg(prefix_name=False, name="baseline")] = CPU_BASELINE
     plan: PlanConfig = PlanConfig(max_hole_fraction=0.35, hybrid="auto")
     generation: GenerationConfig = GenerationConfig()
     distill: DistillConfig = DistillConfig()
@@ -115,6 +115,7 @@ class CompleteConfig:
     random_points: Annotated[int, Range(1)] = 10_000
     """Gaussians of a random initialization (scenes without depth or points)."""
     seed: Annotated[int, SEED] = 0
+    """Seed of every random draw of the run: the initial points, the baseline and distillation fits, each clip."""
 
     def check(self) -> None:
         n = self.split.num_train_views
@@ -125,6 +126,23 @@ class CompleteConfig:
                               "(a single view has no second viewpoint to plan from).")
         if self.trajectory is not None and self.method != "v3d":
             raise ConfigError("complete: --trajectory is read by --method v3d only; add --method v3d or drop it.")
+        for name, fit in self.fits().items():
+            if fit.seed not in (None, 0, self.seed):  # 0: a plain FitConfig's default, never meant as a seed
+                raise ConfigError(f"complete: {name}.seed is {fit.seed}, but every fit of complete draws from the "
+                                  f"job's seed; set seed={fit.seed} (--seed {fit.seed}) instead and leave "
+                                  f"{name}.seed unset.")
+
+    def fits(self) -> dict[str, FitConfig]:
+        """The nested fit settings, by their field path (``baseline``, ``distill.fit``)."""
+        return {"baseline": self.baseline, "distill.fit": self.distill.fit}
+
+    def recorded(self) -> CompleteConfig:
+        """This config as the run's manifest records it: the fits' seeds unset (None), since every fit drew from
+        ``seed``. A manifest then names no seed the run did not use, and a rerun with another ``--seed`` (the
+        recorded config as ``--config``) has no stale fit seed to conflict with."""
+        unset = {name: StageFitConfig.unseeded(fit) for name, fit in self.fits().items()}
+        return dataclasses.replace(self, baseline=unset["baseline"],
+                                   distill=dataclasses.replace(self.distill, fit=unset["distill.fit"]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -281,7 +299,8 @@ def run_complete(config: CompleteConfig, progress: Callable[[str, FitProgress], 
         raise ConfigError("complete: run_complete runs --method guidedvd; call "
                           "vdm3d.jobs.complete_v3d.run_complete_v3d for --method v3d.")
     out = run_folder(config)
-    with RunFolder(out, config=config, seed=config.seed, inputs=[config.data, *model_files(config.backbone, config.depth)],
+    with RunFolder(out, config=config.recorded(), seed=config.seed,
+                   inputs=[config.data, *model_files(config.backbone, config.depth)],
                    overwrite=config.overwrite, resume=config.resume is not None,
                    resume_flag=f"--resume {out}") as run:
         clock = StageClock()
@@ -331,4 +350,4 @@ def run_complete(config: CompleteConfig, progress: Callable[[str, FitProgress], 
     return CompleteResult(Path(out), gaussians, baseline, metrics)
 
 
-__all__ = ["CPU_BASELINE", "CompleteConfig", "CompleteResult", "run_complete"]
+__all__ = ["CPU_BASELINE", "CompleteConfig", "StageFitConfig", "CompleteResult", "run_complete"]

@@ -27,13 +27,14 @@ from typing import Annotated, Callable
 
 import numpy as np
 import torch
+import tyro
 from safetensors.torch import load_file
 
 from vdm3d.cameras.camera import Cameras
 from vdm3d.cameras.trajectory import Trajectory
 from vdm3d.io.runs import RunFolder, holds_state
 from vdm3d.models.weights import save_state_dict
-from vdm3d.options import Range
+from vdm3d.options import SEED, Range
 from vdm3d.recon.checkpoint import load_state, save_state
 from vdm3d.recon.trainer import (FitConfig, FitProgress, FitState, LearningRates, LossWeights, ViewPool,
                                  fit_gaussians)
@@ -41,9 +42,27 @@ from vdm3d.splat.gaussians import Gaussians
 from vdm3d.splat.strategy import DensifyPolicy
 from vdm3d.views import Views
 
+
+# Every fit of `vdm3d complete` draws from the job's own seed (--seed), so that one number repeats the whole
+# run. FitConfig's own seed was offered as --baseline.seed / --distill.fit.seed, recorded in the manifest and
+# silently replaced by --seed; here it is hidden from the command line and left unset, and
+# CompleteConfig.check refuses a library call that sets it to another seed.
+@dataclasses.dataclass(frozen=True)
+class StageFitConfig(FitConfig):
+    """How Gaussians are fitted to views (with the job's --seed)."""
+
+    seed: tyro.conf.Suppress[Annotated[int | None, SEED]] = None
+    """Unset (None): the fit draws from the job's seed; 0 (a plain FitConfig's default) means the same."""
+
+    @classmethod
+    def unseeded(cls, fit: FitConfig) -> StageFitConfig:
+        """``fit`` (a plain :class:`FitConfig` too) with its seed unset."""
+        return cls(**{f.name: getattr(fit, f.name) for f in dataclasses.fields(FitConfig) if f.name != "seed"})
+
+
 # The distillation continues a converged baseline, so the centres start at a tenth of 3DGS's initial
 # rate (the baseline's own schedule has decayed that far by its end) instead of jumping back up.
-DISTILL_FIT = FitConfig(
+DISTILL_FIT = StageFitConfig(
     steps=1500, sh_degree=1, sh_warmup_every=0, lr=LearningRates(lr_means=1.6e-5, lr_means_final=1.6e-6),
     densify=DensifyPolicy(refine_start=100, refine_stop=1200, refine_every=100, reset_every=0,
                           max_gaussians=40_000),
@@ -71,8 +90,8 @@ class DistillConfig:
     GuidedVD's released runs). See docs/complete.md for the measurements behind the default."""
     hole_point_share: Annotated[float, Range(0, 1)] = 1.0
     """Share of a clip's hole pixels that become Gaussians (GuidedVD: every 5th)."""
-    fit: FitConfig = DISTILL_FIT
-    """Learning rates and density control of the distillation (its steps are ``steps``)."""
+    fit: StageFitConfig = DISTILL_FIT
+    """Learning rates and density control of the distillation (its steps are ``steps``, its seed the job's)."""
 
     @property
     def generations(self) -> int:
@@ -195,4 +214,4 @@ def distill(train: Views, baseline: Gaussians, paths: list[Trajectory],
     return gaussians, timing
 
 
-__all__ = ["DISTILL_FIT", "DistillConfig", "distill", "keep_share", "schedule"]
+__all__ = ["DISTILL_FIT", "DistillConfig", "StageFitConfig", "distill", "keep_share", "schedule"]

@@ -154,7 +154,8 @@ def run_complete_v3d(config: CompleteConfig, progress: Callable[[str, FitProgres
                               "(`vdm3d trajectory make` writes one).")
         path = load_trajectory(config.trajectory)
     out = run_folder(config)
-    with RunFolder(out, config=config, seed=config.seed, inputs=[config.data, *model_files(config.depth, config.v3d.model)],
+    with RunFolder(out, config=config.recorded(), seed=config.seed,
+                   inputs=[config.data, *model_files(config.depth, config.v3d.model)],
                    overwrite=config.overwrite,
                    resume=config.resume is not None,
                    resume_flag=f"--resume {out}") as run:

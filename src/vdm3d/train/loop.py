@@ -6,11 +6,13 @@ drawn from a generator seeded by ``(seed, step, process)``, so a resumed run see
 an uninterrupted run would have seen, without storing data-loader state.
 
 Checkpoints (``checkpoints/state.safetensors`` + ``state.json``) hold the model, its EMA, the AdamW
-moments and the step; they are written with safetensors (no pickle) every ``checkpoint_every``
-steps, at the end, and when ``time_limit_min`` is reached (the run then stops cleanly, so a budgeted
-run always leaves usable weights). The JSON state (step, optimizer groups, losses) is also kept in the
-safetensors file's metadata, so that file alone is one consistent checkpoint: a process killed between
-the two writes must not resume one step's weights with another step's count and schedule.
+moments, the step and the losses of the log window still open (a checkpoint falls between two log lines,
+and a resumed run must log the same mean losses as an uninterrupted one); they are written with
+safetensors (no pickle) every ``checkpoint_every`` steps, at the end, and when ``time_limit_min`` is
+reached (the run then stops cleanly, so a budgeted run always leaves usable weights). The JSON state
+(step, optimizer groups, losses, the open window) is also kept in the safetensors file's metadata, so
+that file alone is one consistent checkpoint: a process killed between the two writes must not resume
+one step's weights with another step's count and schedule.
 """
 
 from __future__ import annotations
@@ -153,17 +155,17 @@ def train(model: nn.Module, step_fn: StepFn, cfg: LoopConfig, checkpoint_dir: Pa
     torch.manual_seed(cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     ema = EMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
-    start, seconds, history = 0, 0.0, []
+    start, seconds, history, window = 0, 0.0, [], []
     if resume and holds_state(checkpoint_dir, key=STATE_KEY):
         info = load_state(checkpoint_dir, model, ema, opt)
         start, seconds, history = info["step"], info.get("seconds", 0.0), info.get("losses", [])
+        window = info.get("window", [])  # absent from checkpoints written before it was saved: a shorter mean
         log(f"resumed at step {start}")
     model, opt = accelerator.prepare(model, opt)
     raw_model = accelerator.unwrap_model(model)
     if ema is not None:
         ema.shadow = {k: v.to(accelerator.device) for k, v in ema.shadow.items()}
     model.train()
-    window: list[float] = []
     stopped = "done"
     t0 = time.time()
     step = start
@@ -196,7 +198,7 @@ def train(model: nn.Module, step_fn: StepFn, cfg: LoopConfig, checkpoint_dir: Pa
         if accelerator.is_main_process and (done % cfg.checkpoint_every == 0 or done == cfg.steps or over
                                             or interrupted):
             save_state(checkpoint_dir, raw_model, ema, opt, done,
-                       {"seconds": elapsed, "losses": history})
+                       {"seconds": elapsed, "losses": history, "window": window})
         if over or interrupted:
             stopped = "time_limit" if over else "stop_after"
             break
