@@ -11,7 +11,7 @@ import pytest
 
 from vdm3d import options
 from vdm3d.errors import ConfigError
-from vdm3d.jobs.complete import CompleteConfig
+from vdm3d.jobs.complete import CompleteConfig, StageFitConfig
 from vdm3d.jobs.explore import ExploreConfig
 from vdm3d.jobs.fit import FitJobConfig
 from vdm3d.jobs.object import ObjectConfig
@@ -41,7 +41,7 @@ def test_an_unknown_literal_choice_is_refused_with_the_clis_sentence():
     assert _refusal(_with(ObjectConfig(), orbit="v4d")) == \
         "--orbit takes one of sv3d-static, sv3d-dynamic, v3d, not 'v4d'; pass one of them."
     # nested, under a kept prefix: --baseline.backend as the CLI spells it
-    assert _refusal(CompleteConfig(data=Path("x"), baseline=_with(FitConfig(), backend="gpu"))).startswith(
+    assert _refusal(CompleteConfig(data=Path("x"), baseline=_with(StageFitConfig(), backend="gpu"))).startswith(
         "--baseline.backend takes one of auto, ")
     # an optional Literal left unset (None) passes; the defaults pass
     assert options.check_options(FitJobConfig(data=Path("x"))) is not None
