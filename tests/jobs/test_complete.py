@@ -296,6 +296,32 @@ def test_the_fits_seeds_are_not_options_of_their_own(room, tmp_path, capsys, mon
         job.CompleteConfig.check(dataclasses.replace(cfg, baseline=dataclasses.replace(cfg.baseline, seed=seed)))
 
 
+def test_the_distillations_steps_and_checkpoints_are_not_options_of_the_nested_fit(room, tmp_path, capsys):
+    """--distill.fit.steps and --distill.fit.checkpoint-every were offered and replaced by --distill.steps and
+    --distill.generate-every: no longer offered, and a library config that sets them is refused in one sentence."""
+    from vdm3d.errors import ConfigError
+
+    assert cli_main(["complete", "--help"]) == 0
+    shown = capsys.readouterr().out
+    assert "--distill.steps" in shown and "--distill.fit.sh-degree" in shown
+    assert "--distill.fit.steps" not in shown and "--distill.fit.checkpoint-every" not in shown
+    cfg = _tiny_config(room, tmp_path / "run", seed=3)
+    d = cfg.distill
+    for field, value, sentence in (
+            ("steps", 500, f"complete: distill.fit.steps is 500, but the distillation runs distill.steps ({d.steps}) "
+                           "steps; set distill.steps=500 (--distill.steps 500) instead."),
+            ("checkpoint_every", 7, "complete: distill.fit.checkpoint_every is 7, but the distillation checkpoints at "
+                                    "every new clip; set distill.generate_every=7 (--distill.generate-every 7) instead.")):
+        odd = dataclasses.replace(d, fit=dataclasses.replace(d.fit, **{field: value}))
+        with pytest.raises(ConfigError) as e:
+            job.run_complete(dataclasses.replace(cfg, distill=odd))
+        assert str(e.value) == sentence
+    assert not (tmp_path / "run").exists()
+    # the values the distillation uses anyway pass
+    job.CompleteConfig.check(dataclasses.replace(cfg, distill=dataclasses.replace(
+        d, fit=dataclasses.replace(d.fit, steps=d.steps, checkpoint_every=d.generate_every))))
+
+
 def test_the_manifest_records_only_the_seed_the_fits_used(room, tmp_path, monkeypatch):
     """The manifest recorded baseline.seed and distill.fit.seed (0 here) although every fit drew from --seed:
     it records that one seed, and the recorded config reruns with another --seed."""

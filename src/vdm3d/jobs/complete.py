@@ -50,7 +50,7 @@ from vdm3d.errors import ConfigError
 from vdm3d.io.progress import StageClock
 from vdm3d.io.runs import RunFolder, holds_state, resume_target
 from vdm3d.io.video import write_video
-from vdm3d.jobs.complete_distill import DistillConfig, StageFitConfig, distill
+from vdm3d.jobs.complete_distill import DISTILL_FIT, DistillConfig, StageFitConfig, distill
 from vdm3d.jobs.complete_generate import GenerationConfig, generate_clip
 from vdm3d.jobs.complete_v3d_generate import V3dConfig
 from vdm3d.models.registry import load_depth, model_files
@@ -126,6 +126,14 @@ class CompleteConfig:
                               "(a single view has no second viewpoint to plan from).")
         if self.trajectory is not None and self.method != "v3d":
             raise ConfigError("complete: --trajectory is read by --method v3d only; add --method v3d or drop it.")
+        fit, d = self.distill.fit, self.distill
+        if fit.steps not in (DISTILL_FIT.steps, d.steps):  # DISTILL_FIT's own 1500: the field left as it was
+            raise ConfigError(f"complete: distill.fit.steps is {fit.steps}, but the distillation runs distill.steps "
+                              f"({d.steps}) steps; set distill.steps={fit.steps} (--distill.steps {fit.steps}) instead.")
+        if fit.checkpoint_every not in (0, d.generate_every):
+            raise ConfigError(f"complete: distill.fit.checkpoint_every is {fit.checkpoint_every}, but the distillation "
+                              f"checkpoints at every new clip; set distill.generate_every={fit.checkpoint_every} "
+                              f"(--distill.generate-every {fit.checkpoint_every}) instead.")
         for name, fit in self.fits().items():
             if fit.seed not in (None, 0, self.seed):  # 0: a plain FitConfig's default, never meant as a seed
                 raise ConfigError(f"complete: {name}.seed is {fit.seed}, but every fit of complete draws from the "

@@ -56,13 +56,24 @@ class StageFitConfig(FitConfig):
 
     @classmethod
     def unseeded(cls, fit: FitConfig) -> StageFitConfig:
-        """``fit`` (a plain :class:`FitConfig` too) with its seed unset."""
-        return cls(**{f.name: getattr(fit, f.name) for f in dataclasses.fields(FitConfig) if f.name != "seed"})
+        """``fit`` (a plain :class:`FitConfig` too) with its seed unset, of ``fit``'s own stage type."""
+        kind = type(fit) if isinstance(fit, cls) else cls
+        return kind(**{f.name: getattr(fit, f.name) for f in dataclasses.fields(FitConfig) if f.name != "seed"})
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillFitConfig(StageFitConfig):
+    """How the distillation fits Gaussians: its step count is ``--distill.steps`` and it checkpoints at every new
+    clip (``--distill.generate-every``), so those two fields are not options of their own either (QA session 34:
+    ``--distill.fit.steps 500`` was offered and silently replaced)."""
+
+    steps: tyro.conf.Suppress[Annotated[int, Range(1)]] = 1500
+    checkpoint_every: tyro.conf.Suppress[Annotated[int, Range(0)]] = 0
 
 
 # The distillation continues a converged baseline, so the centres start at a tenth of 3DGS's initial
 # rate (the baseline's own schedule has decayed that far by its end) instead of jumping back up.
-DISTILL_FIT = StageFitConfig(
+DISTILL_FIT = DistillFitConfig(
     steps=1500, sh_degree=1, sh_warmup_every=0, lr=LearningRates(lr_means=1.6e-5, lr_means_final=1.6e-6),
     densify=DensifyPolicy(refine_start=100, refine_stop=1200, refine_every=100, reset_every=0,
                           max_gaussians=40_000),
@@ -90,7 +101,7 @@ class DistillConfig:
     GuidedVD's released runs). See docs/complete.md for the measurements behind the default."""
     hole_point_share: Annotated[float, Range(0, 1)] = 1.0
     """Share of a clip's hole pixels that become Gaussians (GuidedVD: every 5th)."""
-    fit: StageFitConfig = DISTILL_FIT
+    fit: DistillFitConfig = DISTILL_FIT
     """Learning rates and density control of the distillation (its steps are ``steps``, its seed the job's)."""
 
     @property
@@ -214,4 +225,4 @@ def distill(train: Views, baseline: Gaussians, paths: list[Trajectory],
     return gaussians, timing
 
 
-__all__ = ["DISTILL_FIT", "DistillConfig", "StageFitConfig", "distill", "keep_share", "schedule"]
+__all__ = ["DISTILL_FIT", "DistillConfig", "DistillFitConfig", "StageFitConfig", "distill", "keep_share", "schedule"]
