@@ -273,6 +273,9 @@ def _terminate_as_interrupt() -> Callable[[], None]:
     when the exception was raised inside a C callback and dropped. Only the first signal raises: a second
     one (a batch's worker and its driver both stopping the job, say) would otherwise cut short the run
     folder's cleanup and leave a partial folder without its checkpoint; SIGKILL still ends a run that hangs.
+    A signal this process was started with ignored (SIG_IGN: ``nohup`` for SIGHUP, SIGINT for a ``cmd &``
+    of a non-interactive shell, a scheduler's choice) stays ignored, as POSIX tools and Python's own SIGINT
+    handling do: the parent said that signal must not stop the run.
     Returns the function that puts the previous handlers back. A no-op off the main thread."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
@@ -287,7 +290,8 @@ def _terminate_as_interrupt() -> Callable[[], None]:
         if not isinstance(report.exc_value, Interrupted):
             previous_hook(report)
 
-    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS
+                if signal.getsignal(sig) is not signal.SIG_IGN}
     previous_hook, sys.unraisablehook = sys.unraisablehook, unraisable
 
     def restore() -> None:
