@@ -303,14 +303,73 @@ def _terminate_as_interrupt() -> Callable[[], None]:
     return restore
 
 
+class _DroppingStream:
+    """``sys.stdout`` / ``sys.stderr`` of the ``vdm3d`` program: once the reader has gone (``vdm3d ... | head``,
+    a ``tee`` that was stopped), what the command writes there is dropped instead of raising BrokenPipeError
+    from whichever print came next. A job's progress line must not end the run (and remove its run folder)
+    because nobody reads it any more; the command runs to its end and exits with its own status.
+
+    The stream's file descriptor is pointed at ``/dev/null``, so what its buffer still holds (and the flush
+    at exit) goes nowhere without an error. Everything else is the wrapped stream's (``isatty``,
+    ``fileno``, ``encoding``: rich and tqdm look at them)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._drop()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._drop()
+
+    def _drop(self) -> None:
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, self._stream.fileno())
+        finally:
+            os.close(null)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def _guard_streams() -> None:
+    """Make stdout and stderr safe to write for the rest of the program: a descriptor the program was started
+    without (``vdm3d ... >&-``) is opened on ``/dev/null``, so the command's output is discarded (as asked)
+    and no file the command opens takes descriptor 1 or 2, where a library's or a child process's output
+    would land in it (Python otherwise sets ``sys.stdout`` to None, and ``print(file=None)`` writes an error
+    meant for a closed stderr to stdout); then each stream is wrapped in :class:`_DroppingStream`."""
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_WRONLY)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            setattr(sys, name, open(fd, "w", closefd=False))
+        stream = getattr(sys, name)
+        if stream is not None and not isinstance(stream, _DroppingStream):
+            setattr(sys, name, _DroppingStream(stream))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:  # the program, not a library call or a test: its own streams are its to wrap
+        _guard_streams()
     try:
         code = _main(argv)
         if argv is None and code - 128 in STOP_SIGNALS:  # the `vdm3d` program, stopped: it is exiting now
             for sig in STOP_SIGNALS:  # a second Ctrl-C must not break the exit handlers (Ray's) with a traceback
                 signal.signal(sig, signal.SIG_IGN)
         return code
-    except BrokenPipeError:  # the reader went away (`vdm3d object --help | head`): stop quietly, as Unix tools do
+    except BrokenPipeError:  # a write past the guarded streams (their binary buffer) met a reader that went away
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not raise again
         return 128 + signal.SIGPIPE
 
