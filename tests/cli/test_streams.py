@@ -88,3 +88,47 @@ def test_a_report_keeps_its_status_with_stdout_closed_and_its_error_off_stdout_w
     assert no_out.returncode == 2 and no_out.stderr.startswith(f"error: {bad}: frames ")
     no_err = _closed(argv, 2)
     assert (no_err.returncode, no_err.stdout) == (2, "")
+
+
+def _on_a_terminal(argv: list[str], **env: str) -> tuple[int, str, str]:
+    """Run ``argv`` with stdout a terminal (a pty) and stderr a file; its status, what the terminal showed and
+    stderr."""
+    import pty
+    import threading
+
+    master, slave = pty.openpty()
+    shown = bytearray()
+
+    def drain() -> None:  # the pty's buffer is small: read while the help is written
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the command closed its end
+                return
+            if not chunk:
+                return
+            shown.extend(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    proc = subprocess.Popen(argv, stdout=slave, stderr=subprocess.PIPE, env={**_env(), "TERM": "xterm", **env})
+    os.close(slave)
+    err = proc.stderr.read().decode()
+    status = proc.wait(timeout=120)
+    reader.join(timeout=30)
+    os.close(master)
+    return status, shown.decode(errors="replace"), err
+
+
+def test_no_color_and_redirected_errors_get_no_escape_codes():
+    """tyro coloured `vdm3d object --help` on a terminal whatever NO_COLOR said, and chose the colour of its
+    error boxes (on stderr) from stdout, so `vdm3d object --bogus 2>err.txt` wrote escape codes into the file."""
+    vdm3d = [sys.executable, "-m", "vdm3d", "object"]
+    status, shown, _ = _on_a_terminal([*vdm3d, "--help"])
+    assert status == 0 and "\x1b[" in shown  # the control: a terminal, so colour by default
+    status, shown, _ = _on_a_terminal([*vdm3d, "--help"], NO_COLOR="1")
+    assert status == 0 and "--image" in shown and "\x1b" not in shown
+    status, _, err = _on_a_terminal([*vdm3d, "--bogus"])
+    assert status == 2 and "--bogus" in err and "\x1b" not in err
+    piped = subprocess.run([*vdm3d, "--help"], capture_output=True, text=True, env=_env(), timeout=120)
+    assert piped.returncode == 0 and "\x1b" not in piped.stdout  # not a terminal: plain

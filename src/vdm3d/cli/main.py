@@ -115,6 +115,32 @@ def _plain_help_in_tyro() -> None:
     _arguments._vdm3d_plain_help = True
 
 
+_TYRO_ANSI: list[bool] = []  # tyro's own setting (PYTHON_TYRO_ANSI_CODES), read once
+
+
+def _tyro_colours(argv: Sequence[str]) -> None:
+    """Let tyro colour its --help page and its usage-error boxes only where colour is wanted: never with
+    ``NO_COLOR`` set (https://no-color.org), and an error box only when stderr is a terminal.
+
+    tyro decides from ``sys.stdout.isatty()`` alone, for the help page and for errors on stderr alike, and
+    ignores ``NO_COLOR``: ``NO_COLOR=1 vdm3d object --help`` was coloured on a terminal, and
+    ``vdm3d object --bogus 2>err.txt`` wrote escape codes into err.txt. Set on every command (``main`` also
+    runs in-process, with other streams); PYTHON_TYRO_ANSI_CODES=0 still turns colour off."""
+    try:
+        from tyro import _settings
+
+        options = _settings._experimental_options
+    except (ImportError, AttributeError):  # a tyro that moved it: its own choice
+        return
+    if not _TYRO_ANSI:
+        _TYRO_ANSI.append(bool(options.get("ansi_codes", True)))
+    from vdm3d.io.progress import is_terminal
+
+    asked_help = "-h" in argv or "--help" in argv  # the page goes to stdout, which tyro checks itself
+    options["ansi_codes"] = (_TYRO_ANSI[0] and not os.environ.get("NO_COLOR")
+                             and (asked_help or is_terminal(sys.stderr)))
+
+
 def dispatch(commands: dict[str, Callable] | Callable, argv: Sequence[str], prog: str,
              description: str | None = None, memory: bool = False, examples: str | dict[str, str] | None = None):
     """Parse ``argv`` with tyro against one function or a dict of subcommand functions, and call it.
@@ -401,6 +427,7 @@ def _main(argv: Sequence[str] | None) -> int:
     restore = _terminate_as_interrupt()
     try:
         _plain_help_in_tyro()  # here too: some commands call tyro through vdm3d.cli.config, not dispatch
+        _tyro_colours(argv)
         module = importlib.import_module(available[name])
         with _one_sentence_parse_errors(argv[1:]):
             result = module.main(argv[1:], prog=f"vdm3d {name}")
