@@ -115,6 +115,32 @@ def _plain_help_in_tyro() -> None:
     _arguments._vdm3d_plain_help = True
 
 
+_TYRO_ANSI: list[bool] = []  # tyro's own setting (PYTHON_TYRO_ANSI_CODES), read once
+
+
+def _tyro_colours(argv: Sequence[str]) -> None:
+    """Let tyro colour its --help page and its usage-error boxes only where colour is wanted: never with
+    ``NO_COLOR`` set (https://no-color.org), and an error box only when stderr is a terminal.
+
+    tyro decides from ``sys.stdout.isatty()`` alone, for the help page and for errors on stderr alike, and
+    ignores ``NO_COLOR``: ``NO_COLOR=1 vdm3d object --help`` was coloured on a terminal, and
+    ``vdm3d object --bogus 2>err.txt`` wrote escape codes into err.txt. Set on every command (``main`` also
+    runs in-process, with other streams); PYTHON_TYRO_ANSI_CODES=0 still turns colour off."""
+    try:
+        from tyro import _settings
+
+        options = _settings._experimental_options
+    except (ImportError, AttributeError):  # a tyro that moved it: its own choice
+        return
+    if not _TYRO_ANSI:
+        _TYRO_ANSI.append(bool(options.get("ansi_codes", True)))
+    from vdm3d.io.progress import is_terminal
+
+    asked_help = "-h" in argv or "--help" in argv  # the page goes to stdout, which tyro checks itself
+    options["ansi_codes"] = (_TYRO_ANSI[0] and not os.environ.get("NO_COLOR")
+                             and (asked_help or is_terminal(sys.stderr)))
+
+
 def dispatch(commands: dict[str, Callable] | Callable, argv: Sequence[str], prog: str,
              description: str | None = None, memory: bool = False, examples: str | dict[str, str] | None = None):
     """Parse ``argv`` with tyro against one function or a dict of subcommand functions, and call it.
@@ -273,6 +299,9 @@ def _terminate_as_interrupt() -> Callable[[], None]:
     when the exception was raised inside a C callback and dropped. Only the first signal raises: a second
     one (a batch's worker and its driver both stopping the job, say) would otherwise cut short the run
     folder's cleanup and leave a partial folder without its checkpoint; SIGKILL still ends a run that hangs.
+    A signal this process was started with ignored (SIG_IGN: ``nohup`` for SIGHUP, SIGINT for a ``cmd &``
+    of a non-interactive shell, a scheduler's choice) stays ignored, as POSIX tools and Python's own SIGINT
+    handling do: the parent said that signal must not stop the run.
     Returns the function that puts the previous handlers back. A no-op off the main thread."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
@@ -287,7 +316,8 @@ def _terminate_as_interrupt() -> Callable[[], None]:
         if not isinstance(report.exc_value, Interrupted):
             previous_hook(report)
 
-    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS
+                if signal.getsignal(sig) is not signal.SIG_IGN}
     previous_hook, sys.unraisablehook = sys.unraisablehook, unraisable
 
     def restore() -> None:
@@ -299,14 +329,73 @@ def _terminate_as_interrupt() -> Callable[[], None]:
     return restore
 
 
+class _DroppingStream:
+    """``sys.stdout`` / ``sys.stderr`` of the ``vdm3d`` program: once the reader has gone (``vdm3d ... | head``,
+    a ``tee`` that was stopped), what the command writes there is dropped instead of raising BrokenPipeError
+    from whichever print came next. A job's progress line must not end the run (and remove its run folder)
+    because nobody reads it any more; the command runs to its end and exits with its own status.
+
+    The stream's file descriptor is pointed at ``/dev/null``, so what its buffer still holds (and the flush
+    at exit) goes nowhere without an error. Everything else is the wrapped stream's (``isatty``,
+    ``fileno``, ``encoding``: rich and tqdm look at them)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._drop()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._drop()
+
+    def _drop(self) -> None:
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, self._stream.fileno())
+        finally:
+            os.close(null)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def _guard_streams() -> None:
+    """Make stdout and stderr safe to write for the rest of the program: a descriptor the program was started
+    without (``vdm3d ... >&-``) is opened on ``/dev/null``, so the command's output is discarded (as asked)
+    and no file the command opens takes descriptor 1 or 2, where a library's or a child process's output
+    would land in it (Python otherwise sets ``sys.stdout`` to None, and ``print(file=None)`` writes an error
+    meant for a closed stderr to stdout); then each stream is wrapped in :class:`_DroppingStream`."""
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_WRONLY)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            setattr(sys, name, open(fd, "w", closefd=False))
+        stream = getattr(sys, name)
+        if stream is not None and not isinstance(stream, _DroppingStream):
+            setattr(sys, name, _DroppingStream(stream))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:  # the program, not a library call or a test: its own streams are its to wrap
+        _guard_streams()
     try:
         code = _main(argv)
         if argv is None and code - 128 in STOP_SIGNALS:  # the `vdm3d` program, stopped: it is exiting now
             for sig in STOP_SIGNALS:  # a second Ctrl-C must not break the exit handlers (Ray's) with a traceback
                 signal.signal(sig, signal.SIG_IGN)
         return code
-    except BrokenPipeError:  # the reader went away (`vdm3d object --help | head`): stop quietly, as Unix tools do
+    except BrokenPipeError:  # a write past the guarded streams (their binary buffer) met a reader that went away
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not raise again
         return 128 + signal.SIGPIPE
 
@@ -338,6 +427,7 @@ def _main(argv: Sequence[str] | None) -> int:
     restore = _terminate_as_interrupt()
     try:
         _plain_help_in_tyro()  # here too: some commands call tyro through vdm3d.cli.config, not dispatch
+        _tyro_colours(argv)
         module = importlib.import_module(available[name])
         with _one_sentence_parse_errors(argv[1:]):
             result = module.main(argv[1:], prog=f"vdm3d {name}")
