@@ -95,3 +95,18 @@ def test_a_work_folder_under_a_file_is_refused_before_any_work(sub, flags, tmp_p
     assert err == (f"error: {blocker / 'w' / 'room_000'}: cannot write there, because {blocker} is a file, not a "
                    "folder; choose another --work.\n")
     assert "Traceback" not in err and blocker.read_text() == "not a folder"
+
+
+def test_a_manifest_out_under_a_file_is_refused_before_any_case(tmp_path, capsys, no_work):
+    """`vdm3d eval SUB --manifest CASES --out DIR` with a file in the way was a NotADirectoryError traceback
+    from the batch runner's log folder."""
+    cases = tmp_path / "cases.yaml"
+    cases.write_text("cases:\n  - name: a\n    options: {rooms: 1}\n")
+    blocker = tmp_path / "results"
+    blocker.write_text("not a folder")
+    for out in (blocker, blocker / "batch"):
+        assert main(["eval", "depth", "--manifest", str(cases), "--no-ray", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err == (f"error: {out / 'batch.json'}: cannot write there, because {blocker} is a file, not a "
+                       "folder; choose another --out.\n")
+    assert blocker.read_text() == "not a folder"
