@@ -17,6 +17,7 @@ held-out numbers are not tuned on). Sampling: deterministic Euler on EDM sigmas 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from pathlib import Path
@@ -98,17 +99,25 @@ def _check_record(record: bool, model: str, weights_dir: Path | None, into_packa
         card_path(model, weights_dir, into_package)  # raises ConfigError when the card would be the package's
 
 
-def _save(out: Path | None, config: Any, result: dict[str, Any], overwrite: bool, record: bool = False,
-          model: str = "", weights_dir: Path | None = None, record_into_package: bool = False) -> None:
+def _run_folder(out: Path | None, config: Any, seed: int | None, overwrite: bool):
+    """The run folder for the numbers, opened before the evaluation (as the jobs open theirs) so that an
+    ``--out`` that cannot be written (a file in the way, a read-only folder, a folder that is not a run's)
+    is refused in one sentence before minutes of sampling, not after them; a do-nothing context without
+    ``--out``."""
+    if out is None:
+        return contextlib.nullcontext()
+    return RunFolder(out, config=config, seed=seed, overwrite=overwrite)
+
+
+def _save(run: RunFolder | None, result: dict[str, Any], record: bool = False, model: str = "",
+          weights_dir: Path | None = None, record_into_package: bool = False) -> None:
     if record:  # the numbers into the model card (card["heldout"][task]), never the package's by surprise
         from vdm3d.models.tiny.record import record_result
 
         key = result["task"] + ("" if result.get("steps", 25) == 25 else f"_{result['steps']}steps")
         key = key if result.get("split", "heldout") == "heldout" else f"{result['split']}_{key}"
         record_result(model, key, result, weights_dir, record_into_package)
-    if out is None:
-        return
-    with RunFolder(out, config=config, seed=result.get("seed"), overwrite=overwrite) as run:
+    if run is not None:
         run.record(result=result)
 
 
@@ -139,42 +148,44 @@ def orbit(model: str = "video", objects: Annotated[int, Range(1)] = 50, batch: A
     config = dict(locals())
     name, folder = _model_file(model, weights_dir)
     _check_record(record, name, folder, record_into_package)  # before minutes of evaluation
-    bb = _load(name, folder)
-    data = load_or_build(ObjectSetConfig(count=objects, split=split))
-    rgb = torch.from_numpy(data["rgb"]).float() / 255  # [N, V, H, W, 3]
-    c2w = torch.from_numpy(data["c2w"]).float()
-    K = torch.from_numpy(data["K"]).float()
-    n, v = rgb.shape[:2]
-    frames = 8
-    idx = ORBIT_STRIDE * (1 + torch.arange(frames))
-    res = rgb.shape[-2]
-    gen_psnr, copy_psnr, vae_psnr = [], [], []
-    t0 = time.time()
-    bar = StepProgress(n, "generate", unit="case")  # a bar on a terminal, lines with an ETA in logs
-    for s in range(0, n, batch):
-        sl = slice(s, min(n, s + batch))
-        b = sl.stop - sl.start
-        target = rgb[sl][:, idx]
-        cams = Cameras(K.expand(b, frames, 3, 3), c2w[sl][:, idx], res, res)
-        cond = Conditioning(reference=rgb[sl, 0], cameras=cams, extras={"reference_c2w": c2w[sl, 0]})
-        out_frames = generate(bb, cond, b, frames, steps, cfg_scale, seed + s)
-        gen_psnr.append(psnr(out_frames, target).flatten())
-        copy_psnr.append(psnr(rgb[sl, 0][:, None].expand_as(target), target).flatten())
-        with torch.no_grad():
-            vae_psnr.append(psnr(bb.decode(bb.encode(target)), target).flatten())
-        bar.update(b)
-    bar.close()
-    g, c, ceil = (torch.cat(x).mean().item() for x in (gen_psnr, copy_psnr, vae_psnr))
-    result = {"task": "orbit", "objects": n, "views_per_object": frames, "psnr_model_db": round(g, 3),
-              "psnr_copy_input_db": round(c, 3), "gain_db": round(g - c, 3), "psnr_vae_ceiling_db": round(ceil, 3),
-              "steps": steps, "cfg_scale": cfg_scale, "seed": seed, "split": split,
-              "seconds": round(time.time() - t0, 1)}
-    print(_table(f"orbit, {n} {split} objects x {frames} views, 64x64 (mean PSNR, dB)",
-                 [(f"tiny {model} ({steps} Euler steps, cfg {cfg_scale})", f"{g:.2f}"),
-                  ("copy the input view", f"{c:.2f}"), ("gain", f"{g - c:+.2f}"),
-                  ("VAE reconstruction (ceiling)", f"{ceil:.2f}")]))
-    _save(out, config, result, overwrite, record, name, folder, record_into_package)
-    return result
+    with _run_folder(out, config, seed, overwrite) as run:  # before the work: a bad --out costs nothing
+        bb = _load(name, folder)
+        data = load_or_build(ObjectSetConfig(count=objects, split=split))
+        rgb = torch.from_numpy(data["rgb"]).float() / 255  # [N, V, H, W, 3]
+        c2w = torch.from_numpy(data["c2w"]).float()
+        K = torch.from_numpy(data["K"]).float()
+        n, v = rgb.shape[:2]
+        frames = 8
+        idx = ORBIT_STRIDE * (1 + torch.arange(frames))
+        res = rgb.shape[-2]
+        gen_psnr, copy_psnr, vae_psnr = [], [], []
+        t0 = time.time()
+        bar = StepProgress(n, "generate", unit="case")  # a bar on a terminal, lines with an ETA in logs
+        for s in range(0, n, batch):
+            sl = slice(s, min(n, s + batch))
+            b = sl.stop - sl.start
+            target = rgb[sl][:, idx]
+            cams = Cameras(K.expand(b, frames, 3, 3), c2w[sl][:, idx], res, res)
+            cond = Conditioning(reference=rgb[sl, 0], cameras=cams, extras={"reference_c2w": c2w[sl, 0]})
+            out_frames = generate(bb, cond, b, frames, steps, cfg_scale, seed + s)
+            gen_psnr.append(psnr(out_frames, target).flatten())
+            copy_psnr.append(psnr(rgb[sl, 0][:, None].expand_as(target), target).flatten())
+            with torch.no_grad():
+                vae_psnr.append(psnr(bb.decode(bb.encode(target)), target).flatten())
+            bar.update(b)
+        bar.close()
+        g, c, ceil = (torch.cat(x).mean().item() for x in (gen_psnr, copy_psnr, vae_psnr))
+        result = {"task": "orbit", "objects": n, "views_per_object": frames, "psnr_model_db": round(g, 3),
+                  "psnr_copy_input_db": round(c, 3), "gain_db": round(g - c, 3),
+                  "psnr_vae_ceiling_db": round(ceil, 3),
+                  "steps": steps, "cfg_scale": cfg_scale, "seed": seed, "split": split,
+                  "seconds": round(time.time() - t0, 1)}
+        print(_table(f"orbit, {n} {split} objects x {frames} views, 64x64 (mean PSNR, dB)",
+                     [(f"tiny {model} ({steps} Euler steps, cfg {cfg_scale})", f"{g:.2f}"),
+                      ("copy the input view", f"{c:.2f}"), ("gain", f"{g - c:+.2f}"),
+                      ("VAE reconstruction (ceiling)", f"{ceil:.2f}")]))
+        _save(run, result, record, name, folder, record_into_package)
+        return result
 
 
 def telea(warped: np.ndarray, valid: np.ndarray, radius: int = 3) -> np.ndarray:
@@ -211,54 +222,56 @@ def warp(model: str = "video", rooms: Annotated[int, Range(1)] = 30, batch: Anno
     config = dict(locals())
     name, folder = _model_file(model, weights_dir)
     _check_record(record, name, folder, record_into_package)  # before minutes of evaluation
-    bb = _load(name, folder)
-    data = load_or_build(RoomSetConfig(count=rooms, split=split))
-    rgb = torch.from_numpy(data["rgb"]).float() / 255  # [N, F, H, W, 3]
-    warped_u8, valid_np = data["warped"], data["valid"]
-    c2w = torch.from_numpy(data["c2w"]).float()
-    K = torch.from_numpy(data["K"]).float()
-    n, frames, res = rgb.shape[0], rgb.shape[1], rgb.shape[2]
-    model_sq, telea_sq, counts, full_model, full_telea = [], [], [], [], []
-    t0 = time.time()
-    bar = StepProgress(n, "generate", unit="case")  # a bar on a terminal, lines with an ETA in logs
-    for s in range(0, n, batch):
-        sl = slice(s, min(n, s + batch))
-        b = sl.stop - sl.start
-        warped = torch.from_numpy(warped_u8[sl]).float() / 255
-        valid = torch.from_numpy(valid_np[sl]).float()
-        maps = torch.cat([warped, valid[..., None], torch.zeros_like(valid[..., None])], -1)
-        cams = Cameras(K.expand(b, frames, 3, 3), c2w[sl], res, res)
-        cond = Conditioning(reference=rgb[sl, 0], cameras=cams, maps=maps, extras={"reference_c2w": c2w[sl, 0]})
-        gen = generate(bb, cond, b, frames, steps, cfg_scale, seed + s)
-        composite = torch.where(valid[..., None] > 0, warped, gen)
-        inpainted = torch.from_numpy(np.stack([[telea(warped_u8[i, f], valid_np[i, f]) for f in range(frames)]
-                                               for i in range(sl.start, sl.stop)])).float() / 255
-        hole = 1 - valid
-        target = rgb[sl]
-        for pred, acc, full in ((composite, model_sq, full_model), (inpainted, telea_sq, full_telea)):
-            se = ((pred - target) ** 2).mean(-1) * hole  # [b, F, H, W]
-            acc.append(se[:, 1:].sum().item())
-            full.append(psnr(pred[:, 1:], target[:, 1:]).flatten())
-        counts.append(hole[:, 1:].sum().item())
-        bar.update(b)
-    bar.close()
-    holes = sum(counts)
-    p_model = 10 * np.log10(holes / max(sum(model_sq), 1e-12))
-    p_telea = 10 * np.log10(holes / max(sum(telea_sq), 1e-12))
-    f_model, f_telea = torch.cat(full_model).mean().item(), torch.cat(full_telea).mean().item()
-    result = {"task": "warp", "paths": n, "frames_scored": n * (frames - 1), "hole_fraction":
-              round(holes / (n * (frames - 1) * res * res), 4), "psnr_holes_model_db": round(float(p_model), 3),
-              "psnr_holes_telea_db": round(float(p_telea), 3), "gain_db": round(float(p_model - p_telea), 3),
-              "psnr_full_model_db": round(f_model, 3), "psnr_full_telea_db": round(f_telea, 3),
-              "steps": steps, "cfg_scale": cfg_scale, "seed": seed, "split": split,
-              "seconds": round(time.time() - t0, 1)}
-    print(_table(f"warp-and-refine, {n} {split} room paths x {frames - 1} frames, 64x64 "
-                 f"(PSNR on hole pixels, {100 * result['hole_fraction']:.1f}% of pixels, dB)",
-                 [(f"tiny {model} ({steps} Euler steps, cfg {cfg_scale})", f"{p_model:.2f}"),
-                  ("OpenCV Telea inpainting", f"{p_telea:.2f}"), ("gain", f"{p_model - p_telea:+.2f}"),
-                  ("full-frame PSNR, model / Telea", f"{f_model:.2f} / {f_telea:.2f}")]))
-    _save(out, config, result, overwrite, record, name, folder, record_into_package)
-    return result
+    with _run_folder(out, config, seed, overwrite) as run:  # before the work: a bad --out costs nothing
+        bb = _load(name, folder)
+        data = load_or_build(RoomSetConfig(count=rooms, split=split))
+        rgb = torch.from_numpy(data["rgb"]).float() / 255  # [N, F, H, W, 3]
+        warped_u8, valid_np = data["warped"], data["valid"]
+        c2w = torch.from_numpy(data["c2w"]).float()
+        K = torch.from_numpy(data["K"]).float()
+        n, frames, res = rgb.shape[0], rgb.shape[1], rgb.shape[2]
+        model_sq, telea_sq, counts, full_model, full_telea = [], [], [], [], []
+        t0 = time.time()
+        bar = StepProgress(n, "generate", unit="case")  # a bar on a terminal, lines with an ETA in logs
+        for s in range(0, n, batch):
+            sl = slice(s, min(n, s + batch))
+            b = sl.stop - sl.start
+            warped = torch.from_numpy(warped_u8[sl]).float() / 255
+            valid = torch.from_numpy(valid_np[sl]).float()
+            maps = torch.cat([warped, valid[..., None], torch.zeros_like(valid[..., None])], -1)
+            cams = Cameras(K.expand(b, frames, 3, 3), c2w[sl], res, res)
+            cond = Conditioning(reference=rgb[sl, 0], cameras=cams, maps=maps,
+                                extras={"reference_c2w": c2w[sl, 0]})
+            gen = generate(bb, cond, b, frames, steps, cfg_scale, seed + s)
+            composite = torch.where(valid[..., None] > 0, warped, gen)
+            inpainted = torch.from_numpy(np.stack([[telea(warped_u8[i, f], valid_np[i, f]) for f in range(frames)]
+                                                   for i in range(sl.start, sl.stop)])).float() / 255
+            hole = 1 - valid
+            target = rgb[sl]
+            for pred, acc, full in ((composite, model_sq, full_model), (inpainted, telea_sq, full_telea)):
+                se = ((pred - target) ** 2).mean(-1) * hole  # [b, F, H, W]
+                acc.append(se[:, 1:].sum().item())
+                full.append(psnr(pred[:, 1:], target[:, 1:]).flatten())
+            counts.append(hole[:, 1:].sum().item())
+            bar.update(b)
+        bar.close()
+        holes = sum(counts)
+        p_model = 10 * np.log10(holes / max(sum(model_sq), 1e-12))
+        p_telea = 10 * np.log10(holes / max(sum(telea_sq), 1e-12))
+        f_model, f_telea = torch.cat(full_model).mean().item(), torch.cat(full_telea).mean().item()
+        result = {"task": "warp", "paths": n, "frames_scored": n * (frames - 1), "hole_fraction":
+                  round(holes / (n * (frames - 1) * res * res), 4), "psnr_holes_model_db": round(float(p_model), 3),
+                  "psnr_holes_telea_db": round(float(p_telea), 3), "gain_db": round(float(p_model - p_telea), 3),
+                  "psnr_full_model_db": round(f_model, 3), "psnr_full_telea_db": round(f_telea, 3),
+                  "steps": steps, "cfg_scale": cfg_scale, "seed": seed, "split": split,
+                  "seconds": round(time.time() - t0, 1)}
+        print(_table(f"warp-and-refine, {n} {split} room paths x {frames - 1} frames, 64x64 "
+                     f"(PSNR on hole pixels, {100 * result['hole_fraction']:.1f}% of pixels, dB)",
+                     [(f"tiny {model} ({steps} Euler steps, cfg {cfg_scale})", f"{p_model:.2f}"),
+                      ("OpenCV Telea inpainting", f"{p_telea:.2f}"), ("gain", f"{p_model - p_telea:+.2f}"),
+                      ("full-frame PSNR, model / Telea", f"{f_model:.2f} / {f_telea:.2f}")]))
+        _save(run, result, record, name, folder, record_into_package)
+        return result
 
 
 def depth(model: str = "depth", rooms: Annotated[int, Range(1)] = 30, weights_dir: Path | None = None,
@@ -284,15 +297,16 @@ def depth(model: str = "depth", rooms: Annotated[int, Range(1)] = 30, weights_di
 
     name, folder = _model_file(model, weights_dir)
     _check_record(record, name, folder, record_into_package)  # before minutes of evaluation
-    net = _load(name, folder)
-    data = load_or_build(RoomSetConfig(count=rooms, split="heldout"))
-    m = depth_metrics(net, data)
-    result = {"task": "depth", "rooms": rooms, **m}
-    print(_table(f"depth, {m['images']} held-out room frames, 64x64 (AbsRel after median scaling)",
-                 [(f"tiny {model}", f"{m['abs_rel']:.4f}"),
-                  ("constant depth", f"{m['abs_rel_constant_baseline']:.4f}")]))
-    _save(out, config, result, overwrite, record, name, folder, record_into_package)
-    return result
+    with _run_folder(out, config, None, overwrite) as run:  # before the work: a bad --out costs nothing
+        net = _load(name, folder)
+        data = load_or_build(RoomSetConfig(count=rooms, split="heldout"))
+        m = depth_metrics(net, data)
+        result = {"task": "depth", "rooms": rooms, **m}
+        print(_table(f"depth, {m['images']} held-out room frames, 64x64 (AbsRel after median scaling)",
+                     [(f"tiny {model}", f"{m['abs_rel']:.4f}"),
+                      ("constant depth", f"{m['abs_rel_constant_baseline']:.4f}")]))
+        _save(run, result, record, name, folder, record_into_package)
+        return result
 
 
 COMMANDS = {"orbit": orbit, "warp": warp, "depth": depth}

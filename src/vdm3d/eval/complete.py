@@ -38,7 +38,7 @@ import torch
 
 from vdm3d.eval.checkpoints import FROM_CHECKPOINT, CaseCheckpoints
 from vdm3d.io.progress import StageLog
-from vdm3d.io.runs import RunFolder, atomic_write_json
+from vdm3d.io.runs import RunFolder, atomic_write_json, check_writable
 from vdm3d.options import SEED, Range, derived_seed
 
 SEED_BASE = 1_000_000  # the held-out seed range of vdm3d.train.datasets
@@ -225,34 +225,38 @@ def complete(rooms: Annotated[int, Range(0)] = 3, first_room: Annotated[int, Ran
         generation=dataclasses.replace(config.generation, steps=sampler_steps),
         plan=dataclasses.replace(config.plan, hybrid=hybrid),
         v3d=dataclasses.replace(config.v3d, steps=sampler_steps))
-    guided = {"no_guidance", "orbit", "complete"} & set(methods)
-    backbone = load_backbone(config.backbone) if guided else None
-    v3d_model = None
-    if "v3d" in methods:
-        from vdm3d.jobs.complete_v3d import load_model
-
-        v3d_model = load_model(config.v3d.model)
-    scenes: list[tuple[str, Path, Any]] = []
-    truths: dict[str, Any] = {}
-    for r in range(first_room, first_room + rooms):
-        case = Path(work) / f"room_{r:03d}"
-        if not (case / "transforms.json").is_file():
-            write_room_case(case, r)
-        scenes.append((f"room {r}", case, config))
-        if colmap and "v3d" in methods:
-            truths[f"room {r}"] = room_truth(r)
-    if fern:
-        fern_dir = Path(data_root) / "llff_fern"
-        scenes.append(("fern", fern_dir, dataclasses.replace(config, downscale=fern_downscale)))
-    results: dict[str, Any] = {}
-    t0 = time.time()
-    say = StageLog()  # "[i/n] scene scored" lines with an ETA
     settings = {"baseline_steps": baseline_steps, "distill_steps": distill_steps, "generate_every": generate_every,
                 "sampler_steps": sampler_steps, "fern_downscale": fern_downscale, "rooms": rooms,
                 "first_room": first_room, "seed": seed, "methods": list(methods), "hybrid": hybrid,
                 "validation": validation, "fern": fern, "colmap": colmap}
+    if rooms:  # the rendered rooms go to --work: refused there before any work too
+        check_writable(Path(work) / f"room_{first_room:03d}", "--work")
+    # the run folder opens before the rooms are rendered and the models loaded, as the jobs' do: an --out
+    # that cannot be written is refused in one sentence before the work, not after it
     with (RunFolder(out, config=settings, seed=seed, overwrite=overwrite, resume=resume) if out is not None
           else contextlib.nullcontext()) as run:
+        guided = {"no_guidance", "orbit", "complete"} & set(methods)
+        backbone = load_backbone(config.backbone) if guided else None
+        v3d_model = None
+        if "v3d" in methods:
+            from vdm3d.jobs.complete_v3d import load_model
+
+            v3d_model = load_model(config.v3d.model)
+        scenes: list[tuple[str, Path, Any]] = []
+        truths: dict[str, Any] = {}
+        for r in range(first_room, first_room + rooms):
+            case = Path(work) / f"room_{r:03d}"
+            if not (case / "transforms.json").is_file():
+                write_room_case(case, r)
+            scenes.append((f"room {r}", case, config))
+            if colmap and "v3d" in methods:
+                truths[f"room {r}"] = room_truth(r)
+        if fern:
+            fern_dir = Path(data_root) / "llff_fern"
+            scenes.append(("fern", fern_dir, dataclasses.replace(config, downscale=fern_downscale)))
+        results: dict[str, Any] = {}
+        t0 = time.time()
+        say = StageLog()  # "[i/n] scene scored" lines with an ETA
         finished = CaseCheckpoints(run)  # with --out, each scene's scores as it finishes, for --resume
         for i, (name, path, cfg) in enumerate(scenes):
             print(f"{name} ({path})", flush=True)
@@ -357,6 +361,7 @@ def frames(room: Annotated[int | None, Range(0)] = None, fern_downscale: Annotat
     else:
         data = Path(work) / f"room_{room:03d}"
         if not (data / "transforms.json").is_file():
+            check_writable(data, "--work")  # one sentence, not a traceback from the first mkdir
             write_room_case(data, room)
     result = score_frames(data, config, load_backbone(config.backbone), baseline_steps, distill_steps)
     print("| views | guided frame | frozen baseline | plain fit | nearest photo | photo through the VAE |")

@@ -28,6 +28,7 @@ Results go to a run folder: ``results.json`` (per case and means) and ``table.md
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
@@ -470,59 +471,61 @@ def orbit_frames(model: str = "tiny", checkpoint: Path | None = None, objects: A
     from vdm3d.train.datasets import ObjectSetConfig, load_object_depth, load_or_build
     from vdm3d.train.orbit import checkpoint_backbone
 
-    preset = PRESETS["tiny"][1]
-    bb = checkpoint_backbone(checkpoint) if checkpoint is not None else load_backbone(
-        job.tiny_orbit_model() if model == "tiny" else model)
-    source = BackboneOrbit(bb, steps=steps or preset.steps, sigma_max=preset.sigma_max, guidance=preset.guidance,
-                           guidance_scale=preset.guidance_scale if guidance_scale is None else guidance_scale,
-                           proxy_maps=proxy_maps, carry=carry.removeprefix("exact-"), layout=layout,
-                           depth_model=load_depth_model(depth_model) if carry in ("depth", "depth+back") else None)
-    data = load_or_build(ObjectSetConfig(count=objects, split=split), None)
-    exact = carry.startswith("exact-")
-    depth = load_object_depth(ObjectSetConfig(count=objects, split=split), None) if exact else None
-    rgb = torch.from_numpy(data["rgb"]).float() / 255  # [N, V, H, W, 3]
-    n, v, res = rgb.shape[0], rgb.shape[1], rgb.shape[2]
-    K = torch.from_numpy(data["K"]).float()
-    zeros = torch.zeros(v)
-    scores: dict[str, list[torch.Tensor]] = {"psnr": [], "ssim": [], "copy_psnr": [], "copy_ssim": []}
-    if proxy_maps:
-        scores.update(warp_psnr=[], warp_ssim=[])
-    for i in range(n):
-        cams = Cameras(K.expand(v, 3, 3), torch.from_numpy(data["c2w"][i]).float(), res, res)
-        plan = OrbitPlan(cams, 0, zeros, torch.arange(v) * 360.0 / v)
-        if depth is not None:
-            source.input_depth = torch.from_numpy(depth[i, 0].astype(np.float32))
-        frames = source.generate(rgb[i, 0], plan, torch.Generator().manual_seed(seed + i))[1:]
-        target, copy = rgb[i, 1:], rgb[i, :1].expand(v - 1, -1, -1, -1)
-        scores["psnr"].append(psnr(frames, target))
-        scores["ssim"].append(ssim(frames, target))
-        scores["copy_psnr"].append(psnr(copy, target))
-        scores["copy_ssim"].append(ssim(copy, target))
-        if proxy_maps:  # the maps alone: the carried pixels on white
-            alpha = reference_alpha(rgb[i, 0])
-            maps = source.carried(rgb[i, 0], alpha, cams[[0]], cams[1:].reshape(1, v - 1))[0]
-            warp = maps[..., :3] + (1 - maps[..., 3:4])
-            scores["warp_psnr"].append(psnr(warp, target))
-            scores["warp_ssim"].append(ssim(warp, target))
-    per = {k: torch.stack(x).mean(0) for k, x in scores.items()}  # per offset, over objects
-    offsets = [round(360 * k / v) for k in range(1, v)]
-    result = {"model": bb.name if checkpoint is None else str(checkpoint), "objects": n, "split": split,
-              "proxy_maps": proxy_maps, "carry": carry, "layout": layout, "steps": source.steps, "guidance_scale": source.guidance_scale,
-              **{k: round(float(t.mean()), 4) for k, t in per.items()},
-              "per_offset": {str(o): {k: round(float(t[j]), 3) for k, t in per.items()} for j, o in enumerate(offsets)}}
-    head = "| offset (deg) | " + " | ".join(map(str, offsets)) + " | mean |"
-    lines = [head, "|" + "---|" * (len(offsets) + 2)]
-    for k in scores:
-        lines.append(f"| {k} | " + " | ".join(f"{float(x):.2f}" for x in per[k]) + f" | {float(per[k].mean()):.3f} |")
-    print(f"orbit frames of {result['model']}, {n} {split} objects "
-          f"(proxy maps {proxy_maps}, carry {carry}, {layout}):")
-    print("\n".join(lines))
-    if out is not None:
-        with RunFolder(out, config=dict(model=model, checkpoint=checkpoint, objects=objects, split=split,
-                                        carry=carry),
-                       seed=seed, overwrite=overwrite) as run:
+    config = dict(model=model, checkpoint=checkpoint, objects=objects, split=split, carry=carry)
+    # the run folder opens before the sampling, as the jobs' do: an --out that cannot be written is refused
+    # in one sentence before minutes of work, not after them
+    with (RunFolder(out, config=config, seed=seed, overwrite=overwrite) if out is not None
+          else contextlib.nullcontext()) as run:
+        preset = PRESETS["tiny"][1]
+        bb = checkpoint_backbone(checkpoint) if checkpoint is not None else load_backbone(
+            job.tiny_orbit_model() if model == "tiny" else model)
+        source = BackboneOrbit(bb, steps=steps or preset.steps, sigma_max=preset.sigma_max, guidance=preset.guidance,
+                               guidance_scale=preset.guidance_scale if guidance_scale is None else guidance_scale,
+                               proxy_maps=proxy_maps, carry=carry.removeprefix("exact-"), layout=layout,
+                               depth_model=load_depth_model(depth_model) if carry in ("depth", "depth+back") else None)
+        data = load_or_build(ObjectSetConfig(count=objects, split=split), None)
+        exact = carry.startswith("exact-")
+        depth = load_object_depth(ObjectSetConfig(count=objects, split=split), None) if exact else None
+        rgb = torch.from_numpy(data["rgb"]).float() / 255  # [N, V, H, W, 3]
+        n, v, res = rgb.shape[0], rgb.shape[1], rgb.shape[2]
+        K = torch.from_numpy(data["K"]).float()
+        zeros = torch.zeros(v)
+        scores: dict[str, list[torch.Tensor]] = {"psnr": [], "ssim": [], "copy_psnr": [], "copy_ssim": []}
+        if proxy_maps:
+            scores.update(warp_psnr=[], warp_ssim=[])
+        for i in range(n):
+            cams = Cameras(K.expand(v, 3, 3), torch.from_numpy(data["c2w"][i]).float(), res, res)
+            plan = OrbitPlan(cams, 0, zeros, torch.arange(v) * 360.0 / v)
+            if depth is not None:
+                source.input_depth = torch.from_numpy(depth[i, 0].astype(np.float32))
+            frames = source.generate(rgb[i, 0], plan, torch.Generator().manual_seed(seed + i))[1:]
+            target, copy = rgb[i, 1:], rgb[i, :1].expand(v - 1, -1, -1, -1)
+            scores["psnr"].append(psnr(frames, target))
+            scores["ssim"].append(ssim(frames, target))
+            scores["copy_psnr"].append(psnr(copy, target))
+            scores["copy_ssim"].append(ssim(copy, target))
+            if proxy_maps:  # the maps alone: the carried pixels on white
+                alpha = reference_alpha(rgb[i, 0])
+                maps = source.carried(rgb[i, 0], alpha, cams[[0]], cams[1:].reshape(1, v - 1))[0]
+                warp = maps[..., :3] + (1 - maps[..., 3:4])
+                scores["warp_psnr"].append(psnr(warp, target))
+                scores["warp_ssim"].append(ssim(warp, target))
+        per = {k: torch.stack(x).mean(0) for k, x in scores.items()}  # per offset, over objects
+        offsets = [round(360 * k / v) for k in range(1, v)]
+        result = {"model": bb.name if checkpoint is None else str(checkpoint), "objects": n, "split": split,
+                  "proxy_maps": proxy_maps, "carry": carry, "layout": layout, "steps": source.steps, "guidance_scale": source.guidance_scale,
+                  **{k: round(float(t.mean()), 4) for k, t in per.items()},
+                  "per_offset": {str(o): {k: round(float(t[j]), 3) for k, t in per.items()} for j, o in enumerate(offsets)}}
+        head = "| offset (deg) | " + " | ".join(map(str, offsets)) + " | mean |"
+        lines = [head, "|" + "---|" * (len(offsets) + 2)]
+        for k in scores:
+            lines.append(f"| {k} | " + " | ".join(f"{float(x):.2f}" for x in per[k]) + f" | {float(per[k].mean()):.3f} |")
+        print(f"orbit frames of {result['model']}, {n} {split} objects "
+              f"(proxy maps {proxy_maps}, carry {carry}, {layout}):")
+        print("\n".join(lines))
+        if run is not None:
             run.record(result=result)
-    return result
+        return result
 
 
 COMMANDS = {"object": object_command, "object-orbit": orbit_frames}

@@ -26,6 +26,7 @@ error and histogram distance are listed as references.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from pathlib import Path
@@ -342,30 +343,33 @@ def stylize_noise(model: str = "stylize_inbetween", checkpoint: Path | None = No
     from vdm3d.train.stylize import StylizeSetConfig, StylizeTaskConfig, StylizeTasks, load_or_build_stylize
 
     state_file = checkpoint_state(checkpoint, "train stylize") if checkpoint is not None else None  # running too
-    data = load_or_build_stylize(StylizeSetConfig(objects=objects, rooms=rooms, split=split))
-    net, _, vae = load_fine_tune_init(WEIGHTS_DIR / f"{model}.json")
-    if state_file is not None:
-        state = load_file(str(state_file))
-        net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("ema.")})
-    net.eval()
-    backbone = TinyVideoBackbone(vae, net, resolution=data["rgb"].shape[-3:-1], frames=data["rgb"].shape[1])
-    every = StylizeTaskConfig(slot_drop=0.0, warp_prob=1.0, fresh_noise_prob=0.0)
-    x0, cond, (warped, _) = StylizeTasks(backbone, data, every).inbetween(np.random.default_rng(seed), "cpu",
-                                                                          index=np.arange(len(data["rgb"])))
-    errors = denoising_errors(lambda x, s: backbone.denoise(x, s, cond), x0, warped, sigmas,
-                              torch.Generator().manual_seed(seed))
-    rows = ["| sigma | fresh | warped | mixed (alpha 0.5) | warped / fresh |", "|---|---|---|---|---|"]
-    rows += [f"| {s:g} | {e['fresh']:.5f} | {e['warped']:.5f} | {e['mixed']:.5f} | "
-             f"{e['warped'] / e['fresh']:.3f} |" for s, e in errors.items()]
-    text = (f"{model}{f' ({checkpoint})' if checkpoint else ''}: denoising error on the inner frames of "
-            f"{len(data['rgb'])} {split} paths\n" + "\n".join(rows))
-    print(text)
-    result = {str(s): e for s, e in errors.items()}
-    if out is not None:  # the numbers in a run folder, as every other evaluation keeps them
-        with RunFolder(out, config=params, seed=seed, overwrite=overwrite) as run:
+    # the run folder opens before the scoring, as the jobs' do: an --out that cannot be written is refused in
+    # one sentence before the work, not after it
+    with (RunFolder(out, config=params, seed=seed, overwrite=overwrite) if out is not None
+          else contextlib.nullcontext()) as run:
+        data = load_or_build_stylize(StylizeSetConfig(objects=objects, rooms=rooms, split=split))
+        net, _, vae = load_fine_tune_init(WEIGHTS_DIR / f"{model}.json")
+        if state_file is not None:
+            state = load_file(str(state_file))
+            net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("ema.")})
+        net.eval()
+        backbone = TinyVideoBackbone(vae, net, resolution=data["rgb"].shape[-3:-1], frames=data["rgb"].shape[1])
+        every = StylizeTaskConfig(slot_drop=0.0, warp_prob=1.0, fresh_noise_prob=0.0)
+        x0, cond, (warped, _) = StylizeTasks(backbone, data, every).inbetween(np.random.default_rng(seed), "cpu",
+                                                                              index=np.arange(len(data["rgb"])))
+        errors = denoising_errors(lambda x, s: backbone.denoise(x, s, cond), x0, warped, sigmas,
+                                  torch.Generator().manual_seed(seed))
+        rows = ["| sigma | fresh | warped | mixed (alpha 0.5) | warped / fresh |", "|---|---|---|---|---|"]
+        rows += [f"| {s:g} | {e['fresh']:.5f} | {e['warped']:.5f} | {e['mixed']:.5f} | "
+                 f"{e['warped'] / e['fresh']:.3f} |" for s, e in errors.items()]
+        text = (f"{model}{f' ({checkpoint})' if checkpoint else ''}: denoising error on the inner frames of "
+                f"{len(data['rgb'])} {split} paths\n" + "\n".join(rows))
+        print(text)
+        result = {str(s): e for s, e in errors.items()}
+        if run is not None:  # the numbers in a run folder, as every other evaluation keeps them
             (run.path / "table.md").write_text(text + "\n")
             run.record(result=result, paths=len(data["rgb"]), split=split)
-    return result
+        return result
 
 
 COMMANDS = {"stylize": stylize, "stylize-noise": stylize_noise}
