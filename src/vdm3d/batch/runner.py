@@ -33,6 +33,7 @@ the CLI prints: the same ``vdm3d batch`` command continues from there.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import json
 import os
@@ -46,8 +47,8 @@ from pathlib import Path
 from typing import Callable, Literal
 
 from vdm3d.batch.cases import Case
-from vdm3d.errors import STOP_SIGNALS
-from vdm3d.io.runs import MANIFEST, atomic_write_json, lock_path, partial_folder
+from vdm3d.errors import STOP_SIGNALS, OutputError, OutputExistsError
+from vdm3d.io.runs import MANIFEST, atomic_write_json, check_writable, lock_path, lock_run, partial_folder, unlock_run
 
 State = Literal["done", "resume", "restart", "todo"]
 
@@ -452,10 +453,58 @@ def write_summary(path: Path, results: list[CaseResult], manifest: str) -> None:
                              "cases": [dataclasses.asdict(r) for r in results]})
 
 
+def _who(pid: int | None) -> str:
+    """The process holding a batch folder's lock, as a refusal names it: a batch (``vdm3d batch``, ``vdm3d eval
+    --manifest``) or a single run, from its command line where ``/proc`` shows it."""
+    if not pid:
+        return "another vdm3d command"
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return f"another vdm3d command (pid {pid})"
+    return f"another vdm3d {'batch' if 'batch' in args or '--manifest' in args else 'run'} (pid {pid})"
+
+
+def check_batch_out(out: Path) -> None:
+    """Refuse, in one sentence and before any case runs, a batch folder that cannot be written: a file in its
+    path (a NotADirectoryError traceback from the logs folder), a read-only folder (a PermissionError one)."""
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: is a file, not a folder; choose another --out.")
+    check_writable(out / "batch.json" if out.is_dir() else out, "--out")
+
+
+def lock_batch(out: Path):
+    """Check that the batch folder ``out`` can be written, then hold its lock (:func:`vdm3d.io.runs.lock_run`,
+    ``.<name>.lock`` beside it) for the whole batch: a second batch into the same folder at the same time is
+    refused before it starts any case (both would run the same cases into the same run folders). Where the
+    folder above ``out`` cannot be written (a mount point, a shared folder), the lock is ``out/.batch.json.lock``.
+    Returns the handle for :func:`vdm3d.io.runs.unlock_run`."""
+    check_batch_out(out)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        try:
+            return lock_run(out)
+        except OSError as e:  # the folder above is not ours to write: lock inside the batch folder
+            if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            return lock_run(out / "batch.json")
+    except OutputExistsError as e:
+        raise OutputExistsError(f"{out}: {_who(getattr(e, 'pid', None))} is running into this folder now; wait for "
+                                "it to finish, or choose another --out.") from None
+
+
 def run_and_summarize(cases: list[Case], logs: Path, summary: Path, manifest: str, **options) -> list[CaseResult]:
     """:func:`run_cases`, then its summary written to ``summary`` (batch.json); a stopped batch writes it too,
     with the interrupted and the not-run cases, and its message names the file (`vdm3d batch`, `vdm3d eval
-    --manifest`)."""
+    --manifest`). The batch folder (``summary``'s) is locked while it runs (:func:`lock_batch`)."""
+    lock = lock_batch(summary.parent)
+    try:
+        return _run_and_summarize(cases, logs, summary, manifest, **options)
+    finally:
+        unlock_run(lock)
+
+
+def _run_and_summarize(cases: list[Case], logs: Path, summary: Path, manifest: str, **options) -> list[CaseResult]:
     try:
         results = run_cases(cases, logs, **options)
     except KeyboardInterrupt as e:  # stopped: the summary says what is done, stopped (checkpoint kept?), not run

@@ -268,16 +268,28 @@ def lock_run(out: Path) -> Any:
         import fcntl
     except ImportError:
         return None
-    handle = open(lock_path(out), "a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.seek(0)
-        pid = handle.read().strip()
+    while True:
+        handle = open(lock_path(out), "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            pid = handle.read().strip()
+            handle.close()
+            who = f" (pid {pid})" if pid.isdigit() else ""
+            error = OutputExistsError(f"{out}: another vdm3d run{who} is writing this folder now; wait for it to "
+                                      "finish, or choose another --out.")
+            error.pid = int(pid) if pid.isdigit() else None  # the holder, for a caller's own sentence (a batch)
+            raise error from None
+        # the holder may have removed the file (unlock_run) between our open and our flock: then we hold a
+        # lock on a file nobody else can see, and a third run would lock a new one; lock the file there now
+        try:
+            same = os.path.samestat(os.fstat(handle.fileno()), os.stat(lock_path(out)))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
         handle.close()
-        who = f" (pid {pid})" if pid.isdigit() else ""
-        raise OutputExistsError(f"{out}: another vdm3d run{who} is writing this folder now; wait for it to finish, "
-                                "or choose another --out.") from None
     handle.seek(0)
     handle.truncate()
     handle.write(str(os.getpid()))

@@ -1,0 +1,128 @@
+"""The batch folder (``--out``): refused in one sentence when it cannot be written, and locked while a batch
+runs into it, so that a second batch into the same folder is refused instead of running the same cases."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vdm3d.batch import runner
+from vdm3d.cli.main import main
+from vdm3d.io import runs
+from vdm3d.io.runs import lock_path, lock_run, unlock_run
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def _manifest(tmp_path: Path) -> Path:
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps({"name": n, "job": "trajectory", "argv": ["make", "orbit"]})
+                                              + "\n" for n in "ab"))
+    return tmp_path / "m.jsonl"
+
+
+@pytest.fixture
+def ran(monkeypatch):
+    """The cases the batch started (run_command faked: each writes its log and its run folder)."""
+    calls = []
+
+    def run_command(argv, log, threads, driver_pid=None, **_):
+        calls.append(Path(log).stem)
+        Path(log).parent.mkdir(parents=True, exist_ok=True)
+        Path(log).write_text(f"$ vdm3d {' '.join(argv)}\n")
+        out = Path(argv[argv.index("--out") + 1])
+        out.mkdir(parents=True)
+        (out / "manifest.json").write_text("{}")
+        return 0, 0.1, ""
+
+    monkeypatch.setattr(runner, "run_command", run_command)
+    return calls
+
+
+def test_a_second_batch_into_the_same_folder_is_refused(tmp_path, ran, capsys):
+    """Two `vdm3d batch` into one --out ran the same cases twice at once (each case failing in one of them);
+    single runs were refused by their lock. The second batch is now refused before any case, naming the first."""
+    out = tmp_path / "runs"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from vdm3d.io.runs import lock_run; held = lock_run(Path(sys.argv[1])); print('locked', "
+                               "flush=True); time.sleep(60)", str(out), "batch"],
+                              env={**os.environ, "PYTHONPATH": str(SRC)}, stdout=subprocess.PIPE, text=True)
+    try:
+        out.mkdir()
+        assert holder.stdout.readline().strip() == "locked"
+        assert main(["batch", str(_manifest(tmp_path)), "--out", str(out), "--no-ray"]) == 2
+    finally:
+        holder.kill()
+        holder.wait()
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: {out}: another vdm3d batch (pid {holder.pid}) is running into this folder now; wait for "
+                   "it to finish, or choose another --out.")
+    assert ran == [] and not (out / "batch.json").exists()
+    # the lock goes with the batch: the next one runs, and leaves no lock file behind
+    assert main(["batch", str(_manifest(tmp_path)), "--out", str(out), "--no-ray"]) == 0
+    assert ran == ["a", "b"] and not lock_path(out).exists()
+
+
+def test_a_file_in_the_out_path_is_one_sentence(tmp_path, ran, capsys):
+    (tmp_path / "afile").write_text("x")
+    for out in (tmp_path / "afile" / "b", tmp_path / "afile"):
+        # it was a NotADirectoryError traceback (a FileExistsError one for --out afile)
+        assert main(["batch", str(_manifest(tmp_path)), "--out", str(out), "--no-ray"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: {out}: ") and "is a file, not a folder; choose another --out." in err
+        assert "Traceback" not in err and len(err.splitlines()) == 1
+    assert ran == [] and (tmp_path / "afile").read_text() == "x"
+
+
+def test_a_read_only_out_folder_is_one_sentence(tmp_path, ran, capsys, monkeypatch):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == ro else real(p, mode, **kw))
+    assert main(["batch", str(_manifest(tmp_path)), "--out", str(ro / "b"), "--no-ray"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: {ro / 'b'}: cannot write there, because the folder {ro} is not writable; choose another "
+                   "--out or fix the folder's permissions.")
+    assert ran == [] and not any(ro.iterdir())
+
+
+def test_a_batch_folder_whose_parent_is_not_writable_locks_inside_it(tmp_path, monkeypatch):
+    """A batch into a writable folder under a read-only one (a mount point, a shared folder) still runs: its
+    lock file goes inside the batch folder."""
+    out = tmp_path / "b"
+    out.mkdir()
+    real = runs.lock_path
+    monkeypatch.setattr(runs, "lock_path", lambda p: (_ for _ in ()).throw(PermissionError(13, "Permission denied"))
+                        if p == out else real(p))
+    handle = runner.lock_batch(out)
+    try:
+        assert Path(handle.name) == out / ".batch.json.lock"
+    finally:
+        unlock_run(handle)
+
+
+def test_the_lock_file_removed_between_open_and_flock_is_locked_again(tmp_path, monkeypatch):
+    """A run ending (unlock_run removes the lock file) between another's open and its flock gave that other a
+    lock on a file nobody could see: a third run then locked a new file, and both wrote the folder."""
+    import fcntl
+
+    out = tmp_path / "run"
+    real, calls = fcntl.flock, []
+
+    def flock(f, op):
+        calls.append(op)
+        if len(calls) == 1:
+            lock_path(out).unlink()  # the holder's unlock_run, just before our flock
+        return real(f, op)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    handle = lock_run(out)
+    try:
+        assert os.path.samestat(os.fstat(handle.fileno()), os.stat(lock_path(out)))
+        assert lock_path(out).read_text() == str(os.getpid()) and len(calls) == 2
+    finally:
+        unlock_run(handle)
