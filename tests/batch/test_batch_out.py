@@ -126,3 +126,48 @@ def test_the_lock_file_removed_between_open_and_flock_is_locked_again(tmp_path, 
         assert lock_path(out).read_text() == str(os.getpid()) and len(calls) == 2
     finally:
         unlock_run(handle)
+
+
+def test_out_dot_runs_and_locks_beside_the_folder(tmp_path, monkeypatch, capsys):
+    """`--out .` named its lock file from the empty name: ``..lock`` inside the very folder, which a run into
+    ``.`` then found there and refused as a folder holding other files."""
+    here = tmp_path / "here"
+    here.mkdir()
+    manifest = _manifest(tmp_path)
+    monkeypatch.chdir(here)
+    seen = []
+
+    def run_command(argv, log, threads, driver_pid=None, **_):
+        seen.append(sorted(p.name for p in tmp_path.iterdir()) + sorted(p.name for p in here.iterdir()))
+        Path(log).parent.mkdir(parents=True, exist_ok=True)
+        Path(log).write_text("$ vdm3d\n")
+        (here / Path(argv[argv.index("--out") + 1])).mkdir()
+        (here / Path(argv[argv.index("--out") + 1]) / "manifest.json").write_text("{}")
+        return 0, 0.1, ""
+
+    monkeypatch.setattr(runner, "run_command", run_command)
+    assert main(["batch", str(manifest), "--out", ".", "--no-ray"]) == 0, capsys.readouterr().err
+    assert ".here.lock" in seen[0] and "..lock" not in seen[0]  # held beside the folder while the batch runs
+    assert lock_path(Path(".")) == tmp_path / ".here.lock"
+    assert lock_path(Path("..")) == tmp_path.parent / f".{tmp_path.name}.lock"
+    assert sorted(p.name for p in here.iterdir()) == ["a", "b", "batch.json", "logs"]
+    assert not (tmp_path / ".here.lock").exists()
+
+
+@pytest.mark.parametrize("kind", ["mount point", "dotdot"])
+def test_a_case_out_that_cannot_be_a_run_folder_is_refused_before_any_case(tmp_path, ran, capsys, monkeypatch, kind):
+    """A case whose `out` is a mount point ran to its end, then its rename into place failed (an EBUSY traceback
+    in its log) and left its work in a .partial folder beside the mount point."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    real = os.path.ismount
+    monkeypatch.setattr(os.path, "ismount", lambda p: Path(p) == mnt or real(p))
+    out = str(mnt) if kind == "mount point" else f"{tmp_path}/.."
+    (tmp_path / "m.jsonl").write_text(json.dumps({"name": "a", "job": "trajectory", "argv": ["make", "orbit"],
+                                                  "out": out}) + "\n")
+    assert main(["batch", str(tmp_path / "m.jsonl"), "--out", str(tmp_path / "runs"), "--no-ray"]) == 2
+    err = capsys.readouterr().err.strip()
+    what = "is a mount point" if kind == "mount point" else "names no folder of its own"
+    assert err.startswith(f"error: {tmp_path / 'm.jsonl'}: line 1 out '{out}' {what}: ") and len(err.splitlines()) == 1
+    assert err.endswith(f"give a folder inside it (such as out: {Path(out) / 'a'}).")
+    assert ran == [] and not (tmp_path / "runs").exists() and not list(tmp_path.glob(".*"))

@@ -255,7 +255,12 @@ def _strerror(exc: BaseException) -> str:
 
 
 def lock_path(out: Path) -> Path:
-    """The lock file of the run folder ``out`` (``.<name>.lock`` beside it; see :func:`lock_run`)."""
+    """The lock file of the run folder ``out`` (``.<name>.lock`` beside it; see :func:`lock_run`). ``.`` and ``..``
+    are named from the folder above (``--out .`` in ``runs/cup`` locks ``runs/.cup.lock``): their own names
+    would put a ``..lock`` inside the very folder, which then held a file the run had not written."""
+    out = Path(out)
+    if out.name in ("", ".."):
+        out = Path(os.path.abspath(out))
     return out.parent / f".{out.name}.lock"
 
 
