@@ -171,3 +171,21 @@ def test_a_case_out_that_cannot_be_a_run_folder_is_refused_before_any_case(tmp_p
     assert err.startswith(f"error: {tmp_path / 'm.jsonl'}: line 1 out '{out}' {what}: ") and len(err.splitlines()) == 1
     assert err.endswith(f"give a folder inside it (such as out: {Path(out) / 'a'}).")
     assert ran == [] and not (tmp_path / "runs").exists() and not list(tmp_path.glob(".*"))
+
+
+def test_a_foreign_folder_without_overwrite_is_not_said_to_have_had_it(tmp_path):
+    """A batch case into a folder holding other files (a case runs without --overwrite unless the batch has it)
+    read "--overwrite replaces only a folder a vdm3d run wrote", as if the flag had been given."""
+    from vdm3d.errors import OutputExistsError
+    from vdm3d.io.runs import RunFolder
+
+    (tmp_path / "ob").mkdir()
+    (tmp_path / "ob" / "notes.txt").write_text("hi")
+    with pytest.raises(OutputExistsError) as refused:
+        RunFolder(tmp_path / "ob").__enter__()
+    assert str(refused.value) == (f"{tmp_path / 'ob'}: the output folder already holds files that are not a vdm3d "
+                                  "run (notes.txt); choose another --out, or empty that folder yourself (--overwrite "
+                                  "replaces only a folder a vdm3d run wrote).")
+    with pytest.raises(OutputExistsError, match=r"ob: --overwrite replaces only a folder a vdm3d run wrote"):
+        RunFolder(tmp_path / "ob", overwrite=True).__enter__()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ob"] and (tmp_path / "ob" / "notes.txt").is_file()

@@ -501,10 +501,15 @@ class RunFolder:
             raise OutputExistsError(
                 f"{self.out}: the output folder already exists; choose another --out or pass --overwrite.")
         if not (self.out / MANIFEST).is_file():
-            some = sorted(p.name for p in self.out.iterdir())[:2]
-            raise OutputExistsError(f"{self.out}: --overwrite replaces only a folder a vdm3d run wrote (with "
-                                    f"{MANIFEST}), and this one holds other files ({', '.join(some)}); choose "
-                                    "another --out, or empty that folder yourself.")
+            some = ", ".join(sorted(p.name for p in self.out.iterdir())[:2])
+            if self.overwrite:
+                raise OutputExistsError(f"{self.out}: --overwrite replaces only a folder a vdm3d run wrote (with "
+                                        f"{MANIFEST}), and this one holds other files ({some}); choose another "
+                                        "--out, or empty that folder yourself.")
+            # without --overwrite, the sentence must not say it was given (a batch's case read as if it had been)
+            raise OutputExistsError(f"{self.out}: the output folder already holds files that are not a vdm3d run "
+                                    f"({some}); choose another --out, or empty that folder yourself (--overwrite "
+                                    "replaces only a folder a vdm3d run wrote).")
 
     def _options(self, leave_out: tuple[str, ...] | set[str] = _HOW_NOT_WHAT) -> Any:
         """The config as JSON, without the top-level fields in ``leave_out``."""
