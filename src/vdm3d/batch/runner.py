@@ -156,7 +156,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def run_command(argv: list[str], log: str, threads: int, driver_pid: int | None = None) -> tuple[int, float, str]:
+def run_command(argv: list[str], log: str, threads: int, driver_pid: int | None = None,
+                debug: bool = False) -> tuple[int, float, str]:
     """Run ``vdm3d --threads <threads> <argv>`` in a new process, appending its output to ``log``: ``(exit code,
     seconds, last line)``. The thread count is given on the command line, not only in the environment, so that
     the command the case's manifest records, typed by hand, runs as the case did (the default, all cores, gave
@@ -165,10 +166,15 @@ def run_command(argv: list[str], log: str, threads: int, driver_pid: int | None 
     ``driver_pid`` is the batch command's own process when the case runs on this machine: Ray's workers
     outlive a killed driver for a while, so the case is stopped as soon as the driver is gone (it then
     resumes or restarts on the next ``vdm3d batch``), instead of finishing unseen in the background.
+
+    ``debug``: the batch was given ``--debug``, which the case gets as ``VDM3D_DEBUG=1`` (its log then holds the
+    traceback of its failure); not on its command line, which its manifest records for ``vdm3d rerun``.
     """
     if (Path(log).parent / STOPPING).exists():  # the batch is being stopped: a case queued on Ray does not start
         return 128 + signal.SIGTERM, 0.0, "not started: the batch was stopped"
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    if debug:
+        env["VDM3D_DEBUG"] = "1"
     argv = ["--threads", str(threads), *argv]
     Path(log).parent.mkdir(parents=True, exist_ok=True)
     start = time.time()
@@ -312,6 +318,12 @@ def last_words(text: str) -> str:
 Report = Callable[[CaseResult, int, int], None]
 
 
+def debugging() -> bool:
+    """Whether the batch was given ``--debug`` (or ``VDM3D_DEBUG=1``): ``vdm3d``'s main takes the flag off the
+    arguments before the command sees them, so it is read from the program's own command line."""
+    return os.environ.get("VDM3D_DEBUG") == "1" or "--debug" in sys.argv[1:]
+
+
 def _name_the_signal(e: KeyboardInterrupt) -> None:
     """Give ``e`` the number of the signal that stopped the batch: Ray's wait raises a plain KeyboardInterrupt
     in place of the handler's :class:`~vdm3d.errors.Interrupted`, and the CLI would report SIGTERM as SIGINT."""
@@ -338,6 +350,7 @@ def run_cases(cases: list[Case], logs: Path, *, use_ray: bool = True, address: s
     order) and ``outcome`` (:func:`interrupted_outcome`, saying that ``again`` continues) set on it."""
     results: dict[str, CaseResult] = {}
     pending: list[tuple[Case, State, list[str]]] = []
+    debug = {"debug": True} if debugging() else {}  # given to run_command only when set (a test's stand-in lacks it)
     for case in cases:
         state = "todo" if overwrite else case_state(case)
         if state == "done":
@@ -374,11 +387,11 @@ def run_cases(cases: list[Case], logs: Path, *, use_ray: bool = True, address: s
 
     try:
         if pending and use_ray:
-            _run_on_ray(pending, logs, address, num_cpus, cpus_per_case, finish, stopping)
+            _run_on_ray(pending, logs, address, num_cpus, cpus_per_case, finish, stopping, debug)
         else:
             for case, state, argv in pending:
                 began[case.name] = time.time()
-                finish(case, state, run_command(argv, str(logs / f"{case.name}.log"), cpus_per_case))
+                finish(case, state, run_command(argv, str(logs / f"{case.name}.log"), cpus_per_case, **debug))
     except KeyboardInterrupt as e:
         _name_the_signal(e)
         for case, state, _ in pending:
@@ -393,7 +406,7 @@ def run_cases(cases: list[Case], logs: Path, *, use_ray: bool = True, address: s
 
 
 def _run_on_ray(pending, logs: Path, address: str | None, num_cpus: int | None, cpus_per_case: int, finish,
-                stopping: Callable[[int], None] | None = None) -> None:
+                stopping: Callable[[int], None] | None = None, debug: dict | None = None) -> None:
     import ray
 
     # ray.init puts its own handlers on SIGTERM (Python's sys.exit, then its core worker's crash reporter,
@@ -416,7 +429,7 @@ def _run_on_ray(pending, logs: Path, address: str | None, num_cpus: int | None, 
     try:
         task = ray.remote(num_cpus=cpus_per_case, max_retries=0)(run_command)
         refs = {task.remote(argv, str(logs.resolve() / f"{case.name}.log"), cpus_per_case,
-                             None if address else os.getpid()): (case, state)
+                             None if address else os.getpid(), **(debug or {})): (case, state)
                 for case, state, argv in pending}
         while refs:
             # a timeout: back in Python every second, where a signal's handler runs (a wait in Ray's C++
