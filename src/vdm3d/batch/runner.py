@@ -47,8 +47,9 @@ from pathlib import Path
 from typing import Callable, Literal
 
 from vdm3d.batch.cases import Case
-from vdm3d.errors import STOP_SIGNALS, OutputError, OutputExistsError
-from vdm3d.io.runs import MANIFEST, atomic_write_json, check_writable, lock_path, lock_run, partial_folder, unlock_run
+from vdm3d.errors import STOP_SIGNALS, DiskFullError, OutputError, OutputExistsError, Vdm3dError
+from vdm3d.io.runs import (MANIFEST, atomic_write_json, check_writable, disk_full, lock_path, lock_run, partial_folder,
+                           unlock_run)
 
 State = Literal["done", "resume", "restart", "todo"]
 
@@ -176,11 +177,8 @@ def run_command(argv: list[str], log: str, threads: int, driver_pid: int | None 
     if debug:
         env["VDM3D_DEBUG"] = "1"
     argv = ["--threads", str(threads), *argv]
-    Path(log).parent.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    with open(log, "a", encoding="utf-8") as f:
-        f.write(f"\n$ vdm3d {' '.join(argv)}\n")
-        f.flush()
+    with _open_log(Path(log), f"\n$ vdm3d {' '.join(argv)}\n") as f:
         proc = subprocess.Popen([sys.executable, "-m", "vdm3d.cli.main", *argv], stdout=f, stderr=subprocess.STDOUT,
                                 env=env, preexec_fn=_die_with_parent if sys.platform == "linux" else None,
                                 start_new_session=True)
@@ -201,6 +199,31 @@ def run_command(argv: list[str], log: str, threads: int, driver_pid: int | None 
     if proc.returncode:
         last = last_words(Path(log).read_text(encoding="utf-8", errors="replace"))
     return proc.returncode, round(time.time() - start, 2), last
+
+
+def _open_log(log: Path, first: str):
+    """The case's log, opened for appending with ``first`` (its command) written. A full disk is one sentence
+    naming the logs folder (:class:`~vdm3d.errors.DiskFullError`; it was "an output file", and on Ray a
+    RayTaskError with its traceback in colour), and stops the batch: every next case would fail the same way."""
+    try:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        f = open(log, "a", encoding="utf-8")
+        try:
+            f.write(first)
+            f.flush()
+        except OSError:
+            try:
+                f.close()  # flushes again, fails again, and closes the file all the same
+            except OSError:
+                pass
+            raise
+    except OSError as e:
+        if not disk_full(e):
+            raise
+        raise DiskFullError(f"{log.parent}: the disk is full ({e.strerror}) while writing the log of case "
+                            f"{log.stem}; free space there, then run the same command again: it skips the "
+                            "finished cases.") from None
+    return f
 
 
 STOPPING = ".stopping"  # in the logs folder while a stopped batch waits for its cases: no case starts then
@@ -440,7 +463,10 @@ def _run_on_ray(pending, logs: Path, address: str | None, num_cpus: int | None, 
                 try:
                     outcome = ray.get(ref)
                 except Exception as e:  # the worker died (out of memory, node lost)
-                    outcome = (1, 0.0, f"ray task failed: {type(e).__name__}: {e}".splitlines()[0])
+                    cause = getattr(e, "cause", None)
+                    if isinstance(cause, Vdm3dError):  # run_command's own sentence (a full disk): as without Ray
+                        raise cause from None
+                    outcome = (1, 0.0, _ANSI.sub("", f"ray task failed: {type(e).__name__}: {e}").splitlines()[0])
                 finish(case, state, outcome)
     except KeyboardInterrupt as e:
         _name_the_signal(e)
@@ -459,6 +485,9 @@ def _run_on_ray(pending, logs: Path, address: str | None, num_cpus: int | None, 
         raise
     finally:
         ray.shutdown()
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # the colours Ray puts in an error's text
 
 
 def write_summary(path: Path, results: list[CaseResult], manifest: str) -> None:

@@ -297,8 +297,10 @@ def lock_run(out: Path) -> Any:
         handle.close()
     handle.seek(0)
     handle.truncate()
-    handle.write(str(os.getpid()))
-    handle.flush()
+    try:  # the pid only names the holder in a refusal: a full disk must not fail the lock (the flock is it)
+        os.write(handle.fileno(), str(os.getpid()).encode())
+    except OSError:
+        pass
     return handle
 
 
