@@ -39,6 +39,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -47,7 +48,7 @@ from pathlib import Path
 from typing import Callable, Literal
 
 from vdm3d.batch.cases import Case
-from vdm3d.errors import STOP_SIGNALS, DiskFullError, OutputError, OutputExistsError, Vdm3dError
+from vdm3d.errors import STOP_SIGNALS, ConfigError, DiskFullError, OutputError, OutputExistsError, Vdm3dError
 from vdm3d.io.runs import (MANIFEST, atomic_write_json, check_writable, disk_full, lock_path, lock_run, partial_folder,
                            unlock_run)
 
@@ -428,6 +429,28 @@ def run_cases(cases: list[Case], logs: Path, *, use_ray: bool = True, address: s
     return [results[c.name] for c in cases]
 
 
+ADDRESS_TIMEOUT_S = 5.0  # how long --address host:port may take to answer before the batch gives up
+
+
+def check_address(address: str | None) -> None:
+    """Refuse, in one sentence and within seconds, a ``host:port`` ``--address`` where nothing answers: Ray
+    itself retried for minutes, printing its connection warnings. ``ray://`` and ``auto`` are left to Ray
+    (a client server, a cluster found from this machine's own Ray files)."""
+    if not address or address in ("auto", "local") or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")  # [::1]:6379
+    if not port.isdigit() or not host:
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=ADDRESS_TIMEOUT_S).close()
+    except OSError as e:
+        why = f"no answer within {ADDRESS_TIMEOUT_S:g} s" if isinstance(e, TimeoutError) else e.strerror or str(e)
+        raise ConfigError(f"--address {address}: no Ray cluster answers there ({why}); start one on that machine "
+                          "(ray start --head) and give its address, or leave --address out to start Ray on this "
+                          "machine.") from None
+
+
 def _run_on_ray(pending, logs: Path, address: str | None, num_cpus: int | None, cpus_per_case: int, finish,
                 stopping: Callable[[int], None] | None = None, debug: dict | None = None) -> None:
     import ray
@@ -539,6 +562,8 @@ def run_and_summarize(cases: list[Case], logs: Path, summary: Path, manifest: st
     """:func:`run_cases`, then its summary written to ``summary`` (batch.json); a stopped batch writes it too,
     with the interrupted and the not-run cases, and its message names the file (`vdm3d batch`, `vdm3d eval
     --manifest`). The batch folder (``summary``'s) is locked while it runs (:func:`lock_batch`)."""
+    if options.get("use_ray", True):
+        check_address(options.get("address"))  # before the batch folder is made: nothing is left behind
     lock = lock_batch(summary.parent)
     try:
         return _run_and_summarize(cases, logs, summary, manifest, **options)

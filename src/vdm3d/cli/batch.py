@@ -48,7 +48,7 @@ class BatchConfig:
 
 def main(argv, prog: str = "vdm3d batch") -> int:
     from vdm3d.batch.cases import read_cases
-    from vdm3d.batch.runner import check_batch_out, run_and_summarize, summary_table
+    from vdm3d.batch.runner import check_address, check_batch_out, run_and_summarize, summary_table
     from vdm3d.cli.config import cli
     from vdm3d.errors import ConfigError
 
@@ -63,6 +63,7 @@ def main(argv, prog: str = "vdm3d batch") -> int:
         except ImportError:
             raise ConfigError("--ray needs the ray package, which is not installed; run pip install 'vdm3d[batch]' "
                               "or pass --no-ray.") from None
+        check_address(config.address)  # a host:port where nothing answers: Ray retried it for minutes
 
     def report(result, done: int, total: int) -> None:
         print(f"[{done}/{total}] {result.name}: {result.status} in {result.seconds:.1f} s"
