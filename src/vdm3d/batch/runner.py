@@ -36,6 +36,7 @@ import dataclasses
 import errno
 import functools
 import json
+import logging
 import os
 import re
 import signal
@@ -460,13 +461,17 @@ def _run_on_ray(pending, logs: Path, address: str | None, num_cpus: int | None, 
     # SIGTERM stops the batch as Ctrl-C does. Ray has no option to leave a driver's signals alone.
     main_thread = threading.current_thread() is threading.main_thread()
     handlers = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS} if main_thread else {}
+    # Ray's own INFO and WARNING lines ("Started a local Ray instance", its token-authentication notice) are
+    # not the user's business: only its errors reach the terminal. The cases' output is in their logs
+    # (log_to_driver off), and a failed case's last line comes back as the task's result.
+    quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
     if address:
-        ray.init(address=address, log_to_driver=False)
+        ray.init(address=address, **quiet)
     else:
         # A worker that exits (Ray's shutdown, its raylet stopped by the same signal) kills its child, the
         # case, at once, by default: the case would lose its last words and the checkpoint it was writing.
         # Off, the case gets SIGTERM from the worker's death instead (_die_with_parent) and stops as it should.
-        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False,
+        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, **quiet,
                  _system_config={"kill_child_processes_on_worker_exit": False})
     for sig, handler in handlers.items():
         if handler is not None:
