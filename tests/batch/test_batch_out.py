@@ -189,3 +189,22 @@ def test_a_foreign_folder_without_overwrite_is_not_said_to_have_had_it(tmp_path)
     with pytest.raises(OutputExistsError, match=r"ob: --overwrite replaces only a folder a vdm3d run wrote"):
         RunFolder(tmp_path / "ob", overwrite=True).__enter__()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ob"] and (tmp_path / "ob" / "notes.txt").is_file()
+
+
+@pytest.mark.parametrize("out", [".", ".."])
+def test_a_run_into_the_current_folder_is_one_clear_sentence(tmp_path, monkeypatch, out):
+    """`vdm3d object --out .` was refused for the ``..lock`` it had put inside the folder itself ("holds other
+    files (..lock)"); with the lock beside the folder, it ran to its end and failed its rename (EBUSY) with a
+    traceback, leaving ``..partial`` inside. Now one sentence before anything is written."""
+    from vdm3d.errors import OutputError
+    from vdm3d.io.runs import RunFolder
+
+    here = tmp_path / "a" / "here"
+    here.mkdir(parents=True)
+    monkeypatch.chdir(here)
+    with pytest.raises(OutputError) as refused:
+        RunFolder(Path(out)).__enter__()
+    assert str(refused.value) == (f"{out}: --out must name a folder of its own, because a run is written beside its "
+                                  "folder (.NAME.partial) and renamed into place at the end; give one such as --out "
+                                  "runs/cup.")
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["here"] and not any(here.iterdir())

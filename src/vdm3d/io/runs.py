@@ -422,6 +422,11 @@ class RunFolder:
         if self.out.is_symlink():  # a link to a folder on another disk: the run goes there, the link stays
             self.out = self.out.resolve()
             self.partial = partial_folder(self.out)
+        if self.out.name in ("", ".."):  # '.', '..', '/': the partial folder would be inside it (``..partial``), and
+            # the rename into place at the end an EBUSY traceback; it was refused for the ``..lock`` put inside it
+            raise OutputError(f"{self.out}: --out must name a folder of its own, because a run is written beside "
+                              "its folder (.NAME.partial) and renamed into place at the end; give one such as "
+                              "--out runs/cup.")
         check_writable(self.out)
         check_name_length(self.out)
         self._make_parents()
