@@ -208,3 +208,50 @@ def test_a_run_into_the_current_folder_is_one_clear_sentence(tmp_path, monkeypat
                                   "folder (.NAME.partial) and renamed into place at the end; give one such as --out "
                                   "runs/cup.")
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["here"] and not any(here.iterdir())
+
+
+def test_a_mount_point_out_is_refused_before_the_run(tmp_path, monkeypatch):
+    from vdm3d.errors import OutputError
+    from vdm3d.io.runs import RunFolder
+
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    real = os.path.ismount
+    monkeypatch.setattr(os.path, "ismount", lambda p: Path(p) == mnt or real(p))
+    with pytest.raises(OutputError, match=rf"^{mnt}: is a mount point, .*; give a folder inside it, such as --out "
+                                          rf"{mnt / 'run'}\.$"):
+        RunFolder(mnt).__enter__()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mnt"]
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_final_rename_that_fails_keeps_the_finished_run_and_says_where(tmp_path, monkeypatch, existing):
+    """The final rename failing (EBUSY, EXDEV) was a traceback; the finished run is kept in its partial folder and
+    the sentence says so, and an earlier run it was replacing stays where it was."""
+    import errno
+
+    from vdm3d.errors import OutputError
+    from vdm3d.io import runs
+
+    out = tmp_path / "run"
+    if existing:
+        with runs.RunFolder(out) as run:
+            (run.path / "r.txt").write_text("old")
+    real = os.replace
+
+    def replace(src, dst):
+        if Path(src).name == ".run.partial":
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return real(src, dst)
+
+    monkeypatch.setattr(runs.os, "replace", replace)
+    with pytest.raises(OutputError) as refused:
+        with runs.RunFolder(out, overwrite=existing) as run:
+            (run.path / "r.txt").write_text("new")
+    assert str(refused.value) == (f"{out}: the finished run could not be moved there (Invalid cross-device link); it "
+                                  f"is complete in {tmp_path / '.run.partial'}: move that folder where you want it, "
+                                  "or choose another --out next time.")
+    assert (tmp_path / ".run.partial" / "r.txt").read_text() == "new"
+    assert (tmp_path / ".run.partial" / "manifest.json").is_file()
+    assert ((out / "r.txt").read_text() == "old") if existing else not out.exists()
+    assert not (tmp_path / ".run.old").exists() and not (tmp_path / ".run.lock").exists()

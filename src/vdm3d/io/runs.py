@@ -427,6 +427,10 @@ class RunFolder:
             raise OutputError(f"{self.out}: --out must name a folder of its own, because a run is written beside "
                               "its folder (.NAME.partial) and renamed into place at the end; give one such as "
                               "--out runs/cup.")
+        if os.path.ismount(self.out):  # the run ran to its end, then its rename failed (EBUSY) with a traceback
+            raise OutputError(f"{self.out}: is a mount point, and a run is written beside its folder (.NAME.partial) "
+                              f"and renamed into place at the end; give a folder inside it, such as --out "
+                              f"{self.out / 'run'}.")
         check_writable(self.out)
         check_name_length(self.out)
         self._make_parents()
@@ -627,14 +631,26 @@ class RunFolder:
             return False
         (self.partial / START).unlink(missing_ok=True)  # only an unfinished run needs it
         atomic_write_json(self.partial / MANIFEST, self.manifest())
-        if self.out.exists():
-            trash = self.out.parent / f".{self.out.name}.old"
-            shutil.rmtree(trash, ignore_errors=True)
-            os.replace(self.out, trash)
-            os.replace(self.partial, self.out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(self.partial, self.out)
+        try:
+            if self.out.exists():
+                trash = self.out.parent / f".{self.out.name}.old"
+                shutil.rmtree(trash, ignore_errors=True)
+                os.replace(self.out, trash)
+                try:
+                    os.replace(self.partial, self.out)
+                except OSError:
+                    os.replace(trash, self.out)  # the earlier run goes back where it was
+                    raise
+                shutil.rmtree(trash, ignore_errors=True)
+            else:
+                os.replace(self.partial, self.out)
+        except OSError as e:  # a folder that cannot be renamed (EBUSY: a mount point, in use; EXDEV): the run is
+            # complete in its partial folder, which is kept, and said, instead of a traceback
+            if e.errno not in (errno.EBUSY, errno.EXDEV, errno.EACCES, errno.EPERM, errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            raise OutputError(f"{self.out}: the finished run could not be moved there ({e.strerror}); it is complete "
+                              f"in {self.partial}: move that folder where you want it, or choose another --out "
+                              "next time.") from None
         return False
 
     def _this_leg(self) -> dict[str, Any]:
