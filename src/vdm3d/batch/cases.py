@@ -41,6 +41,7 @@ import dataclasses
 import functools
 import importlib
 import json
+import os
 import re
 import typing
 from pathlib import Path
@@ -262,6 +263,14 @@ def read_cases(path: str | Path, out: str | Path, job: str | None = None) -> lis
         options = {**shared_by_job.get(case_job, {}), **(c.get("options") or {}), **own}
         options = _resolve(options, base)
         case_out = Path(options.pop("out")).expanduser() if options.get("out") else None  # as the job expands it
+        if case_out is not None and (case_out.name in ("", "..") or os.path.ismount(case_out)):
+            # a run is written to .<name>.partial beside its folder and renamed into place at the end: '.' would
+            # put that inside the folder, and a mount point cannot be replaced (the case ended in an EBUSY
+            # traceback, its finished work left in the partial folder)
+            what = "is a mount point" if os.path.ismount(case_out) else "names no folder of its own"
+            raise InputError(path=path, field=f"{where} out", problem=f"{str(case_out)!r} {what}: a run is written "
+                             "beside its folder (.NAME.partial) and renamed into place at the end",
+                             fix=f"give a folder inside it (such as out: {case_out / str(c.get('name') or 'cup')})")
         name = str(c.get("name") or (case_out.name if case_out else _default_name(options, i)))
         if not _NAME.match(name):
             raise InputError(path=path, field=f"{where} name", problem=f"{name!r} is not a usable folder name",

@@ -33,11 +33,14 @@ the CLI prints: the same ``vdm3d batch`` command continues from there.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import json
+import logging
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -46,8 +49,9 @@ from pathlib import Path
 from typing import Callable, Literal
 
 from vdm3d.batch.cases import Case
-from vdm3d.errors import STOP_SIGNALS
-from vdm3d.io.runs import MANIFEST, atomic_write_json, lock_path, partial_folder
+from vdm3d.errors import STOP_SIGNALS, ConfigError, DiskFullError, OutputError, OutputExistsError, Vdm3dError
+from vdm3d.io.runs import (MANIFEST, atomic_write_json, check_writable, disk_full, lock_path, lock_run, partial_folder,
+                           unlock_run)
 
 State = Literal["done", "resume", "restart", "todo"]
 
@@ -155,7 +159,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def run_command(argv: list[str], log: str, threads: int, driver_pid: int | None = None) -> tuple[int, float, str]:
+def run_command(argv: list[str], log: str, threads: int, driver_pid: int | None = None,
+                debug: bool = False) -> tuple[int, float, str]:
     """Run ``vdm3d --threads <threads> <argv>`` in a new process, appending its output to ``log``: ``(exit code,
     seconds, last line)``. The thread count is given on the command line, not only in the environment, so that
     the command the case's manifest records, typed by hand, runs as the case did (the default, all cores, gave
@@ -164,16 +169,18 @@ def run_command(argv: list[str], log: str, threads: int, driver_pid: int | None 
     ``driver_pid`` is the batch command's own process when the case runs on this machine: Ray's workers
     outlive a killed driver for a while, so the case is stopped as soon as the driver is gone (it then
     resumes or restarts on the next ``vdm3d batch``), instead of finishing unseen in the background.
+
+    ``debug``: the batch was given ``--debug``, which the case gets as ``VDM3D_DEBUG=1`` (its log then holds the
+    traceback of its failure); not on its command line, which its manifest records for ``vdm3d rerun``.
     """
     if (Path(log).parent / STOPPING).exists():  # the batch is being stopped: a case queued on Ray does not start
         return 128 + signal.SIGTERM, 0.0, "not started: the batch was stopped"
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    if debug:
+        env["VDM3D_DEBUG"] = "1"
     argv = ["--threads", str(threads), *argv]
-    Path(log).parent.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    with open(log, "a", encoding="utf-8") as f:
-        f.write(f"\n$ vdm3d {' '.join(argv)}\n")
-        f.flush()
+    with _open_log(Path(log), f"\n$ vdm3d {' '.join(argv)}\n") as f:
         proc = subprocess.Popen([sys.executable, "-m", "vdm3d.cli.main", *argv], stdout=f, stderr=subprocess.STDOUT,
                                 env=env, preexec_fn=_die_with_parent if sys.platform == "linux" else None,
                                 start_new_session=True)
@@ -194,6 +201,31 @@ def run_command(argv: list[str], log: str, threads: int, driver_pid: int | None 
     if proc.returncode:
         last = last_words(Path(log).read_text(encoding="utf-8", errors="replace"))
     return proc.returncode, round(time.time() - start, 2), last
+
+
+def _open_log(log: Path, first: str):
+    """The case's log, opened for appending with ``first`` (its command) written. A full disk is one sentence
+    naming the logs folder (:class:`~vdm3d.errors.DiskFullError`; it was "an output file", and on Ray a
+    RayTaskError with its traceback in colour), and stops the batch: every next case would fail the same way."""
+    try:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        f = open(log, "a", encoding="utf-8")
+        try:
+            f.write(first)
+            f.flush()
+        except OSError:
+            try:
+                f.close()  # flushes again, fails again, and closes the file all the same
+            except OSError:
+                pass
+            raise
+    except OSError as e:
+        if not disk_full(e):
+            raise
+        raise DiskFullError(f"{log.parent}: the disk is full ({e.strerror}) while writing the log of case "
+                            f"{log.stem}; free space there, then run the same command again: it skips the "
+                            "finished cases.") from None
+    return f
 
 
 STOPPING = ".stopping"  # in the logs folder while a stopped batch waits for its cases: no case starts then
@@ -311,6 +343,12 @@ def last_words(text: str) -> str:
 Report = Callable[[CaseResult, int, int], None]
 
 
+def debugging() -> bool:
+    """Whether the batch was given ``--debug`` (or ``VDM3D_DEBUG=1``): ``vdm3d``'s main takes the flag off the
+    arguments before the command sees them, so it is read from the program's own command line."""
+    return os.environ.get("VDM3D_DEBUG") == "1" or "--debug" in sys.argv[1:]
+
+
 def _name_the_signal(e: KeyboardInterrupt) -> None:
     """Give ``e`` the number of the signal that stopped the batch: Ray's wait raises a plain KeyboardInterrupt
     in place of the handler's :class:`~vdm3d.errors.Interrupted`, and the CLI would report SIGTERM as SIGINT."""
@@ -337,6 +375,7 @@ def run_cases(cases: list[Case], logs: Path, *, use_ray: bool = True, address: s
     order) and ``outcome`` (:func:`interrupted_outcome`, saying that ``again`` continues) set on it."""
     results: dict[str, CaseResult] = {}
     pending: list[tuple[Case, State, list[str]]] = []
+    debug = {"debug": True} if debugging() else {}  # given to run_command only when set (a test's stand-in lacks it)
     for case in cases:
         state = "todo" if overwrite else case_state(case)
         if state == "done":
@@ -373,11 +412,11 @@ def run_cases(cases: list[Case], logs: Path, *, use_ray: bool = True, address: s
 
     try:
         if pending and use_ray:
-            _run_on_ray(pending, logs, address, num_cpus, cpus_per_case, finish, stopping)
+            _run_on_ray(pending, logs, address, num_cpus, cpus_per_case, finish, stopping, debug)
         else:
             for case, state, argv in pending:
                 began[case.name] = time.time()
-                finish(case, state, run_command(argv, str(logs / f"{case.name}.log"), cpus_per_case))
+                finish(case, state, run_command(argv, str(logs / f"{case.name}.log"), cpus_per_case, **debug))
     except KeyboardInterrupt as e:
         _name_the_signal(e)
         for case, state, _ in pending:
@@ -391,8 +430,30 @@ def run_cases(cases: list[Case], logs: Path, *, use_ray: bool = True, address: s
     return [results[c.name] for c in cases]
 
 
+ADDRESS_TIMEOUT_S = 5.0  # how long --address host:port may take to answer before the batch gives up
+
+
+def check_address(address: str | None) -> None:
+    """Refuse, in one sentence and within seconds, a ``host:port`` ``--address`` where nothing answers: Ray
+    itself retried for minutes, printing its connection warnings. ``ray://`` and ``auto`` are left to Ray
+    (a client server, a cluster found from this machine's own Ray files)."""
+    if not address or address in ("auto", "local") or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")  # [::1]:6379
+    if not port.isdigit() or not host:
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=ADDRESS_TIMEOUT_S).close()
+    except OSError as e:
+        why = f"no answer within {ADDRESS_TIMEOUT_S:g} s" if isinstance(e, TimeoutError) else e.strerror or str(e)
+        raise ConfigError(f"--address {address}: no Ray cluster answers there ({why}); start one on that machine "
+                          "(ray start --head) and give its address, or leave --address out to start Ray on this "
+                          "machine.") from None
+
+
 def _run_on_ray(pending, logs: Path, address: str | None, num_cpus: int | None, cpus_per_case: int, finish,
-                stopping: Callable[[int], None] | None = None) -> None:
+                stopping: Callable[[int], None] | None = None, debug: dict | None = None) -> None:
     import ray
 
     # ray.init puts its own handlers on SIGTERM (Python's sys.exit, then its core worker's crash reporter,
@@ -400,13 +461,17 @@ def _run_on_ray(pending, logs: Path, address: str | None, num_cpus: int | None, 
     # SIGTERM stops the batch as Ctrl-C does. Ray has no option to leave a driver's signals alone.
     main_thread = threading.current_thread() is threading.main_thread()
     handlers = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS} if main_thread else {}
+    # Ray's own INFO and WARNING lines ("Started a local Ray instance", its token-authentication notice) are
+    # not the user's business: only its errors reach the terminal. The cases' output is in their logs
+    # (log_to_driver off), and a failed case's last line comes back as the task's result.
+    quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
     if address:
-        ray.init(address=address, log_to_driver=False)
+        ray.init(address=address, **quiet)
     else:
         # A worker that exits (Ray's shutdown, its raylet stopped by the same signal) kills its child, the
         # case, at once, by default: the case would lose its last words and the checkpoint it was writing.
         # Off, the case gets SIGTERM from the worker's death instead (_die_with_parent) and stops as it should.
-        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False,
+        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, **quiet,
                  _system_config={"kill_child_processes_on_worker_exit": False})
     for sig, handler in handlers.items():
         if handler is not None:
@@ -415,7 +480,7 @@ def _run_on_ray(pending, logs: Path, address: str | None, num_cpus: int | None, 
     try:
         task = ray.remote(num_cpus=cpus_per_case, max_retries=0)(run_command)
         refs = {task.remote(argv, str(logs.resolve() / f"{case.name}.log"), cpus_per_case,
-                             None if address else os.getpid()): (case, state)
+                             None if address else os.getpid(), **(debug or {})): (case, state)
                 for case, state, argv in pending}
         while refs:
             # a timeout: back in Python every second, where a signal's handler runs (a wait in Ray's C++
@@ -426,7 +491,10 @@ def _run_on_ray(pending, logs: Path, address: str | None, num_cpus: int | None, 
                 try:
                     outcome = ray.get(ref)
                 except Exception as e:  # the worker died (out of memory, node lost)
-                    outcome = (1, 0.0, f"ray task failed: {type(e).__name__}: {e}".splitlines()[0])
+                    cause = getattr(e, "cause", None)
+                    if isinstance(cause, Vdm3dError):  # run_command's own sentence (a full disk): as without Ray
+                        raise cause from None
+                    outcome = (1, 0.0, _ANSI.sub("", f"ray task failed: {type(e).__name__}: {e}").splitlines()[0])
                 finish(case, state, outcome)
     except KeyboardInterrupt as e:
         _name_the_signal(e)
@@ -447,15 +515,68 @@ def _run_on_ray(pending, logs: Path, address: str | None, num_cpus: int | None, 
         ray.shutdown()
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # the colours Ray puts in an error's text
+
+
 def write_summary(path: Path, results: list[CaseResult], manifest: str) -> None:
     atomic_write_json(path, {"format": "vdm3d.batch", "version": 1, "manifest": manifest,
                              "cases": [dataclasses.asdict(r) for r in results]})
 
 
+def _who(pid: int | None) -> str:
+    """The process holding a batch folder's lock, as a refusal names it: a batch (``vdm3d batch``, ``vdm3d eval
+    --manifest``) or a single run, from its command line where ``/proc`` shows it."""
+    if not pid:
+        return "another vdm3d command"
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return f"another vdm3d command (pid {pid})"
+    return f"another vdm3d {'batch' if 'batch' in args or '--manifest' in args else 'run'} (pid {pid})"
+
+
+def check_batch_out(out: Path) -> None:
+    """Refuse, in one sentence and before any case runs, a batch folder that cannot be written: a file in its
+    path (a NotADirectoryError traceback from the logs folder), a read-only folder (a PermissionError one)."""
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: is a file, not a folder; choose another --out.")
+    check_writable(out / "batch.json" if out.is_dir() else out, "--out")
+
+
+def lock_batch(out: Path):
+    """Check that the batch folder ``out`` can be written, then hold its lock (:func:`vdm3d.io.runs.lock_run`,
+    ``.<name>.lock`` beside it) for the whole batch: a second batch into the same folder at the same time is
+    refused before it starts any case (both would run the same cases into the same run folders). Where the
+    folder above ``out`` cannot be written (a mount point, a shared folder), the lock is ``out/.batch.json.lock``.
+    Returns the handle for :func:`vdm3d.io.runs.unlock_run`."""
+    check_batch_out(out)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        try:
+            return lock_run(out)
+        except OSError as e:  # the folder above is not ours to write: lock inside the batch folder
+            if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            return lock_run(out / "batch.json")
+    except OutputExistsError as e:
+        raise OutputExistsError(f"{out}: {_who(getattr(e, 'pid', None))} is running into this folder now; wait for "
+                                "it to finish, or choose another --out.") from None
+
+
 def run_and_summarize(cases: list[Case], logs: Path, summary: Path, manifest: str, **options) -> list[CaseResult]:
     """:func:`run_cases`, then its summary written to ``summary`` (batch.json); a stopped batch writes it too,
     with the interrupted and the not-run cases, and its message names the file (`vdm3d batch`, `vdm3d eval
-    --manifest`)."""
+    --manifest`). The batch folder (``summary``'s) is locked while it runs (:func:`lock_batch`)."""
+    if options.get("use_ray", True):
+        check_address(options.get("address"))  # before the batch folder is made: nothing is left behind
+    lock = lock_batch(summary.parent)
+    try:
+        return _run_and_summarize(cases, logs, summary, manifest, **options)
+    finally:
+        unlock_run(lock)
+
+
+def _run_and_summarize(cases: list[Case], logs: Path, summary: Path, manifest: str, **options) -> list[CaseResult]:
     try:
         results = run_cases(cases, logs, **options)
     except KeyboardInterrupt as e:  # stopped: the summary says what is done, stopped (checkpoint kept?), not run

@@ -48,13 +48,14 @@ class BatchConfig:
 
 def main(argv, prog: str = "vdm3d batch") -> int:
     from vdm3d.batch.cases import read_cases
-    from vdm3d.batch.runner import run_and_summarize, summary_table
+    from vdm3d.batch.runner import check_address, check_batch_out, run_and_summarize, summary_table
     from vdm3d.cli.config import cli
     from vdm3d.errors import ConfigError
 
     config = cli(BatchConfig, argv, prog, description=HELP, examples=EXAMPLES)
     if config.cpus_per_case < 1:
         raise ConfigError(f"--cpus-per-case is {config.cpus_per_case}; give 1 or more.")
+    check_batch_out(config.out)
     cases = read_cases(config.manifest, config.out, config.job)
     if config.ray:
         try:
@@ -62,6 +63,7 @@ def main(argv, prog: str = "vdm3d batch") -> int:
         except ImportError:
             raise ConfigError("--ray needs the ray package, which is not installed; run pip install 'vdm3d[batch]' "
                               "or pass --no-ray.") from None
+        check_address(config.address)  # a host:port where nothing answers: Ray retried it for minutes
 
     def report(result, done: int, total: int) -> None:
         print(f"[{done}/{total}] {result.name}: {result.status} in {result.seconds:.1f} s"

@@ -255,7 +255,12 @@ def _strerror(exc: BaseException) -> str:
 
 
 def lock_path(out: Path) -> Path:
-    """The lock file of the run folder ``out`` (``.<name>.lock`` beside it; see :func:`lock_run`)."""
+    """The lock file of the run folder ``out`` (``.<name>.lock`` beside it; see :func:`lock_run`). ``.`` and ``..``
+    are named from the folder above (``--out .`` in ``runs/cup`` locks ``runs/.cup.lock``): their own names
+    would put a ``..lock`` inside the very folder, which then held a file the run had not written."""
+    out = Path(out)
+    if out.name in ("", ".."):
+        out = Path(os.path.abspath(out))
     return out.parent / f".{out.name}.lock"
 
 
@@ -268,20 +273,34 @@ def lock_run(out: Path) -> Any:
         import fcntl
     except ImportError:
         return None
-    handle = open(lock_path(out), "a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.seek(0)
-        pid = handle.read().strip()
+    while True:
+        handle = open(lock_path(out), "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            pid = handle.read().strip()
+            handle.close()
+            who = f" (pid {pid})" if pid.isdigit() else ""
+            error = OutputExistsError(f"{out}: another vdm3d run{who} is writing this folder now; wait for it to "
+                                      "finish, or choose another --out.")
+            error.pid = int(pid) if pid.isdigit() else None  # the holder, for a caller's own sentence (a batch)
+            raise error from None
+        # the holder may have removed the file (unlock_run) between our open and our flock: then we hold a
+        # lock on a file nobody else can see, and a third run would lock a new one; lock the file there now
+        try:
+            same = os.path.samestat(os.fstat(handle.fileno()), os.stat(lock_path(out)))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
         handle.close()
-        who = f" (pid {pid})" if pid.isdigit() else ""
-        raise OutputExistsError(f"{out}: another vdm3d run{who} is writing this folder now; wait for it to finish, "
-                                "or choose another --out.") from None
     handle.seek(0)
     handle.truncate()
-    handle.write(str(os.getpid()))
-    handle.flush()
+    try:  # the pid only names the holder in a refusal: a full disk must not fail the lock (the flock is it)
+        os.write(handle.fileno(), str(os.getpid()).encode())
+    except OSError:
+        pass
     return handle
 
 
@@ -403,6 +422,15 @@ class RunFolder:
         if self.out.is_symlink():  # a link to a folder on another disk: the run goes there, the link stays
             self.out = self.out.resolve()
             self.partial = partial_folder(self.out)
+        if self.out.name in ("", ".."):  # '.', '..', '/': the partial folder would be inside it (``..partial``), and
+            # the rename into place at the end an EBUSY traceback; it was refused for the ``..lock`` put inside it
+            raise OutputError(f"{self.out}: --out must name a folder of its own, because a run is written beside "
+                              "its folder (.NAME.partial) and renamed into place at the end; give one such as "
+                              "--out runs/cup.")
+        if os.path.ismount(self.out):  # the run ran to its end, then its rename failed (EBUSY) with a traceback
+            raise OutputError(f"{self.out}: is a mount point, and a run is written beside its folder (.NAME.partial) "
+                              f"and renamed into place at the end; give a folder inside it, such as --out "
+                              f"{self.out / 'run'}.")
         check_writable(self.out)
         check_name_length(self.out)
         self._make_parents()
@@ -484,10 +512,15 @@ class RunFolder:
             raise OutputExistsError(
                 f"{self.out}: the output folder already exists; choose another --out or pass --overwrite.")
         if not (self.out / MANIFEST).is_file():
-            some = sorted(p.name for p in self.out.iterdir())[:2]
-            raise OutputExistsError(f"{self.out}: --overwrite replaces only a folder a vdm3d run wrote (with "
-                                    f"{MANIFEST}), and this one holds other files ({', '.join(some)}); choose "
-                                    "another --out, or empty that folder yourself.")
+            some = ", ".join(sorted(p.name for p in self.out.iterdir())[:2])
+            if self.overwrite:
+                raise OutputExistsError(f"{self.out}: --overwrite replaces only a folder a vdm3d run wrote (with "
+                                        f"{MANIFEST}), and this one holds other files ({some}); choose another "
+                                        "--out, or empty that folder yourself.")
+            # without --overwrite, the sentence must not say it was given (a batch's case read as if it had been)
+            raise OutputExistsError(f"{self.out}: the output folder already holds files that are not a vdm3d run "
+                                    f"({some}); choose another --out, or empty that folder yourself (--overwrite "
+                                    "replaces only a folder a vdm3d run wrote).")
 
     def _options(self, leave_out: tuple[str, ...] | set[str] = _HOW_NOT_WHAT) -> Any:
         """The config as JSON, without the top-level fields in ``leave_out``."""
@@ -598,14 +631,26 @@ class RunFolder:
             return False
         (self.partial / START).unlink(missing_ok=True)  # only an unfinished run needs it
         atomic_write_json(self.partial / MANIFEST, self.manifest())
-        if self.out.exists():
-            trash = self.out.parent / f".{self.out.name}.old"
-            shutil.rmtree(trash, ignore_errors=True)
-            os.replace(self.out, trash)
-            os.replace(self.partial, self.out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(self.partial, self.out)
+        try:
+            if self.out.exists():
+                trash = self.out.parent / f".{self.out.name}.old"
+                shutil.rmtree(trash, ignore_errors=True)
+                os.replace(self.out, trash)
+                try:
+                    os.replace(self.partial, self.out)
+                except OSError:
+                    os.replace(trash, self.out)  # the earlier run goes back where it was
+                    raise
+                shutil.rmtree(trash, ignore_errors=True)
+            else:
+                os.replace(self.partial, self.out)
+        except OSError as e:  # a folder that cannot be renamed (EBUSY: a mount point, in use; EXDEV): the run is
+            # complete in its partial folder, which is kept, and said, instead of a traceback
+            if e.errno not in (errno.EBUSY, errno.EXDEV, errno.EACCES, errno.EPERM, errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            raise OutputError(f"{self.out}: the finished run could not be moved there ({e.strerror}); it is complete "
+                              f"in {self.partial}: move that folder where you want it, or choose another --out "
+                              "next time.") from None
         return False
 
     def _this_leg(self) -> dict[str, Any]:
