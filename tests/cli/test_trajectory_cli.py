@@ -109,10 +109,30 @@ def test_re10k_output_says_how_to_read_its_size_back(tmp_path, capsys):
     capsys.readouterr()
     assert run("convert", tmp_path / "o.json", "--out", tmp_path / "o.txt") == 0
     assert f"convert it back with `vdm3d trajectory convert {tmp_path / 'o.txt'} --width 512 --height 512" \
-        in capsys.readouterr().out
+        in capsys.readouterr().err
     assert run("convert", tmp_path / "o.txt", "--width", 512, "--height", 512, "--out", tmp_path / "b.json") == 0
     a, b = load_trajectory(tmp_path / "o.json"), load_trajectory(tmp_path / "b.json")
     torch.testing.assert_close(b.cameras.Ks, a.cameras.Ks, atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("target", ["o.txt", "t.json"])
+def test_convert_notes_go_to_stderr_so_stdout_in_a_file_holds_the_result_alone(tmp_path, target):
+    """`vdm3d trajectory convert ... > log`: the notes (RE10K stores no image size; image names that name no
+    files) went to stdout, into the file with the result line; they are notes, so stderr (docs/errors.md,
+    *Streams and exit status*)."""
+    import os
+    import subprocess
+    import sys
+
+    run("make", "orbit", "--frames", 6, "--out", tmp_path / "o.json")
+    src = Path(__file__).resolve().parents[2] / "src"
+    with open(tmp_path / "log", "w") as log:
+        done = subprocess.run([sys.executable, "-m", "vdm3d", "trajectory", "convert", str(tmp_path / "o.json"),
+                               "--out", str(tmp_path / target)], stdout=log, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(src)}, timeout=300)
+    assert done.returncode == 0
+    assert (tmp_path / "log").read_text() == f"wrote {tmp_path / target}: 6 cameras\n"
+    assert done.stderr.startswith("note: ")
 
 
 def test_convert_re10k_round_trip_through_cli(shared_data, tmp_path):

@@ -457,12 +457,12 @@ def _convert(cfg: Convert) -> int:
         print(f"the images are in {folder} (the image folder for COLMAP, e.g. its --image_path)")
     elif folder is None and target in ("transforms", "colmap", "vdm3d"):
         print(f"note: {cfg.input}'s image names ({cf.names[0]}, ...) name no image files beside it, so they are "
-              f"written as they are; a reader of {cfg.out} will not find images under them")
+              f"written as they are; a reader of {cfg.out} will not find images under them", file=sys.stderr)
     if target == "re10k":  # its intrinsics are fractions of an image size it does not store
         cams = cf.trajectory.cameras
         print(f"note: RealEstate10K files store no image size, and readers take 640x360 (pixels not square unless "
               f"the images are 16:9); convert it back with `vdm3d trajectory convert {cfg.out} --width {cams.width} "
-              f"--height {cams.height} --out ...`")
+              f"--height {cams.height} --out ...`", file=sys.stderr)
     return 0
 
 
