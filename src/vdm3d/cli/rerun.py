@@ -113,9 +113,10 @@ def _same_path(a, b, old_cwd: str | None) -> bool:
 def main(argv, prog: str = "vdm3d rerun") -> int:
     import os
 
-    from vdm3d.cli.main import main as vdm3d_main
+    from vdm3d.cli.main import main as vdm3d_main, wrap_help_text
 
-    parser = argparse.ArgumentParser(prog=prog, description=f"{HELP}.", epilog=EXAMPLES,
+    parser = argparse.ArgumentParser(prog=prog, description=f"{HELP}.",
+                                     epilog=wrap_help_text(EXAMPLES, examples=True),  # a narrow terminal
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("manifest", type=Path, help="RUN/manifest.json (or the run folder)")
     parser.add_argument("--out", type=Path, default=None, help="new run folder (default: RUN-rerun beside the run)")
