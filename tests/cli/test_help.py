@@ -62,8 +62,11 @@ FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9]*(?:[-.][a-z0-9]+)*")
 
 
 def _examples(text: str) -> list[list[str]]:
+    """The example command lines at the end of ``text``, split into words (without their comments, which stand
+    on lines of their own above a command too long for the terminal with its comment)."""
     block = text.rstrip().rsplit("\nexamples:\n", 1)
-    return [line.split("#")[0].split() for line in block[1].splitlines()] if len(block) == 2 else []
+    lines = [line.split("#")[0].split() for line in block[1].splitlines()] if len(block) == 2 else []
+    return [words for words in lines if words]
 
 
 @pytest.mark.parametrize("group", ["train", "eval"])
@@ -79,3 +82,43 @@ def test_each_subcommand_page_ends_with_its_own_examples(pages, group):
             page = pages[tuple(e[1:3])]
             accepted = set(FLAG.findall(page.rsplit("examples:", 1)[0]))
             assert {a for a in e if a.startswith("--")} <= accepted, e
+
+
+def _narrow(argv: list[str], columns: int) -> tuple[int, list[str]]:
+    """``vdm3d ARGV --help`` as a program in a terminal ``columns`` wide (COLUMNS); its status and lines."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[2] / "src"
+    done = subprocess.run([sys.executable, "-m", "vdm3d", *argv, "--help"], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "COLUMNS": str(columns), "PYTHONPATH": str(src)})
+    return done.returncode, done.stdout.splitlines()
+
+
+@pytest.mark.parametrize("argv", [[], ["object"]])
+def test_help_fits_a_40_column_terminal(argv):
+    """`COLUMNS=40 vdm3d object --help` gave 555 lines: tyro's help column was 14 letters wide, its description
+    one 607-character line, and the overview's lines ran to 180 characters, for the terminal to cut mid-word.
+    Now only an example's command line (never folded: a copied half would run) is wider than the terminal."""
+    status, lines = _narrow(argv, 40)
+    assert status == 0
+    wide = [line for line in lines if len(line) > 40 and not line.startswith("  vdm3d ")]
+    assert not wide, wide
+    if argv:  # an option's help goes below its name, 4 in, instead of 14 letters beside it
+        at = next(i for i, line in enumerate(lines) if line.startswith("│ --image PATH"))
+        assert lines[at].rstrip("│ ") == "│ --image PATH"
+        assert lines[at + 1].startswith("│     the input image: RGBA, RGB on a")
+        assert len(lines) < 400
+        examples = lines[lines.index("examples:"):]
+        assert examples[1:3] == ["  # embedded tiny backbone, CPU; photos:", "  # GrabCut"]
+        assert examples[3] == "  vdm3d object --image cup.png --out runs/cup"
+
+
+@pytest.mark.parametrize("argv", [["object"], ["trajectory"]])
+def test_help_in_a_terminal_a_few_columns_wide_finishes(argv):
+    """Below about 6 columns tyro's help layout never finished (`COLUMNS=5 vdm3d object --help` hung); it is
+    laid out 40 wide, for the terminal to fold."""
+    status, lines = _narrow(argv, 5)
+    assert status == 0 and lines[0].startswith(f"usage: vdm3d {argv[0]}")

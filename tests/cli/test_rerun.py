@@ -107,11 +107,11 @@ def test_a_rerun_uses_the_original_runs_thread_count_unless_asked(monkeypatch, c
         default = threads.current_threads()
         apply_threads(default + 1)
         assert threads.current_threads() == default + 1
-        assert f"threads: {default + 1}, as the original run" in capsys.readouterr().out
+        assert f"threads: {default + 1}, as the original run" in capsys.readouterr().err  # a note: stderr
         threads.set_threads(1)  # `vdm3d --threads 1 rerun ...`
         apply_threads(3)
         assert threads.current_threads() == 1
-        assert "threads: 1 as asked; the original run used 3" in capsys.readouterr().out
+        assert "threads: 1 as asked; the original run used 3" in capsys.readouterr().err
     finally:
         threads.set_threads(before or 1)
 
@@ -173,9 +173,9 @@ def test_a_rerun_of_a_run_resumed_at_another_thread_count_does_not_claim_to_repe
         assert rerun.main([str(tmp_path / "run")]) == 0
     finally:
         threads.set_threads(before or 1)
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert ("threads: the original run was resumed at another thread count (2 threads, then 1), which a rerun "
-            "cannot repeat") in out
+            "cannot repeat") in err  # a note: stderr, while the comparison below is the rerun's result
     assert "config: identical to the original, but the original ran in legs at 2 threads, then 1" in out
     assert "config: identical to the original\n" not in out
     # legs at one count (or of unknown count) are one run, as far as threads go

@@ -1,6 +1,6 @@
 """Where the `vdm3d` program writes, and what happens when nobody reads: a stdout that is closed (``>&-``) or
 whose reader has gone (``| head``) drops the output and the command runs to its end with its own status
-(docs/python.md, *Output streams*)."""
+(docs/errors.md, *Streams and exit status*)."""
 
 from __future__ import annotations
 

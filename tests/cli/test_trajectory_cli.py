@@ -1,6 +1,7 @@
 """`vdm3d trajectory ...` through the real entry point: outputs, round trips, and bad input -> status 2."""
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -109,10 +110,29 @@ def test_re10k_output_says_how_to_read_its_size_back(tmp_path, capsys):
     capsys.readouterr()
     assert run("convert", tmp_path / "o.json", "--out", tmp_path / "o.txt") == 0
     assert f"convert it back with `vdm3d trajectory convert {tmp_path / 'o.txt'} --width 512 --height 512" \
-        in capsys.readouterr().out
+        in capsys.readouterr().err
     assert run("convert", tmp_path / "o.txt", "--width", 512, "--height", 512, "--out", tmp_path / "b.json") == 0
     a, b = load_trajectory(tmp_path / "o.json"), load_trajectory(tmp_path / "b.json")
     torch.testing.assert_close(b.cameras.Ks, a.cameras.Ks, atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("target", ["o.txt", "t.json"])
+def test_convert_notes_go_to_stderr_so_stdout_in_a_file_holds_the_result_alone(tmp_path, target):
+    """`vdm3d trajectory convert ... > log`: the notes (RE10K stores no image size; image names that name no
+    files) went to stdout, into the file with the result line; they are notes, so stderr (docs/errors.md,
+    *Streams and exit status*)."""
+    import subprocess
+    import sys
+
+    run("make", "orbit", "--frames", 6, "--out", tmp_path / "o.json")
+    src = Path(__file__).resolve().parents[2] / "src"
+    with open(tmp_path / "log", "w") as log:
+        done = subprocess.run([sys.executable, "-m", "vdm3d", "trajectory", "convert", str(tmp_path / "o.json"),
+                               "--out", str(tmp_path / target)], stdout=log, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(src)}, timeout=300)
+    assert done.returncode == 0
+    assert (tmp_path / "log").read_text() == f"wrote {tmp_path / target}: 6 cameras\n"
+    assert done.stderr.startswith("note: ")
 
 
 def test_convert_re10k_round_trip_through_cli(shared_data, tmp_path):
@@ -399,3 +419,48 @@ def test_info_shows_the_vertical_fov_and_an_off_centre_principal_point(tmp_path,
     assert run("info", tmp_path / "o.json", "--json") == 0
     info = json.loads(capsys.readouterr().out)
     assert "cx" not in info and info["fov_y_deg"] == info["fov_x_deg"]  # centred: no principal point shown
+
+
+@pytest.mark.parametrize("home", [
+    pytest.param("read-only", marks=pytest.mark.skipif(
+        hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes into a chmod 555 folder")),
+    "a file"])
+def test_preview_with_an_unwritable_home_prints_only_its_own_line(tmp_path, home):
+    """`vdm3d trajectory preview` with a HOME matplotlib cannot write (a container, a batch account) printed
+    matplotlib's `mkdir -p failed ...` and `Matplotlib created a temporary cache directory ...` around its own
+    line; matplotlib now gets vdm3d's cache, or a temp folder when that is under the same HOME."""
+    import subprocess
+    import sys
+
+    run("make", "orbit", "--frames", 6, "--out", tmp_path / "o.json")
+    folder = tmp_path / "home"
+    if home == "read-only":
+        folder.mkdir()
+        folder.chmod(0o555)
+    else:
+        folder.write_text("not a folder")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MPLCONFIGDIR", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "VDM3D_CACHE")}
+    src = Path(__file__).resolve().parents[2] / "src"
+    try:
+        done = subprocess.run([sys.executable, "-m", "vdm3d", "trajectory", "preview", str(tmp_path / "o.json"),
+                               "--out", str(tmp_path / "o.png")], capture_output=True, text=True, timeout=300,
+                              env={**env, "HOME": str(folder), "PYTHONPATH": str(src)})
+    finally:
+        if folder.is_dir():
+            folder.chmod(0o755)
+    assert (done.returncode, done.stderr, done.stdout) == (0, "", f"wrote {tmp_path / 'o.png'}\n")
+    assert (tmp_path / "o.png").stat().st_size > 0
+
+
+def test_matplotlib_gets_vdm3ds_cache_unless_mplconfigdir_is_set(tmp_path, monkeypatch):
+    from vdm3d.cli.trajectory import matplotlib_config_dir
+
+    monkeypatch.setenv("VDM3D_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mine"))
+    matplotlib_config_dir()
+    assert os.environ["MPLCONFIGDIR"] == str(tmp_path / "mine")  # the user's choice is kept
+    monkeypatch.delenv("MPLCONFIGDIR")
+    matplotlib_config_dir()
+    assert os.environ["MPLCONFIGDIR"] == str(tmp_path / "cache" / "matplotlib")  # kept between runs
+    assert (tmp_path / "cache" / "matplotlib").is_dir()

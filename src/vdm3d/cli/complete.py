@@ -2,10 +2,13 @@
 
 Flags come from :class:`vdm3d.jobs.complete.CompleteConfig` (split, baseline fit, planning,
 generation and distillation settings). A progress bar per fitting stage goes to stderr; the
-held-out scores of the completed scene and of its baseline are printed at the end.
+held-out scores of the completed scene and of its baseline are printed at the end (a warning on stderr
+when the completion scores below its baseline).
 """
 
 from __future__ import annotations
+
+import sys
 
 HELP = ("few posed photos -> complete 3DGS scene with scene-grounded video generation (GuidedVD-3DGS, the default) "
         "or reprojected-feature video along a path (V3D scene mode, --method v3d)")
@@ -49,6 +52,6 @@ def main(argv, prog: str = "vdm3d complete") -> int:
             print(f"warning: the completed scene scores below its own baseline on the held-out views "
                   f"({m['psnr']:.2f} dB against {base['psnr']:.2f} dB): here the generated views cost more than they "
                   f"gave. {result.out / 'baseline.ply'} is the plain fit; fewer fitting steps than the defaults "
-                  "let the generated views outweigh the photos")
+                  "let the generated views outweigh the photos", file=sys.stderr)
     print(f"results: {result.out}")
     return 0

@@ -23,8 +23,10 @@ import importlib.util
 import itertools
 import os
 import re
+import shutil
 import signal
 import sys
+import textwrap
 import threading
 import traceback
 from typing import Callable, Sequence
@@ -62,13 +64,55 @@ def _available() -> dict[str, str]:
 def _overview() -> str:
     lines = ["usage: vdm3d COMMAND [...] [--debug] [--threads N]", "",
              "Video diffusion models as 3D tools. Commands:", ""]
+    width = help_width()
     for name, module in _available().items():
         help_line = getattr(importlib.import_module(module), "HELP", "")
-        lines.append(f"  {name:<11} {help_line}")
+        lines += textwrap.wrap(f"  {name:<11} {help_line}", width, subsequent_indent=" " * 14,
+                               break_long_words=False, break_on_hyphens=False)
     lines += ["", "Run `vdm3d COMMAND --help` for the options of a command.",
               "--debug shows the full traceback when a command fails.",
               "--threads N sets the CPU threads (default: all cores this process may use)."]
-    return "\n".join(lines)
+    return wrap_help_text("\n".join(lines), width)
+
+
+MIN_HELP_WIDTH = 40  # tyro's own floor for its error boxes; narrower, its --help page was letters (or looped)
+_BESIDE_MIN = 30  # an option's help narrower than this beside its name goes below the name instead
+
+
+def help_width() -> int:
+    """The width --help is laid out for: the terminal's (``COLUMNS`` when set, 80 when not a terminal), and at
+    least :data:`MIN_HELP_WIDTH`; a narrower terminal folds the lines."""
+    return max(MIN_HELP_WIDTH, shutil.get_terminal_size().columns)
+
+
+def wrap_help_text(text: str, width: int | None = None, examples: bool = False) -> str:
+    """``text`` with every line longer than ``width`` (:func:`help_width`) wrapped at spaces, the folded lines
+    indented as their first one (a word longer than the width, a path or a URL, is kept whole). With
+    ``examples``, an indented line is a command line, which is never folded (a copied half would run on its
+    own): its ``  # comment`` goes on the lines above it instead."""
+    width = width or help_width()
+    out = []
+    for line in text.split("\n"):
+        if len(line) <= width or "\x1b" in line:  # fits, or coloured (tyro's own, already laid out)
+            out.append(line)
+            continue
+        indent = line[:len(line) - len(line.lstrip())]
+        if examples and indent:
+            command, _, comment = line.partition("  # ")
+            if comment:
+                out += textwrap.wrap(comment, width, initial_indent=f"{indent}# ",
+                                     subsequent_indent=f"{indent}# ", break_long_words=False,
+                                     break_on_hyphens=False)
+            out.append(command.rstrip())
+            continue
+        out += textwrap.wrap(line, width, subsequent_indent=indent, break_long_words=False,
+                             break_on_hyphens=False)
+    return "\n".join(out)
+
+
+def examples_text(examples: str) -> str:
+    """The examples printed at the end of --help (after a blank line), fitted to :func:`help_width`."""
+    return "\n" + wrap_help_text(examples.strip(), examples=True)
 
 
 # Sphinx markup in the docstrings that become --help: a role (:func:`a.b`, :class:`~a.B` -> B,
@@ -115,6 +159,57 @@ def _plain_help_in_tyro() -> None:
     _arguments._vdm3d_plain_help = True
 
 
+def _narrow_help_in_tyro() -> None:
+    """Lay tyro's --help page out for a narrow terminal (``COLUMNS=40``, a split pane): at least
+    :data:`MIN_HELP_WIDTH` columns wide, an option's help below its name when fewer than 30 columns would be
+    left beside it, and the description wrapped at spaces.
+
+    tyro reads the terminal's width itself: below about 6 columns its layout looped forever, at 20
+    ``vdm3d object --help`` was 5,000 lines of one or two letters, at 40 its help column was 14 letters wide,
+    and its description came out as one line of 600 characters for the terminal to cut mid-word. Wrapped once, like
+    :func:`_plain_help_in_tyro`: ``_tyro_help_formatting.format_help`` (the page) and ``_fmtlib._Cols.render``
+    (a name with its help beside it); a tyro that moved them keeps its own layout."""
+    try:
+        from tyro import _fmtlib
+        from tyro._backends import _tyro_help_formatting as formatting
+
+        format_help, render_cols = formatting.format_help, _fmtlib._Cols.render
+    except (ImportError, AttributeError):
+        return
+    if getattr(formatting, "_vdm3d_narrow_help", False):
+        return
+
+    def render(self, width: int) -> list[str]:  # (name, its width)... then the help, of no set width
+        contents = getattr(self, "_contents", ())
+        head = contents[:-1]
+        beside = width - sum(w for _, w in head if isinstance(w, int))
+        if not head or contents[-1][1] is not None or not all(isinstance(w, int) for _, w in head) \
+                or beside >= _BESIDE_MIN:
+            return render_cols(self, width)
+        indent = min(width - beside, 4 * len(head))  # an option's help 4 in, a subcommand's (after "  • ") 8
+        name = render_cols(_fmtlib._Cols(*head[:-1], (head[-1][0], None)), width)
+        return ([line for line in name if line.strip()]  # no line for tyro's empty name ("" beside the help)
+                + [" " * indent + line for line in contents[-1][0].render(width - indent)])
+
+    def narrow_format_help(*args, **kwargs) -> list[str]:
+        width = help_width()
+        columns = os.environ.get("COLUMNS")
+        if shutil.get_terminal_size().columns < width:  # tyro asks shutil, which reads COLUMNS first
+            os.environ["COLUMNS"] = str(width)
+        try:
+            lines = format_help(*args, **kwargs)
+        finally:
+            if columns is None:
+                os.environ.pop("COLUMNS", None)
+            else:
+                os.environ["COLUMNS"] = columns
+        return [wrap_help_text(line, width) if isinstance(line, str) else line for line in lines]
+
+    _fmtlib._Cols.render = render
+    formatting.format_help = narrow_format_help
+    formatting._vdm3d_narrow_help = True
+
+
 _TYRO_ANSI: list[bool] = []  # tyro's own setting (PYTHON_TYRO_ANSI_CODES), read once
 
 
@@ -152,6 +247,7 @@ def dispatch(commands: dict[str, Callable] | Callable, argv: Sequence[str], prog
     from vdm3d.cli.config import cli as config_cli
 
     _plain_help_in_tyro()
+    _narrow_help_in_tyro()
 
     if dataclasses.is_dataclass(commands):  # a job's config dataclass: --config FILE gives its defaults
         return config_cli(commands, argv, prog, description=description, memory=memory, examples=examples)
@@ -174,7 +270,7 @@ def dispatch(commands: dict[str, Callable] | Callable, argv: Sequence[str], prog
             sub = next((a for a in argv if not a.startswith("-")), "")
             examples = examples.get(sub if isinstance(commands, dict) and sub in commands else "")
         if examples and e.code in (0, None) and ("-h" in argv or "--help" in argv):
-            print(f"\n{examples.strip()}")
+            print(examples_text(examples))
         raise
     if dataclasses.is_dataclass(result) and not isinstance(result, type):
         result = check_options(expand_home(result))
@@ -427,6 +523,7 @@ def _main(argv: Sequence[str] | None) -> int:
     restore = _terminate_as_interrupt()
     try:
         _plain_help_in_tyro()  # here too: some commands call tyro through vdm3d.cli.config, not dispatch
+        _narrow_help_in_tyro()
         _tyro_colours(argv)
         module = importlib.import_module(available[name])
         with _one_sentence_parse_errors(argv[1:]):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from vdm3d.io.runs import PACKAGE_PREFIX
@@ -112,9 +113,10 @@ def _same_path(a, b, old_cwd: str | None) -> bool:
 def main(argv, prog: str = "vdm3d rerun") -> int:
     import os
 
-    from vdm3d.cli.main import main as vdm3d_main
+    from vdm3d.cli.main import main as vdm3d_main, wrap_help_text
 
-    parser = argparse.ArgumentParser(prog=prog, description=f"{HELP}.", epilog=EXAMPLES,
+    parser = argparse.ArgumentParser(prog=prog, description=f"{HELP}.",
+                                     epilog=wrap_help_text(EXAMPLES, examples=True),  # a narrow terminal
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("manifest", type=Path, help="RUN/manifest.json (or the run folder)")
     parser.add_argument("--out", type=Path, default=None, help="new run folder (default: RUN-rerun beside the run)")
@@ -130,7 +132,8 @@ def main(argv, prog: str = "vdm3d rerun") -> int:
     legs = leg_threads(data)
     if legs:
         print(f"threads: the original run was resumed at another thread count ({_then(legs)}), which a rerun "
-              "cannot repeat: it runs at one count throughout, so its results can differ from the original's")
+              "cannot repeat: it runs at one count throughout, so its results can differ from the original's",
+              file=sys.stderr)
     cwd = os.getcwd()
     try:
         if command[0] in REPLAYED and data.get("cwd") and Path(data["cwd"]).is_dir():
@@ -210,11 +213,11 @@ def apply_threads(recorded: int | None) -> None:
         return
     if chosen_explicitly():
         print(f"threads: {now} as asked; the original run used {recorded} (numbers may differ: explore's video "
-              "most, see docs/ecosystem.md, Reproducibility)")
+              "most, see docs/ecosystem.md, Reproducibility)", file=sys.stderr)
     else:
         set_threads(recorded)
         print(f"threads: {recorded}, as the original run (the global --threads N, given before `rerun`, chooses "
-              "another count)")
+              "another count)", file=sys.stderr)
 
 
 def input_differences(old: dict, new: dict) -> list[str]:

@@ -457,12 +457,12 @@ def _convert(cfg: Convert) -> int:
         print(f"the images are in {folder} (the image folder for COLMAP, e.g. its --image_path)")
     elif folder is None and target in ("transforms", "colmap", "vdm3d"):
         print(f"note: {cfg.input}'s image names ({cf.names[0]}, ...) name no image files beside it, so they are "
-              f"written as they are; a reader of {cfg.out} will not find images under them")
+              f"written as they are; a reader of {cfg.out} will not find images under them", file=sys.stderr)
     if target == "re10k":  # its intrinsics are fractions of an image size it does not store
         cams = cf.trajectory.cameras
         print(f"note: RealEstate10K files store no image size, and readers take 640x360 (pixels not square unless "
               f"the images are 16:9); convert it back with `vdm3d trajectory convert {cfg.out} --width {cams.width} "
-              f"--height {cams.height} --out ...`")
+              f"--height {cams.height} --out ...`", file=sys.stderr)
     return 0
 
 
@@ -506,10 +506,48 @@ def _validate(cfg: Validate) -> int:
     return 1 if problems else 0
 
 
+def matplotlib_config_dir() -> None:
+    """Give matplotlib a folder it can write before it is imported, unless ``MPLCONFIGDIR`` says which: vdm3d's
+    cache (``matplotlib/`` under :func:`vdm3d.io.cache.cache_root`) when it can be made and written, else a temp
+    folder removed at exit.
+
+    matplotlib keeps its font cache under ``~/.config/matplotlib``; with a read-only, missing or file HOME
+    (a container, a batch account) it printed two lines of its own (``mkdir -p failed ...``, ``Matplotlib
+    created a temporary cache directory ...``) around the command's output. So a ``matplotlibrc`` in
+    ``~/.config/matplotlib`` is not read (the preview looks the same for every user); ``$MATPLOTLIBRC``, one in
+    the working folder, or ``MPLCONFIGDIR=~/.config/matplotlib`` still apply."""
+    import os
+
+    if os.environ.get("MPLCONFIGDIR"):
+        return
+    from vdm3d.io.cache import cache_root
+
+    try:
+        folder = cache_root() / "matplotlib"
+        folder.mkdir(parents=True, exist_ok=True)
+        if folder.is_dir() and os.access(folder, os.W_OK | os.X_OK):
+            os.environ["MPLCONFIGDIR"] = str(folder)
+            return
+    except (OSError, RuntimeError, KeyError):  # a read-only cache; no home folder to be found (RuntimeError)
+        pass
+    import atexit
+    import shutil
+    import tempfile
+
+    try:
+        folder = tempfile.mkdtemp(prefix="vdm3d-matplotlib-")
+    except OSError:  # nowhere to write at all: matplotlib says so itself
+        return
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    os.environ["MPLCONFIGDIR"] = folder
+
+
 def _preview(cfg: Preview) -> int:
     from vdm3d.cameras.formats import read_camera_file
-    from vdm3d.cameras.preview import preview_png
     from vdm3d.io.runs import atomic_write_bytes
+
+    matplotlib_config_dir()  # before vdm3d.cameras.preview imports matplotlib
+    from vdm3d.cameras.preview import preview_png
 
     _check_out(cfg.out, cfg.overwrite)
     if cfg.out.suffix.lower() != ".png":
