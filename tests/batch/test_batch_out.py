@@ -204,9 +204,9 @@ def test_a_run_into_the_current_folder_is_one_clear_sentence(tmp_path, monkeypat
     monkeypatch.chdir(here)
     with pytest.raises(OutputError) as refused:
         RunFolder(Path(out)).__enter__()
-    assert str(refused.value) == (f"{out}: --out must name a folder of its own, because a run is written beside its "
-                                  "folder (.NAME.partial) and renamed into place at the end; give one such as --out "
-                                  "runs/cup.")
+    assert str(refused.value) == (f"{out}: --out must name a new folder or file, not the folder it is in, because an "
+                                  "output is written beside its place and moved there at the end; give one such as "
+                                  "--out runs/cup.")
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["here"] and not any(here.iterdir())
 
 

@@ -316,6 +316,17 @@ def test_existing_output_needs_overwrite(tmp_path, capsys):
     assert run("make", "orbit", "--out", p, "--overwrite") == 0
 
 
+@pytest.mark.parametrize("overwrite", [(), ("--overwrite",)])
+def test_out_dot_is_refused_the_same_way_with_or_without_overwrite(tmp_path, monkeypatch, capsys, overwrite):
+    """'--out .' said "already exists; pass --overwrite", and with --overwrite it was refused for another reason."""
+    monkeypatch.chdir(tmp_path)
+    assert run("make", "orbit", "--frames", 4, "--out", ".", *overwrite) == 2
+    err = capsys.readouterr().err
+    assert err == ("error: .: --out must name a new folder or file, not the folder it is in, because an output is "
+                   "written beside its place and moved there at the end; give one such as --out runs/cup.\n")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_help_teaches(capsys):
     assert run("make", "orbit", "--help") == 0
     text = capsys.readouterr().out

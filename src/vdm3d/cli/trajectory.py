@@ -310,6 +310,9 @@ COMMANDS = {"make": make, "convert": Convert, "validate": Validate, "preview": P
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
+    from vdm3d.io.runs import check_own_name
+
+    check_own_name(out)  # '--out .' said "already exists; pass --overwrite", which then failed on its own
     if out.exists() and not overwrite:
         raise OutputExistsError(f"{out}: already exists; choose another --out or pass --overwrite.")
 

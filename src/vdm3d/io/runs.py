@@ -106,6 +106,16 @@ def _umask() -> int:
     return _UMASK
 
 
+def check_own_name(out: str | Path) -> None:
+    """Refuse ``--out .``, ``..`` or ``/`` before any work: a run is written beside its folder and renamed into
+    place at the end, so its partial folder would be ``..partial`` inside it and the rename an EBUSY traceback
+    after the whole run. Commands that write a run folder only at the end call it before their own checks, so
+    that the user reads this sentence rather than one about an existing folder."""
+    if Path(out).name in ("", ".."):
+        raise OutputError(f"{out}: --out must name a new folder or file, not the folder it is in, because an output "
+                          "is written beside its place and moved there at the end; give one such as --out runs/cup.")
+
+
 def check_writable(path: str | Path, option: str = "--out") -> None:
     """Refuse, before any work, an output location that cannot be created: one of its parents is a
     file, or the nearest existing parent folder is not writable. ``option`` names the flag to change."""
@@ -422,11 +432,7 @@ class RunFolder:
         if self.out.is_symlink():  # a link to a folder on another disk: the run goes there, the link stays
             self.out = self.out.resolve()
             self.partial = partial_folder(self.out)
-        if self.out.name in ("", ".."):  # '.', '..', '/': the partial folder would be inside it (``..partial``), and
-            # the rename into place at the end an EBUSY traceback; it was refused for the ``..lock`` put inside it
-            raise OutputError(f"{self.out}: --out must name a folder of its own, because a run is written beside "
-                              "its folder (.NAME.partial) and renamed into place at the end; give one such as "
-                              "--out runs/cup.")
+        check_own_name(self.out)
         if os.path.ismount(self.out):  # the run ran to its end, then its rename failed (EBUSY) with a traceback
             raise OutputError(f"{self.out}: is a mount point, and a run is written beside its folder (.NAME.partial) "
                               f"and renamed into place at the end; give a folder inside it, such as --out "
