@@ -89,8 +89,8 @@ def test_replacing_an_entry_measured_on_other_counts_says_so(tmp_path, capsys):
     old = json.loads((tmp_path / "depth.json").read_text())["card"]["heldout"]["depth"]
     assert (old["rooms"], old["images"]) == (30, 480)
     record_result("depth", "depth", {"task": "depth", "rooms": 2, "images": 32, "abs_rel": 0.16}, tmp_path, False)
-    assert capsys.readouterr().out == (f"note: {tmp_path / 'depth.json'}: replaced 'depth' measured on rooms 30, "
+    assert capsys.readouterr().err == (f"note: {tmp_path / 'depth.json'}: replaced 'depth' measured on rooms 30, "
                                        "images 480 by one measured on rooms 2, images 32.\n")
     record_result("depth", "depth", {"task": "depth", "rooms": 2, "images": 32, "abs_rel": 0.15}, tmp_path, False)
-    assert capsys.readouterr().out == ""  # same counts: a plain refresh
+    assert capsys.readouterr().err == ""  # same counts: a plain refresh
     assert json.loads((tmp_path / "depth.json").read_text())["card"]["heldout"]["depth"]["abs_rel"] == 0.15

@@ -12,6 +12,7 @@ names that folder. Anything else is a :class:`~vdm3d.errors.ConfigError` that na
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,7 @@ def store(path: str | Path, key: str, result: dict[str, Any]) -> None:
     held = meta.setdefault("card", {}).setdefault("heldout", {})
     old, new = _counts(held.get(key)), _counts(result)
     if key in held and old != new:
-        print(f"note: {path}: replaced {key!r} measured on {old} by one measured on {new}.")
+        print(f"note: {path}: replaced {key!r} measured on {old} by one measured on {new}.", file=sys.stderr)
     held[key] = result
     atomic_write_json(path, meta)
 
