@@ -89,14 +89,16 @@ def run_manifest(sub: str, manifest: str, batch: dict, shared: list[str]) -> int
     from pathlib import Path
 
     from vdm3d.batch.evals import eval_cases, numbers_table
-    from vdm3d.batch.runner import run_and_summarize, summary_table
+    from vdm3d.batch.runner import check_address, check_batch_out, run_and_summarize, summary_table
     from vdm3d.errors import ConfigError
-    from vdm3d.io.runs import atomic_write_json, check_writable
+    from vdm3d.io.runs import atomic_write_json
 
     if sub not in commands():
         raise ConfigError(f"vdm3d eval {sub!r} is unknown; choose one of: {', '.join(commands())}.")
     out = Path(str(batch.get("--out") or f"runs/eval_{sub}_batch"))
-    check_writable(out / "batch.json", "--out")  # before any case runs: a file in the way was a traceback
+    check_batch_out(out)  # before any case runs: a file in the way was a traceback
+    if not batch.get("--no-ray"):
+        check_address(batch.get("--address"))  # before the header line, as `vdm3d batch` does
     cpus = str(batch.get("--cpus-per-case") or "1")
     if not cpus.isdigit() or int(cpus) < 1:
         raise ConfigError(f"--cpus-per-case is {cpus!r}; give a whole number, 1 or more.")
