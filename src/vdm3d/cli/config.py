@@ -269,7 +269,7 @@ def cli(cls: type[T], argv: Sequence[str], prog: str, default: T | None = None, 
         config = tyro.cli(cls, args=argv, prog=prog, default=default, description=description)
     except SystemExit as e:
         if examples and e.code in (0, None) and ("-h" in argv or "--help" in argv):
-            from vdm3d.cli.main import examples_text
+            from vdm3d.cli.help_layout import examples_text
 
             print(examples_text(examples))
         raise

@@ -32,6 +32,7 @@ import traceback
 from typing import Callable, Sequence
 
 from vdm3d import errors
+from vdm3d.cli.help_layout import BESIDE_MIN, examples_text, help_width, wrap_help_text
 from vdm3d.errors import STOP_SIGNALS, ConfigError, Interrupted, Vdm3dError
 from vdm3d.threads import set_threads
 
@@ -73,46 +74,6 @@ def _overview() -> str:
               "--debug shows the full traceback when a command fails.",
               "--threads N sets the CPU threads (default: all cores this process may use)."]
     return wrap_help_text("\n".join(lines), width)
-
-
-MIN_HELP_WIDTH = 40  # tyro's own floor for its error boxes; narrower, its --help page was letters (or looped)
-_BESIDE_MIN = 30  # an option's help narrower than this beside its name goes below the name instead
-
-
-def help_width() -> int:
-    """The width --help is laid out for: the terminal's (``COLUMNS`` when set, 80 when not a terminal), and at
-    least :data:`MIN_HELP_WIDTH`; a narrower terminal folds the lines."""
-    return max(MIN_HELP_WIDTH, shutil.get_terminal_size().columns)
-
-
-def wrap_help_text(text: str, width: int | None = None, examples: bool = False) -> str:
-    """``text`` with every line longer than ``width`` (:func:`help_width`) wrapped at spaces, the folded lines
-    indented as their first one (a word longer than the width, a path or a URL, is kept whole). With
-    ``examples``, an indented line is a command line, which is never folded (a copied half would run on its
-    own): its ``  # comment`` goes on the lines above it instead."""
-    width = width or help_width()
-    out = []
-    for line in text.split("\n"):
-        if len(line) <= width or "\x1b" in line:  # fits, or coloured (tyro's own, already laid out)
-            out.append(line)
-            continue
-        indent = line[:len(line) - len(line.lstrip())]
-        if examples and indent:
-            command, _, comment = line.partition("  # ")
-            if comment:
-                out += textwrap.wrap(comment, width, initial_indent=f"{indent}# ",
-                                     subsequent_indent=f"{indent}# ", break_long_words=False,
-                                     break_on_hyphens=False)
-            out.append(command.rstrip())
-            continue
-        out += textwrap.wrap(line, width, subsequent_indent=indent, break_long_words=False,
-                             break_on_hyphens=False)
-    return "\n".join(out)
-
-
-def examples_text(examples: str) -> str:
-    """The examples printed at the end of --help (after a blank line), fitted to :func:`help_width`."""
-    return "\n" + wrap_help_text(examples.strip(), examples=True)
 
 
 # Sphinx markup in the docstrings that become --help: a role (:func:`a.b`, :class:`~a.B` -> B,
@@ -161,8 +122,8 @@ def _plain_help_in_tyro() -> None:
 
 def _narrow_help_in_tyro() -> None:
     """Lay tyro's --help page out for a narrow terminal (``COLUMNS=40``, a split pane): at least
-    :data:`MIN_HELP_WIDTH` columns wide, an option's help below its name when fewer than 30 columns would be
-    left beside it, and the description wrapped at spaces.
+    :data:`~vdm3d.cli.help_layout.MIN_HELP_WIDTH` columns wide, an option's help below its name when fewer
+    than 30 columns would be left beside it, and the description wrapped at spaces.
 
     tyro reads the terminal's width itself: below about 6 columns its layout looped forever, at 20
     ``vdm3d object --help`` was 5,000 lines of one or two letters, at 40 its help column was 14 letters wide,
@@ -184,7 +145,7 @@ def _narrow_help_in_tyro() -> None:
         head = contents[:-1]
         beside = width - sum(w for _, w in head if isinstance(w, int))
         if not head or contents[-1][1] is not None or not all(isinstance(w, int) for _, w in head) \
-                or beside >= _BESIDE_MIN:
+                or beside >= BESIDE_MIN:
             return render_cols(self, width)
         indent = min(width - beside, 4 * len(head))  # an option's help 4 in, a subcommand's (after "  • ") 8
         name = render_cols(_fmtlib._Cols(*head[:-1], (head[-1][0], None)), width)

@@ -113,7 +113,8 @@ def _same_path(a, b, old_cwd: str | None) -> bool:
 def main(argv, prog: str = "vdm3d rerun") -> int:
     import os
 
-    from vdm3d.cli.main import main as vdm3d_main, wrap_help_text
+    from vdm3d.cli.help_layout import wrap_help_text
+    from vdm3d.cli.main import main as vdm3d_main
 
     parser = argparse.ArgumentParser(prog=prog, description=f"{HELP}.",
                                      epilog=wrap_help_text(EXAMPLES, examples=True),  # a narrow terminal
