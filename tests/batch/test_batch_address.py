@@ -42,7 +42,7 @@ def test_an_address_where_nothing_listens_fails_fast(tmp_path, capsys, ray_not_r
     assert time.time() - start < 30
     captured = capsys.readouterr()
     assert captured.err.strip() == (f"error: --address {address}: no Ray cluster answers there (Connection refused); "
-                                    "start one on that machine (ray start --head) and give its address, or leave "
+                                    "start one on that machine (`ray start --head`) and give its address, or leave "
                                     "--address out to start Ray on this machine.")
     assert captured.out == ""  # refused before the header line ("eval depth: 1 cases from ...")
     assert not out.exists()

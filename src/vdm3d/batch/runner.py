@@ -448,7 +448,7 @@ def check_address(address: str | None) -> None:
     except OSError as e:
         why = f"no answer within {ADDRESS_TIMEOUT_S:g} s" if isinstance(e, TimeoutError) else e.strerror or str(e)
         raise ConfigError(f"--address {address}: no Ray cluster answers there ({why}); start one on that machine "
-                          "(ray start --head) and give its address, or leave --address out to start Ray on this "
+                          "(`ray start --head`) and give its address, or leave --address out to start Ray on this "
                           "machine.") from None
 
 
