@@ -142,27 +142,19 @@ def test_a_stopped_program_ignores_a_second_signal_while_it_exits(monkeypatch):
 
 
 _SELF_SIGNALLING = """
-import os, signal, sys, types, importlib.machinery
-from vdm3d.cli import main as cli_main
+import os, signal
 
-def fake(argv, prog):
+def main(argv, prog):
     for name in argv:  # the signals to send itself
         os.kill(os.getpid(), getattr(signal, name))
         for _ in range(1_000_000):  # a handler's exception would be raised in here
             pass
     print("finished")
-
-module = types.ModuleType("vdm3d_fake_command")
-module.__spec__ = importlib.machinery.ModuleSpec("vdm3d_fake_command", None)
-module.main = fake
-sys.modules["vdm3d_fake_command"] = module
-cli_main.GROUPS["fake"] = "vdm3d_fake_command"
-sys.exit(cli_main.main())
 """
 
 
 @pytest.mark.parametrize("ignored", [name for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(__import__("signal"), name)])
-def test_a_signal_ignored_by_the_parent_stays_ignored(ignored):
+def test_a_signal_ignored_by_the_parent_stays_ignored(ignored, fake_command):
     """`nohup vdm3d ...` (SIGHUP), `vdm3d ... &` in a script (SIGINT) or a scheduler start the command with a
     stop signal ignored; vdm3d put its handler over it, so that very signal stopped the run. An inherited
     SIG_IGN is kept (the run finishes with 0); the signals not ignored still stop it the usual way."""
@@ -173,7 +165,7 @@ def test_a_signal_ignored_by_the_parent_stays_ignored(ignored):
         signal.signal(getattr(signal, ignored), signal.SIG_IGN)
 
     other = "SIGTERM" if ignored != "SIGTERM" else "SIGINT"
-    run = [sys.executable, "-c", _SELF_SIGNALLING, "fake"]
+    run = [sys.executable, "-c", fake_command(_SELF_SIGNALLING), "fake"]
     done = subprocess.run([*run, ignored], preexec_fn=ignore, capture_output=True, text=True, timeout=120)
     assert (done.returncode, done.stdout, done.stderr) == (0, "finished\n", "")
     stopped = subprocess.run([*run, ignored, other], preexec_fn=ignore, capture_output=True, text=True, timeout=120)

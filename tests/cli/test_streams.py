@@ -16,22 +16,12 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 # A command `fake` that prints progress, then writes its result file, then prints its result line; the test
 # passes the file's path. It also says which descriptor that file got.
 _FAKE_JOB = """
-import importlib.machinery, sys, types
-from vdm3d.cli import main as cli_main
-
-def job(argv, prog):
+def main(argv, prog):
     for i in range(3):
         print(f"step {i + 1}/3", flush=True)
     with open(argv[0], "w") as f:
         f.write(f"fd {f.fileno()}")
     print(f"wrote {argv[0]}", flush=True)
-
-module = types.ModuleType("vdm3d_fake_job")
-module.__spec__ = importlib.machinery.ModuleSpec("vdm3d_fake_job", None)
-module.main = job
-sys.modules["vdm3d_fake_job"] = module
-cli_main.GROUPS["fake"] = "vdm3d_fake_job"
-sys.exit(cli_main.main())
 """
 
 
@@ -61,18 +51,18 @@ def test_help_to_a_reader_that_has_gone_ends_quietly(command):
     assert (status, err) == (0, "")
 
 
-def test_a_job_whose_reader_has_gone_finishes_its_work(tmp_path):
+def test_a_job_whose_reader_has_gone_finishes_its_work(tmp_path, fake_command):
     """`vdm3d object ... | head -3`: the first progress line after head left raised BrokenPipeError, which
     ended the run (its folder removed) with status 141 and no word; the output is dropped now, the job ends."""
-    status, err = _unread([sys.executable, "-c", _FAKE_JOB, "fake", "result.txt"], cwd=tmp_path)
+    status, err = _unread([sys.executable, "-c", fake_command(_FAKE_JOB), "fake", "result.txt"], cwd=tmp_path)
     assert (status, err) == (0, "")
     assert (tmp_path / "result.txt").is_file()
 
 
-def test_a_closed_stdout_discards_output_and_keeps_descriptor_1_free(tmp_path):
+def test_a_closed_stdout_discards_output_and_keeps_descriptor_1_free(tmp_path, fake_command):
     """`vdm3d ... >&-`: the command runs, its output goes nowhere, and a file it opens does not become
     descriptor 1 (where a library's or a child process's stdout would be written into it)."""
-    done = _closed([sys.executable, "-c", _FAKE_JOB, "fake", "result.txt"], 1, cwd=tmp_path)
+    done = _closed([sys.executable, "-c", fake_command(_FAKE_JOB), "fake", "result.txt"], 1, cwd=tmp_path)
     assert (done.returncode, done.stderr) == (0, "")
     fd = int((tmp_path / "result.txt").read_text().split()[1])
     assert fd > 2
