@@ -33,7 +33,7 @@ def _fake_cases(monkeypatch, out: Path, signum: int = signal.SIGTERM, checkpoint
     its checkpoint) when the batch is stopped."""
     calls = []
 
-    def run_command(argv, log, threads, driver_pid=None):
+    def run_command(argv, log, threads, driver_pid=None, debug=False):
         name = Path(log).stem
         calls.append(name)
         Path(log).parent.mkdir(parents=True, exist_ok=True)

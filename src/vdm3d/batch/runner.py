@@ -375,7 +375,7 @@ def run_cases(cases: list[Case], logs: Path, *, use_ray: bool = True, address: s
     order) and ``outcome`` (:func:`interrupted_outcome`, saying that ``again`` continues) set on it."""
     results: dict[str, CaseResult] = {}
     pending: list[tuple[Case, State, list[str]]] = []
-    debug = {"debug": True} if debugging() else {}  # given to run_command only when set (a test's stand-in lacks it)
+    debug = debugging()
     for case in cases:
         state = "todo" if overwrite else case_state(case)
         if state == "done":
@@ -416,7 +416,7 @@ def run_cases(cases: list[Case], logs: Path, *, use_ray: bool = True, address: s
         else:
             for case, state, argv in pending:
                 began[case.name] = time.time()
-                finish(case, state, run_command(argv, str(logs / f"{case.name}.log"), cpus_per_case, **debug))
+                finish(case, state, run_command(argv, str(logs / f"{case.name}.log"), cpus_per_case, debug=debug))
     except KeyboardInterrupt as e:
         _name_the_signal(e)
         for case, state, _ in pending:
@@ -453,7 +453,7 @@ def check_address(address: str | None) -> None:
 
 
 def _run_on_ray(pending, logs: Path, address: str | None, num_cpus: int | None, cpus_per_case: int, finish,
-                stopping: Callable[[int], None] | None = None, debug: dict | None = None) -> None:
+                stopping: Callable[[int], None] | None = None, debug: bool = False) -> None:
     import ray
 
     # ray.init puts its own handlers on SIGTERM (Python's sys.exit, then its core worker's crash reporter,
@@ -480,7 +480,7 @@ def _run_on_ray(pending, logs: Path, address: str | None, num_cpus: int | None, 
     try:
         task = ray.remote(num_cpus=cpus_per_case, max_retries=0)(run_command)
         refs = {task.remote(argv, str(logs.resolve() / f"{case.name}.log"), cpus_per_case,
-                             None if address else os.getpid(), **(debug or {})): (case, state)
+                             None if address else os.getpid(), debug=debug): (case, state)
                 for case, state, argv in pending}
         while refs:
             # a timeout: back in Python every second, where a signal's handler runs (a wait in Ray's C++

@@ -346,8 +346,6 @@ def _pop_threads(argv: list[str]) -> tuple[list[str], int | None]:
     return rest, threads
 
 
-
-
 def _terminate_as_interrupt() -> Callable[[], None]:
     """Turn SIGTERM, SIGINT and SIGHUP (:data:`STOP_SIGNALS`) into :class:`~vdm3d.errors.Interrupted` (a
     KeyboardInterrupt) for the command's duration, so that a run folder keeps its checkpoint or removes
