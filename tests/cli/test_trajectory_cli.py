@@ -464,14 +464,21 @@ def test_preview_with_an_unwritable_home_prints_only_its_own_line(tmp_path, home
     assert (tmp_path / "o.png").stat().st_size > 0
 
 
-def test_matplotlib_gets_vdm3ds_cache_unless_mplconfigdir_is_set(tmp_path, monkeypatch):
+def test_matplotlib_gets_vdm3ds_cache_only_when_its_own_folder_cannot_be_written(tmp_path, monkeypatch):
     from vdm3d.cli.trajectory import matplotlib_config_dir
 
     monkeypatch.setenv("VDM3D_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mine"))
     matplotlib_config_dir()
     assert os.environ["MPLCONFIGDIR"] == str(tmp_path / "mine")  # the user's choice is kept
     monkeypatch.delenv("MPLCONFIGDIR")
+    matplotlib_config_dir()
+    assert "MPLCONFIGDIR" not in os.environ  # a HOME that works: matplotlib's own folder, and its matplotlibrc
+    assert (tmp_path / "home" / ".config" / "matplotlib").is_dir()
+    monkeypatch.setenv("HOME", str(tmp_path / "afile"))
+    (tmp_path / "afile").write_text("not a folder")
     matplotlib_config_dir()
     assert os.environ["MPLCONFIGDIR"] == str(tmp_path / "cache" / "matplotlib")  # kept between runs
     assert (tmp_path / "cache" / "matplotlib").is_dir()

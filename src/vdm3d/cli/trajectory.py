@@ -509,29 +509,47 @@ def _validate(cfg: Validate) -> int:
     return 1 if problems else 0
 
 
-def matplotlib_config_dir() -> None:
-    """Give matplotlib a folder it can write before it is imported, unless ``MPLCONFIGDIR`` says which: vdm3d's
-    cache (``matplotlib/`` under :func:`vdm3d.io.cache.cache_root`) when it can be made and written, else a temp
-    folder removed at exit.
+def _usable_folder(folder: Path) -> bool:
+    """Whether ``folder`` exists (or can be made) and can be written."""
+    import os
 
-    matplotlib keeps its font cache under ``~/.config/matplotlib``; with a read-only, missing or file HOME
-    (a container, a batch account) it printed two lines of its own (``mkdir -p failed ...``, ``Matplotlib
-    created a temporary cache directory ...``) around the command's output. So a ``matplotlibrc`` in
-    ``~/.config/matplotlib`` is not read (the preview looks the same for every user); ``$MATPLOTLIBRC``, one in
-    the working folder, or ``MPLCONFIGDIR=~/.config/matplotlib`` still apply."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)
+
+
+def matplotlib_config_dir() -> None:
+    """Give matplotlib a folder it can write before it is imported, when its own cannot be: unless
+    ``MPLCONFIGDIR`` says which, or matplotlib's default (``$XDG_CONFIG_HOME/matplotlib``, else
+    ``~/.config/matplotlib``; ``~/.matplotlib`` off Linux) can be written, vdm3d's cache (``matplotlib/`` under
+    :func:`vdm3d.io.cache.cache_root`) when it can be made and written, else a temp folder removed at exit.
+
+    matplotlib keeps its font cache in that folder; with a read-only, missing or file HOME (a container, a batch
+    account) it printed two lines of its own (``mkdir -p failed ...``, ``Matplotlib created a temporary cache
+    directory ...``) around the command's output. A user whose own folder works keeps it, with its
+    ``matplotlibrc``."""
     import os
 
     if os.environ.get("MPLCONFIGDIR"):
         return
+    try:
+        home = Path.home()
+        own = (Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config") / "matplotlib"
+               if sys.platform.startswith(("linux", "freebsd")) else home / ".matplotlib")
+        if _usable_folder(own):
+            return
+    except (RuntimeError, KeyError):  # no home folder to be found
+        pass
     from vdm3d.io.cache import cache_root
 
     try:
         folder = cache_root() / "matplotlib"
-        folder.mkdir(parents=True, exist_ok=True)
-        if folder.is_dir() and os.access(folder, os.W_OK | os.X_OK):
+        if _usable_folder(folder):
             os.environ["MPLCONFIGDIR"] = str(folder)
             return
-    except (OSError, RuntimeError, KeyError):  # a read-only cache; no home folder to be found (RuntimeError)
+    except (RuntimeError, KeyError):  # no home folder to be found
         pass
     import atexit
     import shutil
