@@ -322,8 +322,8 @@ def test_out_dot_is_refused_the_same_way_with_or_without_overwrite(tmp_path, mon
     monkeypatch.chdir(tmp_path)
     assert run("make", "orbit", "--frames", 4, "--out", ".", *overwrite) == 2
     err = capsys.readouterr().err
-    assert err == ("error: .: --out must name a new folder or file, not the folder it is in, because an output is "
-                   "written beside its place and moved there at the end; give one such as --out runs/cup.\n")
+    assert err == ("error: .: names the folder it is in, not a new one, and an output is written beside its place "
+                   "and moved there at the end; give a new folder inside it, such as --out run.\n")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -465,7 +465,7 @@ def test_preview_with_an_unwritable_home_prints_only_its_own_line(tmp_path, home
 
 
 def test_matplotlib_gets_vdm3ds_cache_only_when_its_own_folder_cannot_be_written(tmp_path, monkeypatch):
-    from vdm3d.cli.trajectory import matplotlib_config_dir
+    from vdm3d.io.cache import matplotlib_config_dir
 
     monkeypatch.setenv("VDM3D_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)

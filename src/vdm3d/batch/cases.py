@@ -41,13 +41,13 @@ import dataclasses
 import functools
 import importlib
 import json
-import os
 import re
 import typing
 from pathlib import Path
 from typing import Any
 
 from vdm3d.errors import ConfigError, InputError
+from vdm3d.io.runs import run_place_problem
 
 RESERVED = ("name", "job", "options", "argv")
 
@@ -263,13 +263,10 @@ def read_cases(path: str | Path, out: str | Path, job: str | None = None) -> lis
         options = {**shared_by_job.get(case_job, {}), **(c.get("options") or {}), **own}
         options = _resolve(options, base)
         case_out = Path(options.pop("out")).expanduser() if options.get("out") else None  # as the job expands it
-        if case_out is not None and (case_out.name in ("", "..") or os.path.ismount(case_out)):
-            # a run is written to .<name>.partial beside its folder and renamed into place at the end: '.' would
-            # put that inside the folder, and a mount point cannot be replaced (the case ended in an EBUSY
-            # traceback, its finished work left in the partial folder)
-            what = "is a mount point" if os.path.ismount(case_out) else "names no folder of its own"
-            raise InputError(path=path, field=f"{where} out", problem=f"{str(case_out)!r} {what}: a run is written "
-                             "beside its folder (.NAME.partial) and renamed into place at the end",
+        problem = run_place_problem(case_out) if case_out is not None else None
+        if problem:  # refused before any case runs: the case ran to its end, then failed its rename (EBUSY)
+            raise InputError(path=path, field=f"{where} out", problem=f"{str(case_out)!r} {problem}: a run is "
+                             "written beside its folder (.NAME.partial) and renamed into place at the end",
                              fix=f"give a folder inside it (such as out: {case_out / str(c.get('name') or 'cup')})")
         name = str(c.get("name") or (case_out.name if case_out else _default_name(options, i)))
         if not _NAME.match(name):

@@ -83,6 +83,9 @@ def preview_png(cameras: Cameras, scene: Scene | None = None, title: str = "", f
                 max_points: int = 20_000, dpi: int = 110, max_frusta: int = 240,
                 max_path_points: int = 5_000) -> bytes:
     """Render the top and side views of ``cameras [F]`` (and the scene, if given) as PNG bytes."""
+    from vdm3d.io.cache import matplotlib_config_dir
+
+    matplotlib_config_dir()  # before matplotlib's first import: a read-only HOME printed its warnings
     import matplotlib
 
     matplotlib.use("Agg", force=False)

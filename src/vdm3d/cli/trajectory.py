@@ -310,9 +310,9 @@ COMMANDS = {"make": make, "convert": Convert, "validate": Validate, "preview": P
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
-    from vdm3d.io.runs import check_own_name
+    from vdm3d.io.runs import check_run_place
 
-    check_own_name(out)  # '--out .' said "already exists; pass --overwrite", which then failed on its own
+    check_run_place(out)  # '--out .' said "already exists; pass --overwrite", which then failed on its own
     if out.exists() and not overwrite:
         raise OutputExistsError(f"{out}: already exists; choose another --out or pass --overwrite.")
 
@@ -509,65 +509,10 @@ def _validate(cfg: Validate) -> int:
     return 1 if problems else 0
 
 
-def _usable_folder(folder: Path) -> bool:
-    """Whether ``folder`` exists (or can be made) and can be written."""
-    import os
-
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return False
-    return folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)
-
-
-def matplotlib_config_dir() -> None:
-    """Give matplotlib a folder it can write before it is imported, when its own cannot be: unless
-    ``MPLCONFIGDIR`` says which, or matplotlib's default (``$XDG_CONFIG_HOME/matplotlib``, else
-    ``~/.config/matplotlib``; ``~/.matplotlib`` off Linux) can be written, vdm3d's cache (``matplotlib/`` under
-    :func:`vdm3d.io.cache.cache_root`) when it can be made and written, else a temp folder removed at exit.
-
-    matplotlib keeps its font cache in that folder; with a read-only, missing or file HOME (a container, a batch
-    account) it printed two lines of its own (``mkdir -p failed ...``, ``Matplotlib created a temporary cache
-    directory ...``) around the command's output. A user whose own folder works keeps it, with its
-    ``matplotlibrc``."""
-    import os
-
-    if os.environ.get("MPLCONFIGDIR"):
-        return
-    try:
-        home = Path.home()
-        own = (Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config") / "matplotlib"
-               if sys.platform.startswith(("linux", "freebsd")) else home / ".matplotlib")
-        if _usable_folder(own):
-            return
-    except (RuntimeError, KeyError):  # no home folder to be found
-        pass
-    from vdm3d.io.cache import cache_root
-
-    try:
-        folder = cache_root() / "matplotlib"
-        if _usable_folder(folder):
-            os.environ["MPLCONFIGDIR"] = str(folder)
-            return
-    except (RuntimeError, KeyError):  # no home folder to be found
-        pass
-    import atexit
-    import shutil
-    import tempfile
-
-    try:
-        folder = tempfile.mkdtemp(prefix="vdm3d-matplotlib-")
-    except OSError:  # nowhere to write at all: matplotlib says so itself
-        return
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    os.environ["MPLCONFIGDIR"] = folder
-
-
 def _preview(cfg: Preview) -> int:
     from vdm3d.cameras.formats import read_camera_file
     from vdm3d.io.runs import atomic_write_bytes
 
-    matplotlib_config_dir()  # before vdm3d.cameras.preview imports matplotlib
     from vdm3d.cameras.preview import preview_png
 
     _check_out(cfg.out, cfg.overwrite)

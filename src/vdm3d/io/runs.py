@@ -106,14 +106,26 @@ def _umask() -> int:
     return _UMASK
 
 
-def check_own_name(out: str | Path) -> None:
-    """Refuse ``--out .``, ``..`` or ``/`` before any work: a run is written beside its folder and renamed into
-    place at the end, so its partial folder would be ``..partial`` inside it and the rename an EBUSY traceback
-    after the whole run. Commands that write a run folder only at the end call it before their own checks, so
-    that the user reads this sentence rather than one about an existing folder."""
+def run_place_problem(out: str | Path) -> str | None:
+    """Why ``out`` cannot take an output that is written beside it and moved into place at the end (a run folder,
+    :class:`RunFolder`), or None: ``.``, ``..`` or ``/`` name the folder it is in (the partial folder would be
+    ``..partial`` inside it), and a mount point cannot be replaced (the rename was an EBUSY traceback after the
+    whole run). A batch asks it of every case before any runs (:func:`vdm3d.batch.cases.read_cases`)."""
     if Path(out).name in ("", ".."):
-        raise OutputError(f"{out}: --out must name a new folder or file, not the folder it is in, because an output "
-                          "is written beside its place and moved there at the end; give one such as --out runs/cup.")
+        return "names the folder it is in, not a new one"
+    if os.path.ismount(out):
+        return "is a mount point, which cannot be replaced"
+    return None
+
+
+def check_run_place(out: str | Path) -> None:
+    """Refuse, before any work, an ``--out`` that :func:`run_place_problem` finds fault with, in one sentence.
+    Commands that write their output only at the end call it before their own checks, so that ``--out .`` is
+    not answered with a sentence about an existing folder."""
+    problem = run_place_problem(out)
+    if problem:
+        raise OutputError(f"{out}: {problem}, and an output is written beside its place and moved there at the "
+                          f"end; give a new folder inside it, such as --out {Path(out) / 'run'}.")
 
 
 def check_writable(path: str | Path, option: str = "--out") -> None:
@@ -432,11 +444,7 @@ class RunFolder:
         if self.out.is_symlink():  # a link to a folder on another disk: the run goes there, the link stays
             self.out = self.out.resolve()
             self.partial = partial_folder(self.out)
-        check_own_name(self.out)
-        if os.path.ismount(self.out):  # the run ran to its end, then its rename failed (EBUSY) with a traceback
-            raise OutputError(f"{self.out}: is a mount point, and a run is written beside its folder (.NAME.partial) "
-                              f"and renamed into place at the end; give a folder inside it, such as --out "
-                              f"{self.out / 'run'}.")
+        check_run_place(self.out)
         check_writable(self.out)
         check_name_length(self.out)
         self._make_parents()
