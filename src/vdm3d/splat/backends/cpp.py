@@ -57,7 +57,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import platform
 import sys
 from pathlib import Path
 
@@ -67,6 +66,7 @@ from torch import Tensor
 
 from vdm3d.cameras.camera import Cameras
 from vdm3d.errors import ConfigError
+from vdm3d.io.provenance import cpu_tag
 from vdm3d.splat.backends import numba as numba_backend
 from vdm3d.splat.backends.numba_projection import _camera_table, _per_gaussian, project_gaussians_numba
 from vdm3d.splat.gaussians import Gaussians
@@ -76,19 +76,6 @@ from vdm3d.splat.sh import num_sh_bases
 
 SOURCE = Path(__file__).with_name("cpu_raster.cpp")
 _state: dict[str, object] = {}
-
-
-def _cpu_tag() -> str:
-    """A short hash of this CPU's instruction-set flags: ``-march=native`` code built on one machine
-    must not be loaded on another (a home directory shared between machines) where it could hit an
-    illegal instruction, so the extension's name carries it."""
-    flags = platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags += next((line for line in f if line.startswith("flags")), "")
-    except OSError:
-        pass
-    return hashlib.sha1(flags.encode()).hexdigest()[:8]
 
 
 CFLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
@@ -150,7 +137,7 @@ def _build_and_import():
     process: a second process waits for that lock, not for torch's file, then imports what the first built;
     torch's file found with nobody holding the lock is a dead builder's, and is removed."""
     source = SOURCE.read_bytes()
-    name = f"vdm3d_cpu_raster_{_cpu_tag()}_{_build_tag(source)}"
+    name = f"vdm3d_cpu_raster_{cpu_tag()}_{_build_tag(source)}"
     folder = _extensions_root() / name
     library = folder / f"{name}.so"
     if library.is_file() and not (folder / "lock").exists():
