@@ -87,6 +87,40 @@ def _names_at(cf: CameraFile, fmt: str, path: Path) -> list[str]:
     return [Path(os.path.relpath(p, base)).as_posix() for p in images]
 
 
+RUN_CAMERA_FILES = ("cameras/trajectory.json", "cameras/orbit.json", "trajectory.json", "cameras/transforms.json",
+                    "transforms.json", "poses_bounds.npy")
+"""The camera file of a folder that is not a COLMAP model, in this order: a vdm3d run's trajectory
+(``explore``, ``stylize``; ``object``'s ``orbit.json``), a ``vdm3d data make`` case's, a run's
+``transforms.json`` (``fit``), a scene's, LLFF poses. A run writes the same cameras to its trajectory JSON
+and its ``transforms.json``; the JSON comes first because it also records the frame rate and provenance."""
+
+
+def _is_colmap_folder(folder: Path) -> bool:
+    return any((d / f"cameras.{e}").is_file() for d in (folder, folder / "0", folder / "sparse" / "0",
+                                                        folder / "sparse") for e in ("bin", "txt"))
+
+
+def camera_file_in(folder: str | Path) -> Path:
+    """The camera file to read for ``folder``: the folder itself when it holds a COLMAP model (``sparse/0``
+    or its parent), else the first of :data:`RUN_CAMERA_FILES` in it, so that a run folder of any vdm3d job,
+    a ``vdm3d data make`` case or a scene folder can be passed where a camera file is asked for. Refuses a
+    folder with none, naming the files looked for (and a sub-folder that has one, e.g. a dataset's case)."""
+    folder = Path(folder)
+    if _is_colmap_folder(folder):
+        return folder
+    for name in RUN_CAMERA_FILES:
+        if (folder / name).is_file():
+            return folder / name
+    subs = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    inside = next((sub for sub in subs if any((sub / n).is_file() for n in RUN_CAMERA_FILES)), None)
+    hint = f" (the folder {inside} inside it has one: pass that)" if inside is not None else ""
+    raise InputError(path=folder, problem="holds no camera file: no COLMAP model (cameras.bin or cameras.txt), no "
+                     "cameras/trajectory.json, cameras/orbit.json or cameras/transforms.json of a vdm3d run, and no "
+                     "trajectory.json, transforms.json or poses_bounds.npy" + hint,
+                     fix="pass a camera file (vdm3d JSON, transforms.json, RE10K .txt, poses_bounds.npy), a COLMAP "
+                         "sparse/0 folder or a vdm3d run folder")
+
+
 def detect_format(path: Path, for_writing: bool = False) -> str:
     """Guess the format from the path (and, for reading JSON, from the content)."""
     s = path.suffix.lower()
@@ -138,6 +172,8 @@ def read_camera_file(path: str | Path, fmt: CameraFormat = "auto", width: int | 
     path = Path(path)
     if not path.exists():
         raise InputError(path=path, problem="does not exist", fix="check the path")
+    if fmt == "auto" and path.is_dir():
+        path = camera_file_in(path)  # a run folder, a data case, a scene: its camera file
     fmt = detect_format(path) if fmt == "auto" else fmt
     src = {"source": str(path), "source_format": fmt}
     if fmt == "vdm3d":

@@ -529,7 +529,7 @@ def _preview(cfg: Preview) -> int:
 def _info(cfg: Info) -> int:
     import torch
 
-    from vdm3d.cameras.formats import read_camera_file
+    from vdm3d.cameras.formats import camera_file_in, read_camera_file
 
     from vdm3d.cameras.distortion import has_lens
 
@@ -538,7 +538,8 @@ def _info(cfg: Info) -> int:
     cams = t.cameras.to(torch.float64)
     lo, hi = cams.centers.min(0).values, cams.centers.max(0).values
     span = lambda v: [round(float(v.min()), 3), round(float(v.max()), 3)]  # noqa: E731
-    info = {"file": str(cfg.input), "frames": len(t), "fps": t.fps, "duration_s": round(t.duration_s, 4),
+    source = camera_file_in(cfg.input) if cfg.from_format == "auto" and Path(cfg.input).is_dir() else cfg.input
+    info = {"file": str(source), "frames": len(t), "fps": t.fps, "duration_s": round(t.duration_s, 4),
             "width": cams.width, "height": cams.height,
             "fov_x_deg": span(cams.fov_x_deg), "fov_y_deg": span(cams.fov_y_deg)}
     centre = {"cx": cams.width / 2, "cy": cams.height / 2}
