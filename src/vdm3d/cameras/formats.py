@@ -161,7 +161,7 @@ def read_camera_file(path: str | Path, fmt: CameraFormat = "auto", width: int | 
                      height: int | None = None, distortion: Literal["refuse", "drop", "keep"] = "refuse",
                      dtype: torch.dtype = torch.float64) -> CameraFile:
     """Read cameras from ``path``; ``width``/``height`` set the image size where the format lacks one
-    (RE10K, default 640x360) or rescale it (LLFF).
+    (RE10K: by default the size with square pixels, 360 high) or rescale it (LLFF).
 
     Lens distortion in any format (a COLMAP model's cameras, a transforms.json's ``k1..p2`` per frame or at
     the top level, the COLMAP lens in ``sparse/0`` beside LLFF poses) is, by ``distortion``: refused in one
@@ -194,7 +194,7 @@ def read_camera_file(path: str | Path, fmt: CameraFormat = "auto", width: int | 
         return CameraFile(Trajectory(cams, fps, {**src}), names, stamps, top.get("re10k_url"), extras,
                           fps_recorded=own or _timed(stamps), root=path.parent)
     if fmt == "re10k":
-        cams, stamps, url = read_re10k(path, width or 640, height or 360, dtype=dtype)
+        cams, stamps, url = read_re10k(path, width, height, dtype=dtype)
         return CameraFile(Trajectory(cams, _fps_from_timestamps(stamps), {**src, "url": url}),
                           [f"{s}" for s in stamps], stamps, url, fps_recorded=_timed(stamps))
     if fmt == "llff":
