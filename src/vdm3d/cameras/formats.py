@@ -36,6 +36,7 @@ from vdm3d.cameras.distortion import Distortion, has_lens, refuse_distortion
 from vdm3d.cameras.io import (cameras_from_colmap, cameras_from_llff, colmap_from_cameras, colmap_intrinsics,
                               colmap_lenses, llff_colmap_model, llff_lens, read_colmap, read_re10k,
                               read_transforms_json, write_colmap, write_re10k, write_transforms_json)
+from vdm3d.cameras.io_colmap import holds_colmap_model
 from vdm3d.cameras.io_transforms import read_json
 from vdm3d.cameras.trajectory import Trajectory
 from vdm3d.cameras.trajectory_file import save_trajectory, trajectory_from_dict
@@ -95,18 +96,13 @@ RUN_CAMERA_FILES = ("cameras/trajectory.json", "cameras/orbit.json", "trajectory
 and its ``transforms.json``; the JSON comes first because it also records the frame rate and provenance."""
 
 
-def _is_colmap_folder(folder: Path) -> bool:
-    return any((d / f"cameras.{e}").is_file() for d in (folder, folder / "0", folder / "sparse" / "0",
-                                                        folder / "sparse") for e in ("bin", "txt"))
-
-
 def camera_file_in(folder: str | Path) -> Path:
     """The camera file to read for ``folder``: the folder itself when it holds a COLMAP model (``sparse/0``
     or its parent), else the first of :data:`RUN_CAMERA_FILES` in it, so that a run folder of any vdm3d job,
     a ``vdm3d data make`` case or a scene folder can be passed where a camera file is asked for. Refuses a
     folder with none, naming the files looked for (and a sub-folder that has one, e.g. a dataset's case)."""
     folder = Path(folder)
-    if _is_colmap_folder(folder):
+    if holds_colmap_model(folder):
         return folder
     for name in RUN_CAMERA_FILES:
         if (folder / name).is_file():
