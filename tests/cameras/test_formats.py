@@ -197,3 +197,24 @@ def test_the_refusals_command_quotes_a_path_with_spaces(tmp_path):
     argv = shlex.split(str(e.value).split("`")[1])
     assert argv == ["vdm3d", "trajectory", "convert", str(p), "--distortion", "drop", "--out", "path.json"]
     assert f"convert '{p}' --distortion" in str(e.value)
+
+
+def test_a_run_folder_reads_as_its_camera_file(tmp_path):
+    """A vdm3d run folder, a data case or a scene folder passed where a camera file is asked for reads as
+    its camera file (the run's trajectory JSON before its transforms.json); a folder with none, such as a
+    dataset's root, is refused naming the files looked for and the case folder inside that has one."""
+    cf = sample()
+    run = tmp_path / "run"
+    write_camera_file(run / "cameras" / "trajectory.json", cf)
+    slow = CameraFile(Trajectory(cf.trajectory.cameras, 24.0, {}), cf.names)
+    write_camera_file(run / "cameras" / "transforms.json", slow)
+    back = read_camera_file(run)
+    assert back.trajectory.fps == 12.0  # the trajectory JSON, not the transforms.json
+    torch.testing.assert_close(back.trajectory.cameras.c2w, cf.trajectory.cameras.c2w, atol=0, rtol=0)
+    case = tmp_path / "data" / "case_000003"
+    write_camera_file(case / "transforms.json", cf)
+    assert len(read_camera_file(case).trajectory) == 5
+    with pytest.raises(InputError, match=r"holds no camera file.*case_000003 inside it has one: pass that"):
+        read_camera_file(tmp_path / "data")
+    with pytest.raises(InputError, match="holds no camera file"):
+        read_camera_file((case / "images").mkdir() or case / "images")

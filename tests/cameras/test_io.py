@@ -309,3 +309,23 @@ def test_transforms_json_from_windows_tools_reads(tmp_path):
     cams, names, _ = read_transforms_json(tmp_path / "transforms.json")
     assert names == ["images/000.png"] and (tmp_path / names[0]).is_file()
     assert (cams.width, cams.height) == (8, 6)  # the image's size, found through the backslash path
+
+
+def test_re10k_without_a_size_is_read_with_square_pixels(tmp_path):
+    """QA chain: explore's cameras/re10k.txt (64x64 frames, 60 deg) read back at 640x360 gave fx 554 and fy 312,
+    and `stylize --trajectory` rendered a 34 x 60 deg squeezed view without a word. A file without a size is read
+    at the size with square pixels, 360 high: the dataset's 16:9 files stay 640x360, a square path becomes
+    360x360 with its field of view; one given side fixes the other."""
+    from vdm3d.cameras.camera import Cameras
+
+    square = Cameras.from_fov(60.0, 64, 64, scene_cameras(2).c2w)
+    write_re10k(tmp_path / "square.txt", square, [0, 83333])
+    back, _, _ = read_re10k(tmp_path / "square.txt", dtype=D)
+    assert (back.width, back.height) == (360, 360)
+    torch.testing.assert_close(back.fov_x_deg, torch.full((2,), 60.0, dtype=D), atol=1e-9, rtol=0)
+    torch.testing.assert_close(back.fov_y_deg, back.fov_x_deg, atol=1e-9, rtol=0)
+    wide = Cameras.from_fov(60.0, 1280, 720, scene_cameras(2).c2w)
+    write_re10k(tmp_path / "wide.txt", wide, [0, 83333])
+    assert (read_re10k(tmp_path / "wide.txt")[0].width, read_re10k(tmp_path / "wide.txt")[0].height) == (640, 360)
+    assert read_re10k(tmp_path / "wide.txt", width=320)[0].height == 180
+    assert read_re10k(tmp_path / "square.txt", width=80, height=60)[0].height == 60  # a size given is kept

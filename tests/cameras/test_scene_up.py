@@ -69,3 +69,28 @@ def test_trajectory_preview_and_validate_take_scene_up(tmp_path, capsys):
     assert main(["trajectory", "validate", str(tmp_path / "orbit.json"), "--scene", str(tmp_path / "box.glb"),
                  "--scene-up", "y"]) == 0
     assert "ok: no problems" in capsys.readouterr().out
+
+
+def test_a_run_folder_as_the_scene_is_its_mesh_or_its_splats(tmp_path):
+    """QA chain: `trajectory validate runs/object --scene runs/object` said the folder held no cameras.bin; a run
+    folder (or a data case) as --scene is its mesh.glb (z-up as the file read alone), else its splats.ply, and a
+    folder with neither names what it looked for."""
+    from vdm3d.errors import InputError
+    from vdm3d.splat.gaussians import Gaussians
+    from vdm3d.splat.ply import save_ply
+
+    run = tmp_path / "object"
+    run.mkdir()
+    _tall_box().apply_transform(Z_UP_TO_Y_UP).export(run / "mesh.glb")
+    alone, folder = load_scene(run / "mesh.glb"), load_scene(run)
+    assert folder.is_mesh and folder.source == str(run / "mesh.glb")
+    np.testing.assert_allclose(folder.vertices, alone.vertices, atol=0)
+    assert np.ptp(folder.vertices[:, 2]) == pytest.approx(1.2, abs=1e-6)  # upright: the box's 1.2 along z
+    walk = tmp_path / "explore"
+    walk.mkdir()
+    means = torch.tensor([[0.0, 0.0, 2.0], [0.5, 0.0, 3.0]])
+    save_ply(walk / "splats.ply", Gaussians.from_points(means, torch.full((2, 3), 0.5)))
+    np.testing.assert_allclose(load_scene(walk).points[np.argsort(load_scene(walk).points[:, 2])], means.double(),
+                               atol=1e-6)
+    with pytest.raises(InputError, match=r"empty: holds no COLMAP model .*mesh.glb, splats.ply or mesh.obj"):
+        load_scene((tmp_path / "empty").mkdir() or tmp_path / "empty")

@@ -482,3 +482,17 @@ def test_matplotlib_gets_vdm3ds_cache_only_when_its_own_folder_cannot_be_written
     matplotlib_config_dir()
     assert os.environ["MPLCONFIGDIR"] == str(tmp_path / "cache" / "matplotlib")  # kept between runs
     assert (tmp_path / "cache" / "matplotlib").is_dir()
+
+
+def test_info_and_validate_of_a_run_folder_read_its_camera_file(tmp_path, capsys):
+    """QA chain: `trajectory info runs/object` said the folder held no cameras.bin (a folder was taken for COLMAP);
+    a run folder now reads as its cameras/*.json and `info` names the file it read."""
+    run("make", "orbit", "--frames", 4, "--width", 32, "--height", 32, "--fps", 6, "--out",
+        tmp_path / "obj" / "cameras" / "orbit.json")
+    capsys.readouterr()
+    assert run("info", tmp_path / "obj", "--json") == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["file"] == str(tmp_path / "obj" / "cameras" / "orbit.json")
+    assert info["frames"] == 4 and info["fps"] == 6.0
+    assert run("validate", tmp_path / "obj") == 0
+    assert "has 4 valid cameras" in capsys.readouterr().out

@@ -53,6 +53,9 @@ def test_case_layout_and_contents(tmp_path):
     assert torch.allclose(cams_read.c2w, cams.c2w, atol=1e-6) and torch.allclose(cams_read.Ks, cams.Ks)
     traj = load_trajectory(case / "trajectory.json")
     assert torch.allclose(traj.cameras.c2w, cams.c2w, atol=1e-6)
+    from vdm3d.cameras.formats import read_camera_file  # both camera files give one frame rate (QA chain: 24 vs 8)
+
+    assert read_camera_file(case / "transforms.json").trajectory.fps == traj.fps == 8.0
     mesh = load_mesh(case / "mesh.glb", normalize=False)  # glTF y-up, turned back z-up on load
     assert sum(len(p.faces) for p in mesh.parts) == scene.num_faces
     info = json.loads((case / "scene.json").read_text())

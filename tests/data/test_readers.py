@@ -134,3 +134,21 @@ def test_sparse_points_from_training_views_only(shared_data):
     seen = np.array([len(set(t[:, 0].tolist()) & train_ids) >= 2 for t in model.points3D.tracks])
     assert 0 < seen.sum() < len(seen)
     torch.testing.assert_close(scene.points_world, torch.as_tensor(model.points3D.xyz[seen], dtype=torch.float32))
+
+
+def test_a_vdm3d_run_folder_is_a_scene(tmp_path):
+    """A job's run folder (frames beside cameras/transforms.json, as object, explore, stylize, fit and
+    complete write them) reads as its cameras/transforms.json, so `vdm3d fit RUN` chains; a folder of
+    such folders (a `vdm3d data make` root) is refused naming the one inside to pass."""
+    cams, images = _tiny_scene()
+    run = tmp_path / "runs" / "walk"
+    (run / "frames").mkdir(parents=True)
+    for i, img in enumerate(images):
+        write_image(run / "frames" / f"{i:04d}.png", img)
+    write_transforms_json(run / "cameras" / "transforms.json", cams, [f"../frames/{i:04d}.png" for i in range(5)])
+    scene = read_scene(run, Split(test_every=0))
+    assert scene.format == "transforms" and scene.train_names == tuple(f"{i:04d}.png" for i in range(5))
+    torch.testing.assert_close(scene.train.cameras.c2w, cams.c2w, atol=1e-5, rtol=0)
+    torch.testing.assert_close(scene.train.images, images, atol=1 / 255, rtol=0)
+    with pytest.raises(InputError, match=r"runs: holds no .*\(the folder .*runs/walk inside it is one: pass that\)"):
+        read_scene(tmp_path / "runs")

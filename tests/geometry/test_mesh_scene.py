@@ -99,6 +99,15 @@ def test_bad_files_raise_one_sentence(tmp_path):
         load_mesh_scene(empty)
     with pytest.raises(InputError, match="does not exist"):
         load_mesh_scene(tmp_path / "missing.ply")
+    # QA chain: `stylize --mesh runs/object` said the run folder "does not exist"; it names the mesh inside
+    run = tmp_path / "object"
+    run.mkdir()
+    (run / "mesh.glb").write_bytes(b"")
+    with pytest.raises(InputError, match=rf"object: is a folder, not a mesh file; pass the mesh inside it, "
+                       rf"{str(run / 'mesh.glb')}\."):
+        load_mesh_scene(run)
+    with pytest.raises(InputError, match=r"is a folder, not a mesh file; pass a mesh file \(GLB"):
+        load_mesh_scene(tmp_path)
 
 
 def test_triangles_join_the_parts_with_their_vertex_offsets():

@@ -119,6 +119,8 @@ def test_outputs_and_path_from_another_run(tmp_path, image_path):
     for cams in ("trajectory.json", "transforms.json"):  # both name the run's frames, relative to themselves
         images = read_camera_file(folder / "cameras" / cams).images()
         assert images == [(folder / "frames" / f"{i:04d}.png").absolute() for i in range(len(first.video))], cams
+        # and both record the video's frame rate (QA chain: the transforms.json read back at 24 fps, not 12)
+        assert read_camera_file(folder / "cameras" / cams).trajectory.fps == first.video.fps == 12.0, cams
     # frame 0 is the input image itself
     start = np.asarray(Image.open(folder / "frames" / "0000.png"), np.float32) / 255
     np.testing.assert_allclose(start, first.video.images[0].numpy(), atol=1 / 255)

@@ -107,3 +107,8 @@ def test_transforms_json_names_its_camera_model(demo):
     out, _ = demo
     data = json.loads((out / "cameras" / "transforms.json").read_text())
     assert data["camera_model"] == "PINHOLE"
+    # and orbit.mp4's frame rate, as orbit.json has it (QA chain: read back at 24 fps, orbit.json says 6)
+    from vdm3d.cameras.formats import read_camera_file
+
+    fps = [read_camera_file(out / "cameras" / f).trajectory.fps for f in ("transforms.json", "orbit.json")]
+    assert fps == [6.0, 6.0]

@@ -90,6 +90,9 @@ def test_job_runs_and_resumes_from_the_last_finished_arc(tmp_path, monkeypatch):
     for cams in ("trajectory.json", "transforms.json"):
         assert read_camera_file(cfg.out / "cameras" / cams).images() == [
             (cfg.out / f"frames/{i:03d}.png").absolute() for i in range(10)], cams
+        # the input path's frame rate, the video's (QA chain: the transforms.json read back at 24 fps)
+        assert read_camera_file(cfg.out / "cameras" / cams).trajectory.fps == \
+            read_camera_file(cfg.trajectory).trajectory.fps != 24.0, cams
 
     calls = []
     real = job.inbetween

@@ -36,6 +36,7 @@ from vdm3d.cameras.distortion import Distortion, has_lens, refuse_distortion
 from vdm3d.cameras.io import (cameras_from_colmap, cameras_from_llff, colmap_from_cameras, colmap_intrinsics,
                               colmap_lenses, llff_colmap_model, llff_lens, read_colmap, read_re10k,
                               read_transforms_json, write_colmap, write_re10k, write_transforms_json)
+from vdm3d.cameras.io_colmap import holds_colmap_model
 from vdm3d.cameras.io_transforms import read_json
 from vdm3d.cameras.trajectory import Trajectory
 from vdm3d.cameras.trajectory_file import save_trajectory, trajectory_from_dict
@@ -87,6 +88,35 @@ def _names_at(cf: CameraFile, fmt: str, path: Path) -> list[str]:
     return [Path(os.path.relpath(p, base)).as_posix() for p in images]
 
 
+RUN_CAMERA_FILES = ("cameras/trajectory.json", "cameras/orbit.json", "trajectory.json", "cameras/transforms.json",
+                    "transforms.json", "poses_bounds.npy")
+"""The camera file of a folder that is not a COLMAP model, in this order: a vdm3d run's trajectory
+(``explore``, ``stylize``; ``object``'s ``orbit.json``), a ``vdm3d data make`` case's, a run's
+``transforms.json`` (``fit``), a scene's, LLFF poses. A run writes the same cameras to its trajectory JSON
+and its ``transforms.json``; the JSON comes first because it also records the frame rate and provenance."""
+
+
+def camera_file_in(folder: str | Path) -> Path:
+    """The camera file to read for ``folder``: the folder itself when it holds a COLMAP model (``sparse/0``
+    or its parent), else the first of :data:`RUN_CAMERA_FILES` in it, so that a run folder of any vdm3d job,
+    a ``vdm3d data make`` case or a scene folder can be passed where a camera file is asked for. Refuses a
+    folder with none, naming the files looked for (and a sub-folder that has one, e.g. a dataset's case)."""
+    folder = Path(folder)
+    if holds_colmap_model(folder):
+        return folder
+    for name in RUN_CAMERA_FILES:
+        if (folder / name).is_file():
+            return folder / name
+    subs = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    inside = next((sub for sub in subs if any((sub / n).is_file() for n in RUN_CAMERA_FILES)), None)
+    hint = f" (the folder {inside} inside it has one: pass that)" if inside is not None else ""
+    raise InputError(path=folder, problem="holds no camera file: no COLMAP model (cameras.bin or cameras.txt), no "
+                     "cameras/trajectory.json, cameras/orbit.json or cameras/transforms.json of a vdm3d run, and no "
+                     "trajectory.json, transforms.json or poses_bounds.npy" + hint,
+                     fix="pass a camera file (vdm3d JSON, transforms.json, RE10K .txt, poses_bounds.npy), a COLMAP "
+                         "sparse/0 folder or a vdm3d run folder")
+
+
 def detect_format(path: Path, for_writing: bool = False) -> str:
     """Guess the format from the path (and, for reading JSON, from the content)."""
     s = path.suffix.lower()
@@ -127,7 +157,7 @@ def read_camera_file(path: str | Path, fmt: CameraFormat = "auto", width: int | 
                      height: int | None = None, distortion: Literal["refuse", "drop", "keep"] = "refuse",
                      dtype: torch.dtype = torch.float64) -> CameraFile:
     """Read cameras from ``path``; ``width``/``height`` set the image size where the format lacks one
-    (RE10K, default 640x360) or rescale it (LLFF).
+    (RE10K: by default the size with square pixels, 360 high) or rescale it (LLFF).
 
     Lens distortion in any format (a COLMAP model's cameras, a transforms.json's ``k1..p2`` per frame or at
     the top level, the COLMAP lens in ``sparse/0`` beside LLFF poses) is, by ``distortion``: refused in one
@@ -138,6 +168,8 @@ def read_camera_file(path: str | Path, fmt: CameraFormat = "auto", width: int | 
     path = Path(path)
     if not path.exists():
         raise InputError(path=path, problem="does not exist", fix="check the path")
+    if fmt == "auto" and path.is_dir():
+        path = camera_file_in(path)  # a run folder, a data case, a scene: its camera file
     fmt = detect_format(path) if fmt == "auto" else fmt
     src = {"source": str(path), "source_format": fmt}
     if fmt == "vdm3d":
@@ -158,7 +190,7 @@ def read_camera_file(path: str | Path, fmt: CameraFormat = "auto", width: int | 
         return CameraFile(Trajectory(cams, fps, {**src}), names, stamps, top.get("re10k_url"), extras,
                           fps_recorded=own or _timed(stamps), root=path.parent)
     if fmt == "re10k":
-        cams, stamps, url = read_re10k(path, width or 640, height or 360, dtype=dtype)
+        cams, stamps, url = read_re10k(path, width, height, dtype=dtype)
         return CameraFile(Trajectory(cams, _fps_from_timestamps(stamps), {**src, "url": url}),
                           [f"{s}" for s in stamps], stamps, url, fps_recorded=_timed(stamps))
     if fmt == "llff":

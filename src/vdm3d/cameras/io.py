@@ -264,13 +264,26 @@ def llff_from_cameras(cameras: Cameras, bounds: Float[Tensor, "N 2"]) -> np.ndar
 
 
 # -- RealEstate10K -----------------------------------------------------------------------------
-def read_re10k(path: str | Path, width: int = 640, height: int = 360, dtype: torch.dtype = torch.float32
-               ) -> tuple[Cameras, list[int], str]:
+RE10K_HEIGHT = 360
+"""The image height a RealEstate10K file is read at when none is given (the common download size, 640x360)."""
+
+
+def re10k_square_width(fx: float, fy: float, height: int = RE10K_HEIGHT) -> int:
+    """The image width at which a RealEstate10K file's normalized focal lengths ``fx`` (of the width) and ``fy``
+    (of the height) give square pixels at ``height``: 640 at 360 for the dataset's 16:9 videos, 360 for a
+    square path (vdm3d's own jobs write square frames)."""
+    return max(1, round(height * fy / fx))
+
+
+def read_re10k(path: str | Path, width: int | None = None, height: int | None = None,
+               dtype: torch.dtype = torch.float32) -> tuple[Cameras, list[int], str]:
     """Cameras, timestamps (microseconds) and the video URL of a RealEstate10K camera file.
 
     Format: first line the URL; then per frame ``timestamp fx fy cx cy 0 0`` (intrinsics divided by
     the image width/height) and a row-major 3x4 world-to-camera matrix in OpenCV axes. The files do
-    not store the image size, so ``width``/``height`` choose it (640x360 is the common download size).
+    not store the image size, so ``width``/``height`` choose it; a side left out is the one that gives the
+    first frame square pixels, the height 360 when both are (640x360 for the dataset's 16:9 videos, 360x360
+    for a path written from square frames, as explore's ``cameras/re10k.txt``).
     """
     path = Path(path)
     if not path.is_file():
@@ -291,6 +304,10 @@ def read_re10k(path: str | Path, width: int = 640, height: int = 360, dtype: tor
             raise InputError(path=path, field=f"frame {i}", problem="has a value that is not a number",
                              fix="fix that line") from None
         fx, fy, cx, cy = vals[:4]
+        if i == 0 and (width is None or height is None) and fx > 0 and fy > 0:  # else validate() names it below
+            height = height or (RE10K_HEIGHT if width is None else max(1, round(width * fx / fy)))
+            width = width or re10k_square_width(fx, fy, height)
+        width, height = width or 640, height or RE10K_HEIGHT
         Ks.append([[fx * width, 0, cx * width], [0, fy * height, cy * height], [0, 0, 1]])
         T = np.eye(4)
         T[:3, :] = np.asarray(vals[6:18]).reshape(3, 4)

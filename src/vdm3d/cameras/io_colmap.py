@@ -92,6 +92,14 @@ def _model_dir(path: Path) -> Path:
     return path
 
 
+def holds_colmap_model(path: str | Path) -> bool:
+    """Whether the folder ``path`` is a COLMAP sparse model or holds one (``0``, ``sparse/0``, ``sparse``),
+    as :func:`read_colmap` looks for it."""
+    path = Path(path)
+    return any((cand / f"cameras.{ext}").is_file() for cand in (path, path / "0", path / "sparse" / "0", path / "sparse")
+               for ext in ("bin", "txt"))
+
+
 def read_colmap(path: str | Path) -> ColmapModel:
     """Read a COLMAP sparse model (text or binary, detected per file)."""
     root = Path(path)

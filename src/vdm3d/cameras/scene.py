@@ -12,7 +12,8 @@
 * ``.npz`` - points under ``means3d``, ``points``, ``xyz`` or ``points_world`` (colors under
   ``colors``/``rgb``), as in gsplat's test data;
 * ``.npy`` - an ``[N, 3]`` array;
-* a COLMAP model folder or ``points3D.bin``/``.txt`` - its 3D points.
+* a COLMAP model folder or ``points3D.bin``/``.txt`` - its 3D points;
+* a vdm3d run folder or ``vdm3d data make`` case - its ``mesh.glb``, else ``splats.ply``, else ``mesh.obj``.
 
 Meshes also get ``points``: area-uniform surface samples (seeded), so every consumer can treat a
 scene as points; code that needs exact answers (inside tests, ray casts) uses ``mesh``.
@@ -97,6 +98,26 @@ def _ply(path: Path, samples: int, seed: int) -> Scene:
     return Scene(xyz, colors, source=str(path))
 
 
+RUN_SCENE_FILES = ("mesh.glb", "splats.ply", "mesh.obj")
+"""The geometry of a folder that is not a COLMAP model, in this order: the mesh of an ``object`` run or a
+``vdm3d data make`` case (glTF, y-up), the splats of an ``explore``, ``fit`` or ``complete`` run."""
+
+
+def scene_file_in(folder: Path) -> Path:
+    """``folder`` when it holds a COLMAP model, else its first :data:`RUN_SCENE_FILES`, so that a run folder
+    can be given as the scene; refused, naming the files looked for, when it has none."""
+    from vdm3d.cameras.io_colmap import holds_colmap_model
+
+    if holds_colmap_model(folder):
+        return folder
+    found = next((folder / n for n in RUN_SCENE_FILES if (folder / n).is_file()), None)
+    if found is None:
+        raise InputError(path=folder, problem="holds no COLMAP model (cameras and points3D), mesh.glb, splats.ply or "
+                         "mesh.obj", fix="pass a mesh, a point or splat .ply, a COLMAP sparse/0 folder or a vdm3d "
+                         "run folder that has one of those (a stylize run's mesh is its --mesh input)")
+    return found
+
+
 def load_scene(path: str | Path, max_points: int = 200_000, mesh_samples: int = 100_000, seed: int = 0,
                up: Up = "auto") -> Scene:
     """Read scene geometry (see the module docstring for formats); points are capped at ``max_points``.
@@ -106,6 +127,8 @@ def load_scene(path: str | Path, max_points: int = 200_000, mesh_samples: int = 
     path = Path(path)
     if not path.exists():
         raise InputError(path=path, problem="does not exist", fix="check the scene path")
+    if path.is_dir():
+        path = scene_file_in(path)
     suffix = path.suffix.lower()
     if path.is_dir() or path.name.startswith("points3D"):
         from vdm3d.cameras.io_colmap import read_colmap

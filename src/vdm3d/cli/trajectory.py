@@ -234,9 +234,9 @@ class Convert:
     to: CameraFormat = "auto"
     """Output format (auto: .json vdm3d, *transforms*.json nerfstudio, .txt RE10K, folder COLMAP)."""
     width: Optional[int] = None
-    """Image width for formats without one (RE10K: 640) or to rescale LLFF."""
+    """Image width for formats without one (RE10K: the one with square pixels, 640 for 16:9) or to rescale LLFF."""
     height: Optional[int] = None
-    """Image height for formats without one (RE10K: 360) or to rescale LLFF."""
+    """Image height for formats without one (RE10K: 360, or the one with square pixels at --width) or to rescale LLFF."""
     distortion: Literal["refuse", "drop"] = "refuse"
     """Input with lens distortion (a COLMAP model's, transforms.json k1..p2, or the COLMAP lens in sparse/0 beside
     LLFF poses): refuse to write it to a format without it (a transforms.json keeps it, OPENCV), or drop it and
@@ -463,9 +463,9 @@ def _convert(cfg: Convert) -> int:
               f"written as they are; a reader of {cfg.out} will not find images under them", file=sys.stderr)
     if target == "re10k":  # its intrinsics are fractions of an image size it does not store
         cams = cf.trajectory.cameras
-        print(f"note: RealEstate10K files store no image size, and readers take 640x360 (pixels not square unless "
-              f"the images are 16:9); convert it back with `vdm3d trajectory convert {cfg.out} --width {cams.width} "
-              f"--height {cams.height} --out ...`", file=sys.stderr)
+        print(f"note: RealEstate10K files store no image size, and readers take the size with square pixels, 360 "
+              f"high (640x360 for 16:9); convert it back with `vdm3d trajectory convert {cfg.out} --width "
+              f"{cams.width} --height {cams.height} --out ...`", file=sys.stderr)
     return 0
 
 
@@ -529,7 +529,7 @@ def _preview(cfg: Preview) -> int:
 def _info(cfg: Info) -> int:
     import torch
 
-    from vdm3d.cameras.formats import read_camera_file
+    from vdm3d.cameras.formats import camera_file_in, read_camera_file
 
     from vdm3d.cameras.distortion import has_lens
 
@@ -538,7 +538,8 @@ def _info(cfg: Info) -> int:
     cams = t.cameras.to(torch.float64)
     lo, hi = cams.centers.min(0).values, cams.centers.max(0).values
     span = lambda v: [round(float(v.min()), 3), round(float(v.max()), 3)]  # noqa: E731
-    info = {"file": str(cfg.input), "frames": len(t), "fps": t.fps, "duration_s": round(t.duration_s, 4),
+    source = camera_file_in(cfg.input) if cfg.from_format == "auto" and Path(cfg.input).is_dir() else cfg.input
+    info = {"file": str(source), "frames": len(t), "fps": t.fps, "duration_s": round(t.duration_s, 4),
             "width": cams.width, "height": cams.height,
             "fov_x_deg": span(cams.fov_x_deg), "fov_y_deg": span(cams.fov_y_deg)}
     centre = {"cx": cams.width / 2, "cy": cams.height / 2}

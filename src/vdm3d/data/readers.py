@@ -134,8 +134,32 @@ def detect_format(root: Path) -> SceneFormat:
             raise InputError(path=d, problem=f"has {' and '.join(partial)} but no images.bin or images.txt, so it is "
                              "not a whole COLMAP sparse model", fix="copy the model's images file beside them "
                              "(COLMAP writes cameras, images and points3D together)")
-    raise InputError(path=root, problem="holds no poses_bounds.npy, transforms.json or COLMAP sparse model",
-                     fix="pass an LLFF, COLMAP or nerfstudio/Blender scene folder")
+    subs = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    inside = next((sub for sub in subs if _scene_marker(sub)), None)
+    hint = f" (the folder {inside} inside it is one: pass that)" if inside is not None else ""
+    raise InputError(path=root, problem="holds no poses_bounds.npy, transforms.json, cameras/transforms.json (a vdm3d "
+                     "run's) or COLMAP sparse model" + hint,
+                     fix="pass an LLFF, COLMAP or nerfstudio/Blender scene folder or a vdm3d run folder")
+
+
+def _own_scene(folder: Path) -> bool:
+    """Whether ``folder`` holds a scene of its own (LLFF, transforms.json, COLMAP); file names only."""
+    return any((folder / f).is_file() for f in ("poses_bounds.npy", "transforms.json", "transforms_train.json")) \
+        or any((d / f"images.{e}").is_file() for d in (folder / "sparse" / "0", folder / "sparse", folder)
+               for e in ("bin", "txt"))
+
+
+def _scene_marker(folder: Path) -> bool:
+    return _own_scene(folder) or (folder / "cameras" / "transforms.json").is_file()
+
+
+def run_scene_file(root: Path) -> Path:
+    """``root``, or the ``cameras/transforms.json`` of a vdm3d run folder (``object``, ``explore``, ``stylize``:
+    its frames; ``fit``, ``complete``: the training photos as fitted) when ``root`` is such a folder and holds
+    no scene of its own, so that one job's run folder can be another's scene."""
+    if root.is_dir() and not _own_scene(root) and (root / "cameras" / "transforms.json").is_file():
+        return root / "cameras" / "transforms.json"
+    return root
 
 
 def read_scene(path: str | Path, split: Split = Split(), downscale: int = 1, format: SceneFormat = "auto",
@@ -155,6 +179,8 @@ def read_scene(path: str | Path, split: Split = Split(), downscale: int = 1, for
         raise InputError(path=root, problem="does not exist", fix="pass a scene folder")
     if downscale < 1:
         raise ConfigError(f"{root}: downscale must be a positive integer, got {downscale}.")
+    if format == "auto":
+        root = run_scene_file(root)
     fmt = detect_format(root) if format == "auto" else format
     if fmt == "transforms" and root.is_dir() and not (root / "transforms.json").is_file() \
             and (root / "transforms_train.json").is_file():

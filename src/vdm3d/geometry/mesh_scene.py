@@ -377,6 +377,11 @@ def load_mesh_scene(path: str | Path, *, texture: str | Path | np.ndarray | None
         InputError: the file is missing, is not a mesh, or holds no triangles.
     """
     path = Path(path)
+    if path.is_dir():  # a run folder or data case: name its mesh (its up axis follows the file's suffix)
+        inside = next((path / n for n in ("mesh.glb", "mesh.obj") if (path / n).is_file()), None)
+        raise InputError(path=path, problem="is a folder, not a mesh file",
+                         fix=f"pass the mesh inside it, {inside}" if inside is not None else
+                         "pass a mesh file (GLB/glTF, OBJ, PLY, OFF or STL)")
     if not path.is_file():
         raise InputError(path=path, problem="does not exist", fix="check the mesh path")
     try:

@@ -328,11 +328,9 @@ def square_pixels_warning(src: Path, file: Cameras, first_focal: float, size: in
 
 
 def _run_cameras(folder: Path) -> Path:
-    for name in ("cameras/trajectory.json", "cameras/orbit.json", "cameras/transforms.json", "transforms.json"):
-        if (Path(folder) / name).is_file():
-            return Path(folder) / name
-    raise InputError(path=folder, problem="holds no cameras (cameras/trajectory.json)",
-                     fix="pass a run folder written by vdm3d, or --path FILE")
+    from vdm3d.cameras.formats import camera_file_in
+
+    return camera_file_in(folder)  # the camera file every command reads for a run folder
 
 
 def load_image(path: Path, size: int, say: Progress | None = None) -> Float[Tensor, "size size 3"]:

@@ -35,7 +35,8 @@ def export(folder: Path, config, video: Views, cache) -> dict[str, str]:
         write_depth(folder / "depth" / f"{i:04d}.png", video.depths[i], scale=scale)
     fps = video.fps or 12.0
     write_video(folder / "video.mp4", video.images, fps=fps)
-    write_transforms_json(folder / "cameras" / "transforms.json", video.cameras, [f"../{n}" for n in names])
+    write_transforms_json(folder / "cameras" / "transforms.json", video.cameras, [f"../{n}" for n in names],
+                          extras={"top": {"fps": fps}})  # the video's frame rate, as the trajectory JSON records it
     write_re10k(folder / "cameras" / "re10k.txt", video.cameras,
                 timestamps=[round(i * 1e6 / fps) for i in range(len(video))])
     provenance = {"generator": "vdm3d explore", "names": [f"../{n}" for n in names]}  # from cameras/, as above

@@ -484,7 +484,8 @@ def export(folder: Path, config: ObjectConfig, fg: Foreground, orbit: Views, pla
     for name, image in zip(names, orbit.images):
         write_image(folder / name, image)
     write_video(folder / "orbit.mp4", orbit.images, fps=orbit.fps or 6.0)
-    write_transforms_json(folder / "cameras" / "transforms.json", orbit.cameras, [f"../{n}" for n in names])
+    write_transforms_json(folder / "cameras" / "transforms.json", orbit.cameras, [f"../{n}" for n in names],
+                          extras={"top": {"fps": orbit.fps or 6.0}})  # orbit.mp4's, as in orbit.json
     write_trajectory(folder / "cameras" / "orbit.json", orbit.cameras, orbit.fps or 6.0, config, plan,
                      [f"../{n}" for n in names])
     save_ply(folder / "splats.ply", gaussians)

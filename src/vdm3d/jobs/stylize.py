@@ -728,7 +728,8 @@ def export(folder: Path, frames: Tensor, anchors: dict[int, Tensor], buffers: Pa
     cameras = file_coordinates(buffers.cameras, inputs.scene)
     save_trajectory(folder / "cameras/trajectory.json", inputs.trajectory.with_cameras(  # its frames, not the input's
         cameras, generator="vdm3d stylize (square crop, resized)", names=[f"../{n}" for n in names]))
-    write_transforms_json(folder / "cameras/transforms.json", cameras, [f"../{n}" for n in names])
+    write_transforms_json(folder / "cameras/transforms.json", cameras, [f"../{n}" for n in names],
+                          extras={"top": {"fps": inputs.trajectory.fps}})  # the video's, as in trajectory.json
     return ["video.mp4", "frames/", "anchors/", "edges/", "edges/soft/", "style.png", "cameras/trajectory.json",
             "cameras/transforms.json"]
 

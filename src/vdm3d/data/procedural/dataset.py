@@ -129,9 +129,10 @@ def write_case(root: Path, cfg: DatasetConfig, index: int) -> Path:
                             edges=(b.edges.numpy() > 0).astype(np.uint8),
                             instance=b.instance.numpy().astype(np.uint16))
     frames = [{"depth_file_path": f"depth/{j:03d}.npy"} for j in range(len(cams))]
-    write_transforms_json(tmp / "transforms.json", cams, names, extras={"frames": frames})
+    fps = 24.0 if cfg.kind == "rooms" else 8.0
+    write_transforms_json(tmp / "transforms.json", cams, names, extras={"top": {"fps": fps}, "frames": frames})
     s = case_seed(cfg.seed, index)
-    traj = Trajectory(cams.to(torch.float32), fps=24.0 if cfg.kind == "rooms" else 8.0,
+    traj = Trajectory(cams.to(torch.float32), fps=fps,
                       provenance={"generator": f"vdm3d.data.procedural.{cfg.kind}", "seed": cfg.seed,
                                   "index": index, "case_seed": s})
     save_trajectory(tmp / "trajectory.json", traj)
