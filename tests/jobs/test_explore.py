@@ -129,6 +129,33 @@ def test_outputs_and_path_from_another_run(tmp_path, image_path):
     torch.testing.assert_close(again.video.cameras.c2w, first.video.cameras.c2w, atol=1e-5, rtol=0)
 
 
+def test_outputs_are_in_the_path_files_world(tmp_path, image_path):
+    """The job works in its first camera's frame; its cameras and splats go back into the path file's world
+    (QA chain: a walk along a room's path did not line up with the room's mesh)."""
+    from vdm3d.cameras.formats import read_camera_file
+    from vdm3d.cameras.rotations import matrix_from_quat
+    from vdm3d.splat.ply import load_ply
+    from vdm3d.splat.render import render
+
+    start = torch.eye(4, dtype=torch.float64)
+    start[:3, :3] = matrix_from_quat(torch.tensor([0.4, -0.7, 0.2, 0.5], dtype=torch.float64))
+    start[:3, 3] = torch.tensor([3.0, -1.0, 1.5])
+    steps = torch.eye(4, dtype=torch.float64).repeat(10, 1, 1)
+    steps[:, 0, 3] = torch.arange(10) * 0.03  # along the first camera's own x axis
+    path = _trajectory(tmp_path, (start @ steps).float(), "world.json")
+    result = run_explore(ExploreConfig(image=image_path, path=path, **SMALL, out=tmp_path / "w"), progress=None)
+    given = read_camera_file(path).trajectory.cameras.c2w
+    for name in ("trajectory.json", "transforms.json"):
+        written = read_camera_file(tmp_path / "w" / "cameras" / name).trajectory.cameras.c2w
+        torch.testing.assert_close(written.double(), given.double(), atol=1e-5, rtol=0)
+    torch.testing.assert_close(result.video.cameras.c2w.double(), given.double(), atol=1e-5, rtol=0)
+    # the splats moved with them: from the written first camera they still show the start image
+    splats = load_ply(tmp_path / "w" / "splats.ply")
+    seen = render(splats, result.video.cameras[:1]).rgb[0]
+    psnr = float(-10 * torch.log10(((seen - result.video.images[0]) ** 2).mean()))
+    assert psnr > 15.0, psnr  # left in the first camera's frame they render nothing here (about 6 dB)
+
+
 def _trajectory(tmp_path, c2w: torch.Tensor, name: str):
     cams = Cameras.from_fov(60.0, 64, 64, torch.eye(4)).reshape(1)
     cams = Cameras(cams.Ks.expand(len(c2w), 3, 3), c2w, 64, 64)

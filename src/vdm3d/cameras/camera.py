@@ -121,6 +121,12 @@ class Cameras:
         c2w[..., :3, 3] += torch.as_tensor(offset, dtype=c2w.dtype, device=c2w.device)
         return Cameras(self.Ks, c2w, self.width, self.height)
 
+    def transformed(self, matrix) -> "Cameras":
+        """The same cameras in a world moved rigidly by the 4x4 ``matrix`` (``c2w -> matrix @ c2w``), as
+        :meth:`vdm3d.splat.gaussians.Gaussians.transformed` moves Gaussians: each camera sees the same image."""
+        T = torch.as_tensor(matrix, dtype=torch.float64, device=self.c2w.device)  # a far world keeps its digits
+        return Cameras(self.Ks, (T @ self.c2w.double()).to(self.c2w.dtype), self.width, self.height)
+
     @property
     def device(self) -> torch.device:
         return self.c2w.device

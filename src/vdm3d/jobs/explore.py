@@ -24,6 +24,8 @@ The job follows WorldWarp (SEED_SYSTEMS.md §4, §8.5, §8.6) on the shared core
   depth on valid pixels; the cache grows into the holes and is fitted to the new frames.
 * stitching (stage 5): each chunk's context frames are skipped; a checkpoint after every chunk, so
   ``--resume`` continues from the last finished chunk and gives the same video.
+* ``export``: the cameras and the splats go back into the path file's world (``in_path_world``), so that
+  they line up with the scene the path was made in; a preset's stay in its first camera's frame.
 
 Variants used as baselines by ``vdm3d eval explore``: ``fill="inpaint"`` (the cache with warping and
 OpenCV inpainting, no generation), ``use_cache=False`` (each chunk conditioned on the previous chunk's
@@ -53,6 +55,7 @@ from vdm3d.models.registry import model_files
 from vdm3d.jobs import job_entry
 from vdm3d.options import SEED, Range, derived_seed
 from vdm3d.recon.cache import CacheConfig
+from vdm3d.splat.gaussians import Gaussians
 from vdm3d.views import Views
 
 Progress = Callable[[str], None]
@@ -281,7 +284,8 @@ def plan_path(c: ExploreConfig, say: Progress | None = None) -> Trajectory:
         cams = extend_cameras(cams, c.frames - len(cams), c.extend)
     elif c.frames is not None:
         cams = cams[: c.frames]
-    c2w = rigid_inverse(cams.c2w[0]) @ cams.c2w  # frame 0 becomes the identity: the image's camera
+    start = cams.c2w[0]  # where the path's first camera stands in the file's world (the outputs go back there)
+    c2w = rigid_inverse(start) @ cams.c2w  # frame 0 becomes the identity: the image's camera
     out = Cameras.from_fov(fov, size, size, c2w)  # square pixels: the image is cropped to a square
     zoom = cams.fx / cams.fx[0]  # a path's zoom relative to its first frame (1 where it has none)
     Ks = out.Ks.clone()
@@ -296,7 +300,8 @@ def plan_path(c: ExploreConfig, say: Progress | None = None) -> Trajectory:
     warning = None if c.move else square_pixels_warning(src, file_cams, float(out.fx[0]), size)
     if warning and say is not None:
         say(warning)
-    return Trajectory(out.to(torch.float32), c.fps or fps)
+    world = {} if c.move else {"start_c2w": start.tolist()}
+    return Trajectory(out.to(torch.float32), c.fps or fps, world)
 
 
 def square_pixels_warning(src: Path, file: Cameras, first_focal: float, size: int, tolerance: float = 1e-3
@@ -648,7 +653,6 @@ def warm_up_renderer() -> None:
     of the same process return results that differ in the last bits (measured: the tiny depth model's
     output moves by 2.5e-6). Doing it first makes a run's numbers independent of what the process did
     before, so a resumed run reproduces an uninterrupted one exactly, in the same process or not."""
-    from vdm3d.splat.gaussians import Gaussians
     from vdm3d.splat.render import render
 
     params = {k: v.requires_grad_(True) for k, v in Gaussians.from_points(
@@ -718,10 +722,23 @@ def run_explore(c: ExploreConfig, *, progress: Progress | None = print,
         # confidence: 1 where the frame's pixel came from the cache's valid render, 0 where it was a hole
         video = Views(state.frames, cams, depths=state.depths, origin=("input",) + ("generated",) * (len(cams) - 1),
                       fps=path_plan.fps, confidence=None if state.valid is None else state.valid.float())
-        files = export(run.path, c, video, state.cache)
+        video, cache = in_path_world(path_plan, video, state.cache)
+        files = export(run.path, c, video, cache)
         timings["chunks_s"] = per_chunk
         timings["total"] = round(time.perf_counter() - t0, 3)
         run.record(files=files, timings=timings, path_problems=report.problems, chunks=len(plans),
                    start_image=crop, backbone=getattr(backbone, "name", c.fill),
                    num_gaussians=0 if state.cache is None else len(state.cache))
-    return ExploreResult(c.out, video, state.cache, timings, report.problems)
+    return ExploreResult(c.out, video, cache, timings, report.problems)
+
+
+def in_path_world(path: Trajectory, video: Views, cache: Gaussians | None) -> tuple[Views, Gaussians | None]:
+    """The video's cameras and the cache moved from the job's frame (the first camera at the origin) back into
+    the path file's world, where ``plan_path`` found the first camera: a walk along a room's path lines up
+    with that room's mesh (up to the scale the start image's depth is given). Presets have no world of their
+    own and stay in the first camera's frame."""
+    start = path.provenance.get("start_c2w")
+    if start is None:
+        return video, cache
+    moved = dataclasses.replace(video, cameras=video.cameras.transformed(start))
+    return moved, None if cache is None else cache.transformed(torch.as_tensor(start, dtype=torch.float64))

@@ -31,9 +31,9 @@ import torch
 from jaxtyping import Float, Shaped
 from torch import Tensor
 
-from vdm3d.cameras.rotations import matrix_from_quat
+from vdm3d.cameras.rotations import matrix_from_quat, quat_from_matrix
 from vdm3d.errors import InputError
-from vdm3d.splat.sh import num_sh_bases, rgb_to_sh, sh_degree_from_bases
+from vdm3d.splat.sh import num_sh_bases, rgb_to_sh, sh_basis, sh_degree_from_bases
 from vdm3d.views import unit_range
 
 PARAM_NAMES = ("means", "quats", "log_scales", "opacity_logits", "sh_dc", "sh_rest")
@@ -146,6 +146,22 @@ class Gaussians:
             sh = torch.cat([sh, pad], 1)
         return dataclasses.replace(self, sh=sh)
 
+    def transformed(self, matrix: Float[Tensor, "4 4"]) -> "Gaussians":
+        """The same Gaussians in a world moved rigidly by ``matrix`` (a 4x4 rotation and translation: points
+        ``x -> R x + t``): centres moved, orientations rotated, and the view-dependent colour (SH bands 1-3)
+        rotated with them, so that every camera moved by the same matrix renders the same image."""
+        T = torch.as_tensor(matrix, dtype=self.means.dtype, device=self.means.device)
+        R, t = T[:3, :3], T[:3, 3]
+        if T.shape != (4, 4) or not torch.allclose(R @ R.T, torch.eye(3, dtype=R.dtype, device=R.device), atol=1e-4) \
+                or float(torch.linalg.det(R)) < 0:
+            raise InputError("Gaussians.transformed: the matrix must be a 4x4 rigid transform (a rotation, "
+                             "no scale or mirror, and a translation).")
+        sh = self.sh
+        if self.sh_degree > 0:
+            sh = torch.einsum("jk,nkc->njc", sh_rotation(self.sh_degree, R), sh)
+        return dataclasses.replace(self, means=self.means @ R.T + t, quats=quat_from_matrix(R @ self.rotations),
+                                   sh=sh)
+
     # -- optimization ---------------------------------------------------------------------------
     def parameters(self) -> dict[str, Tensor]:
         """Independent leaf copies (``requires_grad=True``) keyed by :data:`PARAM_NAMES`.
@@ -228,3 +244,17 @@ def knn_scales(points: Float[Tensor, "N 3"], k: int = 3) -> Float[Tensor, "N"]:
     floor = positive.min() if positive.size else 1e-4
     d2 = np.maximum(d2, floor)
     return torch.from_numpy(np.sqrt(d2)).to(dtype=points.dtype, device=points.device)
+
+
+def sh_rotation(degree: int, R: Float[Tensor, "3 3"]) -> Float[Tensor, "K K"]:
+    """The matrix ``M`` that rotates SH coefficients by ``R``: colours ``sum_k (M c)_k Y_k(R d)`` seen along
+    the rotated direction equal ``sum_k c_k Y_k(d)`` seen along ``d``. Solved by least squares from the basis
+    at 64 fixed directions (each band maps into itself, so the solve is exact to rounding) rather than
+    with Wigner matrices: it reuses :func:`vdm3d.splat.sh.sh_basis`, so its sign conventions cannot drift."""
+    g = torch.Generator().manual_seed(0)
+    dirs = torch.randn(64, 3, generator=g, dtype=torch.float64)
+    dirs = dirs / dirs.norm(dim=-1, keepdim=True)
+    R64 = R.detach().to("cpu", torch.float64)
+    before, after = sh_basis(degree, dirs), sh_basis(degree, dirs @ R64.T)  # [64, K]
+    M = torch.linalg.lstsq(after, before).solution  # after @ M = before: c' = M c
+    return M.to(R.dtype).to(R.device)
