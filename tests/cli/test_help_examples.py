@@ -229,3 +229,20 @@ def test_trajectory_examples_run_as_written_from_an_empty_folder(argv, tmp_path,
             assert (tmp_path / path).exists(), (words, path)
         ran += 1
     assert ran
+
+
+def test_eval_complete_without_fern_says_so_before_rendering_a_room(tmp_path, monkeypatch, capsys):
+    """`vdm3d eval complete --rooms 5` (its page's example) away from the team's data: one sentence naming
+    --data-root and --no-fern at once, not a missing-folder error after minutes of rooms."""
+    import vdm3d.eval.complete as harness
+
+    def render(*args, **kwargs):
+        raise AssertionError("a room was rendered before fern was looked for")
+
+    monkeypatch.setattr(harness, "write_room_case", render)
+    monkeypatch.chdir(tmp_path)
+    assert main(["eval", "complete", "--rooms", "5", "--work", "w", "--out", "r", "--threads", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: ../shared/data/llff_fern: does not exist; give --data-root the folder that holds "
+                   "llff_fern (LLFF's fern scene), or pass --no-fern to score the rooms only."), err
+    assert not (tmp_path / "w").exists() and not (tmp_path / "r").exists() and not (tmp_path / ".r.partial").exists()

@@ -25,7 +25,8 @@ INPUTS = {
     "runs/train/stylize_inbetween": "runs/train/stylize_inbetween is the run of `vdm3d train stylize --out "
                                     "runs/train/stylize_inbetween --task inbetween`",
     "../shared/data": "../shared/data holds the team's data beside a vdm3d checkout (meshes/, llff_fern/: LLFF's "
-                      "fern scene); --mesh-root and --data-root name another place",
+                      "fern scene); --mesh-root and --data-root name another place, and eval complete --no-fern "
+                      "scores the rooms only",
 }
 
 
