@@ -60,8 +60,8 @@ def examples(text: str) -> list[list[str]]:
     block = text.rstrip().rsplit("\nexamples:\n", 1)
     if len(block) < 2:
         return []
-    lines = [line.split("  # ")[0].strip() for line in block[1].splitlines()]
-    return [shlex.split(line) for line in lines if line.startswith("vdm3d ")]
+    lines = [line.strip() for line in block[1].splitlines()]
+    return [shlex.split(line, comments=True) for line in lines if line.startswith("vdm3d ")]
 
 
 def note(text: str) -> str:
@@ -156,6 +156,9 @@ def test_the_walk_sees_the_nested_pages():
 def test_every_page_ends_with_examples(argv):
     text = page(*argv)
     assert examples(text), f"`vdm3d {' '.join(argv)} --help` shows no examples:\n{text[-300:]}"
+    # a comment follows two spaces: a narrow terminal moves it above its command then (help_layout)
+    block = text.rsplit("\nexamples:\n", 1)[1]
+    assert not [line for line in block.splitlines() if " # " in line and "  # " not in line], block
     if len(argv) > 1 or argv and argv[0] not in ("train", "eval", "trajectory", "models", "data"):
         # a command's page shows itself run; a group's page may show only its subcommands
         assert any(command(e)[:len(argv)] == argv for e in examples(text)), examples(text)

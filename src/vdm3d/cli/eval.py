@@ -49,7 +49,7 @@ SUB_EXAMPLES = {
   vdm3d eval object --source oracle --procedural 5 --out runs/eval_object_oracle  # exact orbit frames: the bound""",
     "object-orbit": """examples:
   vdm3d eval object-orbit --objects 20                            # orbit frames per azimuth (no maps) vs copying the input
-  vdm3d eval object-orbit --objects 20 --proxy-maps --carry depth # the frames as the job makes them (its defaults)
+  vdm3d eval object-orbit --objects 20 --proxy-maps --carry depth  # the frames as the job makes them (its defaults)
   vdm3d eval object-orbit --checkpoint runs/train/orbit           # a running fine-tune's last checkpoint
   vdm3d eval object-orbit --objects 20 --proxy-maps --carry exact-depth  # what the true depth would carry""",
     "orbit": """examples:
