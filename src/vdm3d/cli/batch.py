@@ -18,7 +18,9 @@ import tyro
 from vdm3d.options import Range
 
 HELP = "run any job over many cases from a manifest (JSON lines or YAML) on Ray; reruns skip finished cases"
-EXAMPLES = """examples:
+EXAMPLES = """inputs: photos.jsonl holds one case a line, its options as in a --config file: {"name": "cup", "image": "cup.png", "fit_steps": 300}; scenes.yaml a YAML list of cases, or {job: fit, options: {steps: 3000}, cases: [{data: scene/}, ...]}.
+
+examples:
   vdm3d batch photos.jsonl --job object --out runs/photos         # local Ray, one case per CPU
   vdm3d batch scenes.yaml --address ray://head:10001 --cpus-per-case 4
   vdm3d batch photos.jsonl --job object --out runs/photos --no-ray  # one after another, no Ray"""

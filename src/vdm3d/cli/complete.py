@@ -12,7 +12,9 @@ import sys
 
 HELP = ("few posed photos -> complete 3DGS scene with scene-grounded video generation (GuidedVD-3DGS, the default) "
         "or reprojected-feature video along a path (V3D scene mode, --method v3d)")
-EXAMPLES = """examples:
+EXAMPLES = """inputs: scene/ is a folder of posed photos (transforms.json, COLMAP sparse/0 or LLFF poses_bounds.npy with images/); `vdm3d data make rooms --count 1 --out rooms` renders one to try: rooms/case_000000; ../shared/data/llff_fern is LLFF's fern scene (nerf_llff_data/fern of the NeRF authors' data) in the team's data folder beside a vdm3d checkout.
+
+examples:
   vdm3d complete ../shared/data/llff_fern --method v3d --downscale 8 --out runs/fern            # V3D scene mode, CPU
   vdm3d complete ../shared/data/llff_fern --train-views 1 10 19 --backbone svd-xt --memory 24GB  # hub weights, memory plan
   vdm3d complete scene/ --out runs/scene --resume runs/scene                              # continue an interrupted run"""

@@ -17,6 +17,10 @@ from vdm3d.cli.main import dispatch
 from vdm3d.options import SEED, Range
 
 HELP = "render procedural objects or rooms with exact depth, normals, edges, ids and cameras"
+EXAMPLES = """examples:
+  vdm3d data make objects --count 4 --out data/objects     # 4 cases: 21 orbit views of 64x64, depth, mesh.glb
+  vdm3d data make rooms --count 2 --views 49 --resolution 128 --out data/rooms  # a walk inside each room
+  vdm3d data make objects --count 1 --resolution 128 --out cup  # cup/case_000000/images/000.png for vdm3d object"""
 
 
 def make(kind: tyro.conf.Positional[Literal["objects", "rooms"]], *, out: Path,
@@ -60,5 +64,5 @@ def make(kind: tyro.conf.Positional[Literal["objects", "rooms"]], *, out: Path,
 
 
 def main(argv, prog: str = "vdm3d data"):
-    return dispatch({"make": make}, argv, prog, description=HELP)
+    return dispatch({"make": make}, argv, prog, description=HELP, examples={"": EXAMPLES, "make": EXAMPLES})
 

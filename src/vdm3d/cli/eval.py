@@ -16,15 +16,40 @@ EXAMPLES = """examples:
   vdm3d eval object --procedural 5 --out runs/eval_object       # the object job vs two baselines
   vdm3d eval depth --manifest cases.yaml --out runs/eval_depth  # one run folder per case, on Ray
   vdm3d eval orbit --objects 10 --out runs/eval_orbit           # the tiny video model vs copying the input"""
+#: where the files the examples read come from, by the subcommand whose page names them
+INPUTS = {
+    "cases.yaml": "cases.yaml is a YAML list of cases, each a mapping of this subcommand's options "
+                  "(- {name: small, rooms: 2})",
+    "runs/video/video.json": "runs/video/video.json is the model of `vdm3d train video --out runs/video`",
+    "runs/train/orbit": "runs/train/orbit is the run of `vdm3d train orbit --out runs/train/orbit`",
+    "runs/train/stylize_inbetween": "runs/train/stylize_inbetween is the run of `vdm3d train stylize --out "
+                                    "runs/train/stylize_inbetween --task inbetween`",
+    "../shared/data": "../shared/data holds the team's data beside a vdm3d checkout (meshes/, llff_fern/: LLFF's "
+                      "fern scene); --mesh-root and --data-root name another place, and eval complete --no-fern "
+                      "scores the rooms only",
+}
+
+
+#: the subcommands whose defaults read files (--data-root ../shared/data: LLFF's fern scene)
+DEFAULT_INPUTS = {"complete": ("../shared/data",), "complete-frames": ("../shared/data",)}
+
+
+def inputs_note(text: str, sub: str = "") -> str:
+    """The ``inputs:`` line for the examples in ``text`` (of ``sub``'s page): where each file they read, or
+    the subcommand reads by default, comes from."""
+    said = [line for name, line in INPUTS.items() if name in text or name in DEFAULT_INPUTS.get(sub, ())]
+    return f"inputs: {'; '.join(said)}.\n\n" if said else ""
+
+
 #: the examples that end `vdm3d eval SUB --help`
 SUB_EXAMPLES = {
     "object": """examples:
   vdm3d eval object --procedural 20 --out runs/eval_object       # the job vs input-only and the visual hull
-  vdm3d eval object --procedural 20 --options samples-4 no-proxy  # plus one row per option (see --options)
-  vdm3d eval object --source oracle --procedural 5                # exact orbit frames: the reconstruction's bound""",
+  vdm3d eval object --procedural 20 --options samples-4 no-proxy --out runs/eval_object_options  # one row per option
+  vdm3d eval object --source oracle --procedural 5 --out runs/eval_object_oracle  # exact orbit frames: the bound""",
     "object-orbit": """examples:
   vdm3d eval object-orbit --objects 20                            # orbit frames per azimuth (no maps) vs copying the input
-  vdm3d eval object-orbit --objects 20 --proxy-maps --carry depth # the frames as the job makes them (its defaults)
+  vdm3d eval object-orbit --objects 20 --proxy-maps --carry depth  # the frames as the job makes them (its defaults)
   vdm3d eval object-orbit --checkpoint runs/train/orbit           # a running fine-tune's last checkpoint
   vdm3d eval object-orbit --objects 20 --proxy-maps --carry exact-depth  # what the true depth would carry""",
     "orbit": """examples:
@@ -46,11 +71,11 @@ SUB_EXAMPLES = {
   vdm3d eval complete-frames                                      # the model's frames vs renders vs photos (fern)
   vdm3d eval complete-frames --room 0                             # the same on a held-out room""",
     "stylize": """examples:
-  vdm3d eval stylize --procedural 10 --frames 24 --out runs/eval_stylize  # the job vs its three baselines
-  vdm3d eval stylize --split val --procedural 8                   # validation cases, to choose settings""",
+  vdm3d eval stylize --procedural 10 --frames 24 --out runs/eval_stylize  # the job vs its baselines and ablations
+  vdm3d eval stylize --split val --procedural 8 --out runs/eval_stylize_val  # validation cases, to choose settings""",
     "stylize-noise": """examples:
   vdm3d eval stylize-noise                                        # the shipped stylize_inbetween
-  vdm3d eval stylize-noise --checkpoint RUN_FOLDER                # the EMA weights of a training run""",
+  vdm3d eval stylize-noise --checkpoint runs/train/stylize_inbetween  # the EMA weights of a training run""",
 }
 HARNESSES = ("vdm3d.eval.object", "vdm3d.eval.backbones", "vdm3d.eval.scenes", "vdm3d.eval.explore",
              "vdm3d.eval.complete", "vdm3d.eval.stylize")
@@ -80,7 +105,7 @@ def main(argv, prog: str = "vdm3d eval"):
     # the manifest note ends every eval --help (the subcommands' too): --manifest is taken here, not by them
     pages = {"": EXAMPLES, **SUB_EXAMPLES}
     return dispatch(commands(), argv, prog, description=HELP,
-                    examples={sub: f"{MANIFEST_NOTE}.\n\n{text}" for sub, text in pages.items()})
+                    examples={sub: f"{MANIFEST_NOTE}.\n\n{inputs_note(text, sub)}{text}" for sub, text in pages.items()})
 
 
 def run_manifest(sub: str, manifest: str, batch: dict, shared: list[str]) -> int:

@@ -6,10 +6,12 @@ Flags are the fields of :class:`~vdm3d.jobs.explore.ExploreConfig` (tyro), decla
 from __future__ import annotations
 
 HELP = "one image + a camera path -> a long 3D-consistent video, depth, cameras and splats (WorldWarp)"
-EXAMPLES = """examples:
+EXAMPLES = """inputs: room.png is a photo of yours (`vdm3d data make rooms --count 1 --resolution 128 --out room` renders one to try: room/case_000000/images/000.png); walk.json a camera path, such as `vdm3d trajectory make move --presets dolly-in pan-left --frames 81 --out walk.json` writes.
+
+examples:
   vdm3d explore --image room.png --move dolly-in --frames 48 --out runs/walk   # a preset move, tiny models on CPU
-  vdm3d explore --image room.png --path walk.json --backbone worldwarp --memory 24GB  # hub weights, memory plan
-  vdm3d explore --image room.png --path walk.json --out runs/walk --resume      # continue after the last chunk"""
+  vdm3d explore --image room.png --path walk.json --backbone worldwarp --memory 24GB --out runs/ww  # hub weights
+  vdm3d explore --image room.png --move dolly-in --frames 48 --out runs/walk --resume  # if stopped: from the last chunk"""
 
 
 def main(argv, prog: str = "vdm3d explore"):

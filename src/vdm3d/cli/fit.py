@@ -9,10 +9,12 @@ from __future__ import annotations
 
 
 HELP = "fit 3D Gaussian splats to posed photos (LLFF, COLMAP, transforms.json) and score held-out views"
-EXAMPLES = """examples:
+EXAMPLES = """inputs: scene/ is a folder of posed photos (transforms.json, COLMAP sparse/0 or LLFF poses_bounds.npy with images/); `vdm3d data make rooms --count 1 --out rooms` renders one to try: rooms/case_000000; ../shared/data/llff_fern is LLFF's fern scene (nerf_llff_data/fern of the NeRF authors' data) in the team's data folder beside a vdm3d checkout.
+
+examples:
   vdm3d fit ../shared/data/llff_fern --downscale 8 --out runs/fern          # every 8th view held out
   vdm3d fit scene/ --num-train-views 3 --steps 1000 --out runs/sparse3      # sparse-view protocol
-  vdm3d fit scene/ --resume runs/sparse3                                    # continue an interrupted run"""
+  vdm3d fit scene/ --num-train-views 3 --steps 1000 --resume runs/sparse3  # continue it if it was interrupted"""
 
 
 def main(argv: list[str], prog: str = "vdm3d fit") -> int:

@@ -62,6 +62,13 @@ def _available() -> dict[str, str]:
     return out
 
 
+#: the end of `vdm3d --help`: the main use, from an empty folder, on the CPU with the embedded models
+START_HERE = """examples:
+  vdm3d data make objects --count 1 --resolution 128 --out cup  # an object to try (or a photo of yours)
+  vdm3d object --image cup/case_000000/images/000.png --out runs/cup  # orbit video, splats, mesh
+  vdm3d view runs/cup                                           # splats, mesh and orbit frames in a browser"""
+
+
 def _overview() -> str:
     lines = ["usage: vdm3d COMMAND [...] [--debug] [--threads N]", "",
              "Video diffusion models as 3D tools. Commands:", ""]
@@ -73,7 +80,7 @@ def _overview() -> str:
     lines += ["", "Run `vdm3d COMMAND --help` for the options of a command.",
               "--debug shows the full traceback when a command fails.",
               "--threads N sets the CPU threads (default: all cores this process may use)."]
-    return wrap_help_text("\n".join(lines), width)
+    return wrap_help_text("\n".join(lines), width) + "\n" + examples_text(START_HERE)
 
 
 # Sphinx markup in the docstrings that become --help: a role (:func:`a.b`, :class:`~a.B` -> B,

@@ -11,6 +11,20 @@ from __future__ import annotations
 from vdm3d.cli.main import dispatch
 
 HELP = "list the backbones (embedded tiny and hub), their cards, and where hub weights go"
+#: the examples of `vdm3d models --help`, in order; a subcommand's page shows the lines its own needs
+EXAMPLES = {
+    "list": "vdm3d models list                      # every backbone and whether its weights are here",
+    "info": "vdm3d models info sv3d-p               # its card, and the `hf download` command for its weights",
+    "verify": "vdm3d models verify sv3d-p             # after the download: one line per problem, exit 2 if any",
+    "convert": "vdm3d models convert V3D.ckpt v3d/ --layout v3d --base svd-xt/ --trust-pickle",
+}
+CONVERT_NOTE = ("inputs: V3D.ckpt is the checkpoint as its authors publish it; svd-xt/ the diffusers folder of "
+                "SVD-XT (`vdm3d models info svd-xt` says where to download it).")
+
+
+def _page(keys) -> str:
+    note = f"{CONVERT_NOTE}\n\n" if "convert" in keys else ""
+    return note + "examples:\n" + "\n".join(f"  {EXAMPLES[k]}" for k in keys)
 
 
 def list_models() -> None:
@@ -86,4 +100,7 @@ def verify(name: str, /, *, path: str | None = None) -> int:
 def main(argv, prog: str = "vdm3d models"):
     from vdm3d.cli.models_convert import convert
 
-    return dispatch({"list": list_models, "info": info, "verify": verify, "convert": convert}, argv, prog, description=HELP)
+    pages = {"": _page(EXAMPLES), "list": _page(["list"]), "info": _page(["info"]),
+             "verify": _page(["info", "verify"]), "convert": _page(["convert"])}
+    return dispatch({"list": list_models, "info": info, "verify": verify, "convert": convert}, argv, prog,
+                    description=HELP, examples=pages)

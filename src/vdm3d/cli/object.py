@@ -12,7 +12,9 @@ from __future__ import annotations
 import dataclasses
 
 HELP = "one image of an object -> orbit video, Gaussian splats (PLY), textured mesh (GLB/OBJ), cameras"
-EXAMPLES = """examples:
+EXAMPLES = """inputs: cup.png is a photo of yours or an RGBA render of one object (`vdm3d data make objects --count 1 --resolution 128 --out cup` renders one to try: cup/case_000000/images/000.png); cup.jpg and cup_mask.png a photo and a white-on-black mask of the object; cup.yaml options as `name: value` lines (image: cup.png, fit_steps: 200, ...; a run's manifest.json works too).
+
+examples:
   vdm3d object --image cup.png --out runs/cup                 # embedded tiny backbone, CPU; photos: GrabCut
   vdm3d object --image cup.jpg --mask cup_mask.png --preset sv3d  # your own mask, SV3D_p settings and weights
   vdm3d object --config cup.yaml --fit-steps 400              # options from a YAML file, one overridden"""

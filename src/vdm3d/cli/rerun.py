@@ -24,7 +24,9 @@ from vdm3d.io.runs import PACKAGE_PREFIX
 
 HELP = "repeat a run exactly from its manifest.json (the recorded config), into a new folder"
 REPLAYED = ("data", "eval", "train", "trajectory", "models")  # subcommand groups: replay the arguments
-EXAMPLES = """examples:
+EXAMPLES = """inputs: runs/cup is the run of `vdm3d object --image cup.png --out runs/cup`, runs/fern the run of `vdm3d fit ../shared/data/llff_fern --downscale 8 --out runs/fern`.
+
+examples:
   vdm3d rerun runs/cup/manifest.json                        # into runs/cup-rerun/
   vdm3d rerun runs/cup/manifest.json --out runs/cup-500 --fit-steps 500
   vdm3d rerun runs/fern/manifest.json --out runs/fern --overwrite"""

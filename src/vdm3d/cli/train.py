@@ -25,7 +25,7 @@ SUB_EXAMPLES = {
     "video": """examples:
   vdm3d train video --out runs/video --loop.steps 4000          # log lines with the loss and an ETA
   vdm3d train video --out runs/video --loop.steps 4000 --resume  # continue from the last checkpoint
-  vdm3d train video --out runs/video --vae runs/vae/vae.json     # decode with your own trained VAE""",
+  vdm3d train video --out runs/video-vae --vae runs/vae/vae.json  # decode with your own trained VAE""",
     "depth": """examples:
   vdm3d train depth --out runs/depth --loop.steps 2000 --loop.lr 1e-3""",
     "explore": """examples:
@@ -45,6 +45,19 @@ SUB_EXAMPLES = {
   vdm3d train cards                                             # print the shipped model cards as markdown
   vdm3d train cards --weights-dir runs/video --out runs/video/MODEL_CARDS.md""",
 }
+
+
+#: where the files the examples read come from, by the subcommand whose page names them
+INPUTS = {
+    "runs/vae/vae.json": "runs/vae/vae.json is the model of `vdm3d train vae --out runs/vae`",
+    "--weights-dir runs/video": "runs/video is the run of `vdm3d train video --out runs/video`",
+}
+
+
+def inputs_note(text: str) -> str:
+    """The ``inputs:`` line for the examples in ``text``: where each file they read comes from."""
+    said = [line for name, line in INPUTS.items() if name in text]
+    return f"inputs: {'; '.join(said)}.\n\n" if said else ""
 
 
 def cards(weights_dir: Path | None = None, out: Path | None = None, into_package: bool = False) -> None:
@@ -84,6 +97,6 @@ def main(argv, prog: str = "vdm3d train"):
                          "orbit": train_orbit, "object-depth": train_object_depth,
                          "stylize": train_stylize, "v3d": train_v3d,
                          "cards": cards},
-                        argv, prog, description=HELP, examples={"": EXAMPLES, **SUB_EXAMPLES})
+                        argv, prog, description=HELP, examples={sub: inputs_note(text) + text for sub, text in {"": EXAMPLES, **SUB_EXAMPLES}.items()})
     finally:
         set_train_argv(None)

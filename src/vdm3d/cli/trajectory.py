@@ -1,15 +1,6 @@
 """``vdm3d trajectory``: make, convert, validate, preview and inspect camera paths.
 
-Examples::
-
-    vdm3d trajectory make orbit --frames 36 --radius 2.5 --elevation-deg 20 --out runs/demo/orbit.json
-    vdm3d trajectory make sv3d --dynamic --seed 3 --out sv3d.json
-    vdm3d trajectory make move --presets dolly-in pan-left --frames 81 --out walk.json
-    vdm3d trajectory make from-video --video drone.mp4 --frames 49 --out drone.json --first-frame drone.png
-    vdm3d trajectory convert ../shared/data/trajectories_re10k/0bf152ef84195293.txt --out transforms.json
-    vdm3d trajectory validate orbit.json --scene ../shared/data/meshes/duck/Duck.glb
-    vdm3d trajectory preview orbit.json --out orbit.png --scene points.ply
-    vdm3d trajectory info orbit.json
+Examples: :data:`EXAMPLES` and :data:`MAKE_EXAMPLES`, printed at the end of ``--help``.
 
 Every flag comes from the config dataclasses below (tyro); a field's docstring is its help.
 Single-file outputs are written atomically and COLMAP folders through a run folder, so a failure
@@ -35,6 +26,43 @@ from vdm3d.options import SEED, Range
 
 HELP = ("make, convert, validate, preview and inspect camera paths (orbits, presets, a video's own path, COLMAP, "
         "RE10K, ...)")
+
+#: one example per kind, in an order that runs from an empty folder (keyframes, spiral and extend read
+#: the files the lines above them write); `vdm3d trajectory make KIND --help` ends with its own line
+MAKE_EXAMPLES = {
+    "orbit": "vdm3d trajectory make orbit --frames 36 --radius 2.5 --elevation-deg 20 --out orbit.json",
+    "sv3d": "vdm3d trajectory make sv3d --dynamic --seed 3 --out sv3d.json      # SV3D_p's 21 views, wobbling",
+    "v3d": "vdm3d trajectory make v3d --out v3d.json                           # V3D's 18 views",
+    "move": "vdm3d trajectory make move --presets dolly-in pan-left --frames 81 --out walk.json",
+    "keyframes": "vdm3d trajectory make keyframes --keyframes sv3d.json --frames 120 --closed --out smooth.json",
+    "spiral": "vdm3d trajectory make spiral --cameras walk.json --focus-depth 3 --frames 60 --out spiral.json",
+    "extend": "vdm3d trajectory make extend --input walk.json --extra-frames 24 --mode slowdown --out walk_long.json",
+    "from-video": "vdm3d trajectory make from-video --video drone.mp4 --frames 49 --out drone.json --first-frame drone.png",
+}
+#: the kinds whose example reads the file another kind's example writes: their page shows that line first
+MAKE_NEEDS = {"keyframes": ("sv3d",), "spiral": ("move",), "extend": ("move",)}
+#: what the examples read that no example writes
+MAKE_INPUTS = ("inputs: drone.mp4 is a video of yours (or a folder of its frames); from-video needs COLMAP "
+               "(`colmap` on the PATH).")
+#: the examples of `vdm3d trajectory --help`, runnable in this order from an empty folder; the page of a
+#: subcommand shows the lines that make its input and its own
+EXAMPLES = {
+    "make": MAKE_EXAMPLES["orbit"],
+    "info": "vdm3d trajectory info orbit.json                                   # frames, fps, fov, path length",
+    "data": "vdm3d data make objects --count 1 --out objects                    # a mesh to check the path against",
+    "validate": "vdm3d trajectory validate orbit.json --scene objects/case_000000/mesh.glb  # cameras vs geometry",
+    "preview": "vdm3d trajectory preview orbit.json --out orbit.png --scene objects/case_000000/mesh.glb",
+    "convert": "vdm3d trajectory convert orbit.json --out transforms.json         # nerfstudio; .txt: RE10K, a folder: COLMAP",
+}
+#: the lines of EXAMPLES each subcommand's page shows
+SUB_PAGES = {"convert": ("make", "convert"), "validate": ("make", "data", "validate"),
+             "preview": ("make", "data", "preview"), "info": ("make", "info")}
+SCENE_NOTE = "--scene takes any mesh (GLB/OBJ) or point cloud (PLY) of the scene."
+
+
+def _examples(lines, note: str = "") -> str:
+    return (f"{note}\n\n" if note else "") + "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
 
 PresetName = Literal[tuple(PRESETS)]  # type: ignore[valid-type]
 
@@ -570,8 +598,14 @@ def main(argv: Sequence[str], prog: str) -> int:
 
     argv = list(argv)
     if argv and argv[0] == "make":
-        cfg = dispatch(MAKE, argv[1:], f"{prog} make", description="Make a camera trajectory.")
+        pages = {"": _examples(MAKE_EXAMPLES.values(), MAKE_INPUTS),
+                 **{kind: _examples([MAKE_EXAMPLES[k] for k in (*MAKE_NEEDS.get(kind, ()), kind)],
+                                    MAKE_INPUTS if kind == "from-video" else "") for kind in MAKE_EXAMPLES}}
+        cfg = dispatch(MAKE, argv[1:], f"{prog} make", description="Make a camera trajectory.", examples=pages)
         return _make(cfg)
-    cfg = dispatch(COMMANDS, argv, prog, description=HELP)
+    pages = {"": _examples(EXAMPLES.values(), SCENE_NOTE),
+             **{sub: _examples([EXAMPLES[k] for k in keys], SCENE_NOTE if "data" in keys else "")
+                for sub, keys in SUB_PAGES.items()}}
+    cfg = dispatch(COMMANDS, argv, prog, description=HELP, examples=pages)
     runners = {Convert: _convert, Validate: _validate, Preview: _preview, Info: _info}
     return runners[type(cfg)](cfg) if type(cfg) in runners else 0

@@ -20,10 +20,12 @@ from vdm3d.options import Range
 from vdm3d.viewer.content import MeshUp
 
 HELP = "open a run folder, splat PLY, mesh or camera path in a browser viewer (viser)"
-EXAMPLES = """examples:
-  vdm3d view runs/demo/object                       # splats, mesh, orbit cameras with frames, frame slider
+EXAMPLES = """inputs: runs/demo/object is the --out folder of a job's run, such as `vdm3d object --image cup.png --out runs/demo/object` writes.
+
+examples:
+  vdm3d view runs/demo/object                        # splats, mesh, orbit cameras with frames, frame slider
   vdm3d view runs/demo/object/splats.ply --port 8090
-  vdm3d view runs/demo/object --screenshot shot.png # headless Chromium screenshot, then exit"""
+  vdm3d view runs/demo/object --screenshot shot.png  # headless Chromium screenshot, then exit"""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -218,6 +218,9 @@ def complete(rooms: Annotated[int, Range(0)] = 3, first_room: Annotated[int, Ran
     if resume and out is None:
         raise ConfigError("--resume continues the interrupted evaluation in its run folder; give that folder as "
                           "--out (without --out nothing is checkpointed).")
+    if fern and not (Path(data_root) / "llff_fern").is_dir():  # before the rooms: not after minutes of them
+        raise ConfigError(f"{Path(data_root) / 'llff_fern'}: does not exist; give --data-root the folder that holds "
+                          "llff_fern (LLFF's fern scene), or pass --no-fern to score the rooms only.")
     config = CompleteConfig(data=Path("."), seed=seed)
     config = dataclasses.replace(
         config, baseline=dataclasses.replace(config.baseline, steps=baseline_steps),
