@@ -166,9 +166,9 @@ def test_resume_refuses_other_options_or_changed_inputs_and_keeps_the_checkpoint
     image.write_bytes(b"cup")
     _interrupted(out, Job(image), [image])
     partial = tmp_path / ".run.partial"
-    with pytest.raises(ConfigError, match=r"other options \(--fit-steps 5, not 3\)"):
+    with pytest.raises(ConfigError, match=r"other options \(it had --fit-steps 3; this command gives 5\)"):
         RunFolder(out, config=Job(image, fit_steps=5, resume=True), inputs=[image], resume=True).__enter__()
-    with pytest.raises(ConfigError, match=r"--loop.steps 20, not 10"):
+    with pytest.raises(ConfigError, match=r"it had --loop.steps 10; this command gives 20"):
         RunFolder(out, config=Job(image, loop=Loop(20)), inputs=[image], resume=True).__enter__()
     image.write_bytes(b"cat")  # the user edits the image in place
     with pytest.raises(InputError, match=r"cup.png: changed since the interrupted run in .*run started; put the original"):
@@ -276,7 +276,7 @@ def test_continuing_a_finished_run_checks_it_against_its_manifest(tmp_path):
     manifest = json.loads((out / MANIFEST).read_text())
     manifest["config"]["start"] = 1796060000.0  # what trainers recorded before they kept only their options
     (out / MANIFEST).write_text(json.dumps(manifest))
-    with pytest.raises(ConfigError, match=r"other options \(--fit-steps 8, not 3\)"):
+    with pytest.raises(ConfigError, match=r"other options \(it had --fit-steps 3; this command gives 8\)"):
         RunFolder(out, config=Job(fit_steps=8), resume=True, overwrite=True, may_change=("loop",),
                   continue_from=out / "checkpoints").__enter__()
     assert not (tmp_path / ".run.partial").exists()  # a refused resume copies nothing (it blocked the next one)
@@ -295,7 +295,7 @@ def test_resume_refusals_name_the_flag_as_typed_and_a_finished_run(tmp_path):
     scene.mkdir()
     (scene / "a.txt").write_text("a")
     _interrupted(out, FitJobConfig(data=scene, fit=FitConfig(steps=1000)), [scene])
-    with pytest.raises(ConfigError, match=r"other options \(--steps 1200, not 1000\)"):
+    with pytest.raises(ConfigError, match=r"other options \(it had --steps 1000; this command gives 1200\)"):
         RunFolder(out, config=FitJobConfig(data=scene, fit=FitConfig(steps=1200)), inputs=[scene],
                   resume=True).__enter__()
     with RunFolder(out, config=FitJobConfig(data=scene, fit=FitConfig(steps=1000)), inputs=[scene], resume=True):
@@ -406,7 +406,7 @@ def test_a_resume_from_another_folder_or_a_moved_project_takes_paths_spelled_ano
                    resume=True) as run:
         assert torch.equal(run.load_stage("orbit")[0]["x"], torch.ones(2))
     (project / "in" / "other.png").write_bytes(b"cat")
-    with pytest.raises(ConfigError, match=r"--image .*other.png.*, not \"in/cup.png\""):
+    with pytest.raises(ConfigError, match=r"it had --image \"in/cup.png\"; this command gives .*other.png"):
         RunFolder(project / "runs" / "cup", config=Job(project / "in" / "other.png"),
                   inputs=[project / "in" / "other.png"], resume=True).__enter__()
 

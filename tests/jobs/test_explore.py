@@ -61,7 +61,7 @@ def test_interrupted_run_resumes_to_the_identical_video(tmp_path, image_path):
         run_explore(cut, progress=None, on_chunk=kill)
     assert not (tmp_path / "cut").exists() and (tmp_path / ".cut.partial" / "checkpoints").is_dir()
     # another path, or the image edited in place, would mix two runs: refused, the checkpoint kept
-    with pytest.raises(ConfigError, match=r"other options \(--move \["):
+    with pytest.raises(ConfigError, match=r"other options \(it had --move \["):
         run_explore(dataclasses.replace(cut, resume=True, move=("dolly-in",)), progress=None)
     original = image_path.read_bytes()
     Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(image_path)

@@ -586,7 +586,8 @@ class RunFolder:
             if _same_place(old, new, before.get("cwd"), old_inputs, new_inputs):
                 renamed[old] = new
                 continue
-            what = f" ({_flag(self.config, where)} {json.dumps(new)}, not {json.dumps(old)})" if where else ""
+            flag = _flag(self.config, where) if where else ""
+            what = f" (it had {flag} {json.dumps(old)}; this command gives {json.dumps(new)})" if where else ""
             raise ConfigError(f"{self.out}: the interrupted run there was started with other options{what}; "
                               "resume it with the same options, or run without --resume (and with --overwrite) "
                               "to start again.")
