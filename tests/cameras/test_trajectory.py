@@ -195,3 +195,13 @@ def test_trajectory_rejects_bad_fps_and_shape():
         Trajectory(start_camera().reshape(1), fps=0.0)
     with pytest.raises(CameraError, match="1D batch"):
         Trajectory(start_camera(), fps=24.0)
+
+
+def test_llff_spiral_refuses_cameras_that_are_not_forward_facing():
+    """An orbit's cameras have no meaningful average camera: the spiral failed inside look_at with 'choose
+    another up', an option `trajectory make spiral` does not have (help-examples QA)."""
+    ring = orbit(frames=18, elevation_deg=10.0, width=64, height=64).cameras
+    with pytest.raises(ConfigError, match=r"18 of the 18 cameras .* not forward-facing.*trajectory make orbit"):
+        llff_spiral(ring, focus_depth=2.5, frames=10)
+    # a quarter of the ring (90 degrees of azimuth: every camera within 45 degrees of the mean) still spirals
+    assert len(llff_spiral(ring[:5], focus_depth=2.5, frames=10)) == 10

@@ -176,6 +176,11 @@ def average_c2w(cameras: Cameras) -> Float[Tensor, "4 4"]:
     return look_at(center, center + forward, up)
 
 
+SPIRAL_SPREAD_DEG = 60
+"""The most a camera may look away from the cameras' mean direction for ``llff_spiral`` (LLFF scenes: within
+about 20 degrees; an orbit's cameras: 80 degrees and more)."""
+
+
 def llff_spiral(cameras: Cameras, bounds: Float[Tensor, "N 2"] | None = None, frames: int = 120,
                 rotations: Real = 2.0, zrate: Real = 0.5, radius_percentile: Real = 90.0,
                 focus_depth: Real | None = None, fps: Real = 30.0) -> Trajectory:
@@ -187,6 +192,15 @@ def llff_spiral(cameras: Cameras, bounds: Float[Tensor, "N 2"] | None = None, fr
     ahead (default from ``bounds``: LLFF's weighted harmonic mean of 0.9 * near and 5 * far).
     """
     cams = cameras.flatten().to(torch.float64)
+    mean_forward = cams.forward.mean(0)
+    mean_forward = mean_forward / mean_forward.norm().clamp_min(1e-12)
+    sideways = int((cams.forward @ mean_forward < math.cos(math.radians(SPIRAL_SPREAD_DEG))).sum())
+    if sideways:  # an orbit's cameras look from every side: their average camera (and look_at's up) is meaningless
+        raise ConfigError(f"llff_spiral: {sideways} of the {len(cams)} cameras look more than {SPIRAL_SPREAD_DEG} "
+                          "degrees away from "
+                          "their average direction, so they are not forward-facing (an orbit or a walk around "
+                          "something); a spiral needs cameras that all look one way, as an LLFF scene's: for cameras "
+                          "around an object use `vdm3d trajectory make orbit`.")
     avg = average_c2w(cams)
     if focus_depth is None:
         if bounds is None:
