@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -95,3 +96,53 @@ def test_cli_reports_bad_split_in_one_sentence(shared_data, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "train views [0] are also held out" in err and err.count("\n") == 1
     assert not (tmp_path / "r").exists() and not (tmp_path / ".r.partial").exists()
+
+
+def test_init_ply_starts_from_a_runs_splats_or_a_point_cloud(tmp_path):
+    """`--init-ply`: a 3DGS file's Gaussians as they are (to continue another run's splats; `vdm3d fit` of an
+    object run started from random points and scored 12.7 dB held out, 15.4 from its splats.ply), or a point
+    cloud's points and colours; a bad file or `--init random` beside it is refused before any folder."""
+    from plyfile import PlyData, PlyElement
+
+    from vdm3d.errors import InputError
+    from vdm3d.io.images import write_image
+    from vdm3d.jobs.fit import initialize
+    from vdm3d.splat.sh import sh_to_rgb
+
+    torch.manual_seed(0)
+    frames = []  # a two-photo nerfstudio scene
+    for i in range(2):
+        write_image(tmp_path / f"im{i}.png", torch.rand(16, 16, 3))
+        frames.append({"file_path": f"im{i}.png", "transform_matrix": [[1, 0, 0, 0.2 * i], [0, 1, 0, 0], [0, 0, 1, 3],
+                                                                       [0, 0, 0, 1]]})
+    (tmp_path / "transforms.json").write_text(json.dumps({"fl_x": 20.0, "fl_y": 20.0, "cx": 8, "cy": 8, "w": 16,
+                                                          "h": 16, "frames": frames}))
+    scene = read_scene(tmp_path, Split(test_every=0))
+    g = Gaussians(torch.randn(50, 3), torch.randn(50, 4), torch.randn(50, 3) - 2, torch.randn(50), torch.randn(50, 1, 3))
+    save_ply(tmp_path / "splats.ply", g)
+    start = initialize(scene, FitJobConfig(data=tmp_path, init_ply=tmp_path / "splats.ply", fit=TINY))
+    assert start.sh_degree == TINY.sh_degree == 1 and torch.equal(start.sh[:, 0], g.sh[:, 0])
+    assert start.sh[:, 1:].abs().max() == 0  # the added band starts at zero
+    for name in ("means", "quats", "log_scales", "opacity_logits"):
+        assert torch.equal(getattr(start, name), getattr(g, name)), name
+
+    points = torch.rand(30, 3)
+    colours = (torch.rand(30, 3) * 255).round().to(torch.uint8)
+    data = np.empty(30, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"),
+                               ("blue", "u1")])
+    for i, c in enumerate("xyz"):
+        data[c] = points[:, i].numpy()
+    for i, c in enumerate(("red", "green", "blue")):
+        data[c] = colours[:, i].numpy()
+    PlyData([PlyElement.describe(data, "vertex")]).write(str(tmp_path / "cloud.ply"))
+    start = initialize(scene, FitJobConfig(data=tmp_path, init_ply=tmp_path / "cloud.ply", fit=TINY))
+    torch.testing.assert_close(start.means, points)
+    torch.testing.assert_close(sh_to_rgb(start.sh[:, 0]), colours.float() / 255, atol=1e-5, rtol=0)
+
+    (tmp_path / "bad.ply").write_text("hello")
+    out = tmp_path / "run"
+    with pytest.raises(InputError, match=r"bad.ply: is not a readable PLY file"):
+        run_fit(FitJobConfig(data=tmp_path, out=out, init_ply=tmp_path / "bad.ply", fit=TINY))
+    with pytest.raises(ConfigError, match=r"--init-ply .* --init random"):
+        run_fit(FitJobConfig(data=tmp_path, out=out, init="random", init_ply=tmp_path / "cloud.ply", fit=TINY))
+    assert not out.exists() and not (tmp_path / ".run.partial").exists()

@@ -41,6 +41,7 @@ from vdm3d.cameras.io import (cameras_from_colmap, cameras_from_llff, colmap_int
 from vdm3d.errors import ConfigError, InputError
 from vdm3d.io.images import read_image
 from vdm3d.options import Range
+from vdm3d.splat.ply import load_points
 from vdm3d.views import Views
 
 SceneFormat = Literal["auto", "llff", "colmap", "transforms"]
@@ -289,7 +290,7 @@ def _transforms(root: Path, images: str | None, json_path: Path | None = None, s
     points = rgb = None
     ply = extras.get("top", {}).get("ply_file_path")
     if ply and (json_path.parent / ply).is_file():
-        points, rgb = _read_point_ply(json_path.parent / ply)
+        points, rgb = load_points(json_path.parent / ply)
     return cams, files, True, points, rgb, dists
 
 
@@ -305,19 +306,6 @@ def _read_blender_split(root: Path, split: Split, downscale: int) -> Scene:
         test_names = tuple(f.name for f in tfiles)
     return Scene(_views(cams, files, train, downscale, True, dists), test, tuple(files[i].name for i in train),
                  test_names, points, rgb, "transforms", tuple(train), (), _applied(dists))
-
-
-def _read_point_ply(path: Path) -> tuple[Tensor, Tensor]:
-    from plyfile import PlyData
-
-    v = PlyData.read(str(path))["vertex"]
-    xyz = np.stack([v["x"], v["y"], v["z"]], -1).astype(np.float32)
-    names = v.data.dtype.names
-    if all(c in names for c in ("red", "green", "blue")):
-        rgb = np.stack([v["red"], v["green"], v["blue"]], -1).astype(np.float32) / 255.0
-    else:
-        rgb = np.full_like(xyz, 0.5)
-    return torch.from_numpy(xyz), torch.from_numpy(rgb)
 
 
 def _points_seen_by(root: Path, fmt: str, files: list[Path], views: list[int], points: Tensor, rgb: Tensor

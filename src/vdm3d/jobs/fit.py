@@ -36,7 +36,8 @@ from vdm3d.io.runs import RunFolder, resume_target
 from vdm3d.jobs import job_entry
 from vdm3d.models.hub.memory import available_memory
 from vdm3d.options import Range
-from vdm3d.recon.baseline import fit_in_run, initialize as initialize_baseline
+from vdm3d.errors import ConfigError
+from vdm3d.recon.baseline import fit_in_run, initialize as initialize_baseline, initialize_from_ply
 from vdm3d.recon.evaluate import render_and_score, views_per_chunk
 from vdm3d.recon.export import write_fit
 from vdm3d.recon.trainer import FitConfig, FitProgress
@@ -71,6 +72,10 @@ class FitJobConfig:
     split: Annotated[Split, tyro.conf.OmitArgPrefixes] = Split()
     init: Literal["points", "random"] = "points"
     """Start from the scene's sparse points (random when it has none) or from random points."""
+    init_ply: Path | None = None
+    """Start from this PLY instead: another run's splats.ply (its Gaussians as they are, to continue them) or a
+    point cloud (its points and colours, as sparse points). Held-out scores are then only as independent as
+    that file: an object run's splats were fitted to every orbit frame."""
     init_points_from: Literal["all", "train"] = "all"
     """Use every sparse point, or only those seen by two or more training views (honest sparse-view init)."""
     max_init_points: Annotated[int, Range(1)] = 100_000
@@ -166,6 +171,9 @@ def load_scene(config: FitJobConfig, say: Say | None = None) -> Scene:
 
 
 def initialize(scene: Scene, config: FitJobConfig) -> Gaussians:
+    if config.init_ply is not None:
+        return initialize_from_ply(config.init_ply, max_points=config.max_init_points, sh_degree=config.fit.sh_degree,
+                                   seed=config.fit.seed)
     return initialize_baseline(scene.train.cameras, scene.points_world, scene.points_rgb, mode=config.init,
                                max_points=config.max_init_points, random_points=config.random_points,
                                sh_degree=config.fit.sh_degree, seed=config.fit.seed)
@@ -209,7 +217,18 @@ def export(run: RunFolder, gaussians: Gaussians, scene: Scene, metrics: dict, re
             bar.close()
 
 
-@job_entry()
+def check_config(config: FitJobConfig) -> None:
+    if config.init_ply is None:
+        return
+    if config.init == "random":
+        raise ConfigError("--init-ply starts from a file's points or splats and --init random from random points; "
+                          "give one of them.")
+    from vdm3d.splat.ply import load_points
+
+    load_points(config.init_ply)  # a missing or unreadable file is refused before the run folder is made
+
+
+@job_entry(check_config)
 def run_fit(config: FitJobConfig, progress: Callable[[FitProgress], None] | None = None, *,
             say: Say | None = None) -> FitResult:
     """Run every stage inside a run folder; returns where the results are and the scores.
@@ -221,7 +240,8 @@ def run_fit(config: FitJobConfig, progress: Callable[[FitProgress], None] | None
     and export; ``vdm3d fit`` passes :func:`print_line`. Without ``say`` nothing is printed.
     """
     out = resume_target(config.out, config.resume, Path("runs") / "fit" / config.data.resolve().name)
-    with RunFolder(out, config=config, seed=config.fit.seed, inputs=[config.data], overwrite=config.overwrite,
+    inputs = [config.data, *([config.init_ply] if config.init_ply is not None else [])]
+    with RunFolder(out, config=config, seed=config.fit.seed, inputs=inputs, overwrite=config.overwrite,
                    resume=config.resume is not None,
                    resume_flag=f"--resume {out}") as run:
         start, cpu_start = time.time(), time.process_time()

@@ -15,6 +15,7 @@ in a job (no job imports another).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable, Literal, Sequence
 
 import torch
@@ -54,6 +55,19 @@ def initialize(cameras: Cameras, points_world: Float[Tensor, "P 3"] | None = Non
                                 generator=generator)
     near, far = depth_range(cameras, points_world)
     return init_random(cameras, random_points, near, far, sh_degree=sh_degree, generator=generator)
+
+
+def initialize_from_ply(path: Path, *, max_points: int = 100_000, sh_degree: int = 3, seed: int = 0) -> Gaussians:
+    """Starting Gaussians from a PLY file: a 3DGS file's Gaussians as they are (shape, opacity and colour; SH
+    truncated or zero-padded to ``sh_degree``), so a fit continues another run's splats, or a point cloud's
+    points (at most ``max_points``, with their colours) as :func:`init_from_points` starts sparse points."""
+    from vdm3d.splat.ply import holds_splats, load_ply, load_points
+
+    if holds_splats(path):
+        return load_ply(path).with_sh_degree(sh_degree)
+    points, rgb = load_points(path)
+    return init_from_points(points, rgb, max_points=max_points, sh_degree=sh_degree,
+                            generator=torch.Generator().manual_seed(seed))
 
 
 def fit_in_run(views: Views | Sequence[Views], init: Gaussians, config: FitConfig, run: RunFolder, *,

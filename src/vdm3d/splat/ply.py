@@ -123,3 +123,59 @@ def load_ply(path: str | Path) -> Gaussians:
         raise InputError(path=path, field="property rot_*", problem=f"is an all-zero quaternion at vertex {i}",
                          fix="store a nonzero (w, x, y, z) rotation")
     return Gaussians(means, quats, log_scales, opacity, sh)
+
+
+def holds_splats(path: str | Path) -> bool:
+    """Whether the PLY at ``path`` is a 3DGS file (its vertices carry ``f_dc_*``, ``opacity``, ``scale_*`` and
+    ``rot_*``) rather than a point cloud; reads the header only."""
+    names, element = set(), None
+    try:
+        with open(path, "rb") as f:
+            for _ in range(100_000):  # a header line per property: 62 in a 3DGS file
+                words = f.readline().decode("ascii", "replace").split()
+                if not words or words == ["end_header"]:
+                    break
+                if words[0] == "element" and len(words) > 1:
+                    element = words[1]
+                elif words[0] == "property" and element == "vertex":
+                    names.add(words[-1])
+    except OSError:  # unreadable: load_points names the problem
+        return False
+    return {"f_dc_0", "opacity", "scale_0", "rot_0"} <= names
+
+
+def load_points(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Points ``[P, 3]`` and colours ``[P, 3]`` in [0, 1] of any PLY with x, y, z vertices: a point cloud's
+    ``red``/``green``/``blue`` (bytes, or floats in [0, 1]), a 3DGS file's DC colour, else mid-grey."""
+    from plyfile import PlyData
+
+    from vdm3d.splat.sh import sh_to_rgb
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path=path, problem="does not exist", fix="check the path to the .ply file")
+    try:
+        ply = PlyData.read(str(path))
+        vertex = ply["vertex"]
+    except KeyError:
+        raise InputError(path=path, field="element 'vertex'", problem="is missing",
+                         fix="pass a point cloud or a 3DGS PLY with one vertex per point") from None
+    except Exception as exc:  # plyfile raises several types for malformed headers and bodies
+        raise InputError(path=path, problem=f"is not a readable PLY file ({type(exc).__name__}: {exc})".rstrip("."),
+                         fix="write it again or pass another .ply") from exc
+    names = vertex.data.dtype.names
+    missing = [c for c in ("x", "y", "z") if c not in names]
+    if missing:
+        raise InputError(path=path, field=f"property '{missing[0]}'", problem="is missing",
+                         fix="pass a PLY whose vertices have x, y and z")
+    xyz = np.stack([vertex[c] for c in ("x", "y", "z")], -1).astype(np.float32)
+    if all(c in names for c in ("red", "green", "blue")):
+        rgb = np.stack([vertex[c] for c in ("red", "green", "blue")], -1)
+        rgb = rgb.astype(np.float32) / (255.0 if np.issubdtype(rgb.dtype, np.integer) else 1.0)
+    elif all(f"f_dc_{c}" in names for c in range(3)):
+        rgb = sh_to_rgb(torch.from_numpy(np.stack([vertex[f"f_dc_{c}"] for c in range(3)], -1).astype(np.float32)))
+        rgb = rgb.numpy()
+    else:
+        rgb = np.full_like(xyz, 0.5)
+    keep = np.isfinite(xyz).all(1)
+    return torch.from_numpy(xyz[keep]), torch.from_numpy(np.clip(rgb[keep], 0.0, 1.0).astype(np.float32))
