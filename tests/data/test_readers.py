@@ -152,3 +152,63 @@ def test_a_vdm3d_run_folder_is_a_scene(tmp_path):
     torch.testing.assert_close(scene.train.images, images, atol=1 / 255, rtol=0)
     with pytest.raises(InputError, match=r"runs: holds no .*\(the folder .*runs/walk inside it is one: pass that\)"):
         read_scene(tmp_path / "runs")
+
+
+FAR = np.array([5e6, 3e6, 100.0])  # UTM-like: a drone survey's cameras, 5e6 units from the origin
+
+
+def _write_scene(folder, fmt, cams, images, pts):
+    names = [f"f{i:02d}.png" for i in range(len(cams))]
+    (folder / "images").mkdir(parents=True)
+    for name, img in zip(names, images):
+        write_image(folder / "images" / name, img)
+    if fmt == "colmap":
+        write_colmap(colmap_from_cameras(cams, names, pts), folder / "sparse" / "0")
+    else:
+        write_transforms_json(folder / "transforms.json", cams, [f"images/{n}" for n in names])
+
+
+def _orthonormal(cams: Cameras) -> Cameras:
+    """``cams`` in float64 with rotations orthonormal to float64's digits."""
+    c2w = cams.c2w.double().clone()
+    u, _, vh = torch.linalg.svd(c2w[:, :3, :3])
+    c2w[:, :3, :3] = u @ vh
+    return Cameras(cams.Ks.double(), c2w, cams.width, cams.height)
+
+
+@pytest.mark.parametrize("fmt", ["colmap", "transforms"])
+def test_a_georeferenced_scene_is_recentred_before_float32(tmp_path, fmt):
+    """Cameras and points 5e6 units away are moved, while still float64, so that the cameras' mean centre is
+    at the origin; the offset is kept. In float32 they would sit on a 0.5-unit grid (the cameras are 3 apart)."""
+    cams, images = _tiny_scene()
+    cams = _orthonormal(cams)  # COLMAP stores world-to-camera: a float32 rotation moves a far centre by 0.05
+    pts = np.random.default_rng(0).normal(size=(30, 3))
+    _write_scene(tmp_path / "near", fmt, cams, images, pts)
+    _write_scene(tmp_path / "far", fmt, cams.to(torch.float64).translated(FAR), images, pts + FAR)
+    near, far = (read_scene(tmp_path / name, Split(test_every=2)) for name in ("near", "far"))
+    assert not near.offset.any()  # near the origin: not moved, the cameras as the file has them
+    torch.testing.assert_close(near.train.cameras.c2w, cams.c2w[[1, 3]].float(), atol=1e-5, rtol=0)
+    centre = cams.centers.double().mean(0).numpy()
+    assert far.offset.dtype == np.float64
+    np.testing.assert_allclose(far.offset, FAR + centre, rtol=0, atol=1e-6)
+    for got, want in ((far.train, near.train), (far.test, near.test)):
+        assert got.cameras.c2w.dtype == torch.float32
+        back = got.cameras.to(torch.float64).translated(far.offset - FAR)  # the file's frame, less FAR
+        torch.testing.assert_close(back.c2w, want.cameras.c2w.double(), atol=1e-5, rtol=0)
+    if fmt == "colmap":
+        assert far.points_world.dtype == torch.float32
+        torch.testing.assert_close(far.points_world.double() + torch.from_numpy(far.offset - FAR),
+                                   torch.from_numpy(pts), atol=1e-5, rtol=0)
+
+
+def test_a_scene_far_only_for_its_size_is_moved(tmp_path):
+    """The test is float32's step at the cameras' distance against their spread: 100 units away from cameras 3
+    apart is fine (a step of 8e-6), so nothing moves; the same cameras shrunk to 0.0003 apart are moved."""
+    cams, images = _tiny_scene()
+    _write_scene(tmp_path / "a", "transforms", cams.to(torch.float64).translated([100.0, 0, 0]), images, None)
+    assert not read_scene(tmp_path / "a").offset.any()
+    small = Cameras(cams.Ks, cams.c2w.clone(), cams.width, cams.height).to(torch.float64)
+    small.c2w[:, :3, 3] *= 1e-4
+    _write_scene(tmp_path / "b", "transforms", small.translated([100.0, 0, 0]), images, None)
+    np.testing.assert_allclose(read_scene(tmp_path / "b").offset,
+                               [100.0, 0, 0] + small.centers.mean(0).numpy(), rtol=0, atol=1e-9)

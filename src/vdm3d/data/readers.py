@@ -81,6 +81,10 @@ class Scene:
     test_indices: tuple[int, ...] = ()
     undistorted: tuple[dict, ...] = ()
     """The lens distortions removed from the images (:mod:`vdm3d.cameras.distortion`), for the manifest."""
+    offset: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(3))
+    """What :func:`read_scene` subtracted from the file's world coordinates (float64; :func:`recentre_offset`):
+    add it to a position of the cameras, points or a fit of them to get back to the file's coordinates. Zero
+    when the scene was not moved."""
 
 
 def split_indices(n: int, split: Split = Split(), source: str = "scene") -> tuple[list[int], list[int]]:
@@ -186,16 +190,67 @@ def read_scene(path: str | Path, split: Split = Split(), downscale: int = 1, for
     if fmt == "transforms" and root.is_dir() and not (root / "transforms.json").is_file() \
             and (root / "transforms_train.json").is_file():
         return _read_blender_split(root, split, downscale)
-    cams, files, alphas_wanted, points, rgb, dists = {"llff": _llff, "colmap": _colmap, "transforms": _transforms}[
-        fmt](root, images, skip_missing=split.skip_missing)
+    reader = {"llff": _llff, "colmap": _colmap, "transforms": _transforms}[fmt]
+    cams, files, alphas_wanted, points, rgb, dists, size = reader(root, images, skip_missing=split.skip_missing)
     train, test = split_indices(len(files), split, str(root))
     if points_from == "train" and points is not None:
         points, rgb = _points_seen_by(root, fmt, files, train, points, rgb)
+    offset = recentre_offset(cams)
+    cams, points = _moved(cams, offset, size), _moved_points(points, offset)
     if before_images is not None:
         before_images(len(train) + len(test), max(1, round(cams.width / downscale)), max(1, round(cams.height / downscale)))
     load = lambda idx: _views(cams, files, idx, downscale, alphas_wanted, dists)  # noqa: E731
     return Scene(load(train), load(test) if test else None, tuple(files[i].name for i in train),
-                 tuple(files[i].name for i in test), points, rgb, fmt, tuple(train), tuple(test), _applied(dists))
+                 tuple(files[i].name for i in test), points, rgb, fmt, tuple(train), tuple(test),
+                 _applied(dists), offset)
+
+
+def recentre_offset(cameras: Cameras) -> np.ndarray:
+    """The cameras' mean centre (float64) when they lie so far from the origin, for their spread, that float32
+    numbers cannot place them finely (:func:`~vdm3d.geometry.mesh_scene.far_offset`, as ``vdm3d stylize``
+    recentres a mesh), else zero. Georeferenced scenes are the case: a drone survey in UTM or ECEF coordinates
+    has its cameras 5e6 units from the origin, where float32 steps by 0.5 and a fit of it breaks."""
+    from vdm3d.geometry.mesh_scene import far_offset  # here: that module loads trimesh (0.5 s); fits need not
+
+    c = cameras.centers.detach().cpu().double().reshape(-1, 3).numpy()
+    if far_offset(c.min(0), c.max(0)) is None:
+        return np.zeros(3)
+    return c.mean(0)
+
+
+def _moved(cams: Cameras, offset: np.ndarray, size: tuple[int, int]) -> Cameras:
+    """The float64 cameras moved by ``-offset`` while still float64, then float32 and resized to the images'
+    ``size``."""
+    if offset.any():
+        cams = cams.translated(-offset)
+    cams = cams.to(torch.float32)
+    return cams.resize(*size) if size != (cams.width, cams.height) else cams
+
+
+def _moved_points(points: Tensor | None, offset: np.ndarray) -> Tensor | None:
+    if points is None:
+        return None
+    if offset.any():
+        points = points.double() - torch.from_numpy(offset)
+    return points.float()
+
+
+def recentred_line(data: Path, scene: Scene) -> str | None:
+    """The line saying that a scene far from the origin, for its cameras' spread, was fitted about its
+    cameras' centre (:func:`recentre_offset`); None when it was not moved."""
+    offset = scene.offset
+    if not offset.any():
+        return None
+    cams = [scene.train.cameras] + ([scene.test.cameras] if scene.test is not None else [])
+    c = torch.cat([v.centers.double().reshape(-1, 3) for v in cams]).numpy()
+    spread = float(np.ptp(c, axis=0).max())
+    far = float(np.abs(c + offset).max())
+    point = "(" + ", ".join(f"{v:.10g}" for v in offset) + ")"
+    return (f"scene: {data.name} lies {far:.3g} units from the origin, {far / max(spread, 1e-300):.3g} times "
+            f"its cameras' spread of {spread:.3g}; fitted about its cameras' centre {point} so that 32-bit "
+            "numbers place it finely; splats.ply and cameras/ are in that moved frame (add the offset, recorded "
+            "in the manifest and as cameras/transforms.json's applied_transform, to return to the file's "
+            "coordinates)")
 
 
 # -- formats -------------------------------------------------------------------------------------
@@ -220,21 +275,27 @@ def _llff(root: Path, images: str | None, skip_missing: bool = False):
         raise InputError(path=root / "poses_bounds.npy", problem=f"has {len(poses)} poses but {folder} has "
                          f"{len(files)} images", fix="use the image folder that poses_bounds.npy was made from")
     h, w = read_image(files[0]).shape[:2]
-    cams, _ = cameras_from_llff(root / "poses_bounds.npy", width=w, height=h)
+    cams, _ = cameras_from_llff(root / "poses_bounds.npy", width=w, height=h, dtype=torch.float64)
     points = rgb = None
     dists: list[Distortion | None] = [None] * len(files)
     model = llff_colmap_model(root / "poses_bounds.npy")
     if model is not None:
         if len(model.points3D):
-            points, rgb = points_from_colmap(model)
+            points, rgb = _colmap_points(model)
         # LLFF's poses come from this COLMAP run: its lens model applies to the images
         dists = [llff_lens(model)] * len(files)
-    return cams, files, False, points, rgb, dists
+    return cams, files, False, points, rgb, dists, (w, h)
+
+
+def _colmap_points(model) -> tuple[Tensor, Tensor]:
+    """The model's points (float64, the file's digits, until the scene is recentred) and colours."""
+    return points_from_colmap(model, torch.float64)[0], points_from_colmap(model)[1]
 
 
 def _colmap(root: Path, images: str | None, skip_missing: bool = False):
     model = read_colmap(root)
-    cams, names = cameras_from_colmap(model, distortion="drop")  # the images are undistorted below
+    # 64-bit until recentred; the images are undistorted below
+    cams, names = cameras_from_colmap(model, distortion="drop", dtype=torch.float64)
     folder = root / (images or "images")
     files = [folder / n for n in names]
     keep = _present(files, root / "sparse", skip_missing, f"the images the model names in {folder}")
@@ -244,11 +305,11 @@ def _colmap(root: Path, images: str | None, skip_missing: bool = False):
     dists = [distortion_from_colmap(model.cameras[images_sorted[i].camera_id].model,
                                     colmap_intrinsics(model.cameras[images_sorted[i].camera_id], where)[1], where)
              for i in keep]
-    h, w = read_image(files[0]).shape[:2]
-    if (w, h) != (cams.width, cams.height):
-        cams = cams.resize(w, h)
-    points, rgb = points_from_colmap(model)
-    return cams, files, False, (points if len(points) else None), (rgb if len(points) else None), dists
+    h, w = read_image(files[0]).shape[:2]  # the cameras are resized to it once recentred and float32
+    points, rgb = _colmap_points(model)
+    if not len(points):
+        points = rgb = None
+    return cams, files, False, points, rgb, dists, (w, h)
 
 
 def _frame_file(json_path: Path, name: str) -> Path:
@@ -277,35 +338,36 @@ def _present(files: list[Path], source: Path, skip_missing: bool, fix: str) -> l
 
 def _transforms(root: Path, images: str | None, json_path: Path | None = None, skip_missing: bool = False):
     json_path = json_path or (root if root.is_file() else root / "transforms.json")
-    cams, names, extras = read_transforms_json(json_path)
+    cams, names, extras = read_transforms_json(json_path, dtype=torch.float64)
     files = [_frame_file(json_path, n) for n in names]
     keep = _present(files, json_path, skip_missing, "the images its file_path entries name")
     cams, files = cams[torch.tensor(keep)], [files[i] for i in keep]
     lens = extras.get("distortion")
     per_frame = lens if isinstance(lens, list) else [lens or {}] * len(names)
     dists = [distortion_from_transforms(per_frame[i], str(json_path)) for i in keep]
-    h, w = read_image(files[0]).shape[:2]
-    if (w, h) != (cams.width, cams.height):
-        cams = cams.resize(w, h)
+    h, w = read_image(files[0]).shape[:2]  # the cameras are resized to it once recentred and float32
     points = rgb = None
     ply = extras.get("top", {}).get("ply_file_path")
     if ply and (json_path.parent / ply).is_file():
         points, rgb = load_points(json_path.parent / ply)
-    return cams, files, True, points, rgb, dists
+    return cams, files, True, points, rgb, dists, (w, h)
 
 
 def _read_blender_split(root: Path, split: Split, downscale: int) -> Scene:
-    cams, files, _, points, rgb, dists = _transforms(root, None, root / "transforms_train.json", split.skip_missing)
+    cams, files, _, points, rgb, dists, size = _transforms(root, None, root / "transforms_train.json",
+                                                           split.skip_missing)
     train, _ = split_indices(len(files), dataclasses.replace(split, test_every=0, test_views=()), str(root))
+    offset = recentre_offset(cams)  # the training cameras' centre moves the held-out ones too
+    cams, points = _moved(cams, offset, size), _moved_points(points, offset)
     test_file = root / "transforms_test.json"
     test = None
     test_names: tuple[str, ...] = ()
     if test_file.is_file():
-        tcams, tfiles, _, _, _, tdists = _transforms(root, None, test_file, split.skip_missing)
-        test = _views(tcams, tfiles, list(range(len(tfiles))), downscale, True, tdists)
+        tcams, tfiles, _, _, _, tdists, tsize = _transforms(root, None, test_file, split.skip_missing)
+        test = _views(_moved(tcams, offset, tsize), tfiles, list(range(len(tfiles))), downscale, True, tdists)
         test_names = tuple(f.name for f in tfiles)
     return Scene(_views(cams, files, train, downscale, True, dists), test, tuple(files[i].name for i in train),
-                 test_names, points, rgb, "transforms", tuple(train), (), _applied(dists))
+                 test_names, points, rgb, "transforms", tuple(train), (), _applied(dists), offset)
 
 
 def _points_seen_by(root: Path, fmt: str, files: list[Path], views: list[int], points: Tensor, rgb: Tensor

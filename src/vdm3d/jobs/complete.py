@@ -45,7 +45,7 @@ import tyro
 from vdm3d.cameras.trajectory import Trajectory
 from vdm3d.cameras.trajectory_file import save_trajectory
 from vdm3d.data.depths import read_train_depths
-from vdm3d.data.readers import Scene, Split, read_scene
+from vdm3d.data.readers import Scene, Split, read_scene, recentred_line
 from vdm3d.errors import ConfigError
 from vdm3d.io.progress import StageClock
 from vdm3d.io.runs import RunFolder, holds_state, resume_target
@@ -355,6 +355,8 @@ def run_complete(config: CompleteConfig, progress: Callable[[str, FitProgress], 
         export(run, gaussians, scene, metrics, renders)
         shutil.rmtree(run.path / "checkpoints", ignore_errors=True)  # finished: nothing left to resume
         run.record(metrics={"test": metrics.get("test", {}).get("mean"), "baseline": metrics["baseline"]})
+        if scene.offset.any():  # a georeferenced scene, fitted about its cameras' centre: add this to go back
+            run.record(fitted_about=scene.offset.tolist(), recentred=recentred_line(config.data, scene))
     return CompleteResult(Path(out), gaussians, baseline, metrics)
 
 

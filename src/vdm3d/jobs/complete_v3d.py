@@ -27,7 +27,7 @@ import torch
 
 from vdm3d.cameras.trajectory import Trajectory
 from vdm3d.cameras.trajectory_file import load_trajectory, save_trajectory
-from vdm3d.data.readers import Scene
+from vdm3d.data.readers import Scene, recentred_line
 from vdm3d.errors import ConfigError
 from vdm3d.geometry.reproject import depth_range
 from vdm3d.io.progress import StageClock
@@ -191,6 +191,8 @@ def run_complete_v3d(config: CompleteConfig, progress: Callable[[str, FitProgres
         export(run, gaussians, scene, metrics, renders)
         shutil.rmtree(run.path / "checkpoints", ignore_errors=True)  # finished: nothing left to resume
         run.record(metrics={"test": metrics.get("test", {}).get("mean"), "baseline": metrics["baseline"]})
+        if scene.offset.any():  # a georeferenced scene, fitted about its cameras' centre: add this to go back
+            run.record(fitted_about=scene.offset.tolist(), recentred=recentred_line(config.data, scene))
     return CompleteResult(Path(out), gaussians, baseline, metrics)
 
 

@@ -30,7 +30,7 @@ from typing import Annotated, Callable, Literal
 import torch
 import tyro
 
-from vdm3d.data.readers import Scene, Split, read_scene
+from vdm3d.data.readers import Scene, Split, read_scene, recentred_line
 from vdm3d.io.progress import StepProgress
 from vdm3d.io.runs import RunFolder, resume_target
 from vdm3d.jobs import job_entry
@@ -246,6 +246,8 @@ def run_fit(config: FitJobConfig, progress: Callable[[FitProgress], None] | None
                    resume_flag=f"--resume {out}") as run:
         start, cpu_start = time.time(), time.process_time()
         scene = load_scene(config, say)
+        if say is not None and (line := recentred_line(config.data, scene)) is not None:
+            say(line)
         init = initialize(scene, config)
         gaussians = fit(scene, init, config, run, progress)
         fit_seconds, fit_cpu = time.time() - start, time.process_time() - cpu_start
@@ -260,4 +262,6 @@ def run_fit(config: FitJobConfig, progress: Callable[[FitProgress], None] | None
         shutil.rmtree(run.path / "checkpoints", ignore_errors=True)  # finished: nothing left to resume
         run.record(metrics={"test": metrics.get("test", {}).get("mean"), "train": metrics["train"]},
                    undistorted=list(scene.undistorted))  # lens distortion removed from the photos, if any
+        if scene.offset.any():  # a georeferenced scene, fitted about its cameras' centre: add this to go back
+            run.record(fitted_about=scene.offset.tolist())
     return FitResult(Path(out), gaussians, metrics)

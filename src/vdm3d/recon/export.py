@@ -5,6 +5,10 @@ the fit saw them: downscaled, undistorted, so their cameras match them exactly; 
 where the photos were taken in ``vdm3d view`` and opens as a nerfstudio scene of the inputs; views
 larger than :data:`CAMERA_IMAGE_MAX_SIDE` are written smaller, with the intrinsics scaled to match);
 ``renders/`` and ``compare/`` (render | truth) for the held-out views; ``metrics.json``.
+
+A georeferenced scene that :func:`~vdm3d.data.readers.read_scene` recentred (``Scene.offset``) is written in
+the moved frame, where float32 (``splats.ply``'s numbers) places it finely; ``cameras/transforms.json`` then
+records the move as nerfstudio's ``applied_transform`` (:func:`applied_transform`).
 """
 
 from __future__ import annotations
@@ -37,6 +41,18 @@ def camera_image_size(width: int, height: int, max_side: int = CAMERA_IMAGE_MAX_
     return max(1, round(width * s)), max(1, round(height * s))
 
 
+def applied_transform(scene: Scene) -> dict | None:
+    """``cameras/transforms.json``'s record of a recentred scene (:attr:`~vdm3d.data.readers.Scene.offset`):
+    nerfstudio's ``applied_transform``, the 3x4 matrix that took the file's world to the one written (here a
+    translation by ``-offset``), as ``ns-process-data`` records its own change of axes. None when not
+    moved."""
+    if not scene.offset.any():
+        return None
+    matrix = np.eye(4)[:3]
+    matrix[:, 3] = -np.asarray(scene.offset, np.float64)
+    return {"top": {"applied_transform": matrix.tolist()}}
+
+
 def write_fit(folder: Path, gaussians: Gaussians, scene: Scene, metrics: dict, renders: torch.Tensor | None,
               progress: Callable[[int], None] | None = None, max_side: int = CAMERA_IMAGE_MAX_SIDE) -> None:
     """Write the fit's files (see the module docstring) into ``folder``; ``progress(1)`` after each image."""
@@ -52,7 +68,8 @@ def write_fit(folder: Path, gaussians: Gaussians, scene: Scene, metrics: dict, r
             progress(1)
     if size != (cameras.width, cameras.height):
         cameras = cameras.resize(*size)
-    write_transforms_json(folder / "cameras" / "transforms.json", cameras, images)
+    write_transforms_json(folder / "cameras" / "transforms.json", cameras, images,
+                          extras=applied_transform(scene))
     if renders is not None:
         for name, pred, gt in zip(scene.test_names, renders, scene.test.images):
             stem = Path(name).stem
