@@ -127,7 +127,7 @@ def test_a_far_mesh_is_recentred_in_float64_and_says_by_how_much(tmp_path):
     0.01-unit step survives (float32 steps by 0.5 there), and the offset is said in the z-up world."""
     import trimesh
 
-    from vdm3d.geometry.mesh_scene import far_offset, float32_spacing
+    from vdm3d.geometry.precision import far_offset, float32_spacing
 
     mesh = trimesh.Trimesh([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0.01, 0.01, 1]], [[0, 2, 1], [0, 1, 3], [1, 2, 3],
                                                                                 [0, 3, 2]], process=False)

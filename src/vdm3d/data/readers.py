@@ -39,6 +39,7 @@ from vdm3d.cameras.distortion import (Distortion, distortion_from_colmap, distor
 from vdm3d.cameras.io import (cameras_from_colmap, cameras_from_llff, colmap_intrinsics, llff_colmap_model,
                               llff_lens, load_npy, points_from_colmap, read_colmap, read_transforms_json)
 from vdm3d.errors import ConfigError, InputError
+from vdm3d.geometry.precision import far_offset
 from vdm3d.io.images import read_image
 from vdm3d.options import Range
 from vdm3d.splat.ply import load_points
@@ -207,11 +208,9 @@ def read_scene(path: str | Path, split: Split = Split(), downscale: int = 1, for
 
 def recentre_offset(cameras: Cameras) -> np.ndarray:
     """The cameras' mean centre (float64) when they lie so far from the origin, for their spread, that float32
-    numbers cannot place them finely (:func:`~vdm3d.geometry.mesh_scene.far_offset`, as ``vdm3d stylize``
+    numbers cannot place them finely (:func:`~vdm3d.geometry.precision.far_offset`, as ``vdm3d stylize``
     recentres a mesh), else zero. Georeferenced scenes are the case: a drone survey in UTM or ECEF coordinates
     has its cameras 5e6 units from the origin, where float32 steps by 0.5 and a fit of it breaks."""
-    from vdm3d.geometry.mesh_scene import far_offset  # here: that module loads trimesh (0.5 s); fits need not
-
     c = cameras.centers.detach().cpu().double().reshape(-1, 3).numpy()
     if far_offset(c.min(0), c.max(0)) is None:
         return np.zeros(3)

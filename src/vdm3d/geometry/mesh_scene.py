@@ -32,6 +32,7 @@ import trimesh
 
 from vdm3d.cameras.world import Y_UP_SUFFIXES, Y_UP_TO_Z_UP  # the edge rotation is a camera-world convention
 from vdm3d.errors import InputError
+from vdm3d.geometry.precision import far_offset
 
 UP = np.array([0.0, 0.0, 1.0], dtype=np.float32)
 WHITE = (1.0, 1.0, 1.0)
@@ -336,22 +337,6 @@ def _texture_beside(path: Path) -> np.ndarray | None:
 def up_axis_for(path: str | Path) -> Literal["y", "z"]:
     """The up axis a mesh file uses by its format's convention: ``y`` for glTF/GLB and OBJ, else ``z``."""
     return "y" if Path(path).suffix.lower() in Y_UP_SUFFIXES else "z"
-
-
-def float32_spacing(distance: float) -> float:
-    """The gap between neighbouring float32 numbers at ``distance`` from zero (23 bits of mantissa)."""
-    return abs(float(distance)) * 2.0 ** -23
-
-
-def far_offset(lo: np.ndarray, hi: np.ndarray, fineness: float = 1e-4) -> np.ndarray | None:
-    """The centre of the bounds ``lo``..``hi`` (float64) when float32 numbers, at the bounds' distance from the
-    origin, are coarser than ``fineness`` of their size, else None. Georeferenced coordinates are the case:
-    UTM puts a 2-unit mesh 5e6 from the origin, where float32 (the renderer's numbers) steps by 0.5."""
-    lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
-    far, size = float(np.abs(np.stack([lo, hi])).max()), float((hi - lo).max())
-    if size <= 0 or float32_spacing(far) <= fineness * size:
-        return None
-    return (lo + hi) / 2.0
 
 
 def load_mesh_scene(path: str | Path, *, texture: str | Path | np.ndarray | None = None,

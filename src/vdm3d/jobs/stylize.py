@@ -353,7 +353,7 @@ def cameras_inside(scene: MeshScene, cameras: Cameras, progress: Callable[[int, 
 
 def recentred_line(mesh_file: Path, scene: MeshScene) -> str | None:
     """The line saying that a mesh far from the origin, for its size, was rendered about its own centre
-    (:func:`~vdm3d.geometry.mesh_scene.far_offset`: georeferenced coordinates, UTM 5e6 away, would put a
+    (:func:`~vdm3d.geometry.precision.far_offset`: georeferenced coordinates, UTM 5e6 away, would put a
     2-unit mesh on float32's 0.5-unit grid and its edges and frames would come out blocky); None when it
     was not moved."""
     offset = scene.offset

@@ -145,7 +145,7 @@ def holds_splats(path: str | Path) -> bool:
 
 
 def load_points(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """Points ``[P, 3]`` and colours ``[P, 3]`` in [0, 1] of any PLY with x, y, z vertices: a point cloud's
+    """Points ``[P, 3]`` (float64) and colours ``[P, 3]`` in [0, 1] of any PLY with x, y, z vertices: a point cloud's
     ``red``/``green``/``blue`` (bytes, or floats in [0, 1]), a 3DGS file's DC colour, else mid-grey."""
     from plyfile import PlyData
 
@@ -168,7 +168,7 @@ def load_points(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
     if missing:
         raise InputError(path=path, field=f"property '{missing[0]}'", problem="is missing",
                          fix="pass a PLY whose vertices have x, y and z")
-    xyz = np.stack([vertex[c] for c in ("x", "y", "z")], -1).astype(np.float32)
+    xyz = np.stack([vertex[c] for c in ("x", "y", "z")], -1).astype(np.float64)  # a double PLY far out keeps its digits
     if all(c in names for c in ("red", "green", "blue")):
         rgb = np.stack([vertex[c] for c in ("red", "green", "blue")], -1)
         rgb = rgb.astype(np.float32) / (255.0 if np.issubdtype(rgb.dtype, np.integer) else 1.0)
@@ -176,6 +176,6 @@ def load_points(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
         rgb = sh_to_rgb(torch.from_numpy(np.stack([vertex[f"f_dc_{c}"] for c in range(3)], -1).astype(np.float32)))
         rgb = rgb.numpy()
     else:
-        rgb = np.full_like(xyz, 0.5)
+        rgb = np.full(xyz.shape, 0.5, np.float32)
     keep = np.isfinite(xyz).all(1)
     return torch.from_numpy(xyz[keep]), torch.from_numpy(np.clip(rgb[keep], 0.0, 1.0).astype(np.float32))
