@@ -150,9 +150,10 @@ def colmap_from_cameras(cameras: Cameras, names: Sequence[str], points_world: Te
 
 def points_from_colmap(model: ColmapModel, dtype: torch.dtype = torch.float32
                        ) -> tuple[Float[Tensor, "N 3"], Float[Tensor, "N 3"]]:
-    """World points and their colors in [0, 1] from a COLMAP model."""
+    """World points (``dtype``: float64 keeps a georeferenced model's digits) and their colors in [0, 1] (float32:
+    8-bit values need no more) from a COLMAP model."""
     p = model.points3D
-    return torch.as_tensor(p.xyz, dtype=dtype), torch.as_tensor(p.rgb, dtype=dtype) / 255.0
+    return torch.as_tensor(p.xyz, dtype=dtype), torch.as_tensor(p.rgb, dtype=torch.float32) / 255.0
 
 
 # -- LLFF --------------------------------------------------------------------------------------

@@ -280,15 +280,10 @@ def _llff(root: Path, images: str | None, skip_missing: bool = False):
     model = llff_colmap_model(root / "poses_bounds.npy")
     if model is not None:
         if len(model.points3D):
-            points, rgb = _colmap_points(model)
+            points, rgb = points_from_colmap(model, torch.float64)  # 64-bit until recentred
         # LLFF's poses come from this COLMAP run: its lens model applies to the images
         dists = [llff_lens(model)] * len(files)
     return cams, files, False, points, rgb, dists, (w, h)
-
-
-def _colmap_points(model) -> tuple[Tensor, Tensor]:
-    """The model's points (float64, the file's digits, until the scene is recentred) and colours."""
-    return points_from_colmap(model, torch.float64)[0], points_from_colmap(model)[1]
 
 
 def _colmap(root: Path, images: str | None, skip_missing: bool = False):
@@ -305,7 +300,7 @@ def _colmap(root: Path, images: str | None, skip_missing: bool = False):
                                     colmap_intrinsics(model.cameras[images_sorted[i].camera_id], where)[1], where)
              for i in keep]
     h, w = read_image(files[0]).shape[:2]  # the cameras are resized to it once recentred and float32
-    points, rgb = _colmap_points(model)
+    points, rgb = points_from_colmap(model, torch.float64)  # 64-bit until recentred
     if not len(points):
         points = rgb = None
     return cams, files, False, points, rgb, dists, (w, h)

@@ -255,7 +255,7 @@ def plan_path(c: ExploreConfig, say: Progress | None = None) -> Trajectory:
     warning when the file's pixels are not square (explore renders square ones: :func:`square_pixels_warning`)."""
     from vdm3d.cameras.camera import rigid_inverse
     from vdm3d.cameras.extend import extend_cameras
-    from vdm3d.cameras.formats import read_camera_file
+    from vdm3d.cameras.formats import camera_file_in, read_camera_file
     from vdm3d.cameras.presets import apply_movements, preset_movements
     from vdm3d.cameras.speed import retime
 
@@ -265,7 +265,7 @@ def plan_path(c: ExploreConfig, say: Progress | None = None) -> Trajectory:
         start = Cameras.from_fov(fov, size, size, torch.eye(4, dtype=torch.float64))
         cams = apply_movements(start, preset_movements(c.move), c.frames or 49)
     else:
-        src = c.path if c.path is not None else _run_cameras(c.path_from_run)
+        src = c.path if c.path is not None else camera_file_in(c.path_from_run)  # a run folder's camera file
         file = read_camera_file(src)
         cams = file.trajectory.cameras.to(torch.float64)
         cams.validate(str(src))
@@ -330,12 +330,6 @@ def square_pixels_warning(src: Path, file: Cameras, first_focal: float, size: in
     return (f"warning: {src}: its pixels are not square (camera {i}: fx {fx:.4g}, fy {fy:.4g}, {had} degrees "
             f"across its centre square); explore renders square pixels at the horizontal field of view: {uses} "
             "degrees")
-
-
-def _run_cameras(folder: Path) -> Path:
-    from vdm3d.cameras.formats import camera_file_in
-
-    return camera_file_in(folder)  # the camera file every command reads for a run folder
 
 
 def load_image(path: Path, size: int, say: Progress | None = None) -> Float[Tensor, "size size 3"]:
