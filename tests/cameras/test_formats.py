@@ -218,3 +218,17 @@ def test_a_run_folder_reads_as_its_camera_file(tmp_path):
         read_camera_file(tmp_path / "data")
     with pytest.raises(InputError, match="holds no camera file"):
         read_camera_file((case / "images").mkdir() or case / "images")
+
+
+def test_an_llff_scene_with_a_cameras_only_colmap_model_reads_its_poses_bounds(shared_data):
+    """fern (poses_bounds.npy beside a COLMAP sparse/0 of cameras.bin and points3D.bin, no images.bin) read as
+    a COLMAP model where a camera file is asked for (`vdm3d trajectory info ../shared/data/llff_fern`):
+    'sparse/0: no registered images'. The scene reader takes its LLFF poses; so does camera_file_in now."""
+    import numpy as np
+
+    from vdm3d.cameras.formats import camera_file_in
+
+    fern = shared_data / "llff_fern"
+    assert camera_file_in(fern) == fern / "poses_bounds.npy"
+    back = read_camera_file(fern, distortion="keep")  # its sparse/0 lens (SIMPLE_RADIAL) is refused by default
+    assert len(back.trajectory) == len(np.load(fern / "poses_bounds.npy")) == 20

@@ -102,11 +102,15 @@ def camera_file_in(folder: str | Path) -> Path:
     a ``vdm3d data make`` case or a scene folder can be passed where a camera file is asked for. Refuses a
     folder with none, naming the files looked for (and a sub-folder that has one, e.g. a dataset's case)."""
     folder = Path(folder)
-    if holds_colmap_model(folder):
+    found = next((folder / name for name in RUN_CAMERA_FILES if (folder / name).is_file()), None)
+    # an LLFF scene often carries a COLMAP model without its images file (fern: cameras.bin, points3D.bin),
+    # which holds no poses: its poses_bounds.npy is the camera file then, as the scene reader takes it
+    whole = any((d / f"images.{e}").is_file() for d in (folder, folder / "0", folder / "sparse" / "0",
+                                                         folder / "sparse") for e in ("bin", "txt"))
+    if holds_colmap_model(folder) and (whole or found is None):
         return folder
-    for name in RUN_CAMERA_FILES:
-        if (folder / name).is_file():
-            return folder / name
+    if found is not None:
+        return found
     subs = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
     inside = next((sub for sub in subs if any((sub / n).is_file() for n in RUN_CAMERA_FILES)), None)
     hint = f" (the folder {inside} inside it has one: pass that)" if inside is not None else ""
