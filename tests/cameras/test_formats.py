@@ -232,3 +232,19 @@ def test_an_llff_scene_with_a_cameras_only_colmap_model_reads_its_poses_bounds(s
     assert camera_file_in(fern) == fern / "poses_bounds.npy"
     back = read_camera_file(fern, distortion="keep")  # its sparse/0 lens (SIMPLE_RADIAL) is refused by default
     assert len(back.trajectory) == len(np.load(fern / "poses_bounds.npy")) == 20
+
+
+def test_a_run_folder_still_being_written_is_named_as_such(tmp_path):
+    """`vdm3d trajectory info runs/obj` while `vdm3d object --out runs/obj` is running (only runs/.obj.partial
+    exists) said 'does not exist; check the path', as if the path were mistyped."""
+    cf = sample()
+    write_camera_file(tmp_path / ".obj.partial" / "cameras" / "trajectory.json", cf)
+    with pytest.raises(InputError, match=r"obj: does not exist yet: a run is still writing it \(in .*\.obj\.partial\); "
+                                         r"wait for that run to finish, or resume it with --resume if it was stopped"):
+        read_camera_file(tmp_path / "obj")
+    with pytest.raises(InputError, match=r"other: does not exist; check the path"):
+        read_camera_file(tmp_path / "other")
+    from vdm3d.cameras.scene import load_scene  # trajectory validate --scene runs/obj
+
+    with pytest.raises(InputError, match=r"obj: does not exist yet: a run is still writing it"):
+        load_scene(tmp_path / "obj")

@@ -265,3 +265,12 @@ def test_init_ply_in_a_georeferenced_scenes_world_moves_with_it(tmp_path):
     np.testing.assert_allclose(start.means.double().numpy(), local - [0.1, 0, 0], rtol=0, atol=1e-6)
     start = initialize(scene, dataclasses.replace(config, init_ply=tmp_path / "moved.ply"))
     np.testing.assert_allclose(start.means.double().numpy(), local - [0.1, 0, 0], rtol=0, atol=1e-6)
+
+
+def test_a_scene_still_being_written_is_named_as_such(tmp_path, capsys):
+    """`vdm3d fit runs/obj` while that run is still written (only runs/.obj.partial) said 'does not exist'."""
+    _two_photo_scene(tmp_path / ".obj.partial")
+    code = cli_main(["fit", str(tmp_path / "obj"), "--out", str(tmp_path / "out"), "--steps", "5", "--threads", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "obj: does not exist yet: a run is still writing it" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists() and not (tmp_path / ".out.partial").exists()

@@ -182,7 +182,9 @@ def read_scene(path: str | Path, split: Split = Split(), downscale: int = 1, for
     """
     root = Path(path)
     if not root.exists():
-        raise InputError(path=root, problem="does not exist", fix="pass a scene folder")
+        from vdm3d.cameras.formats import missing_path_error
+
+        raise missing_path_error(root, "pass a scene folder")
     if downscale < 1:
         raise ConfigError(f"{root}: downscale must be a positive integer, got {downscale}.")
     if format == "auto":
