@@ -248,3 +248,10 @@ def test_a_run_folder_still_being_written_is_named_as_such(tmp_path):
 
     with pytest.raises(InputError, match=r"obj: does not exist yet: a run is still writing it"):
         load_scene(tmp_path / "obj")
+    with pytest.raises(InputError, match=r"obj/cameras/trajectory.json: does not exist yet: a run is still writing "
+                                         r"it \(in .*\.obj\.partial\)"):
+        read_camera_file(tmp_path / "obj" / "cameras" / "trajectory.json")
+    from vdm3d.geometry.mesh_scene import load_mesh_scene  # stylize --mesh runs/obj/mesh.glb
+
+    with pytest.raises(InputError, match=r"obj/mesh.glb: does not exist yet: a run is still writing it"):
+        load_mesh_scene(tmp_path / "obj" / "mesh.glb")

@@ -99,10 +99,13 @@ and its ``transforms.json``; the JSON comes first because it also records the fr
 def missing_path_error(path: Path, fix: str) -> InputError:
     """The refusal of a ``path`` that does not exist, naming the run that is still writing it when its
     ``.NAME.partial`` folder is there (one command's run folder passed to the next before it has finished)."""
-    partial = path.parent / f".{path.name}.partial"
-    if partial.is_dir():
-        return InputError(path=path, problem=f"does not exist yet: a run is still writing it (in {partial})",
-                          fix="wait for that run to finish, or resume it with --resume if it was stopped")
+    for missing in (path, *path.parents):  # the path itself or a run folder above it (runs/obj/mesh.glb)
+        if missing.exists():
+            break
+        partial = missing.parent / f".{missing.name}.partial"
+        if partial.is_dir():
+            return InputError(path=path, problem=f"does not exist yet: a run is still writing it (in {partial})",
+                              fix="wait for that run to finish, or resume it with --resume if it was stopped")
     return InputError(path=path, problem="does not exist", fix=fix)
 
 
