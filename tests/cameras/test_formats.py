@@ -218,3 +218,40 @@ def test_a_run_folder_reads_as_its_camera_file(tmp_path):
         read_camera_file(tmp_path / "data")
     with pytest.raises(InputError, match="holds no camera file"):
         read_camera_file((case / "images").mkdir() or case / "images")
+
+
+def test_an_llff_scene_with_a_cameras_only_colmap_model_reads_its_poses_bounds(shared_data):
+    """fern (poses_bounds.npy beside a COLMAP sparse/0 of cameras.bin and points3D.bin, no images.bin) read as
+    a COLMAP model where a camera file is asked for (`vdm3d trajectory info ../shared/data/llff_fern`):
+    'sparse/0: no registered images'. The scene reader takes its LLFF poses; so does camera_file_in now."""
+    import numpy as np
+
+    from vdm3d.cameras.formats import camera_file_in
+
+    fern = shared_data / "llff_fern"
+    assert camera_file_in(fern) == fern / "poses_bounds.npy"
+    back = read_camera_file(fern, distortion="keep")  # its sparse/0 lens (SIMPLE_RADIAL) is refused by default
+    assert len(back.trajectory) == len(np.load(fern / "poses_bounds.npy")) == 20
+
+
+def test_a_run_folder_still_being_written_is_named_as_such(tmp_path):
+    """`vdm3d trajectory info runs/obj` while `vdm3d object --out runs/obj` is running (only runs/.obj.partial
+    exists) said 'does not exist; check the path', as if the path were mistyped."""
+    cf = sample()
+    write_camera_file(tmp_path / ".obj.partial" / "cameras" / "trajectory.json", cf)
+    with pytest.raises(InputError, match=r"obj: does not exist yet: a run is still writing it \(in .*\.obj\.partial\); "
+                                         r"wait for that run to finish, or resume it with --resume if it was stopped"):
+        read_camera_file(tmp_path / "obj")
+    with pytest.raises(InputError, match=r"other: does not exist; check the path"):
+        read_camera_file(tmp_path / "other")
+    from vdm3d.cameras.scene import load_scene  # trajectory validate --scene runs/obj
+
+    with pytest.raises(InputError, match=r"obj: does not exist yet: a run is still writing it"):
+        load_scene(tmp_path / "obj")
+    with pytest.raises(InputError, match=r"obj/cameras/trajectory.json: does not exist yet: a run is still writing "
+                                         r"it \(in .*\.obj\.partial\)"):
+        read_camera_file(tmp_path / "obj" / "cameras" / "trajectory.json")
+    from vdm3d.geometry.mesh_scene import load_mesh_scene  # stylize --mesh runs/obj/mesh.glb
+
+    with pytest.raises(InputError, match=r"obj/mesh.glb: does not exist yet: a run is still writing it"):
+        load_mesh_scene(tmp_path / "obj" / "mesh.glb")

@@ -329,3 +329,21 @@ def test_re10k_without_a_size_is_read_with_square_pixels(tmp_path):
     assert (read_re10k(tmp_path / "wide.txt")[0].width, read_re10k(tmp_path / "wide.txt")[0].height) == (640, 360)
     assert read_re10k(tmp_path / "wide.txt", width=320)[0].height == 180
     assert read_re10k(tmp_path / "square.txt", width=80, height=60)[0].height == 60  # a size given is kept
+
+
+def test_a_re10k_file_without_its_url_line_is_refused_not_read_a_frame_short(tmp_path):
+    """A RealEstate10K file whose URL line was left out took its first frame for the URL: two frames read as
+    one (the path started at its second camera) without a word, and a one-frame file 'had no frames'."""
+    from vdm3d.cameras.io import read_re10k
+
+    frame = "{} 0.5 0.888 0.5 0.5 0 0 1 0 0 {} 0 1 0 0 0 0 1 0"
+    (tmp_path / "two.txt").write_text(frame.format(0, 0.0) + "\n" + frame.format(33366, 0.5) + "\n")
+    (tmp_path / "one.txt").write_text(frame.format(0, 0.0) + "\n")
+    for name in ("two.txt", "one.txt"):
+        with pytest.raises(InputError, match=rf"{name}: line 1 is a frame \(19 numbers\), not the video's URL; add "
+                                             r"the URL line \(any text\) above the first frame"):
+            read_re10k(tmp_path / name)
+    (tmp_path / "ok.txt").write_text("https://www.youtube.com/watch?v=x\n" + frame.format(0, 0.0) + "\n"
+                                     + frame.format(33366, 0.5) + "\n")
+    cams, stamps, url = read_re10k(tmp_path / "ok.txt")
+    assert len(cams) == 2 and stamps == [0, 33366] and url.endswith("v=x")

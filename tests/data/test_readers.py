@@ -212,3 +212,28 @@ def test_a_scene_far_only_for_its_size_is_moved(tmp_path):
     _write_scene(tmp_path / "b", "transforms", small.translated([100.0, 0, 0]), images, None)
     np.testing.assert_allclose(read_scene(tmp_path / "b").offset,
                                [100.0, 0, 0] + small.centers.mean(0).numpy(), rtol=0, atol=1e-9)
+
+
+def test_a_far_scene_shot_from_one_point_is_moved(tmp_path):
+    """Cameras turning on one spot 5e6 units out have no spread, so far_offset saw no size and the scene stayed
+    where float32 steps by 0.5 (its 30 points, 1 unit across, collapsed onto that grid). Its points now size
+    it (1 unit without points); fit's line says the cameras sit at one point instead of '5.83e+306 times'."""
+    from vdm3d.data.readers import recentred_line
+
+    cams, images = _tiny_scene()
+    c2w = cams.c2w.double().clone()
+    c2w[:, :3, 3] = 0.0
+    spot = _orthonormal(Cameras(cams.Ks.double(), c2w, cams.width, cams.height))
+    pts = np.random.default_rng(0).normal(size=(30, 3)) * 0.3 + [0, 0, -3]
+    _write_scene(tmp_path / "colmap", "colmap", spot.translated(FAR), images, pts + FAR)
+    _write_scene(tmp_path / "json", "transforms", spot.translated(FAR), images, None)
+    for name in ("colmap", "json"):
+        scene = read_scene(tmp_path / name, Split(test_every=0))
+        np.testing.assert_allclose(scene.offset, FAR, rtol=0, atol=1e-6)
+        torch.testing.assert_close(scene.train.cameras.centers, torch.zeros(len(images), 3), atol=1e-5, rtol=0)
+        if name == "json":  # COLMAP's world-to-camera round trip leaves a spread of 6e-9 (moved before too)
+            assert "its cameras all at one point; fitted about" in recentred_line(tmp_path / name, scene)
+    torch.testing.assert_close(read_scene(tmp_path / "colmap", Split(test_every=0)).points_world.double(),
+                               torch.from_numpy(pts), atol=1e-5, rtol=0)
+    _write_scene(tmp_path / "near", "transforms", spot.translated([100.0, 0, 0]), images, None)
+    assert not read_scene(tmp_path / "near", Split(test_every=0)).offset.any()  # 100 out: float32 is fine there

@@ -841,3 +841,29 @@ def test_fit_start_fits_the_start_cache_to_the_start_image(image_path):
         state = start_cache(dataclasses.replace(config, fit_start=fit), image, cams, depth_model)
         scores[fit] = float(psnr(render_views(state.cache, cams[:1]).images[0], image))
     assert scores[False] < 23.0 and scores[True] > scores[False] + 5.0, scores  # measured 20.6 and 27.5 dB
+
+
+def test_a_path_whose_first_rotation_has_few_digits_goes_back_to_its_world(tmp_path):
+    """A path file's first rotation 5e-4 off orthonormal (4 digits; Cameras.validate allows 1e-3) passed
+    plan_path, then Gaussians.transformed refused it (tolerance 1e-4) in export, after the whole video had been
+    generated, in a sentence naming no file. The start is now the nearest rotation, so the move is rigid."""
+    from vdm3d.jobs.explore import plan_path
+    from vdm3d.splat.gaussians import Gaussians
+
+    c2w = torch.eye(4, dtype=torch.float64).repeat(3, 1, 1)
+    c2w[:, 0, 3] = torch.tensor([0.0, 0.1, 0.2])
+    c2w[:, 2, 3] = 4.0
+    c2w[0, 0, 1] = 5e-4  # the first rotation, off by 5e-4
+    path = _trajectory(tmp_path, c2w.float(), "few_digits.json")
+    plan = plan_path(ExploreConfig(path=path))
+    start = torch.tensor(plan.provenance["start_c2w"], dtype=torch.float64)
+    R = start[:3, :3]
+    torch.testing.assert_close(R @ R.T, torch.eye(3, dtype=torch.float64), atol=1e-9, rtol=0)
+    torch.testing.assert_close(start[:3, 3], torch.tensor([0.0, 0.0, 4.0], dtype=torch.float64), atol=1e-6, rtol=0)
+    g = Gaussians(torch.zeros(2, 3), torch.tensor([[1.0, 0, 0, 0]] * 2), torch.zeros(2, 3), torch.zeros(2),
+                  torch.zeros(2, 1, 3))
+    moved = g.transformed(start)  # what in_path_world does with the cache
+    torch.testing.assert_close(moved.means, torch.tensor([[0.0, 0.0, 4.0]] * 2), atol=1e-6, rtol=0)
+    # the written cameras still follow the file's (to its digits)
+    back = plan.cameras.to(torch.float64).transformed(start).c2w
+    torch.testing.assert_close(back[:, :3, 3], c2w[:, :3, 3], atol=1e-3, rtol=0)

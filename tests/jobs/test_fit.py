@@ -193,3 +193,84 @@ def test_a_georeferenced_scene_fits_as_well_as_near_the_origin(shared_data, tmp_
         (runs["near"] / "cameras" / "transforms.json").read_text())["frames"]])
     far_c2w = np.array([f["transform_matrix"] for f in cameras["frames"]])
     np.testing.assert_allclose(far_c2w, near_c2w, rtol=0, atol=1e-5)
+
+
+def _two_photo_scene(folder, offset=(0.0, 0.0, 0.0)) -> None:
+    """A two-photo nerfstudio scene whose cameras sit at ``offset`` (+0.2 apart), looking down -z at z - 3."""
+    from vdm3d.io.images import write_image
+
+    torch.manual_seed(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    frames = []
+    for i in range(2):
+        write_image(folder / f"im{i}.png", torch.rand(16, 16, 3))
+        frames.append({"file_path": f"im{i}.png", "transform_matrix": [
+            [1, 0, 0, offset[0] + 0.2 * i], [0, 1, 0, offset[1]], [0, 0, 1, offset[2]], [0, 0, 0, 1]]})
+    (folder / "transforms.json").write_text(json.dumps({"fl_x": 20.0, "fl_y": 20.0, "cx": 8, "cy": 8, "w": 16,
+                                                        "h": 16, "frames": frames}))
+
+
+def _cloud(path, points, dtype="<f8") -> None:
+    from plyfile import PlyData, PlyElement
+
+    data = np.empty(len(points), dtype=[(c, dtype) for c in "xyz"])
+    for i, c in enumerate("xyz"):
+        data[c] = np.asarray(points, np.float64).reshape(-1, 3)[:, i]
+    PlyData([PlyElement.describe(data, "vertex")]).write(str(path))
+
+
+def test_init_ply_without_points_or_a_folder_is_refused_in_one_sentence(tmp_path, capsys):
+    """An empty PLY (or one whose every point is NaN/inf) started a fit of 0 Gaussians (a 3DGS file: exit 0,
+    psnr 4.79) or failed in init_from_points without naming the file ('use random initialization', which
+    --init-ply refuses); a folder was said not to exist. Each is now one sentence, exit 2, no folder."""
+    _two_photo_scene(tmp_path / "scene")
+    _cloud(tmp_path / "empty.ply", np.zeros((0, 3)))
+    _cloud(tmp_path / "nan.ply", [[np.nan, 0, 0], [0, np.inf, 0]])
+    save_ply(tmp_path / "none.ply", Gaussians(torch.zeros(0, 3), torch.zeros(0, 4), torch.zeros(0, 3), torch.zeros(0),
+                                              torch.zeros(0, 1, 3)))
+    (tmp_path / "run").mkdir()
+    save_ply(tmp_path / "run" / "splats.ply", Gaussians(torch.zeros(1, 3), torch.ones(1, 4), torch.zeros(1, 3),
+                                                        torch.zeros(1), torch.zeros(1, 1, 3)))
+    for name, expected in (("empty.ply", "element 'vertex' has no point with finite x, y and z; pass a PLY with "
+                                         "points, or leave out --init-ply"),
+                           ("nan.ply", "element 'vertex' has no point with finite x, y and z"),
+                           ("none.ply", "element 'vertex' has no point with finite x, y and z"),
+                           ("run", f"is a folder, not a .ply file; pass the .ply inside it "
+                                   f"({tmp_path / 'run' / 'splats.ply'})")):
+        out = tmp_path / "out"
+        code = cli_main(["fit", str(tmp_path / "scene"), "--init-ply", str(tmp_path / name), "--out", str(out),
+                         "--steps", "5", "--test-every", "0", "--threads", "1"])
+        err = capsys.readouterr().err
+        assert code == 2 and f"{name}: {expected}" in err and err.count("\n") == 1, (name, err)
+        assert not out.exists() and not (tmp_path / ".out.partial").exists()
+
+
+def test_init_ply_in_a_georeferenced_scenes_world_moves_with_it(tmp_path):
+    """A far scene is moved to its cameras' centre when read; a point cloud (or 3DGS file) in the scene file's
+    world was taken as it was, 5e6 units from every camera. It now moves by the same offset, in float64 (so
+    0.1-unit detail survives); a file near the origin (a run's splats.ply of that scene) is taken as it is."""
+    from vdm3d.jobs.fit import initialize, load_scene
+
+    far = np.array([5e6, 3e6, 100.0])
+    _two_photo_scene(tmp_path / "far", far)
+    local = np.array([[0.1, 0.0, -3.0], [0.3, 0.1, -2.9], [0.0, -0.1, -3.1]])
+    _cloud(tmp_path / "world.ply", local + far)
+    g = Gaussians(torch.zeros(3, 3), torch.ones(3, 4), torch.zeros(3, 3) - 2, torch.zeros(3), torch.zeros(3, 1, 3))
+    save_ply(tmp_path / "moved.ply", dataclasses.replace(g, means=torch.from_numpy(local - [0.1, 0, 0]).float()))
+    config = FitJobConfig(data=tmp_path / "far", init_ply=tmp_path / "world.ply", fit=TINY,
+                          split=Split(test_every=0))
+    scene = load_scene(config)
+    np.testing.assert_allclose(scene.offset, far + [0.1, 0, 0], rtol=0, atol=1e-9)
+    start = initialize(scene, config)
+    np.testing.assert_allclose(start.means.double().numpy(), local - [0.1, 0, 0], rtol=0, atol=1e-6)
+    start = initialize(scene, dataclasses.replace(config, init_ply=tmp_path / "moved.ply"))
+    np.testing.assert_allclose(start.means.double().numpy(), local - [0.1, 0, 0], rtol=0, atol=1e-6)
+
+
+def test_a_scene_still_being_written_is_named_as_such(tmp_path, capsys):
+    """`vdm3d fit runs/obj` while that run is still written (only runs/.obj.partial) said 'does not exist'."""
+    _two_photo_scene(tmp_path / ".obj.partial")
+    code = cli_main(["fit", str(tmp_path / "obj"), "--out", str(tmp_path / "out"), "--steps", "5", "--threads", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "obj: does not exist yet: a run is still writing it" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists() and not (tmp_path / ".out.partial").exists()

@@ -96,17 +96,34 @@ RUN_CAMERA_FILES = ("cameras/trajectory.json", "cameras/orbit.json", "trajectory
 and its ``transforms.json``; the JSON comes first because it also records the frame rate and provenance."""
 
 
+def missing_path_error(path: Path, fix: str) -> InputError:
+    """The refusal of a ``path`` that does not exist, naming the run that is still writing it when its
+    ``.NAME.partial`` folder is there (one command's run folder passed to the next before it has finished)."""
+    for missing in (path, *path.parents):  # the path itself or a run folder above it (runs/obj/mesh.glb)
+        if missing.exists():
+            break
+        partial = missing.parent / f".{missing.name}.partial"
+        if partial.is_dir():
+            return InputError(path=path, problem=f"does not exist yet: a run is still writing it (in {partial})",
+                              fix="wait for that run to finish, or resume it with --resume if it was stopped")
+    return InputError(path=path, problem="does not exist", fix=fix)
+
+
 def camera_file_in(folder: str | Path) -> Path:
     """The camera file to read for ``folder``: the folder itself when it holds a COLMAP model (``sparse/0``
     or its parent), else the first of :data:`RUN_CAMERA_FILES` in it, so that a run folder of any vdm3d job,
     a ``vdm3d data make`` case or a scene folder can be passed where a camera file is asked for. Refuses a
     folder with none, naming the files looked for (and a sub-folder that has one, e.g. a dataset's case)."""
     folder = Path(folder)
-    if holds_colmap_model(folder):
+    found = next((folder / name for name in RUN_CAMERA_FILES if (folder / name).is_file()), None)
+    # an LLFF scene often carries a COLMAP model without its images file (fern: cameras.bin, points3D.bin),
+    # which holds no poses: its poses_bounds.npy is the camera file then, as the scene reader takes it
+    whole = any((d / f"images.{e}").is_file() for d in (folder, folder / "0", folder / "sparse" / "0",
+                                                         folder / "sparse") for e in ("bin", "txt"))
+    if holds_colmap_model(folder) and (whole or found is None):
         return folder
-    for name in RUN_CAMERA_FILES:
-        if (folder / name).is_file():
-            return folder / name
+    if found is not None:
+        return found
     subs = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
     inside = next((sub for sub in subs if any((sub / n).is_file() for n in RUN_CAMERA_FILES)), None)
     hint = f" (the folder {inside} inside it has one: pass that)" if inside is not None else ""
@@ -167,7 +184,7 @@ def read_camera_file(path: str | Path, fmt: CameraFormat = "auto", width: int | 
     convert`) or for a caller that only draws the poses. Coefficients that are all zero are no lens."""
     path = Path(path)
     if not path.exists():
-        raise InputError(path=path, problem="does not exist", fix="check the path")
+        raise missing_path_error(path, "check the path")
     if fmt == "auto" and path.is_dir():
         path = camera_file_in(path)  # a run folder, a data case, a scene: its camera file
     fmt = detect_format(path) if fmt == "auto" else fmt

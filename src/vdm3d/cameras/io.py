@@ -276,6 +276,14 @@ def re10k_square_width(fx: float, fy: float, height: int = RE10K_HEIGHT) -> int:
     return max(1, round(height * fy / fx))
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def read_re10k(path: str | Path, width: int | None = None, height: int | None = None,
                dtype: torch.dtype = torch.float32) -> tuple[Cameras, list[int], str]:
     """Cameras, timestamps (microseconds) and the video URL of a RealEstate10K camera file.
@@ -290,6 +298,10 @@ def read_re10k(path: str | Path, width: int | None = None, height: int | None = 
     if not path.is_file():
         raise InputError(path=path, problem="does not exist", fix="pass a RealEstate10K .txt camera file")
     lines = [ln for ln in path.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
+    if lines and len(first := lines[0].split()) == 19 and all(_is_number(v) for v in first):
+        # the URL line left out: its first frame would be taken for the URL and dropped without a word
+        raise InputError(path=path, field="line 1", problem="is a frame (19 numbers), not the video's URL",
+                         fix="add the URL line (any text) above the first frame, as RealEstate10K files start")
     if len(lines) < 2:
         raise InputError(path=path, problem="has no frames", fix="pass a RealEstate10K camera file (URL line + frames)")
     stamps, Ks, w2c = [], [], []

@@ -126,7 +126,9 @@ def load_scene(path: str | Path, max_points: int = 200_000, mesh_samples: int = 
     turned z-up."""
     path = Path(path)
     if not path.exists():
-        raise InputError(path=path, problem="does not exist", fix="check the scene path")
+        from vdm3d.cameras.formats import missing_path_error
+
+        raise missing_path_error(path, "check the scene path")
     if path.is_dir():
         path = scene_file_in(path)
     suffix = path.suffix.lower()

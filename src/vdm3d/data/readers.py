@@ -182,7 +182,9 @@ def read_scene(path: str | Path, split: Split = Split(), downscale: int = 1, for
     """
     root = Path(path)
     if not root.exists():
-        raise InputError(path=root, problem="does not exist", fix="pass a scene folder")
+        from vdm3d.cameras.formats import missing_path_error
+
+        raise missing_path_error(root, "pass a scene folder")
     if downscale < 1:
         raise ConfigError(f"{root}: downscale must be a positive integer, got {downscale}.")
     if format == "auto":
@@ -196,7 +198,7 @@ def read_scene(path: str | Path, split: Split = Split(), downscale: int = 1, for
     train, test = split_indices(len(files), split, str(root))
     if points_from == "train" and points is not None:
         points, rgb = _points_seen_by(root, fmt, files, train, points, rgb)
-    offset = recentre_offset(cams)
+    offset = recentre_offset(cams, points)
     cams, points = _moved(cams, offset, size), _moved_points(points, offset)
     if before_images is not None:
         before_images(len(train) + len(test), max(1, round(cams.width / downscale)), max(1, round(cams.height / downscale)))
@@ -206,13 +208,18 @@ def read_scene(path: str | Path, split: Split = Split(), downscale: int = 1, for
                  _applied(dists), offset)
 
 
-def recentre_offset(cameras: Cameras) -> np.ndarray:
+def recentre_offset(cameras: Cameras, points: Tensor | None = None) -> np.ndarray:
     """The cameras' mean centre (float64) when they lie so far from the origin, for their spread, that float32
     numbers cannot place them finely (:func:`~vdm3d.geometry.precision.far_offset`, as ``vdm3d stylize``
     recentres a mesh), else zero. Georeferenced scenes are the case: a drone survey in UTM or ECEF coordinates
     has its cameras 5e6 units from the origin, where float32 steps by 0.5 and a fit of it breaks."""
     c = cameras.centers.detach().cpu().double().reshape(-1, 3).numpy()
-    if far_offset(c.min(0), c.max(0)) is None:
+    lo, hi = c.min(0), c.max(0)
+    if float((hi - lo).max()) <= 0:  # one position (a turn on the spot): the points' extent sizes it, else 1 unit
+        p = points.detach().cpu().double().reshape(-1, 3).numpy() if points is not None else np.zeros((0, 3))
+        size = float(np.ptp(p, axis=0).max()) if len(p) else 0.0
+        lo, hi = lo - (size if size > 0 else 1.0) / 2, hi + (size if size > 0 else 1.0) / 2
+    if far_offset(lo, hi) is None:
         return np.zeros(3)
     return c.mean(0)
 
@@ -245,8 +252,9 @@ def recentred_line(data: Path, scene: Scene) -> str | None:
     spread = float(np.ptp(c, axis=0).max())
     far = float(np.abs(c + offset).max())
     point = "(" + ", ".join(f"{v:.10g}" for v in offset) + ")"
-    return (f"scene: {data.name} lies {far:.3g} units from the origin, {far / max(spread, 1e-300):.3g} times "
-            f"its cameras' spread of {spread:.3g}; fitted about its cameras' centre {point} so that 32-bit "
+    where = (f"{far / spread:.3g} times its cameras' spread of {spread:.3g}" if spread > 0 else
+             "its cameras all at one point")
+    return (f"scene: {data.name} lies {far:.3g} units from the origin, {where}; fitted about its cameras' centre {point} so that 32-bit "
             "numbers place it finely; splats.ply and cameras/ are in that moved frame (add the offset, recorded "
             "in the manifest and as cameras/transforms.json's applied_transform, to return to the file's "
             "coordinates)")
@@ -351,7 +359,7 @@ def _read_blender_split(root: Path, split: Split, downscale: int) -> Scene:
     cams, files, _, points, rgb, dists, size = _transforms(root, None, root / "transforms_train.json",
                                                            split.skip_missing)
     train, _ = split_indices(len(files), dataclasses.replace(split, test_every=0, test_views=()), str(root))
-    offset = recentre_offset(cams)  # the training cameras' centre moves the held-out ones too
+    offset = recentre_offset(cams, points)  # the training cameras' centre moves the held-out ones too
     cams, points = _moved(cams, offset, size), _moved_points(points, offset)
     test_file = root / "transforms_test.json"
     test = None

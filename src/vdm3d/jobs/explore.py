@@ -257,6 +257,7 @@ def plan_path(c: ExploreConfig, say: Progress | None = None) -> Trajectory:
     from vdm3d.cameras.extend import extend_cameras
     from vdm3d.cameras.formats import camera_file_in, read_camera_file
     from vdm3d.cameras.presets import apply_movements, preset_movements
+    from vdm3d.cameras.rotations import orthonormalize
     from vdm3d.cameras.speed import retime
 
     size, fps = c.resolution, MOVE_FPS
@@ -284,7 +285,10 @@ def plan_path(c: ExploreConfig, say: Progress | None = None) -> Trajectory:
         cams = extend_cameras(cams, c.frames - len(cams), c.extend)
     elif c.frames is not None:
         cams = cams[: c.frames]
-    start = cams.c2w[0]  # where the path's first camera stands in the file's world (the outputs go back there)
+    start = cams.c2w[0].clone()  # where the path's first camera stands in the file's world (the outputs go back
+    # there); its rotation snapped to the nearest one: a file's few digits (validate allows |R R^T - I| up to
+    # 1e-3) would otherwise make Gaussians.transformed refuse it at export, after the whole video was made
+    start[:3, :3] = orthonormalize(start[:3, :3])
     c2w = rigid_inverse(start) @ cams.c2w  # frame 0 becomes the identity: the image's camera
     out = Cameras.from_fov(fov, size, size, c2w)  # square pixels: the image is cropped to a square
     zoom = cams.fx / cams.fx[0]  # a path's zoom relative to its first frame (1 where it has none)

@@ -173,7 +173,7 @@ def load_scene(config: FitJobConfig, say: Say | None = None) -> Scene:
 def initialize(scene: Scene, config: FitJobConfig) -> Gaussians:
     if config.init_ply is not None:
         return initialize_from_ply(config.init_ply, max_points=config.max_init_points, sh_degree=config.fit.sh_degree,
-                                   seed=config.fit.seed)
+                                   seed=config.fit.seed, offset=scene.offset)
     return initialize_baseline(scene.train.cameras, scene.points_world, scene.points_rgb, mode=config.init,
                                max_points=config.max_init_points, random_points=config.random_points,
                                sh_degree=config.fit.sh_degree, seed=config.fit.seed)
@@ -218,14 +218,18 @@ def export(run: RunFolder, gaussians: Gaussians, scene: Scene, metrics: dict, re
 
 
 def check_config(config: FitJobConfig) -> None:
+    if not config.data.exists():  # named here: a run folder still being written is said to be
+        from vdm3d.cameras.formats import missing_path_error
+
+        raise missing_path_error(config.data, "pass a scene folder")
     if config.init_ply is None:
         return
     if config.init == "random":
         raise ConfigError("--init-ply starts from a file's points or splats and --init random from random points; "
                           "give one of them.")
-    from vdm3d.splat.ply import load_points
+    from vdm3d.recon.baseline import init_ply_points
 
-    load_points(config.init_ply)  # a missing or unreadable file is refused before the run folder is made
+    init_ply_points(config.init_ply)  # a missing, unreadable or empty file is refused before the run folder is made
 
 
 @job_entry(check_config)

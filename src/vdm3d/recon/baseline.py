@@ -15,9 +15,11 @@ in a job (no job imports another).
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Callable, Literal, Sequence
 
+import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor
@@ -57,16 +59,42 @@ def initialize(cameras: Cameras, points_world: Float[Tensor, "P 3"] | None = Non
     return init_random(cameras, random_points, near, far, sh_degree=sh_degree, generator=generator)
 
 
-def initialize_from_ply(path: Path, *, max_points: int = 100_000, sh_degree: int = 3, seed: int = 0) -> Gaussians:
+def init_ply_points(path: Path) -> tuple[Tensor, Tensor]:
+    """The points (float64) and colours of the PLY ``--init-ply`` names (:func:`~vdm3d.splat.ply.load_points`),
+    refusing a file with no point to start from (no vertex, or none with finite x, y, z)."""
+    from vdm3d.errors import InputError
+    from vdm3d.splat.ply import load_points
+
+    points, rgb = load_points(path)
+    if len(points) == 0:
+        raise InputError(path=path, field="element 'vertex'", problem="has no point with finite x, y and z",
+                         fix="pass a PLY with points, or leave out --init-ply to start from the scene's points")
+    return points, rgb
+
+
+def initialize_from_ply(path: Path, *, max_points: int = 100_000, sh_degree: int = 3, seed: int = 0,
+                        offset: np.ndarray | None = None) -> Gaussians:
     """Starting Gaussians from a PLY file: a 3DGS file's Gaussians as they are (shape, opacity and colour; SH
     truncated or zero-padded to ``sh_degree``), so a fit continues another run's splats, or a point cloud's
-    points (at most ``max_points``, with their colours) as :func:`init_from_points` starts sparse points."""
-    from vdm3d.splat.ply import holds_splats, load_ply, load_points
+    points (at most ``max_points``, with their colours) as :func:`init_from_points` starts sparse points.
 
+    ``offset`` is what the scene reader subtracted from a georeferenced scene (``Scene.offset``): a file whose
+    points lie nearer that point than the origin is in the scene file's world and is moved by it too (in
+    float64, before float32); one near the origin (a run's splats.ply of that scene, written in the moved
+    frame) is taken as it is."""
+    from vdm3d.splat.ply import holds_splats, load_ply
+
+    points, rgb = init_ply_points(path)
+    shift = np.zeros(3)
+    if offset is not None and np.any(offset):
+        centre = points.mean(0).numpy()
+        if np.linalg.norm(centre - offset) < np.linalg.norm(centre):
+            shift = np.asarray(offset, np.float64)
     if holds_splats(path):
-        return load_ply(path).with_sh_degree(sh_degree)
-    points, rgb = load_points(path)
-    return init_from_points(points, rgb, max_points=max_points, sh_degree=sh_degree,
+        g = load_ply(path).with_sh_degree(sh_degree)
+        # the float64 points (load_ply's are float32: 0.5 apart 5e6 out); load_ply refuses non-finite ones
+        return dataclasses.replace(g, means=(points - torch.from_numpy(shift)).float())
+    return init_from_points(points - torch.from_numpy(shift), rgb, max_points=max_points, sh_degree=sh_degree,
                             generator=torch.Generator().manual_seed(seed))
 
 

@@ -152,6 +152,10 @@ def load_points(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
     from vdm3d.splat.sh import sh_to_rgb
 
     path = Path(path)
+    if path.is_dir():
+        inside = path / "splats.ply"
+        raise InputError(path=path, problem="is a folder, not a .ply file",
+                         fix=f"pass the .ply inside it ({inside})" if inside.is_file() else "pass a .ply file")
     if not path.is_file():
         raise InputError(path=path, problem="does not exist", fix="check the path to the .ply file")
     try:
