@@ -96,19 +96,6 @@ RUN_CAMERA_FILES = ("cameras/trajectory.json", "cameras/orbit.json", "trajectory
 and its ``transforms.json``; the JSON comes first because it also records the frame rate and provenance."""
 
 
-def missing_path_error(path: Path, fix: str) -> InputError:
-    """The refusal of a ``path`` that does not exist, naming the run that is still writing it when its
-    ``.NAME.partial`` folder is there (one command's run folder passed to the next before it has finished)."""
-    for missing in (path, *path.parents):  # the path itself or a run folder above it (runs/obj/mesh.glb)
-        if missing.exists():
-            break
-        partial = missing.parent / f".{missing.name}.partial"
-        if partial.is_dir():
-            return InputError(path=path, problem=f"does not exist yet: a run is still writing it (in {partial})",
-                              fix="wait for that run to finish, or resume it with --resume if it was stopped")
-    return InputError(path=path, problem="does not exist", fix=fix)
-
-
 def camera_file_in(folder: str | Path) -> Path:
     """The camera file to read for ``folder``: the folder itself when it holds a COLMAP model (``sparse/0``
     or its parent), else the first of :data:`RUN_CAMERA_FILES` in it, so that a run folder of any vdm3d job,
@@ -184,6 +171,8 @@ def read_camera_file(path: str | Path, fmt: CameraFormat = "auto", width: int | 
     convert`) or for a caller that only draws the poses. Coefficients that are all zero are no lens."""
     path = Path(path)
     if not path.exists():
+        from vdm3d.io.runs import missing_path_error
+
         raise missing_path_error(path, "check the path")
     if fmt == "auto" and path.is_dir():
         path = camera_file_in(path)  # a run folder, a data case, a scene: its camera file

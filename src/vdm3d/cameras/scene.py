@@ -126,7 +126,7 @@ def load_scene(path: str | Path, max_points: int = 200_000, mesh_samples: int = 
     turned z-up."""
     path = Path(path)
     if not path.exists():
-        from vdm3d.cameras.formats import missing_path_error
+        from vdm3d.io.runs import missing_path_error
 
         raise missing_path_error(path, "check the scene path")
     if path.is_dir():

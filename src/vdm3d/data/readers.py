@@ -182,7 +182,7 @@ def read_scene(path: str | Path, split: Split = Split(), downscale: int = 1, for
     """
     root = Path(path)
     if not root.exists():
-        from vdm3d.cameras.formats import missing_path_error
+        from vdm3d.io.runs import missing_path_error
 
         raise missing_path_error(root, "pass a scene folder")
     if downscale < 1:

@@ -368,7 +368,7 @@ def load_mesh_scene(path: str | Path, *, texture: str | Path | np.ndarray | None
                          fix=f"pass the mesh inside it, {inside}" if inside is not None else
                          "pass a mesh file (GLB/glTF, OBJ, PLY, OFF or STL)")
     if not path.is_file():
-        from vdm3d.cameras.formats import missing_path_error
+        from vdm3d.io.runs import missing_path_error
 
         raise missing_path_error(path, "check the mesh path")
     try:

@@ -106,6 +106,19 @@ def _umask() -> int:
     return _UMASK
 
 
+def missing_path_error(path: Path, fix: str) -> InputError:
+    """The refusal of a ``path`` that does not exist, naming the run that is still writing it when its
+    ``.NAME.partial`` folder is there (one command's run folder passed to the next before it has finished)."""
+    for missing in (path, *path.parents):  # the path itself or a run folder above it (runs/obj/mesh.glb)
+        if missing.exists():
+            break
+        partial = partial_folder(missing)
+        if partial.is_dir():
+            return InputError(path=path, problem=f"does not exist yet: a run is still writing it (in {partial})",
+                              fix="wait for that run to finish, or resume it with --resume if it was stopped")
+    return InputError(path=path, problem="does not exist", fix=fix)
+
+
 def run_place_problem(out: str | Path) -> str | None:
     """Why ``out`` cannot take an output that is written beside it and moved into place at the end (a run folder,
     :class:`RunFolder`), or None: ``.``, ``..`` or ``/`` name the folder it is in (the partial folder would be

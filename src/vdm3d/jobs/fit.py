@@ -219,7 +219,7 @@ def export(run: RunFolder, gaussians: Gaussians, scene: Scene, metrics: dict, re
 
 def check_config(config: FitJobConfig) -> None:
     if not config.data.exists():  # named here: a run folder still being written is said to be
-        from vdm3d.cameras.formats import missing_path_error
+        from vdm3d.io.runs import missing_path_error
 
         raise missing_path_error(config.data, "pass a scene folder")
     if config.init_ply is None:
