@@ -80,7 +80,7 @@ _state: dict[str, object] = {}
 
 CFLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
 LDFLAGS = ["-fopenmp"]
-COMPILE_NOTICE = "compiling the C++ renderer (first use in this environment, about 30 s)"
+COMPILE_NOTICE = "compiling the C++ renderer (first use in this environment, a minute or two, once)"
 
 
 def _build_tag(source: bytes) -> str:
