@@ -98,10 +98,11 @@ def test_cli_reports_bad_split_in_one_sentence(shared_data, tmp_path, capsys):
     assert not (tmp_path / "r").exists() and not (tmp_path / ".r.partial").exists()
 
 
-def test_init_ply_starts_from_a_runs_splats_or_a_point_cloud(tmp_path):
+def test_init_ply_starts_from_a_runs_splats_or_a_point_cloud(tmp_path, monkeypatch):
     """`--init-ply`: a 3DGS file's Gaussians as they are (to continue another run's splats; `vdm3d fit` of an
     object run started from random points and scored 12.7 dB held out, 15.4 from its splats.ply), or a point
-    cloud's points and colours; a bad file or `--init random` beside it is refused before any folder."""
+    cloud's points and colours; a bad file or `--init random` beside it is refused before any folder. The
+    file is parsed once to start from it (it was parsed twice, a real scene's splats.ply being hundreds of MB)."""
     from plyfile import PlyData, PlyElement
 
     from vdm3d.errors import InputError
@@ -120,7 +121,11 @@ def test_init_ply_starts_from_a_runs_splats_or_a_point_cloud(tmp_path):
     scene = read_scene(tmp_path, Split(test_every=0))
     g = Gaussians(torch.randn(50, 3), torch.randn(50, 4), torch.randn(50, 3) - 2, torch.randn(50), torch.randn(50, 1, 3))
     save_ply(tmp_path / "splats.ply", g)
+    parsed, read = [], PlyData.read
+    monkeypatch.setattr(PlyData, "read", staticmethod(lambda *a, **k: parsed.append(a[0]) or read(*a, **k)))
     start = initialize(scene, FitJobConfig(data=tmp_path, init_ply=tmp_path / "splats.ply", fit=TINY))
+    assert parsed == [str(tmp_path / "splats.ply")]
+    monkeypatch.undo()
     assert start.sh_degree == TINY.sh_degree == 1 and torch.equal(start.sh[:, 0], g.sh[:, 0])
     assert start.sh[:, 1:].abs().max() == 0  # the added band starts at zero
     for name in ("means", "quats", "log_scales", "opacity_logits"):

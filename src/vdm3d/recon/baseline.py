@@ -62,14 +62,19 @@ def initialize(cameras: Cameras, points_world: Float[Tensor, "P 3"] | None = Non
 def init_ply_points(path: Path) -> tuple[Tensor, Tensor]:
     """The points (float64) and colours of the PLY ``--init-ply`` names (:func:`~vdm3d.splat.ply.load_points`),
     refusing a file with no point to start from (no vertex, or none with finite x, y, z)."""
-    from vdm3d.errors import InputError
     from vdm3d.splat.ply import load_points
 
     points, rgb = load_points(path)
+    _refuse_empty(points, path)
+    return points, rgb
+
+
+def _refuse_empty(points: Tensor, path: Path) -> None:
+    from vdm3d.errors import InputError
+
     if len(points) == 0:
         raise InputError(path=path, field="element 'vertex'", problem="has no point with finite x, y and z",
                          fix="pass a PLY with points, or leave out --init-ply to start from the scene's points")
-    return points, rgb
 
 
 def initialize_from_ply(path: Path, *, max_points: int = 100_000, sh_degree: int = 3, seed: int = 0,
@@ -82,16 +87,17 @@ def initialize_from_ply(path: Path, *, max_points: int = 100_000, sh_degree: int
     points lie nearer that point than the origin is in the scene file's world and is moved by it too (in
     float64, before float32); one near the origin (a run's splats.ply of that scene, written in the moved
     frame) is taken as it is."""
-    from vdm3d.splat.ply import holds_splats, load_ply
+    from vdm3d.splat.ply import load_start
 
-    points, rgb = init_ply_points(path)
+    points, rgb, splats = load_start(path)
+    _refuse_empty(points, path)
     shift = np.zeros(3)
     if offset is not None and np.any(offset):
         centre = points.mean(0).numpy()
         if np.linalg.norm(centre - offset) < np.linalg.norm(centre):
             shift = np.asarray(offset, np.float64)
-    if holds_splats(path):
-        g = load_ply(path).with_sh_degree(sh_degree)
+    if splats is not None:
+        g = splats.with_sh_degree(sh_degree)
         # the float64 points (load_ply's are float32: 0.5 apart 5e6 out); load_ply refuses non-finite ones
         return dataclasses.replace(g, means=(points - torch.from_numpy(shift)).float())
     return init_from_points(points - torch.from_numpy(shift), rgb, max_points=max_points, sh_degree=sh_degree,

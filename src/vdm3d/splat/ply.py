@@ -64,18 +64,27 @@ def save_ply(path: str | Path, gaussians: Gaussians) -> Path:
     return path
 
 
-def load_ply(path: str | Path) -> Gaussians:
-    """Read a 3DGS PLY (any SH degree 0..3) into float32 :class:`Gaussians` on the CPU."""
+def _read(path: Path, fix: str):
+    """The parsed ``PlyData`` of ``path``; a missing or malformed file is an :class:`InputError` ending in ``fix``."""
     from plyfile import PlyData
 
-    path = Path(path)
     if not path.is_file():
         raise InputError(path=path, problem="does not exist", fix="check the path to the .ply file")
     try:
-        ply = PlyData.read(str(path))
+        return PlyData.read(str(path))
     except Exception as exc:  # plyfile raises several types for malformed headers and bodies
         raise InputError(path=path, problem=f"is not a readable PLY file ({type(exc).__name__}: {exc})".rstrip("."),
-                         fix="write it again or pass a 3DGS .ply") from exc
+                         fix=fix) from exc
+
+
+def load_ply(path: str | Path) -> Gaussians:
+    """Read a 3DGS PLY (any SH degree 0..3) into float32 :class:`Gaussians` on the CPU."""
+    path = Path(path)
+    return _gaussians(_read(path, "write it again or pass a 3DGS .ply"), path)
+
+
+def _gaussians(ply, path: Path) -> Gaussians:
+    """The Gaussians of a parsed 3DGS PLY (:func:`load_ply`)."""
     if "vertex" not in [e.name for e in ply.elements]:
         raise InputError(path=path, field="element 'vertex'", problem="is missing",
                          fix="pass a 3DGS PLY with one vertex per Gaussian")
@@ -125,48 +134,43 @@ def load_ply(path: str | Path) -> Gaussians:
     return Gaussians(means, quats, log_scales, opacity, sh)
 
 
-def holds_splats(path: str | Path) -> bool:
-    """Whether the PLY at ``path`` is a 3DGS file (its vertices carry ``f_dc_*``, ``opacity``, ``scale_*`` and
-    ``rot_*``) rather than a point cloud; reads the header only."""
-    names, element = set(), None
-    try:
-        with open(path, "rb") as f:
-            for _ in range(100_000):  # a header line per property: 62 in a 3DGS file
-                words = f.readline().decode("ascii", "replace").split()
-                if not words or words == ["end_header"]:
-                    break
-                if words[0] == "element" and len(words) > 1:
-                    element = words[1]
-                elif words[0] == "property" and element == "vertex":
-                    names.add(words[-1])
-    except OSError:  # unreadable: load_points names the problem
-        return False
-    return {"f_dc_0", "opacity", "scale_0", "rot_0"} <= names
+#: the vertex properties that make a PLY a 3DGS file rather than a point cloud
+_SPLAT_PROPERTIES = {"f_dc_0", "opacity", "scale_0", "rot_0"}
 
 
 def load_points(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
     """Points ``[P, 3]`` (float64) and colours ``[P, 3]`` in [0, 1] of any PLY with x, y, z vertices: a point cloud's
-    ``red``/``green``/``blue`` (bytes, or floats in [0, 1]), a 3DGS file's DC colour, else mid-grey."""
-    from plyfile import PlyData
-
-    from vdm3d.splat.sh import sh_to_rgb
-
+    ``red``/``green``/``blue`` (bytes, or floats in [0, 1]), a 3DGS file's DC colour, else mid-grey. Vertices
+    without finite x, y and z are left out."""
     path = Path(path)
+    return _points(_read_points_file(path), path)
+
+
+def load_start(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, Gaussians | None]:
+    """What a fit can start from, in one read of the file (a 3DGS PLY of millions of Gaussians is hundreds of
+    MB): :func:`load_points`' points and colours, and the Gaussians when the file is a 3DGS one
+    (its vertices carry ``f_dc_*``, ``opacity``, ``scale_*`` and ``rot_*``), else ``None``."""
+    path = Path(path)
+    ply = _read_points_file(path)
+    points, rgb = _points(ply, path)
+    return points, rgb, (_gaussians(ply, path) if _SPLAT_PROPERTIES <= set(ply["vertex"].data.dtype.names) else None)
+
+
+def _read_points_file(path: Path):
     if path.is_dir():
         inside = path / "splats.ply"
         raise InputError(path=path, problem="is a folder, not a .ply file",
                          fix=f"pass the .ply inside it ({inside})" if inside.is_file() else "pass a .ply file")
-    if not path.is_file():
-        raise InputError(path=path, problem="does not exist", fix="check the path to the .ply file")
-    try:
-        ply = PlyData.read(str(path))
-        vertex = ply["vertex"]
-    except KeyError:
+    return _read(path, "write it again or pass another .ply")
+
+
+def _points(ply, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    from vdm3d.splat.sh import sh_to_rgb
+
+    if "vertex" not in [e.name for e in ply.elements]:
         raise InputError(path=path, field="element 'vertex'", problem="is missing",
-                         fix="pass a point cloud or a 3DGS PLY with one vertex per point") from None
-    except Exception as exc:  # plyfile raises several types for malformed headers and bodies
-        raise InputError(path=path, problem=f"is not a readable PLY file ({type(exc).__name__}: {exc})".rstrip("."),
-                         fix="write it again or pass another .ply") from exc
+                         fix="pass a point cloud or a 3DGS PLY with one vertex per point")
+    vertex = ply["vertex"]
     names = vertex.data.dtype.names
     missing = [c for c in ("x", "y", "z") if c not in names]
     if missing:
