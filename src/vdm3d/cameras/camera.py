@@ -104,7 +104,10 @@ class Cameras:
             index = index + (Ellipsis,)
         return Cameras(self.Ks[index], self.c2w[index], self.width, self.height)
 
-    def reshape(self, *shape: int) -> "Cameras":
+    def reshape(self, *shape: int | tuple[int, ...]) -> "Cameras":
+        """Another batch shape, given as numbers or as one tuple (``reshape(())``: one camera), as torch takes it."""
+        if len(shape) == 1 and isinstance(shape[0], tuple):
+            shape = shape[0]
         return Cameras(self.Ks.reshape(*shape, 3, 3), self.c2w.reshape(*shape, 4, 4), self.width, self.height)
 
     def flatten(self) -> "Cameras":
