@@ -155,3 +155,17 @@ def test_keyframe_interpolation_goes_through_the_keys(seed, k, m, turn):
     torch.testing.assert_close(path.Ks[::m], kf.Ks, atol=1e-9, rtol=0)
     R = path.R
     torch.testing.assert_close(R @ R.transpose(1, 2), I3.expand_as(R), atol=1e-12, rtol=0)
+
+
+def test_look_at_refuses_an_eye_at_its_target():
+    """It returned a c2w of NaNs (0 / 0), which only failed later, far from the cause."""
+    import pytest
+
+    from vdm3d.cameras.camera import look_at
+    from vdm3d.errors import CameraError
+
+    eye = torch.tensor([[1.0, 2.0, 3.0], [0.0, -2.0, 0.0]], dtype=D)
+    with pytest.raises(CameraError, match="look_at: a camera's eye is at its target"):
+        look_at(eye, torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]], dtype=D), torch.tensor([0.0, 0.0, 1.0], dtype=D).expand(2, 3))
+    c2w = look_at(eye[1], torch.zeros(3, dtype=D), torch.tensor([0.0, 0.0, 1.0], dtype=D))
+    torch.testing.assert_close(c2w[:3, 2], torch.tensor([0.0, 1.0, 0.0], dtype=D))  # forward: towards the target

@@ -367,7 +367,11 @@ def look_at(eye: Float[Tensor, "*B 3"], target: Float[Tensor, "*B 3"], up: Float
     """
     eye, target, up = torch.broadcast_tensors(eye, target, up)
     z = target - eye
-    z = z / z.norm(dim=-1, keepdim=True)
+    zn = z.norm(dim=-1, keepdim=True)
+    if not bool((zn > 0).all()):  # no direction to look in: 0/0 made NaN cameras without a word
+        raise CameraError("look_at: a camera's eye is at its target, so it has no viewing direction; move the "
+                          "target or the eye.")
+    z = z / zn
     x = torch.cross(z, up, dim=-1)  # right = forward x up (right-handed: x = y x z with y = down)
     n = x.norm(dim=-1, keepdim=True)
     if (n < 1e-8).any():
