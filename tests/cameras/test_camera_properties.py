@@ -166,6 +166,7 @@ def test_look_at_refuses_an_eye_at_its_target():
 
     eye = torch.tensor([[1.0, 2.0, 3.0], [0.0, -2.0, 0.0]], dtype=D)
     with pytest.raises(CameraError, match="look_at: a camera's eye is at its target"):
-        look_at(eye, torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]], dtype=D), torch.tensor([0.0, 0.0, 1.0], dtype=D).expand(2, 3))
+        look_at(eye, torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]], dtype=D),
+                torch.tensor([0.0, 0.0, 1.0], dtype=D).expand(2, 3))
     c2w = look_at(eye[1], torch.zeros(3, dtype=D), torch.tensor([0.0, 0.0, 1.0], dtype=D))
     torch.testing.assert_close(c2w[:3, 2], torch.tensor([0.0, 1.0, 0.0], dtype=D))  # forward: towards the target

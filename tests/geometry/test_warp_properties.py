@@ -25,8 +25,9 @@ def camera(seed: int, width: int, height: int, rotate: bool) -> Cameras:
         c2w[:3, :3] = matrix_from_quat(torch.randn(4, generator=g, dtype=D))
         c2w[:3, 3] = torch.randn(3, generator=g, dtype=D) * 100
     f = 5 + float(torch.rand((), generator=g, dtype=D)) * 60
-    K = intrinsics(torch.tensor(f, dtype=D), torch.tensor(f * (0.7 + 0.6 * float(torch.rand((), generator=g))), dtype=D),
-                   torch.rand((), generator=g, dtype=D) * width, torch.rand((), generator=g, dtype=D) * height)
+    fy = f * (0.7 + 0.6 * float(torch.rand((), generator=g)))
+    K = intrinsics(torch.tensor(f, dtype=D), torch.tensor(fy, dtype=D), torch.rand((), generator=g, dtype=D) * width,
+                   torch.rand((), generator=g, dtype=D) * height)
     return Cameras(K[None], c2w[None], width, height)
 
 

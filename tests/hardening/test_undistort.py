@@ -52,7 +52,8 @@ def test_undistort_recovers_the_pinhole_image_that_opencv_describes():
 
 def _sources(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Where each pinhole pixel is seen in the distorted image: OpenCV's projectPoints with the lens."""
-    rays = np.stack([(u + 0.5 - K[0, 2]) / K[0, 0], (v + 0.5 - K[1, 2]) / K[1, 1], np.ones_like(u)], -1).reshape(-1, 1, 3)
+    rays = np.stack([(u + 0.5 - K[0, 2]) / K[0, 0], (v + 0.5 - K[1, 2]) / K[1, 1], np.ones_like(u)], -1)
+    rays = rays.reshape(-1, 1, 3)
     pts, _ = cv2.projectPoints(rays, np.zeros(3), np.zeros(3), K_CV, LENS.coeffs)
     return pts.reshape(H, W, 2)
 
