@@ -173,3 +173,20 @@ def test_normals_of_a_plane_reach_the_image_border():
     depth = ((-(rays_o @ normal)) / (rays_d @ normal))  # plane through the origin, z-depth since d_z = 1
     _, nrm = points_and_normals(depth, cam)
     torch.testing.assert_close(nrm, normal.expand_as(nrm), atol=1e-9, rtol=0)
+
+
+def test_single_cameras_given_as_a_batch_of_one():
+    """flow_from_depth (and the Gaussian cache's points_from_view) take a camera of batch shape (1,), as the
+    docstring says, and reshape it with ``reshape(())``: Cameras.reshape passed the tuple on as one dimension and
+    failed with 'TypeError: reshape() takes 1 positional argument but 3 were given'. It takes a tuple as torch does."""
+    from vdm3d.recon.cache import points_from_view
+
+    a = _cam((1.0, -3.0, 0.5), (0.0, 0.0, 0.0))
+    b = _cam((2.0, -2.0, 1.0), (0.1, 0.0, 0.0))
+    assert a.shape == () and a.reshape(()).shape == () and a.reshape((1, 1)).shape == (1, 1) == a.reshape(1, 1).shape
+    depth = 2.5 + 0.3 * torch.rand(18, 24, dtype=torch.float64)
+    flow, valid = flow_from_depth(depth, a, b, depth)
+    flow1, valid1 = flow_from_depth(depth, a.reshape(1), b.reshape((1,)), depth)
+    assert torch.equal(flow1, flow) and torch.equal(valid1, valid) and flow.abs().max() > 1
+    pts, _ = points_from_view(torch.rand(18, 24, 3), depth, a.reshape(1), None, 10_000, torch.Generator())
+    torch.testing.assert_close(pts, unproject_depth(depth, a).reshape(-1, 3).float())

@@ -104,7 +104,10 @@ class Cameras:
             index = index + (Ellipsis,)
         return Cameras(self.Ks[index], self.c2w[index], self.width, self.height)
 
-    def reshape(self, *shape: int) -> "Cameras":
+    def reshape(self, *shape: int | tuple[int, ...]) -> "Cameras":
+        """Another batch shape, given as numbers or as one tuple (``reshape(())``: one camera), as torch takes it."""
+        if len(shape) == 1 and isinstance(shape[0], tuple):
+            shape = shape[0]
         return Cameras(self.Ks.reshape(*shape, 3, 3), self.c2w.reshape(*shape, 4, 4), self.width, self.height)
 
     def flatten(self) -> "Cameras":
@@ -124,7 +127,7 @@ class Cameras:
     def transformed(self, matrix) -> "Cameras":
         """The same cameras in a world moved rigidly by the 4x4 ``matrix`` (``c2w -> matrix @ c2w``), as
         :meth:`vdm3d.splat.gaussians.Gaussians.transformed` moves Gaussians: each camera sees the same image."""
-        T = torch.as_tensor(matrix, dtype=torch.float64, device=self.c2w.device)  # a far world keeps its digits
+        T = rigid_matrix(matrix, "Cameras.transformed", torch.float64, self.c2w.device)  # a far world keeps its digits
         return Cameras(self.Ks, (T @ self.c2w.double()).to(self.c2w.dtype), self.width, self.height)
 
     @property
@@ -331,6 +334,30 @@ def rigid_inverse(T: Float[Tensor, "*B 4 4"]) -> Float[Tensor, "*B 4 4"]:
     return out
 
 
+RIGID_TOL = 1e-4
+"""How far from orthonormal (``max |R R^T - I|``) a world move's rotation may be: float32 digits, not a scale."""
+
+
+def rigid_matrix(matrix, who: str, dtype: torch.dtype, device: torch.device | str | None = None
+                 ) -> Float[Tensor, "4 4"]:
+    """``matrix`` as a ``4x4`` tensor of ``dtype``, refused with :class:`CameraError` (an ``InputError``) unless
+    it is a rigid move: a rotation (orthonormal to :data:`RIGID_TOL`, det +1: no mirror, no scale), a
+    translation and the last row ``[0, 0, 0, 1]``. Scene and cameras moved by anything else no longer make the
+    same images, which is what ``transformed`` promises; ``who`` names the caller in the message."""
+    T = torch.as_tensor(matrix, dtype=dtype, device=device)
+    bottom = torch.tensor([0, 0, 0, 1], dtype=dtype, device=T.device)
+    if T.shape != (4, 4) or not bool(torch.isfinite(T).all()) or not torch.allclose(T[3], bottom, atol=1e-6):
+        raise CameraError(f"{who}: the matrix must be a 4x4 rigid transform (a rotation, no scale or mirror, and a "
+                          f"translation, last row 0 0 0 1), got shape {tuple(T.shape)}"
+                          + ("" if T.shape != (4, 4) else f" with last row {T[3].tolist()}") + ".")
+    R = T[:3, :3].double()
+    err, det = float((R @ R.T - torch.eye(3, dtype=R.dtype, device=R.device)).abs().max()), float(torch.linalg.det(R))
+    if err > RIGID_TOL or det < 0:
+        raise CameraError(f"{who}: the matrix must be a 4x4 rigid transform (a rotation, no scale or mirror, and a "
+                          f"translation), but its 3x3 part has max |R R^T - I| = {err:.2g} and det = {det:.4f}.")
+    return T
+
+
 def look_at(eye: Float[Tensor, "*B 3"], target: Float[Tensor, "*B 3"], up: Float[Tensor, "*B 3"]
             ) -> Float[Tensor, "*B 4 4"]:
     """OpenCV camera-to-world matrices for cameras at ``eye`` looking at ``target``.
@@ -340,7 +367,11 @@ def look_at(eye: Float[Tensor, "*B 3"], target: Float[Tensor, "*B 3"], up: Float
     """
     eye, target, up = torch.broadcast_tensors(eye, target, up)
     z = target - eye
-    z = z / z.norm(dim=-1, keepdim=True)
+    zn = z.norm(dim=-1, keepdim=True)
+    if not bool((zn > 0).all()):  # no direction to look in: 0/0 made NaN cameras without a word
+        raise CameraError("look_at: a camera's eye is at its target, so it has no viewing direction; move the "
+                          "target or the eye.")
+    z = z / zn
     x = torch.cross(z, up, dim=-1)  # right = forward x up (right-handed: x = y x z with y = down)
     n = x.norm(dim=-1, keepdim=True)
     if (n < 1e-8).any():

@@ -11,7 +11,10 @@ import numpy as np
 
 
 def float32_spacing(distance: float) -> float:
-    """The gap between neighbouring float32 numbers at ``distance`` from zero (23 bits of mantissa)."""
+    """The gap between neighbouring float32 numbers at ``distance`` from zero (23 bits of mantissa), as an upper
+    bound: the true gap (``np.spacing``) is that of the power of two below, so it lies in ``(bound / 2, bound]``
+    (exact at powers of two; at 5e6 the bound is 0.596, the gap 0.5). A test against it never calls a coarse
+    grid fine; :func:`far_offset` may recentre bounds that float32 would have placed up to twice as finely."""
     return abs(float(distance)) * 2.0 ** -23
 
 

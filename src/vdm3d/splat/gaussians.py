@@ -31,6 +31,7 @@ import torch
 from jaxtyping import Float, Shaped
 from torch import Tensor
 
+from vdm3d.cameras.camera import rigid_matrix
 from vdm3d.cameras.rotations import matrix_from_quat, quat_from_matrix
 from vdm3d.errors import InputError
 from vdm3d.splat.sh import num_sh_bases, rgb_to_sh, sh_basis, sh_degree_from_bases
@@ -146,16 +147,12 @@ class Gaussians:
             sh = torch.cat([sh, pad], 1)
         return dataclasses.replace(self, sh=sh)
 
-    def transformed(self, matrix: Float[Tensor, "4 4"]) -> "Gaussians":
+    def transformed(self, matrix: Tensor | np.ndarray) -> "Gaussians":
         """The same Gaussians in a world moved rigidly by ``matrix`` (a 4x4 rotation and translation: points
         ``x -> R x + t``): centres moved, orientations rotated, and the view-dependent colour (SH bands 1-3)
         rotated with them, so that every camera moved by the same matrix renders the same image."""
-        T = torch.as_tensor(matrix, dtype=self.means.dtype, device=self.means.device)
+        T = rigid_matrix(matrix, "Gaussians.transformed", self.means.dtype, self.means.device)
         R, t = T[:3, :3], T[:3, 3]
-        if T.shape != (4, 4) or not torch.allclose(R @ R.T, torch.eye(3, dtype=R.dtype, device=R.device), atol=1e-4) \
-                or float(torch.linalg.det(R)) < 0:
-            raise InputError("Gaussians.transformed: the matrix must be a 4x4 rigid transform (a rotation, "
-                             "no scale or mirror, and a translation).")
         sh = self.sh
         if self.sh_degree > 0:
             sh = torch.einsum("jk,nkc->njc", sh_rotation(self.sh_degree, R), sh)
