@@ -36,8 +36,8 @@ import time
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
 
-from vdm3d.errors import (ConfigError, DiskFullError, InputError, OutputError, OutputExistsError,
-                          UnsafeCheckpointError)
+from vdm3d.errors import (ConfigError, DiskFullError, InputError, OutOfMemoryError, OutputError,
+                          OutputExistsError, UnsafeCheckpointError, Vdm3dError, out_of_memory)
 from vdm3d.io.cache import fingerprint_record, recorded_models
 from vdm3d.io.provenance import code_revision, cpu_record, package_versions
 from vdm3d.threads import current_threads
@@ -278,6 +278,57 @@ def disk_full(exc: BaseException | None) -> bool:
             return True
         exc = exc.__cause__ or exc.__context__
     return False
+
+
+#: config fields (leaf names) whose value sets how much memory a run needs, in the order they are named:
+#: a smaller value needs less; ``downscale`` is the one where a larger value needs less
+MEMORY_FIELDS = ("resolution", "frames", "views", "max_gaussians", "num_points", "max_init_points", "batch_size",
+                 "mesh_resolution", "carve_resolution", "texture_size", "turntable_frames")
+
+
+def memory_options(config: Any, most: int = 3) -> str:
+    """The advice of an out-of-memory sentence: ``ask for less (a smaller --resolution, --frames or
+    --max-gaussians)``, naming the options of ``config`` that set the run's memory as the command spells them
+    (``--fit.downscale`` is "a larger")."""
+    from vdm3d.option_names import options_of
+
+    try:
+        options = options_of(type(config))
+    except Exception:  # noqa: BLE001 - not a dataclass (a function command's dict): no flags to name
+        options = []
+    by_leaf: dict[str, str] = {}
+    changed: set[str] = set()  # those the user set: named first (the --resolution 1024 just typed)
+    for o in options:
+        by_leaf.setdefault(o.attrs[-1], "--" + o.flag.replace("_", "-"))
+        if o.attrs[-1] in MEMORY_FIELDS and not _default(config, o.attrs):
+            changed.add(o.attrs[-1])
+    order = sorted((f for f in MEMORY_FIELDS if f in by_leaf), key=lambda f: f not in changed)
+    smaller = [by_leaf[f] for f in order][:most]
+    larger = by_leaf.get("downscale")
+    parts = ([f"a smaller {_or(smaller)}"] if smaller else []) + ([f"a larger {larger}"] if larger else [])
+    return f"ask for less ({' or '.join(parts)})" if parts else "ask for less (a smaller size or count)"
+
+
+def _default(config: Any, attrs: tuple[str, ...]) -> bool:
+    """Whether the option at ``attrs`` has its field's default value (True when that cannot be told)."""
+    try:
+        obj = config
+        for a in attrs[:-1]:
+            obj = getattr(obj, a)
+        field = {f.name: f for f in dataclasses.fields(obj)}[attrs[-1]]
+        if field.default is not dataclasses.MISSING:
+            default = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            default = field.default_factory()
+        else:
+            return True
+        return getattr(obj, attrs[-1]) == default
+    except Exception:  # noqa: BLE001 - not a dataclass or not comparable
+        return True
+
+
+def _or(flags: list[str]) -> str:
+    return flags[0] if len(flags) == 1 else f"{', '.join(flags[:-1])} or {flags[-1]}"
 
 
 def _strerror(exc: BaseException) -> str:
@@ -651,6 +702,14 @@ class RunFolder:
                        f"no checkpoint had been written yet, so nothing of {self.out} was kept")
             if isinstance(exc, KeyboardInterrupt):  # Ctrl-C or SIGTERM: say what is left (cli.main prints it)
                 exc.outcome = outcome
+            if not isinstance(exc, Vdm3dError) and out_of_memory(exc) is not None:
+                detail = out_of_memory(exc)
+                less = memory_options(self.config)
+                then = (f"the checkpoint in {self.partial} is kept: close other programs and run the same command "
+                        f"with {self.resume_flag}, or {less} with --overwrite to start again" if keep else
+                        f"nothing of {self.out} was kept: {less}, or close other programs, and run it again")
+                raise OutOfMemoryError(f"{self.out}: ran out of memory{' ' + detail if detail else ''}; "
+                                       f"{then}.") from exc
             if disk_full(exc):
                 then = (f"the checkpoint in {self.partial} is kept: free space, then run the same command with "
                         f"{self.resume_flag} to continue from it" if keep else
