@@ -6,6 +6,7 @@ import dataclasses
 import importlib.machinery
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -140,3 +141,54 @@ def test_another_runtime_error_is_still_a_bug(monkeypatch):
     fake_command(monkeypatch, run)
     with pytest.raises(RuntimeError, match="shape mismatch"):
         cli_main.main(["fake"])
+
+
+GL_READ = r'''
+import resource, sys
+import numpy as np
+import torch
+from vdm3d.cameras.camera import Cameras, look_at
+from vdm3d.data.procedural import Light, Part, Scene
+from vdm3d.data.procedural.shapes import ellipsoid
+from vdm3d.geometry.mesh_render import render_buffers
+
+c2w = look_at(torch.tensor([2.0, 0, 0], dtype=torch.float64), torch.zeros(3, dtype=torch.float64),
+              torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64))
+camera = Cameras.from_fov(50.0, 2048, 2048, c2w.float())
+s = ellipsoid(0.8, 0.8, 0.8, nu=32, nv=16)
+scene = Scene([Part(s.vertices, s.faces, s.normals, s.uv, np.full((1, 1, 3), 200, np.uint8),
+                    np.ones((len(s.vertices), 3), np.float32))], light=Light((0.0, 0.0, 1.0), 0.3, 0.7))
+render_buffers(scene, camera)  # the GL context and the framebuffers of that size exist
+vm = int(open("/proc/self/status").read().split("VmSize:")[1].split()[0]) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (vm + 40 * 2**20, resource.RLIM_INFINITY))  # less than one 64 MiB buffer
+try:
+    render_buffers(scene, camera)
+except MemoryError as e:
+    print("MemoryError:", e)
+'''
+
+
+def test_a_render_too_large_for_the_memory_left_is_a_memory_error_not_a_crash(tmp_path):
+    """moderngl's ``Framebuffer.read`` does not check its allocation: under a memory limit, ``vdm3d data make
+    --resolution 2048`` died of a segmentation fault (exit 139, a half-written partial folder and no word)
+    instead of the MemoryError that the run folder turns into one sentence."""
+    import os
+    import subprocess
+
+    resource = pytest.importorskip("resource")
+    pytest.importorskip("moderngl")
+    from vdm3d.geometry.mesh_render import RenderBackendError, get_renderer
+
+    if not os.path.exists("/proc/self/status"):
+        pytest.skip("needs /proc to set a memory limit above the process's own size")
+    try:
+        get_renderer()
+    except RenderBackendError as e:
+        pytest.skip(str(e))
+    assert resource.RLIMIT_AS
+    script = tmp_path / "gl_read.py"
+    script.write_text(GL_READ)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("MemoryError: Unable to allocate 64.0 MiB"), done.stdout
