@@ -690,7 +690,8 @@ class RunFolder:
         if exc is not None:
             # a resumed run never loses the checkpoints it started from; a new one keeps those it wrote
             # unless the same command would fail the same way again
-            keep = self.resuming or (self._keep_on_failure and not isinstance(exc, WORTHLESS_CHECKPOINT))
+            keep = self.resuming or (self._keep_on_failure and self._wrote_state()
+                                     and not isinstance(exc, WORTHLESS_CHECKPOINT))
             if not keep:
                 shutil.rmtree(self.partial, ignore_errors=True)
                 self._release()  # its lock file too, so that the folders made for it are empty
@@ -738,6 +739,22 @@ class RunFolder:
             raise OutputError(f"{self.out}: the finished run could not be moved there ({e.strerror}); it is complete "
                               f"in {self.partial}: move that folder where you want it, or choose another --out "
                               "next time.") from None
+        return False
+
+    def _wrote_state(self) -> bool:
+        """Whether the partial folder holds anything a resume continues from: a file under ``checkpoints/``, or
+        what a job keeps beside it (``vdm3d data make``'s finished cases). A run whose first checkpoint did not
+        get written (a full disk) has only ``start.json`` and an empty ``checkpoints/``: keeping that said "the
+        checkpoint ... is kept ... --resume", and the resume started from zero."""
+        try:
+            for entry in self.partial.iterdir():
+                if entry.name == "checkpoints":
+                    if any(p.is_file() for p in entry.rglob("*")):
+                        return True
+                elif entry.name != START:
+                    return True
+        except OSError:
+            return True  # cannot tell: keep what is there
         return False
 
     def _this_leg(self) -> dict[str, Any]:
