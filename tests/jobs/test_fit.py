@@ -279,10 +279,12 @@ def test_a_scene_still_being_written_is_named_as_such(tmp_path, capsys):
 def test_a_full_disk_at_the_first_checkpoint_resumes_from_the_start(shared_data, tmp_path, monkeypatch, capsys):
     """The first checkpoint did not fit on the disk: the error said to free space and --resume, and the resume
     was refused (`holds no complete checkpoint ... start without --resume`) as was the same command without it
-    (`an interrupted run left its checkpoint ...`): only --overwrite got out. It now starts from step 1."""
+    (`an interrupted run left its checkpoint ...`): only --overwrite got out. Now nothing is kept and the same
+    command runs again; a partial folder without a state (one that vdm3d kept before) resumes from step 1."""
     import errno
 
     from vdm3d.errors import DiskFullError
+    from vdm3d.io.runs import RunFolder
     from vdm3d.recon import checkpoint
 
     fit = dataclasses.replace(TINY, steps=6, checkpoint_every=3, densify=dataclasses.replace(TINY.densify,
@@ -294,7 +296,11 @@ def test_a_full_disk_at_the_first_checkpoint_resumes_from_the_start(shared_data,
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     monkeypatch.setattr(checkpoint, "atomic_write_bytes", full)
-    with pytest.raises(DiskFullError, match="free space, then run the same command with --resume"):
+    with pytest.raises(DiskFullError, match="nothing of .*run was kept: free space and run it again"):
+        run_fit(config)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    monkeypatch.setattr(RunFolder, "_wrote_state", lambda self: True)  # as vdm3d kept such a folder before
+    with pytest.raises(DiskFullError, match="is kept: free space, then run the same command with --resume"):
         run_fit(config)
     assert not (tmp_path / ".run.partial" / "checkpoints" / "state.safetensors").exists()
     monkeypatch.setattr(checkpoint, "atomic_write_bytes", real)
