@@ -192,3 +192,17 @@ def test_a_render_too_large_for_the_memory_left_is_a_memory_error_not_a_crash(tm
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("MemoryError: Unable to allocate 64.0 MiB"), done.stdout
+
+
+def test_a_train_commands_dict_of_configs_names_its_prefixed_options():
+    @dataclasses.dataclass(frozen=True)
+    class Task:
+        batch: int = 8
+        frames: int = 8
+
+    @dataclasses.dataclass(frozen=True)
+    class Loop:
+        steps: int = 100
+
+    said = memory_options({"task": Task(batch=512), "loop": Loop(), "heldout": 2})
+    assert said == "ask for less (a smaller --task.batch or --task.frames)"

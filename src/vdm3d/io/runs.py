@@ -282,8 +282,8 @@ def disk_full(exc: BaseException | None) -> bool:
 
 #: config fields (leaf names) whose value sets how much memory a run needs, in the order they are named:
 #: a smaller value needs less; ``downscale`` is the one where a larger value needs less
-MEMORY_FIELDS = ("resolution", "frames", "views", "max_gaussians", "num_points", "max_init_points", "batch_size",
-                 "mesh_resolution", "carve_resolution", "texture_size", "turntable_frames")
+MEMORY_FIELDS = ("resolution", "frames", "views", "max_gaussians", "num_points", "max_init_points", "batch",
+                 "batch_size", "chunk", "mesh_resolution", "carve_resolution", "texture_size", "turntable_frames")
 
 
 def memory_options(config: Any, most: int = 3) -> str:
@@ -292,16 +292,21 @@ def memory_options(config: Any, most: int = 3) -> str:
     (``--fit.downscale`` is "a larger")."""
     from vdm3d.option_names import options_of
 
-    try:
-        options = options_of(type(config))
-    except Exception:  # noqa: BLE001 - not a dataclass (a function command's dict): no flags to name
-        options = []
+    # a dataclass config, or a function command's dict of them (vdm3d train: {"task": ..., "loop": ...}, whose
+    # options are --task.batch, ...)
+    parts_of = config.items() if isinstance(config, dict) else [("", config)]
     by_leaf: dict[str, str] = {}
     changed: set[str] = set()  # those the user set: named first (the --resolution 1024 just typed)
-    for o in options:
-        by_leaf.setdefault(o.attrs[-1], "--" + o.flag.replace("_", "-"))
-        if o.attrs[-1] in MEMORY_FIELDS and not _default(config, o.attrs):
-            changed.add(o.attrs[-1])
+    for key, part in parts_of:
+        try:
+            options = options_of(type(part))
+        except Exception:  # noqa: BLE001 - not a dataclass: no flags to name
+            continue
+        for o in options:
+            flag = "--" + (f"{key}." if key else "") + o.flag.replace("_", "-")
+            by_leaf.setdefault(o.attrs[-1], flag)
+            if o.attrs[-1] in MEMORY_FIELDS and not _default(part, o.attrs):
+                changed.add(o.attrs[-1])
     order = sorted((f for f in MEMORY_FIELDS if f in by_leaf), key=lambda f: f not in changed)
     smaller = [by_leaf[f] for f in order][:most]
     larger = by_leaf.get("downscale")
