@@ -8,6 +8,7 @@ that escapes is a bug in vdm3d and is reported as such.
 
 from __future__ import annotations
 
+import re
 import signal
 from pathlib import Path
 
@@ -55,6 +56,47 @@ class OutputError(Vdm3dError):
 
 class DiskFullError(OutputError):
     """The disk (or the user's quota) filled up while writing; what was kept, and how to go on, is said."""
+
+
+class OutOfMemoryError(Vdm3dError):
+    """The machine (or the accelerator) ran out of memory during a command: a request too large for it (a high
+    ``--resolution``, many frames or Gaussians) or other programs holding the memory; what was kept, and what to
+    lower, is said."""
+
+
+_OOM_TEXT = ("DefaultCPUAllocator: can't allocate memory", "CUDA out of memory", "MPS backend out of memory",
+             "XPU out of memory")
+_BYTES = re.compile(r"tried to allocate (\d+) bytes|allocate ([\d.]+) ?([KMGTPE]i?B)", re.IGNORECASE)
+_UNITS = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40, "P": 2**50, "E": 2**60}
+
+
+def out_of_memory(exc: BaseException | None) -> str | None:
+    """What ``exc`` (or an error it was raised from) says when it is an allocation that failed, else None:
+    Python's and numpy's ``MemoryError``, torch's ``DefaultCPUAllocator: can't allocate memory`` RuntimeError
+    (what a memory limit or an exhausted machine gives on the CPU) and its CUDA/MPS ``OutOfMemoryError``. The
+    text returned is ``while allocating 640 MiB`` when the size is known, else empty."""
+    seen = 0
+    while exc is not None and seen < 20:
+        text = str(exc)
+        if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and any(t in text for t in _OOM_TEXT)) \
+                or (type(exc).__name__ == "OutOfMemoryError" and not isinstance(exc, Vdm3dError)):
+            found = _BYTES.search(text)
+            if found is None:
+                return ""
+            if found.group(1):
+                size = int(found.group(1))
+            else:
+                size = float(found.group(2)) * _UNITS.get(found.group(3)[0].upper(), 1)
+            return f"while allocating {_size(size)}"
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
+
+
+def _size(n: float | int) -> str:
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{int(n)} bytes"
 
 
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name))

@@ -4,6 +4,7 @@ import dataclasses
 import enum
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -448,3 +449,29 @@ def test_a_library_error_that_says_the_disk_is_full_is_one_sentence(tmp_path):
             (run.checkpoint_dir / "state").write_bytes(b"half")
             raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "
                                   '"No space left on device" })')
+
+
+def test_a_first_checkpoint_that_was_not_written_keeps_nothing(tmp_path):
+    """The disk filled up while the first checkpoint was written (its temp file removed): only start.json and an
+    empty checkpoints/ were there, and the sentence said "the checkpoint ... is kept ... --resume", for a resume
+    that started from zero. A written checkpoint, or a finished case beside it (data make), is still kept."""
+    import errno
+
+    from vdm3d.errors import DiskFullError
+
+    out = tmp_path / "run"
+    with pytest.raises(DiskFullError, match=rf"^{out}: the disk is full \(No space left on device\); nothing of "
+                                            rf"{out} was kept: free space and run it again\.$"):
+        with RunFolder(out, config=Cfg()) as run:
+            run.checkpoint_dir  # noqa: B018 - the job asked for the folder, then its first write failed
+            raise OSError(errno.ENOSPC, "No space left on device", str(run.checkpoint_dir / "state.safetensors"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    for kept in ("checkpoints/state.safetensors", "case_000000/scene.json"):
+        with pytest.raises(DiskFullError, match="is kept: free space, then run the same command with --resume"):
+            with RunFolder(out, config=Cfg()) as run:
+                run.checkpoint_dir  # noqa: B018
+                (run.path / kept).parent.mkdir(parents=True, exist_ok=True)
+                (run.path / kept).write_bytes(b"x")
+                raise OSError(errno.ENOSPC, "No space left on device")
+        assert (tmp_path / ".run.partial" / kept).is_file()
+        shutil.rmtree(tmp_path / ".run.partial")

@@ -50,3 +50,35 @@ def test_read_missing_or_corrupt(tmp_path):
     (tmp_path / "bad.mp4").write_bytes(b"garbage" * 10)
     with pytest.raises(InputError, match="not a readable video"):
         read_video(tmp_path / "bad.mp4")
+
+
+FULL_DISK_FFMPEG = """#!/bin/sh
+# ffmpeg on a full disk: it reads the frames, writes part of the file, says why on stderr and fails
+for last; do :; done
+cat > /dev/null
+printf 'part' > "$last"
+echo '[out#0/mp4 @ 0x55] Error writing trailer: No space left on device' >&2
+exit 228
+"""
+
+
+@pytest.mark.skipif(__import__("os").name != "posix", reason="a shell script stands in for ffmpeg")
+def test_a_full_disk_is_raised_as_enospc_and_leaves_no_cut_short_video(tmp_path, monkeypatch, capfd):
+    """imageio-ffmpeg's write_frames does not check how ffmpeg ended: on a full disk write_video returned a video
+    cut short at the free space as if it were whole (a run kept it), and ffmpeg's lines went to the terminal."""
+    import errno
+
+    import imageio_ffmpeg
+    import imageio_ffmpeg._io
+
+    fake = tmp_path / "ffmpeg"
+    fake.write_text(FULL_DISK_FFMPEG)
+    fake.chmod(0o755)
+    monkeypatch.setattr(imageio_ffmpeg, "get_ffmpeg_exe", lambda: str(fake))
+    monkeypatch.setattr(imageio_ffmpeg._io, "get_ffmpeg_exe", lambda: str(fake))
+    out = tmp_path / "out"
+    with pytest.raises(OSError) as raised:
+        write_video(out / "v.mp4", smooth_frames(4, 16, 16), fps=8)
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(out / "v.mp4")
+    assert list(out.iterdir()) == []  # neither the video nor its temporary file
+    assert capfd.readouterr().err == ""

@@ -279,3 +279,39 @@ def test_a_scene_still_being_written_is_named_as_such(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "obj: does not exist yet: a run is still writing it" in err and err.count("\n") == 1, err
     assert not (tmp_path / "out").exists() and not (tmp_path / ".out.partial").exists()
+
+
+def test_a_full_disk_at_the_first_checkpoint_resumes_from_the_start(shared_data, tmp_path, monkeypatch, capsys):
+    """The first checkpoint did not fit on the disk: the error said to free space and --resume, and the resume
+    was refused (`holds no complete checkpoint ... start without --resume`) as was the same command without it
+    (`an interrupted run left its checkpoint ...`): only --overwrite got out. Now nothing is kept and the same
+    command runs again; a partial folder without a state (one that vdm3d kept before) resumes from step 1."""
+    import errno
+
+    from vdm3d.errors import DiskFullError
+    from vdm3d.io.runs import RunFolder
+    from vdm3d.recon import checkpoint
+
+    fit = dataclasses.replace(TINY, steps=6, checkpoint_every=3, densify=dataclasses.replace(TINY.densify,
+                                                                                           refine_start=100))
+    config = _config(shared_data, tmp_path, split=Split(test_every=8, num_train_views=3), fit=fit)
+    real = checkpoint.atomic_write_bytes
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(checkpoint, "atomic_write_bytes", full)
+    with pytest.raises(DiskFullError, match="nothing of .*run was kept: free space and run it again"):
+        run_fit(config)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    monkeypatch.setattr(RunFolder, "_wrote_state", lambda self: True)  # as vdm3d kept such a folder before
+    with pytest.raises(DiskFullError, match="is kept: free space, then run the same command with --resume"):
+        run_fit(config)
+    assert not (tmp_path / ".run.partial" / "checkpoints" / "state.safetensors").exists()
+    monkeypatch.setattr(checkpoint, "atomic_write_bytes", real)
+    steps = []
+    result = run_fit(dataclasses.replace(config, resume=tmp_path / "run"), progress=lambda p: steps.append(p.step))
+    assert steps[0] == 1 and steps[-1] == 6
+    fresh = run_fit(dataclasses.replace(config, out=tmp_path / "fresh"))
+    assert (tmp_path / "run" / "splats.ply").read_bytes() == (tmp_path / "fresh" / "splats.ply").read_bytes()
+    assert result.metrics["train_views"] == [1, 10, 19]

@@ -71,3 +71,35 @@ def test_bad_files_raise_one_clear_sentence(tmp_path):
                                                     torch.tensor([0.0, float("nan"), 0, 0]), g.sh))
     with pytest.raises(InputError, match="opacity has a non-finite value at vertex 1"):
         load_ply(path)
+
+
+def test_a_ply_cut_short_by_a_full_disk_leaves_the_old_file_or_none(tmp_path, monkeypatch):
+    """save_ply wrote in place: a full disk left a cut-short splats.ply / baseline.ply, and `vdm3d complete
+    --resume` takes an existing baseline.ply as its finished baseline."""
+    import contextlib
+    import errno
+
+    import plyfile
+
+    g = Gaussians.from_points(torch.rand(500, 3), torch.rand(500, 3), scales=torch.full((500,), 0.1), opacity=0.5,
+                              sh_degree=0)
+    old = tmp_path / "old.ply"
+    save_ply(old, g)
+    whole = old.read_bytes()
+
+    real = plyfile.PlyData.write
+
+    def cut_short(self, stream):  # the disk fills up after the first 4 KiB (a path or a stream, as plyfile takes)
+        with (open(stream, "wb") if isinstance(stream, str) else contextlib.nullcontext(stream)) as f:
+            f.write(whole[:4096])
+            f.flush()
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(plyfile.PlyData, "write", cut_short)
+    with pytest.raises(OSError, match="No space left"):
+        save_ply(tmp_path / "new.ply", g)
+    with pytest.raises(OSError, match="No space left"):
+        save_ply(old, g)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.ply"] and old.read_bytes() == whole
+    monkeypatch.setattr(plyfile.PlyData, "write", real)
+    assert save_ply(tmp_path / "new.ply", g).read_bytes() == whole

@@ -33,7 +33,7 @@ from typing import Callable, Sequence
 
 from vdm3d import errors
 from vdm3d.cli.help_layout import BESIDE_MIN, examples_text, help_width, wrap_help_text
-from vdm3d.errors import STOP_SIGNALS, ConfigError, Interrupted, Vdm3dError
+from vdm3d.errors import STOP_SIGNALS, ConfigError, Interrupted, OutOfMemoryError, Vdm3dError, out_of_memory
 from vdm3d.threads import set_threads
 
 # name -> module; the order is the order of the overview.
@@ -510,6 +510,16 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f"error: {e.filename or 'an output file'}: the disk is full ({e.strerror}); free space and run it "
               "again.", file=sys.stderr)
         return 2
+    except (MemoryError, RuntimeError) as e:  # an allocation that failed outside any run folder (which says
+        detail = out_of_memory(e)              # what it kept: OutOfMemoryError); any other RuntimeError is a bug
+        if detail is None:
+            raise
+        if debug:
+            traceback.print_exc()
+        print(f"error: vdm3d {name} ran out of memory{' ' + detail if detail else ''}; ask for less (a smaller "
+              "--resolution, fewer frames, views or Gaussians), or close other programs, and run it again.",
+              file=sys.stderr)
+        return OutOfMemoryError.exit_code
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM/SIGHUP turned into Interrupted by _terminate_as_interrupt
         signum = getattr(e, "signum", signal.SIGINT)
         outcome = getattr(e, "outcome", "no run folder was being written, so nothing was kept")

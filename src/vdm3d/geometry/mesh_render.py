@@ -435,8 +435,11 @@ class MeshRenderer:
         gpu.edge_vao.render(self.mgl.LINES, instances=n)
 
         def read(fb, att, comps, dtype, np_dtype):
-            a = np.frombuffer(fb.read(components=comps, dtype=dtype, attachment=att, alignment=1), np_dtype)
-            a = a.reshape(ah, aw, comps)[::-1]  # GL rows start at the bottom
+            # into an array allocated here: moderngl's own read() does not check its allocation, and a render
+            # too large for the memory left (under a limit) crashed the process instead of a MemoryError
+            a = np.empty((ah, aw, comps), np_dtype)
+            fb.read_into(a, components=comps, dtype=dtype, attachment=att, alignment=1)
+            a = a[::-1]  # GL rows start at the bottom
             a = a.reshape(rows, h, cols, w, comps).transpose(0, 2, 1, 3, 4).reshape(rows * cols, h, w, comps)
             return a[:n]
         color = read(fbo, 0, 4, "f4", np.float32)

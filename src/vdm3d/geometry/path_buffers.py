@@ -28,8 +28,10 @@ from torch import Tensor
 from vdm3d.cameras.camera import Cameras
 from vdm3d.geometry.edges import soft_edges
 from vdm3d.geometry.flow import flow_from_depth, warp_backward
-from vdm3d.geometry.mesh_render import SceneLike, as_scene, render_buffers
+from vdm3d.geometry.mesh_render import MAX_ATLAS, SceneLike, as_scene, render_buffers
 
+PATH_SSAA = 3  # render_path's supersampling of the line art and coverage
+MAX_PATH_SIDE = MAX_ATLAS // PATH_SSAA  # the largest frame side render_path draws at PATH_SSAA (682 px)
 FLOW_REL_TOL = 0.02  # occlusion test: a point is seen when the target's depth agrees within 2 %
 
 
@@ -115,7 +117,7 @@ def consecutive_flows(depth: Float[Tensor, "F H W"], cameras: Cameras
     return torch.stack(flows), torch.stack(valids)
 
 
-def render_path(scene: SceneLike, cameras: Cameras, *, ssaa: int = 3, crease_deg: float = 30.0,
+def render_path(scene: SceneLike, cameras: Cameras, *, ssaa: int = PATH_SSAA, crease_deg: float = 30.0,
                 progress: Callable[[int, int], None] | None = None, chunk: int = 16) -> PathBuffers:
     """Render the geometry buffers and consecutive flows of ``scene`` along ``cameras [F]``.
 

@@ -36,8 +36,8 @@ import time
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
 
-from vdm3d.errors import (ConfigError, DiskFullError, InputError, OutputError, OutputExistsError,
-                          UnsafeCheckpointError)
+from vdm3d.errors import (ConfigError, DiskFullError, InputError, OutOfMemoryError, OutputError,
+                          OutputExistsError, UnsafeCheckpointError, Vdm3dError, out_of_memory)
 from vdm3d.io.cache import fingerprint_record, recorded_models
 from vdm3d.io.provenance import code_revision, cpu_record, package_versions
 from vdm3d.threads import current_threads
@@ -278,6 +278,62 @@ def disk_full(exc: BaseException | None) -> bool:
             return True
         exc = exc.__cause__ or exc.__context__
     return False
+
+
+#: config fields (leaf names) whose value sets how much memory a run needs, in the order they are named:
+#: a smaller value needs less; ``downscale`` is the one where a larger value needs less
+MEMORY_FIELDS = ("resolution", "frames", "views", "max_gaussians", "num_points", "max_init_points", "batch",
+                 "batch_size", "chunk", "mesh_resolution", "carve_resolution", "texture_size", "turntable_frames")
+
+
+def memory_options(config: Any, most: int = 3) -> str:
+    """The advice of an out-of-memory sentence: ``ask for less (a smaller --resolution, --frames or
+    --max-gaussians)``, naming the options of ``config`` that set the run's memory as the command spells them
+    (``--fit.downscale`` is "a larger")."""
+    from vdm3d.option_names import options_of
+
+    # a dataclass config, or a function command's dict of them (vdm3d train: {"task": ..., "loop": ...}, whose
+    # options are --task.batch, ...)
+    parts_of = config.items() if isinstance(config, dict) else [("", config)]
+    by_leaf: dict[str, str] = {}
+    changed: set[str] = set()  # those the user set: named first (the --resolution 1024 just typed)
+    for key, part in parts_of:
+        try:
+            options = options_of(type(part))
+        except Exception:  # noqa: BLE001 - not a dataclass: no flags to name
+            continue
+        for o in options:
+            flag = "--" + (f"{key}." if key else "") + o.flag.replace("_", "-")
+            by_leaf.setdefault(o.attrs[-1], flag)
+            if o.attrs[-1] in MEMORY_FIELDS and not _default(part, o.attrs):
+                changed.add(o.attrs[-1])
+    order = sorted((f for f in MEMORY_FIELDS if f in by_leaf), key=lambda f: f not in changed)
+    smaller = [by_leaf[f] for f in order][:most]
+    larger = by_leaf.get("downscale")
+    parts = ([f"a smaller {_or(smaller)}"] if smaller else []) + ([f"a larger {larger}"] if larger else [])
+    return f"ask for less ({' or '.join(parts)})" if parts else "ask for less (a smaller size or count)"
+
+
+def _default(config: Any, attrs: tuple[str, ...]) -> bool:
+    """Whether the option at ``attrs`` has its field's default value (True when that cannot be told)."""
+    try:
+        obj = config
+        for a in attrs[:-1]:
+            obj = getattr(obj, a)
+        field = {f.name: f for f in dataclasses.fields(obj)}[attrs[-1]]
+        if field.default is not dataclasses.MISSING:
+            default = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            default = field.default_factory()
+        else:
+            return True
+        return getattr(obj, attrs[-1]) == default
+    except Exception:  # noqa: BLE001 - not a dataclass or not comparable
+        return True
+
+
+def _or(flags: list[str]) -> str:
+    return flags[0] if len(flags) == 1 else f"{', '.join(flags[:-1])} or {flags[-1]}"
 
 
 def _strerror(exc: BaseException) -> str:
@@ -639,7 +695,8 @@ class RunFolder:
         if exc is not None:
             # a resumed run never loses the checkpoints it started from; a new one keeps those it wrote
             # unless the same command would fail the same way again
-            keep = self.resuming or (self._keep_on_failure and not isinstance(exc, WORTHLESS_CHECKPOINT))
+            keep = self.resuming or (self._keep_on_failure and self._wrote_state()
+                                     and not isinstance(exc, WORTHLESS_CHECKPOINT))
             if not keep:
                 shutil.rmtree(self.partial, ignore_errors=True)
                 self._release()  # its lock file too, so that the folders made for it are empty
@@ -651,6 +708,14 @@ class RunFolder:
                        f"no checkpoint had been written yet, so nothing of {self.out} was kept")
             if isinstance(exc, KeyboardInterrupt):  # Ctrl-C or SIGTERM: say what is left (cli.main prints it)
                 exc.outcome = outcome
+            if not isinstance(exc, Vdm3dError) and out_of_memory(exc) is not None:
+                detail = out_of_memory(exc)
+                less = memory_options(self.config)
+                then = (f"the checkpoint in {self.partial} is kept: close other programs and run the same command "
+                        f"with {self.resume_flag}, or {less} with --overwrite to start again" if keep else
+                        f"nothing of {self.out} was kept: {less}, or close other programs, and run it again")
+                raise OutOfMemoryError(f"{self.out}: ran out of memory{' ' + detail if detail else ''}; "
+                                       f"{then}.") from exc
             if disk_full(exc):
                 then = (f"the checkpoint in {self.partial} is kept: free space, then run the same command with "
                         f"{self.resume_flag} to continue from it" if keep else
@@ -679,6 +744,22 @@ class RunFolder:
             raise OutputError(f"{self.out}: the finished run could not be moved there ({e.strerror}); it is complete "
                               f"in {self.partial}: move that folder where you want it, or choose another --out "
                               "next time.") from None
+        return False
+
+    def _wrote_state(self) -> bool:
+        """Whether the partial folder holds anything a resume continues from: a file under ``checkpoints/``, or
+        what a job keeps beside it (``vdm3d data make``'s finished cases). A run whose first checkpoint did not
+        get written (a full disk) has only ``start.json`` and an empty ``checkpoints/``: keeping that said "the
+        checkpoint ... is kept ... --resume", and the resume started from zero."""
+        try:
+            for entry in self.partial.iterdir():
+                if entry.name == "checkpoints":
+                    if any(p.is_file() for p in entry.rglob("*")):
+                        return True
+                elif entry.name != START:
+                    return True
+        except OSError:
+            return True  # cannot tell: keep what is there
         return False
 
     def _this_leg(self) -> dict[str, Any]:

@@ -11,6 +11,7 @@ hidden temporary name beside the target and renamed at the end, so a failure lea
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -20,7 +21,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from vdm3d.errors import InputError
+from vdm3d.errors import InputError, OutputError
 from vdm3d.io.runs import _umask
 
 
@@ -64,18 +65,56 @@ def write_video(path: str | Path, frames, fps: float | int, crf: int = 18) -> Pa
     os.close(fd)
     try:
         os.chmod(tmp, 0o666 & ~_umask())
-        writer = imageio_ffmpeg.write_frames(
-            tmp, (w, h), fps=float(fps), codec="libx264", pix_fmt_in="rgb24", pix_fmt_out="yuv420p",
-            quality=None, bitrate=None, macro_block_size=1, ffmpeg_log_level="error",
-            output_params=["-crf", str(int(crf)), "-movflags", "+faststart"])
-        writer.send(None)  # start the encoder
-        for frame in arr:
-            writer.send(np.ascontiguousarray(frame))
-        writer.close()
+        _encode(arr, tmp, path, w, h, fps, crf)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
+
+
+def _encode(arr: np.ndarray, tmp: str, path: Path, w: int, h: int, fps: float | int, crf: int) -> None:
+    """Pipe ``arr`` through imageio-ffmpeg's ffmpeg into ``tmp`` (the command imageio_ffmpeg.write_frames builds
+    for these settings), and check how ffmpeg ended: write_frames neither does nor catches its messages, so on
+    a full disk it returned a cut-short video as if it were whole, and ffmpeg's own lines ("Error writing
+    trailer: No space left on device") went to the terminal. A full disk is raised as ENOSPC (naming ``path``) for
+    the run folder to say; any other failure is one sentence with ffmpeg's last line."""
+    import subprocess
+    from fractions import Fraction
+
+    import imageio_ffmpeg
+
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{w:d}x{h:d}",
+           "-pix_fmt", "rgb24", "-r", str(Fraction(float(fps)).limit_denominator()), "-i", "-", "-an",
+           "-vcodec", "libx264", "-pix_fmt", "yuv420p", "-v", "error", "-crf", str(int(crf)),
+           "-movflags", "+faststart", tmp]
+    spawn = {"start_new_session": True} if os.name == "posix" else {}  # Ctrl-C reaches vdm3d, which stops ffmpeg
+    with tempfile.TemporaryFile() as said:
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=said, **spawn)
+        try:
+            try:
+                for frame in arr:
+                    proc.stdin.write(np.ascontiguousarray(frame).tobytes())
+                proc.stdin.close()
+            except BrokenPipeError:  # ffmpeg stopped reading: its status and message say why
+                pass
+            code = proc.wait()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        said.seek(0)
+        text = said.read().decode(errors="replace")
+    if code == 0:
+        return
+    if any(t in text for t in ("No space left on device", "Disk quota exceeded")):
+        quota = "Disk quota exceeded" in text
+        raise OSError(errno.EDQUOT if quota else errno.ENOSPC,
+                      "Disk quota exceeded" if quota else "No space left on device", str(path))
+    last = next((line.strip() for line in reversed(text.splitlines()) if line.strip()), f"exit status {code}")
+    raise OutputError(f"{path}: ffmpeg could not write the video ({last}); check that the folder can be written.")
+
+
     return path
 
 

@@ -25,7 +25,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from vdm3d.cameras.camera import Cameras
-from vdm3d.io.runs import RunFolder
+from vdm3d.io.runs import RunFolder, holds_state
 from vdm3d.recon.checkpoint import load_state, save_state
 from vdm3d.recon.init import init_from_points, init_random
 from vdm3d.recon.trainer import FitConfig, FitProgress, LossTerm, ViewPool, fit_gaussians
@@ -111,7 +111,11 @@ def fit_in_run(views: Views | Sequence[Views], init: Gaussians, config: FitConfi
                perceptual: Callable[[Tensor, Tensor], Tensor] | None = None) -> Gaussians:
     """Fit with checkpoints in ``run`` (every ``config.checkpoint_every`` steps); a resuming run
     continues from its last checkpoint."""
-    state = load_state(run.path / "checkpoints") if run.resuming else None
+    # a run whose first checkpoint did not get written (a full disk) resumes from the start, as every other
+    # job's does: refusing it left no way on but --overwrite, since the same command without --resume is
+    # refused while its partial folder is there
+    ckpt = run.path / "checkpoints"
+    state = load_state(ckpt) if run.resuming and holds_state(ckpt) else None
     return fit_gaussians(views, init, config, perceptual=perceptual, pools=pools, extra_losses=extra_losses,
                          between_steps=between_steps, progress=progress, state=state,
                          on_checkpoint=lambda s: save_state(run.checkpoint_dir, s))

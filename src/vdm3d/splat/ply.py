@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from vdm3d.errors import InputError
+from vdm3d.io.runs import replace_by_writing
 from vdm3d.splat.gaussians import Gaussians
 
 
@@ -59,8 +60,11 @@ def save_ply(path: str | Path, gaussians: Gaussians) -> Path:
     for i, name in enumerate(names):
         data[name] = values[:, i]
     path.parent.mkdir(parents=True, exist_ok=True)
-    PlyData([PlyElement.describe(data, "vertex")], text=False, byte_order="<",
-            comments=[f"vdm3d sh_degree {g.sh_degree}"]).write(str(path))
+    ply = PlyData([PlyElement.describe(data, "vertex")], text=False, byte_order="<",
+                  comments=[f"vdm3d sh_degree {g.sh_degree}"])
+    # whole or not at all: a PLY cut short by a full disk was left at ``path``, where `vdm3d complete --resume`
+    # takes an existing baseline.ply as its finished baseline (and was refused on it from then on)
+    replace_by_writing(path, ply.write)
     return path
 
 
