@@ -115,9 +115,6 @@ def _encode(arr: np.ndarray, tmp: str, path: Path, w: int, h: int, fps: float | 
     raise OutputError(f"{path}: ffmpeg could not write the video ({last}); check that the folder can be written.")
 
 
-    return path
-
-
 def read_video(path: str | Path) -> tuple[Float[Tensor, "F H W 3"], float]:
     """Decode a video into float32 frames ``[F, H, W, 3]`` in [0, 1] and its frame rate."""
     import imageio_ffmpeg
