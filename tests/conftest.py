@@ -94,3 +94,24 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords and not cuda_available():
             item.add_marker(skip_cuda)
+
+
+@pytest.fixture
+def fake_cli_command(monkeypatch):
+    """``register(body)``: makes ``vdm3d fake`` a command whose ``main()`` runs ``body()`` in this process (for
+    what the CLI entry makes of what a command raises or prints)."""
+    import importlib.machinery
+    import sys
+    import types
+
+    from vdm3d.cli import main as cli_main
+
+    def register(body) -> None:
+        module = types.ModuleType("vdm3d_fake_command")
+        module.__spec__ = importlib.machinery.ModuleSpec("vdm3d_fake_command", None)
+        module.HELP = "a fake command"
+        module.main = lambda argv, prog: body()
+        monkeypatch.setitem(sys.modules, "vdm3d_fake_command", module)
+        monkeypatch.setitem(cli_main.GROUPS, "fake", "vdm3d_fake_command")
+
+    return register

@@ -10,36 +10,28 @@ from vdm3d.cli import main as cli_main
 from vdm3d.errors import InputError
 
 
-def fake_command(monkeypatch, body):
-    """Register a command module named `fake` whose main() runs ``body``."""
-    module = types.ModuleType("vdm3d_fake_command")
-    module.__spec__ = importlib.machinery.ModuleSpec("vdm3d_fake_command", None)
-    module.HELP = "a fake command"
-    module.main = lambda argv, prog: body()
-    monkeypatch.setitem(sys.modules, "vdm3d_fake_command", module)
-    monkeypatch.setitem(cli_main.GROUPS, "fake", "vdm3d_fake_command")
 
 
 @pytest.mark.parametrize("returned, status", [(None, 0), ({"psnr": 21.5}, 0), (0, 0), (1, 1), (True, 0)])
-def test_a_returned_result_is_not_an_exit_status(monkeypatch, returned, status):
-    fake_command(monkeypatch, lambda: returned)
+def test_a_returned_result_is_not_an_exit_status(monkeypatch, returned, status, fake_cli_command):
+    fake_cli_command(lambda: returned)
     assert cli_main.main(["fake"]) == status
 
 
-def test_vdm3d_error_is_one_sentence_and_status_2(monkeypatch, capsys):
+def test_vdm3d_error_is_one_sentence_and_status_2(monkeypatch, capsys, fake_cli_command):
     def fail():
         raise InputError(path="cams.json", field="frame 3 c2w", problem="has a NaN", fix="drop that frame")
-    fake_command(monkeypatch, fail)
+    fake_cli_command(fail)
     assert cli_main.main(["fake"]) == 2
     err = capsys.readouterr().err
     assert err.strip() == "error: cams.json: frame 3 c2w has a NaN; drop that frame."
     assert "Traceback" not in err
 
 
-def test_debug_adds_the_traceback(monkeypatch, capsys):
+def test_debug_adds_the_traceback(monkeypatch, capsys, fake_cli_command):
     def fail():
         raise InputError("bad input.")
-    fake_command(monkeypatch, fail)
+    fake_cli_command(fail)
     assert cli_main.main(["fake", "--debug"]) == 2
     assert "Traceback" in capsys.readouterr().err
 
@@ -91,7 +83,7 @@ def test_python_dash_m_runs_the_same_command_line(tmp_path):
 
 
 @pytest.mark.skipif(not hasattr(__import__("signal"), "SIGHUP"), reason="no SIGHUP on this platform")
-def test_sighup_keeps_the_checkpoint_says_so_and_exits_129(tmp_path, monkeypatch, capsys):
+def test_sighup_keeps_the_checkpoint_says_so_and_exits_129(tmp_path, monkeypatch, capsys, fake_cli_command):
     """A closed terminal (or a dropped ssh connection) sends SIGHUP: it used to end the command by the signal,
     without a word; now it stops like Ctrl-C, through the run folder, with 128 + 1."""
     import os
@@ -108,7 +100,7 @@ def test_sighup_keeps_the_checkpoint_says_so_and_exits_129(tmp_path, monkeypatch
             for _ in range(10_000_000):  # the handler's exception is raised in here
                 pass
 
-    fake_command(monkeypatch, run)
+    fake_cli_command(run)
     hangups = []  # without vdm3d's handler the signal lands here instead of ending pytest
     previous = signal.signal(signal.SIGHUP, lambda *a: hangups.append(a))
     try:
@@ -173,7 +165,7 @@ def test_a_signal_ignored_by_the_parent_stays_ignored(ignored, fake_command):
     assert stopped.stderr.startswith(f"interrupted by {other}:")
 
 
-def test_nested_commands_keep_an_ignored_signal_and_restore_the_others(monkeypatch):
+def test_nested_commands_keep_an_ignored_signal_and_restore_the_others(monkeypatch, fake_cli_command):
     """A command run inside another (`vdm3d rerun` runs the recorded command through main) leaves an ignored
     signal ignored at both levels, and each level puts back the handlers it found."""
     import signal
@@ -185,7 +177,7 @@ def test_nested_commands_keep_an_ignored_signal_and_restore_the_others(monkeypat
         assert cli_main.main(["inner"]) == 0
         seen.append(("back", signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)))
 
-    fake_command(monkeypatch, outer)
+    fake_cli_command(outer)
     inner = types.ModuleType("vdm3d_inner_command")
     inner.__spec__ = importlib.machinery.ModuleSpec("vdm3d_inner_command", None)
     inner.main = lambda argv, prog: seen.append(("inner", signal.getsignal(signal.SIGINT),

@@ -3,9 +3,7 @@ is one sentence and exit 2, not torch's or numpy's traceback with exit 1; the ru
 and which options to lower. The allocations are faked (the real ones need `ulimit -v`)."""
 
 import dataclasses
-import importlib.machinery
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +19,6 @@ TORCH_CUDA = ("CUDA out of memory. Tried to allocate 20.00 MiB (GPU 0; 23.65 GiB
               "allocated)")
 
 
-def fake_command(monkeypatch, body):
-    module = types.ModuleType("vdm3d_fake_oom")
-    module.__spec__ = importlib.machinery.ModuleSpec("vdm3d_fake_oom", None)
-    module.HELP = "a fake command"
-    module.main = lambda argv, prog: body()
-    monkeypatch.setitem(sys.modules, "vdm3d_fake_oom", module)
-    monkeypatch.setitem(cli_main.GROUPS, "fake", "vdm3d_fake_oom")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +74,7 @@ def test_the_options_named_are_the_commands_own_and_those_set_come_first():
     assert memory_options({"steps": 3}) == "ask for less (a smaller size or count)"
 
 
-def test_a_run_out_of_memory_says_what_it_kept_and_exits_2(tmp_path, monkeypatch, capsys):
+def test_a_run_out_of_memory_says_what_it_kept_and_exits_2(tmp_path, monkeypatch, capsys, fake_cli_command):
     out = tmp_path / "cup"
 
     def run():
@@ -91,7 +82,7 @@ def test_a_run_out_of_memory_says_what_it_kept_and_exits_2(tmp_path, monkeypatch
             (folder.checkpoint_dir / "stage-orbit.safetensors").write_bytes(b"frames")
             raise RuntimeError(TORCH_CPU)
 
-    fake_command(monkeypatch, run)
+    fake_cli_command(run)
     assert cli_main.main(["fake"]) == 2
     err = capsys.readouterr().err
     assert err == (f"error: {out}: ran out of memory while allocating 640 MiB; the checkpoint in "
@@ -102,14 +93,14 @@ def test_a_run_out_of_memory_says_what_it_kept_and_exits_2(tmp_path, monkeypatch
     assert not out.exists()
 
 
-def test_a_run_without_a_checkpoint_leaves_nothing(tmp_path, monkeypatch, capsys):
+def test_a_run_without_a_checkpoint_leaves_nothing(tmp_path, monkeypatch, capsys, fake_cli_command):
     out = tmp_path / "cup"
 
     def run():
         with RunFolder(out, config=Job(), command=["vdm3d", "fake"]):
             raise numpy_error()
 
-    fake_command(monkeypatch, run)
+    fake_cli_command(run)
     assert cli_main.main(["fake"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {out}: ran out of memory while allocating 64 TiB; ") and "Traceback" not in err
@@ -121,11 +112,11 @@ def test_a_run_without_a_checkpoint_leaves_nothing(tmp_path, monkeypatch, capsys
             raise MemoryError()
 
 
-def test_outside_a_run_folder_and_with_debug(monkeypatch, capsys):
+def test_outside_a_run_folder_and_with_debug(monkeypatch, capsys, fake_cli_command):
     def run():
         raise RuntimeError(TORCH_CUDA)
 
-    fake_command(monkeypatch, run)
+    fake_cli_command(run)
     assert cli_main.main(["fake"]) == 2
     assert capsys.readouterr().err == ("error: vdm3d fake ran out of memory while allocating 20 MiB; ask for less (a "
                                        "smaller --resolution, fewer frames, views or Gaussians), or close other "
@@ -134,11 +125,11 @@ def test_outside_a_run_folder_and_with_debug(monkeypatch, capsys):
     assert "Traceback" in capsys.readouterr().err
 
 
-def test_another_runtime_error_is_still_a_bug(monkeypatch):
+def test_another_runtime_error_is_still_a_bug(monkeypatch, fake_cli_command):
     def run():
         raise RuntimeError("shape mismatch")
 
-    fake_command(monkeypatch, run)
+    fake_cli_command(run)
     with pytest.raises(RuntimeError, match="shape mismatch"):
         cli_main.main(["fake"])
 
