@@ -74,7 +74,8 @@ def out_of_memory(exc: BaseException | None) -> str | None:
     """What ``exc`` (or an error it was raised from) says when it is an allocation that failed, else None:
     Python's and numpy's ``MemoryError``, torch's ``DefaultCPUAllocator: can't allocate memory`` RuntimeError
     (what a memory limit or an exhausted machine gives on the CPU) and its CUDA/MPS ``OutOfMemoryError``. The
-    text returned is ``while allocating 640 MiB`` when the size is known, else empty."""
+    text returned is ``while allocating 0.62 GiB`` (:func:`format_bytes`) when the size is
+    known, else empty."""
     seen = 0
     while exc is not None and seen < 20:
         text = str(exc)
@@ -87,16 +88,20 @@ def out_of_memory(exc: BaseException | None) -> str | None:
                 size = int(found.group(1))
             else:
                 size = float(found.group(2)) * _UNITS.get(found.group(3)[0].upper(), 1)
-            return f"while allocating {_size(size)}"
+            return f"while allocating {format_bytes(size)}"
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
     return None
 
 
-def _size(n: float | int) -> str:
-    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= scale:
-            return f"{n / scale:.3g} {unit}"
-    return f"{int(n)} bytes"
+def format_bytes(n: float | int) -> str:
+    """A size in binary units, named as such, for messages and memory plans (``2.00 TiB``, ``24.00 GiB``,
+    ``512.0 MiB``, ``1.0 KiB``)."""
+    tib, gib, mib = 1024**4, 1024**3, 1024**2
+    if n >= tib:
+        return f"{n / tib:.2f} TiB"
+    if n >= 0.1 * gib:
+        return f"{n / gib:.2f} GiB"
+    return f"{n / mib:.1f} MiB" if n >= 0.1 * mib else f"{n / 1024:.1f} KiB"
 
 
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name))

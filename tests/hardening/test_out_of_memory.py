@@ -45,8 +45,8 @@ def numpy_error() -> MemoryError:
 
 
 @pytest.mark.parametrize("exc, said", [
-    (RuntimeError(TORCH_CPU), "while allocating 640 MiB"),
-    (RuntimeError(TORCH_CUDA), "while allocating 20 MiB"),
+    (RuntimeError(TORCH_CPU), "while allocating 0.62 GiB"),
+    (RuntimeError(TORCH_CUDA), "while allocating 20.0 MiB"),
     (MemoryError(), ""),
     (RuntimeError("shape mismatch"), None),
     (ValueError("out of memory"), None),
@@ -56,14 +56,14 @@ def test_out_of_memory_is_told_from_other_errors(exc, said):
 
 
 def test_numpy_and_a_chained_allocation_count():
-    assert out_of_memory(numpy_error()) == "while allocating 64 TiB"
+    assert out_of_memory(numpy_error()) == "while allocating 64.00 TiB"
     try:
         try:
             raise RuntimeError(TORCH_CPU)
         except RuntimeError as inner:
             raise KeyError("x") from inner
     except KeyError as outer:
-        assert out_of_memory(outer) == "while allocating 640 MiB"
+        assert out_of_memory(outer) == "while allocating 0.62 GiB"
 
 
 def test_the_options_named_are_the_commands_own_and_those_set_come_first():
@@ -85,7 +85,7 @@ def test_a_run_out_of_memory_says_what_it_kept_and_exits_2(tmp_path, monkeypatch
     fake_cli_command(run)
     assert cli_main.main(["fake"]) == 2
     err = capsys.readouterr().err
-    assert err == (f"error: {out}: ran out of memory while allocating 640 MiB; the checkpoint in "
+    assert err == (f"error: {out}: ran out of memory while allocating 0.62 GiB; the checkpoint in "
                    f"{tmp_path / '.cup.partial'} is kept: close other programs and run the same command with "
                    "--resume, or ask for less (a smaller --resolution, --frames or --max-gaussians or a larger "
                    "--fit.downscale) with --overwrite to start again.\n")
@@ -103,7 +103,7 @@ def test_a_run_without_a_checkpoint_leaves_nothing(tmp_path, monkeypatch, capsys
     fake_cli_command(run)
     assert cli_main.main(["fake"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: {out}: ran out of memory while allocating 64 TiB; ") and "Traceback" not in err
+    assert err.startswith(f"error: {out}: ran out of memory while allocating 64.00 TiB; ") and "Traceback" not in err
     assert err.endswith(f"nothing of {out} was kept: ask for less (a smaller --resolution, --frames or "
                         "--max-gaussians or a larger --fit.downscale), or close other programs, and run it again.\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == []
@@ -118,7 +118,7 @@ def test_outside_a_run_folder_and_with_debug(monkeypatch, capsys, fake_cli_comma
 
     fake_cli_command(run)
     assert cli_main.main(["fake"]) == 2
-    assert capsys.readouterr().err == ("error: vdm3d fake ran out of memory while allocating 20 MiB; ask for less (a "
+    assert capsys.readouterr().err == ("error: vdm3d fake ran out of memory while allocating 20.0 MiB; ask for less (a "
                                        "smaller --resolution, fewer frames, views or Gaussians), or close other "
                                        "programs, and run it again.\n")
     assert cli_main.main(["fake", "--debug"]) == 2

@@ -708,8 +708,7 @@ class RunFolder:
                        f"no checkpoint had been written yet, so nothing of {self.out} was kept")
             if isinstance(exc, KeyboardInterrupt):  # Ctrl-C or SIGTERM: say what is left (cli.main prints it)
                 exc.outcome = outcome
-            if not isinstance(exc, Vdm3dError) and out_of_memory(exc) is not None:
-                detail = out_of_memory(exc)
+            if not isinstance(exc, Vdm3dError) and (detail := out_of_memory(exc)) is not None:
                 less = memory_options(self.config)
                 then = (f"the checkpoint in {self.partial} is kept: close other programs and run the same command "
                         f"with {self.resume_flag}, or {less} with --overwrite to start again" if keep else

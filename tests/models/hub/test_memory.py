@@ -81,7 +81,7 @@ def test_parse_memory():
         M.parse_memory("255MiB")
     # binary units are named as binary units (24GB and 24GiB are the same amount here)
     assert M.format_bytes(M.parse_memory("24GB")) == M.format_bytes(M.parse_memory("24GiB")) == "24.00 GiB"
-    assert M.format_bytes(M.parse_memory("1TB")) == "1024.00 GiB" and M.format_bytes(512 * 1024**2) == "0.50 GiB"
+    assert M.format_bytes(M.parse_memory("1TB")) == "1.00 TiB" and M.format_bytes(512 * 1024**2) == "0.50 GiB"
 
 
 @pytest.mark.parametrize("name", list(BUILDERS))

@@ -50,7 +50,7 @@ from typing import Any, Callable, Literal
 
 import torch
 
-from vdm3d.errors import ConfigError
+from vdm3d.errors import ConfigError, format_bytes
 
 GB = 1024**3
 Offload = Literal["none", "model", "sequential"]
@@ -78,13 +78,6 @@ def parse_memory(text: str | int | float, flag: str = "--memory", minimum: int =
         raise ConfigError(f"{flag} {text!r} is {said}, less than the {minimum / 1024**2:g} MiB any "
                           "plan needs; give the device's memory, like 24GB (or leave --memory out: its free memory).")
     return amount
-
-
-def format_bytes(n: float | int) -> str:
-    """Binary units, named as such (``24.00 GiB``, ``512.0 MiB``, ``1.0 KiB``)."""
-    if n >= 0.1 * GB:
-        return f"{n / GB:.2f} GiB"
-    return f"{n / 1024**2:.1f} MiB" if n >= 0.1 * 1024**2 else f"{n / 1024:.1f} KiB"
 
 
 def available_memory(device: str | torch.device = "cpu") -> int:
