@@ -144,3 +144,26 @@ def test_a_far_mesh_is_recentred_in_float64_and_says_by_how_much(tmp_path):
     assert nearest(np.concatenate([p.vertices for p in kept.parts]).astype(np.float64)) > 0.005  # float32's own grid
     assert float32_spacing(5e6) == 0.5 * 5e6 / 2 ** 22
     assert far_offset(np.zeros(3), np.ones(3) * 2) is None and far_offset(np.full(3, 1e3), np.full(3, 1e3 + 2)) is None
+
+
+def test_a_damaged_texture_is_one_sentence_and_a_whole_one_reads_exactly(tmp_path):
+    """A texture image is read through vdm3d's image reader: PIL's convert() let a damaged PNG's SyntaxError
+    through as a traceback. An 8-bit texture comes back byte for byte."""
+    import trimesh
+    from PIL import Image
+
+    box = trimesh.creation.box()
+    box.export(tmp_path / "box.obj")
+    flat = tmp_path / "flat.png"
+    Image.fromarray(np.full((16, 16, 3), (51, 153, 76), np.uint8)).save(flat)
+    data = bytearray(flat.read_bytes())
+    data[36] ^= 1 << 3  # the IDAT chunk's length: PIL takes pixel bytes for the next chunk ("broken PNG file")
+    flat.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"flat\.png: "):
+        load_mesh_scene(tmp_path / "box.obj", texture=flat)
+
+    from vdm3d.geometry.mesh_scene import read_texture
+
+    pixels = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "tex.png")
+    assert np.array_equal(read_texture(tmp_path / "tex.png"), pixels)

@@ -217,3 +217,17 @@ def test_a_large_object_photo_is_masked_and_recentred_at_a_fraction_of_its_size(
             assert abs(a.sum() / b.sum() - 1) < 0.01  # the object's area
             for grid in (yy, xx):  # and its centre, to a fifth of a pixel
                 assert abs((a * grid).sum() / a.sum() - (b * grid).sum() / b.sum()) < 0.2
+
+
+def test_a_png_with_a_broken_chunk_is_refused_in_one_sentence(tmp_path):
+    """PIL reports a damaged PNG chunk as SyntaxError ("broken PNG file") and a short one as EOFError; read_rgba
+    let both through as tracebacks (found by the reader mutation test: one bit flipped in a chunk's length)."""
+    from vdm3d.io.foreground import read_rgba
+
+    good = save(tmp_path / "good.png", disk_image(size=16)[0])
+    data = bytearray(good.read_bytes())
+    data[36] ^= 1 << 3  # the IDAT chunk's length: PIL then takes bytes of the pixel data for the next chunk
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"broken\.png: is not a readable image \((SyntaxError|EOFError)\)"):
+        read_rgba(broken)

@@ -326,12 +326,15 @@ def _texture_beside(path: Path) -> np.ndarray | None:
     images = sorted(p for p in path.parent.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
     if len(images) != 1:
         return None
-    from PIL import Image
+    return read_texture(images[0])
 
-    from vdm3d.io.images import check_image_file
 
-    check_image_file(images[0], "a texture image")
-    return np.asarray(Image.open(images[0]).convert("RGB"))
+def read_texture(path: str | Path) -> np.ndarray:
+    """A texture image as ``uint8 [H, W, 3]``, through vdm3d's image reader, so a damaged or cut-short file is one
+    sentence naming it (PIL's ``convert`` let its SyntaxError or OSError through as a traceback)."""
+    from vdm3d.io.images import read_image
+
+    return (read_image(path).numpy() * 255.0).round().astype(np.uint8)
 
 
 def up_axis_for(path: str | Path) -> Literal["y", "z"]:
@@ -378,12 +381,7 @@ def load_mesh_scene(path: str | Path, *, texture: str | Path | np.ndarray | None
         raise InputError(path=path, problem=f"could not be read as a mesh ({reason})",
                          fix="pass a mesh file trimesh reads: GLB/glTF, OBJ, PLY, OFF or STL") from e
     if isinstance(texture, (str, Path)):
-        from PIL import Image
-
-        from vdm3d.io.images import check_image_file
-
-        check_image_file(texture, "a texture image")
-        texture = np.asarray(Image.open(texture).convert("RGB"))
+        texture = read_texture(texture)
     meshes = []
     for node in loaded.graph.nodes_geometry:
         transform, geom_name = loaded.graph[node]

@@ -98,7 +98,8 @@ def read_rgba(path: str | Path, what: str = "image of the object", at_least: int
             else:
                 rgba = _shrunk(np.asarray(ImageOps.exif_transpose(im.convert("RGBA"))), at_least)
                 rgba = rgba.astype(np.float32) / 255.0
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    # PIL says SyntaxError for a broken PNG chunk and EOFError for a file cut short
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as e:
         raise InputError(path=path, problem=f"is not a readable image ({type(e).__name__})",
                          fix=f"give a PNG, JPEG or WebP {what}") from e
     if rgba.shape[0] < 8 or rgba.shape[1] < 8:  # never shrunk: at_least is more than 8
