@@ -181,7 +181,7 @@ def test_convert_keeps_a_colmap_models_lenses_in_transforms_json(tmp_path, capsy
     parameters; other formats still refuse to drop it unless --distortion drop."""
     import pycolmap
 
-    from vdm3d.cameras.io import colmap_from_cameras, read_colmap, write_colmap
+    from vdm3d.cameras.io import colmap_from_cameras, write_colmap
     from vdm3d.cameras.trajectory import orbit
 
     cams = orbit(3, radius=3.0, width=80, height=60).cameras.to(torch.float64)

@@ -3,7 +3,6 @@
 import pytest
 import torch
 
-from vdm3d.cameras.camera import Cameras
 from vdm3d.metrics.image import psnr
 from vdm3d.recon.cache import CacheConfig, align_depth, cap_cache, fit_cache, grow_cache
 from vdm3d.splat.render import render

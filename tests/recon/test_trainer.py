@@ -4,7 +4,6 @@ and ignores what carries zero weight."""
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import pytest
 import torch

@@ -351,7 +351,7 @@ def _make(cfg) -> int:
     from vdm3d.cameras import trajectory as T
     from vdm3d.cameras.camera import Cameras
     from vdm3d.cameras.extend import extend_trajectory
-    from vdm3d.cameras.formats import CameraFile, read_camera_file, write_camera_file
+    from vdm3d.cameras.formats import CameraFile, read_camera_file
     from vdm3d.cameras.presets import apply_movements, preset_movements
     from vdm3d.io.runs import to_jsonable
 

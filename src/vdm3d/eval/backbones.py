@@ -18,7 +18,6 @@ held-out numbers are not tuned on). Sampling: deterministic Euler on EDM sigmas 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import time
 from pathlib import Path
 from typing import Annotated, Any

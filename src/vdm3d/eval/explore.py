@@ -25,7 +25,6 @@ generation); ``no cache`` (each chunk conditioned on the previous chunk's last f
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import tempfile
 import time
 from pathlib import Path

@@ -48,7 +48,6 @@ def write_video(path: str | Path, frames, fps: float | int, crf: int = 18) -> Pa
 
     ``crf`` is x264's constant-rate factor (0 lossless-ish luma, 18 visually lossless, 23 default).
     """
-    import imageio_ffmpeg
 
     path = Path(path)
     if path.suffix.lower() not in (".mp4", ".mov", ".mkv"):
