@@ -199,14 +199,24 @@ def _points(ply, path: Path, say: Callable[[str], None] | None = None
         rgb = rgb.numpy()
     else:
         rgb = np.full(xyz.shape, 0.5, np.float32)
-    keep = np.isfinite(xyz).all(1)
+    return finite_points(torch.from_numpy(xyz), torch.from_numpy(np.clip(rgb, 0.0, 1.0).astype(np.float32)), path,
+                         "element 'vertex'", "export the point cloud again or pass another .ply", say)
+
+
+def finite_points(points: torch.Tensor, colors: torch.Tensor, source: str | Path, field: str, fix: str,
+                  say: Callable[[str], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``points`` ``[P, 3]`` with finite x, y and z, and their ``colors``; the others are left out with one
+    warning line to ``say`` (None: stderr) that names ``source`` and counts them, and a set with no finite
+    point is refused (:class:`InputError` naming ``source``, its ``field`` and the ``fix``). A few NaN points
+    are common in exported and triangulated clouds and harmless to leave out; silently, a cloud that is
+    mostly NaN started a fit from its few good points, and one NaN stopped a fit in a k-d tree's traceback."""
+    keep = torch.isfinite(points).all(1)
     dropped = int((~keep).sum())
     if dropped and dropped == len(keep):
-        raise InputError(path=path, field="element 'vertex'",
-                         problem=f"has no point with finite x, y and z (all {dropped} are NaN or inf)",
-                         fix="export the point cloud again or pass another .ply")
+        raise InputError(path=source, field=field,
+                         problem=f"has no point with finite x, y and z (all {dropped} are NaN or inf)", fix=fix)
     if dropped:
         (say or (lambda line: print(line, file=sys.stderr, flush=True)))(
-            f"warning: {path}: {dropped} of {len(keep)} points have a non-finite x, y or z (NaN or inf) and are "
+            f"warning: {source}: {dropped} of {len(keep)} points have a non-finite x, y or z (NaN or inf) and are "
             "left out")
-    return torch.from_numpy(xyz[keep]), torch.from_numpy(np.clip(rgb[keep], 0.0, 1.0).astype(np.float32))
+    return points[keep], colors[keep]
