@@ -172,8 +172,8 @@ def _alive(pid: int) -> bool:
 
 def run_command(argv: list[str], log: str, threads: int, driver_pid: int | None = None,
                 debug: bool = False) -> Outcome:
-    """Run ``vdm3d --threads <threads> <argv>`` in a new process, appending its output to ``log``: ``(exit code,
-    seconds, last line, traceback)``. The thread count is given on the command line, not only in the environment, so that
+    """Run ``vdm3d --threads <threads> <argv>`` in a new process, appending its output to ``log``: its
+    :class:`Outcome`. The thread count is given on the command line, not only in the environment, so that
     the command the case's manifest records, typed by hand, runs as the case did (the default, all cores, gave
     another explore video).
 
@@ -186,7 +186,7 @@ def run_command(argv: list[str], log: str, threads: int, driver_pid: int | None 
     its command line, which its manifest records for ``vdm3d rerun``.
     """
     if (Path(log).parent / STOPPING).exists():  # the batch is being stopped: a case queued on Ray does not start
-        return 128 + signal.SIGTERM, 0.0, "not started: the batch was stopped"
+        return Outcome(128 + signal.SIGTERM, 0.0, "not started: the batch was stopped")
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     if debug:
         env["VDM3D_DEBUG"] = "1"
