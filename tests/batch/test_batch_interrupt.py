@@ -170,7 +170,7 @@ def test_a_case_started_with_sigint_blocked_still_sees_ctrl_c(tmp_path, monkeypa
     monkeypatch.setattr(runner.subprocess, "Popen", lambda argv, **kw: real([sys.executable, str(script)], **kw))
     old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # as in a Ray worker's task
     try:
-        rc, _, _ = runner.run_command(["object"], str(tmp_path / "case.log"), 1)
+        rc = runner.run_command(["object"], str(tmp_path / "case.log"), 1).returncode
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
     blocked = int((tmp_path / "case.log").read_text().splitlines()[-1], 16)

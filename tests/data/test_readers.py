@@ -237,3 +237,46 @@ def test_a_far_scene_shot_from_one_point_is_moved(tmp_path):
                                torch.from_numpy(pts), atol=1e-5, rtol=0)
     _write_scene(tmp_path / "near", "transforms", spot.translated([100.0, 0, 0]), images, None)
     assert not read_scene(tmp_path / "near", Split(test_every=0)).offset.any()  # 100 out: float32 is fine there
+
+
+def test_non_finite_sparse_points_are_left_out_with_a_count(tmp_path, shared_data, capsys):
+    """A COLMAP model with a NaN point stopped `vdm3d fit` in scipy's k-d tree ("data must be finite", a
+    traceback); its points are now left out with one warning line that counts them, as load_points does for
+    a PLY, after the training-view selection (which matches points to tracks by index); a model with no finite
+    point is one sentence."""
+    cams, images = _tiny_scene()
+    names = [f"f{i:02d}.png" for i in range(len(cams))]
+    (tmp_path / "images").mkdir()
+    for name, img in zip(names, images):
+        write_image(tmp_path / "images" / name, img)
+    pts = torch.randn(30, 3, dtype=torch.float64)
+    pts[[2, 7, 8], 1] = float("nan")
+    write_colmap(colmap_from_cameras(cams, names, pts), tmp_path / "sparse" / "0")
+    scene = read_scene(tmp_path, Split(test_every=2))
+    keep = torch.ones(30, dtype=torch.bool)
+    keep[[2, 7, 8]] = False
+    torch.testing.assert_close(scene.points_world, pts[keep].float(), atol=1e-6, rtol=0)
+    assert capsys.readouterr().err == (f"warning: {tmp_path}: 3 of 30 points have a non-finite x, y or z (NaN or "
+                                       "inf) and are left out\n")
+    write_colmap(colmap_from_cameras(cams, names, torch.full((4, 3), float("inf"))), tmp_path / "sparse" / "0")
+    with pytest.raises(InputError) as raised:
+        read_scene(tmp_path, Split(test_every=2))
+    assert str(raised.value) == (f"{tmp_path}: points3D has no point with finite x, y and z (all 4 are NaN or inf); "
+                                 "triangulate the model again, or fit with --init random.")
+
+    fern = tmp_path / "fern"  # LLFF, its points picked by the training views' tracks
+    fern.mkdir()
+    for name in ("images_8", "poses_bounds.npy"):
+        (fern / name).symlink_to(shared_data / "llff_fern" / name)
+    model = read_colmap(shared_data / "llff_fern" / "sparse" / "0")
+    model.points3D.xyz[[0, 3, 4, 5, 9]] = np.nan  # 3, 4 and 5 are seen by two training views, 0 and 9 not
+    write_colmap(model, fern / "sparse" / "0")
+    scene = read_scene(fern, Split(test_every=8, num_train_views=3), downscale=8, points_from="train")
+    train_ids = {i + 1 for i in scene.train_indices}
+    seen = np.array([len(set(t[:, 0].tolist()) & train_ids) >= 2 for t in model.points3D.tracks])
+    finite = np.isfinite(model.points3D.xyz).all(1)
+    torch.testing.assert_close(scene.points_world, torch.as_tensor(model.points3D.xyz[seen & finite],
+                                                                   dtype=torch.float32))
+    assert int((seen & ~finite).sum()) == 3
+    assert capsys.readouterr().err == (f"warning: {fern / 'sparse' / '0'}: 3 of {int(seen.sum())} points have a "
+                                       "non-finite x, y or z (NaN or inf) and are left out\n")

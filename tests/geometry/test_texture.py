@@ -95,3 +95,46 @@ def test_export_round_trip(tmp_path, scene):
     obj = trimesh.load(paths["obj"], force="mesh")
     png = np.asarray(obj.visual.material.image.convert("RGB"))
     np.testing.assert_array_equal(png, np.asarray(loaded.visual.material.baseColorTexture.convert("RGB")))
+
+
+@pytest.mark.parametrize("failure", ["disk fills", "encoder raises"])
+def test_a_failed_export_leaves_the_old_mesh_files_whole(tmp_path, scene, monkeypatch, failure):
+    """export_mesh let trimesh open mesh.glb / mesh.obj in place and write into them: a disk that filled
+    up partway left a cut GLB or OBJ that looks whole, and an encoder that raised left an empty mesh.obj
+    (the old one truncated) beside a new mesh.glb. Now every file is the old one, whole, or absent."""
+    import errno
+    import resource
+
+    mesh, images, depths, cams = scene
+    old = bake_uv_texture(mesh, images, depths, cams, depth_tol=0.05, size=32)
+    new = bake_uv_texture(mesh, images, depths, cams, depth_tol=0.05, size=64)
+    export_mesh(old, tmp_path / "old")
+    olds = {p.name: p.read_bytes() for p in (tmp_path / "old").iterdir()}
+    assert sorted(olds) == ["mesh.glb", "mesh.mtl", "mesh.obj", "mesh.png"]
+    (tmp_path / "fresh").mkdir()
+
+    def fail(folder):
+        if failure == "encoder raises":  # the OBJ encoder fails after the GLB is encoded
+            def broken(*args, **kwargs):
+                raise ValueError("no OBJ today")
+
+            with monkeypatch.context() as m:
+                m.setitem(trimesh.exchange.export._mesh_exporters, "obj", broken)
+                with pytest.raises(ValueError, match="no OBJ today"):
+                    export_mesh(new, folder)
+            return
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)  # no file grows past 4 KiB: a disk filling up
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))
+        try:
+            with pytest.raises(OSError) as raised:
+                export_mesh(new, folder)
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        assert raised.value.errno == errno.EFBIG
+
+    fail(tmp_path / "old")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "old").iterdir()} == olds
+    fail(tmp_path / "fresh")
+    assert list((tmp_path / "fresh").iterdir()) == []
+    export_mesh(new, tmp_path / "old")  # and once the disk has room, the new files replace the old ones
+    assert trimesh.load(tmp_path / "old" / "mesh.obj", force="mesh").visual.material.image.size == (64, 64)

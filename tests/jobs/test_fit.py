@@ -250,6 +250,21 @@ def test_init_ply_without_points_or_a_folder_is_refused_in_one_sentence(tmp_path
         assert not out.exists() and not (tmp_path / ".out.partial").exists()
 
 
+def test_init_ply_with_some_nan_points_says_how_many_once(tmp_path, capsys):
+    """--init-ply left a cloud's NaN points out without a word; the check before the run and the
+    initialization each read the file, so the warning that now names the count is said by one of them only."""
+    _two_photo_scene(tmp_path / "scene")
+    points = np.random.default_rng(0).normal(size=(20, 3)) * 0.3 + [0.1, 0.0, -3.0]
+    points[[3, 11]] = np.nan
+    _cloud(tmp_path / "cloud.ply", points)
+    code = cli_main(["fit", str(tmp_path / "scene"), "--init-ply", str(tmp_path / "cloud.ply"), "--out",
+                     str(tmp_path / "out"), "--steps", "2", "--test-every", "0", "--threads", "1"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    line = f"warning: {tmp_path / 'cloud.ply'}: 2 of 20 points have a non-finite x, y or z (NaN or inf) and are left out"
+    assert err.count(line) == 1, err
+
+
 def test_init_ply_in_a_georeferenced_scenes_world_moves_with_it(tmp_path):
     """A far scene is moved to its cameras' centre when read; a point cloud (or 3DGS file) in the scene file's
     world was taken as it was, 5e6 units from every camera. It now moves by the same offset, in float64 (so

@@ -1,5 +1,7 @@
 """3DGS PLY: the exact layout viewers expect, bit-identical round trips, clear errors."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -103,3 +105,48 @@ def test_a_ply_cut_short_by_a_full_disk_leaves_the_old_file_or_none(tmp_path, mo
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old.ply"] and old.read_bytes() == whole
     monkeypatch.setattr(plyfile.PlyData, "write", real)
     assert save_ply(tmp_path / "new.ply", g).read_bytes() == whole
+
+
+def test_non_finite_points_are_left_out_with_a_count_or_refused_when_all(tmp_path, capsys):
+    """load_points dropped vertices without finite x, y, z and said nothing, so a cloud that was mostly NaN
+    started a fit from its few good points unannounced. Now the points left out are counted in one warning
+    line naming the file; a cloud with no finite point at all is one sentence; a 3DGS file's NaN position is
+    refused by the Gaussians' own check, with no warning about points before it."""
+    from plyfile import PlyData, PlyElement
+
+    from vdm3d.splat.ply import load_points, load_start
+
+    def cloud(path, xyz):
+        data = np.empty(len(xyz), dtype=[(c, "<f4") for c in "xyz"] + [(c, "u1") for c in ("red", "green", "blue")])
+        for i, c in enumerate("xyz"):
+            data[c] = np.asarray(xyz, np.float32)[:, i]
+        data["red"] = np.arange(len(xyz))
+        PlyData([PlyElement.describe(data, "vertex")]).write(str(path))
+        return path
+
+    xyz = np.arange(30, dtype=np.float32).reshape(10, 3)
+    xyz[[1, 4]] = np.nan
+    xyz[7, 2] = np.inf
+    path = cloud(tmp_path / "cloud.ply", xyz)
+    points, rgb = load_points(path)
+    assert points.shape == (7, 3) and (rgb[:, 0] * 255).round().tolist() == [0, 2, 3, 5, 6, 8, 9]
+    assert capsys.readouterr().err == (f"warning: {path}: 3 of 10 points have a non-finite x, y or z (NaN or inf) "
+                                       "and are left out\n")
+    said = []
+    assert len(load_points(path, say=said.append)[0]) == 7 and len(said) == 1 and capsys.readouterr().err == ""
+    load_points(cloud(tmp_path / "clean.ply", np.ones((4, 3))))
+    assert capsys.readouterr().err == ""
+
+    path = cloud(tmp_path / "nan.ply", np.full((5, 3), np.nan))
+    with pytest.raises(InputError) as raised:
+        load_points(path)
+    assert str(raised.value) == (f"{path}: element 'vertex' has no point with finite x, y and z (all 5 are NaN or "
+                                 "inf); export the point cloud again or pass another .ply.")
+
+    g = Gaussians.from_points(torch.rand(4, 3), torch.rand(4, 3), scales=torch.full((4,), 0.1), opacity=0.5,
+                              sh_degree=0)
+    path = save_ply(tmp_path / "splats.ply", dataclasses.replace(g, means=g.means.index_fill(0, torch.tensor([2]),
+                                                                                             float("nan"))))
+    with pytest.raises(InputError, match="x/y/z has a non-finite value at vertex 2"):
+        load_start(path)
+    assert capsys.readouterr().err == ""

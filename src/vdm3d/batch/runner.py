@@ -46,7 +46,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable, Literal, NamedTuple
 
 from vdm3d.batch.cases import Case
 from vdm3d.errors import STOP_SIGNALS, ConfigError, DiskFullError, OutputError, OutputExistsError, Vdm3dError
@@ -69,6 +69,17 @@ class CaseResult:
     # the last line the case printed, when it failed; a note, when a skipped case has one; what was kept of
     # an interrupted case ("was stopped and its checkpoint in runs/.b.partial is kept")
     error: str = ""
+    # the traceback a failed case printed, under --debug (its log keeps it too; batch.json does not)
+    traceback: str = ""
+
+
+class Outcome(NamedTuple):
+    """What :func:`run_command` returns for a case that ran."""
+
+    returncode: int
+    seconds: float
+    last: str  # the line that says why it failed (:func:`last_words`), "" when it did not
+    traceback: str = ""  # its traceback, when it failed under --debug (:func:`last_traceback`)
 
 
 def case_state(case: Case) -> State:
@@ -160,9 +171,9 @@ def _alive(pid: int) -> bool:
 
 
 def run_command(argv: list[str], log: str, threads: int, driver_pid: int | None = None,
-                debug: bool = False) -> tuple[int, float, str]:
-    """Run ``vdm3d --threads <threads> <argv>`` in a new process, appending its output to ``log``: ``(exit code,
-    seconds, last line)``. The thread count is given on the command line, not only in the environment, so that
+                debug: bool = False) -> Outcome:
+    """Run ``vdm3d --threads <threads> <argv>`` in a new process, appending its output to ``log``: its
+    :class:`Outcome`. The thread count is given on the command line, not only in the environment, so that
     the command the case's manifest records, typed by hand, runs as the case did (the default, all cores, gave
     another explore video).
 
@@ -171,10 +182,11 @@ def run_command(argv: list[str], log: str, threads: int, driver_pid: int | None 
     resumes or restarts on the next ``vdm3d batch``), instead of finishing unseen in the background.
 
     ``debug``: the batch was given ``--debug``, which the case gets as ``VDM3D_DEBUG=1`` (its log then holds the
-    traceback of its failure); not on its command line, which its manifest records for ``vdm3d rerun``.
+    traceback of its failure, which comes back too: on a cluster the log is on the worker's machine); not on
+    its command line, which its manifest records for ``vdm3d rerun``.
     """
     if (Path(log).parent / STOPPING).exists():  # the batch is being stopped: a case queued on Ray does not start
-        return 128 + signal.SIGTERM, 0.0, "not started: the batch was stopped"
+        return Outcome(128 + signal.SIGTERM, 0.0, "not started: the batch was stopped")
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     if debug:
         env["VDM3D_DEBUG"] = "1"
@@ -197,10 +209,12 @@ def run_command(argv: list[str], log: str, threads: int, driver_pid: int | None 
         except KeyboardInterrupt as e:  # the batch is being stopped: stop the case too, and let it keep its state
             stop_case(proc, getattr(e, "signum", signal.SIGINT))
             raise
-    last = ""
+    last = trace = ""
     if proc.returncode:
-        last = last_words(Path(log).read_text(encoding="utf-8", errors="replace"))
-    return proc.returncode, round(time.time() - start, 2), last
+        text = Path(log).read_text(encoding="utf-8", errors="replace")
+        last = last_words(text)
+        trace = last_traceback(text, last) if debug else ""
+    return Outcome(proc.returncode, round(time.time() - start, 2), last, trace)
 
 
 def _open_log(log: Path, first: str):
@@ -340,13 +354,39 @@ def last_words(text: str) -> str:
     return lines[-1] if lines else ""
 
 
+def last_traceback(text: str, last: str = "") -> str:
+    """The traceback in a case's log from its latest run (after the last ``$ vdm3d`` line that starts one),
+    from its first ``Traceback`` line (a chained one has several) to the end, without the closing ``last``
+    line the batch shows already; "" when that run printed none."""
+    run = text[text.rfind("\n$ vdm3d ") + 1:]
+    start = run.find("Traceback (most recent call last):")
+    if start < 0:
+        return ""
+    lines = run[start:].rstrip().splitlines()
+    if len(lines) > 1 and lines[-1].strip() == last:
+        lines = lines[:-1]
+    return "\n".join(lines)
+
+
 Report = Callable[[CaseResult, int, int], None]
+
+
+def print_case(result: CaseResult, done: int, total: int) -> None:
+    """The :data:`Report` of the ``vdm3d batch`` and ``vdm3d eval --manifest`` commands: one line a case on stdout
+    (``[3/20] cup: ok in 41.2 s``, a failure's reason in brackets) and, under ``--debug``, the failed case's
+    traceback on stderr, each line under the case's name, as a command's own ``--debug`` shows it."""
+    print(f"[{done}/{total}] {result.name}: {result.status} in {result.seconds:.1f} s"
+          + (f" ({result.error})" if result.status == "failed" else ""), flush=True)
+    if result.traceback:
+        first, *rest = result.traceback.splitlines()
+        print("\n".join([f"{result.name}: {first}", *(f"  {line}" for line in rest)]), file=sys.stderr, flush=True)
 
 
 def debugging() -> bool:
     """Whether the batch was given ``--debug`` (or ``VDM3D_DEBUG=1``): ``vdm3d``'s main takes the flag off the
-    arguments before the command sees them, so it is read from the program's own command line."""
-    return os.environ.get("VDM3D_DEBUG") == "1" or "--debug" in sys.argv[1:]
+    arguments before the command sees them and sets ``VDM3D_DEBUG=1`` while it runs (reading ``sys.argv``
+    missed a ``main([..., "--debug"])`` called in-process, and took another program's ``--debug`` for it)."""
+    return os.environ.get("VDM3D_DEBUG") == "1"
 
 
 def _name_the_signal(e: KeyboardInterrupt) -> None:
@@ -386,10 +426,10 @@ def run_cases(cases: list[Case], logs: Path, *, use_ray: bool = True, address: s
             pending.append((case, state, command_for(case, state, overwrite=overwrite and Path(case.out).exists())))
     done_count = [len(results)]
 
-    def finish(case: Case, state: State, outcome: tuple[int, float, str]) -> None:
-        rc, seconds, last = outcome
+    def finish(case: Case, state: State, outcome: tuple) -> None:
+        rc, seconds, last, trace = Outcome(*outcome)  # a worker's death is (1, 0.0, why): no traceback
         results[case.name] = CaseResult(case.name, case.job, state, "ok" if rc == 0 else "failed", seconds,
-                                        str(case.out), rc, last)
+                                        str(case.out), rc, last, trace)
         done_count[0] += 1
         if report:
             report(results[case.name], done_count[0], len(cases))
@@ -520,7 +560,8 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # the colours Ray puts in an error
 
 def write_summary(path: Path, results: list[CaseResult], manifest: str) -> None:
     atomic_write_json(path, {"format": "vdm3d.batch", "version": 1, "manifest": manifest,
-                             "cases": [dataclasses.asdict(r) for r in results]})
+                             "cases": [{k: v for k, v in dataclasses.asdict(r).items() if k != "traceback"}
+                                       for r in results]})
 
 
 def _who(pid: int | None) -> str:

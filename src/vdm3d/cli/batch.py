@@ -50,7 +50,8 @@ class BatchConfig:
 
 def main(argv, prog: str = "vdm3d batch") -> int:
     from vdm3d.batch.cases import read_cases
-    from vdm3d.batch.runner import check_address, check_batch_out, run_and_summarize, summary_table
+    from vdm3d.batch.runner import (check_address, check_batch_out, print_case, run_and_summarize,
+                                     summary_table)
     from vdm3d.cli.config import cli
     from vdm3d.errors import ConfigError
 
@@ -67,14 +68,10 @@ def main(argv, prog: str = "vdm3d batch") -> int:
                               "or pass --no-ray.") from None
         check_address(config.address)  # a host:port where nothing answers: Ray retried it for minutes
 
-    def report(result, done: int, total: int) -> None:
-        print(f"[{done}/{total}] {result.name}: {result.status} in {result.seconds:.1f} s"
-              + (f" ({result.error})" if result.status == "failed" else ""), flush=True)
-
     print(f"batch: {len(cases)} cases from {config.manifest} -> {config.out}/", flush=True)
     results = run_and_summarize(cases, config.out / "logs", config.out / "batch.json", str(config.manifest),
                                 use_ray=config.ray, address=config.address, num_cpus=config.num_cpus,
-                                cpus_per_case=config.cpus_per_case, overwrite=config.overwrite, report=report,
+                                cpus_per_case=config.cpus_per_case, overwrite=config.overwrite, report=print_case,
                                 again="the same `vdm3d batch` command")
     print(summary_table(results))
     sys.stdout.flush()

@@ -114,7 +114,8 @@ def run_manifest(sub: str, manifest: str, batch: dict, shared: list[str]) -> int
     from pathlib import Path
 
     from vdm3d.batch.evals import eval_cases, numbers_table
-    from vdm3d.batch.runner import check_address, check_batch_out, run_and_summarize, summary_table
+    from vdm3d.batch.runner import (check_address, check_batch_out, print_case, run_and_summarize,
+                                     summary_table)
     from vdm3d.errors import ConfigError
     from vdm3d.io.runs import atomic_write_json
 
@@ -131,12 +132,8 @@ def run_manifest(sub: str, manifest: str, batch: dict, shared: list[str]) -> int
     cases = eval_cases(sub, manifest, out, shared)
     print(f"eval {sub}: {len(cases)} cases from {manifest} -> {out}/", flush=True)
 
-    def report(result, done: int, total: int) -> None:
-        print(f"[{done}/{total}] {result.name}: {result.status} in {result.seconds:.1f} s"
-              + (f" ({result.error})" if result.status == "failed" else ""), flush=True)
-
     results = run_and_summarize(cases, out / "logs", out / "batch.json", manifest, use_ray=not batch.get("--no-ray"),
-                                address=batch.get("--address"), cpus_per_case=int(cpus), report=report,
+                                address=batch.get("--address"), cpus_per_case=int(cpus), report=print_case,
                                 num_cpus=int(num_cpus) if isinstance(num_cpus, str) else None,
                                 again=f"the same `vdm3d eval {sub} --manifest` command")
     scores_text, scores = numbers_table(results)

@@ -462,6 +462,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 128 + signal.SIGPIPE
 
 
+def _debug_in_environment(debug: bool) -> Callable[[], None]:
+    """``--debug`` as ``VDM3D_DEBUG=1`` while the command runs, so that the processes it starts (`vdm3d batch`'s
+    cases) and the code that asks (:func:`vdm3d.batch.runner.debugging`) see the flag main took off the
+    arguments, also when main is called in-process; returns what puts the environment back."""
+    if not debug or os.environ.get("VDM3D_DEBUG") == "1":
+        return lambda: None
+    before = os.environ.get("VDM3D_DEBUG")
+    os.environ["VDM3D_DEBUG"] = "1"
+
+    def undo() -> None:
+        if before is None:
+            os.environ.pop("VDM3D_DEBUG", None)
+        else:
+            os.environ["VDM3D_DEBUG"] = before
+    return undo
+
+
 def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("VDM3D_DEBUG") == "1"
@@ -487,6 +504,7 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f"vdm3d: unknown command {name!r}; choose one of: {', '.join(available)}.", file=sys.stderr)
         return 2
     restore = _terminate_as_interrupt()
+    undebug = _debug_in_environment(debug)
     try:
         _plain_help_in_tyro()  # here too: some commands call tyro through vdm3d.cli.config, not dispatch
         _narrow_help_in_tyro()
@@ -532,6 +550,7 @@ def _main(argv: Sequence[str] | None) -> int:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
     finally:  # a job's --memory plans the backbones of this command only (main also runs in-process)
         restore()
+        undebug()
         planner = sys.modules.get("vdm3d.models.hub.memory")
         if planner is not None:
             planner.configure(None)

@@ -42,7 +42,7 @@ from vdm3d.errors import ConfigError, InputError
 from vdm3d.geometry.precision import far_offset
 from vdm3d.io.images import read_image
 from vdm3d.options import Range
-from vdm3d.splat.ply import load_points
+from vdm3d.splat.ply import finite_points, load_points
 from vdm3d.views import Views
 
 SceneFormat = Literal["auto", "llff", "colmap", "transforms"]
@@ -197,7 +197,10 @@ def read_scene(path: str | Path, split: Split = Split(), downscale: int = 1, for
     cams, files, alphas_wanted, points, rgb, dists, size = reader(root, images, skip_missing=split.skip_missing)
     train, test = split_indices(len(files), split, str(root))
     if points_from == "train" and points is not None:
-        points, rgb = _points_seen_by(root, fmt, files, train, points, rgb)
+        points, rgb = _points_seen_by(root, fmt, files, train, points, rgb)  # by index: before any is left out
+    if points is not None and fmt != "transforms":  # a transforms.json's PLY was checked when read (load_points)
+        points, rgb = finite_points(points, rgb, root / "sparse" / "0" if fmt == "llff" else root, "points3D",
+                                    "triangulate the model again, or fit with --init random")
     offset = recentre_offset(cams, points)
     cams, points = _moved(cams, offset, size), _moved_points(points, offset)
     if before_images is not None:

@@ -207,8 +207,11 @@ class MeshScene:
         return scene
 
     def export(self, path) -> None:
-        """Write the scene as a mesh file (format from the suffix; ``.glb`` keeps textures)."""
-        self.to_trimesh().export(str(path))
+        """Write the scene as a mesh file (format from the suffix; ``.glb`` keeps textures), whole or not at
+        all (:func:`~vdm3d.geometry.texture.write_mesh`)."""
+        from vdm3d.geometry.texture import write_mesh
+
+        write_mesh(self.to_trimesh(), path)
 
     @staticmethod
     def from_trimesh(mesh: trimesh.Trimesh | trimesh.Scene, *, light: Light | None = None,

@@ -9,7 +9,8 @@ filled texel (UV textures).
 
 UV atlases come from xatlas (``xatlas.parametrize``); the texel-to-surface lookup is a small
 vectorized rasterizer over each triangle's UV bounding box (numpy, no OpenGL needed). Export goes
-through trimesh: GLB (binary glTF, vertex colours or a PBR base-colour texture) and OBJ (+MTL + PNG).
+through trimesh: GLB (binary glTF, vertex colours or a PBR base-colour texture) and OBJ (+MTL + PNG),
+encoded in memory and written whole or not at all (:func:`encode_mesh`, :func:`write_files`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from torch import Tensor
 
 from vdm3d.cameras.camera import Cameras
 from vdm3d.geometry.pixels import pixel_hits
+from vdm3d.io.runs import replace_all_by_writing
 
 
 def project_colors(points_world: np.ndarray, normals_world: np.ndarray, images: Float[Tensor, "N H W 3"],
@@ -156,17 +158,56 @@ def export_mesh(mesh: trimesh.Trimesh, folder: str | Path, stem: str = "mesh") -
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     glb, obj = folder / f"{stem}.glb", folder / f"{stem}.obj"
-    mesh.export(glb)
+    files = encode_mesh(mesh, glb)
     visual = mesh.visual
     if isinstance(visual, trimesh.visual.ColorVisuals):
-        mesh.export(obj, include_color=True)
+        files |= encode_mesh(mesh, obj, include_color=True)
     elif isinstance(visual, trimesh.visual.TextureVisuals) and visual.material is not None:
         image = getattr(visual.material, "baseColorTexture", None) or getattr(visual.material, "image", None)
         white = trimesh.visual.material.SimpleMaterial(image=image, diffuse=[255] * 4, ambient=[255] * 4,
                                                        specular=[0, 0, 0, 255], name=stem)
         flat = mesh.copy()
         flat.visual = trimesh.visual.TextureVisuals(uv=visual.uv, material=white)
-        flat.export(obj, mtl_name=f"{stem}.mtl")
+        files = encode_mesh(flat, obj, mtl_name=f"{stem}.mtl") | files  # the OBJ's texture first, the GLB last
     else:
-        mesh.export(obj)
+        files |= encode_mesh(mesh, obj)
+    write_files(files)  # the GLB and the OBJ of one mesh: both new, or both as they were
     return {"glb": glb, "obj": obj}
+
+
+def write_mesh(mesh: trimesh.Trimesh | trimesh.Scene, path: str | Path, **options) -> list[Path]:
+    """Write ``mesh`` at ``path`` in the format its suffix names (``options`` go to trimesh's encoder), with
+    the files it refers to beside it (an OBJ's MTL and texture, a glTF's buffers), whole or not at all;
+    returns the paths written, the mesh file last."""
+    files = encode_mesh(mesh, path, **options)
+    write_files(files)
+    return list(files)
+
+
+def encode_mesh(mesh: trimesh.Trimesh | trimesh.Scene, path: str | Path, **options) -> dict[Path, bytes]:
+    """The files that writing ``mesh`` at ``path`` makes, encoded in memory: path -> bytes, the files the
+    mesh refers to first, the mesh file last.
+
+    trimesh's own ``export(path)`` opens the file before encoding and writes into it: an encoder error left
+    an empty file where the old one was, and a disk filling up a cut one that still looks like a mesh.
+    Encoding first and writing with :func:`write_files` leaves the old files, or none, on any failure."""
+    path = Path(path)
+    file_type = path.suffix.lstrip(".").lower()
+    if file_type == "obj":  # the MTL and texture come back beside the text, not written through a resolver
+        options["return_texture"] = True
+    encoded = mesh.export(file_type=file_type, **options)
+    if file_type == "obj":
+        main, beside = encoded
+    elif isinstance(encoded, dict):  # glTF: the JSON under trimesh's default name, then its buffers
+        beside = dict(encoded)
+        main = beside.pop("model.gltf")
+    else:
+        main, beside = encoded, {}
+    files = {path.parent / name: data for name, data in beside.items()} | {path: main}
+    return {p: data.encode("utf-8") if isinstance(data, str) else bytes(data) for p, data in files.items()}
+
+
+def write_files(files: dict[Path, bytes]) -> None:
+    """Write encoded files that belong together, in order, each to a temp file renamed over its path only
+    once all are whole (:func:`~vdm3d.io.runs.replace_all_by_writing`)."""
+    replace_all_by_writing({path: (lambda f, data=data: f.write(data)) for path, data in files.items()})

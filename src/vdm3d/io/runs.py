@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import Any, BinaryIO, Callable, Iterator, Mapping
 
 from vdm3d.errors import (ConfigError, DiskFullError, InputError, OutOfMemoryError, OutputError,
                           OutputExistsError, UnsafeCheckpointError, Vdm3dError, out_of_memory)
@@ -180,16 +180,29 @@ def replace_by_writing(path: Path, write: Callable[[BinaryIO], None]) -> None:
     usual permissions), renamed over ``path`` once complete: readers see the old file or the new one, never a
     part, and several processes writing one path at once (a shared cache) each write their own temp file, the
     last rename winning. The temp file is removed on any failure; errors are raised as they come."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    replace_all_by_writing({path: write})
+
+
+def replace_all_by_writing(writes: Mapping[Path, Callable[[BinaryIO], None]]) -> None:
+    """:func:`replace_by_writing` for files that belong together (an OBJ, its MTL and its texture): every
+    temp file is written whole before the first rename, in the order given, so a failing write (a full disk,
+    an interrupt) leaves all the old files, not a new texture under an old OBJ's uv layout. Only the renames
+    themselves, which need no space, come after the point of no return."""
+    temps: list[tuple[str, Path]] = []
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        for path, write in writes.items():
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            temps.append((tmp, path))
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
+            with os.fdopen(fd, "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+        for tmp, path in temps:
+            os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        for tmp, _ in temps:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 

@@ -61,10 +61,11 @@ def initialize(cameras: Cameras, points_world: Float[Tensor, "P 3"] | None = Non
 
 def init_ply_points(path: Path) -> tuple[Tensor, Tensor]:
     """The points (float64) and colours of the PLY ``--init-ply`` names (:func:`~vdm3d.splat.ply.load_points`),
-    refusing a file with no point to start from (no vertex, or none with finite x, y, z)."""
+    refusing a file with no point to start from (no vertex, or none with finite x, y, z). This is the check
+    before the run, so the points it leaves out are not said here: :func:`initialize_from_ply` says so once."""
     from vdm3d.splat.ply import load_points
 
-    points, rgb = load_points(path)
+    points, rgb = load_points(path, say=lambda line: None)
     _refuse_empty(points, path)
     return points, rgb
 

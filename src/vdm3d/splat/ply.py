@@ -24,7 +24,9 @@ the property.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -142,22 +144,29 @@ def _gaussians(ply, path: Path) -> Gaussians:
 _SPLAT_PROPERTIES = {"f_dc_0", "opacity", "scale_0", "rot_0"}
 
 
-def load_points(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
+def load_points(path: str | Path, say: Callable[[str], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Points ``[P, 3]`` (float64) and colours ``[P, 3]`` in [0, 1] of any PLY with x, y, z vertices: a point cloud's
-    ``red``/``green``/``blue`` (bytes, or floats in [0, 1]), a 3DGS file's DC colour, else mid-grey. Vertices
-    without finite x, y and z are left out."""
+    ``red``/``green``/``blue`` (bytes, or floats in [0, 1]), a 3DGS file's DC colour, else mid-grey.
+
+    Vertices without finite x, y and z are left out with a warning line to ``say`` (None: stderr) that names the
+    file and how many: a handful of NaN points in an exported cloud is common and harmless to leave out, but
+    silently is how a cloud that is mostly NaN would start a fit from its few good points. A file whose every
+    vertex is non-finite is refused, since nothing of it would be used."""
     path = Path(path)
-    return _points(_read_points_file(path), path)
+    return _points(_read_points_file(path), path, say)
 
 
-def load_start(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, Gaussians | None]:
+def load_start(path: str | Path, say: Callable[[str], None] | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, Gaussians | None]:
     """What a fit can start from, in one read of the file (a 3DGS PLY of millions of Gaussians is hundreds of
     MB): :func:`load_points`' points and colours, and the Gaussians when the file is a 3DGS one
     (its vertices carry ``f_dc_*``, ``opacity``, ``scale_*`` and ``rot_*``), else ``None``."""
     path = Path(path)
     ply = _read_points_file(path)
-    points, rgb = _points(ply, path)
-    return points, rgb, (_gaussians(ply, path) if _SPLAT_PROPERTIES <= set(ply["vertex"].data.dtype.names) else None)
+    splat = "vertex" in [e.name for e in ply.elements] and _SPLAT_PROPERTIES <= set(ply["vertex"].data.dtype.names)
+    splats = _gaussians(ply, path) if splat else None  # first: it refuses a non-finite Gaussian, which is not left out
+    points, rgb = _points(ply, path, say)
+    return points, rgb, splats
 
 
 def _read_points_file(path: Path):
@@ -168,7 +177,8 @@ def _read_points_file(path: Path):
     return _read(path, "write it again or pass another .ply")
 
 
-def _points(ply, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+def _points(ply, path: Path, say: Callable[[str], None] | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor]:
     from vdm3d.splat.sh import sh_to_rgb
 
     if "vertex" not in [e.name for e in ply.elements]:
@@ -189,5 +199,24 @@ def _points(ply, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
         rgb = rgb.numpy()
     else:
         rgb = np.full(xyz.shape, 0.5, np.float32)
-    keep = np.isfinite(xyz).all(1)
-    return torch.from_numpy(xyz[keep]), torch.from_numpy(np.clip(rgb[keep], 0.0, 1.0).astype(np.float32))
+    return finite_points(torch.from_numpy(xyz), torch.from_numpy(np.clip(rgb, 0.0, 1.0).astype(np.float32)), path,
+                         "element 'vertex'", "export the point cloud again or pass another .ply", say)
+
+
+def finite_points(points: torch.Tensor, colors: torch.Tensor, source: str | Path, field: str, fix: str,
+                  say: Callable[[str], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``points`` ``[P, 3]`` with finite x, y and z, and their ``colors``; the others are left out with one
+    warning line to ``say`` (None: stderr) that names ``source`` and counts them, and a set with no finite
+    point is refused (:class:`InputError` naming ``source``, its ``field`` and the ``fix``). A few NaN points
+    are common in exported and triangulated clouds and harmless to leave out; silently, a cloud that is
+    mostly NaN started a fit from its few good points, and one NaN stopped a fit in a k-d tree's traceback."""
+    keep = torch.isfinite(points).all(1)
+    dropped = int((~keep).sum())
+    if dropped and dropped == len(keep):
+        raise InputError(path=source, field=field,
+                         problem=f"has no point with finite x, y and z (all {dropped} are NaN or inf)", fix=fix)
+    if dropped:
+        (say or (lambda line: print(line, file=sys.stderr, flush=True)))(
+            f"warning: {source}: {dropped} of {len(keep)} points have a non-finite x, y or z (NaN or inf) and are "
+            "left out")
+    return points[keep], colors[keep]
