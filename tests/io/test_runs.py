@@ -98,7 +98,7 @@ def test_overwrite_replaces_only_a_run_folder_and_an_empty_folder_is_used(tmp_pa
     (mine / "sub" / "thesis.tex").write_text("precious")
     (mine / "notes.txt").write_text("hi")
     with pytest.raises(OutputExistsError, match=r"thesis: --overwrite replaces only a folder a vdm3d run wrote "
-                                                r"\(with manifest.json\), and this one holds other files \(notes.txt, sub\)"):
+                                                r"\(with its manifest.json\), and this one holds other files \(notes.txt, sub\)"):
         RunFolder(mine, overwrite=True).__enter__()
     assert (mine / "sub" / "thesis.tex").read_text() == "precious"
     (tmp_path / "file").write_text("x")
@@ -110,6 +110,28 @@ def test_overwrite_replaces_only_a_run_folder_and_an_empty_folder_is_used(tmp_pa
         (run.path / "r.txt").write_text("r")
     assert (tmp_path / "empty" / "r.txt").is_file()
     assert not (tmp_path / ".thesis.partial").exists() and not (tmp_path / ".file.partial").exists()
+
+
+def test_overwrite_needs_a_vdm3d_manifest_not_any_manifest_json(tmp_path):
+    """``manifest.json`` is a common name (a web app's, a browser extension's): a project folder holding one was
+    taken for a finished run, and ``--overwrite`` deleted the whole folder. Only a vdm3d run's manifest counts;
+    without ``--overwrite`` such a folder is not offered for it either."""
+    mine = tmp_path / "webapp"
+    (mine / "docs").mkdir(parents=True)
+    (mine / "docs" / "thesis.txt").write_text("precious")
+    (mine / MANIFEST).write_text(json.dumps({"name": "my web app", "start_url": "/"}))
+    with pytest.raises(OutputExistsError, match=r"webapp: --overwrite replaces only a folder a vdm3d run wrote "
+                                                r"\(with its manifest.json\), and this one holds a manifest.json that "
+                                                r"is not a vdm3d run's, and other files \(docs, manifest.json\); "
+                                                r"choose another --out"):
+        RunFolder(mine, overwrite=True).__enter__()
+    assert (mine / "docs" / "thesis.txt").read_text() == "precious"
+    with pytest.raises(OutputExistsError, match=r"already holds files that are not a vdm3d run \(docs, manifest.json\)"):
+        RunFolder(mine).__enter__()
+    (mine / MANIFEST).write_text("not json")
+    with pytest.raises(OutputExistsError, match=r"is not a vdm3d run's"):
+        RunFolder(mine, overwrite=True).__enter__()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["webapp"]  # no partial folder, no lock left
 
 
 def test_the_same_command_without_resume_keeps_the_checkpoint(tmp_path):
