@@ -134,6 +134,39 @@ def test_overwrite_needs_a_vdm3d_manifest_not_any_manifest_json(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["webapp"]  # no partial folder, no lock left
 
 
+def test_links_planted_beside_out_are_refused_not_followed(tmp_path):
+    """The lock file ``.run.lock`` was opened through a link and truncated to the pid: a planted
+    ``.run.lock -> victim`` emptied the victim. A linked ``.run.partial`` was an rmtree traceback (and a resume's
+    writes went where it pointed); a linked ``.run.old`` failed the final rename. Each link is refused or
+    removed, never followed."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("important")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "file").write_text("keep")
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / ".run.lock").symlink_to(victim)
+    with pytest.raises(OutputError, match=r"\.run\.lock: is a symbolic link where vdm3d keeps the lock file of "
+                                          r".*run \(the file it points to would be overwritten\); remove the link"):
+        RunFolder(runs / "run").__enter__()
+    assert victim.read_text() == "important"
+    (runs / ".run.lock").unlink()
+    (runs / ".run.partial").symlink_to(elsewhere, target_is_directory=True)
+    for resume in (False, True):
+        with pytest.raises(OutputError, match=r"\.run\.partial: is a symbolic link where vdm3d writes the run"):
+            RunFolder(runs / "run", resume=resume).__enter__()
+    assert [p.name for p in elsewhere.iterdir()] == ["file"]
+    (runs / ".run.partial").unlink()
+    with RunFolder(runs / "run"):
+        pass
+    (runs / ".run.old").symlink_to(elsewhere, target_is_directory=True)
+    with RunFolder(runs / "run", overwrite=True) as run:
+        (run.path / "new.txt").write_text("new")
+    assert sorted(p.name for p in runs.iterdir()) == ["run"] and (runs / "run" / "new.txt").is_file()
+    assert [p.name for p in elsewhere.iterdir()] == ["file"] and victim.read_text() == "important"
+
+
 def test_the_same_command_without_resume_keeps_the_checkpoint(tmp_path):
     """Up-arrow and Enter after Ctrl-C must not throw the kept checkpoint away: refused with the two ways
     on; ``--overwrite`` discards it and starts again."""

@@ -367,6 +367,11 @@ def lock_path(out: Path) -> Path:
     return out.parent / f".{out.name}.lock"
 
 
+def _open_no_follow(path: str, flags: int) -> int:
+    """``open``'s opener that refuses a symbolic link as the last part of ``path`` (``ELOOP``)."""
+    return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0), 0o666)
+
+
 def lock_run(out: Path) -> Any:
     """Hold an exclusive lock on writing ``out`` (the file ``.<name>.lock`` beside it, holding the pid): a
     second run into the same folder at the same time is refused instead of mixing its files into the
@@ -377,7 +382,13 @@ def lock_run(out: Path) -> Any:
     except ImportError:
         return None
     while True:
-        handle = open(lock_path(out), "a+")
+        try:  # never through a link: a planted `.NAME.lock -> ~/.bashrc` had that file truncated to our pid
+            handle = open(lock_path(out), "a+", opener=_open_no_follow)
+        except OSError as e:
+            if e.errno != errno.ELOOP:
+                raise
+            raise OutputError(f"{lock_path(out)}: is a symbolic link where vdm3d keeps the lock file of {out} (the "
+                              "file it points to would be overwritten); remove the link and run again.") from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -528,6 +539,10 @@ class RunFolder:
         check_run_place(self.out)
         check_writable(self.out)
         check_name_length(self.out)
+        if self.partial.is_symlink():  # vdm3d's own folder beside --out: a link would take the run (and its
+            # removal on failure, a resume's writes) into the folder it points to
+            raise OutputError(f"{self.partial}: is a symbolic link where vdm3d writes the run before moving it to "
+                              f"{self.out}; remove the link and run again.")
         self._make_parents()
         try:
             self._lock = lock_run(self.out)
@@ -741,6 +756,8 @@ class RunFolder:
         try:
             if self.out.exists():
                 trash = self.out.parent / f".{self.out.name}.old"
+                if trash.is_symlink():  # only the link goes (rmtree leaves it, and the rename below then failed)
+                    trash.unlink()
                 shutil.rmtree(trash, ignore_errors=True)
                 os.replace(self.out, trash)
                 try:
