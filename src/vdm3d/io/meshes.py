@@ -35,8 +35,9 @@ def _folder_resolver(path: Path) -> Any:
                 if found.is_relative_to(root) and found.is_file():
                     return found.read_bytes()
             if not (root / name).resolve().is_relative_to(root):
-                raise InputError(path=path, problem=f"names {name!r}, a file outside its folder, which vdm3d does "
-                                 "not read for a mesh", fix="copy that file beside the mesh and name it there")
+                said = f"names {name!r}, a file outside its folder, which vdm3d does not read for a mesh"
+                raise InputError(path=path, problem=said,
+                                 fix="copy that file beside the mesh and name it there")
             raise FileNotFoundError(name)
 
         def namespaced(self, namespace: str) -> Any:

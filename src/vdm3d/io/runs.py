@@ -144,8 +144,8 @@ def check_run_place(out: str | Path) -> None:
 def is_run_folder(folder: str | Path) -> bool:
     """Whether ``folder`` holds a finished vdm3d run: a ``manifest.json`` that is a vdm3d run manifest (its
     ``format``), not merely a file of that name. ``manifest.json`` is a common name (a web app's, a browser
-    extension's, a dataset's), and ``--overwrite`` deletes a run folder it replaces: a project folder passed as
-    ``--out`` by mistake must not be taken for a run because it has one."""
+    extension's, a dataset's), and ``--overwrite`` deletes a run folder it replaces: a project folder passed
+    as ``--out`` by mistake must not be taken for a run because it has one."""
     try:
         data = json.loads((Path(folder) / MANIFEST).read_text())
     except (OSError, ValueError):  # none, unreadable, or not JSON
@@ -387,8 +387,9 @@ def lock_run(out: Path) -> Any:
         except OSError as e:
             if e.errno != errno.ELOOP:
                 raise
-            raise OutputError(f"{lock_path(out)}: is a symbolic link where vdm3d keeps the lock file of {out} (the "
-                              "file it points to would be overwritten); remove the link and run again.") from None
+            raise OutputError(f"{lock_path(out)}: is a symbolic link where vdm3d keeps the lock file of "
+                              f"{out} (the file it points to would be overwritten); remove the link and run "
+                              "again.") from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -541,8 +542,8 @@ class RunFolder:
         check_name_length(self.out)
         if self.partial.is_symlink():  # vdm3d's own folder beside --out: a link would take the run (and its
             # removal on failure, a resume's writes) into the folder it points to
-            raise OutputError(f"{self.partial}: is a symbolic link where vdm3d writes the run before moving it to "
-                              f"{self.out}; remove the link and run again.")
+            raise OutputError(f"{self.partial}: is a symbolic link where vdm3d writes the run before moving "
+                              f"it to {self.out}; remove the link and run again.")
         self._make_parents()
         try:
             self._lock = lock_run(self.out)
@@ -756,7 +757,7 @@ class RunFolder:
         try:
             if self.out.exists():
                 trash = self.out.parent / f".{self.out.name}.old"
-                if trash.is_symlink():  # only the link goes (rmtree leaves it, and the rename below then failed)
+                if trash.is_symlink():  # only the link goes (rmtree leaves it; the rename below then failed)
                     trash.unlink()
                 shutil.rmtree(trash, ignore_errors=True)
                 os.replace(self.out, trash)
