@@ -90,3 +90,17 @@ def test_installed_wheel_runs_outside_a_checkout(wheel, tmp_path):
     shipped = {p.stem for p in (ROOT / "src/vdm3d/models/tiny/weights").glob("*.safetensors")}
     assert int(count) == len(shipped) > 0
     assert shape.strip() == "(128, 128) RGBA"
+
+
+def test_the_ray_floor_is_the_first_local_instance_with_authentication():
+    """`vdm3d batch` starts a local Ray, whose GCS, raylet and workers listen on every network interface (seen
+    with `ss -ltn` under Ray 2.60: ``*:PORT``); before Ray 2.59 they did so with no authentication, so anyone
+    who could reach the machine could run code as the user while a batch ran. From 2.59 a local ``ray.init()``
+    turns on token authentication (RAY_AUTH_MODE=token, the token in ~/.ray/auth_token)."""
+    import re
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    floors = [tuple(int(x) for x in m.group(1).split(".")) for extra in project.values() for r in extra
+              if (m := re.fullmatch(r"ray>=([\d.]+)", r))]
+    assert len(floors) == 2 and all(f >= (2, 59) for f in floors), floors

@@ -178,6 +178,25 @@ def test_a_folder_of_frames_is_read_in_name_order_and_sampled_evenly(tmp_path):
         read_video(tmp_path, max_frames=20)
 
 
+def test_frames_and_videos_past_the_pixel_cap_are_refused_before_decoding(tmp_path, monkeypatch, capsys):
+    """`trajectory make from-video` decoded a folder's frames with cv2.imread and every frame of a video, under
+    OpenCV's own limit of 2**30 pixels a frame, not vdm3d's cap: a folder of PNG bombs was decoded in full."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(frames / f"f{i}.png"), np.full((40, 60, 3), 30 * i, np.uint8))
+    write_video(tmp_path / "clip.mp4", torch.rand(4, 48, 64, 3))
+    monkeypatch.setenv("VDM3D_MAX_IMAGE_PIXELS", "2000")
+    for source, said in ((frames, f"{frames / 'f0.png'}: claims 60x40 pixels in its header, more than the 2,000 "
+                                  "vdm3d decodes; resize the image (or raise VDM3D_MAX_IMAGE_PIXELS)."),
+                         (tmp_path / "clip.mp4", f"{tmp_path / 'clip.mp4'}: has frames of 64x48 pixels, more than "
+                                                 "the 2,000 vdm3d decodes; resize the video (or raise "
+                                                 "VDM3D_MAX_IMAGE_PIXELS).")):
+        assert cli(["trajectory", "make", "from-video", "--video", str(source), "--out", str(tmp_path / "p.json")]) == 2
+        assert capsys.readouterr().err.strip() == f"error: {said}"
+    assert not (tmp_path / "p.json").exists()
+
+
 @pytest.mark.slow
 def test_fern_photos_give_the_published_llff_poses(shared_data, tmp_path):
     """Real photos: the 20 fern images (a folder, in name order) against LLFF's own poses_bounds.npy."""

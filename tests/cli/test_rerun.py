@@ -64,6 +64,22 @@ def test_job_argv_uses_the_recorded_config_or_replays_arguments(tmp_path):
         "data", "make", "objects", "--count", "2", "--out", str(tmp_path / "new"), "--overwrite"]
 
 
+def test_a_manifest_naming_a_command_that_writes_no_run_is_refused(tmp_path, capsys):
+    """A crafted manifest whose command was `vdm3d rerun ...` recursed until a RecursionError traceback, and one
+    naming `vdm3d models convert ... --trust-pickle` was replayed (trust the rerun's command line never gave;
+    only tyro's refusal of the appended --out stopped it). Only commands that write run folders are repeated."""
+    for command in (["vdm3d", "rerun", "x"], ["vdm3d", "models", "convert", "m.ckpt", "w.safetensors", "--trust-pickle"],
+                    ["vdm3d", "view", "runs/a"]):
+        m = tmp_path / "manifest.json"
+        m.write_text(json.dumps({"format": "vdm3d.run", "version": 1, "command": command, "cwd": str(tmp_path),
+                                 "config": {}}))
+        assert main(["rerun", str(m), "--out", str(tmp_path / "new")]) == 2
+        assert capsys.readouterr().err.strip().endswith(
+            f"{m}: command names `vdm3d {command[1]}`, which writes no run folder to repeat; pass the manifest of "
+            "a run made by a vdm3d job, eval, train, data or trajectory command.")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json"]
+
+
 def test_differences_list_changed_fields_only():
     old = {"image": "cup.png", "out": "runs/a", "overwrite": False, "fit": {"steps": 3, "lr": 1.0}}
     new = {"image": "/data/cup.png", "out": "runs/b", "overwrite": True, "fit": {"steps": 4, "lr": 1.0}}

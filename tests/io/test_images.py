@@ -232,3 +232,29 @@ def test_an_animated_image_gives_its_first_frame_and_says_so(tmp_path, suffix):
         read_image(tmp_path / still, say=quiet.append)
         read_rgba(tmp_path / still, say=quiet.append)
     assert quiet == []
+
+
+@pytest.mark.parametrize("suffix", [".hdr", ".pfm"])
+def test_the_pixel_cap_holds_for_formats_pil_does_not_read(tmp_path, monkeypatch, suffix):
+    """PIL does not know Radiance HDR or PFM, so the header check let them through to OpenCV, whose own limit is
+    2**30 pixels: a run-length coded HDR of 60 MB held 30000 x 30000 pixels (10.8 GB as floats). Their headers
+    are read too; under the cap they read as before, at their own width and height."""
+    import cv2
+
+    from vdm3d.io.images import check_image_file, read_image
+
+    path = tmp_path / f"wide{suffix}"
+    cv2.imwrite(str(path), np.full((48, 64, 3), 0.5, np.float32))
+    assert check_image_file(path) == (64, 48)
+    assert tuple(read_image(path).shape) == (48, 64, 3)
+    monkeypatch.setenv("VDM3D_MAX_IMAGE_PIXELS", "3000")
+    with pytest.raises(InputError) as e:
+        read_image(path)
+    assert str(e.value) == (f"{path}: claims 64x48 pixels in its header, more than the 3,000 vdm3d decodes; resize "
+                            "the image (or raise VDM3D_MAX_IMAGE_PIXELS).")
+    monkeypatch.delenv("VDM3D_MAX_IMAGE_PIXELS")
+    bomb = tmp_path / "bomb.hdr"  # the header alone: no pixel is ever decoded
+    bomb.write_bytes(b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 30000 +X 30000\n")
+    with pytest.raises(InputError, match=r"bomb.hdr: claims 30000x30000 pixels in its header, more than the "
+                                         r"134,217,728 vdm3d decodes"):
+        read_image(bomb)

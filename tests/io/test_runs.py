@@ -98,7 +98,7 @@ def test_overwrite_replaces_only_a_run_folder_and_an_empty_folder_is_used(tmp_pa
     (mine / "sub" / "thesis.tex").write_text("precious")
     (mine / "notes.txt").write_text("hi")
     with pytest.raises(OutputExistsError, match=r"thesis: --overwrite replaces only a folder a vdm3d run wrote "
-                                                r"\(with manifest.json\), and this one holds other files \(notes.txt, sub\)"):
+                                                r"\(with its manifest.json\), and this one holds other files \(notes.txt, sub\)"):
         RunFolder(mine, overwrite=True).__enter__()
     assert (mine / "sub" / "thesis.tex").read_text() == "precious"
     (tmp_path / "file").write_text("x")
@@ -110,6 +110,61 @@ def test_overwrite_replaces_only_a_run_folder_and_an_empty_folder_is_used(tmp_pa
         (run.path / "r.txt").write_text("r")
     assert (tmp_path / "empty" / "r.txt").is_file()
     assert not (tmp_path / ".thesis.partial").exists() and not (tmp_path / ".file.partial").exists()
+
+
+def test_overwrite_needs_a_vdm3d_manifest_not_any_manifest_json(tmp_path):
+    """``manifest.json`` is a common name (a web app's, a browser extension's): a project folder holding one was
+    taken for a finished run, and ``--overwrite`` deleted the whole folder. Only a vdm3d run's manifest counts;
+    without ``--overwrite`` such a folder is not offered for it either."""
+    mine = tmp_path / "webapp"
+    (mine / "docs").mkdir(parents=True)
+    (mine / "docs" / "thesis.txt").write_text("precious")
+    (mine / MANIFEST).write_text(json.dumps({"name": "my web app", "start_url": "/"}))
+    with pytest.raises(OutputExistsError, match=r"webapp: --overwrite replaces only a folder a vdm3d run wrote "
+                                                r"\(with its manifest.json\), and this one holds a manifest.json that "
+                                                r"is not a vdm3d run's, and other files \(docs, manifest.json\); "
+                                                r"choose another --out"):
+        RunFolder(mine, overwrite=True).__enter__()
+    assert (mine / "docs" / "thesis.txt").read_text() == "precious"
+    with pytest.raises(OutputExistsError, match=r"already holds files that are not a vdm3d run \(docs, manifest.json\)"):
+        RunFolder(mine).__enter__()
+    (mine / MANIFEST).write_text("not json")
+    with pytest.raises(OutputExistsError, match=r"is not a vdm3d run's"):
+        RunFolder(mine, overwrite=True).__enter__()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["webapp"]  # no partial folder, no lock left
+
+
+def test_links_planted_beside_out_are_refused_not_followed(tmp_path):
+    """The lock file ``.run.lock`` was opened through a link and truncated to the pid: a planted
+    ``.run.lock -> victim`` emptied the victim. A linked ``.run.partial`` was an rmtree traceback (and a resume's
+    writes went where it pointed); a linked ``.run.old`` failed the final rename. Each link is refused or
+    removed, never followed."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("important")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "file").write_text("keep")
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / ".run.lock").symlink_to(victim)
+    with pytest.raises(OutputError, match=r"\.run\.lock: is a symbolic link where vdm3d keeps the lock file of "
+                                          r".*run \(the file it points to would be overwritten\); remove the link"):
+        RunFolder(runs / "run").__enter__()
+    assert victim.read_text() == "important"
+    (runs / ".run.lock").unlink()
+    (runs / ".run.partial").symlink_to(elsewhere, target_is_directory=True)
+    for resume in (False, True):
+        with pytest.raises(OutputError, match=r"\.run\.partial: is a symbolic link where vdm3d writes the run"):
+            RunFolder(runs / "run", resume=resume).__enter__()
+    assert [p.name for p in elsewhere.iterdir()] == ["file"]
+    (runs / ".run.partial").unlink()
+    with RunFolder(runs / "run"):
+        pass
+    (runs / ".run.old").symlink_to(elsewhere, target_is_directory=True)
+    with RunFolder(runs / "run", overwrite=True) as run:
+        (run.path / "new.txt").write_text("new")
+    assert sorted(p.name for p in runs.iterdir()) == ["run"] and (runs / "run" / "new.txt").is_file()
+    assert [p.name for p in elsewhere.iterdir()] == ["file"] and victim.read_text() == "important"
 
 
 def test_the_same_command_without_resume_keeps_the_checkpoint(tmp_path):

@@ -110,6 +110,35 @@ def test_v3d_checkpoint_becomes_a_loadable_svd_folder(tmp_path, capsys):
                  "--trust-pickle"]) == 2  # no --base
 
 
+def test_overwrite_replaces_only_a_converted_folder(tmp_path, capsys):
+    """``--layout ... --overwrite`` deleted whatever folder OUT named once the conversion had worked: a
+    mistyped OUT (a home or project folder) lost all its files. Only a folder an earlier conversion wrote (its
+    vdm3d_conversion.json) is replaced; another is refused before any work and left as it is."""
+    from vdm3d.models.hub.svd import SVDBackbone
+
+    base = SVDBackbone(_tiny_svd(0), name="svd-xt").save_pretrained(tmp_path / "svd-xt")
+    unet = _tiny_svd(1)["unet"]
+    names = sgm_unet_names(unet.config, list(unet.state_dict()))
+    torch.save({"state_dict": {"model.diffusion_model." + names[k]: v for k, v in unet.state_dict().items()}},
+               tmp_path / "V3D.ckpt")
+    home = tmp_path / "home"
+    (home / "docs").mkdir(parents=True)
+    (home / "docs" / "thesis.txt").write_text("precious")
+    argv = ["models", "convert", str(tmp_path / "V3D.ckpt"), str(home), "--layout", "v3d", "--base", str(base),
+            "--trust-pickle", "--overwrite"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "home: --overwrite replaces only a model folder a conversion wrote (with its vdm3d_conversion.json), and "
+        "this one holds other files; choose another output, or empty that folder yourself.")
+    assert (home / "docs" / "thesis.txt").read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["V3D.ckpt", "home", "svd-xt"]  # no partial folder
+    out = tmp_path / "v3d"
+    assert main([*argv[:3], str(out), *argv[4:]]) == 0
+    (out / "unet" / "diffusion_pytorch_model.safetensors").unlink()
+    assert main([*argv[:3], str(out), *argv[4:]]) == 0  # an earlier conversion: replaced
+    assert (out / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+
+
 def _wan(seed):
     from vdm3d.models.hub.wan import tiny_components
 

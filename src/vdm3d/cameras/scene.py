@@ -142,10 +142,12 @@ def load_scene(path: str | Path, max_points: int = 200_000, mesh_samples: int = 
     elif suffix == ".ply":
         scene = _ply(path, mesh_samples, seed)
     elif suffix in _MESH_SUFFIXES:
-        import trimesh
+        from vdm3d.io.meshes import load_trimesh
 
         try:
-            mesh = trimesh.load(str(path), force="mesh", process=False)
+            mesh = load_trimesh(path, force="mesh", process=False)
+        except InputError:  # a file it names outside its folder: already one sentence
+            raise
         except Exception as e:  # noqa: BLE001
             raise InputError(path=path, problem=f"is not a readable mesh ({type(e).__name__})", fix="re-export it") from None
         vertices = np.asarray(mesh.vertices, np.float64)

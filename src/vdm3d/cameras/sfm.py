@@ -35,6 +35,7 @@ from scipy.spatial.transform import Rotation
 from vdm3d.cameras.camera import Cameras
 from vdm3d.cameras.trajectory import Trajectory, interpolate_keyframes
 from vdm3d.errors import ConfigError, InputError
+from vdm3d.io.images import check_image_file, max_image_pixels
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -82,6 +83,8 @@ def read_video(path: str | Path, max_frames: int, fps: float | None = None) -> V
     if path.is_dir():
         files = sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
         keep = _evenly(len(files), max_frames)
+        for i in keep:  # the pixel cap, before OpenCV decodes (its own limit is 2**30 pixels a frame)
+            check_image_file(files[i], "a frame")
         frames = [cv2.imread(str(files[i]), cv2.IMREAD_COLOR) for i in keep]
         bad = [files[i].name for i, f in zip(keep, frames) if f is None]
         if bad:
@@ -89,6 +92,12 @@ def read_video(path: str | Path, max_frames: int, fps: float | None = None) -> V
         out = VideoFrames(_stack(frames, path), keep, float(fps or 24.0), len(files))
     else:
         cap = cv2.VideoCapture(str(path))
+        width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if width * height > max_image_pixels():  # every frame is decoded below, to count them
+            cap.release()
+            raise InputError(path=path, problem=f"has frames of {width}x{height} pixels, more than the "
+                             f"{max_image_pixels():,} vdm3d decodes",
+                             fix="resize the video (or raise VDM3D_MAX_IMAGE_PIXELS)")
         total = 0
         if cap.isOpened():
             while cap.grab():  # the container's frame count is often wrong: count by decoding

@@ -23,7 +23,7 @@ from pathlib import Path
 from vdm3d.io.runs import PACKAGE_PREFIX
 
 HELP = "repeat a run exactly from its manifest.json (the recorded config), into a new folder"
-REPLAYED = ("data", "eval", "train", "trajectory", "models")  # subcommand groups: replay the arguments
+REPLAYED = ("data", "eval", "train", "trajectory")  # groups that write run folders: their arguments replayed
 EXAMPLES = """inputs: runs/cup is the run of `vdm3d object --image cup.png --out runs/cup`, runs/fern the run of `vdm3d fit ../shared/data/llff_fern --downscale 8 --out runs/fern`.
 
 examples:
@@ -68,6 +68,12 @@ def job_argv(manifest: Path, data: dict, out: Path, overwrite: bool, extra: list
         raise InputError(path=manifest, field="command", problem=f"{' '.join(command[:3])!r} names no vdm3d command",
                          fix="pass the manifest of a run made by the vdm3d command or a job's run_* function")
     job = command[at]
+    if job not in (*JOB_OF_CONFIG.values(), *REPLAYED):  # `rerun` recursed until a RecursionError; `models`
+        # (which writes no run) replayed a recorded --trust-pickle, a trust this command line never gave
+        raise InputError(path=manifest, field="command",
+                         problem=f"names `vdm3d {job}`, which writes no run folder to repeat",
+                         fix="pass the manifest of a run made by a vdm3d job, eval, train, data or "
+                             "trajectory command")
     if job in REPLAYED:
         recorded = _without_out(command[at + 1:])
         return [job, *recorded, "--out", str(out), *tail, *extra]

@@ -377,8 +377,12 @@ def load_mesh_scene(path: str | Path, *, texture: str | Path | np.ndarray | None
         from vdm3d.io.runs import missing_path_error
 
         raise missing_path_error(path, "check the mesh path")
+    from vdm3d.io.meshes import load_trimesh
+
     try:
-        loaded = trimesh.load(str(path), force="scene", process=False)
+        loaded = load_trimesh(path, force="scene", process=False)
+    except InputError:  # a file it names outside its folder: already one sentence
+        raise
     except Exception as e:
         reason = str(e).split("\n")[0].rstrip(".") or type(e).__name__
         raise InputError(path=path, problem=f"could not be read as a mesh ({reason})",

@@ -47,6 +47,7 @@ from __future__ import annotations
 import functools
 import io
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Callable, Literal
@@ -112,11 +113,38 @@ def check_image_file(path: str | Path, what: str = "an image") -> tuple[int, int
             finally:
                 Image.MAX_IMAGE_PIXELS = saved
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        return None
+        size = _opencv_only_size(path)  # formats OpenCV decodes and PIL does not know (Radiance .hdr, PFM)
+        if size is None:
+            return None
+        width, height = size
     if width * height > cap:
         raise InputError(path=path, problem=f"claims {width}x{height} pixels in its header, more than the "
                          f"{cap:,} vdm3d decodes", fix="resize the image (or raise VDM3D_MAX_IMAGE_PIXELS)")
     return width, height
+
+
+_RADIANCE_SIZE = re.compile(rb"^([-+])([XY]) (\d+) ([-+])([XY]) (\d+)$")
+
+
+def _opencv_only_size(path: Path) -> tuple[int, int] | None:
+    """``(width, height)`` from the header of an image PIL does not read and OpenCV decodes: Radiance HDR
+    (``#?RADIANCE``, run-length coded, so a 60 MB file of one colour is 30000 x 30000 pixels, 10.8 GB as
+    floats, which OpenCV's own limit of 2**30 pixels lets through) and PFM; None for anything else."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    lines = head.split(b"\n")
+    if head.startswith(b"#?"):  # header lines, an empty line, then "-Y H +X W"
+        if b"" not in lines[:-1]:
+            return None
+        m = _RADIANCE_SIZE.match(lines[lines.index(b"") + 1].strip())
+        if m is None:
+            return None
+        first, second = int(m.group(3)), int(m.group(6))
+        return (second, first) if m.group(2) == b"Y" else (first, second)
+    words = head.split(maxsplit=3)
+    if len(words) >= 3 and words[0] in (b"PF", b"Pf") and words[1].isdigit() and words[2].isdigit():
+        return int(words[1]), int(words[2])
+    return None
 
 
 # EXIF orientation tag (0x0112) -> the turn from stored to displayed pixels of an [H, W, ...] array,

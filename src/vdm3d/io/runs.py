@@ -141,6 +141,18 @@ def check_run_place(out: str | Path) -> None:
                           f"end; give a new folder inside it, such as --out {Path(out) / 'run'}.")
 
 
+def is_run_folder(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a finished vdm3d run: a ``manifest.json`` that is a vdm3d run manifest (its
+    ``format``), not merely a file of that name. ``manifest.json`` is a common name (a web app's, a browser
+    extension's, a dataset's), and ``--overwrite`` deletes a run folder it replaces: a project folder passed
+    as ``--out`` by mistake must not be taken for a run because it has one."""
+    try:
+        data = json.loads((Path(folder) / MANIFEST).read_text())
+    except (OSError, ValueError):  # none, unreadable, or not JSON
+        return False
+    return isinstance(data, dict) and data.get("format") == "vdm3d.run"
+
+
 def check_writable(path: str | Path, option: str = "--out") -> None:
     """Refuse, before any work, an output location that cannot be created: one of its parents is a
     file, or the nearest existing parent folder is not writable. ``option`` names the flag to change."""
@@ -368,6 +380,11 @@ def lock_path(out: Path) -> Path:
     return out.parent / f".{out.name}.lock"
 
 
+def _open_no_follow(path: str, flags: int) -> int:
+    """``open``'s opener that refuses a symbolic link as the last part of ``path`` (``ELOOP``)."""
+    return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0), 0o666)
+
+
 def lock_run(out: Path) -> Any:
     """Hold an exclusive lock on writing ``out`` (the file ``.<name>.lock`` beside it, holding the pid): a
     second run into the same folder at the same time is refused instead of mixing its files into the
@@ -378,7 +395,14 @@ def lock_run(out: Path) -> Any:
     except ImportError:
         return None
     while True:
-        handle = open(lock_path(out), "a+")
+        try:  # never through a link: a planted `.NAME.lock -> ~/.bashrc` had that file truncated to our pid
+            handle = open(lock_path(out), "a+", opener=_open_no_follow)
+        except OSError as e:
+            if e.errno != errno.ELOOP:
+                raise
+            raise OutputError(f"{lock_path(out)}: is a symbolic link where vdm3d keeps the lock file of "
+                              f"{out} (the file it points to would be overwritten); remove the link and run "
+                              "again.") from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -529,6 +553,10 @@ class RunFolder:
         check_run_place(self.out)
         check_writable(self.out)
         check_name_length(self.out)
+        if self.partial.is_symlink():  # vdm3d's own folder beside --out: a link would take the run (and its
+            # removal on failure, a resume's writes) into the folder it points to
+            raise OutputError(f"{self.partial}: is a symbolic link where vdm3d writes the run before moving "
+                              f"it to {self.out}; remove the link and run again.")
         self._make_parents()
         try:
             self._lock = lock_run(self.out)
@@ -600,18 +628,21 @@ class RunFolder:
         if not self.out.is_dir():
             raise OutputExistsError(f"{self.out}: is a file, not a run folder (and --overwrite replaces only run "
                                     "folders); choose another --out.")
-        if not self.overwrite and self.resume and (self.out / MANIFEST).is_file():
+        finished = is_run_folder(self.out)  # a vdm3d manifest, not any manifest.json
+        if not self.overwrite and self.resume and finished:
             raise OutputExistsError(f"{self.out}: that run has finished (its {MANIFEST} is there), so there is "
                                     "nothing to resume; its results are there, and --overwrite instead of --resume "
                                     "runs it again from the start.")
-        if not self.overwrite and (self.out / MANIFEST).is_file():
+        if not self.overwrite and finished:
             raise OutputExistsError(
                 f"{self.out}: the output folder already exists; choose another --out or pass --overwrite.")
-        if not (self.out / MANIFEST).is_file():
+        if not finished:
             some = ", ".join(sorted(p.name for p in self.out.iterdir())[:2])
             if self.overwrite:
+                held = (f"a {MANIFEST} that is not a vdm3d run's, and other files ({some})"
+                        if (self.out / MANIFEST).is_file() else f"other files ({some})")
                 raise OutputExistsError(f"{self.out}: --overwrite replaces only a folder a vdm3d run wrote (with "
-                                        f"{MANIFEST}), and this one holds other files ({some}); choose another "
+                                        f"its {MANIFEST}), and this one holds {held}; choose another "
                                         "--out, or empty that folder yourself.")
             # without --overwrite, the sentence must not say it was given (a batch's case read as if it had been)
             raise OutputExistsError(f"{self.out}: the output folder already holds files that are not a vdm3d run "
@@ -739,6 +770,8 @@ class RunFolder:
         try:
             if self.out.exists():
                 trash = self.out.parent / f".{self.out.name}.old"
+                if trash.is_symlink():  # only the link goes (rmtree leaves it; the rename below then failed)
+                    trash.unlink()
                 shutil.rmtree(trash, ignore_errors=True)
                 os.replace(self.out, trash)
                 try:

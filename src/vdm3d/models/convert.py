@@ -28,6 +28,7 @@ from vdm3d.io.runs import partial_folder
 from vdm3d.models.weights import load_state_dict, save_state_dict
 
 Layout = Literal["tensors", "v3d", "worldwarp"]
+CONVERSION = "vdm3d_conversion.json"  # in a converted model folder: what it was made from (and that it was)
 LAYOUTS = {  # layout -> (denoiser sub-folder, diffusers class, what the base folder is)
     "v3d": ("unet", "UNetSpatioTemporalConditionModel", "a diffusers SVD-XT folder (svd-xt)"),
     "worldwarp": ("transformer", "WanTransformer3DModel", "a diffusers Wan2.1-T2V-1.3B folder (wan2.1-t2v-1.3b)"),
@@ -68,6 +69,11 @@ def convert_layout(checkpoint: str | Path, out: str | Path, layout: Layout, base
                          fix=f"give --base {what}")
     if out.exists() and not overwrite:
         raise OutputExistsError(f"{out}: already exists; choose another output or pass --overwrite.")
+    if out.is_dir() and not out.is_symlink() and not (out / CONVERSION).is_file() and any(out.iterdir()):
+        # the folder is deleted at the end: a mistyped OUT (a home or project folder) must not be
+        raise OutputExistsError(f"{out}: --overwrite replaces only a model folder a conversion wrote (with its "
+                                f"{CONVERSION}), and this one holds other files; choose another output, or empty "
+                                "that folder yourself.")
     cls = getattr(diffusers, cls_name)
     config = cls.load_config(str(base / key))
     with init_empty_weights():
@@ -101,7 +107,7 @@ def convert_layout(checkpoint: str | Path, out: str | Path, layout: Layout, base
         # not the base's vdm3d_adapter.json: it says the folder is the base model (svd-xt), which it is not
         if item.name not in (key, "vdm3d_adapter.json") and not item.name.startswith("."):
             os.symlink(item.resolve(), partial / item.name, target_is_directory=item.is_dir())
-    (partial / "vdm3d_conversion.json").write_text(json.dumps(
+    (partial / CONVERSION).write_text(json.dumps(
         {"layout": layout, "checkpoint": str(Path(checkpoint).resolve()), "base": str(base.resolve()),
          "tensors": len(converted)}, indent=2))
     if out.exists():

@@ -96,8 +96,12 @@ def load_mesh(path: Path, up: MeshUp = "auto") -> trimesh.Trimesh:
     """A mesh file as one Trimesh in vdm3d's z-up world (y-up files turned, see the module docstring)."""
     from vdm3d.geometry.mesh_scene import Y_UP_SUFFIXES, Y_UP_TO_Z_UP
 
+    from vdm3d.io.meshes import load_trimesh
+
     try:
-        loaded = trimesh.load(path, force="mesh", process=False)
+        loaded = load_trimesh(path, force="mesh", process=False)
+    except InputError:  # a file it names outside its folder: already one sentence
+        raise
     except Exception as e:  # trimesh raises many types for unreadable files
         raise InputError(path=path, problem=f"is not a mesh trimesh can read ({type(e).__name__})",
                          fix="pass a .glb, .gltf, .obj, .ply, .stl or .off mesh") from e
