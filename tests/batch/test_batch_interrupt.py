@@ -41,7 +41,7 @@ def _fake_cases(monkeypatch, out: Path, signum: int = signal.SIGTERM, checkpoint
             f.write(f"$ vdm3d {' '.join(argv)}\n")
         if name == "a":
             (out / "a").mkdir(parents=True)
-            (out / "a" / "manifest.json").write_text("{}")
+            (out / "a" / "manifest.json").write_text('{"format": "vdm3d.run"}')
             return 0, 1.5, ""
         if checkpoint:
             (out / ".b.partial" / "checkpoints").mkdir(parents=True)

@@ -36,7 +36,7 @@ def ran(monkeypatch):
         Path(log).write_text(f"$ vdm3d {' '.join(argv)}\n")
         out = Path(argv[argv.index("--out") + 1])
         out.mkdir(parents=True)
-        (out / "manifest.json").write_text("{}")
+        (out / "manifest.json").write_text('{"format": "vdm3d.run"}')
         return 0, 0.1, ""
 
     monkeypatch.setattr(runner, "run_command", run_command)
@@ -142,7 +142,7 @@ def test_out_dot_runs_and_locks_beside_the_folder(tmp_path, monkeypatch, capsys)
         Path(log).parent.mkdir(parents=True, exist_ok=True)
         Path(log).write_text("$ vdm3d\n")
         (here / Path(argv[argv.index("--out") + 1])).mkdir()
-        (here / Path(argv[argv.index("--out") + 1]) / "manifest.json").write_text("{}")
+        (here / Path(argv[argv.index("--out") + 1]) / "manifest.json").write_text('{"format": "vdm3d.run"}')
         return 0, 0.1, ""
 
     monkeypatch.setattr(runner, "run_command", run_command)

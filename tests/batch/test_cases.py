@@ -72,7 +72,7 @@ def test_case_state_and_resume_commands(tmp_path, monkeypatch):
         return Case(name, job, {"data": "d"}, tmp_path / name)
 
     (tmp_path / "done").mkdir()
-    (tmp_path / "done" / "manifest.json").write_text("{}")
+    (tmp_path / "done" / "manifest.json").write_text('{"format": "vdm3d.run"}')
     (tmp_path / ".broken.partial" / "checkpoints").mkdir(parents=True)
     (tmp_path / ".killed.partial").mkdir()
     states = {n: case_state(case(n)) for n in ("done", "broken", "killed", "new")}
@@ -88,13 +88,24 @@ def test_case_state_and_resume_commands(tmp_path, monkeypatch):
     assert command_for(case("killed"), "restart") == ["fit", *base[:-1], str(tmp_path / "killed")]
 
 
+def test_a_folder_with_someone_elses_manifest_is_not_a_finished_case(tmp_path):
+    """A case's --out holding a web app's manifest.json is not a finished run to skip: the job runs and refuses the
+    folder by name (a case skipped as done would have reported 'ok' on files vdm3d never wrote)."""
+    for name, text in (("app", '{"name": "app", "start_url": "/"}'), ("empty", "{}"), ("text", "not json"),
+                       ("run", '{"format": "vdm3d.run", "version": 1}')):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_text(text)
+    states = {n: case_state(Case(n, "fit", {"data": "d"}, tmp_path / n)) for n in ("app", "empty", "text", "run")}
+    assert states == {"app": "todo", "empty": "todo", "text": "todo", "run": "done"}
+
+
 def test_a_finished_case_whose_options_changed_is_named(tmp_path):
     """Editing a case's options after it finished: still skipped (its results stand), but the summary names it
     and how to run it again; the recorded ``--resume RUN`` / ``--overwrite`` of the earlier run do not count."""
     case = Case("a", "fit", {"data": "d", "fit": {"steps": 20}}, tmp_path / "a")
     (tmp_path / "a").mkdir()
     ran = ["/venv/bin/vdm3d", "fit", *case.command(), "--resume", str(tmp_path / "a"), "--overwrite"]
-    (tmp_path / "a" / "manifest.json").write_text(json.dumps({"command": ran}))
+    (tmp_path / "a" / "manifest.json").write_text(json.dumps({"format": "vdm3d.run", "command": ran}))
     assert not runner.options_changed(case)
     edited = Case("b", "fit", {"data": "d", "fit": {"steps": 60}}, tmp_path / "a")  # the same folder
     assert runner.options_changed(edited)

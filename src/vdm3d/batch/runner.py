@@ -50,8 +50,8 @@ from typing import Callable, Literal, NamedTuple
 
 from vdm3d.batch.cases import Case
 from vdm3d.errors import STOP_SIGNALS, ConfigError, DiskFullError, OutputError, OutputExistsError, Vdm3dError
-from vdm3d.io.runs import (MANIFEST, atomic_write_json, check_writable, disk_full, lock_path, lock_run, partial_folder,
-                           unlock_run)
+from vdm3d.io.runs import (MANIFEST, atomic_write_json, check_writable, disk_full, is_run_folder, lock_path, lock_run,
+                           partial_folder, unlock_run)
 
 State = Literal["done", "resume", "restart", "todo"]
 
@@ -83,8 +83,11 @@ class Outcome(NamedTuple):
 
 
 def case_state(case: Case) -> State:
+    """Where a case stands: ``done`` when its folder holds a vdm3d run (:func:`~vdm3d.io.runs.is_run_folder`,
+    not any ``manifest.json``: a folder of someone else's files with one is the job's to refuse, by name, rather
+    than a case skipped in silence), ``resume`` / ``restart`` by its partial folder, else ``todo``."""
     out = Path(case.out)
-    if (out / MANIFEST).is_file():
+    if is_run_folder(out):
         return "done"
     partial = partial_folder(out)
     if (partial / "checkpoints").is_dir():
