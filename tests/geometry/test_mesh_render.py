@@ -123,6 +123,37 @@ def test_ssaa_keeps_geometry_exact():
     assert diff.mean() < 0.05 and diff.max() > 0.05  # same picture, smoother edges
 
 
+@pytest.mark.parametrize("ssaa", [1, 3])
+def test_a_frame_larger_than_the_atlas_is_drawn_in_tiles(monkeypatch, ssaa):
+    """A frame wider or taller than the atlas (``MAX_ATLAS``, 2048 px drawn) is drawn as crops of its camera and
+    put together: the picture the atlas draws, up to float rounding (the projection moved by whole pixels).
+    Before, it was a ValueError, so ``stylize`` refused --resolution above 680 and ``data make`` a
+    --resolution times --ssaa above 2048."""
+    import vdm3d.geometry.mesh_render as mesh_render
+
+    scene, cams = make_object(3), orbit_cameras(3, width=70, height=52)
+    whole = render_buffers(scene, cams, ssaa=ssaa)
+    monkeypatch.setattr(mesh_render, "MAX_ATLAS", 40)  # tiles of at most 40 px: 2 x 2 at ssaa 1, 6 x 4 at 3
+    tiled = render_buffers(scene, cams, ssaa=ssaa)
+    assert torch.equal(tiled.alpha, whole.alpha) and torch.equal(tiled.instance, whole.instance)
+    hit = whole.depth > 0  # the pixel centre's surface (at ssaa 3 a partly covered pixel may have none)
+    assert torch.equal(tiled.depth > 0, hit)
+    rel = (tiled.depth[hit] - whole.depth[hit]).abs() / whole.depth[hit]
+    assert rel.max() < 1e-4 and (tiled.normals - whole.normals).abs().max() < 1e-3
+    rgb = (tiled.rgb - whole.rgb).abs()
+    assert rgb.mean() < 1e-3 and rgb.max() < 0.1  # a texel picked on the other side of a texel border
+    assert (tiled.edges != whole.edges).float().mean() < 0.002
+
+
+def test_a_frame_over_2048_pixels_renders():
+    """The real size: 700 px at ssaa 3 draws 2100 px frames (2 x 2 tiles); its coverage is the 1x render's."""
+    scene, cam = make_object(3), orbit_cameras(1, width=700, height=700)
+    b3, b1 = render_buffers(scene, cam, ssaa=3), render_buffers(scene, cam)
+    assert b3.alpha.shape == (1, 700, 700)
+    assert abs(float(b3.alpha.mean()) - float(b1.alpha.mean())) < 0.002 * float(b1.alpha.mean()) + 1e-4
+    assert torch.equal(b3.instance[b1.alpha > 0].unique(), b1.instance[b1.alpha > 0].unique())
+
+
 def _covisible_stats(scene, cams, ia, ib):
     b = render_buffers(scene, cams)
     da, db = b.depth[ia], b.depth[ib]

@@ -352,27 +352,54 @@ class MeshRenderer:
         bg = np.asarray(scene.background if background is None else background, np.float32)
         gpu = self.upload(scene)
         w, h = hi.width, hi.height
-        if w > MAX_ATLAS or h > MAX_ATLAS:
-            raise ValueError(f"render size {w}x{h} exceeds {MAX_ATLAS}")
-        per_chunk = min(MAX_CAMERAS_PER_DRAW, (MAX_ATLAS // w) * (MAX_ATLAS // h))
         cull = scene.closed if cull is None else cull
-        outs = [self._render_chunk(gpu, hi[i:i + per_chunk], light, crease_deg, cull)
-                for i in range(0, len(hi), per_chunk)]
-        color, geom, ids, edge = (np.concatenate(a) for a in zip(*outs))
+        if w <= MAX_ATLAS and h <= MAX_ATLAS:  # several frames side by side in one atlas per draw
+            per_chunk = min(MAX_CAMERAS_PER_DRAW, (MAX_ATLAS // w) * (MAX_ATLAS // h))
+            groups = [(i, i + per_chunk) for i in range(0, len(hi), per_chunk)]
+            draw = lambda c: self._render_chunk(gpu, c, light, crease_deg, cull)  # noqa: E731
+        else:  # a frame larger than the atlas: drawn in tiles, one camera at a time
+            groups = [(i, i + 1) for i in range(len(hi))]
+            draw = lambda c: self._render_tiles(gpu, c, light, crease_deg, cull)  # noqa: E731
+        parts = [self._finish(*draw(hi[a:b]), bg, ssaa, flat.width, flat.height) for a, b in groups]
+        rgb, alpha, geom, inst, edge = (np.concatenate(a) for a in zip(*parts))
+        t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
+        return Buffers(rgb=t(np.clip(rgb, 0.0, 1.0)), alpha=t(alpha), depth=t(geom[..., 3]), normals=t(geom[..., :3]),
+                       edges=t(edge), instance=torch.from_numpy(np.ascontiguousarray(inst)), cameras=flat)
+
+    @staticmethod
+    def _finish(color, geom, ids, edge, bg, ssaa: int, width: int, height: int):
+        """One group's supersampled draw to its frames: colour over the background, instance boundaries added
+        to the line art, then the ``ssaa`` sub-pixels averaged (colour, coverage), OR-ed (edges) or taken at the
+        pixel centre (depth, normals, ids). Per group, so that only one group is held at the drawn size."""
         alpha = color[..., 3]
         rgb = color[..., :3] * alpha[..., None] + bg * (1.0 - alpha[..., None])
         inst = ids.astype(np.int64)
         edge = np.maximum(edge, instance_boundaries(inst, geom[..., 3]))
         if ssaa > 1:
             b, s = len(rgb), ssaa
-            rgb = rgb.reshape(b, flat.height, s, flat.width, s, 3).mean((2, 4))
-            alpha = alpha.reshape(b, flat.height, s, flat.width, s).mean((2, 4))
-            edge = edge.reshape(b, flat.height, s, flat.width, s).max((2, 4))
+            rgb = rgb.reshape(b, height, s, width, s, 3).mean((2, 4))
+            alpha = alpha.reshape(b, height, s, width, s).mean((2, 4))
+            edge = edge.reshape(b, height, s, width, s).max((2, 4))
             c = s // 2
             geom, inst = geom[:, c::s, c::s], inst[:, c::s, c::s]
-        t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
-        return Buffers(rgb=t(np.clip(rgb, 0.0, 1.0)), alpha=t(alpha), depth=t(geom[..., 3]), normals=t(geom[..., :3]),
-                       edges=t(edge), instance=torch.from_numpy(np.ascontiguousarray(inst)), cameras=flat)
+        return rgb, alpha, geom, inst, edge
+
+    def _render_tiles(self, gpu: _GpuScene, cam: Cameras, light: Light, crease_deg: float, cull: bool):
+        """One camera whose frame is larger than the atlas, drawn as tiles of at most ``MAX_ATLAS`` a side (the
+        same camera with its principal point moved, :meth:`Cameras.crop`) put side by side: the same pixels,
+        since each tile is the frame's own projection moved by whole pixels."""
+        w, h = cam.width, cam.height
+        xs = np.linspace(0, w, -(-w // MAX_ATLAS) + 1).round().astype(int)
+        ys = np.linspace(0, h, -(-h // MAX_ATLAS) + 1).round().astype(int)
+        color, geom = np.empty((1, h, w, 4), np.float32), np.empty((1, h, w, 4), np.float32)
+        ids, edge = np.empty((1, h, w), np.float32), np.empty((1, h, w), np.float32)
+        for y0, y1 in zip(ys[:-1], ys[1:]):
+            for x0, x1 in zip(xs[:-1], xs[1:]):
+                tile = self._render_chunk(gpu, cam.crop(int(x0), int(y0), int(x1 - x0), int(y1 - y0)), light,
+                                          crease_deg, cull)
+                for whole, part in zip((color, geom, ids, edge), tile):
+                    whole[:, y0:y1, x0:x1] = part
+        return color, geom, ids, edge
 
     def _render_chunk(self, gpu: _GpuScene, cams: Cameras, light: Light, crease_deg: float, cull: bool):
         n, w, h = len(cams), cams.width, cams.height

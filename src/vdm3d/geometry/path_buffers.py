@@ -28,10 +28,9 @@ from torch import Tensor
 from vdm3d.cameras.camera import Cameras
 from vdm3d.geometry.edges import soft_edges
 from vdm3d.geometry.flow import flow_from_depth, warp_backward
-from vdm3d.geometry.mesh_render import MAX_ATLAS, SceneLike, as_scene, render_buffers
+from vdm3d.geometry.mesh_render import SceneLike, as_scene, render_buffers
 
 PATH_SSAA = 3  # render_path's supersampling of the line art and coverage
-MAX_PATH_SIDE = MAX_ATLAS // PATH_SSAA  # the largest frame side render_path draws at PATH_SSAA (682 px)
 FLOW_REL_TOL = 0.02  # occlusion test: a point is seen when the target's depth agrees within 2 %
 
 

@@ -69,9 +69,8 @@ from vdm3d.diffusion.noise_warp import mix_new_noise, subsample_frames, warped_n
 from vdm3d.diffusion.samplers import sample
 from vdm3d.diffusion.schedules import DdimSchedule, EdmSchedule, FlowSchedule
 from vdm3d.errors import ConfigError, InputError
-from vdm3d.geometry.mesh_render import MAX_ATLAS
 from vdm3d.geometry.mesh_scene import MeshScene, load_mesh_scene
-from vdm3d.geometry.path_buffers import MAX_PATH_SIDE, PATH_SSAA, PathBuffers, fuse_along_path, render_path
+from vdm3d.geometry.path_buffers import PathBuffers, fuse_along_path, render_path
 from vdm3d.io.images import read_square_image, write_image
 from vdm3d.io.progress import StageClock, StageSteps, read_announced
 from vdm3d.io.runs import RunFolder
@@ -219,10 +218,6 @@ def check_config(config: StylizeConfig) -> None:
         raise ConfigError(f"--arc-frames is {config.arc_frames}; use 2 to {most} ({why}).")
     if config.resolution % 4 or config.resolution < 16:
         raise ConfigError(f"--resolution is {config.resolution}; use a multiple of 4 of at least 16.")
-    if config.resolution > MAX_PATH_SIDE:  # the renderer's ValueError, a traceback, once the run had started
-        raise ConfigError(f"--resolution is {config.resolution}; use at most {MAX_PATH_SIDE // 4 * 4}: the mesh is "
-                          f"drawn {PATH_SSAA}x supersampled for its line art, and the renderer draws at most "
-                          f"{MAX_ATLAS} px a side.")
     if config.steps < 1:
         raise ConfigError(f"--steps is {config.steps}; use at least 1.")
     if config.style_lora_steps < 0:

@@ -73,8 +73,6 @@ class DatasetConfig:
             raise ConfigError("data make: --count, --views and --workers must be >= 1 and --resolution >= 4.")
         if self.ssaa < 1 or self.ssaa % 2 == 0:
             raise ConfigError(f"data make: --ssaa must be an odd integer (1, 3, 5), got {self.ssaa}.")
-        if self.resolution * self.ssaa > 2048:
-            raise ConfigError("data make: --resolution times --ssaa must be at most 2048.")
 
 
 def case_seed(seed: int, index: int) -> int:
