@@ -1,6 +1,6 @@
 """Compiled CPU renderer in C++: the ``cpp`` backend, and the default without CUDA.
 
-``cpu_raster.cpp`` beside this file holds the twins of the ``numba`` backend's kernels, with exactly
+``cpu_raster/`` beside this file (``raster.cpp``, ``projection*.cpp``, bound in ``module.cpp``) holds the twins of the ``numba`` backend's kernels, with exactly
 the rules of :mod:`.torch_ref` (the numba docstrings describe the tiles, the front-to-back walk, the
 backward's recovery of the transmittances and the per-pair gradient slots; the C++ follows them line
 for line), the binning included (:func:`.numba.bin_gaussians`'s radix sort and tile lists, sorting
@@ -74,7 +74,16 @@ from vdm3d.splat.output import RenderOutput
 from vdm3d.splat.projection import ALPHA_MAX, ALPHA_MIN, EPS_2D, NEAR_PLANE, T_MIN, Projected
 from vdm3d.splat.sh import num_sh_bases
 
-SOURCE = Path(__file__).with_name("cpu_raster.cpp")
+SOURCE_DIR = Path(__file__).with_name("cpu_raster")
+# The translation units, the longest compile first (CPU-s at -O3 on the dev machine, measured one by one): ninja
+# starts them in this order, as many at once as it runs jobs, so the long ones do not end up last on a core.
+SOURCES = ("projection.cpp",  # 10-12: the forward's four SH degrees, the backward's loop and finish
+           "projection_backward_sh3.cpp",  # 9-10
+           "projection_backward_sh3_other_k.cpp",  # 8-9
+           "projection_backward_sh2.cpp",  # 10
+           "projection_backward_sh0_sh1.cpp",  # 10-11
+           "module.cpp",  # 8-11, 5 of them pybind11's header
+           "raster.cpp")  # 1-1.5: binning, the rasterizer's forward and backward
 _state: dict[str, object] = {}
 
 
@@ -83,14 +92,22 @@ LDFLAGS = ["-fopenmp"]
 COMPILE_NOTICE = "compiling the C++ renderer (first use in this environment, a minute or two, once)"
 
 
-def _build_tag(source: bytes) -> str:
-    """A short hash of what the module is built from: ``cpu_raster.cpp``'s text, the compiler flags and
-    torch's version. Two checkouts with different kernels (a branch and main) share torch's extension
-    cache, and under one name each would rebuild the other's module in turn, so that a process could
-    load kernels whose arguments do not match its Python side (seen: a heap corruption when the
-    projection's scratch changed dtype). One name per content avoids both; the source's path is left
-    out on purpose, so that checkouts of the same source share one build (see :func:`_load`)."""
-    key = b"\0".join([source, " ".join(CFLAGS + LDFLAGS).encode(), torch.__version__.encode()])
+def _source_files() -> dict[str, bytes]:
+    """Every file of the module's source (``cpu_raster/``: the translation units and the headers they
+    include), by name: what :func:`_build_tag` hashes and :func:`_build_and_import` copies."""
+    return {f.name: f.read_bytes() for f in sorted(SOURCE_DIR.iterdir()) if f.suffix in (".cpp", ".h")}
+
+
+def _build_tag(sources: dict[str, bytes]) -> str:
+    """A short hash of what the module is built from: the text of every source file and header (with its
+    name, so that a file moved from one name to another is another build), the compiler flags and torch's
+    version. Two checkouts with different kernels (a branch and main) share torch's extension cache, and
+    under one name each would rebuild the other's module in turn, so that a process could load kernels
+    whose arguments do not match its Python side (seen: a heap corruption when the projection's scratch
+    changed dtype). One name per content avoids both; the source's path is left out on purpose, so that
+    checkouts of the same source share one build (see :func:`_load`)."""
+    parts = [part for name in sorted(sources) for part in (name.encode(), sources[name])]
+    key = b"\0".join([*parts, " ".join(CFLAGS + LDFLAGS).encode(), torch.__version__.encode()])
     return hashlib.sha1(key).hexdigest()[:8]
 
 
@@ -136,8 +153,8 @@ def _build_and_import():
     build also holds an OS lock (``flock`` on ``vdm3d-build.lock`` in the folder), which goes with its
     process: a second process waits for that lock, not for torch's file, then imports what the first built;
     torch's file found with nobody holding the lock is a dead builder's, and is removed."""
-    source = SOURCE.read_bytes()
-    name = f"vdm3d_cpu_raster_{cpu_tag()}_{_build_tag(source)}"
+    sources = _source_files()
+    name = f"vdm3d_cpu_raster_{cpu_tag()}_{_build_tag(sources)}"
     folder = _extensions_root() / name
     library = folder / f"{name}.so"
     if library.is_file() and not (folder / "lock").exists():
@@ -146,11 +163,12 @@ def _build_and_import():
         except ImportError:  # a truncated file from an interrupted build: build it again
             pass
     folder.mkdir(parents=True, exist_ok=True)
-    copy = folder / SOURCE.name
-    if not copy.is_file() or copy.read_bytes() != source:
-        partial = folder / f".{SOURCE.name}.{os.getpid()}"
-        partial.write_bytes(source)
-        os.replace(partial, copy)
+    for file_name, text in sources.items():
+        copy = folder / file_name
+        if not copy.is_file() or copy.read_bytes() != text:
+            partial = folder / f".{file_name}.{os.getpid()}"
+            partial.write_bytes(text)
+            os.replace(partial, copy)
     from torch.utils.cpp_extension import load
 
     sys.stdout.flush()
@@ -161,8 +179,8 @@ def _build_and_import():
                 return _import_built(name, library)
             except ImportError:
                 pass
-        return load(name=name, sources=[str(copy)], extra_cflags=CFLAGS, extra_ldflags=LDFLAGS,
-                    build_directory=str(folder), verbose=False)
+        return load(name=name, sources=[str(folder / source) for source in SOURCES], extra_cflags=CFLAGS,
+                    extra_ldflags=LDFLAGS, build_directory=str(folder), verbose=False)
 
 
 @contextlib.contextmanager
