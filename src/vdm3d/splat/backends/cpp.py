@@ -1,13 +1,13 @@
 """Compiled CPU renderer in C++: the ``cpp`` backend, and the default without CUDA.
 
-``cpu_raster/`` beside this file (``raster.cpp``, ``projection*.cpp``, bound in ``module.cpp``) holds the twins of the ``numba`` backend's kernels, with exactly
-the rules of :mod:`.torch_ref` (the numba docstrings describe the tiles, the front-to-back walk, the
-backward's recovery of the transmittances and the per-pair gradient slots; the C++ follows them line
-for line), the binning included (:func:`.numba.bin_gaussians`'s radix sort and tile lists, sorting
-``depth bits << 32 | index`` items read in sequence: 0.39 against numba's 0.73 ms at 20k Gaussians; the
-lists stay in C++, held by Python as an opaque ``Bins`` between the forward and the backward). Tiles
-are 16 or 32 pixels square (:func:`tile_size`: 32 from 128 x 128 px, a third fewer (tile, Gaussian)
-pairs), never chosen by the thread count, so the results do not depend on it.
+``cpu_raster/`` beside this file (``raster.cpp``, ``projection*.cpp``, bound in ``module.cpp``) holds the
+twins of the ``numba`` backend's kernels, with exactly the rules of :mod:`.torch_ref` (the numba docstrings
+describe the tiles, the front-to-back walk, the backward's recovery of the transmittances and the per-pair
+gradient slots; the C++ follows them line for line), the binning included (:func:`.numba.bin_gaussians`'s
+radix sort and tile lists, sorting ``depth bits << 32 | index`` items read in sequence: 0.39 against numba's
+0.73 ms at 20k Gaussians; the lists stay in C++, held by Python as an opaque ``Bins`` between the forward
+and the backward). Tiles are 16 or 32 pixels square (:func:`tile_size`: 32 from 128 x 128 px, a third fewer
+(tile, Gaussian) pairs), never chosen by the thread count, so the results do not depend on it.
 
 * **Rasterizer**, float32: each row of a Gaussian's box inside a tile is evaluated ``LANES = 8`` pixels
   at a time by branch-free arithmetic (masks instead of ``continue``, ``exp`` as ``2^x`` by a polynomial
@@ -39,17 +39,17 @@ pairs), never chosen by the thread count, so the results do not depend on it.
   16x more, ~70 times a pass), and each gradient array is reused once nothing refers to it any more
   (:func:`_reused`: a fresh 3.8 MB ``v_sh`` was 937 page faults a pass).
 
-Built on first use with :func:`torch.utils.cpp_extension.load` (pybind11 only, no torch headers:
-about 15-40 s on 2 cores, announced by one line on stderr so that a job does not look hung), cached
-under ``TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``) under a name that carries a hash
-of the CPU's flags (``-march=native`` code must not reach another machine) and one of what the module
-is built from (the source, the compiler flags, torch's version), and loaded in milliseconds afterwards
-by every checkout and venv with that source (:func:`_load` says how). Where it cannot be
-built (no C++ compiler, no ninja, or ``VDM3D_NO_CPP=1``) or the Gaussians are not float32,
-:func:`render_backend` falls back to the ``numba`` backend, which computes the same images
-(:func:`available` says which and why). Threads: the rasterizer's OpenMP loop over tiles uses
-``torch.get_num_threads()``, which :func:`vdm3d.threads.set_threads` sets; the kernels release the
-GIL.
+Built on first use with :func:`torch.utils.cpp_extension.load` (pybind11 only, no torch headers; the
+translation units of :data:`SOURCES` compiled in parallel: 27-31 s on 2 cores, 51-52 s on one, where the one
+file it was took 50-55 s whatever the cores; docs/speed.md, "First build"; announced by one line on stderr
+so that a job does not look hung), cached under ``TORCH_EXTENSIONS_DIR`` (default
+``~/.cache/torch_extensions``) under a name that carries a hash of the CPU's flags (``-march=native`` code
+must not reach another machine) and one of what the module is built from (the source, the compiler flags,
+torch's version), and loaded in milliseconds afterwards by every checkout and venv with that source
+(:func:`_load` says how). Where it cannot be built (no C++ compiler, no ninja, or ``VDM3D_NO_CPP=1``) or the
+Gaussians are not float32, :func:`render_backend` falls back to the ``numba`` backend, which computes the
+same images (:func:`available` says which and why). Threads: the rasterizer's OpenMP loop over tiles uses
+``torch.get_num_threads()``, which :func:`vdm3d.threads.set_threads` sets; the kernels release the GIL.
 """
 
 from __future__ import annotations
@@ -75,11 +75,12 @@ from vdm3d.splat.projection import ALPHA_MAX, ALPHA_MIN, EPS_2D, NEAR_PLANE, T_M
 from vdm3d.splat.sh import num_sh_bases
 
 SOURCE_DIR = Path(__file__).with_name("cpu_raster")
-# The translation units, the longest compile first (CPU-s at -O3 on the dev machine, measured one by one): ninja
-# starts them in this order, as many at once as it runs jobs, so the long ones do not end up last on a core.
+# The translation units, which torch's ninja build compiles in parallel (as many at once as ninja's default
+# job count, the CPUs this process may use plus 2, or MAX_JOBS where the user set it). They are cut to
+# similar sizes (CPU-s at -O3, one by one on the dev machine) so that two cores finish together whatever order
+# ninja starts them in (1.11 does not follow this list).
 SOURCES = ("projection.cpp",  # 10-12: the forward's four SH degrees, the backward's loop and finish
            "projection_backward_sh3.cpp",  # 9-10
-           "projection_backward_sh3_other_k.cpp",  # 8-9
            "projection_backward_sh2.cpp",  # 10
            "projection_backward_sh0_sh1.cpp",  # 10-11
            "module.cpp",  # 8-11, 5 of them pybind11's header
@@ -89,7 +90,7 @@ _state: dict[str, object] = {}
 
 CFLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
 LDFLAGS = ["-fopenmp"]
-COMPILE_NOTICE = "compiling the C++ renderer (first use in this environment, a minute or two, once)"
+COMPILE_NOTICE = "compiling the C++ renderer (first use in this environment, about 30 s on 2 cores, once)"
 
 
 def _source_files() -> dict[str, bytes]:

@@ -3,6 +3,7 @@
 
 #include "projection.h"
 
+#include <stdexcept>
 #include <type_traits>
 #include <vector>
 
@@ -138,6 +139,11 @@ void project_backward(int n_cams, int n, int K, int degree, uintptr_t means, uin
                       uintptr_t visible, uintptr_t v_means2d, uintptr_t v_conics, uintptr_t v_depths,
                       uintptr_t v_opacities, uintptr_t v_colors, uintptr_t v_means, uintptr_t v_quats,
                       uintptr_t v_log_scales, uintptr_t v_logits, uintptr_t v_sh) {
+    // Degree 3 has no instance for another K: the Python side holds 1, 4, 9 or 16 coefficients per channel and
+    // renders at most their degree, so degree 3 always comes with K = 16 (that instance cost every first build
+    // 8-9 CPU-s, for no caller).
+    if (degree >= 3 && K != 16)
+        throw std::invalid_argument("project_backward: SH degree 3 needs K = 16 coefficients per channel");
     static thread_local std::vector<float> acc, sh_out;  // [N_ACC][n] sums; [6][n] direction and colors' cotangent
     acc.assign(static_cast<size_t>(n) * N_ACC, 0.0f);
     sh_out.resize(static_cast<size_t>(n) * 6);
@@ -146,7 +152,8 @@ void project_backward(int n_cams, int n, int K, int degree, uintptr_t means, uin
         const int64_t o = static_cast<int64_t>(b) * n;
         by_degree(degree, [&](auto d) {
             constexpr int D = decltype(d)::value;
-            auto f = K == (D + 1) * (D + 1) ? project_backward_cam<D, true> : project_backward_cam<D, false>;
+            // <D, D == 3>: degree 3 has the K = 16 instance only (see above), whose address alone is taken here
+            auto f = K == (D + 1) * (D + 1) ? project_backward_cam<D, true> : project_backward_cam<D, D == 3>;
             f(
                 n, K, ptr<const float>(means), ptr<const float>(quats), ptr<const float>(scales),
                 ptr<const float>(opac), ptr<const float>(sh), cam, near, eps2d, ptr<const uint8_t>(visible) + o,

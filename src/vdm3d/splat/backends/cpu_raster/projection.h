@@ -1,9 +1,10 @@
 // The EWA projection's shared part: the camera, the covariance, the screen-space terms and the SH basis
 // that the forward and the backward both compute, and the backward's per-camera kernel, a template over
-// the SH degree instantiated eight times. Those instances are most of the module's code at -O3 (see
-// cpp.py), so they are compiled in several translation units (projection_backward_*.cpp) in parallel; the
-// ``extern template`` declarations at the end keep projection.cpp, which calls them, from compiling them
-// again.
+// the SH degree and whether the coefficient count K is the degree's, instantiated seven times (degree 3
+// only for its own K = 16; projection.cpp's project_backward says why). Those instances are most of the
+// module's code at -O3 (see cpp.py), so they are compiled in several translation units
+// (projection_backward_*.cpp) in parallel; the ``extern template`` declarations at the end keep
+// projection.cpp, which calls them, from compiling them again.
 
 #pragma once
 
@@ -313,12 +314,12 @@ void project_backward_cam(int n, int K_arg, const float* means, const float* qua
 }
 
 // The parameters of an instance of project_backward_cam, for its explicit instantiations.
-#define VDM3D_PROJECT_BACKWARD_CAM(D, K_IS_NC) \
-    void project_backward_cam<D, K_IS_NC>(int n, int K_arg, const float* means, const float* quats, const float* scales, \
-                                          const float* opac, const float* sh, const Camera cam_arg, real near, real eps2d, \
-                                          const uint8_t* visible, const float* v_means2d, const float* v_conics, const float* v_depths, \
-                                          const float* v_opacities, const float* v_colors, float* acc, float* v_sh, float* sh_out, \
-                                          bool first)
+#define VDM3D_PROJECT_BACKWARD_CAM(D, K_IS_NC)                                                             \
+    void project_backward_cam<D, K_IS_NC>(                                                                 \
+        int n, int K_arg, const float* means, const float* quats, const float* scales, const float* opac,   \
+        const float* sh, const Camera cam_arg, real near, real eps2d, const uint8_t* visible,               \
+        const float* v_means2d, const float* v_conics, const float* v_depths, const float* v_opacities,     \
+        const float* v_colors, float* acc, float* v_sh, float* sh_out, bool first)
 
 extern template VDM3D_PROJECT_BACKWARD_CAM(0, true);
 extern template VDM3D_PROJECT_BACKWARD_CAM(0, false);
@@ -327,6 +328,5 @@ extern template VDM3D_PROJECT_BACKWARD_CAM(1, false);
 extern template VDM3D_PROJECT_BACKWARD_CAM(2, true);
 extern template VDM3D_PROJECT_BACKWARD_CAM(2, false);
 extern template VDM3D_PROJECT_BACKWARD_CAM(3, true);
-extern template VDM3D_PROJECT_BACKWARD_CAM(3, false);
 
 }  // namespace vdm3d_raster
