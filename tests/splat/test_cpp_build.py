@@ -112,6 +112,18 @@ def test_sources_are_every_unit_of_the_source_folder():
     assert sorted(cpp.SOURCES) == units and len(set(cpp.SOURCES)) == len(cpp.SOURCES)
 
 
+def test_the_module_exports_no_kernel_symbol():
+    # The kernels' names are hidden (kernels.h, projection.h): exported, the template instances of a
+    # reopened namespace were called through the PLT and could be interposed by another library's.
+    library = _built_library()
+    if shutil.which("nm") is None:
+        pytest.skip("needs binutils' nm to list the module's dynamic symbols")
+    listed = subprocess.run(["nm", "-D", "--defined-only", str(library)], capture_output=True, text=True, check=True)
+    exported = [line.split()[-1] for line in listed.stdout.splitlines() if line.strip()]
+    assert any(name.startswith("PyInit_") for name in exported)
+    assert [name for name in exported if "vdm3d_raster" in name] == []
+
+
 @pytest.mark.slow
 def test_first_use_compiles_once_for_two_checkouts(tmp_path):
     # The real thing in an empty cache: the first checkout compiles (notice, one compile in the ninja

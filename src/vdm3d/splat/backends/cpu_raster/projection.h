@@ -14,7 +14,9 @@
 #include <cmath>
 #include <cstdint>
 
-namespace vdm3d_raster {
+// hidden as in kernels.h: a reopened namespace does not take that attribute over, and without it the
+// instances below were exported from the module (called through the PLT)
+namespace vdm3d_raster __attribute__((visibility("hidden"))) {
 
 // ---------------------------------------------------------------------------------------------------------
 // EWA projection, forward and backward: numba_projection.py's kernels line for line, in float32 like
