@@ -40,16 +40,17 @@ and the backward). Tiles are 16 or 32 pixels square (:func:`tile_size`: 32 from 
   (:func:`_reused`: a fresh 3.8 MB ``v_sh`` was 937 page faults a pass).
 
 Built on first use with :func:`torch.utils.cpp_extension.load` (pybind11 only, no torch headers; the
-translation units of :data:`SOURCES` compiled in parallel: 27-31 s on 2 cores, 51-52 s on one, where the one
-file it was took 50-55 s whatever the cores; docs/speed.md, "First build"; announced by one line on stderr
-so that a job does not look hung), cached under ``TORCH_EXTENSIONS_DIR`` (default
-``~/.cache/torch_extensions``) under a name that carries a hash of the CPU's flags (``-march=native`` code
-must not reach another machine) and one of what the module is built from (the source, the compiler flags,
-torch's version), and loaded in milliseconds afterwards by every checkout and venv with that source
-(:func:`_load` says how). Where it cannot be built (no C++ compiler, no ninja, or ``VDM3D_NO_CPP=1``) or the
-Gaussians are not float32, :func:`render_backend` falls back to the ``numba`` backend, which computes the
-same images (:func:`available` says which and why). Threads: the rasterizer's OpenMP loop over tiles uses
-``torch.get_num_threads()``, which :func:`vdm3d.threads.set_threads` sets; the kernels release the GIL.
+translation units of :data:`SOURCES` compiled in parallel: 27-31 s on 2 free cores, where the one file it
+was took 50-55 s whatever the cores, and about as long as that on one core; docs/speed.md, "First build";
+announced by one line on stderr so that a job does not look hung), cached under ``TORCH_EXTENSIONS_DIR``
+(default ``~/.cache/torch_extensions``) under a name that carries a hash of the CPU's flags
+(``-march=native`` code must not reach another machine) and one of what the module is built from (the
+source, the compiler flags, torch's version), and loaded in milliseconds afterwards by every checkout and
+venv with that source (:func:`_load` says how). Where it cannot be built (no C++ compiler, no ninja, or
+``VDM3D_NO_CPP=1``) or the Gaussians are not float32, :func:`render_backend` falls back to the ``numba``
+backend, which computes the same images (:func:`available` says which and why). Threads: the rasterizer's
+OpenMP loop over tiles uses ``torch.get_num_threads()``, which :func:`vdm3d.threads.set_threads` sets; the
+kernels release the GIL.
 """
 
 from __future__ import annotations
