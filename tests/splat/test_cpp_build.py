@@ -1,6 +1,6 @@
 """The C++ renderer's build cache: one build per source content, shared by every checkout.
 
-Two checkouts with the same ``cpu_raster.cpp`` at different paths used to rewrite one shared
+Two checkouts with the same ``cpu_raster/`` source at different paths used to rewrite one shared
 ``build.ninja`` with their own paths and rebuild each other's module at every switch (35-40 s each,
 silently). These tests put the package's source in two temporary folders and check, from the build
 folder's ninja log and the compile notice (never from a wall-clock time), that only the first use of a
@@ -86,18 +86,42 @@ def test_a_missing_build_is_announced_and_built_from_a_copy_of_the_source(tmp_pa
     monkeypatch.setattr(cpp, "_import_built", lambda name, library: ("imported", library))
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "ext"))
     a, b = _checkout(tmp_path / "a"), _checkout(tmp_path / "b")
-    monkeypatch.setattr(cpp, "SOURCE", a / "vdm3d/splat/backends/cpu_raster.cpp")
+    monkeypatch.setattr(cpp, "SOURCE_DIR", a / "vdm3d/splat/backends/cpu_raster")
     assert cpp._build_and_import() == "built"
     assert capsys.readouterr().err.splitlines() == [cpp.COMPILE_NOTICE]
     (name, sources, folder), = calls
-    assert Path(folder) == tmp_path / "ext" / name and sources == [str(Path(folder) / "cpu_raster.cpp")]
-    assert Path(sources[0]).read_bytes() == cpp.SOURCE.read_bytes()
-    monkeypatch.setattr(cpp, "SOURCE", b / "vdm3d/splat/backends/cpu_raster.cpp")
+    assert Path(folder) == tmp_path / "ext" / name
+    assert sources == [str(Path(folder) / source) for source in cpp.SOURCES]
+    # every file the units include is copied too (the headers), byte for byte
+    copied = {f.name: f.read_bytes() for f in Path(folder).iterdir() if f.suffix in (".cpp", ".h")}
+    assert copied == cpp._source_files() and {"kernels.h", "projection.h"} <= set(copied)
+    monkeypatch.setattr(cpp, "SOURCE_DIR", b / "vdm3d/splat/backends/cpu_raster")
     assert cpp._build_and_import() == ("imported", Path(folder) / f"{name}.so")
     assert capsys.readouterr().err == "" and len(calls) == 1
-    # another source is another build
-    cpp.SOURCE.write_bytes(cpp.SOURCE.read_bytes() + b"\n// changed\n")
+    # another source is another build: a header's change counts as much as a unit's
+    header = cpp.SOURCE_DIR / "projection.h"
+    header.write_bytes(header.read_bytes() + b"\n// changed\n")
     assert cpp._build_and_import() == "built" and len(calls) == 2 and calls[1][0] != name
+
+
+def test_sources_are_every_unit_of_the_source_folder():
+    # A unit added to cpu_raster/ but not to SOURCES would be hashed and copied but never compiled (its
+    # symbols missing at import); one listed twice would be compiled twice. Every part is also in a wheel
+    # (package-data's pattern, checked by tests/test_packaging.py).
+    units = sorted(f.name for f in cpp.SOURCE_DIR.glob("*.cpp"))
+    assert sorted(cpp.SOURCES) == units and len(set(cpp.SOURCES)) == len(cpp.SOURCES)
+
+
+def test_the_module_exports_no_kernel_symbol():
+    # The kernels' names are hidden (kernels.h, projection.h): exported, the template instances of a
+    # reopened namespace were called through the PLT and could be interposed by another library's.
+    library = _built_library()
+    if shutil.which("nm") is None:
+        pytest.skip("needs binutils' nm to list the module's dynamic symbols")
+    listed = subprocess.run(["nm", "-D", "--defined-only", str(library)], capture_output=True, text=True, check=True)
+    exported = [line.split()[-1] for line in listed.stdout.splitlines() if line.strip()]
+    assert any(name.startswith("PyInit_") for name in exported)
+    assert [name for name in exported if "vdm3d_raster" in name] == []
 
 
 @pytest.mark.slow
@@ -109,12 +133,12 @@ def test_first_use_compiles_once_for_two_checkouts(tmp_path):
     used, stderr = _use_renderer(a, extensions)
     assert cpp.COMPILE_NOTICE in stderr
     log = Path(used).with_name(".ninja_log")
-    compiles = log.read_text().count("cpu_raster.o")
-    assert compiles == 1
+    compiles = log.read_text().count(".o\t")
+    assert compiles == len(cpp.SOURCES)  # each unit once
     for checkout in (b, a):
         again, stderr = _use_renderer(checkout, extensions)
         assert again == used and cpp.COMPILE_NOTICE not in stderr
-    assert log.read_text().count("cpu_raster.o") == compiles
+    assert log.read_text().count(".o\t") == compiles
 
 
 def test_a_build_folder_that_cannot_be_written_is_one_line_and_numba(tmp_path):

@@ -291,6 +291,32 @@ def test_cpp_binning_matches_numba():
         module.bin(*cpp._ptrs(*map(torch.from_numpy, arrays)), n, width, height, 8)
 
 
+def test_cpp_projection_backward_refuses_degree_3_without_16_coefficients():
+    # The C++ module has no degree-3 backward for another coefficient count (Gaussians hold 1, 4, 9 or 16 and
+    # render at most their degree, so it had no caller, and it cost every first build 8-9 CPU-s): a direct
+    # call with one is refused, rather than read with the wrong stride; degree 2 of 16 coefficients works.
+    from vdm3d.splat.backends import cpp
+
+    module = cpp._load()
+    if module is None:
+        pytest.skip(f"the C++ kernels cannot be built here: {cpp.available()[1]}")
+    n = 5
+    cams = torch.from_numpy(cpp._camera_table(two_cameras()[:1]))
+
+    def call(degree, K):
+        inputs = [torch.randn(n, 3), torch.randn(n, 4), torch.rand(n, 3), torch.rand(n), torch.randn(n, K, 3), cams]
+        cotangents = [torch.ones(1, n, dtype=torch.bool), torch.randn(1, n, 2), torch.randn(1, n, 3),
+                      torch.randn(1, n), torch.randn(1, n), torch.randn(1, n, 3)]
+        grads = [torch.empty(n, 3), torch.empty(n, 4), torch.empty(n, 3), torch.empty(n), torch.empty(n, K, 3)]
+        module.project_backward(1, n, K, degree, *cpp._ptrs(*inputs), 37, 29, 0.01, 0.3,
+                                *cpp._ptrs(*cotangents, *grads))
+        return grads
+
+    with pytest.raises(ValueError, match="SH degree 3 needs K = 16 coefficients"):
+        call(3, 25)
+    assert torch.isfinite(call(2, 16)[4]).all()
+
+
 def test_cpp_falls_back_to_numba_for_float64_and_without_a_compiler(monkeypatch):
     # Float64 Gaussians, and a machine where the C++ kernels cannot be built, get the numba backend's
     # images and gradients exactly (the same code runs).

@@ -1,13 +1,13 @@
 """Compiled CPU renderer in C++: the ``cpp`` backend, and the default without CUDA.
 
-``cpu_raster.cpp`` beside this file holds the twins of the ``numba`` backend's kernels, with exactly
-the rules of :mod:`.torch_ref` (the numba docstrings describe the tiles, the front-to-back walk, the
-backward's recovery of the transmittances and the per-pair gradient slots; the C++ follows them line
-for line), the binning included (:func:`.numba.bin_gaussians`'s radix sort and tile lists, sorting
-``depth bits << 32 | index`` items read in sequence: 0.39 against numba's 0.73 ms at 20k Gaussians; the
-lists stay in C++, held by Python as an opaque ``Bins`` between the forward and the backward). Tiles
-are 16 or 32 pixels square (:func:`tile_size`: 32 from 128 x 128 px, a third fewer (tile, Gaussian)
-pairs), never chosen by the thread count, so the results do not depend on it.
+``cpu_raster/`` beside this file (``raster.cpp``, ``projection*.cpp``, bound in ``module.cpp``) holds the
+twins of the ``numba`` backend's kernels, with exactly the rules of :mod:`.torch_ref` (the numba docstrings
+describe the tiles, the front-to-back walk, the backward's recovery of the transmittances and the per-pair
+gradient slots; the C++ follows them line for line), the binning included (:func:`.numba.bin_gaussians`'s
+radix sort and tile lists, sorting ``depth bits << 32 | index`` items read in sequence: 0.39 against numba's
+0.73 ms at 20k Gaussians; the lists stay in C++, held by Python as an opaque ``Bins`` between the forward
+and the backward). Tiles are 16 or 32 pixels square (:func:`tile_size`: 32 from 128 x 128 px, a third fewer
+(tile, Gaussian) pairs), never chosen by the thread count, so the results do not depend on it.
 
 * **Rasterizer**, float32: each row of a Gaussian's box inside a tile is evaluated ``LANES = 8`` pixels
   at a time by branch-free arithmetic (masks instead of ``continue``, ``exp`` as ``2^x`` by a polynomial
@@ -39,17 +39,18 @@ pairs), never chosen by the thread count, so the results do not depend on it.
   16x more, ~70 times a pass), and each gradient array is reused once nothing refers to it any more
   (:func:`_reused`: a fresh 3.8 MB ``v_sh`` was 937 page faults a pass).
 
-Built on first use with :func:`torch.utils.cpp_extension.load` (pybind11 only, no torch headers:
-about 15-40 s on 2 cores, announced by one line on stderr so that a job does not look hung), cached
-under ``TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``) under a name that carries a hash
-of the CPU's flags (``-march=native`` code must not reach another machine) and one of what the module
-is built from (the source, the compiler flags, torch's version), and loaded in milliseconds afterwards
-by every checkout and venv with that source (:func:`_load` says how). Where it cannot be
-built (no C++ compiler, no ninja, or ``VDM3D_NO_CPP=1``) or the Gaussians are not float32,
-:func:`render_backend` falls back to the ``numba`` backend, which computes the same images
-(:func:`available` says which and why). Threads: the rasterizer's OpenMP loop over tiles uses
-``torch.get_num_threads()``, which :func:`vdm3d.threads.set_threads` sets; the kernels release the
-GIL.
+Built on first use with :func:`torch.utils.cpp_extension.load` (pybind11 only, no torch headers; the
+translation units of :data:`SOURCES` compiled in parallel: 27-31 s on 2 free cores, where the one file it
+was took 50-55 s whatever the cores, and about as long as that on one core; docs/speed.md, "First build";
+announced by one line on stderr so that a job does not look hung), cached under ``TORCH_EXTENSIONS_DIR``
+(default ``~/.cache/torch_extensions``) under a name that carries a hash of the CPU's flags
+(``-march=native`` code must not reach another machine) and one of what the module is built from (the
+source, the compiler flags, torch's version), and loaded in milliseconds afterwards by every checkout and
+venv with that source (:func:`_load` says how). Where it cannot be built (no C++ compiler, no ninja, or
+``VDM3D_NO_CPP=1``) or the Gaussians are not float32, :func:`render_backend` falls back to the ``numba``
+backend, which computes the same images (:func:`available` says which and why). Threads: the rasterizer's
+OpenMP loop over tiles uses ``torch.get_num_threads()``, which :func:`vdm3d.threads.set_threads` sets; the
+kernels release the GIL.
 """
 
 from __future__ import annotations
@@ -74,23 +75,41 @@ from vdm3d.splat.output import RenderOutput
 from vdm3d.splat.projection import ALPHA_MAX, ALPHA_MIN, EPS_2D, NEAR_PLANE, T_MIN, Projected
 from vdm3d.splat.sh import num_sh_bases
 
-SOURCE = Path(__file__).with_name("cpu_raster.cpp")
+SOURCE_DIR = Path(__file__).with_name("cpu_raster")
+# The translation units, which torch's ninja build compiles in parallel (as many at once as ninja's default
+# job count, the CPUs this process may use plus 2, or MAX_JOBS where the user set it). They are cut to
+# similar sizes (CPU-s at -O3, one by one on the dev machine) so that two cores finish together whatever order
+# ninja starts them in (1.11 does not follow this list).
+SOURCES = ("projection.cpp",  # 10-12: the forward's four SH degrees, the backward's loop and finish
+           "projection_backward_sh3.cpp",  # 9-10
+           "projection_backward_sh2.cpp",  # 10
+           "projection_backward_sh0_sh1.cpp",  # 10-11
+           "module.cpp",  # 8-11, 5 of them pybind11's header
+           "raster.cpp")  # 1-1.5: binning, the rasterizer's forward and backward
 _state: dict[str, object] = {}
 
 
 CFLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
 LDFLAGS = ["-fopenmp"]
-COMPILE_NOTICE = "compiling the C++ renderer (first use in this environment, a minute or two, once)"
+COMPILE_NOTICE = "compiling the C++ renderer (first use in this environment, about 30 s on 2 cores, once)"
 
 
-def _build_tag(source: bytes) -> str:
-    """A short hash of what the module is built from: ``cpu_raster.cpp``'s text, the compiler flags and
-    torch's version. Two checkouts with different kernels (a branch and main) share torch's extension
-    cache, and under one name each would rebuild the other's module in turn, so that a process could
-    load kernels whose arguments do not match its Python side (seen: a heap corruption when the
-    projection's scratch changed dtype). One name per content avoids both; the source's path is left
-    out on purpose, so that checkouts of the same source share one build (see :func:`_load`)."""
-    key = b"\0".join([source, " ".join(CFLAGS + LDFLAGS).encode(), torch.__version__.encode()])
+def _source_files() -> dict[str, bytes]:
+    """Every file of the module's source (``cpu_raster/``: the translation units and the headers they
+    include), by name: what :func:`_build_tag` hashes and :func:`_build_and_import` copies."""
+    return {f.name: f.read_bytes() for f in sorted(SOURCE_DIR.iterdir()) if f.suffix in (".cpp", ".h")}
+
+
+def _build_tag(sources: dict[str, bytes]) -> str:
+    """A short hash of what the module is built from: the text of every source file and header (with its
+    name, so that a file moved from one name to another is another build), the compiler flags and torch's
+    version. Two checkouts with different kernels (a branch and main) share torch's extension cache, and
+    under one name each would rebuild the other's module in turn, so that a process could load kernels
+    whose arguments do not match its Python side (seen: a heap corruption when the projection's scratch
+    changed dtype). One name per content avoids both; the source's path is left out on purpose, so that
+    checkouts of the same source share one build (see :func:`_load`)."""
+    parts = [part for name in sorted(sources) for part in (name.encode(), sources[name])]
+    key = b"\0".join([*parts, " ".join(CFLAGS + LDFLAGS).encode(), torch.__version__.encode()])
     return hashlib.sha1(key).hexdigest()[:8]
 
 
@@ -136,8 +155,8 @@ def _build_and_import():
     build also holds an OS lock (``flock`` on ``vdm3d-build.lock`` in the folder), which goes with its
     process: a second process waits for that lock, not for torch's file, then imports what the first built;
     torch's file found with nobody holding the lock is a dead builder's, and is removed."""
-    source = SOURCE.read_bytes()
-    name = f"vdm3d_cpu_raster_{cpu_tag()}_{_build_tag(source)}"
+    sources = _source_files()
+    name = f"vdm3d_cpu_raster_{cpu_tag()}_{_build_tag(sources)}"
     folder = _extensions_root() / name
     library = folder / f"{name}.so"
     if library.is_file() and not (folder / "lock").exists():
@@ -146,11 +165,12 @@ def _build_and_import():
         except ImportError:  # a truncated file from an interrupted build: build it again
             pass
     folder.mkdir(parents=True, exist_ok=True)
-    copy = folder / SOURCE.name
-    if not copy.is_file() or copy.read_bytes() != source:
-        partial = folder / f".{SOURCE.name}.{os.getpid()}"
-        partial.write_bytes(source)
-        os.replace(partial, copy)
+    for file_name, text in sources.items():
+        copy = folder / file_name
+        if not copy.is_file() or copy.read_bytes() != text:
+            partial = folder / f".{file_name}.{os.getpid()}"
+            partial.write_bytes(text)
+            os.replace(partial, copy)
     from torch.utils.cpp_extension import load
 
     sys.stdout.flush()
@@ -161,8 +181,8 @@ def _build_and_import():
                 return _import_built(name, library)
             except ImportError:
                 pass
-        return load(name=name, sources=[str(copy)], extra_cflags=CFLAGS, extra_ldflags=LDFLAGS,
-                    build_directory=str(folder), verbose=False)
+        return load(name=name, sources=[str(folder / source) for source in SOURCES], extra_cflags=CFLAGS,
+                    extra_ldflags=LDFLAGS, build_directory=str(folder), verbose=False)
 
 
 @contextlib.contextmanager
