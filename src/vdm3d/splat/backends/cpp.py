@@ -91,7 +91,7 @@ _state: dict[str, object] = {}
 
 CFLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
 LDFLAGS = ["-fopenmp"]
-COMPILE_NOTICE = "compiling the C++ renderer (first use in this environment, about 30 s on 2 cores, once)"
+COMPILE_NOTICE = "compiling the C++ renderer (first use in this environment, half a minute to a minute, once)"
 
 
 def _source_files() -> dict[str, bytes]:
