@@ -272,7 +272,7 @@ def test_opencv_keeps_its_own_warnings_to_itself(tmp_path, capfd):
 
 
 def test_opencv_log_level_is_set_through_either_spelling():
-    """OpenCV 4.9 to 4.12 (pyproject allows 4.9) have no ``cv2.utils.logging`` and take the level as a
+    """OpenCV 4.9 to 4.12 (pyproject allows 4.11) have no ``cv2.utils.logging`` and take the level as a
     number through ``cv2.setLogLevel``; 4.13 and later have only the former. Both reach 'errors only'."""
     from types import SimpleNamespace
 

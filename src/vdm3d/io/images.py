@@ -73,7 +73,7 @@ MAX_IMAGE_PIXELS = 1 << 27  # 134 megapixels, e.g. 16384 x 8192
 def quiet_opencv(cv) -> None:
     """Keep OpenCV to errors: it prints "[ WARN:0@...]" lines of its own for files it cannot read, and our
     sentence says it better. OpenCV 4.13 moved the switch to ``cv2.utils.logging``; before it (pyproject
-    allows 4.9) ``cv2.setLogLevel`` took the level as a number, errors being 2 in both."""
+    allows 4.11) ``cv2.setLogLevel`` took the level as a number, errors being 2 in both."""
     logging = getattr(cv.utils, "logging", None)
     if logging is not None:
         logging.setLogLevel(logging.LOG_LEVEL_ERROR)
