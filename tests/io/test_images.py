@@ -258,3 +258,29 @@ def test_the_pixel_cap_holds_for_formats_pil_does_not_read(tmp_path, monkeypatch
     with pytest.raises(InputError, match=r"bomb.hdr: claims 30000x30000 pixels in its header, more than the "
                                          r"134,217,728 vdm3d decodes"):
         read_image(bomb)
+
+
+def test_opencv_keeps_its_own_warnings_to_itself(tmp_path, capfd):
+    """A file OpenCV cannot open makes it print "[ WARN:0@...] ... can't open/read file" to fd 2 at its
+    default level; importing vdm3d.io.images turns that off on the OpenCV installed, whatever its version."""
+    import cv2
+
+    import vdm3d.io.images  # noqa: F401  (sets the level on import)
+
+    assert cv2.imread(str(tmp_path / "missing.png")) is None
+    assert capfd.readouterr().err == ""
+
+
+def test_opencv_log_level_is_set_through_either_spelling():
+    """OpenCV 4.9 to 4.12 (pyproject allows 4.11) have no ``cv2.utils.logging`` and take the level as a
+    number through ``cv2.setLogLevel``; 4.13 and later have only the former. Both reach 'errors only'."""
+    from types import SimpleNamespace
+
+    from vdm3d.io.images import quiet_opencv
+
+    calls = []
+    old = SimpleNamespace(utils=SimpleNamespace(), setLogLevel=calls.append)
+    quiet_opencv(old)
+    new = SimpleNamespace(utils=SimpleNamespace(logging=SimpleNamespace(LOG_LEVEL_ERROR=2, setLogLevel=calls.append)))
+    quiet_opencv(new)
+    assert calls == [2, 2]

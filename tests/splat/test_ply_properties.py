@@ -16,7 +16,10 @@ from vdm3d.splat.gaussians import Gaussians
 from vdm3d.splat.ply import load_ply, save_ply
 
 finite32 = st.floats(width=32, allow_nan=False, allow_infinity=False)  # every finite float32, subnormals and -0
-extreme = st.one_of(finite32, st.sampled_from([-88.0, -30.0, 30.0, 88.0, 1e-38, -1e-45, 3.4e38]))
+# as float32 values: 1e-38, -1e-45 and 3.4e38 are not, and hypothesis 6.100 (the test extra's floor) refuses an
+# element that changes when stored in the float32 array (6.170 let it round)
+edges = [float(np.float32(v)) for v in (-88.0, -30.0, 30.0, 88.0, 1e-38, -1e-45, 3.4e38)]
+extreme = st.one_of(finite32, st.sampled_from(edges))
 
 
 @st.composite

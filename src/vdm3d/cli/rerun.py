@@ -19,6 +19,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Sequence
 
 from vdm3d.io.runs import PACKAGE_PREFIX
 
@@ -157,7 +158,7 @@ def main(argv, prog: str = "vdm3d rerun") -> int:
     return code
 
 
-def comparison(old: dict, new: dict, extra: list[str] = ()) -> list[str]:
+def comparison(old: dict, new: dict, extra: Sequence[str] = ()) -> list[str]:
     """What a rerun says at the end, one line each: whether the config is the original's (and, for a run
     resumed at another thread count, that the run is not), then package versions, code revision, CPU,
     rasterizer or GL renderer, and input files that differ. A manifest from before a field was recorded

@@ -70,8 +70,18 @@ _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 # bomb": a few bytes of PNG that claim 60,000 x 60,000 pixels). VDM3D_MAX_IMAGE_PIXELS raises it.
 MAX_IMAGE_PIXELS = 1 << 27  # 134 megapixels, e.g. 16384 x 8192
 
-# OpenCV prints "[ WARN:0@...]" lines of its own for files it cannot read; our sentence says it better.
-cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+def quiet_opencv(cv) -> None:
+    """Keep OpenCV to errors: it prints "[ WARN:0@...]" lines of its own for files it cannot read, and our
+    sentence says it better. OpenCV 4.13 moved the switch to ``cv2.utils.logging``; before it (pyproject
+    allows 4.11) ``cv2.setLogLevel`` took the level as a number, errors being 2 in both."""
+    logging = getattr(cv.utils, "logging", None)
+    if logging is not None:
+        logging.setLogLevel(logging.LOG_LEVEL_ERROR)
+    else:
+        cv.setLogLevel(2)
+
+
+quiet_opencv(cv2)
 
 
 def max_image_pixels() -> int:

@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator, Mapping
+from typing import Any, BinaryIO, Callable, Iterator, Mapping, Sequence
 
 from vdm3d.errors import (ConfigError, DiskFullError, InputError, OutOfMemoryError, OutputError,
                           OutputExistsError, UnsafeCheckpointError, Vdm3dError, out_of_memory)
@@ -462,7 +462,7 @@ class RunFolder:
     """
 
     def __init__(self, out: str | Path, *, config: Any = None, seed: int | None = None,
-                 inputs: list[str | Path] = (), overwrite: bool = False, resume: bool = False,
+                 inputs: Sequence[str | Path] = (), overwrite: bool = False, resume: bool = False,
                  command: list[str] | None = None, may_change: tuple[str, ...] = (), resume_flag: str = "--resume",
                  continue_from: str | Path | None = None):
         self.out = Path(out)

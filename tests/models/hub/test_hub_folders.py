@@ -138,7 +138,10 @@ def test_fp16_only_files_load_as_the_fp16_variant(folders, tmp_path, capfd):
         state = load_file(f)
         from safetensors.torch import save_file
 
-        save_file({k: v.half() for k, v in state.items()}, f.with_name(f.name.replace(".safetensors", ".fp16.safetensors")))
+        # metadata as save_pretrained writes it (and the hub's files carry): transformers before 5 refuses a
+        # safetensors file without it (pyproject allows 4.46)
+        half = f.with_name(f.name.replace(".safetensors", ".fp16.safetensors"))
+        save_file({k: v.half() for k, v in state.items()}, half, metadata={"format": "pt"})
         f.unlink()
     capfd.readouterr()
     bb = registry.load_backbone("sv3d-p", folder)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 from hub_helpers import SIZE, reference_image, two_steps
@@ -97,3 +99,25 @@ def test_cfg_branches_in_one_call_match_two_calls(tiny_svd):
     assert len(calls) == 2 + 4
     assert runs[0].abs().max() > 0.1
     torch.testing.assert_close(runs[0], runs[1], rtol=1e-4, atol=1e-4)
+
+
+def test_decode_passes_num_frames_through_a_wrapper_without_functools_wraps(tiny_svd, monkeypatch):
+    """diffusers before 0.42 wraps the VAE's ``decode`` (``apply_forward_hook``) without functools.wraps, so
+    its signature hides ``num_frames``; AutoencoderKLTemporalDecoder still needs it (it was called without
+    and raised TypeError). Here the decode is wrapped that way and must give what the plain one gives."""
+    import types
+
+    bb = tiny_svd
+    h = SIZE // bb.spatial_factor
+    z = torch.randn(1, 2, bb.latent_channels, h, h, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = bb.decode(z)
+    method = inspect.unwrap(type(bb.vae).decode)
+
+    def wrapper(self, *args, **kwargs):  # diffusers' apply_forward_hook before 0.42
+        return method(self, *args, **kwargs)
+
+    monkeypatch.setattr(bb.vae, "decode", types.MethodType(wrapper, bb.vae))
+    assert list(inspect.signature(bb.vae.decode).parameters) == ["args", "kwargs"]
+    with torch.no_grad():
+        torch.testing.assert_close(bb.decode(z), expected, rtol=0, atol=0)

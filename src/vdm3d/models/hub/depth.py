@@ -139,7 +139,10 @@ def tiny_depth_anything(seed: int = 0, *, metric: bool = False, size: int = 28) 
     """A tiny random Depth Anything (a 4-layer 16-wide DINOv2, a few ten thousand weights) with its DPT
     image processor resizing to ``size`` (a multiple of the patch size 14), for tests."""
     from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
-    from transformers import DPTImageProcessorPil
+    try:
+        from transformers import DPTImageProcessorPil
+    except ImportError:  # transformers 4 (pyproject allows 4.46): its DPTImageProcessor is the PIL one
+        from transformers import DPTImageProcessor as DPTImageProcessorPil
 
     torch.manual_seed(seed)
     backbone = Dinov2Config(hidden_size=16, num_hidden_layers=4, num_attention_heads=2, intermediate_size=32,
