@@ -25,7 +25,6 @@ the added ids, like the pipeline and sgm's ``force_uc_zero_embeddings``.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from typing import Any, ClassVar
 
 import torch
@@ -44,29 +43,6 @@ from vdm3d.models.hub.base import (
     uniform_sigma,
 )
 from vdm3d.protocols import Conditioning
-
-
-def takes_num_frames(decode: Any, depth: int = 3) -> bool:
-    """Whether a VAE's ``decode`` takes ``num_frames`` (diffusers' AutoencoderKLTemporalDecoder does, the
-    image VAEs do not). diffusers before 0.42 (pyproject allows 0.35) wraps ``decode`` in ``apply_forward_hook``
-    without ``functools.wraps``, so its signature reads ``(self, *args, **kwargs)``; the method it wraps is
-    then a callable in the wrapper's closure, looked into up to ``depth`` wrappers deep."""
-    func = inspect.unwrap(getattr(decode, "__func__", decode))
-    try:
-        if "num_frames" in inspect.signature(func).parameters:
-            return True
-    except (TypeError, ValueError):  # a callable without a signature
-        return False
-    cells = (getattr(func, "__closure__", None) or ()) if depth > 0 else ()
-    for cell in cells:
-        try:
-            inner = cell.cell_contents
-        except ValueError:  # an empty cell
-            continue
-        if callable(inner) and takes_num_frames(inner, depth - 1):
-            return True
-    return False
-
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -168,7 +144,11 @@ class SVDBackbone(HubBackbone):
     def decode(self, latents: Float[Tensor, "B F C h w"]) -> Float[Tensor, "B F H W 3"]:
         B, Fr = latents.shape[:2]
         z = (latents / self.scaling_factor).to(self.dtype)
-        temporal = takes_num_frames(self.vae.decode)
+        from diffusers import AutoencoderKLTemporalDecoder  # loaded already: it is what the backbone holds
+
+        # by class, not decode's signature: diffusers before 0.42 wraps decode without functools.wraps, which
+        # hid num_frames (the temporal decoder was then called without it and raised TypeError)
+        temporal = isinstance(self.vae, AutoencoderKLTemporalDecoder)
         videos = []
         for b in range(B):
             chunks = []
