@@ -134,13 +134,14 @@ def test_a_stopped_program_ignores_a_second_signal_while_it_exits(monkeypatch):
 
 
 _SELF_SIGNALLING = """
-import os, signal
+import os, signal, time
 
 def main(argv, prog):
     for name in argv:  # the signals to send itself
         os.kill(os.getpid(), getattr(signal, name))
-        for _ in range(1_000_000):  # a handler's exception would be raised in here
-            pass
+        end = time.monotonic() + 1.0  # a handler's exception would be raised in here: a second, not a count of
+        while time.monotonic() < end:  # loop turns, which a loaded machine got through before the handler ran
+            time.sleep(0.01)
     print("finished")
 """
 

@@ -186,7 +186,7 @@ def test_ctrl_c_with_workers_is_one_sentence(tmp_path):
     import time
 
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src"), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "vdm3d.cli.main", "data", "make", "objects", "--count", "20",
+    proc = subprocess.Popen([sys.executable, "-m", "vdm3d.cli.main", "data", "make", "objects", "--count", "200",
                              "--resolution", "16", "--views", "2", "--workers", "2", "--no-progress", "--out",
                              str(tmp_path / "d")], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)  # a terminal's job
