@@ -122,3 +122,17 @@ def test_help_in_a_terminal_a_few_columns_wide_finishes(argv):
     laid out 40 wide, for the terminal to fold."""
     status, lines = _narrow(argv, 5)
     assert status == 0 and lines[0].startswith(f"usage: vdm3d {argv[0]}")
+
+
+def test_an_options_help_flows_as_one_paragraph(monkeypatch):
+    """tyro kept every source line break of a field's docstring, so `vdm3d stylize --help` printed
+    "any camera file explore's" alone on a line and the rest below it, and most pages had such ragged lines.
+    An option's help is now one paragraph that the layout wraps at the terminal's width; blank lines and list
+    items keep their breaks."""
+    from vdm3d.cli.main import flowing_help
+
+    monkeypatch.setenv("COLUMNS", "200")
+    page = _help(["stylize"])
+    assert any("any camera file explore's --path reads (vdm3d trajectory JSON" in line for line in page.splitlines())
+    assert any("2 to 16 with tiny, 2 to 49 with hub" in line for line in page.splitlines())
+    assert flowing_help("a\n  b\n\nc\n- d\n- e\n2. f") == "a b\n\nc\n- d\n- e\n2. f"

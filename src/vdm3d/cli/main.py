@@ -89,15 +89,30 @@ _ROLE = re.compile(r":(?:[a-z]+:)+`(~?)([^`]*?)(?:\s*<[^`>]*>)?`")
 _LITERAL = re.compile(r"``(.+?)``", re.DOTALL)
 
 
+# a line break inside a paragraph of an option's help, unless the next line starts a list item ("- ", "* ", "2. ")
+_SOFT_BREAK = re.compile(r"[ \t]*\n[ \t]*(?![-*\u2022] |\d+[.)] )")
+_BLANK_LINES = re.compile(r"\n[ \t]*\n\s*")
+
+
 def plain_help(text: str) -> str:
     """``text`` (a docstring) with its reST roles and double-backtick literals as plain text, for --help."""
     text = _ROLE.sub(lambda m: m.group(2).rsplit(".", 1)[-1] if m.group(1) else m.group(2), text)
     return _LITERAL.sub(r"\1", text)
 
 
+def flowing_help(text: str) -> str:
+    """An option's help as paragraphs for the terminal to wrap: the line breaks of its docstring's source are
+    spaces, blank lines and list items ("- ", "2. ") stay.
+
+    tyro keeps them: it joins a docstring's lines only where the next one starts with a letter, and does so
+    before it removes their indentation, so every source line of a field's docstring was a line of --help
+    (``any camera file explore's`` alone on a line of ``vdm3d stylize --help``, the rest below it)."""
+    return "\n\n".join(_SOFT_BREAK.sub(" ", paragraph) for paragraph in _BLANK_LINES.split(text))
+
+
 def _plain_help_in_tyro() -> None:
     """Make tyro show every option's help and every command's and group's description through
-    :func:`plain_help`.
+    :func:`plain_help`, and an option's help as flowing paragraphs (:func:`flowing_help`).
 
     tyro reads them from docstrings and has no hook for it, so the two functions it passes that text
     through are wrapped (once): ``_strings.remove_single_line_breaks`` (descriptions and field docstrings)
@@ -116,7 +131,7 @@ def _plain_help_in_tyro() -> None:
         text = arg.field.helptext
         text = text() if callable(text) else text
         if isinstance(text, str):
-            arg.field.helptext = plain_help(text)
+            arg.field.helptext = flowing_help(plain_help(text))
         return argument_help(arg, lowered, *args, **kwargs)
 
     def remove_single_line_breaks(text: str) -> str:
