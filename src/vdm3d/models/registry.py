@@ -549,22 +549,23 @@ def load_backbone(
     """Load a backbone by name (tiny or hub). ``path`` overrides the default folder; ``settings``
     override the adapter settings of the entry (e.g. ``frames=14``). A hub backbone is then fitted to
     ``memory`` (``"24GB"``, ``"auto"``; default: what the job's ``--memory`` configured, else nothing)
-    by :mod:`vdm3d.models.hub.memory`, for the size the job runs it at: ``plan_size`` ``(height, width)``
-    or the longest side, ``plan_frames`` (None: the model's native resolution and clip length)."""
+    by :mod:`vdm3d.models.hub.memory` (a tiny one is only reported as needing no plan), for the size the
+    job runs it at: ``plan_size`` ``(height, width)`` or the longest side, ``plan_frames`` (None: the model's
+    native resolution and clip length)."""
+    from vdm3d.models.hub.memory import note_embedded, plan_loaded
+
     if str(name).endswith(".json"):  # a model file that `vdm3d train` wrote
         from vdm3d.models.tiny import load_tiny_file
 
-        return load_tiny_file(name, device=device)
+        return note_embedded(load_tiny_file(name, device=device), memory)
     kind, key = _resolve(name)
     if kind == "tiny":
         from vdm3d.models.tiny import load_tiny
 
-        return load_tiny(key, device=device)
+        return note_embedded(load_tiny(key, device=device), memory)
     if key in DEPTH:
         raise ConfigError(f"{key!r} is a depth estimator, not a video backbone; choose one of: "
                           f"{', '.join(n for n in names() if n not in depth_names())}.")
-    from vdm3d.models.hub.memory import plan_loaded
-
     backbone = _load_hub(HUB[key], key, path, allow_download=allow_download, trust_pickle=trust_pickle,
                          device=device, **settings)
     return plan_loaded(backbone, memory, device, size=plan_size, frames=plan_frames)

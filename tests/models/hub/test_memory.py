@@ -205,7 +205,8 @@ def test_load_backbone_plans_and_prints(tmp_path, capsys):
 
 def test_job_cli_takes_memory(monkeypatch, tmp_path, capsys):
     """`--memory` is taken out before tyro, checked, and configures every later hub load, which prints
-    its plan; tiny models are never planned."""
+    its plan; tiny models are never planned, and say so when --memory was given (a job with the embedded
+    default printed nothing for it, as if the flag had been lost)."""
     from vdm3d.cli.config import cli, pop_memory_flag
     from vdm3d.jobs.explore import ExploreConfig
     from vdm3d.models.registry import load_backbone
@@ -225,7 +226,14 @@ def test_job_cli_takes_memory(monkeypatch, tmp_path, capsys):
     assert bb.memory_plan == M.Plan()
     assert "memory plan for sv3d-p at 2 frames of 32x32 (HxW) (budget 8.00 GiB)" in capsys.readouterr().out  # stderr is for errors
     tiny = load_backbone("tiny-video")
-    assert not hasattr(tiny, "memory_plan") and capsys.readouterr().out == ""
+    count = sum(p.numel() for p in tiny.parameters())
+    assert not hasattr(tiny, "memory_plan") and capsys.readouterr().out == (
+        f"memory: tiny-video is an embedded model ({count / 1e6:.1f} M parameters, {4 * count / 1e6:.1f} MB); "
+        "--memory plans hub backbones, so it runs as is.\n")
+    cli(ExploreConfig, ["--image", "a.png"], "vdm3d explore", memory=True)  # no --memory: "auto", no line
+    assert M._budget["memory"] == "auto"
+    load_backbone("tiny-video")
+    assert capsys.readouterr().out == ""
 
 
 def test_memory_flag_errors_and_lasts_one_command(tmp_path, capsys):

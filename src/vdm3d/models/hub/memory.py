@@ -419,6 +419,21 @@ def plan_loaded(backbone, memory: str | int | None = None, device: str | torch.d
     return backbone
 
 
+def note_embedded(backbone: torch.nn.Module, memory: str | int | None = None) -> torch.nn.Module:
+    """Say, where the user gave ``--memory`` (``memory`` None: what :func:`configure` set; ``"auto"``, every
+    job's default, says nothing), that an embedded model needs no plan, with its size: the flag plans hub
+    backbones, and a job with the embedded default printed nothing, as if the flag had been lost."""
+    memory = memory if memory is not None else _budget["memory"]
+    report = _budget["report"]
+    if memory not in (None, "auto") and report is not None:
+        params = list(backbone.parameters())
+        count, size = sum(p.numel() for p in params), sum(p.numel() * p.element_size() for p in params)
+        name = getattr(backbone, "name", type(backbone).__name__)
+        report(f"memory: {name} is an embedded model ({count / 1e6:.1f} M parameters, {size / 1e6:.1f} MB); "
+               f"--memory plans hub backbones, so it runs as is.")
+    return backbone
+
+
 def print_plan(text: str) -> None:
     """The plan goes to stdout with the job's other progress messages (stderr keeps only errors, so a
     refused input is still one sentence there)."""
