@@ -316,6 +316,45 @@ def test_existing_output_needs_overwrite(tmp_path, capsys):
     assert run("make", "orbit", "--out", p, "--overwrite") == 0
 
 
+def test_an_existing_report_needs_overwrite_and_is_refused_before_the_check(tmp_path, capsys, monkeypatch):
+    """`validate --report r.json` replaced an existing r.json unasked (after the check, which can take minutes)."""
+    import trimesh
+
+    from vdm3d.cameras import check
+
+    trimesh.creation.icosphere(subdivisions=1, radius=1.0).export(tmp_path / "ball.obj")
+    run("make", "orbit", "--frames", 4, "--radius", 3, "--elevation-deg", 0, "--out", tmp_path / "far.json")
+    report = tmp_path / "r.json"
+    report.write_text("my notes")
+    real = check.check_trajectory
+    monkeypatch.setattr(check, "check_trajectory", lambda *a, **k: pytest.fail("the check ran"))
+    capsys.readouterr()
+    assert run("validate", tmp_path / "far.json", "--scene", tmp_path / "ball.obj", "--report", report) == 2
+    assert capsys.readouterr().err == f"error: {report}: already exists; choose another --report or pass --overwrite.\n"
+    assert report.read_text() == "my notes"
+    (tmp_path / "folder.json").mkdir()  # a folder is not a report to replace, even with --overwrite
+    assert run("validate", tmp_path / "far.json", "--scene", tmp_path / "ball.obj", "--report",
+               tmp_path / "folder.json", "--overwrite") == 2
+    assert capsys.readouterr().err == (f"error: {tmp_path / 'folder.json'}: is a folder, and --report names a file "
+                                       "to write; give --report a file name.\n")
+    monkeypatch.setattr(check, "check_trajectory", real)
+    assert run("validate", tmp_path / "far.json", "--scene", tmp_path / "ball.obj", "--report", report,
+               "--overwrite") == 0
+    assert len(json.loads(report.read_text())["frames"]) == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ball.obj", "far.json", "folder.json", "r.json"]
+
+
+def test_an_existing_first_frame_is_refused_naming_its_own_option(tmp_path, capsys):
+    """The refusal of an existing --first-frame told to choose another --out."""
+    first = tmp_path / "first.png"
+    first.write_bytes(b"a picture")
+    assert run("make", "from-video", "--video", tmp_path / "none.mp4", "--first-frame", first,
+               "--out", tmp_path / "path.json") == 2
+    assert capsys.readouterr().err == (f"error: {first}: already exists; choose another --first-frame or pass "
+                                       "--overwrite.\n")
+    assert first.read_bytes() == b"a picture"
+
+
 @pytest.mark.parametrize("overwrite", [(), ("--overwrite",)])
 def test_out_dot_is_refused_the_same_way_with_or_without_overwrite(tmp_path, monkeypatch, capsys, overwrite):
     """'--out .' said "already exists; pass --overwrite", and with --overwrite it was refused for another reason."""

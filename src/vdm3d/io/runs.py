@@ -168,6 +168,17 @@ def check_writable(path: str | Path, option: str = "--out") -> None:
                           f"choose another {option} or fix the folder's permissions.")
 
 
+def check_new_output(path: str | Path, overwrite: bool, option: str = "--out", file: bool = False) -> None:
+    """Refuse, before any work, an output ``path`` that exists unless ``overwrite`` (outputs are never
+    replaced unasked); ``file``: the option writes one file (a report, a screenshot), so a folder there is
+    refused even with ``overwrite`` (the write would fail only at the end). ``option`` names the flag."""
+    path = Path(path)
+    if file and path.is_dir():
+        raise OutputError(f"{path}: is a folder, and {option} names a file to write; give {option} a file name.")
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path}: already exists; choose another {option} or pass --overwrite.")
+
+
 def holds_state(folder: str | Path, tensors: str = "state.safetensors", meta: str = "state.json",
                 key: str = "state") -> bool:
     """Whether the checkpoint folder ``folder`` holds a complete state: a ``tensors`` file with the JSON

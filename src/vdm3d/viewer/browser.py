@@ -53,11 +53,15 @@ def screenshot(url: str, out: str | Path, width: int = 960, height: int = 720, w
     if exe is None:
         raise BrowserMissingError("no Chromium found for the screenshot; install it (Debian: apt-get install "
                                   "chromium) or open the page in a browser instead of passing --screenshot.")
+    from vdm3d.io.runs import atomic_write_bytes
+
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="vdm3d-chromium-") as profile:
+    # Chromium writes the picture into the temporary folder; it reaches ``out`` whole, in one rename, only once
+    # taken (a stalled, failed or interrupted browser leaves an existing ``out`` as it was, not half-written)
+    with tempfile.TemporaryDirectory(prefix="vdm3d-chromium-") as work:
+        profile, shot = Path(work) / "profile", Path(work) / f"screenshot{out.suffix or '.png'}"
         cmd = [exe, *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}",
-               f"--virtual-time-budget={wait_ms}", f"--screenshot={out.resolve()}", url]
+               f"--virtual-time-budget={wait_ms}", f"--screenshot={shot}", url]
         # its own session, so that a stalled browser is stopped with its renderer and GPU processes, which
         # would otherwise keep writing into the profile while it is removed
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -66,15 +70,14 @@ def screenshot(url: str, out: str | Path, width: int = 960, height: int = 720, w
             _, stderr = proc.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             _stop(proc)
-            out.unlink(missing_ok=True)
             raise Vdm3dError(f"Chromium took more than {timeout_s:.0f} s to screenshot {url} and was stopped; "
                              + (f"{hint}, " if hint else "") + "try again (a loaded machine can stall headless "
                              "Chromium) or open the page in a browser.") from None
         except BaseException:  # Ctrl-C, SIGTERM: the browser's own session would outlive us, orphaned
             _stop(proc)
-            out.unlink(missing_ok=True)
             raise
-    if not out.is_file():
-        tail = (stderr or "").strip().splitlines()[-3:]
-        raise Vdm3dError(f"Chromium wrote no screenshot of {url} (exit {proc.returncode}): {' / '.join(tail)}")
+        if not shot.is_file() or shot.stat().st_size == 0:
+            tail = (stderr or "").strip().splitlines()[-3:]
+            raise Vdm3dError(f"Chromium wrote no screenshot of {url} (exit {proc.returncode}): {' / '.join(tail)}")
+        atomic_write_bytes(out, shot.read_bytes())
     return out
