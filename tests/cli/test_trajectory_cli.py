@@ -535,3 +535,36 @@ def test_info_and_validate_of_a_run_folder_read_its_camera_file(tmp_path, capsys
     assert info["frames"] == 4 and info["fps"] == 6.0
     assert run("validate", tmp_path / "obj") == 0
     assert "has 4 valid cameras" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["validate", "preview"])
+def test_a_scene_with_non_finite_points_is_refused_with_their_count(tmp_path, capsys, command):
+    """--scene with NaN points said "points are empty or contain NaN/inf; clean the scene": not how many (a few
+    stray points or the whole file), and for a mesh it counted the surface samples, not the file's vertices."""
+    import trimesh
+    from plyfile import PlyData, PlyElement
+
+    run("make", "orbit", "--frames", 4, "--radius", 3, "--out", tmp_path / "far.json")
+    points = np.random.default_rng(0).normal(size=(1000, 3))
+    points[[3, 500, 999], 1] = [np.nan, np.inf, -np.inf]
+    np.save(tmp_path / "points.npy", points)
+    cloud = np.zeros(1000, dtype=[("x", "f4"), ("y", "f4"), ("z", "f4")])
+    cloud["x"], cloud["y"], cloud["z"] = points.T
+    PlyData([PlyElement.describe(cloud, "vertex")]).write(str(tmp_path / "cloud.ply"))
+    mesh = trimesh.creation.icosphere(subdivisions=1, radius=1.0)
+    vertices = np.array(mesh.vertices)
+    vertices[5] = np.nan
+    (tmp_path / "ball.obj").write_text("".join(f"v {x} {y} {z}\n" for x, y, z in vertices)
+                                       + "".join(f"f {a + 1} {b + 1} {c + 1}\n" for a, b, c in mesh.faces))
+    expect = {"points.npy": "3 of 1,000 points have a non-finite x, y or z (NaN or inf); remove those points from "
+                            "the file or export the scene again",
+              "cloud.ply": "3 of 1,000 points have a non-finite x, y or z (NaN or inf); remove those points from "
+                           "the file or export the scene again",
+              "ball.obj": f"1 of {len(vertices)} vertices has a non-finite x, y or z (NaN or inf); repair those "
+                          "vertices or export the mesh again"}
+    capsys.readouterr()
+    for name, sentence in expect.items():
+        extra = ["--out", tmp_path / "p.png"] if command == "preview" else []
+        assert run(command, tmp_path / "far.json", "--scene", tmp_path / name, *extra) == 2
+        assert capsys.readouterr().err == f"error: {tmp_path / name}: {sentence}.\n"
+        assert not (tmp_path / "p.png").exists()
