@@ -70,3 +70,4 @@ def test_a_failed_screenshot_leaves_the_existing_file_as_it_was(tmp_path, monkey
     with pytest.raises(Vdm3dError, match="was stopped|wrote no screenshot"):
         browser.screenshot("http://127.0.0.1:1/", shot, timeout_s=1.0)
     assert shot.read_bytes() == b"an earlier picture"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chromium", "shot.png"]  # no half-written file beside it
