@@ -316,6 +316,45 @@ def test_existing_output_needs_overwrite(tmp_path, capsys):
     assert run("make", "orbit", "--out", p, "--overwrite") == 0
 
 
+def test_an_existing_report_needs_overwrite_and_is_refused_before_the_check(tmp_path, capsys, monkeypatch):
+    """`validate --report r.json` replaced an existing r.json unasked (after the check, which can take minutes)."""
+    import trimesh
+
+    from vdm3d.cameras import check
+
+    trimesh.creation.icosphere(subdivisions=1, radius=1.0).export(tmp_path / "ball.obj")
+    run("make", "orbit", "--frames", 4, "--radius", 3, "--elevation-deg", 0, "--out", tmp_path / "far.json")
+    report = tmp_path / "r.json"
+    report.write_text("my notes")
+    real = check.check_trajectory
+    monkeypatch.setattr(check, "check_trajectory", lambda *a, **k: pytest.fail("the check ran"))
+    capsys.readouterr()
+    assert run("validate", tmp_path / "far.json", "--scene", tmp_path / "ball.obj", "--report", report) == 2
+    assert capsys.readouterr().err == f"error: {report}: already exists; choose another --report or pass --overwrite.\n"
+    assert report.read_text() == "my notes"
+    (tmp_path / "folder.json").mkdir()  # a folder is not a report to replace, even with --overwrite
+    assert run("validate", tmp_path / "far.json", "--scene", tmp_path / "ball.obj", "--report",
+               tmp_path / "folder.json", "--overwrite") == 2
+    assert capsys.readouterr().err == (f"error: {tmp_path / 'folder.json'}: is a folder, and --report names a file "
+                                       "to write; give --report a file name.\n")
+    monkeypatch.setattr(check, "check_trajectory", real)
+    assert run("validate", tmp_path / "far.json", "--scene", tmp_path / "ball.obj", "--report", report,
+               "--overwrite") == 0
+    assert len(json.loads(report.read_text())["frames"]) == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ball.obj", "far.json", "folder.json", "r.json"]
+
+
+def test_an_existing_first_frame_is_refused_naming_its_own_option(tmp_path, capsys):
+    """The refusal of an existing --first-frame told to choose another --out."""
+    first = tmp_path / "first.png"
+    first.write_bytes(b"a picture")
+    assert run("make", "from-video", "--video", tmp_path / "none.mp4", "--first-frame", first,
+               "--out", tmp_path / "path.json") == 2
+    assert capsys.readouterr().err == (f"error: {first}: already exists; choose another --first-frame or pass "
+                                       "--overwrite.\n")
+    assert first.read_bytes() == b"a picture"
+
+
 @pytest.mark.parametrize("overwrite", [(), ("--overwrite",)])
 def test_out_dot_is_refused_the_same_way_with_or_without_overwrite(tmp_path, monkeypatch, capsys, overwrite):
     """'--out .' said "already exists; pass --overwrite", and with --overwrite it was refused for another reason."""
@@ -496,3 +535,36 @@ def test_info_and_validate_of_a_run_folder_read_its_camera_file(tmp_path, capsys
     assert info["frames"] == 4 and info["fps"] == 6.0
     assert run("validate", tmp_path / "obj") == 0
     assert "has 4 valid cameras" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["validate", "preview"])
+def test_a_scene_with_non_finite_points_is_refused_with_their_count(tmp_path, capsys, command):
+    """--scene with NaN points said "points are empty or contain NaN/inf; clean the scene": not how many (a few
+    stray points or the whole file), and for a mesh it counted the surface samples, not the file's vertices."""
+    import trimesh
+    from plyfile import PlyData, PlyElement
+
+    run("make", "orbit", "--frames", 4, "--radius", 3, "--out", tmp_path / "far.json")
+    points = np.random.default_rng(0).normal(size=(1000, 3))
+    points[[3, 500, 999], 1] = [np.nan, np.inf, -np.inf]
+    np.save(tmp_path / "points.npy", points)
+    cloud = np.zeros(1000, dtype=[("x", "f4"), ("y", "f4"), ("z", "f4")])
+    cloud["x"], cloud["y"], cloud["z"] = points.T
+    PlyData([PlyElement.describe(cloud, "vertex")]).write(str(tmp_path / "cloud.ply"))
+    mesh = trimesh.creation.icosphere(subdivisions=1, radius=1.0)
+    vertices = np.array(mesh.vertices)
+    vertices[5] = np.nan
+    (tmp_path / "ball.obj").write_text("".join(f"v {x} {y} {z}\n" for x, y, z in vertices)
+                                       + "".join(f"f {a + 1} {b + 1} {c + 1}\n" for a, b, c in mesh.faces))
+    expect = {"points.npy": "3 of 1,000 points have a non-finite x, y or z (NaN or inf); remove those points from "
+                            "the file or export the scene again",
+              "cloud.ply": "3 of 1,000 points have a non-finite x, y or z (NaN or inf); remove those points from "
+                           "the file or export the scene again",
+              "ball.obj": f"1 of {len(vertices)} vertices has a non-finite x, y or z (NaN or inf); repair those "
+                          "vertices or export the mesh again"}
+    capsys.readouterr()
+    for name, sentence in expect.items():
+        extra = ["--out", tmp_path / "p.png"] if command == "preview" else []
+        assert run(command, tmp_path / "far.json", "--scene", tmp_path / name, *extra) == 2
+        assert capsys.readouterr().err == f"error: {tmp_path / name}: {sentence}.\n"
+        assert not (tmp_path / "p.png").exists()

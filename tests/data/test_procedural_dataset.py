@@ -92,6 +92,27 @@ def test_resume_skips_complete_cases(tmp_path):
     assert _files(out) == _files(fresh)
 
 
+def test_resume_refuses_a_link_planted_in_the_partial_folder(tmp_path, capsys):
+    """`--resume` wrote the cases into the partial folder through a link someone had put there: a case's
+    ``.case_000001.tmp`` linked elsewhere took its rendered files (images/, depth/, mesh.glb, ...) into the
+    folder it pointed to. Refused, exit 2, before anything is written."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "victim.txt").write_text("important")
+    out = tmp_path / "ds"
+    partial = tmp_path / ".ds.partial"
+    (partial / "checkpoints").mkdir(parents=True)  # what an interrupted run leaves behind
+    (partial / ".case_000001.tmp").symlink_to(outside, target_is_directory=True)
+    capsys.readouterr()
+    assert _make(out, "--resume") == 2
+    assert capsys.readouterr().err == (
+        f"error: {partial / '.case_000001.tmp'}: is a symbolic link inside the interrupted run's folder {partial}, through "
+        f"which the resumed run would write outside {out}; remove it, or run again without --resume (and with "
+        "--overwrite) to start again.\n")
+    assert [p.name for p in outside.iterdir()] == ["victim.txt"] and (outside / "victim.txt").read_text() == "important"
+    assert sorted(p.name for p in partial.iterdir()) == [".case_000001.tmp", "checkpoints"] and not out.exists()
+
+
 def test_bad_options_exit_with_one_sentence(tmp_path, capsys):
     assert _make(tmp_path / "x", "--ssaa", "2") == 2
     err = capsys.readouterr().err

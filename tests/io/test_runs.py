@@ -167,6 +167,38 @@ def test_links_planted_beside_out_are_refused_not_followed(tmp_path):
     assert [p.name for p in elsewhere.iterdir()] == ["file"] and victim.read_text() == "important"
 
 
+def test_a_resume_refuses_links_planted_inside_the_partial_folder(tmp_path):
+    """A resume wrote into its partial folder through links someone had put there (``checkpoints/state ->
+    ~/.bashrc``, a linked sub-folder), outside the run. It is refused before anything is written there, naming
+    the first link; the checkpoint is kept, and --overwrite starts again, removing the links, not their targets."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "victim.txt"
+    victim.write_text("important")
+    out = tmp_path / "runs" / "run"
+    _interrupted(out, Job(), [])
+    partial = tmp_path / "runs" / ".run.partial"
+    (partial / "checkpoints" / "note").symlink_to(victim)
+    (partial / "cases").symlink_to(outside, target_is_directory=True)
+    before = {p.name: p.stat().st_mtime_ns for p in partial.rglob("*") if not p.is_symlink()}
+    with pytest.raises(OutputError) as err:
+        RunFolder(out, config=Job(), resume=True).__enter__()
+    assert str(err.value) == (f"{partial / 'cases'}: is a symbolic link inside the interrupted run's folder "
+                              f"{partial}, through which the resumed run would write outside {out}; remove it (and "
+                              "the 1 other link there), or run again without --resume (and with --overwrite) to "
+                              "start again.")
+    assert victim.read_text() == "important" and [p.name for p in outside.iterdir()] == ["victim.txt"]
+    assert {p.name: p.stat().st_mtime_ns for p in partial.rglob("*") if not p.is_symlink()} == before  # no write
+    assert (partial / "checkpoints" / "state").read_bytes() == b"half"
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [".run.partial"]  # no lock file left
+    (partial / "cases").unlink()
+    with pytest.raises(OutputError, match=r"checkpoints/note: is a symbolic link .*; remove it, or run again"):
+        RunFolder(out, config=Job(), resume=True).__enter__()
+    with RunFolder(out, config=Job(), overwrite=True) as run:  # starting again removes the link, not the file
+        (run.path / "result.txt").write_text("new")
+    assert victim.read_text() == "important" and not any(p.is_symlink() for p in out.rglob("*"))
+
+
 def test_the_same_command_without_resume_keeps_the_checkpoint(tmp_path):
     """Up-arrow and Enter after Ctrl-C must not throw the kept checkpoint away: refused with the two ways
     on; ``--overwrite`` discards it and starts again."""

@@ -51,9 +51,20 @@ class Scene:
         return float(np.linalg.norm(hi - lo))
 
 
+def _refuse_non_finite(rows: np.ndarray, source: str | Path, what: str, fix: str) -> None:
+    """Refuse ``rows`` ``[N, 3]`` with a non-finite x, y or z, counting them (as fit's warning does,
+    :func:`vdm3d.splat.ply.finite_points`; a checked scene is refused, not thinned: its geometry is what the
+    cameras are judged against), so the sentence says whether a few stray points or the whole file is broken."""
+    bad = int((~np.isfinite(rows).all(axis=1)).sum())
+    if bad:
+        raise InputError(path=source, problem=f"{bad:,} of {len(rows):,} {what} {'has' if bad == 1 else 'have'} a "
+                         "non-finite x, y or z (NaN or inf)", fix=fix)
+
+
 def _mesh_scene(vertices: np.ndarray, faces: np.ndarray, source: str, samples: int, seed: int) -> Scene:
     import trimesh
 
+    _refuse_non_finite(vertices, source, "vertices", "repair those vertices or export the mesh again")
     try:
         mesh = trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
         if len(mesh.faces) == 0:
@@ -182,7 +193,8 @@ def load_scene(path: str | Path, max_points: int = 200_000, mesh_samples: int = 
     else:
         raise InputError(path=path, problem=f"has an unsupported scene suffix {suffix!r}",
                          fix="pass .ply, .obj, .glb, .npz, .npy or a COLMAP folder")
-    if len(scene.points) == 0 or not np.isfinite(scene.points).all():
-        raise InputError(path=path, field="points", problem="are empty or contain NaN/inf", fix="clean the scene")
+    if len(scene.points) == 0:
+        raise InputError(path=path, problem="has no points", fix="pass a scene with geometry")
+    _refuse_non_finite(scene.points, path, "points", "remove those points from the file or export the scene again")
     pts, cols = _subsample(scene.points, scene.colors, max_points, seed)
     return dataclasses.replace(scene, points=pts, colors=cols)

@@ -21,7 +21,7 @@ import tyro
 from vdm3d.cameras.extend import ExtendMode
 from vdm3d.cameras.formats import CameraFormat
 from vdm3d.cameras.presets import PRESETS
-from vdm3d.errors import ConfigError, InputError, OutputExistsError
+from vdm3d.errors import ConfigError, InputError
 from vdm3d.options import SEED, Range
 
 HELP = ("make, convert, validate, preview and inspect camera paths (orbits, presets, a video's own path, COLMAP, "
@@ -296,6 +296,8 @@ class Validate:
     not flagged anyway: the winding number is signed)."""
     report: Optional[Path] = None
     """Also write the per-frame report as JSON here."""
+    overwrite: bool = False
+    """Replace --report if it already exists."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -337,12 +339,11 @@ def make() -> None:
 COMMANDS = {"make": make, "convert": Convert, "validate": Validate, "preview": Preview, "info": Info}
 
 
-def _check_out(out: Path, overwrite: bool) -> None:
-    from vdm3d.io.runs import check_run_place
+def _check_out(out: Path, overwrite: bool, option: str = "--out") -> None:
+    from vdm3d.io.runs import check_new_output, check_run_place
 
     check_run_place(out)  # '--out .' said "already exists; pass --overwrite", which then failed on its own
-    if out.exists() and not overwrite:
-        raise OutputExistsError(f"{out}: already exists; choose another --out or pass --overwrite.")
+    check_new_output(out, overwrite, option)
 
 
 def _make(cfg) -> int:
@@ -401,7 +402,7 @@ def _make(cfg) -> int:
         from vdm3d.io.images import write_image
 
         if cfg.first_frame is not None:
-            _check_out(cfg.first_frame, cfg.overwrite)
+            _check_out(cfg.first_frame, cfg.overwrite, "--first-frame")
             if cfg.first_frame.suffix.lower() not in (".png", ".jpg", ".jpeg"):
                 raise InputError(path=cfg.first_frame, field="--first-frame", problem="is not a .png or .jpg name",
                                  fix="name a PNG or JPEG file")
@@ -515,8 +516,11 @@ def _scene_size(scene) -> str:
 def _validate(cfg: Validate) -> int:
     from vdm3d.cameras.check import DelayedProgress, check_trajectory
     from vdm3d.cameras.formats import read_camera_file
-    from vdm3d.io.runs import atomic_write_json
+    from vdm3d.io.runs import atomic_write_json, check_new_output, check_writable
 
+    if cfg.report is not None:  # before the check, which can take minutes on a large scene
+        check_writable(cfg.report, "--report")
+        check_new_output(cfg.report, cfg.overwrite, "--report", file=True)
     cf = read_camera_file(cfg.input, cfg.from_format)  # validates finiteness, rotations, focal lengths; refuses a lens
     n = len(cf.trajectory)
     if cfg.scene is None:

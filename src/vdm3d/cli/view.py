@@ -4,7 +4,7 @@ PATH is a run folder (splats, mesh, cameras with their frames), a splat PLY, a m
 file (:mod:`vdm3d.viewer.content`). The page binds 127.0.0.1 unless ``--host`` says otherwise (viser
 takes the next free port when ``--port`` is busy; the URL printed is the one bound).
 ``--screenshot FILE`` serves the page on a free local port, photographs it in headless Chromium and
-exits, for reports and CI.
+exits, for reports and CI; an existing FILE is replaced only with ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ class ViewConfig:
     """draw a mesh with more faces simplified to at most this many (a browser showed 1.6 M as an empty page)"""
     screenshot: Path | None = None
     """write a PNG of the page from headless Chromium and exit instead of serving"""
+    overwrite: bool = False
+    """replace the --screenshot file if it already exists"""
     width: Annotated[int, Range(1)] = 960
     """screenshot width in pixels"""
     height: Annotated[int, Range(1)] = 720
@@ -89,10 +91,11 @@ def main(argv, prog: str = "vdm3d view") -> int:
 
     config = cli(ViewConfig, argv, prog, description=HELP, examples=EXAMPLES)
     if config.screenshot is not None:
-        from vdm3d.io.runs import check_writable
+        from vdm3d.io.runs import check_new_output, check_writable
         from vdm3d.viewer.browser import screenshot
 
         check_writable(config.screenshot, "--screenshot")  # before Chromium starts (20 s)
+        check_new_output(config.screenshot, config.overwrite, "--screenshot", file=True)
         server, url, content = serve(dataclasses.replace(config, host="127.0.0.1"), port=0)
         try:
             out = screenshot(url, config.screenshot, config.width, config.height, config.wait_ms,

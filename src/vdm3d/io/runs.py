@@ -9,7 +9,8 @@ see :data:`WORTHLESS_CHECKPOINT`): then it stays, and the same command with ``--
 there. "The same command" is checked: the partial folder keeps the run's
 options and the hashes of its input files (``start.json``), and a resume with other options, or after an
 input file changed, is refused with one sentence naming the option or the file, so a resumed result is
-never a mix of two runs.
+never a mix of two runs. A partial folder with a symbolic link anywhere inside it is refused too: a resume
+would write through the link, outside the run.
 
 The manifest records the command line, the full config, the seed, the versions of the packages that
 shape the numbers, the code revision of a git checkout, the CPU, the thread count and the rasterizer and
@@ -166,6 +167,17 @@ def check_writable(path: str | Path, option: str = "--out") -> None:
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"{path}: cannot write there, because the folder {parent} is not writable; "
                           f"choose another {option} or fix the folder's permissions.")
+
+
+def check_new_output(path: str | Path, overwrite: bool, option: str = "--out", file: bool = False) -> None:
+    """Refuse, before any work, an output ``path`` that exists unless ``overwrite`` (outputs are never
+    replaced unasked); ``file``: the option writes one file (a report, a screenshot), so a folder there is
+    refused even with ``overwrite`` (the write would fail only at the end). ``option`` names the flag."""
+    path = Path(path)
+    if file and path.is_dir():
+        raise OutputError(f"{path}: is a folder, and {option} names a file to write; give {option} a file name.")
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path}: already exists; choose another {option} or pass --overwrite.")
 
 
 def holds_state(folder: str | Path, tensors: str = "state.safetensors", meta: str = "state.json",
@@ -573,6 +585,8 @@ class RunFolder:
         if self.resume and not self.partial.exists() and self.continue_from is None:
             raise InputError(f"{self.out}: --resume found no interrupted run to continue (no {self.partial.name} "
                              "beside it); run the same command without --resume to start one.")
+        if self.resume and self.partial.is_dir():
+            self._refuse_links_inside()
         if not self.resume and not self.overwrite and (self.partial / "checkpoints").is_dir():
             raise OutputExistsError(f"{self.out}: an interrupted run left its checkpoint in {self.partial}; pass "
                                     f"{self.resume_flag} to continue it, or --overwrite to discard it and start "
@@ -597,6 +611,21 @@ class RunFolder:
         atomic_write_json(self.partial / START, {**start, "legs": [*self._earlier_legs, self._leg]})
         before = self._earlier_start()
         self._started_with = before.get("options") if before is not None else None
+
+    def _refuse_links_inside(self) -> None:
+        """Refuse to resume into a partial folder that holds a symbolic link anywhere inside it, before anything
+        is written there: the resumed run would write through it (``checkpoints -> ~/somewhere``, a case folder
+        linked elsewhere), outside ``out``. vdm3d makes no links in a run; one there was put by someone else.
+        Starting again (``--overwrite``) removes the links, never what they point to."""
+        links: list[Path] = []
+        for root, dirs, files in os.walk(self.partial):  # a linked folder is listed, not entered
+            links += [Path(root) / n for n in dirs + files if os.path.islink(os.path.join(root, n))]
+        if links:
+            first, more = sorted(links)[0], len(links) - 1
+            others = f" (and the {_plural(more, 'other link')} there)" if more else ""
+            raise OutputError(f"{first}: is a symbolic link inside the interrupted run's folder {self.partial}, "
+                              f"through which the resumed run would write outside {self.out}; remove it{others}, "
+                              "or run again without --resume (and with --overwrite) to start again.")
 
     def _make_parents(self) -> None:
         """Create the folders above the run that do not exist yet, remembering them (deepest first) so that a

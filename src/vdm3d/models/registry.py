@@ -455,8 +455,12 @@ def verify(name: str, path: str | Path | None = None) -> tuple[str, list[str]]:
                 f"{' nor in the Hugging Face cache' if entry.hub_id else ''}; {fetch} puts them there."]
         folder, where = found
     if key in DEPTH:
-        from vdm3d.models.hub.base import _json_problems, _refuse_pickle_only, safetensors_problem
+        from vdm3d.models.hub.base import _json_problems, _refuse_pickle_only, peft_adapter_problem, safetensors_problem
 
+        adapter = peft_adapter_problem(folder, key, [folder / "config.json"], hub_id=entry.hub_id,
+                                       home=default_folder(key))
+        if adapter is not None:
+            return where, [str(adapter)]
         problems: list[str] = [f"{folder} has no {p}; download it again." for p in absent_parts(key, folder)]
         problems += [str(e) for e in _json_problems(folder)]
         try:

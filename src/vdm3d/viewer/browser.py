@@ -10,6 +10,7 @@ splats on 2 CPU cores). Every run gets a fresh, temporary profile and no backgro
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -55,26 +56,32 @@ def screenshot(url: str, out: str | Path, width: int = 960, height: int = 720, w
                                   "chromium) or open the page in a browser instead of passing --screenshot.")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="vdm3d-chromium-") as profile:
-        cmd = [exe, *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}",
-               f"--virtual-time-budget={wait_ms}", f"--screenshot={out.resolve()}", url]
-        # its own session, so that a stalled browser is stopped with its renderer and GPU processes, which
-        # would otherwise keep writing into the profile while it is removed
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
-        try:
-            _, stderr = proc.communicate(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            _stop(proc)
-            out.unlink(missing_ok=True)
-            raise Vdm3dError(f"Chromium took more than {timeout_s:.0f} s to screenshot {url} and was stopped; "
-                             + (f"{hint}, " if hint else "") + "try again (a loaded machine can stall headless "
-                             "Chromium) or open the page in a browser.") from None
-        except BaseException:  # Ctrl-C, SIGTERM: the browser's own session would outlive us, orphaned
-            _stop(proc)
-            out.unlink(missing_ok=True)
-            raise
-    if not out.is_file():
-        tail = (stderr or "").strip().splitlines()[-3:]
-        raise Vdm3dError(f"Chromium wrote no screenshot of {url} (exit {proc.returncode}): {' / '.join(tail)}")
+    # Chromium writes a hidden file beside ``out``, renamed over it only once the picture is whole: a stalled,
+    # failed or interrupted browser leaves an existing ``out`` as it was (it wrote into ``out`` itself, which a
+    # stall then removed). Beside ``out``, not in the temporary folder: a snap's Chromium has its own /tmp.
+    shot = out.parent / f".{out.name}.{os.getpid()}.{secrets.token_hex(4)}{out.suffix or '.png'}"
+    try:
+        with tempfile.TemporaryDirectory(prefix="vdm3d-chromium-") as profile:
+            cmd = [exe, *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}",
+                   f"--virtual-time-budget={wait_ms}", f"--screenshot={shot.resolve()}", url]
+            # its own session, so that a stalled browser is stopped with its renderer and GPU processes, which
+            # would otherwise keep writing into the profile while it is removed
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    start_new_session=True)
+            try:
+                _, stderr = proc.communicate(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                _stop(proc)
+                raise Vdm3dError(f"Chromium took more than {timeout_s:.0f} s to screenshot {url} and was stopped; "
+                                 + (f"{hint}, " if hint else "") + "try again (a loaded machine can stall headless "
+                                 "Chromium) or open the page in a browser.") from None
+            except BaseException:  # Ctrl-C, SIGTERM: the browser's own session would outlive us, orphaned
+                _stop(proc)
+                raise
+        if not shot.is_file() or shot.stat().st_size == 0:
+            tail = (stderr or "").strip().splitlines()[-3:]
+            raise Vdm3dError(f"Chromium wrote no screenshot of {url} (exit {proc.returncode}): {' / '.join(tail)}")
+        os.replace(shot, out)
+    finally:
+        shot.unlink(missing_ok=True)
     return out

@@ -56,6 +56,25 @@ def test_pickle_only_depth_folder_is_refused(models_dir):
         registry.load_depth("depth-anything-v2-small")
 
 
+def test_a_lora_adapters_folder_is_named_as_one(models_dir, tmp_path):
+    """transformers loads an adapter folder's base model from the hub (offline: its own error); vdm3d's check
+    said "has no config.json; download it again"."""
+    from vdm3d.errors import InputError
+
+    lora = tmp_path / "depth-lora"
+    lora.mkdir()
+    (lora / "adapter_config.json").write_text('{"peft_type": "LORA", "r": 8, "target_modules": ["query"]}')
+    home = models_dir / "depth-anything-v2-small"
+    sentence = (f"{lora} holds a LoRA/peft adapter (adapter_config.json), not a model, and vdm3d loads no adapters; "
+                f"give the folder of depth-anything-v2-small itself instead (its weights go in {home}: `hf download "
+                f"depth-anything/Depth-Anything-V2-Small-hf --local-dir {home}`), or the folder of the model with the "
+                "adapter merged into it (peft's merge_and_unload, then save_pretrained).")
+    with pytest.raises(InputError) as err:
+        registry.load_depth("depth-anything-v2-small", lora)
+    assert str(err.value) == sentence
+    assert registry.verify("depth-anything-v2-small", lora) == (str(lora), [sentence])
+
+
 def test_names_and_choices():
     assert registry.depth_names()[0] == "tiny-depth"
     assert "depth-anything-v2-small" in registry.names()

@@ -184,6 +184,49 @@ def test_the_pickle_refusal_gives_a_command_that_works(folders, tmp_path):
     assert torch.equal(bb.unet.conv_in.weight, state["conv_in.weight"])
 
 
+# ------------------------------------------------------------------ 3b. a LoRA adapter's folder
+def lora_folder(folder: Path) -> Path:
+    """What `peft`'s ``save_pretrained`` leaves: ``adapter_config.json`` and the adapter's weights, no model."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True)
+    (folder / "adapter_config.json").write_text(json.dumps({
+        "peft_type": "LORA", "base_model_name_or_path": "chenguolin/sv3d-diffusers", "r": 16, "lora_alpha": 16,
+        "target_modules": ["to_q", "to_k", "to_v"]}))
+    save_file({"base_model.model.unet.conv_in.lora_A.weight": torch.zeros(16, 8)},
+              folder / "adapter_model.safetensors")
+    return folder
+
+
+def test_a_lora_adapters_folder_is_named_as_one_not_a_model_to_download_into(models_dir, tmp_path, capsys):
+    """A peft adapter's folder given as a model was "FOLDER exists but has no unet/, vae/, image_encoder/;
+    download them ... --local-dir FOLDER": a model downloaded into the adapter's folder."""
+    from vdm3d.cli.main import main
+
+    lora = lora_folder(tmp_path / "my-lora")
+    home = models_dir / "sv3d-p"
+    with pytest.raises(InputError) as err:
+        registry.load_backbone("sv3d-p", lora)
+    sentence = (f"{lora} holds a LoRA/peft adapter of chenguolin/sv3d-diffusers (adapter_config.json), not a model, "
+                f"and vdm3d loads no adapters; give the folder of sv3d-p itself instead (its weights go in {home}: "
+                f"`hf download chenguolin/sv3d-diffusers --local-dir {home}`), or the folder of the model with the "
+                "adapter merged into it (peft's merge_and_unload, then save_pretrained).")
+    assert one_sentence(err) == sentence
+    capsys.readouterr()
+    assert main(["models", "verify", "sv3d-p", "--path", str(lora)]) == 2
+    assert capsys.readouterr().out.splitlines()[0] == sentence
+    # in the model's own folder (a job's --backbone sv3d-p): the adapter goes, the model comes in its place
+    lora_folder(home)
+    image = Path(__file__).resolve().parents[3] / "src" / "vdm3d" / "assets" / "spot.png"
+    assert main(["object", "--backbone", "sv3d-p", "--image", str(image), "--out", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {home} holds a LoRA/peft adapter of chenguolin/sv3d-diffusers (adapter_config.json), not a model, "
+        f"and vdm3d loads no adapters; move the adapter elsewhere and put sv3d-p's weights in {home} (`hf download "
+        f"chenguolin/sv3d-diffusers --local-dir {home}`), or the model with the adapter merged into it (peft's "
+        "merge_and_unload, then save_pretrained).\n")
+    assert not (tmp_path / "run").exists()
+
+
 # ------------------------------------------------------------------ 4. settings from the folder's configs
 def test_text_lengths_come_from_the_folders_configs(folders):
     """Without vdm3d_adapter.json the sequence lengths are the model's own (the tiny ones: 8 T5 tokens for

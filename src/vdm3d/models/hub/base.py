@@ -42,6 +42,8 @@ from vdm3d.models.weights import CONVERT, TRUST_FLAG, is_missing_weights, missin
 warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*", category=UserWarning)
 
 ADAPTER_FILE = "vdm3d_adapter.json"
+PEFT_ADAPTER_FILE = "adapter_config.json"
+"""what a peft (LoRA) adapter's folder holds beside its weights, instead of a model's parts"""
 
 
 @contextlib.contextmanager
@@ -469,6 +471,10 @@ def folder_problems(cls, folder: Path, what: str, *, hub_id: str | None = None, 
     (unless trusted), a safetensors file that is truncated or has no readable header. Each is one sentence
     naming the file (an exception to raise), in the order a load meets them; ``home``: the entry's own folder
     (where the fix puts ``what``'s weights when ``folder`` holds another model)."""
+    required = [folder / key for key, comp in cls.COMPONENTS.items() if comp.required]
+    adapter = peft_adapter_problem(folder, what, required, hub_id=hub_id, home=home)
+    if adapter is not None:  # every part would be "missing", and the fix to download them into it, wrong
+        return [adapter]
     problems: list[Exception] = []
     absent, empty = [], []
     for key, comp in cls.COMPONENTS.items():
@@ -507,6 +513,33 @@ def folder_problems(cls, folder: Path, what: str, *, hub_id: str | None = None, 
     if absent or empty:
         problems.append(_missing_parts(cls, folder, what, absent, empty, hub_id=hub_id, home=home))
     return problems
+
+
+def peft_adapter_problem(folder: Path, what: str, parts: list[Path], *, hub_id: str | None = None,
+                         home: str | Path | None = None) -> InputError | None:
+    """The refusal of a peft (LoRA) adapter's folder given as ``what``'s model folder: it holds an
+    ``adapter_config.json`` and none of the model's ``parts`` (its required sub-folders, a transformers model's
+    ``config.json``); None for any other folder. vdm3d loads no adapters, so the fix is the base model's folder
+    (``home``, where ``what``'s weights go), or the adapter merged into it first; it is never to download the
+    model into the adapter's folder, which the missing-parts sentence would have said."""
+    config = folder / PEFT_ADAPTER_FILE
+    if not config.is_file() or any(p.exists() for p in parts):
+        return None
+    try:
+        base = json.loads(config.read_text()).get("base_model_name_or_path")
+    except (OSError, ValueError, AttributeError):
+        base = None
+    of = f" of {base}" if isinstance(base, str) and base else ""
+    fetch = f"`hf download {hub_id} --local-dir {{}}`" if hub_id else f"`vdm3d models info {what}` says how to get it"
+    own = Path(home).expanduser() if home is not None else None
+    merged = "the model with the adapter merged into it (peft's merge_and_unload, then save_pretrained)"
+    if own is not None and own != folder:
+        fix = (f"give the folder of {what} itself instead (its weights go in {own}: {fetch.format(own)}), or "
+               f"the folder of {merged}")
+    else:  # the default folder: the model goes there, the adapter out of it
+        fix = f"move the adapter elsewhere and put {what}'s weights in {folder} ({fetch.format(folder)}), or {merged}"
+    return InputError(f"{folder} holds a LoRA/peft adapter{of} ({PEFT_ADAPTER_FILE}), not a model, and vdm3d "
+                      f"loads no adapters; {fix}.")
 
 
 def _missing_parts(cls, folder: Path, what: str, absent: list[str], empty: list[str], *, hub_id: str | None,

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from vdm3d.errors import ConfigError
 from vdm3d.models.depth import DEPTH_KINDS
-from vdm3d.models.hub.base import _refuse_pickle_only, quiet_loading
+from vdm3d.models.hub.base import _refuse_pickle_only, peft_adapter_problem, quiet_loading
 from vdm3d.models.weights import is_missing_weights, missing_weights_error
 
 
@@ -105,6 +105,9 @@ class TransformersDepth:
 
         if not local and (path.is_absolute() or str(source).startswith((".", "~"))):
             raise missing()
+        if local and (adapter := peft_adapter_problem(path, what, [path / "config.json"], hub_id=hub_id,
+                                                      home=folder)) is not None:
+            raise adapter  # transformers would load the adapter's base model from the hub instead
         if local and not trust_pickle:
             _refuse_pickle_only(path)
         if not local and not allow_download:
