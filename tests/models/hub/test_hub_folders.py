@@ -227,6 +227,21 @@ def test_a_lora_adapters_folder_is_named_as_one_not_a_model_to_download_into(mod
     assert not (tmp_path / "run").exists()
 
 
+def test_an_adapter_beside_a_models_weights_is_said_to_be_ignored(folders, tmp_path, capsys):
+    """A model folder that also holds an adapter_config.json loaded the model and dropped the adapter without a
+    word, so a user who had put their LoRA there got the base model's pictures and no reason why."""
+    model = copy_folder(folders["sv3d-p"], tmp_path, "sv3d-with-lora")
+    (model / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 4}))
+    capsys.readouterr()
+    registry.load_backbone("sv3d-p", model)
+    assert capsys.readouterr().err == (
+        f"warning: {model / 'adapter_config.json'}: a LoRA/peft adapter beside sv3d-p's weights is not loaded "
+        "(vdm3d loads no adapters); merge it into the model first (peft's merge_and_unload, then save_pretrained) "
+        "to use it.\n")
+    registry.load_backbone("sv3d-p", folders["sv3d-p"])
+    assert capsys.readouterr().err == ""
+
+
 # ------------------------------------------------------------------ 4. settings from the folder's configs
 def test_text_lengths_come_from_the_folders_configs(folders):
     """Without vdm3d_adapter.json the sequence lengths are the model's own (the tiny ones: 8 T5 tokens for

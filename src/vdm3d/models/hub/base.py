@@ -461,6 +461,10 @@ def _check_folder(cls, folder: Path, what: str, *, hub_id: str | None, trust_pic
     problems = folder_problems(cls, folder, what, hub_id=hub_id, trust_pickle=trust_pickle, home=home)
     if problems:
         raise problems[0]
+    if (folder / PEFT_ADAPTER_FILE).is_file():  # a model with an adapter beside it: the model loads, the adapter not
+        print(f"warning: {folder / PEFT_ADAPTER_FILE}: a LoRA/peft adapter beside {what}'s weights is not loaded "
+              "(vdm3d loads no adapters); merge it into the model first (peft's merge_and_unload, then "
+              "save_pretrained) to use it.", file=sys.stderr, flush=True)
 
 
 def folder_problems(cls, folder: Path, what: str, *, hub_id: str | None = None, trust_pickle: bool = False,
