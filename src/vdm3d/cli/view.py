@@ -60,6 +60,7 @@ def serve(config: ViewConfig, *, port: int | None = None):
     """Start the viser server with the content of ``config.path``; returns ``(server, url)``."""
     from vdm3d.errors import Vdm3dError
     from vdm3d.viewer.content import load_content
+    from vdm3d.viewer.origin import guarded_server
     from vdm3d.viewer.server import show
 
     content = load_content(config.path, config.mesh_up)  # bad input fails before a port is opened
@@ -67,7 +68,9 @@ def serve(config: ViewConfig, *, port: int | None = None):
         import viser
     except ImportError:
         raise Vdm3dError("the viewer needs viser, which is not installed; run: pip install 'vdm3d[viewer]'.") from None
-    server = viser.ViserServer(host=config.host, port=config.port if port is None else port, verbose=False)
+    # refuses other sites' pages (cross-site websocket hijacking, DNS rebinding): viser checks no Origin
+    server = guarded_server(viser.ViserServer, host=config.host, port=config.port if port is None else port,
+                            verbose=False)
     show(server, content, max_splats=config.max_splats, max_faces=config.max_faces)
     host = "127.0.0.1" if config.host in ("0.0.0.0", "") else config.host
     return server, f"http://{host}:{server.get_port()}/", content
