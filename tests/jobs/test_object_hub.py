@@ -123,3 +123,23 @@ def test_v3d_on_another_orbit_is_refused_in_one_sentence(models, image, tmp_path
     err = capsys.readouterr().err.strip()
     assert code == 2 and "--orbit v3d" in err and err.count("\n") == 0, err
     assert not out.exists() and not (tmp_path / ".run.partial").exists()
+
+
+def test_device_is_where_the_hub_backbone_ran_and_the_manifest_says_so(models, image, tmp_path, monkeypatch, capsys):
+    """`--device auto` is the CPU on a machine without CUDA (the run is the CPU run: the protocol's calls
+    cross no device there), and the manifest names where the backbone ran and in what precision; a device
+    this process has not is refused before any work."""
+    monkeypatch.setenv("VDM3D_MODELS", str(models))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU fallback of --device auto")
+    out = tmp_path / "run"
+    assert cli(["object", "--image", str(image), "--out", str(out), "--preset", "v3d", "--device", "auto",
+                *FAST]) == 0, capsys.readouterr().err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["backends"]["backbone_device"] == ["cpu float32"]
+    capsys.readouterr()
+    assert cli(["object", "--image", str(image), "--out", str(tmp_path / "gpu"), "--preset", "v3d", "--device",
+                "cuda", *FAST]) == 2
+    assert capsys.readouterr().err.startswith("error: --device cuda: this process sees no CUDA device")
+    assert not (tmp_path / "gpu").exists()

@@ -221,23 +221,41 @@ MEMORY_NOTE = ("--memory 24GB fits every hub backbone the job loads into that mu
                "the free memory) with VAE slicing/tiling, chunking and CPU offload, and prints the plan")
 
 
+def pop_flag(argv: Sequence[str], flag: str) -> tuple[list[str], str | None]:
+    """``argv`` without ``FLAG VALUE`` (or ``FLAG=VALUE``; the last one given wins), and the value (None when
+    absent, ``""`` when the flag ends the line)."""
+    argv, out, value, i = list(argv), [], None, 0
+    while i < len(argv):
+        a = argv[i]
+        if a == flag or a.startswith(f"{flag}="):
+            value = a.split("=", 1)[1] if "=" in a else (argv[i + 1] if i + 1 < len(argv) else "")
+            i += 1 if "=" in a else 2
+            continue
+        out.append(a)
+        i += 1
+    return out, value
+
+
 def pop_memory_flag(argv: Sequence[str]) -> tuple[list[str], str]:
     """``argv`` without ``--memory AMOUNT`` (or ``--memory=AMOUNT``), and the amount (``"auto"``
     when absent: the device's free memory)."""
     from vdm3d.models.hub.memory import parse_memory
 
-    argv, out, amount, i = list(argv), [], "auto", 0
-    while i < len(argv):
-        a = argv[i]
-        if a == "--memory" or a.startswith("--memory="):
-            amount = a.split("=", 1)[1] if "=" in a else (argv[i + 1] if i + 1 < len(argv) else "")
-            i += 1 if "=" in a else 2
-            if amount != "auto":
-                parse_memory(amount)  # refuse a bad amount before the job starts
-            continue
-        out.append(a)
-        i += 1
-    return out, amount
+    out, amount = pop_flag(argv, "--memory")
+    if amount is not None and amount != "auto":
+        parse_memory(amount)  # refuse a bad amount before the job starts
+    return out, "auto" if amount is None else amount
+
+
+def pop_device_flag(argv: Sequence[str]) -> tuple[list[str], str | None]:
+    """``argv`` without ``--device DEVICE`` (or ``--device=DEVICE``), and the device, checked (None when
+    absent: the CPU)."""
+    from vdm3d.models.device import parse_device
+
+    out, device = pop_flag(argv, "--device")
+    if device is not None:
+        parse_device(device)  # refuse a device this process has not before the job starts
+    return out, device
 
 
 def cli(cls: type[T], argv: Sequence[str], prog: str, default: T | None = None, description: str | None = None,
@@ -245,25 +263,30 @@ def cli(cls: type[T], argv: Sequence[str], prog: str, default: T | None = None, 
     """``tyro.cli`` for a job's config dataclass, with ``--config FILE`` giving the defaults.
 
     ``examples`` (a few command lines) are printed at the end of ``--help``, after tyro's options.
-    ``memory``: the job loads hub backbones, so it takes ``--memory AMOUNT`` too (not a config field:
-    it changes how the models run, not what the job computes), which configures
-    :mod:`vdm3d.models.hub.memory` for every backbone loaded afterwards.
+    ``memory``: the job loads hub backbones, so it takes ``--memory AMOUNT`` and ``--device DEVICE`` too (not
+    config fields: they change how the models run, not what the job computes), which configure
+    :mod:`vdm3d.models.hub.memory` and :mod:`vdm3d.models.device` for every backbone loaded afterwards.
     """
     import tyro
 
     argv, path = pop_config_flag(argv)
     if memory:
+        from vdm3d.models import device as devices
         from vdm3d.models.hub.memory import configure, print_plan
 
         argv, amount = pop_memory_flag(argv)
+        argv, device = pop_device_flag(argv)
         if not ("-h" in argv or "--help" in argv):
             configure(amount, report=print_plan)
+            devices.configure(device)
     if path is not None:
         data, base = read_config_file(path)
         default = build(cls, data, default, str(path), base)
     note = "--config FILE.yaml gives the defaults of these options (flags override it); vdm3d rerun uses it"
     if memory:
-        note = f"{note}. {MEMORY_NOTE}"
+        from vdm3d.models.device import DEVICE_NOTE
+
+        note = f"{note}. {MEMORY_NOTE}. {DEVICE_NOTE}"
     description = f"{description}\n\n{note}" if description else note
     try:
         config = tyro.cli(cls, args=argv, prog=prog, default=default, description=description)

@@ -563,12 +563,12 @@ def _main(argv: Sequence[str] | None) -> int:
         return 128 + int(signum)
     except SystemExit as e:  # argparse/tyro usage errors already printed their message
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
-    finally:  # a job's --memory plans the backbones of this command only (main also runs in-process)
+    finally:  # a job's --memory and --device act on this command's backbones only (main also runs in-process)
         restore()
         undebug()
-        planner = sys.modules.get("vdm3d.models.hub.memory")
-        if planner is not None:
-            planner.configure(None)
+        for module in ("vdm3d.models.hub.memory", "vdm3d.models.device"):  # --memory, --device
+            if module in sys.modules:
+                sys.modules[module].configure(None)
 
 
 if __name__ == "__main__":

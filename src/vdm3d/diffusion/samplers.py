@@ -192,8 +192,8 @@ def sample(backbone: Any, sigmas: Tensor, *, cond: Conditioning | None = None,
     frames = shape[1] if len(shape) >= 3 else None  # the guider's weights are per latent frame
     guided_steps = [guider is not None and guider.active(m, steps, frames) for m in range(steps)]
     uncond_enc = backbone.condition(cond, null=True) if any(guided_steps) else None
-    if batch_guidance is None:
-        batch_guidance = x.device.type != "cpu"
+    if batch_guidance is None:  # one call on a 2B batch where the backbone runs on a GPU (its --device)
+        batch_guidance = getattr(backbone, "device", x.device).type != "cpu"
     joined = (_join_branches(backbone, cond_enc, uncond_enc, shape[0])
               if any(guided_steps) and batch_guidance else None)
     per_element = bool(getattr(backbone, "per_element_sigma", False))

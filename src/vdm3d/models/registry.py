@@ -544,14 +544,16 @@ def load_backbone(
     *,
     allow_download: bool = False,
     trust_pickle: bool = False,
-    device: str = "cpu",
+    device: str | None = None,
     memory: str | None = None,
     plan_size: int | tuple[int, int] | None = None,
     plan_frames: int | None = None,
     **settings,
 ):
     """Load a backbone by name (tiny or hub). ``path`` overrides the default folder; ``settings``
-    override the adapter settings of the entry (e.g. ``frames=14``). A hub backbone is then fitted to
+    override the adapter settings of the entry (e.g. ``frames=14``). ``device`` (None: a tiny model on the
+    CPU, a hub one where the job's ``--device`` put it, :mod:`vdm3d.models.device`, in that device's
+    precision; either way the backbone takes and gives CPU float32). A hub backbone is then fitted to
     ``memory`` (``"24GB"``, ``"auto"``; default: what the job's ``--memory`` configured, else nothing)
     by :mod:`vdm3d.models.hub.memory` (a tiny one is only reported as needing no plan), for the size the
     job runs it at: ``plan_size`` ``(height, width)`` or the longest side, ``plan_frames`` (None: the model's
@@ -561,18 +563,26 @@ def load_backbone(
     if str(name).endswith(".json"):  # a model file that `vdm3d train` wrote
         from vdm3d.models.tiny import load_tiny_file
 
-        return note_embedded(load_tiny_file(name, device=device), memory)
+        return note_embedded(load_tiny_file(name, device=device or "cpu"), memory)
     kind, key = _resolve(name)
     if kind == "tiny":
         from vdm3d.models.tiny import load_tiny
 
-        return note_embedded(load_tiny(key, device=device), memory)
+        return note_embedded(load_tiny(key, device=device or "cpu"), memory)
     if key in DEPTH:
         raise ConfigError(f"{key!r} is a depth estimator, not a video backbone; choose one of: "
                           f"{', '.join(n for n in names() if n not in depth_names())}.")
+    from vdm3d.models.device import configured_device, model_dtype, parse_device
+
+    where = parse_device(device, "device") if device is not None else configured_device()
+    # read into CPU memory in the device's precision, planned, and only then moved: a model that fits the GPU
+    # only offloaded must not be put there whole first
     backbone = _load_hub(HUB[key], key, path, allow_download=allow_download, trust_pickle=trust_pickle,
-                         device=device, **settings)
-    return plan_loaded(backbone, memory, device, size=plan_size, frames=plan_frames)
+                         device="cpu", torch_dtype=model_dtype(where), **settings)
+    backbone = plan_loaded(backbone, memory, where, size=plan_size, frames=plan_frames)
+    if "execution_device" not in backbone.__dict__:  # offloaded modules are moved by their hooks
+        backbone.to(where)
+    return backbone
 
 
 def load_depth(name: str, path: str | Path | None = None, *, allow_download: bool = False,
@@ -641,7 +651,7 @@ def _check_variant(folder: Path, key: str, entry: HubEntry, expected: str | None
 
 
 def _load_hub(entry: HubEntry, key: str, path: str | Path | None, *, allow_download: bool, trust_pickle: bool,
-              device: str, **settings):
+              device, torch_dtype=None, **settings):
     folder = default_folder(key)
     if path is not None:
         source: str | Path = Path(path).expanduser()
@@ -685,6 +695,7 @@ def _load_hub(entry: HubEntry, key: str, path: str | Path | None, *, allow_downl
             folder=folder,
             files=entry.files,
             device=device,
+            **({"torch_dtype": torch_dtype} if torch_dtype is not None else {}),  # a depth model takes none
             **merged,
         )
     except MissingWeightsError as e:

@@ -7,46 +7,12 @@ import dataclasses
 import pytest
 import torch
 
-from vdm3d.diffusion.schedules import DdimSchedule, EdmSchedule, FlowSchedule
 from vdm3d.protocols import Backbone, Conditioning
 
-from hub_helpers import SIZE, reference_image, two_steps
+from hub_helpers import CASES, SIZE, two_steps
 
 pytestmark = pytest.mark.filterwarnings("ignore:`FluxPosEmbed` is deprecated:FutureWarning")
 
-CASES = {
-    # fixture, schedule, frames of pixels, condition
-    "svd": ("tiny_svd", EdmSchedule(2), 2, lambda: Conditioning(reference=reference_image())),
-    "sv3d": (
-        "tiny_sv3d",
-        EdmSchedule(2),
-        2,
-        lambda: Conditioning(
-            reference=reference_image(), extras={"polars_rad": [1.2, 1.4], "azimuths_rad": [3.0, 0.0]}
-        ),
-    ),
-    "cogvideox": (
-        "tiny_cogvideox",
-        DdimSchedule(2, "trailing"),
-        9,
-        lambda: Conditioning(reference=reference_image(), text="a red house", negative_text=""),
-    ),
-    "wan": (
-        "tiny_wan",
-        FlowSchedule(2, shift=5.0),
-        5,
-        lambda: Conditioning(text="a blue car", negative_text=""),
-    ),
-    "flux": (
-        "tiny_flux",
-        FlowSchedule(2, shift=3.0),
-        2,
-        lambda: Conditioning(
-            text="a red house",
-            maps=torch.rand(1, 2, SIZE, SIZE, 3, generator=torch.Generator().manual_seed(3)),
-        ),
-    ),
-}
 
 
 @pytest.mark.parametrize("case", list(CASES))

@@ -35,6 +35,7 @@ from torch import Tensor
 
 from vdm3d.errors import ConfigError, InputError, MissingWeightsError, UnsafeCheckpointError
 from vdm3d.models.batching import join_batch
+from vdm3d.models.device import on_device_calls
 from vdm3d.models.weights import CONVERT, TRUST_FLAG, is_missing_weights, missing_weights_error, warn_trusted_pickle
 
 # diffusers' from_pretrained passes huggingface_hub an argument it deprecated; the warning would print
@@ -102,7 +103,9 @@ class HubBackbone:
     """Base of the hub adapters (implements the storage half of :class:`~vdm3d.protocols.Backbone`).
 
     Subclasses declare ``COMPONENTS`` (sub-folder -> :class:`Component`) and ``Settings`` (a frozen
-    dataclass) and implement ``encode``/``decode``/``condition``/``denoise``."""
+    dataclass) and implement ``encode``/``decode``/``condition``/``denoise``, which take and return tensors on
+    any device: each subclass's are wrapped (:func:`vdm3d.models.device.on_device_calls`) so that a job's CPU
+    tensors go to the backbone's device and its results come back as CPU float32."""
 
     COMPONENTS: ClassVar[dict[str, Component]] = {}
     Settings: ClassVar[type] = type(None)
@@ -125,6 +128,10 @@ class HubBackbone:
     """the published repository whose ``text_encoder/`` and ``tokenizer/`` this adapter's folders take"""
     NO_SCHEDULER: ClassVar[str | None] = None
     """what the adapter uses when the folder has no ``scheduler/`` (None: it reads no scheduler config)"""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        on_device_calls(cls)  # a job's CPU tensors cross to the backbone's device and back (--device cuda)
 
     def __init__(self, components: dict[str, Any], settings=None, *, name: str | None = None):
         missing = [k for k, c in self.COMPONENTS.items() if c.required and components.get(k) is None]

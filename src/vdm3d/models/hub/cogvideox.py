@@ -109,8 +109,8 @@ class CogVideoXBackbone(HubBackbone):
 
     def timestep_from_sigma(self, sigma: Tensor) -> Tensor:
         """Continuous training timestep whose VP noise level matches the VE ``sigma``."""
-        log_s = sigma.double().clamp_min(1e-12).log().to(self._log_sigmas.device)
-        table = self._log_sigmas
+        log_s = sigma.double().clamp_min(1e-12).log()
+        table = self._log_sigmas.to(log_s.device)  # on sigma's device: a CPU timestep next to CUDA latents fails
         idx = torch.searchsorted(table, log_s.contiguous()).clamp(1, len(table) - 1)
         lo, hi = table[idx - 1], table[idx]
         w = ((log_s - lo) / (hi - lo)).clamp(0.0, 1.0)
