@@ -100,16 +100,18 @@ def to_device(value: Any, device: torch.device) -> Any:
     if isinstance(value, torch.Tensor):
         return value if value.device == device else value.to(device)
     if isinstance(value, dict):
-        return {k: to_device(v, device) for k, v in value.items()}
+        moved = {k: to_device(v, device) for k, v in value.items()}
+        return value if all(moved[k] is value[k] for k in value) else moved
     if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
-        return type(value)(to_device(v, device) for v in value)
+        items = [to_device(v, device) for v in value]
+        return value if all(a is b for a, b in zip(items, value)) else type(value)(items)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        moved = {f.name: to_device(getattr(value, f.name), device) for f in dataclasses.fields(value) if f.init}
-        if all(moved[k] is getattr(value, k) for k in moved):
-            return value
-        return dataclasses.replace(value, **moved)
-    if hasattr(value, "to") and not isinstance(value, torch.nn.Module) and hasattr(value, "c2w"):
-        return value.to(device)  # Cameras
+        fields = {f.name: to_device(getattr(value, f.name), device) for f in dataclasses.fields(value) if f.init}
+        if all(fields[k] is getattr(value, k) for k in fields):
+            return value  # nothing to move (the CPU): the same object, no copy per call
+        return dataclasses.replace(value, **fields)
+    if isinstance(getattr(value, "c2w", None), torch.Tensor) and hasattr(value, "to"):  # Cameras
+        return value if value.c2w.device == device else value.to(device)
     return value
 
 
