@@ -39,3 +39,20 @@ def test_the_boundary_moves_what_a_condition_holds_and_gives_float32_back():
     assert to_device(cond, torch.device("cpu")) is cond  # nothing to move: the same object
     half = torch.ones(2, dtype=torch.bfloat16)
     assert to_caller(half).dtype == torch.float32 and to_caller(torch.ones(2, dtype=torch.long)).dtype == torch.long
+
+
+def test_an_embedded_model_says_it_stays_on_the_cpu_when_a_gpu_was_asked_for(monkeypatch, capsys):
+    from vdm3d.models import device as devices
+    from vdm3d.models.registry import load_backbone
+
+    real = devices.parse_device
+    monkeypatch.setattr(devices, "parse_device", lambda text, flag="--device": torch.device("cuda")
+                        if str(text).startswith("cuda") else real(text, flag))  # as on a machine with a GPU
+    monkeypatch.setitem(devices._configured, "device", "cuda")
+    tiny = load_backbone("tiny-video")
+    assert next(tiny.parameters()).device.type == "cpu"
+    assert capsys.readouterr().err == ("note: tiny-video is an embedded model and runs on the CPU; --device places "
+                                       "the hub backbones.\n")
+    monkeypatch.setitem(devices._configured, "device", None)
+    load_backbone("tiny-video")
+    assert capsys.readouterr().err == ""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import sys
 import threading
 from typing import Any, Callable
 
@@ -72,6 +73,16 @@ def configured_device() -> torch.device:
     """Where hub backbones are loaded: what :func:`configure` set, else the CPU."""
     device = _configured["device"]
     return parse_device(device) if device is not None else torch.device("cpu")
+
+
+def note_on_cpu(model):
+    """Say, where the job's ``--device`` asked for a GPU, that an embedded model runs on the CPU all the same
+    (its tensors are small, the transfers would cost more); returns ``model``."""
+    asked = _configured["device"]
+    if asked is not None and parse_device(asked).type != "cpu":
+        print(f"note: {getattr(model, 'name', type(model).__name__)} is an embedded model and runs on the CPU; "
+              "--device places the hub backbones.", file=sys.stderr, flush=True)
+    return model
 
 
 def model_dtype(device: torch.device) -> torch.dtype | None:

@@ -558,17 +558,20 @@ def load_backbone(
     by :mod:`vdm3d.models.hub.memory` (a tiny one is only reported as needing no plan), for the size the
     job runs it at: ``plan_size`` ``(height, width)`` or the longest side, ``plan_frames`` (None: the model's
     native resolution and clip length)."""
+    from vdm3d.models.device import note_on_cpu
     from vdm3d.models.hub.memory import note_embedded, plan_loaded
 
     if str(name).endswith(".json"):  # a model file that `vdm3d train` wrote
         from vdm3d.models.tiny import load_tiny_file
 
-        return note_embedded(load_tiny_file(name, device=device or "cpu"), memory)
+        model = note_embedded(load_tiny_file(name, device=device or "cpu"), memory)
+        return note_on_cpu(model) if device is None else model
     kind, key = _resolve(name)
     if kind == "tiny":
         from vdm3d.models.tiny import load_tiny
 
-        return note_embedded(load_tiny(key, device=device or "cpu"), memory)
+        model = note_embedded(load_tiny(key, device=device or "cpu"), memory)
+        return note_on_cpu(model) if device is None else model
     if key in DEPTH:
         raise ConfigError(f"{key!r} is a depth estimator, not a video backbone; choose one of: "
                           f"{', '.join(n for n in names() if n not in depth_names())}.")
