@@ -217,3 +217,15 @@ def test_a_rerun_names_another_code_revision_or_cpu_and_spares_older_manifests()
         "CPU differs from the original run (the C++ rasterizer is built for each CPU; numbers may differ): "
         "Xeon -> Zen 4",
         "backends differ from the original run (numbers may differ): gl: '<absent>' -> ['llvmpipe']"]
+
+
+def test_a_rerun_runs_the_hub_backbones_where_the_original_did_unless_told():
+    """A GPU run's rerun ran its hub backbones on the CPU (hours for a full-size model): the recorded --device
+    goes with the rerun, and a --device given to rerun wins."""
+    from vdm3d.cli.rerun import recorded_device
+
+    gpu = {"command": ["/bin/vdm3d", "object", "--image", "a.png", "--device", "cuda:1", "--out", "runs/a"]}
+    assert recorded_device(gpu, []) == ["--device", "cuda:1"]
+    assert recorded_device(gpu, ["--device", "cpu"]) == []
+    assert recorded_device({"command": ["/bin/vdm3d", "object", "--device=auto"]}, []) == ["--device", "auto"]
+    assert recorded_device({"command": ["/bin/vdm3d", "object", "--image", "a.png"]}, []) == []

@@ -81,6 +81,18 @@ def job_argv(manifest: Path, data: dict, out: Path, overwrite: bool, extra: list
     return [job, "--config", str(manifest), "--out", str(out), *tail, *extra]
 
 
+def recorded_device(data: dict, extra: Sequence[str]) -> list[str]:
+    """``["--device", D]`` when the original run put its hub backbones on ``D`` (its command gave ``--device``)
+    and this rerun names none: a GPU run's rerun runs there too (on the CPU, a full-size model takes hours).
+    Where that device is missing the job says so in one sentence, and ``--device cpu`` given to rerun wins."""
+    from vdm3d.cli.config import pop_flag
+
+    if pop_flag(extra, "--device")[1] is not None:
+        return []
+    _, device = pop_flag([str(a) for a in data.get("command") or []], "--device")
+    return ["--device", device] if device else []
+
+
 def _without_out(argv: list[str]) -> list[str]:
     out, skip = [], False
     for a in argv:
@@ -137,6 +149,7 @@ def main(argv, prog: str = "vdm3d rerun") -> int:
     run = manifest.resolve().parent
     out = args.out or run.parent / f"{run.name}-rerun"
     command = job_argv(manifest.resolve(), data, out.resolve(), args.overwrite, extra)
+    command += recorded_device(data, extra)
     print(f"rerun: vdm3d {' '.join(command)}", flush=True)
     apply_threads(data.get("threads"))
     legs = leg_threads(data)
