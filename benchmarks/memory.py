@@ -11,7 +11,13 @@ estimates: no GPU was available to measure the peaks, so the table says nothing 
 CPU: the estimated activations of one CFG denoiser call and of one decode against the peak of CPU
 tensor memory measured by torch's profiler (:func:`~vdm3d.models.hub.memory.measure_peak`), per plan.
 
-Run: ``.venv/bin/python benchmarks/memory.py [--part full tiny]``.
+**measured** (``--part measured``, for a lent GPU): the same full-size models built on the device with random
+weights in bf16, and for each candidate plan one CFG denoiser call (batch 2) and one decode at the job's default
+workload, timed, with the device's peak (``torch.cuda.max_memory_allocated``) beside the planner's estimate; a
+JSON of the rows goes to ``--json``. ``--tiny`` runs the same on the tiny configs, which is how it is checked on
+a CPU (peaks from torch's profiler there).
+
+Run: ``.venv/bin/python benchmarks/memory.py [--part full tiny measured] [--models sv3d-p ...] [--device cuda]``.
 """
 
 from __future__ import annotations
@@ -182,15 +188,114 @@ def tiny() -> None:
             print(f"| {name} | {plan.label} | {est.denoiser / mb:.1f} / {d / mb:.1f} | {est.vae / mb:.1f} / {v / mb:.1f} |")
 
 
+def _materialized(build, device: torch.device, dtype: torch.dtype):
+    """``build()`` with its own random initialisation, made on ``device`` directly (torch's device context: no
+    CPU copy, buffers such as position ids as the classes make them), then cast to ``dtype``. Values do not
+    matter for memory and time."""
+    with torch.device(device):
+        bb = build()
+    for module in bb.components.values():
+        if isinstance(module, torch.nn.Module):
+            module.to(dtype)
+    return bb
+
+
+def _tiny_builders() -> dict:
+    from vdm3d.models.hub.sv3d import SV3DBackbone, SV3DSettings
+    from vdm3d.models.hub.sv3d import tiny_components as sv3d_tiny
+    from vdm3d.models.hub.svd import SVDBackbone, SVDSettings
+    from vdm3d.models.hub.svd import tiny_components as svd_tiny
+
+    return {"svd-xt": lambda: SVDBackbone(svd_tiny(0), SVDSettings(frames=4, height=64, width=64), name="svd-xt"),
+            "sv3d-p": lambda: SV3DBackbone(sv3d_tiny(0), SV3DSettings(frames=4, height=64, width=64), name="sv3d-p")}
+
+
+def _condition(bb):
+    """What the model's job gives it: the reference image (image models), an empty prompt (text models)."""
+    from vdm3d.protocols import Conditioning
+
+    h, w = bb.resolution
+    if "reference" in bb.slots:
+        return Conditioning(reference=torch.rand(1, h, w, 3, generator=torch.Generator().manual_seed(0)), text="")
+    maps = torch.rand(1, 1, h, w, 3) if "maps" in bb.slots else None
+    return Conditioning(text="", maps=maps)
+
+
+def measured(models: list[str], device: torch.device, tiny_configs: bool, json_path: str | None) -> list[dict]:
+    """One CFG denoiser call (batch 2, joined as the sampler joins it on a GPU) and one decode per candidate
+    plan, each on a freshly built model: peak device memory and seconds against the planner's estimate."""
+    import json
+    import time
+
+    builders = _tiny_builders() if tiny_configs else {k: v[0] for k, v in FULL.items()}
+    dtype = torch.float32 if tiny_configs else torch.bfloat16
+    cuda = device.type == "cuda"
+    rows = []
+    print(f"measured on {device}{' (' + torch.cuda.get_device_name(device) + ')' if cuda else ''}, "
+          f"{str(dtype).removeprefix('torch.')}, {'tiny configs' if tiny_configs else 'full size, random weights'}")
+    print("| model | plan | denoise (s) | decode (s) | peak measured (GB) | peak estimated (GB) | estimated / measured |")
+    print("|---|---|---|---|---|---|---|")
+    for name in models:
+        probe = _meta(builders[name])
+        for plan in M.candidate_plans(probe, device):
+            bb = _materialized(builders[name], device, dtype)
+            M.apply(bb, plan, device)
+            h, w = bb.resolution
+            work = M.Workload(bb.frames or 1, h, w, dtype_bytes=torch.finfo(dtype).bits // 8)
+            est = M.estimate(bb, work, plan, device)
+            latent = (1, bb.frames or 1, bb.latent_channels, h // bb.spatial_factor, w // bb.spatial_factor)
+            if bb.temporal_factor > 1:
+                latent = (1, ((bb.frames or 1) - 1) // bb.temporal_factor + 1, *latent[2:])
+            x = torch.randn(latent, generator=torch.Generator().manual_seed(0))
+            seconds, peaks = [], []
+            with torch.no_grad():
+                cond = bb.condition(_condition(bb))
+                joined = bb.concat_conditions([cond, bb.condition(_condition(bb), null=True)], 1)
+                for call in (lambda: bb.denoise(torch.cat([x, x]), torch.tensor([1.0, 1.0]), joined),
+                             lambda: bb.decode(x)):
+                    if cuda:
+                        torch.cuda.synchronize(device)
+                        torch.cuda.reset_peak_memory_stats(device)
+                        t0 = time.perf_counter()
+                        call()
+                        torch.cuda.synchronize(device)
+                        seconds.append(time.perf_counter() - t0)
+                        peaks.append(torch.cuda.max_memory_allocated(device))
+                    else:
+                        t0 = time.perf_counter()
+                        peaks.append(M.measure_peak(call))
+                        seconds.append(time.perf_counter() - t0)
+            peak = max(peaks) if cuda else max(peaks) + sum(t for t, _ in M.component_weights(bb, work.dtype_bytes).values())
+            row = {"model": name, "plan": plan.label, "denoise_s": round(seconds[0], 3), "decode_s": round(seconds[1], 3),
+                   "peak_measured": peak, "peak_estimated": est.peak}
+            rows.append(row)
+            print(f"| {name} | {plan.label} | {seconds[0]:.2f} | {seconds[1]:.2f} | {peak / M.GB:.3f} | "
+                  f"{est.peak / M.GB:.3f} | {est.peak / max(peak, 1):.2f} |", flush=True)
+            del bb, cond, joined
+            if cuda:
+                torch.cuda.empty_cache()
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump({"device": str(device), "dtype": str(dtype), "rows": rows}, f, indent=1)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", nargs="+", default=["full", "tiny"], choices=["full", "tiny"])
+    parser.add_argument("--part", nargs="+", default=["full", "tiny"], choices=["full", "tiny", "measured"])
     parser.add_argument("--budget-gb", type=float, default=24.0)
+    parser.add_argument("--models", nargs="+", default=["sv3d-p", "svd-xt"], choices=list(FULL),
+                        help="measured: the models to build (full size: about 1 min each on an H200)")
+    parser.add_argument("--device", default="cuda", help="measured: where (cuda; cpu with --tiny)")
+    parser.add_argument("--tiny", action="store_true", help="measured: the tiny configs instead of full size")
+    parser.add_argument("--json", default=None, help="measured: also write the rows here")
     args = parser.parse_args()
     if "full" in args.part:
         full(args.budget_gb)
     if "tiny" in args.part:
         tiny()
+    if "measured" in args.part:
+        measured(args.models, torch.device(args.device), args.tiny, args.json)
 
 
 if __name__ == "__main__":
