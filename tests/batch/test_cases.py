@@ -252,3 +252,34 @@ def test_a_cases_recorded_command_names_the_threads_it_ran_with(tmp_path):
     m["command"] = [m["command"][0], "--threads=4", *m["command"][3:]]  # another --cpus-per-case: same options
     (tmp_path / "orbit" / "manifest.json").write_text(json.dumps(m))
     assert not runner.options_changed(case)
+
+
+def test_a_case_given_gpus_runs_its_hub_backbones_there(tmp_path, monkeypatch, capsys):
+    """`--gpus-per-case G`: each case asks Ray for G GPUs (Ray then sets its CUDA_VISIBLE_DEVICES) and a job
+    with hub backbones gets --device cuda, unless the case names a device; a machine without CUDA is refused
+    before anything is written (a local Ray would have waited for GPUs forever)."""
+    import sys
+    import types
+
+    from vdm3d.cli.main import main
+
+    obj = Case("a", "object", {"image": "a.png"}, tmp_path / "a")
+    assert command_for(obj, "todo", device="cuda")[-2:] == ["--device", "cuda"]
+    assert "--device" not in command_for(obj, "todo")
+    assert command_for(Case("b", "object", {"image": "a.png", "device": "cuda:1"}, tmp_path / "b"), "todo",
+                       device="cuda").count("--device") == 1
+    assert "--device" not in command_for(Case("c", "fit", {"data": "d"}, tmp_path / "c"), "todo", device="cuda")
+    asked = []
+    fake = types.SimpleNamespace(init=lambda **k: None, shutdown=lambda: None,
+                                 remote=lambda **k: asked.append(k) or (lambda f: f))
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    runner._run_on_ray([], tmp_path, None, 2, 1, finish=None, gpus_per_case=0.5)
+    assert asked[-1]["num_gpus"] == 0.5 and asked[-1]["num_cpus"] == 1
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"name": "a", "job": "object", "image": "a.png"}) + "\n")
+    assert main(["batch", str(manifest), "--gpus-per-case", "1", "--out", str(tmp_path / "runs")]) == 2
+    assert capsys.readouterr().err == ("error: --gpus-per-case 1: this machine has no CUDA device for the cases "
+                                       "(torch.cuda.is_available() is False); pass --gpus-per-case 0, or the "
+                                       "--address of a Ray cluster with GPUs.\n")
+    assert not (tmp_path / "runs").exists()

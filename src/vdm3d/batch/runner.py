@@ -18,7 +18,9 @@ Before running, every case's folder says where it stands (:func:`case_state`):
 
 On Ray, ``ray.init(num_cpus=...)`` starts a local instance, or ``address`` joins a cluster (every
 node needs vdm3d installed and the inputs at the same paths); each case is a task asking for
-``cpus_per_case`` CPUs, and its process gets as many torch threads. The case's process stops with
+``cpus_per_case`` CPUs, and its process gets as many torch threads; with ``gpus_per_case`` (fractions share
+a GPU) it asks for GPUs too, Ray sets its ``CUDA_VISIBLE_DEVICES``, and a job with hub backbones
+(:data:`DEVICE_JOBS`) runs them there (``--device cuda``, unless the case names a device). The case's process stops with
 the worker that runs it (Linux ``PR_SET_PDEATHSIG`` sends it SIGTERM), so killing the batch leaves no
 stray job behind; it stops as a stopped command does, keeping its checkpoint, because it runs in its own
 process group and Ray's kill of a worker's children is turned off (Ray would SIGKILL it with the worker).
@@ -135,9 +137,16 @@ def resume_style(job: str) -> Literal["flag", "path", "none"]:
     return "none"
 
 
-def command_for(case: Case, state: State, overwrite: bool = False) -> list[str]:
-    """``vdm3d`` arguments that run ``case`` from where it stands."""
+DEVICE_JOBS = ("object", "explore", "complete", "stylize")
+"""the jobs whose hub backbones ``--device`` places (a case given GPUs runs them there)"""
+
+
+def command_for(case: Case, state: State, overwrite: bool = False, device: str | None = None) -> list[str]:
+    """``vdm3d`` arguments that run ``case`` from where it stands; ``device``: a case given GPUs runs its hub
+    backbones there (``--device``), unless its own options name a device."""
     argv = [case.job, *case.command()]
+    if device and case.job in DEVICE_JOBS and not any(a == "--device" or a.startswith("--device=") for a in argv):
+        argv += ["--device", device]
     if state == "resume":
         style = resume_style(case.job)
         if style == "flag":
@@ -409,8 +418,9 @@ def _log_size(path: Path) -> int:
 
 
 def run_cases(cases: list[Case], logs: Path, *, use_ray: bool = True, address: str | None = None,
-              num_cpus: int | None = None, cpus_per_case: int = 1, overwrite: bool = False,
-              report: Report | None = None, again: str = "the same command") -> list[CaseResult]:
+              num_cpus: int | None = None, cpus_per_case: int = 1, gpus_per_case: float = 0.0,
+              overwrite: bool = False, report: Report | None = None,
+              again: str = "the same command") -> list[CaseResult]:
     """Run every case that is not done; returns one result per case, in manifest order.
 
     When the batch is stopped (KeyboardInterrupt, or :class:`~vdm3d.errors.Interrupted`), the running cases
@@ -426,7 +436,8 @@ def run_cases(cases: list[Case], logs: Path, *, use_ray: bool = True, address: s
                     if options_changed(case) else "")
             results[case.name] = CaseResult(case.name, case.job, state, "skipped", 0.0, str(case.out), error=note)
         else:
-            pending.append((case, state, command_for(case, state, overwrite=overwrite and Path(case.out).exists())))
+            pending.append((case, state, command_for(case, state, overwrite=overwrite and Path(case.out).exists(),
+                                                     device="cuda" if gpus_per_case else None)))
     done_count = [len(results)]
 
     def finish(case: Case, state: State, outcome: tuple) -> None:
@@ -455,7 +466,7 @@ def run_cases(cases: list[Case], logs: Path, *, use_ray: bool = True, address: s
 
     try:
         if pending and use_ray:
-            _run_on_ray(pending, logs, address, num_cpus, cpus_per_case, finish, stopping, debug)
+            _run_on_ray(pending, logs, address, num_cpus, cpus_per_case, finish, stopping, debug, gpus_per_case)
         else:
             for case, state, argv in pending:
                 began[case.name] = time.time()
@@ -496,7 +507,8 @@ def check_address(address: str | None) -> None:
 
 
 def _run_on_ray(pending, logs: Path, address: str | None, num_cpus: int | None, cpus_per_case: int, finish,
-                stopping: Callable[[int], None] | None = None, debug: bool = False) -> None:
+                stopping: Callable[[int], None] | None = None, debug: bool = False,
+                gpus_per_case: float = 0.0) -> None:
     import ray
 
     # ray.init puts its own handlers on SIGTERM (Python's sys.exit, then its core worker's crash reporter,
@@ -521,7 +533,8 @@ def _run_on_ray(pending, logs: Path, address: str | None, num_cpus: int | None, 
             signal.signal(sig, handler)
     refs: dict = {}
     try:
-        task = ray.remote(num_cpus=cpus_per_case, max_retries=0)(run_command)
+        # a case given GPUs gets them from Ray, which sets its CUDA_VISIBLE_DEVICES: its "cuda" is its own GPU
+        task = ray.remote(num_cpus=cpus_per_case, num_gpus=gpus_per_case, max_retries=0)(run_command)
         refs = {task.remote(argv, str(logs.resolve() / f"{case.name}.log"), cpus_per_case,
                              None if address else os.getpid(), debug=debug): (case, state)
                 for case, state, argv in pending}

@@ -42,6 +42,9 @@ class BatchConfig:
     """CPUs of the local Ray instance (default: all of this machine's)"""
     cpus_per_case: Annotated[int, Range(1)] = 1
     """CPUs each case asks Ray for; also its torch thread count"""
+    gpus_per_case: Annotated[float, Range(0)] = 0.0
+    """GPUs each case asks Ray for (0.5: two cases share one); object, explore, complete and stylize cases then
+    run their hub backbones there (--device cuda, unless a case names a device). 0: no GPU"""
     ray: bool = True
     """run on Ray; --no-ray runs the cases one after another on this machine, without Ray"""
     overwrite: bool = False
@@ -58,6 +61,13 @@ def main(argv, prog: str = "vdm3d batch") -> int:
     config = cli(BatchConfig, argv, prog, description=HELP, examples=EXAMPLES)
     if config.cpus_per_case < 1:
         raise ConfigError(f"--cpus-per-case is {config.cpus_per_case}; give 1 or more.")
+    if config.gpus_per_case and config.address is None:  # a local Ray would wait for absent GPUs forever
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--gpus-per-case {config.gpus_per_case:g}: this machine has no CUDA device for the "
+                              "cases (torch.cuda.is_available() is False); pass --gpus-per-case 0, or the --address "
+                              "of a Ray cluster with GPUs.")
     check_batch_out(config.out)
     cases = read_cases(config.manifest, config.out, config.job)
     if config.ray:
@@ -71,7 +81,8 @@ def main(argv, prog: str = "vdm3d batch") -> int:
     print(f"batch: {len(cases)} cases from {config.manifest} -> {config.out}/", flush=True)
     results = run_and_summarize(cases, config.out / "logs", config.out / "batch.json", str(config.manifest),
                                 use_ray=config.ray, address=config.address, num_cpus=config.num_cpus,
-                                cpus_per_case=config.cpus_per_case, overwrite=config.overwrite, report=print_case,
+                                cpus_per_case=config.cpus_per_case, gpus_per_case=config.gpus_per_case,
+                                overwrite=config.overwrite, report=print_case,
                                 again="the same `vdm3d batch` command")
     print(summary_table(results))
     sys.stdout.flush()
