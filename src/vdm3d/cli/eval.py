@@ -91,17 +91,23 @@ def commands() -> dict:
 
 MANIFEST_NOTE = ("vdm3d eval SUB --manifest CASES.yaml|.jsonl [flags for every case] runs each case of a batch "
                  "manifest as its own `vdm3d eval SUB` run folder under --out (on Ray; --no-ray, --address, "
-                 "--num-cpus, --cpus-per-case as in vdm3d batch); a rerun skips finished cases")
+                 "--num-cpus, --cpus-per-case as in vdm3d batch); a rerun skips finished cases. --device cuda "
+                 "runs the hub backbones an evaluation loads on the GPU, as the jobs' --device does")
 
 
 def main(argv, prog: str = "vdm3d eval"):
     from vdm3d.batch.evals import is_batch_manifest, split_batch_flags
 
-    argv = list(argv)
+    from vdm3d.cli.config import pop_device_flag
+    from vdm3d.models import device as devices
+
+    argv, device = pop_device_flag(argv)  # where the hub backbones run (checked before any work)
+    if device is not None and not ("-h" in argv or "--help" in argv):
+        devices.configure(device)
     batch, rest = split_batch_flags(argv)
     manifest = batch.get("--manifest")
     if isinstance(manifest, str) and is_batch_manifest(manifest) and rest and not rest[0].startswith("-"):
-        return run_manifest(rest[0], manifest, batch, rest[1:])
+        return run_manifest(rest[0], manifest, batch, [*rest[1:], *(["--device", device] if device else [])])
     # the manifest note ends every eval --help (the subcommands' too): --manifest is taken here, not by them
     pages = {"": EXAMPLES, **SUB_EXAMPLES}
     return dispatch(commands(), argv, prog, description=HELP,
