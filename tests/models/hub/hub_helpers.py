@@ -31,6 +31,12 @@ def two_steps(
         return sample(backbone, sigmas, cond=cond, shape=shape, generator=g, guider=CFG(scale=scale))
 
 
+def latent_shape(backbone, frames: int) -> tuple[int, ...]:
+    """The latents of ``frames`` pixel frames at SIZE x SIZE for ``backbone`` (its temporal compression too)."""
+    return (1, (frames - 1) // backbone.temporal_factor + 1, backbone.latent_channels,
+            SIZE // backbone.spatial_factor, SIZE // backbone.spatial_factor)
+
+
 def copy_folder(folder: Path, tmp_path: Path, name: str) -> Path:
     """A copy of a saved model folder that a test may break."""
     return Path(shutil.copytree(folder, tmp_path / name))

@@ -10,14 +10,9 @@ import json
 import pytest
 import torch
 
-from hub_helpers import CASES, SIZE, two_steps
+from hub_helpers import CASES, SIZE, latent_shape, two_steps
 
 pytestmark = [pytest.mark.cuda, pytest.mark.filterwarnings("ignore:`FluxPosEmbed` is deprecated:FutureWarning")]
-
-
-def _shape(bb, frames: int) -> tuple[int, ...]:
-    return (1, (frames - 1) // bb.temporal_factor + 1, bb.latent_channels, SIZE // bb.spatial_factor,
-            SIZE // bb.spatial_factor)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -26,7 +21,7 @@ def test_an_adapter_on_cuda_gives_what_it_gives_on_the_cpu(case, dtype, request)
     fixture, schedule, frames, make_cond = CASES[case]
     bb = request.getfixturevalue(fixture)
     gpu = copy.deepcopy(bb).to("cuda", dtype)
-    shape, sigmas, cond = _shape(bb, frames), schedule.sigmas(), make_cond()
+    shape, sigmas, cond = latent_shape(bb, frames), schedule.sigmas(), make_cond()
     want = two_steps(bb, sigmas, shape, cond)
     got = two_steps(gpu, sigmas, shape, cond)
     assert got.device.type == "cpu" and got.dtype == torch.float32

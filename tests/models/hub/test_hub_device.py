@@ -12,14 +12,9 @@ import pytest
 import torch
 
 from vdm3d.models import device as device_module
-from hub_helpers import CASES, SIZE, two_steps
+from hub_helpers import CASES, SIZE, latent_shape, two_steps
 
 pytestmark = pytest.mark.filterwarnings("ignore:`FluxPosEmbed` is deprecated:FutureWarning")
-
-
-def _shape(bb, frames: int) -> tuple[int, ...]:
-    return (1, (frames - 1) // bb.temporal_factor + 1, bb.latent_channels, SIZE // bb.spatial_factor,
-            SIZE // bb.spatial_factor)
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -30,7 +25,7 @@ def test_a_half_precision_backbone_takes_and_gives_cpu_float32(case, request):
     bb = request.getfixturevalue(fixture)
     half = copy.deepcopy(bb).to(dtype=torch.bfloat16)
     assert half.dtype == torch.bfloat16
-    shape, sigmas, cond = _shape(bb, frames), schedule.sigmas(), make_cond()
+    shape, sigmas, cond = latent_shape(bb, frames), schedule.sigmas(), make_cond()
     want = two_steps(bb, sigmas, shape, cond)
     got = two_steps(half, sigmas, shape, cond)
     assert got.dtype == torch.float32 and got.device.type == "cpu"
@@ -56,7 +51,7 @@ def test_an_adapter_on_another_device_computes_there_from_cpu_inputs(case, reque
     monkeypatch.setattr(device_module, "to_caller", lambda value: value)
     for check in ("allclose", "equal"):  # value checks (one sigma per sample): meta has no values
         monkeypatch.setattr(torch, check, lambda *args, **kwargs: True)
-    shape = _shape(bb, frames)
+    shape = latent_shape(bb, frames)
     with torch.no_grad():
         cond = bb.condition(make_cond())
         null = bb.condition(make_cond(), null=True)

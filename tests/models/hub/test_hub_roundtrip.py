@@ -9,7 +9,7 @@ import torch
 
 from vdm3d.protocols import Backbone, Conditioning
 
-from hub_helpers import CASES, SIZE, two_steps
+from hub_helpers import CASES, SIZE, latent_shape, two_steps
 
 pytestmark = pytest.mark.filterwarnings("ignore:`FluxPosEmbed` is deprecated:FutureWarning")
 
@@ -23,14 +23,7 @@ def test_two_steps_and_exact_roundtrip(case, request, tmp_path):
     assert bb.prediction in ("v", "flow") and bb.process in ("edm", "vp", "flow")
     cond = make_cond()
     assert cond.used_slots() <= set(bb.slots)
-    tf = bb.temporal_factor
-    shape = (
-        1,
-        (frames - 1) // tf + 1,
-        bb.latent_channels,
-        SIZE // bb.spatial_factor,
-        SIZE // bb.spatial_factor,
-    )
+    shape = latent_shape(bb, frames)
     sigmas = schedule.sigmas()
     out = two_steps(bb, sigmas, shape, cond)
     assert out.shape == shape and torch.isfinite(out).all()
