@@ -227,6 +227,20 @@ def test_a_lora_adapters_folder_is_named_as_one_not_a_model_to_download_into(mod
     assert not (tmp_path / "run").exists()
 
 
+def test_a_lora_saved_over_a_part_of_a_model_is_named(folders, tmp_path):
+    """peft's save_pretrained of a LoRA on the UNet, written into unet/ in place of the UNet: it said "its unet/
+    holds no config.json and weights; download them"."""
+    model = copy_folder(folders["sv3d-p"], tmp_path, "sv3d-lora-unet")
+    shutil.rmtree(model / "unet")
+    lora_folder(model / "unet")
+    with pytest.raises(InputError) as err:
+        registry.load_backbone("sv3d-p", model)
+    assert one_sentence(err) == (
+        f"{model / 'unet'} holds a LoRA/peft adapter (adapter_config.json) where sv3d-p's unet belongs, and vdm3d "
+        "loads no adapters; put the model's own unet/ there (`hf download chenguolin/sv3d-diffusers --local-dir "
+        f"{model}`), or the unet with the adapter merged into it (peft's merge_and_unload, then save_pretrained).")
+
+
 def test_an_adapter_beside_a_models_weights_is_said_to_be_ignored(folders, tmp_path, capsys):
     """A model folder that also holds an adapter_config.json loaded the model and dropped the adapter without a
     word, so a user who had put their LoRA there got the base model's pictures and no reason why."""

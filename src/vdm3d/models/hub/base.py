@@ -501,6 +501,13 @@ def folder_problems(cls, folder: Path, what: str, *, hub_id: str | None = None, 
         if not _is_module(comp):
             continue
         cfg = _read_config(sub)
+        if cfg is None and (sub / PEFT_ADAPTER_FILE).is_file():  # a LoRA saved over a part: not "no config"
+            fetch = f"`hf download {hub_id} --local-dir {folder}`" if hub_id else f"`vdm3d models info {what}`"
+            problems.append(InputError(f"{sub} holds a LoRA/peft adapter ({PEFT_ADAPTER_FILE}) where {what}'s "
+                                       f"{key} belongs, and vdm3d loads no adapters; put the model's own {key}/ "
+                                       f"there ({fetch}), or the {key} with the adapter merged into it (peft's "
+                                       "merge_and_unload, then save_pretrained)."))
+            continue
         if cfg is None:
             if comp.required:
                 empty.append(f"{key}/")
