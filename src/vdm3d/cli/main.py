@@ -51,6 +51,7 @@ GROUPS: dict[str, str] = {
     "view": "vdm3d.cli.view",
     "batch": "vdm3d.cli.batch",
     "rerun": "vdm3d.cli.rerun",
+    "doctor": "vdm3d.cli.doctor",
 }
 
 
