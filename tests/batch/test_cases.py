@@ -217,12 +217,12 @@ def test_case_options_take_the_flag_spellings_and_become_the_flags_tyro_parses(t
 
 
 def test_the_jobs_a_case_may_name_are_commands():
-    """batch.cases.JOBS (which keys per-job shared options) names commands of the CLI; batch, rerun and models
-    run no case of their own."""
+    """batch.cases.JOBS (which keys per-job shared options) names commands of the CLI; batch, rerun, models and
+    doctor run no case of their own."""
     from vdm3d.batch.cases import JOBS
     from vdm3d.cli.main import GROUPS
 
-    assert set(JOBS) == set(GROUPS) - {"batch", "rerun", "models"}
+    assert set(JOBS) == set(GROUPS) - {"batch", "rerun", "models", "doctor"}
 
 
 def test_a_case_out_under_home_is_where_its_job_writes(tmp_path, monkeypatch):
