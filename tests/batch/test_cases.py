@@ -269,6 +269,15 @@ def test_a_case_given_gpus_runs_its_hub_backbones_there(tmp_path, monkeypatch, c
     assert command_for(Case("b", "object", {"image": "a.png", "device": "cuda:1"}, tmp_path / "b"), "todo",
                        device="cuda").count("--device") == 1
     assert "--device" not in command_for(Case("c", "fit", {"data": "d"}, tmp_path / "c"), "todo", device="cuda")
+    # the commands given --device are those that take it: their --help says so, the others' does not
+    from vdm3d.batch.cases import JOBS
+
+    def help_of(job):
+        capsys.readouterr()
+        assert main([job, "--help"]) == 0, job
+        return capsys.readouterr().out
+
+    assert {job for job in JOBS if "--device cuda" in help_of(job)} == set(runner.DEVICE_JOBS)
     asked = []
     fake = types.SimpleNamespace(init=lambda **k: None, shutdown=lambda: None,
                                  remote=lambda **k: asked.append(k) or (lambda f: f))

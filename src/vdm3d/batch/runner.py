@@ -137,8 +137,8 @@ def resume_style(job: str) -> Literal["flag", "path", "none"]:
     return "none"
 
 
-DEVICE_JOBS = ("object", "explore", "complete", "stylize")
-"""the jobs whose hub backbones ``--device`` places (a case given GPUs runs them there)"""
+DEVICE_JOBS = ("object", "explore", "complete", "stylize", "eval")
+"""the commands whose hub backbones ``--device`` places (a case given GPUs runs them there)"""
 
 
 def command_for(case: Case, state: State, overwrite: bool = False, device: str | None = None) -> list[str]:

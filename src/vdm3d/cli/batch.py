@@ -43,8 +43,8 @@ class BatchConfig:
     cpus_per_case: Annotated[int, Range(1)] = 1
     """CPUs each case asks Ray for; also its torch thread count"""
     gpus_per_case: Annotated[float, Range(0)] = 0.0
-    """GPUs each case asks Ray for (0.5: two cases share one); object, explore, complete and stylize cases then
-    run their hub backbones there (--device cuda, unless a case names a device). 0: no GPU"""
+    """GPUs each case asks Ray for (0.5: two cases share one); object, explore, complete, stylize and eval cases
+    then run their hub backbones there (--device cuda, unless a case names a device). 0: no GPU"""
     ray: bool = True
     """run on Ray; --no-ray runs the cases one after another on this machine, without Ray"""
     overwrite: bool = False

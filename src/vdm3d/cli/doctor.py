@@ -83,17 +83,17 @@ def _gl() -> Check:
                      "install software OpenGL (Debian: apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri)")
 
 
+REINSTALL = "reinstall vdm3d: the package ships them (pip install -c constraints.txt -e .)"
+
+
 def _embedded() -> Check:
-    from vdm3d.models.tiny import WEIGHTS_DIR, available
+    from vdm3d.models.tiny import WEIGHTS_DIR, available, load_tiny
 
     names = sorted(available())
     size = sum(p.stat().st_size for p in WEIGHTS_DIR.glob("*.safetensors"))
     use = "every job's default backbone (--backbone tiny)"
     if not names:
-        return Check("embedded models", "failed", f"none in {WEIGHTS_DIR}", use,
-                     "reinstall vdm3d: the package ships them (pip install -c constraints.txt -e .)")
-    from vdm3d.models.tiny import load_tiny
-
+        return Check("embedded models", "failed", f"none in {WEIGHTS_DIR}", use, REINSTALL)
     broken = []
     for name in names:
         try:
@@ -102,7 +102,7 @@ def _embedded() -> Check:
             broken.append(f"{name} ({type(e).__name__})")
     if broken:
         return Check("embedded models", "failed", f"{len(broken)} of {len(names)} do not load: {', '.join(broken)}",
-                     use, "reinstall vdm3d: the package ships them (pip install -c constraints.txt -e .)")
+                     use, REINSTALL)
     return Check("embedded models", "ok", f"{len(names)} load ({size / 1e6:.1f} MB): {', '.join(names)}", use)
 
 

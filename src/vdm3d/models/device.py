@@ -104,10 +104,9 @@ def describe(backbone) -> str:
 
 
 def to_device(value: Any, device: torch.device) -> Any:
-    """``value`` with every tensor in it on ``device``: tensors, objects with ``.to(device)`` that are not
-    modules (:class:`~vdm3d.cameras.Cameras`), dataclasses (:class:`~vdm3d.protocols.Conditioning`, an
-    adapter's condition), dicts, lists and tuples; anything else as it is. Dtypes are kept (the adapters cast
-    to their own)."""
+    """``value`` with every tensor in it on ``device``: tensors, dataclasses (:class:`~vdm3d.protocols.Conditioning`,
+    :class:`~vdm3d.cameras.Cameras`, an adapter's condition), dicts, lists and tuples; anything else as it is.
+    Dtypes are kept (the adapters cast to their own); where nothing moves, the same object comes back."""
     if isinstance(value, torch.Tensor):
         return value if value.device == device else value.to(device)
     if isinstance(value, dict):
@@ -121,8 +120,6 @@ def to_device(value: Any, device: torch.device) -> Any:
         if all(fields[k] is getattr(value, k) for k in fields):
             return value  # nothing to move (the CPU): the same object, no copy per call
         return dataclasses.replace(value, **fields)
-    if isinstance(getattr(value, "c2w", None), torch.Tensor) and hasattr(value, "to"):  # Cameras
-        return value if value.c2w.device == device else value.to(device)
     return value
 
 
