@@ -17,6 +17,8 @@ def test_model_cards_md_is_the_render_of_the_json_cards_and_prints_no_none():
     text = render_cards(WEIGHTS_DIR)
     assert (WEIGHTS_DIR / "MODEL_CARDS.md").read_text() == text
     assert "None s" not in text  # v3d_scene's card has no wall time with data: said, not printed as None
+    # a network's shape is in its config's lists: the depth models' line printed "config: " and nothing else
+    assert "object_depth.safetensors`, 1.34 MB; config: channels=[16, 32, 64, 96], resolution=[64, 64]" in text
 
 
 def test_timing_says_what_each_time_measured():

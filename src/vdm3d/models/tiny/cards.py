@@ -16,7 +16,10 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, dict):
-        return ", ".join(f"{k}={_fmt(v)}" for k, v in value.items() if not isinstance(v, (dict, list)))
+        return ", ".join(f"{k}={_fmt(v)}" for k, v in value.items()
+                         if not isinstance(v, dict) and not (isinstance(v, list) and any(isinstance(x, (dict, list)) for x in v)))
+    if isinstance(value, list):  # a network's channels per level, an input size: the card's main facts
+        return "[" + ", ".join(_fmt(x) for x in value) + "]"
     return str(value)
 
 
