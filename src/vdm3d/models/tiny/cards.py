@@ -12,13 +12,18 @@ from pathlib import Path
 from typing import Any
 
 
+def _flat(value: Any) -> bool:
+    """A scalar or a list of scalars (a network's channels per level, an input size): shown in a config line."""
+    items = value if isinstance(value, list) else [value]
+    return not any(isinstance(x, (dict, list)) for x in items)
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, dict):
-        return ", ".join(f"{k}={_fmt(v)}" for k, v in value.items()
-                         if not isinstance(v, dict) and not (isinstance(v, list) and any(isinstance(x, (dict, list)) for x in v)))
-    if isinstance(value, list):  # a network's channels per level, an input size: the card's main facts
+        return ", ".join(f"{k}={_fmt(v)}" for k, v in value.items() if _flat(v))
+    if isinstance(value, list):
         return "[" + ", ".join(_fmt(x) for x in value) + "]"
     return str(value)
 
