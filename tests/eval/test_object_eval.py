@@ -71,8 +71,44 @@ def test_a_cases_line_shows_a_dash_where_a_method_has_no_novel_views():
            "orbit-frames": {"orbit_psnr": 18.0, "chamfer": 0.05}}
     line = case_line(row)
     assert line == "object_000: job 20.46 dB / CD 0.0123, orbit-frames - / CD 0.0500"
-    assert "| orbit frames, no reconstruction (visual hull) | - | - | 18.00 | - | 0.0500 | - |" in table(
+    assert "| orbit frames, no reconstruction (visual hull) | - | - | 18.00 | - | 0.0500 | - | - |" in table(
         summarize([row]), 1, "tiny")
+
+
+def test_input_view_psnr_is_the_render_at_the_input_camera_against_the_input():
+    from vdm3d.cameras.io import cameras_from_sv3d
+    from vdm3d.eval.object import input_psnr
+    from vdm3d.recon.render import render_views
+    from vdm3d.splat.gaussians import Gaussians
+    from vdm3d.views import Views
+
+    g = Gaussians.from_points(torch.randn(50, 3) * 0.3, torch.rand(50, 3), opacity=0.8, sh_degree=0)
+    cams = cameras_from_sv3d(10.0, torch.tensor([90.0, 0.0]), 3.2, 40.0, 32, 32)  # the input is the second view
+    render = render_views(g, cams, background=1.0).images
+    target = (render * 0.5 + 0.25)  # a known error from the render
+    views = Views(target, cams, origin=("generated", "input"))
+    mse = float(((render[1] - target[1]) ** 2).mean())
+    assert input_psnr(g, views) == pytest.approx(-10 * torch.log10(torch.tensor(mse)).item(), abs=1e-3)
+    assert input_psnr(g, Views(render, cams, origin=("generated", "input"))) > 60  # the input itself: no error
+
+
+def test_the_input_only_baseline_keeps_its_own_fitting_settings_whatever_the_jobs(monkeypatch):
+    # QA: the baseline fitted with the job's --input-weight, so a job default of 12 instead of 4 moved the
+    # baseline of the same held-out cases from 12.50 to 12.39 dB
+    import vdm3d.eval.object as ev
+    from vdm3d.cameras.io import cameras_from_sv3d
+    from vdm3d.jobs.object import ObjectConfig
+    from vdm3d.views import Views
+
+    seen = []
+    monkeypatch.setattr(ev.job, "fit", lambda c, views, init, *a, **k: seen.append((c.input_weight, c.fit_steps)) or init)
+    alpha = torch.zeros(1, 16, 16)
+    alpha[:, 4:12, 4:12] = 1.0
+    views = Views(torch.ones(1, 16, 16, 3), cameras_from_sv3d(10.0, 0.0, 3.2, 40.0, 16, 16).reshape(1), alphas=alpha)
+    perceptual, _ = ev.make_perceptual("ms-ssim")
+    for weight, steps in ((4.0, 200), (12.0, 400)):
+        ev.input_only_baseline(ObjectConfig(input_weight=weight, fit_steps=steps, num_points=20), views, perceptual)
+    assert seen == [(4.0, 200)] * 2
 
 
 def test_option_rows_come_after_the_job_and_before_the_baselines():
