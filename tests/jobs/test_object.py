@@ -53,6 +53,24 @@ def test_interleaved_clips_are_the_training_clips_of_the_tiny_orbit_model():
     assert all(len(g) == 8 and len({(b - a) for a, b in zip(g, g[1:])}) == 1 for g in groups)
 
 
+def test_tiny_default_orbit_is_two_interleaved_passes_and_hub_presets_keep_theirs():
+    class Bb:
+        frames = 8
+
+    c = ObjectConfig()
+    plan = orbit_plan(c.orbit, c.elevation_deg, c.radius, c.fov_deg, 32, c.frames)
+    assert len(plan.cameras) == 36 and plan.input_index == 0
+    clips = BackboneOrbit(backbone=Bb(), layout=c.clip_layout).clips(plan)
+    assert sorted(set(sum(clips, []))) == list(range(1, 36))  # every non-input view, 10 degrees apart
+    for clip in clips:  # each clip: 8 views 20 degrees apart (the spacing of the 18-view orbit's clips)
+        steps = {round(float(plan.azimuth_deg[b] - plan.azimuth_deg[a]), 3) for a, b in zip(clip, clip[1:])}
+        assert len(clip) == 8 and steps == {20.0}
+    assert (c.fit_steps, c.input_weight) == (400, 12.0)  # twice the views: as many steps per view as before
+    for name in ("sv3d", "sv3d-dynamic", "sv3d-u", "v3d"):  # hub backbones sample the orbit they were trained on
+        preset = PRESETS[name][1]
+        assert (preset.frames, preset.clip_layout, preset.input_weight) == (None, "consecutive", 4.0), name
+
+
 def test_tiny_backbone_is_the_orbit_model_when_it_is_shipped(monkeypatch):
     import vdm3d.models.tiny as tiny
     from vdm3d.jobs.object import tiny_orbit_model

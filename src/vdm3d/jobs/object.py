@@ -8,7 +8,9 @@ The job follows SV3D and V3D (SEED_SYSTEMS.md §1, §2) on the shared core::
   composited on white at the backbone's resolution (:mod:`vdm3d.io.foreground`).
 * ``generate_orbit``: a camera-conditioned backbone fills an SV3D (21 views, input last; static or
   seeded dynamic) or V3D (18 views, input first) orbit around the input camera; the input frame is
-  the input image itself (as SV3D overwrites it). :mod:`vdm3d.jobs.object_orbit`.
+  the input image itself (as SV3D overwrites it). The tiny default doubles V3D's orbit to 36 views, sampled
+  as two interleaved passes whose clips hold views 20 degrees apart, as the 18-view orbit's do: twice the
+  views for the fit to average. :mod:`vdm3d.jobs.object_orbit`.
 * ``carve``: V3D's space-carving initialization: the visual hull of the frames' masks, marching
   cubes, area-uniform surface samples coloured from the view that faces them
   (:mod:`vdm3d.geometry.carve`).
@@ -102,8 +104,9 @@ class ObjectConfig:
     or the .json model file of a `vdm3d train orbit` run"""
     orbit: OrbitKind = "v3d"
     """orbit layout: sv3d-static (21 views, input last), sv3d-dynamic (seeded), v3d (18, input first)"""
-    frames: Annotated[int | None, Range(4)] = None
-    """number of orbit views, at least 4 (None: the orbit's own, 21 or 18)"""
+    frames: Annotated[int | None, Range(4)] = 36
+    """number of orbit views, at least 4 (None: the orbit's own, 21 or 18); the tiny default, 36 views 10 degrees
+    apart sampled in interleaved clips, is two 18-view orbits half a step apart (docs/object.md)"""
     resolution: Annotated[int | None, Range(MIN_RESOLUTION)] = None
     """orbit image size in pixels, at least 16 (None: the backbone's native resolution, 64 for the embedded model;
     other sizes than the one a model was trained at give blurred or broken orbits, not more detail)"""
@@ -145,15 +148,17 @@ class ObjectConfig:
     orbit_samples: Annotated[int, Range(1)] = 1
     """orbit videos sampled (one after the other from the run's seed); the 3D stage fits their per-pixel
     mean and the mean of their soft masks"""
-    clip_layout: ClipLayout = "consecutive"
+    clip_layout: ClipLayout = "interleaved"
     """how a backbone with fewer frames than the orbit fills it: clips of consecutive views, or interleaved
-    (every second view in one clip, as the tiny orbit model's training clips)"""
+    (every second view in one clip: on an 18-view orbit, views 40 degrees apart, as the tiny orbit model's
+    training clips; on the default 36-view orbit, 20 degrees apart, as the 18-view orbit's consecutive clips)"""
     carve_resolution: Annotated[int, Range(16)] = 64
     """voxels per side of the space-carving grid"""
     num_points: Annotated[int, Range(16)] = 2000
     """initial Gaussians sampled on the carved surface"""
-    fit_steps: Annotated[int, Range(1)] = 200
-    """Gaussian fitting steps (one view per step)"""
+    fit_steps: Annotated[int, Range(1)] = 400
+    """Gaussian fitting steps (one view per step); the tiny default, 400, gives each of the 36 views as many
+    steps as 200 gave each of 18"""
     lr_scale: Annotated[float, Range(0, open_min=True)] = 10.0
     """multiplies 3DGS's learning rates, which are tuned for 30k steps (a few hundred need larger ones)"""
     ssim_weight: Annotated[float, Range(0)] = 1.0
@@ -166,8 +171,9 @@ class ObjectConfig:
     """weight of the mean-opacity regularizer (V3D: 0.1)"""
     alpha_weight: Annotated[float, Range(0)] = 0.5
     """weight of the L1 between rendered coverage and the frames' masks"""
-    input_weight: Annotated[float, Range(0)] = 4.0
-    """loss weight of the input view relative to a generated view"""
+    input_weight: Annotated[float, Range(0)] = 12.0
+    """loss weight of the input view relative to a generated view (the tiny default, 12, was 4 with 18 views;
+    the hub presets keep 4)"""
     max_gaussians: Annotated[int, Range(1)] = 4000
     """cap on the number of Gaussians after densification"""
     illumination: bool = False
@@ -214,29 +220,34 @@ class ObjectConfig:
 
 
 PRESETS: dict[str, tuple[str, ObjectConfig]] = {
-    "tiny": ("embedded 64x64 orbit model on CPU: V3D-style 18-view orbit, 4 steps, constant guidance 2",
+    "tiny": ("embedded 64x64 orbit model on CPU: V3D-style orbit of 36 views (two 18-view passes interleaved), "
+             "4 steps, constant guidance 2",
              ObjectConfig()),
     "sv3d": ("SV3D_p: 21-view static orbit (input last), triangular CFG 1 -> 2.5, 50 steps, masked SDS",
-             ObjectConfig(preset="sv3d", backbone="sv3d-p", orbit="sv3d-static", steps=50, sigma_max=700.0, guidance="triangular",
-                          guidance_scale=2.5, radius=2.0, fov_deg=33.8, refine=True, fit_steps=2000, lr_scale=2.0,
+             ObjectConfig(preset="sv3d", backbone="sv3d-p", orbit="sv3d-static", frames=None, clip_layout="consecutive",
+                          steps=50, sigma_max=700.0, guidance="triangular", guidance_scale=2.5, radius=2.0,
+                          fov_deg=33.8, refine=True, fit_steps=2000, lr_scale=2.0, input_weight=4.0,
                           carve_resolution=128, num_points=20000, max_gaussians=100_000, mesh_resolution=256,
                           texture="uv", elevation_deg=10.0)),
     "sv3d-dynamic": ("SV3D_p with a seeded dynamic orbit (wandering elevation), otherwise as sv3d",
-                     ObjectConfig(preset="sv3d-dynamic", backbone="sv3d-p", orbit="sv3d-dynamic", steps=50, sigma_max=700.0,
+                     ObjectConfig(preset="sv3d-dynamic", backbone="sv3d-p", orbit="sv3d-dynamic", frames=None,
+                                  clip_layout="consecutive", steps=50, sigma_max=700.0,
                                   guidance="triangular", guidance_scale=2.5, radius=2.0, fov_deg=33.8,
-                                  refine=True, fit_steps=2000, lr_scale=2.0, carve_resolution=128, num_points=20000,
-                                  max_gaussians=100_000, mesh_resolution=256, texture="uv")),
+                                  refine=True, fit_steps=2000, lr_scale=2.0, input_weight=4.0, carve_resolution=128,
+                                  num_points=20000, max_gaussians=100_000, mesh_resolution=256, texture="uv")),
     "sv3d-u": ("SV3D_u: its trained 21-view static orbit (input last, no camera input), triangular CFG 1 -> 2.5, "
                "50 steps",
-               ObjectConfig(preset="sv3d-u", backbone="sv3d-u", orbit="sv3d-static", steps=50, sigma_max=700.0,
+               ObjectConfig(preset="sv3d-u", backbone="sv3d-u", orbit="sv3d-static", frames=None,
+                            clip_layout="consecutive", steps=50, sigma_max=700.0,
                             guidance="triangular", guidance_scale=2.5, radius=2.0, fov_deg=33.8, fit_steps=2000,
-                            lr_scale=2.0, carve_resolution=128, num_points=20000, max_gaussians=100_000,
-                            mesh_resolution=256, texture="uv", elevation_deg=10.0)),
+                            lr_scale=2.0, input_weight=4.0, carve_resolution=128, num_points=20000,
+                            max_gaussians=100_000, mesh_resolution=256, texture="uv", elevation_deg=10.0)),
     "v3d": ("V3D: 18-view orbit at elevation 0 (input first), constant CFG 4.5, 25 steps, border 0.3",
-            ObjectConfig(preset="v3d", backbone="v3d", orbit="v3d", steps=25, sigma_max=700.0, guidance="constant",
-                         guidance_scale=4.5, elevation_deg=0.0, radius=2.0, fov_deg=60.0, border_ratio=0.3,
-                         fit_steps=4000, lr_scale=1.0, carve_resolution=128, num_points=20000, max_gaussians=100_000,
-                         mesh_resolution=256, texture="uv")),
+            ObjectConfig(preset="v3d", backbone="v3d", orbit="v3d", frames=None, clip_layout="consecutive", steps=25,
+                         sigma_max=700.0, guidance="constant", guidance_scale=4.5, elevation_deg=0.0, radius=2.0,
+                         fov_deg=60.0, border_ratio=0.3, fit_steps=4000, lr_scale=1.0, input_weight=4.0,
+                         carve_resolution=128, num_points=20000, max_gaussians=100_000, mesh_resolution=256,
+                         texture="uv")),
 }
 
 
