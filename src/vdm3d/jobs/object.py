@@ -219,33 +219,37 @@ class ObjectConfig:
     """continue the interrupted run in --out after its last finished stage (orbit, fit, refine)"""
 
 
+#: what the hub presets keep where the tiny default changed: their trained orbit (its own view count, one clip)
+#: and the input view weighted 4
+HUB_FIT: dict[str, Any] = {"frames": None, "clip_layout": "consecutive", "input_weight": 4.0}
+
 PRESETS: dict[str, tuple[str, ObjectConfig]] = {
     "tiny": ("embedded 64x64 orbit model on CPU: V3D-style orbit of 36 views (two 18-view passes interleaved), "
              "4 steps, constant guidance 2",
              ObjectConfig()),
     "sv3d": ("SV3D_p: 21-view static orbit (input last), triangular CFG 1 -> 2.5, 50 steps, masked SDS",
-             ObjectConfig(preset="sv3d", backbone="sv3d-p", orbit="sv3d-static", frames=None, clip_layout="consecutive",
+             ObjectConfig(preset="sv3d", backbone="sv3d-p", orbit="sv3d-static", **HUB_FIT,
                           steps=50, sigma_max=700.0, guidance="triangular", guidance_scale=2.5, radius=2.0,
-                          fov_deg=33.8, refine=True, fit_steps=2000, lr_scale=2.0, input_weight=4.0,
+                          fov_deg=33.8, refine=True, fit_steps=2000, lr_scale=2.0,
                           carve_resolution=128, num_points=20000, max_gaussians=100_000, mesh_resolution=256,
                           texture="uv", elevation_deg=10.0)),
     "sv3d-dynamic": ("SV3D_p with a seeded dynamic orbit (wandering elevation), otherwise as sv3d",
-                     ObjectConfig(preset="sv3d-dynamic", backbone="sv3d-p", orbit="sv3d-dynamic", frames=None,
-                                  clip_layout="consecutive", steps=50, sigma_max=700.0,
+                     ObjectConfig(preset="sv3d-dynamic", backbone="sv3d-p", orbit="sv3d-dynamic", **HUB_FIT,
+                                  steps=50, sigma_max=700.0,
                                   guidance="triangular", guidance_scale=2.5, radius=2.0, fov_deg=33.8,
-                                  refine=True, fit_steps=2000, lr_scale=2.0, input_weight=4.0, carve_resolution=128,
+                                  refine=True, fit_steps=2000, lr_scale=2.0, carve_resolution=128,
                                   num_points=20000, max_gaussians=100_000, mesh_resolution=256, texture="uv")),
     "sv3d-u": ("SV3D_u: its trained 21-view static orbit (input last, no camera input), triangular CFG 1 -> 2.5, "
                "50 steps",
-               ObjectConfig(preset="sv3d-u", backbone="sv3d-u", orbit="sv3d-static", frames=None,
-                            clip_layout="consecutive", steps=50, sigma_max=700.0,
+               ObjectConfig(preset="sv3d-u", backbone="sv3d-u", orbit="sv3d-static", **HUB_FIT,
+                            steps=50, sigma_max=700.0,
                             guidance="triangular", guidance_scale=2.5, radius=2.0, fov_deg=33.8, fit_steps=2000,
-                            lr_scale=2.0, input_weight=4.0, carve_resolution=128, num_points=20000,
+                            lr_scale=2.0, carve_resolution=128, num_points=20000,
                             max_gaussians=100_000, mesh_resolution=256, texture="uv", elevation_deg=10.0)),
     "v3d": ("V3D: 18-view orbit at elevation 0 (input first), constant CFG 4.5, 25 steps, border 0.3",
-            ObjectConfig(preset="v3d", backbone="v3d", orbit="v3d", frames=None, clip_layout="consecutive", steps=25,
+            ObjectConfig(preset="v3d", backbone="v3d", orbit="v3d", **HUB_FIT, steps=25,
                          sigma_max=700.0, guidance="constant", guidance_scale=4.5, elevation_deg=0.0, radius=2.0,
-                         fov_deg=60.0, border_ratio=0.3, fit_steps=4000, lr_scale=1.0, input_weight=4.0,
+                         fov_deg=60.0, border_ratio=0.3, fit_steps=4000, lr_scale=1.0,
                          carve_resolution=128, num_points=20000, max_gaussians=100_000, mesh_resolution=256,
                          texture="uv")),
 }
