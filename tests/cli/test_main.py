@@ -43,7 +43,7 @@ def test_unknown_command_is_status_2(capsys):
 
 @pytest.mark.parametrize("argv, sentence", [
     (["object", "--image", "x.png", "--fit-steps", "nan"],
-     "--fit-steps takes a whole number (INT), not 'nan'; pass a whole number, e.g. --fit-steps 400."),
+     "--fit-steps takes a whole number (INT), not 'nan'; pass a whole number, e.g. --fit-steps 200."),
     (["object", "--image", "x.png", "--lr-scale=abc"],
      "--lr-scale takes a number (FLOAT), not 'abc'; pass a number, e.g. --lr-scale 10.0."),
     (["fit", "scene", "--test-views", "1", "a"],

@@ -103,14 +103,16 @@ def test_the_input_only_baseline_keeps_its_own_fitting_settings_whatever_the_job
     from vdm3d.views import Views
 
     seen = []
-    monkeypatch.setattr(ev.job, "fit", lambda c, views, init, *a, **k: seen.append((c.input_weight, c.fit_steps)) or init)
+    monkeypatch.setattr(ev.job, "fit", lambda c, views, init, *a, **k: seen.append(
+        (c.input_weight, c.input_every_step, c.fit_steps)) or init)
     alpha = torch.zeros(1, 16, 16)
     alpha[:, 4:12, 4:12] = 1.0
     views = Views(torch.ones(1, 16, 16, 3), cameras_from_sv3d(10.0, 0.0, 3.2, 40.0, 16, 16).reshape(1), alphas=alpha)
     perceptual, _ = ev.make_perceptual("ms-ssim")
-    for weight, steps in ((4.0, 200), (12.0, 400)):
-        ev.input_only_baseline(ObjectConfig(input_weight=weight, fit_steps=steps, num_points=20), views, perceptual)
-    assert seen == [(4.0, 200)] * 2
+    for weight, every, steps in ((4.0, 0.0, 200), (12.0, 0.33, 400)):
+        ev.input_only_baseline(ObjectConfig(input_weight=weight, input_every_step=every, fit_steps=steps, num_points=20),
+                               views, perceptual)
+    assert seen == [(4.0, 0.0, 200)] * 2
 
 
 def test_option_rows_come_after_the_job_and_before_the_baselines():

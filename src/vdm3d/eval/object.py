@@ -96,9 +96,12 @@ OPTIONS: dict[str, dict] = {
     "steps-1": {"steps": 1},
     "steps-2": {"steps": 2},
     "frames-9": {"frames": 9},
-    "orbit-18": {"frames": 18, "clip_layout": "consecutive", "input_weight": 4.0, "fit_steps": 200},
-    "orbit-36": {"frames": 36, "clip_layout": "interleaved", "input_weight": 12.0, "fit_steps": 200},
-    "orbit-36-fit-400": {"frames": 36, "clip_layout": "interleaved", "input_weight": 12.0, "fit_steps": 400},
+    "orbit-18": {"frames": 18, "clip_layout": "consecutive", "input_weight": 4.0, "input_every_step": 0.0,
+                 "fit_steps": 200},
+    "orbit-36": {"frames": 36, "clip_layout": "interleaved", "input_weight": 12.0, "input_every_step": 0.0,
+                 "fit_steps": 200},
+    "orbit-36-fit-400": {"frames": 36, "clip_layout": "interleaved", "input_weight": 12.0, "input_every_step": 0.0,
+                         "fit_steps": 400},
     "samples-2": {"orbit_samples": 2},
     "samples-4": {"orbit_samples": 4},
     "samples-8": {"orbit_samples": 8},
@@ -112,7 +115,8 @@ _OPTION_NOTES = {"exact-depth-maps": "carried by the input view's true depth: an
                  "steps-1-l1": "3DGS's 0.8 L1 + 0.2 D-SSIM",
                  "orbit-18": "V3D's 18-view orbit: the tiny default before the 36-view one",
                  "orbit-36": "two 18-view passes half a step apart, each in clips of views 20 degrees apart",
-                 "orbit-36-fit-400": "the same, fitted twice as long: today's tiny default"}
+                 "orbit-36-fit-400": "the same, fitted twice as long, the input one of the views: the tiny "
+                                     "default before the input was fitted at every step"}
 
 
 def _flags(settings: dict) -> str:
@@ -244,7 +248,7 @@ def silhouette_ball(orbit: Views, resolution: int) -> CarveResult:
 
 
 #: the input-only baseline's fitting settings: the job's defaults when every recorded baseline was fitted
-INPUT_ONLY_FIT = {"input_weight": 4.0, "fit_steps": 200}
+INPUT_ONLY_FIT = {"input_weight": 4.0, "input_every_step": 0.0, "fit_steps": 200}
 
 
 def input_only_baseline(job_config: ObjectConfig, orbit: Views, perceptual: PerceptualLoss) -> Gaussians:

@@ -15,7 +15,8 @@ The job follows SV3D and V3D (SEED_SYSTEMS.md §1, §2) on the shared core::
   cubes, area-uniform surface samples coloured from the view that faces them
   (:mod:`vdm3d.geometry.carve`).
 * ``fit``: Gaussians fitted with V3D's loss ``(1 - SSIM) + w_p * perceptual + w_o * mean(opacity)``
-  (``ssim_weight = 1``: no L1), the input view weighted ``input_weight`` times a generated one; the
+  (``ssim_weight = 1``: no L1), the input view fitted beside every step's generated view
+  (``input_every_step``; the hub presets: one of the views, weighted ``input_weight``); the
   perceptual term is LPIPS when its weights are present, else 1 - MS-SSIM
   (:mod:`vdm3d.recon.perceptual`); the manifest records which ran. Options: SV3D's illumination model
   (:mod:`vdm3d.recon.illumination`) and geometric priors (:mod:`vdm3d.recon.priors`).
@@ -72,7 +73,7 @@ from vdm3d.recon.illumination import Illumination
 from vdm3d.recon.perceptual import make_perceptual
 from vdm3d.recon.priors import GeometryPriors
 from vdm3d.recon.render import render_views
-from vdm3d.recon.trainer import FitConfig, FitProgress, LearningRates, fit_gaussians
+from vdm3d.recon.trainer import FitConfig, FitProgress, LearningRates, ViewPool, fit_gaussians, loss_weights
 from vdm3d.splat.gaussians import Gaussians
 from vdm3d.splat.ply import save_ply
 from vdm3d.splat.strategy import DensifyPolicy
@@ -156,9 +157,9 @@ class ObjectConfig:
     """voxels per side of the space-carving grid"""
     num_points: Annotated[int, Range(16)] = 2000
     """initial Gaussians sampled on the carved surface"""
-    fit_steps: Annotated[int, Range(1)] = 400
-    """Gaussian fitting steps (one view per step); the tiny default, 400, gives each of the 36 views as many
-    steps as 200 gave each of 18"""
+    fit_steps: Annotated[int, Range(1)] = 200
+    """Gaussian fitting steps (one orbit view per step, and the input view beside it unless
+    --input-every-step is 0)"""
     lr_scale: Annotated[float, Range(0, open_min=True)] = 10.0
     """multiplies 3DGS's learning rates, which are tuned for 30k steps (a few hundred need larger ones)"""
     ssim_weight: Annotated[float, Range(0)] = 1.0
@@ -172,8 +173,11 @@ class ObjectConfig:
     alpha_weight: Annotated[float, Range(0)] = 0.5
     """weight of the L1 between rendered coverage and the frames' masks"""
     input_weight: Annotated[float, Range(0)] = 12.0
-    """loss weight of the input view relative to a generated view (the tiny default, 12, was 4 with 18 views;
-    the hub presets keep 4)"""
+    """loss weight of the input view relative to a generated view when it is fitted as one of the orbit's
+    views (--input-every-step 0, the hub presets: 4) and in --refine and texture refinement"""
+    input_every_step: Annotated[float, Range(0)] = 0.33
+    """weight of the input view fitted beside every step's orbit view, so that it keeps its share of the fit
+    whatever the orbit's view count (0: it is one of the orbit's views, drawn in turn, weighted --input-weight)"""
     max_gaussians: Annotated[int, Range(1)] = 4000
     """cap on the number of Gaussians after densification"""
     illumination: bool = False
@@ -220,8 +224,8 @@ class ObjectConfig:
 
 
 #: what the hub presets keep where the tiny default changed: their trained orbit (its own view count, one clip)
-#: and the input view weighted 4
-HUB_FIT: dict[str, Any] = {"frames": None, "clip_layout": "consecutive", "input_weight": 4.0}
+#: and the input view weighted 4 as one of the orbit's views
+HUB_FIT: dict[str, Any] = {"frames": None, "clip_layout": "consecutive", "input_weight": 4.0, "input_every_step": 0.0}
 
 PRESETS: dict[str, tuple[str, ObjectConfig]] = {
     "tiny": ("embedded 64x64 orbit model on CPU: V3D-style orbit of 36 views (two 18-view passes interleaved), "
@@ -354,7 +358,8 @@ def init_gaussians(hull: CarveResult, orbit: Views) -> Gaussians:
 
 def fit(config: ObjectConfig, orbit: Views, init: Gaussians, perceptual: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None,
         progress: Progress | None = None) -> Gaussians:
-    """Fit Gaussians to the orbit with V3D's loss; the input view counts ``input_weight`` times.
+    """Fit Gaussians to the orbit with V3D's loss; the input view is fitted beside every step's orbit view
+    (weight ``input_every_step``), or as one of them weighted ``input_weight`` (:func:`input_beside`).
 
     With ``illumination`` the fitted colours are albedo lit by a fitted light, and the result is the
     lit splats (:func:`fit_lit` returns the albedo too); the geometric priors are extra loss terms."""
@@ -379,7 +384,7 @@ def fit_lit(config: ObjectConfig, orbit: Views, init: Gaussians,
         since: list[tuple[float, float]] = []  # (loss, PSNR) of the steps since the last line
 
         def report(p: FitProgress) -> None:  # noqa: E306
-            # one step fits one view (the input one counts input_weight times): a line shows the mean of the
+            # one step fits one orbit view (and the input beside it): a line shows the mean of the
             # steps since the previous one, not the last step's view, which swings by several dB
             since.append((p.loss, p.psnr))
             if p.step % max(1, n // 5) == 0 or p.step == n:
@@ -389,12 +394,28 @@ def fit_lit(config: ObjectConfig, orbit: Views, init: Gaussians,
                 since.clear()
     terms, light = fit_terms(config, orbit)
     between = None if light is None else (lambda _step, _g: light.step())
-    fitted = fit_gaussians(orbit, init, fit_config, perceptual=perceptual, progress=report, extra_losses=terms,
-                           appearance=light, between_steps=between)
+    views, pools = input_beside(orbit, config.input_every_step, fit_config)
+    fitted = fit_gaussians(views, init, fit_config, perceptual=perceptual, progress=report, extra_losses=terms,
+                           appearance=light, between_steps=between, pools=pools)
     if light is None:
         return fitted, None
     with torch.no_grad():
         return light(fitted), fitted
+
+
+def input_beside(orbit: Views, weight: float, fit_config: FitConfig) -> tuple[Views, list[ViewPool]]:
+    """The orbit's generated views, and a pool that fits its input view beside each of them (weight
+    ``weight``, the fit's own loss terms); with ``weight`` 0, or an orbit of input views only, the orbit as it
+    is and no pool.
+
+    The fit draws one view per step in turn, so with 36 generated views the input comes up once in 37 steps
+    however it is weighted (and a large weight on rare steps shakes Adam's moments); beside every step it
+    keeps its share of the fit whatever the view count (docs/object.md, "The input view at every step")."""
+    inputs = [i for i, o in enumerate(orbit.origin) if o == "input"]
+    if weight == 0 or not inputs or len(inputs) == len(orbit):
+        return orbit, []
+    generated = [i for i in range(len(orbit)) if i not in inputs]
+    return orbit[generated], [ViewPool(orbit[inputs], loss=loss_weights(fit_config), weight=weight)]
 
 
 def fit_terms(config: ObjectConfig, orbit: Views) -> tuple[list, Illumination | None]:

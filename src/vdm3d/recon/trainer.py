@@ -129,6 +129,12 @@ class LossWeights:
     alpha: float = 0.0
 
 
+def loss_weights(config: FitConfig) -> LossWeights:
+    """The photometric terms a FitConfig gives its training views (a pool can reuse them)."""
+    return LossWeights(l1=1 - config.ssim_weight, dssim=config.ssim_weight, perceptual=config.perceptual_weight,
+                       depth=config.depth_weight, alpha=config.alpha_weight)
+
+
 @dataclasses.dataclass(frozen=True)
 class ViewPool:
     """Views fitted beside the training views: one of them, drawn at random, every ``every`` steps.
@@ -269,8 +275,7 @@ def fit_gaussians(views: Views | Sequence[Views], init: Gaussians, config: FitCo
         raise ConfigError(f"fit: patch_size must be at least {WINDOW} pixels (the SSIM window), got {config.patch_size}.")
     index = [(g, i) for g, v in enumerate(groups) for i in range(len(v))]
     dtype, device = init.dtype, init.device
-    main_loss = LossWeights(l1=1 - config.ssim_weight, dssim=config.ssim_weight, perceptual=config.perceptual_weight,
-                            depth=config.depth_weight, alpha=config.alpha_weight)
+    main_loss = loss_weights(config)
     pools = list(pools)
 
     generator = torch.Generator().manual_seed(config.seed)
