@@ -327,7 +327,7 @@ def input_psnr(gaussians: Gaussians, orbit: Views) -> float:
     """PSNR of the splats rendered at the input camera against the input image (composited on white)."""
     index = orbit.origin.index("input")
     render = render_views(gaussians, orbit.cameras[[index]], background=1.0).images
-    return image_scores(render, orbit.images[[index]].float())["psnr"]
+    return float(psnr(render.clamp(0, 1), orbit.images[[index]].float()).mean())  # as image_scores, without its SSIM
 
 
 def orbit_source(config: EvalObjectConfig, job_config: ObjectConfig, scene: Scene,
