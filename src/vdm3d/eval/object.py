@@ -46,6 +46,7 @@ import tyro
 from vdm3d.cameras.camera import Cameras
 from vdm3d.cameras.io import cameras_from_sv3d
 from vdm3d.data.procedural import Scene, load_mesh, make_object
+from vdm3d.data.procedural.objects import light_palette
 from vdm3d.errors import InputError
 from vdm3d.eval.checkpoints import FROM_CHECKPOINT, CaseCheckpoints
 from vdm3d.eval.meshes import mesh_files
@@ -150,7 +151,8 @@ class EvalObjectConfig:
     mesh_root: Path = Path("../shared/data/meshes")
     """folder of the shared meshes"""
     manifest: Path | None = None
-    """JSON list of cases ({"seed": N} or {"mesh": path, "texture": path}) instead of the defaults"""
+    """JSON list of cases ({"seed": N}, {"seed": N, "palette": "light"}: the object repainted in light colours,
+    or {"mesh": path, "texture": path}) instead of the defaults"""
     source: Literal["backbone", "oracle"] = "backbone"
     """orbit frames from the backbone, or exact renders (an upper bound for the reconstruction)"""
     preset: str = "tiny"
@@ -210,13 +212,16 @@ def load_cases(config: EvalObjectConfig) -> list[dict]:
 def case_scene(case: dict) -> tuple[Scene, str]:
     """The ground-truth Scene of a case and its name."""
     if "seed" in case:
-        return make_object(int(case["seed"])), case_name(case)
+        scene = make_object(int(case["seed"]))
+        return (light_palette(scene, int(case["seed"])) if case.get("palette") == "light" else scene), case_name(case)
     return load_mesh(case["mesh"], texture=case.get("texture"), up=case.get("up", "y")), case_name(case)
 
 
 def case_name(case: dict) -> str:
     """A case's name, without building its scene."""
-    return f"object-{case['seed']}" if "seed" in case else Path(case["mesh"]).stem
+    if "seed" in case:
+        return f"object-{case['seed']}" + ("-light" if case.get("palette") == "light" else "")
+    return Path(case["mesh"]).stem
 
 
 def scene_mesh(scene: Scene) -> trimesh.Trimesh:
