@@ -231,7 +231,7 @@ def test_regeneration_starts_from_the_given_frames_at_the_given_noise():
     torch.testing.assert_close(near[plan.input_index], reference)  # the input frame is the input
 
 
-def test_the_job_fits_again_on_the_orbit_mixed_with_its_regeneration(object_image, tmp_path):
+def test_the_job_fits_again_on_the_orbit_mixed_with_its_regeneration(object_image, tmp_path, monkeypatch):
     """After the fit, the renders at the orbit cameras are sampled again and mixed half and half with the first
     orbit; the second fit sees that mix, from the same carved start. A source without a model skips it."""
     scene, image = object_image
@@ -242,6 +242,11 @@ def test_the_job_fits_again_on_the_orbit_mixed_with_its_regeneration(object_imag
             seen.append((start.clone(), sigma))
             return torch.ones_like(start)  # white frames: the mix is the first orbit half faded
 
+    from vdm3d.jobs import object as job
+
+    fitted = []
+    fit = job.fit
+    monkeypatch.setattr(job, "fit", lambda config, views, *a, **k: (fitted.append(views), fit(config, views, *a, **k))[1])
     config = ObjectConfig(image=image, out=tmp_path / "run", recentre=False, regen_sigma=3.0, **SMALL)
     said = []
     result = run_object(config, source=Regenerating(scene), progress=said.append)
@@ -250,7 +255,9 @@ def test_the_job_fits_again_on_the_orbit_mixed_with_its_regeneration(object_imag
     first = OracleOrbit(scene).generate(torch.ones(48, 48, 3), plan, torch.Generator())
     assert sigma == 3.0 and "regenerate" in result.timings and "refit" in result.timings
     rest = [i for i, o in enumerate(result.orbit.origin) if o == "generated"]
-    torch.testing.assert_close(result.orbit.images[rest], 0.5 + 0.5 * first[rest].float(), atol=1e-5, rtol=0)
+    assert len(fitted) == 2 and fitted[0] is result.orbit  # the result keeps the model's own frames
+    torch.testing.assert_close(result.orbit.images[rest], first[rest].float())
+    torch.testing.assert_close(fitted[1].images[rest], 0.5 + 0.5 * first[rest].float(), atol=1e-5, rtol=0)
     assert any(line.startswith("regenerate: the fit's renders") for line in said)
     # the start was the first fit's renders: close to the exact frames, not the frames themselves
     gap = (start[rest] - first[rest]).abs().mean()

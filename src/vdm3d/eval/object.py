@@ -98,11 +98,14 @@ OPTIONS: dict[str, dict] = {
     "steps-2": {"steps": 2},
     "frames-9": {"frames": 9},
     "orbit-18": {"frames": 18, "clip_layout": "consecutive", "input_weight": 4.0, "input_every_step": 0.0,
-                 "fit_steps": 200},
+                 "fit_steps": 200, "regen_sigma": 0.0},
     "orbit-36": {"frames": 36, "clip_layout": "interleaved", "input_weight": 12.0, "input_every_step": 0.0,
-                 "fit_steps": 200},
+                 "fit_steps": 200, "regen_sigma": 0.0},
     "orbit-36-fit-400": {"frames": 36, "clip_layout": "interleaved", "input_weight": 12.0, "input_every_step": 0.0,
-                         "fit_steps": 400},
+                         "fit_steps": 400, "regen_sigma": 0.0},
+    "no-regen": {"regen_sigma": 0.0},
+    "regen-2": {"regen_sigma": 2.0},
+    "regen-7": {"regen_sigma": 7.0},
     "samples-2": {"orbit_samples": 2},
     "samples-4": {"orbit_samples": 4},
     "samples-8": {"orbit_samples": 8},
@@ -117,7 +120,8 @@ _OPTION_NOTES = {"exact-depth-maps": "carried by the input view's true depth: an
                  "orbit-18": "V3D's 18-view orbit: the tiny default before the 36-view one",
                  "orbit-36": "two 18-view passes half a step apart, each in clips of views 20 degrees apart",
                  "orbit-36-fit-400": "the same, fitted twice as long, the input one of the views: the tiny "
-                                     "default before the input was fitted at every step"}
+                                     "default before the input was fitted at every step",
+                 "no-regen": "one fit, no guided regeneration: the tiny default before it"}
 
 
 def _flags(settings: dict) -> str:

@@ -649,16 +649,17 @@ def run_object(config: ObjectConfig, *, source: OrbitSource | None = None, progr
 
         gaussians = fit_stage(orbit, "fit")
         lap("fit")
+        fitted_to = orbit  # the views of the fit that makes the splats; `orbit` stays the model's frames
         if config.regen_sigma > 0 and not hasattr(source, "regenerate"):
             say(f"regenerate: skipped, the orbit source {source.name} is not a model that can sample again")
         elif config.regen_sigma > 0:
-            first_orbit, first_fit = orbit, gaussians
-            orbit = orbit_stage(run, lambda: (regenerate(config, first_fit, first_orbit, plan, fg, source), plan),
-                                lambda: plan, lambda: [], say, name="regenerate")[0]
+            first_fit = gaussians
+            fitted_to = orbit_stage(run, lambda: (regenerate(config, first_fit, orbit, plan, fg, source), plan),
+                                    lambda: plan, lambda: [], say, name="regenerate")[0]
             say(f"regenerate: the fit's renders sampled again from sigma {config.regen_sigma:g}, mixed "
                 f"{config.regen_mix:g} : {1 - config.regen_mix:g} with the first orbit; fitting again")
             lap("regenerate")
-            gaussians = fit_stage(orbit, "refit")
+            gaussians = fit_stage(fitted_to, "refit")
             lap("refit")
         if config.refine:
             fitted = gaussians
@@ -668,7 +669,7 @@ def run_object(config: ObjectConfig, *, source: OrbitSource | None = None, progr
         say(f"mesh: {len(mesh.vertices)} vertices, {len(mesh.faces)} faces, watertight={mesh.is_watertight}")
         lap("extract_mesh")
         if config.texture_refine_steps > 0:
-            mesh = refine_texture(mesh, orbit, TextureRefineConfig(steps=config.texture_refine_steps,
+            mesh = refine_texture(mesh, fitted_to, TextureRefineConfig(steps=config.texture_refine_steps,
                                                                    input_weight=config.input_weight,
                                                                    perceptual_weight=config.perceptual_weight,
                                                                    seed=config.seed), perceptual, say)
