@@ -133,3 +133,29 @@ def test_room_path_stays_inside_and_clear():
     first = room_path(make_room(0), 40, seed=0, width=32, height=32)
     assert torch.equal(again.c2w, first.c2w)
     assert not torch.equal(room_path(make_room(0), 40, seed=1, width=32, height=32).c2w, first.c2w)
+
+
+def test_the_light_palette_keeps_the_shape_and_the_pattern_in_light_colours():
+    """The procedural palette (saturation 0.3-0.9) never draws a white or pastel object; users' meshes often
+    are one (the object job turned a white cow brown). light_palette repaints the same pattern in them."""
+    import colorsys
+
+    from vdm3d.data.procedural.objects import light_palette
+    from vdm3d.data.procedural.textures import LUMA
+
+    for seed in range(6):
+        scene = make_object(seed)
+        light = light_palette(scene, seed)
+        assert light_palette(scene, seed).parts[0].texture.tobytes() == light.parts[0].texture.tobytes()
+        for a, b in zip(scene.parts, light.parts):
+            assert np.array_equal(a.vertices, b.vertices) and np.array_equal(a.faces, b.faces)
+            before, after = (p.texture.astype(np.float32) @ LUMA for p in (a, b))
+            if before.std() > 1:  # the same two-tone pattern (two light tones may swap which is lighter)
+                assert abs(np.corrcoef(before.ravel(), after.ravel())[0, 1]) > 0.95
+            top = b.texture.reshape(-1, 3)[np.argmax(after)] / 255  # the light tone
+            h, s, v = colorsys.rgb_to_hsv(*top)
+            assert s <= 0.351 and v >= 0.79, (seed, s, v)
+        assert light.meta["palette"] == "light" and "palette" not in scene.meta
+    # seeds differ, and about half of the objects give all their parts one palette
+    tones = [tuple(light_palette(make_object(s), s).parts[0].texture.reshape(-1, 3).max(0)) for s in range(6)]
+    assert len(set(tones)) == 6

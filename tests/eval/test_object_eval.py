@@ -28,6 +28,20 @@ def test_bad_manifest_is_one_sentence(tmp_path, text):
         load_cases(EvalObjectConfig(manifest=path))
     assert str(e.value).count(".") >= 1 and "\n" not in str(e.value) and str(path) in str(e.value)
 
+def test_a_manifest_case_can_ask_for_the_light_palette():
+    """{"seed": N, "palette": "light"}: the same object repainted (white, cream, pastel), under its own name."""
+    import numpy as np
+
+    from vdm3d.eval.object import case_name, case_scene
+
+    plain, name = case_scene({"seed": 2000000})
+    light, light_name = case_scene({"seed": 2000000, "palette": "light"})
+    assert (name, light_name) == ("object-2000000", "object-2000000-light")
+    assert case_name({"seed": 2000000, "palette": "light"}) == light_name
+    assert np.array_equal(plain.parts[0].vertices, light.parts[0].vertices)
+    assert not np.array_equal(plain.parts[0].texture, light.parts[0].texture)
+
+
 
 def test_novel_cameras_are_spread_and_look_at_the_object():
     cams = novel_cameras(8, 2.7, 40.0, 32, seed=0)

@@ -70,6 +70,21 @@ def test_stage_log_times_messages_and_gives_step_stages_an_eta():
                                            "[    36.0 s] fit 200/200: loss 0.3"]
 
 
+def test_a_stage_that_runs_again_gets_its_eta_from_its_second_run():
+    """The object job fits twice (the second time after regenerating the orbit): the second fit's ETA came
+    from the first fit's start, 'fit 80/200 ... (ETA 31.4 s)' for a fit 4 s from its end."""
+    out, clock = io.StringIO(), Clock()
+    say = StageLog(stream=out, clock=clock)
+    say("fit 40/200: loss 0.5")
+    clock.t += 8.0
+    say("fit 200/200: loss 0.3")
+    clock.t += 100.0  # regenerating
+    say("fit 40/200: loss 0.5")  # the second fit's first report: no rate yet
+    clock.t += 2.0
+    say("fit 80/200: loss 0.4")  # 40 steps in 2 s: 120 left -> 6 s
+    assert out.getvalue().splitlines()[2:] == ["[1 min 48 s] fit 40/200: loss 0.5",
+                                               "[1 min 50 s] fit 80/200: loss 0.4 (ETA 6.0 s)"]
+
 def test_stage_log_counts_cases_from_the_start():
     """``[i/n]`` lines (evaluation cases) get an ETA from the first case on, the start included."""
     out, clock = io.StringIO(), Clock()

@@ -212,6 +212,63 @@ def test_backbone_orbit_fills_every_frame_in_chunks_reproducibly():
     torch.testing.assert_close(again.images, views.images)  # seeded
 
 
+def test_regeneration_starts_from_the_given_frames_at_the_given_noise():
+    """SDEdit: from a small sigma the orbit model returns the frames it was given, from a large one what it
+    would draw from noise (the closed-form denoiser of N(mean, 1) data draws the mean, 0.3 here)."""
+    from vdm3d.diffusion.testing import GaussianDataDenoiser
+
+    bb = GaussianDataDenoiser(mean=-0.4, var=1.0, resolution=(16, 16), frames=4)  # latent -0.4: image 0.3
+    source = BackboneOrbit(bb, steps=4)
+    plan = orbit_plan("v3d", 10.0, 3.2, 40.0, 16, frames=9)
+    reference = torch.rand(16, 16, 3)
+    start = torch.rand(9, 16, 16, 3)
+    near = source.regenerate(reference, plan, start, 1e-2, torch.Generator().manual_seed(0))
+    far = source.regenerate(reference, plan, start, 1e3, torch.Generator().manual_seed(0))
+    rest = [i for i in range(9) if i != plan.input_index]
+    assert (near[rest] - start[rest]).abs().mean() < 0.005 and (far[rest] - start[rest]).abs().mean() > 0.2
+    assert (far[rest] - 0.3).abs().mean() < 0.03  # the start is forgotten
+    assert bb.calls == 2 * 2 * 3 * 2  # 2 clips of 4 views, 3 steps (one fewer than the orbit's 4), 2 CFG branches
+    torch.testing.assert_close(near[plan.input_index], reference)  # the input frame is the input
+
+
+def test_the_job_fits_again_on_the_orbit_mixed_with_its_regeneration(object_image, tmp_path, monkeypatch):
+    """After the fit, the renders at the orbit cameras are sampled again and mixed half and half with the first
+    orbit; the second fit sees that mix, from the same carved start. A source without a model skips it."""
+    scene, image = object_image
+    seen = []
+
+    class Regenerating(OracleOrbit):
+        def regenerate(self, reference, plan, start, sigma, generator):
+            seen.append((start.clone(), sigma))
+            return torch.ones_like(start)  # white frames: the mix is the first orbit half faded
+
+    from vdm3d.jobs import object as job
+
+    fitted = []
+    fit = job.fit
+    monkeypatch.setattr(job, "fit", lambda config, views, *a, **k: (fitted.append(views), fit(config, views, *a, **k))[1])
+    config = ObjectConfig(image=image, out=tmp_path / "run", recentre=False, regen_sigma=3.0, **SMALL)
+    said = []
+    result = run_object(config, source=Regenerating(scene), progress=said.append)
+    (start, sigma), = seen
+    plan = orbit_plan(config.orbit, config.elevation_deg, config.radius, config.fov_deg, 48, config.frames)
+    first = OracleOrbit(scene).generate(torch.ones(48, 48, 3), plan, torch.Generator())
+    assert sigma == 3.0 and "regenerate" in result.timings and "refit" in result.timings
+    rest = [i for i, o in enumerate(result.orbit.origin) if o == "generated"]
+    assert len(fitted) == 2 and fitted[0] is result.orbit  # the result keeps the model's own frames
+    torch.testing.assert_close(result.orbit.images[rest], first[rest].float())
+    torch.testing.assert_close(fitted[1].images[rest], 0.5 + 0.5 * first[rest].float(), atol=1e-5, rtol=0)
+    assert any(line.startswith("regenerate: the fit's renders") for line in said)
+    # the start was the first fit's renders: close to the exact frames, not the frames themselves
+    gap = (start[rest] - first[rest]).abs().mean()
+    assert 0.001 < gap < 0.1
+
+    plain = run_object(dataclasses.replace(config, out=tmp_path / "oracle"), source=OracleOrbit(scene),
+                       progress=said.append)
+    assert "regenerate" not in plain.timings
+    assert any("regenerate: skipped" in line for line in said)
+
+
 def test_orbit_samples_are_averaged_frame_by_frame_with_their_masks():
     from vdm3d.io.foreground import Foreground, mask_from_background
     from vdm3d.jobs.object import generate_orbit

@@ -89,3 +89,20 @@ def test_the_shipped_rendering_code_is_in_the_hash():
                    "geometry/warp.py"):
         assert any(s.endswith(module) for s in seen), module
     assert not any(s.endswith(("io/runs.py", "errors.py")) for s in seen)
+
+
+def test_a_light_share_repaints_that_share_of_the_objects_and_leaves_the_others_bit_for_bit():
+    from vdm3d.data.procedural.textures import LUMA
+
+    plain = build_object_set(ObjectSetConfig(count=12, views=1, resolution=24))
+    mixed = build_object_set(ObjectSetConfig(count=12, views=1, resolution=24, light_share=0.5))
+    same = [bool(np.array_equal(a, b)) for a, b in zip(plain["rgb"], mixed["rgb"])]
+    assert 3 <= same.count(False) <= 9, same  # about half, drawn per seed
+    assert np.array_equal(plain["c2w"], mixed["c2w"])  # the cameras do not move
+    fg = lambda im: im[(im < 250).any(-1)].astype(np.float32)  # noqa: E731 (object pixels on white)
+    for a, b, kept in zip(plain["rgb"], mixed["rgb"], same):
+        if not kept:  # repainted objects are brighter and greyer than their originals
+            x, y = fg(a[0]), fg(b[0])
+            assert (y @ LUMA).mean() > (x @ LUMA).mean() - 5
+            sat = lambda c: (c.max(-1) - c.min(-1)).mean()  # noqa: E731
+            assert sat(y) < sat(x) + 5

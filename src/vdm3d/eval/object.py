@@ -46,6 +46,7 @@ import tyro
 from vdm3d.cameras.camera import Cameras
 from vdm3d.cameras.io import cameras_from_sv3d
 from vdm3d.data.procedural import Scene, load_mesh, make_object
+from vdm3d.data.procedural.objects import light_palette
 from vdm3d.errors import InputError
 from vdm3d.eval.checkpoints import FROM_CHECKPOINT, CaseCheckpoints
 from vdm3d.eval.meshes import mesh_files
@@ -97,11 +98,14 @@ OPTIONS: dict[str, dict] = {
     "steps-2": {"steps": 2},
     "frames-9": {"frames": 9},
     "orbit-18": {"frames": 18, "clip_layout": "consecutive", "input_weight": 4.0, "input_every_step": 0.0,
-                 "fit_steps": 200},
+                 "fit_steps": 200, "regen_sigma": 0.0},
     "orbit-36": {"frames": 36, "clip_layout": "interleaved", "input_weight": 12.0, "input_every_step": 0.0,
-                 "fit_steps": 200},
+                 "fit_steps": 200, "regen_sigma": 0.0},
     "orbit-36-fit-400": {"frames": 36, "clip_layout": "interleaved", "input_weight": 12.0, "input_every_step": 0.0,
-                         "fit_steps": 400},
+                         "fit_steps": 400, "regen_sigma": 0.0},
+    "no-regen": {"regen_sigma": 0.0},
+    "regen-2": {"regen_sigma": 2.0},
+    "regen-7": {"regen_sigma": 7.0},
     "samples-2": {"orbit_samples": 2},
     "samples-4": {"orbit_samples": 4},
     "samples-8": {"orbit_samples": 8},
@@ -116,7 +120,8 @@ _OPTION_NOTES = {"exact-depth-maps": "carried by the input view's true depth: an
                  "orbit-18": "V3D's 18-view orbit: the tiny default before the 36-view one",
                  "orbit-36": "two 18-view passes half a step apart, each in clips of views 20 degrees apart",
                  "orbit-36-fit-400": "the same, fitted twice as long, the input one of the views: the tiny "
-                                     "default before the input was fitted at every step"}
+                                     "default before the input was fitted at every step",
+                 "no-regen": "one fit, no guided regeneration: the tiny default before it"}
 
 
 def _flags(settings: dict) -> str:
@@ -150,7 +155,8 @@ class EvalObjectConfig:
     mesh_root: Path = Path("../shared/data/meshes")
     """folder of the shared meshes"""
     manifest: Path | None = None
-    """JSON list of cases ({"seed": N} or {"mesh": path, "texture": path}) instead of the defaults"""
+    """JSON list of cases ({"seed": N}, {"seed": N, "palette": "light"}: the object repainted in light colours,
+    or {"mesh": path, "texture": path}) instead of the defaults"""
     source: Literal["backbone", "oracle"] = "backbone"
     """orbit frames from the backbone, or exact renders (an upper bound for the reconstruction)"""
     preset: str = "tiny"
@@ -210,13 +216,16 @@ def load_cases(config: EvalObjectConfig) -> list[dict]:
 def case_scene(case: dict) -> tuple[Scene, str]:
     """The ground-truth Scene of a case and its name."""
     if "seed" in case:
-        return make_object(int(case["seed"])), case_name(case)
+        scene = make_object(int(case["seed"]))
+        return (light_palette(scene, int(case["seed"])) if case.get("palette") == "light" else scene), case_name(case)
     return load_mesh(case["mesh"], texture=case.get("texture"), up=case.get("up", "y")), case_name(case)
 
 
 def case_name(case: dict) -> str:
     """A case's name, without building its scene."""
-    return f"object-{case['seed']}" if "seed" in case else Path(case["mesh"]).stem
+    if "seed" in case:
+        return f"object-{case['seed']}" + ("-light" if case.get("palette") == "light" else "")
+    return Path(case["mesh"]).stem
 
 
 def scene_mesh(scene: Scene) -> trimesh.Trimesh:

@@ -126,6 +126,7 @@ class StageLog:
         self.clock = clock
         self.start = clock()
         self.stage_start: dict[str, tuple[float, int]] = {}  # stage -> (time, step) of its first report
+        self.stage_last: dict[str, int] = {}  # stage -> its last reported step (a smaller one: it runs again)
 
     def __call__(self, message: str) -> None:
         now = self.clock()
@@ -139,6 +140,9 @@ class StageLog:
             step = (m.group(1), int(m.group(2)), int(m.group(3)), (now, int(m.group(2))))
         if step is not None:
             stage, done, total, origin = step
+            if done <= self.stage_last.get(stage, -1):  # the stage runs again (the object job's second fit)
+                self.stage_start[stage] = origin
+            self.stage_last[stage] = done
             t0, s0 = self.stage_start.setdefault(stage, origin)
             eta = eta_seconds(done, total, now - t0, s0)
             if eta is not None and done < total:

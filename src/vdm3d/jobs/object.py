@@ -2,7 +2,8 @@
 
 The job follows SV3D and V3D (SEED_SYSTEMS.md §1, §2) on the shared core::
 
-    image -> load_input -> generate_orbit -> carve -> fit -> [refine] -> extract_mesh -> [refine_texture] -> export
+    image -> load_input -> generate_orbit -> carve -> fit -> [regenerate -> fit] -> [refine] -> extract_mesh
+          -> [refine_texture] -> export
 
 * ``load_input``: the object's mask (alpha, or a plain background), recentred with a border,
   composited on white at the backbone's resolution (:mod:`vdm3d.io.foreground`).
@@ -20,6 +21,9 @@ The job follows SV3D and V3D (SEED_SYSTEMS.md §1, §2) on the shared core::
   perceptual term is LPIPS when its weights are present, else 1 - MS-SSIM
   (:mod:`vdm3d.recon.perceptual`); the manifest records which ran. Options: SV3D's illumination model
   (:mod:`vdm3d.recon.illumination`) and geometric priors (:mod:`vdm3d.recon.priors`).
+* ``regenerate`` (the tiny default; off in the hub presets): the fit's renders at the orbit cameras, noised
+  and sampled again by the orbit model (SDEdit), mixed with the first orbit; the splats are fitted again from
+  the same carved start on that mix.
 * ``refine`` (optional; the SV3D preset turns it on): masked score distillation with the backbone as
   a prior on random cameras, only where the orbit views see the surface badly
   (:mod:`vdm3d.jobs.object_refine`).
@@ -178,6 +182,12 @@ class ObjectConfig:
     input_every_step: Annotated[float, Range(0)] = 0.33
     """weight of the input view fitted beside every step's orbit view, so that it keeps its share of the fit
     whatever the orbit's view count (0: it is one of the orbit's views, drawn in turn, weighted --input-weight)"""
+    regen_sigma: Annotated[float, Range(0)] = 4.0
+    """guided regeneration: after the fit, its renders at the orbit cameras are noised to this sigma and
+    sampled again by the orbit model (as the orbit was, SDEdit), mixed with the first orbit (--regen-mix), and
+    the splats are fitted again on that mix (0: off, the hub presets' default)"""
+    regen_mix: Annotated[float, Range(0, 1)] = 0.5
+    """share of the regenerated frames in the views of the second fit (the rest: the first orbit's frames)"""
     max_gaussians: Annotated[int, Range(1)] = 4000
     """cap on the number of Gaussians after densification"""
     illumination: bool = False
@@ -220,12 +230,13 @@ class ObjectConfig:
     overwrite: bool = False
     """replace an existing run folder"""
     resume: bool = False
-    """continue the interrupted run in --out after its last finished stage (orbit, fit, refine)"""
+    """continue the interrupted run in --out after its last finished stage (orbit, fit, regenerate, refit, refine)"""
 
 
-#: what the hub presets keep where the tiny default changed: their trained orbit (its own view count, one clip)
-#: and the input view weighted 4 as one of the orbit's views
-HUB_FIT: dict[str, Any] = {"frames": None, "clip_layout": "consecutive", "input_weight": 4.0, "input_every_step": 0.0}
+#: what the hub presets keep where the tiny default changed: their trained orbit (its own view count, one clip),
+#: the input view weighted 4 as one of the orbit's views, and one fit (no regeneration)
+HUB_FIT: dict[str, Any] = {"frames": None, "clip_layout": "consecutive", "input_weight": 4.0, "input_every_step": 0.0,
+                           "regen_sigma": 0.0}
 
 PRESETS: dict[str, tuple[str, ObjectConfig]] = {
     "tiny": ("embedded 64x64 orbit model on CPU: V3D-style orbit of 36 views (two 18-view passes interleaved), "
@@ -312,6 +323,9 @@ def check_config(config: ObjectConfig) -> None:
         raise ConfigError("--texture-refine-steps optimizes a UV texture; add --texture uv.")
     if not 0 < config.fov_deg < 170 or config.radius <= 0:
         raise ConfigError(f"--fov-deg {config.fov_deg} and --radius {config.radius} must be in (0, 170) and > 0.")
+    if 0 < config.regen_sigma <= 0.002:
+        raise ConfigError(f"--regen-sigma {config.regen_sigma} is not above the sampler's smallest noise level, "
+                          "0.002; use 0 to turn the regeneration off, or a larger value such as the default 4.")
 
 
 # -- stages ---------------------------------------------------------------------------------------
@@ -401,6 +415,25 @@ def fit_lit(config: ObjectConfig, orbit: Views, init: Gaussians,
         return fitted, None
     with torch.no_grad():
         return light(fitted), fitted
+
+
+def regenerate(config: ObjectConfig, gaussians: Gaussians, orbit: Views, plan: OrbitPlan, fg: Foreground,
+               source: OrbitSource) -> Views:
+    """The orbit again, guided by the fit (docs/object.md, "Guided regeneration"): the splats rendered at the
+    orbit cameras agree with each other but are blurred where the generated views disagreed; noised to
+    ``regen_sigma`` and sampled again by the orbit model with the orbit's conditions (SDEdit,
+    :meth:`~vdm3d.jobs.object_orbit.BackboneOrbit.regenerate`), they get the model's detail back on a shape
+    the views share. The views of the second fit are those frames mixed with the first orbit's by
+    ``regen_mix``, the masks found on white again; the input frame stays the input."""
+    renders = render_views(gaussians, orbit.cameras, background=1.0).images.clamp(0, 1)
+    generator = torch.Generator().manual_seed(config.seed + 1)
+    again = source.regenerate(fg.image, plan, renders, config.regen_sigma, generator).float()
+    images = config.regen_mix * again + (1 - config.regen_mix) * orbit.images
+    images[plan.input_index] = fg.image
+    alphas = torch.stack([torch.from_numpy(mask_from_background(im.numpy(), np.ones(3, np.float32)))
+                          for im in images]).float()
+    alphas[plan.input_index] = orbit.alphas[plan.input_index]
+    return Views(images, orbit.cameras, alphas=alphas, origin=orbit.origin, fps=orbit.fps)
 
 
 def input_beside(orbit: Views, weight: float, fit_config: FitConfig) -> tuple[Views, list[ViewPool]]:
@@ -592,20 +625,42 @@ def run_object(config: ObjectConfig, *, source: OrbitSource | None = None, progr
         lap("generate_orbit")
         hull = carve(config, orbit)
         say(f"carve: visual hull with {len(hull.mesh.faces)} faces, {len(hull.points_world)} points")
+        init = init_gaussians(hull, orbit)
         lap("carve")
         albedo: list[Gaussians] = []
 
-        def fit_stage() -> Gaussians:
-            if not config.illumination:
-                return fit(config, orbit, init_gaussians(hull, orbit), perceptual, say)
-            lit, unlit = fit_lit(config, orbit, init_gaussians(hull, orbit), perceptual, say)
-            albedo.append(gaussians_stage(run, "albedo", lambda: unlit))  # checkpointed before the fit's
-            return lit
+        def fit_stage(views: Views, stage: str) -> Gaussians:
+            """The splats fitted to ``views`` from the carved ``init``, checkpointed as ``stage`` (with the
+            illumination model, its albedo too)."""
+            albedo_stage = "albedo" if stage == "fit" else f"{stage}-albedo"
+            albedo.clear()
 
-        gaussians = gaussians_stage(run, "fit", fit_stage, say)
-        if config.illumination and not albedo:
-            albedo.append(gaussians_stage(run, "albedo", lambda: gaussians))
+            def compute() -> Gaussians:
+                if not config.illumination:
+                    return fit(config, views, init, perceptual, say)
+                lit, unlit = fit_lit(config, views, init, perceptual, say)
+                albedo.append(gaussians_stage(run, albedo_stage, lambda: unlit))  # checkpointed before the fit's
+                return lit
+
+            fitted = gaussians_stage(run, stage, compute, say)
+            if config.illumination and not albedo:
+                albedo.append(gaussians_stage(run, albedo_stage, lambda: fitted))
+            return fitted
+
+        gaussians = fit_stage(orbit, "fit")
         lap("fit")
+        fitted_to = orbit  # the views of the fit that makes the splats; `orbit` stays the model's frames
+        if config.regen_sigma > 0 and not hasattr(source, "regenerate"):
+            say(f"regenerate: skipped, the orbit source {source.name} is not a model that can sample again")
+        elif config.regen_sigma > 0:
+            first_fit = gaussians
+            fitted_to = orbit_stage(run, lambda: (regenerate(config, first_fit, orbit, plan, fg, source), plan),
+                                    lambda: plan, lambda: [], say, name="regenerate")[0]
+            say(f"regenerate: the fit's renders sampled again from sigma {config.regen_sigma:g}, mixed "
+                f"{config.regen_mix:g} : {1 - config.regen_mix:g} with the first orbit; fitting again")
+            lap("regenerate")
+            gaussians = fit_stage(fitted_to, "refit")
+            lap("refit")
         if config.refine:
             fitted = gaussians
             gaussians = gaussians_stage(run, "refine", lambda: refine(config, fitted, orbit, plan, fg, source, say), say)
@@ -614,7 +669,7 @@ def run_object(config: ObjectConfig, *, source: OrbitSource | None = None, progr
         say(f"mesh: {len(mesh.vertices)} vertices, {len(mesh.faces)} faces, watertight={mesh.is_watertight}")
         lap("extract_mesh")
         if config.texture_refine_steps > 0:
-            mesh = refine_texture(mesh, orbit, TextureRefineConfig(steps=config.texture_refine_steps,
+            mesh = refine_texture(mesh, fitted_to, TextureRefineConfig(steps=config.texture_refine_steps,
                                                                    input_weight=config.input_weight,
                                                                    perceptual_weight=config.perceptual_weight,
                                                                    seed=config.seed), perceptual, say)

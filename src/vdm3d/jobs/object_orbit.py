@@ -185,8 +185,26 @@ class BackboneOrbit:
     @torch.no_grad()
     def generate(self, reference: Float[Tensor, "H W 3"], plan: OrbitPlan, generator: torch.Generator
                  ) -> Float[Tensor, "F H W 3"]:
-        from vdm3d.diffusion.samplers import sample
         from vdm3d.diffusion.schedules import EdmSchedule
+
+        sigmas = EdmSchedule(self.steps, 0.002, self.sigma_max, 7.0).sigmas()
+        return self.sample_clips(reference, plan, generator, sigmas)
+
+    @torch.no_grad()
+    def regenerate(self, reference: Float[Tensor, "H W 3"], plan: OrbitPlan, start: Float[Tensor, "F H W 3"],
+                   sigma: float, generator: torch.Generator) -> Float[Tensor, "F H W 3"]:
+        """The orbit sampled again from ``start`` (renders of a fit at the plan's cameras) noised to ``sigma``
+        (SDEdit), in the clips and with the conditions of :meth:`generate`, over ``steps - 1`` sampler steps
+        (at least 2): the model redraws what it would change in views that already agree with each other."""
+        from vdm3d.diffusion.schedules import EdmSchedule
+
+        sigmas = EdmSchedule(max(2, self.steps - 1), 0.002, sigma, 7.0).sigmas()
+        return self.sample_clips(reference, plan, generator, sigmas, start)
+
+    def sample_clips(self, reference: Float[Tensor, "H W 3"], plan: OrbitPlan, generator: torch.Generator,
+                     sigmas: Tensor, start: Float[Tensor, "F H W 3"] | None = None) -> Float[Tensor, "F H W 3"]:
+        """Every clip of :meth:`clips` sampled over ``sigmas``, from noise or from ``start``'s latents."""
+        from vdm3d.diffusion.samplers import sample
         from vdm3d.protocols import Conditioning
 
         bb = self.backbone
@@ -195,7 +213,6 @@ class BackboneOrbit:
         ref_c2w = plan.cameras.c2w[plan.input_index][None]
         h, w = reference.shape[:2]
         lh, lw = h // bb.spatial_factor, w // bb.spatial_factor
-        sigmas = EdmSchedule(self.steps, 0.002, self.sigma_max, 7.0).sigmas()
         with_cameras = "cameras" in bb.slots
         with_maps = self.proxy_maps and with_cameras and "maps" in bb.slots
         if with_maps:  # the input's carrying layers, once for every clip
@@ -213,7 +230,8 @@ class BackboneOrbit:
             fl = (len(group) - 1) // bb.temporal_factor + 1
             guider = self.guider(len(group))
             self.log.append({"frames": group, "cfg_weights": [round(float(v), 6) for v in guider.frame_scales(fl)]})
-            latents = sample(bb, sigmas, cond=cond, shape=(1, fl, bb.latent_channels, lh, lw),
+            x_init = None if start is None else bb.encode(start[torch.tensor(group)][None].float())
+            latents = sample(bb, sigmas, cond=cond, shape=(1, fl, bb.latent_channels, lh, lw), x_init=x_init,
                              generator=generator, guider=guider)
             frames = bb.decode(latents)[0].clamp(0, 1)  # [F, H, W, 3]
             for k, i in enumerate(group):

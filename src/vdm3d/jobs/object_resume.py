@@ -20,21 +20,23 @@ _GAUSSIAN_FIELDS = ("means", "quats", "log_scales", "opacity_logits", "sh")
 
 
 def orbit_stage(run: RunFolder, generate: Callable[[], tuple[Views, Any]], plan_again: Callable[[], Any],
-                log: Callable[[], list], say: Callable[[str], None] = lambda _m: None) -> tuple[Views, Any, list]:
-    """The orbit (Views, plan) and the sampler's log: from the checkpoint, or ``generate()`` and save it.
+                log: Callable[[], list], say: Callable[[str], None] = lambda _m: None, name: str = "orbit"
+                ) -> tuple[Views, Any, list]:
+    """The orbit (Views, plan) and the sampler's log: from the checkpoint of stage ``name``, or ``generate()``
+    and save it.
 
     ``plan_again()`` rebuilds the orbit plan (cameras, input index) from the config alone.
     """
-    saved = run.load_stage("orbit")
+    saved = run.load_stage(name)
     if saved is not None:
-        say("orbit: the interrupted run's frames (checkpoint), not sampled again")
+        say(f"{name}: the interrupted run's frames (checkpoint), not sampled again")
         tensors, meta = saved
         plan = plan_again()
         orbit = Views(tensors["images"], plan.cameras, alphas=tensors["alphas"], origin=tuple(meta["origin"]),
                       fps=meta["fps"])
         return orbit, plan, meta.get("log") or []
     orbit, plan = generate()
-    run.save_stage("orbit", {"images": orbit.images, "alphas": orbit.alphas}, origin=list(orbit.origin),
+    run.save_stage(name, {"images": orbit.images, "alphas": orbit.alphas}, origin=list(orbit.origin),
                    fps=orbit.fps, log=log())
     return orbit, plan, log()
 

@@ -70,6 +70,10 @@ class ObjectSetConfig:
     """image side in pixels"""
     split: Split = "train"
     """train, val or heldout (disjoint seed ranges)"""
+    light_share: Annotated[float, Range(0, 1)] = 0.0
+    """share of the objects repainted in light colours (white, cream, pastel, with dark patches half of the
+    time: :func:`vdm3d.data.procedural.objects.light_palette`), which the procedural palette never draws and
+    many users' meshes are; each object's draw depends on its seed only"""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,7 +173,7 @@ def _as_uint8(rgb) -> np.ndarray:
 def build_object_set(cfg: ObjectSetConfig, progress: Callable[[str], None] | None = None) -> dict[str, np.ndarray]:
     """Render ``cfg.count`` procedural objects on their orbits (see the module docstring)."""
     from vdm3d.data.procedural.cameras import orbit_cameras
-    from vdm3d.data.procedural.objects import make_object
+    from vdm3d.data.procedural.objects import light_palette, make_object
     from vdm3d.geometry.mesh_render import render_buffers
 
     r = cfg.resolution
@@ -179,6 +183,8 @@ def build_object_set(cfg: ObjectSetConfig, progress: Callable[[str], None] | Non
         seed = SEED_OFFSETS[cfg.split] + i
         rng = np.random.default_rng([seed, 7])
         scene = make_object(seed)
+        if cfg.light_share > 0 and np.random.default_rng([seed, 8]).random() < cfg.light_share:
+            scene = light_palette(scene, seed)
         elev = float(rng.uniform(0.0, 30.0))
         cams = orbit_cameras(cfg.views, width=r, height=r, fov_deg=OBJECT_FOV_DEG, elevation_deg=elev,
                              azimuth0_deg=float(rng.uniform(0, 360)))

@@ -14,18 +14,25 @@ Recipe:
    random texture (checker, stripes or noise, :mod:`.textures`), and its own instance id (1..4);
 4. the whole object is moved and scaled so its bounding sphere is the unit sphere;
 5. a random light (:meth:`Light.random`), white background.
+
+Its palette (saturation 0.3-0.9) never draws the white, cream and pastel objects that many real meshes are;
+:func:`light_palette` repaints an object's patterns in such colours (training sets mix them in with
+``ObjectSetConfig.light_share``; evaluation cases ask for them with ``"palette": "light"``).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 from scipy.spatial.transform import Rotation
 
 from vdm3d.geometry.mesh_scene import Light, MeshScene, Part
 from vdm3d.data.procedural.shapes import random_primitive
-from vdm3d.data.procedural.textures import random_texture
+from vdm3d.data.procedural.textures import light_colors, random_texture, repaint
 
 OBJECT_STREAM = 0x0B7EC7
+LIGHT_STREAM = 0x11647E
 TEXTURE_SIZE = 128
 
 
@@ -63,3 +70,14 @@ def make_object(seed: int, *, max_parts: int = 4, texture_size: int = TEXTURE_SI
     scene = MeshScene(parts=parts, light=Light.random(rng), background=(1.0, 1.0, 1.0), kind="object",
                   seed=int(seed), meta={"parts": info}, closed=True)
     return scene.normalized(1.0)
+
+
+def light_palette(scene: MeshScene, seed: int) -> MeshScene:
+    """``scene`` with every part's pattern repainted in the light palette (:func:`light_colors`); half of the
+    objects get one palette for all their parts (one material, like a glazed figurine). A pure function of
+    ``seed``; the geometry and light are unchanged."""
+    rng = np.random.default_rng([int(seed), LIGHT_STREAM])
+    shared = light_colors(rng) if rng.random() < 0.5 else None
+    parts = [dataclasses.replace(p, texture=repaint(p.texture, *(shared or light_colors(rng)))) for p in scene.parts]
+    return dataclasses.replace(scene, parts=parts, meta={**scene.meta, "palette": "light"})
+

@@ -102,3 +102,27 @@ def random_texture(rng: np.random.Generator, size: int = 128, kind: TextureKind 
     else:  # pragma: no cover - guarded by the Literal
         raise ValueError(f"unknown texture kind {kind!r}")
     return img, kind
+
+
+#: Rec. 601 luma weights: the grey a texture's pattern is read from
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def repaint(texture: np.ndarray, c1: np.ndarray, c2: np.ndarray) -> np.ndarray:
+    """The pattern of ``texture`` (``uint8 [S, S, 3]``, two tones mixed, as :func:`random_texture` makes)
+    in two other colours: its luma stretched to [0, 1] is the mix of ``c1`` (darker tone) and ``c2``."""
+    lum = texture.astype(np.float32) @ LUMA
+    lo, hi = float(lum.min()), float(lum.max())
+    t = (lum - lo) / (hi - lo) if hi - lo > 1e-6 else np.zeros_like(lum)
+    return _blend(t, np.asarray(c1, np.float32), np.asarray(c2, np.float32))
+
+
+def light_colors(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The two tones of a part in the light palette: a near-white or pastel tone (saturation 0-0.35, value
+    0.8-1) and, half of the time, a dark one (value 0.05-0.45: a white cow's patches, a mug's print),
+    otherwise a second light tone."""
+    light = random_color(rng, saturation=(0.0, 0.35), value=(0.8, 1.0))
+    if rng.random() < 0.5:
+        return random_color(rng, saturation=(0.0, 0.6), value=(0.05, 0.45)), light
+    return random_color(rng, saturation=(0.0, 0.35), value=(0.8, 1.0)), light
+
