@@ -60,10 +60,11 @@ def test_orbit_held_out_job_row_says_which_defaults_and_gives_todays():
     assert job["job_novel_psnr_db"] == 13.53 and "NO proxy maps" in job["job_settings"]
     depth = _card("object_depth")["heldout"]["object_job"]  # the object-depth file's run, same 23 cases
     assert (job["job_today_defaults_novel_psnr_db"], job["job_today_defaults_novel_ssim"],
-            job["job_today_defaults_chamfer"]) == (13.9, 0.5244, 0.1035)
-    # today's defaults are the default row of a run whose option row reproduced the earlier run's, where the
-    # 18-view orbit gave what the depth card measured
-    assert "--options orbit-36-fit-400" in job["job_today_defaults_command"]
+            job["job_today_defaults_chamfer"]) == (14.03, 0.5319, 0.1047)
+    # today's defaults are the default row of a run whose no-regen row is the earlier default's, itself the default
+    # of a run whose option row reproduced the run before, where the 18-view orbit gave what the depth card measured
+    assert "--options no-regen" in job["job_today_defaults_command"]
+    assert "13.90 / 0.5244 / 0.1035" in job["job_today_defaults_settings"]
     assert "orbit-36-fit-400 row" in job["job_today_defaults_settings"]
     assert "13.69 / 0.5069 / 0.0981" in job["job_today_defaults_settings"]
     assert abs(depth["job_novel_psnr_db"] - 13.69) <= 0.02 and job["cases"] == depth["cases"] == 23
