@@ -116,6 +116,33 @@ def test_object_resumes_after_the_last_finished_stage(tmp_path, monkeypatch, cap
     assert "fit: the interrupted run's Gaussians" not in said  # the fit had not finished: it ran
 
 
+def test_object_interrupted_in_its_second_fit_resumes_with_the_regenerated_orbit(tmp_path, monkeypatch, capsys):
+    """Guided regeneration checkpoints its frames: a run stopped in the second fit neither fits the first time
+    nor samples the regeneration again on --resume."""
+    real_fit, fits = object_job.fit, []
+
+    def second_fit_interrupted(*args, **kwargs):
+        fits.append(1)
+        if len(fits) == 2:
+            raise KeyboardInterrupt  # Ctrl-C during the second fit
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(object_job, "fit", second_fit_interrupted)
+    out = tmp_path / "run"
+    assert main(_object(out)) == 130
+    assert (tmp_path / ".run.partial" / "checkpoints" / "stage-regenerate.safetensors").is_file()
+
+    fits.clear()
+    monkeypatch.setattr(object_job, "fit", lambda *a, **k: fits.append(1) or real_fit(*a, **k))
+    monkeypatch.setattr(object_job, "regenerate", lambda *a, **k: (_ for _ in ()).throw(
+        AssertionError("the regeneration ran again")))
+    capsys.readouterr()
+    assert main(_object(out, "--resume")) == 0
+    said = capsys.readouterr().out
+    assert fits == [1] and (out / "splats.ply").is_file()  # only the second fit ran
+    assert "regenerate: the interrupted run's frames (checkpoint), not sampled again" in said
+    assert "regenerate: the fit's renders sampled again" not in said
+
 @pytest.mark.parametrize("argv", [["object", "--image", str(SPOT), "--resume"], ["fit", "{scene}", "--resume"]])
 def test_resume_on_a_folder_that_never_ran_is_refused(argv, bad_inputs, tmp_path, capsys):
     out = tmp_path / "never"

@@ -654,10 +654,13 @@ def run_object(config: ObjectConfig, *, source: OrbitSource | None = None, progr
             say(f"regenerate: skipped, the orbit source {source.name} is not a model that can sample again")
         elif config.regen_sigma > 0:
             first_fit = gaussians
-            fitted_to = orbit_stage(run, lambda: (regenerate(config, first_fit, orbit, plan, fg, source), plan),
-                                    lambda: plan, lambda: [], say, name="regenerate")[0]
-            say(f"regenerate: the fit's renders sampled again from sigma {config.regen_sigma:g}, mixed "
-                f"{config.regen_mix:g} : {1 - config.regen_mix:g} with the first orbit; fitting again")
+
+            def regenerated() -> tuple[Views, OrbitPlan]:
+                say(f"regenerate: the fit's renders sampled again from sigma {config.regen_sigma:g}, mixed "
+                    f"{config.regen_mix:g} : {1 - config.regen_mix:g} with the first orbit, to fit again")
+                return regenerate(config, first_fit, orbit, plan, fg, source), plan
+
+            fitted_to = orbit_stage(run, regenerated, lambda: plan, lambda: [], say, name="regenerate")[0]
             lap("regenerate")
             gaussians = fit_stage(fitted_to, "refit")
             lap("refit")
