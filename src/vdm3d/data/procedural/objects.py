@@ -80,4 +80,3 @@ def light_palette(scene: MeshScene, seed: int) -> MeshScene:
     shared = light_colors(rng) if rng.random() < 0.5 else None
     parts = [dataclasses.replace(p, texture=repaint(p.texture, *(shared or light_colors(rng)))) for p in scene.parts]
     return dataclasses.replace(scene, parts=parts, meta={**scene.meta, "palette": "light"})
-

@@ -125,4 +125,3 @@ def light_colors(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     if rng.random() < 0.5:
         return random_color(rng, saturation=(0.0, 0.6), value=(0.05, 0.45)), light
     return random_color(rng, saturation=(0.0, 0.35), value=(0.8, 1.0)), light
-
