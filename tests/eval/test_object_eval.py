@@ -20,7 +20,8 @@ def test_cases_from_defaults_and_manifest(tmp_path, shared_data):
     assert load_cases(EvalObjectConfig(manifest=path)) == [{"seed": 7}, {"mesh": "a.obj"}]
 
 
-@pytest.mark.parametrize("text", ["{not json", '{"seed": 1}', '[{"colour": 1}]'])
+@pytest.mark.parametrize("text", ["{not json", '{"seed": 1}', '[{"colour": 1}]', '[{"seed": 1, "palette": "dark"}]',
+                                  '[{"mesh": "a.obj", "palette": "light"}]'])
 def test_bad_manifest_is_one_sentence(tmp_path, text):
     path = tmp_path / "cases.json"
     path.write_text(text)

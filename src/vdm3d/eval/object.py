@@ -206,6 +206,11 @@ def load_cases(config: EvalObjectConfig) -> list[dict]:
         if not isinstance(cases, list) or not all(isinstance(c, dict) and ("seed" in c or "mesh" in c) for c in cases):
             raise InputError(path=config.manifest, field="cases", problem="must be a list of {seed} or {mesh} objects",
                              fix='write a list like [{"seed": 1500000}, {"mesh": "spot.obj"}]')
+        for case in cases:
+            if case.get("palette", "light") != "light" or ("palette" in case and "seed" not in case):
+                raise InputError(path=config.manifest, field="palette",
+                                 problem=f"is {case['palette']!r} in {case}; only a seed case can be repainted",
+                                 fix='write {"seed": N, "palette": "light"} or leave the palette out')
         return cases
     cases = [{"seed": HELDOUT_SEED + i} for i in range(config.procedural)]
     for full, texture in mesh_files(config.meshes, config.mesh_root):
@@ -217,14 +222,14 @@ def case_scene(case: dict) -> tuple[Scene, str]:
     """The ground-truth Scene of a case and its name."""
     if "seed" in case:
         scene = make_object(int(case["seed"]))
-        return (light_palette(scene, int(case["seed"])) if case.get("palette") == "light" else scene), case_name(case)
+        return (light_palette(scene, int(case["seed"])) if "palette" in case else scene), case_name(case)
     return load_mesh(case["mesh"], texture=case.get("texture"), up=case.get("up", "y")), case_name(case)
 
 
 def case_name(case: dict) -> str:
     """A case's name, without building its scene."""
     if "seed" in case:
-        return f"object-{case['seed']}" + ("-light" if case.get("palette") == "light" else "")
+        return f"object-{case['seed']}" + ("-light" if "palette" in case else "")
     return Path(case["mesh"]).stem
 
 

@@ -347,11 +347,16 @@ def generate_orbit(config: ObjectConfig, fg: Foreground, source: OrbitSource) ->
                            for _ in range(config.orbit_samples)])  # [K, F, H, W, 3]
     images = samples.mean(0)
     images[plan.input_index] = fg.image
-    masks = [torch.from_numpy(mask_from_background(im.numpy(), np.ones(3, np.float32))) for im in samples.flatten(0, 1)]
-    alphas = torch.stack(masks).reshape(samples.shape[:-1]).mean(0)  # [F, H, W]
+    alphas = masks_on_white(samples.flatten(0, 1)).reshape(samples.shape[:-1]).mean(0)  # [F, H, W]
     alphas[plan.input_index] = fg.alpha
     origin = tuple("input" if i == plan.input_index else "generated" for i in range(len(images)))
     return Views(images, plan.cameras, alphas=alphas, origin=origin, fps=6.0), plan
+
+
+def masks_on_white(images: torch.Tensor) -> torch.Tensor:
+    """The object's mask in each of ``images`` (``[N, H, W, 3]``, an object on white), ``[N, H, W]`` float32."""
+    white = np.ones(3, np.float32)
+    return torch.stack([torch.from_numpy(mask_from_background(im.numpy(), white)) for im in images]).float()
 
 
 def carve(config: ObjectConfig, orbit: Views) -> CarveResult:
@@ -430,8 +435,7 @@ def regenerate(config: ObjectConfig, gaussians: Gaussians, orbit: Views, plan: O
     again = source.regenerate(fg.image, plan, renders, config.regen_sigma, generator).float()
     images = config.regen_mix * again + (1 - config.regen_mix) * orbit.images
     images[plan.input_index] = fg.image
-    alphas = torch.stack([torch.from_numpy(mask_from_background(im.numpy(), np.ones(3, np.float32)))
-                          for im in images]).float()
+    alphas = masks_on_white(images)
     alphas[plan.input_index] = orbit.alphas[plan.input_index]
     return Views(images, orbit.cameras, alphas=alphas, origin=orbit.origin, fps=orbit.fps)
 
