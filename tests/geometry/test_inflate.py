@@ -111,3 +111,41 @@ def test_depth_layers_put_the_balloon_back_behind_the_visible_surface():
     assert torch.isinf(one[0, 0][~inside]).all() and torch.isinf(two[0, 1][~inside]).all()
     assert bool((two[0, 1][inside] >= two[0, 0][inside]).all())
     assert float((two[0, 1] - two[0, 0])[inside].mean()) > 0.3  # the object is about 2 units deep
+
+
+def test_the_mirrored_camera_sees_the_reflected_point_at_the_flipped_pixel():
+    from vdm3d.cameras.camera import Cameras
+    from vdm3d.cameras.io import cameras_from_sv3d
+    from vdm3d.geometry.inflate import mirrored_camera
+
+    cam = cameras_from_sv3d(25.0, 40.0, 3.2, 40.0, 48, 32)
+    cam = Cameras(cam.Ks.clone(), cam.c2w, 48, 32)
+    cam.Ks[0, 2] = 20.0  # an off-centre principal point flips too
+    mirror = mirrored_camera(cam)
+    n = cam.forward / cam.forward.norm()
+    points = torch.randn(100, 3, generator=torch.Generator().manual_seed(0)) * 0.5
+    reflected = points - 2 * (points @ n)[:, None] * n  # through the plane through the origin normal to the axis
+    uv, z = cam.project(points)
+    uv_m, z_m = mirror.project(reflected)
+    torch.testing.assert_close(uv_m[:, 0], 48 - uv[:, 0], atol=1e-3, rtol=0)
+    torch.testing.assert_close(uv_m[:, 1], uv[:, 1], atol=1e-3, rtol=0)
+    torch.testing.assert_close(z_m, z, atol=1e-4, rtol=0)
+    torch.testing.assert_close(mirror.centers, -cam.centers, atol=1e-5, rtol=0)
+    assert torch.linalg.det(mirror.c2w[:3, :3]) > 0  # still a rotation
+
+
+def test_the_mirrored_balloon_shows_the_inputs_outline_flipped_from_behind():
+    from vdm3d.cameras.io import cameras_from_sv3d
+    from vdm3d.geometry.inflate import mirrored_balloon_maps, mirrored_balloon_outlines
+
+    size = 32
+    cams = cameras_from_sv3d(0.0, torch.tensor([0.0, 90.0, 180.0]), 3.2, 40.0, size, size)
+    alpha = torch.zeros(size, size)
+    alpha[8:26, 6:14] = 1.0  # an L: a tall bar on the left with a foot to the right
+    alpha[20:26, 14:24] = 1.0
+    outline = mirrored_balloon_outlines(alpha, cams[0], cams)
+    torch.testing.assert_close(outline[0], alpha)  # from the input: its own outline
+    torch.testing.assert_close(outline[2], alpha.flip(1))  # from behind: the same outline, mirrored
+    assert 0 < outline[1].sum() < alpha.sum()  # from the side: thinner than wide
+    maps = mirrored_balloon_maps(torch.ones(size, size, 3) * 0.3, alpha, cams[0], cams)
+    assert (maps[2, ..., 3] * (1 - alpha.flip(1))).sum() <= 0.1 * alpha.sum()  # the carried surface lands inside

@@ -28,6 +28,7 @@ from skimage.morphology import medial_axis
 from torch import Tensor
 
 from vdm3d.cameras.camera import Cameras
+from vdm3d.geometry.pixels import pixel_hits
 from vdm3d.geometry.warp import forward_warp
 from vdm3d.views import Views
 
@@ -91,6 +92,13 @@ def carried_maps(images: Float[Tensor, "B H W 3"], layers: Float[Tensor, "B L H 
     :func:`close_cracks`) before the z-test between layers, so a back layer does not show through the
     gaps of a front one; the nearest layer wins.
     """
+    return nearest_layer(*warped_layers(images, layers, cameras, targets))
+
+
+def warped_layers(images: Float[Tensor, "B H W 3"], layers: Float[Tensor, "B L H W"], cameras: Cameras,
+                  targets: Cameras) -> tuple[Float[Tensor, "B L F H W 3"], Float[Tensor, "B L F H W"]]:
+    """The colours and z-depth (``inf`` where nothing landed) of every layer of every input view, warped into
+    its targets with its cracks closed (:func:`carried_maps`, before the z-test)."""
     b, f = targets.shape
     nl, h, w = layers.shape[1:]
     pick = torch.arange(b).repeat_interleave(nl * f)  # source of each (layer, target) pair, layer-major per source
@@ -102,11 +110,97 @@ def carried_maps(images: Float[Tensor, "B H W 3"], layers: Float[Tensor, "B L H 
     values, valid = close_cracks(values, warped.confidence)
     values, valid = close_cracks(values, valid)
     z = torch.where(valid > 0, values[..., 3], torch.full_like(valid, float("inf"))).reshape(b, nl, f, h, w)
-    rgb = values[..., :3].reshape(b, nl, f, h, w, 3)
+    return values[..., :3].reshape(b, nl, f, h, w, 3), z
+
+
+def nearest_layer(rgb: Float[Tensor, "B L F H W 3"], z: Float[Tensor, "B L F H W"]) -> Float[Tensor, "B F H W 5"]:
+    """Per target pixel, the colour of the nearest of ``L`` warped layers, as map channels ``[R, G, B,
+    validity, edges=0]`` (0 where no layer landed)."""
+    b, _, f, h, w = z.shape
     nearest = z.argmin(1, keepdim=True)[..., None].expand(b, 1, f, h, w, 3)  # [B, 1, F, H, W, 3]
     rgb = rgb.gather(1, nearest)[:, 0]
     valid = torch.isfinite(z.min(1).values).to(rgb.dtype)  # [B, F, H, W]
     return torch.cat([rgb * valid[..., None], valid[..., None], torch.zeros_like(valid)[..., None]], -1)
+
+
+def mirrored_camera(camera: Cameras) -> Cameras:
+    """``camera`` (batch shape ``()``) reflected through the plane through the world origin that is perpendicular
+    to its optical axis, with its x axis turned round so that its frame stays right-handed: the camera whose
+    image of the reflection of a shape is the input's image of that shape flipped left to right."""
+    n = camera.forward.reshape(3) / torch.linalg.vector_norm(camera.forward.reshape(3))
+    reflect = torch.eye(3, dtype=n.dtype) - 2 * n[:, None] * n[None, :]
+    c2w = camera.c2w.reshape(4, 4).clone()
+    c2w[:3, :3] = reflect @ c2w[:3, :3] @ torch.diag(torch.tensor([-1.0, 1.0, 1.0], dtype=n.dtype))
+    c2w[:3, 3] = reflect @ c2w[:3, 3]
+    ks = camera.Ks.reshape(3, 3).clone()
+    ks[0, 2] = camera.width - ks[0, 2]
+    return Cameras(ks, c2w, camera.width, camera.height)
+
+
+def mirrored_balloon_maps(image: Float[Tensor, "H W 3"], alpha: Float[Tensor, "H W"], camera: Cameras,
+                          targets: Cameras) -> Float[Tensor, "F H W 5"]:
+    """The input view carried into ``targets`` (batch ``(F,)``) by a balloon that is its own mirror image about
+    the plane through the object's centre (the origin) perpendicular to the view: the front of the balloon
+    inflated from ``alpha`` (:func:`inflated_depth`), and behind it that front reflected through the plane,
+    the input's colours with it; map channels as :func:`carried_maps`.
+
+    The back layer of :func:`balloon_layers` lies on the input's rays, which widen with depth, so seen from
+    behind it is wider than the input's outline (a ball's disk by about a fifth in radius at the embedded
+    model's framing). This balloon is seen from the camera opposite the input as exactly the input's outline,
+    mirrored, as a real object is by a distant camera: its back is the front seen by :func:`mirrored_camera`."""
+    front = inflated_depth(alpha, camera)[0]
+    images = torch.stack([image, image.flip(1)])
+    layers = torch.stack([front, front.flip(1)])[:, None]  # [2 views, 1 layer, H, W]
+    cams = Cameras.cat([camera.reshape(1), mirrored_camera(camera).reshape(1)])
+    rgb, z = warped_layers(images, layers, cams, Cameras.cat([targets.reshape(1, -1)] * 2))
+    return nearest_layer(rgb.transpose(0, 1), z.transpose(0, 1))[0]  # the two views as two layers of one
+
+
+def mirrored_balloon_outlines(alpha: Float[Tensor, "H W"], camera: Cameras, targets: Cameras, samples: int = 128
+                              ) -> Float[Tensor, "F H W"]:
+    """The outline of the solid :func:`mirrored_balloon_maps` carries by its surfaces, seen by each of ``targets``
+    (batch ``(F,)``): 1 where a target's ray meets it. Its surfaces, warped one splat per pixel, leave gaps where
+    a target sees them edge-on (the middle of a side view); the solid has none.
+
+    A point is inside when it lies behind the balloon's front along the input camera's ray, and so does its
+    reflection through the mirror plane. Each ray is sampled at ``samples`` points across the unit ball around
+    its closest approach to the origin (the object job's assumption: the object fits in the unit sphere)."""
+    front = inflated_depth(alpha, camera)[0]  # inf off the mask
+    n = camera.forward.reshape(3) / torch.linalg.vector_norm(camera.forward.reshape(3))
+    reflect = torch.eye(3, dtype=n.dtype) - 2 * n[:, None] * n[None, :]
+    steps = torch.linspace(-1.0, 1.0, samples, dtype=n.dtype)
+    out = []
+    for i in range(len(targets)):
+        origins, dirs = targets[i].rays()  # [H, W, 3]
+        closest = -(origins * dirs).sum(-1, keepdim=True)  # distance along the ray to its closest approach
+        points = origins[..., None, :] + dirs[..., None, :] * (closest[..., None] + steps[:, None])  # [H, W, S, 3]
+        flat = points.reshape(-1, 3)
+        inside = torch.ones(flat.shape[0], dtype=torch.bool)
+        for pts in (flat, flat @ reflect.T):
+            hits = pixel_hits(camera, pts)
+            inside &= hits.inside & (hits.z >= hits.gather(front))
+        inside &= flat.norm(dim=-1) <= 1.0
+        out.append(inside.reshape(points.shape[:-1]).any(-1).to(alpha.dtype))
+    return torch.stack(out)
+
+
+def mirrored_balloon_views(image: Float[Tensor, "H W 3"], alpha: Float[Tensor, "H W"], camera: Cameras,
+                           targets: Cameras) -> Views:
+    """The mirrored balloon as seen by ``targets`` (batch ``(F,)``), on white: its outline
+    (:func:`mirrored_balloon_outlines`) as the alphas, coloured by the input carried onto it
+    (:func:`mirrored_balloon_maps`), and where the outline has no carried colour (surfaces seen edge-on),
+    the nearest carried one."""
+    maps = mirrored_balloon_maps(image, alpha, camera, targets)
+    cover = torch.maximum(mirrored_balloon_outlines(alpha, camera, targets), maps[..., 3])
+    images = torch.ones_like(maps[..., :3])
+    for i in range(len(targets)):
+        landed = (maps[i, ..., 3] > 0).numpy()
+        if not landed.any():
+            continue
+        _, (iy, ix) = ndimage.distance_transform_edt(~landed, return_indices=True)  # nearest carried pixel
+        nearest = maps[i, torch.from_numpy(iy), torch.from_numpy(ix), :3]
+        images[i] = torch.where(cover[i, ..., None] > 0, nearest, images[i])
+    return Views(images, targets, alphas=cover, origin=("rendered",) * len(targets))
 
 
 def close_cracks(values: Float[Tensor, "N H W C"], valid: Float[Tensor, "N H W"], min_neighbours: int = 4
