@@ -293,3 +293,26 @@ def test_an_interrupted_evaluation_resumes_after_its_last_finished_case(
     for name in ("results.json", "table.md"):
         assert (out / name).read_text() == (tmp_path / "whole" / name).read_text()
     assert json.loads((out / "results.json").read_text())["cases"][0]["case"] == "object-1500000"
+
+
+def test_back_views_are_those_more_than_90_degrees_of_azimuth_from_the_input():
+    from vdm3d.cameras.io import cameras_from_sv3d
+    from vdm3d.eval.object import back_views
+
+    cams = cameras_from_sv3d(torch.tensor([10.0, -5.0, 30.0, 0.0, 20.0]), torch.tensor([30.0, 100.0, 170.0, 250.0, 330.0]),
+                             3.2, 40.0, 16, 16)
+    inp = cameras_from_sv3d(10.0, 0.0, 3.2, 40.0, 16, 16)
+    assert back_views(cams, inp).tolist() == [1, 2, 3]
+    assert back_views(cams, cameras_from_sv3d(10.0, 180.0, 3.2, 40.0, 16, 16)).tolist() == [0, 4]
+
+
+def test_silhouette_iou_counts_overlap_over_union_per_view():
+    from vdm3d.eval.object import silhouette_iou
+
+    truth = torch.zeros(2, 8, 8)
+    truth[:, 2:6, 2:6] = 1.0  # 16 pixels
+    pred = torch.zeros(2, 8, 8)
+    pred[0, 2:6, 2:6] = 0.9  # the same outline: IoU 1
+    pred[1, 2:6, 4:8] = 0.7  # half of it and 8 pixels outside: 8 / 24
+    assert silhouette_iou(pred, truth) == pytest.approx((1.0 + 8 / 24) / 2)
+    assert silhouette_iou(pred * 0.5, truth) == 0.0  # coverage below 0.5 is not the object

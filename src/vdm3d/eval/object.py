@@ -106,6 +106,8 @@ OPTIONS: dict[str, dict] = {
     "no-regen": {"regen_sigma": 0.0},
     "regen-2": {"regen_sigma": 2.0},
     "regen-7": {"regen_sigma": 7.0},
+    "balloon-0.33": {"balloon_weight": 0.33},
+    "balloon-1": {"balloon_weight": 1.0},
     "samples-2": {"orbit_samples": 2},
     "samples-4": {"orbit_samples": 4},
     "samples-8": {"orbit_samples": 8},
@@ -250,6 +252,21 @@ def image_scores(pred: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
     return {"psnr": float(psnr(pred.clamp(0, 1), target).mean()), "ssim": float(ssim(pred.clamp(0, 1), target).mean())}
 
 
+def back_views(cameras: Cameras, input_camera: Cameras) -> torch.Tensor:
+    """Indices of the ``cameras`` that look at the object's back half: more than 90 degrees of azimuth (about
+    the world's z axis) from ``input_camera``."""
+    az = torch.atan2(cameras.centers[:, 1], cameras.centers[:, 0])
+    az0 = torch.atan2(input_camera.centers[..., 1], input_camera.centers[..., 0]).reshape(())
+    return torch.nonzero(torch.cos(az - az0) < 0).flatten()
+
+
+def silhouette_iou(pred: torch.Tensor, truth: torch.Tensor) -> float:
+    """Mean over views of the intersection over union of two coverages ``[N, H, W]``, each cut at 0.5: how
+    well a reconstruction shows the object's outline where the input does not see it."""
+    a, b = pred > 0.5, truth > 0.5
+    return float(((a & b).sum((-1, -2)) / (a | b).sum((-1, -2)).clamp_min(1)).mean())
+
+
 def silhouette_ball(orbit: Views, resolution: int) -> CarveResult:
     """The region the input view alone allows: the unit ball inside the input silhouette's cone."""
     inp = orbit[[i for i, o in enumerate(orbit.origin) if o == "input"]]
@@ -296,7 +313,14 @@ def run_case(case: dict, config: EvalObjectConfig, job_config: ObjectConfig, fol
     source = orbit_source(config, cfg, scene)
     result = job.run_object(cfg, source=source, progress=None)
     novel = novel_cameras(config.novel_views, cfg.radius, cfg.fov_deg, size, int(case.get("seed", 0)))
-    gt_novel = render_buffers(scene, novel, background=(1.0, 1.0, 1.0)).rgb
+    gt_buffers = render_buffers(scene, novel, background=(1.0, 1.0, 1.0))
+    gt_novel = gt_buffers.rgb
+    back = back_views(novel, cam)
+
+    def back_iou(g: Gaussians) -> dict[str, float]:  # nothing when no held-out camera looks at the back
+        if not len(back):
+            return {}
+        return {"back_iou": silhouette_iou(render_views(g, novel[back], background=1.0).alphas, gt_buffers.alpha[back])}
     gt_orbit = render_buffers(scene, result.orbit.cameras, background=(1.0, 1.0, 1.0)).rgb
     generated = [i for i, o in enumerate(result.orbit.origin) if o == "generated"]
 
@@ -307,7 +331,7 @@ def run_case(case: dict, config: EvalObjectConfig, job_config: ObjectConfig, fol
         return {**{f"novel_{k}": v for k, v in image_scores(render_views(r.gaussians, novel, background=1.0).images, gt_novel).items()},
                 "orbit_psnr": image_scores(render_views(r.gaussians, cams, background=1.0).images, truth_orbit)["psnr"],
                 "mesh_psnr": image_scores(mesh_renders(r.mesh, novel), gt_novel)["psnr"],
-                "input_psnr": input_psnr(r.gaussians, r.orbit),
+                "input_psnr": input_psnr(r.gaussians, r.orbit), **back_iou(r.gaussians),
                 **_geometry(mesh_distance(r.mesh, truth, config.tau))}
 
     scores = {"case": name, "job": job_scores(result)}
@@ -326,7 +350,7 @@ def run_case(case: dict, config: EvalObjectConfig, job_config: ObjectConfig, fol
             **{f"novel_{k}": v for k, v in image_scores(render_views(g, novel, background=1.0).images, gt_novel).items()},
             "orbit_psnr": image_scores(render_views(g, result.orbit.cameras[torch.tensor(generated)], background=1.0).images,
                                        gt_orbit[generated])["psnr"],
-            "input_psnr": input_psnr(g, result.orbit),
+            "input_psnr": input_psnr(g, result.orbit), **back_iou(g),
             **_geometry(mesh_distance(mesh, truth, config.tau))}
     if config.orbit_frames:
         hull = job.carve(cfg, result.orbit)
@@ -381,7 +405,7 @@ def _geometry(d: SurfaceDistance) -> dict[str, float]:
 
 
 METHODS = ("job", "input-only", "orbit-frames")
-COLUMNS = ("novel_psnr", "novel_ssim", "orbit_psnr", "mesh_psnr", "chamfer", "fscore", "input_psnr")
+COLUMNS = ("novel_psnr", "novel_ssim", "orbit_psnr", "mesh_psnr", "chamfer", "fscore", "input_psnr", "back_iou")
 
 
 def methods_of(rows: list[dict]) -> list[str]:
@@ -414,13 +438,13 @@ def case_line(row: dict) -> str:
 def table(means: dict[str, dict[str, float]], cases: int, label: str) -> str:
     """A markdown table of the means (higher is better except Chamfer)."""
     head = ("| method | novel PSNR (dB) | novel SSIM | orbit-camera PSNR (dB) | mesh PSNR (dB) | Chamfer | F-score "
-            "| input-view PSNR (dB) |")
-    lines = [head, "|---|---|---|---|---|---|---|---|"]
+            "| input-view PSNR (dB) | back silhouette IoU |")
+    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
     names = {"job": f"vdm3d object ({label})", "input-only": "Gaussians fitted to the input view only",
              "orbit-frames": "orbit frames, no reconstruction (visual hull)",
              **{f"job+{o}": f"vdm3d object ({label}) + {o}" for o in OPTIONS}}
     for m, vals in means.items():
-        cells = [f"{vals[c]:.4f}" if c in ("chamfer", "fscore", "novel_ssim") and c in vals else
+        cells = [f"{vals[c]:.4f}" if c in ("chamfer", "fscore", "novel_ssim", "back_iou") and c in vals else
                  (f"{vals[c]:.2f}" if c in vals else "-") for c in COLUMNS]
         lines.append(f"| {names[m]} | " + " | ".join(cells) + " |")
     lines.append(f"\nMeans over {cases} cases.")
