@@ -123,14 +123,20 @@ def nearest_layer(rgb: Float[Tensor, "B L F H W 3"], z: Float[Tensor, "B L F H W
     return torch.cat([rgb * valid[..., None], valid[..., None], torch.zeros_like(valid)[..., None]], -1)
 
 
-def mirrored_camera(camera: Cameras) -> Cameras:
-    """``camera`` (batch shape ``()``) reflected through the plane through the world origin that is perpendicular
-    to its optical axis, with its x axis turned round so that its frame stays right-handed: the camera whose
-    image of the reflection of a shape is the input's image of that shape flipped left to right."""
+def mirror_plane(camera: Cameras) -> Float[Tensor, "3 3"]:
+    """The reflection through the plane through the world origin (the object's centre) that is perpendicular to
+    ``camera``'s optical axis (batch shape ``()``), as a matrix acting on world points."""
     n = camera.forward.reshape(3) / torch.linalg.vector_norm(camera.forward.reshape(3))
-    reflect = torch.eye(3, dtype=n.dtype) - 2 * n[:, None] * n[None, :]
+    return torch.eye(3, dtype=n.dtype) - 2 * n[:, None] * n[None, :]
+
+
+def mirrored_camera(camera: Cameras) -> Cameras:
+    """``camera`` (batch shape ``()``) reflected through its :func:`mirror_plane`, with its x axis turned round so
+    that its frame stays right-handed: the camera whose image of the reflection of a shape is the input's image
+    of that shape flipped left to right."""
+    reflect = mirror_plane(camera)
     c2w = camera.c2w.reshape(4, 4).clone()
-    c2w[:3, :3] = reflect @ c2w[:3, :3] @ torch.diag(torch.tensor([-1.0, 1.0, 1.0], dtype=n.dtype))
+    c2w[:3, :3] = reflect @ c2w[:3, :3] @ torch.diag(torch.tensor([-1.0, 1.0, 1.0], dtype=reflect.dtype))
     c2w[:3, 3] = reflect @ c2w[:3, 3]
     ks = camera.Ks.reshape(3, 3).clone()
     ks[0, 2] = camera.width - ks[0, 2]
@@ -163,12 +169,11 @@ def mirrored_balloon_outlines(alpha: Float[Tensor, "H W"], camera: Cameras, targ
     a target sees them edge-on (the middle of a side view); the solid has none.
 
     A point is inside when it lies behind the balloon's front along the input camera's ray, and so does its
-    reflection through the mirror plane. Each ray is sampled at ``samples`` points across the unit ball around
+    reflection through the :func:`mirror_plane`. Each ray is sampled at ``samples`` points across the unit ball around
     its closest approach to the origin (the object job's assumption: the object fits in the unit sphere)."""
     front = inflated_depth(alpha, camera)[0]  # inf off the mask
-    n = camera.forward.reshape(3) / torch.linalg.vector_norm(camera.forward.reshape(3))
-    reflect = torch.eye(3, dtype=n.dtype) - 2 * n[:, None] * n[None, :]
-    steps = torch.linspace(-1.0, 1.0, samples, dtype=n.dtype)
+    reflect = mirror_plane(camera)
+    steps = torch.linspace(-1.0, 1.0, samples, dtype=reflect.dtype)
     out = []
     for i in range(len(targets)):
         origins, dirs = targets[i].rays()  # [H, W, 3]

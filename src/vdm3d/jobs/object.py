@@ -186,9 +186,9 @@ class ObjectConfig:
     balloon_weight: Annotated[float, Range(0)] = 0.0
     """weight of the balloon prior: the balloon inflated from the input's silhouette, its back the mirror of its
     front, seen from every orbit view with the input's colours on it, fitted beside each step as one more view
-    (:func:`vdm3d.geometry.inflate.mirrored_balloon_views`; 0: off, the default). For objects unlike the orbit model's training
-    objects, whose far views come out as blobs: 1 gives the demo's turntable the cow's outline from every side
-    and spot +2.1 dB, but costs 0.38 dB on 20 validation objects and 0.68 on 20 held-out ones (docs/object.md,
+    (:func:`vdm3d.geometry.inflate.mirrored_balloon_views`; 0: off, the default). For objects unlike the orbit
+    model's training objects, whose far views come out as blobs: 1 gives the demo's turntable the cow's outline
+    from every side and spot +2.1 dB, but costs 0.38 dB on 20 validation objects and 0.68 on 20 held-out ones (docs/object.md,
     "A balloon prior")"""
     regen_sigma: Annotated[float, Range(0)] = 4.0
     """guided regeneration: after the fit, its renders at the orbit cameras are noised to this sigma and
