@@ -46,7 +46,7 @@ def test_debug_shows_a_failed_cases_traceback_on_the_batchs_stderr(tmp_path, mon
     assert main(["batch", "m.jsonl", "--out", "runs", "--no-ray", *(["--debug"] if debug else [])]) == 1
     captured = capsys.readouterr()
     sentence = "runs/orbit: already exists; choose another --out or pass --overwrite."
-    assert f"[1/1] orbit: failed in" in captured.out and "Traceback" not in captured.out
+    assert "[1/1] orbit: failed in" in captured.out and "Traceback" not in captured.out
     if not debug:
         assert captured.err == ""
         return

@@ -327,6 +327,6 @@ def test_a_full_disk_at_the_first_checkpoint_resumes_from_the_start(shared_data,
     steps = []
     result = run_fit(dataclasses.replace(config, resume=tmp_path / "run"), progress=lambda p: steps.append(p.step))
     assert steps[0] == 1 and steps[-1] == 6
-    fresh = run_fit(dataclasses.replace(config, out=tmp_path / "fresh"))
+    run_fit(dataclasses.replace(config, out=tmp_path / "fresh"))
     assert (tmp_path / "run" / "splats.ply").read_bytes() == (tmp_path / "fresh" / "splats.ply").read_bytes()
     assert result.metrics["train_views"] == [1, 10, 19]
