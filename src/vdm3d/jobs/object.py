@@ -20,7 +20,8 @@ The job follows SV3D and V3D (SEED_SYSTEMS.md §1, §2) on the shared core::
   (``input_every_step``; the hub presets: one of the views, weighted ``input_weight``); the
   perceptual term is LPIPS when its weights are present, else 1 - MS-SSIM
   (:mod:`vdm3d.recon.perceptual`); the manifest records which ran. Options: SV3D's illumination model
-  (:mod:`vdm3d.recon.illumination`) and geometric priors (:mod:`vdm3d.recon.priors`).
+  (:mod:`vdm3d.recon.illumination`), geometric priors (:mod:`vdm3d.recon.priors`) and the balloon prior, the
+  input's mirrored balloon seen from the orbit's views and fitted beside them (:func:`balloon_pool`).
 * ``regenerate`` (the tiny default; off in the hub presets): the fit's renders at the orbit cameras, noised
   and sampled again by the orbit model (SDEdit), mixed with the first orbit; the splats are fitted again from
   the same carved start on that mix.
