@@ -462,3 +462,26 @@ def test_the_balloon_prior_gives_the_far_views_the_inputs_outline():
 
     without, with_prior = outline_from_behind(0.0), outline_from_behind(1.0)
     assert without < 0.4 and with_prior > 0.6, (without, with_prior)  # measured 0.31 and 0.69
+
+
+def test_the_balloon_views_are_made_once_for_both_fits(object_image, tmp_path, monkeypatch):
+    """The regenerated views keep the orbit's input frame and cameras, so the second fit reuses the balloon's
+    views of the first (making them marches 128 points along every ray of every view)."""
+    from vdm3d.geometry import inflate
+    from vdm3d.jobs import object as job
+
+    scene, image = object_image
+
+    class Regenerating(OracleOrbit):
+        def regenerate(self, reference, plan, start, sigma, generator):
+            return start
+
+    made, given = [], []
+    make = inflate.mirrored_balloon_views
+    monkeypatch.setattr(inflate, "mirrored_balloon_views", lambda *a: (made.append(1), make(*a))[1])
+    fit = job.fit
+    monkeypatch.setattr(job, "fit", lambda config, views, *a: (given.append(a[-1]), fit(config, views, *a))[1])
+    config = ObjectConfig(image=image, out=tmp_path / "run", recentre=False, regen_sigma=3.0, balloon_weight=1.0,
+                          **SMALL)
+    run_object(config, source=Regenerating(scene), progress=None)
+    assert len(made) == 1 and len(given) == 2 and given[0] is given[1] and len(given[0]) == SMALL["frames"] - 1

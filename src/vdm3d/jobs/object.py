@@ -385,18 +385,20 @@ def init_gaussians(hull: CarveResult, orbit: Views) -> Gaussians:
 
 
 def fit(config: ObjectConfig, orbit: Views, init: Gaussians, perceptual: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None,
-        progress: Progress | None = None) -> Gaussians:
+        progress: Progress | None = None, balloon: Views | None = None) -> Gaussians:
     """Fit Gaussians to the orbit with V3D's loss; the input view is fitted beside every step's orbit view
     (weight ``input_every_step``), or as one of them weighted ``input_weight`` (:func:`input_beside`).
 
     With ``illumination`` the fitted colours are albedo lit by a fitted light, and the result is the
-    lit splats (:func:`fit_lit` returns the albedo too); the geometric priors are extra loss terms."""
-    return fit_lit(config, orbit, init, perceptual, progress)[0]
+    lit splats (:func:`fit_lit` returns the albedo too); the geometric priors are extra loss terms. ``balloon``:
+    the balloon prior's views (:func:`balloon_views`) when the caller made them once for several fits (None:
+    made here if ``balloon_weight`` asks for them)."""
+    return fit_lit(config, orbit, init, perceptual, progress, balloon)[0]
 
 
 def fit_lit(config: ObjectConfig, orbit: Views, init: Gaussians,
             perceptual: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None,
-            progress: Progress | None = None) -> tuple[Gaussians, Gaussians | None]:
+            progress: Progress | None = None, balloon: Views | None = None) -> tuple[Gaussians, Gaussians | None]:
     """:func:`fit`, returning ``(lit splats, albedo splats or None)``."""
     n = config.fit_steps
     densify = DensifyPolicy(refine_start=max(1, n // 5), refine_stop=max(2, int(0.8 * n)),
@@ -423,7 +425,7 @@ def fit_lit(config: ObjectConfig, orbit: Views, init: Gaussians,
     terms, light = fit_terms(config, orbit)
     between = None if light is None else (lambda _step, _g: light.step())
     views, pools = input_beside(orbit, config.input_every_step, fit_config)
-    pools += balloon_pool(orbit, config.balloon_weight, fit_config)
+    pools += balloon_pool(orbit, config.balloon_weight, fit_config, balloon)
     fitted = fit_gaussians(views, init, fit_config, perceptual=perceptual, progress=report, extra_losses=terms,
                            appearance=light, between_steps=between, pools=pools)
     if light is None:
@@ -465,23 +467,31 @@ def input_beside(orbit: Views, weight: float, fit_config: FitConfig) -> tuple[Vi
     return orbit[generated], [ViewPool(orbit[inputs], loss=loss_weights(fit_config), weight=weight)]
 
 
-def balloon_pool(orbit: Views, weight: float, fit_config: FitConfig) -> list[ViewPool]:
-    """The balloon prior (``--balloon-weight``): the balloon inflated from the input's silhouette and mirrored
-    about the object's centre, seen from each generated view of the orbit with the input's colours carried onto
-    it (:func:`vdm3d.geometry.inflate.mirrored_balloon_views`), as a pool fitted beside every step with the fit's
-    own loss terms; none with ``weight`` 0 or an orbit without an input view and a generated one.
+def balloon_pool(orbit: Views, weight: float, fit_config: FitConfig, views: Views | None = None) -> list[ViewPool]:
+    """The balloon prior (``--balloon-weight``): the balloon's views (``views``, else :func:`balloon_views` of
+    ``orbit``) as a pool fitted beside every step with the fit's own loss terms; none with ``weight`` 0 or an orbit
+    without an input view and a generated one."""
+    views = views if views is not None or weight == 0 else balloon_views(orbit)
+    if weight == 0 or views is None:
+        return []
+    return [ViewPool(views, loss=loss_weights(fit_config), weight=weight)]
+
+
+def balloon_views(orbit: Views) -> Views | None:
+    """The balloon inflated from the input's silhouette and mirrored about the object's centre, seen from each
+    generated view of the orbit with the input's colours carried onto it
+    (:func:`vdm3d.geometry.inflate.mirrored_balloon_views`); None for an orbit without an input view and a
+    generated one.
 
     Seen from behind, an object's outline is the mirror of its outline from the front (exactly so for a distant
     camera); the balloon has that outline and the input's colours mirrored on its back, a shape and a colour
     guess that need no model, where an orbit model that has not seen objects like the input draws a blob."""
     inputs = [i for i, o in enumerate(orbit.origin) if o == "input"]
     generated = [i for i, o in enumerate(orbit.origin) if o == "generated"]
-    if weight == 0 or not inputs or not generated:
-        return []
+    if not inputs or not generated:
+        return None
     i = inputs[0]
-    views = inflate.mirrored_balloon_views(orbit.images[i], orbit.alphas[i], orbit.cameras[i],
-                                           orbit.cameras[generated])
-    return [ViewPool(views, loss=loss_weights(fit_config), weight=weight)]
+    return inflate.mirrored_balloon_views(orbit.images[i], orbit.alphas[i], orbit.cameras[i], orbit.cameras[generated])
 
 
 def fit_terms(config: ObjectConfig, orbit: Views) -> tuple[list, Illumination | None]:
@@ -659,6 +669,8 @@ def run_object(config: ObjectConfig, *, source: OrbitSource | None = None, progr
         hull = carve(config, orbit)
         say(f"carve: visual hull with {len(hull.mesh.faces)} faces, {len(hull.points_world)} points")
         init = init_gaussians(hull, orbit)
+        # made once for both fits: the regenerated views keep the orbit's input frame and cameras
+        balloon = balloon_views(orbit) if config.balloon_weight > 0 else None
         lap("carve")
         albedo: list[Gaussians] = []
 
@@ -670,8 +682,8 @@ def run_object(config: ObjectConfig, *, source: OrbitSource | None = None, progr
 
             def compute() -> Gaussians:
                 if not config.illumination:
-                    return fit(config, views, init, perceptual, say)
-                lit, unlit = fit_lit(config, views, init, perceptual, say)
+                    return fit(config, views, init, perceptual, say, balloon)
+                lit, unlit = fit_lit(config, views, init, perceptual, say, balloon)
                 albedo.append(gaussians_stage(run, albedo_stage, lambda: unlit))  # checkpointed before the fit's
                 return lit
 
