@@ -21,7 +21,8 @@ def test_cases_from_defaults_and_manifest(tmp_path, shared_data):
 
 
 @pytest.mark.parametrize("text", ["{not json", '{"seed": 1}', '[{"colour": 1}]', '[{"seed": 1, "palette": "dark"}]',
-                                  '[{"mesh": "a.obj", "palette": "light"}]'])
+                                  '[{"mesh": "a.obj", "palette": "light"}]',
+                                  '[{"seed": 1, "shape": "round"}]', '[{"mesh": "a.obj", "shape": "symmetric"}]'])
 def test_bad_manifest_is_one_sentence(tmp_path, text):
     path = tmp_path / "cases.json"
     path.write_text(text)
@@ -41,6 +42,23 @@ def test_a_manifest_case_can_ask_for_the_light_palette():
     assert case_name({"seed": 2000000, "palette": "light"}) == light_name
     assert np.array_equal(plain.parts[0].vertices, light.parts[0].vertices)
     assert not np.array_equal(plain.parts[0].texture, light.parts[0].texture)
+
+
+def test_a_manifest_case_can_ask_for_a_mirror_symmetric_object():
+    """{"seed": N, "shape": "symmetric"}: the object joined with its mirror image, under its own name; with the
+    light palette too."""
+    import numpy as np
+
+    from vdm3d.eval.object import case_name, case_scene
+
+    plain, _ = case_scene({"seed": 2000000})
+    sym, name = case_scene({"seed": 2000000, "shape": "symmetric"})
+    both, both_name = case_scene({"seed": 2000000, "shape": "symmetric", "palette": "light"})
+    assert (name, both_name) == ("object-2000000-symmetric", "object-2000000-symmetric-light")
+    assert case_name({"seed": 2000000, "shape": "symmetric"}) == name
+    assert len(sym.parts) == 2 * len(plain.parts) and sym.meta["shape"] == "symmetric"
+    assert np.array_equal(sym.parts[0].vertices, both.parts[0].vertices)
+    assert not np.array_equal(sym.parts[0].texture, both.parts[0].texture)
 
 
 

@@ -106,3 +106,19 @@ def test_a_light_share_repaints_that_share_of_the_objects_and_leaves_the_others_
             assert (y @ LUMA).mean() > (x @ LUMA).mean() - 5
             sat = lambda c: (c.max(-1) - c.min(-1)).mean()  # noqa: E731
             assert sat(y) < sat(x) + 5
+
+
+def test_a_symmetric_share_mirrors_that_share_of_the_objects_and_leaves_the_others_bit_for_bit():
+    """Mirror-symmetric objects (joined with their image) are drawn per seed, independently of the light share."""
+    plain = build_object_set(ObjectSetConfig(count=12, views=1, resolution=24))
+    mixed = build_object_set(ObjectSetConfig(count=12, views=1, resolution=24, symmetric_share=0.5))
+    same = [bool(np.array_equal(a, b)) for a, b in zip(plain["rgb"], mixed["rgb"])]
+    assert 3 <= same.count(False) <= 9, same
+    assert np.array_equal(plain["c2w"], mixed["c2w"])
+    both = build_object_set(ObjectSetConfig(count=12, views=1, resolution=24, symmetric_share=0.5, light_share=0.5))
+    light = build_object_set(ObjectSetConfig(count=12, views=1, resolution=24, light_share=0.5))
+    for a, b, c, kept in zip(plain["rgb"], light["rgb"], both["rgb"], same):
+        # an object neither mirrored nor repainted is the plain one; a mirrored one differs from the repainted
+        assert np.array_equal(b, c) == kept
+        if np.array_equal(a, b):
+            assert np.array_equal(a, c) == kept

@@ -46,7 +46,7 @@ import tyro
 from vdm3d.cameras.camera import Cameras
 from vdm3d.cameras.io import cameras_from_sv3d
 from vdm3d.data.procedural import Scene, load_mesh, make_object
-from vdm3d.data.procedural.objects import light_palette
+from vdm3d.data.procedural.objects import light_palette, mirror_symmetric
 from vdm3d.errors import InputError
 from vdm3d.eval.checkpoints import FROM_CHECKPOINT, CaseCheckpoints
 from vdm3d.eval.meshes import mesh_files
@@ -158,7 +158,8 @@ class EvalObjectConfig:
     """folder of the shared meshes"""
     manifest: Path | None = None
     """JSON list of cases ({"seed": N}, {"seed": N, "palette": "light"}: the object repainted in light colours,
-    or {"mesh": path, "texture": path}) instead of the defaults"""
+    {"seed": N, "shape": "symmetric"}: the object joined with its mirror image, or {"mesh": path, "texture":
+    path}) instead of the defaults"""
     source: Literal["backbone", "oracle"] = "backbone"
     """orbit frames from the backbone, or exact renders (an upper bound for the reconstruction)"""
     preset: str = "tiny"
@@ -213,6 +214,10 @@ def load_cases(config: EvalObjectConfig) -> list[dict]:
                 raise InputError(path=config.manifest, field="palette",
                                  problem=f"is {case['palette']!r} in {case}; only a seed case can be repainted",
                                  fix='write {"seed": N, "palette": "light"} or leave the palette out')
+            if case.get("shape", "symmetric") != "symmetric" or ("shape" in case and "seed" not in case):
+                raise InputError(path=config.manifest, field="shape",
+                                 problem=f"is {case['shape']!r} in {case}; only a seed case can be made symmetric",
+                                 fix='write {"seed": N, "shape": "symmetric"} or leave the shape out')
         return cases
     cases = [{"seed": HELDOUT_SEED + i} for i in range(config.procedural)]
     for full, texture in mesh_files(config.meshes, config.mesh_root):
@@ -224,6 +229,8 @@ def case_scene(case: dict) -> tuple[Scene, str]:
     """The ground-truth Scene of a case and its name."""
     if "seed" in case:
         scene = make_object(int(case["seed"]))
+        if "shape" in case:
+            scene = mirror_symmetric(scene, int(case["seed"]))
         return (light_palette(scene, int(case["seed"])) if "palette" in case else scene), case_name(case)
     return load_mesh(case["mesh"], texture=case.get("texture"), up=case.get("up", "y")), case_name(case)
 
@@ -231,7 +238,8 @@ def case_scene(case: dict) -> tuple[Scene, str]:
 def case_name(case: dict) -> str:
     """A case's name, without building its scene."""
     if "seed" in case:
-        return f"object-{case['seed']}" + ("-light" if "palette" in case else "")
+        return (f"object-{case['seed']}" + ("-symmetric" if "shape" in case else "")
+                + ("-light" if "palette" in case else ""))
     return Path(case["mesh"]).stem
 
 

@@ -74,6 +74,10 @@ class ObjectSetConfig:
     """share of the objects repainted in light colours (white, cream, pastel, with dark patches half of the
     time: :func:`vdm3d.data.procedural.objects.light_palette`), which the procedural palette never draws and
     many users' meshes are; each object's draw depends on its seed only"""
+    symmetric_share: Annotated[float, Range(0, 1)] = 0.0
+    """share of the objects joined with their mirror image (:func:`vdm3d.data.procedural.objects.mirror_symmetric`):
+    mirror-symmetric shapes, as most modelled and scanned things are and a random union of parts never is; each
+    object's draw depends on its seed only (and not on ``light_share``'s)"""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,7 +177,7 @@ def _as_uint8(rgb) -> np.ndarray:
 def build_object_set(cfg: ObjectSetConfig, progress: Callable[[str], None] | None = None) -> dict[str, np.ndarray]:
     """Render ``cfg.count`` procedural objects on their orbits (see the module docstring)."""
     from vdm3d.data.procedural.cameras import orbit_cameras
-    from vdm3d.data.procedural.objects import light_palette, make_object
+    from vdm3d.data.procedural.objects import light_palette, make_object, mirror_symmetric
     from vdm3d.geometry.mesh_render import render_buffers
 
     r = cfg.resolution
@@ -183,6 +187,8 @@ def build_object_set(cfg: ObjectSetConfig, progress: Callable[[str], None] | Non
         seed = SEED_OFFSETS[cfg.split] + i
         rng = np.random.default_rng([seed, 7])
         scene = make_object(seed)
+        if cfg.symmetric_share > 0 and np.random.default_rng([seed, 9]).random() < cfg.symmetric_share:
+            scene = mirror_symmetric(scene, seed)
         if cfg.light_share > 0 and np.random.default_rng([seed, 8]).random() < cfg.light_share:
             scene = light_palette(scene, seed)
         elev = float(rng.uniform(0.0, 30.0))

@@ -18,6 +18,11 @@ Recipe:
 Its palette (saturation 0.3-0.9) never draws the white, cream and pastel objects that many real meshes are;
 :func:`light_palette` repaints an object's patterns in such colours (training sets mix them in with
 ``ObjectSetConfig.light_share``; evaluation cases ask for them with ``"palette": "light"``).
+
+Nor is a random union of parts ever mirror-symmetric, while most things people model or scan are (animals,
+figurines, vehicles, furniture): :func:`mirror_symmetric` joins an object with its mirror image through an
+upright plane, so that the back of such an object is the front's outline mirrored (training sets mix them in
+with ``ObjectSetConfig.symmetric_share``; evaluation cases ask for them with ``"shape": "symmetric"``).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from vdm3d.data.procedural.textures import light_colors, random_texture, repaint
 
 OBJECT_STREAM = 0x0B7EC7
 LIGHT_STREAM = 0x11647E
+MIRROR_STREAM = 0x5E1F51
 TEXTURE_SIZE = 128
 
 
@@ -80,3 +86,27 @@ def light_palette(scene: MeshScene, seed: int) -> MeshScene:
     shared = light_colors(rng) if rng.random() < 0.5 else None
     parts = [dataclasses.replace(p, texture=repaint(p.texture, *(shared or light_colors(rng)))) for p in scene.parts]
     return dataclasses.replace(scene, parts=parts, meta={**scene.meta, "palette": "light"})
+
+
+def mirror_symmetric(scene: MeshScene, seed: int) -> MeshScene:
+    """``scene`` joined with its mirror image through an upright plane (containing the z axis, the orbit's up),
+    renormalised to the unit sphere: a mirror-symmetric object. The object is first moved off the plane by
+    0-45 % of its radius along the plane's normal, so parts far from the plane come out as pairs (legs, ears,
+    handles) and parts near it merge with their image (a body, a head). A pure function of ``seed``; the
+    textures and the light are the object's, the mirrored faces wound again so that they still face outwards;
+    ``meta["mirror_plane"]`` is the plane ``[nx, ny, nz, d]``, the points with ``n . x = d`` (``d`` small: the
+    centre of the bounds, which normalising moves to the origin, need not lie on the plane)."""
+    rng = np.random.default_rng([int(seed), MIRROR_STREAM])
+    angle = float(rng.uniform(0.0, np.pi))
+    normal = np.array([np.cos(angle), np.sin(angle), 0.0])
+    shift = np.eye(4)
+    shift[:3, 3] = normal * float(rng.uniform(0.0, 0.45))
+    reflect = np.eye(4)
+    reflect[:3, :3] -= 2.0 * np.outer(normal, normal)
+    moved = [p.transformed(shift) for p in scene.parts]
+    mirrored = [dataclasses.replace(p.transformed(reflect), faces=p.faces[:, ::-1].copy()) for p in moved]
+    joined = dataclasses.replace(scene, parts=moved + mirrored, meta={**scene.meta, "shape": "symmetric"})
+    centre, radius = joined.bounding_sphere()  # the normalisation below moves the plane off the origin a little
+    plane = [*normal.tolist(), float(-normal @ centre.astype(np.float64) / radius)]
+    normalized = joined.normalized(1.0)
+    return dataclasses.replace(normalized, meta={**normalized.meta, "mirror_plane": plane})
