@@ -77,7 +77,7 @@ class ObjectSetConfig:
     symmetric_share: Annotated[float, Range(0, 1)] = 0.0
     """share of the objects joined with their mirror image (:func:`vdm3d.data.procedural.objects.mirror_symmetric`):
     mirror-symmetric shapes, as most modelled and scanned things are and a random union of parts never is; each
-    object's draw depends on its seed only (and not on ``light_share``'s)"""
+    object's draw depends on its seed only, independently of the light share's draw"""
 
 
 @dataclasses.dataclass(frozen=True)

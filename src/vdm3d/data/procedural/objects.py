@@ -93,7 +93,8 @@ def mirror_symmetric(scene: MeshScene, seed: int) -> MeshScene:
     renormalised to the unit sphere: a mirror-symmetric object. The object is first moved off the plane by
     0-45 % of its radius along the plane's normal, so parts far from the plane come out as pairs (legs, ears,
     handles) and parts near it merge with their image (a body, a head). A pure function of ``seed``; the
-    textures and the light are the object's, the mirrored faces wound again so that they still face outwards;
+    textures, instance ids and the light are the object's (an image keeps its part's), the mirrored faces wound
+    again so that they still face outwards;
     ``meta["mirror_plane"]`` is the plane ``[nx, ny, nz, d]``, the points with ``n . x = d`` (``d`` small: the
     centre of the bounds, which normalising moves to the origin, need not lie on the plane)."""
     rng = np.random.default_rng([int(seed), MIRROR_STREAM])
