@@ -130,3 +130,22 @@ def test_validate_names_frame_and_field(field):
         match = "frame 0 field c2w"
     with pytest.raises(CameraError, match=match):
         Cameras(Ks, c2w, 80, 60).validate()
+
+
+def test_mirrored_cameras_see_the_reflected_points_at_the_flipped_pixels():
+    """Cameras.mirrored(n, d): each camera reflected through the plane n . x = d (batch, off-origin plane,
+    unnormalised normal, off-centre principal points) sees a point's reflection where it saw the point, flipped."""
+    cams = random_cameras(4, seed=3)
+    n, d = torch.tensor([0.3, -1.2, 0.4], dtype=torch.float64), 0.35
+    mirror = cams.mirrored(n, d)
+    unit = n / n.norm()
+    points = torch.randn(4, 50, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 0.5
+    reflected = points - 2 * ((points @ unit) - d)[..., None] * unit
+    uv, z = cams.project(points)
+    uv_m, z_m = mirror.project(reflected)
+    torch.testing.assert_close(uv_m[..., 0], 80 - uv[..., 0], atol=1e-9, rtol=0)
+    torch.testing.assert_close(uv_m[..., 1], uv[..., 1], atol=1e-9, rtol=0)
+    torch.testing.assert_close(z_m, z, atol=1e-9, rtol=0)
+    assert bool((torch.linalg.det(mirror.c2w[:, :3, :3]) > 0).all())  # still rotations
+    mirror.validate()
+    torch.testing.assert_close(mirror.mirrored(n, d).c2w, cams.c2w, atol=1e-12, rtol=0)  # twice is the identity

@@ -130,6 +130,21 @@ class Cameras:
         T = rigid_matrix(matrix, "Cameras.transformed", torch.float64, self.c2w.device)  # a far world keeps its digits
         return Cameras(self.Ks, (T @ self.c2w.double()).to(self.c2w.dtype), self.width, self.height)
 
+    def mirrored(self, normal, d: float = 0.0) -> "Cameras":
+        """The cameras reflected through the plane ``normal . x = d``, each with its x axis turned round so that
+        its frame stays right-handed (and its principal point flipped, ``cx -> width - cx``): the camera whose
+        image of the mirror image of a scene is this camera's image of the scene flipped left to right."""
+        n = torch.as_tensor(normal, dtype=self.c2w.dtype, device=self.c2w.device)
+        n = n / torch.linalg.vector_norm(n)
+        reflect = torch.eye(3, dtype=n.dtype, device=n.device) - 2 * n[:, None] * n[None, :]
+        flip = torch.diag(torch.tensor([-1.0, 1.0, 1.0], dtype=n.dtype, device=n.device))
+        c2w = self.c2w.clone()
+        c2w[..., :3, :3] = reflect @ self.c2w[..., :3, :3] @ flip
+        c2w[..., :3, 3] = self.c2w[..., :3, 3] @ reflect.T + 2 * d * n
+        ks = self.Ks.clone()
+        ks[..., 0, 2] = self.width - self.Ks[..., 0, 2]
+        return Cameras(ks, c2w, self.width, self.height)
+
     @property
     def device(self) -> torch.device:
         return self.c2w.device

@@ -131,16 +131,9 @@ def mirror_plane(camera: Cameras) -> Float[Tensor, "3 3"]:
 
 
 def mirrored_camera(camera: Cameras) -> Cameras:
-    """``camera`` (batch shape ``()``) reflected through its :func:`mirror_plane`, with its x axis turned round so
-    that its frame stays right-handed: the camera whose image of the reflection of a shape is the input's image
-    of that shape flipped left to right."""
-    reflect = mirror_plane(camera)
-    c2w = camera.c2w.reshape(4, 4).clone()
-    c2w[:3, :3] = reflect @ c2w[:3, :3] @ torch.diag(torch.tensor([-1.0, 1.0, 1.0], dtype=reflect.dtype))
-    c2w[:3, 3] = reflect @ c2w[:3, 3]
-    ks = camera.Ks.reshape(3, 3).clone()
-    ks[0, 2] = camera.width - ks[0, 2]
-    return Cameras(ks, c2w, camera.width, camera.height)
+    """``camera`` (batch shape ``()``) reflected through its :func:`mirror_plane` (:meth:`Cameras.mirrored`): the
+    camera whose image of the reflection of a shape is the input's image of that shape flipped left to right."""
+    return camera.reshape(()).mirrored(camera.forward.reshape(3))
 
 
 def mirrored_balloon_maps(image: Float[Tensor, "H W 3"], alpha: Float[Tensor, "H W"], camera: Cameras,
