@@ -9,7 +9,7 @@ from vdm3d.diffusion.parameterizations import align_sigma
 from vdm3d.diffusion.samplers import SAMPLERS, SamplerConfig, sample, sample_with
 from vdm3d.diffusion.schedules import DdimSchedule, EdmSchedule, FlowSchedule, frozen_until, strength_sigmas
 from vdm3d.diffusion.testing import ConvDenoiser, GaussianDataDenoiser
-from vdm3d.errors import ConfigError
+from vdm3d.errors import ConfigError, InputError
 from vdm3d.protocols import Conditioning
 
 # Eight independent Gaussian "pixels" with different means and variances.
@@ -146,6 +146,36 @@ def test_fixed_generator_is_reproducible_and_inputs_are_untouched():
     assert torch.equal(x_init, keep[0]) and torch.equal(noise, keep[1])
     other = sample(bb, sched, x_init=x_init, noise=noise, eta=1.0, generator=torch.Generator().manual_seed(4))
     assert not torch.equal(runs[0], other)
+
+
+def test_step_noise_replaces_the_generator_draws_and_carries_its_correlation():
+    """``step_noise(m)`` is the noise step ``m`` adds: replaying the generator's own draws through it gives
+    the same sample bit for bit, and with the same starting and step noise in two frames of the same
+    distribution (flow-warped noise over a static scene) the ancestral sampler gives both frames the same
+    sample, where the generator's independent draws do not; a wrongly shaped draw is refused."""
+    sigmas = DdimSchedule(6, "trailing", zero_terminal_snr=True).sigmas()
+    bb = GaussianDataDenoiser(MEAN.double(), VAR.double())
+    shape = (3, 2, 8, 1, 1)
+    start = torch.randn(shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    plain = sample(bb, sigmas, noise=start, eta=1.0, generator=torch.Generator().manual_seed(5))
+    replay = torch.Generator().manual_seed(5)
+    calls = []
+
+    def replayed(m):
+        calls.append(m)
+        return torch.randn(shape, generator=replay, dtype=torch.float64)
+    assert torch.equal(sample(bb, sigmas, noise=start, eta=1.0, generator=torch.Generator().manual_seed(1),
+                              step_noise=replayed), plain)
+    assert calls == list(range(6))
+    assert (plain[:, 0] - plain[:, 1]).abs().max() > 0.1  # independent step noise: the frames differ
+    g = torch.Generator().manual_seed(2)
+    same = start[:, :1].expand(shape)
+    tied = sample(bb, sigmas, noise=same, eta=1.0, generator=g,
+                  step_noise=lambda m: torch.randn(3, 1, 8, 1, 1, generator=g, dtype=torch.float64).expand(shape))
+    assert torch.equal(tied[:, 0], tied[:, 1])
+    assert (tied - sample(bb, sigmas, noise=same, eta=0.0)).abs().max() > 0.1  # the step noise was used
+    with pytest.raises(InputError, match="step noise has shape"):
+        sample(bb, sigmas, noise=start, eta=1.0, step_noise=lambda m: torch.zeros(1, 2, 8, 1, 1))
 
 
 def test_progress_is_reported_every_step():

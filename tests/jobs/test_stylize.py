@@ -237,3 +237,34 @@ def test_a_size_other_than_the_embedded_models_native_one_is_warned_about():
     job.warn_non_native(dataclasses.replace(cfg, resolution=64), models, said.append)
     job.warn_non_native(dataclasses.replace(cfg, backbone="hub"), models, said.append)
     assert len(said) == 1  # the native size, and the hub models, are not warned about
+
+
+def test_a_stochastic_inbetween_sampler_adds_a_new_warped_field_each_step(monkeypatch):
+    """``--inbetween-eta``: with warped noise every step's noise is a new field warped along the mesh flow
+    (``arc_noise`` once for the start and once per step), reproducible and not the deterministic result;
+    with fresh noise the steps draw from the generator."""
+    case = object_case(1_000_003, 5, 32)
+    buffers = render_path(case.scene, case.cameras)
+    cfg = job.StylizeConfig(resolution=32, arc_frames=5, steps=3, **MODELS)
+    models = job.load_models(cfg)
+    start, end = torch.full((32, 32, 3), 0.3), torch.full((32, 32, 3), 0.7)
+    fields = []
+    real = job.arc_noise
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        fields.append(out)
+        return out
+    monkeypatch.setattr(job, "arc_noise", spy)
+    det = job.inbetween(cfg, models.inbetween, buffers, 0, 4, start, end)
+    assert len(fields) == 1
+    stochastic = dataclasses.replace(cfg, inbetween_eta=1.0)
+    fields.clear()
+    first = job.inbetween(stochastic, models.inbetween, buffers, 0, 4, start, end)
+    assert len(fields) == 1 + cfg.steps
+    assert all(not torch.equal(fields[i], fields[j]) for i in range(4) for j in range(i))
+    assert torch.equal(job.inbetween(stochastic, models.inbetween, buffers, 0, 4, start, end), first)
+    assert float((first - det).abs().max()) > 1e-3
+    fields.clear()
+    fresh = job.inbetween(dataclasses.replace(stochastic, noise="fresh"), models.inbetween, buffers, 0, 4, start, end)
+    assert fields == [None] and float((fresh - first).abs().max()) > 1e-3

@@ -160,7 +160,8 @@ def sample(backbone: Any, sigmas: Tensor, *, cond: Conditioning | None = None,
            shape: Sequence[int] | None = None, x_init: Tensor | None = None, noise: Tensor | None = None,
            generator: torch.Generator | None = None, guider: Guider | None = None,
            hooks: Sequence[StepHook] = (), eta: float = 0.0, sigma_data: float = 1.0,
-           progress: Progress | None = None, batch_guidance: bool | None = None) -> Tensor:
+           progress: Progress | None = None, batch_guidance: bool | None = None,
+           step_noise: Callable[[int], Tensor] | None = None) -> Tensor:
     """Run the shared loop and return the final sample (clean where the schedule ends at 0).
 
     Args:
@@ -180,6 +181,8 @@ def sample(backbone: Any, sigmas: Tensor, *, cond: Conditioning | None = None,
             conditions; ``None`` (default): on accelerators only. On CPU a batch of ``2B`` measured
             slower than two calls of ``B`` (``benchmarks/sampling.py``, table 4: oneDNN convolutions
             and matmuls lose cache locality), so two calls stay the CPU default.
+        step_noise: ``step_noise(m)`` is the unit noise ``z`` that step ``m`` adds (where ``eta > 0`` or a
+            sigma rises), e.g. a new flow-warped field each step; ``None``: drawn from ``generator``.
     """
     if not 0.0 <= eta <= 1.0:
         raise ConfigError(f"sampler eta is {eta}; use a value in [0, 1].")
@@ -229,7 +232,8 @@ def sample(backbone: Any, sigmas: Tensor, *, cond: Conditioning | None = None,
                 x0 = guider.combine(x0_cond, x0_uncond, native)
             else:
                 x0 = x0_cond
-            x_next = _update(x_in.detach(), x0.detach(), s, s_next, eta, generator)
+            x_next = _update(x_in.detach(), x0.detach(), s, s_next, eta, generator,
+                             None if step_noise is None else lambda: step_noise(m))
 
         for hook in hooks:
             state = StepState(x=x_in, x0=x0, x0_cond=x0_cond, x0_uncond=x0_uncond, x_next=x_next, **base)
@@ -242,14 +246,19 @@ def sample(backbone: Any, sigmas: Tensor, *, cond: Conditioning | None = None,
 
 
 def _update(x: Tensor, x0: Tensor, s: Tensor, s_next: Tensor, eta: float,
-            generator: torch.Generator | None) -> Tensor:
-    """The shared DDIM/Euler step from ``s`` to ``s_next`` (elementwise; see the module docstring)."""
+            generator: torch.Generator | None, draw: Callable[[], Tensor] | None = None) -> Tensor:
+    """The shared DDIM/Euler step from ``s`` to ``s_next`` (elementwise; see the module docstring);
+    ``draw()`` gives the step's unit noise instead of the generator."""
     safe = torch.where(s > 0, s, torch.ones_like(s))
     eps = torch.where(s > 0, (x - x0) / safe, torch.zeros_like(x))
     ratio = (s_next / safe).clamp(max=1.0)
     rises = s_next > s
     need_z = eta > 0 or bool(rises.any())
-    z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype) if need_z else None
+    z = None
+    if need_z:
+        z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype) if draw is None else draw()
+        if tuple(z.shape) != tuple(x.shape):
+            raise InputError(f"step noise has shape {tuple(z.shape)}, expected {tuple(x.shape)}; match the latents.")
     if eta > 0:
         std = eta * s_next * (1.0 - ratio * ratio).clamp_min(0.0).sqrt()
         det = (s_next * s_next - std * std).clamp_min(0.0).sqrt()

@@ -185,6 +185,7 @@ def stylize(out: Path = Path("runs/eval_stylize"), procedural: Annotated[int, Ra
             keyframe_blend: Annotated[float, Range(0, 1)] = 1.0, fusion_radius: Annotated[int, Range(0)] = 12,
             fusion_tau: Annotated[float, Range(0, open_min=True)] = 6.0,
             noise_alpha: Annotated[float, Range(0, 1)] = 0.5,
+            inbetween_eta: Annotated[float, Range(0, 1)] = 0.0,
             split: Literal["heldout", "val"] = "heldout", seed: Annotated[int, SEED] = 0,
             overwrite: bool = False,
             record: bool = False, record_into_package: bool = False, resume: bool = False) -> dict:
@@ -207,6 +208,7 @@ def stylize(out: Path = Path("runs/eval_stylize"), procedural: Annotated[int, Ra
         fusion_radius: the job's --fusion-radius.
         fusion_tau: the job's --fusion-tau.
         noise_alpha: the job's --noise-alpha.
+        inbetween_eta: the job's --inbetween-eta (the fresh-noise baseline's steps then add fresh noise).
         split: heldout (test seeds) or val (for choosing settings without touching the test seeds).
         seed: sampling seed.
         overwrite: replace an existing run folder.
@@ -223,7 +225,7 @@ def stylize(out: Path = Path("runs/eval_stylize"), procedural: Annotated[int, Ra
     config = StylizeConfig(resolution=resolution, arc_frames=arc_frames, steps=steps, anchor_model=anchor_model,
                            inbetween_model=inbetween_model, guidance_scale=guidance_scale, keyframe_blend=keyframe_blend,
                            fusion_radius=fusion_radius, fusion_tau=fusion_tau, noise_alpha=noise_alpha,
-                           seed=seed)
+                           inbetween_eta=inbetween_eta, seed=seed)
     cards = card_files((anchor_model, inbetween_model), record_into_package) if record else []
     cases = eval_cases(procedural, frames, resolution, meshes, mesh_root, split)  # after: a refusal costs nothing
     models = load_models(config)

@@ -144,6 +144,9 @@ class StylizeConfig:
     """inbetween starting noise: Go-with-the-Flow noise along the mesh flow, or fresh noise"""
     noise_alpha: Annotated[float, Range(0, 1)] = 0.5
     """degradation of the warped noise: (a fresh + (1 - a) warped) / sqrt(a^2 + (1 - a)^2)"""
+    inbetween_eta: Annotated[float, Range(0, 1)] = 0.0
+    """stochasticity of the inbetween sampler (DDIM eta: 0 deterministic, 1 ancestral); with warped noise
+    each step adds a new field warped along the flow and degraded like the starting noise"""
     warp_condition: bool = True
     """give the inbetween model the start keyframe warped into every frame (maps)"""
     keyframe_blend: Annotated[float, Range(0, 1)] = 1.0
@@ -630,8 +633,13 @@ def inbetween(config: StylizeConfig, model, buffers: PathBuffers, a: int, b: int
         mask = torch.stack([unobserved_mask(v, (lh, lw)) for _, v in near])[None, :, None]
         hooks.append(LatentBlend(target, mask, round(config.steps * config.keyframe_blend)))
     with torch.no_grad():
+        step_noise = None
+        if config.inbetween_eta > 0 and noise is not None:
+            def step_noise(_m: int) -> Tensor:
+                return arc_noise(config, buffers, a, b, shape, gen, frames=n)
         z = sample(model, schedule(config, model), cond=cond, shape=shape, noise=noise, generator=gen,
-                   guider=guidance(config, "inbetween"), hooks=hooks)
+                   guider=guidance(config, "inbetween"), hooks=hooks, eta=config.inbetween_eta,
+                   step_noise=step_noise)
         frames = model.decode(z)[0, :f].clamp(0, 1)
     return torch.cat([start[None], frames[1:]])  # the start keyframe is known exactly
 
